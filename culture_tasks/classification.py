@@ -1,0 +1,174 @@
+"""Loading, prompting and scoring of the CultureLLM classification tasks.
+
+The lm-eval YAMLs only point here (through ``culturellm/utils.py``); every rule about dirty rows,
+prompts, answer parsing and macro-F1 lives in this one module so that it can be tested without
+running a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import datasets
+
+from culture_tasks.data_root import data_file
+
+log = logging.getLogger("culture_tasks")
+
+LETTERS = string.ascii_uppercase
+MANIFEST_HINT = "culture_tasks/culturellm/manifest.yaml"
+
+
+class ManifestError(ValueError):
+    """The manifest does not describe the data file it points to."""
+
+
+def _clean_rows(rows: Sequence[dict], text_field: str, labels: Mapping[str, str], drop_labels: Sequence[str]):
+    """Keep rows with a text and a known label; count every other kind of row."""
+    dropped: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
+    kept = []
+    for row in rows:
+        text = row.get(text_field)
+        label = row.get("label")
+        label = "" if label is None else str(label).strip()
+        if text is None or not str(text).strip():
+            dropped["empty text"] += 1
+        elif label == "":
+            dropped["empty label"] += 1
+        elif label in drop_labels:
+            dropped[f"label {label!r} (drop_labels)"] += 1
+        elif label not in labels:
+            unknown[label] += 1
+        else:
+            kept.append((str(text), label))
+    return kept, dropped, unknown
+
+
+def load_classification(
+    data_dir: str | None = None,
+    *,
+    task_name: str,
+    file: str,
+    text_field: str,
+    labels: Mapping[str, str],
+    instruction: str,
+    drop_labels: Sequence[str] = (),
+    **_ignored,
+) -> datasets.DatasetDict:
+    """lm-eval ``custom_dataset``: the manifest's file, cleaned, as a ``test`` split.
+
+    ``data_dir`` arrives through ``--metadata``; the other arguments through the task YAML's
+    ``dataset_kwargs``. Extra metadata lm-eval passes along (version, model args) is ignored.
+    """
+    path = data_file(f"culturellm/{file}", data_dir)
+    raw = datasets.load_dataset("json", data_files=str(path), split="train")
+    if text_field not in raw.column_names:
+        raise ManifestError(
+            f"{task_name}: {path} has no field {text_field!r} (fields: {raw.column_names}). "
+            f"Fix `text_field` of this dataset in {MANIFEST_HINT} and re-run _generate_configs.py."
+        )
+    if "label" not in raw.column_names:
+        raise ManifestError(f"{task_name}: {path} has no `label` field (fields: {raw.column_names}).")
+    kept, dropped, unknown = _clean_rows(raw.to_list(), text_field, labels, drop_labels)
+    if unknown:
+        found = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(unknown.items()))
+        raise ManifestError(
+            f"{task_name}: {path} has label(s) {found} that the manifest does not list; the manifest "
+            f"lists {list(labels)}. Fix `labels` of this dataset in {MANIFEST_HINT} (or list a label "
+            f"under `drop_labels` to drop its rows) and re-run _generate_configs.py."
+        )
+    present = Counter(label for _, label in kept)
+    absent = [label for label in labels if label not in present]
+    summary = ", ".join(f"{k}={present[k]}" for k in labels)
+    if dropped:
+        log.warning(
+            "%s: kept %d of %d rows (%s); dropped %s",
+            task_name, len(kept), len(raw), summary, ", ".join(f"{v} {k}" for k, v in sorted(dropped.items())),
+        )
+    else:
+        log.info("%s: kept all %d rows (%s)", task_name, len(kept), summary)
+    if absent:
+        log.warning("%s: label(s) %s never occur in %s; macro-F1 still averages over them", task_name, absent, path)
+    options = list(labels.values())
+    index = {label: i for i, label in enumerate(labels)}
+    rows = {
+        "text": [t for t, _ in kept],
+        "raw_label": [label for _, label in kept],
+        "label": [index[label] for _, label in kept],
+        "options": [options] * len(kept),
+        "choices": [list(LETTERS[: len(options)])] * len(kept),
+        "instruction": [instruction] * len(kept),
+    }
+    return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
+
+
+def _options_block(doc: Mapping) -> str:
+    return "\n".join(f"{letter}. {option}" for letter, option in zip(doc["choices"], doc["options"]))
+
+
+def doc_to_text_mc(doc: Mapping) -> str:
+    """Options are lettered so that every choice the model scores is one short letter."""
+    return f"{doc['instruction']}\n\nText: {doc['text']}\n\nOptions:\n{_options_block(doc)}\nAnswer:"
+
+
+def doc_to_text_gen(doc: Mapping) -> str:
+    """The paper's protocol: the model writes the label words themselves."""
+    choices = ", ".join(f'"{option}"' for option in doc["options"])
+    return f"{doc['instruction']}\n\nText: {doc['text']}\n\nAnswer with one of: {choices}.\nAnswer:"
+
+
+def doc_to_target_gen(doc: Mapping) -> str:
+    return doc["options"][doc["label"]]
+
+
+def parse_label(generation: str, options: Sequence[str]) -> int:
+    """Index of the option the text names first (the longest one at that position), or -1.
+
+    "not offensive" and "offensive" both match inside "not offensive"; the earlier, longer
+    match wins, so the answer is read as the model wrote it.
+    """
+    text = generation.lower()
+    best: tuple[int, int, int] | None = None
+    for i, option in enumerate(options):
+        match = re.search(r"(?<!\w)" + re.escape(option.lower()) + r"(?!\w)", text)
+        if match:
+            key = (match.start(), -len(option), i)
+            if best is None or key < best:
+                best = key
+    return -1 if best is None else best[2]
+
+
+def process_results_mc(doc: Mapping, results: Sequence) -> dict:
+    loglikelihoods = [float(r[0]) for r in results]
+    pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
+    gold = int(doc["label"])
+    return {"f1_macro": (gold, pred, len(doc["options"])), "acc": float(pred == gold)}
+
+
+def process_results_gen(doc: Mapping, results: Sequence[str]) -> dict:
+    pred = parse_label(results[0], doc["options"])
+    gold = int(doc["label"])
+    return {
+        "f1_macro": (gold, pred, len(doc["options"])),
+        "acc": float(pred == gold),
+        "parse_fail_rate": float(pred == -1),
+    }
+
+
+def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
+    """Macro-F1 over the task's full label set, as sklearn's ``f1_score(average='macro', labels=...)``.
+
+    A class that is never predicted (or never gold) contributes F1 = 0, as in the paper's
+    evaluation; an unparseable answer (-1) is wrong for its gold class.
+    """
+    from sklearn.metrics import f1_score
+
+    golds = [int(g) for g, _, _ in items]
+    preds = [int(p) for _, p, _ in items]
+    n_labels = max(int(n) for _, _, n in items)
+    return float(f1_score(golds, preds, labels=list(range(n_labels)), average="macro", zero_division=0))
