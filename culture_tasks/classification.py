@@ -27,8 +27,15 @@ class ManifestError(ValueError):
     """The manifest does not describe the data file it points to."""
 
 
-def _clean_rows(rows: Sequence[dict], text_field: str, labels: Mapping[str, str], drop_labels: Sequence[str]):
-    """Keep rows with a text and a known label; count every other kind of row."""
+def _clean_rows(
+    rows: Sequence[dict], text_field: str, labels: Mapping[str, str], drop_labels: Sequence[str], max_chars: int
+):
+    """Keep rows with a text and a known label; count every other kind of row.
+
+    Texts longer than ``max_chars`` (e-mails of up to 32,767 characters in the Turkish spam set)
+    are cut to their first ``max_chars`` characters and counted, so one row cannot dominate
+    the cost of a run or overflow a small model's context.
+    """
     dropped: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
     kept = []
@@ -36,7 +43,9 @@ def _clean_rows(rows: Sequence[dict], text_field: str, labels: Mapping[str, str]
         text = row.get(text_field)
         label = row.get("label")
         label = "" if label is None else str(label).strip()
-        if text is None or not str(text).strip():
+        if text is not None and not isinstance(text, str):
+            dropped[f"non-text {text_field}"] += 1
+        elif text is None or not text.strip():
             dropped["empty text"] += 1
         elif label == "":
             dropped["empty label"] += 1
@@ -45,7 +54,10 @@ def _clean_rows(rows: Sequence[dict], text_field: str, labels: Mapping[str, str]
         elif label not in labels:
             unknown[label] += 1
         else:
-            kept.append((str(text), label))
+            if max_chars and len(text) > max_chars:
+                dropped["truncated (kept)"] += 1
+                text = text[:max_chars]
+            kept.append((text, label))
     return kept, dropped, unknown
 
 
@@ -58,6 +70,7 @@ def load_classification(
     labels: Mapping[str, str],
     instruction: str,
     drop_labels: Sequence[str] = (),
+    max_text_chars: int = 0,
     **_ignored,
 ) -> datasets.DatasetDict:
     """lm-eval ``custom_dataset``: the manifest's file, cleaned, as a ``test`` split.
@@ -74,7 +87,7 @@ def load_classification(
         )
     if "label" not in raw.column_names:
         raise ManifestError(f"{task_name}: {path} has no `label` field (fields: {raw.column_names}).")
-    kept, dropped, unknown = _clean_rows(raw.to_list(), text_field, labels, drop_labels)
+    kept, dropped, unknown = _clean_rows(raw.to_list(), text_field, labels, drop_labels, max_text_chars)
     if unknown:
         found = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(unknown.items()))
         raise ManifestError(
@@ -87,7 +100,7 @@ def load_classification(
     summary = ", ".join(f"{k}={present[k]}" for k in labels)
     if dropped:
         log.warning(
-            "%s: kept %d of %d rows (%s); dropped %s",
+            "%s: kept %d of %d rows (%s); %s",
             task_name, len(kept), len(raw), summary, ", ".join(f"{v} {k}" for k, v in sorted(dropped.items())),
         )
     else:

@@ -35,6 +35,7 @@ class DatasetEntry:
     instruction: str
     drop_labels: list[str] = field(default_factory=list)
     note: str = ""
+    max_text_chars: int = 0
 
     def task(self, variant: str) -> str:
         prefix = "culturellm" if variant == "mc" else "culturellm_gen"
@@ -64,6 +65,7 @@ def load_manifest(path: Path = MANIFEST) -> list[DatasetEntry]:
             raise SystemExit(f"{path}: dataset #{i + 1} ({item.get('name', '?')}) lacks field(s) {missing}")
         item["labels"] = {str(k): str(v) for k, v in item["labels"].items()}
         item["drop_labels"] = [str(x) for x in item.get("drop_labels", [])]
+        item.setdefault("max_text_chars", int(raw.get("max_text_chars", 0)))
         entries.append(DatasetEntry(**item))
     names = Counter(e.task("mc") for e in entries)
     duplicated = [n for n, c in names.items() if c > 1]
@@ -105,6 +107,7 @@ def render(entries: list[DatasetEntry]) -> dict[str, str]:
                         "labels": e.labels,
                         "instruction": e.instruction,
                         "drop_labels": e.drop_labels,
+                        "max_text_chars": e.max_text_chars,
                     },
                 }
             )
@@ -147,6 +150,7 @@ def table(entries: list[DatasetEntry], data_dir: str) -> str:
         ds = load_classification(
             data_dir, task_name=e.task("mc"), file=e.file, text_field=e.text_field,
             labels=e.labels, instruction=e.instruction, drop_labels=e.drop_labels,
+            max_text_chars=e.max_text_chars,
         )["test"]
         counts = Counter(ds["raw_label"])
         labels = ", ".join(f"`{k}` {v}" for k, v in e.labels.items())

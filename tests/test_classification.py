@@ -1,0 +1,145 @@
+"""Loading, cleaning, prompting and scoring of the CultureLLM classification tasks."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from culture_tasks.classification import (
+    ManifestError,
+    doc_to_text_mc,
+    f1_macro,
+    load_classification,
+    parse_label,
+    process_results_gen,
+    process_results_mc,
+)
+from culture_tasks.data_root import DataRootError
+
+LABELS = {"NOT": "not offensive", "OFF": "offensive"}
+
+
+def _write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _load(root, **overrides):
+    kwargs = dict(task_name="t", file="X/data.jsonl", text_field="tweet", labels=LABELS, instruction="Offensive?")
+    kwargs.update(overrides)
+    return load_classification(None if root is None else str(root), **kwargs)
+
+
+def test_macro_f1_hand_computed_with_a_class_never_predicted():
+    # class 0: P=1/2 R=1/2 F=1/2; class 1: P=2/3 R=1 F=4/5; class 2: never predicted, F=0
+    items = [(0, 0, 3), (0, 1, 3), (1, 1, 3), (1, 1, 3), (2, 0, 3)]
+    assert f1_macro(items) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_macro_f1_averages_over_labels_absent_from_gold():
+    # single-class gold (like SOLID easy): perfect predictions still score 1/2 over {NOT, OFF}
+    assert f1_macro([(0, 0, 2)] * 4) == pytest.approx(0.5)
+
+
+def test_unparseable_answer_is_wrong_for_its_gold_class():
+    # gold 0 answered -1: class 0 has tp=1, fn=1 -> F=2/3; class 1 tp=1 -> F=1
+    assert f1_macro([(0, 0, 2), (0, -1, 2), (1, 1, 2)]) == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
+    rows = [
+        {"tweet": "a", "label": "NOT"},
+        {"tweet": "b", "label": "OFF"},
+        {"tweet": "c", "label": ""},
+        {"tweet": "d", "label": ""},
+        {"tweet": "  ", "label": "NOT"},
+        {"tweet": "e", "label": "SPAM"},
+        {"tweet": 1.0, "label": "NOT"},
+        {"tweet": "x" * 30, "label": "OFF"},
+    ]
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", rows)
+    with caplog.at_level(logging.INFO, logger="culture_tasks"):
+        ds = _load(tmp_path, drop_labels=["SPAM"], max_text_chars=10)["test"]
+    assert ds["text"] == ["a", "b", "x" * 10]
+    assert ds["label"] == [0, 1, 1]
+    assert ds["choices"][0] == ["A", "B"]
+    message = caplog.text
+    assert "kept 3 of 8 rows" in message
+    assert "2 empty label" in message and "1 empty text" in message and "1 label 'SPAM'" in message
+    assert "1 non-text tweet" in message and "1 truncated (kept)" in message
+
+
+def test_unknown_label_is_a_clear_error(tmp_path):
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "a", "label": "ind"}, {"tweet": "b", "label": "NOT"}])
+    with pytest.raises(ManifestError, match=r"label\(s\) 'ind' \(1 rows\).*manifest.yaml"):
+        _load(tmp_path)
+
+
+def test_label_absent_from_file_is_only_a_warning(tmp_path, caplog):
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "a", "label": "NOT"}])
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert len(_load(tmp_path)["test"]) == 1
+    assert "['OFF'] never occur" in caplog.text
+
+
+def test_wrong_text_field_names_the_field(tmp_path):
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"data": "a", "label": "NOT"}])
+    with pytest.raises(ManifestError, match="no field 'tweet'"):
+        _load(tmp_path)
+
+
+def test_missing_data_root_names_both_ways_and_the_source(monkeypatch):
+    monkeypatch.delenv("CULTURE_DATA_DIR", raising=False)
+    with pytest.raises(DataRootError) as err:
+        _load(None)
+    text = str(err.value)
+    assert "--metadata" in text and "CULTURE_DATA_DIR" in text and "CultureLLM" in text
+
+
+def test_missing_file_names_the_path_and_the_source(tmp_path):
+    (tmp_path / "culturellm").mkdir()
+    with pytest.raises(DataRootError) as err:
+        _load(tmp_path, file="Korean/missing.jsonl")
+    text = str(err.value)
+    assert str(tmp_path / "culturellm/Korean/missing.jsonl") in text
+    assert "github.com/Scarelette/CultureLLM" in text and "CULTURE_DATA_DIR" in text
+
+
+def test_data_root_from_environment(tmp_path, monkeypatch):
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "a", "label": "OFF"}])
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(tmp_path))
+    assert _load(None)["test"]["label"] == [1]
+
+
+def test_prompt_and_scoring():
+    doc = {"instruction": "Offensive?", "text": "hi", "options": ["not offensive", "offensive"],
+           "choices": ["A", "B"], "label": 1}
+    assert doc_to_text_mc(doc) == "Offensive?\n\nText: hi\n\nOptions:\nA. not offensive\nB. offensive\nAnswer:"
+    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {"f1_macro": (1, 1, 2), "acc": 1.0}
+    assert process_results_gen(doc, ["Not offensive."]) == {"f1_macro": (1, 0, 2), "acc": 0.0, "parse_fail_rate": 0.0}
+    assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("offensive", 1),
+        ("It is not offensive", 0),
+        ("NOT OFFENSIVE, rather offensive", 0),
+        ("inoffensive", -1),
+        ("", -1),
+    ],
+)
+def test_parse_label_first_and_longest_match(text, expected):
+    assert parse_label(text, ["not offensive", "offensive"]) == expected
+
+
+def test_real_file_counts(data_root):
+    # the Korean-Hate-Speech-Detection file has 218 empty labels: 607 NOT_HS + 175 HS remain
+    ds = load_classification(
+        str(data_root), task_name="k", file="Korean/Korean-Hate-Speech-Detection/data-2.jsonl",
+        text_field="data", labels={"NOT_HS": "not hate speech", "HS": "hate speech"}, instruction="?",
+    )["test"]
+    assert len(ds) == 782 and sum(ds["label"]) == 175

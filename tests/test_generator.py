@@ -1,0 +1,63 @@
+"""The task YAMLs are a pure function of the manifest."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parents[1] / "culture_tasks" / "culturellm"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("_generate_configs", HERE / "_generate_configs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_yamls_match_the_manifest():
+    gen = _generator()
+    assert gen.main(["--check"]) == 0
+
+
+def test_rendering_is_deterministic_and_complete():
+    gen = _generator()
+    entries = gen.load_manifest()
+    first, second = gen.render(entries), gen.render(gen.load_manifest())
+    assert first == second
+    assert len(entries) == 58
+    assert {e.culture for e in entries} == {
+        "arabic", "bengali", "chinese", "english", "german", "korean", "portuguese", "spanish", "turkish"
+    }
+    top = yaml.safe_load(first["_culturellm.yaml"])
+    assert top["task"] == [f"culturellm_{c}" for c in sorted({e.culture for e in entries})]
+    assert all(m["weight_by_size"] is False for m in top["aggregate_metric_list"])
+
+
+def test_yaml_boolean_words_stay_labels():
+    gen = _generator()
+    entry = next(e for e in gen.load_manifest() if e.task("mc") == "culturellm_arabic_offenseval2020")
+    assert list(entry.labels) == ["NOT", "OFF"]
+    rendered = gen.render([entry])["culturellm_arabic_offenseval2020.yaml"]
+    assert list(yaml.safe_load(rendered)["dataset_kwargs"]["labels"]) == ["NOT", "OFF"]
+
+
+def test_a_new_dataset_needs_only_a_manifest_entry(tmp_path):
+    gen = _generator()
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        "datasets:\n"
+        "  - {culture: dutch, name: toxic, file: Dutch/x.jsonl, text_field: text,\n"
+        "     labels: {NO: fine, YES: toxic}, instruction: 'Toxic?'}\n",
+        encoding="utf-8",
+    )
+    files = gen.render(gen.load_manifest(manifest))
+    assert set(files) == {
+        "culturellm_dutch_toxic.yaml", "_culturellm_dutch.yaml", "_culturellm.yaml",
+        "culturellm_gen_dutch_toxic.yaml", "_culturellm_gen_dutch.yaml", "_culturellm_gen.yaml",
+    }
+    assert yaml.safe_load(files["culturellm_dutch_toxic.yaml"])["dataset_kwargs"]["labels"] == {"NO": "fine", "YES": "toxic"}
