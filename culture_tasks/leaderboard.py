@@ -23,6 +23,9 @@ import jinja2
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
 
 
+SURVEY_HEADLINE = {"wvs": ("wvs_jsd", "wvs_w1", "wvs_majority"), "vsm13": ("vsm13_l1", "vsm13_mae")}
+
+
 class NotAResultFile(ValueError):
     """A file that is not an lm-eval results JSON."""
 
@@ -156,24 +159,26 @@ def suite_table(runs: list[Run], suite: str) -> Table | None:
 
 
 def survey_tables(runs: list[Run]) -> list[Table]:
-    """Every non-CultureLLM task, one table per instrument (the task name's first word)."""
-    families: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
+    """Non-CultureLLM tasks: one table per instrument (the task name's first word) and metric,
+    one column per task; per-topic breakdowns stay in the result files."""
+    columns: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for run in runs:
         for task, metrics in run.metrics.items():
             if task.startswith("culturellm"):
                 continue
+            family = task.split("_", 1)[0]
             for metric in metrics:
-                hib = run.higher_is_better.get(task, {}).get(metric, True)
-                families[task.split("_", 1)[0]][(task, metric)] = bool(hib)
+                if metric in SURVEY_HEADLINE.get(family, (metric,)):
+                    columns[(family, metric)][task] = bool(run.higher_is_better.get(task, {}).get(metric, True))
     tables = []
-    for family, cols in sorted(families.items()):
-        keys = sorted(cols)
-        columns = [Column(f"{t}/{m}", f"{t} {m}" + ("" if cols[(t, m)] else " ↓"), cols[(t, m)]) for t, m in keys]
-        rows = [(run.name, [run.metrics.get(t, {}).get(m) for t, m in keys]) for run in runs]
+    for (family, metric), tasks in sorted(columns.items()):
+        names = sorted(tasks)
+        hib = tasks[names[0]]
+        cols = [Column(t, t, hib) for t in names]
+        rows = [(run.name, [run.metrics.get(t, {}).get(metric) for t in names]) for run in runs]
         rows = [r for r in rows if any(v is not None for v in r[1])]
-        first = columns[0]
-        rows.sort(key=lambda r: (r[1][0] is None, -(r[1][0] or 0) if first.higher_is_better else (r[1][0] or 0)))
-        tables.append(Table(f"{family} (↓ = lower is better)", columns, rows))
+        rows.sort(key=lambda r: (r[1][0] is None, -(r[1][0] or 0) if hib else (r[1][0] or 0)))
+        tables.append(Table(f"{family}: {metric}" + (" (higher is better)" if hib else " (↓ lower is better)"), cols, rows))
     return tables
 
 

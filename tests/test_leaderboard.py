@@ -54,8 +54,9 @@ def test_survey_metrics_get_their_own_table_with_direction(tmp_path, capsys):
             hib={"vsm13_usa": {"vsm13_l1": False, "pdi": True}})
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "### vsm13" in out and "vsm13_usa vsm13_l1 ↓" in out
-    assert "| b | 10.0000 | **20.0000** |" in out  # lower L1 is best
+    assert "### vsm13: vsm13_l1 (↓ lower is better)" in out
+    assert "| b | **20.0000** |" in out.split("### vsm13: vsm13_l1")[1]  # lower L1 is best, sorted first
+    assert "pdi" not in out  # indices are not a leaderboard score
 
 
 def test_not_a_result_file(tmp_path, capsys):

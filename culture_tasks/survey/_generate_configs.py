@@ -1,0 +1,68 @@
+"""Write the wvs_* and vsm13_* task and group YAMLs from countries.yaml.
+
+    python culture_tasks/survey/_generate_configs.py           # (re)write
+    python culture_tasks/survey/_generate_configs.py --check   # exit 1 if any YAML is stale
+
+Per country: <instrument>_<slug> (the model's own answers), <instrument>_<slug>_persona (asked
+to answer as a person from the country) and <instrument>_<slug>_reversed (options in reverse
+order, for the spread of a result). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from culture_tasks import generated
+
+HERE = Path(__file__).resolve().parent
+TASKS = HERE.parent
+MANIFEST = HERE / "countries.yaml"
+VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
+GROUP_METRICS = {"wvs": ["wvs_jsd", "wvs_w1", "wvs_majority"], "vsm13": ["vsm13_l1", "vsm13_mae"]}
+
+
+def _dump(data: dict) -> str:
+    return generated.dump(data, "survey/_generate_configs.py", "survey/countries.yaml")
+
+
+def render(countries: list[dict]) -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for instrument, key in (("wvs", "wvs_csv"), ("vsm13", "hofstede")):
+        folder = TASKS / instrument
+        for suffix, variant in VARIANTS.items():
+            names = []
+            for c in countries:
+                if not c.get(key):
+                    continue
+                name = f"{instrument}_{c['slug']}{suffix}"
+                kwargs = (
+                    {"wvs_country": c["name"], "wvs_csv": c["wvs_csv"]}
+                    if instrument == "wvs"
+                    else {"vsm13_country": c["hofstede"]}
+                )
+                kwargs["persona"] = c["name"] if variant.get("persona") else ""
+                kwargs["reversed_options"] = bool(variant.get("reversed_options"))
+                files[folder / f"{name}.yaml"] = _dump(
+                    {"include": f"_{instrument}_template_yaml", "task": name, "dataset_kwargs": kwargs}
+                )
+                names.append(name)
+            group = f"{instrument}{suffix}"
+            files[folder / f"_{group}.yaml"] = _dump(generated.group(group, names, GROUP_METRICS[instrument]))
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report stale files, write nothing")
+    args = parser.parse_args(argv)
+    countries = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["countries"]
+    owned = [*(TASKS / "wvs").glob("*wvs*.yaml"), *(TASKS / "vsm13").glob("*vsm13*.yaml")]
+    return generated.write(render(countries), owned, args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Model answers as option distributions, and their distance to a population's answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import wasserstein_distance
+
+
+def option_distribution(loglikelihoods: Sequence[float]) -> np.ndarray:
+    """Normalised probabilities of the options from the log-likelihoods of their labels."""
+    ll = np.asarray(loglikelihoods, dtype=np.float64)
+    p = np.exp(ll - ll.max())
+    return p / p.sum()
+
+
+def item_score(probs: Sequence[float], values: Sequence[float], mode: str = "expected") -> float:
+    """The item's answer: the expected option value (default) or the most likely option's value."""
+    if mode == "expected":
+        return float(np.dot(probs, values))
+    if mode == "argmax":
+        return float(values[int(np.argmax(probs))])
+    raise ValueError(f"answer mode must be 'expected' or 'argmax', got {mode!r}")
+
+
+def jsd_similarity(p: Sequence[float], q: Sequence[float]) -> float:
+    """1 - Jensen-Shannon distance with base-2 logarithms: 1 for identical, 0 for disjoint."""
+    return float(1.0 - jensenshannon(np.asarray(p, float), np.asarray(q, float), base=2))
+
+
+def w1_similarity(p: Sequence[float], q: Sequence[float]) -> float:
+    """1 - W1(p, q) / (N - 1) over the ordinal positions 0..N-1 (OpinionQA representativeness)."""
+    positions = np.arange(len(p), dtype=float)
+    if len(p) < 2:
+        return 1.0
+    return float(1.0 - wasserstein_distance(positions, positions, p, q) / (len(p) - 1))
+
+
+def majority_agreement(p: Sequence[float], q: Sequence[float]) -> float:
+    return float(int(np.argmax(p)) == int(np.argmax(q)))

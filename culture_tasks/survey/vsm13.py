@@ -1,0 +1,164 @@
+"""Hofstede's Values Survey Module 2013: items, the six index formulas, targets and loss.
+
+The aligner optimises ``vsm13_loss(vsm13_indices(...), target)`` and the lm-eval task reports
+the same numbers: this module is the only place they are computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from culture_tasks.data_root import data_file
+
+DIMENSIONS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
+CONSTANT_NAMES = {"pdi": "C_pd", "idv": "C_ic", "mas": "C_mf", "uai": "C_ua", "lto": "C_ls", "ivr": "C_ir"}
+# (weight, item a, item b) terms of each index: weight * (m_a - m_b); VSM 2013 manual.
+FORMULAS: dict[str, tuple[tuple[float, int, int], ...]] = {
+    "pdi": ((35, 7, 2), (25, 20, 23)),
+    "idv": ((35, 4, 1), (35, 9, 6)),
+    "mas": ((35, 5, 3), (35, 8, 10)),
+    "uai": ((40, 18, 15), (25, 21, 24)),
+    "lto": ((40, 13, 14), (25, 19, 22)),
+    "ivr": ((35, 12, 11), (40, 17, 16)),
+}
+ITEMS_FILE = "vsm13/items.jsonl"
+HOFSTEDE_FILE = "hofstede/6-dimensions-for-website-2015-08-16.csv"
+HOFSTEDE_COLUMNS = {"pdi": "pdi", "idv": "idv", "mas": "mas", "uai": "uai", "lto": "ltowvs", "ivr": "ivr"}
+
+# Hofstede's own country codes differ from ISO 3166 alpha-3 for these countries; regions
+# (Arab countries, Africa East, ...) have no ISO code. A file code always wins over an ISO code.
+HOFSTEDE_TO_ISO3 = {
+    "ALG": "DZA", "AUL": "AUS", "BAN": "BGD", "BOS": "BIH", "BUL": "BGR", "BUF": "BFA", "CHI": "CHN",
+    "COS": "CRI", "CRO": "HRV", "DEN": "DNK", "ECA": "ECU", "SAL": "SLV", "GRE": "GRC", "GUA": "GTM",
+    "HOK": "HKG", "ICE": "ISL", "IDO": "IDN", "IRA": "IRN", "IRE": "IRL", "KYR": "KGZ", "LAT": "LVA",
+    "LIT": "LTU", "MAC": "MKD", "MAL": "MYS", "MOL": "MDA", "MNG": "MNE", "MOR": "MAR", "NET": "NLD",
+    "NIG": "NGA", "PHI": "PHL", "POR": "PRT", "PUE": "PRI", "ROM": "ROU", "SER": "SRB", "SIN": "SGP",
+    "SLK": "SVK", "SLV": "SVN", "SAF": "ZAF", "SPA": "ESP", "SWI": "CHE", "TAI": "TWN", "TAN": "TZA",
+    "TRI": "TTO", "URU": "URY", "VIE": "VNM", "ZAM": "ZMB", "ZIM": "ZWE", "GER": "DEU",
+}
+
+
+class UnknownCountryError(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Item:
+    number: int
+    stem: str
+    text: str
+    options: tuple[str, ...]  # option labels for the scores 1..5, in score order
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in range(1, len(self.options) + 1))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A country's published scores; dimensions the source lacks are absent."""
+
+    name: str
+    code: str
+    scores: dict[str, float]
+
+
+def load_items(data_dir: str | None = None) -> list[Item]:
+    path = data_file(ITEMS_FILE, data_dir)
+    items = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = [k for k in ("item", "text", "options") if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs item, stem, text, options")
+        options = tuple(row["options"][str(k)] for k in sorted(int(k) for k in row["options"]))
+        items.append(Item(int(row["item"]), row.get("stem", "").strip(), row["text"].strip(), options))
+    numbers = sorted(i.number for i in items)
+    if numbers != list(range(1, 25)):
+        raise ValueError(f"{path}: expected the 24 content items 1..24, found {numbers}")
+    return sorted(items, key=lambda i: i.number)
+
+
+def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The six VSM 2013 indices from the mean score of each item (constants default to 0).
+
+    ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``).
+    """
+    constants = dict(constants or {})
+    missing = sorted({i for terms in FORMULAS.values() for _, a, b in terms for i in (a, b)} - set(item_means))
+    if missing:
+        raise ValueError(f"vsm13_indices needs the means of items {missing}")
+    out = {}
+    for dim, terms in FORMULAS.items():
+        c = float(constants.get(dim, constants.get(CONSTANT_NAMES[dim], 0.0)))
+        out[dim] = sum(w * (float(item_means[a]) - float(item_means[b])) for w, a, b in terms) + c
+    return out
+
+
+def vsm13_loss(indices: Mapping[str, float], target: Mapping[str, float]) -> dict[str, float]:
+    """L1 distance over the dimensions the target has, and the mean per-dimension error."""
+    dims = [d for d in DIMENSIONS if d in target and target[d] is not None and not math.isnan(float(target[d]))]
+    if not dims:
+        raise ValueError("the target has none of the six dimensions")
+    errors = [abs(float(indices[d]) - float(target[d])) for d in dims]
+    return {"l1": sum(errors), "mae": sum(errors) / len(errors), "dimensions": len(dims)}
+
+
+def load_hofstede(data_dir: str | None = None) -> list[Target]:
+    path = data_file(HOFSTEDE_FILE, data_dir)
+    targets = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter=";"):
+            scores = {}
+            for dim, col in HOFSTEDE_COLUMNS.items():
+                value = (row.get(col) or "").strip()
+                if value and value != "#NULL!":
+                    scores[dim] = float(value)
+            targets.append(Target(row["country"].strip(), row["ctr"].strip(), scores))
+    return targets
+
+
+def find_target(country: str, data_dir: str | None = None) -> Target:
+    """A country by Hofstede's code, ISO alpha-3 code or name (case-insensitive)."""
+    targets = load_hofstede(data_dir)
+    key = country.strip().casefold()
+    for match in (
+        lambda t: t.code.casefold() == key,
+        lambda t: HOFSTEDE_TO_ISO3.get(t.code, t.code).casefold() == key,
+        lambda t: t.name.casefold() == key,
+    ):
+        found = [t for t in targets if match(t)]
+        if found:
+            return found[0]
+    known = ", ".join(f"{t.code} ({t.name})" for t in targets)
+    raise UnknownCountryError(
+        f"unknown country {country!r} in {HOFSTEDE_FILE}; use a code, ISO alpha-3 code or name "
+        f"from: {known}; or pass six explicit scores (pdi, idv, mas, uai, lto, ivr)"
+    )
+
+
+def resolve_target(country: str | None = None, scores: Sequence[float] | Mapping[str, float] | None = None,
+                   data_dir: str | None = None) -> Target:
+    """Explicit scores win over the file: six numbers, or a mapping of some dimensions."""
+    if scores is not None and len(scores) > 0:
+        if isinstance(scores, Mapping):
+            unknown = set(scores) - set(DIMENSIONS)
+            if unknown:
+                raise ValueError(f"unknown dimension(s) {sorted(unknown)}; use {DIMENSIONS}")
+            values = {d: float(v) for d, v in scores.items() if v is not None}
+        else:
+            if len(scores) != 6:
+                raise ValueError(f"explicit scores need six numbers in the order {DIMENSIONS}, got {len(scores)}")
+            values = {d: float(v) for d, v in zip(DIMENSIONS, scores)}
+        return Target(country or "custom", country or "custom", values)
+    if not country:
+        raise ValueError("name a country or give explicit scores")
+    return find_target(country, data_dir)

@@ -1,0 +1,143 @@
+"""World Values Survey (wave 7): the question bank, its option scales, and country answers.
+
+Upstream's files are dirty in known ways, each handled here on purpose and counted:
+option strings with a wrong code (Q31 "4. Disagree" where 3 is meant), 1-10 scales with only
+the endpoints labelled (Q158-Q162), scales listed in reverse (Q122-Q129, 2..0); respondent
+CSVs with negative missing-answer codes and three trailing average rows (Avg, Avg_First,
+Avg_Last) that are not respondents.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from culture_tasks.data_root import data_file
+
+log = logging.getLogger("culture_tasks")
+
+QUESTIONS_FILE = "culturellm/WVQ.jsonl"
+AVERAGE_ROWS = {"Avg", "Avg_First", "Avg_Last"}
+_OPTION = re.compile(r"(-?\d+)\.\s*(.*?)\s*(?=(?:-?\d+\.\s)|$)")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Answer codes in ascending (ordinal) order with the label shown for each."""
+
+    codes: tuple[int, ...]
+    labels: tuple[str, ...]
+    fixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Question:
+    q_id: str
+    topic: str
+    text: str
+    scale: Scale
+
+
+@dataclass
+class CountryAnswers:
+    """Per-question answer distributions of one country's respondents (codes as in the scale)."""
+
+    country: str
+    path: Path
+    respondents: int
+    distributions: dict[str, np.ndarray]
+    counts: dict[str, Counter] = field(default_factory=dict)  # per question: excluded answers by reason
+    skipped_rows: int = 0
+
+
+def parse_scale(option: str) -> Scale:
+    pairs = [(int(c), label.strip().rstrip(".")) for c, label in _OPTION.findall(option.strip())]
+    if len(pairs) < 2:
+        raise ValueError(f"cannot read an answer scale from {option!r}")
+    fixes = []
+    codes = [c for c, _ in pairs]
+    if len(set(codes)) != len(codes):
+        # Q31: "1. ... 2. ... 4. Disagree 4. ..." - the codes must be distinct; number by position
+        start = min(codes)
+        fixed = list(range(start, start + len(codes)))
+        fixes.append(f"duplicate codes {codes} renumbered {fixed}")
+        pairs = [(c, label) for c, (_, label) in zip(fixed, pairs)]
+    if [c for c, _ in pairs] == sorted((c for c, _ in pairs), reverse=True):
+        fixes.append("listed in descending order; sorted ascending")
+    pairs.sort()
+    codes = [c for c, _ in pairs]
+    if codes != list(range(codes[0], codes[-1] + 1)):
+        # Q158-Q162: "1. Completely disagree 10. Completely agree" - only the endpoints are named
+        labels = dict(pairs)
+        fixes.append(f"only codes {codes} labelled; filled {codes[0]}..{codes[-1]}")
+        pairs = [(c, f"{c} ({labels[c]})" if c in labels else str(c)) for c in range(codes[0], codes[-1] + 1)]
+    return Scale(tuple(c for c, _ in pairs), tuple(label for _, label in pairs), tuple(fixes))
+
+
+def load_questions(data_dir: str | None = None, path: Path | None = None) -> list[Question]:
+    path = path or data_file(QUESTIONS_FILE, data_dir)
+    questions = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = [k for k in ("q_id", "q_content", "option") if not row.get(k)]
+        if missing:
+            raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")
+        scale = parse_scale(row["option"])
+        if scale.fixes:
+            log.info("WVS Q%s option scale: %s", row["q_id"], "; ".join(scale.fixes))
+        questions.append(Question(str(row["q_id"]), str(row.get("topic", "")).strip(), row["q_content"].strip(), scale))
+    return questions
+
+
+def load_country(csv_path: Path, questions: list[Question], country: str | None = None) -> CountryAnswers:
+    """Answer distributions over each question's codes; missing codes and average rows excluded."""
+    tallies = {q.q_id: Counter() for q in questions}
+    excluded = {q.q_id: Counter() for q in questions}
+    respondents = skipped = 0
+    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        absent = [f"Q{q.q_id}" for q in questions if f"Q{q.q_id}" not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{csv_path}: missing column(s) {absent}; expected one column per question (Q27 ... Q233)")
+        first = reader.fieldnames[0]
+        for row in reader:
+            if (row.get(first) or "").strip() in AVERAGE_ROWS:
+                skipped += 1
+                continue
+            respondents += 1
+            for q in questions:
+                raw = (row.get(f"Q{q.q_id}") or "").strip()
+                try:
+                    code = int(float(raw))
+                except ValueError:
+                    excluded[q.q_id]["unreadable"] += 1
+                    continue
+                if code < 0:
+                    excluded[q.q_id][f"missing code {code}"] += 1
+                elif code not in q.scale.codes:
+                    excluded[q.q_id][f"out-of-scale code {code}"] += 1
+                else:
+                    tallies[q.q_id][code] += 1
+    distributions = {}
+    for q in questions:
+        total = sum(tallies[q.q_id].values())
+        if total:
+            distributions[q.q_id] = np.array([tallies[q.q_id][c] / total for c in q.scale.codes])
+    name = country or csv_path.stem
+    unanswered = [q.q_id for q in questions if q.q_id not in distributions]
+    n_missing = sum(sum(c.values()) for c in excluded.values())
+    log.info(
+        "WVS %s: %d respondents, %d average rows skipped, %d missing/invalid answers excluded%s",
+        name, respondents, skipped, n_missing,
+        f"; no valid answer to Q{', Q'.join(unanswered)} (question skipped)" if unanswered else "",
+    )
+    return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped)

@@ -1,0 +1,144 @@
+"""The survey scoring core against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from culture_tasks.data_root import DataRootError
+from culture_tasks.survey import metrics
+from culture_tasks.survey.vsm13 import (
+    UnknownCountryError, find_target, load_items, resolve_target, vsm13_indices, vsm13_loss,
+)
+from culture_tasks.survey.wvs import load_country, load_questions, parse_scale
+
+MEANS = dict(enumerate(
+    [2.0, 1.5, 3.0, 2.5, 1.0, 2.0, 3.5, 4.0, 2.0, 3.0, 2.5, 3.5,
+     2.0, 1.5, 3.0, 2.0, 3.0, 2.5, 1.5, 4.0, 3.0, 2.0, 2.5, 3.5], start=1))
+
+
+def test_vsm13_indices_hand_computed():
+    # PDI = 35(3.5-1.5) + 25(4.0-2.5) = 107.5;  IDV = 35(2.5-2.0) + 35(2.0-2.0) = 17.5
+    # MAS = 35(1.0-3.0) + 35(4.0-3.0) = -35 (a 25 on the second term would give -45)
+    # UAI = 40(2.5-3.0) + 25(3.0-3.5) = -32.5;  LTO = 40(2.0-1.5) + 25(1.5-2.0) = 7.5
+    # IVR = 35(3.5-2.5) + 40(3.0-2.0) = 75
+    assert vsm13_indices(MEANS) == pytest.approx(
+        {"pdi": 107.5, "idv": 17.5, "mas": -35.0, "uai": -32.5, "lto": 7.5, "ivr": 75.0})
+
+
+def test_vsm13_indices_with_constants_by_either_name():
+    constants = {"C_pd": 10, "C_ic": -5, "C_mf": 20, "uai": 100, "ivr": 1}
+    assert vsm13_indices(MEANS, constants) == pytest.approx(
+        {"pdi": 117.5, "idv": 12.5, "mas": -15.0, "uai": 67.5, "lto": 7.5, "ivr": 76.0})
+
+
+def test_vsm13_loss_over_the_dimensions_the_target_has():
+    loss = vsm13_loss(vsm13_indices(MEANS), {"pdi": 100.0, "idv": 20.0})
+    assert loss == {"l1": pytest.approx(10.0), "mae": pytest.approx(5.0), "dimensions": 2}
+
+
+def test_vsm13_needs_every_item():
+    with pytest.raises(ValueError, match=r"items \[24\]"):
+        vsm13_indices({k: v for k, v in MEANS.items() if k != 24})
+
+
+def test_jsd_similarity_extremes_and_middle():
+    assert metrics.jsd_similarity([0.2, 0.8], [0.2, 0.8]) == pytest.approx(1.0)
+    assert metrics.jsd_similarity([1, 0], [0, 1]) == pytest.approx(0.0)
+    # M = (0.75, 0.25); KL(p|M) = log2(4/3); KL(q|M) = 0.5 log2(2/3) + 0.5; JS distance = sqrt(mean)
+    js = math.sqrt(0.5 * (math.log2(4 / 3) + 0.5 * math.log2(2 / 3) + 0.5))
+    assert metrics.jsd_similarity([1, 0], [0.5, 0.5]) == pytest.approx(1 - js)
+    assert 1 - js == pytest.approx(0.442077, abs=1e-6)
+
+
+def test_w1_similarity_extremes_and_middle():
+    assert metrics.w1_similarity([0.1, 0.6, 0.3], [0.1, 0.6, 0.3]) == pytest.approx(1.0)
+    assert metrics.w1_similarity([1, 0, 0], [0, 0, 1]) == pytest.approx(0.0)
+    assert metrics.w1_similarity([1, 0, 0], [0, 1, 0]) == pytest.approx(0.5)
+    assert metrics.w1_similarity([0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]) == pytest.approx(1 - 2 / 3)
+
+
+def test_distribution_and_item_score():
+    p = metrics.option_distribution([math.log(1), math.log(3)])
+    assert p == pytest.approx([0.25, 0.75])
+    assert metrics.item_score(p, [1, 2]) == pytest.approx(1.75)
+    assert metrics.item_score(p, [1, 2], "argmax") == 2.0
+    assert metrics.majority_agreement([0.2, 0.8], [0.4, 0.6]) == 1.0
+
+
+def test_wvs_country_loader_excludes_missing_codes_and_average_rows(tmp_path):
+    bank = tmp_path / "WVQ.jsonl"
+    bank.write_text(
+        json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n"
+        + json.dumps({"topic": "T", "q_id": "122", "q_content": "b", "option": "2. Agree 1. Hard to say 0. Disagree"}) + "\n"
+    )
+    questions = load_questions(path=bank)
+    csv = tmp_path / "X.csv"
+    csv.write_text(
+        "B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q122\n"
+        "368,IRQ,1,2\n368,IRQ,2,-1\n368,IRQ,-2,0\n368,IRQ,1,2\n"
+        "Avg,,1.0,0.75\nAvg_First,,-0.5,1\nAvg_Last,,2,2\n"
+    )
+    answers = load_country(csv, questions)
+    assert answers.respondents == 4 and answers.skipped_rows == 3
+    assert answers.distributions["27"] == pytest.approx([2 / 3, 1 / 3, 0, 0])
+    assert answers.distributions["122"] == pytest.approx([1 / 3, 0, 2 / 3])  # codes 0, 1, 2
+    assert answers.counts["27"]["missing code -2"] == 1
+
+
+def test_every_wvs_option_string_parses(data_root):
+    questions = load_questions(str(data_root))
+    assert len(questions) == 50
+    by_id = {q.q_id: q for q in questions}
+    for q in questions:
+        assert list(q.scale.codes) == list(range(q.scale.codes[0], q.scale.codes[-1] + 1)), q.q_id
+        assert len(q.scale.labels) == len(q.scale.codes)
+    assert by_id["31"].scale.codes == (1, 2, 3, 4)
+    assert by_id["31"].scale.labels[2] == "Disagree"
+    assert by_id["158"].scale.codes == tuple(range(1, 11))
+    assert by_id["158"].scale.labels[0] == "1 (Completely disagree)" and by_id["158"].scale.labels[4] == "5"
+    assert by_id["122"].scale.labels == ("Disagree", "Hard to say", "Agree")
+    assert parse_scale("1. Yes 2. No").labels == ("Yes", "No")
+
+
+def test_real_country_file_and_items(data_root):
+    questions = load_questions(str(data_root))
+    answers = load_country(data_root / "culturellm/Arabic/Iraq.csv", questions)
+    assert answers.respondents == 1200 and answers.skipped_rows == 1  # Iraq has only the Avg row
+    usa = load_country(data_root / "culturellm/English/United States.csv", questions)
+    assert usa.respondents == 2596 and usa.skipped_rows == 3  # Avg, Avg_First, Avg_Last
+    assert "36" not in answers.distributions  # Q36 was not asked in Iraq (-4 throughout)
+    for dist in answers.distributions.values():
+        assert dist.sum() == pytest.approx(1.0) and (dist >= 0).all()
+    items = load_items(str(data_root))
+    assert [i.number for i in items] == list(range(1, 25))
+    assert items[19].options[0] == "never"
+
+
+def test_hofstede_targets(data_root):
+    usa = find_target("usa", str(data_root))
+    assert usa.scores == {"pdi": 40, "idv": 91, "mas": 62, "uai": 46, "lto": 26, "ivr": 68}
+    assert find_target("CHN", str(data_root)).code == "CHI"
+    assert find_target("germany", str(data_root)).scores["lto"] == 83
+    assert find_target("SAU", str(data_root)).scores == {"lto": 36, "ivr": 52}
+    explicit = resolve_target("Saudi Arabia", [95, 25, 60, 80, 36, 52], str(data_root))
+    assert explicit.scores["uai"] == 80
+
+
+def test_unknown_country_lists_the_known_ones(data_root):
+    with pytest.raises(UnknownCountryError) as err:
+        find_target("Atlantis", str(data_root))
+    assert "Atlantis" in str(err.value) and "USA (U.S.A.)" in str(err.value)
+
+
+def test_missing_items_file_names_the_path(tmp_path):
+    (tmp_path / "vsm13").mkdir()
+    with pytest.raises(DataRootError, match="vsm13/items.jsonl.*Values Survey Module 2013"):
+        load_items(str(tmp_path))
+
+
+def test_item_expected_value_uses_values_not_positions():
+    assert np.dot(metrics.option_distribution([0, 0, 0, 0, 0]), [1, 2, 3, 4, 5]) == pytest.approx(3.0)
