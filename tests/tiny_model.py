@@ -15,7 +15,7 @@ CORPUS = [
     "How would a person from the United States answer? Strongly agree, agree, disagree.",
     "Please think of an ideal job. Of utmost importance, very important, of little importance.",
     "1 2 3 4 5 6 7 8 9 10 Never Always Yes No Hard to say",
-] * 20
+] * 20 + [" ".join(f"Answer: {letter}" for letter in "ABCDEFGHIJ")] * 50
 
 
 def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
@@ -30,7 +30,7 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(CORPUS, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(

@@ -1,0 +1,264 @@
+"""Search a soft prompt that moves a frozen model's VSM13 answers to a country's Hofstede profile.
+
+The loss of every candidate is the ``vsm13_l1`` that ``lm_eval --tasks vsm13_<country>`` reports
+for the same prompt: requests, tokens and aggregation all come from the lm-eval task itself
+(``TaskScorer``). State is saved atomically after each generation; ``--resume`` replays the
+saved fitness history into a fresh optimiser, which reproduces its state exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from aligners.config import SEARCH_KEYS, AlignConfig
+from aligners.optimizers import make_optimizer
+from aligners.scoring import TASKS_DIR, TaskScorer
+from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
+from culture_tasks.survey.vsm13 import resolve_target
+
+log = logging.getLogger("aligners")
+COUNTRIES_FILE = TASKS_DIR / "survey" / "countries.yaml"
+STATE_FILE = "state.json"
+
+
+class AlignmentError(ValueError):
+    """Bad input to an alignment run; nothing was written."""
+
+
+@dataclass
+class CountryTasks:
+    """The lm-eval tasks that score one target country, and the metadata they need."""
+
+    key: str
+    vsm13: str
+    persona: str | None
+    reversed: str
+    wvs: str | None
+    metadata: dict
+
+    def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
+        meta = f" --metadata '{json.dumps(self.metadata)}'" if self.metadata else ""
+        return (f"lm_eval --model hf --model_args pretrained={model},peft={checkpoint},dtype=float32 "
+                f"--include_path culture_tasks --tasks {self.vsm13}{meta}" + (" --apply_chat_template" if chat else ""))
+
+
+def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:
+    """Known countries use their generated tasks; any other is scored through vsm13_usa's task
+    with the target passed as metadata (the lm-eval command in alignment.json says so)."""
+    resolved = resolve_target(country, target, cfg.data_dir)
+    listed = yaml.safe_load(COUNTRIES_FILE.read_text(encoding="utf-8"))["countries"]
+    entry = next((c for c in listed if c.get("hofstede") == resolved.code), None)
+    if target is not None and entry is None:
+        entry = next((c for c in listed if c["name"].casefold() == country.casefold()
+                      or c["slug"] == country.casefold().replace(" ", "_")), None)
+    metadata = {"data_dir": str(cfg.data_dir)} if cfg.data_dir else {}
+    if cfg.answer_mode != "expected":
+        metadata["answer_mode"] = cfg.answer_mode
+    if target is not None or entry is None:
+        metadata["target"] = resolved.scores
+    slug = entry["slug"] if entry else "usa"
+    return CountryTasks(
+        key=entry["slug"] if entry else resolved.code.lower(),
+        vsm13=f"vsm13_{slug}",
+        persona=f"vsm13_{slug}_persona" if entry else None,
+        reversed=f"vsm13_{slug}_reversed",
+        wvs=f"wvs_{slug}" if entry and entry.get("wvs_csv") else None,
+        metadata=metadata,
+    )
+
+
+def _write_json(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def load_lm(cfg: AlignConfig):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+
+
+def _check_output(out: Path, resume: bool, settings: dict, hidden: int) -> dict | None:
+    state_path = out / STATE_FILE
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise AlignmentError(f"output folder {out} is not empty; pass --resume to continue a run there, "
+                                 "or choose another --output")
+        return None
+    if not state_path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
+        return None
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state.get("hidden_size") != hidden:
+        raise AlignmentError(
+            f"--resume: the run in {out} was made for hidden size {state.get('hidden_size')}, "
+            f"but {settings['model']} has hidden size {hidden}; use the same base model or a new --output"
+        )
+    changed = [k for k in SEARCH_KEYS if state["settings"].get(k) != settings.get(k)]
+    if changed:
+        raise AlignmentError(f"--resume: settings {changed} differ from the saved run in {out}; only "
+                             "--generations, --device and --batch-size may change")
+    return state
+
+
+def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
+    target = cfg.target if cfg.target is not None else None
+    tasks = country_tasks(country, target, cfg)
+    settings = cfg.for_country(country)
+    embedding = lm.model.get_input_embeddings().weight
+    hidden = int(embedding.shape[1])
+    state = _check_output(out, cfg.resume, settings, hidden)
+
+    scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template)
+    init_ids = lm.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
+    space = SoftPromptSpace(embedding, virtual_tokens=cfg.virtual_tokens, subspace_dim=cfg.subspace_dim,
+                            seed=cfg.seed, init=cfg.init, init_ids=init_ids)
+    opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
+                         seed=cfg.seed, f=cfg.f, cr=cfg.cr, sigma0=cfg.sigma0)
+
+    fitness_log: list[list[float]] = []
+    history: list[dict] = []
+    best_z, best_loss = None, float("inf")
+    if state:
+        for fitness in state["fitness"]:  # replay: the optimiser is deterministic given its tells
+            opt.ask()
+            opt.tell(fitness)
+        fitness_log, history = state["fitness"], state["history"]
+        best_z, best_loss = np.array(state["best_z"]), state["best_loss"]
+        log.info("resumed %s at generation %d", country, len(fitness_log))
+    out.mkdir(parents=True, exist_ok=True)
+
+    bar = tqdm(range(len(fitness_log), cfg.generations), desc=f"{tasks.key} {cfg.optimizer}",
+               initial=len(fitness_log), total=cfg.generations, unit="gen")
+    for generation in bar:
+        z = opt.ask()
+        lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), cfg.batch_size)
+        losses = [scorer.metrics(c)["vsm13_l1"] for c in lls]
+        opt.tell(losses)
+        i = int(np.argmin(losses))
+        if losses[i] < best_loss:
+            best_z, best_loss = np.asarray(z[i], dtype=float), float(losses[i])
+        fitness_log.append([float(v) for v in losses])
+        history.append({"generation": generation + 1, "best": float(min(losses)), "mean": float(np.mean(losses)),
+                        "best_so_far": best_loss})
+        _write_json(out / STATE_FILE, {
+            "settings": settings, "hidden_size": hidden, "fitness": fitness_log, "history": history,
+            "population": np.asarray(z).tolist(), "best_z": best_z.tolist(), "best_loss": best_loss,
+        })
+        bar.set_postfix(best=f"{best_loss:.2f}", mean=f"{np.mean(losses):.2f}")
+
+    prompt = space.prompts(torch.as_tensor(best_z))[0]
+    final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
+    report = {"vsm13_l1": {"de" if cfg.optimizer == "de" else "cma": final["vsm13_l1"]}}
+    if cfg.baselines:
+        report = baselines(lm, cfg, tasks, prompt, final, task_manager)
+
+    _save_checkpoint(lm, prompt, out, cfg)
+    summary = {
+        "base_model": cfg.model,
+        "target": {"country": country, "task": tasks.vsm13, "scores": resolve_target(country, target, cfg.data_dir).scores},
+        "settings": settings,
+        "init_token_ids": space.init_ids,
+        "history": history,
+        "final": final,
+        "loss": final["vsm13_l1"],
+        "report": report,
+        "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
+    }
+    _write_json(out / "alignment.json", summary)
+    _plot(history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    return summary
+
+
+def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, final: dict, task_manager) -> dict:
+    """The paper's comparison (plain, persona, soft prompt) plus held-out checks."""
+    name = "de" if cfg.optimizer == "de" else "cma"
+    tm = task_manager(tasks.metadata)
+
+    def score(task: str, soft):
+        s = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
+        return s.metrics(s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0])
+
+    plain = score(tasks.vsm13, None)
+    report = {"vsm13_l1": {"plain": plain["vsm13_l1"], name: final["vsm13_l1"]},
+              "indices": {"plain": {d: plain[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")},
+                          name: {d: final[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}}}
+    if tasks.persona:
+        report["vsm13_l1"]["persona"] = score(tasks.persona, None)["vsm13_l1"]
+    report["vsm13_l1_reversed"] = {"plain": score(tasks.reversed, None)["vsm13_l1"],
+                                   name: score(tasks.reversed, prompt)["vsm13_l1"]}
+    if tasks.wvs:
+        keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
+        before, after = score(tasks.wvs, None), score(tasks.wvs, prompt)
+        report["wvs"] = {"task": tasks.wvs, "plain": {k: before[k] for k in keys}, name: {k: after[k] for k in keys}}
+    return report
+
+
+def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".adapter."))
+    try:
+        save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plot(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gens = [h["generation"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(gens, [h["best_so_far"] for h in history], label="best so far")
+    ax.plot(gens, [h["mean"] for h in history], label="population mean", alpha=0.7)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("VSM13 L1 to target")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def make_task_manager(data_dir: str | None):
+    from lm_eval.tasks import TaskManager
+
+    def build(metadata: dict):
+        meta = dict(metadata)
+        if data_dir and "data_dir" not in meta:
+            meta["data_dir"] = str(data_dir)
+        return TaskManager(include_path=str(TASKS_DIR), metadata=meta)
+
+    return build
+
+
+def run(cfg: AlignConfig) -> list[dict]:
+    """Align every country of ``cfg``; one checkpoint each (``output/<country>`` if several)."""
+    out = Path(cfg.output)
+    targets = [(c, out if len(cfg.countries) == 1 else out / c.lower().replace(" ", "_")) for c in cfg.countries]
+    for country, _ in targets:  # fail on an unknown country before loading the model or writing
+        resolve_target(country, cfg.target, cfg.data_dir)
+    for _, path in targets:
+        if not cfg.resume and path.exists() and any(path.iterdir()):
+            raise AlignmentError(f"output folder {path} is not empty; pass --resume or choose another --output")
+    torch.manual_seed(cfg.seed)
+    lm = load_lm(cfg)
+    manager = make_task_manager(cfg.data_dir)
+    return [align_country(lm, cfg, country, path, manager) for country, path in targets]

@@ -1,0 +1,57 @@
+"""The search space P = P0 + reshape(A z) and the PEFT prompt-tuning checkpoint it becomes.
+
+A full soft prompt has n x hidden_size numbers (16,384 for 4 tokens of an 8B Llama), far too
+many for a black-box optimiser; following black-box tuning (Sun et al., 2022) the optimiser
+searches a k-dimensional z mapped through a fixed, seeded random projection A whose scale
+follows the embedding table, so z ~ O(1) moves each prompt vector by about one embedding
+standard deviation. The checkpoint stores the final full P, so using it needs no projection.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SoftPromptSpace:
+    def __init__(self, embedding: torch.Tensor, *, virtual_tokens: int, subspace_dim: int, seed: int,
+                 init: str = "text", init_ids: list[int] | None = None):
+        """``embedding`` is the model's input embedding table (vocab x hidden)."""
+        table = embedding.detach().float().cpu()
+        self.n, self.d, self.k = virtual_tokens, table.shape[1], subspace_dim
+        gen = torch.Generator().manual_seed(seed)
+        if init == "text":
+            if not init_ids:
+                raise ValueError("init='text' needs the token ids of an initial text")
+            ids = (list(init_ids) * self.n)[: self.n]
+        elif init == "vocab":
+            ids = torch.randint(0, table.shape[0], (self.n,), generator=gen).tolist()
+        else:
+            raise ValueError(f"init must be 'text' or 'vocab', got {init!r}")
+        self.init_ids = ids
+        self.p0 = table[ids].clone()
+        std = float(table.std())
+        self.projection = torch.randn(self.n * self.d, self.k, generator=gen) * (std / self.k**0.5)
+
+    def prompts(self, z: torch.Tensor) -> torch.Tensor:
+        """(C, k) candidates -> (C, n, d) soft prompts."""
+        z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.k)
+        return self.p0.unsqueeze(0) + (z @ self.projection.T).reshape(-1, self.n, self.d)
+
+
+def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_model: str) -> None:
+    """Write a stock peft prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+    config = PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=prompt.shape[0],
+        token_dim=prompt.shape[1],
+        prompt_tuning_init=PromptTuningInit.RANDOM,
+        base_model_name_or_path=base_model,
+    )
+    # prompt tuning wraps the model without changing its modules, so the base stays usable
+    peft_model = get_peft_model(model, config)
+    weight = peft_model.prompt_encoder["default"].embedding.weight
+    with torch.no_grad():
+        weight.copy_(prompt.to(dtype=weight.dtype, device=weight.device))
+    peft_model.save_pretrained(str(output_dir), safe_serialization=True)

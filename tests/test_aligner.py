@@ -1,0 +1,161 @@
+"""Soft-prompt alignment on the tiny model: it optimises, it resumes exactly, and lm-eval agrees."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aligners.cli import main as align_main
+from aligners.config import AlignConfig
+from aligners.optimizers import CMAES, DifferentialEvolution
+from tests.lm_eval_helpers import evaluate
+from tests.tiny_model import build_tiny_model
+
+FAST = ["--population", "6", "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines"]
+
+
+def _align(model, out, *extra):
+    return align_main(["--model", str(model), "--country", "USA", "--output", str(out), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def aligned(tiny_model, data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("aligned") / "usa"
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(out),
+                       "--data-dir", str(data_root), "--population", "8", "--generations", "4",
+                       "--subspace-dim", "8", "--bound", "4", "--seed", "0"]) == 0
+    return out
+
+
+def test_optimiser_lowers_the_loss(aligned):
+    summary = json.loads((aligned / "alignment.json").read_text())
+    state = json.loads((aligned / "state.json").read_text())
+    start = state["fitness"][0][0]  # z = 0: the initial prompt P0 itself
+    assert summary["history"][-1]["best_so_far"] < start
+    assert [h["generation"] for h in summary["history"]] == [1, 2, 3, 4]
+    assert (aligned / "loss_curve.png").stat().st_size > 1000
+    report = summary["report"]
+    assert set(report["vsm13_l1"]) == {"plain", "persona", "de"}
+    assert set(report["wvs"]["plain"]) == {"wvs_jsd", "wvs_w1", "wvs_majority"}
+    assert "de" in report["vsm13_l1_reversed"]
+
+
+def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(aligned, tiny_model, data_root):
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(str(aligned))
+    assert config.peft_type == "PROMPT_TUNING" and config.num_virtual_tokens == 4
+    weights = load_file(str(aligned / "adapter_model.safetensors"))
+    assert list(weights.values())[0].shape == (4, 32)
+    summary = json.loads((aligned / "alignment.json").read_text())
+    out = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(aligned))
+    assert abs(out["results"]["vsm13_usa"]["vsm13_l1,none"] - summary["loss"]) <= 1e-3
+    # and the soft prompt matters: the plain model scores differently
+    assert summary["report"]["vsm13_l1"]["plain"] != pytest.approx(summary["loss"], abs=1e-6)
+
+
+def test_lm_eval_prompt_tuning_loglikelihoods_equal_manual_computation(aligned, tiny_model):
+    """Stock `hf` + peft= scores a prompt-tuning adapter as the prompt prepended to the embeddings."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = HFLM(pretrained=str(tiny_model), peft=str(aligned), dtype="float32", device="cpu", batch_size=4)
+    pairs = [("Answer the question.\nAnswer:", " A"), ("Yes or no?", " Hard to say"),
+             ("A much longer context, to make the batch pad: 1 2 3 4 5 6 7 8 9 10", " B C"), ("Q:", " Never")]
+    requests = [Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)]
+    batched = [ll for ll, _ in lm.loglikelihood(requests)]
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    prompt = list(load_file(str(aligned / "adapter_model.safetensors")).values())[0]
+    for (context, continuation), got in zip(pairs, batched):
+        # the harness encodes with the tokenizer's special tokens (BOS here); the prompt goes before BOS
+        ctx = tok(context)["input_ids"]
+        whole = tok(context + continuation)["input_ids"]
+        assert ctx[0] == tok.bos_token_id
+        cont = whole[len(ctx):]
+        with torch.no_grad():
+            embeds = torch.cat([prompt[None], model.get_input_embeddings()(torch.tensor([whole]))], dim=1)
+            logp = model(inputs_embeds=embeds).logits[0].log_softmax(-1)
+        n = prompt.shape[0]
+        manual = sum(float(logp[n + len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+        assert got == pytest.approx(manual, abs=1e-4)
+
+
+def test_resume_equals_uninterrupted(tiny_model, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _align(tiny_model, full, "--generations", "4") == 0
+    assert _align(tiny_model, part, "--generations", "2") == 0  # "interrupted" after 2 generations
+    assert _align(tiny_model, part, "--generations", "4", "--resume") == 0
+    a, b = (json.loads((p / "alignment.json").read_text()) for p in (full, part))
+    assert a["history"] == b["history"] and a["loss"] == b["loss"]
+    wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (full, part))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_cma_optimizer_runs(tiny_model, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    assert _align(tiny_model, tmp_path / "cma", "--optimizer", "cma") == 0
+    assert len(json.loads((tmp_path / "cma/state.json").read_text())["fitness"][0]) == 6
+
+
+def test_unknown_country_writes_nothing(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "x"
+    assert align_main(["--model", str(tiny_model), "--country", "Atlantis", "--output", str(out)]) == 2
+    assert "unknown country 'Atlantis'" in capsys.readouterr().err and not out.exists()
+
+
+def test_non_empty_output_without_resume_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert _align(tiny_model, tmp_path) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    before = (out / "state.json").read_text()
+    wider = build_tiny_model(tmp_path / "wider", hidden_size=48)
+    assert _align(wider, out, "--generations", "2", "--resume") == 2
+    assert "hidden size 32" in capsys.readouterr().err
+    assert (out / "state.json").read_text() == before
+
+
+def test_yaml_config_with_overrides(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model: /m\ncountry: [USA, CHN]\noutput: /o\npopulation: 12\noptimizer: cma\n")
+    cfg = AlignConfig.from_sources(str(cfg_file), {"population": 20, "seed": None})
+    assert cfg.countries == ["USA", "CHN"] and cfg.population == 20 and cfg.optimizer == "cma" and cfg.seed == 0
+    cfg_file.write_text("model: /m\ncountry: USA\noutput: /o\npopsize: 3\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        AlignConfig.from_sources(str(cfg_file), {})
+
+
+@pytest.mark.parametrize("cls", [DifferentialEvolution, CMAES])
+def test_optimizers_minimise_a_quadratic_and_replay_deterministically(cls):
+    def run(gens):
+        opt = cls(5, population=12, bound=2.0, seed=1)
+        fits = []
+        for _ in range(gens):
+            z = opt.ask()
+            f = ((z - 0.7) ** 2).sum(axis=1)
+            opt.tell(f)
+            fits.append(f.tolist())
+        return opt, fits
+
+    opt, fits = run(30)
+    assert min(fits[-1]) < 0.05 < min(fits[0])
+    replay = cls(5, population=12, bound=2.0, seed=1)
+    for f in fits:
+        replay.ask()
+        replay.tell(f)
+    assert (replay.ask() == opt.ask()).all()
