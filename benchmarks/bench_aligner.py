@@ -1,0 +1,98 @@
+"""Fitness evaluations per second of the soft-prompt aligner: one batched generation against
+the naive loop (one candidate, one item per forward pass), and model-FLOP utilisation.
+
+    python benchmarks/bench_aligner.py --model llama3-8b --tokenizer <dir> --device cuda --dtype bfloat16
+    python benchmarks/bench_aligner.py --model <tiny or real model dir>          # CPU smoke run
+
+A fitness evaluation = one candidate soft prompt scored on all 24 VSM13 items.
+MFU counts 2 x non-embedding parameters x processed tokens (+ the LM head at the answer
+positions) against --peak-tflops (H100 SXM dense bf16: 989).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aligners.align import make_task_manager  # noqa: E402
+from aligners.scoring import TaskScorer  # noqa: E402
+from aligners.soft_prompt import SoftPromptSpace  # noqa: E402
+from benchmarks.common import load_model, non_embedding_params, sync  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--population", type=int, default=32)
+    p.add_argument("--virtual-tokens", type=int, default=4)
+    p.add_argument("--subspace-dim", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--naive-candidates", type=int, default=2, help="candidates timed in the naive loop")
+    p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
+    args = p.parse_args()
+
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    model = load_model(args.model, args.device, args.dtype)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
+    scorer = TaskScorer(lm, "vsm13_usa", make_task_manager(args.data_dir)({}))
+    space = SoftPromptSpace(model.get_input_embeddings().weight, virtual_tokens=args.virtual_tokens,
+                            subspace_dim=args.subspace_dim, seed=0, init="vocab")
+    z = torch.rand(args.population, args.subspace_dim) * 2 - 1
+    prompts = space.prompts(z)
+
+    def generation():
+        lls = scorer.option_loglikelihoods(prompts, args.batch_size)
+        return [scorer.metrics(c)["vsm13_l1"] for c in lls]
+
+    generation()  # warm-up
+    sync(args.device)
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        generation()
+    sync(args.device)
+    batched = (time.perf_counter() - start) / args.repeats
+
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        sync(args.device)
+        start = time.perf_counter()
+        for c in range(args.naive_candidates):
+            for item in scorer.items:
+                ids = torch.tensor([item.context], device=embed.weight.device)
+                e = torch.cat([prompts[c:c + 1].to(embed.weight), embed(ids)], dim=1)
+                model(inputs_embeds=e).logits[0, -1].float().log_softmax(-1)[item.option_tokens].tolist()
+        sync(args.device)
+    naive = (time.perf_counter() - start) / args.naive_candidates * args.population
+
+    n_items = len(scorer.items)
+    tokens = sum(args.virtual_tokens + len(i.context) for i in scorer.items) * args.population
+    hidden, vocab = model.config.hidden_size, model.config.vocab_size
+    flops = 2 * non_embedding_params(model) * tokens + 2 * hidden * vocab * n_items * args.population
+    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
+          f"model {args.model}, dtype {args.dtype}")
+    print(f"one generation: {args.population} candidates x {n_items} items = {args.population * n_items} sequences, "
+          f"{tokens} tokens")
+    print(f"batched: {batched:.3f} s/generation, {args.population / batched:.1f} fitness evaluations/s, "
+          f"MFU {flops / batched / (args.peak_tflops * 1e12) * 100:.1f}% of {args.peak_tflops:.0f} TFLOP/s")
+    print(f"naive loop (1 candidate x 1 item per forward): {naive:.3f} s/generation "
+          f"(timed on {args.naive_candidates} candidates), {args.population / naive:.2f} fitness evaluations/s")
+    print(f"speed-up: {naive / batched:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

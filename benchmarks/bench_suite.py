@@ -1,0 +1,90 @@
+"""Documents per second for the whole CultureLLM suite through lm-eval (batched log-likelihoods
+of the option letters), beside the upstream protocol on the same model and documents (one
+`generate` call per example, one at a time), and their ratio.
+
+    python benchmarks/bench_suite.py --model llama3-8b --tokenizer <dir> --device cuda --dtype bfloat16 --limit 20
+    python benchmarks/bench_suite.py --model <model dir> --limit 2                      # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import load_model, sync  # noqa: E402
+from culture_tasks.classification import doc_to_text_gen  # noqa: E402
+
+TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokenizer")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--limit", type=int, default=5, help="documents per task (58 tasks)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
+    args = p.parse_args()
+
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager, get_task_dict
+    from transformers import AutoTokenizer
+
+    model = load_model(args.model, args.device, args.dtype)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
+    manager = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": args.data_dir})
+
+    sync(args.device)
+    start = time.perf_counter()
+    out = lm_eval.simple_evaluate(model=lm, tasks=["culturellm"], limit=args.limit, task_manager=manager,
+                                  bootstrap_iters=0)
+    sync(args.device)
+    suite_s = time.perf_counter() - start
+    n_docs = sum(v["effective"] for v in out["n-samples"].values())
+
+    tasks = get_task_dict(["culturellm"], manager)
+    leaves = [t for t in _leaves(tasks)]
+    docs = [doc for t in leaves for doc in list(t.test_docs())[: args.upstream_docs_per_task]]
+    sync(args.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for doc in docs:
+            ids = tok(doc_to_text_gen(doc), return_tensors="pt").input_ids.to(model.device)
+            model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
+    sync(args.device)
+    upstream_s = time.perf_counter() - start
+
+    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
+          f"model {args.model}, dtype {args.dtype}")
+    print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
+          f"(batch size {args.batch_size}, task loading included)")
+    print(f"upstream protocol: {len(docs)} documents in {upstream_s:.1f} s = {len(docs) / upstream_s:.2f} docs/s "
+          f"(one generate of up to {args.max_new_tokens} tokens per document)")
+    print(f"ratio: {(n_docs / suite_s) / (len(docs) / upstream_s):.1f}x")
+
+
+def _leaves(tree):
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _leaves(value)
+        elif hasattr(value, "test_docs"):
+            yield value
+        elif hasattr(value, "get_all_tasks"):
+            yield from value.get_all_tasks()
+
+
+if __name__ == "__main__":
+    main()
