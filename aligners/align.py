@@ -25,6 +25,7 @@ from aligners.config import SEARCH_KEYS, AlignConfig
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TASKS_DIR, TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
+from culture_tasks.atomic import write_text_atomic
 from culture_tasks.survey.vsm13 import resolve_target
 
 log = logging.getLogger("aligners")
@@ -46,6 +47,7 @@ class CountryTasks:
     reversed: str
     wvs: str | None
     metadata: dict
+    scores: dict
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
         meta = f" --metadata '{json.dumps(self.metadata)}'" if self.metadata else ""
@@ -75,14 +77,12 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
         reversed=f"vsm13_{slug}_reversed",
         wvs=f"wvs_{slug}" if entry and entry.get("wvs_csv") else None,
         metadata=metadata,
+        scores=resolved.scores,
     )
 
 
 def _write_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def load_lm(cfg: AlignConfig):
@@ -116,8 +116,7 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int) -> dict 
 
 
 def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
-    target = cfg.target if cfg.target is not None else None
-    tasks = country_tasks(country, target, cfg)
+    tasks = country_tasks(country, cfg.target, cfg)
     settings = cfg.for_country(country)
     embedding = lm.model.get_input_embeddings().weight
     hidden = int(embedding.shape[1])
@@ -165,12 +164,12 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
     report = {"vsm13_l1": {"de" if cfg.optimizer == "de" else "cma": final["vsm13_l1"]}}
     if cfg.baselines:
-        report = baselines(lm, cfg, tasks, prompt, final, task_manager)
+        report = baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
 
     _save_checkpoint(lm, prompt, out, cfg)
     summary = {
         "base_model": cfg.model,
-        "target": {"country": country, "task": tasks.vsm13, "scores": resolve_target(country, target, cfg.data_dir).scores},
+        "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
         "settings": settings,
         "init_token_ids": space.init_ids,
         "history": history,
@@ -184,7 +183,8 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     return summary
 
 
-def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, final: dict, task_manager) -> dict:
+def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict,
+              task_manager) -> dict:
     """The paper's comparison (plain, persona, soft prompt) plus held-out checks."""
     name = "de" if cfg.optimizer == "de" else "cma"
     tm = task_manager(tasks.metadata)
@@ -193,7 +193,7 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, final: dict, ta
         s = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
         return s.metrics(s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0])
 
-    plain = score(tasks.vsm13, None)
+    plain = fitted.metrics(fitted.option_loglikelihoods(None, cfg.batch_size)[0])
     report = {"vsm13_l1": {"plain": plain["vsm13_l1"], name: final["vsm13_l1"]},
               "indices": {"plain": {d: plain[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")},
                           name: {d: final[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}}}

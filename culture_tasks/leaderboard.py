@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+
+from culture_tasks.atomic import write_text_atomic
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
 
@@ -229,14 +229,6 @@ def to_html(tables: list[Table]) -> str:
     return env.get_template("leaderboard.html.j2").render(tables=view)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="culture-leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = to_html(tables) if args.format == "html" else to_markdown(tables)
     if args.output:
-        write_atomic(Path(args.output), text)
+        write_text_atomic(Path(args.output), text)
         if args.format == "html":
             print(to_markdown(tables))
         print(f"wrote {args.output}")
