@@ -1,0 +1,272 @@
+"""CultureLLM's semantic data augmentation, resumable.
+
+Step 1: the generator rewrites each seed question ``paraphrases`` times ("different sentence
+structure, same meaning"); rewrites whose cosine similarity to the seed is below ``threshold``
+are dropped. Step 2: the generator substitutes synonyms for content words of the seed and of
+each kept rewrite, replying with the new sentence, or with ``word -> synonym`` lines that are
+applied one at a time (larger instruction models often answer so); the results are filtered
+the same way. Of everything kept, the ``keep`` most similar wordings per
+seed are written, deduplicated, with their provenance.
+
+Seeds are processed in fixed chunks, each sampled under its own seed; after every chunk its
+rows are appended and a state file records the committed length of the output, so a resumed
+run truncates a half-written chunk, skips the finished ones and produces what an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from culture_tasks.atomic import write_text_atomic
+from culture_tasks.survey.wvs import Question, load_questions
+from trainers.questions import normalise, read_variants
+from trainers.similarity import cosine_to_seed
+
+log = logging.getLogger("trainers")
+
+PARAPHRASE_PROMPT = ("Rewrite the sentence below with a different sentence structure but the same meaning. "
+                     "Reply with the rewritten sentence only.\n\nSentence: {sentence}")
+SYNONYM_PROMPT = ("Rewrite the sentence below, replacing some of its nouns, verbs, adjectives and adverbs with "
+                  "synonyms and keeping everything else. Reply with the new sentence only.\n\nSentence: {sentence}")
+_LEAD = re.compile(r"^\s*(?:[-*\d.)\s]+|(?:rewritten\s+)?sentence\s*:|paraphrase\s*:)\s*", re.I)
+_PAIR = re.compile(r"^\s*(?:[-*\d.)\s]+)?[\"']?([A-Za-z][A-Za-z'-]*)[\"']?\s*(?:->|→|=>)\s*[\"']?([A-Za-z][A-Za-z' -]*?)[\"']?\s*[.,;]?\s*$")
+
+
+class AugmentError(ValueError):
+    """Bad input to augmentation, or a generator that produced nothing usable."""
+
+
+@dataclass
+class AugmentConfig:
+    output: str
+    generator: str | None = None  # local causal LM folder
+    endpoint: str | None = None  # or an OpenAI-compatible URL ...
+    endpoint_model: str | None = None  # ... and the model name it serves
+    embedding_model: str | None = None  # local sentence-transformers folder (default: all-MiniLM-L6-v2 from PyPI)
+    seeds: str | None = None  # seed questions (default: WVQ.jsonl in the data root)
+    paraphrases: int = 10
+    keep: int = 10
+    threshold: float = 0.8
+    synonyms: bool = True
+    synonym_samples: int = 2  # step 2 replies per sentence
+    chunk_seeds: int = 8
+    seed: int = 0
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 0.95
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 64
+    data_dir: str | None = None
+    resume: bool = False
+
+    def __post_init__(self):
+        if bool(self.generator) == bool(self.endpoint):
+            raise ValueError("name exactly one generator: --generator <local model folder> or --endpoint <URL>")
+        if self.endpoint and not self.endpoint_model:
+            raise ValueError("--endpoint needs --endpoint-model (the model name the endpoint serves)")
+        for name in ("paraphrases", "keep", "synonym_samples", "chunk_seeds", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+
+    def settings(self) -> dict:
+        """What defines the output: a resumed run must agree on all of it."""
+        return {k: v for k, v in asdict(self).items() if k not in ("output", "device", "batch_size", "data_dir", "resume")}
+
+    def make_generator(self):
+        from trainers.generators import EndpointGenerator, LocalGenerator
+
+        sampling = dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
+        if self.endpoint:
+            return EndpointGenerator(self.endpoint, self.endpoint_model, **sampling)
+        if not Path(self.generator).is_dir():
+            raise FileNotFoundError(f"generator model folder {self.generator} does not exist")
+        return LocalGenerator(self.generator, device=self.device, dtype=self.dtype, batch_size=self.batch_size,
+                              **sampling)
+
+
+def clean_paraphrase(reply: str, seed: str) -> str | None:
+    """The first sentence-like line of a reply, stripped of numbering, labels and quotes."""
+    for line in reply.splitlines():
+        text = _LEAD.sub("", line).strip().strip("\"'“”").strip()
+        if text:
+            words = len(text.split())
+            if words < 3 or words > 3 * len(seed.split()) + 5:
+                return None
+            return text
+    return None
+
+
+def synonym_pairs(reply: str) -> list[tuple[str, str]]:
+    pairs = []
+    for line in reply.splitlines():
+        m = _PAIR.match(line)
+        if m and m.group(1).casefold() != m.group(2).strip().casefold():
+            pairs.append((m.group(1), m.group(2).strip()))
+    return pairs
+
+
+def substitute(sentence: str, word: str, synonym: str) -> str | None:
+    """The sentence with its first occurrence of ``word`` replaced (initial capital kept)."""
+    m = re.search(rf"\b{re.escape(word)}\b", sentence, flags=re.I)
+    if not m:
+        return None
+    found = m.group(0)
+    new = synonym[:1].upper() + synonym[1:] if found[:1].isupper() else synonym
+    return sentence[:m.start()] + new + sentence[m.end():]
+
+
+class Augmenter:
+    def __init__(self, generator, embedder, cfg: AugmentConfig):
+        self.generator, self.embedder, self.s = generator, embedder, cfg
+
+    def _filter(self, seed: str, candidates: list[tuple[str, str]], counts: Counter) -> list[tuple[str, str, float]]:
+        """(text, step) -> (text, step, similarity) for those at or above the threshold."""
+        sims = cosine_to_seed(self.embedder, seed, [t for t, _ in candidates])
+        kept = []
+        for (text, step), sim in zip(candidates, sims):
+            if sim >= self.s.threshold:
+                kept.append((text, step, sim))
+            else:
+                counts[f"{step}: below similarity {self.s.threshold}"] += 1
+        return kept
+
+    @staticmethod
+    def _substitutions(sentence: str, reply: str, seed: str, counts: Counter) -> list[str]:
+        pairs = synonym_pairs(reply)
+        if not pairs:
+            text = clean_paraphrase(reply, seed)
+            if text is None:
+                counts["synonym: unusable reply"] += 1
+            return [text] if text else []
+        out = []
+        for word, synonym in pairs:
+            text = substitute(sentence, word, synonym)
+            if text is None:
+                counts["synonym: word not in the sentence"] += 1
+            else:
+                out.append(text)
+        return out
+
+    def chunk(self, questions: list[Question], counts: Counter) -> list[dict]:
+        """Rows for a chunk of seed questions."""
+        replies = self.generator.complete([PARAPHRASE_PROMPT.format(sentence=q.text) for q in questions],
+                                          self.s.paraphrases)
+        kept_by_q: list[list[tuple[str, str, float]]] = []
+        for q, answers in zip(questions, replies):
+            seen = {normalise(q.text)}
+            candidates = []
+            for reply in answers:
+                text = clean_paraphrase(reply or "", q.text)
+                if text is None:
+                    counts["paraphrase: unusable reply"] += 1
+                elif normalise(text) in seen:
+                    counts["paraphrase: duplicate or same as seed"] += 1
+                else:
+                    seen.add(normalise(text))
+                    candidates.append((text, "paraphrase"))
+            kept_by_q.append(self._filter(q.text, candidates, counts))
+        if self.s.synonyms:
+            sources = [(i, s) for i, q in enumerate(questions) for s in [q.text] + [t for t, _, _ in kept_by_q[i]]]
+            proposals = self.generator.complete([SYNONYM_PROMPT.format(sentence=s) for _, s in sources],
+                                                self.s.synonym_samples)
+            extra: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(questions))}
+            for (i, sentence), answers in zip(sources, proposals):
+                seen = {normalise(questions[i].text)} | {normalise(t) for t, _, _ in kept_by_q[i]}
+                seen |= {normalise(t) for t, _ in extra[i]}
+                for reply in answers:
+                    for text in self._substitutions(sentence, reply or "", questions[i].text, counts):
+                        if normalise(text) in seen:
+                            counts["synonym: duplicate or unchanged"] += 1
+                        else:
+                            seen.add(normalise(text))
+                            extra[i].append((text, "synonym"))
+            for i, q in enumerate(questions):
+                kept_by_q[i] += self._filter(q.text, extra[i], counts)
+        rows = []
+        for q, kept in zip(questions, kept_by_q):
+            kept.sort(key=lambda k: -k[2])
+            if len(kept) > self.s.keep:
+                counts[f"beyond the {self.s.keep} most similar"] += len(kept) - self.s.keep
+            if not kept:
+                counts["seeds with nothing kept"] += 1
+                log.warning("Q%s: nothing kept for %r", q.q_id, q.text)
+            for text, step, sim in kept[: self.s.keep]:
+                rows.append({"q_id": q.q_id, "topic": q.topic, "q_content": text, "ori_content": q.text,
+                             "step": step, "similarity": sim, "generator": self.generator.name})
+                counts[f"kept: {step}"] += 1
+        return rows
+
+
+def _state_path(output: Path) -> Path:
+    return output.with_name(output.name + ".state.json")
+
+
+def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
+    """Augment every seed question into ``cfg.output`` (JSONL); returns the final state."""
+    import torch
+
+    output, seeds_file, resume = Path(cfg.output), cfg.seeds, cfg.resume
+    questions = load_questions(cfg.data_dir)
+    if seeds_file:
+        by_id = {q.q_id: q for q in questions}
+        variants, _ = read_variants(Path(seeds_file), questions)
+        picked = list(dict.fromkeys(v.q_id for v in variants if v.step == "seed"))
+        if not picked:
+            raise AugmentError(f"{seeds_file}: no seed question (rows with q_id and without ori_content)")
+        questions = [by_id[q] for q in picked]
+    state_path = _state_path(output)
+    wanted = cfg.settings()
+    if resume and state_path.exists():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state["settings"] != wanted:
+            changed = {k: (state["settings"].get(k), v) for k, v in wanted.items() if state["settings"].get(k) != v}
+            raise AugmentError(f"{state_path}: the run there used other settings {changed} (was, now); "
+                               "resume with the same settings or write to another --output")
+        with output.open("r+b") as fh:  # drop a chunk that was being written when the run stopped
+            fh.truncate(state["bytes"])
+    elif output.exists() or state_path.exists():
+        raise AugmentError(f"{output} already exists; pass --resume to continue that run, or choose another --output")
+    else:
+        state = {"settings": wanted, "done": [], "bytes": 0, "counts": {}, "complete": False}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(b"")
+        write_text_atomic(state_path, json.dumps(state, indent=1))
+    counts = Counter(state["counts"])
+    augmenter = Augmenter(generator, embedder, cfg)
+    chunks = [questions[i:i + cfg.chunk_seeds] for i in range(0, len(questions), cfg.chunk_seeds)]
+    done = set(state["done"])
+    for index, chunk in enumerate(tqdm(chunks, desc="augment", unit="chunk")):
+        if all(q.q_id in done for q in chunk):
+            continue
+        torch.manual_seed(cfg.seed * 100_003 + index)
+        rows = augmenter.chunk(chunk, counts)
+        with output.open("ab") as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+            state["bytes"] = fh.tell()
+        state["done"] += [q.q_id for q in chunk]
+        state["counts"] = dict(counts)
+        write_text_atomic(state_path, json.dumps(state, indent=1))
+    kept = sum(v for k, v in counts.items() if k.startswith("kept:"))
+    if kept == 0:
+        output.unlink(missing_ok=True)
+        state_path.unlink(missing_ok=True)
+        raise AugmentError(f"the generator {generator.name} returned nothing usable for any of the {len(questions)} "
+                           f"seeds ({dict(counts)}); check its replies, or lower --threshold")
+    state["complete"] = True
+    write_text_atomic(state_path, json.dumps(state, indent=1))
+    log.info("augmentation: %d wordings kept for %d seeds; %s", kept, len(questions), dict(counts))
+    return state

@@ -1,0 +1,60 @@
+"""Which survey countries stand for which culture, as in the CultureLLM paper (Table 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+COUNTRIES_FILE = Path(__file__).resolve().parents[1] / "culture_tasks" / "survey" / "countries.yaml"
+
+CULTURE_COUNTRIES: dict[str, tuple[str, ...]] = {
+    "arabic": ("iraq", "jordan"),
+    "bengali": ("bangladesh",),
+    "chinese": ("china",),
+    "english": ("usa",),
+    "german": ("germany",),
+    "korean": ("south_korea",),
+    "portuguese": ("brazil",),
+    "spanish": ("argentina", "mexico"),
+    "turkish": ("turkey",),
+}
+ONE = "one"  # CultureLLM-One: every culture, each example tagged with its country
+
+
+@dataclass(frozen=True)
+class Country:
+    slug: str  # as in the task names wvs_<slug>
+    name: str  # as shown in the persona line
+    wvs_csv: str  # under culturellm/ in the data root
+    culture: str
+
+
+def _listed() -> dict[str, dict]:
+    return {c["slug"]: c for c in yaml.safe_load(COUNTRIES_FILE.read_text(encoding="utf-8"))["countries"]}
+
+
+def countries_of(culture: str) -> list[Country]:
+    """The survey countries of a culture (or of all cultures for ``one``)."""
+    key = culture.strip().lower()
+    if key == ONE:
+        return [c for name in CULTURE_COUNTRIES for c in countries_of(name)]
+    if key not in CULTURE_COUNTRIES:
+        raise ValueError(f"unknown culture {culture!r}; choose one of {sorted(CULTURE_COUNTRIES)} or {ONE!r}")
+    listed = _listed()
+    out = []
+    for slug in CULTURE_COUNTRIES[key]:
+        entry = listed[slug]
+        if not entry.get("wvs_csv"):
+            raise ValueError(f"{COUNTRIES_FILE}: country {slug!r} has no wvs_csv; it cannot label {key} examples")
+        out.append(Country(slug, entry["name"], entry["wvs_csv"], key))
+    return out
+
+
+def evaluation_tasks(culture: str) -> list[str]:
+    """The lm-eval tasks that score a culture's model: its CultureLLM group and its countries' WVS."""
+    key = culture.strip().lower()
+    if key == ONE:
+        return ["culturellm"] + [f"wvs_{c.slug}_persona" for c in countries_of(ONE)]
+    return [f"culturellm_{key}"] + [f"wvs_{c.slug}" for c in countries_of(key)]

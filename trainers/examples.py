@@ -1,0 +1,114 @@
+"""Chat-format training examples: a question variant, its seed's options, the country's answer.
+
+The prompt is the one the ``wvs_*`` lm-eval tasks score (``survey_prompt``: lettered options,
+``Answer:``), so a fine-tuned model is trained on exactly the format the harness measures; the
+answer is the letter of the country's majority option (or of its rounded mean answer), read
+through the survey-scoring core's loader, which drops negative missing-answer codes and the
+pre-computed average rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from culture_tasks.data_root import data_file
+from culture_tasks.survey.tasks import LETTERS, survey_prompt
+from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
+from trainers.cultures import Country, countries_of
+from trainers.questions import Variant, read_variants, seed_variants
+
+log = logging.getLogger("trainers")
+ANSWER_RULES = ("majority", "mean")
+
+
+def answer_index(distribution, codes, rule: str = "majority") -> int:
+    """Position (in ascending code order) of the country's answer.
+
+    majority: the most chosen code; a tie goes to the lower code. mean: the code nearest the
+    respondents' mean answer, halves rounded up (mean 2.5 on 1..4 -> 3).
+    """
+    p = np.asarray(distribution, dtype=float)
+    if rule == "majority":
+        return int(np.argmax(p))
+    if rule == "mean":
+        mean = float(np.dot(p, codes) / p.sum())
+        nearest = math.floor(mean + 0.5)
+        return int(np.argmin([abs(c - nearest) for c in codes]))
+    raise ValueError(f"answer rule must be one of {ANSWER_RULES}, got {rule!r}")
+
+
+@dataclass
+class ExampleSet:
+    rows: list[dict]
+    counts: Counter = field(default_factory=Counter)
+
+    def write(self, path: Path) -> None:
+        from culture_tasks.atomic import write_text_atomic
+
+        write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+
+
+def country_answers(country: Country, questions: list[Question], data_dir: str | None) -> CountryAnswers:
+    answers = load_country(data_file(f"culturellm/{country.wvs_csv}", data_dir), questions, country.slug)
+    if not answers.distributions:
+        raise ValueError(f"{answers.path}: no valid answer to any question for {country.slug} "
+                         "(every code missing or negative); it cannot label training examples")
+    return answers
+
+
+def build_examples(culture: str, *, questions_file: str | None = None, data_dir: str | None = None,
+                   rule: str = "majority", include_seeds: bool = True, tag_country: bool | None = None) -> ExampleSet:
+    """Examples of one culture (or ``one``: every culture, each prompt tagged with its country)."""
+    if rule not in ANSWER_RULES:
+        raise ValueError(f"answer rule must be one of {ANSWER_RULES}, got {rule!r}")
+    countries = countries_of(culture)
+    tag = (culture.strip().lower() == "one") if tag_country is None else tag_country
+    questions = load_questions(data_dir)
+    by_id = {q.q_id: q for q in questions}
+    variants: list[Variant] = seed_variants(questions) if include_seeds else []
+    counts: Counter = Counter()
+    if questions_file:
+        extra, skipped = read_variants(Path(questions_file), questions)
+        counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
+        seeds = {(v.q_id, v.text) for v in variants}
+        variants += [v for v in extra if (v.q_id, v.text) not in seeds]
+    rows = []
+    answers_by_country = {}
+    for country in countries:
+        answers = country_answers(country, questions, data_dir)
+        answers_by_country[country.slug] = answers
+        unanswered = sorted({v.q_id for v in variants if v.q_id not in answers.distributions}, key=int)
+        if unanswered:
+            log.warning("%s: no valid answer to Q%s; their variants are skipped", country.slug, ", Q".join(unanswered))
+        for v in variants:
+            q = by_id[v.q_id]
+            if v.q_id not in answers.distributions:
+                counts[f"{country.slug}: skipped, question without valid answer"] += 1
+                continue
+            index = answer_index(answers.distributions[v.q_id], q.scale.codes, rule)
+            prompt = survey_prompt(v.text, list(q.scale.labels), country.name if tag else None)
+            rows.append({
+                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": LETTERS[index]}],
+                "culture": country.culture, "country": country.slug, "q_id": v.q_id, "step": v.step,
+                "answer_code": q.scale.codes[index], "rule": rule,
+            })
+            counts[f"{country.slug}: examples"] += 1
+    if len(countries) > 1 and not tag:
+        # untagged countries of one culture may answer a question differently: both are kept
+        first, *rest = [answers_by_country[c.slug] for c in countries]
+        differ = [q.q_id for q in questions if all(q.q_id in a.distributions for a in [first, *rest])
+                  and len({answer_index(a.distributions[q.q_id], q.scale.codes, rule) for a in [first, *rest]}) > 1]
+        counts["questions whose countries' answers differ"] = len(differ)
+        if differ:
+            log.warning("%s: %s answer %d of the questions differently (Q%s); both answers are kept, as upstream did",
+                        culture, " and ".join(c.slug for c in countries), len(differ), ", Q".join(differ))
+    if not rows:
+        raise ValueError(f"no training example for {culture!r}: {dict(counts)}")
+    return ExampleSet(rows, counts)

@@ -1,0 +1,235 @@
+"""LoRA fine-tuning on chat-format survey examples, with the loss on the answer tokens only.
+
+Examples are tokenised by lm-eval's own model wrapper (``HFLM.apply_chat_template`` and
+``HFLM._encode_pair``), so the context a model is trained on is token for token the context
+``lm_eval --apply_chat_template`` (or plain ``lm_eval``) scores, and the answer tokens are the
+continuation it scores. transformers' ``Trainer`` runs the loop: it gives checkpoints, resume,
+bf16 and gradient checkpointing, and needs nothing beyond the chosen dependencies; TRL's
+``SFTTrainer`` would add a dependency and its own prompt/completion tokenisation, which is
+exactly the part that has to match the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from culture_tasks.atomic import write_text_atomic
+
+log = logging.getLogger("trainers")
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingError(ValueError):
+    """Bad input to a fine-tuning run; nothing was written."""
+
+
+@dataclass
+class LoraTrainConfig:
+    model: str
+    data: list[str]
+    output: str
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+    learning_rate: float = 2e-4
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup: float = 0.03  # below 1: a fraction of the steps; else a number of steps
+    weight_decay: float = 0.0
+    seed: int = 0
+    chat_template: bool | None = None  # None: the model's template where it has one
+    bf16: bool | None = None  # None: on a GPU that supports it
+    gradient_checkpointing: bool | None = None  # None: on GPU
+    max_length: int = 1024
+    logging_steps: int = 10
+    save_steps: int = 200
+    keep_checkpoints: bool = False
+    merge: bool = False
+    resume: bool = False
+    extra: dict = field(default_factory=dict)  # further TrainingArguments, e.g. {lr_scheduler_type: cosine}
+
+    def __post_init__(self):
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        for name in ("rank", "alpha", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.max_steps > 0 and not self.epochs > 0:
+            raise ValueError("give a positive epochs or max_steps")
+
+
+def read_examples(paths: list[str]) -> list[dict]:
+    rows = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise TrainingError(f"training data {path} does not exist (make it with `culture-train data`)")
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            messages = row.get("messages")
+            if not (isinstance(messages, list) and len(messages) >= 2 and messages[-1].get("role") == "assistant"
+                    and all(isinstance(m.get("content"), str) for m in messages)):
+                raise TrainingError(f"{path}:{line_no}: field 'messages' must be a list of chat messages ending with "
+                                    "the assistant's answer, e.g. [{role: user, content: ...}, {role: assistant, content: A}]")
+            rows.append(row)
+    if not rows:
+        raise TrainingError(f"no training example in {', '.join(paths)}")
+    return rows
+
+
+def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[list[dict], int]:
+    """input_ids / labels per example as the harness tokenises (context, " " + answer)."""
+    out, too_long = [], 0
+    for row in rows:
+        messages, answer = row["messages"][:-1], row["messages"][-1]["content"]
+        if chat:
+            context = lm.apply_chat_template(messages)
+        else:
+            context = "\n\n".join(m["content"] for m in messages)
+        ctx, cont = lm._encode_pair(context, " " + answer)
+        if len(ctx) + len(cont) > max_length:
+            too_long += 1
+            continue
+        out.append({"input_ids": ctx + cont, "labels": [-100] * len(ctx) + cont})
+    return out, too_long
+
+
+class AnswerOnlyCollator:
+    """Right-pads a batch; padding and context positions carry label -100."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        import torch
+
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def lm_eval_command(model: str, adapter: Path, rows: list[dict], chat: bool) -> str:
+    """The command that scores the adapter on its culture's tasks (every culture for CultureLLM-One)."""
+    from trainers.cultures import ONE, evaluation_tasks
+
+    cultures = {r.get("culture") for r in rows}
+    culture = ONE if len(cultures) > 1 else cultures.pop()
+    tasks = ",".join(evaluation_tasks(culture)) if culture else "<tasks>"
+    return (f"lm_eval --model hf --model_args pretrained={model},peft={adapter} --include_path culture_tasks "
+            f"--tasks {tasks}" + (" --apply_chat_template" if chat else ""))
+
+
+def _prepare_output(out: Path, resume: bool) -> Path | None:
+    checkpoints = out / CHECKPOINTS
+    if resume:
+        found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        if not found:
+            raise TrainingError(f"--resume: no Trainer checkpoint under {checkpoints}")
+        return found[-1]
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"output folder {out} is not empty; pass --resume to continue a run there, "
+                            "or choose another --output")
+    return None
+
+
+def train(cfg: LoraTrainConfig) -> dict:
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+    out = Path(cfg.output)
+    resume_from = _prepare_output(out, cfg.resume)
+    rows = read_examples(cfg.data)
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
+    set_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    chat = cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
+    if chat and not tokenizer.chat_template:
+        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)  # lm-eval's tokenisation, nothing else
+    encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
+    if not encoded:
+        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
+    if too_long:
+        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if checkpointing:
+        model.config.use_cache = False
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        activation_checkpointing=checkpointing,
+        use_cpu=not cuda,
+        report_to=[],
+        remove_unused_columns=False,
+        disable_tqdm=False,
+        **cfg.extra,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=encoded, data_collator=AnswerOnlyCollator(pad_id))
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - started
+    model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
+    if cfg.merge:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        tokenizer.save_pretrained(out / "merged")
+    losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "config": asdict(cfg),
+        "examples": len(encoded),
+        "skipped_too_long": too_long,
+        "answer_tokens": sum(sum(1 for x in e["labels"] if x != -100) for e in encoded),
+        "tokens": sum(len(e["input_ids"]) for e in encoded),
+        "chat_template": chat,
+        "bf16": bf16,
+        "gradient_checkpointing": checkpointing,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "train_loss": result.training_loss,
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 2),
+        "losses": losses,
+        "lm_eval": lm_eval_command(cfg.model, out, rows, chat),
+    }
+    write_text_atomic(out / "training.json", json.dumps(summary, indent=1))
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    return summary

