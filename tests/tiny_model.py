@@ -18,7 +18,8 @@ CORPUS = [
 ] * 20 + [" ".join(f"Answer: {letter}" for letter in "ABCDEFGHIJ")] * 50
 
 
-def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
+                     initializer_range: float = 0.02) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -53,6 +54,7 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=initializer_range,
     )
     LlamaForCausalLM(config).save_pretrained(path)
     return path

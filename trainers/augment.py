@@ -37,7 +37,7 @@ PARAPHRASE_PROMPT = ("Rewrite the sentence below with a different sentence struc
                      "Reply with the rewritten sentence only.\n\nSentence: {sentence}")
 SYNONYM_PROMPT = ("Rewrite the sentence below, replacing some of its nouns, verbs, adjectives and adverbs with "
                   "synonyms and keeping everything else. Reply with the new sentence only.\n\nSentence: {sentence}")
-_LEAD = re.compile(r"^\s*(?:[-*\d.)\s]+|(?:rewritten\s+)?sentence\s*:|paraphrase\s*:)\s*", re.I)
+_LEAD = re.compile(r"^\s*(?:[-*\d.)]+\s*|(?:new\s+|rewritten\s+)?sentence\s*:\s*|paraphrase\s*:\s*)+", re.I)
 _PAIR = re.compile(r"^\s*(?:[-*\d.)\s]+)?[\"']?([A-Za-z][A-Za-z'-]*)[\"']?\s*(?:->|→|=>)\s*[\"']?([A-Za-z][A-Za-z' -]*?)[\"']?\s*[.,;]?\s*$")
 
 
@@ -112,8 +112,10 @@ def synonym_pairs(reply: str) -> list[tuple[str, str]]:
     pairs = []
     for line in reply.splitlines():
         m = _PAIR.match(line)
-        if m and m.group(1).casefold() != m.group(2).strip().casefold():
-            pairs.append((m.group(1), m.group(2).strip()))
+        if m:
+            word, synonym = m.group(1).strip("'\""), m.group(2).strip().strip("'\"")
+            if word.casefold() != synonym.casefold():
+                pairs.append((word, synonym))
     return pairs
 
 

@@ -88,7 +88,10 @@ def read_examples(paths: list[str]) -> list[dict]:
 
 
 def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[list[dict], int]:
-    """input_ids / labels per example as the harness tokenises (context, " " + answer)."""
+    """input_ids / labels per example as the harness tokenises (context, continuation).
+
+    lm-eval's multiple-choice continuation is target_delimiter + choice, with the delimiter
+    (" ") dropped under a chat template (the survey tasks set no gen_prefix)."""
     out, too_long = [], 0
     for row in rows:
         messages, answer = row["messages"][:-1], row["messages"][-1]["content"]
@@ -96,7 +99,7 @@ def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[
             context = lm.apply_chat_template(messages)
         else:
             context = "\n\n".join(m["content"] for m in messages)
-        ctx, cont = lm._encode_pair(context, " " + answer)
+        ctx, cont = lm._encode_pair(context, answer if chat else " " + answer)
         if len(ctx) + len(cont) > max_length:
             too_long += 1
             continue
@@ -149,39 +152,30 @@ def _prepare_output(out: Path, resume: bool) -> Path | None:
     return None
 
 
-def train(cfg: LoraTrainConfig) -> dict:
+def _accelerator_defaults(cfg: LoraTrainConfig) -> tuple[bool, bool]:
     import torch
-    from lm_eval.models.huggingface import HFLM
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-    out = Path(cfg.output)
-    resume_from = _prepare_output(out, cfg.resume)
-    rows = read_examples(cfg.data)
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
-    set_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    chat = cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
-    if chat and not tokenizer.chat_template:
-        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)  # lm-eval's tokenisation, nothing else
-    encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
-    if not encoded:
-        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
-    if too_long:
-        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return bf16, checkpointing
+
+
+def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], collator=None):
+    """peft LoRA around ``model`` and the Trainer that fits it (also used by the benchmark)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    bf16, checkpointing = _accelerator_defaults(cfg)
     if checkpointing:
         model.config.use_cache = False
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
-    trainable, total = model.get_nb_trainable_parameters()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     args = TrainingArguments(
-        output_dir=str(out / CHECKPOINTS),
+        output_dir=str(Path(cfg.output) / CHECKPOINTS),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
@@ -196,13 +190,45 @@ def train(cfg: LoraTrainConfig) -> dict:
         data_seed=cfg.seed,
         bf16=bf16,
         activation_checkpointing=checkpointing,
-        use_cpu=not cuda,
+        use_cpu=not torch.cuda.is_available(),
         report_to=[],
         remove_unused_columns=False,
-        disable_tqdm=False,
         **cfg.extra,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=encoded, data_collator=AnswerOnlyCollator(pad_id))
+    return Trainer(model=model, args=args, train_dataset=encoded, data_collator=collator or AnswerOnlyCollator(pad_id))
+
+
+def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tuple[list[dict], int, bool]:
+    """Examples tokenised through lm-eval's wrapper of this very model and tokenizer."""
+    from lm_eval.models.huggingface import HFLM
+
+    chat = cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
+    if chat and not tokenizer.chat_template:
+        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
+    if not encoded:
+        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
+    if too_long:
+        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
+    return encoded, too_long, chat
+
+
+def train(cfg: LoraTrainConfig) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    out = Path(cfg.output)
+    resume_from = _prepare_output(out, cfg.resume)
+    rows = read_examples(cfg.data)
+    bf16, checkpointing = _accelerator_defaults(cfg)
+    set_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
+    trainer = make_trainer(cfg, model, tokenizer, encoded)
+    model = trainer.model
+    trainable, total = model.get_nb_trainable_parameters()
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started

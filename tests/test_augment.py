@@ -1,0 +1,169 @@
+"""Augmentation: similarity filter and synonym step with a stand-in generator, resume, the tiny LM."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from tests.synthetic_wvs import write_data_root
+from trainers.augment import AugmentConfig, AugmentError, run_augmentation, substitute, synonym_pairs
+from trainers.cli import main as cli
+
+SEED27 = "Making my parents proud is a main goal"
+
+
+class BagOfWords:
+    """Binary bag-of-words vectors: cosine = shared words / sqrt(len a * len b), by hand."""
+
+    def encode(self, texts):
+        vocab = sorted({w for t in texts for w in re.findall(r"\w+", t.lower())})
+        return np.array([[w in set(re.findall(r"\w+", t.lower())) for w in vocab] for t in texts], dtype=float)
+
+
+class StandIn:
+    """Canned replies by the sentence a prompt is about; records every call."""
+
+    name = "stand-in"
+
+    def __init__(self, replies, fail_on_call=None):
+        self.replies, self.calls, self.fail_on_call = replies, [], fail_on_call
+
+    def complete(self, prompts, n):
+        self.calls.append(len(prompts))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise KeyboardInterrupt
+        out = []
+        for p in prompts:
+            kind = "para" if p.startswith("Rewrite the sentence below with") else "syn"
+            sentence = p.split("Sentence: ", 1)[1]
+            out.append(list(self.replies.get((kind, sentence), [""] * n))[:n])
+        return out
+
+
+REPLIES = {
+    ("para", SEED27): [
+        "Making my parents proud is a key goal",  # 7 of 8 words shared: 0.875, kept
+        "1. Sentence: Making my parents proud is a main goal",  # the seed again after cleaning
+        "Bananas are yellow fruit",  # nothing shared: 0.0, dropped
+        "ok",  # too short: unusable
+    ],
+    ("syn", SEED27): ["goal -> aim\nproud -> glad\nzebra -> horse"],  # two substitutions, one word absent
+    ("syn", "Making my parents proud is a key goal"): ["Making my parents proud is a key objective"],  # 6/8 = .75
+}
+
+
+def _config(tmp_path, **kw):
+    values = dict(output=str(tmp_path / "aug.jsonl"), generator="stand-in", paraphrases=4, keep=2, threshold=0.8,
+                  synonym_samples=1, chunk_seeds=1, data_dir=str(tmp_path / "root"))
+    values.update(kw)
+    return AugmentConfig(**values)
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_filter_and_synonym_step_keep_known_items(tmp_path):
+    write_data_root(tmp_path / "root")
+    cfg = _config(tmp_path)
+    state = run_augmentation(cfg, StandIn(REPLIES), BagOfWords())
+    rows = _rows(tmp_path / "aug.jsonl")
+    assert [(r["q_id"], r["q_content"], r["step"], r["similarity"]) for r in rows] == [
+        ("27", "Making my parents proud is a key goal", "paraphrase", 0.875),
+        ("27", "Making my parents proud is a main aim", "synonym", 0.875),
+    ]
+    assert rows[0]["ori_content"] == SEED27 and rows[0]["generator"] == "stand-in"
+    c = state["counts"]
+    assert c["paraphrase: below similarity 0.8"] == 1
+    assert c["paraphrase: duplicate or same as seed"] == 1
+    assert c["paraphrase: unusable reply"] == 1 + 2 * 4  # "ok", and Q28/Q29 got only empty replies
+    assert c["synonym: word not in the sentence"] == 1
+    assert c["synonym: below similarity 0.8"] == 1  # "... key objective"
+    assert c["beyond the 2 most similar"] == 1  # "... glad is a main goal" (0.875) is the third
+    assert c["seeds with nothing kept"] == 2
+    assert c["kept: paraphrase"] == 1 and c["kept: synonym"] == 1
+    assert state["complete"] and state["done"] == ["27", "28", "29"]
+
+
+def test_synonym_parsing_and_substitution():
+    assert synonym_pairs("1. goal -> aim\n- 'proud' → glad.\nnot a pair\nsame -> same") == [
+        ("goal", "aim"), ("proud", "glad")]
+    assert substitute("Goals matter; a goal is set", "goal", "aim") == "Goals matter; a aim is set"
+    assert substitute("Work is good", "work", "labour") == "Labour is good"
+    assert substitute("Work is good", "play", "x") is None
+
+
+def test_generator_with_nothing_usable_is_an_error_and_leaves_nothing(tmp_path):
+    write_data_root(tmp_path / "root")
+    with pytest.raises(AugmentError, match="returned nothing usable for any of the 3 seeds"):
+        run_augmentation(_config(tmp_path), StandIn({}), BagOfWords())
+    assert not (tmp_path / "aug.jsonl").exists() and not (tmp_path / "aug.jsonl.state.json").exists()
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_output(tmp_path):
+    write_data_root(tmp_path / "root")
+    full = _config(tmp_path, output=str(tmp_path / "full.jsonl"))
+    run_augmentation(full, StandIn(REPLIES), BagOfWords())
+    cfg = _config(tmp_path)
+    # call 1-2: chunk Q27 (paraphrase, synonym); call 3: chunk Q28 is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run_augmentation(cfg, StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    out = tmp_path / "aug.jsonl"
+    committed = out.read_bytes()
+    assert len(_rows(out)) == 2
+    with out.open("ab") as fh:  # a chunk that was being written when the process died
+        fh.write(b'{"q_id": "28", "q_content": "half a li')
+    with pytest.raises(AugmentError, match="already exists; pass --resume"):
+        run_augmentation(cfg, StandIn(REPLIES), BagOfWords())
+    with pytest.raises(AugmentError, match=r"other settings \{'keep': \(2, 3\)\}"):
+        run_augmentation(_config(tmp_path, keep=3, resume=True), StandIn(REPLIES), BagOfWords())
+    assert out.read_bytes().startswith(committed)
+    generator = StandIn(REPLIES)
+    run_augmentation(_config(tmp_path, resume=True), generator, BagOfWords())
+    assert generator.calls == [1, 1, 1, 1]  # Q28 and Q29: paraphrase + synonym call each; Q27 not redone
+    assert out.read_bytes() == (tmp_path / "full.jsonl").read_bytes()
+
+
+def _tiny_sentence_model(tiny_model, path):
+    from sentence_transformers import SentenceTransformer, models
+
+    word = models.Transformer(str(tiny_model))
+    pooling = models.Pooling(word.auto_model.config.hidden_size, pooling_mode="mean")
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(path))
+    return path
+
+
+def test_end_to_end_with_the_tiny_local_lm(tmp_path, tiny_model):
+    from trainers.generators import LocalGenerator
+    from trainers.similarity import Embedder
+
+    write_data_root(tmp_path / "root")
+    embedder = Embedder(str(_tiny_sentence_model(tiny_model, tmp_path / "st")))
+    outputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        cfg = _config(tmp_path, output=str(tmp_path / name), generator=str(tiny_model), threshold=-1.0, keep=3,
+                      paraphrases=3, chunk_seeds=2, max_new_tokens=12, seed=7)
+        generator = LocalGenerator(cfg.generator, batch_size=4, max_new_tokens=12)
+        state = run_augmentation(cfg, generator, embedder)
+        outputs.append((tmp_path / name).read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1]  # same seed, same output
+    rows = [json.loads(line) for line in outputs[0].splitlines()]
+    assert rows and all(r["generator"] == str(tiny_model) and -1 <= r["similarity"] <= 1 for r in rows)
+    assert {r["step"] for r in rows} <= {"paraphrase", "synonym"}
+    kept = sum(v for k, v in state["counts"].items() if k.startswith("kept:"))
+    assert kept == len(rows) <= 3 * 3
+
+
+def test_cli_reports_a_missing_embedding_model_and_writes_nothing(tmp_path, tiny_model, capsys):
+    write_data_root(tmp_path / "root")
+    out = tmp_path / "aug.jsonl"
+    code = cli(["augment", "--generator", str(tiny_model), "--embedding-model", str(tmp_path / "nope"),
+                "--output", str(out), "--data-dir", str(tmp_path / "root")])
+    assert code == 2
+    assert f"embedding model folder {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert not out.exists()
+    assert cli(["augment", "--output", str(out)]) == 2
+    assert "name exactly one generator" in capsys.readouterr().err

@@ -1,0 +1,152 @@
+"""LoRA fine-tuning on the tiny model: harness tokenisation, loss, only LoRA weights, stock peft, lm-eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.lm_eval_helpers import TASKS_DIR, evaluate
+from trainers.examples import build_examples
+from trainers.lora import LoraTrainConfig, TrainingError, train
+
+
+@pytest.fixture(scope="module")
+def learnable_model(tmp_path_factory):
+    """The tiny Llama with larger initial weights: at 0.02 its logits span under 1.5 nats, too
+    little for an adapter to move an answer far."""
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("learnable"), initializer_range=0.3)
+
+
+@pytest.fixture(scope="module")
+def usa_seeds(tmp_path_factory, data_root):
+    path = tmp_path_factory.mktemp("data") / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(path)
+    return path
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, usa_seeds, chat):
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from aligners.scoring import TaskScorer
+    from trainers.lora import encode_examples, read_examples
+
+    lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
+    scorer = TaskScorer(lm, "wvs_usa", TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_root)}),
+                        chat_template=chat)
+    rows = read_examples([str(usa_seeds)])
+    encoded, too_long = encode_examples(lm, rows, chat, max_length=4096)
+    assert too_long == 0 and len(encoded) == len(scorer.items) == 50
+    for row, enc, item in zip(rows, encoded, scorer.items):
+        assert row["q_id"] == item.doc["q_id"]
+        answer = "ABCDEFGHIJ".index(row["messages"][1]["content"])
+        assert enc["input_ids"] == item.context + [item.option_tokens[answer]]
+        assert enc["labels"] == [-100] * len(item.context) + [item.option_tokens[answer]]
+
+
+def _config(tiny_model, data, out, **kw):
+    values = dict(model=str(tiny_model), data=[str(data)], output=str(out), rank=4, alpha=8, dropout=0.0,
+                  learning_rate=2e-2, max_steps=30, batch_size=10, logging_steps=1, save_steps=1000, warmup=0,
+                  chat_template=True, seed=0)
+    values.update(kw)
+    return LoraTrainConfig(**values)
+
+
+def _answer_loglikelihoods(results):
+    """Mean log-likelihood lm-eval gives the trained (majority) answer of each wvs_usa item."""
+    values = []
+    for s in results["samples"]["wvs_usa"]:
+        doc = s["doc"]
+        majority = max(range(len(doc["country_dist"])), key=lambda i: (doc["country_dist"][i], -i))
+        presented = list(doc["order"]).index(majority)
+        values.append(float(s["resps"][presented][0][0]))
+    return sum(values) / len(values)
+
+
+def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learnable_model, data_root, usa_seeds,
+                                                                          tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "adapter"
+    summary = train(_config(learnable_model, usa_seeds, out, merge=True))
+    losses = [x["loss"] for x in summary["losses"]]
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    # hidden 32, MLP 64, 4 heads of 8 (2 for k/v): r * (in + out) summed over the 7 linear layers = 512 r per layer
+    assert summary["trainable_parameters"] == 4 * 512 * 2
+    assert summary["answer_tokens"] == summary["examples"] == 50
+    assert "--tasks culturellm_english,wvs_usa --apply_chat_template" in summary["lm_eval"]
+    assert not (out / "checkpoints").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors",
+                                                     "merged", "training.json"]
+
+    adapter = load_file(out / "adapter_model.safetensors")
+    assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)
+    # the merged model is the base plus alpha/r * B @ A on the adapted layers and the base everywhere else
+    base = AutoModelForCausalLM.from_pretrained(learnable_model).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").state_dict()
+    assert merged.keys() == base.keys()
+    adapted = 0
+    for name, weight in base.items():
+        a_key = "base_model.model." + name.replace(".weight", ".lora_A.weight")
+        if a_key in adapter:
+            delta = (8 / 4) * adapter[a_key.replace("lora_A", "lora_B")] @ adapter[a_key]
+            torch.testing.assert_close(merged[name], weight + delta, rtol=1e-5, atol=1e-6)
+            assert delta.abs().max() > 0
+            adapted += 1
+        else:
+            torch.testing.assert_close(merged[name], weight, rtol=0, atol=0)
+    assert adapted == 14
+
+    # stock peft loads it
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(learnable_model), out)
+    assert model.peft_config["default"].r == 4
+
+    # lm-eval scores it: the trained answers gained log-likelihood under the harness itself
+    before = evaluate(learnable_model, ["wvs_usa"], data_root, chat=True, log_samples=True)
+    after = evaluate(learnable_model, ["wvs_usa"], data_root, chat=True, log_samples=True, peft=out)
+    assert after["results"]["wvs_usa"]["wvs_jsd,none"] != before["results"]["wvs_usa"]["wvs_jsd,none"]
+    assert _answer_loglikelihoods(after) > _answer_loglikelihoods(before) + 1.0
+
+
+def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, usa_seeds, tmp_path):
+    full = train(_config(learnable_model, usa_seeds, tmp_path / "full", max_steps=10, save_steps=5))
+    out = tmp_path / "resumed"
+    train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, keep_checkpoints=True))
+    # as if the run had died after its step-5 checkpoint
+    for p in [out / "checkpoints" / "checkpoint-10", out / "adapter_model.safetensors", out / "training.json"]:
+        if p.is_dir():
+            import shutil
+
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    resumed = train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, resume=True))
+    assert resumed["steps"] == 10
+    a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    assert [x["loss"] for x in resumed["losses"] if x["step"] > 5] == pytest.approx(
+        [x["loss"] for x in full["losses"] if x["step"] > 5], rel=1e-4)
+
+
+def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
+    with pytest.raises(TrainingError, match="does not exist"):
+        train(_config(learnable_model, tmp_path / "none.jsonl", tmp_path / "a"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n", encoding="utf-8")
+    with pytest.raises(TrainingError, match=r"bad.jsonl:1: field 'messages' must be a list"):
+        train(_config(learnable_model, bad, tmp_path / "b"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "keep.txt").write_text("x")
+    with pytest.raises(TrainingError, match="not empty; pass --resume"):
+        train(_config(learnable_model, usa_seeds, tmp_path / "c"))
+    assert (tmp_path / "c" / "keep.txt").read_text() == "x"
+    with pytest.raises(TrainingError, match="no Trainer checkpoint"):
+        train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))

@@ -1,0 +1,121 @@
+"""Training examples: seed/augmented question files, WVS labels (majority vs mean), cultures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from culture_tasks.data_root import DataRootError
+from culture_tasks.survey.wvs import load_questions
+from tests.synthetic_wvs import write_data_root
+from trainers.cultures import countries_of, evaluation_tasks
+from trainers.examples import answer_index, build_examples
+from trainers.questions import read_variants
+
+
+def _letters(rows):
+    return {r["q_id"]: r["messages"][1]["content"] for r in rows if r["step"] == "seed"}
+
+
+def test_answer_index_hand_computed():
+    codes = (1, 2, 3, 4)
+    assert answer_index([0.2, 0.1, 0.3, 0.4], codes, "majority") == 3
+    assert answer_index([0.5, 0.5, 0, 0], codes, "majority") == 0  # tie -> lower code
+    assert answer_index([0, 0.5, 0.5, 0], codes, "mean") == 2  # mean 2.5 -> 3
+    assert answer_index([0.5, 0, 0, 0.5], codes, "mean") == 2  # mean 2.5 -> 3
+    assert answer_index([1 / 3, 1 / 3, 1 / 3, 0], codes, "mean") == 1  # mean 2.0 -> 2
+    # a 0..2 scale (Q122-style) and a 1..10 scale with a mean of 7.4 -> 7
+    assert answer_index([0.1, 0.2, 0.7], (0, 1, 2), "mean") == 2  # mean 1.6 -> 2
+    assert answer_index([0] * 5 + [0.6, 0, 0.4, 0, 0], tuple(range(1, 11)), "mean") == 6  # 6*.6+8*.4 = 6.8 -> 7
+    with pytest.raises(ValueError, match="answer rule"):
+        answer_index([1.0], (1,), "median")
+
+
+def test_labels_from_synthetic_country_exclude_missing_codes(tmp_path):
+    root = write_data_root(tmp_path)
+    majority = build_examples("english", data_dir=str(root), rule="majority")
+    mean = build_examples("english", data_dir=str(root), rule="mean")
+    assert _letters(majority.rows) == {"27": "D", "28": "B"}
+    assert _letters(mean.rows) == {"27": "C", "28": "C"}
+    assert [r["answer_code"] for r in majority.rows] == [4, 2]
+    assert majority.counts["usa: skipped, question without valid answer"] == 1  # Q29
+    user = majority.rows[0]["messages"][0]["content"]
+    assert user == ("Making my parents proud is a main goal\n\nOptions:\nA. Strongly agree\nB. agree\n"
+                    "C. Disagree\nD. Strongly disagree\nAnswer:")
+    assert all(r["culture"] == "english" and r["country"] == "usa" for r in majority.rows)
+
+
+def test_augmented_questions_take_their_seed_label_and_upstream_format(tmp_path):
+    root = write_data_root(tmp_path)
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text("\n".join(json.dumps(r) for r in [
+        {"q_id": "27", "q_content": "Making my parents proud is my main aim", "step": "paraphrase", "similarity": 0.9},
+        # upstream new_WVQ_100.jsonl rows: only ori_content and q_content
+        {"ori_content": "When a mother works for pay, the children suffer",
+         "q_content": "Children suffer when their mother has a paid job."},
+        {"ori_content": "when a mother works for pay the children suffer!",  # same seed, case/punctuation
+         "q_content": "Children suffer when their mother has a paid job"},  # duplicate wording
+        {"ori_content": "A sentence that is no seed", "q_content": "Something else entirely"},
+        {"q_id": "29", "q_content": "Men are better political leaders"},
+    ]) + "\n", encoding="utf-8")
+    s = build_examples("english", questions_file=str(aug), data_dir=str(root))
+    by_text = {r["messages"][0]["content"].split("\n")[0]: r for r in s.rows}
+    assert by_text["Making my parents proud is my main aim"]["messages"][1]["content"] == "D"
+    assert by_text["Making my parents proud is my main aim"]["step"] == "paraphrase"
+    assert by_text["Children suffer when their mother has a paid job."]["messages"][1]["content"] == "B"
+    assert by_text["Children suffer when their mother has a paid job."]["step"] == "upstream"
+    assert len(s.rows) == 4  # 2 seeds + 2 variants; Q29's seed and variant have no label
+    assert s.counts["variant skipped: duplicate wording"] == 1
+    assert s.counts["variant skipped: ori_content matches no seed question"] == 1
+    assert s.counts["usa: skipped, question without valid answer"] == 2
+
+
+def test_culturellm_one_tags_each_prompt_with_its_country(data_root):
+    s = build_examples("one", data_dir=str(data_root))
+    countries = {r["country"] for r in s.rows}
+    assert len(countries) == 11 and {r["culture"] for r in s.rows} == set(
+        ["arabic", "bengali", "chinese", "english", "german", "korean", "portuguese", "spanish", "turkish"])
+    iraq = next(r for r in s.rows if r["country"] == "iraq")
+    assert iraq["messages"][0]["content"].startswith("Answer as a typical person from Iraq would answer.\n\n")
+    # Q36 is not asked in Iraq: no example, counted
+    assert not any(r["country"] == "iraq" and r["q_id"] == "36" for r in s.rows)
+    assert s.counts["iraq: skipped, question without valid answer"] == 2  # Q36 and Q226
+
+
+def test_culture_mapping_and_tasks():
+    assert [c.slug for c in countries_of("Arabic")] == ["iraq", "jordan"]
+    assert [c.slug for c in countries_of("spanish")] == ["argentina", "mexico"]
+    assert len(countries_of("one")) == 11
+    assert evaluation_tasks("arabic") == ["culturellm_arabic", "wvs_iraq", "wvs_jordan"]
+    assert evaluation_tasks("one")[0] == "culturellm" and "wvs_turkey_persona" in evaluation_tasks("one")
+    with pytest.raises(ValueError, match="unknown culture 'french'"):
+        countries_of("french")
+
+
+def test_bad_question_files_name_line_and_field(tmp_path):
+    root = write_data_root(tmp_path)
+    questions = load_questions(str(root))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q_id": "27", "q_content": "ok question here"}\n{"q_id": "28"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'q_content'"):
+        read_variants(bad, questions)
+    bad.write_text('{"q_content": "A question without its seed"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: missing field 'q_id' and 'ori_content'"):
+        read_variants(bad, questions)
+    bad.write_text('{"ori_content": "no such seed", "q_content": "x y z"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="no usable question"):
+        read_variants(bad, questions)
+    (root / "culturellm" / "WVQ.jsonl").write_text('{"q_id": "27", "q_content": "x"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"WVQ.jsonl:1: missing field\(s\) \['option'\]"):
+        build_examples("english", data_dir=str(root))
+
+
+def test_country_without_survey_data(tmp_path):
+    root = write_data_root(tmp_path)
+    with pytest.raises(DataRootError, match=r"Missing data file .*Arabic/Iraq.csv"):
+        build_examples("arabic", data_dir=str(root))
+    csv = root / "culturellm" / "English" / "United States.csv"
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29\n840,USA,-1,-2,-4\nAvg,,1,1,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no valid answer to any question for usa"):
+        build_examples("english", data_dir=str(root))
