@@ -1,0 +1,103 @@
+"""A real CultureLLM run: training sets, LoRA adapters per culture and seed, lm-eval scores.
+
+    python -m benchmarks.train_real_run --model <base dir> --questions aug.jsonl \\
+        --cultures english chinese arabic one --seeds 0 1 2 --out runs/smollm2 --limit 300
+
+Every step is skipped when its output exists, so an interrupted run continues. Each result
+file is lm-eval's own (``results_<run>.json``): ``culture-leaderboard runs/smollm2/results``
+shows them, ``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from culture_tasks.atomic import write_text_atomic
+from trainers.cultures import ONE, countries_of, evaluation_tasks
+from trainers.examples import build_examples
+from trainers.lora import LoraTrainConfig, train
+
+TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
+
+
+def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    name = adapter.name if adapter else "base"
+    path = out / "results" / name / f"results_{name}.json"
+    if path.exists():
+        return
+    model_args = f"pretrained={model},dtype={args.dtype}" + (f",peft={adapter}" if adapter else "")
+    limits = {}
+    results = {"results": {}, "higher_is_better": {}, "n-samples": {}}
+    # the classification suites under --limit, the 50-question survey tasks whole
+    for group, limit in (([t for t in tasks if t.startswith("culturellm")], args.limit),
+                         ([t for t in tasks if t.startswith("wvs_")], None)):
+        if not group:
+            continue
+        r = lm_eval.simple_evaluate(
+            model="hf", model_args=model_args, tasks=group, limit=limit, batch_size=args.eval_batch_size,
+            device=args.device, apply_chat_template=True, bootstrap_iters=0,
+            task_manager=TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": args.data_dir}),
+        )
+        for key in ("results", "higher_is_better", "n-samples"):
+            results[key].update(r.get(key) or {})
+        results["config"] = r["config"]
+        results["chat_template"] = r.get("chat_template")
+        limits[",".join(group)] = limit
+    results["limits"] = limits
+    write_text_atomic(path, json.dumps(results, indent=1, default=str))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--questions", required=True)
+    p.add_argument("--cultures", nargs="+", default=["english", "chinese", ONE])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--limit", type=int, default=300, help="documents per CultureLLM task")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--learning-rate", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--stage", choices=["train", "eval", "all"], default="all")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    if args.stage in ("train", "all"):
+        for culture in args.cultures:
+            data = out / "data" / f"{culture}.jsonl"
+            if not data.exists():
+                build_examples(culture, questions_file=args.questions, data_dir=args.data_dir).write(data)
+            for seed in args.seeds:
+                adapter = out / "adapters" / f"{culture}-s{seed}"
+                if (adapter / "training.json").exists():
+                    continue
+                s = train(LoraTrainConfig(model=args.model, data=[str(data)], output=str(adapter), seed=seed,
+                                          epochs=args.epochs, learning_rate=args.learning_rate, rank=args.rank,
+                                          alpha=2 * args.rank, batch_size=args.batch_size, logging_steps=10,
+                                          save_steps=100_000))
+                print(f"trained {adapter.name}: {s['examples']} examples, {s['steps']} steps, "
+                      f"loss {s['train_loss']:.3f}, {s['seconds']:.0f} s", flush=True)
+    if args.stage in ("eval", "all"):
+        base_tasks = ["culturellm"] + [t for c in countries_of(ONE) for t in (f"wvs_{c.slug}", f"wvs_{c.slug}_persona")]
+        evaluate(args.model, None, base_tasks, out, args)
+        print("evaluated base", flush=True)
+        for culture in args.cultures:
+            for seed in args.seeds:
+                adapter = out / "adapters" / f"{culture}-s{seed}"
+                evaluate(args.model, adapter, evaluation_tasks(culture), out, args)
+                print(f"evaluated {adapter.name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Base vs fine-tuned per culture from a `train_real_run` folder, as a markdown table.
+
+    python -m benchmarks.train_table runs/smollm2 > docs/train_smollm2_h100.md
+
+macro-F1 is the unweighted mean of the culture's CultureLLM tasks; WVS 1-JSD and majority
+agreement are means over the culture's countries, on the plain ``wvs_<country>`` tasks for the
+base and the per-culture models and on ``wvs_<country>_persona`` (the tag CultureLLM-One is
+trained with) for CultureLLM-One and the base's persona row. Fine-tuned cells are mean ± sample
+standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from trainers.cultures import CULTURE_COUNTRIES, ONE
+
+
+def _results(folder: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted((folder / "results").glob("*/results_*.json")):
+        out[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["results"]
+    return out
+
+
+def _metric(results: dict, task: str, key: str) -> float | None:
+    value = results.get(task, {}).get(f"{key},none")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def culture_scores(results: dict, culture: str, persona: bool) -> tuple[float | None, float | None, float | None]:
+    leaves = [v for t, v in results.items() if t.startswith(f"culturellm_{culture}_") and f"f1_macro,none" in v]
+    f1 = statistics.fmean(v["f1_macro,none"] for v in leaves) if leaves else None
+    suffix = "_persona" if persona else ""
+    jsd = [_metric(results, f"wvs_{c}{suffix}", "wvs_jsd") for c in CULTURE_COUNTRIES[culture]]
+    maj = [_metric(results, f"wvs_{c}{suffix}", "wvs_majority") for c in CULTURE_COUNTRIES[culture]]
+    jsd = statistics.fmean(jsd) if jsd and None not in jsd else None
+    maj = statistics.fmean(maj) if maj and None not in maj else None
+    return f1, jsd, maj
+
+
+def _cell(values: list[float | None], scale: float = 100.0) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def table(folder: Path) -> str:
+    results = _results(folder)
+    base = results.get("base", {})
+    seeds = {}
+    for name in results:
+        if name != "base":
+            culture, _, seed = name.rpartition("-s")
+            seeds.setdefault(culture, []).append(name)
+    lines = ["| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
+             "|---|---|---|---|---|---|"]
+    for culture in CULTURE_COUNTRIES:
+        rows = [("base", [base], False), ("base, persona prompt", [base], True)]
+        if culture in seeds:
+            rows.append((f"CultureLLM-{culture}", [results[n] for n in sorted(seeds[culture])], False))
+        if ONE in seeds:
+            rows.append(("CultureLLM-One", [results[n] for n in sorted(seeds[ONE])], True))
+        if len(rows) == 2:
+            continue
+        for label, runs, persona in rows:
+            scores = [culture_scores(r, culture, persona) for r in runs]
+            f1 = "–" if label == "base, persona prompt" else _cell([s[0] for s in scores])
+            lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | "
+                         f"{_cell([s[1] for s in scores])} | {_cell([s[2] for s in scores])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    print(table(Path(args[0])))
+
+
+if __name__ == "__main__":
+    main()
