@@ -161,6 +161,26 @@ def _accelerator_defaults(cfg: LoraTrainConfig) -> tuple[bool, bool]:
     return bf16, checkpointing
 
 
+def _version_arguments(cfg: LoraTrainConfig, checkpointing: bool) -> dict:
+    """Warm-up and activation checkpointing under the names this transformers release uses."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    known = inspect.signature(TrainingArguments.__init__).parameters
+    out = {}
+    if cfg.warmup < 1 and "warmup_ratio" in known:
+        out["warmup_ratio"] = cfg.warmup
+    else:
+        out["warmup_steps"] = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
+    if "activation_checkpointing" in known:
+        out["activation_checkpointing"] = checkpointing
+    else:
+        out["gradient_checkpointing"] = checkpointing
+        out["gradient_checkpointing_kwargs"] = {"use_reentrant": False} if checkpointing else None
+    return out
+
+
 def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], collator=None):
     """peft LoRA around ``model`` and the Trainer that fits it (also used by the benchmark)."""
     import torch
@@ -174,14 +194,13 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    args = TrainingArguments(
+    args = TrainingArguments(**_version_arguments(cfg, checkpointing),
         output_dir=str(Path(cfg.output) / CHECKPOINTS),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
@@ -189,7 +208,6 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=bf16,
-        activation_checkpointing=checkpointing,
         use_cpu=not torch.cuda.is_available(),
         report_to=[],
         remove_unused_columns=False,
