@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     p.add_argument("--learning-rate", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--gradient-checkpointing", type=int, choices=[0, 1], help="default: on GPU")
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--eval-batch-size", type=int, default=64)
@@ -85,7 +86,8 @@ def main(argv=None) -> None:
                 s = train(LoraTrainConfig(model=args.model, data=[str(data)], output=str(adapter), seed=seed,
                                           epochs=args.epochs, learning_rate=args.learning_rate, rank=args.rank,
                                           alpha=2 * args.rank, batch_size=args.batch_size, logging_steps=10,
-                                          save_steps=100_000))
+                                          save_steps=100_000, gradient_checkpointing=None
+                                          if args.gradient_checkpointing is None else bool(args.gradient_checkpointing)))
                 print(f"trained {adapter.name}: {s['examples']} examples, {s['steps']} steps, "
                       f"loss {s['train_loss']:.3f}, {s['seconds']:.0f} s", flush=True)
     if args.stage in ("eval", "all"):
