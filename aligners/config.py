@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-import yaml
+from culture_tasks.settings import from_sources
 
 # settings that define the search: a resumed run must agree on all of them
 SEARCH_KEYS = ("model", "country", "target", "optimizer", "virtual_tokens", "subspace_dim", "population",
@@ -62,20 +61,4 @@ class AlignConfig:
 
     @classmethod
     def from_sources(cls, yaml_path: str | None, overrides: dict) -> AlignConfig:
-        values: dict = {}
-        if yaml_path:
-            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{yaml_path}: expected a mapping of settings")
-            if "country" in loaded:
-                loaded["countries"] = loaded.pop("country")
-            known = {f.name for f in fields(cls)}
-            unknown = sorted(set(loaded) - known)
-            if unknown:
-                raise ValueError(f"{yaml_path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-            values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        missing = [k for k in ("model", "countries", "output") if k not in values]
-        if missing:
-            raise ValueError(f"missing setting(s) {missing} (give them on the command line or in --config)")
-        return cls(**values)
+        return from_sources(cls, yaml_path, overrides, ("model", "countries", "output"), {"country": "countries"})

@@ -119,3 +119,20 @@ def test_country_without_survey_data(tmp_path):
     csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29\n840,USA,-1,-2,-4\nAvg,,1,1,1\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no valid answer to any question for usa"):
         build_examples("english", data_dir=str(root))
+
+
+def test_cli_data_from_yaml_with_overrides(tmp_path, capsys):
+    from trainers.cli import main as cli
+
+    root = write_data_root(tmp_path / "root")
+    config = tmp_path / "data.yaml"
+    config.write_text(f"culture: english\nrule: majority\ndata_dir: {root}\noutput: {tmp_path / 'a.jsonl'}\n")
+    assert cli(["data", "--config", str(config), "--rule", "mean", "--output", str(tmp_path / "b.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["messages"][1]["content"] for r in rows] == ["C", "C"] and not (tmp_path / "a.jsonl").exists()
+    config.write_text("culture: english\nlearning_rate: 1\n")
+    assert cli(["data", "--config", str(config), "--output", str(tmp_path / "c.jsonl")]) == 2
+    assert "unknown setting(s) ['learning_rate']" in capsys.readouterr().err
+    assert cli(["data", "--culture", "klingon", "--output", str(tmp_path / "d.jsonl"), "--data-dir", str(root)]) == 2
+    assert "unknown culture 'klingon'" in capsys.readouterr().err
+    assert not (tmp_path / "c.jsonl").exists() and not (tmp_path / "d.jsonl").exists()

@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.data_root import DataRootError
-    from trainers.config import from_sources
+    from culture_tasks.settings import from_sources
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = vars(parser().parse_args(argv))

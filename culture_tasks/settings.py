@@ -11,7 +11,9 @@ import yaml
 T = TypeVar("T")
 
 
-def from_sources(cls: type[T], yaml_path: str | None, overrides: dict, required: tuple[str, ...]) -> T:
+def from_sources(cls: type[T], yaml_path: str | None, overrides: dict, required: tuple[str, ...],
+                 renames: dict[str, str] | None = None) -> T:
+    """``renames`` maps a YAML key to the field it sets (e.g. ``country`` -> ``countries``)."""
     values: dict = {}
     if yaml_path:
         path = Path(yaml_path)
@@ -20,6 +22,9 @@ def from_sources(cls: type[T], yaml_path: str | None, overrides: dict, required:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
+        for old, new in (renames or {}).items():
+            if old in loaded:
+                loaded[new] = loaded.pop(old)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(loaded) - known)
         if unknown:
