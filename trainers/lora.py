@@ -223,7 +223,13 @@ def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tupl
     chat = cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
     if chat and not tokenizer.chat_template:
         raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    hf_log = logging.getLogger("lm_eval.models.huggingface")
+    level = hf_log.level
+    hf_log.setLevel(logging.ERROR)  # its warnings about a model instance concern evaluation, not this use
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    finally:
+        hf_log.setLevel(level)
     encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
     if not encoded:
         raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
