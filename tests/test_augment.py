@@ -167,3 +167,51 @@ def test_cli_reports_a_missing_embedding_model_and_writes_nothing(tmp_path, tiny
     assert not out.exists()
     assert cli(["augment", "--output", str(out)]) == 2
     assert "name exactly one generator" in capsys.readouterr().err
+
+
+def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from trainers.generators import EndpointGenerator
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers.get("Authorization"), body))
+            if body["model"] == "broken":
+                self.send_response(503)
+                self.end_headers()
+                self.wfile.write(b"overloaded")
+                return
+            prompt = body["messages"][0]["content"]
+            choices = [{"message": {"role": "assistant", "content": f"{i}:{prompt[-5:]}"}} for i in range(body["n"])]
+            data = json.dumps({"choices": choices}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_API_KEY", "k123")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        gen = EndpointGenerator(url, "m", max_new_tokens=7, temperature=0.5)
+        assert gen.complete(["say alpha", "say gamma"], 2) == [["0:alpha", "1:alpha"], ["0:gamma", "1:gamma"]]
+        path, auth, body = seen[0]
+        assert path == "/v1/chat/completions" and auth == "Bearer k123"
+        assert body["n"] == 2 and body["max_tokens"] == 7 and body["temperature"] == 0.5 and body["model"] == "m"
+        with pytest.raises(RuntimeError, match="answered 503: overloaded"):
+            EndpointGenerator(url, "broken").complete(["x"], 1)
+    finally:
+        server.shutdown()
