@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from aligners.config import SEARCH_KEYS, AlignConfig
@@ -26,10 +25,10 @@ from aligners.optimizers import make_optimizer
 from aligners.scoring import TASKS_DIR, TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import resolve_target
 
 log = logging.getLogger("aligners")
-COUNTRIES_FILE = TASKS_DIR / "survey" / "countries.yaml"
 STATE_FILE = "state.json"
 
 
@@ -59,7 +58,7 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
     """Known countries use their generated tasks; any other is scored through vsm13_usa's task
     with the target passed as metadata (the lm-eval command in alignment.json says so)."""
     resolved = resolve_target(country, target, cfg.data_dir)
-    listed = yaml.safe_load(COUNTRIES_FILE.read_text(encoding="utf-8"))["countries"]
+    listed = listed_countries()
     entry = next((c for c in listed if c.get("hofstede") == resolved.code), None)
     if target is not None and entry is None:
         entry = next((c for c in listed if c["name"].casefold() == country.casefold()

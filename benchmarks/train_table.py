@@ -32,7 +32,7 @@ def _metric(results: dict, task: str, key: str) -> float | None:
 
 
 def culture_scores(results: dict, culture: str, persona: bool) -> tuple[float | None, float | None, float | None]:
-    leaves = [v for t, v in results.items() if t.startswith(f"culturellm_{culture}_") and f"f1_macro,none" in v]
+    leaves = [v for t, v in results.items() if t.startswith(f"culturellm_{culture}_") and "f1_macro,none" in v]
     f1 = statistics.fmean(v["f1_macro,none"] for v in leaves) if leaves else None
     suffix = "_persona" if persona else ""
     jsd = [_metric(results, f"wvs_{c}{suffix}", "wvs_jsd") for c in CULTURE_COUNTRIES[culture]]

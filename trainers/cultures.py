@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
-
-COUNTRIES_FILE = Path(__file__).resolve().parents[1] / "culture_tasks" / "survey" / "countries.yaml"
+from culture_tasks.survey.countries import COUNTRIES_FILE, listed_countries
 
 CULTURE_COUNTRIES: dict[str, tuple[str, ...]] = {
     "arabic": ("iraq", "jordan"),
@@ -32,7 +28,7 @@ class Country:
 
 
 def _listed() -> dict[str, dict]:
-    return {c["slug"]: c for c in yaml.safe_load(COUNTRIES_FILE.read_text(encoding="utf-8"))["countries"]}
+    return {c["slug"]: c for c in listed_countries()}
 
 
 def countries_of(culture: str) -> list[Country]:

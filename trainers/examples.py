@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
 from culture_tasks.survey.tasks import LETTERS, survey_prompt
 from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
@@ -50,8 +51,6 @@ class ExampleSet:
     counts: Counter = field(default_factory=Counter)
 
     def write(self, path: Path) -> None:
-        from culture_tasks.atomic import write_text_atomic
-
         write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
 
 

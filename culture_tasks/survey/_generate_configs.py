@@ -14,13 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 
 from culture_tasks import generated
+from culture_tasks.survey.countries import listed_countries
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE.parent
-MANIFEST = HERE / "countries.yaml"
 VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
 GROUP_METRICS = {"wvs": ["wvs_jsd", "wvs_w1", "wvs_majority"], "vsm13": ["vsm13_l1", "vsm13_mae"]}
 
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report stale files, write nothing")
     args = parser.parse_args(argv)
-    countries = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["countries"]
+    countries = listed_countries()
     owned = [*(TASKS / "wvs").glob("*wvs*.yaml"), *(TASKS / "vsm13").glob("*vsm13*.yaml")]
     return generated.write(render(countries), owned, args.check)
 
