@@ -75,8 +75,8 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     ``items_a[i]`` and ``items_b[i]`` belong to the same document (base vs. checkpoint); both are
     resampled with the same indices, so what the documents share cancels. The two-sided p-value
     is the bootstrap test of "no difference": twice the smaller share of resampled differences on
-    either side of 0 (a tie at 0 counts half on each side), capped at 1 — identical inputs give
-    p = 1, and with ``iters`` resamples the smallest p is ``2 / iters``.
+    either side of 0 (a tie at 0 counts half on each side), capped at 1: identical inputs give
+    p = 1; p = 0 means that no resampled difference reached 0 (read it as p < 2 / ``iters``).
     """
     if len(items_a) != len(items_b):
         raise ValueError(f"paired items differ in length: {len(items_a)} vs {len(items_b)}")

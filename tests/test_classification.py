@@ -117,8 +117,14 @@ def test_prompt_and_scoring():
     doc = {"instruction": "Offensive?", "text": "hi", "options": ["not offensive", "offensive"],
            "choices": ["A", "B"], "label": 1}
     assert doc_to_text_mc(doc) == "Offensive?\n\nText: hi\n\nOptions:\nA. not offensive\nB. offensive\nAnswer:"
-    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {"f1_macro": (1, 1, 2), "acc": 1.0}
-    assert process_results_gen(doc, ["Not offensive."]) == {"f1_macro": (1, 0, 2), "acc": 0.0, "parse_fail_rate": 0.0}
+    # every metric's interval companions receive the metric's own per-document item
+    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {
+        "f1_macro": (1, 1, 2), "f1_macro_ci_low": (1, 1, 2), "f1_macro_ci_high": (1, 1, 2),
+        "acc": 1.0, "acc_ci_low": 1.0, "acc_ci_high": 1.0}
+    gen = process_results_gen(doc, ["Not offensive."])
+    assert {k: v for k, v in gen.items() if "_ci_" not in k} == {"f1_macro": (1, 0, 2), "acc": 0.0,
+                                                                "parse_fail_rate": 0.0}
+    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == 0.0
     assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == 1.0
 
 

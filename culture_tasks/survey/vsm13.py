@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from culture_tasks.data_root import data_file
 
+log = logging.getLogger("culture_tasks")
+SAFE_CODE = re.compile(r"[A-Za-z0-9]{2,4}")
 DIMENSIONS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
 CONSTANT_NAMES = {"pdi": "C_pd", "idv": "C_ic", "mas": "C_mf", "uai": "C_ua", "lto": "C_ls", "ivr": "C_ir"}
 # (weight, item a, item b) terms of each index: weight * (m_a - m_b); VSM 2013 manual.
@@ -113,16 +117,39 @@ def vsm13_loss(indices: Mapping[str, float], target: Mapping[str, float]) -> dic
 
 
 def load_hofstede(data_dir: str | None = None) -> list[Target]:
+    """Every row of Hofstede's file; a defective cell or row affects only itself, with a warning.
+
+    A score that is not a number leaves that dimension out for that country; a row whose code
+    is not 2-4 letters or digits is skipped (codes become task and folder names elsewhere).
+    """
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        for row in csv.DictReader(fh, delimiter=";"):
+        reader = csv.DictReader(fh, delimiter=";")
+        absent = [c for c in ("ctr", "country", *HOFSTEDE_COLUMNS.values()) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing column(s) {absent}; expected ctr;country;pdi;idv;mas;uai;ltowvs;ivr")
+        for line_no, row in enumerate(reader, 2):
+            code, name = (row.get("ctr") or "").strip(), (row.get("country") or "").strip()
+            if not SAFE_CODE.fullmatch(code) or not name:
+                log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
+                            path, line_no, code)
+                continue
             scores = {}
             for dim, col in HOFSTEDE_COLUMNS.items():
                 value = (row.get(col) or "").strip()
-                if value and value != "#NULL!":
-                    scores[dim] = float(value)
-            targets.append(Target(row["country"].strip(), row["ctr"].strip(), scores))
+                if not value or value == "#NULL!":
+                    continue
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = math.nan
+                if not math.isfinite(number):
+                    log.warning("%s:%d: %s (%s) column %s is %r, not a number: %s left out for this country",
+                                path, line_no, name, code, col, value, dim)
+                    continue
+                scores[dim] = number
+            targets.append(Target(name, code, scores))
     return targets
 
 
@@ -158,7 +185,9 @@ def resolve_target(country: str | None = None, scores: Sequence[float] | Mapping
             if len(scores) != 6:
                 raise ValueError(f"explicit scores need six numbers in the order {DIMENSIONS}, got {len(scores)}")
             values = {d: float(v) for d, v in zip(DIMENSIONS, scores)}
-        return Target(country or "custom", country or "custom", values)
+        # the code may name a task or an output folder: letters, digits and "_" only
+        code = re.sub(r"[^A-Za-z0-9]+", "_", country or "").strip("_") or "custom"
+        return Target(country or "custom", code, values)
     if not country:
         raise ValueError("name a country or give explicit scores")
     return find_target(country, data_dir)
