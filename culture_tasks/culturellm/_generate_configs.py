@@ -93,9 +93,6 @@ def render(entries: list[DatasetEntry]) -> dict[str, str]:
     cultures = sorted({e.culture for e in entries})
     for variant in ("mc", "gen"):
         top = "culturellm" if variant == "mc" else "culturellm_gen"
-        template = (HERE / TEMPLATES[variant]).read_text(encoding="utf-8")
-        block = stats.metric_list_yaml(SCORING, METRICS[variant], intervals=GROUP_METRICS[variant])
-        files[TEMPLATES[variant]] = stats.with_metric_list(template, block)
         for e in entries:
             files[f"{e.task(variant)}.yaml"] = _dump(
                 {
@@ -116,6 +113,15 @@ def render(entries: list[DatasetEntry]) -> dict[str, str]:
             tasks = [e.task(variant) for e in entries if e.culture == culture]
             files[f"_{top}_{culture}.yaml"] = _dump(generated.group(f"{top}_{culture}", tasks, GROUP_METRICS[variant]))
         files[f"_{top}.yaml"] = _dump(generated.group(top, [f"{top}_{c}" for c in cultures], GROUP_METRICS[variant]))
+    return files
+
+
+def render_templates() -> dict[str, str]:
+    """The two templates with their ``metric_list`` written from ``METRICS``."""
+    files = {}
+    for variant, name in TEMPLATES.items():
+        block = stats.metric_list_yaml(SCORING, METRICS[variant], intervals=GROUP_METRICS[variant])
+        files[name] = stats.with_metric_list((HERE / name).read_text(encoding="utf-8"), block)
     return files
 
 
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(entries, args.table))
         return 0
-    files = {HERE / name: text for name, text in render(entries).items()}
+    files = {HERE / name: text for name, text in {**render(entries), **render_templates()}.items()}
     owned = [*HERE.glob("*culturellm*.yaml"), *(HERE / name for name in TEMPLATES.values())]
     return generated.write(files, owned, args.check)
 

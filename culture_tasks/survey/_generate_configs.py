@@ -5,7 +5,8 @@
 
 Per country: <instrument>_<slug> (the model's own answers), <instrument>_<slug>_persona (asked
 to answer as a person from the country) and <instrument>_<slug>_reversed (options in reverse
-order, for the spread of a result). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ...
+order, for the spread of a result). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ... and
+vsm13_partial, ... for the countries whose Hofstede profile has only some dimensions.
 The ``metric_list`` of the two templates is written from ``METRICS`` (with the bootstrap-interval
 companions); the rest of each template is edited by hand.
 """
@@ -35,6 +36,10 @@ METRICS = {
     "vsm13": [("vsm13_l1", "vsm13_l1", False), ("vsm13_mae", "vsm13_mae", False),
               *((d, d, True) for d in DIMENSIONS), ("vsm13_dims", "vsm13_dims", True)],
 }
+# Hofstede codes whose 2015 scores lack dimensions (only LTO and IVR): their losses cover 2 of 6
+# dimensions, so they are averaged in groups of their own (vsm13_partial, ...), never with the
+# six-dimension losses (a test checks this set against the data file).
+PARTIAL_TARGETS = frozenset({"IRQ", "JOR", "SAU"})
 # every metric but the dimension count gets its _ci_low/_ci_high companions
 INTERVALS = {name: [m for m, _, _ in metrics if m != "vsm13_dims"] for name, metrics in METRICS.items()}
 
@@ -68,7 +73,13 @@ def render(countries: list[dict]) -> dict[Path, str]:
                 )
                 names.append(name)
             group = f"{instrument}{suffix}"
-            files[folder / f"_{group}.yaml"] = _dump(generated.group(group, names, GROUP_METRICS[instrument]))
+            partial = [n for n, c in zip(names, (c for c in countries if c.get(key)))
+                       if instrument == "vsm13" and c["hofstede"] in PARTIAL_TARGETS]
+            full = [n for n in names if n not in partial]
+            files[folder / f"_{group}.yaml"] = _dump(generated.group(group, full, GROUP_METRICS[instrument]))
+            if partial:
+                files[folder / f"_{group}_partial.yaml"] = _dump(
+                    generated.group(f"{group}_partial", partial, GROUP_METRICS[instrument]))
     return files
 
 
