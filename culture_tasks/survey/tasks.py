@@ -292,8 +292,8 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     rng = np.random.default_rng(seed)
     sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
                for k in sorted(dists)}
-    runs = [_scores({k: float(v[b]) for k, v in sampled.items()}, target, constants) for b in range(iters)]
-    return {key: stats.percentile_interval(np.array([r[key] for r in runs]), level) for key in VSM13_METRICS}
+    runs = _scores(sampled, target, constants)  # arrays: one value per resample
+    return {key: stats.percentile_interval(np.asarray(runs[key], dtype=float), level) for key in VSM13_METRICS}
 
 
 def vsm13_dims(items: Sequence[tuple]) -> int:

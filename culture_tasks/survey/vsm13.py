@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from culture_tasks.data_root import data_file
 
 log = logging.getLogger("culture_tasks")
@@ -91,10 +93,16 @@ def load_items(data_dir: str | None = None) -> list[Item]:
     return sorted(items, key=lambda i: i.number)
 
 
+def _number(value):
+    """A float, or a float array kept as one (one value per bootstrap resample)."""
+    return value.astype(float) if isinstance(value, np.ndarray) else float(value)
+
+
 def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float] | None = None) -> dict[str, float]:
     """The six VSM 2013 indices from the mean score of each item (constants default to 0).
 
-    ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``).
+    ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``). The
+    means may also be equal-length arrays (the interval computes all resamples at once).
     """
     constants = dict(constants or {})
     missing = sorted({i for terms in FORMULAS.values() for _, a, b in terms for i in (a, b)} - set(item_means))
@@ -103,7 +111,7 @@ def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float
     out = {}
     for dim, terms in FORMULAS.items():
         c = float(constants.get(dim, constants.get(CONSTANT_NAMES[dim], 0.0)))
-        out[dim] = sum(w * (float(item_means[a]) - float(item_means[b])) for w, a, b in terms) + c
+        out[dim] = sum(w * (_number(item_means[a]) - _number(item_means[b])) for w, a, b in terms) + c
     return out
 
 
@@ -112,7 +120,7 @@ def vsm13_loss(indices: Mapping[str, float], target: Mapping[str, float]) -> dic
     dims = [d for d in DIMENSIONS if d in target and target[d] is not None and not math.isnan(float(target[d]))]
     if not dims:
         raise ValueError("the target has none of the six dimensions")
-    errors = [abs(float(indices[d]) - float(target[d])) for d in dims]
+    errors = [abs(_number(indices[d]) - float(target[d])) for d in dims]
     return {"l1": sum(errors), "mae": sum(errors) / len(errors), "dimensions": len(dims)}
 
 
