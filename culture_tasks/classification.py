@@ -20,7 +20,7 @@ import numpy as np
 
 from culture_tasks import stats
 from culture_tasks.data_root import data_file
-from culture_tasks.metadata import check_keys
+from culture_tasks.metadata import TASK_KEYS, check_keys
 
 log = logging.getLogger("culture_tasks")
 
@@ -125,15 +125,12 @@ def load_classification(
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
 
 
-METADATA_KEYS = ("data_dir",)
-
-
 def load_task(data_dir: str | None = None, **kwargs) -> datasets.DatasetDict:
     """lm-eval ``custom_dataset`` of the task YAMLs: ``load_classification`` after checking that
     every ``--metadata`` key is one the task reads (or lm-eval's, or a model argument)."""
     own = set(inspect.signature(load_classification).parameters) - {"data_dir", "_ignored"}
     check_keys(kwargs.get("task_name", "culturellm"), {k: v for k, v in kwargs.items() if k not in own},
-               METADATA_KEYS)
+               TASK_KEYS["culturellm"])
     return load_classification(data_dir, **{k: v for k, v in kwargs.items() if k in own})
 
 

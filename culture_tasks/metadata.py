@@ -21,6 +21,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 LM_EVAL_KEYS = frozenset({"version", "config_source", "config", "_metadata"})
+# The --metadata keys each family of this project's tasks reads. One run's metadata goes to every
+# task of the run, so a key that another family reads (``target`` in a run of wvs_* and vsm13_*)
+# is accepted everywhere; a key no task reads is an error.
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "culturellm": ("data_dir",),
+    "wvs": ("data_dir",),
+    "vsm13": ("data_dir", "target", "target_source", "constants", "answer_mode"),
+}
+PROJECT_KEYS = frozenset(k for keys in TASK_KEYS.values() for k in keys)
 
 
 class MetadataError(ValueError):
@@ -103,16 +112,21 @@ def from_pretrained_names() -> frozenset[str]:
 
 
 def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
-    """Raise for any key that is neither the task's own (``own``), lm-eval's, nor a model argument."""
+    """Raise for any key that no task of this project reads and that is neither lm-eval's nor a
+    model argument; the message lists ``own``, the keys this task reads."""
     own = sorted(set(own))
-    unknown = sorted(k for k in given if k not in own and k not in LM_EVAL_KEYS and k not in model_arg_names())
+    known = PROJECT_KEYS | set(own) | LM_EVAL_KEYS
+    unknown = sorted(k for k in given if k not in known and k not in model_arg_names())
     if not unknown:
         return
-    hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, own, n=1)) else repr(k)
+    hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, sorted(PROJECT_KEYS | set(own)),
+                                                                                    n=1)) else repr(k)
              for k in unknown]
+    others = sorted(PROJECT_KEYS - set(own))
     raise MetadataError(
-        f"{task}: unknown --metadata key(s) {', '.join(hints)}; this task reads {own} "
-        f"(lm-eval's own keys and its models' --model_args are accepted too)"
+        f"{task}: unknown --metadata key(s) {', '.join(hints)}; this task reads {own}"
+        + (f", other tasks of this project read {others}" if others else "")
+        + " (lm-eval's own keys and its models' --model_args are accepted too)"
     )
 
 

@@ -94,6 +94,9 @@ def test_model_args_and_lm_eval_keys_are_accepted(tmp_path):
     root = write_data_root(tmp_path)
     ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", pretrained="m", version=1.0)
     assert len(ds["test"]) == 2
+    # one run's metadata reaches every task: a VSM13 key in a run of wvs_* and vsm13_* tasks is fine
+    ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", target=[1, 2, 3, 4, 5, 6])
+    assert len(ds["test"]) == 2
 
 
 def test_booleans_parse_strictly(tmp_path):

@@ -23,7 +23,7 @@ from lm_eval.api.samplers import ContextSampler
 
 from culture_tasks import stats
 from culture_tasks.data_root import data_file
-from culture_tasks.metadata import check_keys, parse_bool
+from culture_tasks.metadata import TASK_KEYS, check_keys, parse_bool
 from culture_tasks.survey import metrics
 from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
 from culture_tasks.survey.wvs import load_country, load_questions
@@ -35,9 +35,6 @@ LETTERS = string.ascii_uppercase
 DIRECTIONLESS = frozenset(
     {*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}
 )
-# --metadata keys each instrument's tasks read (dataset_kwargs in the YAMLs are not user keys).
-WVS_KEYS = ("data_dir",)
-VSM13_KEYS = ("data_dir", "target", "target_source", "constants", "answer_mode")
 # Respondents per simulated sample of the VSM13 interval: the VSM 2013 manual's ideal sample size.
 VSM13_RESPONDENTS = 50
 
@@ -94,10 +91,13 @@ WVS_TOPICS = (
 
 def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, persona: str = "",
              reversed_options: bool = False, **metadata) -> datasets.DatasetDict:
-    check_keys(f"wvs ({wvs_country})", metadata, WVS_KEYS)
+    check_keys(f"wvs ({wvs_country})", metadata, TASK_KEYS["wvs"])
     reversed_options = parse_bool("reversed_options", reversed_options)
     questions = load_questions(data_dir)
     answers = load_country(data_file(f"culturellm/{wvs_csv}", data_dir), questions, wvs_country)
+    if not answers.distributions:
+        raise ValueError(f"{answers.path}: no respondent gave a valid answer (a code in the scale) to any of the "
+                         f"{len(questions)} questions; is this a WVS wave 7 respondent file for {wvs_country}?")
     rows = defaultdict(list)
     for q in questions:
         if q.q_id not in answers.distributions:
@@ -170,7 +170,7 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
 
     ``persona`` is the country name of the in-context baseline ("" = the model's own answers).
     """
-    check_keys(f"vsm13 ({vsm13_country})", metadata, VSM13_KEYS)
+    check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
     reversed_options = parse_bool("reversed_options", reversed_options)
     chosen = resolve_target(vsm13_country, target, data_dir)
     if answer_mode not in ("expected", "argmax"):

@@ -139,10 +139,7 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
         "WVS %s: %d respondents, %d average rows skipped, %d missing/invalid answers excluded",
         name, respondents, skipped, n_missing,
     )
-    if unanswered and not distributions:
-        raise ValueError(f"{csv_path}: no respondent gave a valid answer (codes in the scale) to any of the "
-                         f"{len(questions)} questions; is this a WVS wave 7 respondent file?")
-    if unanswered:
+    if unanswered and distributions:
         log.warning("WVS %s: %d question(s) skipped, no valid answer (only missing codes) in %s: Q%s",
                     name, len(unanswered), csv_path.name, ", Q".join(unanswered))
     return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped)
