@@ -9,13 +9,16 @@ from tests.tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("CULTURE_DATA_DIR", REPO.parent / "shared" / "data"))
-TASKS_DIR = REPO / "culture_tasks"
+REQUIRE_DATA = "CULTURE_REQUIRE_DATA"
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA_ROOT / "culturellm").is_dir():
-        pytest.fail(f"data root {DATA_ROOT} not found: set CULTURE_DATA_DIR or place shared/ beside the repo")
+        if os.environ.get(REQUIRE_DATA) == "1":  # CI has the data: a missing root is a failure there
+            pytest.fail(f"data root {DATA_ROOT} not found ({REQUIRE_DATA}=1): set CULTURE_DATA_DIR")
+        pytest.skip(f"third-party data not found at {DATA_ROOT} (no culturellm/ folder): set CULTURE_DATA_DIR "
+                    "or place shared/ beside the repository to run this test")
     return DATA_ROOT
 
 
