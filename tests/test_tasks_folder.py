@@ -99,3 +99,16 @@ def test_survey_check_reports_a_stale_yaml(monkeypatch, capsys):
     monkeypatch.setattr(gen, "render", one_country_renamed)
     assert gen.main(["--check"]) == 1
     assert capsys.readouterr().out == "stale generated files: wvs_usa.yaml\n"
+
+
+def test_missing_data_root_skips_with_the_reason_or_fails_where_required(tmp_path, monkeypatch):
+    from tests.conftest import REQUIRE_DATA, require_data_root
+
+    monkeypatch.delenv(REQUIRE_DATA, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"third-party data not found at {tmp_path}"):
+        require_data_root(tmp_path)
+    monkeypatch.setenv(REQUIRE_DATA, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"data root {tmp_path} not found"):
+        require_data_root(tmp_path)
+    (tmp_path / "culturellm").mkdir()
+    assert require_data_root(tmp_path) == tmp_path
