@@ -112,6 +112,8 @@ def reusable(output: Path, digest: str, overwrite: bool) -> bool:
     stored = _stored_sha256(output)
     if stored == digest:
         try:
+            if not any(output.glob("*.safetensors")):
+                raise ModelFileError(f"{output} holds no *.safetensors file")
             check_safetensors(output)
         except ModelFileError as err:
             if overwrite:

@@ -127,6 +127,16 @@ def test_truncated_safetensors_is_one_line_naming_the_file(ggufs, tmp_path, caps
     assert weights.stat().st_size == len(data)
 
 
+def test_a_cached_folder_whose_weights_are_gone_is_not_reused(ggufs, tmp_path, capsys):
+    first, _ = ggufs
+    folder = models.convert_gguf(first, tmp_path / "model")
+    (folder / "model.safetensors").unlink()
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder)]) == 2
+    assert "holds no *.safetensors file" in capsys.readouterr().err
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder), "--overwrite"]) == 0
+    np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
+
+
 def test_sharded_index_naming_a_missing_shard(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "model-00001.safetensors"}}))
     with pytest.raises(models.ModelFileError, match="model-00001.safetensors"):
