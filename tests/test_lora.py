@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.lm_eval_helpers import TASKS_DIR, evaluate
+from culture_tasks.paths import task_manager
+from tests.lm_eval_helpers import evaluate
 from trainers.examples import build_examples
 from trainers.lora import LoraTrainConfig, TrainingError, train
 
@@ -32,13 +33,12 @@ def usa_seeds(tmp_path_factory, data_root):
 @pytest.mark.parametrize("chat", [False, True])
 def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, usa_seeds, chat):
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from aligners.scoring import TaskScorer
     from trainers.lora import encode_examples, read_examples
 
     lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
-    scorer = TaskScorer(lm, "wvs_usa", TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_root)}),
+    scorer = TaskScorer(lm, "wvs_usa", task_manager({"data_dir": str(data_root)}),
                         chat_template=chat)
     rows = read_examples([str(usa_seeds)])
     encoded, too_long = encode_examples(lm, rows, chat, max_length=4096)
