@@ -178,13 +178,11 @@ def test_vectorised_macro_f1_equals_sklearn_on_resamples():
 def test_few_shot_examples_show_the_gold_answer(data_root):
     """lm-eval draws CultureLLM few-shot examples from the test split (never the evaluated
     document itself) and ends each with its own gold answer: the letter (mc) or label word (gen)."""
-    from lm_eval.tasks import TaskManager
-
     from culture_tasks.classification import LETTERS, doc_to_text_gen
-    from tests.lm_eval_helpers import TASKS_DIR
+    from culture_tasks.paths import task_manager
 
     names = ["culturellm_arabic_spam", "culturellm_gen_arabic_spam"]
-    tasks = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_root)}).load(names)["tasks"]
+    tasks = task_manager({"data_dir": str(data_root)}).load(names)["tasks"]
     for name in names:
         task = tasks[name]
         task.set_config(key="num_fewshot", value=3)

@@ -8,7 +8,8 @@ import pytest
 
 from culture_tasks.metadata import MetadataError
 from culture_tasks.survey.tasks import DIRECTIONLESS, item_result, summarise_vsm13
-from tests.lm_eval_helpers import TASKS_DIR, evaluate
+from culture_tasks.paths import TASKS_DIR, task_manager
+from tests.lm_eval_helpers import evaluate
 
 VSM13_KEYS = ("vsm13_l1", "vsm13_mae", "pdi", "idv", "mas", "uai", "lto", "ivr")
 WVS_KEYS = ("wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_social_values", "wvs_jsd_migration", "wvs_jsd_security",
@@ -67,10 +68,9 @@ def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
 
 def _simple_evaluate(model_dir, task, metadata, **kwargs):
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     return lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=[task],
-                                   task_manager=TaskManager(include_path=str(TASKS_DIR), metadata=metadata),
+                                   task_manager=task_manager(metadata),
                                    device="cpu", batch_size=8, bootstrap_iters=0, **kwargs)
 
 
@@ -82,8 +82,6 @@ def test_num_fewshot_on_a_survey_task_is_refused(tiny_model, data_root):
 
 
 def test_misspelled_metadata_key_stops_loading_the_task(data_root):
-    from lm_eval.tasks import TaskManager
-
-    manager = TaskManager(include_path=str(TASKS_DIR), metadata={"datadir": str(data_root)})
+    manager = task_manager({"datadir": str(data_root)})
     with pytest.raises(MetadataError, match=r"wvs \(China\): unknown --metadata key\(s\) 'datadir'"):
         manager.load(["wvs_china"])
