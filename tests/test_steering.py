@@ -1,0 +1,130 @@
+"""The steering matrix end to end on the tiny model: its numbers are compare.py's on the profiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
+from culture_tasks.survey import compare
+from culture_tasks.survey.vsm13 import DIMENSIONS
+from tests.lm_eval_helpers import evaluate
+
+
+@pytest.fixture(scope="module")
+def prompt_checkpoint(tiny_model, tmp_path_factory):
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    out = tmp_path_factory.mktemp("prompt_de")
+    save_prompt_tuning_adapter(model, torch.randn(4, 32, generator=torch.Generator().manual_seed(7)), out,
+                               str(tiny_model))
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix(tiny_model, prompt_checkpoint, data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("steer") / "run"
+    rc = main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
+               "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
+               "--target", "saudi_arabia=persona", "--iters", "60", "--batch-size", "16"])
+    assert rc == 0
+    return out, json.loads((out / "steering.json").read_text())
+
+
+def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
+    out, result = matrix
+    ref = compare.hofstede_reference(str(data_root))
+    v = result["vsm13"]
+    assert v["rows"] == ["usa:plain", "china:persona", "germany:prompt", "saudi_arabia:persona"]
+    assert v["columns"] == ["USA", "CHI", "GER", "SAU"]
+    assert v["column_dims"] == [list(DIMENSIONS)] * 3 + [["lto", "ivr"]]
+    for i, label in enumerate(v["rows"]):
+        profile = result["profiles"][label]["indices"]
+        for j, code in enumerate(v["columns"]):
+            cell = compare.compare_vsm13(profile, code, ref)
+            assert v["distance"][i][j] == pytest.approx(cell["distance"], abs=1e-12)
+            assert v["raw_l1"][i][j] == pytest.approx(cell["raw_l1"][code], abs=1e-9)
+        own = compare.compare_vsm13(profile, v["columns"][i], ref)
+        row = v["per_row"][i]
+        assert row["distance"] == pytest.approx(v["distance"][i][i])  # the diagonal is the own target
+        assert (row["rank"], row["margin"]) == (own["rank"], pytest.approx(own["margin"]))
+        lo, hi = row["margin_ci"]
+        assert lo <= hi
+        # the tasks' own aggregation gives the same indices (the numbers lm-eval prints)
+        assert result["profiles"][label]["lm_eval"]["pdi"] == pytest.approx(profile["pdi"], abs=1e-9)
+    tau = compare.kendall_tau(list(zip(v["columns"], [result["profiles"][r]["indices"] for r in v["rows"]])), ref)
+    assert v["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+    # six-dimension and two-dimension rows are summarised apart, never pooled
+    assert set(v["summary_by_coverage"]) == {",".join(DIMENSIONS), "lto,ivr"}
+    assert v["summary_by_coverage"]["lto,ivr"]["rows"] == ["saudi_arabia:persona"]
+    assert (out / "steering.png").stat().st_size > 5000
+    assert "raw L1 (C=0)" in (out / "steering.md").read_text()
+
+
+def test_off_target_control_is_relative_to_the_plain_model(matrix):
+    _, result = matrix
+    v = result["vsm13"]
+    assert v["plain_distance"] == pytest.approx(v["distance"][0])  # usa:plain is the plain model
+    assert v["change_vs_plain"][0] == pytest.approx([0.0] * 4, abs=1e-12)
+    assert result["profiles"]["plain"]["indices"] == result["profiles"]["usa:plain"]["indices"]
+    for i in range(4):
+        assert v["change_vs_plain"][i] == pytest.approx([d - p for d, p in zip(v["distance"][i], v["plain_distance"])])
+    german = v["per_row"][2]["control"]
+    assert german["change_to_target"] == pytest.approx(v["change_vs_plain"][2][2])
+    assert german["change_to_target"] != pytest.approx(0.0, abs=1e-6)  # the soft prompt moved the answers
+    assert german["specificity"] == pytest.approx(german["change_to_target"] - german["mean_change_to_others"])
+
+
+def test_wvs_part(matrix, data_root):
+    _, result = matrix
+    w = result["wvs"]
+    ref = compare.wvs_reference(str(data_root))
+    assert w["rows"] == ["usa:plain", "china:persona", "germany:prompt"]  # Saudi Arabia has no WVS data
+    assert w["columns"] == ["usa", "china", "germany"] and w["questions"] == 31
+    for i, label in enumerate(w["rows"]):
+        _, per_q = compare.wvs_similarities(result["profiles"][label]["wvs_answers"], ref)
+        assert w["similarity"][i] == pytest.approx([float(per_q[c].mean()) for c in w["columns"]])
+        assert w["per_row"][i]["rank"] == compare.wvs_scores(per_q, w["columns"][i])["rank"]
+    assert w["change_vs_plain"][0] == pytest.approx([0.0] * 3, abs=1e-12)
+    assert w["mrr"] == pytest.approx(sum(r["reciprocal_rank"] for r in w["per_row"]) / 3)
+
+
+def test_prompt_row_agrees_with_lm_eval(matrix, tiny_model, prompt_checkpoint, data_root):
+    _, result = matrix
+    out = evaluate(tiny_model, ["vsm13_germany"], data_root, peft=str(prompt_checkpoint))["results"]["vsm13_germany"]
+    profile = result["profiles"]["germany:prompt"]["indices"]
+    for d in DIMENSIONS:
+        assert out[f"{d},none"] == pytest.approx(profile[d], abs=1e-4)
+
+
+def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, tmp_path, capsys):
+    base = ["--model", str(tiny_model), "--output", str(tmp_path / "o")]
+    assert main([*base, "--target", "atlantis=persona"]) == 2
+    assert "unknown country 'atlantis'" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=prompt:" + str(tmp_path / "none")]) == 2
+    assert "adapter_config.json does not exist" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=lora:" + str(prompt_checkpoint)]) == 2
+    assert "PROMPT_TUNING checkpoint, method lora needs LORA" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((prompt_checkpoint / "adapter_config.json").read_text())
+    (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "someone/else"}))
+    (other / "adapter_model.safetensors").write_bytes((prompt_checkpoint / "adapter_model.safetensors").read_bytes())
+    assert main([*base, "--target", f"usa=prompt:{other}"]) == 2
+    assert "made for base model someone/else" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=dpo"]) == 2
+    assert "unknown method 'dpo'" in capsys.readouterr().err
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "steering.json").write_text("{}")
+    assert main([*base, "--target", "usa=persona"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    check_output(tmp_path / "o", overwrite=True)  # allowed when asked
+    with pytest.raises(SteeringError, match="wvs must be true or false"):
+        SteeringConfig(model="m", targets=["usa=plain"], output="o", wvs="yes")
+    with pytest.raises(SteeringError, match="repeats"):
+        SteeringConfig(model="m", targets=["usa=plain", "USA=plain"], output="o")
