@@ -178,7 +178,9 @@ def _task_manager(data_dir: str | None):
 
     from aligners.scoring import TASKS_DIR
 
-    return TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_dir)} if data_dir else {})
+    # only the project's survey tasks are needed: skip indexing lm-eval's thousands of built-in ones
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                       metadata={"data_dir": str(data_dir)} if data_dir else {})
 
 
 def _vsm13_task(row: Steered) -> str:
@@ -326,6 +328,7 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
     columns = [rows[i].slug for i in idx]
     questions, plain_q = compare.wvs_similarities(plain["wvs_answers"], reference)
     sims, per_row, matrix, change = [], [], [], []
+    plain_all = compare.wvs_scores(plain_q, columns[0])["similarities"]
     for i in idx:
         q, per_q = compare.wvs_similarities(answers[i]["wvs_answers"], reference)
         if q != questions:
@@ -338,7 +341,6 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         res["row"] = rows[i].label
         per_row.append(res)
         matrix.append([res["similarities"][c] for c in columns])
-        plain_all = compare.wvs_scores(plain_q, columns[0])["similarities"]
         change.append([res["similarities"][c] - plain_all[c] for c in columns])
     index = list(range(len(questions)))
 
@@ -347,7 +349,8 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
 
     return {
         "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
-        "similarity": matrix, "change_vs_plain": change, "per_row": per_row,
+        "similarity": matrix, "change_vs_plain": change, "plain_similarity": [plain_all[c] for c in columns],
+        "per_row": per_row,
         "top1": float(np.mean([r["top1"] for r in per_row])), "mrr": mrr(index),
         "mrr_ci": list(bootstrap_ci(mrr, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
         "plain_mrr": float(np.mean([r["plain"]["reciprocal_rank"] for r in per_row])),
@@ -363,18 +366,21 @@ def _heatmap(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("vsm13", "distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
+    panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
     if result.get("wvs"):
-        panels.append(("wvs", "similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
+        panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 1.5 + 0.6 * len(result["vsm13"]["rows"])),
                              squeeze=False)
-    for ax, (part, key, title, cmap) in zip(axes[0], panels):
+    for ax, (part, key, plain_key, title, cmap) in zip(axes[0], panels):
         block = result[part]
-        values = np.asarray(block[key], dtype=float)
+        values = np.asarray([*block[key], block[plain_key]], dtype=float)
+        columns = block["columns"]
+        if part == "vsm13":  # a column over fewer dimensions is on another scale: say so under it
+            columns = [f"{c} ({len(d)} dims)" for c, d in zip(columns, block["column_dims"])]
         image = ax.imshow(values, cmap=cmap, aspect="auto")
         fig.colorbar(image, ax=ax)
-        ax.set_xticks(range(len(block["columns"])), block["columns"], rotation=45, ha="right")
-        ax.set_yticks(range(len(block["rows"])), block["rows"])
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+        ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
         ax.set_xlabel("compared with")
         ax.set_ylabel("steered to")
         ax.set_title(title)
@@ -393,9 +399,9 @@ def _heatmap(result: dict, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _fmt(v, ci=None) -> str:
-    text = f"{v:.3f}" if isinstance(v, float) else str(v)
-    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+def _fmt(v, ci=None, spec: str = ".3f") -> str:
+    text = format(v, spec) if isinstance(v, float) else str(v)
+    return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
 
 
 def markdown(result: dict) -> str:
@@ -414,7 +420,7 @@ def markdown(result: dict) -> str:
               f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in v["per_row"]:
-        lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'])} of {r['countries']} | "
+        lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
                      f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
                      f"{r['raw_l1']:.1f} | {r['plain']['rank']} | {r['control']['change_to_target']:.3f} | "
                      f"{r['control']['mean_change_to_others']:.3f} |")

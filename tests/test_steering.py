@@ -10,7 +10,7 @@ import torch
 from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
 from culture_tasks.survey import compare
 from culture_tasks.survey.vsm13 import DIMENSIONS
-from tests.lm_eval_helpers import evaluate
+from tests.lm_eval_helpers import TASKS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +91,19 @@ def test_wvs_part(matrix, data_root):
         assert w["similarity"][i] == pytest.approx([float(per_q[c].mean()) for c in w["columns"]])
         assert w["per_row"][i]["rank"] == compare.wvs_scores(per_q, w["columns"][i])["rank"]
     assert w["change_vs_plain"][0] == pytest.approx([0.0] * 3, abs=1e-12)
+    assert w["plain_similarity"] == pytest.approx(w["similarity"][0])
     assert w["mrr"] == pytest.approx(sum(r["reciprocal_rank"] for r in w["per_row"]) / 3)
 
 
 def test_prompt_row_agrees_with_lm_eval(matrix, tiny_model, prompt_checkpoint, data_root):
     _, result = matrix
-    out = evaluate(tiny_model, ["vsm13_germany"], data_root, peft=str(prompt_checkpoint))["results"]["vsm13_germany"]
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(data_root)})
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={prompt_checkpoint}",
+                                  tasks=["vsm13_germany"], task_manager=tm, device="cpu", batch_size=8,
+                                  bootstrap_iters=0)["results"]["vsm13_germany"]
     profile = result["profiles"]["germany:prompt"]["indices"]
     for d in DIMENSIONS:
         assert out[f"{d},none"] == pytest.approx(profile[d], abs=1e-4)
