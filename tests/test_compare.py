@@ -42,7 +42,7 @@ def test_spread_leaves_the_target_out():
     assert spread(TINY, DIMENSIONS, "B") == pytest.approx(dict.fromkeys(DIMENSIONS, 10 / math.sqrt(2)))
 
 
-def test_hand_computed_distances_rank_margin():
+def test_hand_computed_distances_rank_margin(data_root):
     # target A: sigma 20/sqrt2; deltas (2,0,..), (-8,10,..), (12,-10,..) lose their mean 1 -> +-1, +-9, +-11
     a = compare_vsm13(MODEL, "A", TINY)
     assert a["distances"] == pytest.approx({"A": R12 / 20, "B": 9 * R12 / 20, "C": 11 * R12 / 20})
@@ -56,6 +56,9 @@ def test_hand_computed_distances_rank_margin():
     assert (b["rank"], b["top1"], b["reciprocal_rank"]) == (2, 0.0, 0.5)
     assert b["margin"] == pytest.approx(6 * R12 / 10 - 9 * R12 / 10)
     assert mean_reciprocal_rank([a, b]) == pytest.approx(0.75)
+    assert compare_vsm13(MODEL, "U.S.A.", hofstede_reference(str(data_root)))["target"] == "USA"  # names resolve
+    with pytest.raises(ValueError, match="not among the reference countries"):
+        compare_vsm13(MODEL, "USA", TINY)
 
 
 def test_l1_norm_and_ties_count_against_the_target():

@@ -72,7 +72,10 @@ def resolve(target: str | Target, reference: Reference, data_dir: str | None = N
         return target.code, reference.with_target(target)
     if target in reference.profiles:
         return target, reference
-    return find_target(target, data_dir).code, reference
+    code = find_target(target, data_dir).code
+    if code not in reference.profiles:
+        raise ValueError(f"target {target!r} ({code}) is not among the reference countries {sorted(reference.profiles)}")
+    return code, reference
 
 
 # --------------------------------------------------------------------------- VSM13 distances
