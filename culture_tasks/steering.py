@@ -262,10 +262,10 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
         raw.append([x["raw_l1"][x["target"]] for x in cells])
         change.append([x["distance"] - per_column[x["target"]]["distance"] for x in cells])
     results, rep_results = [], []
-    for row, p, reps in zip(rows, profiles, replicates):
-        res = compare.compare_vsm13(p, row.hofstede, reference, norm=cfg.norm)
+    for row, a in zip(rows, answers):
+        res, reps_res = compare.compare_vsm13_ci(a["item_means"], row.hofstede, reference, norm=cfg.norm,
+                                                 iters=cfg.iters, seed=cfg.seed, level=cfg.level)
         base = per_column[row.hofstede]
-        reps_res = [compare.compare_vsm13(r, row.hofstede, reference, norm=cfg.norm) for r in reps]
         plain_rep = [compare.compare_vsm13(r, row.hofstede, reference, norm=cfg.norm) for r in plain_reps]
         moved = {c: res["distances"][c] - base["distances"][c] for c in res["distances"]}
         others = [v for c, v in moved.items() if c != row.hofstede]
@@ -282,8 +282,7 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
                 "change_by_country": moved,
             },
         }
-        for key in ("distance", "rank", "reciprocal_rank", "margin"):
-            entry[f"{key}_ci"] = _ci([r[key] for r in reps_res], cfg.level)
+        entry.update({f"{key}_ci": res[f"{key}_ci"] for key in ("distance", "rank", "reciprocal_rank", "margin")})
         entry["margin_gain_ci"] = _ci([r["margin"] - q["margin"] for r, q in zip(reps_res, plain_rep)], cfg.level)
         results.append(entry)
         rep_results.append(reps_res)

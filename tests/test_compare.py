@@ -13,6 +13,7 @@ from culture_tasks.survey.compare import (
     Reference,
     by_coverage,
     compare_vsm13,
+    compare_vsm13_ci,
     compare_wvs,
     hofstede_reference,
     kendall_tau,
@@ -147,6 +148,18 @@ def test_term_replicates_resample_item_pairs_within_each_dimension():
     flipped = term_replicates(other, iters=400, seed=5)
     assert all(r2[d] == pytest.approx(-r1[d]) for r1, r2 in zip(reps, flipped) for d in DIMENSIONS)
     assert len(FORMULAS["pdi"]) == 2
+
+
+def test_compare_with_intervals_is_compare_on_the_replicates(data_root):
+    ref = hofstede_reference(str(data_root))
+    means = {k: 1.0 + ((7 * k) % 5) * 0.9 for k in range(1, 25)}
+    result, reps = compare_vsm13_ci(means, "CHN", ref, iters=50, seed=3)
+    assert result["target"] == "CHI"
+    assert result["distance"] == pytest.approx(compare_vsm13(vsm13_indices(means), "CHI", ref)["distance"])
+    expected = [compare_vsm13(r, "CHI", ref) for r in term_replicates(means, iters=50, seed=3)]
+    assert [r["margin"] for r in reps] == pytest.approx([r["margin"] for r in expected])
+    margins = sorted(r["margin"] for r in expected)
+    assert result["margin_ci"] == pytest.approx([float(np.quantile(margins, 0.025)), float(np.quantile(margins, 0.975))])
 
 
 def _two(a, b):

@@ -27,11 +27,27 @@ def prompt_checkpoint(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def matrix(tiny_model, prompt_checkpoint, data_root, tmp_path_factory):
+def lora_checkpoint(tiny_model, tmp_path_factory):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(11)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    # random A and B (not peft's B = 0 start), so that the adapter changes the answers
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False, base_model_name_or_path=str(tiny_model))
+    out = tmp_path_factory.mktemp("lora_tr")
+    get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix(tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("steer") / "run"
     rc = main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
                "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
-               "--target", "saudi_arabia=persona", "--iters", "60", "--batch-size", "16"])
+               "--target", "saudi_arabia=persona", "--target", f"turkey=lora:{lora_checkpoint}",
+               "--iters", "60", "--batch-size", "16"])
     assert rc == 0
     return out, json.loads((out / "steering.json").read_text())
 
@@ -40,9 +56,9 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     out, result = matrix
     ref = compare.hofstede_reference(str(data_root))
     v = result["vsm13"]
-    assert v["rows"] == ["usa:plain", "china:persona", "germany:prompt", "saudi_arabia:persona"]
-    assert v["columns"] == ["USA", "CHI", "GER", "SAU"]
-    assert v["column_dims"] == [list(DIMENSIONS)] * 3 + [["lto", "ivr"]]
+    assert v["rows"] == ["usa:plain", "china:persona", "germany:prompt", "saudi_arabia:persona", "turkey:lora"]
+    assert v["columns"] == ["USA", "CHI", "GER", "SAU", "TUR"]
+    assert v["column_dims"] == [list(DIMENSIONS)] * 3 + [["lto", "ivr"], list(DIMENSIONS)]
     for i, label in enumerate(v["rows"]):
         profile = result["profiles"][label]["indices"]
         for j, code in enumerate(v["columns"]):
@@ -62,6 +78,8 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     # six-dimension and two-dimension rows are summarised apart, never pooled
     assert set(v["summary_by_coverage"]) == {",".join(DIMENSIONS), "lto,ivr"}
     assert v["summary_by_coverage"]["lto,ivr"]["rows"] == ["saudi_arabia:persona"]
+    six = v["summary_by_coverage"][",".join(DIMENSIONS)]
+    assert six["mrr"] == pytest.approx(sum(v["per_row"][i]["reciprocal_rank"] for i in (0, 1, 2, 4)) / 4)
     assert (out / "steering.png").stat().st_size > 5000
     assert "raw L1 (C=0)" in (out / "steering.md").read_text()
 
@@ -70,9 +88,9 @@ def test_off_target_control_is_relative_to_the_plain_model(matrix):
     _, result = matrix
     v = result["vsm13"]
     assert v["plain_distance"] == pytest.approx(v["distance"][0])  # usa:plain is the plain model
-    assert v["change_vs_plain"][0] == pytest.approx([0.0] * 4, abs=1e-12)
+    assert v["change_vs_plain"][0] == pytest.approx([0.0] * 5, abs=1e-12)
     assert result["profiles"]["plain"]["indices"] == result["profiles"]["usa:plain"]["indices"]
-    for i in range(4):
+    for i in range(5):
         assert v["change_vs_plain"][i] == pytest.approx([d - p for d, p in zip(v["distance"][i], v["plain_distance"])])
     german = v["per_row"][2]["control"]
     assert german["change_to_target"] == pytest.approx(v["change_vs_plain"][2][2])
@@ -84,29 +102,34 @@ def test_wvs_part(matrix, data_root):
     _, result = matrix
     w = result["wvs"]
     ref = compare.wvs_reference(str(data_root))
-    assert w["rows"] == ["usa:plain", "china:persona", "germany:prompt"]  # Saudi Arabia has no WVS data
-    assert w["columns"] == ["usa", "china", "germany"] and w["questions"] == 31
+    assert w["rows"] == ["usa:plain", "china:persona", "germany:prompt", "turkey:lora"]  # Saudi Arabia: no WVS
+    assert w["columns"] == ["usa", "china", "germany", "turkey"] and w["questions"] == 31
     for i, label in enumerate(w["rows"]):
         _, per_q = compare.wvs_similarities(result["profiles"][label]["wvs_answers"], ref)
         assert w["similarity"][i] == pytest.approx([float(per_q[c].mean()) for c in w["columns"]])
         assert w["per_row"][i]["rank"] == compare.wvs_scores(per_q, w["columns"][i])["rank"]
-    assert w["change_vs_plain"][0] == pytest.approx([0.0] * 3, abs=1e-12)
+    assert w["change_vs_plain"][0] == pytest.approx([0.0] * 4, abs=1e-12)
     assert w["plain_similarity"] == pytest.approx(w["similarity"][0])
-    assert w["mrr"] == pytest.approx(sum(r["reciprocal_rank"] for r in w["per_row"]) / 3)
+    assert w["mrr"] == pytest.approx(sum(r["reciprocal_rank"] for r in w["per_row"]) / 4)
 
 
-def test_prompt_row_agrees_with_lm_eval(matrix, tiny_model, prompt_checkpoint, data_root):
-    _, result = matrix
+@pytest.mark.parametrize("row", ["germany:prompt", "turkey:lora"])
+def test_checkpoint_rows_agree_with_lm_eval(matrix, tiny_model, prompt_checkpoint, lora_checkpoint, data_root, row):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    _, result = matrix
+    slug, method = row.split(":")
+    peft = prompt_checkpoint if method == "prompt" else lora_checkpoint
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(data_root)})
-    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={prompt_checkpoint}",
-                                  tasks=["vsm13_germany"], task_manager=tm, device="cpu", batch_size=8,
-                                  bootstrap_iters=0)["results"]["vsm13_germany"]
-    profile = result["profiles"]["germany:prompt"]["indices"]
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={peft}",
+                                  tasks=[f"vsm13_{slug}"], task_manager=tm, device="cpu", batch_size=8,
+                                  bootstrap_iters=0)["results"][f"vsm13_{slug}"]
+    profile = result["profiles"][row]["indices"]
+    plain = result["profiles"]["plain"]["indices"]
     for d in DIMENSIONS:
         assert out[f"{d},none"] == pytest.approx(profile[d], abs=1e-4)
+    assert max(abs(profile[d] - plain[d]) for d in DIMENSIONS) > 1e-3  # the checkpoint does change the answers
 
 
 def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, tmp_path, capsys):

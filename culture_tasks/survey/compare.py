@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from culture_tasks.survey import metrics
-from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target, find_target, load_hofstede
+from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target, find_target, load_hofstede, vsm13_indices
 
 RAW_L1_LABEL = "raw L1 (C=0)"
 TIE_TOLERANCE = 1e-9  # distances this close are a tie (float noise of equal profiles)
@@ -232,6 +232,20 @@ def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
 def replicate_interval(statistic: Callable[[dict], float], replicates: Sequence[dict],
                        level: float = 0.95) -> tuple[float, float]:
     return percentile_interval([statistic(r) for r in replicates], level)
+
+
+def compare_vsm13_ci(item_means: Mapping[int, float], target: str | Target, reference: Reference, *,
+                     norm: int = 2, iters: int = 1000, seed: int = 1234, level: float = 0.95,
+                     data_dir: str | None = None) -> tuple[dict, list[dict]]:
+    """``compare_vsm13`` of the profile of these item means, with ``<metric>_ci`` intervals from
+    the item-pair bootstrap; also returns the replicate results (paired across models by seed)."""
+    profile = vsm13_indices(item_means)
+    result = compare_vsm13(profile, target, reference, norm=norm, data_dir=data_dir)
+    replicates = [compare_vsm13(r, result["target"], reference, norm=norm)
+                  for r in term_replicates(item_means, iters=iters, seed=seed)]
+    for key in ("distance", "rank", "reciprocal_rank", "margin"):
+        result[f"{key}_ci"] = list(percentile_interval([r[key] for r in replicates], level))
+    return result, replicates
 
 
 # --------------------------------------------------------------------------- WVS
