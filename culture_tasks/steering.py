@@ -158,7 +158,8 @@ def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise SteeringError(f"--output {out} is a file; name a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SteeringError(f"output folder {out} is not empty; pass --overwrite to replace it or choose another --output")
+        raise SteeringError(f"output folder {out} is not empty; pass --overwrite to replace it "
+                            "or choose another --output")
 
 
 def validate(cfg: SteeringConfig) -> None:
@@ -254,7 +255,8 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     replicates = [compare.term_replicates(a["item_means"], iters=cfg.iters, seed=cfg.seed) for a in answers]
     plain_reps = compare.term_replicates(plain["item_means"], iters=cfg.iters, seed=cfg.seed)
     columns = [r.hofstede for r in rows]
-    per_column = {c: compare.compare_vsm13(plain["indices"], c, reference, norm=cfg.norm) for c in dict.fromkeys(columns)}
+    per_column = {c: compare.compare_vsm13(plain["indices"], c, reference, norm=cfg.norm)
+                  for c in dict.fromkeys(columns)}
     matrix, raw, change = [], [], []
     for p in profiles:
         cells = [compare.compare_vsm13(p, c, reference, norm=cfg.norm) for c in columns]
@@ -272,7 +274,7 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
         entry = {
             "row": row.label, "target": row.hofstede, "dims": res["dims"], "full_profile": res["full_profile"],
             "countries": res["countries"], "distance": res["distance"], "raw_l1": res["raw_l1"][row.hofstede],
-            "rank": res["rank"], "top1": res["top1"], "reciprocal_rank": res["reciprocal_rank"], "margin": res["margin"],
+            **{k: res[k] for k in ("rank", "top1", "reciprocal_rank", "margin")},
             "plain": {k: base[k] for k in ("distance", "rank", "reciprocal_rank", "margin")},
             "control": {
                 "change_to_target": moved[row.hofstede],
@@ -317,7 +319,8 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     }
 
 
-def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: dict, cfg: SteeringConfig) -> dict | None:
+def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: dict,
+                cfg: SteeringConfig) -> dict | None:
     """The same for WVS: 1 - JSD to every WVS country, on their common questions."""
     from culture_tasks.stats import bootstrap_ci
 
@@ -344,7 +347,8 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
     index = list(range(len(questions)))
 
     def mrr(sample):
-        return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["reciprocal_rank"] for s, i in zip(sims, idx)]))
+        return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["reciprocal_rank"]
+                              for s, i in zip(sims, idx)]))
 
     return {
         "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
@@ -410,7 +414,8 @@ def markdown(result: dict) -> str:
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
              "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
-             "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"])) + " |",
+             "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
+             + " |",
              "|---" * (len(v["columns"]) + 1) + "|"]
     lines += [f"| {r} | " + " | ".join(f"{x:.3f}" for x in row) + " |" for r, row in zip(v["rows"], v["distance"])]
     lines += [f"| plain | " + " | ".join(f"{x:.3f}" for x in v["plain_distance"]) + " |", "",
@@ -425,7 +430,8 @@ def markdown(result: dict) -> str:
                      f"{r['control']['mean_change_to_others']:.3f} |")
     lines += ["", "Summary by dimension coverage (never pooled):", ""]
     for dims, s in v["summary_by_coverage"].items():
-        lines.append(f"- {dims}: top-1 {s['top1']:.3f}, MRR {_fmt(s['mrr'], s['mrr_ci'])} (plain {s['plain_mrr']:.3f}), "
+        lines.append(f"- {dims}: top-1 {s['top1']:.3f}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
+                     f"(plain {s['plain_mrr']:.3f}), "
                      f"mean margin {_fmt(s['mean_margin'], s['mean_margin_ci'])}; rows {', '.join(s['rows'])}")
     if v["kendall_tau"]:
         lines += ["", "Kendall tau across targets (steered index vs human score; higher = better): "
@@ -433,7 +439,8 @@ def markdown(result: dict) -> str:
     w = result.get("wvs")
     if w:
         lines += ["", f"## WVS 1 - JSD ({w['questions']} questions common to all WVS countries; higher = closer)", "",
-                  "| steered to | " + " | ".join(w["columns"]) + " | rank | margin |", "|---" * (len(w["columns"]) + 3) + "|"]
+                  "| steered to | " + " | ".join(w["columns"]) + " | rank | margin |",
+                  "|---" * (len(w["columns"]) + 3) + "|"]
         for r, row in zip(w["per_row"], w["similarity"]):
             lines.append(f"| {r['row']} | " + " | ".join(f"{x:.3f}" for x in row)
                          + f" | {r['rank']} of {r['countries']} | {_fmt(r['margin'], r['margin_ci'])} |")

@@ -74,7 +74,8 @@ def resolve(target: str | Target, reference: Reference, data_dir: str | None = N
         return target, reference
     code = find_target(target, data_dir).code
     if code not in reference.profiles:
-        raise ValueError(f"target {target!r} ({code}) is not among the reference countries {sorted(reference.profiles)}")
+        raise ValueError(f"target {target!r} ({code}) is not among the reference countries "
+                         f"{sorted(reference.profiles)}")
     return code, reference
 
 
@@ -208,7 +209,8 @@ def kendall_tau(steered: Sequence[tuple[str, Mapping[str, float]]], reference: R
 
 def term_values(item_means: Mapping[int, float]) -> dict[str, list[float]]:
     """Each index's weighted item-pair terms w (m_a - m_b); the index is their sum."""
-    return {d: [w * (float(item_means[a]) - float(item_means[b])) for w, a, b in terms] for d, terms in FORMULAS.items()}
+    return {d: [w * (float(item_means[a]) - float(item_means[b])) for w, a, b in terms]
+            for d, terms in FORMULAS.items()}
 
 
 def term_replicates(item_means: Mapping[int, float], *, iters: int = 1000, seed: int = 1234) -> list[dict[str, float]]:
@@ -258,7 +260,8 @@ def wvs_reference(data_dir: str | None = None) -> dict[str, dict[str, np.ndarray
     from culture_tasks.survey.wvs import load_country, load_questions
 
     questions = load_questions(data_dir)
-    return {c["slug"]: load_country(data_file(f"culturellm/{c['wvs_csv']}", data_dir), questions, c["name"]).distributions
+    return {c["slug"]: load_country(data_file(f"culturellm/{c['wvs_csv']}", data_dir), questions,
+                                    c["name"]).distributions
             for c in listed_countries() if c.get("wvs_csv")}
 
 
