@@ -16,11 +16,12 @@ TASKS_DIR = Path(__file__).resolve().parent
 def task_manager(metadata: dict | None = None):
     """An lm-eval ``TaskManager`` that knows this project's tasks (``--include_path TASKS_DIR``).
 
-    ``metadata`` reaches every task as ``--metadata`` does (e.g. ``{"data_dir": ...}``).
+    ``metadata`` reaches every task as ``--metadata`` does (e.g. ``{"data_dir": ...}``). Only
+    this project's tasks are indexed: lm-eval's thousands of built-in ones cost ~20 s to scan.
     """
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TASKS_DIR), metadata=dict(metadata or {}))
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=dict(metadata or {}))
 
 
 def main(argv: list[str] | None = None) -> int:
