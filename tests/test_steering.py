@@ -10,7 +10,7 @@ import torch
 from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
 from culture_tasks.survey import compare
 from culture_tasks.survey.vsm13 import DIMENSIONS
-from tests.lm_eval_helpers import TASKS_DIR
+from culture_tasks.paths import task_manager
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +116,10 @@ def test_wvs_part(matrix, data_root):
 @pytest.mark.parametrize("row", ["germany:prompt", "turkey:lora"])
 def test_checkpoint_rows_agree_with_lm_eval(matrix, tiny_model, prompt_checkpoint, lora_checkpoint, data_root, row):
     import lm_eval
-    from lm_eval.tasks import TaskManager
-
     _, result = matrix
     slug, method = row.split(":")
     peft = prompt_checkpoint if method == "prompt" else lora_checkpoint
-    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(data_root)})
+    tm = task_manager({"data_dir": str(data_root)})
     out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={peft}",
                                   tasks=[f"vsm13_{slug}"], task_manager=tm, device="cpu", batch_size=8,
                                   bootstrap_iters=0)["results"][f"vsm13_{slug}"]
