@@ -127,6 +127,8 @@ class ConfigParser(HfArgumentParser):
         for action in parser._actions[before:]:
             if action.dest != field.name or isinstance(action, argparse._StoreFalseAction):
                 continue
+            if action.default is None and field.default is not dataclasses.MISSING:
+                action.default = field.default  # the parser drops a list field's non-list default ("all-linear")
             if "type" in own:
                 action.type, action.nargs = own["type"], own.get("nargs")
             elif _is_bool(tp):

@@ -32,6 +32,10 @@ def test_every_field_has_a_flag_and_help_text(name):
             assert f"--{f.name}" in flags[f.name], f"{cls.__name__}.{f.name} has no flag"
             if "_" in f.name:
                 assert f"--{f.name.replace('_', '-')}" in flags[f.name]
+            if f.default is not dataclasses.MISSING:  # a flag left out gives the field's own default
+                assert p.get_default(f.name) == f.default, f.name
+            elif f.default_factory is not dataclasses.MISSING:
+                assert p.get_default(f.name) == f.default_factory(), f.name
     main = classes[0]
     assert "overwrite" in {f.name for f in dataclasses.fields(main)}
     assert next(f for f in dataclasses.fields(main) if f.name == "overwrite").metadata["help"] == \
@@ -141,3 +145,25 @@ def test_augment_dtype_and_device_are_checked_before_a_model_loads(tmp_path, cap
         assert capsys.readouterr().err == ("culture-train augment: --device cuda:0: CUDA is not available on this "
                                            "machine; use --device cpu\n")
     assert not out.exists()
+
+
+def test_the_readme_commands_parse(tmp_path):
+    from aligners.cli import parse_args
+
+    cfg = parse_args("--model m --country USA --optimizer de --virtual-tokens 4 --subspace-dim 32 --population 32 "
+                     "--generations 30 --seed 0 --output ckpt/usa".split())
+    assert (cfg.countries, cfg.virtual_tokens, cfg.population, cfg.generations) == (["USA"], 4, 32, 30)
+    cfg = parse_args(["--model", "m", "--country", "Saudi Arabia", "--target", "95,25,60,80,36,52", "--output", "o"])
+    assert cfg.countries == ["Saudi Arabia"] and cfg.target == [95, 25, 60, 80, 36, 52]
+    (tmp_path / "run.yaml").write_text("model: m\ngenerations: 50\n")
+    cfg = parse_args(["--config", str(tmp_path / "run.yaml"), "--country", "USA", "CHN", "IND", "--output", "ckpt/"])
+    assert cfg.countries == ["USA", "CHN", "IND"] and cfg.generations == 50 and cfg.model == "m"
+    (cfg,) = train_parser("augment").parse("--generator b --paraphrases 10 --keep 10 --threshold 0.8 "
+                                           "--dtype bfloat16 --output runs/aug.jsonl".split())
+    assert (cfg.paraphrases, cfg.keep, cfg.threshold, cfg.dtype) == (10, 10, 0.8, "bfloat16")
+    (cfg,) = train_parser("augment").parse("--endpoint http://host:8000/v1 --endpoint-model n --output a".split())
+    assert cfg.endpoint_model == "n"
+    (cfg,) = train_parser("data").parse("--culture one --questions runs/aug.jsonl --output runs/one.jsonl".split())
+    assert cfg.culture == "one" and cfg.questions == "runs/aug.jsonl"
+    (cfg,) = train_parser("lora").parse("--model b --data runs/one.jsonl --output runs/adapters/one --epochs 2".split())
+    assert cfg.data == ["runs/one.jsonl"] and cfg.epochs == 2.0 and cfg.target_modules == "all-linear"
