@@ -161,7 +161,7 @@ def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
            save) -> Search:
-    """Generations from where ``done`` stopped to ``cfg.generations``; ``save(state)`` after each."""
+    """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each."""
     bar = tqdm(range(len(done.fitness), cfg.generations), desc=label, initial=len(done.fitness),
                total=cfg.generations, unit="gen")
     for _ in bar:

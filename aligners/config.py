@@ -34,7 +34,8 @@ class AlignConfig:
         "explicit scores pdi,idv,mas,uai,lto,ivr for a single --country (e.g. 95,25,60,80,36,52)",
         type=parse_floats))
     optimizer: str = field(default="de", metadata=_help(
-        "a registered optimiser: de (Differential Evolution) or cma (CMA-ES); its own settings are below"))
+        "a registered optimiser by name (built in: de, Differential Evolution; cma, CMA-ES); each one's own "
+        "settings are listed below"))
     optimizer_args: dict = field(default_factory=dict, metadata=_help(
         "the optimiser's own settings, set by its flags below (e.g. --f, --cr for de)"))
     virtual_tokens: int = field(default=4, metadata=_help("number of soft-prompt vectors"))

@@ -142,7 +142,8 @@ def test_yaml_config_with_overrides(tmp_path):
     assert cfg.countries == ["USA", "CHN"] and cfg.population == 20 and cfg.optimizer == "cma" and cfg.seed == 0
     assert cfg.optimizer_args == {"sigma0": 0.25}
     cfg_file.write_text("model: /m\ncountry: USA\noutput: /o\npopsize: 3\n")
-    with pytest.raises(ValueError, match=r"run.yaml: unknown setting\(s\) \['popsize'\]; valid settings: \[.*'population'"):
+    unknown = r"run.yaml: unknown setting\(s\) \['popsize'\]; valid settings: \[.*'population'"
+    with pytest.raises(ValueError, match=unknown):
         parse_args(["--config", str(cfg_file)])
 
 
