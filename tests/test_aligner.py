@@ -266,3 +266,23 @@ def test_nan_target_from_yaml_is_refused(tmp_path):
     config.write_text("model: m\ncountry: USA\noutput: o\ntarget: [95, .nan, 60, 80, 36, 52]\n")
     with pytest.raises(ValueError, match=r"--target must be finite numbers, got \[nan\]"):
         parse_args(["--config", str(config)])
+
+
+def test_optimizer_settings_by_mapping_and_registration_clashes():
+    cfg = parse_args(["--model", "m", "--country", "USA", "--output", "o", "--optimizer-args", '{"f": 0.3}'])
+    assert cfg.optimizer_args == {"f": 0.3, "cr": 0.9} and cfg.for_country("USA")["f"] == 0.3
+    base = ["--model", "m", "--country", "USA", "--output", "o"]
+    with pytest.raises(ValueError, match=r"optimizer 'de' has no setting\(s\) \['sigma0'\]; its settings: \['f', 'cr'\]"):
+        parse_args(base + ["--optimizer-args", '{"sigma0": 1}'])
+    with pytest.raises(ValueError, match="--f and --optimizer-args give f two values"):
+        parse_args(base + ["--optimizer-args", '{"f": 0.3}', "--f", "0.4"])
+
+    @dataclass
+    class Clash:
+        cr: float = field(default=0.1, metadata={"help": "a name DE already uses"})
+
+    with pytest.raises(ValueError, match=r"optimizer 'clash': setting\(s\) \['cr'\] already belong to 'de'"):
+        register_optimizer("clash", ToySearch, Clash)
+    with pytest.raises(ValueError, match="optimizer 'de' is already registered"):
+        register_optimizer("de", ToySearch, ToyConfig)
+    assert set(OPTIMIZERS) == {"de", "cma"}

@@ -45,6 +45,11 @@ def register_optimizer(name: str, cls: type | None = None, config_fields: type |
         config_fields = dataclasses.make_dataclass(f"{cls.__name__}Config", [])
     if not dataclasses.is_dataclass(config_fields):
         raise TypeError(f"config_fields of optimizer {name!r} must be a dataclass")
+    names = {f.name for f in dataclasses.fields(config_fields)}
+    for other in OPTIMIZERS.values():
+        shared = names & {f.name for f in dataclasses.fields(other.config_fields)}
+        if shared:  # each setting is one flag of culture-align, so names are unique across optimisers
+            raise ValueError(f"optimizer {name!r}: setting(s) {sorted(shared)} already belong to {other.name!r}")
     config_fields._argument_group_name = f"settings of --optimizer {name} ({cls.__name__})"
     OPTIMIZERS[name] = OptimizerSpec(name, cls, config_fields)
     return cls
