@@ -272,7 +272,8 @@ def test_optimizer_settings_by_mapping_and_registration_clashes():
     cfg = parse_args(["--model", "m", "--country", "USA", "--output", "o", "--optimizer-args", '{"f": 0.3}'])
     assert cfg.optimizer_args == {"f": 0.3, "cr": 0.9} and cfg.for_country("USA")["f"] == 0.3
     base = ["--model", "m", "--country", "USA", "--output", "o"]
-    with pytest.raises(ValueError, match=r"optimizer 'de' has no setting\(s\) \['sigma0'\]; its settings: \['f', 'cr'\]"):
+    no_such = r"optimizer 'de' has no setting\(s\) \['sigma0'\]; its settings: \['f', 'cr'\]"
+    with pytest.raises(ValueError, match=no_such):
         parse_args(base + ["--optimizer-args", '{"sigma0": 1}'])
     with pytest.raises(ValueError, match="--f and --optimizer-args give f two values"):
         parse_args(base + ["--optimizer-args", '{"f": 0.3}', "--f", "0.4"])
