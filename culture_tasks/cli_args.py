@@ -52,6 +52,8 @@ def parse_mapping(text) -> dict:
     """A JSON object given on the command line (a YAML mapping arrives as a dict already)."""
     if isinstance(text, dict):
         return text
+    if not isinstance(text, str):
+        raise argparse.ArgumentTypeError(f"expected a JSON object (a mapping), got {text!r}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -154,6 +156,26 @@ class ConfigParser(HfArgumentParser):
                 keys[option.lstrip("-").replace("-", "_")] = action
         return keys
 
+    @staticmethod
+    def _convert(where: str, item, convert):
+        """One YAML value through the flag's own conversion: strings are read as on the command
+        line, numbers must fit the field, and nothing else passes."""
+        if convert is None:
+            return item
+        if isinstance(item, str) or convert in (parse_floats, parse_mapping):
+            try:
+                return convert(item)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+                raise ConfigError(f"{where}: {err}") from None
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if convert is str:
+                return str(item)
+            if convert is float:
+                return float(item)
+            if convert is int and isinstance(item, int):
+                return item
+        raise ConfigError(f"{where}: expected {getattr(convert, '__name__', 'a value')}, got {item!r}")
+
     def _coerce(self, path: Path, key: str, value, action: argparse.Action):
         field, tp = self._fields[action.dest]
         where = f"{path}: {key}"
@@ -162,38 +184,20 @@ class ConfigParser(HfArgumentParser):
                 return None
             raise ConfigError(f"{where}: needs a value, got null")
         if _is_bool(tp):
-            if isinstance(value, (bool, int, str)):
-                try:
-                    return parse_bool(value)
-                except argparse.ArgumentTypeError as err:
-                    raise ConfigError(f"{where}: {err}") from None
-            raise ConfigError(f"{where}: expected true/false/yes/no/1/0, got {value!r}")
-        convert = action.type
-        if isinstance(value, list):
-            if action.nargs not in ("+", "*") and "type" not in field.metadata:
+            try:
+                return parse_bool(value)
+            except argparse.ArgumentTypeError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        if isinstance(value, list) and "type" not in field.metadata:  # a field's own type reads a whole list
+            if action.nargs not in ("+", "*"):
                 raise ConfigError(f"{where}: expected a single value, got a list")
-            items = value if "type" not in field.metadata else [value]
+            items = [self._convert(where, v, action.type) for v in value]
         else:
-            items = [value]
-        out = []
+            items = [self._convert(where, value, action.type)]
         for item in items:
-            if isinstance(item, bool) and convert is not None and convert is not parse_mapping:
-                raise ConfigError(f"{where}: expected {getattr(convert, '__name__', 'a value')}, got {item!r}")
-            if isinstance(item, (int, float)) and convert is str:
-                item = str(item)
-            elif convert is float and isinstance(item, int):
-                item = float(item)
-            elif convert is not None and (isinstance(item, str) or convert in (parse_floats, parse_mapping)):
-                try:
-                    item = convert(item)
-                except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
-                    raise ConfigError(f"{where}: {err}") from None
-            elif convert in (int, float) and not isinstance(item, convert):
-                raise ConfigError(f"{where}: expected {convert.__name__}, got {item!r}")
             if action.choices is not None and item not in action.choices:
                 raise ConfigError(f"{where}: {item!r} is not one of {list(action.choices)}")
-            out.append(item)
-        return out if isinstance(value, list) and "type" not in field.metadata else out[0]
+        return items if isinstance(value, list) and "type" not in field.metadata else items[0]
 
     def read_yaml(self, path: str) -> dict:
         """The file's settings by field name, converted and checked as the flags would be."""

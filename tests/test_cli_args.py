@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 
 import pytest
 
@@ -167,3 +168,19 @@ def test_the_readme_commands_parse(tmp_path):
     assert cfg.culture == "one" and cfg.questions == "runs/aug.jsonl"
     (cfg,) = train_parser("lora").parse("--model b --data runs/one.jsonl --output runs/adapters/one --epochs 2".split())
     assert cfg.data == ["runs/one.jsonl"] and cfg.epochs == 2.0 and cfg.target_modules == "all-linear"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("model: {a: 1}", "model: expected str, got {'a': 1}"),
+    ("model: m\nrank: true", "rank: expected int, got True"),
+    ("model: m\nseed: [1, 2]", "seed: expected a single value, got a list"),
+    ("model: m\nextra: [1]", "extra: expected a JSON object"),
+])
+def test_yaml_values_of_the_wrong_kind(text, error, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: d.jsonl\noutput: o\n{text}\n")
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        train_parser("lora").parse(["--config", str(config)])
+    config.write_text("data: d.jsonl\noutput: o\nmodel: m\nlearning_rate: 1e-4\nextra: {warmup_steps: 2}\nrank: '8'\n")
+    (cfg,) = train_parser("lora").parse(["--config", str(config)])
+    assert (cfg.learning_rate, cfg.extra, cfg.rank, cfg.data) == (1e-4, {"warmup_steps": 2}, 8, ["d.jsonl"])
