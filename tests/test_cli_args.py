@@ -174,7 +174,8 @@ def test_the_readme_commands_parse(tmp_path):
     ("model: {a: 1}", "model: expected str, got {'a': 1}"),
     ("model: m\nrank: true", "rank: expected int, got True"),
     ("model: m\nseed: [1, 2]", "seed: expected a single value, got a list"),
-    ("model: m\nextra: [1]", "extra: expected a JSON object"),
+    ("model: m\nextra: [1]", "extra: expected a single value, got a list"),
+    ("model: m\nextra: 3", "extra: expected a JSON object (a mapping), got 3"),
 ])
 def test_yaml_values_of_the_wrong_kind(text, error, tmp_path):
     config = tmp_path / "c.yaml"
