@@ -30,7 +30,12 @@ _OWN_METADATA = ("type", "nargs")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each flag's default."""
+    """The module docstring as written, and each flag's default (where it has one to show)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action, argparse._StoreFalseAction):
+            return action.help  # "None" says nothing; the help text tells what an unset value means
+        return super()._get_help_string(action)
 
 
 class ConfigError(ValueError):
