@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from aligners.optimizers import optimizer_settings, optimizer_spec
+from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
 from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
 
 # settings that define the search: a resumed run must agree on all of them, and on the
@@ -111,13 +111,8 @@ class AlignConfig:
                     args[name] = getattr(config, name)
                 continue
             if changed:
-                owner = next(s.name for s in _registered() if s.config_fields is type(config))
+                owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
                 raise ValueError(f"--{changed[0]} is a setting of --optimizer {owner}, not of {self.optimizer}")
         self.optimizer_args = optimizer_settings(self.optimizer, args)
         return self
 
-
-def _registered():
-    from aligners.optimizers import OPTIMIZERS
-
-    return list(OPTIMIZERS.values())
