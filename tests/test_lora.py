@@ -150,3 +150,20 @@ def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
     assert (tmp_path / "c" / "keep.txt").read_text() == "x"
     with pytest.raises(TrainingError, match="no Trainer checkpoint"):
         train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))
+
+
+def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys):
+    from trainers.cli import main as cli
+
+    data = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}], "culture": "english"}
+    data.write_text(json.dumps(row) + "\n" + json.dumps({**row, "culture": "klingon"}) + "\n", encoding="utf-8")
+    out = tmp_path / "adapter"
+    # the base model folder does not exist: the culture error must come before any attempt to load it
+    assert cli(["lora", "--model", str(tmp_path / "no-model"), "--data", str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"culture-train lora: {data}:2: unknown culture 'klingon'; choose one of ['arabic', 'bengali', "
+                   "'chinese', 'english', 'german', 'korean', 'portuguese', 'spanish', 'turkish'] or 'one'\n")
+    assert not out.exists()
+    with pytest.raises(TrainingError, match=r"rows.jsonl:2: unknown culture 'klingon'"):
+        LoraTrainConfig(model="m", data=[str(data)], output=str(out))
