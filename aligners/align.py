@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aligners import distributed
 from aligners.config import SEARCH_KEYS, AlignConfig
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TASKS_DIR, TaskScorer
@@ -138,14 +139,16 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
         fitness_log, history = state["fitness"], state["history"]
         best_z, best_loss = np.array(state["best_z"]), state["best_loss"]
         log.info("resumed %s at generation %d", country, len(fitness_log))
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
 
     bar = tqdm(range(len(fitness_log), cfg.generations), desc=f"{tasks.key} {cfg.optimizer}",
-               initial=len(fitness_log), total=cfg.generations, unit="gen")
+               initial=len(fitness_log), total=cfg.generations, unit="gen", disable=not distributed.is_main())
     for generation in bar:
         z = opt.ask()
-        lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), cfg.batch_size)
-        losses = [scorer.metrics(c)["vsm13_l1"] for c in lls]
+        losses = distributed.score_population(  # each process scores its share; all get every loss
+            lambda p: [scorer.metrics(c)["vsm13_l1"] for c in scorer.option_loglikelihoods(p, cfg.batch_size)],
+            space.prompts(torch.as_tensor(z)))
         opt.tell(losses)
         i = int(np.argmin(losses))
         if losses[i] < best_loss:
@@ -153,7 +156,7 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
         fitness_log.append([float(v) for v in losses])
         history.append({"generation": generation + 1, "best": float(min(losses)), "mean": float(np.mean(losses)),
                         "best_so_far": best_loss})
-        _write_json(out / STATE_FILE, {
+        distributed.main_process_only(_write_json)(out / STATE_FILE, {
             "settings": settings, "hidden_size": hidden, "fitness": fitness_log, "history": history,
             "population": np.asarray(z).tolist(), "best_z": best_z.tolist(), "best_loss": best_loss,
         })
@@ -165,7 +168,6 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     if cfg.baselines:
         report = baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
 
-    _save_checkpoint(lm, prompt, out, cfg)
     summary = {
         "base_model": cfg.model,
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
@@ -176,9 +178,13 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
         "loss": final["vsm13_l1"],
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
+        "world_size": distributed.world_size(),
     }
-    _write_json(out / "alignment.json", summary)
-    _plot(history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    if distributed.is_main():
+        _save_checkpoint(lm, prompt, out, cfg)
+        _write_json(out / "alignment.json", summary)
+        _plot(history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    distributed.barrier()  # the next country starts when this one's files are written
     return summary
 
 
@@ -257,6 +263,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     for _, path in targets:
         if not cfg.resume and path.exists() and any(path.iterdir()):
             raise AlignmentError(f"output folder {path} is not empty; pass --resume or choose another --output")
+    distributed.init_from_env()  # under torchrun: join the process group before the model loads
     torch.manual_seed(cfg.seed)
     lm = load_lm(cfg)
     manager = make_task_manager(cfg.data_dir)
