@@ -9,6 +9,7 @@ in the environment nothing here touches torch.distributed.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -35,7 +36,13 @@ def init_from_env() -> bool:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
+        atexit.register(_shutdown)  # a gloo group left to interpreter teardown can abort the process
     return True
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _active() -> bool:
