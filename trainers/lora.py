@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -278,6 +279,9 @@ def train(cfg: LoraTrainConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     out = Path(cfg.output)
+    if cfg.merge and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        raise TrainingError("merge: FSDP shards the base weights, so the merged model cannot be written here; "
+                            "train without --merge and merge the adapter afterwards on one process")
     resume_from = _prepare_output(out, cfg.resume)
     rows = read_examples(cfg.data)
     bf16, checkpointing = _accelerator_defaults(cfg)
@@ -291,8 +295,15 @@ def train(cfg: LoraTrainConfig) -> dict:
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
-    model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
-    if cfg.merge:
+    if trainer.is_fsdp_enabled:  # every process takes part in gathering the sharded adapter
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(out))  # the adapter files, written by the main process only
+    main = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
+    if main and trainer.is_fsdp_enabled:
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
+    elif main:
+        model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
+    if main and cfg.merge:
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         tokenizer.save_pretrained(out / "merged")
@@ -310,10 +321,14 @@ def train(cfg: LoraTrainConfig) -> dict:
         "total_parameters": total,
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
+        "world_size": trainer.args.world_size,  # global batch = batch_size x world_size x grad_accum
+        "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
         "seconds": round(seconds, 2),
         "losses": losses,
         "lm_eval": lm_eval_command(cfg.model, out, rows, chat),
     }
+    if not main:
+        return summary
     write_text_atomic(out / "training.json", json.dumps(summary, indent=1))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
