@@ -29,7 +29,7 @@ class _Item:
     option_tokens: list[int]
 
 
-def _left_aligned(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor | None):
+def _left_padded(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor | None):
     """Left-padded token embeddings (B, W, d) -> rows ``[padding | soft prompt | tokens]``, their attention mask
     and position ids: every row ends at its answer position, and its real tokens sit at the positions they
     have alone (soft prompt from 0, as peft puts it before an unpadded row)."""
@@ -117,10 +117,10 @@ class TaskScorer:
                 prompts = None
                 if soft_prompts is not None:
                     prompts = soft_prompts[[c for c, _ in chunk]].to(device=device, dtype=dtype)
-                # rows left-aligned on their answer position, so the LM head runs once per row; the
-                # attention mask and position ids make each row score as it does alone (in lm-eval's
-                # right-padded batches), whatever the batch it shares
-                embeds, mask, positions = _left_aligned(embed(ids.to(device)), lengths, prompts)
+                # rows padded on the left: every answer is at the last position, where the LM head runs;
+                # the attention mask and position ids make each row score as it does alone (as in
+                # lm-eval's right-padded batches), whatever batch it shares
+                embeds, mask, positions = _left_padded(embed(ids.to(device)), lengths, prompts)
                 answer = _answer_logits(model, embeds, mask, positions).float().log_softmax(-1)
                 for row, (c, i) in enumerate(chunk):
                     out[c][i] = answer[row, self.items[i].option_tokens].tolist()
