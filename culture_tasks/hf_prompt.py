@@ -3,7 +3,9 @@
 lm-eval pads generation batches on the left, and peft's prompt tuning puts its virtual tokens in
 front of the whole row, padding included, and drops ``position_ids`` (peft issue 1093). A short
 row then sees its soft prompt several positions further away than it would alone, so its greedy
-answer depends on the batch it lands in. ``hf-prompt`` is lm-eval's ``HFLM`` unchanged except
+answer depends on the batch it lands in. With transformers 5, peft 0.21's ``generate`` also
+looks for the cache under its old name (``past_key_values``) and inserts the prompt again at
+every decoding step, so even a batch of one drifts after a few tokens. ``hf-prompt`` is lm-eval's ``HFLM`` unchanged except
 for generation from a prompt-tuning (or p-tuning) adapter: each row becomes
 ``[padding | soft prompt | tokens]`` with a matching attention mask, so the position ids that
 transformers derives from the mask are those of the row alone, and the base model generates
@@ -47,7 +49,7 @@ class HFPromptLM(HFLM):
         _LIVE.add(self)
 
     def _embedding_prompt_config(self):
-        """The active peft config if it prepends embeddings, else None (plain model, LoRA, prefix tuning)."""
+        """The active peft config if it prepends embeddings; None without a prompt-learning adapter."""
         config = getattr(self.model, "active_peft_config", None)
         if config is None or not config.is_prompt_learning:
             return None
