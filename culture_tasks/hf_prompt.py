@@ -126,8 +126,8 @@ def check_generation_route(metadata: Mapping, task: str) -> None:
     """Refuse a prompt-tuning ``peft=`` unless the ``hf-prompt`` model of this process serves it.
 
     lm-eval's command line merges ``--model_args`` into the task metadata, so a generative task
-    sees ``peft=``; under plain ``--model hf`` its batched answers would silently depend on
-    ``--batch_size``.
+    sees ``peft=``; under plain ``--model hf`` its answers would silently depend on ``--batch_size``
+    (and, with transformers 5, be wrong even one at a time).
     """
     adapter = metadata.get("peft")
     if not adapter or any(lm.peft_adapter == str(adapter) for lm in list(_LIVE)):
@@ -135,8 +135,8 @@ def check_generation_route(metadata: Mapping, task: str) -> None:
     peft_type = _peft_type(str(adapter))
     if peft_type in EMBEDDING_PROMPTS:
         raise ValueError(
-            f"{task}: peft={adapter} is a {peft_type} adapter, whose batched generation under "
-            f"--model hf depends on --batch_size (peft issue 1093); run {ROUTE}"
+            f"{task}: peft={adapter} is a {peft_type} adapter, which --model hf generates from wrongly "
+            f"(soft prompt before the padding, peft issue 1093; answers change with --batch_size); run {ROUTE}"
         )
 
 
