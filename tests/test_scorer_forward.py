@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import TASKS_DIR
+from culture_tasks.paths import task_manager
 from tests.lm_eval_helpers import evaluate
 
 TASK = "vsm13_usa"
@@ -45,9 +45,7 @@ def _tiny_family(tiny_model, path, family: str):
 @pytest.fixture(scope="module")
 def scorers(tiny_model, data_root, tmp_path_factory):
     """family -> (model folder, TaskScorer), built once per module on first use."""
-    from lm_eval.tasks import TaskManager
-
-    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_root)})
+    tm = task_manager({"data_dir": str(data_root)})
     built = {}
 
     def get(family):
