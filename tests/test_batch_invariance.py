@@ -30,7 +30,7 @@ def prompt_adapter(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("prompt_adapter")
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
     prompt = torch.randn(4, model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.5
-    save_prompt_tuning_adapter(model, prompt, out, str(tiny_model))
+    save_prompt_tuning_adapter(model, prompt, out, str(tiny_model), init="vocab")
     return out
 
 

@@ -112,7 +112,7 @@ def test_scorer_equals_lm_eval_loglikelihood_for_families_that_rescale_logits(fa
                                rtol=0, atol=1e-5)
 
     adapter = tmp_path / "adapter"
-    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir))
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
     prompted = scorer.option_loglikelihoods(soft_prompt[None], batch_size=16)[0]
     expected = torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer, peft=adapter))
     torch.testing.assert_close(torch.tensor(prompted), expected, rtol=0, atol=1e-5)
@@ -127,7 +127,7 @@ def test_aligner_loss_equals_lm_eval_vsm13_l1_on_granite(scorers, data_root, sof
     model_dir, scorer = scorers("granite")
     loss = scorer.metrics(scorer.option_loglikelihoods(soft_prompt[None], batch_size=16)[0])["vsm13_l1"]
     adapter = tmp_path / "adapter"
-    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir))
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
     out = evaluate(model_dir, [TASK], data_root, peft=str(adapter))
     assert out["results"][TASK]["vsm13_l1,none"] == pytest.approx(loss, abs=1e-4)
 
