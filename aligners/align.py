@@ -22,15 +22,17 @@ from tqdm.auto import tqdm
 
 from aligners import distributed
 from aligners.config import AlignConfig, search_keys
+from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TASKS_DIR, TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import resolve_target
+from culture_tasks.survey.vsm13 import DIMENSIONS, resolve_target
 
 log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
+LOSS_KEYS = ("vsm13_l1", *DIMENSIONS)  # the task metrics an objective may read
 
 
 class AlignmentError(ValueError):
@@ -154,24 +156,24 @@ def replay(opt, state: dict | None) -> Search:
     return Search(state["fitness"], state["history"], np.array(state["best_z"]), state["best_loss"])
 
 
-def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int) -> list[float]:
-    """The task's vsm13_l1 of every candidate z, in batched passes; under torchrun each process
-    scores its share of the population and every process gets all losses, in candidate order."""
+def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective) -> list[float]:
+    """The objective of every candidate z, from the task's own indices, in batched passes; under
+    torchrun each process scores its share of the population and every process gets all losses,
+    in candidate order."""
     def score(prompts):
-        return [scorer.metrics(c, keys=("vsm13_l1",))["vsm13_l1"]
-                for c in scorer.option_loglikelihoods(prompts, batch_size)]
+        return [objective(scorer.metrics(c, keys=LOSS_KEYS)) for c in scorer.option_loglikelihoods(prompts, batch_size)]
 
     return distributed.score_population(score, space.prompts(torch.as_tensor(z)))
 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
-           save) -> Search:
+           save, objective) -> Search:
     """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each."""
     bar = tqdm(range(len(done.fitness), cfg.generations), desc=label, initial=len(done.fitness),
                total=cfg.generations, unit="gen", disable=not distributed.is_main())
     for _ in bar:
         z = opt.ask()
-        losses = score_candidates(scorer, space, z, cfg.batch_size)
+        losses = score_candidates(scorer, space, z, cfg.batch_size, objective)
         opt.tell(losses)
         done.record(z, losses)
         save(z)
@@ -187,8 +189,18 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, scorer: TaskScorer, 
     return final, {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]}}
 
 
+def country_comparison(indices: dict, target, data_dir: str | None) -> dict:
+    """Where a profile ranks the target among all Hofstede countries (docs/validity.md): the
+    country-specific check that the raw L1 cannot give."""
+    from culture_tasks.survey.compare import compare_vsm13, hofstede_reference
+
+    result = compare_vsm13({d: indices[d] for d in DIMENSIONS}, target, hofstede_reference(data_dir),
+                           data_dir=data_dir)
+    return {k: result[k] for k in ("target", "dims", "countries", "distance", "rank", "reciprocal_rank", "margin")}
+
+
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
-                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict) -> dict:
+                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict, loss: float) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": cfg.model,
@@ -197,7 +209,8 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "init_token_ids": space.init_ids,
         "history": found.history,
         "final": final,
-        "loss": final["vsm13_l1"],
+        "objective": cfg.objective,
+        "loss": loss,  # the objective of the final prompt; with l1 it is the task's vsm13_l1
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
         "world_size": distributed.world_size(),
@@ -205,13 +218,15 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
     if distributed.is_main():
         _save_checkpoint(lm, prompt, out, cfg)
         _write_json(out / "alignment.json", summary)
-        _plot(found.history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+        _plot(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})")
     distributed.barrier()  # the next country starts when this one's files are written
     return summary
 
 
 def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
     tasks = country_tasks(country, cfg.target, cfg)
+    target = resolve_target(country, cfg.target, cfg.data_dir)
+    objective = make_objective(cfg.objective, target, data_dir=cfg.data_dir)
     settings = cfg.for_country(country)
     hidden = int(lm.model.get_input_embeddings().weight.shape[1])
     state = _check_output(out, cfg.resume, settings, hidden)
@@ -229,10 +244,14 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     def save(population):
         distributed.main_process_only(_write_json)(out / STATE_FILE, done.state(settings, hidden, population))
 
-    found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save)
+    found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
     final, report = final_report(lm, cfg, tasks, scorer, prompt, task_manager)
-    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, final, report)
+    if cfg.baselines:
+        report["comparison"] = {name: country_comparison(report["indices"][name], target, cfg.data_dir)
+                                for name in report["indices"]}
+    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, final, report,
+                         objective(final))
 
 
 def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from aligners.objectives import OBJECTIVES
 from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
 from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
 
 # settings that define the search: a resumed run must agree on all of them, and on the
 # optimiser's own settings (``search_keys``)
-SEARCH_KEYS = ("model", "country", "target", "optimizer", "virtual_tokens", "subspace_dim", "population",
+SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_tokens", "subspace_dim", "population",
                "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode")
 
 
@@ -33,6 +34,11 @@ class AlignConfig:
     target: list[float] | None = field(default=None, metadata=_help(
         "explicit scores pdi,idv,mas,uai,lto,ivr for a single --country (e.g. 95,25,60,80,36,52)",
         type=parse_floats))
+    objective: str = field(default="l1", metadata=_help(
+        "the loss the search minimises, by name: l1 = the paper's raw L1 to the target (constants 0); "
+        "standardised / standardised_l1 = z-space distance to the target with the common offset removed; "
+        "contrastive = that distance minus the mean distance to the other Hofstede countries "
+        "(docs/validity.md)", choices=sorted(OBJECTIVES)))
     optimizer: str = field(default="de", metadata=_help(
         "a registered optimiser by name (built in: de, Differential Evolution; cma, CMA-ES); each one's own "
         "settings are listed below"))
@@ -76,6 +82,8 @@ class AlignConfig:
             if len(self.target) != 6:
                 raise ValueError("--target needs six numbers: pdi idv mas uai lto ivr")
             check_finite(self.target, "--target")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown --objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
         self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args)
         for name in ("virtual_tokens", "subspace_dim", "population", "generations", "batch_size"):
             if getattr(self, name) < 1:

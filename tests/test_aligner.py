@@ -287,3 +287,41 @@ def test_optimizer_settings_by_mapping_and_registration_clashes():
     with pytest.raises(ValueError, match="optimizer 'de' is already registered"):
         register_optimizer("de", ToySearch, ToyConfig)
     assert set(OPTIMIZERS) == {"de", "cma"}
+
+
+def test_contrastive_objective_is_the_reported_loss_and_equals_the_objective_of_lm_evals_indices(
+        tiny_model, data_root, tmp_path, monkeypatch):
+    """--objective contrastive: each candidate's loss is the objective of the task's indices; the
+    final loss is that objective applied to the indices lm_eval reports for the checkpoint."""
+    from aligners.objectives import make_objective
+    from culture_tasks.survey.vsm13 import DIMENSIONS, resolve_target
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "contrastive"
+    assert _align(tiny_model, out, "--objective", "contrastive") == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert summary["objective"] == "contrastive" and summary["settings"]["objective"] == "contrastive"
+    results = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(out))["results"]["vsm13_usa"]
+    objective = make_objective("contrastive", resolve_target("USA", None, str(data_root)), data_dir=str(data_root))
+    indices = {d: results[f"{d},none"] for d in DIMENSIONS}
+    assert summary["loss"] == pytest.approx(objective(indices), abs=1e-3)
+    # the l1 objective of the same indices is another number: the search really used the contrastive one
+    assert summary["loss"] != pytest.approx(summary["final"]["vsm13_l1"], abs=1e-3)
+    assert min(summary["history"][-1]["best_so_far"], summary["loss"]) <= json.loads(
+        (out / "state.json").read_text())["fitness"][0][0]
+
+
+def test_report_ranks_the_target_among_all_countries(aligned):
+    comparison = json.loads((aligned / "alignment.json").read_text())["report"]["comparison"]
+    assert set(comparison) == {"plain", "de"}
+    for row in comparison.values():
+        assert row["target"] == "USA" and len(row["dims"]) == 6
+        assert 1 <= row["rank"] <= row["countries"] and row["reciprocal_rank"] == pytest.approx(1 / row["rank"])
+
+
+def test_resume_with_another_objective_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "contrastive") == 2
+    assert "objective" in capsys.readouterr().err
