@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import datasets
 
 from culture_tasks.data_root import data_file
+from culture_tasks.jsonl import read_jsonl
 
 log = logging.getLogger("culture_tasks")
 
@@ -79,15 +80,16 @@ def load_classification(
     ``dataset_kwargs``. Extra metadata lm-eval passes along (version, model args) is ignored.
     """
     path = data_file(f"culturellm/{file}", data_dir)
-    raw = datasets.load_dataset("json", data_files=str(path), split="train")
-    if text_field not in raw.column_names:
+    raw = read_jsonl(path)  # file:line errors for truncated, non-UTF-8 or empty files
+    columns = list(dict.fromkeys(k for row in raw for k in row))
+    if text_field not in columns:
         raise ManifestError(
-            f"{task_name}: {path} has no field {text_field!r} (fields: {raw.column_names}). "
+            f"{task_name}: {path} has no field {text_field!r} (fields: {columns}). "
             f"Fix `text_field` of this dataset in {MANIFEST_HINT} and re-run _generate_configs.py."
         )
-    if "label" not in raw.column_names:
-        raise ManifestError(f"{task_name}: {path} has no `label` field (fields: {raw.column_names}).")
-    kept, dropped, unknown = _clean_rows(raw.to_list(), text_field, labels, drop_labels, max_text_chars)
+    if "label" not in columns:
+        raise ManifestError(f"{task_name}: {path} has no `label` field (fields: {columns}).")
+    kept, dropped, unknown = _clean_rows(raw, text_field, labels, drop_labels, max_text_chars)
     if unknown:
         found = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(unknown.items()))
         raise ManifestError(

@@ -7,13 +7,13 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from culture_tasks.data_root import data_file
+from culture_tasks.jsonl import read_jsonl_lines
 
 DIMENSIONS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
 CONSTANT_NAMES = {"pdi": "C_pd", "idv": "C_ic", "mas": "C_mf", "uai": "C_ua", "lto": "C_ls", "ivr": "C_ir"}
@@ -72,10 +72,7 @@ class Target:
 def load_items(data_dir: str | None = None) -> list[Item]:
     path = data_file(ITEMS_FILE, data_dir)
     items = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for line_no, row in read_jsonl_lines(path):
         missing = [k for k in ("item", "text", "options") if k not in row]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs item, stem, text, options")
