@@ -64,7 +64,8 @@ def _occupied(path: Path, ignore: Iterable[str]) -> bool:
 
 def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
                  inputs: Iterable[str | os.PathLike | None] = (), folder: bool = True,
-                 ignore: Iterable[str] = (LOCK_NAME,), error: type[Exception] = OutputError) -> str:
+                 ignore: Iterable[str] = (LOCK_NAME,), error: type[Exception] = OutputError,
+                 resumable: bool = True) -> str:
     """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
     allows an existing output, or when the output is one of ``inputs`` (or, for a folder that
     would be replaced, holds one). Nothing is deleted here: call ``clear_output`` once every
@@ -95,8 +96,9 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         return "replace"
     kind = "folder" if folder else "file"
     state = "is not empty" if folder else "already exists"
-    raise error(f"output {kind} {path} {state}; pass --resume to continue the run there, --overwrite to replace "
-                "it, or choose another --output")
+    resume_hint = "--resume to continue the run there, " if resumable else ""
+    raise error(f"output {kind} {path} {state}; pass {resume_hint}--overwrite to replace it, or choose another "
+                "--output")
 
 
 def clear_output(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> None:

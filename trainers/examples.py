@@ -54,7 +54,7 @@ class ExampleSet:
 
     def write(self, path: Path, *, overwrite: bool = False) -> None:
         """Write atomically; an existing file is replaced only with ``overwrite``, an input never."""
-        claim_output(path, overwrite=overwrite, inputs=self.inputs, folder=False)
+        claim_output(path, overwrite=overwrite, inputs=self.inputs, folder=False, resumable=False)
         write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
 
 
