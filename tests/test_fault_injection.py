@@ -50,7 +50,7 @@ def _cut_write(path, data: bytes, fraction: float):
 
 # ---- aligner ---------------------------------------------------------------------------------
 
-ALIGN = ["--country", "USA", "--population", "6", "--generations", "3", "--subspace-dim", "4", "--seed", "3",
+ALIGN = ["--country", "USA", "--population", "4", "--generations", "3", "--subspace-dim", "4", "--seed", "3",
          "--no-baselines"]
 
 
