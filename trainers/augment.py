@@ -281,7 +281,8 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path) -> di
         if not picked:
             raise AugmentError(f"{seeds_file}: no seed question (rows with q_id and without ori_content)")
         questions = [by_id[q] for q in picked]
-    wanted = {**cfg.settings(), "questions_sha256": file_digest(questions_file)}
+    wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
+    wanted["questions_sha256"] = file_digest(questions_file)
     if mode == "resume":
         state, digest = _resume_state(output, state_path, wanted)
         with output.open("r+b") as fh:  # drop a chunk that was being written when the run stopped
