@@ -122,7 +122,8 @@ class Killed(BaseException):
 def _killed_before_first_checkpoint(monkeypatch, cfg):
     import trainers.lora as lora
 
-    def die(*args, **kwargs):
+    def die(cfg, out, rows, resume_from, start):
+        start()  # the model is loaded and the examples are valid: the run has begun
         raise Killed
 
     with monkeypatch.context() as m:
@@ -146,6 +147,25 @@ def test_lora_resume_with_other_data_or_learning_rate_is_refused(data_root, tiny
         train(_lora_config(tiny_model, data, out, resume=True))
     with pytest.raises(TrainingError, match=r"is not empty; pass --resume to continue the run there, --overwrite"):
         train(_lora_config(tiny_model, data, out))
+
+
+def test_lora_overwrite_replaces_only_after_every_check_passed(data_root, tiny_model, tmp_path):
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "training.json").write_text("an earlier result")
+    cfg = _lora_config(tiny_model, data, out, max_length=5)
+    cfg.overwrite = True  # the field arrives with the settings parser
+    with pytest.raises(TrainingError, match="every example is longer than max_length=5 tokens"):
+        train(cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["training.json"]
+    assert (out / "training.json").read_text() == "an earlier result"
+    shutil.copy(data, out / "data.jsonl")
+    cfg.data = [str(out / "data.jsonl")]
+    with pytest.raises(TrainingError, match="output folder .* holds the input .*data.jsonl"):
+        train(cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["data.jsonl", "training.json"]
 
 
 def _align_args(model, out, *extra):

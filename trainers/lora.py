@@ -193,8 +193,9 @@ def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     return None
 
 
-def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> Path | None:
-    """The checkpoint to resume from, or None to start at step 0; stores the settings of a new run."""
+def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[str, Path | None]:
+    """What to do with the output (see ``claim_output``) and the checkpoint to resume from (None:
+    step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings."""
     mode = claim_output(out, overwrite=bool(getattr(cfg, "overwrite", False)), resume=cfg.resume,
                         inputs=[cfg.model, *cfg.data], error=TrainingError)
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
@@ -209,11 +210,16 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> Path | N
         if found is None:
             log.warning("--resume: %s has no complete checkpoint yet; training starts at step 0 with the stored "
                         "settings", out)
-        return found
+        return mode, found
+    return mode, None
+
+
+def _start_run(out: Path, mode: str, settings: dict) -> None:
+    """Once every check has passed: replace the old output if asked, store the new run's settings."""
     if mode == "replace":
         clear_output(out)
-    save_settings(stored_path, settings)
-    return None
+    if mode != "resume":
+        save_settings(out / CHECKPOINTS / RUN_SETTINGS, settings)
 
 
 def _accelerator_defaults(cfg: LoraTrainConfig) -> tuple[bool, bool]:
@@ -358,11 +364,11 @@ def train(cfg: LoraTrainConfig) -> dict:
     rows = read_examples(cfg.data)
     settings = run_settings(cfg)
     with OutputLock.for_folder(out, TrainingError):
-        resume_from = _prepare_output(out, cfg, settings)
-        return _train(cfg, out, rows, resume_from)
+        mode, resume_from = _prepare_output(out, cfg, settings)
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
 
 
-def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None) -> dict:
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -371,6 +377,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
+    start()  # every input is valid: only now is an old output replaced
     trainer = make_trainer(cfg, model, tokenizer, encoded)
     model = trainer.model
     trainable, total = model.get_nb_trainable_parameters()
