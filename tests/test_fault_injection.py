@@ -274,3 +274,43 @@ def test_augmentation_killed_anywhere_resumes_to_the_uninterrupted_output(tmp_pa
     run_augmentation(augment_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
     assert (tmp_path / "aug.jsonl").read_bytes() == (tmp_path / "full.jsonl").read_bytes()
     assert not (tmp_path / "aug.jsonl.lock").exists()
+
+
+def test_augmentation_sigkilled_in_a_subprocess_resumes_to_the_uninterrupted_output(tmp_path, tiny_model, data_root):
+    """A real SIGKILL of `culture-train augment` with the tiny LM, at a seeded chunk: the lock file
+    stays behind, the resumed run takes it over and writes the uninterrupted run's bytes."""
+    import os
+    import signal
+    import time
+
+    from tests.test_augment import _tiny_sentence_model
+    from trainers.cli import main as cli
+
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(line + "\n" for line in
+                             (data_root / "culturellm" / "WVQ.jsonl").read_text(encoding="utf-8").splitlines()[:6]))
+    args = ["augment", "--generator", str(tiny_model), "--embedding-model",
+            str(_tiny_sentence_model(tiny_model, tmp_path / "st")), "--seeds", str(seeds), "--data-dir", str(data_root),
+            "--threshold", "-1", "--paraphrases", "2", "--keep", "2", "--chunk-seeds", "1", "--max-new-tokens", "8",
+            "--seed", "5", "--batch-size", "4"]
+    assert cli([*args, "--output", str(tmp_path / "full.jsonl")]) == 0
+    out = tmp_path / "aug.jsonl"
+    state = tmp_path / "aug.jsonl.state.json"
+    chunk = random.Random(0).randint(1, 4)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "trainers.cli", *args, "--output", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if len(json.loads(state.read_text())["done"]) >= chunk:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert (tmp_path / "aug.jsonl.lock").exists()
+    assert cli([*args, "--output", str(out), "--resume"]) == 0
+    assert out.read_bytes() == (tmp_path / "full.jsonl").read_bytes()
+    assert not (tmp_path / "aug.jsonl.lock").exists()
