@@ -26,9 +26,10 @@ from culture_tasks.outputs import LOCK_NAME
 from tests.synthetic_wvs import write_data_root
 from tests.test_augment import REPLIES, BagOfWords, StandIn
 from tests.test_augment import _config as augment_config
+from tests.test_lora import _config as lora_config
 from trainers.augment import run_augmentation
 from trainers.examples import build_examples
-from trainers.lora import LoraTrainConfig, train
+from trainers.lora import train
 
 
 class Killed(BaseException):
@@ -115,11 +116,7 @@ def test_aligner_killed_anywhere_resumes_to_the_uninterrupted_run(aligned_full, 
 
 def _lora(model, data, out, **kw):
     # checkpoints at steps 3 and 6, losses logged every 2 steps: a resume from step 3 is off a logging step
-    values = dict(model=str(model), data=[str(data)], output=str(out), rank=4, alpha=8, dropout=0.0,
-                  learning_rate=2e-2, max_steps=8, batch_size=10, logging_steps=2, save_steps=3, warmup=0,
-                  chat_template=True, seed=0)
-    values.update(kw)
-    return LoraTrainConfig(**values)
+    return lora_config(model, data, out, **{"max_steps": 8, "logging_steps": 2, "save_steps": 3, **kw})
 
 
 @pytest.fixture(scope="module")

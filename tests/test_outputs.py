@@ -23,10 +23,11 @@ from culture_tasks.outputs import LOCK_NAME, OutputError, OutputLock, claim_outp
 from tests.synthetic_wvs import write_data_root
 from tests.test_augment import REPLIES, BagOfWords, StandIn
 from tests.test_augment import _config as augment_config
+from tests.test_lora import _config as lora_config
 from trainers.augment import AugmentError, run_augmentation
 from trainers.cli import main as train_cli
 from trainers.examples import build_examples
-from trainers.lora import LoraTrainConfig, TrainingError, train
+from trainers.lora import TrainingError, train
 
 HOST = socket.gethostname()
 
@@ -108,11 +109,7 @@ def test_aligner_refuses_a_country_folder_outside_the_output(data_root, tmp_path
 # ---- resume only with the settings of the run ------------------------------------------------
 
 def _lora_config(model, data, out, **kw):
-    values = dict(model=str(model), data=[str(data)], output=str(out), rank=4, alpha=8, dropout=0.0,
-                  learning_rate=2e-2, max_steps=4, batch_size=10, logging_steps=1, save_steps=2, warmup=0,
-                  chat_template=True, seed=0)
-    values.update(kw)
-    return LoraTrainConfig(**values)
+    return lora_config(model, data, out, **{"max_steps": 4, "save_steps": 2, **kw})
 
 
 class Killed(BaseException):
