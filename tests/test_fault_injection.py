@@ -62,7 +62,7 @@ def aligned_full(tiny_model, data_root, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 5])  # killed scoring generation 2; writing the state of generation 3
 def test_aligner_killed_anywhere_resumes_to_the_uninterrupted_run(aligned_full, tiny_model, data_root, tmp_path,
                                                                   monkeypatch, seed):
     import aligners.align as align
@@ -172,7 +172,7 @@ def test_lora_killed_before_its_first_checkpoint_resumes_from_scratch(lora_full,
     _same_training(lora_full, out, summary)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [1, 2, 5])  # cuts off optimizer.pt, adapter_model.safetensors, trainer_state.json
 def test_lora_killed_while_writing_a_checkpoint_falls_back_to_the_previous_one(lora_full, tiny_model, lora_data,
                                                                                 tmp_path, monkeypatch, caplog, seed):
     """Killed while checkpoint-6 is written: resume from checkpoint-3 (off a logging step) and log
