@@ -14,14 +14,14 @@ import os
 import shlex
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aligners.config import SEARCH_KEYS, AlignConfig
+from aligners.config import AlignConfig, search_keys
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
@@ -99,7 +99,7 @@ def load_lm(cfg: AlignConfig):
 def _defining_settings(settings: dict) -> dict:
     """The search settings plus what they resolve to: the target scores and the VSM13 items by
     content (another data root may hold other scores or items under the same country)."""
-    out = {k: settings.get(k) for k in SEARCH_KEYS}
+    out = {k: settings.get(k) for k in search_keys(settings)}
     out["target_scores"] = resolve_target(settings["country"], settings.get("target"), settings.get("data_dir")).scores
     out["vsm13_items"] = file_digest(data_file(ITEMS_FILE, settings.get("data_dir")))
     return out
@@ -122,7 +122,7 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
         check_settings(stored, given, out, keys=list(given), error=AlignmentError)
         saved_hidden = stored.get("hidden_size")
     else:  # a run from before the settings were stored on their own
-        check_settings(state["settings"], settings, out, keys=SEARCH_KEYS, error=AlignmentError)
+        check_settings(state["settings"], settings, out, keys=search_keys(settings), error=AlignmentError)
         saved_hidden = state.get("hidden_size")
     if hidden is not None and saved_hidden != hidden:
         raise AlignmentError(
@@ -132,78 +132,122 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     return state
 
 
-def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
-    tasks = country_tasks(country, cfg.target, cfg)
-    settings = cfg.for_country(country)
-    embedding = lm.model.get_input_embeddings().weight
-    hidden = int(embedding.shape[1])
-    state = _check_output(out, cfg.resume, settings, hidden)
+@dataclass
+class Search:
+    """What the optimiser has done so far: saved after each generation, restored on resume."""
 
-    scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template)
-    init_ids = lm.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
-    space = SoftPromptSpace(embedding, virtual_tokens=cfg.virtual_tokens, subspace_dim=cfg.subspace_dim,
-                            seed=cfg.seed, init=cfg.init, init_ids=init_ids)
-    opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
-                         seed=cfg.seed, f=cfg.f, cr=cfg.cr, sigma0=cfg.sigma0)
+    fitness: list[list[float]] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    best_z: np.ndarray | None = None
+    best_loss: float = float("inf")
 
-    fitness_log: list[list[float]] = []
-    history: list[dict] = []
-    best_z, best_loss = None, float("inf")
-    if state:
-        for fitness in state["fitness"]:  # replay: the optimiser is deterministic given its tells
-            opt.ask()
-            opt.tell(fitness)
-        fitness_log, history = state["fitness"], state["history"]
-        best_z, best_loss = np.array(state["best_z"]), state["best_loss"]
-        log.info("resumed %s at generation %d", country, len(fitness_log))
-    out.mkdir(parents=True, exist_ok=True)
-
-    bar = tqdm(range(len(fitness_log), cfg.generations), desc=f"{tasks.key} {cfg.optimizer}",
-               initial=len(fitness_log), total=cfg.generations, unit="gen")
-    for generation in bar:
-        z = opt.ask()
-        lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), cfg.batch_size)
-        losses = [scorer.metrics(c)["vsm13_l1"] for c in lls]
-        opt.tell(losses)
+    def record(self, z, losses: list[float]) -> None:
         i = int(np.argmin(losses))
-        if losses[i] < best_loss:
-            best_z, best_loss = np.asarray(z[i], dtype=float), float(losses[i])
-        fitness_log.append([float(v) for v in losses])
-        history.append({"generation": generation + 1, "best": float(min(losses)), "mean": float(np.mean(losses)),
-                        "best_so_far": best_loss})
-        _write_json(out / STATE_FILE, {
-            "settings": settings, "hidden_size": hidden, "fitness": fitness_log, "history": history,
-            "population": np.asarray(z).tolist(), "best_z": best_z.tolist(), "best_loss": best_loss,
-        })
-        bar.set_postfix(best=f"{best_loss:.2f}", mean=f"{np.mean(losses):.2f}")
+        if losses[i] < self.best_loss:
+            self.best_z, self.best_loss = np.asarray(z[i], dtype=float), float(losses[i])
+        self.fitness.append([float(v) for v in losses])
+        self.history.append({"generation": len(self.fitness), "best": float(min(losses)),
+                             "mean": float(np.mean(losses)), "best_so_far": self.best_loss})
 
-    prompt = space.prompts(torch.as_tensor(best_z))[0]
+    def state(self, settings: dict, hidden: int, population) -> dict:
+        return {"settings": settings, "hidden_size": hidden, "fitness": self.fitness, "history": self.history,
+                "population": np.asarray(population).tolist(), "best_z": self.best_z.tolist(),
+                "best_loss": self.best_loss}
+
+
+def make_space(lm, cfg: AlignConfig) -> SoftPromptSpace:
+    init_ids = lm.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
+    return SoftPromptSpace(lm.model.get_input_embeddings().weight, virtual_tokens=cfg.virtual_tokens,
+                           subspace_dim=cfg.subspace_dim, seed=cfg.seed, init=cfg.init, init_ids=init_ids)
+
+
+def replay(opt, state: dict | None) -> Search:
+    """A fresh optimiser told the saved losses again is in the saved run's exact state."""
+    if not state:
+        return Search()
+    for fitness in state["fitness"]:
+        opt.ask()
+        opt.tell(fitness)
+    return Search(state["fitness"], state["history"], np.array(state["best_z"]), state["best_loss"])
+
+
+def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int) -> list[float]:
+    """The task's vsm13_l1 of every candidate z, in one batched pass."""
+    lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
+    return [scorer.metrics(c)["vsm13_l1"] for c in lls]
+
+
+def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
+           save) -> Search:
+    """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each."""
+    bar = tqdm(range(len(done.fitness), cfg.generations), desc=label, initial=len(done.fitness),
+               total=cfg.generations, unit="gen")
+    for _ in bar:
+        z = opt.ask()
+        losses = score_candidates(scorer, space, z, cfg.batch_size)
+        opt.tell(losses)
+        done.record(z, losses)
+        save(z)
+        bar.set_postfix(best=f"{done.best_loss:.2f}", mean=f"{np.mean(losses):.2f}")
+    return done
+
+
+def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, scorer: TaskScorer, prompt, task_manager):
+    """The fitted prompt's metrics, and the comparison with the baselines unless skipped."""
     final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
-    report = {"vsm13_l1": {"de" if cfg.optimizer == "de" else "cma": final["vsm13_l1"]}}
     if cfg.baselines:
-        report = baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
+        return final, baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
+    return final, {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]}}
 
+
+def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
+                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict) -> dict:
+    """Checkpoint, alignment.json and the loss curve."""
     _save_checkpoint(lm, prompt, out, cfg)
     summary = {
         "base_model": cfg.model,
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
         "settings": settings,
         "init_token_ids": space.init_ids,
-        "history": history,
+        "history": found.history,
         "final": final,
         "loss": final["vsm13_l1"],
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
     }
     _write_json(out / "alignment.json", summary)
-    _plot(history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    _plot(found.history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
     return summary
+
+
+def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
+    tasks = country_tasks(country, cfg.target, cfg)
+    settings = cfg.for_country(country)
+    hidden = int(lm.model.get_input_embeddings().weight.shape[1])
+    state = _check_output(out, cfg.resume, settings, hidden)
+
+    scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template)
+    space = make_space(lm, cfg)
+    opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
+                         seed=cfg.seed, settings=cfg.optimizer_args)
+    done = replay(opt, state)
+    if state:
+        log.info("resumed %s at generation %d", country, len(done.fitness))
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(population):
+        _write_json(out / STATE_FILE, done.state(settings, hidden, population))
+
+    found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save)
+    prompt = space.prompts(torch.as_tensor(found.best_z))[0]
+    final, report = final_report(lm, cfg, tasks, scorer, prompt, task_manager)
+    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, final, report)
 
 
 def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict,
               task_manager) -> dict:
     """The paper's comparison (plain, persona, soft prompt) plus held-out checks."""
-    name = "de" if cfg.optimizer == "de" else "cma"
+    name = cfg.optimizer
     tm = task_manager(tasks.metadata)
 
     def score(task: str, soft):
@@ -228,7 +272,7 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
 def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".adapter."))
     try:
-        save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model)
+        save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model, init=cfg.init, init_text=cfg.init_text)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:

@@ -1,64 +1,118 @@
-"""Settings of a soft-prompt alignment run, from a YAML file with command-line overrides."""
+"""Settings of a soft-prompt alignment run; ``culture-align``'s flags are made from these fields."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
-from culture_tasks.settings import from_sources
+from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
+from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
 
-# settings that define the search: a resumed run must agree on all of them
+# settings that define the search: a resumed run must agree on all of them, and on the
+# optimiser's own settings (``search_keys``)
 SEARCH_KEYS = ("model", "country", "target", "optimizer", "virtual_tokens", "subspace_dim", "population",
-               "bound", "init", "init_text", "f", "cr", "sigma0", "seed", "dtype", "chat_template", "answer_mode")
+               "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode")
+
+
+def search_keys(settings: dict) -> tuple[str, ...]:
+    """SEARCH_KEYS plus the settings of the optimiser ``settings`` names."""
+    spec = optimizer_spec(settings["optimizer"])
+    return SEARCH_KEYS + tuple(f.name for f in fields(spec.config_fields))
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
 
 
 @dataclass
 class AlignConfig:
-    model: str
-    countries: list[str]
-    output: str
-    target: list[float] | None = None  # six explicit scores pdi idv mas uai lto ivr (one country only)
-    optimizer: str = "de"
-    virtual_tokens: int = 4
-    subspace_dim: int = 32
-    population: int = 16
-    generations: int = 20
-    bound: float = 1.0
-    init: str = "text"
-    init_text: str = "Please answer the following survey question."
-    f: float = 0.5
-    cr: float = 0.9
-    sigma0: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = 64
-    chat_template: bool = False
-    answer_mode: str = "expected"
-    data_dir: str | None = None
-    baselines: bool = True
-    resume: bool = False
+    model: str = field(metadata=_help("base model folder (or hub id)"))
+    countries: list[str] = field(metadata=_help(
+        "one or more countries: Hofstede code, ISO alpha-3 code or name (one checkpoint each)",
+        aliases=["--country"]))
+    output: str = field(metadata=_help("output folder (output/<country> for each of several countries)"))
+    target: list[float] | None = field(default=None, metadata=_help(
+        "explicit scores pdi,idv,mas,uai,lto,ivr for a single --country (e.g. 95,25,60,80,36,52)",
+        type=parse_floats))
+    optimizer: str = field(default="de", metadata=_help(
+        "a registered optimiser by name (built in: de, Differential Evolution; cma, CMA-ES); each one's own "
+        "settings are listed below"))
+    optimizer_args: dict = field(default_factory=dict, metadata=_help(
+        "the optimiser's own settings, set by its flags below (e.g. --f, --cr for de)"))
+    virtual_tokens: int = field(default=4, metadata=_help("number of soft-prompt vectors"))
+    subspace_dim: int = field(default=32, metadata=_help("dimension k of the searched z"))
+    population: int = field(default=16, metadata=_help("candidates per generation"))
+    generations: int = field(default=20, metadata=_help("generations to run (may grow on --resume)"))
+    bound: float = field(default=1.0, metadata=_help("box bound of z"))
+    init: str = field(default="text", metadata=_help(
+        "initial prompt: a text's embeddings or random vocabulary rows", choices=["text", "vocab"]))
+    init_text: str = field(default="Please answer the following survey question.",
+                           metadata=_help("the initial text of --init text"))
+    seed: int = field(default=0, metadata=_help("seed of the projection, the initial rows and the optimiser"))
+    device: str = field(default="cpu", metadata=_help("torch device, e.g. cpu or cuda"))
+    dtype: str = field(default="float32", metadata=_help(
+        "model dtype", choices=["float32", "float16", "bfloat16", "auto"]))
+    batch_size: int = field(default=64, metadata=_help("sequences per forward pass"))
+    chat_template: bool = field(default=False, metadata=_help("score as lm_eval --apply_chat_template"))
+    answer_mode: str = field(default="expected", metadata=_help(
+        "how an item's answer is read from the option probabilities", choices=["expected", "argmax"]))
+    data_dir: str | None = field(default=None, metadata=_help("data root (default: $CULTURE_DATA_DIR)"))
+    baselines: bool = field(default=True, metadata=_help(
+        "also score the plain model, the persona prompt and the held-out checks (--no-baselines: skip)"))
+    resume: bool = field(default=False, metadata=_help("continue the run in --output"))
+    overwrite: bool = field(default=False, metadata=_help("replace an existing output"))
 
     def __post_init__(self):
         if isinstance(self.countries, str):
             self.countries = [self.countries]
+        if not self.model:
+            raise ValueError("name the base model (--model)")
         if not self.countries:
             raise ValueError("name at least one country (--country)")
-        if self.target is not None and len(self.countries) != 1:
-            raise ValueError("explicit --target scores apply to exactly one --country")
-        if self.target is not None and len(self.target) != 6:
-            raise ValueError("--target needs six numbers: pdi idv mas uai lto ivr")
-        if self.optimizer not in ("de", "cma"):
-            raise ValueError(f"--optimizer must be de or cma, got {self.optimizer!r}")
+        if not self.output:
+            raise ValueError("name the output folder (--output)")
+        if self.target is not None:
+            if len(self.countries) != 1:
+                raise ValueError("explicit --target scores apply to exactly one --country")
+            if len(self.target) != 6:
+                raise ValueError("--target needs six numbers: pdi idv mas uai lto ivr")
+            check_finite(self.target, "--target")
+        self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args)
         for name in ("virtual_tokens", "subspace_dim", "population", "generations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.bound > 0:
+            raise ValueError(f"--bound must be positive, got {self.bound}")
+        if self.init not in ("text", "vocab"):
+            raise ValueError(f"--init must be text or vocab, got {self.init!r}")
+        if self.answer_mode not in ("expected", "argmax"):
+            raise ValueError(f"--answer-mode must be expected or argmax, got {self.answer_mode!r}")
+        check_dtype(self.dtype)
+        check_device(self.device)
 
     def for_country(self, country: str) -> dict:
-        """The settings recorded with one country's checkpoint."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("countries", "resume")}
+        """The settings recorded with one country's checkpoint (the optimiser's own flattened in)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("countries", "resume", "overwrite", "optimizer_args")}
+        out.update(self.optimizer_args)
         out["country"] = country
         return out
 
-    @classmethod
-    def from_sources(cls, yaml_path: str | None, overrides: dict) -> AlignConfig:
-        return from_sources(cls, yaml_path, overrides, ("model", "countries", "output"), {"country": "countries"})
+    def with_optimizer_configs(self, configs: list) -> AlignConfig:
+        """Take the chosen optimiser's settings from the parsed per-optimiser dataclasses; a
+        setting changed for another optimiser is an error rather than silently ignored."""
+        chosen = optimizer_spec(self.optimizer).config_fields
+        args = dict(self.optimizer_args)
+        for config in configs:
+            changed = [f.name for f in fields(config) if getattr(config, f.name) != f.default]
+            if type(config) is chosen:
+                for name in changed:
+                    default = next(f.default for f in fields(config) if f.name == name)
+                    if args.get(name, default) not in (default, getattr(config, name)):
+                        raise ValueError(f"--{name} and --optimizer-args give {name} two values")
+                    args[name] = getattr(config, name)
+                continue
+            if changed:
+                owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
+                raise ValueError(f"--{changed[0]} is a setting of --optimizer {owner}, not of {self.optimizer}")
+        self.optimizer_args = optimizer_settings(self.optimizer, args)
+        return self
+

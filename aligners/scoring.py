@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
+from culture_tasks.paths import TASKS_DIR  # noqa: E402,F401
 
 
 @dataclass

@@ -38,16 +38,32 @@ class SoftPromptSpace:
         return self.p0.unsqueeze(0) + (z @ self.projection.T).reshape(-1, self.n, self.d)
 
 
-def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_model: str) -> None:
+def prompt_init_fields(init: str, init_text: str | None, base_model: str) -> dict:
+    """How the prompt started, in peft's terms: TEXT (the text and the tokenizer that reads it) or
+    SAMPLE_VOCAB (random vocabulary rows). peft's TEXT initialisation tokenises with the
+    tokenizer's special tokens, this search without; the exact start ids are in alignment.json."""
+    from peft import PromptTuningInit
+
+    if init == "text":
+        return {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": init_text,
+                "tokenizer_name_or_path": base_model}
+    if init == "vocab":
+        return {"prompt_tuning_init": PromptTuningInit.SAMPLE_VOCAB}
+    raise ValueError(f"init must be 'text' or 'vocab', got {init!r}")
+
+
+def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_model: str, *, init: str,
+                               init_text: str | None = None) -> None:
     """Write a stock peft prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
-    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+    from peft import PromptTuningConfig, TaskType, get_peft_model
 
     config = PromptTuningConfig(
         task_type=TaskType.CAUSAL_LM,
         num_virtual_tokens=prompt.shape[0],
         token_dim=prompt.shape[1],
-        prompt_tuning_init=PromptTuningInit.RANDOM,
         base_model_name_or_path=base_model,
+        inference_mode=True,  # the weights are set below: peft need not initialise them from text or vocab
+        **prompt_init_fields(init, init_text, base_model),
     )
     # prompt tuning wraps the model without changing its modules, so the base stays usable
     peft_model = get_peft_model(model, config)

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aligners.align import make_task_manager  # noqa: E402
 from aligners.scoring import TaskScorer  # noqa: E402
 from aligners.soft_prompt import SoftPromptSpace  # noqa: E402
 from benchmarks.common import load_model, non_embedding_params, sync  # noqa: E402
+from culture_tasks.paths import task_manager  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
     model = load_model(args.model, args.device, args.dtype)
     tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
-    scorer = TaskScorer(lm, "vsm13_usa", make_task_manager(args.data_dir)({}))
+    scorer = TaskScorer(lm, "vsm13_usa", task_manager({"data_dir": args.data_dir} if args.data_dir else None))
     space = SoftPromptSpace(model.get_input_embeddings().weight, virtual_tokens=args.virtual_tokens,
                             subspace_dim=args.subspace_dim, seed=0, init="vocab")
     z = torch.rand(args.population, args.subspace_dim) * 2 - 1

@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import load_model, sync  # noqa: E402
 from culture_tasks.classification import doc_to_text_gen  # noqa: E402
-
-TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
+from culture_tasks.paths import task_manager  # noqa: E402
 
 
 def main() -> None:
@@ -39,13 +38,13 @@ def main() -> None:
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import get_task_dict
     from transformers import AutoTokenizer
 
     model = load_model(args.model, args.device, args.dtype)
     tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
-    manager = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": args.data_dir})
+    manager = task_manager({"data_dir": args.data_dir})
 
     sync(args.device)
     start = time.perf_counter()

@@ -16,16 +16,14 @@ import logging
 from pathlib import Path
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.paths import task_manager
 from trainers.cultures import ONE, countries_of, evaluation_tasks
 from trainers.examples import build_examples
 from trainers.lora import LoraTrainConfig, train
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
-
 
 def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args) -> None:
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     name = adapter.name if adapter else "base"
     path = out / "results" / name / f"results_{name}.json"
@@ -42,7 +40,7 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
         r = lm_eval.simple_evaluate(
             model="hf", model_args=model_args, tasks=group, limit=limit, batch_size=args.eval_batch_size,
             device=args.device, apply_chat_template=True, bootstrap_iters=0,
-            task_manager=TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": args.data_dir}),
+            task_manager=task_manager({"data_dir": args.data_dir}),
         )
         for key in ("results", "higher_is_better", "n-samples"):
             results[key].update(r.get(key) or {})

@@ -7,6 +7,7 @@ running a model.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import string
@@ -14,9 +15,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import datasets
+import numpy as np
 
+from culture_tasks import stats
 from culture_tasks.data_root import data_file
 from culture_tasks.jsonl import read_jsonl
+from culture_tasks.metadata import TASK_KEYS, check_keys
 
 log = logging.getLogger("culture_tasks")
 
@@ -122,6 +126,15 @@ def load_classification(
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
 
 
+def load_task(data_dir: str | None = None, **kwargs) -> datasets.DatasetDict:
+    """lm-eval ``custom_dataset`` of the task YAMLs: ``load_classification`` after checking that
+    every ``--metadata`` key is one the task reads (or lm-eval's, or a model argument)."""
+    own = set(inspect.signature(load_classification).parameters) - {"data_dir", "_ignored"}
+    check_keys(kwargs.get("task_name", "culturellm"), {k: v for k, v in kwargs.items() if k not in own},
+               TASK_KEYS["culturellm"])
+    return load_classification(data_dir, **{k: v for k, v in kwargs.items() if k in own})
+
+
 def _options_block(doc: Mapping) -> str:
     return "\n".join(f"{letter}. {option}" for letter, option in zip(doc["choices"], doc["options"]))
 
@@ -162,17 +175,17 @@ def process_results_mc(doc: Mapping, results: Sequence) -> dict:
     loglikelihoods = [float(r[0]) for r in results]
     pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
     gold = int(doc["label"])
-    return {"f1_macro": (gold, pred, len(doc["options"])), "acc": float(pred == gold)}
+    return stats.with_ci({"f1_macro": (gold, pred, len(doc["options"])), "acc": float(pred == gold)})
 
 
 def process_results_gen(doc: Mapping, results: Sequence[str]) -> dict:
     pred = parse_label(results[0], doc["options"])
     gold = int(doc["label"])
-    return {
+    return stats.with_ci({
         "f1_macro": (gold, pred, len(doc["options"])),
         "acc": float(pred == gold),
         "parse_fail_rate": float(pred == -1),
-    }
+    })
 
 
 def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
@@ -187,3 +200,30 @@ def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
     preds = [int(p) for _, p, _ in items]
     n_labels = max(int(n) for _, _, n in items)
     return float(f1_score(golds, preds, labels=list(range(n_labels)), average="macro", zero_division=0))
+
+
+def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) -> np.ndarray:
+    """``f1_macro`` of every bootstrap resample at once (rows of ``idx``), from weighted counts.
+
+    Per class F1 = 2 TP / (gold count + predicted count), 0 when both are 0 - the value
+    sklearn's ``zero_division=0`` gives.
+    """
+    arr = np.asarray(items, dtype=np.int64).reshape(-1, 3)
+    golds, preds, n_labels = arr[:, 0], arr[:, 1], int(arr[:, 2].max())
+    iters, n = idx.shape
+    offsets = (idx + n * np.arange(iters)[:, None]).ravel()
+    weights = np.bincount(offsets, minlength=iters * n).reshape(iters, n).astype(float)
+    f1 = np.zeros((iters, n_labels))
+    for c in range(n_labels):
+        tp = weights @ ((golds == c) & (preds == c))
+        denom = weights @ (golds == c) + weights @ (preds == c)
+        f1[:, c] = np.divide(2.0 * tp, denom, out=np.zeros(iters), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+f1_macro.batched = _f1_macro_batched
+
+# Companion metrics: the 95 % bootstrap interval of each corpus metric (culture_tasks.stats).
+METRICS = {"f1_macro": f1_macro, "acc": stats.mean, "parse_fail_rate": stats.mean}
+for _name, _aggregate in METRICS.items():
+    globals().update(stats.ci_aggregations(_name, _aggregate))

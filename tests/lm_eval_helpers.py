@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-TASKS_DIR = Path(__file__).resolve().parents[1] / "culture_tasks"
+from culture_tasks.paths import task_manager
 
 
 def evaluate(model_dir, tasks, data_root, *, limit=None, peft=None, chat=False, metadata=None, log_samples=False):
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     meta = {"data_dir": str(data_root), **(metadata or {})}
     args = f"pretrained={model_dir},dtype=float32" + (f",peft={peft}" if peft else "")
@@ -17,7 +14,7 @@ def evaluate(model_dir, tasks, data_root, *, limit=None, peft=None, chat=False, 
         model="hf",
         model_args=args,
         tasks=list(tasks),
-        task_manager=TaskManager(include_path=str(TASKS_DIR), metadata=meta),
+        task_manager=task_manager(meta),
         limit=limit,
         device="cpu",
         batch_size=8,

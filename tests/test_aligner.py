@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from aligners.cli import main as align_main
-from aligners.config import AlignConfig
-from aligners.optimizers import CMAES, DifferentialEvolution
+from aligners.cli import parse_args
+from aligners.optimizers import CMAES, OPTIMIZERS, DifferentialEvolution, register_optimizer
 from tests.lm_eval_helpers import evaluate
 from tests.tiny_model import build_tiny_model
 
@@ -48,6 +50,9 @@ def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(alig
 
     config = PeftConfig.from_pretrained(str(aligned))
     assert config.peft_type == "PROMPT_TUNING" and config.num_virtual_tokens == 4
+    # the initialisation actually used is recorded: the default --init text
+    assert config.prompt_tuning_init == "TEXT" and config.tokenizer_name_or_path == str(tiny_model)
+    assert config.prompt_tuning_init_text == "Please answer the following survey question."
     weights = load_file(str(aligned / "adapter_model.safetensors"))
     assert list(weights.values())[0].shape == (4, 32)
     summary = json.loads((aligned / "alignment.json").read_text())
@@ -132,12 +137,14 @@ def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_
 
 def test_yaml_config_with_overrides(tmp_path):
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("model: /m\ncountry: [USA, CHN]\noutput: /o\npopulation: 12\noptimizer: cma\n")
-    cfg = AlignConfig.from_sources(str(cfg_file), {"population": 20, "seed": None})
+    cfg_file.write_text("model: /m\ncountry: [USA, CHN]\noutput: /o\npopulation: 12\noptimizer: cma\nsigma0: 0.25\n")
+    cfg = parse_args(["--config", str(cfg_file), "--population", "20"])
     assert cfg.countries == ["USA", "CHN"] and cfg.population == 20 and cfg.optimizer == "cma" and cfg.seed == 0
+    assert cfg.optimizer_args == {"sigma0": 0.25}
     cfg_file.write_text("model: /m\ncountry: USA\noutput: /o\npopsize: 3\n")
-    with pytest.raises(ValueError, match="unknown setting"):
-        AlignConfig.from_sources(str(cfg_file), {})
+    unknown = r"run.yaml: unknown setting\(s\) \['popsize'\]; valid settings: \[.*'population'"
+    with pytest.raises(ValueError, match=unknown):
+        parse_args(["--config", str(cfg_file)])
 
 
 @pytest.mark.parametrize("cls", [DifferentialEvolution, CMAES])
@@ -159,3 +166,124 @@ def test_optimizers_minimise_a_quadratic_and_replay_deterministically(cls):
         replay.ask()
         replay.tell(f)
     assert (replay.ask() == opt.ask()).all()
+
+
+def test_vocab_initialisation_is_recorded_as_peft_sample_vocab(tiny_model, tmp_path):
+    from peft import PeftConfig
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    prompt = torch.arange(4 * 32, dtype=torch.float32).reshape(4, 32) / 100
+    save_prompt_tuning_adapter(model, prompt, tmp_path / "vocab", str(tiny_model), init="vocab")
+    config = PeftConfig.from_pretrained(str(tmp_path / "vocab"))
+    assert config.prompt_tuning_init == "SAMPLE_VOCAB" and config.prompt_tuning_init_text is None
+    saved = list(load_file(str(tmp_path / "vocab" / "adapter_model.safetensors")).values())[0]
+    assert torch.equal(saved, prompt)  # the weights are the searched prompt, not peft's own initialisation
+
+
+@dataclass
+class ToyConfig:
+    toy_step: float = field(default=0.5, metadata={"help": "spread of the toy search's proposals"})
+
+
+class ToySearch:
+    """Random search around the best point so far; its first candidate is the centre itself."""
+
+    def __init__(self, dim, *, population, bound, seed, toy_step):
+        self.rng, self.size, self.bound, self.step = np.random.default_rng(seed), population, bound, toy_step
+        self.centre = np.zeros(dim)
+
+    def ask(self):
+        z = self.centre + self.step * self.rng.standard_normal((self.size, self.centre.size))
+        z[0] = self.centre
+        self._z = np.clip(z, -self.bound, self.bound)
+        return self._z.copy()
+
+    def tell(self, fitness):
+        self.centre = self._z[int(np.argmin(fitness))]
+
+
+@pytest.fixture
+def toy_optimizer():
+    register_optimizer("toy", ToySearch, ToyConfig)  # the only place the toy is named to the aligner
+    yield "toy"
+    OPTIMIZERS.pop("toy")
+
+
+def test_a_registered_optimizer_runs_from_the_command_line(toy_optimizer, tiny_model, data_root, tmp_path,
+                                                           monkeypatch, capsys):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "toy"
+    assert _align(tiny_model, out, "--optimizer", "toy", "--toy-step", "0.25") == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    state = json.loads((out / "state.json").read_text())
+    assert summary["settings"]["optimizer"] == "toy" and summary["settings"]["toy_step"] == 0.25
+    assert "f" not in summary["settings"] and "sigma0" not in summary["settings"]
+    assert list(summary["report"]["vsm13_l1"]) == ["toy"] and summary["report"]["vsm13_l1"]["toy"] == summary["loss"]
+    assert [len(f) for f in state["fitness"]] == [6, 6, 6]
+    # the first candidate of every generation is the best point so far, so best_so_far never rises
+    assert state["fitness"][1][0] == min(state["fitness"][0]) and state["fitness"][2][0] == min(state["fitness"][1])
+    # the final loss is the best candidate scored again on its own (batch of one: equal to within float noise)
+    assert summary["loss"] == pytest.approx(min(map(min, state["fitness"])), abs=1e-4)
+    # another optimiser's setting is refused, not silently ignored
+    assert _align(tiny_model, tmp_path / "de", "--toy-step", "0.1") == 2
+    assert "--toy_step is a setting of --optimizer toy, not of de" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target", "95,nan,60,80,36,52"], "--target must be finite numbers, got [nan]"),
+    (["--target", "95,25,60,80,36,inf"], "--target must be finite numbers, got [inf]"),
+    (["--dtype", "float64"], "argument --dtype: invalid choice: 'float64' (choose from 'float32', 'float16', "
+                             "'bfloat16', 'auto')"),
+    (["--optimizer", "pso"], "unknown --optimizer 'pso'; registered: cma, de"),
+    (["--init", "zeros"], "argument --init: invalid choice: 'zeros'"),
+])
+def test_config_errors_come_before_the_model_loads(extra, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    # the model folder does not exist: an error about it would mean the model was being loaded
+    assert align_main(["--model", str(tmp_path / "no-model"), "--country", "USA", "--output", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-align: {message}") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_missing_model_and_unavailable_cuda_are_config_errors(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert align_main(["--country", "USA", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == ("culture-align: the following arguments are required: --model "
+                                       "(give them as flags or in the --config file)\n")
+    if not torch.cuda.is_available():
+        assert align_main(["--model", "m", "--country", "USA", "--output", str(out), "--device", "cuda"]) == 2
+        assert capsys.readouterr().err == ("culture-align: --device cuda: CUDA is not available on this machine; "
+                                           "use --device cpu\n")
+    assert not out.exists()
+
+
+def test_nan_target_from_yaml_is_refused(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: USA\noutput: o\ntarget: [95, .nan, 60, 80, 36, 52]\n")
+    with pytest.raises(ValueError, match=r"--target must be finite numbers, got \[nan\]"):
+        parse_args(["--config", str(config)])
+
+
+def test_optimizer_settings_by_mapping_and_registration_clashes():
+    cfg = parse_args(["--model", "m", "--country", "USA", "--output", "o", "--optimizer-args", '{"f": 0.3}'])
+    assert cfg.optimizer_args == {"f": 0.3, "cr": 0.9} and cfg.for_country("USA")["f"] == 0.3
+    base = ["--model", "m", "--country", "USA", "--output", "o"]
+    no_such = r"optimizer 'de' has no setting\(s\) \['sigma0'\]; its settings: \['f', 'cr'\]"
+    with pytest.raises(ValueError, match=no_such):
+        parse_args(base + ["--optimizer-args", '{"sigma0": 1}'])
+    with pytest.raises(ValueError, match="--f and --optimizer-args give f two values"):
+        parse_args(base + ["--optimizer-args", '{"f": 0.3}', "--f", "0.4"])
+
+    @dataclass
+    class Clash:
+        cr: float = field(default=0.1, metadata={"help": "a name DE already uses"})
+
+    with pytest.raises(ValueError, match=r"optimizer 'clash': setting\(s\) \['cr'\] already belong to 'de'"):
+        register_optimizer("clash", ToySearch, Clash)
+    with pytest.raises(ValueError, match="optimizer 'de' is already registered"):
+        register_optimizer("de", ToySearch, ToyConfig)
+    assert set(OPTIMIZERS) == {"de", "cma"}

@@ -117,8 +117,14 @@ def test_prompt_and_scoring():
     doc = {"instruction": "Offensive?", "text": "hi", "options": ["not offensive", "offensive"],
            "choices": ["A", "B"], "label": 1}
     assert doc_to_text_mc(doc) == "Offensive?\n\nText: hi\n\nOptions:\nA. not offensive\nB. offensive\nAnswer:"
-    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {"f1_macro": (1, 1, 2), "acc": 1.0}
-    assert process_results_gen(doc, ["Not offensive."]) == {"f1_macro": (1, 0, 2), "acc": 0.0, "parse_fail_rate": 0.0}
+    # every metric's interval companions receive the metric's own per-document item
+    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {
+        "f1_macro": (1, 1, 2), "f1_macro_ci_low": (1, 1, 2), "f1_macro_ci_high": (1, 1, 2),
+        "acc": 1.0, "acc_ci_low": 1.0, "acc_ci_high": 1.0}
+    gen = process_results_gen(doc, ["Not offensive."])
+    assert {k: v for k, v in gen.items() if "_ci_" not in k} == {"f1_macro": (1, 0, 2), "acc": 0.0,
+                                                                "parse_fail_rate": 0.0}
+    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == 0.0
     assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == 1.0
 
 
@@ -143,3 +149,74 @@ def test_real_file_counts(data_root):
         text_field="data", labels={"NOT_HS": "not hate speech", "HS": "hate speech"}, instruction="?",
     )["test"]
     assert len(ds) == 782 and sum(ds["label"]) == 175
+
+
+def test_load_task_rejects_unknown_metadata_and_accepts_model_args(tmp_path):
+    from culture_tasks.classification import load_task
+    from culture_tasks.metadata import MetadataError
+
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "hi", "label": "OFF"}])
+    kwargs = dict(task_name="t", file="X/data.jsonl", text_field="tweet", labels=LABELS, instruction="Offensive?")
+    with pytest.raises(MetadataError, match=r"t: unknown --metadata key\(s\) 'datadir' \(did you mean 'data_dir'\?\)"):
+        load_task(datadir=str(tmp_path), **kwargs)
+    ds = load_task(str(tmp_path), version=1.0, pretrained="m", peft="p", dtype="float32", **kwargs)["test"]
+    assert ds["label"] == [1]
+
+
+def test_vectorised_macro_f1_equals_sklearn_on_resamples():
+    import numpy as np
+
+    from culture_tasks.classification import _f1_macro_batched
+
+    rng = np.random.default_rng(1)
+    items = [(int(g), int(p), 4) for g, p in zip(rng.integers(0, 3, 25), rng.integers(-1, 4, 25))]  # label 3 never gold
+    idx = rng.integers(0, 25, size=(30, 25))
+    expected = [f1_macro([items[i] for i in row]) for row in idx]
+    assert _f1_macro_batched(items, idx) == pytest.approx(expected)
+
+
+def test_few_shot_examples_show_the_gold_answer(data_root):
+    """lm-eval draws CultureLLM few-shot examples from the test split (never the evaluated
+    document itself) and ends each with its own gold answer: the letter (mc) or label word (gen)."""
+    from culture_tasks.classification import LETTERS, doc_to_text_gen
+    from culture_tasks.paths import task_manager
+
+    names = ["culturellm_arabic_spam", "culturellm_gen_arabic_spam"]
+    tasks = task_manager({"data_dir": str(data_root)}).load(names)["tasks"]
+    for name in names:
+        task = tasks[name]
+        task.set_config(key="num_fewshot", value=3)
+        task.set_fewshot_seed(seed=1234)
+        docs = list(task.test_docs())
+        render = doc_to_text_mc if name == names[0] else doc_to_text_gen
+        shown = 0
+        for doc in docs[:4]:
+            context = task.fewshot_context(doc, num_fewshot=3)
+            examples = [d for d in docs if d is not doc and render(d) in context and render(d) != render(doc)]
+            for example in examples:
+                answer = LETTERS[example["label"]] if name == names[0] else example["options"][example["label"]]
+                assert f"{render(example)} {answer}\n\n" in context, name
+            shown += len(examples)
+        assert shown >= 10, name  # 4 documents x 3 examples (a text repeated in the file may hide one)
+
+
+def test_lm_eval_reports_an_interval_around_every_metric(tiny_model, data_root):
+    import math
+
+    import numpy as np
+
+    from culture_tasks import stats
+    from tests.lm_eval_helpers import evaluate
+
+    out = evaluate(tiny_model, ["culturellm_arabic_spam"], data_root, limit=30, log_samples=True)
+    res = out["results"]["culturellm_arabic_spam"]
+    for key in ("f1_macro", "acc"):
+        low, value, high = (res[f"{key}{s},none"] for s in ("_ci_low", "", "_ci_high"))
+        assert all(isinstance(v, float) and math.isfinite(v) for v in (low, value, high)), key
+        assert low <= value <= high, key
+    # the interval is the seeded percentile bootstrap of the logged per-document items
+    accs = [s["acc"] for s in out["samples"]["culturellm_arabic_spam"]]
+    idx = np.random.default_rng(stats.SEED).integers(0, 30, size=(stats.ITERS, 30))
+    means = np.array(sorted(accs))[idx].mean(axis=1)
+    assert (res["acc_ci_low,none"], res["acc_ci_high,none"]) == (
+        pytest.approx(np.percentile(means, 2.5)), pytest.approx(np.percentile(means, 97.5)))

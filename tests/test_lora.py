@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.lm_eval_helpers import TASKS_DIR, evaluate
+from culture_tasks.paths import task_manager
+from tests.lm_eval_helpers import evaluate
 from trainers.examples import build_examples
 from trainers.lora import LoraTrainConfig, TrainingError, train
 
@@ -32,13 +33,12 @@ def usa_seeds(tmp_path_factory, data_root):
 @pytest.mark.parametrize("chat", [False, True])
 def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, usa_seeds, chat):
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from aligners.scoring import TaskScorer
     from trainers.lora import encode_examples, read_examples
 
     lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
-    scorer = TaskScorer(lm, "wvs_usa", TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(data_root)}),
+    scorer = TaskScorer(lm, "wvs_usa", task_manager({"data_dir": str(data_root)}),
                         chat_template=chat)
     rows = read_examples([str(usa_seeds)])
     encoded, too_long = encode_examples(lm, rows, chat, max_length=4096)
@@ -152,3 +152,20 @@ def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
     (tmp_path / "d" / "notes.txt").write_text("x")
     with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; pass --overwrite"):
         train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))
+
+
+def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys):
+    from trainers.cli import main as cli
+
+    data = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}], "culture": "english"}
+    data.write_text(json.dumps(row) + "\n" + json.dumps({**row, "culture": "klingon"}) + "\n", encoding="utf-8")
+    out = tmp_path / "adapter"
+    # the base model folder does not exist: the culture error must come before any attempt to load it
+    assert cli(["lora", "--model", str(tmp_path / "no-model"), "--data", str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"culture-train lora: {data}:2: unknown culture 'klingon'; choose one of ['arabic', 'bengali', "
+                   "'chinese', 'english', 'german', 'korean', 'portuguese', 'spanish', 'turkish'] or 'one'\n")
+    assert not out.exists()
+    with pytest.raises(TrainingError, match=r"rows.jsonl:2: unknown culture 'klingon'"):
+        LoraTrainConfig(model="m", data=[str(data)], output=str(out))

@@ -6,19 +6,44 @@ import math
 
 import pytest
 
-from culture_tasks.survey.tasks import item_result, summarise_vsm13
+from culture_tasks.metadata import MetadataError
+from culture_tasks.survey.tasks import DIRECTIONLESS, item_result, summarise_vsm13
+from culture_tasks.paths import TASKS_DIR, task_manager
 from tests.lm_eval_helpers import evaluate
+
+VSM13_KEYS = ("vsm13_l1", "vsm13_mae", "pdi", "idv", "mas", "uai", "lto", "ivr")
+WVS_KEYS = ("wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_social_values", "wvs_jsd_migration", "wvs_jsd_security",
+            "wvs_jsd_science_technology", "wvs_jsd_religious_values", "wvs_jsd_ethical_values",
+            "wvs_jsd_political_interest")
+
+
+def _assert_intervals(res: dict, keys) -> None:
+    for key in keys:
+        low, value, high = (res[f"{key}{s},none"] for s in ("_ci_low", "", "_ci_high"))
+        assert all(isinstance(v, float) and math.isfinite(v) for v in (low, value, high)), key
+        assert low <= value <= high, key
 
 
 def test_vsm13_and_wvs_tasks_report_finite_metrics(tiny_model, data_root):
-    out = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed", "wvs_usa", "wvs_china_persona"], data_root,
-                   log_samples=True)
+    # model arguments arrive in the metadata from the lm_eval command line: accepted
+    out = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed", "wvs_usa", "wvs_china_persona", "vsm13_saudi_arabia"],
+                   data_root, log_samples=True, metadata={"pretrained": str(tiny_model), "dtype": "float32"})
     res = out["results"]
-    for key in ("vsm13_l1", "vsm13_mae", "pdi", "idv", "mas", "uai", "lto", "ivr"):
+    for key in VSM13_KEYS:
         assert math.isfinite(res["vsm13_usa"][f"{key},none"]), key
-    for key in ("wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_migration"):
+    for key in WVS_KEYS:
         assert 0.0 <= res["wvs_usa"][f"{key},none"] <= 1.0, key
+    # every metric has a numeric 95 % bootstrap interval around it, printed by lm-eval itself
+    _assert_intervals(res["vsm13_usa"], VSM13_KEYS)
+    _assert_intervals(res["wvs_usa"], WVS_KEYS)
+    assert res["vsm13_usa"]["vsm13_l1_ci_high,none"] > res["vsm13_usa"]["vsm13_l1_ci_low,none"]
+    assert res["vsm13_usa"]["vsm13_dims,none"] == 6
     assert out["higher_is_better"]["vsm13_usa"]["vsm13_l1"] is False
+    assert set(VSM13_KEYS[2:]) <= DIRECTIONLESS
+    # Hofstede's 2015 file has only LTO and IVR for Saudi Arabia: the loss says it covers 2 dimensions
+    sau = res["vsm13_saudi_arabia"]
+    assert sau["vsm13_dims,none"] == 2
+    assert sau["vsm13_l1,none"] == pytest.approx(abs(sau["lto,none"] - 36) + abs(sau["ivr,none"] - 52))
     # the reported loss is the scoring core applied to the logged per-option log-likelihoods
     docs = out["samples"]["vsm13_usa"]
     items = [item_result(s["doc"], [r[0] for r in s["filtered_resps"]]) for s in docs]
@@ -39,3 +64,24 @@ def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
     assert res["vsm13_l1,none"] == pytest.approx(expected)
     # argmax answers are whole option values, so every index term is a multiple of 5 (+ constant)
     assert (res["pdi,none"] - 50) % 5 == pytest.approx(0.0, abs=1e-9)
+
+
+def _simple_evaluate(model_dir, task, metadata, **kwargs):
+    import lm_eval
+
+    return lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=[task],
+                                   task_manager=task_manager(metadata),
+                                   device="cpu", batch_size=8, bootstrap_iters=0, **kwargs)
+
+
+def test_num_fewshot_on_a_survey_task_is_refused(tiny_model, data_root):
+    with pytest.raises(ValueError, match=r"--num_fewshot 1: the wvs_\* and vsm13_\* survey tasks are zero-shot"):
+        _simple_evaluate(tiny_model, "vsm13_usa", {"data_dir": str(data_root)}, num_fewshot=1, limit=2)
+    wvs_template = (TASKS_DIR / "wvs" / "_wvs_template_yaml").read_text(encoding="utf-8")
+    assert "sampler: !function culture_tasks.survey.tasks.NoFewShot" in wvs_template
+
+
+def test_misspelled_metadata_key_stops_loading_the_task(data_root):
+    manager = task_manager({"datadir": str(data_root)})
+    with pytest.raises(MetadataError, match=r"wvs \(China\): unknown --metadata key\(s\) 'datadir'"):
+        manager.load(["wvs_china"])

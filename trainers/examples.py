@@ -66,6 +66,78 @@ def country_answers(country: Country, questions: list[Question], data_dir: str |
     return answers
 
 
+@dataclass
+class DataConfig:
+    """Settings of `culture-train data`: which culture, which questions, which answer rule."""
+
+    culture: str = field(metadata={
+        "help": "arabic, bengali, chinese, english, german, korean, portuguese, spanish, turkish, "
+                "or one (CultureLLM-One: every culture)"})
+    output: str = field(metadata={"help": "training examples JSONL to write"})
+    questions: str | None = field(default=None, metadata={
+        "help": "augmented questions JSONL (`culture-train augment`'s or upstream's new_WVQ_*.jsonl)"})
+    rule: str = field(default="majority", metadata={
+        "help": "the country's answer: the most chosen code, or the code nearest the mean answer",
+        "choices": list(ANSWER_RULES)})
+    include_seeds: bool = field(default=True, metadata={"help": "also train on the seed questions' own wording"})
+    tag_country: bool | None = field(default=None, metadata={
+        "help": "persona line naming the country in each prompt (default: only for one)"})
+    data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
+
+    def __post_init__(self):
+        if self.rule not in ANSWER_RULES:
+            raise ValueError(f"--rule must be one of {ANSWER_RULES}, got {self.rule!r}")
+        countries_of(self.culture)  # an unknown culture fails here, before any file is read
+
+
+def _variants(questions: list[Question], questions_file: str | None, include_seeds: bool,
+              counts: Counter) -> list[Variant]:
+    """The seed wordings (unless excluded) and the file's variants, seeds' duplicates dropped."""
+    variants: list[Variant] = seed_variants(questions) if include_seeds else []
+    if questions_file:
+        extra, skipped = read_variants(Path(questions_file), questions)
+        counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
+        seeds = {(v.q_id, v.text) for v in variants}
+        variants += [v for v in extra if (v.q_id, v.text) not in seeds]
+    return variants
+
+
+def _country_rows(country: Country, answers: CountryAnswers, variants: list[Variant], by_id: dict[str, Question],
+                  rule: str, tag: bool, counts: Counter) -> list[dict]:
+    """One chat example per variant the country answered, labelled with its answer's letter."""
+    unanswered = sorted({v.q_id for v in variants if v.q_id not in answers.distributions}, key=int)
+    if unanswered:
+        log.warning("%s: no valid answer to Q%s; their variants are skipped", country.slug, ", Q".join(unanswered))
+    rows = []
+    for v in variants:
+        q = by_id[v.q_id]
+        if v.q_id not in answers.distributions:
+            counts[f"{country.slug}: skipped, question without valid answer"] += 1
+            continue
+        index = answer_index(answers.distributions[v.q_id], q.scale.codes, rule)
+        prompt = survey_prompt(v.text, list(q.scale.labels), country.name if tag else None)
+        rows.append({
+            "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": LETTERS[index]}],
+            "culture": country.culture, "country": country.slug, "q_id": v.q_id, "step": v.step,
+            "answer_code": q.scale.codes[index], "rule": rule,
+        })
+        counts[f"{country.slug}: examples"] += 1
+    return rows
+
+
+def _count_disagreements(culture: str, all_answers: list[CountryAnswers], names: list[str],
+                         questions: list[Question], rule: str, counts: Counter) -> None:
+    """Untagged countries of one culture may answer a question differently: both are kept, as
+    upstream did, and the questions where they differ are counted."""
+    differ = [q.q_id for q in questions if all(q.q_id in a.distributions for a in all_answers)
+              and len({answer_index(a.distributions[q.q_id], q.scale.codes, rule) for a in all_answers}) > 1]
+    counts["questions whose countries' answers differ"] = len(differ)
+    if differ:
+        log.warning("%s: %s answer %d of the questions differently (Q%s); both answers are kept, as upstream did",
+                    culture, " and ".join(names), len(differ), ", Q".join(differ))
+
+
 def build_examples(culture: str, *, questions_file: str | None = None, data_dir: str | None = None,
                    rule: str = "majority", include_seeds: bool = True, tag_country: bool | None = None) -> ExampleSet:
     """Examples of one culture (or ``one``: every culture, each prompt tagged with its country)."""
@@ -75,43 +147,15 @@ def build_examples(culture: str, *, questions_file: str | None = None, data_dir:
     tag = (culture.strip().lower() == "one") if tag_country is None else tag_country
     questions = load_questions(data_dir)
     by_id = {q.q_id: q for q in questions}
-    variants: list[Variant] = seed_variants(questions) if include_seeds else []
     counts: Counter = Counter()
-    if questions_file:
-        extra, skipped = read_variants(Path(questions_file), questions)
-        counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
-        seeds = {(v.q_id, v.text) for v in variants}
-        variants += [v for v in extra if (v.q_id, v.text) not in seeds]
-    rows = []
-    answers_by_country = {}
+    variants = _variants(questions, questions_file, include_seeds, counts)
+    rows, all_answers = [], []
     for country in countries:
         answers = country_answers(country, questions, data_dir)
-        answers_by_country[country.slug] = answers
-        unanswered = sorted({v.q_id for v in variants if v.q_id not in answers.distributions}, key=int)
-        if unanswered:
-            log.warning("%s: no valid answer to Q%s; their variants are skipped", country.slug, ", Q".join(unanswered))
-        for v in variants:
-            q = by_id[v.q_id]
-            if v.q_id not in answers.distributions:
-                counts[f"{country.slug}: skipped, question without valid answer"] += 1
-                continue
-            index = answer_index(answers.distributions[v.q_id], q.scale.codes, rule)
-            prompt = survey_prompt(v.text, list(q.scale.labels), country.name if tag else None)
-            rows.append({
-                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": LETTERS[index]}],
-                "culture": country.culture, "country": country.slug, "q_id": v.q_id, "step": v.step,
-                "answer_code": q.scale.codes[index], "rule": rule,
-            })
-            counts[f"{country.slug}: examples"] += 1
+        all_answers.append(answers)
+        rows += _country_rows(country, answers, variants, by_id, rule, tag, counts)
     if len(countries) > 1 and not tag:
-        # untagged countries of one culture may answer a question differently: both are kept
-        first, *rest = [answers_by_country[c.slug] for c in countries]
-        differ = [q.q_id for q in questions if all(q.q_id in a.distributions for a in [first, *rest])
-                  and len({answer_index(a.distributions[q.q_id], q.scale.codes, rule) for a in [first, *rest]}) > 1]
-        counts["questions whose countries' answers differ"] = len(differ)
-        if differ:
-            log.warning("%s: %s answer %d of the questions differently (Q%s); both answers are kept, as upstream did",
-                        culture, " and ".join(c.slug for c in countries), len(differ), ", Q".join(differ))
+        _count_disagreements(culture, all_answers, [c.slug for c in countries], questions, rule, counts)
     if not rows:
         raise ValueError(f"no training example for {culture!r}: {dict(counts)}")
     return ExampleSet(rows, counts, [str(questions_file)] if questions_file else [])

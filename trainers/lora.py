@@ -40,40 +40,75 @@ class TrainingError(ValueError):
 
 @dataclass
 class LoraTrainConfig:
-    model: str
-    data: list[str]
-    output: str
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
-    learning_rate: float = 2e-4
-    epochs: float = 3.0
-    max_steps: int = -1
-    batch_size: int = 16
-    grad_accum: int = 1
-    warmup: float = 0.03  # below 1: a fraction of the steps; else a number of steps
-    weight_decay: float = 0.0
-    seed: int = 0
-    chat_template: bool | None = None  # None: the model's template where it has one
-    bf16: bool | None = None  # None: on a GPU that supports it
-    gradient_checkpointing: bool | None = None  # None: on GPU
-    max_length: int = 1024
-    logging_steps: int = 10
-    save_steps: int = 200
-    keep_checkpoints: bool = False
-    merge: bool = False
-    resume: bool = False
-    extra: dict = field(default_factory=dict)  # further TrainingArguments, e.g. {lr_scheduler_type: cosine}
+    model: str = field(metadata={"help": "base model folder"})
+    data: list[str] = field(metadata={"help": "training JSONL file(s) from `culture-train data`"})
+    output: str = field(metadata={"help": "adapter folder to write"})
+    rank: int = field(default=16, metadata={"help": "LoRA rank r"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    target_modules: list[str] | str = field(default="all-linear", metadata={
+        "help": "layers to adapt: all-linear, one regular expression, or several module names"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the data (unless --max-steps)"})
+    max_steps: int = field(default=-1, metadata={"help": "optimizer steps; overrides --epochs when positive"})
+    batch_size: int = field(default=16, metadata={"help": "examples per device step"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    warmup: float = field(default=0.03, metadata={
+        "help": "learning-rate warm-up: below 1 a fraction of the steps, else a number of steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "seed of the LoRA initialisation and the data order"})
+    chat_template: bool | None = field(default=None, metadata={
+        "help": "train through the model's chat template (default: where the tokenizer has one)"})
+    bf16: bool | None = field(default=None, metadata={"help": "bfloat16 training (default: on a GPU that supports it)"})
+    gradient_checkpointing: bool | None = field(default=None, metadata={
+        "help": "activation checkpointing (default: on GPU)"})
+    max_length: int = field(default=1024, metadata={"help": "longest example in tokens; longer ones are skipped"})
+    logging_steps: int = field(default=10, metadata={"help": "record the loss every this many steps"})
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every this many steps (the unit of --resume)"})
+    keep_checkpoints: bool = field(default=False, metadata={"help": "keep <output>/checkpoints after the run"})
+    merge: bool = field(default=False, metadata={"help": "also write the merged model to <output>/merged"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
+    extra: dict = field(default_factory=dict, metadata={
+        "help": "further TrainingArguments as a mapping, e.g. '{\"lr_scheduler_type\": \"cosine\"}'"})
 
     def __post_init__(self):
         if isinstance(self.data, str):
             self.data = [self.data]
-        for name in ("rank", "alpha", "batch_size", "grad_accum", "max_length"):
+        if isinstance(self.target_modules, list) and self.target_modules == ["all-linear"]:
+            self.target_modules = "all-linear"  # peft's keyword, not a module name
+        for name in ("rank", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not self.max_steps > 0 and not self.epochs > 0:
             raise ValueError("give a positive epochs or max_steps")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must not be negative, got {self.warmup}")
+        self.check_data_cultures()
+
+    def check_data_cultures(self) -> None:
+        """Every culture the training rows name must be known, or the lm_eval command written
+        after training could not be made: checked here, before a model is loaded."""
+        from trainers.cultures import countries_of
+
+        first_seen: dict[str, str] = {}
+        for name in self.data:
+            path = Path(name)
+            if not path.is_file():
+                continue  # reported when the examples are read
+            with path.open(encoding="utf-8", errors="replace") as lines:
+                for line_no, line in enumerate(lines, 1):
+                    try:
+                        culture = json.loads(line).get("culture") if line.strip() else None
+                    except (json.JSONDecodeError, AttributeError):
+                        continue  # malformed rows are reported, with their line, when the examples are read
+                    if culture is not None:
+                        first_seen.setdefault(str(culture), f"{path}:{line_no}")
+        for culture, where in first_seen.items():
+            try:
+                countries_of(culture)
+            except ValueError as err:
+                raise TrainingError(f"{where}: {err}") from None
 
 
 def read_examples(paths: list[str]) -> list[dict]:

@@ -4,7 +4,9 @@
     python culture_tasks/culturellm/_generate_configs.py --check    # exit 1 if any YAML is stale
     python culture_tasks/culturellm/_generate_configs.py --table DATA_ROOT   # README task table
 
-Output is deterministic: re-running it on an unchanged manifest changes no file.
+Output is deterministic: re-running it on an unchanged manifest changes no file. The
+``metric_list`` of the two templates is written from ``METRICS`` (with the bootstrap-interval
+companions of every metric); the rest of each template is edited by hand.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from pathlib import Path
 
 import yaml
 
-from culture_tasks import generated
+from culture_tasks import generated, stats
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.yaml"
-GROUP_METRICS = {"mc": ["f1_macro", "acc"], "gen": ["f1_macro", "acc", "parse_fail_rate"]}
+SCORING = "culture_tasks.classification"
+# (metric, aggregation, higher_is_better); every one also gets its _ci_low/_ci_high companions.
+METRICS = {
+    "mc": [("f1_macro", "f1_macro", True), ("acc", "mean", True)],
+    "gen": [("f1_macro", "f1_macro", True), ("acc", "mean", True), ("parse_fail_rate", "mean", False)],
+}
+GROUP_METRICS = {variant: [name for name, _, _ in metrics] for variant, metrics in METRICS.items()}
 TEMPLATES = {"mc": "_mc_template_yaml", "gen": "_gen_template_yaml"}
 
 
@@ -108,6 +116,15 @@ def render(entries: list[DatasetEntry]) -> dict[str, str]:
     return files
 
 
+def render_templates() -> dict[str, str]:
+    """The two templates with their ``metric_list`` written from ``METRICS``."""
+    files = {}
+    for variant, name in TEMPLATES.items():
+        block = stats.metric_list_yaml(SCORING, METRICS[variant], intervals=GROUP_METRICS[variant])
+        files[name] = stats.with_metric_list((HERE / name).read_text(encoding="utf-8"), block)
+    return files
+
+
 def table(entries: list[DatasetEntry], data_dir: str) -> str:
     from culture_tasks.classification import load_classification
 
@@ -134,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(entries, args.table))
         return 0
-    files = {HERE / name: text for name, text in render(entries).items()}
-    return generated.write(files, list(HERE.glob("*culturellm*.yaml")), args.check)
+    files = {HERE / name: text for name, text in {**render(entries), **render_templates()}.items()}
+    owned = [*HERE.glob("*culturellm*.yaml"), *(HERE / name for name in TEMPLATES.values())]
+    return generated.write(files, owned, args.check)
 
 
 if __name__ == "__main__":

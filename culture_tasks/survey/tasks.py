@@ -1,9 +1,10 @@
 """lm-eval glue for the WVS and VSM13 tasks: datasets, prompts, per-item results, aggregations.
 
 Every score is computed over the whole task in an aggregation function named as the metric
-key it returns (lm-eval would otherwise fall back to a plain mean). The formulas themselves
-live in ``metrics``, ``wvs`` and ``vsm13``; the aligner imports the same prompt builder and
-``summarise_vsm13`` so that its loss is the loss lm-eval reports.
+key it returns (lm-eval would otherwise fall back to a plain mean); every score ``m`` also has
+``m_ci_low`` / ``m_ci_high``, its seeded 95 % bootstrap interval (``culture_tasks.stats``). The
+formulas themselves live in ``metrics``, ``wvs`` and ``vsm13``; the aligner imports the same
+prompt builder and ``summarise_vsm13`` so that its loss is the loss lm-eval reports.
 """
 
 from __future__ import annotations
@@ -18,14 +19,40 @@ from collections.abc import Mapping, Sequence
 
 import datasets
 import numpy as np
+from lm_eval.api.samplers import ContextSampler
 
+from culture_tasks import stats
 from culture_tasks.data_root import data_file
+from culture_tasks.metadata import TASK_KEYS, check_keys, parse_bool
 from culture_tasks.survey import metrics
 from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
 from culture_tasks.survey.wvs import load_country, load_questions
 
 log = logging.getLogger("culture_tasks")
 LETTERS = string.ascii_uppercase
+# Metrics that are measurements, not scores: a higher or lower value is not better. lm-eval
+# needs a bool for each metric's direction; tables and rankings should read this set instead.
+DIRECTIONLESS = frozenset(
+    {*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}
+)
+# Respondents per simulated sample of the VSM13 interval: the VSM 2013 manual's ideal sample size.
+VSM13_RESPONDENTS = 50
+
+
+class NoFewShot(ContextSampler):
+    """Survey items have no correct answer to show: a few-shot example would need a made-up one.
+
+    Used as the tasks' ``fewshot_config.sampler``, so ``--num_fewshot N`` (N > 0) stops the run
+    before anything is scored instead of prepending examples that all end in "Answer: A".
+    """
+
+    def sample(self, n: int, *args, **kwargs):
+        if n > 0:
+            raise ValueError(
+                f"--num_fewshot {n}: the wvs_* and vsm13_* survey tasks are zero-shot only (a survey "
+                "item has no correct answer to show as an example); drop --num_fewshot for these tasks"
+            )
+        return []
 
 
 def _persona_line(country_name: str | None) -> str:
@@ -63,9 +90,14 @@ WVS_TOPICS = (
 
 
 def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, persona: str = "",
-             reversed_options: bool = False, **_ignored) -> datasets.DatasetDict:
+             reversed_options: bool = False, **metadata) -> datasets.DatasetDict:
+    check_keys(f"wvs ({wvs_country})", metadata, TASK_KEYS["wvs"])
+    reversed_options = parse_bool("reversed_options", reversed_options)
     questions = load_questions(data_dir)
     answers = load_country(data_file(f"culturellm/{wvs_csv}", data_dir), questions, wvs_country)
+    if not answers.distributions:
+        raise ValueError(f"{answers.path}: no respondent gave a valid answer (a code in the scale) to any of the "
+                         f"{len(questions)} questions; is this a WVS wave 7 respondent file for {wvs_country}?")
     rows = defaultdict(list)
     for q in questions:
         if q.q_id not in answers.distributions:
@@ -99,35 +131,59 @@ def process_results_wvs(doc: Mapping, results: Sequence) -> dict:
         "wvs_majority": metrics.majority_agreement(p, q),
     }
     out.update({f"wvs_jsd_{t}": (doc["topic"], jsd) for t in WVS_TOPICS})
-    return out
+    return stats.with_ci(out)
+
+
+def _topic_values(topic: str):
+    def select(items):
+        return [float(v) for t, v in items if t == topic]
+
+    return select
 
 
 def _topic_mean(topic: str):
+    select = _topic_values(topic)
+
     def aggregate(items):
-        values = [v for t, v in items if t == topic]
-        return float(np.mean(values)) if values else float("nan")
+        return stats.mean(select(items))
 
     aggregate.__name__ = f"wvs_jsd_{topic}"
     return aggregate
 
 
+WVS_METRICS = ("wvs_jsd", "wvs_w1", "wvs_majority", *(f"wvs_jsd_{t}" for t in WVS_TOPICS))
+for _name in ("wvs_jsd", "wvs_w1", "wvs_majority"):
+    globals().update(stats.ci_aggregations(_name, stats.mean))
 for _topic in WVS_TOPICS:
     globals()[f"wvs_jsd_{_topic}"] = _topic_mean(_topic)
+    # a topic's interval resamples that topic's questions only
+    globals().update(stats.ci_aggregations(f"wvs_jsd_{_topic}", stats.mean, select=_topic_values(_topic)))
 
 
 # --------------------------------------------------------------------------- VSM13
 
 
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
-               reversed_options: bool = False, target=None, constants=None, answer_mode: str = "expected",
-               **_ignored) -> datasets.DatasetDict:
-    """The 24 items; target, constants and answer mode may come from ``--metadata``.
+               reversed_options: bool = False, target=None, target_source: str = "", constants=None,
+               answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
+    """The 24 items; target (with its source), constants and answer mode may come from ``--metadata``.
 
     ``persona`` is the country name of the in-context baseline ("" = the model's own answers).
     """
+    check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
+    reversed_options = parse_bool("reversed_options", reversed_options)
     chosen = resolve_target(vsm13_country, target, data_dir)
     if answer_mode not in ("expected", "argmax"):
         raise ValueError(f"answer_mode must be 'expected' or 'argmax', got {answer_mode!r}")
+    source = target_source or ("--metadata target" if target is not None and len(target) else "Hofstede 2015 file")
+    missing = [d for d in DIMENSIONS if d not in chosen.scores]
+    if missing:
+        log.warning(
+            "VSM13 target %s (%s) lacks %s: vsm13_l1/vsm13_mae cover %d of 6 dimensions (vsm13_dims) and are not "
+            "comparable with 6-dimension losses; pass a full profile with --metadata "
+            "'{\"target\": [pdi, idv, mas, uai, lto, ivr], \"target_source\": \"...\"}'",
+            chosen.name, source, ", ".join(missing), 6 - len(missing),
+        )
     rows = defaultdict(list)
     for item in load_items(data_dir):
         order = list(range(len(item.options)))[::-1] if reversed_options else list(range(len(item.options)))
@@ -139,38 +195,110 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
         rows["choices"].append(list(LETTERS[: len(order)]))
         rows["persona"].append(persona)
         rows["target"].append(json.dumps(chosen.scores))
+        rows["target_source"].append(source)
         rows["constants"].append(json.dumps(dict(constants or {})))
         rows["answer_mode"].append(answer_mode)
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(dict(rows))})
 
 
 def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
-    """One item's contribution: (item, score, target, constants), scores in value order."""
+    """One item's contribution: (item, score, target, constants, answer distribution, values).
+
+    The answer distribution is a respondent's distribution over the values (in value order): the
+    model's option probabilities, or all mass on the most likely option with ``argmax``; the
+    score is its expected value. The interval of the indices samples respondents from it.
+    """
     presented = metrics.option_distribution(loglikelihoods)
     p = np.zeros(len(presented))
     p[list(doc["order"])] = presented
     score = metrics.item_score(p, doc["values"], doc["answer_mode"])
-    return int(doc["item"]), score, doc["target"], doc["constants"]
+    if doc["answer_mode"] == "argmax":
+        p = np.eye(len(p))[int(np.argmax(p))]
+    return (int(doc["item"]), score, doc["target"], doc["constants"],
+            tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]))
+
+
+VSM13_METRICS = ("vsm13_l1", "vsm13_mae", *DIMENSIONS)
 
 
 def process_results_vsm13(doc: Mapping, results: Sequence) -> dict:
     result = item_result(doc, [float(r[0]) for r in results])
-    return {key: result for key in ("vsm13_l1", "vsm13_mae", *DIMENSIONS)}
+    return {**stats.with_ci({key: result for key in VSM13_METRICS}), "vsm13_dims": result}
 
 
-def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
-    """Indices and loss from per-item results (the mean score per item over its documents)."""
-    per_item = defaultdict(list)
-    for number, score, _, _ in items:
-        per_item[int(number)].append(float(score))
-    means = {k: float(np.mean(v)) for k, v in per_item.items()}
-    target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
-    if len(means) < 24:
-        log.warning("VSM13 needs all 24 items, got %d (is --limit below 24?): indices are NaN", len(means))
-        return {"vsm13_l1": math.nan, "vsm13_mae": math.nan, **{d: math.nan for d in DIMENSIONS}}
+def _content_cache(fn):
+    """Memoise ``fn(items)`` by the items' content: lm-eval hands every metric its own equal list."""
+    cache: dict[str, object] = {}
+
+    def cached(items, **kwargs):
+        key = repr((list(items), sorted(kwargs.items())))
+        if key not in cache:
+            if len(cache) >= 16:
+                cache.pop(next(iter(cache)))
+            cache[key] = fn(items, **kwargs)
+        return cache[key]
+
+    cached.__wrapped__ = fn
+    cached.cache = cache
+    return cached
+
+
+def _item_table(items: Sequence[tuple]):
+    """Per item number: mean score and mean answer distribution over its documents."""
+    scores, dists, values = defaultdict(list), defaultdict(list), {}
+    for number, score, _, _, dist, vals in items:
+        scores[int(number)].append(float(score))
+        dists[int(number)].append(np.asarray(dist, dtype=float))
+        values[int(number)] = np.asarray(vals, dtype=float)
+    means = {k: float(np.mean(v)) for k, v in scores.items()}
+    return means, {k: np.mean(v, axis=0) for k, v in dists.items()}, values
+
+
+def _scores(means: Mapping[int, float], target: Mapping, constants: Mapping) -> dict[str, float]:
     indices = vsm13_indices(means, constants)
     loss = vsm13_loss(indices, target)
     return {"vsm13_l1": loss["l1"], "vsm13_mae": loss["mae"], **indices}
+
+
+@_content_cache
+def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
+    """Indices and loss from per-item results (the mean score per item over its documents).
+
+    Computed once per evaluation: every VSM13 metric's aggregation reads this cached summary.
+    """
+    means, _, _ = _item_table(items)
+    target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
+    if len(means) < 24:
+        log.warning("VSM13 needs all 24 items, got %d (is --limit below 24?): indices are NaN", len(means))
+        return {key: math.nan for key in VSM13_METRICS}
+    return _scores(means, target, constants)
+
+
+@_content_cache
+def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
+                    level: float = stats.LEVEL, respondents: int = VSM13_RESPONDENTS) -> dict[str, tuple[float, float]]:
+    """Percentile interval of every VSM13 metric from a seeded respondent bootstrap.
+
+    The indices need all 24 items (each uses specific ones), so items cannot be resampled.
+    Instead each resample asks ``respondents`` simulated respondents every item, each answering
+    from the model's own answer distribution for that item, and recomputes the indices and
+    losses from their item means - the sampling error of a survey of that size of "the model"
+    as a population. An ``argmax`` answer is deterministic, so its interval has width 0.
+    """
+    if not math.isfinite(summarise_vsm13(items)["vsm13_l1"]):
+        return {key: (math.nan, math.nan) for key in VSM13_METRICS}
+    _, dists, values = _item_table(items)
+    target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
+    rng = np.random.default_rng(seed)
+    sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
+               for k in sorted(dists)}
+    runs = _scores(sampled, target, constants)  # arrays: one value per resample
+    return {key: stats.percentile_interval(np.asarray(runs[key], dtype=float), level) for key in VSM13_METRICS}
+
+
+def vsm13_dims(items: Sequence[tuple]) -> int:
+    """How many of the six dimensions the loss covers (those the target has)."""
+    return sum(1 for d in DIMENSIONS if d in _as_dict(items[0][2]))
 
 
 def _summary_metric(key: str):
@@ -181,5 +309,15 @@ def _summary_metric(key: str):
     return aggregate
 
 
-for _key in ("vsm13_l1", "vsm13_mae", *DIMENSIONS):
+def _interval_metric(key: str, position: int):
+    def aggregate(items):
+        return vsm13_intervals(items)[key][position]
+
+    aggregate.__name__ = key + stats.CI_SUFFIXES[position]
+    return aggregate
+
+
+for _key in VSM13_METRICS:
     globals()[_key] = _summary_metric(_key)
+    for _position, _suffix in enumerate(stats.CI_SUFFIXES):
+        globals()[_key + _suffix] = _interval_metric(_key, _position)

@@ -7,14 +7,20 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from culture_tasks.data_root import data_file
 from culture_tasks.jsonl import read_jsonl_lines
 
+log = logging.getLogger("culture_tasks")
+SAFE_CODE = re.compile(r"[A-Za-z0-9]{2,4}")
 DIMENSIONS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
 CONSTANT_NAMES = {"pdi": "C_pd", "idv": "C_ic", "mas": "C_mf", "uai": "C_ua", "lto": "C_ls", "ivr": "C_ir"}
 # (weight, item a, item b) terms of each index: weight * (m_a - m_b); VSM 2013 manual.
@@ -84,10 +90,16 @@ def load_items(data_dir: str | None = None) -> list[Item]:
     return sorted(items, key=lambda i: i.number)
 
 
+def _number(value):
+    """A float, or a float array kept as one (one value per bootstrap resample)."""
+    return value.astype(float) if isinstance(value, np.ndarray) else float(value)
+
+
 def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float] | None = None) -> dict[str, float]:
     """The six VSM 2013 indices from the mean score of each item (constants default to 0).
 
-    ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``).
+    ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``). The
+    means may also be equal-length arrays (the interval computes all resamples at once).
     """
     constants = dict(constants or {})
     missing = sorted({i for terms in FORMULAS.values() for _, a, b in terms for i in (a, b)} - set(item_means))
@@ -96,7 +108,7 @@ def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float
     out = {}
     for dim, terms in FORMULAS.items():
         c = float(constants.get(dim, constants.get(CONSTANT_NAMES[dim], 0.0)))
-        out[dim] = sum(w * (float(item_means[a]) - float(item_means[b])) for w, a, b in terms) + c
+        out[dim] = sum(w * (_number(item_means[a]) - _number(item_means[b])) for w, a, b in terms) + c
     return out
 
 
@@ -105,21 +117,44 @@ def vsm13_loss(indices: Mapping[str, float], target: Mapping[str, float]) -> dic
     dims = [d for d in DIMENSIONS if d in target and target[d] is not None and not math.isnan(float(target[d]))]
     if not dims:
         raise ValueError("the target has none of the six dimensions")
-    errors = [abs(float(indices[d]) - float(target[d])) for d in dims]
+    errors = [abs(_number(indices[d]) - float(target[d])) for d in dims]
     return {"l1": sum(errors), "mae": sum(errors) / len(errors), "dimensions": len(dims)}
 
 
 def load_hofstede(data_dir: str | None = None) -> list[Target]:
+    """Every row of Hofstede's file; a defective cell or row affects only itself, with a warning.
+
+    A score that is not a number leaves that dimension out for that country; a row whose code
+    is not 2-4 letters or digits is skipped (codes become task and folder names elsewhere).
+    """
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        for row in csv.DictReader(fh, delimiter=";"):
+        reader = csv.DictReader(fh, delimiter=";")
+        absent = [c for c in ("ctr", "country", *HOFSTEDE_COLUMNS.values()) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing column(s) {absent}; expected ctr;country;pdi;idv;mas;uai;ltowvs;ivr")
+        for line_no, row in enumerate(reader, 2):
+            code, name = (row.get("ctr") or "").strip(), (row.get("country") or "").strip()
+            if not SAFE_CODE.fullmatch(code) or not name:
+                log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
+                            path, line_no, code)
+                continue
             scores = {}
             for dim, col in HOFSTEDE_COLUMNS.items():
                 value = (row.get(col) or "").strip()
-                if value and value != "#NULL!":
-                    scores[dim] = float(value)
-            targets.append(Target(row["country"].strip(), row["ctr"].strip(), scores))
+                if not value or value == "#NULL!":
+                    continue
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = math.nan
+                if not math.isfinite(number):
+                    log.warning("%s:%d: %s (%s) column %s is %r, not a number: %s left out for this country",
+                                path, line_no, name, code, col, value, dim)
+                    continue
+                scores[dim] = number
+            targets.append(Target(name, code, scores))
     return targets
 
 
@@ -155,7 +190,9 @@ def resolve_target(country: str | None = None, scores: Sequence[float] | Mapping
             if len(scores) != 6:
                 raise ValueError(f"explicit scores need six numbers in the order {DIMENSIONS}, got {len(scores)}")
             values = {d: float(v) for d, v in zip(DIMENSIONS, scores)}
-        return Target(country or "custom", country or "custom", values)
+        # the code may name a task or an output folder: letters, digits and "_" only
+        code = re.sub(r"[^A-Za-z0-9]+", "_", country or "").strip("_") or "custom"
+        return Target(country or "custom", code, values)
     if not country:
         raise ValueError("name a country or give explicit scores")
     return find_target(country, data_dir)

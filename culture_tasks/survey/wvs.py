@@ -133,8 +133,10 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     unanswered = [q.q_id for q in questions if q.q_id not in distributions]
     n_missing = sum(sum(c.values()) for c in excluded.values())
     log.info(
-        "WVS %s: %d respondents, %d average rows skipped, %d missing/invalid answers excluded%s",
+        "WVS %s: %d respondents, %d average rows skipped, %d missing/invalid answers excluded",
         name, respondents, skipped, n_missing,
-        f"; no valid answer to Q{', Q'.join(unanswered)} (question skipped)" if unanswered else "",
     )
+    if unanswered and distributions:
+        log.warning("WVS %s: %d question(s) skipped, no valid answer (only missing codes) in %s: Q%s",
+                    name, len(unanswered), csv_path.name, ", Q".join(unanswered))
     return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped)

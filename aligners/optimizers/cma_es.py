@@ -1,0 +1,49 @@
+"""CMA-ES, the ``cma`` package's ask/tell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aligners.optimizers.registry import register_optimizer
+
+
+@dataclass
+class CMAConfig:
+    sigma0: float = field(default=0.5, metadata={"help": "CMA-ES initial step, as a fraction of the bound"})
+
+    def __post_init__(self):
+        if not self.sigma0 > 0:
+            raise ValueError(f"--sigma0 (CMA-ES initial step) must be positive, got {self.sigma0}")
+
+
+@register_optimizer("cma", config_fields=CMAConfig)
+class CMAES:
+    """``cma`` samples from numpy's global random state; it gets a private one here so that
+    other code drawing random numbers between generations cannot change the run."""
+
+    def __init__(self, dim: int, *, population: int, bound: float, seed: int, sigma0: float = 0.5):
+        import cma
+
+        self._trials: list | None = None
+        outside = np.random.get_state()
+        self.es = cma.CMAEvolutionStrategy(
+            np.zeros(dim), sigma0 * bound,
+            {"popsize": population, "bounds": [-bound, bound], "seed": seed + 1, "verbose": -9},
+        )
+        self._state = np.random.get_state()
+        np.random.set_state(outside)
+
+    def ask(self) -> np.ndarray:
+        outside = np.random.get_state()
+        np.random.set_state(self._state)
+        try:
+            self._trials = self.es.ask()
+        finally:
+            self._state = np.random.get_state()
+            np.random.set_state(outside)
+        return np.array(self._trials)
+
+    def tell(self, fitness) -> None:
+        self.es.tell(self._trials, [float(v) for v in fitness])

@@ -1,0 +1,256 @@
+"""Command lines built from config dataclasses, with a ``--config`` YAML file underneath the flags.
+
+transformers' ``HfArgumentParser`` makes one flag per dataclass field (``--virtual_tokens`` and
+``--virtual-tokens``, help text from ``field(metadata={"help": ...})``); as in trl's ``TrlParser``,
+``--config`` is read first and its values become the parser's defaults, so flags override them.
+On top of that this module makes both sources strict: a YAML key that names no setting is an error
+listing the valid ones, booleans are only true/false/yes/no/1/0 (or real YAML booleans), and every
+bad value is one line naming the file or flag, raised as :class:`ConfigError` instead of exiting.
+
+Field metadata beyond ``help``/``aliases``: ``type`` (and ``nargs``) replace the parser's own
+conversion, e.g. ``--target 95,25,60,80,36,52`` read as one comma-separated argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+_OWN_METADATA = ("type", "nargs")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each flag's default (where it has one to show)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action, argparse._StoreFalseAction):
+            return action.help  # "None" says nothing; the help text tells what an unset value means
+        return super()._get_help_string(action)
+
+
+class ConfigError(ValueError):
+    """A bad flag, config file or setting; the message is one line that names it."""
+
+
+def parse_bool(text) -> bool:
+    """Strict boolean: a real bool, or one of true/false/yes/no/1/0 in any case."""
+    if isinstance(text, bool):
+        return text
+    if isinstance(text, str) and text.strip().lower() in BOOL_WORDS:
+        return BOOL_WORDS[text.strip().lower()]
+    if type(text) is int and text in (0, 1):  # YAML's unquoted 1 / 0
+        return bool(text)
+    raise argparse.ArgumentTypeError(f"expected true/false/yes/no/1/0, got {text!r}")
+
+
+def parse_mapping(text) -> dict:
+    """A JSON object given on the command line (a YAML mapping arrives as a dict already)."""
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str):
+        raise argparse.ArgumentTypeError(f"expected a JSON object (a mapping), got {text!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def parse_floats(text) -> list[float]:
+    """``95,25,60`` (one argument) or a YAML list of numbers."""
+    items = text.split(",") if isinstance(text, str) else text
+    try:
+        return [float(x) for x in items]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def check_dtype(dtype: str, flag: str = "--dtype") -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"{flag} must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def check_device(device: str, flag: str = "--device") -> None:
+    """A CUDA device on a machine without one fails here, before a model is loaded."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use --device cpu")
+
+
+def check_finite(values, flag: str) -> None:
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{flag} must be finite numbers, got {bad}")
+
+
+def _is_union(tp) -> bool:
+    return typing.get_origin(tp) is typing.Union or isinstance(tp, types.UnionType)
+
+
+def _is_bool(tp) -> bool:
+    return tp is bool or (_is_union(tp) and set(typing.get_args(tp)) == {bool, type(None)})
+
+
+class ConfigParser(HfArgumentParser):
+    """``HfArgumentParser`` with strict booleans, JSON mappings, field-level ``type`` and errors
+    raised as :class:`ConfigError` (``main`` turns them into one line and exit status 2)."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        self._fields: dict[str, tuple[dataclasses.Field, object]] = {}
+        super().__init__(dataclass_types, **kwargs)
+        self.add_argument("--config", help="YAML file of settings (same names as the flags); flags override it")
+
+    def _add_dataclass_arguments(self, dtype):
+        hints = typing.get_type_hints(dtype)
+        for f in dataclasses.fields(dtype):
+            if f.init:
+                self._fields[f.name] = (f, hints[f.name])
+        super()._add_dataclass_arguments(dtype)
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        own = {k: field.metadata[k] for k in _OWN_METADATA if k in field.metadata}
+        tp = field.type
+        stripped = dataclasses.field(default=field.default, default_factory=field.default_factory,
+                                     metadata={k: v for k, v in field.metadata.items() if k not in own})
+        stripped.name, stripped.type = field.name, tp
+        before = len(parser._actions)
+        HfArgumentParser._parse_dataclass_field(parser, stripped)
+        for action in parser._actions[before:]:
+            if action.dest != field.name or isinstance(action, argparse._StoreFalseAction):
+                continue
+            if action.default is None and field.default is not dataclasses.MISSING:
+                action.default = field.default  # the parser drops a list field's non-list default ("all-linear")
+            if "type" in own:
+                action.type, action.nargs = own["type"], own.get("nargs")
+            elif _is_bool(tp):
+                action.type = parse_bool
+            elif typing.get_origin(tp) is dict or tp is dict:
+                action.type = parse_mapping
+
+    def error(self, message):
+        if message.startswith("the following arguments are required"):
+            message += " (give them as flags or in the --config file)"
+        raise ConfigError(message)
+
+    # --- the YAML layer -------------------------------------------------------------------------
+
+    def _yaml_keys(self) -> dict[str, argparse.Action]:
+        """Every name a YAML key may use: the field name and the flags' spellings (``country``)."""
+        keys = {}
+        for action in self._actions:
+            if action.dest not in self._fields or isinstance(action, argparse._StoreFalseAction):
+                continue
+            keys[action.dest] = action
+            for option in action.option_strings:
+                keys[option.lstrip("-").replace("-", "_")] = action
+        return keys
+
+    @staticmethod
+    def _convert(where: str, item, convert):
+        """One YAML value through the flag's own conversion: strings are read as on the command
+        line, numbers must fit the field, and nothing else passes."""
+        if convert is None:
+            return item
+        if isinstance(item, str) or convert in (parse_floats, parse_mapping):
+            try:
+                return convert(item)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+                raise ConfigError(f"{where}: {err}") from None
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if convert is str:
+                return str(item)
+            if convert is float:
+                return float(item)
+            if convert is int and isinstance(item, int):
+                return item
+        raise ConfigError(f"{where}: expected {getattr(convert, '__name__', 'a value')}, got {item!r}")
+
+    def _coerce(self, path: Path, key: str, value, action: argparse.Action):
+        field, tp = self._fields[action.dest]
+        where = f"{path}: {key}"
+        if value is None:
+            if field.default is None or (_is_union(tp) and type(None) in typing.get_args(tp)):
+                return None
+            raise ConfigError(f"{where}: needs a value, got null")
+        if _is_bool(tp):
+            try:
+                return parse_bool(value)
+            except argparse.ArgumentTypeError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        if isinstance(value, list) and "type" not in field.metadata:  # a field's own type reads a whole list
+            if action.nargs not in ("+", "*"):
+                raise ConfigError(f"{where}: expected a single value, got a list")
+            items = [self._convert(where, v, action.type) for v in value]
+        else:
+            items = [self._convert(where, value, action.type)]
+        for item in items:
+            if action.choices is not None and item not in action.choices:
+                raise ConfigError(f"{where}: {item!r} is not one of {list(action.choices)}")
+        return items if isinstance(value, list) and "type" not in field.metadata else items[0]
+
+    def read_yaml(self, path: str) -> dict:
+        """The file's settings by field name, converted and checked as the flags would be."""
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"--config: file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{file}: not valid YAML ({' '.join(str(err).split())})") from None
+        loaded = loaded or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of settings, got {type(loaded).__name__}")
+        keys = self._yaml_keys()
+        unknown = sorted(str(k) for k in loaded if str(k) not in keys)
+        if unknown:
+            raise ConfigError(f"{file}: unknown setting(s) {unknown}; valid settings: {sorted(self._fields)}")
+        values: dict = {}
+        for key, value in loaded.items():
+            action = keys[str(key)]
+            if action.dest in values:
+                raise ConfigError(f"{file}: {action.dest} is given twice (as {key!r} and another spelling)")
+            values[action.dest] = self._coerce(file, str(key), value, action)
+        return values
+
+    def parse(self, argv: list[str] | None) -> tuple:
+        """Dataclass instances from ``--config`` (defaults) and ``argv`` (overrides)."""
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config")
+        known, _ = pre.parse_known_args(argv)
+        if known.config:
+            values = self.read_yaml(known.config)
+            self.set_defaults(**values)
+            for action in self._actions:
+                if action.dest in values:
+                    action.required = False
+        namespace = self.parse_args(argv)
+        outputs = []
+        for dtype in self.dataclass_types:
+            names = [f.name for f in dataclasses.fields(dtype) if f.init]
+            outputs.append(dtype(**{k: getattr(namespace, k) for k in names}))
+        return tuple(outputs)
+
+
+def flags_of(parser: ConfigParser) -> dict[str, list[str]]:
+    """Field name -> the flags that set it (for documentation and tests)."""
+    out: dict[str, list[str]] = {}
+    for action in parser._actions:
+        if action.dest in parser._fields:
+            out.setdefault(action.dest, []).extend(action.option_strings)
+    return out

@@ -1,0 +1,139 @@
+"""The ``--metadata`` keys a task accepts: unknown keys are errors, booleans parse strictly.
+
+lm-eval hands a task's dataset loader its metadata: the task YAML's ``version``, what lm-eval
+itself adds (``config_source``), the user's ``--metadata`` and - from the ``lm_eval`` command
+line - every ``--model_args`` key (``self.metadata = self.model_args | self.metadata`` in
+lm-eval 0.4.13's ``evaluate_config.py``). So a key is accepted if the task reads it, lm-eval
+adds it, or it is a constructor argument of one of lm-eval's registered models (found by
+reading their source, so that no optional backend such as vLLM is imported) or of
+``transformers``' ``from_pretrained`` (``HFLM`` passes unknown model args on to it) or, when
+vLLM is installed, a field of its ``EngineArgs`` (lm-eval's ``VLLM`` passes them on). Anything
+else - ``datadir`` for ``data_dir`` - stops the run with the list of valid keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import importlib.util
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+LM_EVAL_KEYS = frozenset({"version", "config_source", "config", "_metadata"})
+# The --metadata keys each family of this project's tasks reads. One run's metadata goes to every
+# task of the run, so a key that another family reads (``target`` in a run of wvs_* and vsm13_*)
+# is accepted everywhere; a key no task reads is an error.
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "culturellm": ("data_dir",),
+    "wvs": ("data_dir",),
+    "vsm13": ("data_dir", "target", "target_source", "constants", "answer_mode"),
+}
+PROJECT_KEYS = frozenset(k for keys in TASK_KEYS.values() for k in keys)
+
+
+class MetadataError(ValueError):
+    """A ``--metadata`` key or value the task cannot use."""
+
+
+def _module_tree(module: str) -> ast.Module | None:
+    spec = importlib.util.find_spec(module.split(".")[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *module.split(".")[1:]).with_suffix(".py")
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return None
+
+
+def _init_args(cls: ast.ClassDef) -> set[str]:
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            args = node.args
+            return {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]} - {"self"}
+    return set()
+
+
+@functools.cache
+def model_arg_names() -> frozenset[str]:
+    """Constructor argument names of every model lm-eval registers (and of their base classes)."""
+    from lm_eval.models import MODEL_MAPPING
+
+    classes: dict[str, ast.ClassDef] = {}
+    wanted = set()
+    for target in MODEL_MAPPING.values():
+        module, name = target.split(":")
+        tree = _module_tree(module)
+        if tree is None:
+            continue
+        classes.update({n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)})
+        wanted.add(name)
+    names: set[str] = set()
+    seen: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name in seen or name not in classes:
+            continue
+        seen.add(name)
+        names |= _init_args(classes[name])
+        wanted |= {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in classes[name].bases}
+    return frozenset(names | from_pretrained_names() | _class_fields("vllm.engine.arg_utils", "EngineArgs"))
+
+
+def _class_fields(module: str, name: str) -> set[str]:
+    """Annotated fields of a (data)class, read from source; empty when the package is absent."""
+    tree = _module_tree(module)
+    if tree is None:
+        return set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    return set()
+
+
+@functools.cache
+def from_pretrained_names() -> frozenset[str]:
+    """Arguments ``PreTrainedModel.from_pretrained`` takes by name or reads from its ``**kwargs``."""
+    tree = _module_tree("transformers.modeling_utils")
+    if tree is None:
+        return frozenset()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "from_pretrained":
+            names |= {a.arg for a in [*node.args.args, *node.args.kwonlyargs]} - {"cls", "self"}
+            for call in ast.walk(node):
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr in ("pop", "get") and isinstance(call.func.value, ast.Name)
+                        and call.func.value.id == "kwargs" and call.args
+                        and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)):
+                    names.add(call.args[0].value)
+    return frozenset(n for n in names if not n.startswith("_") and not n.isupper())
+
+
+def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
+    """Raise for any key that no task of this project reads and that is neither lm-eval's nor a
+    model argument; the message lists ``own``, the keys this task reads."""
+    own = sorted(set(own))
+    known = PROJECT_KEYS | set(own) | LM_EVAL_KEYS
+    unknown = sorted(k for k in given if k not in known and k not in model_arg_names())
+    if not unknown:
+        return
+    hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, sorted(PROJECT_KEYS | set(own)),
+                                                                                    n=1)) else repr(k)
+             for k in unknown]
+    others = sorted(PROJECT_KEYS - set(own))
+    raise MetadataError(
+        f"{task}: unknown --metadata key(s) {', '.join(hints)}; this task reads {own}"
+        + (f", other tasks of this project read {others}" if others else "")
+        + " (lm-eval's own keys and its models' --model_args are accepted too)"
+    )
+
+
+def parse_bool(name: str, value) -> bool:
+    """``True``/``False`` or the strings ``"true"``/``"false"`` (any case); anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise MetadataError(f"{name} must be true or false, got {value!r}")

@@ -1,0 +1,182 @@
+"""Seeded bootstrap intervals for corpus-level metrics, and their lm-eval companion metrics.
+
+Every corpus metric ``m`` of the tasks gets two companion metrics, ``m_ci_low`` and
+``m_ci_high``: the same per-document items, aggregated into the bounds of a 95 % percentile
+bootstrap interval of ``m`` (documents resampled with replacement, ``ITERS`` resamples, numpy
+``Generator`` seeded with ``SEED``). The seed is fixed, so a rerun prints identical intervals.
+
+Items are put into one canonical order before resampling, so an interval depends only on the
+multiset of items: lm-eval gathers items across processes in rank order, and the interval must
+not change with the number of processes or the batch size.
+
+An aggregate may carry a vectorised form as its ``batched`` attribute: ``batched(items, idx)``
+takes the items and an ``(iters, n)`` index matrix and returns the ``iters`` statistics at
+once. Without it the aggregate is called once per resample.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+ITERS = 1000
+SEED = 1234
+LEVEL = 0.95
+CI_SUFFIXES = ("_ci_low", "_ci_high")
+
+
+def _canonical(items: Sequence) -> list:
+    return sorted(items, key=repr)
+
+
+def resample_indices(n: int, iters: int, seed: int) -> np.ndarray:
+    """``(iters, n)`` indices drawn with replacement; the same for every metric with this ``n``."""
+    return np.random.default_rng(seed).integers(0, n, size=(iters, n))
+
+
+def _statistics(aggregate: Callable, items: list, idx: np.ndarray) -> np.ndarray:
+    batched = getattr(aggregate, "batched", None)
+    if batched is not None:
+        return np.asarray(batched(items, idx), dtype=float)
+    return np.array([aggregate([items[i] for i in row]) for row in idx], dtype=float)
+
+
+def percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    finite = stats[~np.isnan(stats)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    low, high = np.percentile(finite, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
+def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
+                 seed: int = SEED, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``aggregate(items)``, resampling the items.
+
+    Resamples whose statistic is NaN (a category absent from the resample) are left out; the
+    interval is NaN only when every resample is, or when there are no items.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    items = _canonical(items)
+    if not items:
+        return float("nan"), float("nan")
+    idx = resample_indices(len(items), iters, seed)
+    return percentile_interval(_statistics(aggregate, items, idx), level)
+
+
+def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, items_b: Sequence, *,
+                     iters: int = ITERS, seed: int = SEED, level: float = LEVEL) -> dict[str, float]:
+    """Difference ``aggregate(b) - aggregate(a)`` on the same documents, with interval and p-value.
+
+    ``items_a[i]`` and ``items_b[i]`` belong to the same document (base vs. checkpoint); both are
+    resampled with the same indices, so what the documents share cancels. The two-sided p-value
+    is the bootstrap test of "no difference": twice the smaller share of resampled differences on
+    either side of 0 (a tie at 0 counts half on each side), capped at 1: identical inputs give
+    p = 1; p = 0 means that no resampled difference reached 0 (read it as p < 2 / ``iters``).
+    """
+    if len(items_a) != len(items_b):
+        raise ValueError(f"paired items differ in length: {len(items_a)} vs {len(items_b)}")
+    if not items_a:
+        nan = float("nan")
+        return {"diff": nan, "low": nan, "high": nan, "p_value": nan}
+    pairs = sorted(zip(items_a, items_b), key=repr)
+    a = [x for x, _ in pairs]
+    b = [y for _, y in pairs]
+    idx = resample_indices(len(pairs), iters, seed)
+    diffs = _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
+    diffs = diffs[~np.isnan(diffs)]
+    low, high = percentile_interval(diffs, level)
+    if diffs.size == 0:
+        p = float("nan")
+    else:
+        below = np.mean(diffs < 0) + 0.5 * np.mean(diffs == 0)
+        above = np.mean(diffs > 0) + 0.5 * np.mean(diffs == 0)
+        p = float(min(1.0, 2.0 * min(below, above)))
+    return {"diff": float(aggregate(b) - aggregate(a)), "low": low, "high": high, "p_value": p}
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def mean(items: Sequence[float]) -> float:
+    return float(np.mean(np.asarray(items, dtype=float))) if len(items) else float("nan")
+
+
+mean.batched = lambda items, idx: np.asarray(items, dtype=float)[idx].mean(axis=1)
+
+
+# --------------------------------------------------------------------------- lm-eval glue
+
+_CACHE: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def cached_ci(name: str, aggregate: Callable, items: Sequence) -> tuple[float, float]:
+    """``bootstrap_ci`` once per metric and item content: ``m_ci_low`` and ``m_ci_high`` share it."""
+    key = (name, repr(_canonical(items)))
+    if key not in _CACHE:
+        _CACHE[key] = bootstrap_ci(aggregate, items)
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key]
+
+
+def ci_aggregations(name: str, aggregate: Callable[[Sequence], float],
+                    select: Callable[[Sequence], Sequence] | None = None) -> dict[str, Callable]:
+    """``{name_ci_low: fn, name_ci_high: fn}``: lm-eval aggregations of the bounds of ``name``.
+
+    ``select`` picks the resampling units from lm-eval's items (e.g. one category's documents).
+    """
+    out = {}
+    for position, suffix in enumerate(CI_SUFFIXES):
+        def bound(items, _position=position):
+            return cached_ci(name, aggregate, select(items) if select else items)[_position]
+
+        bound.__name__ = bound.__qualname__ = name + suffix
+        bound.__doc__ = f"{'Lower' if position == 0 else 'Upper'} bound of the {LEVEL:.0%} bootstrap interval of {name}."
+        out[name + suffix] = bound
+    return out
+
+
+def with_ci(results: dict) -> dict:
+    """Per-document results plus the companion keys: each ``m_ci_*`` gets the item of ``m``."""
+    out = dict(results)
+    for key, value in results.items():
+        for suffix in CI_SUFFIXES:
+            out[key + suffix] = value
+    return out
+
+
+# --------------------------------------------------------------------------- task YAML
+
+
+def metric_list_yaml(module: str, metrics: Sequence[tuple[str, str, bool]], *, intervals: Sequence[str] = ()) -> str:
+    """The ``metric_list:`` block of a task template.
+
+    ``metrics`` holds ``(name, aggregation, higher_is_better)``; an aggregation other than
+    ``mean`` is a function of ``module``. Each metric named in ``intervals`` is followed by its
+    ``_ci_low`` / ``_ci_high`` companions (functions of ``module``, same direction).
+    """
+    def entry(name: str, aggregation: str, better: bool) -> str:
+        agg = aggregation if aggregation == "mean" else f"!function {module}.{aggregation}"
+        return f"  - {{metric: {name}, aggregation: {agg}, higher_is_better: {str(better).lower()}}}"
+
+    lines = ["metric_list:"]
+    for name, aggregation, better in metrics:
+        lines.append(entry(name, aggregation, better))
+        if name in intervals:
+            lines += [entry(name + s, name + s, better) for s in CI_SUFFIXES]
+    return "\n".join(lines) + "\n"
+
+
+def with_metric_list(template: str, block: str) -> str:
+    """``template`` with its ``metric_list:`` block (up to the next top-level key) replaced."""
+    lines = template.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("metric_list:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1].strip() and not lines[i].startswith(" ")),
+               len(lines))
+    return "".join(lines[:start]) + block + "".join(lines[end:])

@@ -1,0 +1,529 @@
+"""The steering matrix: a model steered toward N countries, each compared with every country.
+
+    python -m culture_tasks.steering --model <dir> --output <dir> \\
+        --target usa=persona --target china=prompt:<prompt-tuning dir> --target germany=lora:<lora dir> \\
+        [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite]
+
+Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpoint, or nothing)
+answers the VSM13 survey, and WVS where available, through the lm-eval tasks themselves
+(``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
+as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
+intervals, the change of every distance relative to the plain model), steering.md, steering.png.
+Everything is checked before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from culture_tasks.atomic import write_text_atomic
+from culture_tasks.survey import compare
+from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_TO_ISO3, vsm13_indices
+
+log = logging.getLogger("culture_tasks")
+METHODS = ("plain", "persona", "prompt", "lora")
+PEFT_TYPES = {"prompt": "PROMPT_TUNING", "lora": "LORA"}
+OUTPUT_FILES = ("steering.json", "steering.md", "steering.png")
+
+
+class SteeringError(ValueError):
+    """Bad input to a steering run; nothing was loaded or written."""
+
+
+@dataclass(frozen=True)
+class Steered:
+    """One steered model: the country it is steered to and how."""
+
+    slug: str
+    name: str
+    hofstede: str
+    wvs: bool
+    method: str
+    checkpoint: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.slug}:{self.method}"
+
+
+def find_country(key: str) -> dict:
+    """A countries.yaml entry by slug, persona name, Hofstede code or ISO alpha-3 code."""
+    k = key.strip().casefold()
+    for c in listed_countries():
+        codes = {c["slug"], c["name"].casefold(), str(c.get("hofstede", "")).casefold(),
+                 HOFSTEDE_TO_ISO3.get(c.get("hofstede", ""), c.get("hofstede", "")).casefold()}
+        if k in codes or k.replace(" ", "_") in codes:
+            if not c.get("hofstede"):
+                raise SteeringError(f"country {key!r} has no Hofstede code in countries.yaml")
+            return c
+    raise SteeringError(f"unknown country {key!r} in --target; use one of "
+                        f"{', '.join(c['slug'] for c in listed_countries())} (or their Hofstede/ISO codes)")
+
+
+def parse_target(spec: str) -> Steered:
+    """``COUNTRY=METHOD[:CHECKPOINT]``, e.g. ``usa=persona`` or ``china=prompt:runs/china``."""
+    country, sep, rest = spec.partition("=")
+    if not sep or not country.strip():
+        raise SteeringError(f"--target {spec!r}: write COUNTRY=METHOD[:CHECKPOINT], METHOD one of {METHODS}")
+    method, _, checkpoint = rest.partition(":")
+    method = method.strip()
+    if method not in METHODS:
+        raise SteeringError(f"--target {spec!r}: unknown method {method!r}; use one of {METHODS}")
+    if method in PEFT_TYPES and not checkpoint:
+        raise SteeringError(f"--target {spec!r}: method {method} needs a checkpoint folder ({method}:<dir>)")
+    if method not in PEFT_TYPES and checkpoint:
+        raise SteeringError(f"--target {spec!r}: method {method} takes no checkpoint")
+    c = find_country(country)
+    return Steered(c["slug"], c["name"], c["hofstede"], bool(c.get("wvs_csv")), method, checkpoint or None)
+
+
+def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
+    """The checkpoint exists, is the kind its method says, and was made for this base model."""
+    path = Path(row.checkpoint)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (path / name).is_file():
+            raise SteeringError(f"--target {row.label}: {path / name} does not exist; give a peft checkpoint folder")
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("peft_type") != PEFT_TYPES[row.method]:
+        raise SteeringError(f"--target {row.label}: {path} is a {config.get('peft_type')} checkpoint, "
+                            f"method {row.method} needs {PEFT_TYPES[row.method]}")
+    base = config.get("base_model_name_or_path")
+    if base and base != model and Path(base).resolve() != Path(model).resolve():
+        raise SteeringError(f"--target {row.label}: {path} was made for base model {base}, not --model {model}")
+    if row.method == "prompt" and hidden_size is not None and config.get("token_dim") != hidden_size:
+        raise SteeringError(f"--target {row.label}: {path} has token_dim {config.get('token_dim')}, "
+                            f"but {model} has hidden size {hidden_size}")
+
+
+@dataclass
+class SteeringConfig:
+    model: str = field(metadata={"help": "base model folder (or hub id) that every checkpoint was made for"})
+    targets: list[str] = field(metadata={"help": "COUNTRY=METHOD[:CHECKPOINT] per steered model; METHOD: "
+                                                 "plain, persona, prompt (peft prompt tuning) or lora"})
+    output: str = field(metadata={"help": "folder for steering.json, steering.md and steering.png"})
+    data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype"})
+    batch_size: int = field(default=64, metadata={"help": "rows per forward pass (results do not depend on it)"})
+    chat_template: bool = field(default=False, metadata={"help": "score as lm_eval --apply_chat_template"})
+    wvs: bool = field(default=True, metadata={"help": "also run the WVS survey for countries with WVS data"})
+    norm: int = field(default=2, metadata={"help": "1 or 2: the norm of the z-space distance"})
+    iters: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
+    seed: int = field(default=1234, metadata={"help": "bootstrap seed"})
+    level: float = field(default=0.95, metadata={"help": "interval coverage"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
+
+    def __post_init__(self):
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        if not self.targets:
+            raise SteeringError("name at least one --target COUNTRY=METHOD[:CHECKPOINT]")
+        for name in ("chat_template", "wvs", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise SteeringError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.norm not in (1, 2):
+            raise SteeringError(f"--norm must be 1 or 2, got {self.norm}")
+        if self.iters < 1 or self.batch_size < 1:
+            raise SteeringError("--iters and --batch-size must be at least 1")
+        if not 0 < self.level < 1:
+            raise SteeringError(f"--level must lie between 0 and 1, got {self.level}")
+        self.rows = [parse_target(t) for t in self.targets]
+        labels = [r.label for r in self.rows]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise SteeringError(f"--target repeats {repeated}; steer each country once per method")
+
+
+def _hidden_size(model: str) -> int | None:
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text(encoding="utf-8"))
+    return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Never write over an earlier result unless asked."""
+    if out.exists() and not out.is_dir():
+        raise SteeringError(f"--output {out} is a file; name a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SteeringError(f"output folder {out} is not empty; pass --overwrite to replace it "
+                            "or choose another --output")
+
+
+def validate(cfg: SteeringConfig) -> None:
+    """Every check that needs no model: checkpoints, output folder, data files."""
+    hidden = _hidden_size(cfg.model)
+    for row in cfg.rows:
+        if row.checkpoint:
+            check_checkpoint(row, cfg.model, hidden)
+    check_output(Path(cfg.output), cfg.overwrite)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _task_manager(data_dir: str | None):
+    from culture_tasks.paths import task_manager
+
+    return task_manager({"data_dir": str(data_dir)} if data_dir else {})
+
+
+def _vsm13_task(row: Steered) -> str:
+    return f"vsm13_{row.slug}_persona" if row.method == "persona" else f"vsm13_{row.slug}"
+
+
+def _wvs_task(row: Steered, fallback: str | None) -> str | None:
+    """The persona needs the country's own WVS task; the other prompts are the same in every
+    WVS task (the questions a country never answered are missing from its task)."""
+    if row.method == "persona":
+        return f"wvs_{row.slug}_persona" if row.wvs else None
+    return f"wvs_{row.slug}" if row.wvs else fallback
+
+
+def _soft_prompt(row: Steered):
+    from safetensors.torch import load_file
+
+    if row.method != "prompt":
+        return None
+    weights = load_file(str(Path(row.checkpoint) / "adapter_model.safetensors"))
+    if len(weights) != 1:
+        raise SteeringError(f"{row.checkpoint}: expected one prompt-embedding tensor, found {sorted(weights)}")
+    return next(iter(weights.values())).unsqueeze(0)
+
+
+def _load_lm(cfg: SteeringConfig, peft: str | None = None):
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=cfg.model, peft=peft, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    if peft:  # a LoRA merged into its copy of the weights scores like any causal LM
+        lm._model = lm._model.merge_and_unload()
+    return lm
+
+
+def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str | None) -> dict:
+    """VSM13 item means, indices and lm-eval's own metrics; WVS answer distributions by question."""
+    from aligners.scoring import TaskScorer
+    from culture_tasks.survey.tasks import _in_code_order, item_result
+
+    soft = _soft_prompt(row)
+    scorer = TaskScorer(lm, _vsm13_task(row), tm, chat_template=cfg.chat_template)
+    lls = scorer.option_loglikelihoods(soft, cfg.batch_size)[0]
+    per_item = defaultdict(list)
+    for item, ll in zip(scorer.items, lls):
+        number, score = item_result(item.doc, ll)[:2]
+        per_item[number].append(score)
+    means = {k: float(np.mean(v)) for k, v in sorted(per_item.items())}
+    out = {"vsm13_task": scorer.task_name, "item_means": means, "indices": vsm13_indices(means),
+           "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None}
+    task = _wvs_task(row, wvs_fallback) if cfg.wvs else None
+    if task:
+        wvs = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
+        wlls = wvs.option_loglikelihoods(soft, cfg.batch_size)[0]
+        out["wvs_task"] = task
+        out["wvs_answers"] = {item.doc["q_id"]: _in_code_order(item.doc, [(x, False) for x in ll]).tolist()
+                              for item, ll in zip(wvs.items, wlls)}
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _ci(values, level):
+    return list(compare.percentile_interval(values, level))
+
+
+def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: compare.Reference,
+                  cfg: SteeringConfig) -> dict:
+    """Matrix, per-row rank metrics with intervals, summary by coverage, Kendall tau, control."""
+    profiles = [a["indices"] for a in answers]
+    replicates = [compare.term_replicates(a["item_means"], iters=cfg.iters, seed=cfg.seed) for a in answers]
+    plain_reps = compare.term_replicates(plain["item_means"], iters=cfg.iters, seed=cfg.seed)
+    columns = [r.hofstede for r in rows]
+    per_column = {c: compare.compare_vsm13(plain["indices"], c, reference, norm=cfg.norm)
+                  for c in dict.fromkeys(columns)}
+    matrix, raw, change = [], [], []
+    for p in profiles:
+        cells = [compare.compare_vsm13(p, c, reference, norm=cfg.norm) for c in columns]
+        matrix.append([x["distance"] for x in cells])
+        raw.append([x["raw_l1"][x["target"]] for x in cells])
+        change.append([x["distance"] - per_column[x["target"]]["distance"] for x in cells])
+    results, rep_results = [], []
+    for row, a in zip(rows, answers):
+        res, reps_res = compare.compare_vsm13_ci(a["item_means"], row.hofstede, reference, norm=cfg.norm,
+                                                 iters=cfg.iters, seed=cfg.seed, level=cfg.level)
+        base = per_column[row.hofstede]
+        plain_rep = [compare.compare_vsm13(r, row.hofstede, reference, norm=cfg.norm) for r in plain_reps]
+        moved = {c: res["distances"][c] - base["distances"][c] for c in res["distances"]}
+        others = [v for c, v in moved.items() if c != row.hofstede]
+        entry = {
+            "row": row.label, "target": row.hofstede, "dims": res["dims"], "full_profile": res["full_profile"],
+            "countries": res["countries"], "distance": res["distance"], "raw_l1": res["raw_l1"][row.hofstede],
+            **{k: res[k] for k in ("rank", "top1", "reciprocal_rank", "margin")},
+            "plain": {k: base[k] for k in ("distance", "rank", "reciprocal_rank", "margin")},
+            "control": {
+                "change_to_target": moved[row.hofstede],
+                "mean_change_to_others": float(np.mean(others)),
+                "specificity": moved[row.hofstede] - float(np.mean(others)),
+                "closer_to": sorted((c for c in moved if moved[c] < 0), key=moved.get)[:5],
+                "change_by_country": moved,
+            },
+        }
+        entry.update({f"{key}_ci": res[f"{key}_ci"] for key in ("distance", "rank", "reciprocal_rank", "margin")})
+        entry["margin_gain_ci"] = _ci([r["margin"] - q["margin"] for r, q in zip(reps_res, plain_rep)], cfg.level)
+        results.append(entry)
+        rep_results.append(reps_res)
+    summary = {}
+    for dims, group in compare.by_coverage(results).items():
+        idx = [i for i, r in enumerate(results) if ",".join(r["dims"]) == dims]
+        summary[dims] = {
+            "rows": [results[i]["row"] for i in idx],
+            "top1": float(np.mean([results[i]["top1"] for i in idx])),
+            "mrr": compare.mean_reciprocal_rank(group),
+            "mrr_ci": _ci([np.mean([rep_results[i][b]["reciprocal_rank"] for i in idx]) for b in range(cfg.iters)],
+                          cfg.level),
+            "mean_margin": float(np.mean([results[i]["margin"] for i in idx])),
+            "mean_margin_ci": _ci([np.mean([rep_results[i][b]["margin"] for i in idx]) for b in range(cfg.iters)],
+                                  cfg.level),
+            "plain_mrr": float(np.mean([results[i]["plain"]["reciprocal_rank"] for i in idx])),
+        }
+    pairs = list(zip(columns, profiles))
+    tau = compare.kendall_tau(pairs, reference) if len(rows) > 1 else None
+    tau_ci = None
+    if tau is not None:
+        reps_tau = [compare.kendall_tau(list(zip(columns, [r[b] for r in replicates])), reference)
+                    for b in range(cfg.iters)]
+        tau_ci = {k: _ci([t[k] for t in reps_tau], cfg.level) for k in tau}
+    return {
+        "rows": [r.label for r in rows], "columns": columns,
+        "column_dims": [per_column[c]["dims"] for c in columns],
+        "distance": matrix, "raw_l1": raw, "change_vs_plain": change,
+        "plain_distance": [per_column[c]["distance"] for c in columns],
+        "per_row": results, "summary_by_coverage": summary,
+        "kendall_tau": tau, "kendall_tau_ci": tau_ci,
+    }
+
+
+def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: dict,
+                cfg: SteeringConfig) -> dict | None:
+    """The same for WVS: 1 - JSD to every WVS country, on their common questions."""
+    from culture_tasks.stats import bootstrap_ci
+
+    idx = [i for i, (r, a) in enumerate(zip(rows, answers)) if r.wvs and a["wvs_answers"]]
+    if not idx or not plain.get("wvs_answers"):
+        return None
+    columns = [rows[i].slug for i in idx]
+    questions, plain_q = compare.wvs_similarities(plain["wvs_answers"], reference)
+    sims, per_row, matrix, change = [], [], [], []
+    plain_all = compare.wvs_scores(plain_q, columns[0])["similarities"]
+    for i in idx:
+        q, per_q = compare.wvs_similarities(answers[i]["wvs_answers"], reference)
+        if q != questions:
+            raise RuntimeError(f"{rows[i].label}: WVS question set differs from the plain model's")
+        sims.append(per_q)
+        res = compare.compare_wvs(answers[i]["wvs_answers"], rows[i].slug, reference,
+                                  iters=cfg.iters, seed=cfg.seed, level=cfg.level)
+        base = compare.wvs_scores(plain_q, rows[i].slug)
+        res["plain"] = {k: base[k] for k in ("similarity", "rank", "reciprocal_rank", "margin")}
+        res["row"] = rows[i].label
+        per_row.append(res)
+        matrix.append([res["similarities"][c] for c in columns])
+        change.append([res["similarities"][c] - plain_all[c] for c in columns])
+    index = list(range(len(questions)))
+
+    def mrr(sample):
+        return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["reciprocal_rank"]
+                              for s, i in zip(sims, idx)]))
+
+    return {
+        "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
+        "similarity": matrix, "change_vs_plain": change, "plain_similarity": [plain_all[c] for c in columns],
+        "per_row": per_row,
+        "top1": float(np.mean([r["top1"] for r in per_row])), "mrr": mrr(index),
+        "mrr_ci": list(bootstrap_ci(mrr, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
+        "plain_mrr": float(np.mean([r["plain"]["reciprocal_rank"] for r in per_row])),
+    }
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _heatmap(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
+    if result.get("wvs"):
+        panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 1.5 + 0.6 * len(result["vsm13"]["rows"])),
+                             squeeze=False)
+    for ax, (part, key, plain_key, title, cmap) in zip(axes[0], panels):
+        block = result[part]
+        values = np.asarray([*block[key], block[plain_key]], dtype=float)
+        columns = block["columns"]
+        if part == "vsm13":  # a column over fewer dimensions is on another scale: say so under it
+            columns = [f"{c} ({len(d)} dims)" for c, d in zip(columns, block["column_dims"])]
+        image = ax.imshow(values, cmap=cmap, aspect="auto")
+        fig.colorbar(image, ax=ax)
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+        ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
+        ax.set_xlabel("compared with")
+        ax.set_ylabel("steered to")
+        ax.set_title(title)
+        mid = np.nanmean(values)
+        for (i, j), v in np.ndenumerate(values):
+            dark = (v > mid) == (cmap == "cividis_r")
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if dark else "black", fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".steering.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _fmt(v, ci=None, spec: str = ".3f") -> str:
+    text = format(v, spec) if isinstance(v, float) else str(v)
+    return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
+
+
+def markdown(result: dict) -> str:
+    v = result["vsm13"]
+    level = int(round(result["config"]["level"] * 100))
+    lines = [f"# Steering matrix: {result['config']['model']}", "",
+             f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
+             f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
+             "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
+             "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
+             + " |",
+             "|---" * (len(v["columns"]) + 1) + "|"]
+    lines += [f"| {r} | " + " | ".join(f"{x:.3f}" for x in row) + " |" for r, row in zip(v["rows"], v["distance"])]
+    lines += [f"| plain | " + " | ".join(f"{x:.3f}" for x in v["plain_distance"]) + " |", "",
+              "## Per steered model (VSM13)", "",
+              "| steered to | dims | rank (1 = closest) | reciprocal rank | margin (higher = better) | "
+              f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in v["per_row"]:
+        lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
+                     f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
+                     f"{r['raw_l1']:.1f} | {r['plain']['rank']} | {r['control']['change_to_target']:.3f} | "
+                     f"{r['control']['mean_change_to_others']:.3f} |")
+    lines += ["", "Summary by dimension coverage (never pooled):", ""]
+    for dims, s in v["summary_by_coverage"].items():
+        lines.append(f"- {dims}: top-1 {s['top1']:.3f}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
+                     f"(plain {s['plain_mrr']:.3f}), "
+                     f"mean margin {_fmt(s['mean_margin'], s['mean_margin_ci'])}; rows {', '.join(s['rows'])}")
+    if v["kendall_tau"]:
+        lines += ["", "Kendall tau across targets (steered index vs human score; higher = better): "
+                  + ", ".join(f"{k} {_fmt(t, v['kendall_tau_ci'][k])}" for k, t in v["kendall_tau"].items())]
+    w = result.get("wvs")
+    if w:
+        lines += ["", f"## WVS 1 - JSD ({w['questions']} questions common to all WVS countries; higher = closer)", "",
+                  "| steered to | " + " | ".join(w["columns"]) + " | rank | margin |",
+                  "|---" * (len(w["columns"]) + 3) + "|"]
+        for r, row in zip(w["per_row"], w["similarity"]):
+            lines.append(f"| {r['row']} | " + " | ".join(f"{x:.3f}" for x in row)
+                         + f" | {r['rank']} of {r['countries']} | {_fmt(r['margin'], r['margin_ci'])} |")
+        lines += ["", f"WVS top-1 {w['top1']:.3f}, MRR {_fmt(w['mrr'], w['mrr_ci'])} (plain {w['plain_mrr']:.3f})"]
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def run(cfg: SteeringConfig) -> dict:
+    from tqdm.auto import tqdm
+
+    validate(cfg)
+    reference = compare.hofstede_reference(cfg.data_dir)
+    for row in cfg.rows:  # coverage problems stop the run before the model loads
+        compare.compare_vsm13(dict.fromkeys(DIMENSIONS, 0.0), row.hofstede, reference)
+    wvs_ref = compare.wvs_reference(cfg.data_dir) if cfg.wvs else {}
+    fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
+    out = Path(cfg.output)
+    lm = _load_lm(cfg)
+    tm = _task_manager(cfg.data_dir)
+    plain_row = Steered(cfg.rows[0].slug, cfg.rows[0].name, cfg.rows[0].hofstede, cfg.rows[0].wvs, "plain", None)
+    plain = survey_answers(lm, plain_row, tm, cfg, fallback)
+    answers = []
+    for row in tqdm(cfg.rows, desc="steered models", unit="model"):
+        model = _load_lm(cfg, row.checkpoint) if row.method == "lora" else lm
+        answers.append(plain if row.method == "plain" and row.slug == plain_row.slug
+                       else survey_answers(model, row, tm, cfg, fallback))
+    result = {
+        "config": {k: v for k, v in asdict(cfg).items()},
+        "directions": compare.DIRECTIONS,
+        "profiles": {"plain": plain, **{r.label: a for r, a in zip(cfg.rows, answers)}},
+        "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
+        "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
+    }
+    result = _jsonable(result)
+    check_output(out, cfg.overwrite)  # a second run may have written meanwhile
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
+    write_text_atomic(out / "steering.md", markdown(result))
+    _heatmap(result, out / "steering.png")
+    return result
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None) -> SteeringConfig:
+    p = argparse.ArgumentParser(prog="culture-steer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(SteeringConfig):
+        flag = "--" + ("target" if f.name == "targets" else f.name.replace("_", "-"))
+        help_text = f.metadata.get("help")
+        if f.type in ("bool", bool):
+            if f.default:
+                p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false", help=help_text)
+            else:
+                p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        elif f.name == "targets":
+            p.add_argument(flag, dest=f.name, action="append", required=True, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, dest=f.name, type=kind, required=f.default is MISSING,
+                           default=None if f.default is MISSING else f.default, help=help_text)
+    return SteeringConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from culture_tasks.data_root import DataRootError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run(parse_args(argv))
+    except (SteeringError, DataRootError, ValueError, FileNotFoundError) as err:
+        print(f"culture-steer: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result["vsm13"]["summary_by_coverage"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Command lines made from the config dataclasses: flags, help, the --config YAML underneath, strict booleans."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+
+import pytest
+
+from aligners.cli import parser as align_parser
+from culture_tasks.cli_args import ConfigError, flags_of, parse_bool
+from trainers.cli import main as train_main
+from trainers.cli import parser as train_parser
+
+PARSERS = {"align": align_parser, "augment": lambda: train_parser("augment"), "data": lambda: train_parser("data"),
+           "lora": lambda: train_parser("lora")}
+REQUIRED = {"align": ["--model", "m", "--country", "USA", "--output", "o"],
+            "augment": ["--generator", "g", "--output", "o"],
+            "data": ["--culture", "english", "--output", "o"],
+            "lora": ["--model", "m", "--data", "d.jsonl", "--output", "o"]}
+
+
+@pytest.mark.parametrize("name", PARSERS)
+def test_every_field_has_a_flag_and_help_text(name):
+    p = PARSERS[name]()
+    flags = flags_of(p)
+    classes = p.dataclass_types
+    assert len(classes) >= 1
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+            assert f"--{f.name}" in flags[f.name], f"{cls.__name__}.{f.name} has no flag"
+            if "_" in f.name:
+                assert f"--{f.name.replace('_', '-')}" in flags[f.name]
+            if f.default is not dataclasses.MISSING:  # a flag left out gives the field's own default
+                assert p.get_default(f.name) == f.default, f.name
+            elif f.default_factory is not dataclasses.MISSING:
+                assert p.get_default(f.name) == f.default_factory(), f.name
+    main = classes[0]
+    assert "overwrite" in {f.name for f in dataclasses.fields(main)}
+    assert next(f for f in dataclasses.fields(main) if f.name == "overwrite").metadata["help"] == \
+        "replace an existing output"
+
+
+def test_flags_that_had_none_now_exist_and_the_old_spellings_still_work():
+    (cfg,) = train_parser("lora").parse(REQUIRED["lora"] + ["--warmup", "5", "--weight-decay", "0.1",
+                                                             "--logging-steps", "3", "--target-modules", "q_proj",
+                                                             "v_proj", "--extra", '{"lr_scheduler_type": "cosine"}'])
+    assert (cfg.warmup, cfg.weight_decay, cfg.logging_steps) == (5.0, 0.1, 3)
+    assert cfg.target_modules == ["q_proj", "v_proj"] and cfg.extra == {"lr_scheduler_type": "cosine"}
+    (cfg,) = train_parser("lora").parse(REQUIRED["lora"] + ["--target-modules", "all-linear"])
+    assert cfg.target_modules == "all-linear"
+    (cfg,) = train_parser("augment").parse(REQUIRED["augment"] + ["--synonym-samples", "5", "--top-p", "0.5"])
+    assert cfg.synonym_samples == 5 and cfg.top_p == 0.5
+    cfg = align_parser().parse(["--model", "m", "--country", "USA", "CHN", "--output", "o", "--virtual-tokens", "8",
+                                "--no-baselines", "--chat-template"])[0]
+    assert cfg.countries == ["USA", "CHN"] and cfg.virtual_tokens == 8 and not cfg.baselines and cfg.chat_template
+
+
+@pytest.mark.parametrize("name", PARSERS)
+def test_yaml_unknown_key_names_the_file_and_lists_the_valid_keys(name, tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text("learning_rat: 0.1\nseeed: 3\n")
+    with pytest.raises(ConfigError) as err:
+        PARSERS[name]().parse(REQUIRED[name] + ["--config", str(config)])
+    message = str(err.value)
+    assert message.startswith(f"{config}: unknown setting(s) ['learning_rat', 'seeed']; valid settings: [")
+    valid = sorted(f.name for cls in PARSERS[name]().dataclass_types for f in dataclasses.fields(cls))
+    assert message.endswith(f"valid settings: {valid}") and "\n" not in message
+
+
+def test_yaml_false_string_is_false_and_flags_override_yaml(tmp_path):
+    config = tmp_path / "aug.yaml"
+    config.write_text('generator: g\noutput: from_yaml.jsonl\nsynonyms: "false"\nkeep: 3\nthreshold: "0.5"\n')
+    (cfg,) = train_parser("augment").parse(["--config", str(config)])
+    assert cfg.synonyms is False and cfg.keep == 3 and cfg.threshold == 0.5 and cfg.output == "from_yaml.jsonl"
+    (cfg,) = train_parser("augment").parse(["--config", str(config), "--keep", "7", "--synonyms", "yes",
+                                            "--output", "flag.jsonl"])
+    assert cfg.synonyms is True and cfg.keep == 7 and cfg.output == "flag.jsonl" and cfg.threshold == 0.5
+    config.write_text("generator: g\noutput: o\nsynonyms: Off\n")  # YAML 1.1 reads Off as a real boolean
+    assert train_parser("augment").parse(["--config", str(config)])[0].synonyms is False
+    config.write_text('culture: english\noutput: o\ninclude_seeds: "No"\ntag_country: "1"\n')
+    (cfg,) = train_parser("data").parse(["--config", str(config)])
+    assert cfg.include_seeds is False and cfg.tag_country is True
+
+
+@pytest.mark.parametrize("text", ["maybe", "t", "y", "2", "truee", ""])
+def test_bad_boolean_strings_are_errors_naming_the_key_or_flag(text, tmp_path):
+    config = tmp_path / "aug.yaml"
+    config.write_text(f"generator: g\noutput: o\nsynonyms: {text!r}\n")
+    with pytest.raises(ConfigError, match=rf"aug.yaml: synonyms: expected true/false/yes/no/1/0, got {text!r}"):
+        train_parser("augment").parse(["--config", str(config)])
+    with pytest.raises(ConfigError, match=r"argument --synonyms: expected true/false/yes/no/1/0"):
+        train_parser("augment").parse(REQUIRED["augment"] + ["--synonyms", text])
+
+
+def test_parse_bool_words():
+    assert [parse_bool(w) for w in ("true", "TRUE", "Yes", "1", True, 1)] == [True] * 6
+    assert [parse_bool(w) for w in ("false", "No", "0", False, 0)] == [False] * 5
+    for value in ["on", 2, None, 1.0]:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected true/false/yes/no/1/0"):
+            parse_bool(value)
+
+
+@pytest.mark.parametrize("step, text, error", [
+    ("lora", "model: m\ndata: [d.jsonl]\noutput: o\nrank: 3.5", "rank: expected int, got 3.5"),
+    ("lora", "model: m\ndata: [d.jsonl]\noutput: o\nrank: many", "rank: invalid literal"),
+    ("lora", "model: null\ndata: [d.jsonl]\noutput: o", "model: needs a value, got null"),
+    ("lora", "model: m\ndata: [d.jsonl]\noutput: o\nmerge: [1]", "merge: expected true/false"),
+    ("data", "culture: english\noutput: o\nrule: median", "rule: 'median' is not one of \\['majority', 'mean'\\]"),
+    ("lora", "- a list", "expected a mapping of settings, got list"),
+])
+def test_yaml_values_are_checked_as_flags_are(step, text, error, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=error):
+        train_parser(step).parse(["--config", str(config)])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="--config: file .*none.yaml does not exist"):
+        train_parser("lora").parse(["--config", str(tmp_path / "none.yaml")])
+
+
+def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys):
+    assert train_main(["lora", "--data", "d.jsonl", "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("culture-train lora: the following arguments are required: --model "
+                                       "(give them as flags or in the --config file)\n")
+    assert train_main(["data", "--culture", "english", "--output", "o", "--rule", "median"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("culture-train data: argument --rule: invalid choice: 'median'") and err.count("\n") == 1
+    assert train_main(["train"]) == 2
+    assert capsys.readouterr().err == "culture-train: unknown step 'train'; choose one of augment, data, lora\n"
+
+
+def test_augment_dtype_and_device_are_checked_before_a_model_loads(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "aug.jsonl"
+    base = ["augment", "--generator", str(tmp_path / "no-model"), "--output", str(out)]
+    assert train_main(base + ["--dtype", "float64"]) == 2
+    assert "argument --dtype: invalid choice: 'float64'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert train_main(base + ["--device", "cuda:0"]) == 2
+        assert capsys.readouterr().err == ("culture-train augment: --device cuda:0: CUDA is not available on this "
+                                           "machine; use --device cpu\n")
+    assert not out.exists()
+
+
+def test_the_readme_commands_parse(tmp_path):
+    from aligners.cli import parse_args
+
+    cfg = parse_args("--model m --country USA --optimizer de --virtual-tokens 4 --subspace-dim 32 --population 32 "
+                     "--generations 30 --seed 0 --output ckpt/usa".split())
+    assert (cfg.countries, cfg.virtual_tokens, cfg.population, cfg.generations) == (["USA"], 4, 32, 30)
+    cfg = parse_args(["--model", "m", "--country", "Saudi Arabia", "--target", "95,25,60,80,36,52", "--output", "o"])
+    assert cfg.countries == ["Saudi Arabia"] and cfg.target == [95, 25, 60, 80, 36, 52]
+    (tmp_path / "run.yaml").write_text("model: m\ngenerations: 50\n")
+    cfg = parse_args(["--config", str(tmp_path / "run.yaml"), "--country", "USA", "CHN", "IND", "--output", "ckpt/"])
+    assert cfg.countries == ["USA", "CHN", "IND"] and cfg.generations == 50 and cfg.model == "m"
+    (cfg,) = train_parser("augment").parse("--generator b --paraphrases 10 --keep 10 --threshold 0.8 "
+                                           "--dtype bfloat16 --output runs/aug.jsonl".split())
+    assert (cfg.paraphrases, cfg.keep, cfg.threshold, cfg.dtype) == (10, 10, 0.8, "bfloat16")
+    (cfg,) = train_parser("augment").parse("--endpoint http://host:8000/v1 --endpoint-model n --output a".split())
+    assert cfg.endpoint_model == "n"
+    (cfg,) = train_parser("data").parse("--culture one --questions runs/aug.jsonl --output runs/one.jsonl".split())
+    assert cfg.culture == "one" and cfg.questions == "runs/aug.jsonl"
+    (cfg,) = train_parser("lora").parse("--model b --data runs/one.jsonl --output runs/adapters/one --epochs 2".split())
+    assert cfg.data == ["runs/one.jsonl"] and cfg.epochs == 2.0 and cfg.target_modules == "all-linear"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("model: {a: 1}", "model: expected str, got {'a': 1}"),
+    ("model: m\nrank: true", "rank: expected int, got True"),
+    ("model: m\nseed: [1, 2]", "seed: expected a single value, got a list"),
+    ("model: m\nextra: [1]", "extra: expected a single value, got a list"),
+    ("model: m\nextra: 3", "extra: expected a JSON object (a mapping), got 3"),
+])
+def test_yaml_values_of_the_wrong_kind(text, error, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: d.jsonl\noutput: o\n{text}\n")
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        train_parser("lora").parse(["--config", str(config)])
+    config.write_text("data: d.jsonl\noutput: o\nmodel: m\nlearning_rate: 1e-4\nextra: {warmup_steps: 2}\nrank: '8'\n")
+    (cfg,) = train_parser("lora").parse(["--config", str(config)])
+    assert (cfg.learning_rate, cfg.extra, cfg.rank, cfg.data) == (1e-4, {"warmup_steps": 2}, 8, ["d.jsonl"])

@@ -1,0 +1,208 @@
+"""Country-specific comparison: hand-computed tiny cases, shift invariance, Hofstede's own profiles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aligners.objectives import OBJECTIVES, make_objective
+from culture_tasks.survey.compare import (
+    RAW_L1_LABEL,
+    Reference,
+    by_coverage,
+    compare_vsm13,
+    compare_vsm13_ci,
+    compare_wvs,
+    hofstede_reference,
+    kendall_tau,
+    mean_reciprocal_rank,
+    spread,
+    term_replicates,
+    term_values,
+    wvs_scores,
+    wvs_similarities,
+)
+from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target, vsm13_indices, vsm13_loss
+
+
+def _p(*values):
+    return dict(zip(DIMENSIONS, map(float, values)))
+
+
+# B and C differ by 20 on every dimension, A and C by 10: leaving one out gives equal sigmas
+TINY = Reference({"A": _p(10, 10, 10, 10, 10, 10), "B": _p(20, 0, 20, 0, 20, 0), "C": _p(0, 20, 0, 20, 0, 20)},
+                 {"A": "Aland", "B": "Borduria", "C": "Carpania"})
+MODEL = _p(12, 10, 12, 10, 12, 10)
+R12 = math.sqrt(12)
+
+
+def test_spread_leaves_the_target_out():
+    assert spread(TINY, DIMENSIONS, "A") == pytest.approx(dict.fromkeys(DIMENSIONS, 20 / math.sqrt(2)))
+    assert spread(TINY, DIMENSIONS, "B") == pytest.approx(dict.fromkeys(DIMENSIONS, 10 / math.sqrt(2)))
+
+
+def test_hand_computed_distances_rank_margin(data_root):
+    # target A: sigma 20/sqrt2; deltas (2,0,..), (-8,10,..), (12,-10,..) lose their mean 1 -> +-1, +-9, +-11
+    a = compare_vsm13(MODEL, "A", TINY)
+    assert a["distances"] == pytest.approx({"A": R12 / 20, "B": 9 * R12 / 20, "C": 11 * R12 / 20})
+    assert (a["rank"], a["top1"], a["reciprocal_rank"]) == (1, 1.0, 1.0)
+    assert a["margin"] == pytest.approx(10 * R12 / 20 - R12 / 20)
+    assert a["raw_l1"] == {"A": 6.0, "B": 54.0, "C": 66.0}
+    assert a["dims"] == list(DIMENSIONS) and a["full_profile"] and a["countries"] == 3
+    # target B: sigma 10/sqrt2; A is closer than B, so B ranks second
+    b = compare_vsm13(MODEL, "B", TINY)
+    assert b["distances"] == pytest.approx({"A": R12 / 10, "B": 9 * R12 / 10, "C": 11 * R12 / 10})
+    assert (b["rank"], b["top1"], b["reciprocal_rank"]) == (2, 0.0, 0.5)
+    assert b["margin"] == pytest.approx(6 * R12 / 10 - 9 * R12 / 10)
+    assert mean_reciprocal_rank([a, b]) == pytest.approx(0.75)
+    assert compare_vsm13(MODEL, "U.S.A.", hofstede_reference(str(data_root)))["target"] == "USA"  # names resolve
+    with pytest.raises(ValueError, match="not among the reference countries"):
+        compare_vsm13(MODEL, "USA", TINY)
+
+
+def test_l1_norm_and_ties_count_against_the_target():
+    a = compare_vsm13(MODEL, "A", TINY, norm=1)
+    assert a["distances"] == pytest.approx({"A": 6 / (20 / math.sqrt(2)), "B": 54 / (20 / math.sqrt(2)),
+                                            "C": 66 / (20 / math.sqrt(2))})
+    twin = Reference({**TINY.profiles, "D": TINY.profiles["A"]}, {**TINY.names, "D": "Dup"})
+    assert compare_vsm13(TINY.profiles["A"], "A", twin)["rank"] == 2  # a tie is no win
+
+
+def test_kendall_tau_per_dimension_across_targets():
+    steered = [("A", _p(5, 3, 2, 0, 0, 0)), ("B", _p(7, 4, 1, 0, 0, 0)), ("C", _p(1, 1, 0, 0, 0, 0))]
+    tau = kendall_tau(steered, TINY)
+    assert tau["pdi"] == pytest.approx(1.0)  # C < A < B in both
+    assert tau["idv"] == pytest.approx(-1.0)  # every pair discordant
+    assert tau["mas"] == pytest.approx(1 / 3)  # (A,B) discordant, two concordant
+    assert all(math.isnan(tau[d]) for d in ("uai", "lto", "ivr"))  # no variation in the steered index
+    assert tau["mean"] == pytest.approx(1 / 9)
+    shifted = [(c, {d: v + 40 * i for i, (d, v) in enumerate(p.items())}) for c, p in steered]
+    assert kendall_tau(shifted, TINY) == pytest.approx(tau, nan_ok=True)
+
+
+def test_adding_a_constant_to_every_index_changes_no_rank_metric(data_root):
+    ref = hofstede_reference(str(data_root))
+    rng = np.random.default_rng(0)
+    for target in ("USA", "CHI", "IND", "GER", "SAU"):
+        profile = dict(zip(DIMENSIONS, rng.normal(0, 30, 6)))
+        base = compare_vsm13(profile, target, ref)
+        for c in (-250.0, 17.5, 1000.0):
+            moved = compare_vsm13({d: v + c for d, v in profile.items()}, target, ref)
+            for key in ("rank", "top1", "reciprocal_rank"):
+                assert moved[key] == base[key]
+            assert moved["margin"] == pytest.approx(base["margin"])
+            assert moved["distances"] == pytest.approx(base["distances"])
+            # the raw L1 is the one that moves, and is labelled so
+            assert moved["raw_l1"][base["target"]] != pytest.approx(base["raw_l1"][base["target"]])
+    assert RAW_L1_LABEL == "raw L1 (C=0)"
+
+
+@pytest.mark.parametrize("country", ["USA", "CHI", "GER", "IND", "JPN", "BRA", "KOR", "TUR"])
+def test_hofstede_own_profile_ranks_its_country_first(data_root, country):
+    ref = hofstede_reference(str(data_root))
+    result = compare_vsm13(ref.profiles[country], country, ref)
+    assert result["rank"] == 1 and result["distance"] == pytest.approx(0.0, abs=1e-9)
+    assert result["countries"] == len(ref.having(DIMENSIONS)) and result["margin"] > 0
+
+
+def test_every_country_with_four_or_more_dimensions_ranks_first(data_root):
+    ref = hofstede_reference(str(data_root))
+    wide = [c for c, p in ref.profiles.items() if len(p) >= 4]
+    assert len(wide) == 65 + 12 + 1  # six, four (no LTO/IVR), five dimensions
+    assert [c for c in wide if compare_vsm13(ref.profiles[c], c, ref)["rank"] != 1] == []
+
+
+def test_coverage_is_explicit_and_never_mixed(data_root):
+    ref = hofstede_reference(str(data_root))
+    profile = dict.fromkeys(DIMENSIONS, 0.0)
+    sau, usa = compare_vsm13(profile, "SAU", ref), compare_vsm13(profile, "USA", ref)
+    assert sau["dims"] == ["lto", "ivr"] and not sau["full_profile"]
+    assert sau["countries"] == len(ref.having(["lto", "ivr"])) > usa["countries"]
+    with pytest.raises(ValueError, match="different dimensions"):
+        mean_reciprocal_rank([sau, usa])
+    assert set(by_coverage([sau, usa])) == {"lto,ivr", ",".join(DIMENSIONS)}
+    # a full profile supplied by the user replaces the file's two-dimension row
+    full = compare_vsm13(profile, Target("Saudi Arabia", "SAU", _p(95, 25, 60, 80, 36, 52)), ref)
+    assert full["full_profile"] and full["countries"] == usa["countries"] + 1
+    with pytest.raises(ValueError, match="only \\['ivr'\\]"):
+        compare_vsm13(profile, next(c for c, p in ref.profiles.items() if list(p) == ["ivr"]), ref)
+
+
+def test_term_replicates_resample_item_pairs_within_each_dimension():
+    means = {k: 1.0 + (k % 5) for k in range(1, 25)}
+    terms = term_values(means)
+    assert {d: sum(t) for d, t in terms.items()} == pytest.approx(vsm13_indices(means))
+    assert terms["pdi"] == [35 * (means[7] - means[2]), 25 * (means[20] - means[23])]
+    reps = term_replicates(means, iters=400, seed=5)
+    for d in DIMENSIONS:
+        t1, t2 = terms[d]
+        allowed = [2 * t1, t1 + t2, 2 * t2]
+        assert all(min(abs(r[d] - a) for a in allowed) < 1e-9 for r in reps)
+        share = np.mean([abs(r[d] - 2 * t1) < 1e-9 for r in reps]) if t1 != t2 else 0.25
+        assert 0.15 < share < 0.35  # both draws pick the first term: 1/4
+    assert term_replicates(means, iters=400, seed=5) == reps
+    # paired: a second model under the same seed draws the same terms
+    other = {k: 6.0 - v for k, v in means.items()}
+    flipped = term_replicates(other, iters=400, seed=5)
+    assert all(r2[d] == pytest.approx(-r1[d]) for r1, r2 in zip(reps, flipped) for d in DIMENSIONS)
+    assert len(FORMULAS["pdi"]) == 2
+
+
+def test_compare_with_intervals_is_compare_on_the_replicates(data_root):
+    ref = hofstede_reference(str(data_root))
+    means = {k: 1.0 + ((7 * k) % 5) * 0.9 for k in range(1, 25)}
+    result, reps = compare_vsm13_ci(means, "CHN", ref, iters=50, seed=3)
+    assert result["target"] == "CHI"
+    assert result["distance"] == pytest.approx(compare_vsm13(vsm13_indices(means), "CHI", ref)["distance"])
+    expected = [compare_vsm13(r, "CHI", ref) for r in term_replicates(means, iters=50, seed=3)]
+    assert [r["margin"] for r in reps] == pytest.approx([r["margin"] for r in expected])
+    margins = sorted(r["margin"] for r in expected)
+    assert result["margin_ci"] == pytest.approx([float(np.quantile(margins, q)) for q in (0.025, 0.975)])
+
+
+def _two(a, b):
+    return np.array([a, b], dtype=float)
+
+
+WVS_REF = {"x": {"1": _two(1, 0), "2": _two(1, 0), "3": _two(1, 0)},
+           "y": {"1": _two(0, 1), "2": _two(0, 1)},
+           "z": {"1": _two(1, 0), "2": _two(0, 1), "3": _two(0, 1)}}
+
+
+def test_wvs_similarity_rank_margin_by_hand():
+    answers = {"1": [1.0, 0.0], "2": [1.0, 0.0], "3": [0.5, 0.5]}
+    questions, per_q = wvs_similarities(answers, WVS_REF)
+    assert questions == ["1", "2"]  # y lacks question 3: only common questions compare
+    x = wvs_scores(per_q, "x")
+    assert x["similarities"] == pytest.approx({"x": 1.0, "y": 0.0, "z": 0.5})
+    assert (x["rank"], x["reciprocal_rank"], x["margin"]) == (1, 1.0, pytest.approx(0.75))
+    z = wvs_scores(per_q, "z")
+    assert (z["rank"], z["reciprocal_rank"], z["margin"]) == (2, 0.5, pytest.approx(0.0))
+    full = compare_wvs(answers, "z", WVS_REF, iters=200, seed=1)
+    assert full["questions"] == 2 and full["rank"] == 2
+    low, high = full["margin_ci"]
+    assert low <= full["margin"] <= high and low < high  # resampling questions moves z's margin
+    with pytest.raises(ValueError, match="no WVS data"):
+        compare_wvs(answers, "q", WVS_REF)
+
+
+def test_objectives_registry(data_root):
+    ref = hofstede_reference(str(data_root))
+    assert set(OBJECTIVES) == {"l1", "standardised", "standardised_l1", "contrastive"}
+    profile = dict(zip(DIMENSIONS, [3.0, -20.0, 11.0, 40.0, -5.0, 8.0]))
+    shifted = {d: v + 123.0 for d, v in profile.items()}
+    usa = ref.profiles["USA"]
+    assert make_objective("l1", "USA", ref)(profile) == pytest.approx(vsm13_loss(profile, usa)["l1"])
+    result = compare_vsm13(profile, "USA", ref)
+    assert make_objective("standardised", "USA", ref)(profile) == pytest.approx(result["distance"])
+    assert make_objective("contrastive", "USA", ref)(profile) == pytest.approx(-result["margin"])
+    for name in ("standardised", "standardised_l1", "contrastive"):
+        f = make_objective(name, "USA", ref)
+        assert f(shifted) == pytest.approx(f(profile))
+    assert make_objective("l1", "USA", ref)(shifted) != pytest.approx(make_objective("l1", "USA", ref)(profile))
+    # hand case: contrastive = d(A) - mean(d(B), d(C)) = (1 - 10) sqrt12 / 20
+    assert make_objective("contrastive", "A", TINY)(MODEL) == pytest.approx(-9 * R12 / 20)
+    with pytest.raises(ValueError, match="unknown objective 'l3'; choose one of"):
+        make_objective("l3", "USA", ref)

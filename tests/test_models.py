@@ -1,0 +1,143 @@
+"""culture-model: the GGUF conversion cache is keyed by content, names stay in the cache, and a
+truncated safetensors file is one line naming it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from culture_tasks import models
+from tests.tiny_gguf import write_tiny_gguf
+
+
+@pytest.fixture(scope="module")
+def ggufs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gguf")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    return write_tiny_gguf(root / "a" / "tiny.gguf", seed=0), write_tiny_gguf(root / "b" / "tiny.gguf", seed=1)
+
+
+def _embedding(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))["model.embed_tokens.weight"]
+
+
+def _gguf_embedding(path):
+    import gguf
+
+    (tensor,) = [t for t in gguf.GGUFReader(str(path)).tensors if t.name == "token_embd.weight"]
+    return np.asarray(tensor.data)
+
+
+def test_same_name_from_another_file_is_refused_then_rebuilt_with_overwrite(ggufs, tmp_path, monkeypatch, capsys):
+    first, second = ggufs
+    monkeypatch.setattr(models, "DEFAULT_CACHE", tmp_path / "cache")
+    folder = tmp_path / "cache" / "tiny"
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 0
+    assert capsys.readouterr().out == f"{folder}\n"
+    np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
+    stored = json.loads((folder / models.SOURCE_FILE).read_text())
+    assert stored["gguf_sha256"] == models.gguf_sha256([first])
+
+    # the same content again: the folder is reused (not rewritten)
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 0
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # another file with the same stem: refused, folder untouched
+    assert models.main(["from-gguf", "--gguf", str(second)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder) in err and "another GGUF file" in err and "--overwrite" in err
+    np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
+
+    assert models.main(["from-gguf", "--gguf", str(second), "--overwrite"]) == 0
+    np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(second))
+    assert not _gguf_embedding(first).tolist() == _gguf_embedding(second).tolist()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny"]  # no staging folders left
+
+
+def test_split_parts_hash_as_the_joined_file(ggufs, tmp_path):
+    first, _ = ggufs
+    data = first.read_bytes()
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    parts[0].write_bytes(data[:1000])
+    parts[1].write_bytes(data[1000:])
+    import hashlib
+
+    assert models.gguf_sha256(parts) == hashlib.sha256(data).hexdigest() == models.gguf_sha256([first])
+    out = models.convert_gguf(parts, tmp_path / "joined")
+    np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
+
+
+def test_a_folder_without_a_recorded_source_is_not_reused(ggufs, tmp_path, capsys):
+    first, _ = ggufs
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my files")
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert "no gguf_source.json" in err and "--overwrite" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "my files"
+
+
+@pytest.mark.parametrize("name", ["../..", "..", ".", "a/b", "/tmp/x", "a\\b", ""])
+def test_name_must_stay_inside_the_cache(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(models, "DEFAULT_CACHE", tmp_path / "cache")
+    missing = tmp_path / "no.gguf"  # the name is refused before the file is even looked at
+    assert models.main(["from-gguf", "--gguf", str(missing), "--name", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--name {name!r} must be a plain folder name" in err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_output_that_is_a_file_is_refused_before_converting(ggufs, tmp_path, monkeypatch, capsys):
+    first, _ = ggufs
+
+    def no_conversion(*_):
+        raise AssertionError("converted before checking the output")
+
+    monkeypatch.setattr(models, "_save_converted", no_conversion)
+    target = tmp_path / "model"
+    target.write_text("x")
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(target)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_truncated_safetensors_is_one_line_naming_the_file(ggufs, tmp_path, capsys):
+    first, _ = ggufs
+    folder = models.convert_gguf(first, tmp_path / "model")
+    models.check_safetensors(folder)  # complete: no error
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 16])
+    with pytest.raises(models.ModelFileError, match="truncated or damaged") as err:
+        models.check_safetensors(folder)
+    assert str(weights) in str(err.value) and "\n" not in str(err.value)
+    assert models.main(["check", str(folder)]) == 2
+    assert str(weights) in capsys.readouterr().err
+    # the cache does not hand out a damaged conversion either
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert str(weights) in err and "--overwrite" in err
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder), "--overwrite"]) == 0
+    models.check_safetensors(folder)
+    assert weights.stat().st_size == len(data)
+
+
+def test_a_cached_folder_whose_weights_are_gone_is_not_reused(ggufs, tmp_path, capsys):
+    first, _ = ggufs
+    folder = models.convert_gguf(first, tmp_path / "model")
+    (folder / "model.safetensors").unlink()
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder)]) == 2
+    assert "holds no *.safetensors file" in capsys.readouterr().err
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder), "--overwrite"]) == 0
+    np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
+
+
+def test_sharded_index_naming_a_missing_shard(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "model-00001.safetensors"}}))
+    with pytest.raises(models.ModelFileError, match="model-00001.safetensors"):
+        models.check_safetensors(tmp_path)

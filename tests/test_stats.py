@@ -1,0 +1,105 @@
+"""Bootstrap intervals and the paired comparison against hand-computed and independent values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from culture_tasks import stats
+from culture_tasks.classification import f1_macro
+
+
+def test_constant_items_give_a_point_interval():
+    assert stats.bootstrap_ci(stats.mean, [0.7] * 9) == (pytest.approx(0.7), pytest.approx(0.7))
+
+
+def test_two_value_case_matches_an_independent_numpy_computation():
+    items = [1.0, 0.0, 0.0, 1.0, 1.0]  # three ones, two zeros
+    low, high = stats.bootstrap_ci(stats.mean, items, iters=200, seed=7, level=0.9)
+    # independently: the sorted items are [0, 0, 1, 1, 1]; draw the same indices, take means
+    idx = np.random.default_rng(7).integers(0, 5, size=(200, 5))
+    means = np.array([0.0, 0.0, 1.0, 1.0, 1.0])[idx].mean(axis=1)
+    assert (low, high) == (pytest.approx(np.percentile(means, 5)), pytest.approx(np.percentile(means, 95)))
+    # every resample mean is a multiple of 1/5, so the bounds are too (interpolation aside)
+    assert 0.0 <= low <= 0.6 <= high <= 1.0 and low < high
+
+
+def test_interval_does_not_depend_on_item_order():
+    items = [0.1, 0.9, 0.4, 0.4, 0.8, 0.3]
+    assert stats.bootstrap_ci(stats.mean, items) == stats.bootstrap_ci(stats.mean, items[::-1])
+
+
+def test_loop_and_vectorised_aggregates_agree():
+    rng = np.random.default_rng(0)
+    items = [(int(g), int(p), 3) for g, p in zip(rng.integers(0, 3, 40), rng.integers(-1, 3, 40))]
+
+    def plain(xs):  # no .batched: bootstrap_ci calls it once per resample
+        return f1_macro(xs)
+
+    assert stats.bootstrap_ci(plain, items, iters=50) == pytest.approx(stats.bootstrap_ci(f1_macro, items, iters=50))
+    values = list(rng.random(30))
+    assert stats.bootstrap_ci(lambda xs: float(np.mean(xs)), values, iters=50) == pytest.approx(
+        stats.bootstrap_ci(stats.mean, values, iters=50))
+
+
+def test_nan_only_when_the_metric_is():
+    assert all(np.isnan(stats.bootstrap_ci(stats.mean, [])))
+    # a statistic that is NaN for some resamples keeps a numeric interval from the others
+    low, high = stats.bootstrap_ci(lambda xs: float("nan") if xs.count(1.0) == 0 else 1.0, [1.0, 0.0, 0.0])
+    assert (low, high) == (1.0, 1.0)
+
+
+def test_paired_identical_inputs_give_no_difference():
+    items = [0.2, 0.5, 0.9, 0.1, 0.4]
+    out = stats.paired_bootstrap(stats.mean, items, list(items))
+    assert out == {"diff": 0.0, "low": 0.0, "high": 0.0, "p_value": 1.0}
+
+
+def test_paired_clear_difference_is_significant():
+    rng = np.random.default_rng(3)
+    a = list(rng.random(40))
+    b = [x + 0.3 for x in a]
+    out = stats.paired_bootstrap(stats.mean, a, b)
+    assert out["diff"] == pytest.approx(0.3)
+    assert out["low"] == pytest.approx(0.3) and out["high"] == pytest.approx(0.3)  # a constant shift
+    assert out["p_value"] == 0.0  # no resampled difference reaches 0
+    noisy = [x + 0.3 + e for x, e in zip(a, rng.normal(0, 0.2, 40))]
+    out = stats.paired_bootstrap(stats.mean, a, noisy)
+    assert out["p_value"] < 0.05 and out["low"] > 0
+
+
+def test_paired_no_real_difference_is_not_significant():
+    rng = np.random.default_rng(4)
+    a = list(rng.random(40))
+    b = [x + e for x, e in zip(a, rng.normal(0, 0.2, 40))]
+    b = [x - (np.mean(b) - np.mean(a)) for x in b]  # the same mean, different documents' values
+    out = stats.paired_bootstrap(stats.mean, a, b)
+    assert out["diff"] == pytest.approx(0.0, abs=1e-12)
+    assert out["p_value"] > 0.5 and out["low"] < 0 < out["high"]
+
+
+def test_paired_inputs_must_align():
+    with pytest.raises(ValueError, match="differ in length"):
+        stats.paired_bootstrap(stats.mean, [1.0], [1.0, 2.0])
+
+
+def test_companion_aggregations_and_results():
+    aggs = stats.ci_aggregations("acc", stats.mean)
+    assert set(aggs) == {"acc_ci_low", "acc_ci_high"}
+    items = [1.0, 0.0, 1.0, 1.0]
+    assert (aggs["acc_ci_low"](items), aggs["acc_ci_high"](items)) == stats.bootstrap_ci(stats.mean, items)
+    assert stats.with_ci({"acc": 1.0}) == {"acc": 1.0, "acc_ci_low": 1.0, "acc_ci_high": 1.0}
+
+
+def test_metric_list_block_replaces_only_that_block():
+    template = "a: 1\nmetric_list:\n  - {metric: old}\nmetadata:\n  version: 1.0\n"
+    block = stats.metric_list_yaml("m.mod", [("f1", "f1", True), ("acc", "mean", False)], intervals=["f1"])
+    out = stats.with_metric_list(template, block)
+    assert out == (
+        "a: 1\nmetric_list:\n"
+        "  - {metric: f1, aggregation: !function m.mod.f1, higher_is_better: true}\n"
+        "  - {metric: f1_ci_low, aggregation: !function m.mod.f1_ci_low, higher_is_better: true}\n"
+        "  - {metric: f1_ci_high, aggregation: !function m.mod.f1_ci_high, higher_is_better: true}\n"
+        "  - {metric: acc, aggregation: mean, higher_is_better: false}\n"
+        "metadata:\n  version: 1.0\n"
+    )

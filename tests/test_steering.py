@@ -1,0 +1,158 @@
+"""The steering matrix end to end on the tiny model: its numbers are compare.py's on the profiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
+from culture_tasks.survey import compare
+from culture_tasks.survey.vsm13 import DIMENSIONS
+from culture_tasks.paths import task_manager
+
+
+@pytest.fixture(scope="module")
+def prompt_checkpoint(tiny_model, tmp_path_factory):
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    out = tmp_path_factory.mktemp("prompt_de")
+    save_prompt_tuning_adapter(model, torch.randn(4, 32, generator=torch.Generator().manual_seed(7)), out,
+                               str(tiny_model))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lora_checkpoint(tiny_model, tmp_path_factory):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(11)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    # random A and B (not peft's B = 0 start), so that the adapter changes the answers
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False, base_model_name_or_path=str(tiny_model))
+    out = tmp_path_factory.mktemp("lora_tr")
+    get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix(tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("steer") / "run"
+    rc = main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
+               "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
+               "--target", "saudi_arabia=persona", "--target", f"turkey=lora:{lora_checkpoint}",
+               "--iters", "60", "--batch-size", "16"])
+    assert rc == 0
+    return out, json.loads((out / "steering.json").read_text())
+
+
+def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
+    out, result = matrix
+    ref = compare.hofstede_reference(str(data_root))
+    v = result["vsm13"]
+    assert v["rows"] == ["usa:plain", "china:persona", "germany:prompt", "saudi_arabia:persona", "turkey:lora"]
+    assert v["columns"] == ["USA", "CHI", "GER", "SAU", "TUR"]
+    assert v["column_dims"] == [list(DIMENSIONS)] * 3 + [["lto", "ivr"], list(DIMENSIONS)]
+    for i, label in enumerate(v["rows"]):
+        profile = result["profiles"][label]["indices"]
+        for j, code in enumerate(v["columns"]):
+            cell = compare.compare_vsm13(profile, code, ref)
+            assert v["distance"][i][j] == pytest.approx(cell["distance"], abs=1e-12)
+            assert v["raw_l1"][i][j] == pytest.approx(cell["raw_l1"][code], abs=1e-9)
+        own = compare.compare_vsm13(profile, v["columns"][i], ref)
+        row = v["per_row"][i]
+        assert row["distance"] == pytest.approx(v["distance"][i][i])  # the diagonal is the own target
+        assert (row["rank"], row["margin"]) == (own["rank"], pytest.approx(own["margin"]))
+        lo, hi = row["margin_ci"]
+        assert lo <= hi
+        # the tasks' own aggregation gives the same indices (the numbers lm-eval prints)
+        assert result["profiles"][label]["lm_eval"]["pdi"] == pytest.approx(profile["pdi"], abs=1e-9)
+    tau = compare.kendall_tau(list(zip(v["columns"], [result["profiles"][r]["indices"] for r in v["rows"]])), ref)
+    assert v["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+    # six-dimension and two-dimension rows are summarised apart, never pooled
+    assert set(v["summary_by_coverage"]) == {",".join(DIMENSIONS), "lto,ivr"}
+    assert v["summary_by_coverage"]["lto,ivr"]["rows"] == ["saudi_arabia:persona"]
+    six = v["summary_by_coverage"][",".join(DIMENSIONS)]
+    assert six["mrr"] == pytest.approx(sum(v["per_row"][i]["reciprocal_rank"] for i in (0, 1, 2, 4)) / 4)
+    assert (out / "steering.png").stat().st_size > 5000
+    assert "raw L1 (C=0)" in (out / "steering.md").read_text()
+
+
+def test_off_target_control_is_relative_to_the_plain_model(matrix):
+    _, result = matrix
+    v = result["vsm13"]
+    assert v["plain_distance"] == pytest.approx(v["distance"][0])  # usa:plain is the plain model
+    assert v["change_vs_plain"][0] == pytest.approx([0.0] * 5, abs=1e-12)
+    assert result["profiles"]["plain"]["indices"] == result["profiles"]["usa:plain"]["indices"]
+    for i in range(5):
+        assert v["change_vs_plain"][i] == pytest.approx([d - p for d, p in zip(v["distance"][i], v["plain_distance"])])
+    german = v["per_row"][2]["control"]
+    assert german["change_to_target"] == pytest.approx(v["change_vs_plain"][2][2])
+    assert german["change_to_target"] != pytest.approx(0.0, abs=1e-6)  # the soft prompt moved the answers
+    assert german["specificity"] == pytest.approx(german["change_to_target"] - german["mean_change_to_others"])
+
+
+def test_wvs_part(matrix, data_root):
+    _, result = matrix
+    w = result["wvs"]
+    ref = compare.wvs_reference(str(data_root))
+    assert w["rows"] == ["usa:plain", "china:persona", "germany:prompt", "turkey:lora"]  # Saudi Arabia: no WVS
+    assert w["columns"] == ["usa", "china", "germany", "turkey"] and w["questions"] == 31
+    for i, label in enumerate(w["rows"]):
+        _, per_q = compare.wvs_similarities(result["profiles"][label]["wvs_answers"], ref)
+        assert w["similarity"][i] == pytest.approx([float(per_q[c].mean()) for c in w["columns"]])
+        assert w["per_row"][i]["rank"] == compare.wvs_scores(per_q, w["columns"][i])["rank"]
+    assert w["change_vs_plain"][0] == pytest.approx([0.0] * 4, abs=1e-12)
+    assert w["plain_similarity"] == pytest.approx(w["similarity"][0])
+    assert w["mrr"] == pytest.approx(sum(r["reciprocal_rank"] for r in w["per_row"]) / 4)
+
+
+@pytest.mark.parametrize("row", ["germany:prompt", "turkey:lora"])
+def test_checkpoint_rows_agree_with_lm_eval(matrix, tiny_model, prompt_checkpoint, lora_checkpoint, data_root, row):
+    import lm_eval
+    _, result = matrix
+    slug, method = row.split(":")
+    peft = prompt_checkpoint if method == "prompt" else lora_checkpoint
+    tm = task_manager({"data_dir": str(data_root)})
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={peft}",
+                                  tasks=[f"vsm13_{slug}"], task_manager=tm, device="cpu", batch_size=8,
+                                  bootstrap_iters=0)["results"][f"vsm13_{slug}"]
+    profile = result["profiles"][row]["indices"]
+    plain = result["profiles"]["plain"]["indices"]
+    for d in DIMENSIONS:
+        assert out[f"{d},none"] == pytest.approx(profile[d], abs=1e-4)
+    assert max(abs(profile[d] - plain[d]) for d in DIMENSIONS) > 1e-3  # the checkpoint does change the answers
+
+
+def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, tmp_path, capsys):
+    base = ["--model", str(tiny_model), "--output", str(tmp_path / "o")]
+    assert main([*base, "--target", "atlantis=persona"]) == 2
+    assert "unknown country 'atlantis'" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=prompt:" + str(tmp_path / "none")]) == 2
+    assert "adapter_config.json does not exist" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=lora:" + str(prompt_checkpoint)]) == 2
+    assert "PROMPT_TUNING checkpoint, method lora needs LORA" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((prompt_checkpoint / "adapter_config.json").read_text())
+    (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "someone/else"}))
+    (other / "adapter_model.safetensors").write_bytes((prompt_checkpoint / "adapter_model.safetensors").read_bytes())
+    assert main([*base, "--target", f"usa=prompt:{other}"]) == 2
+    assert "made for base model someone/else" in capsys.readouterr().err
+    assert main([*base, "--target", "usa=dpo"]) == 2
+    assert "unknown method 'dpo'" in capsys.readouterr().err
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "steering.json").write_text("{}")
+    assert main([*base, "--target", "usa=persona"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    check_output(tmp_path / "o", overwrite=True)  # allowed when asked
+    with pytest.raises(SteeringError, match="wvs must be true or false"):
+        SteeringConfig(model="m", targets=["usa=plain"], output="o", wvs="yes")
+    with pytest.raises(SteeringError, match="repeats"):
+        SteeringConfig(model="m", targets=["usa=plain", "USA=plain"], output="o")

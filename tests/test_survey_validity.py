@@ -1,0 +1,218 @@
+"""Survey tasks on synthetic data: defective files, strict metadata, the VSM13 summary and intervals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from culture_tasks.metadata import MetadataError, check_keys, model_arg_names, parse_bool
+from culture_tasks.survey import tasks
+from culture_tasks.survey.tasks import NoFewShot, item_result, load_vsm13, load_wvs, summarise_vsm13, vsm13_intervals
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, find_target, load_hofstede, resolve_target
+from tests.synthetic_wvs import write_data_root
+
+HOFSTEDE_HEADER = "ctr;country;pdi;idv;mas;uai;ltowvs;ivr\n"
+
+
+def _hofstede_root(tmp_path, rows: str):
+    path = tmp_path / HOFSTEDE_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(HOFSTEDE_HEADER + rows, encoding="utf-8")
+    return str(tmp_path)
+
+
+def _items_root(tmp_path):
+    (tmp_path / "vsm13").mkdir(exist_ok=True)
+    lines = [json.dumps({"item": k, "stem": "", "text": f"item {k}", "options": {str(v): f"o{v}" for v in range(1, 6)}})
+             for k in range(1, 25)]
+    (tmp_path / "vsm13" / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- data defects
+
+
+def test_wvs_question_with_only_missing_codes_is_skipped_with_a_warning(tmp_path, caplog):
+    root = write_data_root(tmp_path)  # Q29: every respondent has a negative code
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")["test"]
+    assert ds["q_id"] == ["27", "28"]
+    assert "1 question(s) skipped" in caplog.text and "Q29" in caplog.text
+
+
+def test_wvs_file_without_any_valid_answer_is_one_clear_error(tmp_path):
+    root = write_data_root(tmp_path)
+    csv = root / "culturellm/English/United States.csv"
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29\n840,USA,-1,-2,-4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"United States\.csv: no respondent gave a valid answer"):
+        load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
+
+
+def test_non_numeric_hofstede_cell_affects_only_that_cell(tmp_path, caplog):
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;6x2;46;26;68\nGER;Germany;35;67;66;65;83;40\n")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        usa = find_target("USA", root)
+        germany = find_target("GER", root)
+    assert usa.scores == {"pdi": 40, "idv": 91, "uai": 46, "lto": 26, "ivr": 68}  # mas left out
+    assert germany.scores == {"pdi": 35, "idv": 67, "mas": 66, "uai": 65, "lto": 83, "ivr": 40}
+    assert "U.S.A. (USA) column mas is '6x2'" in caplog.text
+
+
+def test_crafted_hofstede_code_cannot_become_a_path(tmp_path, caplog):
+    root = _hofstede_root(tmp_path, "../../x;Evil;1;2;3;4;5;6\nUSA;U.S.A.;40;91;62;46;26;68\n")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        codes = [t.code for t in load_hofstede(root)]
+    assert codes == ["USA"] and "'../../x'" in caplog.text
+    # an explicit target's code comes from the user's country name: only letters, digits and _
+    assert resolve_target("../../Saudi Arabia", [1, 2, 3, 4, 5, 6]).code == "Saudi_Arabia"
+    assert resolve_target("SAU", [1, 2, 3, 4, 5, 6]).code == "SAU"
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_misspelled_metadata_key_is_an_error_listing_the_valid_ones(tmp_path):
+    root = write_data_root(tmp_path)
+    with pytest.raises(MetadataError, match=r"'datadir' \(did you mean 'data_dir'\?\).*\['data_dir'\]"):
+        load_wvs(wvs_country="USA", wvs_csv="English/United States.csv", datadir=str(root))
+    _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\n")
+    _items_root(tmp_path)
+    with pytest.raises(MetadataError, match=r"'traget'.*'target'"):
+        load_vsm13(str(tmp_path), vsm13_country="USA", traget=[1, 2, 3, 4, 5, 6])
+
+
+def test_model_args_and_lm_eval_keys_are_accepted(tmp_path):
+    # the lm_eval CLI merges --model_args into the metadata
+    for key in ("pretrained", "peft", "dtype", "device", "parallelize", "trust_remote_code", "max_length",
+                "revision", "tokenizer", "backend", "add_bos_token", "attn_implementation", "tensor_parallel_size",
+                "gpu_memory_utilization" if "gpu_memory_utilization" in model_arg_names() else "max_model_len"):
+        check_keys("t", {key: 1}, ["data_dir"])
+    check_keys("t", {"version": 1.0, "config_source": "x.yaml"}, ["data_dir"])
+    root = write_data_root(tmp_path)
+    ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", pretrained="m", version=1.0)
+    assert len(ds["test"]) == 2
+    # one run's metadata reaches every task: a VSM13 key in a run of wvs_* and vsm13_* tasks is fine
+    ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", target=[1, 2, 3, 4, 5, 6])
+    assert len(ds["test"]) == 2
+
+
+def test_booleans_parse_strictly(tmp_path):
+    assert parse_bool("x", "False") is False and parse_bool("x", True) is True and parse_bool("x", " true") is True
+    for bad in ("no", "0", 1, None, "yes"):
+        with pytest.raises(MetadataError, match="x must be true or false"):
+            parse_bool("x", bad)
+    root = write_data_root(tmp_path)
+    ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", reversed_options="false")
+    assert ds["test"]["order"][0] == [0, 1, 2, 3]
+
+
+def test_survey_tasks_refuse_few_shot():
+    sampler = NoFewShot([{"q": 1}, {"q": 2}])
+    assert sampler.sample(0) == []
+    with pytest.raises(ValueError, match=r"--num_fewshot 2: the wvs_\* and vsm13_\* survey tasks are zero-shot"):
+        sampler.sample(2)
+
+
+# --------------------------------------------------------------------------- VSM13 summary and intervals
+
+
+def _docs(target: dict, mode: str = "expected"):
+    return [{"item": k, "order": list(range(5)), "values": [1.0, 2.0, 3.0, 4.0, 5.0], "target": json.dumps(target),
+             "constants": "{}", "answer_mode": mode} for k in range(1, 25)]
+
+
+def _one_hot_ll(value: int) -> list[float]:
+    return [0.0 if v == value else -1e9 for v in range(1, 6)]
+
+
+def test_summary_computed_once_for_every_metric(monkeypatch, caplog):
+    calls = []
+    real = tasks.vsm13_indices
+    monkeypatch.setattr(tasks, "vsm13_indices", lambda *a: calls.append(1) or real(*a))
+    summarise_vsm13.cache.clear()
+    items = [item_result(d, _one_hot_ll(1 + d["item"] % 5)) for d in _docs({"pdi": 10.0})]
+    values = {key: getattr(tasks, key)(list(items)) for key in tasks.VSM13_METRICS}  # a fresh list each, as lm-eval
+    assert len(calls) == 1
+    assert values["vsm13_l1"] == pytest.approx(abs(values["pdi"] - 10.0))
+    # too few items (--limit): NaN for every metric and its interval, with one warning
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        short = {key: getattr(tasks, key)(list(items[:5])) for key in tasks.VSM13_METRICS}
+        lows = [getattr(tasks, key + "_ci_low")(list(items[:5])) for key in tasks.VSM13_METRICS]
+    assert all(math.isnan(v) for v in [*short.values(), *lows])
+    assert caplog.text.count("VSM13 needs all 24 items") == 1
+
+
+def test_respondent_bootstrap_matches_the_binomial_spread():
+    # every item answered with certainty except item 7 (in PDI with weight 35): 50/50 between 1 and 2
+    docs = _docs({d: 0.0 for d in DIMENSIONS})
+    items = [item_result(d, [0.0, 0.0, -1e9, -1e9, -1e9] if d["item"] == 7 else _one_hot_ll(3)) for d in docs]
+    point = summarise_vsm13(items)
+    assert point["pdi"] == pytest.approx(35 * (1.5 - 3))
+    ci = vsm13_intervals(items)
+    # m7 = 1 + Binomial(50, 0.5) / 50; its 2.5/97.5 % quantiles are 18 and 32 of 50
+    assert ci["pdi"][0] == pytest.approx(35 * (1 + 18 / 50 - 3), abs=1.5)
+    assert ci["pdi"][1] == pytest.approx(35 * (1 + 32 / 50 - 3), abs=1.5)
+    for d in ("idv", "mas", "uai", "lto", "ivr"):  # no uncertain item: a point interval
+        assert ci[d] == (pytest.approx(point[d]), pytest.approx(point[d]))
+    assert ci["vsm13_l1"][0] <= point["vsm13_l1"] <= ci["vsm13_l1"][1]
+    assert vsm13_intervals.__wrapped__(list(items)) == ci  # computed afresh: seeded, the same again
+
+
+def test_argmax_answers_have_point_intervals():
+    items = [item_result(d, [0.0, -0.1, -0.2, -0.3, -0.4]) for d in _docs({"lto": 30.0, "ivr": 50.0}, "argmax")]
+    point = summarise_vsm13(items)
+    for key, (low, high) in vsm13_intervals(items).items():
+        assert low == pytest.approx(point[key]) and high == pytest.approx(point[key])
+    assert tasks.vsm13_dims(items) == 2
+
+
+def test_partial_target_is_labelled(tmp_path, caplog):
+    _hofstede_root(tmp_path, "SAU;Saudi Arabia;#NULL!;#NULL!;#NULL!;#NULL!;36;52\n")
+    _items_root(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        ds = load_vsm13(str(tmp_path), vsm13_country="SAU")["test"]
+    assert "lacks pdi, idv, mas, uai" in caplog.text and "cover 2 of 6 dimensions" in caplog.text
+    assert ds["target_source"][0] == "Hofstede 2015 file"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        ds = load_vsm13(str(tmp_path), vsm13_country="SAU", target=[95, 25, 60, 80, 36, 52],
+                        target_source="Masoud et al. 2025")["test"]
+    assert "lacks" not in caplog.text and ds["target_source"][0] == "Masoud et al. 2025"
+    assert tasks.DIRECTIONLESS >= {"pdi", "pdi_ci_low", "ivr_ci_high", "vsm13_dims"}
+    assert "vsm13_l1" not in tasks.DIRECTIONLESS
+
+
+# --------------------------------------------------------------------------- generated YAMLs
+
+
+def test_survey_yamls_are_current_and_every_metric_has_its_interval():
+    from culture_tasks.survey import _generate_configs as gen
+
+    assert gen.main(["--check"]) == 0
+    template = (gen.TASKS / "vsm13" / "_vsm13_template_yaml").read_text(encoding="utf-8")
+    for key in tasks.VSM13_METRICS:
+        for suffix in ("", "_ci_low", "_ci_high"):
+            assert f"{{metric: {key}{suffix}, aggregation: !function culture_tasks.survey.tasks.{key}{suffix}," in template
+            assert callable(getattr(tasks, key + suffix))
+    assert "{metric: vsm13_dims," in template and "vsm13_dims_ci" not in template
+    wvs = (gen.TASKS / "wvs" / "_wvs_template_yaml").read_text(encoding="utf-8")
+    for key in tasks.WVS_METRICS:
+        assert f"{{metric: {key}_ci_high, aggregation: !function culture_tasks.survey.tasks.{key}_ci_high," in wvs
+
+
+def test_partial_profiles_are_grouped_apart(data_root):
+    import yaml
+
+    from culture_tasks.survey import _generate_configs as gen
+    from culture_tasks.survey.countries import listed_countries
+
+    partial = {t.code for t in load_hofstede(str(data_root)) if len(t.scores) < 6}
+    listed = {c["hofstede"] for c in listed_countries() if c.get("hofstede")}
+    assert gen.PARTIAL_TARGETS == partial & listed  # IRQ, JOR, SAU: only LTO and IVR in the 2015 file
+    full = yaml.safe_load((gen.TASKS / "vsm13" / "_vsm13.yaml").read_text(encoding="utf-8"))["task"]
+    apart = yaml.safe_load((gen.TASKS / "vsm13" / "_vsm13_partial.yaml").read_text(encoding="utf-8"))["task"]
+    assert apart == ["vsm13_iraq", "vsm13_jordan", "vsm13_saudi_arabia"] and not set(apart) & set(full)
+    assert "vsm13_usa" in full

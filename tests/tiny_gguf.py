@@ -1,0 +1,55 @@
+"""A tiny Llama written as a GGUF file (gguf's own writer): the converter's real input, no download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int = 2, kv_heads: int = 1,
+                    ffn: int = 32) -> Path:
+    """One decoder layer, float32 tensors, a byte-fallback llama tokenizer; ``seed`` picks the weights."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + ["▁", "a", "b", "▁a"]
+    types = [2, 3, 3] + [6] * 256 + [1] * 4  # unknown, control, byte, normal
+    head_dim = hidden // heads
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(64)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * len(tokens))
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    ones = np.ones(hidden, np.float32)
+    tensors = {
+        "token_embd.weight": rand(len(tokens), hidden), "output_norm.weight": ones, "output.weight": rand(len(tokens), hidden),
+        "blk.0.attn_norm.weight": ones, "blk.0.attn_q.weight": rand(hidden, hidden),
+        "blk.0.attn_k.weight": rand(kv_heads * head_dim, hidden), "blk.0.attn_v.weight": rand(kv_heads * head_dim, hidden),
+        "blk.0.attn_output.weight": rand(hidden, hidden), "blk.0.ffn_norm.weight": ones,
+        "blk.0.ffn_gate.weight": rand(ffn, hidden), "blk.0.ffn_up.weight": rand(ffn, hidden),
+        "blk.0.ffn_down.weight": rand(hidden, ffn),
+    }
+    for name, value in tensors.items():
+        writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
