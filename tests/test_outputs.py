@@ -320,6 +320,20 @@ def test_atomic_writes_follow_the_umask(tmp_path, mask, mode):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_replacing_keeps_the_suffix_and_leaves_nothing_when_the_writer_fails(tmp_path):
+    from culture_tasks.atomic import replacing
+
+    (tmp_path / "plot.png").write_bytes(b"old")
+    with pytest.raises(RuntimeError), replacing(tmp_path / "plot.png") as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path  # matplotlib picks the format by suffix
+        tmp.write_bytes(b"half")
+        raise RuntimeError
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"] and (tmp_path / "plot.png").read_bytes() == b"old"
+    with replacing(tmp_path / "plot.png") as tmp:
+        tmp.write_bytes(b"new")
+    assert (tmp_path / "plot.png").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
+
+
 def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path):
     from aligners.align import country_tasks
     from culture_tasks.paths import TASKS_DIR
