@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aligners import distributed
 from aligners.config import AlignConfig, search_keys
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
@@ -28,7 +29,7 @@ from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, safe_join, save_settings)
+                                   load_settings, main_process, safe_join, save_settings)
 from culture_tasks.paths import TASKS_DIR
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import ITEMS_FILE, resolve_target
@@ -109,6 +110,9 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     """The saved state to resume from, or None for a fresh start (whose settings are then stored);
     ``hidden=None`` checks before the model is loaded and stores nothing."""
     given = _defining_settings(settings)
+    if not main_process():  # the main process checked and stores; the others only replay the state
+        state_path = out / STATE_FILE
+        return json.loads(state_path.read_text(encoding="utf-8")) if resume and state_path.exists() else None
     if claim_output(out, resume=resume, error=AlignmentError) == "new":
         if hidden is not None:
             save_settings(out / RUN_SETTINGS, {**given, "hidden_size": hidden})
@@ -172,16 +176,19 @@ def replay(opt, state: dict | None) -> Search:
 
 
 def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int) -> list[float]:
-    """The task's vsm13_l1 of every candidate z, in one batched pass."""
-    lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
-    return [scorer.metrics(c)["vsm13_l1"] for c in lls]
+    """The task's vsm13_l1 of every candidate z, in batched passes; under torchrun each process
+    scores its share of the population and every process gets all losses, in candidate order."""
+    def score(prompts):
+        return [scorer.metrics(c)["vsm13_l1"] for c in scorer.option_loglikelihoods(prompts, batch_size)]
+
+    return distributed.score_population(score, space.prompts(torch.as_tensor(z)))
 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
            save) -> Search:
     """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each."""
     bar = tqdm(range(len(done.fitness), cfg.generations), desc=label, initial=len(done.fitness),
-               total=cfg.generations, unit="gen")
+               total=cfg.generations, unit="gen", disable=not distributed.is_main())
     for _ in bar:
         z = opt.ask()
         losses = score_candidates(scorer, space, z, cfg.batch_size)
@@ -202,8 +209,7 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, scorer: TaskScorer, 
 
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
                   space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict) -> dict:
-    """Checkpoint, alignment.json and the loss curve."""
-    _save_checkpoint(lm, prompt, out, cfg)
+    """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": cfg.model,
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
@@ -214,9 +220,13 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "loss": final["vsm13_l1"],
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
+        "world_size": distributed.world_size(),
     }
-    _write_json(out / "alignment.json", summary)
-    _plot(found.history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    if distributed.is_main():
+        _save_checkpoint(lm, prompt, out, cfg)
+        _write_json(out / "alignment.json", summary)
+        _plot(found.history, out / "loss_curve.png", f"{country}: VSM13 L1 ({cfg.optimizer})")
+    distributed.barrier()  # the next country starts when this one's files are written
     return summary
 
 
@@ -233,10 +243,11 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     done = replay(opt, state)
     if state:
         log.info("resumed %s at generation %d", country, len(done.fitness))
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
 
     def save(population):
-        _write_json(out / STATE_FILE, done.state(settings, hidden, population))
+        distributed.main_process_only(_write_json)(out / STATE_FILE, done.state(settings, hidden, population))
 
     found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save)
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
@@ -321,10 +332,13 @@ def run(cfg: AlignConfig) -> list[dict]:
         resolve_target(country, cfg.target, cfg.data_dir)
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR)]
     with OutputLock.for_folder(out, AlignmentError):
-        mode = claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs, error=AlignmentError)
+        main = main_process()  # under torchrun the main process checks and writes for all
+        mode = (claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs, error=AlignmentError)
+                if main else "resume" if cfg.resume else "new")
         if mode == "resume":
             for country, path in targets:  # settings compared before the model is loaded
                 _check_output(path, True, cfg.for_country(country), None)
+        distributed.init_from_env()  # under torchrun: join the process group before the model loads
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg)
         if mode == "replace":

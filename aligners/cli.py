@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except (AlignmentError, UnknownCountryError, DataRootError, ValueError, FileNotFoundError) as err:
         print(f"culture-align: {err}", file=sys.stderr)
         return 2
-    for s in summaries:
+    from aligners import distributed
+
+    for s in summaries if distributed.is_main() else []:  # one summary, not one per process
         print(json.dumps({"country": s["target"]["country"], "loss": s["loss"], "report": s["report"]}, indent=1))
     return 0
 

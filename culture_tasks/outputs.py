@@ -118,6 +118,12 @@ def clear_output(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) ->
         log.info("--overwrite: removed %s", path)
 
 
+def main_process() -> bool:
+    """False in the other processes of a ``torchrun`` / ``accelerate launch`` run (``RANK`` > 0):
+    only the main process locks, checks and writes the output."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -177,6 +183,8 @@ class OutputLock:
             return {"unreadable": True}
 
     def acquire(self) -> OutputLock:
+        if not main_process():  # the main process of this launch holds the lock for all of them
+            return self
         self._mkdirs()
         for _ in range(5):
             if self._create():

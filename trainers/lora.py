@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import zipfile
@@ -23,13 +24,14 @@ from pathlib import Path
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, save_settings)
+                                   load_settings, main_process, save_settings)
 from culture_tasks.paths import TASKS_DIR
 
 log = logging.getLogger("trainers")
 CHECKPOINTS = "checkpoints"
 RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, compared on --resume
-LOSS_CARRY = "loss_since_last_log.json"  # in each checkpoint: the loss summed since the last logging step
+# in each checkpoint, per process: the loss summed since the last logging step
+LOSS_CARRY = "loss_since_last_log.rank{}.json"
 # settings that do not change the trained weights or the loss log: they may differ on --resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 
@@ -214,23 +216,27 @@ def _checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
-def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest complete checkpoint; incomplete newer ones are removed with a message."""
+def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path | None:
+    """The newest complete checkpoint; incomplete newer ones are removed (``remove``) with a message."""
     found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for folder in found:
         problem = _checkpoint_problem(folder)
         if problem is None:
             return folder
-        log.warning("%s is incomplete (%s; the run stopped while writing it): removed, resuming from an earlier "
-                    "checkpoint", folder, problem)
-        shutil.rmtree(folder)
+        if remove:
+            log.warning("%s is incomplete (%s; the run stopped while writing it): removed, resuming from an "
+                        "earlier checkpoint", folder, problem)
+            shutil.rmtree(folder)
     return None
 
 
 def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[str, Path | None]:
     """What to do with the output (see ``claim_output``) and the checkpoint to resume from (None:
-    step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings."""
+    step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings. The
+    other processes of a distributed launch only find the checkpoint the main process checked."""
+    if not main_process():
+        return "resume", latest_complete_checkpoint(out / CHECKPOINTS, remove=False) if cfg.resume else None
     mode = claim_output(out, overwrite=bool(getattr(cfg, "overwrite", False)), resume=cfg.resume,
                         inputs=[cfg.model, *cfg.data], error=TrainingError)
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
@@ -340,7 +346,7 @@ def _trainer_class():
 
         def on_train_begin(self, args, state, control, **kwargs):
             t = self.trainer
-            path = Path(t._resume_dir) / LOSS_CARRY if t._resume_dir else None
+            path = Path(t._resume_dir) / LOSS_CARRY.format(args.process_index) if t._resume_dir else None
             if path is None or not path.is_file():
                 return
             carry = json.loads(path.read_text(encoding="utf-8"))
@@ -363,7 +369,7 @@ def _trainer_class():
 
         def _save_checkpoint(self, model, trial):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            write_text_atomic(folder / LOSS_CARRY, json.dumps({
+            write_text_atomic(folder / LOSS_CARRY.format(self.args.process_index), json.dumps({
                 "step": self.state.global_step, "tr_loss": float(self._tr_loss.item()),
                 "last_logged": self._globalstep_last_logged, "total_loss": self._total_loss_scalar}))
             super()._save_checkpoint(model, trial)
@@ -396,6 +402,9 @@ def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tupl
 def train(cfg: LoraTrainConfig) -> dict:
     """Fine-tune into ``cfg.output`` (locked against a second run while training)."""
     out = Path(cfg.output)
+    if cfg.merge and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        raise TrainingError("merge: FSDP shards the base weights, so the merged model cannot be written here; "
+                            "train without --merge and merge the adapter afterwards on one process")
     rows = read_examples(cfg.data)
     settings = run_settings(cfg)
     with OutputLock.for_folder(out, TrainingError):
@@ -419,8 +428,15 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
-    model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
-    if cfg.merge:
+    if trainer.is_fsdp_enabled:  # every process takes part in gathering the sharded adapter
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(out))  # the adapter files, written by the main process only
+    main = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
+    if main and trainer.is_fsdp_enabled:
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
+    elif main:
+        model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
+    if main and cfg.merge:
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         tokenizer.save_pretrained(out / "merged")
@@ -438,10 +454,14 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "total_parameters": total,
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
+        "world_size": trainer.args.world_size,  # global batch = batch_size x world_size x grad_accum
+        "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
         "seconds": round(seconds, 2),
         "losses": losses,
         "lm_eval": lm_eval_command(cfg.model, out, rows, chat),
     }
+    if not main:
+        return summary
     write_text_atomic(out / "training.json", json.dumps(summary, indent=1))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

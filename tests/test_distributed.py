@@ -1,0 +1,238 @@
+"""Two CPU processes on gloo (torchrun) give the single-process results: lm-eval, the aligner, the LoRA trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from aligners import distributed
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with the gloo backend is not available in this torch build")
+
+# lm-eval 0.4.13's HFLM splits the documents over processes only when it sees more than one GPU
+# (huggingface.py: `elif gpus > 1:`); on CPU every process would evaluate everything. This shim sets
+# rank and world size after construction exactly as that branch does, so the data-parallel path of
+# lm-eval's evaluator (request split, padding, gathering of metrics and samples) runs on gloo.
+LM_EVAL_DP = """
+import os, sys
+from accelerate import Accelerator
+from lm_eval.models.huggingface import HFLM
+_init = HFLM.__init__
+def __init__(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    acc = Accelerator()
+    assert acc.num_processes == 2, acc.distributed_type
+    self.accelerator, self._device = acc, acc.device
+    self._rank, self._world_size = acc.process_index, acc.num_processes
+_ll = HFLM.loglikelihood
+def loglikelihood(self, requests, *args, **kwargs):
+    with open(os.path.join(os.environ["SHARE_LOG"], f"rank{self._rank}.txt"), "a") as f:
+        f.write(f"{len(requests)}\\n")
+    return _ll(self, requests, *args, **kwargs)
+HFLM.__init__, HFLM.loglikelihood = __init__, loglikelihood
+from lm_eval.__main__ import cli_evaluate
+sys.exit(cli_evaluate())
+"""
+
+SCORE_SCRIPT = """
+import json, os, sys
+from aligners import distributed
+assert distributed.init_from_env()
+out = sys.argv[1]
+def score(prompts):
+    with open(os.path.join(out, f"calls{distributed.rank()}.txt"), "a") as f:
+        f.write(json.dumps(list(prompts)) + "\\n")
+    return [x * x + 0.5 for x in prompts]
+result = {"seven": distributed.score_population(score, list(range(7))),
+          "one": distributed.score_population(score, [3]), "world": distributed.world_size()}
+with open(os.path.join(out, f"result{distributed.rank()}.json"), "w") as f:
+    json.dump(result, f)
+@distributed.main_process_only
+def write_once():
+    with open(os.path.join(out, "main.txt"), "a") as f:
+        f.write(f"rank {distributed.rank()}\\n")
+write_once()
+"""
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("WORLD_SIZE", None)
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(**env), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _torchrun(*args: str, **env) -> subprocess.CompletedProcess:
+    return _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args], **env)
+
+
+def test_shard_is_contiguous_and_covers_every_candidate_once():
+    assert [list(distributed.shard(7, 2, r)) for r in range(2)] == [[0, 1, 2, 3], [4, 5, 6]]
+    assert [list(distributed.shard(2, 3, r)) for r in range(3)] == [[0], [1], []]
+    assert [list(distributed.shard(9, 3, r)) for r in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+def test_one_process_scores_everything_itself():
+    assert distributed.world_size() == 1 and distributed.is_main()  # no WORLD_SIZE: no process group
+    assert distributed.score_population(lambda p: [2.0 * x for x in p], [1, 2, 3]) == [2.0, 4.0, 6.0]
+    assert distributed.main_process_only(lambda: "wrote")() == "wrote"
+
+
+def test_two_processes_score_their_shares_and_gather_in_candidate_order(tmp_path):
+    script = tmp_path / "score.py"
+    script.write_text(SCORE_SCRIPT)
+    _torchrun(str(script), str(tmp_path))
+    expected = {"seven": [x * x + 0.5 for x in range(7)], "one": [9.5], "world": 2}
+    assert json.loads((tmp_path / "result0.json").read_text()) == expected
+    assert json.loads((tmp_path / "result1.json").read_text()) == expected
+    # rank 0 scored candidates 0-3 and the single one; rank 1 scored 4-6 and was not called with nothing
+    assert (tmp_path / "calls0.txt").read_text().split("\n")[:2] == ["[0, 1, 2, 3]", "[3]"]
+    assert (tmp_path / "calls1.txt").read_text() == "[4, 5, 6]\n"
+    assert (tmp_path / "main.txt").read_text() == "rank 0\n"
+
+
+def test_aligner_under_torchrun_makes_the_single_process_run(tiny_model, data_root, tmp_path):
+    from aligners.cli import main as align_main
+
+    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
+            "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert align_main([*args, "--output", str(one)]) == 0
+    _torchrun("-m", "aligners.cli", *args, "--output", str(two))
+
+    # one set of outputs, no leftovers of a second writer
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    state1, state2 = (json.loads((d / "state.json").read_text()) for d in (one, two))
+    assert state1["settings"].pop("output") == str(one) and state2["settings"].pop("output") == str(two)
+    assert state2 == state1  # every candidate's loss of every generation, exactly
+    assert len(state2["fitness"]) == 3 and len(state2["fitness"][0]) == 6
+    assert (two / "adapter_model.safetensors").read_bytes() == (one / "adapter_model.safetensors").read_bytes()
+    summary1, summary2 = (json.loads((d / "alignment.json").read_text()) for d in (one, two))
+    assert (summary1["world_size"], summary2["world_size"]) == (1, 2)
+    assert summary2["history"] == summary1["history"] and summary2["loss"] == summary1["loss"]
+
+
+def _lm_eval_outputs(folder: Path) -> tuple[dict, dict]:
+    (run,) = [p for p in folder.iterdir() if p.is_dir()]
+    (results,) = run.glob("results_*.json")
+    samples = {}
+    for path in run.glob("samples_*.jsonl"):
+        task = path.name[len("samples_"):].rsplit("_", 1)[0]
+        samples[task] = [json.loads(line) for line in path.read_text().splitlines()]
+    return json.loads(results.read_text())["results"], samples
+
+
+def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics(tiny_model, data_root, tmp_path):
+    tasks = ["culturellm_arabic_spam", "wvs_usa", "vsm13_usa"]
+    # batch size 1: every request is computed with the same shapes in both runs, so the
+    # log-likelihoods are bit-identical and only the order of the gathered per-document values differs
+    args = ["--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32", "--include_path",
+            str(REPO / "culture_tasks"), "--tasks", ",".join(tasks), "--limit", "24", "--metadata",
+            json.dumps({"data_dir": str(data_root)}), "--batch_size", "1", "--log_samples"]
+    script, shares = tmp_path / "lm_eval_dp.py", tmp_path / "shares"
+    script.write_text(LM_EVAL_DP)
+    shares.mkdir()
+    _run(["-m", "lm_eval", *args, "--output_path", str(tmp_path / "one")])
+    # ACCELERATE_USE_CPU: accelerate's state becomes MULTI_CPU (gloo) under torchrun
+    _torchrun(str(script), *args, "--output_path", str(tmp_path / "two"), ACCELERATE_USE_CPU="1",
+              SHARE_LOG=str(shares))
+
+    res1, samples1 = _lm_eval_outputs(tmp_path / "one")
+    res2, samples2 = _lm_eval_outputs(tmp_path / "two")
+    counts = [sum(int(n) for n in (shares / f"rank{r}.txt").read_text().split()) for r in (0, 1)]
+    # documents go to ranks by doc_id % 2; the rank with fewer requests of a task pads with copies
+    own = {t: [sum(len(s["arguments"]) for s in docs if s["doc_id"] % 2 == r) for r in (0, 1)]
+           for t, docs in samples1.items()}
+    assert counts == [sum(max(n) for n in own.values())] * 2
+    assert max(counts) < sum(sum(n) for n in own.values()) * 0.6  # each process ran about half
+
+    assert set(res2) == set(res1) == set(tasks)
+    for task in tasks:
+        assert set(res2[task]) == set(res1[task])
+        for key, value in res1[task].items():
+            if isinstance(value, float):
+                assert res2[task][key] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), (task, key)
+            else:
+                assert res2[task][key] == value, (task, key)
+        # every document logged exactly once, with the same requests, responses and metrics
+        ids = [s["doc_id"] for s in samples2[task]]
+        assert sorted(ids) == list(range(24)) == [s["doc_id"] for s in samples1[task]]
+        # lm-eval appends the padding copies' responses to the rank's last request (`resps` of the last
+        # document of the last task gets a second, identical entry); filtered_resps and metrics use the first
+        for got, want in zip(sorted(samples2[task], key=lambda s: s["doc_id"]), samples1[task]):
+            assert [r[:1] for r in got.pop("resps")] == want.pop("resps")
+            assert got == want
+
+
+def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_model import build_tiny_model
+    from trainers.examples import build_examples
+
+    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    config = tmp_path / "lora.yaml"  # dropout 0: dropout masks are drawn per process
+    config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
+                      "max_steps: 6\nlogging_steps: 1\nsave_steps: 1000\nwarmup: 0\nchat_template: true\nseed: 0\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    # the same global batch of 10: 10 x 1 process, 5 per process x 2 processes
+    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
+    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+
+    s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
+    assert (s1["world_size"], s1["global_batch"], s2["world_size"], s2["global_batch"]) == (1, 10, 2, 10)
+    assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(s1["losses"], s2["losses"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    assert s1["losses"][0]["loss"] != pytest.approx(s1["losses"][-1]["loss"], rel=1e-3)  # it did train
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    w1, w2 = (load_file(str(d / "adapter_model.safetensors")) for d in (one, two))
+    assert w1.keys() == w2.keys() and w1
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-6)
+    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
+    loaded = PeftModel.from_pretrained(base, str(two))
+    state = loaded.state_dict()
+    key = next(k for k in w2 if "lora_A" in k)
+    assert torch.equal(state[key.replace("lora_A.weight", "lora_A.default.weight")], w2[key])
+
+
+def test_fsdp_config_is_accepted_by_accelerate(monkeypatch):
+    """What `accelerate launch --config_file configs/accelerate_fsdp_lora.yaml` turns into; running it needs GPUs."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    path = REPO / "configs" / "accelerate_fsdp_lora.yaml"
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "trainers.cli", "lora"])
+    args, _, _ = _validate_launch_command(args)
+    assert args.use_fsdp and args.mixed_precision == "bf16"
+    env = prepare_multi_gpu_env(args)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
