@@ -179,7 +179,8 @@ def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: 
     """The task's vsm13_l1 of every candidate z, in batched passes; under torchrun each process
     scores its share of the population and every process gets all losses, in candidate order."""
     def score(prompts):
-        return [scorer.metrics(c)["vsm13_l1"] for c in scorer.option_loglikelihoods(prompts, batch_size)]
+        return [scorer.metrics(c, keys=("vsm13_l1",))["vsm13_l1"]
+                for c in scorer.option_loglikelihoods(prompts, batch_size)]
 
     return distributed.score_population(score, space.prompts(torch.as_tensor(z)))
 

@@ -11,10 +11,10 @@ prompt tuning puts it, before every token including BOS.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -28,16 +28,31 @@ class _Item:
     option_tokens: list[int]
 
 
-def _answer_logits(model, embeds: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-    """Logits at one position per row. For decoder + LM-head models only those positions go
-    through the head (vocab x hidden per token: 1 GFLOP each on a 128k-vocabulary 8B model)."""
-    rows = torch.arange(embeds.shape[0], device=embeds.device)
-    decoder, head = getattr(model, "model", None), model.get_output_embeddings()
-    if decoder is not None and head is not None and type(model).__name__.endswith("ForCausalLM") \
-            and getattr(model.config, "final_logit_softcapping", None) is None:
-        hidden = decoder(inputs_embeds=embeds).last_hidden_state
-        return head(hidden[rows, last])
-    return model(inputs_embeds=embeds).logits[rows, last]
+def _left_padded(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor | None):
+    """Left-padded token embeddings (B, W, d) -> rows ``[padding | soft prompt | tokens]``, their attention mask
+    and position ids: every row ends at its answer position, and its real tokens sit at the positions they
+    have alone (soft prompt from 0, as peft puts it before an unpadded row)."""
+    batch, width, dim = token_embeds.shape
+    n = 0 if prompts is None else prompts.shape[1]
+    device = token_embeds.device
+    pads = (width - lengths).to(device)[:, None]
+    j = torch.arange(n + width, device=device)[None]
+    embeds = token_embeds
+    if n:
+        # [soft prompt | padding | tokens] -> [padding | soft prompt | tokens], one gather for the batch
+        source = torch.where(j < pads, j + n, torch.where(j < pads + n, j - pads, j))
+        embeds = torch.gather(torch.cat([prompts, token_embeds], dim=1), 1, source[..., None].expand(-1, -1, dim))
+    mask = (j >= pads).long().expand(batch, -1).contiguous()
+    return embeds, mask, (j - pads).clamp(min=0).expand(batch, -1).contiguous()
+
+
+def _answer_logits(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Logits at the last position of every row, through the model's own forward: families that rescale
+    or cap their logits there (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma's softcapping)
+    score as lm-eval scores them. ``logits_to_keep=1`` runs the LM head on that position only."""
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False, **kwargs).logits
+    return logits[:, -1]
 
 
 class TaskScorer:
@@ -86,34 +101,40 @@ class TaskScorer:
         device = embed.weight.device
         dtype = embed.weight.dtype
         n_cand = 1 if soft_prompts is None else soft_prompts.shape[0]
-        n_virtual = 0 if soft_prompts is None else soft_prompts.shape[1]
         pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
         out = [[None] * len(self.items) for _ in range(n_cand)]
         pad_id = self.lm.tokenizer.pad_token_id or 0
         with torch.no_grad():
             for start in range(0, len(pairs), batch_size):
                 chunk = pairs[start:start + batch_size]
-                width = max(len(self.items[i].context) for _, i in chunk)
+                lengths = torch.tensor([len(self.items[i].context) for _, i in chunk])
+                width = int(lengths.max())
                 ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
                 for row, (_, i) in enumerate(chunk):
                     ctx = self.items[i].context
-                    ids[row, : len(ctx)] = torch.tensor(ctx)
-                embeds = embed(ids.to(device))
+                    ids[row, width - len(ctx):] = torch.tensor(ctx)
+                prompts = None
                 if soft_prompts is not None:
                     prompts = soft_prompts[[c for c, _ in chunk]].to(device=device, dtype=dtype)
-                    embeds = torch.cat([prompts, embeds], dim=1)
-                # right padding and no attention mask, as lm-eval's HFLM calls a causal model
-                last = torch.tensor([n_virtual + len(self.items[i].context) - 1 for _, i in chunk], device=device)
-                answer = _answer_logits(model, embeds, last).float().log_softmax(-1)
+                # rows padded on the left: every answer is at the last position, where the LM head runs;
+                # the attention mask and position ids make each row score as it does alone (as in
+                # lm-eval's right-padded batches), whatever batch it shares
+                embeds, mask, positions = _left_padded(embed(ids.to(device)), lengths, prompts)
+                answer = _answer_logits(model, embeds, mask, positions).float().log_softmax(-1)
                 for row, (c, i) in enumerate(chunk):
                     out[c][i] = answer[row, self.items[i].option_tokens].tolist()
         return out
 
-    def metrics(self, loglikelihoods: Sequence[Sequence[float]]) -> dict[str, float]:
-        """The task's own per-document results and aggregations for one candidate."""
+    def metrics(self, loglikelihoods: Sequence[Sequence[float]], keys: Sequence[str] | None = None
+                ) -> dict[str, float]:
+        """The task's own per-document results and aggregations for one candidate.
+
+        ``keys`` limits the aggregations to those metrics: the search needs only its loss, not
+        the bootstrap intervals (about 18 ms each) that the task also reports."""
         per_metric = defaultdict(list)
         for item, lls in zip(self.items, loglikelihoods):
             for key, value in self.task.process_results(item.doc, [(ll, False) for ll in lls]).items():
-                per_metric[key].append(value)
+                if keys is None or key in keys:
+                    per_metric[key].append(value)
         aggregations = self.task.aggregation()
         return {key: float(aggregations[key](values)) for key, values in per_metric.items()}

@@ -1,0 +1,149 @@
+"""Batched generation from prompt-tuning adapters: lm-eval's ``hf`` model with the soft prompt after the padding.
+
+lm-eval pads generation batches on the left, and peft's prompt tuning puts its virtual tokens in
+front of the whole row, padding included, and drops ``position_ids`` (peft issue 1093). A short
+row then sees its soft prompt several positions further away than it would alone, so its greedy
+answer depends on the batch it lands in. With transformers 5, peft 0.21's ``generate`` also
+looks for the cache under its old name (``past_key_values``) and inserts the prompt again at
+every decoding step, so even a batch of one drifts after a few tokens. ``hf-prompt`` is lm-eval's ``HFLM`` unchanged except
+for generation from a prompt-tuning (or p-tuning) adapter: each row becomes
+``[padding | soft prompt | tokens]`` with a matching attention mask, so the position ids that
+transformers derives from the mask are those of the row alone, and the base model generates
+from these embeddings. Log-likelihood requests are padded on the right, where peft is already
+correct, and go through ``HFLM`` as they are.
+
+Plain ``lm_eval --model hf`` cannot be changed from a task, so the generative CultureLLM tasks
+refuse a prompt-tuning ``peft=`` unless ``hf-prompt`` serves it (``check_generation_route``);
+``python -m culture_tasks.harness --model hf-prompt ...`` runs lm-eval's own command line with
+this model registered.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils_hf import stop_sequences_criteria
+
+MODEL_NAME = "hf-prompt"
+ROUTE = f"python -m culture_tasks.harness --model {MODEL_NAME} --model_args pretrained=...,peft=... (same flags as lm_eval)"
+# peft types whose adapter is a block of input embeddings put in front of the tokens
+EMBEDDING_PROMPTS = ("PROMPT_TUNING", "P_TUNING")
+
+# the live hf-prompt models of this process; the generative tasks look here for their adapter
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@register_model(MODEL_NAME)
+class HFPromptLM(HFLM):
+    """``HFLM`` whose batched generation from a prompt-tuning adapter equals one-at-a-time generation."""
+
+    def __init__(self, *args, peft: str | None = None, **kwargs):
+        super().__init__(*args, peft=peft, **kwargs)
+        self.peft_adapter = None if peft is None else str(peft)
+        _LIVE.add(self)
+
+    def _embedding_prompt_config(self):
+        """The active peft config if it prepends embeddings; None without a prompt-learning adapter."""
+        config = getattr(self.model, "active_peft_config", None)
+        if config is None or not config.is_prompt_learning:
+            return None
+        if str(getattr(config.peft_type, "value", config.peft_type)) not in EMBEDDING_PROMPTS:
+            raise ValueError(
+                f"{MODEL_NAME}: peft type {config.peft_type} is not supported for generation; "
+                f"supported: {', '.join(EMBEDDING_PROMPTS)} (use --model hf for other adapters)"
+            )
+        return config
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs) -> torch.Tensor:
+        config = self._embedding_prompt_config()
+        if config is None:
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        attention_mask = generation_kwargs.pop("attention_mask", None)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(context)
+        embeds, mask = soft_prompt_after_padding(self.model, context, attention_mask.to(context.device))
+        # the same sampling settings HFLM._model_generate derives from the task's generation_kwargs
+        generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
+        do_sample = generation_kwargs.get("do_sample")
+        if generation_kwargs["temperature"] == 0.0 and do_sample is None:
+            generation_kwargs["do_sample"] = do_sample = False
+        if do_sample is False and generation_kwargs["temperature"] == 0.0:
+            generation_kwargs.pop("temperature")
+        stopping_criteria = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
+        with torch.autocast(
+            device_type=self.device.type,
+            dtype=self.mixed_precision_dtype,
+            enabled=self.mixed_precision_dtype is not None,
+        ):
+            # the base model, not peft's generate (which would prepend the prompt a second time);
+            # input_ids only label the output, which is [context | new tokens] as HFLM expects
+            return self.model.get_base_model().generate(
+                input_ids=context,
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                max_new_tokens=max_length - context.shape[1],
+                stopping_criteria=stopping_criteria,
+                pad_token_id=self.tokenizer.pad_token_id,
+                use_cache=True,
+                **generation_kwargs,
+            )
+
+
+def soft_prompt_after_padding(peft_model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Left-padded ``input_ids`` -> embeddings ``[padding | soft prompt | tokens]`` and their attention mask."""
+    if bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
+        raise ValueError("soft_prompt_after_padding needs left padding (attention mask 0...0 1...1 in every row)")
+    tokens = peft_model.get_base_model().get_input_embeddings()(input_ids)
+    prompts = peft_model.get_prompt(batch_size=input_ids.shape[0]).to(device=tokens.device, dtype=tokens.dtype)
+    n = prompts.shape[1]
+    pads = (attention_mask == 0).sum(dim=1).tolist()
+    embeds = torch.cat([prompts, tokens], dim=1)
+    mask = torch.cat([torch.ones_like(attention_mask[:, :n]), attention_mask], dim=1)
+    for row, p in enumerate(pads):
+        if p:  # move this row's padding in front of its soft prompt
+            embeds[row] = torch.cat([tokens[row, :p], prompts[row], tokens[row, p:]])
+            mask[row] = torch.cat([attention_mask[row, :p], mask[row, :n], attention_mask[row, p:]])
+    return embeds, mask
+
+
+def _peft_type(adapter: str) -> str | None:
+    """The ``peft_type`` of an adapter folder or hub id (None if it has no adapter_config.json)."""
+    local = Path(adapter) / "adapter_config.json"
+    if local.is_file():
+        return json.loads(local.read_text()).get("peft_type")
+    from peft import PeftConfig
+
+    return str(PeftConfig.from_pretrained(adapter).peft_type)
+
+
+def check_generation_route(metadata: Mapping, task: str) -> None:
+    """Refuse a prompt-tuning ``peft=`` unless the ``hf-prompt`` model of this process serves it.
+
+    lm-eval's command line merges ``--model_args`` into the task metadata, so a generative task
+    sees ``peft=``; under plain ``--model hf`` its answers would silently depend on ``--batch_size``
+    (and, with transformers 5, be wrong even one at a time).
+    """
+    adapter = metadata.get("peft")
+    if not adapter or any(lm.peft_adapter == str(adapter) for lm in list(_LIVE)):
+        return
+    peft_type = _peft_type(str(adapter))
+    if peft_type in EMBEDDING_PROMPTS:
+        raise ValueError(
+            f"{task}: peft={adapter} is a {peft_type} adapter, which --model hf generates from wrongly "
+            f"(soft prompt before the padding, peft issue 1093; answers change with --batch_size); run {ROUTE}"
+        )
+
+
+def load_generative(**kwargs):
+    """``custom_dataset`` of the generative CultureLLM tasks: the route check, then the classification
+    tasks' loader (metadata keys checked, data read)."""
+    from culture_tasks.classification import load_task
+
+    check_generation_route(kwargs, kwargs.get("task_name", "culturellm_gen"))
+    return load_task(**kwargs)

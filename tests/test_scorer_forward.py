@@ -1,0 +1,144 @@
+"""The aligner's scorer goes through the model's own forward, so it scores as lm-eval does.
+
+Granite divides its logits by ``logits_scaling`` and Cohere multiplies them by ``logit_scale``
+inside ``forward``; a scorer that called the decoder and the LM head by hand would miss that.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from culture_tasks.paths import task_manager
+from tests.lm_eval_helpers import evaluate
+
+TASK = "vsm13_usa"
+FAMILIES = {
+    "granite": ("GraniteConfig", "GraniteForCausalLM", {"logits_scaling": 4.0, "embedding_multiplier": 2.0}),
+    "cohere": ("CohereConfig", "CohereForCausalLM", {"logit_scale": 0.25}),
+}
+
+
+def _tiny_family(tiny_model, path, family: str):
+    """The tiny Llama's tokenizer with a random model of another family (same sizes)."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    config_name, model_name, extra = FAMILIES[family]
+    path.mkdir(parents=True, exist_ok=True)
+    for name in tiny_model.iterdir():
+        if "token" in name.name or name.name == "special_tokens_map.json":
+            shutil.copy(name, path / name.name)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = getattr(transformers, config_name)(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2, **extra,
+    )
+    torch.manual_seed(0)
+    getattr(transformers, model_name)(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scorers(tiny_model, data_root, tmp_path_factory):
+    """family -> (model folder, TaskScorer), built once per module on first use."""
+    tm = task_manager({"data_dir": str(data_root)})
+    built = {}
+
+    def get(family):
+        if family not in built:
+            model_dir = _tiny_family(tiny_model, tmp_path_factory.mktemp(family), family)
+            built[family] = model_dir, _scorer(model_dir, tm)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def soft_prompt():
+    return torch.randn(4, 32, generator=torch.Generator().manual_seed(1)) * 0.3
+
+
+def _scorer(model_dir, task_manager):
+    from lm_eval.models.huggingface import HFLM
+
+    from aligners.scoring import TaskScorer
+
+    lm = HFLM(pretrained=str(model_dir), device="cpu", dtype="float32", batch_size=8)
+    return TaskScorer(lm, TASK, task_manager)
+
+
+def _lm_eval_loglikelihoods(model_dir, scorer, peft=None) -> list[list[float]]:
+    """lm-eval's own ``loglikelihood`` for the task's requests, as [item][option]."""
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(model_dir), peft=None if peft is None else str(peft), device="cpu",
+              dtype="float32", batch_size=8)
+    instances = sorted(scorer.task.instances, key=lambda i: (i.doc_id, i.idx))
+    lls = [ll for ll, _ in lm.loglikelihood(instances)]
+    out, k = [], 0
+    for item in scorer.items:
+        out.append(lls[k:k + len(item.option_tokens)])
+        k += len(item.option_tokens)
+    assert k == len(lls)
+    return out
+
+
+def _by_hand_without_rescaling(scorer, soft_prompt) -> list[list[float]]:
+    """The old scorer: decoder and LM head called by hand, one unpadded row at a time."""
+    model = scorer.lm.model
+    out = []
+    with torch.no_grad():
+        for item in scorer.items:
+            embeds = model.get_input_embeddings()(torch.tensor([item.context]))
+            embeds = torch.cat([soft_prompt[None], embeds], dim=1)
+            hidden = model.model(inputs_embeds=embeds).last_hidden_state[0, -1]
+            out.append(model.lm_head(hidden).log_softmax(-1)[item.option_tokens].tolist())
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_scorer_equals_lm_eval_loglikelihood_for_families_that_rescale_logits(family, scorers, soft_prompt, tmp_path):
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model_dir, scorer = scorers(family)
+    assert len(scorer.items) == 24
+
+    plain = scorer.option_loglikelihoods(None, batch_size=16)[0]
+    torch.testing.assert_close(torch.tensor(plain), torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer)),
+                               rtol=0, atol=1e-5)
+
+    adapter = tmp_path / "adapter"
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
+    prompted = scorer.option_loglikelihoods(soft_prompt[None], batch_size=16)[0]
+    expected = torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer, peft=adapter))
+    torch.testing.assert_close(torch.tensor(prompted), expected, rtol=0, atol=1e-5)
+    # the soft prompt changes the scores, and skipping the family's rescaling would change them too
+    assert (torch.tensor(prompted) - torch.tensor(plain)).abs().max() > 1e-2
+    assert (torch.tensor(_by_hand_without_rescaling(scorer, soft_prompt)) - expected).abs().max() > 1e-2
+
+
+def test_aligner_loss_equals_lm_eval_vsm13_l1_on_granite(scorers, data_root, soft_prompt, tmp_path):
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model_dir, scorer = scorers("granite")
+    loss = scorer.metrics(scorer.option_loglikelihoods(soft_prompt[None], batch_size=16)[0])["vsm13_l1"]
+    adapter = tmp_path / "adapter"
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
+    out = evaluate(model_dir, [TASK], data_root, peft=str(adapter))
+    assert out["results"][TASK]["vsm13_l1,none"] == pytest.approx(loss, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_scorer_does_not_depend_on_batch_size(family, scorers):
+    _, scorer = scorers(family)
+    prompts = torch.randn(2, 4, 32, generator=torch.Generator().manual_seed(2)) * 0.3
+    results = {bs: torch.tensor(scorer.option_loglikelihoods(prompts, batch_size=bs)) for bs in (1, 7, 64)}
+    # rows padded to other widths run other matrix shapes: a few float32 ulps (measured <= 1e-6 at |ll| ~ 6)
+    assert results[1].shape == (2, 24, 5)
+    torch.testing.assert_close(results[7], results[1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(results[64], results[1], rtol=1e-6, atol=1e-6)
+    assert (results[1][0] - results[1][1]).abs().max() > 1e-3  # the candidates differ
