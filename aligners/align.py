@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -24,14 +25,19 @@ from aligners import distributed
 from aligners.config import AlignConfig, search_keys
 from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
-from aligners.scoring import TASKS_DIR, TaskScorer
+from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.data_root import ENV_VAR, data_file
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+                                   load_settings, main_process, safe_join, save_settings)
+from culture_tasks.paths import TASKS_DIR
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import DIMENSIONS, resolve_target
+from culture_tasks.survey.vsm13 import DIMENSIONS, ITEMS_FILE, resolve_target
 
 log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
+RUN_SETTINGS = "run_settings.json"  # what defines the run, written when it starts
 LOSS_KEYS = ("vsm13_l1", *DIMENSIONS)  # the task metrics an objective may read
 
 
@@ -54,7 +60,7 @@ class CountryTasks:
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
         meta = f" --metadata '{json.dumps(self.metadata)}'" if self.metadata else ""
         return (f"lm_eval --model hf --model_args pretrained={model},peft={checkpoint},dtype=float32 "
-                f"--include_path culture_tasks --tasks {self.vsm13}{meta}" + (" --apply_chat_template" if chat else ""))
+                f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {self.vsm13}{meta}" + (" --apply_chat_template" if chat else ""))
 
 
 def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:
@@ -93,27 +99,42 @@ def load_lm(cfg: AlignConfig):
     return HFLM(pretrained=cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 
 
-def _check_output(out: Path, resume: bool, settings: dict, hidden: int) -> dict | None:
+def _defining_settings(settings: dict) -> dict:
+    """The search settings plus what they resolve to: the target scores and the VSM13 items by
+    content (another data root may hold other scores or items under the same country)."""
+    out = {k: settings.get(k) for k in search_keys(settings)}
+    out["target_scores"] = resolve_target(settings["country"], settings.get("target"), settings.get("data_dir")).scores
+    out["vsm13_items"] = file_digest(data_file(ITEMS_FILE, settings.get("data_dir")))
+    return out
+
+
+def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -> dict | None:
+    """The saved state to resume from, or None for a fresh start (whose settings are then stored);
+    ``hidden=None`` checks before the model is loaded and stores nothing."""
+    given = _defining_settings(settings)
+    if not main_process():  # the main process checked and stores; the others only replay the state
+        state_path = out / STATE_FILE
+        return json.loads(state_path.read_text(encoding="utf-8")) if resume and state_path.exists() else None
+    if claim_output(out, resume=resume, error=AlignmentError) == "new":
+        if hidden is not None:
+            save_settings(out / RUN_SETTINGS, {**given, "hidden_size": hidden})
+        return None
     state_path = out / STATE_FILE
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise AlignmentError(f"output folder {out} is not empty; pass --resume to continue a run there, "
-                                 "or choose another --output")
-        return None
-    if not state_path.exists():
-        if out.exists() and any(out.iterdir()):
-            raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
-        return None
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    if state.get("hidden_size") != hidden:
+    stored = load_settings(out / RUN_SETTINGS, AlignmentError)
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
+    if stored is None and state is None:
+        raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
+    if stored is not None:
+        check_settings(stored, given, out, keys=list(given), error=AlignmentError)
+        saved_hidden = stored.get("hidden_size")
+    else:  # a run from before the settings were stored on their own
+        check_settings(state["settings"], settings, out, keys=search_keys(settings), error=AlignmentError)
+        saved_hidden = state.get("hidden_size")
+    if hidden is not None and saved_hidden != hidden:
         raise AlignmentError(
-            f"--resume: the run in {out} was made for hidden size {state.get('hidden_size')}, "
+            f"--resume: the run in {out} was made for hidden size {saved_hidden}, "
             f"but {settings['model']} has hidden size {hidden}; use the same base model or a new --output"
         )
-    changed = [k for k in search_keys(settings) if state["settings"].get(k) != settings.get(k)]
-    if changed:
-        raise AlignmentError(f"--resume: settings {changed} differ from the saved run in {out}; only "
-                             "--generations, --device and --batch-size may change")
     return state
 
 
@@ -323,14 +344,24 @@ def make_task_manager(data_dir: str | None):
 def run(cfg: AlignConfig) -> list[dict]:
     """Align every country of ``cfg``; one checkpoint each (``output/<country>`` if several)."""
     out = Path(cfg.output)
-    targets = [(c, out if len(cfg.countries) == 1 else out / c.lower().replace(" ", "_")) for c in cfg.countries]
+    overwrite = bool(getattr(cfg, "overwrite", False))
+    single = len(cfg.countries) == 1
+    targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
+               for c in cfg.countries]
     for country, _ in targets:  # fail on an unknown country before loading the model or writing
         resolve_target(country, cfg.target, cfg.data_dir)
-    for _, path in targets:
-        if not cfg.resume and path.exists() and any(path.iterdir()):
-            raise AlignmentError(f"output folder {path} is not empty; pass --resume or choose another --output")
-    distributed.init_from_env()  # under torchrun: join the process group before the model loads
-    torch.manual_seed(cfg.seed)
-    lm = load_lm(cfg)
-    manager = make_task_manager(cfg.data_dir)
-    return [align_country(lm, cfg, country, path, manager) for country, path in targets]
+    inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR)]
+    with OutputLock.for_folder(out, AlignmentError):
+        main = main_process()  # under torchrun the main process checks and writes for all
+        mode = (claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs, error=AlignmentError)
+                if main else "resume" if cfg.resume else "new")
+        if mode == "resume":
+            for country, path in targets:  # settings compared before the model is loaded
+                _check_output(path, True, cfg.for_country(country), None)
+        distributed.init_from_env()  # under torchrun: join the process group before the model loads
+        torch.manual_seed(cfg.seed)
+        lm = load_lm(cfg)
+        if mode == "replace":
+            clear_output(out)
+        manager = make_task_manager(cfg.data_dir)
+        return [align_country(lm, cfg, country, path, manager) for country, path in targets]

@@ -84,7 +84,7 @@ def main(argv=None) -> None:
                 s = train(LoraTrainConfig(model=args.model, data=[str(data)], output=str(adapter), seed=seed,
                                           epochs=args.epochs, learning_rate=args.learning_rate, rank=args.rank,
                                           alpha=2 * args.rank, batch_size=args.batch_size, logging_steps=10,
-                                          save_steps=100_000, gradient_checkpointing=None
+                                          save_steps=100_000, resume=adapter.exists(), gradient_checkpointing=None
                                           if args.gradient_checkpointing is None else bool(args.gradient_checkpointing)))
                 print(f"trained {adapter.name}: {s['examples']} examples, {s['steps']} steps, "
                       f"loss {s['train_loss']:.3f}, {s['seconds']:.0f} s", flush=True)

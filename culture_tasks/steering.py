@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import replacing, write_text_atomic
+from culture_tasks.outputs import claim_output
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_TO_ISO3, vsm13_indices
@@ -155,11 +154,7 @@ def _hidden_size(model: str) -> int | None:
 
 def check_output(out: Path, overwrite: bool) -> None:
     """Never write over an earlier result unless asked."""
-    if out.exists() and not out.is_dir():
-        raise SteeringError(f"--output {out} is a file; name a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SteeringError(f"output folder {out} is not empty; pass --overwrite to replace it "
-                            "or choose another --output")
+    claim_output(out, overwrite=overwrite, error=SteeringError, resumable=False)
 
 
 def validate(cfg: SteeringConfig) -> None:
@@ -388,14 +383,11 @@ def _heatmap(result: dict, path: Path) -> None:
             dark = (v > mid) == (cmap == "cividis_r")
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if dark else "black", fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".steering.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _fmt(v, ci=None, spec: str = ".3f") -> str:

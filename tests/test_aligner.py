@@ -131,7 +131,7 @@ def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_
     before = (out / "state.json").read_text()
     wider = build_tiny_model(tmp_path / "wider", hidden_size=48)
     assert _align(wider, out, "--generations", "2", "--resume") == 2
-    assert "hidden size 32" in capsys.readouterr().err
+    assert f"other settings (model: saved '{tiny_model}', given '{wider}')" in capsys.readouterr().err
     assert (out / "state.json").read_text() == before
 
 

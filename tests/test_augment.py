@@ -118,7 +118,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_output(tmp_path):
         fh.write(b'{"q_id": "28", "q_content": "half a li')
     with pytest.raises(AugmentError, match="already exists; pass --resume"):
         run_augmentation(cfg, StandIn(REPLIES), BagOfWords())
-    with pytest.raises(AugmentError, match=r"other settings \{'keep': \(2, 3\)\}"):
+    with pytest.raises(AugmentError, match=r"other settings \(keep: saved 2, given 3\)"):
         run_augmentation(_config(tmp_path, keep=3, resume=True), StandIn(REPLIES), BagOfWords())
     assert out.read_bytes().startswith(committed)
     generator = StandIn(REPLIES)

@@ -148,7 +148,9 @@ def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
     with pytest.raises(TrainingError, match="not empty; pass --resume"):
         train(_config(learnable_model, usa_seeds, tmp_path / "c"))
     assert (tmp_path / "c" / "keep.txt").read_text() == "x"
-    with pytest.raises(TrainingError, match="no Trainer checkpoint"):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; pass --overwrite"):
         train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))
 
 

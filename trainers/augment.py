@@ -16,6 +16,7 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,10 @@ from tqdm.auto import tqdm
 
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
-from culture_tasks.survey.wvs import Question, load_questions
+from culture_tasks.data_root import data_file
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+                                   load_settings)
+from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.questions import normalise, read_variants
 from trainers.similarity import cosine_to_seed
 
@@ -225,11 +229,60 @@ def _state_path(output: Path) -> Path:
     return output.with_name(output.name + ".state.json")
 
 
+def _prefix_digest(path: Path, length: int):
+    """sha256 of the first ``length`` bytes (the committed rows), as a running hash to continue."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        left = length
+        while left:
+            block = fh.read(min(left, 1 << 20))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    return h
+
+
+def _resume_state(output: Path, state_path: Path, wanted: dict):
+    """The saved state, after checking that settings and committed output are the run's own."""
+    state = load_settings(state_path, AugmentError)
+    if state is None:
+        raise AugmentError(f"--resume: {output} has no state file {state_path.name}; it was not written by an "
+                           "augmentation run, pass --overwrite to replace it or choose another --output")
+    check_settings(state["settings"], wanted, state_path, error=AugmentError)
+    committed = int(state["bytes"])
+    size = output.stat().st_size if output.exists() else 0
+    if size < committed:
+        raise AugmentError(f"--resume: {output} holds {size} bytes but the run committed {committed}; the "
+                           "output was truncated or replaced, so the finished chunks are lost; restore the file or "
+                           "start again with --overwrite")
+    if not output.exists():  # stopped between writing the state and creating the output
+        output.write_bytes(b"")
+    digest = _prefix_digest(output, committed)
+    if "sha256" in state and "sha256:" + digest.hexdigest() != state["sha256"]:
+        raise AugmentError(f"--resume: the first {committed} bytes of {output} differ from what the run wrote "
+                           "(edited since?); restore the file or start again with --overwrite")
+    return state, digest
+
+
 def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
     """Augment every seed question into ``cfg.output`` (JSONL); returns the final state."""
+    output = Path(cfg.output)
+    with OutputLock.for_file(output, AugmentError):
+        return _augment_locked(cfg, generator, embedder, output)
+
+
+def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path) -> dict:
     import torch
 
-    output, seeds_file, resume = Path(cfg.output), cfg.seeds, cfg.resume
+    seeds_file, resume = cfg.seeds, cfg.resume
+    state_path = _state_path(output)
+    questions_file = Path(seeds_file) if seeds_file else data_file(QUESTIONS_FILE, cfg.data_dir)
+    mode = claim_output(output, overwrite=bool(getattr(cfg, "overwrite", False)), resume=resume,
+                        inputs=[questions_file], folder=False, error=AugmentError)
+    if mode == "new" and state_path.exists():
+        mode = claim_output(state_path, overwrite=bool(getattr(cfg, "overwrite", False)), resume=resume,
+                            folder=False, error=AugmentError)
     questions = load_questions(cfg.data_dir)
     if seeds_file:
         by_id = {q.q_id: q for q in questions}
@@ -238,23 +291,22 @@ def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
         if not picked:
             raise AugmentError(f"{seeds_file}: no seed question (rows with q_id and without ori_content)")
         questions = [by_id[q] for q in picked]
-    state_path = _state_path(output)
-    wanted = cfg.settings()
-    if resume and state_path.exists():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        if state["settings"] != wanted:
-            changed = {k: (state["settings"].get(k), v) for k, v in wanted.items() if state["settings"].get(k) != v}
-            raise AugmentError(f"{state_path}: the run there used other settings {changed} (was, now); "
-                               "resume with the same settings or write to another --output")
+    wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
+    wanted["questions_sha256"] = file_digest(questions_file)
+    if mode == "resume":
+        state, digest = _resume_state(output, state_path, wanted)
         with output.open("r+b") as fh:  # drop a chunk that was being written when the run stopped
             fh.truncate(state["bytes"])
-    elif output.exists() or state_path.exists():
-        raise AugmentError(f"{output} already exists; pass --resume to continue that run, or choose another --output")
     else:
+        if mode == "replace":
+            clear_output(output)
+            clear_output(state_path)
         state = {"settings": wanted, "done": [], "bytes": 0, "counts": {}, "complete": False}
+        digest = hashlib.sha256()
+        state["sha256"] = "sha256:" + digest.hexdigest()
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(b"")
         write_text_atomic(state_path, json.dumps(state, indent=1))
+        output.write_bytes(b"")
     counts = Counter(state["counts"])
     augmenter = Augmenter(generator, embedder, cfg)
     chunks = [questions[i:i + cfg.chunk_seeds] for i in range(0, len(questions), cfg.chunk_seeds)]
@@ -264,11 +316,14 @@ def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
             continue
         torch.manual_seed(cfg.seed * 100_003 + index)
         rows = augmenter.chunk(chunk, counts)
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
         with output.open("ab") as fh:
-            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
             state["bytes"] = fh.tell()
+        digest.update(data)
+        state["sha256"] = "sha256:" + digest.hexdigest()
         state["done"] += [q.q_id for q in chunk]
         state["counts"] = dict(counts)
         write_text_atomic(state_path, json.dumps(state, indent=1))

@@ -20,6 +20,7 @@ import numpy as np
 
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
+from culture_tasks.outputs import claim_output
 from culture_tasks.survey.tasks import LETTERS, survey_prompt
 from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
 from trainers.cultures import Country, countries_of
@@ -49,8 +50,11 @@ def answer_index(distribution, codes, rule: str = "majority") -> int:
 class ExampleSet:
     rows: list[dict]
     counts: Counter = field(default_factory=Counter)
+    inputs: list[str] = field(default_factory=list)  # files read: the output may not be one of them
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, *, overwrite: bool = False) -> None:
+        """Write atomically; an existing file is replaced only with ``overwrite``, an input never."""
+        claim_output(path, overwrite=overwrite, inputs=self.inputs, folder=False, resumable=False)
         write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
 
 
@@ -154,4 +158,4 @@ def build_examples(culture: str, *, questions_file: str | None = None, data_dir:
         _count_disagreements(culture, all_answers, [c.slug for c in countries], questions, rule, counts)
     if not rows:
         raise ValueError(f"no training example for {culture!r}: {dict(counts)}")
-    return ExampleSet(rows, counts)
+    return ExampleSet(rows, counts, [str(questions_file)] if questions_file else [])

@@ -14,15 +14,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
+import zipfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+                                   load_settings, main_process, save_settings)
+from culture_tasks.paths import TASKS_DIR
 
 log = logging.getLogger("trainers")
 CHECKPOINTS = "checkpoints"
+RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, compared on --resume
+# in each checkpoint, per process: the loss summed since the last logging step
+LOSS_CARRY = "loss_since_last_log.rank{}.json"
+# settings that do not change the trained weights or the loss log: they may differ on --resume
+NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 
 
 class TrainingError(ValueError):
@@ -108,10 +119,7 @@ def read_examples(paths: list[str]) -> list[dict]:
         path = Path(name)
         if not path.is_file():
             raise TrainingError(f"training data {path} does not exist (make it with `culture-train data`)")
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for line_no, row in read_jsonl_lines(path):
             messages = row.get("messages")
             if not (isinstance(messages, list) and len(messages) >= 2 and messages[-1].get("role") == "assistant"
                     and all(isinstance(m.get("content"), str) for m in messages)):
@@ -171,21 +179,88 @@ def lm_eval_command(model: str, adapter: Path, rows: list[dict], chat: bool) -> 
     cultures = {r.get("culture") for r in rows}
     culture = ONE if len(cultures) > 1 else cultures.pop()
     tasks = ",".join(evaluation_tasks(culture)) if culture else "<tasks>"
-    return (f"lm_eval --model hf --model_args pretrained={model},peft={adapter} --include_path culture_tasks "
-            f"--tasks {tasks}" + (" --apply_chat_template" if chat else ""))
+    return (f"lm_eval --model hf --model_args pretrained={model},peft={adapter} "
+            f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {tasks}" + (" --apply_chat_template" if chat else ""))
 
 
-def _prepare_output(out: Path, resume: bool) -> Path | None:
-    checkpoints = out / CHECKPOINTS
-    if resume:
-        found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        if not found:
-            raise TrainingError(f"--resume: no Trainer checkpoint under {checkpoints}")
-        return found[-1]
-    if out.exists() and any(out.iterdir()):
-        raise TrainingError(f"output folder {out} is not empty; pass --resume to continue a run there, "
-                            "or choose another --output")
+def run_settings(cfg: LoraTrainConfig) -> dict:
+    """The settings a resumed run must share with the run it continues; data files by content."""
+    out = {k: v for k, v in asdict(cfg).items() if k not in NOT_DEFINING}
+    out["data_sha256"] = [file_digest(p) for p in cfg.data]
+    return out
+
+
+def _checkpoint_problem(folder: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from (killed while it was written), or None.
+
+    The Trainer writes the adapter, optimizer, scheduler and RNG state, then trainer_state.json;
+    a complete checkpoint has all of them readable (torch's files are zip archives whose
+    directory sits at the end, so a cut-off file is not a zip)."""
+    from safetensors import safe_open
+
+    state = folder / "trainer_state.json"
+    try:
+        step = json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    except (OSError, ValueError, KeyError):
+        return "trainer_state.json missing or unreadable"
+    if f"checkpoint-{step}" != folder.name:
+        return f"trainer_state.json is for step {step}"
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        if not zipfile.is_zipfile(folder / name):
+            return f"{name} missing or cut off"
+    try:
+        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as fh:
+            list(fh.keys())
+    except Exception:  # noqa: BLE001 - any failure to read it makes the checkpoint unusable
+        return "adapter_model.safetensors missing or cut off"
     return None
+
+
+def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path | None:
+    """The newest complete checkpoint; incomplete newer ones are removed (``remove``) with a message."""
+    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in found:
+        problem = _checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        if remove:
+            log.warning("%s is incomplete (%s; the run stopped while writing it): removed, resuming from an "
+                        "earlier checkpoint", folder, problem)
+            shutil.rmtree(folder)
+    return None
+
+
+def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[str, Path | None]:
+    """What to do with the output (see ``claim_output``) and the checkpoint to resume from (None:
+    step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings. The
+    other processes of a distributed launch only find the checkpoint the main process checked."""
+    if not main_process():
+        return "resume", latest_complete_checkpoint(out / CHECKPOINTS, remove=False) if cfg.resume else None
+    mode = claim_output(out, overwrite=bool(getattr(cfg, "overwrite", False)), resume=cfg.resume,
+                        inputs=[cfg.model, *cfg.data], error=TrainingError)
+    stored_path = out / CHECKPOINTS / RUN_SETTINGS
+    if mode == "resume":
+        stored = load_settings(stored_path, TrainingError)
+        if stored is None:
+            done = " the run there is complete (training.json);" if (out / "training.json").exists() else ""
+            raise TrainingError(f"--resume: {out} holds no {CHECKPOINTS}/{RUN_SETTINGS};{done} pass --overwrite to "
+                                "train again there, or choose another --output")
+        check_settings(stored, settings, out, error=TrainingError)
+        found = latest_complete_checkpoint(out / CHECKPOINTS)
+        if found is None:
+            log.warning("--resume: %s has no complete checkpoint yet; training starts at step 0 with the stored "
+                        "settings", out)
+        return mode, found
+    return mode, None
+
+
+def _start_run(out: Path, mode: str, settings: dict) -> None:
+    """Once every check has passed: replace the old output if asked, store the new run's settings."""
+    if mode == "replace":
+        clear_output(out)
+    if mode != "resume":
+        save_settings(out / CHECKPOINTS / RUN_SETTINGS, settings)
 
 
 def _accelerator_defaults(cfg: LoraTrainConfig) -> tuple[bool, bool]:
@@ -221,7 +296,7 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
     """peft LoRA around ``model`` and the Trainer that fits it (also used by the benchmark)."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     bf16, checkpointing = _accelerator_defaults(cfg)
     if checkpointing:
@@ -249,7 +324,57 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
         remove_unused_columns=False,
         **cfg.extra,
     )
-    return Trainer(model=model, args=args, train_dataset=encoded, data_collator=collator or AnswerOnlyCollator(pad_id))
+    return _trainer_class()(model=model, args=args, train_dataset=encoded,
+                            data_collator=collator or AnswerOnlyCollator(pad_id))
+
+
+def _trainer_class():
+    """transformers' Trainer, plus the loss summed since the last logging step in each checkpoint.
+
+    The Trainer keeps that sum (``_tr_loss``) only in memory and restarts it at zero on resume,
+    so a run resumed from a checkpoint that is not on a logging step would log the mean of fewer
+    steps at its next logging step, and a different ``train_loss``. Saving the sum (and the
+    running total) with the checkpoint and putting it back before the first step makes the log
+    of a resumed run the log of the uninterrupted one."""
+    import torch
+    from transformers import Trainer, TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class _RestoreLoss(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            t = self.trainer
+            path = Path(t._resume_dir) / LOSS_CARRY.format(args.process_index) if t._resume_dir else None
+            if path is None or not path.is_file():
+                return
+            carry = json.loads(path.read_text(encoding="utf-8"))
+            if carry["step"] != state.global_step:
+                return
+            t._tr_loss = torch.tensor(carry["tr_loss"], device=t._tr_loss.device, dtype=t._tr_loss.dtype)
+            t._globalstep_last_logged = carry["last_logged"]
+            t._total_loss_scalar = carry["total_loss"]
+            t._initial_global_step = 0  # train_loss: the mean over the whole run, as uninterrupted
+
+    class LossCarryingTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._resume_dir = None
+            self.add_callback(_RestoreLoss(self))
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            self._resume_dir = resume_from_checkpoint
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+        def _save_checkpoint(self, model, trial):
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            write_text_atomic(folder / LOSS_CARRY.format(self.args.process_index), json.dumps({
+                "step": self.state.global_step, "tr_loss": float(self._tr_loss.item()),
+                "last_logged": self._globalstep_last_logged, "total_loss": self._total_loss_scalar}))
+            super()._save_checkpoint(model, trial)
+
+    return LossCarryingTrainer
 
 
 def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tuple[list[dict], int, bool]:
@@ -275,20 +400,28 @@ def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tupl
 
 
 def train(cfg: LoraTrainConfig) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-
+    """Fine-tune into ``cfg.output`` (locked against a second run while training)."""
     out = Path(cfg.output)
     if cfg.merge and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
         raise TrainingError("merge: FSDP shards the base weights, so the merged model cannot be written here; "
                             "train without --merge and merge the adapter afterwards on one process")
-    resume_from = _prepare_output(out, cfg.resume)
     rows = read_examples(cfg.data)
+    settings = run_settings(cfg)
+    with OutputLock.for_folder(out, TrainingError):
+        mode, resume_from = _prepare_output(out, cfg, settings)
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
+
+
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
     bf16, checkpointing = _accelerator_defaults(cfg)
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
+    start()  # every input is valid: only now is an old output replaced
     trainer = make_trainer(cfg, model, tokenizer, encoded)
     model = trainer.model
     trainable, total = model.get_nb_trainable_parameters()

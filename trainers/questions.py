@@ -9,13 +9,13 @@ always comes from the seed bank, so that a paraphrase is answered on its seed's 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.survey.wvs import Question
 
 log = logging.getLogger("trainers")
@@ -49,13 +49,7 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
     seen: set[tuple[str, str]] = set()
     skipped: Counter = Counter()
     out: list[Variant] = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not a JSON object ({err}); one question object per line") from None
+    for line_no, row in read_jsonl_lines(path):
         text = str(row.get("q_content") or "").strip()
         if not text:
             raise ValueError(f"{path}:{line_no}: missing field 'q_content' (the question text); "

@@ -7,7 +7,6 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.data_root import data_file
+from culture_tasks.jsonl import read_jsonl_lines
 
 log = logging.getLogger("culture_tasks")
 SAFE_CODE = re.compile(r"[A-Za-z0-9]{2,4}")
@@ -78,10 +78,7 @@ class Target:
 def load_items(data_dir: str | None = None) -> list[Item]:
     path = data_file(ITEMS_FILE, data_dir)
     items = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for line_no, row in read_jsonl_lines(path):
         missing = [k for k in ("item", "text", "options") if k not in row]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs item, stem, text, options")

@@ -10,7 +10,6 @@ Avg_Last) that are not respondents.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.data_root import data_file
+from culture_tasks.jsonl import read_jsonl_lines
 
 log = logging.getLogger("culture_tasks")
 
@@ -84,10 +84,7 @@ def parse_scale(option: str) -> Scale:
 def load_questions(data_dir: str | None = None, path: Path | None = None) -> list[Question]:
     path = path or data_file(QUESTIONS_FILE, data_dir)
     questions = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for line_no, row in read_jsonl_lines(path):
         missing = [k for k in ("q_id", "q_content", "option") if not row.get(k)]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")

@@ -1,0 +1,273 @@
+"""Where a run writes: claim an output, lock it against a second run, resume only the same run.
+
+One guard for the aligner, the LoRA trainer, the augmentation and ``culture-train data``:
+
+- ``claim_output``: an existing output is refused unless ``--resume`` or ``--overwrite`` says
+  what to do with it; an output that is (or holds) one of the run's inputs is always refused.
+- ``OutputLock``: a lock file (pid and host) created atomically, so two runs cannot mix results
+  in one output; the lock of a process that died on this host is taken over with a message.
+- ``check_settings``: the settings a run was made with are stored with it and compared on
+  resume, so a resumed run is the run that was started, or a one-line error.
+- ``safe_join``: a name taken from data or flags stays inside the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from culture_tasks.atomic import write_text_atomic
+
+log = logging.getLogger("culture_tasks")
+
+LOCK_NAME = ".lock"
+
+
+class OutputError(ValueError):
+    """An output that cannot be written as asked; nothing was changed."""
+
+
+def safe_join(root: str | os.PathLike, name: str, error: type[Exception] = OutputError) -> Path:
+    """``root / name``, refusing a name that would leave ``root`` (``..``, absolute, a link out)."""
+    root = Path(root)
+    text = str(name)
+    parts = Path(text).parts
+    if not text or Path(text).is_absolute() or ".." in parts or text.startswith("~") or "\x00" in text:
+        raise error(f"{text!r} is not a plain name inside {root}: names from data or flags may not be absolute "
+                    "or contain '..'; choose another name")
+    path = root / text
+    if not _inside(path.resolve(), root.resolve()):
+        raise error(f"{text!r} resolves to {path.resolve()}, outside {root}; choose another name")
+    return path
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _occupied(path: Path, ignore: Iterable[str]) -> bool:
+    if path.is_dir():
+        return any(p.name not in set(ignore) for p in path.iterdir())
+    return path.exists()
+
+
+def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
+                 inputs: Iterable[str | os.PathLike | None] = (), folder: bool = True,
+                 ignore: Iterable[str] = (LOCK_NAME,), error: type[Exception] = OutputError,
+                 resumable: bool = True) -> str:
+    """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
+    allows an existing output, or when the output is one of ``inputs`` (or, for a folder that
+    would be replaced, holds one). Nothing is deleted here: call ``clear_output`` once every
+    other check has passed."""
+    path = Path(path)
+    if overwrite and resume:
+        raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
+    target = path.expanduser().resolve()
+    for source in inputs:
+        if source in (None, ""):
+            continue
+        src = Path(source).expanduser().resolve()
+        if src == target:
+            raise error(f"output {path} is also an input of this run; writing it would destroy the input, "
+                        "choose another --output")
+        if folder and _inside(src, target) and path.is_dir():
+            raise error(f"output folder {path} holds the input {source}; replacing or filling it could destroy "
+                        "the input, choose another --output")
+    if folder and path.exists() and not path.is_dir():
+        raise error(f"output {path} is a file, not a folder; choose another --output")
+    if not folder and path.is_dir():
+        raise error(f"output {path} is a folder, not a file; choose another --output")
+    if not _occupied(path, ignore):
+        return "new"
+    if resume:
+        return "resume"
+    if overwrite:
+        return "replace"
+    kind = "folder" if folder else "file"
+    state = "is not empty" if folder else "already exists"
+    resume_hint = "--resume to continue the run there, " if resumable else ""
+    raise error(f"output {kind} {path} {state}; pass {resume_hint}--overwrite to replace it, or choose another "
+                "--output")
+
+
+def clear_output(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> None:
+    """Empty a claimed folder (all but ``keep``), or remove a claimed file."""
+    path = Path(path)
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.name in set(keep):
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        log.info("--overwrite: emptied %s", path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+        log.info("--overwrite: removed %s", path)
+
+
+def main_process() -> bool:
+    """False in the other processes of a ``torchrun`` / ``accelerate launch`` run (``RANK`` > 0):
+    only the main process locks, checks and writes the output."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class OutputLock:
+    """An exclusive lock file holding the owner's pid and host, released on exit.
+
+    ``OutputLock.for_folder(out)`` locks ``out/.lock``; ``OutputLock.for_file(f)`` locks ``f.lock``.
+    """
+
+    def __init__(self, lock_path: str | os.PathLike, what: str | os.PathLike, error: type[Exception] = OutputError):
+        self.path, self.what, self.error = Path(lock_path), Path(what), error
+        self.token = uuid.uuid4().hex
+        self.created: list[Path] = []
+        self.held = False
+
+    @classmethod
+    def for_folder(cls, folder, error: type[Exception] = OutputError) -> OutputLock:
+        return cls(Path(folder) / LOCK_NAME, folder, error)
+
+    @classmethod
+    def for_file(cls, file, error: type[Exception] = OutputError) -> OutputLock:
+        file = Path(file)
+        return cls(file.with_name(file.name + ".lock"), file, error)
+
+    def _mkdirs(self) -> None:
+        missing = []
+        parent = self.path.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            self.created.append(folder)
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "token": self.token}, fh)
+        return True
+
+    def _owner(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (ValueError, OSError):
+            return {"unreadable": True}
+
+    def acquire(self) -> OutputLock:
+        if not main_process():  # the main process of this launch holds the lock for all of them
+            return self
+        self._mkdirs()
+        for _ in range(5):
+            if self._create():
+                self.held = True
+                return self
+            owner = self._owner()
+            if not owner:
+                continue  # released meanwhile
+            pid, host = owner.get("pid"), owner.get("host")
+            if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+                stale = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
+                try:
+                    os.rename(self.path, stale)  # only one of several takers wins the rename
+                except FileNotFoundError:
+                    continue
+                stale.unlink(missing_ok=True)
+                log.warning("%s: took over the lock of process %s on %s, which no longer runs", self.what, pid, host)
+                continue
+            self._cleanup_created()
+            who = "an unreadable owner" if owner.get("unreadable") else f"process {pid} on host {host}"
+            raise self.error(f"{self.what} is in use by another run ({who}, lock file {self.path}); wait for it to "
+                             "finish, or delete the lock file if that run is gone")
+        self._cleanup_created()
+        raise self.error(f"could not lock {self.what} (lock file {self.path} keeps changing)")
+
+    def _cleanup_created(self) -> None:
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only if the run left it empty
+            except OSError:
+                break
+        self.created = []
+
+    def release(self) -> None:
+        if self.held:
+            if self._owner().get("token") == self.token:
+                self.path.unlink(missing_ok=True)
+            self.held = False
+        self._cleanup_created()
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of a file's bytes: data are compared by content, not by name."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def settings_differences(saved: Mapping, given: Mapping, keys: Iterable[str] | None = None) -> list[str]:
+    """``key: saved X, given Y`` for every key whose value differs (JSON-normalised)."""
+    norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
+    names = list(keys) if keys is not None else sorted(set(saved) | set(given))
+    return [f"{k}: saved {norm(saved.get(k))!r}, given {norm(given.get(k))!r}" for k in names
+            if norm(saved.get(k)) != norm(given.get(k))]
+
+
+def check_settings(saved: Mapping, given: Mapping, where: str | os.PathLike, *, keys: Iterable[str] | None = None,
+                   error: type[Exception] = OutputError) -> None:
+    """Refuse a resume whose settings differ from the stored ones, naming each difference."""
+    diff = settings_differences(saved, given, keys)
+    if diff:
+        raise error(f"--resume: the run in {where} was made with other settings ({'; '.join(diff)}); resume with "
+                    "the saved settings, pass --overwrite to start again, or choose another --output")
+
+
+def save_settings(path: str | os.PathLike, settings: Mapping) -> None:
+    write_text_atomic(Path(path), json.dumps(settings, indent=1, sort_keys=True))
+
+
+def load_settings(path: str | os.PathLike, error: type[Exception] = OutputError) -> dict | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise error(f"{path}: stored run settings are unreadable ({err}); restore the file or start again "
+                    "with --overwrite") from None

@@ -1,0 +1,346 @@
+"""Outputs: never over an input or an existing result unless asked, one run per output, resume only
+the run that was started, clear errors for broken JSONL, the user's umask, no escaping names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aligners.align import AlignmentError, _check_output, run
+from aligners.cli import main as align_main
+from aligners.config import AlignConfig
+from culture_tasks.atomic import write_text_atomic
+from culture_tasks.jsonl import JsonlError, read_jsonl
+from culture_tasks.outputs import LOCK_NAME, OutputError, OutputLock, claim_output, safe_join
+from tests.synthetic_wvs import write_data_root
+from tests.test_augment import REPLIES, BagOfWords, StandIn
+from tests.test_augment import _config as augment_config
+from tests.test_lora import _config as lora_config
+from trainers.augment import AugmentError, run_augmentation
+from trainers.cli import main as train_cli
+from trainers.examples import build_examples
+from trainers.lora import TrainingError, train
+
+HOST = socket.gethostname()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# ---- culture-train data ----------------------------------------------------------------------
+
+def test_data_output_equal_to_its_questions_is_refused_and_the_input_kept(data_root, tmp_path, capsys):
+    questions = tmp_path / "questions.jsonl"
+    shutil.copy(data_root / "culturellm" / "new_WVQ_100.jsonl", questions)
+    before = questions.read_bytes()
+    code = train_cli(["data", "--culture", "english", "--questions", str(questions), "--output",
+                      str(tmp_path / "." / "questions.jsonl"), "--data-dir", str(data_root)])
+    assert code == 2
+    assert f"output {tmp_path / 'questions.jsonl'} is also an input of this run" in capsys.readouterr().err
+    assert questions.read_bytes() == before
+
+
+def test_data_does_not_replace_an_existing_output_unless_asked(data_root, tmp_path, capsys):
+    out = tmp_path / "english.jsonl"
+    out.write_text("my earlier result\n")
+    assert train_cli(["data", "--culture", "english", "--output", str(out), "--data-dir", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert f"output file {out} already exists; pass --overwrite to replace it" in err and "--resume" not in err
+    assert out.read_text() == "my earlier result\n"
+    build_examples("english", data_dir=str(data_root)).write(out, overwrite=True)
+    assert len(read_jsonl(out)) == 50  # the 50 seed questions, labelled with the USA's answers
+
+
+# ---- the guard itself ------------------------------------------------------------------------
+
+def test_claim_output_states_and_refusals(tmp_path):
+    out = tmp_path / "run"
+    assert claim_output(out) == "new"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("{}")
+    assert claim_output(out) == "new"  # only the lock file: empty
+    (out / "x").write_text("1")
+    with pytest.raises(OutputError, match="is not empty; pass --resume to continue the run there, --overwrite"):
+        claim_output(out)
+    assert claim_output(out, resume=True) == "resume" and claim_output(out, overwrite=True) == "replace"
+    with pytest.raises(OutputError, match="give only one"):
+        claim_output(out, resume=True, overwrite=True)
+    with pytest.raises(OutputError, match="holds the input"):
+        claim_output(out, overwrite=True, inputs=[out / "x"])
+    assert (out / "x").read_text() == "1"
+
+
+def test_safe_join_refuses_names_that_leave_the_folder(tmp_path):
+    assert safe_join(tmp_path, "united_states") == tmp_path / "united_states"
+    for bad in ("../escape", "a/../../b", "/etc", "", "~user"):
+        with pytest.raises(OutputError, match="not a plain name inside"):
+            safe_join(tmp_path, bad)
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    with pytest.raises(OutputError, match="outside"):
+        safe_join(tmp_path, "link/x")
+
+
+def test_aligner_refuses_a_country_folder_outside_the_output(data_root, tmp_path, tiny_model):
+    """A Hofstede file whose country name is a path: the per-country folder may not escape."""
+    root = tmp_path / "root"
+    shutil.copytree(data_root / "vsm13", root / "vsm13")
+    (root / "hofstede").mkdir()
+    csv = (data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv").read_text(encoding="utf-8-sig")
+    (root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv").write_text(
+        csv.rstrip("\n") + "\nEVL;../../evil;50;50;50;50;50;50\n", encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = AlignConfig(model=str(tiny_model), countries=["USA", "../../evil"], output=str(out), data_dir=str(root))
+    with pytest.raises(AlignmentError, match=r"'../../evil' is not a plain name inside"):
+        run(cfg)
+    assert not out.exists() and not (tmp_path / "evil").exists()
+
+
+# ---- resume only with the settings of the run ------------------------------------------------
+
+def _lora_config(model, data, out, **kw):
+    return lora_config(model, data, out, **{"max_steps": 4, "save_steps": 2, **kw})
+
+
+class Killed(BaseException):
+    """Stands for the process dying: not an Exception, so nothing handles it."""
+
+
+def _killed_before_first_checkpoint(monkeypatch, cfg):
+    import trainers.lora as lora
+
+    def die(cfg, out, rows, resume_from, start):
+        start()  # the model is loaded and the examples are valid: the run has begun
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(lora, "_train", die)
+        with pytest.raises(Killed):
+            train(cfg)
+
+
+def test_lora_resume_with_other_data_or_learning_rate_is_refused(data_root, tiny_model, tmp_path, monkeypatch):
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    out = tmp_path / "adapter"
+    _killed_before_first_checkpoint(monkeypatch, _lora_config(tiny_model, data, out))
+    assert (out / "checkpoints" / "run_settings.json").is_file() and not (out / LOCK_NAME).exists()
+
+    with pytest.raises(TrainingError, match=r"other settings \(learning_rate: saved 0.02, given 0.01\)"):
+        train(_lora_config(tiny_model, data, out, resume=True, learning_rate=1e-2))
+    rows = data.read_text().splitlines()
+    data.write_text("\n".join(rows[:-1]) + "\n")  # same path, other content
+    with pytest.raises(TrainingError, match=r"other settings \(data_sha256: saved \['sha256:"):
+        train(_lora_config(tiny_model, data, out, resume=True))
+    with pytest.raises(TrainingError, match=r"is not empty; pass --resume to continue the run there, --overwrite"):
+        train(_lora_config(tiny_model, data, out))
+
+
+def test_lora_overwrite_replaces_only_after_every_check_passed(data_root, tiny_model, tmp_path):
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "training.json").write_text("an earlier result")
+    cfg = _lora_config(tiny_model, data, out, max_length=5)
+    cfg.overwrite = True  # the field arrives with the settings parser
+    with pytest.raises(TrainingError, match="every example is longer than max_length=5 tokens"):
+        train(cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["training.json"]
+    assert (out / "training.json").read_text() == "an earlier result"
+    shutil.copy(data, out / "data.jsonl")
+    cfg.data = [str(out / "data.jsonl")]
+    with pytest.raises(TrainingError, match="output folder .* holds the input .*data.jsonl"):
+        train(cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["data.jsonl", "training.json"]
+
+
+def _align_args(model, out, *extra):
+    return ["--model", str(model), "--country", "USA", "--output", str(out), "--population", "6",
+            "--generations", "2", "--subspace-dim", "4", "--seed", "3", "--no-baselines", *extra]
+
+
+def _started_alignment(out, data_root, tiny_model):
+    """The folder of an alignment run that stopped before its first generation finished."""
+    cfg = AlignConfig(model=str(tiny_model), countries=["USA"], output=str(out), population=6, generations=2,
+                      subspace_dim=4, seed=3, baselines=False, data_dir=str(data_root))
+    _check_output(out, False, cfg.for_country("USA"), 32)
+
+
+def test_align_resume_with_another_data_root_or_target_is_refused(data_root, tiny_model, tmp_path, capsys):
+    out = tmp_path / "usa"
+    _started_alignment(out, data_root, tiny_model)
+    other = tmp_path / "other"
+    shutil.copytree(data_root / "vsm13", other / "vsm13")
+    (other / "hofstede").mkdir()
+    name = "6-dimensions-for-website-2015-08-16.csv"
+    csv = (data_root / "hofstede" / name).read_text(encoding="utf-8-sig")
+    assert "\nUSA;U.S.A.;40;91;62;46;26;68\n" in csv
+    (other / "hofstede" / name).write_text(csv.replace("\nUSA;U.S.A.;40;91;", "\nUSA;U.S.A.;41;91;"))
+    before = sorted(p.name for p in out.iterdir())
+
+    assert align_main(_align_args(tiny_model, out, "--resume", "--data-dir", str(other))) == 2
+    err = capsys.readouterr().err
+    saved, given = err.split("other settings (target_scores: saved ")[1].split(", given ")
+    assert "'pdi': 40.0" in saved and "'pdi': 41.0" in given and "'idv': 91.0" in given
+
+    (other / "hofstede" / name).write_text(csv)
+    items = (other / "vsm13" / "items.jsonl")
+    text = items.read_text()
+    assert "your personal or home life" in text
+    items.write_text(text.replace("your personal or home life", "your private life", 1))
+    assert align_main(_align_args(tiny_model, out, "--resume", "--data-dir", str(other))) == 2
+    assert "other settings (vsm13_items: saved 'sha256:" in capsys.readouterr().err
+
+    assert align_main(_align_args(tiny_model, out, "--resume", "--data-dir", str(data_root),
+                                  "--target", "40,91,62,46,26,60")) == 2
+    err = capsys.readouterr().err
+    assert "target: saved None, given [40.0, 91.0, 62.0, 46.0, 26.0, 60.0]" in err and "ivr': 68.0" in err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_augment_resume_after_the_output_was_truncated_or_edited_is_refused(tmp_path):
+    write_data_root(tmp_path / "root")
+    cfg = augment_config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # dies in chunk 2, after chunk 1 was committed
+        run_augmentation(cfg, StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    out = tmp_path / "aug.jsonl"
+    committed = out.read_bytes()
+    state = json.loads((tmp_path / "aug.jsonl.state.json").read_text())
+    assert state["bytes"] == len(committed) > 0
+    resume = augment_config(tmp_path, resume=True)
+
+    out.write_bytes(committed[:-10])
+    with pytest.raises(AugmentError, match=f"holds {len(committed) - 10} bytes but the run committed {len(committed)}"):
+        run_augmentation(resume, StandIn(REPLIES), BagOfWords())
+    assert out.read_bytes() == committed[:-10]  # no NUL padding
+
+    out.write_bytes(committed.replace(b"key goal", b"KEY goal"))
+    with pytest.raises(AugmentError, match=f"the first {len(committed)} bytes of .* differ from what the run wrote"):
+        run_augmentation(resume, StandIn(REPLIES), BagOfWords())
+
+    out.write_bytes(committed)
+    run_augmentation(resume, StandIn(REPLIES), BagOfWords())
+    assert b"\x00" not in out.read_bytes() and len(read_jsonl(out)) == 2
+
+
+# ---- one run per output ----------------------------------------------------------------------
+
+def test_a_second_run_into_a_locked_output_is_refused(data_root, tiny_model, tmp_path, capsys):
+    held = f"in use by another run (process {os.getpid()} on host {HOST}"
+    out = tmp_path / "align"
+    with OutputLock.for_folder(out):
+        assert align_main(_align_args(tiny_model, out, "--data-dir", str(data_root))) == 2
+        assert held in capsys.readouterr().err
+        data = tmp_path / "english.jsonl"
+        build_examples("english", data_dir=str(data_root)).write(data)
+        with OutputLock.for_folder(tmp_path / "adapter"), pytest.raises(TrainingError, match=held.replace("(", r"\(")):
+            train(_lora_config(tiny_model, data, tmp_path / "adapter"))
+        write_data_root(tmp_path / "root")
+        with OutputLock.for_file(tmp_path / "aug.jsonl"), pytest.raises(AugmentError, match=r"lock file .*aug.jsonl.lock"):
+            run_augmentation(augment_config(tmp_path), StandIn(REPLIES), BagOfWords())
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert not out.exists()  # the lock made the folder; releasing it leaves nothing
+    assert not (tmp_path / "adapter" / "checkpoints").exists() and not (tmp_path / "aug.jsonl").exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
+    write_data_root(tmp_path / "root")
+    pid = _dead_pid()
+    lock = tmp_path / "aug.jsonl.lock"
+    lock.write_text(json.dumps({"pid": pid, "host": HOST}))
+    run_augmentation(augment_config(tmp_path), StandIn(REPLIES), BagOfWords())
+    assert f"took over the lock of process {pid} on {HOST}, which no longer runs" in caplog.text
+    assert not lock.exists() and len(read_jsonl(tmp_path / "aug.jsonl")) == 2
+    lock.write_text(json.dumps({"pid": pid, "host": "another-host"}))  # cannot tell: refused
+    with pytest.raises(AugmentError, match=f"process {pid} on host another-host"):
+        run_augmentation(augment_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
+
+
+# ---- JSONL -----------------------------------------------------------------------------------
+
+def test_jsonl_errors_name_file_line_and_fix(tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(b'{"a": 1}\n\n{"a": 2}\n{"a": 3, "b": "cut')
+    with pytest.raises(JsonlError, match=r"x.jsonl:4: not valid JSON \(Unterminated string .*\); the file looks "
+                                         r"truncated"):
+        read_jsonl(f)
+    f.write_bytes(b'{"a": 1}\n{"a": "caf\xe9"}\n')
+    with pytest.raises(JsonlError, match=r"x.jsonl:2: invalid UTF-8 at byte offset 19 .*save the file as UTF-8"):
+        read_jsonl(f)
+    f.write_bytes(b"\n  \n")
+    with pytest.raises(JsonlError, match=r"x.jsonl: the file is empty; expected one JSON object per line"):
+        read_jsonl(f)
+    f.write_bytes(b'{"a": 1}\n[1, 2]\n')
+    with pytest.raises(JsonlError, match=r"x.jsonl:2: expected a JSON object \{...\}, got list"):
+        read_jsonl(f)
+    f.write_text('{"a": "line\u2028separator"}\n{"a": 2}\n', encoding="utf-8")
+    assert read_jsonl(f) == [{"a": "line\u2028separator"}, {"a": 2}]
+
+
+def test_jsonl_errors_reach_the_user_instead_of_tracebacks(tmp_path, data_root, capsys):
+    from culture_tasks.classification import load_classification
+
+    (tmp_path / "culturellm").mkdir()
+    (tmp_path / "culturellm" / "empty.jsonl").write_bytes(b"")
+    with pytest.raises(JsonlError, match="empty.jsonl: the file is empty"):  # was StopIteration
+        load_classification(str(tmp_path), task_name="t", file="empty.jsonl", text_field="text",
+                            labels={"0": "no"}, instruction="")
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes((data_root / "culturellm" / "new_WVQ_100.jsonl").read_bytes()[:1000])
+    assert train_cli(["data", "--culture", "english", "--questions", str(cut), "--output", str(tmp_path / "o.jsonl"),
+                      "--data-dir", str(data_root)]) == 2
+    assert "cut.jsonl:" in capsys.readouterr().err
+    from trainers.lora import read_examples
+
+    with pytest.raises(JsonlError, match=r"cut.jsonl:\d+: not valid JSON .*; the file looks truncated"):
+        read_examples([str(cut)])
+
+
+# ---- permissions -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        write_text_atomic(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_replacing_keeps_the_suffix_and_leaves_nothing_when_the_writer_fails(tmp_path):
+    from culture_tasks.atomic import replacing
+
+    (tmp_path / "plot.png").write_bytes(b"old")
+    with pytest.raises(RuntimeError), replacing(tmp_path / "plot.png") as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path  # matplotlib picks the format by suffix
+        tmp.write_bytes(b"half")
+        raise RuntimeError
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"] and (tmp_path / "plot.png").read_bytes() == b"old"
+    with replacing(tmp_path / "plot.png") as tmp:
+        tmp.write_bytes(b"new")
+    assert (tmp_path / "plot.png").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path):
+    from aligners.align import country_tasks
+    from culture_tasks.paths import TASKS_DIR
+    from trainers.lora import lm_eval_command
+
+    cfg = AlignConfig(model="m", countries=["USA"], output="o")
+    command = country_tasks("USA", None, cfg).lm_eval_command("m", "o", False)
+    assert f"--include_path {TASKS_DIR} " in command and TASKS_DIR.is_absolute()
+    assert (TASKS_DIR / "vsm13").is_dir()
+    assert f"--include_path {TASKS_DIR} " in lm_eval_command("m", Path("o"), [{"culture": "english"}], False)
