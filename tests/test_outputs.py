@@ -58,7 +58,8 @@ def test_data_does_not_replace_an_existing_output_unless_asked(data_root, tmp_pa
     err = capsys.readouterr().err
     assert f"output file {out} already exists; pass --overwrite to replace it" in err and "--resume" not in err
     assert out.read_text() == "my earlier result\n"
-    build_examples("english", data_dir=str(data_root)).write(out, overwrite=True)
+    assert train_cli(["data", "--culture", "english", "--output", str(out), "--data-dir", str(data_root),
+                      "--overwrite"]) == 0
     assert len(read_jsonl(out)) == 50  # the 50 seed questions, labelled with the USA's answers
 
 

@@ -74,7 +74,7 @@ def run_data(cfg) -> dict:
 
     examples = build_examples(cfg.culture, questions_file=cfg.questions, data_dir=cfg.data_dir, rule=cfg.rule,
                               include_seeds=cfg.include_seeds, tag_country=cfg.tag_country)
-    examples.write(cfg.output)
+    examples.write(cfg.output, overwrite=cfg.overwrite)
     return {"output": cfg.output, "examples": len(examples.rows), "counts": examples.counts}
 
 
