@@ -290,7 +290,9 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
               "indices": {"plain": {d: plain[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")},
                           name: {d: final[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}}}
     if tasks.persona:
-        report["vsm13_l1"]["persona"] = score(tasks.persona, None)["vsm13_l1"]
+        persona = score(tasks.persona, None)
+        report["vsm13_l1"]["persona"] = persona["vsm13_l1"]
+        report["indices"]["persona"] = {d: persona[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}
     report["vsm13_l1_reversed"] = {"plain": score(tasks.reversed, None)["vsm13_l1"],
                                    name: score(tasks.reversed, prompt)["vsm13_l1"]}
     if tasks.wvs:

