@@ -670,7 +670,7 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
             for cell, col in zip(cells, table.columns):
                 d = cell.diff or {}
                 out.append({
-                    "table": table.title, "row_id": run.row_id, "model": run.label, "partial": run.partial,
+                    "table": table.title, "row_id": run.row_id, "label": run.label, "partial": run.partial,
                     "partial_reason": run.partial_text(), "column": col.label, "metric": col.metric,
                     "higher_is_better": col.higher_is_better, "value": cell.value,
                     "ci_low": cell.low, "ci_high": cell.high, "interval_note": cell.interval_note,
