@@ -571,11 +571,11 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
 
 
 def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:
-    """The row named by ``--baseline``: a row id, or a substring of exactly one row's model label."""
+    """The row named by ``--baseline``: a row id, a row's label, or a substring of exactly one row's label."""
     if not spec:
         return None
-    exact = [r for r in runs if r.row_id == spec]
-    found = exact or [r for r in runs if spec in r.label or spec in r.model_args.get("pretrained", "")]
+    found = ([r for r in runs if r.row_id == spec] or [r for r in runs if r.label == spec]
+             or [r for r in runs if spec in r.label or spec in r.model_args.get("pretrained", "")])
     if len(found) == 1:
         return found[0]
     listing = "; ".join(f"{r.row_id} = {r.label}" for r in runs)
