@@ -119,8 +119,12 @@ def report(tiny_model, lora_adapter, data_root, tmp_path_factory) -> Path:
     return page
 
 
-def test_report_in_headless_chromium(report):
-    browser = browser_or_skip()
+@pytest.fixture(scope="module")  # module scope, so that it is set up before the module-scoped report
+def browser() -> str:
+    return browser_or_skip()
+
+
+def test_report_in_headless_chromium(browser, report):  # browser first: no browser, no evaluation
     found = run_harness(browser, report)
     assert found["errors"] == []
     ids = {p["id"] for p in found["plots"]}
