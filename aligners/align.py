@@ -27,6 +27,7 @@ from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
+from culture_tasks import plots
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
@@ -239,7 +240,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
     if distributed.is_main():
         _save_checkpoint(lm, prompt, out, cfg)
         _write_json(out / "alignment.json", summary)
-        _plot(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})")
+        plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})")
     distributed.barrier()  # the next country starts when this one's files are written
     return summary
 
@@ -310,25 +311,6 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _plot(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    gens = [h["generation"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(gens, [h["best_so_far"] for h in history], label="best so far")
-    ax.plot(gens, [h["mean"] for h in history], label="population mean", alpha=0.7)
-    ax.set_xlabel("generation")
-    ax.set_ylabel("VSM13 L1 to target")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def make_task_manager(data_dir: str | None):

@@ -202,23 +202,29 @@ def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
     return float(f1_score(golds, preds, labels=list(range(n_labels)), average="macro", zero_division=0))
 
 
-def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) -> np.ndarray:
-    """``f1_macro`` of every bootstrap resample at once (rows of ``idx``), from weighted counts.
+def f1_macro_weighted(items: Sequence[tuple[int, int, int]], weights: np.ndarray) -> np.ndarray:
+    """``f1_macro`` of every row of ``weights`` (how often each item is counted), from weighted counts.
 
     Per class F1 = 2 TP / (gold count + predicted count), 0 when both are 0 - the value
-    sklearn's ``zero_division=0`` gives.
+    sklearn's ``zero_division=0`` gives. Group intervals weight a task's items the same way.
     """
     arr = np.asarray(items, dtype=np.int64).reshape(-1, 3)
     golds, preds, n_labels = arr[:, 0], arr[:, 1], int(arr[:, 2].max())
-    iters, n = idx.shape
-    offsets = (idx + n * np.arange(iters)[:, None]).ravel()
-    weights = np.bincount(offsets, minlength=iters * n).reshape(iters, n).astype(float)
-    f1 = np.zeros((iters, n_labels))
+    rows = weights.shape[0]
+    f1 = np.zeros((rows, n_labels))
     for c in range(n_labels):
         tp = weights @ ((golds == c) & (preds == c))
         denom = weights @ (golds == c) + weights @ (preds == c)
-        f1[:, c] = np.divide(2.0 * tp, denom, out=np.zeros(iters), where=denom > 0)
+        f1[:, c] = np.divide(2.0 * tp, denom, out=np.zeros(rows), where=denom > 0)
     return f1.mean(axis=1)
+
+
+def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) -> np.ndarray:
+    """``f1_macro`` of every bootstrap resample at once (rows of ``idx``)."""
+    iters, n = idx.shape
+    offsets = (idx + n * np.arange(iters)[:, None]).ravel()
+    weights = np.bincount(offsets, minlength=iters * n).reshape(iters, n).astype(float)
+    return f1_macro_weighted(items, weights)
 
 
 f1_macro.batched = _f1_macro_batched

@@ -1,63 +1,188 @@
-"""Leaderboard tables from lm-eval result files: one row per model + adapter.
+"""Leaderboard from lm-eval result files: one row per exact run, every number with its interval.
 
-    culture-leaderboard results/ other/results_2026.json --format html --output leaderboard.html
+    culture-leaderboard results/ other/results_2026.json --format html --output board.html --baseline base
+
+A row is one identity: the full model arguments (adapter ``peft=`` included), ``--limit``, the
+few-shot count, the chat-template settings and the task versions; result files of the same
+identity (e.g. CultureLLM, WVS and VSM13 run separately) fill one row. Each row carries its
+provenance as read from the result files, and a partial run (``--limit``, fewer documents than
+the task has) is marked wherever its numbers appear.
 
 CultureLLM scores are per-culture means of the tasks' macro-F1 (as the paper averages per
-culture) and the mean over all tasks; survey metrics (WVS, VSM13) get tables of their own.
+culture) and the mean over all tasks; survey metrics (WVS, VSM13) get tables of their own. A
+task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
+tasks gets its interval from the per-sample logs (``--log_samples``), or says "no interval".
+``--baseline`` marks the differences from one row that a paired bootstrap over the same
+documents finds significant.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from hashlib import sha256
 from pathlib import Path
 
-import jinja2
+import numpy as np
 
+from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.classification import f1_macro, f1_macro_weighted
+from culture_tasks.jsonl import JsonlError, read_jsonl
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
+from culture_tasks.survey.tasks import DIRECTIONLESS, WVS_TOPICS
+from culture_tasks.survey.vsm13 import DIMENSIONS
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
-
-
 SURVEY_HEADLINE = {"wvs": ("wvs_jsd", "wvs_w1", "wvs_majority"), "vsm13": ("vsm13_l1", "vsm13_mae")}
+PEFT_KINDS = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}
+ALPHA = 0.05  # a difference from the baseline is marked when the paired bootstrap p-value is below this
+FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
+NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
+NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
 
 
 class NotAResultFile(ValueError):
     """A file that is not an lm-eval results JSON."""
 
 
+class LeaderboardError(ValueError):
+    """A request the leaderboard cannot answer truthfully (e.g. an unknown --baseline)."""
+
+
+# --------------------------------------------------------------------------- aggregates over tasks
+
+
+def _weighted_mean(items: Sequence[float], weights: np.ndarray) -> np.ndarray:
+    total = weights.sum(axis=1)
+    return np.divide(weights @ np.asarray(items, dtype=float), total, out=np.full(len(weights), np.nan),
+                     where=total > 0)
+
+
+# metric -> (aggregate of one task's per-document items, the same with per-item weights)
+RESAMPLABLE: dict[str, tuple[Callable, Callable]] = {
+    "f1_macro": (f1_macro, f1_macro_weighted),
+    **{m: (stats.mean, _weighted_mean) for m in ("acc", "parse_fail_rate", "wvs_jsd", "wvs_w1", "wvs_majority")},
+}
+
+
+class TaskMean:
+    """Mean over tasks of one metric, from ``(task, item)`` pairs: the statistic of a group column.
+
+    Its ``batched`` form lets ``stats.bootstrap_ci`` / ``stats.paired_bootstrap`` resample the
+    pooled documents of all tasks; each task's statistic is computed from its resampled
+    documents (a task that a resample misses is left out of that resample's mean).
+    """
+
+    CHUNK = 64
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.one, self.weighted = RESAMPLABLE[metric]
+
+    def __call__(self, items: Sequence[tuple]) -> float:
+        by_task: dict[str, list] = defaultdict(list)
+        for task, item in items:
+            by_task[task].append(item)
+        return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else math.nan
+
+    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
+        tasks = sorted({t for t, _ in items})
+        columns = {t: np.array([i for i, (u, _) in enumerate(items) if u == t]) for t in tasks}
+        payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
+        out = []
+        for start in range(0, len(idx), self.CHUNK):
+            block = idx[start:start + self.CHUNK]
+            rows, n = block.shape
+            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+            weights = weights.reshape(rows, n).astype(float)
+            per_task = np.full((rows, len(tasks)), np.nan)
+            for k, t in enumerate(tasks):
+                w = weights[:, columns[t]]
+                present = w.sum(axis=1) > 0
+                per_task[present, k] = self.weighted(payload[t], w[present])
+            with np.errstate(all="ignore"):
+                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(rows, np.nan))
+        return np.concatenate(out) if out else np.array([])
+
+
+# --------------------------------------------------------------------------- runs
+
+
 @dataclass
 class Run:
-    """One model + adapter, merged over all result files that name it."""
+    """One identity (model arguments, limit, few-shot, chat template, task versions), over all its files."""
 
-    name: str
+    key: dict
+    row_id: str = ""
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
     higher_is_better: dict[str, dict[str, bool]] = field(default_factory=dict)
+    versions: dict[str, object] = field(default_factory=dict)
+    partial_tasks: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (effective, original)
+    samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
+    task_config: dict[str, dict] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # provenance read from the files
+    _items: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def model_args(self) -> dict:
+        return self.key["model_args"]
+
+    @property
+    def label(self) -> str:
+        model = self.model_args.get("pretrained") or self.info.get("model_type") or "?"
+        name = Path(str(model).rstrip("/")).name or str(model)
+        if self.model_args.get("peft"):
+            peft = str(self.model_args["peft"]).rstrip("/")
+            name += " + " + (Path(peft).name or peft)
+        return name + (" (chat)" if self.key["chat_template"] else "")
+
+    @property
+    def partial(self) -> bool:
+        return self.key["limit"] is not None or bool(self.partial_tasks)
+
+    def partial_text(self) -> str:
+        """Why the run is partial, or "" for a complete one."""
+        if not self.partial:
+            return ""
+        parts = [f"--limit {_num(self.key['limit'])}"] if self.key["limit"] is not None else []
+        docs = sorted({f"{e} of {o}" for e, o in self.partial_tasks.values()})
+        if docs:
+            parts.append("documents per task: " + ", ".join(docs[:3]) + (" ..." if len(docs) > 3 else ""))
+        return "partial run (" + "; ".join(parts) + ")"
+
+    def items(self, task: str, metric: str) -> dict[int, tuple[str, object]] | None:
+        """doc_id -> (doc_hash, item) from the task's per-sample log, or None without one."""
+        if (task, metric) not in self._items:
+            path = self.samples.get(task)
+            if path is None:
+                self._items[(task, metric)] = None
+            else:
+                try:
+                    rows = read_jsonl(path)
+                except (JsonlError, FileNotFoundError) as err:
+                    raise NotAResultFile(f"{path}: unreadable per-sample log ({err})") from err
+                found = {}
+                for row in rows:
+                    if row.get("filter", "none") == "none" and metric in row:
+                        value = row[metric]
+                        found[int(row["doc_id"])] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value)
+                self._items[(task, metric)] = found or None
+        return self._items[(task, metric)]
 
 
-@dataclass
-class Column:
-    key: str
-    label: str
-    higher_is_better: bool = True
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[Column]
-    rows: list[tuple[str, list[float | None]]]
-
-    def best(self) -> list[float | None]:
-        out = []
-        for j, col in enumerate(self.columns):
-            values = [r[1][j] for r in self.rows if r[1][j] is not None]
-            out.append(None if not values else (max(values) if col.higher_is_better else min(values)))
-        return out
+def _num(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def find_result_files(paths: list[str]) -> list[Path]:
@@ -75,184 +200,712 @@ def find_result_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def run_name(config: dict) -> str:
-    args = config.get("model_args") or {}
+def parse_model_args(args) -> dict[str, str]:
+    """``model_args`` as lm-eval stores it (a dict, or the ``k=v,k=v`` string) -> sorted dict of strings."""
     if isinstance(args, str):
         args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
-    model = str(args.get("pretrained") or config.get("model") or "?")
-    name = Path(model.rstrip("/")).name or model
-    if args.get("peft"):
-        name += " + " + (Path(str(args["peft"]).rstrip("/")).name or str(args["peft"]))
-    return name
+    return {str(k): str(v) for k, v in sorted((args or {}).items())}
 
 
-def load_runs(files: list[Path]) -> list[Run]:
-    runs: dict[str, Run] = {}
-    for path in files:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise NotAResultFile(f"{path}: not an lm-eval result file ({err})") from err
-        if not isinstance(data, dict) or not isinstance(data.get("results"), dict) or "config" not in data:
-            raise NotAResultFile(
-                f"{path}: not an lm-eval result file (expected the `results` and `config` fields that "
-                "`lm_eval --output_path` writes to results_*.json)"
-            )
-        name = run_name(data["config"]) + (" (chat)" if data.get("chat_template") else "")
-        run = runs.setdefault(name, Run(name))
-        for task, values in data["results"].items():
-            metrics = {}
-            for key, value in values.items():
-                metric, _, filt = key.partition(",")
-                if filt and "_stderr" not in metric and isinstance(value, (int, float)) and math.isfinite(value):
-                    metrics[metric] = float(value)
-            run.metrics.setdefault(task, {}).update(metrics)
-        for task, hib in (data.get("higher_is_better") or {}).items():
-            run.higher_is_better.setdefault(task, {}).update(hib)
-    return list(runs.values())
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NotAResultFile(f"{path}: not an lm-eval result file ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict) or not isinstance(data.get("config"), dict):
+        raise NotAResultFile(
+            f"{path}: not an lm-eval result file (expected the `results` and `config` fields that "
+            "`lm_eval --output_path` writes to results_*.json)"
+        )
+    return data
 
 
-def _suite_tasks(run: Run, suite: str) -> dict[str, dict[str, float]]:
-    """Leaf tasks of a suite: culturellm_<culture>_<name> (groups are recomputed, not read)."""
-    prefix = suite + "_"
-    others = [s + "_" for s in SUITES if s != suite and s.startswith(prefix)]
+def identity(data: dict) -> dict:
+    """What makes two result files the same run (task versions are checked per task on merging)."""
+    config = data["config"]
+    shots = sorted({int(v) for t, v in (data.get("n-shot") or {}).items() if t in data["results"] and v is not None})
+    template = data.get("chat_template")
     return {
-        t: m for t, m in run.metrics.items()
-        if t.startswith(prefix) and not any(t.startswith(o) for o in others) and t.count("_") > suite.count("_") + 1
+        "model": str(config.get("model") or ""),
+        "model_args": parse_model_args(config.get("model_args")),
+        "limit": config.get("limit"),
+        "num_fewshot": shots,
+        "chat_template": data.get("chat_template_sha") or (sha256(template.encode()).hexdigest() if template else None),
+        "fewshot_as_multiturn": bool(data.get("fewshot_as_multiturn")),
+        "system_instruction": data.get("system_instruction_sha") or data.get("system_instruction"),
     }
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def adapter_kind(peft: str | None) -> str:
+    """LoRA / prompt tuning from the adapter's adapter_config.json; "unknown" if it cannot be read."""
+    if not peft:
+        return ""
+    try:
+        kind = json.loads((Path(peft) / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return PEFT_KINDS.get(str(kind).upper(), str(kind)) if kind else "unknown"
+
+
+def _date(value) -> str:
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError, OverflowError):
+        return str(value) if value else "?"
+
+
+def _provenance(data: dict, path: Path) -> dict:
+    config = data["config"]
+    args = parse_model_args(config.get("model_args"))
+    return {
+        "model_type": str(config.get("model") or "?"),
+        "dtype": str(config.get("model_dtype") or args.get("dtype") or "?").removeprefix("torch."),
+        "lm_eval_version": str(data.get("lm_eval_version") or "?"),
+        "transformers_version": str(data.get("transformers_version") or "?"),
+        "git_hash": str(data.get("git_hash") or "?"),
+        "dates": [_date(data.get("date"))],
+        "chat_template": bool(data.get("chat_template")),
+        "system_instruction": data.get("system_instruction") or "",
+    }
+
+
+def _merge_info(run: Run, info: dict) -> None:
+    if not run.info:
+        run.info = info
+        return
+    for key, value in info.items():
+        if key == "dates":
+            run.info["dates"] = sorted(set(run.info["dates"]) | set(value))
+        elif run.info.get(key) != value and isinstance(value, str) and value not in str(run.info.get(key)).split(" / "):
+            run.info[key] = f"{run.info[key]} / {value}"
+
+
+def _add_file(run: Run, data: dict, path: Path) -> None:
+    stamp = path.stem.removeprefix("results_")
+    run.files.append(path)
+    _merge_info(run, _provenance(data, path))
+    for task, values in data["results"].items():
+        metrics = {}
+        for key, value in values.items():
+            metric, _, filt = key.partition(",")
+            if filt and "_stderr" not in metric and isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[metric] = float(value)
+        run.metrics.setdefault(task, {}).update(metrics)
+        if task in (data.get("versions") or {}):
+            run.versions[task] = data["versions"][task]
+        sample = path.with_name(f"samples_{task}_{stamp}.jsonl")
+        if sample.is_file():
+            run.samples[task] = sample
+        if task in (data.get("configs") or {}):
+            cfg = data["configs"][task]
+            run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
+    for task, counts in (data.get("n-samples") or {}).items():
+        if isinstance(counts, dict) and counts.get("effective", 0) < counts.get("original", 0):
+            run.partial_tasks[task] = (int(counts["effective"]), int(counts["original"]))
+    for task, hib in (data.get("higher_is_better") or {}).items():
+        run.higher_is_better.setdefault(task, {}).update(hib)
+    for group, members in (data.get("group_subtasks") or {}).items():
+        if members:
+            run.groups[group] = list(members)
+
+
+def _conflicts(run: Run, data: dict) -> bool:
+    """True when a task of ``data`` is in ``run`` at another version (then it is another row)."""
+    return any(t in run.versions and run.versions[t] != v for t, v in (data.get("versions") or {}).items())
+
+
+def load_runs(files: list[Path]) -> list[Run]:
+    """Result files grouped into runs by identity; files of one identity with a task at different
+    versions become separate rows. The same task twice in one row keeps the newest file's numbers."""
+    loaded = sorted(((p, _read(p)) for p in files), key=lambda pd: float(pd[1].get("date") or 0))
+    runs: list[Run] = []
+    for path, data in loaded:
+        key = identity(data)
+        run = next((r for r in runs if r.key == key and not _conflicts(r, data)), None)
+        if run is None:
+            run = Run(key)
+            runs.append(run)
+        else:
+            again = sorted(set(run.metrics) & set(data["results"]))
+            if again:
+                print(f"culture-leaderboard: {path} repeats {', '.join(again[:3])} of row {run.label}; "
+                      "the newest file's numbers are shown", file=sys.stderr)
+        _add_file(run, data, path)
+    for k, run in enumerate(runs):
+        extra = json.dumps(run.versions, sort_keys=True) if any(r.key == run.key for r in runs[:k]) else ""
+        run.row_id = "r" + sha256((json.dumps(run.key, sort_keys=True) + extra).encode()).hexdigest()[:6]
+        run.info["adapter"] = run.model_args.get("peft", "")
+        run.info["adapter_kind"] = adapter_kind(run.model_args.get("peft"))
+    return runs
+
+
+def provenance(run: Run) -> dict:
+    """The row's provenance, as shown in every format."""
+    chat = "none"
+    if run.key["chat_template"]:
+        chat = "applied" + (", few-shot as multi-turn" if run.key["fewshot_as_multiturn"] else "")
+    if run.key["system_instruction"]:
+        chat += f", system instruction {run.info.get('system_instruction')!r}"
+    versions = sorted({str(v) for v in run.versions.values()})
+    return {
+        "row_id": run.row_id,
+        "model": run.model_args.get("pretrained", run.info.get("model_type", "?")),
+        "model_args": ",".join(f"{k}={v}" for k, v in run.model_args.items()),
+        "adapter": run.info.get("adapter", ""),
+        "adapter_kind": run.info.get("adapter_kind", ""),
+        "dtype": run.info.get("dtype", "?"),
+        "limit": "none" if run.key["limit"] is None else _num(run.key["limit"]),
+        "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
+        "chat_template": chat,
+        "task_versions": ", ".join(versions) or "?",
+        "lm_eval_version": run.info.get("lm_eval_version", "?"),
+        "transformers_version": run.info.get("transformers_version", "?"),
+        "git_hash": run.info.get("git_hash", "?"),
+        "date": ", ".join(run.info.get("dates", [])),
+        "partial": run.partial_text(),
+        "files": [str(f) for f in run.files],
+    }
+
+
+# --------------------------------------------------------------------------- cells and tables
+
+
+@dataclass
+class Column:
+    key: str
+    label: str
+    metric: str
+    tasks: Callable[[Run], list[str]]
+    higher_is_better: bool | None = True  # None: a measurement with no better or worse
+    count: bool = False  # a count of tasks, not a score
+
+
+@dataclass
+class Cell:
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    interval_note: str = ""
+    diff: dict | None = None  # paired bootstrap against the baseline: diff, low, high, p_value
+    diff_note: str = ""
+    best: bool = False
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.diff) and math.isfinite(self.diff["p_value"]) and self.diff["p_value"] < ALPHA
+
+    def mark(self) -> str:
+        if not self.significant:
+            return ""
+        return "▲" if self.diff["diff"] > 0 else "▼"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[Column]
+    rows: list[tuple[Run, list[Cell]]]
+    note: str = ""
+
+
+def _finite(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _pooled_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
+    pooled = []
+    for task in tasks:
+        found = run.items(task, metric)
+        if found is None:
+            return None
+        pooled += [(task, item) for _, (_, item) in sorted(found.items())]
+    return pooled
+
+
+def make_cell(run: Run, column: Column) -> Cell | None:
+    tasks = [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
+    if not tasks:
+        return None
+    values = [run.metrics[t][column.metric] for t in tasks]
+    if column.count:
+        return Cell(float(len(tasks)))
+    value = float(np.mean(values))
+    if not math.isfinite(value):
+        return Cell(None, interval_note="not a number (too few documents?)")
+    if len(tasks) == 1:
+        low, high = (run.metrics[tasks[0]].get(column.metric + s) for s in stats.CI_SUFFIXES)
+        if _finite(low) is not None and _finite(high) is not None:
+            return Cell(value, low, high)
+        members = run.groups.get(tasks[0])
+        if not members:
+            return Cell(value, interval_note="no interval: the result file reports none for this metric")
+        tasks = members
+    if column.metric not in RESAMPLABLE:
+        return Cell(value, interval_note=NOT_RESAMPLABLE if column.metric.startswith("vsm13") else
+                    f"no interval: {column.metric} has no per-document resampling")
+    items = _pooled_items(run, tasks, column.metric)
+    if items is None:
+        return Cell(value, interval_note=NO_SAMPLES)
+    low, high = stats.bootstrap_ci(TaskMean(column.metric), items)
+    return Cell(value, _finite(low), _finite(high))
+
+
+def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]:
+    """Paired bootstrap of ``run`` minus ``base`` on the column's documents, or (None, why not)."""
+    if column.count:
+        return None, ""
+    tasks = [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
+    base_tasks = [t for t in column.tasks(base) if column.metric in base.metrics.get(t, {})]
+    if not tasks or not base_tasks:
+        return None, "not in both rows"
+    if sorted(tasks) != sorted(base_tasks):
+        return None, "no paired test: the rows cover different tasks"
+    if len(tasks) == 1 and tasks[0] in run.groups:
+        tasks = run.groups[tasks[0]]
+    if column.metric not in RESAMPLABLE:
+        return None, "no paired test: " + NOT_RESAMPLABLE.removeprefix("no interval: ")
+    a_items, b_items = [], []
+    for task in tasks:
+        a, b = base.items(task, column.metric), run.items(task, column.metric)
+        if a is None or b is None:
+            who = base.row_id if a is None else run.row_id
+            return None, f"no paired test: no per-sample logs for {task} in row {who}"
+        if {k: h for k, (h, _) in a.items()} != {k: h for k, (h, _) in b.items()}:
+            return None, f"no paired test: {task} was scored on different documents in the two rows"
+        for doc in sorted(a):
+            a_items.append((task, a[doc][1]))
+            b_items.append((task, b[doc][1]))
+    result = stats.paired_bootstrap(TaskMean(column.metric), a_items, b_items)
+    return result, ""
+
+
+def _suite_tasks(run: Run, suite: str) -> list[str]:
+    """Leaf tasks of a suite: culturellm_<culture>_<name> (groups are recomputed, not read)."""
+    prefix = suite + "_"
+    others = [s + "_" for s in SUITES if s != suite and s.startswith(prefix)]
+    return sorted(t for t in run.metrics if t.startswith(prefix) and not any(t.startswith(o) for o in others)
+                  and t.count("_") > suite.count("_") + 1 and t not in run.groups)
+
+
+def _culture(task: str, suite: str) -> str:
+    return task[len(suite) + 1:].split("_", 1)[0]
 
 
 def suite_table(runs: list[Run], suite: str) -> Table | None:
-    per_run = {}
-    cultures: set[str] = set()
-    for run in runs:
-        by_culture: dict[str, list[float]] = defaultdict(list)
-        fails = []
-        for task, metrics in _suite_tasks(run, suite).items():
-            if "f1_macro" in metrics:
-                by_culture[task[len(suite) + 1:].split("_", 1)[0]].append(metrics["f1_macro"])
-            if "parse_fail_rate" in metrics:
-                fails.append(metrics["parse_fail_rate"])
-        if by_culture:
-            per_run[run.name] = (by_culture, fails)
-            cultures |= set(by_culture)
-    if not per_run:
+    cultures = sorted({_culture(t, suite) for r in runs for t in _suite_tasks(r, suite)
+                       if "f1_macro" in r.metrics[t]})
+    if not cultures:
         return None
-    ordered = sorted(cultures)
-    columns = [Column(c, c) for c in ordered] + [Column("overall", "overall"), Column("tasks", "tasks")]
-    with_fails = any(f for _, f in per_run.values())
-    if with_fails:
-        columns.append(Column("parse_fail_rate", "parse fail rate", higher_is_better=False))
-    rows = []
-    for name, (by_culture, fails) in per_run.items():
-        all_scores = [v for c in ordered for v in by_culture.get(c, [])]
-        values = [_mean(by_culture.get(c, [])) for c in ordered] + [_mean(all_scores), float(len(all_scores))]
-        if with_fails:
-            values.append(_mean(fails))
-        rows.append((name, values))
-    rows.sort(key=lambda r: -(r[1][len(ordered)] or 0.0))
-    return Table(SUITES[suite], columns, rows)
+    columns = [Column(c, c, "f1_macro", lambda r, c=c: [t for t in _suite_tasks(r, suite) if _culture(t, suite) == c])
+               for c in cultures]
+    columns.append(Column("overall", "overall", "f1_macro", lambda r: _suite_tasks(r, suite)))
+    columns.append(Column("tasks", "tasks", "f1_macro", lambda r: _suite_tasks(r, suite), count=True))
+    if any("parse_fail_rate" in r.metrics[t] for r in runs for t in _suite_tasks(r, suite)):
+        columns.append(Column("parse_fail_rate", "parse fail rate", "parse_fail_rate",
+                              lambda r: _suite_tasks(r, suite), higher_is_better=False))
+    return Table(SUITES[suite], columns, [], note="culture columns and overall: mean macro-F1 over the tasks")
+
+
+def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
+    if metric in DIRECTIONLESS:
+        return None
+    return bool(next((r.higher_is_better[task][metric] for r in runs
+                      if metric in r.higher_is_better.get(task, {})), True))
 
 
 def survey_tables(runs: list[Run]) -> list[Table]:
-    """Non-CultureLLM tasks: one table per instrument (the task name's first word) and metric,
-    one column per task; per-topic breakdowns stay in the result files."""
-    columns: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
+    """Non-CultureLLM tasks: one table per instrument (the task name's first word) and headline
+    metric, one column per task; VSM13 indices get one table per task, without a direction."""
+    columns: dict[tuple[str, str], set[str]] = defaultdict(set)
+    indices: set[str] = set()
     for run in runs:
         for task, metrics in run.metrics.items():
             if task.startswith("culturellm"):
                 continue
             family = task.split("_", 1)[0]
             for metric in metrics:
-                if metric in SURVEY_HEADLINE.get(family, (metric,)):
-                    columns[(family, metric)][task] = bool(run.higher_is_better.get(task, {}).get(metric, True))
+                if metric in SURVEY_HEADLINE.get(family, ()):
+                    columns[(family, metric)].add(task)
+            if family == "vsm13" and task not in run.groups and DIMENSIONS[0] in metrics:
+                indices.add(task)
     tables = []
     for (family, metric), tasks in sorted(columns.items()):
         names = sorted(tasks)
-        hib = tasks[names[0]]
-        cols = [Column(t, t, hib) for t in names]
-        rows = [(run.name, [run.metrics.get(t, {}).get(metric) for t in names]) for run in runs]
-        rows = [r for r in rows if any(v is not None for v in r[1])]
-        rows.sort(key=lambda r: (r[1][0] is None, -(r[1][0] or 0) if hib else (r[1][0] or 0)))
-        tables.append(Table(f"{family}: {metric}" + (" (higher is better)" if hib else " (↓ lower is better)"), cols, rows))
+        hib = _direction(runs, names[0], metric)
+        cols = [Column(t, t, metric, lambda r, t=t: [t], _direction(runs, t, metric)) for t in names]
+        direction = " (higher is better)" if hib else " (↓ lower is better)"
+        tables.append(Table(f"{family}: {metric}{direction}", cols, []))
+    for task in sorted(indices):
+        cols = [Column(d, d, d, lambda r, t=task: [t], None) for d in DIMENSIONS]
+        tables.append(Table(f"{task}: the six VSM13 indices (measurements: no better or worse)", cols, [],
+                            note="intervals: simulated survey of 50 respondents answering as the model"))
     return tables
 
 
-def build_tables(runs: list[Run]) -> list[Table]:
-    tables = [t for s in SUITES if (t := suite_table(runs, s)) is not None]
-    return tables + survey_tables(runs)
+def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
+    """Cells of every run that has any, differences from the baseline, best values; sorted rows."""
+    rows = []
+    for run in runs:
+        cells = [make_cell(run, c) or Cell(None) for c in table.columns]
+        if all(c.value is None for c, col in zip(cells, table.columns) if not col.count):
+            continue
+        if baseline is not None and run is not baseline:
+            for cell, col in zip(cells, table.columns):
+                if cell.value is not None:
+                    cell.diff, cell.diff_note = compare_cell(baseline, run, col)
+        rows.append((run, cells))
+    for j, col in enumerate(table.columns):
+        values = [cells[j].value for _, cells in rows if cells[j].value is not None]
+        if col.count or col.higher_is_better is None or len(rows) < 2 or not values:
+            continue
+        best = max(values) if col.higher_is_better else min(values)
+        for _, cells in rows:
+            cells[j].best = cells[j].value == best
+    sort = next((j for j, c in enumerate(table.columns) if c.key == "overall"), 0)
+    col = table.columns[sort]
+    if col.higher_is_better is not None:
+        sign = -1 if col.higher_is_better else 1
+        rows.sort(key=lambda r: (r[1][sort].value is None, sign * (r[1][sort].value or 0.0)))
+    table.rows = rows
+    return table
+
+
+def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:
+    """The row named by ``--baseline``: a row id, a row's label, or a substring of exactly one row's label."""
+    if not spec:
+        return None
+    found = ([r for r in runs if r.row_id == spec] or [r for r in runs if r.label == spec]
+             or [r for r in runs if spec in r.label or spec in r.model_args.get("pretrained", "")])
+    if len(found) == 1:
+        return found[0]
+    listing = "; ".join(f"{r.row_id} = {r.label}" for r in runs)
+    if not found:
+        raise LeaderboardError(f"--baseline {spec!r} names no row; give a row id or a model substring ({listing})")
+    raise LeaderboardError(f"--baseline {spec!r} matches {len(found)} rows; give one row id ({listing})")
+
+
+def build_tables(runs: list[Run], baseline: Run | None = None) -> list[Table]:
+    tables = [t for s in SUITES if (t := suite_table(runs, s)) is not None] + survey_tables(runs)
+    return [t for t in (fill(t, runs, baseline) for t in tables) if t.rows]
+
+
+# --------------------------------------------------------------------------- text of a cell
 
 
 def _fmt(value: float | None, column: Column) -> str:
     if value is None:
         return "–"
-    return str(int(value)) if column.key == "tasks" else f"{value:.4f}"
+    return str(int(value)) if column.count else f"{value:.4f}"
 
 
-def to_markdown(tables: list[Table]) -> str:
-    out = []
+def interval_text(cell: Cell, column: Column) -> str:
+    if column.count or cell.value is None:
+        return ""
+    if cell.low is not None and cell.high is not None:
+        return f"[{cell.low:.4f}, {cell.high:.4f}]"
+    return f"({cell.interval_note or 'no interval'})"
+
+
+def diff_text(cell: Cell) -> str:
+    """The comparison with the baseline in words, or "" where there is none to show."""
+    if cell.diff is None:
+        return cell.diff_note
+    d = cell.diff
+    p = "p < 0.002" if d["p_value"] == 0 else f"p = {d['p_value']:.3f}"
+    verdict = "significant" if cell.significant else "not significant"
+    return f"vs baseline: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], {p} ({verdict})"
+
+
+def row_label(run: Run, baseline: Run | None) -> str:
+    tags = [f"[{run.row_id}]"] + (["(baseline)"] if run is baseline else []) + (["† partial"] if run.partial else [])
+    return f"{run.label} " + " ".join(tags)
+
+
+# --------------------------------------------------------------------------- formats
+
+
+LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fewer documents than the task has "
+          "(--limit); its numbers are not comparable with complete runs. ▲/▼: significantly higher/lower than "
+          f"the baseline row (paired bootstrap over the same documents, p < {ALPHA}). "
+          "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
+
+PROVENANCE_COLUMNS = ("row_id", "model", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot", "chat_template",
+                      "task_versions", "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
+
+
+def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plots: Sequence[tuple[str, str]] = ()) -> str:
+    out = ["## Culture leaderboard", "", LEGEND, ""]
+    if baseline is not None:
+        out += [f"Baseline: {row_label(baseline, baseline)}", ""]
+    out += ["### Runs", "", "| " + " | ".join(PROVENANCE_COLUMNS) + " |", "|" + "---|" * len(PROVENANCE_COLUMNS)]
+    for run in runs:
+        prov = provenance(run)
+        out.append("| " + " | ".join(str(prov[c]).replace("|", "\\|") or "–" for c in PROVENANCE_COLUMNS) + " |")
+    out.append("")
     for table in tables:
-        best = table.best()
         out.append(f"### {table.title}\n")
+        if table.note:
+            out.append(f"{table.note}\n")
         out.append("| model | " + " | ".join(c.label for c in table.columns) + " |")
         out.append("|---|" + "---:|" * len(table.columns))
-        for name, values in table.rows:
-            cells = []
-            for value, col, b in zip(values, table.columns, best):
-                text = _fmt(value, col)
-                marked = value is not None and col.key != "tasks" and len(table.rows) > 1 and value == b
-                cells.append(f"**{text}**" if marked else text)
-            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        for run, cells in table.rows:
+            texts = []
+            for cell, col in zip(cells, table.columns):
+                text = _fmt(cell.value, col)
+                text = f"**{text}**" if cell.best else text
+                parts = [text, interval_text(cell, col), cell.mark(), diff_text(cell) if cell.value is not None else ""]
+                texts.append(" ".join(p for p in parts if p))
+            out.append(f"| {row_label(run, baseline)} | " + " | ".join(texts) + " |")
         out.append("")
+    for name, title in plots:
+        out += [f"![{title}]({name})", ""]
     return "\n".join(out)
 
 
-def to_html(tables: list[Table]) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True
-    )
+def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[dict]:
+    """One flat record per table cell (the CSV rows; the JSON cells)."""
+    out = []
+    for table in tables:
+        for run, cells in table.rows:
+            for cell, col in zip(cells, table.columns):
+                d = cell.diff or {}
+                out.append({
+                    "table": table.title, "row_id": run.row_id, "label": run.label, "partial": run.partial,
+                    "partial_reason": run.partial_text(), "column": col.label, "metric": col.metric,
+                    "higher_is_better": col.higher_is_better, "value": cell.value,
+                    "ci_low": cell.low, "ci_high": cell.high, "interval_note": cell.interval_note,
+                    "baseline": baseline.row_id if baseline else None,
+                    "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),
+                    "p_value": d.get("p_value"), "significant": cell.significant if d else None,
+                    "diff_note": cell.diff_note,
+                })
+    return out
+
+
+def to_csv(runs: list[Run], tables: list[Table], baseline: Run | None) -> str:
+    rows = records(runs, tables, baseline)
+    prov = {r.row_id: provenance(r) for r in runs}
+    extra = [c for c in PROVENANCE_COLUMNS if c not in ("row_id", "partial")]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*rows[0], *extra], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **{c: prov[row["row_id"]][c] for c in extra}})
+    return buf.getvalue()
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(runs: list[Run], tables: list[Table], baseline: Run | None, plots: Sequence[tuple[str, str]] = ()) -> str:
+    data = {
+        "legend": LEGEND,
+        "baseline": baseline.row_id if baseline else None,
+        "runs": [{**provenance(r), "is_partial": r.partial} for r in runs],
+        "cells": records(runs, tables, baseline),
+        "plots": [name for name, _ in plots],
+    }
+    return json.dumps(_clean(data), indent=1, ensure_ascii=False) + "\n"
+
+
+def to_html(runs: list[Run], tables: list[Table], baseline: Run | None, figures: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The self-contained page: inline CSS, JS and SVG, nothing fetched."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
     view = []
     for table in tables:
-        best = table.best()
-        rows = [
-            (name, [
-                (_fmt(v, c), v is not None and c.key != "tasks" and len(table.rows) > 1 and v == b)
-                for v, c, b in zip(values, table.columns, best)
-            ])
-            for name, values in table.rows
-        ]
-        view.append({"title": table.title, "columns": table.columns, "rows": rows})
-    return env.get_template("leaderboard.html.j2").render(tables=view)
+        rows = []
+        for run, cells in table.rows:
+            shown = []
+            for cell, col in zip(cells, table.columns):
+                tip = [interval_text(cell, col).strip("()")] if not col.count else []
+                if cell.value is not None and (d := diff_text(cell)):
+                    tip.append(d)
+                shown.append({"text": _fmt(cell.value, col), "interval": interval_text(cell, col),
+                              "sort": "" if cell.value is None else repr(cell.value), "best": cell.best,
+                              "mark": cell.mark(), "tip": "; ".join(t for t in tip if t), "count": col.count})
+            rows.append({"run": run, "label": run.label, "cells": shown, "baseline": run is baseline})
+        view.append({"title": table.title, "note": table.note, "columns": table.columns, "rows": rows})
+    return env.get_template("leaderboard.html.j2").render(
+        tables=view, runs=[provenance(r) for r in runs], columns=PROVENANCE_COLUMNS, legend=LEGEND,
+        baseline=row_label(baseline, baseline) if baseline else "", figures=figures)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _short(run: Run) -> str:
+    return f"{run.label} [{run.row_id}]" + (" †" if run.partial else "")
+
+
+def _variant(cfg: dict) -> str:
+    kwargs = cfg.get("dataset_kwargs") or {}
+    return ", ".join([*(["persona prompt"] if kwargs.get("persona") else []),
+                      *(["reversed options"] if kwargs.get("reversed_options") else [])])
+
+
+def hofstede_target(country: str, data_dir: str | None) -> tuple[tuple[str, dict] | None, str]:
+    """The country's published scores from Hofstede's file (the tasks' own reader), or (None, why not)."""
+    from culture_tasks.survey.vsm13 import find_target
+
+    try:
+        target = find_target(country, data_dir or None)
+    except (OSError, ValueError) as err:
+        return None, str(err).split(". ")[0]
+    return (f"{target.name} (Hofstede)", dict(target.scores)), ""
+
+
+def culture_heatmap(tables: list[Table]):
+    from culture_tasks import plots
+
+    suite = next((t for t in tables if t.title == SUITES["culturellm"]), None)
+    if suite is None:
+        return None
+    keep = [j for j, c in enumerate(suite.columns) if not c.count and c.metric == "f1_macro"]
+    values = np.array([[cells[j].value if cells[j].value is not None else np.nan for j in keep]
+                       for _, cells in suite.rows], dtype=float)
+    return plots.score_heatmap("CultureLLM macro-F1 per culture (higher is better)", [_short(r) for r, _ in suite.rows],
+                               [suite.columns[j].label for j in keep], values, xlabel="culture", colourbar="macro-F1")
+
+
+def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
+    from culture_tasks import plots
+
+    by_country: dict[str, list] = defaultdict(list)
+    data_dirs: dict[str, str | None] = {}
+    for run in runs:
+        for task in sorted(run.metrics):
+            cfg = run.task_config.get(task, {})
+            country = (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
+            values = {d: run.metrics[task].get(d, math.nan) for d in DIMENSIONS}
+            if not country or not any(math.isfinite(v) for v in values.values()):
+                continue
+            variant = _variant(cfg)
+            by_country[country].append((_short(run) + (f", {variant}" if variant else ""), values))
+            data_dirs.setdefault(country, (cfg.get("metadata") or {}).get("data_dir"))
+    out = []
+    for country, profiles in sorted(by_country.items()):
+        target, why = hofstede_target(country, data_dirs[country])
+        title = f"VSM13 indices, {country}" + (f" (no target: {why})" if why else "")
+        slug = "".join(ch if ch.isalnum() else "_" for ch in country.lower())
+        out.append((f"vsm13_radar_{slug}", title, plots.vsm13_radar(title, profiles, target)))
+    return out
+
+
+def wvs_topic_bars(runs: list[Run]) -> list[tuple[str, str, object]]:
+    from culture_tasks import plots
+
+    tasks = sorted({t for r in runs for t in r.metrics if t.startswith("wvs_") and t not in r.groups
+                    and any(f"wvs_jsd_{topic}" in r.metrics[t] for topic in WVS_TOPICS)})
+    out = []
+    for task in tasks:
+        having = [r for r in runs if task in r.metrics]
+        topics = [tp for tp in WVS_TOPICS if any(_finite(r.metrics[task].get(f"wvs_jsd_{tp}")) is not None for r in having)]
+        if not topics:
+            continue
+        series = []
+        for run in having:
+            m = run.metrics[task]
+            series.append((_short(run), [(_finite(m.get(f"wvs_jsd_{tp}")), _finite(m.get(f"wvs_jsd_{tp}_ci_low")),
+                                          _finite(m.get(f"wvs_jsd_{tp}_ci_high"))) for tp in topics]))
+        title = f"{task}: 1 - JSD per WVS topic, 95 % intervals (higher is better)"
+        out.append((f"wvs_topics_{task}", title, plots.interval_bars(title, [t.replace("_", " ") for t in topics],
+                                                                     series, ylabel="1 - JSD")))
+    return out
+
+
+def figures(runs: list[Run], tables: list[Table]) -> list[tuple[str, str, object]]:
+    """(file name, title, matplotlib figure) of every plot the report has data for."""
+    out = []
+    heat = culture_heatmap(tables)
+    if heat is not None:
+        out.append(("culturellm_heatmap", "CultureLLM macro-F1 per culture", heat))
+    return out + vsm13_radars(runs) + wvs_topic_bars(runs)
+
+
+# --------------------------------------------------------------------------- CLI
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="culture-leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="lm-eval result files or folders (searched for results_*.json)")
-    parser.add_argument("--format", choices=["markdown", "html"], default="markdown")
-    parser.add_argument("--output", help="write here instead of standard output")
+    parser.add_argument("--format", choices=list(FORMATS), default="md", help="md (default), html, csv or json")
+    parser.add_argument("--output", help="write here instead of standard output; plots go to <output stem>_plots/")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output and its plots folder")
+    parser.add_argument("--baseline", help="row id or model substring: mark significant differences from this row")
     args = parser.parse_args(argv)
+    fmt = FORMATS[args.format]
     try:
-        tables = build_tables(load_runs(find_result_files(args.paths)))
-    except (NotAResultFile, FileNotFoundError) as err:
+        files = find_result_files(args.paths)
+        output, plot_dir = _claim(args, files, fmt)
+        runs = load_runs(files)
+        baseline = pick_baseline(runs, args.baseline)
+        tables = build_tables(runs, baseline)
+        if not tables:
+            raise LeaderboardError("the result files hold no CultureLLM or survey metrics")
+        return _write(args, fmt, runs, tables, baseline, output, plot_dir)
+    except (NotAResultFile, FileNotFoundError, LeaderboardError, OutputError) as err:
         print(f"culture-leaderboard: {err}", file=sys.stderr)
         return 2
-    if not tables:
-        print("culture-leaderboard: the result files hold no CultureLLM or survey metrics", file=sys.stderr)
-        return 2
-    text = to_html(tables) if args.format == "html" else to_markdown(tables)
-    if args.output:
-        write_text_atomic(Path(args.output), text)
-        if args.format == "html":
-            print(to_markdown(tables))
-        print(f"wrote {args.output}")
-    else:
-        print(text)
+
+
+def _claim(args, files: list[Path], fmt: str) -> tuple[Path | None, Path | None]:
+    """Check --output (and its plots folder) before any work: nothing is replaced without --overwrite."""
+    if not args.output:
+        return None, None
+    output = Path(args.output)
+    claim_output(output, overwrite=args.overwrite, inputs=files, folder=False, resumable=False)
+    plot_dir = output.with_name(output.stem + "_plots") if fmt in ("html", "md") else None
+    if plot_dir is not None:
+        claim_output(plot_dir, overwrite=args.overwrite, inputs=files, folder=True, resumable=False)
+    return output, plot_dir
+
+
+def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir: Path | None) -> int:
+    from culture_tasks import plots as figs
+
+    drawn = figures(runs, tables) if fmt in ("html", "md") else []
+    try:
+        svgs = [(name, title, figs.to_svg(fig)) for name, title, fig in drawn]
+        if output is None:
+            text = _render(fmt, runs, tables, baseline, svgs, [])
+            print(text, end="" if text.endswith("\n") else "\n")
+            return 0
+        with OutputLock.for_file(output):
+            written = []
+            if plot_dir is not None and drawn:
+                if plot_dir.exists():
+                    clear_output(plot_dir)
+                for name, title, fig in drawn:
+                    figs.save(fig, plot_dir / f"{name}.png")
+                    written.append((str((plot_dir / f"{name}.png").relative_to(output.parent)), title))
+            write_text_atomic(output, _render(fmt, runs, tables, baseline, svgs, written))
+    finally:
+        for _, _, fig in drawn:
+            figs.pyplot().close(fig)
+    if fmt == "html":
+        print(to_markdown(runs, tables, baseline))
+    print(f"wrote {output}" + (f" and {len(written)} plots in {plot_dir}" if written else ""))
     return 0
+
+
+def _render(fmt: str, runs, tables, baseline, svgs, written: list[tuple[str, str]]) -> str:
+    if fmt == "html":
+        return to_html(runs, tables, baseline, svgs)
+    if fmt == "md":
+        return to_markdown(runs, tables, baseline, written)
+    if fmt == "csv":
+        return to_csv(runs, tables, baseline)
+    return to_json(runs, tables, baseline)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks.atomic import replacing, write_text_atomic
+from culture_tasks import plots
+from culture_tasks.atomic import write_text_atomic
 from culture_tasks.outputs import claim_output
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
@@ -354,42 +355,6 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
 # --------------------------------------------------------------------------- outputs
 
 
-def _heatmap(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
-    if result.get("wvs"):
-        panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 1.5 + 0.6 * len(result["vsm13"]["rows"])),
-                             squeeze=False)
-    for ax, (part, key, plain_key, title, cmap) in zip(axes[0], panels):
-        block = result[part]
-        values = np.asarray([*block[key], block[plain_key]], dtype=float)
-        columns = block["columns"]
-        if part == "vsm13":  # a column over fewer dimensions is on another scale: say so under it
-            columns = [f"{c} ({len(d)} dims)" for c, d in zip(columns, block["column_dims"])]
-        image = ax.imshow(values, cmap=cmap, aspect="auto")
-        fig.colorbar(image, ax=ax)
-        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
-        ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
-        ax.set_xlabel("compared with")
-        ax.set_ylabel("steered to")
-        ax.set_title(title)
-        mid = np.nanmean(values)
-        for (i, j), v in np.ndenumerate(values):
-            dark = (v > mid) == (cmap == "cividis_r")
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if dark else "black", fontsize=8)
-    fig.tight_layout()
-    try:
-        with replacing(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
-
-
 def _fmt(v, ci=None, spec: str = ".3f") -> str:
     text = format(v, spec) if isinstance(v, float) else str(v)
     return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
@@ -477,7 +442,7 @@ def run(cfg: SteeringConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
     write_text_atomic(out / "steering.md", markdown(result))
-    _heatmap(result, out / "steering.png")
+    plots.steering_heatmap(result, out / "steering.png")
     return result
 
 

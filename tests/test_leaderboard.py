@@ -1,62 +1,240 @@
-"""Leaderboard tables from synthetic lm-eval result files."""
+"""Leaderboard from synthetic lm-eval result files (the fields lm-eval 0.4 writes), hand-computed values."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
 
 from culture_tasks.leaderboard import main
 
+STAMP = iter(f"2026-01-01T00-00-{k:02d}.000000" for k in range(1000))
 
-def _result(path, model, scores, peft=None, extra=None, hib=None):
+
+def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=None, fewshot=0, chat=False,
+            samples=None, versions=None, ci=None, n_samples=None, groups=None):
+    """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``) in ``folder``."""
+    stamp = next(STAMP)
     args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {})}
-    results = {t: {"alias": t, "f1_macro,none": v, "f1_macro_stderr,none": "N/A", "acc,none": 0.5} for t, v in scores.items()}
+    results = {}
+    for task, value in scores.items():
+        results[task] = {"alias": task, "f1_macro,none": value, "f1_macro_stderr,none": "N/A", "acc,none": 0.5}
+        if ci and task in ci:
+            results[task].update({"f1_macro_ci_low,none": ci[task][0], "f1_macro_ci_high,none": ci[task][1]})
     results.update(extra or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"results": results, "config": {"model": "hf", "model_args": args},
-                                "higher_is_better": hib or {}}))
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "results": results, "group_subtasks": groups or {},
+        "config": {"model": "hf", "model_args": args, "model_dtype": "torch.float32", "limit": limit},
+        "higher_is_better": hib or {}, "versions": versions or {t: 1.0 for t in results},
+        "n-shot": {t: fewshot for t in results}, "n-samples": n_samples or {},
+        "date": 1767225600.0 + int(stamp[-9:-7]), "lm_eval_version": "0.4.13", "transformers_version": "5.24.0",
+        "git_hash": "abc1234", "chat_template": "{{ x }}" if chat else None,
+        "chat_template_sha": "c0ffee" if chat else None, "fewshot_as_multiturn": False,
+        "system_instruction": None, "system_instruction_sha": None,
+    }
+    (folder / f"results_{stamp}.json").write_text(json.dumps(data))
+    for task, rows in (samples or {}).items():
+        lines = [json.dumps({"doc_id": i, "doc_hash": f"h{i}", "filter": "none", **row}) for i, row in enumerate(rows)]
+        (folder / f"samples_{task}_{stamp}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _json(tmp_path, *extra):
+    out = tmp_path / f"board{next(STAMP)}.json"
+    assert main([str(tmp_path / "res"), "--format", "json", "--output", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def _cell(data, model, column, table="CultureLLM (multiple choice), macro-F1"):
+    found = [c for c in data["cells"] if c["label"] == model and c["column"] == column and c["table"] == table]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def test_two_runs_side_by_side(tmp_path, capsys):
-    _result(tmp_path / "a/results_1.json", "/m/base", {
+    _result(tmp_path / "res/a", "/m/base", {
         "culturellm_arabic_x": 0.2, "culturellm_arabic_y": 0.4, "culturellm_korean_z": 0.9,
-        "culturellm_arabic": 0.3})
-    _result(tmp_path / "b/results_2.json", "/m/base", {
+        "culturellm_arabic": 0.3}, groups={"culturellm_arabic": ["culturellm_arabic_x", "culturellm_arabic_y"]})
+    _result(tmp_path / "res/b", "/m/base", {
         "culturellm_arabic_x": 0.6, "culturellm_arabic_y": 0.6, "culturellm_korean_z": 0.3},
-        peft="/ckpt/arabic-lora")
-    assert main([str(tmp_path)]) == 0
+        peft="/ckpt/arabic-lora", ci={"culturellm_korean_z": (0.1, 0.5)})
+    assert main([str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out
-    lines = [l for l in out.splitlines() if l.startswith("| base")]
-    # base: arabic 0.3, korean 0.9, overall (0.2+0.4+0.9)/3 = 0.5
-    # base + arabic-lora: arabic 0.6, korean 0.3, overall 0.5 -> a tie: both marked, file order kept
-    assert lines[0] == "| base | 0.3000 | **0.9000** | **0.5000** | 3 |"
-    assert lines[1] == "| base + arabic-lora | **0.6000** | 0.3000 | **0.5000** | 3 |"
+    lines = [line for line in out.splitlines() if line.startswith("| base")]
+    # base: arabic (0.2+0.4)/2 = 0.3, korean 0.9, overall (0.2+0.4+0.9)/3 = 0.5
+    # base + arabic-lora: arabic 0.6, korean 0.3 with the file's interval, overall 0.5 -> a tie: both best
+    none = "(no interval: no per-sample logs (run lm_eval with --log_samples))"
+    assert lines[0].startswith("| base [r")
+    assert lines[0].endswith(f"| 0.3000 {none} | **0.9000** (no interval: the result file reports none for this "
+                             f"metric) | **0.5000** {none} | 3 |")
+    assert lines[1].endswith(f"| **0.6000** {none} | 0.3000 [0.1000, 0.5000] | **0.5000** {none} | 3 |")
 
 
-def test_sorted_by_overall_and_html(tmp_path):
-    _result(tmp_path / "results_a.json", "/m/weak", {"culturellm_english_x": 0.1})
-    _result(tmp_path / "results_b.json", "/m/strong", {"culturellm_english_x": 0.7})
-    html = tmp_path / "out/board.html"
-    assert main([str(tmp_path), "--format", "html", "--output", str(html)]) == 0
+def test_row_identity(tmp_path):
+    scores = {"culturellm_english_x": 0.5}
+    _result(tmp_path / "res/1", "/m/base", scores, peft="/runs/a/adapter")        # two adapters, same folder name
+    _result(tmp_path / "res/2", "/m/base", scores, peft="/runs/b/adapter")
+    _result(tmp_path / "res/3", "/org1/model", scores)                            # two bases, same folder name
+    _result(tmp_path / "res/4", "/org2/model", scores)
+    _result(tmp_path / "res/5", "/m/base", scores)                                # plain base, full run
+    _result(tmp_path / "res/6", "/m/base", scores, limit=5)                       # --limit 5
+    _result(tmp_path / "res/7", "/m/base", scores, fewshot=3)                     # --num_fewshot 3
+    _result(tmp_path / "res/8", "/m/base", scores, chat=True)                     # chat template
+    _result(tmp_path / "res/9", "/m/base", scores, versions={"culturellm_english_x": 2.0})  # task version 2
+    # same identity as 5, other tasks: joins its row
+    _result(tmp_path / "res/10", "/m/base", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.7}})
+    data = _json(tmp_path)
+    args = sorted((r["model_args"], r["limit"], r["num_fewshot"], r["chat_template"], r["task_versions"])
+                  for r in data["runs"])
+    assert args == sorted([
+        ("dtype=float32,pretrained=/m/base", "5", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "0", "applied", "1.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "2.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "3", "none", "1.0"),
+        ("dtype=float32,peft=/runs/a/adapter,pretrained=/m/base", "none", "0", "none", "1.0"),
+        ("dtype=float32,peft=/runs/b/adapter,pretrained=/m/base", "none", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/org1/model", "none", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/org2/model", "none", "0", "none", "1.0"),
+    ])
+    assert len({r["row_id"] for r in data["runs"]}) == 9
+    merged = [r for r in data["runs"] if len(r["files"]) == 2]
+    assert len(merged) == 1 and merged[0]["limit"] == "none" and merged[0]["num_fewshot"] == "0"
+
+
+def test_adapter_kind_and_provenance(tmp_path):
+    lora, prompt = tmp_path / "lora", tmp_path / "prompt"
+    for folder, kind in ((lora, "LORA"), (prompt, "PROMPT_TUNING")):
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": kind}))
+    for peft in (lora, prompt, tmp_path / "gone"):
+        _result(tmp_path / "res" / peft.name, "/m/base", {"culturellm_english_x": 0.5}, peft=str(peft))
+    runs = {r["adapter"]: r for r in _json(tmp_path)["runs"]}
+    assert runs[str(lora)]["adapter_kind"] == "LoRA"
+    assert runs[str(prompt)]["adapter_kind"] == "prompt tuning"
+    assert runs[str(tmp_path / "gone")]["adapter_kind"] == "unknown"
+    row = runs[str(lora)]
+    assert (row["dtype"], row["lm_eval_version"], row["transformers_version"], row["git_hash"]) == \
+        ("float32", "0.4.13", "5.24.0", "abc1234")
+    assert row["date"] == "2026-01-01 00:00 UTC" and row["partial"] == ""
+
+
+def test_partial_run_marked_in_every_format(tmp_path, capsys):
+    _result(tmp_path / "res/full", "/m/full", {"culturellm_english_x": 0.5})
+    _result(tmp_path / "res/part", "/m/part", {"culturellm_english_x": 0.7}, limit=5,
+            n_samples={"culturellm_english_x": {"original": 40, "effective": 5}})
+    assert main([str(tmp_path / "res")]) == 0
+    md = capsys.readouterr().out
+    assert "| part [r" in md and "] † partial | **0.7000**" in md
+    assert "| full [r" in md and "full [r" in md and "† partial" not in md.split("| full [r")[1].split("\n")[0]
+    assert "partial run (--limit 5; documents per task: 5 of 40)" in md
+
+    out = tmp_path / "b.csv"
+    assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(out)]) == 0
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(out.read_text())) if r["column"] == "english"}
+    assert (rows["part"]["partial"], rows["full"]["partial"]) == ("True", "False")
+    assert rows["part"]["limit"] == "5" and rows["part"]["value"] == "0.7"
+
+    data = _json(tmp_path)
+    assert _cell(data, "part", "english")["partial"] is True and _cell(data, "full", "english")["partial"] is False
+    assert {r["model"]: r["is_partial"] for r in data["runs"]} == {"/m/full": False, "/m/part": True}
+
+    html = tmp_path / "b.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
     page = html.read_text()
-    assert page.index("strong") < page.index("weak")
-    assert '<td class="num best">0.7000</td>' in page
+    assert page.count('† partial</span>') == 1 and "† partial run (--limit 5" in page
+
+
+def test_intervals_task_group_and_missing(tmp_path):
+    # one-class tasks answered right every time: macro-F1 = 1 in every resample -> interval [1, 1]
+    right = [{"f1_macro": [0, 0, 1], "acc": 1.0}] * 4
+    _result(tmp_path / "res/a", "/m/logged", {"culturellm_english_x": 1.0, "culturellm_english_y": 1.0},
+            samples={"culturellm_english_x": right, "culturellm_english_y": right},
+            ci={"culturellm_english_x": (1.0, 1.0), "culturellm_english_y": (1.0, 1.0)})
+    _result(tmp_path / "res/b", "/m/nolog", {"culturellm_english_x": 0.5, "culturellm_english_y": 0.25})
+    # a WVS group with no interval of its own: from its members' logs (every question 0.5 -> [0.5, 0.5])
+    half = [{"wvs_jsd": 0.5}] * 3
+    _result(tmp_path / "res/c", "/m/logged", {}, extra={
+        "wvs": {"wvs_jsd,none": 0.5}, "wvs_usa": {"wvs_jsd,none": 0.5, "wvs_jsd_ci_low,none": 0.5,
+                                                   "wvs_jsd_ci_high,none": 0.5},
+        "wvs_china": {"wvs_jsd,none": 0.5, "wvs_jsd_ci_low,none": 0.5, "wvs_jsd_ci_high,none": 0.5}},
+        samples={"wvs_usa": half, "wvs_china": half}, groups={"wvs": ["wvs_usa", "wvs_china"]},
+        hib={"wvs": {"wvs_jsd": True}})
+    data = _json(tmp_path)
+    logged = _cell(data, "logged", "english")
+    assert (logged["value"], logged["ci_low"], logged["ci_high"]) == (1.0, 1.0, 1.0)
+    nolog = _cell(data, "nolog", "overall")
+    assert nolog["value"] == 0.375 and nolog["ci_low"] is None
+    assert nolog["interval_note"] == "no interval: no per-sample logs (run lm_eval with --log_samples)"
+    group = _cell(data, "logged", "wvs", table="wvs: wvs_jsd (higher is better)")
+    assert (group["value"], group["ci_low"], group["ci_high"]) == (0.5, 0.5, 0.5)
+
+
+def test_baseline_paired_bootstrap_marks_significant_differences(tmp_path, capsys):
+    # 20 documents, labels alternate 0/1; the baseline answers every one wrong, "good" every one right:
+    # macro-F1 0 vs 1, every resampled difference is positive -> difference +1, p = 0 (p < 2/1000), marked.
+    wrong = [{"f1_macro": [i % 2, 1 - i % 2, 2]} for i in range(20)]
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
+    task = "culturellm_english_x"
+    _result(tmp_path / "res/a", "/m/base", {task: 0.0}, samples={task: wrong})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: right})
+    _result(tmp_path / "res/c", "/m/same", {task: 0.0}, samples={task: wrong})
+    _result(tmp_path / "res/d", "/m/nolog", {task: 0.5})
+    data = _json(tmp_path, "--baseline", "base")
+    good, same, nolog = (_cell(data, m, "english") for m in ("good", "same", "nolog"))
+    assert (good["diff"], good["diff_low"], good["diff_high"], good["p_value"], good["significant"]) == \
+        (1.0, 1.0, 1.0, 0.0, True)
+    assert (same["diff"], same["p_value"], same["significant"]) == (0.0, 1.0, False)
+    assert nolog["diff"] is None and nolog["diff_note"].startswith("no paired test: no per-sample logs for " + task)
+    assert _cell(data, "base", "english")["diff"] is None
+
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
+    md = capsys.readouterr().out
+    good_line = next(line for line in md.splitlines() if line.startswith("| good"))
+    assert "▲ vs baseline: +1.0000 [+1.0000, +1.0000], p < 0.002 (significant)" in good_line
+    same_line = next(line for line in md.splitlines() if line.startswith("| same"))
+    assert "▲" not in same_line and "▼" not in same_line and "p = 1.000 (not significant)" in same_line
+    assert "(baseline)" in next(line for line in md.splitlines() if line.startswith("| base"))
+
+    assert main([str(tmp_path / "res"), "--baseline", "/m/"]) == 2
+    assert "matches 4 rows" in capsys.readouterr().err
+    assert main([str(tmp_path / "res"), "--baseline", "nothing"]) == 2
+
+
+def test_html_sortable_self_contained_with_plots_and_output_guard(tmp_path, capsys):
+    _result(tmp_path / "res/a", "/m/weak", {"culturellm_english_x": 0.1, "culturellm_korean_y": 0.3})
+    _result(tmp_path / "res/b", "/m/strong", {"culturellm_english_x": 0.7, "culturellm_korean_y": 0.5})
+    html = tmp_path / "out/board.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
+    page = html.read_text()
     assert page.lstrip().startswith("<!DOCTYPE html>")
+    assert page.index("strong [r") < page.index("weak [r")
+    assert 'class="num best" data-sort="0.7"' in page and ">0.7000" in page
+    assert 'id="plot-culturellm_heatmap"><svg' in page and "table.sortable" in page
+    assert not any(ref in page for ref in ('src="http', 'href="http', "<link", "@import", "url(http"))  # offline
+    assert (tmp_path / "out/board_plots/culturellm_heatmap.png").stat().st_size > 1000
+
+    capsys.readouterr()
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert html.read_text() == page
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html), "--overwrite"]) == 0
 
 
 def test_survey_metrics_get_their_own_table_with_direction(tmp_path, capsys):
-    extra = {"vsm13_usa": {"vsm13_l1,none": 80.0, "pdi,none": 40.0}}
-    _result(tmp_path / "results_a.json", "/m/a", {"culturellm_english_x": 0.5}, extra=extra,
-            hib={"vsm13_usa": {"vsm13_l1": False, "pdi": True}})
-    extra_b = {"vsm13_usa": {"vsm13_l1,none": 20.0, "pdi,none": 10.0}}
-    _result(tmp_path / "results_b.json", "/m/b", {"culturellm_english_x": 0.4}, extra=extra_b,
-            hib={"vsm13_usa": {"vsm13_l1": False, "pdi": True}})
-    assert main([str(tmp_path)]) == 0
+    hib = {"vsm13_usa": {"vsm13_l1": False, "pdi": True}}
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_english_x": 0.5}, hib=hib,
+            extra={"vsm13_usa": {"vsm13_l1,none": 80.0, "pdi,none": 40.0}})
+    _result(tmp_path / "res/b", "/m/b", {"culturellm_english_x": 0.4}, hib=hib,
+            extra={"vsm13_usa": {"vsm13_l1,none": 20.0, "pdi,none": 10.0}})
+    assert main([str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out
-    assert "### vsm13: vsm13_l1 (↓ lower is better)" in out
-    assert "| b | **20.0000** |" in out.split("### vsm13: vsm13_l1")[1]  # lower L1 is best, sorted first
-    assert "pdi" not in out  # indices are not a leaderboard score
+    l1 = out.split("### vsm13: vsm13_l1 (↓ lower is better)")[1]
+    assert l1.split("\n")[4].startswith("| b [r") and "| **20.0000** (no interval" in l1  # lower L1 is best
+    indices = out.split("### vsm13_usa: the six VSM13 indices (measurements: no better or worse)")[1]
+    assert "| 40.0000 (no interval" in indices and "**" not in indices  # pdi: no best, though lm-eval says "higher"
 
 
 def test_not_a_result_file(tmp_path, capsys):
@@ -65,3 +243,14 @@ def test_not_a_result_file(tmp_path, capsys):
     assert main([str(bad)]) == 2
     assert "not an lm-eval result file" in capsys.readouterr().err
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json"])
+def test_output_refuses_existing_file(tmp_path, capsys, fmt):
+    _result(tmp_path / "res", "/m/a", {"culturellm_english_x": 0.5})
+    out = tmp_path / f"board.{fmt}"
+    out.write_text("keep me")
+    assert main([str(tmp_path / "res"), "--format", fmt, "--output", str(out)]) == 2
+    assert out.read_text() == "keep me"
+    assert main([str(tmp_path / "res"), "--format", fmt, "--output", str(out), "--overwrite"]) == 0
+    assert out.read_text() != "keep me"

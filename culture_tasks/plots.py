@@ -1,0 +1,197 @@
+"""Every figure of the project: leaderboard plots, the steering matrix, the aligner's loss curve.
+
+Figures must read in grey-scale and for colour-blind readers: colours come from cividis (a
+colour-blind-safe map whose lightness rises monotonically), and each series also differs by
+marker, line style or hatch; heatmap cells carry their values as text.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from culture_tasks.atomic import replacing
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)))
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+VSM13_DIMS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colours(n: int) -> list:
+    """``n`` cividis colours from dark to light (distinct in grey-scale too)."""
+    cmap = pyplot().get_cmap("cividis")
+    return [cmap(x) for x in np.linspace(0.0, 0.85, max(n, 1))][:n]
+
+
+def save(fig, path: Path, dpi: int = 120) -> None:
+    """Write ``fig`` atomically (format from the suffix) and close it."""
+    try:
+        with replacing(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+
+
+def to_svg(fig) -> str:
+    """The figure as an inline ``<svg>`` element (text kept as text, so it stays small and sharp)."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # no creation date: same input, same page
+    return text[text.index("<svg"):]
+
+
+def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}") -> None:
+    """Write each cell's value on a heatmap, white on dark cells and black on light ones."""
+    image = ax.images[-1]
+    for (i, j), v in np.ndenumerate(values):
+        if not math.isfinite(v):
+            ax.text(j, i, "–", ha="center", va="center", fontsize=8)
+            continue
+        r, g, b, _ = image.cmap(image.norm(v))
+        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+        ax.text(j, i, fmt.format(v), ha="center", va="center", color="white" if dark else "black", fontsize=8)
+
+
+# --------------------------------------------------------------------------- leaderboard
+
+
+def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
+                target: tuple[str, Mapping[str, float]] | None):
+    """The six VSM13 indices of each profile on one radar, the target country drawn thick and dashed.
+
+    Indices can fall outside 0-100, so the radial axis spans the values shown.
+    """
+    plt = pyplot()
+    angles = np.linspace(0, 2 * np.pi, len(VSM13_DIMS), endpoint=False)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), subplot_kw={"polar": True})
+    series = list(profiles) + ([target] if target else [])
+    shown = [v for _, p in series for d in VSM13_DIMS if math.isfinite(v := float(p.get(d, math.nan)))]
+    low = min([0.0, *shown])
+    high = max([100.0, *shown])
+    for k, ((label, profile), colour) in enumerate(zip(profiles, colours(len(profiles)))):
+        values = [float(profile.get(d, math.nan)) for d in VSM13_DIMS]
+        ax.plot([*angles, angles[0]], [*values, values[0]], color=colour, marker=MARKERS[k % len(MARKERS)],
+                linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.5, label=label)
+    if target:
+        label, profile = target
+        dims = [d for d in VSM13_DIMS if d in profile]
+        values = [float(profile[d]) if d in profile else math.nan for d in VSM13_DIMS]
+        ax.plot([*angles, angles[0]], [*values, values[0]], color="black", linestyle="--", linewidth=2.5,
+                marker="o", markerfacecolor="white", label=label + ("" if len(dims) == 6 else f" ({len(dims)} dims)"))
+    ax.set_xticks(angles, [d.upper() for d in VSM13_DIMS])
+    ax.set_ylim(low - 0.05 * (high - low), high)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def score_heatmap(title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray, *,
+                  xlabel: str = "", colourbar: str = ""):
+    """Rows x columns of scores (higher is better), each cell annotated with its value."""
+    plt = pyplot()
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.8 * len(columns)), max(2.4, 1.4 + 0.5 * len(rows))))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="cividis", aspect="auto", vmin=0.0,
+                      vmax=max(1e-9, float(np.nanmax(values))) if np.isfinite(values).any() else 1.0)
+    fig.colorbar(image, ax=ax, label=colourbar)
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    annotate(ax, values)
+    fig.tight_layout()
+    return fig
+
+
+def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[tuple]]], *,
+                  ylabel: str = ""):
+    """Grouped bars, one group per category and one bar per series, with 95 % interval whiskers.
+
+    ``series`` holds ``(label, [(value, low, high), ...])``; a missing value leaves a gap, a
+    missing interval leaves the bar without whiskers.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(categories) * max(1, len(series)) ** 0.5, 3.4))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for k, ((label, points), colour) in enumerate(zip(series, colours(len(series)))):
+        values = np.array([p[0] if p[0] is not None else np.nan for p in points], dtype=float)
+        low = np.array([p[1] if p[1] is not None else np.nan for p in points], dtype=float)
+        high = np.array([p[2] if p[2] is not None else np.nan for p in points], dtype=float)
+        err = np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, np.nan_to_num(values), width, yerr=err, capsize=2,
+               color=colour, edgecolor="black", linewidth=0.6, hatch=HATCHES[k % len(HATCHES)], label=label)
+    ax.set_xticks(x, categories, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- steering and aligner
+
+
+def steering_heatmap(result: dict, path: Path) -> None:
+    """The steering matrix: each steered profile (row) against each country (column)."""
+    plt = pyplot()
+    panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
+    if result.get("wvs"):
+        panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 1.5 + 0.6 * len(result["vsm13"]["rows"])),
+                             squeeze=False)
+    for ax, (part, key, plain_key, title, cmap) in zip(axes[0], panels):
+        block = result[part]
+        values = np.asarray([*block[key], block[plain_key]], dtype=float)
+        columns = block["columns"]
+        if part == "vsm13":  # a column over fewer dimensions is on another scale: say so under it
+            columns = [f"{c} ({len(d)} dims)" for c, d in zip(columns, block["column_dims"])]
+        image = ax.imshow(values, cmap=cmap, aspect="auto")
+        fig.colorbar(image, ax=ax)
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+        ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
+        ax.set_xlabel("compared with")
+        ax.set_ylabel("steered to")
+        ax.set_title(title)
+        annotate(ax, values)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def loss_curve(history: list[dict], path: Path, title: str) -> None:
+    """The aligner's best-so-far and population-mean loss per generation."""
+    plt = pyplot()
+    gens = [h["generation"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    dark, light = colours(2)
+    ax.plot(gens, [h["best_so_far"] for h in history], color=dark, linestyle="-", marker="o", markersize=3,
+            label="best so far")
+    ax.plot(gens, [h["mean"] for h in history], color=light, linestyle="--", marker="s", markersize=3,
+            label="population mean")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("VSM13 L1 to target")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    save(fig, path)

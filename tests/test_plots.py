@@ -1,0 +1,39 @@
+"""The figures: files written, cells annotated with their values, series told apart without colour."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from culture_tasks import plots
+
+
+def test_score_heatmap_writes_each_value_on_its_cell():
+    fig = plots.score_heatmap("t", ["a", "b"], ["x", "y"], np.array([[0.25, np.nan], [0.5, 1.0]]))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.25", "–", "0.50", "1.00"]
+    assert "<svg" in plots.to_svg(fig) and "<metadata>" not in plots.to_svg(fig)
+    plots.pyplot().close(fig)
+
+
+def test_radar_and_bars_differ_by_marker_line_and_hatch():
+    fig = plots.vsm13_radar("r", [("m", dict.fromkeys(plots.VSM13_DIMS, 10.0)), ("s", dict.fromkeys(plots.VSM13_DIMS, 50.0))],
+                            ("target", {"pdi": 40.0, "idv": 91.0}))
+    lines = fig.axes[0].get_lines()
+    assert [(ln.get_marker(), ln.get_linestyle()) for ln in lines] == [("o", "-"), ("s", "--"), ("o", "--")]
+    assert lines[2].get_label() == "target (2 dims)"
+    plots.pyplot().close(fig)
+    fig = plots.interval_bars("b", ["c1", "c2"], [("m", [(0.5, 0.4, 0.6), (None, None, None)]),
+                                                   ("s", [(0.7, None, None), (0.2, 0.1, 0.3)])])
+    hatches = [str(p.get_hatch()) for p in fig.axes[0].patches]
+    assert hatches == ["", "", "//", "//"]
+    plots.pyplot().close(fig)
+
+
+def test_steering_matrix_and_loss_curve_files(tmp_path):
+    result = {"vsm13": {"rows": ["USA", "CHN"], "columns": ["USA", "CHN"], "column_dims": [["pdi"] * 6, ["pdi"] * 6],
+                        "distance": [[0.1, 0.9], [0.8, 0.2]], "plain_distance": [0.5, 0.5]}}
+    plots.steering_heatmap(result, tmp_path / "steering.png")
+    plots.loss_curve([{"generation": g, "best_so_far": 10.0 - g, "mean": 12.0 - g} for g in range(3)],
+                     tmp_path / "loss.png", "USA")
+    assert (tmp_path / "steering.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
