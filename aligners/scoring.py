@@ -94,6 +94,26 @@ class TaskScorer:
                 raise ValueError(f"{task_name}: options of doc {doc_id} do not share one context")
             self.items.append(_Item(insts[0].doc, list(contexts.pop()), tokens))
 
+    def batches(self, n_cand: int, batch_size: int) -> list[list[tuple[int, int]]]:
+        """(candidate, item) rows in forward batches of similar length: sorted longest first (stable, as
+        lm-eval's ``Collator`` sorts its requests), so a batch pads only to its own longest row and the
+        padding of a whole generation is close to none. The first batch is the widest: a batch size that
+        does not fit fails at once."""
+        pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
+        pairs.sort(key=lambda pair: -len(self.items[pair[1]].context))
+        return [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
+
+    def token_counts(self, n_cand: int, batch_size: int, virtual_tokens: int = 0) -> dict[str, int]:
+        """Token positions one generation runs through the model: ``needed`` (every row unpadded),
+        ``computed`` (the length-sorted batches of ``batches``) and ``unsorted`` (rows batched in
+        candidate order, each batch padded to its longest row)."""
+        lengths = [virtual_tokens + len(item.context) for item in self.items]
+        rows = [lengths[i] for _ in range(n_cand) for i in range(len(self.items))]
+        unsorted = sum(len(rows[s:s + batch_size]) * max(rows[s:s + batch_size])
+                       for s in range(0, len(rows), batch_size))
+        computed = sum(len(chunk) * max(lengths[i] for _, i in chunk) for chunk in self.batches(n_cand, batch_size))
+        return {"needed": sum(rows), "computed": computed, "unsorted": unsorted}
+
     def option_loglikelihoods(self, soft_prompts: torch.Tensor | None, batch_size: int = 64) -> list[list[list[float]]]:
         """[candidate][item][option] log-likelihoods; ``soft_prompts`` is (C, n, d) or None."""
         model = self.lm.model
@@ -101,12 +121,10 @@ class TaskScorer:
         device = embed.weight.device
         dtype = embed.weight.dtype
         n_cand = 1 if soft_prompts is None else soft_prompts.shape[0]
-        pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
         out = [[None] * len(self.items) for _ in range(n_cand)]
         pad_id = self.lm.tokenizer.pad_token_id or 0
         with torch.no_grad():
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start:start + batch_size]
+            for chunk in self.batches(n_cand, batch_size):
                 lengths = torch.tensor([len(self.items[i].context) for _, i in chunk])
                 width = int(lengths.max())
                 ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)

@@ -4,7 +4,10 @@ the naive loop (one candidate, one item per forward pass), and model-FLOP utilis
     python benchmarks/bench_aligner.py --model llama3-8b --tokenizer <dir> --device cuda --dtype bfloat16
     python benchmarks/bench_aligner.py --model <tiny or real model dir>          # CPU smoke run
 
-A fitness evaluation = one candidate soft prompt scored on all 24 VSM13 items.
+A fitness evaluation = one candidate soft prompt scored on all 24 VSM13 items. The token counts
+compare the positions the batches run (length-sorted batches) with rows batched in candidate order
+and with the rows unpadded; "prefix tree" is what a scorer reusing the KV cache of prompt prefixes
+shared by several items (once per candidate) would still run.
 MFU counts 2 x non-embedding parameters x processed tokens (+ the LM head at the answer
 positions) against --peak-tflops (H100 SXM dense bf16: 989).
 """
@@ -81,17 +84,37 @@ def main() -> None:
 
     n_items = len(scorer.items)
     tokens = sum(args.virtual_tokens + len(i.context) for i in scorer.items) * args.population
+    counts = scorer.token_counts(args.population, args.batch_size, args.virtual_tokens)
+    contexts = sorted(i.context for i in scorer.items)
+    # the trie of [soft prompt | context] rows: each row adds what it does not share with its sorted neighbour
+    shared = sum(args.virtual_tokens + _common_prefix(a, b) for a, b in zip(contexts, contexts[1:]))
+    tree = tokens - shared * args.population
     hidden, vocab = model.config.hidden_size, model.config.vocab_size
     flops = 2 * non_embedding_params(model) * tokens + 2 * hidden * vocab * n_items * args.population
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
           f"model {args.model}, dtype {args.dtype}")
     print(f"one generation: {args.population} candidates x {n_items} items = {args.population * n_items} sequences, "
           f"{tokens} tokens")
+    print(f"tokens per generation: {counts['computed']} computed in length-sorted batches of {args.batch_size} "
+          f"({_extra(counts['computed'], tokens)}), {counts['unsorted']} in candidate-order batches "
+          f"({_extra(counts['unsorted'], tokens)}), {tokens} unpadded, {tree} as a prefix tree "
+          f"({(tokens - tree) / tokens * 100:.1f}% fewer than unpadded)")
     print(f"batched: {batched:.3f} s/generation, {args.population / batched:.1f} fitness evaluations/s, "
           f"MFU {flops / batched / (args.peak_tflops * 1e12) * 100:.1f}% of {args.peak_tflops:.0f} TFLOP/s")
     print(f"naive loop (1 candidate x 1 item per forward): {naive:.3f} s/generation "
           f"(timed on {args.naive_candidates} candidates), {args.population / naive:.2f} fitness evaluations/s")
     print(f"speed-up: {naive / batched:.1f}x")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _extra(n: int, needed: int) -> str:
+    return f"+{(n - needed) / needed * 100:.1f}% padding"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ of the option letters), beside the upstream protocol on the same model and docum
 `generate` call per example, one at a time), and their ratio.
 
     python benchmarks/bench_suite.py --model llama3-8b --tokenizer <dir> --device cuda --dtype bfloat16 --limit 20
+    python benchmarks/bench_suite.py --model llama3-8b --tokenizer <dir> --device cuda --dtype bfloat16 --limit 0 --batch-size auto:4
     python benchmarks/bench_suite.py --model <model dir> --limit 2                      # CPU smoke run
+
+``--limit 0`` runs every document (the whole suite).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ def main() -> None:
     p.add_argument("--tokenizer")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--limit", type=int, default=5, help="documents per task (58 tasks)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, default=5, help="documents per task (58 tasks); 0: all")
+    p.add_argument("--batch-size", default="32",
+                   help="a number, or lm-eval's auto / auto:N (largest size that fits, found again N times)")
     p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
@@ -43,12 +47,13 @@ def main() -> None:
 
     model = load_model(args.model, args.device, args.dtype)
     tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
+    batch_size = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
     manager = task_manager({"data_dir": args.data_dir})
 
     sync(args.device)
     start = time.perf_counter()
-    out = lm_eval.simple_evaluate(model=lm, tasks=["culturellm"], limit=args.limit, task_manager=manager,
+    out = lm_eval.simple_evaluate(model=lm, tasks=["culturellm"], limit=args.limit or None, task_manager=manager,
                                   bootstrap_iters=0)
     sync(args.device)
     suite_s = time.perf_counter() - start
@@ -69,10 +74,15 @@ def main() -> None:
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
           f"model {args.model}, dtype {args.dtype}")
     print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
-          f"(batch size {args.batch_size}, task loading included)")
+          f"(batch size {args.batch_size}{_chosen(lm)}, task loading included)")
     print(f"upstream protocol: {len(docs)} documents in {upstream_s:.1f} s = {len(docs) / upstream_s:.2f} docs/s "
           f"(one generate of up to {args.max_new_tokens} tokens per document)")
     print(f"ratio: {(n_docs / suite_s) / (len(docs) / upstream_s):.1f}x")
+
+
+def _chosen(lm) -> str:
+    """The sizes lm-eval's ``auto`` detection settled on, per part of the longest-first requests."""
+    return f": {lm.batch_sizes}" if getattr(lm, "batch_sizes", None) else ""
 
 
 def _leaves(tree):

@@ -169,3 +169,34 @@ def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys
     assert not out.exists()
     with pytest.raises(TrainingError, match=r"rows.jsonl:2: unknown culture 'klingon'"):
         LoraTrainConfig(model="m", data=[str(data)], output=str(out))
+
+
+def test_bf16_without_dropout_skips_the_adapter_input_casts_and_trains_the_same(
+        learnable_model, usa_seeds, tmp_path, monkeypatch):
+    """peft casts each LoRA layer's bf16 input to the adapter's float32, and autocast casts it back for
+    the matmul: with no dropout the trainer skips that exact round trip. The same run with peft's casts
+    gives the same losses and the same adapter, bit for bit."""
+    import trainers.lora as lora
+
+    calls = []
+    skip = lora._keep_lora_inputs_in_compute_dtype
+
+    def recorded(model):
+        skip(model)
+        layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+        calls.append((len(layers), any(m.cast_input_dtype_enabled for m in layers)))
+
+    monkeypatch.setattr(lora, "_keep_lora_inputs_in_compute_dtype", recorded)
+    kw = dict(bf16=True, max_steps=3, batch_size=4, logging_steps=1)
+    fast = train(_config(learnable_model, usa_seeds, tmp_path / "fast", **kw))
+    assert calls == [(14, False)]  # 2 layers x 7 linear layers, casts off
+    monkeypatch.setattr(lora, "_keep_lora_inputs_in_compute_dtype", lambda model: calls.append("peft"))
+    casting = train(_config(learnable_model, usa_seeds, tmp_path / "casting", **kw))
+    train(_config(learnable_model, usa_seeds, tmp_path / "dropout", dropout=0.1, **kw))
+    assert calls == [(14, False), "peft"]  # with dropout the casts stay
+    assert fast["bf16"] and [h["loss"] for h in fast["losses"]] == [h["loss"] for h in casting["losses"]]
+    weights = [load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("fast", "casting")]
+    assert sorted(weights[0]) == sorted(weights[1]) and len(weights[0]) == 28
+    for name, value in weights[0].items():
+        assert value.dtype == torch.float32 and torch.equal(value, weights[1][name]), name
+    assert any((value != 0).any() for name, value in weights[0].items() if "lora_B" in name)  # it trained

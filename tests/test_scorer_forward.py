@@ -142,3 +142,51 @@ def test_scorer_does_not_depend_on_batch_size(family, scorers):
     torch.testing.assert_close(results[7], results[1], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(results[64], results[1], rtol=1e-6, atol=1e-6)
     assert (results[1][0] - results[1][1]).abs().max() > 1e-3  # the candidates differ
+
+
+def _scorer_with_lengths(lengths):
+    """A scorer over items of these context lengths, for the batching arithmetic only."""
+    from aligners.scoring import TaskScorer, _Item
+
+    scorer = TaskScorer.__new__(TaskScorer)
+    scorer.items = [_Item({}, [1] * n, [0]) for n in lengths]
+    return scorer
+
+
+def test_length_sorted_batches_pad_only_to_their_own_longest_row():
+    scorer = _scorer_with_lengths([3, 5, 4])
+    # 2 candidates x 3 items, longest first, ties in (candidate, item) order
+    assert scorer.batches(2, 2) == [[(0, 1), (1, 1)], [(0, 2), (1, 2)], [(0, 0), (1, 0)]]
+    # rows in candidate order are 3 5 | 4 3 | 5 4: padded to 5, 4, 5 -> 28 positions; sorted: 5 5 | 4 4 | 3 3 -> 24
+    assert scorer.token_counts(2, 2) == {"needed": 24, "computed": 24, "unsorted": 28}
+    # 4 virtual tokens per row: 7 9 | 8 7 | 9 8 -> 2 x (9 + 8 + 9) = 52; sorted: 2 x (9 + 8 + 7) = 48
+    assert scorer.token_counts(2, 2, virtual_tokens=4) == {"needed": 48, "computed": 48, "unsorted": 52}
+    # an odd batch size: 5 5 4 | 4 3 3 -> 15 + 12
+    assert scorer.token_counts(2, 3) == {"needed": 24, "computed": 27, "unsorted": 30}
+
+
+def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data_root, monkeypatch):
+    """The old batching (rows in candidate order, padded to each batch's longest) gives the same
+    log-likelihoods, in the same [candidate][item] places, as the length-sorted batches."""
+    from aligners.scoring import TaskScorer
+
+    scorer = _scorer(tiny_model, task_manager({"data_dir": str(data_root)}))
+    lengths = [len(item.context) for item in scorer.items]
+    assert len(set(lengths)) > 5  # rows of mixed lengths: sorting moves them between batches
+    prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(3)) * 0.3
+    counts = scorer.token_counts(3, 16, virtual_tokens=4)
+    assert counts["computed"] < counts["unsorted"]
+    sorted_lls = torch.tensor(scorer.option_loglikelihoods(prompts, batch_size=16))
+
+    def candidate_order(self, n_cand, batch_size):
+        pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
+        return [pairs[s:s + batch_size] for s in range(0, len(pairs), batch_size)]
+
+    monkeypatch.setattr(TaskScorer, "batches", candidate_order)
+    unsorted_lls = torch.tensor(scorer.option_loglikelihoods(prompts, batch_size=16))
+    alone = torch.tensor(scorer.option_loglikelihoods(prompts, batch_size=1))  # every row unpadded, on its own
+    assert sorted_lls.shape == (3, 24, 5)
+    torch.testing.assert_close(sorted_lls, unsorted_lls, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(sorted_lls, alone, rtol=1e-6, atol=1e-6)
+    assert (sorted_lls[0] - sorted_lls[1]).abs().max() > 1e-3  # the candidates differ: a mix-up would show
+    assert (sorted_lls[:, 0] - sorted_lls[:, 1]).abs().max() > 1e-3  # and so do the items
