@@ -26,6 +26,7 @@ import numpy as np
 
 from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.outputs import claim_output
+from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_TO_ISO3, vsm13_indices
@@ -167,12 +168,6 @@ def validate(cfg: SteeringConfig) -> None:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def _task_manager(data_dir: str | None):
-    from culture_tasks.paths import task_manager
-
-    return task_manager({"data_dir": str(data_dir)} if data_dir else {})
 
 
 def _vsm13_task(row: Steered) -> str:
@@ -457,7 +452,7 @@ def run(cfg: SteeringConfig) -> dict:
     fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
     out = Path(cfg.output)
     lm = _load_lm(cfg)
-    tm = _task_manager(cfg.data_dir)
+    tm = task_manager(data_dir=cfg.data_dir)
     plain_row = Steered(cfg.rows[0].slug, cfg.rows[0].name, cfg.rows[0].hofstede, cfg.rows[0].wvs, "plain", None)
     plain = survey_answers(lm, plain_row, tm, cfg, fallback)
     answers = []

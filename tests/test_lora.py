@@ -169,3 +169,32 @@ def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys
     assert not out.exists()
     with pytest.raises(TrainingError, match=r"rows.jsonl:2: unknown culture 'klingon'"):
         LoraTrainConfig(model="m", data=[str(data)], output=str(out))
+
+
+def test_collator_pads_right_with_label_minus_100_and_keeps_the_loss(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.lora import answer_only_collator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    pad = tokenizer.pad_token_id
+    examples = [{"input_ids": [1, 5, 6, 7], "labels": [-100, -100, -100, 7]},
+                {"input_ids": [1, 8], "labels": [-100, 9]}]
+    # by hand: right padding with the pad token, mask 0 and label -100 on the padding
+    expected = {"input_ids": torch.tensor([[1, 5, 6, 7], [1, 8, pad, pad]]),
+                "labels": torch.tensor([[-100, -100, -100, 7], [-100, 9, -100, -100]]),
+                "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])}
+    batch = answer_only_collator(tokenizer)([dict(e) for e in examples])
+    assert {k: v.tolist() for k, v in batch.items()} == {k: v.tolist() for k, v in expected.items()}
+    assert all(v.dtype == torch.long for v in batch.values())
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert model(**batch).loss.item() == model(**expected).loss.item()
+
+    # a tokenizer that pads on the left and has no pad token: still right padding, with </s>,
+    # and the tokenizer itself is left as it was
+    tokenizer.padding_side, tokenizer.pad_token = "left", None
+    batch = answer_only_collator(tokenizer)([dict(e) for e in examples])
+    assert batch["input_ids"][1].tolist() == [1, 8, tokenizer.eos_token_id, tokenizer.eos_token_id]
+    assert batch["labels"][1].tolist() == [-100, 9, -100, -100]
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is None

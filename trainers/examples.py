@@ -21,7 +21,8 @@ import numpy as np
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
 from culture_tasks.outputs import claim_output
-from culture_tasks.survey.tasks import LETTERS, survey_prompt
+from culture_tasks.prompts import LETTERS
+from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
 from trainers.cultures import Country, countries_of
 from trainers.questions import Variant, read_variants, seed_variants

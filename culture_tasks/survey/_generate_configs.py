@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 
-from culture_tasks import generated, stats
+from culture_tasks import stats, task_generation
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.tasks import WVS_TOPICS
 from culture_tasks.survey.vsm13 import DIMENSIONS
@@ -45,7 +45,7 @@ INTERVALS = {name: [m for m, _, _ in metrics if m != "vsm13_dims"] for name, met
 
 
 def _dump(data: dict) -> str:
-    return generated.dump(data, "survey/_generate_configs.py", "survey/countries.yaml")
+    return task_generation.dump(data, "survey/_generate_configs.py", "survey/countries.yaml")
 
 
 def render(countries: list[dict]) -> dict[Path, str]:
@@ -76,10 +76,10 @@ def render(countries: list[dict]) -> dict[Path, str]:
             partial = [n for n, c in zip(names, (c for c in countries if c.get(key)))
                        if instrument == "vsm13" and c["hofstede"] in PARTIAL_TARGETS]
             full = [n for n in names if n not in partial]
-            files[folder / f"_{group}.yaml"] = _dump(generated.group(group, full, GROUP_METRICS[instrument]))
+            files[folder / f"_{group}.yaml"] = _dump(task_generation.group(group, full, GROUP_METRICS[instrument]))
             if partial:
                 files[folder / f"_{group}_partial.yaml"] = _dump(
-                    generated.group(f"{group}_partial", partial, GROUP_METRICS[instrument]))
+                    task_generation.group(f"{group}_partial", partial, GROUP_METRICS[instrument]))
     return files
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     countries = listed_countries()
     owned = [*(TASKS / "wvs").glob("*wvs*.yaml"), *(TASKS / "vsm13").glob("*vsm13*.yaml"),
              TASKS / "wvs" / "_wvs_template_yaml", TASKS / "vsm13" / "_vsm13_template_yaml"]
-    return generated.write(render(countries), owned, args.check)
+    return task_generation.write(render(countries), owned, args.check)
 
 
 if __name__ == "__main__":
