@@ -21,8 +21,9 @@ from pathlib import Path
 import yaml
 
 from culture_tasks import stats, task_generation
+from culture_tasks.paths import TASKS_DIR
 
-HERE = Path(__file__).resolve().parent
+HERE = TASKS_DIR / "culturellm"
 MANIFEST = HERE / "manifest.yaml"
 SCORING = "culture_tasks.classification"
 # (metric, aggregation, higher_is_better); every one also gets its _ci_low/_ci_high companions.

@@ -19,12 +19,11 @@ from pathlib import Path
 
 
 from culture_tasks import stats, task_generation
+from culture_tasks.paths import TASKS_DIR
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.tasks import WVS_TOPICS
 from culture_tasks.survey.vsm13 import DIMENSIONS
 
-HERE = Path(__file__).resolve().parent
-TASKS = HERE.parent
 SCORING = "culture_tasks.survey.tasks"
 VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
 GROUP_METRICS = {"wvs": ["wvs_jsd", "wvs_w1", "wvs_majority"], "vsm13": ["vsm13_l1", "vsm13_mae"]}
@@ -51,7 +50,7 @@ def _dump(data: dict) -> str:
 def render(countries: list[dict]) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for instrument, key in (("wvs", "wvs_csv"), ("vsm13", "hofstede")):
-        folder = TASKS / instrument
+        folder = TASKS_DIR / instrument
         template = folder / f"_{instrument}_template_yaml"
         block = stats.metric_list_yaml(SCORING, METRICS[instrument], intervals=INTERVALS[instrument])
         files[template] = stats.with_metric_list(template.read_text(encoding="utf-8"), block)
@@ -88,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="report stale files, write nothing")
     args = parser.parse_args(argv)
     countries = listed_countries()
-    owned = [*(TASKS / "wvs").glob("*wvs*.yaml"), *(TASKS / "vsm13").glob("*vsm13*.yaml"),
-             TASKS / "wvs" / "_wvs_template_yaml", TASKS / "vsm13" / "_vsm13_template_yaml"]
+    owned = [*(TASKS_DIR / "wvs").glob("*wvs*.yaml"), *(TASKS_DIR / "vsm13").glob("*vsm13*.yaml"),
+             TASKS_DIR / "wvs" / "_wvs_template_yaml", TASKS_DIR / "vsm13" / "_vsm13_template_yaml"]
     return task_generation.write(render(countries), owned, args.check)
 
 
