@@ -24,14 +24,14 @@ def learnable_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def usa_seeds(tmp_path_factory, data_root):
+def english_examples(tmp_path_factory, data_root):
     path = tmp_path_factory.mktemp("data") / "english.jsonl"
     build_examples("english", data_dir=str(data_root)).write(path)
     return path
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, usa_seeds, chat):
+def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, english_examples, chat):
     from lm_eval.models.huggingface import HFLM
 
     from aligners.scoring import TaskScorer
@@ -40,7 +40,7 @@ def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, us
     lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
     scorer = TaskScorer(lm, "wvs_usa", task_manager({"data_dir": str(data_root)}),
                         chat_template=chat)
-    rows = read_examples([str(usa_seeds)])
+    rows = read_examples([str(english_examples)])
     encoded, too_long = encode_examples(lm, rows, chat, max_length=4096)
     assert too_long == 0 and len(encoded) == len(scorer.items) == 50
     for row, enc, item in zip(rows, encoded, scorer.items):
@@ -69,13 +69,13 @@ def _answer_loglikelihoods(results):
     return sum(values) / len(values)
 
 
-def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learnable_model, data_root, usa_seeds,
+def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learnable_model, data_root, english_examples,
                                                                           tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "adapter"
-    summary = train(_config(learnable_model, usa_seeds, out, merge=True))
+    summary = train(_config(learnable_model, english_examples, out, merge=True))
     losses = [x["loss"] for x in summary["losses"]]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     # hidden 32, MLP 64, 4 heads of 8 (2 for k/v): r * (in + out) summed over the 7 linear layers = 512 r per layer
@@ -115,10 +115,10 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert _answer_loglikelihoods(after) > _answer_loglikelihoods(before) + 1.0
 
 
-def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, usa_seeds, tmp_path):
-    full = train(_config(learnable_model, usa_seeds, tmp_path / "full", max_steps=10, save_steps=5))
+def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, english_examples, tmp_path):
+    full = train(_config(learnable_model, english_examples, tmp_path / "full", max_steps=10, save_steps=5))
     out = tmp_path / "resumed"
-    train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, keep_checkpoints=True))
+    train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, keep_checkpoints=True))
     # as if the run had died after its step-5 checkpoint
     for p in [out / "checkpoints" / "checkpoint-10", out / "adapter_model.safetensors", out / "training.json"]:
         if p.is_dir():
@@ -127,7 +127,7 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
             shutil.rmtree(p)
         else:
             p.unlink()
-    resumed = train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, resume=True))
+    resumed = train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, resume=True))
     assert resumed["steps"] == 10
     a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     for k in a:
@@ -136,7 +136,7 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
         [x["loss"] for x in full["losses"] if x["step"] > 5], rel=1e-4)
 
 
-def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
+def test_bad_training_input(learnable_model, english_examples, tmp_path):
     with pytest.raises(TrainingError, match="does not exist"):
         train(_config(learnable_model, tmp_path / "none.jsonl", tmp_path / "a"))
     bad = tmp_path / "bad.jsonl"
@@ -146,12 +146,12 @@ def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "keep.txt").write_text("x")
     with pytest.raises(TrainingError, match="not empty; pass --resume"):
-        train(_config(learnable_model, usa_seeds, tmp_path / "c"))
+        train(_config(learnable_model, english_examples, tmp_path / "c"))
     assert (tmp_path / "c" / "keep.txt").read_text() == "x"
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("x")
     with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; pass --overwrite"):
-        train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))
+        train(_config(learnable_model, english_examples, tmp_path / "d", resume=True))
 
 
 def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys):
