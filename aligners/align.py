@@ -33,6 +33,7 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, cle
                                    load_settings, main_process, safe_join, save_settings)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.instruments import instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, ITEMS_FILE, resolve_target
 
 log = logging.getLogger("aligners")
@@ -78,12 +79,13 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
     if target is not None or entry is None:
         metadata["target"] = resolved.scores
     slug = entry["slug"] if entry else "usa"
+    vsm13, wvs = instrument("vsm13"), instrument("wvs")
     return CountryTasks(
         key=entry["slug"] if entry else resolved.code.lower(),
-        vsm13=f"vsm13_{slug}",
-        persona=f"vsm13_{slug}_persona" if entry else None,
-        reversed=f"vsm13_{slug}_reversed",
-        wvs=f"wvs_{slug}" if entry and entry.get("wvs_csv") else None,
+        vsm13=vsm13.task(slug),
+        persona=vsm13.task(slug, "_persona") if entry else None,
+        reversed=vsm13.task(slug, "_reversed"),
+        wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
         scores=resolved.scores,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -26,14 +25,13 @@ from culture_tasks.metadata import TASK_KEYS, check_keys, parse_bool
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import metrics
 from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
-from culture_tasks.survey.wvs import load_country, load_questions
+from culture_tasks.survey.instruments import directionless_metrics
+from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
 log = logging.getLogger("culture_tasks")
 # Metrics that are measurements, not scores: a higher or lower value is not better. lm-eval
 # needs a bool for each metric's direction; tables and rankings should read this set instead.
-DIRECTIONLESS = frozenset(
-    {*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}
-)
+DIRECTIONLESS = directionless_metrics()
 # Respondents per simulated sample of the VSM13 interval: the VSM 2013 manual's ideal sample size.
 VSM13_RESPONDENTS = 50
 
@@ -74,17 +72,6 @@ def _as_dict(value) -> dict:
 
 
 # --------------------------------------------------------------------------- WVS
-
-
-def topic_key(topic: str) -> str:
-    """'POLITICAL INTEREST & POLITICAL PARTICIPATION' -> 'political_interest' (first two words)."""
-    return "_".join(re.findall(r"[a-z]+", topic.lower())[:2])
-
-
-WVS_TOPICS = (
-    "social_values", "migration", "security", "science_technology",
-    "religious_values", "ethical_values", "political_interest",
-)
 
 
 def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, persona: str = "",
