@@ -24,7 +24,7 @@ from culture_tasks.outputs import claim_output
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
-from trainers.cultures import Country, countries_of
+from trainers.cultures import ONE, Country, countries_of
 from trainers.questions import Variant, read_variants, seed_question_variants
 
 log = logging.getLogger("trainers")
@@ -142,7 +142,7 @@ def _count_disagreements(culture: str, all_answers: list[CountryAnswers], names:
 
 def _tag_countries(culture: str, tag_country: bool | None) -> bool:
     """Whether prompts name the country: asked for, or by default only for CultureLLM-One."""
-    return (culture.strip().lower() == "one") if tag_country is None else tag_country
+    return (culture.strip().lower() == ONE) if tag_country is None else tag_country
 
 
 def _all_country_rows(countries: list[Country], questions: list[Question], variants: list[Variant],
