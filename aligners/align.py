@@ -8,10 +8,10 @@ saved fitness history into a fresh optimiser, which reproduces its state exactly
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -32,8 +32,9 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, safe_join, save_settings)
-from culture_tasks.paths import TASKS_DIR
+from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.instruments import instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, ITEMS_FILE, resolve_target
 
 log = logging.getLogger("aligners")
@@ -59,9 +60,9 @@ class CountryTasks:
     scores: dict
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
-        meta = f" --metadata '{json.dumps(self.metadata)}'" if self.metadata else ""
-        return (f"lm_eval --model hf --model_args pretrained={model},peft={checkpoint},dtype=float32 "
-                f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {self.vsm13}{meta}" + (" --apply_chat_template" if chat else ""))
+        """float32, as the search scored: the command reports the loss alignment.json records."""
+        return lm_eval_command(model, self.vsm13, adapter=checkpoint, metadata=self.metadata, dtype="float32",
+                               chat=chat)
 
 
 def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:
@@ -79,12 +80,13 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
     if target is not None or entry is None:
         metadata["target"] = resolved.scores
     slug = entry["slug"] if entry else "usa"
+    vsm13, wvs = instrument("vsm13"), instrument("wvs")
     return CountryTasks(
         key=entry["slug"] if entry else resolved.code.lower(),
-        vsm13=f"vsm13_{slug}",
-        persona=f"vsm13_{slug}_persona" if entry else None,
-        reversed=f"vsm13_{slug}_reversed",
-        wvs=f"wvs_{slug}" if entry and entry.get("wvs_csv") else None,
+        vsm13=vsm13.task(slug),
+        persona=vsm13.task(slug, "_persona") if entry else None,
+        reversed=vsm13.task(slug, "_reversed"),
+        wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
         scores=resolved.scores,
     )
@@ -313,16 +315,6 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_task_manager(data_dir: str | None):
-    from lm_eval.tasks import TaskManager
-
-    def build(metadata: dict):
-        meta = dict(metadata)
-        if data_dir and "data_dir" not in meta:
-            meta["data_dir"] = str(data_dir)
-        return TaskManager(include_path=str(TASKS_DIR), metadata=meta)
-
-    return build
 
 
 def run(cfg: AlignConfig) -> list[dict]:
@@ -347,5 +339,5 @@ def run(cfg: AlignConfig) -> list[dict]:
         lm = load_lm(cfg)
         if mode == "replace":
             clear_output(out)
-        manager = make_task_manager(cfg.data_dir)
+        manager = functools.partial(task_manager, data_dir=cfg.data_dir)
         return [align_country(lm, cfg, country, path, manager) for country, path in targets]

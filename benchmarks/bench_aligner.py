@@ -14,8 +14,6 @@ positions) against --peak-tflops (H100 SXM dense bf16: 989).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,16 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligners.scoring import TaskScorer  # noqa: E402
 from aligners.soft_prompt import SoftPromptSpace  # noqa: E402
-from benchmarks.common import load_model, non_embedding_params, sync  # noqa: E402
+from benchmarks.common import device_line, load_hflm, model_parser, non_embedding_params, sync  # noqa: E402
 from culture_tasks.paths import task_manager  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--tokenizer", help="tokenizer folder (default: the model's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32")
+    p = model_parser(__doc__)
     p.add_argument("--population", type=int, default=32)
     p.add_argument("--virtual-tokens", type=int, default=4)
     p.add_argument("--subspace-dim", type=int, default=64)
@@ -43,16 +37,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-candidates", type=int, default=2, help="candidates timed in the naive loop")
     p.add_argument("--peak-tflops", type=float, default=989.0)
-    p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
     args = p.parse_args()
 
-    from lm_eval.models.huggingface import HFLM
-    from transformers import AutoTokenizer
-
-    model = load_model(args.model, args.device, args.dtype)
-    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
-    scorer = TaskScorer(lm, "vsm13_usa", task_manager({"data_dir": args.data_dir} if args.data_dir else None))
+    model, lm = load_hflm(args, args.batch_size)
+    scorer = TaskScorer(lm, "vsm13_usa", task_manager(data_dir=args.data_dir))
     space = SoftPromptSpace(model.get_input_embeddings().weight, virtual_tokens=args.virtual_tokens,
                             subspace_dim=args.subspace_dim, seed=0, init="vocab")
     z = torch.rand(args.population, args.subspace_dim) * 2 - 1
@@ -91,8 +79,7 @@ def main() -> None:
     tree = tokens - shared * args.population
     hidden, vocab = model.config.hidden_size, model.config.vocab_size
     flops = 2 * non_embedding_params(model) * tokens + 2 * hidden * vocab * n_items * args.population
-    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
-          f"model {args.model}, dtype {args.dtype}")
+    print(device_line(args))
     print(f"one generation: {args.population} candidates x {n_items} items = {args.population * n_items} sequences, "
           f"{tokens} tokens")
     print(f"tokens per generation: {counts['computed']} computed in length-sorted batches of {args.batch_size} "

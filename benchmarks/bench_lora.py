@@ -24,7 +24,7 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from benchmarks.common import load_model
 from trainers.examples import build_examples
-from trainers.lora import AnswerOnlyCollator, LoraTrainConfig, encode_for, make_trainer
+from trainers.lora import LoraTrainConfig, answer_only_collator, encode_for, make_trainer
 
 
 class _Clock(TrainerCallback):
@@ -72,13 +72,13 @@ class _Profile(TrainerCallback):
         return out
 
 
-class _CountingCollator(AnswerOnlyCollator):
-    def __init__(self, pad_id):
-        super().__init__(pad_id)
+class _CountingCollator:
+    def __init__(self, tokenizer):
+        self.collate = answer_only_collator(tokenizer)
         self.tokens, self.padded = [], []
 
     def __call__(self, batch):
-        out = super().__call__(batch)
+        out = self.collate(batch)
         self.tokens.append(int(out["attention_mask"].sum()))
         self.padded.append(out["input_ids"].numel())
         return out
@@ -95,7 +95,7 @@ def run(args, batch_size: int, checkpointing: bool) -> dict:
                               rank=args.rank, alpha=2 * args.rank, dropout=args.dropout, bf16=args.dtype == "bfloat16",
                               logging_steps=10_000, save_steps=10_000, chat_template=True)
         encoded, _, _ = encode_for(cfg, model, tokenizer, rows)
-        collator = _CountingCollator(tokenizer.pad_token_id or 0)
+        collator = _CountingCollator(tokenizer)
         trainer = make_trainer(cfg, model, tokenizer, encoded, collator)
         clock, profile = _Clock(), _Profile(args.steps, args.profile_steps)
         trainer.add_callback(clock)

@@ -11,8 +11,6 @@ of the option letters), beside the upstream protocol on the same model and docum
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,35 +19,26 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import load_model, sync  # noqa: E402
+from benchmarks.common import device_line, load_hflm, model_parser, sync  # noqa: E402
 from culture_tasks.classification import doc_to_text_gen  # noqa: E402
 from culture_tasks.paths import task_manager  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--tokenizer")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32")
+    p = model_parser(__doc__)
     p.add_argument("--limit", type=int, default=5, help="documents per task (58 tasks); 0: all")
     p.add_argument("--batch-size", default="32",
                    help="a number, or lm-eval's auto / auto:N (largest size that fits, found again N times)")
     p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop")
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
     args = p.parse_args()
 
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import get_task_dict
-    from transformers import AutoTokenizer
 
-    model = load_model(args.model, args.device, args.dtype)
-    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     batch_size = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
-    manager = task_manager({"data_dir": args.data_dir})
+    model, lm = load_hflm(args, batch_size)
+    manager = task_manager(data_dir=args.data_dir)
 
     sync(args.device)
     start = time.perf_counter()
@@ -66,13 +55,13 @@ def main() -> None:
     start = time.perf_counter()
     with torch.no_grad():
         for doc in docs:
-            ids = tok(doc_to_text_gen(doc), return_tensors="pt").input_ids.to(model.device)
-            model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
+            ids = lm.tokenizer(doc_to_text_gen(doc), return_tensors="pt").input_ids.to(model.device)
+            model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
+                           pad_token_id=lm.tokenizer.eos_token_id)
     sync(args.device)
     upstream_s = time.perf_counter() - start
 
-    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
-          f"model {args.model}, dtype {args.dtype}")
+    print(device_line(args))
     print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
           f"(batch size {args.batch_size}{_chosen(lm)}, task loading included)")
     print(f"upstream protocol: {len(docs)} documents in {upstream_s:.1f} s = {len(docs) / upstream_s:.2f} docs/s "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+
 import torch
 
 LLAMA3_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -35,3 +38,29 @@ def non_embedding_params(model) -> int:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def model_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every model benchmark shares: model, tokenizer, device, dtype, data root."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--data-dir", default=os.environ.get("CULTURE_DATA_DIR"))
+    return p
+
+
+def load_hflm(args, batch_size: int | str):
+    """The model of ``model_parser``'s flags, wrapped in lm-eval's ``HFLM``: (model, lm)."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    model = load_model(args.model, args.device, args.dtype)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    return model, HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+
+
+def device_line(args) -> str:
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    return f"device {args.device} ({name}), model {args.model}, dtype {args.dtype}"

@@ -16,13 +16,17 @@ import statistics
 import sys
 from pathlib import Path
 
+from culture_tasks.paths import task_groups
+from culture_tasks.stats import culture_means
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 
 
 def _results(folder: Path) -> dict[str, dict]:
+    """Per run: its result file's results, and lm-eval's group structure under ``groups``."""
     out = {}
     for path in sorted((folder / "results").glob("*/results_*.json")):
-        out[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["results"]
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out[path.parent.name] = {**data["results"], "groups": task_groups(data)}
     return out
 
 
@@ -32,8 +36,7 @@ def _metric(results: dict, task: str, key: str) -> float | None:
 
 
 def culture_scores(results: dict, culture: str, persona: bool) -> tuple[float | None, float | None, float | None]:
-    leaves = [v for t, v in results.items() if t.startswith(f"culturellm_{culture}_") and "f1_macro,none" in v]
-    f1 = statistics.fmean(v["f1_macro,none"] for v in leaves) if leaves else None
+    f1 = culture_means(results, results["groups"], "culturellm", key="f1_macro,none").get(culture)
     suffix = "_persona" if persona else ""
     jsd = [_metric(results, f"wvs_{c}{suffix}", "wvs_jsd") for c in CULTURE_COUNTRIES[culture]]
     maj = [_metric(results, f"wvs_{c}{suffix}", "wvs_majority") for c in CULTURE_COUNTRIES[culture]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -21,10 +20,10 @@ from culture_tasks import stats
 from culture_tasks.data_root import data_file
 from culture_tasks.jsonl import read_jsonl
 from culture_tasks.metadata import TASK_KEYS, check_keys
+from culture_tasks.prompts import lettered_options, option_letters
 
 log = logging.getLogger("culture_tasks")
 
-LETTERS = string.ascii_uppercase
 MANIFEST_HINT = "culture_tasks/culturellm/manifest.yaml"
 
 
@@ -120,7 +119,7 @@ def load_classification(
         "raw_label": [label for _, label in kept],
         "label": [index[label] for _, label in kept],
         "options": [options] * len(kept),
-        "choices": [list(LETTERS[: len(options)])] * len(kept),
+        "choices": [option_letters(len(options))] * len(kept),
         "instruction": [instruction] * len(kept),
     }
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
@@ -135,13 +134,9 @@ def load_task(data_dir: str | None = None, **kwargs) -> datasets.DatasetDict:
     return load_classification(data_dir, **{k: v for k, v in kwargs.items() if k in own})
 
 
-def _options_block(doc: Mapping) -> str:
-    return "\n".join(f"{letter}. {option}" for letter, option in zip(doc["choices"], doc["options"]))
-
-
 def doc_to_text_mc(doc: Mapping) -> str:
     """Options are lettered so that every choice the model scores is one short letter."""
-    return f"{doc['instruction']}\n\nText: {doc['text']}\n\nOptions:\n{_options_block(doc)}\nAnswer:"
+    return f"{doc['instruction']}\n\nText: {doc['text']}\n\nOptions:\n{lettered_options(doc['options'])}\nAnswer:"
 
 
 def doc_to_text_gen(doc: Mapping) -> str:

@@ -7,21 +7,79 @@ One home for the location, so that an installed wheel and a checkout behave alik
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import sys
+from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parent
 
 
-def task_manager(metadata: dict | None = None):
+def task_manager(metadata: dict | None = None, *, data_dir: str | None = None):
     """An lm-eval ``TaskManager`` that knows this project's tasks (``--include_path TASKS_DIR``).
 
-    ``metadata`` reaches every task as ``--metadata`` does (e.g. ``{"data_dir": ...}``). Only
-    this project's tasks are indexed: lm-eval's thousands of built-in ones cost ~20 s to scan.
+    ``metadata`` reaches every task as ``--metadata`` does; ``data_dir`` fills its ``data_dir``
+    unless the metadata names one. Only this project's tasks are indexed: lm-eval's thousands
+    of built-in ones cost ~20 s to scan.
     """
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=dict(metadata or {}))
+    meta = dict(metadata or {})
+    if data_dir and "data_dir" not in meta:
+        meta["data_dir"] = str(data_dir)
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
+
+
+def _absolute_if_local(path: str | Path) -> str:
+    """A path that exists here, made absolute; anything else (a hub id) as given."""
+    return os.path.abspath(path) if Path(path).exists() else str(path)
+
+
+def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str | Path | None = None,
+                    metadata: dict | None = None, dtype: str | None = None, chat: bool = False) -> str:
+    """The ``lm_eval`` command that reproduces a score, runnable from any folder.
+
+    The tasks folder, the model and adapter folders and ``metadata["data_dir"]`` are absolute
+    (relative ones would only work from the folder the run started in); every argument is
+    shell-quoted.
+    """
+    model_args = f"pretrained={_absolute_if_local(model)}"
+    if adapter is not None:
+        model_args += f",peft={os.path.abspath(adapter)}"
+    if dtype:
+        model_args += f",dtype={dtype}"
+    meta = dict(metadata or {})
+    if meta.get("data_dir"):
+        meta["data_dir"] = os.path.abspath(meta["data_dir"])
+    parts = ["lm_eval", "--model", "hf", "--model_args", model_args, "--include_path", str(TASKS_DIR),
+             "--tasks", tasks if isinstance(tasks, str) else ",".join(tasks)]
+    if meta:
+        parts += ["--metadata", json.dumps(meta)]
+    if chat:
+        parts.append("--apply_chat_template")
+    return shlex.join(parts)
+
+
+@lru_cache(maxsize=1)
+def _folder_groups() -> dict[str, list[str]]:
+    import yaml
+
+    groups = {}
+    for path in sorted(TASKS_DIR.rglob("_*.yaml")):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(config, dict) and "group" in config:
+            groups[config["group"]] = list(config["task"])
+    return groups
+
+
+def task_groups(result: Mapping | None = None) -> dict[str, list[str]]:
+    """lm-eval's group structure, group -> its subtasks: the ``group_subtasks`` of a result file
+    (what was run), else the group YAMLs of the tasks folder (for files trimmed of it)."""
+    found = (result or {}).get("group_subtasks")
+    return {g: list(t) for g, t in found.items()} if found else dict(_folder_groups())
 
 
 def main(argv: list[str] | None = None) -> int:

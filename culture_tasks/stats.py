@@ -17,7 +17,7 @@ once. Without it the aggregate is called once per resample.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -180,3 +180,22 @@ def with_metric_list(template: str, block: str) -> str:
     end = next((i for i in range(start + 1, len(lines)) if lines[i][:1].strip() and not lines[i].startswith(" ")),
                len(lines))
     return "".join(lines[:start]) + block + "".join(lines[end:])
+
+
+def culture_scores(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]], suite: str,
+                   key: str = "f1_macro") -> dict[str, list[float]]:
+    """Per culture group of a suite (``culturellm_<culture>``, as ``groups`` lists them, e.g.
+    ``paths.task_groups``): the ``key`` values of its tasks that ``metrics`` (task -> metric ->
+    value) holds."""
+    out = {}
+    for group in groups.get(suite, []):
+        values = [float(metrics[t][key]) for t in groups.get(group, []) if key in metrics.get(t, {})]
+        if values:
+            out[group.removeprefix(suite + "_")] = values
+    return out
+
+
+def culture_means(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]],
+                  suite: str = "culturellm", key: str = "f1_macro") -> dict[str, float]:
+    """The paper's per-culture score: the unweighted mean of a culture's tasks (macro-F1)."""
+    return {c: float(np.mean(v)) for c, v in culture_scores(metrics, groups, suite, key).items()}

@@ -27,6 +27,7 @@ import numpy as np
 from culture_tasks import plots
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.outputs import claim_output
+from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_TO_ISO3, vsm13_indices
@@ -168,12 +169,6 @@ def validate(cfg: SteeringConfig) -> None:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def _task_manager(data_dir: str | None):
-    from culture_tasks.paths import task_manager
-
-    return task_manager({"data_dir": str(data_dir)} if data_dir else {})
 
 
 def _vsm13_task(row: Steered) -> str:
@@ -371,7 +366,7 @@ def markdown(result: dict) -> str:
              + " |",
              "|---" * (len(v["columns"]) + 1) + "|"]
     lines += [f"| {r} | " + " | ".join(f"{x:.3f}" for x in row) + " |" for r, row in zip(v["rows"], v["distance"])]
-    lines += [f"| plain | " + " | ".join(f"{x:.3f}" for x in v["plain_distance"]) + " |", "",
+    lines += ["| plain | " + " | ".join(f"{x:.3f}" for x in v["plain_distance"]) + " |", "",
               "## Per steered model (VSM13)", "",
               "| steered to | dims | rank (1 = closest) | reciprocal rank | margin (higher = better) | "
               f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
@@ -422,7 +417,7 @@ def run(cfg: SteeringConfig) -> dict:
     fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
     out = Path(cfg.output)
     lm = _load_lm(cfg)
-    tm = _task_manager(cfg.data_dir)
+    tm = task_manager(data_dir=cfg.data_dir)
     plain_row = Steered(cfg.rows[0].slug, cfg.rows[0].name, cfg.rows[0].hofstede, cfg.rows[0].wvs, "plain", None)
     plain = survey_answers(lm, plain_row, tm, cfg, fallback)
     answers = []

@@ -57,7 +57,7 @@ REPLIES = {
 
 def _config(tmp_path, **kw):
     values = dict(output=str(tmp_path / "aug.jsonl"), generator="stand-in", paraphrases=4, keep=2, threshold=0.8,
-                  synonym_samples=1, chunk_seeds=1, data_dir=str(tmp_path / "root"))
+                  synonym_samples=1, questions_per_chunk=1, data_dir=str(tmp_path / "root"))
     values.update(kw)
     return AugmentConfig(**values)
 
@@ -83,7 +83,7 @@ def test_filter_and_synonym_step_keep_known_items(tmp_path):
     assert c["synonym: word not in the sentence"] == 1
     assert c["synonym: below similarity 0.8"] == 1  # "... key objective"
     assert c["beyond the 2 most similar"] == 1  # "... glad is a main goal" (0.875) is the third
-    assert c["seeds with nothing kept"] == 2
+    assert c["seed questions with nothing kept"] == 2
     assert c["kept: paraphrase"] == 1 and c["kept: synonym"] == 1
     assert state["complete"] and state["done"] == ["27", "28", "29"]
 
@@ -98,7 +98,7 @@ def test_synonym_parsing_and_substitution():
 
 def test_generator_with_nothing_usable_is_an_error_and_leaves_nothing(tmp_path):
     write_data_root(tmp_path / "root")
-    with pytest.raises(AugmentError, match="returned nothing usable for any of the 3 seeds"):
+    with pytest.raises(AugmentError, match="returned nothing usable for any of the 3 seed questions"):
         run_augmentation(_config(tmp_path), StandIn({}), BagOfWords())
     assert not (tmp_path / "aug.jsonl").exists() and not (tmp_path / "aug.jsonl.state.json").exists()
 
@@ -145,7 +145,7 @@ def test_end_to_end_with_the_tiny_local_lm(tmp_path, tiny_model):
     outputs = []
     for name in ("a.jsonl", "b.jsonl"):
         cfg = _config(tmp_path, output=str(tmp_path / name), generator=str(tiny_model), threshold=-1.0, keep=3,
-                      paraphrases=3, chunk_seeds=2, max_new_tokens=12, seed=7)
+                      paraphrases=3, questions_per_chunk=2, max_new_tokens=12, seed=7)
         generator = LocalGenerator(cfg.generator, batch_size=4, max_new_tokens=12)
         state = run_augmentation(cfg, generator, embedder)
         outputs.append((tmp_path / name).read_text(encoding="utf-8"))

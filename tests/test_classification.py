@@ -178,7 +178,8 @@ def test_vectorised_macro_f1_equals_sklearn_on_resamples():
 def test_few_shot_examples_show_the_gold_answer(data_root):
     """lm-eval draws CultureLLM few-shot examples from the test split (never the evaluated
     document itself) and ends each with its own gold answer: the letter (mc) or label word (gen)."""
-    from culture_tasks.classification import LETTERS, doc_to_text_gen
+    from culture_tasks.classification import doc_to_text_gen
+    from culture_tasks.prompts import LETTERS
     from culture_tasks.paths import task_manager
 
     names = ["culturellm_arabic_spam", "culturellm_gen_arabic_spam"]

@@ -80,9 +80,18 @@ def test_yaml_false_string_is_false_and_flags_override_yaml(tmp_path):
     assert cfg.synonyms is True and cfg.keep == 7 and cfg.output == "flag.jsonl" and cfg.threshold == 0.5
     config.write_text("generator: g\noutput: o\nsynonyms: Off\n")  # YAML 1.1 reads Off as a real boolean
     assert train_parser("augment").parse(["--config", str(config)])[0].synonyms is False
-    config.write_text('culture: english\noutput: o\ninclude_seeds: "No"\ntag_country: "1"\n')
+    config.write_text('culture: english\noutput: o\ninclude_seed_questions: "No"\ntag_country: "1"\n')
     (cfg,) = train_parser("data").parse(["--config", str(config)])
-    assert cfg.include_seeds is False and cfg.tag_country is True
+    assert cfg.include_seed_questions is False and cfg.tag_country is True
+
+
+def test_earlier_names_of_the_seed_question_settings_still_parse(tmp_path):
+    config = tmp_path / "data.yaml"
+    config.write_text('culture: english\noutput: o\ninclude_seeds: "No"\n')
+    assert train_parser("data").parse(["--config", str(config)])[0].include_seed_questions is False
+    (cfg,) = train_parser("augment").parse(["--generator", "g", "--output", "o", "--seeds", "s.jsonl",
+                                            "--chunk-seeds", "3", "--seed", "5"])
+    assert (cfg.seed_questions, cfg.questions_per_chunk, cfg.seed) == ("s.jsonl", 3, 5)
 
 
 @pytest.mark.parametrize("text", ["maybe", "t", "y", "2", "truee", ""])

@@ -235,7 +235,7 @@ def test_augmentation_killed_anywhere_resumes_to_the_uninterrupted_output(tmp_pa
     run_augmentation(augment_config(tmp_path, output=str(tmp_path / "full.jsonl")), StandIn(REPLIES), BagOfWords())
     rng = random.Random(seed)
     where = ["generation", "output append", "state write"][seed]
-    chunk = rng.randint(1, 3)  # chunk_seeds=1: three chunks (Q27, Q28, Q29)
+    chunk = rng.randint(1, 3)  # questions_per_chunk=1: three chunks (Q27, Q28, Q29)
     cfg = augment_config(tmp_path)
     generator = StandIn(REPLIES)
     with monkeypatch.context() as m:
@@ -283,13 +283,13 @@ def test_augmentation_sigkilled_in_a_subprocess_resumes_to_the_uninterrupted_out
     from tests.test_augment import _tiny_sentence_model
     from trainers.cli import main as cli
 
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text("".join(line + "\n" for line in
+    seed_questions = tmp_path / "seed_questions.jsonl"
+    seed_questions.write_text("".join(line + "\n" for line in
                              (data_root / "culturellm" / "WVQ.jsonl").read_text(encoding="utf-8").splitlines()[:6]))
     args = ["augment", "--generator", str(tiny_model), "--embedding-model",
-            str(_tiny_sentence_model(tiny_model, tmp_path / "st")), "--seeds", str(seeds), "--data-dir", str(data_root),
-            "--threshold", "-1", "--paraphrases", "2", "--keep", "2", "--chunk-seeds", "1", "--max-new-tokens", "8",
-            "--seed", "5", "--batch-size", "4"]
+            str(_tiny_sentence_model(tiny_model, tmp_path / "st")), "--seed-questions", str(seed_questions),
+            "--data-dir", str(data_root), "--threshold", "-1", "--paraphrases", "2", "--keep", "2",
+            "--questions-per-chunk", "1", "--max-new-tokens", "8", "--seed", "5", "--batch-size", "4"]
     assert cli([*args, "--output", str(tmp_path / "full.jsonl")]) == 0
     out = tmp_path / "aug.jsonl"
     state = tmp_path / "aug.jsonl.state.json"

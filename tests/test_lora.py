@@ -24,14 +24,14 @@ def learnable_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def usa_seeds(tmp_path_factory, data_root):
+def english_examples(tmp_path_factory, data_root):
     path = tmp_path_factory.mktemp("data") / "english.jsonl"
     build_examples("english", data_dir=str(data_root)).write(path)
     return path
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, usa_seeds, chat):
+def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, english_examples, chat):
     from lm_eval.models.huggingface import HFLM
 
     from aligners.scoring import TaskScorer
@@ -40,7 +40,7 @@ def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, us
     lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
     scorer = TaskScorer(lm, "wvs_usa", task_manager({"data_dir": str(data_root)}),
                         chat_template=chat)
-    rows = read_examples([str(usa_seeds)])
+    rows = read_examples([str(english_examples)])
     encoded, too_long = encode_examples(lm, rows, chat, max_length=4096)
     assert too_long == 0 and len(encoded) == len(scorer.items) == 50
     for row, enc, item in zip(rows, encoded, scorer.items):
@@ -69,13 +69,13 @@ def _answer_loglikelihoods(results):
     return sum(values) / len(values)
 
 
-def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learnable_model, data_root, usa_seeds,
+def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learnable_model, data_root, english_examples,
                                                                           tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "adapter"
-    summary = train(_config(learnable_model, usa_seeds, out, merge=True))
+    summary = train(_config(learnable_model, english_examples, out, merge=True))
     losses = [x["loss"] for x in summary["losses"]]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     # hidden 32, MLP 64, 4 heads of 8 (2 for k/v): r * (in + out) summed over the 7 linear layers = 512 r per layer
@@ -115,10 +115,10 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert _answer_loglikelihoods(after) > _answer_loglikelihoods(before) + 1.0
 
 
-def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, usa_seeds, tmp_path):
-    full = train(_config(learnable_model, usa_seeds, tmp_path / "full", max_steps=10, save_steps=5))
+def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, english_examples, tmp_path):
+    full = train(_config(learnable_model, english_examples, tmp_path / "full", max_steps=10, save_steps=5))
     out = tmp_path / "resumed"
-    train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, keep_checkpoints=True))
+    train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, keep_checkpoints=True))
     # as if the run had died after its step-5 checkpoint
     for p in [out / "checkpoints" / "checkpoint-10", out / "adapter_model.safetensors", out / "training.json"]:
         if p.is_dir():
@@ -127,7 +127,7 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
             shutil.rmtree(p)
         else:
             p.unlink()
-    resumed = train(_config(learnable_model, usa_seeds, out, max_steps=10, save_steps=5, resume=True))
+    resumed = train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, resume=True))
     assert resumed["steps"] == 10
     a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     for k in a:
@@ -136,7 +136,7 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
         [x["loss"] for x in full["losses"] if x["step"] > 5], rel=1e-4)
 
 
-def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
+def test_bad_training_input(learnable_model, english_examples, tmp_path):
     with pytest.raises(TrainingError, match="does not exist"):
         train(_config(learnable_model, tmp_path / "none.jsonl", tmp_path / "a"))
     bad = tmp_path / "bad.jsonl"
@@ -146,12 +146,12 @@ def test_bad_training_input(learnable_model, usa_seeds, tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "keep.txt").write_text("x")
     with pytest.raises(TrainingError, match="not empty; pass --resume"):
-        train(_config(learnable_model, usa_seeds, tmp_path / "c"))
+        train(_config(learnable_model, english_examples, tmp_path / "c"))
     assert (tmp_path / "c" / "keep.txt").read_text() == "x"
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("x")
     with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; pass --overwrite"):
-        train(_config(learnable_model, usa_seeds, tmp_path / "d", resume=True))
+        train(_config(learnable_model, english_examples, tmp_path / "d", resume=True))
 
 
 def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys):
@@ -200,3 +200,32 @@ def test_bf16_without_dropout_skips_the_adapter_input_casts_and_trains_the_same(
     for name, value in weights[0].items():
         assert value.dtype == torch.float32 and torch.equal(value, weights[1][name]), name
     assert any((value != 0).any() for name, value in weights[0].items() if "lora_B" in name)  # it trained
+
+
+def test_collator_pads_right_with_label_minus_100_and_keeps_the_loss(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.lora import answer_only_collator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    pad = tokenizer.pad_token_id
+    examples = [{"input_ids": [1, 5, 6, 7], "labels": [-100, -100, -100, 7]},
+                {"input_ids": [1, 8], "labels": [-100, 9]}]
+    # by hand: right padding with the pad token, mask 0 and label -100 on the padding
+    expected = {"input_ids": torch.tensor([[1, 5, 6, 7], [1, 8, pad, pad]]),
+                "labels": torch.tensor([[-100, -100, -100, 7], [-100, 9, -100, -100]]),
+                "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])}
+    batch = answer_only_collator(tokenizer)([dict(e) for e in examples])
+    assert {k: v.tolist() for k, v in batch.items()} == {k: v.tolist() for k, v in expected.items()}
+    assert all(v.dtype == torch.long for v in batch.values())
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert model(**batch).loss.item() == model(**expected).loss.item()
+
+    # a tokenizer that pads on the left and has no pad token: still right padding, with </s>,
+    # and the tokenizer itself is left as it was
+    tokenizer.padding_side, tokenizer.pad_token = "left", None
+    batch = answer_only_collator(tokenizer)([dict(e) for e in examples])
+    assert batch["input_ids"][1].tolist() == [1, 8, tokenizer.eos_token_id, tokenizer.eos_token_id]
+    assert batch["labels"][1].tolist() == [-100, 9, -100, -100]
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is None

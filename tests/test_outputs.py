@@ -335,13 +335,22 @@ def test_replacing_keeps_the_suffix_and_leaves_nothing_when_the_writer_fails(tmp
     assert (tmp_path / "plot.png").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path):
+def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path, monkeypatch, data_root):
     from aligners.align import country_tasks
-    from culture_tasks.paths import TASKS_DIR
-    from trainers.lora import lm_eval_command
+    from culture_tasks.paths import TASKS_DIR, lm_eval_command
+    from trainers.lora import adapter_tasks
 
-    cfg = AlignConfig(model="m", countries=["USA"], output="o")
-    command = country_tasks("USA", None, cfg).lm_eval_command("m", "o", False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "data").symlink_to(data_root)
+    cfg = AlignConfig(model="model", countries=["USA"], output="o", data_dir="data")
+    command = country_tasks("USA", None, cfg).lm_eval_command("model", "o", False)
     assert f"--include_path {TASKS_DIR} " in command and TASKS_DIR.is_absolute()
     assert (TASKS_DIR / "vsm13").is_dir()
-    assert f"--include_path {TASKS_DIR} " in lm_eval_command("m", Path("o"), [{"culture": "english"}], False)
+    # the model folder, the checkpoint and the data root as absolute paths; a hub id as given
+    assert command == (f"lm_eval --model hf --model_args pretrained={tmp_path}/model,peft={tmp_path}/o,dtype=float32 "
+                       f"--include_path {TASKS_DIR} --tasks vsm13_usa --metadata "
+                       f"'{{\"data_dir\": \"{tmp_path}/data\"}}'")
+    lora = lm_eval_command("org/hub-model", adapter_tasks([{"culture": "english"}]), adapter=Path("o"), chat=True)
+    assert lora == (f"lm_eval --model hf --model_args pretrained=org/hub-model,peft={tmp_path}/o "
+                    f"--include_path {TASKS_DIR} --tasks culturellm_english,wvs_usa --apply_chat_template")

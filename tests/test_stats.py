@@ -103,3 +103,25 @@ def test_metric_list_block_replaces_only_that_block():
         "  - {metric: acc, aggregation: mean, higher_is_better: false}\n"
         "metadata:\n  version: 1.0\n"
     )
+
+
+def test_culture_means_follow_lm_evals_group_structure():
+    from culture_tasks.paths import task_groups
+    from culture_tasks.stats import culture_means, culture_scores
+
+    result = {"group_subtasks": {"culturellm": ["culturellm_english", "culturellm_korean"],
+                                 "culturellm_english": ["culturellm_english_a", "culturellm_english_b"],
+                                 "culturellm_korean": ["culturellm_korean_a"]}}
+    metrics = {"culturellm_english_a": {"f1_macro": 0.5}, "culturellm_english_b": {"f1_macro": 0.25},
+               "culturellm_korean_a": {"acc": 1.0},  # no macro-F1: the culture has no score
+               "culturellm_english": {"f1_macro": 0.9}}  # a group's own value is not a task's
+    groups = task_groups(result)
+    assert culture_scores(metrics, groups, "culturellm") == {"english": [0.5, 0.25]}
+    assert culture_means(metrics, groups) == {"english": 0.375}
+    # a result file without group_subtasks: the group YAMLs of the tasks folder
+    folder = task_groups({})
+    assert folder["culturellm"][0] == "culturellm_arabic" and len(folder["culturellm"]) == 9
+    assert folder["culturellm_english"] == ["culturellm_english_mlma_hate", "culturellm_english_hate_offensive",
+                                            "culturellm_english_mlma_directness", "culturellm_english_solid_easy",
+                                            "culturellm_english_jigsaw_threat", "culturellm_english_jigsaw_toxic"]
+    assert "culturellm_english" not in folder["culturellm_gen"]

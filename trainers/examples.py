@@ -21,10 +21,11 @@ import numpy as np
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
 from culture_tasks.outputs import claim_output
-from culture_tasks.survey.tasks import LETTERS, survey_prompt
+from culture_tasks.prompts import LETTERS
+from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
-from trainers.cultures import Country, countries_of
-from trainers.questions import Variant, read_variants, seed_variants
+from trainers.cultures import ONE, Country, countries_of
+from trainers.questions import Variant, read_variants, seed_question_variants
 
 log = logging.getLogger("trainers")
 ANSWER_RULES = ("majority", "mean")
@@ -79,7 +80,8 @@ class DataConfig:
     rule: str = field(default="majority", metadata={
         "help": "the country's answer: the most chosen code, or the code nearest the mean answer",
         "choices": list(ANSWER_RULES)})
-    include_seeds: bool = field(default=True, metadata={"help": "also train on the seed questions' own wording"})
+    include_seed_questions: bool = field(default=True, metadata={
+        "help": "also train on the seed questions' own wording", "aliases": ["--include-seeds"]})
     tag_country: bool | None = field(default=None, metadata={
         "help": "persona line naming the country in each prompt (default: only for one)"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
@@ -91,15 +93,15 @@ class DataConfig:
         countries_of(self.culture)  # an unknown culture fails here, before any file is read
 
 
-def _variants(questions: list[Question], questions_file: str | None, include_seeds: bool,
+def _variants(questions: list[Question], questions_file: str | None, include_seed_questions: bool,
               counts: Counter) -> list[Variant]:
-    """The seed wordings (unless excluded) and the file's variants, seeds' duplicates dropped."""
-    variants: list[Variant] = seed_variants(questions) if include_seeds else []
+    """The seed questions' wordings (unless excluded) and the file's variants, without repeating them."""
+    variants: list[Variant] = seed_question_variants(questions) if include_seed_questions else []
     if questions_file:
         extra, skipped = read_variants(Path(questions_file), questions)
         counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
-        seeds = {(v.q_id, v.text) for v in variants}
-        variants += [v for v in extra if (v.q_id, v.text) not in seeds]
+        own = {(v.q_id, v.text) for v in variants}
+        variants += [v for v in extra if (v.q_id, v.text) not in own]
     return variants
 
 
@@ -138,22 +140,35 @@ def _count_disagreements(culture: str, all_answers: list[CountryAnswers], names:
                     culture, " and ".join(names), len(differ), ", Q".join(differ))
 
 
-def build_examples(culture: str, *, questions_file: str | None = None, data_dir: str | None = None,
-                   rule: str = "majority", include_seeds: bool = True, tag_country: bool | None = None) -> ExampleSet:
-    """Examples of one culture (or ``one``: every culture, each prompt tagged with its country)."""
-    if rule not in ANSWER_RULES:
-        raise ValueError(f"answer rule must be one of {ANSWER_RULES}, got {rule!r}")
-    countries = countries_of(culture)
-    tag = (culture.strip().lower() == "one") if tag_country is None else tag_country
-    questions = load_questions(data_dir)
+def _tag_countries(culture: str, tag_country: bool | None) -> bool:
+    """Whether prompts name the country: asked for, or by default only for CultureLLM-One."""
+    return (culture.strip().lower() == ONE) if tag_country is None else tag_country
+
+
+def _all_country_rows(countries: list[Country], questions: list[Question], variants: list[Variant],
+                      data_dir: str | None, rule: str, tag: bool, counts: Counter) -> tuple[list[dict], list]:
+    """Every country's examples, and each country's answers (for the disagreement count)."""
     by_id = {q.q_id: q for q in questions}
-    counts: Counter = Counter()
-    variants = _variants(questions, questions_file, include_seeds, counts)
     rows, all_answers = [], []
     for country in countries:
         answers = country_answers(country, questions, data_dir)
         all_answers.append(answers)
         rows += _country_rows(country, answers, variants, by_id, rule, tag, counts)
+    return rows, all_answers
+
+
+def build_examples(culture: str, *, questions_file: str | None = None, data_dir: str | None = None,
+                   rule: str = "majority", include_seed_questions: bool = True,
+                   tag_country: bool | None = None) -> ExampleSet:
+    """Examples of one culture (or ``one``: every culture, each prompt tagged with its country)."""
+    if rule not in ANSWER_RULES:
+        raise ValueError(f"answer rule must be one of {ANSWER_RULES}, got {rule!r}")
+    countries = countries_of(culture)
+    tag = _tag_countries(culture, tag_country)
+    questions = load_questions(data_dir)
+    counts: Counter = Counter()
+    variants = _variants(questions, questions_file, include_seed_questions, counts)
+    rows, all_answers = _all_country_rows(countries, questions, variants, data_dir, rule, tag, counts)
     if len(countries) > 1 and not tag:
         _count_disagreements(culture, all_answers, [c.slug for c in countries], questions, rule, counts)
     if not rows:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import shutil
 import zipfile
 import time
@@ -25,7 +24,7 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, save_settings)
-from culture_tasks.paths import TASKS_DIR
+from culture_tasks.paths import lm_eval_command
 
 log = logging.getLogger("trainers")
 CHECKPOINTS = "checkpoints"
@@ -151,36 +150,30 @@ def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[
     return out, too_long
 
 
-class AnswerOnlyCollator:
-    """Right-pads a batch; padding and context positions carry label -100."""
+def answer_only_collator(tokenizer):
+    """transformers' ``DataCollatorForSeq2Seq``, padding on the right with the pad token (the end
+    of sequence where there is none), labels with -100: padding and context carry no loss.
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    It pads a copy of the tokenizer, so the one saved with a merged model keeps its own settings."""
+    import copy
 
-    def __call__(self, batch: list[dict]) -> dict:
-        import torch
+    from transformers import DataCollatorForSeq2Seq
 
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            ids[i, :n] = torch.tensor(b["input_ids"])
-            labels[i, :n] = torch.tensor(b["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    padder = copy.deepcopy(tokenizer)
+    padder.padding_side = "right"
+    if padder.pad_token_id is None:
+        padder.pad_token = padder.eos_token
+    return DataCollatorForSeq2Seq(padder, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
 
-def lm_eval_command(model: str, adapter: Path, rows: list[dict], chat: bool) -> str:
-    """The command that scores the adapter on its culture's tasks (every culture for CultureLLM-One)."""
+def adapter_tasks(rows: list[dict]) -> list[str]:
+    """The tasks that score an adapter trained on ``rows``: its culture's (every culture's for
+    CultureLLM-One); rows naming no culture leave the tasks to the user."""
     from trainers.cultures import ONE, evaluation_tasks
 
     cultures = {r.get("culture") for r in rows}
     culture = ONE if len(cultures) > 1 else cultures.pop()
-    tasks = ",".join(evaluation_tasks(culture)) if culture else "<tasks>"
-    return (f"lm_eval --model hf --model_args pretrained={model},peft={adapter} "
-            f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {tasks}" + (" --apply_chat_template" if chat else ""))
+    return evaluation_tasks(culture) if culture else ["<tasks>"]
 
 
 def run_settings(cfg: LoraTrainConfig) -> dict:
@@ -306,7 +299,6 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
     model = get_peft_model(model, lora)
     if bf16 and cfg.dropout == 0:
         _keep_lora_inputs_in_compute_dtype(model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     args = TrainingArguments(**_version_arguments(cfg, checkpointing),
         output_dir=str(Path(cfg.output) / CHECKPOINTS),
         per_device_train_batch_size=cfg.batch_size,
@@ -327,7 +319,7 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
         **cfg.extra,
     )
     return _trainer_class()(model=model, args=args, train_dataset=encoded,
-                            data_collator=collator or AnswerOnlyCollator(pad_id))
+                            data_collator=collator or answer_only_collator(tokenizer))
 
 
 def _keep_lora_inputs_in_compute_dtype(model) -> None:
@@ -472,7 +464,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
         "seconds": round(seconds, 2),
         "losses": losses,
-        "lm_eval": lm_eval_command(cfg.model, out, rows, chat),
+        "lm_eval": lm_eval_command(cfg.model, adapter_tasks(rows), adapter=out, chat=chat),
     }
     if not main:
         return summary

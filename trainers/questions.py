@@ -35,7 +35,8 @@ def normalise(text: str) -> str:
     return re.sub(r"[^\w]+", " ", text.casefold()).strip()
 
 
-def seed_variants(questions: list[Question]) -> list[Variant]:
+def seed_question_variants(questions: list[Question]) -> list[Variant]:
+    """The seed questions' own wordings, as variants of step ``seed``."""
     return [Variant(q.q_id, q.text, "seed") for q in questions]
 
 

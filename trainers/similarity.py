@@ -38,9 +38,10 @@ class Embedder:
                                             show_progress_bar=False))
 
 
-def cosine_to_seed(embedder, seed: str, candidates: list[str]) -> list[float]:
+def cosine_to_question(embedder, question: str, candidates: list[str]) -> list[float]:
+    """Cosine similarity of each candidate wording to the seed question, rounded to 6 places."""
     if not candidates:
         return []
-    vectors = np.asarray(embedder.encode([seed, *candidates]), dtype=float)
+    vectors = np.asarray(embedder.encode([question, *candidates]), dtype=float)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return (vectors[1:] @ vectors[0]).round(6).tolist()

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from culture_tasks import generated, stats
+from culture_tasks import stats, task_generation
+from culture_tasks.paths import TASKS_DIR
 
-HERE = Path(__file__).resolve().parent
+HERE = TASKS_DIR / "culturellm"
 MANIFEST = HERE / "manifest.yaml"
 SCORING = "culture_tasks.classification"
 # (metric, aggregation, higher_is_better); every one also gets its _ci_low/_ci_high companions.
@@ -84,7 +85,7 @@ def load_manifest(path: Path = MANIFEST) -> list[DatasetEntry]:
 
 
 def _dump(data: dict) -> str:
-    return generated.dump(data, "_generate_configs.py", "manifest.yaml")
+    return task_generation.dump(data, "_generate_configs.py", "manifest.yaml")
 
 
 def render(entries: list[DatasetEntry]) -> dict[str, str]:
@@ -111,8 +112,10 @@ def render(entries: list[DatasetEntry]) -> dict[str, str]:
             )
         for culture in cultures:
             tasks = [e.task(variant) for e in entries if e.culture == culture]
-            files[f"_{top}_{culture}.yaml"] = _dump(generated.group(f"{top}_{culture}", tasks, GROUP_METRICS[variant]))
-        files[f"_{top}.yaml"] = _dump(generated.group(top, [f"{top}_{c}" for c in cultures], GROUP_METRICS[variant]))
+            group = task_generation.group(f"{top}_{culture}", tasks, GROUP_METRICS[variant])
+            files[f"_{top}_{culture}.yaml"] = _dump(group)
+        files[f"_{top}.yaml"] = _dump(task_generation.group(top, [f"{top}_{c}" for c in cultures],
+                                                            GROUP_METRICS[variant]))
     return files
 
 
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     files = {HERE / name: text for name, text in {**render(entries), **render_templates()}.items()}
     owned = [*HERE.glob("*culturellm*.yaml"), *(HERE / name for name in TEMPLATES.values())]
-    return generated.write(files, owned, args.check)
+    return task_generation.write(files, owned, args.check)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write the wvs_* and vsm13_* task and group YAMLs from countries.yaml.
+"""Write the task and group YAMLs of every registered survey instrument from countries.yaml.
 
     python culture_tasks/survey/_generate_configs.py           # (re)write
     python culture_tasks/survey/_generate_configs.py --check   # exit 1 if any YAML is stale
@@ -7,8 +7,9 @@ Per country: <instrument>_<slug> (the model's own answers), <instrument>_<slug>_
 to answer as a person from the country) and <instrument>_<slug>_reversed (options in reverse
 order, for the spread of a result). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ... and
 vsm13_partial, ... for the countries whose Hofstede profile has only some dimensions.
-The ``metric_list`` of the two templates is written from ``METRICS`` (with the bootstrap-interval
-companions); the rest of each template is edited by hand.
+The instruments and their facts are the registry's (``culture_tasks/survey/instruments.py``);
+the ``metric_list`` of each template is written from its entry (with the bootstrap-interval
+companions), the rest of each template is edited by hand.
 """
 
 from __future__ import annotations
@@ -17,70 +18,48 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from culture_tasks import generated, stats
+from culture_tasks import stats, task_generation
+from culture_tasks.survey import instruments
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.tasks import WVS_TOPICS
-from culture_tasks.survey.vsm13 import DIMENSIONS
-
-HERE = Path(__file__).resolve().parent
-TASKS = HERE.parent
-SCORING = "culture_tasks.survey.tasks"
-VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
-GROUP_METRICS = {"wvs": ["wvs_jsd", "wvs_w1", "wvs_majority"], "vsm13": ["vsm13_l1", "vsm13_mae"]}
-# (metric, aggregation, higher_is_better) of each template's metric_list. The six indices have
-# no direction (lm-eval needs a bool; tasks.DIRECTIONLESS says so to tables and rankings).
-METRICS = {
-    "wvs": [*((m, "mean", True) for m in GROUP_METRICS["wvs"]),
-            *((f"wvs_jsd_{t}", f"wvs_jsd_{t}", True) for t in WVS_TOPICS)],
-    "vsm13": [("vsm13_l1", "vsm13_l1", False), ("vsm13_mae", "vsm13_mae", False),
-              *((d, d, True) for d in DIMENSIONS), ("vsm13_dims", "vsm13_dims", True)],
-}
-# Hofstede codes whose 2015 scores lack dimensions (only LTO and IVR): their losses cover 2 of 6
-# dimensions, so they are averaged in groups of their own (vsm13_partial, ...), never with the
-# six-dimension losses (a test checks this set against the data file).
-PARTIAL_TARGETS = frozenset({"IRQ", "JOR", "SAU"})
-# every metric but the dimension count gets its _ci_low/_ci_high companions
-INTERVALS = {name: [m for m, _, _ in metrics if m != "vsm13_dims"] for name, metrics in METRICS.items()}
+from culture_tasks.survey.instruments import VARIANTS, Instrument
 
 
 def _dump(data: dict) -> str:
-    return generated.dump(data, "survey/_generate_configs.py", "survey/countries.yaml")
+    return task_generation.dump(data, "survey/_generate_configs.py", "survey/countries.yaml")
+
+
+def render_instrument(inst: Instrument, countries: list[dict]) -> dict[Path, str]:
+    """An instrument's template (its metric_list rewritten), per country and variant a task
+    YAML, and per variant the group of those tasks (and of the countries grouped apart)."""
+    block = stats.metric_list_yaml(inst.scoring, list(inst.metrics), intervals=list(inst.intervals))
+    files = {inst.template: stats.with_metric_list(inst.template.read_text(encoding="utf-8"), block)}
+    covered = [c for c in countries if inst.covers(c)]
+    for suffix, variant in VARIANTS.items():
+        for c in covered:
+            kwargs = {**inst.dataset_kwargs(c), "persona": c["name"] if variant.get("persona") else "",
+                      "reversed_options": bool(variant.get("reversed_options"))}
+            name = inst.task(c["slug"], suffix)
+            files[inst.tasks_folder / f"{name}.yaml"] = _dump(
+                {"include": inst.template.name, "task": name, "dataset_kwargs": kwargs})
+        group = f"{inst.name}{suffix}"
+        apart = [inst.task(c["slug"], suffix) for c in covered if inst.grouped_apart(c)]
+        full = [inst.task(c["slug"], suffix) for c in covered if not inst.grouped_apart(c)]
+        files[inst.tasks_folder / f"_{group}.yaml"] = _dump(task_generation.group(group, full, list(inst.headline)))
+        if apart:
+            files[inst.tasks_folder / f"_{group}_partial.yaml"] = _dump(
+                task_generation.group(f"{group}_partial", apart, list(inst.headline)))
+    return files
 
 
 def render(countries: list[dict]) -> dict[Path, str]:
-    files: dict[Path, str] = {}
-    for instrument, key in (("wvs", "wvs_csv"), ("vsm13", "hofstede")):
-        folder = TASKS / instrument
-        template = folder / f"_{instrument}_template_yaml"
-        block = stats.metric_list_yaml(SCORING, METRICS[instrument], intervals=INTERVALS[instrument])
-        files[template] = stats.with_metric_list(template.read_text(encoding="utf-8"), block)
-        for suffix, variant in VARIANTS.items():
-            names = []
-            for c in countries:
-                if not c.get(key):
-                    continue
-                name = f"{instrument}_{c['slug']}{suffix}"
-                kwargs = (
-                    {"wvs_country": c["name"], "wvs_csv": c["wvs_csv"]}
-                    if instrument == "wvs"
-                    else {"vsm13_country": c["hofstede"]}
-                )
-                kwargs["persona"] = c["name"] if variant.get("persona") else ""
-                kwargs["reversed_options"] = bool(variant.get("reversed_options"))
-                files[folder / f"{name}.yaml"] = _dump(
-                    {"include": f"_{instrument}_template_yaml", "task": name, "dataset_kwargs": kwargs}
-                )
-                names.append(name)
-            group = f"{instrument}{suffix}"
-            partial = [n for n, c in zip(names, (c for c in countries if c.get(key)))
-                       if instrument == "vsm13" and c["hofstede"] in PARTIAL_TARGETS]
-            full = [n for n in names if n not in partial]
-            files[folder / f"_{group}.yaml"] = _dump(generated.group(group, full, GROUP_METRICS[instrument]))
-            if partial:
-                files[folder / f"_{group}_partial.yaml"] = _dump(
-                    generated.group(f"{group}_partial", partial, GROUP_METRICS[instrument]))
-    return files
+    """Every registered instrument's files."""
+    return {path: text for inst in instruments.INSTRUMENTS.values()
+            for path, text in render_instrument(inst, countries).items()}
+
+
+def owned_files(inst: Instrument) -> list[Path]:
+    """The files the generator writes for an instrument: a stale one is removed."""
+    return [*inst.tasks_folder.glob(f"*{inst.name}*.yaml"), inst.template]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="report stale files, write nothing")
     args = parser.parse_args(argv)
     countries = listed_countries()
-    owned = [*(TASKS / "wvs").glob("*wvs*.yaml"), *(TASKS / "vsm13").glob("*vsm13*.yaml"),
-             TASKS / "wvs" / "_wvs_template_yaml", TASKS / "vsm13" / "_vsm13_template_yaml"]
-    return generated.write(render(countries), owned, args.check)
+    owned = [path for inst in instruments.INSTRUMENTS.values() for path in owned_files(inst)]
+    return task_generation.write(render(countries), owned, args.check)
 
 
 if __name__ == "__main__":

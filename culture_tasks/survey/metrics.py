@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
+from scipy.special import softmax
 from scipy.stats import wasserstein_distance
 
 
 def option_distribution(loglikelihoods: Sequence[float]) -> np.ndarray:
     """Normalised probabilities of the options from the log-likelihoods of their labels."""
-    ll = np.asarray(loglikelihoods, dtype=np.float64)
-    p = np.exp(ll - ll.max())
-    return p / p.sum()
+    return softmax(np.asarray(loglikelihoods, dtype=np.float64))
 
 
 def item_score(probs: Sequence[float], values: Sequence[float], mode: str = "expected") -> float:

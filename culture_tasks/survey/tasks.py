@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
-import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -24,17 +22,16 @@ from lm_eval.api.samplers import ContextSampler
 from culture_tasks import stats
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import TASK_KEYS, check_keys, parse_bool
+from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import metrics
 from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
-from culture_tasks.survey.wvs import load_country, load_questions
+from culture_tasks.survey.instruments import directionless_metrics
+from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
 log = logging.getLogger("culture_tasks")
-LETTERS = string.ascii_uppercase
 # Metrics that are measurements, not scores: a higher or lower value is not better. lm-eval
 # needs a bool for each metric's direction; tables and rankings should read this set instead.
-DIRECTIONLESS = frozenset(
-    {*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}
-)
+DIRECTIONLESS = directionless_metrics()
 # Respondents per simulated sample of the VSM13 interval: the VSM 2013 manual's ideal sample size.
 VSM13_RESPONDENTS = 50
 
@@ -61,8 +58,7 @@ def _persona_line(country_name: str | None) -> str:
 
 def survey_prompt(question: str, options: Sequence[str], persona: str | None = None) -> str:
     """The prompt of one survey item; options lettered so that each answer is one letter."""
-    lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-    return f"{_persona_line(persona)}{question}\n\nOptions:\n{lines}\nAnswer:"
+    return f"{_persona_line(persona)}{question}\n\nOptions:\n{lettered_options(options)}\nAnswer:"
 
 
 def doc_to_text(doc: Mapping) -> str:
@@ -78,17 +74,6 @@ def _as_dict(value) -> dict:
 # --------------------------------------------------------------------------- WVS
 
 
-def topic_key(topic: str) -> str:
-    """'POLITICAL INTEREST & POLITICAL PARTICIPATION' -> 'political_interest' (first two words)."""
-    return "_".join(re.findall(r"[a-z]+", topic.lower())[:2])
-
-
-WVS_TOPICS = (
-    "social_values", "migration", "security", "science_technology",
-    "religious_values", "ethical_values", "political_interest",
-)
-
-
 def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, persona: str = "",
              reversed_options: bool = False, **metadata) -> datasets.DatasetDict:
     check_keys(f"wvs ({wvs_country})", metadata, TASK_KEYS["wvs"])
@@ -102,23 +87,20 @@ def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, per
     for q in questions:
         if q.q_id not in answers.distributions:
             continue
-        order = list(range(len(q.scale.codes)))[::-1] if reversed_options else list(range(len(q.scale.codes)))
+        order = presentation_order(len(q.scale.codes), reversed_options)
         rows["q_id"].append(q.q_id)
         rows["topic"].append(topic_key(q.topic))
         rows["question"].append(q.text)
         rows["options"].append([q.scale.labels[i] for i in order])
         rows["order"].append(order)  # presented position -> index in ascending code order
-        rows["choices"].append(list(LETTERS[: len(order)]))
+        rows["choices"].append(option_letters(len(order)))
         rows["country_dist"].append(answers.distributions[q.q_id].tolist())
         rows["persona"].append(persona)
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(dict(rows))})
 
 
 def _in_code_order(doc: Mapping, results: Sequence) -> np.ndarray:
-    presented = metrics.option_distribution([float(r[0]) for r in results])
-    p = np.zeros(len(presented))
-    p[list(doc["order"])] = presented
-    return p
+    return in_code_order(doc["order"], metrics.option_distribution([float(r[0]) for r in results]))
 
 
 def process_results_wvs(doc: Mapping, results: Sequence) -> dict:
@@ -186,13 +168,13 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
         )
     rows = defaultdict(list)
     for item in load_items(data_dir):
-        order = list(range(len(item.options)))[::-1] if reversed_options else list(range(len(item.options)))
+        order = presentation_order(len(item.options), reversed_options)
         rows["item"].append(item.number)
         rows["question"].append(f"{item.stem}\n{item.text}" if item.stem else item.text)
         rows["options"].append([item.options[i] for i in order])
         rows["order"].append(order)
         rows["values"].append(list(item.values))
-        rows["choices"].append(list(LETTERS[: len(order)]))
+        rows["choices"].append(option_letters(len(order)))
         rows["persona"].append(persona)
         rows["target"].append(json.dumps(chosen.scores))
         rows["target_source"].append(source)
@@ -208,9 +190,7 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
     model's option probabilities, or all mass on the most likely option with ``argmax``; the
     score is its expected value. The interval of the indices samples respondents from it.
     """
-    presented = metrics.option_distribution(loglikelihoods)
-    p = np.zeros(len(presented))
-    p[list(doc["order"])] = presented
+    p = in_code_order(doc["order"], metrics.option_distribution(loglikelihoods))
     score = metrics.item_score(p, doc["values"], doc["answer_mode"])
     if doc["answer_mode"] == "argmax":
         p = np.eye(len(p))[int(np.argmax(p))]

@@ -23,6 +23,17 @@ from culture_tasks.jsonl import read_jsonl_lines
 
 log = logging.getLogger("culture_tasks")
 
+
+def topic_key(topic: str) -> str:
+    """'POLITICAL INTEREST & POLITICAL PARTICIPATION' -> 'political_interest' (first two words)."""
+    return "_".join(re.findall(r"[a-z]+", topic.lower())[:2])
+
+
+WVS_TOPICS = (
+    "social_values", "migration", "security", "science_technology",
+    "religious_values", "ethical_values", "political_interest",
+)
+
 QUESTIONS_FILE = "culturellm/WVQ.jsonl"
 AVERAGE_ROWS = {"Avg", "Avg_First", "Avg_Last"}
 _OPTION = re.compile(r"(-?\d+)\.\s*(.*?)\s*(?=(?:-?\d+\.\s)|$)")
