@@ -182,12 +182,10 @@ def replay(opt, state: dict | None) -> Search:
 
 def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective) -> list[float]:
     """The objective of every candidate z, from the task's own indices, in batched passes; under
-    torchrun each process scores its share of the population and every process gets all losses,
+    torchrun each process runs its share of the forward batches and every process gets all losses,
     in candidate order."""
-    def score(prompts):
-        return [objective(scorer.metrics(c, keys=LOSS_KEYS)) for c in scorer.option_loglikelihoods(prompts, batch_size)]
-
-    return distributed.score_population(score, space.prompts(torch.as_tensor(z)))
+    lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
+    return [objective(scorer.metrics(c, keys=LOSS_KEYS)) for c in lls]
 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,

@@ -1,9 +1,9 @@
 """Data parallelism for the aligner on torch.distributed, as ``torchrun`` / ``accelerate launch`` start it.
 
 Every process runs the same seeded search (same optimiser, same asks); only the scoring of a
-generation's candidates is split: each process scores a contiguous share and the losses are
-gathered back in candidate order, so every process tells its optimiser the same numbers and the
-search is the one a single process makes. One process (rank 0) writes. Without ``WORLD_SIZE`` > 1
+generation is split: the scorer forms its forward batches as one process would, each process
+runs its share of the batches and the log-likelihoods are gathered back, so every process tells
+its optimiser the same numbers and the search is the one a single process makes. One process (rank 0) writes. Without ``WORLD_SIZE`` > 1
 in the environment nothing here touches torch.distributed.
 """
 
@@ -66,30 +66,32 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(n: int, world: int, index: int) -> range:
-    """Contiguous share of ``n`` items for process ``index`` of ``world``: the first ``n % world``
-    processes take one more (7 over 2: 0-3 and 4-6)."""
-    base, extra = divmod(n, world)
-    start = index * base + min(index, extra)
-    return range(start, start + base + (1 if index < extra else 0))
+def share(n: int, world: int, index: int) -> range:
+    """The items of process ``index`` of ``world``: every ``world``-th one from ``index`` (7 over 2:
+    0, 2, 4, 6 and 1, 3, 5). Dealt round-robin, so a list sorted longest first gives every process
+    a like amount of work."""
+    return range(index, n, world)
 
 
-def score_population(score_fn: Callable[[Sequence], Sequence[float]], prompts) -> list[float]:
-    """``score_fn(prompts)``, computed by all processes together.
+def map_shared(fn: Callable, items: Sequence) -> list:
+    """``[fn(x) for x in items]``, computed by all processes together: each process applies ``fn``
+    to its ``share`` of the items and the results are gathered back in item order.
 
-    Each process calls ``score_fn`` on its contiguous slice of ``prompts`` (never an empty one)
-    and the results are gathered in candidate order. A candidate's score depends only on its own
-    prompt (the scorer's rows are independent), so this equals one process's ``score_fn(prompts)``."""
+    Every item is computed exactly as one process would compute it (the aligner's items are whole
+    forward batches, formed before the split), so the results do not depend on the process count.
+    A collective call: every process must make it, with the same items."""
     world = world_size()
     if world == 1:
-        return [float(v) for v in score_fn(prompts)]
-    share = shard(len(prompts), world, rank())
-    local = [float(v) for v in score_fn(prompts[share.start:share.stop])] if len(share) else []
-    if len(local) != len(share):
-        raise RuntimeError(f"score_fn returned {len(local)} scores for {len(share)} candidates")
-    gathered: list[list[float] | None] = [None] * world
+        return [fn(x) for x in items]
+    mine = share(len(items), world, rank())
+    local = [fn(items[k]) for k in mine]
+    gathered: list[list | None] = [None] * world
     dist.all_gather_object(gathered, local)
-    return [v for part in gathered for v in part]
+    out: list = [None] * len(items)
+    for index, part in enumerate(gathered):
+        for k, value in zip(share(len(items), world, index), part):
+            out[k] = value
+    return out
 
 
 def main_process_only(fn: Callable) -> Callable:

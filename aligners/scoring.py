@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from culture_tasks.paths import TASKS_DIR  # noqa: E402,F401
+from aligners import distributed
 
 
 @dataclass
@@ -121,26 +121,32 @@ class TaskScorer:
         device = embed.weight.device
         dtype = embed.weight.dtype
         n_cand = 1 if soft_prompts is None else soft_prompts.shape[0]
-        out = [[None] * len(self.items) for _ in range(n_cand)]
         pad_id = self.lm.tokenizer.pad_token_id or 0
+
+        def run(chunk: list[tuple[int, int]]) -> list[list[float]]:
+            lengths = torch.tensor([len(self.items[i].context) for _, i in chunk])
+            width = int(lengths.max())
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            for row, (_, i) in enumerate(chunk):
+                ctx = self.items[i].context
+                ids[row, width - len(ctx):] = torch.tensor(ctx)
+            prompts = None
+            if soft_prompts is not None:
+                prompts = soft_prompts[[c for c, _ in chunk]].to(device=device, dtype=dtype)
+            # rows padded on the left: every answer is at the last position, where the LM head runs;
+            # the attention mask and position ids make each row score as it does alone (as in
+            # lm-eval's right-padded batches), whatever batch it shares
+            embeds, mask, positions = _left_padded(embed(ids.to(device)), lengths, prompts)
+            answer = _answer_logits(model, embeds, mask, positions).float().log_softmax(-1)
+            return [answer[row, self.items[i].option_tokens].tolist() for row, (_, i) in enumerate(chunk)]
+
+        batches = self.batches(n_cand, batch_size)
+        out = [[None] * len(self.items) for _ in range(n_cand)]
         with torch.no_grad():
-            for chunk in self.batches(n_cand, batch_size):
-                lengths = torch.tensor([len(self.items[i].context) for _, i in chunk])
-                width = int(lengths.max())
-                ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-                for row, (_, i) in enumerate(chunk):
-                    ctx = self.items[i].context
-                    ids[row, width - len(ctx):] = torch.tensor(ctx)
-                prompts = None
-                if soft_prompts is not None:
-                    prompts = soft_prompts[[c for c, _ in chunk]].to(device=device, dtype=dtype)
-                # rows padded on the left: every answer is at the last position, where the LM head runs;
-                # the attention mask and position ids make each row score as it does alone (as in
-                # lm-eval's right-padded batches), whatever batch it shares
-                embeds, mask, positions = _left_padded(embed(ids.to(device)), lengths, prompts)
-                answer = _answer_logits(model, embeds, mask, positions).float().log_softmax(-1)
-                for row, (c, i) in enumerate(chunk):
-                    out[c][i] = answer[row, self.items[i].option_tokens].tolist()
+            # under torchrun each process runs its share of these very batches (one process: all)
+            for chunk, scores in zip(batches, distributed.map_shared(run, batches)):
+                for (c, i), lls in zip(chunk, scores):
+                    out[c][i] = lls
         return out
 
     def metrics(self, loglikelihoods: Sequence[Sequence[float]], keys: Sequence[str] | None = None

@@ -48,12 +48,12 @@ import json, os, sys
 from aligners import distributed
 assert distributed.init_from_env()
 out = sys.argv[1]
-def score(prompts):
+def score(batch):
     with open(os.path.join(out, f"calls{distributed.rank()}.txt"), "a") as f:
-        f.write(json.dumps(list(prompts)) + "\\n")
-    return [x * x + 0.5 for x in prompts]
-result = {"seven": distributed.score_population(score, list(range(7))),
-          "one": distributed.score_population(score, [3]), "world": distributed.world_size()}
+        f.write(json.dumps(batch) + "\\n")
+    return [x * x + 0.5 for x in batch]
+result = {"seven": distributed.map_shared(score, [[0, 1], [2], [3, 4], [5], [6]]),
+          "one": distributed.map_shared(score, [[3]]), "world": distributed.world_size()}
 with open(os.path.join(out, f"result{distributed.rank()}.json"), "w") as f:
     json.dump(result, f)
 @distributed.main_process_only
@@ -83,41 +83,47 @@ def _torchrun(*args: str, **env) -> subprocess.CompletedProcess:
     return _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args], **env)
 
 
-def test_shard_is_contiguous_and_covers_every_candidate_once():
-    assert [list(distributed.shard(7, 2, r)) for r in range(2)] == [[0, 1, 2, 3], [4, 5, 6]]
-    assert [list(distributed.shard(2, 3, r)) for r in range(3)] == [[0], [1], []]
-    assert [list(distributed.shard(9, 3, r)) for r in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+def test_share_deals_items_round_robin_and_covers_every_item_once():
+    assert [list(distributed.share(7, 2, r)) for r in range(2)] == [[0, 2, 4, 6], [1, 3, 5]]
+    assert [list(distributed.share(2, 3, r)) for r in range(3)] == [[0], [1], []]
+    assert [list(distributed.share(9, 3, r)) for r in range(3)] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
 
 
-def test_one_process_scores_everything_itself():
+def test_one_process_computes_everything_itself():
     assert distributed.world_size() == 1 and distributed.is_main()  # no WORLD_SIZE: no process group
-    assert distributed.score_population(lambda p: [2.0 * x for x in p], [1, 2, 3]) == [2.0, 4.0, 6.0]
+    assert distributed.map_shared(lambda b: [2.0 * x for x in b], [[1, 2], [3]]) == [[2.0, 4.0], [6.0]]
     assert distributed.main_process_only(lambda: "wrote")() == "wrote"
 
 
-def test_two_processes_score_their_shares_and_gather_in_candidate_order(tmp_path):
+def test_two_processes_compute_their_shares_and_gather_in_item_order(tmp_path):
     script = tmp_path / "score.py"
     script.write_text(SCORE_SCRIPT)
     _torchrun(str(script), str(tmp_path))
-    expected = {"seven": [x * x + 0.5 for x in range(7)], "one": [9.5], "world": 2}
+    expected = {"seven": [[0.5, 1.5], [4.5], [9.5, 16.5], [25.5], [36.5]], "one": [[9.5]], "world": 2}
     assert json.loads((tmp_path / "result0.json").read_text()) == expected
     assert json.loads((tmp_path / "result1.json").read_text()) == expected
-    # rank 0 scored candidates 0-3 and the single one; rank 1 scored 4-6 and was not called with nothing
-    assert (tmp_path / "calls0.txt").read_text().split("\n")[:2] == ["[0, 1, 2, 3]", "[3]"]
-    assert (tmp_path / "calls1.txt").read_text() == "[4, 5, 6]\n"
+    # rank 0 computed batches 0, 2, 4 and the single one; rank 1 batches 1 and 3, and nothing of the single one
+    assert (tmp_path / "calls0.txt").read_text().split("\n")[:4] == ["[0, 1]", "[3, 4]", "[6]", "[3]"]
+    assert (tmp_path / "calls1.txt").read_text() == "[2]\n[5]\n"
     assert (tmp_path / "main.txt").read_text() == "rank 0\n"
 
 
 def test_aligner_under_torchrun_makes_the_single_process_run(tiny_model, data_root, tmp_path):
     from aligners.cli import main as align_main
 
-    # batch size 1: every row is computed alone, with the same shapes in both runs; in larger batches
-    # a row meets other rows (length-sorted across the candidates a process scores), which moves its
-    # log-likelihoods in the last float32 bits (see test_scorer_forward.py)
+    # 6 candidates x 24 items = 144 rows in batches of 64, 64 and 16: the two processes run batches
+    # {0, 2} and {1}, each formed exactly as the single process forms it. torchrun gives each process
+    # one CPU thread (OMP_NUM_THREADS=1); the single-process run uses one too, since a CPU matmul's
+    # last bits can depend on how many threads split it.
     args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
-            "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "1"]
+            "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64"]
     one, two = tmp_path / "one", tmp_path / "two"
-    assert align_main([*args, "--output", str(one)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert align_main([*args, "--output", str(one)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     _torchrun("-m", "aligners.cli", *args, "--output", str(two))
 
     # one set of outputs, no leftovers of a second writer
