@@ -9,7 +9,8 @@ provenance as read from the result files, and a partial run (``--limit``, fewer 
 the task has) is marked wherever its numbers appear.
 
 CultureLLM scores are per-culture means of the tasks' macro-F1 (as the paper averages per
-culture) and the mean over all tasks; survey metrics (WVS, VSM13) get tables of their own. A
+culture; a task's culture is the group lm-eval ran it in) and the mean over all tasks; survey
+metrics (the headline metrics of the registered instruments) get tables of their own. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), or says "no interval".
 ``--baseline`` marks the differences from one row that a paired bootstrap over the same
@@ -38,11 +39,12 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.classification import f1_macro, f1_macro_weighted
 from culture_tasks.jsonl import JsonlError, read_jsonl
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
-from culture_tasks.survey.tasks import DIRECTIONLESS, WVS_TOPICS
+from culture_tasks.paths import task_groups
+from culture_tasks.survey.instruments import directionless_metrics, headline_metrics
+from culture_tasks.survey.tasks import WVS_TOPICS
 from culture_tasks.survey.vsm13 import DIMENSIONS
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
-SURVEY_HEADLINE = {"wvs": ("wvs_jsd", "wvs_w1", "wvs_majority"), "vsm13": ("vsm13_l1", "vsm13_mae")}
 PEFT_KINDS = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}
 ALPHA = 0.05  # a difference from the baseline is marked when the paired bootstrap p-value is below this
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
@@ -133,6 +135,7 @@ class Run:
     files: list[Path] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # provenance read from the files
     _items: dict = field(default_factory=dict, repr=False)
+    _cultures: dict = field(default_factory=dict, repr=False)
 
     @property
     def model_args(self) -> dict:
@@ -160,6 +163,18 @@ class Run:
         if docs:
             parts.append("documents per task: " + ", ".join(docs[:3]) + (" ..." if len(docs) > 3 else ""))
         return "partial run (" + "; ".join(parts) + ")"
+
+    def cultures(self, suite: str) -> dict[str, list[str]]:
+        """Culture -> the row's tasks of the suite, placed by lm-eval's groups (``paths.task_groups``)."""
+        if suite not in self._cultures:
+            groups = task_groups({"group_subtasks": self.groups})
+            found = stats.culture_tasks(self.metrics, groups, suite)
+            self._cultures[suite] = {c: sorted(tasks) for c, tasks in found.items()}
+        return self._cultures[suite]
+
+    def suite_tasks(self, suite: str) -> list[str]:
+        """Every task of the suite in the row (the overall column's)."""
+        return sorted(t for tasks in self.cultures(suite).values() for t in tasks)
 
     def items(self, task: str, metric: str) -> dict[int, tuple[str, object]] | None:
         """doc_id -> (doc_hash, item) from the task's per-sample log, or None without one."""
@@ -441,7 +456,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
             return Cell(value, interval_note="no interval: the result file reports none for this metric")
         tasks = members
     if column.metric not in RESAMPLABLE:
-        return Cell(value, interval_note=NOT_RESAMPLABLE if column.metric.startswith("vsm13") else
+        return Cell(value, interval_note=NOT_RESAMPLABLE if column.metric in headline_metrics()["vsm13"] else
                     f"no interval: {column.metric} has no per-document resampling")
     items = _pooled_items(run, tasks, column.metric)
     if items is None:
@@ -479,54 +494,38 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     return result, ""
 
 
-def _suite_tasks(run: Run, suite: str) -> list[str]:
-    """Leaf tasks of a suite: culturellm_<culture>_<name> (groups are recomputed, not read)."""
-    prefix = suite + "_"
-    others = [s + "_" for s in SUITES if s != suite and s.startswith(prefix)]
-    return sorted(t for t in run.metrics if t.startswith(prefix) and not any(t.startswith(o) for o in others)
-                  and t.count("_") > suite.count("_") + 1 and t not in run.groups)
-
-
-def _culture(task: str, suite: str) -> str:
-    return task[len(suite) + 1:].split("_", 1)[0]
-
-
 def suite_table(runs: list[Run], suite: str) -> Table | None:
-    cultures = sorted({_culture(t, suite) for r in runs for t in _suite_tasks(r, suite)
-                       if "f1_macro" in r.metrics[t]})
+    cultures = sorted({c for r in runs for c, tasks in r.cultures(suite).items()
+                       if any("f1_macro" in r.metrics[t] for t in tasks)})
     if not cultures:
         return None
-    columns = [Column(c, c, "f1_macro", lambda r, c=c: [t for t in _suite_tasks(r, suite) if _culture(t, suite) == c])
-               for c in cultures]
-    columns.append(Column("overall", "overall", "f1_macro", lambda r: _suite_tasks(r, suite)))
-    columns.append(Column("tasks", "tasks", "f1_macro", lambda r: _suite_tasks(r, suite), count=True))
-    if any("parse_fail_rate" in r.metrics[t] for r in runs for t in _suite_tasks(r, suite)):
+    columns = [Column(c, c, "f1_macro", lambda r, c=c: r.cultures(suite).get(c, [])) for c in cultures]
+    columns.append(Column("overall", "overall", "f1_macro", lambda r: r.suite_tasks(suite)))
+    columns.append(Column("tasks", "tasks", "f1_macro", lambda r: r.suite_tasks(suite), count=True))
+    if any("parse_fail_rate" in r.metrics[t] for r in runs for t in r.suite_tasks(suite)):
         columns.append(Column("parse_fail_rate", "parse fail rate", "parse_fail_rate",
-                              lambda r: _suite_tasks(r, suite), higher_is_better=False))
+                              lambda r: r.suite_tasks(suite), higher_is_better=False))
     return Table(SUITES[suite], columns, [], note="culture columns and overall: mean macro-F1 over the tasks")
 
 
 def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
-    if metric in DIRECTIONLESS:
+    if metric in directionless_metrics():
         return None
     return bool(next((r.higher_is_better[task][metric] for r in runs
                       if metric in r.higher_is_better.get(task, {})), True))
 
 
 def survey_tables(runs: list[Run]) -> list[Table]:
-    """Non-CultureLLM tasks: one table per instrument (the task name's first word) and headline
-    metric, one column per task; VSM13 indices get one table per task, without a direction."""
+    """Survey tasks: one table per registered instrument and headline metric (``headline_metrics``),
+    one column per task that reports it; VSM13 indices get one table per task, without a direction."""
     columns: dict[tuple[str, str], set[str]] = defaultdict(set)
     indices: set[str] = set()
+    headline = headline_metrics()
     for run in runs:
         for task, metrics in run.metrics.items():
-            if task.startswith("culturellm"):
-                continue
-            family = task.split("_", 1)[0]
-            for metric in metrics:
-                if metric in SURVEY_HEADLINE.get(family, ()):
-                    columns[(family, metric)].add(task)
-            if family == "vsm13" and task not in run.groups and DIMENSIONS[0] in metrics:
+            for family, metric in ((f, m) for f, ms in headline.items() for m in ms if m in metrics):
+                columns[(family, metric)].add(task)
+            if task not in run.groups and DIMENSIONS[0] in metrics:
                 indices.add(task)
     tables = []
     for (family, metric), tasks in sorted(columns.items()):
@@ -803,7 +802,7 @@ def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
 def wvs_topic_bars(runs: list[Run]) -> list[tuple[str, str, object]]:
     from culture_tasks import plots
 
-    tasks = sorted({t for r in runs for t in r.metrics if t.startswith("wvs_") and t not in r.groups
+    tasks = sorted({t for r in runs for t in r.metrics if t not in r.groups
                     and any(f"wvs_jsd_{topic}" in r.metrics[t] for topic in WVS_TOPICS)})
     out = []
     for task in tasks:

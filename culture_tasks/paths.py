@@ -77,9 +77,10 @@ def _folder_groups() -> dict[str, list[str]]:
 
 def task_groups(result: Mapping | None = None) -> dict[str, list[str]]:
     """lm-eval's group structure, group -> its subtasks: the ``group_subtasks`` of a result file
-    (what was run), else the group YAMLs of the tasks folder (for files trimmed of it)."""
-    found = (result or {}).get("group_subtasks")
-    return {g: list(t) for g, t in found.items()} if found else dict(_folder_groups())
+    (what was run), over the group YAMLs of the tasks folder for the groups the file does not
+    name (a file trimmed of it, a run of one culture's group without its suite's)."""
+    found = (result or {}).get("group_subtasks") or {}
+    return {**_folder_groups(), **{g: list(t) for g, t in found.items() if t}}
 
 
 def main(argv: list[str] | None = None) -> int:

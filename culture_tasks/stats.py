@@ -182,17 +182,35 @@ def with_metric_list(template: str, block: str) -> str:
     return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
+def culture_tasks(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]], suite: str,
+                  key: str | None = None) -> dict[str, list[str]]:
+    """Per culture group of a suite (``<suite>_<culture>``, as ``groups`` lists them, e.g.
+    ``paths.task_groups``): its tasks that ``metrics`` (task -> metric -> value) holds, with a
+    ``key`` value when ``key`` is given.
+
+    A culture's tasks are its group's members, in the group's order; a task that no culture group
+    lists (one run on its own from outside the tasks folder) counts under the culture group its
+    name extends, ``<suite>_<culture>_<name>``, after the members.
+    """
+    cultures = list(groups.get(suite, []))
+    listed = {t for group in cultures for t in groups.get(group, [])}
+    unlisted = sorted(t for t in metrics if t not in listed and t not in groups)
+    out = {}
+    for group in cultures:
+        tasks = [t for t in groups.get(group, []) if t in metrics]
+        tasks += [t for t in unlisted if t.startswith(group + "_")
+                  and max((g for g in cultures if t.startswith(g + "_")), key=len) == group]
+        tasks = [t for t in tasks if key is None or key in metrics[t]]
+        if tasks:
+            out[group.removeprefix(suite + "_")] = tasks
+    return out
+
+
 def culture_scores(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]], suite: str,
                    key: str = "f1_macro") -> dict[str, list[float]]:
-    """Per culture group of a suite (``culturellm_<culture>``, as ``groups`` lists them, e.g.
-    ``paths.task_groups``): the ``key`` values of its tasks that ``metrics`` (task -> metric ->
-    value) holds."""
-    out = {}
-    for group in groups.get(suite, []):
-        values = [float(metrics[t][key]) for t in groups.get(group, []) if key in metrics.get(t, {})]
-        if values:
-            out[group.removeprefix(suite + "_")] = values
-    return out
+    """Per culture of a suite (``culture_tasks``): the ``key`` values of its tasks."""
+    found = culture_tasks(metrics, groups, suite, key)
+    return {c: [float(metrics[t][key]) for t in tasks] for c, tasks in found.items()}
 
 
 def culture_means(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]],

@@ -72,6 +72,20 @@ def test_two_runs_side_by_side(tmp_path, capsys):
     assert lines[1].endswith(f"| **0.6000** {none} | 0.3000 [0.1000, 0.5000] | **0.5000** {none} | 3 |")
 
 
+def test_culture_of_a_task_from_the_groups_not_its_name(tmp_path):
+    # hatecheck_ar does not look like culturellm_<culture>_<name>, but lm-eval ran it in culturellm_arabic:
+    # arabic (0.25 + 0.75) / 2 = 0.5; korean 0.9 (run on its own: placed by its name); overall 1.9 / 3
+    groups = {"culturellm_arabic": ["culturellm_arabic_x", "hatecheck_ar"]}
+    scores = {"culturellm_arabic_x": 0.25, "hatecheck_ar": 0.75, "culturellm_korean_z": 0.9}
+    _result(tmp_path / "res", "/m/base", scores, groups=groups)
+    data = _json(tmp_path)
+    assert _cell(data, "base", "arabic")["value"] == 0.5
+    assert _cell(data, "base", "korean")["value"] == 0.9
+    assert _cell(data, "base", "overall")["value"] == pytest.approx(1.9 / 3)
+    assert _cell(data, "base", "tasks")["value"] == 3.0
+    assert {c["column"] for c in data["cells"]} == {"arabic", "korean", "overall", "tasks"}
+
+
 def test_row_identity(tmp_path):
     scores = {"culturellm_english_x": 0.5}
     _result(tmp_path / "res/1", "/m/base", scores, peft="/runs/a/adapter")        # two adapters, same folder name

@@ -107,7 +107,7 @@ def test_metric_list_block_replaces_only_that_block():
 
 def test_culture_means_follow_lm_evals_group_structure():
     from culture_tasks.paths import task_groups
-    from culture_tasks.stats import culture_means, culture_scores
+    from culture_tasks.stats import culture_means, culture_scores, culture_tasks
 
     result = {"group_subtasks": {"culturellm": ["culturellm_english", "culturellm_korean"],
                                  "culturellm_english": ["culturellm_english_a", "culturellm_english_b"],
@@ -125,3 +125,7 @@ def test_culture_means_follow_lm_evals_group_structure():
                                             "culturellm_english_mlma_directness", "culturellm_english_solid_easy",
                                             "culturellm_english_jigsaw_threat", "culturellm_english_jigsaw_toxic"]
     assert "culturellm_english" not in folder["culturellm_gen"]
+    # a task no culture group lists counts under the culture its name extends; other suites' tasks do not
+    loose = {"culturellm_korean_z": {"f1_macro": 0.5}, "culturellm_gen_korean_z": {"f1_macro": 0.1}}
+    assert culture_tasks(loose, folder, "culturellm") == {"korean": ["culturellm_korean_z"]}
+    assert culture_tasks(loose, folder, "culturellm_gen") == {"korean": ["culturellm_gen_korean_z"]}
