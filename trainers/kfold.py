@@ -191,7 +191,7 @@ def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
     from trainers.lora import train
 
     adapter = folder / "adapter"
-    if (adapter / "training.json").is_file() and not (adapter / CHECKPOINTS).exists():
+    if (adapter / "training.json").is_file():  # written once the training has finished
         return json.loads((adapter / "training.json").read_text(encoding="utf-8"))
     data = folder / "train.jsonl"
     write_text_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -202,8 +202,9 @@ def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
 def run_fold(cfg: KFoldConfig, index: int, folds: list[list[str]], rows: list[dict], tasks, answered, chat) -> dict:
     folder = Path(cfg.output) / f"fold-{index}"
     held_out = folds[index - 1]
-    trained = sorted({q for i, f in enumerate(folds, 1) if i != index for q in f}, key=int)
-    training = _train_fold(cfg, folder, fold_rows(rows, held_out))
+    train_rows = fold_rows(rows, held_out)
+    trained = sorted({str(r["q_id"]) for r in train_rows}, key=int)  # in-sample: what the adapter saw
+    training = _train_fold(cfg, folder, train_rows)
     result = {"fold": index, "held_out": held_out, "trained": trained,
               "training": {k: training[k] for k in ("examples", "steps", "train_loss", "seconds")}}
     for part, questions in (("held_out_scores", held_out), ("in_sample_scores", trained)):
@@ -239,7 +240,8 @@ def pool(base: dict, results: list[dict]) -> dict:
     """Per-question held-out and in-sample adapter scores beside the base model's, with paired
     bootstrap intervals over the documents (one per country and question), pooled and per fold.
 
-    In-sample, a question's adapter score is the mean over the k-1 adapters trained on it."""
+    In-sample, a question's adapter score is the mean over the adapters whose training rows hold it
+    (k-1 of them when every fold's rows cover their questions; counted per question)."""
     base_scores = _by_doc(base["scores"])
     held, runs_inside = {}, {}
     for r in results:
