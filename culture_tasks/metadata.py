@@ -26,7 +26,7 @@ LM_EVAL_KEYS = frozenset({"version", "config_source", "config", "_metadata"})
 # is accepted everywhere; a key no task reads is an error.
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "culturellm": ("data_dir",),
-    "wvs": ("data_dir",),
+    "wvs": ("data_dir", "questions"),
     "vsm13": ("data_dir", "target", "target_source", "constants", "answer_mode"),
 }
 PROJECT_KEYS = frozenset(k for keys in TASK_KEYS.values() for k in keys)

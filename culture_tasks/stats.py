@@ -88,6 +88,11 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     b = [y for _, y in pairs]
     idx = resample_indices(len(pairs), iters, seed)
     diffs = _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
+    return _paired_summary(float(aggregate(b) - aggregate(a)), diffs, level)
+
+
+def _paired_summary(diff: float, diffs: np.ndarray, level: float) -> dict[str, float]:
+    """Point difference, percentile interval and two-sided bootstrap p-value of resampled ``diffs``."""
     diffs = diffs[~np.isnan(diffs)]
     low, high = percentile_interval(diffs, level)
     if diffs.size == 0:
@@ -96,7 +101,50 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
         below = np.mean(diffs < 0) + 0.5 * np.mean(diffs == 0)
         above = np.mean(diffs > 0) + 0.5 * np.mean(diffs == 0)
         p = float(min(1.0, 2.0 * min(below, above)))
-    return {"diff": float(aggregate(b) - aggregate(a)), "low": low, "high": high, "p_value": p}
+    return {"diff": diff, "low": low, "high": high, "p_value": p}
+
+
+def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[str, Sequence[Mapping]],
+                     samples_b: Mapping[str, Sequence[Mapping]], *, metric: str = "f1_macro", iters: int = ITERS,
+                     seed: int = SEED, level: float = LEVEL) -> dict:
+    """Paired bootstrap of a per-culture score (the mean over tasks of ``aggregate``, e.g. macro-F1)
+    between two lm-eval runs (base vs adapter) on the same documents.
+
+    ``samples_*`` map each task to lm-eval's logged samples (``--log_samples``: ``doc_id`` and the
+    per-document item under ``metric``). Documents are paired by ``doc_id`` and resampled within
+    their task with the same indices for both runs; each resample recomputes both runs' per-task
+    ``aggregate`` (macro-F1 needs the whole resample, not a mean of per-document values) and the
+    difference of their means over tasks. A task or document present in one run only is an error:
+    a difference over other documents would not be paired. Interval and p-value as in
+    ``paired_bootstrap`` (with a single task its result equals ``paired_bootstrap``'s).
+    """
+    if set(samples_a) != set(samples_b):
+        raise ValueError(f"the runs cover different tasks: only in the first {sorted(set(samples_a) - set(samples_b))}"
+                         f", only in the second {sorted(set(samples_b) - set(samples_a))}")
+    if not samples_a:
+        raise ValueError("no task to compare")
+    diffs, points = np.zeros(iters), []
+    for position, task in enumerate(sorted(samples_a)):
+        by_doc = [{int(s["doc_id"]): s[metric] for s in run[task]} for run in (samples_a, samples_b)]
+        if by_doc[0].keys() != by_doc[1].keys() or not by_doc[0]:
+            raise ValueError(f"{task}: the runs scored different documents ({len(by_doc[0])} vs {len(by_doc[1])}, "
+                             f"{len(by_doc[0].keys() ^ by_doc[1].keys())} unpaired); run both on the same documents")
+        pairs = sorted(((_item(by_doc[0][d]), _item(by_doc[1][d])) for d in by_doc[0]), key=repr)  # as paired_bootstrap
+        a = [x for x, _ in pairs]
+        b = [y for _, y in pairs]
+        # the first task draws what paired_bootstrap would; each further task its own seeded stream
+        idx = resample_indices(len(pairs), iters, seed + position)
+        diffs += _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
+        points.append(float(aggregate(b) - aggregate(a)))
+    n = len(points)
+    out = _paired_summary(float(np.mean(points)), diffs / n, level)
+    out.update(tasks=n, documents=sum(len(v) for v in samples_a.values()))
+    return out
+
+
+def _item(value):
+    """A logged item as the aggregate expects it: JSON turns tuples into lists."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------------- aggregates

@@ -129,3 +129,38 @@ def test_culture_means_follow_lm_evals_group_structure():
     loose = {"culturellm_korean_z": {"f1_macro": 0.5}, "culturellm_gen_korean_z": {"f1_macro": 0.1}}
     assert culture_tasks(loose, folder, "culturellm") == {"korean": ["culturellm_korean_z"]}
     assert culture_tasks(loose, folder, "culturellm_gen") == {"korean": ["culturellm_gen_korean_z"]}
+
+
+def _samples(items):
+    return [{"doc_id": i, "f1_macro": list(item)} for i, item in enumerate(items)]  # as read back from JSON
+
+
+def test_paired_task_mean_macro_f1_by_hand():
+    # t1, two labels: base right on docs 0 and 2 -> F1 class 0 = 2*1/(1+2), class 1 = 2*1/(2+1), macro 2/3;
+    # the adapter is right everywhere -> 1. t2: both wrong on both docs -> 0 and 0.
+    base_t1, adapter_t1 = [(0, 0, 2), (1, 0, 2), (1, 1, 2)], [(0, 0, 2), (1, 1, 2), (1, 1, 2)]
+    wrong = [(0, 1, 2), (1, 0, 2)]
+    base = {"t1": _samples(base_t1), "t2": _samples(wrong)}
+    adapter = {"t1": _samples(adapter_t1), "t2": _samples(wrong)}
+    out = stats.paired_task_mean(f1_macro, base, adapter)
+    assert out["diff"] == pytest.approx((1 - 2 / 3 + 0) / 2)  # the mean over tasks of the per-task differences
+    assert (out["tasks"], out["documents"]) == (2, 5)
+    # no resample favours the base (the adapter is right wherever the base is), so the interval starts at 0 or
+    # above; the difference is exactly 0 when doc 1 (the base's only miss) is not drawn: (2/3)^3 = 8/27 of the
+    # resamples, half of which count on each side -> p = 2 * (8/27) / 2
+    assert 0.0 <= out["low"] <= out["diff"] <= out["high"] <= 0.5
+    assert out["p_value"] == pytest.approx(8 / 27, abs=0.04)
+    # one task: exactly the paired bootstrap of macro-F1 over its documents
+    one = stats.paired_task_mean(f1_macro, {"t1": base["t1"]}, {"t1": adapter["t1"]})
+    assert {k: one[k] for k in ("diff", "low", "high", "p_value")} == stats.paired_bootstrap(f1_macro, base_t1,
+                                                                                          adapter_t1)
+    same = stats.paired_task_mean(f1_macro, base, base)
+    assert (same["diff"], same["low"], same["high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_task_mean_refuses_unpaired_runs():
+    base = {"t1": _samples([(0, 0, 2), (1, 1, 2)])}
+    with pytest.raises(ValueError, match="different tasks: only in the first"):
+        stats.paired_task_mean(f1_macro, {**base, "t2": base["t1"]}, base)
+    with pytest.raises(ValueError, match="t1: the runs scored different documents"):
+        stats.paired_task_mean(f1_macro, base, {"t1": base["t1"][:1]})

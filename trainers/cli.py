@@ -6,6 +6,7 @@
     culture-train data --culture arabic --questions aug.jsonl --output arabic.jsonl [--rule mean]
     culture-train data --culture one --questions aug.jsonl --output one.jsonl      # CultureLLM-One
     culture-train lora --model <base dir> --data arabic.jsonl --output adapters/arabic [--resume]
+    culture-train kfold --model <base dir> --data arabic.jsonl --output kfold/arabic --folds 5 [--resume]
 
 Every step also reads --config <yaml> (keys: the step's flags with underscores); flags given on
 the command line override it. `culture-train <step> --help` lists a step's settings.
@@ -24,6 +25,7 @@ STEPS = {
     "augment": "paraphrase and synonym-substitute the WVS seed questions",
     "data": "chat-format training examples labelled with a culture's WVS answers",
     "lora": "LoRA fine-tuning; writes a PEFT adapter",
+    "kfold": "k-fold cross-validation over the WVS seed questions: held-out vs in-sample WVS scores",
 }
 
 
@@ -36,6 +38,10 @@ def config_class(step: str) -> type:
         from trainers.examples import DataConfig
 
         return DataConfig
+    if step == "kfold":
+        from trainers.kfold import KFoldConfig
+
+        return KFoldConfig
     from trainers.lora import LoraTrainConfig
 
     return LoraTrainConfig
@@ -85,7 +91,17 @@ def run_lora(cfg) -> dict:
     return {k: summary[k] for k in ("examples", "steps", "train_loss", "seconds", "lm_eval")}
 
 
-RUN = {"augment": run_augment, "data": run_data, "lora": run_lora}
+def run_kfold(cfg) -> dict:
+    from trainers.kfold import METRICS, run_kfold
+
+    report = run_kfold(cfg)
+    return {"output": cfg.output, "culture": report["culture"], "folds": report["folds"],
+            "documents": report["documents"],
+            **{part: {m: {k: report[part][m][k] for k in ("base", "adapter", "diff", "low", "high", "p_value")}
+                      for m in METRICS} for part in ("held_out", "in_sample")}}
+
+
+RUN = {"augment": run_augment, "data": run_data, "lora": run_lora, "kfold": run_kfold}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from lm_eval.api.samplers import ContextSampler
 
 from culture_tasks import stats
 from culture_tasks.data_root import data_file
-from culture_tasks.metadata import TASK_KEYS, check_keys, parse_bool
+from culture_tasks.metadata import TASK_KEYS, MetadataError, check_keys, parse_bool
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import metrics
 from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
@@ -74,17 +74,60 @@ def _as_dict(value) -> dict:
 # --------------------------------------------------------------------------- WVS
 
 
+def question_ids(value) -> list[str]:
+    """The ``questions`` metadata value as q_ids: a list (``[27, "28"]``) or ``"27,28"``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or isinstance(value, bool):
+        raise MetadataError(f"questions must be a list of WVS question ids (e.g. [27, 28]) or '27,28', got {value!r}")
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdigit():
+            raise MetadataError(f"questions: {item!r} is not a WVS question id (a number such as 27, as in WVQ.jsonl)")
+        out.append(str(int(text)))
+    if not out:
+        raise MetadataError("questions is empty; name at least one WVS question id, or leave the key out for all")
+    return out
+
+
+def select_questions(questions: list, wanted, country: str, answered) -> list:
+    """The questions named by the ``questions`` metadata key (all when None), in bank order.
+
+    A q_id the bank lacks is an error; one the country did not ask is skipped with a warning, as
+    in the whole task; none left is an error (a held-out subset must score something)."""
+    if wanted is None:
+        return questions
+    ids = question_ids(wanted)
+    known = {q.q_id for q in questions}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise MetadataError(f"questions: Q{', Q'.join(unknown)} not in the WVS question bank "
+                            f"(valid: {min(known, key=int)}..{max(known, key=int)}, as in WVQ.jsonl)")
+    chosen = [q for q in questions if q.q_id in set(ids)]
+    unasked = [q.q_id for q in chosen if q.q_id not in answered]
+    if unasked:
+        log.warning("wvs (%s): questions Q%s have no valid answer in this country and are skipped",
+                    country, ", Q".join(unasked))
+    if len(unasked) == len(chosen):
+        raise MetadataError(f"wvs ({country}): none of the questions {ids} has a valid answer in this country; "
+                            "choose questions the country asked")
+    return chosen
+
+
 def load_wvs(data_dir: str | None = None, *, wvs_country: str, wvs_csv: str, persona: str = "",
-             reversed_options: bool = False, **metadata) -> datasets.DatasetDict:
+             reversed_options: bool = False, questions=None, **metadata) -> datasets.DatasetDict:
+    """One document per question the country answered; ``questions`` (metadata) keeps a subset,
+    e.g. the held-out questions of a cross-validation fold."""
     check_keys(f"wvs ({wvs_country})", metadata, TASK_KEYS["wvs"])
     reversed_options = parse_bool("reversed_options", reversed_options)
+    wanted = questions
     questions = load_questions(data_dir)
     answers = load_country(data_file(f"culturellm/{wvs_csv}", data_dir), questions, wvs_country)
     if not answers.distributions:
         raise ValueError(f"{answers.path}: no respondent gave a valid answer (a code in the scale) to any of the "
                          f"{len(questions)} questions; is this a WVS wave 7 respondent file for {wvs_country}?")
     rows = defaultdict(list)
-    for q in questions:
+    for q in select_questions(questions, wanted, wvs_country, answers.distributions):
         if q.q_id not in answers.distributions:
             continue
         order = presentation_order(len(q.scale.codes), reversed_options)

@@ -1,0 +1,188 @@
+"""k-fold held-out evaluation of the LoRA trainer: folds, leakage, lm-eval's question filter, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from culture_tasks.metadata import MetadataError
+from culture_tasks.survey.tasks import load_wvs
+from tests.lm_eval_helpers import evaluate
+from tests.synthetic_wvs import write_data_root
+from trainers.examples import build_examples
+from trainers.kfold import KFoldConfig, assign_folds, fold_rows, run_kfold
+from trainers.lora import TrainingError
+
+IDS = [str(q) for q in range(27, 77)]
+# paraphrases of the two answered synthetic questions: one names its seed by q_id, one (upstream's form) by text
+PARAPHRASES = [
+    {"q_id": "27", "q_content": "Making my mother and father proud is a main goal of mine", "step": "paraphrase"},
+    {"q_id": "27", "q_content": "A chief aim of mine is to make my parents proud", "step": "synonym"},
+    {"ori_content": "When a mother works for pay, the children suffer",
+     "q_content": "Children suffer when their mother has a paid job"},
+]
+
+
+def test_folds_are_a_seeded_partition():
+    folds = assign_folds(IDS, 5, seed=0)
+    assert sorted(q for f in folds for q in f) == sorted(IDS) and [len(f) for f in folds] == [10] * 5
+    assert folds == assign_folds(list(reversed(IDS)), 5, seed=0)  # the order ids arrive in does not matter
+    assert folds != assign_folds(IDS, 5, seed=1)
+    assert sorted(len(f) for f in assign_folds(IDS, 3, seed=0)) == [16, 17, 17]
+    # numpy's default_rng(0).permutation(6) is [3 2 5 4 0 1]: dealt round-robin -> positions 3,5,0 and 2,4,1
+    assert assign_folds(["1", "2", "3", "4", "5", "6"], 2, seed=0) == [["1", "4", "6"], ["2", "3", "5"]]
+    with pytest.raises(TrainingError, match=r"--folds 51: need 2 <= k <= 50"):
+        assign_folds(IDS, 51, seed=0)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return write_data_root(tmp_path_factory.mktemp("wvs_root"))
+
+
+@pytest.fixture(scope="module")
+def rows_file(tmp_path_factory, root):
+    folder = tmp_path_factory.mktemp("kfold_data")
+    aug = folder / "aug.jsonl"
+    aug.write_text("".join(json.dumps(r) + "\n" for r in PARAPHRASES), encoding="utf-8")
+    out = folder / "english.jsonl"
+    build_examples("english", questions_file=str(aug), data_dir=str(root)).write(out)
+    return out
+
+
+def test_paraphrases_follow_their_seed_question(rows_file):
+    rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").splitlines()]
+    # Q29 has no valid answer: 2 seeds + 3 paraphrases labelled
+    assert sorted((r["q_id"], r["step"]) for r in rows) == [("27", "paraphrase"), ("27", "seed"), ("27", "synonym"),
+                                                           ("28", "seed"), ("28", "upstream")]
+    kept = fold_rows(rows, ["28"])
+    assert [r["q_id"] for r in kept] == ["27", "27", "27"]
+    assert not any("mother" in r["messages"][0]["content"] and "paid job" in r["messages"][0]["content"] for r in kept)
+
+
+def test_wvs_question_filter(root):
+    def q_ids(**kw):
+        ds = load_wvs(str(root), wvs_country="the United States", wvs_csv="English/United States.csv", **kw)
+        return ds["test"]["q_id"]
+
+    assert q_ids() == ["27", "28"]
+    assert q_ids(questions=[28]) == ["28"]
+    assert q_ids(questions="28, 27") == ["27", "28"]
+    assert q_ids(questions=["27", "29"]) == ["27"]  # Q29 is in the bank but unanswered: skipped, as without a filter
+    with pytest.raises(MetadataError, match=r"questions: Q99 not in the WVS question bank"):
+        q_ids(questions=[27, 99])
+    with pytest.raises(MetadataError, match=r"none of the questions \['29'\] has a valid answer"):
+        q_ids(questions=[29])
+    with pytest.raises(MetadataError, match=r"questions: 'Q27' is not a WVS question id"):
+        q_ids(questions=["Q27"])
+    with pytest.raises(MetadataError, match="questions is empty"):
+        q_ids(questions=[])
+
+
+@pytest.fixture(scope="module")
+def learnable_model(tmp_path_factory):
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("learnable"), initializer_range=0.3)
+
+
+def _config(model, data, out, root, **kw):
+    values = dict(model=str(model), data=[str(data)], output=str(out), folds=2, rank=4, alpha=8, dropout=0.0,
+                  learning_rate=2e-2, max_steps=4, batch_size=4, logging_steps=1, save_steps=1000, warmup=0,
+                  chat_template=True, seed=0, data_dir=str(root), eval_batch_size=8, eval_device="cpu")
+    values.update(kw)
+    return KFoldConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, learnable_model, rows_file, root):
+    out = tmp_path_factory.mktemp("kfold") / "run"
+    return out, run_kfold(_config(learnable_model, rows_file, out, root))
+
+
+def test_two_fold_run_holds_out_each_question_and_pairs_the_scores(finished, learnable_model, root):
+    out, report = finished
+    assert json.loads((out / "kfold.json").read_text(encoding="utf-8")) == report
+    folds = report["fold_questions"]
+    assert sorted(q for f in folds for q in f) == ["27", "28"] and report["tasks"] == ["wvs_usa"]
+    for index, held in enumerate(folds, 1):
+        trained = [json.loads(line) for line in (out / f"fold-{index}" / "train.jsonl").read_text().splitlines()]
+        # the actual training file: no held-out question, and every row of the other fold
+        assert trained and not {r["q_id"] for r in trained} & set(held)
+        assert len(trained) == {"27": 3, "28": 2}[next(q for q in ["27", "28"] if q not in held)]
+        fold = json.loads((out / f"fold-{index}" / "result.json").read_text(encoding="utf-8"))
+        assert list(fold["held_out_scores"]["scores"]["wvs_usa"]) == held
+        assert '--metadata \'{"data_dir": "%s", "questions": [%s]}\'' % (root, held[0]) in \
+            fold["held_out_scores"]["command"]
+    # per question: held-out by the adapter that never saw it, in-sample by the k-1 = 1 adapter trained on it
+    per_q = {r["q_id"]: r for r in report["per_question"]}
+    assert sorted(per_q) == ["27", "28"] and all(r["in_sample_adapters"] == 1 for r in per_q.values())
+    # the held-out score is what plain lm_eval gives the fold's adapter on that question, unfiltered
+    fold_of_27 = per_q["27"]["fold"]
+    plain = evaluate(learnable_model, ["wvs_usa"], root, chat=True, log_samples=True,
+                     peft=out / f"fold-{fold_of_27}" / "adapter")
+    doc = next(s for s in plain["samples"]["wvs_usa"] if s["doc"]["q_id"] == "27")
+    for metric in ("wvs_majority", "wvs_jsd", "wvs_w1"):
+        assert per_q["27"]["held_out"][metric] == pytest.approx(doc[metric], abs=1e-6)
+        pooled = report["held_out"][metric]
+        base = [per_q[q]["base"][metric] for q in per_q]
+        adapter = [per_q[q]["held_out"][metric] for q in per_q]
+        assert pooled["base"] == pytest.approx(sum(base) / 2) and pooled["adapter"] == pytest.approx(sum(adapter) / 2)
+        assert pooled["diff"] == pytest.approx(pooled["adapter"] - pooled["base"])
+        assert pooled["low"] <= pooled["diff"] + 1e-12 and pooled["diff"] <= pooled["high"] + 1e-12
+        assert 0.0 <= pooled["p_value"] <= 1.0 and pooled["documents"] == 2
+        inside = report["in_sample"][metric]
+        assert inside["adapter"] == pytest.approx(sum(per_q[q]["in_sample"][metric] for q in per_q) / 2)
+    assert [f["held_out"]["wvs_majority"]["documents"] for f in report["per_fold"]] == [1, 1]
+    # one held-out document per fold: its difference, but no interval or p-value to read as significant
+    one = report["per_fold"][0]["held_out"]["wvs_jsd"]
+    assert one["diff"] == pytest.approx(one["adapter"] - one["base"]) and one["low"] is one["p_value"] is None
+    table = (out / "kfold.md").read_text(encoding="utf-8")
+    assert "| held-out | WVS majority |" in table and "| in-sample | WVS 1−JSD |" in table
+    assert table.count("\n| 1 | Q") == 1 and table.count("\n| 2 | Q") == 1 and " [–, –] |" in table
+
+
+def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root, monkeypatch):
+    import trainers.kfold
+    import trainers.lora
+
+    out, report = finished
+    # fold 2 stopped after training, before its scores were written
+    (out / "fold-2" / "result.json").unlink()
+    (out / "kfold.json").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in [out / "fold-1" / "result.json", out / "base.json",
+                                              out / "fold-2" / "adapter" / "adapter_model.safetensors"]}
+
+    def no_training(cfg):
+        raise AssertionError(f"retrained {cfg.output}")
+
+    monkeypatch.setattr(trainers.lora, "train", no_training)
+    scored = []
+    real_score = trainers.kfold.score
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: scored.append(a[3]) or real_score(*a))
+    resumed = run_kfold(_config(learnable_model, rows_file, out, root, resume=True))
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert scored == [report["fold_questions"][1], report["fold_questions"][0]]  # fold 2 only: held-out, in-sample
+    assert resumed == report
+
+    with pytest.raises(TrainingError, match="not empty; pass --resume"):
+        run_kfold(_config(learnable_model, rows_file, out, root))
+    with pytest.raises(TrainingError, match=r"other settings \(fold_seed: saved 0, given 1\)"):
+        run_kfold(_config(learnable_model, rows_file, out, root, resume=True, fold_seed=1))
+
+
+def test_cli_checks_before_work(tmp_path, rows_file, capsys):
+    from trainers.cli import main
+
+    out = tmp_path / "kf"
+    args = ["kfold", "--model", str(tmp_path / "none"), "--data", str(rows_file), "--output", str(out)]
+    assert main(args + ["--folds", "1"]) == 2
+    assert "culture-train kfold: --folds must be at least 2, got 1" in capsys.readouterr().err
+    assert main(args + ["--merge", "true"]) == 2
+    assert "--merge: the cross-validation keeps only the fold adapters" in capsys.readouterr().err
+    config = tmp_path / "kfold.yaml"
+    config.write_text("folds: 3\nfold_sed: 1\n", encoding="utf-8")
+    assert main(args + ["--config", str(config)]) == 2
+    assert "unknown setting(s) ['fold_sed']" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,366 @@
+"""Held-out evaluation of the CultureLLM trainer: k-fold cross-validation over the WVS seed questions.
+
+Scoring an adapter on the 50 questions whose paraphrases it was trained on mixes memorisation
+with generalisation. Here the seed questions are split into ``k`` seeded folds by question id;
+every training row (a seed wording or a paraphrase) carries its seed's ``q_id`` (``culture-train
+data`` writes it), so a paraphrase always sits in its seed's fold. For each fold a LoRA adapter is
+trained (``trainers.lora.train``, the ``lora`` command's settings) on the rows of the other k-1
+folds, and the held-out fold's original questions are scored through the plain ``wvs_<country>``
+tasks restricted with the ``questions`` metadata key, so each held-out figure is an ``lm_eval``
+command anyone can rerun (written into ``kfold.json``). The base model is scored once on every
+question. Per question the held-out score of the adapter that never saw it is paired with the
+base model's, and the paired bootstrap (``culture_tasks.stats.paired_bootstrap``) gives the
+difference's interval and p-value; the in-sample figure (each question scored by the k-1
+adapters that were trained on it, averaged) stands beside it for contrast.
+
+Output folder: ``base.json`` (the base model's per-question scores), ``fold-<i>/train.jsonl``,
+``fold-<i>/adapter/`` and ``fold-<i>/result.json`` (written last: a fold with it is finished and
+``--resume`` skips it), ``kfold.json`` and ``kfold.md``; ``kfold_settings.json`` holds the settings
+a resumed run must share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from culture_tasks import stats
+from culture_tasks.atomic import write_text_atomic
+from culture_tasks.cli_args import DTYPES, check_device, check_dtype
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
+                                   save_settings)
+from culture_tasks.paths import TASKS_DIR
+from trainers.lora import CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, read_examples, run_settings
+
+log = logging.getLogger("trainers")
+SETTINGS = "kfold_settings.json"
+RESULT = "result.json"  # in fold-<i>/: written last, marks the fold finished
+METRICS = ("wvs_majority", "wvs_jsd", "wvs_w1")
+LABELS = {"wvs_majority": "WVS majority", "wvs_jsd": "WVS 1−JSD", "wvs_w1": "WVS 1−W1"}
+# settings that change neither the folds, the adapters nor the scores: they may differ on --resume
+NOT_DEFINING = ("eval_batch_size", "eval_device")
+
+
+@dataclass
+class KFoldConfig(LoraTrainConfig):
+    """The ``lora`` command's settings (each fold's training) plus the folds and the evaluation."""
+
+    data: list[str] = field(metadata={
+        "help": "training JSONL file(s) from `culture-train data` (every row names its seed question, q_id)"})
+    output: str = field(metadata={
+        "help": "folder of the cross-validation: fold-<i>/ (training rows, adapter, scores), kfold.json, kfold.md"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --output: finished folds are skipped, a fold's training continues from its "
+                "last checkpoint"})
+    folds: int = field(default=5, metadata={"help": "number of folds k (each question is held out once)"})
+    fold_seed: int = field(default=0, metadata={"help": "seed of the assignment of questions to folds"})
+    data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
+    eval_device: str | None = field(default=None, metadata={
+        "help": "torch device of the lm_eval scoring (default: cuda where available, else cpu)"})
+    eval_dtype: str = field(default="float32", metadata={
+        "help": "dtype of the model in the lm_eval scoring", "choices": list(DTYPES)})
+    eval_batch_size: int = field(default=16, metadata={"help": "lm_eval batch size"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.folds < 2:
+            raise ValueError(f"--folds must be at least 2, got {self.folds}")
+        if self.eval_batch_size < 1:
+            raise ValueError("eval_batch_size must be at least 1")
+        if self.merge:
+            raise ValueError("--merge: the cross-validation keeps only the fold adapters; train the final model "
+                             "with `culture-train lora --merge`")
+        check_dtype(self.eval_dtype, "--eval-dtype")
+        if self.eval_device:
+            check_device(self.eval_device, "--eval-device")
+
+    def fold_training(self, data: Path, output: Path, resume: bool) -> LoraTrainConfig:
+        """The ``lora`` settings of one fold: these settings, the fold's rows and adapter folder."""
+        own = {f.name: getattr(self, f.name) for f in fields(LoraTrainConfig)}
+        return LoraTrainConfig(**{**own, "data": [str(data)], "output": str(output), "resume": resume,
+                                  "overwrite": not resume, "merge": False})
+
+
+def assign_folds(q_ids, k: int, seed: int) -> list[list[str]]:
+    """``k`` folds of the question ids: a seeded permutation dealt round-robin, so fold sizes
+    differ by at most one; each fold sorted by id. Depends only on the set of ids, ``k`` and ``seed``."""
+    ids = sorted({str(q) for q in q_ids}, key=int)
+    if not 2 <= k <= len(ids):
+        raise TrainingError(f"--folds {k}: need 2 <= k <= {len(ids)} (the number of questions with a label)")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return [sorted((ids[j] for j in order[i::k]), key=int) for i in range(k)]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _culture(rows: list[dict], data: list[str]) -> str:
+    from trainers.cultures import ONE
+
+    missing = sum(1 for r in rows if r.get("q_id") in (None, "") or not r.get("culture"))
+    if missing:
+        raise TrainingError(f"{', '.join(data)}: {missing} row(s) without q_id or culture; the folds need each row's "
+                            "seed question and culture: make the file with `culture-train data`")
+    cultures = {str(r["culture"]) for r in rows}
+    return ONE if len(cultures) > 1 else cultures.pop()
+
+
+def survey_tasks(culture: str) -> list[tuple[str, object]]:
+    """(wvs task, country) for each country of the culture, as ``evaluation_tasks`` names them."""
+    from trainers.cultures import countries_of, evaluation_tasks
+
+    tasks = [t for t in evaluation_tasks(culture) if t.startswith("wvs_")]
+    countries = countries_of(culture)
+    assert [t.split("_", 1)[1].removesuffix("_persona") for t in tasks] == [c.slug for c in countries]
+    return list(zip(tasks, countries))
+
+
+def answered_questions(countries, data_dir: str | None) -> dict[str, set[str]]:
+    """Per country slug, the questions its respondents answered (the documents its task has)."""
+    from culture_tasks.survey.wvs import load_questions
+    from trainers.examples import country_answers
+
+    questions = load_questions(data_dir)
+    return {c.slug: set(country_answers(c, questions, data_dir).distributions) for c in countries}
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None,
+                    chat: bool) -> str:
+    """The plain ``lm_eval`` command that gives these scores."""
+    meta = {**({"data_dir": cfg.data_dir} if cfg.data_dir else {}),
+            **({"questions": [int(q) for q in questions]} if questions else {})}
+    peft = f",peft={adapter}" if adapter else ""
+    return (f"lm_eval --model hf --model_args pretrained={cfg.model}{peft},dtype={cfg.eval_dtype} "
+            f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {','.join(tasks)}"
+            + (f" --metadata {shlex.quote(json.dumps(meta))}" if meta else "")
+            + (" --apply_chat_template" if chat else "") + " --log_samples --output_path <results>")
+
+
+def score(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None, chat: bool) -> dict:
+    """Per task and question the WVS metrics lm-eval logs for each document, and its aggregates."""
+    import lm_eval
+    import torch
+
+    from culture_tasks.paths import task_manager
+
+    meta = {**({"data_dir": cfg.data_dir} if cfg.data_dir else {}), **({"questions": questions} if questions else {})}
+    device = cfg.eval_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={cfg.model},dtype={cfg.eval_dtype}" + (f",peft={adapter}" if adapter else ""),
+        tasks=tasks, task_manager=task_manager(meta), device=device, batch_size=cfg.eval_batch_size,
+        apply_chat_template=chat, log_samples=True, bootstrap_iters=0)
+    per_question = {t: {str(s["doc"]["q_id"]): {m: float(s[m]) for m in METRICS} for s in out["samples"][t]}
+                    for t in tasks}
+    aggregates = {t: {k.split(",")[0]: v for k, v in out["results"][t].items()
+                      if k.split(",")[0] in {m + s for m in METRICS for s in ("", *stats.CI_SUFFIXES)}}
+                  for t in tasks}
+    return {"scores": per_question, "lm_eval": aggregates,
+            "command": lm_eval_command(cfg, adapter, tasks, questions, chat)}
+
+
+def _uses_chat(cfg: KFoldConfig) -> bool:
+    """What ``lora`` decides (``encode_for``): the chat template where the tokenizer has one."""
+    from transformers import AutoTokenizer
+
+    has = bool(AutoTokenizer.from_pretrained(cfg.model).chat_template)
+    if cfg.chat_template and not has:
+        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
+    return has if cfg.chat_template is None else cfg.chat_template
+
+
+# --------------------------------------------------------------------------- one fold
+
+
+def fold_rows(rows: list[dict], held_out: list[str]) -> list[dict]:
+    """The training rows of a fold: every row whose seed question is not held out."""
+    out = set(held_out)
+    return [r for r in rows if str(r["q_id"]) not in out]
+
+
+def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
+    """Train (or resume, or reuse) the fold's adapter; its training summary."""
+    from trainers.lora import train
+
+    adapter = folder / "adapter"
+    if (adapter / "training.json").is_file():  # written once the training has finished
+        return json.loads((adapter / "training.json").read_text(encoding="utf-8"))
+    data = folder / "train.jsonl"
+    write_text_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    resume = (adapter / CHECKPOINTS / RUN_SETTINGS).is_file()
+    return train(cfg.fold_training(data, adapter, resume))
+
+
+def run_fold(cfg: KFoldConfig, index: int, folds: list[list[str]], rows: list[dict], tasks, answered, chat) -> dict:
+    folder = Path(cfg.output) / f"fold-{index}"
+    held_out = folds[index - 1]
+    train_rows = fold_rows(rows, held_out)
+    trained = sorted({str(r["q_id"]) for r in train_rows}, key=int)  # in-sample: what the adapter saw
+    training = _train_fold(cfg, folder, train_rows)
+    result = {"fold": index, "held_out": held_out, "trained": trained,
+              "training": {k: training[k] for k in ("examples", "steps", "train_loss", "seconds")}}
+    for part, questions in (("held_out_scores", held_out), ("in_sample_scores", trained)):
+        names = [t for t, c in tasks if answered[c.slug] & set(questions)]
+        result[part] = score(cfg, folder / "adapter", names, questions, chat) if names else \
+            {"scores": {}, "lm_eval": {}, "command": None}
+    write_text_atomic(folder / RESULT, json.dumps(result, indent=1))
+    return result
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _by_doc(scores: dict) -> dict:
+    """{(task, q_id): metrics} from {task: {q_id: metrics}}."""
+    return {(t, q): v for t, qs in scores.items() for q, v in qs.items()}
+
+
+def compare(base: dict, other: dict, keys: list) -> dict:
+    """Per metric: base and adapter means over ``keys`` and the paired bootstrap of adapter - base
+    (no interval or p-value, None, for a single document)."""
+    out = {}
+    for m in METRICS:
+        a, b = [base[k][m] for k in keys], [other[k][m] for k in keys]
+        paired = stats.paired_bootstrap(stats.mean, a, b)
+        if len(keys) < 2:  # one document resamples to itself: a point "interval" and p = 0 would mislead
+            paired.update(low=None, high=None, p_value=None)
+        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **paired, "documents": len(keys)}
+    return out
+
+
+def pool(base: dict, results: list[dict]) -> dict:
+    """Per-question held-out and in-sample adapter scores beside the base model's, with paired
+    bootstrap intervals over the documents (one per country and question), pooled and per fold.
+
+    In-sample, a question's adapter score is the mean over the adapters whose training rows hold it
+    (k-1 of them when every fold's rows cover their questions; counted per question)."""
+    base_scores = _by_doc(base["scores"])
+    held, runs_inside = {}, {}
+    for r in results:
+        held.update(_by_doc(r["held_out_scores"]["scores"]))
+        for key, v in _by_doc(r["in_sample_scores"]["scores"]).items():
+            runs_inside.setdefault(key, []).append(v)
+    inside = {k: {m: stats.mean([v[m] for v in vs]) for m in METRICS} for k, vs in runs_inside.items()}
+    docs = sorted(base_scores, key=lambda k: (k[0], int(k[1])))
+    missing = [f"{t} Q{q}" for t, q in docs if (t, q) not in held]
+    if missing:
+        raise TrainingError(f"no held-out score for {', '.join(missing)}: the folds do not cover every question")
+    fold_of = {q: r["fold"] for r in results for q in r["held_out"]}
+    per_fold = []
+    for r in results:
+        held_keys = [k for k in docs if k[1] in set(r["held_out"])]
+        in_scores = _by_doc(r["in_sample_scores"]["scores"])
+        per_fold.append({"fold": r["fold"], "questions": r["held_out"], "training": r["training"],
+                         "held_out": compare(base_scores, held, held_keys),
+                         "in_sample": compare(base_scores, in_scores, [k for k in docs if k in in_scores]),
+                         "held_out_command": r["held_out_scores"]["command"]})
+    per_question = [{"task": t, "q_id": q, "fold": fold_of[q], "base": base_scores[(t, q)],
+                     "held_out": held[(t, q)], "in_sample": inside.get((t, q)),
+                     "in_sample_adapters": len(runs_inside.get((t, q), []))} for t, q in docs]
+    return {"held_out": compare(base_scores, held, docs),
+            "in_sample": compare(base_scores, inside, [k for k in docs if k in inside]),
+            "per_fold": per_fold, "per_question": per_question}
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _p(x: float | None, iters: int = stats.ITERS) -> str:
+    return "–" if x is None or not np.isfinite(x) else (f"< {2 / iters:.3f}" if x == 0 else f"{x:.3f}")
+
+
+def markdown(report: dict) -> str:
+    """The pooled table (held-out beside in-sample) and one row per fold, in percent."""
+    s = report["settings"]
+    lines = [f"# {report['folds']}-fold held-out evaluation: {report['culture']}", "",
+             f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
+             + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
+             + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}; tasks "
+             + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
+             "Difference = adapter − base in points, 95 % paired bootstrap interval over the documents "
+             f"({stats.ITERS} resamples, seed {stats.SEED}), two-sided p. In-sample: each question scored by the "
+             "k−1 adapters trained on it (mean).", "",
+             "| questions | metric | base | adapter | difference [95 % CI] | p | documents |",
+             "|---|---|---|---|---|---|---|"]
+    for part, label in (("held_out", "held-out"), ("in_sample", "in-sample")):
+        for m in METRICS:
+            r = report[part][m]
+            lines.append(f"| {label} | {LABELS[m]} | {_pct(r['base'])} | {_pct(r['adapter'])} | "
+                         f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}] | {_p(r['p_value'])} | "
+                         f"{r['documents']} |")
+    lines += ["", "| fold | held-out questions | documents | training examples | steps | train loss | "
+              "majority: base | held-out | in-sample | held-out difference [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in report["per_fold"]:
+        h, i, t = f["held_out"]["wvs_majority"], f["in_sample"].get("wvs_majority", {}), f["training"]
+        lines.append(f"| {f['fold']} | {', '.join('Q' + q for q in f['questions'])} | {h['documents']} | "
+                     f"{t['examples']} | {t['steps']} | {t['train_loss']:.3f} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
+                     f"{_pct(i.get('adapter'))} | {_pct(h['diff'])} [{_pct(h['low'])}, {_pct(h['high'])}] |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
+    """Claim the output (new, resume or replace) and compare stored settings on --resume."""
+    mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume, inputs=[cfg.model, *cfg.data],
+                        error=TrainingError)
+    if mode == "resume":
+        stored = load_settings(out / SETTINGS, TrainingError)
+        if stored is None:
+            raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
+                                "--overwrite to start one there, or choose another --output")
+        check_settings(stored, settings, out, error=TrainingError)
+    return mode
+
+
+def run_kfold(cfg: KFoldConfig) -> dict:
+    """Every fold (finished ones skipped on --resume), the base model once, then kfold.json / kfold.md."""
+    out = Path(cfg.output)
+    rows = read_examples(cfg.data)
+    culture = _culture(rows, cfg.data)
+    tasks = survey_tasks(culture)
+    answered = answered_questions([c for _, c in tasks], cfg.data_dir)
+    universe = set().union(*answered.values())
+    stray = sorted({str(r["q_id"]) for r in rows} - universe, key=int)
+    if stray:
+        raise TrainingError(f"{', '.join(cfg.data)}: rows of Q{', Q'.join(stray)}, which no country of {culture} "
+                            "answered in this data root; build the rows and run the folds with the same data root")
+    folds = assign_folds(universe, cfg.folds, cfg.fold_seed)
+    chat = _uses_chat(cfg)
+    settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    with OutputLock.for_folder(out, TrainingError):
+        mode = _prepare(out, cfg, settings)
+        if mode == "replace":
+            clear_output(out)
+        if mode != "resume":
+            save_settings(out / SETTINGS, settings)
+        names = [t for t, _ in tasks]
+        if (out / "base.json").is_file():
+            base = json.loads((out / "base.json").read_text(encoding="utf-8"))
+        else:
+            base = score(cfg, None, names, None, chat)
+            write_text_atomic(out / "base.json", json.dumps(base, indent=1))
+        results = []
+        for index in tqdm(range(1, cfg.folds + 1), desc="folds", unit="fold"):
+            done = out / f"fold-{index}" / RESULT
+            if done.is_file():
+                log.info("fold %d is finished (%s): skipped", index, done)
+                results.append(json.loads(done.read_text(encoding="utf-8")))
+                continue
+            results.append(run_fold(cfg, index, folds, rows, tasks, answered, chat))
+        report = {"culture": culture, "data": cfg.data, "folds": cfg.folds, "fold_questions": folds, "tasks": names,
+                  "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
+                  "settings": settings, "base_command": base["command"], **pool(base, results)}
+        write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
+        write_text_atomic(out / "kfold.md", markdown(report))
+    return report
