@@ -1,6 +1,6 @@
 """Seeded, stratified document samples of the CultureLLM suite, for lm-eval's ``--samples``.
 
-    python -m culture_tasks.sampling --per_culture 60 --seed 0 --output samples.json
+    python -m culture_tasks.sampling --per_culture 20 --seed 0 --output samples.json
     lm_eval --model hf ... --include_path culture_tasks --tasks culturellm --samples samples.json
 
 A sample is sized per culture, not per task: the leaderboard's culture score is the unweighted
@@ -166,7 +166,7 @@ class SampleConfig:
     """Settings of ``python -m culture_tasks.sampling``."""
 
     output: str = field(metadata={"help": "JSON file to write ({task: [indices]}), for lm_eval --samples"})
-    per_culture: int = field(default=60, metadata={"help": "documents per culture, split evenly over its tasks"})
+    per_culture: int = field(default=20, metadata={"help": "documents per culture, split evenly over its tasks"})
     seed: int = field(default=0, metadata={"help": "seed of the draw"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --output"})
