@@ -18,6 +18,7 @@ import pytest
 
 from culture_tasks.leaderboard import main
 from tests.lm_eval_helpers import evaluate
+from tests.tiny_model import save_random_lora
 
 REQUIRE_BROWSER = "CULTURE_REQUIRE_BROWSER"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -95,17 +96,7 @@ def run_harness(browser: str, page: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def lora_adapter(tiny_model, tmp_path_factory):
-    import torch
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(5)
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False, base_model_name_or_path=str(tiny_model))
-    out = tmp_path_factory.mktemp("report_lora")
-    get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return save_random_lora(tiny_model, tmp_path_factory.mktemp("report_lora"), seed=5)
 
 
 @pytest.fixture(scope="module")

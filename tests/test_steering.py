@@ -11,6 +11,7 @@ from culture_tasks.steering import SteeringConfig, SteeringError, check_output, 
 from culture_tasks.survey import compare
 from culture_tasks.survey.vsm13 import DIMENSIONS
 from culture_tasks.paths import task_manager
+from tests.tiny_model import save_random_lora
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +29,7 @@ def prompt_checkpoint(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lora_checkpoint(tiny_model, tmp_path_factory):
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(11)
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
-    # random A and B (not peft's B = 0 start), so that the adapter changes the answers
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False, base_model_name_or_path=str(tiny_model))
-    out = tmp_path_factory.mktemp("lora_tr")
-    get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return save_random_lora(tiny_model, tmp_path_factory.mktemp("lora_tr"), seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,18 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden_size: int = 32, layers
     )
     LlamaForCausalLM(config).save_pretrained(path)
     return path
+
+
+def save_random_lora(base: Path, out: Path, *, seed: int) -> Path:
+    """A LoRA adapter of ``base`` on q/v with random A and B (not peft's B = 0 start), so that it
+    changes the answers; saved as stock peft safetensors."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False, base_model_name_or_path=str(base))
+    get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
+    return out
