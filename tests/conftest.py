@@ -8,7 +8,7 @@ import pytest
 from tests.tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("CULTURE_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA_ROOT = Path(os.environ.get("CULTURE_DATA_DIR", REPO.parent / "shared" / "data")).expanduser().resolve()
 REQUIRE_DATA = "CULTURE_REQUIRE_DATA"
 
 

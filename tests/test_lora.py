@@ -172,7 +172,7 @@ def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys
 
 
 def test_bf16_without_dropout_skips_the_adapter_input_casts_and_trains_the_same(
-        learnable_model, usa_seeds, tmp_path, monkeypatch):
+        learnable_model, english_examples, tmp_path, monkeypatch):
     """peft casts each LoRA layer's bf16 input to the adapter's float32, and autocast casts it back for
     the matmul: with no dropout the trainer skips that exact round trip. The same run with peft's casts
     gives the same losses and the same adapter, bit for bit."""
@@ -188,11 +188,11 @@ def test_bf16_without_dropout_skips_the_adapter_input_casts_and_trains_the_same(
 
     monkeypatch.setattr(lora, "_keep_lora_inputs_in_compute_dtype", recorded)
     kw = dict(bf16=True, max_steps=3, batch_size=4, logging_steps=1)
-    fast = train(_config(learnable_model, usa_seeds, tmp_path / "fast", **kw))
+    fast = train(_config(learnable_model, english_examples, tmp_path / "fast", **kw))
     assert calls == [(14, False)]  # 2 layers x 7 linear layers, casts off
     monkeypatch.setattr(lora, "_keep_lora_inputs_in_compute_dtype", lambda model: calls.append("peft"))
-    casting = train(_config(learnable_model, usa_seeds, tmp_path / "casting", **kw))
-    train(_config(learnable_model, usa_seeds, tmp_path / "dropout", dropout=0.1, **kw))
+    casting = train(_config(learnable_model, english_examples, tmp_path / "casting", **kw))
+    train(_config(learnable_model, english_examples, tmp_path / "dropout", dropout=0.1, **kw))
     assert calls == [(14, False), "peft"]  # with dropout the casts stay
     assert fast["bf16"] and [h["loss"] for h in fast["losses"]] == [h["loss"] for h in casting["losses"]]
     weights = [load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("fast", "casting")]

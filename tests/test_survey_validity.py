@@ -75,7 +75,7 @@ def test_crafted_hofstede_code_cannot_become_a_path(tmp_path, caplog):
 
 def test_misspelled_metadata_key_is_an_error_listing_the_valid_ones(tmp_path):
     root = write_data_root(tmp_path)
-    with pytest.raises(MetadataError, match=r"'datadir' \(did you mean 'data_dir'\?\).*\['data_dir'\]"):
+    with pytest.raises(MetadataError, match=r"'datadir' \(did you mean 'data_dir'\?\); this task reads \['data_dir', 'questions'\]"):
         load_wvs(wvs_country="USA", wvs_csv="English/United States.csv", datadir=str(root))
     _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\n")
     _items_root(tmp_path)
