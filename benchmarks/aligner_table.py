@@ -1,5 +1,8 @@
 """The soft-prompt paper's comparison from alignment.json files: country x {plain, persona, soft prompt}
-VSM13 L1 (mean ± std over seeds), the reversed-option check and the WVS held-out check.
+VSM13 L1 (mean ± std over seeds), the reversed-option check and the WVS held-out check; then, where
+the runs recorded it, the country-specific comparison: the target's rank among all Hofstede
+countries (1 = closest) and the margin, for the plain model, the persona prompt and the soft prompt.
+Rows are split by optimiser and objective when the runs used more than one.
 
     python benchmarks/aligner_table.py runs/seed*/*/alignment.json
 """
@@ -13,21 +16,29 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], digits: int = 1) -> str:
     if not values:
         return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def main(paths: list[str]) -> None:
     """Rows by country, and by optimiser too when the runs used more than one."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     several = len({s["settings"]["optimizer"] for s in runs}) > 1
+    objectives = len({s.get("objective", "l1") for s in runs}) > 1
     rows = defaultdict(lambda: defaultdict(list))
     for s in runs:
         r, c, opt = s["report"], s["target"]["country"], s["settings"]["optimizer"]
-        row = rows[f"{c} ({opt})" if several else c]
+        label = f"{c} ({opt})" if several else c
+        row = rows[f"{label}, {s.get('objective', 'l1')}" if objectives else label]
+        for k, comp in r.get("comparison", {}).items():
+            kind = "soft" if k == opt else k
+            row[f"rank_{kind}"].append(comp["rank"])
+            row[f"margin_{kind}"].append(comp["margin"])
+            row["countries"] = [comp["countries"]]
+            row["dims"] = [len(comp["dims"])]
         row["soft"].append(r["vsm13_l1"][opt])
         for k in ("plain", "persona"):
             if k in r["vsm13_l1"]:
@@ -45,6 +56,17 @@ def main(paths: list[str]) -> None:
         print(f"| {c} | {len(r['seeds'])} | {_fmt(r['plain'])} | {_fmt(r['persona'])} | {_fmt(r['soft'])} | "
               f"{_fmt(r['rev_plain'])} | {_fmt(r['rev_soft'])} | "
               + (f"{statistics.mean(r['wvs_plain']):.3f} | {statistics.mean(r['wvs_opt']):.3f} |" if r['wvs_plain'] else "– | – |"))
+
+    if any(r["rank_soft"] for r in rows.values()):
+        print()
+        print("| target | dims | countries | rank plain | rank persona | rank soft prompt | margin plain | "
+              "margin persona | margin soft prompt |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for c, r in rows.items():
+            if r["rank_soft"]:
+                print(f"| {c} | {r['dims'][0]} | {r['countries'][0]} | {_fmt(r['rank_plain'], 0)} | "
+                      f"{_fmt(r['rank_persona'], 0)} | {_fmt(r['rank_soft'], 0)} | {_fmt(r['margin_plain'], 3)} | "
+                      f"{_fmt(r['margin_persona'], 3)} | {_fmt(r['margin_soft'], 3)} |")
 
 
 if __name__ == "__main__":
