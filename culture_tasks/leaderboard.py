@@ -40,7 +40,7 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted
 from culture_tasks.jsonl import JsonlError, read_jsonl
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
-from culture_tasks.survey.instruments import directionless_metrics, headline_metrics
+from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import WVS_TOPICS
 from culture_tasks.survey.vsm13 import DIMENSIONS
 
@@ -515,6 +515,13 @@ def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
                       if metric in r.higher_is_better.get(task, {})), True))
 
 
+def _coverage_label(runs: list[Run], family: str, task: str) -> str:
+    """' (2 of 6 dims)' where the instrument reports that a task's target lacks parts, else ''."""
+    metric, full = coverage_metrics().get(family, (None, 0))
+    counts = {int(r.metrics[task][metric]) for r in runs if metric in r.metrics.get(task, {})}
+    return "".join(f" ({k} of {full} dims)" for k in sorted(counts) if k < full)
+
+
 def survey_tables(runs: list[Run]) -> list[Table]:
     """Survey tasks: one table per registered instrument and headline metric (``headline_metrics``),
     one column per task that reports it; VSM13 indices get one table per task, without a direction."""
@@ -531,9 +538,12 @@ def survey_tables(runs: list[Run]) -> list[Table]:
     for (family, metric), tasks in sorted(columns.items()):
         names = sorted(tasks)
         hib = _direction(runs, names[0], metric)
-        cols = [Column(t, t, metric, lambda r, t=t: [t], _direction(runs, t, metric)) for t in names]
+        labels = {t: t + _coverage_label(runs, family, t) for t in names}
+        cols = [Column(t, labels[t], metric, lambda r, t=t: [t], _direction(runs, t, metric)) for t in names]
         direction = " (higher is better)" if hib else " (↓ lower is better)"
-        tables.append(Table(f"{family}: {metric}{direction}", cols, []))
+        note = ("a column marked 'k of n dims' covers only the dimensions its target has: not comparable "
+                "with the full-coverage columns" if any(labels[t] != t for t in names) else "")
+        tables.append(Table(f"{family}: {metric}{direction}", cols, [], note=note))
     for task in sorted(indices):
         cols = [Column(d, d, d, lambda r, t=task: [t], None) for d in DIMENSIONS]
         tables.append(Table(f"{task}: the six VSM13 indices (measurements: no better or worse)", cols, [],

@@ -23,11 +23,10 @@
 #   CHAT              1/true: --apply_chat_template; 0/false (default): plain prompts
 #   RUNS              parent folder of the run folders (default runs/quickstart)
 #
-# Measured on a 2-core CPU shared with other jobs, PER_CULTURE=20 (180 CultureLLM documents) + 12
-# survey tasks (392 documents, 252 distinct prompts: lm-eval scores a prompt shared by tasks once):
-# 509 CPU seconds (user + sys) at BATCH_SIZE=16, 14.5 min wall under a load of 4-9 (613 CPU s at
-# BATCH_SIZE=8, same scores), so about 4.2 minutes unloaded (CPU s / 2), up to 4.6 counting the
-# ~45 s single-threaded start-up (imports, lm-eval's index of its own tasks, the 58 datasets) whole.
+# Measured, PER_CULTURE=20 (180 CultureLLM documents) + 12 survey tasks (392 documents, 252 distinct
+# prompts: lm-eval scores a prompt shared by tasks once): 3 min 26 s wall on 2 CPU cores in CI on a
+# fresh clone (run folder to report, model cached); 509 CPU seconds (user + sys) at BATCH_SIZE=16
+# (613 at BATCH_SIZE=8, same scores).
 # First run only: converting the model, 42 CPU s (3 s when cached). Per-culture macro-F1 95 % bootstrap
 # intervals (python -m benchmarks.quickstart_intervals <run folder>): 0.16-0.22 wide, median 0.175;
 # they narrow as 1/sqrt(PER_CULTURE). Batch 16 holds 16 x longest prompt x 49,152 float32 logits

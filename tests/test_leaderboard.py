@@ -268,3 +268,16 @@ def test_output_refuses_existing_file(tmp_path, capsys, fmt):
     assert out.read_text() == "keep me"
     assert main([str(tmp_path / "res"), "--format", fmt, "--output", str(out), "--overwrite"]) == 0
     assert out.read_text() != "keep me"
+
+
+def test_a_loss_over_fewer_dimensions_says_so(tmp_path, capsys):
+    # Saudi Arabia's target has 2 of the 6 dimensions (the task reports vsm13_dims = 2): its column says so,
+    # the USA's (6 of 6) does not, and the table notes that the two are not comparable
+    extra = {"vsm13_usa": {"alias": "vsm13_usa", "vsm13_l1,none": 300.0, "vsm13_dims,none": 6},
+             "vsm13_saudi_arabia": {"alias": "vsm13_saudi_arabia", "vsm13_l1,none": 110.0, "vsm13_dims,none": 2}}
+    hib = {"vsm13_usa": {"vsm13_l1": False}, "vsm13_saudi_arabia": {"vsm13_l1": False}}
+    _result(tmp_path / "res", "/m/base", {}, extra=extra, hib=hib)
+    assert main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "vsm13_saudi_arabia (2 of 6 dims)" in out and "vsm13_usa (" not in out
+    assert "covers only the dimensions its target has: not comparable with the full-coverage columns" in out

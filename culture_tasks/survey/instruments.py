@@ -34,6 +34,9 @@ class Instrument:
     intervals: tuple[str, ...]  # metrics with bootstrap-interval companions (m_ci_low, m_ci_high)
     directionless: frozenset[str] = frozenset()  # measurements, not scores: neither direction is better
     grouped_apart: Callable[[dict], bool] = field(default=lambda country: False)  # -> <group>_partial
+    # (metric, full count): a task metric saying how many parts (dimensions) its headline metrics
+    # cover; below the full count they are not comparable with full-coverage values
+    coverage: tuple[str, int] | None = None
     scoring: str = "culture_tasks.survey.tasks"  # module of the template's aggregation functions
     folder: Path | None = None  # default: TASKS_DIR / name
 
@@ -75,6 +78,11 @@ def headline_metrics() -> dict[str, tuple[str, ...]]:
     return {name: i.headline for name, i in INSTRUMENTS.items()}
 
 
+def coverage_metrics() -> dict[str, tuple[str, int]]:
+    """Instrument name -> (coverage metric, full count), for the instruments that report one."""
+    return {name: i.coverage for name, i in INSTRUMENTS.items() if i.coverage}
+
+
 def directionless_metrics() -> frozenset[str]:
     """Every registered metric with no better direction (lm-eval still needs a bool for it)."""
     return frozenset().union(*(i.directionless for i in INSTRUMENTS.values()))
@@ -105,4 +113,5 @@ register_instrument(Instrument(
     intervals=("vsm13_l1", "vsm13_mae", *DIMENSIONS),
     directionless=frozenset({*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}),
     grouped_apart=lambda c: c["hofstede"] in PARTIAL_TARGETS,
+    coverage=("vsm13_dims", len(DIMENSIONS)),
 ))
