@@ -24,7 +24,7 @@
 #   RUNS              parent folder of the run folders (default runs/quickstart)
 #
 # Measured, PER_CULTURE=20 (180 CultureLLM documents) + 12 survey tasks (392 documents, 252 distinct
-# prompts: lm-eval scores a prompt shared by tasks once): 3 min 26 s wall on 2 CPU cores in CI on a
+# prompts: lm-eval scores a prompt shared by tasks once): 3 min 4 s and 3 min 26 s wall on 2 CPU cores in two CI runs on a
 # fresh clone (run folder to report, model cached); 509 CPU seconds (user + sys) at BATCH_SIZE=16
 # (613 at BATCH_SIZE=8, same scores).
 # First run only: converting the model, 42 CPU s (3 s when cached). Per-culture macro-F1 95 % bootstrap
