@@ -452,7 +452,8 @@ def parse_args(argv: list[str] | None) -> SteeringConfig:
         help_text = f.metadata.get("help")
         if f.type in ("bool", bool):
             if f.default:
-                p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false", help=help_text)
+                p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
+                               help=f"skip this (default: done): {help_text}")
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
         elif f.name == "targets":
