@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
                                    save_settings)
-from culture_tasks.paths import TASKS_DIR
+from culture_tasks import paths
 from trainers.lora import CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, read_examples, run_settings
 
 log = logging.getLogger("trainers")
@@ -135,14 +134,12 @@ def answered_questions(countries, data_dir: str | None) -> dict[str, set[str]]:
 
 def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None,
                     chat: bool) -> str:
-    """The plain ``lm_eval`` command that gives these scores."""
+    """The plain ``lm_eval`` command that gives these scores (the project's one command builder,
+    plus the per-document log the scores are read from)."""
     meta = {**({"data_dir": cfg.data_dir} if cfg.data_dir else {}),
             **({"questions": [int(q) for q in questions]} if questions else {})}
-    peft = f",peft={adapter}" if adapter else ""
-    return (f"lm_eval --model hf --model_args pretrained={cfg.model}{peft},dtype={cfg.eval_dtype} "
-            f"--include_path {shlex.quote(str(TASKS_DIR))} --tasks {','.join(tasks)}"
-            + (f" --metadata {shlex.quote(json.dumps(meta))}" if meta else "")
-            + (" --apply_chat_template" if chat else "") + " --log_samples --output_path <results>")
+    return paths.lm_eval_command(cfg.model, tasks, adapter=adapter, metadata=meta, dtype=cfg.eval_dtype,
+                                 chat=chat) + " --log_samples --output_path <results>"
 
 
 def score(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None, chat: bool) -> dict:
