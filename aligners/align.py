@@ -288,12 +288,12 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
 
     plain = fitted.metrics(fitted.option_loglikelihoods(None, cfg.batch_size)[0])
     report = {"vsm13_l1": {"plain": plain["vsm13_l1"], name: final["vsm13_l1"]},
-              "indices": {"plain": {d: plain[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")},
-                          name: {d: final[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}}}
+              "indices": {"plain": {d: plain[d] for d in DIMENSIONS},
+                          name: {d: final[d] for d in DIMENSIONS}}}
     if tasks.persona:
         persona = score(tasks.persona, None)
         report["vsm13_l1"]["persona"] = persona["vsm13_l1"]
-        report["indices"]["persona"] = {d: persona[d] for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}
+        report["indices"]["persona"] = {d: persona[d] for d in DIMENSIONS}
     report["vsm13_l1_reversed"] = {"plain": score(tasks.reversed, None)["vsm13_l1"],
                                    name: score(tasks.reversed, prompt)["vsm13_l1"]}
     if tasks.wvs:
@@ -311,8 +311,6 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
 
 
 def run(cfg: AlignConfig) -> list[dict]:
