@@ -253,7 +253,8 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     hidden = int(lm.model.get_input_embeddings().weight.shape[1])
     state = _check_output(out, cfg.resume, settings, hidden)
 
-    scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template)
+    scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template,
+                        shared_stems=cfg.shared_stems)
     space = make_space(lm, cfg)
     opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
                          seed=cfg.seed, settings=cfg.optimizer_args)
@@ -283,7 +284,7 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
     tm = task_manager(tasks.metadata)
 
     def score(task: str, soft):
-        s = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
+        s = TaskScorer(lm, task, tm, chat_template=cfg.chat_template, shared_stems=cfg.shared_stems)
         return s.metrics(s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0])
 
     plain = fitted.metrics(fitted.option_loglikelihoods(None, cfg.batch_size)[0])

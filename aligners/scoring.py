@@ -6,11 +6,14 @@ scores go through the task's own ``process_results`` and aggregation functions. 
 module adds is speed: every option label is one token, so one forward pass per (soft prompt,
 item) gives all option log-likelihoods at the answer position, and the whole population x items
 grid runs in a few large batches. A soft prompt is prepended to the input embeddings where peft's
-prompt tuning puts it, before every token including BOS.
+prompt tuning puts it, before every token including BOS. Items that begin alike (VSM13 items 1-10
+share one question stem; a chat template gives every item the same opening) have that shared
+prefix ("stem") computed once per soft prompt and its keys/values reused for each item's rest.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,11 +24,89 @@ import torch
 from aligners import distributed
 
 
+# the shortest shared prefix worth a pass of its own: below it the extra forward call costs more than
+# the positions it saves
+MIN_STEM = 8
+
+
 @dataclass
 class _Item:
     doc: dict
     context: list[int]
     option_tokens: list[int]
+
+
+@dataclass(frozen=True)
+class StemGroup:
+    """Items whose contexts all begin with the same ``stem`` tokens."""
+    stem: int
+    items: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One share of a generation's work: ``rows`` (candidate, item) scored in full in one forward pass,
+    or, with ``group``, the group's stem for ``rows``' candidates once, then each row's rest."""
+    rows: tuple[tuple[int, int], ...]
+    group: StemGroup | None = None
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def stem_groups(contexts: Sequence[Sequence[int]], min_stem: int = MIN_STEM) -> list[StemGroup]:
+    """The runs of the sorted contexts whose shared prefix, computed once, saves the most positions.
+
+    A run of k contexts with a stem of s tokens costs s + sum(len - s) positions instead of
+    sum(len); the partition is the cheapest one (dynamic programming over the sorted order, where
+    items with a common prefix sit together). A stem stops one token short of its shortest member:
+    each member's answer position is computed in its own pass. Stems under ``min_stem`` tokens are
+    not used; items in no run are left out of the result."""
+    order = sorted(range(len(contexts)), key=lambda i: list(contexts[i]))
+    lengths = [len(contexts[i]) for i in order]
+    total = [0]
+    for n in lengths:
+        total.append(total[-1] + n)
+    best = [0] * (len(order) + 1)
+    choice: list[tuple[int, int]] = [(0, 0)] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        best[end], choice[end] = best[end - 1] + lengths[end - 1], (end - 1, 0)
+        shared, shortest = lengths[end - 1], lengths[end - 1]
+        for start in range(end - 2, -1, -1):
+            # the common prefix of a sorted run is the smallest common prefix of neighbours
+            shared = min(shared, _common_prefix(contexts[order[start]], contexts[order[start + 1]]))
+            shortest = min(shortest, lengths[start])
+            stem = min(shared, shortest - 1)
+            if stem < min_stem:
+                break  # a longer run only shares less
+            cost = best[start] + total[end] - total[start] - (end - start - 1) * stem
+            if cost < best[end]:
+                best[end], choice[end] = cost, (start, stem)
+    groups, end = [], len(order)
+    while end:
+        start, stem = choice[end]
+        if stem:
+            groups.append(StemGroup(stem, tuple(sorted(order[start:end]))))
+        end = start
+    return sorted(groups, key=lambda g: g.items)
+
+
+def _cache_rows(cache, rows: torch.Tensor):
+    """A copy of a key/value cache holding ``rows`` of its batch (repeats allowed); ``cache`` is left
+    as it is, so every forward batch takes the rows it needs from the one stem pass."""
+    if hasattr(cache, "layers"):  # layered caches: selecting rows replaces each layer's tensors, so copy the layers
+        view = copy.copy(cache)
+        view.layers = [copy.copy(layer) for layer in cache.layers]
+    else:
+        view = copy.deepcopy(cache)
+    view.batch_select_indices(rows)
+    return view
 
 
 def _left_padded(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor | None):
@@ -46,19 +127,32 @@ def _left_padded(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: tor
     return embeds, mask, (j - pads).clamp(min=0).expand(batch, -1).contiguous()
 
 
-def _answer_logits(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Logits at the last position of every row, through the model's own forward: families that rescale
-    or cap their logits there (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma's softcapping)
-    score as lm-eval scores them. ``logits_to_keep=1`` runs the LM head on that position only."""
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False, **kwargs).logits
-    return logits[:, -1]
+def _forward(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past=None,
+             keep_cache: bool = False):
+    """The model's own forward: families that rescale or cap their logits there (Granite's
+    ``logits_scaling``, Cohere's ``logit_scale``, Gemma's softcapping) score as lm-eval scores them.
+    ``logits_to_keep=1`` runs the LM head on the last position only, where every row's answer is."""
+    params = inspect.signature(model.forward).parameters
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    if past is not None:
+        kwargs["cache" if "cache" in params else "past_key_values"] = past  # transformers >= 5.24 names it cache
+    return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                 use_cache=keep_cache or past is not None, **kwargs)
+
+
+def _returned_cache(output):
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
+
+
+def _answer_logits(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past=None) -> torch.Tensor:
+    """Logits at the last position of every row."""
+    return _forward(model, embeds, mask, positions, past).logits[:, -1]
 
 
 class TaskScorer:
     """One lm-eval multiple-choice task, ready to score under many soft prompts."""
 
-    def __init__(self, lm, task_name: str, task_manager, *, chat_template: bool = False):
+    def __init__(self, lm, task_name: str, task_manager, *, chat_template: bool = False, shared_stems: bool = True):
         from lm_eval.tasks import get_task_dict
 
         self.lm = lm
@@ -93,26 +187,51 @@ class TaskScorer:
             if len(contexts) != 1:
                 raise ValueError(f"{task_name}: options of doc {doc_id} do not share one context")
             self.items.append(_Item(insts[0].doc, list(contexts.pop()), tokens))
+        self.groups = stem_groups([item.context for item in self.items]) if shared_stems else []
 
-    def batches(self, n_cand: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    def batches(self, n_cand: int, batch_size: int, items: Sequence[int] | None = None) -> list[list[tuple[int, int]]]:
         """(candidate, item) rows in forward batches of similar length: sorted longest first (stable, as
         lm-eval's ``Collator`` sorts its requests), so a batch pads only to its own longest row and the
         padding of a whole generation is close to none. The first batch is the widest: a batch size that
-        does not fit fails at once."""
-        pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
+        does not fit fails at once. ``items``: only these (default: all)."""
+        items = range(len(self.items)) if items is None else items
+        pairs = [(c, i) for c in range(n_cand) for i in items]
         pairs.sort(key=lambda pair: -len(self.items[pair[1]].context))
         return [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
 
+    def units(self, n_cand: int, batch_size: int) -> list[_Unit]:
+        """A generation's work in self-contained shares (the processes of a distributed run each take
+        some): per stem group, ``batch_size`` candidates at a time (one stem pass, then their rows of
+        the group in batches of ``batch_size``); the items in no group in ``batches``."""
+        grouped = {i for g in self.groups for i in g.items}
+        units = [_Unit(tuple((c, i) for c in range(start, min(start + batch_size, n_cand)) for i in g.items), g)
+                 for g in self.groups for start in range(0, n_cand, batch_size)]
+        loose = [i for i in range(len(self.items)) if i not in grouped]
+        return units + [_Unit(tuple(chunk)) for chunk in self.batches(n_cand, batch_size, loose)]
+
+    def _suffix_batches(self, unit: _Unit, batch_size: int) -> list[list[tuple[int, int]]]:
+        rows = sorted(unit.rows, key=lambda row: -len(self.items[row[1]].context))
+        return [rows[start:start + batch_size] for start in range(0, len(rows), batch_size)]
+
     def token_counts(self, n_cand: int, batch_size: int, virtual_tokens: int = 0) -> dict[str, int]:
         """Token positions one generation runs through the model: ``needed`` (every row unpadded),
-        ``computed`` (the length-sorted batches of ``batches``) and ``unsorted`` (rows batched in
-        candidate order, each batch padded to its longest row)."""
+        ``computed`` (what ``option_loglikelihoods`` runs: stems once per candidate, length-sorted
+        batches), ``no_stems`` (every row in full, length-sorted batches) and ``unsorted`` (rows
+        batched in candidate order, each batch padded to its longest row)."""
         lengths = [virtual_tokens + len(item.context) for item in self.items]
         rows = [lengths[i] for _ in range(n_cand) for i in range(len(self.items))]
         unsorted = sum(len(rows[s:s + batch_size]) * max(rows[s:s + batch_size])
                        for s in range(0, len(rows), batch_size))
-        computed = sum(len(chunk) * max(lengths[i] for _, i in chunk) for chunk in self.batches(n_cand, batch_size))
-        return {"needed": sum(rows), "computed": computed, "unsorted": unsorted}
+        no_stems = sum(len(chunk) * max(lengths[i] for _, i in chunk) for chunk in self.batches(n_cand, batch_size))
+        computed = 0
+        for unit in self.units(n_cand, batch_size):
+            if unit.group is None:
+                computed += len(unit.rows) * max(lengths[i] for _, i in unit.rows)
+                continue
+            computed += len({c for c, _ in unit.rows}) * (virtual_tokens + unit.group.stem)
+            computed += sum(len(chunk) * max(lengths[i] - virtual_tokens - unit.group.stem for _, i in chunk)
+                            for chunk in self._suffix_batches(unit, batch_size))
+        return {"needed": sum(rows), "computed": computed, "no_stems": no_stems, "unsorted": unsorted}
 
     def option_loglikelihoods(self, soft_prompts: torch.Tensor | None, batch_size: int = 64) -> list[list[list[float]]]:
         """[candidate][item][option] log-likelihoods; ``soft_prompts`` is (C, n, d) or None."""
@@ -123,29 +242,63 @@ class TaskScorer:
         n_cand = 1 if soft_prompts is None else soft_prompts.shape[0]
         pad_id = self.lm.tokenizer.pad_token_id or 0
 
-        def run(chunk: list[tuple[int, int]]) -> list[list[float]]:
-            lengths = torch.tensor([len(self.items[i].context) for _, i in chunk])
+        def left_padded_ids(chunk, skip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+            """Each row's context after its first ``skip`` tokens, padded on the left."""
+            lengths = torch.tensor([len(self.items[i].context) - skip for _, i in chunk])
             width = int(lengths.max())
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             for row, (_, i) in enumerate(chunk):
-                ctx = self.items[i].context
-                ids[row, width - len(ctx):] = torch.tensor(ctx)
-            prompts = None
-            if soft_prompts is not None:
-                prompts = soft_prompts[[c for c, _ in chunk]].to(device=device, dtype=dtype)
+                ids[row, width - int(lengths[row]):] = torch.tensor(self.items[i].context[skip:])
+            return ids.to(device), lengths
+
+        def options(chunk, logits: torch.Tensor) -> list[list[float]]:
+            answer = logits.float().log_softmax(-1)
+            return [answer[row, self.items[i].option_tokens].tolist() for row, (_, i) in enumerate(chunk)]
+
+        def prompts_of(candidates: list[int]) -> torch.Tensor | None:
+            return None if soft_prompts is None else soft_prompts[candidates].to(device=device, dtype=dtype)
+
+        def run_rows(chunk) -> list[list[float]]:
+            ids, lengths = left_padded_ids(chunk)
             # rows padded on the left: every answer is at the last position, where the LM head runs;
             # the attention mask and position ids make each row score as it does alone (as in
             # lm-eval's right-padded batches), whatever batch it shares
-            embeds, mask, positions = _left_padded(embed(ids.to(device)), lengths, prompts)
-            answer = _answer_logits(model, embeds, mask, positions).float().log_softmax(-1)
-            return [answer[row, self.items[i].option_tokens].tolist() for row, (_, i) in enumerate(chunk)]
+            embeds, mask, positions = _left_padded(embed(ids), lengths, prompts_of([c for c, _ in chunk]))
+            return options(chunk, _answer_logits(model, embeds, mask, positions))
 
-        batches = self.batches(n_cand, batch_size)
+        def run_stem(unit: _Unit) -> list[list[float]]:
+            candidates = sorted({c for c, _ in unit.rows})
+            stem = torch.tensor(self.items[unit.group.items[0]].context[:unit.group.stem], device=device)
+            embeds = embed(stem)[None].expand(len(candidates), -1, -1)
+            prompts = prompts_of(candidates)
+            if prompts is not None:
+                embeds = torch.cat([prompts, embeds], dim=1)
+            done = embeds.shape[1]  # [soft prompt | stem], unpadded: the same length in every row
+            ones = torch.ones(len(candidates), done, dtype=torch.long, device=device)
+            cache = _returned_cache(_forward(model, embeds, ones, torch.arange(done, device=device)
+                                             .expand(len(candidates), -1), keep_cache=True))
+            where = {c: k for k, c in enumerate(candidates)}
+            scores = {}
+            for chunk in self._suffix_batches(unit, batch_size):
+                # [stem | padding | rest]: the padding masked out, the rest at the positions it has in the full row
+                ids, lengths = left_padded_ids(chunk, skip=unit.group.stem)
+                pads = (ids.shape[1] - lengths).to(device)[:, None]
+                j = torch.arange(ids.shape[1], device=device)[None]
+                mask = torch.cat([ones[:1].expand(len(chunk), -1), (j >= pads).long()], dim=1)
+                positions = done + (j - pads).clamp(min=0)
+                past = _cache_rows(cache, torch.tensor([where[c] for c, _ in chunk], device=device))
+                scores.update(zip(chunk, options(chunk, _answer_logits(model, embed(ids), mask, positions, past))))
+            return [scores[row] for row in unit.rows]
+
+        def run(unit: _Unit) -> list[list[float]]:
+            return run_rows(unit.rows) if unit.group is None else run_stem(unit)
+
+        units = self.units(n_cand, batch_size)
         out = [[None] * len(self.items) for _ in range(n_cand)]
         with torch.no_grad():
-            # under torchrun each process runs its share of these very batches (one process: all)
-            for chunk, scores in zip(batches, distributed.map_shared(run, batches)):
-                for (c, i), lls in zip(chunk, scores):
+            # under torchrun each process runs its share of these very units (one process: all)
+            for unit, scores in zip(units, distributed.map_shared(run, units)):
+                for (c, i), lls in zip(unit.rows, scores):
                     out[c][i] = lls
         return out
 

@@ -62,13 +62,13 @@ def soft_prompt():
     return torch.randn(4, 32, generator=torch.Generator().manual_seed(1)) * 0.3
 
 
-def _scorer(model_dir, task_manager):
+def _scorer(model_dir, task_manager, **kwargs):
     from lm_eval.models.huggingface import HFLM
 
     from aligners.scoring import TaskScorer
 
     lm = HFLM(pretrained=str(model_dir), device="cpu", dtype="float32", batch_size=8)
-    return TaskScorer(lm, TASK, task_manager)
+    return TaskScorer(lm, TASK, task_manager, **kwargs)
 
 
 def _lm_eval_loglikelihoods(model_dir, scorer, peft=None) -> list[list[float]]:
@@ -106,6 +106,7 @@ def test_scorer_equals_lm_eval_loglikelihood_for_families_that_rescale_logits(fa
 
     model_dir, scorer = scorers(family)
     assert len(scorer.items) == 24
+    assert len(scorer.groups) == 3  # shared stems computed once: these scores go through that path
 
     plain = scorer.option_loglikelihoods(None, batch_size=16)[0]
     torch.testing.assert_close(torch.tensor(plain), torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer)),
@@ -148,8 +149,15 @@ def _scorer_with_lengths(lengths):
     """A scorer over items of these context lengths, for the batching arithmetic only."""
     from aligners.scoring import TaskScorer, _Item
 
+    return _scorer_with_contexts([[1] * n for n in lengths])
+
+
+def _scorer_with_contexts(contexts, min_stem=None):
+    from aligners.scoring import MIN_STEM, TaskScorer, _Item, stem_groups
+
     scorer = TaskScorer.__new__(TaskScorer)
-    scorer.items = [_Item({}, [1] * n, [0]) for n in lengths]
+    scorer.items = [_Item({}, list(c), [0]) for c in contexts]
+    scorer.groups = stem_groups(contexts, MIN_STEM if min_stem is None else min_stem)
     return scorer
 
 
@@ -158,11 +166,13 @@ def test_length_sorted_batches_pad_only_to_their_own_longest_row():
     # 2 candidates x 3 items, longest first, ties in (candidate, item) order
     assert scorer.batches(2, 2) == [[(0, 1), (1, 1)], [(0, 2), (1, 2)], [(0, 0), (1, 0)]]
     # rows in candidate order are 3 5 | 4 3 | 5 4: padded to 5, 4, 5 -> 28 positions; sorted: 5 5 | 4 4 | 3 3 -> 24
-    assert scorer.token_counts(2, 2) == {"needed": 24, "computed": 24, "unsorted": 28}
+    # (the items share 2 tokens, too few for a stem pass: computed = no_stems)
+    assert scorer.token_counts(2, 2) == {"needed": 24, "computed": 24, "no_stems": 24, "unsorted": 28}
     # 4 virtual tokens per row: 7 9 | 8 7 | 9 8 -> 2 x (9 + 8 + 9) = 52; sorted: 2 x (9 + 8 + 7) = 48
-    assert scorer.token_counts(2, 2, virtual_tokens=4) == {"needed": 48, "computed": 48, "unsorted": 52}
+    assert scorer.token_counts(2, 2, virtual_tokens=4) == {"needed": 48, "computed": 48, "no_stems": 48,
+                                                           "unsorted": 52}
     # an odd batch size: 5 5 4 | 4 3 3 -> 15 + 12
-    assert scorer.token_counts(2, 3) == {"needed": 24, "computed": 27, "unsorted": 30}
+    assert scorer.token_counts(2, 3) == {"needed": 24, "computed": 27, "no_stems": 27, "unsorted": 30}
 
 
 def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data_root, monkeypatch):
@@ -170,7 +180,7 @@ def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data
     log-likelihoods, in the same [candidate][item] places, as the length-sorted batches."""
     from aligners.scoring import TaskScorer
 
-    scorer = _scorer(tiny_model, task_manager({"data_dir": str(data_root)}))
+    scorer = _scorer(tiny_model, task_manager({"data_dir": str(data_root)}), shared_stems=False)
     lengths = [len(item.context) for item in scorer.items]
     assert len(set(lengths)) > 5  # rows of mixed lengths: sorting moves them between batches
     prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(3)) * 0.3
@@ -178,8 +188,8 @@ def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data
     assert counts["computed"] < counts["unsorted"]
     sorted_lls = torch.tensor(scorer.option_loglikelihoods(prompts, batch_size=16))
 
-    def candidate_order(self, n_cand, batch_size):
-        pairs = [(c, i) for c in range(n_cand) for i in range(len(self.items))]
+    def candidate_order(self, n_cand, batch_size, items):
+        pairs = [(c, i) for c in range(n_cand) for i in items]
         return [pairs[s:s + batch_size] for s in range(0, len(pairs), batch_size)]
 
     monkeypatch.setattr(TaskScorer, "batches", candidate_order)
@@ -190,3 +200,67 @@ def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data
     torch.testing.assert_close(sorted_lls, alone, rtol=1e-6, atol=1e-6)
     assert (sorted_lls[0] - sorted_lls[1]).abs().max() > 1e-3  # the candidates differ: a mix-up would show
     assert (sorted_lls[:, 0] - sorted_lls[:, 1]).abs().max() > 1e-3  # and so do the items
+
+
+STEM = list(range(100, 110))  # 10 tokens
+
+
+def test_stem_groups_take_the_cheapest_runs_of_shared_prefixes():
+    from aligners.scoring import StemGroup, stem_groups
+
+    contexts = [
+        STEM + [1, 2],     # 0: 12 tokens
+        [7, 7, 7],         # 1: shares nothing
+        STEM + [3],        # 2: 11 tokens
+        STEM + [1, 5, 6],  # 3: 13 tokens, shares 11 with item 0
+        STEM,              # 4: the stem alone: its answer position (the 10th token) is its own
+    ]
+    # 0, 2, 3, 4 share 10 tokens, item 4 has only 10: the stem stops at 9 and saves 3 x 9 = 27 positions;
+    # {0, 3} alone would share 11 (saving 11) and {2, 4} 9 (saving 9): 20 < 27
+    assert stem_groups(contexts, min_stem=8) == [StemGroup(9, (0, 2, 3, 4))]
+    # without item 4: {0, 2, 3} share 10 (saves 20) vs {0, 3} sharing 11 (saves 11)
+    assert stem_groups(contexts[:4], min_stem=8) == [StemGroup(10, (0, 2, 3))]
+    # two families that share only 2 tokens with each other: two groups
+    other = [100, 101] + [50] * 9
+    assert stem_groups([STEM + [1], other + [1], STEM + [2], other + [2]], min_stem=8) == [
+        StemGroup(10, (0, 2)), StemGroup(11, (1, 3))]
+    # a shared prefix under min_stem is not worth a pass
+    assert stem_groups([STEM + [1], STEM + [2]], min_stem=11) == []
+    assert stem_groups([[1, 2], [3, 4]], min_stem=1) == []
+
+
+def test_token_counts_with_a_shared_stem():
+    # items 0-2 share STEM (10 tokens); item 3 shares nothing
+    scorer = _scorer_with_contexts([STEM + [1, 2], STEM + [3], STEM + [4, 5, 6], [9] * 5], min_stem=8)
+    assert [(g.stem, g.items) for g in scorer.groups] == [(10, (0, 1, 2))]
+    # 2 candidates, batch 4, 1 virtual token; full rows 13 12 14 6
+    #   stem pass: 2 candidates x (1 + 10) = 22
+    #   rests 2 1 3 per candidate, longest first: 3 3 2 2 | 1 1 -> 4 x 3 + 2 x 1 = 14
+    #   item 3 alone: 6 6 -> 12
+    counts = scorer.token_counts(2, 4, virtual_tokens=1)
+    assert counts["needed"] == 2 * (13 + 12 + 14 + 6)
+    assert counts["computed"] == 22 + 14 + 12
+    # without stems, length-sorted: 14 14 13 13 | 12 12 6 6 -> 4 x 14 + 4 x 12
+    assert counts["no_stems"] == 4 * 14 + 4 * 12
+
+
+@pytest.mark.parametrize("chat_template", [False, True])
+def test_shared_stems_score_as_full_rows(tiny_model, data_root, chat_template):
+    """Keys/values of a shared stem computed once per candidate give each row's log-likelihoods as the
+    row computed in full does, at any batch size, with and without soft prompts; and a generation runs
+    fewer positions."""
+    tm = task_manager({"data_dir": str(data_root)})
+    stems = _scorer(tiny_model, tm, chat_template=chat_template)
+    full = _scorer(tiny_model, tm, chat_template=chat_template, shared_stems=False)
+    assert [len(g.items) for g in stems.groups] and not full.groups
+    assert len(stems.groups[0].items) == 10  # VSM13 items 1-10 share their question stem
+    counts = stems.token_counts(3, 16, virtual_tokens=4)
+    assert counts["computed"] < 0.85 * counts["no_stems"]
+    prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(5)) * 0.3
+    for soft in (None, prompts):
+        expected = torch.tensor(full.option_loglikelihoods(soft, batch_size=64))
+        for batch_size in (1, 5, 64):
+            got = torch.tensor(stems.option_loglikelihoods(soft, batch_size=batch_size))
+            assert got.shape == expected.shape
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=2e-6)
+    assert (expected[0] - expected[1]).abs().max() > 1e-3  # candidates differ: a row mix-up would show
