@@ -76,44 +76,9 @@ RESAMPLABLE: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-class TaskMean:
-    """Mean over tasks of one metric, from ``(task, item)`` pairs: the statistic of a group column.
-
-    Its ``batched`` form lets ``stats.bootstrap_ci`` / ``stats.paired_bootstrap`` resample the
-    pooled documents of all tasks; each task's statistic is computed from its resampled
-    documents (a task that a resample misses is left out of that resample's mean).
-    """
-
-    CHUNK = 64
-
-    def __init__(self, metric: str):
-        self.metric = metric
-        self.one, self.weighted = RESAMPLABLE[metric]
-
-    def __call__(self, items: Sequence[tuple]) -> float:
-        by_task: dict[str, list] = defaultdict(list)
-        for task, item in items:
-            by_task[task].append(item)
-        return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else math.nan
-
-    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
-        tasks = sorted({t for t, _ in items})
-        columns = {t: np.array([i for i, (u, _) in enumerate(items) if u == t]) for t in tasks}
-        payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
-        out = []
-        for start in range(0, len(idx), self.CHUNK):
-            block = idx[start:start + self.CHUNK]
-            rows, n = block.shape
-            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
-            weights = weights.reshape(rows, n).astype(float)
-            per_task = np.full((rows, len(tasks)), np.nan)
-            for k, t in enumerate(tasks):
-                w = weights[:, columns[t]]
-                present = w.sum(axis=1) > 0
-                per_task[present, k] = self.weighted(payload[t], w[present])
-            with np.errstate(all="ignore"):
-                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(rows, np.nan))
-        return np.concatenate(out) if out else np.array([])
+def task_mean(metric: str) -> stats.TaskMean:
+    """The statistic of a group column: the mean over its tasks of ``metric``, resampled within each task."""
+    return stats.TaskMean(*RESAMPLABLE[metric])
 
 
 # --------------------------------------------------------------------------- runs
@@ -427,14 +392,15 @@ def _finite(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _pooled_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
-    pooled = []
+def _task_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
+    """``(task, item)`` for every logged document of ``tasks``; None if a task has no per-sample log."""
+    out = []
     for task in tasks:
         found = run.items(task, metric)
         if found is None:
             return None
-        pooled += [(task, item) for _, (_, item) in sorted(found.items())]
-    return pooled
+        out += [(task, item) for _, (_, item) in sorted(found.items())]
+    return out
 
 
 def make_cell(run: Run, column: Column) -> Cell | None:
@@ -458,10 +424,10 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     if column.metric not in RESAMPLABLE:
         return Cell(value, interval_note=NOT_RESAMPLABLE if column.metric in headline_metrics()["vsm13"] else
                     f"no interval: {column.metric} has no per-document resampling")
-    items = _pooled_items(run, tasks, column.metric)
+    items = _task_items(run, tasks, column.metric)
     if items is None:
         return Cell(value, interval_note=NO_SAMPLES)
-    low, high = stats.bootstrap_ci(TaskMean(column.metric), items)
+    low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
 
 
@@ -490,7 +456,7 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))
-    result = stats.paired_bootstrap(TaskMean(column.metric), a_items, b_items)
+    result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
     return result, ""
 
 

@@ -11,12 +11,14 @@ not change with the number of processes or the batch size.
 
 An aggregate may carry a vectorised form as its ``batched`` attribute: ``batched(items, idx)``
 takes the items and an ``(iters, n)`` index matrix and returns the ``iters`` statistics at
-once. Without it the aggregate is called once per resample.
+once. Without it the aggregate is called once per resample. An aggregate with a ``strata``
+attribute (item -> key) is resampled within each stratum: ``TaskMean``, a culture's or the
+suite's mean over tasks, keeps every task and its number of documents in every resample.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +36,26 @@ def _canonical(items: Sequence) -> list:
 def resample_indices(n: int, iters: int, seed: int) -> np.ndarray:
     """``(iters, n)`` indices drawn with replacement; the same for every metric with this ``n``."""
     return np.random.default_rng(seed).integers(0, n, size=(iters, n))
+
+
+def stratified_indices(keys: Sequence, iters: int, seed: int) -> np.ndarray:
+    """``(iters, n)`` indices that resample within each stratum: position i is replaced by a draw
+    from the positions that share its key. The k-th stratum in sorted key order draws from its
+    own stream seeded ``seed + k``, so a single stratum gives ``resample_indices(n, iters, seed)``."""
+    keys = list(keys)
+    idx = np.empty((iters, len(keys)), dtype=np.int64)
+    for k, key in enumerate(sorted(set(keys))):
+        positions = np.array([i for i, x in enumerate(keys) if x == key])
+        draws = np.random.default_rng(seed + k).integers(0, len(positions), size=(iters, len(positions)))
+        idx[:, positions] = positions[draws]
+    return idx
+
+
+def _indices(aggregate: Callable, items: list, iters: int, seed: int) -> np.ndarray:
+    strata = getattr(aggregate, "strata", None)
+    if strata is None:
+        return resample_indices(len(items), iters, seed)
+    return stratified_indices([strata(item) for item in items], iters, seed)
 
 
 def _statistics(aggregate: Callable, items: list, idx: np.ndarray) -> np.ndarray:
@@ -64,7 +86,7 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     items = _canonical(items)
     if not items:
         return float("nan"), float("nan")
-    idx = resample_indices(len(items), iters, seed)
+    idx = _indices(aggregate, items, iters, seed)
     return percentile_interval(_statistics(aggregate, items, idx), level)
 
 
@@ -86,7 +108,7 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     pairs = sorted(zip(items_a, items_b), key=repr)
     a = [x for x, _ in pairs]
     b = [y for _, y in pairs]
-    idx = resample_indices(len(pairs), iters, seed)
+    idx = _indices(aggregate, a, iters, seed)
     diffs = _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
     return _paired_summary(float(aggregate(b) - aggregate(a)), diffs, level)
 
@@ -105,40 +127,37 @@ def _paired_summary(diff: float, diffs: np.ndarray, level: float) -> dict[str, f
 
 
 def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[str, Sequence[Mapping]],
-                     samples_b: Mapping[str, Sequence[Mapping]], *, metric: str = "f1_macro", iters: int = ITERS,
-                     seed: int = SEED, level: float = LEVEL) -> dict:
+                     samples_b: Mapping[str, Sequence[Mapping]], *, metric: str = "f1_macro",
+                     weighted: Callable | None = None, iters: int = ITERS, seed: int = SEED,
+                     level: float = LEVEL) -> dict:
     """Paired bootstrap of a per-culture score (the mean over tasks of ``aggregate``, e.g. macro-F1)
-    between two lm-eval runs (base vs adapter) on the same documents.
+    between two lm-eval runs (base vs adapter) on the same documents: the leaderboard's ``--baseline``
+    test (``TaskMean`` through ``paired_bootstrap``), from logged samples.
 
     ``samples_*`` map each task to lm-eval's logged samples (``--log_samples``: ``doc_id`` and the
     per-document item under ``metric``). Documents are paired by ``doc_id`` and resampled within
     their task with the same indices for both runs; each resample recomputes both runs' per-task
     ``aggregate`` (macro-F1 needs the whole resample, not a mean of per-document values) and the
-    difference of their means over tasks. A task or document present in one run only is an error:
-    a difference over other documents would not be paired. Interval and p-value as in
-    ``paired_bootstrap`` (with a single task its result equals ``paired_bootstrap``'s).
+    difference of their means over tasks. ``weighted``: the aggregate's vectorised form (as
+    ``TaskMean`` takes it). A task or document present in one run only is an error: a difference
+    over other documents would not be paired.
     """
     if set(samples_a) != set(samples_b):
         raise ValueError(f"the runs cover different tasks: only in the first {sorted(set(samples_a) - set(samples_b))}"
                          f", only in the second {sorted(set(samples_b) - set(samples_a))}")
     if not samples_a:
         raise ValueError("no task to compare")
-    diffs, points = np.zeros(iters), []
-    for position, task in enumerate(sorted(samples_a)):
+    a_items, b_items = [], []
+    for task in sorted(samples_a):
         by_doc = [{int(s["doc_id"]): s[metric] for s in run[task]} for run in (samples_a, samples_b)]
         if by_doc[0].keys() != by_doc[1].keys() or not by_doc[0]:
             raise ValueError(f"{task}: the runs scored different documents ({len(by_doc[0])} vs {len(by_doc[1])}, "
                              f"{len(by_doc[0].keys() ^ by_doc[1].keys())} unpaired); run both on the same documents")
-        pairs = sorted(((_item(by_doc[0][d]), _item(by_doc[1][d])) for d in by_doc[0]), key=repr)  # as paired_bootstrap
-        a = [x for x, _ in pairs]
-        b = [y for _, y in pairs]
-        # the first task draws what paired_bootstrap would; each further task its own seeded stream
-        idx = resample_indices(len(pairs), iters, seed + position)
-        diffs += _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
-        points.append(float(aggregate(b) - aggregate(a)))
-    n = len(points)
-    out = _paired_summary(float(np.mean(points)), diffs / n, level)
-    out.update(tasks=n, documents=sum(len(v) for v in samples_a.values()))
+        for doc in sorted(by_doc[0]):
+            a_items.append((task, _item(by_doc[0][doc])))
+            b_items.append((task, _item(by_doc[1][doc])))
+    out = paired_bootstrap(TaskMean(aggregate, weighted), a_items, b_items, iters=iters, seed=seed, level=level)
+    out.update(tasks=len(samples_a), documents=len(a_items))
     return out
 
 
@@ -155,6 +174,53 @@ def mean(items: Sequence[float]) -> float:
 
 
 mean.batched = lambda items, idx: np.asarray(items, dtype=float)[idx].mean(axis=1)
+
+
+class TaskMean:
+    """Mean over tasks of a per-task statistic, from ``(task, item)`` pairs: a culture's or the
+    suite's score (the unweighted mean of its tasks' macro-F1, as lm-eval's groups compute it).
+
+    ``strata``: resampled within each task, so every resample has every task with the number of
+    documents the run scored (the design of the run, whatever it was: all documents, ``--limit``,
+    a stratified ``--samples``). ``weighted(items, weights)``, the per-task statistic of every row of
+    a weight matrix, makes the resamples one vectorised pass; without it each is computed alone.
+    """
+
+    CHUNK = 64
+
+    def __init__(self, one: Callable[[Sequence], float], weighted: Callable | None = None):
+        self.one, self.weighted = one, weighted
+
+    @staticmethod
+    def strata(item: tuple) -> str:
+        return item[0]
+
+    def __call__(self, items: Sequence[tuple]) -> float:
+        by_task: dict[str, list] = defaultdict(list)
+        for task, item in items:
+            by_task[task].append(item)
+        return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else float("nan")
+
+    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
+        if self.weighted is None:
+            return np.array([self([items[i] for i in row]) for row in idx], dtype=float)
+        tasks = sorted({t for t, _ in items})
+        columns = {t: np.array([i for i, (u, _) in enumerate(items) if u == t]) for t in tasks}
+        payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
+        out = []
+        for start in range(0, len(idx), self.CHUNK):
+            block = idx[start:start + self.CHUNK]
+            rows, n = block.shape
+            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+            weights = weights.reshape(rows, n).astype(float)
+            per_task = np.full((rows, len(tasks)), np.nan)
+            for k, t in enumerate(tasks):
+                w = weights[:, columns[t]]
+                present = w.sum(axis=1) > 0
+                per_task[present, k] = self.weighted(payload[t], w[present])
+            with np.errstate(all="ignore"):
+                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(rows, np.nan))
+        return np.concatenate(out) if out else np.array([])
 
 
 # --------------------------------------------------------------------------- lm-eval glue

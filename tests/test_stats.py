@@ -152,8 +152,8 @@ def test_paired_task_mean_macro_f1_by_hand():
     assert out["p_value"] == pytest.approx(8 / 27, abs=0.04)
     # one task: exactly the paired bootstrap of macro-F1 over its documents
     one = stats.paired_task_mean(f1_macro, {"t1": base["t1"]}, {"t1": adapter["t1"]})
-    assert {k: one[k] for k in ("diff", "low", "high", "p_value")} == stats.paired_bootstrap(f1_macro, base_t1,
-                                                                                          adapter_t1)
+    expected = stats.paired_bootstrap(f1_macro, base_t1, adapter_t1)
+    assert {k: one[k] for k in expected} == pytest.approx(expected)
     same = stats.paired_task_mean(f1_macro, base, base)
     assert (same["diff"], same["low"], same["high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
 
@@ -164,3 +164,28 @@ def test_paired_task_mean_refuses_unpaired_runs():
         stats.paired_task_mean(f1_macro, {**base, "t2": base["t1"]}, base)
     with pytest.raises(ValueError, match="t1: the runs scored different documents"):
         stats.paired_task_mean(f1_macro, base, {"t1": base["t1"][:1]})
+
+
+def test_stratified_indices_resample_within_each_stratum():
+    keys = ["b", "a", "b", "a", "a"]
+    idx = stats.stratified_indices(keys, iters=200, seed=7)
+    assert idx.shape == (200, 5)
+    # each position draws only from the positions of its own stratum: a stays a, b stays b
+    assert set(idx[:, [1, 3, 4]].ravel()) == {1, 3, 4} and set(idx[:, [0, 2]].ravel()) == {0, 2}
+    # stratum k in sorted key order draws from the stream seeded seed + k: "a" is 0 (seed 7), "b" is 1 (seed 8)
+    a = np.random.default_rng(7).integers(0, 3, size=(200, 3))
+    b = np.random.default_rng(8).integers(0, 2, size=(200, 2))
+    assert (idx[:, [1, 3, 4]] == np.array([1, 3, 4])[a]).all() and (idx[:, [0, 2]] == np.array([0, 2])[b]).all()
+    # one stratum: the plain resample
+    assert (stats.stratified_indices(["t"] * 4, 50, 3) == stats.resample_indices(4, 50, 3)).all()
+
+
+def test_task_mean_keeps_every_task_in_every_resample():
+    # t1 has one document, t2 three: pooled resampling would leave t1 out of (3/4)^4 = 32 % of the resamples
+    # and make those resamples' means t2's alone; within tasks, t1 (mean 1.0) is in every one
+    items = [("t1", 1.0), ("t2", 0.0), ("t2", 0.0), ("t2", 0.0)]
+    task_mean = stats.TaskMean(stats.mean)
+    assert task_mean(items) == 0.5
+    idx = stats.stratified_indices([t for t, _ in items], 100, 0)
+    assert (task_mean.batched(items, idx) == 0.5).all()
+    assert stats.bootstrap_ci(task_mean, items) == (0.5, 0.5)
