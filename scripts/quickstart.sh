@@ -28,7 +28,7 @@
 # fresh clone (run folder to report, model cached); 509 CPU seconds (user + sys) at BATCH_SIZE=16
 # (613 at BATCH_SIZE=8, same scores).
 # First run only: converting the model, 42 CPU s (3 s when cached). Per-culture macro-F1 95 % bootstrap
-# intervals (python -m benchmarks.quickstart_intervals <run folder>): 0.17-0.24 wide, median 0.21;
+# intervals (python -m benchmarks.quickstart_intervals <run folder>): 0.16-0.21 wide, median 0.18;
 # they narrow as 1/sqrt(PER_CULTURE). Batch 16 holds 16 x longest prompt x 49,152 float32 logits
 # (a 2,000-token prompt: 6 GB, twice that during log_softmax): lower BATCH_SIZE on a small machine.
 set -euo pipefail
