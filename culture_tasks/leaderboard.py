@@ -12,7 +12,8 @@ CultureLLM scores are per-culture means of the tasks' macro-F1 (as the paper ave
 culture; a task's culture is the group lm-eval ran it in) and the mean over all tasks; survey
 metrics (the headline metrics of the registered instruments) get tables of their own. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
-tasks gets its interval from the per-sample logs (``--log_samples``), or says "no interval".
+tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
+(``stats.TaskMean``), or says "no interval".
 ``--baseline`` marks the differences from one row that a paired bootstrap over the same
 documents finds significant.
 """
