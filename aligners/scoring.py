@@ -51,7 +51,8 @@ class _Unit:
     group: StemGroup | None = None
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -80,7 +81,7 @@ def stem_groups(contexts: Sequence[Sequence[int]], min_stem: int = MIN_STEM) -> 
         shared, shortest = lengths[end - 1], lengths[end - 1]
         for start in range(end - 2, -1, -1):
             # the common prefix of a sorted run is the smallest common prefix of neighbours
-            shared = min(shared, _common_prefix(contexts[order[start]], contexts[order[start + 1]]))
+            shared = min(shared, common_prefix(contexts[order[start]], contexts[order[start + 1]]))
             shortest = min(shortest, lengths[start])
             stem = min(shared, shortest - 1)
             if stem < min_stem:

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aligners.scoring import TaskScorer  # noqa: E402
+from aligners.scoring import TaskScorer, common_prefix  # noqa: E402
 from aligners.soft_prompt import SoftPromptSpace  # noqa: E402
 from benchmarks.common import device_line, load_hflm, model_parser, non_embedding_params, sync  # noqa: E402
 from culture_tasks.paths import task_manager  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     counts = scorer.token_counts(args.population, args.batch_size, args.virtual_tokens)
     contexts = sorted(i.context for i in scorer.items)
     # the trie of [soft prompt | context] rows: each row adds what it does not share with its sorted neighbour
-    shared = sum(args.virtual_tokens + _common_prefix(a, b) for a, b in zip(contexts, contexts[1:]))
+    shared = sum(args.virtual_tokens + common_prefix(a, b) for a, b in zip(contexts, contexts[1:]))
     tree = tokens - shared * args.population
     hidden, vocab = model.config.hidden_size, model.config.vocab_size
     # model FLOPs of the work itself (every row unpadded, as the naive loop runs it): the same for both scorers
@@ -106,13 +106,6 @@ def main() -> None:
     print(f"naive loop (1 candidate x 1 item per forward): {naive:.3f} s/generation "
           f"(timed on {args.naive_candidates} candidates), {args.population / naive:.2f} fitness evaluations/s")
     print(f"speed-up over the naive loop: {naive / batched['shared stems']:.1f}x")
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def _change(n: int, needed: int) -> str:

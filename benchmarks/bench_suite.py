@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_line, load_hflm, model_parser, sync  # noqa: E402
+from benchmarks.common import device_line, leaf_tasks, load_hflm, model_parser, sync  # noqa: E402
 from culture_tasks.classification import doc_to_text_gen  # noqa: E402
 from culture_tasks.paths import task_manager  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     n_docs = sum(v["effective"] for v in out["n-samples"].values())
 
     tasks = get_task_dict(["culturellm"], manager)
-    leaves = [t for t in _leaves(tasks)]
+    leaves = list(leaf_tasks(tasks))
     docs = [doc for t in leaves for doc in list(t.test_docs())[: args.upstream_docs_per_task]]
     sync(args.device)
     start = time.perf_counter()
@@ -72,16 +72,6 @@ def main() -> None:
 def _chosen(lm) -> str:
     """The sizes lm-eval's ``auto`` detection settled on, per part of the longest-first requests."""
     return f": {lm.batch_sizes}" if getattr(lm, "batch_sizes", None) else ""
-
-
-def _leaves(tree):
-    for value in tree.values():
-        if isinstance(value, dict):
-            yield from _leaves(value)
-        elif hasattr(value, "test_docs"):
-            yield value
-        elif hasattr(value, "get_all_tasks"):
-            yield from value.get_all_tasks()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import model_parser  # noqa: E402
+from benchmarks.common import leaf_tasks, model_parser  # noqa: E402
 from culture_tasks.paths import task_manager  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     from culture_tasks.hf_prompt import HFPromptLM
 
     start = time.perf_counter()
-    tasks = list(_leaves(get_task_dict(["culturellm"], task_manager(data_dir=args.data_dir))))
+    tasks = list(leaf_tasks(get_task_dict(["culturellm"], task_manager(data_dir=args.data_dir))))
     loaded = time.perf_counter()
     for task in tasks:
         task.build_all_requests(limit=args.limit or None, rank=0, world_size=1)
@@ -62,14 +62,6 @@ def main() -> None:
     print(f"tokenising, lm-eval (HFLM._encode_pair, {2 * len(pairs)} tokenizer calls): {one_s:.1f} s")
     print(f"tokenising, hf-prompt ({distinct} distinct strings, batches of up to 4096): {many_s:.1f} s "
           f"({one_s / many_s:.1f}x), the same token ids")
-
-
-def _leaves(tasks: dict):
-    for value in tasks.values():
-        if isinstance(value, dict):
-            yield from _leaves(value)
-        else:
-            yield value
 
 
 if __name__ == "__main__":

@@ -64,3 +64,14 @@ def load_hflm(args, batch_size: int | str):
 def device_line(args) -> str:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     return f"device {args.device} ({name}), model {args.model}, dtype {args.dtype}"
+
+
+def leaf_tasks(tree):
+    """The task objects of an lm-eval task dict, groups walked through."""
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from leaf_tasks(value)
+        elif hasattr(value, "test_docs"):
+            yield value
+        elif hasattr(value, "get_all_tasks"):
+            yield from value.get_all_tasks()
