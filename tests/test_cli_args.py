@@ -194,3 +194,14 @@ def test_yaml_values_of_the_wrong_kind(text, error, tmp_path):
     config.write_text("data: d.jsonl\noutput: o\nmodel: m\nlearning_rate: 1e-4\nextra: {warmup_steps: 2}\nrank: '8'\n")
     (cfg,) = train_parser("lora").parse(["--config", str(config)])
     assert (cfg.learning_rate, cfg.extra, cfg.rank, cfg.data) == (1e-4, {"warmup_steps": 2}, 8, ["d.jsonl"])
+
+
+def test_shared_stems_flag_reaches_the_aligner_settings():
+    from aligners.cli import parse_args
+
+    base = ["--model", "m", "--country", "USA", "--output", "o"]
+    assert parse_args(base).shared_stems is True
+    assert parse_args([*base, "--no-shared-stems"]).shared_stems is False
+    assert parse_args([*base, "--shared-stems", "false"]).shared_stems is False
+    with pytest.raises(ConfigError):
+        parse_args([*base, "--shared-stems", "maybe"])
