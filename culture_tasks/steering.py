@@ -1,31 +1,32 @@
 """The steering matrix: a model steered toward N countries, each compared with every country.
 
-    python -m culture_tasks.steering --model <dir> --output <dir> \\
+    culture-steer --model <dir> --output <dir> \\
         --target usa=persona --target china=prompt:<prompt-tuning dir> --target germany=lora:<lora dir> \\
-        [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite]
+        [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite] [--config steer.yaml]
 
 Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpoint, or nothing)
 answers the VSM13 survey, and WVS where available, through the lm-eval tasks themselves
 (``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
 intervals, the change of every distance relative to the plain model), steering.md, steering.png.
-Everything is checked before the model is loaded.
+Everything is checked before the model is loaded. Settings may also come from ``--config`` YAML
+(the field names: ``targets: [usa=persona, ...]``); flags override it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from collections import defaultdict
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from culture_tasks import plots
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.outputs import claim_output
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
@@ -110,8 +111,9 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
 @dataclass
 class SteeringConfig:
     model: str = field(metadata={"help": "base model folder (or hub id) that every checkpoint was made for"})
-    targets: list[str] = field(metadata={"help": "COUNTRY=METHOD[:CHECKPOINT] per steered model; METHOD: "
-                                                 "plain, persona, prompt (peft prompt tuning) or lora"})
+    targets: list[str] = field(metadata={"help": "COUNTRY=METHOD[:CHECKPOINT] per steered model (repeat the flag "
+                                                 "or list several); METHOD: plain, persona, prompt (peft prompt "
+                                                 "tuning) or lora", "aliases": ["--target"], "action": "extend"})
     output: str = field(metadata={"help": "folder for steering.json, steering.md and steering.png"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
@@ -133,6 +135,8 @@ class SteeringConfig:
         for name in ("chat_template", "wvs", "overwrite"):
             if not isinstance(getattr(self, name), bool):
                 raise SteeringError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_dtype(self.dtype)
+        check_device(self.device)
         if self.norm not in (1, 2):
             raise SteeringError(f"--norm must be 1 or 2, got {self.norm}")
         if self.iters < 1 or self.batch_size < 1:
@@ -444,25 +448,16 @@ def run(cfg: SteeringConfig) -> dict:
 # --------------------------------------------------------------------------- command line
 
 
+def parser():
+    """Flags (and ``--config`` YAML) from the fields of ``SteeringConfig``."""
+    from culture_tasks.cli_args import ConfigParser
+
+    return ConfigParser([SteeringConfig], prog="culture-steer", description=__doc__)
+
+
 def parse_args(argv: list[str] | None) -> SteeringConfig:
-    p = argparse.ArgumentParser(prog="culture-steer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(SteeringConfig):
-        flag = "--" + ("target" if f.name == "targets" else f.name.replace("_", "-"))
-        help_text = f.metadata.get("help")
-        if f.type in ("bool", bool):
-            if f.default:
-                p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
-                               help=f"skip this (default: done): {help_text}")
-            else:
-                p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
-        elif f.name == "targets":
-            p.add_argument(flag, dest=f.name, action="append", required=True, help=help_text)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, dest=f.name, type=kind, required=f.default is MISSING,
-                           default=None if f.default is MISSING else f.default, help=help_text)
-    return SteeringConfig(**vars(p.parse_args(argv)))
+    (cfg,) = parser().parse(argv)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,15 +10,17 @@ import pytest
 
 from aligners.cli import parser as align_parser
 from culture_tasks.cli_args import ConfigError, flags_of, parse_bool
+from culture_tasks.steering import parser as steer_parser
 from trainers.cli import main as train_main
 from trainers.cli import parser as train_parser
 
 PARSERS = {"align": align_parser, "augment": lambda: train_parser("augment"), "data": lambda: train_parser("data"),
-           "lora": lambda: train_parser("lora")}
+           "lora": lambda: train_parser("lora"), "steer": steer_parser}
 REQUIRED = {"align": ["--model", "m", "--country", "USA", "--output", "o"],
             "augment": ["--generator", "g", "--output", "o"],
             "data": ["--culture", "english", "--output", "o"],
-            "lora": ["--model", "m", "--data", "d.jsonl", "--output", "o"]}
+            "lora": ["--model", "m", "--data", "d.jsonl", "--output", "o"],
+            "steer": ["--model", "m", "--target", "usa=persona", "--output", "o"]}
 
 
 @pytest.mark.parametrize("name", PARSERS)
@@ -205,3 +207,22 @@ def test_shared_stems_flag_reaches_the_aligner_settings():
     assert parse_args([*base, "--shared-stems", "false"]).shared_stems is False
     with pytest.raises(ConfigError):
         parse_args([*base, "--shared-stems", "maybe"])
+
+
+def test_steering_targets_repeat_list_and_come_from_yaml(tmp_path):
+    """``--target`` repeated (as documented) or with several values, or ``targets:`` in the YAML;
+    booleans as strict as everywhere else."""
+    (cfg,) = steer_parser().parse(["--model", "m", "--output", "o", "--target", "usa=persona",
+                                   "--target", "china=plain", "india=persona", "--no-wvs", "--chat-template"])
+    assert cfg.targets == ["usa=persona", "china=plain", "india=persona"] and not cfg.wvs and cfg.chat_template
+    assert [r.label for r in cfg.rows] == ["usa:persona", "china:plain", "india:persona"]
+    config = tmp_path / "steer.yaml"
+    config.write_text("model: m\noutput: o\ntargets: [usa=persona, germany=persona]\nwvs: 'no'\niters: 50\n")
+    (cfg,) = steer_parser().parse(["--config", str(config), "--iters", "70"])
+    assert (cfg.targets, cfg.wvs, cfg.iters) == (["usa=persona", "germany=persona"], False, 70)
+    config.write_text("model: m\noutput: o\ntarget: usa=persona\n")  # the flag's spelling, one value
+    assert steer_parser().parse(["--config", str(config)])[0].targets == ["usa=persona"]
+    with pytest.raises(ConfigError, match="argument --overwrite: expected true/false/yes/no/1/0, got 'maybe'"):
+        steer_parser().parse(REQUIRED["steer"] + ["--overwrite", "maybe"])
+    with pytest.raises(ConfigError, match=r"the following arguments are required: --targets/--target"):
+        steer_parser().parse(["--model", "m", "--output", "o"])
