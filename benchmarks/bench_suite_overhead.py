@@ -1,6 +1,7 @@
 """The CultureLLM suite's time outside the model: loading the tasks, building the requests, and
 tokenising them, lm-eval's way (``HFLM``: one request at a time, context encoded twice per option)
-against ``hf-prompt``'s (each distinct string once, many per tokenizer call). No forward pass runs,
+against ``hf-prompt``'s (each distinct string once, many per tokenizer call), and ``hf-prompt`` with
+its on-disk token cache (``token_cache=DIR``: first run, then a second process's view). No forward pass runs,
 so a small model with the tokenizer of interest is enough:
 
     python benchmarks/bench_suite_overhead.py --model <SmolLM2 dir>
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +52,16 @@ def main() -> None:
     many_s = time.perf_counter() - start_many
     if many != one:
         raise SystemExit("batched tokenisation differs from lm-eval's _encode_pair")
+    with tempfile.TemporaryDirectory() as cache:
+        timings = []
+        for _ in ("cold", "warm"):  # a new model object each time: the warm run reads the shards from disk
+            cached_lm = HFPromptLM(pretrained=args.model, tokenizer=tok, device=args.device, dtype=args.dtype,
+                                   batch_size=1, token_cache=cache)
+            start_cached = time.perf_counter()
+            if cached_lm.encode_pairs(pairs) != one:
+                raise SystemExit("token-cache ids differ from lm-eval's _encode_pair")
+            timings.append(time.perf_counter() - start_cached)
+        cache_mb = sum(f.stat().st_size for f in Path(cache).rglob("*.npz")) / 2**20
 
     docs = sum(len(task.eval_docs) if not args.limit else min(args.limit, len(task.eval_docs)) for task in tasks)
     distinct = len({s for c, k in pairs for s in (c, c + k)})
@@ -62,6 +74,9 @@ def main() -> None:
     print(f"tokenising, lm-eval (HFLM._encode_pair, {2 * len(pairs)} tokenizer calls): {one_s:.1f} s")
     print(f"tokenising, hf-prompt ({distinct} distinct strings, batches of up to 4096): {many_s:.1f} s "
           f"({one_s / many_s:.1f}x), the same token ids")
+    print(f"tokenising, hf-prompt token_cache= first run (encode + write {cache_mb:.0f} MiB): {timings[0]:.1f} s; "
+          f"next run (read): {timings[1]:.1f} s ({one_s / timings[1]:.0f}x lm-eval, {many_s / timings[1]:.1f}x batched), "
+          "the same token ids")
 
 
 if __name__ == "__main__":

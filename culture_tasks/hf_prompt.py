@@ -23,7 +23,9 @@ k options has its context encoded 2k times: for the whole CultureLLM suite 300,0
 over 150,049 requests, the largest part of the suite's time outside the model. ``hf-prompt``
 encodes each distinct string once, many per tokenizer call (a fast tokenizer runs a batch on all
 cores), with the same special-token choice as ``tok_encode``; the token ids are those of
-``_encode_pair`` (tested), so the scores are too.
+``_encode_pair`` (tested), so the scores are too. With ``token_cache=DIR`` the ids are also kept on
+disk per tokenizer (``culture_tasks.token_cache``), so a second run with the same tokenizer - the
+next checkpoint of the same base model - encodes only strings it has not seen.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
+
+from culture_tasks.token_cache import TokenCache, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
 ROUTE = f"python -m culture_tasks.harness --model {MODEL_NAME} --model_args pretrained=...,peft=... (same flags as lm_eval)"
@@ -54,9 +58,15 @@ ENCODE_CHUNK = 4096
 class HFPromptLM(HFLM):
     """``HFLM`` whose batched generation from a prompt-tuning adapter equals one-at-a-time generation."""
 
-    def __init__(self, *args, peft: str | None = None, **kwargs):
+    def __init__(self, *args, peft: str | None = None, token_cache: str | None = None, **kwargs):
         super().__init__(*args, peft=peft, **kwargs)
         self.peft_adapter = None if peft is None else str(peft)
+        # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache)
+        self.token_cache = token_cache or None
+        if self.token_cache and (self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False)):
+            raise ValueError(f"{MODEL_NAME}: token_cache= needs a causal model with a fast tokenizer "
+                             f"({type(self.tokenizer).__name__}, backend {self.backend}); drop token_cache=")
+        self._token_caches: dict[str, TokenCache] = {}
         _LIVE.add(self)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -95,11 +105,24 @@ class HFPromptLM(HFLM):
             if starts_with_bos:
                 kwargs["add_special_tokens"] = False
             index = [i for i, s in enumerate(strings) if has_bos_prefix(s, bos) == starts_with_bos]
-            for start in range(0, len(index), ENCODE_CHUNK):
-                chunk = index[start:start + ENCODE_CHUNK]
-                for i, enc in zip(chunk, self.tokenizer([strings[i] for i in chunk], **kwargs)["input_ids"]):
-                    out[i] = list(enc)
+            texts = [strings[i] for i in index]
+            encoded = (self._cache(kwargs).encode(texts, lambda misses: self._encode_chunks(misses, kwargs))
+                       if self.token_cache else self._encode_chunks(texts, kwargs))
+            for i, enc in zip(index, encoded):
+                out[i] = enc
         return out
+
+    def _encode_chunks(self, texts: list[str], kwargs: dict) -> list[list[int]]:
+        out: list[list[int]] = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            out.extend(list(enc) for enc in self.tokenizer(texts[start:start + ENCODE_CHUNK], **kwargs)["input_ids"])
+        return out
+
+    def _cache(self, kwargs: dict) -> TokenCache:
+        fingerprint = tokenizer_fingerprint(self.tokenizer, kwargs)
+        if fingerprint not in self._token_caches:
+            self._token_caches[fingerprint] = TokenCache(self.token_cache, fingerprint)
+        return self._token_caches[fingerprint]
 
     def _embedding_prompt_config(self):
         """The active peft config if it prepends embeddings; None without a prompt-learning adapter."""

@@ -44,6 +44,7 @@ from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import WVS_TOPICS
 from culture_tasks.survey.vsm13 import DIMENSIONS
+from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
 PEFT_KINDS = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}
@@ -208,7 +209,7 @@ def identity(data: dict) -> dict:
     template = data.get("chat_template")
     return {
         "model": str(config.get("model") or ""),
-        "model_args": parse_model_args(config.get("model_args")),
+        "model_args": {k: v for k, v in parse_model_args(config.get("model_args")).items() if k != TOKEN_CACHE_ARG},
         "limit": config.get("limit"),
         "num_fewshot": shots,
         "chat_template": data.get("chat_template_sha") or (sha256(template.encode()).hexdigest() if template else None),

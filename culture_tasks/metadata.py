@@ -5,7 +5,7 @@ itself adds (``config_source``), the user's ``--metadata`` and - from the ``lm_e
 line - every ``--model_args`` key (``self.metadata = self.model_args | self.metadata`` in
 lm-eval 0.4.13's ``evaluate_config.py``). So a key is accepted if the task reads it, lm-eval
 adds it, or it is a constructor argument of one of lm-eval's registered models (found by
-reading their source, so that no optional backend such as vLLM is imported) or of
+reading their source, so that no optional backend such as vLLM is imported; ``hf-prompt``'s too) or of
 ``transformers``' ``from_pretrained`` (``HFLM`` passes unknown model args on to it) or, when
 vLLM is installed, a field of its ``EngineArgs`` (lm-eval's ``VLLM`` passes them on). Anything
 else - ``datadir`` for ``data_dir`` - stops the run with the list of valid keys.
@@ -30,6 +30,8 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
     "vsm13": ("data_dir", "target", "target_source", "constants", "answer_mode"),
 }
 PROJECT_KEYS = frozenset(k for keys in TASK_KEYS.values() for k in keys)
+# this project's model (``--model hf-prompt``), read like lm-eval's own
+PROJECT_MODEL = "culture_tasks.hf_prompt:HFPromptLM"
 
 
 class MetadataError(ValueError):
@@ -57,12 +59,13 @@ def _init_args(cls: ast.ClassDef) -> set[str]:
 
 @functools.cache
 def model_arg_names() -> frozenset[str]:
-    """Constructor argument names of every model lm-eval registers (and of their base classes)."""
+    """Constructor argument names of every model lm-eval registers and of this project's ``hf-prompt``
+    (and of their base classes)."""
     from lm_eval.models import MODEL_MAPPING
 
     classes: dict[str, ast.ClassDef] = {}
     wanted = set()
-    for target in MODEL_MAPPING.values():
+    for target in [*MODEL_MAPPING.values(), PROJECT_MODEL]:
         module, name = target.split(":")
         tree = _module_tree(module)
         if tree is None:

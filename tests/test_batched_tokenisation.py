@@ -52,3 +52,109 @@ def test_hf_prompt_scores_as_hf(lm, tiny_model, data_root):
     requests = _requests(lm, data_root, chat=False, limit=8)
     hf = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
     assert lm.loglikelihood(requests) == hf.loglikelihood(requests)
+
+
+def _count_calls(lm, monkeypatch) -> list[int]:
+    """Patch the tokenizer so that the number of strings it encodes is recorded."""
+    calls: list[int] = []
+    tokenizer = lm.tokenizer
+    original = type(tokenizer).__call__
+
+    def counting(self, text, *args, **kwargs):
+        calls.append(len(text) if isinstance(text, list) else 1)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", counting)
+    return calls
+
+
+def test_token_cache_gives_the_same_ids_and_encodes_each_string_once(tiny_model, data_root, tmp_path, monkeypatch):
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    cache = tmp_path / "tokens"
+    plain = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
+    pairs = [r.args for r in _requests(plain, data_root, chat=False, limit=10)]
+    bos = plain.tokenizer.decode(plain.prefix_token_id)
+    pairs += [(bos + "Answer:", " A"), (bos + "Answer:", " B")]  # the BOS pass has its own key
+    expected = plain.encode_pairs(pairs)
+    distinct = len({s for c, k in pairs for s in (c.rstrip(), c.rstrip() + c[len(c.rstrip()):] + k)})
+
+    first = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8, token_cache=str(cache))
+    calls = _count_calls(first, monkeypatch)
+    assert first.encode_pairs(pairs) == expected
+    assert sum(calls) == distinct  # cold: every distinct string encoded once
+    assert len(list(cache.glob("*/shard-*.npz"))) == 2  # one shard per special-token setting
+
+    second = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8, token_cache=str(cache))
+    calls.clear()
+    assert second.encode_pairs(pairs) == expected
+    assert calls == []  # warm: nothing encoded
+
+    new = plain.encode_pairs([("A new context", " X")])
+    calls.clear()  # one new pair: only its two strings are encoded, into a third shard
+    assert second.encode_pairs(pairs + [("A new context", " X")]) == expected + new
+    assert sum(calls) == 2 and len(list(cache.glob("*/shard-*.npz"))) == 3
+
+
+def test_token_cache_is_keyed_by_the_tokenizer(tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    from culture_tasks.token_cache import tokenizer_fingerprint
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    base = tokenizer_fingerprint(tok, {"add_special_tokens": False})
+    assert base == tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(tiny_model)), {"add_special_tokens": False})
+    assert base != tokenizer_fingerprint(tok, {"add_special_tokens": True})
+    tok.add_tokens(["<culture>"])  # another vocabulary: another folder
+    assert base != tokenizer_fingerprint(tok, {"add_special_tokens": False})
+
+
+def test_unreadable_shard_stops_the_run(tiny_model, tmp_path):
+    from culture_tasks.token_cache import TokenCache, TokenCacheError
+
+    cache = TokenCache(tmp_path, "f" * 32)
+    assert cache.encode(["ab", "cd", "ab"], lambda misses: [[len(s)] for s in misses]) == [[2], [2], [2]]
+    assert (cache.hits, cache.misses) == (0, 2)  # the repeated "ab" is encoded once
+    assert cache.encode(["cd", "e"], lambda misses: [[9] for _ in misses]) == [[2], [9]]
+    assert (cache.hits, cache.misses) == (1, 1)
+    shard = next((tmp_path / ("f" * 32)).glob("shard-*.npz"))
+    shard.write_bytes(b"not a shard")
+    with pytest.raises(TokenCacheError, match=f"{shard}: unreadable token cache shard .*delete it"):
+        TokenCache(tmp_path, "f" * 32).encode(["ab"], lambda misses: [[0] for _ in misses])
+
+
+def test_token_cache_is_a_model_arg_and_no_part_of_a_run_identity():
+    from culture_tasks.leaderboard import identity
+    from culture_tasks.metadata import check_keys
+
+    check_keys("wvs_usa", {"token_cache": "/tmp/x", "pretrained": "m"}, ["data_dir"])  # accepted, not an error
+    one = {"config": {"model": "hf-prompt", "model_args": "pretrained=m,token_cache=/tmp/x"}, "results": {}}
+    two = {"config": {"model": "hf-prompt", "model_args": "pretrained=m"}, "results": {}}
+    assert identity(one) == identity(two)
+
+
+def test_token_cache_through_the_documented_command(tiny_model, data_root, tmp_path, monkeypatch):
+    """``--model hf-prompt --model_args ...,token_cache=DIR``: the task accepts the key, the cache is
+    filled on the first run and read on the second, and the logged scores equal a run without it."""
+    import json
+    import sys
+
+    from culture_tasks.harness import main
+    from culture_tasks.paths import TASKS_DIR
+
+    def run(name, extra=""):
+        out = tmp_path / name
+        monkeypatch.setattr(sys, "argv", [
+            "culture_tasks.harness", "--model", "hf-prompt", "--model_args", f"pretrained={tiny_model},dtype=float32{extra}",
+            "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--limit", "6", "--device", "cpu",
+            "--batch_size", "4", "--metadata", json.dumps({"data_dir": str(data_root)}),
+            "--output_path", str(out), "--log_samples"])
+        main()
+        (samples,) = out.rglob("samples_wvs_usa_*.jsonl")
+        return [json.loads(line)["resps"] for line in samples.read_text().splitlines()]
+
+    plain = run("plain")
+    cached = run("cold", f",token_cache={tmp_path / 'tokens'}")
+    shards = sorted((tmp_path / "tokens").rglob("shard-*.npz"))
+    assert shards and run("warm", f",token_cache={tmp_path / 'tokens'}") == cached == plain
+    assert sorted((tmp_path / "tokens").rglob("shard-*.npz")) == shards  # the warm run added nothing

@@ -1,0 +1,128 @@
+"""Token ids of request strings kept on disk, keyed by the tokenizer and the string's content.
+
+Every evaluation of the suite with the same tokenizer encodes the same 209,026 strings again
+(about 40 s of ``hf-prompt``'s batched tokenisation on 2 CPU cores, more than 100 s in lm-eval's own
+loop); a base model and each of its checkpoints share that tokenizer. ``hf-prompt`` with
+``--model_args ...,token_cache=DIR`` looks each string up here first and encodes only the misses.
+
+A cache entry can only be used by the tokenizer that made it: the folder is named by a digest of
+the tokenizer's whole serialised state (vocabulary, normaliser, pre-tokeniser, post-processor and
+the special-token settings of the call) and the transformers / tokenizers versions, and each entry
+by a 16-byte BLAKE2b digest of the string. New entries go to a new shard file written under a
+temporary name and renamed, so concurrent runs (or the processes of one ``accelerate launch``)
+never see half a file; a shard that cannot be read stops the run naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from culture_tasks.atomic import write_bytes_atomic
+
+# the model argument (``--model_args ...,token_cache=DIR``); it changes no result, so it is not
+# part of a run's identity in the leaderboard
+MODEL_ARG = "token_cache"
+DIGEST_BYTES = 16
+
+
+class TokenCacheError(ValueError):
+    """A cache folder or shard that cannot be used; nothing was written."""
+
+
+def tokenizer_fingerprint(tokenizer, call_kwargs: Mapping) -> str:
+    """A digest of everything that decides the ids a fast tokenizer gives for a string with ``call_kwargs``."""
+    import tokenizers
+    import transformers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenCacheError(f"{MODEL_ARG}: {type(tokenizer).__name__} is not a fast tokenizer; drop {MODEL_ARG}=")
+    h = hashlib.blake2b(digest_size=16)
+    for part in (type(tokenizer).__name__, transformers.__version__, tokenizers.__version__,
+                 json.dumps(dict(call_kwargs), sort_keys=True, default=str), backend.to_str()):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def string_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+
+
+class TokenCache:
+    """The cached ids of one tokenizer fingerprint under ``root``; ``encode`` fills the gaps."""
+
+    def __init__(self, root: str | os.PathLike, fingerprint: str):
+        self.folder = Path(root).expanduser() / fingerprint
+        if self.folder.exists() and not self.folder.is_dir():
+            raise TokenCacheError(f"{MODEL_ARG}: {self.folder} exists and is not a folder; choose another {MODEL_ARG}=")
+        self._index: dict[bytes, tuple[np.ndarray, int, int]] = {}
+        self._read: set[str] = set()
+        self.hits = self.misses = 0
+
+    def _load(self) -> None:
+        """Read the shards not read yet (another process may have added some)."""
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("shard-*.npz")):
+            if path.name in self._read:
+                continue
+            try:
+                with np.load(path) as shard:
+                    keys, lengths, ids = shard["keys"], shard["lengths"], shard["ids"]
+            except (OSError, ValueError, KeyError) as err:
+                raise TokenCacheError(f"{path}: unreadable token cache shard ({err}); delete it") from err
+            if keys.ndim != 2 or keys.shape[1] != DIGEST_BYTES or len(keys) != len(lengths) or int(lengths.sum()) != len(ids):
+                raise TokenCacheError(f"{path}: inconsistent token cache shard (keys, lengths and ids disagree); delete it")
+            ends = np.cumsum(lengths)
+            for key, end, length in zip(keys, ends.tolist(), lengths.tolist()):
+                self._index.setdefault(key.tobytes(), (ids, end - length, end))
+            self._read.add(path.name)
+
+    def encode(self, strings: Sequence[str], encode_misses) -> list[list[int]]:
+        """``encode_misses(strings)`` for every string, calling it only for those not cached and
+        storing what it returns in a new shard."""
+        self._load()
+        keys = [string_key(s) for s in strings]
+        out: list[list[int] | None] = [None] * len(strings)
+        missing: dict[bytes, list[int]] = {}
+        for i, key in enumerate(keys):
+            entry = self._index.get(key)
+            if entry is None:
+                missing.setdefault(key, []).append(i)
+            else:
+                ids, start, end = entry
+                out[i] = ids[start:end].tolist()
+        # hits: strings found on disk; misses: distinct strings to encode
+        self.hits, self.misses = len(strings) - sum(map(len, missing.values())), len(missing)
+        if missing:
+            first = [positions[0] for positions in missing.values()]
+            encoded = encode_misses([strings[i] for i in first])
+            for positions, enc in zip(missing.values(), encoded):
+                for i in positions:
+                    out[i] = list(enc)
+            self._store(list(missing), encoded)
+        return out  # type: ignore[return-value]
+
+    def _store(self, keys: list[bytes], encoded: Sequence[Sequence[int]]) -> None:
+        lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+        flat = [t for e in encoded for t in e]
+        top = max(flat, default=0)  # the narrowest type that holds every id: half the disk for vocabularies < 65,536
+        ids = np.array(flat, dtype=np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), DIGEST_BYTES),
+                 lengths=lengths, ids=ids)
+        path = self.folder / f"shard-{uuid.uuid4().hex}.npz"
+        write_bytes_atomic(path, buffer.getvalue())
+        ends = np.cumsum(lengths)
+        for key, end, length in zip(keys, ends.tolist(), lengths.tolist()):
+            self._index[key] = (ids, end - length, end)
+        self._read.add(path.name)
