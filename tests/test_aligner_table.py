@@ -1,0 +1,28 @@
+"""The per-seed summary that the choice of the aligner's default objective rests on, by hand."""
+
+from __future__ import annotations
+
+from benchmarks.aligner_table import seed_summary
+
+DIMS = ["pdi", "idv", "mas", "uai", "lto", "ivr"]
+
+
+def _run(objective, seed, ranks, margin, dims=DIMS):
+    """ranks: (plain, persona, soft prompt)."""
+    comp = {k: {"rank": r, "reciprocal_rank": 1 / r, "margin": margin if k == "de" else 0.0, "dims": dims,
+                "countries": 65} for k, r in zip(("plain", "persona", "de"), ranks)}
+    return {"objective": objective, "settings": {"seed": seed, "optimizer": "de"}, "report": {"comparison": comp}}
+
+
+def test_seed_summary_by_hand():
+    runs = [_run("contrastive", 0, (4, 2, 1), 0.5), _run("contrastive", 0, (10, 5, 20), -0.1),
+            _run("l1", 0, (4, 2, 4), 0.0), _run("l1", 1, (10, 5, 5), 0.2),
+            _run("l1", 1, (3, 3, 1), 1.0, dims=["lto", "ivr"])]  # two dimensions: left out
+    out = seed_summary(runs)
+    assert sorted(out) == [("contrastive", 0), ("l1", 0), ("l1", 1)]
+    c = out[("contrastive", 0)]
+    assert c["targets"] == 2 and c["mrr"] == (1 + 1 / 20) / 2 and c["mrr_plain"] == (1 / 4 + 1 / 10) / 2
+    assert c["mrr_persona"] == (1 / 2 + 1 / 5) / 2 and abs(c["margin"] - 0.2) < 1e-12 and c["improved"] == 1
+    assert out[("l1", 0)]["improved"] == 0  # the same rank as plain is no improvement
+    assert out[("l1", 1)] == {"targets": 1, "mrr": 0.2, "mrr_plain": 0.1, "mrr_persona": 0.2, "margin": 0.2,
+                              "improved": 1}
