@@ -28,7 +28,7 @@ from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, safe_join, save_settings)
@@ -308,6 +308,7 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".adapter."))
     try:
         save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model, init=cfg.init, init_text=cfg.init_text)
+        open_like_new_files(tmp)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:

@@ -39,3 +39,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def open_like_new_files(folder: Path, *, folder_too: bool = False) -> None:
+    """Give the files in ``folder`` the mode the umask gives a new file: safetensors (and so peft's and
+    transformers' ``save_pretrained``) writes its files 0600, which a shared cluster's group cannot read.
+    ``folder_too``: the folder as well (a ``mkdtemp`` staging folder is 0700)."""
+    mode = 0o666 & ~_umask()
+    if folder_too:
+        os.chmod(folder, 0o777 & ~_umask())
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
+            os.chmod(path, mode)

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from culture_tasks.atomic import open_like_new_files
+
 DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE", Path.home() / ".cache" / "culture-align" / "models"))
 
 
@@ -174,6 +176,7 @@ def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = Fal
             encoding="utf-8",
         )
         check_safetensors(staged)
+        open_like_new_files(staged, folder_too=True)
         if output.exists():
             if reusable(output, digest, overwrite):  # another run converted the same file meanwhile
                 shutil.rmtree(staged)

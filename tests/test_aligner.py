@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +57,9 @@ def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(alig
     assert config.prompt_tuning_init_text == "Please answer the following survey question."
     weights = load_file(str(aligned / "adapter_model.safetensors"))
     assert list(weights.values())[0].shape == (4, 32)
+    umask = os.umask(0)
+    os.umask(umask)  # the checkpoint is readable as any new file (safetensors alone writes 0600)
+    assert stat.S_IMODE((aligned / "adapter_model.safetensors").stat().st_mode) == 0o666 & ~umask
     summary = json.loads((aligned / "alignment.json").read_text())
     out = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(aligned))
     assert abs(out["results"]["vsm13_usa"]["vsm13_l1,none"] - summary["loss"]) <= 1e-3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -86,6 +88,10 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors",
                                                      "merged", "training.json"]
 
+    umask = os.umask(0)
+    os.umask(umask)  # readable as any new file (safetensors alone writes 0600)
+    for f in [out / "adapter_model.safetensors", out / "merged" / "model.safetensors"]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
     adapter = load_file(out / "adapter_model.safetensors")
     assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)
     # the merged model is the base plus alpha/r * B @ A on the adapted layers and the base everywhere else

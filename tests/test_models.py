@@ -4,6 +4,8 @@ truncated safetensors file is one line naming it."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -42,6 +44,11 @@ def test_same_name_from_another_file_is_refused_then_rebuilt_with_overwrite(gguf
     np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
     stored = json.loads((folder / models.SOURCE_FILE).read_text())
     assert stored["gguf_sha256"] == models.gguf_sha256([first])
+    # readable like any new file and folder under the umask (safetensors writes 0600, mkdtemp makes 0700)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert {stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()} == {0o666 & ~umask}
 
     # the same content again: the folder is reused (not rewritten)
     mtime = (folder / "model.safetensors").stat().st_mtime_ns

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, save_settings)
@@ -446,6 +446,9 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         tokenizer.save_pretrained(out / "merged")
+        open_like_new_files(out / "merged")
+    if main:
+        open_like_new_files(out)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     summary = {
         "config": asdict(cfg),
