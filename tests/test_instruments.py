@@ -47,7 +47,7 @@ def test_a_registered_instrument_gets_its_tasks_groups_and_template(toy):
     assert "wvs_w1" not in template
     # the facts tables read
     assert instruments.headline_metrics() == {"wvs": ("wvs_jsd", "wvs_w1", "wvs_majority"),
-                                              "vsm13": ("vsm13_l1", "vsm13_mae"), "toy": ("wvs_jsd",)}
+                                              "vsm13": ("vsm13_l1", "vsm13_mae", "vsm13_margin"), "toy": ("wvs_jsd",)}
     assert "toy_measure" in instruments.directionless_metrics() and "pdi" in instruments.directionless_metrics()
     with pytest.raises(ValueError, match="'toy' is already registered"):
         register_instrument(toy)

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 
+import numpy as np
 import pytest
 
 from culture_tasks.metadata import MetadataError, check_keys, model_arg_names, parse_bool
@@ -157,14 +158,58 @@ def test_respondent_bootstrap_matches_the_binomial_spread():
     for d in ("idv", "mas", "uai", "lto", "ivr"):  # no uncertain item: a point interval
         assert ci[d] == (pytest.approx(point[d]), pytest.approx(point[d]))
     assert ci["vsm13_l1"][0] <= point["vsm13_l1"] <= ci["vsm13_l1"][1]
-    assert vsm13_intervals.__wrapped__(list(items)) == ci  # computed afresh: seeded, the same again
+    np.testing.assert_equal(vsm13_intervals.__wrapped__(list(items)), ci)  # computed afresh: seeded, the same again
+    assert math.isnan(point["vsm13_margin"])  # documents made by hand name no reference to rank against
+
+
+FOUR = ("AAA;Aland;40;90;60;45;25;70\nBBB;Bland;80;20;50;85;80;30\n"
+        "CCC;Cland;60;50;40;60;50;50\nDDD;Dland;30;70;70;30;40;60\n")
+
+
+def _task_items(root, **kwargs):
+    docs = load_vsm13(root, vsm13_country="AAA", **kwargs)["test"]
+    return [item_result(d, _one_hot_ll(1 + d["item"] % 5)) for d in docs]
+
+
+def test_margin_and_rank_are_reported_by_the_task_and_ignore_the_scale(tmp_path):
+    """vsm13_margin / vsm13_rank (lm-eval metrics with intervals) are compare_vsm13's; with constants
+    that make the indices Hofstede's own profile of the target, it ranks first; adding one more
+    constant to every index moves L1 but neither margin nor rank."""
+    from culture_tasks.survey import compare
+
+    root = _hofstede_root(tmp_path, FOUR)
+    _items_root(tmp_path)
+    raw = summarise_vsm13(_task_items(root))
+    expected = compare.compare_vsm13({d: raw[d] for d in DIMENSIONS}, "AAA", compare.hofstede_reference(root))
+    assert raw["vsm13_margin"] == pytest.approx(expected["margin"]) and raw["vsm13_rank"] == expected["rank"]
+    aland = {"pdi": 40, "idv": 90, "mas": 60, "uai": 45, "lto": 25, "ivr": 70}
+    own = summarise_vsm13(_task_items(root, constants={d: aland[d] - raw[d] for d in DIMENSIONS}))
+    assert {d: own[d] for d in DIMENSIONS} == pytest.approx(aland) and own["vsm13_l1"] == pytest.approx(0, abs=1e-9)
+    assert own["vsm13_rank"] == 1 and own["vsm13_margin"] > 0
+    shifted = summarise_vsm13(_task_items(root, constants={d: aland[d] - raw[d] + 17 for d in DIMENSIONS}))
+    assert shifted["vsm13_l1"] == pytest.approx(6 * 17)
+    assert shifted["vsm13_margin"] == pytest.approx(own["vsm13_margin"]) and shifted["vsm13_rank"] == 1
+    low, high = vsm13_intervals(_task_items(root))["vsm13_margin"]  # certain answers: a point interval
+    assert low == pytest.approx(raw["vsm13_margin"]) and high == pytest.approx(raw["vsm13_margin"])
+
+
+def test_margin_and_rank_vectorised_equal_compare_vsm13(data_root):
+    from culture_tasks.survey import compare
+
+    reference = compare.hofstede_reference(str(data_root))
+    profiles = [{"pdi": 10.0, "idv": 60.0, "mas": 40.0, "uai": 55.0, "lto": 20.0, "ivr": 80.0},
+                {"pdi": -30.0, "idv": 5.0, "mas": 12.0, "uai": -8.0, "lto": 44.0, "ivr": 3.0}]
+    both = compare.margin_and_rank({d: np.array([p[d] for p in profiles]) for d in DIMENSIONS}, "CHI", reference)
+    for i, profile in enumerate(profiles):
+        one = compare.compare_vsm13(profile, "CHI", reference)
+        assert both["margin"][i] == pytest.approx(one["margin"]) and both["rank"][i] == one["rank"]
 
 
 def test_argmax_answers_have_point_intervals():
     items = [item_result(d, [0.0, -0.1, -0.2, -0.3, -0.4]) for d in _docs({"lto": 30.0, "ivr": 50.0}, "argmax")]
     point = summarise_vsm13(items)
     for key, (low, high) in vsm13_intervals(items).items():
-        assert low == pytest.approx(point[key]) and high == pytest.approx(point[key])
+        assert low == pytest.approx(point[key], nan_ok=True) and high == pytest.approx(point[key], nan_ok=True)
     assert tasks.vsm13_dims(items) == 2
 
 

@@ -164,6 +164,26 @@ def compare_vsm13(profile: Mapping[str, float], target: str | Target, reference:
     }
 
 
+def margin_and_rank(indices: Mapping[str, float | np.ndarray], target: str | Target, reference: Reference, *,
+                    data_dir: str | None = None) -> dict[str, np.ndarray]:
+    """``compare_vsm13``'s margin and rank (norm 2) for many profiles at once: each index may be an
+    array (one value per bootstrap resample); the results have its shape. The VSM13 tasks report
+    these as ``vsm13_margin`` / ``vsm13_rank``, and the ``contrastive`` objective is minus the margin."""
+    code, ref = resolve(target, reference, data_dir)
+    dims = target_dims(dict.fromkeys(DIMENSIONS, 0.0), ref.profiles[code])
+    sigma = spread(ref, dims, leave_out=code)
+    codes = ref.having(dims)
+    s = np.array([sigma[d] for d in dims])
+    w = 1.0 / s**2
+    profiles = np.stack([np.asarray(indices[d], dtype=float) for d in dims], axis=-1)[..., None, :]  # (..., 1, D)
+    delta = profiles - np.array([[ref.profiles[c][d] for d in dims] for c in codes])  # (..., K, D)
+    centred = (delta - (delta * w).sum(axis=-1, keepdims=True) / w.sum()) / s
+    distances = np.sqrt((centred**2).sum(axis=-1))  # (..., K)
+    t = codes.index(code)
+    own, others = distances[..., t], np.delete(distances, t, axis=-1)
+    return {"margin": others.mean(axis=-1) - own, "rank": 1 + (others <= own[..., None] + TIE_TOLERANCE).sum(axis=-1)}
+
+
 def _same_coverage(results: Sequence[Mapping]) -> None:
     covers = {tuple(r["dims"]) for r in results}
     if len(covers) > 1:

@@ -107,10 +107,13 @@ register_instrument(Instrument(
     country_key="hofstede",
     dataset_kwargs=lambda c: {"vsm13_country": c["hofstede"]},
     # the six indices have no direction: lm-eval needs a bool, directionless says so to tables and rankings
+    # vsm13_margin / vsm13_rank: the target among Hofstede's countries (z-space, offset removed;
+    # culture_tasks.survey.compare), the comparison that does not depend on the index scale
     metrics=(("vsm13_l1", "vsm13_l1", False), ("vsm13_mae", "vsm13_mae", False),
-             *((d, d, True) for d in DIMENSIONS), ("vsm13_dims", "vsm13_dims", True)),
-    headline=("vsm13_l1", "vsm13_mae"),
-    intervals=("vsm13_l1", "vsm13_mae", *DIMENSIONS),
+             *((d, d, True) for d in DIMENSIONS), ("vsm13_margin", "vsm13_margin", True),
+             ("vsm13_rank", "vsm13_rank", False), ("vsm13_dims", "vsm13_dims", True)),
+    headline=("vsm13_l1", "vsm13_mae", "vsm13_margin"),
+    intervals=("vsm13_l1", "vsm13_mae", *DIMENSIONS, "vsm13_margin", "vsm13_rank"),
     directionless=frozenset({*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}),
     grouped_apart=lambda c: c["hofstede"] in PARTIAL_TARGETS,
     coverage=("vsm13_dims", len(DIMENSIONS)),

@@ -9,6 +9,7 @@ prompt builder and ``summarise_vsm13`` so that its loss is the loss lm-eval repo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,11 +21,12 @@ import numpy as np
 from lm_eval.api.samplers import ContextSampler
 
 from culture_tasks import stats
-from culture_tasks.data_root import data_file
+from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.metadata import TASK_KEYS, MetadataError, check_keys, parse_bool
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
-from culture_tasks.survey import metrics
-from culture_tasks.survey.vsm13 import DIMENSIONS, load_items, resolve_target, vsm13_indices, vsm13_loss
+from culture_tasks.survey import compare, metrics
+from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, load_items, resolve_target, vsm13_indices,
+                                        vsm13_loss)
 from culture_tasks.survey.instruments import directionless_metrics
 from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
@@ -209,6 +211,9 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
             "'{\"target\": [pdi, idv, mas, uai, lto, ivr], \"target_source\": \"...\"}'",
             chosen.name, source, ", ".join(missing), 6 - len(missing),
         )
+    # what vsm13_margin / vsm13_rank compare with: Hofstede's countries, the target's row replaced by its scores
+    comparison = json.dumps({"code": chosen.code, "name": chosen.name,
+                             "data_dir": str(resolve_data_root(data_dir).resolve())})
     rows = defaultdict(list)
     for item in load_items(data_dir):
         order = presentation_order(len(item.options), reversed_options)
@@ -223,11 +228,12 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
         rows["target_source"].append(source)
         rows["constants"].append(json.dumps(dict(constants or {})))
         rows["answer_mode"].append(answer_mode)
+        rows["comparison"].append(comparison)
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(dict(rows))})
 
 
 def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
-    """One item's contribution: (item, score, target, constants, answer distribution, values).
+    """One item's contribution: (item, score, target, constants, answer distribution, values, comparison).
 
     The answer distribution is a respondent's distribution over the values (in value order): the
     model's option probabilities, or all mass on the most likely option with ``argmax``; the
@@ -238,10 +244,12 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
     if doc["answer_mode"] == "argmax":
         p = np.eye(len(p))[int(np.argmax(p))]
     return (int(doc["item"]), score, doc["target"], doc["constants"],
-            tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]))
+            tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""))
 
 
-VSM13_METRICS = ("vsm13_l1", "vsm13_mae", *DIMENSIONS)
+# vsm13_margin / vsm13_rank: the country-specific comparison (culture_tasks.survey.compare), in lm-eval's output
+COUNTRY_METRICS = ("vsm13_margin", "vsm13_rank")
+VSM13_METRICS = ("vsm13_l1", "vsm13_mae", *DIMENSIONS, *COUNTRY_METRICS)
 
 
 def process_results_vsm13(doc: Mapping, results: Sequence) -> dict:
@@ -269,7 +277,7 @@ def _content_cache(fn):
 def _item_table(items: Sequence[tuple]):
     """Per item number: mean score and mean answer distribution over its documents."""
     scores, dists, values = defaultdict(list), defaultdict(list), {}
-    for number, score, _, _, dist, vals in items:
+    for number, score, _, _, dist, vals, *_ in items:
         scores[int(number)].append(float(score))
         dists[int(number)].append(np.asarray(dist, dtype=float))
         values[int(number)] = np.asarray(vals, dtype=float)
@@ -277,10 +285,22 @@ def _item_table(items: Sequence[tuple]):
     return means, {k: np.mean(v, axis=0) for k, v in dists.items()}, values
 
 
-def _scores(means: Mapping[int, float], target: Mapping, constants: Mapping) -> dict[str, float]:
+@functools.lru_cache(maxsize=8)
+def _reference(data_dir: str) -> compare.Reference:
+    return compare.hofstede_reference(data_dir)
+
+
+def _scores(means: Mapping[int, float], target: Mapping, constants: Mapping, comparison: Mapping) -> dict[str, float]:
     indices = vsm13_indices(means, constants)
     loss = vsm13_loss(indices, target)
-    return {"vsm13_l1": loss["l1"], "vsm13_mae": loss["mae"], **indices}
+    out = {"vsm13_l1": loss["l1"], "vsm13_mae": loss["mae"], **indices}
+    if comparison:  # the target among Hofstede's countries (its row replaced by the scores the task uses)
+        chosen = Target(comparison["name"], comparison["code"], {k: float(v) for k, v in target.items()})
+        found = compare.margin_and_rank(indices, chosen, _reference(comparison["data_dir"]))
+        out.update(vsm13_margin=found["margin"], vsm13_rank=found["rank"])
+    else:  # a document made without the loader (no reference named): nothing to rank against
+        out.update(dict.fromkeys(COUNTRY_METRICS, math.nan))
+    return out
 
 
 @_content_cache
@@ -290,11 +310,15 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
     Computed once per evaluation: every VSM13 metric's aggregation reads this cached summary.
     """
     means, _, _ = _item_table(items)
-    target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
+    target, constants, comparison = _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
     if len(means) < 24:
         log.warning("VSM13 needs all 24 items, got %d (is --limit below 24?): indices are NaN", len(means))
         return {key: math.nan for key in VSM13_METRICS}
-    return _scores(means, target, constants)
+    return {k: float(v) for k, v in _scores(means, target, constants, comparison).items()}
+
+
+def _comparison(items: Sequence[tuple]) -> dict:
+    return _as_dict(items[0][6]) if len(items[0]) > 6 else {}
 
 
 @_content_cache
@@ -315,7 +339,7 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     rng = np.random.default_rng(seed)
     sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
                for k in sorted(dists)}
-    runs = _scores(sampled, target, constants)  # arrays: one value per resample
+    runs = _scores(sampled, target, constants, _comparison(items))  # arrays: one value per resample
     return {key: stats.percentile_interval(np.asarray(runs[key], dtype=float), level) for key in VSM13_METRICS}
 
 
