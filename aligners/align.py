@@ -232,7 +232,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "history": found.history,
         "final": final,
         "objective": cfg.objective,
-        "loss": loss,  # the objective of the final prompt; with l1 it is the task's vsm13_l1
+        "loss": loss,  # the objective of the final prompt: minus the task's vsm13_margin (contrastive), its vsm13_l1 (l1)
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
         "world_size": distributed.world_size(),

@@ -1,9 +1,9 @@
 """Aligner objectives by name: functions of the six VSM13 indices -> loss (lower is better).
 
 ``l1`` is the soft-prompt paper's raw L1 with every constant at 0 (it rewards any shift of the
-index scale toward the target's level); ``standardised`` and ``contrastive`` are the
-country-specific comparisons of culture_tasks.survey.compare, invariant to adding one constant
-to every index.
+index scale toward the target's level); ``standardised`` and ``contrastive`` (the default: minus the
+``vsm13_margin`` the VSM13 tasks report) are the country-specific comparisons of
+culture_tasks.survey.compare, invariant to adding one constant to every index.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _prepared(target: str | Target, reference: Reference | None, data_dir: str |
 
 
 def l1(target: str | Target, reference: Reference | None = None, data_dir: str | None = None) -> Objective:
-    """Raw L1 (C=0) over the dimensions the target has: the paper's loss, today's behaviour."""
+    """Raw L1 (C=0) over the dimensions the target has: the soft-prompt paper's loss."""
     code, ref, _, _ = _prepared(target, reference, data_dir)
     scores = ref.profiles[code]
     return lambda indices: float(vsm13_loss(indices, scores)["l1"])

@@ -61,10 +61,15 @@ def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(alig
     os.umask(umask)  # the checkpoint is readable as any new file (safetensors alone writes 0600)
     assert stat.S_IMODE((aligned / "adapter_model.safetensors").stat().st_mode) == 0o666 & ~umask
     summary = json.loads((aligned / "alignment.json").read_text())
-    out = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(aligned))
-    assert abs(out["results"]["vsm13_usa"]["vsm13_l1,none"] - summary["loss"]) <= 1e-3
+    assert summary["objective"] == "contrastive"  # the default
+    out = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(aligned))["results"]["vsm13_usa"]
+    # the reported loss is minus the margin lm_eval reports for the checkpoint; its L1 is lm_eval's too
+    assert abs(-out["vsm13_margin,none"] - summary["loss"]) <= 1e-3
+    assert abs(out["vsm13_l1,none"] - summary["final"]["vsm13_l1"]) <= 1e-3
+    assert out["vsm13_margin_ci_low,none"] <= out["vsm13_margin,none"] <= out["vsm13_margin_ci_high,none"]
+    assert out["vsm13_rank,none"] == summary["report"]["comparison"]["de"]["rank"]
     # and the soft prompt matters: the plain model scores differently
-    assert summary["report"]["vsm13_l1"]["plain"] != pytest.approx(summary["loss"], abs=1e-6)
+    assert summary["report"]["comparison"]["plain"]["margin"] != pytest.approx(-summary["loss"], abs=1e-6)
 
 
 def test_lm_eval_prompt_tuning_loglikelihoods_equal_manual_computation(aligned, tiny_model):
@@ -226,7 +231,8 @@ def test_a_registered_optimizer_runs_from_the_command_line(toy_optimizer, tiny_m
     state = json.loads((out / "state.json").read_text())
     assert summary["settings"]["optimizer"] == "toy" and summary["settings"]["toy_step"] == 0.25
     assert "f" not in summary["settings"] and "sigma0" not in summary["settings"]
-    assert list(summary["report"]["vsm13_l1"]) == ["toy"] and summary["report"]["vsm13_l1"]["toy"] == summary["loss"]
+    assert list(summary["report"]["vsm13_l1"]) == ["toy"]
+    assert -summary["final"]["vsm13_margin"] == pytest.approx(summary["loss"], abs=1e-9)  # the default objective
     assert [len(f) for f in state["fitness"]] == [6, 6, 6]
     # the first candidate of every generation is the best point so far, so best_so_far never rises
     assert state["fitness"][1][0] == min(state["fitness"][0]) and state["fitness"][2][0] == min(state["fitness"][1])
@@ -310,6 +316,7 @@ def test_contrastive_objective_is_the_reported_loss_and_equals_the_objective_of_
     objective = make_objective("contrastive", resolve_target("USA", None, str(data_root)), data_dir=str(data_root))
     indices = {d: results[f"{d},none"] for d in DIMENSIONS}
     assert summary["loss"] == pytest.approx(objective(indices), abs=1e-3)
+    assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-3)  # lm_eval's own margin
     # the l1 objective of the same indices is another number: the search really used the contrastive one
     assert summary["loss"] != pytest.approx(summary["final"]["vsm13_l1"], abs=1e-3)
     assert min(summary["history"][-1]["best_so_far"], summary["loss"]) <= json.loads(
@@ -330,5 +337,5 @@ def test_resume_with_another_objective_is_refused(tiny_model, data_root, tmp_pat
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "run"
     assert _align(tiny_model, out, "--generations", "1") == 0
-    assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "contrastive") == 2
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "l1") == 2
     assert "objective" in capsys.readouterr().err
