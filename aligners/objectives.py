@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import numpy as np
-
-from culture_tasks.survey.compare import Reference, hofstede_reference, resolve, spread, target_dims, z_distance
+from culture_tasks.survey.compare import (Reference, hofstede_reference, margin_and_rank, resolve, spread, target_dims,
+                                          z_distance)
 from culture_tasks.survey.vsm13 import DIMENSIONS, Target, vsm13_loss
 
 Objective = Callable[[Mapping[str, float]], float]
@@ -45,15 +44,9 @@ def _standardised(norm: int):
 
 def contrastive(target: str | Target, reference: Reference | None = None, data_dir: str | None = None) -> Objective:
     """z-space distance to the target minus the mean distance to the other reference countries
-    (= minus the margin): rewards moving toward the target, not just anywhere."""
-    code, ref, dims, sigma = _prepared(target, reference, data_dir)
-    scores = ref.profiles[code]
-    others = [ref.profiles[c] for c in ref.having(dims) if c != code]
-
-    def loss(indices: Mapping[str, float]) -> float:
-        return z_distance(indices, scores, sigma) - float(np.mean([z_distance(indices, o, sigma) for o in others]))
-
-    return loss
+    (= minus the margin, the task's vsm13_margin): rewards moving toward the target, not just anywhere."""
+    code, ref, _, _ = _prepared(target, reference, data_dir)
+    return lambda indices: -float(margin_and_rank(indices, code, ref)["margin"])
 
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {

@@ -105,14 +105,19 @@ def z_distance(profile: Mapping[str, float], country: Mapping[str, float], sigma
     the sigma^-2-weighted mean difference (the least-squares common shift), so adding one constant
     to every index of either profile leaves the distance unchanged."""
     dims = list(sigma)
-    delta = np.array([float(profile[d]) - float(country[d]) for d in dims])
-    s = np.array([sigma[d] for d in dims])
-    w = 1.0 / s**2
-    centred = (delta - np.sum(w * delta) / np.sum(w)) / s
+    return float(z_distances(np.array([float(profile[d]) for d in dims]),
+                             np.array([[float(country[d]) for d in dims]]), np.array([sigma[d] for d in dims]), norm)[0])
+
+
+def z_distances(profiles: np.ndarray, countries: np.ndarray, sigma: np.ndarray, norm: int = 2) -> np.ndarray:
+    """``z_distance`` of profiles (..., D) to countries (K, D) at once, dimensions in ``sigma``'s order: (..., K)."""
+    delta = np.asarray(profiles, dtype=float)[..., None, :] - countries
+    w = 1.0 / sigma**2
+    centred = (delta - (delta * w).sum(axis=-1, keepdims=True) / w.sum()) / sigma
     if norm == 1:
-        return float(np.sum(np.abs(centred)))
+        return np.abs(centred).sum(axis=-1)
     if norm == 2:
-        return float(np.sqrt(np.sum(centred**2)))
+        return np.sqrt((centred**2).sum(axis=-1))
     raise ValueError(f"norm must be 1 or 2, got {norm!r}")
 
 
@@ -173,12 +178,9 @@ def margin_and_rank(indices: Mapping[str, float | np.ndarray], target: str | Tar
     dims = target_dims(dict.fromkeys(DIMENSIONS, 0.0), ref.profiles[code])
     sigma = spread(ref, dims, leave_out=code)
     codes = ref.having(dims)
-    s = np.array([sigma[d] for d in dims])
-    w = 1.0 / s**2
-    profiles = np.stack([np.asarray(indices[d], dtype=float) for d in dims], axis=-1)[..., None, :]  # (..., 1, D)
-    delta = profiles - np.array([[ref.profiles[c][d] for d in dims] for c in codes])  # (..., K, D)
-    centred = (delta - (delta * w).sum(axis=-1, keepdims=True) / w.sum()) / s
-    distances = np.sqrt((centred**2).sum(axis=-1))  # (..., K)
+    distances = z_distances(np.stack([np.asarray(indices[d], dtype=float) for d in dims], axis=-1),
+                            np.array([[ref.profiles[c][d] for d in dims] for c in codes]),
+                            np.array([sigma[d] for d in dims]))  # (..., K)
     t = codes.index(code)
     own, others = distances[..., t], np.delete(distances, t, axis=-1)
     return {"margin": others.mean(axis=-1) - own, "rank": 1 + (others <= own[..., None] + TIE_TOLERANCE).sum(axis=-1)}
