@@ -142,7 +142,7 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("culture-train data: argument --rule: invalid choice: 'median'") and err.count("\n") == 1
     assert train_main(["train"]) == 2
-    assert capsys.readouterr().err == "culture-train: unknown step 'train'; choose one of augment, data, lora, kfold\n"
+    assert capsys.readouterr().err == "culture-train: unknown step 'train'; choose one of augment, data, lora, kfold, kfold-summary\n"
 
 
 def test_augment_dtype_and_device_are_checked_before_a_model_loads(tmp_path, capsys):

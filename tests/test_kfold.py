@@ -186,3 +186,90 @@ def test_cli_checks_before_work(tmp_path, rows_file, capsys):
     assert main(args + ["--config", str(config)]) == 2
     assert "unknown setting(s) ['fold_sed']" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- across cultures
+
+
+def _report(culture: str, base: list[float], held: list[float], **settings) -> dict:
+    """A finished run's kfold.json as `run_kfold` writes it, reduced to what the summary reads; every metric
+    gets the same per-question values."""
+    from trainers.kfold import METRICS, compare
+
+    docs = {(f"wvs_{culture}", str(27 + i)): i for i in range(len(base))}
+    per_q = [{"task": t, "q_id": q, "fold": 1, "base": {m: base[i] for m in METRICS},
+              "held_out": {m: held[i] for m in METRICS}, "in_sample": {m: 1.0 for m in METRICS}}
+             for (t, q), i in docs.items()]
+    scores = {part: {k: p[part] for k, p in zip(docs, per_q)} for part in ("base", "held_out", "in_sample")}
+    return {"culture": culture, "tasks": [f"wvs_{culture}"], "documents": len(base), "folds": 5, "chat_template": True,
+            "settings": {"model": "m", "rank": 16, "learning_rate": 5e-4, "epochs": 2.0, "max_steps": -1,
+                         "batch_size": 16, "seed": 0, "fold_seed": 0, "data_sha256": [f"sha256:{culture}"], **settings},
+            "held_out": compare(scores["base"], scores["held_out"], list(docs)),
+            "in_sample": compare(scores["base"], scores["in_sample"], list(docs)), "per_question": per_q}
+
+
+def _write(folder, report):
+    folder.mkdir(parents=True)
+    (folder / "kfold.json").write_text(json.dumps(report), encoding="utf-8")
+    return folder
+
+
+def test_summary_weights_each_culture_once(tmp_path):
+    """Two documents of A move by 1, four of B by 0.25 on average: all cultures together is the mean of the two
+    cultures' means, (1 + 0.25) / 2 = 0.625, not the mean over the six documents (0.5); resampling within each
+    culture keeps A at 1, so every resample lies in [0.5, 1]."""
+    from trainers.kfold import across_cultures, read_report
+
+    a = _write(tmp_path / "a", _report("arabic", [0, 0], [1, 1]))
+    b = _write(tmp_path / "b", _report("bengali", [0, 0, 0, 0], [1, 0, 0, 0]))
+    summary = across_cultures(dict(read_report(p) for p in (b, a)))
+    assert [r["culture"] for r in summary["cultures"]] == ["arabic", "bengali"]
+    assert summary["cultures"][1]["held_out"]["wvs_majority"]["diff"] == pytest.approx(0.25)
+    together = summary["all"]["held_out"]["wvs_majority"]
+    assert together["base"] == 0 and together["adapter"] == pytest.approx(0.625)
+    assert together["diff"] == pytest.approx(0.625) and together["documents"] == 6
+    assert 0.5 <= together["low"] < together["high"] <= 1.0
+    assert summary["all"]["in_sample"]["wvs_majority"]["diff"] == pytest.approx(1.0)  # every in-sample score is 1
+
+
+def test_summary_refuses_runs_that_do_not_compare(tmp_path):
+    from trainers.kfold import across_cultures, read_report
+
+    a = _write(tmp_path / "a", _report("arabic", [0, 1], [1, 1]))
+    other_lr = _write(tmp_path / "b", _report("bengali", [0, 1], [1, 1], learning_rate=1e-4))
+    same_culture = _write(tmp_path / "c", _report("arabic", [0, 1], [1, 1]))
+    with pytest.raises(TrainingError, match=r"b/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(learning_rate: 0.0005 vs 0.0001\)"):
+        across_cultures(dict(read_report(p) for p in (a, other_lr)))
+    with pytest.raises(TrainingError, match=r"c/kfold.json: culture arabic is also the culture of .*a/kfold.json"):
+        across_cultures(dict(read_report(p) for p in (a, same_culture)))
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "kfold.json").write_text('{"culture": "arabic"}', encoding="utf-8")
+    with pytest.raises(TrainingError, match=r"not a finished `culture-train kfold` report \(no settings, held_out"):
+        read_report(tmp_path / "unfinished")
+    (tmp_path / "summary.md").write_text("| culture |", encoding="utf-8")
+    with pytest.raises(TrainingError, match=r"summary.md: not a kfold.json \(Expecting value"):
+        read_report(tmp_path / "summary.md")
+
+
+def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finished, capsys):
+    """The real two-fold run of this module, summarised alone: its row is the run's own pooled result."""
+    from trainers.cli import main
+
+    out, report = finished
+    table = tmp_path / "summary.md"
+    assert main(["kfold-summary", "--runs", str(out), "--output", str(table)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    culture = report["culture"]
+    h = report["held_out"]["wvs_majority"]
+    assert printed[culture]["held_out"]["wvs_majority"] == {k: h[k] for k in ("base", "adapter", "diff", "low", "high",
+                                                                             "p_value")}
+    assert printed["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(h["diff"])
+    text = table.read_text(encoding="utf-8")
+    assert f"| {culture} | {report['documents']} | {100 * h['base']:.1f} |" in text
+    assert main(["kfold-summary", "--runs", str(out), "--output", str(table)]) == 2
+    assert "summary.md already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["kfold-summary", "--runs", str(out / "kfold.json"), "--output", str(out / "kfold.json"),
+                 "--overwrite", "true"]) == 2
+    assert "is also an input of this run" in capsys.readouterr().err
+    assert text == table.read_text(encoding="utf-8") and json.loads((out / "kfold.json").read_text()) == report

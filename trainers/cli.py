@@ -7,6 +7,7 @@
     culture-train data --culture one --questions aug.jsonl --output one.jsonl      # CultureLLM-One
     culture-train lora --model <base dir> --data arabic.jsonl --output adapters/arabic [--resume]
     culture-train kfold --model <base dir> --data arabic.jsonl --output kfold/arabic --folds 5 [--resume]
+    culture-train kfold-summary --runs kfold/arabic kfold/english ... --output kfold/summary.md
 
 Every step also reads --config <yaml> (keys: the step's flags with underscores); flags given on
 the command line override it. `culture-train <step> --help` lists a step's settings.
@@ -26,6 +27,7 @@ STEPS = {
     "data": "chat-format training examples labelled with a culture's WVS answers",
     "lora": "LoRA fine-tuning; writes a PEFT adapter",
     "kfold": "k-fold cross-validation over the WVS seed questions: held-out vs in-sample WVS scores",
+    "kfold-summary": "several cultures' k-fold runs in one table, and all cultures together, with intervals",
 }
 
 
@@ -42,6 +44,10 @@ def config_class(step: str) -> type:
         from trainers.kfold import KFoldConfig
 
         return KFoldConfig
+    if step == "kfold-summary":
+        from trainers.kfold import KFoldSummaryConfig
+
+        return KFoldSummaryConfig
     from trainers.lora import LoraTrainConfig
 
     return LoraTrainConfig
@@ -92,16 +98,27 @@ def run_lora(cfg) -> dict:
 
 
 def run_kfold(cfg) -> dict:
-    from trainers.kfold import METRICS, run_kfold
+    from trainers.kfold import run_kfold
 
     report = run_kfold(cfg)
     return {"output": cfg.output, "culture": report["culture"], "folds": report["folds"],
-            "documents": report["documents"],
-            **{part: {m: {k: report[part][m][k] for k in ("base", "adapter", "diff", "low", "high", "p_value")}
-                      for m in METRICS} for part in ("held_out", "in_sample")}}
+            "documents": report["documents"], **{part: _differences(report[part]) for part in ("held_out", "in_sample")}}
 
 
-RUN = {"augment": run_augment, "data": run_data, "lora": run_lora, "kfold": run_kfold}
+def _differences(part: dict) -> dict:
+    return {m: {k: part[m][k] for k in ("base", "adapter", "diff", "low", "high", "p_value")} for m in part}
+
+
+def run_kfold_summary(cfg) -> dict:
+    from trainers.kfold import run_summary
+
+    summary = run_summary(cfg)
+    return {"output": cfg.output, **{row["culture"]: {part: _differences(row[part]) for part in ("held_out", "in_sample")}
+                                     for row in [*summary["cultures"], summary["all"]]}}
+
+
+RUN = {"augment": run_augment, "data": run_data, "lora": run_lora, "kfold": run_kfold,
+       "kfold-summary": run_kfold_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -304,6 +304,133 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- across cultures
+
+# settings that differ between the cultures' runs of one comparison: their training data
+PER_CULTURE = ("data_sha256",)
+
+
+@dataclass
+class KFoldSummaryConfig:
+    """Several cultures' ``kfold.json`` side by side, and all of them together."""
+
+    runs: list[str] = field(metadata={
+        "help": "kfold.json files (or their folders) of `culture-train kfold` runs, one per culture, made with the "
+                "same settings"})
+    output: str = field(metadata={"help": "Markdown file of the table (the summary, with intervals, is printed as JSON)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --output file"})
+
+    def __post_init__(self):
+        if not self.runs:
+            raise ValueError("--runs: name at least one kfold.json")
+
+
+def read_report(path: str | Path) -> tuple[Path, dict]:
+    """A run's ``kfold.json`` (a folder means the file in it), refused when it is not one."""
+    path = Path(path)
+    path = path / "kfold.json" if path.is_dir() else path
+    if not path.is_file():
+        raise TrainingError(f"{path}: no such file; name a kfold.json written by `culture-train kfold`")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TrainingError(f"{path}: not a kfold.json ({err}); name the files `culture-train kfold` wrote") from None
+    missing = [k for k in ("culture", "settings", "held_out", "in_sample", "per_question")
+               if not isinstance(report, dict) or k not in report]
+    if missing:
+        raise TrainingError(f"{path}: not a finished `culture-train kfold` report (no {', '.join(missing)})")
+    return path, report
+
+
+def _check_comparable(reports: dict[Path, dict]) -> None:
+    """One culture per run, and every setting but the data shared: otherwise a row of the table
+    would differ from the next in more than its culture."""
+    seen: dict[str, Path] = {}
+    for path, r in reports.items():
+        if r["culture"] in seen:
+            raise TrainingError(f"{path}: culture {r['culture']} is also the culture of {seen[r['culture']]}; "
+                                "give one run per culture")
+        seen[r["culture"]] = path
+    defining = lambda r: {**{k: v for k, v in r["settings"].items() if k not in PER_CULTURE},  # noqa: E731
+                          "folds": r["folds"], "chat_template": r.get("chat_template")}
+    (first, ref), *rest = reports.items()
+    for path, r in rest:
+        a, b = defining(ref), defining(r)
+        diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if diff:
+            raise TrainingError(f"{path}: made with other settings than {first} ({'; '.join(diff)}); compare runs "
+                                "made with the same model, training and folds")
+
+
+def _all_cultures(reports: list[dict], part: str) -> dict:
+    """All cultures together: the mean over cultures of each culture's mean, adapter vs base, with
+    documents resampled within their culture (``stats.TaskMean``) so every resample keeps each
+    culture's size; a culture with two countries counts once, like a culture with one."""
+    aggregate = stats.TaskMean(stats.mean)
+    out = {}
+    for m in METRICS:
+        a, b = [], []
+        for r in reports:
+            for q in r["per_question"]:
+                if q.get(part) is not None:
+                    a.append((r["culture"], q["base"][m]))
+                    b.append((r["culture"], q[part][m]))
+        out[m] = {"base": aggregate(a), "adapter": aggregate(b),
+                  **stats.paired_bootstrap(aggregate, a, b), "documents": len(a)}
+    return out
+
+
+def across_cultures(reports: dict[Path, dict]) -> dict:
+    """Per culture its run's pooled held-out and in-sample differences; then all cultures together."""
+    _check_comparable(reports)
+    ordered = sorted(reports.values(), key=lambda r: r["culture"])
+    rows = [{"culture": r["culture"], "tasks": r["tasks"], "documents": r["documents"],
+             "held_out": r["held_out"], "in_sample": r["in_sample"]} for r in ordered]
+    together = {"culture": "all", "tasks": [t for r in ordered for t in r["tasks"]],
+                "documents": sum(r["documents"] for r in ordered),
+                "held_out": _all_cultures(ordered, "held_out"), "in_sample": _all_cultures(ordered, "in_sample")}
+    return {"settings": ordered[0]["settings"], "folds": ordered[0]["folds"], "runs": [str(p) for p in reports],
+            "cultures": rows, "all": together}
+
+
+def _diff(r: dict) -> str:
+    return f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}]"
+
+
+def summary_markdown(summary: dict) -> str:
+    """One row per culture and one for all of them: WVS majority held-out beside in-sample (and the
+    held-out share of the in-sample gain), then 1−W1 and 1−JSD held out; points, 95 % intervals."""
+    s = summary["settings"]
+    lines = [f"# {summary['folds']}-fold held-out evaluation across cultures", "",
+             f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
+             + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
+             + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}. Difference = adapter"
+             " − base in points with its 95 % paired bootstrap interval over the documents (country × question; "
+             f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided p. *all*: the mean over cultures of each "
+             "culture's mean (each culture counts once), documents resampled within their culture.", "",
+             "| culture | documents | majority: base | held-out difference | p | in-sample difference | p | "
+             "held-out / in-sample | 1−W1 held-out difference | 1−JSD held-out difference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in [*summary["cultures"], summary["all"]]:
+        h, i = row["held_out"], row["in_sample"]
+        hm, im = h["wvs_majority"], i["wvs_majority"]
+        share = f"{hm['diff'] / im['diff']:.2f}" if im["diff"] > 0 else "–"
+        name = f"**{row['culture']}**" if row is summary["all"] else row["culture"]
+        lines.append(f"| {name} | {row['documents']} | {_pct(hm['base'])} | {_diff(hm)} | {_p(hm['p_value'])} | "
+                     f"{_diff(im)} | {_p(im['p_value'])} | {share} | {_diff(h['wvs_w1'])} | {_diff(h['wvs_jsd'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_summary(cfg: KFoldSummaryConfig) -> dict:
+    """Read the runs, check they compare, write the table; the summary is returned."""
+    reports = dict(read_report(p) for p in cfg.runs)
+    claim_output(cfg.output, overwrite=cfg.overwrite, inputs=list(reports), folder=False, resumable=False,
+                 error=TrainingError)  # before the bootstrap: a refused output costs nothing
+    summary = across_cultures(reports)
+    write_text_atomic(Path(cfg.output), summary_markdown(summary))
+    return summary
+
+
 # --------------------------------------------------------------------------- the run
 
 
