@@ -273,3 +273,38 @@ def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finish
                  "--overwrite", "true"]) == 2
     assert "is also an input of this run" in capsys.readouterr().err
     assert text == table.read_text(encoding="utf-8") and json.loads((out / "kfold.json").read_text()) == report
+    prior = report["letter_prior"]  # the real run's prior is paired with the same held-out scores
+    assert prior["adapter"] == pytest.approx(report["held_out"]["wvs_majority"]["adapter"])
+    assert len(prior["per_document"]) == report["documents"] and len(prior["per_fold"]) == report["folds"]
+    assert printed["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(h["diff"])
+    assert f"{100 * prior['prior']:.1f} | {100 * prior['diff']:.1f} [" in text
+    assert f"agrees with the majority on {100 * prior['prior']:.1f} % of the held-out documents" in \
+        (out / "kfold.md").read_text(encoding="utf-8")
+
+
+def _row(q: str, letter: str, step: str = "seed", rule: str = "majority") -> dict:
+    return {"messages": [{"role": "user", "content": f"Q{q}?"}, {"role": "assistant", "content": letter}],
+            "culture": "x", "country": "x", "q_id": q, "step": step, "rule": rule}
+
+
+def test_letter_prior_answers_each_fold_with_its_most_frequent_training_letter():
+    """Fold 1 holds out Q27 and trains on B, B (Q28), A (Q29): it answers B, wrong for Q27 (A). Fold 2 holds out
+    Q28 and Q29 and trains on A, A (Q27): it answers A, wrong for Q28 (B), right for Q29 (A). The prior scores
+    0, 0, 1; adapters scoring 1, 0, 1 are 1/3 above it."""
+    from types import SimpleNamespace
+
+    from trainers.kfold import letter_prior
+
+    rows = [_row("27", "A"), _row("27", "A", "paraphrase"), _row("28", "B"), _row("28", "B", "synonym"), _row("29", "A")]
+    tasks = [("wvs_x", SimpleNamespace(slug="x"))]
+    per_question = [{"task": "wvs_x", "q_id": q, "held_out": {"wvs_majority": v}} for q, v in
+                    (("27", 1.0), ("28", 0.0), ("29", 1.0))]
+    prior = letter_prior(rows, [["27"], ["28", "29"]], tasks, per_question)
+    assert prior["per_fold"] == [{"fold": 1, "letter": "B", "share": pytest.approx(2 / 3)},
+                                 {"fold": 2, "letter": "A", "share": 1.0}]
+    assert prior["per_document"] == [0.0, 0.0, 1.0]
+    assert prior["prior"] == pytest.approx(1 / 3) and prior["adapter"] == pytest.approx(2 / 3)
+    assert prior["diff"] == pytest.approx(1 / 3) and prior["documents"] == 3
+    tie = letter_prior([_row("27", "A"), _row("28", "C"), _row("29", "B")], [["27"], ["28", "29"]], tasks, per_question)
+    assert [f["letter"] for f in tie["per_fold"]] == ["B", "A"]  # B:1 C:1 -> B; A alone -> A
+    assert letter_prior([*rows[:-1], _row("29", "A", rule="mean")], [["27"], ["28", "29"]], tasks, per_question) is None

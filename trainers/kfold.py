@@ -267,6 +267,42 @@ def pool(base: dict, results: list[dict]) -> dict:
             "per_fold": per_fold, "per_question": per_question}
 
 
+def _answer_letter(row: dict) -> str:
+    return str(row["messages"][-1]["content"]).strip()
+
+
+def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: list[dict]) -> dict | None:
+    """The held-out gain a constant answer would get: each fold's held-out questions answered with the
+    letter its training rows use most (a tie goes to the first letter), scored against the held-out
+    rows' labels, which under the ``majority`` rule are the country's majority answers that WVS
+    majority agreement checks; then the adapters' held-out agreement minus this prior, paired over
+    the documents. An adapter that only learnt "this country mostly answers A" gains nothing over it.
+    ``per_document``: the prior's score of each document, in ``per_question``'s order. None when the rows were labelled with another rule (their labels are not the majority)."""
+    from collections import Counter
+
+    if any(r.get("rule", "majority") != "majority" for r in rows):
+        return None
+    task_of = {c.slug: t for t, c in tasks}
+    label = {}
+    for r in sorted(rows, key=lambda r: r.get("step") != "seed"):  # the seed wording's label first
+        label.setdefault((task_of.get(str(r.get("country"))), str(r["q_id"])), _answer_letter(r))
+    per_fold, prior = [], {}
+    for index, held_out in enumerate(folds, start=1):
+        counts = Counter(_answer_letter(r) for r in fold_rows(rows, held_out))
+        letter = min(counts, key=lambda k: (-counts[k], k))
+        per_fold.append({"fold": index, "letter": letter, "share": counts[letter] / sum(counts.values())})
+        for q in held_out:
+            for t in task_of.values():
+                if (t, q) in label:
+                    prior[(t, q)] = float(label[(t, q)] == letter)
+    if any((d["task"], d["q_id"]) not in prior for d in per_question):
+        return None
+    a = [prior[(d["task"], d["q_id"])] for d in per_question]
+    b = [d["held_out"]["wvs_majority"] for d in per_question]
+    return {"per_fold": per_fold, "prior": stats.mean(a), "adapter": stats.mean(b),
+            **stats.paired_bootstrap(stats.mean, a, b), "documents": len(a), "per_document": a}
+
+
 def _pct(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
 
@@ -294,6 +330,14 @@ def markdown(report: dict) -> str:
             lines.append(f"| {label} | {LABELS[m]} | {_pct(r['base'])} | {_pct(r['adapter'])} | "
                          f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}] | {_p(r['p_value'])} | "
                          f"{r['documents']} |")
+    prior = report.get("letter_prior")
+    if prior:
+        letters = ", ".join(f"{f['letter']} ({100 * f['share']:.0f} %)" for f in prior["per_fold"])
+        lines += ["", f"Letter prior: each held-out question answered with its fold's most frequent training answer "
+                      f"({letters} of the training rows) agrees with the majority on {_pct(prior['prior'])} % of the "
+                      f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
+                      f"{_pct(prior['diff'])} [{_pct(prior['low'])}, {_pct(prior['high'])}] points above it "
+                      f"(p {_p(prior['p_value'])})."]
     lines += ["", "| fold | held-out questions | documents | training examples | steps | train loss | "
               "majority: base | held-out | in-sample | held-out difference [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
     for f in report["per_fold"]:
@@ -385,21 +429,40 @@ def across_cultures(reports: dict[Path, dict]) -> dict:
     _check_comparable(reports)
     ordered = sorted(reports.values(), key=lambda r: r["culture"])
     rows = [{"culture": r["culture"], "tasks": r["tasks"], "documents": r["documents"],
-             "held_out": r["held_out"], "in_sample": r["in_sample"]} for r in ordered]
+             "held_out": r["held_out"], "in_sample": r["in_sample"],
+             "letter_prior": {k: v for k, v in r["letter_prior"].items() if k != "per_document"}
+             if r.get("letter_prior") else None} for r in ordered]
     together = {"culture": "all", "tasks": [t for r in ordered for t in r["tasks"]],
                 "documents": sum(r["documents"] for r in ordered),
-                "held_out": _all_cultures(ordered, "held_out"), "in_sample": _all_cultures(ordered, "in_sample")}
+                "held_out": _all_cultures(ordered, "held_out"), "in_sample": _all_cultures(ordered, "in_sample"),
+                "letter_prior": _prior_all(ordered)}
     return {"settings": ordered[0]["settings"], "folds": ordered[0]["folds"], "runs": [str(p) for p in reports],
             "cultures": rows, "all": together}
+
+
+def _prior_all(reports: list[dict]) -> dict | None:
+    """Adapters' held-out majority minus the letter prior, all cultures together (as ``_all_cultures``)."""
+    if any(not r.get("letter_prior") for r in reports):
+        return None
+    aggregate = stats.TaskMean(stats.mean)
+    a = [(r["culture"], v) for r in reports for v in r["letter_prior"]["per_document"]]
+    b = [(r["culture"], q["held_out"]["wvs_majority"]) for r in reports for q in r["per_question"]]
+    return {"prior": aggregate(a), "adapter": aggregate(b), **stats.paired_bootstrap(aggregate, a, b),
+            "documents": len(a)}
 
 
 def _diff(r: dict) -> str:
     return f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}]"
 
 
+def _prior_cells(prior: dict | None) -> str:
+    return "– | – | –" if not prior else f"{_pct(prior['prior'])} | {_diff(prior)} | {_p(prior['p_value'])}"
+
+
 def summary_markdown(summary: dict) -> str:
     """One row per culture and one for all of them: WVS majority held-out beside in-sample (and the
-    held-out share of the in-sample gain), then 1−W1 and 1−JSD held out; points, 95 % intervals."""
+    held-out share of the in-sample gain), the letter prior and the held-out agreement above it, then
+    1−W1 and 1−JSD held out; points, 95 % intervals."""
     s = summary["settings"]
     lines = [f"# {summary['folds']}-fold held-out evaluation across cultures", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
@@ -409,15 +472,17 @@ def summary_markdown(summary: dict) -> str:
              f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided p. *all*: the mean over cultures of each "
              "culture's mean (each culture counts once), documents resampled within their culture.", "",
              "| culture | documents | majority: base | held-out difference | p | in-sample difference | p | "
-             "held-out / in-sample | 1−W1 held-out difference | 1−JSD held-out difference |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "held-out / in-sample | letter prior | held-out − letter prior | p | 1−W1 held-out difference | "
+             "1−JSD held-out difference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in [*summary["cultures"], summary["all"]]:
         h, i = row["held_out"], row["in_sample"]
         hm, im = h["wvs_majority"], i["wvs_majority"]
         share = f"{hm['diff'] / im['diff']:.2f}" if im["diff"] > 0 else "–"
         name = f"**{row['culture']}**" if row is summary["all"] else row["culture"]
         lines.append(f"| {name} | {row['documents']} | {_pct(hm['base'])} | {_diff(hm)} | {_p(hm['p_value'])} | "
-                     f"{_diff(im)} | {_p(im['p_value'])} | {share} | {_diff(h['wvs_w1'])} | {_diff(h['wvs_jsd'])} |")
+                     f"{_diff(im)} | {_p(im['p_value'])} | {share} | {_prior_cells(row['letter_prior'])} | "
+                     f"{_diff(h['wvs_w1'])} | {_diff(h['wvs_jsd'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -485,6 +550,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
         report = {"culture": culture, "data": cfg.data, "folds": cfg.folds, "fold_questions": folds, "tasks": names,
                   "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
                   "settings": settings, "base_command": base["command"], **pool(base, results)}
+        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"])
         write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
         write_text_atomic(out / "kfold.md", markdown(report))
     return report
