@@ -307,6 +307,10 @@ def _pct(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
 
 
+def _diff(r: dict) -> str:
+    return f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}]"
+
+
 def _p(x: float | None, iters: int = stats.ITERS) -> str:
     return "–" if x is None or not np.isfinite(x) else (f"< {2 / iters:.3f}" if x == 0 else f"{x:.3f}")
 
@@ -336,7 +340,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"Letter prior: each held-out question answered with its fold's most frequent training answer "
                       f"({letters} of the training rows) agrees with the majority on {_pct(prior['prior'])} % of the "
                       f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
-                      f"{_pct(prior['diff'])} [{_pct(prior['low'])}, {_pct(prior['high'])}] points above it "
+                      f"{_diff(prior)} points above it "
                       f"(p {_p(prior['p_value'])})."]
     lines += ["", "| fold | held-out questions | documents | training examples | steps | train loss | "
               "majority: base | held-out | in-sample | held-out difference [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -406,21 +410,22 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
                                 "made with the same model, training and folds")
 
 
-def _all_cultures(reports: list[dict], part: str) -> dict:
-    """All cultures together: the mean over cultures of each culture's mean, adapter vs base, with
-    documents resampled within their culture (``stats.TaskMean``) so every resample keeps each
-    culture's size; a culture with two countries counts once, like a culture with one."""
+def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base") -> dict:
+    """``(culture, value)`` pairs of two scorings of the same documents: the mean over cultures of each
+    culture's mean for both, and the paired bootstrap of b − a with documents resampled within their
+    culture (``stats.TaskMean``), so every resample keeps each culture's size and a culture with two
+    countries counts once, like a culture with one."""
     aggregate = stats.TaskMean(stats.mean)
+    return {first: aggregate(a), "adapter": aggregate(b), **stats.paired_bootstrap(aggregate, a, b),
+            "documents": len(a)}
+
+
+def _all_cultures(reports: list[dict], part: str) -> dict:
+    """All cultures together, adapter (``part``: held-out or in-sample) vs base, per metric."""
     out = {}
     for m in METRICS:
-        a, b = [], []
-        for r in reports:
-            for q in r["per_question"]:
-                if q.get(part) is not None:
-                    a.append((r["culture"], q["base"][m]))
-                    b.append((r["culture"], q[part][m]))
-        out[m] = {"base": aggregate(a), "adapter": aggregate(b),
-                  **stats.paired_bootstrap(aggregate, a, b), "documents": len(a)}
+        docs = [(r["culture"], q) for r in reports for q in r["per_question"] if q.get(part) is not None]
+        out[m] = _culture_mean_difference([(c, q["base"][m]) for c, q in docs], [(c, q[part][m]) for c, q in docs])
     return out
 
 
@@ -444,15 +449,9 @@ def _prior_all(reports: list[dict]) -> dict | None:
     """Adapters' held-out majority minus the letter prior, all cultures together (as ``_all_cultures``)."""
     if any(not r.get("letter_prior") for r in reports):
         return None
-    aggregate = stats.TaskMean(stats.mean)
     a = [(r["culture"], v) for r in reports for v in r["letter_prior"]["per_document"]]
     b = [(r["culture"], q["held_out"]["wvs_majority"]) for r in reports for q in r["per_question"]]
-    return {"prior": aggregate(a), "adapter": aggregate(b), **stats.paired_bootstrap(aggregate, a, b),
-            "documents": len(a)}
-
-
-def _diff(r: dict) -> str:
-    return f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}]"
+    return _culture_mean_difference(a, b, first="prior")
 
 
 def _prior_cells(prior: dict | None) -> str:
