@@ -3,8 +3,10 @@
 The requests come from lm-eval's own task objects (same prompts, chat template, target
 delimiter) and are tokenised by lm-eval's own ``HFLM._encode_pair`` (same BOS handling); the
 scores go through the task's own ``process_results`` and aggregation functions. What this
-module adds is speed: every option label is one token, so one forward pass per (soft prompt,
-item) gives all option log-likelihoods at the answer position, and the whole population x items
+module adds is speed: the options of an item differ only in their last token (one-token labels;
+under a chat template lm-eval's ``_encode_pair`` moves the template's trailing newline into every
+option, which then share that first token), so one forward pass per (soft prompt, item) over the
+context and the shared tokens gives all option log-likelihoods, and the whole population x items
 grid runs in a few large batches. A soft prompt is prepended to the input embeddings where peft's
 prompt tuning puts it, before every token including BOS. Items that begin alike (VSM13 items 1-10
 share one question stem; a chat template gives every item the same opening) have that shared
@@ -32,8 +34,18 @@ MIN_STEM = 8
 @dataclass
 class _Item:
     doc: dict
-    context: list[int]
-    option_tokens: list[int]
+    context: list[int]  # lm-eval's context tokens, then the tokens every option begins with
+    option_tokens: list[int]  # each option's last token
+    shared: int = 0  # how many of ``context``'s last tokens every option begins with (their log-likelihood counts)
+
+
+def split_options(continuations: Sequence[Sequence[int]]) -> tuple[list[int], list[int]] | None:
+    """(the tokens all options begin with, each option's last token) when the options are equally long and
+    differ only in their last token; None otherwise."""
+    shared = list(continuations[0][:-1])
+    if any(len(c) != len(shared) + 1 or list(c[:-1]) != shared for c in continuations):
+        return None
+    return shared, [c[-1] for c in continuations]
 
 
 @dataclass(frozen=True)
@@ -129,12 +141,12 @@ def _left_padded(token_embeds: torch.Tensor, lengths: torch.Tensor, prompts: tor
 
 
 def _forward(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past=None,
-             keep_cache: bool = False):
+             keep_cache: bool = False, keep: int = 1):
     """The model's own forward: families that rescale or cap their logits there (Granite's
     ``logits_scaling``, Cohere's ``logit_scale``, Gemma's softcapping) score as lm-eval scores them.
-    ``logits_to_keep=1`` runs the LM head on the last position only, where every row's answer is."""
+    ``logits_to_keep`` runs the LM head on the last ``keep`` positions only, where every row's answer is."""
     params = inspect.signature(model.forward).parameters
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    kwargs = {"logits_to_keep": keep} if "logits_to_keep" in params else {}
     if past is not None:
         kwargs["cache" if "cache" in params else "past_key_values"] = past  # transformers >= 5.24 names it cache
     return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
@@ -145,9 +157,10 @@ def _returned_cache(output):
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
-def _answer_logits(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past=None) -> torch.Tensor:
-    """Logits at the last position of every row."""
-    return _forward(model, embeds, mask, positions, past).logits[:, -1]
+def _answer_logits(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past=None,
+                   keep: int = 1) -> torch.Tensor:
+    """Logits at the last ``keep`` positions of every row, (B, keep, vocabulary)."""
+    return _forward(model, embeds, mask, positions, past, keep=keep).logits[:, -keep:]
 
 
 class TaskScorer:
@@ -174,21 +187,25 @@ class TaskScorer:
         self.items: list[_Item] = []
         for doc_id in sorted(by_doc):
             insts = sorted(by_doc[doc_id], key=lambda i: i.idx)
-            contexts, tokens = set(), []
+            contexts, continuations = set(), []
             for inst in insts:
                 context, continuation = inst.arguments
                 ctx_enc, cont_enc = lm._encode_pair(context, continuation)
-                if len(cont_enc) != 1:
-                    raise ValueError(
-                        f"{task_name}: option {continuation!r} is {len(cont_enc)} tokens for this tokenizer; "
-                        "the batched scorer needs one-token option labels"
-                    )
                 contexts.add(tuple(ctx_enc))
-                tokens.append(cont_enc[0])
+                continuations.append(cont_enc)
             if len(contexts) != 1:
                 raise ValueError(f"{task_name}: options of doc {doc_id} do not share one context")
-            self.items.append(_Item(insts[0].doc, list(contexts.pop()), tokens))
-        self.groups = stem_groups([item.context for item in self.items]) if shared_stems else []
+            split = split_options(continuations)
+            if split is None:
+                raise ValueError(
+                    f"{task_name}: the options of doc {doc_id} ({', '.join(repr(i.arguments[1]) for i in insts)}) are "
+                    f"{[len(c) for c in continuations]} tokens for this tokenizer; the batched scorer needs options "
+                    "that differ only in their last token")
+            shared, tokens = split
+            self.items.append(_Item(insts[0].doc, list(contexts.pop()) + shared, tokens, len(shared)))
+        # a stem ends before the shared option tokens: every row's rest holds all the positions it is scored at
+        self.groups = stem_groups([item.context[:len(item.context) - item.shared] for item in self.items]) \
+            if shared_stems else []
 
     def batches(self, n_cand: int, batch_size: int, items: Sequence[int] | None = None) -> list[list[tuple[int, int]]]:
         """(candidate, item) rows in forward batches of similar length: sorted longest first (stable, as
@@ -252,9 +269,19 @@ class TaskScorer:
                 ids[row, width - int(lengths[row]):] = torch.tensor(self.items[i].context[skip:])
             return ids.to(device), lengths
 
+        keep = 1 + max((item.shared for item in self.items), default=0)
+
         def options(chunk, logits: torch.Tensor) -> list[list[float]]:
-            answer = logits.float().log_softmax(-1)
-            return [answer[row, self.items[i].option_tokens].tolist() for row, (_, i) in enumerate(chunk)]
+            """Each option's log-likelihood: its last token at the last position, plus the shared tokens
+            before it (lm-eval sums the log-likelihoods of all continuation tokens)."""
+            logprobs = logits.float().log_softmax(-1)
+            out = []
+            for row, (_, i) in enumerate(chunk):
+                item = self.items[i]
+                shared = sum(float(logprobs[row, keep - 1 - item.shared + j, token])
+                             for j, token in enumerate(item.context[len(item.context) - item.shared:]))
+                out.append([shared + ll for ll in logprobs[row, -1, item.option_tokens].tolist()])
+            return out
 
         def prompts_of(candidates: list[int]) -> torch.Tensor | None:
             return None if soft_prompts is None else soft_prompts[candidates].to(device=device, dtype=dtype)
@@ -265,7 +292,7 @@ class TaskScorer:
             # the attention mask and position ids make each row score as it does alone (as in
             # lm-eval's right-padded batches), whatever batch it shares
             embeds, mask, positions = _left_padded(embed(ids), lengths, prompts_of([c for c, _ in chunk]))
-            return options(chunk, _answer_logits(model, embeds, mask, positions))
+            return options(chunk, _answer_logits(model, embeds, mask, positions, keep=keep))
 
         def run_stem(unit: _Unit) -> list[list[float]]:
             candidates = sorted({c for c, _ in unit.rows})
@@ -288,7 +315,8 @@ class TaskScorer:
                 mask = torch.cat([ones[:1].expand(len(chunk), -1), (j >= pads).long()], dim=1)
                 positions = done + (j - pads).clamp(min=0)
                 past = _cache_rows(cache, torch.tensor([where[c] for c, _ in chunk], device=device))
-                scores.update(zip(chunk, options(chunk, _answer_logits(model, embed(ids), mask, positions, past))))
+                scores.update(zip(chunk, options(chunk, _answer_logits(model, embed(ids), mask, positions, past,
+                                                                            keep=keep))))
             return [scores[row] for row in unit.rows]
 
         def run(unit: _Unit) -> list[list[float]]:

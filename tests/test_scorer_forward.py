@@ -264,3 +264,55 @@ def test_shared_stems_score_as_full_rows(tiny_model, data_root, chat_template):
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=1e-6, atol=2e-6)
     assert (expected[0] - expected[1]).abs().max() > 1e-3  # candidates differ: a row mix-up would show
+
+
+def _newline_chat_model(tiny_model, path):
+    """The tiny model with a ChatML-like template whose generation prompt ends in a newline (as
+    SmolLM2's and Qwen's do): lm-eval's ``_encode_pair`` moves that newline into every option."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny_model import CHAT_TEMPLATE
+
+    shutil.copytree(tiny_model, path)
+    template = CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|>\n{% endif %}")
+    assert template != CHAT_TEMPLATE
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_options_sharing_a_first_token_score_as_lm_eval(tiny_model, data_root, soft_prompt, tmp_path):
+    """Under a template ending in a newline each option is two tokens ("\\n", letter): the scorer runs
+    the shared newline with the context and adds its log-likelihood, as lm-eval sums both tokens."""
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model_dir = _newline_chat_model(tiny_model, tmp_path / "model")
+    tm = task_manager({"data_dir": str(data_root)})
+    scorer = _scorer(model_dir, tm, chat_template=True)
+    newline = scorer.lm.tokenizer.encode("\n", add_special_tokens=False)
+    assert [item.shared for item in scorer.items] == [1] * 24
+    assert all(item.context[-1:] == newline for item in scorer.items)
+    plain = torch.tensor(scorer.option_loglikelihoods(None, batch_size=16)[0])
+    torch.testing.assert_close(plain, torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer)), rtol=0, atol=1e-5)
+
+    adapter = tmp_path / "adapter"
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
+    expected = torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer, peft=adapter))
+    full = _scorer(model_dir, tm, chat_template=True, shared_stems=False)
+    assert scorer.groups and not full.groups
+    for batch_size in (1, 5, 64):
+        for s in (scorer, full):
+            got = torch.tensor(s.option_loglikelihoods(soft_prompt[None], batch_size=batch_size)[0])
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    # the newline's own log-likelihood is part of each option's: the letter alone would be larger
+    assert (expected - plain).abs().max() > 1e-2
+
+
+def test_options_that_differ_before_their_last_token_are_refused():
+    from aligners.scoring import split_options
+
+    assert split_options([[5, 7], [5, 8]]) == ([5], [7, 8])
+    assert split_options([[7], [8]]) == ([], [7, 8])
+    assert split_options([[5, 7], [6, 8]]) is None  # first tokens differ
+    assert split_options([[5, 7], [8]]) is None  # lengths differ
