@@ -19,13 +19,13 @@ ROWS = [(1, 2, -1), (1, 2, -2), (2, 3, -1), (4, 3, -5), (4, -1, -1), (4, -2, -1)
         (-2, -1, -1)]
 
 
-def write_data_root(root: Path, csv_name: str = "English/United States.csv") -> Path:
+def write_data_root(root: Path, csv_name: str = "English/United States.csv", rows=ROWS) -> Path:
     base = Path(root) / "culturellm"
     base.mkdir(parents=True, exist_ok=True)
     (base / "WVQ.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
     csv = base / csv_name
     csv.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29"] + [f"840,USA,{a},{b},{c}" for a, b, c in ROWS]
+    lines = ["B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29"] + [f"840,USA,{a},{b},{c}" for a, b, c in rows]
     lines += ["Avg,,1.0,1.0,1.0", "Avg_First,,1.0,1.0,1.0", "Avg_Last,,1.0,1.0,1.0"]
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(root)

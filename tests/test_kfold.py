@@ -9,7 +9,7 @@ import pytest
 from culture_tasks.metadata import MetadataError
 from culture_tasks.survey.tasks import load_wvs
 from tests.lm_eval_helpers import evaluate
-from tests.synthetic_wvs import write_data_root
+from tests.synthetic_wvs import ROWS, write_data_root
 from trainers.examples import build_examples
 from trainers.kfold import KFoldConfig, assign_folds, fold_rows, run_kfold
 from trainers.lora import TrainingError
@@ -308,3 +308,74 @@ def test_letter_prior_answers_each_fold_with_its_most_frequent_training_letter()
     tie = letter_prior([_row("27", "A"), _row("28", "C"), _row("29", "B")], [["27"], ["28", "29"]], tasks, per_question)
     assert [f["letter"] for f in tie["per_fold"]] == ["B", "A"]  # B:1 C:1 -> B; A alone -> A
     assert letter_prior([*rows[:-1], _row("29", "A", rule="mean")], [["27"], ["28", "29"]], tasks, per_question) is None
+
+
+def test_letter_prior_by_country_answers_each_country_with_its_own_letter():
+    """CultureLLM-One names the country in every prompt, so its constant baseline is a letter per fold and
+    country. x answers A to every question; y answers C, C, D. Fold 1 holds out Q27: x trained on A, A -> A;
+    y on C, D -> C (tie, first letter); both together A, A, C, D -> A. Fold 2 holds out Q28, Q29: x -> A,
+    y -> C; together A, C -> A. Per country the prior gets x's three and y's Q27, Q28 right (5 of 6);
+    one letter per fold gets only x's three (3 of 6)."""
+    from types import SimpleNamespace
+
+    from trainers.kfold import letter_prior
+
+    def row(country, q, letter):
+        return {**_row(q, letter), "country": country}
+
+    rows = [row("x", q, "A") for q in ("27", "28", "29")] + [row("y", "27", "C"), row("y", "28", "C"),
+                                                             row("y", "29", "D")]
+    tasks = [("wvs_x_persona", SimpleNamespace(slug="x")), ("wvs_y_persona", SimpleNamespace(slug="y"))]
+    docs = [(t, q) for q in ("27", "28", "29") for t in ("wvs_x_persona", "wvs_y_persona")]
+    per_question = [{"task": t, "q_id": q, "held_out": {"wvs_majority": 1.0}} for t, q in docs]
+    folds = [["27"], ["28", "29"]]
+    by_country = letter_prior(rows, folds, tasks, per_question, by_country=True)
+    assert [(f["fold"], f["country"], f["letter"]) for f in by_country["per_fold"]] == \
+        [(1, "x", "A"), (1, "y", "C"), (2, "x", "A"), (2, "y", "C")]
+    assert by_country["per_document"] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0] and by_country["by"] == "fold and country"
+    assert by_country["prior"] == pytest.approx(5 / 6) and by_country["diff"] == pytest.approx(1 / 6)
+    pooled = letter_prior(rows, folds, tasks, per_question)
+    assert [f["letter"] for f in pooled["per_fold"]] == ["A", "A"] and pooled["by"] == "fold"
+    assert pooled["per_document"] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+# Iraq: Q27 1,1,1,2 -> A; Q28 1,1,2,4 -> A. Every other country has the usual answers: Q27 D, Q28 B.
+IRAQ_ROWS = [(1, 1, -1), (1, 1, -1), (1, 2, -1), (2, 4, -1)]
+
+
+def test_culturellm_one_run_scores_every_country_with_its_persona_task(tmp_path, learnable_model):
+    """CultureLLM-One: 11 countries x 2 answered questions = 22 documents, scored with the persona tasks
+    the adapters were trained for; the letter prior is per country (see the hand count below)."""
+    from trainers.cultures import countries_of
+
+    countries = countries_of("one")
+    root = tmp_path / "root"
+    for c in countries:
+        write_data_root(root, c.wvs_csv, rows=IRAQ_ROWS if c.slug == "iraq" else ROWS)
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text("".join(json.dumps(r) + "\n" for r in PARAPHRASES), encoding="utf-8")
+    data = tmp_path / "one.jsonl"
+    build_examples("one", questions_file=str(aug), data_dir=str(root)).write(data)
+    out = tmp_path / "run"
+    report = run_kfold(_config(learnable_model, data, out, root))
+
+    tasks = [f"wvs_{c.slug}_persona" for c in countries]
+    assert report["culture"] == "one" and report["tasks"] == tasks and report["documents"] == 22
+    assert sorted((d["task"], d["q_id"]) for d in report["per_question"]) == sorted(
+        (t, q) for t in tasks for q in ("27", "28"))
+    for index, held in enumerate(report["fold_questions"], 1):
+        trained = [json.loads(line) for line in (out / f"fold-{index}" / "train.jsonl").read_text().splitlines()]
+        assert {r["country"] for r in trained} == {c.slug for c in countries}
+        assert not {r["q_id"] for r in trained} & set(held)
+    # per country: the fold holding out Q27 trained on Q28 (B; Iraq A), the other on Q27 (D; Iraq A), so only
+    # Iraq's two documents are right (2 of 22); one letter per fold (B, then D) would get none
+    prior = report["letter_prior"]
+    assert prior["by"] == "fold and country" and prior["prior"] == pytest.approx(2 / 22)
+    assert [d["task"] for d, v in zip(report["per_question"], prior["per_document"]) if v] == ["wvs_iraq_persona"] * 2
+    # Iraq's held-out score is what plain lm_eval gives that fold's adapter on the persona task
+    iraq = next(d for d in report["per_question"] if d["task"] == "wvs_iraq_persona" and d["q_id"] == "27")
+    plain = evaluate(learnable_model, ["wvs_iraq_persona"], root, chat=True, log_samples=True,
+                     peft=out / f"fold-{iraq['fold']}" / "adapter")
+    doc = next(s for s in plain["samples"]["wvs_iraq_persona"] if s["doc"]["q_id"] == "27")
+    assert iraq["held_out"]["wvs_jsd"] == pytest.approx(doc["wvs_jsd"], abs=1e-6)
+    assert "answered with its country's (in its fold) most frequent" in (out / "kfold.md").read_text(encoding="utf-8")

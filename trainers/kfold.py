@@ -35,6 +35,7 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
                                    save_settings)
 from culture_tasks import paths
+from trainers.cultures import ONE
 from trainers.lora import CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, read_examples, run_settings
 
 log = logging.getLogger("trainers")
@@ -100,8 +101,6 @@ def assign_folds(q_ids, k: int, seed: int) -> list[list[str]]:
 
 
 def _culture(rows: list[dict], data: list[str]) -> str:
-    from trainers.cultures import ONE
-
     missing = sum(1 for r in rows if r.get("q_id") in (None, "") or not r.get("culture"))
     if missing:
         raise TrainingError(f"{', '.join(data)}: {missing} row(s) without q_id or culture; the folds need each row's "
@@ -271,13 +270,17 @@ def _answer_letter(row: dict) -> str:
     return str(row["messages"][-1]["content"]).strip()
 
 
-def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: list[dict]) -> dict | None:
+def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: list[dict],
+                 by_country: bool = False) -> dict | None:
     """The held-out gain a constant answer would get: each fold's held-out questions answered with the
     letter its training rows use most (a tie goes to the first letter), scored against the held-out
     rows' labels, which under the ``majority`` rule are the country's majority answers that WVS
     majority agreement checks; then the adapters' held-out agreement minus this prior, paired over
     the documents. An adapter that only learnt "this country mostly answers A" gains nothing over it.
-    ``per_document``: the prior's score of each document, in ``per_question``'s order. None when the rows were labelled with another rule (their labels are not the majority)."""
+    ``by_country``: one letter per fold and country, for a model whose prompts name the country
+    (CultureLLM-One's persona), which can learn each country's favourite letter.
+    ``per_document``: the prior's score of each document, in ``per_question``'s order. None when the
+    rows were labelled with another rule (their labels are not the majority)."""
     from collections import Counter
 
     if any(r.get("rule", "majority") != "majority" for r in rows):
@@ -286,21 +289,27 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     label = {}
     for r in sorted(rows, key=lambda r: r.get("step") != "seed"):  # the seed wording's label first
         label.setdefault((task_of.get(str(r.get("country"))), str(r["q_id"])), _answer_letter(r))
+    groups = [[c] for c in task_of] if by_country else [list(task_of)]
     per_fold, prior = [], {}
     for index, held_out in enumerate(folds, start=1):
-        counts = Counter(_answer_letter(r) for r in fold_rows(rows, held_out))
-        letter = min(counts, key=lambda k: (-counts[k], k))
-        per_fold.append({"fold": index, "letter": letter, "share": counts[letter] / sum(counts.values())})
-        for q in held_out:
-            for t in task_of.values():
-                if (t, q) in label:
-                    prior[(t, q)] = float(label[(t, q)] == letter)
+        for group in groups:
+            counts = Counter(_answer_letter(r) for r in fold_rows(rows, held_out) if str(r.get("country")) in group)
+            if not counts:
+                continue
+            letter = min(counts, key=lambda k: (-counts[k], k))
+            per_fold.append({"fold": index, **({"country": group[0]} if by_country else {}), "letter": letter,
+                             "share": counts[letter] / sum(counts.values())})
+            for q in held_out:
+                for t in (task_of[c] for c in group):
+                    if (t, q) in label:
+                        prior[(t, q)] = float(label[(t, q)] == letter)
     if any((d["task"], d["q_id"]) not in prior for d in per_question):
         return None
     a = [prior[(d["task"], d["q_id"])] for d in per_question]
     b = [d["held_out"]["wvs_majority"] for d in per_question]
-    return {"per_fold": per_fold, "prior": stats.mean(a), "adapter": stats.mean(b),
-            **stats.paired_bootstrap(stats.mean, a, b), "documents": len(a), "per_document": a}
+    return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold, "prior": stats.mean(a),
+            "adapter": stats.mean(b), **stats.paired_bootstrap(stats.mean, a, b), "documents": len(a),
+            "per_document": a}
 
 
 def _pct(x: float) -> str:
@@ -337,7 +346,10 @@ def markdown(report: dict) -> str:
     prior = report.get("letter_prior")
     if prior:
         letters = ", ".join(f"{f['letter']} ({100 * f['share']:.0f} %)" for f in prior["per_fold"])
-        lines += ["", f"Letter prior: each held-out question answered with its fold's most frequent training answer "
+        whose = "its fold's"
+        if prior.get("by") == "fold and country":
+            whose, letters = "its country's (in its fold)", f"{len(prior['per_fold'])} letters, in kfold.json"
+        lines += ["", f"Letter prior: each held-out question answered with {whose} most frequent training answer "
                       f"({letters} of the training rows) agrees with the majority on {_pct(prior['prior'])} % of the "
                       f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
                       f"{_diff(prior)} points above it "
@@ -549,7 +561,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
         report = {"culture": culture, "data": cfg.data, "folds": cfg.folds, "fold_questions": folds, "tasks": names,
                   "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
                   "settings": settings, "base_command": base["command"], **pool(base, results)}
-        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"])
+        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=culture == ONE)
         write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
         write_text_atomic(out / "kfold.md", markdown(report))
     return report
