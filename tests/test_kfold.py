@@ -141,6 +141,7 @@ def test_two_fold_run_holds_out_each_question_and_pairs_the_scores(finished, lea
     table = (out / "kfold.md").read_text(encoding="utf-8")
     assert "| held-out | WVS majority |" in table and "| in-sample | WVS 1−JSD |" in table
     assert table.count("\n| 1 | Q") == 1 and table.count("\n| 2 | Q") == 1 and " [–, –] |" in table
+    assert report["per_task"] == [] and "Per country" not in table
 
 
 def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root, monkeypatch):
@@ -378,4 +379,17 @@ def test_culturellm_one_run_scores_every_country_with_its_persona_task(tmp_path,
                      peft=out / f"fold-{iraq['fold']}" / "adapter")
     doc = next(s for s in plain["samples"]["wvs_iraq_persona"] if s["doc"]["q_id"] == "27")
     assert iraq["held_out"]["wvs_jsd"] == pytest.approx(doc["wvs_jsd"], abs=1e-6)
-    assert "answered with its country's (in its fold) most frequent" in (out / "kfold.md").read_text(encoding="utf-8")
+    # each country on its own: Iraq's documents are the two the prior gets right
+    assert [r["task"] for r in report["per_task"]] == tasks
+    by_task = {r["task"]: r for r in report["per_task"]}
+    iraq_docs = [d for d in report["per_question"] if d["task"] == "wvs_iraq_persona"]
+    assert by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["adapter"] == pytest.approx(
+        sum(d["held_out"]["wvs_majority"] for d in iraq_docs) / 2)
+    assert by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["documents"] == 2
+    assert prior["per_task"]["wvs_iraq_persona"]["prior"] == 1.0 and prior["per_task"]["wvs_usa_persona"]["prior"] == 0.0
+    table = (out / "kfold.md").read_text(encoding="utf-8")
+    assert "answered with its country's (in its fold) most frequent" in table
+    iraq_line = next(line for line in table.splitlines() if line.startswith("| `wvs_iraq_persona` | 2 |"))
+    cells = [c.strip() for c in iraq_line.strip("|").split("|")]
+    held_iraq = by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["adapter"]
+    assert cells[7] == "100.0" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)

@@ -225,11 +225,17 @@ def compare(base: dict, other: dict, keys: list) -> dict:
     out = {}
     for m in METRICS:
         a, b = [base[k][m] for k in keys], [other[k][m] for k in keys]
-        paired = stats.paired_bootstrap(stats.mean, a, b)
-        if len(keys) < 2:  # one document resamples to itself: a point "interval" and p = 0 would mislead
-            paired.update(low=None, high=None, p_value=None)
-        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **paired, "documents": len(keys)}
+        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **_paired(a, b), "documents": len(keys)}
     return out
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    """``stats.paired_bootstrap`` of the means, b - a; no interval or p-value (None) for one document,
+    which resamples to itself: a point "interval" and p = 0 would mislead."""
+    paired = stats.paired_bootstrap(stats.mean, a, b)
+    if len(a) < 2:
+        paired.update(low=None, high=None, p_value=None)
+    return paired
 
 
 def pool(base: dict, results: list[dict]) -> dict:
@@ -261,9 +267,13 @@ def pool(base: dict, results: list[dict]) -> dict:
     per_question = [{"task": t, "q_id": q, "fold": fold_of[q], "base": base_scores[(t, q)],
                      "held_out": held[(t, q)], "in_sample": inside.get((t, q)),
                      "in_sample_adapters": len(runs_inside.get((t, q), []))} for t, q in docs]
+    # several countries (Arabic, Spanish, CultureLLM-One): each country's documents on their own too
+    per_task = [{"task": t, "held_out": compare(base_scores, held, [k for k in docs if k[0] == t]),
+                 "in_sample": compare(base_scores, inside, [k for k in docs if k[0] == t and k in inside])}
+                for t in base["scores"]] if len(base["scores"]) > 1 else []
     return {"held_out": compare(base_scores, held, docs),
             "in_sample": compare(base_scores, inside, [k for k in docs if k in inside]),
-            "per_fold": per_fold, "per_question": per_question}
+            "per_fold": per_fold, "per_task": per_task, "per_question": per_question}
 
 
 def _answer_letter(row: dict) -> str:
@@ -307,9 +317,14 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
         return None
     a = [prior[(d["task"], d["q_id"])] for d in per_question]
     b = [d["held_out"]["wvs_majority"] for d in per_question]
+    per_task = {}
+    for t in dict.fromkeys(d["task"] for d in per_question):
+        at = [x for x, d in zip(a, per_question) if d["task"] == t]
+        bt = [x for x, d in zip(b, per_question) if d["task"] == t]
+        per_task[t] = {"prior": stats.mean(at), "adapter": stats.mean(bt), **_paired(at, bt), "documents": len(at)}
     return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold, "prior": stats.mean(a),
             "adapter": stats.mean(b), **stats.paired_bootstrap(stats.mean, a, b), "documents": len(a),
-            "per_document": a}
+            "per_task": per_task, "per_document": a}
 
 
 def _pct(x: float) -> str:
@@ -354,6 +369,7 @@ def markdown(report: dict) -> str:
                       f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
                       f"{_diff(prior)} points above it "
                       f"(p {_p(prior['p_value'])})."]
+    lines += _country_lines(report)
     lines += ["", "| fold | held-out questions | documents | training examples | steps | train loss | "
               "majority: base | held-out | in-sample | held-out difference [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
     for f in report["per_fold"]:
@@ -362,6 +378,22 @@ def markdown(report: dict) -> str:
                      f"{t['examples']} | {t['steps']} | {t['train_loss']:.3f} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
                      f"{_pct(i.get('adapter'))} | {_pct(h['diff'])} [{_pct(h['low'])}, {_pct(h['high'])}] |")
     return "\n".join(lines) + "\n"
+
+
+def _country_lines(report: dict) -> list[str]:
+    """WVS majority agreement per country of a run with several (empty for one country)."""
+    if len(report.get("per_task") or []) < 2:
+        return []
+    prior = (report.get("letter_prior") or {}).get("per_task", {})
+    lines = ["", "Per country, WVS majority agreement (held-out − letter prior: paired over the country's documents):",
+             "", "| task | documents | base | held-out | in-sample | held-out difference [95 % CI] | p | letter prior | "
+             "held-out − letter prior [95 % CI] | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["per_task"]:
+        h, i = row["held_out"]["wvs_majority"], row["in_sample"].get("wvs_majority", {})
+        lines.append(f"| `{row['task']}` | {h['documents']} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
+                     f"{_pct(i.get('adapter'))} | {_diff(h)} | {_p(h['p_value'])} | "
+                     f"{_prior_cells(prior.get(row['task']))} |")
+    return lines
 
 
 # --------------------------------------------------------------------------- across cultures
