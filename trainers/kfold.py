@@ -360,12 +360,13 @@ def markdown(report: dict) -> str:
                          f"{r['documents']} |")
     prior = report.get("letter_prior")
     if prior:
-        letters = ", ".join(f"{f['letter']} ({100 * f['share']:.0f} %)" for f in prior["per_fold"])
+        letters = ", ".join(f"{f['letter']} ({100 * f['share']:.0f} %)" for f in prior["per_fold"]) \
+            + " of the training rows"
         whose = "its fold's"
         if prior.get("by") == "fold and country":
-            whose, letters = "its country's (in its fold)", f"{len(prior['per_fold'])} letters, in kfold.json"
+            whose, letters = "its country's (in its fold)", f"{len(prior['per_fold'])} letters, listed in kfold.json"
         lines += ["", f"Letter prior: each held-out question answered with {whose} most frequent training answer "
-                      f"({letters} of the training rows) agrees with the majority on {_pct(prior['prior'])} % of the "
+                      f"({letters}) agrees with the majority on {_pct(prior['prior'])} % of the "
                       f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
                       f"{_diff(prior)} points above it "
                       f"(p {_p(prior['p_value'])})."]
