@@ -302,8 +302,9 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     groups = [[c] for c in task_of] if by_country else [list(task_of)]
     per_fold, prior = [], {}
     for index, held_out in enumerate(folds, start=1):
+        train = fold_rows(rows, held_out)
         for group in groups:
-            counts = Counter(_answer_letter(r) for r in fold_rows(rows, held_out) if str(r.get("country")) in group)
+            counts = Counter(_answer_letter(r) for r in train if str(r.get("country")) in group)
             if not counts:
                 continue
             letter = min(counts, key=lambda k: (-counts[k], k))
@@ -382,8 +383,8 @@ def markdown(report: dict) -> str:
 
 
 def _country_lines(report: dict) -> list[str]:
-    """WVS majority agreement per country of a run with several (empty for one country)."""
-    if len(report.get("per_task") or []) < 2:
+    """WVS majority agreement per country of a run with several (``pool`` leaves ``per_task`` empty for one)."""
+    if not report.get("per_task"):
         return []
     prior = (report.get("letter_prior") or {}).get("per_task", {})
     lines = ["", "Per country, WVS majority agreement (held-out − letter prior: paired over the country's documents):",
