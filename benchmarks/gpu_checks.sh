@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The measurements a GPU session still owes (docs/bench_cpu.md, "Left for a GPU session"), as one
+# script for a lent machine's short budget: each step runs under its own time limit, its output goes
+# to $OUT/<step>.txt, and a step that fails or runs out of time is reported without stopping the rest.
+#
+# On the device machine (after `bash ../shared/tools/device-carry.sh` here; carry [".carry"]):
+#   source .carry/activate.sh && STEPS="aligner lora" bash benchmarks/gpu_checks.sh   # about 4 min on an H100
+#   source .carry/activate.sh && STEPS="suite" bash benchmarks/gpu_checks.sh          # about 5 min
+# Steps: aligner (shared stems vs full rows at batch 64 and 768), lora (batch 16/64, checkpointing
+# on/off, profiler counts, dropout 0.05 vs 0), suite (the whole CultureLLM suite at --batch_size
+# auto:4, peak memory), overhead (tokenisation outside the model), vllm (whether vLLM is importable).
+# Environment: STEPS, MODEL (default llama3-8b: random weights, the real cost), TOK (default
+# .carry/tok), DEVICE (cuda), DTYPE (bfloat16), LIMIT_S (seconds per step, default 300), OUT.
+# SMOKE=1 shrinks every step to seconds, to check the wiring on a CPU with a small model:
+#   MODEL=<small model dir> TOK=<its dir> DEVICE=cpu DTYPE=float32 SMOKE=1 OUT=/tmp/gc bash benchmarks/gpu_checks.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-aligner lora suite overhead vllm}
+MODEL=${MODEL:-llama3-8b}
+TOK=${TOK:-.carry/tok}
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-bfloat16}
+LIMIT_S=${LIMIT_S:-300}
+SMOKE=${SMOKE:-0}
+OUT=${OUT:?set OUT to the folder for the outputs (the device tool provides one)}
+mkdir -p "$OUT"
+common=(--model "$MODEL" --tokenizer "$TOK" --device "$DEVICE" --dtype "$DTYPE")
+
+if [ "$SMOKE" = 1 ]; then
+  aligner=(--population 4 --repeats 1 --naive-candidates 1); aligner_batches="16"
+  lora=(--steps 3 --warmup 1 --configs 2:1 --profile-steps 1)
+  suite=(--limit 1 --batch-size 4 --upstream-docs-per-task 1 --max-new-tokens 2)
+  overhead=(--limit 2)
+else
+  aligner=(--population 32); aligner_batches="64 768"
+  lora=(--steps 20 --profile-steps 2 --configs 16:1,16:0,64:1)
+  suite=(--limit 0 --batch-size auto:4 --upstream-docs-per-task 1)
+  overhead=()
+fi
+
+step() {  # name, then the command: runs it under LIMIT_S, keeps its output, reports its status
+  local name=$1; shift
+  local start=$SECONDS
+  timeout "$LIMIT_S" "$@" >> "$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "== $name: rc $rc, $((SECONDS - start)) s ($*)" | tee -a "$OUT/summary.txt"
+}
+
+small_model() {  # no forward pass runs in `overhead`: the tokenizer's own architecture, random weights, in /tmp
+  local dir=/tmp/gpu_checks_small
+  [ -f "$dir/config.json" ] || python -c "import sys; from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1])); m.save_pretrained(sys.argv[2])
+AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$TOK" "$dir" >> "$OUT/overhead.txt" 2>&1 || return 1
+  echo "$dir"
+}
+
+echo "== $(date -u +%FT%TZ) $(python -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")') STEPS=$STEPS MODEL=$MODEL SMOKE=$SMOKE" \
+  | tee -a "$OUT/summary.txt"
+for s in $STEPS; do
+  case $s in
+    aligner) for b in $aligner_batches; do
+               step aligner python benchmarks/bench_aligner.py "${common[@]}" "${aligner[@]}" --batch-size "$b"; done ;;
+    lora)    for d in 0.05 0; do
+               step lora python -m benchmarks.bench_lora "${common[@]}" "${lora[@]}" --dropout "$d"; done ;;
+    suite)   step suite python benchmarks/bench_suite.py "${common[@]}" "${suite[@]}" ;;
+    overhead) if small=$(small_model); then step overhead python benchmarks/bench_suite_overhead.py --model "$small" "${overhead[@]}"
+              else echo "== overhead: no model could be built from $TOK (see overhead.txt)" | tee -a "$OUT/summary.txt"; fi ;;
+    vllm)    step vllm python -c "import vllm; print('vllm', vllm.__version__)" ;;
+    *)       echo "gpu_checks.sh: unknown step '$s' in STEPS; use aligner, lora, suite, overhead, vllm" >&2; exit 2 ;;
+  esac
+done
+# the figures, for the closing note: every line a benchmark printed with a number per second or a peak
+grep -hE "s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)" "$OUT"/*.txt 2>/dev/null \
+  | grep -v "^==" > "$OUT/figures.txt" || true
+echo "outputs in $OUT: summary.txt, figures.txt, one file per step"
