@@ -27,7 +27,7 @@ from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
-from culture_tasks import plots
+from culture_tasks import plots, provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
@@ -236,6 +236,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
         "world_size": distributed.world_size(),
+        "environment": provenance.environment(cfg.device),
     }
     if distributed.is_main():
         _save_checkpoint(lm, prompt, out, cfg)

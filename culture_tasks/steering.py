@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks import plots
+from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.outputs import claim_output
@@ -365,6 +365,7 @@ def markdown(result: dict) -> str:
     lines = [f"# Steering matrix: {result['config']['model']}", "",
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
+             *provenance.describe(result.get("environment")),
              "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
              "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
              + " |",
@@ -435,6 +436,7 @@ def run(cfg: SteeringConfig) -> dict:
         "profiles": {"plain": plain, **{r.label: a for r, a in zip(cfg.rows, answers)}},
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
+        "environment": provenance.environment(cfg.device),
     }
     result = _jsonable(result)
     check_output(out, cfg.overwrite)  # a second run may have written meanwhile

@@ -45,6 +45,9 @@ def test_optimiser_lowers_the_loss(aligned):
     assert set(report["vsm13_l1"]) == {"plain", "persona", "de"}
     assert set(report["wvs"]["plain"]) == {"wvs_jsd", "wvs_w1", "wvs_majority"}
     assert "de" in report["vsm13_l1_reversed"]
+    env = summary["environment"]  # where the numbers were computed, beside the settings that made them
+    assert env["device"] == "cpu" and env["versions"]["torch"] == torch.__version__ and env["torch_threads"] >= 1
+    assert "environment" not in json.loads((aligned / "run_settings.json").read_text())  # never compared on resume
 
 
 def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(aligned, tiny_model, data_root):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from culture_tasks import provenance
 from culture_tasks.metadata import MetadataError
 from culture_tasks.survey.tasks import load_wvs
 from tests.lm_eval_helpers import evaluate
@@ -104,6 +105,8 @@ def finished(tmp_path_factory, learnable_model, rows_file, root):
 def test_two_fold_run_holds_out_each_question_and_pairs_the_scores(finished, learnable_model, root):
     out, report = finished
     assert json.loads((out / "kfold.json").read_text(encoding="utf-8")) == report
+    assert report["environment"]["device"] == "cpu"
+    assert provenance.describe(report["environment"])[0] in (out / "kfold.md").read_text(encoding="utf-8")
     folds = report["fold_questions"]
     assert sorted(q for f in folds for q in f) == ["27", "28"] and report["tasks"] == ["wvs_usa"]
     for index, held in enumerate(folds, 1):

@@ -84,6 +84,7 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert summary["trainable_parameters"] == 4 * 512 * 2
     assert summary["answer_tokens"] == summary["examples"] == 50
     assert "--tasks culturellm_english,wvs_usa --apply_chat_template" in summary["lm_eval"]
+    assert summary["environment"]["device"] == "cpu" and summary["environment"]["versions"]["peft"]
     assert not (out / "checkpoints").exists()
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors",
                                                      "merged", "training.json"]

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from culture_tasks import provenance
 from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
 from culture_tasks.survey import compare
 from culture_tasks.survey.vsm13 import DIMENSIONS
@@ -73,6 +74,8 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     assert six["mrr"] == pytest.approx(sum(v["per_row"][i]["reciprocal_rank"] for i in (0, 1, 2, 4)) / 4)
     assert (out / "steering.png").stat().st_size > 5000
     assert "raw L1 (C=0)" in (out / "steering.md").read_text()
+    assert result["environment"]["device"] == "cpu"
+    assert provenance.describe(result["environment"])[0] in (out / "steering.md").read_text()
 
 
 def test_off_target_control_is_relative_to_the_plain_model(matrix):

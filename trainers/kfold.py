@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from culture_tasks import stats
+from culture_tasks import provenance, stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
@@ -141,18 +141,23 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
                                  chat=chat) + " --log_samples --output_path <results>"
 
 
+def eval_device(cfg: KFoldConfig) -> str:
+    """The lm_eval scoring's device: --eval-device, else cuda where available, else cpu."""
+    import torch
+
+    return cfg.eval_device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def score(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None, chat: bool) -> dict:
     """Per task and question the WVS metrics lm-eval logs for each document, and its aggregates."""
     import lm_eval
-    import torch
 
     from culture_tasks.paths import task_manager
 
     meta = {**({"data_dir": cfg.data_dir} if cfg.data_dir else {}), **({"questions": questions} if questions else {})}
-    device = cfg.eval_device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={cfg.model},dtype={cfg.eval_dtype}" + (f",peft={adapter}" if adapter else ""),
-        tasks=tasks, task_manager=task_manager(meta), device=device, batch_size=cfg.eval_batch_size,
+        tasks=tasks, task_manager=task_manager(meta), device=eval_device(cfg), batch_size=cfg.eval_batch_size,
         apply_chat_template=chat, log_samples=True, bootstrap_iters=0)
     per_question = {t: {str(s["doc"]["q_id"]): {m: float(s[m]) for m in METRICS} for s in out["samples"][t]}
                     for t in tasks}
@@ -351,6 +356,7 @@ def markdown(report: dict) -> str:
              "Difference = adapter − base in points, 95 % paired bootstrap interval over the documents "
              f"({stats.ITERS} resamples, seed {stats.SEED}), two-sided p. In-sample: each question scored by the "
              "k−1 adapters trained on it (mean).", "",
+             *provenance.describe(report.get("environment")),
              "| questions | metric | base | adapter | difference [95 % CI] | p | documents |",
              "|---|---|---|---|---|---|---|"]
     for part, label in (("held_out", "held-out"), ("in_sample", "in-sample")):
@@ -596,6 +602,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
                   "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
                   "settings": settings, "base_command": base["command"], **pool(base, results)}
         report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=culture == ONE)
+        report["environment"] = provenance.environment(eval_device(cfg))
         write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
         write_text_atomic(out / "kfold.md", markdown(report))
     return report

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
@@ -468,6 +469,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "seconds": round(seconds, 2),
         "losses": losses,
         "lm_eval": lm_eval_command(cfg.model, adapter_tasks(rows), adapter=out, chat=chat),
+        "environment": provenance.environment(str(trainer.args.device)),
     }
     if not main:
         return summary

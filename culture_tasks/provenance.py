@@ -1,0 +1,72 @@
+"""Where a result was computed: library versions, processor, threads, accelerator.
+
+Written into every result file (``alignment.json``, ``training.json``, ``kfold.json``,
+``steering.json``) beside the run's settings. Why: float32 kernels give answers that differ by
+~10⁻⁴ between processors and thread counts, enough to flip a near-tie in a search, so two runs with
+the same seed agree only where these agree. Never part of the settings a resume compares: a run may
+resume on another machine, and the file then says where it finished.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+PACKAGES = ("torch", "transformers", "peft", "lm_eval", "accelerate")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def accelerator(device: str | None) -> str | None:
+    """The GPU's name when ``device`` is a CUDA device, else None (CUDA is never initialised otherwise)."""
+    if not device or not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else None
+
+
+def environment(device: str | None = None) -> dict:
+    """What a reader needs to reproduce a number to the last digit: versions, processor, threads."""
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch dispatches to
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device else None,
+        "accelerator": accelerator(device),
+        "versions": {p: _version(p) for p in PACKAGES},
+    }
+
+
+def describe(env: dict | None) -> list[str]:
+    """One markdown line (and a blank) saying where the numbers were computed; nothing for old files."""
+    if not env:
+        return []
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    where = env["accelerator"] or f"{env['cpu']}, {env['cpu_capability']}"
+    return [f"Computed on {where} ({env['device']}, {env['torch_threads']} torch threads); "
+            f"{versions}.", ""]
