@@ -17,6 +17,7 @@ from culture_tasks.survey.compare import (
     compare_wvs,
     hofstede_reference,
     kendall_tau,
+    tie_groups,
     mean_reciprocal_rank,
     spread,
     term_replicates,
@@ -80,6 +81,17 @@ def test_kendall_tau_per_dimension_across_targets():
     assert tau["mean"] == pytest.approx(1 / 9)
     shifted = [(c, {d: v + 40 * i for i, (d, v) in enumerate(p.items())}) for c, p in steered]
     assert kendall_tau(shifted, TINY) == pytest.approx(tau, nan_ok=True)
+
+
+def test_kendall_tau_ties_steered_indices_that_differ_by_float_noise_only():
+    # one prompt fitted for every target answers alike up to ~1e-4: no order, so no tau (not a noise tau)
+    noise = [("A", _p(5, 5, 5, 5, 5, 5)), ("B", _p(5.00004, 5, 5, 5, 5, 5)), ("C", _p(4.99997, 5, 5, 5, 5, 5))]
+    assert math.isnan(kendall_tau(noise, TINY)["pdi"])
+    # pdi: steered A 1, B 1.0004 (tied), C 3; human A 10, B 20, C 0. (A,B) tied in x; (A,C) and (B,C): x up,
+    # y down, discordant. tau-b = (C - D) / sqrt((pairs - x ties)(pairs - y ties)) = (0 - 2) / sqrt(2 * 3)
+    tied = [("A", _p(1, 0, 0, 0, 0, 0)), ("B", _p(1.0004, 0, 0, 0, 0, 0)), ("C", _p(3, 0, 0, 0, 0, 0))]
+    assert kendall_tau(tied, TINY)["pdi"] == pytest.approx(-2 / math.sqrt(6))
+    assert tie_groups([1.0, 1.0004, 3.0, 1.0008, 0.5, 1.002]) == [1, 1, 3, 1, 0, 2]  # a chain of close values is one group
 
 
 def test_adding_a_constant_to_every_index_changes_no_rank_metric(data_root):

@@ -23,6 +23,7 @@ from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target, find_target
 
 RAW_L1_LABEL = "raw L1 (C=0)"
 TIE_TOLERANCE = 1e-9  # distances this close are a tie (float noise of equal profiles)
+INDEX_TIE = 1e-3  # index points: closer steered indices are one value (float32 noise across machines ~1e-4)
 MIN_DIMENSIONS = 2  # one dimension has no shape left once the common offset is removed
 # how each reported number reads
 DIRECTIONS = {
@@ -207,11 +208,24 @@ def by_coverage(results: Sequence[Mapping]) -> dict[str, list[Mapping]]:
     return groups
 
 
+def tie_groups(values: Sequence[float], tolerance: float = INDEX_TIE) -> list[int]:
+    """Each value's group in sorted order, a new group starting where the gap to the previous value
+    exceeds ``tolerance``: two checkpoints that answer alike up to float noise are tied, not ordered
+    by the noise (a chain of close values is one group)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    groups, group = [0] * len(values), 0
+    for prev, i in zip(order, order[1:]):
+        group += values[i] - values[prev] > tolerance
+        groups[i] = group
+    return groups
+
+
 def kendall_tau(steered: Sequence[tuple[str, Mapping[str, float]]], reference: Reference) -> dict[str, float]:
     """Per dimension, Kendall tau-b across targets between the index of the model steered to each
     target and that target's human score (targets lacking the dimension are left out; NaN below
-    two targets or without variation). ``steered`` is (target code, steered profile) pairs. Any
-    constant added to a dimension leaves it unchanged."""
+    two targets or without variation). Steered indices within ``INDEX_TIE`` of each other are tied.
+    ``steered`` is (target code, steered profile) pairs. Any constant added to a dimension leaves
+    it unchanged."""
     out = {}
     for d in DIMENSIONS:
         pairs = [(float(p[d]), reference.profiles[c][d]) for c, p in steered
@@ -220,6 +234,7 @@ def kendall_tau(steered: Sequence[tuple[str, Mapping[str, float]]], reference: R
             out[d] = math.nan
             continue
         x, y = zip(*pairs)
+        x = tie_groups(x)
         out[d] = float(kendalltau(x, y).statistic) if len(set(x)) > 1 and len(set(y)) > 1 else math.nan
     values = [v for v in out.values() if not math.isnan(v)]
     out["mean"] = float(np.mean(values)) if values else math.nan
