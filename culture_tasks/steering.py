@@ -16,6 +16,7 @@ Everything is checked before the model is loaded. Settings may also come from ``
 from __future__ import annotations
 
 import json
+import math
 import logging
 import sys
 from collections import defaultdict
@@ -359,6 +360,13 @@ def _fmt(v, ci=None, spec: str = ".3f") -> str:
     return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
 
 
+def _tau(t, ci) -> str:
+    """A tau without variation to rank is said to be undefined, not printed as nan."""
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return "undefined (steered indices tied across targets)"
+    return _fmt(t, ci)
+
+
 def markdown(result: dict) -> str:
     v = result["vsm13"]
     level = int(round(result["config"]["level"] * 100))
@@ -388,7 +396,7 @@ def markdown(result: dict) -> str:
                      f"mean margin {_fmt(s['mean_margin'], s['mean_margin_ci'])}; rows {', '.join(s['rows'])}")
     if v["kendall_tau"]:
         lines += ["", "Kendall tau across targets (steered index vs human score; higher = better): "
-                  + ", ".join(f"{k} {_fmt(t, v['kendall_tau_ci'][k])}" for k, t in v["kendall_tau"].items())]
+                  + ", ".join(f"{k} {_tau(t, v['kendall_tau_ci'][k])}" for k, t in v["kendall_tau"].items())]
     w = result.get("wvs")
     if w:
         lines += ["", f"## WVS 1 - JSD ({w['questions']} questions common to all WVS countries; higher = closer)", "",

@@ -78,6 +78,20 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     assert provenance.describe(result["environment"])[0] in (out / "steering.md").read_text()
 
 
+def test_a_tau_without_variation_reads_undefined(matrix):
+    import copy
+    import math
+
+    from culture_tasks.steering import markdown
+
+    _, result = matrix
+    tied = copy.deepcopy(result)  # as when one prompt was fitted for every target
+    tied["vsm13"]["kendall_tau"] = dict.fromkeys(tied["vsm13"]["kendall_tau"], math.nan)
+    tied["vsm13"]["kendall_tau_ci"] = dict.fromkeys(tied["vsm13"]["kendall_tau"], [math.nan, math.nan])
+    line = next(x for x in markdown(tied).splitlines() if x.startswith("Kendall tau"))
+    assert "nan" not in line and line.count("undefined (steered indices tied across targets)") == 7
+
+
 def test_off_target_control_is_relative_to_the_plain_model(matrix):
     _, result = matrix
     v = result["vsm13"]
