@@ -16,8 +16,8 @@ Everything is checked before the model is loaded. Settings may also come from ``
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field

@@ -17,11 +17,11 @@ from culture_tasks.survey.compare import (
     compare_wvs,
     hofstede_reference,
     kendall_tau,
-    tie_groups,
     mean_reciprocal_rank,
     spread,
     term_replicates,
     term_values,
+    tie_groups,
     wvs_scores,
     wvs_similarities,
 )
