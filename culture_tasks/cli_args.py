@@ -132,7 +132,10 @@ class ConfigParser(HfArgumentParser):
         before = len(parser._actions)
         HfArgumentParser._parse_dataclass_field(parser, stripped)
         for action in parser._actions[before:]:
-            if action.dest != field.name or isinstance(action, argparse._StoreFalseAction):
+            if isinstance(action, argparse._StoreFalseAction) and action.dest == field.name:
+                action.help = f"the opposite of --{field.name}: sets it to false"
+                continue  # the parser copies the positive flag's help, which says the opposite
+            if action.dest != field.name:
                 continue
             if action.default is None and field.default is not dataclasses.MISSING:
                 action.default = field.default  # the parser drops a list field's non-list default ("all-linear")

@@ -209,6 +209,13 @@ def test_shared_stems_flag_reaches_the_aligner_settings():
         parse_args([*base, "--shared-stems", "maybe"])
 
 
+def test_negative_flag_help_says_what_it_does():
+    """``--no-wvs`` sets wvs to false; its help must not repeat the positive flag's text."""
+    helps = {a.option_strings[0]: a.help for a in steer_parser()._actions if a.option_strings}
+    assert helps["--no_wvs"] == "the opposite of --wvs: sets it to false"
+    assert helps["--wvs"].startswith("also run the WVS survey")
+
+
 def test_steering_targets_repeat_list_and_come_from_yaml(tmp_path):
     """``--target`` repeated (as documented) or with several values, or ``targets:`` in the YAML;
     booleans as strict as everywhere else."""
