@@ -75,18 +75,20 @@ def main(paths: list[str]) -> None:
 
 
 def seed_summary(runs: list[dict]) -> dict[tuple[str, int], dict[str, float]]:
-    """(objective, seed) -> MRR of soft prompt / plain / persona, mean margin, targets improved, over six-dimension targets."""
+    """(objective, seed) -> MRR of soft prompt / plain / persona, mean margin, targets improved, over six-dimension
+    targets, and the targets' names (seeds are pooled only over the same targets)."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for s in runs:
         comparison = s["report"].get("comparison", {})
         opt = s["settings"]["optimizer"]
         if opt in comparison and len(comparison[opt]["dims"]) == 6:
-            groups[(s.get("objective", "l1"), s["settings"]["seed"])].append(comparison)
+            groups[(s.get("objective", "l1"), s["settings"]["seed"])].append({**comparison, "_target": s["target"]["country"]})
     out = {}
     for key, comps in sorted(groups.items()):
-        opt = next(k for k in comps[0] if k not in ("plain", "persona"))
+        opt = next(k for k in comps[0] if k not in ("plain", "persona", "_target"))
         out[key] = {
             "targets": len(comps),
+            "names": tuple(sorted(c["_target"] for c in comps)),
             "mrr": statistics.mean(c[opt]["reciprocal_rank"] for c in comps),
             "mrr_plain": statistics.mean(c["plain"]["reciprocal_rank"] for c in comps),
             "mrr_persona": statistics.mean(c["persona"]["reciprocal_rank"] for c in comps) if all("persona" in c for c in comps) else float("nan"),
@@ -109,6 +111,9 @@ def print_seed_summary(runs: list[dict]) -> None:
               f"{r['margin']:.3f} | {r['improved']} of {r['targets']} |")
     for objective in sorted({o for o, _ in summary}):
         rows = [r for (o, _), r in summary.items() if o == objective]
+        if len({r["names"] for r in rows}) > 1:  # a mean over seeds of different targets mixes targets with seeds
+            print(f"| {objective} | all ({len(rows)}) | | not pooled: the seeds cover different targets | | | | |")
+            continue
         print(f"| {objective} | all ({len(rows)}) | | {_fmt([r['mrr'] for r in rows], 3)} | {rows[0]['mrr_plain']:.3f} | "
               f"{rows[0]['mrr_persona']:.3f} | {_fmt([r['margin'] for r in rows], 3)} | "
               f"{_fmt([float(r['improved']) for r in rows], 1)} |")

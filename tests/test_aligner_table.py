@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from benchmarks.aligner_table import seed_summary
+from benchmarks.aligner_table import print_seed_summary, seed_summary
 
 DIMS = ["pdi", "idv", "mas", "uai", "lto", "ivr"]
 
 
-def _run(objective, seed, ranks, margin, dims=DIMS):
+def _run(objective, seed, ranks, margin, dims=DIMS, country="USA"):
     """ranks: (plain, persona, soft prompt)."""
     comp = {k: {"rank": r, "reciprocal_rank": 1 / r, "margin": margin if k == "de" else 0.0, "dims": dims,
                 "countries": 65} for k, r in zip(("plain", "persona", "de"), ranks)}
-    return {"objective": objective, "settings": {"seed": seed, "optimizer": "de"}, "report": {"comparison": comp}}
+    return {"objective": objective, "settings": {"seed": seed, "optimizer": "de"}, "report": {"comparison": comp},
+            "target": {"country": country}}
 
 
 def test_seed_summary_by_hand():
-    runs = [_run("contrastive", 0, (4, 2, 1), 0.5), _run("contrastive", 0, (10, 5, 20), -0.1),
+    runs = [_run("contrastive", 0, (4, 2, 1), 0.5), _run("contrastive", 0, (10, 5, 20), -0.1, country="CHN"),
             _run("l1", 0, (4, 2, 4), 0.0), _run("l1", 1, (10, 5, 5), 0.2),
             _run("l1", 1, (3, 3, 1), 1.0, dims=["lto", "ivr"])]  # two dimensions: left out
     out = seed_summary(runs)
     assert sorted(out) == [("contrastive", 0), ("l1", 0), ("l1", 1)]
     c = out[("contrastive", 0)]
+    assert c["names"] == ("CHN", "USA")
     assert c["targets"] == 2 and c["mrr"] == (1 + 1 / 20) / 2 and c["mrr_plain"] == (1 / 4 + 1 / 10) / 2
     assert c["mrr_persona"] == (1 / 2 + 1 / 5) / 2 and abs(c["margin"] - 0.2) < 1e-12 and c["improved"] == 1
     assert out[("l1", 0)]["improved"] == 0  # the same rank as plain is no improvement
-    assert out[("l1", 1)] == {"targets": 1, "mrr": 0.2, "mrr_plain": 0.1, "mrr_persona": 0.2, "margin": 0.2,
+    assert out[("l1", 1)] == {"targets": 1, "names": ("USA",), "mrr": 0.2, "mrr_plain": 0.1, "mrr_persona": 0.2, "margin": 0.2,
                               "improved": 1}
+
+
+def test_seeds_over_different_targets_are_not_pooled(capsys):
+    """Seed 0 over USA and CHN, seed 1 over USA only: a mean of their MRRs would mix targets with seeds."""
+    runs = [_run("contrastive", 0, (4, 2, 1), 0.5), _run("contrastive", 0, (10, 5, 20), -0.1, country="CHN"),
+            _run("contrastive", 1, (4, 2, 2), 0.3)]
+    print_seed_summary(runs)
+    assert "| contrastive | all (2) | | not pooled: the seeds cover different targets |" in capsys.readouterr().out
+    print_seed_summary(runs + [_run("contrastive", 1, (10, 5, 10), 0.1, country="CHN")])
+    # seed 0: MRR (1 + 1/20)/2 = 0.525; seed 1: (1/2 + 1/10)/2 = 0.3; mean 0.4125, std 0.159
+    assert "| contrastive | all (2) | | 0.412 ± 0.159 |" in capsys.readouterr().out
