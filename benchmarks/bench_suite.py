@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=5, help="documents per task (58 tasks); 0: all")
     p.add_argument("--batch-size", default="32",
                    help="a number, or lm-eval's auto / auto:N (largest size that fits, found again N times)")
-    p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop")
+    p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop (0: skip it)")
     p.add_argument("--max-new-tokens", type=int, default=16)
     args = p.parse_args()
 
@@ -40,6 +40,7 @@ def main() -> None:
     model, lm = load_hflm(args, batch_size)
     manager = task_manager(data_dir=args.data_dir)
 
+    marks = _time_requests(lm, args.device)
     sync(args.device)
     start = time.perf_counter()
     out = lm_eval.simple_evaluate(model=lm, tasks=["culturellm"], limit=args.limit or None, task_manager=manager,
@@ -47,6 +48,14 @@ def main() -> None:
     sync(args.device)
     suite_s = time.perf_counter() - start
     n_docs = sum(v["effective"] for v in out["n-samples"].values())
+    print(device_line(args))
+    print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
+          f"(batch size {args.batch_size}{_chosen(lm)}, task loading included){_peak(args.device)}", flush=True)
+    if marks:
+        print(f"  of which: loading and building requests {marks[0] - start:.1f} s, request loop "
+              f"{marks[-1] - marks[0]:.1f} s, scoring after it {start + suite_s - marks[-1]:.1f} s", flush=True)
+    if args.upstream_docs_per_task == 0:
+        return
 
     tasks = get_task_dict(["culturellm"], manager)
     leaves = list(leaf_tasks(tasks))
@@ -61,12 +70,31 @@ def main() -> None:
     sync(args.device)
     upstream_s = time.perf_counter() - start
 
-    print(device_line(args))
-    print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
-          f"(batch size {args.batch_size}{_chosen(lm)}, task loading included)")
     print(f"upstream protocol: {len(docs)} documents in {upstream_s:.1f} s = {len(docs) / upstream_s:.2f} docs/s "
           f"(one generate of up to {args.max_new_tokens} tokens per document)")
     print(f"ratio: {(n_docs / suite_s) / (len(docs) / upstream_s):.1f}x")
+
+
+def _time_requests(lm, device: str) -> list:
+    """Wraps ``lm.loglikelihood`` to record when the request loop starts and ends (the rest of the
+    suite's time is loading and tokenising before it and scoring after it)."""
+    marks, inner = [], lm.loglikelihood
+
+    def timed(requests, *a, **kw):
+        sync(device)
+        marks.append(time.perf_counter())
+        result = inner(requests, *a, **kw)
+        sync(device)
+        marks.append(time.perf_counter())
+        return result
+
+    lm.loglikelihood = timed
+    return marks
+
+
+def _peak(device: str) -> str:
+    """The peak GPU memory torch allocated, the figure an out-of-memory is judged against."""
+    return f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.startswith("cuda") else ""
 
 
 def _chosen(lm) -> str:

@@ -10,7 +10,9 @@
 # on/off, profiler counts, dropout 0.05 vs 0), suite (the whole CultureLLM suite at --batch_size
 # auto:4, peak memory), overhead (tokenisation outside the model), vllm (whether vLLM is importable).
 # Environment: STEPS, MODEL (default llama3-8b: random weights, the real cost), TOK (default
-# .carry/tok), DEVICE (cuda), DTYPE (bfloat16), LIMIT_S (seconds per step, default 300), OUT.
+# .carry/tok), DEVICE (cuda), DTYPE (bfloat16), LIMIT_S (seconds per step, default 300; LIMIT_ALIGNER,
+# LIMIT_LORA, LIMIT_SUITE, ... override it for one step), ALIGNER_BATCHES (64 768), DROPOUTS (0.05 0), OUT.
+# LORA_ARGS / SUITE_ARGS replace a step's default flags (e.g. fewer steps to fit a budget).
 # SMOKE=1 shrinks every step to seconds, to check the wiring on a CPU with a small model:
 #   MODEL=<small model dir> TOK=<its dir> DEVICE=cpu DTYPE=float32 SMOKE=1 OUT=/tmp/gc bash benchmarks/gpu_checks.sh
 set -uo pipefail
@@ -32,16 +34,16 @@ if [ "$SMOKE" = 1 ]; then
   suite=(--limit 1 --batch-size 4 --upstream-docs-per-task 1 --max-new-tokens 2)
   overhead=(--limit 2)
 else
-  aligner=(--population 32); aligner_batches="64 768"
-  lora=(--steps 20 --profile-steps 2 --configs 16:1,16:0,64:1)
-  suite=(--limit 0 --batch-size auto:4 --upstream-docs-per-task 1)
+  aligner=(--population 32); aligner_batches=${ALIGNER_BATCHES:-64 768}
+  read -ra lora <<< "${LORA_ARGS:---steps 20 --profile-steps 2 --configs 16:1,16:0,64:1}"
+  read -ra suite <<< "${SUITE_ARGS:---limit 0 --batch-size auto:4 --upstream-docs-per-task 1}"
   overhead=()
 fi
 
 step() {  # name, then the command: runs it under LIMIT_S, keeps its output, reports its status
   local name=$1; shift
-  local start=$SECONDS
-  timeout "$LIMIT_S" "$@" >> "$OUT/$name.txt" 2>&1
+  local start=$SECONDS limit_var="LIMIT_${name^^}"
+  timeout "${!limit_var:-$LIMIT_S}" "$@" >> "$OUT/$name.txt" 2>&1
   local rc=$?
   echo "== $name: rc $rc, $((SECONDS - start)) s ($*)" | tee -a "$OUT/summary.txt"
 }
@@ -60,7 +62,7 @@ for s in $STEPS; do
   case $s in
     aligner) for b in $aligner_batches; do
                step aligner python benchmarks/bench_aligner.py "${common[@]}" "${aligner[@]}" --batch-size "$b"; done ;;
-    lora)    for d in 0.05 0; do
+    lora)    for d in ${DROPOUTS:-0.05 0}; do
                step lora python -m benchmarks.bench_lora "${common[@]}" "${lora[@]}" --dropout "$d"; done ;;
     suite)   step suite python benchmarks/bench_suite.py "${common[@]}" "${suite[@]}" ;;
     overhead) if small=$(small_model); then step overhead python benchmarks/bench_suite_overhead.py --model "$small" "${overhead[@]}"
