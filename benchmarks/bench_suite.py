@@ -31,13 +31,15 @@ def main() -> None:
                    help="a number, or lm-eval's auto / auto:N (largest size that fits, found again N times)")
     p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop (0: skip it)")
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--lm", choices=["hf", "hf-prompt"], default="hf",
+                   help="lm-eval's hf, or hf-prompt (batched tokenisation, LM head on the continuation's positions only)")
     args = p.parse_args()
 
     import lm_eval
     from lm_eval.tasks import get_task_dict
 
     batch_size = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
-    model, lm = load_hflm(args, batch_size)
+    model, lm = load_hflm(args, batch_size, args.lm)
     manager = task_manager(data_dir=args.data_dir)
 
     marks = _time_requests(lm, args.device)
@@ -50,7 +52,7 @@ def main() -> None:
     n_docs = sum(v["effective"] for v in out["n-samples"].values())
     print(device_line(args))
     print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
-          f"(batch size {args.batch_size}{_chosen(lm)}, task loading included){_peak(args.device)}", flush=True)
+          f"(--model {args.lm}, batch size {args.batch_size}{_chosen(lm)}, task loading included){_peak(args.device)}", flush=True)
     if marks:
         print(f"  of which: loading and building requests {marks[0] - start:.1f} s, request loop "
               f"{marks[-1] - marks[0]:.1f} s, scoring after it {start + suite_s - marks[-1]:.1f} s", flush=True)

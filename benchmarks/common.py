@@ -51,14 +51,18 @@ def model_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_hflm(args, batch_size: int | str):
-    """The model of ``model_parser``'s flags, wrapped in lm-eval's ``HFLM``: (model, lm)."""
+def load_hflm(args, batch_size: int | str, lm_name: str = "hf"):
+    """The model of ``model_parser``'s flags, wrapped in lm-eval's ``HFLM`` (``hf``) or the project's
+    ``hf-prompt`` subclass: (model, lm)."""
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoTokenizer
 
+    from culture_tasks.hf_prompt import HFPromptLM
+
     model = load_model(args.model, args.device, args.dtype)
     tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    return model, HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+    cls = {"hf": HFLM, "hf-prompt": HFPromptLM}[lm_name]
+    return model, cls(pretrained=model, tokenizer=tok, batch_size=batch_size)
 
 
 def device_line(args) -> str:

@@ -26,10 +26,20 @@ cores), with the same special-token choice as ``tok_encode``; the token ids are 
 ``_encode_pair`` (tested), so the scores are too. With ``token_cache=DIR`` the ids are also kept on
 disk per tokenizer (``culture_tasks.token_cache``), so a second run with the same tokenizer - the
 next checkpoint of the same base model - encodes only strings it has not seen.
+
+The third change is speed and memory only. For log-likelihoods ``HFLM`` takes the LM head and a
+full-vocabulary log-softmax at every position of every row, and keeps only the continuation's few
+positions: with a 128k vocabulary that is most of the memory of a long batch. lm-eval accepts logits
+for fewer positions than the input (``_loglikelihood_tokens`` aligns them from the end, as it does for
+a soft prompt's extra positions), so ``hf-prompt`` asks the model for the last positions only
+(``logits_to_keep``): enough to hold every row's continuation. A row's length is bounded from below
+by its trailing padding (lm-eval pads with id 0; a real id 0 at the end only widens the window), and
+the continuation by the longest of the call, so no scored position is ever cut (tested).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import weakref
 from collections.abc import Mapping
@@ -67,6 +77,7 @@ class HFPromptLM(HFLM):
             raise ValueError(f"{MODEL_NAME}: token_cache= needs a causal model with a fast tokenizer "
                              f"({type(self.tokenizer).__name__}, backend {self.backend}); drop token_cache=")
         self._token_caches: dict[str, TokenCache] = {}
+        self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)
         _LIVE.add(self)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -75,8 +86,37 @@ class HFPromptLM(HFLM):
         if self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False) or any(c == "" for c, _ in pairs):
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         encoded = self.encode_pairs(pairs)
-        return self._loglikelihood_tokens([(pair, ctx, cont) for pair, (ctx, cont) in zip(pairs, encoded)],
-                                          disable_tqdm=disable_tqdm)
+        self._longest_continuation = max(len(cont) for _, cont in encoded) if encoded else None
+        try:
+            return self._loglikelihood_tokens([(pair, ctx, cont) for pair, (ctx, cont) in zip(pairs, encoded)],
+                                              disable_tqdm=disable_tqdm)
+        finally:
+            self._longest_continuation = None
+
+    def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
+        """``HFLM._model_call``; inside ``loglikelihood``, logits of the last ``logits_window`` positions only."""
+        keep = None if attn_mask is not None or labels is not None else self.logits_window(inps)
+        if keep is None:
+            return super()._model_call(inps, attn_mask, labels)
+        with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                             enabled=self.mixed_precision_dtype is not None):
+            return self.model(inps, logits_to_keep=keep).logits
+
+    def logits_window(self, inps: torch.Tensor) -> int | None:
+        """Positions from the end of a right-padded batch that hold every row's continuation, or None
+        (all of them) outside ``loglikelihood`` or for a model whose forward has no ``logits_to_keep``."""
+        if self._longest_continuation is None or self.backend != "causal" or not self._accepts_logits_to_keep():
+            return None
+        width = inps.shape[1]
+        nonzero = (inps != 0).int()
+        # index of the last non-zero id + 1: a lower bound of each row's length (0 for an all-zero row)
+        lengths = torch.where(nonzero.any(dim=1), width - nonzero.flip(1).argmax(dim=1), 0)
+        keep = width - int(lengths.min()) + self._longest_continuation
+        return keep if keep < width else None
+
+    def _accepts_logits_to_keep(self) -> bool:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
 
     def encode_pairs(self, pairs) -> list[tuple[list[int], list[int]]]:
         """``[self._encode_pair(context, continuation) for ...]`` for a causal model, with each distinct

@@ -3,7 +3,10 @@ and so the scores, are those of lm-eval's own one-request-at-a-time ``_encode_pa
 
 from __future__ import annotations
 
+import functools
+
 import pytest
+import torch
 
 from culture_tasks.paths import task_manager
 
@@ -158,3 +161,47 @@ def test_token_cache_through_the_documented_command(tiny_model, data_root, tmp_p
     shards = sorted((tmp_path / "tokens").rglob("shard-*.npz"))
     assert shards and run("warm", f",token_cache={tmp_path / 'tokens'}") == cached == plain
     assert sorted((tmp_path / "tokens").rglob("shard-*.npz")) == shards  # the warm run added nothing
+
+
+def test_logits_window_holds_every_continuation(lm):
+    """The window is counted from the padding: rows of lengths 3 and 2 in a width of 4, continuations of
+    at most 1 token: the last 4 - 2 + 1 = 3 positions. A row that ends in a real id 0 looks shorter
+    (the window only widens), and a window as wide as the batch is no window (None)."""
+    lm._longest_continuation = 1
+    try:
+        assert lm.logits_window(torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]])) == 3
+        assert lm.logits_window(torch.tensor([[5, 6, 7, 8], [5, 6, 7, 0]])) == 2
+        assert lm.logits_window(torch.tensor([[5, 6, 7, 8], [5, 0, 0, 0]])) is None
+        lm._longest_continuation = 2
+        assert lm.logits_window(torch.tensor([[5, 6, 7, 8, 0, 0], [5, 6, 7, 8, 9, 9]])) == 4
+    finally:
+        lm._longest_continuation = None
+    assert lm.logits_window(torch.tensor([[5, 6, 7, 0]])) is None  # outside loglikelihood: every position
+
+
+def test_logits_window_is_used_and_scores_as_all_positions(lm, tiny_model, data_root, monkeypatch):
+    """The LM head runs on fewer positions than the batch holds, and every score equals lm-eval's ``hf``
+    (all positions) to float32 rounding, at batch sizes 8 and 3."""
+    from lm_eval.models.huggingface import HFLM
+
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    requests = _requests(lm, data_root, chat=False, limit=6)
+    reference = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8).loglikelihood(requests)
+    for batch in (8, 3):
+        model = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=batch)
+        shapes = []
+        forward = type(model.model).forward
+
+        @functools.wraps(forward)  # keeps the signature that logits_window looks for
+        def recording(self, *args, **kwargs):
+            out = forward(self, *args, **kwargs)
+            shapes.append((args[0].shape[1], out.logits.shape[1]))
+            return out
+
+        monkeypatch.setattr(type(model.model), "forward", recording)
+        scores = model.loglikelihood(requests)
+        monkeypatch.undo()
+        assert all(kept < width for width, kept in shapes), shapes  # a window in every call
+        assert [s for s, _ in scores] == pytest.approx([s for s, _ in reference], abs=1e-4)
+        assert [g for _, g in scores] == [g for _, g in reference]
