@@ -60,8 +60,9 @@ class AlignConfig:
         "model dtype", choices=["float32", "float16", "bfloat16", "auto"]))
     batch_size: int = field(default=64, metadata=_help("sequences per forward pass"))
     shared_stems: bool = field(default=True, metadata=_help(
-        "compute a prompt prefix that several survey items share once per candidate and reuse its keys/values "
-        "(the same scores to float rounding, ~30 %% fewer positions on VSM13); --no-shared-stems: every item in full"))
+        "during the search, compute a prompt prefix that several survey items share once per candidate and reuse "
+        "its keys/values (the same scores to float rounding, ~30 %% fewer positions on VSM13; the reported "
+        "losses are always scored in full, as lm_eval does); --no-shared-stems: every item in full"))
     chat_template: bool = field(default=False, metadata=_help("score as lm_eval --apply_chat_template"))
     answer_mode: str = field(default="expected", metadata=_help(
         "how an item's answer is read from the option probabilities", choices=["expected", "argmax"]))

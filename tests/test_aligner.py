@@ -342,3 +342,30 @@ def test_resume_with_another_objective_is_refused(tiny_model, data_root, tmp_pat
     assert _align(tiny_model, out, "--generations", "1") == 0
     assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "l1") == 2
     assert "objective" in capsys.readouterr().err
+
+
+def test_search_uses_shared_stems_and_every_reported_score_is_in_full(tiny_model, data_root, tmp_path, monkeypatch):
+    """Shared stems agree with full rows to float rounding only (several L1 points in bfloat16), so the
+    numbers written to alignment.json - the final prompt, plain, persona, reversed - are scored in full,
+    as lm_eval scores the checkpoint; only the search's candidates use shared stems."""
+    import aligners.align as align
+    from aligners.scoring import TaskScorer
+
+    calls = []
+
+    class Recording(TaskScorer):
+        def __init__(self, *args, shared_stems: bool = True, **kwargs):
+            super().__init__(*args, shared_stems=shared_stems, **kwargs)
+            self.shared = shared_stems
+
+        def option_loglikelihoods(self, prompts, batch_size):
+            calls.append((self.shared, 1 if prompts is None else len(prompts)))
+            return super().option_loglikelihoods(prompts, batch_size)
+
+    monkeypatch.setattr(align, "TaskScorer", Recording)
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(tmp_path / "usa"),
+                       "--population", "6", "--generations", "2", "--subspace-dim", "4", "--seed", "3"]) == 0
+    search, report = calls[:2], calls[2:]
+    assert search == [(True, 6), (True, 6)]
+    assert len(report) >= 4 and all(call == (False, 1) for call in report), report  # final, plain, persona, reversed...
