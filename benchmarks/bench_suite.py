@@ -31,6 +31,7 @@ def main() -> None:
                    help="a number, or lm-eval's auto / auto:N (largest size that fits, found again N times)")
     p.add_argument("--upstream-docs-per-task", type=int, default=1, help="documents per task in the upstream loop (0: skip it)")
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-batch-size", type=int, default=64, help="the largest size lm-eval's auto may choose (its default 64)")
     p.add_argument("--lm", choices=["hf", "hf-prompt"], default="hf",
                    help="lm-eval's hf, or hf-prompt (batched tokenisation, LM head on the continuation's positions only)")
     args = p.parse_args()
@@ -39,7 +40,7 @@ def main() -> None:
     from lm_eval.tasks import get_task_dict
 
     batch_size = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
-    model, lm = load_hflm(args, batch_size, args.lm)
+    model, lm = load_hflm(args, batch_size, args.lm, args.max_batch_size)
     manager = task_manager(data_dir=args.data_dir)
 
     marks = _time_requests(lm, args.device)

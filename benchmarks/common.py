@@ -51,7 +51,7 @@ def model_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_hflm(args, batch_size: int | str, lm_name: str = "hf"):
+def load_hflm(args, batch_size: int | str, lm_name: str = "hf", max_batch_size: int = 64):
     """The model of ``model_parser``'s flags, wrapped in lm-eval's ``HFLM`` (``hf``) or the project's
     ``hf-prompt`` subclass: (model, lm)."""
     from lm_eval.models.huggingface import HFLM
@@ -62,7 +62,7 @@ def load_hflm(args, batch_size: int | str, lm_name: str = "hf"):
     model = load_model(args.model, args.device, args.dtype)
     tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     cls = {"hf": HFLM, "hf-prompt": HFPromptLM}[lm_name]
-    return model, cls(pretrained=model, tokenizer=tok, batch_size=batch_size)
+    return model, cls(pretrained=model, tokenizer=tok, batch_size=batch_size, max_batch_size=max_batch_size)
 
 
 def device_line(args) -> str:
