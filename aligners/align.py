@@ -29,6 +29,7 @@ from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
+from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, safe_join, save_settings)
@@ -96,17 +97,10 @@ def _write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
-# measured on SmolLM2-135M-Instruct, 4 candidates on VSM13 (docs/bench_h200.md): in float32 the L1 of
-# the same prompts differs by < 0.001 between batch sizes 64 and 7, in bfloat16 by up to 9.8
-HALF_PRECISION_NOTE = ("--dtype {dtype}: scores carry half-precision rounding (SmolLM2: VSM13 L1 differs by "
-                       "up to ~10 points between batch sizes, < 0.001 in float32); report float32 numbers")
-
-
 def load_lm(cfg: AlignConfig):
     from lm_eval.models.huggingface import HFLM
 
-    if cfg.dtype in ("bfloat16", "float16"):
-        log.warning(HALF_PRECISION_NOTE.format(dtype=cfg.dtype))
+    warn_half_precision(cfg.dtype)
     return HFLM(pretrained=cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.cli_args import check_device, check_dtype
+from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
 from culture_tasks.outputs import claim_output
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
@@ -202,6 +202,7 @@ def _soft_prompt(row: Steered):
 def _load_lm(cfg: SteeringConfig, peft: str | None = None):
     from lm_eval.models.huggingface import HFLM
 
+    warn_half_precision(cfg.dtype)
     lm = HFLM(pretrained=cfg.model, peft=peft, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
     if peft:  # a LoRA merged into its copy of the weights scores like any causal LM
         lm._model = lm._model.merge_and_unload()

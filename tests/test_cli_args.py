@@ -233,3 +233,15 @@ def test_steering_targets_repeat_list_and_come_from_yaml(tmp_path):
         steer_parser().parse(REQUIRED["steer"] + ["--overwrite", "maybe"])
     with pytest.raises(ConfigError, match=r"the following arguments are required: --targets/--target"):
         steer_parser().parse(["--model", "m", "--output", "o"])
+
+
+def test_half_precision_is_named_once_float32_not(caplog):
+    """bfloat16 moves a VSM13 L1 by up to ~10 points between batch sizes (docs/bench_h200.md): said at start."""
+    from culture_tasks.cli_args import warn_half_precision
+
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        warn_half_precision("float32")
+        warn_half_precision("auto")
+        assert caplog.records == []
+        warn_half_precision("bfloat16")
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["--dtype bfloat16"]
