@@ -205,3 +205,28 @@ def test_logits_window_is_used_and_scores_as_all_positions(lm, tiny_model, data_
         assert all(kept < width for width, kept in shapes), shapes  # a window in every call
         assert [s for s, _ in scores] == pytest.approx([s for s, _ in reference], abs=1e-4)
         assert [g for _, g in scores] == [g for _, g in reference]
+
+
+def test_logits_window_with_a_prompt_tuning_adapter(tiny_model, data_root, tmp_path):
+    """A soft prompt adds positions in front of the row; the window counts from the end, so the scores
+    equal ``hf`` with the same adapter (peft= on both), and the window is still used."""
+    from lm_eval.models.huggingface import HFLM
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(tmp_path / "pt")
+    kwargs = dict(pretrained=str(tiny_model), peft=str(tmp_path / "pt"), device="cpu", dtype="float32", batch_size=8)
+    model = HFPromptLM(**kwargs)
+    windows, inner = [], model.logits_window
+    model.logits_window = lambda inps: windows.append((inps.shape[1], inner(inps))) or windows[-1][1]
+    requests = _requests(model, data_root, chat=False, limit=6)
+    scores = model.loglikelihood(requests)
+    reference = HFLM(**kwargs).loglikelihood(requests)
+    assert windows and all(keep is not None and keep < width for width, keep in windows), windows
+    assert [s for s, _ in scores] == pytest.approx([s for s, _ in reference], abs=1e-4)
+    assert [s for s, _ in scores] != pytest.approx([s for s, _ in HFLM(**{**kwargs, "peft": None}).loglikelihood(requests)],
+                                                     abs=1e-4)  # the adapter is applied
