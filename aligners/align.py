@@ -205,10 +205,16 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
     return done
 
 
-def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, scorer: TaskScorer, prompt, task_manager):
-    """The fitted prompt's metrics, and the comparison with the baselines unless skipped. ``scorer``
-    scores every item in full, as lm_eval scores the checkpoint: shared stems agree with it to float
-    rounding only, which in bfloat16 is several L1 points (docs/bench_h200.md)."""
+def report_scorer(lm, cfg: AlignConfig, task: str, task_manager) -> TaskScorer:
+    """A scorer for the numbers alignment.json reports: every item in full, as lm_eval scores the
+    checkpoint. Shared stems agree with it to float rounding only, which in bfloat16 is several L1
+    points (docs/bench_h200.md), so they serve the search alone."""
+    return TaskScorer(lm, task, task_manager, chat_template=cfg.chat_template, shared_stems=False)
+
+
+def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager):
+    """The fitted prompt's metrics, and the comparison with the baselines unless skipped."""
+    scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
     final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
     if cfg.baselines:
         return final, baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
@@ -274,9 +280,7 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
 
     found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
-    reporter = scorer if not cfg.shared_stems else TaskScorer(
-        lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template, shared_stems=False)
-    final, report = final_report(lm, cfg, tasks, reporter, prompt, task_manager)
+    final, report = final_report(lm, cfg, tasks, prompt, task_manager)
     if cfg.baselines:
         report["comparison"] = {name: country_comparison(report["indices"][name], target, cfg.data_dir)
                                 for name in report["indices"]}
@@ -290,8 +294,8 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
     name = cfg.optimizer
     tm = task_manager(tasks.metadata)
 
-    def score(task: str, soft):  # in full, as lm_eval scores (final_report)
-        s = TaskScorer(lm, task, tm, chat_template=cfg.chat_template, shared_stems=False)
+    def score(task: str, soft):
+        s = report_scorer(lm, cfg, task, tm)
         return s.metrics(s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0])
 
     plain = fitted.metrics(fitted.option_loglikelihoods(None, cfg.batch_size)[0])

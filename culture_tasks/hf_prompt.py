@@ -78,6 +78,8 @@ class HFPromptLM(HFLM):
                              f"({type(self.tokenizer).__name__}, backend {self.backend}); drop token_cache=")
         self._token_caches: dict[str, TokenCache] = {}
         self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         _LIVE.add(self)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -105,7 +107,7 @@ class HFPromptLM(HFLM):
     def logits_window(self, inps: torch.Tensor) -> int | None:
         """Positions from the end of a right-padded batch that hold every row's continuation, or None
         (all of them) outside ``loglikelihood`` or for a model whose forward has no ``logits_to_keep``."""
-        if self._longest_continuation is None or self.backend != "causal" or not self._accepts_logits_to_keep():
+        if self._longest_continuation is None or self.backend != "causal" or not self._takes_logits_to_keep:
             return None
         width = inps.shape[1]
         nonzero = (inps != 0).int()
@@ -113,10 +115,6 @@ class HFPromptLM(HFLM):
         lengths = torch.where(nonzero.any(dim=1), width - nonzero.flip(1).argmax(dim=1), 0)
         keep = width - int(lengths.min()) + self._longest_continuation
         return keep if keep < width else None
-
-    def _accepts_logits_to_keep(self) -> bool:
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
 
     def encode_pairs(self, pairs) -> list[tuple[list[int], list[int]]]:
         """``[self._encode_pair(context, continuation) for ...]`` for a causal model, with each distinct
