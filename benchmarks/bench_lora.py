@@ -84,7 +84,7 @@ class _CountingCollator:
         return out
 
 
-def run(args, batch_size: int, checkpointing: bool) -> dict:
+def run(args, batch_size: int, checkpointing: bool, compile_step: bool = False) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     rows = build_examples(args.culture, questions_file=args.questions, data_dir=args.data_dir).rows
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
@@ -93,7 +93,8 @@ def run(args, batch_size: int, checkpointing: bool) -> dict:
         cfg = LoraTrainConfig(model=args.model, data=[], output=out, batch_size=batch_size,
                               max_steps=args.steps + args.profile_steps, gradient_checkpointing=checkpointing,
                               rank=args.rank, alpha=2 * args.rank, dropout=args.dropout, bf16=args.dtype == "bfloat16",
-                              logging_steps=10_000, save_steps=10_000, chat_template=True)
+                              logging_steps=10_000, save_steps=10_000, chat_template=True,
+                              extra={"torch_compile": True} if compile_step else {})
         encoded, _, _ = encode_for(cfg, model, tokenizer, rows)
         collator = _CountingCollator(tokenizer)
         trainer = make_trainer(cfg, model, tokenizer, encoded, collator)
@@ -110,7 +111,7 @@ def run(args, batch_size: int, checkpointing: bool) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    return {"batch": batch_size, "checkpointing": checkpointing, "steps": len(clock.times) - w,
+    return {"batch": batch_size, "checkpointing": checkpointing, "compiled": compile_step, "steps": len(clock.times) - w,
             "s_per_step": seconds / (len(clock.times) - w), "tokens_per_s": tokens / seconds,
             "padded_tokens_per_s": padded / seconds, "peak_gib": peak, **profile.counts()}
 
@@ -131,18 +132,20 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--configs", default="16:1,16:0,64:1", help="batch:checkpointing pairs")
+    p.add_argument("--configs", default="16:1,16:0,64:1",
+                   help="batch:checkpointing[:compile] (e.g. 16:0:1 = batch 16, no checkpointing, the Trainer's "
+                        "torch_compile; the compilation falls in the warm-up steps)")
     args = p.parse_args(argv)
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     print(f"model {args.model}  device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}  "
           f"LoRA r={args.rank} dropout {args.dropout} all-linear, {args.dtype}, AdamW")
     ops = ("aten_ops", "to_copy", "dropout") + (("kernels",) if torch.cuda.is_available() else ())
-    print(f"{'batch':>5} {'ckpt':>5} {'s/step':>8} {'tokens/s':>10} {'padded/s':>10} {'peak GiB':>9}"
+    print(f"{'batch':>5} {'ckpt':>5} {'compile':>7} {'s/step':>8} {'tokens/s':>10} {'padded/s':>10} {'peak GiB':>9}"
           + ("".join(f" {k:>9}" for k in ops) + "  (operators per step)" if args.profile_steps else ""))
     for spec in args.configs.split(","):
-        batch, ckpt = spec.split(":")
-        r = run(args, int(batch), ckpt == "1")
-        print(f"{r['batch']:>5} {str(r['checkpointing']):>5} {r['s_per_step']:>8.3f} {r['tokens_per_s']:>10.0f} "
+        batch, ckpt, *compiled = spec.split(":")
+        r = run(args, int(batch), ckpt == "1", compiled == ["1"])
+        print(f"{r['batch']:>5} {str(r['checkpointing']):>5} {str(r['compiled']):>7} {r['s_per_step']:>8.3f} {r['tokens_per_s']:>10.0f} "
               f"{r['padded_tokens_per_s']:>10.0f} {r['peak_gib']:>9.1f}"
               + ("".join(f" {r[k]:>9.0f}" for k in ops) if args.profile_steps else ""), flush=True)
 

@@ -7,7 +7,7 @@
 #   source .carry/activate.sh && STEPS="aligner lora" bash benchmarks/gpu_checks.sh   # about 4 min on an H100
 #   source .carry/activate.sh && STEPS="suite" LIMIT_SUITE=540 bash benchmarks/gpu_checks.sh   # 5-6 min (docs/bench_h200.md)
 # Steps: aligner (shared stems vs full rows at batch 64 and 768), lora (batch 16/64, checkpointing
-# on/off, profiler counts, dropout 0.05 vs 0), suite (the whole CultureLLM suite through hf-prompt at --batch_size
+# on/off, torch.compile at batch 16, profiler counts, dropout 0.05 vs 0), suite (the whole CultureLLM suite through hf-prompt at --batch_size
 # auto:4 up to 256, peak memory), overhead (tokenisation outside the model), vllm (whether vLLM is importable).
 # Environment: STEPS, MODEL (default llama3-8b: random weights, the real cost), TOK (default
 # .carry/tok), DEVICE (cuda), DTYPE (bfloat16), LIMIT_S (seconds per step, default 300; LIMIT_ALIGNER,
@@ -35,7 +35,7 @@ if [ "$SMOKE" = 1 ]; then
   overhead=(--limit 2)
 else
   aligner=(--population 32); aligner_batches=${ALIGNER_BATCHES:-64 768}
-  read -ra lora <<< "${LORA_ARGS:---steps 20 --profile-steps 2 --configs 16:1,16:0,64:1}"
+  read -ra lora <<< "${LORA_ARGS:---steps 20 --profile-steps 2 --configs 16:1,16:0,16:0:1,64:0,64:1}"
   read -ra suite <<< "${SUITE_ARGS:---limit 0 --batch-size auto:4 --upstream-docs-per-task 0 --lm hf-prompt --max-batch-size 256}"
   overhead=()
 fi
