@@ -216,7 +216,7 @@ def f1_macro_weighted(items: Sequence[tuple[int, int, int]], weights: np.ndarray
 
 def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) -> np.ndarray:
     """``f1_macro`` of every bootstrap resample at once (rows of ``idx``)."""
-    iters, n = idx.shape
+    iters, n = len(idx), len(items)  # a row may hold fewer indices than there are items
     offsets = (idx + n * np.arange(iters)[:, None]).ravel()
     weights = np.bincount(offsets, minlength=iters * n).reshape(iters, n).astype(float)
     return f1_macro_weighted(items, weights)

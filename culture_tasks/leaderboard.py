@@ -39,6 +39,7 @@ from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.classification import f1_macro, f1_macro_weighted
 from culture_tasks.jsonl import JsonlError, read_jsonl
+from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
@@ -98,6 +99,7 @@ class Run:
     partial_tasks: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (effective, original)
     samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
     task_config: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, dict] = field(default_factory=dict)  # task family -> the settings its numbers depend on
     groups: dict[str, list[str]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # provenance read from the files
@@ -218,6 +220,38 @@ def identity(data: dict) -> dict:
     }
 
 
+def task_family(task: str) -> str | None:
+    """The family whose ``--metadata`` keys a task reads (``culturellm_gen_*`` reads culturellm's)."""
+    return next((f for f in TASK_KEYS if task == f or task.startswith(f + "_")), None)
+
+
+def task_settings(data: dict, task: str) -> tuple[str, dict] | None:
+    """(family, settings) of a task of ``data``: the ``--metadata`` keys its family reads (answer mode,
+    target, constants, question subset, data folder) and, for a generative task, ``--gen_kwargs``:
+    what its numbers depend on beyond the model. None for what has no task config (a group)."""
+    cfg = (data.get("configs") or {}).get(task)
+    if not isinstance(cfg, dict):
+        return None
+    family = task_family(task) or task
+    meta = cfg.get("metadata") or {}
+    out = {k: meta[k] for k in TASK_KEYS.get(family, ()) if k in meta}
+    if cfg.get("output_type") == "generate_until":
+        family += " (generation)"
+        if data["config"].get("gen_kwargs"):
+            out["gen_kwargs"] = data["config"]["gen_kwargs"]
+    return family, out
+
+
+def settings_text(settings: dict[str, dict]) -> str:
+    """One line per family, e.g. ``vsm13: answer_mode=argmax, data_dir=../data``."""
+    parts = []
+    for family in sorted(settings):
+        values = ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
+                           for k, v in sorted(settings[family].items()))
+        parts.append(f"{family}: {values or 'defaults'}")
+    return "; ".join(parts)
+
+
 def adapter_kind(peft: str | None) -> str:
     """LoRA / prompt tuning from the adapter's adapter_config.json; "unknown" if it cannot be read."""
     if not peft:
@@ -278,6 +312,9 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
         sample = path.with_name(f"samples_{task}_{stamp}.jsonl")
         if sample.is_file():
             run.samples[task] = sample
+        found = task_settings(data, task)
+        if found is not None:
+            run.settings[found[0]] = found[1]
         if task in (data.get("configs") or {}):
             cfg = data["configs"][task]
             run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
@@ -292,8 +329,12 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
 
 
 def _conflicts(run: Run, data: dict) -> bool:
-    """True when a task of ``data`` is in ``run`` at another version (then it is another row)."""
-    return any(t in run.versions and run.versions[t] != v for t, v in (data.get("versions") or {}).items())
+    """True when a task of ``data`` is in ``run`` at another version, or a task family of ``data`` ran
+    with other settings (another answer mode, target, question subset, ...): then it is another row."""
+    if any(t in run.versions and run.versions[t] != v for t, v in (data.get("versions") or {}).items()):
+        return True
+    found = (task_settings(data, t) for t in data["results"])
+    return any(f is not None and f[0] in run.settings and run.settings[f[0]] != f[1] for f in found)
 
 
 def load_runs(files: list[Path]) -> list[Run]:
@@ -314,7 +355,7 @@ def load_runs(files: list[Path]) -> list[Run]:
                       "the newest file's numbers are shown", file=sys.stderr)
         _add_file(run, data, path)
     for k, run in enumerate(runs):
-        extra = json.dumps(run.versions, sort_keys=True) if any(r.key == run.key for r in runs[:k]) else ""
+        extra = json.dumps([run.versions, run.settings], sort_keys=True) if any(r.key == run.key for r in runs[:k]) else ""
         run.row_id = "r" + sha256((json.dumps(run.key, sort_keys=True) + extra).encode()).hexdigest()[:6]
         run.info["adapter"] = run.model_args.get("peft", "")
         run.info["adapter_kind"] = adapter_kind(run.model_args.get("peft"))
@@ -340,6 +381,7 @@ def provenance(run: Run) -> dict:
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
         "task_versions": ", ".join(versions) or "?",
+        "task_settings": settings_text(run.settings) or "?",
         "lm_eval_version": run.info.get("lm_eval_version", "?"),
         "transformers_version": run.info.get("transformers_version", "?"),
         "git_hash": run.info.get("git_hash", "?"),
@@ -532,17 +574,18 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
                     cell.diff, cell.diff_note = compare_cell(baseline, run, col)
         rows.append((run, cells))
     for j, col in enumerate(table.columns):
-        values = [cells[j].value for _, cells in rows if cells[j].value is not None]
+        # a partial run's numbers are not comparable with a complete run's: never the best of a column
+        values = [cells[j].value for run, cells in rows if cells[j].value is not None and not run.partial]
         if col.count or col.higher_is_better is None or len(rows) < 2 or not values:
             continue
         best = max(values) if col.higher_is_better else min(values)
-        for _, cells in rows:
-            cells[j].best = cells[j].value == best
+        for run, cells in rows:
+            cells[j].best = cells[j].value == best and not run.partial
     sort = next((j for j, c in enumerate(table.columns) if c.key == "overall"), 0)
     col = table.columns[sort]
     if col.higher_is_better is not None:
         sign = -1 if col.higher_is_better else 1
-        rows.sort(key=lambda r: (r[1][sort].value is None, sign * (r[1][sort].value or 0.0)))
+        rows.sort(key=lambda r: (r[1][sort].value is None, r[0].partial, sign * (r[1][sort].value or 0.0)))
     table.rows = rows
     return table
 
@@ -588,9 +631,10 @@ def diff_text(cell: Cell) -> str:
     if cell.diff is None:
         return cell.diff_note
     d = cell.diff
-    p = "p < 0.002" if d["p_value"] == 0 else f"p = {d['p_value']:.3f}"
     verdict = "significant" if cell.significant else "not significant"
-    return f"vs baseline: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], {p} ({verdict})"
+    interval = (f"[{d['low']:+.4f}, {d['high']:+.4f}]" if _finite(d["low"]) is not None and _finite(d["high"]) is not None
+                else "(no interval: one document)")
+    return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f} ({verdict})"
 
 
 def row_label(run: Run, baseline: Run | None) -> str:
@@ -607,7 +651,7 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fe
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
 PROVENANCE_COLUMNS = ("row_id", "model", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot", "chat_template",
-                      "task_versions", "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
+                      "task_versions", "task_settings", "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
 
 
 def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plots: Sequence[tuple[str, str]] = ()) -> str:
@@ -840,11 +884,17 @@ def _claim(args, files: list[Path], fmt: str) -> tuple[Path | None, Path | None]
     if not args.output:
         return None, None
     output = Path(args.output)
-    claim_output(output, overwrite=args.overwrite, inputs=files, folder=False, resumable=False)
+    inputs = _inputs(files)
+    claim_output(output, overwrite=args.overwrite, inputs=inputs, folder=False, resumable=False)
     plot_dir = output.with_name(output.stem + "_plots") if fmt in ("html", "md") else None
     if plot_dir is not None:
-        claim_output(plot_dir, overwrite=args.overwrite, inputs=files, folder=True, resumable=False)
+        claim_output(plot_dir, overwrite=args.overwrite, inputs=inputs, folder=True, resumable=False)
     return output, plot_dir
+
+
+def _inputs(files: list[Path]) -> list[Path]:
+    """The result files and the per-sample logs beside them: an output may be none of them."""
+    return [*files, *sorted({s for f in files for s in f.parent.glob("samples_*.jsonl")})]
 
 
 def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir: Path | None) -> int:
@@ -858,6 +908,11 @@ def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir
             print(text, end="" if text.endswith("\n") else "\n")
             return 0
         with OutputLock.for_file(output):
+            # again under the lock: a second run that passed the first check while this one worked
+            # must not replace what the other wrote
+            claim_output(output, overwrite=args.overwrite, folder=False, resumable=False)
+            if plot_dir is not None:
+                claim_output(plot_dir, overwrite=args.overwrite, folder=True, resumable=False)
             written = []
             if plot_dir is not None and drawn:
                 if plot_dir.exists():

@@ -25,6 +25,7 @@ import numpy as np
 
 ITERS = 1000
 SEED = 1234
+MIN_ITEMS = 2  # fewer documents give no interval
 LEVEL = 0.95
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 
@@ -79,12 +80,13 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     """Percentile bootstrap interval of ``aggregate(items)``, resampling the items.
 
     Resamples whose statistic is NaN (a category absent from the resample) are left out; the
-    interval is NaN only when every resample is, or when there are no items.
+    interval is NaN when every resample is, and when there are fewer than ``MIN_ITEMS`` items
+    (one document resampled is that document again: a zero-width interval would read as certainty).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     items = _canonical(items)
-    if not items:
+    if len(items) < MIN_ITEMS:
         return float("nan"), float("nan")
     idx = _indices(aggregate, items, iters, seed)
     return percentile_interval(_statistics(aggregate, items, idx), level)
@@ -92,38 +94,51 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
 
 def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, items_b: Sequence, *,
                      iters: int = ITERS, seed: int = SEED, level: float = LEVEL) -> dict[str, float]:
-    """Difference ``aggregate(b) - aggregate(a)`` on the same documents, with interval and p-value.
+    """Difference ``aggregate(b) - aggregate(a)`` on the same documents: its bootstrap interval and
+    a randomisation p-value.
 
-    ``items_a[i]`` and ``items_b[i]`` belong to the same document (base vs. checkpoint); both are
-    resampled with the same indices, so what the documents share cancels. The two-sided p-value
-    is the bootstrap test of "no difference": twice the smaller share of resampled differences on
-    either side of 0 (a tie at 0 counts half on each side), capped at 1: identical inputs give
-    p = 1; p = 0 means that no resampled difference reached 0 (read it as p < 2 / ``iters``).
+    ``items_a[i]`` and ``items_b[i]`` belong to the same document (base vs. checkpoint). The
+    interval resamples the documents with the same indices for both runs, so what the documents
+    share cancels (NaN under ``MIN_ITEMS`` documents). The two-sided p-value is the paired
+    approximate randomisation test (the usual test for NLP metrics, macro-F1 included): if the
+    runs do not differ, the two outputs of a document are exchangeable, so each of ``iters``
+    rounds swaps every document's pair with probability 1/2 and recomputes the difference;
+    p = (1 + rounds with |difference| >= the observed one) / (1 + ``iters``). It never reaches 0,
+    identical inputs give 1, and it needs many documents to get small: two documents give about
+    0.5 however large their difference, five that all moved the same way about 0.06 (the exact
+    sign test's 2/32), where a bootstrap p-value would be 0 for both.
     """
     if len(items_a) != len(items_b):
         raise ValueError(f"paired items differ in length: {len(items_a)} vs {len(items_b)}")
+    nan = float("nan")
     if not items_a:
-        nan = float("nan")
         return {"diff": nan, "low": nan, "high": nan, "p_value": nan}
     pairs = sorted(zip(items_a, items_b), key=repr)
     a = [x for x, _ in pairs]
     b = [y for _, y in pairs]
-    idx = _indices(aggregate, a, iters, seed)
-    diffs = _statistics(aggregate, b, idx) - _statistics(aggregate, a, idx)
-    return _paired_summary(float(aggregate(b) - aggregate(a)), diffs, level)
+    diff = float(aggregate(b) - aggregate(a))
+    low = high = nan
+    if len(a) >= MIN_ITEMS:
+        idx = _indices(aggregate, a, iters, seed)
+        low, high = percentile_interval(_statistics(aggregate, b, idx) - _statistics(aggregate, a, idx), level)
+    return {"diff": diff, "low": low, "high": high, "p_value": randomisation_p(aggregate, a, b, diff, iters, seed)}
 
 
-def _paired_summary(diff: float, diffs: np.ndarray, level: float) -> dict[str, float]:
-    """Point difference, percentile interval and two-sided bootstrap p-value of resampled ``diffs``."""
+def randomisation_p(aggregate: Callable[[Sequence], float], a: Sequence, b: Sequence, diff: float,
+                    iters: int, seed: int) -> float:
+    """Two-sided p-value of ``diff`` = aggregate(b) - aggregate(a) under random swaps within pairs:
+    the runs' items side by side (``a + b``), each round picking every document's item of one run or
+    the other, so a vectorised aggregate scores all rounds at once."""
+    n = len(a)
+    swap = np.random.default_rng((seed, 1)).integers(0, 2, size=(iters, n))
+    own = np.arange(n)[None, :]
+    both = list(a) + list(b)
+    diffs = _statistics(aggregate, both, own + n * (1 - swap)) - _statistics(aggregate, both, own + n * swap)
     diffs = diffs[~np.isnan(diffs)]
-    low, high = percentile_interval(diffs, level)
-    if diffs.size == 0:
-        p = float("nan")
-    else:
-        below = np.mean(diffs < 0) + 0.5 * np.mean(diffs == 0)
-        above = np.mean(diffs > 0) + 0.5 * np.mean(diffs == 0)
-        p = float(min(1.0, 2.0 * min(below, above)))
-    return {"diff": diff, "low": low, "high": high, "p_value": p}
+    if not np.isfinite(diff) or diffs.size == 0:
+        return float("nan")
+    reached = np.abs(diffs) >= abs(diff) - 1e-12 * max(1.0, abs(diff))
+    return float((1 + reached.sum()) / (1 + diffs.size))
 
 
 def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[str, Sequence[Mapping]],
@@ -206,11 +221,12 @@ class TaskMean:
             return np.array([self([items[i] for i in row]) for row in idx], dtype=float)
         tasks = sorted({t for t, _ in items})
         columns = {t: np.array([i for i, (u, _) in enumerate(items) if u == t]) for t in tasks}
+        n = len(items)  # idx may pick from a longer list than one row holds (the randomisation test's a + b)
         payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
         out = []
         for start in range(0, len(idx), self.CHUNK):
             block = idx[start:start + self.CHUNK]
-            rows, n = block.shape
+            rows = len(block)
             weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
             weights = weights.reshape(rows, n).astype(float)
             per_task = np.full((rows, len(tasks)), np.nan)
@@ -268,16 +284,19 @@ def with_ci(results: dict) -> dict:
 # --------------------------------------------------------------------------- task YAML
 
 
-def metric_list_yaml(module: str, metrics: Sequence[tuple[str, str, bool]], *, intervals: Sequence[str] = ()) -> str:
+def metric_list_yaml(module: str, metrics: Sequence[tuple[str, str, bool | None]], *,
+                     intervals: Sequence[str] = ()) -> str:
     """The ``metric_list:`` block of a task template.
 
-    ``metrics`` holds ``(name, aggregation, higher_is_better)``; an aggregation other than
-    ``mean`` is a function of ``module``. Each metric named in ``intervals`` is followed by its
-    ``_ci_low`` / ``_ci_high`` companions (functions of ``module``, same direction).
+    ``metrics`` holds ``(name, aggregation, higher_is_better)``, None for a metric with no better
+    direction (lm-eval prints no arrow for it); an aggregation other than ``mean`` is a function of
+    ``module``. Each metric named in ``intervals`` is followed by its ``_ci_low`` / ``_ci_high``
+    companions (functions of ``module``, same direction).
     """
-    def entry(name: str, aggregation: str, better: bool) -> str:
+    def entry(name: str, aggregation: str, better: bool | None) -> str:
         agg = aggregation if aggregation == "mean" else f"!function {module}.{aggregation}"
-        return f"  - {{metric: {name}, aggregation: {agg}, higher_is_better: {str(better).lower()}}}"
+        direction = "null" if better is None else str(better).lower()
+        return f"  - {{metric: {name}, aggregation: {agg}, higher_is_better: {direction}}}"
 
     lines = ["metric_list:"]
     for name, aggregation, better in metrics:

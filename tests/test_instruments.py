@@ -27,8 +27,8 @@ def toy(tmp_path, monkeypatch):
     return register_instrument(Instrument(
         name="toy", country_key="wvs_csv", folder=folder,
         dataset_kwargs=lambda c: {"wvs_country": c["name"], "wvs_csv": c["wvs_csv"]},
-        metrics=(("wvs_jsd", "mean", True),), headline=("wvs_jsd",), intervals=(),
-        directionless=frozenset({"toy_measure"}), grouped_apart=lambda c: c["slug"] == "germany"))
+        metrics=(("wvs_jsd", "mean", True), ("wvs_w1", "mean", None)), headline=("wvs_jsd",), intervals=(),
+        grouped_apart=lambda c: c["slug"] == "germany"))
 
 
 def test_a_registered_instrument_gets_its_tasks_groups_and_template(toy):
@@ -44,11 +44,14 @@ def test_a_registered_instrument_gets_its_tasks_groups_and_template(toy):
     assert "task:\n- toy_germany_reversed\n" in files[toy.tasks_folder / "_toy_reversed_partial.yaml"]
     template = files[toy.template]
     assert "metric_list:\n  - {metric: wvs_jsd, aggregation: mean, higher_is_better: true}\n" in template
-    assert "wvs_w1" not in template
     # the facts tables read
     assert instruments.headline_metrics() == {"wvs": ("wvs_jsd", "wvs_w1", "wvs_majority"),
                                               "vsm13": ("vsm13_l1", "vsm13_mae", "vsm13_margin"), "toy": ("wvs_jsd",)}
-    assert "toy_measure" in instruments.directionless_metrics() and "pdi" in instruments.directionless_metrics()
+    # a metric registered with no direction: null in the template, directionless with its interval rows
+    assert "  - {metric: wvs_w1, aggregation: mean, higher_is_better: null}\n" in template
+    assert {"wvs_w1", "pdi", "pdi_ci_low", "ivr_ci_high", "vsm13_dims"} <= instruments.directionless_metrics()
+    assert "wvs_w1_ci_low" not in toy.directionless  # the toy has no interval rows
+    assert "wvs_jsd" not in instruments.directionless_metrics() and "vsm13_l1" not in instruments.directionless_metrics()
     with pytest.raises(ValueError, match="'toy' is already registered"):
         register_instrument(toy)
 
@@ -69,7 +72,9 @@ def test_the_generator_check_covers_a_registered_instrument(toy, capsys, data_ro
     toy_docs, wvs_docs = (list(tasks[n].test_docs()) for n in ("toy_usa", "wvs_usa"))
     assert len(toy_docs) == len(wvs_docs) > 0
     assert [tasks["toy_usa"].doc_to_text(d) for d in toy_docs] == [tasks["wvs_usa"].doc_to_text(d) for d in wvs_docs]
-    assert [m["metric"] for m in tasks["toy_usa"].config.metric_list] == ["wvs_jsd"]
+    assert [m["metric"] for m in tasks["toy_usa"].config.metric_list] == ["wvs_jsd", "wvs_w1"]
+    # lm-eval keeps the null: the metric has no direction in its results
+    assert tasks["toy_usa"].higher_is_better() == {"wvs_jsd": True, "wvs_w1": None}
 
 
 def test_an_unknown_instrument_is_an_error():

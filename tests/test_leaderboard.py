@@ -14,7 +14,7 @@ STAMP = iter(f"2026-01-01T00-00-{k:02d}.000000" for k in range(1000))
 
 
 def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=None, fewshot=0, chat=False,
-            samples=None, versions=None, ci=None, n_samples=None, groups=None):
+            samples=None, versions=None, ci=None, n_samples=None, groups=None, metadata=None, gen_kwargs=None):
     """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``) in ``folder``."""
     stamp = next(STAMP)
     args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {})}
@@ -35,6 +35,10 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
         "chat_template_sha": "c0ffee" if chat else None, "fewshot_as_multiturn": False,
         "system_instruction": None, "system_instruction_sha": None,
     }
+    if metadata is not None:  # lm-eval's configs: the task YAML's metadata, --metadata and the model args
+        data["configs"] = {t: {"metadata": {"version": 1.0, **args, **metadata}, "output_type":
+                               "generate_until" if "_gen_" in t else "multiple_choice"} for t in scores}
+        data["config"]["gen_kwargs"] = gen_kwargs
     (folder / f"results_{stamp}.json").write_text(json.dumps(data))
     for task, rows in (samples or {}).items():
         lines = [json.dumps({"doc_id": i, "doc_hash": f"h{i}", "filter": "none", **row}) for i, row in enumerate(rows)]
@@ -141,8 +145,10 @@ def test_partial_run_marked_in_every_format(tmp_path, capsys):
             n_samples={"culturellm_english_x": {"original": 40, "effective": 5}})
     assert main([str(tmp_path / "res")]) == 0
     md = capsys.readouterr().out
-    assert "| part [r" in md and "] † partial | **0.7000**" in md
-    assert "| full [r" in md and "full [r" in md and "† partial" not in md.split("| full [r")[1].split("\n")[0]
+    # the partial run's 0.7 is higher but not comparable: the complete run is the column's best and ranks first
+    assert "| part [r" in md and "] † partial | 0.7000" in md and "**0.7000**" not in md
+    assert "| full [r" in md and "] | **0.5000**" in md and md.index("| full [r") < md.index("| part [r")
+    assert "† partial" not in md.split("| full [r")[1].split("\n")[0]
     assert "partial run (--limit 5; documents per task: 5 of 40)" in md
 
     out = tmp_path / "b.csv"
@@ -186,9 +192,43 @@ def test_intervals_task_group_and_missing(tmp_path):
     assert (group["value"], group["ci_low"], group["ci_high"]) == (0.5, 0.5, 0.5)
 
 
+def test_other_task_settings_make_another_row(tmp_path):
+    # the same model: x and y with one data folder merge into one row; x again with another data folder is
+    # another row (not a repeat that hides the first); so is a generative task under other --gen_kwargs.
+    # A file joins the first row whose settings agree for every task family it holds.
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.2}, metadata={"data_dir": "/d1"})
+    _result(tmp_path / "res/b", "/m/base", {"culturellm_english_y": 0.4}, metadata={"data_dir": "/d1"})
+    _result(tmp_path / "res/c", "/m/base", {"culturellm_english_x": 0.8}, metadata={"data_dir": "/d2"})
+    _result(tmp_path / "res/d", "/m/base", {"culturellm_gen_english_x": 0.1}, metadata={"data_dir": "/d1"},
+            gen_kwargs={"temperature": 0.7})
+    _result(tmp_path / "res/e", "/m/base", {"culturellm_gen_english_x": 0.3}, metadata={"data_dir": "/d1"},
+            gen_kwargs={"temperature": 0.0})
+    data = _json(tmp_path)
+    runs = sorted(data["runs"], key=lambda r: r["task_settings"])
+    assert [r["task_settings"] for r in runs] == [
+        'culturellm: data_dir=/d1; culturellm (generation): data_dir=/d1, gen_kwargs={"temperature": 0.7}',
+        'culturellm: data_dir=/d2; culturellm (generation): data_dir=/d1, gen_kwargs={"temperature": 0.0}',
+    ]
+    assert [len(r["files"]) for r in runs] == [3, 2] and runs[0]["row_id"] != runs[1]["row_id"]
+    english = {c["row_id"]: c["value"] for c in data["cells"]
+               if c["column"] == "english" and c["table"] == "CultureLLM (multiple choice), macro-F1"}
+    assert english == {runs[0]["row_id"]: pytest.approx(0.3), runs[1]["row_id"]: 0.8}  # (0.2 + 0.4) / 2; 0.8
+
+
+def test_two_documents_are_never_significant(tmp_path):
+    # the same flip on 2 documents: the bootstrap interval is [1, 1], but a random swap reaches |1| with
+    # probability 1/2, so p is about 0.5 and nothing is marked
+    task = "culturellm_english_x"
+    _result(tmp_path / "res/a", "/m/base", {task: 0.0}, samples={task: [{"f1_macro": [i, 1 - i, 2]} for i in (0, 1)]})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: [{"f1_macro": [i, i, 2]} for i in (0, 1)]})
+    good = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert good["diff"] == 1.0 and good["p_value"] == pytest.approx(0.5, abs=0.05) and good["significant"] is False
+
+
 def test_baseline_paired_bootstrap_marks_significant_differences(tmp_path, capsys):
     # 20 documents, labels alternate 0/1; the baseline answers every one wrong, "good" every one right:
-    # macro-F1 0 vs 1, every resampled difference is positive -> difference +1, p = 0 (p < 2/1000), marked.
+    # macro-F1 0 vs 1: difference +1; a random swap of the pairs reaches |1| only by swapping all 20 or none
+    # (2 / 2^20), so p = 1 / (1 + 1000) and it is marked.
     wrong = [{"f1_macro": [i % 2, 1 - i % 2, 2]} for i in range(20)]
     right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
     task = "culturellm_english_x"
@@ -199,7 +239,7 @@ def test_baseline_paired_bootstrap_marks_significant_differences(tmp_path, capsy
     data = _json(tmp_path, "--baseline", "base")
     good, same, nolog = (_cell(data, m, "english") for m in ("good", "same", "nolog"))
     assert (good["diff"], good["diff_low"], good["diff_high"], good["p_value"], good["significant"]) == \
-        (1.0, 1.0, 1.0, 0.0, True)
+        (1.0, 1.0, 1.0, pytest.approx(1 / 1001), True)
     assert (same["diff"], same["p_value"], same["significant"]) == (0.0, 1.0, False)
     assert nolog["diff"] is None and nolog["diff_note"].startswith("no paired test: no per-sample logs for " + task)
     assert _cell(data, "base", "english")["diff"] is None
@@ -207,7 +247,7 @@ def test_baseline_paired_bootstrap_marks_significant_differences(tmp_path, capsy
     assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
     md = capsys.readouterr().out
     good_line = next(line for line in md.splitlines() if line.startswith("| good"))
-    assert "▲ vs baseline: +1.0000 [+1.0000, +1.0000], p < 0.002 (significant)" in good_line
+    assert "▲ vs baseline: +1.0000 [+1.0000, +1.0000], p = 0.001 (significant)" in good_line
     same_line = next(line for line in md.splitlines() if line.startswith("| same"))
     assert "▲" not in same_line and "▼" not in same_line and "p = 1.000 (not significant)" in same_line
     assert "(baseline)" in next(line for line in md.splitlines() if line.startswith("| base"))

@@ -62,7 +62,8 @@ def test_paired_clear_difference_is_significant():
     out = stats.paired_bootstrap(stats.mean, a, b)
     assert out["diff"] == pytest.approx(0.3)
     assert out["low"] == pytest.approx(0.3) and out["high"] == pytest.approx(0.3)  # a constant shift
-    assert out["p_value"] == 0.0  # no resampled difference reaches 0
+    # a random swap reaches |0.3| only if it swaps all 40 pairs or none (2 / 2^40): p = 1 / (1 + 1000)
+    assert out["p_value"] == pytest.approx(1 / 1001)
     noisy = [x + 0.3 + e for x, e in zip(a, rng.normal(0, 0.2, 40))]
     out = stats.paired_bootstrap(stats.mean, a, noisy)
     assert out["p_value"] < 0.05 and out["low"] > 0
@@ -76,6 +77,40 @@ def test_paired_no_real_difference_is_not_significant():
     out = stats.paired_bootstrap(stats.mean, a, b)
     assert out["diff"] == pytest.approx(0.0, abs=1e-12)
     assert out["p_value"] > 0.5 and out["low"] < 0 < out["high"]
+
+
+def test_randomisation_p_with_few_documents_by_hand():
+    # two documents, both 0 -> 1: a swap round reaches |1| only when it swaps both or neither (probability 1/2)
+    out = stats.paired_bootstrap(stats.mean, [0.0, 0.0], [1.0, 1.0])
+    swap = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 2))
+    assert out["p_value"] == pytest.approx((1 + np.sum(swap[:, 0] == swap[:, 1])) / (1 + stats.ITERS))
+    assert out["p_value"] == pytest.approx(0.5, abs=0.05)
+    assert out["diff"] == 1.0 and out["low"] == out["high"] == 1.0  # the bootstrap alone would say certain
+    # five documents that all moved the same way: the exact sign test's 2 / 2^5
+    five = stats.paired_bootstrap(stats.mean, [0.0] * 5, [1.0] * 5)
+    assert five["p_value"] == pytest.approx(2 / 32, abs=0.02)
+    # one document: no interval, and no evidence
+    one = stats.paired_bootstrap(stats.mean, [0.0], [1.0])
+    assert np.isnan(one["low"]) and np.isnan(one["high"]) and one["p_value"] == 1.0
+    assert all(np.isnan(stats.bootstrap_ci(stats.mean, [1.0])))
+
+
+def test_randomisation_vectorised_and_loop_aggregates_agree():
+    from culture_tasks.classification import f1_macro_weighted
+
+    rng = np.random.default_rng(5)
+    a = [(int(g), int(p), 3) for g, p in zip(rng.integers(0, 3, 30), rng.integers(-1, 3, 30))]
+    b = [(g, g if rng.random() < 0.5 else p, k) for g, p, k in a]  # the checkpoint fixes about half the misses
+
+    def plain(xs):  # no .batched: one call per round
+        return f1_macro(xs)
+
+    fast, slow = stats.paired_bootstrap(f1_macro, a, b, iters=200), stats.paired_bootstrap(plain, a, b, iters=200)
+    assert fast == pytest.approx(slow) and fast["p_value"] < 0.05 < fast["diff"]
+    tasks_a = [("t1", x) for x in a[:12]] + [("t2", x) for x in a[12:]]
+    tasks_b = [("t1", x) for x in b[:12]] + [("t2", x) for x in b[12:]]
+    weighted = stats.paired_bootstrap(stats.TaskMean(f1_macro, f1_macro_weighted), tasks_a, tasks_b, iters=200)
+    assert weighted == pytest.approx(stats.paired_bootstrap(stats.TaskMean(f1_macro), tasks_a, tasks_b, iters=200))
 
 
 def test_paired_inputs_must_align():
@@ -146,10 +181,11 @@ def test_paired_task_mean_macro_f1_by_hand():
     assert out["diff"] == pytest.approx((1 - 2 / 3 + 0) / 2)  # the mean over tasks of the per-task differences
     assert (out["tasks"], out["documents"]) == (2, 5)
     # no resample favours the base (the adapter is right wherever the base is), so the interval starts at 0 or
-    # above; the difference is exactly 0 when doc 1 (the base's only miss) is not drawn: (2/3)^3 = 8/27 of the
-    # resamples, half of which count on each side -> p = 2 * (8/27) / 2
+    # above
     assert 0.0 <= out["low"] <= out["diff"] <= out["high"] <= 0.5
-    assert out["p_value"] == pytest.approx(8 / 27, abs=0.04)
+    # the runs differ on one document only (t1's doc 1): swapping it turns the difference into -1/6, so every
+    # random swap reaches |1/6| and one document is no evidence at all: p = 1 (a bootstrap p-value said 8/27)
+    assert out["p_value"] == 1.0
     # one task: exactly the paired bootstrap of macro-F1 over its documents
     one = stats.paired_task_mean(f1_macro, {"t1": base["t1"]}, {"t1": adapter["t1"]})
     expected = stats.paired_bootstrap(f1_macro, base_t1, adapter_t1)

@@ -29,10 +29,11 @@ class Instrument:
     name: str  # task prefix and folder under the tasks folder: <name>/<name>_<country slug>.yaml
     country_key: str  # the countries.yaml field a country needs to have this instrument's tasks
     dataset_kwargs: Callable[[dict], dict]  # a country's countries.yaml entry -> its tasks' dataset_kwargs
-    metrics: tuple[tuple[str, str, bool], ...]  # the template's metric_list: (metric, aggregation, higher is better)
+    # the template's metric_list: (metric, aggregation, higher is better); None for a measurement that is
+    # not a score (neither direction is better: lm-eval prints no arrow, tables mark no best)
+    metrics: tuple[tuple[str, str, bool | None], ...]
     headline: tuple[str, ...]  # what the groups average and the tables show
     intervals: tuple[str, ...]  # metrics with bootstrap-interval companions (m_ci_low, m_ci_high)
-    directionless: frozenset[str] = frozenset()  # measurements, not scores: neither direction is better
     grouped_apart: Callable[[dict], bool] = field(default=lambda country: False)  # -> <group>_partial
     # (metric, full count): a task metric saying how many parts (dimensions) its headline metrics
     # cover; below the full count they are not comparable with full-coverage values
@@ -50,6 +51,12 @@ class Instrument:
 
     def covers(self, country: dict) -> bool:
         return bool(country.get(self.country_key))
+
+    @property
+    def directionless(self) -> frozenset[str]:
+        """Metrics with no better direction, with their interval rows."""
+        plain = {name for name, _, better in self.metrics if better is None}
+        return frozenset({*plain, *(m + s for m in plain & set(self.intervals) for s in stats.CI_SUFFIXES)})
 
     def task(self, slug: str, variant: str = "") -> str:
         """The lm-eval task of a country (``variant``: one of ``VARIANTS``)."""
@@ -84,7 +91,7 @@ def coverage_metrics() -> dict[str, tuple[str, int]]:
 
 
 def directionless_metrics() -> frozenset[str]:
-    """Every registered metric with no better direction (lm-eval still needs a bool for it)."""
+    """Every registered metric with no better direction (``higher_is_better: null`` in its task YAML)."""
     return frozenset().union(*(i.directionless for i in INSTRUMENTS.values()))
 
 
@@ -106,15 +113,14 @@ register_instrument(Instrument(
     name="vsm13",
     country_key="hofstede",
     dataset_kwargs=lambda c: {"vsm13_country": c["hofstede"]},
-    # the six indices have no direction: lm-eval needs a bool, directionless says so to tables and rankings
+    # the six indices and the dimension count have no direction (None)
     # vsm13_margin / vsm13_rank: the target among Hofstede's countries (z-space, offset removed;
     # culture_tasks.survey.compare), the comparison that does not depend on the index scale
     metrics=(("vsm13_l1", "vsm13_l1", False), ("vsm13_mae", "vsm13_mae", False),
-             *((d, d, True) for d in DIMENSIONS), ("vsm13_margin", "vsm13_margin", True),
-             ("vsm13_rank", "vsm13_rank", False), ("vsm13_dims", "vsm13_dims", True)),
+             *((d, d, None) for d in DIMENSIONS), ("vsm13_margin", "vsm13_margin", True),
+             ("vsm13_rank", "vsm13_rank", False), ("vsm13_dims", "vsm13_dims", None)),
     headline=("vsm13_l1", "vsm13_mae", "vsm13_margin"),
     intervals=("vsm13_l1", "vsm13_mae", *DIMENSIONS, "vsm13_margin", "vsm13_rank"),
-    directionless=frozenset({*DIMENSIONS, *(d + s for d in DIMENSIONS for s in stats.CI_SUFFIXES), "vsm13_dims"}),
     grouped_apart=lambda c: c["hofstede"] in PARTIAL_TARGETS,
     coverage=("vsm13_dims", len(DIMENSIONS)),
 ))
