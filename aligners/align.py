@@ -262,13 +262,14 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     objective = make_objective(cfg.objective, target, data_dir=cfg.data_dir)
     settings = cfg.for_country(country)
     hidden = int(lm.model.get_input_embeddings().weight.shape[1])
-    state = _check_output(out, cfg.resume, settings, hidden)
-
+    # everything that may fail is built before _check_output stores the settings of a new run:
+    # a run that stopped here would leave a folder a corrected rerun calls "not empty"
     scorer = TaskScorer(lm, tasks.vsm13, task_manager(tasks.metadata), chat_template=cfg.chat_template,
                         shared_stems=cfg.shared_stems)
     space = make_space(lm, cfg)
     opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
                          seed=cfg.seed, settings=cfg.optimizer_args)
+    state = _check_output(out, cfg.resume, settings, hidden)
     done = replay(opt, state)
     if state:
         log.info("resumed %s at generation %d", country, len(done.fitness))
@@ -326,6 +327,18 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_countries(countries: list[str], target, data_dir: str | None) -> None:
+    """Every country known, and none named twice (``USA usa``, ``CHN China``): a second spelling
+    would align the country again, into the folder the first filled, after the first's whole run."""
+    seen: dict[str, str] = {}
+    for country in countries:
+        code = resolve_target(country, target, data_dir).code
+        if code in seen:
+            raise AlignmentError(f"--country names one country twice ({seen[code]!r} and {country!r} are both "
+                                 f"{code}); give each country once")
+        seen[code] = country
+
+
 def run(cfg: AlignConfig) -> list[dict]:
     """Align every country of ``cfg``; one checkpoint each (``output/<country>`` if several)."""
     out = Path(cfg.output)
@@ -333,8 +346,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     single = len(cfg.countries) == 1
     targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
                for c in cfg.countries]
-    for country, _ in targets:  # fail on an unknown country before loading the model or writing
-        resolve_target(country, cfg.target, cfg.data_dir)
+    check_countries(cfg.countries, cfg.target, cfg.data_dir)  # before loading the model or writing
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR)]
     with OutputLock.for_folder(out, AlignmentError):
         main = main_process()  # under torchrun the main process checks and writes for all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field, fields
 
 from aligners.objectives import OBJECTIVES
@@ -20,6 +21,18 @@ def search_keys(settings: dict) -> tuple[str, ...]:
     return SEARCH_KEYS + tuple(f.name for f in fields(spec.config_fields))
 
 
+class GivenOnce(argparse.Action):
+    """A list flag that may be given once: argparse would keep only the last of ``--country USA
+    --country CHN``, and its "extend" would add a flag's list to the --config file's instead of
+    replacing it. While the value is the default object itself, no flag has set it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not self.default:
+            parser.error(f"{option_string} is given twice; name all of them after one flag "
+                         f"({self.option_strings[-1]} USA CHN)")
+        setattr(namespace, self.dest, values)
+
+
 def _help(text: str, **more) -> dict:
     return {"help": text, **more}
 
@@ -29,7 +42,7 @@ class AlignConfig:
     model: str = field(metadata=_help("base model folder (or hub id)"))
     countries: list[str] = field(metadata=_help(
         "one or more countries: Hofstede code, ISO alpha-3 code or name (one checkpoint each)",
-        aliases=["--country"]))
+        aliases=["--country"], action=GivenOnce))
     output: str = field(metadata=_help("output folder (output/<country> for each of several countries)"))
     target: list[float] | None = field(default=None, metadata=_help(
         "explicit scores pdi,idv,mas,uai,lto,ivr for a single --country (e.g. 95,25,60,80,36,52)",
@@ -89,10 +102,10 @@ class AlignConfig:
             check_finite(self.target, "--target")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown --objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
-        self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args)
         for name in ("virtual_tokens", "subspace_dim", "population", "generations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population)
         if not self.bound > 0:
             raise ValueError(f"--bound must be positive, got {self.bound}")
         if self.init not in ("text", "vocab"):
@@ -126,6 +139,6 @@ class AlignConfig:
             if changed:
                 owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
                 raise ValueError(f"--{changed[0]} is a setting of --optimizer {owner}, not of {self.optimizer}")
-        self.optimizer_args = optimizer_settings(self.optimizer, args)
+        self.optimizer_args = optimizer_settings(self.optimizer, args, population=self.population)
         return self
 

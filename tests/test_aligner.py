@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from aligners.cli import main as align_main
 from aligners.cli import parse_args
 from aligners.optimizers import CMAES, OPTIMIZERS, DifferentialEvolution, register_optimizer
+from culture_tasks.outputs import claim_output
 from tests.lm_eval_helpers import evaluate
 from tests.tiny_model import build_tiny_model
 
@@ -244,6 +245,26 @@ def test_a_registered_optimizer_runs_from_the_command_line(toy_optimizer, tiny_m
     # another optimiser's setting is refused, not silently ignored
     assert _align(tiny_model, tmp_path / "de", "--toy-step", "0.1") == 2
     assert "--toy_step is a setting of --optimizer toy, not of de" in capsys.readouterr().err
+
+
+class RefusingSearch(ToySearch):
+    """An optimiser whose own check can only run when it is built, after the model has loaded."""
+
+    def __init__(self, dim, *, population, bound, seed, toy_step):
+        raise ValueError(f"the toy refuses subspace dimension {dim}")
+
+
+def test_an_optimiser_that_fails_to_build_leaves_the_output_new(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    """Nothing is stored before the optimiser exists, so the corrected run is not told "not empty"."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "out"
+    register_optimizer("refusing", RefusingSearch, ToyConfig)
+    try:
+        assert _align(tiny_model, out, "--optimizer", "refusing") == 2
+    finally:
+        OPTIMIZERS.pop("refusing")
+    assert capsys.readouterr().err.endswith("\nculture-align: the toy refuses subspace dimension 4\n")
+    assert not (out / "run_settings.json").exists() and claim_output(out) == "new"
 
 
 @pytest.mark.parametrize("extra, message", [

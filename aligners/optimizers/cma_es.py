@@ -17,6 +17,12 @@ class CMAConfig:
         if not self.sigma0 > 0:
             raise ValueError(f"--sigma0 (CMA-ES initial step) must be positive, got {self.sigma0}")
 
+    def check_population(self, population: int) -> None:
+        """cma's recombination weights need two candidates; with one it fails only when built."""
+        if population < 2:
+            raise ValueError(f"--population {population}: CMA-ES (--optimizer cma) needs a population of at least 2; "
+                             "use --population 2 or more")
+
 
 @register_optimizer("cma", config_fields=CMAConfig)
 class CMAES:

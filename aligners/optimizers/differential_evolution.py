@@ -12,6 +12,9 @@ import numpy as np
 from aligners.optimizers.registry import register_optimizer
 
 
+MIN_POPULATION = 4  # a member and three others (rand/1)
+
+
 @dataclass
 class DEConfig:
     f: float = field(default=0.5, metadata={"help": "DE differential weight F"})
@@ -23,12 +26,17 @@ class DEConfig:
         if not 0 <= self.cr <= 1:
             raise ValueError(f"--cr (DE crossover rate) must be in [0, 1], got {self.cr}")
 
+    def check_population(self, population: int) -> None:
+        """Each trial mixes three other members, so a smaller population cannot run."""
+        if population < MIN_POPULATION:
+            raise ValueError(f"--population {population}: Differential Evolution (--optimizer de) needs a population "
+                             f"of at least {MIN_POPULATION}; use --population {MIN_POPULATION} or more")
+
 
 @register_optimizer("de", config_fields=DEConfig)
 class DifferentialEvolution:
     def __init__(self, dim: int, *, population: int, bound: float, seed: int, f: float = 0.5, cr: float = 0.9):
-        if population < 4:
-            raise ValueError("Differential Evolution needs a population of at least 4")
+        DEConfig(f, cr).check_population(population)
         self.dim, self.size, self.bound, self.f, self.cr = dim, population, bound, f, cr
         self.rng = np.random.default_rng(seed)
         self.population: np.ndarray | None = None

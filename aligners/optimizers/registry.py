@@ -8,6 +8,7 @@ recorded settings get its values, and nothing else in the aligner names an optim
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +29,8 @@ class AskTell(Protocol):
 class OptimizerSpec:
     name: str
     cls: type  # cls(dim, *, population, bound, seed, **settings) -> AskTell
-    config_fields: type  # a dataclass; field(metadata={"help": ...}) on each setting
+    config_fields: type  # a dataclass; field(metadata={"help": ...}) on each setting; __post_init__ checks
+    # the values, and an optional check_population(population) the run's population (both raise ValueError)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -61,16 +63,53 @@ def optimizer_spec(name: str) -> OptimizerSpec:
     return OPTIMIZERS[name]
 
 
-def optimizer_settings(name: str, given: dict | None = None) -> dict:
-    """The optimiser's settings, defaults filled in; a setting it does not have is an error."""
+def optimizer_settings(name: str, given: dict | None = None, *, population: int | None = None) -> dict:
+    """The optimiser's settings, defaults filled in. Names and types are checked here, values by
+    its config's ``__post_init__`` and, given ``population``, by its ``check_population``: all
+    before a model is loaded, so that a run the optimiser would refuse never starts."""
     spec = optimizer_spec(name)
+    given = dict(given or {})
+    _check_names(name, spec, given)
+    config = spec.config_fields(**_typed(name, spec, given))
+    if population is not None and hasattr(config, "check_population"):
+        config.check_population(population)
+    return dataclasses.asdict(config)
+
+
+def _check_names(name: str, spec: OptimizerSpec, given: dict) -> None:
     valid = [f.name for f in dataclasses.fields(spec.config_fields)]
-    unknown = sorted(set(given or {}) - set(valid))
+    unknown = sorted(set(given) - set(valid))
     if unknown:
         raise ValueError(f"optimizer {name!r} has no setting(s) {unknown}; its settings: {valid}")
-    return dataclasses.asdict(spec.config_fields(**(given or {})))
+
+
+def _typed(name: str, spec: OptimizerSpec, given: dict) -> dict:
+    """``given`` with each value checked against its field's type: a JSON string or a bool is no
+    number (``{"cr": true}`` would run as 1.0); an int is taken for a float field, as a float."""
+    hints = typing.get_type_hints(spec.config_fields)
+    return {key: _typed_value(name, key, value, hints[key]) for key, value in given.items()}
+
+
+def _typed_value(name: str, key: str, value, tp):
+    options = typing.get_args(tp)
+    if type(None) in options and len(options) == 2:  # Optional[X]: None, or an X
+        if value is None:
+            return None
+        tp = next(t for t in options if t is not type(None))
+    if tp not in _TYPE_WORDS:
+        return value  # other field types are the config's own to check
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tp) and (tp is bool or not isinstance(value, bool)):  # True is an int to Python
+        return value
+    raise ValueError(f"--optimizer-args: {key} of --optimizer {name} must be {_TYPE_WORDS[tp]}, "
+                     f"got {value!r} ({type(value).__name__})")
+
+
+_TYPE_WORDS = {float: "a number (float)", int: "an integer (int)", str: "a string (str)", bool: "true or false (bool)"}
 
 
 def make_optimizer(name: str, dim: int, *, population: int, bound: float, seed: int, settings: dict | None = None):
     spec = optimizer_spec(name)
-    return spec.cls(dim, population=population, bound=bound, seed=seed, **optimizer_settings(name, settings))
+    settings = optimizer_settings(name, settings, population=population)
+    return spec.cls(dim, population=population, bound=bound, seed=seed, **settings)

@@ -1,0 +1,138 @@
+"""culture-align's settings are refused before the model loads: the optimiser's own needs, the
+types of its settings, and the countries (no model here: a nonexistent --model folder shows that
+nothing was loaded)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+from aligners.cli import main as align_main
+from aligners.cli import parse_args
+from aligners.optimizers import OPTIMIZERS, DifferentialEvolution, make_optimizer, register_optimizer
+
+BASE = ["--model", "m", "--country", "USA", "--output", "o"]
+
+
+def _refused(tmp_path, capsys, *args) -> str:
+    """The one-line error of a run that stopped before loading its (missing) model or writing."""
+    out = tmp_path / "out"
+    assert align_main(["--model", str(tmp_path / "no-model"), "--output", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+    return err
+
+
+# ---- 1. the optimiser's own requirement on the population --------------------------------------
+
+@pytest.mark.parametrize("optimizer, small, message", [
+    ("de", 3, "--population 3: Differential Evolution (--optimizer de) needs a population of at least 4; "
+              "use --population 4 or more"),
+    ("cma", 1, "--population 1: CMA-ES (--optimizer cma) needs a population of at least 2; "
+               "use --population 2 or more"),
+])
+def test_the_optimisers_population_is_checked_with_the_config(optimizer, small, message, tmp_path, capsys):
+    err = _refused(tmp_path, capsys, "--country", "USA", "--optimizer", optimizer, "--population", str(small))
+    assert err == f"culture-align: {message}\n"
+    config = tmp_path / "run.yaml"  # the same from a --config file
+    config.write_text(f"model: m\ncountry: USA\noutput: o\noptimizer: {optimizer}\npopulation: {small}\n")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_args(["--config", str(config)])
+    # one more is enough
+    assert parse_args(BASE + ["--optimizer", optimizer, "--population", str(small + 1)]).population == small + 1
+
+
+def test_building_an_optimiser_directly_checks_the_same():
+    with pytest.raises(ValueError, match=r"--population 3: Differential Evolution .* at least 4"):
+        DifferentialEvolution(2, population=3, bound=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"--population 1: CMA-ES .* at least 2"):
+        make_optimizer("cma", 2, population=1, bound=1.0, seed=0)
+
+
+# ---- 2. the optimiser's settings by type --------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--optimizer-args", '{"f": "0.7"}'], "--optimizer-args: f of --optimizer de must be a number (float), "
+                                           "got '0.7' (str)"),
+    (["--optimizer-args", '{"cr": true}'], "--optimizer-args: cr of --optimizer de must be a number (float), "
+                                           "got True (bool)"),
+    (["--optimizer", "cma", "--optimizer-args", '{"sigma0": null}'],
+     "--optimizer-args: sigma0 of --optimizer cma must be a number (float), got None (NoneType)"),
+    (["--optimizer-args", '{"F": 0.7}'], "optimizer 'de' has no setting(s) ['F']; its settings: ['f', 'cr']"),
+])
+def test_optimizer_args_of_the_wrong_type_are_one_line_errors(extra, message, tmp_path, capsys):
+    assert _refused(tmp_path, capsys, "--country", "USA", *extra) == f"culture-align: {message}\n"
+
+
+def test_an_int_is_a_float_setting_and_a_yaml_bool_is_not(tmp_path):
+    cfg = parse_args(BASE + ["--optimizer-args", '{"f": 1, "cr": 0}'])
+    assert cfg.optimizer_args == {"f": 1.0, "cr": 0.0}
+    assert type(cfg.optimizer_args["f"]) is float and type(cfg.optimizer_args["cr"]) is float
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer_args: {cr: yes}\n")
+    with pytest.raises(ValueError, match=r"cr of --optimizer de must be a number \(float\), got True \(bool\)"):
+        parse_args(["--config", str(config)])
+
+
+@dataclass
+class StepsConfig:
+    steps: int = field(default=2, metadata={"help": "an int setting"})
+    label: str | None = field(default=None, metadata={"help": "an optional str setting"})
+
+
+class StepsSearch:
+    def __init__(self, dim, *, population, bound, seed, steps, label):
+        self.steps, self.label = steps, label
+
+
+@pytest.fixture
+def steps_optimizer():
+    register_optimizer("steps", StepsSearch, StepsConfig)
+    yield "steps"
+    OPTIMIZERS.pop("steps")
+
+
+def test_int_and_optional_settings_of_a_registered_optimiser(steps_optimizer):
+    args = ["--optimizer", "steps", "--optimizer-args"]
+    assert parse_args(BASE + args + ['{"steps": 3, "label": null}']).optimizer_args == {"steps": 3, "label": None}
+    assert parse_args(BASE + args + ['{"label": "x"}']).optimizer_args == {"steps": 2, "label": "x"}
+    for value, shown in (("2.0", "2.0 (float)"), ("true", "True (bool)"), ('"3"', "'3' (str)")):
+        with pytest.raises(ValueError, match=re.escape(f"steps of --optimizer steps must be an integer (int), "
+                                                       f"got {shown}")):
+            parse_args(BASE + args + [f'{{"steps": {value}}}'])
+    with pytest.raises(ValueError, match=r"label of --optimizer steps must be a string \(str\), got 1 \(int\)"):
+        parse_args(BASE + args + ['{"label": 1}'])
+
+
+# ---- 3. the countries ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags", [["--country", "USA", "--country", "CHN"], ["--countries", "USA", "--country", "CHN"]])
+def test_a_repeated_country_flag_is_refused(flags, tmp_path, capsys):
+    err = _refused(tmp_path, capsys, *flags)
+    assert err == (f"culture-align: {flags[2]} is given twice; name all of them after one flag "
+                   "(--country USA CHN)\n")
+
+
+def test_a_country_flag_replaces_the_config_files_list(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: [USA, CHN]\noutput: o\n")
+    assert parse_args(["--config", str(config)]).countries == ["USA", "CHN"]
+    assert parse_args(["--config", str(config), "--country", "JPN"]).countries == ["JPN"]
+    assert parse_args(["--config", str(config), "--country", "JPN", "DEN"]).countries == ["JPN", "DEN"]
+    with pytest.raises(ValueError, match="--country is given twice"):
+        parse_args(["--config", str(config), "--country", "JPN", "--country", "DEN"])
+
+
+@pytest.mark.parametrize("countries, message", [
+    (["USA", "usa"], "'USA' and 'usa' are both USA"),
+    (["CHN", "JPN", "China"], "'CHN' and 'China' are both CHI"),
+    (["CHI", "chn"], "'CHI' and 'chn' are both CHI"),
+])
+def test_one_country_named_twice_is_refused_before_loading(countries, message, data_root, tmp_path, capsys,
+                                                           monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    err = _refused(tmp_path, capsys, "--country", *countries)
+    assert err == f"culture-align: --country names one country twice ({message}); give each country once\n"
