@@ -43,6 +43,42 @@ class ConfigError(ValueError):
     """A bad flag, config file or setting; the message is one line that names it."""
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: plain YAML would keep the last value without a word."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (``overwrite: false`` and
+    later ``overwrite: true``), naming the key and both lines; merged (``<<``) keys may be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(f"key {key!r} is given twice (lines {seen[key]} and {line}); "
+                                                "keep one")
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list) -> dict:
+    """``json.loads`` hook: a key given twice is an error, not the last value silently."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
 def parse_bool(text) -> bool:
     """Strict boolean: a real bool, or one of true/false/yes/no/1/0 in any case."""
     if isinstance(text, bool):
@@ -61,9 +97,11 @@ def parse_mapping(text) -> dict:
     if not isinstance(text, str):
         raise argparse.ArgumentTypeError(f"expected a JSON object (a mapping), got {text!r}")
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    except ValueError as err:  # a duplicate key
+        raise argparse.ArgumentTypeError(f"{err} in {text!r}; keep one") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
@@ -110,6 +148,24 @@ def check_finite(values, flag: str) -> None:
         raise ValueError(f"{flag} must be finite numbers, got {bad}")
 
 
+class _FlagsReplaceDefault:
+    """A list flag whose first use on the command line replaces the default (the field's or the
+    ``--config`` file's list), since flags override the config; repeated flags still add up."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is self.default:  # still the default: drop it
+            setattr(namespace, self.dest, [])
+        super().__call__(parser, namespace, values, option_string)
+
+
+class ExtendAction(_FlagsReplaceDefault, argparse._ExtendAction):
+    """``action="extend"``; argparse's own would add the flags' values to the config's list."""
+
+
+class AppendAction(_FlagsReplaceDefault, argparse._AppendAction):
+    """``action="append"``, by the same rule."""
+
+
 def _is_union(tp) -> bool:
     return typing.get_origin(tp) is typing.Union or isinstance(tp, types.UnionType)
 
@@ -129,6 +185,8 @@ class ConfigParser(HfArgumentParser):
         self.add_argument("--config", help="YAML file of settings (same names as the flags); flags override it")
 
     def _add_dataclass_arguments(self, dtype):
+        self.register("action", "extend", ExtendAction)  # flags replace the --config list, see ExtendAction
+        self.register("action", "append", AppendAction)
         hints = typing.get_type_hints(dtype)
         for f in dataclasses.fields(dtype):
             if f.init:
@@ -226,7 +284,9 @@ class ConfigParser(HfArgumentParser):
         if not file.is_file():
             raise ConfigError(f"--config: file {file} does not exist")
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+        except DuplicateKeyError as err:
+            raise ConfigError(f"{file}: {err}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{file}: not valid YAML ({' '.join(str(err).split())})") from None
         loaded = loaded or {}

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from culture_tasks.atomic import open_like_new_files
+from culture_tasks.outputs import OutputLock, claim_output
 
 DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE", Path.home() / ".cache" / "culture-align" / "models"))
 
@@ -154,15 +155,35 @@ def _save_converted(gguf: Path, into: Path) -> None:
     tokenizer.save_pretrained(into)
 
 
+def check_inputs(output: Path, parts: list[Path]) -> None:
+    """The output may not be, nor hold, a GGUF input: --overwrite replaces the whole folder, and the
+    input with it. (Whether an occupied folder is reused or rebuilt is ``reusable``'s call, by content.)"""
+    if output.is_dir():
+        claim_output(output, overwrite=True, inputs=parts, error=ModelFileError)
+
+
+def output_lock(output: Path) -> OutputLock:
+    """A lock file beside the folder (``<output>.lock``), not in it: the folder is swapped by renaming."""
+    output = Path(os.path.abspath(output))
+    return OutputLock.for_file(output, ModelFileError)
+
+
 def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = False) -> Path:
     """Save a GGUF file (or its split parts, in order) as a safetensors model folder at ``output``.
 
     The folder records the GGUF's SHA-256 and is reused only for the same content; a folder made
-    from other content is an error unless ``overwrite``. Written to a temporary folder and renamed.
+    from other content is an error unless ``overwrite``. Written to a temporary folder and renamed,
+    with ``<output>.lock`` held against a second run; an output that holds an input is refused.
     """
     parts = [Path(p) for p in (gguf if isinstance(gguf, (list, tuple)) else [gguf])]
-    digest = gguf_sha256(parts)
     output = Path(output)
+    check_inputs(output, parts)
+    with output_lock(output):
+        return _convert(parts, output, overwrite)
+
+
+def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
+    digest = gguf_sha256(parts)
     if reusable(output, digest, overwrite):
         return output
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +199,6 @@ def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = Fal
         check_safetensors(staged)
         open_like_new_files(staged, folder_too=True)
         if output.exists():
-            if reusable(output, digest, overwrite):  # another run converted the same file meanwhile
-                shutil.rmtree(staged)
-                return output
             old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old."))
             output.replace(old / "model")
             staged.replace(output)

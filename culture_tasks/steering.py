@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,8 @@ import numpy as np
 from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
-from culture_tasks.outputs import claim_output
+from culture_tasks.data_root import ENV_VAR
+from culture_tasks.outputs import OutputLock, claim_output
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
@@ -91,13 +93,25 @@ def parse_target(spec: str) -> Steered:
     return Steered(c["slug"], c["name"], c["hofstede"], bool(c.get("wvs_csv")), method, checkpoint or None)
 
 
+def read_json(path: Path, who: str, fix: str) -> dict:
+    """A JSON object from ``path``; json's own error names no file, so this one names it and the fix."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SteeringError(f"{who}: {path} is not readable JSON ({err}); {fix}") from None
+    if not isinstance(data, dict):
+        raise SteeringError(f"{who}: {path} holds a JSON {type(data).__name__}, not an object; {fix}")
+    return data
+
+
 def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
     """The checkpoint exists, is the kind its method says, and was made for this base model."""
     path = Path(row.checkpoint)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (path / name).is_file():
             raise SteeringError(f"--target {row.label}: {path / name} does not exist; give a peft checkpoint folder")
-    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    config = read_json(path / "adapter_config.json", f"--target {row.label}",
+                       "save the checkpoint again or give another folder")
     if config.get("peft_type") != PEFT_TYPES[row.method]:
         raise SteeringError(f"--target {row.label}: {path} is a {config.get('peft_type')} checkpoint, "
                             f"method {row.method} needs {PEFT_TYPES[row.method]}")
@@ -155,13 +169,18 @@ def _hidden_size(model: str) -> int | None:
     config = Path(model) / "config.json"
     if not config.is_file():
         return None
-    data = json.loads(config.read_text(encoding="utf-8"))
+    data = read_json(config, "--model", "restore the model folder or give another --model")
     return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
 
 
-def check_output(out: Path, overwrite: bool) -> None:
-    """Never write over an earlier result unless asked."""
-    claim_output(out, overwrite=overwrite, error=SteeringError, resumable=False)
+def check_output(out: Path, overwrite: bool, inputs=()) -> None:
+    """Never write over an earlier result unless asked, nor into (or over) one of the run's inputs."""
+    claim_output(out, overwrite=overwrite, inputs=inputs, error=SteeringError, resumable=False)
+
+
+def run_inputs(cfg: SteeringConfig) -> list[str | None]:
+    """What the run reads from disk: the model, every --target checkpoint and the data root."""
+    return [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), *(row.checkpoint for row in cfg.rows)]
 
 
 def validate(cfg: SteeringConfig) -> None:
@@ -170,7 +189,7 @@ def validate(cfg: SteeringConfig) -> None:
     for row in cfg.rows:
         if row.checkpoint:
             check_checkpoint(row, cfg.model, hidden)
-    check_output(Path(cfg.output), cfg.overwrite)
+    check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -421,9 +440,17 @@ def _jsonable(obj):
 
 
 def run(cfg: SteeringConfig) -> dict:
+    """Checked first (no lock file is put into an input), then run with the output folder locked,
+    so that a second run cannot mix its files in; the output is checked again under the lock."""
+    validate(cfg)
+    with OutputLock.for_folder(cfg.output, SteeringError):
+        check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg))  # another run may have written meanwhile
+        return _run(cfg)
+
+
+def _run(cfg: SteeringConfig) -> dict:
     from tqdm.auto import tqdm
 
-    validate(cfg)
     reference = compare.hofstede_reference(cfg.data_dir)
     for row in cfg.rows:  # coverage problems stop the run before the model loads
         compare.compare_vsm13(dict.fromkeys(DIMENSIONS, 0.0), row.hofstede, reference)
@@ -448,7 +475,6 @@ def run(cfg: SteeringConfig) -> dict:
         "environment": provenance.environment(cfg.device),
     }
     result = _jsonable(result)
-    check_output(out, cfg.overwrite)  # a second run may have written meanwhile
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
     write_text_atomic(out / "steering.md", markdown(result))

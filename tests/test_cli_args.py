@@ -245,3 +245,55 @@ def test_half_precision_is_named_once_float32_not(caplog):
         assert caplog.records == []
         warn_half_precision("bfloat16")
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["--dtype bfloat16"]
+
+
+def test_target_flags_replace_the_config_list_and_repeated_flags_add_up(tmp_path):
+    """``action="extend"`` on top of the --config defaults used to give usa and china here."""
+    config = tmp_path / "s.yaml"
+    config.write_text("model: m\noutput: o\ntargets: [usa=persona]\n")
+    parse = lambda *flags: steer_parser().parse(["--config", str(config), *flags])[0].targets  # noqa: E731
+    assert parse() == ["usa=persona"]
+    assert parse("--target", "china=persona") == ["china=persona"]
+    assert parse("--target", "china=persona", "--target", "india=plain", "germany=persona") == [
+        "china=persona", "india=plain", "germany=persona"]
+    assert parse("--targets", "china=persona", "--target", "usa=plain") == ["china=persona", "usa=plain"]
+
+
+def test_yaml_key_given_twice_names_the_file_key_and_lines(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text("model: m\noverwrite: false\ntargets: [usa=persona]\noutput: o\noverwrite: true\n")
+    with pytest.raises(ConfigError) as err:
+        steer_parser().parse(["--config", str(config)])
+    assert str(err.value) == f"{config}: key 'overwrite' is given twice (lines 2 and 5); keep one"
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer_args: {f: 0.5, f: 0.7}\n")
+    with pytest.raises(ConfigError, match=r"s.yaml: key 'f' is given twice \(lines 4 and 4\); keep one$"):
+        align_parser().parse(["--config", str(config)])
+    # a merge key (<<) may be overridden by the mapping that merges it, as YAML intends
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer_args: {<<: {f: 0.5}, f: 0.7}\n")
+    assert align_parser().parse(["--config", str(config)])[0].optimizer_args["f"] == 0.7
+
+
+def test_json_mapping_flag_with_a_key_given_twice_is_refused():
+    flag = ["--optimizer_args", '{"f": 0.5, "f": 0.7}']
+    message = """--optimizer-args: key 'f' is given twice in '{"f": 0.5, "f": 0.7}'; keep one"""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        align_parser().parse(REQUIRED["align"] + flag)
+    assert align_parser().parse(REQUIRED["align"] + ["--optimizer_args", '{"f": 0.5}'])[0].optimizer_args["f"] == 0.5
+
+
+def test_append_and_extend_flags_replace_a_default_list(tmp_path):
+    from culture_tasks.cli_args import ConfigParser
+
+    @dataclasses.dataclass
+    class Lists:
+        added: list[str] = dataclasses.field(default_factory=lambda: ["d"], metadata={"action": "append"})
+        extended: list[str] = dataclasses.field(default_factory=lambda: ["d"], metadata={"action": "extend"})
+
+    (cfg,) = ConfigParser([Lists]).parse([])
+    assert (cfg.added, cfg.extended) == (["d"], ["d"])
+    (cfg,) = ConfigParser([Lists]).parse(["--added", "a", "--added", "b", "--extended", "x", "y", "--extended", "z"])
+    assert (cfg.added, cfg.extended) == ([["a"], ["b"]], ["x", "y", "z"])
+    config = tmp_path / "l.yaml"
+    config.write_text("extended: [c1, c2]\n")
+    assert ConfigParser([Lists]).parse(["--config", str(config)])[0].extended == ["c1", "c2"]
+    assert ConfigParser([Lists]).parse(["--config", str(config), "--extended", "x"])[0].extended == ["x"]

@@ -148,3 +148,43 @@ def test_sharded_index_naming_a_missing_shard(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "model-00001.safetensors"}}))
     with pytest.raises(models.ModelFileError, match="model-00001.safetensors"):
         models.check_safetensors(tmp_path)
+
+
+def _no_conversion(*_):
+    raise AssertionError("converted before the output was checked")
+
+
+@pytest.mark.parametrize("output", ["g", "."])  # the gguf's own folder, or a folder above it
+def test_overwrite_never_deletes_the_input_gguf(ggufs, tmp_path, monkeypatch, capsys, output):
+    """``--gguf g/tiny.gguf --output g --overwrite`` used to swap g (the input with it) for the model."""
+    first, _ = ggufs
+    gguf = tmp_path / "g" / "tiny.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(first.read_bytes())
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    out = tmp_path / output
+    assert models.main(["from-gguf", "--gguf", str(gguf), "--output", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"holds the input {gguf}" in err and "choose another --output" in err
+    assert gguf.read_bytes() == first.read_bytes()
+    assert sorted(p.name for p in gguf.parent.iterdir()) == ["tiny.gguf"]
+    assert not (tmp_path / f"{out.resolve().name}.lock").exists()
+
+
+def test_a_conversion_into_a_locked_output_is_refused(ggufs, tmp_path, monkeypatch, capsys):
+    """The lock is ``<output>.lock`` beside the folder (the folder itself is swapped by a rename)."""
+    from culture_tasks.outputs import OutputLock
+
+    first, _ = ggufs
+    out = tmp_path / "model"
+    with OutputLock.for_file(out):
+        monkeypatch.setattr(models, "_save_converted", _no_conversion)
+        assert models.main(["from-gguf", "--gguf", str(first), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{out} is in use by another run (process {os.getpid()}" in err
+        assert f"lock file {tmp_path / 'model.lock'}" in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.lock"]  # nothing converted
+    monkeypatch.undo()
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(out)]) == 0
+    np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the run's own lock is gone

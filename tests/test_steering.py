@@ -164,3 +164,80 @@ def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, t
         SteeringConfig(model="m", targets=["usa=plain"], output="o", wvs="yes")
     with pytest.raises(SteeringError, match="repeats"):
         SteeringConfig(model="m", targets=["usa=plain", "USA=plain"], output="o")
+
+
+def _copy_checkpoint(source, into):
+    into.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (into / name).write_bytes((source / name).read_bytes())
+    return into
+
+
+def test_output_that_is_or_holds_an_input_is_refused_even_with_overwrite(tiny_model, prompt_checkpoint, tmp_path,
+                                                                         capsys):
+    ckpt = _copy_checkpoint(prompt_checkpoint, tmp_path / "runs" / "de")
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    target = ["--target", f"DEU=prompt:{ckpt}", "--overwrite"]
+    cases = [(ckpt, f"output {ckpt} is also an input"), (tmp_path / "runs", f"holds the input {ckpt}"),
+             (tiny_model, f"output {tiny_model} is also an input")]
+    for out, message in cases:
+        assert main(["--model", str(tiny_model), "--output", str(out), *target]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "choose another --output" in err
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before  # no lock file put in it either
+    assert not (tiny_model / ".lock").exists()
+
+
+def test_a_second_run_into_a_locked_output_is_refused(tiny_model, tmp_path, monkeypatch, capsys):
+    import os
+    import socket
+
+    from culture_tasks import steering
+    from culture_tasks.outputs import OutputLock
+
+    def no_model(*_, **__):
+        raise AssertionError("loaded the model into a locked output")
+
+    monkeypatch.setattr(steering, "_load_lm", no_model)
+    out = tmp_path / "o"
+    args = ["--model", str(tiny_model), "--output", str(out), "--target", "usa=persona"]
+    with OutputLock.for_folder(out):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"{out} is in use by another run (process {os.getpid()} on host {socket.gethostname()}" in err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+    held = []
+
+    def fake_run(cfg):  # the run itself: the lock is this run's own while it works
+        held.append(json.loads((out / ".lock").read_text())["pid"])
+        return {"vsm13": {"summary_by_coverage": {}}}
+
+    monkeypatch.setattr(steering, "_run", fake_run)
+    assert main(args) == 0
+    assert held == [os.getpid()] and not out.exists()  # released; the folder it made is removed again
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_corrupt_adapter_config_names_the_file(tiny_model, prompt_checkpoint, tmp_path, capsys, method):
+    bad = _copy_checkpoint(prompt_checkpoint, tmp_path / "badck")
+    (bad / "adapter_config.json").write_text('{"peft_type": "LORA",}')
+    assert main(["--model", str(tiny_model), "--output", str(tmp_path / "o"), "--target", f"usa={method}:{bad}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-steer: --target usa:{method}: {bad / 'adapter_config.json'} is not readable JSON")
+    assert err.count("\n") == 1 and err.endswith("; save the checkpoint again or give another folder\n")
+    (bad / "adapter_config.json").write_text("[]")
+    assert main(["--model", str(tiny_model), "--output", str(tmp_path / "o"), "--target", f"usa={method}:{bad}"]) == 2
+    assert f"{bad / 'adapter_config.json'} holds a JSON list, not an object" in capsys.readouterr().err
+
+
+def test_corrupt_model_config_names_the_file(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{'hidden_size': 32}")
+    assert main(["--model", str(model), "--output", str(tmp_path / "o"), "--target", "usa=persona"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-steer: --model: {model / 'config.json'} is not readable JSON (Expecting property")
+    assert err.count("\n") == 1 and err.endswith("; restore the model folder or give another --model\n")
+    assert not (tmp_path / "o").exists()

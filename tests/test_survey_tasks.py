@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -85,3 +86,38 @@ def test_misspelled_metadata_key_stops_loading_the_task(data_root):
     manager = task_manager({"datadir": str(data_root)})
     with pytest.raises(MetadataError, match=r"wvs \(China\): unknown --metadata key\(s\) 'datadir'"):
         manager.load(["wvs_china"])
+
+
+VALID_CONSTANTS = ("use the dimensions pdi, idv, mas, uai, lto, ivr or the manual's names "
+                   "C_pd, C_ic, C_mf, C_ua, C_ls, C_ir")
+
+
+def test_unknown_constant_names_are_errors_not_zero():
+    from culture_tasks.survey.vsm13 import vsm13_indices
+
+    means = dict.fromkeys(range(1, 25), 3.0)
+    means[2] = 4.0  # PDI = 35 (m7 - m2) + 25 (m20 - m23) = 35 (3 - 4) = -35
+    assert vsm13_indices(means, {"C_pd": 50})["pdi"] == pytest.approx(15.0)
+    assert vsm13_indices(means, {"pdi": 50, "ivr": -2})["ivr"] == pytest.approx(-2.0)
+    with pytest.raises(ValueError) as err:
+        vsm13_indices(means, {"pdx": 50, "C_zz": 1})
+    assert str(err.value) == f"constants: unknown name(s) 'pdx' (did you mean 'pdi'?), 'C_zz'; {VALID_CONSTANTS}"
+    with pytest.raises(ValueError, match=r"^constants: pdi is given twice \('pdi' and 'C_pd'\); keep one$"):
+        vsm13_indices(means, {"pdi": 50, "C_pd": 50})
+    with pytest.raises(ValueError, match=r"^constants: uai must be a finite number, got '5'$"):
+        vsm13_indices(means, {"uai": "5"})
+
+
+def test_misspelt_constant_in_metadata_stops_loading_the_task(data_root):
+    """``--metadata '{"constants": {"pdx": 50}}'`` used to score as if no constant was given."""
+    from culture_tasks.survey.tasks import load_vsm13
+
+    with pytest.raises(MetadataError) as err:
+        load_vsm13(str(data_root), vsm13_country="USA", constants={"pdx": 50})
+    assert str(err.value) == (f"vsm13 (USA): --metadata constants: unknown name(s) 'pdx' (did you mean 'pdi'?); "
+                              f"{VALID_CONSTANTS}")
+    manager = task_manager({"data_dir": str(data_root), "constants": {"pdx": 50}})
+    with pytest.raises(MetadataError, match=r"vsm13 \(CHI\): --metadata constants: unknown name\(s\) 'pdx'"):
+        manager.load(["vsm13_china"])
+    docs = load_vsm13(str(data_root), vsm13_country="USA", constants={"C_pd": 50})["test"]
+    assert json.loads(docs[0]["constants"]) == {"C_pd": 50}

@@ -25,8 +25,8 @@ from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.metadata import TASK_KEYS, MetadataError, check_keys, parse_bool
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import compare, metrics
-from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, load_items, resolve_target, vsm13_indices,
-                                        vsm13_loss)
+from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, constants_by_dimension, load_items, resolve_target,
+                                        vsm13_indices, vsm13_loss)
 from culture_tasks.survey.instruments import directionless_metrics
 from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
@@ -190,6 +190,14 @@ for _topic in WVS_TOPICS:
 # --------------------------------------------------------------------------- VSM13
 
 
+def _check_constants(country: str | None, constants) -> None:
+    """``--metadata constants``: a misspelt name stops the task instead of counting as 0."""
+    try:
+        constants_by_dimension(constants)
+    except ValueError as err:
+        raise MetadataError(f"vsm13 ({country}): --metadata {err}") from None
+
+
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
                reversed_options: bool = False, target=None, target_source: str = "", constants=None,
                answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
@@ -198,6 +206,7 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     ``persona`` is the country name of the in-context baseline ("" = the model's own answers).
     """
     check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
+    _check_constants(vsm13_country, constants)
     reversed_options = parse_bool("reversed_options", reversed_options)
     chosen = resolve_target(vsm13_country, target, data_dir)
     if answer_mode not in ("expected", "argmax"):

@@ -7,11 +7,13 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -94,19 +96,44 @@ def _number(value):
     return value.astype(float) if isinstance(value, np.ndarray) else float(value)
 
 
+def constants_by_dimension(constants: Mapping | None) -> dict[str, float]:
+    """The additive constants keyed by dimension. A name that is neither a dimension nor the manual's
+    (``pdx``) would otherwise add 0 without a word, so it is an error listing the valid names."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise ValueError(f"constants must be a mapping such as {{\"pdi\": 20}}, got {constants!r}")
+    names = {**{d: d for d in DIMENSIONS}, **{c: d for d, c in CONSTANT_NAMES.items()}}
+    unknown = [k for k in constants if k not in names]
+    if unknown:
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), names, n=1))
+                 else repr(k) for k in unknown]
+        raise ValueError(f"constants: unknown name(s) {', '.join(hints)}; use the dimensions "
+                         f"{', '.join(DIMENSIONS)} or the manual's names {', '.join(CONSTANT_NAMES.values())}")
+    out: dict[str, float] = {}
+    for key, value in constants.items():
+        dim = names[key]
+        if dim in out:
+            raise ValueError(f"constants: {dim} is given twice ({dim!r} and {CONSTANT_NAMES[dim]!r}); keep one")
+        if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"constants: {key} must be a finite number, got {value!r}")
+        out[dim] = float(value)
+    return out
+
+
 def vsm13_indices(item_means: Mapping[int, float], constants: Mapping[str, float] | None = None) -> dict[str, float]:
     """The six VSM 2013 indices from the mean score of each item (constants default to 0).
 
     ``constants`` may be keyed by dimension (``pdi``) or by the manual's name (``C_pd``). The
     means may also be equal-length arrays (the interval computes all resamples at once).
     """
-    constants = dict(constants or {})
+    constants = constants_by_dimension(constants)
     missing = sorted({i for terms in FORMULAS.values() for _, a, b in terms for i in (a, b)} - set(item_means))
     if missing:
         raise ValueError(f"vsm13_indices needs the means of items {missing}")
     out = {}
     for dim, terms in FORMULAS.items():
-        c = float(constants.get(dim, constants.get(CONSTANT_NAMES[dim], 0.0)))
+        c = constants.get(dim, 0.0)
         out[dim] = sum(w * (_number(item_means[a]) - _number(item_means[b])) for w, a, b in terms) + c
     return out
 
