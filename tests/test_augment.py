@@ -215,3 +215,51 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
             EndpointGenerator(url, "broken").complete(["x"], 1)
     finally:
         server.shutdown()
+
+
+def test_augment_never_writes_over_the_seed_bank_it_read(tmp_path):
+    """With --seed-questions the data root's WVQ.jsonl is still read (the seeds' text and scale): an input."""
+    root = write_data_root(tmp_path / "root")
+    bank = root / "culturellm" / "WVQ.jsonl"
+    before = bank.read_bytes()
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps({"q_id": "27", "q_content": SEED27}) + "\n", encoding="utf-8")
+    loaded = []
+    for output in (bank, seeds):
+        cfg = _config(tmp_path, output=str(output), seed_questions=str(seeds), overwrite=True)
+        with pytest.raises(AugmentError, match=f"output {output} is also an input of this run"):
+            run_augmentation(cfg, load_models=lambda: loaded.append(1))
+    assert bank.read_bytes() == before and loaded == []
+    state = run_augmentation(_config(tmp_path, seed_questions=str(seeds)), StandIn(REPLIES), BagOfWords())
+    assert state["done"] == ["27"] and len(_rows(tmp_path / "aug.jsonl")) == 2
+
+
+def test_cli_checks_the_output_and_resume_settings_before_loading_models(tmp_path, monkeypatch, capsys):
+    import trainers.similarity
+
+    write_data_root(tmp_path / "root")
+    loaded = []
+
+    class Recorded(BagOfWords):
+        def __init__(self, *args, **kwargs):
+            loaded.append("embedder")
+
+    def generator(cfg):
+        loaded.append("generator")
+        return StandIn(REPLIES)
+
+    monkeypatch.setattr(trainers.similarity, "Embedder", Recorded)
+    monkeypatch.setattr(AugmentConfig, "make_generator", generator)
+    with pytest.raises(KeyboardInterrupt):  # a stopped run: Q27 committed, its state file saved
+        run_augmentation(_config(tmp_path), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    out = tmp_path / "aug.jsonl"
+    committed = out.read_bytes()
+    args = ["augment", "--generator", "stand-in", "--output", str(out), "--data-dir", str(tmp_path / "root"),
+            "--paraphrases", "4", "--threshold", "0.8", "--synonym-samples", "1", "--questions-per-chunk", "1"]
+    assert cli(args + ["--keep", "2"]) == 2
+    assert "already exists; pass --resume to continue the run there, --overwrite" in capsys.readouterr().err
+    assert cli(args + ["--keep", "3", "--resume"]) == 2
+    assert "other settings (keep: saved 2, given 3)" in capsys.readouterr().err
+    assert loaded == [] and out.read_bytes() == committed
+    assert cli(args + ["--keep", "2", "--resume"]) == 0  # the same run: now, and only now, the models load
+    assert loaded == ["embedder", "generator"] and len(_rows(out)) == 2

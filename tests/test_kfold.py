@@ -189,6 +189,11 @@ def test_cli_checks_before_work(tmp_path, rows_file, capsys):
     config.write_text("folds: 3\nfold_sed: 1\n", encoding="utf-8")
     assert main(args + ["--config", str(config)]) == 2
     assert "unknown setting(s) ['fold_sed']" in capsys.readouterr().err
+    assert main(args + ["--extra", '{"learning_rate": 1}']) == 2  # the lora settings' check, inherited
+    assert ("culture-train kfold: --extra: 'learning_rate' is set by the trainer from --learning-rate; remove it "
+            "from --extra and give --learning-rate instead\n") == capsys.readouterr().err
+    assert main(args + ["--extra", '{"bogus": 1}']) == 2
+    assert "--extra: 'bogus' is not a TrainingArguments parameter" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -236,3 +236,60 @@ def test_collator_pads_right_with_label_minus_100_and_keeps_the_loss(tiny_model)
     assert batch["input_ids"][1].tolist() == [1, 8, tokenizer.eos_token_id, tokenizer.eos_token_id]
     assert batch["labels"][1].tolist() == [-100, 9, -100, -100]
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('{"bogus": 1}', "--extra: 'bogus' is not a TrainingArguments parameter of transformers"),
+    ('{"lr_schedular_type": "cosine"}', "(did you mean 'lr_scheduler_type'?); fix or remove it"),
+    ('{"learning_rate": 1}', "--extra: 'learning_rate' is set by the trainer from --learning-rate; remove it from "
+                             "--extra and give --learning-rate instead"),
+    ('{"report_to": ["wandb"]}', "--extra: 'report_to' is set by the trainer itself and cannot be changed"),
+])
+def test_extra_keys_are_refused_before_the_model_loads(tmp_path, capsys, extra, message):
+    from trainers.cli import main as cli
+
+    data = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}], "culture": "english"}
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    out = tmp_path / "adapter"
+    # no model folder: the error must come before any attempt to load one, and write nothing
+    assert cli(["lora", "--model", str(tmp_path / "no-model"), "--data", str(data), "--output", str(out),
+                "--extra", extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("culture-train lora: --extra: ")
+    assert not out.exists()
+    assert LoraTrainConfig(model="m", data=[str(data)], output=str(out),
+                           extra={"lr_scheduler_type": "cosine"}).extra == {"lr_scheduler_type": "cosine"}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_every_argument_the_trainer_sets_is_barred_from_extra(tmp_path, checkpointing):
+    import inspect
+
+    from transformers import TrainingArguments
+
+    from trainers.lora import SET_BY_TRAINER, _training_arguments
+
+    for warmup in (0.1, 5):
+        cfg = LoraTrainConfig(model="m", data=[str(tmp_path / "none.jsonl")], output="o", warmup=warmup)
+        own = set(_training_arguments(cfg, False, checkpointing))
+        assert own <= set(SET_BY_TRAINER), own - set(SET_BY_TRAINER)
+        assert len(own & {"warmup_ratio", "warmup_steps"}) == 1 and "learning_rate" in own
+    assert set(SET_BY_TRAINER) - set(inspect.signature(TrainingArguments.__init__).parameters) <= {
+        "warmup_ratio", "activation_checkpointing", "gradient_checkpointing", "gradient_checkpointing_kwargs"}
+
+
+def test_training_rows_with_unknown_keys_are_refused(tmp_path):
+    from tests.synthetic_wvs import write_data_root
+    from trainers.lora import read_examples
+
+    written = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(write_data_root(tmp_path / "root"))).write(written)
+    rows = read_examples([str(written)])  # every key `culture-train data` writes is read back
+    assert sorted(rows[0]) == ["answer_code", "country", "culture", "messages", "q_id", "rule", "step"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(written.read_text(encoding="utf-8") + json.dumps({**rows[0], "qid": "27"}) + "\n",
+                   encoding="utf-8")
+    with pytest.raises(TrainingError, match=r"bad.jsonl:3: unknown key\(s\) 'qid' \(did you mean 'q_id'\?\) "
+                                            r"in a training row"):
+        read_examples([str(bad)])

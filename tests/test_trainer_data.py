@@ -147,3 +147,60 @@ def test_unknown_culture_is_a_config_error(tmp_path):
     with pytest.raises(ValueError, match=r"unknown culture 'french'; choose one of \['arabic', .*\] or 'one'"):
         DataConfig(culture="french", output=str(tmp_path / "x.jsonl"), data_dir=str(tmp_path / "no-root"))
     assert DataConfig(culture="One", output="x").rule == "majority"
+
+
+def test_data_refuses_to_write_over_any_file_it_read(tmp_path, capsys):
+    """The seed bank, the country file and the --questions file are inputs: refused even with --overwrite."""
+    from trainers.cli import main as cli
+
+    root = write_data_root(tmp_path / "root")
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text(json.dumps({"q_id": "27", "q_content": "Making my parents proud is my main aim"}) + "\n",
+                   encoding="utf-8")
+    read = [root / "culturellm" / "WVQ.jsonl", root / "culturellm" / "English" / "United States.csv", aug]
+    before = [p.read_bytes() for p in read]
+    for target in read:
+        code = cli(["data", "--culture", "english", "--data-dir", str(root), "--questions", str(aug),
+                    "--output", str(target), "--overwrite"])
+        assert code == 2
+        assert f"output {target} is also an input of this run" in capsys.readouterr().err
+    assert [p.read_bytes() for p in read] == before
+    assert cli(["data", "--culture", "english", "--data-dir", str(root), "--questions", str(aug),
+                "--output", str(tmp_path / "ok.jsonl")]) == 0
+    assert len((tmp_path / "ok.jsonl").read_text(encoding="utf-8").splitlines()) == 3  # Q27, Q28 seeds + 1 variant
+
+
+def test_data_write_is_locked_against_a_second_run(tmp_path):
+    import os
+    import socket
+
+    from culture_tasks.outputs import OutputError
+
+    root = write_data_root(tmp_path / "root")
+    examples = build_examples("english", data_dir=str(root))
+    out = tmp_path / "ex.jsonl"
+    lock = tmp_path / "ex.jsonl.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": "other"}))
+    with pytest.raises(OutputError, match=r"ex.jsonl is in use by another run"):
+        examples.write(out)
+    assert not out.exists()
+    lock.unlink()
+    examples.write(out)
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2 and not lock.exists()
+
+
+def test_question_rows_with_unknown_keys_are_refused(tmp_path):
+    root = write_data_root(tmp_path)
+    questions = load_questions(str(root))
+    good = {"q_id": "27", "topic": "SOCIAL VALUES", "q_content": "Making my parents proud is my main aim",
+            "ori_content": "Making my parents proud is a main goal", "option": "1. Yes 2. No", "step": "paraphrase",
+            "similarity": 0.9, "generator": "g"}  # every key augment and upstream write
+    bad = {"q_id": "27", "q_content": "Making my parents proud is my aim", "stepp": "paraphrase", "simlarity": 0.5}
+    path = tmp_path / "aug.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"aug.jsonl:2: unknown key\(s\) 'simlarity' \(did you mean 'similarity'\?\), "
+                                         r"'stepp' \(did you mean 'step'\?\) in a question row"):
+        read_variants(path, questions)
+    path.write_text(json.dumps(good) + "\n", encoding="utf-8")
+    variants, _ = read_variants(path, questions)
+    assert [(v.q_id, v.step, v.similarity, v.generator) for v in variants] == [("27", "paraphrase", 0.9, "g")]

@@ -277,31 +277,44 @@ def _resume_state(output: Path, state_path: Path, wanted: dict):
         raise AugmentError(f"--resume: {output} holds {size} bytes but the run committed {committed}; the "
                            "output was truncated or replaced, so the finished chunks are lost; restore the file or "
                            "start again with --overwrite")
-    if not output.exists():  # stopped between writing the state and creating the output
-        output.write_bytes(b"")
-    digest = _prefix_digest(output, committed)
+    digest = _prefix_digest(output, committed) if output.exists() else hashlib.sha256()
     if "sha256" in state and "sha256:" + digest.hexdigest() != state["sha256"]:
         raise AugmentError(f"--resume: the first {committed} bytes of {output} differ from what the run wrote "
                            "(edited since?); restore the file or start again with --overwrite")
     return state, digest
 
 
-def run_augmentation(cfg: AugmentConfig, generator, embedder) -> dict:
-    """Augment every seed question into ``cfg.output`` (JSONL); returns the final state."""
+def run_augmentation(cfg: AugmentConfig, generator=None, embedder=None, *, load_models=None) -> dict:
+    """Augment every seed question into ``cfg.output`` (JSONL); returns the final state.
+
+    Pass the models, or ``load_models`` (returning generator and embedder): it is called only once
+    the output and, on --resume, the stored settings have been checked, so a refused run loads nothing."""
     output = Path(cfg.output)
     with OutputLock.for_file(output, AugmentError):
-        return _augment_locked(cfg, generator, embedder, output)
+        return _augment_locked(cfg, generator, embedder, output, load_models)
 
 
-def _claim(cfg: AugmentConfig, output: Path, questions_file: Path) -> str:
+def _questions_file(cfg: AugmentConfig) -> Path:
+    """The file the seed questions are chosen from (its digest is a setting of the run)."""
+    return Path(cfg.seed_questions) if cfg.seed_questions else data_file(QUESTIONS_FILE, cfg.data_dir)
+
+
+def _inputs(cfg: AugmentConfig) -> list[Path]:
+    """Every file the run reads: the data root's seed bank (read for the questions' text even with
+    --seed-questions) and the --seed-questions file; the output may be none of them."""
+    return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg)]
+
+
+def _claim(cfg: AugmentConfig, output: Path, inputs: list[Path]) -> str:
     """What to do with the output and its state file (see ``claim_output``); a stray state file
     without its output is claimed too."""
     overwrite = bool(getattr(cfg, "overwrite", False))
-    mode = claim_output(output, overwrite=overwrite, resume=cfg.resume, inputs=[questions_file], folder=False,
+    mode = claim_output(output, overwrite=overwrite, resume=cfg.resume, inputs=inputs, folder=False,
                         error=AugmentError)
     state_path = _state_path(output)
     if mode == "new" and state_path.exists():
-        mode = claim_output(state_path, overwrite=overwrite, resume=cfg.resume, folder=False, error=AugmentError)
+        mode = claim_output(state_path, overwrite=overwrite, resume=cfg.resume, inputs=inputs, folder=False,
+                            error=AugmentError)
     return mode
 
 
@@ -318,12 +331,15 @@ def _seed_questions(cfg: AugmentConfig) -> list[Question]:
     return [by_id[q] for q in picked]
 
 
-def _start_state(output: Path, mode: str, wanted: dict):
-    """The state to continue (its committed output kept, a half-written chunk cut off) or a
-    fresh one with an empty output; and the running digest of the committed output."""
+def _start_state(output: Path, mode: str, wanted: dict, resumed=None):
+    """The state to continue (``resumed``, checked by ``_resume_state``: its committed output kept,
+    a half-written chunk cut off) or a fresh one with an empty output; and the running digest of
+    the committed output."""
     state_path = _state_path(output)
     if mode == "resume":
-        state, digest = _resume_state(output, state_path, wanted)
+        state, digest = resumed
+        if not output.exists():  # stopped between writing the state and creating the output
+            output.write_bytes(b"")
         with output.open("r+b") as fh:  # drop a chunk that was being written when the run stopped
             fh.truncate(state["bytes"])
         return state, digest
@@ -368,15 +384,17 @@ def _finish(output: Path, state: dict, counts: Counter, generator_name: str, que
     log.info("augmentation: %d wordings kept for %d seed questions; %s", kept, questions, dict(counts))
 
 
-def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path) -> dict:
+def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_models=None) -> dict:
     import torch
 
-    questions_file = Path(cfg.seed_questions) if cfg.seed_questions else data_file(QUESTIONS_FILE, cfg.data_dir)
-    mode = _claim(cfg, output, questions_file)
+    mode = _claim(cfg, output, _inputs(cfg))
     questions = _seed_questions(cfg)
     wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
-    wanted["questions_sha256"] = file_digest(questions_file)
-    state, digest = _start_state(output, mode, wanted)
+    wanted["questions_sha256"] = file_digest(_questions_file(cfg))
+    resumed = _resume_state(output, _state_path(output), wanted) if mode == "resume" else None
+    if load_models is not None:  # every check has passed: only now are the models loaded
+        generator, embedder = load_models()
+    state, digest = _start_state(output, mode, wanted, resumed)
     counts = Counter(state["counts"])
     augmenter = Augmenter(generator, embedder, cfg)
     size = cfg.questions_per_chunk

@@ -76,8 +76,13 @@ def run_augment(cfg) -> dict:
     from trainers.augment import run_augmentation
     from trainers.similarity import Embedder
 
-    embedder = Embedder(cfg.embedding_model, device=cfg.device)  # a missing folder fails before the generator loads
-    state = run_augmentation(cfg, cfg.make_generator(), embedder)
+    def load_models():
+        """Called once the output is claimed; the embedder first, so a missing folder fails before
+        the generator loads."""
+        embedder = Embedder(cfg.embedding_model, device=cfg.device)
+        return cfg.make_generator(), embedder
+
+    state = run_augmentation(cfg, load_models=load_models)
     return {"output": cfg.output, "seed_questions": len(state["done"]), "counts": state["counts"]}
 
 

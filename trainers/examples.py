@@ -20,10 +20,10 @@ import numpy as np
 
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
-from culture_tasks.outputs import claim_output
+from culture_tasks.outputs import OutputLock, claim_output
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
-from culture_tasks.survey.wvs import CountryAnswers, Question, load_country, load_questions
+from culture_tasks.survey.wvs import QUESTIONS_FILE, CountryAnswers, Question, load_country, load_questions
 from trainers.cultures import ONE, Country, countries_of
 from trainers.questions import Variant, read_variants, seed_question_variants
 
@@ -54,13 +54,20 @@ class ExampleSet:
     inputs: list[str] = field(default_factory=list)  # files read: the output may not be one of them
 
     def write(self, path: Path, *, overwrite: bool = False) -> None:
-        """Write atomically; an existing file is replaced only with ``overwrite``, an input never."""
-        claim_output(path, overwrite=overwrite, inputs=self.inputs, folder=False, resumable=False)
-        write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+        """Write atomically, locked against a second run writing the same file; an existing file is
+        replaced only with ``overwrite``, an input never."""
+        with OutputLock.for_file(path):
+            claim_output(path, overwrite=overwrite, inputs=self.inputs, folder=False, resumable=False)
+            write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+
+
+def country_csv(country: Country, data_dir: str | None) -> Path:
+    """The country's WVS answers file in the data root (an input of every run that labels with it)."""
+    return data_file(f"culturellm/{country.wvs_csv}", data_dir)
 
 
 def country_answers(country: Country, questions: list[Question], data_dir: str | None) -> CountryAnswers:
-    answers = load_country(data_file(f"culturellm/{country.wvs_csv}", data_dir), questions, country.slug)
+    answers = load_country(country_csv(country, data_dir), questions, country.slug)
     if not answers.distributions:
         raise ValueError(f"{answers.path}: no valid answer to any question for {country.slug} "
                          "(every code missing or negative); it cannot label training examples")
@@ -173,4 +180,11 @@ def build_examples(culture: str, *, questions_file: str | None = None, data_dir:
         _count_disagreements(culture, all_answers, [c.slug for c in countries], questions, rule, counts)
     if not rows:
         raise ValueError(f"no training example for {culture!r}: {dict(counts)}")
-    return ExampleSet(rows, counts, [str(questions_file)] if questions_file else [])
+    return ExampleSet(rows, counts, _inputs(countries, questions_file, data_dir))
+
+
+def _inputs(countries: list[Country], questions_file: str | None, data_dir: str | None) -> list[str]:
+    """Every file the examples were read from: the seed bank, the country files and the variants
+    file; the output may be none of them, even with --overwrite."""
+    files = [data_file(QUESTIONS_FILE, data_dir), *(country_csv(c, data_dir) for c in countries)]
+    return [str(f) for f in files] + ([str(questions_file)] if questions_file else [])

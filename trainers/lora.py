@@ -26,6 +26,7 @@ from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, save_settings)
 from culture_tasks.paths import lm_eval_command
+from trainers.keys import check_row_keys
 
 log = logging.getLogger("trainers")
 CHECKPOINTS = "checkpoints"
@@ -34,6 +35,19 @@ RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, 
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
 # settings that do not change the trained weights or the loss log: they may differ on --resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
+# the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
+EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
+# TrainingArguments that make_trainer sets itself (_training_arguments, _version_arguments): not
+# allowed in --extra, each with the flag that sets it (None: fixed by the trainer)
+SET_BY_TRAINER = {
+    "output_dir": "--output", "per_device_train_batch_size": "--batch-size",
+    "gradient_accumulation_steps": "--grad-accum", "learning_rate": "--learning-rate", "num_train_epochs": "--epochs",
+    "max_steps": "--max-steps", "weight_decay": "--weight-decay", "logging_steps": "--logging-steps",
+    "save_steps": "--save-steps", "seed": "--seed", "data_seed": "--seed", "bf16": "--bf16",
+    "warmup_ratio": "--warmup", "warmup_steps": "--warmup", "activation_checkpointing": "--gradient-checkpointing",
+    "gradient_checkpointing": "--gradient-checkpointing", "gradient_checkpointing_kwargs": "--gradient-checkpointing",
+    "save_total_limit": None, "use_cpu": None, "report_to": None, "remove_unused_columns": None,
+}
 
 
 class TrainingError(ValueError):
@@ -86,6 +100,7 @@ class LoraTrainConfig:
             raise ValueError("give a positive epochs or max_steps")
         if self.warmup < 0:
             raise ValueError(f"warmup must not be negative, got {self.warmup}")
+        check_extra(self.extra)
         self.check_data_cultures()
 
     def check_data_cultures(self) -> None:
@@ -113,7 +128,41 @@ class LoraTrainConfig:
                 raise TrainingError(f"{where}: {err}") from None
 
 
+def check_extra(extra) -> None:
+    """``--extra`` may hold only TrainingArguments that the trainer does not set itself: checked
+    here, so that a misspelt or clashing key fails before the model is loaded or anything is written."""
+    if not isinstance(extra, dict):
+        raise TrainingError(f"--extra must be a mapping of TrainingArguments, e.g. '{{\"lr_scheduler_type\": "
+                            f"\"cosine\"}}', got {extra!r}")
+    if not extra:
+        return
+    import difflib
+    import inspect
+
+    from transformers import TrainingArguments
+
+    accepted = set(inspect.signature(TrainingArguments.__init__).parameters) - {"self"} - set(SET_BY_TRAINER)
+    for key in extra:
+        if key in SET_BY_TRAINER:
+            flag = SET_BY_TRAINER[key]
+            fix = f"is set by the trainer from {flag}; remove it from --extra and give {flag} instead" if flag \
+                else "is set by the trainer itself and cannot be changed; remove it from --extra"
+            raise TrainingError(f"--extra: {key!r} {fix}")
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), sorted(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TrainingError(f"--extra: {key!r} is not a TrainingArguments parameter of transformers "
+                                f"{_transformers_version()}{hint}; fix or remove it")
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def read_examples(paths: list[str]) -> list[dict]:
+    """The chat examples of every file; a row with a key `culture-train data` does not write is refused."""
     rows = []
     for name in paths:
         path = Path(name)
@@ -125,6 +174,7 @@ def read_examples(paths: list[str]) -> list[dict]:
                     and all(isinstance(m.get("content"), str) for m in messages)):
                 raise TrainingError(f"{path}:{line_no}: field 'messages' must be a list of chat messages ending with "
                                     "the assistant's answer, e.g. [{role: user, content: ...}, {role: assistant, content: A}]")
+            check_row_keys(row, EXAMPLE_KEYS, f"{path}:{line_no}", "training", TrainingError)
             rows.append(row)
     if not rows:
         raise TrainingError(f"no training example in {', '.join(paths)}")
@@ -286,9 +336,31 @@ def _version_arguments(cfg: LoraTrainConfig, checkpointing: bool) -> dict:
     return out
 
 
+def _training_arguments(cfg: LoraTrainConfig, bf16: bool, checkpointing: bool) -> dict:
+    """The TrainingArguments the trainer sets itself (each key is in SET_BY_TRAINER, so --extra cannot clash)."""
+    import torch
+
+    return dict(**_version_arguments(cfg, checkpointing),
+                output_dir=str(Path(cfg.output) / CHECKPOINTS),
+                per_device_train_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.grad_accum,
+                learning_rate=cfg.learning_rate,
+                num_train_epochs=cfg.epochs,
+                max_steps=cfg.max_steps,
+                weight_decay=cfg.weight_decay,
+                logging_steps=cfg.logging_steps,
+                save_steps=cfg.save_steps,
+                save_total_limit=2,
+                seed=cfg.seed,
+                data_seed=cfg.seed,
+                bf16=bf16,
+                use_cpu=not torch.cuda.is_available(),
+                report_to=[],
+                remove_unused_columns=False)
+
+
 def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], collator=None):
     """peft LoRA around ``model`` and the Trainer that fits it (also used by the benchmark)."""
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
@@ -300,25 +372,7 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
     model = get_peft_model(model, lora)
     if bf16 and cfg.dropout == 0:
         _keep_lora_inputs_in_compute_dtype(model)
-    args = TrainingArguments(**_version_arguments(cfg, checkpointing),
-        output_dir=str(Path(cfg.output) / CHECKPOINTS),
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=bf16,
-        use_cpu=not torch.cuda.is_available(),
-        report_to=[],
-        remove_unused_columns=False,
-        **cfg.extra,
-    )
+    args = TrainingArguments(**_training_arguments(cfg, bf16, checkpointing), **cfg.extra)
     return _trainer_class()(model=model, args=args, train_dataset=encoded,
                             data_collator=collator or answer_only_collator(tokenizer))
 

@@ -17,8 +17,12 @@ from pathlib import Path
 
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.survey.wvs import Question
+from trainers.keys import check_row_keys
 
 log = logging.getLogger("trainers")
+# the seed bank's keys (q_id, q_content, topic, option), upstream's (+ ori_content) and augment's (+ step,
+# similarity, generator)
+QUESTION_KEYS = frozenset({"q_id", "q_content", "ori_content", "topic", "option", "step", "similarity", "generator"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
     skipped: Counter = Counter()
     out: list[Variant] = []
     for line_no, row in read_jsonl_lines(path):
+        check_row_keys(row, QUESTION_KEYS, f"{path}:{line_no}", "question")
         text = str(row.get("q_content") or "").strip()
         if not text:
             raise ValueError(f"{path}:{line_no}: missing field 'q_content' (the question text); "

@@ -1,0 +1,21 @@
+"""Unknown keys in a JSONL row are errors: a misspelt field ("stepp") would otherwise be read as
+absent and its default used in silence."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+
+def check_row_keys(row: Mapping, known: Iterable[str], where: str, kind: str,
+                   error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming ``where`` (file:line), each unknown key (with the nearest known key
+    when one is close) and the keys a ``kind`` row may have."""
+    known = sorted(set(known))
+    unknown = sorted(k for k in row if k not in known)
+    if not unknown:
+        return
+    named = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else repr(k)
+             for k in unknown]
+    raise error(f"{where}: unknown key(s) {', '.join(named)} in a {kind} row; rename or remove them "
+                f"(known keys: {', '.join(known)})")
