@@ -14,8 +14,8 @@ metrics (the headline metrics of the registered instruments) get tables of their
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
 (``stats.TaskMean``), or says "no interval".
-``--baseline`` marks the differences from one row that a paired bootstrap over the same
-documents finds significant.
+``--baseline`` compares every row with one row on the same documents: the difference with a
+paired bootstrap interval, and a paired randomisation test that marks the significant ones.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
 PEFT_KINDS = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}
-ALPHA = 0.05  # a difference from the baseline is marked when the paired bootstrap p-value is below this
+ALPHA = 0.05  # a difference from the baseline is marked when the paired randomisation p-value is below this
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
 NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
@@ -410,7 +410,7 @@ class Cell:
     low: float | None = None
     high: float | None = None
     interval_note: str = ""
-    diff: dict | None = None  # paired bootstrap against the baseline: diff, low, high, p_value
+    diff: dict | None = None  # against the baseline (stats.paired_bootstrap): diff, low, high, p_value
     diff_note: str = ""
     best: bool = False
 
@@ -647,7 +647,8 @@ def row_label(run: Run, baseline: Run | None) -> str:
 
 LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fewer documents than the task has "
           "(--limit); its numbers are not comparable with complete runs. ▲/▼: significantly higher/lower than "
-          f"the baseline row (paired bootstrap over the same documents, p < {ALPHA}). "
+          f"the baseline row (paired randomisation test over the same documents, p < {ALPHA}; the difference's "
+          "interval is a paired bootstrap). "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
 PROVENANCE_COLUMNS = ("row_id", "model", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot", "chat_template",

@@ -193,9 +193,9 @@ def test_yaml_values_of_the_wrong_kind(text, error, tmp_path):
     config.write_text(f"data: d.jsonl\noutput: o\n{text}\n")
     with pytest.raises(ConfigError, match=re.escape(error)):
         train_parser("lora").parse(["--config", str(config)])
-    config.write_text("data: d.jsonl\noutput: o\nmodel: m\nlearning_rate: 1e-4\nextra: {warmup_steps: 2}\nrank: '8'\n")
+    config.write_text("data: d.jsonl\noutput: o\nmodel: m\nlearning_rate: 1e-4\nextra: {lr_scheduler_type: cosine}\nrank: '8'\n")
     (cfg,) = train_parser("lora").parse(["--config", str(config)])
-    assert (cfg.learning_rate, cfg.extra, cfg.rank, cfg.data) == (1e-4, {"warmup_steps": 2}, 8, ["d.jsonl"])
+    assert (cfg.learning_rate, cfg.extra, cfg.rank, cfg.data) == (1e-4, {"lr_scheduler_type": "cosine"}, 8, ["d.jsonl"])
 
 
 def test_shared_stems_flag_reaches_the_aligner_settings():

@@ -40,6 +40,8 @@ def test_vsm13_and_wvs_tasks_report_finite_metrics(tiny_model, data_root):
     assert res["vsm13_usa"]["vsm13_l1_ci_high,none"] > res["vsm13_usa"]["vsm13_l1_ci_low,none"]
     assert res["vsm13_usa"]["vsm13_dims,none"] == 6
     assert out["higher_is_better"]["vsm13_usa"]["vsm13_l1"] is False
+    # the indices are measurements: lm-eval records no direction for them (and prints no arrow)
+    assert {out["higher_is_better"]["vsm13_usa"][m] for m in ("pdi", "ivr_ci_low", "vsm13_dims")} == {None}
     assert set(VSM13_KEYS[2:]) <= DIRECTIONLESS
     # Hofstede's 2015 file has only LTO and IVR for Saudi Arabia: the loss says it covers 2 dimensions
     sau = res["vsm13_saudi_arabia"]

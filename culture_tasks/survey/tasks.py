@@ -31,8 +31,8 @@ from culture_tasks.survey.instruments import directionless_metrics
 from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
 log = logging.getLogger("culture_tasks")
-# Metrics that are measurements, not scores: a higher or lower value is not better. lm-eval
-# needs a bool for each metric's direction; tables and rankings should read this set instead.
+# Metrics that are measurements, not scores: a higher or lower value is not better (their task
+# YAMLs say higher_is_better: null); tables and rankings read this set.
 DIRECTIONLESS = directionless_metrics()
 # Respondents per simulated sample of the VSM13 interval: the VSM 2013 manual's ideal sample size.
 VSM13_RESPONDENTS = 50
