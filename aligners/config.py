@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field, fields
 
 from aligners.objectives import OBJECTIVES
@@ -21,18 +20,6 @@ def search_keys(settings: dict) -> tuple[str, ...]:
     return SEARCH_KEYS + tuple(f.name for f in fields(spec.config_fields))
 
 
-class GivenOnce(argparse.Action):
-    """A list flag that may be given once: argparse would keep only the last of ``--country USA
-    --country CHN``, and its "extend" would add a flag's list to the --config file's instead of
-    replacing it. While the value is the default object itself, no flag has set it."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest, None) is not self.default:
-            parser.error(f"{option_string} is given twice; name all of them after one flag "
-                         f"({self.option_strings[-1]} USA CHN)")
-        setattr(namespace, self.dest, values)
-
-
 def _help(text: str, **more) -> dict:
     return {"help": text, **more}
 
@@ -42,7 +29,7 @@ class AlignConfig:
     model: str = field(metadata=_help("base model folder (or hub id)"))
     countries: list[str] = field(metadata=_help(
         "one or more countries: Hofstede code, ISO alpha-3 code or name (one checkpoint each)",
-        aliases=["--country"], action=GivenOnce))
+        aliases=["--country"], action="extend"))
     output: str = field(metadata=_help("output folder (output/<country> for each of several countries)"))
     target: list[float] | None = field(default=None, metadata=_help(
         "explicit scores pdi,idv,mas,uai,lto,ivr for a single --country (e.g. 95,25,60,80,36,52)",

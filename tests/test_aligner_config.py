@@ -110,10 +110,9 @@ def test_int_and_optional_settings_of_a_registered_optimiser(steps_optimizer):
 # ---- 3. the countries ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flags", [["--country", "USA", "--country", "CHN"], ["--countries", "USA", "--country", "CHN"]])
-def test_a_repeated_country_flag_is_refused(flags, tmp_path, capsys):
-    err = _refused(tmp_path, capsys, *flags)
-    assert err == (f"culture-align: {flags[2]} is given twice; name all of them after one flag "
-                   "(--country USA CHN)\n")
+def test_repeated_country_flags_add_up(flags):
+    # as culture-steer's --target: every flag's countries, in order (argparse's own "append" would keep the last)
+    assert parse_args(["--model", "m", "--output", "o", *flags]).countries == ["USA", "CHN"]
 
 
 def test_a_country_flag_replaces_the_config_files_list(tmp_path):
@@ -122,8 +121,7 @@ def test_a_country_flag_replaces_the_config_files_list(tmp_path):
     assert parse_args(["--config", str(config)]).countries == ["USA", "CHN"]
     assert parse_args(["--config", str(config), "--country", "JPN"]).countries == ["JPN"]
     assert parse_args(["--config", str(config), "--country", "JPN", "DEN"]).countries == ["JPN", "DEN"]
-    with pytest.raises(ValueError, match="--country is given twice"):
-        parse_args(["--config", str(config), "--country", "JPN", "--country", "DEN"])
+    assert parse_args(["--config", str(config), "--country", "JPN", "--country", "DEN"]).countries == ["JPN", "DEN"]
 
 
 @pytest.mark.parametrize("countries, message", [
