@@ -244,6 +244,8 @@ def test_collator_pads_right_with_label_minus_100_and_keeps_the_loss(tiny_model)
     ('{"learning_rate": 1}', "--extra: 'learning_rate' is set by the trainer from --learning-rate; remove it from "
                              "--extra and give --learning-rate instead"),
     ('{"report_to": ["wandb"]}', "--extra: 'report_to' is set by the trainer itself and cannot be changed"),
+    ('{"lr_scheduler_type": "bogus"}', '--extra: TrainingArguments refuse {"lr_scheduler_type": "bogus"}: '
+                                       "bogus is not a valid SchedulerType"),
 ])
 def test_extra_keys_are_refused_before_the_model_loads(tmp_path, capsys, extra, message):
     from trainers.cli import main as cli

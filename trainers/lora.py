@@ -101,6 +101,8 @@ class LoraTrainConfig:
         if self.warmup < 0:
             raise ValueError(f"warmup must not be negative, got {self.warmup}")
         check_extra(self.extra)
+        if self.extra:
+            check_extra_values(self)
         self.check_data_cultures()
 
     def check_data_cultures(self) -> None:
@@ -153,6 +155,18 @@ def check_extra(extra) -> None:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TrainingError(f"--extra: {key!r} is not a TrainingArguments parameter of transformers "
                                 f"{_transformers_version()}{hint}; fix or remove it")
+
+
+def check_extra_values(cfg: LoraTrainConfig) -> None:
+    """Build the run's TrainingArguments once, without a model: a value they refuse
+    (``lr_scheduler_type: bogus``) stops the run here, not after the model is loaded."""
+    from transformers import TrainingArguments
+
+    try:
+        TrainingArguments(**_training_arguments(cfg, *_accelerator_defaults(cfg)), **cfg.extra)
+    except (ValueError, TypeError) as err:
+        raise TrainingError(f"--extra: TrainingArguments refuse {json.dumps(cfg.extra, sort_keys=True)}: "
+                            f"{' '.join(str(err).split())}") from None
 
 
 def _transformers_version() -> str:
