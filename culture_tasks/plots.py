@@ -129,7 +129,9 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
     """Grouped bars, one group per category and one bar per series, with 95 % interval whiskers.
 
     ``series`` holds ``(label, [(value, low, high), ...])``; a missing value leaves a gap, a
-    missing interval leaves the bar without whiskers.
+    missing interval leaves the bar without whiskers. The whiskers are drawn from low to high as
+    given, so an interval that does not contain its value (a percentile bootstrap of a biased
+    statistic, or float noise of a degenerate one) is shown as it is.
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(categories) * max(1, len(series)) ** 0.5, 3.4))
@@ -139,9 +141,14 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
         values = np.array([p[0] if p[0] is not None else np.nan for p in points], dtype=float)
         low = np.array([p[1] if p[1] is not None else np.nan for p in points], dtype=float)
         high = np.array([p[2] if p[2] is not None else np.nan for p in points], dtype=float)
-        err = np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
-        ax.bar(x + (k - (len(series) - 1) / 2) * width, np.nan_to_num(values), width, yerr=err, capsize=2,
+        centre = x + (k - (len(series) - 1) / 2) * width
+        ax.bar(centre, np.nan_to_num(values), width,
                color=colour, edgecolor="black", linewidth=0.6, hatch=HATCHES[k % len(HATCHES)], label=label)
+        shown = np.isfinite(values) & np.isfinite(low) & np.isfinite(high)
+        if shown.any():  # whiskers from low to high (matplotlib's yerr refuses a value outside its interval)
+            ax.vlines(centre[shown], low[shown], high[shown], color="black", linewidth=1.0)
+            ax.hlines([*low[shown], *high[shown]], [*(centre[shown] - width / 8)] * 2,
+                      [*(centre[shown] + width / 8)] * 2, color="black", linewidth=1.0)
     ax.set_xticks(x, categories, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

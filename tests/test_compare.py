@@ -17,6 +17,7 @@ from culture_tasks.survey.compare import (
     compare_wvs,
     hofstede_reference,
     kendall_tau,
+    margin_and_rank,
     mean_reciprocal_rank,
     spread,
     term_replicates,
@@ -218,3 +219,34 @@ def test_objectives_registry(data_root):
     assert make_objective("contrastive", "A", TINY)(MODEL) == pytest.approx(-9 * R12 / 20)
     with pytest.raises(ValueError, match="unknown objective 'l3'; choose one of"):
         make_objective("l3", "USA", ref)
+
+
+def test_intervals_of_a_supplied_full_profile_use_that_profile():
+    # the file's row of S has only LTO and IVR; the user supplies all six: the point estimate and
+    # every replicate behind its interval compare on the same six dimensions and countries
+    ref = Reference({**TINY.profiles, "D": _p(5, 15, 25, 5, 15, 25), "S": {"lto": 30.0, "ivr": 40.0}},
+                    {**TINY.names, "D": "Dystopia", "S": "Syldavia"})
+    supplied = Target("Syldavia", "S", _p(12, 10, 12, 10, 12, 10))
+    means = {k: 1.0 + ((7 * k) % 5) * 0.9 for k in range(1, 25)}
+    result, reps = compare_vsm13_ci(means, supplied, ref, iters=40, seed=3)
+    assert result["dims"] == list(DIMENSIONS) and result["countries"] == 5
+    assert {tuple(r["dims"]) for r in reps} == {tuple(DIMENSIONS)}
+    expected = [compare_vsm13(r, supplied, ref) for r in term_replicates(means, iters=40, seed=3)]
+    assert [r["margin"] for r in reps] == pytest.approx([r["margin"] for r in expected])
+    assert result["margin_ci"] == pytest.approx([float(np.quantile([r["margin"] for r in expected], q))
+                                                 for q in (0.025, 0.975)])
+
+
+def test_an_undefined_profile_is_not_ranked_first():
+    # a NaN index (e.g. a partial run's indices) makes every distance NaN: rank, top-1 and
+    # reciprocal rank are undefined, not 1 / 1.0 / 1.0 (the best possible)
+    broken = {**MODEL, "pdi": math.nan}
+    a = compare_vsm13(broken, "A", TINY)
+    assert math.isnan(a["rank"]) and math.isnan(a["top1"]) and math.isnan(a["reciprocal_rank"])
+    assert math.isnan(a["margin"])
+    both = margin_and_rank({d: np.array([MODEL[d], broken[d]]) for d in DIMENSIONS}, "A", TINY)
+    assert both["rank"][0] == 1 and math.isnan(both["rank"][1])
+    assert margin_and_rank(MODEL, "A", TINY)["rank"] == 1
+    assert math.isnan(margin_and_rank(broken, "A", TINY)["rank"])
+    sims = wvs_scores({"x": np.array([1.0, math.nan]), "y": np.array([0.0, 0.0])}, "x")
+    assert math.isnan(sims["rank"]) and math.isnan(sims["top1"])

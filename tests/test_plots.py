@@ -37,3 +37,14 @@ def test_steering_matrix_and_loss_curve_files(tmp_path):
                      tmp_path / "loss.png", "USA")
     assert (tmp_path / "steering.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interval_bars_draw_an_interval_that_misses_its_value():
+    # a percentile interval need not contain its point (a biased statistic, or float noise of a
+    # one-question topic): the whiskers still span low..high and the figure is drawn
+    fig = plots.interval_bars("b", ["c1", "c2", "c3"], [("m", [(0.8, 0.6, 0.75), (0.5, 0.5 + 1e-16, 0.5),
+                                                               (None, None, None)])])
+    segments = [seg for c in fig.axes[0].collections for seg in c.get_segments()]
+    vertical = sorted((round(s[0][1], 6), round(s[1][1], 6)) for s in segments if s[0][0] == s[1][0])
+    assert vertical == [(0.5, 0.5), (0.6, 0.75)]
+    plots.pyplot().close(fig)

@@ -127,11 +127,18 @@ def raw_l1(profile: Mapping[str, float], country: Mapping[str, float], dims: Seq
     return float(sum(abs(float(profile[d]) - float(country[d])) for d in dims))
 
 
-def pessimistic_rank(distances: Mapping[str, float], target: str, lower_is_closer: bool = True) -> int:
-    """1 + the number of other countries at least as close as the target (a tie is no win)."""
+def pessimistic_rank(distances: Mapping[str, float], target: str, lower_is_closer: bool = True) -> float:
+    """1 + the number of other countries at least as close as the target (a tie is no win); NaN
+    when any distance is NaN (an undefined profile is not ranked first)."""
+    if any(math.isnan(v) for v in distances.values()):
+        return math.nan
     own = distances[target]
     sign = 1 if lower_is_closer else -1
     return 1 + sum(1 for c, v in distances.items() if c != target and sign * v <= sign * own + TIE_TOLERANCE)
+
+
+def _top1(rank: float) -> float:
+    return math.nan if math.isnan(rank) else float(rank == 1)
 
 
 def target_dims(profile: Mapping[str, float], country: Mapping[str, float]) -> tuple[str, ...]:
@@ -164,7 +171,7 @@ def compare_vsm13(profile: Mapping[str, float], target: str | Target, reference:
         "distances": distances,
         "raw_l1": {c: raw_l1(profile, ref.profiles[c], dims) for c in codes},
         "rank": rank,
-        "top1": float(rank == 1),
+        "top1": _top1(rank),
         "reciprocal_rank": 1.0 / rank,
         "margin": float(np.mean(others) - distances[code]),
     }
@@ -184,7 +191,11 @@ def margin_and_rank(indices: Mapping[str, float | np.ndarray], target: str | Tar
                             np.array([sigma[d] for d in dims]))  # (..., K)
     t = codes.index(code)
     own, others = distances[..., t], np.delete(distances, t, axis=-1)
-    return {"margin": others.mean(axis=-1) - own, "rank": 1 + (others <= own[..., None] + TIE_TOLERANCE).sum(axis=-1)}
+    rank = 1 + (others <= own[..., None] + TIE_TOLERANCE).sum(axis=-1)
+    undefined = np.isnan(distances).any(axis=-1)
+    if undefined.any():  # a NaN profile is not ranked first: its rank is NaN
+        rank = np.where(undefined, math.nan, rank)[()]
+    return {"margin": others.mean(axis=-1) - own, "rank": rank}
 
 
 def _same_coverage(results: Sequence[Mapping]) -> None:
@@ -279,8 +290,9 @@ def compare_vsm13_ci(item_means: Mapping[int, float], target: str | Target, refe
     """``compare_vsm13`` of the profile of these item means, with ``<metric>_ci`` intervals from
     the item-pair bootstrap; also returns the replicate results (paired across models by seed)."""
     profile = vsm13_indices(item_means)
-    result = compare_vsm13(profile, target, reference, norm=norm, data_dir=data_dir)
-    replicates = [compare_vsm13(r, result["target"], reference, norm=norm)
+    code, ref = resolve(target, reference, data_dir)  # a supplied Target's profile for the replicates too
+    result = compare_vsm13(profile, code, ref, norm=norm)
+    replicates = [compare_vsm13(r, code, ref, norm=norm)
                   for r in term_replicates(item_means, iters=iters, seed=seed)]
     for key in ("distance", "rank", "reciprocal_rank", "margin"):
         result[f"{key}_ci"] = list(percentile_interval([r[key] for r in replicates], level))
@@ -318,7 +330,7 @@ def wvs_scores(per_question: Mapping[str, np.ndarray], target: str, rows: Sequen
     sims = {c: float(np.mean(v if rows is None else v[list(rows)])) for c, v in per_question.items()}
     rank = pessimistic_rank(sims, target, lower_is_closer=False)
     others = [v for c, v in sims.items() if c != target]
-    return {"similarity": sims[target], "similarities": sims, "rank": rank, "top1": float(rank == 1),
+    return {"similarity": sims[target], "similarities": sims, "rank": rank, "top1": _top1(rank),
             "reciprocal_rank": 1.0 / rank, "margin": float(sims[target] - np.mean(others))}
 
 
