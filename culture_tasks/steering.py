@@ -260,6 +260,15 @@ def _ci(values, level):
     return list(compare.percentile_interval(values, level))
 
 
+def _distance_replicates(reps: list[dict], code: str, reference: compare.Reference, norm: int) -> np.ndarray:
+    """``compare_vsm13``'s distance to ``code`` of each replicate profile, all at once."""
+    cell = compare.compare_vsm13(dict.fromkeys(DIMENSIONS, 0.0), code, reference, norm=norm)
+    dims = cell["dims"]
+    return compare.z_distances(np.array([[r[d] for d in dims] for r in reps]),
+                               np.array([[reference.profiles[cell["target"]][d] for d in dims]]),
+                               np.array([cell["sigma"][d] for d in dims]), norm)[:, 0]
+
+
 def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: compare.Reference,
                   cfg: SteeringConfig) -> dict:
     """Matrix, per-row rank metrics with intervals, summary by coverage, Kendall tau, control."""
@@ -269,13 +278,14 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     columns = [r.hofstede for r in rows]
     per_column = {c: compare.compare_vsm13(plain["indices"], c, reference, norm=cfg.norm)
                   for c in dict.fromkeys(columns)}
-    matrix, raw, change = [], [], []
-    for p in profiles:
+    matrix, matrix_ci, raw, change = [], [], [], []
+    for p, reps in zip(profiles, replicates):
         cells = [compare.compare_vsm13(p, c, reference, norm=cfg.norm) for c in columns]
         matrix.append([x["distance"] for x in cells])
+        matrix_ci.append([_ci(_distance_replicates(reps, c, reference, cfg.norm), cfg.level) for c in columns])
         raw.append([x["raw_l1"][x["target"]] for x in cells])
         change.append([x["distance"] - per_column[x["target"]]["distance"] for x in cells])
-    results, rep_results = [], []
+    results, rep_results, plain_results = [], [], []
     for row, a in zip(rows, answers):
         res, reps_res = compare.compare_vsm13_ci(a["item_means"], row.hofstede, reference, norm=cfg.norm,
                                                  iters=cfg.iters, seed=cfg.seed, level=cfg.level)
@@ -287,7 +297,9 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
             "row": row.label, "target": row.hofstede, "dims": res["dims"], "full_profile": res["full_profile"],
             "countries": res["countries"], "distance": res["distance"], "raw_l1": res["raw_l1"][row.hofstede],
             **{k: res[k] for k in ("rank", "top1", "reciprocal_rank", "margin")},
-            "plain": {k: base[k] for k in ("distance", "rank", "reciprocal_rank", "margin")},
+            "plain": {**{k: base[k] for k in ("distance", "rank", "reciprocal_rank", "margin")},
+                      **{f"{k}_ci": _ci([q[k] for q in plain_rep], cfg.level)
+                         for k in ("distance", "rank", "reciprocal_rank", "margin")}},
             "control": {
                 "change_to_target": moved[row.hofstede],
                 "mean_change_to_others": float(np.mean(others)),
@@ -300,12 +312,14 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
         entry["margin_gain_ci"] = _ci([r["margin"] - q["margin"] for r, q in zip(reps_res, plain_rep)], cfg.level)
         results.append(entry)
         rep_results.append(reps_res)
+        plain_results.append(plain_rep)
     summary = {}
     for dims, group in compare.by_coverage(results).items():
         idx = [i for i, r in enumerate(results) if ",".join(r["dims"]) == dims]
         summary[dims] = {
             "rows": [results[i]["row"] for i in idx],
             "top1": float(np.mean([results[i]["top1"] for i in idx])),
+            "top1_ci": _ci([np.mean([rep_results[i][b]["top1"] for i in idx]) for b in range(cfg.iters)], cfg.level),
             "mrr": compare.mean_reciprocal_rank(group),
             "mrr_ci": _ci([np.mean([rep_results[i][b]["reciprocal_rank"] for i in idx]) for b in range(cfg.iters)],
                           cfg.level),
@@ -313,6 +327,8 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
             "mean_margin_ci": _ci([np.mean([rep_results[i][b]["margin"] for i in idx]) for b in range(cfg.iters)],
                                   cfg.level),
             "plain_mrr": float(np.mean([results[i]["plain"]["reciprocal_rank"] for i in idx])),
+            "plain_mrr_ci": _ci([np.mean([plain_results[i][b]["reciprocal_rank"] for i in idx])
+                                 for b in range(cfg.iters)], cfg.level),
         }
     pairs = list(zip(columns, profiles))
     tau = compare.kendall_tau(pairs, reference) if len(rows) > 1 else None
@@ -324,8 +340,10 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     return {
         "rows": [r.label for r in rows], "columns": columns,
         "column_dims": [per_column[c]["dims"] for c in columns],
-        "distance": matrix, "raw_l1": raw, "change_vs_plain": change,
+        "distance": matrix, "distance_ci": matrix_ci, "raw_l1": raw, "change_vs_plain": change,
         "plain_distance": [per_column[c]["distance"] for c in columns],
+        "plain_distance_ci": [_ci(_distance_replicates(plain_reps, c, reference, cfg.norm), cfg.level)
+                              for c in columns],
         "per_row": results, "summary_by_coverage": summary,
         "kendall_tau": tau, "kendall_tau_ci": tau_ci,
     }
@@ -398,8 +416,10 @@ def markdown(result: dict) -> str:
              "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
              + " |",
              "|---" * (len(v["columns"]) + 1) + "|"]
-    lines += [f"| {r} | " + " | ".join(f"{x:.3f}" for x in row) + " |" for r, row in zip(v["rows"], v["distance"])]
-    lines += ["| plain | " + " | ".join(f"{x:.3f}" for x in v["plain_distance"]) + " |", "",
+    lines += [f"| {r} | " + " | ".join(_fmt(x, ci) for x, ci in zip(row, cis)) + " |"
+              for r, row, cis in zip(v["rows"], v["distance"], v["distance_ci"])]
+    lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(v["plain_distance"], v["plain_distance_ci"]))
+              + " |", "",
               "## Per steered model (VSM13)", "",
               "| steered to | dims | rank (1 = closest) | reciprocal rank | margin (higher = better) | "
               f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
@@ -407,12 +427,12 @@ def markdown(result: dict) -> str:
     for r in v["per_row"]:
         lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
                      f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
-                     f"{r['raw_l1']:.1f} | {r['plain']['rank']} | {r['control']['change_to_target']:.3f} | "
+                     f"{r['raw_l1']:.1f} | {_fmt(r['plain']['rank'], r['plain']['rank_ci'], '.0f')} | {r['control']['change_to_target']:.3f} | "
                      f"{r['control']['mean_change_to_others']:.3f} |")
     lines += ["", "Summary by dimension coverage (never pooled):", ""]
     for dims, s in v["summary_by_coverage"].items():
-        lines.append(f"- {dims}: top-1 {s['top1']:.3f}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
-                     f"(plain {s['plain_mrr']:.3f}), "
+        lines.append(f"- {dims}: top-1 {_fmt(s['top1'], s['top1_ci'])}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
+                     f"(plain {_fmt(s['plain_mrr'], s['plain_mrr_ci'])}), "
                      f"mean margin {_fmt(s['mean_margin'], s['mean_margin_ci'])}; rows {', '.join(s['rows'])}")
     if v["kendall_tau"]:
         lines += ["", "Kendall tau across targets (steered index vs human score; higher = better): "

@@ -241,3 +241,40 @@ def test_corrupt_model_config_names_the_file(tmp_path, capsys):
     assert err.startswith(f"culture-steer: --model: {model / 'config.json'} is not readable JSON (Expecting property")
     assert err.count("\n") == 1 and err.endswith("; restore the model folder or give another --model\n")
     assert not (tmp_path / "o").exists()
+
+
+def test_every_matrix_number_has_its_interval(data_root):
+    # no model: the metrics of three made-up answer sets; each matrix cell's interval is the
+    # percentile interval of compare_vsm13's distance on the paired item-pair replicates
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from culture_tasks.steering import markdown, parse_target, vsm13_metrics
+    from culture_tasks.survey.vsm13 import vsm13_indices
+
+    ref = compare.hofstede_reference(str(data_root))
+    rows = [parse_target(t) for t in ("usa=persona", "china=persona", "saudi_arabia=persona")]
+
+    def answers(shift):
+        means = {k: 1.0 + ((shift * k) % 5) * 0.8 for k in range(1, 25)}
+        return {"item_means": means, "indices": vsm13_indices(means)}
+
+    plain, steered = answers(2), [answers(3), answers(7), answers(4)]
+    cfg = SimpleNamespace(iters=40, seed=5, norm=2, level=0.95)
+    v = vsm13_metrics(rows, steered, plain, ref, cfg)
+    assert np.shape(v["distance_ci"]) == (3, 3, 2) and np.shape(v["plain_distance_ci"]) == (3, 2)
+    reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
+    cell = [compare.compare_vsm13(r, "SAU", ref)["distance"] for r in reps]
+    assert v["distance_ci"][1][2] == pytest.approx(list(compare.percentile_interval(cell)))
+    reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
+    cell = [compare.compare_vsm13(r, "USA", ref)["distance"] for r in reps]
+    assert v["plain_distance_ci"][0] == pytest.approx(list(compare.percentile_interval(cell)))
+    for r in v["per_row"]:
+        assert all(f"{k}_ci" in r["plain"] for k in ("distance", "rank", "reciprocal_rank", "margin"))
+    for s in v["summary_by_coverage"].values():
+        assert len(s["top1_ci"]) == 2 and s["top1_ci"][0] <= s["top1_ci"][1]
+        assert len(s["plain_mrr_ci"]) == 2
+    text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
+    lo, hi = v["distance_ci"][0][0]
+    assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
