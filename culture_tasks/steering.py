@@ -376,15 +376,26 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         change.append([res["similarities"][c] - plain_all[c] for c in columns])
     index = list(range(len(questions)))
 
+    def cell_ci(per_q, c):  # similarity to country c, questions resampled (the seed pairs every cell)
+        return list(bootstrap_ci(lambda rows: float(np.mean(per_q[c][list(rows)])), index,
+                                 iters=cfg.iters, seed=cfg.seed, level=cfg.level))
+
+    def top1(sample):
+        return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["top1"] for s, i in zip(sims, idx)]))
+
     def mrr(sample):
         return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["reciprocal_rank"]
                               for s, i in zip(sims, idx)]))
 
     return {
         "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
-        "similarity": matrix, "change_vs_plain": change, "plain_similarity": [plain_all[c] for c in columns],
+        "similarity": matrix, "similarity_ci": [[cell_ci(s, c) for c in columns] for s in sims],
+        "change_vs_plain": change, "plain_similarity": [plain_all[c] for c in columns],
+        "plain_similarity_ci": [cell_ci(plain_q, c) for c in columns],
         "per_row": per_row,
-        "top1": float(np.mean([r["top1"] for r in per_row])), "mrr": mrr(index),
+        "top1": float(np.mean([r["top1"] for r in per_row])),
+        "top1_ci": list(bootstrap_ci(top1, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
+        "mrr": mrr(index),
         "mrr_ci": list(bootstrap_ci(mrr, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
         "plain_mrr": float(np.mean([r["plain"]["reciprocal_rank"] for r in per_row])),
     }
@@ -442,10 +453,14 @@ def markdown(result: dict) -> str:
         lines += ["", f"## WVS 1 - JSD ({w['questions']} questions common to all WVS countries; higher = closer)", "",
                   "| steered to | " + " | ".join(w["columns"]) + " | rank | margin |",
                   "|---" * (len(w["columns"]) + 3) + "|"]
-        for r, row in zip(w["per_row"], w["similarity"]):
-            lines.append(f"| {r['row']} | " + " | ".join(f"{x:.3f}" for x in row)
-                         + f" | {r['rank']} of {r['countries']} | {_fmt(r['margin'], r['margin_ci'])} |")
-        lines += ["", f"WVS top-1 {w['top1']:.3f}, MRR {_fmt(w['mrr'], w['mrr_ci'])} (plain {w['plain_mrr']:.3f})"]
+        for r, row, cis in zip(w["per_row"], w["similarity"], w["similarity_ci"]):
+            lines.append(f"| {r['row']} | " + " | ".join(_fmt(x, ci) for x, ci in zip(row, cis))
+                         + f" | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
+                         f"{_fmt(r['margin'], r['margin_ci'])} |")
+        lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(w["plain_similarity"],
+                                                                       w["plain_similarity_ci"])) + " | | |",
+                  "", f"WVS top-1 {_fmt(w['top1'], w['top1_ci'])}, MRR {_fmt(w['mrr'], w['mrr_ci'])} "
+                  f"(plain {w['plain_mrr']:.3f})"]
     return "\n".join(lines) + "\n"
 
 

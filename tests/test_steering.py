@@ -278,3 +278,25 @@ def test_every_matrix_number_has_its_interval(data_root):
     text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
     lo, hi = v["distance_ci"][0][0]
     assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
+
+
+def test_every_wvs_matrix_number_has_its_interval():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from culture_tasks.stats import bootstrap_ci
+    from culture_tasks.steering import parse_target, wvs_metrics
+
+    rng = np.random.default_rng(0)
+    ref = {c: {str(q): rng.dirichlet([1, 1, 1]) for q in range(8)} for c in ("usa", "china", "x")}
+    rows = [parse_target(t) for t in ("usa=persona", "china=persona")]
+    answers = [{"wvs_answers": {str(q): list(rng.dirichlet([1, 1, 1])) for q in range(8)}} for _ in range(3)]
+    cfg = SimpleNamespace(iters=50, seed=2, level=0.95)
+    w = wvs_metrics(rows, answers[:2], answers[2], ref, cfg)
+    assert np.shape(w["similarity_ci"]) == (2, 2, 2) and np.shape(w["plain_similarity_ci"]) == (2, 2)
+    _, per_q = compare.wvs_similarities(answers[1]["wvs_answers"], ref)
+    by_hand = bootstrap_ci(lambda rows_: float(np.mean(per_q["usa"][list(rows_)])), list(range(8)),
+                           iters=50, seed=2)
+    assert w["similarity_ci"][1][0] == pytest.approx(list(by_hand))
+    assert len(w["top1_ci"]) == 2 and all("rank_ci" in r and "top1_ci" in r for r in w["per_row"])

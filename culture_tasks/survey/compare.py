@@ -345,7 +345,7 @@ def compare_wvs(answers: Mapping[str, Sequence[float]], target: str, reference: 
     out = {"target": target, "questions": len(questions), "countries": len(reference),
            **wvs_scores(per_question, target)}
     index = list(range(len(questions)))
-    for key in ("similarity", "margin", "reciprocal_rank"):
+    for key in ("similarity", "margin", "rank", "reciprocal_rank", "top1"):
         out[f"{key}_ci"] = list(bootstrap_ci(lambda rows, k=key: wvs_scores(per_question, target, rows)[k], index,
                                              iters=iters, seed=seed, level=level))
     return out
