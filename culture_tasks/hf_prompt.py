@@ -51,7 +51,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
-from culture_tasks.token_cache import TokenCache, tokenizer_fingerprint
+from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
 ROUTE = f"python -m culture_tasks.harness --model {MODEL_NAME} --model_args pretrained=...,peft=... (same flags as lm_eval)"
@@ -69,23 +69,31 @@ class HFPromptLM(HFLM):
     """``HFLM`` whose batched generation from a prompt-tuning adapter equals one-at-a-time generation."""
 
     def __init__(self, *args, peft: str | None = None, token_cache: str | None = None, **kwargs):
+        # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache);
+        # checked before anything loads (the folder here, the tokenizer in _create_tokenizer)
+        self.token_cache = None if token_cache in (None, "") else str(token_cache)
+        if self.token_cache:
+            check_root(self.token_cache)
         super().__init__(*args, peft=peft, **kwargs)
         self.peft_adapter = None if peft is None else str(peft)
-        # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache)
-        self.token_cache = token_cache or None
-        if self.token_cache and (self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False)):
-            raise ValueError(f"{MODEL_NAME}: token_cache= needs a causal model with a fast tokenizer "
-                             f"({type(self.tokenizer).__name__}, backend {self.backend}); drop token_cache=")
         self._token_caches: dict[str, TokenCache] = {}
         self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         _LIVE.add(self)
 
+    def _create_tokenizer(self, *args, **kwargs) -> None:
+        """``HFLM._create_tokenizer``, then the ``token_cache=`` check: before the model is loaded."""
+        super()._create_tokenizer(*args, **kwargs)
+        if self.token_cache and (self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False)):
+            raise ValueError(f"{MODEL_NAME}: token_cache= needs a causal model with a fast tokenizer "
+                             f"({type(self.tokenizer).__name__}, backend {self.backend}); drop token_cache=")
+
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        """lm-eval's ``loglikelihood`` with the tokenisation batched (``encode_pairs``)."""
+        """lm-eval's ``loglikelihood`` with the tokenisation batched (``encode_pairs``); ``HFLM``'s own
+        (with its checks: ``enable_thinking`` refuses log-likelihood tasks) where that does not apply."""
         pairs = [req.args for req in requests]
-        if self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False) or any(c == "" for c, _ in pairs):
+        if getattr(self, "enable_thinking", None) or self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False) or any(c == "" for c, _ in pairs):
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         encoded = self.encode_pairs(pairs)
         self._longest_continuation = max(len(cont) for _, cont in encoded) if encoded else None
@@ -218,7 +226,8 @@ def soft_prompt_after_padding(peft_model, input_ids: torch.Tensor, attention_mas
     n = prompts.shape[1]
     pads = (attention_mask == 0).sum(dim=1).tolist()
     embeds = torch.cat([prompts, tokens], dim=1)
-    mask = torch.cat([torch.ones_like(attention_mask[:, :n]), attention_mask], dim=1)
+    # n ones per row, whatever the width: attention_mask[:, :n] has fewer columns when the rows are shorter than the prompt
+    mask = torch.cat([attention_mask.new_ones((attention_mask.shape[0], n)), attention_mask], dim=1)
     for row, p in enumerate(pads):
         if p:  # move this row's padding in front of its soft prompt
             embeds[row] = torch.cat([tokens[row, :p], prompts[row], tokens[row, p:]])

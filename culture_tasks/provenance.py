@@ -14,7 +14,8 @@ import platform
 import sys
 from importlib import metadata
 
-PACKAGES = ("torch", "transformers", "peft", "lm_eval", "accelerate")
+# tokenizers decides the token ids (and so every score) apart from transformers' own version
+PACKAGES = ("torch", "transformers", "tokenizers", "peft", "lm_eval", "accelerate")
 
 
 def _version(package: str) -> str | None:

@@ -6,11 +6,14 @@ loop); a base model and each of its checkpoints share that tokenizer. ``hf-promp
 ``--model_args ...,token_cache=DIR`` looks each string up here first and encodes only the misses.
 
 A cache entry can only be used by the tokenizer that made it: the folder is named by a digest of
-the tokenizer's whole serialised state (vocabulary, normaliser, pre-tokeniser, post-processor and
-the special-token settings of the call) and the transformers / tokenizers versions, and each entry
+the tokenizer's whole serialised state (vocabulary, added tokens, normaliser, pre-tokeniser,
+post-processor; not the padding and truncation settings a previous call left there, which our calls
+reset), ``split_special_tokens``, the special-token settings of the call and the transformers /
+tokenizers versions, and each entry
 by a 16-byte BLAKE2b digest of the string. New entries go to a new shard file written under a
 temporary name and renamed, so concurrent runs (or the processes of one ``accelerate launch``)
-never see half a file; a shard that cannot be read stops the run naming it.
+never see half a file; a shard that cannot be read (cut short, damaged, inconsistent) stops the run
+naming it, and a ``token_cache=`` that is not a folder stops the model before anything is loaded.
 """
 
 from __future__ import annotations
@@ -45,12 +48,38 @@ def tokenizer_fingerprint(tokenizer, call_kwargs: Mapping) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise TokenCacheError(f"{MODEL_ARG}: {type(tokenizer).__name__} is not a fast tokenizer; drop {MODEL_ARG}=")
+    state = json.loads(backend.to_str())
+    # padding and truncation are set on the backend by each call (a padded generation batch leaves its
+    # settings there) and reset by ours, which neither pads nor truncates: no part of the ids
+    state.pop("padding", None)
+    state.pop("truncation", None)
+    # split_special_tokens (tokenizer_config.json) is set on the backend at each call and not serialised:
+    # with it "<s>" in a text is three tokens, not one
+    split = bool(getattr(tokenizer, "split_special_tokens", False))
     h = hashlib.blake2b(digest_size=16)
     for part in (type(tokenizer).__name__, transformers.__version__, tokenizers.__version__,
-                 json.dumps(dict(call_kwargs), sort_keys=True, default=str), backend.to_str()):
+                 json.dumps(dict(call_kwargs), sort_keys=True, default=str), f"split_special_tokens={split}",
+                 json.dumps(state, sort_keys=True)):
         h.update(part.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()
+
+
+def check_root(root: str | os.PathLike) -> Path:
+    """``root`` as a cache folder: an existing folder, or one that can be made; else a one-line error
+    (checked when the model is built, before anything is loaded)."""
+    path = Path(root).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise TokenCacheError(f"{MODEL_ARG}={root}: exists and is not a folder; choose another {MODEL_ARG}=")
+        return path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise TokenCacheError(f"{MODEL_ARG}={root}: cannot be created ({parent} is not a writable folder); "
+                              f"choose another {MODEL_ARG}=")
+    return path
 
 
 def string_key(text: str) -> bytes:
@@ -61,7 +90,7 @@ class TokenCache:
     """The cached ids of one tokenizer fingerprint under ``root``; ``encode`` fills the gaps."""
 
     def __init__(self, root: str | os.PathLike, fingerprint: str):
-        self.folder = Path(root).expanduser() / fingerprint
+        self.folder = check_root(root) / fingerprint
         if self.folder.exists() and not self.folder.is_dir():
             raise TokenCacheError(f"{MODEL_ARG}: {self.folder} exists and is not a folder; choose another {MODEL_ARG}=")
         self._index: dict[bytes, tuple[np.ndarray, int, int]] = {}
@@ -78,9 +107,12 @@ class TokenCache:
             try:
                 with np.load(path) as shard:
                     keys, lengths, ids = shard["keys"], shard["lengths"], shard["ids"]
-            except (OSError, ValueError, KeyError) as err:
-                raise TokenCacheError(f"{path}: unreadable token cache shard ({err}); delete it") from err
-            if keys.ndim != 2 or keys.shape[1] != DIGEST_BYTES or len(keys) != len(lengths) or int(lengths.sum()) != len(ids):
+            except Exception as err:  # noqa: BLE001 - a cut or damaged zip raises BadZipFile, EOFError, zlib.error...
+                raise TokenCacheError(f"{path}: unreadable token cache shard ({type(err).__name__}: {err}); "
+                                      "delete it") from err
+            if (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != DIGEST_BYTES or lengths.ndim != 1
+                    or ids.ndim != 1 or len(keys) != len(lengths) or not np.issubdtype(lengths.dtype, np.integer)
+                    or not np.issubdtype(ids.dtype, np.integer) or (lengths < 0).any() or int(lengths.sum()) != len(ids)):
                 raise TokenCacheError(f"{path}: inconsistent token cache shard (keys, lengths and ids disagree); delete it")
             ends = np.cumsum(lengths)
             for key, end, length in zip(keys, ends.tolist(), lengths.tolist()):

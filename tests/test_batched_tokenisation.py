@@ -230,3 +230,95 @@ def test_logits_window_with_a_prompt_tuning_adapter(tiny_model, data_root, tmp_p
     assert [s for s, _ in scores] == pytest.approx([s for s, _ in reference], abs=1e-4)
     assert [s for s, _ in scores] != pytest.approx([s for s, _ in HFLM(**{**kwargs, "peft": None}).loglikelihood(requests)],
                                                      abs=1e-4)  # the adapter is applied
+
+
+def test_generation_from_a_prompt_longer_than_the_context(tiny_model, tmp_path):
+    """A soft prompt of 4 virtual tokens and contexts of 3: the attention mask has a 1 for every virtual
+    token (``attention_mask[:, :n]`` had only as many columns as the context, and generate crashed), and
+    the greedy answers are those of [soft prompt | context] decoded by hand, at batch sizes 1 and 2."""
+    from lm_eval.api.instance import Instance
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from culture_tasks.hf_prompt import HFPromptLM, soft_prompt_after_padding
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).save_pretrained(tmp_path / "pt")
+    contexts = ["Answer:", "Yes No", "Options: A B C D"]
+    answers = {}
+    for batch in (1, 2):
+        lm = HFPromptLM(pretrained=str(tiny_model), peft=str(tmp_path / "pt"), device="cpu", dtype="float32",
+                        batch_size=batch)
+        requests = [Instance("generate_until", {}, (c, {"until": ["\n\n"], "max_gen_toks": 5, "do_sample": False}), i)
+                    for i, c in enumerate(contexts)]
+        answers[batch] = lm.generate_until(requests, disable_tqdm=True)
+    ids = lm.tokenizer(contexts[:2], return_tensors="pt")["input_ids"]
+    assert ids.shape[1] < 4
+    embeds, mask = soft_prompt_after_padding(lm.model, ids, torch.ones_like(ids))
+    assert mask.shape == embeds.shape[:2] and bool(mask.all())
+    assert answers[1] == answers[2]
+    prompt, table = lm.model.get_prompt(batch_size=1)[0], lm.model.get_base_model().get_input_embeddings()
+    for context, answer in zip(contexts, answers[1]):
+        seq = lm.tokenizer(context)["input_ids"]
+        new = []
+        for _ in range(5):
+            with torch.no_grad():
+                embeds = torch.cat([prompt[None], table(torch.tensor([seq + new]))], dim=1)
+                new.append(int(lm.model.get_base_model()(inputs_embeds=embeds).logits[0, -1].argmax()))
+        assert answer == lm.tokenizer.decode(new, skip_special_tokens=True).split("\n\n")[0]
+
+
+def test_enable_thinking_refuses_loglikelihood_as_hf_does(tiny_model):
+    from lm_eval.api.instance import Instance
+
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    lm = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", enable_thinking=True,
+                    think_end_token="</s>")
+    with pytest.raises(ValueError, match="enable_thinking=True is not compatible with loglikelihood"):
+        lm.loglikelihood([Instance("loglikelihood", {}, ("Answer:", " A"), 0)], disable_tqdm=True)
+
+
+def test_a_token_cache_that_is_not_a_folder_stops_before_the_model_loads(tiny_model, tmp_path, monkeypatch):
+    from lm_eval.models.huggingface import HFLM
+
+    from culture_tasks.hf_prompt import HFPromptLM
+    from culture_tasks.token_cache import TokenCacheError
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(HFLM, "_create_model", no_load)
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(TokenCacheError, match="token_cache=.*file"):
+            HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", token_cache=str(bad))
+
+
+def test_token_cache_fingerprint_ignores_padding_state_and_sees_split_special_tokens(tiny_model):
+    from transformers import AutoTokenizer
+
+    from culture_tasks.token_cache import tokenizer_fingerprint
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    before = tokenizer_fingerprint(tok, {})
+    tok(["a", "bbb bb"], padding="longest", truncation=True, max_length=3)  # as lm-eval's generation batches do
+    assert tokenizer_fingerprint(tok, {}) == before  # the same folder: the ids of our (unpadded) calls are the same
+    split = AutoTokenizer.from_pretrained(str(tiny_model), split_special_tokens=True)
+    assert split("x<s>y")["input_ids"] != tok("x<s>y")["input_ids"]
+    assert tokenizer_fingerprint(split, {}) != before  # other ids: another folder
+
+
+@pytest.mark.parametrize("damage", ["cut", "empty", "flipped"])
+def test_a_cut_or_damaged_shard_stops_the_run_naming_it(tmp_path, damage):
+    from culture_tasks.token_cache import TokenCache, TokenCacheError
+
+    TokenCache(tmp_path, "f" * 32).encode(["ab", "cd"], lambda misses: [[1, 2, 3] for _ in misses])
+    shard = next((tmp_path / ("f" * 32)).glob("shard-*.npz"))
+    data = bytearray(shard.read_bytes())
+    if damage == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data[:len(data) // 2] if damage == "cut" else b"" if damage == "empty" else data))
+    with pytest.raises(TokenCacheError, match=f"{shard}: unreadable token cache shard"):
+        TokenCache(tmp_path, "f" * 32).encode(["ab"], lambda misses: [[0] for _ in misses])

@@ -17,6 +17,7 @@ def test_environment_names_the_versions_and_threads_in_use():
     assert env["torch_threads"] == 1 and env["device"] == "cpu" and env["accelerator"] is None
     assert env["versions"]["torch"] == metadata.version("torch") == torch.__version__
     assert env["versions"]["lm_eval"] == metadata.version("lm_eval")
+    assert env["versions"]["tokenizers"] == metadata.version("tokenizers")  # it decides the token ids
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert not torch.cuda.is_initialized()  # asking about a CPU run never touches CUDA
 
