@@ -114,6 +114,14 @@ def from_pretrained_names() -> frozenset[str]:
     return frozenset(n for n in names if not n.startswith("_") and not n.isupper())
 
 
+def with_hints(unknown: Iterable, known: Iterable[str]) -> str:
+    """``'pdx' (did you mean 'pdi'?), 'zzz'``: each unknown name with the nearest known one, if any is
+    close; the one wording of every unknown-key error of the project."""
+    known = sorted(set(known))
+    return ", ".join(f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), known, n=1))
+                     else repr(k) for k in unknown)
+
+
 def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
     """Raise for any key that no task of this project reads and that is neither lm-eval's nor a
     model argument; the message lists ``own``, the keys this task reads."""
@@ -122,12 +130,9 @@ def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
     unknown = sorted(k for k in given if k not in known and k not in model_arg_names())
     if not unknown:
         return
-    hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, sorted(PROJECT_KEYS | set(own)),
-                                                                                    n=1)) else repr(k)
-             for k in unknown]
     others = sorted(PROJECT_KEYS - set(own))
     raise MetadataError(
-        f"{task}: unknown --metadata key(s) {', '.join(hints)}; this task reads {own}"
+        f"{task}: unknown --metadata key(s) {with_hints(unknown, PROJECT_KEYS | set(own))}; this task reads {own}"
         + (f", other tasks of this project read {others}" if others else "")
         + " (lm-eval's own keys and its models' --model_args are accepted too)"
     )

@@ -3,8 +3,9 @@ absent and its default used in silence."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
+
+from culture_tasks.metadata import with_hints
 
 
 def check_row_keys(row: Mapping, known: Iterable[str], where: str, kind: str,
@@ -15,7 +16,5 @@ def check_row_keys(row: Mapping, known: Iterable[str], where: str, kind: str,
     unknown = sorted(k for k in row if k not in known)
     if not unknown:
         return
-    named = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else repr(k)
-             for k in unknown]
-    raise error(f"{where}: unknown key(s) {', '.join(named)} in a {kind} row; rename or remove them "
+    raise error(f"{where}: unknown key(s) {with_hints(unknown, known)} in a {kind} row; rename or remove them "
                 f"(known keys: {', '.join(known)})")

@@ -7,7 +7,6 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
-import difflib
 import logging
 import math
 import re
@@ -18,6 +17,7 @@ from numbers import Real
 import numpy as np
 
 from culture_tasks.data_root import data_file
+from culture_tasks.metadata import with_hints
 from culture_tasks.jsonl import read_jsonl_lines
 
 log = logging.getLogger("culture_tasks")
@@ -106,9 +106,7 @@ def constants_by_dimension(constants: Mapping | None) -> dict[str, float]:
     names = {**{d: d for d in DIMENSIONS}, **{c: d for d, c in CONSTANT_NAMES.items()}}
     unknown = [k for k in constants if k not in names]
     if unknown:
-        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), names, n=1))
-                 else repr(k) for k in unknown]
-        raise ValueError(f"constants: unknown name(s) {', '.join(hints)}; use the dimensions "
+        raise ValueError(f"constants: unknown name(s) {with_hints(unknown, names)}; use the dimensions "
                          f"{', '.join(DIMENSIONS)} or the manual's names {', '.join(CONSTANT_NAMES.values())}")
     out: dict[str, float] = {}
     for key, value in constants.items():
