@@ -269,6 +269,22 @@ def _distance_replicates(reps: list[dict], code: str, reference: compare.Referen
                                np.array([cell["sigma"][d] for d in dims]), norm)[:, 0]
 
 
+def _raw_l1_replicates(reps: list[dict], code: str, reference: compare.Reference) -> np.ndarray:
+    """``compare_vsm13``'s raw L1 (C=0) to ``code`` of each replicate profile."""
+    cell = compare.compare_vsm13(dict.fromkeys(DIMENSIONS, 0.0), code, reference)
+    country = reference.profiles[cell["target"]]
+    return np.array([compare.raw_l1(r, country, cell["dims"]) for r in reps])
+
+
+def _control(distances: dict, plain: dict, target: str) -> dict:
+    """How far a steered model moved toward its target and toward the other countries, relative to
+    the plain model (negative = closer); the same function on the replicates gives the intervals."""
+    moved = {c: distances[c] - plain[c] for c in distances}
+    others = float(np.mean([v for c, v in moved.items() if c != target]))
+    return {"change_to_target": moved[target], "mean_change_to_others": others,
+            "specificity": moved[target] - others, "change_by_country": moved}
+
+
 def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference: compare.Reference,
                   cfg: SteeringConfig) -> dict:
     """Matrix, per-row rank metrics with intervals, summary by coverage, Kendall tau, control."""
@@ -278,35 +294,38 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     columns = [r.hofstede for r in rows]
     per_column = {c: compare.compare_vsm13(plain["indices"], c, reference, norm=cfg.norm)
                   for c in dict.fromkeys(columns)}
-    matrix, matrix_ci, raw, change = [], [], [], []
+    plain_cells = {c: _distance_replicates(plain_reps, c, reference, cfg.norm) for c in per_column}
+    matrix, matrix_ci, raw, raw_ci, change, change_ci = [], [], [], [], [], []
     for p, reps in zip(profiles, replicates):
         cells = [compare.compare_vsm13(p, c, reference, norm=cfg.norm) for c in columns]
+        cell_reps = {c: _distance_replicates(reps, c, reference, cfg.norm) for c in per_column}
         matrix.append([x["distance"] for x in cells])
-        matrix_ci.append([_ci(_distance_replicates(reps, c, reference, cfg.norm), cfg.level) for c in columns])
+        matrix_ci.append([_ci(cell_reps[c], cfg.level) for c in columns])
         raw.append([x["raw_l1"][x["target"]] for x in cells])
+        raw_ci.append([_ci(_raw_l1_replicates(reps, c, reference), cfg.level) for c in columns])
         change.append([x["distance"] - per_column[x["target"]]["distance"] for x in cells])
+        change_ci.append([_ci(cell_reps[c] - plain_cells[c], cfg.level) for c in columns])  # paired by seed
     results, rep_results, plain_results = [], [], []
     for row, a in zip(rows, answers):
         res, reps_res = compare.compare_vsm13_ci(a["item_means"], row.hofstede, reference, norm=cfg.norm,
                                                  iters=cfg.iters, seed=cfg.seed, level=cfg.level)
         base = per_column[row.hofstede]
         plain_rep = [compare.compare_vsm13(r, row.hofstede, reference, norm=cfg.norm) for r in plain_reps]
-        moved = {c: res["distances"][c] - base["distances"][c] for c in res["distances"]}
-        others = [v for c, v in moved.items() if c != row.hofstede]
+        control = _control(res["distances"], base["distances"], res["target"])
+        moved = control["change_by_country"]
+        rep_control = [_control(r["distances"], q["distances"], res["target"]) for r, q in zip(reps_res, plain_rep)]
+        for key in ("change_to_target", "mean_change_to_others", "specificity"):
+            control[f"{key}_ci"] = _ci([c[key] for c in rep_control], cfg.level)
+        control["closer_to"] = sorted((c for c in moved if moved[c] < 0), key=moved.get)[:5]
         entry = {
             "row": row.label, "target": row.hofstede, "dims": res["dims"], "full_profile": res["full_profile"],
-            "countries": res["countries"], "distance": res["distance"], "raw_l1": res["raw_l1"][row.hofstede],
+            "countries": res["countries"], "distance": res["distance"], "raw_l1": res["raw_l1"][res["target"]],
+            "raw_l1_ci": _ci([r["raw_l1"][res["target"]] for r in reps_res], cfg.level),
             **{k: res[k] for k in ("rank", "top1", "reciprocal_rank", "margin")},
             "plain": {**{k: base[k] for k in ("distance", "rank", "reciprocal_rank", "margin")},
                       **{f"{k}_ci": _ci([q[k] for q in plain_rep], cfg.level)
                          for k in ("distance", "rank", "reciprocal_rank", "margin")}},
-            "control": {
-                "change_to_target": moved[row.hofstede],
-                "mean_change_to_others": float(np.mean(others)),
-                "specificity": moved[row.hofstede] - float(np.mean(others)),
-                "closer_to": sorted((c for c in moved if moved[c] < 0), key=moved.get)[:5],
-                "change_by_country": moved,
-            },
+            "control": control,
         }
         entry.update({f"{key}_ci": res[f"{key}_ci"] for key in ("distance", "rank", "reciprocal_rank", "margin")})
         entry["margin_gain_ci"] = _ci([r["margin"] - q["margin"] for r, q in zip(reps_res, plain_rep)], cfg.level)
@@ -340,7 +359,8 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
     return {
         "rows": [r.label for r in rows], "columns": columns,
         "column_dims": [per_column[c]["dims"] for c in columns],
-        "distance": matrix, "distance_ci": matrix_ci, "raw_l1": raw, "change_vs_plain": change,
+        "distance": matrix, "distance_ci": matrix_ci, "raw_l1": raw, "raw_l1_ci": raw_ci,
+        "change_vs_plain": change, "change_vs_plain_ci": change_ci,
         "plain_distance": [per_column[c]["distance"] for c in columns],
         "plain_distance_ci": [_ci(_distance_replicates(plain_reps, c, reference, cfg.norm), cfg.level)
                               for c in columns],
@@ -380,6 +400,11 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         return list(bootstrap_ci(lambda rows: float(np.mean(per_q[c][list(rows)])), index,
                                  iters=cfg.iters, seed=cfg.seed, level=cfg.level))
 
+    def change_ci(per_q, c):  # the same questions for the steered and the plain model: a paired interval
+        diff = per_q[c] - plain_q[c]
+        return list(bootstrap_ci(lambda rows: float(np.mean(diff[list(rows)])), index,
+                                 iters=cfg.iters, seed=cfg.seed, level=cfg.level))
+
     def top1(sample):
         return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["top1"] for s, i in zip(sims, idx)]))
 
@@ -390,7 +415,8 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
     return {
         "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
         "similarity": matrix, "similarity_ci": [[cell_ci(s, c) for c in columns] for s in sims],
-        "change_vs_plain": change, "plain_similarity": [plain_all[c] for c in columns],
+        "change_vs_plain": change, "change_vs_plain_ci": [[change_ci(s, c) for c in columns] for s in sims],
+        "plain_similarity": [plain_all[c] for c in columns],
         "plain_similarity_ci": [cell_ci(plain_q, c) for c in columns],
         "per_row": per_row,
         "top1": float(np.mean([r["top1"] for r in per_row])),
@@ -416,6 +442,14 @@ def _tau(t, ci) -> str:
     return _fmt(t, ci)
 
 
+def _change_table(title: str, columns, rows, values, cis) -> list[str]:
+    """A steered-to x compared-with table of changes relative to the plain model."""
+    cis = cis or [[None] * len(columns)] * len(rows)  # results written before the intervals existed
+    return [f"### {title}", "", "| steered to | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|",
+            *(f"| {r} | " + " | ".join(_fmt(x, ci) for x, ci in zip(row, ci_row)) + " |"
+              for r, row, ci_row in zip(rows, values, cis)), ""]
+
+
 def markdown(result: dict) -> str:
     v = result["vsm13"]
     level = int(round(result["config"]["level"] * 100))
@@ -430,7 +464,10 @@ def markdown(result: dict) -> str:
     lines += [f"| {r} | " + " | ".join(_fmt(x, ci) for x, ci in zip(row, cis)) + " |"
               for r, row, cis in zip(v["rows"], v["distance"], v["distance_ci"])]
     lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(v["plain_distance"], v["plain_distance_ci"]))
-              + " |", "",
+              + " |", ""]
+    lines += _change_table("VSM13 change of z-distance vs. the plain model (negative = moved closer; "
+                           "paired interval)", v["columns"], v["rows"], v["change_vs_plain"], v.get("change_vs_plain_ci"))
+    lines += [
               "## Per steered model (VSM13)", "",
               "| steered to | dims | rank (1 = closest) | reciprocal rank | margin (higher = better) | "
               f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
@@ -438,8 +475,10 @@ def markdown(result: dict) -> str:
     for r in v["per_row"]:
         lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
                      f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
-                     f"{r['raw_l1']:.1f} | {_fmt(r['plain']['rank'], r['plain']['rank_ci'], '.0f')} | {r['control']['change_to_target']:.3f} | "
-                     f"{r['control']['mean_change_to_others']:.3f} |")
+                     f"{_fmt(r['raw_l1'], r.get('raw_l1_ci'), '.1f')} | "
+                     f"{_fmt(r['plain']['rank'], r['plain']['rank_ci'], '.0f')} | "
+                     f"{_fmt(r['control']['change_to_target'], r['control'].get('change_to_target_ci'))} | "
+                     f"{_fmt(r['control']['mean_change_to_others'], r['control'].get('mean_change_to_others_ci'))} |")
     lines += ["", "Summary by dimension coverage (never pooled):", ""]
     for dims, s in v["summary_by_coverage"].items():
         lines.append(f"- {dims}: top-1 {_fmt(s['top1'], s['top1_ci'])}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
@@ -460,7 +499,9 @@ def markdown(result: dict) -> str:
         lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(w["plain_similarity"],
                                                                        w["plain_similarity_ci"])) + " | | |",
                   "", f"WVS top-1 {_fmt(w['top1'], w['top1_ci'])}, MRR {_fmt(w['mrr'], w['mrr_ci'])} "
-                  f"(plain {w['plain_mrr']:.3f})"]
+                  f"(plain {w['plain_mrr']:.3f})", ""]
+        lines += _change_table("WVS change of 1 - JSD vs. the plain model (positive = moved closer; paired "
+                               "interval)", w["columns"], w["rows"], w["change_vs_plain"], w.get("change_vs_plain_ci"))
     return "\n".join(lines) + "\n"
 
 

@@ -278,6 +278,50 @@ def test_every_matrix_number_has_its_interval(data_root):
     text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
     lo, hi = v["distance_ci"][0][0]
     assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    # raw L1 (C=0): |index - Hofstede's score| summed over the target's dimensions, per replicate
+    reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
+    sau = ref.profiles["SAU"]
+    raw = [abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"]) for r in reps]
+    assert v["raw_l1_ci"][1][2] == pytest.approx(list(compare.percentile_interval(raw)))
+    assert v["per_row"][2]["raw_l1_ci"] == pytest.approx(
+        list(compare.percentile_interval([abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"])
+                                          for r in compare.term_replicates(steered[2]["item_means"], iters=40,
+                                                                           seed=5)])))
+    # change vs plain: the steered and the plain replicate of the same resample, subtracted
+    plain_reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
+    moved = [compare.compare_vsm13(r, "CHI", ref)["distance"] - compare.compare_vsm13(q, "CHI", ref)["distance"]
+             for r, q in zip(reps, plain_reps)]
+    assert v["change_vs_plain_ci"][1][1] == pytest.approx(list(compare.percentile_interval(moved)))
+    china = v["per_row"][1]["control"]
+    assert china["change_to_target_ci"] == pytest.approx(v["change_vs_plain_ci"][1][1])
+    others = []
+    for r, q in zip(reps, plain_reps):
+        d, e = compare.compare_vsm13(r, "CHI", ref)["distances"], compare.compare_vsm13(q, "CHI", ref)["distances"]
+        others.append(np.mean([d[c] - e[c] for c in d if c != "CHI"]))
+    assert china["mean_change_to_others_ci"] == pytest.approx(list(compare.percentile_interval(others)))
+    assert len(china["specificity_ci"]) == 2
+    lo, hi = v["change_vs_plain_ci"][1][1]
+    assert f"| china:persona | {v['change_vs_plain'][1][0]:.3f} [" in text
+    assert f"{v['change_vs_plain'][1][1]:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    lo, hi = v["per_row"][0]["raw_l1_ci"]
+    assert f"{v['per_row'][0]['raw_l1']:.1f} [{lo:.1f}, {hi:.1f}]" in text
+
+
+def test_a_model_equal_to_the_plain_one_has_a_zero_change_interval(data_root):
+    # the paired replicates of two identical answer sets are identical: no change in any resample
+    from types import SimpleNamespace
+
+    from culture_tasks.steering import parse_target, vsm13_metrics
+    from culture_tasks.survey.vsm13 import vsm13_indices
+
+    means = {k: 1.0 + (k % 4) * 0.9 for k in range(1, 25)}
+    same = {"item_means": means, "indices": vsm13_indices(means)}
+    v = vsm13_metrics([parse_target("usa=persona")], [same], same, compare.hofstede_reference(str(data_root)),
+                      SimpleNamespace(iters=30, seed=3, norm=2, level=0.95))
+    assert v["change_vs_plain_ci"] == [[[0.0, 0.0]]]
+    control = v["per_row"][0]["control"]
+    for key in ("change_to_target", "mean_change_to_others", "specificity"):
+        assert control[key] == 0.0 and control[f"{key}_ci"] == [0.0, 0.0]
 
 
 def test_every_wvs_matrix_number_has_its_interval():
@@ -299,4 +343,9 @@ def test_every_wvs_matrix_number_has_its_interval():
     by_hand = bootstrap_ci(lambda rows_: float(np.mean(per_q["usa"][list(rows_)])), list(range(8)),
                            iters=50, seed=2)
     assert w["similarity_ci"][1][0] == pytest.approx(list(by_hand))
+    _, plain_q = compare.wvs_similarities(answers[2]["wvs_answers"], ref)
+    diff = per_q["usa"] - plain_q["usa"]
+    by_hand = bootstrap_ci(lambda rows_: float(np.mean(diff[list(rows_)])), list(range(8)), iters=50, seed=2)
+    assert w["change_vs_plain_ci"][1][0] == pytest.approx(list(by_hand))
+    assert w["change_vs_plain"][1][0] == pytest.approx(float(diff.mean()))
     assert len(w["top1_ci"]) == 2 and all("rank_ci" in r and "top1_ci" in r for r in w["per_row"])
