@@ -234,6 +234,29 @@ def test_augment_never_writes_over_the_seed_bank_it_read(tmp_path):
     assert state["done"] == ["27"] and len(_rows(tmp_path / "aug.jsonl")) == 2
 
 
+def test_resume_refuses_a_changed_seed_bank_behind_seed_questions(tmp_path):
+    """The --seed-questions file names the seeds; their text comes from the data root's bank, whose
+    content is a setting of the run too."""
+    root = write_data_root(tmp_path / "root")
+    seeds = tmp_path / "seeds.jsonl"
+    bank = root / "culturellm" / "WVQ.jsonl"
+    rows = [json.loads(line) for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()]
+    seeds.write_text("".join(json.dumps({"q_id": r["q_id"], "q_content": r["q_content"]}) + "\n"
+                             for r in rows if r["q_id"] in ("27", "28")), encoding="utf-8")
+    cfg = _config(tmp_path, seed_questions=str(seeds))
+    with pytest.raises(KeyboardInterrupt):  # Q27 committed, then stopped
+        run_augmentation(cfg, StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    original = bank.read_bytes()
+    bank.write_bytes(original.replace(SEED27.encode(), b"Making my parents proud is my main goal"))
+    with pytest.raises(AugmentError, match=r"other settings \(seed_bank_sha256: saved 'sha256:[0-9a-f]{64}', "
+                                           r"given 'sha256:[0-9a-f]{64}'\)"):
+        run_augmentation(_config(tmp_path, seed_questions=str(seeds), resume=True), StandIn(REPLIES), BagOfWords())
+    bank.write_bytes(original)  # the bank as the run began: it resumes
+    state = run_augmentation(_config(tmp_path, seed_questions=str(seeds), resume=True), StandIn(REPLIES),
+                             BagOfWords())
+    assert state["done"] == ["27", "28"] and state["complete"]
+
+
 def test_cli_checks_the_output_and_resume_settings_before_loading_models(tmp_path, monkeypatch, capsys):
     import trainers.similarity
 

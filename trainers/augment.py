@@ -305,6 +305,16 @@ def _inputs(cfg: AugmentConfig) -> list[Path]:
     return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg)]
 
 
+def _input_digests(cfg: AugmentConfig) -> dict[str, str]:
+    """The content of every file the questions come from, a setting of the run: with --seed-questions
+    the seeds' text and answer scale still come from the data root's seed bank, so a changed bank
+    refuses a resume as a changed seed file does."""
+    digests = {"questions_sha256": file_digest(_questions_file(cfg))}
+    if cfg.seed_questions:
+        digests["seed_bank_sha256"] = file_digest(data_file(QUESTIONS_FILE, cfg.data_dir))
+    return digests
+
+
 def _claim(cfg: AugmentConfig, output: Path, inputs: list[Path]) -> str:
     """What to do with the output and its state file (see ``claim_output``); a stray state file
     without its output is claimed too."""
@@ -390,7 +400,7 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
     mode = _claim(cfg, output, _inputs(cfg))
     questions = _seed_questions(cfg)
     wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
-    wanted["questions_sha256"] = file_digest(_questions_file(cfg))
+    wanted.update(_input_digests(cfg))
     resumed = _resume_state(output, _state_path(output), wanted) if mode == "resume" else None
     if load_models is not None:  # every check has passed: only now are the models loaded
         generator, embedder = load_models()
