@@ -3,6 +3,7 @@
     culture-steer --model <dir> --output <dir> \\
         --target usa=persona --target china=prompt:<prompt-tuning dir> --target germany=lora:<lora dir> \\
         [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite] [--config steer.yaml]
+    culture-steer --rescore <earlier output> --output <dir> [--iters 1000] [--seed 1234] [--level 0.95]
 
 Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpoint, or nothing)
 answers the VSM13 survey, and WVS where available, through the lm-eval tasks themselves
@@ -10,7 +11,9 @@ answers the VSM13 survey, and WVS where available, through the lm-eval tasks the
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
 intervals, the change of every distance relative to the plain model), steering.md, steering.png.
 Everything is checked before the model is loaded. Settings may also come from ``--config`` YAML
-(the field names: ``targets: [usa=persona, ...]``); flags override it.
+(the field names: ``targets: [usa=persona, ...]``); flags override it. ``--rescore`` recomputes every
+metric of an earlier run from the answers its steering.json stores, without a model (when the
+statistics change, or for other interval settings); the answers and their provenance are kept.
 """
 
 from __future__ import annotations
@@ -125,11 +128,17 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
 
 @dataclass
 class SteeringConfig:
-    model: str = field(metadata={"help": "base model folder (or hub id) that every checkpoint was made for"})
-    targets: list[str] = field(metadata={"help": "COUNTRY=METHOD[:CHECKPOINT] per steered model (repeat the flag "
-                                                 "or list several); METHOD: plain, persona, prompt (peft prompt "
-                                                 "tuning) or lora", "aliases": ["--target"], "action": "extend"})
     output: str = field(metadata={"help": "folder for steering.json, steering.md and steering.png"})
+    model: str | None = field(default=None, metadata={
+        "help": "base model folder (or hub id) that every checkpoint was made for (required unless --rescore)"})
+    targets: list[str] = field(default_factory=list, metadata={
+        "help": "COUNTRY=METHOD[:CHECKPOINT] per steered model (repeat the flag or list several); METHOD: plain, "
+                "persona, prompt (peft prompt tuning) or lora (required unless --rescore)",
+        "aliases": ["--target"], "action": "extend"})
+    rescore: str | None = field(default=None, metadata={
+        "help": "an earlier culture-steer output folder: recompute every metric from the answers in its "
+                "steering.json with this run's --iters, --seed, --level and --norm; no model is loaded, and "
+                "the model and targets are the stored ones"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     dtype: str = field(default="float32", metadata={"help": "model dtype"})
@@ -145,7 +154,14 @@ class SteeringConfig:
     def __post_init__(self):
         if isinstance(self.targets, str):
             self.targets = [self.targets]
-        if not self.targets:
+        if self.rescore is not None:
+            if self.model is not None or self.targets:
+                raise SteeringError(f"--rescore takes the model and targets from {self.rescore}/steering.json; "
+                                    "drop --model and --target")
+            self.rows = []
+        elif self.model is None:
+            raise SteeringError("give --model (the base model folder), or --rescore <earlier output>")
+        elif not self.targets:
             raise SteeringError("name at least one --target COUNTRY=METHOD[:CHECKPOINT]")
         for name in ("chat_template", "wvs", "overwrite"):
             if not isinstance(getattr(self, name), bool):
@@ -158,7 +174,8 @@ class SteeringConfig:
             raise SteeringError("--iters and --batch-size must be at least 1")
         if not 0 < self.level < 1:
             raise SteeringError(f"--level must lie between 0 and 1, got {self.level}")
-        self.rows = [parse_target(t) for t in self.targets]
+        if self.rescore is None:
+            self.rows = [parse_target(t) for t in self.targets]
         labels = [r.label for r in self.rows]
         repeated = sorted({x for x in labels if labels.count(x) > 1})
         if repeated:
@@ -450,12 +467,20 @@ def _change_table(title: str, columns, rows, values, cis) -> list[str]:
               for r, row, ci_row in zip(rows, values, cis)), ""]
 
 
+def _rescored_line(source: dict | None) -> list[str]:
+    if not source:
+        return []
+    return [f"Metrics recomputed (`culture-steer --rescore`) from the answers stored in {source['path']}"
+            f"/steering.json ({source['sha256']}); the line below says where the answers were computed.", ""]
+
+
 def markdown(result: dict) -> str:
     v = result["vsm13"]
     level = int(round(result["config"]["level"] * 100))
     lines = [f"# Steering matrix: {result['config']['model']}", "",
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
+             *_rescored_line(result.get("rescored_from")),
              *provenance.describe(result.get("environment")),
              "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
              "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
@@ -518,10 +543,73 @@ def _jsonable(obj):
 def run(cfg: SteeringConfig) -> dict:
     """Checked first (no lock file is put into an input), then run with the output folder locked,
     so that a second run cannot mix its files in; the output is checked again under the lock."""
+    if cfg.rescore is not None:
+        return rescore(cfg)
     validate(cfg)
     with OutputLock.for_folder(cfg.output, SteeringError):
         check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg))  # another run may have written meanwhile
         return _run(cfg)
+
+
+def _write(result: dict, out: Path) -> dict:
+    result = _jsonable(result)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
+    write_text_atomic(out / "steering.md", markdown(result))
+    plots.steering_heatmap(result, out / "steering.png")
+    return result
+
+
+def _stored_answers(profile: dict) -> dict:
+    """A profile as steering.json stores it, with the item numbers JSON turned into strings as ints."""
+    return {**profile, "item_means": {int(k): float(v) for k, v in profile["item_means"].items()}}
+
+
+def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
+    """An earlier run's result, its steered rows, their answers and the plain model's, checked."""
+    from culture_tasks.outputs import file_digest
+
+    path = folder / "steering.json"
+    fix = "give the folder of a finished culture-steer run"
+    if not path.is_file():
+        raise SteeringError(f"--rescore: {path} does not exist; {fix}")
+    stored = read_json(path, "--rescore", fix)
+    try:
+        rows = [parse_target(t) for t in stored["config"]["targets"]]
+        profiles = stored["profiles"]
+        answers = [_stored_answers(profiles[r.label]) for r in rows]
+        plain = _stored_answers(profiles["plain"])
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise SteeringError(f"--rescore: {path} lacks the stored config or answers ({type(err).__name__}: {err}); "
+                            f"{fix}") from None
+    stored["sha256"] = file_digest(path)
+    return stored, rows, answers, plain
+
+
+def rescore(cfg: SteeringConfig) -> dict:
+    """Every metric again from stored answers: the same numbers as the run that stored them when the
+    settings are the same (tested), new intervals when --iters, --seed or --level differ."""
+    source = Path(cfg.rescore)
+    stored, rows, answers, plain = _stored_run(source)
+    inputs = [source, cfg.data_dir or os.environ.get(ENV_VAR)]
+    check_output(Path(cfg.output), cfg.overwrite, inputs)
+    with OutputLock.for_folder(cfg.output, SteeringError):
+        check_output(Path(cfg.output), cfg.overwrite, inputs)  # another run may have written meanwhile
+        reference = compare.hofstede_reference(cfg.data_dir)
+        use_wvs = bool(stored["config"].get("wvs")) and bool(plain.get("wvs_answers"))
+        answered = ("model", "targets", "device", "dtype", "batch_size", "chat_template")  # how the answers came
+        config = {**asdict(cfg), **{k: stored["config"].get(k) for k in answered}, "wvs": use_wvs}
+        result = {
+            "config": config,
+            "rescored_from": {"path": str(source), "sha256": stored.pop("sha256"),
+                              "config": stored["config"], "environment": provenance.environment("cpu")},
+            "directions": compare.DIRECTIONS,
+            "profiles": stored["profiles"],
+            "vsm13": vsm13_metrics(rows, answers, plain, reference, cfg),
+            "wvs": wvs_metrics(rows, answers, plain, compare.wvs_reference(cfg.data_dir), cfg) if use_wvs else None,
+            "environment": stored.get("environment"),  # where the answers were computed
+        }
+        return _write(result, Path(cfg.output))
 
 
 def _run(cfg: SteeringConfig) -> dict:
@@ -550,12 +638,7 @@ def _run(cfg: SteeringConfig) -> dict:
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "environment": provenance.environment(cfg.device),
     }
-    result = _jsonable(result)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
-    write_text_atomic(out / "steering.md", markdown(result))
-    plots.steering_heatmap(result, out / "steering.png")
-    return result
+    return _write(result, out)
 
 
 # --------------------------------------------------------------------------- command line

@@ -349,3 +349,51 @@ def test_every_wvs_matrix_number_has_its_interval():
     assert w["change_vs_plain_ci"][1][0] == pytest.approx(list(by_hand))
     assert w["change_vs_plain"][1][0] == pytest.approx(float(diff.mean()))
     assert len(w["top1_ci"]) == 2 and all("rank_ci" in r and "top1_ci" in r for r in w["per_row"])
+
+
+def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp_path, monkeypatch, capsys):
+    import culture_tasks.steering as steering
+
+    source, result = matrix
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("--rescore loaded a model"))
+    out = tmp_path / "again"
+    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "60"]) == 0
+    again = json.loads((out / "steering.json").read_text())
+    # the same answers, the same settings: every number and interval as the run that stored them
+    assert again["vsm13"] == result["vsm13"] and again["wvs"] == result["wvs"]
+    assert again["profiles"] == result["profiles"] and again["environment"] == result["environment"]
+    assert again["config"]["model"] == result["config"]["model"] and again["config"]["targets"] == result["config"]["targets"]
+    assert again["rescored_from"]["path"] == str(source)
+    assert again["rescored_from"]["sha256"].startswith("sha256:")
+    assert f"`culture-steer --rescore`) from the answers stored in {source}" in (out / "steering.md").read_text()
+    # other interval settings: the same point values, other intervals
+    other = tmp_path / "other"
+    assert main(["--rescore", str(source), "--output", str(other), "--data-dir", str(data_root), "--iters", "30",
+                 "--seed", "9"]) == 0
+    v = json.loads((other / "steering.json").read_text())["vsm13"]
+    assert v["distance"] == result["vsm13"]["distance"] and v["distance_ci"] != result["vsm13"]["distance_ci"]
+    assert v["per_row"][2]["control"]["change_to_target"] == result["vsm13"]["per_row"][2]["control"]["change_to_target"]
+
+
+def test_rescore_refuses_before_writing(matrix, tiny_model, data_root, tmp_path, capsys):
+    source, _ = matrix
+    before = (source / "steering.json").read_bytes()
+    # into its own folder, even with --overwrite: the stored answers are the input
+    assert main(["--rescore", str(source), "--output", str(source), "--overwrite", "--data-dir", str(data_root)]) == 2
+    assert "is also an input of this run" in capsys.readouterr().err
+    assert (source / "steering.json").read_bytes() == before
+    assert main(["--rescore", str(source), "--model", str(tiny_model), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"culture-steer: --rescore takes the model and targets from {source}/steering.json; "
+                                       "drop --model and --target\n")
+    assert main(["--rescore", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"culture-steer: --rescore: {tmp_path / 'steering.json'} does not exist; "
+                                       "give the folder of a finished culture-steer run\n")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "steering.json").write_text('{"config": {"targets": ["usa=persona"]}, "profiles": {}}')
+    assert main(["--rescore", str(broken), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-steer: --rescore: {broken / 'steering.json'} lacks the stored config or answers")
+    assert main(["--output", str(tmp_path / "o"), "--target", "usa=persona"]) == 2
+    assert "give --model (the base model folder), or --rescore <earlier output>" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
