@@ -174,6 +174,11 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
         run_kfold(_config(learnable_model, rows_file, out, root))
     with pytest.raises(TrainingError, match=r"other settings \(fold_seed: saved 0, given 1\)"):
         run_kfold(_config(learnable_model, rows_file, out, root, resume=True, fold_seed=1))
+    # a target module the model lacks: refused before the old run is emptied (it was emptied, then fold 1 failed)
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(TrainingError, match=r"--target-modules \['q_prj'\] does not fit"):
+        run_kfold(_config(learnable_model, rows_file, out, root, overwrite=True, target_modules=["q_prj"]))
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
 
 def test_cli_checks_before_work(tmp_path, rows_file, capsys):

@@ -295,3 +295,49 @@ def test_training_rows_with_unknown_keys_are_refused(tmp_path):
     with pytest.raises(TrainingError, match=r"bad.jsonl:3: unknown key\(s\) 'qid' \(did you mean 'q_id'\?\) "
                                             r"in a training row"):
         read_examples([str(bad)])
+
+
+def test_a_misfit_target_module_stops_before_the_weights_load_and_keeps_the_old_adapter(
+        learnable_model, english_examples, tmp_path, monkeypatch, capsys):
+    import transformers
+
+    from trainers.cli import main as cli
+
+    out = tmp_path / "adapter"
+    train(_config(learnable_model, english_examples, out, max_steps=2))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("weights loaded before the settings were checked"))
+    assert cli(["lora", "--model", str(learnable_model), "--data", str(english_examples), "--output", str(out),
+                "--overwrite", "--target-modules", "q_prj"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-train lora: --target-modules ['q_prj'] does not fit {learnable_model}: ")
+    assert "q_prj" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing replaced
+    assert cli(["lora", "--model", str(tmp_path / "no-model"), "--data", str(english_examples),
+                "--output", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith(f"culture-train lora: --model {tmp_path / 'no-model'}: no model config "
+                                              "could be read (")
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--dropout", "1.5", "dropout must lie in [0, 1), got 1.5"),
+    ("--learning-rate", "-0.5", "learning_rate must be positive, got -0.5"),
+    ("--learning-rate", "0", "learning_rate must be positive, got 0.0"),
+    ("--weight-decay", "-1", "weight_decay must not be negative, got -1.0"),
+    ("--warmup", "2.7", "warmup 2.7: from 1 up it is a number of steps, so give a whole number"),
+])
+def test_out_of_range_settings_are_refused_at_once(tmp_path, capsys, flag, value, message):
+    from trainers.cli import main as cli
+
+    data = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}], "culture": "english"}
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert cli(["lora", "--model", str(tmp_path / "m"), "--data", str(data), "--output", str(tmp_path / "o"),
+                flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+    assert LoraTrainConfig(model="m", data=[str(data)], output="o", warmup=3.0, dropout=0.0).warmup == 3.0

@@ -36,7 +36,8 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, cle
                                    save_settings)
 from culture_tasks import paths
 from trainers.cultures import ONE
-from trainers.lora import CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, read_examples, run_settings
+from trainers.lora import (CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, check_adapter_fits,
+                           read_examples, run_settings)
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -578,6 +579,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     folds = assign_folds(universe, cfg.folds, cfg.fold_seed)
     chat = _uses_chat(cfg)
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode = _prepare(out, cfg, settings)
         if mode == "replace":

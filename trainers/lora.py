@@ -100,6 +100,15 @@ class LoraTrainConfig:
             raise ValueError("give a positive epochs or max_steps")
         if self.warmup < 0:
             raise ValueError(f"warmup must not be negative, got {self.warmup}")
+        if self.warmup >= 1 and self.warmup != int(self.warmup):
+            raise ValueError(f"warmup {self.warmup}: from 1 up it is a number of steps, so give a whole number "
+                             "(or a fraction below 1 of the steps)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
         check_extra(self.extra)
         if self.extra:
             check_extra_values(self)
@@ -373,17 +382,44 @@ def _training_arguments(cfg: LoraTrainConfig, bf16: bool, checkpointing: bool) -
                 remove_unused_columns=False)
 
 
+def lora_config(cfg: LoraTrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+
+def check_adapter_fits(cfg: LoraTrainConfig) -> None:
+    """peft matches --target-modules against the model's layers only when it wraps the model: done
+    here on an empty copy built from the model's config (no weights), so that a misspelt module
+    stops the run before the weights load and before an old output is replaced."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(cfg.model)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
+                            "holding config.json") from None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    try:
+        get_peft_model(model, lora_config(cfg))
+    except ValueError as err:
+        raise TrainingError(f"--target-modules {cfg.target_modules!r} does not fit {cfg.model}: "
+                            f"{str(err).splitlines()[0]}") from None
+
+
 def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], collator=None):
     """peft LoRA around ``model`` and the Trainer that fits it (also used by the benchmark)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import TrainingArguments
 
     bf16, checkpointing = _accelerator_defaults(cfg)
     if checkpointing:
         model.config.use_cache = False
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, lora_config(cfg))
     if bf16 and cfg.dropout == 0:
         _keep_lora_inputs_in_compute_dtype(model)
     args = TrainingArguments(**_training_arguments(cfg, bf16, checkpointing), **cfg.extra)
@@ -482,6 +518,7 @@ def train(cfg: LoraTrainConfig) -> dict:
                             "train without --merge and merge the adapter afterwards on one process")
     rows = read_examples(cfg.data)
     settings = run_settings(cfg)
+    check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
         return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
@@ -496,8 +533,8 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
+    trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
     start()  # every input is valid: only now is an old output replaced
-    trainer = make_trainer(cfg, model, tokenizer, encoded)
     model = trainer.model
     trainable, total = model.get_nb_trainable_parameters()
     started = time.perf_counter()
