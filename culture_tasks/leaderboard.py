@@ -3,13 +3,18 @@
     culture-leaderboard results/ other/results_2026.json --format html --output board.html --baseline base
 
 A row is one identity: the full model arguments (adapter ``peft=`` included), ``--limit``, the
-few-shot count, the chat-template settings and the task versions; result files of the same
-identity (e.g. CultureLLM, WVS and VSM13 run separately) fill one row. Each row carries its
-provenance as read from the result files, and a partial run (``--limit``, fewer documents than
-the task has) is marked wherever its numbers appear.
+few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded, and
+the task versions; result files of the same identity (e.g. CultureLLM, WVS and VSM13 run
+separately) fill one row, and a task in two of them takes every number (value, interval,
+per-sample log, document count) from the newest file. Each row carries its provenance as read
+from the result files, and a partial run (``--limit``, fewer documents than the task has) is
+marked wherever its numbers appear.
 
 CultureLLM scores are per-culture means of the tasks' macro-F1 (as the paper averages per
-culture; a task's culture is the group lm-eval ran it in) and the mean over all tasks; survey
+culture; a task's culture is the group lm-eval ran it in) and the mean over all tasks (what
+lm-eval reports for the nested ``culturellm`` group: its ``Group.aggregate`` averages the leaf
+tasks). A mean over fewer tasks than another row's in the same column says "k of n tasks" and is
+not ranked against the complete ones. Survey
 metrics (the headline metrics of the registered instruments) get tables of their own. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
@@ -38,7 +43,7 @@ import numpy as np
 from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.classification import f1_macro, f1_macro_weighted
-from culture_tasks.jsonl import JsonlError, read_jsonl
+from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
@@ -53,6 +58,10 @@ ALPHA = 0.05  # a difference from the baseline is marked when the paired randomi
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
 NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
+# what lm-eval's config records beyond the model arguments that changes the numbers: the seeds
+# (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
+SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+MODEL_VERSION_KEYS = ("model_revision", "model_sha", "peft_sha", "delta_sha")
 
 
 class NotAResultFile(ValueError):
@@ -153,14 +162,18 @@ class Run:
                 self._items[(task, metric)] = None
             else:
                 try:
-                    rows = read_jsonl(path)
+                    rows = read_jsonl_lines(path)
                 except (JsonlError, FileNotFoundError) as err:
                     raise NotAResultFile(f"{path}: unreadable per-sample log ({err})") from err
                 found = {}
-                for row in rows:
+                for number, row in rows:
                     if row.get("filter", "none") == "none" and metric in row:
+                        doc = row.get("doc_id")
+                        if isinstance(doc, bool) or not isinstance(doc, int):
+                            raise NotAResultFile(f"{path}:{number}: a per-sample row without an integer doc_id; "
+                                                 "use the samples_*.jsonl that lm_eval --log_samples wrote")
                         value = row[metric]
-                        found[int(row["doc_id"])] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value)
+                        found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value)
                 self._items[(task, metric)] = found or None
         return self._items[(task, metric)]
 
@@ -209,7 +222,7 @@ def identity(data: dict) -> dict:
     config = data["config"]
     shots = sorted({int(v) for t, v in (data.get("n-shot") or {}).items() if t in data["results"] and v is not None})
     template = data.get("chat_template")
-    return {
+    key = {
         "model": str(config.get("model") or ""),
         "model_args": {k: v for k, v in parse_model_args(config.get("model_args")).items() if k != TOKEN_CACHE_ARG},
         "limit": config.get("limit"),
@@ -218,6 +231,10 @@ def identity(data: dict) -> dict:
         "fewshot_as_multiturn": bool(data.get("fewshot_as_multiturn")),
         "system_instruction": data.get("system_instruction_sha") or data.get("system_instruction"),
     }
+    # only where the file records them, so a file without them keeps the row id it had
+    seeds = {k: config[k] for k in SEED_KEYS if k in config}
+    version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
+    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {})}
 
 
 def task_family(task: str) -> str | None:
@@ -300,13 +317,21 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
     stamp = path.stem.removeprefix("results_")
     run.files.append(path)
     _merge_info(run, _provenance(data, path))
+    counts = _sample_counts(data, path)
+    # files come oldest first: a task the row already has is the older file's, and none of its numbers
+    # (value, interval, per-sample log, document count) may survive next to the newer file's
+    for task in set(data["results"]) | set(counts):
+        for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.higher_is_better, run.task_config):
+            held.pop(task, None)
+    run._items = {k: v for k, v in run._items.items() if k[0] not in data["results"]}
+    run._cultures.clear()
     for task, values in data["results"].items():
         metrics = {}
         for key, value in values.items():
             metric, _, filt = key.partition(",")
             if filt and "_stderr" not in metric and isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[metric] = float(value)
-        run.metrics.setdefault(task, {}).update(metrics)
+        run.metrics[task] = metrics
         if task in (data.get("versions") or {}):
             run.versions[task] = data["versions"][task]
         sample = path.with_name(f"samples_{task}_{stamp}.jsonl")
@@ -318,14 +343,58 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
         if task in (data.get("configs") or {}):
             cfg = data["configs"][task]
             run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
-    for task, counts in (data.get("n-samples") or {}).items():
-        if isinstance(counts, dict) and counts.get("effective", 0) < counts.get("original", 0):
-            run.partial_tasks[task] = (int(counts["effective"]), int(counts["original"]))
+    for task, (effective, original) in counts.items():
+        if effective < original:
+            run.partial_tasks[task] = (effective, original)
     for task, hib in (data.get("higher_is_better") or {}).items():
         run.higher_is_better.setdefault(task, {}).update(hib)
     for group, members in (data.get("group_subtasks") or {}).items():
         if members:
             run.groups[group] = list(members)
+
+
+def _sample_counts(data: dict, path: Path) -> dict[str, tuple[int, int]]:
+    """task -> (effective, original) documents from the file's ``n-samples``."""
+    out = {}
+    for task, counts in (data.get("n-samples") or {}).items():
+        found = [counts.get(k) if isinstance(counts, dict) else None for k in ("effective", "original")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in found):
+            raise NotAResultFile(f"{path}: n-samples.{task} needs integer `original` and `effective` "
+                                 f"(lm-eval writes both); got {counts!r}")
+        out[task] = (int(found[0]), int(found[1]))
+    return out
+
+
+def _leaves(groups: dict, group: str, above: frozenset = frozenset()) -> list[str]:
+    """The leaf tasks of a (nested) group of ``group_subtasks``."""
+    out = []
+    for member in groups.get(group) or []:
+        nested = groups.get(member) and member not in above | {group}
+        out += _leaves(groups, member, above | {group}) if nested else [member]
+    return out
+
+
+def check_suite_groups(data: dict, path: Path) -> None:
+    """Say where the file's own CultureLLM group (suite or culture) is not the unweighted mean of its
+    leaf tasks, which the board shows and lm-eval >= 0.4.13 reports (``Group.aggregate`` averages a
+    nested group's leaf tasks; the group YAMLs say ``weight_by_size: false``): the file's number was
+    computed another way (e.g. a mean of the cultures' means), and the board's differs from it."""
+    groups = data.get("group_subtasks") or {}
+    results = data["results"]
+    for group in sorted(groups):
+        if not any(group == s or group.startswith(s + "_") for s in SUITES):
+            continue
+        leaves = _leaves(groups, group)
+        for metric in ("f1_macro", "parse_fail_rate"):
+            reported = _finite((results.get(group) or {}).get(f"{metric},none"))
+            values = [_finite((results.get(t) or {}).get(f"{metric},none")) for t in leaves]
+            if reported is None or not values or any(v is None for v in values):
+                continue
+            mean = float(np.mean(values))
+            if abs(reported - mean) > 1e-9:
+                print(f"culture-leaderboard: {path} reports {group} {metric} {reported:.4f}, but the mean over its "
+                      f"{len(values)} tasks is {mean:.4f}, which the board shows (as lm-eval >= 0.4.13 aggregates a "
+                      f"group; this file is from lm-eval {data.get('lm_eval_version') or '?'})", file=sys.stderr)
 
 
 def _conflicts(run: Run, data: dict) -> bool:
@@ -339,10 +408,12 @@ def _conflicts(run: Run, data: dict) -> bool:
 
 def load_runs(files: list[Path]) -> list[Run]:
     """Result files grouped into runs by identity; files of one identity with a task at different
-    versions become separate rows. The same task twice in one row keeps the newest file's numbers."""
+    versions become separate rows. The same task twice in one row keeps the newest file's numbers,
+    interval, per-sample log and document count, and nothing of the older file's."""
     loaded = sorted(((p, _read(p)) for p in files), key=lambda pd: float(pd[1].get("date") or 0))
     runs: list[Run] = []
     for path, data in loaded:
+        check_suite_groups(data, path)
         key = identity(data)
         run = next((r for r in runs if r.key == key and not _conflicts(r, data)), None)
         if run is None:
@@ -380,6 +451,8 @@ def provenance(run: Run) -> dict:
         "limit": "none" if run.key["limit"] is None else _num(run.key["limit"]),
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
+        "seeds": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("seeds", {}).items())) or "?",
+        "model_revision": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("model_version", {}).items())) or "?",
         "task_versions": ", ".join(versions) or "?",
         "task_settings": settings_text(run.settings) or "?",
         "lm_eval_version": run.info.get("lm_eval_version", "?"),
@@ -413,6 +486,16 @@ class Cell:
     diff: dict | None = None  # against the baseline (stats.paired_bootstrap): diff, low, high, p_value
     diff_note: str = ""
     best: bool = False
+    covered: int = 0  # the column's tasks this cell's mean is over
+    of: int = 0  # the column's tasks over all rows
+
+    @property
+    def incomplete(self) -> bool:
+        """A mean over fewer tasks than the column has: not comparable with the complete cells."""
+        return self.covered < self.of
+
+    def coverage_text(self) -> str:
+        return f"‡ {self.covered} of {self.of} tasks" if self.incomplete else ""
 
     @property
     def significant(self) -> bool:
@@ -447,8 +530,13 @@ def _task_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
     return out
 
 
+def covered_tasks(run: Run, column: Column) -> list[str]:
+    """The column's tasks that the row has the column's metric for."""
+    return [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
+
+
 def make_cell(run: Run, column: Column) -> Cell | None:
-    tasks = [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
+    tasks = covered_tasks(run, column)
     if not tasks:
         return None
     values = [run.metrics[t][column.metric] for t in tasks]
@@ -515,7 +603,8 @@ def suite_table(runs: list[Run], suite: str) -> Table | None:
     if any("parse_fail_rate" in r.metrics[t] for r in runs for t in r.suite_tasks(suite)):
         columns.append(Column("parse_fail_rate", "parse fail rate", "parse_fail_rate",
                               lambda r: r.suite_tasks(suite), higher_is_better=False))
-    return Table(SUITES[suite], columns, [], note="culture columns and overall: mean macro-F1 over the tasks")
+    return Table(SUITES[suite], columns, [], note="culture columns and overall: unweighted mean macro-F1 over the "
+                 "tasks (overall: over all the row's tasks, as lm-eval reports the suite's group)")
 
 
 def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
@@ -574,18 +663,28 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
                     cell.diff, cell.diff_note = compare_cell(baseline, run, col)
         rows.append((run, cells))
     for j, col in enumerate(table.columns):
-        # a partial run's numbers are not comparable with a complete run's: never the best of a column
-        values = [cells[j].value for run, cells in rows if cells[j].value is not None and not run.partial]
-        if col.count or col.higher_is_better is None or len(rows) < 2 or not values:
+        if col.count:
             continue
-        best = max(values) if col.higher_is_better else min(values)
+        # a mean over fewer tasks than the column holds over all rows is another statistic: marked
+        covered = {id(run): set(covered_tasks(run, col)) for run, cells in rows if cells[j].value is not None}
+        every = set().union(*covered.values())
         for run, cells in rows:
-            cells[j].best = cells[j].value == best and not run.partial
+            if id(run) in covered:
+                cells[j].covered, cells[j].of = len(covered[id(run)]), len(every)
+        # neither a partial run's numbers nor a mean over fewer tasks compete with complete ones for best
+        competing = [cells[j] for run, cells in rows if cells[j].value is not None and not run.partial
+                     and not cells[j].incomplete]
+        if col.higher_is_better is None or len(rows) < 2 or not competing:
+            continue
+        best = (max if col.higher_is_better else min)(c.value for c in competing)
+        for cell in competing:
+            cell.best = cell.value == best
     sort = next((j for j, c in enumerate(table.columns) if c.key == "overall"), 0)
     col = table.columns[sort]
     if col.higher_is_better is not None:
         sign = -1 if col.higher_is_better else 1
-        rows.sort(key=lambda r: (r[1][sort].value is None, r[0].partial, sign * (r[1][sort].value or 0.0)))
+        rows.sort(key=lambda r: (r[1][sort].value is None, r[0].partial, r[1][sort].incomplete,
+                                 sign * (r[1][sort].value or 0.0)))
     table.rows = rows
     return table
 
@@ -648,11 +747,13 @@ def row_label(run: Run, baseline: Run | None) -> str:
 LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fewer documents than the task has "
           "(--limit); its numbers are not comparable with complete runs. ▲/▼: significantly higher/lower than "
           f"the baseline row (paired randomisation test over the same documents, p < {ALPHA}; the difference's "
-          "interval is a paired bootstrap). "
+          "interval is a paired bootstrap). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
+          "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
-PROVENANCE_COLUMNS = ("row_id", "model", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot", "chat_template",
-                      "task_versions", "task_settings", "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
+PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot",
+                      "chat_template", "seeds", "model_revision", "task_versions", "task_settings", "lm_eval_version",
+                      "transformers_version", "git_hash", "date", "partial")
 
 
 def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plots: Sequence[tuple[str, str]] = ()) -> str:
@@ -675,7 +776,8 @@ def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plot
             for cell, col in zip(cells, table.columns):
                 text = _fmt(cell.value, col)
                 text = f"**{text}**" if cell.best else text
-                parts = [text, interval_text(cell, col), cell.mark(), diff_text(cell) if cell.value is not None else ""]
+                parts = [text, interval_text(cell, col), cell.coverage_text(), cell.mark(),
+                         diff_text(cell) if cell.value is not None else ""]
                 texts.append(" ".join(p for p in parts if p))
             out.append(f"| {row_label(run, baseline)} | " + " | ".join(texts) + " |")
         out.append("")
@@ -696,6 +798,7 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                     "partial_reason": run.partial_text(), "column": col.label, "metric": col.metric,
                     "higher_is_better": col.higher_is_better, "value": cell.value,
                     "ci_low": cell.low, "ci_high": cell.high, "interval_note": cell.interval_note,
+                    "tasks_covered": cell.covered or None, "tasks_in_column": cell.of or None,
                     "baseline": baseline.row_id if baseline else None,
                     "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),
                     "p_value": d.get("p_value"), "significant": cell.significant if d else None,
@@ -753,7 +856,8 @@ def to_html(runs: list[Run], tables: list[Table], baseline: Run | None, figures:
                     tip.append(d)
                 shown.append({"text": _fmt(cell.value, col), "interval": interval_text(cell, col),
                               "sort": "" if cell.value is None else repr(cell.value), "best": cell.best,
-                              "mark": cell.mark(), "tip": "; ".join(t for t in tip if t), "count": col.count})
+                              "mark": " ".join(m for m in (cell.mark(), cell.coverage_text()) if m),
+                              "tip": "; ".join(t for t in tip if t), "count": col.count})
             rows.append({"run": run, "label": run.label, "cells": shown, "baseline": run is baseline})
         view.append({"title": table.title, "note": table.note, "columns": table.columns, "rows": rows})
     return env.get_template("leaderboard.html.j2").render(

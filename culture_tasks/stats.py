@@ -193,7 +193,10 @@ mean.batched = lambda items, idx: np.asarray(items, dtype=float)[idx].mean(axis=
 
 class TaskMean:
     """Mean over tasks of a per-task statistic, from ``(task, item)`` pairs: a culture's or the
-    suite's score (the unweighted mean of its tasks' macro-F1, as lm-eval's groups compute it).
+    suite's score, the unweighted mean of its tasks' macro-F1. That is lm-eval's number for the
+    group: the group YAMLs say ``weight_by_size: false``, and lm-eval (>= 0.4.13) ``Group.aggregate``
+    averages a nested group's leaf tasks, so ``culturellm`` is the mean over all its tasks, not over
+    the cultures' means.
 
     ``strata``: resampled within each task, so every resample has every task with the number of
     documents the run scored (the design of the run, whatever it was: all documents, ``--limit``,

@@ -10,14 +10,17 @@ import pytest
 
 from culture_tasks.leaderboard import main
 
-STAMP = iter(f"2026-01-01T00-00-{k:02d}.000000" for k in range(1000))
+COUNTER = iter(range(3600))
+STAMP = (f"2026-01-01T00-{k // 60:02d}-{k % 60:02d}.000000" for k in COUNTER)  # later calls: later dates
 
 
 def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=None, fewshot=0, chat=False,
-            samples=None, versions=None, ci=None, n_samples=None, groups=None, metadata=None, gen_kwargs=None):
-    """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``) in ``folder``."""
+            samples=None, versions=None, ci=None, n_samples=None, groups=None, metadata=None, gen_kwargs=None,
+            model_args=None, config=None):
+    """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``) in ``folder``; ``model_args``
+    and ``config`` add to the file's ``config.model_args`` and ``config``."""
     stamp = next(STAMP)
-    args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {})}
+    args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {}), **(model_args or {})}
     results = {}
     for task, value in scores.items():
         results[task] = {"alias": task, "f1_macro,none": value, "f1_macro_stderr,none": "N/A", "acc,none": 0.5}
@@ -27,10 +30,10 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
     folder.mkdir(parents=True, exist_ok=True)
     data = {
         "results": results, "group_subtasks": groups or {},
-        "config": {"model": "hf", "model_args": args, "model_dtype": "torch.float32", "limit": limit},
+        "config": {"model": "hf", "model_args": args, "model_dtype": "torch.float32", "limit": limit, **(config or {})},
         "higher_is_better": hib or {}, "versions": versions or {t: 1.0 for t in results},
         "n-shot": {t: fewshot for t in results}, "n-samples": n_samples or {},
-        "date": 1767225600.0 + int(stamp[-9:-7]), "lm_eval_version": "0.4.13", "transformers_version": "5.24.0",
+        "date": 1767225600.0 + 60 * int(stamp[-12:-10]) + int(stamp[-9:-7]), "lm_eval_version": "0.4.13", "transformers_version": "5.24.0",
         "git_hash": "abc1234", "chat_template": "{{ x }}" if chat else None,
         "chat_template_sha": "c0ffee" if chat else None, "fewshot_as_multiturn": False,
         "system_instruction": None, "system_instruction_sha": None,
@@ -321,3 +324,179 @@ def test_a_loss_over_fewer_dimensions_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "vsm13_saudi_arabia (2 of 6 dims)" in out and "vsm13_usa (" not in out
     assert "covers only the dimensions its target has: not comparable with the full-coverage columns" in out
+
+
+def test_a_repeated_task_takes_every_number_from_the_newest_file(tmp_path):
+    # the older file: arabic x, y with per-sample logs (every document right: resampled interval [1, 1]),
+    # x run on 20 of its 40 documents, korean z with its own interval [0.85, 0.95]; the newer file of the
+    # same identity: x, y, z again on every document, no logs, no interval for z. Nothing of the older
+    # file's x, y, z may remain: arabic (0.2 + 0.3) / 2 = 0.25 without interval, korean 0.3 without
+    # interval, and the row is complete.
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 1.0, "culturellm_arabic_y": 1.0,
+                                          "culturellm_korean_z": 0.9},
+            samples={"culturellm_arabic_x": right, "culturellm_arabic_y": right},
+            ci={"culturellm_korean_z": (0.85, 0.95)},
+            n_samples={"culturellm_arabic_x": {"effective": 20, "original": 40}})
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 0.2, "culturellm_arabic_y": 0.3,
+                                          "culturellm_korean_z": 0.3},
+            n_samples={"culturellm_arabic_x": {"effective": 40, "original": 40}})
+    data = _json(tmp_path)
+    arabic, korean = _cell(data, "base", "arabic"), _cell(data, "base", "korean")
+    assert (arabic["value"], arabic["ci_low"], arabic["ci_high"]) == (0.25, None, None)
+    assert arabic["interval_note"] == "no interval: no per-sample logs (run lm_eval with --log_samples)"
+    assert (korean["value"], korean["ci_low"], korean["ci_high"]) == (0.3, None, None)
+    assert korean["interval_note"] == "no interval: the result file reports none for this metric"
+    assert (arabic["partial"], arabic["partial_reason"]) == (False, "")
+    assert [r["is_partial"] for r in data["runs"]] == [False]
+
+
+def test_a_repeated_task_without_logs_is_not_compared_with_the_older_logs(tmp_path):
+    # "new" reran x without --log_samples: its 0.5 must not be tested with the older run's logs
+    task = "culturellm_english_x"
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
+    _result(tmp_path / "res/a", "/m/base", {task: 1.0}, samples={task: right})
+    _result(tmp_path / "res/b", "/m/new", {task: 1.0}, samples={task: right})
+    _result(tmp_path / "res/b", "/m/new", {task: 0.5})
+    new = _cell(_json(tmp_path, "--baseline", "base"), "new", "english")
+    assert new["value"] == 0.5 and new["diff"] is None
+    assert new["diff_note"] == f"no paired test: no per-sample logs for {task} in row {new['row_id']}"
+
+
+def test_rows_over_fewer_tasks_are_neither_best_nor_ranked_first(tmp_path, capsys):
+    # full: arabic x 0.5, y 0.5 -> 0.5; korean z 0.9; overall 1.9 / 3. one: arabic x 0.8 only -> 0.8 over
+    # 1 of the column's 2 tasks, overall 0.8 over 1 of 3: higher, but not over the same tasks
+    _result(tmp_path / "res/a", "/m/full", {"culturellm_arabic_x": 0.5, "culturellm_arabic_y": 0.5,
+                                            "culturellm_korean_z": 0.9})
+    _result(tmp_path / "res/b", "/m/one", {"culturellm_arabic_x": 0.8})
+    assert main([str(tmp_path / "res")]) == 0
+    md = capsys.readouterr().out
+    full = next(line for line in md.splitlines() if line.startswith("| full [r"))
+    one = next(line for line in md.splitlines() if line.startswith("| one [r"))
+    assert md.index(full) < md.index(one)
+    assert "| **0.5000** (no interval" in full and "| **0.6333** (no interval" in full and "‡" not in full
+    assert "**" not in one
+    assert "| 0.8000 (no interval: the result file reports none for this metric) ‡ 1 of 2 tasks |" in one
+    assert "| 0.8000 (no interval: the result file reports none for this metric) ‡ 1 of 3 tasks |" in one
+    assert "‡ k of n tasks:" in md
+
+    data = _json(tmp_path)
+    cell = _cell(data, "one", "overall")
+    assert (cell["tasks_covered"], cell["tasks_in_column"]) == (1, 3)
+    assert (_cell(data, "full", "overall")["tasks_covered"], _cell(data, "full", "overall")["tasks_in_column"]) == (3, 3)
+
+    html = tmp_path / "b.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
+    page = html.read_text()
+    assert page.count("‡ 1 of 2 tasks") == 1 and page.count("‡ 1 of 3 tasks") == 1
+    assert 'class="num best" data-sort="0.8"' not in page and 'class="num best" data-sort="0.5"' in page
+
+
+def test_model_args_shown_in_every_format(tmp_path, capsys):
+    # two runs that differ only in revision=v2: two rows, told apart by their model arguments
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 0.2})
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 0.7}, model_args={"revision": "v2"})
+    assert main([str(tmp_path / "res")]) == 0
+    md = capsys.readouterr().out
+    header = next(line for line in md.splitlines() if line.startswith("| row_id"))
+    assert "| model | model_args |" in header
+    assert "| dtype=float32,pretrained=/m/base,revision=v2 |" in md and "| dtype=float32,pretrained=/m/base |" in md
+
+    out = tmp_path / "b.csv"
+    assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(out)]) == 0
+    rows = {r["value"]: r["model_args"] for r in csv.DictReader(io.StringIO(out.read_text())) if r["column"] == "arabic"}
+    assert rows == {"0.2": "dtype=float32,pretrained=/m/base", "0.7": "dtype=float32,pretrained=/m/base,revision=v2"}
+
+    html = tmp_path / "b.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
+    assert "<th>model args</th>" in html.read_text() and "revision=v2" in html.read_text()
+
+
+def test_seeds_and_model_revision_are_part_of_the_row(tmp_path):
+    # lm-eval writes the seeds to config (random_seed, numpy_seed, torch_seed, fewshot_seed) and, for hf
+    # models, model_revision / model_sha. 5-shot with few-shot seed 1 and 2: other prompts, two rows; the
+    # same seeds: one row; another model_sha (the hub repo changed under the same name): another row.
+    seeds = {"random_seed": 0, "numpy_seed": 1234, "torch_seed": 1234}
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_arabic_x": 0.2}, fewshot=5, config={**seeds, "fewshot_seed": 1})
+    _result(tmp_path / "res/b", "/m/a", {"culturellm_korean_z": 0.9}, fewshot=5, config={**seeds, "fewshot_seed": 2})
+    _result(tmp_path / "res/c", "/m/a", {"culturellm_english_w": 0.4}, fewshot=5, config={**seeds, "fewshot_seed": 2})
+    _result(tmp_path / "res/d", "/m/a", {"culturellm_english_w": 0.6}, fewshot=5,
+            config={**seeds, "fewshot_seed": 2, "model_revision": "main", "model_sha": "5eed"})
+    data = _json(tmp_path)
+    runs = sorted(((r["seeds"], r["model_revision"], len(r["files"])) for r in data["runs"]))
+    assert runs == [
+        ("fewshot_seed=1, numpy_seed=1234, random_seed=0, torch_seed=1234", "?", 1),
+        ("fewshot_seed=2, numpy_seed=1234, random_seed=0, torch_seed=1234", "?", 2),
+        ("fewshot_seed=2, numpy_seed=1234, random_seed=0, torch_seed=1234", "model_revision=main, model_sha=5eed", 1),
+    ]
+    assert len({r["row_id"] for r in data["runs"]}) == 3
+
+
+def test_overall_is_lm_evals_culturellm_group(tmp_path):
+    # lm-eval's own aggregation of the nested culturellm group (weight_by_size: false, as the group YAMLs
+    # say): Group.aggregate averages the group's leaf tasks, so culturellm = (0.2 + 0.4 + 0.9) / 3 = 0.5,
+    # not the mean of the culture means (0.3 + 0.9) / 2 = 0.6. The board's overall is the same number.
+    from lm_eval.api.group import Group
+    from lm_eval.api.task import Task
+
+    class Leaf(Task):
+        task_name = property(lambda self: self.__dict__["name"])
+
+        def __init__(self, name):  # a bare leaf: only its name, as Group.aggregate reads it
+            self.__dict__["name"] = name
+
+    Leaf.__abstractmethods__ = frozenset()
+    agg = [{"metric": "f1_macro", "aggregation": "mean", "weight_by_size": False}]
+    scores = {"culturellm_arabic_x": 0.2, "culturellm_arabic_y": 0.4, "culturellm_korean_z": 0.9}
+    arabic = Group.from_config({"group": "culturellm_arabic", "aggregate_metric_list": agg})
+    korean = Group.from_config({"group": "culturellm_korean", "aggregate_metric_list": agg})
+    suite = Group.from_config({"group": "culturellm", "aggregate_metric_list": agg})
+    for task in scores:
+        (arabic if "arabic" in task else korean).add(Leaf(task))
+    suite.add(arabic)
+    suite.add(korean)
+    metrics = {t: {"f1_macro,none": v, "sample_len": 10 * (k + 1)} for k, (t, v) in enumerate(scores.items())}
+    lm_eval_overall = suite.aggregate(metrics)["f1_macro,none"]
+    assert lm_eval_overall == pytest.approx(0.5)
+
+    _result(tmp_path / "res", "/m/a", scores, groups={
+        "culturellm": ["culturellm_arabic", "culturellm_korean"],
+        "culturellm_arabic": ["culturellm_arabic_x", "culturellm_arabic_y"], "culturellm_korean": ["culturellm_korean_z"]})
+    assert _cell(_json(tmp_path), "a", "overall")["value"] == pytest.approx(lm_eval_overall)
+
+
+def test_a_file_whose_suite_group_is_another_mean_is_reported(tmp_path, capsys):
+    # a result file whose culturellm group is the mean of the culture means (0.6; an lm-eval that averaged
+    # the subgroups), not the mean over its tasks (0.5) that the board shows: said on standard error
+    _result(tmp_path / "res", "/m/a", {"culturellm_arabic_x": 0.2, "culturellm_arabic_y": 0.4, "culturellm_korean_z": 0.9},
+            extra={"culturellm": {"f1_macro,none": 0.6}, "culturellm_arabic": {"f1_macro,none": 0.3}},
+            groups={"culturellm": ["culturellm_arabic", "culturellm_korean"],
+                    "culturellm_arabic": ["culturellm_arabic_x", "culturellm_arabic_y"],
+                    "culturellm_korean": ["culturellm_korean_z"]})
+    assert main([str(tmp_path / "res")]) == 0
+    captured = capsys.readouterr()
+    assert "| 0.3000 (no interval: no per-sample logs" in captured.out  # arabic
+    assert "reports culturellm f1_macro 0.6000, but the mean over its 3 tasks is 0.5000" in captured.err
+    assert "culturellm_arabic f1_macro" not in captured.err
+
+
+def test_a_malformed_sample_log_is_a_one_line_error(tmp_path, capsys):
+    logged = [{"f1_macro": [0, 0, 2]}]
+    _result(tmp_path / "res", "/m/a", {"culturellm_arabic_x": 0.5, "culturellm_arabic_y": 0.5},
+            samples={"culturellm_arabic_x": logged, "culturellm_arabic_y": logged})
+    log = next((tmp_path / "res").glob("samples_culturellm_arabic_x_*.jsonl"))
+    log.write_text(json.dumps({"doc_id": 0, "filter": "none", "f1_macro": [0, 0, 2]}) + "\n"
+                   + json.dumps({"filter": "none", "f1_macro": [0, 0, 2]}) + "\n")
+    assert main([str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"culture-leaderboard: {log}:2: a per-sample row without an integer doc_id; "
+                   "use the samples_*.jsonl that lm_eval --log_samples wrote\n")
+
+
+def test_a_sample_count_without_effective_is_a_one_line_error(tmp_path, capsys):
+    _result(tmp_path / "res", "/m/a", {"culturellm_arabic_x": 0.5}, n_samples={"culturellm_arabic_x": {"original": 40}})
+    path = next((tmp_path / "res").glob("results_*.json"))
+    assert main([str(tmp_path / "res")]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-leaderboard: {path}: n-samples.culturellm_arabic_x needs integer `original` and `effective` "
+        "(lm-eval writes both); got {'original': 40}\n")
