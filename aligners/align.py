@@ -36,7 +36,7 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, cle
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
-from culture_tasks.survey.vsm13 import DIMENSIONS, ITEMS_FILE, resolve_target
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, resolve_target
 
 log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
@@ -105,12 +105,26 @@ def load_lm(cfg: AlignConfig):
 
 
 def _defining_settings(settings: dict) -> dict:
-    """The search settings plus what they resolve to: the target scores and the VSM13 items by
-    content (another data root may hold other scores or items under the same country)."""
+    """The search settings plus what they resolve to: the target scores, the VSM13 items and the
+    Hofstede file by content (another data root may hold other scores or items under the same
+    country; the contrastive and standardised objectives read every reference country's scores)."""
     out = {k: settings.get(k) for k in search_keys(settings)}
     out["target_scores"] = resolve_target(settings["country"], settings.get("target"), settings.get("data_dir")).scores
     out["vsm13_items"] = file_digest(data_file(ITEMS_FILE, settings.get("data_dir")))
+    out["hofstede_reference"] = file_digest(data_file(HOFSTEDE_FILE, settings.get("data_dir")))
     return out
+
+
+def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out: Path) -> None:
+    """``check_settings``; a run from before the Hofstede file was a setting is refused with the way to
+    add it (no guess: the run may have used another file)."""
+    check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
+                   error=AlignmentError)
+    if "hofstede_reference" not in stored:
+        raise AlignmentError(
+            f"--resume: {out / RUN_SETTINGS} predates the stored Hofstede file digest, so the reference countries "
+            f"of its objective cannot be checked; if it used {data_file(HOFSTEDE_FILE, data_dir)}, add "
+            f"\"hofstede_reference\": \"{given['hofstede_reference']}\" to that file, or choose another --output")
 
 
 def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -> dict | None:
@@ -130,17 +144,28 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     if stored is None and state is None:
         raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
     if stored is not None:
-        check_settings(stored, given, out, keys=list(given), error=AlignmentError)
+        _check_stored_settings(stored, given, settings.get("data_dir"), out)
         saved_hidden = stored.get("hidden_size")
     else:  # a run from before the settings were stored on their own
         check_settings(state["settings"], settings, out, keys=search_keys(settings), error=AlignmentError)
         saved_hidden = state.get("hidden_size")
+    _check_generations(state, settings["generations"], out)
     if hidden is not None and saved_hidden != hidden:
         raise AlignmentError(
             f"--resume: the run in {out} was made for hidden size {saved_hidden}, "
             f"but {settings['model']} has hidden size {hidden}; use the same base model or a new --output"
         )
     return state
+
+
+def _check_generations(state: dict | None, generations: int, out: Path) -> None:
+    """A resume may run more generations, never fewer: the state's later ones cannot be undone,
+    and reporting them under the smaller number would describe another run."""
+    done = len(state["fitness"]) if state else 0
+    if done > generations:
+        raise AlignmentError(f"--resume: the run in {out} has already run {done} generations, more than "
+                             f"--generations {generations}; pass --generations {done} or more, or choose another "
+                             "--output")
 
 
 @dataclass

@@ -390,3 +390,83 @@ def test_search_uses_shared_stems_and_every_reported_score_is_in_full(tiny_model
     search, report = calls[:2], calls[2:]
     assert search == [(True, 6), (True, 6)]
     assert len(report) >= 4 and all(call == (False, 1) for call in report), report  # final, plain, persona, reversed...
+
+
+def _no_model_load(monkeypatch):
+    """Make loading the model fail the test: the refusals below come before it."""
+    import aligners.align as align
+
+    def refuse(cfg):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(align, "load_lm", refuse)
+
+
+def test_resume_with_fewer_generations_than_the_state_holds_is_refused(tiny_model, data_root, tmp_path, capsys,
+                                                                       monkeypatch):
+    """3 generations saved, --generations 2: the report would describe 3 under the name of 2."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out) == 0  # FAST: 3 generations
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert _align(tiny_model, out, "--generations", "2", "--resume") == 2
+    assert capsys.readouterr().err == (f"culture-align: --resume: the run in {out} has already run 3 generations, "
+                                       "more than --generations 2; pass --generations 3 or more, or choose another "
+                                       "--output\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def _data_root_with_other_hofstede(data_root, root):
+    """A data root like ``data_root`` whose Hofstede file differs in one other country's score (the
+    target's own scores and the items are the same): the contrastive objective reads every row."""
+    root.mkdir()
+    for child in data_root.iterdir():
+        if child.name != "hofstede":
+            (root / child.name).symlink_to(child)
+    (root / "hofstede").mkdir()
+    name = "6-dimensions-for-website-2015-08-16.csv"
+    text = (data_root / "hofstede" / name).read_text(encoding="utf-8-sig")
+    assert "AFE;Africa East;64;" in text
+    (root / "hofstede" / name).write_text(text.replace("AFE;Africa East;64;", "AFE;Africa East;94;"))
+    return root
+
+
+def test_resume_against_another_hofstede_file_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    from culture_tasks.outputs import file_digest
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    stored = json.loads((out / "run_settings.json").read_text())
+    hofstede = data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv"
+    assert stored["hofstede_reference"] == file_digest(hofstede)
+    other = _data_root_with_other_hofstede(data_root, tmp_path / "other")
+    before = (out / "state.json").read_text()
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--data-dir", str(other)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-align: --resume: the run in {out} was made with other settings "
+                          f"(hofstede_reference: saved '{file_digest(hofstede)}', given "
+                          f"'{file_digest(other / 'hofstede' / hofstede.name)}'); ")
+    assert (out / "state.json").read_text() == before
+
+
+def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(tiny_model, data_root, tmp_path,
+                                                                               capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    stored = json.loads((out / "run_settings.json").read_text())
+    digest = stored.pop("hofstede_reference")
+    (out / "run_settings.json").write_text(json.dumps(stored))
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert _align(tiny_model, out, "--generations", "2", "--resume") == 2
+    hofstede = data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv"
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: {out / 'run_settings.json'} predates the stored Hofstede file digest, so the "
+        f"reference countries of its objective cannot be checked; if it used {hofstede}, add "
+        f"\"hofstede_reference\": \"{digest}\" to that file, or choose another --output\n")
