@@ -52,6 +52,31 @@ def rows_file(tmp_path_factory, root):
     return out
 
 
+def test_held_out_questions_are_asked_as_the_rows_were(root, tmp_path, capsys):
+    """Rows built with the persona line are scored by the _persona tasks; a mix of cultures short of
+    all of them, or of asked-with and asked-without, is refused before any model loads."""
+    from trainers.cli import main
+    from trainers.kfold import _culture, _persona, survey_tasks
+
+    tagged = build_examples("english", data_dir=str(root), tag_country=True).rows
+    plain = build_examples("english", data_dir=str(root)).rows
+    assert [t for t, _ in survey_tasks(_culture(tagged, ["t"]), _persona(tagged, ["t"]))] == ["wvs_usa_persona"]
+    assert [t for t, _ in survey_tasks(_culture(plain, ["p"]), _persona(plain, ["p"]))] == ["wvs_usa"]
+    arabic = [{**r, "culture": "arabic", "country": "iraq"} for r in plain]
+    cases = {"mixed.jsonl": (tagged[:1] + plain[1:], "some rows ask with the persona line naming the country and "
+                                                     "some without"),
+             "two.jsonl": (plain + arabic, "rows of the cultures arabic, english; a cross-validation covers one "
+                                           "culture or all of them")}
+    for name, (rows, message) in cases.items():
+        data = tmp_path / name
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        assert main(["kfold", "--model", str(tmp_path / "none"), "--data", str(data), "--output",
+                     str(tmp_path / "kf"), "--data-dir", str(root), "--folds", "2"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "kf").exists()
+
+
 def test_paraphrases_follow_their_seed_question(rows_file):
     rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").splitlines()]
     # Q29 has no valid answer: 2 seeds + 3 paraphrases labelled

@@ -89,6 +89,8 @@ def test_culture_mapping_and_tasks():
     assert len(countries_of("one")) == 11
     assert evaluation_tasks("arabic") == ["culturellm_arabic", "wvs_iraq", "wvs_jordan"]
     assert evaluation_tasks("one")[0] == "culturellm" and "wvs_turkey_persona" in evaluation_tasks("one")
+    assert evaluation_tasks("arabic", persona=True) == ["culturellm_arabic", "wvs_iraq_persona", "wvs_jordan_persona"]
+    assert "wvs_turkey" in evaluation_tasks("one", persona=False)  # One's rows built with --tag-country false
     with pytest.raises(ValueError, match="unknown culture 'french'"):
         countries_of("french")
 

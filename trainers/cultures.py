@@ -43,9 +43,11 @@ def countries_of(culture: str) -> list[Country]:
     return out
 
 
-def evaluation_tasks(culture: str) -> list[str]:
-    """The lm-eval tasks that score a culture's model: its CultureLLM group and its countries' WVS."""
+def evaluation_tasks(culture: str, persona: bool | None = None) -> list[str]:
+    """The lm-eval tasks that score a culture's model: its CultureLLM group and its countries' WVS,
+    with the persona line when the model was trained with it (``persona``; default: only ``one``,
+    whose prompts name the country)."""
     key = culture.strip().lower()
-    if key == ONE:
-        return ["culturellm"] + [f"wvs_{c.slug}_persona" for c in countries_of(ONE)]
-    return [f"culturellm_{key}"] + [f"wvs_{c.slug}" for c in countries_of(key)]
+    persona = key == ONE if persona is None else persona
+    suite = "culturellm" if key == ONE else f"culturellm_{key}"
+    return [suite] + [f"wvs_{c.slug}{'_persona' if persona else ''}" for c in countries_of(key)]

@@ -35,9 +35,9 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
                                    save_settings)
 from culture_tasks import paths
-from trainers.cultures import ONE
-from trainers.lora import (CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, check_adapter_fits,
-                           read_examples, run_settings)
+from trainers.cultures import CULTURE_COUNTRIES, ONE
+from trainers.lora import (CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, asked_with_persona,
+                           check_adapter_fits, read_examples, run_settings)
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -107,14 +107,28 @@ def _culture(rows: list[dict], data: list[str]) -> str:
         raise TrainingError(f"{', '.join(data)}: {missing} row(s) without q_id or culture; the folds need each row's "
                             "seed question and culture: make the file with `culture-train data`")
     cultures = {str(r["culture"]) for r in rows}
+    if len(cultures) > 1 and cultures != set(CULTURE_COUNTRIES):
+        raise TrainingError(f"{', '.join(data)}: rows of the cultures {', '.join(sorted(cultures))}; a cross-validation "
+                            "covers one culture or all of them (`culture-train data --culture one`): make one file "
+                            "per culture")
     return ONE if len(cultures) > 1 else cultures.pop()
 
 
-def survey_tasks(culture: str) -> list[tuple[str, object]]:
+def _persona(rows: list[dict], data: list[str]) -> bool:
+    """Whether the rows ask with the persona line: the held-out questions are scored as trained."""
+    asked = asked_with_persona(rows)
+    if len(asked) > 1:
+        raise TrainingError(f"{', '.join(data)}: some rows ask with the persona line naming the country and some "
+                            "without; the held-out questions can be scored only one way: build the rows with one "
+                            "--tag-country setting")
+    return asked.pop()
+
+
+def survey_tasks(culture: str, persona: bool | None = None) -> list[tuple[str, object]]:
     """(wvs task, country) for each country of the culture, as ``evaluation_tasks`` names them."""
     from trainers.cultures import countries_of, evaluation_tasks
 
-    tasks = [t for t in evaluation_tasks(culture) if t.startswith("wvs_")]
+    tasks = [t for t in evaluation_tasks(culture, persona) if t.startswith("wvs_")]
     countries = countries_of(culture)
     assert [t.split("_", 1)[1].removesuffix("_persona") for t in tasks] == [c.slug for c in countries]
     return list(zip(tasks, countries))
@@ -569,7 +583,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     out = Path(cfg.output)
     rows = read_examples(cfg.data)
     culture = _culture(rows, cfg.data)
-    tasks = survey_tasks(culture)
+    tasks = survey_tasks(culture, _persona(rows, cfg.data))
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
     universe = set().union(*answered.values())
     stray = sorted({str(r["q_id"]) for r in rows} - universe, key=int)

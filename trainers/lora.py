@@ -240,14 +240,27 @@ def answer_only_collator(tokenizer):
     return DataCollatorForSeq2Seq(padder, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
 
-def adapter_tasks(rows: list[dict]) -> list[str]:
-    """The tasks that score an adapter trained on ``rows``: its culture's (every culture's for
-    CultureLLM-One); rows naming no culture leave the tasks to the user."""
-    from trainers.cultures import ONE, evaluation_tasks
+def asked_with_persona(rows: list[dict]) -> set[bool]:
+    """Whether the rows' questions carry the persona line naming a country (both when mixed)."""
+    from culture_tasks.survey.tasks import persona_of
 
-    cultures = {r.get("culture") for r in rows}
-    culture = ONE if len(cultures) > 1 else cultures.pop()
-    return evaluation_tasks(culture) if culture else ["<tasks>"]
+    return {persona_of(next((m["content"] for m in r.get("messages", []) if m.get("role") == "user"), "")) is not None
+            for r in rows}
+
+
+def adapter_tasks(rows: list[dict]) -> list[str]:
+    """The tasks that score an adapter trained on ``rows``: each of its cultures' (the whole suite
+    when they are all there, as for CultureLLM-One), the WVS tasks asking as the rows asked (with
+    the persona line or without; both where the rows mix them); rows naming no culture leave the
+    tasks to the user."""
+    from trainers.cultures import CULTURE_COUNTRIES, ONE, evaluation_tasks
+
+    cultures = sorted({r.get("culture") or "" for r in rows})
+    if "" in cultures:
+        return ["<tasks>"]
+    keys = [ONE] if len(cultures) > 1 and set(cultures) >= set(CULTURE_COUNTRIES) else cultures
+    return list(dict.fromkeys(t for key in keys for persona in sorted(asked_with_persona(rows))
+                              for t in evaluation_tasks(key, persona)))
 
 
 def run_settings(cfg: LoraTrainConfig) -> dict:

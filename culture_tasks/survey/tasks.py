@@ -54,8 +54,18 @@ class NoFewShot(ContextSampler):
         return []
 
 
+PERSONA_HEAD, PERSONA_TAIL = "Answer as a typical person from ", " would answer.\n\n"
+
+
 def _persona_line(country_name: str | None) -> str:
-    return f"Answer as a typical person from {country_name} would answer.\n\n" if country_name else ""
+    return f"{PERSONA_HEAD}{country_name}{PERSONA_TAIL}" if country_name else ""
+
+
+def persona_of(prompt: str) -> str | None:
+    """The country a survey prompt's persona line names, or None: how a training row shows that it
+    was asked with the persona, so that it is scored by the ``_persona`` task that asks the same."""
+    head, sep, _ = prompt.partition(PERSONA_TAIL)
+    return head[len(PERSONA_HEAD):] if sep and head.startswith(PERSONA_HEAD) and "\n" not in head else None
 
 
 def survey_prompt(question: str, options: Sequence[str], persona: str | None = None) -> str:
