@@ -9,6 +9,7 @@ saved fitness history into a fresh optimiser, which reproduces its state exactly
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
@@ -61,7 +62,7 @@ class CountryTasks:
     scores: dict
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
-        """float32, as the search scored: the command reports the loss alignment.json records."""
+        """float32, as the report is scored (``in_float32``): it reports the loss alignment.json records."""
         return lm_eval_command(model, self.vsm13, adapter=checkpoint, metadata=self.metadata, dtype="float32",
                                chat=chat)
 
@@ -97,11 +98,13 @@ def _write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
-def load_lm(cfg: AlignConfig):
+def load_lm(cfg: AlignConfig, dtype: str | None = None):
+    """The base model in ``cfg.dtype`` (the search's), or in ``dtype``."""
     from lm_eval.models.huggingface import HFLM
 
-    warn_half_precision(cfg.dtype)
-    return HFLM(pretrained=cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    dtype = dtype or cfg.dtype
+    warn_half_precision(dtype)
+    return HFLM(pretrained=cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size)
 
 
 def _defining_settings(settings: dict) -> dict:
@@ -237,13 +240,34 @@ def report_scorer(lm, cfg: AlignConfig, task: str, task_manager) -> TaskScorer:
     return TaskScorer(lm, task, task_manager, chat_template=cfg.chat_template, shared_stems=False)
 
 
+def in_float32(lm, cfg: AlignConfig, score):
+    """``score(model)`` with the model in float32, as the recorded lm_eval command loads it: ``lm`` if
+    it is float32, else the base model loaded again in float32 from its files (half precision differs
+    by rounding: 0.002 in the tiny model's margin, several L1 points in bfloat16 on SmolLM2; and a half
+    copy cast up lacks the float32 files' last bits). The search model waits on the CPU meanwhile."""
+    if lm.model.dtype == torch.float32:
+        return score(lm)
+    device = lm.model.device
+    lm.model.to("cpu")
+    try:
+        return score(load_lm(cfg, dtype="float32"))
+    finally:
+        gc.collect()  # the float32 copy goes before the search model returns to the device
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        lm.model.to(device)
+
+
 def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager):
-    """The fitted prompt's metrics, and the comparison with the baselines unless skipped."""
-    scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
-    final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
-    if cfg.baselines:
-        return final, baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
-    return final, {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]}}
+    """The fitted prompt's metrics, and the comparison with the baselines unless skipped (in float32)."""
+    def score(lm):
+        scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
+        final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
+        if cfg.baselines:
+            return final, baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
+        return final, {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]}}
+
+    return in_float32(lm, cfg, score)
 
 
 def country_comparison(indices: dict, target, data_dir: str | None) -> dict:

@@ -57,7 +57,9 @@ class AlignConfig:
     seed: int = field(default=0, metadata=_help("seed of the projection, the initial rows and the optimiser"))
     device: str = field(default="cpu", metadata=_help("torch device, e.g. cpu or cuda"))
     dtype: str = field(default="float32", metadata=_help(
-        "model dtype", choices=["float32", "float16", "bfloat16", "auto"]))
+        "model dtype of the search; the reported numbers are scored in float32 (the model loaded again, the "
+        "search's copy moved to the CPU meanwhile), as the recorded lm_eval command scores the checkpoint",
+        choices=["float32", "float16", "bfloat16", "auto"]))
     batch_size: int = field(default=64, metadata=_help("sequences per forward pass"))
     shared_stems: bool = field(default=True, metadata=_help(
         "during the search, compute a prompt prefix that several survey items share once per candidate and reuse "

@@ -470,3 +470,41 @@ def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(t
         f"culture-align: --resume: {out / 'run_settings.json'} predates the stored Hofstede file digest, so the "
         f"reference countries of its objective cannot be checked; if it used {hofstede}, add "
         f"\"hofstede_reference\": \"{digest}\" to that file, or choose another --output\n")
+
+
+def test_a_bfloat16_run_reports_the_loss_lm_eval_gives_with_the_recorded_command(tiny_model, data_root, tmp_path,
+                                                                                  monkeypatch):
+    """The search runs in bfloat16; the report is scored in float32, as the recorded command loads the model."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "bf16"
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(out), "--population", "8",
+                       "--generations", "3", "--subspace-dim", "8", "--bound", "4", "--seed", "0", "--dtype",
+                       "bfloat16", "--no-baselines"]) == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert "dtype=float32" in summary["lm_eval_command"] and summary["settings"]["dtype"] == "bfloat16"
+    results = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(out))["results"]["vsm13_usa"]
+    assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-5)
+    assert summary["final"]["vsm13_l1"] == pytest.approx(results["vsm13_l1,none"], abs=1e-4)
+
+
+def test_in_float32_scores_a_float32_copy_and_leaves_the_search_model_as_it_was(tiny_model):
+    """The float32 model is loaded from the files (a bfloat16 copy cast up has other weights); the
+    bfloat16 search model is the same tensors afterwards."""
+    from lm_eval.models.huggingface import HFLM
+    from safetensors.torch import load_file as load_weights
+
+    from aligners.align import in_float32
+    from aligners.config import AlignConfig
+
+    cfg = AlignConfig(model=str(tiny_model), countries=["USA"], output="o", dtype="bfloat16")
+    lm = HFLM(pretrained=str(tiny_model), device="cpu", dtype="bfloat16", batch_size=4)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    files = load_weights(str(tiny_model / "model.safetensors"))
+    name = "model.embed_tokens.weight"
+    assert not torch.equal(before[name].float(), files[name])  # the file's float32 values are not bfloat16 ones
+    seen = in_float32(lm, cfg, lambda full: (full is lm, full.model.dtype, full.model.state_dict()[name].clone()))
+    assert seen[0] is False and seen[1] == torch.float32 and torch.equal(seen[2], files[name])
+    after = lm.model.state_dict()
+    assert all(after[k].dtype == v.dtype == torch.bfloat16 and torch.equal(after[k], v) for k, v in before.items())
+    fp32 = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=4)
+    assert in_float32(fp32, cfg, lambda full: full) is fp32  # a float32 search model serves as it is
