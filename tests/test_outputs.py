@@ -192,7 +192,8 @@ def test_align_resume_with_another_data_root_or_target_is_refused(data_root, tin
 
     assert align_main(_align_args(tiny_model, out, "--resume", "--data-dir", str(other))) == 2
     err = capsys.readouterr().err
-    saved, given = err.split("other settings (target_scores: saved ")[1].split(", given ")
+    assert "; hofstede_reference: saved 'sha256:" in err  # every reference country, by content
+    saved, given = err.split("other settings (target_scores: saved ")[1].split(";")[0].split(", given ")
     assert "'pdi': 40.0" in saved and "'pdi': 41.0" in given and "'idv': 91.0" in given
 
     (other / "hofstede" / name).write_text(csv)
