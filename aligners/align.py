@@ -8,6 +8,7 @@ saved fitness history into a fresh optimiser, which reproduces its state exactly
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
@@ -32,7 +33,7 @@ from culture_tasks import plots, provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, safe_join, save_settings)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.countries import listed_countries
@@ -397,10 +398,16 @@ def run(cfg: AlignConfig) -> list[dict]:
                for c in cfg.countries]
     check_countries(cfg.countries, cfg.target, cfg.data_dir)  # before loading the model or writing
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR)]
-    with OutputLock.for_folder(out, AlignmentError):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(OutputLock.for_folder(out, AlignmentError))
         main = main_process()  # under torchrun the main process checks and writes for all
         mode = (claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs, error=AlignmentError)
                 if main else "resume" if cfg.resume else "new")
+        folders = [] if single else [path for _, path in targets]
+        for path in folders:  # a run into one country's folder (--output out/usa) holds its lock
+            if path.exists() and not path.is_dir():
+                raise AlignmentError(f"{path} is a file, not a country folder; move it or choose another --output")
+            locks.enter_context(OutputLock.for_folder(path, AlignmentError))
         if mode == "resume":
             for country, path in targets:  # settings compared before the model is loaded
                 _check_output(path, True, cfg.for_country(country), None)
@@ -408,6 +415,13 @@ def run(cfg: AlignConfig) -> list[dict]:
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg)
         if mode == "replace":
-            clear_output(out)
+            _clear(out, folders)
         manager = functools.partial(task_manager, data_dir=cfg.data_dir)
         return [align_country(lm, cfg, country, path, manager) for country, path in targets]
+
+
+def _clear(out: Path, folders: list[Path]) -> None:
+    """Empty ``out`` for --overwrite, keeping its own and the country folders' locks."""
+    clear_output(out, keep=(LOCK_NAME, *(p.name for p in folders)))
+    for path in folders:
+        clear_output(path)

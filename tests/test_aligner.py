@@ -508,3 +508,52 @@ def test_in_float32_scores_a_float32_copy_and_leaves_the_search_model_as_it_was(
     assert all(after[k].dtype == v.dtype == torch.bfloat16 and torch.equal(after[k], v) for k, v in before.items())
     fp32 = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=4)
     assert in_float32(fp32, cfg, lambda full: full) is fp32  # a float32 search model serves as it is
+
+
+def _live_lock(folder):
+    """The lock file a running culture-align (this very process: alive, on this host) leaves in ``folder``."""
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": "other"}))
+
+
+def test_a_run_into_one_country_folder_keeps_a_several_country_run_out(tiny_model, data_root, tmp_path, capsys,
+                                                                       monkeypatch):
+    """--country USA --output mc/usa --resume is running: --country USA CHN --output mc would write mc/usa too."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "mc"
+    _live_lock(out / "usa")
+    _no_model_load(monkeypatch)
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), *FAST,
+                       "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-align: {out / 'usa'} is in use by another run (process {os.getpid()} on host ")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["usa", "usa/.lock"]
+
+
+def test_a_several_country_run_locks_every_country_folder_and_overwrite_keeps_the_locks(tiny_model, data_root,
+                                                                                         tmp_path, monkeypatch):
+    """While mc is aligned, mc/usa and mc/chn are locked too (a run into mc/usa is refused); --overwrite
+    empties them without removing their locks; none is left when the run ends."""
+    import aligners.align as align
+    from aligners.align import run
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "mc"
+    for name in ("usa", "chn"):
+        (out / name).mkdir(parents=True)
+        (out / name / "alignment.json").write_text("{}")
+    seen = {}
+
+    def fake_country(lm, cfg, country, path, manager):
+        seen[path.name] = sorted(p.name for p in path.iterdir())
+        assert json.loads((path / ".lock").read_text())["pid"] == os.getpid()
+        assert align_main(["--model", str(tiny_model), "--country", country, "--output", str(path), *FAST]) == 2
+        return {}
+
+    monkeypatch.setattr(align, "load_lm", lambda cfg: None)
+    monkeypatch.setattr(align, "align_country", fake_country)
+    run(parse_args(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), "--overwrite"]))
+    assert seen == {"usa": [".lock"], "chn": [".lock"]}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["chn", "usa"]
