@@ -241,6 +241,32 @@ def file_digest(path: str | os.PathLike) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def model_fingerprint(model: str | os.PathLike) -> str | None:
+    """A local model folder's identity for resume checks, cheap at any size: its files' names and
+    sizes, the small files whole (config, tokenizer, chat template, weight index) and each large
+    one's first and last MiB (another model of the same shape differs there). Hidden files (a
+    lock) are left out; None for a hub id, which names no local content."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    block = 1 << 20
+    h = hashlib.sha256()
+    for f in sorted(x for x in folder.rglob("*") if x.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        size = f.stat().st_size
+        h.update(f"{rel}\0{size}\0".encode())
+        with f.open("rb") as fh:
+            if size <= 2 * block:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(block))
+                fh.seek(-block, os.SEEK_END)
+                h.update(fh.read())
+    return "sha256:" + h.hexdigest()
+
+
 def settings_differences(saved: Mapping, given: Mapping, keys: Iterable[str] | None = None) -> list[str]:
     """``key: saved X, given Y`` for every key whose value differs (JSON-normalised)."""
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
@@ -250,8 +276,15 @@ def settings_differences(saved: Mapping, given: Mapping, keys: Iterable[str] | N
 
 
 def check_settings(saved: Mapping, given: Mapping, where: str | os.PathLike, *, keys: Iterable[str] | None = None,
-                   error: type[Exception] = OutputError) -> None:
-    """Refuse a resume whose settings differ from the stored ones, naming each difference."""
+                   error: type[Exception] = OutputError, later: Iterable[str] = ()) -> None:
+    """Refuse a resume whose settings differ from the stored ones, naming each difference. ``later``:
+    settings added to the stored ones after runs were already made; a run stored without one is
+    resumed unchecked on it, with a warning (refusing would strand every such run)."""
+    missing = [k for k in later if k not in saved and k in given]
+    if missing:
+        log.warning("--resume: %s was stored without %s; that is not checked", where, ", ".join(missing))
+        given = {k: v for k, v in given.items() if k not in missing}
+        keys = None if keys is None else [k for k in keys if k not in missing]
     diff = settings_differences(saved, given, keys)
     if diff:
         raise error(f"--resume: the run in {where} was made with other settings ({'; '.join(diff)}); resume with "

@@ -199,6 +199,19 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
         run_kfold(_config(learnable_model, rows_file, out, root))
     with pytest.raises(TrainingError, match=r"other settings \(fold_seed: saved 0, given 1\)"):
         run_kfold(_config(learnable_model, rows_file, out, root, resume=True, fold_seed=1))
+    # the same paths with other content: another model, other survey answers (compared by content)
+    for changed in (learnable_model / "config.json", root / "culturellm" / "English" / "United States.csv"):
+        original = changed.read_bytes()
+        try:
+            changed.write_bytes(original + b"\n")
+            key = "model_fingerprint" if changed.name == "config.json" else "survey_sha256"
+            with pytest.raises(TrainingError, match=rf"other settings \({key}: saved "):
+                run_kfold(_config(learnable_model, rows_file, out, root, resume=True))
+        finally:
+            changed.write_bytes(original)
+    stored = json.loads((out / "kfold_settings.json").read_text())
+    assert stored["model_fingerprint"].startswith("sha256:")
+    assert sorted(stored["survey_sha256"]) == ["culturellm/English/United States.csv", "culturellm/WVQ.jsonl"]
     # a target module the model lacks: refused before the old run is emptied (it was emptied, then fold 1 failed)
     files = sorted(p.relative_to(out) for p in out.rglob("*"))
     with pytest.raises(TrainingError, match=r"--target-modules \['q_prj'\] does not fit"):

@@ -355,3 +355,29 @@ def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path, monkeypatch, d
     lora = lm_eval_command("org/hub-model", adapter_tasks([{"culture": "english"}]), adapter=Path("o"), chat=True)
     assert lora == (f"lm_eval --model hf --model_args pretrained=org/hub-model,peft={tmp_path}/o "
                     f"--include_path {TASKS_DIR} --tasks culturellm_english,wvs_usa --apply_chat_template")
+
+
+def test_settings_added_later_are_not_held_against_older_runs(tmp_path, caplog):
+    from culture_tasks.outputs import OutputError, check_settings, model_fingerprint
+
+    old = {"seed": 0}
+    check_settings(old, {"seed": 0, "model_fingerprint": "sha256:x"}, tmp_path, later=["model_fingerprint"])
+    assert f"--resume: {tmp_path} was stored without model_fingerprint; that is not checked" in caplog.text
+    with pytest.raises(OutputError, match="model_fingerprint: saved 'sha256:a', given 'sha256:x'"):
+        check_settings({**old, "model_fingerprint": "sha256:a"}, {"seed": 0, "model_fingerprint": "sha256:x"},
+                       tmp_path, later=["model_fingerprint"])
+    with pytest.raises(OutputError, match="model_fingerprint: saved None"):  # not a later setting: compared
+        check_settings(old, {"seed": 0, "model_fingerprint": "sha256:x"}, tmp_path)
+    # the fingerprint: names, sizes, small files whole, a large file's ends; hidden files left out
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "w.bin").write_bytes(bytes(3 << 20))
+    first = model_fingerprint(model)
+    (model / ".lock").write_text("pid")
+    assert model_fingerprint(model) == first
+    with (model / "w.bin").open("r+b") as fh:
+        fh.seek((3 << 20) - 1)
+        fh.write(b"\x01")  # the last MiB
+    assert model_fingerprint(model) != first
+    assert model_fingerprint("org/hub-model") is None

@@ -32,12 +32,12 @@ from tqdm.auto import tqdm
 from culture_tasks import provenance, stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, load_settings,
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest, load_settings,
                                    save_settings)
 from culture_tasks import paths
 from trainers.cultures import CULTURE_COUNTRIES, ONE
-from trainers.lora import (CHECKPOINTS, RUN_SETTINGS, LoraTrainConfig, TrainingError, asked_with_persona,
-                           check_adapter_fits, read_examples, run_settings)
+from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
+                           asked_with_persona, check_adapter_fits, read_examples, run_settings)
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -141,6 +141,19 @@ def answered_questions(countries, data_dir: str | None) -> dict[str, set[str]]:
 
     questions = load_questions(data_dir)
     return {c.slug: set(country_answers(c, questions, data_dir).distributions) for c in countries}
+
+
+def survey_digests(countries, data_dir: str | None) -> dict[str, str]:
+    """The content of the survey files the folds are scored on (the questions and each country's
+    answers), by their place in the data root: a resume against other answers is refused, whatever
+    folder they sit in."""
+    from culture_tasks.data_root import data_file
+    from culture_tasks.survey.wvs import QUESTIONS_FILE
+    from trainers.examples import country_csv
+
+    files = {QUESTIONS_FILE: data_file(QUESTIONS_FILE, data_dir)}
+    files.update({f"culturellm/{c.wvs_csv}": country_csv(c, data_dir) for c in countries})
+    return {name: file_digest(path) for name, path in files.items()}
 
 
 # --------------------------------------------------------------------------- scoring
@@ -574,7 +587,7 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
         if stored is None:
             raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
                                 "--overwrite to start one there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError)
+        check_settings(stored, settings, out, error=TrainingError, later=LATER_SETTINGS)
     return mode
 
 
@@ -593,6 +606,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     folds = assign_folds(universe, cfg.folds, cfg.fold_seed)
     chat = _uses_chat(cfg)
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode = _prepare(out, cfg, settings)

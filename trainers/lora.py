@@ -24,7 +24,7 @@ from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, main_process, save_settings)
+                                   load_settings, main_process, model_fingerprint, save_settings)
 from culture_tasks.paths import lm_eval_command
 from trainers.keys import check_row_keys
 
@@ -34,6 +34,7 @@ RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, 
 # in each checkpoint, per process: the loss summed since the last logging step
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
 # settings that do not change the trained weights or the loss log: they may differ on --resume
+LATER_SETTINGS = ("model_fingerprint", "survey_sha256")  # runs stored before these were added still resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
@@ -267,6 +268,7 @@ def run_settings(cfg: LoraTrainConfig) -> dict:
     """The settings a resumed run must share with the run it continues; data files by content."""
     out = {k: v for k, v in asdict(cfg).items() if k not in NOT_DEFINING}
     out["data_sha256"] = [file_digest(p) for p in cfg.data]
+    out["model_fingerprint"] = model_fingerprint(cfg.model)  # another model under the same path is refused
     return out
 
 
@@ -326,7 +328,7 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
             done = " the run there is complete (training.json);" if (out / "training.json").exists() else ""
             raise TrainingError(f"--resume: {out} holds no {CHECKPOINTS}/{RUN_SETTINGS};{done} pass --overwrite to "
                                 "train again there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError)
+        check_settings(stored, settings, out, error=TrainingError, later=LATER_SETTINGS)
         found = latest_complete_checkpoint(out / CHECKPOINTS)
         if found is None:
             log.warning("--resume: %s has no complete checkpoint yet; training starts at step 0 with the stored "
