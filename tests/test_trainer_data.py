@@ -58,6 +58,7 @@ def test_augmented_questions_take_their_seed_label_and_upstream_format(tmp_path)
          "q_content": "Children suffer when their mother has a paid job"},  # duplicate wording
         {"ori_content": "A sentence that is no seed", "q_content": "Something else entirely"},
         {"q_id": "29", "q_content": "Men are better political leaders"},
+        {"q_id": "27", "q_content": "Making my parents proud is a main goal."},  # the seed itself, a full stop added
     ]) + "\n", encoding="utf-8")
     s = build_examples("english", questions_file=str(aug), data_dir=str(root))
     by_text = {r["messages"][0]["content"].split("\n")[0]: r for r in s.rows}
@@ -107,6 +108,13 @@ def test_bad_question_files_name_line_and_field(tmp_path):
         read_variants(bad, questions)
     bad.write_text('{"ori_content": "no such seed", "q_content": "x y z"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="no usable question"):
+        read_variants(bad, questions)
+    # a paraphrase of Q28 filed under Q27 would be trained with Q27's answer
+    bad.write_text(json.dumps({"q_id": "27", "ori_content": "When a mother works for pay, the children suffer",
+                               "q_content": "Children suffer when their mother has a paid job"}) + "\n",
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: q_id 27, but ori_content is the wording of seed question 28; "
+                                         "correct one of the two"):
         read_variants(bad, questions)
     (root / "culturellm" / "WVQ.jsonl").write_text('{"q_id": "27", "q_content": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"WVQ.jsonl:1: missing field\(s\) \['option'\]"):

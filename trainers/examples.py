@@ -25,7 +25,7 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import QUESTIONS_FILE, CountryAnswers, Question, load_country, load_questions
 from trainers.cultures import ONE, Country, countries_of
-from trainers.questions import Variant, read_variants, seed_question_variants
+from trainers.questions import Variant, normalise, read_variants, seed_question_variants
 
 log = logging.getLogger("trainers")
 ANSWER_RULES = ("majority", "mean")
@@ -107,8 +107,8 @@ def _variants(questions: list[Question], questions_file: str | None, include_see
     if questions_file:
         extra, skipped = read_variants(Path(questions_file), questions)
         counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
-        own = {(v.q_id, v.text) for v in variants}
-        variants += [v for v in extra if (v.q_id, v.text) not in own]
+        own = {(v.q_id, normalise(v.text)) for v in variants}  # as read_variants counts duplicates
+        variants += [v for v in extra if (v.q_id, normalise(v.text)) not in own]
     return variants
 
 

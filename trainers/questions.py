@@ -70,6 +70,11 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
                 skipped["ori_content matches no seed question"] += 1
                 continue
             q_id = seed.q_id
+        elif row.get("ori_content"):
+            seed = by_text.get(normalise(str(row["ori_content"])))
+            if seed is not None and seed.q_id != q_id:  # labelled with one question's answer, worded from another
+                raise ValueError(f"{path}:{line_no}: q_id {q_id}, but ori_content is the wording of seed question "
+                                 f"{seed.q_id}; correct one of the two")
         if q_id not in by_id:
             skipped[f"q_id {q_id} not in the seed bank"] += 1
             continue
