@@ -34,7 +34,8 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, main_process, safe_join, save_settings)
+                                   load_settings, main_process, safe_join, save_settings,
+                                   settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
@@ -44,6 +45,7 @@ log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
 RUN_SETTINGS = "run_settings.json"  # what defines the run, written when it starts
 LOSS_KEYS = ("vsm13_l1", *DIMENSIONS)  # the task metrics an objective may read
+REPORT_KEYS = ("baselines",)  # settings of the report alone: a finished run's report is not rewritten with others
 
 
 class AlignmentError(ValueError):
@@ -170,6 +172,23 @@ def _check_generations(state: dict | None, generations: int, out: Path) -> None:
         raise AlignmentError(f"--resume: the run in {out} has already run {done} generations, more than "
                              f"--generations {generations}; pass --generations {done} or more, or choose another "
                              "--output")
+
+
+def _finished(out: Path, state: dict | None, settings: dict) -> dict | None:
+    """The summary of a run whose every generation is searched and reported, or None. Its report is
+    kept: a resume with other report settings (``REPORT_KEYS``) is refused rather than rewriting it."""
+    path = out / "alignment.json"
+    if not state or len(state["fitness"]) != settings["generations"] or not path.exists():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if len(summary.get("history", [])) != len(state["fitness"]):
+        return None  # written before the last generations: they still need their report
+    diff = settings_differences(summary["settings"], settings, REPORT_KEYS)
+    if diff:
+        raise AlignmentError(f"--resume: the run in {out} is finished and its alignment.json was made with other "
+                             f"report settings ({'; '.join(diff)}); it is kept as it is: resume with the saved "
+                             "settings, pass --overwrite to run it again, or choose another --output")
+    return summary
 
 
 @dataclass
@@ -320,6 +339,10 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
                          seed=cfg.seed, settings=cfg.optimizer_args)
     state = _check_output(out, cfg.resume, settings, hidden)
+    finished = _finished(out, state, settings)
+    if finished:
+        log.info("%s: the run in %s is finished; its report is kept", country, out)
+        return finished
     done = replay(opt, state)
     if state:
         log.info("resumed %s at generation %d", country, len(done.fitness))
@@ -408,9 +431,12 @@ def run(cfg: AlignConfig) -> list[dict]:
             if path.exists() and not path.is_dir():
                 raise AlignmentError(f"{path} is a file, not a country folder; move it or choose another --output")
             locks.enter_context(OutputLock.for_folder(path, AlignmentError))
-        if mode == "resume":
-            for country, path in targets:  # settings compared before the model is loaded
-                _check_output(path, True, cfg.for_country(country), None)
+        if mode == "resume":  # settings compared before the model is loaded
+            finished = [_finished(path, _check_output(path, True, cfg.for_country(country), None),
+                                  cfg.for_country(country)) for country, path in targets]
+            if all(finished):
+                log.info("every run in %s is finished; nothing to do", out)
+                return finished
         distributed.init_from_env()  # under torchrun: join the process group before the model loads
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg)

@@ -26,12 +26,15 @@ def _align(model, out, *extra):
     return align_main(["--model", str(model), "--country", "USA", "--output", str(out), *FAST, *extra])
 
 
+def _aligned_args(model, out, data_root):
+    return ["--model", str(model), "--country", "USA", "--output", str(out), "--data-dir", str(data_root),
+            "--population", "8", "--generations", "4", "--subspace-dim", "8", "--bound", "4", "--seed", "0"]
+
+
 @pytest.fixture(scope="module")
 def aligned(tiny_model, data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("aligned") / "usa"
-    assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(out),
-                       "--data-dir", str(data_root), "--population", "8", "--generations", "4",
-                       "--subspace-dim", "8", "--bound", "4", "--seed", "0"]) == 0
+    assert align_main(_aligned_args(tiny_model, out, data_root)) == 0
     return out
 
 
@@ -557,3 +560,24 @@ def test_a_several_country_run_locks_every_country_folder_and_overwrite_keeps_th
     run(parse_args(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), "--overwrite"]))
     assert seen == {"usa": [".lock"], "chn": [".lock"]}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["chn", "usa"]
+
+
+def test_a_finished_run_is_kept_as_it_is_on_resume(aligned, tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    """--resume of a finished run with baselines: --no-baselines would replace the report (the baseline
+    comparison lost) and is refused; the same settings leave every file as it is, without the model."""
+    import shutil
+
+    out = tmp_path / "usa"
+    shutil.copytree(aligned, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert align_main(_aligned_args(tiny_model, out, data_root) + ["--resume", "--no-baselines"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: the run in {out} is finished and its alignment.json was made with other report "
+        "settings (baselines: saved True, given False); it is kept as it is: resume with the saved settings, pass "
+        "--overwrite to run it again, or choose another --output\n")
+    assert align_main(_aligned_args(tiny_model, out, data_root) + ["--resume"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["report"]["vsm13_l1"]["plain"] == json.loads(before["alignment.json"])["report"]["vsm13_l1"]["plain"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
