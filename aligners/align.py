@@ -420,7 +420,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
                for c in cfg.countries]
     check_countries(cfg.countries, cfg.target, cfg.data_dir)  # before loading the model or writing
-    inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR)]
+    inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), getattr(cfg, "config_file", None)]
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))
         main = main_process()  # under torchrun the main process checks and writes for all

@@ -28,7 +28,9 @@ def parser() -> ConfigParser:
 
 
 def parse_args(argv: list[str] | None) -> AlignConfig:
-    cfg, *optimizer_configs = parser().parse(argv)
+    config_parser = parser()
+    cfg, *optimizer_configs = config_parser.parse(argv)
+    cfg.config_file = config_parser.config_file  # an input of the run, not a setting: never inside --output
     return cfg.with_optimizer_configs(optimizer_configs)
 
 

@@ -181,6 +181,7 @@ class ConfigParser(HfArgumentParser):
     def __init__(self, dataclass_types, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         self._fields: dict[str, tuple[dataclasses.Field, object]] = {}
+        self.config_file: str | None = None  # the --config file of the last parse: an input of the run
         super().__init__(dataclass_types, **kwargs)
         self.add_argument("--config", help="YAML file of settings (same names as the flags); flags override it")
 
@@ -309,6 +310,7 @@ class ConfigParser(HfArgumentParser):
         pre = argparse.ArgumentParser(add_help=False)
         pre.add_argument("--config")
         known, _ = pre.parse_known_args(argv)
+        self.config_file = known.config
         if known.config:
             values = self.read_yaml(known.config)
             self.set_defaults(**values)

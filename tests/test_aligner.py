@@ -581,3 +581,20 @@ def test_a_finished_run_is_kept_as_it_is_on_resume(aligned, tiny_model, data_roo
     printed = json.loads(capsys.readouterr().out)
     assert printed["report"]["vsm13_l1"]["plain"] == json.loads(before["alignment.json"])["report"]["vsm13_l1"]["plain"]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_overwrite_never_deletes_the_config_file_inside_the_output(tiny_model, data_root, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    out.mkdir()
+    config = out / "run.yaml"
+    config.write_text(f"model: {tiny_model}\ncountry: USA\noutput: {out}\n")
+    (out / "alignment.json").write_text("{}")
+    _no_model_load(monkeypatch)
+    assert align_main(["--config", str(config), "--overwrite"]) == 2
+    assert capsys.readouterr().err == (f"culture-align: output folder {out} holds the input {config}; replacing or "
+                                       "filling it could destroy the input, choose another --output\n")
+    assert sorted(p.name for p in out.iterdir()) == ["alignment.json", "run.yaml"]
+    assert parse_args(["--config", str(config)]).config_file == str(config)
+    assert "config_file" not in parse_args(["--config", str(config)]).for_country("USA")
