@@ -170,6 +170,11 @@ def test_two_fold_run_holds_out_each_question_and_pairs_the_scores(finished, lea
     assert "| held-out | WVS majority |" in table and "| in-sample | WVS 1−JSD |" in table
     assert table.count("\n| 1 | Q") == 1 and table.count("\n| 2 | Q") == 1 and " [–, –] |" in table
     assert report["per_task"] == [] and "Per country" not in table
+    from trainers.kfold import _diff, _p
+
+    fold = report["per_fold"][0]  # its row: the held-out difference and p, then the in-sample ones
+    h, i = fold["held_out"]["wvs_majority"], fold["in_sample"]["wvs_majority"]
+    assert f"| {_diff(h)} | – | {_diff(i)} | {_p(i['p_value'])} |\n" in table
 
 
 def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root, monkeypatch):
@@ -282,6 +287,13 @@ def test_summary_weights_each_culture_once(tmp_path):
     assert together["diff"] == pytest.approx(0.625) and together["documents"] == 6
     assert 0.5 <= together["low"] < together["high"] <= 1.0
     assert summary["all"]["in_sample"]["wvs_majority"]["diff"] == pytest.approx(1.0)  # every in-sample score is 1
+    # the held-out share of the in-sample gain: over an in-sample gain of 1 it is the held-out gain, in every
+    # resample too (the same within-culture draws), so its interval is the held-out difference's
+    shares = [r["held_out_share"] for r in summary["cultures"]]
+    assert [x["share"] for x in shares] == pytest.approx([1.0, 0.25])
+    assert shares[0]["ci"] == pytest.approx([1.0, 1.0])
+    assert summary["all"]["held_out_share"]["share"] == pytest.approx(0.625)
+    assert summary["all"]["held_out_share"]["ci"] == pytest.approx([together["low"], together["high"]])
 
 
 def test_summary_refuses_runs_that_do_not_compare(tmp_path):
@@ -325,6 +337,16 @@ def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finish
                  "--overwrite", "true"]) == 2
     assert "is also an input of this run" in capsys.readouterr().err
     assert text == table.read_text(encoding="utf-8") and json.loads((out / "kfold.json").read_text()) == report
+    import os
+    import socket
+
+    lock = tmp_path / "locked.md.lock"  # a live run writing the same table
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": "other"}))
+    assert main(["kfold-summary", "--runs", str(out), "--output", str(tmp_path / "locked.md")]) == 2
+    assert "locked.md is in use by another run" in capsys.readouterr().err
+    assert not (tmp_path / "locked.md").exists()
+    share = report["held_out"]["wvs_majority"]["diff"] / report["in_sample"]["wvs_majority"]["diff"]
+    assert f" | {share:.2f} [" in text  # the held-out share with its interval
     prior = report["letter_prior"]  # the real run's prior is paired with the same held-out scores
     assert prior["adapter"] == pytest.approx(report["held_out"]["wvs_majority"]["adapter"])
     assert len(prior["per_document"]) == report["documents"] and len(prior["per_fold"]) == report["folds"]

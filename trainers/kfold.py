@@ -406,13 +406,17 @@ def markdown(report: dict) -> str:
                       f"{_diff(prior)} points above it "
                       f"(p {_p(prior['p_value'])})."]
     lines += _country_lines(report)
-    lines += ["", "| fold | held-out questions | documents | training examples | steps | train loss | "
-              "majority: base | held-out | in-sample | held-out difference [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "WVS majority agreement per fold (the in-sample documents: the fold's adapter on the questions "
+                  "it was trained on):", "",
+              "| fold | held-out questions | documents | training examples | steps | train loss | "
+              "majority: base | held-out | held-out difference [95 % CI] | p | in-sample difference [95 % CI] | p |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in report["per_fold"]:
-        h, i, t = f["held_out"]["wvs_majority"], f["in_sample"].get("wvs_majority", {}), f["training"]
+        h, i, t = f["held_out"]["wvs_majority"], f["in_sample"].get("wvs_majority"), f["training"]
+        inside = f"{_diff(i)} | {_p(i['p_value'])}" if i else "– | –"
         lines.append(f"| {f['fold']} | {', '.join('Q' + q for q in f['questions'])} | {h['documents']} | "
                      f"{t['examples']} | {t['steps']} | {t['train_loss']:.3f} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
-                     f"{_pct(i.get('adapter'))} | {_pct(h['diff'])} [{_pct(h['low'])}, {_pct(h['high'])}] |")
+                     f"{_diff(h)} | {_p(h['p_value'])} | {inside} |")
     return "\n".join(lines) + "\n"
 
 
@@ -509,18 +513,41 @@ def _all_cultures(reports: list[dict], part: str) -> dict:
     return out
 
 
+class HeldOutShare:
+    """The held-out gain as a share of the in-sample gain, each the mean over cultures of the
+    culture's mean gain over the base, from ``(culture, (base, held-out, in-sample))`` items; NaN
+    where the in-sample gain is not positive. Resampled within culture, as the gains are."""
+
+    strata = staticmethod(stats.TaskMean.strata)
+
+    def __call__(self, items) -> float:
+        gain = stats.TaskMean(stats.mean)
+        held = gain([(c, h - b) for c, (b, h, _) in items])
+        inside = gain([(c, i - b) for c, (b, _, i) in items])
+        return held / inside if inside > 0 else float("nan")
+
+
+def held_out_share(reports: list[dict], metric: str = "wvs_majority") -> dict:
+    """``HeldOutShare`` of the documents scored both ways, with its bootstrap interval."""
+    items = [(r["culture"], (q["base"][metric], q["held_out"][metric], q["in_sample"][metric]))
+             for r in reports for q in r["per_question"]
+             if q.get("held_out") is not None and q.get("in_sample") is not None]
+    share = HeldOutShare()
+    return {"share": share(items), "ci": list(stats.bootstrap_ci(share, items))}
+
+
 def across_cultures(reports: dict[Path, dict]) -> dict:
     """Per culture its run's pooled held-out and in-sample differences; then all cultures together."""
     _check_comparable(reports)
     ordered = sorted(reports.values(), key=lambda r: r["culture"])
     rows = [{"culture": r["culture"], "tasks": r["tasks"], "documents": r["documents"],
-             "held_out": r["held_out"], "in_sample": r["in_sample"],
+             "held_out": r["held_out"], "in_sample": r["in_sample"], "held_out_share": held_out_share([r]),
              "letter_prior": {k: v for k, v in r["letter_prior"].items() if k != "per_document"}
              if r.get("letter_prior") else None} for r in ordered]
     together = {"culture": "all", "tasks": [t for r in ordered for t in r["tasks"]],
                 "documents": sum(r["documents"] for r in ordered),
                 "held_out": _all_cultures(ordered, "held_out"), "in_sample": _all_cultures(ordered, "in_sample"),
-                "letter_prior": _prior_all(ordered)}
+                "held_out_share": held_out_share(ordered), "letter_prior": _prior_all(ordered)}
     return {"settings": ordered[0]["settings"], "folds": ordered[0]["folds"], "runs": [str(p) for p in reports],
             "cultures": rows, "all": together}
 
@@ -536,6 +563,13 @@ def _prior_all(reports: list[dict]) -> dict | None:
 
 def _prior_cells(prior: dict | None) -> str:
     return "– | – | –" if not prior else f"{_pct(prior['prior'])} | {_diff(prior)} | {_p(prior['p_value'])}"
+
+
+def _share(share: dict) -> str:
+    value, (low, high) = share["share"], share["ci"]
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:.2f}" + (f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) and np.isfinite(high) else "")
 
 
 def summary_markdown(summary: dict) -> str:
@@ -557,7 +591,7 @@ def summary_markdown(summary: dict) -> str:
     for row in [*summary["cultures"], summary["all"]]:
         h, i = row["held_out"], row["in_sample"]
         hm, im = h["wvs_majority"], i["wvs_majority"]
-        share = f"{hm['diff'] / im['diff']:.2f}" if im["diff"] > 0 else "–"
+        share = _share(row["held_out_share"])
         name = f"**{row['culture']}**" if row is summary["all"] else row["culture"]
         lines.append(f"| {name} | {row['documents']} | {_pct(hm['base'])} | {_diff(hm)} | {_p(hm['p_value'])} | "
                      f"{_diff(im)} | {_p(im['p_value'])} | {share} | {_prior_cells(row['letter_prior'])} | "
@@ -568,10 +602,12 @@ def summary_markdown(summary: dict) -> str:
 def run_summary(cfg: KFoldSummaryConfig) -> dict:
     """Read the runs, check they compare, write the table; the summary is returned."""
     reports = dict(read_report(p) for p in cfg.runs)
-    claim_output(cfg.output, overwrite=cfg.overwrite, inputs=list(reports), folder=False, resumable=False,
-                 error=TrainingError)  # before the bootstrap: a refused output costs nothing
-    summary = across_cultures(reports)
-    write_text_atomic(Path(cfg.output), summary_markdown(summary))
+    claim = dict(overwrite=cfg.overwrite, inputs=list(reports), folder=False, resumable=False, error=TrainingError)
+    claim_output(cfg.output, **claim)  # before the bootstrap: a refused output costs nothing
+    with OutputLock.for_file(Path(cfg.output), TrainingError):
+        claim_output(cfg.output, **claim)  # another run may have written it meanwhile
+        summary = across_cultures(reports)
+        write_text_atomic(Path(cfg.output), summary_markdown(summary))
     return summary
 
 
