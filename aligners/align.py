@@ -25,11 +25,13 @@ from tqdm.auto import tqdm
 
 from aligners import distributed
 from aligners.config import AlignConfig, search_keys
+from aligners.intervals import (PAIRED, change_vs_plain, interval, item_means, loss_interval, task_constants,
+                                with_intervals)
 from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
-from culture_tasks import plots, provenance
+from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
@@ -37,6 +39,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
                                    load_settings, main_process, safe_join, save_settings,
                                    settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
+from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, resolve_target
@@ -278,30 +281,39 @@ def in_float32(lm, cfg: AlignConfig, score):
         lm.model.to(device)
 
 
-def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager):
-    """The fitted prompt's metrics, and the comparison with the baselines unless skipped (in float32)."""
+def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager, target):
+    """The fitted prompt's metrics and item means, and the comparison with the baselines unless
+    skipped (in float32); every number with its interval."""
     def score(lm):
         scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
-        final = scorer.metrics(scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0])
+        lls = scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0]
+        final, means = scorer.metrics(lls), item_means(scorer, lls)
         if cfg.baselines:
-            return final, baselines(lm, cfg, tasks, scorer, prompt, final, task_manager)
-        return final, {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]}}
+            report = baselines(lm, cfg, tasks, scorer, prompt, final, means, task_manager, target)
+        else:
+            report = {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]},
+                      "vsm13_l1_ci": {cfg.optimizer: interval(final, "vsm13_l1")}}
+        return final, report, means, task_constants(scorer)
 
     return in_float32(lm, cfg, score)
 
 
-def country_comparison(indices: dict, target, data_dir: str | None) -> dict:
+def country_comparison(indices: dict, target, data_dir: str | None, metrics: dict) -> dict:
     """Where a profile ranks the target among all Hofstede countries (docs/validity.md): the
-    country-specific check that the raw L1 cannot give."""
-    from culture_tasks.survey.compare import compare_vsm13, hofstede_reference
+    country-specific check that the raw L1 cannot give; margin and rank with the intervals of the
+    task's vsm13_margin / vsm13_rank (``metrics``: the task's results for the same prompt)."""
+    from culture_tasks.survey.compare import compare_vsm13
 
     result = compare_vsm13({d: indices[d] for d in DIMENSIONS}, target, hofstede_reference(data_dir),
                            data_dir=data_dir)
-    return {k: result[k] for k in ("target", "dims", "countries", "distance", "rank", "reciprocal_rank", "margin")}
+    out = {k: result[k] for k in ("target", "dims", "countries", "distance", "rank", "reciprocal_rank", "margin")}
+    out["rank_ci"], out["margin_ci"] = interval(metrics, "vsm13_rank"), interval(metrics, "vsm13_margin")
+    return out
 
 
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
-                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict, loss: float) -> dict:
+                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict, loss: float,
+                  loss_ci: list[float]) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": cfg.model,
@@ -312,6 +324,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "final": final,
         "objective": cfg.objective,
         "loss": loss,  # the objective of the final prompt: minus the task's vsm13_margin (contrastive), its vsm13_l1 (l1)
+        "loss_ci": loss_ci,
         "report": report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
         "world_size": distributed.world_size(),
@@ -354,38 +367,48 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
 
     found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
-    final, report = final_report(lm, cfg, tasks, prompt, task_manager)
-    if cfg.baselines:
-        report["comparison"] = {name: country_comparison(report["indices"][name], target, cfg.data_dir)
-                                for name in report["indices"]}
+    final, report, means, constants = final_report(lm, cfg, tasks, prompt, task_manager, target)
+    loss_ci, how = loss_interval(cfg.objective, objective, final, means, constants)
+    report["intervals"] = {"level": stats.LEVEL, "metrics": "the task's own, as lm_eval reports them", "loss": how,
+                           **({"change_vs_plain": PAIRED} if cfg.baselines else {})}
     return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, final, report,
-                         objective(final))
+                         objective(final), loss_ci)
 
 
-def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict,
-              task_manager) -> dict:
-    """The paper's comparison (plain, persona, soft prompt) plus held-out checks."""
+def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict, means: dict,
+              task_manager, target) -> dict:
+    """The paper's comparison (plain, persona, soft prompt) plus held-out checks, each number with
+    its interval; the changes against the plain model with paired ones."""
     name = cfg.optimizer
     tm = task_manager(tasks.metadata)
 
-    def score(task: str, soft):
-        s = report_scorer(lm, cfg, task, tm)
-        return s.metrics(s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0])
+    def score(task: str, soft, scorer: TaskScorer | None = None):
+        """The task's metrics under one prompt (None: the plain model), and its item means."""
+        s = scorer or report_scorer(lm, cfg, task, tm)
+        lls = s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0]
+        return s.metrics(lls), (lambda: item_means(s, lls))
 
-    plain = fitted.metrics(fitted.option_loglikelihoods(None, cfg.batch_size)[0])
-    report = {"vsm13_l1": {"plain": plain["vsm13_l1"], name: final["vsm13_l1"]},
-              "indices": {"plain": {d: plain[d] for d in DIMENSIONS},
-                          name: {d: final[d] for d in DIMENSIONS}}}
+    scored, item = {name: final}, {name: means}
+    plain, plain_means = score(tasks.vsm13, None, fitted)
+    scored, item = {"plain": plain, **scored}, {"plain": plain_means(), **item}
     if tasks.persona:
-        persona = score(tasks.persona, None)
-        report["vsm13_l1"]["persona"] = persona["vsm13_l1"]
-        report["indices"]["persona"] = {d: persona[d] for d in DIMENSIONS}
-    report["vsm13_l1_reversed"] = {"plain": score(tasks.reversed, None)["vsm13_l1"],
-                                   name: score(tasks.reversed, prompt)["vsm13_l1"]}
+        scored["persona"], persona_means = score(tasks.persona, None)
+        item["persona"] = persona_means()
+    report = {"vsm13_l1": {k: m["vsm13_l1"] for k, m in scored.items()},
+              "vsm13_l1_ci": {k: interval(m, "vsm13_l1") for k, m in scored.items()},
+              "indices": {k: {d: m[d] for d in DIMENSIONS} for k, m in scored.items()},
+              "indices_ci": {k: {d: interval(m, d) for d in DIMENSIONS} for k, m in scored.items()}}
+    reversed_ = {"plain": score(tasks.reversed, None)[0], name: score(tasks.reversed, prompt)[0]}
+    report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, m in reversed_.items()}
+    report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, m in reversed_.items()}
     if tasks.wvs:
         keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
-        before, after = score(tasks.wvs, None), score(tasks.wvs, prompt)
-        report["wvs"] = {"task": tasks.wvs, "plain": {k: before[k] for k in keys}, name: {k: after[k] for k in keys}}
+        before, after = score(tasks.wvs, None)[0], score(tasks.wvs, prompt)[0]
+        report["wvs"] = {"task": tasks.wvs, "plain": with_intervals(before, keys), name: with_intervals(after, keys)}
+    report["comparison"] = {k: country_comparison(report["indices"][k], target, cfg.data_dir, m)
+                            for k, m in scored.items()}
+    report["change_vs_plain"] = change_vs_plain(report, item, task_constants(fitted), target,
+                                                hofstede_reference(cfg.data_dir))
     return report
 
 

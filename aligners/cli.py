@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from aligners import distributed
 
     for s in summaries if distributed.is_main() else []:  # one summary, not one per process
-        print(json.dumps({"country": s["target"]["country"], "loss": s["loss"], "report": s["report"]}, indent=1))
+        print(json.dumps({"country": s["target"]["country"], "loss": s["loss"], "loss_ci": s.get("loss_ci"),
+                          "report": s["report"]}, indent=1))
     return 0
 
 

@@ -47,7 +47,8 @@ def test_optimiser_lowers_the_loss(aligned):
     assert (aligned / "loss_curve.png").stat().st_size > 1000
     report = summary["report"]
     assert set(report["vsm13_l1"]) == {"plain", "persona", "de"}
-    assert set(report["wvs"]["plain"]) == {"wvs_jsd", "wvs_w1", "wvs_majority"}
+    assert set(report["wvs"]["plain"]) == {"wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_ci", "wvs_w1_ci",
+                                           "wvs_majority_ci"}
     assert "de" in report["vsm13_l1_reversed"]
     env = summary["environment"]  # where the numbers were computed, beside the settings that made them
     assert env["device"] == "cpu" and env["versions"]["torch"] == torch.__version__ and env["torch_threads"] >= 1
@@ -578,8 +579,9 @@ def test_a_finished_run_is_kept_as_it_is_on_resume(aligned, tiny_model, data_roo
         "settings (baselines: saved True, given False); it is kept as it is: resume with the saved settings, pass "
         "--overwrite to run it again, or choose another --output\n")
     assert align_main(_aligned_args(tiny_model, out, data_root) + ["--resume"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["report"]["vsm13_l1"]["plain"] == json.loads(before["alignment.json"])["report"]["vsm13_l1"]["plain"]
+    printed, stored = json.loads(capsys.readouterr().out), json.loads(before["alignment.json"])
+    assert printed["report"]["vsm13_l1"]["plain"] == stored["report"]["vsm13_l1"]["plain"]
+    assert printed["loss_ci"] == stored["loss_ci"] and printed["report"]["vsm13_l1_ci"] == stored["report"]["vsm13_l1_ci"]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
@@ -598,3 +600,81 @@ def test_overwrite_never_deletes_the_config_file_inside_the_output(tiny_model, d
     assert sorted(p.name for p in out.iterdir()) == ["alignment.json", "run.yaml"]
     assert parse_args(["--config", str(config)]).config_file == str(config)
     assert "config_file" not in parse_args(["--config", str(config)]).for_country("USA")
+
+
+def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, tiny_model, data_root):
+    """The report's intervals are the tasks' own: lm_eval gives the same for the checkpoint and the plain model."""
+    summary = json.loads((aligned / "alignment.json").read_text())
+    report = summary["report"]
+    wvs = report["wvs"]["task"]
+    fitted = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed"], data_root, peft=str(aligned))["results"]
+    plain = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed", "vsm13_usa_persona", wvs], data_root)["results"]
+
+    def ci(results, key):
+        return [results[f"{key}_ci_low,none"], results[f"{key}_ci_high,none"]]
+
+    close = lambda a, b: a == pytest.approx(b, abs=1e-3)  # noqa: E731
+    for name, results in (("de", fitted), ("plain", plain)):
+        assert close(report["vsm13_l1_ci"][name], ci(results["vsm13_usa"], "vsm13_l1"))
+        assert close(report["vsm13_l1_reversed_ci"][name], ci(results["vsm13_usa_reversed"], "vsm13_l1"))
+        assert close(report["indices_ci"][name]["pdi"], ci(results["vsm13_usa"], "pdi"))
+        assert close(report["comparison"][name]["margin_ci"], ci(results["vsm13_usa"], "vsm13_margin"))
+        assert close(report["comparison"][name]["rank_ci"], ci(results["vsm13_usa"], "vsm13_rank"))
+    assert close(report["vsm13_l1_ci"]["persona"], ci(plain["vsm13_usa_persona"], "vsm13_l1"))
+    assert close(report["wvs"]["plain"]["wvs_jsd_ci"], ci(plain[wvs], "wvs_jsd"))
+    low, high = ci(fitted["vsm13_usa"], "vsm13_margin")  # the contrastive loss is minus the margin
+    assert close(summary["loss_ci"], [-high, -low]) and summary["loss_ci"][0] <= summary["loss"] <= summary["loss_ci"][1]
+    change = report["change_vs_plain"]["de"]
+    assert change["vsm13_l1"] == pytest.approx(report["vsm13_l1"]["de"] - report["vsm13_l1"]["plain"], abs=1e-12)
+    assert change["vsm13_l1_ci"][0] <= change["vsm13_l1_ci"][1] and change["margin_ci"][0] <= change["margin_ci"][1]
+    assert set(report["change_vs_plain"]) == {"de", "persona"}
+    assert report["intervals"]["change_vs_plain"].startswith("item-pair bootstrap, 1000 resamples paired by seed")
+
+
+def _means(shift=None):
+    """Item means 1.2 .. 4.0 (items 1..24); ``shift``: {item: added}."""
+    means = {i: 1.2 + (i * 7 % 24) * 0.12 for i in range(1, 25)}
+    for item, add in (shift or {}).items():
+        means[item] += add
+    return means
+
+
+def test_the_change_against_the_plain_model_has_a_paired_interval():
+    """Paired replicates draw the same item pairs for both prompts: a change every replicate shares has
+    an interval of width 0, where two separate intervals would overlap widely."""
+    from aligners.intervals import change_vs_plain, replicate_indices
+    from culture_tasks.survey.compare import Reference
+    from culture_tasks.survey.vsm13 import DIMENSIONS, Target
+
+    reference = Reference({c: {d: 10.0 * k + 3 * j for j, d in enumerate(DIMENSIONS)} for k, c in
+                           enumerate(["AAA", "BBB", "CCC", "DDD"])}, {})
+    far = Target("Far", "FAR", dict.fromkeys(DIMENSIONS, 10_000.0))  # above every replicate: L1 = sum(target - index)
+    report = {"vsm13_l1": {"plain": 100.0, "de": 93.0, "persona": 100.0},
+              "comparison": {"plain": {"margin": 0.25}, "de": {"margin": 0.5}, "persona": {"margin": 0.25}}}
+    # de: every pdi term 3.5 higher (35 x 0.1 on item 7, 25 x 0.14 on item 20): each replicate draws two
+    # pdi terms, so its pdi is 7 higher and its L1 7 lower; persona: every item 0.5 higher, no term changes
+    means = {"plain": _means(), "de": _means({7: 0.1, 20: 0.14}), "persona": _means(dict.fromkeys(range(1, 25), 0.5))}
+    out = change_vs_plain(report, means, {"pdi": 20.0}, far, reference)
+    assert out["de"]["vsm13_l1"] == -7.0 and out["de"]["margin"] == 0.25
+    assert out["de"]["vsm13_l1_ci"] == pytest.approx([-7.0, -7.0], abs=1e-9)
+    assert out["persona"]["vsm13_l1_ci"] == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert out["persona"]["margin_ci"] == pytest.approx([0.0, 0.0], abs=1e-9)
+    # a replicate's pdi is C + two terms drawn from 35 (m7 - m2) and 25 (m20 - m23): three possible values
+    m = _means()
+    t1, t2 = 35 * (m[7] - m[2]), 25 * (m[20] - m[23])
+    plain = replicate_indices(means["plain"], {"pdi": 20.0})["pdi"]
+    assert set(np.round(plain, 9)) == {round(20 + 2 * t1, 9), round(20 + t1 + t2, 9), round(20 + 2 * t2, 9)}
+    assert np.percentile(plain, 97.5) - np.percentile(plain, 2.5) == pytest.approx(2 * abs(t1 - t2))  # unpaired: wide
+
+
+def test_the_loss_interval_follows_the_objective():
+    from aligners.intervals import loss_interval
+
+    final = {"vsm13_margin_ci_low": -0.2, "vsm13_margin_ci_high": 0.5, "vsm13_l1_ci_low": 80.0,
+             "vsm13_l1_ci_high": 95.0}
+    assert loss_interval("contrastive", None, final, {}, {}) == ([-0.5, 0.2], "the task's interval of vsm13_margin, "
+                                                                              "negated")
+    assert loss_interval("l1", None, final, {}, {})[0] == [80.0, 95.0]
+    # another objective: its value on each item-pair replicate; a constant objective has a point interval
+    ci, how = loss_interval("standardised", lambda indices: 3.0, final, _means(), {})
+    assert ci == [3.0, 3.0] and how == "the objective of 1000 item-pair bootstrap resamples (seed 1234)"

@@ -1,0 +1,97 @@
+"""The intervals of the numbers alignment.json reports.
+
+A task metric carries the interval lm_eval reports for it: the task's ``_ci_low`` / ``_ci_high``
+companions (a seeded respondent bootstrap, ``culture_tasks.survey.tasks``). A change against the
+plain model needs a paired interval, which two separate intervals cannot give; as culture-steer
+does, both prompts' item means are resampled by the item-pair bootstrap under one seed
+(``compare.term_replicates``), so replicate i of each draws the same item pairs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from culture_tasks import stats
+from culture_tasks.survey import compare
+from culture_tasks.survey.vsm13 import DIMENSIONS, Target, constants_by_dimension, vsm13_loss
+
+PAIRED = (f"item-pair bootstrap, {stats.ITERS} resamples paired by seed {stats.SEED} "
+          "(culture_tasks.survey.compare.term_replicates)")
+
+
+def interval(metrics: Mapping[str, float], key: str) -> list[float]:
+    """The task's own interval of ``key``, as lm_eval reports it."""
+    return [metrics[key + suffix] for suffix in stats.CI_SUFFIXES]
+
+
+def with_intervals(metrics: Mapping[str, float], keys) -> dict:
+    """``{key: value, key_ci: [low, high]}`` for each of ``keys``."""
+    out = {}
+    for key in keys:
+        out[key], out[f"{key}_ci"] = metrics[key], interval(metrics, key)
+    return out
+
+
+def item_means(scorer, loglikelihoods) -> dict[int, float]:
+    """The mean score of each VSM13 item under one prompt (its documents' scores, as the task reads them)."""
+    from culture_tasks.survey.tasks import item_result
+
+    scores = defaultdict(list)
+    for item, lls in zip(scorer.items, loglikelihoods):
+        number, score = item_result(item.doc, lls)[:2]
+        scores[number].append(score)
+    return {k: float(np.mean(v)) for k, v in sorted(scores.items())}
+
+
+def task_constants(scorer) -> dict[str, float]:
+    """The additive constants the VSM13 task adds to every index (the same in all its documents)."""
+    from culture_tasks.survey.tasks import _as_dict
+
+    return constants_by_dimension(_as_dict(scorer.items[0].doc["constants"]))
+
+
+def replicate_indices(means: Mapping[int, float], constants: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """The six indices of each item-pair resample (seeded: paired with any other prompt's)."""
+    reps = compare.term_replicates(means, iters=stats.ITERS, seed=stats.SEED)
+    return {d: np.array([r[d] for r in reps]) + constants.get(d, 0.0) for d in DIMENSIONS}
+
+
+def _l1_and_margin(indices: Mapping[str, np.ndarray], target: Target, reference) -> dict[str, np.ndarray]:
+    return {"vsm13_l1": np.asarray(vsm13_loss(indices, target.scores)["l1"]),
+            "margin": np.asarray(compare.margin_and_rank(indices, target, reference)["margin"])}
+
+
+def change_vs_plain(report: dict, means: Mapping[str, Mapping[int, float]], constants: Mapping[str, float],
+                    target: Target, reference) -> dict:
+    """Each prompt's raw L1 and margin minus the plain model's, with paired intervals."""
+    plain = _l1_and_margin(replicate_indices(means["plain"], constants), target, reference)
+    out = {}
+    for name in means:
+        if name == "plain":
+            continue
+        reps = _l1_and_margin(replicate_indices(means[name], constants), target, reference)
+        out[name] = {
+            "vsm13_l1": report["vsm13_l1"][name] - report["vsm13_l1"]["plain"],
+            "vsm13_l1_ci": list(stats.percentile_interval(reps["vsm13_l1"] - plain["vsm13_l1"], stats.LEVEL)),
+            "margin": report["comparison"][name]["margin"] - report["comparison"]["plain"]["margin"],
+            "margin_ci": list(stats.percentile_interval(reps["margin"] - plain["margin"], stats.LEVEL)),
+        }
+    return out
+
+
+def loss_interval(objective_name: str, objective: Callable, final: Mapping[str, float],
+                  means: Mapping[int, float], constants: Mapping[str, float]) -> tuple[list[float], str]:
+    """The loss's interval and where it comes from: the task's own where the loss is a task metric
+    (minus vsm13_margin, vsm13_l1), else the objective of each item-pair resample."""
+    if objective_name == "contrastive":
+        low, high = interval(final, "vsm13_margin")
+        return [-high, -low], "the task's interval of vsm13_margin, negated"
+    if objective_name == "l1":
+        return interval(final, "vsm13_l1"), "the task's interval of vsm13_l1"
+    reps = replicate_indices(means, constants)
+    values = np.array([objective({d: reps[d][i] for d in DIMENSIONS}) for i in range(stats.ITERS)])
+    return (list(stats.percentile_interval(values, stats.LEVEL)),
+            f"the objective of {stats.ITERS} item-pair bootstrap resamples (seed {stats.SEED})")
