@@ -249,11 +249,22 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
     for _ in bar:
         z = opt.ask()
         losses = score_candidates(scorer, space, z, cfg.batch_size, objective)
+        _check_losses(losses, len(done.fitness) + 1, cfg)
         opt.tell(losses)
         done.record(z, losses)
         save(z)
         bar.set_postfix(best=f"{done.best_loss:.2f}", mean=f"{np.mean(losses):.2f}")
     return done
+
+
+def _check_losses(losses: list[float], generation: int, cfg: AlignConfig) -> None:
+    """A NaN loss cannot be ranked (argmin would pick it as the best): stop instead."""
+    bad = [i for i, v in enumerate(losses) if not np.isfinite(v)]
+    if bad:
+        raise AlignmentError(
+            f"generation {generation}: candidate(s) {bad} have a loss of {losses[bad[0]]}, which the search cannot "
+            f"rank (prompts outside the model's numeric range); use a smaller --bound (now {cfg.bound:g})"
+            + (" or --dtype float32" if cfg.dtype != "float32" else ""))
 
 
 def report_scorer(lm, cfg: AlignConfig, task: str, task_manager) -> TaskScorer:
@@ -365,7 +376,12 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     def save(population):
         distributed.main_process_only(_write_json)(out / STATE_FILE, done.state(settings, hidden, population))
 
-    found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
+    try:
+        found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
+    except AlignmentError:
+        if state is None and not done.fitness and distributed.is_main():
+            (out / RUN_SETTINGS).unlink(missing_ok=True)  # nothing saved: the corrected rerun finds the output new
+        raise
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
     final, report, means, constants = final_report(lm, cfg, tasks, prompt, task_manager, target)
     loss_ci, how = loss_interval(cfg.objective, objective, final, means, constants)

@@ -14,6 +14,11 @@ SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_
                "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode")
 
 
+# the largest --bound: past it the prompts lie thousands of embedding standard deviations out, where
+# the model's numbers overflow (--bound 1e300 gave NaN losses)
+MAX_BOUND = 1000.0
+
+
 def search_keys(settings: dict) -> tuple[str, ...]:
     """SEARCH_KEYS plus the settings of the optimiser ``settings`` names."""
     spec = optimizer_spec(settings["optimizer"])
@@ -95,10 +100,13 @@ class AlignConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population)
-        if not self.bound > 0:
-            raise ValueError(f"--bound must be positive, got {self.bound}")
+        if not 0 < self.bound <= MAX_BOUND:  # also refuses inf and nan
+            raise ValueError(f"--bound must be positive and at most {MAX_BOUND:g} (z = 1 moves a prompt vector by about "
+                             f"one embedding standard deviation), got {self.bound}")
         if self.init not in ("text", "vocab"):
             raise ValueError(f"--init must be text or vocab, got {self.init!r}")
+        if self.init == "text" and not self.init_text.strip():
+            raise ValueError("--init-text is empty: give the initial text of --init text, or use --init vocab")
         if self.answer_mode not in ("expected", "argmax"):
             raise ValueError(f"--answer-mode must be expected or argmax, got {self.answer_mode!r}")
         check_dtype(self.dtype)

@@ -678,3 +678,18 @@ def test_the_loss_interval_follows_the_objective():
     # another objective: its value on each item-pair replicate; a constant objective has a point interval
     ci, how = loss_interval("standardised", lambda indices: 3.0, final, _means(), {})
     assert ci == [3.0, 3.0] and how == "the objective of 1000 item-pair bootstrap resamples (seed 1234)"
+
+
+def test_a_nan_loss_stops_the_search_and_leaves_the_output_new(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    """argmin would take a NaN loss for the best; the run stops with a one-line error instead, and the
+    settings it stored are removed, so the corrected rerun is not told "not empty"."""
+    import aligners.align as align
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    monkeypatch.setattr(align, "make_objective", lambda *args, **kwargs: lambda indices: float("nan"))
+    out = tmp_path / "out"
+    assert _align(tiny_model, out) == 2
+    assert capsys.readouterr().err.endswith(
+        "\nculture-align: generation 1: candidate(s) [0, 1, 2, 3, 4, 5] have a loss of nan, which the search cannot "
+        "rank (prompts outside the model's numeric range); use a smaller --bound (now 1)\n")
+    assert not out.exists() or claim_output(out) == "new"

@@ -134,3 +134,26 @@ def test_one_country_named_twice_is_refused_before_loading(countries, message, d
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     err = _refused(tmp_path, capsys, "--country", *countries)
     assert err == f"culture-align: --country names one country twice ({message}); give each country once\n"
+
+
+# ---- 4. numbers the search cannot use ------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bound", "inf"], "--bound must be positive and at most 1000 (z = 1 moves a prompt vector by about one "
+                         "embedding standard deviation), got inf"),
+    (["--bound", "1e300"], "--bound must be positive and at most 1000 (z = 1 moves a prompt vector by about one "
+                           "embedding standard deviation), got 1e+300"),
+    (["--bound", "nan"], "--bound must be positive and at most 1000 (z = 1 moves a prompt vector by about one "
+                         "embedding standard deviation), got nan"),
+    (["--optimizer", "cma", "--sigma0", "inf"], "--sigma0 (CMA-ES initial step) must be positive and finite, got inf"),
+    (["--optimizer", "cma", "--sigma0", "nan"], "--sigma0 (CMA-ES initial step) must be positive and finite, got nan"),
+    (["--init-text", ""], "--init-text is empty: give the initial text of --init text, or use --init vocab"),
+    (["--init-text", "  "], "--init-text is empty: give the initial text of --init text, or use --init vocab"),
+])
+def test_non_finite_bound_and_step_and_an_empty_initial_text_are_refused(extra, message, tmp_path, capsys):
+    assert _refused(tmp_path, capsys, "--country", "USA", *extra) == f"culture-align: {message}\n"
+
+
+def test_the_largest_bound_and_an_empty_text_with_vocab_initialisation_are_accepted():
+    assert parse_args(BASE + ["--bound", "1000"]).bound == 1000
+    assert parse_args(BASE + ["--init", "vocab", "--init-text", ""]).init == "vocab"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,8 +15,8 @@ class CMAConfig:
     sigma0: float = field(default=0.5, metadata={"help": "CMA-ES initial step, as a fraction of the bound"})
 
     def __post_init__(self):
-        if not self.sigma0 > 0:
-            raise ValueError(f"--sigma0 (CMA-ES initial step) must be positive, got {self.sigma0}")
+        if not 0 < self.sigma0 < math.inf:  # also refuses nan
+            raise ValueError(f"--sigma0 (CMA-ES initial step) must be positive and finite, got {self.sigma0}")
 
     def check_population(self, population: int) -> None:
         """cma's recombination weights need two candidates; with one it fails only when built."""
