@@ -231,8 +231,14 @@ def test_steering_targets_repeat_list_and_come_from_yaml(tmp_path):
     assert steer_parser().parse(["--config", str(config)])[0].targets == ["usa=persona"]
     with pytest.raises(ConfigError, match="argument --overwrite: expected true/false/yes/no/1/0, got 'maybe'"):
         steer_parser().parse(REQUIRED["steer"] + ["--overwrite", "maybe"])
-    with pytest.raises(ConfigError, match=r"the following arguments are required: --targets/--target"):
+    from culture_tasks.steering import SteeringError
+
+    # --model and --target are required unless --rescore names an earlier run's answers
+    with pytest.raises(SteeringError, match=r"name at least one --target COUNTRY=METHOD\[:CHECKPOINT\]"):
         steer_parser().parse(["--model", "m", "--output", "o"])
+    with pytest.raises(SteeringError, match=r"give --model \(the base model folder\), or --rescore <earlier output>"):
+        steer_parser().parse(["--output", "o", "--target", "usa=persona"])
+    assert steer_parser().parse(["--output", "o", "--rescore", "earlier"])[0].rows == []
 
 
 def test_half_precision_is_named_once_float32_not(caplog):
