@@ -36,7 +36,7 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, main_process, safe_join, save_settings,
+                                   load_settings, main_process, model_fingerprint, safe_join, save_settings,
                                    settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
@@ -121,6 +121,7 @@ def _defining_settings(settings: dict) -> dict:
     out["target_scores"] = resolve_target(settings["country"], settings.get("target"), settings.get("data_dir")).scores
     out["vsm13_items"] = file_digest(data_file(ITEMS_FILE, settings.get("data_dir")))
     out["hofstede_reference"] = file_digest(data_file(HOFSTEDE_FILE, settings.get("data_dir")))
+    out["model_fingerprint"] = model_fingerprint(settings["model"])  # another model under the same path
     return out
 
 
@@ -128,7 +129,7 @@ def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out:
     """``check_settings``; a run from before the Hofstede file was a setting is refused with the way to
     add it (no guess: the run may have used another file)."""
     check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
-                   error=AlignmentError)
+                   error=AlignmentError, later=("model_fingerprint",))
     if "hofstede_reference" not in stored:
         raise AlignmentError(
             f"--resume: {out / RUN_SETTINGS} predates the stored Hofstede file digest, so the reference countries "

@@ -178,6 +178,16 @@ def _started_alignment(out, data_root, tiny_model):
     _check_output(out, False, cfg.for_country("USA"), 32)
 
 
+def test_align_resume_with_another_model_under_the_same_path_is_refused(data_root, tiny_model, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    out = tmp_path / "usa"
+    _started_alignment(out, data_root, model)
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # retrained, re-exported...
+    assert align_main(_align_args(model, out, "--resume", "--data-dir", str(data_root))) == 2
+    assert "other settings (model_fingerprint: saved 'sha256:" in capsys.readouterr().err
+
+
 def test_align_resume_with_another_data_root_or_target_is_refused(data_root, tiny_model, tmp_path, capsys):
     out = tmp_path / "usa"
     _started_alignment(out, data_root, tiny_model)
