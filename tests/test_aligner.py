@@ -149,7 +149,8 @@ def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_
     before = (out / "state.json").read_text()
     wider = build_tiny_model(tmp_path / "wider", hidden_size=48)
     assert _align(wider, out, "--generations", "2", "--resume") == 2
-    assert f"other settings (model: saved '{tiny_model}', given '{wider}')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"other settings (model: saved '{tiny_model}', given '{wider}'; model_fingerprint: saved 'sha256:" in err
     assert (out / "state.json").read_text() == before
 
 
