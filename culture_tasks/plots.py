@@ -24,10 +24,12 @@ VSM13_DIMS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    """matplotlib's pyplot on the Agg backend (no display needed). A leaderboard draws all its
+    figures (one per survey task) before writing and closing them: no warning past 20 open."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["figure.max_open_warning"] = 0
     import matplotlib.pyplot as plt
 
     return plt
