@@ -294,6 +294,11 @@ def test_a_token_cache_that_is_not_a_folder_stops_before_the_model_loads(tiny_mo
     for bad in (tmp_path / "file", tmp_path / "file" / "below"):
         with pytest.raises(TokenCacheError, match="token_cache=.*file"):
             HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", token_cache=str(bad))
+    monkeypatch.chdir(tmp_path)
+    for flag in (False, True, "false"):  # lm-eval parses token_cache=false into False: no folder "False"
+        with pytest.raises(ValueError, match=r"token_cache= takes a folder \(token_cache=DIR\), got"):
+            HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", token_cache=flag)
+    assert not (tmp_path / "False").exists()
 
 
 def test_token_cache_fingerprint_ignores_padding_state_and_sees_split_special_tokens(tiny_model):

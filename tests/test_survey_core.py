@@ -89,6 +89,26 @@ def test_wvs_country_loader_excludes_missing_codes_and_average_rows(tmp_path):
     assert answers.counts["27"]["missing code -2"] == 1
 
 
+def test_wvs_codes_that_are_not_whole_numbers_are_excluded_and_every_defect_is_reported(tmp_path, caplog):
+    from culture_tasks.survey.wvs import report_once
+
+    bank = tmp_path / "WVQ.jsonl"
+    bank.write_text(json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
+    questions = load_questions(path=bank)
+    csv = tmp_path / "Y.csv"  # 2.6 was truncated to code 2, and inf raised an OverflowError naming no file
+    csv.write_text("B_COUNTRY,Q27\n1,1\n1,2.6\n1,inf\n1,-1\n1,7\n1,x\n1,2.0\n")
+    report_once.cache_clear()
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        answers = load_country(csv, questions, "Y")
+        load_country(csv, questions, "Y")  # a second task reading the same file: reported once
+    assert answers.respondents == 7
+    assert answers.distributions["27"] == pytest.approx([1 / 2, 1 / 2, 0, 0])  # codes 1 and 2.0 only
+    assert answers.counts["27"]["not a whole-number code"] == 2
+    line = ("WVS Y: 7 respondents, 0 average rows skipped, 5 missing/invalid answers excluded (not a whole-number "
+            "code: 2, missing code: 1, out-of-scale code: 1, unreadable: 1)")
+    assert [r.getMessage() for r in caplog.records].count(line) == 1
+
+
 def test_every_wvs_option_string_parses(data_root):
     questions = load_questions(str(data_root))
     assert len(questions) == 50

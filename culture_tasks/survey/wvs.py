@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import functools
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,9 +103,25 @@ def load_questions(data_dir: str | None = None, path: Path | None = None) -> lis
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")
         scale = parse_scale(row["option"])
         if scale.fixes:
-            log.info("WVS Q%s option scale: %s", row["q_id"], "; ".join(scale.fixes))
+            report_once(f"WVS Q{row['q_id']} option scale repaired: {'; '.join(scale.fixes)}")
         questions.append(Question(str(row["q_id"]), str(row.get("topic", "")).strip(), row["q_content"].strip(), scale))
     return questions
+
+
+@functools.lru_cache(maxsize=None)
+def report_once(message: str) -> None:
+    """A defect of the data, counted, as a warning (lm-eval prints warnings, not this logger's info
+    lines), once per process however many tasks read the same file."""
+    log.warning(message)
+
+
+def _reasons(excluded: Mapping[str, Counter]) -> str:
+    """`` (why: count, ...)`` over all questions, most frequent first, or nothing."""
+    total = Counter()
+    for c in excluded.values():
+        for reason, n in c.items():
+            total[reason.split(" code ")[0] + " code" if " code -" in reason or "-scale code " in reason else reason] += n
+    return f" ({', '.join(f'{k}: {v}' for k, v in total.most_common())})" if total else ""
 
 
 def load_country(csv_path: Path, questions: list[Question], country: str | None = None) -> CountryAnswers:
@@ -125,10 +143,14 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
             for q in questions:
                 raw = (row.get(f"Q{q.q_id}") or "").strip()
                 try:
-                    code = int(float(raw))
+                    value = float(raw)
                 except ValueError:
                     excluded[q.q_id]["unreadable"] += 1
                     continue
+                if not value.is_integer():  # 2.6 or inf is no answer code; int() would truncate it to one
+                    excluded[q.q_id]["not a whole-number code"] += 1
+                    continue
+                code = int(value)
                 if code < 0:
                     excluded[q.q_id][f"missing code {code}"] += 1
                 elif code not in q.scale.codes:
@@ -143,10 +165,8 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     name = country or csv_path.stem
     unanswered = [q.q_id for q in questions if q.q_id not in distributions]
     n_missing = sum(sum(c.values()) for c in excluded.values())
-    log.info(
-        "WVS %s: %d respondents, %d average rows skipped, %d missing/invalid answers excluded",
-        name, respondents, skipped, n_missing,
-    )
+    report_once(f"WVS {name}: {respondents} respondents, {skipped} average rows skipped, {n_missing} "
+                f"missing/invalid answers excluded{_reasons(excluded)}")
     if unanswered and distributions:
         log.warning("WVS %s: %d question(s) skipped, no valid answer (only missing codes) in %s: Q%s",
                     name, len(unanswered), csv_path.name, ", Q".join(unanswered))
