@@ -69,6 +69,31 @@ def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
     assert (res["pdi,none"] - 50) % 5 == pytest.approx(0.0, abs=1e-9)
 
 
+def test_an_explicit_target_is_for_one_country(data_root):
+    """lm-eval gives one --metadata to every task: a target reaching Iraq's and Jordan's VSM13 tasks
+    would score both against the same profile. The variants of one country may share it."""
+    target = [95, 25, 60, 80, 36, 52]
+    manager = task_manager({"data_dir": str(data_root), "target": target, "target_source": "a survey of Iraq"})
+    with pytest.raises(MetadataError, match=r"--metadata target reached vsm13 \(IRQ\) and vsm13 \(JOR\): one "
+                                            "profile is the target of one country"):
+        manager.load(["vsm13_iraq", "vsm13_jordan"])
+    same = task_manager({"data_dir": str(data_root), "target": list(target)})
+    assert set(same.load(["vsm13_iraq", "vsm13_iraq_persona"])["tasks"]) == {"vsm13_iraq", "vsm13_iraq_persona"}
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"pdi": 40}, r"scores need at least 2 dimensions, got \['pdi'\]"),
+    ({"pdi": None, "idv": None}, "scores need at least 2 dimensions, got none"),
+    ([40, 91, 62, 46, 26, True], "score for ivr must be a finite number, got True"),
+    ([40, 91, 62, 46, 26, "x"], "score for ivr must be a finite number, got 'x'"),
+    ("404040", "scores must be six numbers or a mapping of dimensions, got '404040'"),
+])
+def test_a_bad_explicit_target_stops_loading_the_task(data_root, target, message):
+    # these ran every request, then failed (or were read as ivr = 1, or digit by digit)
+    with pytest.raises(MetadataError, match=r"vsm13 \(USA\): --metadata target: explicit target " + message):
+        task_manager({"data_dir": str(data_root), "target": target}).load(["vsm13_usa"])
+
+
 def _simple_evaluate(model_dir, task, metadata, **kwargs):
     import lm_eval
 

@@ -208,6 +208,21 @@ def _check_constants(country: str | None, constants) -> None:
         raise MetadataError(f"vsm13 ({country}): --metadata {err}") from None
 
 
+_GIVEN_TARGETS: list[tuple[object, str | None]] = []  # (a --metadata target, the country it scored), kept alive
+
+
+def _claim_target(target, country: str | None) -> None:
+    """lm-eval hands one ``--metadata`` (the very same objects) to every task it loads: an explicit
+    ``target`` reaching the VSM13 tasks of two countries would score both against one profile."""
+    if target is None:
+        return
+    for given, other in _GIVEN_TARGETS:
+        if given is target and other != country:
+            raise MetadataError(f"--metadata target reached vsm13 ({other}) and vsm13 ({country}): one profile "
+                                "is the target of one country; run each country's VSM13 task with its own target")
+    _GIVEN_TARGETS.append((target, country))
+
+
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
                reversed_options: bool = False, target=None, target_source: str = "", constants=None,
                answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
@@ -218,7 +233,14 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
     _check_constants(vsm13_country, constants)
     reversed_options = parse_bool("reversed_options", reversed_options)
-    chosen = resolve_target(vsm13_country, target, data_dir)
+    _claim_target(target, vsm13_country)
+    try:
+        chosen = resolve_target(vsm13_country, target, data_dir)
+    except ValueError as err:
+        if target is None:
+            raise
+        raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target: {err}; e.g. --metadata "
+                            "'{\"target\": [pdi, idv, mas, uai, lto, ivr], \"target_source\": \"...\"}'") from None
     if answer_mode not in ("expected", "argmax"):
         raise ValueError(f"answer_mode must be 'expected' or 'argmax', got {answer_mode!r}")
     source = target_source or ("--metadata target" if target is not None and len(target) else "Hofstede 2015 file")

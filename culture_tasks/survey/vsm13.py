@@ -201,19 +201,30 @@ def find_target(country: str, data_dir: str | None = None) -> Target:
     )
 
 
+def _score(dimension: str, value) -> float:
+    """A finite number (true would read as 1, "x" fail without naming the dimension)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"explicit target score for {dimension} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def resolve_target(country: str | None = None, scores: Sequence[float] | Mapping[str, float] | None = None,
                    data_dir: str | None = None) -> Target:
     """Explicit scores win over the file: six numbers, or a mapping of some dimensions."""
+    if isinstance(scores, (str, bytes)):  # "404040" would be read digit by digit
+        raise ValueError(f"explicit target scores must be six numbers or a mapping of dimensions, got {scores!r}")
     if scores is not None and len(scores) > 0:
         if isinstance(scores, Mapping):
             unknown = set(scores) - set(DIMENSIONS)
             if unknown:
                 raise ValueError(f"unknown dimension(s) {sorted(unknown)}; use {DIMENSIONS}")
-            values = {d: float(v) for d, v in scores.items() if v is not None}
+            values = {d: _score(d, v) for d, v in scores.items() if v is not None}
         else:
             if len(scores) != 6:
                 raise ValueError(f"explicit scores need six numbers in the order {DIMENSIONS}, got {len(scores)}")
-            values = {d: float(v) for d, v in zip(DIMENSIONS, scores)}
+            values = {d: _score(d, v) for d, v in zip(DIMENSIONS, scores)}
+        if len(values) < 2:  # no country can be ranked on fewer: refused now, not after the model has answered
+            raise ValueError(f"explicit target scores need at least 2 dimensions, got {sorted(values) or 'none'}")
         # the code may name a task or an output folder: letters, digits and "_" only
         code = re.sub(r"[^A-Za-z0-9]+", "_", country or "").strip("_") or "custom"
         return Target(country or "custom", code, values)
