@@ -149,20 +149,27 @@ def doc_to_target_gen(doc: Mapping) -> str:
     return doc["options"][doc["label"]]
 
 
+NEGATION = re.compile(r"(?:\b(?:no|not|non|never|isn't|is\s+not)|\bnon)[\s-]*$")
+
+
 def parse_label(generation: str, options: Sequence[str]) -> int:
     """Index of the option the text names first (the longest one at that position), or -1.
 
     "not offensive" and "offensive" both match inside "not offensive"; the earlier, longer
-    match wins, so the answer is read as the model wrote it.
+    match wins, so the answer is read as the model wrote it. A mention negated in the text itself
+    ("no hate speech", "non-offensive") names no option unless an option holds the negation: it is
+    not read as the label it denies (-1, a parse failure, when nothing else matches).
     """
     text = generation.lower()
     best: tuple[int, int, int] | None = None
     for i, option in enumerate(options):
-        match = re.search(r"(?<!\w)" + re.escape(option.lower()) + r"(?!\w)", text)
-        if match:
+        for match in re.finditer(r"(?<!\w)" + re.escape(option.lower()) + r"(?!\w)", text):
+            if NEGATION.search(text[:match.start()]):
+                continue
             key = (match.start(), -len(option), i)
             if best is None or key < best:
                 best = key
+            break
     return -1 if best is None else best[2]
 
 

@@ -142,6 +142,23 @@ def test_parse_label_first_and_longest_match(text, expected):
     assert parse_label(text, ["not offensive", "offensive"]) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "options", "expected"),
+    [  # a negated mention is not the label it denies (these were read as hate speech, offensive, spam)
+        ("No hate speech", ["not hate speech", "hate speech"], -1),
+        ("Non-offensive", ["not offensive", "offensive"], -1),
+        ("non-offensive language", ["neutral", "offensive"], -1),
+        ("no spam, it is ham", ["ham", "spam"], 0),
+        ("It is not spam.", ["ham", "spam"], -1),
+        ("Not offensive", ["not offensive", "offensive"], 0),  # the option itself holds the negation
+        ("The text is offensive, not neutral", ["neutral", "offensive"], 1),
+        ("Offensive", ["neutral", "offensive"], 1),
+    ],
+)
+def test_parse_label_does_not_read_a_negated_label(text, options, expected):
+    assert parse_label(text, options) == expected
+
+
 def test_real_file_counts(data_root):
     # the Korean-Hate-Speech-Detection file has 218 empty labels: 607 NOT_HS + 175 HS remain
     ds = load_classification(
