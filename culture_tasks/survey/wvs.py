@@ -97,14 +97,18 @@ def parse_scale(option: str) -> Scale:
 def load_questions(data_dir: str | None = None, path: Path | None = None) -> list[Question]:
     path = path or data_file(QUESTIONS_FILE, data_dir)
     questions = []
+    repaired: dict[str, list[str]] = {}
     for line_no, row in read_jsonl_lines(path):
         missing = [k for k in ("q_id", "q_content", "option") if not row.get(k)]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")
         scale = parse_scale(row["option"])
         if scale.fixes:
-            report_once(f"WVS Q{row['q_id']} option scale repaired: {'; '.join(scale.fixes)}")
+            repaired.setdefault("; ".join(scale.fixes), []).append(f"Q{row['q_id']}")
         questions.append(Question(str(row["q_id"]), str(row.get("topic", "")).strip(), row["q_content"].strip(), scale))
+    if repaired:
+        report_once(f"WVS {path.name}: {sum(map(len, repaired.values()))} option scales repaired: "
+                    + "; ".join(f"{', '.join(ids)}: {fix}" for fix, ids in repaired.items()))
     return questions
 
 
