@@ -162,3 +162,18 @@ def test_missing_items_file_names_the_path(tmp_path):
 
 def test_item_expected_value_uses_values_not_positions():
     assert np.dot(metrics.option_distribution([0, 0, 0, 0, 0]), [1, 2, 3, 4, 5]) == pytest.approx(3.0)
+
+
+def test_repaired_option_scales_are_one_warning_naming_each_question(tmp_path, caplog):
+    from culture_tasks.survey.wvs import report_once
+
+    bank = tmp_path / "WVQ.jsonl"
+    rows = [{"topic": "T", "q_id": q, "q_content": "a", "option": "2. Agree 1. Hard to say 0. Disagree"}
+            for q in ("122", "123")] + [{"topic": "T", "q_id": "27", "q_content": "b", "option": "1. SA 2. A 3. D 4. SD"}]
+    bank.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report_once.cache_clear()
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        load_questions(path=bank)
+        load_questions(path=bank)
+    assert [r.getMessage() for r in caplog.records] == [
+        "WVS WVQ.jsonl: 2 option scales repaired: Q122, Q123: listed in descending order; sorted ascending"]
