@@ -71,7 +71,8 @@ class HFPromptLM(HFLM):
     def __init__(self, *args, peft: str | None = None, token_cache: str | None = None, **kwargs):
         # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache);
         # checked before anything loads (the folder here, the tokenizer in _create_tokenizer)
-        if isinstance(token_cache, bool) or str(token_cache).strip().lower() in ("true", "false", "none"):
+        if isinstance(token_cache, bool) or (isinstance(token_cache, str)
+                                             and token_cache.strip().lower() in ("true", "false", "none")):
             # lm-eval turns token_cache=false into False: a folder named "False" would be made
             raise ValueError(f"{MODEL_NAME}: token_cache= takes a folder (token_cache=DIR), got {token_cache!r}; "
                              "leave token_cache= out to keep no cache")
