@@ -341,3 +341,14 @@ def test_out_of_range_settings_are_refused_at_once(tmp_path, capsys, flag, value
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
     assert LoraTrainConfig(model="m", data=[str(data)], output="o", warmup=3.0, dropout=0.0).warmup == 3.0
+
+
+def test_a_resume_under_another_process_count_is_refused(learnable_model, english_examples, tmp_path, monkeypatch):
+    # batch x accumulation x processes is the global batch: two processes would continue another training
+    out = tmp_path / "adapter"
+    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True))
+    stored = json.loads((out / "checkpoints" / "run_settings.json").read_text())
+    assert stored["world_size"] == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(TrainingError, match=r"other settings \(world_size: saved 1, given 2\)"):
+        train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True))

@@ -34,7 +34,7 @@ RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, 
 # in each checkpoint, per process: the loss summed since the last logging step
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
 # settings that do not change the trained weights or the loss log: they may differ on --resume
-LATER_SETTINGS = ("model_fingerprint", "survey_sha256")  # runs stored before these were added still resume
+LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size")  # runs stored before these were added still resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
@@ -269,6 +269,9 @@ def run_settings(cfg: LoraTrainConfig) -> dict:
     out = {k: v for k, v in asdict(cfg).items() if k not in NOT_DEFINING}
     out["data_sha256"] = [file_digest(p) for p in cfg.data]
     out["model_fingerprint"] = model_fingerprint(cfg.model)  # another model under the same path is refused
+    # the global batch is batch x accumulation x processes: a resume under another process count would
+    # continue another training (torchrun / accelerate launch set WORLD_SIZE)
+    out["world_size"] = int(os.environ.get("WORLD_SIZE", "1") or 1)
     return out
 
 
