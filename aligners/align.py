@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from aligners import distributed
 from aligners.config import AlignConfig, search_keys
-from aligners.intervals import (PAIRED, change_vs_plain, interval, item_means, loss_interval, task_constants,
+from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, scorer_item_means, task_constants,
                                 with_intervals)
 from aligners.objectives import make_objective
 from aligners.optimizers import make_optimizer
@@ -299,7 +299,7 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager
     def score(lm):
         scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
         lls = scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0]
-        final, means = scorer.metrics(lls), item_means(scorer, lls)
+        final, means = scorer.metrics(lls), scorer_item_means(scorer, lls)
         if cfg.baselines:
             report = baselines(lm, cfg, tasks, scorer, prompt, final, means, task_manager, target)
         else:
@@ -399,28 +399,35 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
     name = cfg.optimizer
     tm = task_manager(tasks.metadata)
 
-    def score(task: str, soft, scorer: TaskScorer | None = None):
-        """The task's metrics under one prompt (None: the plain model), and its item means."""
+    def answers(task: str, soft, scorer: TaskScorer | None = None):
+        """The scorer of a task and its log-likelihoods under one prompt (None: the plain model)."""
         s = scorer or report_scorer(lm, cfg, task, tm)
-        lls = s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0]
-        return s.metrics(lls), (lambda: item_means(s, lls))
+        return s, s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0]
+
+    def score(task: str, soft, scorer: TaskScorer | None = None) -> dict:
+        s, lls = answers(task, soft, scorer)
+        return s.metrics(lls)
+
+    def vsm13(task: str, scorer: TaskScorer | None = None) -> tuple[dict, dict]:
+        """A baseline's VSM13 metrics and item means (for the paired changes)."""
+        s, lls = answers(task, None, scorer)
+        return s.metrics(lls), scorer_item_means(s, lls)
 
     scored, item = {name: final}, {name: means}
-    plain, plain_means = score(tasks.vsm13, None, fitted)
-    scored, item = {"plain": plain, **scored}, {"plain": plain_means(), **item}
+    plain, plain_means = vsm13(tasks.vsm13, fitted)
+    scored, item = {"plain": plain, **scored}, {"plain": plain_means, **item}
     if tasks.persona:
-        scored["persona"], persona_means = score(tasks.persona, None)
-        item["persona"] = persona_means()
+        scored["persona"], item["persona"] = vsm13(tasks.persona)
     report = {"vsm13_l1": {k: m["vsm13_l1"] for k, m in scored.items()},
               "vsm13_l1_ci": {k: interval(m, "vsm13_l1") for k, m in scored.items()},
               "indices": {k: {d: m[d] for d in DIMENSIONS} for k, m in scored.items()},
               "indices_ci": {k: {d: interval(m, d) for d in DIMENSIONS} for k, m in scored.items()}}
-    reversed_ = {"plain": score(tasks.reversed, None)[0], name: score(tasks.reversed, prompt)[0]}
+    reversed_ = {"plain": score(tasks.reversed, None), name: score(tasks.reversed, prompt)}
     report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, m in reversed_.items()}
     report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, m in reversed_.items()}
     if tasks.wvs:
         keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
-        before, after = score(tasks.wvs, None)[0], score(tasks.wvs, prompt)[0]
+        before, after = score(tasks.wvs, None), score(tasks.wvs, prompt)
         report["wvs"] = {"task": tasks.wvs, "plain": with_intervals(before, keys), name: with_intervals(after, keys)}
     report["comparison"] = {k: country_comparison(report["indices"][k], target, cfg.data_dir, m)
                             for k, m in scored.items()}

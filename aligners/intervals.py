@@ -9,7 +9,6 @@ does, both prompts' item means are resampled by the item-pair bootstrap under on
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -35,15 +34,11 @@ def with_intervals(metrics: Mapping[str, float], keys) -> dict:
     return out
 
 
-def item_means(scorer, loglikelihoods) -> dict[int, float]:
-    """The mean score of each VSM13 item under one prompt (its documents' scores, as the task reads them)."""
-    from culture_tasks.survey.tasks import item_result
+def scorer_item_means(scorer, loglikelihoods) -> dict[int, float]:
+    """``item_means`` of a scorer's documents under one prompt."""
+    from culture_tasks.survey.tasks import item_means
 
-    scores = defaultdict(list)
-    for item, lls in zip(scorer.items, loglikelihoods):
-        number, score = item_result(item.doc, lls)[:2]
-        scores[number].append(score)
-    return {k: float(np.mean(v)) for k, v in sorted(scores.items())}
+    return item_means([item.doc for item in scorer.items], loglikelihoods)
 
 
 def task_constants(scorer) -> dict[str, float]:

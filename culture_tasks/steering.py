@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import sys
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -248,16 +247,12 @@ def _load_lm(cfg: SteeringConfig, peft: str | None = None):
 def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str | None) -> dict:
     """VSM13 item means, indices and lm-eval's own metrics; WVS answer distributions by question."""
     from aligners.scoring import TaskScorer
-    from culture_tasks.survey.tasks import _in_code_order, item_result
+    from culture_tasks.survey.tasks import _in_code_order, item_means
 
     soft = _soft_prompt(row)
     scorer = TaskScorer(lm, _vsm13_task(row), tm, chat_template=cfg.chat_template)
     lls = scorer.option_loglikelihoods(soft, cfg.batch_size)[0]
-    per_item = defaultdict(list)
-    for item, ll in zip(scorer.items, lls):
-        number, score = item_result(item.doc, ll)[:2]
-        per_item[number].append(score)
-    means = {k: float(np.mean(v)) for k, v in sorted(per_item.items())}
+    means = item_means([item.doc for item in scorer.items], lls)
     out = {"vsm13_task": scorer.task_name, "item_means": means, "indices": vsm13_indices(means),
            "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None}
     task = _wvs_task(row, wvs_fallback) if cfg.wvs else None

@@ -288,6 +288,14 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
             tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""))
 
 
+def item_means(docs: Sequence[Mapping], loglikelihoods: Sequence[Sequence[float]]) -> dict[int, float]:
+    """Each VSM13 item's mean score over its documents under one prompt, as the task's aggregation
+    reads them (its indices are ``vsm13_indices`` of these): for the aligner's and the steering
+    matrix's intervals, which resample the items' terms."""
+    means = _item_table([item_result(doc, lls) for doc, lls in zip(docs, loglikelihoods)])[0]
+    return dict(sorted(means.items()))
+
+
 # vsm13_margin / vsm13_rank: the country-specific comparison (culture_tasks.survey.compare), in lm-eval's output
 COUNTRY_METRICS = ("vsm13_margin", "vsm13_rank")
 VSM13_METRICS = ("vsm13_l1", "vsm13_mae", *DIMENSIONS, *COUNTRY_METRICS)
