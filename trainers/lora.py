@@ -33,8 +33,8 @@ CHECKPOINTS = "checkpoints"
 RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, compared on --resume
 # in each checkpoint, per process: the loss summed since the last logging step
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
-# settings that do not change the trained weights or the loss log: they may differ on --resume
 LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size")  # runs stored before these were added still resume
+# settings that do not change the trained weights or the loss log: they may differ on --resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
