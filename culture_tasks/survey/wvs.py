@@ -124,7 +124,8 @@ def _reasons(excluded: Mapping[str, Counter]) -> str:
     total = Counter()
     for c in excluded.values():
         for reason, n in c.items():
-            total[reason.split(" code ")[0] + " code" if " code -" in reason or "-scale code " in reason else reason] += n
+            coded = reason.startswith(("missing code ", "out-of-scale code "))  # "missing code -2": its kind
+            total[reason.rsplit(" ", 1)[0] if coded else reason] += n
     return f" ({', '.join(f'{k}: {v}' for k, v in total.most_common())})" if total else ""
 
 
