@@ -214,3 +214,13 @@ def test_question_rows_with_unknown_keys_are_refused(tmp_path):
     path.write_text(json.dumps(good) + "\n", encoding="utf-8")
     variants, _ = read_variants(path, questions)
     assert [(v.q_id, v.step, v.similarity, v.generator) for v in variants] == [("27", "paraphrase", 0.9, "g")]
+
+
+def test_mean_rule_rounds_exact_halves_up_whatever_the_float_error():
+    """14 respondents 1,6,6,1 on 1..4: mean 35/14 = 2.5 exactly, but the proportions' dot product is
+    2.4999999999999996; the documented rule (halves up) gives code 3."""
+    codes = (1, 2, 3, 4)
+    assert answer_index([1 / 14, 6 / 14, 6 / 14, 1 / 14], codes, "mean") == 2
+    assert answer_index([8 / 12, 3 / 12, 0, 1 / 12], codes, "mean") == 1  # 18/12 = 1.5 -> 2
+    assert answer_index([9 / 12, 1 / 12, 1 / 12, 1 / 12], codes, "mean") == 1  # 18/12 = 1.5 -> 2
+    assert answer_index([51 / 100, 49 / 100, 0, 0], codes, "mean") == 0  # 1.49, below the half -> 1

@@ -29,20 +29,23 @@ from trainers.questions import Variant, normalise, read_variants, seed_question_
 
 log = logging.getLogger("trainers")
 ANSWER_RULES = ("majority", "mean")
+HALF_TOLERANCE = 1e-9  # float error of a mean from proportions; a mean of n < 10**8 answers is a multiple of 1/n
 
 
 def answer_index(distribution, codes, rule: str = "majority") -> int:
     """Position (in ascending code order) of the country's answer.
 
     majority: the most chosen code; a tie goes to the lower code. mean: the code nearest the
-    respondents' mean answer, halves rounded up (mean 2.5 on 1..4 -> 3).
+    respondents' mean answer, halves rounded up (mean 2.5 on 1..4 -> 3). The mean comes from
+    proportions, so an exact half may arrive as 2.4999999999999996 (1, 6, 6, 1 respondents): it is
+    rounded with a tolerance far below the 1/(2n) by which n respondents' mean can miss a half.
     """
     p = np.asarray(distribution, dtype=float)
     if rule == "majority":
         return int(np.argmax(p))
     if rule == "mean":
         mean = float(np.dot(p, codes) / p.sum())
-        nearest = math.floor(mean + 0.5)
+        nearest = math.floor(mean + 0.5 + HALF_TOLERANCE)
         return int(np.argmin([abs(c - nearest) for c in codes]))
     raise ValueError(f"answer rule must be one of {ANSWER_RULES}, got {rule!r}")
 
