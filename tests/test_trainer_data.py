@@ -224,3 +224,19 @@ def test_mean_rule_rounds_exact_halves_up_whatever_the_float_error():
     assert answer_index([8 / 12, 3 / 12, 0, 1 / 12], codes, "mean") == 1  # 18/12 = 1.5 -> 2
     assert answer_index([9 / 12, 1 / 12, 1 / 12, 1 / 12], codes, "mean") == 1  # 18/12 = 1.5 -> 2
     assert answer_index([51 / 100, 49 / 100, 0, 0], codes, "mean") == 0  # 1.49, below the half -> 1
+
+
+def test_a_variant_repeating_its_seed_wording_is_counted(tmp_path):
+    """new_WVQ_sentence_only.jsonl holds one row that is its seed's own wording: with the seeds
+    included it adds no example, and that is counted like any other duplicate."""
+    root = write_data_root(tmp_path)
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text(json.dumps({"ori_content": "Making my parents proud is a main goal",
+                               "q_content": "Making my parents proud is a main goal."}) + "\n"
+                   + json.dumps({"q_id": "27", "q_content": "Making my parents proud is my main aim"}) + "\n",
+                   encoding="utf-8")
+    s = build_examples("english", questions_file=str(aug), data_dir=str(root))
+    assert len(s.rows) == 3  # seeds Q27, Q28 and one paraphrase
+    assert s.counts["variant skipped: same wording as its seed question"] == 1
+    without = build_examples("english", questions_file=str(aug), data_dir=str(root), include_seed_questions=False)
+    assert len(without.rows) == 2 and "variant skipped: same wording as its seed question" not in without.counts

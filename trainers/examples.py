@@ -105,13 +105,17 @@ class DataConfig:
 
 def _variants(questions: list[Question], questions_file: str | None, include_seed_questions: bool,
               counts: Counter) -> list[Variant]:
-    """The seed questions' wordings (unless excluded) and the file's variants, without repeating them."""
+    """The seed questions' wordings (unless excluded) and the file's variants, without repeating them
+    (a variant with its seed's own wording is counted)."""
     variants: list[Variant] = seed_question_variants(questions) if include_seed_questions else []
     if questions_file:
         extra, skipped = read_variants(Path(questions_file), questions)
         counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
         own = {(v.q_id, normalise(v.text)) for v in variants}  # as read_variants counts duplicates
-        variants += [v for v in extra if (v.q_id, normalise(v.text)) not in own]
+        new = [v for v in extra if (v.q_id, normalise(v.text)) not in own]
+        if len(new) < len(extra):
+            counts["variant skipped: same wording as its seed question"] += len(extra) - len(new)
+        variants += new
     return variants
 
 
