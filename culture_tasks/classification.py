@@ -65,6 +65,42 @@ def _clean_rows(
     return kept, dropped, unknown
 
 
+# A letter of U+00C0-U+017F or a typographic mark (U+2010-U+20AC) whose UTF-8 bytes were read as
+# cp1252 or Latin-1: "Ã¼" for "ü", "Ä±" for "ı", "â€™" for "’" (the Turkish spam e-mails).
+_BYTE_OF = {**{chr(b): b for b in range(0x80, 0x100)},
+            **{c: b for b in range(0x80, 0x100) if (c := bytes([b]).decode("cp1252", errors="ignore"))}}
+_CONTINUATION = re.escape("".join(sorted(c for c, b in _BYTE_OF.items() if b < 0xC0)))
+_MISDECODED = re.compile(f"[\u00c3\u00c4\u00c5][{_CONTINUATION}]|\u00e2[{_CONTINUATION}]{{2}}")
+
+
+def looks_misdecoded(text: str) -> bool:
+    """Whether ``text`` holds UTF-8 that was decoded as cp1252/Latin-1 on its way into the file."""
+    for match in _MISDECODED.finditer(text):
+        try:
+            char = bytes(_BYTE_OF[c] for c in match.group()).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if "\u00c0" <= char <= "\u017f" or "\u2010" <= char <= "\u20ac":
+            return True
+    return False
+
+
+def _flag_rows(kept: Sequence[tuple[str, str]]) -> Counter[str]:
+    """Kept rows a reader should know about (upstream evaluates them, so they stay): texts that
+    repeat an earlier row's (as shown to the model, surrounding whitespace aside), rows whose text
+    also occurs under another label (no answer can be right for all of them), mis-decoded texts."""
+    labels_of: dict[str, list[str]] = {}
+    flagged: Counter[str] = Counter()
+    for text, label in kept:
+        labels_of.setdefault(text.strip(), []).append(label)
+        flagged["mis-decoded UTF-8 text (kept)"] += looks_misdecoded(text)
+    for labels in labels_of.values():
+        flagged["repeated text (kept)"] += len(labels) - 1
+        if len(set(labels)) > 1:
+            flagged["text with conflicting labels (kept)"] += len(labels)
+    return +flagged
+
+
 def load_classification(
     data_dir: str | None = None,
     *,
@@ -103,10 +139,11 @@ def load_classification(
     present = Counter(label for _, label in kept)
     absent = [label for label in labels if label not in present]
     summary = ", ".join(f"{k}={present[k]}" for k in labels)
-    if dropped:
+    notes = dropped + _flag_rows(kept)
+    if notes:
         log.warning(
             "%s: kept %d of %d rows (%s); %s",
-            task_name, len(kept), len(raw), summary, ", ".join(f"{v} {k}" for k, v in sorted(dropped.items())),
+            task_name, len(kept), len(raw), summary, ", ".join(f"{v} {k}" for k, v in sorted(notes.items())),
         )
     else:
         log.info("%s: kept all %d rows (%s)", task_name, len(kept), summary)

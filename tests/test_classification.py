@@ -71,6 +71,29 @@ def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
     assert "1 non-text tweet" in message and "1 truncated (kept)" in message
 
 
+def test_repeated_conflicting_and_misdecoded_texts_are_kept_and_counted(tmp_path, caplog):
+    rows = [
+        {"tweet": "a", "label": "NOT"},
+        {"tweet": "a ", "label": "NOT"},  # the same text up to surrounding whitespace: 1 repeat
+        {"tweet": "b", "label": "OFF"},
+        {"tweet": "b", "label": "NOT"},  # 2 more repeats; all three "b" rows have conflicting labels
+        {"tweet": "b", "label": "OFF"},
+        {"tweet": "Kocaeli \u00c3\u0153niversitesi", "label": "NOT"},  # "Ü" as UTF-8 read as cp1252
+        {"tweet": "Kocaeli \u00c3\u009cniversitesi", "label": "NOT"},  # ... and as Latin-1
+        {"tweet": "N\u00c3O \u00c9\u2026 J\u00c1\u201d", "label": "OFF"},  # real Portuguese capitals
+    ]
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", rows)
+    with caplog.at_level(logging.INFO, logger="culture_tasks"):
+        ds = _load(tmp_path)["test"]
+    assert len(ds) == 8  # kept, as upstream evaluates them
+    assert caplog.records[0].levelno == logging.WARNING
+    message = caplog.text
+    assert "kept 8 of 8 rows (NOT=5, OFF=3)" in message
+    assert "3 repeated text (kept)" in message
+    assert "3 text with conflicting labels (kept)" in message
+    assert "2 mis-decoded UTF-8 text (kept)" in message
+
+
 def test_unknown_label_is_a_clear_error(tmp_path):
     _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "a", "label": "ind"}, {"tweet": "b", "label": "NOT"}])
     with pytest.raises(ManifestError, match=r"label\(s\) 'ind' \(1 rows\).*manifest.yaml"):
@@ -166,6 +189,21 @@ def test_real_file_counts(data_root):
         text_field="data", labels={"NOT_HS": "not hate speech", "HS": "hate speech"}, instruction="?",
     )["test"]
     assert len(ds) == 782 and sum(ds["label"]) == 175
+
+
+def test_real_files_report_repeated_conflicting_and_misdecoded_texts(data_root, caplog):
+    # counted independently over the files: a quarter of the Korean set repeats an earlier text; the
+    # Turkish spam set holds 51 e-mails with UTF-8 read as cp1252 ("Ãœniversite") and one text
+    # filed twice as Spam and once as Ham
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        load_classification(str(data_root), task_name="k", file="Korean/Korean-Hate-Speech-Detection/data-2.jsonl",
+                            text_field="data", labels={"NOT_HS": "n", "HS": "h"}, instruction="?")
+        load_classification(str(data_root), task_name="t", file="Turkey/TurkishSpam/trspam.jsonl", text_field="tweet",
+                            labels={"Ham": "not spam", "Spam": "spam"}, instruction="?", max_text_chars=2000)
+    korean, turkish = (r.getMessage() for r in caplog.records)
+    assert korean.endswith("218 empty label, 199 repeated text (kept)")
+    assert turkish.endswith("3 empty text, 51 mis-decoded UTF-8 text (kept), 99 repeated text (kept), "
+                            "3 text with conflicting labels (kept), 312 truncated (kept)")
 
 
 def test_load_task_rejects_unknown_metadata_and_accepts_model_args(tmp_path):
