@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 HERE = Path(__file__).resolve().parents[1] / "culture_tasks" / "culturellm"
@@ -61,3 +62,26 @@ def test_a_new_dataset_needs_only_a_manifest_entry(tmp_path):
         "culturellm_gen_dutch_toxic.yaml", "_culturellm_gen_dutch.yaml", "_culturellm_gen.yaml",
     }
     assert yaml.safe_load(files["culturellm_dutch_toxic.yaml"])["dataset_kwargs"]["labels"] == {"NO": "fine", "YES": "toxic"}
+
+
+ENTRY = "  - {culture: dutch, name: toxic, file: Dutch/x.jsonl, text_field: text, labels: {NO: fine, YES: toxic}, instruction: 'Toxic?'%s}\n"
+
+
+@pytest.mark.parametrize(
+    ("top", "extra", "message"),
+    [  # a misspelt suite-wide key left every text uncut; a misspelt entry key was a bare TypeError
+        ("max_text_char: 500\n", "", r"unknown key\(s\) 'max_text_char' \(did you mean 'max_text_chars'\?\)"),
+        ("", ", drop_label: [X]", r"dataset #1 \(toxic\): unknown key\(s\) 'drop_label' \(did you mean 'drop_labels'\?\)"),
+        # true was read as 1 (every text cut to one character), -5 as "all but the last 5 characters"
+        ("max_text_chars: true\n", "", r"max_text_chars must be a whole number >= 0 \(0: no cut\), got True"),
+        ("", ", max_text_chars: -5", r"dataset #1 \(toxic\): max_text_chars must be a whole number >= 0.*got -5"),
+        ("", ", max_text_chars: 2k", r"dataset #1 \(toxic\): max_text_chars must be a whole number >= 0.*got '2k'"),
+    ],
+)
+def test_manifest_keys_and_max_text_chars_are_checked(tmp_path, top, extra, message):
+    gen = _generator()
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(top + "datasets:\n" + ENTRY % extra, encoding="utf-8")
+    with pytest.raises(SystemExit, match=message) as err:
+        gen.load_manifest(manifest)
+    assert str(manifest) in str(err.value)

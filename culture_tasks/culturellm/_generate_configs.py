@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from culture_tasks import stats, task_generation
+from culture_tasks.metadata import with_hints
 from culture_tasks.paths import TASKS_DIR
 
 HERE = TASKS_DIR / "culturellm"
@@ -65,17 +66,38 @@ _ManifestLoader.add_implicit_resolver(
 )
 
 
+TOP_KEYS = ("max_text_chars", "instructions", "datasets")
+ENTRY_KEYS = tuple(DatasetEntry.__dataclass_fields__)
+
+
+def _check_keys(where: str, item: dict, known: tuple[str, ...]) -> None:
+    unknown = [k for k in item if k not in known]
+    if unknown:
+        raise SystemExit(f"{where}: unknown key(s) {with_hints(unknown, known)}; the keys are {list(known)}")
+
+
+def _max_text_chars(where: str, value) -> int:
+    """A misread cut is silent: ``true`` would cut every text to 1 character, -5 drop the last 5."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SystemExit(f"{where}: max_text_chars must be a whole number >= 0 (0: no cut), got {value!r}")
+    return value
+
+
 def load_manifest(path: Path = MANIFEST) -> list[DatasetEntry]:
     raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_ManifestLoader)  # noqa: S506 (SafeLoader subclass)
+    _check_keys(str(path), raw, TOP_KEYS)
+    default_cut = _max_text_chars(str(path), raw.get("max_text_chars", 0))
     entries = []
     for i, item in enumerate(raw.get("datasets") or []):
         item = dict(item)
+        where = f"{path}: dataset #{i + 1} ({item.get('name', '?')})"
+        _check_keys(where, item, ENTRY_KEYS)
         missing = [k for k in ("culture", "name", "file", "text_field", "labels", "instruction") if k not in item]
         if missing:
-            raise SystemExit(f"{path}: dataset #{i + 1} ({item.get('name', '?')}) lacks field(s) {missing}")
+            raise SystemExit(f"{where} lacks field(s) {missing}")
         item["labels"] = {str(k): str(v) for k, v in item["labels"].items()}
         item["drop_labels"] = [str(x) for x in item.get("drop_labels", [])]
-        item.setdefault("max_text_chars", int(raw.get("max_text_chars", 0)))
+        item["max_text_chars"] = _max_text_chars(where, item.get("max_text_chars", default_cut))
         entries.append(DatasetEntry(**item))
     names = Counter(e.task("mc") for e in entries)
     duplicated = [n for n, c in names.items() if c > 1]
