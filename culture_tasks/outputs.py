@@ -4,8 +4,9 @@ One guard for the aligner, the LoRA trainer, the augmentation and ``culture-trai
 
 - ``claim_output``: an existing output is refused unless ``--resume`` or ``--overwrite`` says
   what to do with it; an output that is (or holds) one of the run's inputs is always refused.
-- ``OutputLock``: a lock file (pid and host) created atomically, so two runs cannot mix results
-  in one output; the lock of a process that died on this host is taken over with a message.
+- ``OutputLock``: a lock file (pid, host and the process's start) created atomically, so two runs
+  cannot mix results in one output; the lock of a process that died on this host (or whose pid
+  now names a later process) is taken over with a message.
 - ``check_settings``: the settings a run was made with are stored with it and compared on
   resume, so a resumed run is the run that was started, or a one-line error.
 - ``safe_join``: a name taken from data or flags stays inside the output folder.
@@ -134,8 +135,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _process_start(pid: int) -> str | None:
+    """``<boot id>:<start time>`` of a running process (Linux ``/proc``), None where unknown: a
+    later process given the same pid (a restarted container's run is often pid 1) has another."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the name in parentheses may hold spaces
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
+def _gone(owner: dict) -> bool:
+    """True when the lock's owner ran on this host and no longer runs: its pid is free, or now
+    belongs to a process that started at another time. A lock from another host is never gone."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if not _alive(pid):
+        return True
+    start = owner.get("start")
+    return start is not None and _process_start(pid) not in (None, start)
+
+
+def _read_lock(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError):
+        return {"unreadable": True}
+
+
 class OutputLock:
-    """An exclusive lock file holding the owner's pid and host, released on exit.
+    """An exclusive lock file holding the owner's pid, host and process start, released on exit.
 
     ``OutputLock.for_folder(out)`` locks ``out/.lock``; ``OutputLock.for_file(f)`` locks ``f.lock``.
     """
@@ -171,16 +205,33 @@ class OutputLock:
         except FileExistsError:
             return False
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "token": self.token}, fh)
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
+                       "start": _process_start(os.getpid())}, fh)
         return True
 
     def _owner(self) -> dict:
+        return _read_lock(self.path)
+
+    def _take_over(self, owner: dict) -> bool:
+        """Remove the lock of ``owner``, found gone; False when the lock file is no longer its: another
+        run took it over and locked the output in the meantime, and its lock is put back."""
+        stale = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            os.rename(self.path, stale)  # only one of several takers wins the rename
         except FileNotFoundError:
-            return {}
-        except (ValueError, OSError):
-            return {"unreadable": True}
+            return False
+        try:
+            if _read_lock(stale) == owner:
+                return True
+            try:
+                os.link(stale, self.path)  # never over a lock made since
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                os.rename(stale, self.path)
+            return False
+        finally:
+            stale.unlink(missing_ok=True)
 
     def acquire(self) -> OutputLock:
         if not main_process():  # the main process of this launch holds the lock for all of them
@@ -194,14 +245,10 @@ class OutputLock:
             if not owner:
                 continue  # released meanwhile
             pid, host = owner.get("pid"), owner.get("host")
-            if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
-                stale = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
-                try:
-                    os.rename(self.path, stale)  # only one of several takers wins the rename
-                except FileNotFoundError:
-                    continue
-                stale.unlink(missing_ok=True)
-                log.warning("%s: took over the lock of process %s on %s, which no longer runs", self.what, pid, host)
+            if _gone(owner):
+                if self._take_over(owner):
+                    log.warning("%s: took over the lock of process %s on %s, which no longer runs", self.what, pid,
+                                host)
                 continue
             self._cleanup_created()
             who = "an unreadable owner" if owner.get("unreadable") else f"process {pid} on host {host}"

@@ -391,3 +391,51 @@ def test_settings_added_later_are_not_held_against_older_runs(tmp_path, caplog):
         fh.write(b"\x01")  # the last MiB
     assert model_fingerprint(model) != first
     assert model_fingerprint("org/hub-model") is None
+
+
+def _lock_of(folder: Path) -> dict:
+    return json.loads((folder / LOCK_NAME).read_text())
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path, caplog):
+    """A container restarted under the same host name gives its run the same pid: the killed run's
+    lock names a live process (this one), which started later than the lock's owner did."""
+    folder = tmp_path / "out"
+    with OutputLock.for_folder(folder):
+        mine = _lock_of(folder)
+    assert set(mine) == {"pid", "host", "token", "start"} and mine["pid"] == os.getpid()
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text(json.dumps({**mine, "start": "another-boot:12", "token": "killed"}))
+    with OutputLock.for_folder(folder) as lock:
+        assert _lock_of(folder)["token"] == lock.token
+    assert f"took over the lock of process {os.getpid()} on {HOST}, which no longer runs" in caplog.text
+    (folder / LOCK_NAME).write_text(json.dumps({**mine, "token": "held"}))  # this very process holds it
+    with pytest.raises(OutputError, match=f"in use by another run \\(process {os.getpid()} on host {HOST}"):
+        OutputLock.for_folder(folder).acquire()
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": HOST}))  # no start recorded: refused
+    with pytest.raises(OutputError, match="in use by another run"):
+        OutputLock.for_folder(folder).acquire()
+
+
+def test_two_runs_taking_over_one_stale_lock_do_not_both_hold_it(tmp_path, monkeypatch):
+    """The second run takes the dead run's lock over and locks the folder between the first run's
+    reading of the dead owner and its own takeover: the first must not move the second's lock away."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": HOST}))
+    first, second = OutputLock.for_folder(folder), OutputLock.for_folder(folder)
+    read = OutputLock._owner
+
+    def second_run_locks_meanwhile(self):
+        owner = read(self)
+        if self is first and not second.held:
+            second.acquire()
+        return owner
+
+    monkeypatch.setattr(OutputLock, "_owner", second_run_locks_meanwhile)
+    with pytest.raises(OutputError, match="in use by another run"):
+        first.acquire()
+    assert second.held and not first.held and _lock_of(folder)["token"] == second.token
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]
+    second.release()
+    assert not (folder / LOCK_NAME).exists()
