@@ -44,6 +44,7 @@ def gguf_in_package(package: str) -> Path:
 
 
 SOURCE_FILE = "gguf_source.json"  # in a converted folder: the SHA-256 of the GGUF it was made from
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 
 
 class ModelFileError(ValueError):
@@ -140,12 +141,58 @@ def _concatenate(parts: list[Path], into: Path) -> Path:
     return into
 
 
-def _save_converted(gguf: Path, into: Path) -> None:
-    """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config."""
+def check_parts(parts: list[Path]) -> None:
+    """Split parts are byte pieces of one GGUF file: only the first begins with the GGUF magic bytes.
+    llama.cpp's gguf-split shards are each a GGUF file, and joined byte by byte the first one's header
+    names only its own tensors. Checked before any content is read."""
+    for i, part in enumerate(parts):
+        with part.open("rb") as src:
+            is_gguf = src.read(len(GGUF_MAGIC)) == GGUF_MAGIC
+        if i == 0 and not is_gguf:
+            order = "; split parts go in order, the first part first" if len(parts) > 1 else ""
+            raise ModelFileError(f"{part} is not a GGUF file (it does not begin with the GGUF magic bytes){order}")
+        if i > 0 and is_gguf:
+            raise ModelFileError(
+                f"{part} is a GGUF file of its own, not a byte piece of {parts[0].name}: llama.cpp's split shards "
+                f"cannot be joined byte by byte; merge them with `llama-gguf-split --merge {parts[0]} merged.gguf` "
+                "and pass --gguf merged.gguf"
+            )
+
+
+def check_gguf(source: Path, label: str) -> None:
+    """``source`` (``label``: the file or parts it came from) is a complete GGUF file of a whole model,
+    checked before the model is built: a cut file is otherwise a traceback from inside the reader."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(source))
+    except Exception as err:  # noqa: BLE001 - a cut or damaged file raises ValueError, IndexError, struct errors...
+        raise ModelFileError(f"{label} is not a complete GGUF file ({type(err).__name__}: {err}): it is truncated "
+                             "or damaged; download it again (split parts: all of them, in order)") from None
+    count = reader.fields.get(gguf.Keys.Split.LLM_KV_SPLIT_COUNT)
+    if count is not None and int(count.contents()) > 1:
+        number = reader.fields.get(gguf.Keys.Split.LLM_KV_SPLIT_NO)
+        which = f"shard {int(number.contents()) + 1} of {int(count.contents())}" if number is not None else "a shard"
+        raise ModelFileError(
+            f"{label} is {which} of a llama.cpp gguf-split model, not the whole model; merge the shards with "
+            "`llama-gguf-split --merge <first shard> merged.gguf` and pass --gguf merged.gguf"
+        )
+
+
+def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
+    """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config.
+    A tensor the GGUF lacks is an error: transformers would fill it with random values and go on."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded, info = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, output_loading_info=True)
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise ModelFileError(
+            f"{label or gguf} lacks {len(missing)} weight(s) of its {loaded.config.model_type} model "
+            f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), which transformers would fill "
+            "with random values; use a complete GGUF file of the model"
+        )
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = AutoConfig.for_model(**config_dict)
@@ -178,6 +225,7 @@ def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = Fal
     parts = [Path(p) for p in (gguf if isinstance(gguf, (list, tuple)) else [gguf])]
     output = Path(output)
     check_inputs(output, parts)
+    check_parts(parts)
     with output_lock(output):
         return _convert(parts, output, overwrite)
 
@@ -191,7 +239,9 @@ def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
     try:
         with tempfile.TemporaryDirectory() as joined:
             source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
-            _save_converted(source, staged)
+            label = str(parts[0]) if len(parts) == 1 else f"{' + '.join(map(str, parts))} (joined)"
+            check_gguf(source, label)
+            _save_converted(source, staged, label)
         (staged / SOURCE_FILE).write_text(
             json.dumps({"gguf_sha256": digest, "gguf_files": [p.name for p in parts]}, indent=1) + "\n",
             encoding="utf-8",

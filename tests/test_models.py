@@ -188,3 +188,58 @@ def test_a_conversion_into_a_locked_output_is_refused(ggufs, tmp_path, monkeypat
     assert models.main(["from-gguf", "--gguf", str(first), "--output", str(out)]) == 0
     np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the run's own lock is gone
+
+
+def _no_hashing(*_):
+    raise AssertionError("read the GGUF content before checking its parts")
+
+
+def test_gguf_split_shards_are_refused_before_anything_is_read(tmp_path, monkeypatch, capsys):
+    """llama.cpp's gguf-split shards are GGUF files of their own: joined byte by byte, the first one's
+    header names only its own tensors, and the model was saved with the others randomly initialised."""
+    write_tiny_gguf(tmp_path / "tiny.gguf", split_max_tensors=6)
+    shards = sorted(tmp_path.glob("tiny-*-of-*.gguf"))
+    assert [p.name for p in shards] == ["tiny-00001-of-00002.gguf", "tiny-00002-of-00002.gguf"]
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    monkeypatch.setattr(models, "gguf_sha256", _no_hashing)
+    assert models.main(["from-gguf", "--gguf", *map(str, shards), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{shards[1]} is a GGUF file of its own" in err
+    assert "llama-gguf-split --merge" in err
+    monkeypatch.undo()
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    # the first shard alone is a complete GGUF file that holds 6 of the 12 tensors
+    assert models.main(["from-gguf", "--gguf", str(shards[0]), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{shards[0]} is shard 1 of 2" in err and "llama-gguf-split --merge" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in shards]
+
+
+def test_a_gguf_lacking_a_tensor_is_refused_not_filled_with_random_weights(tmp_path, capsys):
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", leave_out=("blk.0.ffn_down.weight",))
+    assert models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after transformers' own progress bars and load report
+    assert last.startswith(f"culture-model: {gguf} lacks 1 weight(s)") and "model.layers.0.mlp.down_proj.weight" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]  # no model, no staging folder
+
+
+@pytest.mark.parametrize("damage", ["parts out of order", "cut short"])
+def test_parts_out_of_order_or_a_cut_gguf_is_one_line_before_converting(ggufs, tmp_path, monkeypatch, capsys,
+                                                                         damage):
+    """Both were a traceback from inside the GGUF reader (naming a temporary file for joined parts)."""
+    first, _ = ggufs
+    data = first.read_bytes()
+    if damage == "parts out of order":
+        parts = [tmp_path / "part2", tmp_path / "part1"]
+        parts[1].write_bytes(data[:1000])
+        parts[0].write_bytes(data[1000:])
+        expected = f"{parts[0]} is not a GGUF file"
+    else:
+        parts = [tmp_path / "cut.gguf"]
+        parts[0].write_bytes(data[:-500])
+        expected = f"{parts[0]} is not a complete GGUF file"
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    assert models.main(["from-gguf", "--gguf", *map(str, parts), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert not (tmp_path / "out").exists()

@@ -8,15 +8,18 @@ import numpy as np
 
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int = 2, kv_heads: int = 1,
-                    ffn: int = 32) -> Path:
-    """One decoder layer, float32 tensors, a byte-fallback llama tokenizer; ``seed`` picks the weights."""
+                    ffn: int = 32, split_max_tensors: int = 0, leave_out: tuple[str, ...] = ()) -> Path:
+    """One decoder layer, float32 tensors, a byte-fallback llama tokenizer; ``seed`` picks the weights.
+
+    ``split_max_tensors``: written as llama.cpp's gguf-split shards (``<stem>-0000k-of-0000n.gguf``,
+    each a GGUF file of its own); ``leave_out``: tensors not written (a GGUF that lacks weights)."""
     import gguf
 
     rng = np.random.default_rng(seed)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + ["▁", "a", "b", "▁a"]
     types = [2, 3, 3] + [6] * 256 + [1] * 4  # unknown, control, byte, normal
     head_dim = hidden // heads
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     writer.add_context_length(64)
     writer.add_embedding_length(hidden)
     writer.add_block_count(1)
@@ -47,7 +50,8 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int =
         "blk.0.ffn_down.weight": rand(hidden, ffn),
     }
     for name, value in tensors.items():
-        writer.add_tensor(name, value)
+        if name not in leave_out:
+            writer.add_tensor(name, value)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
