@@ -2,7 +2,8 @@
 
 transformers' ``HfArgumentParser`` makes one flag per dataclass field (``--virtual_tokens`` and
 ``--virtual-tokens``, help text from ``field(metadata={"help": ...})``); as in trl's ``TrlParser``,
-``--config`` is read first and its values become the parser's defaults, so flags override them.
+``--config`` is read first and its values become the parser's defaults, so flags override them
+(each setting a flag changes is named in an info line; a second ``--config`` is an error).
 On top of that this module makes both sources strict: a YAML key that names no setting is an error
 listing the valid ones, booleans are only true/false/yes/no/1/0 (or real YAML booleans), and every
 bad value is one line naming the file or flag, raised as :class:`ConfigError` instead of exiting.
@@ -308,16 +309,24 @@ class ConfigParser(HfArgumentParser):
     def parse(self, argv: list[str] | None) -> tuple:
         """Dataclass instances from ``--config`` (defaults) and ``argv`` (overrides)."""
         pre = argparse.ArgumentParser(add_help=False)
-        pre.add_argument("--config")
+        pre.add_argument("--config", action="append")
         known, _ = pre.parse_known_args(argv)
-        self.config_file = known.config
-        if known.config:
-            values = self.read_yaml(known.config)
+        if known.config and len(known.config) > 1:  # argparse would read the last one only
+            raise ConfigError(f"--config is given twice ({', '.join(known.config)}); give one file (flags "
+                              "override its settings)")
+        self.config_file = known.config[0] if known.config else None
+        values: dict = {}
+        if self.config_file:
+            values = self.read_yaml(self.config_file)
             self.set_defaults(**values)
             for action in self._actions:
                 if action.dest in values:
                     action.required = False
         namespace = self.parse_args(argv)
+        for name, value in values.items():
+            if getattr(namespace, name) != value:
+                logging.getLogger("culture_tasks").info("--config %s: %s %r is replaced by the command line's %r",
+                                                        self.config_file, name, value, getattr(namespace, name))
         outputs = []
         for dtype in self.dataclass_types:
             names = [f.name for f in dataclasses.fields(dtype) if f.init]

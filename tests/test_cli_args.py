@@ -303,3 +303,24 @@ def test_append_and_extend_flags_replace_a_default_list(tmp_path):
     config.write_text("extended: [c1, c2]\n")
     assert ConfigParser([Lists]).parse(["--config", str(config)])[0].extended == ["c1", "c2"]
     assert ConfigParser([Lists]).parse(["--config", str(config), "--extended", "x"])[0].extended == ["x"]
+
+
+def test_a_second_config_file_is_refused_not_read_instead_of_the_first(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("culture: english\noutput: a.jsonl\nrule: mean\n")
+    second.write_text("culture: chinese\noutput: b.jsonl\n")
+    for flags in (["--config", str(first), "--config", str(second)], [f"--config={first}", "--config", str(second)]):
+        with pytest.raises(ConfigError) as err:
+            train_parser("data").parse(flags)
+        assert str(err.value) == (f"--config is given twice ({first}, {second}); give one file (flags override "
+                                  "its settings)")
+
+
+def test_a_flag_that_changes_a_config_setting_says_so(tmp_path, caplog):
+    config = tmp_path / "a.yaml"
+    config.write_text("culture: english\noutput: a.jsonl\nrule: mean\n")
+    caplog.set_level("INFO", logger="culture_tasks")
+    (cfg,) = train_parser("data").parse(["--config", str(config), "--culture", "arabic", "--rule", "mean"])
+    assert (cfg.culture, cfg.rule, cfg.output) == ("arabic", "mean", "a.jsonl")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--config {config}: culture 'english' is replaced by the command line's 'arabic'"]
