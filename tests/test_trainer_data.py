@@ -240,3 +240,28 @@ def test_a_variant_repeating_its_seed_wording_is_counted(tmp_path):
     assert s.counts["variant skipped: same wording as its seed question"] == 1
     without = build_examples("english", questions_file=str(aug), data_dir=str(root), include_seed_questions=False)
     assert len(without.rows) == 2 and "variant skipped: same wording as its seed question" not in without.counts
+
+
+def test_every_step_refuses_to_overwrite_its_own_config_file(tmp_path, tiny_model, capsys):
+    """The --config file is an input of the run: an --output that is it (or, for a folder, holds
+    it) is refused even with --overwrite, and the file is left as it was."""
+    from trainers.cli import main as cli
+
+    root = write_data_root(tmp_path / "root")
+    examples = tmp_path / "ex.jsonl"
+    assert cli(["data", "--culture", "english", "--data-dir", str(root), "--output", str(examples)]) == 0
+    config = tmp_path / "data.yaml"
+    config.write_text(f"culture: english\ndata_dir: {root}\noutput: {config}\n", encoding="utf-8")
+    augment = tmp_path / "augment.yaml"
+    augment.write_text(f"generator: stand-in\ndata_dir: {root}\noutput: {augment}\n", encoding="utf-8")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    lora = adapter / "train.yaml"
+    lora.write_text(f"model: {tiny_model}\ndata: [{examples}]\noutput: {adapter}\n", encoding="utf-8")
+    (adapter / "old.txt").write_text("an earlier run", encoding="utf-8")
+    for step, path in (("data", config), ("augment", augment), ("lora", lora), ("kfold", lora)):
+        before = path.read_bytes()
+        assert cli([step, "--config", str(path), "--overwrite"]) == 2, step
+        err = capsys.readouterr().err
+        assert str(path) in err and ("is also an input of this run" in err or "holds the input" in err), (step, err)
+        assert path.read_bytes() == before, step

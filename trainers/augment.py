@@ -301,8 +301,8 @@ def _questions_file(cfg: AugmentConfig) -> Path:
 
 def _inputs(cfg: AugmentConfig) -> list[Path]:
     """Every file the run reads: the data root's seed bank (read for the questions' text even with
-    --seed-questions) and the --seed-questions file; the output may be none of them."""
-    return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg)]
+    --seed-questions), the --seed-questions file and the --config file; the output may be none of them."""
+    return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg), getattr(cfg, "config_file", None)]
 
 
 def _input_digests(cfg: AugmentConfig) -> dict[str, str]:

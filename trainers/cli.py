@@ -91,6 +91,7 @@ def run_data(cfg) -> dict:
 
     examples = build_examples(cfg.culture, questions_file=cfg.questions, data_dir=cfg.data_dir, rule=cfg.rule,
                               include_seed_questions=cfg.include_seed_questions, tag_country=cfg.tag_country)
+    examples.inputs.append(getattr(cfg, "config_file", None))
     examples.write(cfg.output, overwrite=cfg.overwrite)
     return {"output": cfg.output, "examples": len(examples.rows), "counts": examples.counts}
 
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     step = None
     try:
         step, rest = split_step(argv)
-        (cfg,) = parser(step).parse(rest)
+        step_parser = parser(step)
+        (cfg,) = step_parser.parse(rest)
+        cfg.config_file = step_parser.config_file  # an input of the run, not a setting: never its --output
         print(json.dumps(RUN[step](cfg), indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)

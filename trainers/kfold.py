@@ -602,7 +602,8 @@ def summary_markdown(summary: dict) -> str:
 def run_summary(cfg: KFoldSummaryConfig) -> dict:
     """Read the runs, check they compare, write the table; the summary is returned."""
     reports = dict(read_report(p) for p in cfg.runs)
-    claim = dict(overwrite=cfg.overwrite, inputs=list(reports), folder=False, resumable=False, error=TrainingError)
+    claim = dict(overwrite=cfg.overwrite, inputs=[*reports, getattr(cfg, "config_file", None)], folder=False,
+                 resumable=False, error=TrainingError)
     claim_output(cfg.output, **claim)  # before the bootstrap: a refused output costs nothing
     with OutputLock.for_file(Path(cfg.output), TrainingError):
         claim_output(cfg.output, **claim)  # another run may have written it meanwhile
@@ -616,8 +617,8 @@ def run_summary(cfg: KFoldSummaryConfig) -> dict:
 
 def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
     """Claim the output (new, resume or replace) and compare stored settings on --resume."""
-    mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume, inputs=[cfg.model, *cfg.data],
-                        error=TrainingError)
+    mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume,
+                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError)
     if mode == "resume":
         stored = load_settings(out / SETTINGS, TrainingError)
         if stored is None:

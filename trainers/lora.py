@@ -323,7 +323,7 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
     if not main_process():
         return "resume", latest_complete_checkpoint(out / CHECKPOINTS, remove=False) if cfg.resume else None
     mode = claim_output(out, overwrite=bool(getattr(cfg, "overwrite", False)), resume=cfg.resume,
-                        inputs=[cfg.model, *cfg.data], error=TrainingError)
+                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError)
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
         stored = load_settings(stored_path, TrainingError)
