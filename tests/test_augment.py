@@ -286,3 +286,23 @@ def test_cli_checks_the_output_and_resume_settings_before_loading_models(tmp_pat
     assert loaded == [] and out.read_bytes() == committed
     assert cli(args + ["--keep", "2", "--resume"]) == 0  # the same run: now, and only now, the models load
     assert loaded == ["embedder", "generator"] and len(_rows(out)) == 2
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(temperature=0.0), "temperature must be a positive number"),
+    (dict(temperature=float("nan")), "temperature must be a positive number"),
+    (dict(top_p=0.0), r"top_p is a probability mass in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p is a probability mass in \(0, 1\]"),
+])
+def test_sampling_settings_are_checked_before_anything_loads(tmp_path, setting, message):
+    """transformers refuses temperature 0 only inside generate(), after the models loaded and the
+    output was started."""
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **setting)
+
+
+def test_dtype_auto_loads_the_local_generator(tiny_model):
+    from trainers.generators import LocalGenerator
+
+    generator = LocalGenerator(str(tiny_model), dtype="auto", max_new_tokens=2)
+    assert len(generator.complete(["Say yes"], 2)[0]) == 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -90,6 +91,10 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number (the variants are sampled), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p is a probability mass in (0, 1], got {self.top_p}")
         check_dtype(self.dtype)
         check_device(self.device)
 

@@ -30,7 +30,8 @@ class LocalGenerator:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)  # auto: the checkpoint's own dtype
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
         self.device, self.batch_size = device, batch_size
         self.kwargs = dict(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
                            pad_token_id=self.tokenizer.pad_token_id)
