@@ -1,8 +1,8 @@
 """Loading, prompting and scoring of the CultureLLM classification tasks.
 
-The lm-eval YAMLs only point here (through ``culturellm/utils.py``); every rule about dirty rows,
-prompts, answer parsing and macro-F1 lives in this one module so that it can be tested without
-running a model.
+The task YAMLs point here (the generative ones load through ``hf_prompt.load_generative``, which
+calls ``load_task``); every rule about dirty rows, prompts, answer parsing and macro-F1 lives in
+this one module so that it can be tested without running a model.
 """
 
 from __future__ import annotations
@@ -111,12 +111,11 @@ def load_classification(
     instruction: str,
     drop_labels: Sequence[str] = (),
     max_text_chars: int = 0,
-    **_ignored,
 ) -> datasets.DatasetDict:
-    """lm-eval ``custom_dataset``: the manifest's file, cleaned, as a ``test`` split.
+    """The manifest's file, cleaned, as a ``test`` split.
 
     ``data_dir`` arrives through ``--metadata``; the other arguments through the task YAML's
-    ``dataset_kwargs``. Extra metadata lm-eval passes along (version, model args) is ignored.
+    ``dataset_kwargs``. The rest of what lm-eval passes along is checked by ``load_task``.
     """
     path = data_file(f"culturellm/{file}", data_dir)
     raw = read_jsonl(path)  # file:line errors for truncated, non-UTF-8 or empty files
@@ -165,7 +164,7 @@ def load_classification(
 def load_task(data_dir: str | None = None, **kwargs) -> datasets.DatasetDict:
     """lm-eval ``custom_dataset`` of the task YAMLs: ``load_classification`` after checking that
     every ``--metadata`` key is one the task reads (or lm-eval's, or a model argument)."""
-    own = set(inspect.signature(load_classification).parameters) - {"data_dir", "_ignored"}
+    own = set(inspect.signature(load_classification).parameters) - {"data_dir"}
     check_keys(kwargs.get("task_name", "culturellm"), {k: v for k, v in kwargs.items() if k not in own},
                TASK_KEYS["culturellm"])
     return load_classification(data_dir, **{k: v for k, v in kwargs.items() if k in own})

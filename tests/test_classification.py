@@ -218,6 +218,13 @@ def test_load_task_rejects_unknown_metadata_and_accepts_model_args(tmp_path):
     assert ds["label"] == [1]
 
 
+def test_loader_refuses_an_argument_it_does_not_read(tmp_path):
+    # a misspelt cut (from the sampler or the README table) was swallowed and every text kept whole
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "hello", "label": "OFF"}])
+    with pytest.raises(TypeError, match="max_text_char"):
+        _load(tmp_path, max_text_char=2)
+
+
 def test_vectorised_macro_f1_equals_sklearn_on_resamples():
     import numpy as np
 
