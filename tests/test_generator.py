@@ -85,3 +85,29 @@ def test_manifest_keys_and_max_text_chars_are_checked(tmp_path, top, extra, mess
     with pytest.raises(SystemExit, match=message) as err:
         gen.load_manifest(manifest)
     assert str(manifest) in str(err.value)
+
+
+def test_readme_table_and_caveat_counts_match_the_data(data_root, caplog):
+    import logging
+    import re
+
+    gen = _generator()
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        table = gen.table(gen.load_manifest(), str(data_root))
+    assert table in readme  # the "58 tasks" table, sizes after cleaning
+
+    def per_task(kind: str) -> dict[str, int]:
+        found = {}
+        for record in caplog.records:
+            match = re.search(rf"(\d+) {re.escape(kind)}", record.getMessage())
+            if match:
+                found[record.getMessage().split(":")[0]] = int(match.group(1))
+        return found
+
+    repeated, conflicting = per_task("repeated text (kept)"), per_task("text with conflicting labels (kept)")
+    assert f"{sum(repeated.values())} rows of {len(repeated)} tasks" in readme
+    assert f"{sum(conflicting.values())} rows of {len(conflicting)} tasks" in readme
+    assert f"{sum(per_task('mis-decoded UTF-8 text (kept)').values())} Turkish spam e-mails" in readme
+    assert f"({per_task('truncated (kept)')['culturellm_turkish_spam']} rows cut)" in readme
+    assert f"{per_task('empty label')['culturellm_korean_hate_speech_detection']} rows of the" in readme
