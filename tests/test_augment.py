@@ -306,3 +306,36 @@ def test_dtype_auto_loads_the_local_generator(tiny_model):
 
     generator = LocalGenerator(str(tiny_model), dtype="auto", max_new_tokens=2)
     assert len(generator.complete(["Say yes"], 2)[0]) == 2
+
+
+def test_resume_refuses_another_model_under_the_same_folder(tmp_path):
+    """The generator and the embedding model are compared by content: a folder that now holds
+    another model would mix two models' wordings in one output."""
+    write_data_root(tmp_path / "root")
+    generator, embedding = tmp_path / "gen", tmp_path / "emb"
+    for folder in (generator, embedding):
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model": 1}', encoding="utf-8")
+    folders = dict(generator=str(generator), embedding_model=str(embedding))
+    with pytest.raises(KeyboardInterrupt):  # Q27 committed, then stopped
+        run_augmentation(_config(tmp_path, **folders), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    for folder, key in ((generator, "generator_fingerprint"), (embedding, "embedding_fingerprint")):
+        (folder / "config.json").write_text('{"model": 2}', encoding="utf-8")
+        with pytest.raises(AugmentError, match=rf"other settings \({key}: saved 'sha256:[0-9a-f]{{64}}', given"):
+            run_augmentation(_config(tmp_path, resume=True, **folders), StandIn(REPLIES), BagOfWords())
+        (folder / "config.json").write_text('{"model": 1}', encoding="utf-8")
+    state = run_augmentation(_config(tmp_path, resume=True, **folders), StandIn(REPLIES), BagOfWords())
+    assert state["complete"] and state["done"] == ["27", "28", "29"]
+
+
+def test_resume_of_a_run_stored_without_model_fingerprints_warns(tmp_path, caplog):
+    write_data_root(tmp_path / "root")
+    with pytest.raises(KeyboardInterrupt):
+        run_augmentation(_config(tmp_path), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    state_file = tmp_path / "aug.jsonl.state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    for key in ("generator_fingerprint", "embedding_fingerprint"):
+        del state["settings"][key]
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    assert run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())["complete"]
+    assert "was stored without generator_fingerprint, embedding_fingerprint; that is not checked" in caplog.text

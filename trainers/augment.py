@@ -32,10 +32,10 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings)
+                                   load_settings, model_fingerprint)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.questions import normalise, read_variants
-from trainers.similarity import cosine_to_question
+from trainers.similarity import cosine_to_question, default_embedding_model
 
 log = logging.getLogger("trainers")
 
@@ -44,6 +44,8 @@ PARAPHRASE_PROMPT = ("Rewrite the sentence below with a different sentence struc
 SYNONYM_PROMPT = ("Rewrite the sentence below, replacing some of its nouns, verbs, adjectives and adverbs with "
                   "synonyms and keeping everything else. Reply with the new sentence only.\n\nSentence: {sentence}")
 _LEAD = re.compile(r"^\s*(?:[-*\d.)]+\s*|(?:new\s+|rewritten\s+)?sentence\s*:\s*|paraphrase\s*:\s*)+", re.I)
+# settings added after runs were stored: a state file without them resumes unchecked on them, with a warning
+LATER_SETTINGS = ("generator_fingerprint", "embedding_fingerprint")
 _PAIR = re.compile(r"^\s*(?:[-*\d.)\s]+)?[\"']?([A-Za-z][A-Za-z'-]*)[\"']?\s*(?:->|→|=>)\s*[\"']?([A-Za-z][A-Za-z' -]*?)[\"']?\s*[.,;]?\s*$")
 
 
@@ -275,7 +277,7 @@ def _resume_state(output: Path, state_path: Path, wanted: dict):
     if state is None:
         raise AugmentError(f"--resume: {output} has no state file {state_path.name}; it was not written by an "
                            "augmentation run, pass --overwrite to replace it or choose another --output")
-    check_settings(state["settings"], wanted, state_path, error=AugmentError)
+    check_settings(state["settings"], wanted, state_path, error=AugmentError, later=LATER_SETTINGS)
     committed = int(state["bytes"])
     size = output.stat().st_size if output.exists() else 0
     if size < committed:
@@ -318,6 +320,20 @@ def _input_digests(cfg: AugmentConfig) -> dict[str, str]:
     if cfg.seed_questions:
         digests["seed_bank_sha256"] = file_digest(data_file(QUESTIONS_FILE, cfg.data_dir))
     return digests
+
+
+def _model_fingerprints(cfg: AugmentConfig) -> dict[str, str | None]:
+    """The local models' content, a setting of the run: another model under the same folder (or
+    another release of the default embedding model) is refused on --resume. None for an endpoint,
+    and for a default embedding model that is not installed (loading it says so)."""
+    embedding = cfg.embedding_model
+    if embedding is None:
+        try:
+            embedding = default_embedding_model()
+        except FileNotFoundError:
+            embedding = None
+    return {"generator_fingerprint": model_fingerprint(cfg.generator) if cfg.generator else None,
+            "embedding_fingerprint": model_fingerprint(embedding) if embedding else None}
 
 
 def _claim(cfg: AugmentConfig, output: Path, inputs: list[Path]) -> str:
@@ -406,6 +422,7 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
     questions = _seed_questions(cfg)
     wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
     wanted.update(_input_digests(cfg))
+    wanted.update(_model_fingerprints(cfg))
     resumed = _resume_state(output, _state_path(output), wanted) if mode == "resume" else None
     if load_models is not None:  # every check has passed: only now are the models loaded
         generator, embedder = load_models()
