@@ -67,6 +67,8 @@ def check_safetensors(path: str | os.PathLike) -> None:
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
             raise ModelFileError(f"{index} lists missing shard(s) {missing}; download or convert the model again")
+    if not files:
+        raise ModelFileError(f"{path} holds no *.safetensors file")
     for file in files:
         try:
             with safe_open(str(file), framework="pt"):
@@ -116,8 +118,6 @@ def reusable(output: Path, digest: str, overwrite: bool) -> bool:
     stored = _stored_sha256(output)
     if stored == digest:
         try:
-            if not any(output.glob("*.safetensors")):
-                raise ModelFileError(f"{output} holds no *.safetensors file")
             check_safetensors(output)
         except ModelFileError as err:
             if overwrite:

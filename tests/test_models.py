@@ -243,3 +243,10 @@ def test_parts_out_of_order_or_a_cut_gguf_is_one_line_before_converting(ggufs, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err
     assert not (tmp_path / "out").exists()
+
+
+def test_check_of_a_folder_without_weights_is_an_error_not_complete(tmp_path, capsys):
+    """An empty folder, or one whose weights never arrived, was reported 'safetensors files complete'."""
+    (tmp_path / "config.json").write_text("{}")
+    assert models.main(["check", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"culture-model: {tmp_path} holds no *.safetensors file\n"
