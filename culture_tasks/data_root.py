@@ -43,6 +43,8 @@ def _source_hint(relative: str) -> str:
 
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data root from an explicit value (``--metadata``) or the environment."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise DataRootError(f"data_dir must be a folder path, got {data_dir!r}. " + _how_to_name())
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(ENV_VAR)
     if not chosen:
         raise DataRootError("No data root given. " + _how_to_name() + " " + _source_hint(""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -128,6 +129,14 @@ def test_missing_file_names_the_path_and_the_source(tmp_path):
     text = str(err.value)
     assert str(tmp_path / "culturellm/Korean/missing.jsonl") in text
     assert "github.com/Scarelette/CultureLLM" in text and "CULTURE_DATA_DIR" in text
+
+
+@pytest.mark.parametrize("value", [True, 5, ["/data"]])
+def test_data_dir_that_is_not_a_path_is_named(value):
+    # --metadata '{"data_dir": true}' was a bare TypeError ("expected str, bytes or os.PathLike object")
+    with pytest.raises(DataRootError, match=rf"data_dir must be a folder path, got {re.escape(repr(value))}"):
+        load_classification(value, task_name="t", file="X/data.jsonl", text_field="tweet", labels=LABELS,
+                            instruction="?")
 
 
 def test_data_root_from_environment(tmp_path, monkeypatch):
