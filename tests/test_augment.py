@@ -173,7 +173,7 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from trainers.generators import EndpointGenerator
+    from trainers.generators import EndpointGenerator, reply_seed
 
     seen = []
 
@@ -211,6 +211,7 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
         path, auth, body = seen[0]
         assert path == "/v1/chat/completions" and auth == "Bearer k123"
         assert body["n"] == 2 and body["max_tokens"] == 7 and body["temperature"] == 0.5 and body["model"] == "m"
+        assert body["seed"] == reply_seed(0, "say alpha", 0) and seen[1][2]["seed"] == reply_seed(0, "say gamma", 0)
         with pytest.raises(RuntimeError, match="answered 503: overloaded"):
             EndpointGenerator(url, "broken").complete(["x"], 1)
     finally:
@@ -339,3 +340,20 @@ def test_resume_of_a_run_stored_without_model_fingerprints_warns(tmp_path, caplo
     state_file.write_text(json.dumps(state), encoding="utf-8")
     assert run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())["complete"]
     assert "was stored without generator_fingerprint, embedding_fingerprint; that is not checked" in caplog.text
+
+
+def test_local_sampling_does_not_depend_on_the_batch(tiny_model):
+    """Each reply has its own seed (run seed, prompt, reply number): a prompt's replies are the same
+    alone or batched with others, at any batch size; another run seed draws others."""
+    from trainers.generators import LocalGenerator
+
+    prompts = ["Rewrite: the sky is blue", "Rewrite: children suffer", "Rewrite: a longer prompt about work and family"]
+    alone = [LocalGenerator(str(tiny_model), batch_size=3, max_new_tokens=8, seed=5).complete([p], 3)[0]
+             for p in prompts]
+    for batch_size in (3, 64):
+        generator = LocalGenerator(str(tiny_model), batch_size=batch_size, max_new_tokens=8, seed=5)
+        assert generator.complete(prompts, 3) == alone
+        assert generator.complete(prompts[::-1], 3) == alone[::-1]
+    assert len({r for replies in alone for r in replies}) > 3  # sampled, not three greedy copies
+    other = LocalGenerator(str(tiny_model), batch_size=64, max_new_tokens=8, seed=6).complete(prompts, 3)
+    assert other != alone

@@ -8,10 +8,11 @@ applied one at a time (larger instruction models often answer so); the results a
 the same way. Of everything kept, the ``keep`` most similar wordings per
 seed are written, deduplicated, with their provenance.
 
-Seed questions are processed in fixed chunks, each sampled under its own random seed; after every chunk its
-rows are appended and a state file records the committed length of the output, so a resumed
-run truncates a half-written chunk, skips the finished ones and produces what an
-uninterrupted run would have.
+Each reply is sampled under its own seed, derived from ``seed`` and its prompt (see
+``trainers.generators``), so the output does not depend on the batch size. Seed questions are
+processed in fixed chunks; after every chunk its rows are appended and a state file records the
+committed length of the output, so a resumed run truncates a half-written chunk, skips the
+finished ones and produces what an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class AugmentConfig:
     synonym_samples: int = field(default=2, metadata={"help": "step 2 replies per sentence"})
     questions_per_chunk: int = field(default=8, metadata={
         "help": "seed questions per generation chunk (also the unit of --resume)", "aliases": ["--chunk-seeds"]})
-    seed: int = field(default=0, metadata={"help": "random seed of the sampling (each chunk gets its own, derived from it)"})
+    seed: int = field(default=0, metadata={
+        "help": "random seed of the sampling (each reply gets its own, derived from it and its prompt)"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest reply, in tokens"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
@@ -108,7 +110,8 @@ class AugmentConfig:
     def make_generator(self):
         from trainers.generators import EndpointGenerator, LocalGenerator
 
-        sampling = dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
+        sampling = dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                        seed=self.seed)
         if self.endpoint:
             return EndpointGenerator(self.endpoint, self.endpoint_model, **sampling)
         if not Path(self.generator).is_dir():
@@ -416,8 +419,6 @@ def _finish(output: Path, state: dict, counts: Counter, generator_name: str, que
 
 
 def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_models=None) -> dict:
-    import torch
-
     mode = _claim(cfg, output, _inputs(cfg))
     questions = _seed_questions(cfg)
     wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
@@ -432,10 +433,9 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
     size = cfg.questions_per_chunk
     chunks = [questions[i:i + size] for i in range(0, len(questions), size)]
     done = set(state["done"])
-    for index, chunk in enumerate(tqdm(chunks, desc="augment", unit="chunk")):
+    for chunk in tqdm(chunks, desc="augment", unit="chunk"):
         if all(q.q_id in done for q in chunk):
             continue
-        torch.manual_seed(cfg.seed * 100_003 + index)
         _commit_chunk(output, state, digest, augmenter.chunk(chunk, counts), chunk, counts)
     _finish(output, state, counts, generator.name, len(questions))
     return state

@@ -1,11 +1,14 @@
 """Text generators for augmentation: a local transformers causal LM, or an OpenAI-compatible endpoint.
 
 Both answer ``complete(prompts, n)`` with ``n`` sampled replies per prompt; the augmentation
-pipeline knows nothing else about them, so tests can pass a deterministic stand-in.
+pipeline knows nothing else about them, so tests can pass a deterministic stand-in. Each reply is
+drawn under its own seed, derived from the run's seed, the prompt and the reply's number, so a
+reply does not depend on which other prompts shared its batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Protocol
 
@@ -18,11 +21,37 @@ class Generator(Protocol):
     def complete(self, prompts: list[str], n: int) -> list[list[str]]: ...
 
 
+def reply_seed(seed: int, prompt: str, index: int) -> int:
+    """The seed of reply ``index`` to ``prompt`` (31 bits, which every server accepts)."""
+    digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def _seeded_sampling(seeds: list[int]):
+    """A logits processor that turns greedy decoding into sampling row by row: the argmax of the
+    (temperature-scaled, top-p filtered) logits plus Gumbel noise is a draw from their softmax, and
+    each row's noise comes from its own generator, so a row's draw does not depend on the batch
+    (``generate``'s own sampling draws for the whole batch from one random stream)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededGumbelNoise(LogitsProcessor):
+        def __init__(self):
+            self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+        def __call__(self, input_ids, scores):
+            u = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
+            noise = -torch.log(-torch.log(u))  # Gumbel(0, 1); drawn on the CPU, the same on every device
+            return scores + noise.to(device=scores.device, dtype=scores.dtype)
+
+    return SeededGumbelNoise()
+
+
 class LocalGenerator:
     """Batched sampling from a local causal LM, through its chat template where it has one."""
 
     def __init__(self, model_dir: str, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 32,
-                 max_new_tokens: int = 64, temperature: float = 1.0, top_p: float = 0.95):
+                 max_new_tokens: int = 64, temperature: float = 1.0, top_p: float = 0.95, seed: int = 0):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -32,9 +61,19 @@ class LocalGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)  # auto: the checkpoint's own dtype
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
-        self.device, self.batch_size = device, batch_size
-        self.kwargs = dict(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
+        self.device, self.batch_size, self.seed = device, batch_size, seed
+        self.temperature, self.top_p = temperature, top_p
+        # sampling is done by the seeded processors; the checkpoint's own sampling settings are switched off
+        self.kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
                            pad_token_id=self.tokenizer.pad_token_id)
+
+    def _processors(self, prompts: list[str], n: int):
+        """Temperature, top-p and each row's seeded noise; rows are prompt by prompt, n each."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        seeds = [reply_seed(self.seed, p, j) for p in prompts for j in range(n)]
+        return LogitsProcessorList([TemperatureLogitsWarper(self.temperature), TopPLogitsWarper(self.top_p),
+                                    _seeded_sampling(seeds)])
 
     def _render(self, prompt: str) -> str:
         if self.tokenizer.chat_template:
@@ -48,12 +87,15 @@ class LocalGenerator:
         out: list[list[str]] = []
         step = max(1, self.batch_size // n)  # prompts per call, so that a call holds ~batch_size sequences
         for start in tqdm(range(0, len(prompts), step), desc="generate", unit="batch", leave=False):
-            texts = [self._render(p) for p in prompts[start:start + step]]
+            batch = prompts[start:start + step]
+            texts = [self._render(p) for p in batch]
             # chat templates already start with BOS where the model wants one
             enc = self.tokenizer(texts, return_tensors="pt", padding=True,
                                  add_special_tokens=not self.tokenizer.chat_template).to(self.device)
+            # each prompt n times in a row (greedy decoding takes no num_return_sequences): one row per reply
+            enc = {k: v.repeat_interleave(n, dim=0) for k, v in enc.items()}
             with torch.no_grad():
-                generated = self.model.generate(**enc, num_return_sequences=n, **self.kwargs)
+                generated = self.model.generate(**enc, logits_processor=self._processors(batch, n), **self.kwargs)
             replies = self.tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             out += [replies[i * n:(i + 1) * n] for i in range(len(texts))]
         return out
@@ -63,10 +105,10 @@ class EndpointGenerator:
     """An OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp server, hosted APIs)."""
 
     def __init__(self, url: str, model: str, *, max_new_tokens: int = 64, temperature: float = 1.0,
-                 top_p: float = 0.95, timeout: float = 120.0, api_key_env: str = "OPENAI_API_KEY"):
+                 top_p: float = 0.95, timeout: float = 120.0, api_key_env: str = "OPENAI_API_KEY", seed: int = 0):
         self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
         self.name = f"{model}@{url}"
-        self.model, self.timeout = model, timeout
+        self.model, self.timeout, self.seed = model, timeout, seed
         self.params = dict(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         key = os.environ.get(api_key_env)
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -76,7 +118,8 @@ class EndpointGenerator:
 
         out = []
         for prompt in tqdm(prompts, desc="endpoint", unit="request", leave=False):
-            body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "n": n, **self.params}
+            body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "n": n,
+                    "seed": reply_seed(self.seed, prompt, 0), **self.params}  # honoured where the server can
             reply = requests.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
             if reply.status_code != 200:
                 raise RuntimeError(f"endpoint {self.url} answered {reply.status_code}: {reply.text[:300]}")
