@@ -10,7 +10,8 @@ reused) and full rows (every row in full, length-sorted batches). The position c
 with rows batched in candidate order, the rows unpadded, and a full prefix tree (every shared prefix
 at every level computed once: the floor of prefix reuse).
 MFU counts 2 x non-embedding parameters x processed tokens (+ the LM head at the answer
-positions) against --peak-tflops (H100 SXM dense bf16: 989).
+positions) against --peak-tflops; its default, 989 (H100/H200 SXM dense bf16 and fp16), applies on
+cuda in bfloat16 or float16 only: anywhere else no % of peak is printed unless --peak-tflops names it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-candidates", type=int, default=2, help="candidates timed in the naive loop")
-    p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--peak-tflops", type=float,
+                   help="the device's dense peak in --dtype (default on cuda in bfloat16/float16: 989, an H100/H200's)")
     args = p.parse_args()
+    half = args.device.startswith("cuda") and args.dtype in ("bfloat16", "float16")
+    peak = args.peak_tflops or (989.0 if half else None)
 
     model, lm = load_hflm(args, args.batch_size)
     tm = task_manager(data_dir=args.data_dir)
@@ -100,12 +104,17 @@ def main() -> None:
     for name, seconds in batched.items():
         print(f"{name}: {seconds:.3f} s/generation (best of {args.repeats}; all: "
               f"{', '.join(f'{t:.3f}' for t in times[name])}), {args.population / seconds:.1f} fitness evaluations/s, "
-              f"{flops / seconds / 1e12:.2f} TFLOP/s of useful work = "
-              f"{flops / seconds / (args.peak_tflops * 1e12) * 100:.1f}% of {args.peak_tflops:.0f}")
+              f"{flops / seconds / 1e12:.2f} TFLOP/s of useful work{_of_peak(flops / seconds, peak)}")
     print(f"shared stems vs full rows: {batched['full rows'] / batched['shared stems']:.2f}x")
     print(f"naive loop (1 candidate x 1 item per forward): {naive:.3f} s/generation "
           f"(timed on {args.naive_candidates} candidates), {args.population / naive:.2f} fitness evaluations/s")
     print(f"speed-up over the naive loop: {naive / batched['shared stems']:.1f}x")
+
+
+def _of_peak(rate: float, peak_tflops: float | None) -> str:
+    if peak_tflops is None:
+        return " (no peak known for this device and dtype: --peak-tflops gives the % of peak)"
+    return f" = {rate / (peak_tflops * 1e12) * 100:.1f}% of {peak_tflops:g}"
 
 
 def _change(n: int, needed: int) -> str:

@@ -136,6 +136,8 @@ def main(argv=None) -> None:
                    help="batch:checkpointing[:compile] (e.g. 16:0:1 = batch 16, no checkpointing, the Trainer's "
                         "torch_compile; the compilation falls in the warm-up steps)")
     args = p.parse_args(argv)
+    if not 1 <= args.warmup < args.steps:  # the timed steps are those after the warm-up, timed from its last
+        p.error(f"--warmup must be at least 1 and below --steps ({args.steps}), got {args.warmup}")
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     print(f"model {args.model}  device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}  "
           f"LoRA r={args.rank} dropout {args.dropout} all-linear, {args.dtype}, AdamW")

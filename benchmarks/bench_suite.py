@@ -51,8 +51,10 @@ def main() -> None:
     sync(args.device)
     suite_s = time.perf_counter() - start
     n_docs = sum(v["effective"] for v in out["n-samples"].values())
+    n_all = sum(v["original"] for v in out["n-samples"].values())
     print(device_line(args))
-    print(f"suite via lm-eval: {n_docs} documents in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
+    part = "the whole suite" if n_docs == n_all else f"of {n_all}: --limit {args.limit} per task, not the whole suite"
+    print(f"suite via lm-eval: {n_docs} documents ({part}) in {suite_s:.1f} s = {n_docs / suite_s:.1f} docs/s "
           f"(--model {args.lm}, batch size {args.batch_size}{_chosen(lm)}, task loading included){_peak(args.device)}", flush=True)
     if marks:
         print(f"  of which: loading and building requests {marks[0] - start:.1f} s, request loop "

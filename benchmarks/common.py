@@ -66,7 +66,7 @@ def load_hflm(args, batch_size: int | str, lm_name: str = "hf", max_batch_size: 
 
 
 def device_line(args) -> str:
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     return f"device {args.device} ({name}), model {args.model}, dtype {args.dtype}"
 
 

@@ -2,6 +2,8 @@
 # The measurements a GPU session still owes (docs/bench_cpu.md, "Left for a GPU session"), as one
 # script for a lent machine's short budget: each step runs under its own time limit, its output goes
 # to $OUT/<step>.txt, and a step that fails or runs out of time is reported without stopping the rest.
+# $OUT/figures.txt collects the figures, each line prefixed with its step, device, dtype and whether
+# the step finished (a step stopped at its time limit or failed: "INCOMPLETE, rc N").
 #
 # On the device machine (after `bash ../shared/tools/device-carry.sh` here; carry [".carry"]):
 #   source .carry/activate.sh && STEPS="aligner lora" bash benchmarks/gpu_checks.sh   # about 4 min on an H100
@@ -25,6 +27,11 @@ DTYPE=${DTYPE:-bfloat16}
 LIMIT_S=${LIMIT_S:-300}
 SMOKE=${SMOKE:-0}
 OUT=${OUT:?set OUT to the folder for the outputs (the device tool provides one)}
+for s in $STEPS; do  # a misspelt step stops here, not after the steps before it have spent the budget
+  case $s in aligner|lora|suite|overhead|vllm) ;;
+    *) echo "gpu_checks.sh: unknown step '$s' in STEPS; use aligner, lora, suite, overhead, vllm" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$OUT"
 common=(--model "$MODEL" --tokenizer "$TOK" --device "$DEVICE" --dtype "$DTYPE")
 
@@ -40,11 +47,23 @@ else
   overhead=()
 fi
 
-step() {  # name, then the command: runs it under LIMIT_S, keeps its output, reports its status
+# the figures: every line a benchmark prints with a number per second or a peak
+FIGURES="s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)"
+DEVICE_NAME=$(python -c 'import sys, torch; print(torch.cuda.get_device_name(sys.argv[1]) if sys.argv[1].startswith("cuda") else "cpu")' "$DEVICE" 2>/dev/null) \
+  || DEVICE_NAME="$DEVICE (no name: is it available?)"
+
+step() {  # name, then the command: runs it under LIMIT_S, keeps its output, reports its status and figures
   local name=$1; shift
-  local start=$SECONDS limit_var="LIMIT_${name^^}"
-  timeout "${!limit_var:-$LIMIT_S}" "$@" >> "$OUT/$name.txt" 2>&1
+  local start=$SECONDS limit_var="LIMIT_${name^^}" log status where="$DEVICE_NAME, $DTYPE"
+  [ "$name" = overhead ] && where="cpu, tokenisation only"
+  log=$(mktemp)
+  timeout "${!limit_var:-$LIMIT_S}" "$@" > "$log" 2>&1
   local rc=$?
+  cat "$log" >> "$OUT/$name.txt"
+  status=complete
+  [ "$rc" = 0 ] || status="INCOMPLETE, rc $rc$([ "$rc" = 124 ] && echo ': stopped at its time limit')"
+  grep -E "$FIGURES" "$log" | awk -v p="[$name; $where; $status] " '{print p $0}' >> "$OUT/figures.txt"
+  rm -f "$log"
   echo "== $name: rc $rc, $((SECONDS - start)) s ($*)" | tee -a "$OUT/summary.txt"
 }
 
@@ -56,8 +75,7 @@ AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$TOK" 
   echo "$dir"
 }
 
-echo "== $(date -u +%FT%TZ) $(python -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")') STEPS=$STEPS MODEL=$MODEL SMOKE=$SMOKE" \
-  | tee -a "$OUT/summary.txt"
+echo "== $(date -u +%FT%TZ) $DEVICE_NAME STEPS=$STEPS MODEL=$MODEL DTYPE=$DTYPE SMOKE=$SMOKE" | tee -a "$OUT/summary.txt"
 for s in $STEPS; do
   case $s in
     aligner) for b in $aligner_batches; do
@@ -68,10 +86,6 @@ for s in $STEPS; do
     overhead) if small=$(small_model); then step overhead python benchmarks/bench_suite_overhead.py --model "$small" "${overhead[@]}"
               else echo "== overhead: no model could be built from $TOK (see overhead.txt)" | tee -a "$OUT/summary.txt"; fi ;;
     vllm)    step vllm python -c "import vllm; print('vllm', vllm.__version__)" ;;
-    *)       echo "gpu_checks.sh: unknown step '$s' in STEPS; use aligner, lora, suite, overhead, vllm" >&2; exit 2 ;;
   esac
 done
-# the figures, for the closing note: every line a benchmark printed with a number per second or a peak
-grep -hE "s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)" "$OUT"/*.txt 2>/dev/null \
-  | grep -v "^==" > "$OUT/figures.txt" || true
 echo "outputs in $OUT: summary.txt, figures.txt, one file per step"
