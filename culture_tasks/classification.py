@@ -185,7 +185,10 @@ def doc_to_target_gen(doc: Mapping) -> str:
     return doc["options"][doc["label"]]
 
 
-NEGATION = re.compile(r"(?:\b(?:no|not|non|never|isn't|is\s+not)|\bnon)[\s-]*$")
+# a negation up to three words before a mention, in the same clause ("does not contain an insult",
+# "no real hate speech", "non-offensive"); a clause ends at punctuation or a contrasting "but"
+NEGATION = re.compile(r"(?:\b(?:no|not|never|without|neither|nor|\w+n't)\b|\bnon)"
+                      r"(?:[\s-]+(?!(?:but|yet|rather|instead)\b)[^\s.,;:!?\-]+){0,3}[\s-]*$")
 
 
 def parse_label(generation: str, options: Sequence[str]) -> int:
@@ -193,8 +196,9 @@ def parse_label(generation: str, options: Sequence[str]) -> int:
 
     "not offensive" and "offensive" both match inside "not offensive"; the earlier, longer
     match wins, so the answer is read as the model wrote it. A mention negated in the text itself
-    ("no hate speech", "non-offensive") names no option unless an option holds the negation: it is
-    not read as the label it denies (-1, a parse failure, when nothing else matches).
+    ("no hate speech", "non-offensive", "does not contain an insult") names no option unless an
+    option holds the negation: it is not read as the label it denies (-1, a parse failure, when
+    nothing else matches).
     """
     text = generation.lower()
     best: tuple[int, int, int] | None = None

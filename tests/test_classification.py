@@ -185,6 +185,17 @@ def test_parse_label_first_and_longest_match(text, expected):
         ("Not offensive", ["not offensive", "offensive"], 0),  # the option itself holds the negation
         ("The text is offensive, not neutral", ["neutral", "offensive"], 1),
         ("Offensive", ["neutral", "offensive"], 1),
+        # a negation a few words before the mention, in the same clause (these were read as the label)
+        ("The text does not contain an insult.", ["no insult", "an insult"], -1),
+        ("It doesn't contain a threat", ["not a threat", "a threat"], -1),
+        ("There is no real hate speech here", ["not hate speech", "hate speech"], -1),
+        ("Neither offensive nor hateful", ["not offensive", "offensive"], -1),
+        # ... but not across a clause's end or a contrasting "but"
+        ("Not sure, but offensive", ["not offensive", "offensive"], 1),
+        ("It is not clear but offensive", ["neutral", "offensive"], 1),
+        ("No. It is spam", ["ham", "spam"], 1),
+        ("No, a stereotype", ["no stereotype", "a stereotype"], 1),
+        ("offensive but not hate speech", ["hate speech", "offensive but not hate speech", "neither"], 1),
     ],
 )
 def test_parse_label_does_not_read_a_negated_label(text, options, expected):
