@@ -265,3 +265,14 @@ def test_every_step_refuses_to_overwrite_its_own_config_file(tmp_path, tiny_mode
         err = capsys.readouterr().err
         assert str(path) in err and ("is also an input of this run" in err or "holds the input" in err), (step, err)
         assert path.read_bytes() == before, step
+
+
+def test_a_tied_majority_is_counted_and_named(tmp_path, caplog):
+    """Q28 of the synthetic country: 2, 2, 3, 3 -- the label (B, the lower code) is a convention,
+    not what the data say, so the tie is counted once per question and named."""
+    root = write_data_root(tmp_path)
+    majority = build_examples("english", data_dir=str(root), rule="majority")
+    assert majority.counts["usa: questions with a tied majority (lower code taken)"] == 1
+    assert "usa: the most chosen answer to Q28 is tied; the lower code is taken" in caplog.text
+    assert "usa: questions with a tied majority (lower code taken)" not in build_examples(
+        "english", data_dir=str(root), rule="mean").counts

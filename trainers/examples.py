@@ -125,6 +125,8 @@ def _country_rows(country: Country, answers: CountryAnswers, variants: list[Vari
     unanswered = sorted({v.q_id for v in variants if v.q_id not in answers.distributions}, key=int)
     if unanswered:
         log.warning("%s: no valid answer to Q%s; their variants are skipped", country.slug, ", Q".join(unanswered))
+    if rule == "majority":
+        _count_ties(country, answers, sorted({v.q_id for v in variants} & set(answers.distributions), key=int), counts)
     rows = []
     for v in variants:
         q = by_id[v.q_id]
@@ -140,6 +142,16 @@ def _country_rows(country: Country, answers: CountryAnswers, variants: list[Vari
         })
         counts[f"{country.slug}: examples"] += 1
     return rows
+
+
+def _count_ties(country: Country, answers: CountryAnswers, q_ids: list[str], counts: Counter) -> None:
+    """A majority shared by two codes is labelled with the lower one by convention, not by the
+    data: such questions are counted and named."""
+    tied = [q for q in q_ids if np.count_nonzero(answers.distributions[q] == answers.distributions[q].max()) > 1]
+    if tied:
+        counts[f"{country.slug}: questions with a tied majority (lower code taken)"] = len(tied)
+        log.warning("%s: the most chosen answer to Q%s is tied; the lower code is taken", country.slug,
+                    ", Q".join(tied))
 
 
 def _count_disagreements(culture: str, all_answers: list[CountryAnswers], names: list[str],
