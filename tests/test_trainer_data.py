@@ -276,3 +276,20 @@ def test_a_tied_majority_is_counted_and_named(tmp_path, caplog):
     assert "usa: the most chosen answer to Q28 is tied; the lower code is taken" in caplog.text
     assert "usa: questions with a tied majority (lower code taken)" not in build_examples(
         "english", data_dir=str(root), rule="mean").counts
+
+
+def test_data_refuses_an_unfinished_augmentation(tmp_path):
+    """An augmentation stopped part-way holds only its finished chunks' wordings: training on it
+    would leave the other seed questions' variants out without a word."""
+    from tests.test_augment import REPLIES, BagOfWords, StandIn, _config
+    from trainers.augment import AugmentError, run_augmentation
+
+    root = write_data_root(tmp_path / "root")
+    aug = tmp_path / "aug.jsonl"
+    with pytest.raises(KeyboardInterrupt):  # Q27 committed, then stopped
+        run_augmentation(_config(tmp_path), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    with pytest.raises(AugmentError, match=r"aug.jsonl: the augmentation writing it is not finished \(1 of its seed "
+                                           r"questions done\); finish it with culture-train augment --resume"):
+        build_examples("english", questions_file=str(aug), data_dir=str(root))
+    run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
+    assert len(build_examples("english", questions_file=str(aug), data_dir=str(root)).rows) == 4

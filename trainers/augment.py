@@ -260,6 +260,16 @@ def _state_path(output: Path) -> Path:
     return output.with_name(output.name + ".state.json")
 
 
+def check_finished(output: str | os.PathLike) -> None:
+    """Refuse an augmentation output whose run has not finished (stopped, or still running): it
+    holds only the finished chunks' wordings, and training on it would leave the rest out."""
+    output = Path(output)
+    state = load_settings(_state_path(output), AugmentError)
+    if state is not None and not state.get("complete"):
+        raise AugmentError(f"{output}: the augmentation writing it is not finished ({len(state.get('done', []))} of "
+                           "its seed questions done); finish it with culture-train augment --resume (same settings)")
+
+
 def _prefix_digest(path: Path, length: int):
     """sha256 of the first ``length`` bytes (the committed rows), as a running hash to continue."""
     h = hashlib.sha256()

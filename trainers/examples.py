@@ -24,6 +24,7 @@ from culture_tasks.outputs import OutputLock, claim_output
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import QUESTIONS_FILE, CountryAnswers, Question, load_country, load_questions
+from trainers.augment import check_finished
 from trainers.cultures import ONE, Country, countries_of
 from trainers.questions import Variant, normalise, read_variants, seed_question_variants
 
@@ -109,6 +110,7 @@ def _variants(questions: list[Question], questions_file: str | None, include_see
     (a variant with its seed's own wording is counted)."""
     variants: list[Variant] = seed_question_variants(questions) if include_seed_questions else []
     if questions_file:
+        check_finished(questions_file)
         extra, skipped = read_variants(Path(questions_file), questions)
         counts.update({f"variant skipped: {k}": v for k, v in skipped.items()})
         own = {(v.q_id, normalise(v.text)) for v in variants}  # as read_variants counts duplicates
