@@ -293,3 +293,14 @@ def test_data_refuses_an_unfinished_augmentation(tmp_path):
         build_examples("english", questions_file=str(aug), data_dir=str(root))
     run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
     assert len(build_examples("english", questions_file=str(aug), data_dir=str(root)).rows) == 4
+
+
+def test_a_seed_bank_naming_a_question_twice_is_refused(tmp_path):
+    """Two rows for Q27 gave two Q27 training examples (and, in other wording or options, two
+    answers to one question): an error naming both lines."""
+    root = write_data_root(tmp_path)
+    bank = root / "culturellm" / "WVQ.jsonl"
+    lines = bank.read_text(encoding="utf-8").splitlines()
+    bank.write_text("\n".join(lines + [lines[0]]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"WVQ.jsonl:4: q_id 27 is given twice \(lines 1 and 4\); keep one"):
+        build_examples("english", data_dir=str(root))

@@ -98,10 +98,15 @@ def load_questions(data_dir: str | None = None, path: Path | None = None) -> lis
     path = path or data_file(QUESTIONS_FILE, data_dir)
     questions = []
     repaired: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}  # q_id -> its line: a question given twice would be asked and scored twice
     for line_no, row in read_jsonl_lines(path):
         missing = [k for k in ("q_id", "q_content", "option") if not row.get(k)]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")
+        q_id = str(row["q_id"])
+        if q_id in lines:
+            raise ValueError(f"{path}:{line_no}: q_id {q_id} is given twice (lines {lines[q_id]} and {line_no}); keep one")
+        lines[q_id] = line_no
         scale = parse_scale(row["option"])
         if scale.fixes:
             repaired.setdefault("; ".join(scale.fixes), []).append(f"Q{row['q_id']}")
