@@ -135,17 +135,22 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
     given, so an interval that does not contain its value (a percentile bootstrap of a biased
     statistic, or float noise of a degenerate one) is shown as it is.
     """
+    from matplotlib.patches import Patch
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(categories) * max(1, len(series)) ** 0.5, 3.4))
     width = 0.8 / max(1, len(series))
     x = np.arange(len(categories))
+    handles = []
     for k, ((label, points), colour) in enumerate(zip(series, colours(len(series)))):
         values = np.array([p[0] if p[0] is not None else np.nan for p in points], dtype=float)
         low = np.array([p[1] if p[1] is not None else np.nan for p in points], dtype=float)
         high = np.array([p[2] if p[2] is not None else np.nan for p in points], dtype=float)
         centre = x + (k - (len(series) - 1) / 2) * width
-        ax.bar(centre, np.nan_to_num(values), width,
-               color=colour, edgecolor="black", linewidth=0.6, hatch=HATCHES[k % len(HATCHES)], label=label)
+        known = np.isfinite(values)  # a missing value is no bar: a bar of height 0 would read as a score of 0
+        style = dict(facecolor=colour, edgecolor="black", linewidth=0.6, hatch=HATCHES[k % len(HATCHES)])
+        ax.bar(centre[known], values[known], width, **style)
+        handles.append(Patch(label=label, **style))  # the legend entry, also for a series with no value
         shown = np.isfinite(values) & np.isfinite(low) & np.isfinite(high)
         if shown.any():  # whiskers from low to high (matplotlib's yerr refuses a value outside its interval)
             ax.vlines(centre[shown], low[shown], high[shown], color="black", linewidth=1.0)
@@ -154,7 +159,7 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
     ax.set_xticks(x, categories, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 

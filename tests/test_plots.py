@@ -25,7 +25,8 @@ def test_radar_and_bars_differ_by_marker_line_and_hatch():
     fig = plots.interval_bars("b", ["c1", "c2"], [("m", [(0.5, 0.4, 0.6), (None, None, None)]),
                                                    ("s", [(0.7, None, None), (0.2, 0.1, 0.3)])])
     hatches = [str(p.get_hatch()) for p in fig.axes[0].patches]
-    assert hatches == ["", "", "//", "//"]
+    assert hatches == ["", "//", "//"]  # (None, None, None) draws no bar
+    assert [str(h.get_hatch()) for h in fig.axes[0].get_legend().legend_handles] == ["", "//"]
     plots.pyplot().close(fig)
 
 
@@ -47,4 +48,15 @@ def test_interval_bars_draw_an_interval_that_misses_its_value():
     segments = [seg for c in fig.axes[0].collections for seg in c.get_segments()]
     vertical = sorted((round(s[0][1], 6), round(s[1][1], 6)) for s in segments if s[0][0] == s[1][0])
     assert vertical == [(0.5, 0.5), (0.6, 0.75)]
+    plots.pyplot().close(fig)
+
+
+def test_a_missing_value_leaves_a_gap_not_a_bar_at_zero():
+    fig = plots.interval_bars("b", ["c1", "c2"], [("m", [(0.5, 0.4, 0.6), (None, None, None)]),
+                                                   ("s", [(0.0, None, None), (0.2, 0.1, 0.3)]),
+                                                   ("none", [(None, None, None), (None, None, None)])])
+    bars = [(round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in fig.axes[0].patches]
+    width = 0.8 / 3
+    assert bars == [(round(-width, 6), 0.5), (0.0, 0.0), (round(1.0, 6), 0.2)]  # a real 0 is drawn, a missing one not
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m", "s", "none"]
     plots.pyplot().close(fig)
