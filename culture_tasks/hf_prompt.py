@@ -35,6 +35,11 @@ a soft prompt's extra positions), so ``hf-prompt`` asks the model for the last p
 (``logits_to_keep``): enough to hold every row's continuation. A row's length is bounded from below
 by its trailing padding (lm-eval pads with id 0; a real id 0 at the end only widens the window), and
 the continuation by the longest of the call, so no scored position is ever cut (tested).
+lm-eval's ``batch_size=auto`` probe runs rows of equal length, whose window would be the longest
+continuation alone, while a real batch of uneven rows keeps every position from its shortest row's
+end; so the probe is given the widest window any batch of its size can have (the largest length
+spread of that many consecutive requests in lm-eval's longest-first order, plus the longest
+continuation): the batch size it finds holds every real batch's logits.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
@@ -83,6 +89,8 @@ class HFPromptLM(HFLM):
         self.peft_adapter = None if peft is None else str(peft)
         self._token_caches: dict[str, TokenCache] = {}
         self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)
+        self._row_lengths: list[int] = []  # the call's input lengths, longest first (probe_window)
+        self._probing = False  # inside lm-eval's batch-size probe
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         _LIVE.add(self)
@@ -102,11 +110,36 @@ class HFPromptLM(HFLM):
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         encoded = self.encode_pairs(pairs)
         self._longest_continuation = max(len(cont) for _, cont in encoded) if encoded else None
+        self._row_lengths = self.row_lengths(encoded)
         try:
             return self._loglikelihood_tokens([(pair, ctx, cont) for pair, (ctx, cont) in zip(pairs, encoded)],
                                               disable_tqdm=disable_tqdm)
         finally:
             self._longest_continuation = None
+            self._row_lengths = []
+
+    def row_lengths(self, encoded) -> list[int]:
+        """The input length of every row ``_loglikelihood_tokens`` forwards, longest first: one row per
+        context + continuation minus its last token (lm-eval's one-token-continuation groups), cut to
+        ``max_length`` as lm-eval cuts it."""
+        rows = {tuple(ctx + cont[:-1]) for ctx, cont in encoded}
+        return sorted((min(len(row) + 1, self.max_length + 1) - 1 for row in rows), reverse=True)
+
+    def _detect_batch_size(self, requests=None, pos: int = 0):
+        """lm-eval's probe, with ``logits_window`` giving it the widest window of a batch (``probe_window``)."""
+        self._probing = True
+        try:
+            return super()._detect_batch_size(requests, pos)
+        finally:
+            self._probing = False
+
+    def probe_window(self, batch_size: int) -> int:
+        """The most positions a batch of ``batch_size`` rows keeps: the largest spread of lengths over
+        ``batch_size`` consecutive rows (lm-eval batches them longest first) plus the longest continuation."""
+        lengths = np.asarray(self._row_lengths, dtype=np.int64)
+        span = min(batch_size, len(lengths)) - 1
+        spread = int((lengths[:len(lengths) - span] - lengths[span:]).max()) if len(lengths) else 0
+        return spread + self._longest_continuation
 
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         """``HFLM._model_call``; inside ``loglikelihood``, logits of the last ``logits_window`` positions only."""
@@ -123,6 +156,9 @@ class HFPromptLM(HFLM):
         if self._longest_continuation is None or self.backend != "causal" or not self._takes_logits_to_keep:
             return None
         width = inps.shape[1]
+        if self._probing:
+            keep = self.probe_window(inps.shape[0])
+            return keep if keep < width else None
         nonzero = (inps != 0).int()
         # index of the last non-zero id + 1: a lower bound of each row's length (0 for an all-zero row)
         lengths = torch.where(nonzero.any(dim=1), width - nonzero.flip(1).argmax(dim=1), 0)

@@ -327,3 +327,41 @@ def test_a_cut_or_damaged_shard_stops_the_run_naming_it(tmp_path, damage):
     shard.write_bytes(bytes(data[:len(data) // 2] if damage == "cut" else b"" if damage == "empty" else data))
     with pytest.raises(TokenCacheError, match=f"{shard}: unreadable token cache shard"):
         TokenCache(tmp_path, "f" * 32).encode(["ab"], lambda misses: [[0] for _ in misses])
+
+
+def test_batch_size_probe_gets_the_widest_window_of_a_batch(lm):
+    """lm-eval's ``auto`` probe forwards rows of equal length; it must be given the window of the most
+    uneven batch of its size, not the longest continuation alone. Rows of input lengths 10, 9, 4, 3
+    (one-token continuations of contexts of 10, 9, 4, 3 and 3 tokens: the last two share a row) in
+    longest-first batches of 2: spreads 1, 5, 1, so the probe keeps 5 + 1 = 6 positions of a width of 10;
+    of 3 rows: 10 - 4 = 6 and 9 - 3 = 6, so 7; one row alone keeps the continuation only."""
+    encoded = [([1] * 10, [2]), ([1] * 9, [2]), ([3] * 4, [2]), ([4] * 3, [2]), ([4] * 3, [5])]
+    assert lm.row_lengths(encoded) == [10, 9, 4, 3]
+    lm._longest_continuation, lm._row_lengths, lm._probing = 1, lm.row_lengths(encoded), True
+    try:
+        probe = torch.ones((2, 10), dtype=torch.long)
+        assert lm.logits_window(probe) == 6
+        assert lm.logits_window(torch.ones((3, 10), dtype=torch.long)) == 7
+        assert lm.logits_window(torch.ones((1, 10), dtype=torch.long)) == 1
+        assert lm.logits_window(torch.ones((4, 10), dtype=torch.long)) == 8
+        # any two consecutive rows, right-padded as lm-eval pads them, keep at most what the probe kept
+        lm._probing = False
+        assert [lm.logits_window(torch.tensor(batch)) for batch in (
+            [[1] * 10, [1] * 9 + [0]], [[1] * 9, [3] * 4 + [0] * 5], [[3] * 4, [4] * 3 + [0]])] == [2, 6, 2]
+    finally:
+        lm._longest_continuation, lm._row_lengths, lm._probing = None, [], False
+
+
+def test_batch_size_probe_runs_with_the_window(lm, monkeypatch):
+    """``_detect_batch_size`` (lm-eval's probe) sees the probe's window: the model is asked for
+    ``logits_to_keep`` = the widest batch window, and the flag is off again afterwards."""
+    seen = []
+    monkeypatch.setattr(type(lm), "_model_call", lambda self, inps, attn_mask=None, labels=None: (
+        seen.append(self.logits_window(inps)), torch.zeros((inps.shape[0], inps.shape[1], 4)))[1])
+    encoded = [([1] * 10, [2]), ([3] * 4, [2])]
+    lm._longest_continuation, lm._row_lengths = 1, lm.row_lengths(encoded)
+    try:
+        lm._detect_batch_size([(("a", "b"), [1] * 10, [2]), (("c", "d"), [3] * 4, [2])], 0)
+    finally:
+        lm._longest_continuation, lm._row_lengths = None, []
+    assert seen and set(seen) == {10 - 4 + 1} and lm._probing is False
