@@ -187,7 +187,8 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
                 self.wfile.write(b"overloaded")
                 return
             prompt = body["messages"][0]["content"]
-            choices = [{"message": {"role": "assistant", "content": f"{i}:{prompt[-5:]}"}} for i in range(body["n"])]
+            n = 1 if body["model"] == "one-reply" else body["n"]  # a server that ignores n=
+            choices = [{"message": {"role": "assistant", "content": f"{i}:{prompt[-5:]}"}} for i in range(n)]
             data = json.dumps({"choices": choices}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -214,6 +215,8 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
         assert body["seed"] == reply_seed(0, "say alpha", 0) and seen[1][2]["seed"] == reply_seed(0, "say gamma", 0)
         with pytest.raises(RuntimeError, match="answered 503: overloaded"):
             EndpointGenerator(url, "broken").complete(["x"], 1)
+        with pytest.raises(RuntimeError, match="returned 1 replies for n=3"):
+            EndpointGenerator(url, "one-reply").complete(["x"], 3)
     finally:
         server.shutdown()
 

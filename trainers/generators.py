@@ -123,5 +123,9 @@ class EndpointGenerator:
             reply = requests.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
             if reply.status_code != 200:
                 raise RuntimeError(f"endpoint {self.url} answered {reply.status_code}: {reply.text[:300]}")
-            out.append([c.get("message", {}).get("content") or "" for c in reply.json().get("choices", [])])
+            replies = [c.get("message", {}).get("content") or "" for c in reply.json().get("choices", [])]
+            if len(replies) != n:  # a server that ignores n= would leave a question with fewer variants
+                raise RuntimeError(f"endpoint {self.url} returned {len(replies)} replies for n={n}; serve the "
+                                   "n parameter (vLLM, llama.cpp server do) or use a local --generator")
+            out.append(replies)
         return out
