@@ -345,6 +345,20 @@ def test_resume_of_a_run_stored_without_model_fingerprints_warns(tmp_path, caplo
     assert "was stored without generator_fingerprint, embedding_fingerprint; that is not checked" in caplog.text
 
 
+def test_resume_of_a_run_sampled_under_another_scheme_is_refused(tmp_path):
+    """A state stored before replies had their own seeds (no ``sampling`` setting) continued under the
+    current scheme would mix two samples in one output: refused, naming the setting."""
+    write_data_root(tmp_path / "root")
+    with pytest.raises(KeyboardInterrupt):
+        run_augmentation(_config(tmp_path), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    state_file = tmp_path / "aug.jsonl.state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    assert state["settings"].pop("sampling").startswith("reply_seed(seed, prompt, index)")
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(AugmentError, match="other settings \\(sampling: saved None"):
+        run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
+
+
 def test_local_sampling_does_not_depend_on_the_batch(tiny_model):
     """Each reply has its own seed (run seed, prompt, reply number): a prompt's replies are the same
     alone or batched with others, at any batch size; another run seed draws others."""

@@ -35,6 +35,7 @@ from culture_tasks.data_root import data_file
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, model_fingerprint)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
+from trainers.generators import SAMPLING
 from trainers.questions import normalise, read_variants
 from trainers.similarity import cosine_to_question, default_embedding_model
 
@@ -434,6 +435,7 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
     wanted = {k: v for k, v in cfg.settings().items() if k != "overwrite"}  # how the run began is no setting
     wanted.update(_input_digests(cfg))
     wanted.update(_model_fingerprints(cfg))
+    wanted["sampling"] = SAMPLING  # a run sampled otherwise, continued here, would mix two samples
     resumed = _resume_state(output, _state_path(output), wanted) if mode == "resume" else None
     if load_models is not None:  # every check has passed: only now are the models loaded
         generator, embedder = load_models()

@@ -21,6 +21,10 @@ class Generator(Protocol):
     def complete(self, prompts: list[str], n: int) -> list[list[str]]: ...
 
 
+# how replies are drawn, stored with an augmentation run: a run begun under another scheme is not resumed
+SAMPLING = "reply_seed(seed, prompt, index), one Gumbel draw per token"
+
+
 def reply_seed(seed: int, prompt: str, index: int) -> int:
     """The seed of reply ``index`` to ``prompt`` (31 bits, which every server accepts)."""
     digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode("utf-8")).digest()
