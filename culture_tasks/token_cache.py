@@ -12,7 +12,7 @@ reset), ``split_special_tokens``, the special-token settings of the call and the
 tokenizers versions, and each entry
 by a 16-byte BLAKE2b digest of the string. New entries go to a new shard file written under a
 temporary name and renamed, so concurrent runs (or the processes of one ``accelerate launch``)
-never see half a file; a shard that cannot be read (cut short, damaged, inconsistent) stops the run
+never see half a file; a folder this user cannot write is read only (a warning says so); a shard that cannot be read (cut short, damaged, inconsistent) stops the run
 naming it, and a ``token_cache=`` that is not a folder stops the model before anything is loaded.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from culture_tasks.atomic import write_bytes_atomic
 # part of a run's identity in the leaderboard
 MODEL_ARG = "token_cache"
 DIGEST_BYTES = 16
+log = logging.getLogger(__name__)
 
 
 class TokenCacheError(ValueError):
@@ -96,6 +98,12 @@ class TokenCache:
         self._index: dict[bytes, tuple[np.ndarray, int, int]] = {}
         self._read: set[str] = set()
         self.hits = self.misses = 0
+        # a cache another user filled and this one may only read: its hits serve, its misses are not kept
+        existing = next(p for p in (self.folder, *self.folder.parents) if p.exists())
+        self.writable = os.access(existing, os.W_OK | os.X_OK)
+        if not self.writable:
+            log.warning("%s=%s: %s is not writable; cached ids are read, new ones are not kept",
+                        MODEL_ARG, root, existing)
 
     def _load(self) -> None:
         """Read the shards not read yet (another process may have added some)."""
@@ -145,6 +153,8 @@ class TokenCache:
         return out  # type: ignore[return-value]
 
     def _store(self, keys: list[bytes], encoded: Sequence[Sequence[int]]) -> None:
+        if not self.writable:
+            return
         lengths = np.array([len(e) for e in encoded], dtype=np.int64)
         flat = [t for e in encoded for t in e]
         top = max(flat, default=0)  # the narrowest type that holds every id: half the disk for vocabularies < 65,536

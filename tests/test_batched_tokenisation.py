@@ -365,3 +365,21 @@ def test_batch_size_probe_runs_with_the_window(lm, monkeypatch):
     finally:
         lm._longest_continuation, lm._row_lengths = None, []
     assert seen and set(seen) == {10 - 4 + 1} and lm._probing is False
+
+
+def test_a_token_cache_this_user_cannot_write_is_read_only(tmp_path, monkeypatch, caplog):
+    """A cache folder filled by another user and read-only to this one serves its hits and keeps no
+    new shard (writing one failed after the model had loaded); a warning says so."""
+    import os
+
+    from culture_tasks import token_cache
+    from culture_tasks.token_cache import TokenCache
+
+    TokenCache(tmp_path, "f" * 32).encode(["ab"], lambda misses: [[7, 8] for _ in misses])
+    shards = sorted(tmp_path.rglob("shard-*.npz"))
+    monkeypatch.setattr(token_cache.os, "access", lambda path, mode: not mode & os.W_OK)
+    cache = TokenCache(tmp_path, "f" * 32)
+    assert cache.encode(["ab", "cd"], lambda misses: [[5] for _ in misses]) == [[7, 8], [5]]
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert sorted(tmp_path.rglob("shard-*.npz")) == shards
+    assert "is not writable; cached ids are read, new ones are not kept" in caplog.text
