@@ -237,7 +237,8 @@ def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
-        with tempfile.TemporaryDirectory() as joined:
+        # joined beside the output (the system temp folder is often too small for a model)
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.join.") as joined:
             source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
             label = str(parts[0]) if len(parts) == 1 else f"{' + '.join(map(str, parts))} (joined)"
             check_gguf(source, label)

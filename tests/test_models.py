@@ -76,8 +76,15 @@ def test_split_parts_hash_as_the_joined_file(ggufs, tmp_path):
     import hashlib
 
     assert models.gguf_sha256(parts) == hashlib.sha256(data).hexdigest() == models.gguf_sha256([first])
-    out = models.convert_gguf(parts, tmp_path / "joined")
+    joined_in = []
+    concatenate = models._concatenate
+    with pytest.MonkeyPatch.context() as mp:  # the joined file lies beside the output, not in the system temp folder
+        mp.setattr(models, "_concatenate", lambda parts, target: joined_in.append(target.parent.parent)
+                   or concatenate(parts, target))
+        out = models.convert_gguf(parts, tmp_path / "models" / "joined")
+    assert joined_in == [tmp_path / "models"]
     np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["joined"]  # no join or staging folder left
 
 
 def test_a_folder_without_a_recorded_source_is_not_reused(ggufs, tmp_path, capsys):
