@@ -10,8 +10,9 @@ reused) and full rows (every row in full, length-sorted batches). The position c
 with rows batched in candidate order, the rows unpadded, and a full prefix tree (every shared prefix
 at every level computed once: the floor of prefix reuse).
 MFU counts 2 x non-embedding parameters x processed tokens (+ the LM head at the answer
-positions) against --peak-tflops; its default, 989 (H100/H200 SXM dense bf16 and fp16), applies on
-cuda in bfloat16 or float16 only: anywhere else no % of peak is printed unless --peak-tflops names it.
+positions) against --peak-tflops; its default is the dense bf16/fp16 peak of a known device
+(``common.DENSE_HALF_PEAK_TFLOPS``: H100/H200 989, A100 312) in bfloat16 or float16 only: anywhere
+else no % of peak is printed unless --peak-tflops names it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligners.scoring import TaskScorer, common_prefix  # noqa: E402
 from aligners.soft_prompt import SoftPromptSpace  # noqa: E402
-from benchmarks.common import device_line, load_hflm, model_parser, non_embedding_params, sync  # noqa: E402
+from benchmarks.common import (device_line, half_precision_peak, load_hflm, model_parser,  # noqa: E402
+                               non_embedding_params, sync)
 from culture_tasks.paths import task_manager  # noqa: E402
 
 
@@ -39,10 +41,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-candidates", type=int, default=2, help="candidates timed in the naive loop")
     p.add_argument("--peak-tflops", type=float,
-                   help="the device's dense peak in --dtype (default on cuda in bfloat16/float16: 989, an H100/H200's)")
+                   help="the device's dense peak in --dtype (default in bfloat16/float16: an H100/H200's 989, an A100's 312)")
     args = p.parse_args()
-    half = args.device.startswith("cuda") and args.dtype in ("bfloat16", "float16")
-    peak = args.peak_tflops or (989.0 if half else None)
+    peak = args.peak_tflops or half_precision_peak(args.device, args.dtype)
 
     model, lm = load_hflm(args, args.batch_size)
     tm = task_manager(data_dir=args.data_dir)

@@ -48,7 +48,7 @@ else
 fi
 
 # the figures: every line a benchmark prints with a number per second or a peak
-FIGURES="s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)"
+FIGURES="s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)|speed-up|ratio:| vs |positions per generation"
 DEVICE_NAME=$(python -c 'import sys, torch; print(torch.cuda.get_device_name(sys.argv[1]) if sys.argv[1].startswith("cuda") else "cpu")' "$DEVICE" 2>/dev/null) \
   || DEVICE_NAME="$DEVICE (no name: is it available?)"
 
