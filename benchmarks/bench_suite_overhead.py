@@ -77,6 +77,19 @@ def main() -> None:
     print(f"tokenising, hf-prompt token_cache= first run (encode + write {cache_mb:.0f} MiB): {timings[0]:.1f} s; "
           f"next run (read): {timings[1]:.1f} s ({one_s / timings[1]:.0f}x lm-eval, {many_s / timings[1]:.1f}x batched), "
           "the same token ids")
+    print_probe_windows(lm, many)
+
+
+def print_probe_windows(lm, encoded) -> None:
+    """The logits window ``hf-prompt`` gives lm-eval's ``batch_size=auto`` probe at each batch size
+    (the widest any batch of that size can hold) against the widest real batch in lm-eval's own
+    batching from the longest request, and the width of the longest row (``hf``: every position)."""
+    lm._row_lengths, lm._longest_continuation = lm.row_lengths(encoded), max(len(k) for _, k in encoded)
+    lengths = lm._row_lengths
+    for batch in (16, 32, 64, 128):
+        real = max(lengths[i] - lengths[min(i + batch, len(lengths)) - 1] for i in range(0, len(lengths), batch))
+        print(f"logits window at batch {batch}: probe {lm.probe_window(batch)} positions, widest real batch "
+              f"{real + lm._longest_continuation} (from the longest request), longest row {lengths[0]} (hf: all)")
 
 
 if __name__ == "__main__":
