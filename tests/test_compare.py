@@ -250,3 +250,24 @@ def test_an_undefined_profile_is_not_ranked_first():
     assert math.isnan(margin_and_rank(broken, "A", TINY)["rank"])
     sims = wvs_scores({"x": np.array([1.0, math.nan]), "y": np.array([0.0, 0.0])}, "x")
     assert math.isnan(sims["rank"]) and math.isnan(sims["top1"])
+
+
+
+@pytest.mark.parametrize("name", ["U.S.A.", "usa", "USA"])
+def test_an_explicit_profile_of_a_file_country_replaces_its_row_whatever_the_spelling(data_root, name):
+    # Hofstede's own USA profile passed as explicit scores under the file's name ("U.S.A."): the
+    # file's USA row must neither compete with it (a tie: rank 2 of 66) nor calibrate its spread
+    from culture_tasks.survey.vsm13 import resolve_target
+
+    ref = hofstede_reference(str(data_root))
+    usa = ref.profiles["USA"]
+    by_code = compare_vsm13(usa, "USA", ref)
+    target = resolve_target(name, [usa[d] for d in DIMENSIONS], str(data_root))
+    assert target.code == "USA"
+    result = compare_vsm13(usa, target, ref)
+    assert (result["rank"], result["countries"]) == (1, 65)
+    assert result["sigma"] == pytest.approx(by_code["sigma"]) and result["margin"] == pytest.approx(by_code["margin"])
+    # Saudi Arabia's two scores under its name: they replace the file's row, no twin to tie with
+    assert resolve_target("Saudi Arabia", {"lto": 36, "ivr": 52}, str(data_root)).code == "SAU"
+    # a name the file does not know is a profile of its own, beside every row
+    assert resolve_target("Wakanda", [usa[d] for d in DIMENSIONS], str(data_root)).code == "Wakanda"

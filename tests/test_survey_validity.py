@@ -67,8 +67,8 @@ def test_crafted_hofstede_code_cannot_become_a_path(tmp_path, caplog):
         codes = [t.code for t in load_hofstede(root)]
     assert codes == ["USA"] and "'../../x'" in caplog.text
     # an explicit target's code comes from the user's country name: only letters, digits and _
-    assert resolve_target("../../Saudi Arabia", [1, 2, 3, 4, 5, 6]).code == "Saudi_Arabia"
-    assert resolve_target("SAU", [1, 2, 3, 4, 5, 6]).code == "SAU"
+    assert resolve_target("../../Saudi Arabia", [1, 2, 3, 4, 5, 6], root).code == "Saudi_Arabia"
+    assert resolve_target("SAU", [1, 2, 3, 4, 5, 6], root).code == "SAU"
 
 
 # --------------------------------------------------------------------------- metadata
