@@ -58,6 +58,8 @@ ALPHA = 0.05  # a difference from the baseline is marked when the paired randomi
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
 NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
+FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or remove the log (the row then shows "
+               "no interval)")
 # what lm-eval's config records beyond the model arguments that changes the numbers: the seeds
 # (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
@@ -106,6 +108,7 @@ class Run:
     higher_is_better: dict[str, dict[str, bool]] = field(default_factory=dict)
     versions: dict[str, object] = field(default_factory=dict)
     partial_tasks: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (effective, original)
+    documents: dict[str, int] = field(default_factory=dict)  # task -> documents scored (n-samples effective)
     samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
     task_config: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)  # task family -> the settings its numbers depend on
@@ -172,10 +175,29 @@ class Run:
                         if isinstance(doc, bool) or not isinstance(doc, int):
                             raise NotAResultFile(f"{path}:{number}: a per-sample row without an integer doc_id; "
                                                  "use the samples_*.jsonl that lm_eval --log_samples wrote")
+                        if doc in found:
+                            raise NotAResultFile(f"{path}: doc_id {doc} is logged twice: {FOREIGN_LOG}")
                         value = row[metric]
                         found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value)
+                if found:
+                    self._check_log(task, metric, path, [item for _, item in found.values()])
                 self._items[(task, metric)] = found or None
         return self._items[(task, metric)]
+
+    def _check_log(self, task: str, metric: str, path: Path, items: list) -> None:
+        """A log is resampled for the intervals and paired tests of the numbers its result file reports: it
+        must hold the documents that file scored and give its value."""
+        reported = _finite(self.metrics.get(task, {}).get(metric))
+        scored = self.documents.get(task)
+        if scored is not None and len(items) != scored:
+            raise NotAResultFile(f"{path}: {len(items)} logged documents, but its result file reports {metric} over "
+                                 f"{scored} (n-samples.{task}.effective): {FOREIGN_LOG}")
+        if reported is None or metric not in RESAMPLABLE:
+            return
+        logged = RESAMPLABLE[metric][0](items)
+        if not math.isclose(logged, reported, rel_tol=1e-9, abs_tol=1e-12):
+            raise NotAResultFile(f"{path}: the logged documents give {metric} {logged:.6f}, but its result file "
+                                 f"reports {reported:.6f}: {FOREIGN_LOG}")
 
 
 def _num(value) -> str:
@@ -321,7 +343,8 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
     # files come oldest first: a task the row already has is the older file's, and none of its numbers
     # (value, interval, per-sample log, document count) may survive next to the newer file's
     for task in set(data["results"]) | set(counts):
-        for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.higher_is_better, run.task_config):
+        for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.documents, run.higher_is_better,
+                     run.task_config):
             held.pop(task, None)
     run._items = {k: v for k, v in run._items.items() if k[0] not in data["results"]}
     run._cultures.clear()
@@ -344,6 +367,7 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
             cfg = data["configs"][task]
             run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
     for task, (effective, original) in counts.items():
+        run.documents[task] = effective
         if effective < original:
             run.partial_tasks[task] = (effective, original)
     for task, hib in (data.get("higher_is_better") or {}).items():

@@ -500,3 +500,36 @@ def test_a_sample_count_without_effective_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"culture-leaderboard: {path}: n-samples.culturellm_arabic_x needs integer `original` and `effective` "
         "(lm-eval writes both); got {'original': 40}\n")
+
+
+def test_a_per_sample_log_that_is_not_the_results_is_a_one_line_error(tmp_path, capsys):
+    # x reports 1.0 over 4 documents (n-samples); its log must hold those 4 documents, every one right
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(4)]
+    task, counts = "culturellm_english_x", {"culturellm_english_x": {"effective": 4, "original": 4}}
+    _result(tmp_path / "res", "/m/a", {task: 1.0, "culturellm_english_y": 1.0}, n_samples=counts,
+            samples={task: right[:2], "culturellm_english_y": right})  # x's log cut after 2 documents
+    log = next((tmp_path / "res").glob(f"samples_{task}_*.jsonl"))
+    assert main([str(tmp_path / "res")]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-leaderboard: {log}: 2 logged documents, but its result file reports f1_macro over 4 "
+        f"(n-samples.{task}.effective): a cut or foreign per-sample log; rerun with --log_samples, or remove "
+        "the log (the row then shows no interval)\n")
+
+    # all 4 documents, but not the ones scored: every other answer wrong gives macro-F1 0.5, not the 1.0 reported
+    half = [{"f1_macro": [i % 2, i % 2 if i < 2 else 1 - i % 2, 2]} for i in range(4)]
+    _result(tmp_path / "res2", "/m/a", {task: 1.0, "culturellm_english_y": 1.0}, n_samples=counts,
+            samples={task: half, "culturellm_english_y": right})
+    log = next((tmp_path / "res2").glob(f"samples_{task}_*.jsonl"))
+    assert main([str(tmp_path / "res2")]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-leaderboard: {log}: the logged documents give f1_macro 0.500000, but its result file reports "
+        "1.000000: a cut or foreign per-sample log; rerun with --log_samples, or remove the log (the row then "
+        "shows no interval)\n")
+
+    # one document logged twice (two logs joined): 5 rows for 4 documents
+    rows = [json.dumps({"doc_id": i, "filter": "none", **r}) for i, r in enumerate(right)]
+    log.write_text("\n".join(rows + rows[:1]) + "\n")
+    assert main([str(tmp_path / "res2")]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-leaderboard: {log}: doc_id 0 is logged twice: a cut or foreign per-sample log; rerun with "
+        "--log_samples, or remove the log (the row then shows no interval)\n")
