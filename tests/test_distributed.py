@@ -245,3 +245,42 @@ def test_fsdp_config_is_accepted_by_accelerate(monkeypatch):
     assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
     assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
+
+
+def test_lora_on_two_processes_resumes_from_its_checkpoint(data_root, tmp_path):
+    """A two-process run killed after its step-3 checkpoint resumes from that checkpoint (one RNG file per
+    process) and ends with the uninterrupted run's adapter and losses."""
+    from safetensors.torch import load_file
+
+    from tests.tiny_model import build_tiny_model
+    from trainers.examples import build_examples
+
+    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    config = tmp_path / "lora.yaml"
+    config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
+                      "max_steps: 6\nlogging_steps: 1\nsave_steps: 3\nwarmup: 0\nchat_template: true\nseed: 0\n"
+                      "batch_size: 5\nkeep_checkpoints: true\n")
+    out = tmp_path / "two"
+    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--output", str(out))
+    full = json.loads((out / "training.json").read_text())
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    kept = out / "checkpoints" / "checkpoint-3"
+    assert sorted(p.name for p in kept.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    written = {p.name: p.stat().st_mtime_ns for p in kept.iterdir()}
+    # as if the run had died after its step-3 checkpoint
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "checkpoint-6")
+    (out / "adapter_model.safetensors").unlink()
+    (out / "training.json").unlink()
+    proc = _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--output", str(out), "--resume", "true")
+    assert "incomplete" not in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in kept.iterdir()} == written  # resumed from it, not rewritten
+    resumed = json.loads((out / "training.json").read_text())
+    assert resumed["steps"] == 6 and resumed["losses"] == full["losses"]
+    again = load_file(str(out / "adapter_model.safetensors"))
+    assert again.keys() == weights.keys()
+    for key in weights:
+        torch.testing.assert_close(again[key], weights[key], rtol=1e-5, atol=1e-7)

@@ -352,3 +352,31 @@ def test_a_resume_under_another_process_count_is_refused(learnable_model, englis
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(TrainingError, match=r"other settings \(world_size: saved 1, given 2\)"):
         train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True))
+
+
+def test_checkpoints_of_several_processes_and_of_fsdp_are_found_complete(learnable_model, english_examples, tmp_path,
+                                                                         monkeypatch):
+    """Under torchrun the Trainer writes one RNG file per process (rng_state_<rank>.pth, no rng_state.pth),
+    under FSDP the optimizer as optimizer.bin: such a checkpoint is complete and is resumed from, not removed;
+    one that lacks a process's RNG file is incomplete."""
+    import shutil
+
+    from trainers.lora import latest_complete_checkpoint
+
+    out = tmp_path / "adapter"
+    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True))
+    checkpoints = out / "checkpoints"
+    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-2"
+    for step in (1, 2):  # the layout of a two-process run
+        folder = checkpoints / f"checkpoint-{step}"
+        (folder / "rng_state.pth").rename(folder / "rng_state_0.pth")
+        shutil.copy(folder / "rng_state_0.pth", folder / "rng_state_1.pth")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-2"
+    (checkpoints / "checkpoint-2" / "rng_state_1.pth").unlink()  # rank 1 died before writing its RNG state
+    assert latest_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-1"
+    assert not (checkpoints / "checkpoint-2").exists()
+    (checkpoints / "checkpoint-1" / "optimizer.pt").rename(checkpoints / "checkpoint-1" / "optimizer.bin")  # FSDP
+    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-1"
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process needs rng_state.pth
+    assert latest_complete_checkpoint(checkpoints, remove=False) is None

@@ -270,9 +270,14 @@ def run_settings(cfg: LoraTrainConfig) -> dict:
     out["data_sha256"] = [file_digest(p) for p in cfg.data]
     out["model_fingerprint"] = model_fingerprint(cfg.model)  # another model under the same path is refused
     # the global batch is batch x accumulation x processes: a resume under another process count would
-    # continue another training (torchrun / accelerate launch set WORLD_SIZE)
-    out["world_size"] = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    # continue another training
+    out["world_size"] = _world_size()
     return out
+
+
+def _world_size() -> int:
+    """The number of training processes (torchrun / accelerate launch set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def _checkpoint_problem(folder: Path) -> str | None:
@@ -280,7 +285,8 @@ def _checkpoint_problem(folder: Path) -> str | None:
 
     The Trainer writes the adapter, optimizer, scheduler and RNG state, then trainer_state.json;
     a complete checkpoint has all of them readable (torch's files are zip archives whose
-    directory sits at the end, so a cut-off file is not a zip)."""
+    directory sits at the end, so a cut-off file is not a zip). Under FSDP the optimizer is
+    ``optimizer.bin``; with several processes each writes its own ``rng_state_<rank>.pth``."""
     from safetensors import safe_open
 
     state = folder / "trainer_state.json"
@@ -290,7 +296,11 @@ def _checkpoint_problem(folder: Path) -> str | None:
         return "trainer_state.json missing or unreadable"
     if f"checkpoint-{step}" != folder.name:
         return f"trainer_state.json is for step {step}"
-    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+    if not any(zipfile.is_zipfile(folder / name) for name in ("optimizer.pt", "optimizer.bin")):
+        return "optimizer.pt (optimizer.bin under FSDP) missing or cut off"
+    processes = _world_size()
+    rng = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
+    for name in ("scheduler.pt", *rng):
         if not zipfile.is_zipfile(folder / name):
             return f"{name} missing or cut off"
     try:
