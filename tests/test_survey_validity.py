@@ -71,6 +71,26 @@ def test_crafted_hofstede_code_cannot_become_a_path(tmp_path, caplog):
     assert resolve_target("SAU", [1, 2, 3, 4, 5, 6], root).code == "SAU"
 
 
+def test_a_hofstede_code_given_twice_keeps_its_first_row_everywhere_with_a_warning(tmp_path, caplog):
+    from culture_tasks.survey.compare import hofstede_reference
+
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\nGER;Germany;35;67;66;65;83;40\n"
+                                    "USA;United States;99;1;2;3;4;5\n")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        rows = load_hofstede(root)
+    assert [t.code for t in rows] == ["USA", "GER"]
+    assert ".csv:4: row skipped: country code USA is given twice (line 2 is kept)" in caplog.text
+    # the task's target (find_target) and the countries it is ranked among (the reference) agree
+    assert find_target("USA", root).scores["pdi"] == hofstede_reference(root).profiles["USA"]["pdi"] == 40
+
+
+def test_a_country_name_shared_by_two_codes_is_no_silent_choice(tmp_path):
+    root = _hofstede_root(tmp_path, "GER;Germany;35;67;66;65;83;40\nGEE;Germany;#NULL!;#NULL!;#NULL!;#NULL!;78;34\n")
+    with pytest.raises(ValueError, match=r"'germany' is the name of GER and GEE in .*; use the code"):
+        find_target("germany", root)
+    assert find_target("GEE", root).scores == {"lto": 78, "ivr": 34}
+
+
 # --------------------------------------------------------------------------- metadata
 
 

@@ -149,10 +149,13 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
     """Every row of Hofstede's file; a defective cell or row affects only itself, with a warning.
 
     A score that is not a number leaves that dimension out for that country; a row whose code
-    is not 2-4 letters or digits is skipped (codes become task and folder names elsewhere).
+    is not 2-4 letters or digits is skipped (codes become task and folder names elsewhere), and
+    so is a second row of a code (the target and the countries it is ranked among would
+    otherwise come from different rows).
     """
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
+    lines: dict[str, int] = {}  # code -> the line of its row
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=";")
         absent = [c for c in ("ctr", "country", *HOFSTEDE_COLUMNS.values()) if c not in (reader.fieldnames or [])]
@@ -164,6 +167,11 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
                 log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
                             path, line_no, code)
                 continue
+            if code in lines:
+                log.warning("%s:%d: row skipped: country code %s is given twice (line %d is kept)",
+                            path, line_no, code, lines[code])
+                continue
+            lines[code] = line_no
             scores = {}
             for dim, col in HOFSTEDE_COLUMNS.items():
                 value = (row.get(col) or "").strip()
@@ -192,6 +200,9 @@ def find_target(country: str, data_dir: str | None = None) -> Target:
         lambda t: t.name.casefold() == key,
     ):
         found = [t for t in targets if match(t)]
+        if len(found) > 1:  # codes are unique (load_hofstede): a name two rows share
+            raise ValueError(f"{country.strip().casefold()!r} is the name of "
+                             f"{' and '.join(t.code for t in found)} in {HOFSTEDE_FILE}; use the code")
         if found:
             return found[0]
     known = ", ".join(f"{t.code} ({t.name})" for t in targets)
