@@ -61,6 +61,21 @@ def test_non_numeric_hofstede_cell_affects_only_that_cell(tmp_path, caplog):
     assert "U.S.A. (USA) column mas is '6x2'" in caplog.text
 
 
+def test_short_rows_and_empty_hofstede_cells_are_reported_not_read_as_missing(tmp_path, caplog):
+    # a row with a field too few or too many may have its scores in the wrong columns: skipped;
+    # an empty cell is no "#NULL!": that dimension is left out with a warning, as a non-number
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26\nGER;Germany;35;67;66;65;83;40;9\n"
+                                    "CHI;China;80;;66;30;87;24\nJPN;Japan;54;46;95;92;88;#NULL!\n")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        rows = {t.code: t.scores for t in load_hofstede(root)}
+    assert rows == {"CHI": {"pdi": 80, "mas": 66, "uai": 30, "lto": 87, "ivr": 24},
+                    "JPN": {"pdi": 54, "idv": 46, "mas": 95, "uai": 92, "lto": 88}}
+    assert ".csv:2: row skipped: 7 fields, the header has 8" in caplog.text
+    assert ".csv:3: row skipped: 9 fields, the header has 8" in caplog.text
+    assert "China (CHI) column idv is '', not a number: idv left out" in caplog.text
+    assert "JPN" not in caplog.text  # #NULL! is the file's own mark of a missing score
+
+
 def test_crafted_hofstede_code_cannot_become_a_path(tmp_path, caplog):
     root = _hofstede_root(tmp_path, "../../x;Evil;1;2;3;4;5;6\nUSA;U.S.A.;40;91;62;46;26;68\n")
     with caplog.at_level(logging.WARNING, logger="culture_tasks"):

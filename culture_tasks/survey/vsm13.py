@@ -148,10 +148,11 @@ def vsm13_loss(indices: Mapping[str, float], target: Mapping[str, float]) -> dic
 def load_hofstede(data_dir: str | None = None) -> list[Target]:
     """Every row of Hofstede's file; a defective cell or row affects only itself, with a warning.
 
-    A score that is not a number leaves that dimension out for that country; a row whose code
-    is not 2-4 letters or digits is skipped (codes become task and folder names elsewhere), and
-    so is a second row of a code (the target and the countries it is ranked among would
-    otherwise come from different rows).
+    A score that is not a number (an empty cell too) leaves that dimension out for that country,
+    ``#NULL!`` silently (the file's mark of a missing score). Skipped: a row whose code is not 2-4
+    letters or digits (codes become task and folder names elsewhere), a row with a field too few
+    or too many (its scores may stand in the wrong columns), and a second row of a code (the
+    target and the countries it is ranked among would otherwise come from different rows).
     """
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
@@ -167,6 +168,11 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
                 log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
                             path, line_no, code)
                 continue
+            fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or ())
+            if fields != len(reader.fieldnames):  # its scores may stand in the wrong columns
+                log.warning("%s:%d: row skipped: %d fields, the header has %d", path, line_no, fields,
+                            len(reader.fieldnames))
+                continue
             if code in lines:
                 log.warning("%s:%d: row skipped: country code %s is given twice (line %d is kept)",
                             path, line_no, code, lines[code])
@@ -174,8 +180,8 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
             lines[code] = line_no
             scores = {}
             for dim, col in HOFSTEDE_COLUMNS.items():
-                value = (row.get(col) or "").strip()
-                if not value or value == "#NULL!":
+                value = row[col].strip()
+                if value == "#NULL!":  # the file's own mark of a missing score
                     continue
                 try:
                     number = float(value)
