@@ -316,6 +316,27 @@ def test_summary_refuses_runs_that_do_not_compare(tmp_path):
         read_report(tmp_path / "summary.md")
 
 
+def test_summary_compares_runs_of_cultures_with_their_own_survey_files(tmp_path):
+    """Each culture's run stores the digests of its own countries' answer files: they differ by culture and
+    are not a difference of settings; the question bank both runs were scored on must be the same file."""
+    from trainers.kfold import across_cultures, read_report
+
+    def survey(files, bank="sha256:bank"):
+        return {"survey_sha256": {"culturellm/WVQ.jsonl": bank, **{f: f"sha256:{f}" for f in files}}}
+
+    arabic = survey(["culturellm/Arabic/Iraq.csv", "culturellm/Arabic/Jordan.csv"])
+    a = _write(tmp_path / "a", _report("arabic", [0, 0], [1, 1], **arabic))
+    b = _write(tmp_path / "b", _report("bengali", [0, 0], [1, 0], **survey(["culturellm/Bengali/Bangladesh.csv"])))
+    summary = across_cultures(dict(read_report(p) for p in (a, b)))
+    assert [r["culture"] for r in summary["cultures"]] == ["arabic", "bengali"]
+    assert summary["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx((1 + 0.5) / 2)
+    other_bank = _write(tmp_path / "c", _report("bengali", [0, 0], [1, 0], **survey(
+        ["culturellm/Bengali/Bangladesh.csv"], bank="sha256:other")))
+    with pytest.raises(TrainingError, match=r"c/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(survey file culturellm/WVQ.jsonl: 'sha256:bank' vs 'sha256:other'\)"):
+        across_cultures(dict(read_report(p) for p in (a, other_bank)))
+
+
 def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finished, capsys):
     """The real two-fold run of this module, summarised alone: its row is the run's own pooled result."""
     from trainers.cli import main

@@ -438,8 +438,9 @@ def _country_lines(report: dict) -> list[str]:
 
 # --------------------------------------------------------------------------- across cultures
 
-# settings that differ between the cultures' runs of one comparison: their training data
-PER_CULTURE = ("data_sha256",)
+# settings that differ between the cultures' runs of one comparison: their training data and their countries'
+# survey files (the files both runs name, the question bank, are compared)
+PER_CULTURE = ("data_sha256", "survey_sha256")
 
 
 @dataclass
@@ -489,9 +490,17 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
     for path, r in rest:
         a, b = defining(ref), defining(r)
         diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        diff += _shared_survey_differences(ref, r)
         if diff:
             raise TrainingError(f"{path}: made with other settings than {first} ({'; '.join(diff)}); compare runs "
                                 "made with the same model, training and folds")
+
+
+def _shared_survey_differences(a: dict, b: dict) -> list[str]:
+    """The survey files two runs were both scored on (the question bank) whose content differs."""
+    sa, sb = a["settings"].get("survey_sha256") or {}, b["settings"].get("survey_sha256") or {}
+    return [f"survey file {name}: {sa[name]!r} vs {sb[name]!r}" for name in sorted(set(sa) & set(sb))
+            if sa[name] != sb[name]]
 
 
 def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base") -> dict:
