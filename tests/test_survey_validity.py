@@ -106,6 +106,22 @@ def test_a_country_name_shared_by_two_codes_is_no_silent_choice(tmp_path):
     assert find_target("GEE", root).scores == {"lto": 78, "ivr": 34}
 
 
+@pytest.mark.parametrize("options", [{"1": "a", "2": "b", "4": "c", "5": "d", "6": "e"},
+                                     {"0": "a", "1": "b", "2": "c", "3": "d", "4": "e"},
+                                     {"1": "a", "2": "b", "3": "c", "4": "d"}])
+def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
+    # the answer values are the option keys: a gap or a 0-based scale would score "4" as 3, or "0" as 1
+    from culture_tasks.survey.vsm13 import load_items
+
+    _items_root(tmp_path)
+    path = tmp_path / "vsm13" / "items.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[6] = json.dumps({"item": 7, "stem": "", "text": "item 7", "options": options})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"items\.jsonl:7: item 7 has options .*; the VSM 2013 answers are 1-5"):
+        load_items(str(tmp_path))
+
+
 # --------------------------------------------------------------------------- metadata
 
 

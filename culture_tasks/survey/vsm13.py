@@ -83,7 +83,11 @@ def load_items(data_dir: str | None = None) -> list[Item]:
         missing = [k for k in ("item", "text", "options") if k not in row]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs item, stem, text, options")
-        options = tuple(row["options"][str(k)] for k in sorted(int(k) for k in row["options"]))
+        # an option's key is its answer value (Item.values): a gap or another start would shift every value
+        if not isinstance(row["options"], dict) or sorted(row["options"]) != [str(k) for k in range(1, 6)]:
+            raise ValueError(f"{path}:{line_no}: item {row['item']} has options {row['options']!r}; the VSM 2013 "
+                             "answers are 1-5: options keyed \"1\" to \"5\"")
+        options = tuple(row["options"][str(k)] for k in range(1, 6))
         items.append(Item(int(row["item"]), row.get("stem", "").strip(), row["text"].strip(), options))
     numbers = sorted(i.number for i in items)
     if numbers != list(range(1, 25)):
