@@ -1031,7 +1031,7 @@ def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir
 
     drawn = figures(runs, tables) if fmt in ("html", "md") else []
     try:
-        svgs = [(name, title, figs.to_svg(fig)) for name, title, fig in drawn]
+        svgs = [(name, title, figs.to_svg(fig, name)) for name, title, fig in drawn]
         if output is None:
             text = _render(fmt, runs, tables, baseline, svgs, [])
             print(text, end="" if text.endswith("\n") else "\n")

@@ -50,12 +50,15 @@ def save(fig, path: Path, dpi: int = 120) -> None:
         pyplot().close(fig)
 
 
-def to_svg(fig) -> str:
-    """The figure as an inline ``<svg>`` element (text kept as text, so it stays small and sharp)."""
+def to_svg(fig, name: str = "") -> str:
+    """The figure as an inline ``<svg>`` element (text kept as text, so it stays small and sharp).
+
+    Element ids are salted with ``name`` (unique per page): matplotlib's default salt is random, so the
+    same input gave another page, and a shared fixed salt would repeat ids across the page's figures."""
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"culture-align-kit {name}"}):
         fig.savefig(buf, format="svg", bbox_inches="tight")
     text = buf.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # no creation date: same input, same page

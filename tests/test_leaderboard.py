@@ -533,3 +533,23 @@ def test_a_per_sample_log_that_is_not_the_results_is_a_one_line_error(tmp_path, 
     assert capsys.readouterr().err == (
         f"culture-leaderboard: {log}: doc_id 0 is logged twice: a cut or foreign per-sample log; rerun with "
         "--log_samples, or remove the log (the row then shows no interval)\n")
+
+
+def test_the_same_results_give_the_same_html_page(tmp_path):
+    # the inline plots' element ids too: matplotlib salts them at random unless told otherwise
+    _result(tmp_path / "res", "/m/a", {"culturellm_english_x": 0.1, "culturellm_korean_y": 0.3})
+    pages = []
+    for name in ("one.html", "two.html"):
+        assert main([str(tmp_path / "res"), "--format", "html", "--output", str(tmp_path / name)]) == 0
+        pages.append((tmp_path / name).read_text())
+    assert 'clip-path="url(#' in pages[0] and pages[0] == pages[1]
+    # two figures of one page: no id of one is an id of the other (a clip path would clip the wrong plot)
+    import re
+
+    from culture_tasks.survey.tasks import WVS_TOPICS
+
+    _result(tmp_path / "res", "/m/b", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.7, f"wvs_jsd_{WVS_TOPICS[0]},none": 0.6}})
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(tmp_path / "three.html")]) == 0
+    figures = (tmp_path / "three.html").read_text().split('<figure class="plot"')[1:]
+    ids = [set(re.findall(r'(?:url\(#|href="#)([^")]+)', f)) for f in figures]  # the ids an element refers to
+    assert len(ids) == 2 and ids[0] and ids[1] and not ids[0] & ids[1]
