@@ -380,3 +380,18 @@ def test_checkpoints_of_several_processes_and_of_fsdp_are_found_complete(learnab
     assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-1"
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process needs rng_state.pth
     assert latest_complete_checkpoint(checkpoints, remove=False) is None
+
+
+def test_training_json_names_the_content_of_the_model_and_data_it_was_made_from(learnable_model, english_examples,
+                                                                                 tmp_path):
+    """Paths alone do not say what produced an adapter: the data file may be rebuilt and the model folder
+    replaced afterwards. training.json holds the data's SHA-256 and the model folder's fingerprint, the
+    values a --resume compares, and the precision the run trained in."""
+    import hashlib
+
+    from culture_tasks.outputs import model_fingerprint
+
+    summary = train(_config(learnable_model, english_examples, tmp_path / "adapter", max_steps=1))
+    assert summary["data_sha256"] == ["sha256:" + hashlib.sha256(english_examples.read_bytes()).hexdigest()]
+    assert summary["model_fingerprint"] == model_fingerprint(learnable_model) and summary["model_fingerprint"]
+    assert json.loads((tmp_path / "adapter" / "training.json").read_text())["data_sha256"] == summary["data_sha256"]

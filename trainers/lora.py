@@ -549,10 +549,10 @@ def train(cfg: LoraTrainConfig) -> dict:
     check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
-        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings), settings)
 
 
-def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start, settings: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -586,6 +586,9 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     summary = {
         "config": asdict(cfg),
+        # what the paths named when the run was made (the files may be replaced afterwards)
+        "data_sha256": settings["data_sha256"],
+        "model_fingerprint": settings["model_fingerprint"],
         "examples": len(encoded),
         "skipped_too_long": too_long,
         "answer_tokens": sum(sum(1 for x in e["labels"] if x != -100) for e in encoded),
