@@ -780,6 +780,11 @@ PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "adapter", "adapter_kind"
                       "transformers_version", "git_hash", "date", "partial")
 
 
+def _md_cell(value) -> str:
+    """Text for a Markdown table cell: a bare | (a model path may hold one) would end the cell early."""
+    return str(value).replace("|", "\\|")
+
+
 def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plots: Sequence[tuple[str, str]] = ()) -> str:
     out = ["## Culture leaderboard", "", LEGEND, ""]
     if baseline is not None:
@@ -787,13 +792,13 @@ def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plot
     out += ["### Runs", "", "| " + " | ".join(PROVENANCE_COLUMNS) + " |", "|" + "---|" * len(PROVENANCE_COLUMNS)]
     for run in runs:
         prov = provenance(run)
-        out.append("| " + " | ".join(str(prov[c]).replace("|", "\\|") or "–" for c in PROVENANCE_COLUMNS) + " |")
+        out.append("| " + " | ".join(_md_cell(prov[c]) or "–" for c in PROVENANCE_COLUMNS) + " |")
     out.append("")
     for table in tables:
         out.append(f"### {table.title}\n")
         if table.note:
             out.append(f"{table.note}\n")
-        out.append("| model | " + " | ".join(c.label for c in table.columns) + " |")
+        out.append("| model | " + " | ".join(_md_cell(c.label) for c in table.columns) + " |")
         out.append("|---|" + "---:|" * len(table.columns))
         for run, cells in table.rows:
             texts = []
@@ -802,8 +807,8 @@ def to_markdown(runs: list[Run], tables: list[Table], baseline: Run | None, plot
                 text = f"**{text}**" if cell.best else text
                 parts = [text, interval_text(cell, col), cell.coverage_text(), cell.mark(),
                          diff_text(cell) if cell.value is not None else ""]
-                texts.append(" ".join(p for p in parts if p))
-            out.append(f"| {row_label(run, baseline)} | " + " | ".join(texts) + " |")
+                texts.append(_md_cell(" ".join(p for p in parts if p)))
+            out.append(f"| {_md_cell(row_label(run, baseline))} | " + " | ".join(texts) + " |")
         out.append("")
     for name, title in plots:
         out += [f"![{title}]({name})", ""]

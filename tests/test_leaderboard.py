@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -544,8 +545,6 @@ def test_the_same_results_give_the_same_html_page(tmp_path):
         pages.append((tmp_path / name).read_text())
     assert 'clip-path="url(#' in pages[0] and pages[0] == pages[1]
     # two figures of one page: no id of one is an id of the other (a clip path would clip the wrong plot)
-    import re
-
     from culture_tasks.survey.tasks import WVS_TOPICS
 
     _result(tmp_path / "res", "/m/b", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.7, f"wvs_jsd_{WVS_TOPICS[0]},none": 0.6}})
@@ -553,3 +552,13 @@ def test_the_same_results_give_the_same_html_page(tmp_path):
     figures = (tmp_path / "three.html").read_text().split('<figure class="plot"')[1:]
     ids = [set(re.findall(r'(?:url\(#|href="#)([^")]+)', f)) for f in figures]  # the ids an element refers to
     assert len(ids) == 2 and ids[0] and ids[1] and not ids[0] & ids[1]
+
+
+def test_a_pipe_in_a_model_name_keeps_the_markdown_columns(tmp_path, capsys):
+    # an unescaped | in the row's name would add cells: 0.3 would stand under "korean", 0.4 under "overall"
+    _result(tmp_path / "res", "/m/a|b", {"culturellm_english_x": 0.3, "culturellm_korean_y": 0.4}, peft="/c/x|y")
+    assert main([str(tmp_path / "res")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| a"))
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+    assert cells[0].startswith(r"a\|b + x\|y [r") and [c.split(" ")[0] for c in cells[1:]] == [
+        "0.3000", "0.4000", "0.3500", "2"]
