@@ -386,7 +386,7 @@ def test_training_json_names_the_content_of_the_model_and_data_it_was_made_from(
                                                                                  tmp_path):
     """Paths alone do not say what produced an adapter: the data file may be rebuilt and the model folder
     replaced afterwards. training.json holds the data's SHA-256 and the model folder's fingerprint, the
-    values a --resume compares, and the precision the run trained in."""
+    values a --resume compares."""
     import hashlib
 
     from culture_tasks.outputs import model_fingerprint
@@ -395,3 +395,17 @@ def test_training_json_names_the_content_of_the_model_and_data_it_was_made_from(
     assert summary["data_sha256"] == ["sha256:" + hashlib.sha256(english_examples.read_bytes()).hexdigest()]
     assert summary["model_fingerprint"] == model_fingerprint(learnable_model) and summary["model_fingerprint"]
     assert json.loads((tmp_path / "adapter" / "training.json").read_text())["data_sha256"] == summary["data_sha256"]
+
+
+def test_a_resume_that_would_train_in_another_precision_is_refused(learnable_model, english_examples, tmp_path,
+                                                                   monkeypatch):
+    """bf16 left to its default is decided by the machine: a run begun on CPU (float32) and resumed where
+    a GPU supports bfloat16 would continue in bfloat16. The precision the run trains in is a stored setting."""
+    out = tmp_path / "adapter"
+    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True,
+                  bf16=None))
+    assert json.loads((out / "checkpoints" / "run_settings.json").read_text())["training_dtype"] == "float32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    with pytest.raises(TrainingError, match=r"other settings \(training_dtype: saved 'float32', given 'bfloat16'\)"):
+        train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True, bf16=None))

@@ -33,7 +33,7 @@ CHECKPOINTS = "checkpoints"
 RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, compared on --resume
 # in each checkpoint, per process: the loss summed since the last logging step
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
-LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size")  # runs stored before these were added still resume
+LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size", "training_dtype")  # runs stored before these were added still resume
 # settings that do not change the trained weights or the loss log: they may differ on --resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
@@ -272,6 +272,8 @@ def run_settings(cfg: LoraTrainConfig) -> dict:
     # the global batch is batch x accumulation x processes: a resume under another process count would
     # continue another training
     out["world_size"] = _world_size()
+    # bf16 left to its default is decided by the machine: a resume elsewhere must not switch precision
+    out["training_dtype"] = "bfloat16" if _accelerator_defaults(cfg)[0] else "float32"
     return out
 
 
