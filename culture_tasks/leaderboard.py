@@ -469,6 +469,7 @@ def provenance(run: Run) -> dict:
         "row_id": run.row_id,
         "model": run.model_args.get("pretrained", run.info.get("model_type", "?")),
         "model_args": ",".join(f"{k}={v}" for k, v in run.model_args.items()),
+        "lm_eval_model": run.key["model"] or "?",
         "adapter": run.info.get("adapter", ""),
         "adapter_kind": run.info.get("adapter_kind", ""),
         "dtype": run.info.get("dtype", "?"),
@@ -775,9 +776,9 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fe
           "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
-PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "adapter", "adapter_kind", "dtype", "limit", "num_fewshot",
-                      "chat_template", "seeds", "model_revision", "task_versions", "task_settings", "lm_eval_version",
-                      "transformers_version", "git_hash", "date", "partial")
+PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "lm_eval_model", "adapter", "adapter_kind", "dtype", "limit",
+                      "num_fewshot", "chat_template", "seeds", "model_revision", "task_versions", "task_settings",
+                      "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
 
 
 def _md_cell(value) -> str:

@@ -562,3 +562,15 @@ def test_a_pipe_in_a_model_name_keeps_the_markdown_columns(tmp_path, capsys):
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
     assert cells[0].startswith(r"a\|b + x\|y [r") and [c.split(" ")[0] for c in cells[1:]] == [
         "0.3000", "0.4000", "0.3500", "2"]
+
+
+def test_the_lm_eval_model_class_is_in_the_row(tmp_path, capsys):
+    # --model hf and --model hf-prompt with the same arguments are two rows (hf-prompt generates from a soft
+    # prompt otherwise): their provenance must tell them apart by more than the row id
+    _result(tmp_path / "res", "/m/base", {"culturellm_gen_english_x": 0.2}, peft="/c/prompt")
+    _result(tmp_path / "res", "/m/base", {"culturellm_gen_english_x": 0.4}, peft="/c/prompt", config={"model": "hf-prompt"})
+    runs = _json(tmp_path)["runs"]
+    assert sorted(r["lm_eval_model"] for r in runs) == ["hf", "hf-prompt"]
+    assert len({json.dumps({k: v for k, v in r.items() if k not in ("row_id", "date", "files")}) for r in runs}) == 2
+    assert main([str(tmp_path / "res")]) == 0
+    assert "| hf-prompt |" in capsys.readouterr().out
