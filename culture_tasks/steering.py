@@ -9,11 +9,13 @@ Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpo
 answers the VSM13 survey, and WVS where available, through the lm-eval tasks themselves
 (``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
-intervals, the change of every distance relative to the plain model), steering.md, steering.png.
+intervals, the change of every distance relative to the plain model, the reference files by
+content), steering.md, steering.png.
 Everything is checked before the model is loaded. Settings may also come from ``--config`` YAML
 (the field names: ``targets: [usa=persona, ...]``); flags override it. ``--rescore`` recomputes every
 metric of an earlier run from the answers its steering.json stores, without a model (when the
-statistics change, or for other interval settings); the answers and their provenance are kept.
+statistics change, or for other interval settings); the answers and their provenance are kept, and
+reference data that differ from the stored run's are named.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ import numpy as np
 from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
-from culture_tasks.data_root import ENV_VAR
-from culture_tasks.outputs import OutputLock, claim_output
+from culture_tasks.data_root import ENV_VAR, data_file
+from culture_tasks.outputs import OutputLock, claim_output, file_digest
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_TO_ISO3, vsm13_indices
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, vsm13_indices
+from culture_tasks.survey.wvs import QUESTIONS_FILE
 
 log = logging.getLogger("culture_tasks")
 METHODS = ("plain", "persona", "prompt", "lora")
@@ -442,6 +445,14 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
 # --------------------------------------------------------------------------- outputs
 
 
+def reference_files(data_dir: str | None, wvs: bool) -> dict[str, str]:
+    """The files every comparison reads, by content: a rescore says whether it compared with the same."""
+    names = [HOFSTEDE_FILE]
+    if wvs:
+        names += [QUESTIONS_FILE, *(f"culturellm/{c['wvs_csv']}" for c in listed_countries() if c.get("wvs_csv"))]
+    return {name: file_digest(data_file(name, data_dir)) for name in names}
+
+
 def _fmt(v, ci=None, spec: str = ".3f") -> str:
     text = format(v, spec) if isinstance(v, float) else str(v)
     return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
@@ -465,8 +476,11 @@ def _change_table(title: str, columns, rows, values, cis) -> list[str]:
 def _rescored_line(source: dict | None) -> list[str]:
     if not source:
         return []
+    changed = source.get("reference_changed", [])
+    data = ("" if changed == [] else " That run did not record its reference data." if changed is None
+            else f" Its metrics compared with other reference data than that run: {', '.join(changed)}.")
     return [f"Metrics recomputed (`culture-steer --rescore`) from the answers stored in {source['path']}"
-            f"/steering.json ({source['sha256']}); the line below says where the answers were computed.", ""]
+            f"/steering.json ({source['sha256']}); the line below says where the answers were computed.{data}", ""]
 
 
 def markdown(result: dict) -> str:
@@ -562,8 +576,6 @@ def _stored_answers(profile: dict) -> dict:
 
 def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
     """An earlier run's result, its steered rows, their answers and the plain model's, checked."""
-    from culture_tasks.outputs import file_digest
-
     path = folder / "steering.json"
     fix = "give the folder of a finished culture-steer run"
     if not path.is_file():
@@ -592,12 +604,20 @@ def rescore(cfg: SteeringConfig) -> dict:
         check_output(Path(cfg.output), cfg.overwrite, inputs)  # another run may have written meanwhile
         reference = compare.hofstede_reference(cfg.data_dir)
         use_wvs = bool(stored["config"].get("wvs")) and bool(plain.get("wvs_answers"))
+        reference_now, reference_then = reference_files(cfg.data_dir, use_wvs), stored.get("reference")
+        changed = None if reference_then is None else [n for n in reference_now
+                                                        if reference_then.get(n) != reference_now[n]]
+        if changed != []:
+            log.warning("--rescore: %s", "the stored run did not record its reference data" if changed is None
+                        else f"the reference data differ from the stored run's: {', '.join(changed)}")
         answered = ("model", "targets", "device", "dtype", "batch_size", "chat_template")  # how the answers came
         config = {**asdict(cfg), **{k: stored["config"].get(k) for k in answered}, "wvs": use_wvs}
         result = {
             "config": config,
             "rescored_from": {"path": str(source), "sha256": stored.pop("sha256"),
-                              "config": stored["config"], "environment": provenance.environment("cpu")},
+                              "config": stored["config"], "environment": provenance.environment("cpu"),
+                              "reference": reference_then, "reference_changed": changed},
+            "reference": reference_now,
             "directions": compare.DIRECTIONS,
             "profiles": stored["profiles"],
             "vsm13": vsm13_metrics(rows, answers, plain, reference, cfg),
@@ -614,6 +634,7 @@ def _run(cfg: SteeringConfig) -> dict:
     for row in cfg.rows:  # coverage problems stop the run before the model loads
         compare.compare_vsm13(dict.fromkeys(DIMENSIONS, 0.0), row.hofstede, reference)
     wvs_ref = compare.wvs_reference(cfg.data_dir) if cfg.wvs else {}
+    reference_data = reference_files(cfg.data_dir, cfg.wvs)
     fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
     out = Path(cfg.output)
     lm = _load_lm(cfg)
@@ -631,6 +652,7 @@ def _run(cfg: SteeringConfig) -> dict:
         "profiles": {"plain": plain, **{r.label: a for r, a in zip(cfg.rows, answers)}},
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
+        "reference": reference_data,
         "environment": provenance.environment(cfg.device),
     }
     return _write(result, out)

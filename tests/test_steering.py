@@ -397,3 +397,32 @@ def test_rescore_refuses_before_writing(matrix, tiny_model, data_root, tmp_path,
     assert main(["--output", str(tmp_path / "o"), "--target", "usa=persona"]) == 2
     assert "give --model (the base model folder), or --rescore <earlier output>" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_rescore_says_when_its_reference_data_differ_from_the_stored_run(matrix, data_root, tmp_path):
+    # the run records the reference files it compared with by content; a rescore against another
+    # Hofstede file is not presented as the stored run's numbers recomputed
+    from culture_tasks.outputs import file_digest
+    from culture_tasks.survey.vsm13 import HOFSTEDE_FILE
+
+    source, result = matrix
+    assert result["reference"][HOFSTEDE_FILE] == file_digest(data_root / HOFSTEDE_FILE)
+    assert set(result["reference"]) >= {"culturellm/WVQ.jsonl", "culturellm/English/United States.csv"}
+    other = tmp_path / "data"
+    for part in ("culturellm", "vsm13"):
+        (other / part).parent.mkdir(parents=True, exist_ok=True)
+        (other / part).symlink_to(data_root / part)
+    (other / HOFSTEDE_FILE).parent.mkdir(parents=True)
+    text = (data_root / HOFSTEDE_FILE).read_text(encoding="utf-8")
+    (other / HOFSTEDE_FILE).write_text(text.replace("\nUSA;U.S.A.;40;", "\nUSA;U.S.A.;41;"), encoding="utf-8")
+    out = tmp_path / "again"
+    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(other), "--iters", "60"]) == 0
+    again = json.loads((out / "steering.json").read_text())
+    assert again["reference"][HOFSTEDE_FILE] == file_digest(other / HOFSTEDE_FILE) != result["reference"][HOFSTEDE_FILE]
+    assert again["rescored_from"]["reference"] == result["reference"]
+    assert again["rescored_from"]["reference_changed"] == [HOFSTEDE_FILE]
+    assert f"compared with other reference data than that run: {HOFSTEDE_FILE}" in (out / "steering.md").read_text()
+    same = tmp_path / "same"
+    assert main(["--rescore", str(source), "--output", str(same), "--data-dir", str(data_root), "--iters", "60"]) == 0
+    assert json.loads((same / "steering.json").read_text())["rescored_from"]["reference_changed"] == []
+    assert "other reference data" not in (same / "steering.md").read_text()
