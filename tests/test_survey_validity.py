@@ -135,6 +135,17 @@ def test_misspelled_metadata_key_is_an_error_listing_the_valid_ones(tmp_path):
         load_vsm13(str(tmp_path), vsm13_country="USA", traget=[1, 2, 3, 4, 5, 6])
 
 
+def test_a_target_source_without_a_target_is_an_error_not_a_false_label(tmp_path):
+    # the Hofstede file's scores would be logged in every document as coming from the named source
+    _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\n")
+    _items_root(tmp_path)
+    with pytest.raises(MetadataError, match=r"vsm13 \(USA\): --metadata target_source 'Masoud et al\. 2025' "
+                                            r"names the source of an explicit target, but no target is given"):
+        load_vsm13(str(tmp_path), vsm13_country="USA", target_source="Masoud et al. 2025")
+    ds = load_vsm13(str(tmp_path), vsm13_country="USA")["test"]
+    assert ds["target_source"][0] == "Hofstede 2015 file"
+
+
 def test_model_args_and_lm_eval_keys_are_accepted(tmp_path):
     # the lm_eval CLI merges --model_args into the metadata
     for key in ("pretrained", "peft", "dtype", "device", "parallelize", "trust_remote_code", "max_length",

@@ -234,6 +234,9 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     _check_constants(vsm13_country, constants)
     reversed_options = parse_bool("reversed_options", reversed_options)
     _claim_target(target, vsm13_country)
+    if target_source and (target is None or not len(target)):  # the file's scores would be logged as from it
+        raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_source {target_source!r} names the source "
+                            "of an explicit target, but no target is given; add the target or drop target_source")
     try:
         chosen = resolve_target(vsm13_country, target, data_dir)
     except ValueError as err:
