@@ -560,6 +560,12 @@ def covered_tasks(run: Run, column: Column) -> list[str]:
     return [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
 
 
+def leaf_tasks(run: Run, tasks: list[str]) -> list[str]:
+    """``tasks``, or the members of the row's group when ``tasks`` is that one group (a survey group column):
+    what the cell's number averages."""
+    return list(run.groups[tasks[0]]) if len(tasks) == 1 and tasks[0] in run.groups else tasks
+
+
 def make_cell(run: Run, column: Column) -> Cell | None:
     tasks = covered_tasks(run, column)
     if not tasks:
@@ -592,14 +598,12 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     """Paired bootstrap of ``run`` minus ``base`` on the column's documents, or (None, why not)."""
     if column.count:
         return None, ""
-    tasks = [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
-    base_tasks = [t for t in column.tasks(base) if column.metric in base.metrics.get(t, {})]
+    tasks, base_tasks = covered_tasks(run, column), covered_tasks(base, column)
     if not tasks or not base_tasks:
         return None, "not in both rows"
+    tasks, base_tasks = leaf_tasks(run, tasks), leaf_tasks(base, base_tasks)
     if sorted(tasks) != sorted(base_tasks):
         return None, "no paired test: the rows cover different tasks"
-    if len(tasks) == 1 and tasks[0] in run.groups:
-        tasks = run.groups[tasks[0]]
     if column.metric not in RESAMPLABLE:
         return None, "no paired test: " + NOT_RESAMPLABLE.removeprefix("no interval: ")
     a_items, b_items = [], []
@@ -691,7 +695,8 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
         if col.count:
             continue
         # a mean over fewer tasks than the column holds over all rows is another statistic: marked
-        covered = {id(run): set(covered_tasks(run, col)) for run, cells in rows if cells[j].value is not None}
+        covered = {id(run): set(leaf_tasks(run, covered_tasks(run, col))) for run, cells in rows
+                   if cells[j].value is not None}
         every = set().union(*covered.values())
         for run, cells in rows:
             if id(run) in covered:

@@ -574,3 +574,22 @@ def test_the_lm_eval_model_class_is_in_the_row(tmp_path, capsys):
     assert len({json.dumps({k: v for k, v in r.items() if k not in ("row_id", "date", "files")}) for r in runs}) == 2
     assert main([str(tmp_path / "res")]) == 0
     assert "| hf-prompt |" in capsys.readouterr().out
+
+
+def test_a_group_over_other_tasks_is_neither_compared_nor_ranked_with_the_full_one(tmp_path):
+    # the base's wvs group averages usa and china; the other row's wvs group holds usa only (an older tasks
+    # folder): its 0.9 is usa's alone, not comparable with the base's 0.5, and not tested against it
+    half, high = [{"wvs_jsd": 0.5}] * 3, [{"wvs_jsd": 0.9}] * 3
+    hib = {"wvs": {"wvs_jsd": True}}
+    _result(tmp_path / "res/a", "/m/base", {}, extra={
+        "wvs": {"wvs_jsd,none": 0.5}, "wvs_usa": {"wvs_jsd,none": 0.5}, "wvs_china": {"wvs_jsd,none": 0.5}},
+        samples={"wvs_usa": half, "wvs_china": half}, groups={"wvs": ["wvs_usa", "wvs_china"]}, hib=hib)
+    _result(tmp_path / "res/b", "/m/other", {}, extra={"wvs": {"wvs_jsd,none": 0.9}, "wvs_usa": {"wvs_jsd,none": 0.9}},
+            samples={"wvs_usa": high}, groups={"wvs": ["wvs_usa"]}, hib=hib)
+    data = _json(tmp_path, "--baseline", "base")
+    table = "wvs: wvs_jsd (higher is better)"
+    other, base = _cell(data, "other", "wvs", table=table), _cell(data, "base", "wvs", table=table)
+    assert other["value"] == 0.9 and other["diff"] is None
+    assert other["diff_note"] == "no paired test: the rows cover different tasks"
+    assert (other["tasks_covered"], other["tasks_in_column"]) == (1, 2)
+    assert (base["tasks_covered"], base["tasks_in_column"]) == (2, 2)
