@@ -34,7 +34,7 @@ from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
-from culture_tasks.data_root import ENV_VAR, data_file
+from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, model_fingerprint, safe_join, save_settings,
                                    settings_differences)
@@ -42,7 +42,7 @@ from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
-from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, resolve_target
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, Target, resolve_target
 
 log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
@@ -57,7 +57,8 @@ class AlignmentError(ValueError):
 
 @dataclass
 class CountryTasks:
-    """The lm-eval tasks that score one target country, and the metadata they need."""
+    """The lm-eval tasks that score one target country, the metadata they need, and the target as
+    those tasks resolve it (the objective and the report rank it among the same countries)."""
 
     key: str
     vsm13: str
@@ -65,7 +66,11 @@ class CountryTasks:
     reversed: str
     wvs: str | None
     metadata: dict
-    scores: dict
+    target: Target
+
+    @property
+    def scores(self) -> dict:
+        return self.target.scores
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
         """float32, as the report is scored (``in_float32``): it reports the loss alignment.json records."""
@@ -74,19 +79,23 @@ class CountryTasks:
 
 
 def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:
-    """Known countries use their generated tasks; any other is scored through vsm13_usa's task
-    with the target passed as metadata (the lm-eval command in alignment.json says so)."""
+    """Known countries use their generated tasks; any other is scored through vsm13_usa's task with
+    its scores and code passed as metadata (``target``, ``target_country``: ranked as itself, not in
+    the USA's place; the lm-eval command in alignment.json says so). The data root is named in full,
+    so the recorded command does not depend on the shell's environment."""
     resolved = resolve_target(country, target, cfg.data_dir)
     listed = listed_countries()
     entry = next((c for c in listed if c.get("hofstede") == resolved.code), None)
     if target is not None and entry is None:
         entry = next((c for c in listed if c["name"].casefold() == country.casefold()
                       or c["slug"] == country.casefold().replace(" ", "_")), None)
-    metadata = {"data_dir": str(cfg.data_dir)} if cfg.data_dir else {}
+    metadata = {"data_dir": str(resolve_data_root(cfg.data_dir).resolve())}
     if cfg.answer_mode != "expected":
         metadata["answer_mode"] = cfg.answer_mode
     if target is not None or entry is None:
         metadata["target"] = resolved.scores
+    if entry is None:
+        metadata["target_country"] = resolved.code
     slug = entry["slug"] if entry else "usa"
     vsm13, wvs = instrument("vsm13"), instrument("wvs")
     return CountryTasks(
@@ -96,7 +105,9 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
         reversed=vsm13.task(slug, "_reversed"),
         wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
-        scores=resolved.scores,
+        # as load_vsm13 resolves it: the task's country, or target_country, with the metadata's scores
+        target=resolve_target(metadata.get("target_country") or entry["hofstede"], metadata.get("target"),
+                              cfg.data_dir),
     )
 
 
@@ -123,6 +134,14 @@ def _defining_settings(settings: dict) -> dict:
     out["hofstede_reference"] = file_digest(data_file(HOFSTEDE_FILE, settings.get("data_dir")))
     out["model_fingerprint"] = model_fingerprint(settings["model"])  # another model under the same path
     return out
+
+
+def _inputs(settings: dict, tasks: CountryTasks) -> dict:
+    """What a run's numbers were computed from, by content: the model folder, the data root, its VSM13
+    items and Hofstede file (the same digests a resume compares)."""
+    given = _defining_settings(settings)
+    return {"model_fingerprint": given["model_fingerprint"], "data_dir": tasks.metadata["data_dir"],
+            "vsm13_items": given["vsm13_items"], "hofstede_reference": given["hofstede_reference"]}
 
 
 def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out: Path) -> None:
@@ -331,6 +350,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "base_model": cfg.model,
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
         "settings": settings,
+        "inputs": _inputs(settings, tasks),
         "init_token_ids": space.init_ids,
         "history": found.history,
         "final": final,
@@ -352,7 +372,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
 
 def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -> dict:
     tasks = country_tasks(country, cfg.target, cfg)
-    target = resolve_target(country, cfg.target, cfg.data_dir)
+    target = tasks.target
     objective = make_objective(cfg.objective, target, data_dir=cfg.data_dir)
     settings = cfg.for_country(country)
     hidden = int(lm.model.get_input_embeddings().weight.shape[1])

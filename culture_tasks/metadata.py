@@ -27,7 +27,7 @@ LM_EVAL_KEYS = frozenset({"version", "config_source", "config", "_metadata"})
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "culturellm": ("data_dir",),
     "wvs": ("data_dir", "questions"),
-    "vsm13": ("data_dir", "target", "target_source", "constants", "answer_mode"),
+    "vsm13": ("data_dir", "target", "target_source", "target_country", "constants", "answer_mode"),
 }
 PROJECT_KEYS = frozenset(k for keys in TASK_KEYS.values() for k in keys)
 # this project's model (``--model hf-prompt``), read like lm-eval's own

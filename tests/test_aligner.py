@@ -694,3 +694,69 @@ def test_a_nan_loss_stops_the_search_and_leaves_the_output_new(tiny_model, data_
         "\nculture-align: generation 1: candidate(s) [0, 1, 2, 3, 4, 5] have a loss of nan, which the search cannot "
         "rank (prompts outside the model's numeric range); use a smaller --bound (now 1)\n")
     assert not out.exists() or claim_output(out) == "new"
+
+
+def _recorded_lm_eval(summary) -> tuple[list[str], dict]:
+    """The tasks and the --metadata of the lm_eval command alignment.json records."""
+    import shlex
+
+    args = shlex.split(summary["lm_eval_command"])
+    tasks = args[args.index("--tasks") + 1].split(",")
+    return tasks, json.loads(args[args.index("--metadata") + 1]) if "--metadata" in args else {}
+
+
+@pytest.mark.parametrize("country, target, code", [
+    ("Japan", None, "JPN"),  # in Hofstede's file, no task of its own: scored through vsm13_usa's
+    ("Atlantis", [40, 91, 62, 46, 26, 68], "Atlantis"),  # in no file: its own code, the USA row stays
+    ("CHN", [20, 20, 66, 30, 87, 24], "CHI"),  # a task of its own; the explicit profile replaces China's row
+    ("Saudi Arabia", None, "SAU"),
+])
+def test_the_recorded_task_ranks_the_target_as_the_country_it_is(country, target, code, data_root, monkeypatch):
+    """The task of the recorded lm_eval command ranks the target under the country's own code: through
+    vsm13_usa's task, Japan's profile replaced the USA row (Japan's own row then competed with it)."""
+    from lm_eval.tasks import get_task_dict
+
+    from aligners.align import country_tasks
+    from aligners.config import AlignConfig
+    from culture_tasks.paths import task_manager
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    cfg = AlignConfig(model="m", countries=[country], output="o", target=target)
+    tasks = country_tasks(country, target, cfg)
+    task = get_task_dict([tasks.vsm13], task_manager(tasks.metadata))[tasks.vsm13]
+    comparison = json.loads(task.dataset["test"]["comparison"][0])
+    assert comparison["code"] == code
+    assert json.loads(task.dataset["test"]["target"][0]) == tasks.scores
+    assert comparison["data_dir"] == str(data_root.resolve()) == tasks.metadata["data_dir"]  # not left to the shell
+
+
+def test_a_country_without_a_task_reports_the_loss_its_recorded_lm_eval_command_gives(tiny_model, data_root,
+                                                                                      tmp_path, monkeypatch):
+    """Japan is scored through vsm13_usa's task: the recorded command reports minus the loss as its
+    margin, and alignment.json names the model, items and Hofstede file by content."""
+    from culture_tasks.outputs import file_digest, model_fingerprint
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "jpn"
+    assert align_main(["--model", str(tiny_model), "--country", "Japan", "--output", str(out), *FAST]) == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    tasks, metadata = _recorded_lm_eval(summary)
+    assert tasks == ["vsm13_usa"] and metadata["data_dir"] == str(data_root.resolve())
+    results = evaluate(tiny_model, tasks, data_root, peft=str(out), metadata=metadata)["results"]["vsm13_usa"]
+    assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-3)
+    assert summary["final"]["vsm13_rank"] == results["vsm13_rank,none"]
+    assert summary["inputs"] == {
+        "model_fingerprint": model_fingerprint(tiny_model), "data_dir": str(data_root.resolve()),
+        "vsm13_items": file_digest(data_root / "vsm13" / "items.jsonl"),
+        "hofstede_reference": file_digest(data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv")}
+
+
+def test_target_country_without_a_target_or_as_no_string_is_refused(data_root):
+    from culture_tasks.metadata import MetadataError
+    from culture_tasks.survey.tasks import load_vsm13
+
+    with pytest.raises(MetadataError, match=r"vsm13 \(USA\): --metadata target_country 'JPN' names the country of an "
+                                            "explicit target: give it as a string, beside the target"):
+        load_vsm13(str(data_root), vsm13_country="USA", target_country="JPN")
+    with pytest.raises(MetadataError, match="target_country 3 names"):
+        load_vsm13(str(data_root), vsm13_country="USA", target={"pdi": 1.0, "idv": 2.0}, target_country=3)

@@ -224,11 +224,13 @@ def _claim_target(target, country: str | None) -> None:
 
 
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
-               reversed_options: bool = False, target=None, target_source: str = "", constants=None,
-               answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
+               reversed_options: bool = False, target=None, target_source: str = "", target_country: str = "",
+               constants=None, answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
     """The 24 items; target (with its source), constants and answer mode may come from ``--metadata``.
 
     ``persona`` is the country name of the in-context baseline ("" = the model's own answers).
+    ``target_country``: the country whose scores ``target`` is (default: the task's own), so that a
+    country without a task of its own is ranked as itself, not in the place of the task's country.
     """
     check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
     _check_constants(vsm13_country, constants)
@@ -237,8 +239,11 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     if target_source and (target is None or not len(target)):  # the file's scores would be logged as from it
         raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_source {target_source!r} names the source "
                             "of an explicit target, but no target is given; add the target or drop target_source")
+    if not isinstance(target_country, str) or target_country and (target is None or not len(target)):
+        raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_country {target_country!r} names the country "
+                            "of an explicit target: give it as a string, beside the target")
     try:
-        chosen = resolve_target(vsm13_country, target, data_dir)
+        chosen = resolve_target(target_country or vsm13_country, target, data_dir)
     except ValueError as err:
         if target is None:
             raise
