@@ -555,6 +555,16 @@ def _task_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
     return out
 
 
+def _no_samples(run: Run, tasks: list[str], metric: str) -> str:
+    """Why a mean has no interval: no logs at all, or the tasks whose log is missing."""
+    missing = [t for t in tasks if run.items(t, metric) is None]
+    if len(missing) == len(tasks):
+        return NO_SAMPLES
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    return (f"no interval: no per-sample log for {missing[0]}{more} "
+            f"(samples_{missing[0]}_<date>.jsonl is not beside its result file)")
+
+
 def covered_tasks(run: Run, column: Column) -> list[str]:
     """The column's tasks that the row has the column's metric for."""
     return [t for t in column.tasks(run) if column.metric in run.metrics.get(t, {})]
@@ -589,7 +599,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
                     f"no interval: {column.metric} has no per-document resampling")
     items = _task_items(run, tasks, column.metric)
     if items is None:
-        return Cell(value, interval_note=NO_SAMPLES)
+        return Cell(value, interval_note=_no_samples(run, tasks, column.metric))
     low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
 

@@ -593,3 +593,14 @@ def test_a_group_over_other_tasks_is_neither_compared_nor_ranked_with_the_full_o
     assert other["diff_note"] == "no paired test: the rows cover different tasks"
     assert (other["tasks_covered"], other["tasks_in_column"]) == (1, 2)
     assert (base["tasks_covered"], base["tasks_in_column"]) == (2, 2)
+
+
+def test_a_mean_whose_task_lost_its_log_names_that_task(tmp_path):
+    # run with --log_samples, but y's log is gone: the note names y, not "run lm_eval with --log_samples"
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(4)]
+    _result(tmp_path / "res", "/m/a", {"culturellm_english_x": 1.0, "culturellm_english_y": 1.0},
+            samples={"culturellm_english_x": right})
+    cell = _cell(_json(tmp_path), "a", "english")
+    assert (cell["value"], cell["ci_low"]) == (1.0, None)
+    assert cell["interval_note"] == ("no interval: no per-sample log for culturellm_english_y "
+                                     "(samples_culturellm_english_y_<date>.jsonl is not beside its result file)")
