@@ -467,16 +467,21 @@ def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> N
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_countries(countries: list[str], target, data_dir: str | None) -> None:
-    """Every country known, and none named twice (``USA usa``, ``CHN China``): a second spelling
-    would align the country again, into the folder the first filled, after the first's whole run."""
+def check_countries(cfg: AlignConfig) -> None:
+    """Every country known, comparable under the objective (Hofstede's file has only one dimension of
+    some, e.g. Andorra), and none named twice (``USA usa``, ``CHN China``: a second spelling would align
+    the country again, into the folder the first filled, after the first's whole run)."""
     seen: dict[str, str] = {}
-    for country in countries:
-        code = resolve_target(country, target, data_dir).code
-        if code in seen:
-            raise AlignmentError(f"--country names one country twice ({seen[code]!r} and {country!r} are both "
-                                 f"{code}); give each country once")
-        seen[code] = country
+    for country in cfg.countries:
+        target = resolve_target(country, cfg.target, cfg.data_dir)
+        try:
+            make_objective(cfg.objective, target, data_dir=cfg.data_dir)
+        except ValueError as err:
+            raise AlignmentError(f"--country {country!r}: {err}") from None
+        if target.code in seen:
+            raise AlignmentError(f"--country names one country twice ({seen[target.code]!r} and {country!r} are both "
+                                 f"{target.code}); give each country once")
+        seen[target.code] = country
 
 
 def run(cfg: AlignConfig) -> list[dict]:
@@ -486,7 +491,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     single = len(cfg.countries) == 1
     targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
                for c in cfg.countries]
-    check_countries(cfg.countries, cfg.target, cfg.data_dir)  # before loading the model or writing
+    check_countries(cfg)  # before loading the model or writing
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), getattr(cfg, "config_file", None)]
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))

@@ -157,3 +157,14 @@ def test_non_finite_bound_and_step_and_an_empty_initial_text_are_refused(extra, 
 def test_the_largest_bound_and_an_empty_text_with_vocab_initialisation_are_accepted():
     assert parse_args(BASE + ["--bound", "1000"]).bound == 1000
     assert parse_args(BASE + ["--init", "vocab", "--init-text", ""]).init == "vocab"
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "l1"])
+def test_a_country_with_one_hofstede_dimension_is_refused_before_loading(objective, data_root, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Hofstede's file has only IVR for Andorra: no objective can compare on it. The run stops before the
+    model loads, and before USA, named first, is aligned."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    err = _refused(tmp_path, capsys, "--country", "USA", "Andorra", "--objective", objective)
+    assert err == ("culture-align: --country 'Andorra': the target has only ['ivr'] of the six dimensions; a comparison "
+                   "needs at least 2 (supply a full profile with its source, e.g. --target for Saudi Arabia)\n")
