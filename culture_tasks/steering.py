@@ -34,7 +34,7 @@ from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
-from culture_tasks.outputs import OutputLock, claim_output, file_digest
+from culture_tasks.outputs import OutputLock, claim_output, file_digest, model_fingerprint
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
@@ -483,6 +483,14 @@ def _rescored_line(source: dict | None) -> list[str]:
             f"/steering.json ({source['sha256']}); the line below says where the answers were computed.{data}", ""]
 
 
+def _identity_lines(ident: dict | None) -> list[str]:
+    if not ident:
+        return ["Model and checkpoint fingerprints: not recorded by this run.", ""]
+    parts = [f"model {ident['model_fingerprint'] or '(hub id: no local content)'}"]
+    parts += [f"{label} {fp}" for label, fp in ident["checkpoints"].items()]
+    return ["Fingerprints (`culture_tasks.outputs.model_fingerprint`): " + "; ".join(parts) + ".", ""]
+
+
 def markdown(result: dict) -> str:
     v = result["vsm13"]
     level = int(round(result["config"]["level"] * 100))
@@ -490,6 +498,7 @@ def markdown(result: dict) -> str:
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
              *_rescored_line(result.get("rescored_from")),
+             *_identity_lines(result.get("identity")),
              *provenance.describe(result.get("environment")),
              "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
              "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
@@ -622,6 +631,7 @@ def rescore(cfg: SteeringConfig) -> dict:
             "profiles": stored["profiles"],
             "vsm13": vsm13_metrics(rows, answers, plain, reference, cfg),
             "wvs": wvs_metrics(rows, answers, plain, compare.wvs_reference(cfg.data_dir), cfg) if use_wvs else None,
+            "identity": stored.get("identity"),  # what the answers were computed with
             "environment": stored.get("environment"),  # where the answers were computed
         }
         return _write(result, Path(cfg.output))
@@ -653,9 +663,17 @@ def _run(cfg: SteeringConfig) -> dict:
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "reference": reference_data,
+        "identity": identity(cfg),
         "environment": provenance.environment(cfg.device),
     }
     return _write(result, out)
+
+
+def identity(cfg: SteeringConfig) -> dict:
+    """The content behind the paths: the model folder's and each checkpoint's fingerprint (None for a
+    hub id), so a matrix names what produced it even after a folder is replaced."""
+    return {"model_fingerprint": model_fingerprint(cfg.model),
+            "checkpoints": {r.label: model_fingerprint(r.checkpoint) for r in cfg.rows if r.checkpoint}}
 
 
 # --------------------------------------------------------------------------- command line

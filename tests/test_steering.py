@@ -351,6 +351,20 @@ def test_every_wvs_matrix_number_has_its_interval():
     assert len(w["top1_ci"]) == 2 and all("rank_ci" in r and "top1_ci" in r for r in w["per_row"])
 
 
+def test_the_matrix_names_the_content_of_its_model_and_checkpoints(matrix, tiny_model, prompt_checkpoint,
+                                                                  lora_checkpoint):
+    """Paths can be reused for other weights: the run records each folder's fingerprint, in the JSON
+    and in steering.md."""
+    from culture_tasks.outputs import model_fingerprint
+
+    out, result = matrix
+    expected = {"model_fingerprint": model_fingerprint(tiny_model),
+                "checkpoints": {"germany:prompt": model_fingerprint(prompt_checkpoint),
+                                "turkey:lora": model_fingerprint(lora_checkpoint)}}
+    assert result["identity"] == expected and None not in expected["checkpoints"].values()
+    assert f"model {expected['model_fingerprint']}; germany:prompt " in (out / "steering.md").read_text()
+
+
 def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp_path, monkeypatch, capsys):
     import culture_tasks.steering as steering
 
@@ -362,6 +376,7 @@ def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp
     # the same answers, the same settings: every number and interval as the run that stored them
     assert again["vsm13"] == result["vsm13"] and again["wvs"] == result["wvs"]
     assert again["profiles"] == result["profiles"] and again["environment"] == result["environment"]
+    assert again["identity"] == result["identity"]  # what the stored answers were computed with
     assert again["config"]["model"] == result["config"]["model"] and again["config"]["targets"] == result["config"]["targets"]
     assert again["rescored_from"]["path"] == str(source)
     assert again["rescored_from"]["sha256"].startswith("sha256:")
