@@ -19,6 +19,11 @@ SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_
 MAX_BOUND = 1000.0
 
 
+# the largest --seed: every optimiser's seed range holds it (CMA-ES gives cma seed + 1, which cma reads as
+# a seed from the clock when it is 0 and refuses from 2**32 on)
+MAX_SEED = 2**32 - 2
+
+
 def search_keys(settings: dict) -> tuple[str, ...]:
     """SEARCH_KEYS plus the settings of the optimiser ``settings`` names."""
     spec = optimizer_spec(settings["optimizer"])
@@ -99,6 +104,8 @@ class AlignConfig:
         for name in ("virtual_tokens", "subspace_dim", "population", "generations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population)
         if not 0 < self.bound <= MAX_BOUND:  # also refuses inf and nan
             raise ValueError(f"--bound must be positive and at most {MAX_BOUND:g} (z = 1 moves a prompt vector by about "

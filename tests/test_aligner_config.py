@@ -168,3 +168,33 @@ def test_a_country_with_one_hofstede_dimension_is_refused_before_loading(objecti
     err = _refused(tmp_path, capsys, "--country", "USA", "Andorra", "--objective", objective)
     assert err == ("culture-align: --country 'Andorra': the target has only ['ivr'] of the six dimensions; a comparison "
                    "needs at least 2 (supply a full profile with its source, e.g. --target for Saudi Arabia)\n")
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967295"])
+def test_a_seed_the_optimisers_cannot_use_is_refused_before_loading(seed, tmp_path, capsys):
+    """CMA-ES gives cma seed + 1, which cma reads as a seed from the clock when it is 0 and refuses from
+    2**32 on; numpy refuses a negative seed: the run was not reproducible, or failed after the model had
+    loaded. One range holds for every optimiser."""
+    for optimizer in ("cma", "de"):
+        err = _refused(tmp_path, capsys, "--country", "USA", "--optimizer", optimizer, "--seed", seed)
+        assert err == f"culture-align: --seed must be a whole number from 0 to 4294967294, got {seed}\n"
+    assert parse_args(BASE + ["--optimizer", "cma", "--seed", "4294967294"]).seed == 4294967294
+
+
+def test_cma_es_reproduces_from_its_seed_and_refuses_one_it_cannot_use():
+    import numpy as np
+
+    from aligners.optimizers import CMAES
+
+    def run(seed):
+        opt, asked = CMAES(3, population=5, bound=2.0, seed=seed, sigma0=0.3), []
+        for _ in range(3):
+            z = opt.ask()
+            asked.append(z)
+            opt.tell((z ** 2).sum(axis=1))
+        return np.array(asked)
+
+    assert np.array_equal(run(4294967294), run(4294967294)) and not np.array_equal(run(0), run(1))
+    assert np.abs(run(0)).max() <= 2.0  # inside the bound
+    with pytest.raises(ValueError, match=r"CMA-ES seed must be from 0 to 4294967294, got -1"):
+        CMAES(3, population=5, bound=2.0, seed=-1)

@@ -33,6 +33,8 @@ class CMAES:
     def __init__(self, dim: int, *, population: int, bound: float, seed: int, sigma0: float = 0.5):
         import cma
 
+        if not 0 <= seed < 2**32 - 1:  # cma reads a seed of 0 as one from the clock, and refuses 2**32 on
+            raise ValueError(f"CMA-ES seed must be from 0 to {2**32 - 2}, got {seed}")
         self._trials: list | None = None
         outside = np.random.get_state()
         self.es = cma.CMAEvolutionStrategy(
