@@ -362,10 +362,10 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "world_size": distributed.world_size(),
         "environment": provenance.environment(cfg.device),
     }
-    if distributed.is_main():
+    if distributed.is_main():  # alignment.json last: it marks the run finished (``_finished``)
         _save_checkpoint(lm, prompt, out, cfg)
-        _write_json(out / "alignment.json", summary)
         plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})")
+        _write_json(out / "alignment.json", summary)
     distributed.barrier()  # the next country starts when this one's files are written
     return summary
 

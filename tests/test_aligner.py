@@ -760,3 +760,26 @@ def test_target_country_without_a_target_or_as_no_string_is_refused(data_root):
         load_vsm13(str(data_root), vsm13_country="USA", target_country="JPN")
     with pytest.raises(MetadataError, match="target_country 3 names"):
         load_vsm13(str(data_root), vsm13_country="USA", target={"pdi": 1.0, "idv": 2.0}, target_country=3)
+
+
+def test_a_run_killed_while_writing_its_outputs_is_reported_again_on_resume(tiny_model, data_root, tmp_path,
+                                                                             monkeypatch):
+    """alignment.json marks a run finished, so it is written last: killed while the loss curve was drawn,
+    the run kept an alignment.json that a resume took as finished, and never drew the curve."""
+    from culture_tasks import plots
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    draw = plots.loss_curve
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "loss_curve", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _align(tiny_model, out)
+    assert not (out / "alignment.json").exists()
+    monkeypatch.setattr(plots, "loss_curve", draw)
+    assert _align(tiny_model, out, "--resume") == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert len(summary["history"]) == 3 and (out / "loss_curve.png").stat().st_size > 1000
