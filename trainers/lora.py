@@ -551,10 +551,10 @@ def train(cfg: LoraTrainConfig) -> dict:
     check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
-        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings), settings)
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
 
 
-def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start, settings: dict) -> dict:
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -565,6 +565,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
     start()  # every input is valid: only now is an old output replaced
+    settings = run_settings(cfg)  # the content the model and data paths name now, for training.json
     model = trainer.model
     trainable, total = model.get_nb_trainable_parameters()
     started = time.perf_counter()
