@@ -484,6 +484,13 @@ def check_countries(cfg: AlignConfig) -> None:
         seen[target.code] = country
 
 
+def check_model(model: str) -> None:
+    """A model named by a path is a folder (a hub id never starts with / . or ~)."""
+    if (os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model)) \
+            and not Path(model).expanduser().is_dir():
+        raise AlignmentError(f"--model {model}: no such model folder; give a local model folder or a hub id")
+
+
 def run(cfg: AlignConfig) -> list[dict]:
     """Align every country of ``cfg``; one checkpoint each (``output/<country>`` if several)."""
     out = Path(cfg.output)
@@ -492,6 +499,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
                for c in cfg.countries]
     check_countries(cfg)  # before loading the model or writing
+    check_model(cfg.model)
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), getattr(cfg, "config_file", None)]
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))

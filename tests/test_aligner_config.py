@@ -198,3 +198,16 @@ def test_cma_es_reproduces_from_its_seed_and_refuses_one_it_cannot_use():
     assert np.abs(run(0)).max() <= 2.0  # inside the bound
     with pytest.raises(ValueError, match=r"CMA-ES seed must be from 0 to 4294967294, got -1"):
         CMAES(3, population=5, bound=2.0, seed=-1)
+
+
+@pytest.mark.parametrize("model", ["{tmp}/no-model", "./no-model"])
+def test_a_model_folder_that_does_not_exist_is_a_one_line_error(model, data_root, tmp_path, capsys, monkeypatch):
+    """It was a traceback from the hub client ("Repo id must be in the form ...")."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    monkeypatch.chdir(tmp_path)
+    model = model.format(tmp=tmp_path)
+    out = tmp_path / "out"
+    assert align_main(["--model", model, "--country", "USA", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == (f"culture-align: --model {model}: no such model folder; give a local model "
+                                       "folder or a hub id\n")
+    assert not out.exists()
