@@ -375,6 +375,26 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
     for group, members in (data.get("group_subtasks") or {}).items():
         if members:
             run.groups[group] = list(members)
+    _refresh_stale_groups(run, data, path)
+
+
+def _refresh_stale_groups(run: Run, data: dict, path: Path) -> None:
+    """A group an older file reported, one of whose tasks ``path`` reruns, holds the older task's
+    numbers: its value becomes the unweighted mean of its leaf tasks' current values (what the
+    suite's group YAMLs aggregate: ``weight_by_size: false``), a metric some leaf lacks is dropped,
+    and a line says so."""
+    rerun = set(data["results"])
+    for group in sorted(g for g in run.groups if g in run.metrics and g not in rerun):
+        leaves = _leaves(run.groups, group)
+        if not rerun & set(leaves):
+            continue
+        old = run.metrics[group]
+        run.metrics[group] = {m: float(np.mean([run.metrics[t][m] for t in leaves]))
+                              for m in old if not any(m.endswith(s) for s in stats.CI_SUFFIXES)
+                              and all(m in run.metrics.get(t, {}) for t in leaves)}
+        print(f"culture-leaderboard: {path} reruns {', '.join(sorted(rerun & set(leaves))[:3])} of group {group} "
+              f"of row {run.label}; the group's value is recomputed as the mean of its tasks' newest numbers",
+              file=sys.stderr)
 
 
 def _sample_counts(data: dict, path: Path) -> dict[str, tuple[int, int]]:
@@ -786,8 +806,9 @@ def row_label(run: Run, baseline: Run | None) -> str:
 
 LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fewer documents than the task has "
           "(--limit); its numbers are not comparable with complete runs. ▲/▼: significantly higher/lower than "
-          f"the baseline row (paired randomisation test over the same documents, p < {ALPHA}; the difference's "
-          "interval is a paired bootstrap). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
+          f"the baseline row (paired randomisation test over the same documents, p < {ALPHA} for each cell on its "
+          "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "
+          "difference's interval is a paired bootstrap). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
           "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
