@@ -604,3 +604,20 @@ def test_a_mean_whose_task_lost_its_log_names_that_task(tmp_path):
     assert (cell["value"], cell["ci_low"]) == (1.0, None)
     assert cell["interval_note"] == ("no interval: no per-sample log for culturellm_english_y "
                                      "(samples_culturellm_english_y_<date>.jsonl is not beside its result file)")
+
+
+def test_a_group_whose_task_a_newer_file_reruns_takes_the_new_number(tmp_path, capsys):
+    # the first file: wvs = mean(usa 0.5, china 0.3) = 0.4; the second reruns usa alone at 0.9, so the
+    # group is mean(0.9, 0.3) = 0.6, not the older file's 0.4 (and its interval is over the newest logs)
+    hib = {"wvs": {"wvs_jsd": True}, "wvs_usa": {"wvs_jsd": True}, "wvs_china": {"wvs_jsd": True}}
+    _result(tmp_path / "res", "/m/a", {}, extra={
+        "wvs": {"wvs_jsd,none": 0.4}, "wvs_usa": {"wvs_jsd,none": 0.5}, "wvs_china": {"wvs_jsd,none": 0.3}},
+        samples={"wvs_usa": [{"wvs_jsd": 0.5}] * 3, "wvs_china": [{"wvs_jsd": 0.3}] * 3},
+        groups={"wvs": ["wvs_usa", "wvs_china"]}, hib=hib)
+    _result(tmp_path / "res", "/m/a", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.9}},
+            samples={"wvs_usa": [{"wvs_jsd": 0.9}] * 3}, hib=hib)
+    data = _json(tmp_path)
+    cell = _cell(data, "a", "wvs", table="wvs: wvs_jsd (higher is better)")
+    assert cell["value"] == pytest.approx(0.6)
+    assert (cell["ci_low"], cell["ci_high"]) == (pytest.approx(0.6), pytest.approx(0.6))
+    assert "the group's value is recomputed as the mean of its tasks' newest numbers" in capsys.readouterr().err
