@@ -14,6 +14,8 @@ takes the items and an ``(iters, n)`` index matrix and returns the ``iters`` sta
 once. Without it the aggregate is called once per resample. An aggregate with a ``strata``
 attribute (item -> key) is resampled within each stratum: ``TaskMean``, a culture's or the
 suite's mean over tasks, keeps every task and its number of documents in every resample.
+``cluster_mean`` takes per-cluster ``(sum, count)`` items, so documents that are not independent
+(the countries of one question) are resampled and exchanged as one unit.
 """
 
 from __future__ import annotations
@@ -189,6 +191,40 @@ def mean(items: Sequence[float]) -> float:
 
 
 mean.batched = lambda items, idx: np.asarray(items, dtype=float)[idx].mean(axis=1)
+
+
+def cluster_sums(keys: Sequence, values: Sequence[float]) -> list[tuple[float, int]]:
+    """Per cluster (documents sharing a key, in the order the keys first appear): ``(sum of its values,
+    number of documents)``, the items of ``cluster_mean``. Documents that are not independent (the
+    countries of one question share its prompt) are resampled and exchanged as one cluster."""
+    if len(keys) != len(values):
+        raise ValueError(f"keys and values differ in length: {len(keys)} vs {len(values)}")
+    members: dict = {}
+    for key, value in zip(keys, values):
+        members.setdefault(key, []).append(float(value))
+    return [(float(sum(v, 0.0)), len(v)) for v in members.values()]
+
+
+def cluster_mean(items: Sequence[tuple[float, int]]) -> float:
+    """The mean over documents from per-cluster ``(sum, count)`` items (``cluster_sums``): resampling
+    the items resamples whole clusters. With one document per cluster it is ``mean`` of the
+    documents, bit for bit (the same summation, divided by the same count)."""
+    if not len(items):
+        return float("nan")
+    sums, counts = _cluster_columns(items)
+    return float(sums.sum() / counts.sum())
+
+
+def _cluster_columns(items: Sequence[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([s for s, _ in items], dtype=float), np.array([n for _, n in items], dtype=float))
+
+
+def _cluster_mean_batched(items: Sequence[tuple[float, int]], idx: np.ndarray) -> np.ndarray:
+    sums, counts = _cluster_columns(items)
+    return sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+
+
+cluster_mean.batched = _cluster_mean_batched
 
 
 class TaskMean:

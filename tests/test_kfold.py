@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from culture_tasks import provenance
+from culture_tasks import provenance, stats
 from culture_tasks.metadata import MetadataError
 from culture_tasks.survey.tasks import load_wvs
 from tests.lm_eval_helpers import evaluate
@@ -487,3 +487,50 @@ def test_culturellm_one_run_scores_every_country_with_its_persona_task(tmp_path,
     cells = [c.strip() for c in iraq_line.strip("|").split("|")]
     held_iraq = by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["adapter"]
     assert cells[7] == "100.0" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)
+
+
+def _two_countries(report: dict) -> dict:
+    """``report`` as a culture with two countries that score the same on every question (Iraq and Jordan,
+    asked the same prompt without the persona line, give the same answer): each document twice."""
+    from trainers.kfold import compare
+
+    per_q = [{**q, "task": t} for q in report["per_question"] for t in ("wvs_iraq", "wvs_jordan")]
+    scores = {part: {(q["task"], q["q_id"]): q[part] for q in per_q} for part in ("base", "held_out", "in_sample")}
+    docs = list(scores["base"])
+    return {**report, "tasks": ["wvs_iraq", "wvs_jordan"], "documents": len(per_q), "per_question": per_q,
+            "held_out": compare(scores["base"], scores["held_out"], docs),
+            "in_sample": compare(scores["base"], scores["in_sample"], docs)}
+
+
+def test_countries_of_a_question_are_resampled_together(tmp_path):
+    """Duplicating every document into a second country adds no evidence: pooled over questions, the
+    intervals and p-values are those of one country, bit for bit (the held-out share and the letter prior
+    too, and all cultures together); only the number of documents doubles. Resampling the 24 documents as
+    independent would narrow the interval and shrink p."""
+    from trainers.kfold import across_cultures, prior_comparison, read_report
+
+    base = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    held = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    one = _report("arabic", base, held)
+    two = _two_countries(one)
+    assert two["documents"] == 24 and two["held_out"]["wvs_majority"]["documents"] == 24
+    for part in ("held_out", "in_sample"):
+        for m, r in one[part].items():
+            assert {**two[part][m], "documents": 12} == r
+    h = one["held_out"]["wvs_majority"]
+    assert h["diff"] == pytest.approx(5 / 12) and h["low"] < h["high"]
+    independent = stats.paired_bootstrap(stats.mean, base + base, held + held)
+    assert independent["high"] - independent["low"] < h["high"] - h["low"]
+    assert independent["p_value"] < h["p_value"]
+    prior = [1.0 - x for x in base]  # a constant letter right where the base model is wrong
+    assert prior_comparison(two["per_question"], [x for x in prior for _ in range(2)]) == \
+        {**prior_comparison(one["per_question"], prior), "documents": 24}
+    other = _write(tmp_path / "b", _report("bengali", [0.0, 0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0, 0.0]))
+    single = across_cultures(dict(read_report(p) for p in (_write(tmp_path / "a1", one), other)))
+    double = across_cultures(dict(read_report(p) for p in (_write(tmp_path / "a2", two), other)))
+    assert double["cultures"][0]["held_out_share"] == single["cultures"][0]["held_out_share"]
+    assert double["all"]["held_out_share"] == single["all"]["held_out_share"]
+    for part in ("held_out", "in_sample"):
+        for m, r in single["all"][part].items():
+            assert {**double["all"][part][m], "documents": r["documents"]} == r
+    assert double["all"]["held_out"]["wvs_majority"]["documents"] == 29

@@ -225,3 +225,59 @@ def test_task_mean_keeps_every_task_in_every_resample():
     idx = stats.stratified_indices([t for t, _ in items], 100, 0)
     assert (task_mean.batched(items, idx) == 0.5).all()
     assert stats.bootstrap_ci(task_mean, items) == (0.5, 0.5)
+
+
+def test_cluster_sums_and_mean_by_hand():
+    # Q27 in two countries (0 and 1), Q28 in one (1), Q29 in two (1 and 1): sums 1, 1, 2 over 2, 1, 2 documents
+    clusters = stats.cluster_sums(["27", "27", "28", "29", "29"], [0.0, 1.0, 1.0, 1.0, 1.0])
+    assert clusters == [(1.0, 2), (1.0, 1), (2.0, 2)]
+    assert stats.cluster_mean(clusters) == 4 / 5  # the mean over the five documents, not over the clusters (2/3)
+    idx = np.array([[0, 0, 0], [1, 2, 2]])  # Q27 three times: 3 / 6; Q28, Q29, Q29: 5 / 5
+    assert list(stats.cluster_mean.batched(clusters, idx)) == [0.5, 1.0]
+    assert np.isnan(stats.cluster_mean([]))
+    with pytest.raises(ValueError, match="differ in length"):
+        stats.cluster_sums(["27"], [1.0, 0.0])
+
+
+def test_one_document_clusters_give_the_document_numbers_bit_for_bit():
+    """A culture with one country: each question is one document, and every number is the one the
+    documents gave (values whose reprs are prefixes of each other included, as the pairing sorts by repr)."""
+    rng = np.random.default_rng(11)
+    a = [0.5, 0.55, 0.0, 1.0, 1e-05, 1.5e-05, *rng.random(40).tolist()]  # Python floats, as JSON gives
+    b = [0.55, 0.5, 1.0, 1.0, 1.5e-05, 1e-05, *rng.random(40).tolist()]
+    keys = list(range(len(a)))
+    ca, cb = stats.cluster_sums(keys, a), stats.cluster_sums(keys, b)
+    assert stats.cluster_mean(ca) == stats.mean(a)
+    assert stats.bootstrap_ci(stats.cluster_mean, ca) == stats.bootstrap_ci(stats.mean, a)
+    assert stats.paired_bootstrap(stats.cluster_mean, ca, cb) == stats.paired_bootstrap(stats.mean, a, b)
+    cultures = ["x"] * 20 + ["y"] * (len(a) - 20)
+    docs = stats.paired_bootstrap(stats.TaskMean(stats.mean), list(zip(cultures, a)), list(zip(cultures, b)))
+    clustered = stats.paired_bootstrap(stats.TaskMean(stats.cluster_mean), list(zip(cultures, ca)),
+                                       list(zip(cultures, cb)))
+    assert clustered == docs
+
+
+def test_two_countries_that_agree_count_as_one_question():
+    """Two countries with the same score on every question (the same prompt, the same answer): the
+    clusters' interval and p-value are those of the questions alone; resampling the documents as if
+    independent doubles the sample and narrows the interval."""
+    base = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    adapter = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    q = list(range(len(base)))
+    keys, twice_a, twice_b = q + q, base + base, adapter + adapter
+    one = stats.paired_bootstrap(stats.mean, base, adapter)
+    clustered = stats.paired_bootstrap(stats.cluster_mean, stats.cluster_sums(keys, twice_a),
+                                       stats.cluster_sums(keys, twice_b))
+    assert clustered == one and one["diff"] == pytest.approx(5 / 12)  # 4 of 12 questions agree before, 9 after
+    documents = stats.paired_bootstrap(stats.mean, twice_a, twice_b)
+    assert documents["diff"] == pytest.approx(5 / 12)
+    assert documents["high"] - documents["low"] < one["high"] - one["low"]
+    assert stats.bootstrap_ci(stats.cluster_mean, stats.cluster_sums(keys, twice_b)) == \
+        stats.bootstrap_ci(stats.mean, adapter)
+    # two questions, each moved 0 -> 1 in both countries: a round reaches |1| only when it swaps both clusters or
+    # neither (1/2); exchanging the four documents alone it needs all four alike (1/8)
+    pair = stats.paired_bootstrap(stats.cluster_mean, stats.cluster_sums([1, 1, 2, 2], [0.0] * 4),
+                                  stats.cluster_sums([1, 1, 2, 2], [1.0] * 4))
+    swap = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 2))
+    assert pair["p_value"] == pytest.approx((1 + np.sum(swap[:, 0] == swap[:, 1])) / (1 + stats.ITERS))
+    assert stats.paired_bootstrap(stats.mean, [0.0] * 4, [1.0] * 4)["p_value"] == pytest.approx(1 / 8, abs=0.03)

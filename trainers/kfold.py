@@ -10,7 +10,8 @@ tasks restricted with the ``questions`` metadata key, so each held-out figure is
 command anyone can rerun (written into ``kfold.json``). The base model is scored once on every
 question. Per question the held-out score of the adapter that never saw it is paired with the
 base model's, and the paired bootstrap (``culture_tasks.stats.paired_bootstrap``) gives the
-difference's interval and p-value; the in-sample figure (each question scored by the k-1
+difference's interval and p-value, resampling whole questions (the countries of a question share
+its prompt, so its documents are not independent); the in-sample figure (each question scored by the k-1
 adapters that were trained on it, averaged) stands beside it for contrast.
 
 Output folder: ``base.json`` (the base model's per-question scores), ``fold-<i>/train.jsonl``,
@@ -253,27 +254,33 @@ def _by_doc(scores: dict) -> dict:
 
 
 def compare(base: dict, other: dict, keys: list) -> dict:
-    """Per metric: base and adapter means over ``keys`` and the paired bootstrap of adapter - base
-    (no interval or p-value, None, for a single document)."""
+    """Per metric: base and adapter means over the documents ``keys`` ((task, q_id)) and the paired
+    bootstrap of adapter - base over their questions (no interval or p-value, None, for a single
+    question)."""
     out = {}
+    questions = [q for _, q in keys]
     for m in METRICS:
         a, b = [base[k][m] for k in keys], [other[k][m] for k in keys]
-        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **_paired(a, b), "documents": len(keys)}
+        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **_paired(questions, a, b), "documents": len(keys)}
     return out
 
 
-def _paired(a: list[float], b: list[float]) -> dict:
-    """``stats.paired_bootstrap`` of the means, b - a; no interval or p-value (None) for one document,
-    which resamples to itself: a point "interval" and p = 0 would mislead."""
-    paired = stats.paired_bootstrap(stats.mean, a, b)
-    if len(a) < 2:
+def _paired(questions: list[str], a: list[float], b: list[float]) -> dict:
+    """``stats.paired_bootstrap`` of the mean over documents, b - a, resampling and exchanging whole
+    questions: the countries of a question share its prompt, so its documents are not independent
+    (one country: one document per question). No interval or p-value (None) for one question, which
+    resamples to itself: a point "interval" and p = 0 would mislead."""
+    ca, cb = stats.cluster_sums(questions, a), stats.cluster_sums(questions, b)
+    paired = stats.paired_bootstrap(stats.cluster_mean, ca, cb)
+    if len(ca) < 2:
         paired.update(low=None, high=None, p_value=None)
     return paired
 
 
 def pool(base: dict, results: list[dict]) -> dict:
     """Per-question held-out and in-sample adapter scores beside the base model's, with paired
-    bootstrap intervals over the documents (one per country and question), pooled and per fold.
+    bootstrap intervals over the questions (each with its documents, one per country), pooled and
+    per fold.
 
     In-sample, a question's adapter score is the mean over the adapters whose training rows hold it
     (k-1 of them when every fold's rows cover their questions; counted per question)."""
@@ -319,7 +326,8 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     letter its training rows use most (a tie goes to the first letter), scored against the held-out
     rows' labels, which under the ``majority`` rule are the country's majority answers that WVS
     majority agreement checks; then the adapters' held-out agreement minus this prior, paired over
-    the documents. An adapter that only learnt "this country mostly answers A" gains nothing over it.
+    the questions (``prior_comparison``). An adapter that only learnt "this country mostly answers A"
+    gains nothing over it.
     ``by_country``: one letter per fold and country, for a model whose prompts name the country
     (CultureLLM-One's persona), which can learn each country's favourite letter.
     ``per_document``: the prior's score of each document, in ``per_question``'s order. None when the
@@ -355,10 +363,19 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     for t in dict.fromkeys(d["task"] for d in per_question):
         at = [x for x, d in zip(a, per_question) if d["task"] == t]
         bt = [x for x, d in zip(b, per_question) if d["task"] == t]
-        per_task[t] = {"prior": stats.mean(at), "adapter": stats.mean(bt), **_paired(at, bt), "documents": len(at)}
-    return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold, "prior": stats.mean(a),
-            "adapter": stats.mean(b), **stats.paired_bootstrap(stats.mean, a, b), "documents": len(a),
-            "per_task": per_task, "per_document": a}
+        qt = [d["q_id"] for d in per_question if d["task"] == t]
+        per_task[t] = {"prior": stats.mean(at), "adapter": stats.mean(bt), **_paired(qt, at, bt), "documents": len(at)}
+    return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold,
+            **prior_comparison(per_question, a), "per_task": per_task, "per_document": a}
+
+
+def prior_comparison(per_question: list[dict], prior: list[float]) -> dict:
+    """The adapters' held-out majority agreement minus the letter prior's (``prior``: per document, in
+    ``per_question``'s order), paired over the questions as ``compare`` pairs them."""
+    b = [d["held_out"]["wvs_majority"] for d in per_question]
+    paired = stats.paired_bootstrap(stats.cluster_mean, stats.cluster_sums([d["q_id"] for d in per_question], prior),
+                                    stats.cluster_sums([d["q_id"] for d in per_question], b))
+    return {"prior": stats.mean(prior), "adapter": stats.mean(b), **paired, "documents": len(prior)}
 
 
 def _pct(x: float) -> str:
@@ -381,8 +398,10 @@ def markdown(report: dict) -> str:
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
              + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}; tasks "
              + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
-             "Difference = adapter − base in points, 95 % paired bootstrap interval over the documents "
-             f"({stats.ITERS} resamples, seed {stats.SEED}), two-sided p. In-sample: each question scored by the "
+             "Difference = adapter − base in points (means over the documents), 95 % paired bootstrap interval "
+             "over the questions (a question's documents, one per country, resampled together; "
+             f"{stats.ITERS} resamples, seed {stats.SEED}), two-sided randomisation p (whole questions exchanged). "
+             "In-sample: each question scored by the "
              "k−1 adapters trained on it (mean).", "",
              *provenance.describe(report.get("environment")),
              "| questions | metric | base | adapter | difference [95 % CI] | p | documents |",
@@ -503,44 +522,58 @@ def _shared_survey_differences(a: dict, b: dict) -> list[str]:
             if sa[name] != sb[name]]
 
 
+def _question_clusters(docs: list[tuple[str, dict]], *values) -> list[tuple]:
+    """``(culture, (sum, ..., count))`` per question of a culture, from ``(culture, per_question row)``
+    documents and one function of the row per sum: a question's documents (its countries) are
+    resampled and exchanged together."""
+    keys = [(c, q["q_id"]) for c, q in docs]
+    sums = [stats.cluster_sums(keys, [value(q) for _, q in docs]) for value in values]
+    cultures = dict.fromkeys(keys)
+    return [(c, (*(s[k][0] for s in sums), sums[0][k][1])) for k, (c, _) in enumerate(cultures)]
+
+
 def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base") -> dict:
-    """``(culture, value)`` pairs of two scorings of the same documents: the mean over cultures of each
-    culture's mean for both, and the paired bootstrap of b − a with documents resampled within their
-    culture (``stats.TaskMean``), so every resample keeps each culture's size and a culture with two
-    countries counts once, like a culture with one."""
-    aggregate = stats.TaskMean(stats.mean)
+    """``(culture, (sum, count))`` question clusters (``_question_clusters``) of two scorings of the same
+    documents: the mean over cultures of each culture's mean over documents for both, and the paired
+    bootstrap of b − a with questions resampled within their culture (``stats.TaskMean``), so every
+    resample keeps each culture's size and a culture with two countries counts once, like a culture
+    with one."""
+    aggregate = stats.TaskMean(stats.cluster_mean)
     return {first: aggregate(a), "adapter": aggregate(b), **stats.paired_bootstrap(aggregate, a, b),
-            "documents": len(a)}
+            "documents": sum(n for _, (_, n) in a)}
 
 
 def _all_cultures(reports: list[dict], part: str) -> dict:
     """All cultures together, adapter (``part``: held-out or in-sample) vs base, per metric."""
     out = {}
+    docs = [(r["culture"], q) for r in reports for q in r["per_question"] if q.get(part) is not None]
     for m in METRICS:
-        docs = [(r["culture"], q) for r in reports for q in r["per_question"] if q.get(part) is not None]
-        out[m] = _culture_mean_difference([(c, q["base"][m]) for c, q in docs], [(c, q[part][m]) for c, q in docs])
+        out[m] = _culture_mean_difference(_question_clusters(docs, lambda q: q["base"][m]),
+                                          _question_clusters(docs, lambda q: q[part][m]))
     return out
 
 
 class HeldOutShare:
     """The held-out gain as a share of the in-sample gain, each the mean over cultures of the
-    culture's mean gain over the base, from ``(culture, (base, held-out, in-sample))`` items; NaN
-    where the in-sample gain is not positive. Resampled within culture, as the gains are."""
+    culture's mean gain over the base, from question clusters ``(culture, (base sum, held-out sum,
+    in-sample sum, documents))``; NaN where the in-sample gain is not positive. Resampled within
+    culture, as the gains are."""
 
     strata = staticmethod(stats.TaskMean.strata)
 
     def __call__(self, items) -> float:
-        gain = stats.TaskMean(stats.mean)
-        held = gain([(c, h - b) for c, (b, h, _) in items])
-        inside = gain([(c, i - b) for c, (b, _, i) in items])
+        gain = stats.TaskMean(stats.cluster_mean)
+        held = gain([(c, (h - b, n)) for c, (b, h, _, n) in items])
+        inside = gain([(c, (i - b, n)) for c, (b, _, i, n) in items])
         return held / inside if inside > 0 else float("nan")
 
 
 def held_out_share(reports: list[dict], metric: str = "wvs_majority") -> dict:
-    """``HeldOutShare`` of the documents scored both ways, with its bootstrap interval."""
-    items = [(r["culture"], (q["base"][metric], q["held_out"][metric], q["in_sample"][metric]))
-             for r in reports for q in r["per_question"]
-             if q.get("held_out") is not None and q.get("in_sample") is not None]
+    """``HeldOutShare`` of the documents scored both ways, with its bootstrap interval over questions."""
+    docs = [(r["culture"], q) for r in reports for q in r["per_question"]
+            if q.get("held_out") is not None and q.get("in_sample") is not None]
+    items = _question_clusters(docs, lambda q: q["base"][metric], lambda q: q["held_out"][metric],
+                               lambda q: q["in_sample"][metric])
     share = HeldOutShare()
     return {"share": share(items), "ci": list(stats.bootstrap_ci(share, items))}
 
@@ -565,9 +598,10 @@ def _prior_all(reports: list[dict]) -> dict | None:
     """Adapters' held-out majority minus the letter prior, all cultures together (as ``_all_cultures``)."""
     if any(not r.get("letter_prior") for r in reports):
         return None
-    a = [(r["culture"], v) for r in reports for v in r["letter_prior"]["per_document"]]
-    b = [(r["culture"], q["held_out"]["wvs_majority"]) for r in reports for q in r["per_question"]]
-    return _culture_mean_difference(a, b, first="prior")
+    docs = [(r["culture"], {**q, "prior": v}) for r in reports
+            for q, v in zip(r["per_question"], r["letter_prior"]["per_document"], strict=True)]
+    return _culture_mean_difference(_question_clusters(docs, lambda q: q["prior"]),
+                                    _question_clusters(docs, lambda q: q["held_out"]["wvs_majority"]), first="prior")
 
 
 def _prior_cells(prior: dict | None) -> str:
@@ -590,9 +624,11 @@ def summary_markdown(summary: dict) -> str:
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
              + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}. Difference = adapter"
-             " − base in points with its 95 % paired bootstrap interval over the documents (country × question; "
-             f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided p. *all*: the mean over cultures of each "
-             "culture's mean (each culture counts once), documents resampled within their culture.", "",
+             " − base in points (means over the documents, country × question) with its 95 % paired bootstrap "
+             "interval over the questions (a question's documents, one per country, resampled together; "
+             f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided randomisation p (whole questions "
+             "exchanged). *all*: the mean over cultures of each culture's mean (each culture counts once), "
+             "questions resampled within their culture.", "",
              "| culture | documents | majority: base | held-out difference | p | in-sample difference | p | "
              "held-out / in-sample | letter prior | held-out − letter prior | p | 1−W1 held-out difference | "
              "1−JSD held-out difference |",
