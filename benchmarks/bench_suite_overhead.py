@@ -88,7 +88,7 @@ def print_probe_windows(lm, encoded) -> None:
     lengths = lm._row_lengths
     for batch in (16, 32, 64, 128):
         real = max(lengths[i] - lengths[min(i + batch, len(lengths)) - 1] for i in range(0, len(lengths), batch))
-        print(f"logits window at batch {batch}: probe {lm.probe_window(batch)} positions, widest real batch "
+        print(f"logits window at batch {batch}: probe {lm.probe_window(batch, lengths[0])} positions, widest real batch "
               f"{real + lm._longest_continuation} (from the longest request), longest row {lengths[0]} (hf: all)")
 
 

@@ -37,9 +37,11 @@ by its trailing padding (lm-eval pads with id 0; a real id 0 at the end only wid
 the continuation by the longest of the call, so no scored position is ever cut (tested).
 lm-eval's ``batch_size=auto`` probe runs rows of equal length, whose window would be the longest
 continuation alone, while a real batch of uneven rows keeps every position from its shortest row's
-end; so the probe is given the widest window any batch of its size can have (the largest length
-spread of that many consecutive requests in lm-eval's longest-first order, plus the longest
-continuation): the batch size it finds holds every real batch's logits.
+end; so the probe is given the widest window any batch of its size can have from its request on
+(the largest length spread of that many consecutive requests, in lm-eval's longest-first order, no
+longer than the probe's, plus the longest continuation): the batch size it finds holds every real
+batch's logits, and ``auto:N``'s later probes, on shorter requests, are not held to the spread of
+the longest ones.
 """
 
 from __future__ import annotations
@@ -133,10 +135,12 @@ class HFPromptLM(HFLM):
         finally:
             self._probing = False
 
-    def probe_window(self, batch_size: int) -> int:
-        """The most positions a batch of ``batch_size`` rows keeps: the largest spread of lengths over
-        ``batch_size`` consecutive rows (lm-eval batches them longest first) plus the longest continuation."""
+    def probe_window(self, batch_size: int, width: int) -> int:
+        """The most positions a batch of ``batch_size`` rows no longer than ``width`` (the probe's: its
+        request and every later one in lm-eval's longest-first order) keeps: the largest spread of
+        lengths over that many consecutive rows plus the longest continuation."""
         lengths = np.asarray(self._row_lengths, dtype=np.int64)
+        lengths = lengths[lengths <= width]
         span = min(batch_size, len(lengths)) - 1
         spread = int((lengths[:len(lengths) - span] - lengths[span:]).max()) if len(lengths) else 0
         return spread + self._longest_continuation
@@ -157,7 +161,7 @@ class HFPromptLM(HFLM):
             return None
         width = inps.shape[1]
         if self._probing:
-            keep = self.probe_window(inps.shape[0])
+            keep = self.probe_window(inps.shape[0], width)
             return keep if keep < width else None
         nonzero = (inps != 0).int()
         # index of the last non-zero id + 1: a lower bound of each row's length (0 for an all-zero row)

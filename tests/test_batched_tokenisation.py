@@ -344,6 +344,9 @@ def test_batch_size_probe_gets_the_widest_window_of_a_batch(lm):
         assert lm.logits_window(torch.ones((3, 10), dtype=torch.long)) == 7
         assert lm.logits_window(torch.ones((1, 10), dtype=torch.long)) == 1
         assert lm.logits_window(torch.ones((4, 10), dtype=torch.long)) == 8
+        # a later probe (auto:N) on requests of at most 4 tokens: only rows 4 and 3 can follow it
+        assert lm.logits_window(torch.ones((2, 4), dtype=torch.long)) == 2
+        assert lm.logits_window(torch.ones((2, 9), dtype=torch.long)) == 6  # rows 9, 4, 3
         # any two consecutive rows, right-padded as lm-eval pads them, keep at most what the probe kept
         lm._probing = False
         assert [lm.logits_window(torch.tensor(batch)) for batch in (
