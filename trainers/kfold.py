@@ -421,8 +421,8 @@ def markdown(report: dict) -> str:
             whose, letters = "its country's (in its fold)", f"{len(prior['per_fold'])} letters, listed in kfold.json"
         lines += ["", f"Letter prior: each held-out question answered with {whose} most frequent training answer "
                       f"({letters}) agrees with the majority on {_pct(prior['prior'])} % of the "
-                      f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % is "
-                      f"{_diff(prior)} points above it "
+                      f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % minus that: "
+                      f"{_diff(prior)} points "
                       f"(p {_p(prior['p_value'])})."]
     lines += _country_lines(report)
     lines += ["", "WVS majority agreement per fold (the in-sample documents: the fold's adapter on the questions "
