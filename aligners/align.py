@@ -160,9 +160,8 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     """The saved state to resume from, or None for a fresh start (whose settings are then stored);
     ``hidden=None`` checks before the model is loaded and stores nothing."""
     given = _defining_settings(settings)
-    if not main_process():  # the main process checked and stores; the others only replay the state
-        state_path = out / STATE_FILE
-        return json.loads(state_path.read_text(encoding="utf-8")) if resume and state_path.exists() else None
+    if not main_process():  # the main process checks, stores and reads; the others get its state (from_main)
+        return None
     if claim_output(out, resume=resume, error=AlignmentError) == "new":
         if hidden is not None:
             save_settings(out / RUN_SETTINGS, {**given, "hidden_size": hidden})
@@ -383,8 +382,9 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
     space = make_space(lm, cfg)
     opt = make_optimizer(cfg.optimizer, cfg.subspace_dim, population=cfg.population, bound=cfg.bound,
                          seed=cfg.seed, settings=cfg.optimizer_args)
-    state = _check_output(out, cfg.resume, settings, hidden)
-    finished = _finished(out, state, settings)
+    # the state and the finished report as the main process read them, on every process
+    state = distributed.from_main(_check_output(out, cfg.resume, settings, hidden))
+    finished = distributed.from_main(_finished(out, state, settings) if distributed.is_main() else None)
     if finished:
         log.info("%s: the run in %s is finished; its report is kept", country, out)
         return finished
@@ -512,8 +512,10 @@ def run(cfg: AlignConfig) -> list[dict]:
                 raise AlignmentError(f"{path} is a file, not a country folder; move it or choose another --output")
             locks.enter_context(OutputLock.for_folder(path, AlignmentError))
         if mode == "resume":  # settings compared before the model is loaded
-            finished = [_finished(path, _check_output(path, True, cfg.for_country(country), None),
-                                  cfg.for_country(country)) for country, path in targets]
+            distributed.init_from_env()  # every process learns what the main process found
+            finished = distributed.from_main([_finished(path, _check_output(path, True, cfg.for_country(country), None),
+                                                        cfg.for_country(country)) for country, path in targets]
+                                             if main else None)
             if all(finished):
                 log.info("every run in %s is finished; nothing to do", out)
                 return finished

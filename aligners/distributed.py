@@ -94,6 +94,16 @@ def map_shared(fn: Callable, items: Sequence) -> list:
     return out
 
 
+def from_main(obj):
+    """Rank 0's ``obj`` on every process (a collective call): what the main process read from its
+    disk, which the others may not share (nodes without a common filesystem)."""
+    if world_size() == 1:
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def main_process_only(fn: Callable) -> Callable:
     """Run ``fn`` on rank 0 only (file writes); other processes get None."""
     @functools.wraps(fn)

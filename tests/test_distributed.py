@@ -284,3 +284,55 @@ def test_lora_on_two_processes_resumes_from_its_checkpoint(data_root, tmp_path):
     assert again.keys() == weights.keys()
     for key in weights:
         torch.testing.assert_close(again[key], weights[key], rtol=1e-5, atol=1e-7)
+
+
+def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state(tiny_model, data_root, tmp_path):
+    """Only the main process reads the run's state on resume and gives it to the others (nodes need no
+    shared filesystem): two generations, then a resume to three on two processes, equals three
+    generations on one; a resume of the finished run returns on every process."""
+    from aligners.cli import main as align_main
+
+    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
+            "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert align_main([*args, "--generations", "3", "--output", str(one)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    _torchrun("-m", "aligners.cli", *args, "--generations", "2", "--output", str(two))
+    # the second process does not see the run's files, as on a node without the main one's filesystem
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import os, pathlib\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    HIDDEN = ('state.json', 'alignment.json')\n"
+        "    exists, read_text = pathlib.Path.exists, pathlib.Path.read_text\n"
+        "    pathlib.Path.exists = lambda self, *a, **k: False if self.name in HIDDEN else exists(self, *a, **k)\n"
+        "    def hidden_read(self, *a, **k):\n"
+        "        if self.name in HIDDEN:\n"
+        "            raise FileNotFoundError(self)\n"
+        "        return read_text(self, *a, **k)\n"
+        "    pathlib.Path.read_text = hidden_read\n")
+    pythonpath = os.pathsep.join([str(hide), str(REPO), os.environ.get("PYTHONPATH", "")])
+    _torchrun("-m", "aligners.cli", *args, "--generations", "3", "--output", str(two), "--resume", PYTHONPATH=pythonpath)
+    state1, state2 = (json.loads((d / "state.json").read_text()) for d in (one, two))
+    assert state2["fitness"] == state1["fitness"] and state2["population"] == state1["population"]
+    assert (two / "adapter_model.safetensors").read_bytes() == (one / "adapter_model.safetensors").read_bytes()
+    _torchrun("-m", "aligners.cli", *args, "--generations", "3", "--output", str(two), "--resume",
+              PYTHONPATH=pythonpath)  # finished: every process returns
+
+
+def test_from_main_gives_every_process_the_main_process_object(tmp_path):
+    script = tmp_path / "bcast.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "from aligners import distributed\n"
+        "distributed.init_from_env()\n"
+        "got = distributed.from_main({'read': 'on rank 0'} if distributed.is_main() else None)\n"
+        "open(os.path.join(sys.argv[1], f'got{distributed.rank()}.json'), 'w').write(json.dumps(got))\n")
+    _torchrun(str(script), str(tmp_path))
+    assert [json.loads((tmp_path / f"got{r}.json").read_text()) for r in (0, 1)] == [{"read": "on rank 0"}] * 2
+    assert distributed.from_main(5) == 5  # one process: the object itself
