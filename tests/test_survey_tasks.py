@@ -148,3 +148,31 @@ def test_misspelt_constant_in_metadata_stops_loading_the_task(data_root):
         manager.load(["vsm13_china"])
     docs = load_vsm13(str(data_root), vsm13_country="USA", constants={"C_pd": 50})["test"]
     assert json.loads(docs[0]["constants"]) == {"C_pd": 50}
+
+
+@pytest.mark.parametrize("task, country, message", [
+    # China has a task of its own: through vsm13_usa its row would sit in another task's column
+    ("vsm13_usa", "China", r"vsm13 \(USA\): --metadata target_country 'China' is CHI, which has a task of its "
+                           r"own: run vsm13_china with --metadata target, without target_country"),
+    ("vsm13_china", "U.S.A.", r"vsm13 \(CHI\): --metadata target_country 'U.S.A.' is USA, which has a task of its "
+                              r"own: run vsm13_usa with --metadata target, without target_country"),
+    # the persona task asks as the task's country: its answers are not Japan's to rank
+    ("vsm13_usa_persona", "JPN", r"vsm13 \(USA\): --metadata target_country 'JPN' on a persona task, which asks as "
+                                 r"the United States: score JPN with the task without persona"),
+    # blank: it was read as a country named "custom"
+    ("vsm13_usa", "  ", r"vsm13 \(USA\): --metadata target_country '  ' names the country of an explicit target"),
+])
+def test_target_country_with_a_task_of_another_country_is_refused(data_root, task, country, message):
+    meta = {"data_dir": str(data_root), "target": [95, 25, 60, 80, 36, 52], "target_country": country}
+    with pytest.raises(MetadataError, match=message):
+        task_manager(meta).load([task])
+
+
+def test_target_country_naming_the_task_s_own_country_or_one_without_a_task_is_ranked_as_itself(data_root):
+    import json
+
+    for task, country, code in [("vsm13_usa", "usa", "USA"), ("vsm13_usa", "Japan", "JPN"),
+                                ("vsm13_china", "Atlantis", "Atlantis"), ("vsm13_usa_reversed", "JPN", "JPN")]:
+        meta = {"data_dir": str(data_root), "target": [95, 25, 60, 80, 36, 52], "target_country": country}
+        doc = task_manager(meta).load([task])["tasks"][task].dataset["test"][0]
+        assert json.loads(doc["comparison"])["code"] == code

@@ -25,6 +25,7 @@ from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.metadata import TASK_KEYS, MetadataError, check_keys, parse_bool
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import compare, metrics
+from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, constants_by_dimension, load_items, resolve_target,
                                         vsm13_indices, vsm13_loss)
 from culture_tasks.survey.instruments import directionless_metrics
@@ -223,6 +224,22 @@ def _claim_target(target, country: str | None) -> None:
     _GIVEN_TARGETS.append((target, country))
 
 
+def _check_target_country(country: str | None, given: str, code: str, persona: str, data_dir: str | None) -> None:
+    """``target_country`` is for a country without a VSM13 task of its own, on a task without persona:
+    another task's country would be reported in this task's place, and a persona task asks as its own
+    country (naming the task's own country changes nothing)."""
+    own = resolve_target(country, None, data_dir).code if country else None
+    if code == own:
+        return
+    if persona:
+        raise MetadataError(f"vsm13 ({country}): --metadata target_country {given!r} on a persona task, which asks as "
+                            f"{persona}: score {code} with the task without persona")
+    entry = next((c for c in listed_countries() if c.get("hofstede") == code), None)
+    if entry is not None:
+        raise MetadataError(f"vsm13 ({country}): --metadata target_country {given!r} is {code}, which has a task of "
+                            f"its own: run vsm13_{entry['slug']} with --metadata target, without target_country")
+
+
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
                reversed_options: bool = False, target=None, target_source: str = "", target_country: str = "",
                constants=None, answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
@@ -239,7 +256,8 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     if target_source and (target is None or not len(target)):  # the file's scores would be logged as from it
         raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_source {target_source!r} names the source "
                             "of an explicit target, but no target is given; add the target or drop target_source")
-    if not isinstance(target_country, str) or target_country and (target is None or not len(target)):
+    if not isinstance(target_country, str) or target_country and (not target_country.strip() or target is None
+                                                                   or not len(target)):
         raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_country {target_country!r} names the country "
                             "of an explicit target: give it as a string, beside the target")
     try:
@@ -249,6 +267,8 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
             raise
         raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target: {err}; e.g. --metadata "
                             "'{\"target\": [pdi, idv, mas, uai, lto, ivr], \"target_source\": \"...\"}'") from None
+    if target_country:
+        _check_target_country(vsm13_country, target_country, chosen.code, persona, data_dir)
     if answer_mode not in ("expected", "argmax"):
         raise ValueError(f"answer_mode must be 'expected' or 'argmax', got {answer_mode!r}")
     source = target_source or ("--metadata target" if target is not None and len(target) else "Hofstede 2015 file")
