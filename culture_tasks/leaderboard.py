@@ -944,13 +944,20 @@ def _variant(cfg: dict) -> str:
                       *(["reversed options"] if kwargs.get("reversed_options") else [])])
 
 
-def hofstede_target(country: str, data_dir: str | None) -> tuple[tuple[str, dict] | None, str]:
-    """The country's published scores from Hofstede's file (the tasks' own reader), or (None, why not)."""
-    from culture_tasks.survey.vsm13 import find_target
+def hofstede_target(country: str, data_dir: str | None, metadata: dict | None = None
+                    ) -> tuple[tuple[str, dict] | None, str]:
+    """The profile the task ranked (the tasks' own reader): ``--metadata target`` where the run gave one,
+    else the country's published scores from Hofstede's file; or (None, why not)."""
+    from culture_tasks.survey.vsm13 import find_target, resolve_target
 
+    given = (metadata or {}).get("target")
     try:
+        if given is not None and len(given):
+            target = resolve_target(country, given, data_dir or None)
+            return (f"{country} ({(metadata or {}).get('target_source') or '--metadata target'})",
+                    dict(target.scores)), ""
         target = find_target(country, data_dir or None)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError) as err:
         return None, str(err).split(". ")[0]
     return (f"{target.name} (Hofstede)", dict(target.scores)), ""
 
@@ -971,23 +978,29 @@ def culture_heatmap(tables: list[Table]):
 def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
     from culture_tasks import plots
 
-    by_country: dict[str, list] = defaultdict(list)
-    data_dirs: dict[str, str | None] = {}
+    by_target: dict[tuple[str, str], list] = defaultdict(list)  # one radar per country and target profile
+    metadata: dict[tuple[str, str], dict] = {}
     for run in runs:
         for task in sorted(run.metrics):
             cfg = run.task_config.get(task, {})
-            country = (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
+            meta = cfg.get("metadata") or {}
+            # the country the task ranked: --metadata target_country where given, else the task's own
+            country = meta.get("target_country") or (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
             values = {d: run.metrics[task].get(d, math.nan) for d in DIMENSIONS}
             if not country or not any(math.isfinite(v) for v in values.values()):
                 continue
             variant = _variant(cfg)
-            by_country[country].append((_short(run) + (f", {variant}" if variant else ""), values))
-            data_dirs.setdefault(country, (cfg.get("metadata") or {}).get("data_dir"))
+            key = (country, json.dumps([meta.get("target"), meta.get("target_source")], sort_keys=True))
+            by_target[key].append((_short(run) + (f", {variant}" if variant else ""), values))
+            metadata.setdefault(key, meta)
     out = []
-    for country, profiles in sorted(by_country.items()):
-        target, why = hofstede_target(country, data_dirs[country])
+    for k, ((country, given), profiles) in enumerate(sorted(by_target.items())):
+        target, why = hofstede_target(country, metadata[(country, given)].get("data_dir"), metadata[(country, given)])
         title = f"VSM13 indices, {country}" + (f" (no target: {why})" if why else "")
         slug = "".join(ch if ch.isalnum() else "_" for ch in country.lower())
+        if sum(c == country for c, _ in by_target) > 1:  # one country under several target profiles
+            title += f", target {target[0] if target else 'none'}"
+            slug += f"_{k}"
         out.append((f"vsm13_radar_{slug}", title, plots.vsm13_radar(title, profiles, target)))
     return out
 

@@ -621,3 +621,33 @@ def test_a_group_whose_task_a_newer_file_reruns_takes_the_new_number(tmp_path, c
     assert cell["value"] == pytest.approx(0.6)
     assert (cell["ci_low"], cell["ci_high"]) == (pytest.approx(0.6), pytest.approx(0.6))
     assert "the group's value is recomputed as the mean of its tasks' newest numbers" in capsys.readouterr().err
+
+
+def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, data_root):
+    """Japan scored through vsm13_usa (--metadata target_country) is drawn on Japan's radar against the
+    profile the task used, not on the USA's against the U.S.A. row; an explicit Saudi profile likewise."""
+    from culture_tasks import plots
+    from culture_tasks.leaderboard import load_runs, vsm13_radars
+
+    drawn = {}
+    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target: drawn.setdefault(title, (profiles, target)))
+    indices = {d: {f"{d},none": float(k)} for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
+    extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()}}}
+    japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
+    for name, meta in (("a", {"target": japan, "target_country": "JPN"}), ("b", {})):
+        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, extra=extra)
+        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
+        data = json.loads(path.read_text())  # the task's config, as lm-eval records it
+        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
+                                                            "reversed_options": False},
+                                         "metadata": {"version": 1.0, "data_dir": str(data_root), **meta},
+                                         "output_type": "multiple_choice"}}
+        path.write_text(json.dumps(data))
+    vsm13_radars(load_runs(sorted((tmp_path / "res").rglob("results_*.json"))))
+    assert sorted(drawn) == ["VSM13 indices, JPN", "VSM13 indices, USA"]
+    assert len(drawn["VSM13 indices, JPN"][0]) == len(drawn["VSM13 indices, USA"][0]) == 1
+    assert drawn["VSM13 indices, JPN"][0][0][0].startswith("a [")
+    assert drawn["VSM13 indices, JPN"][1] == ("JPN (--metadata target)", japan)
+    assert drawn["VSM13 indices, USA"][0][0][0].startswith("b [")
+    assert drawn["VSM13 indices, USA"][1] == ("U.S.A. (Hofstede)", {"pdi": 40.0, "idv": 91.0, "mas": 62.0,
+                                                                      "uai": 46.0, "lto": 26.0, "ivr": 68.0})
