@@ -9,8 +9,9 @@ for T tasks; with a budget of N documents per culture split over its T tasks (k 
 about the variance of one task at N documents, whatever T. So every culture gets ``per_culture``
 documents and its interval about the same width. Within a culture the budget is split evenly over
 the tasks (the first tasks in manifest order take the remainder; a task never gets more than it
-holds). Within a task the documents are drawn per gold label: one for every label the task has,
-the rest in proportion to the labels' frequencies (largest remainder, ``label_quota``). Without that floor a rare
+holds). Within a task the documents are drawn per gold label: one for every label the task has
+(the most frequent labels first when the task's share is smaller than its number of labels: at 20 per
+culture, 4 of the 58 tasks), the rest in proportion to the labels' frequencies (largest remainder, ``label_quota``). Without that floor a rare
 label (4 of 1,000 in ``jigsaw_threat``) would be absent from a small sample, and an absent
 label scores F1 = 0, which pulls macro-F1 down however the model answers.
 

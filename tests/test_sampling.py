@@ -108,3 +108,23 @@ def test_lm_eval_samples_evaluates_exactly_the_drawn_documents(tiny_model, data_
         assert sorted(s["doc_id"] for s in logged) == idx
         assert [s["doc"]["text"] for s in sorted(logged, key=lambda s: s["doc_id"])] == [texts[i] for i in idx]
         assert results["n-samples"][task] == {"original": 1000, "effective": 3}
+
+
+def test_default_sample_misses_labels_only_in_the_four_tasks_the_docs_name(data_root):
+    """At 20 per culture a task's share can be smaller than its label count (README, --help): Spanish's
+    11 tasks get 2, 2, ..., 1, 1 (the remainder goes to the first), Arabic's 10 get 2 each, Turkish's
+    7 get 3 ×6 and 2; only these four tasks then miss a label, the most frequent labels drawn."""
+    suite = sampling.suite_labels(str(data_root))
+    drawn = sampling.draw(suite, 20, 0)
+    short = {}
+    for task, idx in drawn.items():
+        labels = suite[task][1]
+        if len({labels[i] for i in idx}) < len(set(labels)):
+            short[task] = (len(idx), len(set(labels)))
+    assert short == {"culturellm_arabic_osact5_hate_finegrained": (2, 7),
+                     "culturellm_spanish_detoxis_aggressiveness": (1, 2),
+                     "culturellm_spanish_detoxis_negative_stance": (1, 2),
+                     "culturellm_turkish_offense_corpus_finegrained": (3, 5)}
+    # the one document of a two-label task is of its more frequent label (0: 970 of 1,000)
+    labels = suite["culturellm_spanish_detoxis_aggressiveness"][1]
+    assert labels[drawn["culturellm_spanish_detoxis_aggressiveness"][0]] == "0"
