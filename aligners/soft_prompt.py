@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from culture_tasks.paths import absolute_if_local
+
 
 class SoftPromptSpace:
     def __init__(self, embedding: torch.Tensor, *, virtual_tokens: int, subspace_dim: int, seed: int,
@@ -57,6 +59,7 @@ def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_mod
     """Write a stock peft prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
+    base_model = absolute_if_local(base_model)  # loadable from any folder, never mistaken for a hub id
     config = PromptTuningConfig(
         task_type=TaskType.CAUSAL_LM,
         num_virtual_tokens=prompt.shape[0],
@@ -70,4 +73,5 @@ def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_mod
     weight = peft_model.prompt_encoder["default"].embedding.weight
     with torch.no_grad():
         weight.copy_(prompt.to(dtype=weight.dtype, device=weight.device))
+    peft_model.peft_config["default"].base_model_name_or_path = base_model  # peft takes the model's own name
     peft_model.save_pretrained(str(output_dir), safe_serialization=True)

@@ -33,8 +33,9 @@ def task_manager(metadata: dict | None = None, *, data_dir: str | None = None):
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
 
 
-def _absolute_if_local(path: str | Path) -> str:
-    """A path that exists here, made absolute; anything else (a hub id) as given."""
+def absolute_if_local(path: str | Path) -> str:
+    """A path that exists here, made absolute; anything else (a hub id) as given: what a checkpoint or
+    a command records, so it names the same folder from any working directory."""
     return os.path.abspath(path) if Path(path).exists() else str(path)
 
 
@@ -46,7 +47,7 @@ def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str |
     (relative ones would only work from the folder the run started in); every argument is
     shell-quoted.
     """
-    model_args = f"pretrained={_absolute_if_local(model)}"
+    model_args = f"pretrained={absolute_if_local(model)}"
     if adapter is not None:
         model_args += f",peft={os.path.abspath(adapter)}"
     if dtype:

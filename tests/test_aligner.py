@@ -783,3 +783,20 @@ def test_a_run_killed_while_writing_its_outputs_is_reported_again_on_resume(tiny
     assert _align(tiny_model, out, "--resume") == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert len(summary["history"]) == 3 and (out / "loss_curve.png").stat().st_size > 1000
+
+
+def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_path, monkeypatch):
+    """A base folder given relative to the working directory is recorded absolutely in adapter_config.json
+    (as typed, the checkpoint would load only from that directory, and a path shaped like org/name
+    could resolve to a hub model)."""
+    from peft import PeftConfig
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    monkeypatch.chdir(tiny_model.parent)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model.name)
+    save_prompt_tuning_adapter(model, torch.zeros(4, 32), tmp_path / "ckpt", tiny_model.name, init="text",
+                               init_text="Answer.")
+    config = PeftConfig.from_pretrained(str(tmp_path / "ckpt"))
+    assert config.base_model_name_or_path == config.tokenizer_name_or_path == str(tiny_model.resolve())

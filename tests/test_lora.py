@@ -409,3 +409,19 @@ def test_a_resume_that_would_train_in_another_precision_is_refused(learnable_mod
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     with pytest.raises(TrainingError, match=r"other settings \(training_dtype: saved 'float32', given 'bfloat16'\)"):
         train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True, bf16=None))
+
+
+def test_a_lora_checkpoint_names_its_base_model_folder_absolutely(tiny_model, english_examples, tmp_path,
+                                                                 monkeypatch):
+    """``--model`` relative to the working directory: adapter_config.json names the folder absolutely."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.lora import make_trainer
+
+    monkeypatch.chdir(tiny_model.parent)
+    cfg = _config(tiny_model.name, english_examples, tmp_path / "out")
+    model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    trainer = make_trainer(cfg, model, AutoTokenizer.from_pretrained(cfg.model), [])
+    trainer.model.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model.resolve())

@@ -25,7 +25,7 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, model_fingerprint, save_settings)
-from culture_tasks.paths import lm_eval_command
+from culture_tasks.paths import absolute_if_local, lm_eval_command
 from trainers.keys import check_row_keys
 
 log = logging.getLogger("trainers")
@@ -450,6 +450,8 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
     if checkpointing:
         model.config.use_cache = False
     model = get_peft_model(model, lora_config(cfg))
+    # adapter_config.json names the base folder absolutely (the path as typed would only load from here)
+    model.peft_config["default"].base_model_name_or_path = absolute_if_local(cfg.model)
     if bf16 and cfg.dropout == 0:
         _keep_lora_inputs_in_compute_dtype(model)
     args = TrainingArguments(**_training_arguments(cfg, bf16, checkpointing), **cfg.extra)
