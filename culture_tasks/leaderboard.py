@@ -135,6 +135,10 @@ class Run:
     def partial(self) -> bool:
         return self.key["limit"] is not None or bool(self.partial_tasks)
 
+    def partial_over(self, tasks) -> bool:
+        """Whether a number over ``tasks`` comes from fewer documents than they have (--limit, --samples)."""
+        return self.key["limit"] is not None or any(t in self.partial_tasks for t in tasks)
+
     def partial_text(self) -> str:
         """Why the run is partial, or "" for a complete one."""
         if not self.partial:
@@ -731,9 +735,9 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
         for run, cells in rows:
             if id(run) in covered:
                 cells[j].covered, cells[j].of = len(covered[id(run)]), len(every)
-        # neither a partial run's numbers nor a mean over fewer tasks compete with complete ones for best
-        competing = [cells[j] for run, cells in rows if cells[j].value is not None and not run.partial
-                     and not cells[j].incomplete]
+        # neither a number over partly run tasks nor a mean over fewer tasks competes with complete ones for best
+        competing = [cells[j] for run, cells in rows if cells[j].value is not None
+                     and not run.partial_over(covered[id(run)]) and not cells[j].incomplete]
         if col.higher_is_better is None or len(rows) < 2 or not competing:
             continue
         best = (max if col.higher_is_better else min)(c.value for c in competing)
@@ -743,7 +747,8 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
     col = table.columns[sort]
     if col.higher_is_better is not None:
         sign = -1 if col.higher_is_better else 1
-        rows.sort(key=lambda r: (r[1][sort].value is None, r[0].partial, r[1][sort].incomplete,
+        rows.sort(key=lambda r: (r[1][sort].value is None,
+                                 r[0].partial_over(leaf_tasks(r[0], covered_tasks(r[0], col))), r[1][sort].incomplete,
                                  sign * (r[1][sort].value or 0.0)))
     table.rows = rows
     return table
@@ -804,8 +809,9 @@ def row_label(run: Run, baseline: Run | None) -> str:
 # --------------------------------------------------------------------------- formats
 
 
-LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a run on fewer documents than the task has "
-          "(--limit); its numbers are not comparable with complete runs. ▲/▼: significantly higher/lower than "
+LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with tasks run on fewer documents than "
+          "they have (--limit, --samples); its numbers over those tasks are not comparable with complete runs "
+          "and never the best. ▲/▼: significantly higher/lower than "
           f"the baseline row (paired randomisation test over the same documents, p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "
           "difference's interval is a paired bootstrap). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
@@ -862,7 +868,7 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                 out.append({
                     "table": table.title, "row_id": run.row_id, "label": run.label, "partial": run.partial,
                     "partial_reason": run.partial_text(), "column": col.label, "metric": col.metric,
-                    "higher_is_better": col.higher_is_better, "value": cell.value,
+                    "higher_is_better": col.higher_is_better, "value": cell.value, "best": cell.best,
                     "ci_low": cell.low, "ci_high": cell.high, "interval_note": cell.interval_note,
                     "tasks_covered": cell.covered or None, "tasks_in_column": cell.of or None,
                     "baseline": baseline.row_id if baseline else None,

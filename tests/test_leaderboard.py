@@ -651,3 +651,21 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
     assert drawn["VSM13 indices, USA"][0][0][0].startswith("b [")
     assert drawn["VSM13 indices, USA"][1] == ("U.S.A. (Hofstede)", {"pdi": 40.0, "idv": 91.0, "mas": 62.0,
                                                                       "uai": 46.0, "lto": 26.0, "ivr": 68.0})
+
+
+def test_a_sampled_suite_leaves_the_row_s_complete_survey_numbers_comparable(tmp_path):
+    # row "sampled": CultureLLM on 5 of 40 documents (--samples) and WVS USA complete at 0.8; row "full": WVS
+    # USA complete at 0.6. The sampled suite cell is never best, but its complete WVS number is the best WVS
+    hib = {"wvs_usa": {"wvs_jsd": True}}
+    _result(tmp_path / "res/s", "/m/sampled", {"culturellm_english_x": 0.9},
+            extra={"wvs_usa": {"wvs_jsd,none": 0.8}}, hib=hib,
+            n_samples={"culturellm_english_x": {"original": 40, "effective": 5},
+                       "wvs_usa": {"original": 50, "effective": 50}})
+    _result(tmp_path / "res/f", "/m/full", {"culturellm_english_x": 0.5}, extra={"wvs_usa": {"wvs_jsd,none": 0.6}},
+            hib=hib, n_samples={"culturellm_english_x": {"original": 40, "effective": 40},
+                                "wvs_usa": {"original": 50, "effective": 50}})
+    data = _json(tmp_path)
+    table = "wvs: wvs_jsd (higher is better)"
+    assert _cell(data, "sampled", "wvs_usa", table=table)["best"] is True
+    assert _cell(data, "full", "wvs_usa", table=table)["best"] is False
+    assert _cell(data, "sampled", "english")["best"] is False and _cell(data, "full", "english")["best"] is True
