@@ -38,7 +38,7 @@ from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, main_process, model_fingerprint, safe_join, save_settings,
                                    settings_differences)
-from culture_tasks.paths import lm_eval_command, task_manager
+from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
@@ -346,7 +346,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
                   loss_ci: list[float]) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
-        "base_model": cfg.model,
+        "base_model": absolute_if_local(cfg.model),  # the folder, from any working directory
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
         "settings": settings,
         "inputs": _inputs(settings, tasks),

@@ -800,3 +800,12 @@ def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_pat
                                init_text="Answer.")
     config = PeftConfig.from_pretrained(str(tmp_path / "ckpt"))
     assert config.base_model_name_or_path == config.tokenizer_name_or_path == str(tiny_model.resolve())
+
+
+def test_alignment_json_names_the_base_model_folder_absolutely(tiny_model, data_root, tmp_path, monkeypatch):
+    from aligners.cli import main as align_main
+
+    monkeypatch.chdir(tiny_model.parent)
+    assert align_main(["--model", tiny_model.name, "--country", "USA", "--data-dir", str(data_root), "--population", "4",
+                       "--generations", "1", "--subspace-dim", "2", "--no-baselines", "--output", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "alignment.json").read_text())["base_model"] == str(tiny_model.resolve())
