@@ -89,7 +89,7 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
     if target is not None and entry is None:
         entry = next((c for c in listed if c["name"].casefold() == country.casefold()
                       or c["slug"] == country.casefold().replace(" ", "_")), None)
-    metadata = {"data_dir": str(resolve_data_root(cfg.data_dir).resolve())}
+    metadata = {"data_dir": os.path.abspath(resolve_data_root(cfg.data_dir))}  # as named: a link stays a link
     if cfg.answer_mode != "expected":
         metadata["answer_mode"] = cfg.answer_mode
     if target is not None or entry is None:
