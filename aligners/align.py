@@ -504,22 +504,23 @@ def run(cfg: AlignConfig) -> list[dict]:
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))
         main = main_process()  # under torchrun the main process checks and writes for all
-        mode = (claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs, error=AlignmentError)
-                if main else "resume" if cfg.resume else "new")
+        # under torchrun: join the process group; the others follow the main one's reading of the output
+        # (--resume into an empty one is a new run)
+        distributed.init_from_env()
+        mode = distributed.from_main(claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs,
+                                                  error=AlignmentError) if main else None)
         folders = [] if single else [path for _, path in targets]
         for path in folders:  # a run into one country's folder (--output out/usa) holds its lock
             if path.exists() and not path.is_dir():
                 raise AlignmentError(f"{path} is a file, not a country folder; move it or choose another --output")
             locks.enter_context(OutputLock.for_folder(path, AlignmentError))
-        if mode == "resume":  # settings compared before the model is loaded
-            distributed.init_from_env()  # every process learns what the main process found
+        if mode == "resume":  # settings compared before the model is loaded; every process learns what the main found
             finished = distributed.from_main([_finished(path, _check_output(path, True, cfg.for_country(country), None),
                                                         cfg.for_country(country)) for country, path in targets]
                                              if main else None)
             if all(finished):
                 log.info("every run in %s is finished; nothing to do", out)
                 return finished
-        distributed.init_from_env()  # under torchrun: join the process group before the model loads
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg)
         if mode == "replace":

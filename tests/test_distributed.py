@@ -336,3 +336,15 @@ def test_from_main_gives_every_process_the_main_process_object(tmp_path):
     _torchrun(str(script), str(tmp_path))
     assert [json.loads((tmp_path / f"got{r}.json").read_text()) for r in (0, 1)] == [{"read": "on rank 0"}] * 2
     assert distributed.from_main(5) == 5  # one process: the object itself
+
+
+def test_an_aligner_run_given_resume_on_an_empty_output_starts_fresh_on_two_processes(tiny_model, data_root,
+                                                                                         tmp_path):
+    """--resume into an output that holds nothing yet is a new run on every process, as on one: the other
+    processes follow the main process's reading of the output, not the flag."""
+    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "4",
+            "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64", "--generations", "1"]
+    out = tmp_path / "two"
+    _torchrun("-m", "aligners.cli", *args, "--output", str(out), "--resume")
+    assert len(json.loads((out / "state.json").read_text())["fitness"]) == 1
+    assert json.loads((out / "alignment.json").read_text())["world_size"] == 2
