@@ -303,3 +303,10 @@ def test_lm_eval_reports_an_interval_around_every_metric(tiny_model, data_root):
     means = np.array(sorted(accs))[idx].mean(axis=1)
     assert (res["acc_ci_low,none"], res["acc_ci_high,none"]) == (
         pytest.approx(np.percentile(means, 2.5)), pytest.approx(np.percentile(means, 97.5)))
+
+
+@pytest.mark.parametrize("text", ["It isn’t offensive", "it doesn’t seem offensive", "It ISN’T offensive"])
+def test_a_negation_with_a_typographic_apostrophe_is_a_negation(text):
+    # chat models often write ’ (U+2019): "isn’t offensive" denies the label as "isn't offensive" does
+    assert parse_label(text, ["not offensive", "offensive"]) == -1
+    assert parse_label(text.replace("’", "'"), ["not offensive", "offensive"]) == -1
