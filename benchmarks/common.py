@@ -84,12 +84,15 @@ def leaf_tasks(tree):
 # dense bf16/fp16 peak TFLOP/s by device name (vendor data sheets, SXM parts); any other device
 # names its own with --peak-tflops
 DENSE_HALF_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
+# parts sold under those names with a lower peak (H100 PCIe 756, H100/H200 NVL 835): no default
+OTHER_PARTS = {"H200": ("NVL",), "H100": ("PCIE", "NVL")}
 
 
 def half_precision_peak(device: str, dtype: str) -> float | None:
     """The dense peak of a known CUDA device in bfloat16/float16, else None (no % of peak is printed)."""
     if not device.startswith("cuda") or dtype not in ("bfloat16", "float16"):
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in DENSE_HALF_PEAK_TFLOPS.items() if key in name), None)
+    name = torch.cuda.get_device_name(device).upper()
+    return next((peak for key, peak in DENSE_HALF_PEAK_TFLOPS.items()
+                 if key in name and not any(part in name for part in OTHER_PARTS.get(key, ()))), None)
 
