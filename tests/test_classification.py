@@ -190,6 +190,7 @@ def test_parse_label_first_and_longest_match(text, expected):
         ("It doesn't contain a threat", ["not a threat", "a threat"], -1),
         ("There is no real hate speech here", ["not hate speech", "hate speech"], -1),
         ("Neither offensive nor hateful", ["not offensive", "offensive"], -1),
+        ("None of it is offensive", ["not offensive", "offensive"], -1),
         # ... but not across a clause's end or a contrasting "but"
         ("Not sure, but offensive", ["not offensive", "offensive"], 1),
         ("It is not clear but offensive", ["neutral", "offensive"], 1),
