@@ -485,9 +485,11 @@ def check_countries(cfg: AlignConfig) -> None:
 
 
 def check_model(model: str) -> None:
-    """A model named by a path is a folder (a hub id never starts with / . or ~)."""
-    if (os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model)) \
-            and not Path(model).expanduser().is_dir():
+    """A model named by a path is a folder (a hub id never starts with / . or ~); ``~`` is expanded by
+    the shell only, not here, by the loader or by the fingerprint."""
+    if model.startswith("~"):
+        raise AlignmentError(f"--model {model}: a path starting with ~ is not expanded; give the folder's full path")
+    if (os.path.isabs(model) or model.startswith(".") or os.path.exists(model)) and not Path(model).is_dir():
         raise AlignmentError(f"--model {model}: no such model folder; give a local model folder or a hub id")
 
 

@@ -211,3 +211,16 @@ def test_a_model_folder_that_does_not_exist_is_a_one_line_error(model, data_root
     assert capsys.readouterr().err == (f"culture-align: --model {model}: no such model folder; give a local model "
                                        "folder or a hub id\n")
     assert not out.exists()
+
+
+def test_a_model_path_with_a_tilde_is_refused_before_anything_loads(data_root, tmp_path, capsys, monkeypatch):
+    """Nothing expands ``~`` (the shell does, a YAML config does not): the folder exists under the home
+    folder, but the loader and the fingerprint would take the text as given (a hub id)."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "tiny").mkdir()
+    out = tmp_path / "out"
+    assert align_main(["--model", "~/tiny", "--country", "USA", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == ("culture-align: --model ~/tiny: a path starting with ~ is not expanded; "
+                                       "give the folder's full path\n")
+    assert not out.exists()
