@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The measurements a GPU session still owes (docs/bench_cpu.md, "Left for a GPU session"), as one
-# script for a lent machine's short budget: each step runs under its own time limit, its output goes
+# The measurements still to make on a GPU (docs/bench_cpu.md, "Left for a GPU run"), as one
+# script for a short time budget: each step runs under its own time limit, its output goes
 # to $OUT/<step>.txt, and a step that fails or runs out of time is reported without stopping the rest.
 # $OUT/figures.txt collects the figures, each line prefixed with its step, device, dtype and whether
 # the step finished (a step stopped at its time limit or failed: "INCOMPLETE, rc N").
 #
-# On the device machine (after `bash ../shared/tools/device-carry.sh` here; carry [".carry"]):
-#   source .carry/activate.sh && STEPS="aligner lora" bash benchmarks/gpu_checks.sh   # about 4 min on an H100
-#   source .carry/activate.sh && STEPS="suite" LIMIT_SUITE=540 bash benchmarks/gpu_checks.sh   # 5-6 min (docs/bench_h200.md)
+# On a GPU machine (an offline one with the wheels, the data and a tokenizer under .carry/: source
+# .carry/activate.sh first):
+#   STEPS="aligner lora" bash benchmarks/gpu_checks.sh   # about 4 min on an H100
+#   STEPS="suite" LIMIT_SUITE=540 bash benchmarks/gpu_checks.sh   # 5-6 min (docs/bench_h200.md)
 # Steps: aligner (shared stems vs full rows at batch 64 and 768), lora (batch 16/64, checkpointing
 # on/off, torch.compile at batch 16, profiler counts, dropout 0.05 vs 0), suite (the whole CultureLLM suite through hf-prompt at --batch_size
 # auto:4 up to 256, peak memory), overhead (tokenisation outside the model), vllm (whether vLLM is importable).
@@ -26,7 +27,7 @@ DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bfloat16}
 LIMIT_S=${LIMIT_S:-300}
 SMOKE=${SMOKE:-0}
-OUT=${OUT:?set OUT to the folder for the outputs (the device tool provides one)}
+OUT=${OUT:?set OUT to the folder for the outputs }
 for s in $STEPS; do  # a misspelt step stops here, not after the steps before it have spent the budget
   case $s in aligner|lora|suite|overhead|vllm) ;;
     *) echo "gpu_checks.sh: unknown step '$s' in STEPS; use aligner, lora, suite, overhead, vllm" >&2; exit 2 ;;
