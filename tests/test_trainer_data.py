@@ -306,11 +306,11 @@ def test_a_seed_bank_naming_a_question_twice_is_refused(tmp_path):
         build_examples("english", data_dir=str(root))
 
 
-@pytest.mark.parametrize("value", ["high", True, [0.9]])
+@pytest.mark.parametrize("value", ["high", True, [0.9], float("nan"), 1.5, -2])
 def test_a_similarity_that_is_no_number_names_its_line(tmp_path, value):
     root = write_data_root(tmp_path)
     path = tmp_path / "aug.jsonl"
     path.write_text(json.dumps({"q_id": "27", "q_content": "Making my parents proud is my aim", "similarity": value})
-                    + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"aug.jsonl:1: similarity must be a number \(a cosine similarity\), got"):
+                    + "\n", encoding="utf-8")  # json writes NaN, and reads it back as a float
+    with pytest.raises(ValueError, match=r"aug.jsonl:1: similarity must be a cosine similarity in \[-1, 1\], got"):
         read_variants(path, load_questions(str(root)))

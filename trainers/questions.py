@@ -85,8 +85,9 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
         seen.add(key)
         step = str(row.get("step") or ("seed" if "ori_content" not in row else "upstream"))
         similarity = row.get("similarity")
-        if similarity is not None and (isinstance(similarity, bool) or not isinstance(similarity, (int, float))):
-            raise ValueError(f"{path}:{line_no}: similarity must be a number (a cosine similarity), got {similarity!r}")
+        if similarity is not None and (isinstance(similarity, bool) or not isinstance(similarity, (int, float))
+                                       or not -1.0 <= similarity <= 1.0):  # NaN too: json reads NaN as a float
+            raise ValueError(f"{path}:{line_no}: similarity must be a cosine similarity in [-1, 1], got {similarity!r}")
         out.append(Variant(q_id, text, step, None if similarity is None else float(similarity), row.get("generator")))
     if skipped:
         log.warning("%s: skipped %s", path, ", ".join(f"{n} ({why})" for why, n in sorted(skipped.items())))
