@@ -314,6 +314,11 @@ def test_summary_refuses_runs_that_do_not_compare(tmp_path):
     (tmp_path / "summary.md").write_text("| culture |", encoding="utf-8")
     with pytest.raises(TrainingError, match=r"summary.md: not a kfold.json \(Expecting value"):
         read_report(tmp_path / "summary.md")
+    cut = json.loads((a / "kfold.json").read_text(encoding="utf-8"))
+    cut["letter_prior"] = {"per_document": [1.0]}  # one prior for two documents
+    _write(tmp_path / "cut", cut)
+    with pytest.raises(TrainingError, match=r"cut/kfold.json: letter_prior.per_document has 1 entries for 2 documents"):
+        read_report(tmp_path / "cut")
 
 
 def test_summary_compares_runs_of_cultures_with_their_own_survey_files(tmp_path):

@@ -491,6 +491,10 @@ def read_report(path: str | Path) -> tuple[Path, dict]:
                if not isinstance(report, dict) or k not in report]
     if missing:
         raise TrainingError(f"{path}: not a finished `culture-train kfold` report (no {', '.join(missing)})")
+    prior = report.get("letter_prior") or {}
+    if prior and len(prior.get("per_document") or []) != len(report["per_question"]):
+        raise TrainingError(f"{path}: letter_prior.per_document has {len(prior.get('per_document') or [])} entries for "
+                            f"{len(report['per_question'])} documents; the file was edited or cut: run the k-fold again")
     return path, report
 
 
