@@ -981,6 +981,16 @@ def culture_heatmap(tables: list[Table]):
                                [suite.columns[j].label for j in keep], values, xlabel="culture", colourbar="macro-F1")
 
 
+def _hofstede_code(country: str, data_dir: str | None) -> str:
+    """The file's code of a country named by any spelling it knows; the name itself otherwise."""
+    from culture_tasks.survey.vsm13 import find_target
+
+    try:
+        return find_target(country, data_dir or None).code
+    except (OSError, ValueError, TypeError):
+        return country
+
+
 def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
     from culture_tasks import plots
 
@@ -996,6 +1006,8 @@ def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
             if not country or not any(math.isfinite(v) for v in values.values()):
                 continue
             variant = _variant(cfg)
+            # one radar per country however it was spelt (JPN, Japan): the Hofstede file's code where it has one
+            country = _hofstede_code(country, meta.get("data_dir"))
             key = (country, json.dumps([meta.get("target"), meta.get("target_source")], sort_keys=True))
             by_target[key].append((_short(run) + (f", {variant}" if variant else ""), values))
             metadata.setdefault(key, meta)

@@ -669,3 +669,28 @@ def test_a_sampled_suite_leaves_the_row_s_complete_survey_numbers_comparable(tmp
     assert _cell(data, "sampled", "wvs_usa", table=table)["best"] is True
     assert _cell(data, "full", "wvs_usa", table=table)["best"] is False
     assert _cell(data, "sampled", "english")["best"] is False and _cell(data, "full", "english")["best"] is True
+
+
+def test_runs_naming_one_country_two_ways_share_its_radar(tmp_path, monkeypatch, data_root):
+    """target_country "JPN" (as culture-align records it) and "Japan" (as typed by hand) are one country:
+    one radar with both runs, titled by the Hofstede file's code."""
+    from culture_tasks import plots
+    from culture_tasks.leaderboard import load_runs, vsm13_radars
+
+    drawn = {}
+    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target: drawn.setdefault(title, (profiles, target)))
+    indices = {f"{d},none": float(k) for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
+    extra = {"vsm13_usa": {"alias": "vsm13_usa", **indices}}
+    japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
+    for name, spelt in (("a", "JPN"), ("b", "Japan")):
+        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, extra=extra)
+        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
+        data = json.loads(path.read_text())
+        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
+                                                            "reversed_options": False},
+                                         "metadata": {"version": 1.0, "data_dir": str(data_root), "target": japan,
+                                                      "target_country": spelt},
+                                         "output_type": "multiple_choice"}}
+        path.write_text(json.dumps(data))
+    vsm13_radars(load_runs(sorted((tmp_path / "res").rglob("results_*.json"))))
+    assert sorted(drawn) == ["VSM13 indices, JPN"] and len(drawn["VSM13 indices, JPN"][0]) == 2
