@@ -15,7 +15,9 @@ culture; a task's culture is the group lm-eval ran it in) and the mean over all 
 lm-eval reports for the nested ``culturellm`` group: its ``Group.aggregate`` averages the leaf
 tasks). A mean over fewer tasks than another row's in the same column says "k of n tasks" and is
 not ranked against the complete ones. Survey
-metrics (the headline metrics of the registered instruments) get tables of their own. A
+metrics (the headline metrics of the registered instruments) get tables of their own; a VSM13
+task that ranked another country (``--metadata target_country``, e.g. Japan through vsm13_usa)
+is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
 (``stats.TaskMean``), or says "no interval".
@@ -684,32 +686,58 @@ def _coverage_label(runs: list[Run], family: str, task: str) -> str:
     return "".join(f" ({k} of {full} dims)" for k in sorted(counts) if k < full)
 
 
+def ranked_country(run: Run, task: str) -> str | None:
+    """The country a VSM13 task of the row ranked in place of its own (``--metadata target_country``, as the
+    Hofstede file codes it, so JPN and Japan are one), or None where it ranked its own country."""
+    if task_family(task) != "vsm13":
+        return None
+    meta = run.task_config.get(task, {}).get("metadata") or {}
+    given = meta.get("target_country")
+    return _hofstede_code(given, meta.get("data_dir")) if given else None
+
+
+def _ranked_name(task: str, country: str | None) -> str:
+    """A survey column's name: the task, and the country it ranked where that is not the task's own."""
+    return task if country is None else f"{task} → {country}"
+
+
 def survey_tables(runs: list[Run]) -> list[Table]:
     """Survey tasks: one table per registered instrument and headline metric (``headline_metrics``),
-    one column per task that reports it; VSM13 indices get one table per task, without a direction."""
-    columns: dict[tuple[str, str], set[str]] = defaultdict(set)
-    indices: set[str] = set()
+    one column per task that reports it; VSM13 indices get one table per task, without a direction.
+    A VSM13 task that ranked another country (``target_country``) is a column (and indices table) of
+    its own, ``vsm13_usa → JPN``: its numbers are not the task's own country's."""
+    ranked = {(id(r), t): ranked_country(r, t) for r in runs for t in r.metrics}
+    columns: dict[tuple[str, str], set[tuple[str, str | None]]] = defaultdict(set)
+    indices: set[tuple[str, str | None]] = set()
     headline = headline_metrics()
     for run in runs:
         for task, metrics in run.metrics.items():
             for family, metric in ((f, m) for f, ms in headline.items() for m in ms if m in metrics):
-                columns[(family, metric)].add(task)
+                columns[(family, metric)].add((task, ranked[(id(run), task)]))
             if task not in run.groups and DIMENSIONS[0] in metrics:
-                indices.add(task)
+                indices.add((task, ranked[(id(run), task)]))
+
+    def of(task: str, country: str | None) -> Callable[[Run], list[str]]:
+        return lambda r: [task] if ranked.get((id(r), task)) == country else []
+
     tables = []
     for (family, metric), tasks in sorted(columns.items()):
-        names = sorted(tasks)
-        hib = _direction(runs, names[0], metric)
-        labels = {t: t + _coverage_label(runs, family, t) for t in names}
-        cols = [Column(t, labels[t], metric, lambda r, t=t: [t], _direction(runs, t, metric)) for t in names]
+        names = sorted(tasks, key=lambda tc: (tc[0], tc[1] or ""))
+        hib = _direction(runs, names[0][0], metric)
+        coverage = {(t, c): _coverage_label([r for r in runs if of(t, c)(r)], family, t) for t, c in names}
+        cols = [Column(_ranked_name(t, c), _ranked_name(t, c) + coverage[(t, c)], metric, of(t, c),
+                       _direction(runs, t, metric)) for t, c in names]
         direction = " (higher is better)" if hib else " (↓ lower is better)"
-        note = ("a column marked 'k of n dims' covers only the dimensions its target has: not comparable "
-                "with the full-coverage columns" if any(labels[t] != t for t in names) else "")
-        tables.append(Table(f"{family}: {metric}{direction}", cols, [], note=note))
-    for task in sorted(indices):
-        cols = [Column(d, d, d, lambda r, t=task: [t], None) for d in DIMENSIONS]
-        tables.append(Table(f"{task}: the six VSM13 indices (measurements: no better or worse)", cols, [],
-                            note="intervals: simulated survey of 50 respondents answering as the model"))
+        notes = ["a column marked 'k of n dims' covers only the dimensions its target has: not comparable "
+                 "with the full-coverage columns"] if any(coverage.values()) else []
+        if any(c is not None for _, c in names):
+            notes.append("a column 'task → country' holds runs that ranked that country through the task "
+                         "(--metadata target_country)")
+        tables.append(Table(f"{family}: {metric}{direction}", cols, [], note="; ".join(notes)))
+    for task, country in sorted(indices, key=lambda tc: (tc[0], tc[1] or "")):
+        cols = [Column(d, d, d, of(task, country), None) for d in DIMENSIONS]
+        tables.append(Table(f"{_ranked_name(task, country)}: the six VSM13 indices (measurements: no better or worse)",
+                            cols, [], note="intervals: simulated survey of 50 respondents answering as the model"))
     return tables
 
 
@@ -1000,14 +1028,13 @@ def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
         for task in sorted(run.metrics):
             cfg = run.task_config.get(task, {})
             meta = cfg.get("metadata") or {}
-            # the country the task ranked: --metadata target_country where given, else the task's own
-            country = meta.get("target_country") or (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
+            own = (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
             values = {d: run.metrics[task].get(d, math.nan) for d in DIMENSIONS}
-            if not country or not any(math.isfinite(v) for v in values.values()):
+            if not (meta.get("target_country") or own) or not any(math.isfinite(v) for v in values.values()):
                 continue
             variant = _variant(cfg)
-            # one radar per country however it was spelt (JPN, Japan): the Hofstede file's code where it has one
-            country = _hofstede_code(country, meta.get("data_dir"))
+            # the country the task ranked, one radar however it was spelt (JPN, Japan): the Hofstede file's code
+            country = ranked_country(run, task) or _hofstede_code(own, meta.get("data_dir"))
             key = (country, json.dumps([meta.get("target"), meta.get("target_source")], sort_keys=True))
             by_target[key].append((_short(run) + (f", {variant}" if variant else ""), values))
             metadata.setdefault(key, meta)

@@ -694,3 +694,63 @@ def test_runs_naming_one_country_two_ways_share_its_radar(tmp_path, monkeypatch,
         path.write_text(json.dumps(data))
     vsm13_radars(load_runs(sorted((tmp_path / "res").rglob("results_*.json"))))
     assert sorted(drawn) == ["VSM13 indices, JPN"] and len(drawn["VSM13 indices, JPN"][0]) == 2
+
+
+def test_a_vsm13_task_ranking_another_country_has_that_country_s_column(tmp_path, capsys, data_root):
+    """Japan scored through vsm13_usa (--metadata target_country, spelt JPN or Japan) is shown in a column
+    `vsm13_usa → JPN`, not as a score for the USA under `vsm13_usa`; a baseline is compared only with cells
+    that ranked the same country."""
+    hib = {"vsm13_usa": {"vsm13_l1": False}}
+    indices = {f"{d},none": float(10 * k) for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"), 1)}
+    japan = {"pdi": 54.0, "idv": 46.0, "mas": 95.0, "uai": 92.0, "lto": 88.0, "ivr": 42.0}
+    for name, l1, meta in (("usa", 20.0, {}), ("jp", 30.0, {"target": japan, "target_country": "JPN"}),
+                           ("jp2", 10.0, {"target": japan, "target_country": "Japan"})):
+        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, hib=hib,
+                extra={"vsm13_usa": {"alias": "vsm13_usa", "vsm13_l1,none": l1, **indices}})
+        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
+        data = json.loads(path.read_text())  # the task's config, as lm-eval records it
+        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
+                                                            "reversed_options": False},
+                                         "metadata": {"version": 1.0, "data_dir": str(data_root), **meta},
+                                         "output_type": "multiple_choice"}}
+        path.write_text(json.dumps(data))
+    l1 = "vsm13: vsm13_l1 (↓ lower is better)"
+    data = _json(tmp_path, "--baseline", "usa")
+    columns = {c["column"] for c in data["cells"] if c["table"] == l1}
+    assert columns == {"vsm13_usa", "vsm13_usa → JPN"}
+    assert _cell(data, "usa", "vsm13_usa", table=l1)["value"] == 20.0
+    assert _cell(data, "jp", "vsm13_usa", table=l1)["value"] is None
+    assert _cell(data, "jp2", "vsm13_usa", table=l1)["value"] is None
+    jp, jp2 = (_cell(data, m, "vsm13_usa → JPN", table=l1) for m in ("jp", "jp2"))
+    assert (jp["value"], jp["best"], jp2["value"], jp2["best"]) == (30.0, False, 10.0, True)
+    assert _cell(data, "usa", "vsm13_usa → JPN", table=l1)["value"] is None
+    # against the USA baseline: Japan's cells have nothing of the same country to compare with
+    assert jp["diff"] is None and jp["diff_note"] == "not in both rows"
+    # against a Japan baseline: the other Japan run is its pair (VSM13 has no per-document test), the USA not
+    data = _json(tmp_path, "--baseline", "jp2")
+    assert _cell(data, "jp", "vsm13_usa → JPN", table=l1)["diff_note"].startswith("no paired test: VSM13 indices")
+    assert _cell(data, "usa", "vsm13_usa", table=l1)["diff_note"] == "not in both rows"
+    titles = {c["table"] for c in data["cells"]}
+    jp_indices = "vsm13_usa → JPN: the six VSM13 indices (measurements: no better or worse)"
+    usa_indices = "vsm13_usa: the six VSM13 indices (measurements: no better or worse)"
+    assert {usa_indices, jp_indices} <= titles
+    assert {c["label"] for c in data["cells"] if c["table"] == usa_indices} == {"usa"}
+    assert {c["label"] for c in data["cells"] if c["table"] == jp_indices} == {"jp", "jp2"}
+    assert _cell(data, "jp", "pdi", table=jp_indices)["value"] == 10.0
+
+    csv_out = tmp_path / "board.csv"
+    assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(csv_out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(csv_out.read_text())))
+    assert {(r["label"], r["value"]) for r in rows if r["table"] == l1 and r["column"] == "vsm13_usa → JPN"
+            and r["value"]} == {("jp", "30.0"), ("jp2", "10.0")}
+    capsys.readouterr()
+    assert main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    md = out.split(f"### {l1}")[1].split("###")[0]
+    assert "| model | vsm13_usa | vsm13_usa → JPN |" in md
+    assert next(line for line in md.splitlines() if line.startswith("| jp [")).split(" | ")[1] == "–"
+    assert f"### {jp_indices}" in out
+    html = tmp_path / "board.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
+    page = html.read_text()
+    assert "vsm13_usa → JPN" in page and "vsm13_usa → JPN: the six VSM13 indices" in page
