@@ -623,6 +623,18 @@ def test_a_group_whose_task_a_newer_file_reruns_takes_the_new_number(tmp_path, c
     assert "the group's value is recomputed as the mean of its tasks' newest numbers" in capsys.readouterr().err
 
 
+
+def _vsm13_usa_result(folder, model, extra, data_root, meta, hib=None):
+    """A result file of vsm13_usa whose task config (as lm-eval records it) carries ``meta``."""
+    _result(folder, model, {}, extra=extra, hib=hib)
+    path = next(folder.glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "", "reversed_options": False},
+                                     "metadata": {"version": 1.0, "data_dir": str(data_root), **meta},
+                                     "output_type": "multiple_choice"}}
+    path.write_text(json.dumps(data))
+
+
 def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, data_root):
     """Japan scored through vsm13_usa (--metadata target_country) is drawn on Japan's radar against the
     profile the task used, not on the USA's against the U.S.A. row; an explicit Saudi profile likewise."""
@@ -635,14 +647,7 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
     extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()}}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
     for name, meta in (("a", {"target": japan, "target_country": "JPN"}), ("b", {})):
-        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, extra=extra)
-        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
-        data = json.loads(path.read_text())  # the task's config, as lm-eval records it
-        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
-                                                            "reversed_options": False},
-                                         "metadata": {"version": 1.0, "data_dir": str(data_root), **meta},
-                                         "output_type": "multiple_choice"}}
-        path.write_text(json.dumps(data))
+        _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}", extra, data_root, meta)
     vsm13_radars(load_runs(sorted((tmp_path / "res").rglob("results_*.json"))))
     assert sorted(drawn) == ["VSM13 indices, JPN", "VSM13 indices, USA"]
     assert len(drawn["VSM13 indices, JPN"][0]) == len(drawn["VSM13 indices, USA"][0]) == 1
@@ -683,15 +688,8 @@ def test_runs_naming_one_country_two_ways_share_its_radar(tmp_path, monkeypatch,
     extra = {"vsm13_usa": {"alias": "vsm13_usa", **indices}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
     for name, spelt in (("a", "JPN"), ("b", "Japan")):
-        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, extra=extra)
-        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
-        data = json.loads(path.read_text())
-        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
-                                                            "reversed_options": False},
-                                         "metadata": {"version": 1.0, "data_dir": str(data_root), "target": japan,
-                                                      "target_country": spelt},
-                                         "output_type": "multiple_choice"}}
-        path.write_text(json.dumps(data))
+        _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}", extra, data_root,
+                          {"target": japan, "target_country": spelt})
     vsm13_radars(load_runs(sorted((tmp_path / "res").rglob("results_*.json"))))
     assert sorted(drawn) == ["VSM13 indices, JPN"] and len(drawn["VSM13 indices, JPN"][0]) == 2
 
@@ -705,15 +703,8 @@ def test_a_vsm13_task_ranking_another_country_has_that_country_s_column(tmp_path
     japan = {"pdi": 54.0, "idv": 46.0, "mas": 95.0, "uai": 92.0, "lto": 88.0, "ivr": 42.0}
     for name, l1, meta in (("usa", 20.0, {}), ("jp", 30.0, {"target": japan, "target_country": "JPN"}),
                            ("jp2", 10.0, {"target": japan, "target_country": "Japan"})):
-        _result(tmp_path / f"res/{name}", f"/m/{name}", {}, hib=hib,
-                extra={"vsm13_usa": {"alias": "vsm13_usa", "vsm13_l1,none": l1, **indices}})
-        path = next((tmp_path / f"res/{name}").glob("results_*.json"))
-        data = json.loads(path.read_text())  # the task's config, as lm-eval records it
-        data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA", "persona": "",
-                                                            "reversed_options": False},
-                                         "metadata": {"version": 1.0, "data_dir": str(data_root), **meta},
-                                         "output_type": "multiple_choice"}}
-        path.write_text(json.dumps(data))
+        _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}",
+                          {"vsm13_usa": {"alias": "vsm13_usa", "vsm13_l1,none": l1, **indices}}, data_root, meta, hib=hib)
     l1 = "vsm13: vsm13_l1 (↓ lower is better)"
     data = _json(tmp_path, "--baseline", "usa")
     columns = {c["column"] for c in data["cells"] if c["table"] == l1}
