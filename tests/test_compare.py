@@ -253,7 +253,7 @@ def test_an_undefined_profile_is_not_ranked_first():
 
 
 
-@pytest.mark.parametrize("name", ["U.S.A.", "usa", "USA"])
+@pytest.mark.parametrize("name", ["U.S.A.", "usa", "USA", "United States", "the United States"])
 def test_an_explicit_profile_of_a_file_country_replaces_its_row_whatever_the_spelling(data_root, name):
     # Hofstede's own USA profile passed as explicit scores under the file's name ("U.S.A."): the
     # file's USA row must neither compete with it (a tie: rank 2 of 66) nor calibrate its spread

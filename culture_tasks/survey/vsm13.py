@@ -261,4 +261,19 @@ def _explicit_code(country: str | None, data_dir: str | None) -> str:
             return find_target(country, data_dir).code
         except UnknownCountryError:
             pass
+        listed = _listed_code(country)  # "United States": countries.yaml's "the United States", code USA
+        if listed is not None:
+            return listed
     return re.sub(r"[^A-Za-z0-9]+", "_", country or "").strip("_") or "custom"
+
+
+def _listed_code(country: str) -> str | None:
+    """The Hofstede code countries.yaml gives a country by its slug or name, with or without "the"."""
+    from culture_tasks.survey.countries import listed_countries
+
+    key = country.strip().casefold().replace("_", " ")
+    for entry in listed_countries():
+        name = str(entry.get("name", "")).casefold()
+        if entry.get("hofstede") and key in {str(entry["slug"]).replace("_", " "), name, name.removeprefix("the ")}:
+            return str(entry["hofstede"])
+    return None
