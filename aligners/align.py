@@ -85,10 +85,8 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
     so the recorded command does not depend on the shell's environment."""
     resolved = resolve_target(country, target, cfg.data_dir)
     listed = listed_countries()
+    # resolve_target codes a countries.yaml name or slug as its Hofstede code (vsm13.target_code)
     entry = next((c for c in listed if c.get("hofstede") == resolved.code), None)
-    if target is not None and entry is None:
-        entry = next((c for c in listed if c["name"].casefold() == country.casefold()
-                      or c["slug"] == country.casefold().replace(" ", "_")), None)
     metadata = {"data_dir": os.path.abspath(resolve_data_root(cfg.data_dir))}  # as named: a link stays a link
     if cfg.answer_mode != "expected":
         metadata["answer_mode"] = cfg.answer_mode

@@ -1010,11 +1010,12 @@ def culture_heatmap(tables: list[Table]):
 
 
 def _hofstede_code(country: str, data_dir: str | None) -> str:
-    """The file's code of a country named by any spelling it knows; the name itself otherwise."""
-    from culture_tasks.survey.vsm13 import find_target
+    """The code the task ranked ``country`` under (``vsm13.target_code``: the Hofstede file's code by any
+    spelling it or countries.yaml knows); the name itself where the file cannot be read."""
+    from culture_tasks.survey.vsm13 import target_code
 
     try:
-        return find_target(country, data_dir or None).code
+        return target_code(country, data_dir or None)
     except (OSError, ValueError, TypeError):
         return country
 

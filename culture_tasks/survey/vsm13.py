@@ -246,13 +246,13 @@ def resolve_target(country: str | None = None, scores: Sequence[float] | Mapping
             values = {d: _score(d, v) for d, v in zip(DIMENSIONS, scores)}
         if len(values) < 2:  # no country can be ranked on fewer: refused now, not after the model has answered
             raise ValueError(f"explicit target scores need at least 2 dimensions, got {sorted(values) or 'none'}")
-        return Target(country or "custom", _explicit_code(country, data_dir), values)
+        return Target(country or "custom", target_code(country, data_dir), values)
     if not country:
         raise ValueError("name a country or give explicit scores")
     return find_target(country, data_dir)
 
 
-def _explicit_code(country: str | None, data_dir: str | None) -> str:
+def target_code(country: str | None, data_dir: str | None) -> str:
     """The file's code of a country it knows by any spelling, so that explicit scores replace its row
     (under another code that row would compete with the target and calibrate its spread); else the
     name with letters, digits and "_" only (the code may name a task or an output folder)."""
