@@ -373,9 +373,8 @@ def prior_comparison(per_question: list[dict], prior: list[float]) -> dict:
     """The adapters' held-out majority agreement minus the letter prior's (``prior``: per document, in
     ``per_question``'s order), paired over the questions as ``compare`` pairs them."""
     b = [d["held_out"]["wvs_majority"] for d in per_question]
-    paired = stats.paired_bootstrap(stats.cluster_mean, stats.cluster_sums([d["q_id"] for d in per_question], prior),
-                                    stats.cluster_sums([d["q_id"] for d in per_question], b))
-    return {"prior": stats.mean(prior), "adapter": stats.mean(b), **paired, "documents": len(prior)}
+    return {"prior": stats.mean(prior), "adapter": stats.mean(b), **_paired([d["q_id"] for d in per_question], prior, b),
+            "documents": len(prior)}
 
 
 def _pct(x: float) -> str:
