@@ -539,3 +539,42 @@ def test_countries_of_a_question_are_resampled_together(tmp_path):
         for m, r in single["all"][part].items():
             assert {**double["all"][part][m], "documents": r["documents"]} == r
     assert double["all"]["held_out"]["wvs_majority"]["documents"] == 29
+
+
+# Jordan: Q27 2,2,2,4 -> B; Q28 2,2,3,4 -> B (Iraq answers A to both: IRAQ_ROWS)
+JORDAN_ROWS = [(2, 2, -1), (2, 2, -1), (2, 3, -1), (4, 4, -1)]
+
+
+@pytest.mark.parametrize("culture, tag, by, prior", [("arabic", True, "fold and country", 1.0),
+                                                    ("arabic", False, "fold", 0.5), ("one", False, "fold", 0.0)])
+def test_letter_prior_is_per_country_exactly_when_the_prompts_name_the_country(tmp_path, tiny_model, monkeypatch,
+                                                                              culture, tag, by, prior):
+    """The adapters are stubbed: only the prior is checked. Arabic: Iraq answers A, Jordan B, each question with 3
+    (Q27) or 2 (Q28) rows. Named in the prompt, each country's letter can be learnt: Iraq A, Jordan B, right on
+    all 4 held-out documents. Not named, the two countries' prompts are the same and a constant answer is one
+    letter per fold: A and B tie, A is taken, right for Iraq only (2 of 4). CultureLLM-One without the persona
+    line: Iraq A, every other country D (Q27) and B (Q28); holding out Q27 the fold's letter is B, holding out
+    Q28 it is D: no held-out document right (one letter per country would get Iraq's two)."""
+    import trainers.kfold
+    from trainers.cultures import countries_of
+
+    root = tmp_path / "root"
+    special = {"iraq": IRAQ_ROWS, "jordan": JORDAN_ROWS if culture == "arabic" else ROWS}
+    for c in countries_of(culture):
+        write_data_root(root, c.wvs_csv, rows=special.get(c.slug, ROWS))
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text("".join(json.dumps(r) + "\n" for r in PARAPHRASES), encoding="utf-8")
+    data = tmp_path / "rows.jsonl"
+    build_examples(culture, questions_file=str(aug), data_dir=str(root), tag_country=tag).write(data)
+
+    def fake_score(cfg, adapter, tasks, questions, chat):
+        ids = questions or ["27", "28"]
+        return {"scores": {t: {q: {m: 1.0 for m in trainers.kfold.METRICS} for q in ids} for t in tasks},
+                "lm_eval": {}, "command": "lm_eval"}
+
+    monkeypatch.setattr(trainers.kfold, "score", fake_score)
+    monkeypatch.setattr(trainers.kfold, "_train_fold",
+                        lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
+    report = run_kfold(_config(tiny_model, data, tmp_path / "run", root))
+    assert all(t.endswith("_persona") == tag for t in report["tasks"])
+    assert report["letter_prior"]["by"] == by and report["letter_prior"]["prior"] == pytest.approx(prior)

@@ -328,8 +328,9 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     majority agreement checks; then the adapters' held-out agreement minus this prior, paired over
     the questions (``prior_comparison``). An adapter that only learnt "this country mostly answers A"
     gains nothing over it.
-    ``by_country``: one letter per fold and country, for a model whose prompts name the country
-    (CultureLLM-One's persona), which can learn each country's favourite letter.
+    ``by_country``: one letter per fold and country, for a model whose prompts name the country (the
+    persona line: CultureLLM-One by default, any culture built with ``--tag-country``), which can learn
+    each country's favourite letter; without it the countries' prompts are the same, one letter per fold.
     ``per_document``: the prior's score of each document, in ``per_question``'s order. None when the
     rows were labelled with another rule (their labels are not the majority)."""
     from collections import Counter
@@ -681,7 +682,8 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     out = Path(cfg.output)
     rows = read_examples(cfg.data)
     culture = _culture(rows, cfg.data)
-    tasks = survey_tasks(culture, _persona(rows, cfg.data))
+    persona = _persona(rows, cfg.data)
+    tasks = survey_tasks(culture, persona)
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
     universe = set().union(*answered.values())
     stray = sorted({str(r["q_id"]) for r in rows} - universe, key=int)
@@ -716,7 +718,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
         report = {"culture": culture, "data": cfg.data, "folds": cfg.folds, "fold_questions": folds, "tasks": names,
                   "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
                   "settings": settings, "base_command": base["command"], **pool(base, results)}
-        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=culture == ONE)
+        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=persona)
         report["environment"] = provenance.environment(eval_device(cfg))
         write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
         write_text_atomic(out / "kfold.md", markdown(report))
