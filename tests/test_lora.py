@@ -297,6 +297,26 @@ def test_training_rows_with_unknown_keys_are_refused(tmp_path):
         read_examples([str(bad)])
 
 
+@pytest.mark.parametrize("messages, message", [
+    (["q", "A"], "field 'messages' must be a list of chat messages"),
+    ([{"role": "user", "content": "q"}, "A"], "field 'messages' must be a list of chat messages"),
+    # an empty answer has no token to train: the example would count without any loss (or a NaN loss)
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}], "the assistant's answer is empty"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": " \n"}], "the assistant's answer is empty"),
+])
+def test_training_rows_whose_messages_cannot_train_name_their_line(tmp_path, capsys, messages, message):
+    from trainers.cli import main as cli
+
+    data = tmp_path / "rows.jsonl"
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]}
+    data.write_text(json.dumps(good) + "\n" + json.dumps({"messages": messages}) + "\n", encoding="utf-8")
+    out = tmp_path / "adapter"
+    assert cli(["lora", "--model", str(tmp_path / "no-model"), "--data", str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-train lora: {data}:2: {message}") and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_a_misfit_target_module_stops_before_the_weights_load_and_keeps_the_old_adapter(
         learnable_model, english_examples, tmp_path, monkeypatch, capsys):
     import transformers

@@ -194,10 +194,13 @@ def read_examples(paths: list[str]) -> list[dict]:
             raise TrainingError(f"training data {path} does not exist (make it with `culture-train data`)")
         for line_no, row in read_jsonl_lines(path):
             messages = row.get("messages")
-            if not (isinstance(messages, list) and len(messages) >= 2 and messages[-1].get("role") == "assistant"
-                    and all(isinstance(m.get("content"), str) for m in messages)):
+            if not (isinstance(messages, list) and len(messages) >= 2 and all(isinstance(m, dict) for m in messages)
+                    and messages[-1].get("role") == "assistant" and all(isinstance(m.get("content"), str) for m in messages)):
                 raise TrainingError(f"{path}:{line_no}: field 'messages' must be a list of chat messages ending with "
                                     "the assistant's answer, e.g. [{role: user, content: ...}, {role: assistant, content: A}]")
+            if not messages[-1]["content"].strip():  # no answer token: the example would carry no loss
+                raise TrainingError(f"{path}:{line_no}: the assistant's answer is empty; give the answer (the option "
+                                    "letter) as the last message's content, or remove the row")
             check_row_keys(row, EXAMPLE_KEYS, f"{path}:{line_no}", "training", TrainingError)
             rows.append(row)
     if not rows:
