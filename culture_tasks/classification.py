@@ -186,9 +186,9 @@ def doc_to_target_gen(doc: Mapping) -> str:
 
 
 # a negation up to three words before a mention, in the same clause ("does not contain an insult",
-# "no real hate speech", "non-offensive", "isn’t" with either apostrophe); a clause ends at punctuation or a
-# contrasting "but"
-NEGATION = re.compile(r"(?:\b(?:no|not|none|never|without|neither|nor|\w+n['’]t)\b|\bnon)"
+# "no real hate speech", "non-offensive", "isn’t" with either apostrophe, "cannot be offensive", "nothing
+# offensive"); a clause ends at punctuation or a contrasting "but"
+NEGATION = re.compile(r"(?:\b(?:no|not|none|nothing|nobody|never|cannot|without|neither|nor|\w+n['’]t)\b|\bnon)"
                       r"(?:[\s-]+(?!(?:but|yet|rather|instead)\b)[^\s.,;:!?\-]+){0,3}[\s-]*$")
 
 

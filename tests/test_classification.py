@@ -311,3 +311,17 @@ def test_a_negation_with_a_typographic_apostrophe_is_a_negation(text):
     # chat models often write ’ (U+2019): "isn’t offensive" denies the label as "isn't offensive" does
     assert parse_label(text, ["not offensive", "offensive"]) == -1
     assert parse_label(text.replace("’", "'"), ["not offensive", "offensive"]) == -1
+
+
+@pytest.mark.parametrize(("text", "options", "expected"), [
+    ("It cannot be offensive", ["not offensive", "offensive"], -1),
+    ("This text cannot be considered offensive", ["neutral", "offensive"], -1),
+    ("There is nothing offensive here", ["not offensive", "offensive"], -1),
+    ("Nobody would find it offensive", ["neutral", "offensive"], -1),
+    ("The message cannot be spam.", ["not spam", "spam"], -1),
+    ("Nothing but offensive", ["not offensive", "offensive"], 1),  # a contrasting "but" ends the negation
+    ("Cannot tell; offensive", ["not offensive", "offensive"], 1),  # so does the clause's end
+])
+def test_cannot_nothing_and_nobody_are_negations(text, options, expected):
+    # these were read as the label they deny ("It cannot be offensive" as offensive)
+    assert parse_label(text, options) == expected
