@@ -20,7 +20,8 @@ task that ranked another country (``--metadata target_country``, e.g. Japan thro
 is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
-(``stats.TaskMean``), or says "no interval".
+(``stats.TaskMean``; a WVS group's countries share their questions, so it resamples questions:
+``QuestionMean``), or says "no interval".
 ``--baseline`` compares every row with one row on the same documents: the difference with a
 paired bootstrap interval, and a paired randomisation test that marks the significant ones.
 """
@@ -163,8 +164,9 @@ class Run:
         """Every task of the suite in the row (the overall column's)."""
         return sorted(t for tasks in self.cultures(suite).values() for t in tasks)
 
-    def items(self, task: str, metric: str) -> dict[int, tuple[str, object]] | None:
-        """doc_id -> (doc_hash, item) from the task's per-sample log, or None without one."""
+    def items(self, task: str, metric: str) -> dict[int, tuple[str, object, object]] | None:
+        """doc_id -> (doc_hash, item, question) from the task's per-sample log, or None without one; the
+        question is the survey document's ``q_id`` (None for other tasks): the unit of a survey group."""
         if (task, metric) not in self._items:
             path = self.samples.get(task)
             if path is None:
@@ -175,6 +177,7 @@ class Run:
                 except (JsonlError, FileNotFoundError) as err:
                     raise NotAResultFile(f"{path}: unreadable per-sample log ({err})") from err
                 found = {}
+                survey = task_family(task) in headline_metrics()
                 for number, row in rows:
                     if row.get("filter", "none") == "none" and metric in row:
                         doc = row.get("doc_id")
@@ -184,9 +187,11 @@ class Run:
                         if doc in found:
                             raise NotAResultFile(f"{path}: doc_id {doc} is logged twice: {FOREIGN_LOG}")
                         value = row[metric]
-                        found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value)
+                        question = (row.get("doc") or {}).get("q_id") if survey else None
+                        found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value,
+                                      question)
                 if found:
-                    self._check_log(task, metric, path, [item for _, item in found.values()])
+                    self._check_log(task, metric, path, [item for _, item, _ in found.values()])
                 self._items[(task, metric)] = found or None
         return self._items[(task, metric)]
 
@@ -577,8 +582,63 @@ def _task_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
         found = run.items(task, metric)
         if found is None:
             return None
-        out += [(task, item) for _, (_, item) in sorted(found.items())]
+        out += [(task, item) for _, (_, item, _) in sorted(found.items())]
     return out
+
+
+class QuestionMean:
+    """A survey group's statistic with the question as its unit: the mean over the group's tasks of
+    each task's mean over its documents, from items ``(question, ((task, value), ...))``, one per
+    question with its value in every task that asked it. The countries of a WVS group are asked the
+    same questions, so their scores on a question move together: resampling each country's questions
+    on its own would treat them as independent and make the interval too narrow (about 1/sqrt(k) as
+    wide for k countries that agree). A resample draws questions, each with all its countries."""
+
+    CHUNK = 64
+
+    def __call__(self, items: Sequence[tuple]) -> float:
+        return float(self.batched(items, np.arange(len(items))[None, :])[0]) if items else float("nan")
+
+    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
+        tasks = sorted({t for _, pairs in items for t, _ in pairs})
+        column = {t: k for k, t in enumerate(tasks)}
+        n = len(items)  # idx may pick from a longer list than one row holds (the randomisation test's a + b)
+        values, asked = np.zeros((n, len(tasks))), np.zeros((n, len(tasks)))
+        for i, (_, pairs) in enumerate(items):
+            for task, value in pairs:
+                values[i, column[task]], asked[i, column[task]] = float(value), 1.0
+        out = []
+        for start in range(0, len(idx), self.CHUNK):
+            block = idx[start:start + self.CHUNK]
+            rows = len(block)
+            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+            weights = weights.reshape(rows, n).astype(float)
+            count = weights @ asked
+            per_task = np.divide(weights @ values, count, out=np.zeros_like(count), where=count > 0)
+            drawn = (count > 0).sum(axis=1)
+            out.append(np.divide(per_task.sum(axis=1), drawn, out=np.full(rows, np.nan), where=drawn > 0))
+        return np.concatenate(out) if out else np.array([])
+
+
+def _questions(run: Run, tasks: list[str], metric: str) -> dict | None:
+    """question -> ((task, value), ...) over ``tasks`` when their logs name each document's question, no
+    task asks one twice, and some question is asked in more than one of them (a WVS group): the items
+    of ``QuestionMean``. None otherwise (the tasks' documents are independent: ``TaskMean``)."""
+    if len(tasks) < 2 or RESAMPLABLE.get(metric, (None,))[0] is not stats.mean:
+        return None
+    by_question: dict = defaultdict(list)
+    for task in tasks:
+        found = run.items(task, metric)
+        if found is None:
+            return None
+        asked = [q for _, _, q in found.values()]
+        if any(q is None for q in asked) or len(set(asked)) < len(asked):
+            return None
+        for _, item, question in found.values():
+            by_question[str(question)].append((task, item))
+    if all(len(pairs) < 2 for pairs in by_question.values()):
+        return None
+    return {q: tuple(sorted(pairs)) for q, pairs in by_question.items()}
 
 
 def _no_samples(run: Run, tasks: list[str], metric: str) -> str:
@@ -626,7 +686,11 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     items = _task_items(run, tasks, column.metric)
     if items is None:
         return Cell(value, interval_note=_no_samples(run, tasks, column.metric))
-    low, high = stats.bootstrap_ci(task_mean(column.metric), items)
+    questions = _questions(run, tasks, column.metric)
+    if questions is not None:
+        low, high = stats.bootstrap_ci(QuestionMean(), list(questions.items()))
+    else:
+        low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
 
 
@@ -648,11 +712,15 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
         if a is None or b is None:
             who = base.row_id if a is None else run.row_id
             return None, f"no paired test: no per-sample logs for {task} in row {who}"
-        if {k: h for k, (h, _) in a.items()} != {k: h for k, (h, _) in b.items()}:
+        if {k: h for k, (h, _, _) in a.items()} != {k: h for k, (h, _, _) in b.items()}:
             return None, f"no paired test: {task} was scored on different documents in the two rows"
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))
+    qa, qb = _questions(base, tasks, column.metric), _questions(run, tasks, column.metric)
+    if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
+        keys = sorted(qa)
+        return stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys]), ""
     result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
     return result, ""
 

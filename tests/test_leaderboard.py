@@ -745,3 +745,30 @@ def test_a_vsm13_task_ranking_another_country_has_that_country_s_column(tmp_path
     assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
     page = html.read_text()
     assert "vsm13_usa → JPN" in page and "vsm13_usa → JPN: the six VSM13 indices" in page
+
+
+def test_a_wvs_group_resamples_questions_not_each_country_apart(tmp_path):
+    # wvs_usa and wvs_china ask the same 10 questions and the model scores 1 - JSD alike in both on each one
+    # (0 on questions 10-14, 1 on 15-19): the group mean 0.5 varies with the questions drawn exactly as one
+    # country's mean does, so its interval is that of the mean over the 10 questions, and a rerun of both
+    # countries with every answer right moves by +0.5 with the paired interval of that mean. Resampling each
+    # country's questions on its own averages two independent draws: about 1/sqrt(2) as wide as that.
+    from culture_tasks import stats
+
+    values = [0.0] * 5 + [1.0] * 5
+    logged = {t: [{"wvs_jsd": v, "doc": {"q_id": str(10 + k)}} for k, v in enumerate(values)]
+              for t in ("wvs_usa", "wvs_china")}
+    right = {t: [{"wvs_jsd": 1.0, "doc": {"q_id": str(10 + k)}} for k in range(10)] for t in logged}
+    for model, rows, value in (("/m/base", logged, 0.5), ("/m/good", right, 1.0)):
+        _result(tmp_path / "res" / model[3:], model, {}, extra={
+            "wvs": {"wvs_jsd,none": value}, "wvs_usa": {"wvs_jsd,none": value}, "wvs_china": {"wvs_jsd,none": value}},
+            samples=rows, groups={"wvs": ["wvs_usa", "wvs_china"]}, hib={"wvs": {"wvs_jsd": True}})
+    data = _json(tmp_path, "--baseline", "base")
+    table = "wvs: wvs_jsd (higher is better)"
+    group = _cell(data, "base", "wvs", table=table)
+    assert (group["ci_low"], group["ci_high"]) == pytest.approx(stats.bootstrap_ci(stats.mean, values))
+    assert (group["ci_low"], group["ci_high"]) == pytest.approx((0.2, 0.8))
+    good = _cell(data, "good", "wvs", table=table)
+    paired = stats.paired_bootstrap(stats.mean, values, [1.0] * 10)
+    assert (good["diff"], good["diff_low"], good["diff_high"]) == pytest.approx((0.5, paired["low"], paired["high"]))
+    assert good["p_value"] == pytest.approx(paired["p_value"])
