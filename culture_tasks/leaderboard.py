@@ -7,7 +7,7 @@ few-shot count, the chat-template settings, the seeds and model revision/SHA lm-
 the task versions; result files of the same identity (e.g. CultureLLM, WVS and VSM13 run
 separately) fill one row, and a task in two of them takes every number (value, interval,
 per-sample log, document count) from the newest file. Each row carries its provenance as read
-from the result files, and a partial run (``--limit``, fewer documents than the task has) is
+from the result files, and a partial run (fewer documents than a task has: ``--limit``, ``--samples``) is
 marked wherever its numbers appear.
 
 CultureLLM scores are per-culture means of the tasks' macro-F1 (as the paper averages per
@@ -134,13 +134,19 @@ class Run:
             name += " + " + (Path(peft).name or peft)
         return name + (" (chat)" if self.key["chat_template"] else "")
 
+    def _uncounted(self, tasks) -> bool:
+        """Whether ``--limit`` may have cut one of ``tasks``: the files do not say how many documents it
+        had (no ``n-samples``). Where they do, a limit at or above a task's size left it whole."""
+        return self.key["limit"] is not None and any(t not in self.documents for t in tasks)
+
     @property
     def partial(self) -> bool:
-        return self.key["limit"] is not None or bool(self.partial_tasks)
+        groups = task_groups({"group_subtasks": self.groups})
+        return bool(self.partial_tasks) or self._uncounted(t for t in self.metrics if t not in groups)
 
     def partial_over(self, tasks) -> bool:
         """Whether a number over ``tasks`` comes from fewer documents than they have (--limit, --samples)."""
-        return self.key["limit"] is not None or any(t in self.partial_tasks for t in tasks)
+        return any(t in self.partial_tasks for t in tasks) or self._uncounted(tasks)
 
     def partial_text(self) -> str:
         """Why the run is partial, or "" for a complete one."""

@@ -772,3 +772,22 @@ def test_a_wvs_group_resamples_questions_not_each_country_apart(tmp_path):
     paired = stats.paired_bootstrap(stats.mean, values, [1.0] * 10)
     assert (good["diff"], good["diff_low"], good["diff_high"]) == pytest.approx((0.5, paired["low"], paired["high"]))
     assert good["p_value"] == pytest.approx(paired["p_value"])
+
+
+def test_a_limit_above_every_task_s_size_is_a_complete_run(tmp_path, capsys):
+    # --limit 100 on a task of 40 documents scores all 40 (n-samples: 40 of 40): a complete run, best with 0.7;
+    # --limit 5 (5 of 40) is partial, and so is a --limit run whose file has no n-samples to say what it cut
+    task = "culturellm_english_x"
+    _result(tmp_path / "res/full", "/m/full", {task: 0.5}, n_samples={task: {"original": 40, "effective": 40}})
+    _result(tmp_path / "res/capped", "/m/capped", {task: 0.7}, limit=100,
+            n_samples={task: {"original": 40, "effective": 40}})
+    _result(tmp_path / "res/cut", "/m/cut", {task: 0.9}, limit=5, n_samples={task: {"original": 40, "effective": 5}})
+    _result(tmp_path / "res/old", "/m/old", {task: 0.8}, limit=100)
+    data = _json(tmp_path)
+    runs = {r["model"]: r for r in data["runs"]}
+    assert {m: r["is_partial"] for m, r in runs.items()} == {"/m/full": False, "/m/capped": False, "/m/cut": True,
+                                                             "/m/old": True}
+    assert runs["/m/capped"]["partial"] == "" and runs["/m/capped"]["limit"] == "100"
+    assert runs["/m/cut"]["partial"] == "partial run (--limit 5; documents per task: 5 of 40)"
+    assert runs["/m/old"]["partial"] == "partial run (--limit 100)"
+    assert [m for m in ("full", "capped", "cut", "old") if _cell(data, m, "english")["best"]] == ["capped"]
