@@ -342,6 +342,27 @@ def test_a_misfit_target_module_stops_before_the_weights_load_and_keeps_the_old_
     assert not (tmp_path / "b").exists()
 
 
+def test_a_chat_template_the_tokenizer_lacks_stops_before_the_weights_load(tiny_model, english_examples, tmp_path,
+                                                                         monkeypatch, capsys):
+    import shutil
+
+    import transformers
+
+    from trainers.cli import main as cli
+
+    plain = tmp_path / "plain"  # the tiny model without its chat template
+    shutil.copytree(tiny_model, plain)
+    (plain / "chat_template.jinja").unlink()
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("weights loaded before the settings were checked"))
+    out = tmp_path / "adapter"
+    assert cli(["lora", "--model", str(plain), "--data", str(english_examples), "--output", str(out),
+                "--chat-template", "true"]) == 2
+    assert capsys.readouterr().err == (f"culture-train lora: {plain}: the tokenizer has no chat template; set "
+                                       "chat_template: false\n")
+    assert not out.exists() or not any(p.name != ".lock" for p in out.iterdir())
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--dropout", "1.5", "dropout must lie in [0, 1), got 1.5"),
     ("--learning-rate", "-0.5", "learning_rate must be positive, got -0.5"),

@@ -38,7 +38,7 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, cle
 from culture_tasks import paths
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           asked_with_persona, check_adapter_fits, read_examples, run_settings)
+                           asked_with_persona, check_adapter_fits, read_examples, run_settings, uses_chat)
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -198,13 +198,10 @@ def score(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: l
 
 
 def _uses_chat(cfg: KFoldConfig) -> bool:
-    """What ``lora`` decides (``encode_for``): the chat template where the tokenizer has one."""
+    """What ``lora`` decides (``uses_chat``): the chat template where the tokenizer has one."""
     from transformers import AutoTokenizer
 
-    has = bool(AutoTokenizer.from_pretrained(cfg.model).chat_template)
-    if cfg.chat_template and not has:
-        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
-    return has if cfg.chat_template is None else cfg.chat_template
+    return uses_chat(cfg, AutoTokenizer.from_pretrained(cfg.model))
 
 
 # --------------------------------------------------------------------------- one fold

@@ -523,13 +523,19 @@ def _trainer_class():
     return LossCarryingTrainer
 
 
+def uses_chat(cfg: LoraTrainConfig, tokenizer) -> bool:
+    """Whether examples go through the chat template: --chat-template, else where the tokenizer has one;
+    asking for one the tokenizer lacks is an error."""
+    if cfg.chat_template and not tokenizer.chat_template:
+        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
+    return cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
+
+
 def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tuple[list[dict], int, bool]:
     """Examples tokenised through lm-eval's wrapper of this very model and tokenizer."""
     from lm_eval.models.huggingface import HFLM
 
-    chat = cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
-    if chat and not tokenizer.chat_template:
-        raise TrainingError(f"{cfg.model}: the tokenizer has no chat template; set chat_template: false")
+    chat = uses_chat(cfg, tokenizer)
     hf_log = logging.getLogger("lm_eval.models.huggingface")
     level = hf_log.level
     hf_log.setLevel(logging.ERROR)  # its warnings about a model instance concern evaluation, not this use
@@ -566,6 +572,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     bf16, checkpointing = _accelerator_defaults(cfg)
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    uses_chat(cfg, tokenizer)  # a chat template the tokenizer lacks: refused before the weights load
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
