@@ -177,3 +177,22 @@ def test_repaired_option_scales_are_one_warning_naming_each_question(tmp_path, c
         load_questions(path=bank)
     assert [r.getMessage() for r in caplog.records] == [
         "WVS WVQ.jsonl: 2 option scales repaired: Q122, Q123: listed in descending order; sorted ascending"]
+
+
+def test_majority_agreement_with_a_tied_majority():
+    # Brazil Q231: codes 3 and 4 were each chosen by 33.0 % of the respondents; either is a majority answer
+    country = [0.10, 0.24, 0.33, 0.33]
+    assert metrics.majority_agreement([0.1, 0.1, 0.1, 0.7], country) == 1.0
+    assert metrics.majority_agreement([0.1, 0.1, 0.7, 0.1], country) == 1.0
+    assert metrics.majority_agreement([0.1, 0.7, 0.1, 0.1], country) == 0.0
+    # a model torn between two answers, one of them the country's: half an agreement, in either order
+    assert metrics.majority_agreement([0.4, 0.4, 0.2], [0.1, 0.6, 0.3]) == 0.5
+    assert metrics.majority_agreement([0.4, 0.4, 0.2], [0.6, 0.1, 0.3]) == 0.5
+
+
+def test_majority_agreement_on_brazil_s_tied_question(data_root):
+    questions = load_questions(str(data_root))
+    brazil = load_country(data_root / "culturellm" / "Portuguese" / "Brazil.csv", questions, "Brazil")
+    q231 = brazil.distributions["231"]
+    assert q231[2] == q231[3] == q231.max()
+    assert metrics.majority_agreement([0.05, 0.05, 0.1, 0.8], q231) == 1.0

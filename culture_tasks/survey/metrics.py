@@ -38,4 +38,11 @@ def w1_similarity(p: Sequence[float], q: Sequence[float]) -> float:
 
 
 def majority_agreement(p: Sequence[float], q: Sequence[float]) -> float:
-    return float(int(np.argmax(p)) == int(np.argmax(q)))
+    """1 if the model's most likely answer is a most common answer of the population, else 0.
+
+    A tie is no choice by position: every answer the population chose most often is its majority
+    answer (Brazil's Q231: codes 3 and 4, 33.0 % each), and a model torn between its top answers
+    gets the share of them that are (1/2 when one of two is)."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    top_p, top_q = p == p.max(), q == q.max()
+    return float(np.count_nonzero(top_p & top_q) / np.count_nonzero(top_p))
