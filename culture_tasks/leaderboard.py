@@ -1218,9 +1218,11 @@ def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir
             if plot_dir is not None:
                 claim_output(plot_dir, overwrite=args.overwrite, folder=True, resumable=False)
             written = []
+            if plot_dir is not None and plot_dir.exists():  # claimed: the replaced report's plots go with it
+                clear_output(plot_dir)
+                if not drawn and not any(plot_dir.iterdir()):
+                    plot_dir.rmdir()
             if plot_dir is not None and drawn:
-                if plot_dir.exists():
-                    clear_output(plot_dir)
                 for name, title, fig in drawn:
                     figs.save(fig, plot_dir / f"{name}.png")
                     written.append((str((plot_dir / f"{name}.png").relative_to(output.parent)), title))

@@ -791,3 +791,15 @@ def test_a_limit_above_every_task_s_size_is_a_complete_run(tmp_path, capsys):
     assert runs["/m/cut"]["partial"] == "partial run (--limit 5; documents per task: 5 of 40)"
     assert runs["/m/old"]["partial"] == "partial run (--limit 100)"
     assert [m for m in ("full", "capped", "cut", "old") if _cell(data, m, "english")["best"]] == ["capped"]
+
+
+def test_overwrite_leaves_no_plot_of_the_report_it_replaced(tmp_path, capsys):
+    # the first report draws a heatmap; the second, over WVS totals only, draws no plot: its plots folder
+    # must not keep the first report's heatmap as if it were its own
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_english_x": 0.5})
+    out = tmp_path / "board.md"
+    assert main([str(tmp_path / "res/a"), "--output", str(out)]) == 0
+    assert (tmp_path / "board_plots/culturellm_heatmap.png").is_file()
+    _result(tmp_path / "res/b", "/m/a", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.5}})
+    assert main([str(tmp_path / "res/b"), "--output", str(out), "--overwrite"]) == 0
+    assert "culturellm" not in out.read_text() and not (tmp_path / "board_plots").exists()
