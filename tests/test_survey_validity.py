@@ -205,6 +205,8 @@ def test_summary_computed_once_for_every_metric(monkeypatch, caplog):
         lows = [getattr(tasks, key + "_ci_low")(list(items[:5])) for key in tasks.VSM13_METRICS]
     assert all(math.isnan(v) for v in [*short.values(), *lows])
     assert caplog.text.count("VSM13 needs all 24 items") == 1
+    # the items evaluated may be chosen by --samples as well as cut by --limit: the warning names both
+    assert "items 6-24 missing" in caplog.text and "--limit" in caplog.text and "--samples" in caplog.text
 
 
 def test_respondent_bootstrap_matches_the_binomial_spread():

@@ -389,9 +389,21 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
     means, _, _ = _item_table(items)
     target, constants, comparison = _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
     if len(means) < 24:
-        log.warning("VSM13 needs all 24 items, got %d (is --limit below 24?): indices are NaN", len(means))
+        log.warning("VSM13 needs all 24 items, got %d (items %s missing: --limit below 24, or --samples without "
+                    "every item?): indices are NaN", len(means), _spans(sorted(set(range(1, 25)) - set(means))))
         return {key: math.nan for key in VSM13_METRICS}
     return {k: float(v) for k, v in _scores(means, target, constants, comparison).items()}
+
+
+def _spans(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``1-3, 7``."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _comparison(items: Sequence[tuple]) -> dict:
