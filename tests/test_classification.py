@@ -325,3 +325,34 @@ def test_a_negation_with_a_typographic_apostrophe_is_a_negation(text):
 def test_cannot_nothing_and_nobody_are_negations(text, options, expected):
     # these were read as the label they deny ("It cannot be offensive" as offensive)
     assert parse_label(text, options) == expected
+
+
+def test_few_shot_draws_a_repeat_of_the_evaluated_text_only_where_the_rows_differ(data_root):
+    """lm-eval leaves every few-shot candidate equal to the evaluated document out of the pool, so of
+    the 845 rows whose text occurs more than once (surrounding whitespace aside) only a copy that
+    differs from the row can be drawn: in whitespace with the same label (30 rows of 5 tasks) or in
+    its label (the 17 conflicting rows); the other 798 never see their own text as an example."""
+    from collections import Counter, defaultdict
+
+    from lm_eval.api.samplers import ContextSampler
+
+    from culture_tasks.culturellm._generate_configs import load_manifest
+
+    same, other, never = Counter(), Counter(), 0
+    for e in load_manifest():
+        docs = load_classification(str(data_root), task_name=e.task("mc"), file=e.file, text_field=e.text_field,
+                                   labels=e.labels, instruction=e.instruction, drop_labels=e.drop_labels,
+                                   max_text_chars=e.max_text_chars)["test"].to_list()
+        copies = defaultdict(list)
+        for doc in docs:
+            copies[doc["text"].strip()].append(doc)
+        for group in (g for g in copies.values() if len(g) > 1):
+            for doc in group:
+                pool = ContextSampler.rm_eval_doc(doc, group)  # what lm-eval may still draw for this document
+                same[e.task("mc")] += any(d["label"] == doc["label"] for d in pool)
+                other[e.task("mc")] += any(d["label"] != doc["label"] for d in pool)
+                never += not pool
+    assert never == 798
+    assert +same == {"culturellm_bengali_racism": 12, "culturellm_bengali_threat": 12, "culturellm_english_mlma_hate": 2,
+                     "culturellm_english_mlma_directness": 2, "culturellm_portuguese_offcombr": 2}
+    assert sum(other.values()) == 17
