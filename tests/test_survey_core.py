@@ -196,3 +196,20 @@ def test_majority_agreement_on_brazil_s_tied_question(data_root):
     q231 = brazil.distributions["231"]
     assert q231[2] == q231[3] == q231.max()
     assert metrics.majority_agreement([0.05, 0.05, 0.1, 0.8], q231) == 1.0
+
+
+def test_china_answers_32_questions_and_its_two_unasked_topics_are_nan(data_root):
+    from culture_tasks.survey import tasks
+
+    questions = load_questions(str(data_root))
+    china = load_country(data_root / "culturellm/China/China.csv", questions)
+    topics = {q.q_id: q.topic for q in questions}
+    missing = [q.q_id for q in questions if q.q_id not in china.distributions]
+    assert len(missing) == 18 and len(china.distributions) == 32
+    assert {q for q in missing if topics[q] not in ("SECURITY",)} == {"125", *map(str, range(224, 234))}
+    assert all(q in missing for q in topics if topics[q] == "SECURITY")
+    # a topic without a document: NaN, and so is its interval (lm-eval prints NaN)
+    items = [("social_values", 0.5), ("social_values", 0.7)]
+    assert tasks.wvs_jsd_social_values(items) == pytest.approx(0.6)
+    assert math.isnan(tasks.wvs_jsd_security(items))
+    assert math.isnan(tasks.wvs_jsd_security_ci_low(items)) and math.isnan(tasks.wvs_jsd_security_ci_high(items))
