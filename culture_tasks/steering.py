@@ -403,8 +403,10 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         sims.append(per_q)
         res = compare.compare_wvs(answers[i]["wvs_answers"], rows[i].slug, reference,
                                   iters=cfg.iters, seed=cfg.seed, level=cfg.level)
-        base = compare.wvs_scores(plain_q, rows[i].slug)
-        res["plain"] = {k: base[k] for k in ("similarity", "rank", "reciprocal_rank", "margin")}
+        base = compare.compare_wvs(plain["wvs_answers"], rows[i].slug, reference,
+                                   iters=cfg.iters, seed=cfg.seed, level=cfg.level)
+        res["plain"] = {k: base[k] for key in ("similarity", "rank", "reciprocal_rank", "margin")
+                        for k in (key, f"{key}_ci")}
         res["row"] = rows[i].label
         per_row.append(res)
         matrix.append([res["similarities"][c] for c in columns])
@@ -427,6 +429,9 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         return float(np.mean([compare.wvs_scores(s, rows[i].slug, sample)["reciprocal_rank"]
                               for s, i in zip(sims, idx)]))
 
+    def plain_mrr(sample):
+        return float(np.mean([compare.wvs_scores(plain_q, rows[i].slug, sample)["reciprocal_rank"] for i in idx]))
+
     return {
         "rows": [rows[i].label for i in idx], "columns": columns, "questions": len(questions),
         "similarity": matrix, "similarity_ci": [[cell_ci(s, c) for c in columns] for s in sims],
@@ -438,7 +443,8 @@ def wvs_metrics(rows: list[Steered], answers: list[dict], plain: dict, reference
         "top1_ci": list(bootstrap_ci(top1, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
         "mrr": mrr(index),
         "mrr_ci": list(bootstrap_ci(mrr, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
-        "plain_mrr": float(np.mean([r["plain"]["reciprocal_rank"] for r in per_row])),
+        "plain_mrr": plain_mrr(index),
+        "plain_mrr_ci": list(bootstrap_ci(plain_mrr, index, iters=cfg.iters, seed=cfg.seed, level=cfg.level)),
     }
 
 
@@ -542,7 +548,7 @@ def markdown(result: dict) -> str:
         lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(w["plain_similarity"],
                                                                        w["plain_similarity_ci"])) + " | | |",
                   "", f"WVS top-1 {_fmt(w['top1'], w['top1_ci'])}, MRR {_fmt(w['mrr'], w['mrr_ci'])} "
-                  f"(plain {w['plain_mrr']:.3f})", ""]
+                  f"(plain {_fmt(w['plain_mrr'], w.get('plain_mrr_ci'))})", ""]
         lines += _change_table("WVS change of 1 - JSD vs. the plain model (positive = moved closer; paired "
                                "interval)", w["columns"], w["rows"], w["change_vs_plain"], w.get("change_vs_plain_ci"))
     return "\n".join(lines) + "\n"

@@ -441,3 +441,34 @@ def test_rescore_says_when_its_reference_data_differ_from_the_stored_run(matrix,
     assert main(["--rescore", str(source), "--output", str(same), "--data-dir", str(data_root), "--iters", "60"]) == 0
     assert json.loads((same / "steering.json").read_text())["rescored_from"]["reference_changed"] == []
     assert "other reference data" not in (same / "steering.md").read_text()
+
+
+def test_the_plain_model_s_wvs_numbers_have_their_intervals():
+    # plain MRR over the targets and each row's plain similarity, rank and margin: the same question resamples
+    # (the seed pairs them with the steered rows' intervals), and steering.md prints the MRR's interval
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from culture_tasks.stats import bootstrap_ci
+    from culture_tasks.steering import markdown, parse_target, vsm13_metrics, wvs_metrics
+
+    rng = np.random.default_rng(1)
+    ref = {c: {str(q): rng.dirichlet([1, 1, 1]) for q in range(8)} for c in ("usa", "china", "x")}
+    rows = [parse_target(t) for t in ("usa=persona", "china=persona")]
+    answers = [{"wvs_answers": {str(q): list(rng.dirichlet([1, 1, 1])) for q in range(8)}} for _ in range(3)]
+    w = wvs_metrics(rows, answers[:2], answers[2], ref, SimpleNamespace(iters=50, seed=2, level=0.95))
+    _, plain_q = compare.wvs_similarities(answers[2]["wvs_answers"], ref)
+
+    def plain_mrr(sample):
+        return float(np.mean([compare.wvs_scores(plain_q, c, sample)["reciprocal_rank"] for c in ("usa", "china")]))
+
+    assert w["plain_mrr"] == pytest.approx(plain_mrr(list(range(8))))
+    assert w["plain_mrr_ci"] == pytest.approx(list(bootstrap_ci(plain_mrr, list(range(8)), iters=50, seed=2)))
+    margin = bootstrap_ci(lambda s: compare.wvs_scores(plain_q, "china", s)["margin"], list(range(8)), iters=50, seed=2)
+    assert w["per_row"][1]["plain"]["margin_ci"] == pytest.approx(list(margin))
+    assert all(f"{k}_ci" in r["plain"] for r in w["per_row"] for k in ("similarity", "rank", "reciprocal_rank"))
+    v = vsm13_metrics([], [], {"item_means": {k: 1.0 for k in range(1, 25)}}, None, SimpleNamespace(iters=2, seed=0))
+    lo, hi = w["plain_mrr_ci"]
+    text = markdown({"vsm13": v, "wvs": w, "config": {"model": "m", "level": 0.95, "iters": 50, "seed": 2}})
+    assert f"(plain {w['plain_mrr']:.3f} [{lo:.3f}, {hi:.3f}])" in text
