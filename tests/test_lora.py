@@ -369,6 +369,12 @@ def test_a_chat_template_the_tokenizer_lacks_stops_before_the_weights_load(tiny_
     ("--learning-rate", "0", "learning_rate must be positive, got 0.0"),
     ("--weight-decay", "-1", "weight_decay must not be negative, got -1.0"),
     ("--warmup", "2.7", "warmup 2.7: from 1 up it is a number of steps, so give a whole number"),
+    # not finite: an infinite learning rate or a NaN weight decay trained an adapter of NaN weights without a word
+    ("--learning-rate", "inf", "learning_rate must be a finite number, got inf"),
+    ("--weight-decay", "nan", "weight_decay must be a finite number, got nan"),
+    ("--warmup", "nan", "warmup must be a finite number, got nan"),
+    ("--epochs", "inf", "epochs must be a finite number, got inf"),
+    ("--dropout", "nan", "dropout must be a finite number, got nan"),
 ])
 def test_out_of_range_settings_are_refused_at_once(tmp_path, capsys, flag, value, message):
     from trainers.cli import main as cli

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import zipfile
@@ -97,6 +98,9 @@ class LoraTrainConfig:
         for name in ("rank", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("learning_rate", "epochs", "warmup", "weight_decay", "dropout"):
+            if not math.isfinite(getattr(self, name)):  # inf / nan: a NaN adapter, or an endless run
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if not self.max_steps > 0 and not self.epochs > 0:
             raise ValueError("give a positive epochs or max_steps")
         if self.warmup < 0:
