@@ -87,6 +87,34 @@ def test_manifest_keys_and_max_text_chars_are_checked(tmp_path, top, extra, mess
     assert str(manifest) in str(err.value)
 
 
+
+LABELS_ENTRY = "  - {culture: dutch, name: toxic, file: Dutch/x.jsonl, text_field: text, instruction: 'Toxic?', %s}\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [  # a list of labels was a bare AttributeError
+        ("labels: [fine, toxic]", r"dataset #1 \(toxic\): labels must map each label in the file to the words shown"),
+        ("labels: {}", r"dataset #1 \(toxic\): labels must map each label in the file to the words shown.*got \{\}"),
+        # a string was split into characters: drop_labels: NA dropped the labels N and A
+        ("labels: {NO: fine, YES: toxic}, drop_labels: NA", r"dataset #1 \(toxic\): drop_labels must be a list.*got 'NA'"),
+        # the rows of YES were dropped and macro-F1 still averaged over YES: F1 0 in every run
+        ("labels: {NO: fine, YES: toxic}, drop_labels: [YES]",
+         r"dataset #1 \(toxic\): label\(s\) \['YES'\] are both in labels and in drop_labels"),
+        # the generative answer "toxic" always read as the first of the two
+        ("labels: {NO: fine, YES: toxic, MAYBE: Toxic}",
+         r"dataset #1 \(toxic\): labels YES and MAYBE show the same words 'toxic'"),
+    ],
+)
+def test_manifest_labels_and_drop_labels_are_checked(tmp_path, fields, message):
+    gen = _generator()
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("datasets:\n" + LABELS_ENTRY % fields, encoding="utf-8")
+    with pytest.raises(SystemExit, match=message) as err:
+        gen.load_manifest(manifest)
+    assert str(manifest) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_readme_table_and_caveat_counts_match_the_data(data_root, caplog):
     import logging
     import re

@@ -83,6 +83,28 @@ def _max_text_chars(where: str, value) -> int:
     return value
 
 
+def _labels(where: str, labels, drop_labels) -> tuple[dict[str, str], list[str]]:
+    """A dropped label that is also listed would be absent from the task and still averaged into its
+    macro-F1 (F1 0); two labels shown alike cannot be told apart in a generative answer."""
+    if not isinstance(labels, dict) or not labels:
+        raise SystemExit(f"{where}: labels must map each label in the file to the words shown "
+                         f"({{\"0\": not toxic, \"1\": toxic}}), got {labels!r}")
+    if not isinstance(drop_labels, list):
+        raise SystemExit(f"{where}: drop_labels must be a list of labels ([\"2\"]), got {drop_labels!r}")
+    labels = {str(k): str(v) for k, v in labels.items()}
+    drop_labels = [str(x) for x in drop_labels]
+    both = [label for label in labels if label in drop_labels]
+    if both:
+        raise SystemExit(f"{where}: label(s) {both} are both in labels and in drop_labels; keep each in one")
+    shown: dict[str, str] = {}
+    for label, words in labels.items():
+        first = shown.setdefault(words.strip().lower(), label)
+        if first != label:
+            raise SystemExit(f"{where}: labels {first} and {label} show the same words {words.strip().lower()!r}; "
+                             "give each label its own words")
+    return labels, drop_labels
+
+
 def load_manifest(path: Path = MANIFEST) -> list[DatasetEntry]:
     raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_ManifestLoader)  # noqa: S506 (SafeLoader subclass)
     _check_keys(str(path), raw, TOP_KEYS)
@@ -95,8 +117,7 @@ def load_manifest(path: Path = MANIFEST) -> list[DatasetEntry]:
         missing = [k for k in ("culture", "name", "file", "text_field", "labels", "instruction") if k not in item]
         if missing:
             raise SystemExit(f"{where} lacks field(s) {missing}")
-        item["labels"] = {str(k): str(v) for k, v in item["labels"].items()}
-        item["drop_labels"] = [str(x) for x in item.get("drop_labels", [])]
+        item["labels"], item["drop_labels"] = _labels(where, item["labels"], item.get("drop_labels", []))
         item["max_text_chars"] = _max_text_chars(where, item.get("max_text_chars", default_cut))
         entries.append(DatasetEntry(**item))
     names = Counter(e.task("mc") for e in entries)
