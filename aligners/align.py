@@ -169,12 +169,12 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
     if stored is None and state is None:
         raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
-    if stored is not None:
-        _check_stored_settings(stored, given, settings.get("data_dir"), out)
-        saved_hidden = stored.get("hidden_size")
-    else:  # a run from before the settings were stored on their own
-        check_settings(state["settings"], settings, out, keys=search_keys(settings), error=AlignmentError)
-        saved_hidden = state.get("hidden_size")
+    if stored is None:  # a run from before the settings were stored on their own: nothing recorded by content
+        raise AlignmentError(
+            f"--resume: {out} holds {STATE_FILE} but no {RUN_SETTINGS}, so the model, data and Hofstede file of its "
+            "search cannot be checked; run it again with --overwrite or into another --output")
+    _check_stored_settings(stored, given, settings.get("data_dir"), out)
+    saved_hidden = stored.get("hidden_size")
     _check_generations(state, settings["generations"], out)
     if hidden is not None and saved_hidden != hidden:
         raise AlignmentError(

@@ -477,6 +477,25 @@ def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(t
         f"\"hofstede_reference\": \"{digest}\" to that file, or choose another --output\n")
 
 
+def test_resume_of_a_run_without_its_settings_file_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    """A state.json without run_settings.json (a run from before the settings were stored on their own)
+    records neither the data nor the model by content: resumed against another Hofstede file, its later
+    generations would search another objective under the first ones' losses."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    (out / "run_settings.json").unlink()
+    before = (out / "state.json").read_text()
+    other = _data_root_with_other_hofstede(data_root, tmp_path / "other")
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--data-dir", str(other)) == 2
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: {out} holds state.json but no run_settings.json, so the model, data and "
+        "Hofstede file of its search cannot be checked; run it again with --overwrite or into another --output\n")
+    assert (out / "state.json").read_text() == before and not (out / "run_settings.json").exists()
+
+
 def test_a_bfloat16_run_reports_the_loss_lm_eval_gives_with_the_recorded_command(tiny_model, data_root, tmp_path,
                                                                                   monkeypatch):
     """The search runs in bfloat16; the report is scored in float32, as the recorded command loads the model."""
