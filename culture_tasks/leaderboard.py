@@ -33,6 +33,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -221,13 +222,25 @@ def _num(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+# lm-eval's result file: results_<date>.json, or <name>_<date>.json for --output_path <name>.json, with its
+# per-sample logs samples_<task>_<date>.jsonl beside it (EvaluationTracker's date_id: ISO time, ':' -> '-')
+DATE_ID = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)$")
+
+
+def result_stamp(path: Path) -> str:
+    """The date id that names a result file's per-sample logs."""
+    found = DATE_ID.search(path.stem)
+    return found.group(1) if found else path.stem.removeprefix("results_")
+
+
 def find_result_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("results_*.json"))
+            found = sorted(f for f in p.rglob("*.json") if f.name.startswith("results_") or DATE_ID.search(f.stem))
             if not found:
-                raise NotAResultFile(f"{p}: no lm-eval result file (results_*.json) in this folder")
+                raise NotAResultFile(f"{p}: no lm-eval result file (results_*.json, or <name>_<date>.json from "
+                                     "--output_path <name>.json) in this folder")
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -353,7 +366,7 @@ def _merge_info(run: Run, info: dict) -> None:
 
 
 def _add_file(run: Run, data: dict, path: Path) -> None:
-    stamp = path.stem.removeprefix("results_")
+    stamp = result_stamp(path)
     run.files.append(path)
     _merge_info(run, _provenance(data, path))
     counts = _sample_counts(data, path)
@@ -1162,7 +1175,8 @@ def figures(runs: list[Run], tables: list[Table]) -> list[tuple[str, str, object
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="culture-leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", help="lm-eval result files or folders (searched for results_*.json)")
+    parser.add_argument("paths", nargs="+", help="lm-eval result files or folders (searched for results_*.json and, from "
+                        "--output_path <name>.json, <name>_<date>.json)")
     parser.add_argument("--format", choices=list(FORMATS), default="md", help="md (default), html, csv or json")
     parser.add_argument("--output", help="write here instead of standard output; plots go to <output stem>_plots/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output and its plots folder")

@@ -803,3 +803,20 @@ def test_overwrite_leaves_no_plot_of_the_report_it_replaced(tmp_path, capsys):
     _result(tmp_path / "res/b", "/m/a", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.5}})
     assert main([str(tmp_path / "res/b"), "--output", str(out), "--overwrite"]) == 0
     assert "culturellm" not in out.read_text() and not (tmp_path / "board_plots").exists()
+
+
+def test_a_result_file_named_by_output_path_finds_its_logs(tmp_path):
+    # lm_eval --output_path res/board.json writes res/board_<date>.json and res/samples_<task>_<date>.jsonl:
+    # the folder holds a result file, and the logs beside it give the english mean its interval ([1, 1]: one-class
+    # tasks answered right every time)
+    right = [{"f1_macro": [0, 0, 1]}] * 4
+    tasks = ("culturellm_english_x", "culturellm_english_y")
+    _result(tmp_path / "res", "/m/a", dict.fromkeys(tasks, 1.0), samples=dict.fromkeys(tasks, right))
+    named = next((tmp_path / "res").glob("results_*.json"))
+    named = named.rename(named.with_name("board_" + named.name.removeprefix("results_")))
+    alone = tmp_path / "alone.json"
+    assert main([str(named), "--format", "json", "--output", str(alone)]) == 0
+    for data in (_json(tmp_path), json.loads(alone.read_text())):
+        english = _cell(data, "a", "english")
+        assert (english["value"], english["ci_low"], english["ci_high"]) == (1.0, 1.0, 1.0)
+        assert [r["files"] for r in data["runs"]] == [[str(named)]]
