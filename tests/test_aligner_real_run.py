@@ -1,0 +1,56 @@
+"""benchmarks/aligner_real_run.sh with stand-ins for culture-align and culture-steer that record their calls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# culture-align's stand-in: records its arguments; as the real one, it rewrites alignment.json only when
+# the run it is given is not the finished one in --output (here: other arguments than the stored ones)
+FAKE_ALIGN = """#!/usr/bin/env bash
+echo "align $*" >> "$CALLS"
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done
+mkdir -p "$out"
+if [ ! -f "$out/alignment.json" ] || [ "$(cat "$out/alignment.json")" != "$*" ]; then echo "$*" > "$out/alignment.json"; fi
+"""
+
+FAKE_STEER = """#!/usr/bin/env bash
+echo "steer $*" >> "$CALLS"
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done
+mkdir -p "$out"; echo "$*" > "$out/steering.json"
+"""
+
+
+def _run_script(tmp_path: Path, **env) -> list[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("culture-align", FAKE_ALIGN), ("culture-steer", FAKE_STEER)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    calls.write_text("")
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "MODEL": "/m",
+                "OUT": str(tmp_path / "runs"), "SEEDS": "0", "OBJECTIVES": "contrastive", "COUNTRIES": "USA CHN",
+                "CULTURE_DATA_DIR": "/data", **env}
+    subprocess.run(["bash", str(REPO / "benchmarks" / "aligner_real_run.sh")], env=full_env, check=True,
+                   capture_output=True, text=True)
+    return calls.read_text().splitlines()
+
+
+def test_a_run_at_another_budget_goes_to_culture_align_and_its_steering_matrix_is_redone(tmp_path):
+    """The folders of a budget do not name it: a later run at the paper's budget into the same OUT must not
+    take the reduced budget's alignment.json as its own (culture-align --resume continues or refuses it)."""
+    first = _run_script(tmp_path, POP="8", GENS="3")
+    assert [c.split()[0] for c in first] == ["align", "align", "steer"]
+    full = _run_script(tmp_path, POP="32", GENS="30")
+    aligns = [c for c in full if c.startswith("align ")]
+    assert len(aligns) == 2 and all("--population 32 --generations 30" in c and c.endswith("--resume")
+                                    for c in aligns)
+    assert [c.split()[0] for c in full] == ["align", "align", "steer"]  # the matrix of the new prompts
+    # the same budget again: culture-align finds both runs finished, and the matrix is kept
+    assert [c.split()[0] for c in _run_script(tmp_path, POP="32", GENS="30")] == ["align", "align"]
