@@ -578,3 +578,19 @@ def test_letter_prior_is_per_country_exactly_when_the_prompts_name_the_country(t
     report = run_kfold(_config(tiny_model, data, tmp_path / "run", root))
     assert all(t.endswith("_persona") == tag for t in report["tasks"])
     assert report["letter_prior"]["by"] == by and report["letter_prior"]["prior"] == pytest.approx(prior)
+
+
+def test_a_fold_left_without_training_rows_is_refused_before_any_work(tmp_path, tiny_model, root, monkeypatch):
+    """Rows of Q27 only (the data root's USA answered Q27 and Q28): the fold that holds out Q27 would train on
+    nothing. It was found after the base model was scored and the other fold trained; now at once."""
+    import trainers.kfold
+
+    rows = [r for r in build_examples("english", data_dir=str(root)).rows if r["q_id"] == "27"]
+    data = tmp_path / "q27.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored before the folds were checked"))
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"^fold 1 \(held out: Q27\) has no training row: every row of "
+                                            rf"{data} is of one of these questions; build rows for more"):
+        run_kfold(_config(tiny_model, data, out, root))
+    assert not out.exists()

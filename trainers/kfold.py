@@ -688,6 +688,11 @@ def run_kfold(cfg: KFoldConfig) -> dict:
         raise TrainingError(f"{', '.join(cfg.data)}: rows of Q{', Q'.join(stray)}, which no country of {culture} "
                             "answered in this data root; build the rows and run the folds with the same data root")
     folds = assign_folds(universe, cfg.folds, cfg.fold_seed)
+    for index, held in enumerate(folds, start=1):
+        if not fold_rows(rows, held):
+            raise TrainingError(f"fold {index} (held out: Q{', Q'.join(held)}) has no training row: every row of "
+                                f"{', '.join(cfg.data)} is of one of these questions; build rows for more of the "
+                                "questions, or give fewer --folds")
     chat = _uses_chat(cfg)
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
