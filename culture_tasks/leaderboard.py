@@ -246,7 +246,8 @@ def find_result_files(paths: list[str]) -> list[Path]:
             files.append(p)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    return files
+    seen: set[Path] = set()  # a file named twice (a folder and a file in it) is read once
+    return [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
 def parse_model_args(args) -> dict[str, str]:

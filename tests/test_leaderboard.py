@@ -820,3 +820,12 @@ def test_a_result_file_named_by_output_path_finds_its_logs(tmp_path):
         english = _cell(data, "a", "english")
         assert (english["value"], english["ci_low"], english["ci_high"]) == (1.0, 1.0, 1.0)
         assert [r["files"] for r in data["runs"]] == [[str(named)]]
+
+
+def test_a_file_named_twice_is_read_once(tmp_path, capsys):
+    # the folder and a file in it: one file, not a file that repeats its own tasks
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_english_x": 0.5})
+    named = next((tmp_path / "res/a").glob("results_*.json"))
+    assert main([str(tmp_path / "res"), str(named), str(tmp_path / "res/a"), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["runs"][0]["files"] == [str(named)] and "repeats" not in err
