@@ -6,6 +6,8 @@ Rows are split by optimiser and objective when the runs used more than one. Last
 seed, the summary over the targets with six dimensions: mean reciprocal rank of the soft prompt (and
 of the plain model and the persona prompt), mean margin, and how many targets the soft prompt ranks
 closer than the plain model does; its mean ± std over seeds is what the choice of objective rests on.
+Runs that differ in another setting than target, seed, optimiser and objective (another model or budget),
+or one run passed twice, are refused rather than pooled.
 
     python benchmarks/aligner_table.py runs/seed*/*/alignment.json
 """
@@ -27,9 +29,35 @@ def _fmt(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+# settings that may differ between the runs of one table: what a row or a seed is (target, seed; optimiser and
+# objective split the rows) and what does not change the search (where the files were, the batch size)
+MAY_DIFFER = ("country", "target", "seed", "objective", "optimizer", "output", "data_dir", "device", "batch_size",
+              "shared_stems", "baselines")
+
+
+def check_poolable(runs: list[dict], paths: list[str]) -> None:
+    """Runs of other settings (another model, population, generations, ...) or the same run twice would be
+    pooled into one row's mean ± std and one seed's MRR: refused, naming the files and the setting."""
+    seen: dict[tuple, str] = {}
+    for run, path in zip(runs, paths):
+        s = run["settings"]
+        key = (s["optimizer"], run.get("objective", "l1"), run["target"]["country"], s["seed"])
+        if key in seen:
+            raise SystemExit(f"aligner_table: {seen[key]} and {path} are both {key[2]}, {key[1]} ({key[0]}), seed "
+                             f"{key[3]}; pass each run once")
+        seen[key] = path
+        first = runs[0]["settings"]
+        for name in sorted((set(s) & set(first)) - set(MAY_DIFFER)):
+            if s[name] != first[name]:
+                raise SystemExit(f"aligner_table: {paths[0]} was made with {name} {first[name]!r}, {path} with "
+                                 f"{s[name]!r}; one table pools runs that differ only in target, seed, optimiser "
+                                 "and objective")
+
+
 def main(paths: list[str]) -> None:
     """Rows by country, and by optimiser too when the runs used more than one."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
+    check_poolable(runs, paths)
     several = len({s["settings"]["optimizer"] for s in runs}) > 1
     objectives = len({s.get("objective", "l1") for s in runs}) > 1
     rows = defaultdict(lambda: defaultdict(list))

@@ -39,3 +39,29 @@ def test_seeds_over_different_targets_are_not_pooled(capsys):
     print_seed_summary(runs + [_run("contrastive", 1, (10, 5, 10), 0.1, country="CHN")])
     # seed 0: MRR (1 + 1/20)/2 = 0.525; seed 1: (1/2 + 1/10)/2 = 0.3; mean 0.4125, std 0.159
     assert "| contrastive | all (2) | | 0.412 ± 0.159 |" in capsys.readouterr().out
+
+
+def test_runs_of_other_settings_or_one_run_twice_are_not_pooled(tmp_path):
+    """A reduced-budget and a full-budget seed 0 would make one row of two 'seeds' and one seed of 14 targets."""
+    import json
+
+    import pytest
+
+    from benchmarks.aligner_table import main
+
+    def write(name, **settings):
+        run = _run("contrastive", 0, (4, 2, 1), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3, "device": "cpu", **settings})
+        run["report"]["vsm13_l1"] = {"plain": 353.1, "persona": 353.4, "de": 350.0}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(run))
+        return str(path)
+
+    reduced, full = write("reduced"), write("full", population=32, generations=30, seed=1)
+    with pytest.raises(SystemExit, match=f"aligner_table: {reduced} was made with generations 3, {full} with 30; "):
+        main([reduced, full])
+    again = write("again", device="cuda")
+    with pytest.raises(SystemExit, match=f"aligner_table: {reduced} and {again} are both USA, contrastive \\(de\\), "
+                                         "seed 0; pass each run once"):
+        main([reduced, again])
+    main([reduced, write("seed1", seed=1, device="cuda", batch_size=8)])  # another seed on another device pools
