@@ -267,6 +267,10 @@ def _read(path: Path) -> dict:
             f"{path}: not an lm-eval result file (expected the `results` and `config` fields that "
             "`lm_eval --output_path` writes to results_*.json)"
         )
+    date = data.get("date")
+    if date is not None and (isinstance(date, bool) or not isinstance(date, (int, float)) or not math.isfinite(date)):
+        raise NotAResultFile(f"{path}: `date` must be the run's start time in seconds, as lm-eval writes it (it orders "
+                             f"the files of a row); got {date!r}")
     return data
 
 

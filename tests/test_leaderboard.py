@@ -829,3 +829,15 @@ def test_a_file_named_twice_is_read_once(tmp_path, capsys):
     assert main([str(tmp_path / "res"), str(named), str(tmp_path / "res/a"), "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["runs"][0]["files"] == [str(named)] and "repeats" not in err
+
+
+def test_a_date_that_is_not_a_time_stamp_is_a_one_line_error(tmp_path, capsys):
+    # the date orders a row's files (the newest number wins): a date that is no number cannot, and says so
+    _result(tmp_path / "res", "/m/a", {"culturellm_english_x": 0.5})
+    path = next((tmp_path / "res").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "date": "2026-01-01 10:00"}))
+    assert main([str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"culture-leaderboard: {path}: `date` must be the run's start time in seconds, as lm-eval writes "
+                   "it (it orders the files of a row); got '2026-01-01 10:00'\n")
