@@ -173,7 +173,7 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from trainers.generators import EndpointGenerator, reply_seed
+    from trainers.generators import EndpointError, EndpointGenerator, reply_seed
 
     seen = []
 
@@ -213,12 +213,32 @@ def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
         assert path == "/v1/chat/completions" and auth == "Bearer k123"
         assert body["n"] == 2 and body["max_tokens"] == 7 and body["temperature"] == 0.5 and body["model"] == "m"
         assert body["seed"] == reply_seed(0, "say alpha", 0) and seen[1][2]["seed"] == reply_seed(0, "say gamma", 0)
-        with pytest.raises(RuntimeError, match="answered 503: overloaded"):
+        with pytest.raises(EndpointError, match="answered 503: overloaded"):
             EndpointGenerator(url, "broken").complete(["x"], 1)
-        with pytest.raises(RuntimeError, match="returned 1 replies for n=3"):
+        with pytest.raises(EndpointError, match="returned 1 replies for n=3"):
             EndpointGenerator(url, "one-reply").complete(["x"], 3)
     finally:
         server.shutdown()
+
+
+def test_an_endpoint_that_cannot_be_reached_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """A refused connection was a requests traceback; the finished chunks stay for --resume."""
+    import socket
+
+    import trainers.similarity
+
+    write_data_root(tmp_path / "root")
+    monkeypatch.setattr(trainers.similarity, "Embedder", lambda *a, **k: BagOfWords())
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    url = f"http://127.0.0.1:{port}/v1"
+    assert cli(["augment", "--endpoint", url, "--endpoint-model", "m", "--output", str(tmp_path / "aug.jsonl"),
+                "--data-dir", str(tmp_path / "root")]) == 2
+    last = capsys.readouterr().err.split("\r")[-1].splitlines()[-1]  # after the progress bars
+    assert last == (f"culture-train augment: endpoint {url}/chat/completions could not be reached (ConnectionError); "
+                    "check --endpoint and that the server runs")
 
 
 def test_augment_never_writes_over_the_seed_bank_it_read(tmp_path):

@@ -15,6 +15,10 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 
+class EndpointError(ValueError):
+    """An endpoint that cannot be reached or answers otherwise than asked; one line naming it."""
+
+
 class Generator(Protocol):
     name: str
 
@@ -124,12 +128,17 @@ class EndpointGenerator:
         for prompt in tqdm(prompts, desc="endpoint", unit="request", leave=False):
             body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "n": n,
                     "seed": reply_seed(self.seed, prompt, 0), **self.params}  # honoured where the server can
-            reply = requests.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            try:
+                reply = requests.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            except requests.RequestException as err:
+                raise EndpointError(f"endpoint {self.url} could not be reached ({type(err).__name__}); check "
+                                    "--endpoint and that the server runs") from None
             if reply.status_code != 200:
-                raise RuntimeError(f"endpoint {self.url} answered {reply.status_code}: {reply.text[:300]}")
+                raise EndpointError(f"endpoint {self.url} answered {reply.status_code}: "
+                                    f"{' '.join(reply.text[:300].split())}")
             replies = [c.get("message", {}).get("content") or "" for c in reply.json().get("choices", [])]
             if len(replies) != n:  # a server that ignores n= would leave a question with fewer variants
-                raise RuntimeError(f"endpoint {self.url} returned {len(replies)} replies for n={n}; serve the "
+                raise EndpointError(f"endpoint {self.url} returned {len(replies)} replies for n={n}; serve the "
                                    "n parameter (vLLM, llama.cpp server do) or use a local --generator")
             out.append(replies)
         return out
