@@ -174,6 +174,8 @@ class SteeringConfig:
             raise SteeringError(f"--norm must be 1 or 2, got {self.norm}")
         if self.iters < 1 or self.batch_size < 1:
             raise SteeringError("--iters and --batch-size must be at least 1")
+        if self.seed < 0:  # numpy refuses it, but only once the intervals are computed, after the scoring
+            raise SteeringError(f"--seed must be a non-negative integer, got {self.seed}")
         if not 0 < self.level < 1:
             raise SteeringError(f"--level must lie between 0 and 1, got {self.level}")
         if self.rescore is None:

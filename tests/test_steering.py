@@ -472,3 +472,15 @@ def test_the_plain_model_s_wvs_numbers_have_their_intervals():
     lo, hi = w["plain_mrr_ci"]
     text = markdown({"vsm13": v, "wvs": w, "config": {"model": "m", "level": 0.95, "iters": 50, "seed": 2}})
     assert f"(plain {w['plain_mrr']:.3f} [{lo:.3f}, {hi:.3f}])" in text
+
+
+def test_a_negative_seed_is_refused_before_the_model_loads(tmp_path, capsys):
+    # the seed drives only the intervals, computed after every model has answered: a seed numpy refuses must
+    # stop the run at once, naming the flag, not after the scoring (the model here does not even exist)
+    out = tmp_path / "o"
+    assert main(["--model", str(tmp_path / "no_model"), "--output", str(out), "--target", "usa=persona",
+                 "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "culture-steer: --seed must be a non-negative integer, got -1\n"
+    assert main(["--rescore", str(tmp_path / "earlier"), "--output", str(out), "--seed", "-5"]) == 2
+    assert capsys.readouterr().err == "culture-steer: --seed must be a non-negative integer, got -5\n"
+    assert not out.exists()
