@@ -594,3 +594,16 @@ def test_a_fold_left_without_training_rows_is_refused_before_any_work(tmp_path, 
                                             rf"{data} is of one of these questions; build rows for more"):
         run_kfold(_config(tiny_model, data, out, root))
     assert not out.exists()
+
+
+def test_summary_refuses_a_culturellm_one_run_beside_per_culture_runs(tmp_path):
+    """A CultureLLM-One run scores every culture's countries with one model: beside per-culture runs, the
+    "all" row would count those countries twice, under two models. Alone, it is summarised."""
+    from trainers.kfold import across_cultures, read_report
+
+    a = _write(tmp_path / "a", _report("arabic", [0, 0], [1, 1]))
+    one = _write(tmp_path / "one", _report("one", [0, 0], [1, 0]))
+    with pytest.raises(TrainingError, match=r"one/kfold.json: a CultureLLM-One run \(culture one\) covers every "
+                                            r"culture; summarise it alone, or leave it out"):
+        across_cultures(dict(read_report(p) for p in (a, one)))
+    assert across_cultures(dict([read_report(one)]))["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(0.5)

@@ -496,10 +496,13 @@ def read_report(path: str | Path) -> tuple[Path, dict]:
 
 
 def _check_comparable(reports: dict[Path, dict]) -> None:
-    """One culture per run, and every setting but the data shared: otherwise a row of the table
-    would differ from the next in more than its culture."""
+    """One culture per run (a CultureLLM-One run, which covers them all, only alone), and every setting but
+    the data shared: otherwise a row of the table would differ from the next in more than its culture."""
     seen: dict[str, Path] = {}
     for path, r in reports.items():
+        if r["culture"] == ONE and len(reports) > 1:  # its countries are the other runs' countries
+            raise TrainingError(f"{path}: a CultureLLM-One run (culture {ONE}) covers every culture; summarise it "
+                                "alone, or leave it out")
         if r["culture"] in seen:
             raise TrainingError(f"{path}: culture {r['culture']} is also the culture of {seen[r['culture']]}; "
                                 "give one run per culture")
