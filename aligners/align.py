@@ -484,11 +484,19 @@ def check_countries(cfg: AlignConfig) -> None:
 
 def check_model(model: str) -> None:
     """A model named by a path is a folder (a hub id never starts with / . or ~); ``~`` is expanded by
-    the shell only, not here, by the loader or by the fingerprint."""
+    the shell only, not here, by the loader or by the fingerprint. Its config is read here, before
+    anything is locked or loaded: a folder without one or a hub id out of reach is a one-line error."""
+    from transformers import AutoConfig
+
     if model.startswith("~"):
         raise AlignmentError(f"--model {model}: a path starting with ~ is not expanded; give the folder's full path")
     if (os.path.isabs(model) or model.startswith(".") or os.path.exists(model)) and not Path(model).is_dir():
         raise AlignmentError(f"--model {model}: no such model folder; give a local model folder or a hub id")
+    try:
+        AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise AlignmentError(f"--model {model}: no model config could be read ({' '.join(str(err).split())}); give "
+                             "a model folder holding config.json or a hub id within reach") from None
 
 
 def run(cfg: AlignConfig) -> list[dict]:

@@ -289,6 +289,23 @@ def test_config_errors_come_before_the_model_loads(extra, message, tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model, reason", [
+    ("no-org/no-such-model", "no model config could be read"),  # a hub id that is not there (offline here)
+    ("folder", "no model config could be read"),  # a folder without config.json
+])
+def test_a_model_without_a_readable_config_is_a_one_line_error_before_anything_is_written(model, reason, tmp_path,
+                                                                                          capsys, monkeypatch, data_root):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    if model == "folder":
+        model = str(tmp_path / "folder")
+        (tmp_path / "folder").mkdir()
+    out = tmp_path / "out"
+    assert align_main(["--model", model, "--country", "USA", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-align: --model {model}: {reason}") and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_missing_model_and_unavailable_cuda_are_config_errors(tmp_path, capsys):
     out = tmp_path / "out"
     assert align_main(["--country", "USA", "--output", str(out)]) == 2
