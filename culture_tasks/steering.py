@@ -187,9 +187,20 @@ class SteeringConfig:
 
 
 def _hidden_size(model: str) -> int | None:
+    """The model's hidden size from its folder's config.json; None for a hub id. A path that names no
+    folder, or a folder without config.json, is an error here rather than in the loader."""
     config = Path(model) / "config.json"
-    if not config.is_file():
+    if not Path(model).is_dir():
+        from aligners.align import check_model
+
+        try:
+            check_model(model)  # a path names an existing folder
+        except ValueError as err:
+            raise SteeringError(str(err)) from None
         return None
+    if not config.is_file():
+        raise SteeringError(f"--model {model}: the folder has no config.json; give a model folder "
+                            "(culture-model from-gguf builds one)")
     data = read_json(config, "--model", "restore the model folder or give another --model")
     return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
 

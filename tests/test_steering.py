@@ -484,3 +484,16 @@ def test_a_negative_seed_is_refused_before_the_model_loads(tmp_path, capsys):
     assert main(["--rescore", str(tmp_path / "earlier"), "--output", str(out), "--seed", "-5"]) == 2
     assert capsys.readouterr().err == "culture-steer: --seed must be a non-negative integer, got -5\n"
     assert not out.exists()
+
+
+def test_a_model_folder_that_is_missing_or_has_no_config_is_refused_before_loading(tmp_path, capsys):
+    # both went on to the loader (after the reference data were read), which failed with an OSError traceback
+    out = tmp_path / "o"
+    assert main(["--model", str(tmp_path / "gone"), "--output", str(out), "--target", "usa=persona"]) == 2
+    assert capsys.readouterr().err == (f"culture-steer: --model {tmp_path / 'gone'}: no such model folder; give a "
+                                       "local model folder or a hub id\n")
+    (tmp_path / "empty").mkdir()
+    assert main(["--model", str(tmp_path / "empty"), "--output", str(out), "--target", "usa=persona"]) == 2
+    assert capsys.readouterr().err == (f"culture-steer: --model {tmp_path / 'empty'}: the folder has no config.json; "
+                                       "give a model folder (culture-model from-gguf builds one)\n")
+    assert not out.exists()
