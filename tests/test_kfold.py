@@ -607,3 +607,14 @@ def test_summary_refuses_a_culturellm_one_run_beside_per_culture_runs(tmp_path):
                                             r"culture; summarise it alone, or leave it out"):
         across_cultures(dict(read_report(p) for p in (a, one)))
     assert across_cultures(dict([read_report(one)]))["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(0.5)
+
+
+def test_kfold_help_describes_the_lora_settings_it_changes():
+    """--merge and --keep-checkpoints come from the lora command; their help there (a merged model in
+    <output>/merged, <output>/checkpoints kept) is not what kfold does with them."""
+    from trainers.cli import parser
+
+    text = " ".join(parser("kfold").format_help().split())
+    assert "--keep-checkpoints [KEEP_CHECKPOINTS] keep each fold's checkpoints (fold-<i>/adapter/checkpoints)" in text
+    assert "--merge [MERGE] not available here (an error): the cross-validation keeps only the fold adapters" in text
+    assert "<output>/merged" not in text

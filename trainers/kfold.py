@@ -60,6 +60,10 @@ class KFoldConfig(LoraTrainConfig):
     resume: bool = field(default=False, metadata={
         "help": "continue the run in --output: finished folds are skipped, a fold's training continues from its "
                 "last checkpoint"})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "keep each fold's checkpoints (fold-<i>/adapter/checkpoints) after its training"})
+    merge: bool = field(default=False, metadata={
+        "help": "not available here (an error): the cross-validation keeps only the fold adapters"})
     folds: int = field(default=5, metadata={"help": "number of folds k (each question is held out once)"})
     fold_seed: int = field(default=0, metadata={"help": "seed of the assignment of questions to folds"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
