@@ -482,11 +482,12 @@ def check_countries(cfg: AlignConfig) -> None:
         seen[target.code] = country
 
 
-def check_model(model: str) -> None:
+def check_model(model: str, chat_template: bool = False) -> None:
     """A model named by a path is a folder (a hub id never starts with / . or ~); ``~`` is expanded by
     the shell only, not here, by the loader or by the fingerprint. Its config is read here, before
-    anything is locked or loaded: a folder without one or a hub id out of reach is a one-line error."""
-    from transformers import AutoConfig
+    anything is locked or loaded: a folder without one or a hub id out of reach is a one-line error,
+    and so is --chat-template for a tokenizer without a chat template."""
+    from transformers import AutoConfig, AutoTokenizer
 
     if model.startswith("~"):
         raise AlignmentError(f"--model {model}: a path starting with ~ is not expanded; give the folder's full path")
@@ -497,6 +498,8 @@ def check_model(model: str) -> None:
     except (OSError, ValueError) as err:
         raise AlignmentError(f"--model {model}: no model config could be read ({' '.join(str(err).split())}); give "
                              "a model folder holding config.json or a hub id within reach") from None
+    if chat_template and not AutoTokenizer.from_pretrained(model).chat_template:
+        raise AlignmentError(f"--chat-template: the tokenizer of {model} has no chat template; leave out --chat-template")
 
 
 def run(cfg: AlignConfig) -> list[dict]:
@@ -507,7 +510,7 @@ def run(cfg: AlignConfig) -> list[dict]:
     targets = [(c, out if single else safe_join(out, c.lower().replace(" ", "_"), AlignmentError))
                for c in cfg.countries]
     check_countries(cfg)  # before loading the model or writing
-    check_model(cfg.model)
+    check_model(cfg.model, cfg.chat_template)
     inputs = [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), getattr(cfg, "config_file", None)]
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))

@@ -306,6 +306,26 @@ def test_a_model_without_a_readable_config_is_a_one_line_error_before_anything_i
     assert not out.exists()
 
 
+def test_chat_template_for_a_tokenizer_without_one_is_a_one_line_error_before_the_model_loads(tiny_model, data_root,
+                                                                                               tmp_path, capsys,
+                                                                                               monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    model = tmp_path / "plain"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    _no_model_load(monkeypatch)
+    out = tmp_path / "out"
+    assert align_main(["--model", str(model), "--country", "USA", "--output", str(out), "--chat-template"]) == 2
+    assert capsys.readouterr().err == (f"culture-align: --chat-template: the tokenizer of {model} has no chat "
+                                       "template; leave out --chat-template\n")
+    assert not out.exists()
+
+
 def test_missing_model_and_unavailable_cuda_are_config_errors(tmp_path, capsys):
     out = tmp_path / "out"
     assert align_main(["--country", "USA", "--output", str(out)]) == 2
