@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> AlignConfig:
     config_parser = parser()
     cfg, *optimizer_configs = config_parser.parse(argv)
     cfg.config_file = config_parser.config_file  # an input of the run, not a setting: never inside --output
-    return cfg.with_optimizer_configs(optimizer_configs)
+    return cfg.with_optimizer_configs(optimizer_configs, config_parser.given)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,23 +126,29 @@ class AlignConfig:
         out["country"] = country
         return out
 
-    def with_optimizer_configs(self, configs: list) -> AlignConfig:
-        """Take the chosen optimiser's settings from the parsed per-optimiser dataclasses; a
-        setting changed for another optimiser is an error rather than silently ignored."""
+    def with_optimizer_configs(self, configs: list, given: dict) -> AlignConfig:
+        """Take the chosen optimiser's settings from the parsed per-optimiser dataclasses. ``given``
+        (``ConfigParser.given``) says which settings were typed or in the --config file, whatever their
+        values: a setting of another optimiser is an error rather than silently ignored, and one given
+        both as its flag and in --optimizer-args is an error when the two differ, unless one of them is
+        on the command line and the other in the --config file (the command line wins)."""
         chosen = optimizer_spec(self.optimizer).config_fields
         args = dict(self.optimizer_args)
+        mapping = given.get("optimizer_args")
         for config in configs:
-            changed = [f.name for f in fields(config) if getattr(config, f.name) != f.default]
-            if type(config) is chosen:
-                for name in changed:
-                    default = next(f.default for f in fields(config) if f.name == name)
-                    if args.get(name, default) not in (default, getattr(config, name)):
-                        raise ValueError(f"--{name} and --optimizer-args give {name} two values")
-                    args[name] = getattr(config, name)
-                continue
-            if changed:
-                owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
-                raise ValueError(f"--{changed[0]} is a setting of --optimizer {owner}, not of {self.optimizer}")
+            for f in fields(config):
+                flag = given.get(f.name)
+                if flag is None:
+                    continue
+                if type(config) is not chosen:
+                    owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
+                    raise ValueError(f"{flag} is a setting of --optimizer {owner}, not of {self.optimizer}")
+                value = getattr(config, f.name)
+                if f.name in args and mapping is not None:
+                    if mapping.on_command_line and not flag.on_command_line:
+                        continue  # the command line's --optimizer-args over the file's key
+                    if mapping.on_command_line == flag.on_command_line and args[f.name] != value:
+                        raise ValueError(f"{flag} and {mapping} give {f.name} two values")
+                args[f.name] = value
         self.optimizer_args = optimizer_settings(self.optimizer, args, population=self.population)
         return self
-

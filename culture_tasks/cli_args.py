@@ -4,6 +4,8 @@ transformers' ``HfArgumentParser`` makes one flag per dataclass field (``--virtu
 ``--virtual-tokens``, help text from ``field(metadata={"help": ...})``); as in trl's ``TrlParser``,
 ``--config`` is read first and its values become the parser's defaults, so flags override them
 (each setting a flag changes is named in an info line; a second ``--config`` is an error).
+``ConfigParser.given`` tells which settings were typed or in the file, whatever their values (a flag
+typed with its default value is given): checks of a setting given twice, or to no effect, use it.
 On top of that this module makes both sources strict: a YAML key that names no setting is an error
 listing the valid ones, booleans are only true/false/yes/no/1/0 (or real YAML booleans), and every
 bad value is one line naming the file or flag, raised as :class:`ConfigError` instead of exiting.
@@ -175,6 +177,22 @@ def _is_bool(tp) -> bool:
     return tp is bool or (_is_union(tp) and set(typing.get_args(tp)) == {bool, type(None)})
 
 
+@dataclasses.dataclass(frozen=True)
+class Given:
+    """Where a setting was given: on the command line (``config_file`` None) or in the --config file.
+    A flag typed with its default value is given all the same (the parser's defaults hide that)."""
+
+    name: str
+    config_file: str | None = None
+
+    @property
+    def on_command_line(self) -> bool:
+        return self.config_file is None
+
+    def __str__(self) -> str:
+        return f"--{self.name.replace('_', '-')}" if self.on_command_line else f"{self.name} in {self.config_file}"
+
+
 class ConfigParser(HfArgumentParser):
     """``HfArgumentParser`` with strict booleans, JSON mappings, field-level ``type`` and errors
     raised as :class:`ConfigError` (``main`` turns them into one line and exit status 2)."""
@@ -183,6 +201,8 @@ class ConfigParser(HfArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         self._fields: dict[str, tuple[dataclasses.Field, object]] = {}
         self.config_file: str | None = None  # the --config file of the last parse: an input of the run
+        # field name -> where the last parse took it from; a setting left to its default is absent
+        self.given: dict[str, Given] = {}
         super().__init__(dataclass_types, **kwargs)
         self.add_argument("--config", help="YAML file of settings (same names as the flags); flags override it")
 
@@ -323,6 +343,8 @@ class ConfigParser(HfArgumentParser):
                 if action.dest in values:
                     action.required = False
         namespace = self.parse_args(argv)
+        self.given = {name: Given(name, self.config_file) for name in values}
+        self.given.update((name, Given(name)) for name in self._typed(argv))
         for name, value in values.items():
             if getattr(namespace, name) != value:
                 logging.getLogger("culture_tasks").info("--config %s: %s %r is replaced by the command line's %r",
@@ -332,6 +354,21 @@ class ConfigParser(HfArgumentParser):
             names = [f.name for f in dataclasses.fields(dtype) if f.init]
             outputs.append(dtype(**{k: getattr(namespace, k) for k in names}))
         return tuple(outputs)
+
+    def _typed(self, argv: list[str] | None) -> set[str]:
+        """The fields whose flags ``argv`` names, whatever their values: ``argv`` parsed again with every
+        default (the fields' and the --config file's) suppressed, so that only typed flags set a value."""
+        defaults, saved = dict(self._defaults), [(action, action.default) for action in self._actions]
+        try:
+            self._defaults.clear()
+            for action in self._actions:
+                action.default = argparse.SUPPRESS
+            namespace = self.parse_args(argv)
+        finally:
+            self._defaults.update(defaults)
+            for action, default in saved:
+                action.default = default
+        return set(vars(namespace)) & set(self._fields)
 
 
 def flags_of(parser: ConfigParser) -> dict[str, list[str]]:

@@ -249,7 +249,7 @@ def test_a_registered_optimizer_runs_from_the_command_line(toy_optimizer, tiny_m
     assert summary["loss"] == pytest.approx(min(map(min, state["fitness"])), abs=1e-4)
     # another optimiser's setting is refused, not silently ignored
     assert _align(tiny_model, tmp_path / "de", "--toy-step", "0.1") == 2
-    assert "--toy_step is a setting of --optimizer toy, not of de" in capsys.readouterr().err
+    assert "--toy-step is a setting of --optimizer toy, not of de" in capsys.readouterr().err
 
 
 class RefusingSearch(ToySearch):

@@ -224,3 +224,45 @@ def test_a_model_path_with_a_tilde_is_refused_before_anything_loads(data_root, t
     assert capsys.readouterr().err == ("culture-align: --model ~/tiny: a path starting with ~ is not expanded; "
                                        "give the folder's full path\n")
     assert not out.exists()
+
+
+# ---- 5. an optimiser setting given two ways: what was typed counts, not whether it differs from the default --
+
+def test_a_flag_typed_with_its_default_value_is_given(tmp_path):
+    # 0.5 is --f's default: before, --f 0.5 looked "not given", so the mapping's 0.3 ran without a word
+    with pytest.raises(ValueError, match=r"^--f and --optimizer-args give f two values$"):
+        parse_args(BASE + ["--optimizer-args", '{"f": 0.3}', "--f", "0.5"])
+    with pytest.raises(ValueError, match=r"^--f is a setting of --optimizer de, not of cma$"):
+        parse_args(BASE + ["--optimizer", "cma", "--f", "0.5"])
+    with pytest.raises(ValueError, match=r"^--sigma0 is a setting of --optimizer cma, not of de$"):
+        parse_args(BASE + ["--sigma0", "0.5"])
+    # the same value twice says the same thing: no clash
+    assert parse_args(BASE + ["--optimizer-args", '{"f": 0.3}', "--f", "0.3"]).optimizer_args == {"f": 0.3, "cr": 0.9}
+    assert parse_args(BASE + ["--f", "0.5", "--cr", "0.9"]).optimizer_args == {"f": 0.5, "cr": 0.9}
+
+
+def test_an_optimiser_setting_in_the_config_file_is_checked_as_a_flag(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer: cma\nf: 0.5\n")
+    with pytest.raises(ValueError, match=rf"^f in {re.escape(str(config))} is a setting of --optimizer de, not of cma$"):
+        parse_args(["--config", str(config)])
+    config.write_text("model: m\ncountry: USA\noutput: o\nf: 0.5\noptimizer_args: {f: 0.3}\n")
+    with pytest.raises(ValueError, match=rf"^f in {re.escape(str(config))} and optimizer_args in "
+                                         rf"{re.escape(str(config))} give f two values$"):
+        parse_args(["--config", str(config)])
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer: de\nf: 0.3\n")  # another optimiser on the command line
+    with pytest.raises(ValueError, match=r"is a setting of --optimizer de, not of cma$"):
+        parse_args(["--config", str(config), "--optimizer", "cma"])
+
+
+@pytest.mark.parametrize("yaml_text, flags", [
+    ("optimizer_args: {f: 0.3}\n", ["--f", "0.5"]),
+    ("f: 0.3\n", ["--optimizer-args", '{"f": 0.5}']),
+    ("f: 0.3\n", ["--f", "0.5"]),
+    ("optimizer_args: {f: 0.3}\n", ["--optimizer-args", '{"f": 0.5}']),
+])
+def test_the_command_line_overrides_the_config_file_even_with_the_default_value(yaml_text, flags, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: USA\noutput: o\n" + yaml_text)
+    assert parse_args(["--config", str(config), *flags]).optimizer_args == {"f": 0.5, "cr": 0.9}
+    assert parse_args(["--config", str(config)]).optimizer_args == {"f": 0.3, "cr": 0.9}

@@ -324,3 +324,18 @@ def test_a_flag_that_changes_a_config_setting_says_so(tmp_path, caplog):
     assert (cfg.culture, cfg.rule, cfg.output) == ("arabic", "mean", "a.jsonl")
     assert [r.getMessage() for r in caplog.records] == [
         f"--config {config}: culture 'english' is replaced by the command line's 'arabic'"]
+
+
+def test_the_parser_knows_which_settings_were_given_and_where(tmp_path):
+    config = tmp_path / "a.yaml"
+    config.write_text("culture: english\noutput: a.jsonl\nrule: mean\n")
+    parser = train_parser("data")
+    # --rule majority and --include-seed-questions true are the defaults, typed: given all the same
+    (cfg,) = parser.parse(["--config", str(config), "--rule", "majority", "--include-seed-questions", "true"])
+    assert (cfg.culture, cfg.rule, cfg.include_seed_questions) == ("english", "majority", True)
+    assert {k: str(v) for k, v in parser.given.items()} == {
+        "culture": f"culture in {config}", "output": f"output in {config}", "rule": "--rule",
+        "include_seed_questions": "--include-seed-questions"}
+    assert not parser.given["culture"].on_command_line and parser.given["rule"].on_command_line
+    parser.parse(["--culture", "arabic", "--output", "o.jsonl", "--no-include-seed-questions"])
+    assert sorted(parser.given) == ["culture", "include_seed_questions", "output"]  # the last parse only
