@@ -215,9 +215,14 @@ def parse_label(generation: str, options: Sequence[str]) -> int:
 
 
 def process_results_mc(doc: Mapping, results: Sequence) -> dict:
+    """The most likely option is the prediction. A NaN or infinite log-likelihood (a float16 overflow)
+    chooses none: the document has no prediction (None) and accuracy NaN, so the task's macro-F1,
+    accuracy and their intervals are NaN, with a warning (``stats.warn_nonfinite``)."""
     loglikelihoods = [float(r[0]) for r in results]
-    pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
     gold = int(doc["label"])
+    if not stats.finite_scores(loglikelihoods):
+        return stats.with_ci({"f1_macro": (gold, None, len(doc["options"])), "acc": float("nan")})
+    pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
     return stats.with_ci({"f1_macro": (gold, pred, len(doc["options"])), "acc": float(pred == gold)})
 
 
@@ -235,10 +240,13 @@ def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
     """Macro-F1 over the task's full label set, as sklearn's ``f1_score(average='macro', labels=...)``.
 
     A class that is never predicted (or never gold) contributes F1 = 0, as in the paper's
-    evaluation; an unparseable answer (-1) is wrong for its gold class.
+    evaluation; an unparseable answer (-1) is wrong for its gold class. A document without a
+    prediction (None: its scores were not finite) makes it NaN.
     """
     from sklearn.metrics import f1_score
 
+    if any(p is None for _, p, _ in items):
+        return float("nan")
     golds = [int(g) for g, _, _ in items]
     preds = [int(p) for _, p, _ in items]
     n_labels = max(int(n) for _, _, n in items)
@@ -250,7 +258,10 @@ def f1_macro_weighted(items: Sequence[tuple[int, int, int]], weights: np.ndarray
 
     Per class F1 = 2 TP / (gold count + predicted count), 0 when both are 0 - the value
     sklearn's ``zero_division=0`` gives. Group intervals weight a task's items the same way.
+    Every row is NaN when a document has no prediction (``f1_macro``).
     """
+    if any(p is None for _, p, _ in items):
+        return np.full(weights.shape[0], np.nan)
     arr = np.asarray(items, dtype=np.int64).reshape(-1, 3)
     golds, preds, n_labels = arr[:, 0], arr[:, 1], int(arr[:, 2].max())
     rows = weights.shape[0]
@@ -275,4 +286,5 @@ f1_macro.batched = _f1_macro_batched
 # Companion metrics: the 95 % bootstrap interval of each corpus metric (culture_tasks.stats).
 METRICS = {"f1_macro": f1_macro, "acc": stats.mean, "parse_fail_rate": stats.mean}
 for _name, _aggregate in METRICS.items():
-    globals().update(stats.ci_aggregations(_name, _aggregate))
+    globals().update(stats.ci_aggregations(_name, _aggregate, nonfinite="f1_macro, acc and their intervals"
+                                           if _name == "f1_macro" else None))

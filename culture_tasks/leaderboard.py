@@ -61,6 +61,7 @@ PEFT_KINDS = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}
 ALPHA = 0.05  # a difference from the baseline is marked when the paired randomisation p-value is below this
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
+NOT_A_NUMBER = "not a number: too few documents, or NaN log-likelihoods (lm-eval's log names the task)"
 NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
 FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or remove the log (the row then shows "
                "no interval)")
@@ -695,7 +696,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
         return Cell(float(len(tasks)))
     value = float(np.mean(values))
     if not math.isfinite(value):
-        return Cell(None, interval_note="not a number (too few documents?)")
+        return Cell(None, interval_note=NOT_A_NUMBER)
     if len(tasks) == 1:
         low, high = (run.metrics[tasks[0]].get(column.metric + s) for s in stats.CI_SUFFIXES)
         if _finite(low) is not None and _finite(high) is not None:
@@ -746,6 +747,8 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
         keys = sorted(qa)
         return stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys]), ""
     result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
+    if not math.isfinite(result["diff"]):
+        return None, "no paired test: the baseline row's value is not a number"
     return result, ""
 
 
@@ -837,9 +840,10 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
     """Cells of every run that has any, differences from the baseline, best values; sorted rows."""
     rows = []
     for run in runs:
-        cells = [make_cell(run, c) or Cell(None) for c in table.columns]
-        if all(c.value is None for c, col in zip(cells, table.columns) if not col.count):
-            continue
+        made = [make_cell(run, c) for c in table.columns]
+        if all(c is None for c, col in zip(made, table.columns) if not col.count):
+            continue  # none of the table's tasks (a cell that is not a number stays: it shows as none)
+        cells = [c or Cell(None) for c in made]
         if baseline is not None and run is not baseline:
             for cell, col in zip(cells, table.columns):
                 if cell.value is not None:
@@ -858,7 +862,7 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
         # neither a number over partly run tasks nor a mean over fewer tasks competes with complete ones for best
         competing = [cells[j] for run, cells in rows if cells[j].value is not None
                      and not run.partial_over(covered[id(run)]) and not cells[j].incomplete]
-        if col.higher_is_better is None or len(rows) < 2 or not competing:
+        if col.higher_is_better is None or len(covered) < 2 or not competing:
             continue
         best = (max if col.higher_is_better else min)(c.value for c in competing)
         for cell in competing:
@@ -904,7 +908,7 @@ def _fmt(value: float | None, column: Column) -> str:
 
 def interval_text(cell: Cell, column: Column) -> str:
     if column.count or cell.value is None:
-        return ""
+        return f"({cell.interval_note})" if cell.value is None and cell.interval_note and not column.count else ""
     if cell.low is not None and cell.high is not None:
         return f"[{cell.low:.4f}, {cell.high:.4f}]"
     return f"({cell.interval_note or 'no interval'})"

@@ -20,10 +20,15 @@ suite's mean over tasks, keeps every task and its number of documents in every r
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+
+log = logging.getLogger("culture_tasks")
 
 ITERS = 1000
 SEED = 1234
@@ -82,14 +87,16 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     """Percentile bootstrap interval of ``aggregate(items)``, resampling the items.
 
     Resamples whose statistic is NaN (a category absent from the resample) are left out; the
-    interval is NaN when every resample is, and when there are fewer than ``MIN_ITEMS`` items
-    (one document resampled is that document again: a zero-width interval would read as certainty).
+    interval is NaN when every resample is, when the statistic of all the items is (a document
+    without a finite score: resamples that happen to leave it out would give an interval of the
+    other documents), and when there are fewer than ``MIN_ITEMS`` items (one document resampled
+    is that document again: a zero-width interval would read as certainty).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     items = _canonical(items)
-    if len(items) < MIN_ITEMS:
-        return float("nan"), float("nan")
+    if len(items) < MIN_ITEMS or not np.isfinite(aggregate(items)):
+        return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
     idx = _indices(aggregate, items, iters, seed)
     return percentile_interval(_statistics(aggregate, items, idx), level)
 
@@ -120,7 +127,7 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     b = [y for _, y in pairs]
     diff = float(aggregate(b) - aggregate(a))
     low = high = nan
-    if len(a) >= MIN_ITEMS:
+    if len(a) >= MIN_ITEMS and math.isfinite(diff):
         idx = _indices(aggregate, a, iters, seed)
         low, high = percentile_interval(_statistics(aggregate, b, idx) - _statistics(aggregate, a, idx), level)
     return {"diff": diff, "low": low, "high": high, "p_value": randomisation_p(aggregate, a, b, diff, iters, seed)}
@@ -131,13 +138,15 @@ def randomisation_p(aggregate: Callable[[Sequence], float], a: Sequence, b: Sequ
     """Two-sided p-value of ``diff`` = aggregate(b) - aggregate(a) under random swaps within pairs:
     the runs' items side by side (``a + b``), each round picking every document's item of one run or
     the other, so a vectorised aggregate scores all rounds at once."""
+    if not np.isfinite(diff):
+        return float("nan")
     n = len(a)
     swap = np.random.default_rng((seed, 1)).integers(0, 2, size=(iters, n))
     own = np.arange(n)[None, :]
     both = list(a) + list(b)
     diffs = _statistics(aggregate, both, own + n * (1 - swap)) - _statistics(aggregate, both, own + n * swap)
     diffs = diffs[~np.isnan(diffs)]
-    if not np.isfinite(diff) or diffs.size == 0:
+    if diffs.size == 0:
         return float("nan")
     reached = np.abs(diffs) >= abs(diff) - 1e-12 * max(1.0, abs(diff))
     return float((1 + reached.sum()) / (1 + diffs.size))
@@ -295,20 +304,66 @@ def cached_ci(name: str, aggregate: Callable, items: Sequence) -> tuple[float, f
 
 
 def ci_aggregations(name: str, aggregate: Callable[[Sequence], float],
-                    select: Callable[[Sequence], Sequence] | None = None) -> dict[str, Callable]:
+                    select: Callable[[Sequence], Sequence] | None = None,
+                    nonfinite: str | None = None) -> dict[str, Callable]:
     """``{name_ci_low: fn, name_ci_high: fn}``: lm-eval aggregations of the bounds of ``name``.
 
     ``select`` picks the resampling units from lm-eval's items (e.g. one category's documents).
+    ``nonfinite``: the metrics a document without finite scores makes NaN, for one metric of a task
+    (one item per document): its lower bound warns once per task (``warn_nonfinite``).
     """
     out = {}
     for position, suffix in enumerate(CI_SUFFIXES):
         def bound(items, _position=position):
+            if nonfinite and _position == 0:
+                warn_nonfinite(sum(map(nonfinite_item, items)), len(items), nonfinite)
             return cached_ci(name, aggregate, select(items) if select else items)[_position]
 
         bound.__name__ = bound.__qualname__ = name + suffix
         bound.__doc__ = f"{'Lower' if position == 0 else 'Upper'} bound of the {LEVEL:.0%} bootstrap interval of {name}."
         out[name + suffix] = bound
     return out
+
+
+def finite_scores(loglikelihoods: Sequence[float]) -> bool:
+    """Whether a document's option log-likelihoods are all finite numbers. A NaN or infinite one (a
+    float16 overflow) chooses no option: the document's result is NaN, never its first option."""
+    return all(math.isfinite(x) for x in loglikelihoods)
+
+
+def nonfinite_item(item) -> bool:
+    """Whether a per-document item marks a document without finite scores: a NaN / infinite number,
+    or a tuple holding one or None (a classification document's missing prediction)."""
+    if item is None:
+        return True
+    if isinstance(item, (tuple, list)):
+        return any(nonfinite_item(x) for x in item)
+    return isinstance(item, float) and not math.isfinite(item)
+
+
+def lm_eval_task_name() -> str | None:
+    """The name of the lm-eval task whose results are being aggregated, or None outside lm-eval: lm-eval
+    hands a task's functions no name, so it is read from its calling frames (the Task object)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        for local in ("task", "self"):
+            obj = frame.f_locals.get(local)
+            name = getattr(obj, "task_name", None) if type(obj).__module__.startswith("lm_eval") else None
+            if isinstance(name, str) and name:
+                return name
+        frame = frame.f_back
+    return None
+
+
+NONFINITE_FIX = ("the model's log-likelihoods overflowed (float16?): run it in float32 or bfloat16 "
+                 "(--model_args ...,dtype=float32)")
+
+
+def warn_nonfinite(bad: int, total: int, metrics: str, task: str | None = None) -> None:
+    """One warning for a task with ``bad`` of ``total`` documents whose scores are not finite."""
+    if bad:
+        log.warning("%s: %d of %d documents have a NaN or infinite log-likelihood, so %s are NaN; %s",
+                    task or lm_eval_task_name() or "a task", bad, total, metrics, NONFINITE_FIX)
 
 
 def with_ci(results: dict) -> dict:

@@ -356,3 +356,83 @@ def test_few_shot_draws_a_repeat_of_the_evaluated_text_only_where_the_rows_diffe
     assert +same == {"culturellm_bengali_racism": 12, "culturellm_bengali_threat": 12, "culturellm_english_mlma_hate": 2,
                      "culturellm_english_mlma_directness": 2, "culturellm_portuguese_offcombr": 2}
     assert sum(other.values()) == 17
+
+
+def _mc_items(loglikelihoods_and_golds):
+    docs = [process_results_mc({"label": gold, "options": ["x", "y"]}, [(ll, False) for ll in lls])
+            for lls, gold in loglikelihoods_and_golds]
+    return [d["f1_macro"] for d in docs], [d["acc"] for d in docs]
+
+
+def test_a_nan_loglikelihood_chooses_no_option_and_makes_the_task_nan(caplog):
+    import math
+
+    from culture_tasks import classification
+
+    nan = float("nan")
+    # golds 0, 1, 0, 1; the first document's scores overflowed, the other three are answered right.
+    # Read as option A (the old argmax over a NaN), the task scored a perfect 1.0 macro-F1 and accuracy.
+    docs = [([nan, -1.0], 0), ([-2.0, -1.0], 1), ([-1.0, -2.0], 0), ([-2.0, -1.0], 1)]
+    f1_items, acc_items = _mc_items(docs)
+    assert f1_items[0] == (0, None, 2) and math.isnan(acc_items[0])
+    assert f1_items[1:] == [(1, 1, 2), (0, 0, 2), (1, 1, 2)] and acc_items[1:] == [1.0, 1.0, 1.0]
+    # a NaN after the first option is no answer either (the old argmax skipped it)
+    assert _mc_items([([-3.0, nan, -1.0], 1)])[0] == [(1, None, 2)]
+    assert _mc_items([([float("inf"), -1.0], 1)])[0] == [(1, None, 2)]
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        values = [classification.f1_macro(f1_items), classification.f1_macro_ci_low(f1_items),
+                  classification.f1_macro_ci_high(f1_items), classification.acc_ci_low(acc_items),
+                  classification.acc_ci_high(acc_items)]
+    assert all(math.isnan(v) for v in values), values
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 of 4 documents have a NaN or infinite log-likelihood" in warnings[0]
+    assert "f1_macro, acc and their intervals are NaN" in warnings[0] and "dtype=float32" in warnings[0]
+    # the other documents alone score as before
+    assert classification.f1_macro(f1_items[1:]) == 1.0 and classification.acc_ci_low(acc_items[1:]) == 1.0
+
+
+def test_vectorised_macro_f1_is_nan_with_a_document_without_prediction():
+    import numpy as np
+
+    from culture_tasks.classification import f1_macro_weighted
+
+    items = [(0, None, 2), (1, 1, 2), (0, 0, 2)]
+    out = f1_macro_weighted(items, np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
+    assert out.shape == (2,) and np.isnan(out).all()
+
+
+def _nan_model(tiny_model, tmp_path):
+    """The tiny model with one NaN weight in its output layer: every log-likelihood is NaN, as in a
+    float16 overflow."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path / "nan_model"
+    shutil.copytree(tiny_model, path)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight[5, 0] = float("nan")
+    model.save_pretrained(str(path))
+    return path
+
+
+def test_lm_eval_with_nan_loglikelihoods_reports_nan_and_names_the_task(tiny_model, data_root, tmp_path, caplog):
+    import math
+
+    from tests.lm_eval_helpers import evaluate
+
+    model = _nan_model(tiny_model, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        out = evaluate(model, ["culturellm_arabic_spam", "wvs_usa", "vsm13_usa"], data_root, limit=24)
+    res = out["results"]
+    for task, keys in (("culturellm_arabic_spam", ("f1_macro", "acc")),
+                       ("wvs_usa", ("wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_ethical_values")),
+                       ("vsm13_usa", ("vsm13_l1", "vsm13_mae", "pdi", "ivr", "vsm13_margin", "vsm13_rank"))):
+        for key in keys:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                assert math.isnan(res[task][f"{key}{suffix},none"]), (task, key, suffix)
+    warned = [r.getMessage() for r in caplog.records if "NaN or infinite log-likelihood" in r.getMessage()]
+    assert sorted(w.split(":")[0] for w in warned) == ["culturellm_arabic_spam", "vsm13_usa", "wvs_usa"], warned
+    assert all("24 of 24 documents" in w and "dtype=float32" in w for w in warned), warned

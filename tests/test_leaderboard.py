@@ -841,3 +841,30 @@ def test_a_date_that_is_not_a_time_stamp_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"culture-leaderboard: {path}: `date` must be the run's start time in seconds, as lm-eval writes "
                    "it (it orders the files of a row); got '2026-01-01 10:00'\n")
+
+
+def test_a_run_whose_score_is_not_a_number_shows_no_value_and_is_not_ranked(tmp_path, capsys):
+    # lm-eval reports NaN for a task with a document whose log-likelihoods were NaN (a float16 overflow);
+    # its log has that document without a prediction
+    task = "culturellm_english_x"
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(4)]
+    _result(tmp_path / "res/a", "/m/fp16", {task: float("nan")}, ci={task: (float("nan"), float("nan"))},
+            samples={task: [{"f1_macro": [0, None, 2]}] + right[1:]})
+    _result(tmp_path / "res/b", "/m/fp32", {task: 1.0}, ci={task: (1.0, 1.0)}, samples={task: right})
+    _result(tmp_path / "res/c", "/m/other", {task: 0.5}, ci={task: (0.0, 1.0)})
+    data = _json(tmp_path, "--baseline", "fp16")
+    nan_cell = _cell(data, "fp16", "english")
+    assert nan_cell["value"] is None and nan_cell["best"] is False
+    assert nan_cell["interval_note"].startswith("not a number: too few documents, or NaN log-likelihoods")
+    fp32 = _cell(data, "fp32", "english")
+    assert fp32["diff"] is None and fp32["diff_note"] == "no paired test: the baseline row's value is not a number"
+    assert fp32["best"] is True and _cell(data, "other", "english")["diff_note"].startswith("no paired test")
+    assert main([str(tmp_path / "res")]) == 0
+    md = capsys.readouterr().out
+    rows = [line for line in md.splitlines() if line.startswith("| fp") or line.startswith("| other")]
+    assert [r.split(" [")[0] for r in rows[-3:]] == ["| fp32", "| other", "| fp16"]  # ranked last
+    assert "| – (not a number: too few documents" in rows[-1]
+    # a table whose only numbers are one run's: that run is not bold, the NaN run ranks nothing
+    (tmp_path / "res/c").joinpath(next((tmp_path / "res/c").glob("results_*.json")).name).unlink()
+    data = _json(tmp_path)
+    assert _cell(data, "fp32", "english")["best"] is False and _cell(data, "fp16", "english")["value"] is None

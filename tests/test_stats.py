@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,12 @@ def test_two_countries_that_agree_count_as_one_question():
     swap = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 2))
     assert pair["p_value"] == pytest.approx((1 + np.sum(swap[:, 0] == swap[:, 1])) / (1 + stats.ITERS))
     assert stats.paired_bootstrap(stats.mean, [0.0] * 4, [1.0] * 4)["p_value"] == pytest.approx(1 / 8, abs=0.03)
+
+
+def test_no_interval_around_a_nan_statistic():
+    # one of 10 documents has no score (NaN): resamples that leave it out (about 35 % of them) would give
+    # an interval of the other nine; the interval is NaN like the statistic
+    items = [1.0] * 5 + [0.0] * 4 + [float("nan")]
+    assert all(math.isnan(x) for x in stats.bootstrap_ci(stats.mean, items))
+    paired = stats.paired_bootstrap(stats.mean, [0.0] * 10, items)
+    assert all(math.isnan(paired[k]) for k in ("diff", "low", "high", "p_value"))

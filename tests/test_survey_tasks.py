@@ -176,3 +176,54 @@ def test_target_country_naming_the_task_s_own_country_or_one_without_a_task_is_r
         meta = {"data_dir": str(data_root), "target": [95, 25, 60, 80, 36, 52], "target_country": country}
         doc = task_manager(meta).load([task])["tasks"][task].dataset["test"][0]
         assert json.loads(doc["comparison"])["code"] == code
+
+
+def test_a_nan_loglikelihood_makes_only_the_survey_metrics_that_use_it_nan(data_root, caplog):
+    import logging
+
+    import numpy as np
+
+    from culture_tasks.survey import tasks
+    from culture_tasks.survey.tasks import load_vsm13, process_results_vsm13, process_results_wvs, vsm13_intervals
+
+    nan = float("nan")
+    # WVS: the document's scores are NaN (the old code stopped the whole run with scipy's ValueError);
+    # the task's means and its topic's are NaN, another topic's is not
+    doc = {"order": [0, 1, 2], "country_dist": [0.2, 0.3, 0.5], "topic": "ethical_values"}
+    bad = process_results_wvs(doc, [(nan, False), (-1.0, False), (-2.0, False)])
+    assert all(math.isnan(bad[k]) for k in ("wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_ci_low"))
+    assert bad["wvs_jsd_migration"][0] == "ethical_values" and math.isnan(bad["wvs_jsd_migration"][1])
+    good = process_results_wvs({**doc, "topic": "migration"}, [(-1.0, False), (-1.0, False), (-1.0, False)])
+    items = [bad["wvs_jsd_ethical_values"], good["wvs_jsd_ethical_values"]] * 2
+    assert math.isnan(tasks.wvs_jsd_ethical_values(items))
+    assert tasks.wvs_jsd_migration(items) == pytest.approx(good["wvs_jsd"])
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert math.isnan(tasks.wvs_jsd_ci_low([bad["wvs_jsd"], good["wvs_jsd"]] * 2))
+    warned = [r.getMessage() for r in caplog.records if "NaN or infinite" in r.getMessage()]
+    assert len(warned) == 1 and "2 of 4 documents" in warned[0] and "wvs_jsd, wvs_w1, wvs_majority" in warned[0]
+
+    # VSM13 item 1 (idv = 35 (m04 - m01) + 35 (m09 - m06)) without finite scores: idv and the losses and
+    # ranking that use it are NaN, with no interval; the other five indices and their intervals are not
+    caplog.clear()
+    docs = load_vsm13(str(data_root), vsm13_country="USA")["test"]
+    uniform = [(-1.0, False)] * 5
+    results = [process_results_vsm13(d, [(nan, False)] + uniform[1:] if d["item"] == 1 else uniform)
+               for d in docs]
+    vsm = [r["vsm13_l1"] for r in results]
+    first = next(r for r in vsm if r[0] == 1)
+    assert math.isnan(first[1]) and all(math.isnan(p) for p in first[4])
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        summary = tasks.summarise_vsm13(vsm)
+    assert all(math.isnan(summary[k]) for k in ("idv", "vsm13_l1", "vsm13_mae", "vsm13_margin", "vsm13_rank"))
+    assert all(summary[k] == pytest.approx(0.0) for k in ("pdi", "mas", "uai", "lto", "ivr"))  # uniform answers
+    intervals = vsm13_intervals(vsm)
+    assert all(math.isnan(x) for k in ("idv", "vsm13_l1", "vsm13_rank") for x in intervals[k])
+    assert all(np.isfinite(intervals[k]).all() and intervals[k][0] < 0 < intervals[k][1] for k in ("pdi", "ivr"))
+    warned = [r.getMessage() for r in caplog.records if "NaN or infinite" in r.getMessage()]
+    assert len(warned) == 1 and "1 of 24 documents" in warned[0]
+    assert "vsm13_l1, vsm13_mae, idv, vsm13_margin, vsm13_rank (the metrics that use their items)" in warned[0]
+
+    # argmax answers: a NaN is no answer, not the first option's value (the old code scored it as option A)
+    argmax = load_vsm13(str(data_root), vsm13_country="USA", answer_mode="argmax")["test"][0]
+    assert math.isnan(process_results_vsm13(argmax, [(nan, False)] + uniform[1:])["vsm13_l1"][1])
+    assert math.isnan(process_results_vsm13(argmax, [(float("inf"), False)] + uniform[1:])["vsm13_l1"][1])

@@ -160,14 +160,20 @@ def _in_code_order(doc: Mapping, results: Sequence) -> np.ndarray:
 
 
 def process_results_wvs(doc: Mapping, results: Sequence) -> dict:
-    p = _in_code_order(doc, results)
-    q = np.asarray(doc["country_dist"])
-    jsd = metrics.jsd_similarity(p, q)
-    out = {
-        "wvs_jsd": jsd,
-        "wvs_w1": metrics.w1_similarity(p, q),
-        "wvs_majority": metrics.majority_agreement(p, q),
-    }
+    """A document whose log-likelihoods are not all finite (a float16 overflow) has no answer
+    distribution: its scores are NaN, and so are the task's (and its topic's) that average them."""
+    if not stats.finite_scores([float(r[0]) for r in results]):
+        jsd = math.nan
+        out = dict.fromkeys(("wvs_jsd", "wvs_w1", "wvs_majority"), math.nan)
+    else:
+        p = _in_code_order(doc, results)
+        q = np.asarray(doc["country_dist"])
+        jsd = metrics.jsd_similarity(p, q)
+        out = {
+            "wvs_jsd": jsd,
+            "wvs_w1": metrics.w1_similarity(p, q),
+            "wvs_majority": metrics.majority_agreement(p, q),
+        }
     out.update({f"wvs_jsd_{t}": (doc["topic"], jsd) for t in WVS_TOPICS})
     return stats.with_ci(out)
 
@@ -191,7 +197,9 @@ def _topic_mean(topic: str):
 
 WVS_METRICS = ("wvs_jsd", "wvs_w1", "wvs_majority", *(f"wvs_jsd_{t}" for t in WVS_TOPICS))
 for _name in ("wvs_jsd", "wvs_w1", "wvs_majority"):
-    globals().update(stats.ci_aggregations(_name, stats.mean))
+    globals().update(stats.ci_aggregations(_name, stats.mean, nonfinite="wvs_jsd, wvs_w1, wvs_majority, the "
+                                           "wvs_jsd_<topic> of their topics and their intervals"
+                                           if _name == "wvs_jsd" else None))
 for _topic in WVS_TOPICS:
     globals()[f"wvs_jsd_{_topic}"] = _topic_mean(_topic)
     # a topic's interval resamples that topic's questions only
@@ -306,12 +314,17 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
 
     The answer distribution is a respondent's distribution over the values (in value order): the
     model's option probabilities, or all mass on the most likely option with ``argmax``; the
-    score is its expected value. The interval of the indices samples respondents from it.
+    score is its expected value. The interval of the indices samples respondents from it. Log-likelihoods
+    that are not all finite give a NaN score and distribution: the indices that use the item are NaN.
     """
-    p = in_code_order(doc["order"], metrics.option_distribution(loglikelihoods))
-    score = metrics.item_score(p, doc["values"], doc["answer_mode"])
-    if doc["answer_mode"] == "argmax":
-        p = np.eye(len(p))[int(np.argmax(p))]
+    if not stats.finite_scores(loglikelihoods):  # a float16 overflow: no answer, NaN (never the first option)
+        p = np.full(len(doc["order"]), math.nan)
+        score = math.nan
+    else:
+        p = in_code_order(doc["order"], metrics.option_distribution(loglikelihoods))
+        score = metrics.item_score(p, doc["values"], doc["answer_mode"])
+        if doc["answer_mode"] == "argmax":
+            p = np.eye(len(p))[int(np.argmax(p))]
     return (int(doc["item"]), score, doc["target"], doc["constants"],
             tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""))
 
@@ -392,7 +405,11 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
         log.warning("VSM13 needs all 24 items, got %d (items %s missing: --limit below 24, or --samples without "
                     "every item?): indices are NaN", len(means), _spans(sorted(set(range(1, 25)) - set(means))))
         return {key: math.nan for key in VSM13_METRICS}
-    return {k: float(v) for k, v in _scores(means, target, constants, comparison).items()}
+    out = {k: float(v) for k, v in _scores(means, target, constants, comparison).items()}
+    nan = [k for k in VSM13_METRICS if not math.isfinite(out[k])]
+    stats.warn_nonfinite(sum(not math.isfinite(float(item[1])) for item in items), len(items),
+                         f"{', '.join(nan)} (the metrics that use their items) and their intervals")
+    return out
 
 
 def _spans(numbers: Sequence[int]) -> str:
@@ -421,13 +438,15 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     losses from their item means - the sampling error of a survey of that size of "the model"
     as a population. An ``argmax`` answer is deterministic, so its interval has width 0.
     """
-    if not math.isfinite(summarise_vsm13(items)["vsm13_l1"]):
+    summary = summarise_vsm13(items)
+    if not any(math.isfinite(summary[key]) for key in VSM13_METRICS):
         return {key: (math.nan, math.nan) for key in VSM13_METRICS}
     _, dists, values = _item_table(items)
     target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
     rng = np.random.default_rng(seed)
+    # an item without finite scores (a NaN distribution) is NaN in every resample: so are the metrics that use it
     sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
-               for k in sorted(dists)}
+               if np.isfinite(dists[k]).all() else np.full(iters, math.nan) for k in sorted(dists)}
     runs = _scores(sampled, target, constants, _comparison(items))  # arrays: one value per resample
     return {key: stats.percentile_interval(np.asarray(runs[key], dtype=float), level) for key in VSM13_METRICS}
 
