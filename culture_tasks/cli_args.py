@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -70,6 +71,24 @@ class UniqueKeyLoader(yaml.SafeLoader):
                     continue
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+# PyYAML reads YAML 1.1, where a number needs a dot and a signed exponent to be a float: 1e-3 and 1.0e3
+# are strings there (an `extra: {adam_epsilon: 1e-8}` reached TrainingArguments as '1e-8'); as in
+# YAML 1.2 and JSON they are numbers here (a quoted '1e-3' stays a string)
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _as_written(value, raw):
+    """A text setting's YAML scalar as the file writes it (``NO``, ``0.10``, ``1e5``, ``2024-01-01``),
+    not the bool, number or date YAML reads it as; ``raw`` is the same value read with every scalar as text."""
+    if isinstance(value, list) and isinstance(raw, list) and len(raw) == len(value):
+        return [_as_written(v, r) for v, r in zip(value, raw)]
+    if value is not None and not isinstance(value, (str, list, dict)) and isinstance(raw, str):
+        return raw
+    return value
 
 
 def _unique_pairs(pairs: list) -> dict:
@@ -277,9 +296,11 @@ class ConfigParser(HfArgumentParser):
                 return item
         raise ConfigError(f"{where}: expected {getattr(convert, '__name__', 'a value')}, got {item!r}")
 
-    def _coerce(self, path: Path, key: str, value, action: argparse.Action):
+    def _coerce(self, path: Path, key: str, value, action: argparse.Action, raw=None):
         field, tp = self._fields[action.dest]
         where = f"{path}: {key}"
+        if action.type is str and "type" not in field.metadata:
+            value = _as_written(value, raw)
         if value is None:
             if field.default is None or (_is_union(tp) and type(None) in typing.get_args(tp)):
                 return None
@@ -305,8 +326,9 @@ class ConfigParser(HfArgumentParser):
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"--config: file {file} does not exist")
+        text = file.read_text(encoding="utf-8")
         try:
-            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+            loaded = yaml.load(text, Loader=UniqueKeyLoader)
         except DuplicateKeyError as err:
             raise ConfigError(f"{file}: {err}") from None
         except yaml.YAMLError as err:
@@ -318,12 +340,17 @@ class ConfigParser(HfArgumentParser):
         unknown = sorted(str(k) for k in loaded if str(k) not in keys)
         if unknown:
             raise ConfigError(f"{file}: unknown setting(s) {unknown}; valid settings: {sorted(self._fields)}")
+        try:  # every scalar as text: what a text setting holds
+            raw = yaml.load(text, Loader=yaml.BaseLoader)
+        except yaml.YAMLError:  # an explicit tag (!!float 1): then the values as read
+            raw = None
+        raw = raw if isinstance(raw, dict) else {}
         values: dict = {}
         for key, value in loaded.items():
             action = keys[str(key)]
             if action.dest in values:
                 raise ConfigError(f"{file}: {action.dest} is given twice (as {key!r} and another spelling)")
-            values[action.dest] = self._coerce(file, str(key), value, action)
+            values[action.dest] = self._coerce(file, str(key), value, action, raw.get(str(key)))
         return values
 
     def parse(self, argv: list[str] | None) -> tuple:

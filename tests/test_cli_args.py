@@ -339,3 +339,30 @@ def test_the_parser_knows_which_settings_were_given_and_where(tmp_path):
     assert not parser.given["culture"].on_command_line and parser.given["rule"].on_command_line
     parser.parse(["--culture", "arabic", "--output", "o.jsonl", "--no-include-seed-questions"])
     assert sorted(parser.given) == ["culture", "include_seed_questions", "output"]  # the last parse only
+
+
+def test_a_yaml_number_with_an_exponent_is_a_number_in_a_mapping_too(tmp_path):
+    # PyYAML reads 1e-8 (YAML 1.1 wants 1.0e-8) as the string '1e-8': TrainingArguments took it and
+    # torch's AdamW failed on it once the model had loaded; the optimiser refused '1e-1' as "a str"
+    config = tmp_path / "c.yaml"
+    config.write_text("model: m\ndata: d.jsonl\noutput: o\nlearning_rate: 2E-4\n"
+                      "extra: {adam_epsilon: 1e-8, max_grad_norm: 5e+1, adam_beta2: .99e0}\n")
+    (cfg,) = train_parser("lora").parse(["--config", str(config)])
+    assert cfg.learning_rate == 2e-4
+    assert cfg.extra == {"adam_epsilon": 1e-8, "max_grad_norm": 50.0, "adam_beta2": 0.99}
+    assert all(type(v) is float for v in cfg.extra.values())
+    config.write_text("model: m\ncountry: USA\noutput: o\noptimizer_args: {f: 1e-1, cr: 9E-1}\n")
+    assert align_parser().parse(["--config", str(config)])[0].optimizer_args == {"f": 0.1, "cr": 0.9}
+    config.write_text("model: m\ndata: d.jsonl\noutput: o\nextra: {run_name: '1e-8'}\n")  # quoted: text
+    assert train_parser("lora").parse(["--config", str(config)])[0].extra == {"run_name": "1e-8"}
+
+
+def test_a_text_setting_keeps_the_yaml_scalar_as_written(tmp_path):
+    # a number, a date or a YAML 1.1 boolean word given for a text setting is the text the file holds
+    config = tmp_path / "c.yaml"
+    config.write_text("model: 0.10\ncountry: [USA, NO]\noutput: 2024-01-01\ninit_text: 1e5\n")
+    cfg = align_parser().parse(["--config", str(config)])[0]
+    assert (cfg.model, cfg.countries, cfg.output, cfg.init_text) == ("0.10", ["USA", "NO"], "2024-01-01", "1e5")
+    config.write_text("model: m\ncountry: NO\noutput: '0123'\ninit_text: 0123\n")
+    cfg = align_parser().parse(["--config", str(config)])[0]
+    assert (cfg.countries, cfg.output, cfg.init_text) == (["NO"], "0123", "0123")
