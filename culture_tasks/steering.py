@@ -140,7 +140,8 @@ class SteeringConfig:
     rescore: str | None = field(default=None, metadata={
         "help": "an earlier culture-steer output folder: recompute every metric from the answers in its "
                 "steering.json with this run's --iters, --seed, --level and --norm; no model is loaded, and "
-                "the model and targets are the stored ones"})
+                "the model, targets and how they answered (--device, --dtype, --batch-size, --chat-template, "
+                "--wvs) are the stored ones: giving any of them is an error"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     dtype: str = field(default="float32", metadata={"help": "model dtype"})
@@ -621,6 +622,10 @@ def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
     return stored, rows, answers, plain
 
 
+# the settings of how the answers came: --rescore takes them from the stored run
+ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs")
+
+
 def rescore(cfg: SteeringConfig) -> dict:
     """Every metric again from stored answers: the same numbers as the run that stored them when the
     settings are the same (tested), new intervals when --iters, --seed or --level differ."""
@@ -638,8 +643,7 @@ def rescore(cfg: SteeringConfig) -> dict:
         if changed != []:
             log.warning("--rescore: %s", "the stored run did not record its reference data" if changed is None
                         else f"the reference data differ from the stored run's: {', '.join(changed)}")
-        answered = ("model", "targets", "device", "dtype", "batch_size", "chat_template")  # how the answers came
-        config = {**asdict(cfg), **{k: stored["config"].get(k) for k in answered}, "wvs": use_wvs}
+        config = {**asdict(cfg), **{k: stored["config"].get(k) for k in ANSWERED}, "wvs": use_wvs}
         result = {
             "config": config,
             "rescored_from": {"path": str(source), "sha256": stored.pop("sha256"),
@@ -706,7 +710,13 @@ def parser():
 
 
 def parse_args(argv: list[str] | None) -> SteeringConfig:
-    (cfg,) = parser().parse(argv)
+    config_parser = parser()
+    (cfg,) = config_parser.parse(argv)
+    unused = [str(config_parser.given[k]) for k in ANSWERED if k in config_parser.given]
+    if cfg.rescore is not None and unused:  # typed even with the stored value: it did nothing
+        raise SteeringError(f"{', '.join(unused)}: no effect with --rescore, which takes the answers and the settings "
+                            f"that computed them from {Path(cfg.rescore) / 'steering.json'}; "
+                            f"drop {'them' if len(unused) > 1 else 'it'}")
     return cfg
 
 

@@ -366,3 +366,26 @@ def test_a_text_setting_keeps_the_yaml_scalar_as_written(tmp_path):
     config.write_text("model: m\ncountry: NO\noutput: '0123'\ninit_text: 0123\n")
     cfg = align_parser().parse(["--config", str(config)])[0]
     assert (cfg.countries, cfg.output, cfg.init_text) == (["NO"], "0123", "0123")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--no-wvs"], "--wvs"), (["--dtype", "float32"], "--dtype"), (["--device", "cpu", "--batch-size", "8"],
+                                                                   "--device, --batch-size"),
+    (["--chat-template"], "--chat-template"),
+])
+def test_steering_settings_of_the_answers_are_refused_with_rescore(flags, named, tmp_path):
+    # the answers, and how they were computed, are the stored run's: these settings did nothing there
+    from culture_tasks.steering import SteeringError
+    from culture_tasks.steering import parse_args as steer_args
+
+    with pytest.raises(SteeringError) as err:
+        steer_args(["--rescore", "earlier", "--output", "o", *flags])
+    assert str(err.value) == (f"{named}: no effect with --rescore, which takes the answers and the settings that "
+                              f"computed them from earlier/steering.json; drop {'them' if ',' in named else 'it'}")
+    config = tmp_path / "s.yaml"
+    config.write_text("rescore: earlier\noutput: o\nwvs: true\n")
+    with pytest.raises(SteeringError, match=rf"^wvs in {re.escape(str(config))}: no effect with --rescore"):
+        steer_args(["--config", str(config)])
+    cfg = steer_args(["--rescore", "earlier", "--output", "o", "--iters", "50", "--seed", "1", "--level", "0.9",
+                      "--norm", "1", "--data-dir", "d", "--overwrite"])
+    assert (cfg.iters, cfg.seed, cfg.level, cfg.norm) == (50, 1, 0.9, 1)
