@@ -115,6 +115,10 @@ def parse_bool(text) -> bool:
 def parse_mapping(text) -> dict:
     """A JSON object given on the command line (a YAML mapping arrives as a dict already)."""
     if isinstance(text, dict):
+        for key in text:  # YAML keys may be numbers or null; JSON's are always strings
+            if not isinstance(key, str):
+                raise argparse.ArgumentTypeError(f"expected a mapping of names, got the key {key!r} "
+                                                 f"({type(key).__name__})")
         return text
     if not isinstance(text, str):
         raise argparse.ArgumentTypeError(f"expected a JSON object (a mapping), got {text!r}")
@@ -132,6 +136,8 @@ def parse_mapping(text) -> dict:
 def parse_floats(text) -> list[float]:
     """``95,25,60`` (one argument) or a YAML list of numbers."""
     items = text.split(",") if isinstance(text, str) else text
+    if isinstance(items, list) and any(isinstance(x, bool) for x in items):  # a YAML yes is no score of 1
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
     try:
         return [float(x) for x in items]
     except (TypeError, ValueError):

@@ -389,3 +389,18 @@ def test_steering_settings_of_the_answers_are_refused_with_rescore(flags, named,
     cfg = steer_args(["--rescore", "earlier", "--output", "o", "--iters", "50", "--seed", "1", "--level", "0.9",
                       "--norm", "1", "--data-dir", "d", "--overwrite"])
     assert (cfg.iters, cfg.seed, cfg.level, cfg.norm) == (50, 1, 0.9, 1)
+
+
+@pytest.mark.parametrize("text, error", [
+    # a YAML boolean is no number: [.., yes] ran with the score 1.0
+    ("target: [95, 25, 60, 80, 36, yes]", "target: expected comma-separated numbers, got [95, 25, 60, 80, 36, True]"),
+    # a mapping's keys are setting names: {1: 0.3, x: 2} ended in a TypeError traceback while listing them
+    ("optimizer_args: {1: 0.3, x: 2}", "optimizer_args: expected a mapping of names, got the key 1 (int)"),
+    ("optimizer_args: {null: 0.3}", "optimizer_args: expected a mapping of names, got the key None (NoneType)"),
+])
+def test_yaml_lists_and_mappings_hold_what_the_flag_would(text, error, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: m\ncountry: USA\noutput: o\n{text}\n")
+    with pytest.raises(ConfigError) as err:
+        align_parser().parse(["--config", str(config)])
+    assert str(err.value) == f"{config}: {error}"
