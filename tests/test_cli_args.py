@@ -404,3 +404,18 @@ def test_yaml_lists_and_mappings_hold_what_the_flag_would(text, error, tmp_path)
     with pytest.raises(ConfigError) as err:
         align_parser().parse(["--config", str(config)])
     assert str(err.value) == f"{config}: {error}"
+
+
+def test_a_flag_typed_with_its_default_value_overrides_the_config_file(tmp_path):
+    # the README's precedence: the command line over --config, also when the flag repeats the field's default
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: [USA, CHN]\noutput: o\npopulation: 12\nbaselines: false\n"
+                      "chat_template: true\nobjective: l1\ndata_dir: /d\n")
+    parser = align_parser()
+    cfg = parser.parse(["--config", str(config), "--population", "16", "--baselines", "--chat-template", "false",
+                        "--objective", "contrastive", "--country", "USA"])[0]
+    assert (cfg.population, cfg.baselines, cfg.chat_template, cfg.objective, cfg.countries) == \
+        (16, True, False, "contrastive", ["USA"])
+    assert all(parser.given[k].on_command_line for k in ("population", "baselines", "chat_template", "objective",
+                                                         "countries"))
+    assert cfg.data_dir == "/d" and not parser.given["data_dir"].on_command_line
