@@ -330,9 +330,15 @@ class ConfigParser(HfArgumentParser):
     def read_yaml(self, path: str) -> dict:
         """The file's settings by field name, converted and checked as the flags would be."""
         file = Path(path)
+        if file.is_dir():
+            raise ConfigError(f"--config: {file} is a folder; name the YAML file")
         if not file.is_file():
             raise ConfigError(f"--config: file {file} does not exist")
-        text = file.read_text(encoding="utf-8")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}); "
+                              "save the file as UTF-8") from None
         try:
             loaded = yaml.load(text, Loader=UniqueKeyLoader)
         except DuplicateKeyError as err:

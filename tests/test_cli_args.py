@@ -419,3 +419,14 @@ def test_a_flag_typed_with_its_default_value_overrides_the_config_file(tmp_path)
     assert all(parser.given[k].on_command_line for k in ("population", "baselines", "chat_template", "objective",
                                                          "countries"))
     assert cfg.data_dir == "/d" and not parser.given["data_dir"].on_command_line
+
+
+def test_a_config_file_that_cannot_be_read_is_named(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("model: m\ninit_text: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:  # it was "'utf-8' codec can't decode byte 0xe9 ...", naming no file
+        align_parser().parse(["--config", str(bad)])
+    assert str(err.value) == f"{bad}: not UTF-8 text (byte 0xe9 at position 23); save the file as UTF-8"
+    with pytest.raises(ConfigError) as err:  # it said "does not exist"
+        align_parser().parse(["--config", str(tmp_path)])
+    assert str(err.value) == f"--config: {tmp_path} is a folder; name the YAML file"
