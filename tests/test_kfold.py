@@ -618,3 +618,16 @@ def test_kfold_help_describes_the_lora_settings_it_changes():
     assert "--keep-checkpoints [KEEP_CHECKPOINTS] keep each fold's checkpoints (fold-<i>/adapter/checkpoints)" in text
     assert "--merge [MERGE] not available here (an error): the cross-validation keeps only the fold adapters" in text
     assert "<output>/merged" not in text
+
+
+def test_a_fold_whose_training_diverges_stops_the_run(tmp_path, tiny_model, rows_file, root):
+    """At learning rate 1e3 the first fold's adapter turns to NaN: the run stops there, naming the fold's
+    adapter folder, with no adapter, training.json, result or report that would read as finished."""
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=rf"^{out / 'fold-1' / 'adapter'}: the training diverged \(.*\) and no "
+                                            r"adapter was written; train again with a lower --learning-rate "
+                                            r"\(this run: 1000\)"):
+        run_kfold(_config(tiny_model, rows_file, out, root, learning_rate=1e3, max_steps=5))
+    fold = out / "fold-1"
+    assert not any(p.exists() for p in (fold / "adapter" / "training.json", fold / "adapter" / "adapter_model.safetensors",
+                                        fold / "result.json", out / "fold-2", out / "kfold.json", out / "kfold.md"))

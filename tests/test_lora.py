@@ -472,3 +472,40 @@ def test_a_lora_checkpoint_names_its_base_model_folder_absolutely(tiny_model, en
     trainer.model.save_pretrained(tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_model.resolve())
+
+
+def test_a_diverged_training_stops_without_writing_an_adapter(tiny_model, english_examples, tmp_path, capsys):
+    """At learning rate 1e3 the tiny model's adapter turns to NaN within 5 steps; the Trainer logs the NaN
+    steps' loss as 0 and reports a finite train_loss, so the adapter and a training.json marking it done
+    were written as from any run."""
+    from trainers.cli import main
+
+    out = tmp_path / "diverged"
+    args = ["lora", "--model", str(tiny_model), "--data", str(english_examples), "--output", str(out),
+            "--rank", "4", "--alpha", "8", "--dropout", "0", "--learning-rate", "1e3", "--max-steps", "5",
+            "--batch-size", "10", "--logging-steps", "1", "--warmup", "0", "--chat-template", "true",
+            "--bf16", "false"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one line
+    assert err.startswith(f"culture-train lora: {out}: the training diverged (")
+    assert "adapter tensors hold NaN or inf" in err
+    assert err.endswith("and no adapter was written; train again with a lower --learning-rate (this run: 1000), "
+                        "with --overwrite")
+    assert not any((out / name).exists() for name in ("training.json", "adapter_model.safetensors",
+                                                       "adapter_config.json", "README.md"))
+    # the same run at a learning rate that converges writes its adapter
+    assert main([*args[:-10], "--learning-rate", "2e-2", *args[-8:], "--overwrite", "true"]) == 0
+    assert (out / "training.json").is_file()
+
+
+def test_a_training_loss_that_is_not_a_number_stops_the_run(tmp_path):
+    from trainers.lora import _check_converged
+
+    cfg_like = LoraTrainConfig.__new__(LoraTrainConfig)
+    cfg_like.learning_rate = 2e-4
+    weights = {"a": torch.zeros(2)}
+    _check_converged(cfg_like, tmp_path, False, 1.5, weights)  # finite: passes
+    with pytest.raises(TrainingError, match=r"the training diverged \(train_loss nan\) and no adapter was written; "
+                                            r"train again with a lower --learning-rate \(this run: 0.0002\) or train "
+                                            r"in float32 \(--bf16 false\), with --overwrite"):
+        _check_converged(cfg_like, tmp_path, True, float("nan"), weights)

@@ -555,6 +555,41 @@ def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tupl
     return encoded, too_long, chat
 
 
+def _adapter_weights(model) -> dict:
+    """The adapter's tensors as ``save_pretrained`` writes them."""
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(model)
+
+
+def _check_converged(cfg: LoraTrainConfig, out: Path, bf16: bool, loss: float, weights) -> None:
+    """A run whose training loss or adapter weights are not finite numbers diverged: it stops here, before
+    an adapter or training.json is written (the Trainer logs a NaN step's loss as the mean of the earlier
+    steps, so a diverged run may report a finite loss: the weights tell)."""
+    import torch
+
+    bad = [name for name, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if math.isfinite(loss) and not bad:
+        return
+    what = ([] if math.isfinite(loss) else [f"train_loss {loss}"]) + (
+        [f"{len(bad)} of {len(weights)} adapter tensors hold NaN or inf, e.g. {bad[0]}"] if bad else [])
+    precision = " or train in float32 (--bf16 false)" if bf16 else ""
+    raise TrainingError(f"{out}: the training diverged ({'; '.join(what)}) and no adapter was written; train again "
+                        f"with a lower --learning-rate (this run: {cfg.learning_rate:g}){precision}, with --overwrite")
+
+
+def _check_saved_adapter(cfg: LoraTrainConfig, out: Path, bf16: bool, loss: float) -> None:
+    """``_check_converged`` on the adapter files a gathering save wrote; they are removed if it diverged."""
+    from safetensors.torch import load_file
+
+    try:
+        _check_converged(cfg, out, bf16, loss, load_file(str(out / "adapter_model.safetensors")))
+    except TrainingError:
+        for name in ("adapter_model.safetensors", "adapter_config.json", "README.md"):
+            (out / name).unlink(missing_ok=True)
+        raise
+
+
 def train(cfg: LoraTrainConfig) -> dict:
     """Fine-tune into ``cfg.output`` (locked against a second run while training)."""
     out = Path(cfg.output)
@@ -587,12 +622,15 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
+    main = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
+    if not trainer.is_fsdp_enabled:  # a diverged adapter is never written (under FSDP: checked once written)
+        _check_converged(cfg, out, bf16, result.training_loss, _adapter_weights(model))
     if trainer.is_fsdp_enabled:  # every process takes part in gathering the sharded adapter
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(str(out))  # the adapter files, written by the main process only
-    main = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
     if main and trainer.is_fsdp_enabled:
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
+        _check_saved_adapter(cfg, out, bf16, result.training_loss)
     elif main:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
     if main and cfg.merge:
