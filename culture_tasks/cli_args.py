@@ -316,16 +316,19 @@ class ConfigParser(HfArgumentParser):
                 return parse_bool(value)
             except argparse.ArgumentTypeError as err:
                 raise ConfigError(f"{where}: {err}") from None
-        if isinstance(value, list) and "type" not in field.metadata:  # a field's own type reads a whole list
-            if action.nargs not in ("+", "*"):
-                raise ConfigError(f"{where}: expected a single value, got a list")
-            items = [self._convert(where, v, action.type) for v in value]
+        # a list setting takes a list, and a single value as a list of one, as its flag does (`runs: a.json` was
+        # a string, read as files 'a', '.', ...); a field's own type reads a whole list itself
+        many = action.nargs in ("+", "*") and "type" not in field.metadata
+        if isinstance(value, list) and not many and "type" not in field.metadata:
+            raise ConfigError(f"{where}: expected a single value, got a list")
+        if many:
+            items = [self._convert(where, v, action.type) for v in (value if isinstance(value, list) else [value])]
         else:
             items = [self._convert(where, value, action.type)]
         for item in items:
             if action.choices is not None and item not in action.choices:
                 raise ConfigError(f"{where}: {item!r} is not one of {list(action.choices)}")
-        return items if isinstance(value, list) and "type" not in field.metadata else items[0]
+        return items if many else items[0]
 
     def read_yaml(self, path: str) -> dict:
         """The file's settings by field name, converted and checked as the flags would be."""

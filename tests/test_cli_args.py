@@ -430,3 +430,16 @@ def test_a_config_file_that_cannot_be_read_is_named(tmp_path):
     with pytest.raises(ConfigError) as err:  # it said "does not exist"
         align_parser().parse(["--config", str(tmp_path)])
     assert str(err.value) == f"--config: {tmp_path} is a folder; name the YAML file"
+
+
+def test_a_yaml_scalar_for_a_list_setting_is_a_list_of_one_as_the_flag_gives(tmp_path):
+    config = tmp_path / "c.yaml"
+    # runs: one file was read as a string, so its characters were taken as the files ("s: no such file")
+    config.write_text("runs: some/kfold.json\noutput: s.md\n")
+    assert train_parser("kfold-summary").parse(["--config", str(config)])[0].runs == ["some/kfold.json"]
+    # target_modules: q_proj reached peft as a string, a pattern that no module's full name matches
+    config.write_text("model: m\ndata: d.jsonl\noutput: o\ntarget_modules: q_proj\n")
+    assert train_parser("lora").parse(["--config", str(config)])[0].target_modules == ["q_proj"]
+    assert train_parser("lora").parse(REQUIRED["lora"] + ["--target-modules", "q_proj"])[0].target_modules == ["q_proj"]
+    config.write_text("model: m\ndata: d.jsonl\noutput: o\ntarget_modules: all-linear\n")
+    assert train_parser("lora").parse(["--config", str(config)])[0].target_modules == "all-linear"
