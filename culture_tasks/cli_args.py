@@ -162,12 +162,24 @@ def warn_half_precision(dtype: str) -> None:
 
 
 def check_device(device: str, flag: str = "--device") -> None:
-    """A CUDA device on a machine without one fails here, before a model is loaded."""
-    if str(device).startswith("cuda"):
-        import torch
+    """A device this machine has, named as lm-eval's HFLM takes it (cpu, cuda, cuda:<index>, mps): HFLM
+    puts the model on cuda, or the cpu, instead of any other name without a word (``gpu``, ``CPU``,
+    ``cuda:1`` with one GPU), while the run records the name given. Checked before a model is loaded."""
+    device = str(device)
+    if device == "cpu":
+        return
+    import torch
 
-        if not torch.cuda.is_available():
-            raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use --device cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use --device cpu")
+    valid = ["cpu"]
+    if torch.cuda.is_available():
+        valid += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        valid += ["mps", "mps:0"]
+    if device not in valid:
+        raise ValueError(f"{flag} {device}: not a device here; use "
+                         f"{', '.join(valid[:-1]) + ' or ' if len(valid) > 1 else ''}{valid[-1]}")
 
 
 def check_finite(values, flag: str) -> None:

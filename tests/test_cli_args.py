@@ -443,3 +443,26 @@ def test_a_yaml_scalar_for_a_list_setting_is_a_list_of_one_as_the_flag_gives(tmp
     assert train_parser("lora").parse(REQUIRED["lora"] + ["--target-modules", "q_proj"])[0].target_modules == ["q_proj"]
     config.write_text("model: m\ndata: d.jsonl\noutput: o\ntarget_modules: all-linear\n")
     assert train_parser("lora").parse(["--config", str(config)])[0].target_modules == "all-linear"
+
+
+@pytest.mark.parametrize("device", ["gpu", "CPU", "cpu:0", "cuda:1", "cuda:x"])
+def test_a_device_that_lm_eval_would_replace_is_refused(device, monkeypatch):
+    # lm-eval's HFLM puts the model on cuda (or the cpu) for any device it does not list, without a word,
+    # and the run recorded the name given: --device gpu ran on the CPU here as "device": "gpu"
+    import torch
+
+    from culture_tasks.cli_args import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError) as err:
+        align_parser().parse(REQUIRED["align"] + ["--device", device])
+    assert str(err.value) == f"--device {device}: not a device here; use cpu, cuda or cuda:0"
+    for good in ("cpu", "cuda", "cuda:0"):
+        check_device(good)
+    with pytest.raises(ValueError, match=r"^--eval-device gpu: not a device here; use cpu, cuda or cuda:0$"):
+        check_device("gpu", "--eval-device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # and on a machine without a GPU
+    with pytest.raises(ValueError, match=r"^--device gpu: not a device here; use cpu$"):
+        check_device("gpu")
