@@ -51,11 +51,11 @@ class ModelFileError(ValueError):
     """A model file or folder that cannot be used as it is (one line: the file and the fix)."""
 
 
-def check_safetensors(path: str | os.PathLike) -> None:
+def check_safetensors(path: str | os.PathLike, fix: str = "download or convert the model again") -> None:
     """Open every ``*.safetensors`` file at ``path`` (a file or a model folder) before loading it.
 
     A truncated or damaged file otherwise fails deep inside ``from_pretrained`` with a message that
-    names no file; here it is one line naming the file.
+    names no file; here it is one line naming the file (and ``fix``).
     """
     from safetensors import SafetensorError, safe_open
 
@@ -75,8 +75,7 @@ def check_safetensors(path: str | os.PathLike) -> None:
                 pass
         except (SafetensorError, OSError) as err:
             raise ModelFileError(
-                f"{file} is not a complete safetensors file ({err}): it is truncated or damaged; "
-                "download or convert the model again"
+                f"{file} is not a complete safetensors file ({err}): it is truncated or damaged; {fix}"
             ) from None
 
 

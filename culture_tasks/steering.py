@@ -34,7 +34,8 @@ from culture_tasks import plots, provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
-from culture_tasks.outputs import OutputLock, claim_output, file_digest, model_fingerprint
+from culture_tasks.models import ModelFileError, check_safetensors
+from culture_tasks.outputs import LOCK_NAME, OutputLock, claim_output, file_digest, model_fingerprint
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
@@ -115,6 +116,10 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (path / name).is_file():
             raise SteeringError(f"--target {row.label}: {path / name} does not exist; give a peft checkpoint folder")
+    try:  # a cut or damaged file would fail only when its row is scored, after the model has loaded
+        check_safetensors(path / "adapter_model.safetensors", fix="save the checkpoint again or give another folder")
+    except ModelFileError as err:
+        raise SteeringError(f"--target {row.label}: {err}") from None
     config = read_json(path / "adapter_config.json", f"--target {row.label}",
                        "save the checkpoint again or give another folder")
     if config.get("peft_type") != PEFT_TYPES[row.method]:
@@ -357,6 +362,7 @@ def vsm13_metrics(rows: list[Steered], answers: list[dict], plain: dict, referen
             "control": control,
         }
         entry.update({f"{key}_ci": res[f"{key}_ci"] for key in ("distance", "rank", "reciprocal_rank", "margin")})
+        entry["margin_gain"] = res["margin"] - base["margin"]  # the margin's gain over the plain model
         entry["margin_gain_ci"] = _ci([r["margin"] - q["margin"] for r, q in zip(reps_res, plain_rep)], cfg.level)
         results.append(entry)
         rep_results.append(reps_res)
@@ -533,15 +539,17 @@ def markdown(result: dict) -> str:
     lines += [
               "## Per steered model (VSM13)", "",
               "| steered to | dims | rank (1 = closest) | reciprocal rank | margin (higher = better) | "
-              f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"{compare.RAW_L1_LABEL} | plain rank | change to target | mean change to others | "
+              "margin gain vs plain |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in v["per_row"]:
         lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
                      f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
                      f"{_fmt(r['raw_l1'], r.get('raw_l1_ci'), '.1f')} | "
                      f"{_fmt(r['plain']['rank'], r['plain']['rank_ci'], '.0f')} | "
                      f"{_fmt(r['control']['change_to_target'], r['control'].get('change_to_target_ci'))} | "
-                     f"{_fmt(r['control']['mean_change_to_others'], r['control'].get('mean_change_to_others_ci'))} |")
+                     f"{_fmt(r['control']['mean_change_to_others'], r['control'].get('mean_change_to_others_ci'))} | "
+                     f"{_fmt(r['margin_gain'], r.get('margin_gain_ci')) if 'margin_gain' in r else '–'} |")
     lines += ["", "Summary by dimension coverage (never pooled):", ""]
     for dims, s in v["summary_by_coverage"].items():
         lines.append(f"- {dims}: top-1 {_fmt(s['top1'], s['top1_ci'])}, MRR {_fmt(s['mrr'], s['mrr_ci'])} "
@@ -589,9 +597,27 @@ def run(cfg: SteeringConfig) -> dict:
         return _run(cfg)
 
 
+def _clear_earlier(out: Path) -> None:
+    """Just before this run's files are written: the earlier run's (``--overwrite``), and the temporary
+    files of a write it did not finish, so that an interrupted write leaves fewer files, never one of
+    that run beside one of this. Files this command does not write are left, and named."""
+    if not out.is_dir():
+        return
+    others = []
+    for path in sorted(out.iterdir()):
+        if path.name in OUTPUT_FILES or any(path.name.startswith(f".{n}.") and path.is_file() for n in OUTPUT_FILES):
+            path.unlink()
+        elif path.name != LOCK_NAME:
+            others.append(path.name)
+    if others:
+        log.warning("%s also holds %s, not written by culture-steer: left as they are, not this run's", out,
+                    ", ".join(others))
+
+
 def _write(result: dict, out: Path) -> dict:
     result = _jsonable(result)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_earlier(out)
     write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
     write_text_atomic(out / "steering.md", markdown(result))
     plots.steering_heatmap(result, out / "steering.png")

@@ -497,3 +497,74 @@ def test_a_model_folder_that_is_missing_or_has_no_config_is_refused_before_loadi
     assert capsys.readouterr().err == (f"culture-steer: --model {tmp_path / 'empty'}: the folder has no config.json; "
                                        "give a model folder (culture-model from-gguf builds one)\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_a_cut_adapter_file_is_refused_before_the_model_loads(tiny_model, prompt_checkpoint, lora_checkpoint,
+                                                              tmp_path, monkeypatch, capsys, method):
+    """The existence of adapter_model.safetensors was all that was checked: a cut file failed with a
+    safetensors traceback after the base model had loaded and answered."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    bad = _copy_checkpoint(lora_checkpoint if method == "lora" else prompt_checkpoint, tmp_path / "cut")
+    weights = bad / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    out = tmp_path / "o"
+    assert main(["--model", str(tiny_model), "--output", str(out), "--target", "usa=persona",
+                 "--target", f"china={method}:{bad}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"culture-steer: --target china:{method}: {weights} is not a "
+                                                   "complete safetensors file (")
+    assert err.endswith("it is truncated or damaged; save the checkpoint again or give another folder\n")
+    assert not out.exists()
+
+
+def test_the_margin_gain_is_stored_and_printed_beside_its_interval(data_root):
+    from types import SimpleNamespace
+
+    from culture_tasks.steering import markdown, parse_target, vsm13_metrics
+    from culture_tasks.survey.vsm13 import vsm13_indices
+
+    def answers(shift):
+        means = {k: 1.0 + ((shift * k) % 5) * 0.8 for k in range(1, 25)}
+        return {"item_means": means, "indices": vsm13_indices(means)}
+
+    rows = [parse_target(t) for t in ("usa=persona", "china=persona")]
+    v = vsm13_metrics(rows, [answers(3), answers(7)], answers(2), compare.hofstede_reference(str(data_root)),
+                      SimpleNamespace(iters=40, seed=5, norm=2, level=0.95))
+    text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
+    assert "| margin gain vs plain |" in text
+    for r in v["per_row"]:
+        assert r["margin_gain"] == pytest.approx(r["margin"] - r["plain"]["margin"])
+        lo, hi = r["margin_gain_ci"]
+        line = next(line for line in text.splitlines() if line.startswith(f"| {r['row']} | 6 |"))
+        assert line.endswith(f"| {r['margin_gain']:.3f} [{lo:.3f}, {hi:.3f}] |")
+
+
+def test_overwrite_removes_the_earlier_run_s_files_before_writing(matrix, data_root, tmp_path, monkeypatch,
+                                                                  caplog):
+    """An --overwrite run whose write stopped after steering.json (killed, or the heatmap failed) left the
+    earlier run's steering.md and steering.png beside it, and the temporary files of an earlier write
+    that was killed stayed; both are removed just before writing. Other files are left, and named."""
+    import logging
+
+    from culture_tasks import plots
+
+    source, _ = matrix
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("steering.json", "steering.md", "steering.png", ".steering.png.k2j3.png", ".steering.json.x.json"):
+        (out / name).write_text("earlier run")
+    (out / "notes.txt").write_text("mine")
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "steering_heatmap", killed)
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"), pytest.raises(KeyboardInterrupt):
+        main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20",
+              "--overwrite"])
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "steering.json", "steering.md"]
+    assert (out / "steering.json").read_text() != "earlier run" and (out / "notes.txt").read_text() == "mine"
+    assert any(f"{out} also holds notes.txt, not written by culture-steer" in r.getMessage() for r in caplog.records)
