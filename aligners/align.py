@@ -13,6 +13,7 @@ import functools
 import gc
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -213,25 +214,40 @@ def _finished(out: Path, state: dict | None, settings: dict) -> dict | None:
 
 @dataclass
 class Search:
-    """What the optimiser has done so far: saved after each generation, restored on resume."""
+    """What the optimiser has done so far: saved after each generation, restored on resume. A candidate
+    whose loss is NaN or infinite (its soft prompt overflows the model) is stored as None and counts as
+    the worst loss (``worst``)."""
 
-    fitness: list[list[float]] = field(default_factory=list)
+    fitness: list[list[float | None]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     best_z: np.ndarray | None = None
     best_loss: float = float("inf")
 
     def record(self, z, losses: list[float]) -> None:
-        i = int(np.argmin(losses))
-        if losses[i] < self.best_loss:
+        finite = [v for v in losses if math.isfinite(v)]
+        i = int(np.argmin(worst(losses)))
+        if finite and losses[i] < self.best_loss:
             self.best_z, self.best_loss = np.asarray(z[i], dtype=float), float(losses[i])
-        self.fitness.append([float(v) for v in losses])
-        self.history.append({"generation": len(self.fitness), "best": float(min(losses)),
-                             "mean": float(np.mean(losses)), "best_so_far": self.best_loss})
+        self.fitness.append([float(v) if math.isfinite(v) else None for v in losses])
+        self.history.append({"generation": len(self.fitness), "best": min(finite) if finite else None,
+                             "mean": float(np.mean(finite)) if finite else None, "best_so_far": self.best_loss,
+                             "nonfinite": len(losses) - len(finite)})
+
+    @property
+    def nonfinite(self) -> int:
+        """How many candidates so far had a NaN or infinite loss."""
+        return sum(v is None for losses in self.fitness for v in losses)
 
     def state(self, settings: dict, hidden: int, population) -> dict:
         return {"settings": settings, "hidden_size": hidden, "fitness": self.fitness, "history": self.history,
                 "population": np.asarray(population).tolist(), "best_z": self.best_z.tolist(),
                 "best_loss": self.best_loss}
+
+
+def worst(losses) -> list[float]:
+    """The losses as the optimiser is told them: a NaN, infinite or missing (None) one is +inf, the worst
+    (a NaN would compare as neither better nor worse: DE would keep or drop it by accident)."""
+    return [float(v) if v is not None and math.isfinite(v) else math.inf for v in losses]
 
 
 def make_space(lm, cfg: AlignConfig) -> SoftPromptSpace:
@@ -246,42 +262,81 @@ def replay(opt, state: dict | None) -> Search:
         return Search()
     for fitness in state["fitness"]:
         opt.ask()
-        opt.tell(fitness)
+        opt.tell(worst(fitness))
     return Search(state["fitness"], state["history"], np.array(state["best_z"]), state["best_loss"])
 
 
 def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective) -> list[float]:
     """The objective of every candidate z, from the task's own indices, in batched passes; under
     torchrun each process runs its share of the forward batches and every process gets all losses,
-    in candidate order."""
+    in candidate order. A candidate with a NaN or infinite log-likelihood has the loss NaN."""
     lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
-    return [objective(scorer.metrics(c, keys=LOSS_KEYS)) for c in lls]
+    return [objective(scorer.metrics(c, keys=LOSS_KEYS)) if all(map(stats.finite_scores, c)) else math.nan
+            for c in lls]
 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
            save, objective) -> Search:
-    """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each."""
+    """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each.
+    A candidate whose loss is NaN or infinite counts as the worst (with a warning); a first generation
+    in which every loss is, stops the run (``_no_finite_loss``)."""
     bar = tqdm(range(len(done.fitness), cfg.generations), desc=label, initial=len(done.fitness),
                total=cfg.generations, unit="gen", disable=not distributed.is_main())
+    warned = False
     for _ in bar:
         z = opt.ask()
         losses = score_candidates(scorer, space, z, cfg.batch_size, objective)
-        _check_losses(losses, len(done.fitness) + 1, cfg)
-        opt.tell(losses)
+        generation = len(done.fitness) + 1
+        bad = sum(not math.isfinite(v) for v in losses)
+        if bad == len(losses) and done.best_z is None:
+            raise _no_finite_loss(scorer, cfg, generation)
+        if bad and not warned and distributed.is_main():
+            warned = True
+            log.warning("generation %d: %d of %d candidates have a NaN or infinite loss (their soft prompts overflow "
+                        "the model in %s): each counts as the worst loss; alignment.json counts them (history: "
+                        "nonfinite); a smaller --bound (now %g) avoids them", generation, bad, len(losses), cfg.dtype,
+                        cfg.bound)
+        opt.tell(worst(losses))
         done.record(z, losses)
         save(z)
-        bar.set_postfix(best=f"{done.best_loss:.2f}", mean=f"{np.mean(losses):.2f}")
+        mean = done.history[-1]["mean"]
+        bar.set_postfix(best=f"{done.best_loss:.2f}", mean="-" if mean is None else f"{mean:.2f}")
+    if done.nonfinite and distributed.is_main():
+        log.warning("%d of %d candidates had a NaN or infinite loss and counted as the worst (alignment.json: "
+                    "nonfinite_candidates)", done.nonfinite, sum(map(len, done.fitness)))
     return done
 
 
-def _check_losses(losses: list[float], generation: int, cfg: AlignConfig) -> None:
-    """A NaN loss cannot be ranked (argmin would pick it as the best): stop instead."""
-    bad = [i for i, v in enumerate(losses) if not np.isfinite(v)]
+def _no_finite_loss(scorer: TaskScorer, cfg: AlignConfig, generation: int) -> AlignmentError:
+    """No candidate has a finite loss and none had: the search has nothing to rank. The model without a
+    soft prompt tells whose fault it is: the model's (a NaN weight, an overflow in its dtype), or the prompts'."""
+    lls = scorer.option_loglikelihoods(None, cfg.batch_size)[0]
+    bad = stats.nonfinite_documents(lls)
+    if bad:
+        return AlignmentError(
+            f"generation {generation}: the plain model (no soft prompt) gives a NaN or infinite log-likelihood on "
+            f"{bad} of {len(lls)} items of {scorer.task_name} in --dtype {cfg.dtype}, so every candidate's loss is "
+            f"NaN: {stats.nonfinite_model_fix(cfg.dtype)}")
+    return AlignmentError(
+        f"generation {generation}: every candidate's loss is NaN or infinite while the plain model's log-likelihoods "
+        f"on {scorer.task_name} are finite: the soft prompts overflow the model; use a smaller --bound (now "
+        f"{cfg.bound:g})" + (" or --dtype float32" if cfg.dtype != "float32" else ""))
+
+
+def _check_report_answers(lls, who: str, task: str, fix: str) -> None:
+    """The report's numbers are never NaN: a baseline or the fitted prompt whose log-likelihoods are not
+    all finite stops the run before anything is written."""
+    bad = stats.nonfinite_documents(lls)
     if bad:
         raise AlignmentError(
-            f"generation {generation}: candidate(s) {bad} have a loss of {losses[bad[0]]}, which the search cannot "
-            f"rank (prompts outside the model's numeric range); use a smaller --bound (now {cfg.bound:g})"
-            + (" or --dtype float32" if cfg.dtype != "float32" else ""))
+            f"the report (scored in float32): {who} gives a NaN or infinite log-likelihood on {bad} of {len(lls)} "
+            f"items of {task}, so its numbers would be NaN; nothing is written (the search is kept in "
+            f"{STATE_FILE}): {fix}")
+
+
+def _prompt_fix(cfg: AlignConfig) -> str:
+    return (f"the fitted soft prompt overflows the model; run again with --overwrite and a smaller --bound "
+            f"(now {cfg.bound:g})")
 
 
 def report_scorer(lm, cfg: AlignConfig, task: str, task_manager) -> TaskScorer:
@@ -315,6 +370,7 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager
     def score(lm):
         scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
         lls = scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0]
+        _check_report_answers(lls, "the fitted soft prompt", tasks.vsm13, _prompt_fix(cfg))
         final, means = scorer.metrics(lls), scorer_item_means(scorer, lls)
         if cfg.baselines:
             report = baselines(lm, cfg, tasks, scorer, prompt, final, means, task_manager, target)
@@ -350,6 +406,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "inputs": _inputs(settings, tasks),
         "init_token_ids": space.init_ids,
         "history": found.history,
+        "nonfinite_candidates": found.nonfinite,  # candidates with a NaN or infinite loss: counted as the worst
         "final": final,
         "objective": cfg.objective,
         "loss": loss,  # the objective of the final prompt: minus the task's vsm13_margin (contrastive), its vsm13_l1 (l1)
@@ -417,35 +474,41 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
     name = cfg.optimizer
     tm = task_manager(tasks.metadata)
 
-    def answers(task: str, soft, scorer: TaskScorer | None = None):
-        """The scorer of a task and its log-likelihoods under one prompt (None: the plain model)."""
+    def answers(task: str, soft, who: str, scorer: TaskScorer | None = None):
+        """The scorer of a task and its log-likelihoods under one prompt (None: the plain model), all finite."""
         s = scorer or report_scorer(lm, cfg, task, tm)
-        return s, s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0]
+        lls = s.option_loglikelihoods(None if soft is None else soft.unsqueeze(0), cfg.batch_size)[0]
+        fix = stats.nonfinite_model_fix("float32") if soft is None else _prompt_fix(cfg)
+        _check_report_answers(lls, who, task, fix)
+        return s, lls
 
-    def score(task: str, soft, scorer: TaskScorer | None = None) -> dict:
-        s, lls = answers(task, soft, scorer)
+    def score(task: str, soft, who: str) -> dict:
+        s, lls = answers(task, soft, who)
         return s.metrics(lls)
 
-    def vsm13(task: str, scorer: TaskScorer | None = None) -> tuple[dict, dict]:
+    def vsm13(task: str, who: str, scorer: TaskScorer | None = None) -> tuple[dict, dict]:
         """A baseline's VSM13 metrics and item means (for the paired changes)."""
-        s, lls = answers(task, None, scorer)
+        s, lls = answers(task, None, who, scorer)
         return s.metrics(lls), scorer_item_means(s, lls)
 
     scored, item = {name: final}, {name: means}
-    plain, plain_means = vsm13(tasks.vsm13, fitted)
+    plain, plain_means = vsm13(tasks.vsm13, "the plain baseline (no soft prompt)", fitted)
     scored, item = {"plain": plain, **scored}, {"plain": plain_means, **item}
     if tasks.persona:
-        scored["persona"], item["persona"] = vsm13(tasks.persona)
+        scored["persona"], item["persona"] = vsm13(tasks.persona, "the persona baseline (the plain model with the "
+                                                                  "persona prompt)")
     report = {"vsm13_l1": {k: m["vsm13_l1"] for k, m in scored.items()},
               "vsm13_l1_ci": {k: interval(m, "vsm13_l1") for k, m in scored.items()},
               "indices": {k: {d: m[d] for d in DIMENSIONS} for k, m in scored.items()},
               "indices_ci": {k: {d: interval(m, d) for d in DIMENSIONS} for k, m in scored.items()}}
-    reversed_ = {"plain": score(tasks.reversed, None), name: score(tasks.reversed, prompt)}
+    reversed_ = {"plain": score(tasks.reversed, None, "the plain baseline on the reversed options"),
+                 name: score(tasks.reversed, prompt, "the fitted soft prompt on the reversed options")}
     report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, m in reversed_.items()}
     report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, m in reversed_.items()}
     if tasks.wvs:
         keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
-        before, after = score(tasks.wvs, None), score(tasks.wvs, prompt)
+        before = score(tasks.wvs, None, "the plain baseline on WVS")
+        after = score(tasks.wvs, prompt, "the fitted soft prompt on WVS")
         report["wvs"] = {"task": tasks.wvs, "plain": with_intervals(before, keys), name: with_intervals(after, keys)}
     report["comparison"] = {k: country_comparison(report["indices"][k], target, cfg.data_dir, m)
                             for k, m in scored.items()}

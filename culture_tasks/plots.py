@@ -204,8 +204,8 @@ def loss_curve(history: list[dict], path: Path, title: str) -> None:
     dark, light = colours(2)
     ax.plot(gens, [h["best_so_far"] for h in history], color=dark, linestyle="-", marker="o", markersize=3,
             label="best so far")
-    ax.plot(gens, [h["mean"] for h in history], color=light, linestyle="--", marker="s", markersize=3,
-            label="population mean")
+    means = [np.nan if h["mean"] is None else h["mean"] for h in history]  # None: no finite loss in that generation
+    ax.plot(gens, means, color=light, linestyle="--", marker="s", markersize=3, label="population mean")
     ax.set_xlabel("generation")
     ax.set_ylabel("VSM13 L1 to target")
     ax.set_title(title)

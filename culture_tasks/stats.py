@@ -355,6 +355,18 @@ def lm_eval_task_name() -> str | None:
     return None
 
 
+def nonfinite_documents(loglikelihoods: Sequence[Sequence[float]]) -> int:
+    """How many documents (one list of option log-likelihoods each) have a score that is not finite."""
+    return sum(not finite_scores(x) for x in loglikelihoods)
+
+
+def nonfinite_model_fix(dtype: str) -> str:
+    """What to do when a model's own log-likelihoods are not finite, loaded in ``dtype`` (a command's --dtype)."""
+    if dtype == "float32":
+        return "its numbers are not finite even in float32; check the model's weights (a damaged file?)"
+    return f"its numbers overflow in {dtype}; use --dtype float32"
+
+
 NONFINITE_FIX = ("the model's log-likelihoods overflowed (float16?): run it in float32 or bfloat16 "
                  "(--model_args ...,dtype=float32)")
 

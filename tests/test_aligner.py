@@ -17,7 +17,7 @@ from aligners.cli import parse_args
 from aligners.optimizers import CMAES, OPTIMIZERS, DifferentialEvolution, register_optimizer
 from culture_tasks.outputs import claim_output
 from tests.lm_eval_helpers import evaluate
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, damaged_copy
 
 FAST = ["--population", "6", "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines"]
 
@@ -747,9 +747,127 @@ def test_a_nan_loss_stops_the_search_and_leaves_the_output_new(tiny_model, data_
     out = tmp_path / "out"
     assert _align(tiny_model, out) == 2
     assert capsys.readouterr().err.endswith(
-        "\nculture-align: generation 1: candidate(s) [0, 1, 2, 3, 4, 5] have a loss of nan, which the search cannot "
-        "rank (prompts outside the model's numeric range); use a smaller --bound (now 1)\n")
+        "\nculture-align: generation 1: every candidate's loss is NaN or infinite while the plain model's "
+        "log-likelihoods on vsm13_usa are finite: the soft prompts overflow the model; use a smaller --bound (now 1)\n")
     assert not out.exists() or claim_output(out) == "new"
+
+
+def test_a_damaged_model_stops_in_generation_1_naming_the_model_not_the_bound(tiny_model, data_root, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A NaN weight makes every candidate's loss NaN: the fault is the model's, found by scoring it without a
+    prompt, and the message says so (it was told to use a smaller --bound); nothing is kept."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    damaged = damaged_copy(tiny_model, tmp_path / "damaged")
+    out = tmp_path / "out"
+    assert _align(damaged, out) == 2
+    assert capsys.readouterr().err.endswith(
+        "\nculture-align: generation 1: the plain model (no soft prompt) gives a NaN or infinite log-likelihood on 24 "
+        "of 24 items of vsm13_usa in --dtype float32, so every candidate's loss is NaN: its numbers are not finite "
+        "even in float32; check the model's weights (a damaged file?)\n")
+    assert not out.exists() or claim_output(out) == "new"
+
+
+def _overflow_above(threshold: float):
+    """``load_lm`` whose model turns every row whose input (soft prompt and token embeddings) exceeds
+    ``threshold`` in absolute value into NaN before its first layer: a soft prompt far enough out
+    overflows, the token embeddings alone (at most 0.072 in the tiny model) never do."""
+    import aligners.align as align
+
+    load = align.load_lm
+
+    def load_lm(cfg, dtype=None):
+        lm = load(cfg, dtype)
+
+        def overflow(module, args):
+            hidden = args[0].clone()
+            hidden[hidden.abs().amax(dim=(1, 2)) > threshold] = float("nan")
+            return (hidden, *args[1:])
+
+        lm.model.model.layers[0].register_forward_pre_hook(overflow)
+        return lm
+
+    return load_lm
+
+
+@pytest.mark.parametrize("optimizer, threshold", [("de", 0.15), ("cma", 0.11)])  # some of generation 1 overflow
+def test_a_candidate_whose_prompt_overflows_counts_as_the_worst_loss(optimizer, threshold, tiny_model, data_root, tmp_path,
+                                                                     monkeypatch, caplog):
+    """A soft prompt that overflows the model is a point of the search space that works worst: its loss
+    is recorded as null, told to the optimiser as +inf, counted in alignment.json with a warning, and a
+    resume replays it exactly (the search stopped at the first such candidate)."""
+    import aligners.align as align
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    args = ("--optimizer", optimizer, "--bound", "4")
+    assert _align(tiny_model, tmp_path / "clean", *args) == 0
+    clean = json.loads((tmp_path / "clean/state.json").read_text())["fitness"]
+    monkeypatch.setattr(align, "load_lm", _overflow_above(threshold))
+    assert _align(tiny_model, tmp_path / "full", *args) == 0
+    summary = json.loads((tmp_path / "full/alignment.json").read_text())
+    fitness = json.loads((tmp_path / "full/state.json").read_text())["fitness"]
+    # the first generation's candidates are the same points: the overflowing ones are null, the others unchanged
+    bad = [i for i, v in enumerate(fitness[0]) if v is None]
+    assert bad and len(bad) < 6
+    assert fitness[0] == [None if i in bad else pytest.approx(v, abs=1e-9) for i, v in enumerate(clean[0])]
+    first = summary["history"][0]
+    assert first["nonfinite"] == len(bad) and first["best"] == min(v for v in fitness[0] if v is not None)
+    assert first["mean"] == pytest.approx(np.mean([v for v in fitness[0] if v is not None]), abs=1e-12)
+    nulls = sum(v is None for row in fitness for v in row)
+    assert summary["nonfinite_candidates"] == nulls == sum(h["nonfinite"] for h in summary["history"])
+    assert summary["history"][-1]["best_so_far"] == min(v for row in fitness for v in row if v is not None)
+    assert np.isfinite(summary["loss"])
+    warned = [r.getMessage() for r in caplog.records if "NaN or infinite loss" in r.getMessage()]
+    assert warned[0].startswith(f"generation 1: {len(bad)} of 6 candidates have a NaN or infinite loss")
+    assert warned[-1].startswith(f"{nulls} of 18 candidates had a NaN or infinite loss")
+    assert _align(tiny_model, tmp_path / "part", *args, "--generations", "2") == 0
+    assert _align(tiny_model, tmp_path / "part", *args, "--resume") == 0
+    resumed = json.loads((tmp_path / "part/alignment.json").read_text())
+    assert resumed["history"] == summary["history"] and resumed["loss"] == summary["loss"]
+    assert resumed["nonfinite_candidates"] == nulls
+
+
+def _nan_embedding_of(text: str):
+    """``load_lm`` whose model reads NaN for the tokens of ``text`` (as a damaged embedding row would,
+    while the soft-prompt space, built from the table, stays finite)."""
+    import aligners.align as align
+
+    load = align.load_lm
+
+    def load_lm(cfg, dtype=None):
+        lm = load(cfg, dtype)
+        ids = torch.tensor(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        def damaged(module, args, output):
+            output = output.clone()
+            output[torch.isin(args[0], ids)] = float("nan")
+            return output
+
+        lm.model.get_input_embeddings().register_forward_hook(damaged)
+        return lm
+
+    return load_lm
+
+
+def test_a_nan_baseline_stops_the_report_before_anything_is_written(tiny_model, data_root, tmp_path, capsys,
+                                                                   monkeypatch):
+    """The persona prompt's words are NaN for the model (its VSM13 prompt and the search never use them):
+    the report stops naming the baseline and its task before the checkpoint or alignment.json is written
+    (they held NaN and the run counted as finished); a --resume stops the same way, keeping the search."""
+    import aligners.align as align
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    monkeypatch.setattr(align, "load_lm", _nan_embedding_of(" States"))
+    out = tmp_path / "out"
+    args = [a for a in FAST if a != "--no-baselines"]
+    message = ("culture-align: the report (scored in float32): the persona baseline (the plain model with the persona "
+               "prompt) gives a NaN or infinite log-likelihood on 24 of 24 items of vsm13_usa_persona, so its numbers "
+               "would be NaN; nothing is written (the search is kept in state.json): its numbers are not finite even in "
+               "float32; check the model's weights (a damaged file?)\n")
+    for resume in ([], ["--resume"]):
+        assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(out), *args, *resume]) == 2
+        assert capsys.readouterr().err.endswith("\n" + message)
+        assert sorted(p.name for p in out.iterdir()) == ["run_settings.json", "state.json"]
+        assert len(json.loads((out / "state.json").read_text())["fitness"]) == 3
 
 
 def _recorded_lm_eval(summary) -> tuple[list[str], dict]:

@@ -73,3 +73,17 @@ def save_random_lora(base: Path, out: Path, *, seed: int) -> Path:
                         init_lora_weights=False, base_model_name_or_path=str(base))
     get_peft_model(model, config).save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+def damaged_copy(model: Path, out: Path, weight: str = "model.layers.1.mlp.down_proj.weight") -> Path:
+    """A copy of the tiny model folder with one NaN in ``weight``: every log-likelihood it gives is NaN,
+    in any dtype (a damaged model file)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, out)
+    weights = load_file(str(out / "model.safetensors"))
+    weights[weight][0, 0] = float("nan")
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
