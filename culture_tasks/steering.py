@@ -11,7 +11,9 @@ answers the VSM13 survey, and WVS where available, through the lm-eval tasks the
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
 intervals, the change of every distance relative to the plain model, the reference files by
 content), steering.md, steering.png.
-Everything is checked before the model is loaded. Settings may also come from ``--config`` YAML
+Answers whose log-likelihoods are not all finite (a float16 overflow, a damaged weight or checkpoint)
+stop the run before anything is written, naming the plain model or the --target, the task and the fix.
+Everything else is checked before the model is loaded. Settings may also come from ``--config`` YAML
 (the field names: ``targets: [usa=persona, ...]``); flags override it. ``--rescore`` recomputes every
 metric of an earlier run from the answers its steering.json stores, without a model (when the
 statistics change, or for other interval settings); the answers and their provenance are kept, and
@@ -274,6 +276,7 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
     soft = _soft_prompt(row)
     scorer = TaskScorer(lm, _vsm13_task(row), tm, chat_template=cfg.chat_template)
     lls = scorer.option_loglikelihoods(soft, cfg.batch_size)[0]
+    _check_finite(lls, row, scorer.task_name, cfg)
     means = item_means([item.doc for item in scorer.items], lls)
     out = {"vsm13_task": scorer.task_name, "item_means": means, "indices": vsm13_indices(means),
            "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None}
@@ -281,10 +284,31 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
     if task:
         wvs = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
         wlls = wvs.option_loglikelihoods(soft, cfg.batch_size)[0]
+        _check_finite(wlls, row, task, cfg)
         out["wvs_task"] = task
         out["wvs_answers"] = {item.doc["q_id"]: _in_code_order(item.doc, [(x, False) for x in ll]).tolist()
                               for item, ll in zip(wvs.items, wlls)}
     return out
+
+
+def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
+    """Answers are never NaN: log-likelihoods that are not all finite (a float16 overflow, a damaged weight or
+    checkpoint) stop the run, naming the model or --target, the task and the fix, before anything is written."""
+    from culture_tasks.stats import nonfinite_documents, nonfinite_model_fix
+
+    bad = nonfinite_documents(lls)
+    if not bad:
+        return
+    if row.checkpoint:
+        what = ("a soft prompt that is not finite, or too large for the model" if row.method == "prompt"
+                else "an adapter whose weights are not finite")
+        fix = f"check its checkpoint {row.checkpoint} ({what})" + (
+            f", or use --dtype float32 (it may overflow in {cfg.dtype})" if cfg.dtype != "float32" else "")
+    else:
+        fix = nonfinite_model_fix(cfg.dtype)
+    who = "the plain model" if row.method == "plain" else f"--target {row.label}"
+    raise SteeringError(f"{who} gives a NaN or infinite log-likelihood on {bad} of {len(lls)} items of {task} in "
+                        f"--dtype {cfg.dtype}, so its answers would be NaN; nothing is written: {fix}")
 
 
 # --------------------------------------------------------------------------- metrics

@@ -568,3 +568,44 @@ def test_overwrite_removes_the_earlier_run_s_files_before_writing(matrix, data_r
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "steering.json", "steering.md"]
     assert (out / "steering.json").read_text() != "earlier run" and (out / "notes.txt").read_text() == "mine"
     assert any(f"{out} also holds notes.txt, not written by culture-steer" in r.getMessage() for r in caplog.records)
+
+
+def test_a_model_with_nan_answers_stops_before_writing_and_a_rerun_works(tiny_model, data_root, tmp_path, capsys):
+    """A NaN weight made every profile, distance and rank of steering.json NaN (exit 0, with a warning to use
+    float32 although the run was in float32); now the plain model's answers stop the run, naming it and the
+    fix, before anything is written, and the corrected run fills the same output without --overwrite."""
+    from tests.tiny_model import damaged_copy
+
+    damaged = damaged_copy(tiny_model, tmp_path / "damaged")
+    out = tmp_path / "o"
+    args = ["--output", str(out), "--data-dir", str(data_root), "--target", "usa=plain", "--target", "china=persona",
+            "--iters", "20"]
+    assert main(["--model", str(damaged), *args]) == 2
+    assert capsys.readouterr().err.endswith(
+        "\nculture-steer: the plain model gives a NaN or infinite log-likelihood on 24 of 24 items of vsm13_usa in "
+        "--dtype float32, so its answers would be NaN; nothing is written: its numbers are not finite even in float32; "
+        "check the model's weights (a damaged file?)\n")
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["--model", str(tiny_model), *args]) == 0
+    assert (out / "steering.json").is_file()
+
+
+def test_a_steered_target_with_nan_answers_is_named_with_its_checkpoint(tiny_model, prompt_checkpoint, data_root,
+                                                                       tmp_path, capsys):
+    """A soft prompt holding a NaN (a diverged search) gives NaN answers for its row only: the run stops
+    naming the --target and its checkpoint, after the plain model, before anything is written."""
+    from safetensors.torch import load_file, save_file
+
+    bad = _copy_checkpoint(prompt_checkpoint, tmp_path / "nan_prompt")
+    weights = load_file(str(bad / "adapter_model.safetensors"))
+    for tensor in weights.values():
+        tensor[0, 0] = float("nan")
+    save_file(weights, str(bad / "adapter_model.safetensors"))
+    out = tmp_path / "o"
+    assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                 "--target", "usa=plain", "--target", f"DEU=prompt:{bad}", "--iters", "20"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "\nculture-steer: --target germany:prompt gives a NaN or infinite log-likelihood on 24 of 24 items of "
+        "vsm13_germany in --dtype float32, so its answers would be NaN; nothing is written: check its checkpoint "
+        f"{bad} (a soft prompt that is not finite, or too large for the model)\n")
+    assert not out.exists() or not any(out.iterdir())
