@@ -28,7 +28,7 @@ from aligners import distributed
 from aligners.config import AlignConfig, search_keys
 from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, scorer_item_means, task_constants,
                                 with_intervals)
-from aligners.objectives import make_objective
+from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
@@ -418,7 +418,8 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
     }
     if distributed.is_main():  # alignment.json last: it marks the run finished (``_finished``)
         _save_checkpoint(lm, prompt, out, cfg)
-        plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})")
+        plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})",
+                         LOSS_LABELS[cfg.objective])
         _write_json(out / "alignment.json", summary)
     distributed.barrier()  # the next country starts when this one's files are written
     return summary

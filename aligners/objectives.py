@@ -56,6 +56,14 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "contrastive": contrastive,
 }
 
+# What each objective's loss is, for the y-axis of loss_curve.png and anything else that prints it.
+LOSS_LABELS: dict[str, str] = {
+    "l1": "VSM13 raw L1 (C = 0) to target",
+    "standardised": "z-space L2 distance to target",
+    "standardised_l1": "z-space L1 distance to target",
+    "contrastive": "minus the margin (vsm13_margin)",
+}
+
 
 def make_objective(name: str, target: str | Target, reference: Reference | None = None,
                    data_dir: str | None = None) -> Objective:

@@ -196,8 +196,8 @@ def steering_heatmap(result: dict, path: Path) -> None:
     save(fig, path)
 
 
-def loss_curve(history: list[dict], path: Path, title: str) -> None:
-    """The aligner's best-so-far and population-mean loss per generation."""
+def loss_curve(history: list[dict], path: Path, title: str, ylabel: str) -> None:
+    """The aligner's best-so-far and population-mean loss per generation; ``ylabel`` says what the loss is."""
     plt = pyplot()
     gens = [h["generation"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -207,7 +207,7 @@ def loss_curve(history: list[dict], path: Path, title: str) -> None:
     means = [np.nan if h["mean"] is None else h["mean"] for h in history]  # None: no finite loss in that generation
     ax.plot(gens, means, color=light, linestyle="--", marker="s", markersize=3, label="population mean")
     ax.set_xlabel("generation")
-    ax.set_ylabel("VSM13 L1 to target")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

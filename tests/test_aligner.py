@@ -953,10 +953,12 @@ def test_a_run_killed_while_writing_its_outputs_is_reported_again_on_resume(tiny
     with pytest.raises(KeyboardInterrupt):
         _align(tiny_model, out)
     assert not (out / "alignment.json").exists()
-    monkeypatch.setattr(plots, "loss_curve", draw)
+    labels = []
+    monkeypatch.setattr(plots, "loss_curve", lambda *args: labels.append(args[3]) or draw(*args))
     assert _align(tiny_model, out, "--resume") == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert len(summary["history"]) == 3 and (out / "loss_curve.png").stat().st_size > 1000
+    assert summary["objective"] == "contrastive" and labels == ["minus the margin (vsm13_margin)"]
 
 
 def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_path, monkeypatch):

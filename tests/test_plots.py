@@ -35,7 +35,7 @@ def test_steering_matrix_and_loss_curve_files(tmp_path):
                         "distance": [[0.1, 0.9], [0.8, 0.2]], "plain_distance": [0.5, 0.5]}}
     plots.steering_heatmap(result, tmp_path / "steering.png")
     plots.loss_curve([{"generation": g, "best_so_far": 10.0 - g, "mean": 12.0 - g} for g in range(3)],
-                     tmp_path / "loss.png", "USA")
+                     tmp_path / "loss.png", "USA", "VSM13 raw L1 (C = 0) to target")
     assert (tmp_path / "steering.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -60,3 +60,15 @@ def test_a_missing_value_leaves_a_gap_not_a_bar_at_zero():
     assert bars == [(round(-width, 6), 0.5), (0.0, 0.0), (round(1.0, 6), 0.2)]  # a real 0 is drawn, a missing one not
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m", "s", "none"]
     plots.pyplot().close(fig)
+
+
+def test_the_loss_curve_names_the_objective_on_its_axis(tmp_path, monkeypatch):
+    """The default objective is contrastive (minus the margin): the axis said "VSM13 L1 to target" for every one."""
+    from aligners.objectives import LOSS_LABELS, OBJECTIVES
+
+    assert set(LOSS_LABELS) == set(OBJECTIVES)
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig))
+    plots.loss_curve([{"generation": 1, "best_so_far": -0.5, "mean": -0.2}], tmp_path / "loss.png", "USA",
+                     LOSS_LABELS["contrastive"])
+    assert drawn[0].axes[0].get_ylabel() == "minus the margin (vsm13_margin)"
