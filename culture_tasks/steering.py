@@ -668,8 +668,19 @@ def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise SteeringError(f"--rescore: {path} lacks the stored config or answers ({type(err).__name__}: {err}); "
                             f"{fix}") from None
+    for label, profile in [("plain", plain), *((r.label, a) for r, a in zip(rows, answers))]:
+        _check_stored_finite(path, label, profile)
     stored["sha256"] = file_digest(path)
     return stored, rows, answers, plain
+
+
+def _check_stored_finite(path: Path, label: str, profile: dict) -> None:
+    """Answers stored as NaN (a model's non-finite log-likelihoods) would rescore into NaN metrics unannounced."""
+    values = list(profile["item_means"].values())
+    values += [x for dist in (profile.get("wvs_answers") or {}).values() for x in dist]
+    if not all(math.isfinite(float(x)) for x in values):
+        raise SteeringError(f"--rescore: {path}: the stored answers of {label} are not finite (the model gave NaN or "
+                            "infinite log-likelihoods); rerun culture-steer with the model in float32")
 
 
 # the settings of how the answers came: --rescore takes them from the stored run

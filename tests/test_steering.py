@@ -609,3 +609,22 @@ def test_a_steered_target_with_nan_answers_is_named_with_its_checkpoint(tiny_mod
         "vsm13_germany in --dtype float32, so its answers would be NaN; nothing is written: check its checkpoint "
         f"{bad} (a soft prompt that is not finite, or too large for the model)\n")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_rescore_refuses_stored_answers_that_are_not_finite(matrix, data_root, tmp_path, capsys):
+    """A run whose model gave NaN log-likelihoods stored NaN answers; rescored, they gave NaN metrics and exit 0."""
+    source, result = matrix
+    for where in ("item_means", "wvs_answers"):
+        bad = tmp_path / where
+        bad.mkdir()
+        stored = json.loads((source / "steering.json").read_text())
+        label = next(k for k in stored["profiles"] if k != "plain")
+        answers = stored["profiles"][label][where]
+        first = next(iter(answers))
+        answers[first] = float("nan") if where == "item_means" else [float("nan")] * len(answers[first])
+        (bad / "steering.json").write_text(json.dumps(stored))
+        assert main(["--rescore", str(bad), "--output", str(tmp_path / f"o_{where}"), "--data-dir", str(data_root)]) == 2
+        assert capsys.readouterr().err == (f"culture-steer: --rescore: {bad / 'steering.json'}: the stored answers of "
+                                           f"{label} are not finite (the model gave NaN or infinite log-likelihoods); "
+                                           "rerun culture-steer with the model in float32\n")
+        assert not (tmp_path / f"o_{where}").exists()
