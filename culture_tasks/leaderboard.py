@@ -633,11 +633,8 @@ class QuestionMean:
             for task, value in pairs:
                 values[i, column[task]], asked[i, column[task]] = float(value), 1.0
         out = []
-        for start in range(0, len(idx), self.CHUNK):
-            block = idx[start:start + self.CHUNK]
-            rows = len(block)
-            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
-            weights = weights.reshape(rows, n).astype(float)
+        for weights in stats.resample_counts(idx, n, self.CHUNK):
+            rows = len(weights)
             count = weights @ asked
             per_task = np.divide(weights @ values, count, out=np.zeros_like(count), where=count > 0)
             drawn = (count > 0).sum(axis=1)

@@ -272,11 +272,8 @@ class TaskMean:
         n = len(items)  # idx may pick from a longer list than one row holds (the randomisation test's a + b)
         payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
         out = []
-        for start in range(0, len(idx), self.CHUNK):
-            block = idx[start:start + self.CHUNK]
-            rows = len(block)
-            weights = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
-            weights = weights.reshape(rows, n).astype(float)
+        for weights in resample_counts(idx, n, self.CHUNK):
+            rows = len(weights)
             per_task = np.full((rows, len(tasks)), np.nan)
             for k, t in enumerate(tasks):
                 w = weights[:, columns[t]]
@@ -286,6 +283,15 @@ class TaskMean:
                 out.append(np.nanmean(per_task, axis=1) if tasks else np.full(rows, np.nan))
         return np.concatenate(out) if out else np.array([])
 
+
+def resample_counts(idx: np.ndarray, n: int, chunk: int):
+    """Resamples (rows of ``idx``, indices into n items) as how often each item is drawn, ``chunk`` rows at a
+    time: a rows × n count matrix per block keeps memory bounded however many resamples there are."""
+    for start in range(0, len(idx), chunk):
+        block = idx[start:start + chunk]
+        rows = len(block)
+        counts = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+        yield counts.reshape(rows, n).astype(float)
 
 # --------------------------------------------------------------------------- lm-eval glue
 
