@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None) -> AlignConfig:
     config_parser = parser()
     cfg, *optimizer_configs = config_parser.parse(argv)
     cfg.config_file = config_parser.config_file  # an input of the run, not a setting: never inside --output
+    text = config_parser.given.get("init_text")
+    if cfg.init == "vocab" and text is not None:  # it would be recorded, and ignored
+        raise ValueError(f"{text} has no effect with --init vocab (random vocabulary rows); drop it, or use --init text")
     return cfg.with_optimizer_configs(optimizer_configs, config_parser.given)
 
 

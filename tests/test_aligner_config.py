@@ -149,14 +149,18 @@ def test_one_country_named_twice_is_refused_before_loading(countries, message, d
     (["--optimizer", "cma", "--sigma0", "nan"], "--sigma0 (CMA-ES initial step) must be positive and finite, got nan"),
     (["--init-text", ""], "--init-text is empty: give the initial text of --init text, or use --init vocab"),
     (["--init-text", "  "], "--init-text is empty: give the initial text of --init text, or use --init vocab"),
+    (["--init", "vocab", "--init-text", "Hello"], "--init-text has no effect with --init vocab (random vocabulary rows); "
+                                                  "drop it, or use --init text"),
+    (["--init", "vocab", "--init-text", ""], "--init-text has no effect with --init vocab (random vocabulary rows); "
+                                             "drop it, or use --init text"),
 ])
 def test_non_finite_bound_and_step_and_an_empty_initial_text_are_refused(extra, message, tmp_path, capsys):
     assert _refused(tmp_path, capsys, "--country", "USA", *extra) == f"culture-align: {message}\n"
 
 
-def test_the_largest_bound_and_an_empty_text_with_vocab_initialisation_are_accepted():
+def test_the_largest_bound_and_vocab_initialisation_without_a_text_are_accepted():
     assert parse_args(BASE + ["--bound", "1000"]).bound == 1000
-    assert parse_args(BASE + ["--init", "vocab", "--init-text", ""]).init == "vocab"
+    assert parse_args(BASE + ["--init", "vocab"]).init == "vocab"
 
 
 @pytest.mark.parametrize("objective", ["contrastive", "l1"])
