@@ -63,7 +63,12 @@ def check_safetensors(path: str | os.PathLike, fix: str = "download or convert t
     files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
     index = path / "model.safetensors.index.json"
     if path.is_dir() and index.is_file():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, AttributeError, TypeError) as err:  # cut short, or not a {"weight_map": {...}} object
+            raise ModelFileError(f"{index} is not a readable weight index ({type(err).__name__}: {err}): it is "
+                                 f"truncated or damaged; {fix}") from None
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
             raise ModelFileError(f"{index} lists missing shard(s) {missing}; download or convert the model again")
@@ -183,8 +188,17 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
     A tensor the GGUF lacks is an error: transformers would fill it with random values and go on."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded, info = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, output_loading_info=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded, info = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                            output_loading_info=True)
+    except (ValueError, NotImplementedError) as err:  # an architecture, tokenizer or tensor type it does not know
+        import transformers
+
+        reason = " ".join(str(err).split())
+        raise ModelFileError(f"{label or gguf} cannot be converted by transformers {transformers.__version__} "
+                             f"({type(err).__name__}: {reason}); a newer transformers may read it, or use a GGUF "
+                             "file of a model it supports") from None
     missing = sorted(info.get("missing_keys") or ())
     if missing:
         raise ModelFileError(

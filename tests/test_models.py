@@ -257,3 +257,38 @@ def test_check_of_a_folder_without_weights_is_an_error_not_complete(tmp_path, ca
     (tmp_path / "config.json").write_text("{}")
     assert models.main(["check", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"culture-model: {tmp_path} holds no *.safetensors file\n"
+
+
+@pytest.mark.parametrize("index", ['{"metadata": {}, "weight_map": {"a": "model-0', "[]", '{"weight_map": ["x"]}'])
+def test_check_of_a_cut_or_malformed_weight_index_is_one_line(tmp_path, capsys, index):
+    """A cut model.safetensors.index.json (an interrupted download) was a JSONDecodeError traceback."""
+    (tmp_path / "model-00001-of-00001.safetensors").write_bytes(b"")
+    (tmp_path / "model.safetensors.index.json").write_text(index)
+    assert models.main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"culture-model: {tmp_path / 'model.safetensors.index.json'} is not a readable weight index")
+
+
+def test_a_gguf_of_an_architecture_transformers_cannot_load_is_one_line(tmp_path, capsys):
+    """transformers' 'architecture ... is not supported' came out as a traceback from inside its GGUF loader."""
+    import gguf
+
+    path = tmp_path / "other.gguf"
+    writer = gguf.GGUFWriter(str(path), "rwkv6")
+    writer.add_context_length(64)
+    writer.add_embedding_length(16)
+    writer.add_block_count(1)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "a"])
+    writer.add_token_scores([0.0] * 4)
+    writer.add_token_types([2, 3, 3, 1])
+    writer.add_tensor("token_embd.weight", np.zeros((4, 16), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert models.main(["from-gguf", "--gguf", str(path), "--output", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"culture-model: {path} cannot be converted by transformers") and "rwkv6" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.gguf"]  # no model, no staging folder, no lock
