@@ -12,6 +12,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from html.entities import html5
 
 import datasets
 import numpy as np
@@ -85,15 +86,27 @@ def looks_misdecoded(text: str) -> bool:
     return False
 
 
+# A numeric character reference, or a named one that HTML defines ("&amp;", "&quot;"): the text of a
+# tweet as the platform escaped it ("&#128514;" for an emoji in the Davidson et al. set).
+_HTML_REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|([A-Za-z][A-Za-z0-9]{1,31}));")
+
+
+def looks_html_escaped(text: str) -> bool:
+    """Whether ``text`` holds an HTML character reference where its source had the character."""
+    return any(m.group(1) is None or f"{m.group(1)};" in html5 for m in _HTML_REFERENCE.finditer(text))
+
+
 def _flag_rows(kept: Sequence[tuple[str, str]]) -> Counter[str]:
     """Kept rows a reader should know about (upstream evaluates them, so they stay): texts that
     repeat an earlier row's (as shown to the model, surrounding whitespace aside), rows whose text
-    also occurs under another label (no answer can be right for all of them), mis-decoded texts."""
+    also occurs under another label (no answer can be right for all of them), mis-decoded texts,
+    HTML-escaped texts."""
     labels_of: dict[str, list[str]] = {}
     flagged: Counter[str] = Counter()
     for text, label in kept:
         labels_of.setdefault(text.strip(), []).append(label)
         flagged["mis-decoded UTF-8 text (kept)"] += looks_misdecoded(text)
+        flagged["HTML-escaped text (kept)"] += looks_html_escaped(text)
     for labels in labels_of.values():
         flagged["repeated text (kept)"] += len(labels) - 1
         if len(set(labels)) > 1:

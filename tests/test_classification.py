@@ -95,6 +95,21 @@ def test_repeated_conflicting_and_misdecoded_texts_are_kept_and_counted(tmp_path
     assert "2 mis-decoded UTF-8 text (kept)" in message
 
 
+def test_html_escaped_texts_are_kept_and_counted(tmp_path, caplog):
+    rows = [
+        {"tweet": "so funny &#128514;&#128514;", "label": "NOT"},  # an emoji as a numeric reference
+        {"tweet": "Q&amp;A &#x200B;", "label": "OFF"},  # named and hexadecimal references: one row
+        {"tweet": "AT&T &c; &amplifier; &nbsp, 3 & 4", "label": "NOT"},  # no reference the source escaped
+        {"tweet": "plain", "label": "OFF"},
+    ]
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", rows)
+    with caplog.at_level(logging.INFO, logger="culture_tasks"):
+        ds = _load(tmp_path)["test"]
+    assert ds["text"][0] == "so funny &#128514;&#128514;"  # shown as published, as upstream evaluates it
+    assert caplog.records[0].levelno == logging.WARNING
+    assert caplog.records[0].getMessage() == "t: kept 4 of 4 rows (NOT=2, OFF=2); 2 HTML-escaped text (kept)"
+
+
 def test_unknown_label_is_a_clear_error(tmp_path):
     _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": "a", "label": "ind"}, {"tweet": "b", "label": "NOT"}])
     with pytest.raises(ManifestError, match=r"label\(s\) 'ind' \(1 rows\).*manifest.yaml"):
@@ -221,8 +236,12 @@ def test_real_files_report_repeated_conflicting_and_misdecoded_texts(data_root, 
                             text_field="data", labels={"NOT_HS": "n", "HS": "h"}, instruction="?")
         load_classification(str(data_root), task_name="t", file="Turkey/TurkishSpam/trspam.jsonl", text_field="tweet",
                             labels={"Ham": "not spam", "Spam": "spam"}, instruction="?", max_text_chars=2000)
-    korean, turkish = (r.getMessage() for r in caplog.records)
+        load_classification(str(data_root), task_name="d", file="English/hate-speech-and-offensive-language/data.jsonl",
+                            text_field="data", labels={"0": "h", "1": "o", "2": "n"}, instruction="?")
+    korean, turkish, davidson = (r.getMessage() for r in caplog.records)
     assert korean.endswith("218 empty label, 199 repeated text (kept)")
+    # 297 of the 1,000 Davidson et al. tweets show HTML character references ("&#128514;" for an emoji)
+    assert davidson == "d: kept 1000 of 1000 rows (0=56, 1=762, 2=182); 297 HTML-escaped text (kept)"
     assert turkish.endswith("3 empty text, 51 mis-decoded UTF-8 text (kept), 99 repeated text (kept), "
                             "3 text with conflicting labels (kept), 312 truncated (kept)")
 
