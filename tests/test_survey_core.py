@@ -109,6 +109,28 @@ def test_wvs_codes_that_are_not_whole_numbers_are_excluded_and_every_defect_is_r
     assert [r.getMessage() for r in caplog.records].count(line) == 1
 
 
+def test_wvs_rows_with_a_field_too_few_or_too_many_are_skipped_and_named(tmp_path, caplog):
+    from culture_tasks.survey.wvs import report_once
+
+    bank = tmp_path / "WVQ.jsonl"
+    bank.write_text("".join(json.dumps({"topic": "T", "q_id": q, "q_content": q, "option": "1. SA 2. A 3. D 4. SD"})
+                            + "\n" for q in ("27", "28")))
+    questions = load_questions(path=bank)
+    csv = tmp_path / "Z.csv"
+    # line 3: a stray comma moves the answer 4 to Q28 (it was read as Q27 unreadable, Q28 = 4);
+    # line 4: a field short (Q28 missing: which of its answers stand where cannot be told)
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28\n1,Z,1,2\n1,Z,,4,3\n1,Z,3\n1,Z,2,2\nAvg,,1.5,2\n")
+    report_once.cache_clear()
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        answers = load_country(csv, questions, "Z")
+    assert answers.respondents == 2 and answers.skipped_rows == 1
+    assert answers.distributions["27"] == pytest.approx([1 / 2, 1 / 2, 0, 0])
+    assert answers.distributions["28"] == pytest.approx([0, 1, 0, 0])
+    assert [r.getMessage() for r in caplog.records] == [
+        "WVS Z: 2 respondents, 1 average rows skipped, 0 missing/invalid answers excluded; 2 rows skipped with a "
+        f"field too few or too many (their answers may stand under the wrong questions): {csv} lines 3, 4"]
+
+
 def test_every_wvs_option_string_parses(data_root):
     questions = load_questions(str(data_root))
     assert len(questions) == 50

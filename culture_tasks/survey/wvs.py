@@ -4,7 +4,8 @@ Upstream's files are dirty in known ways, each handled here on purpose and count
 option strings with a wrong code (Q31 "4. Disagree" where 3 is meant), 1-10 scales with only
 the endpoints labelled (Q158-Q162), scales listed in reverse (Q122-Q129, 2..0); respondent
 CSVs with negative missing-answer codes and three trailing average rows (Avg, Avg_First,
-Avg_Last) that are not respondents.
+Avg_Last) that are not respondents. A respondent row with a field too few or too many is skipped
+and named: its answers may stand under the wrong questions.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class CountryAnswers:
     distributions: dict[str, np.ndarray]
     counts: dict[str, Counter] = field(default_factory=dict)  # per question: excluded answers by reason
     skipped_rows: int = 0
+    malformed_lines: list[int] = field(default_factory=list)  # rows skipped: a field too few or too many
 
 
 def parse_scale(option: str) -> Scale:
@@ -139,6 +141,7 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     tallies = {q.q_id: Counter() for q in questions}
     excluded = {q.q_id: Counter() for q in questions}
     respondents = skipped = 0
+    malformed: list[int] = []
     with csv_path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         absent = [f"Q{q.q_id}" for q in questions if f"Q{q.q_id}" not in (reader.fieldnames or [])]
@@ -148,6 +151,9 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
         for row in reader:
             if (row.get(first) or "").strip() in AVERAGE_ROWS:
                 skipped += 1
+                continue
+            if None in row or None in row.values():  # a stray or lost comma: answers under the wrong questions
+                malformed.append(reader.line_num)
                 continue
             respondents += 1
             for q in questions:
@@ -175,9 +181,12 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     name = country or csv_path.stem
     unanswered = [q.q_id for q in questions if q.q_id not in distributions]
     n_missing = sum(sum(c.values()) for c in excluded.values())
+    bad = (f"; {len(malformed)} rows skipped with a field too few or too many (their answers may stand under the "
+           f"wrong questions): {csv_path} lines {', '.join(map(str, malformed[:10]))}"
+           f"{', ...' if len(malformed) > 10 else ''}") if malformed else ""
     report_once(f"WVS {name}: {respondents} respondents, {skipped} average rows skipped, {n_missing} "
-                f"missing/invalid answers excluded{_reasons(excluded)}")
+                f"missing/invalid answers excluded{_reasons(excluded)}{bad}")
     if unanswered and distributions:
         log.warning("WVS %s: %d question(s) skipped, no valid answer (only missing codes) in %s: Q%s",
                     name, len(unanswered), csv_path.name, ", Q".join(unanswered))
-    return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped)
+    return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped, malformed)
