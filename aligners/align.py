@@ -598,7 +598,7 @@ def run(cfg: AlignConfig) -> list[dict]:
                 return finished
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg)
-        if mode == "replace":
+        if mode == "replace" and main:  # the others would empty it again, after the main process wrote there
             _clear(out, folders)
         manager = functools.partial(task_manager, data_dir=cfg.data_dir)
         return [align_country(lm, cfg, country, path, manager) for country, path in targets]
