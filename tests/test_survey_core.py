@@ -131,6 +131,29 @@ def test_wvs_rows_with_a_field_too_few_or_too_many_are_skipped_and_named(tmp_pat
         f"field too few or too many (their answers may stand under the wrong questions): {csv} lines 3, 4"]
 
 
+def test_wvs_rows_repeating_an_earlier_row_are_kept_and_counted(tmp_path, caplog, data_root):
+    from culture_tasks.survey.wvs import report_once
+
+    bank = tmp_path / "WVQ.jsonl"
+    bank.write_text(json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
+    questions = load_questions(path=bank)
+    csv = tmp_path / "R.csv"  # the row "1,R,2" three times: two repeats, counted like every respondent
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27\n1,R,2\n1,R,1\n1,R,2\n1,R,2\n")
+    report_once.cache_clear()
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        answers = load_country(csv, questions, "R")
+    assert answers.respondents == 4 and answers.repeated_rows == 2
+    assert answers.distributions["27"] == pytest.approx([1 / 4, 3 / 4, 0, 0])
+    assert caplog.records[0].getMessage() == ("WVS R: 4 respondents, 0 average rows skipped, 0 missing/invalid answers "
+                                              "excluded; 2 rows repeat an earlier row exactly (kept)")
+    # counted independently over the files: Mexico holds one row four times and nine rows twice
+    real = load_questions(str(data_root))
+    repeats = {name: load_country(data_root / "culturellm" / path, real).repeated_rows for name, path in (
+        ("mexico", "Spanish/Mexico.csv"), ("argentina", "Spanish/Argentina.csv"), ("turkey", "Turkey/Turkey.csv"),
+        ("iraq", "Arabic/Iraq.csv"), ("china", "China/China.csv"), ("usa", "English/United States.csv"))}
+    assert repeats == {"mexico": 12, "argentina": 2, "turkey": 2, "iraq": 1, "china": 1, "usa": 0}
+
+
 def test_every_wvs_option_string_parses(data_root):
     questions = load_questions(str(data_root))
     assert len(questions) == 50

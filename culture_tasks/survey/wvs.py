@@ -5,7 +5,8 @@ option strings with a wrong code (Q31 "4. Disagree" where 3 is meant), 1-10 scal
 the endpoints labelled (Q158-Q162), scales listed in reverse (Q122-Q129, 2..0); respondent
 CSVs with negative missing-answer codes and three trailing average rows (Avg, Avg_First,
 Avg_Last) that are not respondents. A respondent row with a field too few or too many is skipped
-and named: its answers may stand under the wrong questions.
+and named: its answers may stand under the wrong questions. Rows that repeat an earlier row in
+every field are kept and counted (Mexico: 12).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class CountryAnswers:
     counts: dict[str, Counter] = field(default_factory=dict)  # per question: excluded answers by reason
     skipped_rows: int = 0
     malformed_lines: list[int] = field(default_factory=list)  # rows skipped: a field too few or too many
+    repeated_rows: int = 0  # respondent rows equal to an earlier one in every field (kept)
 
 
 def parse_scale(option: str) -> Scale:
@@ -142,6 +144,8 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     excluded = {q.q_id: Counter() for q in questions}
     respondents = skipped = 0
     malformed: list[int] = []
+    seen: set[tuple] = set()
+    repeated = 0
     with csv_path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         absent = [f"Q{q.q_id}" for q in questions if f"Q{q.q_id}" not in (reader.fieldnames or [])]
@@ -156,6 +160,9 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
                 malformed.append(reader.line_num)
                 continue
             respondents += 1
+            key = tuple(row.values())  # without respondent ids a copied row and two alike answers look the same
+            repeated += key in seen
+            seen.add(key)
             for q in questions:
                 raw = (row.get(f"Q{q.q_id}") or "").strip()
                 try:
@@ -184,9 +191,10 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     bad = (f"; {len(malformed)} rows skipped with a field too few or too many (their answers may stand under the "
            f"wrong questions): {csv_path} lines {', '.join(map(str, malformed[:10]))}"
            f"{', ...' if len(malformed) > 10 else ''}") if malformed else ""
+    again = f"; {repeated} rows repeat an earlier row exactly (kept)" if repeated else ""
     report_once(f"WVS {name}: {respondents} respondents, {skipped} average rows skipped, {n_missing} "
-                f"missing/invalid answers excluded{_reasons(excluded)}{bad}")
+                f"missing/invalid answers excluded{_reasons(excluded)}{bad}{again}")
     if unanswered and distributions:
         log.warning("WVS %s: %d question(s) skipped, no valid answer (only missing codes) in %s: Q%s",
                     name, len(unanswered), csv_path.name, ", Q".join(unanswered))
-    return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped, malformed)
+    return CountryAnswers(name, csv_path, respondents, distributions, excluded, skipped, malformed, repeated)
