@@ -106,6 +106,8 @@ class AlignConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
+        # the names the mapping itself gives (--optimizer-args / optimizer_args), before the defaults fill it
+        self._mapping_names = frozenset(self.optimizer_args or {})
         self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population)
         if not 0 < self.bound <= MAX_BOUND:  # also refuses inf and nan
             raise ValueError(f"--bound must be positive and at most {MAX_BOUND:g} (z = 1 moves a prompt vector by about "
@@ -134,6 +136,7 @@ class AlignConfig:
         on the command line and the other in the --config file (the command line wins)."""
         chosen = optimizer_spec(self.optimizer).config_fields
         args = dict(self.optimizer_args)
+        named = getattr(self, "_mapping_names", frozenset(args))
         mapping = given.get("optimizer_args")
         for config in configs:
             for f in fields(config):
@@ -144,7 +147,7 @@ class AlignConfig:
                     owner = next(s.name for s in OPTIMIZERS.values() if s.config_fields is type(config))
                     raise ValueError(f"{flag} is a setting of --optimizer {owner}, not of {self.optimizer}")
                 value = getattr(config, f.name)
-                if f.name in args and mapping is not None:
+                if f.name in named and mapping is not None:
                     if mapping.on_command_line and not flag.on_command_line:
                         continue  # the command line's --optimizer-args over the file's key
                     if mapping.on_command_line == flag.on_command_line and args[f.name] != value:

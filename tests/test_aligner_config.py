@@ -270,3 +270,17 @@ def test_the_command_line_overrides_the_config_file_even_with_the_default_value(
     config.write_text("model: m\ncountry: USA\noutput: o\n" + yaml_text)
     assert parse_args(["--config", str(config), *flags]).optimizer_args == {"f": 0.5, "cr": 0.9}
     assert parse_args(["--config", str(config)]).optimizer_args == {"f": 0.3, "cr": 0.9}
+
+
+@pytest.mark.parametrize("yaml_text, flags", [
+    ("", ["--optimizer-args", '{"cr": 0.7}', "--f", "0.3"]),  # both on the command line, each its own setting
+    ("f: 0.3\noptimizer_args: {cr: 0.7}\n", []),  # both in the file
+    ("f: 0.3\n", ["--optimizer-args", '{"cr": 0.7}']),  # the file's f and the command line's mapping of cr
+    ("optimizer_args: {cr: 0.7}\n", ["--f", "0.3"]),
+])
+def test_a_flag_and_a_mapping_of_other_settings_are_both_taken(yaml_text, flags, tmp_path):
+    # the mapping was compared with its defaults filled in: a mapping without f "gave" f 0.5, so --f 0.3 beside it
+    # was refused as two values of f, and the file's f 0.3 beside the command line's mapping ran as 0.5
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\ncountry: USA\noutput: o\n" + yaml_text)
+    assert parse_args(["--config", str(config), *flags]).optimizer_args == {"f": 0.3, "cr": 0.7}
