@@ -185,7 +185,8 @@ def check_gguf(source: Path, label: str) -> None:
 
 def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
     """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config.
-    A tensor the GGUF lacks is an error: transformers would fill it with random values and go on."""
+    A tensor the GGUF lacks is an error: transformers would fill it with random values and go on; so is
+    one its model has no place for: transformers would leave it out and go on."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -206,6 +207,14 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), which transformers would fill "
             "with random values; use a complete GGUF file of the model"
         )
+    surplus, names = _unloaded_tensors(gguf, loaded)
+    if surplus:
+        which = f"tensor(s) {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "tensors"
+        raise ModelFileError(
+            f"{label or gguf} holds {which} ({surplus} values) that transformers' {loaded.config.model_type} "
+            "model does not load (llama.cpp reads them: e.g. Llama 3's rope_freqs, attention biases), so the "
+            "converted model would not be the GGUF's; use a GGUF file of a model transformers converts whole"
+        )
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = AutoConfig.for_model(**config_dict)
@@ -213,6 +222,31 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.save_pretrained(into)
     tokenizer.save_pretrained(into)
+
+
+def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
+    """How many values of the GGUF's tensors ``loaded`` (transformers' model of it) has no parameter
+    for - transformers skips a tensor its model lacks without a word - and the names of those tensors
+    where transformers' GGUF name map accounts for exactly that many values (else none)."""
+    import gguf as gguf_lib
+
+    reader = gguf_lib.GGUFReader(str(path))
+    surplus = sum(int(t.n_elements) for t in reader.tensors) - sum(p.numel() for p in loaded.parameters())
+    if surplus <= 0:
+        return 0, []
+    try:
+        from transformers.modeling_gguf_pytorch_utils import (TENSOR_PROCESSORS, TensorProcessor,
+                                                              get_gguf_hf_weights_map)
+
+        field = reader.fields["general.architecture"]
+        arch = bytes(field.parts[field.data[0]]).decode("utf-8")
+        mapped = get_gguf_hf_weights_map(loaded, TENSOR_PROCESSORS.get(arch, TensorProcessor)(
+            config=loaded.config.to_dict()))
+        unmapped = [t for t in reader.tensors if t.name not in mapped]
+        names = [t.name for t in unmapped] if sum(int(t.n_elements) for t in unmapped) == surplus else []
+    except Exception:  # noqa: BLE001 - an internal of transformers: the names are a help, the count decides
+        names = []
+    return surplus, names
 
 
 def check_inputs(output: Path, parts: list[Path]) -> None:

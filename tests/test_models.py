@@ -292,3 +292,19 @@ def test_a_gguf_of_an_architecture_transformers_cannot_load_is_one_line(tmp_path
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith(f"culture-model: {path} cannot be converted by transformers") and "rwkv6" in last
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.gguf"]  # no model, no staging folder, no lock
+
+
+@pytest.mark.parametrize("extra", [
+    {"rope_freqs.weight": np.ones(4, np.float32)},  # Llama 3's rope frequency factors
+    {"blk.0.attn_q.bias": np.ones(16, np.float32), "blk.0.attn_k.bias": np.ones(8, np.float32)},
+])
+def test_a_gguf_tensor_transformers_does_not_load_is_refused_not_left_out(tmp_path, capsys, extra):
+    """llama.cpp reads these tensors; transformers' llama model has no place for them and dropped them
+    without a word: the converted model was not the GGUF's."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", extra=extra)
+    assert models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    values = sum(v.size for v in extra.values())
+    assert last.startswith(f"culture-model: {gguf} holds tensor(s) {', '.join(extra)} ({values} values) that "
+                           "transformers' llama model does not load")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]  # no model, no staging folder

@@ -8,11 +8,13 @@ import numpy as np
 
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int = 2, kv_heads: int = 1,
-                    ffn: int = 32, split_max_tensors: int = 0, leave_out: tuple[str, ...] = ()) -> Path:
+                    ffn: int = 32, split_max_tensors: int = 0, leave_out: tuple[str, ...] = (),
+                    extra: dict | None = None) -> Path:
     """One decoder layer, float32 tensors, a byte-fallback llama tokenizer; ``seed`` picks the weights.
 
     ``split_max_tensors``: written as llama.cpp's gguf-split shards (``<stem>-0000k-of-0000n.gguf``,
-    each a GGUF file of its own); ``leave_out``: tensors not written (a GGUF that lacks weights)."""
+    each a GGUF file of its own); ``leave_out``: tensors not written (a GGUF that lacks weights);
+    ``extra``: more tensors by GGUF name (ones llama.cpp reads and transformers' model has no place for)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -49,6 +51,7 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int =
         "blk.0.ffn_gate.weight": rand(ffn, hidden), "blk.0.ffn_up.weight": rand(ffn, hidden),
         "blk.0.ffn_down.weight": rand(hidden, ffn),
     }
+    tensors.update(extra or {})
     for name, value in tensors.items():
         if name not in leave_out:
             writer.add_tensor(name, value)
