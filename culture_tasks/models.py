@@ -186,7 +186,8 @@ def check_gguf(source: Path, label: str) -> None:
 def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
     """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config.
     A tensor the GGUF lacks is an error: transformers would fill it with random values and go on; so is
-    one its model has no place for: transformers would leave it out and go on."""
+    one its model has no place for, or a rope scaling its config leaves out: transformers would drop
+    them and go on."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -215,6 +216,13 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
             "model does not load (llama.cpp reads them: e.g. Llama 3's rope_freqs, attention biases), so the "
             "converted model would not be the GGUF's; use a GGUF file of a model transformers converts whole"
         )
+    scaling = _ignored_rope_scaling(gguf, loaded.config)
+    if scaling:
+        raise ModelFileError(
+            f"{label or gguf} sets rope scaling ({scaling}) that transformers' {loaded.config.model_type} config "
+            "leaves out, so the converted model would place tokens other than the GGUF's (llama.cpp applies it); "
+            "use a GGUF file without rope scaling, or the model's own Hugging Face folder"
+        )
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = AutoConfig.for_model(**config_dict)
@@ -238,8 +246,7 @@ def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
         from transformers.modeling_gguf_pytorch_utils import (TENSOR_PROCESSORS, TensorProcessor,
                                                               get_gguf_hf_weights_map)
 
-        field = reader.fields["general.architecture"]
-        arch = bytes(field.parts[field.data[0]]).decode("utf-8")
+        arch = reader.fields["general.architecture"].contents()
         mapped = get_gguf_hf_weights_map(loaded, TENSOR_PROCESSORS.get(arch, TensorProcessor)(
             config=loaded.config.to_dict()))
         unmapped = [t for t in reader.tensors if t.name not in mapped]
@@ -247,6 +254,24 @@ def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
     except Exception:  # noqa: BLE001 - an internal of transformers: the names are a help, the count decides
         names = []
     return surplus, names
+
+
+def _ignored_rope_scaling(path: Path, config) -> str | None:
+    """The GGUF's rope scaling (``<arch>.rope.scaling.type`` / ``.factor``, which llama.cpp applies at every
+    position) when transformers' config of it has none - it reads these keys for few architectures and
+    skips them without a word for the others; else None."""
+    import gguf as gguf_lib
+
+    fields = gguf_lib.GGUFReader(str(path)).fields
+    arch = fields["general.architecture"].contents() if "general.architecture" in fields else None
+    kind = fields[f"{arch}.rope.scaling.type"].contents() if f"{arch}.rope.scaling.type" in fields else None
+    factor = fields[f"{arch}.rope.scaling.factor"].contents() if f"{arch}.rope.scaling.factor" in fields else None
+    if kind in (None, "none") and factor in (None, 0.0, 1.0):
+        return None
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        return None  # transformers read it
+    return f"{arch}.rope.scaling.type {kind or '(not set)'}, factor {factor if factor is not None else '(not set)'}"
 
 
 def check_inputs(output: Path, parts: list[Path]) -> None:

@@ -308,3 +308,17 @@ def test_a_gguf_tensor_transformers_does_not_load_is_refused_not_left_out(tmp_pa
     assert last.startswith(f"culture-model: {gguf} holds tensor(s) {', '.join(extra)} ({values} values) that "
                            "transformers' llama model does not load")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]  # no model, no staging folder
+
+
+def test_a_gguf_rope_scaling_transformers_leaves_out_is_refused(tmp_path, capsys):
+    """llama.cpp scales every position by llama.rope.scaling.*; transformers' llama config skipped the keys
+    without a word, and the converted model placed every token elsewhere than the GGUF's."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", rope_scaling=("linear", 4.0))
+    assert models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"culture-model: {gguf} sets rope scaling (llama.rope.scaling.type linear, factor 4.0) "
+                           "that transformers' llama config leaves out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
+    # "none" (llama.cpp's converter writes it for a model without scaling) converts as before
+    plain = write_tiny_gguf(tmp_path / "none.gguf", rope_scaling=("none", 1.0))
+    assert models.main(["from-gguf", "--gguf", str(plain), "--output", str(tmp_path / "out")]) == 0

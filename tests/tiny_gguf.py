@@ -9,12 +9,13 @@ import numpy as np
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int = 2, kv_heads: int = 1,
                     ffn: int = 32, split_max_tensors: int = 0, leave_out: tuple[str, ...] = (),
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, rope_scaling: tuple[str, float] | None = None) -> Path:
     """One decoder layer, float32 tensors, a byte-fallback llama tokenizer; ``seed`` picks the weights.
 
     ``split_max_tensors``: written as llama.cpp's gguf-split shards (``<stem>-0000k-of-0000n.gguf``,
     each a GGUF file of its own); ``leave_out``: tensors not written (a GGUF that lacks weights);
-    ``extra``: more tensors by GGUF name (ones llama.cpp reads and transformers' model has no place for)."""
+    ``extra``: more tensors by GGUF name (ones llama.cpp reads and transformers' model has no place for);
+    ``rope_scaling``: ``(type, factor)`` written as ``llama.rope.scaling.*``."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -30,6 +31,9 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int =
     writer.add_head_count_kv(kv_heads)
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(1e-5)
+    if rope_scaling is not None:
+        writer.add_rope_scaling_type(gguf.RopeScalingType(rope_scaling[0]))
+        writer.add_rope_scaling_factor(rope_scaling[1])
     writer.add_vocab_size(len(tokens))
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
