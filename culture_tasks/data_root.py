@@ -1,9 +1,9 @@
 """Where the benchmark data lives: one folder the user names, never a copy in this repository.
 
 The data root holds each source as its publisher ships it (``culturellm/``, ``vsm13/``,
-``hofstede/``). It is named through lm-eval's ``--metadata '{"data_dir": ...}'`` or the
-environment variable ``CULTURE_DATA_DIR``; whatever is missing is reported once, with both ways
-to name it and where the data comes from.
+``hofstede/``). It is named through lm-eval's ``--metadata '{"data_dir": ...}'``, the
+``--data-dir`` flag of this project's commands, or the environment variable ``CULTURE_DATA_DIR``;
+whatever is missing is reported once, with the ways to name it and where the data comes from.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class DataRootError(FileNotFoundError):
 
 def _how_to_name() -> str:
     return (
-        f"Name the data root with lm-eval's --metadata '{{\"data_dir\": \"/path/to/data\"}}' "
+        "Name the data root with --data-dir /path/to/data (culture-align, culture-steer, culture-train, "
+        f"culture_tasks.sampling), lm-eval's --metadata '{{\"data_dir\": \"/path/to/data\"}}' "
         f"or the environment variable {ENV_VAR}=/path/to/data."
     )
 

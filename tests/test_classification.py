@@ -455,3 +455,23 @@ def test_lm_eval_with_nan_loglikelihoods_reports_nan_and_names_the_task(tiny_mod
     warned = [r.getMessage() for r in caplog.records if "NaN or infinite log-likelihood" in r.getMessage()]
     assert sorted(w.split(":")[0] for w in warned) == ["culturellm_arabic_spam", "vsm13_usa", "wvs_usa"], warned
     assert all("24 of 24 documents" in w and "dtype=float32" in w for w in warned), warned
+
+
+@pytest.mark.parametrize("command", ["culture-train data", "sampling", "culture-align"])
+def test_a_command_without_a_data_root_names_its_own_flag(command, monkeypatch, tmp_path, capsys):
+    # the message named only lm-eval's --metadata and the environment: culture-train data has no --metadata
+    from aligners.cli import main as align_main
+    from culture_tasks.sampling import main as sampling_main
+    from trainers.cli import main as train_main
+
+    monkeypatch.delenv("CULTURE_DATA_DIR", raising=False)
+    out = tmp_path / "out"
+    if command == "culture-train data":
+        code = train_main(["data", "--culture", "arabic", "--output", str(out)])
+    elif command == "sampling":
+        code = sampling_main(["--output", str(out)])
+    else:
+        code = align_main(["--model", str(tmp_path), "--country", "USA", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "No data root given" in err and "--data-dir" in err and "CULTURE_DATA_DIR" in err
