@@ -72,8 +72,8 @@ def test_distribution_and_item_score():
 def test_wvs_country_loader_excludes_missing_codes_and_average_rows(tmp_path):
     bank = tmp_path / "WVQ.jsonl"
     bank.write_text(
-        json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n"
-        + json.dumps({"topic": "T", "q_id": "122", "q_content": "b", "option": "2. Agree 1. Hard to say 0. Disagree"}) + "\n"
+        json.dumps({"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n"
+        + json.dumps({"topic": "SOCIAL VALUES", "q_id": "122", "q_content": "b", "option": "2. Agree 1. Hard to say 0. Disagree"}) + "\n"
     )
     questions = load_questions(path=bank)
     csv = tmp_path / "X.csv"
@@ -93,7 +93,7 @@ def test_wvs_codes_that_are_not_whole_numbers_are_excluded_and_every_defect_is_r
     from culture_tasks.survey.wvs import report_once
 
     bank = tmp_path / "WVQ.jsonl"
-    bank.write_text(json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
+    bank.write_text(json.dumps({"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
     questions = load_questions(path=bank)
     csv = tmp_path / "Y.csv"  # 2.6 was truncated to code 2, and inf raised an OverflowError naming no file
     csv.write_text("B_COUNTRY,Q27\n1,1\n1,2.6\n1,inf\n1,-1\n1,7\n1,x\n1,2.0\n")
@@ -113,7 +113,7 @@ def test_wvs_rows_with_a_field_too_few_or_too_many_are_skipped_and_named(tmp_pat
     from culture_tasks.survey.wvs import report_once
 
     bank = tmp_path / "WVQ.jsonl"
-    bank.write_text("".join(json.dumps({"topic": "T", "q_id": q, "q_content": q, "option": "1. SA 2. A 3. D 4. SD"})
+    bank.write_text("".join(json.dumps({"topic": "SOCIAL VALUES", "q_id": q, "q_content": q, "option": "1. SA 2. A 3. D 4. SD"})
                             + "\n" for q in ("27", "28")))
     questions = load_questions(path=bank)
     csv = tmp_path / "Z.csv"
@@ -135,7 +135,7 @@ def test_wvs_rows_repeating_an_earlier_row_are_kept_and_counted(tmp_path, caplog
     from culture_tasks.survey.wvs import report_once
 
     bank = tmp_path / "WVQ.jsonl"
-    bank.write_text(json.dumps({"topic": "T", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
+    bank.write_text(json.dumps({"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}) + "\n")
     questions = load_questions(path=bank)
     csv = tmp_path / "R.csv"  # the row "1,R,2" three times: two repeats, counted like every respondent
     csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27\n1,R,2\n1,R,1\n1,R,2\n1,R,2\n")
@@ -152,6 +152,24 @@ def test_wvs_rows_repeating_an_earlier_row_are_kept_and_counted(tmp_path, caplog
         ("mexico", "Spanish/Mexico.csv"), ("argentina", "Spanish/Argentina.csv"), ("turkey", "Turkey/Turkey.csv"),
         ("iraq", "Arabic/Iraq.csv"), ("china", "China/China.csv"), ("usa", "English/United States.csv"))}
     assert repeats == {"mexico": 12, "argentina": 2, "turkey": 2, "iraq": 1, "china": 1, "usa": 0}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"topc": "SOCIAL VALUES"}, r"WVQ.jsonl:2: unknown key\(s\) 'topc' \(did you mean 'topic'\?\); the keys are "
+                                r"option, q_content, q_id, topic"),
+    # Q28 was scored in wvs_jsd but in no topic: wvs_jsd_social_values averaged the other question alone
+    ({"topic": "SOCIAL VALUE"}, r"WVQ.jsonl:2: topic 'SOCIAL VALUE' \(Q28\) is none of the topics the WVS tasks "
+                                r"report \(social_values, migration, security, science_technology, religious_values, "
+                                r"ethical_values, political_interest: its first two words\)"),
+    ({"topic": ""}, r"WVQ.jsonl:2: topic '' \(Q28\) is none of the topics"),
+])
+def test_a_seed_bank_row_with_an_unknown_key_or_topic_names_its_line(tmp_path, change, message):
+    row = {"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}
+    other = {k: v for k, v in {**row, "q_id": "28", "q_content": "b"}.items() if k != "topic"}
+    bank = tmp_path / "WVQ.jsonl"
+    bank.write_text(json.dumps(row) + "\n" + json.dumps({**other, **change}) + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_questions(path=bank)
 
 
 def test_every_wvs_option_string_parses(data_root):
@@ -213,8 +231,8 @@ def test_repaired_option_scales_are_one_warning_naming_each_question(tmp_path, c
     from culture_tasks.survey.wvs import report_once
 
     bank = tmp_path / "WVQ.jsonl"
-    rows = [{"topic": "T", "q_id": q, "q_content": "a", "option": "2. Agree 1. Hard to say 0. Disagree"}
-            for q in ("122", "123")] + [{"topic": "T", "q_id": "27", "q_content": "b", "option": "1. SA 2. A 3. D 4. SD"}]
+    rows = [{"topic": "SOCIAL VALUES", "q_id": q, "q_content": "a", "option": "2. Agree 1. Hard to say 0. Disagree"}
+            for q in ("122", "123")] + [{"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "b", "option": "1. SA 2. A 3. D 4. SD"}]
     bank.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report_once.cache_clear()
     with caplog.at_level("WARNING", logger="culture_tasks"):

@@ -24,6 +24,7 @@ import numpy as np
 
 from culture_tasks.data_root import data_file
 from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.metadata import with_hints
 
 log = logging.getLogger("culture_tasks")
 
@@ -39,6 +40,7 @@ WVS_TOPICS = (
 )
 
 QUESTIONS_FILE = "culturellm/WVQ.jsonl"
+BANK_KEYS = ("option", "q_content", "q_id", "topic")  # a row of the seed bank
 AVERAGE_ROWS = {"Avg", "Avg_First", "Avg_Last"}
 _OPTION = re.compile(r"(-?\d+)\.\s*(.*?)\s*(?=(?:-?\d+\.\s)|$)")
 
@@ -104,17 +106,25 @@ def load_questions(data_dir: str | None = None, path: Path | None = None) -> lis
     repaired: dict[str, list[str]] = {}
     lines: dict[str, int] = {}  # q_id -> its line: a question given twice would be asked and scored twice
     for line_no, row in read_jsonl_lines(path):
+        unknown = [k for k in row if k not in BANK_KEYS]  # a misspelt "topic" would be read as no topic
+        if unknown:
+            raise ValueError(f"{path}:{line_no}: unknown key(s) {with_hints(unknown, BANK_KEYS)}; the keys are "
+                             f"{', '.join(BANK_KEYS)}")
         missing = [k for k in ("q_id", "q_content", "option") if not row.get(k)]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs q_id, q_content, option")
         q_id = str(row["q_id"])
+        topic = str(row.get("topic", "")).strip()
+        if topic_key(topic) not in WVS_TOPICS:  # scored in wvs_jsd, but in none of the wvs_jsd_<topic> means
+            raise ValueError(f"{path}:{line_no}: topic {topic!r} (Q{q_id}) is none of the topics the WVS tasks report "
+                             f"({', '.join(WVS_TOPICS)}: its first two words)")
         if q_id in lines:
             raise ValueError(f"{path}:{line_no}: q_id {q_id} is given twice (lines {lines[q_id]} and {line_no}); keep one")
         lines[q_id] = line_no
         scale = parse_scale(row["option"])
         if scale.fixes:
             repaired.setdefault("; ".join(scale.fixes), []).append(f"Q{row['q_id']}")
-        questions.append(Question(str(row["q_id"]), str(row.get("topic", "")).strip(), row["q_content"].strip(), scale))
+        questions.append(Question(q_id, topic, row["q_content"].strip(), scale))
     if repaired:
         report_once(f"WVS {path.name}: {sum(map(len, repaired.values()))} option scales repaired: "
                     + "; ".join(f"{', '.join(ids)}: {fix}" for fix, ids in repaired.items()))
