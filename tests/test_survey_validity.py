@@ -122,6 +122,30 @@ def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
         load_items(str(tmp_path))
 
 
+@pytest.mark.parametrize("row, message", [
+    # a misspelt "stem" was read as no stem: item 7 was asked without "Please think of an ideal job ..."
+    ({"item": 7, "stme": "Please think of an ideal job", "text": "item 7"},
+     r"items\.jsonl:7: unknown key\(s\) 'stme' \(did you mean 'stem'\?\); the keys are item, stem, text, options"),
+    # 7.9 was read as item 7 (int() truncates); "seven" failed with int()'s message naming no file
+    ({"item": 7.9, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 7\.9 is not an item number 1-24"),
+    ({"item": "seven", "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 'seven' is not an item number 1-24"),
+    ({"item": True, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item True is not an item number 1-24"),
+])
+def test_vsm13_item_row_with_an_unknown_key_or_no_item_number_names_its_line(tmp_path, row, message):
+    from culture_tasks.survey.vsm13 import load_items
+
+    _items_root(tmp_path)
+    path = tmp_path / "vsm13" / "items.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[6] = json.dumps({**row, "options": {str(v): f"o{v}" for v in range(1, 6)}})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_items(str(tmp_path))
+    lines[6] = json.dumps({"item": "7", "stem": "", "text": "item 7", "options": {str(v): f"o{v}" for v in range(1, 6)}})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [i.number for i in load_items(str(tmp_path))] == list(range(1, 25))  # "7" as written by hand: item 7
+
+
 # --------------------------------------------------------------------------- metadata
 
 

@@ -34,6 +34,7 @@ FORMULAS: dict[str, tuple[tuple[float, int, int], ...]] = {
     "ivr": ((35, 12, 11), (40, 17, 16)),
 }
 ITEMS_FILE = "vsm13/items.jsonl"
+ITEM_KEYS = ("item", "stem", "text", "options")  # a row of the items file
 HOFSTEDE_FILE = "hofstede/6-dimensions-for-website-2015-08-16.csv"
 HOFSTEDE_COLUMNS = {"pdi": "pdi", "idv": "idv", "mas": "mas", "uai": "uai", "lto": "ltowvs", "ivr": "ivr"}
 
@@ -80,15 +81,24 @@ def load_items(data_dir: str | None = None) -> list[Item]:
     path = data_file(ITEMS_FILE, data_dir)
     items = []
     for line_no, row in read_jsonl_lines(path):
+        unknown = [k for k in row if k not in ITEM_KEYS]  # a misspelt "stem" would be read as no stem
+        if unknown:
+            raise ValueError(f"{path}:{line_no}: unknown key(s) {with_hints(unknown, ITEM_KEYS)}; the keys are "
+                             f"{', '.join(ITEM_KEYS)}")
         missing = [k for k in ("item", "text", "options") if k not in row]
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {missing}; each line needs item, stem, text, options")
+        number = row["item"]  # int() would read 7.9 as item 7 and True as item 1
+        if isinstance(number, str) and number.strip().isdigit():
+            number = int(number)
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 24:
+            raise ValueError(f"{path}:{line_no}: item {number!r} is not an item number 1-24")
         # an option's key is its answer value (Item.values): a gap or another start would shift every value
         if not isinstance(row["options"], dict) or sorted(row["options"]) != [str(k) for k in range(1, 6)]:
             raise ValueError(f"{path}:{line_no}: item {row['item']} has options {row['options']!r}; the VSM 2013 "
                              "answers are 1-5: options keyed \"1\" to \"5\"")
         options = tuple(row["options"][str(k)] for k in range(1, 6))
-        items.append(Item(int(row["item"]), row.get("stem", "").strip(), row["text"].strip(), options))
+        items.append(Item(number, row.get("stem", "").strip(), row["text"].strip(), options))
     numbers = sorted(i.number for i in items)
     if numbers != list(range(1, 25)):
         raise ValueError(f"{path}: expected the 24 content items 1..24, found {numbers}")
