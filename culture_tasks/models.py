@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -292,7 +293,8 @@ def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = Fal
 
     The folder records the GGUF's SHA-256 and is reused only for the same content; a folder made
     from other content is an error unless ``overwrite``. Written to a temporary folder and renamed,
-    with ``<output>.lock`` held against a second run; an output that holds an input is refused.
+    with ``<output>.lock`` held against a second run (which removes the temporary folders a killed one
+    left); an output that holds an input is refused.
     """
     parts = [Path(p) for p in (gguf if isinstance(gguf, (list, tuple)) else [gguf])]
     output = Path(output)
@@ -302,15 +304,30 @@ def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = Fal
         return _convert(parts, output, overwrite)
 
 
+def remove_leftovers(output: Path) -> None:
+    """Remove the folders ``_convert`` makes beside ``output`` (``.<name>.converting.XXXXXXXX``,
+    ``.<name>.joining.XXXXXXXX``, ``.<name>.replaced.XXXXXXXX``) that a killed conversion left there: a
+    whole model each. Called with the output's lock held, so no live run is using them."""
+    made = re.compile(rf"\.{re.escape(output.name)}\.(?:converting|joining|replaced)\.[a-z0-9_]{{8}}")
+    if not output.parent.is_dir():
+        return
+    for path in sorted(output.parent.iterdir()):
+        if made.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"culture-model: removed {path.name} beside {output}, left by an interrupted conversion",
+                  file=sys.stderr)
+
+
 def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
+    remove_leftovers(output)
     digest = gguf_sha256(parts)
     if reusable(output, digest, overwrite):
         return output
     output.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    staged = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.converting."))
     try:
         # joined beside the output (the system temp folder is often too small for a model)
-        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.join.") as joined:
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.joining.") as joined:
             source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
             label = str(parts[0]) if len(parts) == 1 else f"{' + '.join(map(str, parts))} (joined)"
             check_gguf(source, label)
@@ -322,7 +339,7 @@ def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
         check_safetensors(staged)
         open_like_new_files(staged, folder_too=True)
         if output.exists():
-            old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old."))
+            old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.replaced."))
             output.replace(old / "model")
             staged.replace(output)
             shutil.rmtree(old, ignore_errors=True)

@@ -322,3 +322,37 @@ def test_a_gguf_rope_scaling_transformers_leaves_out_is_refused(tmp_path, capsys
     # "none" (llama.cpp's converter writes it for a model without scaling) converts as before
     plain = write_tiny_gguf(tmp_path / "none.gguf", rope_scaling=("none", 1.0))
     assert models.main(["from-gguf", "--gguf", str(plain), "--output", str(tmp_path / "out")]) == 0
+
+
+def test_a_killed_conversion_leaves_no_staging_folder_behind_the_next_run(ggufs, tmp_path, capsys):
+    """A conversion killed while writing left its hidden staging folder (a whole model) and joined GGUF beside
+    the output for ever; the next conversion of that output, holding its lock, removes them."""
+    import subprocess
+    import sys
+
+    first, _ = ggufs
+    out = tmp_path / "cache" / "tiny"
+    parts = [tmp_path / "p1", tmp_path / "p2"]
+    data = first.read_bytes()
+    parts[0].write_bytes(data[:1000])
+    parts[1].write_bytes(data[1000:])
+    killed = (
+        "import os, signal, sys\nfrom pathlib import Path\nfrom culture_tasks import models\n"
+        "def die(gguf, into, label=None):\n"
+        "    (into / 'model.safetensors').write_bytes(b'half a model')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "models._save_converted = die\n"
+        f"models.convert_gguf([Path({str(parts[0])!r}), Path({str(parts[1])!r})], Path({str(out)!r}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", killed], cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert run.returncode == -9
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert "tiny.lock" in left and len([n for n in left if n.startswith(".tiny.")]) == 2  # staging + joined GGUF
+    kept = [".tiny.backup_1", ".tiny2.converting.abcd_123"]  # the user's own, another output's
+    for name in kept:
+        (out.parent / name).mkdir()
+    assert models.main(["from-gguf", "--gguf", *map(str, parts), "--output", str(out)]) == 0
+    np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
+    assert sorted(p.name for p in out.parent.iterdir()) == [*kept, "tiny"]
+    err = capsys.readouterr().err
+    assert "removed .tiny.converting." in err and "removed .tiny.joining." in err
