@@ -70,6 +70,23 @@ def test_a_culture_is_one_yaml_key(tmp_path):
     assert countries.culture_countries(path) == {"dutch": ("netherlands", "belgium")}
 
 
+@pytest.mark.parametrize("entry, message", [
+    # a misspelt key dropped the country's vsm13 tasks (or its culture's training examples) without a word
+    ("{slug: japan, name: Japan, hofstde: JPN}",
+     r"countries.yaml: country #2 \(japan\): unknown key\(s\) 'hofstde' \(did you mean 'hofstede'\?\); the keys "
+     r"are slug, name, wvs_csv, hofstede, culture"),
+    ("{slug: japan, hofstede: JPN}", r"countries.yaml: country #2 \(japan\) lacks name"),
+    ("{slug: india, name: India, hofstede: IND}", r"countries.yaml: country #2 \(india\): slug india is given twice"),
+])
+def test_a_country_entry_with_an_unknown_key_is_an_error(tmp_path, entry, message):
+    path = tmp_path / "countries.yaml"
+    path.write_text(f"countries:\n  - {{slug: india, name: India, hofstede: IND}}\n  - {entry}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        countries.listed_countries(path)
+    with pytest.raises(ValueError, match=message):
+        countries.culture_countries(path)
+
+
 def test_every_listed_culture_is_a_culturellm_suite_culture():
     import yaml
 
