@@ -68,8 +68,12 @@ step() {  # name, then the command: runs it under LIMIT_S, keeps its output, rep
   echo "== $name: rc $rc, $((SECONDS - start)) s ($*)" | tee -a "$OUT/summary.txt"
 }
 
-small_model() {  # no forward pass runs in `overhead`: the tokenizer's own architecture, random weights, in /tmp
-  local dir=/tmp/gpu_checks_small
+small_model() {  # no forward pass runs in `overhead`: the tokenizer's own architecture, random weights, in $TMPDIR
+  # (default /tmp), in a folder named by the digest of TOK's files: another TOK never reuses it
+  local key dir
+  key=$(cd "$TOK" && find . -maxdepth 1 -type f \( -name '*.json' -o -name '*.model' -o -name '*.txt' \) -print0 \
+        | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16) || return 1
+  dir=${TMPDIR:-/tmp}/gpu_checks_small_$key
   [ -f "$dir/config.json" ] || python -c "import sys; from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1])); m.save_pretrained(sys.argv[2])
 AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$TOK" "$dir" >> "$OUT/overhead.txt" 2>&1 || return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,3 +25,30 @@ def test_the_peak_is_known_only_for_the_parts_it_was_taken_from(monkeypatch, nam
     assert half_precision_peak("cuda", "bfloat16") == peak
     assert half_precision_peak("cuda", "float32") is None
     assert half_precision_peak("cpu", "bfloat16") is None
+
+
+def test_gpu_checks_overhead_builds_its_small_model_from_the_tokenizer_it_is_given(data_root, tmp_path):
+    """The overhead step times a model built from TOK's own config and tokenizer; a second run with another
+    TOK must not reuse the first one's model (it timed the first tokenizer under the second's run)."""
+    import json
+    import os
+    import re
+    import subprocess
+
+    from tests.conftest import REPO
+    from tests.tiny_model import build_tiny_model
+
+    used = []
+    for hidden in (48, 40):
+        tok = build_tiny_model(tmp_path / f"tok{hidden}", hidden_size=hidden)
+        out = tmp_path / f"out{hidden}"
+        env = dict(os.environ, STEPS="overhead", MODEL=str(tok), TOK=str(tok), DEVICE="cpu", DTYPE="float32",
+                   SMOKE="1", OUT=str(out), TMPDIR=str(tmp_path), CULTURE_DATA_DIR=str(data_root))
+        proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_checks.sh")], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summary = (out / "summary.txt").read_text()
+        assert "== overhead: rc 0" in summary, summary
+        model = re.search(r"bench_suite_overhead\.py --model (\S+)", summary).group(1)
+        used.append(json.loads((Path(model) / "config.json").read_text())["hidden_size"])
+    assert used == [48, 40]
