@@ -1,8 +1,9 @@
 """Data parallelism for the aligner on torch.distributed, as ``torchrun`` / ``accelerate launch`` start it.
 
 Every process runs the same seeded search (same optimiser, same asks); only the scoring of a
-generation is split: the scorer forms its forward batches as one process would, each process
-runs its share of the batches and the log-likelihoods are gathered back, so every process tells
+generation is split: the scorer forms its shares of work (``TaskScorer.units``: a stem pass with its
+forward batches, or one batch) as one process would, each process runs every N-th share and the
+log-likelihoods are gathered back, so every process tells
 its optimiser the same numbers and the search is the one a single process makes. One process (rank 0) writes. Without ``WORLD_SIZE`` > 1
 in the environment nothing here touches torch.distributed.
 """

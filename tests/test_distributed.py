@@ -111,8 +111,9 @@ def test_two_processes_compute_their_shares_and_gather_in_item_order(tmp_path):
 def test_aligner_under_torchrun_makes_the_single_process_run(tiny_model, data_root, tmp_path):
     from aligners.cli import main as align_main
 
-    # 6 candidates x 24 items = 144 rows in batches of 64, 64 and 16: the two processes run batches
-    # {0, 2} and {1}, each formed exactly as the single process forms it. torchrun gives each process
+    # 6 candidates x 24 items in 4 shares (the three stem groups' 60, 24 and 24 rows, the six other
+    # items' 36): the two processes run shares {0, 2} and {1, 3}, each formed exactly as the single
+    # process forms it. torchrun gives each process
     # one CPU thread (OMP_NUM_THREADS=1); the single-process run uses one too, since a CPU matmul's
     # last bits can depend on how many threads split it.
     args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
@@ -377,3 +378,30 @@ def test_an_overwritten_aligner_output_is_emptied_by_the_main_process_only(tiny_
     assert not (out / "old.txt").exists()
     assert {"run_settings.json", "state.json", "alignment.json", "adapter_model.safetensors"} <= {
         p.name for p in out.iterdir()}
+
+
+def test_the_aligner_shares_of_a_generation_are_the_ones_docs_scaling_counts(tiny_model, data_root):
+    """docs/scaling.md: VSM13 forms three stem groups (10, 4, 4 items) and six single items; at
+    population 64 and batch 64 a generation is 9 shares and 27 forward passes, of which the first of 8
+    processes runs 12 (11 + 1); at batch 8 (population / processes) every process runs 27 of 216."""
+    from lm_eval.models.huggingface import HFLM
+
+    from aligners.scoring import TaskScorer
+    from culture_tasks.paths import task_manager
+
+    lm = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
+    scorer = TaskScorer(lm, "vsm13_usa", task_manager({"data_dir": str(data_root)}))
+    assert sorted(len(g.items) for g in scorer.groups) == [4, 4, 10]
+
+    def passes(batch: int) -> list[int]:
+        """Forward passes per share: a stem group's share is its stem pass and its rows' batches."""
+        units = scorer.units(64, batch)
+        return [1 if u.group is None else 1 + len(scorer._suffix_batches(u, batch)) for u in units]
+
+    def per_process(counts: list[int], world: int) -> list[int]:
+        return [sum(counts[k] for k in distributed.share(len(counts), world, r)) for r in range(world)]
+
+    assert passes(64) == [11, 5, 5, 1, 1, 1, 1, 1, 1]
+    assert per_process(passes(64), 8) == [12, 5, 5, 1, 1, 1, 1, 1]
+    assert len(passes(8)) == 72 and sum(passes(8)) == 216
+    assert per_process(passes(8), 8) == [27] * 8
