@@ -240,7 +240,12 @@ def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
     import gguf as gguf_lib
 
     reader = gguf_lib.GGUFReader(str(path))
-    surplus = sum(int(t.n_elements) for t in reader.tensors) - sum(p.numel() for p in loaded.parameters())
+    # transformers ties falcon's and bloom's output.weight to the input embeddings even where the GGUF has
+    # one: it is read into the shared tensor, which parameters() counts once
+    output, embedding = loaded.get_output_embeddings(), loaded.get_input_embeddings()
+    tied = output is not None and embedding is not None and output.weight is embedding.weight
+    values = sum(int(t.n_elements) for t in reader.tensors if not (tied and t.name == "output.weight"))
+    surplus = values - sum(p.numel() for p in loaded.parameters())
     if surplus <= 0:
         return 0, []
     try:

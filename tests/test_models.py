@@ -356,3 +356,19 @@ def test_a_killed_conversion_leaves_no_staging_folder_behind_the_next_run(ggufs,
     assert sorted(p.name for p in out.parent.iterdir()) == [*kept, "tiny"]
     err = capsys.readouterr().err
     assert "removed .tiny.converting." in err and "removed .tiny.joining." in err
+
+
+def test_an_output_weight_read_into_tied_embeddings_is_not_counted_as_left_out(ggufs):
+    """transformers ties falcon's and bloom's output.weight to the input embeddings even where the GGUF holds
+    one: it is read (into the shared tensor), so the file must not be refused as holding an unloaded tensor."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    first, _ = ggufs
+    config = dict(vocab_size=263, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1)
+    with torch.device("meta"):
+        tied = LlamaForCausalLM(LlamaConfig(**config, tie_word_embeddings=True))
+        untied = LlamaForCausalLM(LlamaConfig(**config, tie_word_embeddings=False))
+    assert models._unloaded_tensors(first, untied) == (0, [])
+    assert models._unloaded_tensors(first, tied) == (0, [])
