@@ -87,7 +87,7 @@ def main(paths: list[str]) -> None:
     for c, r in rows.items():
         print(f"| {c} | {len(r['seeds'])} | {_fmt(r['plain'])} | {_fmt(r['persona'])} | {_fmt(r['soft'])} | "
               f"{_fmt(r['rev_plain'])} | {_fmt(r['rev_soft'])} | "
-              + (f"{statistics.mean(r['wvs_plain']):.3f} | {statistics.mean(r['wvs_opt']):.3f} |" if r['wvs_plain'] else "– | – |"))
+              f"{_fmt(r['wvs_plain'], 3)} | {_fmt(r['wvs_opt'], 3)} |")
 
     if any(r["rank_soft"] for r in rows.values()):
         print()

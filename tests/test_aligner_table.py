@@ -65,3 +65,23 @@ def test_runs_of_other_settings_or_one_run_twice_are_not_pooled(tmp_path):
                                          "seed 0; pass each run once"):
         main([reduced, again])
     main([reduced, write("seed1", seed=1, device="cuda", batch_size=8)])  # another seed on another device pools
+
+
+def test_the_wvs_columns_give_the_spread_over_seeds_as_the_others_do(tmp_path, capsys):
+    """Two seeds: WVS 1-JSD 0.30 and 0.34 for the soft prompt (mean 0.320, std 0.028), 0.31 for the plain
+    model in both (0.310 ± 0.000), printed like the L1 columns beside them (the mean alone hid the spread)."""
+    import json
+
+    from benchmarks.aligner_table import main
+
+    paths = []
+    for seed, soft in ((0, 0.30), (1, 0.34)):
+        run = _run("contrastive", seed, (4, 2, 1), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3})
+        run["report"].update({"vsm13_l1": {"plain": 353.1, "de": 350.0 + seed},
+                              "wvs": {"task": "wvs_usa", "plain": {"wvs_jsd": 0.31}, "de": {"wvs_jsd": soft}}})
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(run))
+        paths.append(str(path))
+    main(paths)
+    assert "| USA | 2 | 353.1 ± 0.0 | – | 350.5 ± 0.7 | – | – | 0.310 ± 0.000 | 0.320 ± 0.028 |" in capsys.readouterr().out
