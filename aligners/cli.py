@@ -7,7 +7,8 @@
 
 Each country gets a PEFT prompt-tuning checkpoint, alignment.json (settings, history, final
 indices, the plain / persona / soft-prompt comparison, WVS held-out check) and loss_curve.png.
-Every flag can also be a key of the --config file (``virtual_tokens: 8``); flags override it.
+Every setting can also be a key of the --config file (``virtual_tokens: 8``; ``baselines: false`` for
+--no-baselines); flags override it.
 """
 
 from __future__ import annotations

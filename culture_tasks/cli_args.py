@@ -294,6 +294,12 @@ class ConfigParser(HfArgumentParser):
                 keys[option.lstrip("-").replace("-", "_")] = action
         return keys
 
+    def _negated_keys(self) -> dict[str, str]:
+        """The ``--no-<setting>`` flags as YAML keys would spell them (``no_baselines``) -> the setting."""
+        return {option.lstrip("-").replace("-", "_"): action.dest for action in self._actions
+                if isinstance(action, argparse._StoreFalseAction) and action.dest in self._fields
+                for option in action.option_strings}
+
     @staticmethod
     def _convert(where: str, item, convert):
         """One YAML value through the flag's own conversion: strings are read as on the command
@@ -365,6 +371,11 @@ class ConfigParser(HfArgumentParser):
             raise ConfigError(f"{file}: expected a mapping of settings, got {type(loaded).__name__}")
         keys = self._yaml_keys()
         unknown = sorted(str(k) for k in loaded if str(k) not in keys)
+        negated = self._negated_keys()
+        for key in unknown:  # `no_baselines: true`: the flag --no-baselines spelt as a key
+            if key in negated:
+                raise ConfigError(f"{file}: {key} is not a setting (--{key.replace('_', '-')} is the flag that sets "
+                                  f"{negated[key]} to false); write {negated[key]}: false")
         if unknown:
             raise ConfigError(f"{file}: unknown setting(s) {unknown}; valid settings: {sorted(self._fields)}")
         try:  # every scalar as text: what a text setting holds

@@ -466,3 +466,18 @@ def test_a_device_that_lm_eval_would_replace_is_refused(device, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # and on a machine without a GPU
     with pytest.raises(ValueError, match=r"^--device gpu: not a device here; use cpu$"):
         check_device("gpu")
+
+
+@pytest.mark.parametrize("name, key, setting", [
+    ("align", "no_baselines", "baselines"), ("align", "no_shared_stems", "shared_stems"),
+    ("augment", "no_synonyms", "synonyms"), ("data", "no_include_seed_questions", "include_seed_questions"),
+    ("steer", "no_wvs", "wvs")])
+def test_yaml_key_of_a_no_flag_names_the_setting_to_write(name, key, setting, tmp_path):
+    # `no_baselines: true` (the flag --no-baselines with underscores, as the help texts describe the keys) was
+    # refused as an unknown setting among the valid ones, with no word that baselines: false is the key
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"{key}: true\n")
+    with pytest.raises(ConfigError) as err:
+        PARSERS[name]().parse(REQUIRED[name] + ["--config", str(config)])
+    assert str(err.value) == (f"{config}: {key} is not a setting (--{key.replace('_', '-')} is the flag that sets "
+                              f"{setting} to false); write {setting}: false")

@@ -9,8 +9,9 @@
     culture-train kfold --model <base dir> --data arabic.jsonl --output kfold/arabic --folds 5 [--resume]
     culture-train kfold-summary --runs kfold/arabic kfold/english ... --output kfold/summary.md
 
-Every step also reads --config <yaml> (keys: the step's flags with underscores); flags given on
-the command line override it. `culture-train <step> --help` lists a step's settings.
+Every step also reads --config <yaml> (keys: the step's flags with underscores; ``synonyms: false``
+for --no-synonyms); flags given on the command line override it. `culture-train <step> --help`
+lists a step's settings.
 """
 
 from __future__ import annotations
