@@ -263,16 +263,23 @@ def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
 
 
 def _ignored_rope_scaling(path: Path, config) -> str | None:
-    """The GGUF's rope scaling (``<arch>.rope.scaling.type`` / ``.factor``, which llama.cpp applies at every
-    position) when transformers' config of it has none - it reads these keys for few architectures and
-    skips them without a word for the others; else None."""
+    """The GGUF's rope scaling when transformers' config of it has none (transformers reads these keys for
+    few architectures and skips them without a word for the others); else None. As llama.cpp reads it:
+    ``<arch>.rope.scaling.type`` (default linear; "none" scales nothing) by ``<arch>.rope.scaling.factor``
+    (or the older ``<arch>.rope.scale_linear``), at every position; a factor of 0 or 1 scales nothing."""
     import gguf as gguf_lib
 
     fields = gguf_lib.GGUFReader(str(path)).fields
-    arch = fields["general.architecture"].contents() if "general.architecture" in fields else None
-    kind = fields[f"{arch}.rope.scaling.type"].contents() if f"{arch}.rope.scaling.type" in fields else None
-    factor = fields[f"{arch}.rope.scaling.factor"].contents() if f"{arch}.rope.scaling.factor" in fields else None
-    if kind in (None, "none") and factor in (None, 0.0, 1.0):
+
+    def value(key: str):
+        return fields[key].contents() if key in fields else None
+
+    arch = value("general.architecture")
+    kind = value(f"{arch}.rope.scaling.type")
+    factor = value(f"{arch}.rope.scaling.factor")
+    if factor is None:
+        factor = value(f"{arch}.rope.scale_linear")
+    if kind == "none" or factor in (None, 0.0, 1.0):
         return None
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     if rope.get("rope_type", rope.get("type", "default")) != "default":

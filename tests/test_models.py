@@ -319,9 +319,10 @@ def test_a_gguf_rope_scaling_transformers_leaves_out_is_refused(tmp_path, capsys
     assert last.startswith(f"culture-model: {gguf} sets rope scaling (llama.rope.scaling.type linear, factor 4.0) "
                            "that transformers' llama config leaves out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
-    # "none" (llama.cpp's converter writes it for a model without scaling) converts as before
-    plain = write_tiny_gguf(tmp_path / "none.gguf", rope_scaling=("none", 1.0))
-    assert models.main(["from-gguf", "--gguf", str(plain), "--output", str(tmp_path / "out")]) == 0
+    # no scaling as llama.cpp reads it ("none", or a factor of 1) converts as before
+    for name, scaling in [("none", ("none", 4.0)), ("one", ("linear", 1.0))]:
+        plain = write_tiny_gguf(tmp_path / f"{name}.gguf", rope_scaling=scaling)
+        assert models.main(["from-gguf", "--gguf", str(plain), "--output", str(tmp_path / name)]) == 0
 
 
 def test_a_killed_conversion_leaves_no_staging_folder_behind_the_next_run(ggufs, tmp_path, capsys):
