@@ -6,7 +6,8 @@ macro-F1 is the unweighted mean of the culture's CultureLLM tasks; WVS 1-JSD and
 agreement are means over the culture's countries, on the plain ``wvs_<country>`` tasks for the
 base and the per-culture models and on ``wvs_<country>_persona`` (the tag CultureLLM-One is
 trained with) for CultureLLM-One and the base's persona row. Fine-tuned cells are mean ± sample
-standard deviation over seeds.
+standard deviation over seeds. Runs whose CultureLLM tasks were scored on part of their documents
+(lm-eval --limit) are named under the table with their document counts.
 """
 
 from __future__ import annotations
@@ -21,13 +22,32 @@ from culture_tasks.stats import culture_means
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 
 
-def _results(folder: Path) -> dict[str, dict]:
-    """Per run: its result file's results, and lm-eval's group structure under ``groups``."""
-    out = {}
+def _results(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Per run: its result file's results, and lm-eval's group structure under ``groups``; and per run,
+    lm-eval's ``n-samples`` (each task's documents: ``original``, and ``effective`` under --limit)."""
+    out, samples = {}, {}
     for path in sorted((folder / "results").glob("*/results_*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         out[path.parent.name] = {**data["results"], "groups": task_groups(data)}
-    return out
+        samples[path.parent.name] = data.get("n-samples") or {}
+    return out, samples
+
+
+def partial_note(samples: dict[str, dict]) -> str | None:
+    """The CultureLLM cells of runs scored on part of their tasks (lm-eval --limit): how many documents,
+    runs with the same counts named together; None when every task was scored whole."""
+    by_counts: dict[tuple[int, int, int], list[str]] = {}
+    for name, counts in samples.items():
+        tasks = [c for t, c in counts.items() if t.startswith("culturellm")]
+        cut = [c["effective"] for c in tasks if c["effective"] < c["original"]]
+        if cut:
+            key = (max(cut), sum(c["effective"] for c in tasks), sum(c["original"] for c in tasks))
+            by_counts.setdefault(key, []).append(name)
+    if not by_counts:
+        return None
+    parts = [f"at most {most} documents per task, {effective} of {original} ({', '.join(names)})"
+             for (most, effective, original), names in sorted(by_counts.items())]
+    return f"CultureLLM macro-F1 from part of the tasks (lm-eval --limit): {'; '.join(parts)}."
 
 
 def _metric(results: dict, task: str, key: str) -> float | None:
@@ -55,7 +75,7 @@ def _cell(values: list[float | None], scale: float = 100.0) -> str:
 
 
 def table(folder: Path) -> str:
-    results = _results(folder)
+    results, samples = _results(folder)
     base = results.get("base", {})
     seeds = {}
     for name in results:
@@ -77,7 +97,8 @@ def table(folder: Path) -> str:
             f1 = "–" if label == "base, persona prompt" else _cell([s[0] for s in scores])
             lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | "
                          f"{_cell([s[1] for s in scores])} | {_cell([s[2] for s in scores])} |")
-    return "\n".join(lines)
+    note = partial_note(samples)
+    return "\n".join(lines + (["", note] if note else []))
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,36 @@
+"""benchmarks.train_table: base vs fine-tuned per culture, and what part of the tasks the cells rest on."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.train_table import table
+
+ENGLISH = ["culturellm_english_mlma_hate", "culturellm_english_hate_offensive"]
+
+
+def _write(folder, name, f1s, effective, original):
+    run = folder / "results" / name
+    run.mkdir(parents=True)
+    data = {"results": {t: {"f1_macro,none": f} for t, f in zip(ENGLISH, f1s)},
+            "n-samples": {t: {"original": o, "effective": e} for t, e, o in zip(ENGLISH, effective, original)}}
+    (run / f"results_{name}.json").write_text(json.dumps(data))
+
+
+def test_a_table_of_limited_runs_says_how_many_documents_its_cells_rest_on(tmp_path):
+    """Base and two seeds scored on at most 100 documents per task (lm-eval --limit 100): 100 + 80 of
+    2000 + 80 documents; macro-F1 means 0.4 (base) and 0.3, 0.5 over seeds (40.0 ± 14.1)."""
+    _write(tmp_path, "base", [0.3, 0.5], [100, 80], [2000, 80])
+    _write(tmp_path, "english-s0", [0.2, 0.4], [100, 80], [2000, 80])
+    _write(tmp_path, "english-s1", [0.4, 0.6], [100, 80], [2000, 80])
+    out = table(tmp_path)
+    assert "| english | base |  | 40.0 | – | – |" in out
+    assert "| english | CultureLLM-english | 2 | 40.0 ± 14.1 | – | – |" in out
+    assert out.splitlines()[-1] == ("CultureLLM macro-F1 from part of the tasks (lm-eval --limit): at most 100 "
+                                    "documents per task, 180 of 2080 (base, english-s0, english-s1).")
+
+
+def test_a_table_of_whole_tasks_has_no_note(tmp_path):
+    _write(tmp_path, "base", [0.3, 0.5], [2000, 80], [2000, 80])
+    _write(tmp_path, "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
+    assert table(tmp_path).splitlines()[-1].startswith("| english | CultureLLM-english |")
