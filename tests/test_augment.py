@@ -394,3 +394,26 @@ def test_local_sampling_does_not_depend_on_the_batch(tiny_model):
     assert len({r for replies in alone for r in replies}) > 3  # sampled, not three greedy copies
     other = LocalGenerator(str(tiny_model), batch_size=64, max_new_tokens=8, seed=6).complete(prompts, 3)
     assert other != alone
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--endpoint", "http://127.0.0.1:9/v1", "--endpoint-model", "m", "--dtype", "bfloat16"],
+     "--dtype has no effect with --endpoint (the server runs the model in its own precision); drop it"),
+    (["--endpoint", "http://127.0.0.1:9/v1", "--endpoint-model", "m", "--batch-size", "8"],
+     "--batch-size has no effect with --endpoint (the server batches the requests itself); drop it"),
+    (["--generator", "g", "--endpoint-model", "m"],
+     "--endpoint-model has no effect without --endpoint (the local --generator is the model); drop it"),
+    (["--generator", "g", "--no-synonyms", "--synonym-samples", "3"],
+     "--synonym-samples has no effect with --no-synonyms (step 2 is skipped); drop it"),
+])
+def test_a_setting_the_run_would_not_use_is_refused(flags, message, tmp_path, capsys):
+    # these were recorded among the run's settings (state file, resume checks) and ignored
+    out = tmp_path / "aug.jsonl"
+    assert cli(["augment", *flags, "--output", str(out)]) == 2
+    assert capsys.readouterr().err == f"culture-train augment: {message}\n"
+    assert not out.exists()
+    config = tmp_path / "run.yaml"  # in the --config file too, named there
+    config.write_text("synonyms: false\nsynonym_samples: 2\n")
+    assert cli(["augment", "--generator", "g", "--output", str(out), "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (f"culture-train augment: synonym_samples in {config} has no effect with "
+                                       "--no-synonyms (step 2 is skipped); drop it\n")

@@ -103,6 +103,21 @@ class AugmentConfig:
         check_dtype(self.dtype)
         check_device(self.device)
 
+    def check_given(self, given: dict) -> None:
+        """A setting typed or in the --config file (``given``: ``ConfigParser.given``) that this run would
+        record among its settings and not use is an error, whatever its value."""
+        idle = {}
+        if self.endpoint:
+            idle["dtype"] = "with --endpoint (the server runs the model in its own precision)"
+            idle["batch_size"] = "with --endpoint (the server batches the requests itself)"
+        else:
+            idle["endpoint_model"] = "without --endpoint (the local --generator is the model)"
+        if not self.synonyms:
+            idle["synonym_samples"] = "with --no-synonyms (step 2 is skipped)"
+        for name, why in idle.items():
+            if name in given:
+                raise ValueError(f"{given[name]} has no effect {why}; drop it")
+
     def settings(self) -> dict:
         """What defines the output: a resumed run must agree on all of it."""
         return {k: v for k, v in asdict(self).items()

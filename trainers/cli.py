@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         step_parser = parser(step)
         (cfg,) = step_parser.parse(rest)
         cfg.config_file = step_parser.config_file  # an input of the run, not a setting: never its --output
+        if hasattr(cfg, "check_given"):
+            cfg.check_given(step_parser.given)
         print(json.dumps(RUN[step](cfg), indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)
