@@ -405,3 +405,26 @@ def test_the_aligner_shares_of_a_generation_are_the_ones_docs_scaling_counts(tin
     assert per_process(passes(64), 8) == [12, 5, 5, 1, 1, 1, 1, 1]
     assert len(passes(8)) == 72 and sum(passes(8)) == 216
     assert per_process(passes(8), 8) == [27] * 8
+
+
+def test_lora_train_loss_on_two_processes_is_the_single_process_one_when_the_last_steps_are_not_logged(
+        data_root, tmp_path):
+    """3 steps logged every 2: step 3's loss is never logged, and train_loss = (logged sum + step 3's loss) / 3
+    must take step 3's loss over both processes' halves of the global batch, as a logged loss is (the main
+    process's own half alone gave another train_loss in training.json than one process)."""
+    from tests.tiny_model import build_tiny_model
+    from trainers.examples import build_examples
+
+    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    config = tmp_path / "lora.yaml"
+    config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
+                      "max_steps: 3\nlogging_steps: 2\nsave_steps: 1000\nwarmup: 0\nchat_template: true\nseed: 0\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
+    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+    s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
+    assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [2]
+    assert s2["losses"][0]["loss"] == pytest.approx(s1["losses"][0]["loss"], rel=1e-5)
+    assert s2["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)

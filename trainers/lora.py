@@ -517,6 +517,16 @@ def _trainer_class():
             self._resume_dir = resume_from_checkpoint
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+        def _finalize_training(self, *args, **kwargs):
+            # the steps after the last logging step are added to train_loss from _tr_loss, which holds this
+            # process's share of their loss only: taken over all processes as a logged loss is, so that a
+            # distributed run's train_loss is the one-process one
+            if self.args.world_size > 1:
+                from transformers.trainer_pt_utils import nested_gather
+
+                self._tr_loss = nested_gather(self._tr_loss, self.args.parallel_mode).mean()
+            return super()._finalize_training(*args, **kwargs)
+
         def _save_checkpoint(self, model, trial):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             write_text_atomic(folder / LOSS_CARRY.format(self.args.process_index), json.dumps({
