@@ -1184,7 +1184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="lm-eval result files or folders (searched for results_*.json and, from "
                         "--output_path <name>.json, <name>_<date>.json)")
     parser.add_argument("--format", choices=list(FORMATS), default="md", help="md (default), html, csv or json")
-    parser.add_argument("--output", help="write here instead of standard output; plots go to <output stem>_plots/")
+    parser.add_argument("--output", help="write here instead of standard output; md and html also write their plots as PNG "
+                        "files to <output stem>_plots/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output and its plots folder")
     parser.add_argument("--baseline", help="row id or model substring: mark significant differences from this row")
     args = parser.parse_args(argv)

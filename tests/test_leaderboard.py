@@ -868,3 +868,17 @@ def test_a_run_whose_score_is_not_a_number_shows_no_value_and_is_not_ranked(tmp_
     (tmp_path / "res/c").joinpath(next((tmp_path / "res/c").glob("results_*.json")).name).unlink()
     data = _json(tmp_path)
     assert _cell(data, "fp32", "english")["best"] is False and _cell(data, "fp16", "english")["value"] is None
+
+
+def test_output_help_says_which_formats_write_plots(tmp_path, capsys):
+    # --help said "plots go to <output stem>_plots/" for every format; csv and json write none
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_english_x": 0.5})
+    for fmt in ("csv", "json"):
+        assert main([str(tmp_path / "res/a"), "--format", fmt, "--output", str(tmp_path / f"board.{fmt}")]) == 0
+    assert not (tmp_path / "board_plots").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("--output OUTPUT write here instead of standard output; md and html also write their plots as PNG files "
+            "to <output stem>_plots/") in help_text
