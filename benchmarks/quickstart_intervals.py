@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks.leaderboard import SUITES, build_tables, find_result_files, load_runs
+from culture_tasks.leaderboard import SUITES, LeaderboardError, build_tables, find_result_files, load_runs
 
 
 def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, float | None]]:
@@ -30,9 +30,16 @@ def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, floa
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if len(args) != 1:
         raise SystemExit(__doc__)
-    rows = culture_cells(Path(args[0]))
+    try:
+        rows = culture_cells(Path(args[0]))
+    except (LeaderboardError, OSError, ValueError) as err:
+        print(f"quickstart_intervals: {err}", file=sys.stderr)
+        return 2
     missing = sorted(c for c, (_, low, high) in rows.items() if low is None or high is None)
     if missing:
         raise SystemExit(f"no interval for {missing}: run lm_eval with --log_samples")

@@ -52,3 +52,17 @@ def test_gpu_checks_overhead_builds_its_small_model_from_the_tokenizer_it_is_giv
         model = re.search(r"bench_suite_overhead\.py --model (\S+)", summary).group(1)
         used.append(json.loads((Path(model) / "config.json").read_text())["hidden_size"])
     assert used == [48, 40]
+
+
+def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_path, capsys):
+    # README's `python -m benchmarks.quickstart_intervals <run folder>`: --help was read as a folder and a
+    # missing or empty folder ended in a traceback from the leaderboard's file search
+    from benchmarks.quickstart_intervals import main
+
+    assert main(["--help"]) == 0
+    assert "python -m benchmarks.quickstart_intervals runs/quickstart/<time>" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"quickstart_intervals: {tmp_path / 'missing'}: no such file or folder\n"
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"quickstart_intervals: {tmp_path}: no lm-eval result file") and err.count("\n") == 1
