@@ -189,9 +189,13 @@ class SteeringConfig:
         if self.rescore is None:
             self.rows = [parse_target(t) for t in self.targets]
         labels = [r.label for r in self.rows]
-        repeated = sorted({x for x in labels if labels.count(x) > 1})
-        if repeated:
-            raise SteeringError(f"--target repeats {repeated}; steer each country once per method")
+        slugs = [r.slug for r in self.rows]
+        twice = sorted({s for s in slugs if slugs.count(s) > 1})
+        if twice:  # the matrix has one column per country; MRR, margin and tau average over countries
+            raise SteeringError(f"--target steers {', '.join(twice)} more than once "
+                                f"({', '.join(x for x in labels if x.split(':')[0] in twice)}): a matrix holds "
+                                "one row per country, and its MRR, mean margin and Kendall tau count each "
+                                "country once; run culture-steer once per method to compare methods")
 
 
 def _hidden_size(model: str) -> int | None:

@@ -162,8 +162,11 @@ def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, t
     check_output(tmp_path / "o", overwrite=True)  # allowed when asked
     with pytest.raises(SteeringError, match="wvs must be true or false"):
         SteeringConfig(model="m", targets=["usa=plain"], output="o", wvs="yes")
-    with pytest.raises(SteeringError, match="repeats"):
+    with pytest.raises(SteeringError, match=r"steers usa more than once \(usa:plain, usa:plain\)"):
         SteeringConfig(model="m", targets=["usa=plain", "USA=plain"], output="o")
+    # one country by two methods: its column twice, and MRR / margin / tau counting it twice
+    with pytest.raises(SteeringError, match=r"steers usa more than once \(usa:persona, usa:plain\)"):
+        SteeringConfig(model="m", targets=["usa=persona", "china=persona", "USA=plain"], output="o")
 
 
 def _copy_checkpoint(source, into):
