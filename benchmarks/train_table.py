@@ -76,7 +76,10 @@ def _cell(values: list[float | None], scale: float = 100.0) -> str:
 
 def table(folder: Path) -> str:
     results, samples = _results(folder)
-    base = results.get("base", {})
+    if "base" not in results:  # no runs at all printed an empty table; runs without base, a KeyError
+        raise SystemExit(f"train_table: {folder / 'results' / 'base'} holds no results_*.json; give the folder "
+                         "of a benchmarks/train_real_run.py run (it scores the base model first)")
+    base = results["base"]
     seeds = {}
     for name in results:
         if name != "base":
@@ -103,6 +106,11 @@ def table(folder: Path) -> str:
 
 def main(argv=None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    if len(args) != 1:
+        raise SystemExit(__doc__)
     print(table(Path(args[0])))
 
 

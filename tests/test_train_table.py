@@ -34,3 +34,21 @@ def test_a_table_of_whole_tasks_has_no_note(tmp_path):
     _write(tmp_path, "base", [0.3, 0.5], [2000, 80], [2000, 80])
     _write(tmp_path, "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
     assert table(tmp_path).splitlines()[-1].startswith("| english | CultureLLM-english |")
+
+
+def test_a_folder_without_the_base_run_is_one_line_naming_it_and_help_prints_the_usage(tmp_path, capsys):
+    """An empty folder printed an empty table; runs without `base` ended in a KeyError; `--help` was read
+    as a folder name."""
+    import pytest
+
+    from benchmarks.train_table import main
+
+    with pytest.raises(SystemExit, match=r"results/base holds no results_\*\.json"):
+        table(tmp_path)
+    _write(tmp_path, "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
+    with pytest.raises(SystemExit, match="give the folder of a benchmarks/train_real_run.py run"):
+        table(tmp_path)
+    main(["--help"])
+    assert "python -m benchmarks.train_table runs/smollm2" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="python -m benchmarks.train_table"):
+        main([])
