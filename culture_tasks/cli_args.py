@@ -273,6 +273,8 @@ class ConfigParser(HfArgumentParser):
                 action.type, action.nargs = own["type"], own.get("nargs")
             elif _is_bool(tp):
                 action.type = parse_bool
+                if action.nargs is None:  # HfArgumentParser wants a value for `bool | None = None` only
+                    action.nargs, action.const = "?", True  # a bare flag means true, as for every bool
             elif typing.get_origin(tp) is dict or tp is dict:
                 action.type = parse_mapping
 

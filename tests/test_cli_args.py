@@ -24,6 +24,21 @@ REQUIRED = {"align": ["--model", "m", "--country", "USA", "--output", "o"],
 
 
 @pytest.mark.parametrize("name", PARSERS)
+def test_every_boolean_flag_given_bare_is_true(name):
+    """`culture-train lora --bf16` (a `bool | None` setting: None = decide from the device) wanted a
+    value, while `culture-align --chat-template` took the bare flag."""
+    p = PARSERS[name]()
+    bools = [f.name for cls in p.dataclass_types for f in dataclasses.fields(cls)
+             if f.type in (bool, "bool", "bool | None") or f.type == (bool | None)]
+    assert bools
+    for flag in bools:
+        (cfg, *_) = p.parse_args_into_dataclasses(args=[*REQUIRED[name], f"--{flag}"])
+        assert getattr(cfg, flag) is True, flag
+        (cfg, *_) = p.parse_args_into_dataclasses(args=[*REQUIRED[name], f"--{flag}", "false"])
+        assert getattr(cfg, flag) is False, flag
+
+
+@pytest.mark.parametrize("name", PARSERS)
 def test_every_field_has_a_flag_and_help_text(name):
     p = PARSERS[name]()
     flags = flags_of(p)
