@@ -108,7 +108,8 @@ class AlignConfig:
             raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         # the names the mapping itself gives (--optimizer-args / optimizer_args), before the defaults fill it
         self._mapping_names = frozenset(self.optimizer_args or {})
-        self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population)
+        self.optimizer_args = optimizer_settings(self.optimizer, self.optimizer_args, population=self.population,
+                                                 dim=self.subspace_dim)
         if not 0 < self.bound <= MAX_BOUND:  # also refuses inf and nan
             raise ValueError(f"--bound must be positive and at most {MAX_BOUND:g} (z = 1 moves a prompt vector by about "
                              f"one embedding standard deviation), got {self.bound}")
@@ -153,5 +154,6 @@ class AlignConfig:
                     if mapping.on_command_line == flag.on_command_line and args[f.name] != value:
                         raise ValueError(f"{flag} and {mapping} give {f.name} two values")
                 args[f.name] = value
-        self.optimizer_args = optimizer_settings(self.optimizer, args, population=self.population)
+        self.optimizer_args = optimizer_settings(self.optimizer, args, population=self.population,
+                                                 dim=self.subspace_dim)
         return self

@@ -52,6 +52,23 @@ def test_building_an_optimiser_directly_checks_the_same():
         make_optimizer("cma", 2, population=1, bound=1.0, seed=0)
 
 
+def test_cma_needs_two_dimensions_and_says_so_before_loading(tmp_path, capsys):
+    # cma 4.x fails in one dimension once its step outgrows a third of the box, at the first tell
+    # ("not yet initialized (dimension needed)"), after a whole generation was scored
+    message = ("--subspace-dim 1: CMA-ES (--optimizer cma) needs a search space of at least 2 dimensions; "
+               "use --subspace-dim 2 or more, or --optimizer de")
+    err = _refused(tmp_path, capsys, "--country", "USA", "--optimizer", "cma", "--subspace-dim", "1")
+    assert err == f"culture-align: {message}\n"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_optimizer("cma", 1, population=4, bound=1.0, seed=0)
+    assert parse_args(BASE + ["--optimizer", "cma", "--subspace-dim", "2"]).subspace_dim == 2
+    assert parse_args(BASE + ["--subspace-dim", "1"]).subspace_dim == 1  # DE searches one dimension
+    opt = make_optimizer("de", 1, population=4, bound=1.0, seed=0)
+    opt.ask()
+    opt.tell([1.0, 2.0, 3.0, 4.0])
+    assert opt.ask().shape == (4, 1)
+
+
 # ---- 2. the optimiser's settings by type --------------------------------------------------------
 
 @pytest.mark.parametrize("extra, message", [

@@ -24,6 +24,13 @@ class CMAConfig:
             raise ValueError(f"--population {population}: CMA-ES (--optimizer cma) needs a population of at least 2; "
                              "use --population 2 or more")
 
+    def check_dimension(self, dim: int) -> None:
+        """cma 4.x fails in one dimension at the first tell whose step outgrows a third of the box
+        ("not yet initialized (dimension needed)"), after the generation was scored."""
+        if dim < 2:
+            raise ValueError(f"--subspace-dim {dim}: CMA-ES (--optimizer cma) needs a search space of at least 2 "
+                             "dimensions; use --subspace-dim 2 or more, or --optimizer de")
+
 
 @register_optimizer("cma", config_fields=CMAConfig)
 class CMAES:

@@ -30,7 +30,8 @@ class OptimizerSpec:
     name: str
     cls: type  # cls(dim, *, population, bound, seed, **settings) -> AskTell
     config_fields: type  # a dataclass; field(metadata={"help": ...}) on each setting; __post_init__ checks
-    # the values, and an optional check_population(population) the run's population (both raise ValueError)
+    # the values, an optional check_population(population) the run's population and an optional
+    # check_dimension(dim) its search space's dimension (all raise ValueError)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -63,16 +64,19 @@ def optimizer_spec(name: str) -> OptimizerSpec:
     return OPTIMIZERS[name]
 
 
-def optimizer_settings(name: str, given: dict | None = None, *, population: int | None = None) -> dict:
+def optimizer_settings(name: str, given: dict | None = None, *, population: int | None = None,
+                       dim: int | None = None) -> dict:
     """The optimiser's settings, defaults filled in. Names and types are checked here, values by
-    its config's ``__post_init__`` and, given ``population``, by its ``check_population``: all
-    before a model is loaded, so that a run the optimiser would refuse never starts."""
+    its config's ``__post_init__`` and, given ``population`` / ``dim``, by its ``check_population`` /
+    ``check_dimension``: all before a model is loaded, so that a run the optimiser would refuse never starts."""
     spec = optimizer_spec(name)
     given = dict(given or {})
     _check_names(name, spec, given)
     config = spec.config_fields(**_typed(name, spec, given))
     if population is not None and hasattr(config, "check_population"):
         config.check_population(population)
+    if dim is not None and hasattr(config, "check_dimension"):
+        config.check_dimension(dim)
     return dataclasses.asdict(config)
 
 
@@ -111,5 +115,5 @@ _TYPE_WORDS = {float: "a number (float)", int: "an integer (int)", str: "a strin
 
 def make_optimizer(name: str, dim: int, *, population: int, bound: float, seed: int, settings: dict | None = None):
     spec = optimizer_spec(name)
-    settings = optimizer_settings(name, settings, population=population)
+    settings = optimizer_settings(name, settings, population=population, dim=dim)
     return spec.cls(dim, population=population, bound=bound, seed=seed, **settings)
