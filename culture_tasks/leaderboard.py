@@ -742,8 +742,9 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     qa, qb = _questions(base, tasks, column.metric), _questions(run, tasks, column.metric)
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
         keys = sorted(qa)
-        return stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys]), ""
-    result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
+        result = stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys])
+    else:
+        result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
     if not math.isfinite(result["diff"]):
         return None, "no paired test: the baseline row's value is not a number"
     return result, ""

@@ -882,3 +882,20 @@ def test_output_help_says_which_formats_write_plots(tmp_path, capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert ("--output OUTPUT write here instead of standard output; md and html also write their plots as PNG files "
             "to <output stem>_plots/") in help_text
+
+
+def test_a_wvs_group_against_a_baseline_that_is_not_a_number_says_so(tmp_path):
+    # the baseline's wvs_usa and wvs_china have a question whose log-likelihoods were NaN: its group is NaN, so the
+    # other row's group cell has no difference to show; it printed "+nan (no interval: one document), p = nan"
+    nan = float("nan")
+    countries = ("wvs_usa", "wvs_china")
+    base = {t: [{"wvs_jsd": nan if k == 0 else 0.5, "doc": {"q_id": str(10 + k)}} for k in range(6)] for t in countries}
+    good = {t: [{"wvs_jsd": 0.9, "doc": {"q_id": str(10 + k)}} for k in range(6)] for t in countries}
+    for model, rows, value in (("/m/base", base, nan), ("/m/good", good, 0.9)):
+        _result(tmp_path / "res" / model[3:], model, {}, extra={t: {"wvs_jsd,none": value} for t in ("wvs", *countries)},
+                samples=rows, groups={"wvs": list(countries)}, hib={"wvs": {"wvs_jsd": True}})
+    data = _json(tmp_path, "--baseline", "base")
+    group = _cell(data, "good", "wvs", table="wvs: wvs_jsd (higher is better)")
+    assert group["value"] == pytest.approx(0.9)
+    assert group["diff"] is None and group["p_value"] is None and group["significant"] is None
+    assert group["diff_note"] == "no paired test: the baseline row's value is not a number"
