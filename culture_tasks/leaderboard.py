@@ -773,9 +773,11 @@ def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
 
 
 def _coverage_label(runs: list[Run], family: str, task: str) -> str:
-    """' (2 of 6 dims)' where the instrument reports that a task's target lacks parts, else ''."""
+    """' (2 of 6 dims)' where the instrument reports that a task's target lacks parts, else ''. A group
+    (vsm13_partial) reports no coverage of its own: its tasks' count it."""
     metric, full = coverage_metrics().get(family, (None, 0))
-    counts = {int(r.metrics[task][metric]) for r in runs if metric in r.metrics.get(task, {})}
+    counts = {int(r.metrics[t][metric]) for r in runs for t in (_leaves(r.groups, task) if task in r.groups else [task])
+              if metric in r.metrics.get(t, {})}
     return "".join(f" ({k} of {full} dims)" for k in sorted(counts) if k < full)
 
 

@@ -899,3 +899,18 @@ def test_a_wvs_group_against_a_baseline_that_is_not_a_number_says_so(tmp_path):
     assert group["value"] == pytest.approx(0.9)
     assert group["diff"] is None and group["p_value"] is None and group["significant"] is None
     assert group["diff_note"] == "no paired test: the baseline row's value is not a number"
+
+
+def test_a_group_of_targets_with_fewer_dimensions_says_so(tmp_path, capsys):
+    # lm-eval's vsm13_partial group (Iraq, Jordan: 2 of 6 dimensions each) reports vsm13_l1 but no vsm13_dims of its
+    # own: its column read as a full-coverage loss beside vsm13_usa's; it is marked like its tasks
+    extra = {"vsm13_usa": {"vsm13_l1,none": 300.0, "vsm13_dims,none": 6},
+             "vsm13_iraq": {"vsm13_l1,none": 100.0, "vsm13_dims,none": 2},
+             "vsm13_jordan": {"vsm13_l1,none": 120.0, "vsm13_dims,none": 2},
+             "vsm13_partial": {"vsm13_l1,none": 110.0}, "vsm13": {"vsm13_l1,none": 300.0}}
+    _result(tmp_path / "res", "/m/base", {}, extra=extra, hib={t: {"vsm13_l1": False} for t in extra},
+            groups={"vsm13_partial": ["vsm13_iraq", "vsm13_jordan"], "vsm13": ["vsm13_usa"]})
+    assert main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert ("| model | vsm13 | vsm13_iraq (2 of 6 dims) | vsm13_jordan (2 of 6 dims) | vsm13_partial (2 of 6 dims) | "
+            "vsm13_usa |") in out
