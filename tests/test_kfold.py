@@ -631,3 +631,29 @@ def test_a_fold_whose_training_diverges_stops_the_run(tmp_path, tiny_model, rows
     fold = out / "fold-1"
     assert not any(p.exists() for p in (fold / "adapter" / "training.json", fold / "adapter" / "adapter_model.safetensors",
                                         fold / "result.json", out / "fold-2", out / "kfold.json", out / "kfold.md"))
+
+
+def test_letter_prior_scores_a_tied_majority_as_wvs_majority_agreement_does(tmp_path, tiny_model, monkeypatch):
+    """USA: Q27 3,3,3,1 -> C; Q28 2,2,3,3: B and C tie (the rows are labelled B, the lower code). The fold
+    holding out Q28 trains on Q27's rows and answers C, one of Q28's two most chosen answers: WVS majority
+    agreement counts that as agreeing, so the prior does too (1); the fold holding out Q27 answers B, wrong
+    for Q27 (0). Prior 1/2; scored against the rows' label B it read 0."""
+    import trainers.kfold
+
+    root = write_data_root(tmp_path / "root", rows=[(3, 2, -1), (3, 2, -1), (3, 3, -1), (1, 3, -1)])
+    data = tmp_path / "rows.jsonl"
+    build_examples("english", data_dir=str(root)).write(data)
+
+    def fake_score(cfg, adapter, tasks, questions, chat):
+        ids = questions or ["27", "28"]
+        return {"scores": {t: {q: {m: 1.0 for m in trainers.kfold.METRICS} for q in ids} for t in tasks},
+                "lm_eval": {}, "command": "lm_eval"}
+
+    monkeypatch.setattr(trainers.kfold, "score", fake_score)
+    monkeypatch.setattr(trainers.kfold, "_train_fold",
+                        lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
+    report = run_kfold(_config(tiny_model, data, tmp_path / "run", root))
+    prior = report["letter_prior"]
+    letters = {q: f["letter"] for f in prior["per_fold"] for q in report["fold_questions"][f["fold"] - 1]}
+    assert letters == {"27": "B", "28": "C"}
+    assert prior["per_document"] == [0.0, 1.0] and prior["prior"] == pytest.approx(0.5)

@@ -36,6 +36,7 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest, load_settings,
                                    save_settings)
 from culture_tasks import paths
+from culture_tasks.prompts import LETTERS
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
                            asked_with_persona, check_adapter_fits, read_examples, run_settings, uses_chat)
@@ -139,13 +140,14 @@ def survey_tasks(culture: str, persona: bool | None = None) -> list[tuple[str, o
     return list(zip(tasks, countries))
 
 
-def answered_questions(countries, data_dir: str | None) -> dict[str, set[str]]:
-    """Per country slug, the questions its respondents answered (the documents its task has)."""
+def answered_questions(countries, data_dir: str | None) -> dict[str, dict[str, np.ndarray]]:
+    """Per country slug, the questions its respondents answered (the documents its task has), each
+    with its answer distribution in ascending code order."""
     from culture_tasks.survey.wvs import load_questions
     from trainers.examples import country_answers
 
     questions = load_questions(data_dir)
-    return {c.slug: set(country_answers(c, questions, data_dir).distributions) for c in countries}
+    return {c.slug: country_answers(c, questions, data_dir).distributions for c in countries}
 
 
 def survey_digests(countries, data_dir: str | None) -> dict[str, str]:
@@ -239,7 +241,7 @@ def run_fold(cfg: KFoldConfig, index: int, folds: list[list[str]], rows: list[di
     result = {"fold": index, "held_out": held_out, "trained": trained,
               "training": {k: training[k] for k in ("examples", "steps", "train_loss", "seconds")}}
     for part, questions in (("held_out_scores", held_out), ("in_sample_scores", trained)):
-        names = [t for t, c in tasks if answered[c.slug] & set(questions)]
+        names = [t for t, c in tasks if answered[c.slug].keys() & set(questions)]
         result[part] = score(cfg, folder / "adapter", names, questions, chat) if names else \
             {"scores": {}, "lm_eval": {}, "command": None}
     write_text_atomic(folder / RESULT, json.dumps(result, indent=1))
@@ -322,11 +324,14 @@ def _answer_letter(row: dict) -> str:
 
 
 def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: list[dict],
-                 by_country: bool = False) -> dict | None:
+                 by_country: bool = False, distributions: dict | None = None) -> dict | None:
     """The held-out gain a constant answer would get: each fold's held-out questions answered with the
-    letter its training rows use most (a tie goes to the first letter), scored against the held-out
-    rows' labels, which under the ``majority`` rule are the country's majority answers that WVS
-    majority agreement checks; then the adapters' held-out agreement minus this prior, paired over
+    letter its training rows use most (a tie goes to the first letter), scored as WVS majority agreement
+    scores an answer: right when the letter's code is one of the country's most chosen
+    (``distributions``: per country slug and q_id, the answer distribution in code order; where two
+    codes tie, as Brazil's Q231, both count, while the rows carry the lower one), else (no
+    ``distributions``) against the held-out rows' labels, which under the ``majority`` rule are the
+    country's majority answers; then the adapters' held-out agreement minus this prior, paired over
     the questions (``prior_comparison``). An adapter that only learnt "this country mostly answers A"
     gains nothing over it.
     ``by_country``: one letter per fold and country, for a model whose prompts name the country (the
@@ -339,9 +344,15 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     if any(r.get("rule", "majority") != "majority" for r in rows):
         return None
     task_of = {c.slug: t for t, c in tasks}
-    label = {}
-    for r in sorted(rows, key=lambda r: r.get("step") != "seed"):  # the seed wording's label first
-        label.setdefault((task_of.get(str(r.get("country"))), str(r["q_id"])), _answer_letter(r))
+    majority: dict[tuple, set[str]] = {}  # (task, q_id): the letters WVS majority agreement counts as agreeing
+    if distributions is not None:
+        for slug, by_q in distributions.items():
+            for q, p in by_q.items():
+                p = np.asarray(p, dtype=float)
+                majority[(task_of.get(slug), str(q))] = {LETTERS[i] for i in np.flatnonzero(p == p.max())}
+    else:
+        for r in sorted(rows, key=lambda r: r.get("step") != "seed"):  # the seed wording's label first
+            majority.setdefault((task_of.get(str(r.get("country"))), str(r["q_id"])), {_answer_letter(r)})
     groups = [[c] for c in task_of] if by_country else [list(task_of)]
     per_fold, prior = [], {}
     for index, held_out in enumerate(folds, start=1):
@@ -355,8 +366,8 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
                              "share": counts[letter] / sum(counts.values())})
             for q in held_out:
                 for t in (task_of[c] for c in group):
-                    if (t, q) in label:
-                        prior[(t, q)] = float(label[(t, q)] == letter)
+                    if (t, q) in majority:
+                        prior[(t, q)] = float(letter in majority[(t, q)])
     if any((d["task"], d["q_id"]) not in prior for d in per_question):
         return None
     a = [prior[(d["task"], d["q_id"])] for d in per_question]
@@ -727,7 +738,8 @@ def run_kfold(cfg: KFoldConfig) -> dict:
         report = {"culture": culture, "data": cfg.data, "folds": cfg.folds, "fold_questions": folds, "tasks": names,
                   "chat_template": chat, "documents": sum(len(v) for v in base["scores"].values()),
                   "settings": settings, "base_command": base["command"], **pool(base, results)}
-        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=persona)
+        report["letter_prior"] = letter_prior(rows, folds, tasks, report["per_question"], by_country=persona,
+                                              distributions=answered)
         report["environment"] = provenance.environment(eval_device(cfg))
         write_text_atomic(out / "kfold.json", json.dumps(report, indent=1))
         write_text_atomic(out / "kfold.md", markdown(report))
