@@ -1,7 +1,8 @@
 """Search a soft prompt that moves a frozen model's VSM13 answers to a country's Hofstede profile.
 
-The loss of every candidate is the ``vsm13_l1`` that ``lm_eval --tasks vsm13_<country>`` reports
-for the same prompt: requests, tokens and aggregation all come from the lm-eval task itself
+The loss of every candidate is its ``--objective`` of the metrics that ``lm_eval --tasks
+vsm13_<country>`` reports for the same prompt (minus its ``vsm13_margin`` for ``contrastive``, its
+``vsm13_l1`` for ``l1``): requests, tokens and aggregation all come from the lm-eval task itself
 (``TaskScorer``). State is saved atomically after each generation; ``--resume`` replays the
 saved fitness history into a fresh optimiser, which reproduces its state exactly.
 """
