@@ -509,3 +509,29 @@ def test_a_training_loss_that_is_not_a_number_stops_the_run(tmp_path):
                                             r"train again with a lower --learning-rate \(this run: 0.0002\) or train "
                                             r"in float32 \(--bf16 false\), with --overwrite"):
         _check_converged(cfg_like, tmp_path, True, float("nan"), weights)
+
+
+def test_one_regular_expression_on_the_command_line_adapts_the_layers_it_matches(tiny_model, tmp_path):
+    """--help: "all-linear, one regular expression, or several module names". On the command line a single
+    value arrives as a list of one, which peft matches as a module name: '.*(q_proj|v_proj)' named no layer
+    and was refused. A value that cannot be a module name (only word characters and dots are) is the one
+    regular expression; a single plain name stays a name."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainers.cli import parser
+    from trainers.lora import check_adapter_fits, lora_config
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("", encoding="utf-8")
+
+    def adapted(value):
+        (cfg,) = parser("lora").parse(["--model", str(tiny_model), "--data", str(data), "--output",
+                                       str(tmp_path / "o"), "--target-modules", value])
+        check_adapter_fits(cfg)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora_config(cfg))
+        return cfg.target_modules, sorted({n.split(".lora_A")[0].rsplit(".", 1)[1]
+                                           for n, _ in model.named_parameters() if ".lora_A" in n})
+
+    assert adapted(".*(q_proj|v_proj)") == (".*(q_proj|v_proj)", ["q_proj", "v_proj"])
+    assert adapted("q_proj") == (["q_proj"], ["q_proj"])

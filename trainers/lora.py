@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import zipfile
 import time
@@ -95,6 +96,11 @@ class LoraTrainConfig:
             self.data = [self.data]
         if isinstance(self.target_modules, list) and self.target_modules == ["all-linear"]:
             self.target_modules = "all-linear"  # peft's keyword, not a module name
+        elif isinstance(self.target_modules, list) and len(self.target_modules) == 1 \
+                and not re.fullmatch(r"[\w.]+", str(self.target_modules[0])):
+            # a single command-line value arrives as a list of one, which peft matches as a module name; one
+            # that cannot be a module name (word characters and dots) is the one regular expression
+            self.target_modules = str(self.target_modules[0])
         for name in ("rank", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
