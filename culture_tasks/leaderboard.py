@@ -1101,8 +1101,13 @@ def culture_heatmap(tables: list[Table]):
     keep = [j for j, c in enumerate(suite.columns) if not c.count and c.metric == "f1_macro"]
     values = np.array([[cells[j].value if cells[j].value is not None else np.nan for j in keep]
                        for _, cells in suite.rows], dtype=float)
-    return plots.score_heatmap("CultureLLM macro-F1 per culture (higher is better)", [_short(r) for r, _ in suite.rows],
-                               [suite.columns[j].label for j in keep], values, xlabel="culture", colourbar="macro-F1")
+    intervals = np.array([[[np.nan if x is None else x for x in (cells[j].low, cells[j].high)] for j in keep]
+                          for _, cells in suite.rows], dtype=float).reshape(len(suite.rows), len(keep), 2)
+    marks = [["‡" if cells[j].incomplete else "" for j in keep] for _, cells in suite.rows]
+    return plots.score_heatmap("CultureLLM macro-F1 per culture, 95 % intervals (higher is better; ‡ a mean over "
+                               "fewer of the column's tasks)", [_short(r) for r, _ in suite.rows],
+                               [suite.columns[j].label for j in keep], values, xlabel="culture", colourbar="macro-F1",
+                               intervals=intervals, marks=marks)
 
 
 def _hofstede_code(country: str, data_dir: str | None) -> str:

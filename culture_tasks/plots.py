@@ -2,7 +2,7 @@
 
 Figures must read in grey-scale and for colour-blind readers: colours come from cividis (a
 colour-blind-safe map whose lightness rises monotonically), and each series also differs by
-marker, line style or hatch; heatmap cells carry their values as text.
+marker, line style or hatch; heatmap cells carry their values and intervals as text.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ def to_svg(fig, name: str = "") -> str:
     return text[text.index("<svg"):]
 
 
-def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}") -> None:
-    """Write each cell's value on a heatmap, white on dark cells and black on light ones."""
+def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}", intervals: np.ndarray | None = None,
+             marks: Sequence[Sequence[str]] | None = None) -> None:
+    """Write each cell's value on a heatmap, white on dark cells and black on light ones; with
+    ``intervals`` (rows x columns x 2, NaN where unknown) the value's interval under it, or "no interval";
+    ``marks`` (rows x columns of text) follow the value (‡ for a mean over fewer tasks)."""
     image = ax.images[-1]
     for (i, j), v in np.ndenumerate(values):
         if not math.isfinite(v):
@@ -74,7 +77,21 @@ def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}") -> None:
             continue
         r, g, b, _ = image.cmap(image.norm(v))
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-        ax.text(j, i, fmt.format(v), ha="center", va="center", color="white" if dark else "black", fontsize=8)
+        text = fmt.format(v) + (marks[i][j] if marks is not None else "")
+        if intervals is not None:
+            low, high = (float(x) for x in intervals[i][j])
+            text += (f"\n[{fmt.format(low)}, {fmt.format(high)}]" if math.isfinite(low) and math.isfinite(high)
+                     else "\nno interval")
+        ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black", fontsize=8)
+
+
+def _intervals(cis, shape: tuple[int, int]) -> np.ndarray | None:
+    """``[[[low, high], ...], ...]`` (None for an unknown bound) as a rows x columns x 2 array; None without."""
+    if cis is None:
+        return None
+    out = np.array([[[np.nan if x is None else float(x) for x in (ci or (None, None))] for ci in row] for row in cis],
+                   dtype=float)
+    return out.reshape(*shape, 2)
 
 
 # --------------------------------------------------------------------------- leaderboard
@@ -112,11 +129,14 @@ def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
 
 
 def score_heatmap(title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray, *,
-                  xlabel: str = "", colourbar: str = ""):
-    """Rows x columns of scores (higher is better), each cell annotated with its value."""
+                  xlabel: str = "", colourbar: str = "", intervals: np.ndarray | None = None,
+                  marks: Sequence[Sequence[str]] | None = None):
+    """Rows x columns of scores (higher is better), each cell annotated with its value (and, with
+    ``intervals``, its interval; ``marks`` after the value: ``annotate``)."""
     plt = pyplot()
     values = np.asarray(values, dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.8 * len(columns)), max(2.4, 1.4 + 0.5 * len(rows))))
+    height = 0.5 if intervals is None else 0.7
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.9 * len(columns)), max(2.4, 1.4 + height * len(rows))))
     image = ax.imshow(np.ma.masked_invalid(values), cmap="cividis", aspect="auto", vmin=0.0,
                       vmax=max(1e-9, float(np.nanmax(values))) if np.isfinite(values).any() else 1.0)
     fig.colorbar(image, ax=ax, label=colourbar)
@@ -124,7 +144,7 @@ def score_heatmap(title: str, rows: Sequence[str], columns: Sequence[str], value
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
-    annotate(ax, values)
+    annotate(ax, values, intervals=intervals, marks=marks)
     fig.tight_layout()
     return fig
 
@@ -176,11 +196,14 @@ def steering_heatmap(result: dict, path: Path) -> None:
     panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
     if result.get("wvs"):
         panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 1.5 + 0.6 * len(result["vsm13"]["rows"])),
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 1.5 + 0.8 * len(result["vsm13"]["rows"])),
                              squeeze=False)
     for ax, (part, key, plain_key, title, cmap) in zip(axes[0], panels):
         block = result[part]
         values = np.asarray([*block[key], block[plain_key]], dtype=float)
+        cis = None  # each cell's interval (a result stored before the intervals existed has none)
+        if block.get(f"{key}_ci") is not None and block.get(f"{plain_key}_ci") is not None:
+            cis = _intervals([*block[f"{key}_ci"], block[f"{plain_key}_ci"]], values.shape)
         columns = block["columns"]
         if part == "vsm13":  # a column over fewer dimensions is on another scale: say so under it
             columns = [f"{c} ({len(d)} dims)" for c, d in zip(columns, block["column_dims"])]
@@ -190,8 +213,9 @@ def steering_heatmap(result: dict, path: Path) -> None:
         ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
         ax.set_xlabel("compared with")
         ax.set_ylabel("steered to")
-        ax.set_title(title)
-        annotate(ax, values)
+        level = (result.get("config") or {}).get("level", 0.95)
+        ax.set_title(title + ("" if cis is None else f", {level * 100:g} % intervals"))
+        annotate(ax, values, intervals=cis)
     fig.tight_layout()
     save(fig, path)
 

@@ -914,3 +914,23 @@ def test_a_group_of_targets_with_fewer_dimensions_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("| model | vsm13 | vsm13_iraq (2 of 6 dims) | vsm13_jordan (2 of 6 dims) | vsm13_partial (2 of 6 dims) | "
             "vsm13_usa |") in out
+
+
+def test_the_culture_heatmap_writes_each_value_with_its_interval(tmp_path, monkeypatch):
+    # the heatmap showed each culture's macro-F1 alone: it now writes the table's interval under it ("no interval"
+    # where the table has none), and ‡ after a mean over fewer of the column's tasks
+    from culture_tasks import leaderboard, plots
+
+    right = [{"f1_macro": [0, 0, 1]}] * 4
+    _result(tmp_path / "res/a", "/m/logged", {"culturellm_english_x": 1.0, "culturellm_english_y": 1.0},
+            samples={"culturellm_english_x": right, "culturellm_english_y": right})
+    _result(tmp_path / "res/b", "/m/other", {"culturellm_english_x": 0.5})
+    drawn = {}
+    real = plots.score_heatmap
+    monkeypatch.setattr(plots, "score_heatmap", lambda *a, **k: drawn.setdefault("fig", real(*a, **k)))
+    runs = leaderboard.load_runs(leaderboard.find_result_files([str(tmp_path / "res")]))
+    leaderboard.culture_heatmap(leaderboard.build_tables(runs))
+    texts = [t.get_text() for t in drawn["fig"].axes[0].texts]
+    assert texts == ["1.00\n[1.00, 1.00]", "1.00\n[1.00, 1.00]", "0.50‡\nno interval", "0.50‡\nno interval"]
+    assert "95 % intervals" in drawn["fig"].axes[0].get_title()
+    plots.pyplot().close(drawn["fig"])

@@ -72,3 +72,25 @@ def test_the_loss_curve_names_the_objective_on_its_axis(tmp_path, monkeypatch):
     plots.loss_curve([{"generation": 1, "best_so_far": -0.5, "mean": -0.2}], tmp_path / "loss.png", "USA",
                      LOSS_LABELS["contrastive"])
     assert drawn[0].axes[0].get_ylabel() == "minus the margin (vsm13_margin)"
+
+
+def test_heatmap_cells_carry_their_intervals():
+    # every number on a heatmap stands beside its 95 % interval (the tables' rule): a cell without one says so
+    intervals = np.array([[[0.125, 0.375], [np.nan, np.nan]], [[0.5, 0.75], [np.nan, np.nan]]])
+    fig = plots.score_heatmap("t", ["a", "b"], ["x", "y"], np.array([[0.25, np.nan], [0.625, 1.0]]),
+                              intervals=intervals, marks=[["", ""], ["‡", ""]])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.25\n[0.12, 0.38]", "–", "0.62‡\n[0.50, 0.75]", "1.00\nno interval"]
+    plots.pyplot().close(fig)
+
+
+def test_the_steering_heatmap_writes_each_distance_with_its_interval(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig))
+    result = {"vsm13": {"rows": ["USA"], "columns": ["USA", "CHN"], "column_dims": [["pdi"] * 6, ["pdi"] * 2],
+                        "distance": [[0.1, 0.9]], "distance_ci": [[[0.05, 0.2], [0.7, 1.1]]],
+                        "plain_distance": [0.5, 0.6], "plain_distance_ci": [[0.4, 0.55], [0.5, 0.75]]}}
+    plots.steering_heatmap(result, tmp_path / "steering.png")
+    texts = [t.get_text() for t in drawn[0].axes[0].texts]
+    assert texts == ["0.10\n[0.05, 0.20]", "0.90\n[0.70, 1.10]", "0.50\n[0.40, 0.55]", "0.60\n[0.50, 0.75]"]
+    plots.pyplot().close(drawn[0])
