@@ -700,6 +700,9 @@ def make_cell(run: Run, column: Column) -> Cell | None:
             return Cell(value, low, high)
         members = run.groups.get(tasks[0])
         if not members:
+            if low is not None and high is not None:  # reported as NaN: a finite value has none only from one document
+                return Cell(value, interval_note="no interval: the result file's is not a number (fewer than 2 "
+                                                 "documents)")
             return Cell(value, interval_note="no interval: the result file reports none for this metric")
         tasks = members
     if column.metric not in RESAMPLABLE:

@@ -934,3 +934,17 @@ def test_the_culture_heatmap_writes_each_value_with_its_interval(tmp_path, monke
     assert texts == ["1.00\n[1.00, 1.00]", "1.00\n[1.00, 1.00]", "0.50‡\nno interval", "0.50‡\nno interval"]
     assert "95 % intervals" in drawn["fig"].axes[0].get_title()
     plots.pyplot().close(drawn["fig"])
+
+
+def test_a_task_of_one_document_says_why_it_has_no_interval(tmp_path):
+    # lm_eval --limit 1: the task's interval is NaN in its result file (one document resampled is itself); the
+    # cell said the file "reports none for this metric", as for a file without interval keys
+    task = "culturellm_english_x"
+    nan = float("nan")
+    _result(tmp_path / "res/a", "/m/one", {task: 1.0}, ci={task: (nan, nan)}, limit=1,
+            n_samples={task: {"original": 40, "effective": 1}})
+    _result(tmp_path / "res/b", "/m/old", {task: 0.5})
+    data = _json(tmp_path)
+    assert _cell(data, "one", "english")["interval_note"] == ("no interval: the result file's is not a number "
+                                                               "(fewer than 2 documents)")
+    assert _cell(data, "old", "english")["interval_note"] == "no interval: the result file reports none for this metric"
