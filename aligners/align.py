@@ -253,7 +253,7 @@ def worst(losses) -> list[float]:
 
 def make_space(lm, cfg: AlignConfig) -> SoftPromptSpace:
     init_ids = lm.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
-    return SoftPromptSpace(lm.model.get_input_embeddings().weight, virtual_tokens=cfg.virtual_tokens,
+    return SoftPromptSpace(lm.model.get_input_embeddings(), virtual_tokens=cfg.virtual_tokens,
                            subspace_dim=cfg.subspace_dim, seed=cfg.seed, init=cfg.init, init_ids=init_ids)
 
 

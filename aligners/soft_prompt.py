@@ -3,7 +3,7 @@
 A full soft prompt has n x hidden_size numbers (16,384 for 4 tokens of an 8B Llama), far too
 many for a black-box optimiser; following black-box tuning (Sun et al., 2022) the optimiser
 searches a k-dimensional z mapped through a fixed, seeded random projection A whose scale
-follows the embedding table, so z ~ O(1) moves each prompt vector by about one embedding
+follows the token embeddings the model reads, so z ~ O(1) moves each prompt vector by about one embedding
 standard deviation. The checkpoint stores the final full P, so using it needs no projection.
 """
 
@@ -14,11 +14,26 @@ import torch
 from culture_tasks.paths import absolute_if_local
 
 
+# token ids per call when the embedding layer is read row by row (``embedded_table``)
+TABLE_CHUNK = 32768
+
+
+def embedded_table(layer: torch.nn.Module) -> torch.Tensor:
+    """The model's input embedding layer applied to every token id (vocab x hidden, float32, CPU): what
+    the model reads for each token, and what peft and the scorer prepend a soft prompt to. Gemma's layer
+    multiplies its table by sqrt(hidden), so its rows are not the table's."""
+    weight = layer.weight
+    with torch.no_grad():
+        return torch.cat([layer(torch.arange(start, min(start + TABLE_CHUNK, weight.shape[0]), device=weight.device))
+                          .float().cpu() for start in range(0, weight.shape[0], TABLE_CHUNK)])
+
+
 class SoftPromptSpace:
-    def __init__(self, embedding: torch.Tensor, *, virtual_tokens: int, subspace_dim: int, seed: int,
+    def __init__(self, embedding: torch.nn.Module, *, virtual_tokens: int, subspace_dim: int, seed: int,
                  init: str = "text", init_ids: list[int] | None = None):
-        """``embedding`` is the model's input embedding table (vocab x hidden)."""
-        table = embedding.detach().float().cpu()
+        """``embedding`` is the model's input embedding layer (``get_input_embeddings()``): P0 and the
+        projection's scale come from its output, the token embeddings as the model reads them."""
+        table = embedded_table(embedding)
         self.n, self.d, self.k = virtual_tokens, table.shape[1], subspace_dim
         gen = torch.Generator().manual_seed(seed)
         if init == "text":

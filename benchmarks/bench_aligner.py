@@ -50,7 +50,7 @@ def main() -> None:
     scorers = {"shared stems": TaskScorer(lm, "vsm13_usa", tm),
                "full rows": TaskScorer(lm, "vsm13_usa", tm, shared_stems=False)}
     scorer = scorers["shared stems"]
-    space = SoftPromptSpace(model.get_input_embeddings().weight, virtual_tokens=args.virtual_tokens,
+    space = SoftPromptSpace(model.get_input_embeddings(), virtual_tokens=args.virtual_tokens,
                             subspace_dim=args.subspace_dim, seed=0, init="vocab")
     z = torch.rand(args.population, args.subspace_dim) * 2 - 1
     prompts = space.prompts(z)

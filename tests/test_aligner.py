@@ -202,6 +202,44 @@ def test_vocab_initialisation_is_recorded_as_peft_sample_vocab(tiny_model, tmp_p
     assert torch.equal(saved, prompt)  # the weights are the searched prompt, not peft's own initialisation
 
 
+def _tiny_gemma2(tiny_model):
+    """A random Gemma2 on the tiny tokenizer: its input embedding layer multiplies the table by sqrt(hidden)."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = transformers.Gemma2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=256, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    return transformers.Gemma2ForCausalLM(config).eval(), tok
+
+
+def test_the_initial_prompt_is_the_text_as_the_model_embeds_it(tiny_model):
+    """P0 and the projection's scale follow the embedding layer's output, which is what the model reads
+    for a token and what peft prepends the prompt to: Gemma's layer scales its table by sqrt(hidden)."""
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import SoftPromptSpace
+
+    text = "Please answer the following survey question."
+    gemma, tok = _tiny_gemma2(tiny_model)
+    llama = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    for model, scale in ((gemma, 32 ** 0.5), (llama, 1.0)):
+        layer = model.get_input_embeddings()
+        space = SoftPromptSpace(layer, virtual_tokens=4, subspace_dim=4, seed=0, init="text", init_ids=ids)
+        start = space.prompts(torch.zeros(1, 4))[0]  # z = 0: the initial prompt itself
+        table = layer.weight.detach()
+        assert torch.allclose(start, table[ids[:4]] * scale, rtol=1e-6, atol=0)
+        with torch.no_grad():  # the text as the model reads it
+            assert torch.allclose(start, layer(torch.tensor(ids[:4])), rtol=1e-6, atol=0)
+        # z = 1 moves a vector by about one standard deviation of the embeddings the model reads
+        want = float(table.std()) * scale / 4 ** 0.5
+        assert float(space.projection.std()) == pytest.approx(want, rel=0.1)
+
+
 @dataclass
 class ToyConfig:
     toy_step: float = field(default=0.5, metadata={"help": "spread of the toy search's proposals"})
