@@ -110,6 +110,14 @@ def stem_groups(contexts: Sequence[Sequence[int]], min_stem: int = MIN_STEM) -> 
     return sorted(groups, key=lambda g: g.items)
 
 
+def sliding_window(model) -> int | None:
+    """How many positions a sliding-window layer of ``model`` sees (Gemma 2 and 3, Mistral, Phi-3), or None."""
+    config = model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(config, "sliding_window", None)
+    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
+
+
 def _cache_rows(cache, rows: torch.Tensor):
     """A copy of a key/value cache holding ``rows`` of its batch (repeats allowed); ``cache`` is left
     as it is, so every forward batch takes the rows it needs from the one stem pass."""
@@ -206,6 +214,14 @@ class TaskScorer:
         # a stem ends before the shared option tokens: every row's rest holds all the positions it is scored at
         self.groups = stem_groups([item.context[:len(item.context) - item.shared] for item in self.items]) \
             if shared_stems else []
+        self.window = sliding_window(lm.model)
+
+    def usable_groups(self, virtual_tokens: int) -> list[StemGroup]:
+        """``groups``, or none when a row with its soft prompt is not shorter than the model's sliding window:
+        a stem pass's batched rows hold padding between the stem and each rest, and the window counts
+        positions, padding included, so a rest would lose sight of stem tokens its full row sees."""
+        longest = virtual_tokens + max((len(item.context) for item in self.items), default=0)
+        return self.groups if self.window is None or longest < self.window else []
 
     def batches(self, n_cand: int, batch_size: int, items: Sequence[int] | None = None) -> list[list[tuple[int, int]]]:
         """(candidate, item) rows in forward batches of similar length: sorted longest first (stable, as
@@ -217,13 +233,14 @@ class TaskScorer:
         pairs.sort(key=lambda pair: -len(self.items[pair[1]].context))
         return [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
 
-    def units(self, n_cand: int, batch_size: int) -> list[_Unit]:
+    def units(self, n_cand: int, batch_size: int, virtual_tokens: int = 0) -> list[_Unit]:
         """A generation's work in self-contained shares (the processes of a distributed run each take
-        some): per stem group, ``batch_size`` candidates at a time (one stem pass, then their rows of
-        the group in batches of ``batch_size``); the items in no group in ``batches``."""
-        grouped = {i for g in self.groups for i in g.items}
+        some): per stem group (``usable_groups``), ``batch_size`` candidates at a time (one stem pass, then
+        their rows of the group in batches of ``batch_size``); the items in no group in ``batches``."""
+        groups = self.usable_groups(virtual_tokens)
+        grouped = {i for g in groups for i in g.items}
         units = [_Unit(tuple((c, i) for c in range(start, min(start + batch_size, n_cand)) for i in g.items), g)
-                 for g in self.groups for start in range(0, n_cand, batch_size)]
+                 for g in groups for start in range(0, n_cand, batch_size)]
         loose = [i for i in range(len(self.items)) if i not in grouped]
         return units + [_Unit(tuple(chunk)) for chunk in self.batches(n_cand, batch_size, loose)]
 
@@ -242,7 +259,7 @@ class TaskScorer:
                        for s in range(0, len(rows), batch_size))
         no_stems = sum(len(chunk) * max(lengths[i] for _, i in chunk) for chunk in self.batches(n_cand, batch_size))
         computed = 0
-        for unit in self.units(n_cand, batch_size):
+        for unit in self.units(n_cand, batch_size, virtual_tokens):
             if unit.group is None:
                 computed += len(unit.rows) * max(lengths[i] for _, i in unit.rows)
                 continue
@@ -322,7 +339,7 @@ class TaskScorer:
         def run(unit: _Unit) -> list[list[float]]:
             return run_rows(unit.rows) if unit.group is None else run_stem(unit)
 
-        units = self.units(n_cand, batch_size)
+        units = self.units(n_cand, batch_size, 0 if soft_prompts is None else soft_prompts.shape[1])
         out = [[None] * len(self.items) for _ in range(n_cand)]
         with torch.no_grad():
             # under torchrun each process runs its share of these very units (one process: all)

@@ -158,6 +158,7 @@ def _scorer_with_contexts(contexts, min_stem=None):
     scorer = TaskScorer.__new__(TaskScorer)
     scorer.items = [_Item({}, list(c), [0]) for c in contexts]
     scorer.groups = stem_groups(contexts, MIN_STEM if min_stem is None else min_stem)
+    scorer.window = None  # no sliding window
     return scorer
 
 
@@ -264,6 +265,53 @@ def test_shared_stems_score_as_full_rows(tiny_model, data_root, chat_template):
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=1e-6, atol=2e-6)
     assert (expected[0] - expected[1]).abs().max() > 1e-3  # candidates differ: a row mix-up would show
+
+
+def _tiny_sliding_window_model(tiny_model, path, window: int):
+    """A random Gemma2 on the tiny tokenizer whose sliding-window layers see the last ``window`` positions."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in tiny_model.iterdir():
+        if "token" in name.name or name.name == "special_tokens_map.json":
+            shutil.copy(name, path / name.name)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = transformers.Gemma2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2, sliding_window=window)
+    torch.manual_seed(0)
+    transformers.Gemma2ForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(tiny_model, data_root, tmp_path):
+    """A stem pass's batched rows hold padding between the stem and each row's rest, and a sliding
+    window counts positions, padding included: rows longer than the window are scored in full (the same
+    log-likelihoods as lm-eval's), shorter ones still share their stems."""
+    tm = task_manager({"data_dir": str(data_root)})
+    short = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "w16", 16), tm)
+    longest = max(len(item.context) for item in short.items)
+    assert short.groups and longest > 16 + 10  # VSM13's rows are longer than the window
+    prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(5)) * 0.3
+    full = _scorer(tmp_path / "w16", tm, shared_stems=False)
+    # no stem pass for these rows: the positions computed are those of full rows
+    counts = short.token_counts(3, 5, virtual_tokens=4)
+    assert counts["computed"] == counts["no_stems"]
+    for soft in (None, prompts):
+        expected = torch.tensor(full.option_loglikelihoods(soft, batch_size=64))
+        for batch_size in (1, 5, 64):
+            got = torch.tensor(short.option_loglikelihoods(soft, batch_size=batch_size))
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=2e-6)
+    # a window that holds every row with its soft prompt: the stems are used, and agree
+    wide = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "wide", longest + 4 + 1), tm)
+    counts = wide.token_counts(3, 16, virtual_tokens=4)
+    assert counts["computed"] < 0.85 * counts["no_stems"]
+    wide_full = _scorer(tmp_path / "wide", tm, shared_stems=False)
+    torch.testing.assert_close(torch.tensor(wide.option_loglikelihoods(prompts, batch_size=5)),
+                               torch.tensor(wide_full.option_loglikelihoods(prompts, batch_size=64)),
+                               rtol=1e-6, atol=2e-6)
 
 
 def _newline_chat_model(tiny_model, path):
