@@ -21,7 +21,8 @@ is a column of its own, ``vsm13_usa → JPN``, compared only with runs that rank
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
 (``stats.TaskMean``; a WVS group's countries share their questions, so it resamples questions:
-``QuestionMean``), or says "no interval".
+``QuestionMean``; a VSM13 group: the mean over its countries of each one's respondent-bootstrap
+resamples under the tasks' one seed, ``vsm13_interval``), or says "no interval".
 ``--baseline`` compares every row with one row on the same documents: the difference with a
 paired bootstrap interval, and a paired randomisation test that marks the significant ones.
 """
@@ -47,12 +48,13 @@ import numpy as np
 from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.classification import f1_macro, f1_macro_weighted
+from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
-from culture_tasks.survey.tasks import WVS_TOPICS
+from culture_tasks.survey.tasks import VSM13_METRICS, WVS_TOPICS, summarise_vsm13, vsm13_replicates
 from culture_tasks.survey.vsm13 import DIMENSIONS
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -211,9 +213,9 @@ class Run:
         if scored is not None and len(items) != scored:
             raise NotAResultFile(f"{path}: {len(items)} logged documents, but its result file reports {metric} over "
                                  f"{scored} (n-samples.{task}.effective): {FOREIGN_LOG}")
-        if reported is None or metric not in RESAMPLABLE:
+        if reported is None or (metric not in RESAMPLABLE and metric not in VSM13_METRICS):
             return
-        logged = RESAMPLABLE[metric][0](items)
+        logged = RESAMPLABLE[metric][0](items) if metric in RESAMPLABLE else summarise_vsm13(items)[metric]
         if not math.isclose(logged, reported, rel_tol=1e-9, abs_tol=1e-12):
             raise NotAResultFile(f"{path}: the logged documents give {metric} {logged:.6f}, but its result file "
                                  f"reports {reported:.6f}: {FOREIGN_LOG}")
@@ -663,6 +665,36 @@ def _questions(run: Run, tasks: list[str], metric: str) -> dict | None:
     return {q: tuple(sorted(pairs)) for q, pairs in by_question.items()}
 
 
+def vsm13_interval(run: Run, tasks: list[str], metric: str) -> tuple[float, float]:
+    """The interval of the mean of a VSM13 metric over ``tasks`` (a group's countries): each task's resamples
+    are those its own interval comes from (``tasks.vsm13_replicates``: the seeded respondent bootstrap, one seed
+    for every task), resample b of the mean is the mean over the tasks of their resample b, and the interval
+    is the percentiles of those means. The countries of a group without persona (``vsm13``, ``vsm13_reversed``,
+    ...) ask one prompt and differ only in the target, so resample b surveys the same respondents for all of
+    them: a joint bootstrap, as one survey scored against every target is. Persona tasks ask each country its
+    own prompt, so the answer distributions differ; their resamples are still those of each task's own
+    interval (the one seed's stream, item by item), so the countries' resample b share their random numbers
+    but not their respondents: numpy's multinomial draws under other probabilities are neither independent
+    nor the same, a pairing kept so that each country enters with exactly the resamples its own interval
+    has. Under ``answer_mode: argmax`` every resample is the task's value, so the interval has width 0, as
+    each task's has. A task without all 24 items is NaN in every resample, as its value is."""
+    per_task = [vsm13_replicates(tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items())))[metric]
+                for task in tasks]
+    return stats.percentile_interval(np.mean(per_task, axis=0), stats.LEVEL)
+
+
+def _vsm13_cell(run: Run, tasks: list[str], metric: str, value: float) -> Cell:
+    """A mean of a VSM13 metric over tasks with ``vsm13_interval``, or why it has none."""
+    try:
+        if _task_items(run, tasks, metric) is None:
+            return Cell(value, interval_note=_no_samples(run, tasks, metric))
+        low, high = vsm13_interval(run, tasks, metric)
+    except DataRootError as err:  # the logged documents name the data root whose Hofstede file the tasks ranked in
+        return Cell(value, interval_note=f"no interval: {str(err).split('. ')[0]}: the per-sample logs rank the "
+                                         "countries in the Hofstede file of the data_dir the tasks ran with")
+    return Cell(value, _finite(low), _finite(high))
+
+
 def _no_samples(run: Run, tasks: list[str], metric: str) -> str:
     """Why a mean has no interval: no logs at all, or the tasks whose log is missing."""
     missing = [t for t in tasks if run.items(t, metric) is None]
@@ -705,9 +737,10 @@ def make_cell(run: Run, column: Column) -> Cell | None:
                                                  "documents)")
             return Cell(value, interval_note="no interval: the result file reports none for this metric")
         tasks = members
+    if column.metric in VSM13_METRICS:
+        return _vsm13_cell(run, tasks, column.metric, value)
     if column.metric not in RESAMPLABLE:
-        return Cell(value, interval_note=NOT_RESAMPLABLE if column.metric in headline_metrics()["vsm13"] else
-                    f"no interval: {column.metric} has no per-document resampling")
+        return Cell(value, interval_note=f"no interval: {column.metric} has no per-document resampling")
     items = _task_items(run, tasks, column.metric)
     if items is None:
         return Cell(value, interval_note=_no_samples(run, tasks, column.metric))

@@ -948,3 +948,119 @@ def test_a_task_of_one_document_says_why_it_has_no_interval(tmp_path):
     assert _cell(data, "one", "english")["interval_note"] == ("no interval: the result file's is not a number "
                                                                "(fewer than 2 documents)")
     assert _cell(data, "old", "english")["interval_note"] == "no interval: the result file reports none for this metric"
+
+
+def _vsm13_logged(data_root, country: str, persona: str, shift: int) -> list[tuple]:
+    """A VSM13 task's per-document results (``process_results_vsm13`` on made-up log-likelihoods that differ by
+    ``shift``: a persona prompt per country answers differently)."""
+    from culture_tasks.survey.tasks import load_vsm13, process_results_vsm13
+
+    docs = load_vsm13(str(data_root), vsm13_country=country, persona=persona)["test"]
+    return [process_results_vsm13(doc, [(-((doc["item"] * (j + 1) + shift) % 7) / 2, False)
+                                        for j in range(len(doc["order"]))])["vsm13_l1"] for doc in docs]
+
+
+def _vsm13_group_result(tmp_path, data_root, logged: dict[str, list[tuple]]):
+    """lm-eval's output of the group vsm13_persona over vsm13_usa_persona and vsm13_germany_persona: each task's
+    vsm13_l1 / vsm13_margin with its interval (the task's aggregation of ``logged``), the group the mean of its
+    tasks, and each task's per-sample log as ``--log_samples`` writes it."""
+    from culture_tasks.survey.tasks import summarise_vsm13, vsm13_intervals
+
+    members = ("vsm13_usa_persona", "vsm13_germany_persona")
+    extra = {"vsm13_persona": {}}
+    for task in members:
+        items = logged[task]
+        summary, ci = summarise_vsm13(items), vsm13_intervals(items)
+        extra[task] = {f"{m}{s},none": v for m in ("vsm13_l1", "vsm13_margin")
+                       for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}
+    for m in ("vsm13_l1", "vsm13_margin"):
+        extra["vsm13_persona"][f"{m},none"] = sum(extra[t][f"{m},none"] for t in members) / 2
+    samples = {t: [{m: list(item) for m in ("vsm13_l1", "vsm13_margin")} for item in logged[t]] for t in members}
+    _result(tmp_path / "res", "/m/base", {}, extra=extra, samples=samples, groups={"vsm13_persona": list(members)},
+            hib={t: {"vsm13_l1": False, "vsm13_margin": True} for t in extra},
+            n_samples={t: {"original": 24, "effective": 24} for t in members})
+    return extra
+
+
+def test_a_vsm13_group_has_the_interval_of_the_mean_over_its_countries_of_one_seeded_bootstrap(tmp_path, data_root):
+    # Each task's interval surveys 50 simulated respondents per item, 1,000 resamples drawn from numpy's Generator
+    # with seed 1234 (tasks.vsm13_intervals). The group's resample b is the mean over its countries of each
+    # country's resample b under that seed; its interval the 2.5 / 97.5 % percentiles of those means.
+    import numpy as np
+
+    from culture_tasks.survey import compare
+    from culture_tasks.survey.vsm13 import DIMENSIONS, Target, load_hofstede, vsm13_indices
+
+    logged = {"vsm13_usa_persona": _vsm13_logged(data_root, "USA", "the United States", 0),
+              "vsm13_germany_persona": _vsm13_logged(data_root, "GER", "Germany", 3)}
+    extra = _vsm13_group_result(tmp_path, data_root, logged)
+    hofstede = {t.code: t for t in load_hofstede(str(data_root))}
+    reference = compare.hofstede_reference(str(data_root))
+    l1, margin = [], []
+    for task, code in (("vsm13_usa_persona", "USA"), ("vsm13_germany_persona", "GER")):
+        rng = np.random.default_rng(1234)
+        sampled = {}
+        for number, _, _, _, dist, values, *_ in sorted(logged[task]):
+            p = np.asarray(dist) / np.sum(dist)
+            sampled[number] = rng.multinomial(50, p, size=1000) @ np.asarray(values) / 50
+        indices = vsm13_indices(sampled)
+        target = hofstede[code].scores
+        l1.append(sum(np.abs(indices[d] - target[d]) for d in DIMENSIONS))
+        margin.append(compare.margin_and_rank(indices, Target(hofstede[code].name, code, dict(target)),
+                                              reference)["margin"])
+    data = _json(tmp_path)
+    for metric, replicates in (("vsm13_l1", l1), ("vsm13_margin", margin)):
+        direction = "(↓ lower is better)" if metric == "vsm13_l1" else "(higher is better)"
+        table = f"vsm13: {metric} {direction}"
+        group = _cell(data, "base", "vsm13_persona", table=table)
+        mean = (replicates[0] + replicates[1]) / 2
+        assert group["value"] == pytest.approx(extra["vsm13_persona"][f"{metric},none"])
+        assert (group["ci_low"], group["ci_high"]) == pytest.approx(tuple(np.percentile(mean, [2.5, 97.5])))
+        assert group["ci_low"] < group["ci_high"]
+        for task, reps in zip(("vsm13_usa_persona", "vsm13_germany_persona"), replicates):  # the tasks' own: unchanged
+            cell = _cell(data, "base", task, table=table)
+            assert (cell["ci_low"], cell["ci_high"]) == (extra[task][f"{metric}_ci_low,none"],
+                                                         extra[task][f"{metric}_ci_high,none"])
+            assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+
+
+def test_a_vsm13_group_whose_country_has_no_log_names_it(tmp_path, data_root):
+    logged = {"vsm13_usa_persona": _vsm13_logged(data_root, "USA", "the United States", 0),
+              "vsm13_germany_persona": _vsm13_logged(data_root, "GER", "Germany", 3)}
+    _vsm13_group_result(tmp_path, data_root, logged)  # the same numbers, the German log gone
+    for path in (tmp_path / "res").glob("samples_vsm13_germany_persona_*.jsonl"):
+        path.unlink()
+    group = _cell(_json(tmp_path), "base", "vsm13_persona", table="vsm13: vsm13_l1 (↓ lower is better)")
+    assert group["value"] is not None and group["ci_low"] is None and group["ci_high"] is None
+    assert group["interval_note"] == ("no interval: no per-sample log for vsm13_germany_persona "
+                                      "(samples_vsm13_germany_persona_<date>.jsonl is not beside its result file)")
+
+
+def test_a_vsm13_group_whose_logs_name_a_data_root_not_here_says_so(tmp_path, data_root):
+    # the logged documents carry the data root of the Hofstede file the tasks ranked in, moved away since: the
+    # group's cell keeps its value and says why it has no interval, instead of stopping the leaderboard
+    logged = {"vsm13_usa_persona": _vsm13_logged(data_root, "USA", "the United States", 0),
+              "vsm13_germany_persona": _vsm13_logged(data_root, "GER", "Germany", 3)}
+    _vsm13_group_result(tmp_path, data_root, logged)
+    for path in (tmp_path / "res").glob("samples_vsm13_*.jsonl"):
+        path.write_text(path.read_text().replace(str(data_root.resolve()), str(tmp_path / "gone")))
+    group = _cell(_json(tmp_path), "base", "vsm13_persona", table="vsm13: vsm13_l1 (↓ lower is better)")
+    assert group["value"] is not None and group["ci_low"] is None
+    assert group["interval_note"] == (f"no interval: The data root {tmp_path / 'gone'} does not exist or is not a "
+                                      "folder: the per-sample logs rank the countries in the Hofstede file of the "
+                                      "data_dir the tasks ran with")
+
+
+def test_a_vsm13_group_log_of_another_run_is_a_one_line_error(tmp_path, data_root, capsys):
+    # Germany's log holds the answers of another prompt than its result file's numbers: an error naming the log
+    usa, germany = (_vsm13_logged(data_root, c, p, k) for c, p, k in (("USA", "the United States", 0),
+                                                                      ("GER", "Germany", 3)))
+    _vsm13_group_result(tmp_path, data_root, {"vsm13_usa_persona": usa, "vsm13_germany_persona": germany})
+    [log] = (tmp_path / "res").glob("samples_vsm13_germany_persona_*.jsonl")
+    other = _vsm13_logged(data_root, "GER", "Germany", 5)
+    log.write_text("".join(json.dumps({**json.loads(line), "vsm13_l1": list(item)}) + "\n"
+                           for line, item in zip(log.read_text().splitlines(), other)))
+    assert main([str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-leaderboard: {log}: the logged documents give vsm13_l1 ")
+    assert len(err.splitlines()) == 1

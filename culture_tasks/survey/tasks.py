@@ -428,19 +428,22 @@ def _comparison(items: Sequence[tuple]) -> dict:
 
 
 @_content_cache
-def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
-                    level: float = stats.LEVEL, respondents: int = VSM13_RESPONDENTS) -> dict[str, tuple[float, float]]:
-    """Percentile interval of every VSM13 metric from a seeded respondent bootstrap.
+def vsm13_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
+                     respondents: int = VSM13_RESPONDENTS) -> dict[str, np.ndarray]:
+    """Every VSM13 metric in each resample of a seeded respondent bootstrap: arrays of ``iters`` values.
 
     The indices need all 24 items (each uses specific ones), so items cannot be resampled.
     Instead each resample asks ``respondents`` simulated respondents every item, each answering
     from the model's own answer distribution for that item, and recomputes the indices and
     losses from their item means - the sampling error of a survey of that size of "the model"
-    as a population. An ``argmax`` answer is deterministic, so its interval has width 0.
+    as a population. An ``argmax`` answer is deterministic, so every resample is the value.
+    The draws go item by item in item order from one ``Generator(seed)``: tasks asked with the
+    same answer distributions (the countries of ``vsm13``: one prompt, other targets) get the
+    same respondents in resample b, so their resamples are paired.
     """
     summary = summarise_vsm13(items)
     if not any(math.isfinite(summary[key]) for key in VSM13_METRICS):
-        return {key: (math.nan, math.nan) for key in VSM13_METRICS}
+        return {key: np.full(iters, math.nan) for key in VSM13_METRICS}
     _, dists, values = _item_table(items)
     target, constants = _as_dict(items[0][2]), _as_dict(items[0][3])
     rng = np.random.default_rng(seed)
@@ -448,7 +451,16 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
                if np.isfinite(dists[k]).all() else np.full(iters, math.nan) for k in sorted(dists)}
     runs = _scores(sampled, target, constants, _comparison(items))  # arrays: one value per resample
-    return {key: stats.percentile_interval(np.asarray(runs[key], dtype=float), level) for key in VSM13_METRICS}
+    return {key: np.broadcast_to(np.asarray(runs[key], dtype=float), (iters,)) for key in VSM13_METRICS}
+
+
+@_content_cache
+def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
+                    level: float = stats.LEVEL, respondents: int = VSM13_RESPONDENTS) -> dict[str, tuple[float, float]]:
+    """Percentile interval of every VSM13 metric from the seeded respondent bootstrap of ``vsm13_replicates``
+    (an ``argmax`` answer is deterministic, so its interval has width 0)."""
+    runs = vsm13_replicates(items, iters=iters, seed=seed, respondents=respondents)
+    return {key: stats.percentile_interval(runs[key], level) for key in VSM13_METRICS}
 
 
 def vsm13_dims(items: Sequence[tuple]) -> int:
