@@ -15,7 +15,8 @@ import numpy as np
 
 from culture_tasks import stats
 from culture_tasks.survey import compare
-from culture_tasks.survey.vsm13 import DIMENSIONS, Target, constants_by_dimension, vsm13_loss
+from culture_tasks.survey.compare import replicate_indices
+from culture_tasks.survey.vsm13 import DIMENSIONS, Target, constants_by_dimension
 
 PAIRED = (f"item-pair bootstrap, {stats.ITERS} resamples paired by seed {stats.SEED} "
           "(culture_tasks.survey.compare.term_replicates)")
@@ -48,31 +49,20 @@ def task_constants(scorer) -> dict[str, float]:
     return constants_by_dimension(_as_dict(scorer.items[0].doc["constants"]))
 
 
-def replicate_indices(means: Mapping[int, float], constants: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """The six indices of each item-pair resample (seeded: paired with any other prompt's)."""
-    reps = compare.term_replicates(means, iters=stats.ITERS, seed=stats.SEED)
-    return {d: np.array([r[d] for r in reps]) + constants.get(d, 0.0) for d in DIMENSIONS}
-
-
-def _l1_and_margin(indices: Mapping[str, np.ndarray], target: Target, reference) -> dict[str, np.ndarray]:
-    return {"vsm13_l1": np.asarray(vsm13_loss(indices, target.scores)["l1"]),
-            "margin": np.asarray(compare.margin_and_rank(indices, target, reference)["margin"])}
-
-
 def change_vs_plain(report: dict, means: Mapping[str, Mapping[int, float]], constants: Mapping[str, float],
                     target: Target, reference) -> dict:
     """Each prompt's raw L1 and margin minus the plain model's, with paired intervals."""
-    plain = _l1_and_margin(replicate_indices(means["plain"], constants), target, reference)
+    plain = compare.loss_and_margin(replicate_indices(means["plain"], constants), target, reference)
     out = {}
     for name in means:
         if name == "plain":
             continue
-        reps = _l1_and_margin(replicate_indices(means[name], constants), target, reference)
+        reps = compare.loss_and_margin(replicate_indices(means[name], constants), target, reference)
         out[name] = {
             "vsm13_l1": report["vsm13_l1"][name] - report["vsm13_l1"]["plain"],
             "vsm13_l1_ci": list(stats.percentile_interval(reps["vsm13_l1"] - plain["vsm13_l1"], stats.LEVEL)),
             "margin": report["comparison"][name]["margin"] - report["comparison"]["plain"]["margin"],
-            "margin_ci": list(stats.percentile_interval(reps["margin"] - plain["margin"], stats.LEVEL)),
+            "margin_ci": list(stats.percentile_interval(reps["vsm13_margin"] - plain["vsm13_margin"], stats.LEVEL)),
         }
     return out
 

@@ -24,7 +24,8 @@ tasks gets its interval from the per-sample logs (``--log_samples``), resampled 
 ``QuestionMean``; a VSM13 group: the mean over its countries of each one's respondent-bootstrap
 resamples under the tasks' one seed, ``vsm13_interval``), or says "no interval".
 ``--baseline`` compares every row with one row on the same documents: the difference with a
-paired bootstrap interval, and a paired randomisation test that marks the significant ones.
+paired bootstrap interval, and a paired randomisation test that marks the significant ones (VSM13's
+losses and margin pair the 24 items: ``vsm13_paired``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
-from culture_tasks.survey.tasks import VSM13_METRICS, WVS_TOPICS, summarise_vsm13, vsm13_replicates
+from culture_tasks.survey.tasks import (VSM13_METRICS, WVS_TOPICS, logged_vsm13, summarise_vsm13, vsm13_pair_replicates,
+                                        vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -64,7 +66,8 @@ ALPHA = 0.05  # a difference from the baseline is marked when the paired randomi
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
 NOT_A_NUMBER = "not a number: too few documents, or NaN log-likelihoods (lm-eval's log names the task)"
-NOT_RESAMPLABLE = "no interval: VSM13 indices need all 24 items, so items cannot be resampled"
+# the VSM13 metrics --baseline tests (vsm13_paired): the headline scores, not the indices (measurements)
+PAIRED_VSM13 = ("vsm13_l1", "vsm13_mae", "vsm13_margin")
 FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or remove the log (the row then shows "
                "no interval)")
 # what lm-eval's config records beyond the model arguments that changes the numbers: the seeds
@@ -566,7 +569,7 @@ class Cell:
     low: float | None = None
     high: float | None = None
     interval_note: str = ""
-    diff: dict | None = None  # against the baseline (stats.paired_bootstrap): diff, low, high, p_value
+    diff: dict | None = None  # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value
     diff_note: str = ""
     best: bool = False
     covered: int = 0  # the column's tasks this cell's mean is over
@@ -762,11 +765,22 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     tasks, base_tasks = leaf_tasks(run, tasks), leaf_tasks(base, base_tasks)
     if sorted(tasks) != sorted(base_tasks):
         return None, "no paired test: the rows cover different tasks"
-    if column.metric not in RESAMPLABLE:
-        return None, "no paired test: " + NOT_RESAMPLABLE.removeprefix("no interval: ")
+    if column.metric in VSM13_METRICS and column.metric not in PAIRED_VSM13:
+        return None, f"no paired test: the baseline test of VSM13 covers {', '.join(PAIRED_VSM13)}, not {column.metric}"
+    if column.metric not in RESAMPLABLE and column.metric not in PAIRED_VSM13:
+        return None, f"no paired test: {column.metric} has no per-document resampling"
+    try:
+        return _compare_logs(base, run, tasks, column.metric)
+    except DataRootError as err:  # the logged VSM13 documents name the data root whose Hofstede file they ranked in
+        return None, (f"no paired test: {str(err).split('. ')[0]}: the per-sample logs rank the countries in the "
+                      "Hofstede file of the data_dir the tasks ran with")
+
+
+def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[dict | None, str]:
+    """``compare_cell`` from the two rows' per-sample logs of ``tasks``."""
     a_items, b_items = [], []
     for task in tasks:
-        a, b = base.items(task, column.metric), run.items(task, column.metric)
+        a, b = base.items(task, metric), run.items(task, metric)
         if a is None or b is None:
             who = base.row_id if a is None else run.row_id
             return None, f"no paired test: no per-sample logs for {task} in row {who}"
@@ -775,15 +789,61 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))
-    qa, qb = _questions(base, tasks, column.metric), _questions(run, tasks, column.metric)
+    if metric in PAIRED_VSM13:
+        return vsm13_paired(base, run, tasks, metric)
+    qa, qb = _questions(base, tasks, metric), _questions(run, tasks, metric)
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
         keys = sorted(qa)
         result = stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys])
     else:
-        result = stats.paired_bootstrap(task_mean(column.metric), a_items, b_items)
+        result = stats.paired_bootstrap(task_mean(metric), a_items, b_items)
     if not math.isfinite(result["diff"]):
         return None, "no paired test: the baseline row's value is not a number"
     return result, ""
+
+
+def _logged_vsm13(run: Run, task: str, metric: str) -> tuple[dict[int, float], dict, dict, dict]:
+    return logged_vsm13(tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items())))
+
+
+def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[dict | None, str]:
+    """``run`` minus ``base`` of a VSM13 metric (the mean over ``tasks``: a task, or a group's countries), both
+    rows' logs read back (``tasks.logged_vsm13``) and scored as the tasks score them, or (None, why not).
+
+    The indices need all 24 items, so documents cannot be resampled one by one. The interval: each task's
+    item-pair bootstrap (``compare.replicate_indices``, as culture-align's change against the plain model),
+    one seed for both rows and every task, so resample b of each draws the same item pairs; resample b of the
+    difference is the mean over the tasks of row's minus base's, and the bounds are its percentiles. The
+    p-value: the randomisation test of ``stats.randomisation_p`` with the item as the pair: under the null
+    the two rows' answers to an item are exchangeable, so each round swaps each item's mean between the rows
+    with probability 1/2 (the same item swapped in every task of a group, whose countries are asked the same
+    items), and p = (1 + rounds with |difference| >= the observed one) / (1 + rounds). The rows must have
+    scored every task's 24 items against the same target with the same constants."""
+    logs = []
+    for task in tasks:
+        (a_means, *a_settings), (b_means, *b_settings) = (_logged_vsm13(r, task, metric) for r in (base, run))
+        for who, means in ((base, a_means), (run, b_means)):
+            if sorted(means) != list(range(1, 25)):
+                return None, f"no paired test: {task} did not score all 24 VSM13 items in row {who.row_id}"
+        a_target, a_constants, a_comparison = a_settings
+        b_target, b_constants, b_comparison = b_settings
+        if (a_target, a_constants, a_comparison.get("code")) != (b_target, b_constants, b_comparison.get("code")):
+            return None, (f"no paired test: {task} was scored against another target (or with other constants) "
+                          "in the two rows")
+        logs.append(((a_means, *a_settings), (b_means, *b_settings)))
+    diff = float(np.mean([vsm13_scores(*b)[metric] - vsm13_scores(*a)[metric] for a, b in logs]))
+    if not math.isfinite(diff):
+        return None, "no paired test: the baseline row's value is not a number"
+    reps = np.mean([vsm13_pair_replicates(*b)[metric] - vsm13_pair_replicates(*a)[metric] for a, b in logs], axis=0)
+    swap = stats.swap_rounds(24, stats.ITERS, stats.SEED).astype(bool)  # column k - 1: item k
+    rounds = []
+    for (a_means, *a_settings), (b_means, *b_settings) in logs:
+        a_swapped = {k: np.where(swap[:, k - 1], b_means[k], a_means[k]) for k in a_means}
+        b_swapped = {k: np.where(swap[:, k - 1], a_means[k], b_means[k]) for k in b_means}
+        rounds.append(vsm13_scores(b_swapped, *b_settings)[metric] - vsm13_scores(a_swapped, *a_settings)[metric])
+    low, high = stats.percentile_interval(reps, stats.LEVEL)
+    return {"diff": diff, "low": low, "high": high,
+            "p_value": stats.randomisation_share(np.mean(rounds, axis=0), diff)}, ""
 
 
 def suite_table(runs: list[Run], suite: str) -> Table | None:

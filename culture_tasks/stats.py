@@ -141,10 +141,24 @@ def randomisation_p(aggregate: Callable[[Sequence], float], a: Sequence, b: Sequ
     if not np.isfinite(diff):
         return float("nan")
     n = len(a)
-    swap = np.random.default_rng((seed, 1)).integers(0, 2, size=(iters, n))
+    swap = swap_rounds(n, iters, seed)
     own = np.arange(n)[None, :]
     both = list(a) + list(b)
     diffs = _statistics(aggregate, both, own + n * (1 - swap)) - _statistics(aggregate, both, own + n * swap)
+    return randomisation_share(diffs, diff)
+
+
+def swap_rounds(n: int, iters: int, seed: int) -> np.ndarray:
+    """The randomisation test's rounds: (iters, n) of 0 / 1, 1 = the pair's two outputs swapped."""
+    return np.random.default_rng((seed, 1)).integers(0, 2, size=(iters, n))
+
+
+def randomisation_share(diffs: np.ndarray, diff: float) -> float:
+    """The two-sided p-value of ``diff`` among the rounds' differences ``diffs`` (NaN rounds left out):
+    (1 + rounds with |difference| >= |diff|) / (1 + rounds)."""
+    if not np.isfinite(diff):
+        return float("nan")
+    diffs = np.asarray(diffs, dtype=float)
     diffs = diffs[~np.isnan(diffs)]
     if diffs.size == 0:
         return float("nan")

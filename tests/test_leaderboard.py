@@ -717,9 +717,11 @@ def test_a_vsm13_task_ranking_another_country_has_that_country_s_column(tmp_path
     assert _cell(data, "usa", "vsm13_usa → JPN", table=l1)["value"] is None
     # against the USA baseline: Japan's cells have nothing of the same country to compare with
     assert jp["diff"] is None and jp["diff_note"] == "not in both rows"
-    # against a Japan baseline: the other Japan run is its pair (VSM13 has no per-document test), the USA not
+    # against a Japan baseline: the other Japan run is its pair (its test reads the per-sample logs), the USA not
     data = _json(tmp_path, "--baseline", "jp2")
-    assert _cell(data, "jp", "vsm13_usa → JPN", table=l1)["diff_note"].startswith("no paired test: VSM13 indices")
+    jp = _cell(data, "jp", "vsm13_usa → JPN", table=l1)
+    base_id = _cell(data, "jp2", "vsm13_usa → JPN", table=l1)["row_id"]
+    assert jp["diff_note"] == f"no paired test: no per-sample logs for vsm13_usa in row {base_id}"
     assert _cell(data, "usa", "vsm13_usa", table=l1)["diff_note"] == "not in both rows"
     titles = {c["table"] for c in data["cells"]}
     jp_indices = "vsm13_usa → JPN: the six VSM13 indices (measurements: no better or worse)"
@@ -950,20 +952,21 @@ def test_a_task_of_one_document_says_why_it_has_no_interval(tmp_path):
     assert _cell(data, "old", "english")["interval_note"] == "no interval: the result file reports none for this metric"
 
 
-def _vsm13_logged(data_root, country: str, persona: str, shift: int) -> list[tuple]:
+def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:
     """A VSM13 task's per-document results (``process_results_vsm13`` on made-up log-likelihoods that differ by
-    ``shift``: a persona prompt per country answers differently)."""
+    ``shift``: a persona prompt per country answers differently; ``metadata``: the task's ``--metadata``)."""
     from culture_tasks.survey.tasks import load_vsm13, process_results_vsm13
 
-    docs = load_vsm13(str(data_root), vsm13_country=country, persona=persona)["test"]
+    docs = load_vsm13(str(data_root), vsm13_country=country, persona=persona, **metadata)["test"]
     return [process_results_vsm13(doc, [(-((doc["item"] * (j + 1) + shift) % 7) / 2, False)
                                         for j in range(len(doc["order"]))])["vsm13_l1"] for doc in docs]
 
 
-def _vsm13_group_result(tmp_path, data_root, logged: dict[str, list[tuple]]):
+def _vsm13_group_result(tmp_path, data_root, logged: dict[str, list[tuple]], model="/m/base",
+                        metrics=("vsm13_l1", "vsm13_margin")):
     """lm-eval's output of the group vsm13_persona over vsm13_usa_persona and vsm13_germany_persona: each task's
-    vsm13_l1 / vsm13_margin with its interval (the task's aggregation of ``logged``), the group the mean of its
-    tasks, and each task's per-sample log as ``--log_samples`` writes it."""
+    ``metrics`` with their intervals (the task's aggregation of ``logged``), the group the mean of its tasks, and
+    each task's per-sample log as ``--log_samples`` writes it."""
     from culture_tasks.survey.tasks import summarise_vsm13, vsm13_intervals
 
     members = ("vsm13_usa_persona", "vsm13_germany_persona")
@@ -971,13 +974,13 @@ def _vsm13_group_result(tmp_path, data_root, logged: dict[str, list[tuple]]):
     for task in members:
         items = logged[task]
         summary, ci = summarise_vsm13(items), vsm13_intervals(items)
-        extra[task] = {f"{m}{s},none": v for m in ("vsm13_l1", "vsm13_margin")
+        extra[task] = {f"{m}{s},none": v for m in metrics
                        for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}
-    for m in ("vsm13_l1", "vsm13_margin"):
+    for m in metrics:
         extra["vsm13_persona"][f"{m},none"] = sum(extra[t][f"{m},none"] for t in members) / 2
-    samples = {t: [{m: list(item) for m in ("vsm13_l1", "vsm13_margin")} for item in logged[t]] for t in members}
-    _result(tmp_path / "res", "/m/base", {}, extra=extra, samples=samples, groups={"vsm13_persona": list(members)},
-            hib={t: {"vsm13_l1": False, "vsm13_margin": True} for t in extra},
+    samples = {t: [{m: list(item) for m in metrics} for item in logged[t]] for t in members}
+    _result(tmp_path / "res", model, {}, extra=extra, samples=samples, groups={"vsm13_persona": list(members)},
+            hib={t: {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True} for t in extra},
             n_samples={t: {"original": 24, "effective": 24} for t in members})
     return extra
 
@@ -1022,6 +1025,124 @@ def test_a_vsm13_group_has_the_interval_of_the_mean_over_its_countries_of_one_se
             assert (cell["ci_low"], cell["ci_high"]) == (extra[task][f"{metric}_ci_low,none"],
                                                          extra[task][f"{metric}_ci_high,none"])
             assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+
+
+VSM13_TABLES = {"vsm13_l1": "vsm13: vsm13_l1 (↓ lower is better)", "vsm13_mae": "vsm13: vsm13_mae (↓ lower is better)",
+                "vsm13_margin": "vsm13: vsm13_margin (higher is better)"}
+PERSONA_TASKS = (("vsm13_usa_persona", "USA", "the United States"), ("vsm13_germany_persona", "GER", "Germany"))
+
+
+def _vsm13_rows(tmp_path, data_root, shifts: dict[str, tuple[int, int]]) -> dict[str, dict[str, list[tuple]]]:
+    """One row per model of ``shifts`` (model -> the USA's and Germany's shift), each with the group
+    vsm13_persona and its two countries' logs; the logs by model and task."""
+    logs = {}
+    for model, pair in shifts.items():
+        logs[model] = {task: _vsm13_logged(data_root, code, persona, shift)
+                       for (task, code, persona), shift in zip(PERSONA_TASKS, pair)}
+        _vsm13_group_result(tmp_path, data_root, logs[model], model=f"/m/{model}", metrics=tuple(VSM13_TABLES))
+    return logs
+
+
+def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item_swap_p_value(tmp_path, data_root,
+                                                                                           capsys):
+    # Each row's item means (one document per item) give its metrics as the task computes them. The interval of
+    # row - baseline: both rows' item-pair bootstraps under one seed (compare.replicate_indices, seed 1234, 1000
+    # resamples: resample b draws the same item pairs in both rows and both countries), the 2.5 / 97.5 %
+    # percentiles of the per-resample differences (a group: of the mean over its countries). The p-value: 1000
+    # rounds from Generator((1234, 1)), each swapping each item's mean between the rows with probability 1/2
+    # (the item swapped in both countries), p = (1 + rounds with |difference| >= |observed|) / 1001.
+    import numpy as np
+
+    from culture_tasks.survey import compare
+    from culture_tasks.survey.vsm13 import DIMENSIONS, Target, load_hofstede, vsm13_indices
+
+    logs = _vsm13_rows(tmp_path, data_root, {"base": (0, 3), "other": (2, 6)})
+    hofstede = {t.code: t for t in load_hofstede(str(data_root))}
+    reference = compare.hofstede_reference(str(data_root))
+    targets = {task: Target(hofstede[code].name, code, dict(hofstede[code].scores)) for task, code, _ in PERSONA_TASKS}
+
+    def means(items):
+        by_item = {}
+        for number, score, *_ in items:
+            by_item.setdefault(number, []).append(score)
+        return {k: float(np.mean(v)) for k, v in by_item.items()}
+
+    def scores(indices, target):  # the three metrics of one profile or of arrays of resamples
+        errors = [np.abs(indices[d] - target.scores[d]) for d in DIMENSIONS]
+        return {"vsm13_l1": sum(errors), "vsm13_mae": sum(errors) / 6,
+                "vsm13_margin": compare.margin_and_rank(indices, target, reference)["margin"]}
+
+    item_means = {m: {task: means(logs[m][task]) for task, _, _ in PERSONA_TASKS} for m in logs}
+    observed = {task: {k: scores(vsm13_indices(item_means["other"][task]), targets[task])[k]
+                       - scores(vsm13_indices(item_means["base"][task]), targets[task])[k] for k in VSM13_TABLES}
+                for task, _, _ in PERSONA_TASKS}
+    replicates = {task: {k: scores(compare.replicate_indices(item_means["other"][task]), targets[task])[k]
+                         - scores(compare.replicate_indices(item_means["base"][task]), targets[task])[k]
+                         for k in VSM13_TABLES} for task, _, _ in PERSONA_TASKS}
+    swap = np.random.default_rng((1234, 1)).integers(0, 2, size=(1000, 24))
+    rounds = {task: {k: [] for k in VSM13_TABLES} for task, _, _ in PERSONA_TASKS}
+    for r in range(1000):
+        for task, _, _ in PERSONA_TASKS:
+            a, b = item_means["base"][task], item_means["other"][task]
+            a_swapped = {k: b[k] if swap[r, k - 1] else a[k] for k in range(1, 25)}
+            b_swapped = {k: a[k] if swap[r, k - 1] else b[k] for k in range(1, 25)}
+            got_a, got_b = (scores(vsm13_indices(m), targets[task]) for m in (a_swapped, b_swapped))
+            for k in VSM13_TABLES:
+                rounds[task][k].append(float(got_b[k] - got_a[k]))
+
+    def p_value(diffs, diff):
+        reached = sum(abs(d) >= abs(diff) - 1e-12 * max(1.0, abs(diff)) for d in diffs)
+        return (1 + reached) / (1 + len(diffs))
+
+    data = _json(tmp_path, "--baseline", "base")
+    usa, ger = (task for task, _, _ in PERSONA_TASKS)
+    for metric, table in VSM13_TABLES.items():
+        expected = {task: (observed[task][metric], replicates[task][metric], rounds[task][metric]) for task in (usa, ger)}
+        expected["vsm13_persona"] = tuple(
+            (x + y) / 2 for x, y in zip((observed[usa][metric], replicates[usa][metric], np.array(rounds[usa][metric])),
+                                        (observed[ger][metric], replicates[ger][metric], np.array(rounds[ger][metric]))))
+        for column, (diff, reps, swapped) in expected.items():
+            cell = _cell(data, "other", column, table=table)
+            assert cell["diff"] == pytest.approx(diff, rel=1e-9, abs=1e-12), (metric, column)
+            assert cell["diff"] == pytest.approx(cell["value"] - _cell(data, "base", column, table=table)["value"])
+            assert (cell["diff_low"], cell["diff_high"]) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+            assert cell["diff_low"] < cell["diff_high"]
+            assert cell["p_value"] == pytest.approx(p_value(swapped, diff)), (metric, column)
+            assert cell["significant"] is (cell["p_value"] < 0.05)
+            assert cell["diff_note"] == ""
+    # the p-values are not all 1 or all tiny: the test above reads real swaps
+    assert {_cell(data, "other", "vsm13_persona", table=t)["p_value"] for t in VSM13_TABLES.values()} != {1.0}
+
+    group = _cell(data, "other", "vsm13_persona", table=VSM13_TABLES["vsm13_l1"])
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
+    md = capsys.readouterr().out.split(f"### {VSM13_TABLES['vsm13_l1']}")[1].split("###")[0]
+    line = next(line for line in md.splitlines() if line.startswith("| other"))
+    verdict = "significant" if group["significant"] else "not significant"
+    assert (f"vs baseline: {group['diff']:+.4f} [{group['diff_low']:+.4f}, {group['diff_high']:+.4f}], "
+            f"p = {group['p_value']:.3f} ({verdict})") in line
+
+
+def test_a_vsm13_row_like_the_baseline_differs_by_0_and_a_row_on_another_target_is_not_compared(tmp_path, data_root):
+    from culture_tasks.survey.vsm13 import DIMENSIONS
+
+    _vsm13_rows(tmp_path, data_root, {"base": (0, 3), "same": (0, 3)})
+    # Germany scored against other scores (--metadata target): the same documents' numbers, but not the same target
+    other = {"vsm13_usa_persona": _vsm13_logged(data_root, "USA", "the United States", 0),
+             "vsm13_germany_persona": _vsm13_logged(data_root, "GER", "Germany", 3, target=[50.0] * len(DIMENSIONS),
+                                                    target_source="made up")}
+    _vsm13_group_result(tmp_path, data_root, other, model="/m/retargeted", metrics=tuple(VSM13_TABLES))
+    data = _json(tmp_path, "--baseline", "base")
+    for table in VSM13_TABLES.values():
+        for column in ("vsm13_persona", "vsm13_usa_persona", "vsm13_germany_persona"):
+            same = _cell(data, "same", column, table=table)
+            assert (same["diff"], same["diff_low"], same["diff_high"], same["p_value"], same["significant"]) == \
+                (0.0, 0.0, 0.0, 1.0, False)
+        assert _cell(data, "retargeted", "vsm13_usa_persona", table=table)["p_value"] == 1.0
+        for column in ("vsm13_persona", "vsm13_germany_persona"):
+            cell = _cell(data, "retargeted", column, table=table)
+            assert cell["diff"] is None and cell["diff_note"] == (
+                "no paired test: vsm13_germany_persona was scored against another target (or with other constants) "
+                "in the two rows")
 
 
 def test_a_vsm13_group_whose_country_has_no_log_names_it(tmp_path, data_root):

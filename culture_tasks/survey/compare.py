@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import kendalltau
 
+from culture_tasks import stats
 from culture_tasks.survey import metrics
-from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target, find_target, load_hofstede, vsm13_indices
+from culture_tasks.survey.vsm13 import (DIMENSIONS, FORMULAS, Target, constants_by_dimension, find_target,
+                                        load_hofstede, vsm13_indices, vsm13_loss)
 
 RAW_L1_LABEL = "raw L1 (C=0)"
 TIE_TOLERANCE = 1e-9  # distances this close are a tie (float noise of equal profiles)
@@ -269,6 +271,29 @@ def term_replicates(item_means: Mapping[int, float], *, iters: int = 1000, seed:
     rng = np.random.default_rng(seed)
     picks = {d: rng.integers(0, len(terms[d]), size=(iters, len(terms[d]))) for d in DIMENSIONS}
     return [{d: float(np.sum(np.asarray(terms[d])[picks[d][i]])) for d in DIMENSIONS} for i in range(iters)]
+
+
+def replicate_indices(item_means: Mapping[int, float], constants: Mapping[str, float] | None = None, *,
+                      iters: int = stats.ITERS, seed: int = stats.SEED) -> dict[str, np.ndarray]:
+    """The six indices (``constants`` added) of each item-pair resample of ``term_replicates``: an array of
+    ``iters`` values per dimension. Under one seed each resample draws the same item pairs whatever the
+    means, so the replicates of two sets of item means (two prompts, two models) are paired."""
+    constants = constants_by_dimension(constants)
+    reps = term_replicates(item_means, iters=iters, seed=seed)
+    return {d: np.array([r[d] for r in reps]) + constants.get(d, 0.0) for d in DIMENSIONS}
+
+
+def loss_and_margin(indices: Mapping[str, float | np.ndarray], target: Target,
+                    reference: Reference | None) -> dict[str, float | np.ndarray]:
+    """The VSM13 task's ``vsm13_l1`` / ``vsm13_mae`` (over the dimensions the target has) and ``vsm13_margin`` /
+    ``vsm13_rank`` (``margin_and_rank``: the target among ``reference``'s countries; NaN without a reference)
+    of one profile, or of arrays of resamples (``replicate_indices``): the results have their shape."""
+    loss = vsm13_loss(indices, target.scores)
+    out = {"vsm13_l1": loss["l1"], "vsm13_mae": loss["mae"]}
+    if reference is None:
+        return {**out, "vsm13_margin": math.nan, "vsm13_rank": math.nan}
+    found = margin_and_rank(indices, target, reference)
+    return {**out, "vsm13_margin": found["margin"], "vsm13_rank": found["rank"]}
 
 
 def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from culture_tasks.prompts import in_code_order, lettered_options, option_letter
 from culture_tasks.survey import compare, metrics
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, constants_by_dimension, load_items, resolve_target,
-                                        vsm13_indices, vsm13_loss)
+                                        vsm13_indices)
 from culture_tasks.survey.instruments import directionless_metrics
 from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
@@ -382,15 +382,16 @@ def _reference(data_dir: str) -> compare.Reference:
 
 def _scores(means: Mapping[int, float], target: Mapping, constants: Mapping, comparison: Mapping) -> dict[str, float]:
     indices = vsm13_indices(means, constants)
-    loss = vsm13_loss(indices, target)
-    out = {"vsm13_l1": loss["l1"], "vsm13_mae": loss["mae"], **indices}
+    return {**indices, **_index_scores(indices, target, comparison)}
+
+
+def _index_scores(indices: Mapping, target: Mapping, comparison: Mapping) -> dict:
+    """The losses and the country comparison of these indices (floats, or arrays of resamples)."""
     if comparison:  # the target among Hofstede's countries (its row replaced by the scores the task uses)
         chosen = Target(comparison["name"], comparison["code"], {k: float(v) for k, v in target.items()})
-        found = compare.margin_and_rank(indices, chosen, _reference(comparison["data_dir"]))
-        out.update(vsm13_margin=found["margin"], vsm13_rank=found["rank"])
-    else:  # a document made without the loader (no reference named): nothing to rank against
-        out.update(dict.fromkeys(COUNTRY_METRICS, math.nan))
-    return out
+        return compare.loss_and_margin(indices, chosen, _reference(comparison["data_dir"]))
+    # a document made without the loader (no reference named): nothing to rank against
+    return compare.loss_and_margin(indices, Target("", "", dict(target)), None)
 
 
 @_content_cache
@@ -461,6 +462,26 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     (an ``argmax`` answer is deterministic, so its interval has width 0)."""
     runs = vsm13_replicates(items, iters=iters, seed=seed, respondents=respondents)
     return {key: stats.percentile_interval(runs[key], level) for key in VSM13_METRICS}
+
+
+def logged_vsm13(items: Sequence[tuple]) -> tuple[dict[int, float], dict, dict, dict]:
+    """A VSM13 task's per-document results read back: (each item's mean score over its documents, in item
+    order; the target; the constants; the country comparison), what its metrics are computed from."""
+    return dict(sorted(_item_table(items)[0].items())), _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
+
+
+def vsm13_scores(means: Mapping[int, float | np.ndarray], target: Mapping, constants: Mapping,
+                 comparison: Mapping) -> dict:
+    """Every VSM13 metric of these item means (floats, or arrays of resamples) as the task computes it."""
+    return _scores(means, target, constants, comparison)
+
+
+def vsm13_pair_replicates(means: Mapping[int, float], target: Mapping, constants: Mapping, comparison: Mapping, *,
+                          iters: int = stats.ITERS, seed: int = stats.SEED) -> dict[str, np.ndarray]:
+    """The losses and the country comparison of each item-pair resample (``compare.replicate_indices``: one
+    seed, so two models' resample b draw the same item pairs): arrays of ``iters`` values."""
+    scores = _index_scores(compare.replicate_indices(means, constants, iters=iters, seed=seed), target, comparison)
+    return {key: np.broadcast_to(np.asarray(value, dtype=float), (iters,)) for key, value in scores.items()}
 
 
 def vsm13_dims(items: Sequence[tuple]) -> int:
