@@ -46,7 +46,15 @@ class SoftPromptSpace:
             raise ValueError(f"init must be 'text' or 'vocab', got {init!r}")
         self.init_ids = ids
         self.p0 = table[ids].clone()
-        std = float(table.std())
+        finite = torch.isfinite(table).all(dim=1)
+        if not torch.isfinite(self.p0).all():
+            bad = sorted({i for i in ids if not bool(finite[i])})
+            raise ValueError(f"the model reads a NaN or infinite embedding for token id(s) {bad} of the initial "
+                             "prompt (a damaged weight?); check the model's weights, or start from another "
+                             "--init-text (or, with --init vocab, another --seed)")
+        # damaged rows of tokens the prompt does not start from would make the scale NaN: every candidate
+        # would then overflow, as if --bound were too large
+        std = float(table.std() if bool(finite.all()) else table[finite].std())
         self.projection = torch.randn(self.n * self.d, self.k, generator=gen) * (std / self.k**0.5)
 
     def prompts(self, z: torch.Tensor) -> torch.Tensor:

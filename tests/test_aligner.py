@@ -240,6 +240,25 @@ def test_the_initial_prompt_is_the_text_as_the_model_embeds_it(tiny_model):
         assert float(space.projection.std()) == pytest.approx(want, rel=0.1)
 
 
+def test_a_damaged_embedding_row_neither_scales_the_search_nor_starts_it():
+    """A NaN row of a token the prompt does not start from made the projection's scale NaN (every
+    candidate NaN, reported as soft prompts overflowing: 'use a smaller --bound'); the scale is now the
+    spread of the finite rows. A NaN row the prompt starts from is a one-line error naming the token."""
+    from aligners.soft_prompt import SoftPromptSpace
+
+    layer = torch.nn.Embedding(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 2.0], [4.0, 6.0], [float("nan"), 1.0]]))
+    space = SoftPromptSpace(layer, virtual_tokens=1, subspace_dim=1, seed=0, init="text", init_ids=[1])
+    # std (ddof 1) of 0, 2, 4, 6: sqrt(20 / 3); the projection is randn * std / sqrt(k), k = 1
+    gen = torch.Generator().manual_seed(0)
+    want = torch.randn(2, 1, generator=gen) * (20 / 3) ** 0.5
+    assert torch.allclose(space.projection, want, rtol=1e-6, atol=0)
+    assert space.p0.tolist() == [[4.0, 6.0]]
+    with pytest.raises(ValueError, match=r"NaN or infinite embedding for token id\(s\) \[2\] of the initial prompt"):
+        SoftPromptSpace(layer, virtual_tokens=2, subspace_dim=1, seed=0, init="text", init_ids=[0, 2])
+
+
 @dataclass
 class ToyConfig:
     toy_step: float = field(default=0.5, metadata={"help": "spread of the toy search's proposals"})
