@@ -182,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (cfg,) = parser.parse(argv)
         claim_output(cfg.output, overwrite=cfg.overwrite, folder=False, resumable=False)
-        logging.getLogger("culture_tasks").setLevel(logging.ERROR)  # row counts: lm-eval logs them again
-        samples = draw(suite_labels(cfg.data_dir), cfg.per_culture, cfg.seed)
+        logger = logging.getLogger("culture_tasks")
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # row counts: lm-eval logs them again
+        try:
+            samples = draw(suite_labels(cfg.data_dir), cfg.per_culture, cfg.seed)
+        finally:  # a caller in the same process (a test, a notebook) keeps its own logging
+            logger.setLevel(level)
     except (ConfigError, OutputError, SamplingError, FileNotFoundError, ValueError) as err:
         print(f"culture_tasks.sampling: {err}", file=sys.stderr)
         return 2
