@@ -15,7 +15,7 @@ from culture_tasks.paths import absolute_if_local
 
 
 # token ids per call when the embedding layer is read row by row (``embedded_table``)
-TABLE_CHUNK = 32768
+TABLE_CHUNK = 8192
 
 
 def embedded_table(layer: torch.nn.Module) -> torch.Tensor:
@@ -23,9 +23,33 @@ def embedded_table(layer: torch.nn.Module) -> torch.Tensor:
     the model reads for each token, and what peft and the scorer prepend a soft prompt to. Gemma's layer
     multiplies its table by sqrt(hidden), so its rows are not the table's."""
     weight = layer.weight
+    table = None
     with torch.no_grad():
-        return torch.cat([layer(torch.arange(start, min(start + TABLE_CHUNK, weight.shape[0]), device=weight.device))
-                          .float().cpu() for start in range(0, weight.shape[0], TABLE_CHUNK)])
+        # each chunk copied into its rows as it is read: the peak is the table and one chunk (not the
+        # chunks and their joined copy: twice the table, 4 GiB for 128k x 4096 tokens)
+        for start in range(0, weight.shape[0], TABLE_CHUNK):
+            rows = layer(torch.arange(start, min(start + TABLE_CHUNK, weight.shape[0]), device=weight.device))
+            if table is None:
+                table = torch.empty(weight.shape[0], rows.shape[1], dtype=torch.float32)
+            table[start:start + len(rows)] = rows
+    return table
+
+
+def _row_chunks(table: torch.Tensor, step: int = TABLE_CHUNK):
+    return (table[start:start + step] for start in range(0, table.shape[0], step))
+
+
+def _std_of_rows(table: torch.Tensor, rows: torch.Tensor, step: int = TABLE_CHUNK) -> float:
+    """The standard deviation (ddof 1) of the values of ``table``'s rows where ``rows`` is True, in float64
+    and a few rows at a time (``table[rows]`` would copy the whole table)."""
+    flags = rows.split(step)
+    count = int(rows.sum()) * table.shape[1]
+    mean = sum(float(c[f].sum(dtype=torch.float64)) for c, f in zip(_row_chunks(table, step), flags)) / count
+    squares = 0.0
+    for c, f in zip(_row_chunks(table, step), flags):
+        values = c[f].double()
+        squares += float(values.sub_(mean).square_().sum())
+    return (squares / (count - 1)) ** 0.5
 
 
 class SoftPromptSpace:
@@ -46,7 +70,7 @@ class SoftPromptSpace:
             raise ValueError(f"init must be 'text' or 'vocab', got {init!r}")
         self.init_ids = ids
         self.p0 = table[ids].clone()
-        finite = torch.isfinite(table).all(dim=1)
+        finite = torch.cat([torch.isfinite(rows).all(dim=1) for rows in _row_chunks(table)])
         if not torch.isfinite(self.p0).all():
             bad = sorted({i for i in ids if not bool(finite[i])})
             raise ValueError(f"the model reads a NaN or infinite embedding for token id(s) {bad} of the initial "
@@ -54,7 +78,7 @@ class SoftPromptSpace:
                              "--init-text (or, with --init vocab, another --seed)")
         # damaged rows of tokens the prompt does not start from would make the scale NaN: every candidate
         # would then overflow, as if --bound were too large
-        std = float(table.std() if bool(finite.all()) else table[finite].std())
+        std = float(table.std()) if bool(finite.all()) else _std_of_rows(table, finite)
         self.projection = torch.randn(self.n * self.d, self.k, generator=gen) * (std / self.k**0.5)
 
     def prompts(self, z: torch.Tensor) -> torch.Tensor:

@@ -259,6 +259,35 @@ def test_a_damaged_embedding_row_neither_scales_the_search_nor_starts_it():
         SoftPromptSpace(layer, virtual_tokens=2, subspace_dim=1, seed=0, init="text", init_ids=[0, 2])
 
 
+_TABLE_PEAK = """
+import resource, torch
+from aligners.soft_prompt import SoftPromptSpace
+layer = torch.nn.Embedding(131072, 256, dtype=torch.bfloat16)  # four reads of the layer (TABLE_CHUNK rows each)
+with torch.no_grad():
+    torch.nn.init.normal_(layer.weight, generator=torch.Generator().manual_seed(0))  # in place: no spike
+    layer.weight[5, 3] = float("nan")  # a damaged row: the scale is the spread of the others
+pages = int(open("/proc/self/statm").read().split()[1])  # resident now
+start = max(pages * resource.getpagesize(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+SoftPromptSpace(layer, virtual_tokens=4, subspace_dim=8, seed=0, init="vocab")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start) / (131072 * 256 * 4))
+"""
+
+
+def test_the_embedded_table_takes_little_more_memory_than_its_float32_copy():
+    """The search space holds the embeddings the model reads as one float32 table (2 GiB for 128k x 4096
+    tokens); reading the layer in chunks kept the chunks and their joined copy, and the scale the finite
+    rows and a copy of them: over twice that at the peak. The peak is now the table plus one chunk."""
+    import subprocess
+    import sys
+
+    # a fresh process: the rise of its peak resident memory is this construction's
+    # (glibc maps each block of 64 KiB or more on its own, so that a freed one leaves the resident set)
+    out = subprocess.run([sys.executable, "-c", _TABLE_PEAK], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+    assert float(out.stdout) < 1.5  # tables: the float32 copy, plus a chunk of rows at a time
+
+
 @dataclass
 class ToyConfig:
     toy_step: float = field(default=0.5, metadata={"help": "spread of the toy search's proposals"})
