@@ -262,7 +262,7 @@ def test_a_damaged_embedding_row_neither_scales_the_search_nor_starts_it():
 _TABLE_PEAK = """
 import resource, torch
 from aligners.soft_prompt import SoftPromptSpace
-layer = torch.nn.Embedding(131072, 256, dtype=torch.bfloat16)  # four reads of the layer (TABLE_CHUNK rows each)
+layer = torch.nn.Embedding(131072, 256, dtype=torch.bfloat16)  # 16 reads of the layer (TABLE_CHUNK rows each)
 with torch.no_grad():
     torch.nn.init.normal_(layer.weight, generator=torch.Generator().manual_seed(0))  # in place: no spike
     layer.weight[5, 3] = float("nan")  # a damaged row: the scale is the spread of the others
