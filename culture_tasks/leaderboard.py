@@ -55,8 +55,8 @@ from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
-from culture_tasks.survey.tasks import (VSM13_METRICS, WVS_TOPICS, logged_vsm13, summarise_vsm13, vsm13_pair_replicates,
-                                        vsm13_replicates, vsm13_scores)
+from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_vsm13,
+                                        summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -802,8 +802,21 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
     return result, ""
 
 
-def _logged_vsm13(run: Run, task: str, metric: str) -> tuple[dict[int, float], dict, dict, dict]:
-    return logged_vsm13(tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items())))
+def _vsm13_log(run: Run, task: str, metric: str) -> tuple:
+    """The task's logged per-document results in document order (the items of ``tasks.logged_vsm13``)."""
+    return tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items()))
+
+
+@_content_cache(size=BOARD_LOGS)
+def _vsm13_swaps(logs: tuple[tuple, tuple]) -> dict[str, np.ndarray]:
+    """Each randomisation round's difference (second log minus first) of every metric of ``PAIRED_VSM13``, each
+    item's mean swapped between the two logs where ``stats.swap_rounds`` says (column k - 1: item k)."""
+    (a_means, *a_settings), (b_means, *b_settings) = (logged_vsm13(log) for log in logs)
+    swap = stats.swap_rounds(24, stats.ITERS, stats.SEED).astype(bool)
+    a_swapped = {k: np.where(swap[:, k - 1], b_means[k], a_means[k]) for k in a_means}
+    b_swapped = {k: np.where(swap[:, k - 1], a_means[k], b_means[k]) for k in b_means}
+    a_scores, b_scores = vsm13_scores(a_swapped, *a_settings), vsm13_scores(b_swapped, *b_settings)
+    return {metric: np.asarray(b_scores[metric] - a_scores[metric], dtype=float) for metric in PAIRED_VSM13}
 
 
 def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[dict | None, str]:
@@ -819,9 +832,10 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
     with probability 1/2 (the same item swapped in every task of a group, whose countries are asked the same
     items), and p = (1 + rounds with |difference| >= the observed one) / (1 + rounds). The rows must have
     scored every task's 24 items against the same target with the same constants."""
-    logs = []
+    logs, items = [], []
     for task in tasks:
-        (a_means, *a_settings), (b_means, *b_settings) = (_logged_vsm13(r, task, metric) for r in (base, run))
+        pair = (_vsm13_log(base, task, metric), _vsm13_log(run, task, metric))
+        (a_means, *a_settings), (b_means, *b_settings) = (logged_vsm13(log) for log in pair)
         for who, means in ((base, a_means), (run, b_means)):
             if sorted(means) != list(range(1, 25)):
                 return None, f"no paired test: {task} did not score all 24 VSM13 items in row {who.row_id}"
@@ -831,16 +845,13 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
             return None, (f"no paired test: {task} was scored against another target (or with other constants) "
                           "in the two rows")
         logs.append(((a_means, *a_settings), (b_means, *b_settings)))
+        items.append(pair)
     diff = float(np.mean([vsm13_scores(*b)[metric] - vsm13_scores(*a)[metric] for a, b in logs]))
     if not math.isfinite(diff):
         return None, "no paired test: the baseline row's value is not a number"
-    reps = np.mean([vsm13_pair_replicates(*b)[metric] - vsm13_pair_replicates(*a)[metric] for a, b in logs], axis=0)
-    swap = stats.swap_rounds(24, stats.ITERS, stats.SEED).astype(bool)  # column k - 1: item k
-    rounds = []
-    for (a_means, *a_settings), (b_means, *b_settings) in logs:
-        a_swapped = {k: np.where(swap[:, k - 1], b_means[k], a_means[k]) for k in a_means}
-        b_swapped = {k: np.where(swap[:, k - 1], a_means[k], b_means[k]) for k in b_means}
-        rounds.append(vsm13_scores(b_swapped, *b_settings)[metric] - vsm13_scores(a_swapped, *a_settings)[metric])
+    # each log's resamples and each pair's rounds are computed once for the board (content-keyed caches)
+    reps = np.mean([vsm13_pair_replicates(b)[metric] - vsm13_pair_replicates(a)[metric] for a, b in items], axis=0)
+    rounds = [_vsm13_swaps(pair)[metric] for pair in items]
     low, high = stats.percentile_interval(reps, stats.LEVEL)
     return {"diff": diff, "low": low, "high": high,
             "p_value": stats.randomisation_share(np.mean(rounds, axis=0), diff)}, ""
@@ -1032,9 +1043,10 @@ def row_label(run: Run, baseline: Run | None) -> str:
 LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with tasks run on fewer documents than "
           "they have (--limit, --samples); its numbers over those tasks are not comparable with complete runs "
           "and never the best. ▲/▼: significantly higher/lower than "
-          f"the baseline row (paired randomisation test over the same documents, p < {ALPHA} for each cell on its "
+          f"the baseline row (paired randomisation test over the same documents (a WVS group: its questions; "
+          f"VSM13's losses and margin: its 24 items), p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "
-          "difference's interval is a paired bootstrap). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
+          "difference's interval is a paired bootstrap of the same units). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
           "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 

@@ -1185,3 +1185,49 @@ def test_a_vsm13_group_log_of_another_run_is_a_one_line_error(tmp_path, data_roo
     err = capsys.readouterr().err
     assert err.startswith(f"culture-leaderboard: {log}: the logged documents give vsm13_l1 ")
     assert len(err.splitlines()) == 1
+
+
+def test_the_legend_names_what_the_baseline_test_pairs():
+    # a WVS group's test pairs questions and VSM13's losses and margin pair the 24 items, not documents
+    from culture_tasks.leaderboard import LEGEND
+
+    assert "paired randomisation test over the same documents (a WVS group: its questions; VSM13's losses and " \
+           "margin: its 24 items)" in LEGEND
+    assert "the difference's interval is a paired bootstrap of the same units" in LEGEND
+
+
+def test_a_vsm13_board_computes_each_log_s_resamples_once(tmp_path, data_root, monkeypatch):
+    # 3 rows x a group of 6 countries, 3 metrics, --baseline: 18 logs. Each log's item-pair resamples
+    # (compare.term_replicates) and respondent resamples (tasks.vsm13_replicates) are computed once for the
+    # whole board, not per metric, per column and per compared row (144 item-pair bootstraps before).
+    import numpy as np
+
+    from culture_tasks.survey import compare, tasks
+    from culture_tasks.survey.tasks import summarise_vsm13, vsm13_intervals
+
+    countries = (("vsm13_usa", "USA"), ("vsm13_germany", "GER"), ("vsm13_china", "CHN"), ("vsm13_india", "IND"),
+                 ("vsm13_brazil", "BRA"), ("vsm13_turkey", "TUR"))
+    metrics = tuple(VSM13_TABLES)
+    for model, shift in (("base", 0), ("a", 2), ("b", 5)):
+        extra, samples = {"vsm13": {}}, {}
+        for task, code in countries:
+            items = _vsm13_logged(data_root, code, "", shift)
+            summary, ci = summarise_vsm13(items), vsm13_intervals(items)
+            extra[task] = {f"{m}{s},none": v for m in metrics
+                           for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}
+            samples[task] = [{m: list(item) for m in metrics} for item in items]
+        for m in metrics:
+            extra["vsm13"][f"{m},none"] = float(np.mean([extra[t][f"{m},none"] for t, _ in countries]))
+        _result(tmp_path / "res", f"/m/{model}", {}, extra=extra, samples=samples,
+                groups={"vsm13": [t for t, _ in countries]},
+                hib={t: {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True} for t in extra},
+                n_samples={t: {"original": 24, "effective": 24} for t, _ in countries})
+    calls = []
+    term_replicates = compare.term_replicates
+    monkeypatch.setattr(compare, "term_replicates", lambda *a, **k: calls.append(1) or term_replicates(*a, **k))
+    tasks.vsm13_replicates.cache.clear()
+    data = _json(tmp_path, "--baseline", "base")
+    assert len(calls) <= 18
+    assert len(tasks.vsm13_replicates.cache) == 18
+    cell = _cell(data, "a", "vsm13", table=VSM13_TABLES["vsm13_margin"])
+    assert cell["diff"] is not None and cell["p_value"] is not None and cell["ci_low"] is not None

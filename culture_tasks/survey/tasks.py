@@ -347,14 +347,22 @@ def process_results_vsm13(doc: Mapping, results: Sequence) -> dict:
     return {**stats.with_ci({key: result for key in VSM13_METRICS}), "vsm13_dims": result}
 
 
-def _content_cache(fn):
-    """Memoise ``fn(items)`` by the items' content: lm-eval hands every metric its own equal list."""
+# a leaderboard reads every row's log of every VSM13 task, each metric's column, and compares each with the
+# baseline's: its resamples are kept for as many logs as a board holds (about 100 kB each)
+BOARD_LOGS = 512
+
+
+def _content_cache(fn=None, *, size: int = 16):
+    """Memoise ``fn(items)`` by the items' content: lm-eval hands every metric its own equal list. The
+    ``size`` latest contents are kept (the oldest dropped first)."""
+    if fn is None:
+        return functools.partial(_content_cache, size=size)
     cache: dict[str, object] = {}
 
     def cached(items, **kwargs):
         key = repr((list(items), sorted(kwargs.items())))
         if key not in cache:
-            if len(cache) >= 16:
+            if len(cache) >= size:
                 cache.pop(next(iter(cache)))
             cache[key] = fn(items, **kwargs)
         return cache[key]
@@ -394,7 +402,7 @@ def _index_scores(indices: Mapping, target: Mapping, comparison: Mapping) -> dic
     return compare.loss_and_margin(indices, Target("", "", dict(target)), None)
 
 
-@_content_cache
+@_content_cache(size=BOARD_LOGS)
 def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
     """Indices and loss from per-item results (the mean score per item over its documents).
 
@@ -428,7 +436,7 @@ def _comparison(items: Sequence[tuple]) -> dict:
     return _as_dict(items[0][6]) if len(items[0]) > 6 else {}
 
 
-@_content_cache
+@_content_cache(size=BOARD_LOGS)
 def vsm13_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
                      respondents: int = VSM13_RESPONDENTS) -> dict[str, np.ndarray]:
     """Every VSM13 metric in each resample of a seeded respondent bootstrap: arrays of ``iters`` values.
@@ -476,10 +484,13 @@ def vsm13_scores(means: Mapping[int, float | np.ndarray], target: Mapping, const
     return _scores(means, target, constants, comparison)
 
 
-def vsm13_pair_replicates(means: Mapping[int, float], target: Mapping, constants: Mapping, comparison: Mapping, *,
-                          iters: int = stats.ITERS, seed: int = stats.SEED) -> dict[str, np.ndarray]:
-    """The losses and the country comparison of each item-pair resample (``compare.replicate_indices``: one
-    seed, so two models' resample b draw the same item pairs): arrays of ``iters`` values."""
+@_content_cache(size=BOARD_LOGS)
+def vsm13_pair_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS,
+                          seed: int = stats.SEED) -> dict[str, np.ndarray]:
+    """The losses and the country comparison of each item-pair resample of a task's per-document results
+    (``logged_vsm13``'s item means through ``compare.replicate_indices``: one seed, so two models' resample b
+    draw the same item pairs): arrays of ``iters`` values."""
+    means, target, constants, comparison = logged_vsm13(items)
     scores = _index_scores(compare.replicate_indices(means, constants, iters=iters, seed=seed), target, comparison)
     return {key: np.broadcast_to(np.asarray(value, dtype=float), (iters,)) for key, value in scores.items()}
 
