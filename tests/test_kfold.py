@@ -555,7 +555,6 @@ def test_letter_prior_is_per_country_exactly_when_the_prompts_name_the_country(t
     letter per fold: A and B tie, A is taken, right for Iraq only (2 of 4). CultureLLM-One without the persona
     line: Iraq A, every other country D (Q27) and B (Q28); holding out Q27 the fold's letter is B, holding out
     Q28 it is D: no held-out document right (one letter per country would get Iraq's two)."""
-    import trainers.kfold
     from trainers.cultures import countries_of
 
     root = tmp_path / "root"
@@ -567,15 +566,7 @@ def test_letter_prior_is_per_country_exactly_when_the_prompts_name_the_country(t
     data = tmp_path / "rows.jsonl"
     build_examples(culture, questions_file=str(aug), data_dir=str(root), tag_country=tag).write(data)
 
-    def fake_score(cfg, adapter, tasks, questions, chat):
-        ids = questions or ["27", "28"]
-        return {"scores": {t: {q: {m: 1.0 for m in trainers.kfold.METRICS} for q in ids} for t in tasks},
-                "lm_eval": {}, "command": "lm_eval"}
-
-    monkeypatch.setattr(trainers.kfold, "score", fake_score)
-    monkeypatch.setattr(trainers.kfold, "_train_fold",
-                        lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
-    report = run_kfold(_config(tiny_model, data, tmp_path / "run", root))
+    report = _kfold_without_training(monkeypatch, tiny_model, data, tmp_path / "run", root)
     assert all(t.endswith("_persona") == tag for t in report["tasks"])
     assert report["letter_prior"]["by"] == by and report["letter_prior"]["prior"] == pytest.approx(prior)
 
@@ -638,11 +629,21 @@ def test_letter_prior_scores_a_tied_majority_as_wvs_majority_agreement_does(tmp_
     holding out Q28 trains on Q27's rows and answers C, one of Q28's two most chosen answers: WVS majority
     agreement counts that as agreeing, so the prior does too (1); the fold holding out Q27 answers B, wrong
     for Q27 (0). Prior 1/2; scored against the rows' label B it read 0."""
-    import trainers.kfold
-
     root = write_data_root(tmp_path / "root", rows=[(3, 2, -1), (3, 2, -1), (3, 3, -1), (1, 3, -1)])
     data = tmp_path / "rows.jsonl"
     build_examples("english", data_dir=str(root)).write(data)
+
+    report = _kfold_without_training(monkeypatch, tiny_model, data, tmp_path / "run", root)
+    prior = report["letter_prior"]
+    letters = {q: f["letter"] for f in prior["per_fold"] for q in report["fold_questions"][f["fold"] - 1]}
+    assert letters == {"27": "B", "28": "C"}
+    assert prior["per_document"] == [0.0, 1.0] and prior["prior"] == pytest.approx(0.5)
+
+
+def _kfold_without_training(monkeypatch, tiny_model, data, run, root):
+    """run_kfold with every fold's training skipped and every held-out metric 1.0: what is left is the
+    folds and the letter prior."""
+    import trainers.kfold
 
     def fake_score(cfg, adapter, tasks, questions, chat):
         ids = questions or ["27", "28"]
@@ -652,8 +653,4 @@ def test_letter_prior_scores_a_tied_majority_as_wvs_majority_agreement_does(tmp_
     monkeypatch.setattr(trainers.kfold, "score", fake_score)
     monkeypatch.setattr(trainers.kfold, "_train_fold",
                         lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
-    report = run_kfold(_config(tiny_model, data, tmp_path / "run", root))
-    prior = report["letter_prior"]
-    letters = {q: f["letter"] for f in prior["per_fold"] for q in report["fold_questions"][f["fold"] - 1]}
-    assert letters == {"27": "B", "28": "C"}
-    assert prior["per_document"] == [0.0, 1.0] and prior["prior"] == pytest.approx(0.5)
+    return run_kfold(_config(tiny_model, data, run, root))
