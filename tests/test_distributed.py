@@ -191,25 +191,31 @@ def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics
             assert got == want
 
 
-def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, tmp_path):
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
+def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, logging_steps: int):
+    """The same LoRA run (English rows, the tiny model) with one global batch of 10: 10 x 1 process and
+    5 per process x 2 processes; dropout 0, as dropout masks are drawn per process. Their output folders."""
     from tests.tiny_model import build_tiny_model
     from trainers.examples import build_examples
 
     model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
     data = tmp_path / "english.jsonl"
     build_examples("english", data_dir=str(data_root)).write(data)
-    config = tmp_path / "lora.yaml"  # dropout 0: dropout masks are drawn per process
+    config = tmp_path / "lora.yaml"
     config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
-                      "max_steps: 6\nlogging_steps: 1\nsave_steps: 1000\nwarmup: 0\nchat_template: true\nseed: 0\n")
+                      f"max_steps: {max_steps}\nlogging_steps: {logging_steps}\nsave_steps: 1000\nwarmup: 0\n"
+                      "chat_template: true\nseed: 0\n")
     one, two = tmp_path / "one", tmp_path / "two"
-    # the same global batch of 10: 10 x 1 process, 5 per process x 2 processes
     _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
     _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+    return one, two
 
+
+def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    one, two = _lora_on_one_and_two_processes(data_root, tmp_path, max_steps=6, logging_steps=1)
     s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
     assert (s1["world_size"], s1["global_batch"], s2["world_size"], s2["global_batch"]) == (1, 10, 2, 10)
     assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [1, 2, 3, 4, 5, 6]
@@ -221,7 +227,7 @@ def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, 
     assert w1.keys() == w2.keys() and w1
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-6)
-    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "model"), dtype=torch.float32)
     loaded = PeftModel.from_pretrained(base, str(two))
     state = loaded.state_dict()
     key = next(k for k in w2 if "lora_A" in k)
@@ -412,18 +418,7 @@ def test_lora_train_loss_on_two_processes_is_the_single_process_one_when_the_las
     """3 steps logged every 2: step 3's loss is never logged, and train_loss = (logged sum + step 3's loss) / 3
     must take step 3's loss over both processes' halves of the global batch, as a logged loss is (the main
     process's own half alone gave another train_loss in training.json than one process)."""
-    from tests.tiny_model import build_tiny_model
-    from trainers.examples import build_examples
-
-    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
-    data = tmp_path / "english.jsonl"
-    build_examples("english", data_dir=str(data_root)).write(data)
-    config = tmp_path / "lora.yaml"
-    config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
-                      "max_steps: 3\nlogging_steps: 2\nsave_steps: 1000\nwarmup: 0\nchat_template: true\nseed: 0\n")
-    one, two = tmp_path / "one", tmp_path / "two"
-    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
-    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+    one, two = _lora_on_one_and_two_processes(data_root, tmp_path, max_steps=3, logging_steps=2)
     s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
     assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [2]
     assert s2["losses"][0]["loss"] == pytest.approx(s1["losses"][0]["loss"], rel=1e-5)
