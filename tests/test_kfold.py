@@ -307,6 +307,14 @@ def test_summary_refuses_runs_that_do_not_compare(tmp_path):
         across_cultures(dict(read_report(p) for p in (a, other_lr)))
     with pytest.raises(TrainingError, match=r"c/kfold.json: culture arabic is also the culture of .*a/kfold.json"):
         across_cultures(dict(read_report(p) for p in (a, same_culture)))
+    # a culture built with --tag-country is scored on its _persona tasks: its row and the 'all' row would pool
+    # another evaluation with the plain tasks of the others
+    tagged = _report("bengali", [0, 1], [1, 1])
+    tagged["tasks"] = ["wvs_bengali_persona"]
+    tagged = _write(tmp_path / "tagged", tagged)
+    with pytest.raises(TrainingError, match=r"tagged/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(persona line \(--tag-country\): False vs True\)"):
+        across_cultures(dict(read_report(p) for p in (a, tagged)))
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "kfold.json").write_text('{"culture": "arabic"}', encoding="utf-8")
     with pytest.raises(TrainingError, match=r"not a finished `culture-train kfold` report \(no settings, held_out"):

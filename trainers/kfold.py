@@ -523,7 +523,9 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
                                 "give one run per culture")
         seen[r["culture"]] = path
     defining = lambda r: {**{k: v for k, v in r["settings"].items() if k not in PER_CULTURE},  # noqa: E731
-                          "folds": r["folds"], "chat_template": r.get("chat_template")}
+                          "folds": r["folds"], "chat_template": r.get("chat_template"),
+                          # rows built with --tag-country are scored on the _persona tasks: another evaluation
+                          "persona line (--tag-country)": any(t.endswith("_persona") for t in r["tasks"])}
     (first, ref), *rest = reports.items()
     for path, r in rest:
         a, b = defining(ref), defining(r)
