@@ -681,8 +681,7 @@ def vsm13_interval(run: Run, tasks: list[str], metric: str) -> tuple[float, floa
     nor the same, a pairing kept so that each country enters with exactly the resamples its own interval
     has. Under ``answer_mode: argmax`` every resample is the task's value, so the interval has width 0, as
     each task's has. A task without all 24 items is NaN in every resample, as its value is."""
-    per_task = [vsm13_replicates(tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items())))[metric]
-                for task in tasks]
+    per_task = [vsm13_replicates(_vsm13_log(run, task, metric))[metric] for task in tasks]
     return stats.percentile_interval(np.mean(per_task, axis=0), stats.LEVEL)
 
 

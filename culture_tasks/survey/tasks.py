@@ -388,7 +388,9 @@ def _reference(data_dir: str) -> compare.Reference:
     return compare.hofstede_reference(data_dir)
 
 
-def _scores(means: Mapping[int, float], target: Mapping, constants: Mapping, comparison: Mapping) -> dict[str, float]:
+def vsm13_scores(means: Mapping[int, float | np.ndarray], target: Mapping, constants: Mapping,
+                 comparison: Mapping) -> dict:
+    """Every VSM13 metric of these item means (floats, or arrays of resamples) as the task computes it."""
     indices = vsm13_indices(means, constants)
     return {**indices, **_index_scores(indices, target, comparison)}
 
@@ -414,7 +416,7 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
         log.warning("VSM13 needs all 24 items, got %d (items %s missing: --limit below 24, or --samples without "
                     "every item?): indices are NaN", len(means), _spans(sorted(set(range(1, 25)) - set(means))))
         return {key: math.nan for key in VSM13_METRICS}
-    out = {k: float(v) for k, v in _scores(means, target, constants, comparison).items()}
+    out = {k: float(v) for k, v in vsm13_scores(means, target, constants, comparison).items()}
     nan = [k for k in VSM13_METRICS if not math.isfinite(out[k])]
     stats.warn_nonfinite(sum(not math.isfinite(float(item[1])) for item in items), len(items),
                          f"{', '.join(nan)} (the metrics that use their items) and their intervals")
@@ -459,7 +461,7 @@ def vsm13_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: 
     # an item without finite scores (a NaN distribution) is NaN in every resample: so are the metrics that use it
     sampled = {k: rng.multinomial(respondents, dists[k] / dists[k].sum(), size=iters) @ values[k] / respondents
                if np.isfinite(dists[k]).all() else np.full(iters, math.nan) for k in sorted(dists)}
-    runs = _scores(sampled, target, constants, _comparison(items))  # arrays: one value per resample
+    runs = vsm13_scores(sampled, target, constants, _comparison(items))  # arrays: one value per resample
     return {key: np.broadcast_to(np.asarray(runs[key], dtype=float), (iters,)) for key in VSM13_METRICS}
 
 
@@ -476,12 +478,6 @@ def logged_vsm13(items: Sequence[tuple]) -> tuple[dict[int, float], dict, dict, 
     """A VSM13 task's per-document results read back: (each item's mean score over its documents, in item
     order; the target; the constants; the country comparison), what its metrics are computed from."""
     return dict(sorted(_item_table(items)[0].items())), _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
-
-
-def vsm13_scores(means: Mapping[int, float | np.ndarray], target: Mapping, constants: Mapping,
-                 comparison: Mapping) -> dict:
-    """Every VSM13 metric of these item means (floats, or arrays of resamples) as the task computes it."""
-    return _scores(means, target, constants, comparison)
 
 
 @_content_cache(size=BOARD_LOGS)
