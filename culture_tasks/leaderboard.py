@@ -15,7 +15,8 @@ culture; a task's culture is the group lm-eval ran it in) and the mean over all 
 lm-eval reports for the nested ``culturellm`` group: its ``Group.aggregate`` averages the leaf
 tasks). A mean over fewer tasks than another row's in the same column says "k of n tasks" and is
 not ranked against the complete ones. Survey
-metrics (the headline metrics of the registered instruments) get tables of their own; a VSM13
+metrics (the headline metrics of the registered instruments, and VSM13's ``vsm13_rank``: ``BOARD_METRICS``)
+get tables of their own; a VSM13
 task that ranked another country (``--metadata target_country``, e.g. Japan through vsm13_usa)
 is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
@@ -25,7 +26,7 @@ tasks gets its interval from the per-sample logs (``--log_samples``), resampled 
 resamples under the tasks' one seed, ``vsm13_interval``), or says "no interval".
 ``--baseline`` compares every row with one row on the same documents: the difference with a
 paired bootstrap interval, and a paired randomisation test that marks the significant ones (VSM13's
-losses and margin pair the 24 items: ``vsm13_paired``).
+metrics, the six indices too, pair the 24 items: ``vsm13_paired``).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ ALPHA = 0.05  # a difference from the baseline is marked when the paired randomi
 FORMATS = {"html": "html", "md": "md", "markdown": "md", "csv": "csv", "json": "json"}
 NO_SAMPLES = "no interval: no per-sample logs (run lm_eval with --log_samples)"
 NOT_A_NUMBER = "not a number: too few documents, or NaN log-likelihoods (lm-eval's log names the task)"
-# the VSM13 metrics --baseline tests (vsm13_paired): the headline scores, not the indices (measurements)
-PAIRED_VSM13 = ("vsm13_l1", "vsm13_mae", "vsm13_margin")
+# metrics a survey task reports that get tables of their own beside the headline ones (lm-eval's groups do not
+# average them, so they have task columns only)
+BOARD_METRICS = {"vsm13": ("vsm13_rank",)}
 FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or remove the log (the row then shows "
                "no interval)")
 # what lm-eval's config records beyond the model arguments that changes the numbers: the seeds
@@ -764,9 +766,7 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     tasks, base_tasks = leaf_tasks(run, tasks), leaf_tasks(base, base_tasks)
     if sorted(tasks) != sorted(base_tasks):
         return None, "no paired test: the rows cover different tasks"
-    if column.metric in VSM13_METRICS and column.metric not in PAIRED_VSM13:
-        return None, f"no paired test: the baseline test of VSM13 covers {', '.join(PAIRED_VSM13)}, not {column.metric}"
-    if column.metric not in RESAMPLABLE and column.metric not in PAIRED_VSM13:
+    if column.metric not in RESAMPLABLE and column.metric not in VSM13_METRICS:
         return None, f"no paired test: {column.metric} has no per-document resampling"
     try:
         return _compare_logs(base, run, tasks, column.metric)
@@ -788,7 +788,7 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))
-    if metric in PAIRED_VSM13:
+    if metric in VSM13_METRICS:
         return vsm13_paired(base, run, tasks, metric)
     qa, qb = _questions(base, tasks, metric), _questions(run, tasks, metric)
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
@@ -808,14 +808,14 @@ def _vsm13_log(run: Run, task: str, metric: str) -> tuple:
 
 @_content_cache(size=BOARD_LOGS)
 def _vsm13_swaps(logs: tuple[tuple, tuple]) -> dict[str, np.ndarray]:
-    """Each randomisation round's difference (second log minus first) of every metric of ``PAIRED_VSM13``, each
+    """Each randomisation round's difference (second log minus first) of every VSM13 metric, each
     item's mean swapped between the two logs where ``stats.swap_rounds`` says (column k - 1: item k)."""
     (a_means, *a_settings), (b_means, *b_settings) = (logged_vsm13(log) for log in logs)
     swap = stats.swap_rounds(24, stats.ITERS, stats.SEED).astype(bool)
     a_swapped = {k: np.where(swap[:, k - 1], b_means[k], a_means[k]) for k in a_means}
     b_swapped = {k: np.where(swap[:, k - 1], a_means[k], b_means[k]) for k in b_means}
     a_scores, b_scores = vsm13_scores(a_swapped, *a_settings), vsm13_scores(b_swapped, *b_settings)
-    return {metric: np.asarray(b_scores[metric] - a_scores[metric], dtype=float) for metric in PAIRED_VSM13}
+    return {metric: np.asarray(b_scores[metric] - a_scores[metric], dtype=float) for metric in VSM13_METRICS}
 
 
 def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[dict | None, str]:
@@ -830,7 +830,10 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
     the two rows' answers to an item are exchangeable, so each round swaps each item's mean between the rows
     with probability 1/2 (the same item swapped in every task of a group, whose countries are asked the same
     items), and p = (1 + rounds with |difference| >= the observed one) / (1 + rounds). The rows must have
-    scored every task's 24 items against the same target with the same constants."""
+    scored every task's 24 items with the same constants and, but for an index (the items' and the constants'
+    alone), against the same target. An index uses 4 items (2 pairs): of the 16 ways to swap them two give the
+    observed difference or its negative, so its p-value is about 1/8 or more (at least 0.109 in the 1,000
+    rounds) and never marks it."""
     logs, items = [], []
     for task in tasks:
         pair = (_vsm13_log(base, task, metric), _vsm13_log(run, task, metric))
@@ -840,7 +843,10 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
                 return None, f"no paired test: {task} did not score all 24 VSM13 items in row {who.row_id}"
         a_target, a_constants, a_comparison = a_settings
         b_target, b_constants, b_comparison = b_settings
-        if (a_target, a_constants, a_comparison.get("code")) != (b_target, b_constants, b_comparison.get("code")):
+        if metric in DIMENSIONS and a_constants != b_constants:  # an index is the items' and the constants' alone
+            return None, f"no paired test: {task} was scored with other constants in the two rows"
+        if metric not in DIMENSIONS and (a_target, a_constants, a_comparison.get("code")) != (
+                b_target, b_constants, b_comparison.get("code")):
             return None, (f"no paired test: {task} was scored against another target (or with other constants) "
                           "in the two rows")
         logs.append(((a_means, *a_settings), (b_means, *b_settings)))
@@ -910,7 +916,7 @@ def survey_tables(runs: list[Run]) -> list[Table]:
     ranked = {(id(r), t): ranked_country(r, t) for r in runs for t in r.metrics}
     columns: dict[tuple[str, str], set[tuple[str, str | None]]] = defaultdict(set)
     indices: set[tuple[str, str | None]] = set()
-    headline = headline_metrics()
+    headline = {f: (*ms, *BOARD_METRICS.get(f, ())) for f, ms in headline_metrics().items()}
     for run in runs:
         for task, metrics in run.metrics.items():
             for family, metric in ((f, m) for f, ms in headline.items() for m in ms if m in metrics):
@@ -1043,9 +1049,12 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           "they have (--limit, --samples); its numbers over those tasks are not comparable with complete runs "
           "and never the best. ▲/▼: significantly higher/lower than "
           f"the baseline row (paired randomisation test over the same documents (a WVS group: its questions; "
-          f"VSM13's losses and margin: its 24 items), p < {ALPHA} for each cell on its "
+          f"VSM13: its 24 items), p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "
-          "difference's interval is a paired bootstrap of the same units). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
+          "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); a VSM13 index "
+          "uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 ways to swap them "
+          "give the observed difference or its negative) and never marks it, and its interval resamples its 2 item "
+          "pairs). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
           "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 

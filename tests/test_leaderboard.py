@@ -1188,12 +1188,12 @@ def test_a_vsm13_group_log_of_another_run_is_a_one_line_error(tmp_path, data_roo
 
 
 def test_the_legend_names_what_the_baseline_test_pairs():
-    # a WVS group's test pairs questions and VSM13's losses and margin pair the 24 items, not documents
+    # a WVS group's test pairs questions and VSM13's metrics pair the 24 items, not documents
     from culture_tasks.leaderboard import LEGEND
 
-    assert "paired randomisation test over the same documents (a WVS group: its questions; VSM13's losses and " \
-           "margin: its 24 items)" in LEGEND
-    assert "the difference's interval is a paired bootstrap of the same units" in LEGEND
+    assert "paired randomisation test over the same documents (a WVS group: its questions; VSM13: its 24 items)" \
+        in LEGEND
+    assert "the difference's interval is a paired bootstrap of the same units (VSM13: its item pairs)" in LEGEND
 
 
 def test_a_vsm13_board_computes_each_log_s_resamples_once(tmp_path, data_root, monkeypatch):
@@ -1231,3 +1231,76 @@ def test_a_vsm13_board_computes_each_log_s_resamples_once(tmp_path, data_root, m
     assert len(tasks.vsm13_replicates.cache) == 18
     cell = _cell(data, "a", "vsm13", table=VSM13_TABLES["vsm13_margin"])
     assert cell["diff"] is not None and cell["p_value"] is not None and cell["ci_low"] is not None
+
+
+def _vsm13_hand_log(data_root, scores: dict[int, float], **metadata) -> list[tuple]:
+    """vsm13_usa's per-document results (one document per item, as ``process_results_vsm13`` logs them) with
+    each item's score set by hand: 3 unless ``scores`` says otherwise, all the answer's mass on that value
+    (``metadata``: the task's ``--metadata``)."""
+    from culture_tasks.survey.tasks import load_vsm13
+
+    out = []
+    for doc in load_vsm13(str(data_root), vsm13_country="USA", **metadata)["test"]:
+        score = float(scores.get(doc["item"], 3.0))
+        dist = tuple(float(v == score) for v in doc["values"])
+        out.append((doc["item"], score, doc["target"], doc["constants"], dist, tuple(doc["values"]), doc["comparison"]))
+    return out
+
+
+def test_the_vsm13_rank_and_indices_against_the_baseline_have_an_interval_and_a_p_value(tmp_path, data_root):
+    # base answers 3 to every item: every index is 0 (constants 0). other answers item 7 with 2 and item 2 with 4:
+    # PDI = 35 (m07 - m02) + 25 (m20 - m23) = 35 (2 - 4) = -70, the other indices 0. The U.S.A. among Hofstede's
+    # countries (z-space, offset removed): rank 28 at PDI 0, 12 at PDI -70, 13 at PDI -140.
+    # Interval (item-pair bootstrap, 1,000 resamples): PDI's two pairs have the changes -70 and 0, a resample
+    # draws two of them: -140, -70 or 0 (about 1/4, 1/2, 1/4 of the resamples), so the PDI difference lies in
+    # [-140, 0] and the rank's in {13 - 28, 12 - 28, 0}: [-16, 0]; an index that did not move: [0, 0].
+    # p-value (1,000 rounds of Generator((1234, 1)), 1 = the item's means swapped): items 7 and 2 both swapped or
+    # both kept give -70 or +70 (rank -16 or +16), one of them swapped PDI -35 in both rows (difference 0), so
+    # p = (1 + rounds swapping both or neither) / 1001. Row "retargeted" answers as base but its task ranked other
+    # scores for the U.S.A. (--metadata target): its indices are compared (difference 0), its rank is not.
+    import numpy as np
+
+    from culture_tasks.survey.tasks import VSM13_METRICS, summarise_vsm13, vsm13_intervals
+    from culture_tasks.survey.vsm13 import DIMENSIONS
+
+    made_up = {"target": [50.0] * len(DIMENSIONS), "target_source": "made up"}
+    for model, scores, metadata in (("base", {}, {}), ("other", {7: 2.0, 2: 4.0}, {}), ("retargeted", {}, made_up)):
+        items = _vsm13_hand_log(data_root, scores, **metadata)
+        summary, ci = summarise_vsm13(items), vsm13_intervals(items)
+        extra = {"vsm13_usa": {f"{m}{s},none": v for m in VSM13_METRICS
+                               for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}}
+        _result(tmp_path / "res", f"/m/{model}", {}, extra=extra,
+                samples={"vsm13_usa": [{m: list(item) for m in VSM13_METRICS} for item in items]},
+                hib={"vsm13_usa": {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True, "vsm13_rank": False}},
+                n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+    swap = np.random.default_rng((1234, 1)).integers(0, 2, size=(1000, 24))
+    p = (1 + int((swap[:, 7 - 1] == swap[:, 2 - 1]).sum())) / 1001
+    data = _json(tmp_path, "--baseline", "base")
+    rank_table = "vsm13: vsm13_rank (↓ lower is better)"
+    assert (_cell(data, "base", "vsm13_usa", table=rank_table)["value"],
+            _cell(data, "other", "vsm13_usa", table=rank_table)["value"]) == (28.0, 12.0)
+    rank = _cell(data, "other", "vsm13_usa", table=rank_table)
+    assert (rank["diff"], rank["diff_low"], rank["diff_high"]) == (-16.0, -16.0, 0.0)
+    assert rank["p_value"] == pytest.approx(p) and rank["significant"] is False and rank["diff_note"] == ""
+    indices = "vsm13_usa: the six VSM13 indices (measurements: no better or worse)"
+    pdi = _cell(data, "other", "pdi", table=indices)
+    assert (pdi["value"], pdi["diff"], pdi["diff_low"], pdi["diff_high"]) == (-70.0, -70.0, -140.0, 0.0)
+    assert pdi["p_value"] == pytest.approx(p) and pdi["significant"] is False and pdi["diff_note"] == ""
+    for dim in DIMENSIONS[1:]:
+        cell = _cell(data, "other", dim, table=indices)
+        assert (cell["diff"], cell["diff_low"], cell["diff_high"], cell["p_value"]) == (0.0, 0.0, 0.0, 1.0), dim
+    for dim in DIMENSIONS:
+        cell = _cell(data, "retargeted", dim, table=indices)
+        assert (cell["diff"], cell["diff_low"], cell["diff_high"], cell["p_value"]) == (0.0, 0.0, 0.0, 1.0), dim
+    assert _cell(data, "retargeted", "vsm13_usa", table=rank_table)["diff_note"] == (
+        "no paired test: vsm13_usa was scored against another target (or with other constants) in the two rows")
+    # an index uses 4 items: of the 16 ways to swap them two give its observed difference or its negative, so
+    # p is about 1/8 or more; with these 1,000 rounds at least (1 + 108) / 1001 (PDI's items 7, 2, 20, 23)
+    floor = min((1 + int((swap[:, [i - 1 for i in items]] == swap[:, [items[0] - 1]]).all(axis=1).sum())) / 1001
+                for items in ((7, 2, 20, 23), (4, 1, 9, 6), (5, 3, 8, 10), (18, 15, 21, 24), (13, 14, 19, 22),
+                              (12, 11, 17, 16)))
+    assert floor == pytest.approx(109 / 1001)
+    from culture_tasks.leaderboard import LEGEND
+
+    assert "a VSM13 index uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 " \
+           "ways to swap them give the observed difference or its negative) and never marks it" in LEGEND

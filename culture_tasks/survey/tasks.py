@@ -483,11 +483,12 @@ def logged_vsm13(items: Sequence[tuple]) -> tuple[dict[int, float], dict, dict, 
 @_content_cache(size=BOARD_LOGS)
 def vsm13_pair_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS,
                           seed: int = stats.SEED) -> dict[str, np.ndarray]:
-    """The losses and the country comparison of each item-pair resample of a task's per-document results
-    (``logged_vsm13``'s item means through ``compare.replicate_indices``: one seed, so two models' resample b
-    draw the same item pairs): arrays of ``iters`` values."""
+    """Every VSM13 metric (the indices, the losses and the country comparison) of each item-pair resample of a
+    task's per-document results (``logged_vsm13``'s item means through ``compare.replicate_indices``: one seed, so
+    two models' resample b draw the same item pairs): arrays of ``iters`` values."""
     means, target, constants, comparison = logged_vsm13(items)
-    scores = _index_scores(compare.replicate_indices(means, constants, iters=iters, seed=seed), target, comparison)
+    indices = compare.replicate_indices(means, constants, iters=iters, seed=seed)
+    scores = {**indices, **_index_scores(indices, target, comparison)}
     return {key: np.broadcast_to(np.asarray(value, dtype=float), (iters,)) for key, value in scores.items()}
 
 
