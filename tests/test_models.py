@@ -339,7 +339,7 @@ def test_a_killed_conversion_leaves_no_staging_folder_behind_the_next_run(ggufs,
     parts[1].write_bytes(data[1000:])
     killed = (
         "import os, signal, sys\nfrom pathlib import Path\nfrom culture_tasks import models\n"
-        "def die(gguf, into, label=None):\n"
+        "def die(gguf, into, label=None, reader=None):\n"
         "    (into / 'model.safetensors').write_bytes(b'half a model')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "models._save_converted = die\n"
@@ -362,6 +362,7 @@ def test_a_killed_conversion_leaves_no_staging_folder_behind_the_next_run(ggufs,
 def test_an_output_weight_read_into_tied_embeddings_is_not_counted_as_left_out(ggufs):
     """transformers ties falcon's and bloom's output.weight to the input embeddings even where the GGUF holds
     one: it is read (into the shared tensor), so the file must not be refused as holding an unloaded tensor."""
+    import gguf
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -371,5 +372,127 @@ def test_an_output_weight_read_into_tied_embeddings_is_not_counted_as_left_out(g
     with torch.device("meta"):
         tied = LlamaForCausalLM(LlamaConfig(**config, tie_word_embeddings=True))
         untied = LlamaForCausalLM(LlamaConfig(**config, tie_word_embeddings=False))
-    assert models._unloaded_tensors(first, untied) == (0, [])
-    assert models._unloaded_tensors(first, tied) == (0, [])
+    reader = gguf.GGUFReader(str(first))
+    assert models._unloaded_tensors(reader, untied) == (0, [])
+    assert models._unloaded_tensors(reader, tied) == (0, [])
+
+
+def _made_by_an_earlier_version(folder, **marker):
+    """Rewrite the folder's gguf_source.json as a culture-model before conversion formats wrote it."""
+    stored = json.loads((folder / models.SOURCE_FILE).read_text())
+    stored.pop("conversion_format", None)
+    stored.update(marker)
+    (folder / models.SOURCE_FILE).write_text(json.dumps(stored))
+
+
+def test_a_cached_conversion_by_an_earlier_version_is_converted_again_a_current_one_reused(
+        ggufs, tmp_path, monkeypatch, capsys):
+    """A cached folder made before the current checks was reused as it was, though this version would refuse
+    its GGUF or convert it otherwise; the cache's own folder is converted again (saying so), a current one reused."""
+    first, _ = ggufs
+    monkeypatch.setattr(models, "DEFAULT_CACHE", tmp_path / "cache")
+    folder = tmp_path / "cache" / "tiny"
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 0
+    stored = json.loads((folder / models.SOURCE_FILE).read_text())
+    assert stored["conversion_format"] == models.CONVERSION_FORMAT
+    assert stored["gguf_sha256"] == models.gguf_sha256([first]) and stored["gguf_files"] == ["tiny.gguf"]
+    weights = folder / "model.safetensors"
+    made = weights.stat()
+    capsys.readouterr()
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 0  # current: reused, not rewritten
+    assert (weights.stat().st_ino, weights.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    assert capsys.readouterr().err == ""
+
+    for marker in ({}, {"conversion_format": 0}, {"conversion_format": "1"}, {"conversion_format": True}):
+        _made_by_an_earlier_version(folder, **marker)
+        made = weights.stat()
+        assert models.main(["from-gguf", "--gguf", str(first)]) == 0
+        assert weights.stat().st_ino != made.st_ino  # converted again
+        np.testing.assert_array_equal(_embedding(folder), _gguf_embedding(first))
+        assert json.loads((folder / models.SOURCE_FILE).read_text())["conversion_format"] == models.CONVERSION_FORMAT
+        err = capsys.readouterr().err.splitlines()  # transformers' progress bars, and one line of ours
+        (note,) = [line for line in err if "culture-model" in line]
+        assert note.startswith(f"culture-model: {folder} was converted by an earlier culture-model (conversion "
+                               f"format 0, this one {models.CONVERSION_FORMAT})")
+        assert note.endswith("; converting it again")
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny"]
+
+
+def test_a_cached_conversion_this_version_refuses_is_not_handed_out(tmp_path, monkeypatch, capsys):
+    """Llama 3's rope_freqs: a conversion made before the check existed was handed out as the GGUF's model."""
+    monkeypatch.setattr(models, "DEFAULT_CACHE", tmp_path / "cache")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "llama3").mkdir()
+    plain = write_tiny_gguf(tmp_path / "plain" / "tiny.gguf")
+    llama3 = write_tiny_gguf(tmp_path / "llama3" / "tiny.gguf", extra={"rope_freqs.weight": np.ones(4, np.float32)})
+    folder = tmp_path / "cache" / "tiny"
+    assert models.main(["from-gguf", "--gguf", str(plain)]) == 0  # as the earlier version saved llama3's file
+    _made_by_an_earlier_version(folder, gguf_sha256=models.gguf_sha256([llama3]))
+    capsys.readouterr()
+    assert models.main(["from-gguf", "--gguf", str(llama3)]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"culture-model: {llama3} holds tensor(s) rope_freqs.weight")
+    assert last.endswith(f"; {folder}, converted from this same file by an earlier culture-model, is not its "
+                         "model: remove it")
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny"]  # left for its owner to remove
+
+
+def test_a_named_output_converted_by_an_earlier_version_is_refused_until_overwrite(ggufs, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A folder the user named is not converted again unasked: one line naming it and the fix."""
+    first, _ = ggufs
+    folder = tmp_path / "mine"
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder)]) == 0
+    _made_by_an_earlier_version(folder)
+    weights = folder / "model.safetensors"
+    made = weights.stat()
+    capsys.readouterr()
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"culture-model: {folder} was converted from this GGUF file by "
+                                                   "an earlier culture-model (conversion format 0, this one "
+                                                   f"{models.CONVERSION_FORMAT})")
+    assert err.endswith("pass --overwrite to convert it again, or remove it\n")
+    assert (weights.stat().st_ino, weights.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    monkeypatch.undo()
+    assert models.main(["from-gguf", "--gguf", str(first), "--output", str(folder), "--overwrite"]) == 0
+    assert weights.stat().st_ino != made.st_ino
+    assert json.loads((folder / models.SOURCE_FILE).read_text())["conversion_format"] == models.CONVERSION_FORMAT
+
+
+def test_a_conversion_by_a_later_version_is_refused_not_downgraded(ggufs, tmp_path, monkeypatch, capsys):
+    first, _ = ggufs
+    monkeypatch.setattr(models, "DEFAULT_CACHE", tmp_path / "cache")
+    folder = tmp_path / "cache" / "tiny"
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 0
+    _made_by_an_earlier_version(folder, conversion_format=models.CONVERSION_FORMAT + 1)
+    capsys.readouterr()
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    assert models.main(["from-gguf", "--gguf", str(first)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"culture-model: {folder} was converted from this GGUF file by a later culture-model (conversion format "
+        f"{models.CONVERSION_FORMAT + 1}, this one {models.CONVERSION_FORMAT})")
+    assert "--overwrite" in err
+
+
+def test_a_conversion_reads_the_gguf_header_once(ggufs, tmp_path, monkeypatch):
+    """The shard, unloaded-tensor and rope-scaling checks each built a GGUFReader (seconds each for a large
+    vocabulary); they share one."""
+    import sys
+
+    import gguf
+
+    first, _ = ggufs
+    made = []
+
+    class Counting(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs):
+            if sys._getframe(1).f_code.co_filename == models.__file__:  # transformers' own readers not counted
+                made.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
+    models.convert_gguf(first, tmp_path / "model")
+    assert made == [str(first)]
