@@ -426,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--gguf", nargs="+", type=Path,
                      help="GGUF file, or the byte pieces it was split into, in order "
                           "(llama.cpp gguf-split shards: merge them first with llama-gguf-split --merge)")
-    conv.add_argument("--name", help="folder name under the cache (default: the GGUF file's stem)")
-    conv.add_argument("--output", type=Path, help=f"model folder (default: {DEFAULT_CACHE}/<name>)")
+    where = conv.add_mutually_exclusive_group()
+    where.add_argument("--name", help="folder name under the cache (default: the GGUF file's stem)")
+    where.add_argument("--output", type=Path, help=f"model folder (default: {DEFAULT_CACHE}/<name>)")
     conv.add_argument("--overwrite", action="store_true",
                       help="rebuild the folder if it holds a model made from another GGUF file, or from this "
                            "one by another version of culture-model")

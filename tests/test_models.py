@@ -496,3 +496,15 @@ def test_a_conversion_reads_the_gguf_header_once(ggufs, tmp_path, monkeypatch):
     monkeypatch.setattr(gguf, "GGUFReader", Counting)
     models.convert_gguf(first, tmp_path / "model")
     assert made == [str(first)]
+
+
+def test_name_and_output_together_are_refused(ggufs, tmp_path, monkeypatch, capsys):
+    """--name names a folder under the cache; with --output it was ignored without a word."""
+    first, _ = ggufs
+    monkeypatch.setattr(models, "_save_converted", _no_conversion)
+    with pytest.raises(SystemExit) as done:
+        models.main(["from-gguf", "--gguf", str(first), "--name", "qwen", "--output", str(tmp_path / "out")])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "culture-model from-gguf: error: argument --output: not allowed with argument --name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
