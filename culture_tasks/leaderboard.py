@@ -3,9 +3,10 @@
     culture-leaderboard results/ other/results_2026.json --format html --output board.html --baseline base
 
 A row is one identity: the full model arguments (adapter ``peft=`` included), ``--limit``, the
-few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded, and
-the task versions; result files of the same identity (e.g. CultureLLM, WVS and VSM13 run
-separately) fill one row, and a task in two of them takes every number (value, interval,
+few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded, the
+task versions and, for a file without ``--limit`` that scored fewer documents than a task has
+(``--samples``), those tasks' document counts, so that such a run and a complete one are two rows; result
+files of the same identity (e.g. CultureLLM, WVS and VSM13 run separately) fill one row, and a task in two of them takes every number (value, interval,
 per-sample log, document count) from the newest file. Each row carries its provenance as read
 from the result files, and a partial run (fewer documents than a task has: ``--limit``, ``--samples``) is
 marked wherever its numbers appear.
@@ -282,8 +283,11 @@ def _read(path: Path) -> dict:
     return data
 
 
-def identity(data: dict) -> dict:
-    """What makes two result files the same run (task versions are checked per task on merging)."""
+def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None) -> dict:
+    """What makes two result files the same run (task versions are checked per task on merging). ``counts``: the
+    file's ``n-samples`` (``_sample_counts``); a file without ``--limit`` that scored fewer documents than a task
+    has (``--samples``) is another run than a complete one, and than one that scored other counts: its counts
+    are part of the identity (``--limit`` is, and names the documents: the first ones)."""
     config = data["config"]
     shots = sorted({int(v) for t, v in (data.get("n-shot") or {}).items() if t in data["results"] and v is not None})
     template = data.get("chat_template")
@@ -299,7 +303,9 @@ def identity(data: dict) -> dict:
     # only where the file records them, so a file without them keeps the row id it had
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
-    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {})}
+    sampled = {t: list(c) for t, c in sorted((counts or {}).items()) if c[0] < c[1]} if key["limit"] is None else {}
+    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
+            **({"sampled": sampled} if sampled else {})}
 
 
 def task_family(task: str) -> str | None:
@@ -501,7 +507,7 @@ def load_runs(files: list[Path]) -> list[Run]:
     runs: list[Run] = []
     for path, data in loaded:
         check_suite_groups(data, path)
-        key = identity(data)
+        key = identity(data, _sample_counts(data, path))
         run = next((r for r in runs if r.key == key and not _conflicts(r, data)), None)
         if run is None:
             run = Run(key)

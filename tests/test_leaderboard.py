@@ -329,16 +329,15 @@ def test_a_loss_over_fewer_dimensions_says_so(tmp_path, capsys):
 
 def test_a_repeated_task_takes_every_number_from_the_newest_file(tmp_path):
     # the older file: arabic x, y with per-sample logs (every document right: resampled interval [1, 1]),
-    # x run on 20 of its 40 documents, korean z with its own interval [0.85, 0.95]; the newer file of the
-    # same identity: x, y, z again on every document, no logs, no interval for z. Nothing of the older
-    # file's x, y, z may remain: arabic (0.2 + 0.3) / 2 = 0.25 without interval, korean 0.3 without
-    # interval, and the row is complete.
+    # korean z with its own interval [0.85, 0.95]; the newer file of the same identity: x, y, z again, no
+    # logs, no interval for z. Nothing of the older file's x, y, z may remain: arabic (0.2 + 0.3) / 2 = 0.25
+    # without interval, korean 0.3 without interval, and the row is complete. (An older file that scored x on
+    # fewer documents than it has, without --limit, is a row of its own: see the sampled-run test below.)
     right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
     _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 1.0, "culturellm_arabic_y": 1.0,
                                           "culturellm_korean_z": 0.9},
             samples={"culturellm_arabic_x": right, "culturellm_arabic_y": right},
-            ci={"culturellm_korean_z": (0.85, 0.95)},
-            n_samples={"culturellm_arabic_x": {"effective": 20, "original": 40}})
+            ci={"culturellm_korean_z": (0.85, 0.95)})
     _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 0.2, "culturellm_arabic_y": 0.3,
                                           "culturellm_korean_z": 0.3},
             n_samples={"culturellm_arabic_x": {"effective": 40, "original": 40}})
@@ -1304,3 +1303,23 @@ def test_the_vsm13_rank_and_indices_against_the_baseline_have_an_interval_and_a_
 
     assert "a VSM13 index uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 " \
            "ways to swap them give the observed difference or its negative) and never marks it" in LEGEND
+
+
+@pytest.mark.parametrize("partial_first", [True, False])
+def test_a_sampled_run_and_a_complete_run_of_one_model_are_two_rows(tmp_path, partial_first):
+    # lm_eval --samples (no --limit: only n-samples says 5 of 40 documents) and a complete run of the same model
+    # and settings: each keeps its own number in its own row, whichever is newer; the sampled row is marked and
+    # says how many documents it scored
+    task = "culturellm_english_x"
+    sampled = dict(n_samples={task: {"original": 40, "effective": 5}})
+    complete = dict(n_samples={task: {"original": 40, "effective": 40}})
+    for score, counts in ((0.9, sampled), (0.5, complete))[::1 if partial_first else -1]:
+        _result(tmp_path / "res", "/m/base", {task: score}, **counts)
+    data = _json(tmp_path)
+    rows = {r["is_partial"]: r for r in data["runs"]}
+    assert len(data["runs"]) == 2 and set(rows) == {True, False}
+    assert rows[True]["partial"] == "partial run (documents per task: 5 of 40)" and rows[False]["partial"] == ""
+    assert rows[True]["limit"] == rows[False]["limit"] == "none" and rows[True]["row_id"] != rows[False]["row_id"]
+    cells = {c["row_id"]: c for c in data["cells"] if c["column"] == "english"}
+    assert (cells[rows[True]["row_id"]]["value"], cells[rows[True]["row_id"]]["partial"]) == (0.9, True)
+    assert (cells[rows[False]["row_id"]]["value"], cells[rows[False]["row_id"]]["best"]) == (0.5, True)
