@@ -59,7 +59,7 @@ from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_vsm13,
                                         summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
-from culture_tasks.survey.vsm13 import DIMENSIONS
+from culture_tasks.survey.vsm13 import DIMENSIONS, constants_by_dimension
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
 SUITES = {"culturellm": "CultureLLM (multiple choice), macro-F1", "culturellm_gen": "CultureLLM (generative), macro-F1"}
@@ -847,8 +847,11 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
         for who, means in ((base, a_means), (run, b_means)):
             if sorted(means) != list(range(1, 25)):
                 return None, f"no paired test: {task} did not score all 24 VSM13 items in row {who.row_id}"
-        a_target, a_constants, a_comparison = a_settings
-        b_target, b_constants, b_comparison = b_settings
+        a_target, a_comparison = a_settings[0], a_settings[2]
+        b_target, b_comparison = b_settings[0], b_settings[2]
+        # the constants by dimension, 0 left out: "C_pd" and "pdi" (the task takes both) name one constant
+        a_constants, b_constants = ({d: c for d, c in constants_by_dimension(s[1]).items() if c}
+                                    for s in (a_settings, b_settings))
         if metric in DIMENSIONS and a_constants != b_constants:  # an index is the items' and the constants' alone
             return None, f"no paired test: {task} was scored with other constants in the two rows"
         if metric not in DIMENSIONS and (a_target, a_constants, a_comparison.get("code")) != (

@@ -1323,3 +1323,27 @@ def test_a_sampled_run_and_a_complete_run_of_one_model_are_two_rows(tmp_path, pa
     cells = {c["row_id"]: c for c in data["cells"] if c["column"] == "english"}
     assert (cells[rows[True]["row_id"]]["value"], cells[rows[True]["row_id"]]["partial"]) == (0.9, True)
     assert (cells[rows[False]["row_id"]]["value"], cells[rows[False]["row_id"]]["best"]) == (0.5, True)
+
+
+def test_vsm13_constants_named_two_ways_are_one_setting_for_the_paired_test(tmp_path, data_root):
+    # base gave PDI's constant as "pdi": 20, other as the manual's "C_pd": 20 (both accepted by the task, the same
+    # indices); other answers item 7 with 2 and item 2 with 4: PDI 20 + 35 (2 - 4) = -50 against base's 20, so the
+    # difference is -70 in [-140, 0] as without constants (the item-pair changes -70 and 0, drawn twice)
+    from culture_tasks.survey.tasks import VSM13_METRICS, summarise_vsm13, vsm13_intervals
+
+    for model, scores, constants in (("base", {}, {"pdi": 20.0}), ("other", {7: 2.0, 2: 4.0}, {"C_pd": 20.0})):
+        items = _vsm13_hand_log(data_root, scores, constants=constants)
+        summary, ci = summarise_vsm13(items), vsm13_intervals(items)
+        extra = {"vsm13_usa": {f"{m}{s},none": v for m in VSM13_METRICS
+                               for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}}
+        _result(tmp_path / "res", f"/m/{model}", {}, extra=extra,
+                samples={"vsm13_usa": [{m: list(item) for m in VSM13_METRICS} for item in items]},
+                hib={"vsm13_usa": {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True, "vsm13_rank": False}},
+                n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+    data = _json(tmp_path, "--baseline", "base")
+    pdi = _cell(data, "other", "pdi", table="vsm13_usa: the six VSM13 indices (measurements: no better or worse)")
+    assert (pdi["value"], pdi["diff"], pdi["diff_low"], pdi["diff_high"], pdi["diff_note"]) == (-50.0, -70.0, -140.0,
+                                                                                                 0.0, "")
+    l1 = _cell(data, "other", "vsm13_usa", table="vsm13: vsm13_l1 (↓ lower is better)")
+    assert l1["diff"] == pytest.approx(l1["value"] - _cell(data, "base", "vsm13_usa",
+                                                           table="vsm13: vsm13_l1 (↓ lower is better)")["value"])
