@@ -6,7 +6,8 @@ One guard for the aligner, the LoRA trainer, the augmentation and ``culture-trai
   what to do with it; an output that is (or holds) one of the run's inputs is always refused.
 - ``OutputLock``: a lock file (pid, host and the process's start) created atomically, so two runs
   cannot mix results in one output; the lock of a process that died on this host (or whose pid
-  now names a later process) is taken over with a message.
+  now names a later process), or an empty one left by a run killed while creating it, is taken over
+  with a message.
 - ``check_settings``: the settings a run was made with are stored with it and compared on
   resume, so a resumed run is the run that was started, or a one-line error.
 - ``safe_join``: a name taken from data or flags stays inside the output folder.
@@ -20,6 +21,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,6 +31,9 @@ from culture_tasks.atomic import write_text_atomic
 log = logging.getLogger("culture_tasks")
 
 LOCK_NAME = ".lock"
+# a run writes its pid into the lock file it has just created within microseconds: an empty lock file
+# older than this (seconds) is the lock of a run killed between creating and writing it
+LOCK_WRITE_GRACE = 10
 
 
 class OutputError(ValueError):
@@ -149,7 +154,10 @@ def _process_start(pid: int) -> str | None:
 
 def _gone(owner: dict) -> bool:
     """True when the lock's owner ran on this host and no longer runs: its pid is free, or now
-    belongs to a process that started at another time. A lock from another host is never gone."""
+    belongs to a process that started at another time. A lock from another host is never gone. An
+    empty lock file (``{"empty": True, ...}``) is gone once older than ``LOCK_WRITE_GRACE``, on any host."""
+    if owner.get("empty"):
+        return time.time_ns() - owner["mtime"] > LOCK_WRITE_GRACE * 1_000_000_000
     pid = owner.get("pid")
     if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
@@ -160,11 +168,21 @@ def _gone(owner: dict) -> bool:
 
 
 def _read_lock(path: Path) -> dict:
+    """The owner a lock file names; ``{}`` when there is none; an empty file (its run created it and
+    has not written it yet, or was killed in between) by its inode and time, which tell it from a new
+    empty lock made after it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            data, st = fh.read(), os.fstat(fh.fileno())
     except FileNotFoundError:
         return {}
-    except (ValueError, OSError):
+    except OSError:
+        return {"unreadable": True}
+    if not data:
+        return {"empty": True, "inode": st.st_ino, "mtime": st.st_mtime_ns}
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one
         return {"unreadable": True}
 
 
@@ -247,11 +265,16 @@ class OutputLock:
             pid, host = owner.get("pid"), owner.get("host")
             if _gone(owner):
                 if self._take_over(owner):
-                    log.warning("%s: took over the lock of process %s on %s, which no longer runs", self.what, pid,
-                                host)
+                    if owner.get("empty"):
+                        log.warning("%s: took over the empty lock file of a run killed while creating it", self.what)
+                    else:
+                        log.warning("%s: took over the lock of process %s on %s, which no longer runs", self.what,
+                                    pid, host)
                 continue
             self._cleanup_created()
-            who = "an unreadable owner" if owner.get("unreadable") else f"process {pid} on host {host}"
+            who = ("an unreadable owner" if owner.get("unreadable") else
+                   "a run that has not yet written its pid into it" if owner.get("empty") else
+                   f"process {pid} on host {host}")
             raise self.error(f"{self.what} is in use by another run ({who}, lock file {self.path}); wait for it to "
                              "finish, or delete the lock file if that run is gone")
         self._cleanup_created()

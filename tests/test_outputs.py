@@ -439,3 +439,61 @@ def test_two_runs_taking_over_one_stale_lock_do_not_both_hold_it(tmp_path, monke
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]
     second.release()
     assert not (folder / LOCK_NAME).exists()
+
+
+def test_the_empty_lock_of_a_run_killed_while_creating_it_is_taken_over_once_old(tmp_path, caplog):
+    """A run SIGKILLed between creating its lock file and writing its pid into it leaves an empty lock:
+    it was refused as 'an unreadable owner' for ever. A live run writes its pid within microseconds, so
+    an empty lock older than LOCK_WRITE_GRACE seconds is a dead run's and is taken over; a younger one
+    is still refused (its run may be writing it)."""
+    import time
+
+    from culture_tasks import outputs
+
+    folder = tmp_path / "out"
+    code = ("import json, os, signal\nimport culture_tasks.outputs as o\n"
+            "o.json.dump = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"o.OutputLock.for_folder({str(folder)!r}).acquire()\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == -9  # SIGKILL
+    lock = folder / LOCK_NAME
+    assert lock.read_bytes() == b""
+    with pytest.raises(OutputError, match="in use by another run .*that has not yet written its pid"):
+        OutputLock.for_folder(folder).acquire()
+    old = time.time() - outputs.LOCK_WRITE_GRACE - 1
+    os.utime(lock, (old, old))
+    with OutputLock.for_folder(folder) as held:
+        assert _lock_of(folder)["token"] == held.token
+    assert "took over the empty lock file of a run killed while creating it" in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_an_empty_lock_replaced_by_a_new_run_meanwhile_is_not_taken_over(tmp_path, monkeypatch):
+    """Two runs find one dead run's empty lock; the second takes it over and its own lock is still empty
+    (created, pid not yet written) when the first moves the lock aside: the first must see another file
+    (inode and time), put it back and be refused, so that the two never both hold the folder."""
+    import time
+
+    from culture_tasks import outputs
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    lock = folder / LOCK_NAME
+    lock.write_bytes(b"")
+    old = time.time() - outputs.LOCK_WRITE_GRACE - 1
+    os.utime(lock, (old, old))
+    first = OutputLock.for_folder(folder)
+    read = OutputLock._owner
+
+    def a_new_run_creates_its_lock_meanwhile(self):
+        owner = read(self)
+        if self is first and owner.get("empty") and not (folder / "made").exists():
+            (folder / "made").write_text("")
+            lock.unlink()
+            lock.write_bytes(b"")  # a live run's lock, pid not yet written
+        return owner
+
+    monkeypatch.setattr(OutputLock, "_owner", a_new_run_creates_its_lock_meanwhile)
+    with pytest.raises(OutputError, match="in use by another run"):
+        first.acquire()
+    assert not first.held and lock.read_bytes() == b""
