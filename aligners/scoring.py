@@ -111,11 +111,13 @@ def stem_groups(contexts: Sequence[Sequence[int]], min_stem: int = MIN_STEM) -> 
 
 
 def sliding_window(model) -> int | None:
-    """How many positions a sliding-window layer of ``model`` sees (Gemma 2 and 3, Mistral, Phi-3), or None."""
+    """How many positions a sliding-window layer of ``model`` sees, or None: ``sliding_window`` (Gemma 2
+    and 3, Mistral, Phi-3) or ``window_size`` (GPT-Neo's local layers); the smaller where both are set."""
     config = model.config
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    window = getattr(config, "sliding_window", None)
-    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
+    windows = [getattr(config, name, None) for name in ("sliding_window", "window_size")]
+    windows = [w for w in windows if isinstance(w, int) and not isinstance(w, bool) and w > 0]
+    return min(windows, default=None)
 
 
 def _cache_rows(cache, rows: torch.Tensor):

@@ -267,8 +267,9 @@ def test_shared_stems_score_as_full_rows(tiny_model, data_root, chat_template):
     assert (expected[0] - expected[1]).abs().max() > 1e-3  # candidates differ: a row mix-up would show
 
 
-def _tiny_sliding_window_model(tiny_model, path, window: int):
-    """A random Gemma2 on the tiny tokenizer whose sliding-window layers see the last ``window`` positions."""
+def _tiny_sliding_window_model(tiny_model, path, window: int, architecture: str = "gemma2"):
+    """A random Gemma2 (``sliding_window``) or GPT-Neo (``window_size``, its local layers) on the tiny
+    tokenizer whose sliding-window layers see the last ``window`` positions."""
     import transformers
     from transformers import AutoTokenizer
 
@@ -277,21 +278,30 @@ def _tiny_sliding_window_model(tiny_model, path, window: int):
         if "token" in name.name or name.name == "special_tokens_map.json":
             shutil.copy(name, path / name.name)
     tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    if architecture == "gpt_neo":
+        config = transformers.GPTNeoConfig(
+            vocab_size=len(tok), hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=2048,
+            attention_types=[[["global", "local"], 1]], window_size=window, initializer_range=0.2, **ids)
+        transformers.GPTNeoForCausalLM(config).save_pretrained(path)
+        return path
     config = transformers.Gemma2Config(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2, sliding_window=window)
-    torch.manual_seed(0)
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=2048, initializer_range=0.2,
+        sliding_window=window, **ids)
     transformers.Gemma2ForCausalLM(config).save_pretrained(path)
     return path
 
 
-def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(tiny_model, data_root, tmp_path):
+@pytest.mark.parametrize("architecture", ["gemma2", "gpt_neo"])
+def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(tiny_model, data_root, tmp_path,
+                                                                              architecture):
     """A stem pass's batched rows hold padding between the stem and each row's rest, and a sliding
     window counts positions, padding included: rows longer than the window are scored in full (the same
     log-likelihoods as lm-eval's), shorter ones still share their stems."""
     tm = task_manager({"data_dir": str(data_root)})
-    short = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "w16", 16), tm)
+    short = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "w16", 16, architecture), tm)
     longest = max(len(item.context) for item in short.items)
     assert short.groups and longest > 16 + 10  # VSM13's rows are longer than the window
     prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(5)) * 0.3
@@ -305,7 +315,7 @@ def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(ti
             got = torch.tensor(short.option_loglikelihoods(soft, batch_size=batch_size))
             torch.testing.assert_close(got, expected, rtol=1e-6, atol=2e-6)
     # a window that holds every row with its soft prompt: the stems are used, and agree
-    wide = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "wide", longest + 4 + 1), tm)
+    wide = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "wide", longest + 4 + 1, architecture), tm)
     counts = wide.token_counts(3, 16, virtual_tokens=4)
     assert counts["computed"] < 0.85 * counts["no_stems"]
     wide_full = _scorer(tmp_path / "wide", tm, shared_stems=False)
