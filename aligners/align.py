@@ -418,6 +418,9 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "environment": provenance.environment(cfg.device),
     }
     if distributed.is_main():  # alignment.json last: it marks the run finished (``_finished``)
+        # a resume to more generations replaces the checkpoint an earlier alignment.json describes: that
+        # report goes first, so that a run killed while writing never shows it beside the new prompt
+        (out / "alignment.json").unlink(missing_ok=True)
         _save_checkpoint(lm, prompt, out, cfg)
         plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})",
                          LOSS_LABELS[cfg.objective])

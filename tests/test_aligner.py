@@ -1047,6 +1047,37 @@ def test_a_run_killed_while_writing_its_outputs_is_reported_again_on_resume(tiny
     assert summary["objective"] == "contrastive" and labels == ["minus the margin (vsm13_margin)"]
 
 
+def test_a_resume_to_more_generations_killed_while_writing_leaves_no_report_of_the_shorter_run(tiny_model, data_root,
+                                                                                             tmp_path, monkeypatch):
+    """A finished 1-generation run resumed to 3 and killed after its new checkpoint was written, before its
+    alignment.json: the folder held the 1-generation report (its loss, final indices and lm_eval command)
+    beside the 3-generation prompt, read as a finished run whose numbers the checkpoint does not give.
+    The old report is removed before the checkpoint is replaced; the resume writes the new one."""
+    from safetensors.torch import load_file
+
+    from culture_tasks import plots
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    args = ["--population", "4", "--generations", "1"]
+    assert _align(tiny_model, out, *args) == 0
+    first = load_file(str(out / "adapter_model.safetensors"))
+    draw = plots.loss_curve
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "loss_curve", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _align(tiny_model, out, "--population", "4", "--generations", "3", "--resume")
+    third = load_file(str(out / "adapter_model.safetensors"))
+    assert any(not torch.equal(first[k], third[k]) for k in first)  # the checkpoint is the 3-generation prompt
+    assert not (out / "alignment.json").exists()
+    monkeypatch.setattr(plots, "loss_curve", draw)
+    assert _align(tiny_model, out, "--population", "4", "--generations", "3", "--resume") == 0
+    assert len(json.loads((out / "alignment.json").read_text())["history"]) == 3
+
+
 def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_path, monkeypatch):
     """A base folder given relative to the working directory is recorded absolutely in adapter_config.json
     (as typed, the checkpoint would load only from that directory, and a path shaped like org/name
