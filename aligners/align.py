@@ -170,7 +170,8 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
     stored = load_settings(out / RUN_SETTINGS, AlignmentError)
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
     if stored is None and state is None:
-        raise AlignmentError(f"--resume: {out} holds no {STATE_FILE}; it is not an alignment run")
+        raise AlignmentError(f"--resume: {out} holds no {STATE_FILE} (not an alignment run, or one killed before it "
+                             f"stored its settings); pass --overwrite to start a run there, or choose another --output")
     if stored is None:  # a run from before the settings were stored on their own: nothing recorded by content
         raise AlignmentError(
             f"--resume: {out} holds {STATE_FILE} but no {RUN_SETTINGS}, so the model, data and Hofstede file of its "

@@ -1078,6 +1078,21 @@ def test_a_resume_to_more_generations_killed_while_writing_leaves_no_report_of_t
     assert len(json.loads((out / "alignment.json").read_text())["history"]) == 3
 
 
+def test_a_resume_of_a_run_killed_while_storing_its_settings_names_the_fix(tiny_model, data_root, tmp_path, capsys,
+                                                                           monkeypatch):
+    """Killed while run_settings.json was written, a run leaves only the temporary file (and its lock):
+    --resume said the folder is not an alignment run and stopped there, naming no way on."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".run_settings.json.k1ll3d00.json").write_text('{"model": ')
+    assert _align(tiny_model, out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "holds no state.json" in err and "pass --overwrite to start a run there, or choose another --output" in err
+    assert err.count("\n") == 1
+    assert _align(tiny_model, out, "--overwrite") == 0 and (out / "alignment.json").exists()
+
+
 def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_path, monkeypatch):
     """A base folder given relative to the working directory is recorded absolutely in adapter_config.json
     (as typed, the checkpoint would load only from that directory, and a path shaped like org/name
