@@ -1246,6 +1246,21 @@ def _vsm13_hand_log(data_root, scores: dict[int, float], **metadata) -> list[tup
     return out
 
 
+def _vsm13_hand_result(tmp_path, data_root, model: str, scores: dict[int, float], **metadata) -> None:
+    """An lm-eval result file of model ``/m/<model>`` on vsm13_usa alone, answered as ``_vsm13_hand_log``
+    says, with every VSM13 metric, its interval and the per-sample log."""
+    from culture_tasks.survey.tasks import VSM13_METRICS, summarise_vsm13, vsm13_intervals
+
+    items = _vsm13_hand_log(data_root, scores, **metadata)
+    summary, ci = summarise_vsm13(items), vsm13_intervals(items)
+    extra = {"vsm13_usa": {f"{m}{s},none": v for m in VSM13_METRICS
+                           for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}}
+    _result(tmp_path / "res", f"/m/{model}", {}, extra=extra,
+            samples={"vsm13_usa": [{m: list(item) for m in VSM13_METRICS} for item in items]},
+            hib={"vsm13_usa": {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True, "vsm13_rank": False}},
+            n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+
+
 def test_the_vsm13_rank_and_indices_against_the_baseline_have_an_interval_and_a_p_value(tmp_path, data_root):
     # base answers 3 to every item: every index is 0 (constants 0). other answers item 7 with 2 and item 2 with 4:
     # PDI = 35 (m07 - m02) + 25 (m20 - m23) = 35 (2 - 4) = -70, the other indices 0. The U.S.A. among Hofstede's
@@ -1259,19 +1274,11 @@ def test_the_vsm13_rank_and_indices_against_the_baseline_have_an_interval_and_a_
     # scores for the U.S.A. (--metadata target): its indices are compared (difference 0), its rank is not.
     import numpy as np
 
-    from culture_tasks.survey.tasks import VSM13_METRICS, summarise_vsm13, vsm13_intervals
     from culture_tasks.survey.vsm13 import DIMENSIONS
 
     made_up = {"target": [50.0] * len(DIMENSIONS), "target_source": "made up"}
     for model, scores, metadata in (("base", {}, {}), ("other", {7: 2.0, 2: 4.0}, {}), ("retargeted", {}, made_up)):
-        items = _vsm13_hand_log(data_root, scores, **metadata)
-        summary, ci = summarise_vsm13(items), vsm13_intervals(items)
-        extra = {"vsm13_usa": {f"{m}{s},none": v for m in VSM13_METRICS
-                               for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}}
-        _result(tmp_path / "res", f"/m/{model}", {}, extra=extra,
-                samples={"vsm13_usa": [{m: list(item) for m in VSM13_METRICS} for item in items]},
-                hib={"vsm13_usa": {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True, "vsm13_rank": False}},
-                n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+        _vsm13_hand_result(tmp_path, data_root, model, scores, **metadata)
     swap = np.random.default_rng((1234, 1)).integers(0, 2, size=(1000, 24))
     p = (1 + int((swap[:, 7 - 1] == swap[:, 2 - 1]).sum())) / 1001
     data = _json(tmp_path, "--baseline", "base")
@@ -1329,17 +1336,8 @@ def test_vsm13_constants_named_two_ways_are_one_setting_for_the_paired_test(tmp_
     # base gave PDI's constant as "pdi": 20, other as the manual's "C_pd": 20 (both accepted by the task, the same
     # indices); other answers item 7 with 2 and item 2 with 4: PDI 20 + 35 (2 - 4) = -50 against base's 20, so the
     # difference is -70 in [-140, 0] as without constants (the item-pair changes -70 and 0, drawn twice)
-    from culture_tasks.survey.tasks import VSM13_METRICS, summarise_vsm13, vsm13_intervals
-
     for model, scores, constants in (("base", {}, {"pdi": 20.0}), ("other", {7: 2.0, 2: 4.0}, {"C_pd": 20.0})):
-        items = _vsm13_hand_log(data_root, scores, constants=constants)
-        summary, ci = summarise_vsm13(items), vsm13_intervals(items)
-        extra = {"vsm13_usa": {f"{m}{s},none": v for m in VSM13_METRICS
-                               for s, v in (("", summary[m]), ("_ci_low", ci[m][0]), ("_ci_high", ci[m][1]))}}
-        _result(tmp_path / "res", f"/m/{model}", {}, extra=extra,
-                samples={"vsm13_usa": [{m: list(item) for m in VSM13_METRICS} for item in items]},
-                hib={"vsm13_usa": {"vsm13_l1": False, "vsm13_mae": False, "vsm13_margin": True, "vsm13_rank": False}},
-                n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+        _vsm13_hand_result(tmp_path, data_root, model, scores, constants=constants)
     data = _json(tmp_path, "--baseline", "base")
     pdi = _cell(data, "other", "pdi", table="vsm13_usa: the six VSM13 indices (measurements: no better or worse)")
     assert (pdi["value"], pdi["diff"], pdi["diff_low"], pdi["diff_high"], pdi["diff_note"]) == (-50.0, -70.0, -140.0,
