@@ -6,8 +6,9 @@ macro-F1 is the unweighted mean of the culture's CultureLLM tasks; WVS 1-JSD and
 agreement are means over the culture's countries, on the plain ``wvs_<country>`` tasks for the
 base and the per-culture models and on ``wvs_<country>_persona`` (the tag CultureLLM-One is
 trained with) for CultureLLM-One and the base's persona row. Fine-tuned cells are mean ± sample
-standard deviation over seeds. Runs whose CultureLLM tasks were scored on part of their documents
-(lm-eval --limit) are named under the table with their document counts.
+standard deviation over seeds; seeds of one row that scored other tasks are refused. Runs whose
+CultureLLM tasks were scored on part of their documents (lm-eval --limit) are named under the table
+with their document counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from culture_tasks.paths import task_groups
-from culture_tasks.stats import culture_means
+from culture_tasks.stats import culture_means, culture_tasks
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 
 
@@ -65,6 +66,28 @@ def culture_scores(results: dict, culture: str, persona: bool) -> tuple[float | 
     return f1, jsd, maj
 
 
+def scored_tasks(results: dict, culture: str, persona: bool) -> set[str]:
+    """The tasks a run's cells of a culture rest on: its CultureLLM tasks with a macro-F1 and the WVS tasks
+    with a value."""
+    f1 = culture_tasks(results, results["groups"], "culturellm", key="f1_macro,none").get(culture, [])
+    suffix = "_persona" if persona else ""
+    wvs = {f"wvs_{c}{suffix}" for c in CULTURE_COUNTRIES[culture]
+           if any(_metric(results, f"wvs_{c}{suffix}", k) is not None for k in ("wvs_jsd", "wvs_majority"))}
+    return set(f1) | wvs
+
+
+def check_same_tasks(culture: str, label: str, names: list[str], runs: list[dict], persona: bool) -> None:
+    """A row's mean ± std is over its seeds: seeds that scored other tasks would be averaged over fewer seeds
+    (a missing WVS task) or over other tasks (a missing CultureLLM task). Refused, naming the runs and tasks."""
+    first = scored_tasks(runs[0], culture, persona)
+    for name, run in zip(names[1:], runs[1:]):
+        other = scored_tasks(run, culture, persona)
+        if other != first:
+            differ = ", ".join(sorted(first ^ other))
+            raise SystemExit(f"train_table: {culture}: {names[0]} and {name} ({label}) did not score the same tasks "
+                             f"({differ} in one only); score every seed on the same tasks")
+
+
 def _cell(values: list[float | None], scale: float = 100.0) -> str:
     values = [v * scale for v in values if v is not None]
     if not values:
@@ -88,14 +111,16 @@ def table(folder: Path) -> str:
     lines = ["| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
              "|---|---|---|---|---|---|"]
     for culture in CULTURE_COUNTRIES:
-        rows = [("base", [base], False), ("base, persona prompt", [base], True)]
+        rows = [("base", ["base"], False), ("base, persona prompt", ["base"], True)]
         if culture in seeds:
-            rows.append((f"CultureLLM-{culture}", [results[n] for n in sorted(seeds[culture])], False))
+            rows.append((f"CultureLLM-{culture}", sorted(seeds[culture]), False))
         if ONE in seeds:
-            rows.append(("CultureLLM-One", [results[n] for n in sorted(seeds[ONE])], True))
+            rows.append(("CultureLLM-One", sorted(seeds[ONE]), True))
         if len(rows) == 2:
             continue
-        for label, runs, persona in rows:
+        for label, names, persona in rows:
+            runs = [results[n] for n in names]
+            check_same_tasks(culture, label, names, runs, persona)
             scores = [culture_scores(r, culture, persona) for r in runs]
             f1 = "–" if label == "base, persona prompt" else _cell([s[0] for s in scores])
             lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | "

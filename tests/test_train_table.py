@@ -52,3 +52,32 @@ def test_a_folder_without_the_base_run_is_one_line_naming_it_and_help_prints_the
     assert "python -m benchmarks.train_table runs/smollm2" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="python -m benchmarks.train_table"):
         main([])
+
+
+def _add_wvs(folder, name, jsd, majority):
+    path = folder / "results" / name / f"results_{name}.json"
+    data = json.loads(path.read_text())
+    data["results"]["wvs_usa"] = {"wvs_jsd,none": jsd, "wvs_majority,none": majority}
+    path.write_text(json.dumps(data))
+
+
+def test_seeds_that_scored_other_tasks_are_refused_not_averaged_over_fewer_seeds(tmp_path):
+    """A row's mean ± std is over its seeds: english-s1 without wvs_usa made the WVS cells of the
+    '2 seeds' row english-s0's alone (60.0, 50.0, no ±); english-s1 with one of the two CultureLLM tasks
+    made its macro-F1 that task's (40.0), averaged with english-s0's mean of two tasks."""
+    import pytest
+
+    _write(tmp_path, "base", [0.3, 0.5], [2000, 80], [2000, 80])
+    _add_wvs(tmp_path, "base", 0.7, 0.2)
+    _write(tmp_path, "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
+    _add_wvs(tmp_path, "english-s0", 0.6, 0.5)
+    _write(tmp_path, "english-s1", [0.4, 0.6], [2000, 80], [2000, 80])
+    with pytest.raises(SystemExit, match=r"english: english-s0 and english-s1 .*wvs_usa"):
+        table(tmp_path)
+    _add_wvs(tmp_path, "english-s1", 0.8, 0.7)
+    assert "| english | CultureLLM-english | 2 | 40.0 ± 14.1 | 70.0 ± 14.1 | 60.0 ± 14.1 |" in table(tmp_path)
+    _write(tmp_path / "other", "base", [0.3, 0.5], [2000, 80], [2000, 80])
+    _write(tmp_path / "other", "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
+    _write(tmp_path / "other", "english-s1", [0.4], [2000], [2000])
+    with pytest.raises(SystemExit, match=r"english: english-s0 and english-s1 .*culturellm_english_hate_offensive"):
+        table(tmp_path / "other")
