@@ -30,9 +30,10 @@ def _fmt(values: list[float], digits: int = 1) -> str:
 
 
 # settings that may differ between the runs of one table: what a row or a seed is (target, seed; optimiser and
-# objective split the rows) and what does not change the search (where the files were, the batch size)
+# objective split the rows) and what does not change the search (where the files were, the batch size); not
+# baselines: a seed without them would leave its row's reversed-option, WVS and rank cells to the other seeds
 MAY_DIFFER = ("country", "target", "seed", "objective", "optimizer", "output", "data_dir", "device", "batch_size",
-              "shared_stems", "baselines")
+              "shared_stems")
 
 
 def check_poolable(runs: list[dict], paths: list[str]) -> None:

@@ -85,3 +85,27 @@ def test_the_wvs_columns_give_the_spread_over_seeds_as_the_others_do(tmp_path, c
         paths.append(str(path))
     main(paths)
     assert "| USA | 2 | 353.1 ± 0.0 | – | 350.5 ± 0.7 | – | – | 0.310 ± 0.000 | 0.320 ± 0.028 |" in capsys.readouterr().out
+
+
+def test_a_seed_without_baselines_is_not_pooled_with_seeds_that_have_them(tmp_path):
+    """Seed 1 run with --no-baselines has no WVS, reversed-option or rank figures: in a row of '2' seeds the
+    WVS cells were seed 0's alone (0.310, 0.300, printed without ±) and its rank cells one seed's rank."""
+    import json
+
+    import pytest
+
+    from benchmarks.aligner_table import main
+
+    paths = []
+    for seed, baselines in ((0, True), (1, False)):
+        run = _run("contrastive", seed, (4, 2, 1), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3, "baselines": baselines})
+        run["report"] = ({"vsm13_l1": {"plain": 353.1, "de": 350.0}, "comparison": run["report"]["comparison"],
+                          "wvs": {"task": "wvs_usa", "plain": {"wvs_jsd": 0.31}, "de": {"wvs_jsd": 0.30}}}
+                         if baselines else {"vsm13_l1": {"de": 351.0}})
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(run))
+        paths.append(str(path))
+    with pytest.raises(SystemExit, match=f"aligner_table: {paths[0]} was made with baselines True, {paths[1]} with "
+                                         "False"):
+        main(paths)
