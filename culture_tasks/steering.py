@@ -2,7 +2,7 @@
 
     culture-steer --model <dir> --output <dir> \\
         --target usa=persona --target china=prompt:<prompt-tuning dir> --target germany=lora:<lora dir> \\
-        [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite] [--config steer.yaml]
+        [--target india=plain] [--iters 1000] [--no-wvs] [--overwrite | --resume] [--config steer.yaml]
     culture-steer --rescore <earlier output> --output <dir> [--iters 1000] [--seed 1234] [--level 0.95]
 
 Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpoint, or nothing)
@@ -10,9 +10,16 @@ answers the VSM13 survey, and WVS where available, through the lm-eval tasks the
 (``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
 intervals, the change of every distance relative to the plain model, the reference files by
-content), steering.md, steering.png.
+content), steering.md, steering.png. Each model's answers are stored as soon as they are computed, with
+what answered them (the settings, the model's and each checkpoint's fingerprint, the data files by
+content), in steering.partial.json, which is removed once the three files are written: ``--resume``
+continues a killed run, reusing the stored answers and computing the rest (with other settings,
+another model or checkpoint content, or other data it is an error naming the difference), and ends
+with the files an uninterrupted run writes; a folder holding a killed run's answers is refused without
+``--resume`` or ``--overwrite``.
 Answers whose log-likelihoods are not all finite (a float16 overflow, a damaged weight or checkpoint)
-stop the run before anything is written, naming the plain model or the --target, the task and the fix.
+stop the run before anything is written, naming the plain model or the --target, the task and the fix
+(the answers this run stored are removed; a resumed run keeps those stored before).
 Everything else is checked before the model is loaded. Settings may also come from ``--config`` YAML
 (the field names: ``targets: [usa=persona, ...]``); flags override it. ``--rescore`` recomputes every
 metric of an earlier run from the answers its steering.json stores, without a model (when the
@@ -37,17 +44,20 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file
 from culture_tasks.models import ModelFileError, check_safetensors
-from culture_tasks.outputs import LOCK_NAME, OutputLock, claim_output, file_digest, model_fingerprint
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, model_fingerprint,
+                                   settings_differences)
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, vsm13_indices
+from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, ITEMS_FILE, vsm13_indices
 from culture_tasks.survey.wvs import QUESTIONS_FILE
 
 log = logging.getLogger("culture_tasks")
 METHODS = ("plain", "persona", "prompt", "lora")
 PEFT_TYPES = {"prompt": "PROMPT_TUNING", "lora": "LORA"}
 OUTPUT_FILES = ("steering.json", "steering.md", "steering.png")
+# the answers computed so far and what answered them, rewritten after each model; removed once OUTPUT_FILES are written
+PARTIAL = "steering.partial.json"
 
 
 class SteeringError(ValueError):
@@ -160,6 +170,11 @@ class SteeringConfig:
     seed: int = field(default=1234, metadata={"help": "bootstrap seed"})
     level: float = field(default=0.95, metadata={"help": "interval coverage"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
+    resume: bool = field(default=False, metadata={
+        "help": f"continue a killed run in --output: the answers it stored ({PARTIAL}) are reused and the rest "
+                "computed; the model, targets, checkpoints (by content), data files and --device, --dtype, "
+                "--batch-size, --chat-template, --wvs must be the stored ones (an error names a difference); a "
+                "finished run with the same settings is left as it is"})
 
     def __post_init__(self):
         if isinstance(self.targets, str):
@@ -173,9 +188,12 @@ class SteeringConfig:
             raise SteeringError("give --model (the base model folder), or --rescore <earlier output>")
         elif not self.targets:
             raise SteeringError("name at least one --target COUNTRY=METHOD[:CHECKPOINT]")
-        for name in ("chat_template", "wvs", "overwrite"):
+        for name in ("chat_template", "wvs", "overwrite", "resume"):
             if not isinstance(getattr(self, name), bool):
                 raise SteeringError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.rescore is not None and self.resume:
+            raise SteeringError("--resume: no effect with --rescore, which answers nothing (it recomputes the metrics "
+                                "from stored answers at once); drop --resume")
         check_dtype(self.dtype)
         check_device(self.device)
         if self.norm not in (1, 2):
@@ -217,9 +235,11 @@ def _hidden_size(model: str) -> int | None:
     return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
 
 
-def check_output(out: Path, overwrite: bool, inputs=()) -> None:
-    """Never write over an earlier result unless asked, nor into (or over) one of the run's inputs."""
-    claim_output(out, overwrite=overwrite, inputs=inputs, error=SteeringError, resumable=False)
+def check_output(out: Path, overwrite: bool, inputs=(), resume: bool = False, resumable: bool = True) -> str:
+    """Never write over an earlier result unless asked, nor into (or over) one of the run's inputs;
+    ``"new"``, ``"resume"`` or ``"replace"`` (``claim_output``)."""
+    return claim_output(out, overwrite=overwrite, resume=resume, inputs=inputs, error=SteeringError,
+                        resumable=resumable)
 
 
 def run_inputs(cfg: SteeringConfig) -> list[str | None]:
@@ -233,7 +253,7 @@ def validate(cfg: SteeringConfig) -> None:
     for row in cfg.rows:
         if row.checkpoint:
             check_checkpoint(row, cfg.model, hidden)
-    check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg))
+    check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -621,19 +641,23 @@ def run(cfg: SteeringConfig) -> dict:
         return rescore(cfg)
     validate(cfg)
     with OutputLock.for_folder(cfg.output, SteeringError):
-        check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg))  # another run may have written meanwhile
-        return _run(cfg)
+        # another run may have written meanwhile
+        mode = check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume)
+        return _run(cfg, mode)
 
 
-def _clear_earlier(out: Path) -> None:
-    """Just before this run's files are written: the earlier run's (``--overwrite``), and the temporary
-    files of a write it did not finish, so that an interrupted write leaves fewer files, never one of
-    that run beside one of this. Files this command does not write are left, and named."""
+def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
+    """Just before this run's files are written: the earlier run's (``--overwrite``; a killed run's
+    stored answers too, unless ``keep`` names them), and the temporary files of a write it did not
+    finish, so that an interrupted write leaves fewer files, never one of that run beside one of this.
+    Files this command does not write are left, and named."""
     if not out.is_dir():
         return
-    others = []
+    others, ours = [], (*OUTPUT_FILES, PARTIAL)
     for path in sorted(out.iterdir()):
-        if path.name in OUTPUT_FILES or any(path.name.startswith(f".{n}.") and path.is_file() for n in OUTPUT_FILES):
+        if path.name in keep:
+            continue
+        if path.name in ours or any(path.name.startswith(f".{n}.") and path.is_file() for n in ours):
             path.unlink()
         elif path.name != LOCK_NAME:
             others.append(path.name)
@@ -642,10 +666,10 @@ def _clear_earlier(out: Path) -> None:
                     ", ".join(others))
 
 
-def _write(result: dict, out: Path) -> dict:
+def _write(result: dict, out: Path, keep: tuple[str, ...] = ()) -> dict:
     result = _jsonable(result)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_earlier(out)
+    _clear_earlier(out, keep)
     write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
     write_text_atomic(out / "steering.md", markdown(result))
     plots.steering_heatmap(result, out / "steering.png")
@@ -697,9 +721,9 @@ def rescore(cfg: SteeringConfig) -> dict:
     source = Path(cfg.rescore)
     stored, rows, answers, plain = _stored_run(source)
     inputs = [source, cfg.data_dir or os.environ.get(ENV_VAR)]
-    check_output(Path(cfg.output), cfg.overwrite, inputs)
+    check_output(Path(cfg.output), cfg.overwrite, inputs, resumable=False)
     with OutputLock.for_folder(cfg.output, SteeringError):
-        check_output(Path(cfg.output), cfg.overwrite, inputs)  # another run may have written meanwhile
+        check_output(Path(cfg.output), cfg.overwrite, inputs, resumable=False)  # another run may have written meanwhile
         reference = compare.hofstede_reference(cfg.data_dir)
         use_wvs = bool(stored["config"].get("wvs")) and bool(plain.get("wvs_answers"))
         reference_now, reference_then = reference_files(cfg.data_dir, use_wvs), stored.get("reference")
@@ -725,7 +749,7 @@ def rescore(cfg: SteeringConfig) -> dict:
         return _write(result, Path(cfg.output))
 
 
-def _run(cfg: SteeringConfig) -> dict:
+def _run(cfg: SteeringConfig, mode: str) -> dict:
     from tqdm.auto import tqdm
 
     reference = compare.hofstede_reference(cfg.data_dir)
@@ -735,15 +759,50 @@ def _run(cfg: SteeringConfig) -> dict:
     reference_data = reference_files(cfg.data_dir, cfg.wvs)
     fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
     out = Path(cfg.output)
-    lm = _load_lm(cfg)
-    tm = task_manager(data_dir=cfg.data_dir)
+    ident = identity(cfg)
+    settings = answered_settings(asdict(cfg), [r.label for r in cfg.rows], ident,
+                                 {ITEMS_FILE: file_digest(data_file(ITEMS_FILE, cfg.data_dir)), **reference_data})
+    partial = out / PARTIAL
+    if mode == "resume" and not partial.is_file():
+        return _finished(out, cfg, settings)
+    profiles = _stored_partial(partial, settings, out) if mode == "resume" else {}
+    if mode == "replace":
+        partial.unlink(missing_ok=True)  # the earlier run's answers: --overwrite starts afresh
+    models = {}
+
+    def answer(row: Steered, label: str, model_row: Steered | None = None) -> dict:
+        """The row's answers, computed (the base model and the task manager loaded when first needed) and
+        stored with the settings that answered them, or reused."""
+        if label not in profiles:
+            if "tm" not in models:
+                models["tm"] = task_manager(data_dir=cfg.data_dir)
+            if row.method == "lora":
+                lm = _load_lm(cfg, row.checkpoint)
+            else:
+                if "base" not in models:
+                    models["base"] = _load_lm(cfg)
+                lm = models["base"]
+            profiles[label] = _as_stored(survey_answers(lm, row, models["tm"], cfg, fallback))
+            write_text_atomic(partial, json.dumps(_jsonable({"settings": settings, "profiles": profiles}), indent=1))
+        return profiles[label]
+
     plain_row = Steered(cfg.rows[0].slug, cfg.rows[0].name, cfg.rows[0].hofstede, cfg.rows[0].wvs, "plain", None)
-    plain = survey_answers(lm, plain_row, tm, cfg, fallback)
-    answers = []
-    for row in tqdm(cfg.rows, desc="steered models", unit="model"):
-        model = _load_lm(cfg, row.checkpoint) if row.method == "lora" else lm
-        answers.append(plain if row.method == "plain" and row.slug == plain_row.slug
-                       else survey_answers(model, row, tm, cfg, fallback))
+    todo = [r for r in cfg.rows if r.label not in profiles]
+    try:
+        plain = answer(plain_row, "plain")
+        with tqdm(total=len(cfg.rows), initial=len(cfg.rows) - len(todo), desc="steered models", unit="model") as bar:
+            for row in todo:
+                if row.method == "plain" and row.slug == plain_row.slug:  # the plain model itself
+                    profiles[row.label] = plain
+                else:
+                    answer(row, row.label)
+                bar.update()
+    except SteeringError as err:  # answers that are not finite: the run cannot go on with these settings
+        if mode == "resume":
+            raise SteeringError(f"{err} (the answers stored before it stay in {partial})") from None
+        partial.unlink(missing_ok=True)  # a resume with the fix (other settings or checkpoint) would refuse them
+        raise
+    answers = [profiles[r.label] for r in cfg.rows]
     result = {
         "config": {k: v for k, v in asdict(cfg).items()},
         "directions": compare.DIRECTIONS,
@@ -751,10 +810,78 @@ def _run(cfg: SteeringConfig) -> dict:
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "reference": reference_data,
-        "identity": identity(cfg),
+        "identity": ident,
         "environment": provenance.environment(cfg.device),
     }
-    return _write(result, out)
+    result = _write(result, out, keep=(PARTIAL,))
+    partial.unlink(missing_ok=True)  # every answer is in steering.json now
+    return result
+
+
+def _as_stored(profile: dict) -> dict:
+    """A profile as steering.partial.json and steering.json store it and a --resume reads it back, so
+    that a resumed run computes its metrics from exactly what an uninterrupted run computes them from."""
+    return _stored_answers(json.loads(json.dumps(_jsonable(profile))))
+
+
+def answered_settings(config: dict, labels: list[str], ident: dict, data: dict[str, str]) -> dict:
+    """What a run's answers depend on, compared on --resume: the ANSWERED settings, the targets by label
+    and in order (the first one's country is the plain model's task), the model's and each checkpoint's
+    fingerprint, and the data files by content."""
+    settings = {k: config[k] for k in ANSWERED if k != "targets"}
+    settings["targets"] = labels
+    settings["model_fingerprint"] = ident["model_fingerprint"]
+    settings.update({f"checkpoint {label}": fp for label, fp in ident["checkpoints"].items()})
+    settings.update({f"data {name}": digest for name, digest in data.items()})
+    return settings
+
+
+def _stored_partial(path: Path, settings: dict, out: Path) -> dict:
+    """The answers a killed run stored, by label; a one-line error when they were computed otherwise."""
+    fix = "pass --overwrite to start again, or choose another --output"
+    stored = read_json(path, "--resume", fix)
+    if not isinstance(stored.get("settings"), dict):
+        raise SteeringError(f"--resume: {path} holds no stored settings; {fix}")
+    check_settings(stored["settings"], settings, out, error=SteeringError)
+    try:
+        profiles = {label: _stored_answers(p) for label, p in stored["profiles"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise SteeringError(f"--resume: {path} lacks the stored settings or answers ({type(err).__name__}: {err}); "
+                            f"{fix}") from None
+    log.info("--resume: %d stored answer sets of %d reused from %s", len(profiles), len(settings["targets"]) + 1,
+             path)
+    return profiles
+
+
+INTERVALS = ("iters", "seed", "level", "norm")  # the metrics' settings: the stored answers give other numbers
+
+
+def _finished(out: Path, cfg: SteeringConfig, settings: dict) -> dict:
+    """--resume into a folder without stored answers: a finished run with the same settings is left as it
+    is (its result returned); one with other settings, or no culture-steer run at all, is an error."""
+    path = out / "steering.json"
+    if not path.is_file():
+        raise SteeringError(f"--resume: {out} holds neither {PARTIAL} nor steering.json, so it is not a culture-steer "
+                            "run; pass --overwrite to start one there, or choose another --output")
+    fix = "pass --overwrite to run it again, or choose another --output"
+    stored = read_json(path, "--resume", fix)
+    try:
+        config = stored["config"]
+        then = answered_settings(config, [parse_target(t).label for t in config["targets"]], stored["identity"],
+                                 stored["reference"])
+        then.update({k: config[k] for k in INTERVALS})
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise SteeringError(f"--resume: {path} lacks the stored settings ({type(err).__name__}: {err}); {fix}") from None
+    # steering.json records the reference files by content, not the VSM13 items: those are compared on a resume
+    check_settings(then, settings, out, keys=[k for k in settings if k in then or not k.startswith("data ")],
+                   error=SteeringError)
+    diff = settings_differences(then, {k: getattr(cfg, k) for k in INTERVALS}, INTERVALS)
+    if diff:
+        raise SteeringError(f"--resume: the run in {out} is finished, with other interval settings ({'; '.join(diff)}); "
+                            f"its files are kept: recompute them with --rescore {out} --output <new>, or pass "
+                            "--overwrite to run it again")
+    log.info("--resume: the run in %s is finished; nothing to do", out)
+    return stored
 
 
 def identity(cfg: SteeringConfig) -> dict:

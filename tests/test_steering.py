@@ -158,7 +158,7 @@ def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, t
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "steering.json").write_text("{}")
     assert main([*base, "--target", "usa=persona"]) == 2
-    assert "pass --overwrite" in capsys.readouterr().err
+    assert "pass --resume to continue the run there, --overwrite to replace it" in capsys.readouterr().err
     check_output(tmp_path / "o", overwrite=True)  # allowed when asked
     with pytest.raises(SteeringError, match="wvs must be true or false"):
         SteeringConfig(model="m", targets=["usa=plain"], output="o", wvs="yes")
@@ -213,7 +213,7 @@ def test_a_second_run_into_a_locked_output_is_refused(tiny_model, tmp_path, monk
 
     held = []
 
-    def fake_run(cfg):  # the run itself: the lock is this run's own while it works
+    def fake_run(cfg, mode):  # the run itself: the lock is this run's own while it works
         held.append(json.loads((out / ".lock").read_text())["pid"])
         return {"vsm13": {"summary_by_coverage": {}}}
 
@@ -631,3 +631,206 @@ def test_rescore_refuses_stored_answers_that_are_not_finite(matrix, data_root, t
                                            f"{label} are not finite (the model gave NaN or infinite log-likelihoods); "
                                            "rerun culture-steer with the model in float32\n")
         assert not (tmp_path / f"o_{where}").exists()
+
+
+def _killed_at(monkeypatch, call: int):
+    """``survey_answers`` counted; the ``call``-th one raises KeyboardInterrupt (a killed run); 0: never."""
+    from culture_tasks import steering
+
+    real, calls = steering.survey_answers, []
+
+    def counted(lm, row, *args):
+        calls.append(row.label)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(lm, row, *args)
+
+    monkeypatch.setattr(steering, "survey_answers", counted)
+    return calls
+
+
+def test_resume_after_a_kill_reuses_the_stored_answers_and_writes_the_uninterrupted_run_s_files(
+        matrix, tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path, monkeypatch, capsys):
+    """A run killed after the plain model and one steered row lost every answer it had computed; the next
+    run started from zero. Now each answer set is stored as it is computed (steering.partial.json, with
+    what answered it) and --resume computes only the rest: the same files as the uninterrupted run."""
+    import tqdm.auto
+
+    source, uninterrupted = matrix
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
+            "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
+            "--target", "saudi_arabia=persona", "--target", f"turkey=lora:{lora_checkpoint}",
+            "--iters", "60", "--batch-size", "16"]
+    calls = _killed_at(monkeypatch, 3)  # the plain model (usa:plain is it), china:persona, killed in germany
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert calls == ["usa:plain", "china:persona", "germany:prompt"]
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["steering.partial.json"]
+    stored = json.loads((out / "steering.partial.json").read_text())
+    assert list(stored["profiles"]) == ["plain", "usa:plain", "china:persona"]
+    assert stored["profiles"]["china:persona"] == uninterrupted["profiles"]["china:persona"]
+    # without --resume the stored answers are neither overwritten nor ignored
+    before = (out / "steering.partial.json").read_bytes()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --resume to continue the run there, --overwrite to replace it" in err
+    assert (out / "steering.partial.json").read_bytes() == before
+    bars = []
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *a, **k):
+            if k.get("desc") == "steered models":
+                bars.append((k.get("initial"), k.get("total")))
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    calls = _killed_at(monkeypatch, 0)
+    assert main([*args, "--resume"]) == 0
+    assert calls == ["germany:prompt", "saudi_arabia:persona", "turkey:lora"]  # the stored ones not again
+    assert bars == [(2, 5)]  # the reused rows count as done
+    assert sorted(p.name for p in out.iterdir()) == ["steering.json", "steering.md", "steering.png"]
+    resumed = json.loads((out / "steering.json").read_text())
+    for result in (resumed, uninterrupted):
+        result.pop("environment")
+        result["config"].pop("output")
+        result["config"].pop("resume", None)
+    assert resumed == uninterrupted
+    assert (out / "steering.md").read_text() == (source / "steering.md").read_text()
+
+
+def _fake_answers(lm, row, tm, cfg, fallback):
+    """No model: an answer set that depends on the row only."""
+    from culture_tasks.survey.vsm13 import vsm13_indices
+
+    shift = sum(map(ord, row.label)) % 7 + 1
+    means = {k: 1.0 + ((shift * k) % 5) * 0.8 for k in range(1, 25)}
+    return {"vsm13_task": f"vsm13_{row.slug}", "item_means": means, "indices": vsm13_indices(means), "lm_eval": {},
+            "wvs_task": None, "wvs_answers": None}
+
+
+def test_resume_with_other_settings_or_other_checkpoint_content_is_refused(tiny_model, lora_checkpoint, data_root,
+                                                                           tmp_path, monkeypatch, capsys):
+    from culture_tasks import steering
+    from culture_tasks.outputs import model_fingerprint
+
+    ckpt = _copy_checkpoint(lora_checkpoint, tmp_path / "tr")
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", f"turkey=lora:{ckpt}", "--target", "china=persona",
+            "--iters", "20"]
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+    monkeypatch.setattr(steering, "survey_answers", _fake_answers)
+    calls = []
+
+    def killed(lm, row, *rest):
+        calls.append(row.label)
+        if row.label == "china:persona":
+            raise KeyboardInterrupt
+        return _fake_answers(lm, row, *rest)
+
+    monkeypatch.setattr(steering, "survey_answers", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    capsys.readouterr()
+    before = (out / "steering.partial.json").read_bytes()
+    monkeypatch.setattr(steering, "survey_answers", lambda *a: pytest.fail("answered in a refused resume"))
+
+    def refused(extra, message, argv=args):
+        assert main([*argv, *extra, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert err.endswith("pass --overwrite to start again, or choose another --output\n")
+        assert (out / "steering.partial.json").read_bytes() == before
+
+    refused(["--batch-size", "8"], "batch_size: saved 64, given 8")
+    refused(["--chat-template"], "chat_template: saved False, given True")
+    other = [a.replace("china=persona", "germany=persona") for a in args]
+    refused([], "targets: saved ['usa:persona', 'turkey:lora', 'china:persona'], given ['usa:persona', "
+            "'turkey:lora', 'germany:persona']", other)
+    old = model_fingerprint(ckpt)
+    save_random_lora(tiny_model, tmp_path / "other_lora", seed=12)
+    capsys.readouterr()
+    (ckpt / "adapter_model.safetensors").write_bytes((tmp_path / "other_lora" / "adapter_model.safetensors").read_bytes())
+    refused([], f"checkpoint turkey:lora: saved '{old}', given '{model_fingerprint(ckpt)}'")
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    assert "--resume continues the run there and --overwrite replaces it; give only one" in capsys.readouterr().err
+    # --overwrite starts afresh: every answer computed again, the stored ones dropped
+    monkeypatch.setattr(steering, "survey_answers", killed)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--overwrite"])
+    assert calls == ["usa:plain", "usa:persona", "turkey:lora", "china:persona"]
+    assert json.loads((out / "steering.partial.json").read_text())["settings"]["checkpoint turkey:lora"] == \
+        model_fingerprint(ckpt)
+
+
+def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_rescore(tiny_model, data_root, tmp_path,
+                                                                                    monkeypatch, capsys):
+    from culture_tasks import steering
+
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", "china=persona", "--iters", "20"]
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+    monkeypatch.setattr(steering, "survey_answers", _fake_answers)
+    assert main(args) == 0
+    capsys.readouterr()
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(files) == ["steering.json", "steering.md", "steering.png"]
+    monkeypatch.setattr(steering, "survey_answers", lambda *a: pytest.fail("answered a finished run"))
+    assert main([*args, "--resume"]) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    assert main([*args, "--resume", "--iters", "30"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-steer: --resume: the run in {out} is finished, with other interval settings (iters: saved 20, "
+        f"given 30); its files are kept: recompute them with --rescore {out} --output <new>, or pass --overwrite "
+        "to run it again\n")
+    assert main([*args, "--resume", "--dtype", "bfloat16"]) == 2
+    assert "made with other settings (dtype: saved 'float32', given 'bfloat16')" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    assert main([*args[:3], str(tmp_path / "notes"), *args[4:], "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-steer: --resume: {tmp_path / 'notes'} holds neither steering.partial.json nor steering.json, so it "
+        "is not a culture-steer run; pass --overwrite to start one there, or choose another --output\n")
+    assert main(["--rescore", str(out), "--output", str(tmp_path / "r"), "--resume"]) == 2
+    assert "--resume: no effect with --rescore" in capsys.readouterr().err
+
+
+def test_answers_that_are_not_finite_drop_this_run_s_stored_answers_and_keep_earlier_ones(tiny_model, data_root,
+                                                                                         tmp_path, monkeypatch, capsys):
+    """A fresh run stopped by NaN answers leaves its folder as it found it (a fix changes the dtype, model or
+    checkpoint, which a resume would refuse); a resumed one keeps the answers stored before it, and says so."""
+    from culture_tasks import steering
+
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", "china=persona", "--target", "india=persona", "--iters", "20"]
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+
+    def nan_at(label, kill=None):
+        def answers(lm, row, *rest):
+            if row.label == label:
+                raise SteeringError(f"--target {label} gives a NaN ...; nothing is written: fix it")
+            if row.label == kill:
+                raise KeyboardInterrupt
+            return _fake_answers(lm, row, *rest)
+        monkeypatch.setattr(steering, "survey_answers", answers)
+
+    nan_at("china:persona")
+    assert main(args) == 2
+    assert capsys.readouterr().err.endswith("nothing is written: fix it\n")
+    assert not out.exists() or not any(out.iterdir())
+    nan_at(None, kill="china:persona")
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    nan_at("india:persona")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"nothing is written: fix it (the answers stored before it stay in {out / 'steering.partial.json'})\n")
+    stored = json.loads((out / "steering.partial.json").read_text())["profiles"]
+    assert list(stored) == ["plain", "usa:persona", "china:persona"]
