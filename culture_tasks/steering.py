@@ -764,7 +764,11 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
                                  {ITEMS_FILE: file_digest(data_file(ITEMS_FILE, cfg.data_dir)), **reference_data})
     partial = out / PARTIAL
     if mode == "resume" and not partial.is_file():
-        return _finished(out, cfg, settings)
+        if (out / "steering.json").is_file() or not _only_unfinished_writes(out):
+            return _finished(out, cfg, settings)
+        log.info("--resume: %s holds no stored answers (the run was killed while storing its first): starting afresh",
+                 out)
+        mode = "new"
     profiles = _stored_partial(partial, settings, out) if mode == "resume" else {}
     if mode == "replace":
         partial.unlink(missing_ok=True)  # the earlier run's answers: --overwrite starts afresh
@@ -816,6 +820,13 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
     result = _write(result, out, keep=(PARTIAL,))
     partial.unlink(missing_ok=True)  # every answer is in steering.json now
     return result
+
+
+def _only_unfinished_writes(out: Path) -> bool:
+    """The folder holds nothing but the lock and the temporary files of atomic writes that were killed."""
+    ours = (*OUTPUT_FILES, PARTIAL)
+    return all(p.name == LOCK_NAME or (p.is_file() and any(p.name.startswith(f".{n}.") for n in ours))
+               for p in out.iterdir())
 
 
 def _as_stored(profile: dict) -> dict:

@@ -834,3 +834,25 @@ def test_answers_that_are_not_finite_drop_this_run_s_stored_answers_and_keep_ear
         f"nothing is written: fix it (the answers stored before it stay in {out / 'steering.partial.json'})\n")
     stored = json.loads((out / "steering.partial.json").read_text())["profiles"]
     assert list(stored) == ["plain", "usa:persona", "china:persona"]
+
+
+def test_resume_of_a_run_killed_while_storing_its_first_answers_starts_afresh(tiny_model, data_root, tmp_path,
+                                                                             monkeypatch, capsys):
+    """Killed inside the first atomic write of steering.partial.json, a run leaves only that write's temporary
+    file (and its lock): --resume said the folder held no culture-steer run and named only --overwrite."""
+    from culture_tasks import steering
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".steering.partial.json.k2j3.json").write_text('{"settings": {"mod')
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", "china=persona", "--iters", "20"]
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+    calls = []
+    monkeypatch.setattr(steering, "survey_answers", lambda lm, row, *a: calls.append(row.label) or
+                        _fake_answers(lm, row, *a))
+    assert main(args) == 2
+    assert "pass --resume to continue the run there" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert calls == ["usa:plain", "usa:persona", "china:persona"]
+    assert sorted(p.name for p in out.iterdir()) == ["steering.json", "steering.md", "steering.png"]
