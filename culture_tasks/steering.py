@@ -774,7 +774,7 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         partial.unlink(missing_ok=True)  # the earlier run's answers: --overwrite starts afresh
     models = {}
 
-    def answer(row: Steered, label: str, model_row: Steered | None = None) -> dict:
+    def answer(row: Steered, label: str) -> dict:
         """The row's answers, computed (the base model and the task manager loaded when first needed) and
         stored with the settings that answered them, or reused."""
         if label not in profiles:
