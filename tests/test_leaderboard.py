@@ -1345,3 +1345,34 @@ def test_vsm13_constants_named_two_ways_are_one_setting_for_the_paired_test(tmp_
     l1 = _cell(data, "other", "vsm13_usa", table="vsm13: vsm13_l1 (↓ lower is better)")
     assert l1["diff"] == pytest.approx(l1["value"] - _cell(data, "base", "vsm13_usa",
                                                            table="vsm13: vsm13_l1 (↓ lower is better)")["value"])
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    (3, '{"bogus": 1}', "its VSM13 constants are not valid (constants: unknown name(s) 'bogus'; use the dimensions "
+                        "pdi, idv, mas, uai, lto, ivr or the manual's names C_pd, C_ic, C_mf, C_ua, C_ls, C_ir)"),
+    (3, '{"C_pd": "x"}', "its VSM13 constants are not valid (constants: C_pd must be a finite number, got 'x')"),
+    (3, "[1]", "its VSM13 constants are not valid (constants must be a mapping such as {\"pdi\": 20}, got [1])"),
+    (3, "xx", "its VSM13 constants are not valid (not JSON: 'xx')"),
+    (2, '{"pdi": "x"}', "its VSM13 target is not valid (pdi must be a number, got 'x')"),
+    (2, '{"bogus": 1}', "its VSM13 target is not valid (unknown dimension(s) 'bogus'; the dimensions are pdi, idv, "
+                        "mas, uai, lto, ivr)"),
+    (2, "[1]", "its VSM13 target is not valid (not a mapping of dimensions to scores: [1])"),
+    (2, '{"pdi": null}', "its VSM13 target is not valid (no dimension has a score: {'pdi': None})"),
+])
+def test_a_vsm13_log_with_invalid_constants_or_target_is_a_one_line_error(field, value, reason, tmp_path, data_root,
+                                                                          capsys):
+    # a hand-edited samples_vsm13_usa_*.jsonl: the paired test reads the logs back, and their constants and target
+    # stopped the board with a ValueError (or AttributeError) traceback
+    _vsm13_hand_result(tmp_path, data_root, "base", {})
+    _vsm13_hand_result(tmp_path, data_root, "other", {7: 2.0, 2: 4.0})
+    log = sorted((tmp_path / "res").glob("samples_vsm13_usa_*.jsonl"))[-1]
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for row in rows:
+        for metric in row:
+            if isinstance(row[metric], list) and len(row[metric]) == 7:
+                row[metric][field] = value
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-leaderboard: {log}: {reason}: a cut or foreign per-sample log; rerun with --log_samples, or remove "
+        "the log (the row then shows no interval)\n")
