@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -113,6 +114,31 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
 
 def _write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
+
+
+WRITTEN = (RUN_SETTINGS, STATE_FILE, "alignment.json", "loss_curve.png")  # written through atomic.replacing
+STAGING = ".adapter."  # _save_checkpoint's mkdtemp prefix
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Remove what a run killed mid-write left in ``folder``: the temporary files of ``atomic.replacing``
+    for the files this command writes (``.state.json.XXXXXXXX.json``, ...) and ``_save_checkpoint``'s
+    staging folders (``.adapter.XXXXXXXX``, a whole adapter each), naming each. Anything else is left.
+    Called with the folder's lock held, so no live run is using them."""
+    files = re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}{re.escape(Path(n).suffix)}" for n in WRITTEN))
+    staging = re.compile(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}")
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink():
+            continue
+        if files.fullmatch(path.name) and path.is_file():
+            path.unlink()
+        elif staging.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
 
 
 def load_lm(cfg: AlignConfig, dtype: str | None = None):
@@ -524,7 +550,7 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
 
 
 def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".adapter."))
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=STAGING))
     try:
         save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model, init=cfg.init, init_text=cfg.init_text)
         open_like_new_files(tmp)
@@ -584,6 +610,8 @@ def run(cfg: AlignConfig) -> list[dict]:
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, AlignmentError))
         main = main_process()  # under torchrun the main process checks and writes for all
+        if cfg.resume and main and single:  # a folder that holds only a killed write's temporaries is then new
+            remove_temporaries(out)
         # under torchrun: join the process group; the others follow the main one's reading of the output
         # (--resume into an empty one is a new run)
         distributed.init_from_env()
@@ -594,6 +622,8 @@ def run(cfg: AlignConfig) -> list[dict]:
             if path.exists() and not path.is_dir():
                 raise AlignmentError(f"{path} is a file, not a country folder; move it or choose another --output")
             locks.enter_context(OutputLock.for_folder(path, AlignmentError))
+            if cfg.resume and main:
+                remove_temporaries(path)
         if mode == "resume":  # settings compared before the model is loaded; every process learns what the main found
             finished = distributed.from_main([_finished(path, _check_output(path, True, cfg.for_country(country), None),
                                                         cfg.for_country(country)) for country, path in targets]

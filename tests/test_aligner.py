@@ -1078,19 +1078,16 @@ def test_a_resume_to_more_generations_killed_while_writing_leaves_no_report_of_t
     assert len(json.loads((out / "alignment.json").read_text())["history"]) == 3
 
 
-def test_a_resume_of_a_run_killed_while_storing_its_settings_names_the_fix(tiny_model, data_root, tmp_path, capsys,
-                                                                           monkeypatch):
+def test_a_resume_of_a_run_killed_while_storing_its_settings_starts_it_afresh(tiny_model, data_root, tmp_path,
+                                                                              monkeypatch):
     """Killed while run_settings.json was written, a run leaves only the temporary file (and its lock):
-    --resume said the folder is not an alignment run and stopped there, naming no way on."""
+    --resume removes it, and the folder is a new run."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "run"
     out.mkdir()
     (out / ".run_settings.json.k1ll3d00.json").write_text('{"model": ')
-    assert _align(tiny_model, out, "--resume") == 2
-    err = capsys.readouterr().err
-    assert "holds no state.json" in err and "pass --overwrite to start a run there, or choose another --output" in err
-    assert err.count("\n") == 1
-    assert _align(tiny_model, out, "--overwrite") == 0 and (out / "alignment.json").exists()
+    assert _align(tiny_model, out, "--resume") == 0  # the temporary removed, the folder is a new run
+    assert (out / "alignment.json").exists() and not (out / ".run_settings.json.k1ll3d00.json").exists()
 
 
 def test_a_checkpoint_names_its_base_model_folder_absolutely(tiny_model, tmp_path, monkeypatch):
@@ -1117,3 +1114,74 @@ def test_alignment_json_names_the_base_model_folder_absolutely(tiny_model, data_
     assert align_main(["--model", tiny_model.name, "--country", "USA", "--data-dir", str(data_root), "--population", "4",
                        "--generations", "1", "--subspace-dim", "2", "--no-baselines", "--output", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "alignment.json").read_text())["base_model"] == str(tiny_model.resolve())
+
+
+def _plant_temporaries(out):
+    """What a run SIGKILLed mid-write leaves in its folder: atomic.replacing's temporary files of the files
+    culture-align writes and a half-moved .adapter.XXXXXXXX staging folder (a whole adapter); and files of
+    similar names it never makes."""
+    made = [".state.json.k1ll3d00.json", ".alignment.json.ab_cd123.json", ".run_settings.json.q0w9e8r7.json",
+            ".loss_curve.png.zz123456.png"]
+    for name in made:
+        (out / name).write_text('{"fitness": [')
+    staged = out / ".adapter.x1y2z3w4"
+    staged.mkdir()
+    (staged / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    (staged / "adapter_config.json").write_text("{}")
+    kept = [".state.json.bak", ".adapter.notes", ".state.json.k1ll3d00.txt", "notes.txt"]
+    for name in kept:
+        (out / name).write_text("mine")
+    (out / ".adapter.keepdir99").mkdir()  # a folder of that form but 9 characters: not mkdtemp's
+    (out / ".adapter.keepdir99" / "x").write_text("mine")
+    return sorted([*made, staged.name]), sorted([*kept, ".adapter.keepdir99", ".adapter.keepdir99/x"])
+
+
+def test_a_resume_removes_the_temporaries_of_a_killed_write_and_ends_file_for_file_as_the_uninterrupted_run(
+        tiny_model, data_root, tmp_path, monkeypatch, caplog):
+    """SIGKILLed while writing, a run left its temporary files and a staging folder holding a whole adapter;
+    --resume kept them, so the finished folder was not the uninterrupted run's. Under the folder's lock the
+    resume removes exactly those (named in the log) and leaves everything else."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _align(tiny_model, full, "--generations", "4") == 0
+    assert _align(tiny_model, part, "--generations", "2") == 0
+    removed, kept = _plant_temporaries(part)
+    caplog.clear()
+    assert _align(tiny_model, part, "--generations", "4", "--resume") == 0
+
+    def files(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+    assert files(part) == sorted([*files(full), *kept])
+    assert json.loads((part / "alignment.json").read_text())["history"] == \
+        json.loads((full / "alignment.json").read_text())["history"]
+    said = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("removed "))
+    assert said == sorted(f"removed {name} from {part}, left by a run killed while writing it" for name in removed)
+
+
+def test_a_several_country_resume_removes_each_country_folder_s_temporaries_before_its_run(tiny_model, data_root,
+                                                                                          tmp_path, monkeypatch):
+    """Country folders holding only a killed write's temporaries are new runs on --resume (it said "holds no
+    state.json" before), and each country's run starts with them gone; the top folder is left as it is."""
+    import aligners.align as align
+    from aligners.align import run
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "mc"
+    (out / "usa" / ".adapter.x1y2z3w4").mkdir(parents=True)
+    (out / "usa" / ".adapter.x1y2z3w4" / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    (out / "usa" / ".state.json.k1ll3d00.json").write_text('{"fitness": [')
+    (out / "chn").mkdir()
+    (out / "chn" / ".run_settings.json.k1ll3d00.json").write_text('{"model": ')
+    (out / ".state.json.k1ll3d00.json").write_text("not this command's here")
+    seen = {}
+
+    def fake_country(lm, cfg, country, path, manager):
+        seen[path.name] = sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+        return {}
+
+    monkeypatch.setattr(align, "load_lm", lambda cfg: None)
+    monkeypatch.setattr(align, "align_country", fake_country)
+    run(parse_args(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), *FAST, "--resume"]))
+    assert seen == {"usa": [".lock"], "chn": [".lock"]}
+    assert (out / ".state.json.k1ll3d00.json").read_text() == "not this command's here"
