@@ -143,6 +143,50 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
         [x["loss"] for x in full["losses"] if x["step"] > 5], rel=1e-4)
 
 
+def test_a_resumed_run_records_the_training_time_of_every_session(learnable_model, english_examples, tmp_path,
+                                                                   monkeypatch):
+    """training.json's seconds of a resumed run were the last session's alone (and k-fold summaries copied
+    them as the fold's training time). The time so far is stored with each checkpoint and the resume adds
+    it: under a clock that moves 10 s each time it is read, the run killed after its step-5 checkpoint and
+    resumed records what the uninterrupted one does. Read at the start (0), at the step-5 checkpoint (10),
+    at the step-10 one (20) and at the end (30): 30 s; resumed: 10 s stored at step 5, then start, step-10
+    checkpoint, end: 10 + 20 = 30 s (the last session alone: 20 s, or 10 s as measured before)."""
+    import shutil
+    import types
+
+    import trainers.lora as lora
+
+    def clock():
+        ticks = iter(range(0, 10_000, 10))
+        return types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+
+    kw = dict(max_steps=10, save_steps=5)
+    monkeypatch.setattr(lora, "time", clock())
+    full = train(_config(learnable_model, english_examples, tmp_path / "full", **kw))
+    assert full["seconds"] == 30.0
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(lora, "time", clock())
+    train(_config(learnable_model, english_examples, out, keep_checkpoints=True, **kw))
+    carry = out / "checkpoints" / "checkpoint-5" / lora.LOSS_CARRY.format(0)
+    assert json.loads(carry.read_text())["seconds"] == 10.0
+    shutil.rmtree(out / "checkpoints" / "checkpoint-10")  # as if killed after the step-5 checkpoint
+    for name in ("adapter_model.safetensors", "training.json"):
+        (out / name).unlink()
+    monkeypatch.setattr(lora, "time", clock())
+    resumed = train(_config(learnable_model, english_examples, out, resume=True, keep_checkpoints=True, **kw))
+    assert resumed["seconds"] == 30.0 == json.loads((out / "training.json").read_text())["seconds"]
+    # a checkpoint stored before the time was kept: the total is unknown, recorded as null, not as the last session's
+    data = json.loads(carry.read_text())
+    del data["seconds"]
+    carry.write_text(json.dumps(data))
+    shutil.rmtree(out / "checkpoints" / "checkpoint-10")
+    for name in ("adapter_model.safetensors", "training.json"):
+        (out / name).unlink()
+    again = train(_config(learnable_model, english_examples, out, resume=True, **kw))
+    assert again["seconds"] is None and json.loads((out / "training.json").read_text())["seconds"] is None
+    assert again["steps"] == 10
+
+
 def test_bad_training_input(learnable_model, english_examples, tmp_path):
     with pytest.raises(TrainingError, match="does not exist"):
         train(_config(learnable_model, tmp_path / "none.jsonl", tmp_path / "a"))

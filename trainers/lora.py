@@ -491,7 +491,8 @@ def _trainer_class():
     so a run resumed from a checkpoint that is not on a logging step would log the mean of fewer
     steps at its next logging step, and a different ``train_loss``. Saving the sum (and the
     running total) with the checkpoint and putting it back before the first step makes the log
-    of a resumed run the log of the uninterrupted one."""
+    of a resumed run the log of the uninterrupted one. The training time so far is kept there too,
+    so that ``training_seconds`` counts every session up to the checkpoint resumed from."""
     import torch
     from transformers import Trainer, TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -503,11 +504,15 @@ def _trainer_class():
         def on_train_begin(self, args, state, control, **kwargs):
             t = self.trainer
             path = Path(t._resume_dir) / LOSS_CARRY.format(args.process_index) if t._resume_dir else None
-            if path is None or not path.is_file():
+            if path is None:
+                return
+            t.seconds_before = None  # unknown unless the checkpoint holds it
+            if not path.is_file():
                 return
             carry = json.loads(path.read_text(encoding="utf-8"))
             if carry["step"] != state.global_step:
                 return
+            t.seconds_before = carry.get("seconds")  # absent from a checkpoint stored before it was kept
             t._tr_loss = torch.tensor(carry["tr_loss"], device=t._tr_loss.device, dtype=t._tr_loss.dtype)
             t._globalstep_last_logged = carry["last_logged"]
             t._total_loss_scalar = carry["total_loss"]
@@ -521,7 +526,16 @@ def _trainer_class():
 
         def train(self, resume_from_checkpoint=None, **kwargs):
             self._resume_dir = resume_from_checkpoint
+            self._started, self.seconds_before = time.perf_counter(), 0.0
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+        def training_seconds(self) -> float | None:
+            """Seconds of training so far: this session's, plus those of the sessions before it up to the
+            checkpoint it resumed from (the work after that checkpoint was done again); None when that
+            checkpoint does not hold them."""
+            if self.seconds_before is None:
+                return None
+            return self.seconds_before + time.perf_counter() - self._started
 
         def _finalize_training(self, *args, **kwargs):
             # the steps after the last logging step are added to train_loss from _tr_loss, which holds this
@@ -537,7 +551,8 @@ def _trainer_class():
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             write_text_atomic(folder / LOSS_CARRY.format(self.args.process_index), json.dumps({
                 "step": self.state.global_step, "tr_loss": float(self._tr_loss.item()),
-                "last_logged": self._globalstep_last_logged, "total_loss": self._total_loss_scalar}))
+                "last_logged": self._globalstep_last_logged, "total_loss": self._total_loss_scalar,
+                "seconds": self.training_seconds()}))
             super()._save_checkpoint(model, trial)
 
     return LossCarryingTrainer
@@ -635,9 +650,11 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     settings = run_settings(cfg)  # the content the model and data paths name now, for training.json
     model = trainer.model
     trainable, total = model.get_nb_trainable_parameters()
-    started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    seconds = time.perf_counter() - started
+    seconds = trainer.training_seconds()
+    if seconds is None:
+        log.warning("%s was stored without the training time before it: training.json records seconds as null "
+                    "(unknown)", resume_from)
     main = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
     if not trainer.is_fsdp_enabled:  # a diverged adapter is never written (under FSDP: checked once written)
         _check_converged(cfg, out, bf16, result.training_loss, _adapter_weights(model))
@@ -675,7 +692,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "steps": trainer.state.global_step,
         "world_size": trainer.args.world_size,  # global batch = batch_size x world_size x grad_accum
         "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
-        "seconds": round(seconds, 2),
+        "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
         "lm_eval": lm_eval_command(cfg.model, adapter_tasks(rows), adapter=out, chat=chat),
         "environment": provenance.environment(str(trainer.args.device)),
