@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,6 +186,67 @@ def test_a_resumed_run_records_the_training_time_of_every_session(learnable_mode
     again = train(_config(learnable_model, english_examples, out, resume=True, **kw))
     assert again["seconds"] is None and json.loads((out / "training.json").read_text())["seconds"] is None
     assert again["steps"] == 10
+
+
+def _killed_before_removing_checkpoints(monkeypatch):
+    """shutil.rmtree of trainers.lora, as if the run were SIGKILLed just before it removed its checkpoints
+    (training.json written): the first removal of a folder named checkpoints stops the run."""
+    import types
+
+    import trainers.lora as lora
+
+    real = lora.shutil
+
+    def rmtree(path, *args, **kwargs):
+        if Path(path).name == "checkpoints":
+            monkeypatch.setattr(lora, "shutil", real)
+            raise KeyboardInterrupt
+        return real.rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(lora, "shutil", types.SimpleNamespace(rmtree=rmtree))
+
+
+def test_a_resume_of_a_finished_run_killed_before_removing_its_checkpoints_removes_them(
+        learnable_model, english_examples, tmp_path, monkeypatch, caplog):
+    """Killed after writing training.json, before removing checkpoints/: a --resume trained the finished run
+    again from its last checkpoint and wrote its adapter and training.json anew, and the checkpoints stayed.
+    The resume now removes them (the adapter is complete), names them, and says the run is complete."""
+    out = tmp_path / "run"
+    kw = dict(max_steps=4, save_steps=2)
+    _killed_before_removing_checkpoints(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(learnable_model, english_examples, out, **kw))
+    assert (out / "training.json").is_file() and (out / "checkpoints" / "checkpoint-4").is_dir()
+    kept = {p: p.read_bytes() for p in (out / "training.json", out / "adapter_model.safetensors")}
+    caplog.clear()
+    with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; the run there is complete"):
+        train(_config(learnable_model, english_examples, out, resume=True, **kw))
+    assert not (out / "checkpoints").exists() and {p: p.read_bytes() for p in kept} == kept
+    assert [r.getMessage() for r in caplog.records if "removed" in r.getMessage()] == [
+        f"{out}: removed {out / 'checkpoints'}, left by a finished run killed before it removed them"]
+
+
+def test_a_finished_run_s_checkpoints_are_kept_when_asked_or_when_its_adapter_is_not_complete(
+        learnable_model, english_examples, tmp_path):
+    """--keep-checkpoints (now or when the run was made) keeps them; so does an adapter that cannot be read."""
+    from trainers.lora import remove_finished_checkpoints
+
+    out = tmp_path / "kept"
+    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=2, keep_checkpoints=True))
+    remove_finished_checkpoints(out, keep=False)  # the finished run's own keep_checkpoints
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    summary = json.loads((out / "training.json").read_text())
+    summary["config"]["keep_checkpoints"] = False
+    (out / "training.json").write_text(json.dumps(summary))
+    remove_finished_checkpoints(out, keep=True)  # asked now
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    (out / "adapter_model.safetensors").write_bytes(weights[:100])
+    remove_finished_checkpoints(out, keep=False)  # the adapter cut off: the checkpoints are all there is
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    (out / "adapter_model.safetensors").write_bytes(weights)
+    remove_finished_checkpoints(out, keep=False)
+    assert not (out / "checkpoints").exists()
 
 
 def test_bad_training_input(learnable_model, english_examples, tmp_path):
@@ -579,3 +641,30 @@ def test_one_regular_expression_on_the_command_line_adapts_the_layers_it_matches
 
     assert adapted(".*(q_proj|v_proj)") == (".*(q_proj|v_proj)", ["q_proj", "v_proj"])
     assert adapted("q_proj") == (["q_proj"], ["q_proj"])
+
+
+def test_adapter_config_lists_the_adapted_layers_in_one_order_in_any_process(tiny_model, english_examples,
+                                                                            tmp_path):
+    """peft keeps target_modules as a set and writes it as a list in the set's order, which depends on
+    PYTHONHASHSEED: the same command and seed wrote adapter_config.json differently in each process. The
+    layers are written sorted, whatever the process."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+              "from trainers.lora import LoraTrainConfig, make_trainer; "
+              "cfg = LoraTrainConfig(model=sys.argv[1], data=[sys.argv[2]], output=sys.argv[3], rank=4, alpha=8, "
+              "dropout=0.0, chat_template=True, seed=0); "
+              "trainer = make_trainer(cfg, AutoModelForCausalLM.from_pretrained(cfg.model), "
+              "AutoTokenizer.from_pretrained(cfg.model), []); trainer.model.save_pretrained(sys.argv[3])")
+    layers = [f"model.layers.{i}.{m}" for i in (0, 1) for m in ("mlp.down_proj", "mlp.gate_proj", "mlp.up_proj",
+              "self_attn.k_proj", "self_attn.o_proj", "self_attn.q_proj", "self_attn.v_proj")]
+    written = []
+    for hash_seed in ("0", "12345"):
+        out = tmp_path / f"hash{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", script, str(tiny_model), str(english_examples), str(out)], env=env,
+                       check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        written.append((out / "adapter_config.json").read_bytes())
+        assert json.loads(written[-1])["target_modules"] == layers
+    assert written[0] == written[1]

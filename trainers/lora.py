@@ -302,8 +302,6 @@ def _checkpoint_problem(folder: Path) -> str | None:
     a complete checkpoint has all of them readable (torch's files are zip archives whose
     directory sits at the end, so a cut-off file is not a zip). Under FSDP the optimizer is
     ``optimizer.bin``; with several processes each writes its own ``rng_state_<rank>.pth``."""
-    from safetensors import safe_open
-
     state = folder / "trainer_state.json"
     try:
         step = json.loads(state.read_text(encoding="utf-8"))["global_step"]
@@ -318,12 +316,20 @@ def _checkpoint_problem(folder: Path) -> str | None:
     for name in ("scheduler.pt", *rng):
         if not zipfile.is_zipfile(folder / name):
             return f"{name} missing or cut off"
-    try:
-        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as fh:
-            list(fh.keys())
-    except Exception:  # noqa: BLE001 - any failure to read it makes the checkpoint unusable
+    if not _readable_safetensors(folder / "adapter_model.safetensors"):
         return "adapter_model.safetensors missing or cut off"
     return None
+
+
+def _readable_safetensors(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            list(fh.keys())
+    except Exception:  # noqa: BLE001 - any failure to read it makes the file unusable
+        return False
+    return True
 
 
 def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path | None:
@@ -341,6 +347,39 @@ def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path |
     return None
 
 
+def _adapter_problem(out: Path) -> str | None:
+    """Why the adapter in ``out`` is not complete (``adapter_config.json`` and a readable
+    ``adapter_model.safetensors``), or None."""
+    if not (out / "adapter_config.json").is_file():
+        return "adapter_config.json missing"
+    if not _readable_safetensors(out / "adapter_model.safetensors"):
+        return "adapter_model.safetensors missing or cut off"
+    return None
+
+
+def remove_finished_checkpoints(out: Path, keep: bool) -> None:
+    """A run killed after writing training.json but before removing its ``checkpoints/`` left them for good
+    (a resume does not train a finished run again): removed, with a line, unless kept (``keep``: asked
+    now, or the finished run's own ``keep_checkpoints``). Nothing reads a finished run's checkpoints: its
+    adapter, checked complete first, was written before training.json. Called with the output's lock held."""
+    folder = out / CHECKPOINTS
+    if keep or not folder.is_dir() or not (out / "training.json").is_file():
+        return
+    try:
+        finished = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(finished, dict) or (finished.get("config") or {}).get("keep_checkpoints", False):
+        return
+    problem = _adapter_problem(out)
+    if problem is not None:
+        log.warning("%s: the run is finished (training.json) but its adapter is not complete (%s): %s kept",
+                    out, problem, folder)
+        return
+    shutil.rmtree(folder)
+    log.warning("%s: removed %s, left by a finished run killed before it removed them", out, folder)
+
+
 def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[str, Path | None]:
     """What to do with the output (see ``claim_output``) and the checkpoint to resume from (None:
     step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings. The
@@ -351,6 +390,7 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
                         inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError)
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
+        remove_finished_checkpoints(out, cfg.keep_checkpoints)
         stored = load_settings(stored_path, TrainingError)
         if stored is None:
             done = " the run there is complete (training.json);" if (out / "training.json").exists() else ""
@@ -465,6 +505,10 @@ def make_trainer(cfg: LoraTrainConfig, model, tokenizer, encoded: list[dict], co
     model = get_peft_model(model, lora_config(cfg))
     # adapter_config.json names the base folder absolutely (the path as typed would only load from here)
     model.peft_config["default"].base_model_name_or_path = absolute_if_local(cfg.model)
+    # peft holds the adapted layers as a set and writes it in the set's order, which changes with
+    # PYTHONHASHSEED: sorted, adapter_config.json is the same bytes from every process
+    if isinstance(model.peft_config["default"].target_modules, set):
+        model.peft_config["default"].target_modules = sorted(model.peft_config["default"].target_modules)
     if bf16 and cfg.dropout == 0:
         _keep_lora_inputs_in_compute_dtype(model)
     args = TrainingArguments(**_training_arguments(cfg, bf16, checkpointing), **cfg.extra)
