@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -222,6 +223,41 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
     with pytest.raises(TrainingError, match=r"--target-modules \['q_prj'\] does not fit"):
         run_kfold(_config(learnable_model, rows_file, out, root, overwrite=True, target_modules=["q_prj"]))
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
+
+
+def test_a_resume_removes_the_checkpoints_a_fold_killed_after_its_training_left(learnable_model, rows_file, root,
+                                                                                 tmp_path, monkeypatch, caplog):
+    """Fold 1 killed after its training.json was written, before its checkpoints/ were removed: the resume
+    reuses its training (a finished fold is not trained again) and kept those checkpoints for good. It now
+    removes them, with a line, and the run ends as an uninterrupted one: no checkpoints left."""
+    import types
+
+    import trainers.lora as lora
+
+    out = tmp_path / "run"
+    real = lora.shutil
+
+    def killed(path, *args, **kwargs):
+        if Path(path).name == "checkpoints":
+            raise KeyboardInterrupt
+        return real.rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(lora, "shutil", types.SimpleNamespace(rmtree=killed))
+    with pytest.raises(KeyboardInterrupt):
+        run_kfold(_config(learnable_model, rows_file, out, root, save_steps=2))
+    adapter = out / "fold-1" / "adapter"
+    assert (adapter / "training.json").is_file() and (adapter / "checkpoints" / "checkpoint-4").is_dir()
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    monkeypatch.setattr(lora, "shutil", real)
+    caplog.clear()
+    report = run_kfold(_config(learnable_model, rows_file, out, root, save_steps=2, resume=True))
+    assert not list(out.rglob("checkpoints"))
+    assert (adapter / "adapter_model.safetensors").read_bytes() == weights  # not trained again
+    assert [r.getMessage() for r in caplog.records if "removed" in r.getMessage()] == [
+        f"{adapter}: removed {adapter / 'checkpoints'}, left by a finished run killed before it removed them"]
+    assert report["per_fold"][0]["training"] == {
+        k: json.loads((adapter / "training.json").read_text())[k] for k in ("examples", "steps", "train_loss",
+                                                                            "seconds")}
 
 
 def test_cli_checks_before_work(tmp_path, rows_file, capsys):

@@ -221,10 +221,11 @@ def fold_rows(rows: list[dict], held_out: list[str]) -> list[dict]:
 
 def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
     """Train (or resume, or reuse) the fold's adapter; its training summary."""
-    from trainers.lora import train
+    from trainers.lora import remove_finished_checkpoints, train
 
     adapter = folder / "adapter"
     if (adapter / "training.json").is_file():  # written once the training has finished
+        remove_finished_checkpoints(adapter, cfg.keep_checkpoints)
         return json.loads((adapter / "training.json").read_text(encoding="utf-8"))
     data = folder / "train.jsonl"
     write_text_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
