@@ -115,10 +115,19 @@ def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_mod
         inference_mode=True,  # the weights are set below: peft need not initialise them from text or vocab
         **prompt_init_fields(init, init_text, base_model),
     )
-    # prompt tuning wraps the model without changing its modules, so the base stays usable
-    peft_model = get_peft_model(model, config)
-    weight = peft_model.prompt_encoder["default"].embedding.weight
-    with torch.no_grad():
-        weight.copy_(prompt.to(dtype=weight.dtype, device=weight.device))
-    peft_model.peft_config["default"].base_model_name_or_path = base_model  # peft takes the model's own name
-    peft_model.save_pretrained(str(output_dir), safe_serialization=True)
+    # prompt tuning wraps the model without changing its modules, so the base stays usable; but peft
+    # freezes its parameters, and on CPU torch's linear takes another path for a strided input (the
+    # LM head on the last positions) when the weight is frozen (scores ~1e-7 apart): the flags are put
+    # back, so that what the model scores next does not depend on whether a checkpoint was written
+    # before (the next country of a run, or the same country resumed in a fresh process)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        peft_model = get_peft_model(model, config)
+        weight = peft_model.prompt_encoder["default"].embedding.weight
+        with torch.no_grad():
+            weight.copy_(prompt.to(dtype=weight.dtype, device=weight.device))
+        peft_model.peft_config["default"].base_model_name_or_path = base_model  # peft takes the model's own name
+        peft_model.save_pretrained(str(output_dir), safe_serialization=True)
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
