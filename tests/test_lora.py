@@ -219,11 +219,25 @@ def test_a_resume_of_a_finished_run_killed_before_removing_its_checkpoints_remov
     assert (out / "training.json").is_file() and (out / "checkpoints" / "checkpoint-4").is_dir()
     kept = {p: p.read_bytes() for p in (out / "training.json", out / "adapter_model.safetensors")}
     caplog.clear()
-    with pytest.raises(TrainingError, match="holds no checkpoints/run_settings.json; the run there is complete"):
+    with pytest.raises(TrainingError, match=r"the run in .* is complete \(training.json\); pass --overwrite"):
         train(_config(learnable_model, english_examples, out, resume=True, **kw))
     assert not (out / "checkpoints").exists() and {p: p.read_bytes() for p in kept} == kept
     assert [r.getMessage() for r in caplog.records if "removed" in r.getMessage()] == [
         f"{out}: removed {out / 'checkpoints'}, left by a finished run killed before it removed them"]
+
+
+def test_a_resume_of_a_finished_run_that_kept_its_checkpoints_trains_nothing(learnable_model, english_examples,
+                                                                            tmp_path):
+    """--keep-checkpoints leaves checkpoints/ beside training.json: a --resume trained the finished run again
+    from its last checkpoint and wrote its adapter and training.json anew. It is refused, and nothing is written."""
+    out = tmp_path / "kept"
+    kw = dict(max_steps=4, save_steps=2, keep_checkpoints=True)
+    train(_config(learnable_model, english_examples, out, **kw))
+    kept = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"}
+    assert out / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors" in kept
+    with pytest.raises(TrainingError, match=r"the run in .* is complete \(training.json\); pass --overwrite"):
+        train(_config(learnable_model, english_examples, out, resume=True, **kw))
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"} == kept
 
 
 def test_a_finished_run_s_checkpoints_are_kept_when_asked_or_when_its_adapter_is_not_complete(
@@ -502,6 +516,7 @@ def test_a_resume_under_another_process_count_is_refused(learnable_model, englis
     train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True))
     stored = json.loads((out / "checkpoints" / "run_settings.json").read_text())
     assert stored["world_size"] == 1
+    (out / "training.json").unlink()  # as if killed after its last checkpoint: a run to resume
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(TrainingError, match=r"other settings \(world_size: saved 1, given 2\)"):
         train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True))
@@ -558,6 +573,7 @@ def test_a_resume_that_would_train_in_another_precision_is_refused(learnable_mod
     train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True,
                   bf16=None))
     assert json.loads((out / "checkpoints" / "run_settings.json").read_text())["training_dtype"] == "float32"
+    (out / "training.json").unlink()  # as if killed after its last checkpoint: a run to resume
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     with pytest.raises(TrainingError, match=r"other settings \(training_dtype: saved 'float32', given 'bfloat16'\)"):

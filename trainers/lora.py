@@ -391,10 +391,12 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
         remove_finished_checkpoints(out, cfg.keep_checkpoints)
+        if (out / "training.json").exists():  # written last: its checkpoints, if kept, are not to train on again
+            raise TrainingError(f"--resume: the run in {out} is complete (training.json); pass --overwrite to train "
+                                "again there, or choose another --output")
         stored = load_settings(stored_path, TrainingError)
         if stored is None:
-            done = " the run there is complete (training.json);" if (out / "training.json").exists() else ""
-            raise TrainingError(f"--resume: {out} holds no {CHECKPOINTS}/{RUN_SETTINGS};{done} pass --overwrite to "
+            raise TrainingError(f"--resume: {out} holds no {CHECKPOINTS}/{RUN_SETTINGS}; pass --overwrite to "
                                 "train again there, or choose another --output")
         check_settings(stored, settings, out, error=TrainingError, later=LATER_SETTINGS)
         found = latest_complete_checkpoint(out / CHECKPOINTS)
