@@ -86,8 +86,10 @@ def main(argv=None) -> None:
                                           alpha=2 * args.rank, batch_size=args.batch_size, logging_steps=10,
                                           save_steps=100_000, resume=adapter.exists(), gradient_checkpointing=None
                                           if args.gradient_checkpointing is None else bool(args.gradient_checkpointing)))
+                # seconds is null for a run resumed from a checkpoint stored without the training time before it
+                took = "training time unknown" if s["seconds"] is None else f"{s['seconds']:.0f} s"
                 print(f"trained {adapter.name}: {s['examples']} examples, {s['steps']} steps, "
-                      f"loss {s['train_loss']:.3f}, {s['seconds']:.0f} s", flush=True)
+                      f"loss {s['train_loss']:.3f}, {took}", flush=True)
     if args.stage in ("eval", "all"):
         base_tasks = ["culturellm"] + [t for c in countries_of(ONE) for t in (f"wvs_{c.slug}", f"wvs_{c.slug}_persona")]
         evaluate(args.model, None, base_tasks, out, args)

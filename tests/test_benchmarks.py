@@ -66,3 +66,26 @@ def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_pa
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"quickstart_intervals: {tmp_path}: no lm-eval result file") and err.count("\n") == 1
+
+
+def test_train_real_run_reports_an_adapter_whose_training_time_is_unknown(monkeypatch, tmp_path, capsys):
+    # a LoRA run resumed from a checkpoint stored without the training time records seconds as null in
+    # training.json; the run goes on to the next adapter and says the time is unknown instead of a TypeError
+    from benchmarks import train_real_run
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "english.jsonl").write_text("")
+    trained = []
+
+    def fake_train(cfg):
+        trained.append(cfg["seed"])
+        return {"examples": 8, "steps": 2, "train_loss": 1.25, "seconds": None if cfg["seed"] == 0 else 12.4}
+
+    monkeypatch.setattr(train_real_run, "LoraTrainConfig", lambda **kw: kw)
+    monkeypatch.setattr(train_real_run, "train", fake_train)
+    train_real_run.main(["--model", "m", "--questions", "q.jsonl", "--out", str(tmp_path), "--cultures", "english",
+                         "--seeds", "0", "1", "--stage", "train"])
+    assert trained == [0, 1]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["trained english-s0: 8 examples, 2 steps, loss 1.250, training time unknown",
+                     "trained english-s1: 8 examples, 2 steps, loss 1.250, 12 s"]
