@@ -5,7 +5,8 @@
 A row is one identity: the full model arguments (adapter ``peft=`` included), ``--limit``, the
 few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded, the
 task versions and, for a file without ``--limit`` that scored fewer documents than a task has
-(``--samples``), those tasks' document counts, so that such a run and a complete one are two rows; result
+(``--samples``), those tasks' document counts and, where its per-sample logs are beside it, a digest of the
+documents they hold, so that such a run and a complete one, or two samples of one size, are two rows; result
 files of the same identity (e.g. CultureLLM, WVS and VSM13 run separately) fill one row, and a task in two of them takes every number (value, interval,
 per-sample log, document count) from the newest file. Each row carries its provenance as read
 from the result files, and a partial run (fewer documents than a task has: ``--limit``, ``--samples``) is
@@ -158,6 +159,13 @@ class Run:
         """Whether a number over ``tasks`` comes from fewer documents than they have (--limit, --samples)."""
         return any(t in self.partial_tasks for t in tasks) or self._uncounted(tasks)
 
+    @property
+    def sample(self) -> str:
+        """A short digest of the documents a ``--samples`` run scored (its per-sample logs' doc ids), or "" where
+        no log says which: what tells two samples of one size apart."""
+        found = self.key.get("sample")
+        return sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:6] if found else ""
+
     def partial_text(self) -> str:
         """Why the run is partial, or "" for a complete one."""
         if not self.partial:
@@ -166,6 +174,8 @@ class Run:
         docs = sorted({f"{e} of {o}" for e, o in self.partial_tasks.values()})
         if docs:
             parts.append("documents per task: " + ", ".join(docs[:3]) + (" ..." if len(docs) > 3 else ""))
+        if self.sample:
+            parts.append(f"sample {self.sample}")
         return "partial run (" + "; ".join(parts) + ")"
 
     def cultures(self, suite: str) -> dict[str, list[str]]:
@@ -319,11 +329,14 @@ def _read(path: Path) -> dict:
     return data
 
 
-def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None) -> dict:
+def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None,
+             sample: dict[str, str] | None = None) -> dict:
     """What makes two result files the same run (task versions are checked per task on merging). ``counts``: the
     file's ``n-samples`` (``_sample_counts``); a file without ``--limit`` that scored fewer documents than a task
     has (``--samples``) is another run than a complete one, and than one that scored other counts: its counts
-    are part of the identity (``--limit`` is, and names the documents: the first ones)."""
+    are part of the identity (``--limit`` is, and names the documents: the first ones). ``sample``: task ->
+    digest of the documents such a task's per-sample log holds (``_sample_digests``), so that two samples of
+    one size are two runs; without logs they cannot be told apart."""
     config = data["config"]
     shots = sorted({int(v) for t, v in (data.get("n-shot") or {}).items() if t in data["results"] and v is not None})
     template = data.get("chat_template")
@@ -340,8 +353,9 @@ def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None) -> di
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
     sampled = {t: list(c) for t, c in sorted((counts or {}).items()) if c[0] < c[1]} if key["limit"] is None else {}
+    sample = {t: d for t, d in sorted((sample or {}).items()) if t in sampled}
     return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
-            **({"sampled": sampled} if sampled else {})}
+            **({"sampled": sampled} if sampled else {}), **({"sample": sample} if sample else {})}
 
 
 def task_family(task: str) -> str | None:
@@ -494,6 +508,54 @@ def _sample_counts(data: dict, path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+# lm-eval writes each logged document as one json.dumps line starting with its doc_id
+LOGGED_DOC_ID = re.compile(r'^\{"doc_id": (\d+)[,}]', re.M)
+
+
+def _logged_doc_ids(path: Path) -> set[int]:
+    """The doc ids of a per-sample log, read from the start of each line where lm-eval put them (a log can be
+    large, and only its ids are wanted); a log written otherwise is read whole (``read_jsonl_lines``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    ids = [int(m) for m in LOGGED_DOC_ID.findall(text)]
+    if text and len(ids) == sum(1 for line in text.split("\n") if line.strip()):
+        return set(ids)
+    try:
+        rows = read_jsonl_lines(path)
+    except (JsonlError, FileNotFoundError) as err:
+        raise NotAResultFile(f"{path}: unreadable per-sample log ({err})") from err
+    out = set()
+    for number, row in rows:
+        doc = row.get("doc_id")
+        if isinstance(doc, bool) or not isinstance(doc, int):
+            raise NotAResultFile(f"{path}:{number}: a per-sample row without an integer doc_id; "
+                                 "use the samples_*.jsonl that lm_eval --log_samples wrote")
+        out.add(doc)
+    return out
+
+
+def _sample_digests(data: dict, path: Path, counts: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """task -> digest of the doc ids its per-sample log holds, for each task a file without ``--limit`` scored on
+    fewer documents than it has (``--samples``; lm-eval's result file does not record the sample), where the log
+    is beside the file: which documents that run scored. Complete and ``--limit`` runs' logs are not read."""
+    if data["config"].get("limit") is not None:
+        return {}
+    stamp = result_stamp(path)
+    out = {}
+    for task, (effective, original) in sorted(counts.items()):
+        log = path.with_name(f"samples_{task}_{stamp}.jsonl")
+        if effective >= original or not log.is_file():
+            continue
+        ids = _logged_doc_ids(log)
+        if len(ids) != effective:
+            raise NotAResultFile(f"{log}: {len(ids)} logged documents, but its result file reports {effective} "
+                                 f"(n-samples.{task}.effective): {FOREIGN_LOG}")
+        out[task] = sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
+    return out
+
+
 def _leaves(groups: dict, group: str, above: frozenset = frozenset()) -> list[str]:
     """The leaf tasks of a (nested) group of ``group_subtasks``."""
     out = []
@@ -543,16 +605,20 @@ def load_runs(files: list[Path]) -> list[Run]:
     runs: list[Run] = []
     for path, data in loaded:
         check_suite_groups(data, path)
-        key = identity(data, _sample_counts(data, path))
+        counts = _sample_counts(data, path)
+        key = identity(data, counts, _sample_digests(data, path, counts))
         run = next((r for r in runs if r.key == key and not _conflicts(r, data)), None)
         if run is None:
             run = Run(key)
             runs.append(run)
         else:
             again = sorted(set(run.metrics) & set(data["results"]))
+            unknown = [t for t in again if t in key.get("sampled", {}) and t not in key.get("sample", {})]
             if again:
                 print(f"culture-leaderboard: {path} repeats {', '.join(again[:3])} of row {run.label}; "
-                      "the newest file's numbers are shown", file=sys.stderr)
+                      "the newest file's numbers are shown"
+                      + (f" ({', '.join(unknown[:3])}: without per-sample logs, two samples of one size (--samples) "
+                         "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path)
     for k, run in enumerate(runs):
         extra = json.dumps([run.versions, run.settings], sort_keys=True) if any(r.key == run.key for r in runs[:k]) else ""
@@ -1083,7 +1149,8 @@ def diff_text(cell: Cell) -> str:
 
 
 def row_label(run: Run, baseline: Run | None) -> str:
-    tags = [f"[{run.row_id}]"] + (["(baseline)"] if run is baseline else []) + (["† partial"] if run.partial else [])
+    partial = "† partial" + (f", sample {run.sample}" if run.sample else "")
+    tags = [f"[{run.row_id}]"] + (["(baseline)"] if run is baseline else []) + ([partial] if run.partial else [])
     return f"{run.label} " + " ".join(tags)
 
 
@@ -1092,7 +1159,9 @@ def row_label(run: Run, baseline: Run | None) -> str:
 
 LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with tasks run on fewer documents than "
           "they have (--limit, --samples); its numbers over those tasks are not comparable with complete runs "
-          "and never the best. ▲/▼: significantly higher/lower than "
+          "and never the best; a --samples row is one sample, told apart from another of the same size by the "
+          "documents its per-sample logs hold (\"sample\" and a digest of their doc ids): without --log_samples two "
+          "samples of one size cannot be told apart and share a row, the newest file's numbers shown. ▲/▼: significantly higher/lower than "
           f"the baseline row (paired randomisation test over the same documents (a WVS group: its questions; "
           f"VSM13: its 24 items), p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "

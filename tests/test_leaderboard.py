@@ -17,9 +17,10 @@ STAMP = (f"2026-01-01T00-{k // 60:02d}-{k % 60:02d}.000000" for k in COUNTER)  #
 
 def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=None, fewshot=0, chat=False,
             samples=None, versions=None, ci=None, n_samples=None, groups=None, metadata=None, gen_kwargs=None,
-            model_args=None, config=None):
-    """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``) in ``folder``; ``model_args``
-    and ``config`` add to the file's ``config.model_args`` and ``config``."""
+            model_args=None, config=None, doc_ids=None):
+    """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``, whose rows' doc_ids are 0, 1, ...
+    or ``doc_ids[task]``) in ``folder``; ``model_args`` and ``config`` add to the file's ``config.model_args``
+    and ``config``."""
     stamp = next(STAMP)
     args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {}), **(model_args or {})}
     results = {}
@@ -45,7 +46,8 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
         data["config"]["gen_kwargs"] = gen_kwargs
     (folder / f"results_{stamp}.json").write_text(json.dumps(data))
     for task, rows in (samples or {}).items():
-        lines = [json.dumps({"doc_id": i, "doc_hash": f"h{i}", "filter": "none", **row}) for i, row in enumerate(rows)]
+        ids = (doc_ids or {}).get(task) or range(len(rows))
+        lines = [json.dumps({"doc_id": i, "doc_hash": f"h{i}", "filter": "none", **row}) for i, row in zip(ids, rows)]
         (folder / f"samples_{task}_{stamp}.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -1376,3 +1378,68 @@ def test_a_vsm13_log_with_invalid_constants_or_target_is_a_one_line_error(field,
     assert capsys.readouterr().err == (
         f"culture-leaderboard: {log}: {reason}: a cut or foreign per-sample log; rerun with --log_samples, or remove "
         "the log (the row then shows no interval)\n")
+
+
+def _sampled_log(preds):
+    return [{"f1_macro": [p, g, 2]} for p, g in zip(preds, [0, 1, 0, 1, 0])]
+
+
+def test_two_samples_of_equal_size_are_two_rows_and_the_same_sample_twice_is_one(tmp_path, capsys):
+    # three --samples files of one model and settings, each 5 of the task's 40 documents, with their per-sample
+    # logs: seed 0 drew documents 1 3 5 7 9 and scored every one right (macro-F1 1.0); seed 1 drew 0 2 4 6 8 and
+    # answered 0 throughout (gold 0 1 0 1 0: F1 of label 0 = 2*3/(2*3+2) = 0.75, of label 1 = 0: macro 0.375);
+    # then seed 0's sample again (a rerun, 0.6 with two wrong: label 0 tp 2 fp 1 fn 1 -> 2/3, label 1 tp 1 fp 1
+    # fn 1 -> 1/2: macro 7/12). Two samples: two rows, each with its own number, marked partial with its counts
+    # and its sample; the rerun replaces the older run of its sample.
+    task = "culturellm_english_x"
+    counts = {task: {"original": 40, "effective": 5}}
+    seed0, seed1 = [1, 3, 5, 7, 9], [0, 2, 4, 6, 8]
+    _result(tmp_path / "res", "/m/base", {task: 1.0}, n_samples=counts,
+            samples={task: _sampled_log([0, 1, 0, 1, 0])}, doc_ids={task: seed0})
+    _result(tmp_path / "res", "/m/base", {task: 0.375}, n_samples=counts,
+            samples={task: _sampled_log([0, 0, 0, 0, 0])}, doc_ids={task: seed1})
+    data = _json(tmp_path)
+    assert len(data["runs"]) == 2 and all(r["is_partial"] for r in data["runs"])
+    notes = [r["partial"] for r in data["runs"]]
+    assert all(re.fullmatch(r"partial run \(documents per task: 5 of 40; sample [0-9a-f]{6}\)", n) for n in notes)
+    assert notes[0] != notes[1] and data["runs"][0]["row_id"] != data["runs"][1]["row_id"]
+    values = sorted(c["value"] for c in data["cells"] if c["column"] == "english")
+    assert values == [0.375, 1.0]
+    capsys.readouterr()
+    _result(tmp_path / "res", "/m/base", {task: 7 / 12}, n_samples=counts,
+            samples={task: _sampled_log([1, 1, 0, 0, 0])}, doc_ids={task: seed0})
+    again = _json(tmp_path)
+    assert "repeats culturellm_english_x of row base" in capsys.readouterr().err
+    assert [r["partial"] for r in again["runs"]] == notes  # the same two samples
+    by_row = {c["row_id"]: c["value"] for c in again["cells"] if c["column"] == "english"}
+    assert by_row == {data["runs"][0]["row_id"]: pytest.approx(7 / 12), data["runs"][1]["row_id"]: 0.375}
+    md = tmp_path / "board.md"
+    assert main([str(tmp_path / "res"), "--format", "md", "--output", str(md)]) == 0
+    labels = [line.split(" | ")[0] for line in md.read_text().splitlines() if line.startswith("| base [")]
+    assert len(set(labels)) == 2 and all(re.search(r"† partial, sample [0-9a-f]{6}$", x) for x in labels)
+
+
+def test_samples_of_equal_size_without_logs_share_a_row_and_say_why(tmp_path, capsys):
+    # without --log_samples nothing tells which documents were scored: two 5-of-40 files are one row (the newest
+    # file's number), and the warning says that two samples of one size cannot be told apart without the logs
+    task = "culturellm_english_x"
+    counts = {task: {"original": 40, "effective": 5}}
+    _result(tmp_path / "res", "/m/base", {task: 1.0}, n_samples=counts)
+    _result(tmp_path / "res", "/m/base", {task: 0.375}, n_samples=counts)
+    data = _json(tmp_path)
+    err = capsys.readouterr().err
+    assert len(data["runs"]) == 1 and data["runs"][0]["partial"] == "partial run (documents per task: 5 of 40)"
+    assert [c["value"] for c in data["cells"] if c["column"] == "english"] == [0.375]
+    assert ("without per-sample logs, two samples of one size (--samples) cannot be told apart: "
+            "run lm_eval with --log_samples") in err
+
+
+def test_a_sampled_log_with_other_counts_than_its_file_is_refused(tmp_path, capsys):
+    # the log beside a 5-of-40 file holds 4 documents: it cannot name the file's sample
+    task = "culturellm_english_x"
+    _result(tmp_path / "res", "/m/base", {task: 1.0}, n_samples={task: {"original": 40, "effective": 5}},
+            samples={task: _sampled_log([0, 1, 0, 1])})
+    assert main([str(tmp_path / "res"), "--format", "json", "--output", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "4 logged documents, but its result file reports 5 (n-samples.culturellm_english_x.effective)" in err
+    assert not (tmp_path / "b.json").exists()
