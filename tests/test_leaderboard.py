@@ -744,7 +744,7 @@ def test_a_vsm13_task_ranking_another_country_has_that_country_s_column(tmp_path
     assert "| model | vsm13_usa | vsm13_usa → JPN |" in md
     assert next(line for line in md.splitlines() if line.startswith("| jp [")).split(" | ")[1] == "–"
     assert f"### {jp_indices}" in out
-    html = tmp_path / "board.html"
+    html = tmp_path / "page.html"
     assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
     page = html.read_text()
     assert "vsm13_usa → JPN" in page and "vsm13_usa → JPN: the six VSM13 indices" in page
@@ -1417,6 +1417,10 @@ def test_two_samples_of_equal_size_are_two_rows_and_the_same_sample_twice_is_one
     assert main([str(tmp_path / "res"), "--format", "md", "--output", str(md)]) == 0
     labels = [line.split(" | ")[0] for line in md.read_text().splitlines() if line.startswith("| base [")]
     assert len(set(labels)) == 2 and all(re.search(r"† partial, sample [0-9a-f]{6}$", x) for x in labels)
+    html = tmp_path / "page.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(html)]) == 0
+    shown = re.findall(r'<span class="partial" title="[^"]*">(† partial[^<]*)</span>', html.read_text())
+    assert sorted(set(shown)) == sorted(f"† partial, sample {n[-7:-1]}" for n in notes)
 
 
 def test_samples_of_equal_size_without_logs_share_a_row_and_say_why(tmp_path, capsys):
