@@ -1109,7 +1109,7 @@ def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:
              or [r for r in runs if spec in r.label or spec in r.model_args.get("pretrained", "")])
     if len(found) == 1:
         return found[0]
-    listing = "; ".join(f"{r.row_id} = {r.label}" for r in runs)
+    listing = "; ".join(f"{r.row_id} = {r.label}" + (f" ({r.partial_text()})" if r.partial else "") for r in runs)
     if not found:
         raise LeaderboardError(f"--baseline {spec!r} names no row; give a row id or a model substring ({listing})")
     raise LeaderboardError(f"--baseline {spec!r} matches {len(found)} rows; give one row id ({listing})")

@@ -1447,3 +1447,20 @@ def test_a_sampled_log_with_other_counts_than_its_file_is_refused(tmp_path, caps
     err = capsys.readouterr().err
     assert "4 logged documents, but its result file reports 5 (n-samples.culturellm_english_x.effective)" in err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_an_ambiguous_baseline_lists_each_rows_sample(tmp_path, capsys):
+    # --baseline base matches a complete row and two samples of it: the refusal must say which id is which
+    task = "culturellm_english_x"
+    counts = {task: {"original": 40, "effective": 5}}
+    _result(tmp_path / "res", "/m/base", {task: 1.0}, n_samples=counts,
+            samples={task: _sampled_log([0, 1, 0, 1, 0])}, doc_ids={task: [1, 3, 5, 7, 9]})
+    _result(tmp_path / "res", "/m/base", {task: 0.375}, n_samples=counts,
+            samples={task: _sampled_log([0, 0, 0, 0, 0])}, doc_ids={task: [0, 2, 4, 6, 8]})
+    _result(tmp_path / "res", "/m/base", {task: 0.5}, n_samples={task: {"original": 40, "effective": 40}})
+    runs = _json(tmp_path)["runs"]
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 2
+    err = capsys.readouterr().err
+    listing = "; ".join(f"{r['row_id']} = base" + (f" ({r['partial']})" if r["partial"] else "") for r in runs)
+    assert f"--baseline 'base' matches 3 rows; give one row id ({listing})" in err
+    assert err.count("partial run (documents per task: 5 of 40; sample ") == 2
