@@ -3,11 +3,12 @@
     culture-leaderboard results/ other/results_2026.json --format html --output board.html --baseline base
 
 A row is one identity: the full model arguments (adapter ``peft=`` included), ``--limit``, the
-few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded, the
-task versions and, for a file without ``--limit`` that scored fewer documents than a task has
-(``--samples``), those tasks' document counts and, where its per-sample logs are beside it, a digest of the
-documents they hold, so that such a run and a complete one, or two samples of one size, are two rows; result
-files of the same identity (e.g. CultureLLM, WVS and VSM13 run separately) fill one row, and a task in two of them takes every number (value, interval,
+few-shot count, the chat-template settings, the seeds and model revision/SHA lm-eval recorded. Result
+files of the same identity (e.g. CultureLLM, WVS and VSM13 run separately, or one ``--samples`` run split
+over several calls) fill one row unless a task in both differs in version, settings or the documents it
+scored (``sample_signatures``: all of them, or a ``--samples`` file's counts and, where its per-sample logs
+are beside it, a digest of the doc ids they hold), so that a sampled run and a complete one, or two samples
+of one size, are two rows; a task in two files of one row takes every number (value, interval,
 per-sample log, document count) from the newest file. Each row carries its provenance as read
 from the result files, and a partial run (fewer documents than a task has: ``--limit``, ``--samples``) is
 marked wherever its numbers appear.
@@ -123,6 +124,9 @@ class Run:
     versions: dict[str, object] = field(default_factory=dict)
     partial_tasks: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (effective, original)
     documents: dict[str, int] = field(default_factory=dict)  # task -> documents scored (n-samples effective)
+    # task -> which documents a file without --limit scored: "all", (effective, original) for a --samples run
+    # whose logs are not beside it, (effective, original, digest of the logged doc ids) where they are
+    sample_of: dict[str, object] = field(default_factory=dict)
     samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
     task_config: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)  # task family -> the settings its numbers depend on
@@ -163,7 +167,7 @@ class Run:
     def sample(self) -> str:
         """A short digest of the documents a ``--samples`` run scored (its per-sample logs' doc ids), or "" where
         no log says which: what tells two samples of one size apart."""
-        found = self.key.get("sample")
+        found = {t: s[2] for t, s in sorted(self.sample_of.items()) if isinstance(s, tuple) and len(s) == 3}
         return sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:6] if found else ""
 
     def partial_text(self) -> str:
@@ -329,14 +333,10 @@ def _read(path: Path) -> dict:
     return data
 
 
-def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None,
-             sample: dict[str, str] | None = None) -> dict:
-    """What makes two result files the same run (task versions are checked per task on merging). ``counts``: the
-    file's ``n-samples`` (``_sample_counts``); a file without ``--limit`` that scored fewer documents than a task
-    has (``--samples``) is another run than a complete one, and than one that scored other counts: its counts
-    are part of the identity (``--limit`` is, and names the documents: the first ones). ``sample``: task ->
-    digest of the documents such a task's per-sample log holds (``_sample_digests``), so that two samples of
-    one size are two runs; without logs they cannot be told apart."""
+def identity(data: dict) -> dict:
+    """What makes two result files the same run (``--limit`` is part of it, and names the documents: the first
+    ones). Task versions, settings and, for a file without ``--limit``, which documents each task scored
+    (``sample_signatures``) are checked per task on merging (``_conflicts``)."""
     config = data["config"]
     shots = sorted({int(v) for t, v in (data.get("n-shot") or {}).items() if t in data["results"] and v is not None})
     template = data.get("chat_template")
@@ -352,10 +352,7 @@ def identity(data: dict, counts: dict[str, tuple[int, int]] | None = None,
     # only where the file records them, so a file without them keeps the row id it had
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
-    sampled = {t: list(c) for t, c in sorted((counts or {}).items()) if c[0] < c[1]} if key["limit"] is None else {}
-    sample = {t: d for t, d in sorted((sample or {}).items()) if t in sampled}
-    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
-            **({"sampled": sampled} if sampled else {}), **({"sample": sample} if sample else {})}
+    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {})}
 
 
 def task_family(task: str) -> str | None:
@@ -434,7 +431,7 @@ def _merge_info(run: Run, info: dict) -> None:
             run.info[key] = f"{run.info[key]} / {value}"
 
 
-def _add_file(run: Run, data: dict, path: Path) -> None:
+def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -> None:
     stamp = result_stamp(path)
     run.files.append(path)
     _merge_info(run, _provenance(data, path))
@@ -443,7 +440,7 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
     # (value, interval, per-sample log, document count) may survive next to the newer file's
     for task in set(data["results"]) | set(counts):
         for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.documents, run.higher_is_better,
-                     run.task_config):
+                     run.task_config, run.sample_of):
             held.pop(task, None)
     run._items = {k: v for k, v in run._items.items() if k[0] not in data["results"]}
     run._cultures.clear()
@@ -465,6 +462,7 @@ def _add_file(run: Run, data: dict, path: Path) -> None:
         if task in (data.get("configs") or {}):
             cfg = data["configs"][task]
             run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
+    run.sample_of.update(signatures)
     for task, (effective, original) in counts.items():
         run.documents[task] = effective
         if effective < original:
@@ -536,23 +534,29 @@ def _logged_doc_ids(path: Path) -> set[int]:
     return out
 
 
-def _sample_digests(data: dict, path: Path, counts: dict[str, tuple[int, int]]) -> dict[str, str]:
-    """task -> digest of the doc ids its per-sample log holds, for each task a file without ``--limit`` scored on
-    fewer documents than it has (``--samples``; lm-eval's result file does not record the sample), where the log
-    is beside the file: which documents that run scored. Complete and ``--limit`` runs' logs are not read."""
+def sample_signatures(data: dict, path: Path, counts: dict[str, tuple[int, int]]) -> dict[str, object]:
+    """task -> which documents a file without ``--limit`` scored: "all", or for a task scored on fewer documents
+    than it has (``--samples``; lm-eval's result file does not record the sample) its (effective, original)
+    counts and, where its per-sample log is beside the file, a digest of the doc ids the log holds. Two files
+    whose signatures differ on a task are two runs (a sample and the complete run, or two samples of one size);
+    without logs two samples of one size cannot be told apart. Complete and ``--limit`` runs' logs are not read."""
     if data["config"].get("limit") is not None:
         return {}
     stamp = result_stamp(path)
-    out = {}
+    out: dict[str, object] = {}
     for task, (effective, original) in sorted(counts.items()):
+        if effective >= original:
+            out[task] = "all"
+            continue
         log = path.with_name(f"samples_{task}_{stamp}.jsonl")
-        if effective >= original or not log.is_file():
+        if not log.is_file():
+            out[task] = (effective, original)
             continue
         ids = _logged_doc_ids(log)
         if len(ids) != effective:
             raise NotAResultFile(f"{log}: {len(ids)} logged documents, but its result file reports {effective} "
                                  f"(n-samples.{task}.effective): {FOREIGN_LOG}")
-        out[task] = sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
+        out[task] = (effective, original, sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16])
     return out
 
 
@@ -588,10 +592,13 @@ def check_suite_groups(data: dict, path: Path) -> None:
                       f"group; this file is from lm-eval {data.get('lm_eval_version') or '?'})", file=sys.stderr)
 
 
-def _conflicts(run: Run, data: dict) -> bool:
-    """True when a task of ``data`` is in ``run`` at another version, or a task family of ``data`` ran
-    with other settings (another answer mode, target, question subset, ...): then it is another row."""
+def _conflicts(run: Run, data: dict, signatures: dict[str, object]) -> bool:
+    """True when a task of ``data`` is in ``run`` at another version or on other documents (``signatures``: a
+    sample and the complete task, or two samples), or a task family of ``data`` ran with other settings
+    (another answer mode, target, question subset, ...): then it is another row."""
     if any(t in run.versions and run.versions[t] != v for t, v in (data.get("versions") or {}).items()):
+        return True
+    if any(t in run.sample_of and run.sample_of[t] != s for t, s in signatures.items()):
         return True
     found = (task_settings(data, t) for t in data["results"])
     return any(f is not None and f[0] in run.settings and run.settings[f[0]] != f[1] for f in found)
@@ -605,23 +612,25 @@ def load_runs(files: list[Path]) -> list[Run]:
     runs: list[Run] = []
     for path, data in loaded:
         check_suite_groups(data, path)
-        counts = _sample_counts(data, path)
-        key = identity(data, counts, _sample_digests(data, path, counts))
-        run = next((r for r in runs if r.key == key and not _conflicts(r, data)), None)
+        signatures = sample_signatures(data, path, _sample_counts(data, path))
+        key = identity(data)
+        run = next((r for r in runs if r.key == key and not _conflicts(r, data, signatures)), None)
         if run is None:
             run = Run(key)
             runs.append(run)
         else:
             again = sorted(set(run.metrics) & set(data["results"]))
-            unknown = [t for t in again if t in key.get("sampled", {}) and t not in key.get("sample", {})]
+            unknown = [t for t in again if isinstance(signatures.get(t), tuple) and len(signatures[t]) == 2]
             if again:
                 print(f"culture-leaderboard: {path} repeats {', '.join(again[:3])} of row {run.label}; "
                       "the newest file's numbers are shown"
                       + (f" ({', '.join(unknown[:3])}: without per-sample logs, two samples of one size (--samples) "
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
-        _add_file(run, data, path)
+        _add_file(run, data, path, signatures)
     for k, run in enumerate(runs):
-        extra = json.dumps([run.versions, run.settings], sort_keys=True) if any(r.key == run.key for r in runs[:k]) else ""
+        sampled = {t: s for t, s in sorted(run.sample_of.items()) if s != "all"}
+        extra = json.dumps([run.versions, run.settings, sampled], sort_keys=True, default=list) \
+            if any(r.key == run.key for r in runs[:k]) else ""
         run.row_id = "r" + sha256((json.dumps(run.key, sort_keys=True) + extra).encode()).hexdigest()[:6]
         run.info["adapter"] = run.model_args.get("peft", "")
         run.info["adapter_kind"] = adapter_kind(run.model_args.get("peft"))

@@ -1423,6 +1423,31 @@ def test_two_samples_of_equal_size_are_two_rows_and_the_same_sample_twice_is_one
     assert sorted(set(shown)) == sorted(f"† partial, sample {n[-7:-1]}" for n in notes)
 
 
+def test_files_of_one_sampled_run_fill_one_row(tmp_path):
+    # one --samples run split over three lm_eval calls (arabic and korean on 5 of 40 documents each, in parallel,
+    # with their logs; WVS USA complete): no task in two files, so one row, partial, holding all three files'
+    # numbers; a complete run of the arabic task (other documents) is a row of its own
+    counts = {"culturellm_arabic_x": {"original": 40, "effective": 5}}
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 1.0}, n_samples=counts,
+            samples={"culturellm_arabic_x": _sampled_log([0, 1, 0, 1, 0])}, doc_ids={"culturellm_arabic_x": [1, 3, 5, 7, 9]})
+    _result(tmp_path / "res", "/m/base", {"culturellm_korean_x": 0.375},
+            n_samples={"culturellm_korean_x": {"original": 40, "effective": 5}},
+            samples={"culturellm_korean_x": _sampled_log([0, 0, 0, 0, 0])}, doc_ids={"culturellm_korean_x": [2, 4, 6, 8, 10]})
+    _result(tmp_path / "res", "/m/base", {}, extra={"wvs_usa": {"wvs_jsd,none": 0.7}},
+            hib={"wvs_usa": {"wvs_jsd": True}}, n_samples={"wvs_usa": {"original": 50, "effective": 50}})
+    data = _json(tmp_path)
+    assert len(data["runs"]) == 1 and data["runs"][0]["is_partial"] and len(data["runs"][0]["files"]) == 3
+    assert (_cell(data, "base", "arabic")["value"], _cell(data, "base", "korean")["value"]) == (1.0, 0.375)
+    assert _cell(data, "base", "wvs_usa", table="wvs: wvs_jsd (higher is better)")["value"] == 0.7
+    _result(tmp_path / "res", "/m/base", {"culturellm_arabic_x": 0.9},
+            n_samples={"culturellm_arabic_x": {"original": 40, "effective": 40}})
+    data = _json(tmp_path)
+    rows = sorted(data["runs"], key=lambda r: len(r["files"]))
+    assert [len(r["files"]) for r in rows] == [1, 3] and not rows[0]["is_partial"] and rows[1]["is_partial"]
+    by_row = {c["row_id"]: c["value"] for c in data["cells"] if c["column"] == "arabic"}
+    assert by_row == {rows[0]["row_id"]: 0.9, rows[1]["row_id"]: 1.0}
+
+
 def test_samples_of_equal_size_without_logs_share_a_row_and_say_why(tmp_path, capsys):
     # without --log_samples nothing tells which documents were scored: two 5-of-40 files are one row (the newest
     # file's number), and the warning says that two samples of one size cannot be told apart without the logs
