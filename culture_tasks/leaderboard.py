@@ -59,8 +59,8 @@ from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
-from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_vsm13,
-                                        summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
+from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
+                                        logged_vsm13, summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS, constants_by_dimension
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -231,7 +231,10 @@ class Run:
         reported = _finite(self.metrics.get(task, {}).get(metric))
         scored = self.documents.get(task)
         if metric in VSM13_METRICS:
-            _check_vsm13_log(path, items[0])
+            try:
+                logged_settings(items[0])
+            except ValueError as err:
+                raise NotAResultFile(f"{path}: {err}: {FOREIGN_LOG}") from None
         if scored is not None and len(items) != scored:
             raise NotAResultFile(f"{path}: {len(items)} logged documents, but its result file reports {metric} over "
                                  f"{scored} (n-samples.{task}.effective): {FOREIGN_LOG}")
@@ -241,40 +244,6 @@ class Run:
         if not math.isclose(logged, reported, rel_tol=1e-9, abs_tol=1e-12):
             raise NotAResultFile(f"{path}: the logged documents give {metric} {logged:.6f}, but its result file "
                                  f"reports {reported:.6f}: {FOREIGN_LOG}")
-
-
-def _check_vsm13_log(path: Path, item: tuple) -> None:
-    """The target and constants a VSM13 log's documents carry (``process_results_vsm13``), which its
-    metrics are computed from: a hand-edited value is an error naming the log, not a traceback."""
-    def parsed(value):  # as tasks._as_dict reads it
-        if value in (None, ""):
-            return {}
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise ValueError(f"not JSON: {value!r}") from None
-
-    try:
-        constants_by_dimension(parsed(item[3]) or None)
-    except ValueError as err:
-        raise NotAResultFile(f"{path}: its VSM13 constants are not valid ({err}): {FOREIGN_LOG}") from None
-    try:
-        target = parsed(item[2])
-        if not isinstance(target, dict):
-            raise ValueError(f"not a mapping of dimensions to scores: {target!r}")
-        unknown = [k for k in target if k not in DIMENSIONS]
-        if unknown:
-            raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}; the dimensions are "
-                             f"{', '.join(DIMENSIONS)}")
-        for key, value in target.items():
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-                raise ValueError(f"{key} must be a number, got {value!r}")
-        if not any(value is not None and math.isfinite(value) for value in target.values()):
-            raise ValueError(f"no dimension has a score: {target!r}")
-    except ValueError as err:
-        raise NotAResultFile(f"{path}: its VSM13 target is not valid ({err}): {FOREIGN_LOG}") from None
 
 
 def _num(value) -> str:

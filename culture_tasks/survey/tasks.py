@@ -79,9 +79,7 @@ def doc_to_text(doc: Mapping) -> str:
 
 
 def _as_dict(value) -> dict:
-    if value in (None, "", {}):
-        return {}
-    return json.loads(value) if isinstance(value, str) else dict(value)
+    return dict(_logged_json(value))
 
 
 # --------------------------------------------------------------------------- WVS
@@ -474,10 +472,49 @@ def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: i
     return {key: stats.percentile_interval(runs[key], level) for key in VSM13_METRICS}
 
 
+def _logged_json(value):
+    """A logged target or constants (a mapping, its JSON, or nothing), unchecked: a string that is not JSON says so."""
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValueError(f"not JSON: {value!r}") from None
+
+
+def logged_settings(item: tuple) -> tuple[dict, dict]:
+    """The target and constants a VSM13 document's logged result carries (``process_results_vsm13``), which
+    its metrics are computed from; a value the task does not write (a hand-edited log) is a ValueError naming it."""
+    try:
+        constants = _logged_json(item[3])
+        constants_by_dimension(constants or None)
+    except ValueError as err:
+        raise ValueError(f"its VSM13 constants are not valid ({err})") from None
+    try:
+        target = _logged_json(item[2])
+        if not isinstance(target, dict):
+            raise ValueError(f"not a mapping of dimensions to scores: {target!r}")
+        unknown = [k for k in target if k not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}; the dimensions are "
+                             f"{', '.join(DIMENSIONS)}")
+        for key, value in target.items():
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise ValueError(f"{key} must be a number, got {value!r}")
+        if not any(value is not None and math.isfinite(value) for value in target.values()):
+            raise ValueError(f"no dimension has a score: {target!r}")
+    except ValueError as err:
+        raise ValueError(f"its VSM13 target is not valid ({err})") from None
+    return dict(target), dict(constants)
+
+
 def logged_vsm13(items: Sequence[tuple]) -> tuple[dict[int, float], dict, dict, dict]:
     """A VSM13 task's per-document results read back: (each item's mean score over its documents, in item
     order; the target; the constants; the country comparison), what its metrics are computed from."""
-    return dict(sorted(_item_table(items)[0].items())), _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
+    target, constants = logged_settings(items[0])
+    return dict(sorted(_item_table(items)[0].items())), target, constants, _comparison(items)
 
 
 @_content_cache(size=BOARD_LOGS)
