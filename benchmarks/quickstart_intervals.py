@@ -4,7 +4,8 @@
 
 The numbers are the report's own: the leaderboard's CultureLLM cells (a culture's score is the
 mean of its tasks' macro-F1; its interval resamples the logged documents, ``--log_samples``).
-Used to size ``PER_CULTURE`` in scripts/quickstart.sh: the width shrinks about as 1 / sqrt(documents).
+Used to size ``PER_CULTURE`` in scripts/quickstart.sh: the width shrinks about as 1 / sqrt(documents). A
+culture with a task under ``classification.MIN_DOCS`` documents has no interval (the cell says why).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import numpy as np
 from culture_tasks.leaderboard import SUITES, LeaderboardError, build_tables, find_result_files, load_runs
 
 
-def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, float | None]]:
-    """``{culture: (macro-F1, low, high)}`` of the CultureLLM table's one row."""
+def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, float | None, str]]:
+    """``{culture: (macro-F1, low, high, why no interval)}`` of the CultureLLM table's one row."""
     tables = build_tables(load_runs(find_result_files([str(run_folder)])))
     table = next((t for t in tables if t.title == SUITES["culturellm"]), None)
     if table is None or len(table.rows) != 1:
         raise SystemExit(f"{run_folder}: expected the CultureLLM results of one run")
     _, cells = table.rows[0]
-    return {col.key: (cell.value, cell.low, cell.high) for col, cell in zip(table.columns, cells)
+    return {col.key: (cell.value, cell.low, cell.high, cell.interval_note) for col, cell in zip(table.columns, cells)
             if not col.count and col.metric == "f1_macro" and col.key != "overall"}
 
 
@@ -40,15 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     except (LeaderboardError, OSError, ValueError) as err:
         print(f"quickstart_intervals: {err}", file=sys.stderr)
         return 2
-    missing = sorted(c for c, (_, low, high) in rows.items() if low is None or high is None)
-    if missing:
-        raise SystemExit(f"no interval for {missing}: run lm_eval with --log_samples")
+    if any("--log_samples" in note for *_, note in rows.values()):
+        raise SystemExit("no interval without the per-sample logs: run lm_eval with --log_samples")
     print("| culture | macro-F1 | 95 % interval | width |")
     print("|---|---:|---|---:|")
-    for culture, (value, low, high) in rows.items():
-        print(f"| {culture} | {value:.3f} | [{low:.3f}, {high:.3f}] | {high - low:.3f} |")
-    widths = [high - low for _, low, high in rows.values()]
-    print(f"\nwidth: median {np.median(widths):.3f}, range {min(widths):.3f}-{max(widths):.3f}")
+    for culture, (value, low, high, note) in rows.items():
+        shown = f"[{low:.3f}, {high:.3f}] | {high - low:.3f}" if low is not None and high is not None else f"{note} | –"
+        print(f"| {culture} | {value:.3f} | {shown} |")
+    widths = [high - low for _, low, high, _ in rows.values() if low is not None and high is not None]
+    if widths:
+        print(f"\nwidth: median {np.median(widths):.3f}, range {min(widths):.3f}-{max(widths):.3f} "
+              f"({len(widths)} of {len(rows)} cultures have an interval)")
     return 0
 
 

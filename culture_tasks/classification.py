@@ -296,8 +296,25 @@ def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) ->
 
 f1_macro.batched = _f1_macro_batched
 
+
+def share(items: Sequence[float]) -> float:
+    """Accuracy or the parse-failure rate: the mean of the documents' 0 / 1 (``stats.mean``), with the
+    classification metrics' minimum of documents for an interval."""
+    return stats.mean(items)
+
+
+share.batched = stats.mean.batched
+
+# Below this many documents in a task a bootstrap interval of a classification metric does not hold
+# the complete run's value often enough to be read as a 95 % interval (macro-F1: a resample drops
+# labels, and an absent label scores F1 = 0; accuracy: a proportion's percentile interval at a few
+# documents): no interval is given, for the task or for a mean over tasks with one so small.
+# Measured by benchmarks/interval_calibration.py (docs/interval_calibration.md).
+MIN_DOCS = 20
+f1_macro.min_items = share.min_items = MIN_DOCS
+
 # Companion metrics: the 95 % bootstrap interval of each corpus metric (culture_tasks.stats).
-METRICS = {"f1_macro": f1_macro, "acc": stats.mean, "parse_fail_rate": stats.mean}
+METRICS = {"f1_macro": f1_macro, "acc": share, "parse_fail_rate": share}
 for _name, _aggregate in METRICS.items():
     globals().update(stats.ci_aggregations(_name, _aggregate, nonfinite="f1_macro, acc and their intervals"
                                            if _name == "f1_macro" else None))

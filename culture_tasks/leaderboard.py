@@ -41,7 +41,7 @@ import json
 import math
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +52,7 @@ import numpy as np
 
 from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.classification import f1_macro, f1_macro_weighted
+from culture_tasks.classification import f1_macro, f1_macro_weighted, share
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
@@ -101,7 +101,8 @@ def _weighted_mean(items: Sequence[float], weights: np.ndarray) -> np.ndarray:
 # metric -> (aggregate of one task's per-document items, the same with per-item weights)
 RESAMPLABLE: dict[str, tuple[Callable, Callable]] = {
     "f1_macro": (f1_macro, f1_macro_weighted),
-    **{m: (stats.mean, _weighted_mean) for m in ("acc", "parse_fail_rate", "wvs_jsd", "wvs_w1", "wvs_majority")},
+    **{m: (share, _weighted_mean) for m in ("acc", "parse_fail_rate")},
+    **{m: (stats.mean, _weighted_mean) for m in ("wvs_jsd", "wvs_w1", "wvs_majority")},
 }
 
 
@@ -818,9 +819,12 @@ def make_cell(run: Run, column: Column) -> Cell | None:
         return Cell(None, interval_note=NOT_A_NUMBER)
     if len(tasks) == 1:
         low, high = (run.metrics[tasks[0]].get(column.metric + s) for s in stats.CI_SUFFIXES)
+        members = run.groups.get(tasks[0])
+        few = _too_few(column.metric, [run.documents[t] for t in members or tasks if t in run.documents])
+        if few:
+            return Cell(value, interval_note=few)
         if _finite(low) is not None and _finite(high) is not None:
             return Cell(value, low, high)
-        members = run.groups.get(tasks[0])
         if not members:
             if low is not None and high is not None:  # reported as NaN: a finite value has none only from one document
                 return Cell(value, interval_note="no interval: the result file's is not a number (fewer than 2 "
@@ -832,6 +836,11 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     if column.metric not in RESAMPLABLE:
         return Cell(value, interval_note=f"no interval: {column.metric} has no per-document resampling")
     items = _task_items(run, tasks, column.metric)
+    scored = (list(Counter(t for t, _ in items).values()) if items is not None
+              else [run.documents[t] for t in tasks if t in run.documents])
+    few = _too_few(column.metric, scored)
+    if few:
+        return Cell(value, interval_note=few)
     if items is None:
         return Cell(value, interval_note=_no_samples(run, tasks, column.metric))
     questions = _questions(run, tasks, column.metric)
@@ -840,6 +849,18 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     else:
         low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
+
+
+def _too_few(metric: str, scored: list[int]) -> str:
+    """Why a mean of ``metric`` over tasks that scored ``scored`` documents gets no interval (a task under
+    the metric's own minimum, ``stats.min_items``: the classification metrics' ``MIN_DOCS``), or "" where they are
+    enough. Result files of earlier versions may hold an interval over fewer: it is not shown either."""
+    need = stats.min_items(RESAMPLABLE[metric][0]) if metric in RESAMPLABLE else stats.MIN_ITEMS
+    if need <= stats.MIN_ITEMS or not scored or min(scored) >= need:
+        return ""
+    fewest = min(scored)
+    return (f"no interval: {fewest} document{'s' if fewest != 1 else ''} in a task; a {metric} interval needs {need} in each "
+            "(fewer do not hold the complete run's value: docs/interval_calibration.md)")
 
 
 def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]:
@@ -1122,7 +1143,7 @@ def diff_text(cell: Cell) -> str:
     d = cell.diff
     verdict = "significant" if cell.significant else "not significant"
     interval = (f"[{d['low']:+.4f}, {d['high']:+.4f}]" if _finite(d["low"]) is not None and _finite(d["high"]) is not None
-                else "(no interval: one document)")
+                else "(no interval: too few documents)")
     return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f} ({verdict})"
 
 

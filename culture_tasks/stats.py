@@ -32,7 +32,7 @@ log = logging.getLogger("culture_tasks")
 
 ITERS = 1000
 SEED = 1234
-MIN_ITEMS = 2  # fewer documents give no interval
+MIN_ITEMS = 2  # fewer documents give no interval; an aggregate's ``min_items`` attribute may ask for more
 LEVEL = 0.95
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 
@@ -57,6 +57,27 @@ def stratified_indices(keys: Sequence, iters: int, seed: int) -> np.ndarray:
         draws = np.random.default_rng(seed + k).integers(0, len(positions), size=(iters, len(positions)))
         idx[:, positions] = positions[draws]
     return idx
+
+
+def min_items(aggregate: Callable) -> int:
+    """The documents an interval of ``aggregate`` needs (per stratum for a stratified one): its
+    ``min_items`` attribute where a bootstrap of it is known not to hold its value on fewer
+    (macro-F1, ``classification.MIN_DOCS``), else ``MIN_ITEMS``."""
+    return max(MIN_ITEMS, int(getattr(aggregate, "min_items", MIN_ITEMS)))
+
+
+def enough_items(aggregate: Callable, items: Sequence) -> bool:
+    """Whether ``items`` are enough for an interval of ``aggregate``: ``MIN_ITEMS`` in all, and for a
+    stratified aggregate (``TaskMean``) ``min_items`` of its per-stratum statistic in every stratum."""
+    if len(items) < MIN_ITEMS:
+        return False
+    strata = getattr(aggregate, "strata", None)
+    if strata is None:
+        return len(items) >= min_items(aggregate)
+    counts = defaultdict(int)
+    for item in items:
+        counts[strata(item)] += 1
+    return min(counts.values()) >= getattr(aggregate, "min_per_stratum", 1)
 
 
 def _indices(aggregate: Callable, items: list, iters: int, seed: int) -> np.ndarray:
@@ -90,12 +111,13 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     interval is NaN when every resample is, when the statistic of all the items is (a document
     without a finite score: resamples that happen to leave it out would give an interval of the
     other documents), and when there are fewer than ``MIN_ITEMS`` items (one document resampled
-    is that document again: a zero-width interval would read as certainty).
+    is that document again: a zero-width interval would read as certainty), or fewer than the
+    aggregate's own ``min_items`` (``enough_items``).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     items = _canonical(items)
-    if len(items) < MIN_ITEMS or not np.isfinite(aggregate(items)):
+    if not enough_items(aggregate, items) or not np.isfinite(aggregate(items)):
         return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
     idx = _indices(aggregate, items, iters, seed)
     return percentile_interval(_statistics(aggregate, items, idx), level)
@@ -108,7 +130,7 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
 
     ``items_a[i]`` and ``items_b[i]`` belong to the same document (base vs. checkpoint). The
     interval resamples the documents with the same indices for both runs, so what the documents
-    share cancels (NaN under ``MIN_ITEMS`` documents). The two-sided p-value is the paired
+    share cancels (NaN where ``enough_items`` says the documents are too few). The two-sided p-value is the paired
     approximate randomisation test (the usual test for NLP metrics, macro-F1 included): if the
     runs do not differ, the two outputs of a document are exchangeable, so each of ``iters``
     rounds swaps every document's pair with probability 1/2 and recomputes the difference;
@@ -127,7 +149,7 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     b = [y for _, y in pairs]
     diff = float(aggregate(b) - aggregate(a))
     low = high = nan
-    if len(a) >= MIN_ITEMS and math.isfinite(diff):
+    if enough_items(aggregate, a) and math.isfinite(diff):
         idx = _indices(aggregate, a, iters, seed)
         low, high = percentile_interval(_statistics(aggregate, b, idx) - _statistics(aggregate, a, idx), level)
     return {"diff": diff, "low": low, "high": high, "p_value": randomisation_p(aggregate, a, b, diff, iters, seed)}
@@ -261,12 +283,15 @@ class TaskMean:
     documents the run scored (the design of the run, whatever it was: all documents, ``--limit``,
     a stratified ``--samples``). ``weighted(items, weights)``, the per-task statistic of every row of
     a weight matrix, makes the resamples one vectorised pass; without it each is computed alone.
+    ``min_per_stratum``: the documents every task needs for an interval, the per-task statistic's
+    ``min_items`` (macro-F1: ``classification.MIN_DOCS``) or 1.
     """
 
     CHUNK = 64
 
     def __init__(self, one: Callable[[Sequence], float], weighted: Callable | None = None):
         self.one, self.weighted = one, weighted
+        self.min_per_stratum = int(getattr(one, "min_items", 1))
 
     @staticmethod
     def strata(item: tuple) -> str:
@@ -335,9 +360,12 @@ def ci_aggregations(name: str, aggregate: Callable[[Sequence], float],
     out = {}
     for position, suffix in enumerate(CI_SUFFIXES):
         def bound(items, _position=position):
-            if nonfinite and _position == 0:
-                warn_nonfinite(sum(map(nonfinite_item, items)), len(items), nonfinite)
-            return cached_ci(name, aggregate, select(items) if select else items)[_position]
+            units = select(items) if select else items
+            if _position == 0:
+                if nonfinite:
+                    warn_nonfinite(sum(map(nonfinite_item, items)), len(items), nonfinite)
+                warn_too_few(name, aggregate, units)
+            return cached_ci(name, aggregate, units)[_position]
 
         bound.__name__ = bound.__qualname__ = name + suffix
         bound.__doc__ = f"{'Lower' if position == 0 else 'Upper'} bound of the {LEVEL:.0%} bootstrap interval of {name}."
@@ -396,6 +424,16 @@ def warn_nonfinite(bad: int, total: int, metrics: str, task: str | None = None) 
     if bad:
         log.warning("%s: %d of %d documents have a NaN or infinite log-likelihood, so %s are NaN; %s",
                     task or lm_eval_task_name() or "a task", bad, total, metrics, NONFINITE_FIX)
+
+
+def warn_too_few(name: str, aggregate: Callable, items: Sequence, task: str | None = None) -> None:
+    """One warning for a task whose ``name`` interval is NaN because it has fewer documents than the
+    metric's own minimum (``min_items``; beyond the ``MIN_ITEMS`` every interval needs)."""
+    need = min_items(aggregate)
+    if MIN_ITEMS <= len(items) < need:
+        log.warning("%s: no %s interval (%s_ci_low / _ci_high are NaN): %d documents, and a bootstrap of %s "
+                    "needs %d to hold the complete run's value (docs/interval_calibration.md)",
+                    task or lm_eval_task_name() or "a task", name, name, len(items), name, need)
 
 
 def with_ci(results: dict) -> dict:

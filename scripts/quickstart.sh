@@ -28,9 +28,10 @@
 # prompts: lm-eval scores a prompt shared by tasks once): 3 min 4 s and 3 min 26 s wall on 2 CPU cores in two CI runs on a
 # fresh clone (run folder to report, model cached); 509 CPU seconds (user + sys) at BATCH_SIZE=16
 # (613 at BATCH_SIZE=8, same scores).
-# First run only: converting the model, 42 CPU s (3 s when cached). Per-culture macro-F1 95 % bootstrap
-# intervals (python -m benchmarks.quickstart_intervals <run folder>): 0.16-0.21 wide, median 0.18;
-# they narrow as 1/sqrt(PER_CULTURE). Batch 16 holds 16 x longest prompt x 49,152 float32 logits
+# First run only: converting the model, 42 CPU s (3 s when cached). At PER_CULTURE=20 a task has 1-10
+# documents: too few for a macro-F1 interval (classification.MIN_DOCS = 20 per task;
+# docs/interval_calibration.md), so the report shows CultureLLM without one; PER_CULTURE=220 gives every
+# task 20 (python -m benchmarks.quickstart_intervals <run folder> prints the widths). Batch 16 holds 16 x longest prompt x 49,152 float32 logits
 # (a 2,000-token prompt: 6 GB, twice that during log_softmax): lower BATCH_SIZE on a small machine.
 set -euo pipefail
 die() { echo "quickstart.sh: $*" >&2; exit 2; }
@@ -128,7 +129,8 @@ echo "Run folder $OUT; its commands, to rerun into a new folder: bash $OUT/repro
 echo
 echo "Culture report: $OUT/report.html"
 if [ "$PER_CULTURE" != all ]; then
-  echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval (a sample of $PER_CULTURE documents per culture, so marked partial);"
+  echo "Look first at the CultureLLM table: macro-F1 per culture over a sample of $PER_CULTURE documents per culture, so marked partial,"
+  echo "with its 95 % interval where every task of the culture has 20 documents or more (fewer: \"no interval\" and why);"
 else
   echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval;"
 fi

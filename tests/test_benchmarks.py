@@ -68,6 +68,43 @@ def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_pa
     assert err.startswith(f"quickstart_intervals: {tmp_path}: no lm-eval result file") and err.count("\n") == 1
 
 
+def test_quickstart_intervals_prints_why_a_culture_has_no_interval(tmp_path, monkeypatch, capsys):
+    # a culture with a task under MIN_DOCS documents has no interval: the table says why instead of stopping
+    # with "run lm_eval with --log_samples" (which the run had done)
+    from benchmarks import quickstart_intervals
+
+    note = "no interval: 2 documents in a task; a f1_macro interval needs 20 in each"
+    rows = {"arabic": (0.5, None, None, note), "chinese": (0.4, 0.3, 0.55, "")}
+    monkeypatch.setattr(quickstart_intervals, "culture_cells", lambda folder: rows)
+    assert quickstart_intervals.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"| arabic | 0.500 | {note} | – |" in out and "| chinese | 0.400 | [0.300, 0.550] | 0.250 |" in out
+    assert "width: median 0.250, range 0.250-0.250 (1 of 2 cultures have an interval)" in out
+    rows["chinese"] = (0.4, None, None, "no interval: no per-sample logs (run lm_eval with --log_samples)")
+    with pytest.raises(SystemExit, match="run lm_eval with --log_samples"):
+        quickstart_intervals.main([str(tmp_path)])
+
+
+def test_interval_calibration_counts_coverage_by_hand():
+    # the figures behind classification.MIN_DOCS: coverage is over the intervals there are, "shown" over those the
+    # rule lets through; a task with every document right has the complete value 1 in every sample
+    from benchmarks import interval_calibration as ic
+
+    tally = ic.Tally()
+    tally.add(0.5, 0.4, 0.6, 0.55, shown=True)   # held, shown
+    tally.add(0.5, 0.4, 0.6, 0.70, shown=False)  # missed, not shown
+    tally.add(0.3, float("nan"), float("nan"), 0.3, shown=True)  # no interval: counted as a case only
+    # errors -0.05, -0.2, 0: mean -0.0833, population sd sqrt((0.0333² + 0.1167² + 0.0833²) / 3) = 0.0850
+    assert tally.line("x") == "| x | 3 | 0.500 | -0.083 | 0.085 | 0.200 | 1 | 1.000 |"
+    suite = {"t_a": ("c", ["p", "q"] * 15), "t_b": ("c", ["p", "q", "r"] * 10)}
+    model = {t: [(i % len(set(labels)),) * 2 + (len(set(labels)),) for i in range(len(labels))]
+             for t, (_, labels) in suite.items()}
+    tallies = ic.per_culture(suite, [model], reps=2, sizes=[10, 40])
+    assert tallies[10, "c"].count == 2 and tallies[10, "c"].shown == 0  # 5 documents a task: none shown
+    assert tallies[40, "c"].shown == 2 and tallies[40, "c"].hits == 2   # 20 each: shown, and [1, 1] holds 1
+    assert ic.per_task(suite, [model], reps=1, sizes=[20])[20].hits == 2
+
+
 def test_train_real_run_reports_an_adapter_whose_training_time_is_unknown(monkeypatch, tmp_path, capsys):
     # a LoRA run resumed from a checkpoint stored without the training time records seconds as null in
     # training.json; the run goes on to the next adapter and says the time is unknown instead of a TypeError

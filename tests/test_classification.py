@@ -404,10 +404,16 @@ def test_a_nan_loglikelihood_chooses_no_option_and_makes_the_task_nan(caplog):
                   classification.acc_ci_high(acc_items)]
     assert all(math.isnan(v) for v in values), values
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "1 of 4 documents have a NaN or infinite log-likelihood" in warnings[0]
+    assert len(warnings) == 3 and "1 of 4 documents have a NaN or infinite log-likelihood" in warnings[0]
     assert "f1_macro, acc and their intervals are NaN" in warnings[0] and "dtype=float32" in warnings[0]
+    # and 4 documents are too few for an interval of a classification metric in any case (classification.MIN_DOCS)
+    assert warnings[1:] == [f"a task: no {m} interval ({m}_ci_low / _ci_high are NaN): 4 documents, and a bootstrap "
+                            f"of {m} needs {classification.MIN_DOCS} to hold the complete run's value "
+                            "(docs/interval_calibration.md)" for m in ("f1_macro", "acc")]
     # the other documents alone score as before
-    assert classification.f1_macro(f1_items[1:]) == 1.0 and classification.acc_ci_low(acc_items[1:]) == 1.0
+    assert classification.f1_macro(f1_items[1:]) == 1.0
+    enough = acc_items[1:] * classification.MIN_DOCS
+    assert classification.acc_ci_low(enough) == 1.0 and math.isnan(classification.acc_ci_low(acc_items[1:]))
 
 
 def test_vectorised_macro_f1_is_nan_with_a_document_without_prediction():

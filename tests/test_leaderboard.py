@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from culture_tasks.classification import MIN_DOCS
 from culture_tasks.leaderboard import main
 
 COUNTER = iter(range(3600))
@@ -175,7 +176,7 @@ def test_partial_run_marked_in_every_format(tmp_path, capsys):
 
 def test_intervals_task_group_and_missing(tmp_path):
     # one-class tasks answered right every time: macro-F1 = 1 in every resample -> interval [1, 1]
-    right = [{"f1_macro": [0, 0, 1], "acc": 1.0}] * 4
+    right = [{"f1_macro": [0, 0, 1], "acc": 1.0}] * MIN_DOCS
     _result(tmp_path / "res/a", "/m/logged", {"culturellm_english_x": 1.0, "culturellm_english_y": 1.0},
             samples={"culturellm_english_x": right, "culturellm_english_y": right},
             ci={"culturellm_english_x": (1.0, 1.0), "culturellm_english_y": (1.0, 1.0)})
@@ -812,7 +813,7 @@ def test_a_result_file_named_by_output_path_finds_its_logs(tmp_path):
     # lm_eval --output_path res/board.json writes res/board_<date>.json and res/samples_<task>_<date>.jsonl:
     # the folder holds a result file, and the logs beside it give the english mean its interval ([1, 1]: one-class
     # tasks answered right every time)
-    right = [{"f1_macro": [0, 0, 1]}] * 4
+    right = [{"f1_macro": [0, 0, 1]}] * MIN_DOCS
     tasks = ("culturellm_english_x", "culturellm_english_y")
     _result(tmp_path / "res", "/m/a", dict.fromkeys(tasks, 1.0), samples=dict.fromkeys(tasks, right))
     named = next((tmp_path / "res").glob("results_*.json"))
@@ -924,7 +925,7 @@ def test_the_culture_heatmap_writes_each_value_with_its_interval(tmp_path, monke
     # where the table has none), and ‡ after a mean over fewer of the column's tasks
     from culture_tasks import leaderboard, plots
 
-    right = [{"f1_macro": [0, 0, 1]}] * 4
+    right = [{"f1_macro": [0, 0, 1]}] * MIN_DOCS
     _result(tmp_path / "res/a", "/m/logged", {"culturellm_english_x": 1.0, "culturellm_english_y": 1.0},
             samples={"culturellm_english_x": right, "culturellm_english_y": right})
     _result(tmp_path / "res/b", "/m/other", {"culturellm_english_x": 0.5})
@@ -948,9 +949,31 @@ def test_a_task_of_one_document_says_why_it_has_no_interval(tmp_path):
             n_samples={task: {"original": 40, "effective": 1}})
     _result(tmp_path / "res/b", "/m/old", {task: 0.5})
     data = _json(tmp_path)
-    assert _cell(data, "one", "english")["interval_note"] == ("no interval: the result file's is not a number "
-                                                               "(fewer than 2 documents)")
+    assert _cell(data, "one", "english")["interval_note"] == (
+        f"no interval: 1 document in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold "
+        "the complete run's value: docs/interval_calibration.md)")
     assert _cell(data, "old", "english")["interval_note"] == "no interval: the result file reports none for this metric"
+
+
+def test_macro_f1_over_too_few_documents_per_task_has_no_interval(tmp_path):
+    # A bootstrap of macro-F1 over a few documents does not hold the complete run's value (a resample drops a label,
+    # which scores F1 = 0; benchmarks/interval_calibration.py): with fewer than MIN_DOCS documents in a task, neither
+    # the task's interval (even one an earlier version wrote into the result file) nor a mean's over it is shown.
+    few = MIN_DOCS - 1
+    right = [{"f1_macro": [0, 0, 1], "acc": 1.0}]
+    x, y = "culturellm_english_x", "culturellm_english_y"
+    for model, counts in {"/m/few": {x: few, y: MIN_DOCS}, "/m/one": {x: few}, "/m/enough": {x: MIN_DOCS}}.items():
+        _result(tmp_path / "res" / model[3:], model, dict.fromkeys(counts, 1.0), ci=dict.fromkeys(counts, (1.0, 1.0)),
+                samples={t: right * n for t, n in counts.items()},
+                n_samples={t: {"original": 40, "effective": n} for t, n in counts.items()})
+    data = _json(tmp_path)
+    note = (f"no interval: {few} documents in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not "
+            "hold the complete run's value: docs/interval_calibration.md)")
+    for model in ("few", "one"):  # a mean over two tasks, one of them short; one short task with a stored interval
+        cell = _cell(data, model, "english")
+        assert (cell["value"], cell["ci_low"], cell["ci_high"], cell["interval_note"]) == (1.0, None, None, note)
+    enough = _cell(data, "enough", "english")
+    assert (enough["value"], enough["ci_low"], enough["ci_high"]) == (1.0, 1.0, 1.0)
 
 
 def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:

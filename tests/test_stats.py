@@ -101,7 +101,7 @@ def test_randomisation_vectorised_and_loop_aggregates_agree():
     from culture_tasks.classification import f1_macro_weighted
 
     rng = np.random.default_rng(5)
-    a = [(int(g), int(p), 3) for g, p in zip(rng.integers(0, 3, 30), rng.integers(-1, 3, 30))]
+    a = [(int(g), int(p), 3) for g, p in zip(rng.integers(0, 3, 50), rng.integers(-1, 3, 50))]
     b = [(g, g if rng.random() < 0.5 else p, k) for g, p, k in a]  # the checkpoint fixes about half the misses
 
     def plain(xs):  # no .batched: one call per round
@@ -109,8 +109,8 @@ def test_randomisation_vectorised_and_loop_aggregates_agree():
 
     fast, slow = stats.paired_bootstrap(f1_macro, a, b, iters=200), stats.paired_bootstrap(plain, a, b, iters=200)
     assert fast == pytest.approx(slow) and fast["p_value"] < 0.05 < fast["diff"]
-    tasks_a = [("t1", x) for x in a[:12]] + [("t2", x) for x in a[12:]]
-    tasks_b = [("t1", x) for x in b[:12]] + [("t2", x) for x in b[12:]]
+    tasks_a = [("t1", x) for x in a[:20]] + [("t2", x) for x in a[20:]]  # MIN_DOCS each
+    tasks_b = [("t1", x) for x in b[:20]] + [("t2", x) for x in b[20:]]
     weighted = stats.paired_bootstrap(stats.TaskMean(f1_macro, f1_macro_weighted), tasks_a, tasks_b, iters=200)
     assert weighted == pytest.approx(stats.paired_bootstrap(stats.TaskMean(f1_macro), tasks_a, tasks_b, iters=200))
 
@@ -179,7 +179,15 @@ def test_paired_task_mean_macro_f1_by_hand():
     wrong = [(0, 1, 2), (1, 0, 2)]
     base = {"t1": _samples(base_t1), "t2": _samples(wrong)}
     adapter = {"t1": _samples(adapter_t1), "t2": _samples(wrong)}
-    out = stats.paired_task_mean(f1_macro, base, adapter)
+
+    def f1(xs):  # macro-F1 without its minimum of documents for an interval (classification.MIN_DOCS)
+        return f1_macro(xs)
+
+    # with it, 2 and 3 documents give no interval; the difference and the randomisation test stay
+    guarded = stats.paired_task_mean(f1_macro, base, adapter)
+    assert math.isnan(guarded["low"]) and math.isnan(guarded["high"])
+    assert (guarded["diff"], guarded["p_value"]) == pytest.approx(((1 - 2 / 3 + 0) / 2, 1.0))
+    out = stats.paired_task_mean(f1, base, adapter)
     assert out["diff"] == pytest.approx((1 - 2 / 3 + 0) / 2)  # the mean over tasks of the per-task differences
     assert (out["tasks"], out["documents"]) == (2, 5)
     # no resample favours the base (the adapter is right wherever the base is), so the interval starts at 0 or
@@ -189,10 +197,10 @@ def test_paired_task_mean_macro_f1_by_hand():
     # random swap reaches |1/6| and one document is no evidence at all: p = 1 (a bootstrap p-value said 8/27)
     assert out["p_value"] == 1.0
     # one task: exactly the paired bootstrap of macro-F1 over its documents
-    one = stats.paired_task_mean(f1_macro, {"t1": base["t1"]}, {"t1": adapter["t1"]})
-    expected = stats.paired_bootstrap(f1_macro, base_t1, adapter_t1)
+    one = stats.paired_task_mean(f1, {"t1": base["t1"]}, {"t1": adapter["t1"]})
+    expected = stats.paired_bootstrap(f1, base_t1, adapter_t1)
     assert {k: one[k] for k in expected} == pytest.approx(expected)
-    same = stats.paired_task_mean(f1_macro, base, base)
+    same = stats.paired_task_mean(f1, base, base)
     assert (same["diff"], same["low"], same["high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
 
 

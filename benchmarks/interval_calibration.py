@@ -1,0 +1,179 @@
+"""How often the macro-F1 intervals of a partial CultureLLM run hold the complete run's number.
+
+    python -m benchmarks.interval_calibration --data_dir ../shared/data [--reps 100] [--models 3]
+
+A partial run (``--samples`` from ``culture_tasks.sampling``, or n documents of a task) is read as
+an estimate of what the complete run would give. This script checks, for the suite's real tasks
+(their label sets and sizes, read by the tasks' own loader) and deterministic synthetic models
+(each task: the gold label with probability q ~ U(0.2, 0.8), otherwise a label drawn from a skewed
+distribution, fixed per document), how often the 95 % interval the leaderboard and the tasks print
+holds the complete run's value, over ``--reps`` samples:
+
+- per culture: the mean of its tasks' macro-F1 over a ``--per_culture`` sample (the main job's
+  design), its interval ``stats.TaskMean`` resampled within each task, as the leaderboard does;
+- per task: one task's macro-F1 over n documents drawn by the same design (``sampling.draw_task``),
+  its interval ``stats.bootstrap_ci`` (the task's ``f1_macro_ci_low`` / ``_ci_high``), grouped by n;
+- accuracy over n documents (``acc_ci_low`` / ``_ci_high``), a proportion drawn from U(0.2, 0.8).
+
+It prints coverage (share of samples whose interval holds the complete value; 0.95 is the aim),
+the mean error of the value (the sample's macro-F1 minus the complete run's), the mean width, and
+how many of the intervals the project shows (every task with at least ``MIN_DOCS`` documents)
+and their coverage.
+``classification.MIN_DOCS`` is set from these tables (the intervals are computed here without it). CPU only; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+
+from culture_tasks import sampling, stats
+from culture_tasks.classification import MIN_DOCS, f1_macro, f1_macro_weighted
+
+PER_CULTURE = (20, 30, 40, 60, 80)
+TASK_SIZES = (2, 3, 4, 6, 8, 10, 15, 20, 30, 50)
+
+
+def synthetic_model(suite: dict, seed: int) -> dict[str, list[tuple[int, int, int]]]:
+    """``{task: [(gold, prediction, labels)] for every document}`` of one deterministic model."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for task, (_, labels) in suite.items():
+        names = sorted(set(labels))
+        index = {x: i for i, x in enumerate(names)}
+        gold = np.array([index[x] for x in labels])
+        k, q = len(names), rng.uniform(0.2, 0.8)
+        skew = rng.dirichlet(np.full(k, 0.7))
+        pred = np.where(rng.random(len(gold)) < q, gold, rng.choice(k, size=len(gold), p=skew))
+        out[task] = [(int(g), int(p), k) for g, p in zip(gold, pred)]
+    return out
+
+
+def covers(low: float, high: float, truth: float) -> bool | None:
+    """Whether the interval holds ``truth``; None where there is no interval."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    return bool(low - 1e-12 <= truth <= high + 1e-12)
+
+
+def raw_f1(items) -> float:
+    """macro-F1 with no minimum of documents: the interval the bootstrap gives at any size."""
+    return f1_macro(items)
+
+
+raw_f1.batched = f1_macro.batched
+
+
+class Tally:
+    """Coverage, error and width of one design's intervals: all of them, and those the project shows
+    (every task with at least ``MIN_DOCS`` documents)."""
+
+    def __init__(self):
+        self.count, self.hits, self.errors, self.widths = 0, 0, [], []
+        self.shown, self.shown_hits = 0, 0
+
+    def add(self, value: float, low: float, high: float, truth: float, shown: bool) -> None:
+        self.count += 1
+        self.errors.append(value - truth)
+        hit = covers(low, high, truth)
+        if hit is not None:
+            self.hits += hit
+            self.widths.append(high - low)
+            if shown:
+                self.shown += 1
+                self.shown_hits += hit
+
+    def line(self, label: str) -> str:
+        coverage = f"{self.hits / len(self.widths):.3f}" if self.widths else "  -  "
+        width = f"{np.mean(self.widths):.3f}" if self.widths else "  -  "
+        shown = f"{self.shown_hits / self.shown:.3f}" if self.shown else "  -  "
+        return (f"| {label} | {self.count} | {coverage} | {np.mean(self.errors):+.3f} | {np.std(self.errors):.3f} | "
+                f"{width} | {self.shown} | {shown} |")
+
+
+HEADER = ("| design | cases | coverage | mean error | sd of error | mean width | shown | coverage of shown |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def per_culture(suite: dict, models: list[dict], reps: int, sizes) -> dict[tuple, Tally]:
+    culture_of = {t: c for t, (c, _) in suite.items()}
+    cultures = sorted(set(culture_of.values()))
+    aggregate = stats.TaskMean(raw_f1, f1_macro_weighted)
+    tallies: dict[tuple, Tally] = defaultdict(Tally)
+    for docs in sizes:
+        for model in models:
+            truth = {c: np.mean([f1_macro(model[t]) for t in suite if culture_of[t] == c]) for c in cultures}
+            for rep in range(reps):
+                sample = sampling.draw(suite, docs, 1000 + rep)
+                for c in cultures:
+                    items = [(t, model[t][i]) for t in sample if culture_of[t] == c for i in sample[t]]
+                    low, high = stats.bootstrap_ci(aggregate, items)
+                    shown = min(len(sample[t]) for t in sample if culture_of[t] == c) >= MIN_DOCS
+                    for key in ((docs, c), (docs, "all")):
+                        tallies[key].add(aggregate(items), low, high, truth[c], shown)
+    return tallies
+
+
+def per_task(suite: dict, models: list[dict], reps: int, sizes) -> dict[int, Tally]:
+    tallies: dict[int, Tally] = defaultdict(Tally)
+    for model in models:
+        for task, (_, labels) in suite.items():
+            truth = f1_macro(model[task])
+            for n in sizes:
+                if n >= len(labels):
+                    continue
+                for rep in range(reps):
+                    chosen = sampling.draw_task(labels, n, 1000 + rep, task)
+                    items = [model[task][i] for i in chosen]
+                    tallies[n].add(f1_macro(items), *stats.bootstrap_ci(raw_f1, items), truth, n >= MIN_DOCS)
+    return tallies
+
+
+def accuracy(sizes, reps: int) -> dict[int, Tally]:
+    """Accuracy (a mean of 0/1, ``stats.mean``'s interval): ``reps`` tasks per size whose true accuracy is drawn
+    from U(0.2, 0.8); its interval is computed without the minimum, as macro-F1's is."""
+    rng = np.random.default_rng(0)
+    tallies: dict[int, Tally] = defaultdict(Tally)
+    for n in sizes:
+        for rep in range(reps):
+            p = rng.uniform(0.2, 0.8)
+            items = list((rng.random(n) < p).astype(float))
+            tallies[n].add(stats.mean(items), *stats.bootstrap_ci(stats.mean, items, seed=rep), p, n >= MIN_DOCS)
+    return tallies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=None, help="data root (default: CULTURE_DATA_DIR)")
+    parser.add_argument("--reps", type=int, default=100, help="samples per design and model")
+    parser.add_argument("--models", type=int, default=3, help="synthetic models (seeds 0 .. models-1)")
+    parser.add_argument("--per_culture", type=int, nargs="*", default=list(PER_CULTURE))
+    parser.add_argument("--task_sizes", type=int, nargs="*", default=list(TASK_SIZES))
+    args = parser.parse_args(argv)
+    suite = sampling.suite_labels(args.data_dir)
+    models = [synthetic_model(suite, seed) for seed in range(args.models)]
+    print(f"{len(suite)} tasks, {args.models} synthetic models, {args.reps} samples each; "
+          f"MIN_DOCS = {MIN_DOCS} (the project shows no interval where a task has fewer documents)")
+    if args.per_culture:
+        print("\nPer culture (the mean macro-F1 of its tasks), a `culture_tasks.sampling` sample:\n")
+        print(HEADER)
+        tallies = per_culture(suite, models, args.reps, args.per_culture)
+        for key in sorted(tallies, key=lambda k: (k[0], k[1] != "all", k[1])):
+            docs, culture = key
+            print(tallies[key].line(f"{docs} per culture, {culture}"))
+    if args.task_sizes:
+        print("\nPer task, n documents drawn by label (`sampling.draw_task`), all tasks pooled:\n")
+        print(HEADER)
+        for n, tally in sorted(per_task(suite, models, args.reps, args.task_sizes).items()):
+            print(tally.line(f"n = {n}"))
+        print("\nAccuracy of one task, n documents (2,000 tasks per size, true accuracy U(0.2, 0.8)):\n")
+        print(HEADER)
+        for n, tally in sorted(accuracy(args.task_sizes, 2000).items()):
+            print(tally.line(f"n = {n}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
