@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---|---:|")
     for culture, (value, low, high, note) in rows.items():
         shown = f"[{low:.3f}, {high:.3f}] | {high - low:.3f}" if low is not None and high is not None else f"{note} | –"
-        print(f"| {culture} | {value:.3f} | {shown} |")
+        print(f"| {culture} | {'–' if value is None else f'{value:.3f}'} | {shown} |")
     widths = [high - low for _, low, high, _ in rows.values() if low is not None and high is not None]
     if widths:
         print(f"\nwidth: median {np.median(widths):.3f}, range {min(widths):.3f}-{max(widths):.3f} "

@@ -85,6 +85,26 @@ def test_quickstart_intervals_prints_why_a_culture_has_no_interval(tmp_path, mon
         quickstart_intervals.main([str(tmp_path)])
 
 
+def test_quickstart_intervals_prints_a_culture_whose_macro_f1_is_not_a_number(tmp_path, capsys):
+    # a culture whose task is NaN (a document without finite scores) has no value: its line says so, as the
+    # report's cell does, beside the other cultures (it was a TypeError formatting the missing value)
+    from benchmarks import quickstart_intervals
+    from culture_tasks.leaderboard import NOT_A_NUMBER
+    from tests.test_leaderboard import _result
+
+    right = [{"f1_macro": [0, 0, 1]}] * 20
+    tasks = ("culturellm_arabic_x", "culturellm_english_y")
+    _result(tmp_path / "res", "/m/a", {tasks[0]: 1.0, tasks[1]: float("nan")}, ci={tasks[0]: (1.0, 1.0)},
+            samples={tasks[0]: right, tasks[1]: right[1:] + [{"f1_macro": [0, None, 1]}]},
+            n_samples=dict.fromkeys(tasks, {"original": 40, "effective": 20}))
+    assert quickstart_intervals.main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    # arabic: a one-class task right on all 20 documents, 1.0 in every resample: [1, 1] in its result file
+    assert "| arabic | 1.000 | [1.000, 1.000] | 0.000 |" in out
+    assert f"| english | – | {NOT_A_NUMBER} | – |" in out
+    assert "width: median 0.000, range 0.000-0.000 (1 of 2 cultures have an interval)" in out
+
+
 def test_interval_calibration_counts_coverage_by_hand():
     # the figures behind classification.MIN_DOCS: coverage is over the intervals there are, "shown" over those the
     # rule lets through; a task with every document right has the complete value 1 in every sample
