@@ -660,6 +660,7 @@ class Cell:
     interval_note: str = ""
     diff: dict | None = None  # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value
     diff_note: str = ""
+    p_adjusted: float | None = None  # Holm over the row's paired tests in its table (--adjust holm)
     best: bool = False
     covered: int = 0  # the column's tasks this cell's mean is over
     of: int = 0  # the column's tasks over all rows
@@ -673,8 +674,13 @@ class Cell:
         return f"‡ {self.covered} of {self.of} tasks" if self.incomplete else ""
 
     @property
+    def p(self) -> float:
+        """The p-value the mark reads: Holm-adjusted under --adjust holm, else the cell's own."""
+        return self.p_adjusted if self.p_adjusted is not None else self.diff["p_value"]
+
+    @property
     def significant(self) -> bool:
-        return bool(self.diff) and math.isfinite(self.diff["p_value"]) and self.diff["p_value"] < ALPHA
+        return bool(self.diff) and math.isfinite(self.p) and self.p < ALPHA
 
     def mark(self) -> str:
         if not self.significant:
@@ -1058,8 +1064,20 @@ def survey_tables(runs: list[Run]) -> list[Table]:
     return tables
 
 
-def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
-    """Cells of every run that has any, differences from the baseline, best values; sorted rows."""
+ADJUSTMENTS = ("none", "holm")
+
+
+def adjust_row(cells: list[Cell]) -> int:
+    """Holm over one row's paired tests in a table (cells with a finite p-value); how many there are."""
+    tested = [c for c in cells if c.diff and math.isfinite(c.diff["p_value"])]
+    for cell, p in zip(tested, stats.holm([c.diff["p_value"] for c in tested])):
+        cell.p_adjusted = p
+    return len(tested)
+
+
+def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "none") -> Table:
+    """Cells of every run that has any, differences from the baseline (Holm-adjusted per row under
+    ``adjust="holm"``), best values; sorted rows."""
     rows = []
     for run in runs:
         made = [make_cell(run, c) for c in table.columns]
@@ -1070,6 +1088,9 @@ def fill(table: Table, runs: list[Run], baseline: Run | None) -> Table:
             for cell, col in zip(cells, table.columns):
                 if cell.value is not None:
                     cell.diff, cell.diff_note = compare_cell(baseline, run, col)
+            if adjust == "holm" and adjust_row(cells) and "Holm" not in table.note:
+                table.note = (table.note + " " if table.note else "") + (
+                    "▲/▼: Holm-Bonferroni adjusted p < 0.05 over each row's paired tests in this table (--adjust holm)")
         rows.append((run, cells))
     for j, col in enumerate(table.columns):
         if col.count:
@@ -1114,9 +1135,9 @@ def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:
     raise LeaderboardError(f"--baseline {spec!r} matches {len(found)} rows; give one row id ({listing})")
 
 
-def build_tables(runs: list[Run], baseline: Run | None = None) -> list[Table]:
+def build_tables(runs: list[Run], baseline: Run | None = None, adjust: str = "none") -> list[Table]:
     tables = [t for s in SUITES if (t := suite_table(runs, s)) is not None] + survey_tables(runs)
-    return [t for t in (fill(t, runs, baseline) for t in tables) if t.rows]
+    return [t for t in (fill(t, runs, baseline, adjust) for t in tables) if t.rows]
 
 
 # --------------------------------------------------------------------------- text of a cell
@@ -1144,7 +1165,8 @@ def diff_text(cell: Cell) -> str:
     verdict = "significant" if cell.significant else "not significant"
     interval = (f"[{d['low']:+.4f}, {d['high']:+.4f}]" if _finite(d["low"]) is not None and _finite(d["high"]) is not None
                 else "(no interval: too few documents)")
-    return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f} ({verdict})"
+    holm = f", Holm {cell.p_adjusted:.3f}" if cell.p_adjusted is not None else ""
+    return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f}{holm} ({verdict})"
 
 
 def row_label(run: Run, baseline: Run | None) -> str:
@@ -1163,7 +1185,8 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           "samples of one size cannot be told apart and share a row, the newest file's numbers shown. ▲/▼: significantly higher/lower than "
           f"the baseline row (paired randomisation test over the same documents (a WVS group: its questions; "
           f"VSM13: its 24 items), p < {ALPHA} for each cell on its "
-          "own, not corrected for the number of cells: among many cells some marks are expected by chance; the "
+          "own, not corrected for the number of cells: among many cells some marks are expected by chance (--adjust "
+          "holm marks by Holm-adjusted p-values over each row's tests in a table instead, as the table's note says); the "
           "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); a VSM13 index "
           "uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 ways to swap them "
           "give the observed difference or its negative) and never marks it, and its interval resamples its 2 item "
@@ -1226,7 +1249,8 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                     "tasks_covered": cell.covered or None, "tasks_in_column": cell.of or None,
                     "baseline": baseline.row_id if baseline else None,
                     "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),
-                    "p_value": d.get("p_value"), "significant": cell.significant if d else None,
+                    "p_value": d.get("p_value"), "p_holm": cell.p_adjusted,
+                    "significant": cell.significant if d else None,
                     "diff_note": cell.diff_note,
                 })
     return out
@@ -1425,6 +1449,10 @@ def main(argv: list[str] | None = None) -> int:
                         "files to <output stem>_plots/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output and its plots folder")
     parser.add_argument("--baseline", help="row id or model substring: mark significant differences from this row")
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
+                        help="none (default): mark a difference where its own p < 0.05; holm: where its Holm-Bonferroni "
+                        "adjusted p < 0.05 over the row's paired tests in each table, so that the chance of any false "
+                        "mark in a row's table stays under 5 %%")
     args = parser.parse_args(argv)
     fmt = FORMATS[args.format]
     try:
@@ -1432,7 +1460,9 @@ def main(argv: list[str] | None = None) -> int:
         output, plot_dir = _claim(args, files, fmt)
         runs = load_runs(files)
         baseline = pick_baseline(runs, args.baseline)
-        tables = build_tables(runs, baseline)
+        if args.adjust != "none" and baseline is None:
+            raise LeaderboardError(f"--adjust {args.adjust} adjusts the paired tests against a --baseline row; name one")
+        tables = build_tables(runs, baseline, args.adjust)
         if not tables:
             raise LeaderboardError("the result files hold no CultureLLM or survey metrics")
         return _write(args, fmt, runs, tables, baseline, output, plot_dir)

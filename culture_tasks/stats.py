@@ -188,6 +188,19 @@ def randomisation_share(diffs: np.ndarray, diff: float) -> float:
     return float((1 + reached.sum()) / (1 + diffs.size))
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input's order (NaN stays NaN and is not counted): the
+    i-th smallest of m p-values times (m - i + 1), never below the one before it, at most 1. Marking
+    adjusted p < alpha keeps the chance of any false mark among the m tests at most alpha."""
+    finite = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
+    out = [float("nan")] * len(p_values)
+    running, m = 0.0, len(finite)
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
 def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[str, Sequence[Mapping]],
                      samples_b: Mapping[str, Sequence[Mapping]], *, metric: str = "f1_macro",
                      weighted: Callable | None = None, iters: int = ITERS, seed: int = SEED,

@@ -264,6 +264,37 @@ def test_baseline_paired_bootstrap_marks_significant_differences(tmp_path, capsy
     assert main([str(tmp_path / "res"), "--baseline", "nothing"]) == 2
 
 
+def test_adjust_holm_marks_by_the_adjusted_p_value(tmp_path, capsys):
+    from culture_tasks.leaderboard import Cell, adjust_row
+
+    # one row's three paired tests p = 0.01, 0.04, 0.03 (and a cell without a test): Holm 0.03, 0.06, 0.06, so only
+    # the first stays marked, where each alone is below 0.05
+    cells = [Cell(0.5, diff={"diff": 0.1, "low": 0.0, "high": 0.2, "p_value": p}) for p in (0.01, 0.04, 0.03)]
+    cells.append(Cell(0.5))
+    assert [c.significant for c in cells] == [True, True, True, False]
+    assert adjust_row(cells) == 3
+    assert [c.p_adjusted for c in cells] == [pytest.approx(0.03), pytest.approx(0.06), pytest.approx(0.06), None]
+    assert [c.significant for c in cells] == [True, False, False, False]
+
+    # end to end: english, korean and the overall mean each flip every document (p = 1/1001 each): Holm 3/1001
+    wrong = [{"f1_macro": [i % 2, 1 - i % 2, 2]} for i in range(20)]
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(20)]
+    tasks = ("culturellm_english_x", "culturellm_korean_y")
+    _result(tmp_path / "res/a", "/m/base", dict.fromkeys(tasks, 0.0), samples=dict.fromkeys(tasks, wrong))
+    _result(tmp_path / "res/b", "/m/good", dict.fromkeys(tasks, 1.0), samples=dict.fromkeys(tasks, right))
+    data = _json(tmp_path, "--baseline", "base", "--adjust", "holm")
+    for column in ("english", "korean", "overall"):
+        cell = _cell(data, "good", column)
+        assert (cell["p_value"], cell["p_holm"], cell["significant"]) == (pytest.approx(1 / 1001), pytest.approx(3 / 1001), True)
+    assert _cell(_json(tmp_path, "--baseline", "base"), "good", "english")["p_holm"] is None
+    assert main([str(tmp_path / "res"), "--baseline", "base", "--adjust", "holm"]) == 0
+    md = capsys.readouterr().out
+    assert "▲/▼: Holm-Bonferroni adjusted p < 0.05 over each row's paired tests in this table (--adjust holm)" in md
+    assert "p = 0.001, Holm 0.003 (significant)" in next(line for line in md.splitlines() if line.startswith("| good"))
+    assert main([str(tmp_path / "res"), "--adjust", "holm"]) == 2
+    assert "--adjust holm adjusts the paired tests against a --baseline row; name one" in capsys.readouterr().err
+
+
 def test_html_sortable_self_contained_with_plots_and_output_guard(tmp_path, capsys):
     _result(tmp_path / "res/a", "/m/weak", {"culturellm_english_x": 0.1, "culturellm_korean_y": 0.3})
     _result(tmp_path / "res/b", "/m/strong", {"culturellm_english_x": 0.7, "culturellm_korean_y": 0.5})

@@ -300,3 +300,11 @@ def test_no_interval_around_a_nan_statistic():
     assert all(math.isnan(x) for x in stats.bootstrap_ci(stats.mean, items))
     paired = stats.paired_bootstrap(stats.mean, [0.0] * 10, items)
     assert all(math.isnan(paired[k]) for k in ("diff", "low", "high", "p_value"))
+
+
+def test_holm_adjusts_by_rank_keeps_order_and_skips_nan():
+    # sorted finite p: 0.01 x 4 = 0.04; 0.03 x 3 = 0.09; 0.04 x 2 = 0.08 -> not below the one before: 0.09; 0.5 x 1
+    nan = float("nan")
+    out = stats.holm([0.01, 0.04, 0.03, nan, 0.5])
+    assert out[:3] == pytest.approx([0.04, 0.09, 0.09]) and math.isnan(out[3]) and out[4] == 0.5
+    assert stats.holm([0.6, 0.7]) == [1.0, 1.0] and stats.holm([]) == []
