@@ -826,15 +826,15 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     if len(tasks) == 1:
         low, high = (run.metrics[tasks[0]].get(column.metric + s) for s in stats.CI_SUFFIXES)
         members = run.groups.get(tasks[0])
-        few = _too_few(column.metric, [run.documents[t] for t in members or tasks if t in run.documents])
+        few = _too_few(column.metric, _scored(run, members or tasks), run.key["limit"])
         if few:
             return Cell(value, interval_note=few)
         if _finite(low) is not None and _finite(high) is not None:
             return Cell(value, low, high)
         if not members:
-            if low is not None and high is not None:  # reported as NaN: a finite value has none only from one document
-                return Cell(value, interval_note="no interval: the result file's is not a number (fewer than 2 "
-                                                 "documents)")
+            if low is not None and high is not None:  # reported as NaN: a finite value has none only from too few documents
+                return Cell(value, interval_note="no interval: the result file's is not a number (fewer than "
+                                                 f"{_min_items(column.metric)} documents)")
             return Cell(value, interval_note="no interval: the result file reports none for this metric")
         tasks = members
     if column.metric in VSM13_METRICS:
@@ -857,16 +857,43 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     return Cell(value, _finite(low), _finite(high))
 
 
-def _too_few(metric: str, scored: list[int]) -> str:
-    """Why a mean of ``metric`` over tasks that scored ``scored`` documents gets no interval (a task under
-    the metric's own minimum, ``stats.min_items``: the classification metrics' ``MIN_DOCS``), or "" where they are
-    enough. Result files of earlier versions may hold an interval over fewer: it is not shown either."""
-    need = stats.min_items(RESAMPLABLE[metric][0]) if metric in RESAMPLABLE else stats.MIN_ITEMS
-    if need <= stats.MIN_ITEMS or not scored or min(scored) >= need:
+def _min_items(metric: str) -> int:
+    """The documents a task needs for an interval of ``metric`` (``stats.min_items``)."""
+    return stats.min_items(RESAMPLABLE[metric][0]) if metric in RESAMPLABLE else stats.MIN_ITEMS
+
+
+def _scored(run: Run, tasks: list[str]) -> list[int | None]:
+    """The documents each of ``tasks`` scored: its result file's ``n-samples``, else the doc ids its per-sample
+    log holds (a file of an lm-eval that wrote no ``n-samples``), else None."""
+    out = []
+    for task in tasks:
+        count = run.documents.get(task)
+        if count is None and task in run.samples:
+            try:
+                count = len(_logged_doc_ids(run.samples[task]))
+            except NotAResultFile:
+                count = None
+        out.append(count)
+    return out
+
+
+def _too_few(metric: str, scored: list[int | None], limit=None) -> str:
+    """Why a mean of ``metric`` over tasks that scored ``scored`` documents (None: not known; ``limit``: the run's
+    ``--limit``, at most that many) gets no interval (a task under the metric's own minimum, ``stats.min_items``: the
+    classification metrics' ``MIN_DOCS``), or "" where they are enough. Result files of earlier versions may hold an
+    interval over fewer: it is not shown either."""
+    need = _min_items(metric)
+    known = [n for n in scored if n is not None]
+    why = f"a {metric} interval needs {need} in each (fewer do not hold the complete run's value: docs/interval_calibration.md)"
+    if need <= stats.MIN_ITEMS:
         return ""
-    fewest = min(scored)
-    return (f"no interval: {fewest} document{'s' if fewest != 1 else ''} in a task; a {metric} interval needs {need} in each "
-            "(fewer do not hold the complete run's value: docs/interval_calibration.md)")
+    if known and min(known) < need:
+        fewest = min(known)
+        return f"no interval: {fewest} document{'s' if fewest != 1 else ''} in a task; {why}"
+    if len(known) < len(scored) and isinstance(limit, (int, float)) and 1 <= limit < need:
+        most = int(limit)
+        return f"no interval: --limit {_num(limit)} scored at most {most} document{'s' if most != 1 else ''} in a task; {why}"
+    return ""
 
 
 def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]:
@@ -911,6 +938,9 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
         result = stats.paired_bootstrap(task_mean(metric), a_items, b_items)
     if not math.isfinite(result["diff"]):
         return None, "no paired test: the baseline row's value is not a number"
+    if _finite(result["low"]) is None or _finite(result["high"]) is None:  # the difference keeps its p-value
+        return result, (_too_few(metric, list(Counter(t for t, _ in a_items).values()))
+                        or "no interval: too few documents")
     return result, ""
 
 

@@ -1007,6 +1007,52 @@ def test_macro_f1_over_too_few_documents_per_task_has_no_interval(tmp_path):
     assert (enough["value"], enough["ci_low"], enough["ci_high"]) == (1.0, 1.0, 1.0)
 
 
+def test_a_task_whose_file_does_not_count_its_documents_has_no_interval_under_the_minimum(tmp_path):
+    # A result file without n-samples (an lm-eval that did not write it) does not say how many documents a task
+    # scored: its per-sample log does, and so does a --limit under MIN_DOCS; an interval the file holds over fewer
+    # documents is not shown, and a NaN one is NaN for want of MIN_DOCS documents, not of 2.
+    right = [{"f1_macro": [0, 0, 1], "acc": 1.0}]
+    x = "culturellm_english_x"
+    _result(tmp_path / "res/a", "/m/logged", {x: 1.0}, ci={x: (1.0, 1.0)}, samples={x: right * (MIN_DOCS - 1)})
+    _result(tmp_path / "res/b", "/m/enough", {x: 1.0}, ci={x: (1.0, 1.0)}, samples={x: right * MIN_DOCS})
+    _result(tmp_path / "res/c", "/m/limited", {x: 1.0}, ci={x: (1.0, 1.0)}, limit=5)
+    _result(tmp_path / "res/d", "/m/nan", {x: 1.0}, ci={x: (float("nan"), float("nan"))})
+    data = _json(tmp_path)
+    need = (f"a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold the complete run's value: "
+            "docs/interval_calibration.md)")
+    notes = {"logged": f"no interval: {MIN_DOCS - 1} documents in a task; {need}",
+             "limited": f"no interval: --limit 5 scored at most 5 documents in a task; {need}",
+             "nan": f"no interval: the result file's is not a number (fewer than {MIN_DOCS} documents)"}
+    for model, note in notes.items():
+        cell = _cell(data, model, "english")
+        assert (cell["value"], cell["ci_low"], cell["ci_high"], cell["interval_note"]) == (1.0, None, None, note)
+    enough = _cell(data, "enough", "english")
+    assert (enough["ci_low"], enough["ci_high"], enough["interval_note"]) == (1.0, 1.0, "")
+
+
+def test_a_paired_difference_without_an_interval_says_why_in_csv_and_json(tmp_path):
+    # english: x with 5 documents, y with 25. The base answers 0 everywhere: x (gold 0 1 0 1 0) F1 of 0 = 2*3/(3+5),
+    # of 1 = 0, macro 0.375; y (13 zeros, 12 ones) 26/38 / 2 = 0.342105. The other row is right everywhere: 1.0 each.
+    # The difference (0.625 + 0.657895) / 2 = 0.641447 keeps its randomisation p-value (only no swap, or all, reaches
+    # it: 1 / 1001); its bootstrap interval is absent (x has fewer than MIN_DOCS), and the cell says why.
+    x, y = "culturellm_english_x", "culturellm_english_y"
+    base = [{"f1_macro": [i % 2, 0, 2]} for i in range(25)]
+    good = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(25)]
+    counts = {x: {"original": 40, "effective": 5}, y: {"original": 40, "effective": 25}}
+    _result(tmp_path / "res/a", "/m/base", {x: 0.375, y: 13 / 38}, samples={x: base[:5], y: base}, n_samples=counts)
+    _result(tmp_path / "res/b", "/m/good", {x: 1.0, y: 1.0}, samples={x: good[:5], y: good}, n_samples=counts)
+    cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert cell["diff"] == pytest.approx((0.625 + 1 - 13 / 38) / 2) and cell["p_value"] == pytest.approx(1 / 1001)
+    note = (f"no interval: 5 documents in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold "
+            "the complete run's value: docs/interval_calibration.md)")
+    assert (cell["diff_low"], cell["diff_high"], cell["diff_note"]) == (None, None, note)
+    out = tmp_path / "board.csv"
+    assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(out), "--baseline", "base"]) == 0
+    row = next(r for r in csv.DictReader(io.StringIO(out.read_text()))
+               if r["label"] == "good" and r["column"] == "english")
+    assert (row["diff_low"], row["diff_high"], row["diff_note"]) == ("nan", "nan", note)
+
+
 def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:
     """A VSM13 task's per-document results (``process_results_vsm13`` on made-up log-likelihoods that differ by
     ``shift``: a persona prompt per country answers differently; ``metadata``: the task's ``--metadata``)."""
