@@ -441,12 +441,13 @@ def warn_nonfinite(bad: int, total: int, metrics: str, task: str | None = None) 
 
 def warn_too_few(name: str, aggregate: Callable, items: Sequence, task: str | None = None) -> None:
     """One warning for a task whose ``name`` interval is NaN because it has fewer documents than the
-    metric's own minimum (``min_items``; beyond the ``MIN_ITEMS`` every interval needs)."""
+    metric's own minimum (``min_items``, where it asks for more than the ``MIN_ITEMS`` every interval needs)."""
     need = min_items(aggregate)
-    if MIN_ITEMS <= len(items) < need:
-        log.warning("%s: no %s interval (%s_ci_low / _ci_high are NaN): %d documents, and a bootstrap of %s "
+    if need > MIN_ITEMS and 0 < len(items) < need:
+        log.warning("%s: no %s interval (%s_ci_low / _ci_high are NaN): %d document%s, and a bootstrap of %s "
                     "needs %d to hold the complete run's value (docs/interval_calibration.md)",
-                    task or lm_eval_task_name() or "a task", name, name, len(items), name, need)
+                    task or lm_eval_task_name() or "a task", name, name, len(items), "s" if len(items) != 1 else "",
+                    name, need)
 
 
 def with_ci(results: dict) -> dict:

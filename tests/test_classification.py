@@ -416,6 +416,23 @@ def test_a_nan_loglikelihood_chooses_no_option_and_makes_the_task_nan(caplog):
     assert classification.acc_ci_low(enough) == 1.0 and math.isnan(classification.acc_ci_low(acc_items[1:]))
 
 
+def test_a_task_of_one_document_warns_why_its_intervals_are_nan(caplog):
+    # below classification.MIN_DOCS documents every _ci_ row is NaN with one warning per metric naming the count,
+    # one document included (it was NaN without a word)
+    import math
+
+    from culture_tasks import classification
+
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        values = [classification.f1_macro_ci_low([(0, 0, 2)]), classification.acc_ci_low([1.0]),
+                  classification.parse_fail_rate_ci_low([0.0])]
+    assert all(math.isnan(v) for v in values), values
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"a task: no {m} interval ({m}_ci_low / _ci_high are NaN): 1 document, and a bootstrap of {m} "
+                        f"needs {classification.MIN_DOCS} to hold the complete run's value (docs/interval_calibration.md)"
+                        for m in ("f1_macro", "acc", "parse_fail_rate")]
+
+
 def test_vectorised_macro_f1_is_nan_with_a_document_without_prediction():
     import numpy as np
 
