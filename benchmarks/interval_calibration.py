@@ -13,7 +13,8 @@ holds the complete run's value, over ``--reps`` samples:
   design), its interval ``stats.TaskMean`` resampled within each task, as the leaderboard does;
 - per task: one task's macro-F1 over n documents drawn by the same design (``sampling.draw_task``),
   its interval ``stats.bootstrap_ci`` (the task's ``f1_macro_ci_low`` / ``_ci_high``), grouped by n;
-- accuracy over n documents (``acc_ci_low`` / ``_ci_high``), a proportion drawn from U(0.2, 0.8).
+- accuracy over n documents (``acc_ci_low`` / ``_ci_high``), a proportion drawn from U(0.2, 0.8);
+- a mean over n questions of values in [0, 1], as a WVS topic's ``wvs_jsd_<topic>`` interval.
 
 It prints coverage (share of samples whose interval holds the complete value; 0.95 is the aim),
 the mean error of the value (the sample's macro-F1 minus the complete run's), the mean width, and
@@ -144,6 +145,20 @@ def accuracy(sizes, reps: int) -> dict[int, Tally]:
     return tallies
 
 
+def question_mean(sizes, reps: int) -> dict[int, Tally]:
+    """A mean over n questions of values in [0, 1] (a WVS topic's 1-JSD: ``stats.mean``'s interval over its
+    questions), each drawn from Beta(a, b) with a ~ U(2, 10), b ~ U(2, 6); truth: the Beta's mean, i.e. the
+    questions read as a sample of the topic's questions. No minimum applies (``shown``: every interval)."""
+    rng = np.random.default_rng(0)
+    tallies: dict[int, Tally] = defaultdict(Tally)
+    for n in sizes:
+        for rep in range(reps):
+            a, b = rng.uniform(2, 10), rng.uniform(2, 6)
+            items = list(rng.beta(a, b, size=n))
+            tallies[n].add(stats.mean(items), *stats.bootstrap_ci(stats.mean, items, seed=rep), a / (a + b), True)
+    return tallies
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=None, help="data root (default: CULTURE_DATA_DIR)")
@@ -171,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nAccuracy of one task, n documents (2,000 tasks per size, true accuracy U(0.2, 0.8)):\n")
         print(HEADER)
         for n, tally in sorted(accuracy(args.task_sizes, 2000).items()):
+            print(tally.line(f"n = {n}"))
+        print("\nA mean over n questions of values in [0, 1] (a WVS topic), 2,000 per size:\n")
+        print(HEADER)
+        for n, tally in sorted(question_mean(args.task_sizes, 2000).items()):
             print(tally.line(f"n = {n}"))
     return 0
 
