@@ -132,31 +132,38 @@ def per_task(suite: dict, models: list[dict], reps: int, sizes) -> dict[int, Tal
     return tallies
 
 
-def accuracy(sizes, reps: int) -> dict[int, Tally]:
-    """Accuracy (a mean of 0/1, ``stats.mean``'s interval): ``reps`` tasks per size whose true accuracy is drawn
-    from U(0.2, 0.8); its interval is computed without the minimum, as macro-F1's is."""
+def _mean_coverage(sizes, reps: int, draw, shown) -> dict[int, Tally]:
+    """``stats.mean``'s interval over n values from ``draw(rng, n) -> (values, true mean)``, ``reps`` per size."""
     rng = np.random.default_rng(0)
     tallies: dict[int, Tally] = defaultdict(Tally)
     for n in sizes:
         for rep in range(reps):
-            p = rng.uniform(0.2, 0.8)
-            items = list((rng.random(n) < p).astype(float))
-            tallies[n].add(stats.mean(items), *stats.bootstrap_ci(stats.mean, items, seed=rep), p, n >= MIN_DOCS)
+            items, truth = draw(rng, n)
+            tallies[n].add(stats.mean(items), *stats.bootstrap_ci(stats.mean, items, seed=rep), truth, shown(n))
     return tallies
+
+
+def _proportion(rng: np.random.Generator, n: int) -> tuple[list[float], float]:
+    p = rng.uniform(0.2, 0.8)
+    return list((rng.random(n) < p).astype(float)), p
+
+
+def _bounded(rng: np.random.Generator, n: int) -> tuple[list[float], float]:
+    a, b = rng.uniform(2, 10), rng.uniform(2, 6)
+    return list(rng.beta(a, b, size=n)), a / (a + b)
+
+
+def accuracy(sizes, reps: int) -> dict[int, Tally]:
+    """Accuracy (a mean of 0/1, ``stats.mean``'s interval): ``reps`` tasks per size whose true accuracy is drawn
+    from U(0.2, 0.8); its interval is computed without the minimum, as macro-F1's is."""
+    return _mean_coverage(sizes, reps, _proportion, lambda n: n >= MIN_DOCS)
 
 
 def question_mean(sizes, reps: int) -> dict[int, Tally]:
     """A mean over n questions of values in [0, 1] (a WVS topic's 1-JSD: ``stats.mean``'s interval over its
     questions), each drawn from Beta(a, b) with a ~ U(2, 10), b ~ U(2, 6); truth: the Beta's mean, i.e. the
     questions read as a sample of the topic's questions. No minimum applies (``shown``: every interval)."""
-    rng = np.random.default_rng(0)
-    tallies: dict[int, Tally] = defaultdict(Tally)
-    for n in sizes:
-        for rep in range(reps):
-            a, b = rng.uniform(2, 10), rng.uniform(2, 6)
-            items = list(rng.beta(a, b, size=n))
-            tallies[n].add(stats.mean(items), *stats.bootstrap_ci(stats.mean, items, seed=rep), a / (a + b), True)
-    return tallies
+    return _mean_coverage(sizes, reps, _bounded, lambda n: True)
 
 
 def main(argv: list[str] | None = None) -> int:

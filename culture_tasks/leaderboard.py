@@ -41,7 +41,7 @@ import json
 import math
 import re
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -842,7 +842,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     if column.metric not in RESAMPLABLE:
         return Cell(value, interval_note=f"no interval: {column.metric} has no per-document resampling")
     items = _task_items(run, tasks, column.metric)
-    scored = (list(Counter(t for t, _ in items).values()) if items is not None
+    scored = (_scored(run, tasks) if items is not None  # with every task's log; else what the result file says
               else [run.documents[t] for t in tasks if t in run.documents])
     few = _too_few(column.metric, scored)
     if few:
@@ -939,8 +939,7 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
     if not math.isfinite(result["diff"]):
         return None, "no paired test: the baseline row's value is not a number"
     if _finite(result["low"]) is None or _finite(result["high"]) is None:  # the difference keeps its p-value
-        return result, (_too_few(metric, list(Counter(t for t, _ in a_items).values()))
-                        or "no interval: too few documents")
+        return result, _too_few(metric, _scored(base, tasks)) or "no interval: too few documents"
     return result, ""
 
 
@@ -1108,7 +1107,7 @@ def adjust_row(cells: list[Cell]) -> int:
 def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "none") -> Table:
     """Cells of every run that has any, differences from the baseline (Holm-adjusted per row under
     ``adjust="holm"``), best values; sorted rows."""
-    rows = []
+    rows, adjusted = [], False
     for run in runs:
         made = [make_cell(run, c) for c in table.columns]
         if all(c is None for c, col in zip(made, table.columns) if not col.count):
@@ -1118,10 +1117,12 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
             for cell, col in zip(cells, table.columns):
                 if cell.value is not None:
                     cell.diff, cell.diff_note = compare_cell(baseline, run, col)
-            if adjust == "holm" and adjust_row(cells) and "Holm" not in table.note:
-                table.note = (table.note + " " if table.note else "") + (
-                    "▲/▼: Holm-Bonferroni adjusted p < 0.05 over each row's paired tests in this table (--adjust holm)")
+            if adjust == "holm":
+                adjusted = adjust_row(cells) > 0 or adjusted
         rows.append((run, cells))
+    if adjusted:
+        table.note = (table.note + " " if table.note else "") + (
+            "▲/▼: Holm-Bonferroni adjusted p < 0.05 over each row's paired tests in this table (--adjust holm)")
     for j, col in enumerate(table.columns):
         if col.count:
             continue
