@@ -1294,8 +1294,8 @@ def to_csv(runs: list[Run], tables: list[Table], baseline: Run | None) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*rows[0], *extra], lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, **{c: prov[row["row_id"]][c] for c in extra}})
+    for row in rows:  # a number that is not one (an interval not given) is an empty field, as JSON's null
+        writer.writerow(_clean({**row, **{c: prov[row["row_id"]][c] for c in extra}}))
     return buf.getvalue()
 
 
@@ -1388,10 +1388,11 @@ def culture_heatmap(tables: list[Table]):
     intervals = np.array([[[np.nan if x is None else x for x in (cells[j].low, cells[j].high)] for j in keep]
                           for _, cells in suite.rows], dtype=float).reshape(len(suite.rows), len(keep), 2)
     marks = [["‡" if cells[j].incomplete else "" for j in keep] for _, cells in suite.rows]
+    reasons = [[cells[j].interval_note.removeprefix("no interval: ") for j in keep] for _, cells in suite.rows]
     return plots.score_heatmap("CultureLLM macro-F1 per culture, 95 % intervals (higher is better; ‡ a mean over "
                                "fewer of the column's tasks)", [_short(r) for r, _ in suite.rows],
                                [suite.columns[j].label for j in keep], values, xlabel="culture", colourbar="macro-F1",
-                               intervals=intervals, marks=marks)
+                               intervals=intervals, marks=marks, reasons=reasons)
 
 
 def _hofstede_code(country: str, data_dir: str | None) -> str:

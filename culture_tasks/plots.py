@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,10 +67,14 @@ def to_svg(fig, name: str = "") -> str:
 
 
 def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}", intervals: np.ndarray | None = None,
-             marks: Sequence[Sequence[str]] | None = None) -> None:
+             marks: Sequence[Sequence[str]] | None = None,
+             reasons: Sequence[Sequence[str]] | None = None) -> list[str]:
     """Write each cell's value on a heatmap, white on dark cells and black on light ones; with
     ``intervals`` (rows x columns x 2, NaN where unknown) the value's interval under it, or "no interval";
-    ``marks`` (rows x columns of text) follow the value (‡ for a mean over fewer tasks)."""
+    ``marks`` (rows x columns of text) follow the value (‡ for a mean over fewer tasks). ``reasons`` (rows x
+    columns of text, "" for none): why a cell has no interval, numbered on the cell; returns the distinct
+    reasons in their numbers' order, for a note under the figure."""
+    notes: list[str] = []
     image = ax.images[-1]
     for (i, j), v in np.ndenumerate(values):
         if not math.isfinite(v):
@@ -80,9 +85,22 @@ def annotate(ax, values: np.ndarray, fmt: str = "{:.2f}", intervals: np.ndarray 
         text = fmt.format(v) + (marks[i][j] if marks is not None else "")
         if intervals is not None:
             low, high = (float(x) for x in intervals[i][j])
-            text += (f"\n[{fmt.format(low)}, {fmt.format(high)}]" if math.isfinite(low) and math.isfinite(high)
-                     else "\nno interval")
+            if math.isfinite(low) and math.isfinite(high):
+                text += f"\n[{fmt.format(low)}, {fmt.format(high)}]"
+            else:
+                why = reasons[i][j] if reasons is not None else ""
+                if why and why not in notes:
+                    notes.append(why)
+                text += "\nno interval" + (f" ({notes.index(why) + 1})" if why else "")
         ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black", fontsize=8)
+    return notes
+
+
+def footnotes(fig, notes: Sequence[str]) -> None:
+    """The numbered reasons of ``annotate`` under the figure (the saved image's tight box takes them in)."""
+    if notes:
+        lines = [textwrap.fill(f"({k}) {note}", 120, subsequent_indent="     ") for k, note in enumerate(notes, 1)]
+        fig.text(0.01, -0.01, "\n".join(lines), ha="left", va="top", fontsize=7)
 
 
 def _intervals(cis, shape: tuple[int, int]) -> np.ndarray | None:
@@ -130,9 +148,10 @@ def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
 
 def score_heatmap(title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray, *,
                   xlabel: str = "", colourbar: str = "", intervals: np.ndarray | None = None,
-                  marks: Sequence[Sequence[str]] | None = None):
+                  marks: Sequence[Sequence[str]] | None = None, reasons: Sequence[Sequence[str]] | None = None):
     """Rows x columns of scores (higher is better), each cell annotated with its value (and, with
-    ``intervals``, its interval; ``marks`` after the value: ``annotate``)."""
+    ``intervals``, its interval; ``marks`` after the value; ``reasons`` why an interval is missing, noted
+    under the figure: ``annotate``)."""
     plt = pyplot()
     values = np.asarray(values, dtype=float)
     height = 0.5 if intervals is None else 0.7
@@ -144,8 +163,9 @@ def score_heatmap(title: str, rows: Sequence[str], columns: Sequence[str], value
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
-    annotate(ax, values, intervals=intervals, marks=marks)
+    notes = annotate(ax, values, intervals=intervals, marks=marks, reasons=reasons)
     fig.tight_layout()
+    footnotes(fig, notes)
     return fig
 
 

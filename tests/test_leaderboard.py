@@ -966,7 +966,8 @@ def test_the_culture_heatmap_writes_each_value_with_its_interval(tmp_path, monke
     runs = leaderboard.load_runs(leaderboard.find_result_files([str(tmp_path / "res")]))
     leaderboard.culture_heatmap(leaderboard.build_tables(runs))
     texts = [t.get_text() for t in drawn["fig"].axes[0].texts]
-    assert texts == ["1.00\n[1.00, 1.00]", "1.00\n[1.00, 1.00]", "0.50‡\nno interval", "0.50‡\nno interval"]
+    assert texts == ["1.00\n[1.00, 1.00]", "1.00\n[1.00, 1.00]", "0.50‡\nno interval (1)", "0.50‡\nno interval (1)"]
+    assert [t.get_text() for t in drawn["fig"].texts] == ["(1) the result file reports none for this metric"]
     assert "95 % intervals" in drawn["fig"].axes[0].get_title()
     plots.pyplot().close(drawn["fig"])
 
@@ -1050,7 +1051,12 @@ def test_a_paired_difference_without_an_interval_says_why_in_csv_and_json(tmp_pa
     assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(out), "--baseline", "base"]) == 0
     row = next(r for r in csv.DictReader(io.StringIO(out.read_text()))
                if r["label"] == "good" and r["column"] == "english")
-    assert (row["diff_low"], row["diff_high"], row["diff_note"]) == ("nan", "nan", note)
+    assert (row["diff_low"], row["diff_high"], row["diff_note"]) == ("", "", note)  # as JSON's null, not "nan"
+    # the page's heatmap numbers the reason on each cell without an interval and gives it under the figure
+    page = tmp_path / "board.html"
+    assert main([str(tmp_path / "res"), "--format", "html", "--output", str(page)]) == 0
+    html = page.read_text()
+    assert "no interval (1)" in html and "(1) 5 documents in a task; a f1_macro interval needs" in html
 
 
 def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:

@@ -94,3 +94,17 @@ def test_the_steering_heatmap_writes_each_distance_with_its_interval(tmp_path, m
     texts = [t.get_text() for t in drawn[0].axes[0].texts]
     assert texts == ["0.10\n[0.05, 0.20]", "0.90\n[0.70, 1.10]", "0.50\n[0.40, 0.55]", "0.60\n[0.50, 0.75]"]
     plots.pyplot().close(drawn[0])
+
+
+def test_a_heatmap_cell_without_an_interval_says_why_under_the_figure():
+    # "no interval" alone left a reader of the figure guessing: each reason is numbered on its cells, once under it
+    too_few = "5 documents in a task; a f1_macro interval needs 20 in each"
+    no_logs = "no per-sample logs (run lm_eval with --log_samples)"
+    intervals = np.array([[[0.125, 0.375], [np.nan, np.nan]], [[np.nan, np.nan], [np.nan, np.nan]]])
+    fig = plots.score_heatmap("t", ["a", "b"], ["x", "y"], np.array([[0.25, 0.5], [0.625, 1.0]]),
+                              intervals=intervals, reasons=[["", too_few], [no_logs, too_few]])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.25\n[0.12, 0.38]", "0.50\nno interval (1)", "0.62\nno interval (2)", "1.00\nno interval (1)"]
+    assert [t.get_text() for t in fig.texts] == [f"(1) {too_few}\n(2) {no_logs}"]
+    assert "(2) no per-sample logs" in plots.to_svg(fig)
+    plots.pyplot().close(fig)
