@@ -1,6 +1,6 @@
 """How often the macro-F1 intervals of a partial CultureLLM run hold the complete run's number.
 
-    python -m benchmarks.interval_calibration --data_dir ../shared/data [--reps 100] [--models 3]
+    python -m benchmarks.interval_calibration --data_dir ../shared/data [--reps 100] [--models 3] [--unweighted]
 
 A partial run (``--samples`` from ``culture_tasks.sampling``, or n documents of a task) is read as
 an estimate of what the complete run would give. This script checks, for the suite's real tasks
@@ -13,6 +13,9 @@ holds the complete run's value, over ``--reps`` samples:
   design), its interval ``stats.TaskMean`` resampled within each task, as the leaderboard does;
 - per task: one task's macro-F1 over n documents drawn by the same design (``sampling.draw_task``),
   its interval ``stats.bootstrap_ci`` (the task's ``f1_macro_ci_low`` / ``_ci_high``), grouped by n;
+  the items carry their label's count in the task, as the tasks log them, so a sample is weighted back
+  to the task's label shares (``classification.design_weights``); ``--unweighted`` drops the counts
+  (the estimator of task versions before the weights, for comparison);
 - accuracy over n documents (``acc_ci_low`` / ``_ci_high``), a proportion drawn from U(0.2, 0.8);
 - a mean over n questions of values in [0, 1], as a WVS topic's ``wvs_jsd_<topic>`` interval.
 
@@ -37,8 +40,9 @@ PER_CULTURE = (20, 30, 40, 60, 80)
 TASK_SIZES = (2, 3, 4, 6, 8, 10, 15, 20, 30, 50)
 
 
-def synthetic_model(suite: dict, seed: int) -> dict[str, list[tuple[int, int, int]]]:
-    """``{task: [(gold, prediction, labels)] for every document}`` of one deterministic model."""
+def synthetic_model(suite: dict, seed: int, weighted: bool = True) -> dict[str, list[tuple]]:
+    """``{task: [(gold, prediction, labels, documents of the gold label)] for every document}`` of one
+    deterministic model (without the count where not ``weighted``)."""
     rng = np.random.default_rng(seed)
     out = {}
     for task, (_, labels) in suite.items():
@@ -48,7 +52,8 @@ def synthetic_model(suite: dict, seed: int) -> dict[str, list[tuple[int, int, in
         k, q = len(names), rng.uniform(0.2, 0.8)
         skew = rng.dirichlet(np.full(k, 0.7))
         pred = np.where(rng.random(len(gold)) < q, gold, rng.choice(k, size=len(gold), p=skew))
-        out[task] = [(int(g), int(p), k) for g, p in zip(gold, pred)]
+        count = np.bincount(gold, minlength=k)
+        out[task] = [(int(g), int(p), k, int(count[g]))[:4 if weighted else 3] for g, p in zip(gold, pred)]
     return out
 
 
@@ -173,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=3, help="synthetic models (seeds 0 .. models-1)")
     parser.add_argument("--per_culture", type=int, nargs="*", default=list(PER_CULTURE))
     parser.add_argument("--task_sizes", type=int, nargs="*", default=list(TASK_SIZES))
+    parser.add_argument("--unweighted", action="store_true",
+                        help="score samples without design weights (task versions before them)")
     args = parser.parse_args(argv)
     suite = sampling.suite_labels(args.data_dir)
-    models = [synthetic_model(suite, seed) for seed in range(args.models)]
-    print(f"{len(suite)} tasks, {args.models} synthetic models, {args.reps} samples each; "
+    models = [synthetic_model(suite, seed, weighted=not args.unweighted) for seed in range(args.models)]
+    print(f"{len(suite)} tasks, {args.models} synthetic models, {args.reps} samples each, "
+          f"{'unweighted' if args.unweighted else 'design-weighted'} macro-F1; "
           f"MIN_DOCS = {MIN_DOCS} (the project shows no interval where a task has fewer documents)")
     if args.per_culture:
         print("\nPer culture (the mean macro-F1 of its tasks), a `culture_tasks.sampling` sample:\n")

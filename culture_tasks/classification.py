@@ -11,7 +11,7 @@ import inspect
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html.entities import html5
 
 import datasets
@@ -167,6 +167,8 @@ def load_classification(
         "text": [t for t, _ in kept],
         "raw_label": [label for _, label in kept],
         "label": [index[label] for _, label in kept],
+        # the task's documents of this gold label: a sample's design weight (``design_weights``)
+        "label_count": [present[label] for _, label in kept],
         "options": [options] * len(kept),
         "choices": [option_letters(len(options))] * len(kept),
         "instruction": [instruction] * len(kept),
@@ -232,25 +234,55 @@ def process_results_mc(doc: Mapping, results: Sequence) -> dict:
     chooses none: the document has no prediction (None) and accuracy NaN, so the task's macro-F1,
     accuracy and their intervals are NaN, with a warning (``stats.warn_nonfinite``)."""
     loglikelihoods = [float(r[0]) for r in results]
-    gold = int(doc["label"])
     if not stats.finite_scores(loglikelihoods):
-        return stats.with_ci({"f1_macro": (gold, None, len(doc["options"])), "acc": float("nan")})
-    pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
-    return stats.with_ci({"f1_macro": (gold, pred, len(doc["options"])), "acc": float(pred == gold)})
+        return _results(doc, None)
+    return _results(doc, max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__))
 
 
 def process_results_gen(doc: Mapping, results: Sequence[str]) -> dict:
     pred = parse_label(results[0], doc["options"])
-    gold = int(doc["label"])
-    return stats.with_ci({
-        "f1_macro": (gold, pred, len(doc["options"])),
-        "acc": float(pred == gold),
-        "parse_fail_rate": float(pred == -1),
-    })
+    return _results(doc, pred, parse_fail_rate=float(pred == -1))
 
 
-def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
-    """Macro-F1 over the task's full label set, as sklearn's ``f1_score(average='macro', labels=...)``.
+def _results(doc: Mapping, pred: int | None, **shares: float) -> dict:
+    """A document's items: macro-F1's ``(gold, prediction, labels, documents of the gold label in the task)``,
+    each share's ``(value, gold, documents of the gold label)`` - the gold label and its count weigh a sample
+    back to the complete task (``design_weights``)."""
+    gold, count = int(doc["label"]), int(doc["label_count"])
+    shares = {"acc": float("nan") if pred is None else float(pred == gold), **shares}
+    return stats.with_ci({"f1_macro": (gold, pred, len(doc["options"]), count),
+                          **{name: (value, gold, count) for name, value in shares.items()}})
+
+
+def design_weights(golds: Sequence, counts: Sequence) -> np.ndarray:
+    """Each document's weight in an estimate of the complete task: the task's documents of its gold label
+    (``counts``) over those among these documents.
+
+    A sample of ``culture_tasks.sampling`` draws one document of every label first, then in proportion:
+    a rare label holds a larger share of the sample than of the task (2 of 6 documents for a label of 4 in
+    1,000), and macro-F1 and accuracy on the sample lean toward the model's answers on it. Weighted back to
+    the task's label shares (the stratified estimator of the complete run's confusion counts) they do not;
+    in a complete run every weight is 1 and nothing changes. A ``--limit`` run (the first documents) is
+    weighted to the task's label shares the same way.
+    """
+    golds = np.asarray(golds)
+    _, inverse, sampled = np.unique(golds, return_inverse=True, return_counts=True)
+    return np.asarray(counts, dtype=float) / sampled[inverse.reshape(-1)]
+
+
+def _f1_columns(items: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Golds, predictions, the task's number of labels and the design weights of macro-F1 items (an item of
+    an earlier version, without the label's count, weighs 1)."""
+    arr = np.asarray(items, dtype=np.int64)
+    arr = arr.reshape(len(items), arr.shape[-1] if arr.size else 3)
+    golds, preds, n_labels = arr[:, 0], arr[:, 1], int(arr[:, 2].max())
+    weights = design_weights(golds, arr[:, 3]) if arr.shape[1] > 3 else np.ones(len(arr))
+    return golds, preds, n_labels, weights
+
+
+def f1_macro(items: Sequence[tuple]) -> float:
+    """Macro-F1 over the task's full label set, as sklearn's ``f1_score(average='macro', labels=...)`` with
+    each document's design weight (``design_weights``: all 1 in a complete run).
 
     A class that is never predicted (or never gold) contributes F1 = 0, as in the paper's
     evaluation; an unparseable answer (-1) is wrong for its gold class. A document without a
@@ -258,25 +290,25 @@ def f1_macro(items: Sequence[tuple[int, int, int]]) -> float:
     """
     from sklearn.metrics import f1_score
 
-    if any(p is None for _, p, _ in items):
+    if any(item[1] is None for item in items):
         return float("nan")
-    golds = [int(g) for g, _, _ in items]
-    preds = [int(p) for _, p, _ in items]
-    n_labels = max(int(n) for _, _, n in items)
-    return float(f1_score(golds, preds, labels=list(range(n_labels)), average="macro", zero_division=0))
+    golds, preds, n_labels, weights = _f1_columns(items)
+    return float(f1_score(golds, preds, labels=list(range(n_labels)), average="macro", zero_division=0,
+                          sample_weight=weights))
 
 
-def f1_macro_weighted(items: Sequence[tuple[int, int, int]], weights: np.ndarray) -> np.ndarray:
-    """``f1_macro`` of every row of ``weights`` (how often each item is counted), from weighted counts.
+def f1_macro_weighted(items: Sequence[tuple], weights: np.ndarray) -> np.ndarray:
+    """``f1_macro`` of every row of ``weights`` (how often each item is counted, times its design weight),
+    from weighted counts.
 
     Per class F1 = 2 TP / (gold count + predicted count), 0 when both are 0 - the value
     sklearn's ``zero_division=0`` gives. Group intervals weight a task's items the same way.
     Every row is NaN when a document has no prediction (``f1_macro``).
     """
-    if any(p is None for _, p, _ in items):
+    if any(item[1] is None for item in items):
         return np.full(weights.shape[0], np.nan)
-    arr = np.asarray(items, dtype=np.int64).reshape(-1, 3)
-    golds, preds, n_labels = arr[:, 0], arr[:, 1], int(arr[:, 2].max())
+    golds, preds, n_labels, design = _f1_columns(items)
+    weights = weights * design
     rows = weights.shape[0]
     f1 = np.zeros((rows, n_labels))
     for c in range(n_labels):
@@ -286,24 +318,44 @@ def f1_macro_weighted(items: Sequence[tuple[int, int, int]], weights: np.ndarray
     return f1.mean(axis=1)
 
 
-def _f1_macro_batched(items: Sequence[tuple[int, int, int]], idx: np.ndarray) -> np.ndarray:
-    """``f1_macro`` of every bootstrap resample at once (rows of ``idx``)."""
-    iters, n = len(idx), len(items)  # a row may hold fewer indices than there are items
-    offsets = (idx + n * np.arange(iters)[:, None]).ravel()
-    weights = np.bincount(offsets, minlength=iters * n).reshape(iters, n).astype(float)
-    return f1_macro_weighted(items, weights)
+def _resampled(weighted: Callable[[Sequence, np.ndarray], np.ndarray]) -> Callable:
+    """The bootstrap form of a weighted statistic: its value in every resample (rows of ``idx``), each
+    item counted as often as it is drawn (times its design weight)."""
+    def batched(items: Sequence, idx: np.ndarray) -> np.ndarray:
+        return np.concatenate([weighted(items, w) for w in stats.resample_counts(idx, len(items), 256)])
+
+    return batched
 
 
-f1_macro.batched = _f1_macro_batched
+f1_macro.batched = _resampled(f1_macro_weighted)
 
 
-def share(items: Sequence[float]) -> float:
-    """Accuracy or the parse-failure rate: the mean of the documents' 0 / 1 (``stats.mean``), with the
-    classification metrics' minimum of documents for an interval."""
-    return stats.mean(items)
+def _share_columns(items: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """The 0 / 1 values and design weights of a share's items (a bare number, an item of an earlier
+    version, weighs 1)."""
+    if len(items) and isinstance(items[0], (tuple, list)):
+        arr = np.asarray(items, dtype=float).reshape(len(items), 3)
+        return arr[:, 0], design_weights(arr[:, 1].astype(np.int64), arr[:, 2])
+    return np.asarray(items, dtype=float), np.ones(len(items))
 
 
-share.batched = stats.mean.batched
+def share_weighted(items: Sequence, weights: np.ndarray) -> np.ndarray:
+    """``share`` of every row of ``weights`` (how often each item is counted, times its design weight)."""
+    values, design = _share_columns(items)
+    weights = weights * design
+    total = weights.sum(axis=1)
+    return np.divide(weights @ values, total, out=np.full(len(weights), np.nan), where=total > 0)
+
+
+def share(items: Sequence) -> float:
+    """Accuracy or the parse-failure rate: the design-weighted mean of the documents' 0 / 1 (``design_weights``;
+    a complete run's plain mean), with the classification metrics' minimum of documents for an interval."""
+    if not len(items):
+        return float("nan")
+    return float(share_weighted(items, np.ones((1, len(items))))[0])
+
+
+share.batched = _resampled(share_weighted)
 
 # Below this many documents in a task a bootstrap interval of a classification metric does not hold
 # the complete run's value often enough to be read as a 95 % interval (macro-F1: a resample drops

@@ -52,7 +52,7 @@ import numpy as np
 
 from culture_tasks import stats
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.classification import f1_macro, f1_macro_weighted, share
+from culture_tasks.classification import f1_macro, f1_macro_weighted, share, share_weighted
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
@@ -101,7 +101,7 @@ def _weighted_mean(items: Sequence[float], weights: np.ndarray) -> np.ndarray:
 # metric -> (aggregate of one task's per-document items, the same with per-item weights)
 RESAMPLABLE: dict[str, tuple[Callable, Callable]] = {
     "f1_macro": (f1_macro, f1_macro_weighted),
-    **{m: (share, _weighted_mean) for m in ("acc", "parse_fail_rate")},
+    **{m: (share, share_weighted) for m in ("acc", "parse_fail_rate")},
     **{m: (stats.mean, _weighted_mean) for m in ("wvs_jsd", "wvs_w1", "wvs_majority")},
 }
 

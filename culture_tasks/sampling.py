@@ -13,7 +13,10 @@ holds). Within a task the documents are drawn per gold label: one for every labe
 (the most frequent labels first when the task's share is smaller than its number of labels: at 20 per
 culture, 4 of the 58 tasks), the rest in proportion to the labels' frequencies (largest remainder, ``label_quota``). Without that floor a rare
 label (4 of 1,000 in ``jigsaw_threat``) would be absent from a small sample, and an absent
-label scores F1 = 0, which pulls macro-F1 down however the model answers.
+label scores F1 = 0, which pulls macro-F1 down however the model answers. With the floor a rare label
+holds a larger share of the sample than of the task; the tasks weigh each document by its label's
+documents in the task over those in the sample (``classification.design_weights``), so a sample's
+macro-F1 and accuracy estimate the complete run's, not the sample's label mix.
 
 The draw is seeded per task (numpy ``Generator`` seeded with ``[seed, crc32(task name)]``), so a
 task's documents depend only on the seed, the task and its allocation.

@@ -65,6 +65,7 @@ def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
         ds = _load(tmp_path, drop_labels=["SPAM"], max_text_chars=10)["test"]
     assert ds["text"] == ["a", "b", "x" * 10]
     assert ds["label"] == [0, 1, 1]
+    assert ds["label_count"] == [1, 2, 2]  # each kept row's gold label among the kept rows (its design weight)
     assert ds["choices"][0] == ["A", "B"]
     message = caplog.text
     assert "kept 3 of 8 rows" in message
@@ -162,17 +163,17 @@ def test_data_root_from_environment(tmp_path, monkeypatch):
 
 def test_prompt_and_scoring():
     doc = {"instruction": "Offensive?", "text": "hi", "options": ["not offensive", "offensive"],
-           "choices": ["A", "B"], "label": 1}
+           "choices": ["A", "B"], "label": 1, "label_count": 3}
     assert doc_to_text_mc(doc) == "Offensive?\n\nText: hi\n\nOptions:\nA. not offensive\nB. offensive\nAnswer:"
     # every metric's interval companions receive the metric's own per-document item
     assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {
-        "f1_macro": (1, 1, 2), "f1_macro_ci_low": (1, 1, 2), "f1_macro_ci_high": (1, 1, 2),
-        "acc": 1.0, "acc_ci_low": 1.0, "acc_ci_high": 1.0}
+        "f1_macro": (1, 1, 2, 3), "f1_macro_ci_low": (1, 1, 2, 3), "f1_macro_ci_high": (1, 1, 2, 3),
+        "acc": (1.0, 1, 3), "acc_ci_low": (1.0, 1, 3), "acc_ci_high": (1.0, 1, 3)}
     gen = process_results_gen(doc, ["Not offensive."])
-    assert {k: v for k, v in gen.items() if "_ci_" not in k} == {"f1_macro": (1, 0, 2), "acc": 0.0,
-                                                                "parse_fail_rate": 0.0}
-    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == 0.0
-    assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == 1.0
+    assert {k: v for k, v in gen.items() if "_ci_" not in k} == {"f1_macro": (1, 0, 2, 3), "acc": (0.0, 1, 3),
+                                                                "parse_fail_rate": (0.0, 1, 3)}
+    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == (0.0, 1, 3)
+    assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == (1.0, 1, 3)
 
 
 @pytest.mark.parametrize(
@@ -268,13 +269,57 @@ def test_loader_refuses_an_argument_it_does_not_read(tmp_path):
 def test_vectorised_macro_f1_equals_sklearn_on_resamples():
     import numpy as np
 
-    from culture_tasks.classification import _f1_macro_batched
-
     rng = np.random.default_rng(1)
     items = [(int(g), int(p), 4) for g, p in zip(rng.integers(0, 3, 25), rng.integers(-1, 4, 25))]  # label 3 never gold
     idx = rng.integers(0, 25, size=(30, 25))
     expected = [f1_macro([items[i] for i in row]) for row in idx]
-    assert _f1_macro_batched(items, idx) == pytest.approx(expected)
+    assert f1_macro.batched(items, idx) == pytest.approx(expected)
+
+
+def test_a_sample_is_weighted_back_to_the_task_label_shares():
+    # a task of 8 documents of label 0 and 2 of label 1, sampled 2 + 2 (the sampling's label floor); the model
+    # answers every label-0 document right and one of the two label-1 documents (the other as 0)
+    from culture_tasks import classification
+
+    f1_items = [(0, 0, 2, 8), (0, 0, 2, 8), (1, 0, 2, 2), (1, 1, 2, 2)]
+    acc_items = [(1.0, 0, 8), (1.0, 0, 8), (0.0, 1, 2), (1.0, 1, 2)]
+    assert classification.design_weights([0, 0, 1, 1], [8, 8, 2, 2]).tolist() == [4.0, 4.0, 1.0, 1.0]
+    # weights 4, 4, 1, 1: label 0 gold 8, TP 8, predicted 4 + 4 + 1 = 9 -> F1 16/17; label 1 gold 2, TP 1,
+    # predicted 1 -> F1 2/3; macro (16/17 + 2/3) / 2 = 41/51, the complete task's value if the model answers it
+    # as it answers the sample (unweighted: (4/5 + 2/3) / 2 = 11/15, the rare label counted as half the task)
+    assert classification.f1_macro(f1_items) == pytest.approx(41 / 51)
+    assert classification.f1_macro([item[:3] for item in f1_items]) == pytest.approx(11 / 15)  # earlier logs
+    # accuracy (4 + 4 + 0 + 1) / 10 = 0.9, the task's 9 of 10 (unweighted 3 of 4)
+    assert classification.share(acc_items) == pytest.approx(0.9)
+    assert classification.share([v for v, _, _ in acc_items]) == pytest.approx(0.75)
+    # a complete run: every weight 1, sklearn's unweighted macro-F1
+    complete = [(0, 0, 2, 2), (0, 1, 2, 2), (1, 1, 2, 2), (1, 1, 2, 2)]
+    assert classification.design_weights([0, 0, 1, 1], [2, 2, 2, 2]).tolist() == [1.0] * 4
+    assert classification.f1_macro(complete) == classification.f1_macro([c[:3] for c in complete]) == pytest.approx(
+        (2 / 3 + 4 / 5) / 2)
+
+
+def test_resamples_keep_the_sample_design_weights():
+    # a resample counts each document as often as it is drawn, times the weight the sample gave it (its label's
+    # share in the sample, not in the resample): sklearn with those products as sample weights
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from culture_tasks import classification
+
+    rng = np.random.default_rng(3)
+    golds, preds = rng.integers(0, 3, 30), rng.integers(0, 3, 30)
+    counts = {0: 50, 1: 7, 2: 300}
+    items = [(int(g), int(p), 3, counts[int(g)]) for g, p in zip(golds, preds)]
+    design = np.array([counts[int(g)] / np.sum(golds == g) for g in golds])
+    idx = rng.integers(0, 30, size=(20, 30))
+    drawn = np.stack([np.bincount(row, minlength=30) for row in idx]).astype(float)
+    expected = [f1_score(golds, preds, labels=[0, 1, 2], average="macro", zero_division=0, sample_weight=w * design)
+                for w in drawn]
+    assert classification.f1_macro.batched(items, idx) == pytest.approx(expected)
+    values = (golds == preds).astype(float)
+    shares = [(float(v), int(g), counts[int(g)]) for v, g in zip(values, golds)]
+    assert classification.share.batched(shares, idx) == pytest.approx(drawn * design @ values / (drawn @ design))
 
 
 def test_few_shot_examples_show_the_gold_answer(data_root):
@@ -317,10 +362,18 @@ def test_lm_eval_reports_an_interval_around_every_metric(tiny_model, data_root):
         low, value, high = (res[f"{key}{s},none"] for s in ("_ci_low", "", "_ci_high"))
         assert all(isinstance(v, float) and math.isfinite(v) for v in (low, value, high)), key
         assert low <= value <= high, key
-    # the interval is the seeded percentile bootstrap of the logged per-document items
-    accs = [s["acc"] for s in out["samples"]["culturellm_arabic_spam"]]
+    # the logged items are (0 / 1, gold, the gold label's documents in the task: Ham 838, Spam 162); the first 30
+    # documents are weighted back to the task's label shares, each label's documents weighing 838 (or 162) over
+    # their number among the 30
+    items = sorted((tuple(s["acc"]) for s in out["samples"]["culturellm_arabic_spam"]), key=repr)
+    values, golds, counts = (np.array([item[k] for item in items], dtype=float) for k in range(3))
+    assert sorted(set(zip(golds, counts))) == [(0, 838), (1, 162)]
+    design = counts / np.array([np.sum(golds == g) for g in golds])
+    assert res["acc,none"] == pytest.approx(design @ values / design.sum())
+    assert res["acc_stderr,none"] == "N/A"  # lm-eval's standard error of a plain mean would not be this mean's
+    # the interval is the seeded percentile bootstrap of those items, each resample weighted the same way
     idx = np.random.default_rng(stats.SEED).integers(0, 30, size=(stats.ITERS, 30))
-    means = np.array(sorted(accs))[idx].mean(axis=1)
+    means = (design[idx] * values[idx]).sum(axis=1) / design[idx].sum(axis=1)
     assert (res["acc_ci_low,none"], res["acc_ci_high,none"]) == (
         pytest.approx(np.percentile(means, 2.5)), pytest.approx(np.percentile(means, 97.5)))
 
@@ -378,7 +431,7 @@ def test_few_shot_draws_a_repeat_of_the_evaluated_text_only_where_the_rows_diffe
 
 
 def _mc_items(loglikelihoods_and_golds):
-    docs = [process_results_mc({"label": gold, "options": ["x", "y"]}, [(ll, False) for ll in lls])
+    docs = [process_results_mc({"label": gold, "label_count": 2, "options": ["x", "y"]}, [(ll, False) for ll in lls])
             for lls, gold in loglikelihoods_and_golds]
     return [d["f1_macro"] for d in docs], [d["acc"] for d in docs]
 
@@ -393,11 +446,12 @@ def test_a_nan_loglikelihood_chooses_no_option_and_makes_the_task_nan(caplog):
     # Read as option A (the old argmax over a NaN), the task scored a perfect 1.0 macro-F1 and accuracy.
     docs = [([nan, -1.0], 0), ([-2.0, -1.0], 1), ([-1.0, -2.0], 0), ([-2.0, -1.0], 1)]
     f1_items, acc_items = _mc_items(docs)
-    assert f1_items[0] == (0, None, 2) and math.isnan(acc_items[0])
-    assert f1_items[1:] == [(1, 1, 2), (0, 0, 2), (1, 1, 2)] and acc_items[1:] == [1.0, 1.0, 1.0]
+    assert f1_items[0] == (0, None, 2, 2) and math.isnan(acc_items[0][0])
+    assert f1_items[1:] == [(1, 1, 2, 2), (0, 0, 2, 2), (1, 1, 2, 2)]
+    assert acc_items[1:] == [(1.0, 1, 2), (1.0, 0, 2), (1.0, 1, 2)]
     # a NaN after the first option is no answer either (the old argmax skipped it)
-    assert _mc_items([([-3.0, nan, -1.0], 1)])[0] == [(1, None, 2)]
-    assert _mc_items([([float("inf"), -1.0], 1)])[0] == [(1, None, 2)]
+    assert _mc_items([([-3.0, nan, -1.0], 1)])[0] == [(1, None, 2, 2)]
+    assert _mc_items([([float("inf"), -1.0], 1)])[0] == [(1, None, 2, 2)]
     with caplog.at_level(logging.WARNING, logger="culture_tasks"):
         values = [classification.f1_macro(f1_items), classification.f1_macro_ci_low(f1_items),
                   classification.f1_macro_ci_high(f1_items), classification.acc_ci_low(acc_items),

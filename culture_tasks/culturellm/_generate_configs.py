@@ -29,8 +29,8 @@ MANIFEST = HERE / "manifest.yaml"
 SCORING = "culture_tasks.classification"
 # (metric, aggregation, higher_is_better); every one also gets its _ci_low/_ci_high companions.
 METRICS = {
-    "mc": [("f1_macro", "f1_macro", True), ("acc", "mean", True)],
-    "gen": [("f1_macro", "f1_macro", True), ("acc", "mean", True), ("parse_fail_rate", "mean", False)],
+    "mc": [("f1_macro", "f1_macro", True), ("acc", "share", True)],
+    "gen": [("f1_macro", "f1_macro", True), ("acc", "share", True), ("parse_fail_rate", "share", False)],
 }
 GROUP_METRICS = {variant: [name for name, _, _ in metrics] for variant, metrics in METRICS.items()}
 TEMPLATES = {"mc": "_mc_template_yaml", "gen": "_gen_template_yaml"}
