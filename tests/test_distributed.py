@@ -191,9 +191,8 @@ def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics
             assert got == want
 
 
-def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, logging_steps: int):
-    """The same LoRA run (English rows, the tiny model) with one global batch of 10: 10 x 1 process and
-    5 per process x 2 processes; dropout 0, as dropout masks are drawn per process. Their output folders."""
+def _lora_config(data_root, tmp_path, *, max_steps: int, logging_steps: int) -> Path:
+    """A LoRA run's config (English rows, the tiny model; dropout 0, as dropout masks are drawn per process)."""
     from tests.tiny_model import build_tiny_model
     from trainers.examples import build_examples
 
@@ -204,6 +203,13 @@ def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, loggi
     config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
                       f"max_steps: {max_steps}\nlogging_steps: {logging_steps}\nsave_steps: 1000\nwarmup: 0\n"
                       "chat_template: true\nseed: 0\n")
+    return config
+
+
+def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, logging_steps: int):
+    """The same LoRA run (``_lora_config``) with one global batch of 10: 10 x 1 process and 5 per process x 2
+    processes. Their output folders."""
+    config = _lora_config(data_root, tmp_path, max_steps=max_steps, logging_steps=logging_steps)
     one, two = tmp_path / "one", tmp_path / "two"
     _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
     _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
@@ -232,6 +238,22 @@ def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, 
     state = loaded.state_dict()
     key = next(k for k in w2 if "lora_A" in k)
     assert torch.equal(state[key.replace("lora_A.weight", "lora_A.default.weight")], w2[key])
+
+
+def test_the_fsdp_configuration_without_gpus_runs_data_parallel_and_says_so(data_root, tmp_path):
+    # accelerate runs configs/accelerate_fsdp_lora.yaml on CPU processes as DDP without a word (each process
+    # holds the whole model): the trainer warns, and training.json records what ran; the losses are one
+    # process's, as under torchrun
+    config = _lora_config(data_root, tmp_path, max_steps=2, logging_steps=1)
+    one, fsdp = tmp_path / "one", tmp_path / "fsdp"
+    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
+    proc = _run(["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_fsdp_lora.yaml"),
+                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29517",
+                 "-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(fsdp)])
+    assert "FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs MULTI_CPU" in proc.stderr
+    s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, fsdp))
+    assert (s1["parallelism"], s2["parallelism"], s2["world_size"], s2["global_batch"]) == ("NO", "MULTI_CPU", 2, 10)
+    assert [x["loss"] for x in s2["losses"]] == pytest.approx([x["loss"] for x in s1["losses"]], rel=1e-5)
 
 
 def test_fsdp_config_is_accepted_by_accelerate(monkeypatch):

@@ -667,10 +667,28 @@ def _check_saved_adapter(cfg: LoraTrainConfig, out: Path, bf16: bool, loss: floa
         raise
 
 
+def _fsdp_asked() -> bool:
+    """Whether the launch asked for FSDP (``accelerate launch`` with an FSDP configuration sets this)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+
+
+def parallelism(trainer) -> str:
+    """How the run's processes share the work, as accelerate set it up (NO, MULTI_CPU, MULTI_GPU, FSDP, ...).
+
+    accelerate runs an FSDP configuration without GPUs as plain data parallelism (DDP on gloo: every
+    process holds the whole model) without a word; the trainer says so, and training.json records it.
+    """
+    kind = str(getattr(trainer.accelerator.distributed_type, "value", trainer.accelerator.distributed_type))
+    if _fsdp_asked() and not trainer.is_fsdp_enabled:
+        log.warning("FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs %s: every process holds the "
+                    "whole model (FSDP needs GPUs); the losses and the adapter are those of one process", kind)
+    return kind
+
+
 def train(cfg: LoraTrainConfig) -> dict:
     """Fine-tune into ``cfg.output`` (locked against a second run while training)."""
     out = Path(cfg.output)
-    if cfg.merge and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+    if cfg.merge and _fsdp_asked():
         raise TrainingError("merge: FSDP shards the base weights, so the merged model cannot be written here; "
                             "train without --merge and merge the adapter afterwards on one process")
     rows = read_examples(cfg.data)
@@ -692,6 +710,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
+    shared_as = parallelism(trainer)
     start()  # every input is valid: only now is an old output replaced
     settings = run_settings(cfg)  # the content the model and data paths name now, for training.json
     model = trainer.model
@@ -738,6 +757,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "steps": trainer.state.global_step,
         "world_size": trainer.args.world_size,  # global batch = batch_size x world_size x grad_accum
         "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
+        "parallelism": shared_as,  # accelerate's distributed type: FSDP only where it sharded the model
         "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
         "lm_eval": lm_eval_command(cfg.model, adapter_tasks(rows), adapter=out, chat=chat),
