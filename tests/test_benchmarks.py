@@ -146,3 +146,22 @@ def test_train_real_run_reports_an_adapter_whose_training_time_is_unknown(monkey
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["trained english-s0: 8 examples, 2 steps, loss 1.250, training time unknown",
                      "trained english-s1: 8 examples, 2 steps, loss 1.250, 12 s"]
+
+
+def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):
+    # one Arabic task of 10 documents (label 0: 8 in the task, label 1: 2), sampled 2 + 2; the model answers 0
+    # everywhere. Weighted (4, 4, 1, 1): label 0 gold 8 TP 8 predicted 10 -> F1 16/18, label 1 -> 0: macro 4/9;
+    # accuracy 8 / 10. Unweighted: label 0 gold 2 TP 2 predicted 4 -> 2/3, macro 1/3; accuracy 2 / 4.
+    from benchmarks import design_weights
+    from tests.test_leaderboard import _result
+
+    task = "culturellm_arabic_x"
+    logged = [{"f1_macro": [g, 0, 2, c], "acc": [float(g == 0), g, c]} for g, c in ((0, 8), (0, 8), (1, 2), (1, 2))]
+    _result(tmp_path / "res", "/m/a", {task: 4 / 9}, samples={task: logged},
+            extra={task: {"alias": task, "f1_macro,none": 4 / 9, "acc,none": 0.8}},  # the result file's (weighted)
+            n_samples={task: {"original": 10, "effective": 4}})
+    assert design_weights.main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| arabic | 1 | 4 | 0.444 | 0.333 | +0.111 | 0.800 | 0.500 | +0.300 |"
+    assert design_weights.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith(f"design_weights: {tmp_path / 'missing'}")
