@@ -6,9 +6,10 @@ from culture_tasks.paths import task_manager
 
 
 def evaluate(model_dir, tasks, data_root, *, limit=None, peft=None, chat=False, metadata=None, log_samples=False,
-             output_path=None):
+             output_path=None, bootstrap_iters=0):
     """``lm_eval.simple_evaluate``; with ``output_path`` the result and per-sample files are written
-    there exactly as ``lm_eval --output_path ... --log_samples`` writes them."""
+    there exactly as ``lm_eval --output_path ... --log_samples`` writes them. ``bootstrap_iters``: lm-eval's own
+    standard errors (0: none, "N/A" everywhere; the ``lm_eval`` command's default is 100000)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
 
@@ -25,7 +26,7 @@ def evaluate(model_dir, tasks, data_root, *, limit=None, peft=None, chat=False, 
         batch_size=8,
         apply_chat_template=chat,
         log_samples=log_samples or output_path is not None,
-        bootstrap_iters=0,
+        bootstrap_iters=bootstrap_iters,
         evaluation_tracker=tracker,
     )
     if tracker is not None:

@@ -574,7 +574,8 @@ def test_lm_eval_shows_a_standard_error_for_every_task_and_culture(tiny_model, d
     from culture_tasks import stats
     from tests.lm_eval_helpers import evaluate
 
-    out = evaluate(tiny_model, ["culturellm_chinese"], data_root, limit=20, log_samples=True)
+    out = evaluate(tiny_model, ["culturellm_chinese"], data_root, limit=20, log_samples=True,
+                   bootstrap_iters=100)  # as the lm_eval command, which computes its own standard errors
     tasks = ["culturellm_chinese_cdial_gender_bias", "culturellm_chinese_camouflage_spam"]
     errors = []
     for task in tasks:

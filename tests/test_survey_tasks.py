@@ -227,3 +227,16 @@ def test_a_nan_loglikelihood_makes_only_the_survey_metrics_that_use_it_nan(data_
     argmax = load_vsm13(str(data_root), vsm13_country="USA", answer_mode="argmax")["test"][0]
     assert math.isnan(process_results_vsm13(argmax, [(nan, False)] + uniform[1:])["vsm13_l1"][1])
     assert math.isnan(process_results_vsm13(argmax, [(float("inf"), False)] + uniform[1:])["vsm13_l1"][1])
+
+
+def test_lm_eval_gives_the_wvs_groups_no_standard_error_that_treats_countries_as_independent(tiny_model, data_root):
+    # lm-eval combined the countries' standard errors as if they were independent samples, but every country
+    # answers the same questions with the same prompt: its ± for the wvs group was about half the
+    # question-clustered interval's (SmolLM2: 0.0060, a 95 % half-width of 0.012, against [0.324, 0.372]).
+    # The group now says N/A (the leaderboard gives its interval), and each country keeps its _ci_ rows.
+    out = evaluate(tiny_model, ["wvs"], data_root, bootstrap_iters=100)  # lm-eval computes its standard errors
+    res = out["results"]
+    assert {res["wvs"][f"{m}_stderr,none"] for m in WVS_KEYS[:3]} == {"N/A"}  # the three the group averages
+    assert math.isfinite(res["wvs"]["wvs_jsd,none"])
+    assert {res["wvs_usa"][f"{m}_stderr,none"] for m in WVS_KEYS} == {"N/A"}
+    _assert_intervals(res["wvs_usa"], WVS_KEYS)

@@ -100,7 +100,7 @@ register_instrument(Instrument(
     name="wvs",
     country_key="wvs_csv",
     dataset_kwargs=lambda c: {"wvs_country": c["name"], "wvs_csv": c["wvs_csv"]},
-    metrics=(*((m, "mean", True) for m in WVS_HEADLINE), *((f"wvs_jsd_{t}", f"wvs_jsd_{t}", True) for t in WVS_TOPICS)),
+    metrics=(*((m, m, True) for m in WVS_HEADLINE), *((f"wvs_jsd_{t}", f"wvs_jsd_{t}", True) for t in WVS_TOPICS)),
     headline=WVS_HEADLINE,
     intervals=(*WVS_HEADLINE, *(f"wvs_jsd_{t}" for t in WVS_TOPICS)),
 ))
