@@ -196,8 +196,9 @@ class Run:
         return sorted(t for tasks in self.cultures(suite).values() for t in tasks)
 
     def items(self, task: str, metric: str) -> dict[int, tuple[str, object, object]] | None:
-        """doc_id -> (doc_hash, item, question) from the task's per-sample log, or None without one; the
-        question is the survey document's ``q_id`` (None for other tasks): the unit of a survey group."""
+        """doc_id -> (doc_hash, item, unit) from the task's per-sample log, or None without one; the unit is
+        what a group resamples across its tasks: a survey document's ``q_id``, a classification document's text
+        (``_unit``)."""
         if (task, metric) not in self._items:
             path = self.samples.get(task)
             if path is None:
@@ -218,7 +219,7 @@ class Run:
                         if doc in found:
                             raise NotAResultFile(f"{path}: doc_id {doc} is logged twice: {FOREIGN_LOG}")
                         value = row[metric]
-                        question = (row.get("doc") or {}).get("q_id") if survey else None
+                        question = _unit(row, survey)
                         found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value,
                                       question)
                 if found:
@@ -700,6 +701,54 @@ def _finite(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _unit(row: dict, survey: bool):
+    """A logged document's resampling unit across tasks: a survey question's ``q_id``; a classification
+    document's text as shown (several CultureLLM tasks label the same texts); None where the log has neither."""
+    doc = row.get("doc") or {}
+    if survey:
+        return doc.get("q_id")
+    text = doc.get("text")
+    return text.strip() if isinstance(text, str) else None
+
+
+def _text_clusters(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
+    """The items of ``stats.ClusteredTaskMean`` for a mean over ``tasks`` of a classification metric when some
+    text is a document of more than one of them: ``(family, text, ((task, item), ...))`` per text, a family
+    being the tasks linked by shared texts (named by its first task). None when no text is shared (or a log
+    holds no texts): the tasks' documents are independent, ``TaskMean``."""
+    if metric not in RESAMPLABLE or RESAMPLABLE[metric][0] is stats.mean or len(tasks) < 2:
+        return None
+    by_text: dict[str, list] = defaultdict(list)
+    for task in sorted(tasks):
+        found = run.items(task, metric)
+        if found is None or any(unit is None for _, _, unit in found.values()):
+            return None
+        for doc in sorted(found):
+            by_text[found[doc][2]].append((task, found[doc][1]))
+    if all(len({t for t, _ in pairs}) < 2 for pairs in by_text.values()):
+        return None
+    family = {t: t for t in tasks}  # union-find over tasks that share a text
+
+    def root(t):
+        while family[t] != t:
+            t = family[t]
+        return t
+
+    for pairs in by_text.values():
+        first = root(pairs[0][0])
+        for task, _ in pairs[1:]:
+            other = root(task)
+            if other != first:
+                family[max(first, other)] = min(first, other)
+                first = min(first, other)
+    return [(root(pairs[0][0]), text, tuple(pairs)) for text, pairs in sorted(by_text.items())]
+
+
+def clustered_mean(metric: str) -> stats.ClusteredTaskMean:
+    """The statistic of a group column whose tasks share texts (``_text_clusters``)."""
+    return stats.ClusteredTaskMean(*RESAMPLABLE[metric])
+
+
 def _task_items(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
     """``(task, item)`` for every logged document of ``tasks``; None if a task has no per-sample log."""
     out = []
@@ -850,8 +899,11 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     if items is None:
         return Cell(value, interval_note=_no_samples(run, tasks, column.metric))
     questions = _questions(run, tasks, column.metric)
+    texts = None if questions is not None else _text_clusters(run, tasks, column.metric)
     if questions is not None:
         low, high = stats.bootstrap_ci(QuestionMean(), list(questions.items()))
+    elif texts is not None:
+        low, high = stats.bootstrap_ci(clustered_mean(column.metric), texts)
     else:
         low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
@@ -931,9 +983,12 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
     if metric in VSM13_METRICS:
         return vsm13_paired(base, run, tasks, metric)
     qa, qb = _questions(base, tasks, metric), _questions(run, tasks, metric)
+    ta, tb = _text_clusters(base, tasks, metric), _text_clusters(run, tasks, metric)
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
         keys = sorted(qa)
         result = stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys])
+    elif ta is not None and tb is not None and [c[:2] for c in ta] == [c[:2] for c in tb]:
+        result = stats.paired_bootstrap(clustered_mean(metric), ta, tb)  # texts shared by tasks are the pairs
     else:
         result = stats.paired_bootstrap(task_mean(metric), a_items, b_items)
     if not math.isfinite(result["diff"]):

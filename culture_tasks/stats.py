@@ -351,6 +351,50 @@ class TaskMean:
         return np.concatenate(out) if out else np.array([])
 
 
+class ClusteredTaskMean(TaskMean):
+    """``TaskMean`` of tasks that share texts (the CultureLLM sets that label one corpus several ways: the six
+    DETOXIS tasks are the same 992 texts), from items ``(family, text, ((task, item), ...))``: one per text,
+    with its document in every task that holds it. A model's answers on one text move together across
+    those tasks, so resampling each task's documents on its own would treat them as independent and
+    understate the spread of their mean. A resample draws texts within each family (tasks linked by a
+    shared text), each with all its documents; a family of one task draws that task's documents, as
+    ``TaskMean`` does. The documents every task needs are counted before (the leaderboard's ``_too_few``):
+    a family's texts can be fewer than its tasks' documents (a text repeated in a task), so
+    ``min_per_stratum`` asks for none here."""
+
+    def __init__(self, one: Callable[[Sequence], float], weighted: Callable | None = None):
+        super().__init__(one, weighted)
+        self.min_per_stratum = 1
+
+    @staticmethod
+    def strata(item: tuple) -> str:
+        return item[0]
+
+    def __call__(self, items: Sequence[tuple]) -> float:
+        return super().__call__([pair for _, _, pairs in items for pair in pairs])
+
+    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
+        if self.weighted is None:
+            return np.array([self([items[i] for i in row]) for row in idx], dtype=float)
+        payload: dict[str, list] = defaultdict(list)
+        owner: dict[str, list] = defaultdict(list)  # the text (item position) of each of a task's documents
+        for position, (_, _, pairs) in enumerate(items):
+            for task, item in pairs:
+                payload[task].append(item)
+                owner[task].append(position)
+        tasks = sorted(payload)
+        out = []
+        for weights in resample_counts(idx, len(items), self.CHUNK):
+            per_task = np.full((len(weights), len(tasks)), np.nan)
+            for k, task in enumerate(tasks):
+                w = weights[:, owner[task]]
+                present = w.sum(axis=1) > 0
+                per_task[present, k] = self.weighted(payload[task], w[present])
+            with np.errstate(all="ignore"):
+                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(len(weights), np.nan))
+        return np.concatenate(out) if out else np.array([])
+
+
 def resample_counts(idx: np.ndarray, n: int, chunk: int):
     """Resamples (rows of ``idx``, indices into n items) as how often each item is drawn, ``chunk`` rows at a
     time: a rows × n count matrix per block keeps memory bounded however many resamples there are."""

@@ -1595,3 +1595,32 @@ def test_an_ambiguous_baseline_lists_each_rows_sample(tmp_path, capsys):
     listing = "; ".join(f"{r['row_id']} = base" + (f" ({r['partial']})" if r["partial"] else "") for r in runs)
     assert f"--baseline 'base' matches 3 rows; give one row id ({listing})" in err
     assert err.count("partial run (documents per task: 5 of 40; sample ") == 2
+
+
+def test_a_culture_whose_tasks_share_texts_resamples_the_texts(tmp_path):
+    # culturellm_spanish_x and _y label the same 20 texts (as DETOXIS's six tasks do) and the model answers
+    # them alike: the culture's interval draws texts, each with its document in both tasks, and is as wide as
+    # one task's; resampling each task alone (the interval before) treated them as independent, too narrow.
+    # A --baseline comparison pairs and resamples whole texts the same way.
+    from culture_tasks import stats
+    from culture_tasks.classification import f1_macro, f1_macro_weighted
+
+    x, y = "culturellm_spanish_x", "culturellm_spanish_y"
+    items = [(i % 2, 0 if i < 10 else i % 2, 2) for i in range(20)]
+    base_items = [(i % 2, 0, 2) for i in range(20)]
+    rows = lambda its: [{"f1_macro": list(it), "doc": {"text": f" text {i:02d} "}} for i, it in enumerate(its)]
+    value, base_value = f1_macro(items), f1_macro(base_items)
+    _result(tmp_path / "res/a", "/m/model", {x: value, y: value}, samples={x: rows(items), y: rows(items)})
+    _result(tmp_path / "res/b", "/m/base", {x: base_value, y: base_value},
+            samples={x: rows(base_items), y: rows(base_items)})
+    clusters = lambda its: [(x, f"text {i:02d}", ((x, it), (y, it))) for i, it in enumerate(its)]
+    together = stats.bootstrap_ci(stats.ClusteredTaskMean(f1_macro, f1_macro_weighted), clusters(items))
+    apart = stats.bootstrap_ci(stats.TaskMean(f1_macro, f1_macro_weighted), [(t, it) for t in (x, y) for it in items])
+    assert (apart[1] - apart[0]) < 0.85 * (together[1] - together[0])
+    cell = _cell(_json(tmp_path, "--baseline", "base"), "model", "spanish")
+    assert cell["value"] == pytest.approx(value)
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(together)
+    paired = stats.paired_bootstrap(stats.ClusteredTaskMean(f1_macro, f1_macro_weighted), clusters(base_items),
+                                    clusters(items))
+    assert (cell["diff"], cell["diff_low"], cell["diff_high"], cell["p_value"]) == pytest.approx(
+        (paired["diff"], paired["low"], paired["high"], paired["p_value"]))

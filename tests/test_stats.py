@@ -308,3 +308,21 @@ def test_holm_adjusts_by_rank_keeps_order_and_skips_nan():
     out = stats.holm([0.01, 0.04, 0.03, nan, 0.5])
     assert out[:3] == pytest.approx([0.04, 0.09, 0.09]) and math.isnan(out[3]) and out[4] == 0.5
     assert stats.holm([0.6, 0.7]) == [1.0, 1.0] and stats.holm([]) == []
+
+
+def test_tasks_that_share_their_texts_are_resampled_text_by_text():
+    # two tasks that label the same 20 texts (as the six DETOXIS tasks do) and that the model answers alike:
+    # 10 right, 10 wrong in both. Resampling each task on its own treats them as independent samples, and
+    # their mean's interval is about 1/sqrt(2) as wide as one task's; drawing texts, each with its document
+    # in both tasks, every resample of the mean is that of one task: exactly the one task's interval.
+    from culture_tasks.classification import share, share_weighted
+
+    texts = [f"t{i:02d}" for i in range(20)]
+    values = [0.0] * 10 + [1.0] * 10  # texts t00-t09 wrong, t10-t19 right: both orders sort alike
+    one_task = [("a", v) for v in values]
+    clustered = [("a", text, (("a", v), ("b", v))) for text, v in zip(texts, values)]
+    alone = stats.bootstrap_ci(stats.TaskMean(share, share_weighted), one_task)
+    together = stats.bootstrap_ci(stats.ClusteredTaskMean(share, share_weighted), clustered)
+    assert together == alone and stats.ClusteredTaskMean(share, share_weighted)(clustered) == 0.5
+    low, high = stats.bootstrap_ci(stats.TaskMean(share, share_weighted), one_task + [("b", v) for v in values])
+    assert (high - low) / (together[1] - together[0]) < 0.85  # the independent reading: too narrow
