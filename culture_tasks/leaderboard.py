@@ -713,35 +713,16 @@ def _unit(row: dict, survey: bool):
 
 def _text_clusters(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:
     """The items of ``stats.ClusteredTaskMean`` for a mean over ``tasks`` of a classification metric when some
-    text is a document of more than one of them: ``(family, text, ((task, item), ...))`` per text, a family
-    being the tasks linked by shared texts (named by its first task). None when no text is shared (or a log
-    holds no texts): the tasks' documents are independent, ``TaskMean``."""
+    text is a document of more than one of them (``stats.text_clusters``); None otherwise (``TaskMean``)."""
     if metric not in RESAMPLABLE or RESAMPLABLE[metric][0] is stats.mean or len(tasks) < 2:
         return None
-    by_text: dict[str, list] = defaultdict(list)
+    documents = []
     for task in sorted(tasks):
         found = run.items(task, metric)
-        if found is None or any(unit is None for _, _, unit in found.values()):
+        if found is None:
             return None
-        for doc in sorted(found):
-            by_text[found[doc][2]].append((task, found[doc][1]))
-    if all(len({t for t, _ in pairs}) < 2 for pairs in by_text.values()):
-        return None
-    family = {t: t for t in tasks}  # union-find over tasks that share a text
-
-    def root(t):
-        while family[t] != t:
-            t = family[t]
-        return t
-
-    for pairs in by_text.values():
-        first = root(pairs[0][0])
-        for task, _ in pairs[1:]:
-            other = root(task)
-            if other != first:
-                family[max(first, other)] = min(first, other)
-                first = min(first, other)
-    return [(root(pairs[0][0]), text, tuple(pairs)) for text, pairs in sorted(by_text.items())]
+        documents += [(task, found[doc][2], found[doc][1]) for doc in sorted(found)]
+    return stats.text_clusters(documents)
 
 
 def clustered_mean(metric: str) -> stats.ClusteredTaskMean:

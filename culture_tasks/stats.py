@@ -222,11 +222,13 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
                      level: float = LEVEL) -> dict:
     """Paired bootstrap of a per-culture score (the mean over tasks of ``aggregate``, e.g. macro-F1)
     between two lm-eval runs (base vs adapter) on the same documents: the leaderboard's ``--baseline``
-    test (``TaskMean`` through ``paired_bootstrap``), from logged samples.
+    test (``TaskMean`` through ``paired_bootstrap``; ``ClusteredTaskMean`` where tasks share texts), from
+    logged samples.
 
     ``samples_*`` map each task to lm-eval's logged samples (``--log_samples``: ``doc_id`` and the
-    per-document item under ``metric``). Documents are paired by ``doc_id`` and resampled within
-    their task with the same indices for both runs; each resample recomputes both runs' per-task
+    per-document item under ``metric``; ``doc`` with its ``text``). Documents are paired by ``doc_id`` and
+    resampled within their task (texts that several tasks label: within their family, each text with all its
+    documents) with the same indices for both runs; each resample recomputes both runs' per-task
     ``aggregate`` (macro-F1 needs the whole resample, not a mean of per-document values) and the
     difference of their means over tasks. ``weighted``: the aggregate's vectorised form (as
     ``TaskMean`` takes it). A task or document present in one run only is an error: a difference
@@ -237,18 +239,29 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
                          f", only in the second {sorted(set(samples_b) - set(samples_a))}")
     if not samples_a:
         raise ValueError("no task to compare")
-    a_items, b_items = [], []
+    a_items, b_items, a_docs, b_docs = [], [], [], []
     for task in sorted(samples_a):
-        by_doc = [{int(s["doc_id"]): s[metric] for s in run[task]} for run in (samples_a, samples_b)]
+        by_doc = [{int(s["doc_id"]): s for s in run[task]} for run in (samples_a, samples_b)]
         if by_doc[0].keys() != by_doc[1].keys() or not by_doc[0]:
             raise ValueError(f"{task}: the runs scored different documents ({len(by_doc[0])} vs {len(by_doc[1])}, "
                              f"{len(by_doc[0].keys() ^ by_doc[1].keys())} unpaired); run both on the same documents")
         for doc in sorted(by_doc[0]):
-            a_items.append((task, _item(by_doc[0][doc])))
-            b_items.append((task, _item(by_doc[1][doc])))
-    out = paired_bootstrap(TaskMean(aggregate, weighted), a_items, b_items, iters=iters, seed=seed, level=level)
+            for items, docs, sample in ((a_items, a_docs, by_doc[0][doc]), (b_items, b_docs, by_doc[1][doc])):
+                items.append((task, _item(sample[metric])))
+                docs.append((task, _text(sample), items[-1][1]))
+    clusters = [text_clusters(docs) for docs in (a_docs, b_docs)]
+    if None not in clusters and [c[:2] for c in clusters[0]] == [c[:2] for c in clusters[1]]:
+        out = paired_bootstrap(ClusteredTaskMean(aggregate, weighted), *clusters, iters=iters, seed=seed, level=level)
+    else:
+        out = paired_bootstrap(TaskMean(aggregate, weighted), a_items, b_items, iters=iters, seed=seed, level=level)
     out.update(tasks=len(samples_a), documents=len(a_items))
     return out
+
+
+def _text(sample: Mapping) -> str | None:
+    """A logged classification document's text as shown (its unit across tasks that label the same texts)."""
+    text = (sample.get("doc") or {}).get("text")
+    return text.strip() if isinstance(text, str) else None
 
 
 def _item(value):
@@ -393,6 +406,32 @@ class ClusteredTaskMean(TaskMean):
             with np.errstate(all="ignore"):
                 out.append(np.nanmean(per_task, axis=1) if tasks else np.full(len(weights), np.nan))
         return np.concatenate(out) if out else np.array([])
+
+
+def text_clusters(documents: Sequence[tuple[str, str | None, object]]) -> list[tuple] | None:
+    """``ClusteredTaskMean``'s items from ``(task, text, item)`` per document: ``(family, text, ((task, item),
+    ...))`` per text, a family being the tasks linked by shared texts (named by its first task). None when no
+    text is a document of two tasks, or a document's text is unknown (None): the tasks' documents are then
+    independent (``TaskMean``)."""
+    by_text: dict[str, list] = defaultdict(list)
+    for task, text, item in documents:
+        if text is None:
+            return None
+        by_text[text].append((task, item))
+    if all(len({t for t, _ in pairs}) < 2 for pairs in by_text.values()):
+        return None
+    family = {t: t for t, _, _ in documents}  # union-find over tasks that share a text
+
+    def root(task: str) -> str:
+        while family[task] != task:
+            task = family[task]
+        return task
+
+    for pairs in by_text.values():
+        for task, _ in pairs[1:]:
+            first, other = root(pairs[0][0]), root(task)
+            family[max(first, other)] = min(first, other)
+    return [(root(pairs[0][0]), text, tuple(pairs)) for text, pairs in sorted(by_text.items())]
 
 
 def resample_counts(idx: np.ndarray, n: int, chunk: int):

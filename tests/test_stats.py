@@ -326,3 +326,24 @@ def test_tasks_that_share_their_texts_are_resampled_text_by_text():
     assert together == alone and stats.ClusteredTaskMean(share, share_weighted)(clustered) == 0.5
     low, high = stats.bootstrap_ci(stats.TaskMean(share, share_weighted), one_task + [("b", v) for v in values])
     assert (high - low) / (together[1] - together[0]) < 0.85  # the independent reading: too narrow
+
+
+def test_paired_task_mean_resamples_shared_texts_as_the_leaderboard_does():
+    # the Python form of the leaderboard's --baseline test: tasks that label the same texts are resampled and
+    # swapped text by text, each text with its document in both tasks (text_clusters)
+    from culture_tasks.classification import f1_macro_weighted
+
+    def log(items):
+        return [{"doc_id": i, "f1_macro": list(it), "doc": {"text": f"text {i}"}} for i, it in enumerate(items)]
+
+    base = [(i % 2, 0, 2) for i in range(20)]
+    adapter = [(i % 2, i % 2 if i < 12 else 0, 2) for i in range(20)]
+    out = stats.paired_task_mean(f1_macro, {"a": log(base), "b": log(base)}, {"a": log(adapter), "b": log(adapter)},
+                                 weighted=f1_macro_weighted)
+    clusters = [[("a", f"text {i}", (("a", it), ("b", it))) for i, it in enumerate(run)] for run in (base, adapter)]
+    expected = stats.paired_bootstrap(stats.ClusteredTaskMean(f1_macro, f1_macro_weighted), *clusters)
+    assert {k: out[k] for k in expected} == pytest.approx(expected)
+    assert stats.text_clusters([("a", "x", 1), ("b", "y", 2)]) is None  # nothing shared: TaskMean as before
+    assert stats.text_clusters([("a", "x", 1), ("b", None, 2)]) is None  # a text unknown (an older log)
+    families = stats.text_clusters([("c", "x", 1), ("b", "x", 2), ("a", "y", 3), ("b", "y", 4), ("d", "z", 5)])
+    assert families == [("a", "x", (("c", 1), ("b", 2))), ("a", "y", (("a", 3), ("b", 4))), ("d", "z", (("d", 5),))]
