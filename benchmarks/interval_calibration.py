@@ -171,6 +171,56 @@ def question_mean(sizes, reps: int) -> dict[int, Tally]:
     return _mean_coverage(sizes, reps, _bounded, lambda n: True)
 
 
+def _item_means(terms: dict[str, np.ndarray]) -> dict[int, float]:
+    """Item means whose VSM13 terms w (m_a - m_b) are ``terms`` (one value per term of ``FORMULAS``)."""
+    from culture_tasks.survey.vsm13 import FORMULAS
+
+    means = {}
+    for dim, formula in FORMULAS.items():
+        for (w, a, b), t in zip(formula, terms[dim]):
+            means[a], means[b] = 3.0 + t / (2 * w), 3.0 - t / (2 * w)
+    return means
+
+
+def vsm13_item_pairs(data_dir: str | None, reps: int, spread: float, seed: int = 0) -> dict[str, Tally]:
+    """The item-pair bootstrap of the VSM13 comparison (``compare.replicate_indices``: the steering matrix's and
+    the aligner's intervals) read as a sample of the item pairs that could measure each dimension.
+
+    A synthetic model's true profile is a six-dimension country's Hofstede scores plus N(0, 20) per dimension;
+    each dimension's two terms are their weight's share of the true index plus an item pair's own deviation,
+    N(0, ``spread``) (the two pairs of one dimension differ by about 1-20 points in real models' answers:
+    SmolLM2 and Qwen2.5-Coder persona profiles). The truth is each metric at the true profile with that
+    country as the target; the interval is the percentile interval of the item-pair resamples, as reported."""
+    from culture_tasks.survey import compare
+    from culture_tasks.survey.vsm13 import DIMENSIONS, FORMULAS, Target
+
+    reference = compare.hofstede_reference(data_dir)
+    countries = reference.having(DIMENSIONS)
+    rng = np.random.default_rng(seed)
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    for _ in range(reps):
+        code = countries[rng.integers(len(countries))]
+        target = Target(reference.names[code], code, dict(reference.profiles[code]))
+        truth = {d: reference.profiles[code][d] + rng.normal(0, 20) for d in DIMENSIONS}
+        terms = {}
+        for d, formula in FORMULAS.items():
+            weights = np.array([w for w, _, _ in formula], dtype=float)
+            terms[d] = truth[d] * weights / weights.sum() + rng.normal(0, spread, size=len(formula))
+        means = _item_means(terms)
+        observed = {d: float(np.sum(terms[d])) for d in DIMENSIONS}
+        resamples = compare.replicate_indices(means)
+        true_cmp = compare.margin_and_rank(truth, target, reference)
+        seen_cmp = compare.margin_and_rank(observed, target, reference)
+        rep_cmp = compare.margin_and_rank(resamples, target, reference)
+        for key in ("rank", "margin"):
+            low, high = stats.percentile_interval(np.asarray(rep_cmp[key], dtype=float), stats.LEVEL)
+            tallies[key].add(float(seen_cmp[key]), low, high, float(true_cmp[key]), True)
+        for d in DIMENSIONS:
+            low, high = stats.percentile_interval(resamples[d], stats.LEVEL)
+            tallies["index"].add(observed[d], low, high, truth[d], True)
+    return tallies
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=None, help="data root (default: CULTURE_DATA_DIR)")
@@ -180,7 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task_sizes", type=int, nargs="*", default=list(TASK_SIZES))
     parser.add_argument("--unweighted", action="store_true",
                         help="score samples without design weights (task versions before them)")
+    parser.add_argument("--vsm13", type=int, default=0, metavar="REPS",
+                        help="also the VSM13 item-pair intervals over REPS synthetic models per spread (0: not)")
     args = parser.parse_args(argv)
+    if args.vsm13:
+        print("VSM13 item-pair intervals (steering matrix, aligner) read as a sample of item pairs, "
+              f"{args.vsm13} synthetic models per spread:\n")
+        print(HEADER)
+        for spread in (5.0, 10.0, 20.0):
+            tallies = vsm13_item_pairs(args.data_dir, args.vsm13, spread)
+            for key in ("index", "rank", "margin"):
+                print(tallies[key].line(f"{key}, item-pair spread {spread:g}"))
+        if not (args.per_culture or args.task_sizes):
+            return 0
     suite = sampling.suite_labels(args.data_dir)
     models = [synthetic_model(suite, seed, weighted=not args.unweighted) for seed in range(args.models)]
     print(f"{len(suite)} tasks, {args.models} synthetic models, {args.reps} samples each, "

@@ -165,3 +165,14 @@ def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_p
     assert out[2] == "| arabic | 1 | 4 | 0.444 | 0.333 | +0.111 | 0.800 | 0.500 | +0.300 |"
     assert design_weights.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith(f"design_weights: {tmp_path / 'missing'}")
+
+
+def test_vsm13_item_pair_calibration_without_item_noise_observes_the_truth(data_root):
+    # with no item pair deviating from its share of the true index, the observed profile is the truth (every error
+    # 0), and each index's interval, the range of its two pairs' doubled terms, holds it
+    from benchmarks import interval_calibration as ic
+
+    tallies = ic.vsm13_item_pairs(str(data_root), reps=3, spread=0.0)
+    assert tallies["index"].count == 18 and tallies["index"].hits == 18
+    for key in ("index", "rank", "margin"):
+        assert max(abs(e) for e in tallies[key].errors) < 1e-9, key
