@@ -19,7 +19,8 @@ from culture_tasks.survey.compare import replicate_indices
 from culture_tasks.survey.vsm13 import DIMENSIONS, Target, constants_by_dimension
 
 PAIRED = (f"item-pair bootstrap, {stats.ITERS} resamples paired by seed {stats.SEED} "
-          "(culture_tasks.survey.compare.term_replicates)")
+          "(culture_tasks.survey.compare.term_replicates): the spread of the instrument's two item pairs per "
+          "dimension, a lower bound on the uncertainty (docs/interval_calibration.md)")
 
 
 def interval(metrics: Mapping[str, float], key: str) -> list[float]:

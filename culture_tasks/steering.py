@@ -570,7 +570,10 @@ def markdown(result: dict) -> str:
     level = int(round(result["config"]["level"] * 100))
     lines = [f"# Steering matrix: {result['config']['model']}", "",
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
-             f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions.", "",
+             f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions. A VSM13 interval is the "
+             "spread of the instrument's two item pairs per dimension, a lower bound on the uncertainty (read as a "
+             "sample of item pairs it holds an index's value about half the time, a rank's 69-94 %: "
+             "docs/interval_calibration.md).", "",
              *_rescored_line(result.get("rescored_from")),
              *_identity_lines(result.get("identity")),
              *provenance.describe(result.get("environment")),

@@ -772,6 +772,7 @@ def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, tiny_mo
     assert change["vsm13_l1_ci"][0] <= change["vsm13_l1_ci"][1] and change["margin_ci"][0] <= change["margin_ci"][1]
     assert set(report["change_vs_plain"]) == {"de", "persona"}
     assert report["intervals"]["change_vs_plain"].startswith("item-pair bootstrap, 1000 resamples paired by seed")
+    assert report["intervals"]["change_vs_plain"].endswith("a lower bound on the uncertainty (docs/interval_calibration.md)")
 
 
 def _means(shift=None):

@@ -74,6 +74,8 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     assert six["mrr"] == pytest.approx(sum(v["per_row"][i]["reciprocal_rank"] for i in (0, 1, 2, 4)) / 4)
     assert (out / "steering.png").stat().st_size > 5000
     assert "raw L1 (C=0)" in (out / "steering.md").read_text()
+    # the VSM13 intervals say what they are: the two item pairs' spread, not a 95 % interval for the dimension
+    assert "a lower bound on the uncertainty" in (out / "steering.md").read_text()
     assert result["environment"]["device"] == "cpu"
     assert provenance.describe(result["environment"])[0] in (out / "steering.md").read_text()
 
