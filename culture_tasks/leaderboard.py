@@ -704,11 +704,7 @@ def _finite(value) -> float | None:
 def _unit(row: dict, survey: bool):
     """A logged document's resampling unit across tasks: a survey question's ``q_id``; a classification
     document's text as shown (several CultureLLM tasks label the same texts); None where the log has neither."""
-    doc = row.get("doc") or {}
-    if survey:
-        return doc.get("q_id")
-    text = doc.get("text")
-    return text.strip() if isinstance(text, str) else None
+    return (row.get("doc") or {}).get("q_id") if survey else stats.logged_text(row)
 
 
 def _text_clusters(run: Run, tasks: list[str], metric: str) -> list[tuple] | None:

@@ -248,7 +248,7 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
         for doc in sorted(by_doc[0]):
             for items, docs, sample in ((a_items, a_docs, by_doc[0][doc]), (b_items, b_docs, by_doc[1][doc])):
                 items.append((task, _item(sample[metric])))
-                docs.append((task, _text(sample), items[-1][1]))
+                docs.append((task, logged_text(sample), items[-1][1]))
     clusters = [text_clusters(docs) for docs in (a_docs, b_docs)]
     if None not in clusters and [c[:2] for c in clusters[0]] == [c[:2] for c in clusters[1]]:
         out = paired_bootstrap(ClusteredTaskMean(aggregate, weighted), *clusters, iters=iters, seed=seed, level=level)
@@ -258,8 +258,9 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
     return out
 
 
-def _text(sample: Mapping) -> str | None:
-    """A logged classification document's text as shown (its unit across tasks that label the same texts)."""
+def logged_text(sample: Mapping) -> str | None:
+    """A logged classification document's text as shown (its unit across tasks that label the same texts);
+    None where the log holds none."""
     text = (sample.get("doc") or {}).get("text")
     return text.strip() if isinstance(text, str) else None
 
