@@ -12,13 +12,13 @@ columns are then the unweighted number. A culture's value is the mean over its t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from culture_tasks.classification import f1_macro, share
-from culture_tasks.leaderboard import LeaderboardError, find_result_files, load_runs
+from benchmarks.results_folder import read_folder
+from culture_tasks.leaderboard import find_result_files, load_runs
 
 SUITE = "culturellm"
 
@@ -67,19 +67,10 @@ def render(rows: list[tuple[str, int, int, np.ndarray]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    if len(args) != 1:
-        raise SystemExit(__doc__)
-    try:
-        rows = culture_table(Path(args[0]))
-    except (LeaderboardError, OSError, ValueError) as err:
-        print(f"design_weights: {err}", file=sys.stderr)
-        return 2
-    print(render(rows))
-    return 0
+    code, rows = read_folder(argv, __doc__, "design_weights", culture_table)
+    if rows is not None:
+        print(render(rows))
+    return code
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks.leaderboard import SUITES, LeaderboardError, build_tables, find_result_files, load_runs
+from benchmarks.results_folder import read_folder
+from culture_tasks.leaderboard import SUITES, build_tables, find_result_files, load_runs
 
 
 def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, float | None, str]]:
@@ -30,17 +31,9 @@ def culture_cells(run_folder: Path) -> dict[str, tuple[float, float | None, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    if len(args) != 1:
-        raise SystemExit(__doc__)
-    try:
-        rows = culture_cells(Path(args[0]))
-    except (LeaderboardError, OSError, ValueError) as err:
-        print(f"quickstart_intervals: {err}", file=sys.stderr)
-        return 2
+    code, rows = read_folder(argv, __doc__, "quickstart_intervals", culture_cells)
+    if rows is None:
+        return code
     if any("--log_samples" in note for *_, note in rows.values()):
         raise SystemExit("no interval without the per-sample logs: run lm_eval with --log_samples")
     print("| culture | macro-F1 | 95 % interval | width |")
