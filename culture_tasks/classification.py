@@ -251,7 +251,7 @@ def _results(doc: Mapping, pred: int | None, **shares: float) -> dict:
     gold, count = int(doc["label"]), int(doc["label_count"])
     shares = {"acc": float("nan") if pred is None else float(pred == gold), **shares}
     return stats.with_ci({"f1_macro": (gold, pred, len(doc["options"]), count),
-                          **{name: (value, gold, count) for name, value in shares.items()}}, stderr=True)
+                          **{name: (value, gold, count) for name, value in shares.items()}})
 
 
 def design_weights(golds: Sequence, counts: Sequence) -> np.ndarray:
@@ -369,4 +369,4 @@ f1_macro.min_items = share.min_items = MIN_DOCS
 METRICS = {"f1_macro": f1_macro, "acc": share, "parse_fail_rate": share}
 for _name, _aggregate in METRICS.items():
     globals().update(stats.ci_aggregations(_name, _aggregate, nonfinite="f1_macro, acc and their intervals"
-                                           if _name == "f1_macro" else None, stderr=True))
+                                           if _name == "f1_macro" else None))

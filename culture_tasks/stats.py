@@ -35,7 +35,6 @@ SEED = 1234
 MIN_ITEMS = 2  # fewer documents give no interval; an aggregate's ``min_items`` attribute may ask for more
 LEVEL = 0.95
 CI_SUFFIXES = ("_ci_low", "_ci_high")
-STDERR_SUFFIX = "_stderr"  # lm-eval's key of a metric's standard error
 
 
 def _canonical(items: Sequence) -> list:
@@ -117,25 +116,11 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    resamples = bootstrap_statistics(aggregate, items, iters=iters, seed=seed)
-    return (float("nan"), float("nan")) if resamples is None else percentile_interval(resamples, level)
-
-
-def bootstrap_statistics(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
-                         seed: int = SEED) -> np.ndarray | None:
-    """``aggregate`` of each seeded resample of ``items`` (in canonical order), or None where ``bootstrap_ci``
-    gives no interval (too few items, or a NaN statistic of all of them)."""
     items = _canonical(items)
     if not enough_items(aggregate, items) or not np.isfinite(aggregate(items)):
-        return None  # no interval around a NaN (a document without a finite score)
-    return _statistics(aggregate, items, _indices(aggregate, items, iters, seed))
-
-
-def bootstrap_stderr(resamples: np.ndarray | None) -> float:
-    """The standard deviation of the finite resamples (the bootstrap's standard error), NaN without them."""
-    finite = np.asarray([] if resamples is None else resamples, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan")
+        return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
+    idx = _indices(aggregate, items, iters, seed)
+    return percentile_interval(_statistics(aggregate, items, idx), level)
 
 
 def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, items_b: Sequence, *,
@@ -446,18 +431,15 @@ def resample_counts(idx: np.ndarray, n: int, chunk: int):
 
 # --------------------------------------------------------------------------- lm-eval glue
 
-_CACHE: OrderedDict[tuple, tuple[float, float, float]] = OrderedDict()
+_CACHE: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
 _CACHE_SIZE = 64
 
 
-def cached_ci(name: str, aggregate: Callable, items: Sequence) -> tuple[float, float, float]:
-    """The bootstrap's ``(low, high, standard error)`` once per metric and item content: ``m_ci_low``,
-    ``m_ci_high`` and ``m_stderr`` share one set of resamples."""
+def cached_ci(name: str, aggregate: Callable, items: Sequence) -> tuple[float, float]:
+    """``bootstrap_ci`` once per metric and item content: ``m_ci_low`` and ``m_ci_high`` share it."""
     key = (name, repr(_canonical(items)))
     if key not in _CACHE:
-        resamples = bootstrap_statistics(aggregate, items)
-        low, high = (float("nan"),) * 2 if resamples is None else percentile_interval(resamples, LEVEL)
-        _CACHE[key] = (low, high, bootstrap_stderr(resamples))
+        _CACHE[key] = bootstrap_ci(aggregate, items)
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return _CACHE[key]
@@ -465,25 +447,14 @@ def cached_ci(name: str, aggregate: Callable, items: Sequence) -> tuple[float, f
 
 def ci_aggregations(name: str, aggregate: Callable[[Sequence], float],
                     select: Callable[[Sequence], Sequence] | None = None,
-                    nonfinite: str | None = None, stderr: bool = False) -> dict[str, Callable]:
-    """``{name_ci_low: fn, name_ci_high: fn}``: lm-eval aggregations of the bounds of ``name``; with ``stderr``
-    also ``name_stderr``, the same resamples' standard deviation (``with_ci``'s ``stderr`` says why).
+                    nonfinite: str | None = None) -> dict[str, Callable]:
+    """``{name_ci_low: fn, name_ci_high: fn}``: lm-eval aggregations of the bounds of ``name``.
 
     ``select`` picks the resampling units from lm-eval's items (e.g. one category's documents).
     ``nonfinite``: the metrics a document without finite scores makes NaN, for one metric of a task
     (one item per document): its lower bound warns once per task (``warn_nonfinite``).
     """
     out = {}
-    if stderr:
-        def standard_error(items):
-            # "N/A", lm-eval's word, where there is no interval: its table prints it so, and a group holding
-            # such a task gives none either
-            se = cached_ci(name, aggregate, select(items) if select else items)[2]
-            return se if math.isfinite(se) else "N/A"
-
-        standard_error.__name__ = standard_error.__qualname__ = name + STDERR_SUFFIX
-        standard_error.__doc__ = f"Standard deviation of the bootstrap resamples of {name} (its standard error)."
-        out[name + STDERR_SUFFIX] = standard_error
     for position, suffix in enumerate(CI_SUFFIXES):
         def bound(items, _position=position):
             units = select(items) if select else items
@@ -563,19 +534,11 @@ def warn_too_few(name: str, aggregate: Callable, items: Sequence, task: str | No
                     name, need)
 
 
-def with_ci(results: dict, stderr: bool = False) -> dict:
-    """Per-document results plus the companion keys: each ``m_ci_*`` gets the item of ``m``.
-
-    With ``stderr``, ``m_stderr`` too, after them: lm-eval writes ``m_stderr`` as "N/A" when it cannot
-    bootstrap ``m`` (a function of ours), and a metric of that name, aggregated after ``m``, puts the
-    bootstrap's standard error there instead. lm-eval's table then shows it in its Stderr column, and a
-    group of ``weight_by_size: false`` combines its tasks' as ``sqrt(sum se^2) / k``, the standard error
-    of their unweighted mean (lm-eval's ``unweighted_mean_stderr``): group rows carry an uncertainty in
-    lm-eval's own output.
-    """
+def with_ci(results: dict) -> dict:
+    """Per-document results plus the companion keys: each ``m_ci_*`` gets the item of ``m``."""
     out = dict(results)
     for key, value in results.items():
-        for suffix in (*CI_SUFFIXES, STDERR_SUFFIX) if stderr else CI_SUFFIXES:
+        for suffix in CI_SUFFIXES:
             out[key + suffix] = value
     return out
 
@@ -584,14 +547,13 @@ def with_ci(results: dict, stderr: bool = False) -> dict:
 
 
 def metric_list_yaml(module: str, metrics: Sequence[tuple[str, str, bool | None]], *,
-                     intervals: Sequence[str] = (), stderr: Sequence[str] = ()) -> str:
+                     intervals: Sequence[str] = ()) -> str:
     """The ``metric_list:`` block of a task template.
 
     ``metrics`` holds ``(name, aggregation, higher_is_better)``, None for a metric with no better
     direction (lm-eval prints no arrow for it); an aggregation other than ``mean`` is a function of
     ``module``. Each metric named in ``intervals`` is followed by its ``_ci_low`` / ``_ci_high``
-    companions (functions of ``module``, same direction); each named in ``stderr`` also by ``_stderr``
-    (a function of ``module``, no direction: ``with_ci``).
+    companions (functions of ``module``, same direction).
     """
     def entry(name: str, aggregation: str, better: bool | None) -> str:
         agg = aggregation if aggregation == "mean" else f"!function {module}.{aggregation}"
@@ -603,8 +565,6 @@ def metric_list_yaml(module: str, metrics: Sequence[tuple[str, str, bool | None]
         lines.append(entry(name, aggregation, better))
         if name in intervals:
             lines += [entry(name + s, name + s, better) for s in CI_SUFFIXES]
-        if name in stderr:
-            lines.append(entry(name + STDERR_SUFFIX, name + STDERR_SUFFIX, None))
     return "\n".join(lines) + "\n"
 
 

@@ -165,17 +165,14 @@ def test_prompt_and_scoring():
     doc = {"instruction": "Offensive?", "text": "hi", "options": ["not offensive", "offensive"],
            "choices": ["A", "B"], "label": 1, "label_count": 3}
     assert doc_to_text_mc(doc) == "Offensive?\n\nText: hi\n\nOptions:\nA. not offensive\nB. offensive\nAnswer:"
-    # every metric's interval and standard-error companions receive the metric's own per-document item, after it
-    result = process_results_mc(doc, [(-2.0, False), (-1.0, True)])
-    assert result == {
+    # every metric's interval companions receive the metric's own per-document item
+    assert process_results_mc(doc, [(-2.0, False), (-1.0, True)]) == {
         "f1_macro": (1, 1, 2, 3), "f1_macro_ci_low": (1, 1, 2, 3), "f1_macro_ci_high": (1, 1, 2, 3),
-        "f1_macro_stderr": (1, 1, 2, 3),
-        "acc": (1.0, 1, 3), "acc_ci_low": (1.0, 1, 3), "acc_ci_high": (1.0, 1, 3), "acc_stderr": (1.0, 1, 3)}
-    assert list(result).index("acc_stderr") > list(result).index("acc")  # lm-eval's "N/A" for acc comes first
+        "acc": (1.0, 1, 3), "acc_ci_low": (1.0, 1, 3), "acc_ci_high": (1.0, 1, 3)}
     gen = process_results_gen(doc, ["Not offensive."])
-    assert {k: v for k, v in gen.items() if "_ci_" not in k and "_stderr" not in k} == {
-        "f1_macro": (1, 0, 2, 3), "acc": (0.0, 1, 3), "parse_fail_rate": (0.0, 1, 3)}
-    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == gen["parse_fail_rate_stderr"] == (0.0, 1, 3)
+    assert {k: v for k, v in gen.items() if "_ci_" not in k} == {"f1_macro": (1, 0, 2, 3), "acc": (0.0, 1, 3),
+                                                                "parse_fail_rate": (0.0, 1, 3)}
+    assert gen["parse_fail_rate_ci_low"] == gen["parse_fail_rate_ci_high"] == (0.0, 1, 3)
     assert process_results_gen(doc, ["no idea"])["parse_fail_rate"] == (1.0, 1, 3)
 
 
@@ -373,13 +370,12 @@ def test_lm_eval_reports_an_interval_around_every_metric(tiny_model, data_root):
     assert sorted(set(zip(golds, counts))) == [(0, 838), (1, 162)]
     design = counts / np.array([np.sum(golds == g) for g in golds])
     assert res["acc,none"] == pytest.approx(design @ values / design.sum())
+    assert res["acc_stderr,none"] == "N/A"  # lm-eval's standard error of a plain mean would not be this mean's
     # the interval is the seeded percentile bootstrap of those items, each resample weighted the same way
     idx = np.random.default_rng(stats.SEED).integers(0, 30, size=(stats.ITERS, 30))
     means = (design[idx] * values[idx]).sum(axis=1) / design[idx].sum(axis=1)
     assert (res["acc_ci_low,none"], res["acc_ci_high,none"]) == (
         pytest.approx(np.percentile(means, 2.5)), pytest.approx(np.percentile(means, 97.5)))
-    # lm-eval's own standard error (a plain mean's) would not be this mean's: the same resamples' spread is
-    assert res["acc_stderr,none"] == pytest.approx(np.std(means, ddof=1))
 
 
 @pytest.mark.parametrize("text", ["It isn’t offensive", "it doesn’t seem offensive", "It ISN’T offensive"])
@@ -489,10 +485,6 @@ def test_a_task_of_one_document_warns_why_its_intervals_are_nan(caplog):
     assert warnings == [f"a task: no {m} interval ({m}_ci_low / _ci_high are NaN): 1 document, and a bootstrap of {m} "
                         f"needs {classification.MIN_DOCS} to hold the complete run's value (docs/interval_calibration.md)"
                         for m in ("f1_macro", "acc", "parse_fail_rate")]
-    # no standard error either: lm-eval's "N/A", which its table prints and its groups pass on
-    assert classification.f1_macro_stderr([(0, 0, 2)]) == classification.acc_stderr([1.0]) == "N/A"
-    assert classification.acc_stderr([(1.0, 0, 20)] * 19 + [(0.0, 0, 20)]) == pytest.approx(
-        math.sqrt(0.95 * 0.05 / 20), rel=0.1)  # 20 documents of one label: about a proportion's standard error
 
 
 def test_vectorised_macro_f1_is_nan_with_a_document_without_prediction():
@@ -560,41 +552,18 @@ def test_a_command_without_a_data_root_names_its_own_flag(command, monkeypatch, 
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert "No data root given" in err and "--data-dir" in err and "CULTURE_DATA_DIR" in err
-
-
-def test_lm_eval_shows_a_standard_error_for_every_task_and_culture(tiny_model, data_root):
-    # lm-eval printed N/A as the standard error of every task and every culture group; each metric's
-    # m_stderr (the standard deviation of the seeded bootstrap behind its interval) now fills lm-eval's own
-    # Stderr column, and a culture group combines its tasks' as sqrt(se_1² + se_2²) / 2
+def test_lm_eval_gives_no_standard_error_its_groups_would_combine_as_independent(tiny_model, data_root):
+    # a CultureLLM standard error in lm-eval's Stderr column would be combined by its groups as if the tasks were
+    # independent, but several tasks of a culture label the same texts (the six DETOXIS tasks: Qwen2.5-Coder's
+    # culture interval drawing texts is 1.7 times the independent one): tasks and groups say N/A, with lm-eval's
+    # standard errors on, and each task's interval is in its _ci_ rows
     import math
 
-    import numpy as np
-    from lm_eval.utils import make_table
-
-    from culture_tasks import stats
     from tests.lm_eval_helpers import evaluate
 
-    out = evaluate(tiny_model, ["culturellm_chinese"], data_root, limit=20, log_samples=True,
-                   bootstrap_iters=100)  # as the lm_eval command, which computes its own standard errors
-    tasks = ["culturellm_chinese_cdial_gender_bias", "culturellm_chinese_camouflage_spam"]
-    errors = []
-    for task in tasks:
-        res = out["results"][task]
-        # accuracy by hand: the design-weighted mean of every seeded resample of the 20 logged documents
-        items = sorted((tuple(s["acc"]) for s in out["samples"][task]), key=repr)
-        values, golds, counts = (np.array([item[k] for item in items], dtype=float) for k in range(3))
-        design = counts / np.array([np.sum(golds == g) for g in golds])
-        idx = np.random.default_rng(stats.SEED).integers(0, 20, size=(stats.ITERS, 20))
-        means = (design[idx] * values[idx]).sum(axis=1) / design[idx].sum(axis=1)
-        assert res["acc_stderr,none"] == pytest.approx(np.std(means, ddof=1))
-        assert (res["acc_ci_low,none"], res["acc_ci_high,none"]) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
-        assert isinstance(res["f1_macro_stderr,none"], float) and res["f1_macro_stderr,none"] > 0
-        errors.append(res["f1_macro_stderr,none"])
-    group = out["results"]["culturellm_chinese"]
-    assert group["f1_macro_stderr,none"] == pytest.approx(math.sqrt(errors[0] ** 2 + errors[1] ** 2) / 2)
-    # the group's rows of lm-eval's table (up to its first task): f1_macro with "±" and that standard error
-    lines = make_table(out).splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|culturellm_chinese "))
-    rows = [[cell.strip() for cell in line.split("|")] for line in lines[start:start + 2]]
-    f1 = next(r for r in rows if r[5] == "f1_macro")
-    assert f1[7:10] == [f"{group['f1_macro,none']:.4f}", "±", f"{group['f1_macro_stderr,none']:.4f}"]
+    out = evaluate(tiny_model, ["culturellm_chinese"], data_root, limit=20, bootstrap_iters=100)
+    res = out["results"]
+    for name in ("culturellm_chinese", "culturellm_chinese_cdial_gender_bias", "culturellm_chinese_camouflage_spam"):
+        assert (res[name]["f1_macro_stderr,none"], res[name]["acc_stderr,none"]) == ("N/A", "N/A"), name
+    for task in ("culturellm_chinese_cdial_gender_bias", "culturellm_chinese_camouflage_spam"):
+        assert all(math.isfinite(res[task][f"{m}_ci_{end},none"]) for m in ("f1_macro", "acc") for end in ("low", "high"))

@@ -166,8 +166,7 @@ def render_templates() -> dict[str, str]:
     """The two templates with their ``metric_list`` written from ``METRICS``."""
     files = {}
     for variant, name in TEMPLATES.items():
-        block = stats.metric_list_yaml(SCORING, METRICS[variant], intervals=GROUP_METRICS[variant],
-                                       stderr=GROUP_METRICS[variant])
+        block = stats.metric_list_yaml(SCORING, METRICS[variant], intervals=GROUP_METRICS[variant])
         files[name] = stats.with_metric_list((HERE / name).read_text(encoding="utf-8"), block)
     return files
 
