@@ -43,12 +43,9 @@ def test_multiple_choice_with_chat_template(tiny_model, data_root):
 def test_the_shared_text_families_the_readme_lists_are_in_the_data(data_root):
     # several datasets label one corpus several ways; the leaderboard resamples such tasks' texts together
     # (stats.ClusteredTaskMean), and the README lists the families: counted here from the cleaned texts
-    import logging
-
     from culture_tasks.classification import load_classification
     from culture_tasks.culturellm._generate_configs import load_manifest
 
-    logging.getLogger("culture_tasks").setLevel(logging.ERROR)
     texts, culture = {}, {}
     for e in load_manifest():
         ds = load_classification(str(data_root), task_name=e.task("mc"), file=e.file, text_field=e.text_field,
