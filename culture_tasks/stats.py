@@ -324,29 +324,36 @@ class TaskMean:
     def strata(item: tuple) -> str:
         return item[0]
 
+    @staticmethod
+    def documents(items: Sequence[tuple]):
+        """``(position of the resampling unit, task, document's item)`` for every document of ``items``."""
+        for position, (task, item) in enumerate(items):
+            yield position, task, item
+
     def __call__(self, items: Sequence[tuple]) -> float:
         by_task: dict[str, list] = defaultdict(list)
-        for task, item in items:
+        for _, task, item in self.documents(items):
             by_task[task].append(item)
         return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else float("nan")
 
     def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
         if self.weighted is None:
             return np.array([self([items[i] for i in row]) for row in idx], dtype=float)
-        tasks = sorted({t for t, _ in items})
-        columns = {t: np.array([i for i, (u, _) in enumerate(items) if u == t]) for t in tasks}
-        n = len(items)  # idx may pick from a longer list than one row holds (the randomisation test's a + b)
-        payload = {t: [items[i][1] for i in columns[t]] for t in tasks}
-        out = []
-        for weights in resample_counts(idx, n, self.CHUNK):
-            rows = len(weights)
-            per_task = np.full((rows, len(tasks)), np.nan)
-            for k, t in enumerate(tasks):
-                w = weights[:, columns[t]]
+        payload: dict[str, list] = defaultdict(list)
+        owner: dict[str, list] = defaultdict(list)  # the unit (item position) of each of a task's documents
+        for position, task, item in self.documents(items):
+            payload[task].append(item)
+            owner[task].append(position)
+        tasks = sorted(payload)
+        out = []  # idx may pick from a longer list than one row holds (the randomisation test's a + b)
+        for weights in resample_counts(idx, len(items), self.CHUNK):
+            per_task = np.full((len(weights), len(tasks)), np.nan)
+            for k, task in enumerate(tasks):
+                w = weights[:, owner[task]]
                 present = w.sum(axis=1) > 0
-                per_task[present, k] = self.weighted(payload[t], w[present])
+                per_task[present, k] = self.weighted(payload[task], w[present])
             with np.errstate(all="ignore"):
-                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(rows, np.nan))
+                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(len(weights), np.nan))
         return np.concatenate(out) if out else np.array([])
 
 
@@ -366,32 +373,10 @@ class ClusteredTaskMean(TaskMean):
         self.min_per_stratum = 1
 
     @staticmethod
-    def strata(item: tuple) -> str:
-        return item[0]
-
-    def __call__(self, items: Sequence[tuple]) -> float:
-        return super().__call__([pair for _, _, pairs in items for pair in pairs])
-
-    def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
-        if self.weighted is None:
-            return np.array([self([items[i] for i in row]) for row in idx], dtype=float)
-        payload: dict[str, list] = defaultdict(list)
-        owner: dict[str, list] = defaultdict(list)  # the text (item position) of each of a task's documents
+    def documents(items: Sequence[tuple]):
         for position, (_, _, pairs) in enumerate(items):
             for task, item in pairs:
-                payload[task].append(item)
-                owner[task].append(position)
-        tasks = sorted(payload)
-        out = []
-        for weights in resample_counts(idx, len(items), self.CHUNK):
-            per_task = np.full((len(weights), len(tasks)), np.nan)
-            for k, task in enumerate(tasks):
-                w = weights[:, owner[task]]
-                present = w.sum(axis=1) > 0
-                per_task[present, k] = self.weighted(payload[task], w[present])
-            with np.errstate(all="ignore"):
-                out.append(np.nanmean(per_task, axis=1) if tasks else np.full(len(weights), np.nan))
-        return np.concatenate(out) if out else np.array([])
+                yield position, task, item
 
 
 def text_clusters(documents: Sequence[tuple[str, str | None, object]]) -> list[tuple] | None:
