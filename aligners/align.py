@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aligners import distributed
-from aligners.config import AlignConfig, search_keys
+from aligners.config import OPTION_ORDERS, AlignConfig, search_keys
 from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, scorer_item_means, task_constants,
                                 with_intervals)
 from aligners.objectives import LOSS_LABELS, make_objective
@@ -99,10 +99,11 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
         metadata["target_country"] = resolved.code
     slug = entry["slug"] if entry else "usa"
     vsm13, wvs = instrument("vsm13"), instrument("wvs")
+    order = OPTION_ORDERS[cfg.option_order]
     return CountryTasks(
         key=entry["slug"] if entry else resolved.code.lower(),
-        vsm13=vsm13.task(slug),
-        persona=vsm13.task(slug, "_persona") if entry else None,
+        vsm13=vsm13.task(slug, order),
+        persona=vsm13.task(slug, f"_persona{order}") if entry else None,
         reversed=vsm13.task(slug, "_reversed"),
         wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
@@ -172,7 +173,9 @@ def _inputs(settings: dict, tasks: CountryTasks) -> dict:
 
 def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out: Path) -> None:
     """``check_settings``; a run from before the Hofstede file was a setting is refused with the way to
-    add it (no guess: the run may have used another file)."""
+    add it (no guess: the run may have used another file). A run stored before --option-order asked the options
+    in the listed order, the only one there was."""
+    stored = {"option_order": "listed", **stored}
     check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
                    error=AlignmentError, later=("model_fingerprint",))
     if "hofstede_reference" not in stored:

@@ -11,7 +11,10 @@ from culture_tasks.cli_args import check_device, check_dtype, check_finite, pars
 # settings that define the search: a resumed run must agree on all of them, and on the
 # optimiser's own settings (``search_keys``)
 SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_tokens", "subspace_dim", "population",
-               "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode")
+               "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode", "option_order")
+
+# the VSM13 task variant each --option-order scores the prompt on (culture_tasks.survey.instruments)
+OPTION_ORDERS = {"listed": "", "balanced": "_balanced"}
 
 
 # the largest --bound: past it the prompts lie thousands of embedding standard deviations out, where
@@ -79,6 +82,11 @@ class AlignConfig:
     chat_template: bool = field(default=False, metadata=_help("score as lm_eval --apply_chat_template"))
     answer_mode: str = field(default="expected", metadata=_help(
         "how an item's answer is read from the option probabilities", choices=["expected", "argmax"]))
+    option_order: str = field(default="listed", metadata=_help(
+        "listed: the items' options in the survey's order (vsm13_<country>, the paper's); balanced: every item "
+        "asked in both orders and its answers averaged (vsm13_<country>_balanced, twice the items), so a prompt "
+        "cannot lower the loss through the model's bias towards an option's position (docs/validity.md)",
+        choices=sorted(OPTION_ORDERS)))
     data_dir: str | None = field(default=None, metadata=_help("data root (default: $CULTURE_DATA_DIR)"))
     baselines: bool = field(default=True, metadata=_help(
         "also score the plain model, the persona prompt and the held-out checks (--no-baselines: skip)"))
@@ -120,6 +128,8 @@ class AlignConfig:
             raise ValueError("--init-text is empty: give the initial text of --init text, or use --init vocab")
         if self.answer_mode not in ("expected", "argmax"):
             raise ValueError(f"--answer-mode must be expected or argmax, got {self.answer_mode!r}")
+        if self.option_order not in OPTION_ORDERS:
+            raise ValueError(f"--option-order must be one of {', '.join(sorted(OPTION_ORDERS))}, got {self.option_order!r}")
         check_dtype(self.dtype)
         check_device(self.device)
 

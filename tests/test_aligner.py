@@ -1207,3 +1207,33 @@ def test_saving_a_checkpoint_leaves_the_model_scoring_as_before(tiny_model, data
     save_prompt_tuning_adapter(lm.model, torch.zeros(4, 32), tmp_path / "ckpt", str(tiny_model), init="vocab")
     assert [p.requires_grad for p in lm.model.parameters()] == flags
     assert scorer.option_loglikelihoods(None, cfg.batch_size) == before
+
+
+def test_a_balanced_run_scores_both_orders_and_lm_eval_reports_its_loss(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                        capsys):
+    """--option-order balanced searches on vsm13_usa_balanced (every item in both orders): the recorded command
+    names that task and lm_eval reports the run's loss for its checkpoint; a resume in the listed order is refused."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "balanced"
+    assert _align(tiny_model, out, "--option-order", "balanced") == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert "--tasks vsm13_usa_balanced " in summary["lm_eval_command"]
+    assert summary["settings"]["option_order"] == "balanced"
+    results = evaluate(tiny_model, ["vsm13_usa_balanced"], data_root, peft=str(out))["results"]["vsm13_usa_balanced"]
+    assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-5)
+    listed = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(out))["results"]["vsm13_usa"]
+    assert listed["vsm13_margin,none"] != pytest.approx(results["vsm13_margin,none"], abs=1e-6)
+    capsys.readouterr()
+    assert _align(tiny_model, out, "--generations", "4", "--resume") == 2
+    assert "option_order: saved 'balanced', given 'listed'" in capsys.readouterr().err
+
+
+def test_a_run_stored_before_option_order_resumes_as_the_listed_order(tiny_model, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    stored = json.loads((out / "run_settings.json").read_text())
+    assert stored.pop("option_order") == "listed"
+    (out / "run_settings.json").write_text(json.dumps(stored))
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--option-order", "balanced") == 2
+    assert _align(tiny_model, out, "--generations", "2", "--resume") == 0

@@ -176,3 +176,45 @@ def test_vsm13_item_pair_calibration_without_item_noise_observes_the_truth(data_
     assert tallies["index"].count == 18 and tallies["index"].hits == 18
     for key in ("index", "rank", "margin"):
         assert max(abs(e) for e in tallies[key].errors) < 1e-9, key
+
+
+def test_vsm13_order_counts_which_interval_holds_the_other_orders_value_by_hand():
+    # two prompts, pdi. Prompt 1: 10 listed, 20 reversed; prompt 2: 0 and -4. Respondents: (5, 15) misses 20,
+    # (12, 30) misses 10, (-10, 10) holds -4, (-8, 0) holds 0 (bounds included): 2 of 4; half-widths 5, 9, 10, 4,
+    # median 7. Item pairs (8, 12), (18, 22), (-1, 1), (-5, -3) hold none; half-widths 2, 2, 1, 1, median 1.5.
+    # Shifts +10 and -4: median |shift| 7, mean +3, sd sqrt(49 + 49) = 9.9.
+    from benchmarks import vsm13_order
+
+    prompts = [{"pdi": {"values": (10.0, 20.0), "respondents": ((5, 15), (12, 30)), "item pairs": ((8, 12), (18, 22))}},
+               {"pdi": {"values": (0.0, -4.0), "respondents": ((-10, 10), (-8, 0)), "item pairs": ((-1, 1), (-5, -3))}}]
+    s = vsm13_order.summary(prompts, "pdi")
+    assert s["respondents"] == (0.5, 7.0) and s["item pairs"] == (0.0, 1.5)
+    assert s["median |shift|"] == 7.0 and s["shift"] == pytest.approx((3.0, 98 ** 0.5))
+
+
+def test_vsm13_order_reads_both_orders_of_each_prompt_from_the_logs(tmp_path, data_root, capsys):
+    # one prompt asked in both orders: each value is its task's, read back from its per-sample log, and the shift
+    # is the reversed order's minus the listed order's
+    from benchmarks import vsm13_order
+    from culture_tasks.survey.tasks import summarise_vsm13
+    from tests.test_leaderboard import _result, _vsm13_logged
+
+    logged = {"vsm13_usa": _vsm13_logged(data_root, "USA", "", 0),
+              "vsm13_usa_reversed": _vsm13_logged(data_root, "USA", "", 0, reversed_options=True)}
+    values = {t: summarise_vsm13(items) for t, items in logged.items()}
+    assert values["vsm13_usa"]["pdi"] != values["vsm13_usa_reversed"]["pdi"]
+    _result(tmp_path / "res", "/m/a", {}, samples={t: [{"vsm13_l1": list(i)} for i in items] for t, items in logged.items()},
+            extra={t: {"vsm13_l1,none": v["vsm13_l1"]} for t, v in values.items()},
+            n_samples={t: {"original": 24, "effective": 24} for t in logged})
+    [prompt] = vsm13_order.read(tmp_path / "res")
+    assert prompt["pdi"]["values"] == (values["vsm13_usa"]["pdi"], values["vsm13_usa_reversed"]["pdi"])
+    assert vsm13_order.main([str(tmp_path / "res")]) == 0
+    shift = values["vsm13_usa_reversed"]["pdi"] - values["vsm13_usa"]["pdi"]
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pdi |")]
+    assert row.endswith(f"| {abs(shift):.1f} | {shift:+.1f} ± 0.0 |")
+    only = {"vsm13_usa": logged["vsm13_usa"]}  # one order only: nothing to compare
+    _result(tmp_path / "one", "/m/a", {}, samples={t: [{"vsm13_l1": list(i)} for i in items] for t, items in only.items()},
+            extra={"vsm13_usa": {"vsm13_l1,none": values["vsm13_usa"]["vsm13_l1"]}},
+            n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
+    assert vsm13_order.main([str(tmp_path / "one")]) == 2
+    assert "no run with both vsm13_usa and vsm13_usa_reversed" in capsys.readouterr().err

@@ -80,3 +80,11 @@ def test_the_generator_check_covers_a_registered_instrument(toy, capsys, data_ro
 def test_an_unknown_instrument_is_an_error():
     with pytest.raises(ValueError, match=r"unknown survey instrument 'hofstede'; registered: \['vsm13', 'wvs'\]"):
         instruments.instrument("hofstede")
+
+
+def test_vsm13_alone_has_balanced_variants_and_an_unknown_variant_is_an_error():
+    vsm13, wvs = instruments.instrument("vsm13"), instruments.instrument("wvs")
+    assert vsm13.task("usa", "_persona_balanced") == "vsm13_usa_persona_balanced"
+    assert (TASKS_DIR / "vsm13" / "vsm13_usa_balanced.yaml").read_text().splitlines()[-1] == "  both_orders: true"
+    with pytest.raises(ValueError, match="wvs has no task variant '_balanced'"):
+        wvs.task("usa", "_balanced")

@@ -350,3 +350,38 @@ def test_partial_profiles_are_grouped_apart(data_root):
     apart = yaml.safe_load((TASKS_DIR / "vsm13" / "_vsm13_partial.yaml").read_text(encoding="utf-8"))["task"]
     assert apart == ["vsm13_iraq", "vsm13_jordan", "vsm13_saudi_arabia"] and not set(apart) & set(full)
     assert "vsm13_usa" in full
+
+
+def test_a_balanced_vsm13_task_asks_each_item_in_both_orders_and_averages_them(data_root):
+    # 24 items of 5 options (values 1..5); a model that puts all its mass on the first option it is shown answers 1
+    # listed and 5 reversed, so every item's balanced answer is 3 and its distribution half on code 1, half on 5
+    docs = load_vsm13(str(data_root), vsm13_country="USA", both_orders="true")["test"]
+    assert len(docs) == 48 and docs["item"][:4] == [1, 1, 2, 2]
+    assert docs["order"][:2] == [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]] and docs["options"][1] == docs["options"][0][::-1]
+    first = [0.0, -60.0, -60.0, -60.0, -60.0]
+    items = [item_result(doc, first) for doc in docs]
+    means, dists, _ = tasks._item_table(items)
+    assert means == {k: pytest.approx(3.0) for k in range(1, 25)}
+    assert dists[7] == pytest.approx([0.5, 0, 0, 0, 0.5])
+    assert all(summarise_vsm13(items)[d] == pytest.approx(0.0) for d in DIMENSIONS)
+
+
+def test_balanced_indices_are_the_mean_of_the_two_orders(data_root):
+    # an index is linear in the item means and a balanced item mean is the mean of its two orders' scores
+    def logged(**kwargs):
+        docs = load_vsm13(str(data_root), vsm13_country="USA", **kwargs)["test"]
+        return [item_result(doc, [-((doc["item"] * (j + 2) + 3 * j * j) % 7) / 2 for j in range(len(doc["order"]))])
+                for doc in docs]
+
+    listed, reversed_, both = (summarise_vsm13(logged(**kw)) for kw in
+                               ({}, {"reversed_options": True}, {"both_orders": True}))
+    for d in DIMENSIONS:
+        assert both[d] == pytest.approx((listed[d] + reversed_[d]) / 2)
+    assert listed["pdi"] != pytest.approx(reversed_["pdi"])
+
+
+def test_both_orders_is_strict_and_excludes_reversed_options(data_root):
+    with pytest.raises(MetadataError, match="both_orders must be true or false, got 'yes'"):
+        load_vsm13(str(data_root), vsm13_country="USA", both_orders="yes")
+    with pytest.raises(MetadataError, match="both_orders and reversed_options are both true.*drop reversed_options"):
+        load_vsm13(str(data_root), vsm13_country="USA", both_orders=True, reversed_options=True)

@@ -5,7 +5,8 @@
 
 Per country: <instrument>_<slug> (the model's own answers), <instrument>_<slug>_persona (asked
 to answer as a person from the country) and <instrument>_<slug>_reversed (options in reverse
-order, for the spread of a result). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ... and
+order, for the spread of a result); VSM13 also <slug>_balanced and <slug>_persona_balanced (every item
+asked in both orders, the answers averaged). Groups: wvs, wvs_persona, wvs_reversed, vsm13, ... and
 vsm13_partial, ... for the countries whose Hofstede profile has only some dimensions.
 The instruments and their facts are the registry's (``culture_tasks/survey/instruments.py``);
 the ``metric_list`` of each template is written from its entry (with the bootstrap-interval
@@ -21,7 +22,7 @@ from pathlib import Path
 from culture_tasks import stats, task_generation
 from culture_tasks.survey import instruments
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.instruments import VARIANTS, Instrument
+from culture_tasks.survey.instruments import Instrument
 
 
 def _dump(data: dict) -> str:
@@ -34,10 +35,11 @@ def render_instrument(inst: Instrument, countries: list[dict]) -> dict[Path, str
     block = stats.metric_list_yaml(inst.scoring, list(inst.metrics), intervals=list(inst.intervals))
     files = {inst.template: stats.with_metric_list(inst.template.read_text(encoding="utf-8"), block)}
     covered = [c for c in countries if inst.covers(c)]
-    for suffix, variant in VARIANTS.items():
+    for suffix, variant in inst.variants.items():
         for c in covered:
             kwargs = {**inst.dataset_kwargs(c), "persona": c["name"] if variant.get("persona") else "",
-                      "reversed_options": bool(variant.get("reversed_options"))}
+                      "reversed_options": bool(variant.get("reversed_options")),
+                      **({"both_orders": True} if variant.get("both_orders") else {})}
             name = inst.task(c["slug"], suffix)
             files[inst.tasks_folder / f"{name}.yaml"] = _dump(
                 {"include": inst.template.name, "task": name, "dataset_kwargs": kwargs})

@@ -22,6 +22,10 @@ from culture_tasks.survey.wvs import WVS_TOPICS
 
 # Task variants per country: the model's own answers, asked as a person from the country, options reversed.
 VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
+# Every item asked in both option orders and its answers averaged (counterbalanced): a bias towards a position
+# (the first option, say) then moves every item alike instead of by its option order; for an instrument whose
+# metrics are computed from item means (VSM13), where the mean of two orders is the item's answer.
+BALANCED = {"_balanced": {"both_orders": True}, "_persona_balanced": {"persona": True, "both_orders": True}}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Instrument:
     # cover; below the full count they are not comparable with full-coverage values
     coverage: tuple[str, int] | None = None
     scoring: str = "culture_tasks.survey.tasks"  # module of the template's aggregation functions
+    # task variants per country (suffix -> what it sets: persona, reversed_options, both_orders)
+    variants: dict[str, dict] = field(default_factory=lambda: dict(VARIANTS))
     folder: Path | None = None  # default: TASKS_DIR / name
 
     @property
@@ -59,7 +65,9 @@ class Instrument:
         return frozenset({*plain, *(m + s for m in plain & set(self.intervals) for s in stats.CI_SUFFIXES)})
 
     def task(self, slug: str, variant: str = "") -> str:
-        """The lm-eval task of a country (``variant``: one of ``VARIANTS``)."""
+        """The lm-eval task of a country (``variant``: one of its ``variants``)."""
+        if variant not in self.variants:
+            raise ValueError(f"{self.name} has no task variant {variant!r}; its variants: {sorted(self.variants)}")
         return f"{self.name}_{slug}{variant}"
 
 
@@ -123,4 +131,5 @@ register_instrument(Instrument(
     intervals=("vsm13_l1", "vsm13_mae", *DIMENSIONS, "vsm13_margin", "vsm13_rank"),
     grouped_apart=lambda c: c["hofstede"] in PARTIAL_TARGETS,
     coverage=("vsm13_dims", len(DIMENSIONS)),
+    variants={**VARIANTS, **BALANCED},
 ))

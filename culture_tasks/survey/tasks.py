@@ -266,17 +266,25 @@ def _check_target_country(country: str | None, given: str, code: str, persona: s
 
 
 def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None, persona: str = "",
-               reversed_options: bool = False, target=None, target_source: str = "", target_country: str = "",
-               constants=None, answer_mode: str = "expected", **metadata) -> datasets.DatasetDict:
+               reversed_options: bool = False, both_orders: bool = False, target=None, target_source: str = "",
+               target_country: str = "", constants=None, answer_mode: str = "expected",
+               **metadata) -> datasets.DatasetDict:
     """The 24 items; target (with its source), constants and answer mode may come from ``--metadata``.
 
     ``persona`` is the country name of the in-context baseline ("" = the model's own answers).
+    ``both_orders``: every item asked twice, options listed then reversed (48 documents, item by item); an
+    item's score and answer distribution are the mean of the two (``_item_table``), so a bias towards a
+    position cancels within each item instead of leaning each index by its items' option order.
     ``target_country``: the country whose scores ``target`` is (default: the task's own), so that a
     country without a task of its own is ranked as itself, not in the place of the task's country.
     """
     check_keys(f"vsm13 ({vsm13_country})", metadata, TASK_KEYS["vsm13"])
     _check_constants(vsm13_country, constants)
     reversed_options = parse_bool("reversed_options", reversed_options)
+    both_orders = parse_bool("both_orders", both_orders)
+    if both_orders and reversed_options:
+        raise MetadataError(f"vsm13 ({vsm13_country}): dataset_kwargs both_orders and reversed_options are both true; "
+                            "both_orders already asks every item in the reversed order too: drop reversed_options")
     _claim_target(target, vsm13_country)
     if target_source and (target is None or not len(target)):  # the file's scores would be logged as from it
         raise MetadataError(f"vsm13 ({vsm13_country}): --metadata target_source {target_source!r} names the source "
@@ -309,8 +317,9 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     comparison = json.dumps({"code": chosen.code, "name": chosen.name,
                              "data_dir": str(resolve_data_root(data_dir).resolve())})
     rows = defaultdict(list)
-    for item in load_items(data_dir):
-        order = presentation_order(len(item.options), reversed_options)
+    for item, reverse in ((item, reverse) for item in load_items(data_dir)
+                          for reverse in ((False, True) if both_orders else (reversed_options,))):
+        order = presentation_order(len(item.options), reverse)
         rows["item"].append(item.number)
         rows["question"].append(f"{item.stem}\n{item.text}" if item.stem else item.text)
         rows["options"].append([item.options[i] for i in order])
@@ -430,7 +439,8 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
     means, _, _ = _item_table(items)
     target, constants, comparison = _as_dict(items[0][2]), _as_dict(items[0][3]), _comparison(items)
     if len(means) < 24:
-        log.warning("VSM13 needs all 24 items, got %d (items %s missing: --limit below 24, or --samples without "
+        log.warning("VSM13 needs all 24 items, got %d (items %s missing: --limit below the task's documents, 24, or 48 "
+                    "in a _balanced task, or --samples without "
                     "every item?): indices are NaN", len(means), _spans(sorted(set(range(1, 25)) - set(means))))
         return {key: math.nan for key in VSM13_METRICS}
     out = {k: float(v) for k, v in vsm13_scores(means, target, constants, comparison).items()}
