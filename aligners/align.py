@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aligners import distributed
-from aligners.config import OPTION_ORDERS, AlignConfig, search_keys
+from aligners.config import AlignConfig, search_keys
 from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, scorer_item_means, task_constants,
                                 with_intervals)
 from aligners.objectives import LOSS_LABELS, make_objective
@@ -44,7 +44,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.instruments import instrument
+from culture_tasks.survey.instruments import OPTION_ORDERS, instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, Target, resolve_target
 
 log = logging.getLogger("aligners")

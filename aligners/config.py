@@ -7,14 +7,12 @@ from dataclasses import asdict, dataclass, field, fields
 from aligners.objectives import OBJECTIVES
 from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
 from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
+from culture_tasks.survey.instruments import OPTION_ORDERS
 
 # settings that define the search: a resumed run must agree on all of them, and on the
 # optimiser's own settings (``search_keys``)
 SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_tokens", "subspace_dim", "population",
                "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode", "option_order")
-
-# the VSM13 task variant each --option-order scores the prompt on (culture_tasks.survey.instruments)
-OPTION_ORDERS = {"listed": "", "balanced": "_balanced"}
 
 
 # the largest --bound: past it the prompts lie thousands of embedding standard deviations out, where

@@ -49,6 +49,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.instruments import OPTION_ORDERS, instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, ITEMS_FILE, vsm13_indices
 from culture_tasks.survey.wvs import QUESTIONS_FILE
 
@@ -165,6 +166,10 @@ class SteeringConfig:
     batch_size: int = field(default=64, metadata={"help": "rows per forward pass (results do not depend on it)"})
     chat_template: bool = field(default=False, metadata={"help": "score as lm_eval --apply_chat_template"})
     wvs: bool = field(default=True, metadata={"help": "also run the WVS survey for countries with WVS data"})
+    option_order: str = field(default="listed", metadata={
+        "help": "VSM13 items with their options listed (vsm13_<country>, the default) or balanced: every item asked "
+                "in both orders and its answers averaged (vsm13_<country>_balanced; for prompts fitted with "
+                "culture-align --option-order balanced)", "choices": sorted(OPTION_ORDERS)})
     norm: int = field(default=2, metadata={"help": "1 or 2: the norm of the z-space distance"})
     iters: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
     seed: int = field(default=1234, metadata={"help": "bootstrap seed"})
@@ -198,6 +203,9 @@ class SteeringConfig:
         check_device(self.device)
         if self.norm not in (1, 2):
             raise SteeringError(f"--norm must be 1 or 2, got {self.norm}")
+        if self.option_order not in OPTION_ORDERS:
+            raise SteeringError(f"--option-order must be one of {', '.join(sorted(OPTION_ORDERS))}, "
+                                f"got {self.option_order!r}")
         if self.iters < 1 or self.batch_size < 1:
             raise SteeringError("--iters and --batch-size must be at least 1")
         if self.seed < 0:  # numpy refuses it, but only once the intervals are computed, after the scoring
@@ -259,8 +267,9 @@ def validate(cfg: SteeringConfig) -> None:
 # --------------------------------------------------------------------------- scoring
 
 
-def _vsm13_task(row: Steered) -> str:
-    return f"vsm13_{row.slug}_persona" if row.method == "persona" else f"vsm13_{row.slug}"
+def _vsm13_task(row: Steered, option_order: str = "listed") -> str:
+    order = OPTION_ORDERS[option_order]
+    return instrument("vsm13").task(row.slug, f"_persona{order}" if row.method == "persona" else order)
 
 
 def _wvs_task(row: Steered, fallback: str | None) -> str | None:
@@ -298,7 +307,7 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
     from culture_tasks.survey.tasks import _in_code_order, item_means
 
     soft = _soft_prompt(row)
-    scorer = TaskScorer(lm, _vsm13_task(row), tm, chat_template=cfg.chat_template)
+    scorer = TaskScorer(lm, _vsm13_task(row, cfg.option_order), tm, chat_template=cfg.chat_template)
     lls = scorer.option_loglikelihoods(soft, cfg.batch_size)[0]
     _check_finite(lls, row, scorer.task_name, cfg)
     means = item_means([item.doc for item in scorer.items], lls)
@@ -547,6 +556,13 @@ def _change_table(title: str, columns, rows, values, cis) -> list[str]:
               for r, row, ci_row in zip(rows, values, cis)), ""]
 
 
+def _order_lines(config: dict) -> list[str]:
+    """How the VSM13 items were asked, where it is not the listed order."""
+    if _answered(config, "option_order") == "listed":
+        return []
+    return ["VSM13 items asked in both option orders, each item's answers averaged (`vsm13_<country>_balanced`).", ""]
+
+
 def _rescored_line(source: dict | None) -> list[str]:
     if not source:
         return []
@@ -574,6 +590,7 @@ def markdown(result: dict) -> str:
              "spread of the instrument's two item pairs per dimension, a lower bound on the uncertainty (read as a "
              "sample of item pairs it holds an index's value about half the time, a rank's 69-94 %: "
              "docs/interval_calibration.md).", "",
+             *_order_lines(result["config"]),
              *_rescored_line(result.get("rescored_from")),
              *_identity_lines(result.get("identity")),
              *provenance.describe(result.get("environment")),
@@ -715,7 +732,14 @@ def _check_stored_finite(path: Path, label: str, profile: dict) -> None:
 
 
 # the settings of how the answers came: --rescore takes them from the stored run
-ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs")
+ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs", "option_order")
+# settings added to ANSWERED later, with the value every run stored before them had
+EARLIER = {"option_order": "listed"}
+
+
+def _answered(config: dict, key: str):
+    """A stored ANSWERED setting; a run stored before the setting existed had its EARLIER value."""
+    return config[key] if key in config or key not in EARLIER else EARLIER[key]
 
 
 def rescore(cfg: SteeringConfig) -> dict:
@@ -735,7 +759,8 @@ def rescore(cfg: SteeringConfig) -> dict:
         if changed != []:
             log.warning("--rescore: %s", "the stored run did not record its reference data" if changed is None
                         else f"the reference data differ from the stored run's: {', '.join(changed)}")
-        config = {**asdict(cfg), **{k: stored["config"].get(k) for k in ANSWERED}, "wvs": use_wvs}
+        config = {**asdict(cfg), **{k: _answered(stored["config"], k) if k in EARLIER else stored["config"].get(k)
+                                    for k in ANSWERED}, "wvs": use_wvs}
         result = {
             "config": config,
             "rescored_from": {"path": str(source), "sha256": stored.pop("sha256"),
@@ -842,7 +867,7 @@ def answered_settings(config: dict, labels: list[str], ident: dict, data: dict[s
     """What a run's answers depend on, compared on --resume: the ANSWERED settings, the targets by label
     and in order (the first one's country is the plain model's task), the model's and each checkpoint's
     fingerprint, and the data files by content."""
-    settings = {k: config[k] for k in ANSWERED if k != "targets"}
+    settings = {k: _answered(config, k) for k in ANSWERED if k != "targets"}
     settings["targets"] = labels
     settings["model_fingerprint"] = ident["model_fingerprint"]
     settings.update({f"checkpoint {label}": fp for label, fp in ident["checkpoints"].items()})
@@ -856,7 +881,7 @@ def _stored_partial(path: Path, settings: dict, out: Path) -> dict:
     stored = read_json(path, "--resume", fix)
     if not isinstance(stored.get("settings"), dict):
         raise SteeringError(f"--resume: {path} holds no stored settings; {fix}")
-    check_settings(stored["settings"], settings, out, error=SteeringError)
+    check_settings({**EARLIER, **stored["settings"]}, settings, out, error=SteeringError)
     try:
         profiles = {label: _stored_answers(p) for label, p in stored["profiles"].items()}
     except (KeyError, TypeError, AttributeError, ValueError) as err:

@@ -858,3 +858,30 @@ def test_resume_of_a_run_killed_while_storing_its_first_answers_starts_afresh(ti
     assert main([*args, "--resume"]) == 0
     assert calls == ["usa:plain", "usa:persona", "china:persona"]
     assert sorted(p.name for p in out.iterdir()) == ["steering.json", "steering.md", "steering.png"]
+
+
+def test_a_balanced_matrix_scores_the_balanced_tasks_as_lm_eval_does(tiny_model, prompt_checkpoint, data_root, tmp_path):
+    # --option-order balanced: every profile from vsm13_<country>_balanced (the persona's from _persona_balanced),
+    # whose indices lm_eval reports for the same checkpoint; a rescore keeps the order, a pre-option run reads listed
+    import lm_eval
+
+    out = tmp_path / "balanced"
+    assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--option-order",
+                 "balanced", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
+                 "--iters", "30", "--no-wvs"]) == 0
+    result = json.loads((out / "steering.json").read_text())
+    assert [result["profiles"][k]["vsm13_task"] for k in ("plain", "china:persona", "germany:prompt")] == [
+        "vsm13_china_balanced", "vsm13_china_persona_balanced", "vsm13_germany_balanced"]
+    tm = task_manager({"data_dir": str(data_root)})
+    lm_out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tiny_model},dtype=float32,peft={prompt_checkpoint}",
+                                     tasks=["vsm13_germany_balanced"], task_manager=tm, device="cpu", batch_size=8,
+                                     bootstrap_iters=0)["results"]["vsm13_germany_balanced"]
+    for d in DIMENSIONS:
+        assert lm_out[f"{d},none"] == pytest.approx(result["profiles"]["germany:prompt"]["indices"][d], abs=1e-4)
+    assert "both option orders" in (out / "steering.md").read_text()
+    assert main(["--rescore", str(out), "--output", str(tmp_path / "again"), "--data-dir", str(data_root),
+                 "--iters", "30"]) == 0
+    again = json.loads((tmp_path / "again" / "steering.json").read_text())
+    assert again["config"]["option_order"] == "balanced" and again["vsm13"] == result["vsm13"]
+    from culture_tasks.steering import _answered
+    assert _answered({}, "option_order") == "listed" and _answered({"option_order": "balanced"}, "option_order") == "balanced"

@@ -26,6 +26,8 @@ VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_optio
 # (the first option, say) then moves every item alike instead of by its option order; for an instrument whose
 # metrics are computed from item means (VSM13), where the mean of two orders is the item's answer.
 BALANCED = {"_balanced": {"both_orders": True}, "_persona_balanced": {"persona": True, "both_orders": True}}
+# --option-order of culture-align and culture-steer -> the VSM13 variant suffix they score on
+OPTION_ORDERS = {"listed": "", "balanced": "_balanced"}
 
 
 @dataclass(frozen=True)
