@@ -1,6 +1,6 @@
 """Do the VSM13 intervals hold what the same prompt answers with the options listed the other way round?
 
-    python -m benchmarks.vsm13_order <folder of benchmarks/vsm13_order.sh>
+    python -m benchmarks.vsm13_order <folder of benchmarks/vsm13_order.sh> [--aligned <folders> --data_dir <root>]
 
 Each prompt (the plain model, each distinct soft prompt) was asked the 24 items twice, as ``vsm13_usa`` and
 ``vsm13_usa_reversed``: the same questions and options, only their order reversed, a change a survey
@@ -16,19 +16,30 @@ project gives a VSM13 number:
 A prompt gives two cases per metric (each order's interval, the other order's value). The shift is the
 reversed order's value minus the listed order's: a mean far from 0 against its spread is a bias of the
 model towards a position, which no interval of one order can show.
+
+``--aligned``: the culture-align checkpoints the runs asked (each ``alignment.json`` under the folders). Per
+objective and budget, each fitted prompt's rank and margin for its own target against the plain model's, with the
+options listed (what the aligner reports), reversed, and balanced (each item's two orders averaged, as the
+``vsm13_<country>_balanced`` tasks ask it: the indices are linear in the item means, so the balanced indices are
+the mean of the two orders' indices): does a fitted prompt's gain survive the order it was not fitted on?
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.results_folder import read_folder
 from culture_tasks import stats
-from culture_tasks.leaderboard import find_result_files, load_runs
+from culture_tasks.leaderboard import LeaderboardError, find_result_files, load_runs
+from culture_tasks.outputs import file_digest
+from culture_tasks.survey import compare
 from culture_tasks.survey.tasks import summarise_vsm13, vsm13_intervals, vsm13_pair_replicates
-from culture_tasks.survey.vsm13 import DIMENSIONS
+from culture_tasks.survey.vsm13 import DIMENSIONS, resolve_target
 
 ORDERS = ("vsm13_usa", "vsm13_usa_reversed")
 METRICS = (*DIMENSIONS, "vsm13_l1", "vsm13_rank", "vsm13_margin")
@@ -53,12 +64,76 @@ def prompt_cases(items: tuple[tuple, tuple]) -> dict[str, dict]:
                 "item pairs": tuple(p[m] for p in pairs)} for m in METRICS}
 
 
-def read(folder: Path) -> list[dict[str, dict]]:
-    """``prompt_cases`` of every prompt (run) in the folder."""
+def _runs(folder: Path) -> list:
     runs = [run for run in load_runs(find_result_files([str(folder)])) if all(t in run.metrics for t in ORDERS)]
     if not runs:
         raise ValueError(f"{folder}: no run with both {' and '.join(ORDERS)} (see benchmarks/vsm13_order.sh)")
-    return [prompt_cases(tuple(_logged(run, t) for t in ORDERS)) for run in runs]
+    return runs
+
+
+def read(folder: Path) -> list[dict[str, dict]]:
+    """``prompt_cases`` of every prompt (run) in the folder."""
+    return [prompt_cases(tuple(_logged(run, t) for t in ORDERS)) for run in _runs(folder)]
+
+
+def order_indices(folder: Path) -> dict[str | None, dict[str, dict[str, float]]]:
+    """Per prompt (its adapter file's digest; None: the plain model): the six indices listed, reversed and
+    balanced (the mean of the two)."""
+    out = {}
+    for run in _runs(folder):
+        listed, reversed_ = (summarise_vsm13(_logged(run, t)) for t in ORDERS)
+        peft = run.model_args.get("peft")
+        key = file_digest(Path(peft) / "adapter_model.safetensors") if peft else None
+        out[key] = {"listed": {d: listed[d] for d in DIMENSIONS}, "reversed": {d: reversed_[d] for d in DIMENSIONS},
+                    "balanced": {d: (listed[d] + reversed_[d]) / 2 for d in DIMENSIONS}}
+    return out
+
+
+ORDER_NAMES = ("listed", "reversed", "balanced")
+
+
+def aligned_rows(indices: dict, roots: list[Path], data_dir: str | None) -> list[dict]:
+    """Per fitted prompt under ``roots``: its objective, budget, target, and per order the prompt's and the plain
+    model's rank and margin for that target (``compare.margin_and_rank``, as the tasks and the aligner rank it)."""
+    reference = compare.hofstede_reference(data_dir)
+    if None not in indices:
+        raise ValueError("no run of the plain model (benchmarks/vsm13_order.sh asks it first)")
+    rows = []
+    for path in sorted(p for root in roots for p in root.rglob("alignment.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        digest = file_digest(path.parent / "adapter_model.safetensors")
+        if digest not in indices:
+            raise ValueError(f"{path.parent}: its prompt was not asked (run benchmarks/vsm13_order.sh on its folder)")
+        settings = run["settings"]
+        target = resolve_target(settings["country"], settings.get("target"), data_dir)
+        row = {"objective": run["objective"], "budget": f"{settings['population']} x {run['history'][-1]['generation']}",
+               "target": target.code, "reported_margin": run["report"]["comparison"]["de"]["margin"]}
+        for who, key in (("prompt", digest), ("plain", None)):
+            for order in ORDER_NAMES:
+                found = compare.margin_and_rank(indices[key][order], target, reference)
+                row[who, order] = (float(found["rank"]), float(found["margin"]))
+        rows.append(row)
+    return rows
+
+
+def render_aligned(rows: list[dict]) -> str:
+    """Per objective and budget: mean rank and margin of the prompts and the plain model in each order, the mean
+    margin gain over the plain model, and how many prompts rank their target closer than the plain model does."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row["objective"], row["budget"]].append(row)
+    lines = ["| objective | budget | prompts | order | rank: plain → prompt | margin: plain → prompt | "
+             "margin gain (mean ± sd) | closer than plain |", "|---|---|---:|---|---|---|---|---:|"]
+    for (objective, budget), group in sorted(groups.items()):
+        for order in ORDER_NAMES:
+            plain, prompt = (np.array([r[who, order] for r in group]) for who in ("plain", "prompt"))
+            gain = prompt[:, 1] - plain[:, 1]
+            sd = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+            closer = int(np.sum(prompt[:, 0] < plain[:, 0]))
+            lines.append(f"| {objective} | {budget} | {len(group)} | {order} | {plain[:, 0].mean():.1f} → "
+                         f"{prompt[:, 0].mean():.1f} | {plain[:, 1].mean():+.3f} → {prompt[:, 1].mean():+.3f} | "
+                         f"{gain.mean():+.3f} ± {sd:.3f} | {closer} of {len(group)} |")
+    return "\n".join(lines)
 
 
 def summary(prompts: list[dict[str, dict]], metric: str) -> dict:
@@ -93,10 +168,21 @@ def render(prompts: list[dict[str, dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    code, prompts = read_folder(argv, __doc__, "vsm13_order", read)
-    if prompts is not None:
-        print(render(prompts))
-    return code
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="the OUT folder of benchmarks/vsm13_order.sh")
+    parser.add_argument("--aligned", type=Path, nargs="+", default=[],
+                        help="folders with the culture-align checkpoints the runs asked")
+    parser.add_argument("--data_dir", default=None, help="data root (default: $CULTURE_DATA_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        print(render(read(args.folder)))
+        if args.aligned:
+            print()
+            print(render_aligned(aligned_rows(order_indices(args.folder), args.aligned, args.data_dir)))
+    except (LeaderboardError, OSError, ValueError) as err:
+        print(f"vsm13_order: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

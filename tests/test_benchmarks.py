@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,52 @@ def test_vsm13_order_reads_both_orders_of_each_prompt_from_the_logs(tmp_path, da
             n_samples={"vsm13_usa": {"original": 24, "effective": 24}})
     assert vsm13_order.main([str(tmp_path / "one")]) == 2
     assert "no run with both vsm13_usa and vsm13_usa_reversed" in capsys.readouterr().err
+
+
+def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(tmp_path, data_root):
+    # a prompt answering with the USA's own Hofstede profile when listed ranks the USA first there (margin as
+    # compare gives it); reversed it answers all 0, as the plain model does in both orders, so its reversed gain is 0
+    from benchmarks import vsm13_order
+    from culture_tasks.outputs import file_digest
+    from culture_tasks.survey import compare
+    from culture_tasks.survey.vsm13 import DIMENSIONS, find_target
+
+    usa = find_target("USA", str(data_root)).scores
+    ckpt = tmp_path / "contrastive" / "USA"
+    ckpt.mkdir(parents=True)
+    (ckpt / "adapter_model.safetensors").write_bytes(b"prompt")
+    (ckpt / "alignment.json").write_text(json.dumps({
+        "objective": "contrastive", "settings": {"country": "USA", "target": None, "population": 8},
+        "history": [{"generation": 3}], "report": {"comparison": {"de": {"margin": 1.0}}}}))
+    zero = dict.fromkeys(DIMENSIONS, 0.0)
+    half = {d: usa[d] / 2 for d in DIMENSIONS}
+    indices = {None: {"listed": zero, "reversed": zero, "balanced": zero},
+               file_digest(ckpt / "adapter_model.safetensors"): {"listed": dict(usa), "reversed": zero, "balanced": half}}
+    [row] = vsm13_order.aligned_rows(indices, [tmp_path], str(data_root))
+    reference = compare.hofstede_reference(str(data_root))
+    own = compare.margin_and_rank(usa, "USA", reference)
+    assert row["budget"] == "8 x 3" and row["target"] == "USA"
+    assert row["prompt", "listed"] == (1.0, pytest.approx(float(own["margin"])))
+    assert row["prompt", "reversed"] == row["plain", "reversed"] == row["plain", "listed"]
+    table = vsm13_order.render_aligned([row]).splitlines()
+    assert table[3].startswith("| contrastive | 8 x 3 | 1 | reversed | ") and table[3].endswith("| +0.000 ± 0.000 | 0 of 1 |")
+    assert table[2].endswith(" | 1 of 1 |")
+    del indices[file_digest(ckpt / "adapter_model.safetensors")]
+    with pytest.raises(ValueError, match="its prompt was not asked"):
+        vsm13_order.aligned_rows(indices, [tmp_path], str(data_root))
+
+
+def test_vsm13_order_render_aligned_averages_by_hand():
+    # two USA-like rows of one objective and budget, listed order: plain ranks 10 and 20 (margins 0.1, 0.3), the
+    # prompts 2 and 30 (margins 0.5, 0.2): mean ranks 15 -> 16, margins +0.200 -> +0.350, gains +0.4 and -0.1:
+    # +0.150 ± sd 0.354, one of two ranked closer
+    from benchmarks import vsm13_order
+
+    rows = []
+    for plain, prompt in (((10.0, 0.1), (2.0, 0.5)), ((20.0, 0.3), (30.0, 0.2))):
+        row = {"objective": "l1", "budget": "8 x 3", "target": "USA"}
+        for order in vsm13_order.ORDER_NAMES:
+            row["plain", order], row["prompt", order] = plain, prompt
+        rows.append(row)
+    line = vsm13_order.render_aligned(rows).splitlines()[2]
+    assert line == "| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | 1 of 2 |"
