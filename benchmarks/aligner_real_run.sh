@@ -6,7 +6,8 @@
 # DEVICE=cuda DTYPE=bfloat16):
 #   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
 #   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
-#   Arabia with its full profile), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
+#   Arabia with its full profile), ORDER (listed, or balanced: every VSM13 item asked in both option orders, for
+#   the search and the steering matrix), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
 #   an interrupted run resumes where it stopped, a finished one is kept, and one made with other settings (another
 #   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer, and
 #   a killed steering step continues (culture-steer --resume) when no prompt is newer than the answers it stored.
@@ -19,6 +20,7 @@ COUNTRIES=${COUNTRIES:-USA CHN IND GER}
 SAUDI=${SAUDI:-0}
 SEEDS=${SEEDS:-0}
 OBJECTIVES=${OBJECTIVES:-l1 contrastive}
+ORDER=${ORDER:-listed}
 DEVICE=${DEVICE:-cpu}
 DTYPE=${DTYPE:-float32}
 DATA=${CULTURE_DATA_DIR:-../shared/data}
@@ -30,7 +32,7 @@ for seed in $SEEDS; do
   for objective in $OBJECTIVES; do
     dir="$OUT/$objective/seed$seed"
     common=(--model "$MODEL" --objective "$objective" --population "$POP" --generations "$GENS" --seed "$seed"
-            --device "$DEVICE" --dtype "$DTYPE" --data_dir "$DATA")
+            --device "$DEVICE" --dtype "$DTYPE" --data_dir "$DATA" --option-order "$ORDER")
     targets=()
     steer=0
     [ -f "$dir/steering/steering.json" ] || steer=1
@@ -53,7 +55,7 @@ for seed in $SEEDS; do
       done
     fi
     [ "$steer" = 0 ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
-      --device "$DEVICE" --dtype "$DTYPE" "$mode" "${targets[@]}"
+      --device "$DEVICE" --dtype "$DTYPE" --option-order "$ORDER" "$mode" "${targets[@]}"
   done
 done
 echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"

@@ -78,3 +78,10 @@ def test_a_killed_steering_step_is_resumed_unless_a_prompt_is_newer_than_its_sto
     os.utime(usa, (partial.stat().st_mtime + 5, partial.stat().st_mtime + 5))  # the USA prompt fitted again since
     last = _run_script(tmp_path)
     assert " --overwrite " in last[-1] and "--resume" not in last[-1]
+
+
+def test_order_reaches_both_culture_align_and_culture_steer(tmp_path):
+    calls = _run_script(tmp_path, ORDER="balanced")
+    assert len(calls) == 3 and all("--option-order balanced" in c for c in calls)
+    (tmp_path / "default").mkdir()
+    assert all("--option-order listed" in c for c in _run_script(tmp_path / "default"))
