@@ -268,3 +268,32 @@ def test_vsm13_order_render_aligned_averages_by_hand():
         rows.append(row)
     line = vsm13_order.render_aligned(rows).splitlines()[2]
     assert line == "| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | 1 of 2 |"
+
+
+def test_text_clusters_compares_drawing_texts_with_drawing_each_task_apart(tmp_path, capsys):
+    # two Spanish tasks label the same 20 texts and are answered alike: drawing texts draws each text with its
+    # document in both tasks (the leaderboard's interval), drawing each task apart treats 40 documents as
+    # independent and is narrower
+    from benchmarks import text_clusters
+    from culture_tasks import stats
+    from culture_tasks.leaderboard import clustered_mean, task_mean
+    from tests.test_leaderboard import _result
+
+    x, y = "culturellm_spanish_x", "culturellm_spanish_y"
+    f1 = [(i % 2, 0 if i < 10 else i % 2, 2) for i in range(20)]
+    acc = [(float(g == p), g, 1) for g, p, _ in f1]
+    rows = [{"f1_macro": list(a), "acc": list(b), "doc": {"text": f"text {i:02d}"}} for i, (a, b) in enumerate(zip(f1, acc))]
+    value = task_mean("f1_macro")([(x, it) for it in f1])
+    _result(tmp_path / "res", "/m/model", {x: value, y: value}, samples={x: rows, y: rows},
+            extra={t: {"alias": t, "f1_macro,none": value, "acc,none": 0.75} for t in (x, y)})
+    [row] = text_clusters.culture_rows(tmp_path / "res")
+    assert (row["culture"], row["tasks"], row["documents"], row["shared"]) == ("spanish", 2, 40, 20)
+    for metric, items in (("f1_macro", f1), ("acc", acc)):
+        mean, together, apart = row[metric]
+        clusters = [(x, f"text {i:02d}", ((x, it), (y, it))) for i, it in enumerate(items)]
+        assert together == pytest.approx(stats.bootstrap_ci(clustered_mean(metric), clusters))
+        assert apart == pytest.approx(stats.bootstrap_ci(task_mean(metric), [(t, it) for t in (x, y) for it in items]))
+        assert apart[1] - apart[0] < together[1] - together[0]
+    assert row["acc"][0] == pytest.approx(15 / 20)  # answers 0 on texts 0-9 (5 right), right on 10-19
+    assert text_clusters.main([str(tmp_path / "res")]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith("| spanish | 2 | 40 | 20 | ")
