@@ -36,18 +36,22 @@ MAY_DIFFER = ("country", "target", "seed", "objective", "optimizer", "output", "
               "shared_stems")
 
 
+# settings culture-align added later, with the value every run made before them had
+EARLIER = {"option_order": "listed"}
+
+
 def check_poolable(runs: list[dict], paths: list[str]) -> None:
     """Runs of other settings (another model, population, generations, ...) or the same run twice would be
     pooled into one row's mean ± std and one seed's MRR: refused, naming the files and the setting."""
     seen: dict[tuple, str] = {}
+    first = {**EARLIER, **runs[0]["settings"]}
     for run, path in zip(runs, paths):
-        s = run["settings"]
+        s = {**EARLIER, **run["settings"]}
         key = (s["optimizer"], run.get("objective", "l1"), run["target"]["country"], s["seed"])
         if key in seen:
             raise SystemExit(f"aligner_table: {seen[key]} and {path} are both {key[2]}, {key[1]} ({key[0]}), seed "
                              f"{key[3]}; pass each run once")
         seen[key] = path
-        first = runs[0]["settings"]
         for name in sorted((set(s) & set(first)) - set(MAY_DIFFER)):
             if s[name] != first[name]:
                 raise SystemExit(f"aligner_table: {paths[0]} was made with {name} {first[name]!r}, {path} with "

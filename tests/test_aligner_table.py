@@ -65,6 +65,11 @@ def test_runs_of_other_settings_or_one_run_twice_are_not_pooled(tmp_path):
                                          "seed 0; pass each run once"):
         main([reduced, again])
     main([reduced, write("seed1", seed=1, device="cuda", batch_size=8)])  # another seed on another device pools
+    # a run stored before --option-order asked the options listed: it pools with a listed run, not a balanced one
+    balanced = write("balanced", seed=1, option_order="balanced")
+    with pytest.raises(SystemExit, match=f"{reduced} was made with option_order 'listed', {balanced} with 'balanced'"):
+        main([reduced, balanced])
+    main([reduced, write("listed", seed=1, option_order="listed")])
 
 
 def test_the_wvs_columns_give_the_spread_over_seeds_as_the_others_do(tmp_path, capsys):
