@@ -85,3 +85,34 @@ def test_order_reaches_both_culture_align_and_culture_steer(tmp_path):
     assert len(calls) == 3 and all("--option-order balanced" in c for c in calls)
     (tmp_path / "default").mkdir()
     assert all("--option-order listed" in c for c in _run_script(tmp_path / "default"))
+
+
+# lm_eval's stand-in for benchmarks/vsm13_order.sh: records its model arguments, writes a result file
+FAKE_LM_EVAL = """#!/usr/bin/env bash
+prev=""; out=""; args=""
+for a in "$@"; do [ "$prev" = "--output_path" ] && out="$a"; [ "$prev" = "--model_args" ] && args="$a"; prev="$a"; done
+echo "$args" >> "$CALLS"
+mkdir -p "$out/model" && echo "{}" > "$out/model/results_2026.json"
+"""
+
+
+def test_vsm13_order_asks_each_distinct_prompt_once_and_skips_what_it_has(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lm_eval").write_text(FAKE_LM_EVAL)
+    (bin_dir / "lm_eval").chmod(0o755)
+    for name, weights in (("a/USA", b"one"), ("a/CHN", b"one"), ("b/USA", b"two")):  # a/USA and a/CHN: one prompt
+        (tmp_path / "ckpt" / name).mkdir(parents=True)
+        (tmp_path / "ckpt" / name / "adapter_model.safetensors").write_bytes(weights)
+    (tmp_path / "data").mkdir()
+    calls = tmp_path / "calls.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "MODEL": "/m",
+           "OUT": str(tmp_path / "out"), "CULTURE_DATA_DIR": str(tmp_path / "data")}
+    run = lambda: subprocess.run(["bash", str(REPO / "benchmarks" / "vsm13_order.sh"), str(tmp_path / "ckpt")],
+                                 env=env, check=True, capture_output=True, text=True).stdout
+    first = run()
+    asked = calls.read_text().splitlines()
+    assert asked == ["pretrained=/m,dtype=float32", f"pretrained=/m,dtype=float32,peft={tmp_path}/ckpt/a/CHN",
+                     f"pretrained=/m,dtype=float32,peft={tmp_path}/ckpt/b/USA"]
+    assert first.count(": asked") == 3 and sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())[0] == "plain"
+    assert run().count(": done") == 3 and len(calls.read_text().splitlines()) == 3  # a second run asks nothing
