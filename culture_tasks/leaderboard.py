@@ -1387,7 +1387,8 @@ def _short(run: Run) -> str:
 def _variant(cfg: dict) -> str:
     kwargs = cfg.get("dataset_kwargs") or {}
     return ", ".join([*(["persona prompt"] if kwargs.get("persona") else []),
-                      *(["reversed options"] if kwargs.get("reversed_options") else [])])
+                      *(["reversed options"] if kwargs.get("reversed_options") else []),
+                      *(["both option orders"] if kwargs.get("both_orders") else [])])
 
 
 def hofstede_target(country: str, data_dir: str | None, metadata: dict | None = None

@@ -6,8 +6,9 @@
 #      split evenly over the culture's datasets (58 in all) and within each over its gold labels
 #      (culture_tasks/sampling.py writes lm-eval's --samples file);
 #   2. WVS and VSM13 for the paper's four countries (USA, China, India, Saudi Arabia), each plain
-#      and with the persona prompt (`_persona`); the WVS file has no India or Saudi Arabia, so
-#      those two have VSM13 only;
+#      and with the persona prompt (`_persona`); VSM13 with every item asked in both option orders
+#      (`vsm13_<country>_balanced`); the WVS file has no India or Saudi Arabia, so those two have
+#      VSM13 only;
 #   3. `culture-leaderboard` over the results: report.html.
 # Each run writes a new folder runs/quickstart/<UTC time>/ (samples.json, results/, lm_eval.log,
 # reproduce.sh, report.html) and never touches an earlier one; `bash <run folder>/reproduce.sh <new folder>`
@@ -66,9 +67,10 @@ esac
 TASKS_DIR=$(python -m culture_tasks.paths)
 TASKS=culturellm
 for c in $COUNTRIES; do
-  [ -f "$TASKS_DIR/vsm13/vsm13_$c.yaml" ] || die "COUNTRIES: no task vsm13_$c (see culture_tasks/survey/countries.yaml)"
+  [ -f "$TASKS_DIR/vsm13/vsm13_${c}_balanced.yaml" ] || die "COUNTRIES: no task vsm13_${c}_balanced (see culture_tasks/survey/countries.yaml)"
   [ -f "$TASKS_DIR/wvs/wvs_$c.yaml" ] && TASKS+=",wvs_$c,wvs_${c}_persona"
-  TASKS+=",vsm13_$c,vsm13_${c}_persona"
+  # VSM13 with every item asked in both option orders: the indices do not lean with the model's position bias
+  TASKS+=",vsm13_${c}_balanced,vsm13_${c}_persona_balanced"
 done
 # The survey tasks' files: a missing one stops here, not in lm_eval once the model has loaded.
 python -c '
@@ -134,4 +136,4 @@ if [ "$PER_CULTURE" != all ]; then
 else
   echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval;"
 fi
-echo "then the WVS and VSM13 tables: each wvs_<country> / vsm13_<country> column beside its _persona one shows what naming the country in the prompt changes."
+echo "then the WVS and VSM13 tables: each wvs_<country> / vsm13_<country>_balanced column beside its _persona one shows what naming the country in the prompt changes."

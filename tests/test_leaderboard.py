@@ -1624,3 +1624,11 @@ def test_a_culture_whose_tasks_share_texts_resamples_the_texts(tmp_path):
                                     clusters(items))
     assert (cell["diff"], cell["diff_low"], cell["diff_high"], cell["p_value"]) == pytest.approx(
         (paired["diff"], paired["low"], paired["high"], paired["p_value"]))
+
+
+def test_a_radar_labels_each_profile_by_how_its_items_were_asked():
+    from culture_tasks.leaderboard import _variant
+
+    assert _variant({"dataset_kwargs": {"persona": "China", "both_orders": True}}) == "persona prompt, both option orders"
+    assert _variant({"dataset_kwargs": {"persona": "", "reversed_options": True}}) == "reversed options"
+    assert _variant({"dataset_kwargs": {"persona": ""}}) == ""
