@@ -68,6 +68,8 @@ class CountryTasks:
     persona: str | None
     reversed: str
     wvs: str | None
+    # the orders the search was not run on, by name: the task asking the items so (``report.other_orders``)
+    other_orders: dict[str, str]
     metadata: dict
     target: Target
 
@@ -105,6 +107,8 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
         vsm13=vsm13.task(slug, order),
         persona=vsm13.task(slug, f"_persona{order}") if entry else None,
         reversed=vsm13.task(slug, "_reversed"),
+        other_orders={name: vsm13.task(slug, suffix) for name, suffix in
+                      (("listed", ""), ("reversed", "_reversed")) if suffix != order},
         wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
         # as load_vsm13 resolves it: the task's country, or target_country, with the metadata's scores
@@ -540,6 +544,15 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
                  name: score(tasks.reversed, prompt, "the fitted soft prompt on the reversed options")}
     report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, m in reversed_.items()}
     report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, m in reversed_.items()}
+    # does the fitted prompt's place hold when the options are asked in an order the search did not see?
+    report["other_orders"] = {}
+    for order, task in tasks.other_orders.items():
+        asked = reversed_ if task == tasks.reversed else {
+            "plain": score(task, None, f"the plain baseline, options {order}"),
+            name: score(task, prompt, f"the fitted soft prompt, options {order}")}
+        report["other_orders"][order] = {
+            "task": task, "comparison": {k: country_comparison({d: m[d] for d in DIMENSIONS}, target, cfg.data_dir, m)
+                                         for k, m in asked.items()}}
     if tasks.wvs:
         keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
         before = score(tasks.wvs, None, "the plain baseline on WVS")

@@ -50,6 +50,10 @@ def test_optimiser_lowers_the_loss(aligned):
     assert set(report["wvs"]["plain"]) == {"wvs_jsd", "wvs_w1", "wvs_majority", "wvs_jsd_ci", "wvs_w1_ci",
                                            "wvs_majority_ci"}
     assert "de" in report["vsm13_l1_reversed"]
+    # the prompt's place with the options reversed, the order the search did not see
+    reversed_ = report["other_orders"]["reversed"]
+    assert set(report["other_orders"]) == {"reversed"} and reversed_["task"] == "vsm13_usa_reversed"
+    assert set(reversed_["comparison"]) == {"plain", "de"} and reversed_["comparison"]["de"]["target"] == "USA"
     env = summary["environment"]  # where the numbers were computed, beside the settings that made them
     assert env["device"] == "cpu" and env["versions"]["torch"] == torch.__version__ and env["torch_threads"] >= 1
     assert "environment" not in json.loads((aligned / "run_settings.json").read_text())  # never compared on resume
@@ -1215,7 +1219,7 @@ def test_a_balanced_run_scores_both_orders_and_lm_eval_reports_its_loss(tiny_mod
     names that task and lm_eval reports the run's loss for its checkpoint; a resume in the listed order is refused."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "balanced"
-    assert _align(tiny_model, out, "--option-order", "balanced") == 0
+    assert _align(tiny_model, out, "--option-order", "balanced", "--baselines") == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert "--tasks vsm13_usa_balanced " in summary["lm_eval_command"]
     assert summary["settings"]["option_order"] == "balanced"
@@ -1223,6 +1227,11 @@ def test_a_balanced_run_scores_both_orders_and_lm_eval_reports_its_loss(tiny_mod
     assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-5)
     listed = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(out))["results"]["vsm13_usa"]
     assert listed["vsm13_margin,none"] != pytest.approx(results["vsm13_margin,none"], abs=1e-6)
+    # the report says where the prompt ranks the USA in each single order, as lm_eval does
+    orders = summary["report"]["other_orders"]
+    assert sorted(orders) == ["listed", "reversed"] and orders["listed"]["task"] == "vsm13_usa"
+    assert orders["listed"]["comparison"]["de"]["margin"] == pytest.approx(listed["vsm13_margin,none"], abs=1e-5)
+    assert orders["listed"]["comparison"]["de"]["rank"] == listed["vsm13_rank,none"]
     capsys.readouterr()
     assert _align(tiny_model, out, "--generations", "4", "--resume") == 2
     assert "option_order: saved 'balanced', given 'listed'" in capsys.readouterr().err
