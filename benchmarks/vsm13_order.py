@@ -106,7 +106,8 @@ def aligned_rows(indices: dict, roots: list[Path], data_dir: str | None) -> list
             raise ValueError(f"{path.parent}: its prompt was not asked (run benchmarks/vsm13_order.sh on its folder)")
         settings = run["settings"]
         target = resolve_target(settings["country"], settings.get("target"), data_dir)
-        row = {"objective": run["objective"], "budget": f"{settings['population']} x {run['history'][-1]['generation']}",
+        searched = settings.get("option_order", "listed")  # a run from before the setting searched listed
+        row = {"objective": run["objective"] + ("" if searched == "listed" else f", {searched} search"), "budget": f"{settings['population']} x {run['history'][-1]['generation']}",
                "target": target.code, "reported_margin": run["report"]["comparison"]["de"]["margin"]}
         for who, key in (("prompt", digest), ("plain", None)):
             for order in ORDER_NAMES:

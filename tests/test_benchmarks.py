@@ -249,6 +249,12 @@ def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(t
     table = vsm13_order.render_aligned([row]).splitlines()
     assert table[3].startswith("| contrastive | 8 x 3 | 1 | reversed | ") and table[3].endswith("| +0.000 ± 0.000 | 0 of 1 |")
     assert table[2].endswith(" | 1 of 1 |")
+    # a balanced search is its own group, never pooled with the listed order's
+    (ckpt / "alignment.json").write_text(json.dumps({
+        "objective": "contrastive", "settings": {"country": "USA", "target": None, "population": 8,
+                                                 "option_order": "balanced"},
+        "history": [{"generation": 3}], "report": {"comparison": {"de": {"margin": 1.0}}}}))
+    assert vsm13_order.aligned_rows(indices, [tmp_path], str(data_root))[0]["objective"] == "contrastive, balanced search"
     del indices[file_digest(ckpt / "adapter_model.safetensors")]
     with pytest.raises(ValueError, match="its prompt was not asked"):
         vsm13_order.aligned_rows(indices, [tmp_path], str(data_root))
