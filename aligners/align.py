@@ -44,7 +44,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.instruments import OPTION_ORDERS, instrument
+from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, Target, resolve_target
 
 log = logging.getLogger("aligners")
@@ -179,7 +179,7 @@ def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out:
     """``check_settings``; a run from before the Hofstede file was a setting is refused with the way to
     add it (no guess: the run may have used another file). A run stored before --option-order asked the options
     in the listed order, the only one there was."""
-    stored = {"option_order": "listed", **stored}
+    stored = {**BEFORE_OPTION_ORDER, **stored}
     check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
                    error=AlignmentError, later=("model_fingerprint",))
     if "hofstede_reference" not in stored:

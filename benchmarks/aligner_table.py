@@ -20,6 +20,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER
+
 
 def _fmt(values: list[float], digits: int = 1) -> str:
     if not values:
@@ -37,7 +39,7 @@ MAY_DIFFER = ("country", "target", "seed", "objective", "optimizer", "output", "
 
 
 # settings culture-align added later, with the value every run made before them had
-EARLIER = {"option_order": "listed"}
+EARLIER = BEFORE_OPTION_ORDER
 
 
 def check_poolable(runs: list[dict], paths: list[str]) -> None:

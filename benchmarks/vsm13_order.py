@@ -71,16 +71,16 @@ def _runs(folder: Path) -> list:
     return runs
 
 
-def read(folder: Path) -> list[dict[str, dict]]:
-    """``prompt_cases`` of every prompt (run) in the folder."""
-    return [prompt_cases(tuple(_logged(run, t) for t in ORDERS)) for run in _runs(folder)]
+def read(folder: Path, runs: list | None = None) -> list[dict[str, dict]]:
+    """``prompt_cases`` of every prompt (run) in the folder (``runs``: its runs, already loaded)."""
+    return [prompt_cases(tuple(_logged(run, t) for t in ORDERS)) for run in runs or _runs(folder)]
 
 
-def order_indices(folder: Path) -> dict[str | None, dict[str, dict[str, float]]]:
-    """Per prompt (its adapter file's digest; None: the plain model): the six indices listed, reversed and
-    balanced (the mean of the two)."""
+def order_indices(runs: list) -> dict[str | None, dict[str, dict[str, float]]]:
+    """Per prompt (its adapter file's digest; None: the plain model) of ``runs``: the six indices listed,
+    reversed and balanced (the mean of the two)."""
     out = {}
-    for run in _runs(folder):
+    for run in runs:
         listed, reversed_ = (summarise_vsm13(_logged(run, t)) for t in ORDERS)
         peft = run.model_args.get("peft")
         key = file_digest(Path(peft) / "adapter_model.safetensors") if peft else None
@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_dir", default=None, help="data root (default: $CULTURE_DATA_DIR)")
     args = parser.parse_args(argv)
     try:
-        print(render(read(args.folder)))
+        runs = _runs(args.folder)
+        print(render(read(args.folder, runs)))
         if args.aligned:
             print()
-            print(render_aligned(aligned_rows(order_indices(args.folder), args.aligned, args.data_dir)))
+            print(render_aligned(aligned_rows(order_indices(runs), args.aligned, args.data_dir)))
     except (LeaderboardError, OSError, ValueError) as err:
         print(f"vsm13_order: {err}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.instruments import OPTION_ORDERS, instrument
+from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, ITEMS_FILE, vsm13_indices
 from culture_tasks.survey.wvs import QUESTIONS_FILE
 
@@ -734,12 +734,12 @@ def _check_stored_finite(path: Path, label: str, profile: dict) -> None:
 # the settings of how the answers came: --rescore takes them from the stored run
 ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs", "option_order")
 # settings added to ANSWERED later, with the value every run stored before them had
-EARLIER = {"option_order": "listed"}
+EARLIER = BEFORE_OPTION_ORDER
 
 
 def _answered(config: dict, key: str):
     """A stored ANSWERED setting; a run stored before the setting existed had its EARLIER value."""
-    return config[key] if key in config or key not in EARLIER else EARLIER[key]
+    return {**EARLIER, **config}[key]
 
 
 def rescore(cfg: SteeringConfig) -> dict:
@@ -759,8 +759,8 @@ def rescore(cfg: SteeringConfig) -> dict:
         if changed != []:
             log.warning("--rescore: %s", "the stored run did not record its reference data" if changed is None
                         else f"the reference data differ from the stored run's: {', '.join(changed)}")
-        config = {**asdict(cfg), **{k: _answered(stored["config"], k) if k in EARLIER else stored["config"].get(k)
-                                    for k in ANSWERED}, "wvs": use_wvs}
+        answered = {**EARLIER, **stored["config"]}
+        config = {**asdict(cfg), **{k: answered.get(k) for k in ANSWERED}, "wvs": use_wvs}
         result = {
             "config": config,
             "rescored_from": {"path": str(source), "sha256": stored.pop("sha256"),

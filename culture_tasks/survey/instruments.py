@@ -23,11 +23,13 @@ from culture_tasks.survey.wvs import WVS_TOPICS
 # Task variants per country: the model's own answers, asked as a person from the country, options reversed.
 VARIANTS = {"": {}, "_persona": {"persona": True}, "_reversed": {"reversed_options": True}}
 # Every item asked in both option orders and its answers averaged (counterbalanced): a bias towards a position
-# (the first option, say) then moves every item alike instead of by its option order; for an instrument whose
-# metrics are computed from item means (VSM13), where the mean of two orders is the item's answer.
+# (the first option, say) cancels within each item; for an instrument whose metrics are computed from item means
+# (VSM13), where the mean of two orders is the item's answer.
 BALANCED = {"_balanced": {"both_orders": True}, "_persona_balanced": {"persona": True, "both_orders": True}}
 # --option-order of culture-align and culture-steer -> the VSM13 variant suffix they score on
 OPTION_ORDERS = {"listed": "", "balanced": "_balanced"}
+# what a run stored before --option-order existed recorded: the listed order, the only one there was
+BEFORE_OPTION_ORDER = {"option_order": "listed"}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ prompt builder and ``summarise_vsm13`` so that its loss is the loss lm-eval repo
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -317,8 +318,8 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
     comparison = json.dumps({"code": chosen.code, "name": chosen.name,
                              "data_dir": str(resolve_data_root(data_dir).resolve())})
     rows = defaultdict(list)
-    for item, reverse in ((item, reverse) for item in load_items(data_dir)
-                          for reverse in ((False, True) if both_orders else (reversed_options,))):
+    orders = (False, True) if both_orders else (reversed_options,)
+    for item, reverse in itertools.product(load_items(data_dir), orders):  # item by item, listed first
         order = presentation_order(len(item.options), reverse)
         rows["item"].append(item.number)
         rows["question"].append(f"{item.stem}\n{item.text}" if item.stem else item.text)
