@@ -3,7 +3,8 @@
 The loss of every candidate is its ``--objective`` of the metrics that ``lm_eval --tasks
 vsm13_<country>`` reports for the same prompt (minus its ``vsm13_margin`` for ``contrastive``, its
 ``vsm13_l1`` for ``l1``): requests, tokens and aggregation all come from the lm-eval task itself
-(``TaskScorer``). State is saved atomically after each generation; ``--resume`` replays the
+(``TaskScorer``). ``--option-order`` (``aligners.orders``) picks the task: the listed or both orders, or both
+with a candidate scored by its worse order, the larger loss of ``vsm13_<country>`` and its ``_reversed`` task. State is saved atomically after each generation; ``--resume`` replays the
 saved fitness history into a fresh optimiser, which reproduces its state exactly.
 """
 
@@ -28,10 +29,11 @@ from tqdm.auto import tqdm
 
 from aligners import distributed
 from aligners.config import AlignConfig, search_keys
-from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, scorer_item_means, task_constants,
-                                with_intervals)
+from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, parts_loss_interval, scorer_item_means,
+                                task_constants, with_intervals)
 from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
+from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
 from aligners.scoring import TaskScorer
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
@@ -44,7 +46,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
+from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, instrument
 from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, Target, resolve_target
 
 log = logging.getLogger("aligners")
@@ -72,6 +74,9 @@ class CountryTasks:
     other_orders: dict[str, str]
     metadata: dict
     target: Target
+    order: SearchOrder  # how the search reads a candidate's loss from ``vsm13``'s documents
+    # the tasks whose lm_eval results give the loss: ``vsm13``, or one per part of ``order``
+    loss_tasks: tuple[str, ...] = ()
 
     @property
     def scores(self) -> dict:
@@ -79,8 +84,8 @@ class CountryTasks:
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
         """float32, as the report is scored (``in_float32``): it reports the loss alignment.json records."""
-        return lm_eval_command(model, self.vsm13, adapter=checkpoint, metadata=self.metadata, dtype="float32",
-                               chat=chat)
+        return lm_eval_command(model, list(self.loss_tasks), adapter=checkpoint, metadata=self.metadata,
+                               dtype="float32", chat=chat)
 
 
 def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:
@@ -101,19 +106,22 @@ def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) ->
         metadata["target_country"] = resolved.code
     slug = entry["slug"] if entry else "usa"
     vsm13, wvs = instrument("vsm13"), instrument("wvs")
-    order = OPTION_ORDERS[cfg.option_order]
+    search_order = SEARCH_ORDERS[cfg.option_order]
+    order = search_order.variant
     return CountryTasks(
         key=entry["slug"] if entry else resolved.code.lower(),
         vsm13=vsm13.task(slug, order),
         persona=vsm13.task(slug, f"_persona{order}") if entry else None,
         reversed=vsm13.task(slug, "_reversed"),
-        other_orders={name: vsm13.task(slug, suffix) for name, suffix in
-                      (("listed", ""), ("reversed", "_reversed")) if suffix != order},
+        other_orders={name: vsm13.task(slug, suffix) for name, suffix in SINGLE_ORDERS.items() if suffix != order},
         wvs=wvs.task(slug) if entry and wvs.covers(entry) else None,
         metadata=metadata,
         # as load_vsm13 resolves it: the task's country, or target_country, with the metadata's scores
         target=resolve_target(metadata.get("target_country") or entry["hofstede"], metadata.get("target"),
                               cfg.data_dir),
+        order=search_order,
+        loss_tasks=tuple(vsm13.task(slug, SINGLE_ORDERS[part]) for part in search_order.parts)
+        or (vsm13.task(slug, order),),
     )
 
 
@@ -301,17 +309,24 @@ def replay(opt, state: dict | None) -> Search:
     return Search(state["fitness"], state["history"], np.array(state["best_z"]), state["best_loss"])
 
 
-def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective) -> list[float]:
-    """The objective of every candidate z, from the task's own indices, in batched passes; under
-    torchrun each process runs its share of the forward batches and every process gets all losses,
-    in candidate order. A candidate with a NaN or infinite log-likelihood has the loss NaN."""
+def order_losses(scorer: TaskScorer, lls, objective, order: SearchOrder, keys=LOSS_KEYS) -> dict[str, float]:
+    """One candidate's loss per part of ``order`` (or of the whole task), from the task's own metrics."""
+    docs = [item.doc for item in scorer.items]
+    return order.losses(docs, lambda items: scorer.metrics(lls, keys=keys, items=items), objective)
+
+
+def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective,
+                     order: SearchOrder) -> list[float]:
+    """The loss of every candidate z (``order``'s combination of the objective of the task's own indices),
+    in batched passes; under torchrun each process runs its share of the forward batches and every process
+    gets all losses, in candidate order. A candidate with a NaN or infinite log-likelihood has the loss NaN."""
     lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
-    return [objective(scorer.metrics(c, keys=LOSS_KEYS)) if all(map(stats.finite_scores, c)) else math.nan
+    return [combined(order_losses(scorer, c, objective, order)) if all(map(stats.finite_scores, c)) else math.nan
             for c in lls]
 
 
 def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, done: Search, label: str,
-           save, objective) -> Search:
+           save, objective, order: SearchOrder) -> Search:
     """Generations from where ``done`` stopped to ``cfg.generations``; ``save(population)`` after each.
     A candidate whose loss is NaN or infinite counts as the worst (with a warning); a first generation
     in which every loss is, stops the run (``_no_finite_loss``)."""
@@ -320,7 +335,7 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
     warned = False
     for _ in bar:
         z = opt.ask()
-        losses = score_candidates(scorer, space, z, cfg.batch_size, objective)
+        losses = score_candidates(scorer, space, z, cfg.batch_size, objective, order)
         generation = len(done.fitness) + 1
         bad = sum(not math.isfinite(v) for v in losses)
         if bad == len(losses) and done.best_z is None:
@@ -399,9 +414,24 @@ def in_float32(lm, cfg: AlignConfig, score):
         lm.model.to(device)
 
 
-def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager, target):
-    """The fitted prompt's metrics and item means, and the comparison with the baselines unless
+@dataclass
+class Fitted:
+    """The fitted prompt as the report scores it (float32, every item in full): the task's metrics and item
+    means, the report, the task's constants, the loss per part of the search order and each part's item means."""
+
+    final: dict
+    report: dict
+    means: dict
+    constants: dict
+    losses: dict[str, float]
+    part_means: dict[str, dict]
+
+
+def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager, target, objective) -> Fitted:
+    """The fitted prompt's metrics, item means and loss, and the comparison with the baselines unless
     skipped (in float32); every number with its interval."""
+    from culture_tasks.survey.tasks import item_means
+
     def score(lm):
         scorer = report_scorer(lm, cfg, tasks.vsm13, task_manager(tasks.metadata))
         lls = scorer.option_loglikelihoods(prompt.unsqueeze(0), cfg.batch_size)[0]
@@ -412,7 +442,11 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager
         else:
             report = {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]},
                       "vsm13_l1_ci": {cfg.optimizer: interval(final, "vsm13_l1")}}
-        return final, report, means, task_constants(scorer)
+        docs = [item.doc for item in scorer.items]
+        part_means = {part: item_means([docs[i] for i in items], [lls[i] for i in items])
+                      for part, items in tasks.order.part_items(docs).items()}
+        return Fitted(final, report, means, task_constants(scorer),
+                      order_losses(scorer, lls, objective, tasks.order), part_means)
 
     return in_float32(lm, cfg, score)
 
@@ -431,8 +465,7 @@ def country_comparison(indices: dict, target, data_dir: str | None, metrics: dic
 
 
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
-                  space: SoftPromptSpace, found: Search, prompt, final: dict, report: dict, loss: float,
-                  loss_ci: list[float]) -> dict:
+                  space: SoftPromptSpace, found: Search, prompt, fitted: Fitted, loss_ci: list[float]) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": absolute_if_local(cfg.model),  # the folder, from any working directory
@@ -442,11 +475,15 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "init_token_ids": space.init_ids,
         "history": found.history,
         "nonfinite_candidates": found.nonfinite,  # candidates with a NaN or infinite loss: counted as the worst
-        "final": final,
+        "final": fitted.final,
         "objective": cfg.objective,
-        "loss": loss,  # the objective of the final prompt: minus the task's vsm13_margin (contrastive), its vsm13_l1 (l1)
+        # the objective of the final prompt: minus the task's vsm13_margin (contrastive), its vsm13_l1 (l1); under
+        # --option-order worst the larger of the objective over the listed and the reversed task (loss_by_order)
+        "loss": combined(fitted.losses),
         "loss_ci": loss_ci,
-        "report": report,
+        **({"loss_by_order": {part: {"task": task, "loss": fitted.losses[part]}
+                              for part, task in zip(tasks.order.parts, tasks.loss_tasks)}} if tasks.order.parts else {}),
+        "report": fitted.report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
         "world_size": distributed.world_size(),
         "environment": provenance.environment(cfg.device),
@@ -456,8 +493,9 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         # report goes first, so that a run killed while writing never shows it beside the new prompt
         (out / "alignment.json").unlink(missing_ok=True)
         _save_checkpoint(lm, prompt, out, cfg)
+        worse = f", the worse of the {' and '.join(tasks.order.parts)} orders" if tasks.order.parts else ""
         plots.loss_curve(found.history, out / "loss_curve.png", f"{country}: {cfg.objective} ({cfg.optimizer})",
-                         LOSS_LABELS[cfg.objective])
+                         LOSS_LABELS[cfg.objective] + worse)
         _write_json(out / "alignment.json", summary)
     distributed.barrier()  # the next country starts when this one's files are written
     return summary
@@ -492,18 +530,18 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
         distributed.main_process_only(_write_json)(out / STATE_FILE, done.state(settings, hidden, population))
 
     try:
-        found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective)
+        found = search(opt, scorer, space, cfg, done, f"{tasks.key} {cfg.optimizer}", save, objective, tasks.order)
     except AlignmentError:
         if state is None and not done.fitness and distributed.is_main():
             (out / RUN_SETTINGS).unlink(missing_ok=True)  # nothing saved: the corrected rerun finds the output new
         raise
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
-    final, report, means, constants = final_report(lm, cfg, tasks, prompt, task_manager, target)
-    loss_ci, how = loss_interval(cfg.objective, objective, final, means, constants)
-    report["intervals"] = {"level": stats.LEVEL, "metrics": "the task's own, as lm_eval reports them", "loss": how,
-                           **({"change_vs_plain": PAIRED} if cfg.baselines else {})}
-    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, final, report,
-                         objective(final), loss_ci)
+    fitted = final_report(lm, cfg, tasks, prompt, task_manager, target, objective)
+    loss_ci, how = (parts_loss_interval(objective, fitted.part_means, fitted.constants) if fitted.part_means else
+                    loss_interval(cfg.objective, objective, fitted.final, fitted.means, fitted.constants))
+    fitted.report["intervals"] = {"level": stats.LEVEL, "metrics": "the task's own, as lm_eval reports them",
+                                  "loss": how, **({"change_vs_plain": PAIRED} if cfg.baselines else {})}
+    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, fitted, loss_ci)
 
 
 def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict, means: dict,

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from aligners.objectives import OBJECTIVES
 from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
+from aligners.orders import SEARCH_ORDERS
 from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
-from culture_tasks.survey.instruments import OPTION_ORDERS
 
 # settings that define the search: a resumed run must agree on all of them, and on the
 # optimiser's own settings (``search_keys``)
@@ -83,8 +83,10 @@ class AlignConfig:
     option_order: str = field(default="listed", metadata=_help(
         "listed: the items' options in the survey's order (vsm13_<country>, the paper's); balanced: every item "
         "asked in both orders and its answers averaged (vsm13_<country>_balanced, twice the items), so a prompt "
-        "cannot lower the loss through the model's bias towards an option's position (docs/validity.md)",
-        choices=sorted(OPTION_ORDERS)))
+        "cannot lower the loss through the model's bias towards an option's position (docs/validity.md); worst: "
+        "every item asked in both orders and a candidate scored by the order where its loss is larger (the larger "
+        "of the objective over vsm13_<country> and vsm13_<country>_reversed), so a gain in one order cannot pay "
+        "for a loss in the other", choices=sorted(SEARCH_ORDERS)))
     data_dir: str | None = field(default=None, metadata=_help("data root (default: $CULTURE_DATA_DIR)"))
     baselines: bool = field(default=True, metadata=_help(
         "also score the plain model, the persona prompt and the held-out checks (--no-baselines: skip)"))
@@ -126,8 +128,8 @@ class AlignConfig:
             raise ValueError("--init-text is empty: give the initial text of --init text, or use --init vocab")
         if self.answer_mode not in ("expected", "argmax"):
             raise ValueError(f"--answer-mode must be expected or argmax, got {self.answer_mode!r}")
-        if self.option_order not in OPTION_ORDERS:
-            raise ValueError(f"--option-order must be one of {', '.join(sorted(OPTION_ORDERS))}, got {self.option_order!r}")
+        if self.option_order not in SEARCH_ORDERS:
+            raise ValueError(f"--option-order must be one of {', '.join(sorted(SEARCH_ORDERS))}, got {self.option_order!r}")
         check_dtype(self.dtype)
         check_device(self.device)
 

@@ -81,3 +81,16 @@ def loss_interval(objective_name: str, objective: Callable, final: Mapping[str, 
     values = np.array([objective({d: reps[d][i] for d in DIMENSIONS}) for i in range(stats.ITERS)])
     return (list(stats.percentile_interval(values, stats.LEVEL)),
             f"the objective of {stats.ITERS} item-pair bootstrap resamples (seed {stats.SEED})")
+
+
+def parts_loss_interval(objective: Callable, part_means: Mapping[str, Mapping[int, float]],
+                        constants: Mapping[str, float]) -> tuple[list[float], str]:
+    """The interval of a loss that is the largest of the objective over several parts (the option orders of
+    --option-order worst): each part's item means resampled by the item-pair bootstrap under one seed, so
+    resample i draws the same item pairs in every part, and the largest of the parts' objectives per resample."""
+    reps = {part: replicate_indices(means, constants) for part, means in part_means.items()}
+    values = np.array([max(objective({d: r[d][i] for d in DIMENSIONS}) for r in reps.values())
+                       for i in range(stats.ITERS)])
+    return (list(stats.percentile_interval(values, stats.LEVEL)),
+            f"the largest of the objective over {', '.join(part_means)} in each of {stats.ITERS} item-pair bootstrap "
+            f"resamples (seed {stats.SEED}), paired across them")

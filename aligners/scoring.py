@@ -350,14 +350,17 @@ class TaskScorer:
                     out[c][i] = lls
         return out
 
-    def metrics(self, loglikelihoods: Sequence[Sequence[float]], keys: Sequence[str] | None = None
-                ) -> dict[str, float]:
-        """The task's own per-document results and aggregations for one candidate.
+    def metrics(self, loglikelihoods: Sequence[Sequence[float]], keys: Sequence[str] | None = None,
+                items: Sequence[int] | None = None) -> dict[str, float]:
+        """The task's own per-document results and aggregations for one candidate (``loglikelihoods``: of
+        every item).
 
         ``keys`` limits the aggregations to those metrics: the search needs only its loss, not
-        the bootstrap intervals (about 18 ms each) that the task also reports."""
+        the bootstrap intervals (about 18 ms each) that the task also reports. ``items``: aggregate only
+        the documents at these positions (as a task holding only them would)."""
         per_metric = defaultdict(list)
-        for item, lls in zip(self.items, loglikelihoods):
+        for i in range(len(self.items)) if items is None else items:
+            item, lls = self.items[i], loglikelihoods[i]
             for key, value in self.task.process_results(item.doc, [(ll, False) for ll in lls]).items():
                 if keys is None or key in keys:
                     per_metric[key].append(value)

@@ -6,8 +6,8 @@
 # DEVICE=cuda DTYPE=bfloat16):
 #   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
 #   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
-#   Arabia with its full profile), ORDER (listed, or balanced: every VSM13 item asked in both option orders, for
-#   the search and the steering matrix), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
+#   Arabia with its full profile), ORDER (listed; balanced: every VSM13 item asked in both option orders, for
+#   the search and the steering matrix; worst: a candidate scored by its worse order, the matrix balanced), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
 #   an interrupted run resumes where it stopped, a finished one is kept, and one made with other settings (another
 #   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer, and
 #   a killed steering step continues (culture-steer --resume) when no prompt is newer than the answers it stored.
@@ -21,6 +21,7 @@ SAUDI=${SAUDI:-0}
 SEEDS=${SEEDS:-0}
 OBJECTIVES=${OBJECTIVES:-l1 contrastive}
 ORDER=${ORDER:-listed}
+STEER_ORDER=${ORDER/worst/balanced}  # culture-steer measures a worst-order search in both orders
 DEVICE=${DEVICE:-cpu}
 DTYPE=${DTYPE:-float32}
 DATA=${CULTURE_DATA_DIR:-../shared/data}
@@ -55,7 +56,7 @@ for seed in $SEEDS; do
       done
     fi
     [ "$steer" = 0 ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
-      --device "$DEVICE" --dtype "$DTYPE" --option-order "$ORDER" "$mode" "${targets[@]}"
+      --device "$DEVICE" --dtype "$DTYPE" --option-order "$STEER_ORDER" "$mode" "${targets[@]}"
   done
 done
 echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"

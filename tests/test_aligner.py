@@ -1246,3 +1246,65 @@ def test_a_run_stored_before_option_order_resumes_as_the_listed_order(tiny_model
     (out / "run_settings.json").write_text(json.dumps(stored))
     assert _align(tiny_model, out, "--generations", "2", "--resume", "--option-order", "balanced") == 2
     assert _align(tiny_model, out, "--generations", "2", "--resume") == 0
+
+
+def test_the_worst_order_scores_a_candidate_by_the_larger_loss_of_the_two_single_order_tasks(tiny_model, data_root):
+    """--option-order worst: each candidate's loss is the larger of the objective over the listed and the reversed
+    halves of the balanced task's documents, which are exactly the documents of vsm13_usa and vsm13_usa_reversed
+    (scored here by their own tasks); for l1, convex in the indices, it is never below the balanced loss."""
+    from aligners.align import load_lm, make_space, score_candidates
+    from aligners.config import AlignConfig
+    from aligners.objectives import make_objective
+    from aligners.orders import SEARCH_ORDERS
+    from aligners.scoring import TaskScorer
+    from culture_tasks.paths import task_manager
+
+    cfg = AlignConfig(model=str(tiny_model), countries=["USA"], output="unused", data_dir=str(data_root),
+                      subspace_dim=4, bound=4.0)
+    lm = load_lm(cfg)
+    space = make_space(lm, cfg)
+    z = np.random.default_rng(5).uniform(-4, 4, size=(3, 4))
+    tm = task_manager({"data_dir": str(data_root)})
+
+    def losses(task, order, objective):
+        return score_candidates(TaskScorer(lm, task, tm), space, z, 8, objective, SEARCH_ORDERS[order])
+
+    for name in ("contrastive", "l1"):
+        objective = make_objective(name, "USA", data_dir=str(data_root))
+        listed, reversed_ = losses("vsm13_usa", "listed", objective), losses("vsm13_usa_reversed", "listed", objective)
+        worst = losses("vsm13_usa_balanced", "worst", objective)
+        # to float rounding: the balanced task's batches hold other rows than each single-order task's
+        assert worst == pytest.approx([max(a, b) for a, b in zip(listed, reversed_)], rel=1e-6, abs=1e-5)
+        assert max(abs(a - b) for a, b in zip(listed, reversed_)) > 1e-3  # the orders differ: the max is a real choice
+        if name == "l1":
+            balanced = losses("vsm13_usa_balanced", "balanced", objective)
+            assert all(w >= b - 1e-5 for w, b in zip(worst, balanced))
+            assert max(w - b for w, b in zip(worst, balanced)) > 1e-3
+
+
+def test_a_worst_order_run_reports_the_loss_lm_eval_gives_its_two_tasks(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                         capsys):
+    """The recorded command asks vsm13_usa and vsm13_usa_reversed; the run's loss is the larger of minus their
+    vsm13_margin as lm_eval reports them for the checkpoint, each in loss_by_order; its interval is the item-pair
+    bootstrap of that maximum; a resume in another order is refused."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "worst"
+    assert _align(tiny_model, out, "--option-order", "worst") == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    assert "--tasks vsm13_usa,vsm13_usa_reversed " in summary["lm_eval_command"]
+    assert summary["target"]["task"] == "vsm13_usa_balanced"
+    results = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed"], data_root, peft=str(out))["results"]
+    margins = {part: results[task]["vsm13_margin,none"] for part, task in
+               (("listed", "vsm13_usa"), ("reversed", "vsm13_usa_reversed"))}
+    by_order = summary["loss_by_order"]
+    assert {part: entry["task"] for part, entry in by_order.items()} == {"listed": "vsm13_usa",
+                                                                         "reversed": "vsm13_usa_reversed"}
+    for part, margin in margins.items():
+        assert by_order[part]["loss"] == pytest.approx(-margin, abs=1e-5)
+    assert summary["loss"] == pytest.approx(max(-m for m in margins.values()), abs=1e-5)
+    assert summary["history"][-1]["best_so_far"] == pytest.approx(summary["loss"], abs=1e-4)
+    low, high = summary["loss_ci"]
+    assert low < high and "largest of the objective over listed, reversed" in summary["report"]["intervals"]["loss"]
+    capsys.readouterr()
+    assert _align(tiny_model, out, "--generations", "4", "--resume", "--option-order", "balanced") == 2
+    assert "option_order: saved 'worst', given 'balanced'" in capsys.readouterr().err

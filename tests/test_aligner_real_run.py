@@ -85,6 +85,11 @@ def test_order_reaches_both_culture_align_and_culture_steer(tmp_path):
     assert len(calls) == 3 and all("--option-order balanced" in c for c in calls)
     (tmp_path / "default").mkdir()
     assert all("--option-order listed" in c for c in _run_script(tmp_path / "default"))
+    # a worst-order search: the steering matrix asks both orders
+    (tmp_path / "worst").mkdir()
+    calls = _run_script(tmp_path / "worst", ORDER="worst")
+    assert [c.split()[0] for c in calls] == ["align", "align", "steer"]
+    assert all("--option-order worst" in c for c in calls[:2]) and "--option-order balanced" in calls[2]
 
 
 # lm_eval's stand-in for benchmarks/vsm13_order.sh: records its model arguments, writes a result file
