@@ -249,6 +249,15 @@ def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(t
     table = vsm13_order.render_aligned([row]).splitlines()
     assert table[3].startswith("| contrastive | 8 x 3 | 1 | reversed | ") and table[3].endswith("| +0.000 ± 0.000 | 0 of 1 |")
     assert table[2].endswith(" | 1 of 1 |")
+    # the worse order: listed ranks the USA first, reversed as the plain model does, so the worse is reversed's
+    assert row["prompt", vsm13_order.WORSE] == row["plain", "reversed"]
+    assert table[5].startswith(f"| contrastive | 8 x 3 | 1 | {vsm13_order.WORSE} | ") and table[5].endswith(
+        "| +0.000 ± 0.000 | 0 of 1 |")
+    # the other way round (the USA's profile reversed, all 0 listed): the worse is then the listed order's
+    swapped = {**indices, file_digest(ckpt / "adapter_model.safetensors"): {"listed": zero, "reversed": dict(usa),
+                                                                             "balanced": half}}
+    [row] = vsm13_order.aligned_rows(swapped, [tmp_path], str(data_root))
+    assert row["prompt", "reversed"][0] == 1.0 and row["prompt", vsm13_order.WORSE] == row["plain", "listed"]
     # a balanced search is its own group, never pooled with the listed order's
     (ckpt / "alignment.json").write_text(json.dumps({
         "objective": "contrastive", "settings": {"country": "USA", "target": None, "population": 8,
@@ -269,7 +278,7 @@ def test_vsm13_order_render_aligned_averages_by_hand():
     rows = []
     for plain, prompt in (((10.0, 0.1), (2.0, 0.5)), ((20.0, 0.3), (30.0, 0.2))):
         row = {"objective": "l1", "budget": "8 x 3", "target": "USA"}
-        for order in vsm13_order.ORDER_NAMES:
+        for order in (*vsm13_order.ORDER_NAMES, vsm13_order.WORSE):
             row["plain", order], row["prompt", order] = plain, prompt
         rows.append(row)
     line = vsm13_order.render_aligned(rows).splitlines()[2]
