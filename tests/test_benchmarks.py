@@ -312,3 +312,41 @@ def test_text_clusters_compares_drawing_texts_with_drawing_each_task_apart(tmp_p
     assert row["acc"][0] == pytest.approx(15 / 20)  # answers 0 on texts 0-9 (5 right), right on 10-19
     assert text_clusters.main([str(tmp_path / "res")]) == 0
     assert capsys.readouterr().out.splitlines()[2].startswith("| spanish | 2 | 40 | 20 | ")
+
+
+def test_wvs_order_pairs_each_question_in_both_orders(tmp_path, capsys):
+    # four USA questions, wvs_jsd 0.5, 0.6, 0.7, 0.8 listed and 0.3, 0.6, 0.5, 0.6 reversed: means 0.65 and 0.5,
+    # shift -0.15; per question -0.2, 0, -0.2, -0.2, so a resample's shift is 0 only if it draws question 2 four
+    # times (1 in 256, under the 2.5 % tail): the paired interval lies in [-0.2, 0). The listed interval
+    # [0.55, 0.75] leaves out 0.5 and the reversed [0.4, 0.7] holds 0.65.
+    from benchmarks import wvs_order
+    from tests.test_leaderboard import _result
+
+    listed, reversed_ = [0.5, 0.6, 0.7, 0.8], [0.3, 0.6, 0.5, 0.6]
+    reported = {"wvs_usa": (0.65, 0.55, 0.75), "wvs_usa_reversed": (0.5, 0.4, 0.7)}
+    samples = {task: [{"doc": {"q_id": f"Q{i}"}, **{m: v for m in wvs_order.METRICS}} for i, v in enumerate(values)]
+               for task, values in (("wvs_usa", listed), ("wvs_usa_reversed", reversed_))}
+    extra = {task: {f"{m}{s},none": v for m in wvs_order.METRICS for s, v in zip(("", "_ci_low", "_ci_high"), numbers)}
+             for task, numbers in reported.items()}
+    _result(tmp_path / "res", "/m/a", {}, samples=samples, extra=extra,
+            n_samples={t: {"original": 4, "effective": 4} for t in samples})
+    from culture_tasks.leaderboard import find_result_files, load_runs
+
+    [run] = load_runs(find_result_files([str(tmp_path / "res")]))
+    rows = wvs_order.country_rows(run)
+    assert [(r["country"], r["metric"]) for r in rows] == [("usa", m) for m in wvs_order.METRICS]
+    row = rows[0]
+    assert row["values"] == pytest.approx((0.65, 0.5)) and row["questions"] == 4
+    assert row["held"] == (False, True)
+    shift, low, high = row["shift"]
+    assert shift == pytest.approx(-0.15) and -0.2 - 1e-12 <= low <= high < 0
+    assert wvs_order.main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "wvs_jsd: the paired interval of the shift leaves out 0 for 1 of 1 countries; an order's interval holds " \
+           "the other order's value in 1 of 2 cases" in out
+    # the reversed task asked other questions: not comparable
+    samples["wvs_usa_reversed"][0]["doc"]["q_id"] = "Q9"
+    _result(tmp_path / "other", "/m/a", {}, samples=samples, extra=extra,
+            n_samples={t: {"original": 4, "effective": 4} for t in samples})
+    assert wvs_order.main([str(tmp_path / "other")]) == 2
+    assert "logged other questions" in capsys.readouterr().err

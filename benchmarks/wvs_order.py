@@ -1,0 +1,97 @@
+"""Does a model's World Values Survey alignment depend on the order its options are listed in?
+
+    lm_eval --model hf --model_args pretrained=<model>,dtype=float32 --include_path culture_tasks \\
+        --tasks wvs,wvs_reversed --metadata '{"data_dir": "<data root>"}' --output_path runs/wvs_order --log_samples
+    python -m benchmarks.wvs_order runs/wvs_order
+
+``wvs_<country>`` and ``wvs_<country>_reversed`` ask the same questions with the same options, listed the other
+way round: a change a respondent would not notice. Per country and metric the script reads both per-sample logs
+and prints each order's value with the task's interval over questions, whether each order's interval holds the
+other order's value, and the shift (reversed minus listed) with its paired interval: the same questions
+resampled in both orders, so what the questions share cancels (``stats.paired_bootstrap``). A shift whose
+interval leaves out 0 is the model's lean towards a position, which no interval of one order shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from culture_tasks import stats
+from culture_tasks.leaderboard import LeaderboardError, find_result_files, load_runs
+from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.instruments import instrument
+
+METRICS = ("wvs_jsd", "wvs_w1", "wvs_majority")
+
+
+def _questions(run, task: str, metric: str) -> dict:
+    """q_id -> the logged value of ``metric`` for that question."""
+    found = run.items(task, metric)
+    if found is None:
+        raise ValueError(f"{run.label}: no per-sample log of {task} (run lm_eval with --log_samples)")
+    return {q_id: float(value) for _, value, q_id in found.values()}
+
+
+def country_rows(run) -> list[dict]:
+    """Per country asked in both orders and metric: both values, both intervals and the paired shift."""
+    wvs = instrument("wvs")
+    rows = []
+    for country in listed_countries():
+        if not wvs.covers(country):
+            continue
+        listed, reversed_ = wvs.task(country["slug"]), wvs.task(country["slug"], "_reversed")
+        if listed not in run.metrics or reversed_ not in run.metrics:
+            continue
+        for metric in METRICS:
+            a, b = _questions(run, listed, metric), _questions(run, reversed_, metric)
+            if sorted(a) != sorted(b):
+                raise ValueError(f"{run.label}: {listed} and {reversed_} logged other questions; ask both with the "
+                                 "same --metadata questions")
+            order = sorted(a)
+            paired = stats.paired_bootstrap(stats.mean, [a[q] for q in order], [b[q] for q in order])
+            values = (stats.mean([a[q] for q in order]), stats.mean([b[q] for q in order]))
+            intervals = tuple(tuple(run.metrics[t][metric + s] for s in stats.CI_SUFFIXES) for t in (listed, reversed_))
+            rows.append({"country": country["slug"], "metric": metric, "questions": len(order), "values": values,
+                         "intervals": intervals,
+                         "held": tuple(low <= values[1 - own] <= high for own, (low, high) in enumerate(intervals)),
+                         "shift": (paired["diff"], paired["low"], paired["high"])})
+    if not rows:
+        raise ValueError(f"{run.label}: no country asked as both wvs_<country> and wvs_<country>_reversed")
+    return rows
+
+
+def render(label: str, rows: list[dict]) -> str:
+    lines = [f"{label}", "", "| country | metric | questions | listed [interval] | reversed [interval] | "
+             "each interval holds the other | shift reversed − listed [paired interval] |",
+             "|---|---|---:|---|---|---|---|"]
+    for r in rows:
+        (a, b), ((al, ah), (bl, bh)), (d, dl, dh) = r["values"], r["intervals"], r["shift"]
+        held = " / ".join("yes" if h else "no" for h in r["held"])
+        lines.append(f"| {r['country']} | {r['metric']} | {r['questions']} | {a:.3f} [{al:.3f}, {ah:.3f}] | "
+                     f"{b:.3f} [{bl:.3f}, {bh:.3f}] | {held} | {d:+.3f} [{dl:+.3f}, {dh:+.3f}] |")
+    for metric in METRICS:
+        mine = [r for r in rows if r["metric"] == metric]
+        away = sum(not r["shift"][1] <= 0 <= r["shift"][2] for r in mine)
+        held = sum(sum(r["held"]) for r in mine)
+        lines.append(f"\n{metric}: the paired interval of the shift leaves out 0 for {away} of {len(mine)} countries; "
+                     f"an order's interval holds the other order's value in {held} of {2 * len(mine)} cases")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="lm_eval --output_path of a run asking wvs and wvs_reversed")
+    args = parser.parse_args(argv)
+    try:
+        for run in load_runs(find_result_files([str(args.folder)])):
+            print(render(run.label, country_rows(run)))
+    except (LeaderboardError, OSError, ValueError) as err:
+        print(f"wvs_order: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
