@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -315,38 +316,66 @@ def test_text_clusters_compares_drawing_texts_with_drawing_each_task_apart(tmp_p
 
 
 def test_wvs_order_pairs_each_question_in_both_orders(tmp_path, capsys):
-    # four USA questions, wvs_jsd 0.5, 0.6, 0.7, 0.8 listed and 0.3, 0.6, 0.5, 0.6 reversed: means 0.65 and 0.5,
-    # shift -0.15; per question -0.2, 0, -0.2, -0.2, so a resample's shift is 0 only if it draws question 2 four
-    # times (1 in 256, under the 2.5 % tail): the paired interval lies in [-0.2, 0). The listed interval
-    # [0.55, 0.75] leaves out 0.5 and the reversed [0.4, 0.7] holds 0.65.
+    # a model that always answers the first option shown, four USA questions of four options: the country leans to
+    # the first code (Q0, Q3), the last (Q1), or splits between both ends (Q2). Majority: listed 1, 0, 1, 1 (Q2's tie
+    # holds code 0) = 0.75, reversed 0, 1, 1, 0 = 0.5, shift -0.25 (per question -1, +1, 0, -1); both orders put half
+    # on each end, a tie of two answers: 1/2, 1/2, 1, 1/2 = 0.625. JSD similarity: s(first, lean first) = hi, s(first,
+    # lean last) = lo, s(first, split) = m: listed hi, lo, m, hi; reversed lo, hi, m, lo: shift (lo - hi) / 4; both
+    # orders (half on each end) score Q2 exactly 1 and Q0, Q1, Q3 alike (b): (3b + 1) / 4.
     from benchmarks import wvs_order
+    from culture_tasks.leaderboard import find_result_files, load_runs
+    from culture_tasks.survey.metrics import jsd_similarity
     from tests.test_leaderboard import _result
 
-    listed, reversed_ = [0.5, 0.6, 0.7, 0.8], [0.3, 0.6, 0.5, 0.6]
-    reported = {"wvs_usa": (0.65, 0.55, 0.75), "wvs_usa_reversed": (0.5, 0.4, 0.7)}
-    samples = {task: [{"doc": {"q_id": f"Q{i}"}, **{m: v for m in wvs_order.METRICS}} for i, v in enumerate(values)]
-               for task, values in (("wvs_usa", listed), ("wvs_usa_reversed", reversed_))}
-    extra = {task: {f"{m}{s},none": v for m in wvs_order.METRICS for s, v in zip(("", "_ci_low", "_ci_high"), numbers)}
-             for task, numbers in reported.items()}
-    _result(tmp_path / "res", "/m/a", {}, samples=samples, extra=extra,
-            n_samples={t: {"original": 4, "effective": 4} for t in samples})
-    from culture_tasks.leaderboard import find_result_files, load_runs
+    first, last = [1.0, 0, 0, 0], [0, 0, 0, 1.0]
+    lean_first, lean_last, split = [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7], [0.5, 0, 0, 0.5]
+    countries = [lean_first, lean_last, split, lean_first]
+    hi, lo, m = jsd_similarity(first, lean_first), jsd_similarity(first, lean_last), jsd_similarity(first, split)
+    b = jsd_similarity([0.5, 0, 0, 0.5], lean_first)
+    assert hi > m > lo and jsd_similarity(last, lean_last) == pytest.approx(hi)
 
+    def rows(order):
+        out = []
+        for i, q in enumerate(countries):
+            doc = {"q_id": f"Q{i}", "order": order, "country_dist": q}
+            answer = first if order == [0, 1, 2, 3] else last  # the first option shown, in the scale's order
+            lls = [[str(0.0 if k == 0 else -60.0), "False"] for k in range(4)]
+            out.append({"doc": doc, "filtered_resps": lls, **{metric: wvs_order.SCORES[metric](answer, q)
+                                                               for metric in wvs_order.METRICS}})
+        return out
+
+    samples = {"wvs_usa": rows([0, 1, 2, 3]), "wvs_usa_reversed": rows([3, 2, 1, 0])}
+
+    def write(folder):
+        """The result file reports each log's means; intervals [0, 1], the listed majority's [0.6, 1]."""
+        extra = {task: {f"{metric}{suffix},none": value for metric in wvs_order.METRICS
+                        for suffix, value in zip(("", "_ci_low", "_ci_high"),
+                                                 (float(np.mean([r[metric] for r in logged])), 0.0, 1.0))}
+                 for task, logged in samples.items()}
+        extra["wvs_usa"]["wvs_majority_ci_low,none"] = 0.6  # leaves out the reversed 0.5
+        _result(tmp_path / folder, "/m/a", {}, samples=samples, extra=extra,
+                n_samples={t: {"original": 4, "effective": 4} for t in samples})
+
+    write("res")
     [run] = load_runs(find_result_files([str(tmp_path / "res")]))
-    rows = wvs_order.country_rows(run)
-    assert [(r["country"], r["metric"]) for r in rows] == [("usa", m) for m in wvs_order.METRICS]
-    row = rows[0]
-    assert row["values"] == pytest.approx((0.65, 0.5)) and row["questions"] == 4
-    assert row["held"] == (False, True)
-    shift, low, high = row["shift"]
-    assert shift == pytest.approx(-0.15) and -0.2 - 1e-12 <= low <= high < 0
+    rows_ = {r["metric"]: r for r in wvs_order.country_rows(run)}
+    assert sorted(rows_) == sorted(wvs_order.METRICS) and rows_["wvs_jsd"]["country"] == "usa"
+    majority = rows_["wvs_majority"]
+    assert majority["values"] == pytest.approx((0.75, 0.5)) and majority["shift"][0] == pytest.approx(-0.25)
+    assert majority["both"][0] == pytest.approx(0.625) and majority["held"] == (False, True)
+    jsd = rows_["wvs_jsd"]
+    assert jsd["values"] == pytest.approx(((2 * hi + lo + m) / 4, (2 * lo + hi + m) / 4))
+    assert jsd["shift"][0] == pytest.approx((lo - hi) / 4) and jsd["both"][0] == pytest.approx((3 * b + 1) / 4)
     assert wvs_order.main([str(tmp_path / "res")]) == 0
-    out = capsys.readouterr().out
-    assert "wvs_jsd: the paired interval of the shift leaves out 0 for 1 of 1 countries; an order's interval holds " \
-           "the other order's value in 1 of 2 cases" in out
+    assert "wvs_majority: the paired interval of the shift leaves out 0 for " in capsys.readouterr().out
+    # a log whose answers do not give its metric is not this task's
+    samples["wvs_usa"][1]["wvs_jsd"] = 0.123
+    write("bad")
+    assert wvs_order.main([str(tmp_path / "bad")]) == 2
+    assert "the logged answers of wvs_usa do not give its logged wvs_jsd" in capsys.readouterr().err
     # the reversed task asked other questions: not comparable
+    samples["wvs_usa"][1]["wvs_jsd"] = lo
     samples["wvs_usa_reversed"][0]["doc"]["q_id"] = "Q9"
-    _result(tmp_path / "other", "/m/a", {}, samples=samples, extra=extra,
-            n_samples={t: {"original": 4, "effective": 4} for t in samples})
+    write("other")
     assert wvs_order.main([str(tmp_path / "other")]) == 2
     assert "logged other questions" in capsys.readouterr().err
