@@ -102,6 +102,15 @@ def country_rows(run) -> list[dict]:
     return rows
 
 
+def rank_agreement(rows: list[dict], metric: str) -> float:
+    """Spearman's rank correlation, over the countries, of ``metric`` with the options listed and reversed: does
+    the order change which countries the model is closest to? NaN for fewer than three countries."""
+    from scipy.stats import spearmanr
+
+    mine = [r["values"] for r in rows if r["metric"] == metric]
+    return float(spearmanr(*zip(*mine)).statistic) if len(mine) >= 3 else float("nan")
+
+
 def render(label: str, rows: list[dict]) -> str:
     lines = [f"{label}", "", "| country | metric | questions | listed [interval] | reversed [interval] | "
              "each interval holds the other | shift reversed − listed [paired interval] | both orders [interval] |",
@@ -117,7 +126,8 @@ def render(label: str, rows: list[dict]) -> str:
         away = sum(not r["shift"][1] <= 0 <= r["shift"][2] for r in mine)
         held = sum(sum(r["held"]) for r in mine)
         lines.append(f"\n{metric}: the paired interval of the shift leaves out 0 for {away} of {len(mine)} countries; "
-                     f"an order's interval holds the other order's value in {held} of {2 * len(mine)} cases")
+                     f"an order's interval holds the other order's value in {held} of {2 * len(mine)} cases; "
+                     f"the countries' ranks in the two orders correlate {rank_agreement(rows, metric):+.2f} (Spearman)")
     return "\n".join(lines)
 
 

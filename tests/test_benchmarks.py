@@ -379,3 +379,14 @@ def test_wvs_order_pairs_each_question_in_both_orders(tmp_path, capsys):
     write("other")
     assert wvs_order.main([str(tmp_path / "other")]) == 2
     assert "logged other questions" in capsys.readouterr().err
+
+
+def test_wvs_order_rank_agreement_by_hand():
+    # three countries ranked 1, 2, 3 listed and 3, 2, 1 reversed: Spearman -1; the same ranks: +1; two: no correlation
+    from benchmarks import wvs_order
+
+    rows = [{"metric": "wvs_jsd", "values": v} for v in ((0.1, 0.9), (0.2, 0.5), (0.3, 0.4))]
+    assert wvs_order.rank_agreement(rows, "wvs_jsd") == pytest.approx(-1.0)
+    rows = [{"metric": "wvs_jsd", "values": (a, a + 1)} for a in (0.3, 0.1, 0.2)]
+    assert wvs_order.rank_agreement(rows, "wvs_jsd") == pytest.approx(1.0)
+    assert np.isnan(wvs_order.rank_agreement(rows[:2], "wvs_jsd"))
