@@ -6,7 +6,8 @@
 #      split evenly over the culture's datasets (58 in all) and within each over its gold labels
 #      (culture_tasks/sampling.py writes lm-eval's --samples file);
 #   2. WVS and VSM13 for the paper's four countries (USA, China, India, Saudi Arabia), each plain
-#      and with the persona prompt (`_persona`); VSM13 with every item asked in both option orders
+#      and with the persona prompt (`_persona`); WVS plain also with the options reversed
+#      (`wvs_<country>_reversed`); VSM13 with every item asked in both option orders
 #      (`vsm13_<country>_balanced`); the WVS file has no India or Saudi Arabia, so those two have
 #      VSM13 only;
 #   3. `culture-leaderboard` over the results: report.html.
@@ -68,7 +69,9 @@ TASKS_DIR=$(python -m culture_tasks.paths)
 TASKS=culturellm
 for c in $COUNTRIES; do
   [ -f "$TASKS_DIR/vsm13/vsm13_${c}_balanced.yaml" ] || die "COUNTRIES: no task vsm13_${c}_balanced (see culture_tasks/survey/countries.yaml)"
-  [ -f "$TASKS_DIR/wvs/wvs_$c.yaml" ] && TASKS+=",wvs_$c,wvs_${c}_persona"
+  # WVS in both option orders: the order moves a small model's WVS numbers beyond their intervals
+  # (docs/interval_calibration.md#wvs-the-option-order), so the report shows both
+  [ -f "$TASKS_DIR/wvs/wvs_$c.yaml" ] && TASKS+=",wvs_$c,wvs_${c}_reversed,wvs_${c}_persona"
   # VSM13 with every item asked in both option orders: the indices do not lean with the model's position bias
   TASKS+=",vsm13_${c}_balanced,vsm13_${c}_persona_balanced"
 done

@@ -95,8 +95,9 @@ def test_reproduce_sh_reruns_the_same_commands_into_a_new_folder(data_root, tmp_
     assert str(again / "results") in new_calls[0] and (again / "samples.json").read_bytes() == (run / "samples.json").read_bytes()
     # the survey tasks: WVS for the countries with a WVS file, VSM13 in both option orders for all four
     tasks = new_calls[0].split("--tasks ")[1].split()[0].split(",")
-    assert tasks[1:] == ["wvs_usa", "wvs_usa_persona", "vsm13_usa_balanced", "vsm13_usa_persona_balanced",
-                         "wvs_china", "wvs_china_persona", "vsm13_china_balanced", "vsm13_china_persona_balanced",
+    assert tasks[1:] == ["wvs_usa", "wvs_usa_reversed", "wvs_usa_persona", "vsm13_usa_balanced",
+                         "vsm13_usa_persona_balanced", "wvs_china", "wvs_china_reversed", "wvs_china_persona",
+                         "vsm13_china_balanced", "vsm13_china_persona_balanced",
                          "vsm13_india_balanced", "vsm13_india_persona_balanced", "vsm13_saudi_arabia_balanced",
                          "vsm13_saudi_arabia_persona_balanced"]
     # never into an existing folder, and never without one
