@@ -18,15 +18,14 @@ cancels within the question, as in the ``vsm13_<country>_balanced`` tasks. Its i
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_folder import read_folder
 from culture_tasks import stats
 from culture_tasks.jsonl import read_jsonl_lines
-from culture_tasks.leaderboard import LeaderboardError, find_result_files, load_runs
+from culture_tasks.leaderboard import find_result_files, load_runs
 from culture_tasks.survey import metrics as survey_metrics
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.instruments import instrument
@@ -131,17 +130,16 @@ def render(label: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def read(folder: Path) -> list[tuple[str, list[dict]]]:
+    """(label, ``country_rows``) of every run in the folder."""
+    return [(run.label, country_rows(run)) for run in load_runs(find_result_files([str(folder)]))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="lm_eval --output_path of a run asking wvs and wvs_reversed")
-    args = parser.parse_args(argv)
-    try:
-        for run in load_runs(find_result_files([str(args.folder)])):
-            print(render(run.label, country_rows(run)))
-    except (LeaderboardError, OSError, ValueError) as err:
-        print(f"wvs_order: {err}", file=sys.stderr)
-        return 2
-    return 0
+    code, runs = read_folder(argv, __doc__, "wvs_order", read)
+    for label, rows in runs or []:
+        print(render(label, rows))
+    return code
 
 
 if __name__ == "__main__":
