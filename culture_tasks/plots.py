@@ -251,7 +251,7 @@ def loss_curve(history: list[dict], path: Path, title: str, ylabel: str) -> None
     means = [np.nan if h["mean"] is None else h["mean"] for h in history]  # None: no finite loss in that generation
     ax.plot(gens, means, color=light, linestyle="--", marker="s", markersize=3, label="population mean")
     ax.set_xlabel("generation")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(textwrap.fill(ylabel, 40))  # a label longer than the axis would squeeze the plot
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
