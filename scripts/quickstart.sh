@@ -26,10 +26,10 @@
 #   CHAT              1/true: --apply_chat_template; 0/false (default): plain prompts
 #   RUNS              parent folder of the run folders (default runs/quickstart)
 #
-# Measured, PER_CULTURE=20 (180 CultureLLM documents) + 12 survey tasks (392 documents, 252 distinct
-# prompts: lm-eval scores a prompt shared by tasks once): 3 min 4 s and 3 min 26 s wall on 2 CPU cores in two CI runs on a
-# fresh clone (run folder to report, model cached); 509 CPU seconds (user + sys) at BATCH_SIZE=16
-# (613 at BATCH_SIZE=8, same scores).
+# Measured, PER_CULTURE=20 (180 CultureLLM documents) + 14 survey tasks (630 documents; lm-eval scores a prompt
+# shared by tasks once): 2 min 42 s wall on 2 CPU cores in CI on a fresh clone (run folder to report, model
+# cached). Earlier, 12 survey tasks each asked in one order (392 documents, 252 distinct prompts): 3 min 4 s and
+# 3 min 26 s, 509 CPU seconds (user + sys) at BATCH_SIZE=16 (613 at BATCH_SIZE=8, same scores).
 # First run only: converting the model, 42 CPU s (3 s when cached). At PER_CULTURE=20 a task has 1-10
 # documents: too few for a macro-F1 interval (classification.MIN_DOCS = 20 per task;
 # docs/interval_calibration.md), so the report shows CultureLLM without one; PER_CULTURE=220 gives every
@@ -139,4 +139,4 @@ if [ "$PER_CULTURE" != all ]; then
 else
   echo "Look first at the CultureLLM table: macro-F1 per culture with its 95 % interval;"
 fi
-echo "then the WVS and VSM13 tables: each wvs_<country> / vsm13_<country>_balanced column beside its _persona one shows what naming the country in the prompt changes."
+echo "then the WVS and VSM13 tables: each wvs_<country> / vsm13_<country>_balanced column beside its _persona one shows what naming the country in the prompt changes, and wvs_<country> beside its _reversed one what the order of the options does."
