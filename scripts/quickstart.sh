@@ -27,7 +27,7 @@
 #   RUNS              parent folder of the run folders (default runs/quickstart)
 #
 # Measured, PER_CULTURE=20 (180 CultureLLM documents) + 14 survey tasks (630 documents; lm-eval scores a prompt
-# shared by tasks once): 2 min 42 s wall on 2 CPU cores in CI on a fresh clone (run folder to report, model
+# shared by tasks once): 2 min 42 s and 3 min 23 s wall on 2 CPU cores in two CI runs on a fresh clone (run folder to report, model
 # cached). Earlier, 12 survey tasks each asked in one order (392 documents, 252 distinct prompts): 3 min 4 s and
 # 3 min 26 s, 509 CPU seconds (user + sys) at BATCH_SIZE=16 (613 at BATCH_SIZE=8, same scores).
 # First run only: converting the model, 42 CPU s (3 s when cached). At PER_CULTURE=20 a task has 1-10
