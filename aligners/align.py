@@ -76,7 +76,7 @@ class CountryTasks:
     target: Target
     order: SearchOrder  # how the search reads a candidate's loss from ``vsm13``'s documents
     # the tasks whose lm_eval results give the loss: ``vsm13``, or one per part of ``order``
-    loss_tasks: tuple[str, ...] = ()
+    loss_tasks: tuple[str, ...]
 
     @property
     def scores(self) -> dict:
@@ -309,10 +309,17 @@ def replay(opt, state: dict | None) -> Search:
     return Search(state["fitness"], state["history"], np.array(state["best_z"]), state["best_loss"])
 
 
-def order_losses(scorer: TaskScorer, lls, objective, order: SearchOrder, keys=LOSS_KEYS) -> dict[str, float]:
-    """One candidate's loss per part of ``order`` (or of the whole task), from the task's own metrics."""
-    docs = [item.doc for item in scorer.items]
-    return order.losses(docs, lambda items: scorer.metrics(lls, keys=keys, items=items), objective)
+def order_parts(scorer: TaskScorer, order: SearchOrder) -> dict[str, list[int]]:
+    """The positions of the scorer's documents in each part of ``order`` (none without parts)."""
+    return order.part_items([item.doc for item in scorer.items])
+
+
+def order_losses(scorer: TaskScorer, lls, objective, parts: dict[str, list[int]]) -> dict[str, float]:
+    """One candidate's loss per part (``order_parts``), from the task's own metrics of that part's documents;
+    without parts one entry, ``task``: the objective of all of them."""
+    if not parts:
+        return {"task": float(objective(scorer.metrics(lls, keys=LOSS_KEYS)))}
+    return {part: float(objective(scorer.metrics(lls, keys=LOSS_KEYS, items=items))) for part, items in parts.items()}
 
 
 def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: int, objective,
@@ -321,7 +328,8 @@ def score_candidates(scorer: TaskScorer, space: SoftPromptSpace, z, batch_size: 
     in batched passes; under torchrun each process runs its share of the forward batches and every process
     gets all losses, in candidate order. A candidate with a NaN or infinite log-likelihood has the loss NaN."""
     lls = scorer.option_loglikelihoods(space.prompts(torch.as_tensor(z)), batch_size)
-    return [combined(order_losses(scorer, c, objective, order)) if all(map(stats.finite_scores, c)) else math.nan
+    parts = order_parts(scorer, order)
+    return [combined(order_losses(scorer, c, objective, parts)) if all(map(stats.finite_scores, c)) else math.nan
             for c in lls]
 
 
@@ -442,11 +450,11 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager
         else:
             report = {"vsm13_l1": {cfg.optimizer: final["vsm13_l1"]},
                       "vsm13_l1_ci": {cfg.optimizer: interval(final, "vsm13_l1")}}
-        docs = [item.doc for item in scorer.items]
-        part_means = {part: item_means([docs[i] for i in items], [lls[i] for i in items])
-                      for part, items in tasks.order.part_items(docs).items()}
-        return Fitted(final, report, means, task_constants(scorer),
-                      order_losses(scorer, lls, objective, tasks.order), part_means)
+        parts = order_parts(scorer, tasks.order)
+        part_means = {part: item_means([scorer.items[i].doc for i in items], [lls[i] for i in items])
+                      for part, items in parts.items()}
+        return Fitted(final, report, means, task_constants(scorer), order_losses(scorer, lls, objective, parts),
+                      part_means)
 
     return in_float32(lm, cfg, score)
 

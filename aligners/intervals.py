@@ -68,6 +68,14 @@ def change_vs_plain(report: dict, means: Mapping[str, Mapping[int, float]], cons
     return out
 
 
+def _replicate_objective(objective: Callable, means: Mapping[int, float], constants: Mapping[str, float]
+                         ) -> np.ndarray:
+    """The objective of each item-pair resample of these item means (one seed: resample i of every call
+    draws the same item pairs)."""
+    reps = replicate_indices(means, constants)
+    return np.array([objective({d: reps[d][i] for d in DIMENSIONS}) for i in range(stats.ITERS)])
+
+
 def loss_interval(objective_name: str, objective: Callable, final: Mapping[str, float],
                   means: Mapping[int, float], constants: Mapping[str, float]) -> tuple[list[float], str]:
     """The loss's interval and where it comes from: the task's own where the loss is a task metric
@@ -77,8 +85,7 @@ def loss_interval(objective_name: str, objective: Callable, final: Mapping[str, 
         return [-high, -low], "the task's interval of vsm13_margin, negated"
     if objective_name == "l1":
         return interval(final, "vsm13_l1"), "the task's interval of vsm13_l1"
-    reps = replicate_indices(means, constants)
-    values = np.array([objective({d: reps[d][i] for d in DIMENSIONS}) for i in range(stats.ITERS)])
+    values = _replicate_objective(objective, means, constants)
     return (list(stats.percentile_interval(values, stats.LEVEL)),
             f"the objective of {stats.ITERS} item-pair bootstrap resamples (seed {stats.SEED})")
 
@@ -88,9 +95,7 @@ def parts_loss_interval(objective: Callable, part_means: Mapping[str, Mapping[in
     """The interval of a loss that is the largest of the objective over several parts (the option orders of
     --option-order worst): each part's item means resampled by the item-pair bootstrap under one seed, so
     resample i draws the same item pairs in every part, and the largest of the parts' objectives per resample."""
-    reps = {part: replicate_indices(means, constants) for part, means in part_means.items()}
-    values = np.array([max(objective({d: r[d][i] for d in DIMENSIONS}) for r in reps.values())
-                       for i in range(stats.ITERS)])
+    values = np.max([_replicate_objective(objective, means, constants) for means in part_means.values()], axis=0)
     return (list(stats.percentile_interval(values, stats.LEVEL)),
             f"the largest of the objective over {', '.join(part_means)} in each of {stats.ITERS} item-pair bootstrap "
             f"resamples (seed {stats.SEED}), paired across them")

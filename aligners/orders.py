@@ -11,11 +11,11 @@ losses for the checkpoint. A balanced mean lets a large gain in one order pay fo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from culture_tasks.prompts import presentation_order
-from culture_tasks.survey.instruments import OPTION_ORDERS
+from culture_tasks.survey.instruments import OPTION_ORDERS, VARIANTS
 
 # single orders -> the VSM13 task variant that asks only them
 SINGLE_ORDERS = {"listed": "", "reversed": "_reversed"}
@@ -38,21 +38,13 @@ class SearchOrder:
         """Per part, the positions of the documents whose options are shown in that order."""
         out = {}
         for part in self.parts:
-            reverse = part == "reversed"
+            reverse = bool(VARIANTS[SINGLE_ORDERS[part]].get("reversed_options"))  # as that part's own task asks
             out[part] = [i for i, doc in enumerate(docs)
                          if list(doc["order"]) == presentation_order(len(doc["order"]), reverse)]
             if not out[part]:
                 raise ValueError(f"no document asks its options {part}: the {self.variant!r} task does not hold "
                                  f"the {part} order")
         return out
-
-    def losses(self, docs: Sequence[dict], metrics: Callable[[Sequence[int] | None], dict],
-               objective: Callable[[dict], float]) -> dict[str, float]:
-        """Each part's loss, ``objective(metrics(positions))`` (``metrics``: the task's metrics of the documents
-        at those positions of ``docs``); without parts one entry, ``task``: the objective of all of them."""
-        if not self.parts:
-            return {"task": float(objective(metrics(None)))}
-        return {part: float(objective(metrics(items))) for part, items in self.part_items(docs).items()}
 
 
 def combined(losses: dict[str, float]) -> float:
