@@ -11,6 +11,9 @@ calls (``aten::dropout`` and, on a GPU, ``native_dropout_backward``) and, on a G
 
     python -m benchmarks.bench_lora --model <small model dir> --tokenizer <same dir> --device cpu \
         --dtype bfloat16 --configs 4:0 --steps 6 --warmup 2 --profile-steps 2         # CPU op counts
+
+``--full-logits`` runs the LM head at every position, as the trainer did before it kept the answer
+positions only (``trainers.lora.answer_positions``): the before/after figure of that change.
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ class _Profile(TrainerCallback):
         return out
 
 
+def _process_peak_gib() -> float:
+    """On CPU: the process's largest resident set so far (the model included; one config per run to read it
+    per config)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 class _CountingCollator:
     def __init__(self, tokenizer):
         self.collate = answer_only_collator(tokenizer)
@@ -98,6 +109,7 @@ def run(args, batch_size: int, checkpointing: bool, compile_step: bool = False) 
         encoded, _, _ = encode_for(cfg, model, tokenizer, rows)
         collator = _CountingCollator(tokenizer)
         trainer = make_trainer(cfg, model, tokenizer, encoded, collator)
+        trainer._answer_positions_only &= not args.full_logits
         clock, profile = _Clock(), _Profile(args.steps, args.profile_steps)
         trainer.add_callback(clock)
         trainer.add_callback(profile)
@@ -108,7 +120,7 @@ def run(args, batch_size: int, checkpointing: bool, compile_step: bool = False) 
     # the Trainer collates each step's batch before that step; steps w+1..N used batches w..N-1
     tokens = sum(collator.tokens[w:len(clock.times)])
     padded = sum(collator.padded[w:len(clock.times)])
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else _process_peak_gib()
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {"batch": batch_size, "checkpointing": checkpointing, "compiled": compile_step, "steps": len(clock.times) - w,
@@ -128,6 +140,8 @@ def main(argv=None) -> None:
                    help="model dtype; bfloat16 also trains under bf16 autocast (default: bfloat16 on cuda, else float32)")
     p.add_argument("--dropout", type=float, default=LoraTrainConfig.__dataclass_fields__["dropout"].default,
                    help="LoRA dropout (default: the trainer's)")
+    p.add_argument("--full-logits", action="store_true",
+                   help="the LM head at every position, as before the trainer asked it for the answer positions only")
     p.add_argument("--profile-steps", type=int, default=0, help="steps after the timed ones to count operators in")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
@@ -140,7 +154,9 @@ def main(argv=None) -> None:
         p.error(f"--warmup must be at least 1 and below --steps ({args.steps}), got {args.warmup}")
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     print(f"model {args.model}  device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}  "
-          f"LoRA r={args.rank} dropout {args.dropout} all-linear, {args.dtype}, AdamW")
+          f"LoRA r={args.rank} dropout {args.dropout} all-linear, {args.dtype}, AdamW, "
+          f"LM head {'at every position' if args.full_logits else 'at the answer positions'}"
+          + ("" if torch.cuda.is_available() else "; peak = the process's largest resident set"))
     ops = ("aten_ops", "to_copy", "dropout") + (("kernels",) if torch.cuda.is_available() else ())
     print(f"{'batch':>5} {'ckpt':>5} {'compile':>7} {'s/step':>8} {'tokens/s':>10} {'padded/s':>10} {'peak GiB':>9}"
           + ("".join(f" {k:>9}" for k in ops) + "  (operators per step)" if args.profile_steps else ""))

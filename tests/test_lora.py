@@ -684,3 +684,80 @@ def test_adapter_config_lists_the_adapted_layers_in_one_order_in_any_process(tin
         written.append((out / "adapter_config.json").read_bytes())
         assert json.loads(written[-1])["target_modules"] == layers
     assert written[0] == written[1]
+
+
+def test_the_lm_head_runs_only_where_a_label_is_and_gives_the_full_loss_and_gradients(tiny_model):
+    """Two rows padded to 4 tokens; by hand, the positions whose next token is labelled are 2 (row 1:
+    token 7 at 3) and 0 (row 2: token 9 at 1), so the LM head sees 2 of the 4 positions, and the loss and
+    every gradient are those of the full logits."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.lora import answer_only_collator, answer_positions, keeps_chosen_logits, lora_config
+
+    examples = [{"input_ids": [1, 5, 6, 7], "labels": [-100, -100, -100, 7]},
+                {"input_ids": [1, 8], "labels": [-100, 9]}]
+    batch = answer_only_collator(AutoTokenizer.from_pretrained(tiny_model))([dict(e) for e in examples])
+    chosen = answer_positions(batch)
+    assert chosen["logits_to_keep"].tolist() == [0, 2]
+    assert chosen["shift_labels"].tolist() == [[-100, 7], [9, -100]]
+    assert torch.equal(chosen["labels"], batch["labels"])  # what the Trainer counts its tokens from
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           lora_config(LoraTrainConfig(model=str(tiny_model), data=[], output="unused", rank=4, alpha=8,
+                                                       dropout=0.0)))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at 0: give the adapter a gradient path of its own
+            torch.nn.init.normal_(param, std=0.1)
+    assert keeps_chosen_logits(model)
+    seen = []
+    model.get_base_model().lm_head.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+
+    def loss_and_grads(inputs):
+        model.zero_grad()
+        loss = model(**inputs, num_items_in_batch=torch.tensor(2)).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    full, full_grads = loss_and_grads(batch)
+    kept, kept_grads = loss_and_grads(chosen)
+    assert seen == [(2, 4, 32), (2, 2, 32)]
+    assert kept == pytest.approx(full, rel=1e-6)
+    assert sorted(kept_grads) == sorted(full_grads) and len(full_grads) == 28
+    for name, grad in full_grads.items():
+        assert torch.allclose(kept_grads[name], grad, rtol=1e-5, atol=1e-7), name
+
+    class NoChoice(torch.nn.Module):
+        def forward(self, input_ids, labels=None):
+            return input_ids
+
+    assert not keeps_chosen_logits(NoChoice())
+
+
+def test_training_with_the_lm_head_at_the_answers_trains_as_with_every_logit(learnable_model, english_examples,
+                                                                               tmp_path, monkeypatch):
+    """The same run with the full logits (answer_positions turned off) logs the same losses and writes
+    the same adapter, to float rounding; each batch asks the LM head for fewer positions than it has."""
+    import trainers.lora as lora
+
+    asked = []
+    chosen = lora.answer_positions
+
+    def recorded(inputs):
+        out = chosen(inputs)
+        asked.append((len(out["logits_to_keep"]), inputs["input_ids"].shape[1]))
+        return out
+
+    monkeypatch.setattr(lora, "answer_positions", recorded)
+    kw = dict(max_steps=3, batch_size=4, logging_steps=1)
+    kept = train(_config(learnable_model, english_examples, tmp_path / "kept", **kw))
+    assert len(asked) == 3 and all(0 < k < length for k, length in asked)
+    monkeypatch.setattr(lora, "answer_positions", lambda inputs: inputs)
+    full = train(_config(learnable_model, english_examples, tmp_path / "full", **kw))
+    assert [h["loss"] for h in kept["losses"]] == pytest.approx([h["loss"] for h in full["losses"]], rel=1e-5)
+    weights = [load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("kept", "full")]
+    assert sorted(weights[0]) == sorted(weights[1]) and len(weights[0]) == 28
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], rtol=1e-4, atol=1e-6), name
+    assert any((value != 0).any() for name, value in weights[0].items() if "lora_B" in name)  # it trained

@@ -530,8 +530,35 @@ def _keep_lora_inputs_in_compute_dtype(model) -> None:
             module.cast_input_dtype_enabled = False
 
 
+def answer_positions(inputs: dict) -> dict:
+    """The batch with the LM head asked only at the positions whose next token carries a loss.
+
+    The loss is on the answer tokens only, so the logits of every other position (the whole prompt,
+    the padding) are computed and thrown away: with a large vocabulary they are most of the step's
+    memory and a good part of its arithmetic. ``logits_to_keep`` (every position that predicts a
+    label in some row of the batch) keeps those rows of the LM head's input, and ``shift_labels``
+    (their labels) is what the model's own causal-LM loss then uses instead of shifting ``labels``:
+    the same cross-entropy over the same tokens, divided by the same count."""
+    import torch
+
+    labels = inputs["labels"]
+    shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # position t predicts token t + 1
+    keep = (shifted != -100).any(dim=0).nonzero().squeeze(-1)
+    return {**inputs, "logits_to_keep": keep, "shift_labels": shifted[:, keep].contiguous()}
+
+
+def keeps_chosen_logits(model) -> bool:
+    """Whether the causal LM under ``model`` (peft, DDP or not) computes logits at chosen positions only."""
+    import inspect
+
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
 def _trainer_class():
-    """transformers' Trainer, plus the loss summed since the last logging step in each checkpoint.
+    """transformers' Trainer, plus the loss summed since the last logging step in each checkpoint,
+    and the LM head only at the answer positions (``answer_positions``).
 
     The Trainer keeps that sum (``_tr_loss``) only in memory and restarts it at zero on resume,
     so a run resumed from a checkpoint that is not on a logging step would log the mean of fewer
@@ -569,6 +596,15 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
             self._resume_dir = None
             self.add_callback(_RestoreLoss(self))
+            # the model's own causal-LM loss computes it (no label smoothing, no custom loss) and its forward
+            # can leave out logits: the LM head only where a label is
+            self._answer_positions_only = (self.label_smoother is None and self.compute_loss_func is None
+                                           and keeps_chosen_logits(self.model))
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if self._answer_positions_only:
+                inputs = answer_positions(inputs)
+            return super().compute_loss(model, inputs, *args, **kwargs)
 
         def train(self, resume_from_checkpoint=None, **kwargs):
             self._resume_dir = resume_from_checkpoint
