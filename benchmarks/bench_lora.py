@@ -109,7 +109,7 @@ def run(args, batch_size: int, checkpointing: bool, compile_step: bool = False) 
         encoded, _, _ = encode_for(cfg, model, tokenizer, rows)
         collator = _CountingCollator(tokenizer)
         trainer = make_trainer(cfg, model, tokenizer, encoded, collator)
-        trainer._answer_positions_only &= not args.full_logits
+        trainer.answer_positions_only &= not args.full_logits
         clock, profile = _Clock(), _Profile(args.steps, args.profile_steps)
         trainer.add_callback(clock)
         trainer.add_callback(profile)

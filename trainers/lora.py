@@ -534,8 +534,8 @@ def answer_positions(inputs: dict) -> dict:
     """The batch with the LM head asked only at the positions whose next token carries a loss.
 
     The loss is on the answer tokens only, so the logits of every other position (the whole prompt,
-    the padding) are computed and thrown away: with a large vocabulary they are most of the step's
-    memory and a good part of its arithmetic. ``logits_to_keep`` (every position that predicts a
+    the padding) would be computed and thrown away: with a large vocabulary a good part of the step's
+    arithmetic (docs/bench_cpu.md). ``logits_to_keep`` (every position that predicts a
     label in some row of the batch) keeps those rows of the LM head's input, and ``shift_labels``
     (their labels) is what the model's own causal-LM loss then uses instead of shifting ``labels``:
     the same cross-entropy over the same tokens, divided by the same count."""
@@ -548,11 +548,10 @@ def answer_positions(inputs: dict) -> dict:
 
 
 def keeps_chosen_logits(model) -> bool:
-    """Whether the causal LM under ``model`` (peft, DDP or not) computes logits at chosen positions only."""
+    """Whether the causal LM under ``model`` (peft or not) computes logits at chosen positions only."""
     import inspect
 
-    inner = getattr(model, "module", model)
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
@@ -598,11 +597,11 @@ def _trainer_class():
             self.add_callback(_RestoreLoss(self))
             # the model's own causal-LM loss computes it (no label smoothing, no custom loss) and its forward
             # can leave out logits: the LM head only where a label is
-            self._answer_positions_only = (self.label_smoother is None and self.compute_loss_func is None
+            self.answer_positions_only = (self.label_smoother is None and self.compute_loss_func is None
                                            and keeps_chosen_logits(self.model))
 
         def compute_loss(self, model, inputs, *args, **kwargs):
-            if self._answer_positions_only:
+            if self.answer_positions_only:
                 inputs = answer_positions(inputs)
             return super().compute_loss(model, inputs, *args, **kwargs)
 
