@@ -332,6 +332,20 @@ def test_summary_weights_each_culture_once(tmp_path):
     assert summary["all"]["held_out_share"]["ci"] == pytest.approx([together["low"], together["high"]])
 
 
+def test_the_tables_name_the_batch_a_step_trained_on(tmp_path):
+    """Batch 8 with two accumulation steps trains on 16 rows a step: the header says both, never just "batch 8";
+    under two processes the step also counts each process's batch."""
+    from trainers.kfold import across_cultures, batch_text, read_report, summary_markdown
+
+    run = _write(tmp_path / "a", _report("arabic", [0, 0], [1, 1], batch_size=8, grad_accum=2, world_size=1))
+    header = summary_markdown(across_cultures(dict([read_report(run)])))
+    assert "LoRA r 16, lr 0.0005, 2.0 epochs, batch 8 × 2 accumulated (16 per step), seed 0;" in header
+    assert batch_text({"batch_size": 16, "grad_accum": 1, "world_size": 1}) == "batch 16"
+    assert batch_text({"batch_size": 4, "grad_accum": 2, "world_size": 2}) == (
+        "batch 4 × 2 accumulated × 2 processes (16 per step)")
+    assert batch_text({"batch_size": 5, "world_size": 2}) == "batch 5 × 2 processes (10 per step)"
+
+
 def test_summary_refuses_runs_that_do_not_compare(tmp_path):
     from trainers.kfold import across_cultures, read_report
 

@@ -403,13 +403,24 @@ def _p(x: float | None, iters: int = stats.ITERS) -> str:
     return "–" if x is None or not np.isfinite(x) else (f"< {2 / iters:.3f}" if x == 0 else f"{x:.3f}")
 
 
+def batch_text(settings: dict) -> str:
+    """The batch as trained: with gradient accumulation or several processes, the per-process batch and the
+    global one it adds up to (a run at batch 8 × 2 accumulated is not a run at batch 8)."""
+    accum, world = settings.get("grad_accum") or 1, settings.get("world_size") or 1
+    parts = [f"batch {settings['batch_size']}"]
+    parts += [f"{accum} accumulated"] * (accum > 1) + [f"{world} processes"] * (world > 1)
+    if len(parts) == 1:
+        return parts[0]
+    return " × ".join(parts) + f" ({settings['batch_size'] * accum * world} per step)"
+
+
 def markdown(report: dict) -> str:
     """The pooled table (held-out beside in-sample) and one row per fold, in percent."""
     s = report["settings"]
     lines = [f"# {report['folds']}-fold held-out evaluation: {report['culture']}", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}; tasks "
+             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; tasks "
              + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
              "Difference = adapter − base in points (means over the documents), 95 % paired bootstrap interval "
              "over the questions (a question's documents, one per country, resampled together; "
@@ -645,7 +656,7 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# {summary['folds']}-fold held-out evaluation across cultures", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", batch {s['batch_size']}, seed {s['seed']}; folds seeded with {s['fold_seed']}. Difference = adapter"
+             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}. Difference = adapter"
              " − base in points (means over the documents, country × question) with its 95 % paired bootstrap "
              "interval over the questions (a question's documents, one per country, resampled together; "
              f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided randomisation p (whole questions "
