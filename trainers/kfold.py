@@ -39,7 +39,8 @@ from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           asked_with_persona, check_adapter_fits, read_examples, run_settings, uses_chat)
+                           asked_with_persona, check_adapter_fits, global_batch, read_examples, run_settings,
+                           uses_chat)
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -406,12 +407,15 @@ def _p(x: float | None, iters: int = stats.ITERS) -> str:
 def batch_text(settings: dict) -> str:
     """The batch as trained: with gradient accumulation or several processes, the per-process batch and the
     global one it adds up to (a run at batch 8 × 2 accumulated is not a run at batch 8)."""
-    accum, world = settings.get("grad_accum") or 1, settings.get("world_size") or 1
-    parts = [f"batch {settings['batch_size']}"]
-    parts += [f"{accum} accumulated"] * (accum > 1) + [f"{world} processes"] * (world > 1)
+    batch, accum, world = settings["batch_size"], settings.get("grad_accum") or 1, settings.get("world_size") or 1
+    parts = [f"batch {batch}"]
+    if accum > 1:
+        parts.append(f"{accum} accumulated")
+    if world > 1:
+        parts.append(f"{world} processes")
     if len(parts) == 1:
         return parts[0]
-    return " × ".join(parts) + f" ({settings['batch_size'] * accum * world} per step)"
+    return " × ".join(parts) + f" ({global_batch(batch, accum, world)} per step)"
 
 
 def markdown(report: dict) -> str:

@@ -277,6 +277,11 @@ def adapter_tasks(rows: list[dict]) -> list[str]:
                               for t in evaluation_tasks(key, persona)))
 
 
+def global_batch(batch_size: int, grad_accum: int = 1, world_size: int = 1) -> int:
+    """The rows one optimiser step trains on: each process's batch, accumulated, over every process."""
+    return batch_size * grad_accum * world_size
+
+
 def run_settings(cfg: LoraTrainConfig) -> dict:
     """The settings a resumed run must share with the run it continues; data files by content."""
     out = {k: v for k, v in asdict(cfg).items() if k not in NOT_DEFINING}
@@ -790,8 +795,8 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "total_parameters": total,
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
-        "world_size": trainer.args.world_size,  # global batch = batch_size x world_size x grad_accum
-        "global_batch": cfg.batch_size * trainer.args.world_size * cfg.grad_accum,
+        "world_size": trainer.args.world_size,
+        "global_batch": global_batch(cfg.batch_size, cfg.grad_accum, trainer.args.world_size),
         "parallelism": shared_as,  # accelerate's distributed type: FSDP only where it sharded the model
         "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
