@@ -598,14 +598,25 @@ def load_runs(files: list[Path]) -> list[Run]:
                       + (f" ({', '.join(unknown[:3])}: without per-sample logs, two samples of one size (--samples) "
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
-    for k, run in enumerate(runs):
-        sampled = {t: s for t, s in sorted(run.sample_of.items()) if s != "all"}
-        extra = json.dumps([run.versions, run.settings, sampled], sort_keys=True, default=list) \
-            if any(r.key == run.key for r in runs[:k]) else ""
-        run.row_id = "r" + sha256((json.dumps(run.key, sort_keys=True) + extra).encode()).hexdigest()[:6]
+    for run in runs:
+        run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
         run.info["adapter"] = run.model_args.get("peft", "")
         run.info["adapter_kind"] = adapter_kind(run.model_args.get("peft"))
+    ids = [r.row_id for r in runs]
+    if len(set(ids)) < len(ids):
+        same = next(i for i in ids if ids.count(i) > 1)
+        raise LeaderboardError(f"two rows would share the id {same}: their result files cannot be told apart; "
+                               "pass them in separate calls")
     return runs
+
+
+def _row_id(run: Run, shared: bool) -> str:
+    """A row's id from its own content only, so that adding other result files never moves an id to another
+    run: the identity, and for an identity that several rows share (task versions, task settings or samples
+    differ), what tells them apart, in all of them."""
+    sampled = {t: s for t, s in sorted(run.sample_of.items()) if s != "all"}
+    extra = json.dumps([run.versions, run.settings, sampled], sort_keys=True, default=list) if shared else ""
+    return "r" + sha256((json.dumps(run.key, sort_keys=True) + extra).encode()).hexdigest()[:6]
 
 
 def provenance(run: Run) -> dict:

@@ -199,6 +199,27 @@ def test_intervals_task_group_and_missing(tmp_path):
     assert (group["value"], group["ci_low"], group["ci_high"]) == (0.5, 0.5, 0.5)
 
 
+def test_a_row_id_never_moves_to_another_run(tmp_path, capsys):
+    # one model at task versions 2.0 and 3.0: two rows; an older file at version 1.0 added later makes a
+    # third row and leaves both ids where they were. A row that gains a sibling loses its plain id, which
+    # then names no row (an error), never another run.
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.2}, versions={"culturellm_english_x": 2.0})
+    _result(tmp_path / "res/b", "/m/base", {"culturellm_english_x": 0.4}, versions={"culturellm_english_x": 3.0})
+    _result(tmp_path / "res/c", "/m/other", {"culturellm_english_x": 0.5})
+    ids = lambda data: {r["task_versions"] + r["model"]: r["row_id"] for r in data["runs"]}  # noqa: E731
+    before = ids(_json(tmp_path))
+    _result(tmp_path / "res/d", "/m/base", {"culturellm_english_x": 0.6}, versions={"culturellm_english_x": 1.0})
+    older = next((tmp_path / "res/d").glob("results_*.json"))
+    older.write_text(older.read_text().replace('"date": 17672', '"date": 17670'))  # dated before a and b
+    after = ids(_json(tmp_path))
+    assert len(after) == 4 and {k: after[k] for k in before} == before
+    plain = before["1.0/m/other"]
+    _result(tmp_path / "res/e", "/m/other", {"culturellm_english_x": 0.7}, versions={"culturellm_english_x": 2.0})
+    assert plain not in ids(_json(tmp_path)).values()
+    assert main([str(tmp_path / "res"), "--baseline", plain]) == 2
+    assert f"--baseline {plain!r} names no row" in capsys.readouterr().err
+
+
 def test_other_task_settings_make_another_row(tmp_path):
     # the same model: x and y with one data folder merge into one row; x again with another data folder is
     # another row (not a repeat that hides the first); so is a generative task under other --gen_kwargs.
