@@ -1461,13 +1461,15 @@ def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
             meta = cfg.get("metadata") or {}
             own = (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
             values = {d: run.metrics[task].get(d, math.nan) for d in DIMENSIONS}
+            band = {d: tuple(math.nan if (v := _finite(run.metrics[task].get(f"{d}_ci_{side}"))) is None else v
+                             for side in ("low", "high")) for d in DIMENSIONS}
             if not (meta.get("target_country") or own) or not any(math.isfinite(v) for v in values.values()):
                 continue
             variant = _variant(cfg)
             # the country the task ranked, one radar however it was spelt (JPN, Japan): the Hofstede file's code
             country = ranked_country(run, task) or _hofstede_code(own, meta.get("data_dir"))
             key = (country, json.dumps([meta.get("target"), meta.get("target_source")], sort_keys=True))
-            by_target[key].append((_short(run) + (f", {variant}" if variant else ""), values))
+            by_target[key].append((_short(run) + (f", {variant}" if variant else ""), values, band))
             metadata.setdefault(key, meta)
     out = []
     for k, ((country, given), profiles) in enumerate(sorted(by_target.items())):
@@ -1477,7 +1479,8 @@ def vsm13_radars(runs: list[Run]) -> list[tuple[str, str, object]]:
         if sum(c == country for c, _ in by_target) > 1:  # one country under several target profiles
             title += f", target {target[0] if target else 'none'}"
             slug += f"_{k}"
-        out.append((f"vsm13_radar_{slug}", title, plots.vsm13_radar(title, profiles, target)))
+        out.append((f"vsm13_radar_{slug}", title, plots.vsm13_radar(title, [p[:2] for p in profiles], target,
+                                                                     intervals=[p[2] for p in profiles])))
     return out
 
 

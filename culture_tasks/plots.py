@@ -116,22 +116,31 @@ def _intervals(cis, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
-                target: tuple[str, Mapping[str, float]] | None):
-    """The six VSM13 indices of each profile on one radar, the target country drawn thick and dashed.
+                target: tuple[str, Mapping[str, float]] | None,
+                intervals: Sequence[Mapping[str, tuple[float, float]]] | None = None):
+    """The six VSM13 indices of each profile on one radar, the target country drawn thick and dashed;
+    ``intervals`` (one mapping per profile: dimension -> 95 % interval) shaded around each profile's line,
+    so that two profiles are not read as different where their bands overlap.
 
     Indices can fall outside 0-100, so the radial axis spans the values shown.
     """
     plt = pyplot()
     angles = np.linspace(0, 2 * np.pi, len(VSM13_DIMS), endpoint=False)
+    closed = [*angles, angles[0]]
     fig, ax = plt.subplots(figsize=(5.2, 4.6), subplot_kw={"polar": True})
     series = list(profiles) + ([target] if target else [])
+    bands = list(intervals or [{}] * len(profiles))
     shown = [v for _, p in series for d in VSM13_DIMS if math.isfinite(v := float(p.get(d, math.nan)))]
+    shown += [v for band in bands for pair in band.values() for v in pair if math.isfinite(v)]
     low = min([0.0, *shown])
     high = max([100.0, *shown])
-    for k, ((label, profile), colour) in enumerate(zip(profiles, colours(len(profiles)))):
+    for k, ((label, profile), band, colour) in enumerate(zip(profiles, bands, colours(len(profiles)))):
         values = [float(profile.get(d, math.nan)) for d in VSM13_DIMS]
-        ax.plot([*angles, angles[0]], [*values, values[0]], color=colour, marker=MARKERS[k % len(MARKERS)],
+        ax.plot(closed, [*values, values[0]], color=colour, marker=MARKERS[k % len(MARKERS)],
                 linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.5, label=label)
+        lows, highs = ([float(band.get(d, (math.nan, math.nan))[i]) for d in VSM13_DIMS] for i in (0, 1))
+        if any(math.isfinite(v) for v in lows + highs):
+            ax.fill_between(closed, [*lows, lows[0]], [*highs, highs[0]], color=colour, alpha=0.15, linewidth=0)
     if target:
         label, profile = target
         dims = [d for d in VSM13_DIMS if d in profile]
@@ -142,6 +151,8 @@ def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
     ax.set_ylim(low - 0.05 * (high - low), high)
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=7, frameon=False)
+    if any(bands):
+        fig.text(0.01, 0.01, "shaded: 95 % interval of each index", fontsize=7)
     fig.tight_layout()
     return fig
 

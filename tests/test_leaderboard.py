@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 
 import pytest
@@ -696,9 +697,11 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
     from culture_tasks.leaderboard import load_runs, vsm13_radars
 
     drawn = {}
-    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target: drawn.setdefault(title, (profiles, target)))
+    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target, intervals: drawn.setdefault(
+        title, (profiles, target, intervals)))
     indices = {d: {f"{d},none": float(k)} for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
-    extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()}}}
+    extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()},
+                           "pdi_ci_low,none": -3.5, "pdi_ci_high,none": 4.0, "idv_ci_low,none": "N/A"}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
     for name, meta in (("a", {"target": japan, "target_country": "JPN"}), ("b", {})):
         _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}", extra, data_root, meta)
@@ -708,6 +711,8 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
     assert drawn["VSM13 indices, JPN"][0][0][0].startswith("a [")
     assert drawn["VSM13 indices, JPN"][1] == ("JPN (--metadata target)", japan)
     assert drawn["VSM13 indices, USA"][0][0][0].startswith("b [")
+    band = drawn["VSM13 indices, USA"][2][0]  # each index's interval from its companion metrics, NaN without one
+    assert band["pdi"] == (-3.5, 4.0) and all(math.isnan(v) for d in ("idv", "ivr") for v in band[d])
     assert drawn["VSM13 indices, USA"][1] == ("U.S.A. (Hofstede)", {"pdi": 40.0, "idv": 91.0, "mas": 62.0,
                                                                       "uai": 46.0, "lto": 26.0, "ivr": 68.0})
 
@@ -737,7 +742,8 @@ def test_runs_naming_one_country_two_ways_share_its_radar(tmp_path, monkeypatch,
     from culture_tasks.leaderboard import load_runs, vsm13_radars
 
     drawn = {}
-    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target: drawn.setdefault(title, (profiles, target)))
+    monkeypatch.setattr(plots, "vsm13_radar", lambda title, profiles, target, intervals: drawn.setdefault(
+        title, (profiles, target, intervals)))
     indices = {f"{d},none": float(k) for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
     extra = {"vsm13_usa": {"alias": "vsm13_usa", **indices}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}

@@ -21,6 +21,14 @@ def test_radar_and_bars_differ_by_marker_line_and_hatch():
     lines = fig.axes[0].get_lines()
     assert [(ln.get_marker(), ln.get_linestyle()) for ln in lines] == [("o", "-"), ("s", "--"), ("o", "--")]
     assert lines[2].get_label() == "target (2 dims)"
+    assert not fig.axes[0].collections  # no intervals given: no bands
+    plots.pyplot().close(fig)
+    band = {"pdi": (5.0, 15.0), "idv": (8.0, 12.0)}  # the other four dimensions without an interval
+    fig = plots.vsm13_radar("r", [("m", dict.fromkeys(plots.VSM13_DIMS, 10.0)), ("s", dict.fromkeys(plots.VSM13_DIMS, 50.0))],
+                            None, intervals=[band, {}])
+    (shaded,) = fig.axes[0].collections  # one band: only m has intervals
+    radii = shaded.get_paths()[0].vertices[:, 1]
+    assert {5.0, 15.0, 8.0, 12.0} <= set(np.round(radii, 6)) and shaded.get_alpha() == 0.15
     plots.pyplot().close(fig)
     fig = plots.interval_bars("b", ["c1", "c2"], [("m", [(0.5, 0.4, 0.6), (None, None, None)]),
                                                    ("s", [(0.7, None, None), (0.2, 0.1, 0.3)])])
