@@ -28,13 +28,13 @@ import torch
 from tqdm.auto import tqdm
 
 from aligners import distributed
-from aligners.config import AlignConfig, search_keys
+from aligners.config import RUN_KEYS, AlignConfig, search_keys
 from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval, parts_loss_interval, scorer_item_means,
                                 task_constants, with_intervals)
 from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
 from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
-from aligners.scoring import TaskScorer
+from aligners.scoring import TaskScorer, loaded_dtype
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
@@ -160,7 +160,10 @@ def load_lm(cfg: AlignConfig, dtype: str | None = None):
 
     dtype = dtype or cfg.dtype
     warn_half_precision(dtype)
-    return HFLM(pretrained=cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size)
+    lm = HFLM(pretrained=cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size)
+    if dtype == "auto":  # the model's own dtype, often half precision: warned as if it were named
+        warn_half_precision(loaded_dtype(lm))
+    return lm
 
 
 def _defining_settings(settings: dict) -> dict:
@@ -189,12 +192,19 @@ def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out:
     in the listed order, the only one there was."""
     stored = {**BEFORE_OPTION_ORDER, **stored}
     check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
-                   error=AlignmentError, later=("model_fingerprint",))
+                   error=AlignmentError, later=("model_fingerprint", *RUN_KEYS))
     if "hofstede_reference" not in stored:
         raise AlignmentError(
             f"--resume: {out / RUN_SETTINGS} predates the stored Hofstede file digest, so the reference countries "
             f"of its objective cannot be checked; if it used {data_file(HOFSTEDE_FILE, data_dir)}, add "
             f"\"hofstede_reference\": \"{given['hofstede_reference']}\" to that file, or choose another --output")
+
+
+def with_run_keys_of(state: dict | None, stored: dict) -> dict:
+    """A run whose run_settings.json predates RUN_KEYS: their values from state.json, which records the settings
+    its last generation was searched with, so a resume under another batch size or device is refused there too."""
+    searched = (state or {}).get("settings") or {}
+    return {**{k: searched[k] for k in RUN_KEYS if k in searched}, **stored}
 
 
 def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -> dict | None:
@@ -217,7 +227,7 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
         raise AlignmentError(
             f"--resume: {out} holds {STATE_FILE} but no {RUN_SETTINGS}, so the model, data and Hofstede file of its "
             "search cannot be checked; run it again with --overwrite or into another --output")
-    _check_stored_settings(stored, given, settings.get("data_dir"), out)
+    _check_stored_settings(with_run_keys_of(state, stored), given, settings.get("data_dir"), out)
     saved_hidden = stored.get("hidden_size")
     _check_generations(state, settings["generations"], out)
     if hidden is not None and saved_hidden != hidden:
@@ -479,6 +489,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         "base_model": absolute_if_local(cfg.model),  # the folder, from any working directory
         "target": {"country": country, "task": tasks.vsm13, "scores": tasks.scores},
         "settings": settings,
+        "dtype_loaded": loaded_dtype(lm),  # the search's weights as loaded (settings.dtype may be auto)
         "inputs": _inputs(settings, tasks),
         "init_token_ids": space.init_ids,
         "history": found.history,
@@ -678,7 +689,7 @@ def run(cfg: AlignConfig) -> list[dict]:
         # (--resume into an empty one is a new run)
         distributed.init_from_env()
         mode = distributed.from_main(claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs,
-                                                  error=AlignmentError) if main else None)
+                                                  error=AlignmentError, models=[cfg.model]) if main else None)
         folders = [] if single else [path for _, path in targets]
         for path in folders:  # a run into one country's folder (--output out/usa) holds its lock
             if path.exists() and not path.is_dir():

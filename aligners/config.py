@@ -8,11 +8,16 @@ from aligners.objectives import OBJECTIVES
 from aligners.optimizers import OPTIMIZERS, optimizer_settings, optimizer_spec
 from aligners.orders import SEARCH_ORDERS
 from culture_tasks.cli_args import check_device, check_dtype, check_finite, parse_floats
+from culture_tasks.metadata import check_bool_fields
 
 # settings that define the search: a resumed run must agree on all of them, and on the
 # optimiser's own settings (``search_keys``)
 SEARCH_KEYS = ("model", "country", "target", "objective", "optimizer", "virtual_tokens", "subspace_dim", "population",
                "bound", "init", "init_text", "seed", "dtype", "chat_template", "answer_mode", "option_order")
+# settings of how the losses are computed, compared on a resume too: in half precision the batch size changes the
+# losses by rounding (docs/bench_h200.md), and so can the device's kernels and shared stems; a resume under other
+# values would mix generations searched under both while alignment.json recorded only the new ones
+RUN_KEYS = ("batch_size", "device", "shared_stems")
 
 
 # the largest --bound: past it the prompts lie thousands of embedding standard deviations out, where
@@ -26,9 +31,9 @@ MAX_SEED = 2**32 - 2
 
 
 def search_keys(settings: dict) -> tuple[str, ...]:
-    """SEARCH_KEYS plus the settings of the optimiser ``settings`` names."""
+    """SEARCH_KEYS and RUN_KEYS plus the settings of the optimiser ``settings`` names."""
     spec = optimizer_spec(settings["optimizer"])
-    return SEARCH_KEYS + tuple(f.name for f in fields(spec.config_fields))
+    return SEARCH_KEYS + RUN_KEYS + tuple(f.name for f in fields(spec.config_fields))
 
 
 def _help(text: str, **more) -> dict:
@@ -90,10 +95,13 @@ class AlignConfig:
     data_dir: str | None = field(default=None, metadata=_help("data root (default: $CULTURE_DATA_DIR)"))
     baselines: bool = field(default=True, metadata=_help(
         "also score the plain model, the persona prompt and the held-out checks (--no-baselines: skip)"))
-    resume: bool = field(default=False, metadata=_help("continue the run in --output"))
+    resume: bool = field(default=False, metadata=_help(
+        "continue the run in --output, with the settings it was made with (--batch-size, --device and "
+        "--shared-stems included: an error names a difference)"))
     overwrite: bool = field(default=False, metadata=_help("replace an existing output"))
 
     def __post_init__(self):
+        check_bool_fields(self)
         if isinstance(self.countries, str):
             self.countries = [self.countries]
         if not self.model:

@@ -18,9 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.distributed as dist
 
-
-def _env_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+from culture_tasks.outputs import launched_world_size
 
 
 def init_from_env() -> bool:
@@ -28,7 +26,7 @@ def init_from_env() -> bool:
 
     gloo on CPU, nccl when CUDA is there (each process on the GPU of its LOCAL_RANK). Returns
     whether this run is distributed. Reuses a group another library (accelerate) already made."""
-    if _env_world_size() <= 1:
+    if launched_world_size() <= 1:
         return False
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process")

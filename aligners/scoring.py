@@ -31,6 +31,12 @@ from aligners import distributed
 MIN_STEM = 8
 
 
+def loaded_dtype(lm) -> str:
+    """The dtype an lm-eval model's weights hold once loaded ("bfloat16"): ``--dtype auto`` takes the model's
+    own, which the run records beside the requested one and warns about when it is half precision."""
+    return str(lm.model.dtype).removeprefix("torch.")
+
+
 @dataclass
 class _Item:
     doc: dict

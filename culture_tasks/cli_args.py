@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+from culture_tasks.metadata import as_bool, with_hints
+
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 _OWN_METADATA = ("type", "nargs")
 
@@ -102,14 +103,11 @@ def _unique_pairs(pairs: list) -> dict:
 
 
 def parse_bool(text) -> bool:
-    """Strict boolean: a real bool, or one of true/false/yes/no/1/0 in any case."""
-    if isinstance(text, bool):
-        return text
-    if isinstance(text, str) and text.strip().lower() in BOOL_WORDS:
-        return BOOL_WORDS[text.strip().lower()]
-    if type(text) is int and text in (0, 1):  # YAML's unquoted 1 / 0
-        return bool(text)
-    raise argparse.ArgumentTypeError(f"expected true/false/yes/no/1/0, got {text!r}")
+    """Strict boolean for argparse and --config: metadata.as_bool, as argparse's error."""
+    try:
+        return as_bool(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_mapping(text) -> dict:
@@ -151,14 +149,15 @@ def check_dtype(dtype: str, flag: str = "--dtype") -> None:
 
 # measured on SmolLM2-135M-Instruct, 4 soft prompts on VSM13 (docs/bench_h200.md): in float32 the L1 of
 # the same prompts differs by < 0.001 between batch sizes 64 and 7, in bfloat16 by up to 9.8
-HALF_PRECISION_NOTE = ("--dtype {dtype}: scores carry half-precision rounding (SmolLM2: VSM13 L1 differs by "
+HALF_PRECISION_NOTE = ("{flag} {dtype}: scores carry half-precision rounding (SmolLM2: VSM13 L1 differs by "
                        "up to ~10 points between batch sizes, < 0.001 in float32); report float32 numbers")
 
 
-def warn_half_precision(dtype: str) -> None:
-    """Survey scores amplify rounding (an index is 25-35 x a difference of answer means): say so in half precision."""
+def warn_half_precision(dtype: str, flag: str = "--dtype") -> None:
+    """Survey scores amplify rounding (an index is 25-35 x a difference of answer means): say so in half precision,
+    naming the command's own ``flag``."""
     if dtype in ("bfloat16", "float16"):
-        logging.getLogger("culture_tasks").warning(HALF_PRECISION_NOTE.format(dtype=dtype))
+        logging.getLogger("culture_tasks").warning(HALF_PRECISION_NOTE.format(flag=flag, dtype=dtype))
 
 
 def check_device(device: str, flag: str = "--device") -> None:
@@ -379,7 +378,8 @@ class ConfigParser(HfArgumentParser):
                 raise ConfigError(f"{file}: {key} is not a setting (--{key.replace('_', '-')} is the flag that sets "
                                   f"{negated[key]} to false); write {negated[key]}: false")
         if unknown:
-            raise ConfigError(f"{file}: unknown setting(s) {unknown}; valid settings: {sorted(self._fields)}")
+            raise ConfigError(f"{file}: unknown setting(s) {with_hints(unknown, self._fields)}; valid settings: "
+                              f"{sorted(self._fields)}")
         try:  # every scalar as text: what a text setting holds
             raw = yaml.load(text, Loader=yaml.BaseLoader)
         except yaml.YAMLError:  # an explicit tag (!!float 1): then the values as read

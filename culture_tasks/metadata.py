@@ -117,9 +117,13 @@ def from_pretrained_names() -> frozenset[str]:
 def with_hints(unknown: Iterable, known: Iterable[str]) -> str:
     """``'pdx' (did you mean 'pdi'?), 'zzz'``: each unknown name with the nearest known one, if any is
     close; the one wording of every unknown-key error of the project."""
-    known = sorted(set(known))
-    return ", ".join(f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), known, n=1))
-                     else repr(k) for k in unknown)
+    by_case = {str(k).lower(): k for k in sorted(set(known), reverse=True)}  # 'F' finds 'f'
+
+    def hint(name) -> str:
+        found = difflib.get_close_matches(str(name).lower(), by_case, n=1)
+        return f"{name!r} (did you mean {by_case[found[0]]!r}?)" if found else repr(name)
+
+    return ", ".join(hint(k) for k in unknown)
 
 
 def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
@@ -138,10 +142,38 @@ def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
     )
 
 
-def parse_bool(name: str, value) -> bool:
-    """``True``/``False`` or the strings ``"true"``/``"false"`` (any case); anything else is an error."""
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def as_bool(value) -> bool:
+    """The project's one strict boolean: a real bool, one of BOOL_WORDS in any case, or YAML's unquoted 1 / 0;
+    anything else (``"flase"``, ``None``, ``2``) is a ValueError, never Python's truthiness."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise MetadataError(f"{name} must be true or false, got {value!r}")
+    if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+        return BOOL_WORDS[value.strip().lower()]
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected true/false/yes/no/1/0, got {value!r}")
+
+
+def parse_bool(name: str, value) -> bool:
+    """A boolean task setting (--metadata, a task YAML): as_bool, its error naming the setting."""
+    try:
+        return as_bool(value)
+    except ValueError:
+        raise MetadataError(f"{name} must be true or false (or yes/no/1/0), got {value!r}") from None
+
+
+def check_bool_fields(config) -> None:
+    """A settings dataclass built in Python gets no command-line parsing: refuse a non-bool in a boolean field
+    (``overwrite="no"`` would read as true), naming the field. Call it first in ``__post_init__``."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kinds = getattr(config, f.name), set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        if bool in kinds and kinds <= {bool, type(None)} and not isinstance(value, bool) \
+                and not (value is None and type(None) in kinds):
+            raise ValueError(f"{f.name} must be true or false, got {value!r}")

@@ -71,15 +71,20 @@ def _occupied(path: Path, ignore: Iterable[str]) -> bool:
 def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
                  inputs: Iterable[str | os.PathLike | None] = (), folder: bool = True,
                  ignore: Iterable[str] = (LOCK_NAME,), error: type[Exception] = OutputError,
-                 resumable: bool = True) -> str:
+                 resumable: bool = True, models: Iterable[str | os.PathLike | None] = ()) -> str:
     """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
-    allows an existing output, or when the output is one of ``inputs`` (or, for a folder that
-    would be replaced, holds one). Nothing is deleted here: call ``clear_output`` once every
+    allows an existing output, when the output is one of ``inputs`` (or, for a folder that
+    would be replaced, holds one), or when it lies inside one of ``models`` (folders whose
+    ``model_fingerprint`` the run stores). Nothing is deleted here: call ``clear_output`` once every
     other check has passed."""
     path = Path(path)
     if overwrite and resume:
         raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
     target = path.expanduser().resolve()
+    for model in models:
+        if model not in (None, "") and Path(model).is_dir() and _inside(target, Path(model).expanduser().resolve()):
+            raise error(f"output {path} lies inside the model folder {model}: the run's files would change that "
+                        "model (and its fingerprint, so --resume would refuse); choose an --output outside it")
     for source in inputs:
         if source in (None, ""):
             continue
@@ -128,6 +133,12 @@ def main_process() -> bool:
     """False in the other processes of a ``torchrun`` / ``accelerate launch`` run (``RANK`` > 0):
     only the main process locks, checks and writes the output."""
     return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def launched_world_size() -> int:
+    """The number of processes ``torchrun`` / ``accelerate launch`` started (``WORLD_SIZE``; 1 unset or empty),
+    read before any process group exists: the one reading of the launcher's environment."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def _alive(pid: int) -> bool:

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.metadata import check_bool_fields
 
 
 class SamplingError(ValueError):
@@ -174,6 +175,9 @@ class SampleConfig:
     seed: int = field(default=0, metadata={"help": "seed of the draw"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --output"})
+
+    def __post_init__(self):
+        check_bool_fields(self)
 
 
 def main(argv: list[str] | None = None) -> int:

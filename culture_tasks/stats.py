@@ -94,7 +94,9 @@ def _statistics(aggregate: Callable, items: list, idx: np.ndarray) -> np.ndarray
     return np.array([aggregate([items[i] for i in row]) for row in idx], dtype=float)
 
 
-def percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap statistics, NaN resamples left out (NaN when all are)."""
+    stats = np.asarray(stats, dtype=float)
     finite = stats[~np.isnan(stats)]
     if finite.size == 0:
         return float("nan"), float("nan")

@@ -20,8 +20,13 @@ with the files an uninterrupted run writes; a folder holding a killed run's answ
 Answers whose log-likelihoods are not all finite (a float16 overflow, a damaged weight or checkpoint)
 stop the run before anything is written, naming the plain model or the --target, the task and the fix
 (the answers this run stored are removed; a resumed run keeps those stored before).
-Everything else is checked before the model is loaded. Settings may also come from ``--config`` YAML
-(the field names: ``targets: [usa=persona, ...]``); flags override it. ``--rescore`` recomputes every
+A prompt checkpoint is culture-align's output folder: its alignment.json must name the --target's country
+(and Hofstede's scores for it), the run's --chat-template and an --option-order that asks the items as the
+search did, and expected-value answers; a folder without alignment.json is refused, as nothing of this could be
+checked. The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
+steering.json's identity.dtype_loaded. Everything else is checked before the model is loaded.
+Settings may also come from ``--config`` YAML (the field names: ``targets: [usa=persona, ...]``); flags
+override it. ``--rescore`` recomputes every
 metric of an earlier run from the answers its steering.json stores, without a model (when the
 statistics change, or for other interval settings); the answers and their provenance are kept, and
 reference data that differ from the stored run's are named.
@@ -39,18 +44,20 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks import plots, provenance
+from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
-from culture_tasks.data_root import ENV_VAR, data_file
+from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
+from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, model_fingerprint,
                                    settings_differences)
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
-from culture_tasks.survey.countries import listed_countries
+from culture_tasks.survey.countries import find_listed, listed_countries
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
-from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, HOFSTEDE_TO_ISO3, ITEMS_FILE, vsm13_indices
+from culture_tasks.survey.vsm13 import (DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, UnknownCountryError, find_target,
+                                        vsm13_indices)
 from culture_tasks.survey.wvs import QUESTIONS_FILE
 
 log = logging.getLogger("culture_tasks")
@@ -81,21 +88,29 @@ class Steered:
         return f"{self.slug}:{self.method}"
 
 
-def find_country(key: str) -> dict:
-    """A countries.yaml entry by slug, persona name, Hofstede code or ISO alpha-3 code."""
-    k = key.strip().casefold()
-    for c in listed_countries():
-        codes = {c["slug"], c["name"].casefold(), str(c.get("hofstede", "")).casefold(),
-                 HOFSTEDE_TO_ISO3.get(c.get("hofstede", ""), c.get("hofstede", "")).casefold()}
-        if k in codes or k.replace(" ", "_") in codes:
-            if not c.get("hofstede"):
-                raise SteeringError(f"country {key!r} has no Hofstede code in countries.yaml")
-            return c
-    raise SteeringError(f"unknown country {key!r} in --target; use one of "
-                        f"{', '.join(c['slug'] for c in listed_countries())} (or their Hofstede/ISO codes)")
+def find_country(key: str, data_dir: str | None = None) -> dict:
+    """A countries.yaml entry by any spelling culture-align's --country takes: countries.yaml's own
+    (``countries.find_listed``), else Hofstede's file's ("Korea South", "U.S.A."), so a name one CLI takes
+    the other takes too. A country Hofstede's file has but countries.yaml lacks has no survey tasks."""
+    entry = find_listed(key)
+    if entry is None:
+        try:
+            code = find_target(key, data_dir).code
+        except (UnknownCountryError, DataRootError):  # no data root: the name is not one countries.yaml knows
+            raise SteeringError(f"unknown country {key!r} in --target; use one of "
+                                f"{', '.join(c['slug'] for c in listed_countries())} (or their Hofstede/ISO codes)"
+                                ) from None
+        entry = next((c for c in listed_countries() if c.get("hofstede") == code), None)
+        if entry is None:
+            raise SteeringError(f"country {key!r} in --target is {code} in Hofstede's file, but countries.yaml "
+                                "lists no survey tasks for it; use one of "
+                                f"{', '.join(c['slug'] for c in listed_countries())}")
+    if not entry.get("hofstede"):
+        raise SteeringError(f"country {key!r} has no Hofstede code in countries.yaml")
+    return entry
 
 
-def parse_target(spec: str) -> Steered:
+def parse_target(spec: str, data_dir: str | None = None) -> Steered:
     """``COUNTRY=METHOD[:CHECKPOINT]``, e.g. ``usa=persona`` or ``china=prompt:runs/china``."""
     country, sep, rest = spec.partition("=")
     if not sep or not country.strip():
@@ -108,7 +123,7 @@ def parse_target(spec: str) -> Steered:
         raise SteeringError(f"--target {spec!r}: method {method} needs a checkpoint folder ({method}:<dir>)")
     if method not in PEFT_TYPES and checkpoint:
         raise SteeringError(f"--target {spec!r}: method {method} takes no checkpoint")
-    c = find_country(country)
+    c = find_country(country, data_dir)
     return Steered(c["slug"], c["name"], c["hofstede"], bool(c.get("wvs_csv")), method, checkpoint or None)
 
 
@@ -146,6 +161,79 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
                             f"but {model} has hidden size {hidden_size}")
 
 
+ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit
+
+
+def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
+    """A soft prompt is steered toward the country culture-align fitted it to, asked as it was fitted: a prompt
+    fitted to the USA would otherwise fill the china:prompt row. Its alignment.json names the country, the
+    target scores, the chat template, the option order and the answer mode; without it none of this can be
+    checked, so a prompt checkpoint without one is refused (culture-align writes it beside every adapter)."""
+    path = Path(row.checkpoint) / ALIGNMENT
+    who, fix = f"--target {row.label}", "give the folder culture-align wrote, holding its alignment.json"
+    if not path.is_file():
+        raise SteeringError(f"{who}: {path} does not exist, so the country and settings the prompt was fitted with "
+                            f"cannot be checked; {fix}")
+    record = read_json(path, who, fix)
+    settings = record.get("settings")
+    if not isinstance(settings, dict) or not settings.get("country"):
+        raise SteeringError(f"{who}: {path} has no settings.country, so it is no culture-align record; {fix}")
+    _check_fitted_country(row, settings, record, path, cfg.data_dir)
+    _check_fitted_settings(row, settings, path, cfg)
+
+
+def _check_fitted_country(row: Steered, settings: dict, record: dict, path: Path, data_dir: str | None) -> None:
+    """The prompt's country, coded as culture-align coded it, is the row's; its target scores are Hofstede's
+    for that country (explicit --target scores aim elsewhere)."""
+    from culture_tasks.survey.vsm13 import resolve_target
+
+    who, country = f"--target {row.label}", settings["country"]
+    try:
+        code = resolve_target(country, settings.get("target"), data_dir).code
+    except (UnknownCountryError, ValueError) as err:
+        raise SteeringError(f"{who}: {path} has settings.country {country!r}, which is not readable here ({err}); "
+                            "give a prompt fitted to a country of Hofstede's file") from None
+    if code != row.hofstede:
+        raise SteeringError(f"{who}: {path} has settings.country {country!r} ({code}), the --target {row.name} "
+                            f"({row.hofstede}); give a prompt fitted to {row.name}, or steer this one toward {code}")
+    fitted = (record.get("target") or {}).get("scores")
+    hofstede = resolve_target(row.hofstede, None, data_dir).scores
+    if fitted != hofstede:
+        raise SteeringError(f"{who}: {path} has target.scores {fitted!r}, this run Hofstede's {hofstede!r} for "
+                            f"{row.hofstede}; give a prompt fitted to Hofstede's scores for {row.hofstede}")
+
+
+def _check_fitted_settings(row: Steered, settings: dict, path: Path, cfg: SteeringConfig) -> None:
+    """The prompt is asked as its search asked the items: with or without the chat template, in the option
+    order it was fitted on, its answers read as expected values (culture-steer's only reading)."""
+    who = f"--target {row.label}"
+    chat = settings.get("chat_template")
+    if chat != cfg.chat_template:
+        raise SteeringError(f"{who}: {path} has settings.chat_template {chat!r}, this run {cfg.chat_template!r}; "
+                            + ("pass --chat-template" if chat else "leave out --chat-template"))
+    order = {**BEFORE_OPTION_ORDER, **settings}["option_order"]  # a run stored before it: the listed order
+    asked = steering_order(order)
+    if asked != cfg.option_order:
+        raise SteeringError(f"{who}: {path} has settings.option_order {order!r}, this run {cfg.option_order!r}; "
+                            f"pass --option-order {asked}" if asked else
+                            f"{who}: {path} has settings.option_order {order!r}, which culture-steer cannot ask; "
+                            f"use one of {', '.join(sorted(OPTION_ORDERS))}")
+    mode = settings.get("answer_mode", "expected")  # a run stored before --answer-mode read expected values
+    if mode != "expected":
+        raise SteeringError(f"{who}: {path} has settings.answer_mode {mode!r}, this run 'expected' (culture-steer "
+                            "reads every answer as its expected value); give a prompt fitted with --answer-mode "
+                            "expected")
+
+
+def steering_order(fitted: str) -> str | None:
+    """culture-steer's --option-order for a prompt culture-align fitted under ``fitted``: the one asking the
+    items as its search did (``worst`` searches the balanced task's documents); None for an unknown order."""
+    from aligners.orders import SEARCH_ORDERS
+
+    search = SEARCH_ORDERS.get(fitted)
+    return next((name for name, variant in OPTION_ORDERS.items() if search and variant == search.variant), None)
+
+
 @dataclass
 class SteeringConfig:
     output: str = field(metadata={"help": "folder for steering.json, steering.md and steering.png"})
@@ -153,7 +241,8 @@ class SteeringConfig:
         "help": "base model folder (or hub id) that every checkpoint was made for (required unless --rescore)"})
     targets: list[str] = field(default_factory=list, metadata={
         "help": "COUNTRY=METHOD[:CHECKPOINT] per steered model (repeat the flag or list several); METHOD: plain, "
-                "persona, prompt (peft prompt tuning) or lora (required unless --rescore)",
+                "persona, prompt (a culture-align output folder, fitted to that country: its alignment.json is "
+                "checked) or lora (required unless --rescore)",
         "aliases": ["--target"], "action": "extend"})
     rescore: str | None = field(default=None, metadata={
         "help": "an earlier culture-steer output folder: recompute every metric from the answers in its "
@@ -162,7 +251,8 @@ class SteeringConfig:
                 "--wvs) are the stored ones: giving any of them is an error"})
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype"})
+    dtype: str = field(default="float32", metadata={
+        "help": "model dtype (auto: the model's own; steering.json records the dtype loaded)"})
     batch_size: int = field(default=64, metadata={"help": "rows per forward pass (results do not depend on it)"})
     chat_template: bool = field(default=False, metadata={"help": "score as lm_eval --apply_chat_template"})
     wvs: bool = field(default=True, metadata={"help": "also run the WVS survey for countries with WVS data"})
@@ -193,9 +283,10 @@ class SteeringConfig:
             raise SteeringError("give --model (the base model folder), or --rescore <earlier output>")
         elif not self.targets:
             raise SteeringError("name at least one --target COUNTRY=METHOD[:CHECKPOINT]")
-        for name in ("chat_template", "wvs", "overwrite", "resume"):
-            if not isinstance(getattr(self, name), bool):
-                raise SteeringError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        try:
+            check_bool_fields(self)
+        except ValueError as err:
+            raise SteeringError(str(err)) from None
         if self.rescore is not None and self.resume:
             raise SteeringError("--resume: no effect with --rescore, which answers nothing (it recomputes the metrics "
                                 "from stored answers at once); drop --resume")
@@ -213,7 +304,7 @@ class SteeringConfig:
         if not 0 < self.level < 1:
             raise SteeringError(f"--level must lie between 0 and 1, got {self.level}")
         if self.rescore is None:
-            self.rows = [parse_target(t) for t in self.targets]
+            self.rows = [parse_target(t, self.data_dir) for t in self.targets]
         labels = [r.label for r in self.rows]
         slugs = [r.slug for r in self.rows]
         twice = sorted({s for s in slugs if slugs.count(s) > 1})
@@ -243,25 +334,33 @@ def _hidden_size(model: str) -> int | None:
     return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
 
 
-def check_output(out: Path, overwrite: bool, inputs=(), resume: bool = False, resumable: bool = True) -> str:
+def check_output(out: Path, overwrite: bool, inputs=(), resume: bool = False, resumable: bool = True,
+                 models=()) -> str:
     """Never write over an earlier result unless asked, nor into (or over) one of the run's inputs;
     ``"new"``, ``"resume"`` or ``"replace"`` (``claim_output``)."""
     return claim_output(out, overwrite=overwrite, resume=resume, inputs=inputs, error=SteeringError,
-                        resumable=resumable)
+                        resumable=resumable, models=models)
 
 
 def run_inputs(cfg: SteeringConfig) -> list[str | None]:
     """What the run reads from disk: the model, every --target checkpoint and the data root."""
-    return [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), *(row.checkpoint for row in cfg.rows)]
+    return [cfg.model, cfg.data_dir or os.environ.get(ENV_VAR), *run_models(cfg)]
+
+
+def run_models(cfg: SteeringConfig) -> list[str | None]:
+    """The folders whose fingerprints the run stores (the model, every checkpoint): no output inside them."""
+    return [cfg.model, *(row.checkpoint for row in cfg.rows)]
 
 
 def validate(cfg: SteeringConfig) -> None:
-    """Every check that needs no model: checkpoints, output folder, data files."""
+    """Every check that needs no model: checkpoints (a prompt's fit too), output folder, data files."""
     hidden = _hidden_size(cfg.model)
     for row in cfg.rows:
         if row.checkpoint:
             check_checkpoint(row, cfg.model, hidden)
-    check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume)
+        if row.method == "prompt":
+            check_alignment(row, cfg)
+    check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume, models=run_models(cfg))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -294,8 +393,12 @@ def _soft_prompt(row: Steered):
 def _load_lm(cfg: SteeringConfig, peft: str | None = None):
     from lm_eval.models.huggingface import HFLM
 
+    from aligners.scoring import loaded_dtype
+
     warn_half_precision(cfg.dtype)
     lm = HFLM(pretrained=cfg.model, peft=peft, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    if cfg.dtype == "auto":  # the model's own dtype, often half precision: warned as if it were named
+        warn_half_precision(loaded_dtype(lm))
     if peft:  # a LoRA merged into its copy of the weights scores like any causal LM
         lm._model = lm._model.merge_and_unload()
     return lm
@@ -303,7 +406,7 @@ def _load_lm(cfg: SteeringConfig, peft: str | None = None):
 
 def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str | None) -> dict:
     """VSM13 item means, indices and lm-eval's own metrics; WVS answer distributions by question."""
-    from aligners.scoring import TaskScorer
+    from aligners.scoring import TaskScorer, loaded_dtype
     from culture_tasks.survey.tasks import _in_code_order, item_means
 
     soft = _soft_prompt(row)
@@ -312,7 +415,8 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
     _check_finite(lls, row, scorer.task_name, cfg)
     means = item_means([item.doc for item in scorer.items], lls)
     out = {"vsm13_task": scorer.task_name, "item_means": means, "indices": vsm13_indices(means),
-           "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None}
+           "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None,
+           "dtype": loaded_dtype(lm)}  # what --dtype (auto too) gave the weights that answered
     task = _wvs_task(row, wvs_fallback) if cfg.wvs else None
     if task:
         wvs = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
@@ -348,7 +452,7 @@ def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
 
 
 def _ci(values, level):
-    return list(compare.percentile_interval(values, level))
+    return list(stats.percentile_interval(values, level))
 
 
 def _distance_replicates(reps: list[dict], code: str, reference: compare.Reference, norm: int) -> np.ndarray:
@@ -578,7 +682,9 @@ def _identity_lines(ident: dict | None) -> list[str]:
         return ["Model and checkpoint fingerprints: not recorded by this run.", ""]
     parts = [f"model {ident['model_fingerprint'] or '(hub id: no local content)'}"]
     parts += [f"{label} {fp}" for label, fp in ident["checkpoints"].items()]
-    return ["Fingerprints (`culture_tasks.outputs.model_fingerprint`): " + "; ".join(parts) + ".", ""]
+    loaded = [f"Weights loaded in {ident['dtype_loaded']}."] if ident.get("dtype_loaded") else []
+    return [" ".join(["Fingerprints (`culture_tasks.outputs.model_fingerprint`): " + "; ".join(parts) + ".",
+                      *loaded]), ""]
 
 
 def markdown(result: dict) -> str:
@@ -662,7 +768,7 @@ def run(cfg: SteeringConfig) -> dict:
     validate(cfg)
     with OutputLock.for_folder(cfg.output, SteeringError):
         # another run may have written meanwhile
-        mode = check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume)
+        mode = check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume, models=run_models(cfg))
         return _run(cfg, mode)
 
 
@@ -701,7 +807,7 @@ def _stored_answers(profile: dict) -> dict:
     return {**profile, "item_means": {int(k): float(v) for k, v in profile["item_means"].items()}}
 
 
-def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
+def _stored_run(folder: Path, data_dir: str | None = None) -> tuple[dict, list[Steered], list[dict], dict]:
     """An earlier run's result, its steered rows, their answers and the plain model's, checked."""
     path = folder / "steering.json"
     fix = "give the folder of a finished culture-steer run"
@@ -709,7 +815,7 @@ def _stored_run(folder: Path) -> tuple[dict, list[Steered], list[dict], dict]:
         raise SteeringError(f"--rescore: {path} does not exist; {fix}")
     stored = read_json(path, "--rescore", fix)
     try:
-        rows = [parse_target(t) for t in stored["config"]["targets"]]
+        rows = [parse_target(t, data_dir) for t in stored["config"]["targets"]]
         profiles = stored["profiles"]
         answers = [_stored_answers(profiles[r.label]) for r in rows]
         plain = _stored_answers(profiles["plain"])
@@ -746,7 +852,7 @@ def rescore(cfg: SteeringConfig) -> dict:
     """Every metric again from stored answers: the same numbers as the run that stored them when the
     settings are the same (tested), new intervals when --iters, --seed or --level differ."""
     source = Path(cfg.rescore)
-    stored, rows, answers, plain = _stored_run(source)
+    stored, rows, answers, plain = _stored_run(source, cfg.data_dir)
     inputs = [source, cfg.data_dir or os.environ.get(ENV_VAR)]
     check_output(Path(cfg.output), cfg.overwrite, inputs, resumable=False)
     with OutputLock.for_folder(cfg.output, SteeringError):
@@ -842,7 +948,7 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "reference": reference_data,
-        "identity": ident,
+        "identity": {**ident, "dtype_loaded": loaded_dtypes(profiles)},
         "environment": provenance.environment(cfg.device),
     }
     result = _write(result, out, keep=(PARTIAL,))
@@ -906,8 +1012,8 @@ def _finished(out: Path, cfg: SteeringConfig, settings: dict) -> dict:
     stored = read_json(path, "--resume", fix)
     try:
         config = stored["config"]
-        then = answered_settings(config, [parse_target(t).label for t in config["targets"]], stored["identity"],
-                                 stored["reference"])
+        labels = [parse_target(t, cfg.data_dir).label for t in config["targets"]]
+        then = answered_settings(config, labels, stored["identity"], stored["reference"])
         then.update({k: config[k] for k in INTERVALS})
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise SteeringError(f"--resume: {path} lacks the stored settings ({type(err).__name__}: {err}); {fix}") from None
@@ -921,6 +1027,13 @@ def _finished(out: Path, cfg: SteeringConfig, settings: dict) -> dict:
                             "--overwrite to run it again")
     log.info("--resume: the run in %s is finished; nothing to do", out)
     return stored
+
+
+def loaded_dtypes(profiles: dict) -> str | None:
+    """The dtype the answering weights held, as the profiles record it: ``--dtype auto`` is stored as asked
+    in the config, so this says whether the answers carry half-precision rounding. None: not recorded."""
+    found = sorted({p["dtype"] for p in profiles.values() if p.get("dtype")})
+    return ", ".join(found) or None
 
 
 def identity(cfg: SteeringConfig) -> dict:
@@ -952,8 +1065,6 @@ def parse_args(argv: list[str] | None) -> SteeringConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from culture_tasks.data_root import DataRootError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run(parse_args(argv))

@@ -164,8 +164,9 @@ def test_yaml_config_with_overrides(tmp_path):
     cfg = parse_args(["--config", str(cfg_file), "--population", "20"])
     assert cfg.countries == ["USA", "CHN"] and cfg.population == 20 and cfg.optimizer == "cma" and cfg.seed == 0
     assert cfg.optimizer_args == {"sigma0": 0.25}
-    cfg_file.write_text("model: /m\ncountry: USA\noutput: /o\npopsize: 3\n")
-    unknown = r"run.yaml: unknown setting\(s\) \['popsize'\]; valid settings: \[.*'population'"
+    cfg_file.write_text("model: /m\ncountry: USA\noutput: /o\npopulaton: 3\n")
+    unknown = (r"run.yaml: unknown setting\(s\) 'populaton' \(did you mean 'population'\?\); "
+               r"valid settings: \[.*'population'")
     with pytest.raises(ValueError, match=unknown):
         parse_args(["--config", str(cfg_file)])
 
@@ -439,7 +440,7 @@ def test_optimizer_settings_by_mapping_and_registration_clashes():
     cfg = parse_args(["--model", "m", "--country", "USA", "--output", "o", "--optimizer-args", '{"f": 0.3}'])
     assert cfg.optimizer_args == {"f": 0.3, "cr": 0.9} and cfg.for_country("USA")["f"] == 0.3
     base = ["--model", "m", "--country", "USA", "--output", "o"]
-    no_such = r"optimizer 'de' has no setting\(s\) \['sigma0'\]; its settings: \['f', 'cr'\]"
+    no_such = r"optimizer 'de' has no setting\(s\) 'sigma0'; its settings: \['f', 'cr'\]"
     with pytest.raises(ValueError, match=no_such):
         parse_args(base + ["--optimizer-args", '{"sigma0": 1}'])
     with pytest.raises(ValueError, match="--f and --optimizer-args give f two values"):
@@ -495,6 +496,57 @@ def test_resume_with_another_objective_is_refused(tiny_model, data_root, tmp_pat
     assert _align(tiny_model, out, "--generations", "1") == 0
     assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "l1") == 2
     assert "objective" in capsys.readouterr().err
+
+
+def test_resume_under_another_batch_size_device_or_shared_stems_is_refused(tiny_model, data_root, tmp_path, capsys,
+                                                                           monkeypatch):
+    """A resume compared neither: alignment.json then recorded only the new values, though the earlier generations
+    ran under the old ones (in half precision the batch size changes the losses). A run stored before these were
+    compared is checked against its state.json, which records what its last generation ran with."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert _align(tiny_model, out, "--generations", "1") == 0
+    before = (out / "state.json").read_text()
+    capsys.readouterr()
+
+    def refused(difference, *extra):
+        assert _align(tiny_model, out, "--generations", "2", "--resume", *extra) == 2
+        assert capsys.readouterr().err == (
+            f"culture-align: --resume: the run in {out} was made with other settings ({difference}); resume with the "
+            "saved settings, pass --overwrite to start again, or choose another --output\n")
+        assert (out / "state.json").read_text() == before
+
+    refused("batch_size: saved 64, given 8", "--batch-size", "8")
+    refused("shared_stems: saved True, given False", "--no-shared-stems")
+    settings = json.loads((out / "run_settings.json").read_text())
+    (out / "run_settings.json").write_text(json.dumps({**settings, "device": "cuda"}))  # this machine has a cpu only
+    refused("device: saved 'cuda', given 'cpu'")
+    (out / "run_settings.json").write_text(json.dumps({k: v for k, v in settings.items()
+                                                       if k not in ("batch_size", "device", "shared_stems")}))
+    refused("batch_size: saved 64, given 8", "--batch-size", "8")
+    assert _align(tiny_model, out, "--generations", "2", "--resume") == 0
+    assert json.loads((out / "alignment.json").read_text())["settings"]["batch_size"] == 64
+
+
+def test_dtype_auto_records_the_dtype_it_loaded_and_warns_of_half_precision(tiny_model, data_root, tmp_path, caplog,
+                                                                             monkeypatch):
+    """--dtype auto searched a bfloat16 model without the half-precision warning, and alignment.json said "auto"."""
+    import logging
+
+    from culture_tasks.cli_args import HALF_PRECISION_NOTE
+    from tests.tiny_model import bfloat16_copy
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    half = bfloat16_copy(tiny_model, tmp_path / "bf16")
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert _align(half, tmp_path / "auto", "--generations", "1", "--dtype", "auto") == 0
+    assert HALF_PRECISION_NOTE.format(flag="--dtype", dtype="bfloat16") in caplog.text
+    summary = json.loads((tmp_path / "auto" / "alignment.json").read_text())
+    assert summary["settings"]["dtype"] == "auto" and summary["dtype_loaded"] == "bfloat16"
+    caplog.clear()
+    assert _align(tiny_model, tmp_path / "f32", "--generations", "1", "--dtype", "auto") == 0
+    assert json.loads((tmp_path / "f32" / "alignment.json").read_text())["dtype_loaded"] == "float32"
+    assert "half-precision" not in caplog.text
 
 
 def test_search_uses_shared_stems_and_every_reported_score_is_in_full(tiny_model, data_root, tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def test_cma_needs_two_dimensions_and_says_so_before_loading(tmp_path, capsys):
                                            "got True (bool)"),
     (["--optimizer", "cma", "--optimizer-args", '{"sigma0": null}'],
      "--optimizer-args: sigma0 of --optimizer cma must be a number (float), got None (NoneType)"),
-    (["--optimizer-args", '{"F": 0.7}'], "optimizer 'de' has no setting(s) ['F']; its settings: ['f', 'cr']"),
+    (["--optimizer-args", '{"F": 0.7}'], "optimizer 'de' has no setting(s) 'F' (did you mean 'f'?); its settings: ['f', 'cr']"),
 ])
 def test_optimizer_args_of_the_wrong_type_are_one_line_errors(extra, message, tmp_path, capsys):
     assert _refused(tmp_path, capsys, "--country", "USA", *extra) == f"culture-align: {message}\n"

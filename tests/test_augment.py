@@ -417,3 +417,36 @@ def test_a_setting_the_run_would_not_use_is_refused(flags, message, tmp_path, ca
     assert cli(["augment", "--generator", "g", "--output", str(out), "--config", str(config)]) == 2
     assert capsys.readouterr().err == (f"culture-train augment: synonym_samples in {config} has no effect with "
                                        "--no-synonyms (step 2 is skipped); drop it\n")
+
+
+@pytest.mark.parametrize("state, problem", [
+    ([], "a JSON list, not a mapping"),
+    ({"done": []}, "no settings, bytes, counts, complete"),
+    ({"settings": {}, "done": [27], "bytes": "0", "counts": {}, "complete": False}, "bytes, done of the wrong type"),
+])
+def test_a_state_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys, state, problem):
+    """A cut or edited <output>.state.json gave a KeyError / AttributeError traceback on --resume, and in
+    `culture-train data` reading the output; now the state file, what is wrong and the fix. --overwrite
+    then starts the run again."""
+    from trainers.examples import build_examples
+
+    write_data_root(tmp_path / "root")
+    with pytest.raises(KeyboardInterrupt):  # a stopped run: Q27 committed, its state file saved
+        run_augmentation(_config(tmp_path), StandIn(REPLIES, fail_on_call=3), BagOfWords())
+    out, state_file = tmp_path / "aug.jsonl", tmp_path / "aug.jsonl.state.json"
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    capsys.readouterr()  # the stopped run's progress bar
+    expected = (f"{state_file}: not an augmentation state file ({problem}; expected the mapping of settings, done, "
+                "bytes, counts, complete a run writes); ")
+    args = ["augment", "--generator", "stand-in", "--output", str(out), "--data-dir", str(tmp_path / "root"),
+            "--paraphrases", "4", "--keep", "2", "--threshold", "0.8", "--synonym-samples", "1",
+            "--questions-per-chunk", "1"]
+    assert cli(args + ["--resume"]) == 2
+    assert capsys.readouterr().err == (f"culture-train augment: {expected}start again with --overwrite (the finished "
+                                       "chunks cannot be checked)\n")
+    with pytest.raises(AugmentError) as err:
+        build_examples("english", questions_file=str(out), data_dir=str(tmp_path / "root"))
+    assert str(err.value) == (f"{expected}run the augmentation again with `culture-train augment --output {out} "
+                              "--overwrite`, or delete the state file if that run finished")
+    state = run_augmentation(_config(tmp_path, overwrite=True), StandIn(REPLIES), BagOfWords())
+    assert state["complete"] and state["done"] == ["27", "28", "29"]

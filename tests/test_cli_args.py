@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import typing
 
 import pytest
 
@@ -78,12 +79,13 @@ def test_flags_that_had_none_now_exist_and_the_old_spellings_still_work():
 @pytest.mark.parametrize("name", PARSERS)
 def test_yaml_unknown_key_names_the_file_and_lists_the_valid_keys(name, tmp_path):
     config = tmp_path / "settings.yaml"
-    config.write_text("learning_rat: 0.1\nseeed: 3\n")
+    config.write_text("overwrit: true\nzzz_qqq: 3\n")
     with pytest.raises(ConfigError) as err:
         PARSERS[name]().parse(REQUIRED[name] + ["--config", str(config)])
     message = str(err.value)
-    assert message.startswith(f"{config}: unknown setting(s) ['learning_rat', 'seeed']; valid settings: [")
     valid = sorted(f.name for cls in PARSERS[name]().dataclass_types for f in dataclasses.fields(cls))
+    assert message.startswith(f"{config}: unknown setting(s) 'overwrit' (did you mean 'overwrite'?), 'zzz_qqq'; "
+                              "valid settings: [")
     assert message.endswith(f"valid settings: {valid}") and "\n" not in message
 
 
@@ -222,6 +224,26 @@ def test_shared_stems_flag_reaches_the_aligner_settings():
     assert parse_args([*base, "--shared-stems", "false"]).shared_stems is False
     with pytest.raises(ConfigError):
         parse_args([*base, "--shared-stems", "maybe"])
+
+
+@pytest.mark.parametrize("name", PARSERS)
+def test_configs_built_in_python_refuse_a_non_bool_in_a_boolean_field(name):
+    """``AlignConfig(..., overwrite="no")`` from a notebook gets no flag parsing: truthiness would read it as
+    true and replace the run. Every boolean field of every CLI's config refuses a string, naming the field;
+    a ``bool | None`` field (decide later) still takes None."""
+    configs = PARSERS[name]().parse(REQUIRED[name])
+    checked = []
+    for cfg in configs:
+        hints = typing.get_type_hints(type(cfg))
+        bools = [f.name for f in dataclasses.fields(cfg) if f.init and hints[f.name] is bool]
+        maybe = [f.name for f in dataclasses.fields(cfg) if f.init and hints[f.name] == (bool | None)]
+        for field in bools + maybe:
+            with pytest.raises(ValueError, match=rf"^{field} must be true or false, got 'no'$"):
+                dataclasses.replace(cfg, **{field: "no"})
+        for field in maybe:
+            assert getattr(dataclasses.replace(cfg, **{field: None}), field) is None
+        checked += bools + maybe
+    assert "overwrite" in checked
 
 
 def test_negative_flag_help_says_what_it_does():

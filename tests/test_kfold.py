@@ -272,7 +272,7 @@ def test_cli_checks_before_work(tmp_path, rows_file, capsys):
     config = tmp_path / "kfold.yaml"
     config.write_text("folds: 3\nfold_sed: 1\n", encoding="utf-8")
     assert main(args + ["--config", str(config)]) == 2
-    assert "unknown setting(s) ['fold_sed']" in capsys.readouterr().err
+    assert "unknown setting(s) 'fold_sed' (did you mean 'fold_seed'?)" in capsys.readouterr().err
     assert main(args + ["--extra", '{"learning_rate": 1}']) == 2  # the lora settings' check, inherited
     assert ("culture-train kfold: --extra: 'learning_rate' is set by the trainer from --learning-rate; remove it "
             "from --extra and give --learning-rate instead\n") == capsys.readouterr().err
@@ -712,3 +712,75 @@ def _kfold_without_training(monkeypatch, tiny_model, data, run, root):
     monkeypatch.setattr(trainers.kfold, "_train_fold",
                         lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
     return run_kfold(_config(tiny_model, data, run, root))
+
+
+def _evaluate_with_nan(bad_when):
+    """lm_eval.simple_evaluate as the scoring calls it, every metric 0.5 on Q27 and Q28, except wvs_jsd of Q28,
+    NaN where ``bad_when(model_args)`` (a model whose log-likelihoods overflowed)."""
+    from trainers.kfold import METRICS
+
+    def evaluate(model, model_args, tasks, **kw):
+        nan = bad_when(model_args)
+        samples = {t: [{"doc": {"q_id": q}, **{m: float("nan") if nan and (q, m) == ("28", "wvs_jsd") else 0.5
+                                              for m in METRICS}} for q in ("27", "28")] for t in tasks}
+        return {"samples": samples, "results": {t: {} for t in tasks}}
+    return evaluate
+
+
+def test_scores_that_are_not_finite_stop_the_run_before_they_are_written(tmp_path, tiny_model, rows_file, root,
+                                                                          monkeypatch, caplog):
+    """A NaN score was saved to base.json (or a fold's result.json) and the run finished with "–" cells. Now it
+    stops, naming the base model or the fold's adapter, the metric and its count (1 of the 2 questions), and
+    the fix; --eval-dtype float16 also gives the half-precision warning the other commands give."""
+    import lm_eval
+
+    import trainers.kfold
+    from culture_tasks.cli_args import HALF_PRECISION_NOTE
+
+    monkeypatch.setattr(trainers.kfold, "_train_fold",
+                        lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
+    monkeypatch.setattr(lm_eval, "simple_evaluate", _evaluate_with_nan(lambda args: "peft=" not in args))
+    out = tmp_path / "base-nan"
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, rows_file, out, root, eval_dtype="float16"))
+    assert str(err.value) == (
+        f"the base model {tiny_model} gives a NaN or infinite wvs_jsd on 1 of 2 questions of wvs_usa in --eval-dtype "
+        "float16, so its scores would be NaN; they are not written: run again with --eval-dtype float32 and "
+        "--overwrite (it may overflow in float16)")
+    assert not (out / "base.json").exists()
+    note = HALF_PRECISION_NOTE.format(flag="--eval-dtype", dtype="float16")  # the other commands' warning, this flag
+    assert [r.getMessage() for r in caplog.records if r.getMessage() == note] == [note]
+    assert note.startswith("--eval-dtype float16: scores carry half-precision rounding")
+
+    caplog.clear()
+    monkeypatch.setattr(lm_eval, "simple_evaluate", _evaluate_with_nan(lambda args: "peft=" in args))
+    out = tmp_path / "adapter-nan"
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, rows_file, out, root))
+    adapter = out / "fold-1" / "adapter"
+    assert str(err.value) == (
+        f"the adapter {adapter} gives a NaN or infinite wvs_jsd on 1 of 2 questions of wvs_usa in --eval-dtype "
+        f"float32, so its scores would be NaN; they are not written: check its weights (a diverged training?): "
+        f"remove {adapter} and run again with --resume to train the fold again")
+    assert (out / "base.json").is_file() and not (out / "fold-1" / "result.json").exists()
+    assert not (out / "kfold.json").exists() and "half-precision" not in caplog.text
+
+
+@pytest.mark.parametrize("q_id", ["Q27", 27.0, True, " 27"])
+def test_a_q_id_that_is_no_question_number_names_its_line(tmp_path, rows_file, root, q_id):
+    """sorted(key=int) over the rows' q_ids failed with "invalid literal for int()"; now the file, line and
+    field, before any model is read (there is none here). A q_id written as a JSON number (27) is read as "27"."""
+    from trainers.kfold import check_q_ids
+
+    rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").splitlines()]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({**r, "q_id": q_id} if i == 1 else r) + "\n" for i, r in enumerate(rows)),
+                    encoding="utf-8")
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tmp_path / "none", data, tmp_path / "run", root))
+    assert str(err.value) == (
+        f"{data}:2: field 'q_id' is {json.dumps(q_id)}; expected the number of a WVS question, such as \"27\" (as "
+        "`culture-train data` writes it): fix the row, or build the file again with `culture-train data`")
+    assert not (tmp_path / "run").exists()
+    data.write_text("".join(json.dumps({**r, "q_id": int(r["q_id"])}) + "\n" for r in rows), encoding="utf-8")
+    check_q_ids([str(data)])

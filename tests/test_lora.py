@@ -360,12 +360,31 @@ def test_collator_pads_right_with_label_minus_100_and_keeps_the_loss(tiny_model)
 
 @pytest.mark.parametrize("extra, message", [
     ('{"bogus": 1}', "--extra: 'bogus' is not a TrainingArguments parameter of transformers"),
-    ('{"lr_schedular_type": "cosine"}', "(did you mean 'lr_scheduler_type'?); fix or remove it"),
+    ('{"lr_schedular_type": "cosine"}', "--extra: 'lr_schedular_type' (did you mean 'lr_scheduler_type'?) is not a "
+                                        "TrainingArguments parameter"),
     ('{"learning_rate": 1}', "--extra: 'learning_rate' is set by the trainer from --learning-rate; remove it from "
                              "--extra and give --learning-rate instead"),
     ('{"report_to": ["wandb"]}', "--extra: 'report_to' is set by the trainer itself and cannot be changed"),
     ('{"lr_scheduler_type": "bogus"}', '--extra: TrainingArguments refuse {"lr_scheduler_type": "bogus"}: '
                                        "bogus is not a valid SchedulerType"),
+    # TrainingArguments take any type: "false" turned the option on, "1.0" failed at the first step
+    ('{"logging_first_step": "false"}', "--extra: 'logging_first_step' is a bool of TrainingArguments: give true or "
+                                        'false without quotes, not "false"'),
+    ('{"max_grad_norm": "1.0"}', "--extra: 'max_grad_norm' is a float of TrainingArguments: give a number without "
+                                 'quotes, not "1.0"'),
+    ('{"dataloader_num_workers": true}', "--extra: 'dataloader_num_workers' is an int of TrainingArguments: give a "
+                                         "whole number without quotes, not true"),
+    ('{"dataloader_num_workers": 2.0}', "is an int of TrainingArguments: give a whole number without quotes, not 2.0"),
+    ('{"run_name": 5}', "--extra: 'run_name' is a str of TrainingArguments: give a quoted string (or null), not 5"),
+    ('{"max_grad_norm": null}', "--extra: 'max_grad_norm' is a float of TrainingArguments: give a number without "
+                                "quotes, not null"),
+    # what the checkpoints and --resume rely on
+    ('{"save_only_model": true}', "--extra: 'save_only_model' is set by the trainer itself (its checkpoints and "
+                                  "--resume rely on it) and cannot be changed; remove it from --extra"),
+    ('{"ignore_data_skip": true}', "--extra: 'ignore_data_skip' is set by the trainer itself (its checkpoints and "
+                                   "--resume rely on it) and cannot be changed; remove it from --extra"),
+    ('{"save_strategy": "no"}', "--extra: 'save_strategy' is set by the trainer from --save-steps; remove it from "
+                                "--extra and give --save-steps instead"),
 ])
 def test_extra_keys_are_refused_before_the_model_loads(tmp_path, capsys, extra, message):
     from trainers.cli import main as cli
@@ -384,6 +403,14 @@ def test_extra_keys_are_refused_before_the_model_loads(tmp_path, capsys, extra, 
                            extra={"lr_scheduler_type": "cosine"}).extra == {"lr_scheduler_type": "cosine"}
 
 
+def test_extra_values_of_the_field_types_pass_unchanged(tmp_path):
+    """A real bool, an int where a float goes, null where the field is optional: given to TrainingArguments as
+    they are."""
+    extra = {"logging_first_step": False, "max_grad_norm": 1, "dataloader_num_workers": 0, "run_name": None}
+    cfg = LoraTrainConfig(model="m", data=[str(tmp_path / "none.jsonl")], output="o", extra=dict(extra))
+    assert cfg.extra == extra
+
+
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_every_argument_the_trainer_sets_is_barred_from_extra(tmp_path, checkpointing):
     import inspect
@@ -398,7 +425,8 @@ def test_every_argument_the_trainer_sets_is_barred_from_extra(tmp_path, checkpoi
         assert own <= set(SET_BY_TRAINER), own - set(SET_BY_TRAINER)
         assert len(own & {"warmup_ratio", "warmup_steps"}) == 1 and "learning_rate" in own
     assert set(SET_BY_TRAINER) - set(inspect.signature(TrainingArguments.__init__).parameters) <= {
-        "warmup_ratio", "activation_checkpointing", "gradient_checkpointing", "gradient_checkpointing_kwargs"}
+        "warmup_ratio", "activation_checkpointing", "gradient_checkpointing", "gradient_checkpointing_kwargs",
+        "save_safetensors"}  # transformers 4 (False wrote checkpoints the resume reads as incomplete)
 
 
 def test_training_rows_with_unknown_keys_are_refused(tmp_path):
@@ -423,6 +451,19 @@ def test_training_rows_with_unknown_keys_are_refused(tmp_path):
     # an empty answer has no token to train: the example would count without any loss (or a NaN loss)
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}], "the assistant's answer is empty"),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": " \n"}], "the assistant's answer is empty"),
+    # a misspelt key or role was read as absent; an earlier assistant turn trained as context the harness never asks
+    ([{"rol": "user", "content": "q"}, {"role": "assistant", "content": "A"}],
+     "field 'messages', message 1: unknown key(s) 'rol' (did you mean 'role'?); a chat message has only role and "
+     "content: rename or remove them"),
+    ([{"role": "usr", "content": "q"}, {"role": "assistant", "content": "A"}],
+     "field 'messages', message 1: unknown role 'usr' (did you mean 'user'?); the trainer takes a system message "
+     "(first, optional), user messages and the assistant's answer (last)"),
+    ([{"content": "q"}, {"role": "assistant", "content": "A"}], "field 'messages', message 1: no role; the trainer"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "B"}, {"role": "assistant", "content": "A"}],
+     "field 'messages', message 2: an assistant turn before the answer (the last message), which the harness never "
+     "asks with; the trainer takes a system message (first, optional)"),
+    ([{"role": "user", "content": "q"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "A"}],
+     "field 'messages', message 2: a system message after the first message; the trainer takes"),
 ])
 def test_training_rows_whose_messages_cannot_train_name_their_line(tmp_path, capsys, messages, message):
     from trainers.cli import main as cli
@@ -435,6 +476,15 @@ def test_training_rows_whose_messages_cannot_train_name_their_line(tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith(f"culture-train lora: {data}:2: {message}") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_system_message_before_the_question_is_read(tmp_path):
+    from trainers.lora import read_examples
+
+    data = tmp_path / "rows.jsonl"
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]
+    data.write_text(json.dumps({"messages": messages}) + "\n", encoding="utf-8")
+    assert read_examples([str(data)]) == [{"messages": messages}]
 
 
 def test_a_misfit_target_module_stops_before_the_weights_load_and_keeps_the_old_adapter(

@@ -82,6 +82,21 @@ def test_claim_output_states_and_refusals(tmp_path):
     assert (out / "x").read_text() == "1"
 
 
+def test_an_output_inside_the_model_folder_is_refused(tmp_path):
+    """The run's own files would change the model's fingerprint: its --resume would then say the model
+    changed. An output beside the model, or a model given by hub id, is fine."""
+    model = tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    for out in (model / "adapter", model / "a" / "b"):
+        with pytest.raises(OutputError, match=rf"^output {out} lies inside the model folder {model}: .*"
+                                              "choose an --output outside it$"):
+            claim_output(out, models=[model])
+    assert not (model / "adapter").exists()
+    assert claim_output(tmp_path / "adapter", models=[model, None]) == "new"
+    assert claim_output(tmp_path / "org" / "name" / "x", models=["org/name"]) == "new"  # no such folder: a hub id
+
+
 def test_safe_join_refuses_names_that_leave_the_folder(tmp_path):
     assert safe_join(tmp_path, "united_states") == tmp_path / "united_states"
     for bad in ("../escape", "a/../../b", "/etc", "", "~user"):
@@ -164,6 +179,19 @@ def test_lora_overwrite_replaces_only_after_every_check_passed(data_root, tiny_m
     with pytest.raises(TrainingError, match="output folder .* holds the input .*data.jsonl"):
         train(cfg)
     assert sorted(p.name for p in out.iterdir()) == ["data.jsonl", "training.json"]
+
+
+def test_lora_into_its_model_folder_is_refused_before_training(data_root, tiny_model, tmp_path):
+    """An adapter written inside the base model's folder changes the model's fingerprint: the run's own
+    --resume would then report another model. Refused before anything is written."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    before = sorted(p.relative_to(model) for p in model.rglob("*"))
+    with pytest.raises(TrainingError, match=rf"^output {model / 'adapter'} lies inside the model folder {model}: "):
+        train(_lora_config(model, data, model / "adapter"))
+    assert sorted(p.relative_to(model) for p in model.rglob("*")) == before
 
 
 def _align_args(model, out, *extra):

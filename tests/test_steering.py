@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from culture_tasks import provenance
+from culture_tasks import provenance, stats
 from culture_tasks.steering import SteeringConfig, SteeringError, check_output, main
 from culture_tasks.survey import compare
 from culture_tasks.survey.vsm13 import DIMENSIONS
@@ -15,8 +15,20 @@ from culture_tasks.paths import task_manager
 from tests.tiny_model import save_random_lora
 
 
+def write_alignment(folder, country, data_root, **settings):
+    """The part of culture-align's alignment.json culture-steer reads, for a prompt fitted to ``country``."""
+    from culture_tasks.survey.vsm13 import resolve_target
+
+    scores = resolve_target(country, settings.get("target"), str(data_root)).scores
+    settings = {"country": country, "target": None, "chat_template": False, "answer_mode": "expected",
+                "option_order": "listed", **settings}
+    (folder / "alignment.json").write_text(json.dumps({"target": {"country": country, "scores": scores},
+                                                       "settings": settings}))
+    return folder
+
+
 @pytest.fixture(scope="module")
-def prompt_checkpoint(tiny_model, tmp_path_factory):
+def prompt_checkpoint(tiny_model, data_root, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     from aligners.soft_prompt import save_prompt_tuning_adapter
@@ -25,7 +37,7 @@ def prompt_checkpoint(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("prompt_de")
     save_prompt_tuning_adapter(model, torch.randn(4, 32, generator=torch.Generator().manual_seed(7)), out,
                                str(tiny_model), init="vocab")
-    return out
+    return write_alignment(out, "DEU", data_root)  # fitted to Germany, as the matrix steers it
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +185,9 @@ def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, t
 
 def _copy_checkpoint(source, into):
     into.mkdir(parents=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        (into / name).write_bytes((source / name).read_bytes())
+    for name in ("adapter_config.json", "adapter_model.safetensors", "alignment.json"):
+        if (source / name).is_file():
+            (into / name).write_bytes((source / name).read_bytes())
     return into
 
 
@@ -271,10 +284,10 @@ def test_every_matrix_number_has_its_interval(data_root):
     assert np.shape(v["distance_ci"]) == (3, 3, 2) and np.shape(v["plain_distance_ci"]) == (3, 2)
     reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
     cell = [compare.compare_vsm13(r, "SAU", ref)["distance"] for r in reps]
-    assert v["distance_ci"][1][2] == pytest.approx(list(compare.percentile_interval(cell)))
+    assert v["distance_ci"][1][2] == pytest.approx(list(stats.percentile_interval(cell)))
     reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
     cell = [compare.compare_vsm13(r, "USA", ref)["distance"] for r in reps]
-    assert v["plain_distance_ci"][0] == pytest.approx(list(compare.percentile_interval(cell)))
+    assert v["plain_distance_ci"][0] == pytest.approx(list(stats.percentile_interval(cell)))
     for r in v["per_row"]:
         assert all(f"{k}_ci" in r["plain"] for k in ("distance", "rank", "reciprocal_rank", "margin"))
     for s in v["summary_by_coverage"].values():
@@ -287,23 +300,23 @@ def test_every_matrix_number_has_its_interval(data_root):
     reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
     sau = ref.profiles["SAU"]
     raw = [abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"]) for r in reps]
-    assert v["raw_l1_ci"][1][2] == pytest.approx(list(compare.percentile_interval(raw)))
+    assert v["raw_l1_ci"][1][2] == pytest.approx(list(stats.percentile_interval(raw)))
     assert v["per_row"][2]["raw_l1_ci"] == pytest.approx(
-        list(compare.percentile_interval([abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"])
+        list(stats.percentile_interval([abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"])
                                           for r in compare.term_replicates(steered[2]["item_means"], iters=40,
                                                                            seed=5)])))
     # change vs plain: the steered and the plain replicate of the same resample, subtracted
     plain_reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
     moved = [compare.compare_vsm13(r, "CHI", ref)["distance"] - compare.compare_vsm13(q, "CHI", ref)["distance"]
              for r, q in zip(reps, plain_reps)]
-    assert v["change_vs_plain_ci"][1][1] == pytest.approx(list(compare.percentile_interval(moved)))
+    assert v["change_vs_plain_ci"][1][1] == pytest.approx(list(stats.percentile_interval(moved)))
     china = v["per_row"][1]["control"]
     assert china["change_to_target_ci"] == pytest.approx(v["change_vs_plain_ci"][1][1])
     others = []
     for r, q in zip(reps, plain_reps):
         d, e = compare.compare_vsm13(r, "CHI", ref)["distances"], compare.compare_vsm13(q, "CHI", ref)["distances"]
         others.append(np.mean([d[c] - e[c] for c in d if c != "CHI"]))
-    assert china["mean_change_to_others_ci"] == pytest.approx(list(compare.percentile_interval(others)))
+    assert china["mean_change_to_others_ci"] == pytest.approx(list(stats.percentile_interval(others)))
     assert len(china["specificity_ci"]) == 2
     lo, hi = v["change_vs_plain_ci"][1][1]
     assert f"| china:persona | {v['change_vs_plain'][1][0]:.3f} [" in text
@@ -365,9 +378,11 @@ def test_the_matrix_names_the_content_of_its_model_and_checkpoints(matrix, tiny_
     out, result = matrix
     expected = {"model_fingerprint": model_fingerprint(tiny_model),
                 "checkpoints": {"germany:prompt": model_fingerprint(prompt_checkpoint),
-                                "turkey:lora": model_fingerprint(lora_checkpoint)}}
+                                "turkey:lora": model_fingerprint(lora_checkpoint)},
+                "dtype_loaded": "float32"}
     assert result["identity"] == expected and None not in expected["checkpoints"].values()
     assert f"model {expected['model_fingerprint']}; germany:prompt " in (out / "steering.md").read_text()
+    assert "Weights loaded in float32." in (out / "steering.md").read_text()
 
 
 def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp_path, monkeypatch, capsys):
@@ -866,8 +881,10 @@ def test_a_balanced_matrix_scores_the_balanced_tasks_as_lm_eval_does(tiny_model,
     import lm_eval
 
     out = tmp_path / "balanced"
+    balanced = write_alignment(_copy_checkpoint(prompt_checkpoint, tmp_path / "de_balanced"), "DEU", data_root,
+                               option_order="balanced")
     assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--option-order",
-                 "balanced", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
+                 "balanced", "--target", "China=persona", "--target", f"DEU=prompt:{balanced}",
                  "--iters", "30", "--no-wvs"]) == 0
     result = json.loads((out / "steering.json").read_text())
     assert [result["profiles"][k]["vsm13_task"] for k in ("plain", "china:persona", "germany:prompt")] == [
@@ -885,3 +902,121 @@ def test_a_balanced_matrix_scores_the_balanced_tasks_as_lm_eval_does(tiny_model,
     assert again["config"]["option_order"] == "balanced" and again["vsm13"] == result["vsm13"]
     from culture_tasks.steering import _answered
     assert _answered({}, "option_order") == "listed" and _answered({"option_order": "balanced"}, "option_order") == "balanced"
+
+
+def test_a_prompt_fitted_to_another_country_or_asked_otherwise_is_refused_before_the_model_loads(
+        tiny_model, prompt_checkpoint, data_root, tmp_path, monkeypatch, capsys):
+    """--target china=prompt:<a prompt fitted to the USA> ran and reported a china:prompt row: only
+    adapter_config.json was read. The alignment.json beside the adapter names the country and settings of the fit."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    ckpt = _copy_checkpoint(prompt_checkpoint, tmp_path / "fitted")
+    record, out = ckpt / "alignment.json", tmp_path / "o"
+
+    def refused(target, message, *extra):
+        assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                     "--target", f"{target}=prompt:{ckpt}", *extra]) == 2
+        assert capsys.readouterr().err == f"culture-steer: --target {message}\n"
+        assert not out.exists()
+
+    def taken(target, *flags):
+        cfg = SteeringConfig(model=str(tiny_model), targets=[f"{target}=prompt:{ckpt}"], output=str(out),
+                             data_dir=str(data_root), **dict(flags))
+        steering.validate(cfg)  # every check before the model: nothing refused
+
+    write_alignment(ckpt, "USA", data_root)
+    refused("china", f"china:prompt: {record} has settings.country 'USA' (USA), the --target China (CHI); give a "
+                     "prompt fitted to China, or steer this one toward USA")
+    taken("usa")
+    write_alignment(ckpt, "the United States", data_root)  # any spelling culture-align takes
+    taken("U.S.A.")
+    write_alignment(ckpt, "USA", data_root, target=[40, 91, 62, 46, 26, 60])  # explicit scores: not Hofstede's ivr 68
+    refused("usa", f"usa:prompt: {record} has target.scores {{'pdi': 40.0, 'idv': 91.0, 'mas': 62.0, 'uai': 46.0, "
+                   "'lto': 26.0, 'ivr': 60.0}, this run Hofstede's {'pdi': 40.0, 'idv': 91.0, 'mas': 62.0, "
+                   "'uai': 46.0, 'lto': 26.0, 'ivr': 68.0} for USA; give a prompt fitted to Hofstede's scores for USA")
+    write_alignment(ckpt, "USA", data_root, chat_template=True)
+    refused("usa", f"usa:prompt: {record} has settings.chat_template True, this run False; pass --chat-template")
+    taken("usa", ("chat_template", True))
+    write_alignment(ckpt, "USA", data_root, option_order="worst")  # searched on the balanced task's documents
+    refused("usa", f"usa:prompt: {record} has settings.option_order 'worst', this run 'listed'; pass --option-order "
+                   "balanced")
+    taken("usa", ("option_order", "balanced"))
+    write_alignment(ckpt, "USA", data_root, answer_mode="argmax")
+    refused("usa", f"usa:prompt: {record} has settings.answer_mode 'argmax', this run 'expected' (culture-steer reads "
+                   "every answer as its expected value); give a prompt fitted with --answer-mode expected")
+    record.unlink()
+    refused("usa", f"usa:prompt: {record} does not exist, so the country and settings the prompt was fitted with "
+                   "cannot be checked; give the folder culture-align wrote, holding its alignment.json")
+
+
+def test_culture_align_s_own_record_is_what_culture_steer_checks(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    """The checks read alignment.json as culture-align writes it, not only as the test above writes it."""
+    from aligners.cli import main as align_main
+    from culture_tasks import steering
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    fitted = tmp_path / "usa"
+    assert align_main(["--model", str(tiny_model), "--country", "United States", "--output", str(fitted),
+                       "--population", "4", "--generations", "1", "--subspace-dim", "4", "--no-baselines"]) == 0
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    assert main(["--model", str(tiny_model), "--output", str(tmp_path / "o"), "--target",
+                 f"china=prompt:{fitted}"]) == 2
+    assert capsys.readouterr().err.endswith(f"culture-steer: --target china:prompt: {fitted / 'alignment.json'} has "
+                                            "settings.country 'United States' (USA), the --target China (CHI); give a "
+                                            "prompt fitted to China, or steer this one toward USA\n")
+    steering.validate(SteeringConfig(model=str(tiny_model), targets=[f"usa=prompt:{fitted}"],
+                                     output=str(tmp_path / "o")))
+
+
+def test_dtype_auto_records_the_dtype_it_loaded_and_warns_of_half_precision(tiny_model, data_root, tmp_path, caplog):
+    """--dtype auto loaded a bfloat16 model without the half-precision warning, and the run recorded "auto"."""
+    import logging
+
+    from culture_tasks.cli_args import HALF_PRECISION_NOTE
+    from tests.tiny_model import bfloat16_copy
+
+    half = bfloat16_copy(tiny_model, tmp_path / "bf16")
+    out = tmp_path / "o"
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert main(["--model", str(half), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                     "--dtype", "auto", "--target", "usa=persona", "--iters", "20"]) == 0
+    assert HALF_PRECISION_NOTE.format(flag="--dtype", dtype="bfloat16") in caplog.text
+    result = json.loads((out / "steering.json").read_text())
+    assert result["config"]["dtype"] == "auto" and result["identity"]["dtype_loaded"] == "bfloat16"
+    assert {p["dtype"] for p in result["profiles"].values()} == {"bfloat16"}
+    assert "Weights loaded in bfloat16." in (out / "steering.md").read_text()
+
+
+def test_both_clis_take_and_refuse_the_same_country_names(data_root):
+    """culture-steer took "South Korea" and "the United States", culture-align refused them (and took Hofstede's
+    "Korea South", which culture-steer refused): one lookup (countries.find_listed, then Hofstede's file) now."""
+    from aligners.align import check_countries
+    from aligners.config import AlignConfig
+    from culture_tasks.survey.vsm13 import UnknownCountryError, resolve_target
+
+    def steer(name):
+        try:
+            cfg = SteeringConfig(model="m", targets=[f"{name}=persona"], output="o", data_dir=str(data_root))
+        except SteeringError:
+            return None
+        return cfg.rows[0].hofstede
+
+    def align(name):
+        try:
+            check_countries(AlignConfig(model="m", countries=[name], output="o", data_dir=str(data_root)))
+        except (ValueError, UnknownCountryError):
+            return None
+        return resolve_target(name, None, str(data_root)).code
+
+    names = {"South Korea": "KOR", "south_korea": "KOR", "Korea South": "KOR", "kor": "KOR",
+             "the United States": "USA", "United States": "USA", "U.S.A.": "USA", "usa": "USA",
+             "China": "CHI", "CHN": "CHI", "DEU": "GER", "saudi_arabia": "SAU",
+             "Atlantis": None, "Korea": None, "the USA": None}
+    assert {n: steer(n) for n in names} == names
+    assert {n: align(n) for n in names} == names
+    # a Hofstede country without survey tasks: culture-align scores it through vsm13_usa, culture-steer cannot
+    assert align("Chile") == "CHL"
+    with pytest.raises(SteeringError, match="'Chile' in --target is CHL in Hofstede's file, but countries.yaml lists "
+                                            "no survey tasks for it"):
+        SteeringConfig(model="m", targets=["Chile=persona"], output="o", data_dir=str(data_root))

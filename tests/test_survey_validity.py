@@ -187,8 +187,9 @@ def test_model_args_and_lm_eval_keys_are_accepted(tmp_path):
 
 def test_booleans_parse_strictly(tmp_path):
     assert parse_bool("x", "False") is False and parse_bool("x", True) is True and parse_bool("x", " true") is True
-    for bad in ("no", "0", 1, None, "yes"):
-        with pytest.raises(MetadataError, match="x must be true or false"):
+    assert [parse_bool("x", v) for v in ("no", "0", 1, "YES", 0)] == [False, False, True, True, False]  # as the CLIs
+    for bad in ("flase", "", 2, None, 1.0, "on"):
+        with pytest.raises(MetadataError, match=r"x must be true or false \(or yes/no/1/0\), got"):
             parse_bool("x", bad)
     root = write_data_root(tmp_path)
     ds = load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv", reversed_options="false")
@@ -381,7 +382,7 @@ def test_balanced_indices_are_the_mean_of_the_two_orders(data_root):
 
 
 def test_both_orders_is_strict_and_excludes_reversed_options(data_root):
-    with pytest.raises(MetadataError, match="both_orders must be true or false, got 'yes'"):
-        load_vsm13(str(data_root), vsm13_country="USA", both_orders="yes")
+    with pytest.raises(MetadataError, match=r"both_orders must be true or false \(or yes/no/1/0\), got 'ja'"):
+        load_vsm13(str(data_root), vsm13_country="USA", both_orders="ja")
     with pytest.raises(MetadataError, match="both_orders and reversed_options are both true.*drop reversed_options"):
         load_vsm13(str(data_root), vsm13_country="USA", both_orders=True, reversed_options=True)

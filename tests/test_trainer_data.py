@@ -142,7 +142,7 @@ def test_cli_data_from_yaml_with_overrides(tmp_path, capsys):
     assert [r["messages"][1]["content"] for r in rows] == ["C", "C"] and not (tmp_path / "a.jsonl").exists()
     config.write_text("culture: english\nlearning_rate: 1\n")
     assert cli(["data", "--config", str(config), "--output", str(tmp_path / "c.jsonl")]) == 2
-    assert "unknown setting(s) ['learning_rate']" in capsys.readouterr().err
+    assert "unknown setting(s) 'learning_rate'" in capsys.readouterr().err
     assert cli(["data", "--culture", "klingon", "--output", str(tmp_path / "d.jsonl"), "--data-dir", str(root)]) == 2
     assert "unknown culture 'klingon'" in capsys.readouterr().err
     config.write_text("culture: english\ninclude_seed_questions: nope\n")

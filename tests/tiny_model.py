@@ -87,3 +87,16 @@ def damaged_copy(model: Path, out: Path, weight: str = "model.layers.1.mlp.down_
     weights[weight][0, 0] = float("nan")
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
+
+
+def bfloat16_copy(model: Path, out: Path) -> Path:
+    """A copy of the tiny model folder whose config names bfloat16, as a model published in it:
+    ``--dtype auto`` loads it in half precision."""
+    import json
+    import shutil
+
+    shutil.copytree(model, out)
+    config = json.loads((out / "config.json").read_text())
+    config.pop("torch_dtype", None)
+    (out / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    return out

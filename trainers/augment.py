@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
+from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
                                    load_settings, model_fingerprint)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
@@ -87,6 +88,7 @@ class AugmentConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
     def __post_init__(self):
+        check_bool_fields(self)
         if bool(self.generator) == bool(self.endpoint):
             raise ValueError("name exactly one generator: --generator <local model folder> or --endpoint <URL>")
         if self.endpoint and not self.endpoint_model:
@@ -276,11 +278,42 @@ def _state_path(output: Path) -> Path:
     return output.with_name(output.name + ".state.json")
 
 
+# the fields of a state file as _start_state writes them ("sha256" may be absent from an early run's)
+STATE_FIELDS = {"settings": dict, "done": list, "bytes": int, "counts": dict, "complete": bool}
+
+
+def _state_problem(state) -> str | None:
+    """Why ``state`` (a parsed state file) is not what an augmentation run writes, or None."""
+    if not isinstance(state, dict):
+        return f"a JSON {type(state).__name__}, not a mapping"
+    missing = [k for k in STATE_FIELDS if k not in state]
+    if missing:
+        return f"no {', '.join(missing)}"
+    wrong = [k for k, kind in STATE_FIELDS.items() if not isinstance(state[k], kind)
+             or (kind is int and (isinstance(state[k], bool) or state[k] < 0))]
+    wrong += ["done"] if "done" not in wrong and not all(isinstance(q, str) for q in state["done"]) else []
+    wrong += ["sha256"] if not isinstance(state.get("sha256", ""), str) else []
+    return f"{', '.join(wrong)} of the wrong type" if wrong else None
+
+
+def load_state(path: Path, fix: str) -> dict | None:
+    """The state file of an augmentation run (None where there is none). One that is cut or edited into
+    something else (``[]``, ``{"done": []}``) is refused, naming the file and ``fix``, instead of failing
+    on a missing key with a traceback."""
+    state = load_settings(path, AugmentError)
+    problem = None if state is None else _state_problem(state)
+    if problem:
+        raise AugmentError(f"{path}: not an augmentation state file ({problem}; expected the mapping of "
+                           f"{', '.join(STATE_FIELDS)} a run writes); {fix}")
+    return state
+
+
 def check_finished(output: str | os.PathLike) -> None:
     """Refuse an augmentation output whose run has not finished (stopped, or still running): it
     holds only the finished chunks' wordings, and training on it would leave the rest out."""
     output = Path(output)
-    state = load_settings(_state_path(output), AugmentError)
+    state = load_state(_state_path(output), f"run the augmentation again with `culture-train augment --output "
+                                            f"{output} --overwrite`, or delete the state file if that run finished")
     if state is not None and not state.get("complete"):
         raise AugmentError(f"{output}: the augmentation writing it is not finished ({len(state.get('done', []))} of "
                            "its seed questions done); finish it with culture-train augment --resume (same settings)")
@@ -302,7 +335,7 @@ def _prefix_digest(path: Path, length: int):
 
 def _resume_state(output: Path, state_path: Path, wanted: dict):
     """The saved state, after checking that settings and committed output are the run's own."""
-    state = load_settings(state_path, AugmentError)
+    state = load_state(state_path, "start again with --overwrite (the finished chunks cannot be checked)")
     if state is None:
         raise AugmentError(f"--resume: {output} has no state file {state_path.name}; it was not written by an "
                            "augmentation run, pass --overwrite to replace it or choose another --output")
@@ -369,12 +402,13 @@ def _claim(cfg: AugmentConfig, output: Path, inputs: list[Path]) -> str:
     """What to do with the output and its state file (see ``claim_output``); a stray state file
     without its output is claimed too."""
     overwrite = bool(getattr(cfg, "overwrite", False))
+    models = [cfg.generator, cfg.embedding_model]  # fingerprinted on --resume: the output may not change them
     mode = claim_output(output, overwrite=overwrite, resume=cfg.resume, inputs=inputs, folder=False,
-                        error=AugmentError)
+                        error=AugmentError, models=models)
     state_path = _state_path(output)
     if mode == "new" and state_path.exists():
         mode = claim_output(state_path, overwrite=overwrite, resume=cfg.resume, inputs=inputs, folder=False,
-                            error=AugmentError)
+                            error=AugmentError, models=models)
     return mode
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.data_root import data_file
+from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import OutputLock, claim_output
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
@@ -99,6 +100,7 @@ class DataConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
     def __post_init__(self):
+        check_bool_fields(self)
         if self.rule not in ANSWER_RULES:
             raise ValueError(f"--rule must be one of {ANSWER_RULES}, got {self.rule!r}")
         countries_of(self.culture)  # an unknown culture fails here, before any file is read

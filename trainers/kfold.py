@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from tqdm.auto import tqdm
 
 from culture_tasks import provenance, stats
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.cli_args import DTYPES, check_device, check_dtype
+from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_precision
+from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest, load_settings,
                                    save_settings)
 from culture_tasks import paths
@@ -49,6 +52,7 @@ METRICS = ("wvs_majority", "wvs_jsd", "wvs_w1")
 LABELS = {"wvs_majority": "WVS majority", "wvs_jsd": "WVS 1−JSD", "wvs_w1": "WVS 1−W1"}
 # settings that change neither the folds, the adapters nor the scores: they may differ on --resume
 NOT_DEFINING = ("eval_batch_size", "eval_device")
+QUESTION_ID = re.compile(r"[1-9][0-9]*")  # a row's q_id: its seed question's number, as `culture-train data` writes it
 
 
 @dataclass
@@ -119,6 +123,19 @@ def _culture(rows: list[dict], data: list[str]) -> str:
                             "covers one culture or all of them (`culture-train data --culture one`): make one file "
                             "per culture")
     return ONE if len(cultures) > 1 else cultures.pop()
+
+
+def check_q_ids(data: list[str]) -> None:
+    """Every row's q_id names its seed question by number, as `culture-train data` writes it ("27"): the folds
+    are dealt and sorted by it, where "Q27" or 27.0 failed with a bare int() error (a missing q_id: ``_culture``)."""
+    for name in data:
+        for line_no, row in read_jsonl_lines(name):
+            q = row.get("q_id")
+            if q in (None, "") or (type(q) is int and q > 0) or (isinstance(q, str) and QUESTION_ID.fullmatch(q)):
+                continue
+            raise TrainingError(f"{name}:{line_no}: field 'q_id' is {json.dumps(q)}; expected the number of a WVS "
+                                'question, such as "27" (as `culture-train data` writes it): fix the row, or build the '
+                                "file again with `culture-train data`")
 
 
 def _persona(rows: list[dict], data: list[str]) -> bool:
@@ -197,11 +214,37 @@ def score(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: l
         apply_chat_template=chat, log_samples=True, bootstrap_iters=0)
     per_question = {t: {str(s["doc"]["q_id"]): {m: float(s[m]) for m in METRICS} for s in out["samples"][t]}
                     for t in tasks}
+    check_finite_scores(per_question, cfg, adapter)
     aggregates = {t: {k.split(",")[0]: v for k, v in out["results"][t].items()
                       if k.split(",")[0] in {m + s for m in METRICS for s in ("", *stats.CI_SUFFIXES)}}
                   for t in tasks}
     return {"scores": per_question, "lm_eval": aggregates,
             "command": lm_eval_command(cfg, adapter, tasks, questions, chat)}
+
+
+def check_finite_scores(per_question: dict, cfg: KFoldConfig, adapter: Path | None) -> None:
+    """A NaN or infinite score (a float16 overflow, a NaN weight) would be saved and pooled into "–" cells of
+    a run that reads as finished: it stops the run, naming the model or adapter, the metric and the fix,
+    before the scores are written."""
+    bad = {(t, m): sum(not np.isfinite(v[m]) for v in qs.values()) for t, qs in per_question.items() for m in METRICS}
+    (task, metric), count = max(bad.items(), key=lambda kv: kv[1], default=((None, None), 0))
+    if not count:
+        return
+    who = f"the adapter {adapter}" if adapter else f"the base model {cfg.model}"
+    raise TrainingError(f"{who} gives a NaN or infinite {metric} on {count} of {len(per_question[task])} questions "
+                        f"of {task} in --eval-dtype {cfg.eval_dtype}, so its scores would be NaN; they are not written: "
+                        f"{_nonfinite_fix(cfg, adapter)}")
+
+
+def _nonfinite_fix(cfg: KFoldConfig, adapter: Path | None) -> str:
+    """What to do about scores that are not finite: the wording of ``stats.nonfinite_model_fix`` (and of the
+    steering report for an adapter), under this command's flags (--eval-dtype is a setting of the run)."""
+    half = cfg.eval_dtype != "float32"
+    overflow = f"run again with --eval-dtype float32 and --overwrite (it may overflow in {cfg.eval_dtype})"
+    if adapter is None:
+        return overflow if half else stats.nonfinite_model_fix("float32")
+    return (f"check its weights (a diverged training?): remove {adapter} and run again with --resume to train the "
+            "fold again" + (f", or {overflow}" if half else ""))
 
 
 def _uses_chat(cfg: KFoldConfig) -> bool:
@@ -501,6 +544,7 @@ class KFoldSummaryConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --output file"})
 
     def __post_init__(self):
+        check_bool_fields(self)
         if not self.runs:
             raise ValueError("--runs: name at least one kfold.json")
 
@@ -700,7 +744,8 @@ def run_summary(cfg: KFoldSummaryConfig) -> dict:
 def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
     """Claim the output (new, resume or replace) and compare stored settings on --resume."""
     mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume,
-                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError)
+                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError,
+                        models=[cfg.model])
     if mode == "resume":
         stored = load_settings(out / SETTINGS, TrainingError)
         if stored is None:
@@ -715,6 +760,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     out = Path(cfg.output)
     rows = read_examples(cfg.data)
     culture = _culture(rows, cfg.data)
+    check_q_ids(cfg.data)
     persona = _persona(rows, cfg.data)
     tasks = survey_tasks(culture, persona)
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
@@ -733,6 +779,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)
+    warn_half_precision(cfg.eval_dtype, "--eval-dtype")  # once for every scoring of the run, as other commands warn
     with OutputLock.for_folder(out, TrainingError):
         mode = _prepare(out, cfg, settings)
         if mode == "replace":

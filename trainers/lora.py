@@ -11,6 +11,7 @@ exactly the part that has to match the harness.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -25,8 +26,11 @@ from pathlib import Path
 from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.metadata import check_bool_fields, with_hints
+from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
-                                   load_settings, main_process, model_fingerprint, save_settings)
+                                   launched_world_size, load_settings, main_process, model_fingerprint,
+                                   save_settings)
 from culture_tasks.paths import absolute_if_local, lm_eval_command
 from trainers.keys import check_row_keys
 
@@ -40,6 +44,11 @@ LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size", "training_
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
+MESSAGE_KEYS = ("content", "role")  # of each chat message
+ROLES = ("system", "user", "assistant")
+ROLE_ORDER = "a system message (first, optional), user messages and the assistant's answer (last)"
+MESSAGES_SHAPE = ("field 'messages' must be a list of chat messages ending with the assistant's answer, e.g. "
+                  "[{role: user, content: ...}, {role: assistant, content: A}]")
 # TrainingArguments that make_trainer sets itself (_training_arguments, _version_arguments): not
 # allowed in --extra, each with the flag that sets it (None: fixed by the trainer)
 SET_BY_TRAINER = {
@@ -50,7 +59,13 @@ SET_BY_TRAINER = {
     "warmup_ratio": "--warmup", "warmup_steps": "--warmup", "activation_checkpointing": "--gradient-checkpointing",
     "gradient_checkpointing": "--gradient-checkpointing", "gradient_checkpointing_kwargs": "--gradient-checkpointing",
     "save_total_limit": None, "use_cpu": None, "report_to": None, "remove_unused_columns": None,
+    # what the checkpoints and --resume rely on: checkpoints every --save-steps steps, each with the optimizer
+    # and RNG state and a safetensors adapter (_checkpoint_problem), and a resume that skips the batches
+    # already trained on (so it trains as the uninterrupted run)
+    "save_strategy": "--save-steps", "save_only_model": None, "save_safetensors": None, "ignore_data_skip": None,
 }
+# the keys of SET_BY_TRAINER the checkpoints and --resume rely on (named in the error)
+CHECKPOINT_ARGUMENTS = ("save_only_model", "save_safetensors", "ignore_data_skip")
 
 
 class TrainingError(ValueError):
@@ -89,9 +104,11 @@ class LoraTrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
     extra: dict = field(default_factory=dict, metadata={
-        "help": "further TrainingArguments as a mapping, e.g. '{\"lr_scheduler_type\": \"cosine\"}'"})
+        "help": "further TrainingArguments as a mapping, e.g. '{\"lr_scheduler_type\": \"cosine\"}'; each value of its "
+                "field's type (true / false and numbers without quotes)"})
 
     def __post_init__(self):
+        check_bool_fields(self)
         if isinstance(self.data, str):
             self.data = [self.data]
         if isinstance(self.target_modules, list) and self.target_modules == ["all-linear"]:
@@ -158,7 +175,6 @@ def check_extra(extra) -> None:
                             f"\"cosine\"}}', got {extra!r}")
     if not extra:
         return
-    import difflib
     import inspect
 
     from transformers import TrainingArguments
@@ -167,14 +183,65 @@ def check_extra(extra) -> None:
     for key in extra:
         if key in SET_BY_TRAINER:
             flag = SET_BY_TRAINER[key]
+            why = " (its checkpoints and --resume rely on it)" if key in CHECKPOINT_ARGUMENTS else ""
             fix = f"is set by the trainer from {flag}; remove it from --extra and give {flag} instead" if flag \
-                else "is set by the trainer itself and cannot be changed; remove it from --extra"
+                else f"is set by the trainer itself{why} and cannot be changed; remove it from --extra"
             raise TrainingError(f"--extra: {key!r} {fix}")
         if key not in accepted:
-            close = difflib.get_close_matches(str(key), sorted(accepted), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TrainingError(f"--extra: {key!r} is not a TrainingArguments parameter of transformers "
-                                f"{_transformers_version()}{hint}; fix or remove it")
+            raise TrainingError(f"--extra: {with_hints([key], accepted)} is not a TrainingArguments parameter of "
+                                f"transformers {_transformers_version()}; fix or remove it")
+    for key, value in extra.items():
+        check_extra_type(key, value)
+
+
+@functools.cache
+def _extra_kinds() -> dict[str, tuple[type, bool]]:
+    """Per TrainingArguments field of a plain type (bool, int, float or str, maybe optional): the type and
+    whether None is allowed. Fields of other types (enums, unions, lists, mappings) are not listed."""
+    import dataclasses
+    import types
+    import typing
+
+    from transformers import TrainingArguments
+
+    try:
+        hints = typing.get_type_hints(TrainingArguments)
+    except (NameError, TypeError):  # a forward reference this release cannot resolve: the fields' own types
+        hints = {}
+    out = {}
+    for f in dataclasses.fields(TrainingArguments):
+        hint = hints.get(f.name, f.type)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = set(typing.get_args(hint)) if union else {hint}
+        plain = kinds - {type(None)}
+        if len(plain) == 1 and (kind := plain.pop()) in (bool, int, float, str):
+            out[f.name] = (kind, type(None) in kinds)
+    return out
+
+
+# per plain TrainingArguments type: its name and what to write in --extra
+EXPECTED = {bool: ("a bool", "true or false without quotes"), int: ("an int", "a whole number without quotes"),
+            float: ("a float", "a number without quotes"), str: ("a str", "a quoted string")}
+
+
+def check_extra_type(key: str, value) -> None:
+    """TrainingArguments do not check the type of what they are given: "false" for a bool is truthy (the option
+    turns on) and "1.0" for a float fails at the first step, after the model loaded and an old output was
+    replaced. A bool field takes a real bool only (JSON true / false): the value is passed on unchanged, so
+    a quoted word is refused rather than read; an int field an int, a float field an int or a float (a bool
+    is neither), a str field a str; None where the field is optional. Other fields: TrainingArguments check."""
+    found = _extra_kinds().get(key)
+    if found is None:
+        return
+    kind, optional = found
+    if value is None and optional:
+        return
+    ok = (type(value) is bool if kind is bool else type(value) is int if kind is int
+          else type(value) in (int, float) if kind is float else isinstance(value, str))
+    if not ok:
+        name, how = EXPECTED[kind]
+        raise TrainingError(f"--extra: {key!r} is {name} of TrainingArguments: give {how}"
+                            f"{' (or null)' if optional else ''}, not {json.dumps(value, default=str)}")
 
 
 def check_extra_values(cfg: LoraTrainConfig) -> None:
@@ -203,19 +270,49 @@ def read_examples(paths: list[str]) -> list[dict]:
         if not path.is_file():
             raise TrainingError(f"training data {path} does not exist (make it with `culture-train data`)")
         for line_no, row in read_jsonl_lines(path):
-            messages = row.get("messages")
-            if not (isinstance(messages, list) and len(messages) >= 2 and all(isinstance(m, dict) for m in messages)
-                    and messages[-1].get("role") == "assistant" and all(isinstance(m.get("content"), str) for m in messages)):
-                raise TrainingError(f"{path}:{line_no}: field 'messages' must be a list of chat messages ending with "
-                                    "the assistant's answer, e.g. [{role: user, content: ...}, {role: assistant, content: A}]")
-            if not messages[-1]["content"].strip():  # no answer token: the example would carry no loss
-                raise TrainingError(f"{path}:{line_no}: the assistant's answer is empty; give the answer (the option "
-                                    "letter) as the last message's content, or remove the row")
+            check_messages(row.get("messages"), f"{path}:{line_no}")
             check_row_keys(row, EXAMPLE_KEYS, f"{path}:{line_no}", "training", TrainingError)
             rows.append(row)
     if not rows:
         raise TrainingError(f"no training example in {', '.join(paths)}")
     return rows
+
+
+def check_messages(messages, where: str) -> None:
+    """A row's chat messages as the trainer reads them: a misspelt key ("rol") or role would be read as
+    absent, and an assistant turn before the answer would become context the harness never asks with;
+    each is refused, naming ``where`` (file:line), the message and the fix."""
+    if not (isinstance(messages, list) and len(messages) >= 2 and all(isinstance(m, dict) for m in messages)):
+        raise TrainingError(f"{where}: {MESSAGES_SHAPE}")
+    for number, message in enumerate(messages, 1):
+        unknown = sorted(k for k in message if k not in MESSAGE_KEYS)
+        if unknown:
+            raise TrainingError(f"{where}: field 'messages', message {number}: unknown key(s) "
+                                f"{with_hints(unknown, MESSAGE_KEYS)}; a chat message has only role and content: "
+                                "rename or remove them")
+        _check_role(message.get("role"), number, len(messages), where)
+    if not all(isinstance(m.get("content"), str) for m in messages):
+        raise TrainingError(f"{where}: {MESSAGES_SHAPE}")
+    if not messages[-1]["content"].strip():  # no answer token: the example would carry no loss
+        raise TrainingError(f"{where}: the assistant's answer is empty; give the answer (the option "
+                            "letter) as the last message's content, or remove the row")
+
+
+def _check_role(role, number: int, count: int, where: str) -> None:
+    """The roles the trainer supports where it supports them: a system message first, user messages, and
+    the assistant's answer last (the context is everything before it, as the harness asks one question)."""
+    at = f"{where}: field 'messages', message {number}"
+    if role not in ROLES:
+        what = f"unknown role {with_hints([role], ROLES)}" if role is not None else "no role"
+        raise TrainingError(f"{at}: {what}; the trainer takes {ROLE_ORDER}")
+    if number == count and role != "assistant":
+        raise TrainingError(f"{where}: {MESSAGES_SHAPE}")
+    if role == "assistant" and number < count:
+        raise TrainingError(f"{at}: an assistant turn before the answer (the last message), which the harness never "
+                            f"asks with; the trainer takes {ROLE_ORDER}: remove the turn")
+    if role == "system" and number > 1:
+        raise TrainingError(f"{at}: a system message after the first message; the trainer takes {ROLE_ORDER}: "
+                            "move it first or remove it")
 
 
 def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[list[dict], int]:
@@ -289,15 +386,10 @@ def run_settings(cfg: LoraTrainConfig) -> dict:
     out["model_fingerprint"] = model_fingerprint(cfg.model)  # another model under the same path is refused
     # the global batch is batch x accumulation x processes: a resume under another process count would
     # continue another training
-    out["world_size"] = _world_size()
+    out["world_size"] = launched_world_size()
     # bf16 left to its default is decided by the machine: a resume elsewhere must not switch precision
     out["training_dtype"] = "bfloat16" if _accelerator_defaults(cfg)[0] else "float32"
     return out
-
-
-def _world_size() -> int:
-    """The number of training processes (torchrun / accelerate launch set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def _checkpoint_problem(folder: Path) -> str | None:
@@ -316,7 +408,7 @@ def _checkpoint_problem(folder: Path) -> str | None:
         return f"trainer_state.json is for step {step}"
     if not any(zipfile.is_zipfile(folder / name) for name in ("optimizer.pt", "optimizer.bin")):
         return "optimizer.pt (optimizer.bin under FSDP) missing or cut off"
-    processes = _world_size()
+    processes = launched_world_size()
     rng = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
     for name in ("scheduler.pt", *rng):
         if not zipfile.is_zipfile(folder / name):
@@ -327,14 +419,12 @@ def _checkpoint_problem(folder: Path) -> str | None:
 
 
 def _readable_safetensors(path: Path) -> bool:
-    from safetensors import safe_open
-
+    """Whether a checkpoint's file is there and complete (``models.check_safetensors``, as a yes or no)."""
     try:
-        with safe_open(str(path), "pt") as fh:
-            list(fh.keys())
-    except Exception:  # noqa: BLE001 - any failure to read it makes the file unusable
+        check_safetensors(path)
+    except ModelFileError:
         return False
-    return True
+    return path.is_file()
 
 
 def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path | None:
@@ -392,7 +482,8 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
     if not main_process():
         return "resume", latest_complete_checkpoint(out / CHECKPOINTS, remove=False) if cfg.resume else None
     mode = claim_output(out, overwrite=bool(getattr(cfg, "overwrite", False)), resume=cfg.resume,
-                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError)
+                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError,
+                        models=[cfg.model])
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
         remove_finished_checkpoints(out, cfg.keep_checkpoints)
@@ -462,7 +553,10 @@ def _training_arguments(cfg: LoraTrainConfig, bf16: bool, checkpointing: bool) -
                 max_steps=cfg.max_steps,
                 weight_decay=cfg.weight_decay,
                 logging_steps=cfg.logging_steps,
+                save_strategy="steps",
                 save_steps=cfg.save_steps,
+                save_only_model=False,
+                ignore_data_skip=False,
                 save_total_limit=2,
                 seed=cfg.seed,
                 data_seed=cfg.seed,

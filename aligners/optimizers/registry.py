@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from culture_tasks.metadata import with_hints
+
 
 class AskTell(Protocol):
     """``ask`` proposes a population of points in [-bound, bound]^dim (rows); ``tell`` receives
@@ -84,7 +86,7 @@ def _check_names(name: str, spec: OptimizerSpec, given: dict) -> None:
     valid = [f.name for f in dataclasses.fields(spec.config_fields)]
     unknown = sorted(set(given) - set(valid))
     if unknown:
-        raise ValueError(f"optimizer {name!r} has no setting(s) {unknown}; its settings: {valid}")
+        raise ValueError(f"optimizer {name!r} has no setting(s) {with_hints(unknown, valid)}; its settings: {valid}")
 
 
 def _typed(name: str, spec: OptimizerSpec, given: dict) -> dict:

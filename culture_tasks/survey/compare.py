@@ -296,17 +296,9 @@ def loss_and_margin(indices: Mapping[str, float | np.ndarray], target: Target,
     return {**out, "vsm13_margin": found["margin"], "vsm13_rank": found["rank"]}
 
 
-def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan
-    alpha = (1 - level) / 2
-    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
-
-
 def replicate_interval(statistic: Callable[[dict], float], replicates: Sequence[dict],
                        level: float = 0.95) -> tuple[float, float]:
-    return percentile_interval([statistic(r) for r in replicates], level)
+    return stats.percentile_interval([statistic(r) for r in replicates], level)
 
 
 def compare_vsm13_ci(item_means: Mapping[int, float], target: str | Target, reference: Reference, *,
@@ -320,7 +312,7 @@ def compare_vsm13_ci(item_means: Mapping[int, float], target: str | Target, refe
     replicates = [compare_vsm13(r, code, ref, norm=norm)
                   for r in term_replicates(item_means, iters=iters, seed=seed)]
     for key in ("distance", "rank", "reciprocal_rank", "margin"):
-        result[f"{key}_ci"] = list(percentile_interval([r[key] for r in replicates], level))
+        result[f"{key}_ci"] = list(stats.percentile_interval([r[key] for r in replicates], level))
     return result, replicates
 
 

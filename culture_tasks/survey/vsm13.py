@@ -19,6 +19,7 @@ import numpy as np
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import with_hints
 from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.survey.countries import HOFSTEDE_TO_ISO3, find_listed
 
 log = logging.getLogger("culture_tasks")
 SAFE_CODE = re.compile(r"[A-Za-z0-9]{2,4}")
@@ -37,18 +38,6 @@ ITEMS_FILE = "vsm13/items.jsonl"
 ITEM_KEYS = ("item", "stem", "text", "options")  # a row of the items file
 HOFSTEDE_FILE = "hofstede/6-dimensions-for-website-2015-08-16.csv"
 HOFSTEDE_COLUMNS = {"pdi": "pdi", "idv": "idv", "mas": "mas", "uai": "uai", "lto": "ltowvs", "ivr": "ivr"}
-
-# Hofstede's own country codes differ from ISO 3166 alpha-3 for these countries; regions
-# (Arab countries, Africa East, ...) have no ISO code. A file code always wins over an ISO code.
-HOFSTEDE_TO_ISO3 = {
-    "ALG": "DZA", "AUL": "AUS", "BAN": "BGD", "BOS": "BIH", "BUL": "BGR", "BUF": "BFA", "CHI": "CHN",
-    "COS": "CRI", "CRO": "HRV", "DEN": "DNK", "ECA": "ECU", "SAL": "SLV", "GRE": "GRC", "GUA": "GTM",
-    "HOK": "HKG", "ICE": "ISL", "IDO": "IDN", "IRA": "IRN", "IRE": "IRL", "KYR": "KGZ", "LAT": "LVA",
-    "LIT": "LTU", "MAC": "MKD", "MAL": "MYS", "MOL": "MDA", "MNG": "MNE", "MOR": "MAR", "NET": "NLD",
-    "NIG": "NGA", "PHI": "PHL", "POR": "PRT", "PUE": "PRI", "ROM": "ROU", "SER": "SRB", "SIN": "SGP",
-    "SLK": "SVK", "SLV": "SVN", "SAF": "ZAF", "SPA": "ESP", "SWI": "CHE", "TAI": "TWN", "TAN": "TZA",
-    "TRI": "TTO", "URU": "URY", "VIE": "VNM", "ZAM": "ZMB", "ZIM": "ZWE", "GER": "DEU",
-}
 
 
 class UnknownCountryError(KeyError):
@@ -211,7 +200,9 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
 
 
 def find_target(country: str, data_dir: str | None = None) -> Target:
-    """A country by Hofstede's code, ISO alpha-3 code or name (case-insensitive)."""
+    """A country by Hofstede's code, ISO alpha-3 code or name (case-insensitive), or by any spelling
+    countries.yaml gives it (``countries.find_listed``: "South Korea", "the United States"), so that
+    culture-align takes every name culture-steer takes."""
     targets = load_hofstede(data_dir)
     key = country.strip().casefold()
     for match in (
@@ -225,6 +216,10 @@ def find_target(country: str, data_dir: str | None = None) -> Target:
                              f"{' and '.join(t.code for t in found)} in {HOFSTEDE_FILE}; use the code")
         if found:
             return found[0]
+    listed = find_listed(country)  # countries.yaml's spellings: "South Korea", "the United States"
+    found = [t for t in targets if listed is not None and t.code == listed.get("hofstede")]
+    if found:
+        return found[0]
     known = ", ".join(f"{t.code} ({t.name})" for t in targets)
     raise UnknownCountryError(
         f"unknown country {country!r} in {HOFSTEDE_FILE}; use a code, ISO alpha-3 code or name "
@@ -271,19 +266,7 @@ def target_code(country: str | None, data_dir: str | None) -> str:
             return find_target(country, data_dir).code
         except UnknownCountryError:
             pass
-        listed = _listed_code(country)  # "United States": countries.yaml's "the United States", code USA
-        if listed is not None:
-            return listed
+        listed = find_listed(country)  # a listed country the file lacks: its countries.yaml code
+        if listed is not None and listed.get("hofstede"):
+            return str(listed["hofstede"])
     return re.sub(r"[^A-Za-z0-9]+", "_", country or "").strip("_") or "custom"
-
-
-def _listed_code(country: str) -> str | None:
-    """The Hofstede code countries.yaml gives a country by its slug or name, with or without "the"."""
-    from culture_tasks.survey.countries import listed_countries
-
-    key = country.strip().casefold().replace("_", " ")
-    for entry in listed_countries():
-        name = str(entry.get("name", "")).casefold()
-        if entry.get("hofstede") and key in {str(entry["slug"]).replace("_", " "), name, name.removeprefix("the ")}:
-            return str(entry["hofstede"])
-    return None
