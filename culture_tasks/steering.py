@@ -225,6 +225,25 @@ def _check_fitted_settings(row: Steered, settings: dict, path: Path, cfg: Steeri
                             "expected")
 
 
+def check_trained_culture(row: Steered) -> None:
+    """A LoRA adapter is steered toward a country of a culture it was trained on: the korean adapter would
+    otherwise fill the usa:lora row. culture-train records the rows' cultures in training.json; an adapter
+    made elsewhere (or before the record) is used with a warning that its culture could not be checked."""
+    path = Path(row.checkpoint) / "training.json"
+    record = read_json(path, f"--target {row.label}", "train the adapter again or give another folder") \
+        if path.is_file() else {}
+    cultures, culture = record.get("cultures"), find_listed(row.slug).get("culture")
+    if not cultures:
+        log.warning("--target %s: %s names no cultures the adapter was trained on, so that it was trained for "
+                    "%s (culture %s) is not checked", row.label, path, row.name, culture)
+        return
+    if culture not in cultures:
+        stands = f"stands for the culture {culture!r}" if culture else "stands for no CultureLLM culture"
+        raise SteeringError(f"--target {row.label}: {path} has cultures {cultures}, and {row.name} {stands}; give an "
+                            f"adapter trained on its culture, or steer this one toward a country of "
+                            f"{', '.join(map(repr, cultures))}")
+
+
 def steering_order(fitted: str) -> str | None:
     """culture-steer's --option-order for a prompt culture-align fitted under ``fitted``: the one asking the
     items as its search did (``worst`` searches the balanced task's documents); None for an unknown order."""
@@ -360,6 +379,8 @@ def validate(cfg: SteeringConfig) -> None:
             check_checkpoint(row, cfg.model, hidden)
         if row.method == "prompt":
             check_alignment(row, cfg)
+        if row.method == "lora":
+            check_trained_culture(row)
     check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume, models=run_models(cfg))
 
 

@@ -84,6 +84,7 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     # hidden 32, MLP 64, 4 heads of 8 (2 for k/v): r * (in + out) summed over the 7 linear layers = 512 r per layer
     assert summary["trainable_parameters"] == 4 * 512 * 2
     assert summary["answer_tokens"] == summary["examples"] == 50
+    assert summary["cultures"] == ["english"]  # what culture-steer checks a lora --target's country against
     assert "--tasks culturellm_english,wvs_usa --apply_chat_template" in summary["lm_eval"]
     assert summary["environment"]["device"] == "cpu" and summary["environment"]["versions"]["peft"]
     assert not (out / "checkpoints").exists()

@@ -904,6 +904,39 @@ def test_a_balanced_matrix_scores_the_balanced_tasks_as_lm_eval_does(tiny_model,
     assert _answered({}, "option_order") == "listed" and _answered({"option_order": "balanced"}, "option_order") == "balanced"
 
 
+def test_a_lora_adapter_trained_on_another_culture_is_refused_before_the_model_loads(
+        tiny_model, lora_checkpoint, data_root, tmp_path, monkeypatch, capsys, caplog):
+    """--target turkey=lora:<the korean adapter> would fill the turkey:lora row: culture-train records the rows'
+    cultures in training.json and culture-steer checks the country's culture against them; an adapter
+    without the record is used, with a warning that names what was not checked."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    ckpt = _copy_checkpoint(lora_checkpoint, tmp_path / "korean")
+    record, out = ckpt / "training.json", tmp_path / "o"
+
+    def validate(target):
+        steering.validate(SteeringConfig(model=str(tiny_model), targets=[f"{target}=lora:{ckpt}"], output=str(out),
+                                         data_dir=str(data_root)))
+
+    with caplog.at_level("WARNING", logger="culture_tasks"):
+        validate("turkey")  # no training.json: not checked, said
+    assert f"--target turkey:lora: {record} names no cultures the adapter was trained on, so that it was " \
+           "trained for Turkey (culture turkish) is not checked" in caplog.text
+    record.write_text(json.dumps({"cultures": ["korean"]}))
+    assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                 "--target", f"turkey=lora:{ckpt}"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-steer: --target turkey:lora: {record} has cultures ['korean'], and Turkey stands for the culture "
+        "'turkish'; give an adapter trained on its culture, or steer this one toward a country of 'korean'\n")
+    assert not out.exists()
+    validate("south_korea")
+    with pytest.raises(SteeringError, match="India stands for no CultureLLM culture"):
+        validate("india")
+    record.write_text(json.dumps({"cultures": ["arabic", "korean"]}))  # CultureLLM-One-like: any of them
+    validate("jordan")
+
+
 def test_a_prompt_fitted_to_another_country_or_asked_otherwise_is_refused_before_the_model_loads(
         tiny_model, prompt_checkpoint, data_root, tmp_path, monkeypatch, capsys):
     """--target china=prompt:<a prompt fitted to the USA> ran and reported a china:prompt row: only

@@ -879,6 +879,9 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "data_sha256": settings["data_sha256"],
         "model_fingerprint": settings["model_fingerprint"],
         "examples": len(encoded),
+        # the cultures the rows name (culture-steer checks a lora --target's country against them); [] for rows
+        # without a culture (upstream's Finetune files)
+        "cultures": sorted({str(r["culture"]) for r in rows if r.get("culture")}),
         "skipped_too_long": too_long,
         "answer_tokens": sum(sum(1 for x in e["labels"] if x != -100) for e in encoded),
         "tokens": sum(len(e["input_ids"]) for e in encoded),
