@@ -688,6 +688,16 @@ def _order_lines(config: dict) -> list[str]:
     return ["VSM13 items asked in both option orders, each item's answers averaged (`vsm13_<country>_balanced`).", ""]
 
 
+def _settings_lines(config: dict) -> list[str]:
+    """What answered: every steered model's checkpoint and the scoring settings, so that a row says exactly
+    which adapter and settings produced it (the fingerprints below say which content)."""
+    rows = [t.replace("=", " = ", 1) for t in config.get("targets") or []]
+    chat = "applied" if _answered(config, "chat_template") else "none"
+    return [f"Steered models: {'; '.join(rows)}. Answered with dtype {_answered(config, 'dtype')}, batch size "
+            f"{_answered(config, 'batch_size')}, device {_answered(config, 'device')}, chat template {chat}, "
+            f"option order {_answered(config, 'option_order')}.", ""]
+
+
 def _rescored_line(source: dict | None) -> list[str]:
     if not source:
         return []
@@ -718,6 +728,7 @@ def markdown(result: dict) -> str:
              "sample of item pairs it holds an index's value about half the time, a rank's 69-94 %: "
              "docs/interval_calibration.md).", "",
              *_order_lines(result["config"]),
+             *_settings_lines(result["config"]),
              *_rescored_line(result.get("rescored_from")),
              *_identity_lines(result.get("identity")),
              *provenance.describe(result.get("environment")),

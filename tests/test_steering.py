@@ -88,6 +88,11 @@ def test_matrix_numbers_are_compare_applied_to_the_profiles(matrix, data_root):
     assert "raw L1 (C=0)" in (out / "steering.md").read_text()
     # the VSM13 intervals say what they are: the two item pairs' spread, not a 95 % interval for the dimension
     assert "a lower bound on the uncertainty" in (out / "steering.md").read_text()
+    # each row's checkpoint and the answering settings, in the report itself
+    assert (f"Steered models: usa = plain; China = persona; DEU = prompt:{result['config']['targets'][2][len('DEU=prompt:'):]}"
+            f"; saudi_arabia = persona; turkey = lora:") in (out / "steering.md").read_text()
+    assert ("Answered with dtype float32, batch size 16, device cpu, chat template none, option order listed."
+            in (out / "steering.md").read_text())
     assert result["environment"]["device"] == "cpu"
     assert provenance.describe(result["environment"])[0] in (out / "steering.md").read_text()
 
