@@ -81,10 +81,6 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
     if overwrite and resume:
         raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
     target = path.expanduser().resolve()
-    for model in models:
-        if model not in (None, "") and Path(model).is_dir() and _inside(target, Path(model).expanduser().resolve()):
-            raise error(f"output {path} lies inside the model folder {model}: the run's files would change that "
-                        "model (and its fingerprint, so --resume would refuse); choose an --output outside it")
     for source in inputs:
         if source in (None, ""):
             continue
@@ -95,6 +91,10 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         if folder and _inside(src, target) and path.is_dir():
             raise error(f"output folder {path} holds the input {source}; replacing or filling it could destroy "
                         "the input, choose another --output")
+    for model in models:  # after the inputs: an output that *is* the model is named as an input
+        if model not in (None, "") and Path(model).is_dir() and _inside(target, Path(model).expanduser().resolve()):
+            raise error(f"output {path} lies inside the model folder {model}: the run's files would change that "
+                        "model (and its fingerprint, so --resume would refuse); choose an --output outside it")
     if folder and path.exists() and not path.is_dir():
         raise error(f"output {path} is a file, not a folder; choose another --output")
     if not folder and path.is_dir():

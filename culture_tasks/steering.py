@@ -691,11 +691,15 @@ def _order_lines(config: dict) -> list[str]:
 def _settings_lines(config: dict) -> list[str]:
     """What answered: every steered model's checkpoint and the scoring settings, so that a row says exactly
     which adapter and settings produced it (the fingerprints below say which content)."""
-    rows = [t.replace("=", " = ", 1) for t in config.get("targets") or []]
-    chat = "applied" if _answered(config, "chat_template") else "none"
-    return [f"Steered models: {'; '.join(rows)}. Answered with dtype {_answered(config, 'dtype')}, batch size "
-            f"{_answered(config, 'batch_size')}, device {_answered(config, 'device')}, chat template {chat}, "
-            f"option order {_answered(config, 'option_order')}.", ""]
+    known = {**EARLIER, **config}
+    rows = [t.replace("=", " = ", 1) for t in known.get("targets") or []]
+    shown = {"dtype": "dtype", "batch_size": "batch size", "device": "device", "chat_template": "chat template",
+             "option_order": "option order"}
+    settings = [f"{name} " + ({True: "applied", False: "none"}[known[key]] if key == "chat_template" else
+                              str(known[key])) for key, name in shown.items() if key in known]
+    line = " ".join([f"Steered models: {'; '.join(rows)}." if rows else "",
+                     f"Answered with {', '.join(settings)}." if settings else ""]).strip()
+    return [line, ""] if line else []
 
 
 def _rescored_line(source: dict | None) -> list[str]:
