@@ -40,7 +40,7 @@ from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
-from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, clear_output, file_digest,
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, set_aside, file_digest,
                                    load_settings, main_process, model_fingerprint, safe_join, save_settings,
                                    settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
@@ -713,7 +713,7 @@ def run(cfg: AlignConfig) -> list[dict]:
 
 
 def _clear(out: Path, folders: list[Path]) -> None:
-    """Empty ``out`` for --overwrite, keeping its own and the country folders' locks."""
-    clear_output(out, keep=(LOCK_NAME, *(p.name for p in folders)))
+    """Set ``out`` aside for --overwrite, keeping its own and the country folders' locks."""
+    set_aside(out, keep=(LOCK_NAME, *(p.name for p in folders)))
     for path in folders:
-        clear_output(path)
+        set_aside(path)

@@ -56,7 +56,7 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.outputs import OutputError, OutputLock, claim_output, clear_output
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
@@ -1586,7 +1586,7 @@ def _write(args, fmt: str, runs, tables, baseline, output: Path | None, plot_dir
                 claim_output(plot_dir, overwrite=args.overwrite, folder=True, resumable=False)
             written = []
             if plot_dir is not None and plot_dir.exists():  # claimed: the replaced report's plots go with it
-                clear_output(plot_dir)
+                set_aside(plot_dir)
                 if not drawn and not any(plot_dir.iterdir()):
                     plot_dir.rmdir()
             if plot_dir is not None and drawn:

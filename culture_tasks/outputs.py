@@ -10,6 +10,8 @@ One guard for the aligner, the LoRA trainer, the augmentation and ``culture-trai
   with a message.
 - ``check_settings``: the settings a run was made with are stored with it and compared on
   resume, so a resumed run is the run that was started, or a one-line error.
+- ``set_aside``: ``--overwrite`` moves the old output beside it and deletes it only once the new run
+  has finished, so a failed or killed run loses nothing.
 - ``safe_join``: a name taken from data or flags stays inside the output folder.
 """
 
@@ -74,9 +76,9 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
                  resumable: bool = True, models: Iterable[str | os.PathLike | None] = ()) -> str:
     """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
     allows an existing output, when the output is one of ``inputs`` (or, for a folder that
-    would be replaced, holds one), or when it lies inside one of ``models`` (folders whose
-    ``model_fingerprint`` the run stores). Nothing is deleted here: call ``clear_output`` once every
-    other check has passed."""
+    would be replaced, holds one), when it lies inside one of ``models`` (folders whose
+    ``model_fingerprint`` the run stores), or when ``--overwrite`` finds the backup of an earlier
+    unfinished replacement. Nothing is moved here: call ``set_aside`` once every other check has passed."""
     path = Path(path)
     if overwrite and resume:
         raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
@@ -99,11 +101,17 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         raise error(f"output {path} is a file, not a folder; choose another --output")
     if not folder and path.is_dir():
         raise error(f"output {path} is a folder, not a file; choose another --output")
-    if not _occupied(path, ignore):
-        return "new"
-    if resume:
-        return "resume"
+    backup = replaced_path(path)
+    kept = backup.exists() or backup.is_symlink()
+    if not _occupied(path, ignore) or resume:
+        if kept:
+            log.warning("%s holds the output an earlier --overwrite of %s replaced, kept because that run did not "
+                        "finish; delete it once it is no longer needed", backup, path)
+        return "resume" if resume and _occupied(path, ignore) else "new"
     if overwrite:
+        if kept:
+            raise error(f"{backup} holds the output an earlier --overwrite of {path} replaced and did not finish; "
+                        f"move it back to {path} or delete it, then run again")
         return "replace"
     kind = "folder" if folder else "file"
     state = "is not empty" if folder else "already exists"
@@ -112,21 +120,51 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
                 "--output")
 
 
-def clear_output(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> None:
-    """Empty a claimed folder (all but ``keep``), or remove a claimed file."""
+def replaced_path(path: str | os.PathLike) -> Path:
+    """Where ``--overwrite`` keeps the output it replaces until the new run has finished: a hidden
+    sibling (same file system, so moving there is a rename), ``<parent>/.<name>.replaced``."""
     path = Path(path)
+    return path.parent / f".{path.name}.replaced"
+
+
+# outputs this process set aside for --overwrite; discarded when its outermost lock is released after success
+_SET_ASIDE: list[Path] = []
+_HELD_LOCKS = [0]
+
+
+def set_aside(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> None:
+    """Move a claimed output (a folder's contents but ``keep``, or a file) to ``replaced_path``: the old
+    result survives a run that fails or is killed, and is deleted only once the new run has finished
+    (``OutputLock`` releasing after success). ``claim_output`` refused a ``--overwrite`` while an
+    earlier backup exists, so none is overwritten here."""
+    path = Path(path)
+    backup = replaced_path(path)
     if path.is_dir():
-        for child in path.iterdir():
-            if child.name in set(keep):
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-        log.info("--overwrite: emptied %s", path)
+        children = [c for c in path.iterdir() if c.name not in set(keep)]
+        if not children:
+            return
+        backup.mkdir()
+        for child in children:
+            shutil.move(str(child), str(backup / child.name))
     elif path.exists() or path.is_symlink():
-        path.unlink()
-        log.info("--overwrite: removed %s", path)
+        shutil.move(str(path), str(backup))
+    else:
+        return
+    _SET_ASIDE.append(backup)
+    log.info("--overwrite: moved the old %s to %s; it is deleted once this run has finished", path, backup)
+
+
+def _discard_set_aside(finished: bool) -> None:
+    """Delete what ``set_aside`` kept once the run has finished; after a failure keep it and say where."""
+    for backup in _SET_ASIDE:
+        if not finished:
+            log.warning("the run failed: the output it was replacing stays in %s; move it back, or delete it before "
+                        "the next --overwrite", backup)
+        elif backup.is_dir() and not backup.is_symlink():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            backup.unlink(missing_ok=True)
+    _SET_ASIDE.clear()
 
 
 def main_process() -> bool:
@@ -269,6 +307,7 @@ class OutputLock:
         for _ in range(5):
             if self._create():
                 self.held = True
+                _HELD_LOCKS[0] += 1
                 return self
             owner = self._owner()
             if not owner:
@@ -299,8 +338,13 @@ class OutputLock:
                 break
         self.created = []
 
-    def release(self) -> None:
+    def release(self, finished: bool = True) -> None:
+        """Unlock; the outermost lock of this process also deletes the outputs ``set_aside`` replaced when
+        the run ``finished``, and keeps them (saying where) when it did not."""
         if self.held:
+            _HELD_LOCKS[0] -= 1
+            if _HELD_LOCKS[0] == 0:
+                _discard_set_aside(finished)
             if self._owner().get("token") == self.token:
                 self.path.unlink(missing_ok=True)
             self.held = False
@@ -309,8 +353,8 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.release(finished=exc_type is None)
 
 
 def file_digest(path: str | os.PathLike) -> str:

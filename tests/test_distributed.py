@@ -379,8 +379,8 @@ def test_an_aligner_run_given_resume_on_an_empty_output_starts_fresh_on_two_proc
     assert json.loads((out / "alignment.json").read_text())["world_size"] == 2
 
 
-def test_an_overwritten_aligner_output_is_emptied_by_the_main_process_only(tiny_model, data_root, tmp_path):
-    """--overwrite under torchrun: the main process empties the output; another process emptying it too
+def test_an_overwritten_aligner_output_is_set_aside_by_the_main_process_only(tiny_model, data_root, tmp_path):
+    """--overwrite under torchrun: the main process sets the output aside; another process doing it too
     (here late, after the main one has stored the new run's settings) would remove the new run's files."""
     out = tmp_path / "two"
     out.mkdir()
@@ -392,12 +392,12 @@ def test_an_overwritten_aligner_output_is_emptied_by_the_main_process_only(tiny_
         "import os, time\n"
         "if os.environ.get('RANK') == '1':\n"
         "    from culture_tasks import outputs\n"
-        "    clear = outputs.clear_output\n"
+        "    clear = outputs.set_aside\n"
         "    def late_clear(*args, **kwargs):\n"
         f"        open({str(marker)!r}, 'a').write(f'{{args[0]}}\\n')\n"
         "        time.sleep(3)\n"
         "        return clear(*args, **kwargs)\n"
-        "    outputs.clear_output = late_clear\n")
+        "    outputs.set_aside = late_clear\n")
     args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "4",
             "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64", "--generations", "1"]
     pythonpath = os.pathsep.join([str(slow), str(REPO), os.environ.get("PYTHONPATH", "")])

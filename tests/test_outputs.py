@@ -181,6 +181,70 @@ def test_lora_overwrite_replaces_only_after_every_check_passed(data_root, tiny_m
     assert sorted(p.name for p in out.iterdir()) == ["data.jsonl", "training.json"]
 
 
+def test_an_overwrite_keeps_the_old_output_until_the_new_run_has_finished(data_root, tiny_model, tmp_path,
+                                                                          monkeypatch, caplog):
+    """--overwrite moves the old adapter beside the output; a run killed after it began leaves it there (and
+    says so), a second --overwrite is refused until it is moved back or deleted, and a run that finishes
+    deletes it."""
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(data_root)).write(data)
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "training.json").write_text("an earlier result")
+    cfg = _lora_config(tiny_model, data, out)
+    cfg.overwrite = True
+    backup = tmp_path / ".adapter.replaced"
+    _killed_before_first_checkpoint(monkeypatch, cfg)
+    assert (backup / "training.json").read_text() == "an earlier result"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]  # the killed run's settings, no result
+    assert f"the output it was replacing stays in {backup}" in caplog.text
+    with pytest.raises(TrainingError, match=rf"^{backup} holds the output an earlier --overwrite of {out} replaced "
+                                            rf"and did not finish; move it back to {out} or delete it, then run again$"):
+        train(cfg)
+    assert (backup / "training.json").read_text() == "an earlier result"
+    shutil.rmtree(backup)
+    train(cfg)
+    assert not backup.exists()
+    assert json.loads((out / "training.json").read_text())["steps"] >= 1
+
+
+def test_set_aside_outputs_go_when_the_outermost_lock_is_released_after_success(tmp_path, caplog):
+    """A run nests locks (k-fold holds each fold's): an inner lock's release keeps what was set aside; the
+    outermost one deletes it after success and keeps it after a failure. A file is set aside whole."""
+    from culture_tasks.outputs import replaced_path, set_aside
+
+    outer, inner, report = tmp_path / "run", tmp_path / "run" / "fold-1", tmp_path / "report.md"
+    inner.mkdir(parents=True)
+    (outer / "old.json").write_text("old run")
+    (inner / "old.json").write_text("old fold")
+    report.write_text("old report")
+    assert replaced_path(report) == tmp_path / ".report.md.replaced"
+    with OutputLock.for_folder(outer):
+        set_aside(outer, keep=(LOCK_NAME, "fold-1"))
+        with OutputLock.for_folder(inner):
+            set_aside(inner)
+            set_aside(report)
+        assert (tmp_path / ".run.replaced" / "old.json").read_text() == "old run"
+        assert (outer / ".fold-1.replaced" / "old.json").read_text() == "old fold"
+        assert (tmp_path / ".report.md.replaced").read_text() == "old report"
+        assert not report.exists() and not any(inner.iterdir())  # the inner lock is released
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["fold-1", "run"]
+    report.write_text("old report")
+    with pytest.raises(RuntimeError, match="failed"):
+        with OutputLock.for_file(report):
+            set_aside(report)
+            raise RuntimeError("failed")
+    assert (tmp_path / ".report.md.replaced").read_text() == "old report"
+    assert "stays in" in caplog.text
+    assert claim_output(report, overwrite=True, folder=False) == "new"  # the failed run wrote nothing
+    assert "delete it once it is no longer needed" in caplog.text
+    report.write_text("the failed run's report")
+    with pytest.raises(OutputError, match="did not finish"):
+        claim_output(report, overwrite=True, folder=False)
+    assert claim_output(report, resume=True, folder=False) == "resume"
+    assert "delete it once it is no longer needed" in caplog.text
+
+
 def test_lora_into_its_model_folder_is_refused_before_training(data_root, tiny_model, tmp_path):
     """An adapter written inside the base model's folder changes the model's fingerprint: the run's own
     --resume would then report another model. Refused before anything is written."""

@@ -33,7 +33,7 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, set_aside, file_digest,
                                    load_settings, model_fingerprint)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.generators import SAMPLING
@@ -438,8 +438,8 @@ def _start_state(output: Path, mode: str, wanted: dict, resumed=None):
             fh.truncate(state["bytes"])
         return state, digest
     if mode == "replace":
-        clear_output(output)
-        clear_output(state_path)
+        set_aside(output)
+        set_aside(state_path)
     digest = hashlib.sha256()
     state = {"settings": wanted, "done": [], "bytes": 0, "counts": {}, "complete": False,
              "sha256": "sha256:" + digest.hexdigest()}

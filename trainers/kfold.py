@@ -36,7 +36,7 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_precision
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest, load_settings,
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, set_aside, file_digest, load_settings,
                                    save_settings)
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
@@ -783,7 +783,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     with OutputLock.for_folder(out, TrainingError):
         mode = _prepare(out, cfg, settings)
         if mode == "replace":
-            clear_output(out)
+            set_aside(out)
         if mode != "resume":
             save_settings(out / SETTINGS, settings)
         names = [t for t, _ in tasks]

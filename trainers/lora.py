@@ -28,7 +28,7 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
 from culture_tasks.models import ModelFileError, check_safetensors
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, clear_output, file_digest,
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, set_aside, file_digest,
                                    launched_world_size, load_settings, main_process, model_fingerprint,
                                    save_settings)
 from culture_tasks.paths import absolute_if_local, lm_eval_command
@@ -477,7 +477,7 @@ def remove_finished_checkpoints(out: Path, keep: bool) -> None:
 
 def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[str, Path | None]:
     """What to do with the output (see ``claim_output``) and the checkpoint to resume from (None:
-    step 0). Checks only: ``_start_run`` empties a replaced output and stores the settings. The
+    step 0). Checks only: ``_start_run`` sets a replaced output aside and stores the settings. The
     other processes of a distributed launch only find the checkpoint the main process checked."""
     if not main_process():
         return "resume", latest_complete_checkpoint(out / CHECKPOINTS, remove=False) if cfg.resume else None
@@ -506,7 +506,7 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
 def _start_run(out: Path, mode: str, settings: dict) -> None:
     """Once every check has passed: replace the old output if asked, store the new run's settings."""
     if mode == "replace":
-        clear_output(out)
+        set_aside(out)
     if mode != "resume":
         save_settings(out / CHECKPOINTS / RUN_SETTINGS, settings)
 
