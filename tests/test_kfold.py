@@ -330,6 +330,44 @@ def test_summary_weights_each_culture_once(tmp_path):
     assert shares[0]["ci"] == pytest.approx([1.0, 1.0])
     assert summary["all"]["held_out_share"]["share"] == pytest.approx(0.625)
     assert summary["all"]["held_out_share"]["ci"] == pytest.approx([together["low"], together["high"]])
+    # the means have intervals too: the base is 0 everywhere, so the adapter's interval is the difference's
+    assert together["base_ci"] == [0.0, 0.0] and together["adapter_ci"] == pytest.approx([together["low"],
+                                                                                          together["high"]])
+    assert summary["cultures"][0]["held_out"]["wvs_majority"]["adapter_ci"] == [1.0, 1.0]  # A: 1 in every resample
+
+
+def test_a_mean_over_questions_has_its_bootstrap_interval():
+    """Two questions scoring 0 and 1: a resample of two is both 0 (1/4), one of each (1/2) or both 1 (1/4),
+    so the 95 % percentile interval of the mean is [0, 1]; a question's countries are resampled with it; one
+    question has no interval (it resamples to itself)."""
+    from trainers.kfold import level_ci
+
+    assert level_ci(["27", "28"], [0.0, 1.0]) == [0.0, 1.0]
+    assert level_ci(["27", "27", "28", "28"], [0.0, 0.0, 1.0, 1.0]) == [0.0, 1.0]
+    assert level_ci(["27", "28", "29"], [1.0, 1.0, 1.0]) == [1.0, 1.0]
+    assert level_ci(["27", "27"], [0.0, 1.0]) == [None, None]
+
+
+def test_a_report_written_without_level_intervals_gets_the_ones_a_run_computes(finished):
+    """A kfold.json from before the base and adapter means had intervals: reading it recomputes them from its
+    per-question scores, equal to what the run stored, and the table shows them."""
+    from trainers.kfold import backfill_level_intervals, markdown
+
+    _, report = finished
+    old = json.loads(json.dumps(report))
+    for part in ("held_out", "in_sample"):
+        for r in old[part].values():
+            del r["base_ci"], r["adapter_ci"]
+    for f in old["per_fold"]:
+        for r in f["held_out"].values():
+            del r["base_ci"], r["adapter_ci"]
+    if old.get("letter_prior"):
+        del old["letter_prior"]["prior_ci"], old["letter_prior"]["adapter_ci"]
+    assert backfill_level_intervals(old) == report
+    r = report["held_out"]["wvs_majority"]
+    assert r["base_ci"][0] is not None and r["base_ci"][0] <= r["base"] <= r["base_ci"][1]
+    low, high = r["base_ci"]
+    assert f"| held-out | WVS majority | {100 * r['base']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |" in markdown(report)
 
 
 def test_the_tables_name_the_batch_a_step_trained_on(tmp_path):
@@ -410,11 +448,12 @@ def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finish
     printed = json.loads(capsys.readouterr().out)
     culture = report["culture"]
     h = report["held_out"]["wvs_majority"]
-    assert printed[culture]["held_out"]["wvs_majority"] == {k: h[k] for k in ("base", "adapter", "diff", "low", "high",
-                                                                             "p_value")}
+    assert printed[culture]["held_out"]["wvs_majority"] == {k: h[k] for k in ("base", "base_ci", "adapter", "adapter_ci",
+                                                                             "diff", "low", "high", "p_value")}
     assert printed["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(h["diff"])
     text = table.read_text(encoding="utf-8")
-    assert f"| {culture} | {report['documents']} | {100 * h['base']:.1f} |" in text
+    low, high = h["base_ci"]
+    assert f"| {culture} | {report['documents']} | {100 * h['base']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |" in text
     assert main(["kfold-summary", "--runs", str(out), "--output", str(table)]) == 2
     assert "summary.md already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["kfold-summary", "--runs", str(out / "kfold.json"), "--output", str(out / "kfold.json"),
@@ -435,8 +474,11 @@ def test_summary_cli_writes_the_table_and_keeps_an_existing_one(tmp_path, finish
     assert prior["adapter"] == pytest.approx(report["held_out"]["wvs_majority"]["adapter"])
     assert len(prior["per_document"]) == report["documents"] and len(prior["per_fold"]) == report["folds"]
     assert printed["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(h["diff"])
-    assert f"{100 * prior['prior']:.1f} | {100 * prior['diff']:.1f} [" in text
-    assert f"agrees with the majority on {100 * prior['prior']:.1f} % of the held-out documents" in \
+    plow, phigh = prior["prior_ci"]
+    assert f"{100 * prior['prior']:.1f} [{100 * plow:.1f}, {100 * phigh:.1f}] | {100 * prior['diff']:.1f} [" in text
+    low, high = prior["prior_ci"]
+    assert f"agrees with the majority on {100 * prior['prior']:.1f} % [{100 * low:.1f}, {100 * high:.1f}] of the " \
+           "held-out documents" in \
         (out / "kfold.md").read_text(encoding="utf-8")
 
 
@@ -549,7 +591,7 @@ def test_culturellm_one_run_scores_every_country_with_its_persona_task(tmp_path,
     iraq_line = next(line for line in table.splitlines() if line.startswith("| `wvs_iraq_persona` | 2 |"))
     cells = [c.strip() for c in iraq_line.strip("|").split("|")]
     held_iraq = by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["adapter"]
-    assert cells[7] == "100.0" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)
+    assert cells[7] == "100.0 [100.0, 100.0]" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)
 
 
 def _two_countries(report: dict) -> dict:

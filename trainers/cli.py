@@ -113,7 +113,8 @@ def run_kfold(cfg) -> dict:
 
 
 def _differences(part: dict) -> dict:
-    return {m: {k: part[m][k] for k in ("base", "adapter", "diff", "low", "high", "p_value")} for m in part}
+    return {m: {k: part[m][k] for k in ("base", "base_ci", "adapter", "adapter_ci", "diff", "low", "high", "p_value")}
+            for m in part}
 
 
 def run_kfold_summary(cfg) -> dict:

@@ -309,8 +309,52 @@ def compare(base: dict, other: dict, keys: list) -> dict:
     questions = [q for _, q in keys]
     for m in METRICS:
         a, b = [base[k][m] for k in keys], [other[k][m] for k in keys]
-        out[m] = {"base": stats.mean(a), "adapter": stats.mean(b), **_paired(questions, a, b), "documents": len(keys)}
+        out[m] = {"base": stats.mean(a), "base_ci": level_ci(questions, a), "adapter": stats.mean(b),
+                  "adapter_ci": level_ci(questions, b), **_paired(questions, a, b), "documents": len(keys)}
     return out
+
+
+def level_ci(questions: list[str], values: list[float]) -> list:
+    """The 95 % bootstrap interval of a mean over documents, resampling whole questions as ``_paired`` does;
+    ``[None, None]`` for fewer questions than an interval needs (``stats.enough_items``)."""
+    return _ci(stats.cluster_mean, stats.cluster_sums(questions, values))
+
+
+def _ci(aggregate, items) -> list:
+    low, high = stats.bootstrap_ci(aggregate, items)
+    return [low, high] if np.isfinite(low) and np.isfinite(high) else [None, None]
+
+
+def backfill_level_intervals(report: dict) -> dict:
+    """A ``kfold.json`` written before the base and adapter means had intervals, given them: recomputed from its
+    per-question scores as ``pool`` computes them (the in-sample side of a fold, which only its difference
+    shows, is left as it is)."""
+    per_question = report["per_question"]
+    key = lambda d: (d["task"], d["q_id"])  # noqa: E731
+    base = {key(d): d["base"] for d in per_question}
+    parts = {part: {key(d): d[part] for d in per_question if d.get(part) is not None} for part in ("held_out", "in_sample")}
+
+    def fill(stored: dict, fresh: dict) -> None:
+        for m, r in stored.items():
+            r.setdefault("base_ci", fresh[m]["base_ci"])
+            r.setdefault("adapter_ci", fresh[m]["adapter_ci"])
+
+    for part, scores in parts.items():
+        fill(report[part], compare(base, scores, [k for k in base if k in scores]))
+        for row in report.get("per_task") or []:
+            fill(row[part], compare(base, scores, [k for k in base if k in scores and k[0] == row["task"]]))
+    for f in report.get("per_fold") or []:
+        fill(f["held_out"], compare(base, parts["held_out"], [k for k in base if k[1] in set(f["questions"])]))
+    prior = report.get("letter_prior")
+    if prior and "prior_ci" not in prior:
+        fresh = prior_comparison(per_question, prior["per_document"])
+        prior.update(prior_ci=fresh["prior_ci"], adapter_ci=fresh["adapter_ci"])
+        for t, row in prior.get("per_task", {}).items():
+            docs = [(d, v) for d, v in zip(per_question, prior["per_document"]) if d["task"] == t]
+            qt = [d["q_id"] for d, _ in docs]
+            row.setdefault("prior_ci", level_ci(qt, [v for _, v in docs]))
+            row.setdefault("adapter_ci", level_ci(qt, [d["held_out"]["wvs_majority"] for d, _ in docs]))
+    return report
 
 
 def _paired(questions: list[str], a: list[float], b: list[float]) -> dict:
@@ -422,7 +466,8 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
         at = [x for x, d in zip(a, per_question) if d["task"] == t]
         bt = [x for x, d in zip(b, per_question) if d["task"] == t]
         qt = [d["q_id"] for d in per_question if d["task"] == t]
-        per_task[t] = {"prior": stats.mean(at), "adapter": stats.mean(bt), **_paired(qt, at, bt), "documents": len(at)}
+        per_task[t] = {"prior": stats.mean(at), "prior_ci": level_ci(qt, at), "adapter": stats.mean(bt),
+                       "adapter_ci": level_ci(qt, bt), **_paired(qt, at, bt), "documents": len(at)}
     return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold,
             **prior_comparison(per_question, a), "per_task": per_task, "per_document": a}
 
@@ -431,12 +476,19 @@ def prior_comparison(per_question: list[dict], prior: list[float]) -> dict:
     """The adapters' held-out majority agreement minus the letter prior's (``prior``: per document, in
     ``per_question``'s order), paired over the questions as ``compare`` pairs them."""
     b = [d["held_out"]["wvs_majority"] for d in per_question]
-    return {"prior": stats.mean(prior), "adapter": stats.mean(b), **_paired([d["q_id"] for d in per_question], prior, b),
-            "documents": len(prior)}
+    questions = [d["q_id"] for d in per_question]
+    return {"prior": stats.mean(prior), "prior_ci": level_ci(questions, prior), "adapter": stats.mean(b),
+            "adapter_ci": level_ci(questions, b), **_paired(questions, prior, b), "documents": len(prior)}
 
 
 def _pct(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _level(value: float | None, ci, unit: str = "") -> str:
+    """A mean in points with its 95 % interval (the interval left out where there is none: one question)."""
+    low, high = ci or (None, None)
+    return _pct(value) + unit + (f" [{_pct(low)}, {_pct(high)}]" if low is not None and high is not None else "")
 
 
 def _diff(r: dict) -> str:
@@ -475,12 +527,13 @@ def markdown(report: dict) -> str:
              "In-sample: each question scored by the "
              "k−1 adapters trained on it (mean).", "",
              *provenance.describe(report.get("environment")),
-             "| questions | metric | base | adapter | difference [95 % CI] | p | documents |",
+             "| questions | metric | base [95 % CI] | adapter [95 % CI] | difference [95 % CI] | p | documents |",
              "|---|---|---|---|---|---|---|"]
     for part, label in (("held_out", "held-out"), ("in_sample", "in-sample")):
         for m in METRICS:
             r = report[part][m]
-            lines.append(f"| {label} | {LABELS[m]} | {_pct(r['base'])} | {_pct(r['adapter'])} | "
+            lines.append(f"| {label} | {LABELS[m]} | {_level(r['base'], r.get('base_ci'))} | "
+                         f"{_level(r['adapter'], r.get('adapter_ci'))} | "
                          f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}] | {_p(r['p_value'])} | "
                          f"{r['documents']} |")
     prior = report.get("letter_prior")
@@ -491,21 +544,24 @@ def markdown(report: dict) -> str:
         if prior.get("by") == "fold and country":
             whose, letters = "its country's (in its fold)", f"{len(prior['per_fold'])} letters, listed in kfold.json"
         lines += ["", f"Letter prior: each held-out question answered with {whose} most frequent training answer "
-                      f"({letters}) agrees with the majority on {_pct(prior['prior'])} % of the "
-                      f"held-out documents; the adapters' held-out {_pct(prior['adapter'])} % minus that: "
+                      f"({letters}) agrees with the majority on {_level(prior['prior'], prior.get('prior_ci'), ' %')} "
+                      f"of the held-out documents; the adapters' held-out "
+                      f"{_level(prior['adapter'], prior.get('adapter_ci'), ' %')} minus that: "
                       f"{_diff(prior)} points "
                       f"(p {_p(prior['p_value'])})."]
     lines += _country_lines(report)
     lines += ["", "WVS majority agreement per fold (the in-sample documents: the fold's adapter on the questions "
                   "it was trained on):", "",
               "| fold | held-out questions | documents | training examples | steps | train loss | "
-              "majority: base | held-out | held-out difference [95 % CI] | p | in-sample difference [95 % CI] | p |",
+              "majority: base [95 % CI] | held-out [95 % CI] | held-out difference [95 % CI] | p | "
+              "in-sample difference [95 % CI] | p |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in report["per_fold"]:
         h, i, t = f["held_out"]["wvs_majority"], f["in_sample"].get("wvs_majority"), f["training"]
         inside = f"{_diff(i)} | {_p(i['p_value'])}" if i else "– | –"
         lines.append(f"| {f['fold']} | {', '.join('Q' + q for q in f['questions'])} | {h['documents']} | "
-                     f"{t['examples']} | {t['steps']} | {t['train_loss']:.3f} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
+                     f"{t['examples']} | {t['steps']} | {t['train_loss']:.3f} | {_level(h['base'], h.get('base_ci'))} | "
+                     f"{_level(h['adapter'], h.get('adapter_ci'))} | "
                      f"{_diff(h)} | {_p(h['p_value'])} | {inside} |")
     return "\n".join(lines) + "\n"
 
@@ -516,12 +572,14 @@ def _country_lines(report: dict) -> list[str]:
         return []
     prior = (report.get("letter_prior") or {}).get("per_task", {})
     lines = ["", "Per country, WVS majority agreement (held-out − letter prior: paired over the country's documents):",
-             "", "| task | documents | base | held-out | in-sample | held-out difference [95 % CI] | p | letter prior | "
+             "", "| task | documents | base [95 % CI] | held-out [95 % CI] | in-sample [95 % CI] | "
+             "held-out difference [95 % CI] | p | letter prior [95 % CI] | "
              "held-out − letter prior [95 % CI] | p |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["per_task"]:
         h, i = row["held_out"]["wvs_majority"], row["in_sample"].get("wvs_majority", {})
-        lines.append(f"| `{row['task']}` | {h['documents']} | {_pct(h['base'])} | {_pct(h['adapter'])} | "
-                     f"{_pct(i.get('adapter'))} | {_diff(h)} | {_p(h['p_value'])} | "
+        lines.append(f"| `{row['task']}` | {h['documents']} | {_level(h['base'], h.get('base_ci'))} | "
+                     f"{_level(h['adapter'], h.get('adapter_ci'))} | {_level(i.get('adapter'), i.get('adapter_ci'))} | "
+                     f"{_diff(h)} | {_p(h['p_value'])} | "
                      f"{_prior_cells(prior.get(row['task']))} |")
     return lines
 
@@ -567,7 +625,7 @@ def read_report(path: str | Path) -> tuple[Path, dict]:
     if prior and len(prior.get("per_document") or []) != len(report["per_question"]):
         raise TrainingError(f"{path}: letter_prior.per_document has {len(prior.get('per_document') or [])} entries for "
                             f"{len(report['per_question'])} documents; the file was edited or cut: run the k-fold again")
-    return path, report
+    return path, backfill_level_intervals(report)
 
 
 def _check_comparable(reports: dict[Path, dict]) -> None:
@@ -620,8 +678,10 @@ def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base"
     resample keeps each culture's size and a culture with two countries counts once, like a culture
     with one."""
     aggregate = stats.TaskMean(stats.cluster_mean)
-    return {first: aggregate(a), "adapter": aggregate(b), **stats.paired_bootstrap(aggregate, a, b),
+    return {first: aggregate(a), f"{first}_ci": _ci(aggregate, a), "adapter": aggregate(b),
+            "adapter_ci": _ci(aggregate, b), **stats.paired_bootstrap(aggregate, a, b),
             "documents": sum(n for _, (_, n) in a)}
+
 
 
 def _all_cultures(reports: list[dict], part: str) -> dict:
@@ -686,7 +746,8 @@ def _prior_all(reports: list[dict]) -> dict | None:
 
 
 def _prior_cells(prior: dict | None) -> str:
-    return "– | – | –" if not prior else f"{_pct(prior['prior'])} | {_diff(prior)} | {_p(prior['p_value'])}"
+    return "– | – | –" if not prior else (f"{_level(prior['prior'], prior.get('prior_ci'))} | {_diff(prior)} | "
+                                         f"{_p(prior['p_value'])}")
 
 
 def _share(share: dict) -> str:
@@ -710,8 +771,8 @@ def summary_markdown(summary: dict) -> str:
              f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided randomisation p (whole questions "
              "exchanged). *all*: the mean over cultures of each culture's mean (each culture counts once), "
              "questions resampled within their culture.", "",
-             "| culture | documents | majority: base | held-out difference | p | in-sample difference | p | "
-             "held-out / in-sample | letter prior | held-out − letter prior | p | 1−W1 held-out difference | "
+             "| culture | documents | majority: base [95 % CI] | held-out difference | p | in-sample difference | p | "
+             "held-out / in-sample | letter prior [95 % CI] | held-out − letter prior | p | 1−W1 held-out difference | "
              "1−JSD held-out difference |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in [*summary["cultures"], summary["all"]]:
@@ -719,7 +780,8 @@ def summary_markdown(summary: dict) -> str:
         hm, im = h["wvs_majority"], i["wvs_majority"]
         share = _share(row["held_out_share"])
         name = f"**{row['culture']}**" if row is summary["all"] else row["culture"]
-        lines.append(f"| {name} | {row['documents']} | {_pct(hm['base'])} | {_diff(hm)} | {_p(hm['p_value'])} | "
+        lines.append(f"| {name} | {row['documents']} | {_level(hm['base'], hm.get('base_ci'))} | {_diff(hm)} | "
+                     f"{_p(hm['p_value'])} | "
                      f"{_diff(im)} | {_p(im['p_value'])} | {share} | {_prior_cells(row['letter_prior'])} | "
                      f"{_diff(h['wvs_w1'])} | {_diff(h['wvs_jsd'])} |")
     return "\n".join(lines) + "\n"
