@@ -483,7 +483,8 @@ def country_comparison(indices: dict, target, data_dir: str | None, metrics: dic
 
 
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
-                  space: SoftPromptSpace, found: Search, prompt, fitted: Fitted, loss_ci: list[float]) -> dict:
+                  space: SoftPromptSpace, found: Search, prompt, fitted: Fitted, loss_ci: list[float],
+                  part_cis: dict[str, list[float]] | None = None) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": absolute_if_local(cfg.model),  # the folder, from any working directory
@@ -500,7 +501,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         # --option-order worst the larger of the objective over the listed and the reversed task (loss_by_order)
         "loss": combined(fitted.losses),
         "loss_ci": loss_ci,
-        **({"loss_by_order": {part: {"task": task, "loss": fitted.losses[part]}
+        **({"loss_by_order": {part: {"task": task, "loss": fitted.losses[part], "loss_ci": (part_cis or {}).get(part)}
                               for part, task in zip(tasks.order.parts, tasks.loss_tasks)}} if tasks.order.parts else {}),
         "report": fitted.report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),
@@ -556,11 +557,16 @@ def align_country(lm, cfg: AlignConfig, country: str, out: Path, task_manager) -
         raise
     prompt = space.prompts(torch.as_tensor(found.best_z))[0]
     fitted = final_report(lm, cfg, tasks, prompt, task_manager, target, objective)
-    loss_ci, how = (parts_loss_interval(objective, fitted.part_means, fitted.constants) if fitted.part_means else
-                    loss_interval(cfg.objective, objective, fitted.final, fitted.means, fitted.constants))
+    part_cis = {}
+    if fitted.part_means:
+        loss_ci, how, part_cis = parts_loss_interval(objective, fitted.part_means, fitted.constants)
+    else:
+        loss_ci, how = loss_interval(cfg.objective, objective, fitted.final, fitted.means, fitted.constants)
     fitted.report["intervals"] = {"level": stats.LEVEL, "metrics": "the task's own, as lm_eval reports them",
-                                  "loss": how, **({"change_vs_plain": PAIRED} if cfg.baselines else {})}
-    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, fitted, loss_ci)
+                                  "loss": how, **({"change_vs_plain": PAIRED} if cfg.baselines else {}),
+                                  **({"loss_by_order": f"each order's objective in the same {stats.ITERS} item-pair "
+                                                       f"bootstrap resamples (seed {stats.SEED})"} if part_cis else {})}
+    return write_outputs(lm, cfg, out, country, tasks, settings, space, found, prompt, fitted, loss_ci, part_cis)
 
 
 def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, prompt, final: dict, means: dict,

@@ -91,11 +91,14 @@ def loss_interval(objective_name: str, objective: Callable, final: Mapping[str, 
 
 
 def parts_loss_interval(objective: Callable, part_means: Mapping[str, Mapping[int, float]],
-                        constants: Mapping[str, float]) -> tuple[list[float], str]:
+                        constants: Mapping[str, float]) -> tuple[list[float], str, dict[str, list[float]]]:
     """The interval of a loss that is the largest of the objective over several parts (the option orders of
     --option-order worst): each part's item means resampled by the item-pair bootstrap under one seed, so
-    resample i draws the same item pairs in every part, and the largest of the parts' objectives per resample."""
-    values = np.max([_replicate_objective(objective, means, constants) for means in part_means.values()], axis=0)
+    resample i draws the same item pairs in every part, and the largest of the parts' objectives per resample;
+    with each part's own interval from the same resamples (``loss_by_order``)."""
+    reps = {part: _replicate_objective(objective, means, constants) for part, means in part_means.items()}
+    values = np.max(list(reps.values()), axis=0)
     return (list(stats.percentile_interval(values, stats.LEVEL)),
             f"the largest of the objective over {', '.join(part_means)} in each of {stats.ITERS} item-pair bootstrap "
-            f"resamples (seed {stats.SEED}), paired across them")
+            f"resamples (seed {stats.SEED}), paired across them",
+            {part: list(stats.percentile_interval(v, stats.LEVEL)) for part, v in reps.items()})

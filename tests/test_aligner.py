@@ -1357,6 +1357,12 @@ def test_a_worst_order_run_reports_the_loss_lm_eval_gives_its_two_tasks(tiny_mod
     assert summary["history"][-1]["best_so_far"] == pytest.approx(summary["loss"], abs=1e-4)
     low, high = summary["loss_ci"]
     assert low < high and "largest of the objective over listed, reversed" in summary["report"]["intervals"]["loss"]
+    # each order's loss has its interval from the same resamples: the larger of the two in every resample is at
+    # least either one, so each bound of the loss's interval is at least that bound of both orders' intervals
+    parts = [by_order[part]["loss_ci"] for part in ("listed", "reversed")]
+    assert all(lo < hi for lo, hi in parts)
+    assert low >= max(lo for lo, _ in parts) - 1e-12 and high >= max(hi for _, hi in parts) - 1e-12
+    assert "item-pair bootstrap" in summary["report"]["intervals"]["loss_by_order"]
     capsys.readouterr()
     assert _align(tiny_model, out, "--generations", "4", "--resume", "--option-order", "balanced") == 2
     assert "option_order: saved 'worst', given 'balanced'" in capsys.readouterr().err
