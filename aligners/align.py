@@ -34,14 +34,13 @@ from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval
 from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
 from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
-from aligners.scoring import TaskScorer, loaded_dtype
+from aligners.scoring import TaskScorer, load_hflm, loaded_dtype
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
-from culture_tasks.cli_args import warn_half_precision
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
-from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, set_aside, file_digest,
-                                   load_settings, main_process, model_fingerprint, safe_join, save_settings,
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
+                                   main_process, model_fingerprint, safe_join, save_settings, set_aside,
                                    settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
@@ -156,14 +155,7 @@ def remove_temporaries(folder: Path) -> None:
 
 def load_lm(cfg: AlignConfig, dtype: str | None = None):
     """The base model in ``cfg.dtype`` (the search's), or in ``dtype``."""
-    from lm_eval.models.huggingface import HFLM
-
-    dtype = dtype or cfg.dtype
-    warn_half_precision(dtype)
-    lm = HFLM(pretrained=cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size)
-    if dtype == "auto":  # the model's own dtype, often half precision: warned as if it were named
-        warn_half_precision(loaded_dtype(lm))
-    return lm
+    return load_hflm(cfg.model, device=cfg.device, dtype=dtype or cfg.dtype, batch_size=cfg.batch_size)
 
 
 def _defining_settings(settings: dict) -> dict:

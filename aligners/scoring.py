@@ -37,6 +37,20 @@ def loaded_dtype(lm) -> str:
     return str(lm.model.dtype).removeprefix("torch.")
 
 
+def load_hflm(model: str, *, device: str, dtype: str, batch_size: int, peft: str | None = None):
+    """lm-eval's HF model as the aligner and culture-steer score with it: the one loader, so both warn alike
+    about half precision, also where ``--dtype auto`` gives the model's own half-precision dtype."""
+    from lm_eval.models.huggingface import HFLM
+
+    from culture_tasks.cli_args import warn_half_precision
+
+    warn_half_precision(dtype)
+    lm = HFLM(pretrained=model, peft=peft, device=device, dtype=dtype, batch_size=batch_size)
+    if dtype == "auto":  # the model's own dtype, often half precision: warned as if it were named
+        warn_half_precision(loaded_dtype(lm))
+    return lm
+
+
 @dataclass
 class _Item:
     doc: dict

@@ -46,7 +46,7 @@ import numpy as np
 
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.cli_args import check_device, check_dtype, warn_half_precision
+from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
@@ -412,14 +412,9 @@ def _soft_prompt(row: Steered):
 
 
 def _load_lm(cfg: SteeringConfig, peft: str | None = None):
-    from lm_eval.models.huggingface import HFLM
+    from aligners.scoring import load_hflm
 
-    from aligners.scoring import loaded_dtype
-
-    warn_half_precision(cfg.dtype)
-    lm = HFLM(pretrained=cfg.model, peft=peft, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
-    if cfg.dtype == "auto":  # the model's own dtype, often half precision: warned as if it were named
-        warn_half_precision(loaded_dtype(lm))
+    lm = load_hflm(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size, peft=peft)
     if peft:  # a LoRA merged into its copy of the weights scores like any causal LM
         lm._model = lm._model.merge_and_unload()
     return lm

@@ -36,8 +36,8 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_precision
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.outputs import (OutputLock, check_settings, claim_output, set_aside, file_digest, load_settings,
-                                   save_settings)
+from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
+                                   save_settings, set_aside)
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from trainers.cultures import CULTURE_COUNTRIES, ONE
