@@ -358,15 +358,35 @@ def settings_text(settings: dict[str, dict]) -> str:
     return "; ".join(parts)
 
 
+RELATIVE_ADAPTER = "unknown (a relative path or hub id: lm_eval's working directory is not recorded)"
+
+
 def adapter_kind(peft: str | None) -> str:
-    """LoRA / prompt tuning from the adapter's adapter_config.json; "unknown" if it cannot be read."""
+    """LoRA / prompt tuning from the adapter's adapter_config.json; "unknown" if it cannot be read. Only an
+    absolute path names a folder here: lm_eval read a relative one from its own working directory, which
+    the result file does not record, so a folder of that name here may be another adapter."""
     if not peft:
         return ""
+    if not Path(peft).is_absolute():
+        return RELATIVE_ADAPTER
     try:
         kind = json.loads((Path(peft) / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
     except (OSError, ValueError, AttributeError):
         return "unknown"
     return PEFT_KINDS.get(str(kind).upper(), str(kind)) if kind else "unknown"
+
+
+def adapter_changed(peft: str | None, started: list[float]) -> str:
+    """Empty unless the adapter folder (an absolute path) holds a file written after the earliest of the row's
+    runs started: then some of the row's numbers may be another adapter's, which the result files cannot tell
+    (lm-eval records a hub SHA, never a local adapter's content)."""
+    if not peft or not Path(peft).is_absolute() or not Path(peft).is_dir():
+        return ""
+    times = [f.stat().st_mtime for f in Path(peft).iterdir() if f.is_file() and not f.name.startswith(".")]
+    first = min((t for t in started if t), default=None)
+    if not times or first is None or max(times) <= first:
+        return ""
+    return f"adapter files written {_date(max(times))}, after the run of {_date(first)}"
 
 
 def _date(value) -> str:
@@ -598,10 +618,16 @@ def load_runs(files: list[Path]) -> list[Run]:
                       + (f" ({', '.join(unknown[:3])}: without per-sample logs, two samples of one size (--samples) "
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
+    started = {path: float(data.get("date") or 0) for path, data in loaded}
     for run in runs:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
-        run.info["adapter"] = run.model_args.get("peft", "")
-        run.info["adapter_kind"] = adapter_kind(run.model_args.get("peft"))
+        peft = run.model_args.get("peft")
+        run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
+        changed = adapter_changed(peft, [started[p] for p in run.files])
+        if changed:
+            run.info["adapter_kind"] += f"; changed since: {changed}"
+            print(f"culture-leaderboard: row {run.label}: {changed}; its numbers may be another adapter's: evaluate "
+                  "it again, or keep each adapter in a folder of its own", file=sys.stderr)
     ids = [r.row_id for r in runs]
     if len(set(ids)) < len(ids):
         same = next(i for i in ids if ids.count(i) > 1)

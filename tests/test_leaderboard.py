@@ -6,7 +6,9 @@ import csv
 import io
 import json
 import math
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -130,17 +132,27 @@ def test_row_identity(tmp_path):
     assert len(merged) == 1 and merged[0]["limit"] == "none" and merged[0]["num_fewshot"] == "0"
 
 
-def test_adapter_kind_and_provenance(tmp_path):
-    lora, prompt = tmp_path / "lora", tmp_path / "prompt"
-    for folder, kind in ((lora, "LORA"), (prompt, "PROMPT_TUNING")):
+def test_adapter_kind_and_provenance(tmp_path, capsys):
+    """The kind is read from an absolute adapter path only (lm_eval read a relative one from a working directory
+    the file does not record); an adapter written after the row's run is named in its provenance and on stderr."""
+    lora, prompt, retrained = tmp_path / "lora", tmp_path / "prompt", tmp_path / "retrained"
+    before_runs = 1767225600.0 - 3600  # the files' runs start at 2026-01-01 00:00 UTC
+    for folder, kind in ((lora, "LORA"), (prompt, "PROMPT_TUNING"), (retrained, "LORA")):
         folder.mkdir()
         (folder / "adapter_config.json").write_text(json.dumps({"peft_type": kind}))
-    for peft in (lora, prompt, tmp_path / "gone"):
-        _result(tmp_path / "res" / peft.name, "/m/base", {"culturellm_english_x": 0.5}, peft=str(peft))
+        os.utime(folder / "adapter_config.json", (before_runs, before_runs))
+    os.utime(retrained / "adapter_config.json", (before_runs + 2 * 86400, before_runs + 2 * 86400))
+    for peft in (lora, prompt, retrained, tmp_path / "gone", "lora"):
+        _result(tmp_path / "res" / Path(peft).name / str(len(str(peft))), "/m/base", {"culturellm_english_x": 0.5},
+                peft=str(peft))
     runs = {r["adapter"]: r for r in _json(tmp_path)["runs"]}
     assert runs[str(lora)]["adapter_kind"] == "LoRA"
     assert runs[str(prompt)]["adapter_kind"] == "prompt tuning"
     assert runs[str(tmp_path / "gone")]["adapter_kind"] == "unknown"
+    assert runs["lora"]["adapter_kind"].startswith("unknown (a relative path or hub id")  # not ./lora read from here
+    assert runs[str(retrained)]["adapter_kind"].startswith(
+        "LoRA; changed since: adapter files written 2026-01-02 23:00 UTC, after the run of 2026-01-01 00:")
+    assert "its numbers may be another adapter's" in capsys.readouterr().err
     row = runs[str(lora)]
     assert (row["dtype"], row["lm_eval_version"], row["transformers_version"], row["git_hash"]) == \
         ("float32", "0.4.13", "5.24.0", "abc1234")
