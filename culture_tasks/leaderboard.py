@@ -264,10 +264,13 @@ def result_stamp(path: Path) -> str:
 
 
 def find_result_files(paths: list[str]) -> list[Path]:
+    """The result files named, and those under a folder named (hidden folders left out: an output set aside by
+    ``--overwrite`` is not a run to show)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*.json") if f.name.startswith("results_") or DATE_ID.search(f.stem))
+            found = sorted(f for f in p.rglob("*.json") if (f.name.startswith("results_") or DATE_ID.search(f.stem))
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1]))  # a kept backup
             if not found:
                 raise NotAResultFile(f"{p}: no lm-eval result file (results_*.json, or <name>_<date>.json from "
                                      "--output_path <name>.json) in this folder")

@@ -101,17 +101,22 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         raise error(f"output {path} is a file, not a folder; choose another --output")
     if not folder and path.is_dir():
         raise error(f"output {path} is a folder, not a file; choose another --output")
-    backup = replaced_path(path)
-    kept = backup.exists() or backup.is_symlink()
+    kept = [b for b in kept_backups(path, folder) if b not in _SET_ASIDE]  # not this run's own
     if not _occupied(path, ignore) or resume:
-        if kept:
+        if kept and (resume or overwrite) and _HELD_LOCKS[0]:  # this run completes the replacement
+            _SET_ASIDE.extend(b for b in kept if b not in _SET_ASIDE)
+            log.warning("%s: %s holds what an earlier --overwrite replaced, kept because that run did not finish; it "
+                        "is deleted once this run has finished", path, kept[0])
+        elif kept:
             log.warning("%s holds the output an earlier --overwrite of %s replaced, kept because that run did not "
-                        "finish; delete it once it is no longer needed", backup, path)
+                        "finish; delete it once it is no longer needed", kept[0], path)
         return "resume" if resume and _occupied(path, ignore) else "new"
     if overwrite:
         if kept:
-            raise error(f"{backup} holds the output an earlier --overwrite of {path} replaced and did not finish; "
-                        f"move it back to {path} or delete it, then run again")
+            of = kept[0].parent / kept[0].name[1:-len(".replaced")]
+            raise error(f"{kept[0]} holds the output an earlier --overwrite of {of} replaced and did not finish; "
+                        f"move it back to {of} or delete it, then run again")
+        _check_movable(path, error)
         return "replace"
     kind = "folder" if folder else "file"
     state = "is not empty" if folder else "already exists"
@@ -122,9 +127,32 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
 
 def replaced_path(path: str | os.PathLike) -> Path:
     """Where ``--overwrite`` keeps the output it replaces until the new run has finished: a hidden
-    sibling (same file system, so moving there is a rename), ``<parent>/.<name>.replaced``."""
-    path = Path(path)
+    sibling of the real folder or file (links resolved), ``<parent>/.<name>.replaced``."""
+    path = Path(path).expanduser().resolve()
     return path.parent / f".{path.name}.replaced"
+
+
+def kept_backups(path: str | os.PathLike, folder: bool = True) -> list[Path]:
+    """Backups of earlier unfinished replacements of ``path``: its own, and for a folder those of what it holds
+    (a country's or a fold's output inside it), which replacing the folder would otherwise sweep away."""
+    own = replaced_path(path)
+    found = [own] if own.exists() or own.is_symlink() else []
+    if folder and Path(path).is_dir():
+        found += sorted(p for p in Path(path).resolve().rglob(".*.replaced"))
+    return found
+
+
+def _check_movable(path: str | os.PathLike, error: type[Exception]) -> None:
+    """``set_aside`` renames the old output beside itself: refuse, before any work, where that would be a copy (the
+    output is a mount point of another file system) or is not allowed (its parent is not writable)."""
+    real = Path(path).expanduser().resolve()
+    if not os.access(real.parent, os.W_OK):
+        raise error(f"--overwrite keeps the old output beside it until the new run has finished, but {real.parent} is "
+                    "not writable; move the old output away yourself, or choose another --output")
+    if real.stat().st_dev != real.parent.stat().st_dev:
+        raise error(f"--overwrite keeps the old output beside it until the new run has finished, but {real} is on "
+                    f"another file system than {real.parent} (a mount point); empty it yourself, or choose another "
+                    "--output")
 
 
 # outputs this process set aside for --overwrite; discarded when its outermost lock is released after success
@@ -137,6 +165,8 @@ def set_aside(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> No
     result survives a run that fails or is killed, and is deleted only once the new run has finished
     (``OutputLock`` releasing after success). ``claim_output`` refused a ``--overwrite`` while an
     earlier backup exists, so none is overwritten here."""
+    if not _HELD_LOCKS[0]:
+        raise RuntimeError(f"set_aside({path}) without an output lock held: nothing would delete or report the backup")
     path = Path(path)
     backup = replaced_path(path)
     if path.is_dir():
@@ -144,19 +174,22 @@ def set_aside(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> No
         if not children:
             return
         backup.mkdir()
+        _SET_ASIDE.append(backup)  # before moving: a move that fails halfway is reported too
         for child in children:
             shutil.move(str(child), str(backup / child.name))
     elif path.exists() or path.is_symlink():
+        _SET_ASIDE.append(backup)
         shutil.move(str(path), str(backup))
     else:
         return
-    _SET_ASIDE.append(backup)
     log.info("--overwrite: moved the old %s to %s; it is deleted once this run has finished", path, backup)
 
 
 def _discard_set_aside(finished: bool) -> None:
     """Delete what ``set_aside`` kept once the run has finished; after a failure keep it and say where."""
     for backup in _SET_ASIDE:
+        if not (backup.exists() or backup.is_symlink()):
+            continue
         if not finished:
             log.warning("the run failed: the output it was replacing stays in %s; move it back, or delete it before "
                         "the next --overwrite", backup)
@@ -338,7 +371,7 @@ class OutputLock:
                 break
         self.created = []
 
-    def release(self, finished: bool = True) -> None:
+    def release(self, *, finished: bool) -> None:
         """Unlock; the outermost lock of this process also deletes the outputs ``set_aside`` replaced when
         the run ``finished``, and keeps them (saying where) when it did not."""
         if self.held:

@@ -245,6 +245,36 @@ def test_set_aside_outputs_go_when_the_outermost_lock_is_released_after_success(
     assert "delete it once it is no longer needed" in caplog.text
 
 
+def test_backups_inside_an_output_block_its_overwrite_and_a_finished_resume_deletes_them(tmp_path, caplog):
+    """A country's (or a fold's) backup lies inside the run's folder: replacing the folder would sweep it away, so
+    --overwrite is refused while it is there. A --resume that finishes the run deletes it; a run's own backup is not
+    reported as an earlier run's; nothing is set aside without a lock to delete or report it."""
+    from culture_tasks.outputs import set_aside
+
+    out = tmp_path / "run"
+    (out / "usa").mkdir(parents=True)
+    (out / "usa" / "alignment.json").write_text("first run")
+    with pytest.raises(RuntimeError, match="without an output lock held"):
+        set_aside(out / "usa")
+    with pytest.raises(RuntimeError, match="killed"):
+        with OutputLock.for_folder(out), OutputLock.for_folder(out / "usa"):
+            set_aside(out, keep=(LOCK_NAME, "usa"))
+            set_aside(out / "usa")
+            caplog.clear()
+            assert claim_output(out / "usa", resume=True) == "new" and "kept because" not in caplog.text  # its own
+            (out / "usa" / "state.json").write_text("the second run's first generation")
+            raise RuntimeError("killed")
+    assert (out / ".usa.replaced" / "alignment.json").read_text() == "first run"
+    with pytest.raises(OutputError, match=r"\.usa\.replaced holds the output an earlier --overwrite of .*run/usa replaced"):
+        claim_output(out, overwrite=True)
+    with OutputLock.for_folder(out):
+        assert claim_output(out / "usa", resume=True) == "resume"
+        assert "it is deleted once this run has finished" in caplog.text
+        claim_output(out, resume=True)  # the folder's own check adopts the same backup once
+    assert not (out / ".usa.replaced").exists() and (out / "usa" / "state.json").exists()
+    assert claim_output(out, overwrite=True) == "replace"
+
+
 def test_lora_into_its_model_folder_is_refused_before_training(data_root, tiny_model, tmp_path):
     """An adapter written inside the base model's folder changes the model's fingerprint: the run's own
     --resume would then report another model. Refused before anything is written."""
@@ -529,7 +559,7 @@ def test_two_runs_taking_over_one_stale_lock_do_not_both_hold_it(tmp_path, monke
         first.acquire()
     assert second.held and not first.held and _lock_of(folder)["token"] == second.token
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]
-    second.release()
+    second.release(finished=True)
     assert not (folder / LOCK_NAME).exists()
 
 
