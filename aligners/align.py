@@ -476,7 +476,7 @@ def country_comparison(indices: dict, target, data_dir: str | None, metrics: dic
 
 def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryTasks, settings: dict,
                   space: SoftPromptSpace, found: Search, prompt, fitted: Fitted, loss_ci: list[float],
-                  part_cis: dict[str, list[float]] | None = None) -> dict:
+                  part_cis: dict[str, list[float]]) -> dict:
     """Checkpoint, alignment.json and the loss curve (by the main process only)."""
     summary = {
         "base_model": absolute_if_local(cfg.model),  # the folder, from any working directory
@@ -493,7 +493,7 @@ def write_outputs(lm, cfg: AlignConfig, out: Path, country: str, tasks: CountryT
         # --option-order worst the larger of the objective over the listed and the reversed task (loss_by_order)
         "loss": combined(fitted.losses),
         "loss_ci": loss_ci,
-        **({"loss_by_order": {part: {"task": task, "loss": fitted.losses[part], "loss_ci": (part_cis or {}).get(part)}
+        **({"loss_by_order": {part: {"task": task, "loss": fitted.losses[part], "loss_ci": part_cis.get(part)}
                               for part, task in zip(tasks.order.parts, tasks.loss_tasks)}} if tasks.order.parts else {}),
         "report": fitted.report,
         "lm_eval_command": tasks.lm_eval_command(cfg.model, str(out), cfg.chat_template),

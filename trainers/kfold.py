@@ -349,11 +349,10 @@ def backfill_level_intervals(report: dict) -> dict:
     if prior and "prior_ci" not in prior:
         fresh = prior_comparison(per_question, prior["per_document"])
         prior.update(prior_ci=fresh["prior_ci"], adapter_ci=fresh["adapter_ci"])
+        fresh_tasks = _prior_per_task(per_question, prior["per_document"])
         for t, row in prior.get("per_task", {}).items():
-            docs = [(d, v) for d, v in zip(per_question, prior["per_document"]) if d["task"] == t]
-            qt = [d["q_id"] for d, _ in docs]
-            row.setdefault("prior_ci", level_ci(qt, [v for _, v in docs]))
-            row.setdefault("adapter_ci", level_ci(qt, [d["held_out"]["wvs_majority"] for d, _ in docs]))
+            row.setdefault("prior_ci", fresh_tasks[t]["prior_ci"])
+            row.setdefault("adapter_ci", fresh_tasks[t]["adapter_ci"])
     return report
 
 
@@ -460,16 +459,17 @@ def letter_prior(rows: list[dict], folds: list[list[str]], tasks, per_question: 
     if any((d["task"], d["q_id"]) not in prior for d in per_question):
         return None
     a = [prior[(d["task"], d["q_id"])] for d in per_question]
-    b = [d["held_out"]["wvs_majority"] for d in per_question]
-    per_task = {}
-    for t in dict.fromkeys(d["task"] for d in per_question):
-        at = [x for x, d in zip(a, per_question) if d["task"] == t]
-        bt = [x for x, d in zip(b, per_question) if d["task"] == t]
-        qt = [d["q_id"] for d in per_question if d["task"] == t]
-        per_task[t] = {"prior": stats.mean(at), "prior_ci": level_ci(qt, at), "adapter": stats.mean(bt),
-                       "adapter_ci": level_ci(qt, bt), **_paired(qt, at, bt), "documents": len(at)}
     return {"by": "fold and country" if by_country else "fold", "per_fold": per_fold,
-            **prior_comparison(per_question, a), "per_task": per_task, "per_document": a}
+            **prior_comparison(per_question, a), "per_task": _prior_per_task(per_question, a), "per_document": a}
+
+
+def _prior_per_task(per_question: list[dict], prior: list[float]) -> dict:
+    """``prior_comparison`` for each task's documents on their own."""
+    out = {}
+    for t in dict.fromkeys(d["task"] for d in per_question):
+        mine = [(d, x) for d, x in zip(per_question, prior) if d["task"] == t]
+        out[t] = prior_comparison([d for d, _ in mine], [x for _, x in mine])
+    return out
 
 
 def prior_comparison(per_question: list[dict], prior: list[float]) -> dict:
@@ -534,7 +534,7 @@ def markdown(report: dict) -> str:
             r = report[part][m]
             lines.append(f"| {label} | {LABELS[m]} | {_level(r['base'], r.get('base_ci'))} | "
                          f"{_level(r['adapter'], r.get('adapter_ci'))} | "
-                         f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}] | {_p(r['p_value'])} | "
+                         f"{_diff(r)} | {_p(r['p_value'])} | "
                          f"{r['documents']} |")
     prior = report.get("letter_prior")
     if prior:
@@ -681,7 +681,6 @@ def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base"
     return {first: aggregate(a), f"{first}_ci": _ci(aggregate, a), "adapter": aggregate(b),
             "adapter_ci": _ci(aggregate, b), **stats.paired_bootstrap(aggregate, a, b),
             "documents": sum(n for _, (_, n) in a)}
-
 
 
 def _all_cultures(reports: list[dict], part: str) -> dict:
