@@ -275,6 +275,20 @@ def test_backups_inside_an_output_block_its_overwrite_and_a_finished_resume_dele
     assert claim_output(out, overwrite=True) == "replace"
 
 
+def test_an_overwrite_that_cannot_rename_the_old_output_beside_it_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Where the parent is not writable (or the output is another file system's mount point), moving the old
+    output aside would fail, or be a long copy, after the model had loaded: --overwrite is refused at the claim."""
+    import culture_tasks.outputs as outputs
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text("an earlier result")
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(OutputError, match=rf"but {tmp_path} is not writable; move the old output away yourself"):
+        claim_output(out, overwrite=True)
+    assert (out / "result.json").read_text() == "an earlier result"
+
+
 def test_lora_into_its_model_folder_is_refused_before_training(data_root, tiny_model, tmp_path):
     """An adapter written inside the base model's folder changes the model's fingerprint: the run's own
     --resume would then report another model. Refused before anything is written."""
