@@ -50,7 +50,7 @@ fi
 
 # the figures: every line a benchmark prints with a number per second or a peak
 FIGURES="s/gen|per generation|tokens/s|docs/s|peak|MFU|s/step|^tokenising|^loading|^ *[0-9]+ +(True|False)|speed-up|ratio:| vs |positions per generation"
-DEVICE_NAME=$(python -c 'import sys, torch; print(torch.cuda.get_device_name(sys.argv[1]) if sys.argv[1].startswith("cuda") else "cpu")' "$DEVICE" 2>/dev/null) \
+[ "$DEVICE" = cpu ] && DEVICE_NAME=cpu || DEVICE_NAME=$(python -c 'import sys, torch; print(torch.cuda.get_device_name(sys.argv[1]) if sys.argv[1].startswith("cuda") else "cpu")' "$DEVICE" 2>/dev/null) \
   || DEVICE_NAME="$DEVICE (no name: is it available?)"
 
 step() {  # name, then the command: runs it under LIMIT_S, keeps its output, reports its status and figures
@@ -69,15 +69,8 @@ step() {  # name, then the command: runs it under LIMIT_S, keeps its output, rep
 }
 
 small_model() {  # no forward pass runs in `overhead`: the tokenizer's own architecture, random weights, in $TMPDIR
-  # (default /tmp), in a folder named by the digest of TOK's files: another TOK never reuses it
-  local key dir
-  key=$(cd "$TOK" && find . -maxdepth 1 -type f \( -name '*.json' -o -name '*.model' -o -name '*.txt' \) -print0 \
-        | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16) || return 1
-  dir=${TMPDIR:-/tmp}/gpu_checks_small_$key
-  [ -f "$dir/config.json" ] || python -c "import sys; from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1])); m.save_pretrained(sys.argv[2])
-AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$TOK" "$dir" >> "$OUT/overhead.txt" 2>&1 || return 1
-  echo "$dir"
+  # (default /tmp), keyed by the digest of TOK's files (benchmarks/small_model.py)
+  python -m benchmarks.small_model "$TOK" 2>> "$OUT/overhead.txt"
 }
 
 echo "== $(date -u +%FT%TZ) $DEVICE_NAME STEPS=$STEPS MODEL=$MODEL DTYPE=$DTYPE SMOKE=$SMOKE" | tee -a "$OUT/summary.txt"

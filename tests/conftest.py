@@ -37,3 +37,30 @@ def _no_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lm_eval_builtin_index_once():
+    """The ``lm_eval`` command indexes lm-eval's ~14,700 built-in task YAMLs on every run (7 s here): the
+    tests that run it in-process (``culture_tasks.harness``) index that folder, which no test changes, once.
+    Every other path is indexed afresh, and the merge is ``TaskIndex.build``'s: defaults first, later paths
+    win. lm-eval deep-copies an entry's config before it builds a task from it, so sharing entries is safe."""
+    import lm_eval.tasks
+    from lm_eval.tasks._index import TaskIndex
+
+    builtin = Path(lm_eval.tasks.__file__).parent
+    original = TaskIndex.build
+    cached: dict = {}
+
+    def build(paths, *, resolve_includes=True):
+        paths = list(paths)
+        if not paths or paths[0] != builtin or not resolve_includes:
+            return original(paths, resolve_includes=resolve_includes)
+        if not cached:
+            cached.update(original([builtin]))
+        return {**cached, **original(paths[1:])}
+
+    TaskIndex.build = staticmethod(build)
+    yield
+    TaskIndex.build = staticmethod(original)
+

@@ -30,30 +30,33 @@ def test_the_peak_is_known_only_for_the_parts_it_was_taken_from(monkeypatch, nam
 
 
 def test_gpu_checks_overhead_builds_its_small_model_from_the_tokenizer_it_is_given(data_root, tmp_path):
-    """The overhead step times a model built from TOK's own config and tokenizer; a second run with another
-    TOK must not reuse the first one's model (it timed the first tokenizer under the second's run)."""
+    """The overhead step times a model built from TOK's own config and tokenizer; another TOK must not reuse
+    the first one's model (it timed the first tokenizer under the second's run)."""
     import json
     import os
     import re
     import subprocess
 
+    from benchmarks.small_model import small_model
     from tests.conftest import REPO
     from tests.tiny_model import build_tiny_model
 
-    used = []
-    for hidden in (48, 40):
-        tok = build_tiny_model(tmp_path / f"tok{hidden}", hidden_size=hidden)
-        out = tmp_path / f"out{hidden}"
-        env = dict(os.environ, STEPS="overhead", MODEL=str(tok), TOK=str(tok), DEVICE="cpu", DTYPE="float32",
-                   SMOKE="1", OUT=str(out), TMPDIR=str(tmp_path), CULTURE_DATA_DIR=str(data_root))
-        proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_checks.sh")], env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        summary = (out / "summary.txt").read_text()
-        assert "== overhead: rc 0" in summary, summary
-        model = re.search(r"bench_suite_overhead\.py --model (\S+)", summary).group(1)
-        used.append(json.loads((Path(model) / "config.json").read_text())["hidden_size"])
-    assert used == [48, 40]
+    tok48 = build_tiny_model(tmp_path / "tok48", hidden_size=48)
+    out = tmp_path / "out"
+    env = dict(os.environ, STEPS="overhead", MODEL=str(tok48), TOK=str(tok48), DEVICE="cpu", DTYPE="float32",
+               SMOKE="1", OUT=str(out), TMPDIR=str(tmp_path), CULTURE_DATA_DIR=str(data_root))
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_checks.sh")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = (out / "summary.txt").read_text()
+    assert "== overhead: rc 0" in summary, summary
+    used = Path(re.search(r"bench_suite_overhead\.py --model (\S+)", summary).group(1))
+    assert used == small_model(tok48, tmp_path) and json.loads((used / "config.json").read_text())["hidden_size"] == 48
+    # the same keying in-process: another tokenizer folder gets its own model, the same one is reused
+    tok40 = build_tiny_model(tmp_path / "tok40", hidden_size=40)
+    other = small_model(tok40, tmp_path)
+    assert other != used and json.loads((other / "config.json").read_text())["hidden_size"] == 40
+    assert small_model(tok40, tmp_path) == other
 
 
 def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_path, capsys):

@@ -183,11 +183,13 @@ def test_paired_task_mean_macro_f1_by_hand():
     def f1(xs):  # macro-F1 without its minimum of documents for an interval (classification.MIN_DOCS)
         return f1_macro(xs)
 
+    iters = 100  # sklearn's f1 once per resample: what is asserted holds at any number of resamples
+
     # with it, 2 and 3 documents give no interval; the difference and the randomisation test stay
-    guarded = stats.paired_task_mean(f1_macro, base, adapter)
+    guarded = stats.paired_task_mean(f1_macro, base, adapter, iters=iters)
     assert math.isnan(guarded["low"]) and math.isnan(guarded["high"])
     assert (guarded["diff"], guarded["p_value"]) == pytest.approx(((1 - 2 / 3 + 0) / 2, 1.0))
-    out = stats.paired_task_mean(f1, base, adapter)
+    out = stats.paired_task_mean(f1, base, adapter, iters=iters)
     assert out["diff"] == pytest.approx((1 - 2 / 3 + 0) / 2)  # the mean over tasks of the per-task differences
     assert (out["tasks"], out["documents"]) == (2, 5)
     # no resample favours the base (the adapter is right wherever the base is), so the interval starts at 0 or
@@ -197,10 +199,10 @@ def test_paired_task_mean_macro_f1_by_hand():
     # random swap reaches |1/6| and one document is no evidence at all: p = 1 (a bootstrap p-value said 8/27)
     assert out["p_value"] == 1.0
     # one task: exactly the paired bootstrap of macro-F1 over its documents
-    one = stats.paired_task_mean(f1, {"t1": base["t1"]}, {"t1": adapter["t1"]})
-    expected = stats.paired_bootstrap(f1, base_t1, adapter_t1)
+    one = stats.paired_task_mean(f1, {"t1": base["t1"]}, {"t1": adapter["t1"]}, iters=iters)
+    expected = stats.paired_bootstrap(f1, base_t1, adapter_t1, iters=iters)
     assert {k: one[k] for k in expected} == pytest.approx(expected)
-    same = stats.paired_task_mean(f1, base, base)
+    same = stats.paired_task_mean(f1, base, base, iters=iters)
     assert (same["diff"], same["low"], same["high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
 
 

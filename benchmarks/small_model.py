@@ -1,0 +1,49 @@
+"""A model for the steps that run no forward pass (``bench_suite_overhead.py``): the tokenizer's own
+architecture with random weights, in a folder named by the digest of the tokenizer's files, so
+another tokenizer never reuses it (it would time the first tokenizer under the second's name).
+
+    python -m benchmarks.small_model <tokenizer dir> [<root>]   # prints the model folder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+KEYED = (".json", ".model", ".txt")  # the files that define a tokenizer and its architecture
+
+
+def tokenizer_key(tok: Path) -> str:
+    """16 hex digits of the names and contents of ``tok``'s top-level config and tokenizer files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(tok).iterdir() if p.is_file() and p.suffix in KEYED):
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def small_model(tok: Path, root: Path) -> Path:
+    """``root/gpu_checks_small_<key>``, built from ``tok``'s config and tokenizer unless it is there."""
+    out = Path(root) / f"gpu_checks_small_{tokenizer_key(tok)}"
+    if not (out / "config.json").is_file():
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tok)).save_pretrained(out)
+        AutoTokenizer.from_pretrained(tok).save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (1, 2) or argv[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    root = Path(argv[1]) if len(argv) == 2 else Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
+    print(small_model(Path(argv[0]), root))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
