@@ -123,23 +123,36 @@ def aligned_rows(indices: dict, roots: list[Path], data_dir: str | None) -> list
     return rows
 
 
+def gain_interval(targets: list[str], gains: list[float]) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean margin gain over prompts, targets resampled: a target's prompts (its
+    seeds) share its reference profile, so they are not independent; NaN with fewer than two targets."""
+    clusters = stats.cluster_sums(targets, gains)
+    if len(clusters) < 2:
+        return float("nan"), float("nan")
+    return stats.bootstrap_ci(stats.cluster_mean, clusters)
+
+
 def render_aligned(rows: list[dict]) -> str:
     """Per objective and budget: mean rank and margin of the prompts and the plain model in each order, the mean
-    margin gain over the plain model, and how many prompts rank their target closer than the plain model does."""
+    margin gain over the plain model with its spread and its interval (``gain_interval``), and how many prompts
+    rank their target closer than the plain model does."""
     groups = defaultdict(list)
     for row in rows:
         groups[row["objective"], row["budget"]].append(row)
     lines = ["| objective | budget | prompts | order | rank: plain → prompt | margin: plain → prompt | "
-             "margin gain (mean ± sd) | closer than plain |", "|---|---|---:|---|---|---|---|---:|"]
+             "margin gain (mean ± sd) | its 95 % interval, targets resampled | closer than plain |",
+             "|---|---|---:|---|---|---|---|---|---:|"]
     for (objective, budget), group in sorted(groups.items()):
         for order in (*ORDER_NAMES, WORSE):
             plain, prompt = (np.array([r[who, order] for r in group]) for who in ("plain", "prompt"))
             gain = prompt[:, 1] - plain[:, 1]
             sd = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+            low, high = gain_interval([r["target"] for r in group], list(gain))
+            interval = "–" if np.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
             closer = int(np.sum(prompt[:, 0] < plain[:, 0]))
             lines.append(f"| {objective} | {budget} | {len(group)} | {order} | {plain[:, 0].mean():.1f} → "
                          f"{prompt[:, 0].mean():.1f} | {plain[:, 1].mean():+.3f} → {prompt[:, 1].mean():+.3f} | "
-                         f"{gain.mean():+.3f} ± {sd:.3f} | {closer} of {len(group)} |")
+                         f"{gain.mean():+.3f} ± {sd:.3f} | {interval} | {closer} of {len(group)} |")
     return "\n".join(lines)
 
 

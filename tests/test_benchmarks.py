@@ -251,12 +251,12 @@ def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(t
     assert row["prompt", "listed"] == (1.0, pytest.approx(float(own["margin"])))
     assert row["prompt", "reversed"] == row["plain", "reversed"] == row["plain", "listed"]
     table = vsm13_order.render_aligned([row]).splitlines()
-    assert table[3].startswith("| contrastive | 8 x 3 | 1 | reversed | ") and table[3].endswith("| +0.000 ± 0.000 | 0 of 1 |")
+    assert table[3].startswith("| contrastive | 8 x 3 | 1 | reversed | ") and table[3].endswith("| +0.000 ± 0.000 | – | 0 of 1 |")
     assert table[2].endswith(" | 1 of 1 |")
     # the worse order: listed ranks the USA first, reversed as the plain model does, so the worse is reversed's
     assert row["prompt", vsm13_order.WORSE] == row["plain", "reversed"]
     assert table[5].startswith(f"| contrastive | 8 x 3 | 1 | {vsm13_order.WORSE} | ") and table[5].endswith(
-        "| +0.000 ± 0.000 | 0 of 1 |")
+        "| +0.000 ± 0.000 | – | 0 of 1 |")  # one target: no interval
     # the other way round (the USA's profile reversed, all 0 listed): the worse is then the listed order's
     swapped = {**indices, file_digest(ckpt / "adapter_model.safetensors"): {"listed": zero, "reversed": dict(usa),
                                                                              "balanced": half}}
@@ -274,19 +274,32 @@ def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(t
 
 
 def test_vsm13_order_render_aligned_averages_by_hand():
-    # two USA-like rows of one objective and budget, listed order: plain ranks 10 and 20 (margins 0.1, 0.3), the
-    # prompts 2 and 30 (margins 0.5, 0.2): mean ranks 15 -> 16, margins +0.200 -> +0.350, gains +0.4 and -0.1:
-    # +0.150 ± sd 0.354, one of two ranked closer
+    # two rows of one objective and budget (the USA, China), listed order: plain ranks 10 and 20 (margins 0.1,
+    # 0.3), the prompts 2 and 30 (margins 0.5, 0.2): mean ranks 15 -> 16, margins +0.200 -> +0.350, gains +0.4
+    # and -0.1: +0.150 ± sd 0.354, one of two ranked closer. Targets resampled, a quarter of the resamples are
+    # the USA twice (+0.4) and a quarter China twice (-0.1): the interval is [-0.1, +0.4]
     from benchmarks import vsm13_order
 
     rows = []
-    for plain, prompt in (((10.0, 0.1), (2.0, 0.5)), ((20.0, 0.3), (30.0, 0.2))):
-        row = {"objective": "l1", "budget": "8 x 3", "target": "USA"}
+    for target, plain, prompt in (("USA", (10.0, 0.1), (2.0, 0.5)), ("CHN", (20.0, 0.3), (30.0, 0.2))):
+        row = {"objective": "l1", "budget": "8 x 3", "target": target}
         for order in (*vsm13_order.ORDER_NAMES, vsm13_order.WORSE):
             row["plain", order], row["prompt", order] = plain, prompt
         rows.append(row)
     line = vsm13_order.render_aligned(rows).splitlines()[2]
-    assert line == "| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | 1 of 2 |"
+    assert line == ("| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | [-0.100, +0.400] "
+                    "| 1 of 2 |")
+
+
+def test_vsm13_order_gain_interval_resamples_targets_with_all_their_prompts():
+    # the USA's two seeds gain 1 each, China's one seed 0: resampling targets gives 4/4 = 1 (USA twice), 0 (China
+    # twice) or 2/3 (both), the extremes a quarter of the time each, so the interval is [0, 1]; resampling the
+    # three prompts apart would draw China's alone only (1/3)^3 = 4 % of the time
+    from benchmarks.vsm13_order import gain_interval
+
+    assert gain_interval(["USA", "USA", "CHN"], [1.0, 1.0, 0.0]) == (0.0, 1.0)
+    low, high = gain_interval(["USA", "USA"], [1.0, 0.5])  # one target: its seeds are no sample of targets
+    assert np.isnan(low) and np.isnan(high)
 
 
 def test_text_clusters_compares_drawing_texts_with_drawing_each_task_apart(tmp_path, capsys):
