@@ -59,6 +59,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
+from culture_tasks.outputs import model_fingerprint
 from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
@@ -96,6 +97,19 @@ class HFPromptLM(HFLM):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         _LIVE.add(self)
+
+    def get_model_info(self) -> dict:
+        """``HFLM.get_model_info``, whose ``model_sha`` and ``peft_sha`` are hub commits (empty for a local
+        folder), with a local model's and adapter's content fingerprint (``outputs.model_fingerprint``,
+        ``sha256:...``) in their place: the result file then says which weights produced it, and the
+        leaderboard tells another model or adapter written under the same path apart."""
+        info = super().get_model_info()
+        for key, source in (("model_sha", self.pretrained), ("peft_sha", self.peft_adapter)):
+            if not info.get(key) and isinstance(source, (str, Path)):
+                fingerprint = model_fingerprint(source)
+                if fingerprint:
+                    info[key] = fingerprint
+        return info
 
     def _create_tokenizer(self, *args, **kwargs) -> None:
         """``HFLM._create_tokenizer``, then the ``token_cache=`` check: before the model is loaded."""

@@ -56,7 +56,7 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, model_fingerprint, set_aside
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
@@ -379,10 +379,27 @@ def adapter_kind(peft: str | None) -> str:
     return PEFT_KINDS.get(str(kind).upper(), str(kind)) if kind else "unknown"
 
 
-def adapter_changed(peft: str | None, started: list[float]) -> str:
-    """Empty unless the adapter folder (an absolute path) holds a file written after the earliest of the row's
-    runs started: then some of the row's numbers may be another adapter's, which the result files cannot tell
-    (lm-eval records a hub SHA, never a local adapter's content)."""
+def fingerprint_changed(folder: str | None, recorded) -> str | None:
+    """Against the content fingerprint ``hf-prompt`` records for a local folder (``model_sha`` / ``peft_sha``:
+    ``outputs.model_fingerprint``, ``sha256:...``; a hub commit has no prefix): "" while the folder (an absolute
+    path) still holds that content, the reason when it does not, None when there is nothing to compare."""
+    if not folder or not isinstance(recorded, str) or not recorded.startswith("sha256:"):
+        return None
+    if not Path(folder).is_absolute() or not Path(folder).is_dir():
+        return None
+    if model_fingerprint(folder) == recorded:
+        return ""
+    return f"files differ from the fingerprint its run recorded ({recorded[:19]}...)"
+
+
+def adapter_changed(peft: str | None, started: list[float], recorded: str | None = None) -> str:
+    """Empty unless the adapter folder (an absolute path) no longer holds what the row's runs read: by the
+    fingerprint a run recorded (``hf-prompt``: ``peft_sha``, exact), else (lm-eval's ``hf`` records a hub SHA,
+    never a local adapter's content) when it holds a file written after the earliest of the row's runs started.
+    Then some of the row's numbers may be another adapter's."""
+    exact = fingerprint_changed(peft, recorded)
+    if exact is not None:
+        return exact and f"adapter {exact}"
     if not peft or not Path(peft).is_absolute() or not Path(peft).is_dir():
         return ""
     times = [f.stat().st_mtime for f in Path(peft).iterdir() if f.is_file() and not f.name.startswith(".")]
@@ -626,11 +643,17 @@ def load_runs(files: list[Path]) -> list[Run]:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
         peft = run.model_args.get("peft")
         run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
-        changed = adapter_changed(peft, [started[p] for p in run.files])
+        version = run.key.get("model_version", {})
+        changed = adapter_changed(peft, [started[p] for p in run.files], version.get("peft_sha"))
         if changed:
             run.info["adapter_kind"] += f"; changed since: {changed}"
             print(f"culture-leaderboard: row {run.label}: {changed}; its numbers may be another adapter's: evaluate "
                   "it again, or keep each adapter in a folder of its own", file=sys.stderr)
+        model_changed = fingerprint_changed(run.model_args.get("pretrained"), version.get("model_sha"))
+        if model_changed:
+            run.info["model_changed"] = f"model changed since: model {model_changed}"
+            print(f"culture-leaderboard: row {run.label}: the model folder's {model_changed}; its numbers are another "
+                  "model's: evaluate it again", file=sys.stderr)
     ids = [r.row_id for r in runs]
     if len(set(ids)) < len(ids):
         same = next(i for i in ids if ids.count(i) > 1)
@@ -668,7 +691,8 @@ def provenance(run: Run) -> dict:
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
         "seeds": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("seeds", {}).items())) or "?",
-        "model_revision": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("model_version", {}).items())) or "?",
+        "model_revision": "; ".join(x for x in (", ".join(f"{k}={v}" for k, v in sorted(
+            run.key.get("model_version", {}).items())) or "?", run.info.get("model_changed")) if x),
         "task_versions": ", ".join(versions) or "?",
         "task_settings": settings_text(run.settings) or "?",
         "lm_eval_version": run.info.get("lm_eval_version", "?"),
