@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,11 +28,21 @@ def tokenizer_key(tok: Path) -> str:
 def small_model(tok: Path, root: Path) -> Path:
     """``root/gpu_checks_small_<key>``, built from ``tok``'s config and tokenizer unless it is there."""
     out = Path(root) / f"gpu_checks_small_{tokenizer_key(tok)}"
-    if not (out / "config.json").is_file():
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    if out.is_dir():
+        return out
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tok)).save_pretrained(out)
-        AutoTokenizer.from_pretrained(tok).save_pretrained(out)
+    # built beside its place and renamed into it: a build killed half-way is never taken for a model
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
+    try:
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tok)).save_pretrained(building)
+        AutoTokenizer.from_pretrained(tok).save_pretrained(building)
+        building.rename(out)
+    except OSError:
+        if not out.is_dir():  # not another process that built it first
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     return out
 
 

@@ -57,6 +57,7 @@ def test_gpu_checks_overhead_builds_its_small_model_from_the_tokenizer_it_is_giv
     other = small_model(tok40, tmp_path)
     assert other != used and json.loads((other / "config.json").read_text())["hidden_size"] == 40
     assert small_model(tok40, tmp_path) == other
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gpu_checks_small_")]  # nothing half-built left
 
 
 def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_path, capsys):
