@@ -59,7 +59,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
-from culture_tasks.outputs import model_fingerprint
+from culture_tasks.outputs import loaded_fingerprint
 from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
@@ -71,6 +71,11 @@ EMBEDDING_PROMPTS = ("PROMPT_TUNING", "P_TUNING")
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 # strings per tokenizer call when encoding requests in batches
 ENCODE_CHUNK = 4096
+
+
+def _local_fingerprint(folder) -> str | None:
+    """``outputs.loaded_fingerprint`` of a local model or adapter folder; None for a hub id or a model object."""
+    return loaded_fingerprint(folder) if isinstance(folder, (str, Path)) and folder else None
 
 
 @register_model(MODEL_NAME)
@@ -88,6 +93,9 @@ class HFPromptLM(HFLM):
         self.token_cache = None if token_cache in (None, "") else str(token_cache)
         if self.token_cache:
             check_root(self.token_cache)
+        # taken before the weights load: what the run read, whatever is written into the folders later
+        self._fingerprints = {"model_sha": _local_fingerprint(kwargs.get("pretrained", args[0] if args else None)),
+                              "peft_sha": _local_fingerprint(peft)}
         super().__init__(*args, peft=peft, **kwargs)
         self.peft_adapter = None if peft is None else str(peft)
         self._token_caches: dict[str, TokenCache] = {}
@@ -100,15 +108,13 @@ class HFPromptLM(HFLM):
 
     def get_model_info(self) -> dict:
         """``HFLM.get_model_info``, whose ``model_sha`` and ``peft_sha`` are hub commits (empty for a local
-        folder), with a local model's and adapter's content fingerprint (``outputs.model_fingerprint``,
-        ``sha256:...``) in their place: the result file then says which weights produced it, and the
+        folder), with a local model's and adapter's content fingerprint taken before they loaded
+        (``outputs.loaded_fingerprint``, ``sha256:...``) in their place: the result file then says which weights produced it, and the
         leaderboard tells another model or adapter written under the same path apart."""
         info = super().get_model_info()
-        for key, source in (("model_sha", self.pretrained), ("peft_sha", self.peft_adapter)):
-            if not info.get(key) and isinstance(source, (str, Path)):
-                fingerprint = model_fingerprint(source)
-                if fingerprint:
-                    info[key] = fingerprint
+        for key, fingerprint in self._fingerprints.items():
+            if fingerprint and not info.get(key):
+                info[key] = fingerprint
         return info
 
     def _create_tokenizer(self, *args, **kwargs) -> None:

@@ -56,7 +56,7 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.outputs import OutputError, OutputLock, claim_output, model_fingerprint, set_aside
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, loaded_fingerprint, set_aside
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
@@ -379,25 +379,28 @@ def adapter_kind(peft: str | None) -> str:
     return PEFT_KINDS.get(str(kind).upper(), str(kind)) if kind else "unknown"
 
 
-def fingerprint_changed(folder: str | None, recorded) -> str | None:
+def fingerprint_changed(folder: str | None, recorded, now: Callable[[str], str | None] = loaded_fingerprint
+                        ) -> str | None:
     """Against the content fingerprint ``hf-prompt`` records for a local folder (``model_sha`` / ``peft_sha``:
-    ``outputs.model_fingerprint``, ``sha256:...``; a hub commit has no prefix): "" while the folder (an absolute
-    path) still holds that content, the reason when it does not, None when there is nothing to compare."""
+    ``outputs.loaded_fingerprint``, ``sha256:...``; a hub commit has no prefix): "" while the folder (an absolute
+    path) still holds that content, the reason when it does not, None when there is nothing to compare.
+    ``now``: the folder's fingerprint today (``load_runs`` takes each folder's once)."""
     if not folder or not isinstance(recorded, str) or not recorded.startswith("sha256:"):
         return None
     if not Path(folder).is_absolute() or not Path(folder).is_dir():
         return None
-    if model_fingerprint(folder) == recorded:
+    if now(folder) == recorded:
         return ""
     return f"files differ from the fingerprint its run recorded ({recorded[:19]}...)"
 
 
-def adapter_changed(peft: str | None, started: list[float], recorded: str | None = None) -> str:
+def adapter_changed(peft: str | None, started: list[float], recorded: str | None = None,
+                    now: Callable[[str], str | None] = loaded_fingerprint) -> str:
     """Empty unless the adapter folder (an absolute path) no longer holds what the row's runs read: by the
     fingerprint a run recorded (``hf-prompt``: ``peft_sha``, exact), else (lm-eval's ``hf`` records a hub SHA,
     never a local adapter's content) when it holds a file written after the earliest of the row's runs started.
     Then some of the row's numbers may be another adapter's."""
-    exact = fingerprint_changed(peft, recorded)
+    exact = fingerprint_changed(peft, recorded, now)
     if exact is not None:
         return exact and f"adapter {exact}"
     if not peft or not Path(peft).is_absolute() or not Path(peft).is_dir():
@@ -639,21 +642,32 @@ def load_runs(files: list[Path]) -> list[Run]:
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
     started = {path: float(data.get("date") or 0) for path, data in loaded}
+    fingerprints: dict[str, str | None] = {}  # each folder read once, however many rows name it
+
+    def now(folder: str) -> str | None:
+        if folder not in fingerprints:
+            fingerprints[folder] = loaded_fingerprint(folder)
+        return fingerprints[folder]
+
+    warned: set[str] = set()
     for run in runs:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
         peft = run.model_args.get("peft")
         run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
         version = run.key.get("model_version", {})
-        changed = adapter_changed(peft, [started[p] for p in run.files], version.get("peft_sha"))
+        changed = adapter_changed(peft, [started[p] for p in run.files], version.get("peft_sha"), now)
         if changed:
             run.info["adapter_kind"] += f"; changed since: {changed}"
             print(f"culture-leaderboard: row {run.label}: {changed}; its numbers may be another adapter's: evaluate "
                   "it again, or keep each adapter in a folder of its own", file=sys.stderr)
-        model_changed = fingerprint_changed(run.model_args.get("pretrained"), version.get("model_sha"))
+        pretrained = run.model_args.get("pretrained")
+        model_changed = fingerprint_changed(pretrained, version.get("model_sha"), now)
         if model_changed:
             run.info["model_changed"] = f"model changed since: model {model_changed}"
-            print(f"culture-leaderboard: row {run.label}: the model folder's {model_changed}; its numbers are another "
-                  "model's: evaluate it again", file=sys.stderr)
+            if pretrained not in warned:
+                warned.add(pretrained)
+                print(f"culture-leaderboard: {pretrained}: the model folder's {model_changed}; the numbers of the rows "
+                      "that name it may be another model's: evaluate it again", file=sys.stderr)
     ids = [r.row_id for r in runs]
     if len(set(ids)) < len(ids):
         same = next(i for i in ids if ids.count(i) > 1)

@@ -407,9 +407,27 @@ def model_fingerprint(model: str | os.PathLike) -> str | None:
     folder = Path(model)
     if not folder.is_dir():
         return None
+    return _fingerprint(folder, sorted(x for x in folder.rglob("*") if x.is_file()))
+
+
+# what transformers and peft read from a model or adapter folder: its top-level weights, configs, tokenizer
+# and chat template files (not a README, an evaluation's output folder or a token cache kept beside them)
+LOADED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".tiktoken")
+
+
+def loaded_fingerprint(model: str | os.PathLike) -> str | None:
+    """``model_fingerprint`` of the files a model or adapter is loaded from (``LOADED_SUFFIXES``, top level):
+    which weights an evaluation read, unchanged by files written beside them later. None for a hub id."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    return _fingerprint(folder, sorted(x for x in folder.iterdir() if x.is_file() and x.suffix in LOADED_SUFFIXES))
+
+
+def _fingerprint(folder: Path, files: list[Path]) -> str:
     block = 1 << 20
     h = hashlib.sha256()
-    for f in sorted(x for x in folder.rglob("*") if x.is_file()):
+    for f in files:
         rel = f.relative_to(folder).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             continue

@@ -386,3 +386,21 @@ def test_a_token_cache_this_user_cannot_write_is_read_only(tmp_path, monkeypatch
     assert (cache.hits, cache.misses) == (1, 1)
     assert sorted(tmp_path.rglob("shard-*.npz")) == shards
     assert "is not writable; cached ids are read, new ones are not kept" in caplog.text
+
+
+def test_hf_prompt_records_the_fingerprint_of_the_weights_it_loaded(tiny_model, tmp_path):
+    """model_sha is the model folder's fingerprint before the weights loaded: a folder rewritten during the run
+    does not change what the result file says was evaluated (lm-eval asks get_model_info at the end)."""
+    import shutil
+
+    from culture_tasks.hf_prompt import HFPromptLM
+    from culture_tasks.outputs import loaded_fingerprint
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    before = loaded_fingerprint(folder)
+    lm = HFPromptLM(pretrained=str(folder), device="cpu", dtype="float32", batch_size=8)
+    (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")
+    info = lm.get_model_info()
+    assert info["model_sha"] == before != loaded_fingerprint(folder)
+    assert "peft_sha" not in info  # no adapter: nothing recorded

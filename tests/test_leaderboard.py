@@ -163,18 +163,21 @@ def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folde
     """hf-prompt records a local model's and adapter's content fingerprint (model_sha / peft_sha, sha256:...): a
     folder touched after the run but holding the same files is no change (the file dates alone would say so), a
     folder with other content is one, named in the provenance and on stderr, for the model too."""
-    from culture_tasks.outputs import model_fingerprint
+    from culture_tasks.outputs import loaded_fingerprint
 
     model, touched, rewritten = tmp_path / "model", tmp_path / "touched", tmp_path / "rewritten"
     for folder, text in ((model, "w"), (touched, "LORA"), (rewritten, "LORA")):
         folder.mkdir()
         (folder / "adapter_config.json").write_text(json.dumps({"peft_type": text}))
-    recorded = {f: model_fingerprint(f) for f in (model, touched, rewritten)}
+    recorded = {f: loaded_fingerprint(f) for f in (model, touched, rewritten)}
     later = 1767225600.0 + 2 * 86400  # after every run's start
     for peft in (touched, rewritten):
         _result(tmp_path / "res" / peft.name, str(model), {"culturellm_english_x": 0.5}, peft=str(peft),
                 config={"model": "hf-prompt", "model_sha": recorded[model], "peft_sha": recorded[peft]})
     os.utime(touched / "adapter_config.json", (later, later))  # the same bytes, a later date
+    (touched / "README.md").write_text("notes")  # and files no model or adapter is loaded from
+    (touched / "eval").mkdir()
+    (touched / "eval" / "results_1.json").write_text("{}")
     (rewritten / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 16}))
     runs = {r["adapter"]: r for r in _json(tmp_path)["runs"]}
     assert runs[str(touched)]["adapter_kind"] == "LoRA"
@@ -189,7 +192,7 @@ def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folde
     assert all(r["model_revision"].endswith(
         f"; model changed since: model files differ from the fingerprint its run recorded ({recorded[model][:19]}...)")
         for r in runs.values())
-    assert "its numbers are another model's" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("the numbers of the rows that name it may be another model's") == 1
 
 
 def test_partial_run_marked_in_every_format(tmp_path, capsys):
