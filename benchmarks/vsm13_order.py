@@ -123,32 +123,41 @@ def aligned_rows(indices: dict, roots: list[Path], data_dir: str | None) -> list
     return rows
 
 
-def gain_interval(targets: list[str], gains: list[float]) -> tuple[float, float]:
-    """95 % bootstrap interval of the mean margin gain over prompts, targets resampled: a target's prompts (its
-    seeds) share its reference profile, so they are not independent; NaN with fewer than two targets."""
-    clusters = stats.cluster_sums(targets, gains)
-    if len(clusters) < 2:
-        return float("nan"), float("nan")
-    return stats.bootstrap_ci(stats.cluster_mean, clusters)
+def gain_interval(targets: list[str], gains: list[float]) -> tuple[float, float, float]:
+    """The mean over targets of each target's mean margin gain (over its seeds), with its 95 % t-interval
+    (t with targets - 1 degrees of freedom): a target's prompts share its reference profile, so the targets,
+    not the prompts, are the independent units, and with 3-7 of them a bootstrap's percentile interval would
+    be too narrow. NaN for fewer than two targets."""
+    by_target: dict[str, list[float]] = defaultdict(list)
+    for target, gain in zip(targets, gains):
+        by_target[target].append(float(gain))
+    means = np.array([np.mean(v) for v in by_target.values()])
+    if len(means) < 2:
+        return float(means.mean()) if len(means) else float("nan"), float("nan"), float("nan")
+    from scipy.stats import t
+
+    centre = float(means.mean())
+    half = float(t.ppf(0.5 + stats.LEVEL / 2, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
+    return centre, centre - half, centre + half
 
 
 def render_aligned(rows: list[dict]) -> str:
     """Per objective and budget: mean rank and margin of the prompts and the plain model in each order, the mean
-    margin gain over the plain model with its spread and its interval (``gain_interval``), and how many prompts
-    rank their target closer than the plain model does."""
+    margin gain over the plain model with its spread, the mean over targets with its interval (``gain_interval``;
+    the number of targets in brackets), and how many prompts rank their target closer than the plain model does."""
     groups = defaultdict(list)
     for row in rows:
         groups[row["objective"], row["budget"]].append(row)
     lines = ["| objective | budget | prompts | order | rank: plain → prompt | margin: plain → prompt | "
-             "margin gain (mean ± sd) | its 95 % interval, targets resampled | closer than plain |",
+             "margin gain (mean ± sd) | mean over targets [95 % t-interval] | closer than plain |",
              "|---|---|---:|---|---|---|---|---|---:|"]
     for (objective, budget), group in sorted(groups.items()):
         for order in (*ORDER_NAMES, WORSE):
             plain, prompt = (np.array([r[who, order] for r in group]) for who in ("plain", "prompt"))
             gain = prompt[:, 1] - plain[:, 1]
             sd = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
-            low, high = gain_interval([r["target"] for r in group], list(gain))
-            interval = "–" if np.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
+            centre, low, high = gain_interval([r["target"] for r in group], list(gain))
+            interval = "–" if np.isnan(low) else f"{centre:+.3f} [{low:+.3f}, {high:+.3f}] ({len({r['target'] for r in group})})"
             closer = int(np.sum(prompt[:, 0] < plain[:, 0]))
             lines.append(f"| {objective} | {budget} | {len(group)} | {order} | {plain[:, 0].mean():.1f} → "
                          f"{prompt[:, 0].mean():.1f} | {plain[:, 1].mean():+.3f} → {prompt[:, 1].mean():+.3f} | "

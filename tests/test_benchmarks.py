@@ -277,8 +277,8 @@ def test_vsm13_order_ranks_each_fitted_prompt_for_its_own_target_in_each_order(t
 def test_vsm13_order_render_aligned_averages_by_hand():
     # two rows of one objective and budget (the USA, China), listed order: plain ranks 10 and 20 (margins 0.1,
     # 0.3), the prompts 2 and 30 (margins 0.5, 0.2): mean ranks 15 -> 16, margins +0.200 -> +0.350, gains +0.4
-    # and -0.1: +0.150 ± sd 0.354, one of two ranked closer. Targets resampled, a quarter of the resamples are
-    # the USA twice (+0.4) and a quarter China twice (-0.1): the interval is [-0.1, +0.4]
+    # and -0.1: +0.150 ± sd 0.354, one of two ranked closer. Over the 2 targets: +0.150 ± t(1) 12.706 x 0.354 / √2
+    # = ± 3.177
     from benchmarks import vsm13_order
 
     rows = []
@@ -288,19 +288,19 @@ def test_vsm13_order_render_aligned_averages_by_hand():
             row["plain", order], row["prompt", order] = plain, prompt
         rows.append(row)
     line = vsm13_order.render_aligned(rows).splitlines()[2]
-    assert line == ("| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | [-0.100, +0.400] "
-                    "| 1 of 2 |")
+    assert line == ("| l1 | 8 x 3 | 2 | listed | 15.0 → 16.0 | +0.200 → +0.350 | +0.150 ± 0.354 | "
+                    "+0.150 [-3.027, +3.327] (2) | 1 of 2 |")
 
 
-def test_vsm13_order_gain_interval_resamples_targets_with_all_their_prompts():
-    # the USA's two seeds gain 1 each, China's one seed 0: resampling targets gives 4/4 = 1 (USA twice), 0 (China
-    # twice) or 2/3 (both), the extremes a quarter of the time each, so the interval is [0, 1]; resampling the
-    # three prompts apart would draw China's alone only (1/3)^3 = 4 % of the time
+def test_vsm13_order_gain_interval_counts_targets_not_prompts():
+    # per-target means 1 (the USA's two seeds), 2 (China's one) and 3 (India's three): the mean over targets is 2
+    # (the mean over the six prompts would be 13/6), sd 1, standard error 1/√3, t(2) 4.303: 2 ± 2.484
     from benchmarks.vsm13_order import gain_interval
 
-    assert gain_interval(["USA", "USA", "CHN"], [1.0, 1.0, 0.0]) == (0.0, 1.0)
-    low, high = gain_interval(["USA", "USA"], [1.0, 0.5])  # one target: its seeds are no sample of targets
-    assert np.isnan(low) and np.isnan(high)
+    centre, low, high = gain_interval(["USA", "USA", "CHN", "IND", "IND", "IND"], [0.5, 1.5, 2.0, 3.0, 3.0, 3.0])
+    assert (centre, low, high) == pytest.approx((2.0, 2.0 - 2.48414, 2.0 + 2.48414), abs=1e-5)
+    centre, low, high = gain_interval(["USA", "USA"], [1.0, 0.5])  # one target: its seeds are no sample of targets
+    assert centre == 0.75 and np.isnan(low) and np.isnan(high)
 
 
 def test_text_clusters_compares_drawing_texts_with_drawing_each_task_apart(tmp_path, capsys):
