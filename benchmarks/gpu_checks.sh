@@ -70,7 +70,7 @@ step() {  # name, then the command: runs it under LIMIT_S, keeps its output, rep
 
 small_model() {  # no forward pass runs in `overhead`: the tokenizer's own architecture, random weights, in $TMPDIR
   # (default /tmp), keyed by the digest of TOK's files (benchmarks/small_model.py)
-  python -m benchmarks.small_model "$TOK" 2>> "$OUT/overhead.txt"
+  python -m benchmarks.small_model "$TOK" 2>> "$OUT/overhead.txt" | tail -n 1  # its last line: the folder
 }
 
 echo "== $(date -u +%FT%TZ) $DEVICE_NAME STEPS=$STEPS MODEL=$MODEL DTYPE=$DTYPE SMOKE=$SMOKE" | tee -a "$OUT/summary.txt"

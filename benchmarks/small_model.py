@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-KEYED = (".json", ".model", ".txt")  # the files that define a tokenizer and its architecture
+KEYED = (".json", ".model", ".txt", ".tiktoken")  # the files that define a tokenizer and its architecture
 
 
 def tokenizer_key(tok: Path) -> str:
@@ -37,6 +37,7 @@ def small_model(tok: Path, root: Path) -> Path:
     try:
         AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tok)).save_pretrained(building)
         AutoTokenizer.from_pretrained(tok).save_pretrained(building)
+        building.chmod(0o755)  # mkdtemp's 0700 would lock other users of a shared TMPDIR out of it
         building.rename(out)
     except OSError:
         if not out.is_dir():  # not another process that built it first
