@@ -7,27 +7,22 @@ another tokenizer never reuses it (it would time the first tokenizer under the s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-KEYED = (".json", ".model", ".txt", ".tiktoken")  # the files that define a tokenizer and its architecture
-
-
-def tokenizer_key(tok: Path) -> str:
-    """16 hex digits of the names and contents of ``tok``'s top-level config and tokenizer files."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(tok).iterdir() if p.is_file() and p.suffix in KEYED):
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+from culture_tasks.outputs import loaded_fingerprint
 
 
 def small_model(tok: Path, root: Path) -> Path:
     """``root/gpu_checks_small_<key>``, built from ``tok``'s config and tokenizer unless it is there."""
-    out = Path(root) / f"gpu_checks_small_{tokenizer_key(tok)}"
+    fingerprint = loaded_fingerprint(tok)  # of the files tok's config and tokenizer load from
+    if fingerprint is None:
+        raise FileNotFoundError(f"{tok}: no such folder; give the folder of a local tokenizer")
+    key = fingerprint.removeprefix("sha256:")[:16]
+    out = Path(root) / f"gpu_checks_small_{key}"
     if out.is_dir():
         return out
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -53,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
     root = Path(argv[1]) if len(argv) == 2 else Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
-    print(small_model(Path(argv[0]), root))
+    try:
+        print(small_model(Path(argv[0]), root))
+    except FileNotFoundError as err:
+        print(f"small_model: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

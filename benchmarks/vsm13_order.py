@@ -156,8 +156,9 @@ def render_aligned(rows: list[dict]) -> str:
             plain, prompt = (np.array([r[who, order] for r in group]) for who in ("plain", "prompt"))
             gain = prompt[:, 1] - plain[:, 1]
             sd = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
-            centre, low, high = gain_interval([r["target"] for r in group], list(gain))
-            interval = "–" if np.isnan(low) else f"{centre:+.3f} [{low:+.3f}, {high:+.3f}] ({len({r['target'] for r in group})})"
+            targets = [r["target"] for r in group]
+            centre, low, high = gain_interval(targets, list(gain))
+            interval = "–" if np.isnan(low) else f"{centre:+.3f} [{low:+.3f}, {high:+.3f}] ({len(set(targets))})"
             closer = int(np.sum(prompt[:, 0] < plain[:, 0]))
             lines.append(f"| {objective} | {budget} | {len(group)} | {order} | {plain[:, 0].mean():.1f} → "
                          f"{prompt[:, 0].mean():.1f} | {plain[:, 1].mean():+.3f} → {prompt[:, 1].mean():+.3f} | "
