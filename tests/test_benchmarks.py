@@ -60,6 +60,15 @@ def test_gpu_checks_overhead_builds_its_small_model_from_the_tokenizer_it_is_giv
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gpu_checks_small_")]  # nothing half-built left
 
 
+def test_small_model_names_a_missing_tokenizer_folder_in_one_line(tmp_path, capsys):
+    from benchmarks.small_model import main
+
+    assert main([str(tmp_path / "missing"), str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"small_model: {tmp_path / 'missing'}: no such folder; give the folder of a "
+                                       "local tokenizer\n")
+    assert list(tmp_path.iterdir()) == []  # nothing built, nothing left
+
+
 def test_quickstart_intervals_answers_help_and_a_wrong_folder_in_one_line(tmp_path, capsys):
     # README's `python -m benchmarks.quickstart_intervals <run folder>`: --help was read as a folder and a
     # missing or empty folder ended in a traceback from the leaderboard's file search
