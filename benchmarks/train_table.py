@@ -6,7 +6,9 @@ macro-F1 is the unweighted mean of the culture's CultureLLM tasks; WVS 1-JSD and
 agreement are means over the culture's countries, on the plain ``wvs_<country>`` tasks for the
 base and the per-culture models and on ``wvs_<country>_persona`` (the tag CultureLLM-One is
 trained with) for CultureLLM-One and the base's persona row. Fine-tuned cells are mean ± sample
-standard deviation over seeds; seeds of one row that scored other tasks are refused. Runs whose
+standard deviation over seeds, then the 95 % t-interval of that mean (seeds - 1 degrees of freedom: it
+covers the spread between training seeds, not the sampling of documents, which `culture-leaderboard` and
+`culture-train kfold` give), cut to the metric's range 0-100; seeds of one row that scored other tasks are refused. Runs whose
 CultureLLM tasks were scored on part of their documents (lm-eval --limit) are named under the table
 with their document counts.
 """
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 from culture_tasks.paths import task_groups
-from culture_tasks.stats import culture_means, culture_tasks
+from culture_tasks.stats import culture_means, culture_tasks, t_interval
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 
 
@@ -94,7 +96,8 @@ def _cell(values: list[float | None], scale: float = 100.0) -> str:
         return "–"
     if len(values) == 1:
         return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+    centre, low, high = t_interval(values)
+    return f"{centre:.1f} ± {statistics.stdev(values):.1f} [{max(low, 0.0):.1f}, {min(high, scale):.1f}]"
 
 
 def table(folder: Path) -> str:
@@ -108,7 +111,8 @@ def table(folder: Path) -> str:
         if name != "base":
             culture, _, seed = name.rpartition("-s")
             seeds.setdefault(culture, []).append(name)
-    lines = ["| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
+    lines = ["Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100].", "",
+             "| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
              "|---|---|---|---|---|---|"]
     for culture in CULTURE_COUNTRIES:
         rows = [("base", ["base"], False), ("base, persona prompt", ["base"], True)]

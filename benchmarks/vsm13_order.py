@@ -131,14 +131,7 @@ def gain_interval(targets: list[str], gains: list[float]) -> tuple[float, float,
     by_target: dict[str, list[float]] = defaultdict(list)
     for target, gain in zip(targets, gains):
         by_target[target].append(float(gain))
-    means = np.array([np.mean(v) for v in by_target.values()])
-    if len(means) < 2:
-        return float(means.mean()) if len(means) else float("nan"), float("nan"), float("nan")
-    from scipy.stats import t
-
-    centre = float(means.mean())
-    half = float(t.ppf(0.5 + stats.LEVEL / 2, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
-    return centre, centre - half, centre + half
+    return stats.t_interval([np.mean(v) for v in by_target.values()])
 
 
 def render_aligned(rows: list[dict]) -> str:

@@ -105,6 +105,19 @@ def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVE
     return float(low), float(high)
 
 
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """The mean of a few independent replicates (training seeds, targets) with its t-interval (n - 1 degrees of
+    freedom): with 2-7 replicates a bootstrap over them is far too narrow. NaN bounds for fewer than two."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return (float(values.mean()) if values.size else float("nan")), float("nan"), float("nan")
+    from scipy.stats import t
+
+    centre = float(values.mean())
+    half = float(t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    return centre, centre - half, centre + half
+
+
 def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
                  seed: int = SEED, level: float = LEVEL) -> tuple[float, float]:
     """Percentile bootstrap interval of ``aggregate(items)``, resampling the items.

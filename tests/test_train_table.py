@@ -19,15 +19,28 @@ def _write(folder, name, f1s, effective, original):
 
 def test_a_table_of_limited_runs_says_how_many_documents_its_cells_rest_on(tmp_path):
     """Base and two seeds scored on at most 100 documents per task (lm-eval --limit 100): 100 + 80 of
-    2000 + 80 documents; macro-F1 means 0.4 (base) and 0.3, 0.5 over seeds (40.0 ± 14.1)."""
+    2000 + 80 documents; macro-F1 means 0.4 (base) and 0.3, 0.5 over seeds: 40.0 ± 14.1, and with two seeds
+    t(1) 12.706 × 14.142 / √2 = 127.1, so the interval [-87.1, 167.1] is cut to the metric's range: two
+    seeds say almost nothing."""
     _write(tmp_path, "base", [0.3, 0.5], [100, 80], [2000, 80])
     _write(tmp_path, "english-s0", [0.2, 0.4], [100, 80], [2000, 80])
     _write(tmp_path, "english-s1", [0.4, 0.6], [100, 80], [2000, 80])
     out = table(tmp_path)
     assert "| english | base |  | 40.0 | – | – |" in out
-    assert "| english | CultureLLM-english | 2 | 40.0 ± 14.1 | – | – |" in out
+    assert "| english | CultureLLM-english | 2 | 40.0 ± 14.1 [0.0, 100.0] | – | – |" in out
     assert out.splitlines()[-1] == ("CultureLLM macro-F1 from part of the tasks (lm-eval --limit): at most 100 "
                                     "documents per task, 180 of 2080 (base, english-s0, english-s1).")
+
+
+def test_three_seeds_give_the_t_interval_of_their_mean(tmp_path):
+    """Macro-F1 means 0.3, 0.4, 0.5 over three seeds: mean 40.0, sd 10.0, standard error 10 / √3 = 5.774,
+    t(2) 4.303: 40.0 ± 24.8, [15.2, 64.8]."""
+    _write(tmp_path, "base", [0.3, 0.5], [2000, 80], [2000, 80])
+    for seed, f1s in enumerate(([0.2, 0.4], [0.3, 0.5], [0.4, 0.6])):
+        _write(tmp_path, f"english-s{seed}", f1s, [2000, 80], [2000, 80])
+    out = table(tmp_path)
+    assert "| english | CultureLLM-english | 3 | 40.0 ± 10.0 [15.2, 64.8] | – | – |" in out
+    assert out.splitlines()[0] == "Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100]."
 
 
 def test_a_table_of_whole_tasks_has_no_note(tmp_path):
@@ -75,7 +88,8 @@ def test_seeds_that_scored_other_tasks_are_refused_not_averaged_over_fewer_seeds
     with pytest.raises(SystemExit, match=r"english: english-s0 and english-s1 .*wvs_usa"):
         table(tmp_path)
     _add_wvs(tmp_path, "english-s1", 0.8, 0.7)
-    assert "| english | CultureLLM-english | 2 | 40.0 ± 14.1 | 70.0 ± 14.1 | 60.0 ± 14.1 |" in table(tmp_path)
+    assert ("| english | CultureLLM-english | 2 | 40.0 ± 14.1 [0.0, 100.0] | 70.0 ± 14.1 [0.0, 100.0] | "
+            "60.0 ± 14.1 [0.0, 100.0] |") in table(tmp_path)
     _write(tmp_path / "other", "base", [0.3, 0.5], [2000, 80], [2000, 80])
     _write(tmp_path / "other", "english-s0", [0.2, 0.4], [2000, 80], [2000, 80])
     _write(tmp_path / "other", "english-s1", [0.4], [2000], [2000])
