@@ -1,11 +1,12 @@
 """The soft-prompt paper's comparison from alignment.json files: country x {plain, persona, soft prompt}
-VSM13 L1 (mean ± std over seeds), the reversed-option check and the WVS held-out check; then, where
+VSM13 L1, the reversed-option check and the WVS held-out check; then, where
 the runs recorded it, the country-specific comparison: the target's rank among all Hofstede
 countries (1 = closest) and the margin, for the plain model, the persona prompt and the soft prompt.
 Rows are split by optimiser and objective when the runs used more than one. Last, per objective and
 seed, the summary over the targets with six dimensions: mean reciprocal rank of the soft prompt (and
 of the plain model and the persona prompt), mean margin, and how many targets the soft prompt ranks
-closer than the plain model does; its mean ± std over seeds is what the choice of objective rests on.
+closer than the plain model does; its mean over seeds is what the choice of objective rests on. How a cell
+reads: ``CELLS``.
 Runs that differ in another setting than target, seed, optimiser and objective (another model or budget),
 or one run passed twice, are refused rather than pooled.
 
@@ -15,20 +16,42 @@ or one run passed twice, are refused rather than pooled.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from culture_tasks.stats import t_interval
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER
 
 
-def _fmt(values: list[float], digits: int = 1) -> str:
+def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
+         bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
+    """One value when every seed gave it (a baseline, or one seed), with the item-pair / question interval its run
+    recorded, if any; else mean ± sd over the seeds and the 95 % t-interval over them (their spread only), cut to
+    the metric's ``bounds`` (a rank lies in 1..countries)."""
     if not values:
         return "–"
-    if len(values) == 1:  # one seed: no spread to show
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    if max(values) - min(values) <= SAME * max(1.0, abs(values[0])):
+        cis = {tuple(ci) if ci else None for ci in recorded or [None]}
+        ci = cis.pop() if len(cis) == 1 else None  # seeds that recorded other intervals (or none): none shown
+        return f"{values[0]:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+    centre, low, high = t_interval(values)
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+    return f"{centre:.{digits}f} ± {statistics.stdev(values):.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _ci(found) -> list | None:
+    """A recorded [low, high], None where the run recorded none (runs made before intervals)."""
+    return list(found) if isinstance(found, (list, tuple)) and len(found) == 2 else None
+
+
+SAME = 1e-4  # baselines scored at different seeds, by scorers that agree to float rounding, differ by up to ~3e-5
+CELLS = ("Cells: a value every seed gave alike (the baselines; a single seed) with the interval its run recorded "
+         "(item pairs for VSM13, questions for WVS; none for runs made before intervals); values that differ "
+         "between seeds as mean ± sd [95 % t-interval over the seeds], which covers the spread between searches "
+         "only.")
 
 
 # settings that may differ between the runs of one table: what a row or a seed is (target, seed; optimiser and
@@ -74,27 +97,32 @@ def main(paths: list[str]) -> None:
         row = rows[f"{label}, {s.get('objective', 'l1')}" if objectives else label]
         for k, comp in r.get("comparison", {}).items():
             kind = "soft" if k == opt else k
-            row[f"rank_{kind}"].append(comp["rank"])
-            row[f"margin_{kind}"].append(comp["margin"])
+            for metric in ("rank", "margin"):
+                row[f"{metric}_{kind}"].append(comp[metric])
+                row[f"{metric}_{kind}_ci"].append(_ci(comp.get(f"{metric}_ci")))
             row["countries"] = [comp["countries"]]
             row["dims"] = [len(comp["dims"])]
-        row["soft"].append(r["vsm13_l1"][opt])
-        for k in ("plain", "persona"):
+        for k, kind in ((opt, "soft"), ("plain", "plain"), ("persona", "persona")):
             if k in r["vsm13_l1"]:
-                row[k].append(r["vsm13_l1"][k])
+                row[kind].append(r["vsm13_l1"][k])
+                row[f"{kind}_ci"].append(_ci(r.get("vsm13_l1_ci", {}).get(k)))
         if "vsm13_l1_reversed" in r:
-            row["rev_plain"].append(r["vsm13_l1_reversed"]["plain"])
-            row["rev_soft"].append(r["vsm13_l1_reversed"][opt])
+            for k, kind in (("plain", "rev_plain"), (opt, "rev_soft")):
+                row[kind].append(r["vsm13_l1_reversed"][k])
+                row[f"{kind}_ci"].append(_ci(r.get("vsm13_l1_reversed_ci", {}).get(k)))
         if "wvs" in r:
-            row["wvs_plain"].append(r["wvs"]["plain"]["wvs_jsd"])
-            row["wvs_opt"].append(r["wvs"][opt]["wvs_jsd"])
+            for k, kind in (("plain", "wvs_plain"), (opt, "wvs_opt")):
+                row[kind].append(r["wvs"][k]["wvs_jsd"])
+                row[f"{kind}_ci"].append(_ci(r["wvs"][k].get("wvs_jsd_ci")))
         row["seeds"].append(s["settings"]["seed"])
+    print(CELLS)
+    print()
     print("| country | seeds | plain | persona | soft prompt | reversed: plain | reversed: soft prompt | WVS 1−JSD plain | WVS 1−JSD soft prompt |")
     print("|---|---|---|---|---|---|---|---|---|")
     for c, r in rows.items():
-        print(f"| {c} | {len(r['seeds'])} | {_fmt(r['plain'])} | {_fmt(r['persona'])} | {_fmt(r['soft'])} | "
-              f"{_fmt(r['rev_plain'])} | {_fmt(r['rev_soft'])} | "
-              f"{_fmt(r['wvs_plain'], 3)} | {_fmt(r['wvs_opt'], 3)} |")
+        cell = lambda key, digits=1: _fmt(r[key], digits, r[f"{key}_ci"])  # noqa: E731
+        print(f"| {c} | {len(r['seeds'])} | {cell('plain')} | {cell('persona')} | {cell('soft')} | "
+              f"{cell('rev_plain')} | {cell('rev_soft')} | {cell('wvs_plain', 3)} | {cell('wvs_opt', 3)} |")
 
     if any(r["rank_soft"] for r in rows.values()):
         print()
@@ -103,9 +131,11 @@ def main(paths: list[str]) -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for c, r in rows.items():
             if r["rank_soft"]:
-                print(f"| {c} | {r['dims'][0]} | {r['countries'][0]} | {_fmt(r['rank_plain'], 0)} | "
-                      f"{_fmt(r['rank_persona'], 0)} | {_fmt(r['rank_soft'], 0)} | {_fmt(r['margin_plain'], 3)} | "
-                      f"{_fmt(r['margin_persona'], 3)} | {_fmt(r['margin_soft'], 3)} |")
+                rank = lambda key: _fmt(r[key], 0, r[f"{key}_ci"], (1, r["countries"][0]))  # noqa: E731
+                margin = lambda key: _fmt(r[key], 3, r[f"{key}_ci"])  # noqa: E731
+                print(f"| {c} | {r['dims'][0]} | {r['countries'][0]} | {rank('rank_plain')} | "
+                      f"{rank('rank_persona')} | {rank('rank_soft')} | {margin('margin_plain')} | "
+                      f"{margin('margin_persona')} | {margin('margin_soft')} |")
     print_seed_summary(runs)
 
 
@@ -149,9 +179,9 @@ def print_seed_summary(runs: list[dict]) -> None:
         if len({r["names"] for r in rows}) > 1:  # a mean over seeds of different targets mixes targets with seeds
             print(f"| {objective} | all ({len(rows)}) | | not pooled: the seeds cover different targets | | | | |")
             continue
-        print(f"| {objective} | all ({len(rows)}) | | {_fmt([r['mrr'] for r in rows], 3)} | {rows[0]['mrr_plain']:.3f} | "
-              f"{rows[0]['mrr_persona']:.3f} | {_fmt([r['margin'] for r in rows], 3)} | "
-              f"{_fmt([float(r['improved']) for r in rows], 1)} |")
+        print(f"| {objective} | all ({len(rows)}) | | {_fmt([r['mrr'] for r in rows], 3, bounds=(0, 1))} | "
+              f"{rows[0]['mrr_plain']:.3f} | {rows[0]['mrr_persona']:.3f} | {_fmt([r['margin'] for r in rows], 3)} | "
+              f"{_fmt([float(r['improved']) for r in rows], 1, bounds=(0, rows[0]['targets']))} |")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ def test_seeds_over_different_targets_are_not_pooled(capsys):
     print_seed_summary(runs)
     assert "| contrastive | all (2) | | not pooled: the seeds cover different targets |" in capsys.readouterr().out
     print_seed_summary(runs + [_run("contrastive", 1, (10, 5, 10), 0.1, country="CHN")])
-    # seed 0: MRR (1 + 1/20)/2 = 0.525; seed 1: (1/2 + 1/10)/2 = 0.3; mean 0.4125, std 0.159
-    assert "| contrastive | all (2) | | 0.412 ± 0.159 |" in capsys.readouterr().out
+    # seed 0: MRR (1 + 1/20)/2 = 0.525; seed 1: (1/2 + 1/10)/2 = 0.3; mean 0.4125, std 0.159; two seeds:
+    # t(1) 12.706 × 0.159 / √2 = 1.429, so [-1.017, 1.842]
+    assert "| contrastive | all (2) | | 0.412 ± 0.159 [-1.017, 1.842] |" in capsys.readouterr().out
 
 
 def test_runs_of_other_settings_or_one_run_twice_are_not_pooled(tmp_path):
@@ -73,8 +74,9 @@ def test_runs_of_other_settings_or_one_run_twice_are_not_pooled(tmp_path):
 
 
 def test_the_wvs_columns_give_the_spread_over_seeds_as_the_others_do(tmp_path, capsys):
-    """Two seeds: WVS 1-JSD 0.30 and 0.34 for the soft prompt (mean 0.320, std 0.028), 0.31 for the plain
-    model in both (0.310 ± 0.000), printed like the L1 columns beside them (the mean alone hid the spread)."""
+    """Two seeds: WVS 1-JSD 0.30 and 0.34 for the soft prompt (mean 0.320, std 0.028; t(1) 12.706 × 0.028 / √2
+    = 0.254: [0.066, 0.574]), 0.31 for the plain model in both, printed once, with the question interval its
+    runs recorded; the L1 columns beside them alike (350.0 and 351.0: 350.5 ± 0.7, ± 6.353: [344.1, 356.9])."""
     import json
 
     from benchmarks.aligner_table import main
@@ -84,12 +86,43 @@ def test_the_wvs_columns_give_the_spread_over_seeds_as_the_others_do(tmp_path, c
         run = _run("contrastive", seed, (4, 2, 1), 0.5)
         run["settings"].update({"model": "/m", "population": 8, "generations": 3})
         run["report"].update({"vsm13_l1": {"plain": 353.1, "de": 350.0 + seed},
-                              "wvs": {"task": "wvs_usa", "plain": {"wvs_jsd": 0.31}, "de": {"wvs_jsd": soft}}})
+                              "vsm13_l1_ci": {"plain": [290.0, 420.0], "de": [280.0 + seed, 410.0]},
+                              "wvs": {"task": "wvs_usa", "plain": {"wvs_jsd": 0.31, "wvs_jsd_ci": [0.25, 0.37]},
+                                      "de": {"wvs_jsd": soft}}})
         path = tmp_path / f"seed{seed}.json"
         path.write_text(json.dumps(run))
         paths.append(str(path))
     main(paths)
-    assert "| USA | 2 | 353.1 ± 0.0 | – | 350.5 ± 0.7 | – | – | 0.310 ± 0.000 | 0.320 ± 0.028 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ("| USA | 2 | 353.1 [290.0, 420.0] | – | 350.5 ± 0.7 [344.1, 356.9] | – | – | 0.310 [0.250, 0.370] | "
+            "0.320 ± 0.028 [0.066, 0.574] |") in out
+    assert out.startswith("Cells: a value every seed gave alike")
+
+
+def test_a_baseline_cell_shows_an_interval_only_when_every_seed_recorded_that_one(tmp_path, capsys):
+    """The plain model scores 353.1 at both seeds; one seed's run was made before intervals (none recorded), so
+    the cell has no interval rather than one seed's; ranks 4 and 4 with [2, 9] recorded by both: '4 [2, 9]'."""
+    import json
+
+    from benchmarks.aligner_table import main
+
+    paths = []
+    for seed in (0, 1):
+        run = _run("contrastive", seed, (4, 2, 1 + seed), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3})
+        run["report"]["vsm13_l1"] = {"plain": 353.1, "de": 350.0}
+        if seed == 0:
+            run["report"]["vsm13_l1_ci"] = {"plain": [290.0, 420.0], "de": [280.0, 410.0]}
+        for who in ("plain", "persona", "de"):
+            run["report"]["comparison"][who]["rank_ci"] = [2, 9]
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(run))
+        paths.append(str(path))
+    main(paths)
+    out = capsys.readouterr().out
+    assert "| USA | 2 | 353.1 | – | 350.0 | – | – | – | – |" in out
+    # soft prompt ranks 1 and 2: 1.5 ± 0.7, t(1) × 0.707 / √2 = 6.353: [-4.9, 7.9], cut to ranks 1..65
+    assert "| USA | 6 | 65 | 4 [2, 9] | 2 [2, 9] | 2 ± 1 [1, 8] |" in out
 
 
 def test_a_seed_without_baselines_is_not_pooled_with_seeds_that_have_them(tmp_path):
