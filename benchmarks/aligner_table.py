@@ -26,6 +26,13 @@ from culture_tasks.stats import t_interval
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER
 
 
+SAME = 1e-4  # baselines scored at different seeds, by scorers that agree to float rounding, differ by up to ~3e-5
+CELLS = ("Cells: a value every seed gave alike (the baselines; a single seed) with the interval its run recorded "
+         "(item pairs for VSM13, questions for WVS; none for runs made before intervals); values that differ "
+         "between seeds as mean ± sd [95 % t-interval over the seeds], which covers the spread between searches "
+         "only.")
+
+
 def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
          bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
     """One value when every seed gave it (a baseline, or one seed), with the item-pair / question interval its run
@@ -45,13 +52,6 @@ def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
 def _ci(found) -> list | None:
     """A recorded [low, high], None where the run recorded none (runs made before intervals)."""
     return list(found) if isinstance(found, (list, tuple)) and len(found) == 2 else None
-
-
-SAME = 1e-4  # baselines scored at different seeds, by scorers that agree to float rounding, differ by up to ~3e-5
-CELLS = ("Cells: a value every seed gave alike (the baselines; a single seed) with the interval its run recorded "
-         "(item pairs for VSM13, questions for WVS; none for runs made before intervals); values that differ "
-         "between seeds as mean ± sd [95 % t-interval over the seeds], which covers the spread between searches "
-         "only.")
 
 
 # settings that may differ between the runs of one table: what a row or a seed is (target, seed; optimiser and
