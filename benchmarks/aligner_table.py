@@ -44,8 +44,7 @@ def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
         cis = {tuple(ci) if ci else None for ci in recorded or [None]}
         ci = cis.pop() if len(cis) == 1 else None  # seeds that recorded other intervals (or none): none shown
         return f"{values[0]:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
-    centre, low, high = t_interval(values)
-    low, high = max(low, bounds[0]), min(high, bounds[1])
+    centre, low, high = t_interval(values, bounds=bounds)
     return f"{centre:.{digits}f} ± {statistics.stdev(values):.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 

@@ -96,8 +96,8 @@ def _cell(values: list[float | None], scale: float = 100.0) -> str:
         return "–"
     if len(values) == 1:
         return f"{values[0]:.1f}"
-    centre, low, high = t_interval(values)
-    return f"{centre:.1f} ± {statistics.stdev(values):.1f} [{max(low, 0.0):.1f}, {min(high, scale):.1f}]"
+    centre, low, high = t_interval(values, bounds=(0.0, scale))
+    return f"{centre:.1f} ± {statistics.stdev(values):.1f} [{low:.1f}, {high:.1f}]"
 
 
 def table(folder: Path) -> str:

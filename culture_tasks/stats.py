@@ -105,9 +105,11 @@ def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVE
     return float(low), float(high)
 
 
-def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+def t_interval(values: Sequence[float], level: float = LEVEL,
+               bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
     """The mean of a few independent replicates (training seeds, targets) with its t-interval (n - 1 degrees of
-    freedom): with 2-7 replicates a bootstrap over them is far too narrow. NaN bounds for fewer than two."""
+    freedom), cut to the metric's ``bounds`` (a share lies in 0..1, a rank in 1..countries): with 2-7 replicates a
+    bootstrap over them is far too narrow. NaN bounds for fewer than two."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return (float(values.mean()) if values.size else float("nan")), float("nan"), float("nan")
@@ -115,7 +117,7 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
 
     centre = float(values.mean())
     half = float(t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    return centre, centre - half, centre + half
+    return centre, max(centre - half, bounds[0]), min(centre + half, bounds[1])
 
 
 def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
