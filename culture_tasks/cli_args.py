@@ -74,12 +74,34 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# PyYAML reads YAML 1.1, where a number needs a dot and a signed exponent to be a float: 1e-3 and 1.0e3
-# are strings there (an `extra: {adam_epsilon: 1e-8}` reached TrainingArguments as '1e-8'); as in
-# YAML 1.2 and JSON they are numbers here (a quoted '1e-3' stays a string)
-UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+# PyYAML reads YAML 1.1. There a number needs a dot and a signed exponent to be a float: 1e-3 and 1.0e3 are
+# strings (an `extra: {adam_epsilon: 1e-8}` reached TrainingArguments as '1e-8'). And 010 is octal 8, 0x1f is
+# 31, 0b11 is 3, 1:00 (1:30.5) is sexagesimal 60 (90.5), where the flag reads 10 or refuses the value (`seed:
+# 010` searched with seed 8 without a word). Here numbers are read as in YAML 1.2 and JSON: integers are
+# decimal, 1e-3 is a float, and the other forms are text, which a number setting refuses (a quoted '1e-3'
+# stays text)
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in UniqueKeyLoader.yaml_implicit_resolvers.items()}
+UniqueKeyLoader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+UniqueKeyLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$"), list("-+0123456789"))
+
+
+def _decimal_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    try:
+        return int(text)  # Python's int, as the flag reads it: decimal, 1_000 allowed
+    except ValueError:  # an explicit `!!int 0x1f`
+        raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a decimal integer",
+                                                node.start_mark) from None
+
+
+UniqueKeyLoader.add_constructor(_INT, _decimal_int)
 
 
 def _as_written(value, raw):

@@ -518,3 +518,42 @@ def test_yaml_key_of_a_no_flag_names_the_setting_to_write(name, key, setting, tm
         PARSERS[name]().parse(REQUIRED[name] + ["--config", str(config)])
     assert str(err.value) == (f"{config}: {key} is not a setting (--{key.replace('_', '-')} is the flag that sets "
                               f"{setting} to false); write {setting}: false")
+
+
+@pytest.mark.parametrize("text, seed", [("010", 10), ("1_000", 1000), ("+7", 7)])
+def test_a_yaml_integer_is_decimal_as_on_the_command_line(tmp_path, text, seed):
+    # YAML 1.1 reads 010 as octal 8: `seed: 010` searched with seed 8 while `--seed 010` gives 10
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: m\ncountry: USA\noutput: o\nseed: {text}\n")
+    assert align_parser().parse(["--config", str(config)])[0].seed == seed
+    assert align_parser().parse(["--model", "m", "--country", "USA", "--output", "o", "--seed", text])[0].seed == seed
+
+
+@pytest.mark.parametrize("text", ["1:00", "0x1f", "0b11", "0o17"])
+def test_yaml_1_1_sexagesimal_hex_and_binary_integers_are_refused_as_the_flag_refuses_them(tmp_path, text):
+    # YAML 1.1 reads 1:00 as 60, 0x1f as 31 and 0b11 as 3; the flag int() refuses them, and so does the file
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: m\ndata: d.jsonl\noutput: o\nmax_steps: {text}\n")
+    with pytest.raises(ConfigError) as err:
+        train_parser("lora").parse(["--config", str(config)])
+    assert str(err.value) == f"{config}: max_steps: invalid literal for int() with base 10: '{text}'"
+    config.write_text("model: m\ndata: d.jsonl\noutput: o\nlearning_rate: 1:30.5\n")  # sexagesimal float 90.5
+    with pytest.raises(ConfigError, match=r"learning_rate: could not convert string to float: '1:30.5'"):
+        train_parser("lora").parse(["--config", str(config)])
+
+
+@pytest.mark.parametrize("step", ["lora", "kfold"])
+def test_epochs_beside_max_steps_is_refused_as_a_setting_with_no_effect(step, tmp_path, capsys):
+    # the step count decides; --epochs was recorded in training.json as if it had
+    out = tmp_path / "out"
+    base = [step, "--model", "m", "--data", "d.jsonl", "--output", str(out), "--max-steps", "10"]
+    assert train_main([*base, "--epochs", "5"]) == 2
+    assert capsys.readouterr().err == (f"culture-train {step}: --epochs has no effect with --max-steps 10 (the step "
+                                       "count decides how long it trains); give one of them\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 3\n")  # the default value, given all the same
+    assert train_main([*base, "--config", str(config)]) == 2
+    assert f"epochs in {config} has no effect with --max-steps 10" in capsys.readouterr().err
+    assert not out.exists()
+    (cfg,) = train_parser(step).parse([*base[1:], "--epochs", "5", "--max-steps", "-1"])
+    assert (cfg.epochs, cfg.max_steps) == (5.0, -1)

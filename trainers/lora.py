@@ -141,6 +141,13 @@ class LoraTrainConfig:
             check_extra_values(self)
         self.check_data_cultures()
 
+    def check_given(self, given: dict) -> None:
+        """``--epochs`` typed or in the --config file beside a positive ``--max-steps`` would be recorded among
+        the run's settings and not used (the step count decides): an error, whatever its value."""
+        if self.max_steps > 0 and "epochs" in given:
+            raise TrainingError(f"{given['epochs']} has no effect with --max-steps {self.max_steps} (the step count "
+                                "decides how long it trains); give one of them")
+
     def check_data_cultures(self) -> None:
         """Every culture the training rows name must be known, or the lm_eval command written
         after training could not be made: checked here, before a model is loaded."""
