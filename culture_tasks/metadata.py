@@ -17,13 +17,14 @@ import ast
 import difflib
 import functools
 import importlib.util
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 LM_EVAL_KEYS = frozenset({"version", "config_source", "config", "_metadata"})
 # The --metadata keys each family of this project's tasks reads. One run's metadata goes to every
 # task of the run, so a key that another family reads (``target`` in a run of wvs_* and vsm13_*)
-# is accepted everywhere; a key no task reads is an error.
+# is accepted everywhere, with one warning per family that ignores it; a key no task reads is an error.
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "culturellm": ("data_dir",),
     "wvs": ("data_dir", "questions"),
@@ -133,6 +134,7 @@ def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
     known = PROJECT_KEYS | set(own) | LM_EVAL_KEYS
     unknown = sorted(k for k in given if k not in known and k not in model_arg_names())
     if not unknown:
+        _say_ignored(given, own)
         return
     others = sorted(PROJECT_KEYS - set(own))
     raise MetadataError(
@@ -140,6 +142,23 @@ def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
         + (f", other tasks of this project read {others}" if others else "")
         + " (lm-eval's own keys and its models' --model_args are accepted too)"
     )
+
+
+_SAID_IGNORED: set[tuple[str, str]] = set()
+
+
+def _say_ignored(given: Mapping, own: list[str]) -> None:
+    """A key that only another family of tasks reads is accepted (one run's metadata reaches every task), but
+    these tasks do not use it: say so once per family and key, so that `questions` given to a run of
+    vsm13_* alone is not taken for a subset of its items."""
+    family = next((f for f, keys in TASK_KEYS.items() if sorted(set(keys)) == own), None)
+    for key in sorted(k for k in given if k in PROJECT_KEYS and k not in own):
+        if family is None or (family, key) in _SAID_IGNORED:
+            continue
+        _SAID_IGNORED.add((family, key))
+        readers = [f for f, keys in TASK_KEYS.items() if key in keys]
+        logging.getLogger(__name__).warning("--metadata %s is read by the %s tasks only: the %s tasks of this run "
+                                            "ignore it", key, " and ".join(readers), family)
 
 
 BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

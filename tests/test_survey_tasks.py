@@ -240,3 +240,57 @@ def test_lm_eval_gives_the_wvs_groups_no_standard_error_that_treats_countries_as
     assert math.isfinite(res["wvs"]["wvs_jsd,none"])
     assert {res["wvs_usa"][f"{m}_stderr,none"] for m in WVS_KEYS} == {"N/A"}
     _assert_intervals(res["wvs_usa"], WVS_KEYS)
+
+
+def _loader_settings(loader, family: str) -> set[str]:
+    """A loader's named settings that only the task YAML gives (not data_dir, not a --metadata key)."""
+    import inspect
+
+    from culture_tasks.metadata import TASK_KEYS
+
+    params = inspect.signature(loader).parameters.values()
+    return {p.name for p in params if p.kind is not p.VAR_KEYWORD} - {"data_dir", *TASK_KEYS[family]}
+
+
+def test_every_task_yaml_gives_every_setting_of_its_loader():
+    # lm-eval calls the loader with --metadata, then dataset_kwargs: a setting a YAML leaves out is filled from
+    # --metadata without a word (`{"both_orders": true}` made vsm13_usa the balanced task, 48 documents)
+    import yaml
+
+    from culture_tasks.classification import load_classification
+    from culture_tasks.survey.tasks import load_vsm13, load_wvs
+
+    loaders = {"vsm13": (load_vsm13, "vsm13"), "wvs": (load_wvs, "wvs"), "culturellm": (load_classification, "culturellm")}
+    assert _loader_settings(load_vsm13, "vsm13") == {"vsm13_country", "persona", "reversed_options", "both_orders"}
+    seen = 0
+    for folder, (loader, family) in loaders.items():
+        wanted = _loader_settings(loader, family)
+        for path in sorted((TASKS_DIR / folder).glob("*.yaml")):
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if "dataset_kwargs" not in config:
+                continue  # a group
+            assert set(config["dataset_kwargs"]) == wanted, path.name
+            seen += 1
+    assert seen > 58 + 2 * 65  # every CultureLLM set, every country's WVS and VSM13 tasks
+
+
+def test_a_task_s_own_setting_given_in_metadata_stops_loading(data_root):
+    with pytest.raises(TypeError, match="got multiple values for keyword argument 'both_orders'"):
+        task_manager({"data_dir": str(data_root), "both_orders": True}).load(["vsm13_usa"])
+    balanced = task_manager({"data_dir": str(data_root)}).load(["vsm13_usa", "vsm13_usa_balanced"])["tasks"]
+    assert (len(balanced["vsm13_usa"].dataset["test"]), len(balanced["vsm13_usa_balanced"].dataset["test"])) == (24, 48)
+
+
+def test_a_key_only_another_family_reads_is_accepted_with_one_warning(data_root, monkeypatch, caplog):
+    # `questions` keeps a subset of the WVS questions; vsm13 tasks scored all 24 items without a word
+    import logging
+
+    from culture_tasks import metadata
+
+    monkeypatch.setattr(metadata, "_SAID_IGNORED", set())
+    meta = {"data_dir": str(data_root), "questions": [27, 28]}
+    with caplog.at_level(logging.WARNING, logger="culture_tasks.metadata"):
+        tasks = task_manager(meta).load(["vsm13_usa", "vsm13_china", "wvs_usa"])["tasks"]
+    said = [r.getMessage() for r in caplog.records if r.name == "culture_tasks.metadata"]
+    assert said == ["--metadata questions is read by the wvs tasks only: the vsm13 tasks of this run ignore it"]
+    assert len(tasks["vsm13_china"].dataset["test"]) == 24 and len(tasks["wvs_usa"].dataset["test"]) == 2

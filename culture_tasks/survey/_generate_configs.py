@@ -35,11 +35,14 @@ def render_instrument(inst: Instrument, countries: list[dict]) -> dict[Path, str
     block = stats.metric_list_yaml(inst.scoring, list(inst.metrics), intervals=list(inst.intervals))
     files = {inst.template: stats.with_metric_list(inst.template.read_text(encoding="utf-8"), block)}
     covered = [c for c in countries if inst.covers(c)]
+    # every setting of the loader is written, false ones too: lm-eval calls it with --metadata and then these,
+    # so a setting left out here could be filled from --metadata (`both_orders: true` made vsm13_usa balanced)
+    two_orders = any(variant.get("both_orders") for variant in inst.variants.values())
     for suffix, variant in inst.variants.items():
         for c in covered:
             kwargs = {**inst.dataset_kwargs(c), "persona": c["name"] if variant.get("persona") else "",
                       "reversed_options": bool(variant.get("reversed_options")),
-                      **({"both_orders": True} if variant.get("both_orders") else {})}
+                      **({"both_orders": bool(variant.get("both_orders"))} if two_orders else {})}
             name = inst.task(c["slug"], suffix)
             files[inst.tasks_folder / f"{name}.yaml"] = _dump(
                 {"include": inst.template.name, "task": name, "dataset_kwargs": kwargs})
