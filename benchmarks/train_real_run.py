@@ -3,8 +3,10 @@
     python -m benchmarks.train_real_run --model <base dir> --questions aug.jsonl \\
         --cultures english chinese arabic one --seeds 0 1 2 --out runs/smollm2 --limit 300
 
-Every step is skipped when its output exists, so an interrupted run continues. Each result
-file is lm-eval's own (``results_<run>.json``): ``culture-leaderboard runs/smollm2/results``
+Every step is skipped when its output exists, so an interrupted run continues; it continues only with
+the settings it was started with (stored in ``<out>/run_settings.json``, compared on every start; more
+cultures and seeds may be added), and ``<out>`` is locked against a second run. Each result file is
+lm-eval's own (``results_<run>.json``): ``culture-leaderboard runs/smollm2/results``
 shows them, ``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned.
 """
 
@@ -16,6 +18,7 @@ import logging
 from pathlib import Path
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.outputs import OutputLock, file_digest, load_settings, save_settings, settings_differences
 from culture_tasks.paths import task_manager
 from trainers.cultures import ONE, countries_of, evaluation_tasks
 from trainers.examples import build_examples
@@ -51,6 +54,34 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
     write_text_atomic(path, json.dumps(results, indent=1, default=str))
 
 
+SETTINGS = "run_settings.json"
+
+
+def run_settings(args) -> dict:
+    """What the outputs in ``--out`` depend on (the questions by content); cultures, seeds, stage, device and
+    the evaluation batch size may change between starts."""
+    questions = Path(args.questions)
+    if not questions.is_file():
+        raise SystemExit(f"--questions {questions}: no such file")
+    return {"model": args.model, "questions_sha256": file_digest(questions), "data_dir": args.data_dir,
+            "limit": args.limit, "epochs": args.epochs, "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size, "rank": args.rank, "gradient_checkpointing": args.gradient_checkpointing,
+            "dtype": args.dtype}
+
+
+def claim_settings(out: Path, settings: dict) -> None:
+    """Store the settings of a new ``out``; refuse to continue one made with others, whose adapters,
+    training sets and result files would be reported as if made with these."""
+    saved = load_settings(out / SETTINGS, SystemExit)
+    if saved is None:
+        save_settings(out / SETTINGS, settings)
+        return
+    diff = settings_differences(saved, settings)
+    if diff:
+        raise SystemExit(f"{out / SETTINGS}: the run in {out} was made with other settings ({'; '.join(diff)}); "
+                         "continue it with those, or choose another --out")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -72,6 +103,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
+    settings = run_settings(args)
+    with OutputLock.for_folder(out, SystemExit):
+        claim_settings(out, settings)
+        run(args, out)
+
+
+def run(args, out: Path) -> None:
     if args.stage in ("train", "all"):
         for culture in args.cultures:
             data = out / "data" / f"{culture}.jsonl"

@@ -180,27 +180,37 @@ class SampleConfig:
         check_bool_fields(self)
 
 
+def suite_files(data_dir: str | None = None) -> list[Path]:
+    """The data files the draw reads: inputs the output may never replace."""
+    from culture_tasks.culturellm._generate_configs import load_manifest
+    from culture_tasks.data_root import data_file
+
+    return [data_file(f"culturellm/{e.file}", data_dir) for e in load_manifest()]
+
+
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.cli_args import ConfigError, ConfigParser
-    from culture_tasks.outputs import OutputError, claim_output
+    from culture_tasks.outputs import OutputError, OutputLock, claim_output
 
     parser = ConfigParser([SampleConfig], prog="python -m culture_tasks.sampling",
                           description=__doc__)
     try:
         (cfg,) = parser.parse(argv)
-        claim_output(cfg.output, overwrite=cfg.overwrite, folder=False, resumable=False)
-        logger = logging.getLogger("culture_tasks")
-        level = logger.level
-        logger.setLevel(logging.ERROR)  # row counts: lm-eval logs them again
-        try:
-            samples = draw(suite_labels(cfg.data_dir), cfg.per_culture, cfg.seed)
-        finally:  # a caller in the same process (a test, a notebook) keeps its own logging
-            logger.setLevel(level)
+        inputs = [parser.config_file, *suite_files(cfg.data_dir)]
+        with OutputLock.for_file(cfg.output):  # a second draw into the same file meanwhile is refused
+            claim_output(cfg.output, overwrite=cfg.overwrite, inputs=inputs, folder=False, resumable=False)
+            logger = logging.getLogger("culture_tasks")
+            level = logger.level
+            logger.setLevel(logging.ERROR)  # row counts: lm-eval logs them again
+            try:
+                samples = draw(suite_labels(cfg.data_dir), cfg.per_culture, cfg.seed)
+            finally:  # a caller in the same process (a test, a notebook) keeps its own logging
+                logger.setLevel(level)
+            lines = ",\n".join(f"{json.dumps(task)}: {json.dumps(indices)}" for task, indices in samples.items())
+            write_text_atomic(Path(cfg.output), "{\n" + lines + "\n}\n")
     except (ConfigError, OutputError, SamplingError, FileNotFoundError, ValueError) as err:
         print(f"culture_tasks.sampling: {err}", file=sys.stderr)
         return 2
-    lines = ",\n".join(f"{json.dumps(task)}: {json.dumps(indices)}" for task, indices in samples.items())
-    write_text_atomic(Path(cfg.output), "{\n" + lines + "\n}\n")
     n = sum(map(len, samples.values()))
     print(f"wrote {cfg.output}: {n} documents of {len(samples)} tasks (seed {cfg.seed}, {cfg.per_culture} per culture)")
     return 0

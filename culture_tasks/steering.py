@@ -51,7 +51,7 @@ from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, model_fingerprint,
-                                   settings_differences)
+                                   set_aside, settings_differences)
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import find_listed, listed_countries
@@ -814,7 +814,7 @@ def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
     for path in sorted(out.iterdir()):
         if path.name in keep:
             continue
-        if path.name in ours or any(path.name.startswith(f".{n}.") and path.is_file() for n in ours):
+        if path.name in ours or _unfinished_write(path, ours):
             path.unlink()
         elif path.name != LOCK_NAME:
             others.append(path.name)
@@ -935,8 +935,8 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
                  out)
         mode = "new"
     profiles = _stored_partial(partial, settings, out) if mode == "resume" else {}
-    if mode == "replace":
-        partial.unlink(missing_ok=True)  # the earlier run's answers: --overwrite starts afresh
+    if mode == "replace":  # --overwrite starts afresh; a killed run's answers are kept until this run has finished
+        set_aside(partial)
     models = {}
 
     def answer(row: Steered, label: str) -> dict:
@@ -990,8 +990,14 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
 def _only_unfinished_writes(out: Path) -> bool:
     """The folder holds nothing but the lock and the temporary files of atomic writes that were killed."""
     ours = (*OUTPUT_FILES, PARTIAL)
-    return all(p.name == LOCK_NAME or (p.is_file() and any(p.name.startswith(f".{n}.") for n in ours))
-               for p in out.iterdir())
+    return all(p.name == LOCK_NAME or _unfinished_write(p, ours) for p in out.iterdir())
+
+
+def _unfinished_write(path: Path, names) -> bool:
+    """The temporary file of an atomic write of one of ``names`` (``.steering.json.<random>``), not the
+    backup ``--overwrite`` keeps of one (``.steering.partial.json.replaced``) until its run has finished."""
+    return (path.is_file() and not path.name.endswith(".replaced")
+            and any(path.name.startswith(f".{n}.") for n in names))
 
 
 def _as_stored(profile: dict) -> dict:

@@ -147,6 +147,7 @@ def test_train_real_run_reports_an_adapter_whose_training_time_is_unknown(monkey
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "english.jsonl").write_text("")
+    (tmp_path / "q.jsonl").write_text("{}\n")
     trained = []
 
     def fake_train(cfg):
@@ -155,12 +156,43 @@ def test_train_real_run_reports_an_adapter_whose_training_time_is_unknown(monkey
 
     monkeypatch.setattr(train_real_run, "LoraTrainConfig", lambda **kw: kw)
     monkeypatch.setattr(train_real_run, "train", fake_train)
-    train_real_run.main(["--model", "m", "--questions", "q.jsonl", "--out", str(tmp_path), "--cultures", "english",
-                         "--seeds", "0", "1", "--stage", "train"])
+    train_real_run.main(["--model", "m", "--questions", str(tmp_path / "q.jsonl"), "--out", str(tmp_path),
+                         "--cultures", "english", "--seeds", "0", "1", "--stage", "train"])
     assert trained == [0, 1]
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["trained english-s0: 8 examples, 2 steps, loss 1.250, training time unknown",
                      "trained english-s1: 8 examples, 2 steps, loss 1.250, 12 s"]
+
+
+def test_train_real_run_continues_only_with_the_settings_it_was_started_with(monkeypatch, tmp_path):
+    # every step is skipped when its output exists: with other settings the old adapters and result files
+    # were reported as if made with the new ones
+    from benchmarks import train_real_run
+    from culture_tasks.outputs import LOCK_NAME, OutputLock
+
+    out, questions = tmp_path / "run", tmp_path / "q.jsonl"
+    questions.write_text("{}\n")
+    monkeypatch.setattr(train_real_run, "run", lambda args, out: None)
+    base = ["--model", "m", "--questions", str(questions), "--out", str(out), "--stage", "train"]
+    train_real_run.main([*base, "--epochs", "2"])
+    saved = json.loads((out / "run_settings.json").read_text())
+    assert (saved["epochs"], saved["limit"], saved["questions_sha256"][:7]) == (2.0, 300, "sha256:")
+    train_real_run.main([*base, "--epochs", "2", "--seeds", "5", "--cultures", "german"])  # more of the same run
+    with pytest.raises(SystemExit) as err:
+        train_real_run.main([*base, "--epochs", "3", "--limit", "50"])
+    assert str(err.value) == (f"{out}/run_settings.json: the run in {out} was made with other settings (epochs: "
+                              "saved 2.0, given 3.0; limit: saved 300, given 50); continue it with those, or choose "
+                              "another --out")
+    questions.write_text("{}\n{}\n")  # other questions under the same name
+    with pytest.raises(SystemExit, match=r"questions_sha256: saved 'sha256:"):
+        train_real_run.main([*base, "--epochs", "2"])
+    with pytest.raises(SystemExit, match=r"--questions .*missing.jsonl: no such file"):
+        train_real_run.main([*base[:2], "--questions", str(tmp_path / "missing.jsonl"), *base[4:]])
+    questions.write_text("{}\n")
+    with OutputLock.for_folder(out):  # a second run into the same folder
+        with pytest.raises(SystemExit, match="is in use by another run"):
+            train_real_run.main([*base, "--epochs", "2"])
+    assert not (out / LOCK_NAME).exists()
 
 
 def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):

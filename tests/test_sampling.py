@@ -134,3 +134,21 @@ def test_default_sample_misses_labels_only_in_the_four_tasks_the_docs_name(data_
     # the one document of a two-label task is of its more frequent label (0: 970 of 1,000)
     labels = suite["culturellm_spanish_detoxis_aggressiveness"][1]
     assert labels[drawn["culturellm_spanish_detoxis_aggressiveness"][0]] == "0"
+
+
+def test_cli_never_writes_over_its_config_or_a_data_file_and_locks_its_output(tmp_path, data_root, capsys):
+    from culture_tasks.outputs import OutputLock
+
+    config = tmp_path / "s.yaml"
+    config.write_text(f"output: {config}\nper_culture: 20\ndata_dir: {data_root}\n")
+    before = config.read_text()
+    assert sampling.main(["--config", str(config), "--overwrite"]) == 2
+    assert f"output {config} is also an input of this run" in capsys.readouterr().err
+    assert config.read_text() == before
+    data = sampling.suite_files(str(data_root))
+    assert len(data) == 58 and all(p.is_file() for p in data)
+    out = tmp_path / "drawn.json"
+    with OutputLock.for_file(out):  # another draw into the same file, still running
+        assert sampling.main(["--output", str(out), "--data_dir", str(data_root)]) == 2
+    assert f"{out} is in use by another run" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "drawn.json.lock").exists()

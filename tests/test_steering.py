@@ -655,6 +655,35 @@ def test_rescore_refuses_stored_answers_that_are_not_finite(matrix, data_root, t
         assert not (tmp_path / f"o_{where}").exists()
 
 
+def test_overwrite_keeps_a_killed_run_s_answers_until_it_has_finished(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                       capsys, caplog):
+    """--overwrite deleted a killed run's stored answers before any work: a replacement that then failed (out of
+    memory, a bad checkpoint) lost them. Now they are set aside, kept (and named) when it fails, deleted when it
+    has finished."""
+    import logging
+
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--target", "usa=plain",
+            "--target", "China=persona", "--iters", "20", "--batch-size", "16", "--no-wvs"]
+    _killed_at(monkeypatch, 2)  # the plain model stored, killed in china:persona
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    stored = (out / "steering.partial.json").read_bytes()
+    backup = out / ".steering.partial.json.replaced"
+    _killed_at(monkeypatch, 1)  # the replacement is killed in its first model
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"), pytest.raises(KeyboardInterrupt):
+        main([*args, "--overwrite"])
+    assert backup.read_bytes() == stored and not (out / "steering.partial.json").exists()
+    assert any(f"the output it was replacing stays in {backup}" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 2  # a second replacement would sweep the backup away
+    assert str(backup) in capsys.readouterr().err and backup.read_bytes() == stored
+    backup.unlink()
+    _killed_at(monkeypatch, 0)
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["steering.json", "steering.md", "steering.png"]
+
+
 def _killed_at(monkeypatch, call: int):
     """``survey_answers`` counted; the ``call``-th one raises KeyboardInterrupt (a killed run); 0: never."""
     from culture_tasks import steering
