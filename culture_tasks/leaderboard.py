@@ -58,7 +58,8 @@ from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, loaded_fingerprint, set_aside
 from culture_tasks.paths import task_groups
-from culture_tasks.survey.instruments import coverage_metrics, directionless_metrics, headline_metrics
+from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
+                                              metric_directions)
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
                                         logged_vsm13, summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS, constants_by_dimension
@@ -1133,10 +1134,15 @@ def suite_table(runs: list[Run], suite: str) -> Table | None:
 
 
 def _direction(runs: list[Run], task: str, metric: str) -> bool | None:
+    """Higher is better (None: no better direction): as the result files record it, else as the project's task
+    YAML defines the metric (a file without ``higher_is_better`` marked the largest VSM13 loss best), else None
+    and no best is marked."""
     if metric in directionless_metrics():
         return None
-    return bool(next((r.higher_is_better[task][metric] for r in runs
-                      if metric in r.higher_is_better.get(task, {})), True))
+    recorded = [r.higher_is_better[task][metric] for r in runs if metric in r.higher_is_better.get(task, {})]
+    if recorded:
+        return None if recorded[0] is None else bool(recorded[0])
+    return metric_directions().get(metric)
 
 
 def _coverage_label(runs: list[Run], family: str, task: str) -> str:
@@ -1189,7 +1195,7 @@ def survey_tables(runs: list[Run]) -> list[Table]:
         coverage = {(t, c): _coverage_label([r for r in runs if of(t, c)(r)], family, t) for t, c in names}
         cols = [Column(_ranked_name(t, c), _ranked_name(t, c) + coverage[(t, c)], metric, of(t, c),
                        _direction(runs, t, metric)) for t, c in names]
-        direction = " (higher is better)" if hib else " (↓ lower is better)"
+        direction = {True: " (higher is better)", False: " (↓ lower is better)"}.get(hib, " (no direction recorded)")
         notes = ["a column marked 'k of n dims' covers only the dimensions its target has: not comparable "
                  "with the full-coverage columns"] if any(coverage.values()) else []
         if any(c is not None for _, c in names):

@@ -399,6 +399,20 @@ def test_survey_metrics_get_their_own_table_with_direction(tmp_path, capsys):
     assert "| 40.0000 (no interval" in indices and "**" not in indices  # pdi: no best, though lm-eval says "higher"
 
 
+def test_a_file_without_directions_reads_them_from_the_task_definitions(tmp_path, capsys):
+    # a result file without higher_is_better (written by hand or another tool) titled vsm13_l1 "higher is
+    # better" and marked the worst loss, 300, best; now the task YAML's direction: the loss of 100 is best
+    extra = {"vsm13_usa": {"vsm13_l1,none": 100.0, "vsm13_rank,none": 3.0}, "wvs_usa": {"wvs_jsd,none": 0.4}}
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_english_x": 0.5}, extra=extra)
+    extra = {"vsm13_usa": {"vsm13_l1,none": 300.0, "vsm13_rank,none": 50.0}, "wvs_usa": {"wvs_jsd,none": 0.6}}
+    _result(tmp_path / "res/b", "/m/b", {"culturellm_english_x": 0.4}, extra=extra)
+    data = _json(tmp_path)
+    assert _cell(data, "a", "vsm13_usa", table="vsm13: vsm13_l1 (↓ lower is better)")["best"] is True
+    assert _cell(data, "b", "vsm13_usa", table="vsm13: vsm13_l1 (↓ lower is better)")["best"] is False
+    assert _cell(data, "a", "vsm13_usa", table="vsm13: vsm13_rank (↓ lower is better)")["best"] is True
+    assert _cell(data, "b", "wvs_usa", table="wvs: wvs_jsd (higher is better)")["best"] is True
+
+
 def test_not_a_result_file(tmp_path, capsys):
     bad = tmp_path / "results_x.json"
     bad.write_text(json.dumps({"hello": 1}))

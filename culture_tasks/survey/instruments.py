@@ -107,6 +107,18 @@ def directionless_metrics() -> frozenset[str]:
     return frozenset().union(*(i.directionless for i in INSTRUMENTS.values()))
 
 
+def metric_directions() -> dict[str, bool | None]:
+    """Every registered metric and its interval rows -> higher is better (None: no better direction), as its
+    task YAML says: what a result file that records no direction for it is read with."""
+    out: dict[str, bool | None] = {}
+    for i in INSTRUMENTS.values():
+        for name, _, better in i.metrics:
+            out[name] = better
+            if name in i.intervals:
+                out.update({name + suffix: better for suffix in stats.CI_SUFFIXES})
+    return out
+
+
 WVS_HEADLINE = ("wvs_jsd", "wvs_w1", "wvs_majority")
 register_instrument(Instrument(
     name="wvs",
