@@ -216,6 +216,31 @@ def test_question_rows_with_unknown_keys_are_refused(tmp_path):
     assert [(v.q_id, v.step, v.similarity, v.generator) for v in variants] == [("27", "paraphrase", 0.9, "g")]
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"q_content": {"text": "How important is family?"}}, "q_content must be text, got {'text': 'How important is family?'}"),
+    ({"q_content": 12345}, "q_content must be text, got 12345"),
+    ({"ori_content": ["Making my parents proud"]}, "ori_content must be text, got ['Making my parents proud']"),
+    ({"step": "paraphrse"}, "step must be one of seed, paraphrase, synonym, upstream, got 'paraphrse'"),
+    ({"generator": 5}, "generator must be text, got 5"),
+    ({"q_id": True}, "q_id must be the seed question's id (text or a whole number), got True"),
+    ({"q_id": 27.5}, "q_id must be the seed question's id (text or a whole number), got 27.5"),
+])
+def test_question_rows_of_the_wrong_type_are_refused(tmp_path, change, message):
+    # a mapping as q_content was trained on as the text "{'text': ...}", a misspelt step kept as provenance
+    root = write_data_root(tmp_path)
+    questions = load_questions(str(root))
+    row = {"q_id": "27", "q_content": "Making my parents proud is my main aim", "step": "paraphrase",
+           "generator": "g", **change}
+    path = tmp_path / "aug.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        read_variants(path, questions)
+    assert str(err.value) == f"{path}:1: {message}"
+    row = {"q_id": 27, "q_content": "Making my parents proud is my aim", "step": None, "generator": None}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")  # a whole-number id and nulls are read as before
+    assert [(v.q_id, v.step) for v in read_variants(path, questions)[0]] == [("27", "seed")]
+
+
 def test_mean_rule_rounds_exact_halves_up_whatever_the_float_error():
     """14 respondents 1,6,6,1 on 1..4: mean 35/14 = 2.5 exactly, but the proportions' dot product is
     2.4999999999999996; the documented rule (halves up) gives code 3."""

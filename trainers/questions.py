@@ -23,13 +23,28 @@ log = logging.getLogger("trainers")
 # the seed bank's keys (q_id, q_content, topic, option), upstream's (+ ori_content) and augment's (+ step,
 # similarity, generator)
 QUESTION_KEYS = frozenset({"q_id", "q_content", "ori_content", "topic", "option", "step", "similarity", "generator"})
+STEPS = ("seed", "paraphrase", "synonym", "upstream")  # where a wording came from: Variant.step
+TEXT_FIELDS = ("q_content", "ori_content", "topic", "option", "generator")  # text, or absent / null
+
+
+def check_row_types(row: dict, where: str) -> None:
+    """A question row's fields as the readers use them: a mapping or a number as ``q_content`` became the
+    text of a training prompt ("{'text': ...}"), a misspelt ``step`` a provenance no count knows."""
+    for key in TEXT_FIELDS:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise ValueError(f"{where}: {key} must be text, got {row[key]!r}")
+    q_id = row.get("q_id")
+    if q_id is not None and (isinstance(q_id, bool) or not isinstance(q_id, (str, int))):
+        raise ValueError(f"{where}: q_id must be the seed question's id (text or a whole number), got {q_id!r}")
+    if row.get("step") is not None and row["step"] not in STEPS:
+        raise ValueError(f"{where}: step must be one of {', '.join(STEPS)}, got {row['step']!r}")
 
 
 @dataclass(frozen=True)
 class Variant:
     q_id: str
     text: str
-    step: str  # "seed", "paraphrase", "synonym" or "upstream"
+    step: str  # one of STEPS
     similarity: float | None = None
     generator: str | None = None
 
@@ -56,7 +71,8 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
     out: list[Variant] = []
     for line_no, row in read_jsonl_lines(path):
         check_row_keys(row, QUESTION_KEYS, f"{path}:{line_no}", "question")
-        text = str(row.get("q_content") or "").strip()
+        check_row_types(row, f"{path}:{line_no}")
+        text = (row.get("q_content") or "").strip()
         if not text:
             raise ValueError(f"{path}:{line_no}: missing field 'q_content' (the question text); "
                              "each line needs q_content and either q_id or ori_content (the seed question)")
