@@ -136,8 +136,15 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     items = _canonical(items)
     if not enough_items(aggregate, items) or not np.isfinite(aggregate(items)):
         return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
-    idx = _indices(aggregate, items, iters, seed)
-    return percentile_interval(_statistics(aggregate, items, idx), level)
+    return percentile_interval(bootstrap_statistics(aggregate, items, iters=iters, seed=seed), level)
+
+
+def bootstrap_statistics(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
+                         seed: int = SEED) -> np.ndarray:
+    """``aggregate`` of each of ``bootstrap_ci``'s resamples (NaN where it is undefined), for a caller that must
+    know how many resamples left it undefined before it trusts their percentile interval."""
+    items = _canonical(items)
+    return _statistics(aggregate, items, _indices(aggregate, items, iters, seed))
 
 
 def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, items_b: Sequence, *,

@@ -336,6 +336,30 @@ def test_summary_weights_each_culture_once(tmp_path):
     assert summary["cultures"][0]["held_out"]["wvs_majority"]["adapter_ci"] == [1.0, 1.0]  # A: 1 in every resample
 
 
+def test_held_out_share_has_no_interval_when_many_resamples_have_no_in_sample_gain():
+    """Ten questions, base 0; in-sample only the first moves (to 1), held out the first two move. The share is
+    0.2 / 0.1 = 2. A resample without the first question has no in-sample gain and no share: (9/10)^10 = 35 % of
+    them; the percentile interval of the others (it was printed as a 95 % interval) is withheld and the
+    table says why."""
+    import numpy as np
+
+    from trainers.kfold import METRICS, _share, held_out_share
+
+    report = _report("german", [0.0] * 10, [1.0, 1.0] + [0.0] * 8)
+    for i, q in enumerate(report["per_question"]):
+        q["in_sample"] = {m: float(i == 0) for m in METRICS}
+    share = held_out_share([report])
+    assert share["share"] == pytest.approx(2.0)
+    assert share["undefined"] == pytest.approx(0.9 ** 10, abs=0.05)
+    assert np.isnan(share["ci"]).all()
+    assert _share(share) == (f"2.00 (no interval: the in-sample gain is not positive in {100 * share['undefined']:.1f} "
+                             "% of resamples)")
+    for q in report["per_question"]:  # every question moves in-sample: no resample lacks the gain
+        q["in_sample"] = {m: 1.0 for m in METRICS}
+    share = held_out_share([report])
+    assert share["undefined"] == 0 and share["share"] == pytest.approx(0.2) and 0 <= share["ci"][0] < share["ci"][1]
+
+
 def test_a_mean_over_questions_has_its_bootstrap_interval():
     """Two questions scoring 0 and 1: a resample of two is both 0 (1/4), one of each (1/2) or both 1 (1/4),
     so the 95 % percentile interval of the mean is [0, 1]; a question's countries are resampled with it; one

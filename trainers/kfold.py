@@ -715,7 +715,15 @@ def held_out_share(reports: list[dict], metric: str = "wvs_majority") -> dict:
     items = _question_clusters(docs, lambda q: q["base"][metric], lambda q: q["held_out"][metric],
                                lambda q: q["in_sample"][metric])
     share = HeldOutShare()
-    return {"share": share(items), "ci": list(stats.bootstrap_ci(share, items))}
+    value, nan = share(items), float("nan")
+    if not np.isfinite(value) or not stats.enough_items(share, items):
+        return {"share": value, "ci": [nan, nan], "undefined": None}
+    resamples = stats.bootstrap_statistics(share, items)
+    undefined = float(np.isnan(resamples).mean())
+    # a resample whose in-sample gain is not positive has no share: the percentile interval of the others is
+    # conditional on it, and no 95 % interval once more than its 2.5 % tail is missing
+    ci = stats.percentile_interval(resamples) if undefined <= (1 - stats.LEVEL) / 2 else (nan, nan)
+    return {"share": value, "ci": list(ci), "undefined": undefined}
 
 
 def across_cultures(reports: dict[Path, dict]) -> dict:
@@ -753,7 +761,12 @@ def _share(share: dict) -> str:
     value, (low, high) = share["share"], share["ci"]
     if not np.isfinite(value):
         return "–"
-    return f"{value:.2f}" + (f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) and np.isfinite(high) else "")
+    if np.isfinite(low) and np.isfinite(high):
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    undefined = share.get("undefined")
+    if undefined:  # a summary of an earlier version records none
+        return f"{value:.2f} (no interval: the in-sample gain is not positive in {100 * undefined:.1f} % of resamples)"
+    return f"{value:.2f} (no interval)"
 
 
 def summary_markdown(summary: dict) -> str:
