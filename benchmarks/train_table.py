@@ -8,7 +8,9 @@ base and the per-culture models and on ``wvs_<country>_persona`` (the tag Cultur
 trained with) for CultureLLM-One and the base's persona row. Fine-tuned cells are mean ± sample
 standard deviation over seeds, then the 95 % t-interval of that mean (seeds - 1 degrees of freedom: it
 covers the spread between training seeds, not the sampling of documents, which `culture-leaderboard` and
-`culture-train kfold` give), cut to the metric's range 0-100; seeds of one row that scored other tasks are refused. Runs whose
+`culture-train kfold` give), cut to the metric's range 0-100; a single run, or seeds that all gave one value, shows
+it with the interval its result file records for a one-country culture's WVS cells (none for files written before
+the tasks reported intervals); seeds of one row that scored other tasks are refused. Runs whose
 CultureLLM tasks were scored on part of their documents (lm-eval --limit) are named under the table
 with their document counts.
 """
@@ -90,12 +92,29 @@ def check_same_tasks(culture: str, label: str, names: list[str], runs: list[dict
                              f"({differ} in one only); score every seed on the same tasks")
 
 
-def _cell(values: list[float | None], scale: float = 100.0) -> str:
+def recorded_ci(results: dict, culture: str, persona: bool, key: str) -> tuple[float, float] | None:
+    """The interval a run's file records for a one-country culture's WVS metric (``<key>_ci_low`` /
+    ``_ci_high``); None for a culture of several countries (the mean of their intervals is no interval of
+    the mean) and for files written before the tasks reported intervals."""
+    if len(CULTURE_COUNTRIES[culture]) != 1:
+        return None
+    task = f"wvs_{CULTURE_COUNTRIES[culture][0]}{'_persona' if persona else ''}"
+    low, high = _metric(results, task, f"{key}_ci_low"), _metric(results, task, f"{key}_ci_high")
+    return (low, high) if low is not None and high is not None else None
+
+
+def _cell(values: list[float | None], scale: float = 100.0, recorded: list | None = None) -> str:
+    """One value (one run, or seeds that all gave it) with the interval its runs recorded, if they recorded one
+    and the same; else mean ± sd over the seeds [95 % t-interval over them]. Seeds alike have no spread to
+    give a t-interval: a [v, v] would read as certainty."""
     values = [v * scale for v in values if v is not None]
     if not values:
         return "–"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
+    if len(values) == 1 or max(values) - min(values) <= 1e-9 * scale:
+        cis = {tuple(ci) if ci else None for ci in recorded or [None]}
+        ci = cis.pop() if len(cis) == 1 else None
+        alike = f" ({len(values)} seeds alike)" if len(values) > 1 else ""
+        return f"{values[0]:.1f}" + (f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]" if ci else "") + alike
     centre, low, high = t_interval(values, bounds=(0.0, scale))
     return f"{centre:.1f} ± {statistics.stdev(values):.1f} [{low:.1f}, {high:.1f}]"
 
@@ -111,7 +130,8 @@ def table(folder: Path) -> str:
         if name != "base":
             culture, _, seed = name.rpartition("-s")
             seeds.setdefault(culture, []).append(name)
-    lines = ["Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100].", "",
+    lines = ["Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100]; a single run's value "
+             "(or that of seeds alike) with the interval its file records, where it records one.", "",
              "| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
              "|---|---|---|---|---|---|"]
     for culture in CULTURE_COUNTRIES:
@@ -127,8 +147,10 @@ def table(folder: Path) -> str:
             check_same_tasks(culture, label, names, runs, persona)
             scores = [culture_scores(r, culture, persona) for r in runs]
             f1 = "–" if label == "base, persona prompt" else _cell([s[0] for s in scores])
+            jsd, majority = ([recorded_ci(r, culture, persona, key) for r in runs] for key in ("wvs_jsd", "wvs_majority"))
             lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | "
-                         f"{_cell([s[1] for s in scores])} | {_cell([s[2] for s in scores])} |")
+                         f"{_cell([s[1] for s in scores], recorded=jsd)} | "
+                         f"{_cell([s[2] for s in scores], recorded=majority)} |")
     note = partial_note(samples)
     return "\n".join(lines + (["", note] if note else []))
 

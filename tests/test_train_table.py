@@ -40,7 +40,32 @@ def test_three_seeds_give_the_t_interval_of_their_mean(tmp_path):
         _write(tmp_path, f"english-s{seed}", f1s, [2000, 80], [2000, 80])
     out = table(tmp_path)
     assert "| english | CultureLLM-english | 3 | 40.0 ± 10.0 [15.2, 64.8] | – | – |" in out
-    assert out.splitlines()[0] == "Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100]."
+    assert out.splitlines()[0] == ("Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100]; "
+                                   "a single run's value (or that of seeds alike) with the interval its file records, "
+                                   "where it records one.")
+
+
+def test_a_single_run_shows_its_recorded_interval_and_seeds_alike_no_zero_width_one(tmp_path):
+    """A base file recording wvs_usa's intervals showed 64.4 and 18.0 without them; three seeds with the same
+    majority (it moves in steps of 1/50) printed 58.0 ± 0.0 [58.0, 58.0], a t-interval of width 0."""
+    def write(name, jsd, majority, ci):
+        _write(tmp_path, name, [0.3, 0.5], [2000, 80], [2000, 80])
+        path = next((tmp_path / "results" / name).glob("results_*.json"))
+        data = json.loads(path.read_text())
+        data["results"]["wvs_usa"] = {"wvs_jsd,none": jsd, "wvs_majority,none": majority,
+                                      **({"wvs_jsd_ci_low,none": 0.60, "wvs_jsd_ci_high,none": 0.68,
+                                          "wvs_majority_ci_low,none": 0.08, "wvs_majority_ci_high,none": 0.30}
+                                         if ci else {})}
+        path.write_text(json.dumps(data))
+
+    write("base", 0.644, 0.18, True)
+    for seed, jsd in enumerate((0.60, 0.62, 0.64)):
+        write(f"english-s{seed}", jsd, 0.58, False)
+    out = table(tmp_path)
+    assert "| english | base |  | 40.0 | 64.4 [60.0, 68.0] | 18.0 [8.0, 30.0] |" in out
+    # sd 2.0, t(2) 4.303 × 2 / √3 = 4.97: [57.0, 67.0]; macro-F1 and majority alike at every seed, no interval recorded
+    assert "| english | CultureLLM-english | 3 | 40.0 (3 seeds alike) | 62.0 ± 2.0 [57.0, 67.0] | " \
+           "58.0 (3 seeds alike) |" in out
 
 
 def test_a_table_of_whole_tasks_has_no_note(tmp_path):
