@@ -225,6 +225,33 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
 
+def test_in_half_precision_the_scoring_batch_and_device_must_match_on_resume(learnable_model, rows_file, root,
+                                                                             tmp_path):
+    """A resumed bfloat16 run could score its folds at another batch size or on another device than base.json,
+    and bf16 scores move with both; float32 scores do not, and there they may change."""
+    from culture_tasks.outputs import save_settings
+    from trainers.kfold import SETTINGS, _prepare, defining_settings, scoring_text
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "base.json").write_text("{}")
+    for dtype in ("bfloat16", "float32"):
+        first = _config(learnable_model, rows_file, out, root, eval_dtype=dtype)
+        save_settings(out / SETTINGS, defining_settings(first))
+        later = _config(learnable_model, rows_file, out, root, eval_dtype=dtype, eval_batch_size=16, resume=True)
+        if dtype == "bfloat16":
+            assert (defining_settings(first)["eval_batch_size"], defining_settings(first)["eval_device"]) == (8, "cpu")
+            # kfold.md and the summary say how the run was scored
+            assert scoring_text(defining_settings(first), True) == ("scored in bfloat16 at batch 8 on cpu, through "
+                                                                    "the model's chat template")
+            with pytest.raises(TrainingError, match=r"other settings \(eval_batch_size: saved 8, given 16\)"):
+                _prepare(out, later, defining_settings(later))
+        else:
+            assert not {"eval_batch_size", "eval_device"} & set(defining_settings(first))
+            assert scoring_text(defining_settings(first), False) == "scored in float32, without a chat template"
+            assert _prepare(out, later, defining_settings(later)) == "resume"
+
+
 def test_a_resume_removes_the_checkpoints_a_fold_killed_after_its_training_left(learnable_model, rows_file, root,
                                                                                  tmp_path, monkeypatch, caplog):
     """Fold 1 killed after its training.json was written, before its checkpoints/ were removed: the resume

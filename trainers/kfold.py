@@ -50,7 +50,8 @@ SETTINGS = "kfold_settings.json"
 RESULT = "result.json"  # in fold-<i>/: written last, marks the fold finished
 METRICS = ("wvs_majority", "wvs_jsd", "wvs_w1")
 LABELS = {"wvs_majority": "WVS majority", "wvs_jsd": "WVS 1−JSD", "wvs_w1": "WVS 1−W1"}
-# settings that change neither the folds, the adapters nor the scores: they may differ on --resume
+# settings that change neither the folds, the adapters nor the float32 scores: they may differ on --resume of a
+# float32 run; in half precision the batch size and device move the scores, and they are compared too
 NOT_DEFINING = ("eval_batch_size", "eval_device")
 QUESTION_ID = re.compile(r"[1-9][0-9]*")  # a row's q_id: its seed question's number, as `culture-train data` writes it
 
@@ -192,6 +193,16 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
             **({"questions": [int(q) for q in questions]} if questions else {})}
     return paths.lm_eval_command(cfg.model, tasks, adapter=adapter, metadata=meta, dtype=cfg.eval_dtype,
                                  chat=chat) + " --log_samples --output_path <results>"
+
+
+def defining_settings(cfg: KFoldConfig) -> dict:
+    """What a resumed run must share with the run it continues: the training's settings and the scoring's;
+    the lm_eval batch size and device (as resolved) only in half precision, where they move the scores
+    (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
+    settings = run_settings(cfg)
+    if cfg.eval_dtype == "float32":
+        return {k: v for k, v in settings.items() if k not in NOT_DEFINING}
+    return {**settings, "eval_device": eval_device(cfg)}
 
 
 def eval_device(cfg: KFoldConfig) -> str:
@@ -513,13 +524,25 @@ def batch_text(settings: dict) -> str:
     return " × ".join(parts) + f" ({global_batch(batch, accum, world)} per step)"
 
 
+def scoring_text(settings: dict, chat: bool | None) -> str:
+    """How lm_eval scored the run: its dtype, the batch size and device where the run stores them (half
+    precision, where they move the scores), and whether through the chat template."""
+    text = f"scored in {settings.get('eval_dtype') or 'float32'}"
+    if "eval_batch_size" in settings:
+        text += f" at batch {settings['eval_batch_size']} on {settings.get('eval_device')}"
+    if chat is not None:
+        text += ", through the model's chat template" if chat else ", without a chat template"
+    return text
+
+
 def markdown(report: dict) -> str:
     """The pooled table (held-out beside in-sample) and one row per fold, in percent."""
     s = report["settings"]
     lines = [f"# {report['folds']}-fold held-out evaluation: {report['culture']}", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; tasks "
+             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; "
+             + scoring_text(s, report.get("chat_template")) + "; tasks "
              + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
              "Difference = adapter − base in points (means over the documents), 95 % paired bootstrap interval "
              "over the questions (a question's documents, one per country, resampled together; "
@@ -739,7 +762,7 @@ def across_cultures(reports: dict[Path, dict]) -> dict:
                 "held_out": _all_cultures(ordered, "held_out"), "in_sample": _all_cultures(ordered, "in_sample"),
                 "held_out_share": held_out_share(ordered), "letter_prior": _prior_all(ordered)}
     return {"settings": ordered[0]["settings"], "folds": ordered[0]["folds"], "runs": [str(p) for p in reports],
-            "cultures": rows, "all": together}
+            "chat_template": ordered[0].get("chat_template"), "cultures": rows, "all": together}
 
 
 def _prior_all(reports: list[dict]) -> dict | None:
@@ -777,7 +800,8 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# {summary['folds']}-fold held-out evaluation across cultures", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}. Difference = adapter"
+             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; "
+             + scoring_text(s, summary.get("chat_template")) + ". Difference = adapter"
              " − base in points (means over the documents, country × question) with its 95 % paired bootstrap "
              "interval over the questions (a question's documents, one per country, resampled together; "
              f"{stats.ITERS} resamples, seed {stats.SEED}) and two-sided randomisation p (whole questions "
@@ -825,7 +849,7 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
         if stored is None:
             raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
                                 "--overwrite to start one there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError, later=LATER_SETTINGS)
+        check_settings(stored, settings, out, error=TrainingError, later=(*LATER_SETTINGS, *NOT_DEFINING))
     return mode
 
 
@@ -850,7 +874,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
                                 f"{', '.join(cfg.data)} is of one of these questions; build rows for more of the "
                                 "questions, or give fewer --folds")
     chat = _uses_chat(cfg)
-    settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    settings = defining_settings(cfg)
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)
     warn_half_precision(cfg.eval_dtype, "--eval-dtype")  # once for every scoring of the run, as other commands warn
