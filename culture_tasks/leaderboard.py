@@ -79,6 +79,8 @@ FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or re
 # what lm-eval's config records beyond the model arguments that changes the numbers: the seeds
 # (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+SCORING_KEYS = ("batch_size", "device")  # lm-eval's config: how the requests were batched, and where
+HALF_PRECISION = ("bfloat16", "float16", "half", "bf16", "fp16")
 MODEL_VERSION_KEYS = ("model_revision", "model_sha", "peft_sha", "delta_sha")
 
 
@@ -327,7 +329,18 @@ def identity(data: dict) -> dict:
     # only where the file records them, so a file without them keeps the row id it had
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
-    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {})}
+    # half-precision scores move with the batch size and the device (float32 ones do not: batch-invariance is
+    # tested): there runs at other ones are other rows, not one row whose newest file wins
+    scoring = {k: str(config.get(k)) for k in SCORING_KEYS} if _dtype(data) in HALF_PRECISION else {}
+    return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
+            **({"scoring": scoring} if scoring else {})}
+
+
+def _dtype(data: dict) -> str:
+    """The model's dtype as the file records it (``model_dtype``, else the ``dtype`` model argument), or "?"."""
+    config = data["config"]
+    args = parse_model_args(config.get("model_args"))
+    return str(config.get("model_dtype") or args.get("dtype") or "?").removeprefix("torch.")
 
 
 def task_family(task: str) -> str | None:
@@ -422,10 +435,10 @@ def _date(value) -> str:
 
 def _provenance(data: dict, path: Path) -> dict:
     config = data["config"]
-    args = parse_model_args(config.get("model_args"))
     return {
         "model_type": str(config.get("model") or "?"),
-        "dtype": str(config.get("model_dtype") or args.get("dtype") or "?").removeprefix("torch."),
+        "dtype": _dtype(data),
+        **{k: str(config.get(k) if config.get(k) is not None else "?") for k in SCORING_KEYS},
         "lm_eval_version": str(data.get("lm_eval_version") or "?"),
         "transformers_version": str(data.get("transformers_version") or "?"),
         "git_hash": str(data.get("git_hash") or "?"),
@@ -702,6 +715,7 @@ def provenance(run: Run) -> dict:
         "adapter": run.info.get("adapter", ""),
         "adapter_kind": run.info.get("adapter_kind", ""),
         "dtype": run.info.get("dtype", "?"),
+        **{k: run.info.get(k, "?") for k in SCORING_KEYS},
         "limit": "none" if run.key["limit"] is None else _num(run.key["limit"]),
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
@@ -1341,7 +1355,8 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           "all rows; not comparable with the means over all n, so never the best and ranked after them. "
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
-PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "lm_eval_model", "adapter", "adapter_kind", "dtype", "limit",
+PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "lm_eval_model", "adapter", "adapter_kind", "dtype",
+                      "batch_size", "device", "limit",
                       "num_fewshot", "chat_template", "seeds", "model_revision", "task_versions", "task_settings",
                       "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
 

@@ -413,6 +413,21 @@ def test_a_file_without_directions_reads_them_from_the_task_definitions(tmp_path
     assert _cell(data, "b", "wvs_usa", table="wvs: wvs_jsd (higher is better)")["best"] is True
 
 
+def test_batch_size_and_device_are_provenance_and_split_half_precision_rows(tmp_path):
+    # two bfloat16 files of one model, at batch 1 on the CPU and at batch 64 on cuda:0, became one row showing
+    # only the newer file's wvs_usa; bf16 scores move with both. In float32 they are one row, both named.
+    half = {"model_dtype": "torch.bfloat16"}
+    for name, dtype in (("half", half), ("full", {})):
+        for batch, device, value in ((1, "cpu", 0.30), (64, "cuda:0", 0.35)):
+            _result(tmp_path / "res" / f"{name}{batch}", f"/m/{name}", {"culturellm_english_x": 0.5},
+                    extra={"wvs_usa": {"wvs_jsd,none": value}}, config={"batch_size": batch, "device": device, **dtype})
+    data = _json(tmp_path)
+    rows = {(r["model"], r["batch_size"], r["device"]): r for r in data["runs"]}
+    assert set(rows) == {("/m/half", "1", "cpu"), ("/m/half", "64", "cuda:0"), ("/m/full", "1 / 64", "cpu / cuda:0")}
+    values = sorted(c["value"] for c in data["cells"] if c["column"] == "wvs_usa" and c["table"].startswith("wvs:"))
+    assert values == [0.30, 0.35, 0.35]  # each half-precision row its own; the float32 row the newer file's
+
+
 def test_not_a_result_file(tmp_path, capsys):
     bad = tmp_path / "results_x.json"
     bad.write_text(json.dumps({"hello": 1}))
