@@ -170,6 +170,7 @@ def reusable(output: Path, digest: str, overwrite: bool, *, cached: bool = False
             if overwrite:
                 return False
             raise ModelFileError(f"{err}; or pass --overwrite to rebuild it from this GGUF file") from None
+        _say_converter(output)
         return True
     if overwrite:
         return False
@@ -180,11 +181,36 @@ def reusable(output: Path, digest: str, overwrite: bool, *, cached: bool = False
     )
 
 
+def _say_converter(output: Path) -> None:
+    """A folder converted by another transformers release is reused as it is (converting it again would change
+    its config.json, and with it the fingerprint that runs on it recorded): say so, since that release's GGUF
+    conversion may differ from this one's."""
+    import transformers
+
+    made = _stored_source(output).get("transformers")
+    if made != transformers.__version__:
+        print(f"culture-model: {output} was converted by transformers {made or '(not recorded)'}, this is "
+              f"{transformers.__version__}; reused as it is (--overwrite converts it again)", file=sys.stderr)
+
+
 def _concatenate(parts: list[Path], into: Path) -> Path:
     with into.open("wb") as out:
         for part in parts:
             with part.open("rb") as src:
                 shutil.copyfileobj(src, out, length=1 << 24)
+    return into
+
+
+def _isolated(gguf: Path, folder: Path) -> Path:
+    """``gguf`` as the only file of ``folder``: a symbolic link, else a hard link, else a copy."""
+    into = folder / "model.gguf"
+    for link in (os.symlink, os.link):
+        try:
+            link(os.path.realpath(gguf), into)
+            return into
+        except OSError:
+            continue
+    shutil.copyfile(gguf, into)
     return into
 
 
@@ -270,6 +296,9 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None, reader=Non
             "leaves out, so the converted model would place tokens other than the GGUF's (llama.cpp applies it); "
             "use a GGUF file without rope scaling, or the model's own Hugging Face folder"
         )
+    if len(tokenizer) > loaded.config.vocab_size:  # token ids past the embedding: an index error, or garbage
+        raise ModelFileError(f"{label or gguf}: its tokenizer has {len(tokenizer)} tokens, its model embeds "
+                             f"{loaded.config.vocab_size}; use a GGUF file whose tokenizer is the model's")
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = AutoConfig.for_model(**config_dict)
@@ -387,7 +416,10 @@ def _convert(parts: list[Path], output: Path, overwrite: bool, cached: bool = Fa
     try:
         # joined beside the output (the system temp folder is often too small for a model)
         with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.joining.") as joined:
-            source = parts[0] if len(parts) == 1 else _concatenate(parts, Path(joined) / "model.gguf")
+            # the GGUF alone in a folder of its own: transformers reads a tokenizer.json or config.json beside
+            # the file in place of the GGUF's own (a stray 4-token tokenizer.json became the model's tokenizer)
+            source = _isolated(parts[0], Path(joined)) if len(parts) == 1 else _concatenate(parts, Path(joined) /
+                                                                                             "model.gguf")
             label = str(parts[0]) if len(parts) == 1 else f"{' + '.join(map(str, parts))} (joined)"
             try:
                 _save_converted(source, staged, label, check_gguf(source, label))

@@ -495,7 +495,7 @@ def test_a_conversion_reads_the_gguf_header_once(ggufs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(gguf, "GGUFReader", Counting)
     models.convert_gguf(first, tmp_path / "model")
-    assert made == [str(first)]
+    assert len(made) == 1 and made[0].endswith("model.gguf")  # the file, read alone in a folder of its own
 
 
 def test_name_and_output_together_are_refused(ggufs, tmp_path, monkeypatch, capsys):
@@ -508,3 +508,60 @@ def test_name_and_output_together_are_refused(ggufs, tmp_path, monkeypatch, caps
     assert capsys.readouterr().err.splitlines()[-1] == (
         "culture-model from-gguf: error: argument --output: not allowed with argument --name")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_tokenizer_beside_the_gguf_is_not_read_in_place_of_the_gguf_s_own(ggufs, tmp_path):
+    """transformers reads a tokenizer.json found beside the GGUF file ahead of the GGUF's tokenizer: a stray
+    4-token one became the converted model's tokenizer (263 rows embedded), with no error."""
+    import shutil
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import AutoTokenizer
+
+    first, _ = ggufs
+    alone = models.convert_gguf(first, tmp_path / "alone")
+    folder = tmp_path / "beside"
+    folder.mkdir()
+    gguf = shutil.copy(first, folder / "tiny.gguf")
+    Tokenizer(WordLevel({"[UNK]": 0, "a": 1, "b": 2, "c": 3}, unk_token="[UNK]")).save(str(folder / "tokenizer.json"))
+    converted = models.convert_gguf(gguf, tmp_path / "converted")
+    tokens = AutoTokenizer.from_pretrained(converted)
+    assert len(tokens) == len(AutoTokenizer.from_pretrained(alone)) > 4
+    assert tokens("hello world")["input_ids"] == AutoTokenizer.from_pretrained(alone)("hello world")["input_ids"]
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.gguf", "tokenizer.json"]  # nothing left beside it
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_refused(ggufs, tmp_path, monkeypatch):
+    # ids past the model's rows: an index error at the first rare token, or another token's row on some kernels
+    import transformers
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    big = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel({f"t{i}": i for i in range(300)}, unk_token="t0")))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: big)
+    with pytest.raises(models.ModelFileError) as err:
+        models.convert_gguf(ggufs[0], tmp_path / "out")
+    assert str(err.value) == (f"{ggufs[0]}: its tokenizer has 300 tokens, its model embeds 263; use a GGUF file "
+                              "whose tokenizer is the model's")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_converted_by_another_transformers_is_reused_with_a_line_saying_so(ggufs, tmp_path, capsys):
+    # converting again would change config.json (and the fingerprint runs on the folder recorded); reused
+    # without a word, a conversion by another release passed for this one's
+    import transformers
+
+    out = models.convert_gguf(ggufs[0], tmp_path / "model")
+    capsys.readouterr()
+    models.convert_gguf(ggufs[0], out)
+    assert capsys.readouterr().err == ""  # this release's conversion: nothing to say
+    source = json.loads((out / models.SOURCE_FILE).read_text())
+    (out / models.SOURCE_FILE).write_text(json.dumps({**source, "transformers": "4.0.0"}))
+    weights = (out / "model.safetensors").stat().st_mtime_ns
+    assert models.convert_gguf(ggufs[0], out) == out
+    assert capsys.readouterr().err == (f"culture-model: {out} was converted by transformers 4.0.0, this is "
+                                       f"{transformers.__version__}; reused as it is (--overwrite converts it "
+                                       "again)\n")
+    assert (out / "model.safetensors").stat().st_mtime_ns == weights
