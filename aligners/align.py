@@ -167,6 +167,8 @@ def _defining_settings(settings: dict) -> dict:
     out["vsm13_items"] = file_digest(data_file(ITEMS_FILE, settings.get("data_dir")))
     out["hofstede_reference"] = file_digest(data_file(HOFSTEDE_FILE, settings.get("data_dir")))
     out["model_fingerprint"] = model_fingerprint(settings["model"])  # another model under the same path
+    if settings.get("dtype") != "float32":  # half-precision losses move with the kernels (RUN_KEYS: the device)
+        out["kernels"] = provenance.kernels(settings.get("device"))
     return out
 
 
@@ -184,7 +186,7 @@ def _check_stored_settings(stored: dict, given: dict, data_dir: str | None, out:
     in the listed order, the only one there was."""
     stored = {**BEFORE_OPTION_ORDER, **stored}
     check_settings(stored, given, out, keys=[k for k in given if k in stored or k != "hofstede_reference"],
-                   error=AlignmentError, later=("model_fingerprint", *RUN_KEYS))
+                   error=AlignmentError, later=("model_fingerprint", "kernels", *RUN_KEYS))
     if "hofstede_reference" not in stored:
         raise AlignmentError(
             f"--resume: {out / RUN_SETTINGS} predates the stored Hofstede file digest, so the reference countries "

@@ -46,6 +46,16 @@ def accelerator(device: str | None) -> str | None:
     return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else None
 
 
+def kernels(device: str | None) -> dict:
+    """What picks the kernels, and so the rounding, of a half-precision score beyond the device's name: the GPU
+    model (an H100's bfloat16 sums differ from an A100's) or the CPU's dispatch level, and torch's and
+    transformers' releases. A run resumed elsewhere compares them."""
+    import torch
+
+    return {"accelerator": accelerator(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": _version("torch"), "transformers": _version("transformers")}
+
+
 def environment(device: str | None = None) -> dict:
     """What a reader needs to reproduce a number to the last digit: versions, processor, threads."""
     import torch

@@ -528,6 +528,28 @@ def test_resume_under_another_batch_size_device_or_shared_stems_is_refused(tiny_
     assert json.loads((out / "alignment.json").read_text())["settings"]["batch_size"] == 64
 
 
+def test_a_half_precision_run_resumed_under_other_kernels_is_refused(tiny_model, data_root, tmp_path, capsys,
+                                                                     monkeypatch):
+    """The device's name was compared, not what picks its kernels: a bfloat16 search begun on one GPU model or
+    torch release went on under another, its generations mixing two roundings. float32 runs do not store them."""
+    import torch
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out, full = tmp_path / "run", tmp_path / "full"
+    assert _align(tiny_model, full, "--generations", "1") == 0
+    assert "kernels" not in json.loads((full / "run_settings.json").read_text())
+    assert _align(tiny_model, out, "--generations", "1", "--dtype", "bfloat16") == 0
+    settings = json.loads((out / "run_settings.json").read_text())
+    assert settings["kernels"]["torch"] == torch.__version__ and settings["kernels"]["accelerator"] is None
+    (out / "run_settings.json").write_text(json.dumps({**settings, "kernels": {**settings["kernels"],
+                                                                               "torch": "2.0.0"}}))
+    capsys.readouterr()
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--dtype", "bfloat16") == 2
+    assert "other settings (kernels: saved {" in capsys.readouterr().err
+    (out / "run_settings.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "kernels"}))
+    assert _align(tiny_model, out, "--generations", "2", "--resume", "--dtype", "bfloat16") == 0  # stored before
+
+
 def test_dtype_auto_records_the_dtype_it_loaded_and_warns_of_half_precision(tiny_model, data_root, tmp_path, caplog,
                                                                              monkeypatch):
     """--dtype auto searched a bfloat16 model without the half-precision warning, and alignment.json said "auto"."""

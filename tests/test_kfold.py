@@ -241,13 +241,16 @@ def test_in_half_precision_the_scoring_batch_and_device_must_match_on_resume(lea
         later = _config(learnable_model, rows_file, out, root, eval_dtype=dtype, eval_batch_size=16, resume=True)
         if dtype == "bfloat16":
             assert (defining_settings(first)["eval_batch_size"], defining_settings(first)["eval_device"]) == (8, "cpu")
+            import torch
+
+            assert defining_settings(first)["eval_kernels"]["torch"] == torch.__version__
             # kfold.md and the summary say how the run was scored
             assert scoring_text(defining_settings(first), True) == ("scored in bfloat16 at batch 8 on cpu, through "
                                                                     "the model's chat template")
             with pytest.raises(TrainingError, match=r"other settings \(eval_batch_size: saved 8, given 16\)"):
                 _prepare(out, later, defining_settings(later))
         else:
-            assert not {"eval_batch_size", "eval_device"} & set(defining_settings(first))
+            assert not {"eval_batch_size", "eval_device", "eval_kernels"} & set(defining_settings(first))
             assert scoring_text(defining_settings(first), False) == "scored in float32, without a chat template"
             assert _prepare(out, later, defining_settings(later)) == "resume"
 

@@ -197,12 +197,12 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
 
 def defining_settings(cfg: KFoldConfig) -> dict:
     """What a resumed run must share with the run it continues: the training's settings and the scoring's;
-    the lm_eval batch size and device (as resolved) only in half precision, where they move the scores
-    (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
+    the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
+    scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
     settings = run_settings(cfg)
     if cfg.eval_dtype == "float32":
         return {k: v for k, v in settings.items() if k not in NOT_DEFINING}
-    return {**settings, "eval_device": eval_device(cfg)}
+    return {**settings, "eval_device": eval_device(cfg), "eval_kernels": provenance.kernels(eval_device(cfg))}
 
 
 def eval_device(cfg: KFoldConfig) -> str:
@@ -849,7 +849,8 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
         if stored is None:
             raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
                                 "--overwrite to start one there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError, later=(*LATER_SETTINGS, *NOT_DEFINING))
+        check_settings(stored, settings, out, error=TrainingError,
+                       later=(*LATER_SETTINGS, *NOT_DEFINING, "eval_kernels"))
     return mode
 
 
