@@ -95,6 +95,14 @@ def test_kendall_tau_ties_steered_indices_that_differ_by_float_noise_only():
     assert tie_groups([1.0, 1.0004, 3.0, 1.0008, 0.5, 1.002]) == [1, 1, 3, 1, 0, 2]  # a chain of close values is one group
 
 
+def test_kendall_tau_of_a_dimension_with_a_nan_steered_index_is_nan():
+    # the NaN was sorted into a tie group: steered pdi [nan, 20, 30] gave 0.816, [10, nan, 30] gave NaN
+    for pdi in ((math.nan, 20, 30), (10, math.nan, 30)):
+        steered = [(c, _p(v, i, 0, 0, 0, 0)) for c, v, i in zip("ABC", pdi, (5, 7, 1))]
+        tau = kendall_tau(steered, TINY)
+        assert math.isnan(tau["pdi"]) and tau["idv"] == pytest.approx(-1.0) and tau["mean"] == pytest.approx(-1.0)
+
+
 def test_adding_a_constant_to_every_index_changes_no_rank_metric(data_root):
     ref = hofstede_reference(str(data_root))
     rng = np.random.default_rng(0)

@@ -236,14 +236,14 @@ def tie_groups(values: Sequence[float], tolerance: float = INDEX_TIE) -> list[in
 def kendall_tau(steered: Sequence[tuple[str, Mapping[str, float]]], reference: Reference) -> dict[str, float]:
     """Per dimension, Kendall tau-b across targets between the index of the model steered to each
     target and that target's human score (targets lacking the dimension are left out; NaN below
-    two targets or without variation). Steered indices within ``INDEX_TIE`` of each other are tied.
+    two targets, without variation, or where a steered index is not finite). Steered indices within ``INDEX_TIE`` of each other are tied.
     ``steered`` is (target code, steered profile) pairs. Any constant added to a dimension leaves
     it unchanged."""
     out = {}
     for d in DIMENSIONS:
         pairs = [(float(p[d]), reference.profiles[c][d]) for c, p in steered
                  if d in reference.profiles[c] and d in p]
-        if len(pairs) < 2:
+        if len(pairs) < 2 or not all(math.isfinite(a) for a, _ in pairs):  # a NaN index sorted into a tie group
             out[d] = math.nan
             continue
         x, y = zip(*pairs)
