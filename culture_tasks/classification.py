@@ -48,7 +48,9 @@ def _clean_rows(
         text = row.get(text_field)
         label = row.get("label")
         label = "" if label is None else str(label).strip()
-        if text is not None and not isinstance(text, str):
+        if text_field not in row:
+            dropped[f"no {text_field} field"] += 1
+        elif text is not None and not isinstance(text, str):
             dropped[f"non-text {text_field}"] += 1
         elif text is None or not text.strip():
             dropped["empty text"] += 1
@@ -148,6 +150,10 @@ def load_classification(
             f"lists {list(labels)}. Fix `labels` of this dataset in {MANIFEST_HINT} (or list a label "
             f"under `drop_labels` to drop its rows) and re-run _generate_configs.py."
         )
+    if not kept:  # a task of 0 documents would drop out of its culture's mean without a word
+        raise ManifestError(f"{task_name}: {path} has no usable row of its {len(raw)} "
+                            f"({', '.join(f'{v} {k}' for k, v in sorted(dropped.items()))}); fix the file, or its "
+                            f"`text_field` / `drop_labels` in {MANIFEST_HINT}")
     present = Counter(label for _, label in kept)
     absent = [label for label in labels if label not in present]
     summary = ", ".join(f"{k}={present[k]}" for k in labels)

@@ -59,6 +59,7 @@ def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
         {"tweet": "e", "label": "SPAM"},
         {"tweet": 1.0, "label": "NOT"},
         {"tweet": "x" * 30, "label": "OFF"},
+        {"text": "the field under another name", "label": "NOT"},
     ]
     _write_jsonl(tmp_path / "culturellm/X/data.jsonl", rows)
     with caplog.at_level(logging.INFO, logger="culture_tasks"):
@@ -68,9 +69,19 @@ def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
     assert ds["label_count"] == [1, 2, 2]  # each kept row's gold label among the kept rows (its design weight)
     assert ds["choices"][0] == ["A", "B"]
     message = caplog.text
-    assert "kept 3 of 8 rows" in message
+    assert "kept 3 of 9 rows" in message
     assert "2 empty label" in message and "1 empty text" in message and "1 label 'SPAM'" in message
     assert "1 non-text tweet" in message and "1 truncated (kept)" in message
+    assert "1 no tweet field" in message  # counted as "empty text" before
+
+
+def test_a_file_with_no_usable_row_is_an_error_not_a_task_of_no_documents(tmp_path):
+    # it loaded as a task of 0 documents with a warning, and dropped out of its culture's mean
+    _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": " ", "label": "NOT"}, {"tweet": "a", "label": ""}])
+    with pytest.raises(ManifestError) as err:
+        _load(tmp_path)
+    assert str(err.value).startswith(f"t: {tmp_path / 'culturellm/X/data.jsonl'} ") and "has no usable row of its 2 (1 empty label, 1 empty " \
+        "text); fix the file, or its `text_field` / `drop_labels` in" in str(err.value)
 
 
 def test_repeated_conflicting_and_misdecoded_texts_are_kept_and_counted(tmp_path, caplog):
