@@ -1063,8 +1063,11 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
         result = stats.paired_bootstrap(task_mean(metric), a_items, b_items)
     if not math.isfinite(result["diff"]):
         return None, "no paired test: the baseline row's value is not a number"
+    too_few = _too_few(metric, _scored(base, tasks))
+    if too_few:  # as the rows' own cells: texts shared by tasks pair documents across them, not over the minimum
+        return {**result, "low": math.nan, "high": math.nan}, too_few
     if _finite(result["low"]) is None or _finite(result["high"]) is None:  # the difference keeps its p-value
-        return result, _too_few(metric, _scored(base, tasks)) or "no interval: too few documents"
+        return result, "no interval: too few documents"
     return result, ""
 
 

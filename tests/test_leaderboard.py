@@ -1163,6 +1163,21 @@ def test_a_paired_difference_without_an_interval_says_why_in_csv_and_json(tmp_pa
     assert "no interval (1)" in html and "(1) 5 documents in a task; a f1_macro interval needs" in html
 
 
+def test_a_paired_difference_over_tasks_that_share_texts_keeps_the_document_minimum(tmp_path):
+    # two tasks of 6 documents labelling the same texts: the rows' own cells had no interval (6 < MIN_DOCS), but
+    # the paired test, pairing documents by text across the tasks, printed one
+    x, y = "culturellm_spanish_x", "culturellm_spanish_y"
+    base = [{"f1_macro": [i % 2, 0, 2], "doc": {"text": f"text {i}"}} for i in range(6)]
+    good = [{"f1_macro": [i % 2, i % 2, 2], "doc": {"text": f"text {i}"}} for i in range(6)]
+    # the base answers 0 everywhere: F1 of class 0 = 2 * 3 / (3 + 6) = 2/3, of class 1 = 0: macro 1/3
+    _result(tmp_path / "res/a", "/m/base", {x: 1 / 3, y: 1 / 3}, samples={x: base, y: base})
+    _result(tmp_path / "res/b", "/m/good", {x: 1.0, y: 1.0}, samples={x: good, y: good})
+    cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "spanish")
+    assert cell["diff"] == pytest.approx(2 / 3)
+    assert (cell["diff_low"], cell["diff_high"]) == (None, None)
+    assert cell["diff_note"].startswith(f"no interval: 6 documents in a task; a f1_macro interval needs {MIN_DOCS}")
+
+
 def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:
     """A VSM13 task's per-document results (``process_results_vsm13`` on made-up log-likelihoods that differ by
     ``shift``: a persona prompt per country answers differently; ``metadata``: the task's ``--metadata``)."""
