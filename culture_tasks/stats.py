@@ -254,6 +254,12 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
         if by_doc[0].keys() != by_doc[1].keys() or not by_doc[0]:
             raise ValueError(f"{task}: the runs scored different documents ({len(by_doc[0])} vs {len(by_doc[1])}, "
                              f"{len(by_doc[0].keys() ^ by_doc[1].keys())} unpaired); run both on the same documents")
+        # the same doc_id in another data file is another document: lm-eval's doc_hash says which (as the
+        # leaderboard compares it), else the logged text
+        differ = [doc for doc in sorted(by_doc[0]) if _document(by_doc[0][doc]) != _document(by_doc[1][doc])]
+        if differ:
+            raise ValueError(f"{task}: the runs scored different documents under the same doc_id ({len(differ)} of "
+                             f"{len(by_doc[0])}, first doc_id {differ[0]}); run both on the same data")
         for doc in sorted(by_doc[0]):
             for items, docs, sample in ((a_items, a_docs, by_doc[0][doc]), (b_items, b_docs, by_doc[1][doc])):
                 items.append((task, _item(sample[metric])))
@@ -265,6 +271,11 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
         out = paired_bootstrap(TaskMean(aggregate, weighted), a_items, b_items, iters=iters, seed=seed, level=level)
     out.update(tasks=len(samples_a), documents=len(a_items))
     return out
+
+
+def _document(sample: Mapping):
+    """What identifies a logged sample's document: lm-eval's ``doc_hash``, else its text (None: neither logged)."""
+    return sample.get("doc_hash") or logged_text(sample)
 
 
 def logged_text(sample: Mapping) -> str | None:

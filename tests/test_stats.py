@@ -212,6 +212,17 @@ def test_paired_task_mean_refuses_unpaired_runs():
         stats.paired_task_mean(f1_macro, {**base, "t2": base["t1"]}, base)
     with pytest.raises(ValueError, match="t1: the runs scored different documents"):
         stats.paired_task_mean(f1_macro, base, {"t1": base["t1"][:1]})
+    # the same doc_ids over another data file: other texts, opposite gold labels; paired as if one document
+    # each, the difference read -1.0 [-1.0, -1.0], p 0.001
+    other = {"t1": [{**s, "doc_hash": f"other{s['doc_id']}"} for s in _samples([(1, 0, 2), (0, 1, 2)])]}
+    hashed = {"t1": [{**s, "doc_hash": f"h{s['doc_id']}"} for s in base["t1"]]}
+    with pytest.raises(ValueError, match=r"t1: the runs scored different documents under the same doc_id \(2 of 2, "
+                                         r"first doc_id 0\); run both on the same data"):
+        stats.paired_task_mean(f1_macro, hashed, other)
+    texts = {"t1": [{**s, "doc": {"text": f"other {s['doc_id']}"}} for s in base["t1"]]}  # no hash: the texts
+    with pytest.raises(ValueError, match="under the same doc_id"):
+        stats.paired_task_mean(f1_macro, {"t1": [{**s, "doc": {"text": f"t{s['doc_id']}"}} for s in base["t1"]]},
+                               texts)
 
 
 def test_stratified_indices_resample_within_each_stratum():
