@@ -334,6 +334,7 @@ def _resampled(weighted: Callable[[Sequence, np.ndarray], np.ndarray]) -> Callab
 
 
 f1_macro.batched = _resampled(f1_macro_weighted)
+f1_macro.weighted = f1_macro_weighted  # what stats.TaskMean resamples it with: the design weights of the whole run
 
 
 def _share_columns(items: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +363,7 @@ def share(items: Sequence) -> float:
 
 
 share.batched = _resampled(share_weighted)
+share.weighted = share_weighted
 
 # Below this many documents in a task a bootstrap interval of a classification metric does not hold
 # the complete run's value often enough to be read as a 95 % interval (macro-F1: a resample drops

@@ -344,7 +344,8 @@ class TaskMean:
     ``strata``: resampled within each task, so every resample has every task with the number of
     documents the run scored (the design of the run, whatever it was: all documents, ``--limit``,
     a stratified ``--samples``). ``weighted(items, weights)``, the per-task statistic of every row of
-    a weight matrix, makes the resamples one vectorised pass; without it each is computed alone.
+    a weight matrix, makes the resamples one vectorised pass (default: ``one.weighted``, which a statistic with
+    design weights must carry); without it each is computed alone.
     ``min_per_stratum``: the documents every task needs for an interval, the per-task statistic's
     ``min_items`` (macro-F1: ``classification.MIN_DOCS``) or 1.
     """
@@ -352,7 +353,9 @@ class TaskMean:
     CHUNK = 64
 
     def __init__(self, one: Callable[[Sequence], float], weighted: Callable | None = None):
-        self.one, self.weighted = one, weighted
+        # a statistic that weighs its documents (macro-F1, accuracy: design weights) carries its weighted form:
+        # computed alone on each resample, it would weigh the resample back to the task's label mix
+        self.one, self.weighted = one, weighted or getattr(one, "weighted", None)
         self.min_per_stratum = int(getattr(one, "min_items", 1))
 
     @staticmethod
