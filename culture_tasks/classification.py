@@ -364,6 +364,7 @@ def share(items: Sequence) -> float:
 
 share.batched = _resampled(share_weighted)
 share.weighted = share_weighted
+share.alike_ci = lambda items, level: stats.exact_share_ci(_share_columns(items)[0], level)
 
 # Below this many documents in a task a bootstrap interval of a classification metric does not hold
 # the complete run's value often enough to be read as a 95 % interval (macro-F1: a resample drops

@@ -94,6 +94,19 @@ def _statistics(aggregate: Callable, items: list, idx: np.ndarray) -> np.ndarray
     return np.array([aggregate([items[i] for i in row]) for row in idx], dtype=float)
 
 
+def exact_share_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """The Clopper-Pearson interval of a share whose ``values`` (0 / 1) are all 0 or all 1, where every
+    bootstrap resample is the same and the percentile interval [0, 0] would read as certainty: [0, 1 - (α/2)^(1/n)]
+    for 0 of n (20 documents without a parse failure: [0, 0.168]), [(α/2)^(1/n), 1] for n of n."""
+    values = np.asarray(values, dtype=float)
+    tail = ((1.0 - level) / 2.0) ** (1.0 / len(values))
+    if (values == 0).all():
+        return 0.0, float(1.0 - tail)
+    if (values == 1).all():
+        return float(tail), 1.0
+    raise ValueError("exact_share_ci: the values are not all 0 or all 1")
+
+
 def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The percentile interval of bootstrap statistics, NaN resamples left out (NaN when all are)."""
     stats = np.asarray(stats, dtype=float)
@@ -136,7 +149,9 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
     items = _canonical(items)
     if not enough_items(aggregate, items) or not np.isfinite(aggregate(items)):
         return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
-    return percentile_interval(bootstrap_statistics(aggregate, items, iters=iters, seed=seed), level)
+    low, high = percentile_interval(bootstrap_statistics(aggregate, items, iters=iters, seed=seed), level)
+    alike = getattr(aggregate, "alike_ci", None)  # every document scored alike: every resample is the same
+    return alike(items, level) if alike is not None and low == high else (low, high)
 
 
 def bootstrap_statistics(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,

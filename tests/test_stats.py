@@ -375,3 +375,18 @@ def test_task_mean_of_macro_f1_resamples_with_the_run_s_design_weights_whatever_
     plain = stats.bootstrap_ci(f1_macro, [item for _, item in items])
     assert stats.bootstrap_ci(stats.TaskMean(f1_macro), items) == pytest.approx(plain)
     assert stats.bootstrap_ci(stats.TaskMean(f1_macro, f1_macro_weighted), items) == pytest.approx(plain)
+
+
+def test_a_share_every_document_scored_alike_gets_the_exact_interval_not_a_point():
+    # 20 documents without a parse failure printed [0.0, 0.0]; Clopper-Pearson for 0 of 20 is
+    # [0, 1 - 0.025^(1/20)] = [0, 0.1684], for 20 of 20 [0.8316, 1]
+    from culture_tasks.classification import share
+
+    none = [(0.0, 0, 20)] * 20
+    assert stats.bootstrap_ci(share, none) == pytest.approx((0.0, 1 - 0.025 ** (1 / 20)))
+    assert stats.bootstrap_ci(share, [(1.0, 0, 20)] * 20) == pytest.approx((0.025 ** (1 / 20), 1.0))
+    assert 1 - 0.025 ** (1 / 20) == pytest.approx(0.1684, abs=1e-4)
+    mixed = [(float(i < 4), 0, 20) for i in range(20)]  # 4 of 20: the percentile interval as before
+    low, high = stats.bootstrap_ci(share, mixed)
+    assert 0.0 <= low < 0.2 < high < 0.5
+    assert math.isnan(stats.bootstrap_ci(share, none[:19])[0])  # below MIN_DOCS no interval at all, as before
