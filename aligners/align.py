@@ -346,7 +346,9 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
                total=cfg.generations, unit="gen", disable=not distributed.is_main())
     warned = False
     for _ in bar:
-        z = opt.ask()
+        # every process asks (its optimiser stays in step), all score the main process's candidates: CMA-ES samples
+        # through LAPACK, whose last bits may differ between nodes of other CPUs
+        z = distributed.from_main(opt.ask())
         losses = score_candidates(scorer, space, z, cfg.batch_size, objective, order)
         generation = len(done.fitness) + 1
         bad = sum(not math.isfinite(v) for v in losses)
