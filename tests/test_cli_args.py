@@ -557,3 +557,15 @@ def test_epochs_beside_max_steps_is_refused_as_a_setting_with_no_effect(step, tm
     assert not out.exists()
     (cfg,) = train_parser(step).parse([*base[1:], "--epochs", "5", "--max-steps", "-1"])
     assert (cfg.epochs, cfg.max_steps) == (5.0, -1)
+
+
+def test_the_same_training_rows_given_twice_are_refused(tmp_path, capsys):
+    # read twice: every example trained at double weight, the epoch twice as long, training.json's count doubled
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}\n')
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(rows.read_bytes())
+    for second in (str(rows), str(copy)):
+        assert train_main(["lora", "--model", "m", "--data", str(rows), second, "--output", str(tmp_path / "o")]) == 2
+        assert capsys.readouterr().err == (f"culture-train lora: --data {second} holds the same rows as {rows}, so "
+                                           "every example would be trained on twice; give each file once\n")

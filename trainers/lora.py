@@ -139,7 +139,22 @@ class LoraTrainConfig:
         check_extra(self.extra)
         if self.extra:
             check_extra_values(self)
+        self.check_data_files()
         self.check_data_cultures()
+
+    def check_data_files(self) -> None:
+        """One file given twice (by another path, or its copy) is trained on twice, each example at double
+        weight and the epoch twice as long, while training.json counts the rows as if they were other data."""
+        seen: dict[str, str] = {}
+        for name in self.data:
+            path = Path(name)
+            if not path.is_file():
+                continue  # reported when the examples are read
+            key = file_digest(path)
+            if key in seen:
+                raise TrainingError(f"--data {name} holds the same rows as {seen[key]}, so every example would be "
+                                    "trained on twice; give each file once")
+            seen[key] = name
 
     def check_given(self, given: dict) -> None:
         """``--epochs`` typed or in the --config file beside a positive ``--max-steps`` would be recorded among
