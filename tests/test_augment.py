@@ -450,3 +450,30 @@ def test_a_state_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys, stat
                               "--overwrite`, or delete the state file if that run finished")
     state = run_augmentation(_config(tmp_path, overwrite=True), StandIn(REPLIES), BagOfWords())
     assert state["complete"] and state["done"] == ["27", "28", "29"]
+
+
+def test_the_generator_s_own_decoding_settings_do_not_shape_the_replies(tiny_model, tmp_path, monkeypatch):
+    # only temperature, top-p and top-k were switched off: a checkpoint's repetition penalty (Qwen2.5-Instruct
+    # ships 1.05-1.1), n-gram ban or minimum length still shaped every reply, pushing paraphrases off the seed's
+    # wording, and the run's settings said nothing of it
+    import shutil
+
+    import transformers.generation.logits_process as lp
+    from transformers import GenerationConfig
+
+    from trainers.generators import LocalGenerator
+
+    model = tmp_path / "shaped"
+    shutil.copytree(tiny_model, model)
+    GenerationConfig(repetition_penalty=1.3, no_repeat_ngram_size=2, min_new_tokens=6, num_beams=2,
+                     bos_token_id=1, eos_token_id=2).save_pretrained(model)
+    made = []
+    for name in ("RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "MinNewTokensLengthLogitsProcessor",
+                 "MinLengthLogitsProcessor"):
+        cls = getattr(lp, name)
+        monkeypatch.setattr(cls, "__init__", (lambda init, n: lambda self, *a, **k: made.append(n) or init(self, *a, **k))(
+            cls.__init__, name))
+    prompts = ["Say it again: the sky is blue"]
+    shaped = LocalGenerator(str(model), batch_size=3, max_new_tokens=8, seed=5).complete(prompts, 3)
+    assert made == []
+    assert shaped == LocalGenerator(str(tiny_model), batch_size=3, max_new_tokens=8, seed=5).complete(prompts, 3)

@@ -71,8 +71,17 @@ class LocalGenerator:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
         self.device, self.batch_size, self.seed = device, batch_size, seed
         self.temperature, self.top_p = temperature, top_p
-        # sampling is done by the seeded processors; the checkpoint's own sampling settings are switched off
-        self.kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+        # sampling is done by the seeded processors; none of the checkpoint's own decoding settings apply (a
+        # repetition penalty, an n-gram ban, a minimum length or beams in its generation_config.json would shape
+        # every reply): a fresh GenerationConfig, greedy over the processors' scores, with the model's stop tokens
+        # (the model's own is replaced: transformers fills a passed config's default values from it)
+        from transformers import GenerationConfig
+
+        own = self.model.generation_config
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=own.eos_token_id if own.eos_token_id is not None else self.tokenizer.eos_token_id,
+            bos_token_id=own.bos_token_id, pad_token_id=self.tokenizer.pad_token_id)
+        self.kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                            pad_token_id=self.tokenizer.pad_token_id)
 
     def _processors(self, prompts: list[str], n: int):
