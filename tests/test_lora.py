@@ -812,3 +812,18 @@ def test_training_with_the_lm_head_at_the_answers_trains_as_with_every_logit(lea
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], rtol=1e-4, atol=1e-6), name
     assert any((value != 0).any() for name, value in weights[0].items() if "lora_B" in name)  # it trained
+
+
+def test_repeated_per_epoch_counts_what_accelerate_fills_the_last_round_with():
+    # 23 examples, batch 5 on 2 processes: rounds of 10, the third holds 3 and accelerate fills it with 7 examples
+    # from the epoch's start (rank 0 [20, 21, 22, 0, 1], rank 1 [2, ..., 6]); one process trains none twice
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from trainers.lora import repeated_per_epoch
+
+    batches = BatchSampler(SequentialSampler(range(23)), batch_size=5, drop_last=False)
+    drawn = [i for rank in (0, 1) for batch in BatchSamplerShard(batches, num_processes=2, process_index=rank,
+                                                                   even_batches=True) for i in batch]
+    assert len(drawn) - 23 == repeated_per_epoch(23, 5, 2) == 7
+    assert (repeated_per_epoch(23, 10, 1), repeated_per_epoch(20, 5, 2), repeated_per_epoch(255, 8, 2)) == (0, 0, 1)

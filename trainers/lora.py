@@ -395,6 +395,14 @@ def adapter_tasks(rows: list[dict]) -> list[str]:
                               for t in evaluation_tasks(key, persona)))
 
 
+def repeated_per_epoch(examples: int, batch_size: int, world_size: int) -> int:
+    """Examples trained twice in each epoch of a multi-process run: accelerate completes a last round of
+    per-process batches that the examples do not fill (``even_batches``) with examples from the start of the
+    epoch's order, where one process trains a short last batch. 0 on one process or when the examples fill
+    whole rounds (``batch_size`` × ``world_size``)."""
+    return (-examples) % (batch_size * world_size) if world_size > 1 else 0
+
+
 def global_batch(batch_size: int, grad_accum: int = 1, world_size: int = 1) -> int:
     """The rows one optimiser step trains on: each process's batch, accumulated, over every process."""
     return batch_size * grad_accum * world_size
@@ -866,6 +874,12 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
     shared_as = parallelism(trainer)
+    repeated = repeated_per_epoch(len(encoded), cfg.batch_size, trainer.args.world_size)
+    if repeated and trainer.is_world_process_zero():
+        log.warning("%d examples over %d processes at batch %d: each epoch's last round trains %d examples twice "
+                    "(accelerate fills it from the epoch's start), so the run is not the one-process run; give a "
+                    "number of examples divisible by %d to avoid it", len(encoded), trainer.args.world_size,
+                    cfg.batch_size, repeated, cfg.batch_size * trainer.args.world_size)
     start()  # every input is valid: only now is an old output replaced
     settings = run_settings(cfg)  # the content the model and data paths name now, for training.json
     model = trainer.model
@@ -900,6 +914,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "data_sha256": settings["data_sha256"],
         "model_fingerprint": settings["model_fingerprint"],
         "examples": len(encoded),
+        "repeated_per_epoch": repeated,  # trained twice in each epoch's last round (repeated_per_epoch)
         # the cultures the rows name (culture-steer checks a lora --target's country against them); [] for rows
         # without a culture (upstream's Finetune files)
         "cultures": sorted({str(r["culture"]) for r in rows if r.get("culture")}),
