@@ -32,6 +32,8 @@ from transformers import HfArgumentParser
 from culture_tasks.metadata import as_bool, with_hints
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
+# the half-precision dtypes, as flags and lm-eval's result files spell them: scores carry their rounding
+HALF_PRECISION = ("bfloat16", "float16", "half", "bf16", "fp16")
 _OWN_METADATA = ("type", "nargs")
 
 
@@ -178,7 +180,7 @@ HALF_PRECISION_NOTE = ("{flag} {dtype}: scores carry half-precision rounding (Sm
 def warn_half_precision(dtype: str, flag: str = "--dtype") -> None:
     """Survey scores amplify rounding (an index is 25-35 x a difference of answer means): say so in half precision,
     naming the command's own ``flag``."""
-    if dtype in ("bfloat16", "float16"):
+    if dtype in HALF_PRECISION:
         logging.getLogger("culture_tasks").warning(HALF_PRECISION_NOTE.format(flag=flag, dtype=dtype))
 
 

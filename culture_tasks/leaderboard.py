@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks import stats
+from culture_tasks.cli_args import HALF_PRECISION
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.classification import f1_macro, f1_macro_weighted, share, share_weighted
 from culture_tasks.data_root import DataRootError
@@ -80,7 +81,6 @@ FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or re
 # (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 SCORING_KEYS = ("batch_size", "device")  # lm-eval's config: how the requests were batched, and where
-HALF_PRECISION = ("bfloat16", "float16", "half", "bf16", "fp16")
 MODEL_VERSION_KEYS = ("model_revision", "model_sha", "peft_sha", "delta_sha")
 
 
