@@ -39,8 +39,9 @@ from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
+from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   main_process, model_fingerprint, safe_join, save_settings, set_aside,
+                                   main_process, safe_join, save_settings, set_aside,
                                    settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from culture_tasks.outputs import loaded_fingerprint
+from culture_tasks.fingerprints import loaded_fingerprint
 
 
 def small_model(tok: Path, root: Path) -> Path:
@@ -21,7 +21,7 @@ def small_model(tok: Path, root: Path) -> Path:
     fingerprint = loaded_fingerprint(tok)  # of the files tok's config and tokenizer load from
     if fingerprint is None:
         raise FileNotFoundError(f"{tok}: no such folder; give the folder of a local tokenizer")
-    key = fingerprint.removeprefix("sha256:")[:16]
+    key = fingerprint.split(":", 1)[1][:16]
     out = Path(root) / f"gpu_checks_small_{key}"
     if out.is_dir():
         return out

@@ -59,7 +59,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
-from culture_tasks.outputs import loaded_fingerprint
+from culture_tasks.fingerprints import loaded_fingerprint
 from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
@@ -74,7 +74,7 @@ ENCODE_CHUNK = 4096
 
 
 def _local_fingerprint(folder) -> str | None:
-    """``outputs.loaded_fingerprint`` of a local model or adapter folder; None for a hub id or a model object."""
+    """``fingerprints.loaded_fingerprint`` of a local model or adapter folder; None for a hub id or a model object."""
     return loaded_fingerprint(folder) if isinstance(folder, (str, Path)) and folder else None
 
 
@@ -109,7 +109,7 @@ class HFPromptLM(HFLM):
     def get_model_info(self) -> dict:
         """``HFLM.get_model_info``, whose ``model_sha`` and ``peft_sha`` are hub commits (empty for a local
         folder), with a local model's and adapter's content fingerprint taken before they loaded
-        (``outputs.loaded_fingerprint``, ``sha256:...``) in their place: the result file then says which weights produced it, and the
+        (``fingerprints.loaded_fingerprint``, ``sha256-full:...``) in their place: the result file then says which weights produced it, and the
         leaderboard tells another model or adapter written under the same path apart."""
         info = super().get_model_info()
         for key, fingerprint in self._fingerprints.items():

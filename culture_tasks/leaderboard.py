@@ -57,7 +57,8 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.outputs import OutputError, OutputLock, claim_output, loaded_fingerprint, set_aside
+from culture_tasks.fingerprints import SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
 from culture_tasks.paths import task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
@@ -393,23 +394,27 @@ def adapter_kind(peft: str | None) -> str:
     return PEFT_KINDS.get(str(kind).upper(), str(kind)) if kind else "unknown"
 
 
-def fingerprint_changed(folder: str | None, recorded, now: Callable[[str], str | None] = loaded_fingerprint
+def fingerprint_changed(folder: str | None, recorded, now: Callable[[str, str], str | None] = loaded_fingerprint
                         ) -> str | None:
     """Against the content fingerprint ``hf-prompt`` records for a local folder (``model_sha`` / ``peft_sha``:
-    ``outputs.loaded_fingerprint``, ``sha256:...``; a hub commit has no prefix): "" while the folder (an absolute
-    path) still holds that content, the reason when it does not, None when there is nothing to compare.
-    ``now``: the folder's fingerprint today (``load_runs`` takes each folder's once)."""
-    if not folder or not isinstance(recorded, str) or not recorded.startswith("sha256:"):
+    ``fingerprints.loaded_fingerprint``, ``sha256-full:...``, or ``sha256:...`` from before, compared in its own
+    scheme; a hub commit has no prefix): "" while the folder (an absolute path) still holds that content, the
+    reason when it does not, None when there is nothing to compare. ``now(folder, scheme)``: the folder's
+    fingerprint today (``load_runs`` takes each folder's once per scheme)."""
+    scheme = scheme_of(recorded)
+    if not folder or scheme is None:
         return None
     if not Path(folder).is_absolute() or not Path(folder).is_dir():
         return None
-    if now(folder) == recorded:
+    if scheme == SAMPLED:
+        warn_sampled(folder)
+    if now(folder, scheme) == recorded:
         return ""
-    return f"files differ from the fingerprint its run recorded ({recorded[:19]}...)"
+    return f"files differ from the fingerprint its run recorded ({recorded[:len(scheme) + 12]}...)"
 
 
 def adapter_changed(peft: str | None, started: list[float], recorded: str | None = None,
-                    now: Callable[[str], str | None] = loaded_fingerprint) -> str:
+                    now: Callable[[str, str], str | None] = loaded_fingerprint) -> str:
     """Empty unless the adapter folder (an absolute path) no longer holds what the row's runs read: by the
     fingerprint a run recorded (``hf-prompt``: ``peft_sha``, exact), else (lm-eval's ``hf`` records a hub SHA,
     never a local adapter's content) when it holds a file written after the earliest of the row's runs started.
@@ -656,12 +661,12 @@ def load_runs(files: list[Path]) -> list[Run]:
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
     started = {path: float(data.get("date") or 0) for path, data in loaded}
-    fingerprints: dict[str, str | None] = {}  # each folder read once, however many rows name it
+    fingerprints: dict[tuple[str, str], str | None] = {}  # each folder read once, however many rows name it
 
-    def now(folder: str) -> str | None:
-        if folder not in fingerprints:
-            fingerprints[folder] = loaded_fingerprint(folder)
-        return fingerprints[folder]
+    def now(folder: str, scheme: str) -> str | None:
+        if (folder, scheme) not in fingerprints:
+            fingerprints[folder, scheme] = loaded_fingerprint(folder, scheme)
+        return fingerprints[folder, scheme]
 
     warned: set[str] = set()
     for run in runs:

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from culture_tasks.atomic import write_text_atomic
+from culture_tasks.fingerprints import as_recorded
 
 log = logging.getLogger("culture_tasks")
 
@@ -399,50 +400,6 @@ def file_digest(path: str | os.PathLike) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def model_fingerprint(model: str | os.PathLike) -> str | None:
-    """A local model folder's identity for resume checks, cheap at any size: its files' names and
-    sizes, the small files whole (config, tokenizer, chat template, weight index) and each large
-    one's first and last MiB (another model of the same shape differs there). Hidden files (a
-    lock) are left out; None for a hub id, which names no local content."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return None
-    return _fingerprint(folder, sorted(x for x in folder.rglob("*") if x.is_file()))
-
-
-# what transformers and peft read from a model or adapter folder: its top-level weights, configs, tokenizer
-# and chat template files (not a README, an evaluation's output folder or a token cache kept beside them)
-LOADED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".tiktoken")
-
-
-def loaded_fingerprint(model: str | os.PathLike) -> str | None:
-    """``model_fingerprint`` of the files a model or adapter is loaded from (``LOADED_SUFFIXES``, top level):
-    which weights an evaluation read, unchanged by files written beside them later. None for a hub id."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return None
-    return _fingerprint(folder, sorted(x for x in folder.iterdir() if x.is_file() and x.suffix in LOADED_SUFFIXES))
-
-
-def _fingerprint(folder: Path, files: list[Path]) -> str:
-    block = 1 << 20
-    h = hashlib.sha256()
-    for f in files:
-        rel = f.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        size = f.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with f.open("rb") as fh:
-            if size <= 2 * block:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(block))
-                fh.seek(-block, os.SEEK_END)
-                h.update(fh.read())
-    return "sha256:" + h.hexdigest()
-
-
 def settings_differences(saved: Mapping, given: Mapping, keys: Iterable[str] | None = None) -> list[str]:
     """``key: saved X, given Y`` for every key whose value differs (JSON-normalised)."""
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
@@ -456,6 +413,7 @@ def check_settings(saved: Mapping, given: Mapping, where: str | os.PathLike, *, 
     """Refuse a resume whose settings differ from the stored ones, naming each difference. ``later``:
     settings added to the stored ones after runs were already made; a run stored without one is
     resumed unchecked on it, with a warning (refusing would strand every such run)."""
+    given = as_recorded(saved, given)  # a fingerprint stored in the earlier scheme is compared in it
     missing = [k for k in later if k not in saved and k in given]
     if missing:
         log.warning("--resume: %s was stored without %s; that is not checked", where, ", ".join(missing))

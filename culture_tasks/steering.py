@@ -48,9 +48,10 @@ from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
+from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
-from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, model_fingerprint,
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest,
                                    set_aside, settings_differences)
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
@@ -713,7 +714,7 @@ def _identity_lines(ident: dict | None) -> list[str]:
     parts = [f"model {ident['model_fingerprint'] or '(hub id: no local content)'}"]
     parts += [f"{label} {fp}" for label, fp in ident["checkpoints"].items()]
     loaded = [f"Weights loaded in {ident['dtype_loaded']}."] if ident.get("dtype_loaded") else []
-    return [" ".join(["Fingerprints (`culture_tasks.outputs.model_fingerprint`): " + "; ".join(parts) + ".",
+    return [" ".join(["Fingerprints (`culture_tasks.fingerprints.model_fingerprint`): " + "; ".join(parts) + ".",
                       *loaded]), ""]
 
 

@@ -33,7 +33,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_hub(monkeypatch):
+def _no_hub(monkeypatch, tmp_path_factory):
+    # the digest cache of large model files (culture_tasks.fingerprints) kept out of the user's home
+    monkeypatch.setenv("CULTURE_DIGEST_CACHE", str(tmp_path_factory.getbasetemp() / "digests"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

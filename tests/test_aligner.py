@@ -154,7 +154,7 @@ def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_
     wider = build_tiny_model(tmp_path / "wider", hidden_size=48)
     assert _align(wider, out, "--generations", "2", "--resume") == 2
     err = capsys.readouterr().err
-    assert f"other settings (model: saved '{tiny_model}', given '{wider}'; model_fingerprint: saved 'sha256:" in err
+    assert f"other settings (model: saved '{tiny_model}', given '{wider}'; model_fingerprint: saved 'sha256-full:" in err
     assert (out / "state.json").read_text() == before
 
 
@@ -1073,7 +1073,8 @@ def test_a_country_without_a_task_reports_the_loss_its_recorded_lm_eval_command_
                                                                                       tmp_path, monkeypatch):
     """Japan is scored through vsm13_usa's task: the recorded command reports minus the loss as its
     margin, and alignment.json names the model, items and Hofstede file by content."""
-    from culture_tasks.outputs import file_digest, model_fingerprint
+    from culture_tasks.fingerprints import model_fingerprint
+    from culture_tasks.outputs import file_digest
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "jpn"

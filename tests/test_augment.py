@@ -345,7 +345,7 @@ def test_resume_refuses_another_model_under_the_same_folder(tmp_path):
         run_augmentation(_config(tmp_path, **folders), StandIn(REPLIES, fail_on_call=3), BagOfWords())
     for folder, key in ((generator, "generator_fingerprint"), (embedding, "embedding_fingerprint")):
         (folder / "config.json").write_text('{"model": 2}', encoding="utf-8")
-        with pytest.raises(AugmentError, match=rf"other settings \({key}: saved 'sha256:[0-9a-f]{{64}}', given"):
+        with pytest.raises(AugmentError, match=rf"other settings \({key}: saved 'sha256-full:[0-9a-f]{{64}}', given"):
             run_augmentation(_config(tmp_path, resume=True, **folders), StandIn(REPLIES), BagOfWords())
         (folder / "config.json").write_text('{"model": 1}', encoding="utf-8")
     state = run_augmentation(_config(tmp_path, resume=True, **folders), StandIn(REPLIES), BagOfWords())

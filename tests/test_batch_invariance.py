@@ -93,7 +93,7 @@ def test_hf_prompt_batch_8_gives_the_batch_1_answers(tiny_model, prompt_adapter,
     assert answers_eight == answers_one
     assert len(set(answers_one)) > 1  # the answers differ between documents: the comparison has teeth
     # the result file names the local weights it was made with by content, where lm-eval records hub SHAs only
-    from culture_tasks.outputs import loaded_fingerprint
+    from culture_tasks.fingerprints import loaded_fingerprint
 
     (result,) = (tmp_path / "hf-prompt_bs8").rglob("results_*.json")
     config = json.loads(result.read_text())["config"]

@@ -394,7 +394,7 @@ def test_hf_prompt_records_the_fingerprint_of_the_weights_it_loaded(tiny_model, 
     import shutil
 
     from culture_tasks.hf_prompt import HFPromptLM
-    from culture_tasks.outputs import loaded_fingerprint
+    from culture_tasks.fingerprints import loaded_fingerprint
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)

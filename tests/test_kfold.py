@@ -216,7 +216,7 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
         finally:
             changed.write_bytes(original)
     stored = json.loads((out / "kfold_settings.json").read_text())
-    assert stored["model_fingerprint"].startswith("sha256:")
+    assert stored["model_fingerprint"].startswith("sha256-full:")
     assert sorted(stored["survey_sha256"]) == ["culturellm/English/United States.csv", "culturellm/WVQ.jsonl"]
     # a target module the model lacks: refused before the old run is emptied (it was emptied, then fold 1 failed)
     files = sorted(p.relative_to(out) for p in out.rglob("*"))

@@ -160,10 +160,10 @@ def test_adapter_kind_and_provenance(tmp_path, capsys):
 
 
 def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folder_changed(tmp_path, capsys):
-    """hf-prompt records a local model's and adapter's content fingerprint (model_sha / peft_sha, sha256:...): a
+    """hf-prompt records a local model's and adapter's content fingerprint (model_sha / peft_sha, sha256-full:...): a
     folder touched after the run but holding the same files is no change (the file dates alone would say so), a
     folder with other content is one, named in the provenance and on stderr, for the model too."""
-    from culture_tasks.outputs import loaded_fingerprint
+    from culture_tasks.fingerprints import loaded_fingerprint
 
     model, touched, rewritten = tmp_path / "model", tmp_path / "touched", tmp_path / "rewritten"
     for folder, text in ((model, "w"), (touched, "LORA"), (rewritten, "LORA")):
@@ -182,7 +182,7 @@ def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folde
     runs = {r["adapter"]: r for r in _json(tmp_path)["runs"]}
     assert runs[str(touched)]["adapter_kind"] == "LoRA"
     assert runs[str(rewritten)]["adapter_kind"] == (
-        f"LoRA; changed since: adapter files differ from the fingerprint its run recorded ({recorded[rewritten][:19]}...)")
+        f"LoRA; changed since: adapter files differ from the fingerprint its run recorded ({recorded[rewritten][:24]}...)")
     assert f"peft_sha={recorded[touched]}" in runs[str(touched)]["model_revision"]
     assert "changed" not in runs[str(touched)]["model_revision"]
     assert "its numbers may be another adapter's" in capsys.readouterr().err
@@ -190,7 +190,7 @@ def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folde
     (model / "adapter_config.json").write_text("other weights")
     runs = {r["adapter"]: r for r in _json(tmp_path)["runs"]}
     assert all(r["model_revision"].endswith(
-        f"; model changed since: model files differ from the fingerprint its run recorded ({recorded[model][:19]}...)")
+        f"; model changed since: model files differ from the fingerprint its run recorded ({recorded[model][:24]}...)")
         for r in runs.values())
     assert capsys.readouterr().err.count("the numbers of the rows that name it may be another model's") == 1
 

@@ -608,7 +608,7 @@ def test_training_json_names_the_content_of_the_model_and_data_it_was_made_from(
     values a --resume compares."""
     import hashlib
 
-    from culture_tasks.outputs import model_fingerprint
+    from culture_tasks.fingerprints import model_fingerprint
 
     summary = train(_config(learnable_model, english_examples, tmp_path / "adapter", max_steps=1))
     assert summary["data_sha256"] == ["sha256:" + hashlib.sha256(english_examples.read_bytes()).hexdigest()]

@@ -321,7 +321,7 @@ def test_align_resume_with_another_model_under_the_same_path_is_refused(data_roo
     _started_alignment(out, data_root, model)
     (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # retrained, re-exported...
     assert align_main(_align_args(model, out, "--resume", "--data-dir", str(data_root))) == 2
-    assert "other settings (model_fingerprint: saved 'sha256:" in capsys.readouterr().err
+    assert "other settings (model_fingerprint: saved 'sha256-full:" in capsys.readouterr().err
 
 
 def test_align_resume_with_another_data_root_or_target_is_refused(data_root, tiny_model, tmp_path, capsys):
@@ -504,7 +504,8 @@ def test_recorded_lm_eval_commands_work_from_any_folder(tmp_path, monkeypatch, d
 
 
 def test_settings_added_later_are_not_held_against_older_runs(tmp_path, caplog):
-    from culture_tasks.outputs import OutputError, check_settings, model_fingerprint
+    from culture_tasks.fingerprints import model_fingerprint
+    from culture_tasks.outputs import OutputError, check_settings
 
     old = {"seed": 0}
     check_settings(old, {"seed": 0, "model_fingerprint": "sha256:x"}, tmp_path, later=["model_fingerprint"])
@@ -514,7 +515,7 @@ def test_settings_added_later_are_not_held_against_older_runs(tmp_path, caplog):
                        tmp_path, later=["model_fingerprint"])
     with pytest.raises(OutputError, match="model_fingerprint: saved None"):  # not a later setting: compared
         check_settings(old, {"seed": 0, "model_fingerprint": "sha256:x"}, tmp_path)
-    # the fingerprint: names, sizes, small files whole, a large file's ends; hidden files left out
+    # the fingerprint: names, sizes and every byte; hidden files left out
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text("{}")

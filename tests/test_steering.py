@@ -378,7 +378,7 @@ def test_the_matrix_names_the_content_of_its_model_and_checkpoints(matrix, tiny_
                                                                   lora_checkpoint):
     """Paths can be reused for other weights: the run records each folder's fingerprint, in the JSON
     and in steering.md."""
-    from culture_tasks.outputs import model_fingerprint
+    from culture_tasks.fingerprints import model_fingerprint
 
     out, result = matrix
     expected = {"model_fingerprint": model_fingerprint(tiny_model),
@@ -764,7 +764,7 @@ def _fake_answers(lm, row, tm, cfg, fallback):
 def test_resume_with_other_settings_or_other_checkpoint_content_is_refused(tiny_model, lora_checkpoint, data_root,
                                                                            tmp_path, monkeypatch, capsys):
     from culture_tasks import steering
-    from culture_tasks.outputs import model_fingerprint
+    from culture_tasks.fingerprints import model_fingerprint
 
     ckpt = _copy_checkpoint(lora_checkpoint, tmp_path / "tr")
     out = tmp_path / "run"

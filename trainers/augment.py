@@ -33,8 +33,9 @@ from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import check_bool_fields
+from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   model_fingerprint, set_aside)
+                                   set_aside)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.generators import SAMPLING
 from trainers.questions import normalise, read_variants

@@ -28,8 +28,9 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
 from culture_tasks.models import ModelFileError, check_safetensors
+from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, launched_world_size,
-                                   load_settings, main_process, model_fingerprint, save_settings, set_aside)
+                                   load_settings, main_process, save_settings, set_aside)
 from culture_tasks.paths import absolute_if_local, lm_eval_command
 from trainers.keys import check_row_keys
 
