@@ -31,6 +31,11 @@ case "$(culture-tasks-path)" in
   "$WORK/venv/"*) ;;
   *) echo "check_wheel: culture-tasks-path printed $(culture-tasks-path), not the installed package" >&2; exit 1 ;;
 esac
+# every console script the package declares starts from the installed package
+for script in $(python -c "import importlib.metadata as m; print(' '.join(e.name for e in m.distribution('culture-align-kit').entry_points if e.group == 'console_scripts'))"); do
+  "$script" --help >/dev/null || { echo "check_wheel: $script --help failed from the wheel" >&2; exit 1; }
+done
+echo "check_wheel: every console script answers --help"
 # the tiny test model (tests/ is not part of the package; only its tokenizer/model builder is used)
 python -c "import sys; sys.path.insert(0, sys.argv[1]); from tiny_model import build_tiny_model; build_tiny_model(sys.argv[2])" \
   "$REPO/tests" "$WORK/tiny"

