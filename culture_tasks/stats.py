@@ -531,7 +531,8 @@ def lm_eval_task_name() -> str | None:
     while frame is not None:
         for local in ("task", "self"):
             obj = frame.f_locals.get(local)
-            name = getattr(obj, "task_name", None) if type(obj).__module__.startswith("lm_eval") else None
+            lm_eval_class = any(c.__module__.startswith("lm_eval") for c in type(obj).__mro__)  # ours: CultureTask
+            name = getattr(obj, "task_name", None) if lm_eval_class else None
             if isinstance(name, str) and name:
                 return name
         frame = frame.f_back

@@ -1,0 +1,61 @@
+"""The task class of every culture task: lm-eval's ``ConfigurableTask``, checked against a stale request cache.
+
+``lm_eval --cache_requests true`` keeps each task's built requests in a file named by the task, the few-shot
+count, the process rank, the chat template and the tokenizer, never by the documents or the prompt code. The
+documents are still loaded afresh, and ``process_results`` scores the cached requests' answers against them:
+after an edited data file, another ``data_dir``, another ``--metadata`` (option order, persona, questions) or
+another release of these tasks, the answers to the old prompts would be scored against the new labels without
+a word. With ``--samples`` the cache even serves the first documents instead of the sampled ones. So when a
+cache was read, every cached request must belong to a document of this run, unchanged, and the first
+document's requests built now must equal the cached ones; otherwise the run stops, naming the fix.
+
+Each template names this class (``class: !function culture_tasks.task.CultureTask``), lm-eval's own route for
+a task defined in Python; the YAML's settings are passed on unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+
+from lm_eval.api.task import ConfigurableTask
+
+
+class StaleRequestCache(ValueError):
+    """lm-eval's request cache holds requests of other documents or prompts than this run's."""
+
+
+class CultureTask(ConfigurableTask):
+    def __init__(self, *args, config: dict | None = None, **kwargs):
+        # "class" names this class in the YAML; it is no TaskConfig field
+        super().__init__(*args, config={k: v for k, v in (config or {}).items() if k != "class"}, **kwargs)
+
+    def build_all_requests(self, **kwargs) -> None:
+        super().build_all_requests(**kwargs)
+        if kwargs.get("cache_requests") and not kwargs.get("rewrite_requests_cache"):
+            self._check_cached_requests(kwargs)
+
+    def _check_cached_requests(self, kwargs: dict) -> None:
+        where = {k: kwargs[k] for k in ("rank", "limit", "world_size", "samples") if k in kwargs}
+        fresh = {doc_id: _canonical(doc) for doc_id, doc in self.doc_iterator(**where)}
+        cached = self._instances
+        stale = {i.doc_id for i in cached if fresh.get(i.doc_id) != _canonical(i.doc)}
+        stale |= set(fresh) - {i.doc_id for i in cached}
+        if not stale and cached:
+            first = cached[0].doc_id
+            try:  # the first document's requests built now: the prompt code and settings of this run
+                super().build_all_requests(**{**kwargs, "limit": 1, "cache_requests": False})
+                rebuilt = [i.arguments for i in self._instances if i.doc_id == first]
+            finally:
+                self._instances = cached
+            if rebuilt != [i.arguments for i in cached if i.doc_id == first]:
+                stale = {first}
+        if stale:
+            raise StaleRequestCache(
+                f"{self.config.task}: lm-eval's request cache holds requests built from other documents or prompts "
+                f"than this run's ({len(stale)} of {len(fresh)} documents differ; the data, data_dir, --metadata, "
+                "--samples or the task release changed since it was written): rerun with --cache_requests refresh")
+
+
+def _canonical(doc) -> str:
+    """A document as comparable text (NaN equals NaN; key order does not matter)."""
+    return json.dumps(doc, sort_keys=True, default=str)
