@@ -44,6 +44,7 @@ LOADED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", 
 # making that scheme's fingerprint of the same folder
 _MADE: dict[str, tuple[Path, bool]] = {}
 _WARNED: set[str] = set()
+_MEMO: dict[str, str] = {}  # this process's digests by stat key
 
 
 def model_fingerprint(model: str | os.PathLike, scheme: str = FULL) -> str | None:
@@ -114,27 +115,42 @@ def _stat_key(path: Path, st: os.stat_result) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The hex SHA-256 of a file's bytes; a large file's from the digest cache when the file is unchanged."""
+    """The hex SHA-256 of a file's bytes; from this process's memo or, for a large file, the digest cache when the
+    file is unchanged since (every task of a run fingerprints the same model folder)."""
     path = Path(path)
     before = path.stat()
-    if before.st_size < CACHE_MIN_BYTES:
-        return _hash(path, before.st_size)
-    entry = cache_dir() / (hashlib.sha256(_stat_key(path, before).encode()).hexdigest()[:40] + ".json")
+    key = _stat_key(path, before)
+    if key in _MEMO:
+        return _MEMO[key]
+    started = time.time_ns()
+    entry = cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+    kept = _kept(entry, before.st_size) if before.st_size >= CACHE_MIN_BYTES else None
+    digest = kept or _hash(path, before.st_size)
+    if _settled(path, key, started):
+        _MEMO[key] = digest
+        if before.st_size >= CACHE_MIN_BYTES and kept is None:  # new, or a damaged entry replaced
+            try:
+                write_text_atomic(entry, json.dumps({"path": str(path.resolve()), "size": before.st_size,
+                                                     "sha256": digest}))
+            except OSError as err:  # a read-only home: hashed again by the next run
+                log.debug("digest cache %s not written: %s", entry, err)
+    return digest
+
+
+def _kept(entry: Path, size: int) -> str | None:
     try:
         kept = json.loads(entry.read_text(encoding="utf-8"))
-        if kept.get("size") == before.st_size and isinstance(kept.get("sha256"), str) and len(kept["sha256"]) == 64:
+        if kept.get("size") == size and isinstance(kept.get("sha256"), str) and len(kept["sha256"]) == 64:
             return kept["sha256"]
     except (OSError, ValueError, AttributeError):
         pass
-    started = time.time_ns()
-    digest = _hash(path, before.st_size)
+    return None
+
+
+def _settled(path: Path, key: str, started: int) -> bool:
+    """Unchanged while it was read, and last changed well before: its digest may be kept under its stat key."""
     after = path.stat()
-    if _stat_key(path, after) == _stat_key(path, before) and after.st_ctime_ns < started - CACHE_SETTLE_NS:
-        try:
-            write_text_atomic(entry, json.dumps({"path": str(path.resolve()), "size": after.st_size, "sha256": digest}))
-        except OSError as err:  # a read-only home: hashed again next time
-            log.debug("digest cache %s not written: %s", entry, err)
-    return digest
+    return _stat_key(path, after) == key and after.st_ctime_ns < started - CACHE_SETTLE_NS
 
 
 def _hash(path: Path, size: int) -> str:

@@ -9,6 +9,9 @@ a word. With ``--samples`` the cache even serves the first documents instead of 
 cache was read, every cached request must belong to a document of this run, unchanged, and the first
 document's requests built now must equal the cached ones; otherwise the run stops, naming the fix.
 
+It also records the content fingerprint of the local model and adapter folders in the task's metadata
+(``loaded_fingerprints``), so a result file of plain ``--model hf`` says which weights it scored.
+
 Each template names this class (``class: !function culture_tasks.task.CultureTask``), lm-eval's own route for
 a task defined in Python; the YAML's settings are passed on unchanged.
 """
@@ -19,6 +22,11 @@ import json
 
 from lm_eval.api.task import ConfigurableTask
 
+from culture_tasks.fingerprints import loaded_fingerprint
+
+FINGERPRINTS_KEY = "loaded_fingerprints"
+MODEL_FOLDER_ARGS = ("pretrained", "peft")  # the model arguments that name a folder the run loads
+
 
 class StaleRequestCache(ValueError):
     """lm-eval's request cache holds requests of other documents or prompts than this run's."""
@@ -28,6 +36,8 @@ class CultureTask(ConfigurableTask):
     def __init__(self, *args, config: dict | None = None, **kwargs):
         # "class" names this class in the YAML; it is no TaskConfig field
         super().__init__(*args, config={k: v for k, v in (config or {}).items() if k != "class"}, **kwargs)
+        record_loaded_fingerprints(self.config.metadata)
+
 
     def build_all_requests(self, **kwargs) -> None:
         super().build_all_requests(**kwargs)
@@ -54,6 +64,19 @@ class CultureTask(ConfigurableTask):
                 f"{self.config.task}: lm-eval's request cache holds requests built from other documents or prompts "
                 f"than this run's ({len(stale)} of {len(fresh)} documents differ; the data, data_dir, --metadata, "
                 "--samples or the task release changed since it was written): rerun with --cache_requests refresh")
+
+
+def record_loaded_fingerprints(metadata) -> None:
+    """The content fingerprints of the local model and adapter folders the run names (``lm_eval`` merges
+    ``--model_args`` into the tasks' metadata), under ``FINGERPRINTS_KEY`` in the metadata the result file
+    records: with plain ``--model hf``, which records no local content, a result row still says exactly which
+    weights it scored (taken as the tasks are built, after lm-eval has loaded the model)."""
+    if not isinstance(metadata, dict):
+        return
+    found = {k: loaded_fingerprint(metadata[k]) for k in MODEL_FOLDER_ARGS if isinstance(metadata.get(k), str)}
+    found = {k: v for k, v in found.items() if v}
+    if found:
+        metadata[FINGERPRINTS_KEY] = found
 
 
 def _canonical(doc) -> str:

@@ -56,7 +56,9 @@ def test_large_file_digest_is_cached_and_a_same_size_same_mtime_edit_is_hashed_a
     first = fingerprints.file_sha256(weights)
     assert first == hashlib.sha256(bytes(5 << 20)).hexdigest() and calls == ["model.safetensors"]
     assert len(list((tmp_path / "cache").iterdir())) == 1
-    assert fingerprints.file_sha256(weights) == first and calls == ["model.safetensors"]  # from the cache
+    assert fingerprints.file_sha256(weights) == first and calls == ["model.safetensors"]  # this process's memo
+    monkeypatch.setattr(fingerprints, "_MEMO", {})  # another process
+    assert fingerprints.file_sha256(weights) == first and calls == ["model.safetensors"]  # the disk cache
     stat = weights.stat()
     _poke(weights, 3 << 20)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same size and modification time
@@ -80,9 +82,12 @@ def test_a_damaged_cache_entry_is_hashed_again(tmp_path, monkeypatch):
     right = fingerprints.file_sha256(weights)
     [entry] = (tmp_path / "cache").iterdir()
     entry.write_text(json.dumps({"size": 1, "sha256": "0" * 64}))
+    monkeypatch.setattr(fingerprints, "_MEMO", {})
     assert fingerprints.file_sha256(weights) == right
     entry.write_text("{")
+    monkeypatch.setattr(fingerprints, "_MEMO", {})
     assert fingerprints.file_sha256(weights) == right
+    assert json.loads(entry.read_text())["sha256"] == right  # the damaged entry replaced
 
 
 def test_a_run_stored_with_the_earlier_scheme_resumes_and_is_still_checked(tmp_path, caplog):
@@ -121,3 +126,15 @@ def test_leaderboard_checks_a_recorded_earlier_scheme_fingerprint_in_its_scheme(
 def test_unknown_scheme_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown fingerprint scheme 'md5:'"):
         model_fingerprint(_model(tmp_path / "m"), "md5:")
+
+
+def test_plain_hf_result_records_the_loaded_folders_fingerprints(tiny_model, data_root):
+    """lm_eval merges --model_args into the tasks' metadata: each task records the fingerprint of the local model
+    (and adapter) folder in its config, which the result file keeps, though `hf` records no local content."""
+    from tests.lm_eval_helpers import evaluate
+
+    out = evaluate(tiny_model, ["wvs_usa"], data_root, limit=2, metadata={"pretrained": str(tiny_model)})
+    recorded = out["configs"]["wvs_usa"]["metadata"]["loaded_fingerprints"]
+    assert recorded == {"pretrained": loaded_fingerprint(tiny_model)} and recorded["pretrained"].startswith(FULL)
+    out = evaluate(tiny_model, ["wvs_usa"], data_root, limit=2, metadata={"pretrained": "org/hub-model"})
+    assert "loaded_fingerprints" not in out["configs"]["wvs_usa"]["metadata"]  # a hub id: no local content
