@@ -253,6 +253,21 @@ def test_majority_agreement_with_a_tied_majority():
     assert metrics.majority_agreement([0.4, 0.4, 0.2], [0.6, 0.1, 0.3]) == 0.5
 
 
+def test_a_model_missing_or_hitting_every_majority_gets_the_exact_interval_not_a_point():
+    # always answering "A" scored 0.0 on all 50 wvs_south_korea questions and printed [0, 0]; Clopper-Pearson
+    # for 0 of 50 is [0, 1 - 0.025^(1/50)] = [0, 0.0711], for 50 of 50 [0.9289, 1]
+    from culture_tasks.survey import tasks
+
+    def interval(items):
+        return tasks.wvs_majority_ci_low(items), tasks.wvs_majority_ci_high(items)
+
+    assert interval([0.0] * 50) == pytest.approx((0.0, 0.0711), abs=1e-4)
+    assert interval([1.0] * 50) == pytest.approx((0.9289, 1.0), abs=1e-4)
+    assert interval([0.5] * 50) == (0.5, 0.5)  # every question a half-credit tie: the percentile interval stands
+    low, high = interval([1.0] * 5 + [0.0] * 45)  # 5 of 50: the percentile interval as before
+    assert 0.0 <= low < 0.1 < high < 0.25
+
+
 def test_majority_agreement_on_brazil_s_tied_question(data_root):
     questions = load_questions(str(data_root))
     brazil = load_country(data_root / "culturellm" / "Portuguese" / "Brazil.csv", questions, "Brazil")

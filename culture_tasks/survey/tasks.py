@@ -212,10 +212,20 @@ def _country_mean(name: str):
     return aggregate
 
 
+def majority_mean(items: Sequence[float]) -> float:
+    """``wvs_majority`` over questions: the mean of 0 / 1 scores (1/2 for a tie). A model that misses, or hits,
+    every question gets the Clopper-Pearson interval of 0 (n of n) in n, not the bootstrap's point [0, 0]."""
+    return stats.mean(items)
+
+
+majority_mean.batched = stats.mean.batched
+majority_mean.alike_ci = stats.alike_share_ci
+# the aggregate each headline metric's interval resamples
+WVS_AGGREGATES = {"wvs_jsd": stats.mean, "wvs_w1": stats.mean, "wvs_majority": majority_mean}
 WVS_METRICS = ("wvs_jsd", "wvs_w1", "wvs_majority", *(f"wvs_jsd_{t}" for t in WVS_TOPICS))
-for _name in ("wvs_jsd", "wvs_w1", "wvs_majority"):
+for _name, _aggregate in WVS_AGGREGATES.items():
     globals()[_name] = _country_mean(_name)
-    globals().update(stats.ci_aggregations(_name, stats.mean, nonfinite="wvs_jsd, wvs_w1, wvs_majority, the "
+    globals().update(stats.ci_aggregations(_name, _aggregate, nonfinite="wvs_jsd, wvs_w1, wvs_majority, the "
                                            "wvs_jsd_<topic> of their topics and their intervals"
                                            if _name == "wvs_jsd" else None))
 for _topic in WVS_TOPICS:
