@@ -57,6 +57,16 @@ def test_vsm13_and_wvs_tasks_report_finite_metrics(tiny_model, data_root):
     assert "typical person from China" in out["samples"]["wvs_china_persona"][0]["arguments"][0][0]
 
 
+def test_a_balanced_task_cut_by_limit_47_reports_nan_and_names_the_item(tiny_model, data_root, caplog):
+    # 47 of the 48 documents: item 24 is asked listed, never reversed; its indices were finite without a word
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        res = evaluate(tiny_model, ["vsm13_usa_balanced"], data_root, limit=47)["results"]["vsm13_usa_balanced"]
+    assert all(math.isnan(res[f"{key}{s},none"]) for key in VSM13_KEYS for s in ("", "_ci_low", "_ci_high"))
+    assert "item 24 asked in one option order only" in caplog.text
+
+
 def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
     target = [95, 25, 60, 80, 36, 52]
     out = evaluate(tiny_model, ["vsm13_saudi_arabia"], data_root,

@@ -367,6 +367,26 @@ def test_a_balanced_vsm13_task_asks_each_item_in_both_orders_and_averages_them(d
     assert all(summarise_vsm13(items)[d] == pytest.approx(0.0) for d in DIMENSIONS)
 
 
+def test_a_balanced_task_needs_both_orders_of_every_item(data_root, caplog):
+    # --limit 47 leaves item 24 asked listed only: its mean leans to that order, so the indices are NaN with one
+    # warning naming it, as for a missing item; --samples taking every item's listed document alone is refused too
+    docs = load_vsm13(str(data_root), vsm13_country="USA", both_orders=True)["test"]
+    items = [item_result(doc, [0.0, -60.0, -60.0, -60.0, -60.0]) for doc in docs]
+    assert [item[7] for item in items[:2]] == ["listed", "reversed"]
+    assert summarise_vsm13(items)["pdi"] == pytest.approx(0.0)  # 48 documents: every item 3.0
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        cut = summarise_vsm13(items[:47])
+        listed = summarise_vsm13(items[::2])
+    assert all(math.isnan(cut[k]) and math.isnan(listed[k]) for k in tasks.VSM13_METRICS)
+    assert "item 24 asked in one option order only" in caplog.text
+    assert "items 1-24 asked in one option order only" in caplog.text
+    assert all(math.isnan(v) for v in vsm13_intervals(items[:47])["pdi"])
+    # a one-order task's 24 documents are complete as they are
+    plain = [item_result(doc, [0.0, -60.0, -60.0, -60.0, -60.0])
+             for doc in load_vsm13(str(data_root), vsm13_country="USA")["test"]]
+    assert plain[0][7] == "" and summarise_vsm13(plain)["pdi"] == pytest.approx(0.0)
+
+
 def test_balanced_indices_are_the_mean_of_the_two_orders(data_root):
     # an index is linear in the item means and a balanced item mean is the mean of its two orders' scores
     def logged(**kwargs):
