@@ -162,6 +162,13 @@ def test_wvs_rows_repeating_an_earlier_row_are_kept_and_counted(tmp_path, caplog
                                 r"report \(social_values, migration, security, science_technology, religious_values, "
                                 r"ethical_values, political_interest: its first two words\)"),
     ({"topic": ""}, r"WVQ.jsonl:2: topic '' \(Q28\) is none of the topics"),
+    # these crashed with AttributeError ('list' object has no attribute 'strip'), naming no file
+    ({"option": ["1. Agree", "2. Disagree"], "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: option must be text, got list \['1\. Agree', "),
+    ({"q_content": 28, "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: q_content must be text, got int 28; give it as a JSON string"),
+    ({"option": "agree or not", "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: option: cannot read an answer scale from 'agree or not'; write it as"),
 ])
 def test_a_seed_bank_row_with_an_unknown_key_or_topic_names_its_line(tmp_path, change, message):
     row = {"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}

@@ -122,6 +122,20 @@ def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
         load_items(str(tmp_path))
 
 
+def test_a_vsm13_option_label_that_is_not_text_names_its_line(tmp_path):
+    # a number as an option label reached the prompt as "C. 3"
+    from culture_tasks.survey.vsm13 import load_items
+
+    _items_root(tmp_path)
+    path = tmp_path / "vsm13" / "items.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[6] = json.dumps({"item": 7, "stem": "", "text": "item 7", "options": {"1": "a", "2": "b", "3": 3,
+                                                                              "4": "d", "5": "e"}})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r'items\.jsonl:7: options\["3"\] must be text, got int 3'):
+        load_items(str(tmp_path))
+
+
 @pytest.mark.parametrize("row, message", [
     # a misspelt "stem" was read as no stem: item 7 was asked without "Please think of an ideal job ..."
     ({"item": 7, "stme": "Please think of an ideal job", "text": "item 7"},
@@ -130,6 +144,10 @@ def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
     ({"item": 7.9, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 7\.9 is not an item number 1-24"),
     ({"item": "seven", "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 'seven' is not an item number 1-24"),
     ({"item": True, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item True is not an item number 1-24"),
+    # "stem": null crashed with AttributeError ('NoneType' object has no attribute 'strip'), naming no file
+    ({"item": 7, "stem": None, "text": "item 7"},
+     r"items\.jsonl:7: stem must be text, got NoneType None; leave it out, or give \"\", for an item without one"),
+    ({"item": 7, "stem": "", "text": ["item 7"]}, r"items\.jsonl:7: text must be text, got list \['item 7'\]"),
 ])
 def test_vsm13_item_row_with_an_unknown_key_or_no_item_number_names_its_line(tmp_path, row, message):
     from culture_tasks.survey.vsm13 import load_items
