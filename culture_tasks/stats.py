@@ -536,6 +536,11 @@ def nonfinite_item(item) -> bool:
     return isinstance(item, float) and not math.isfinite(item)
 
 
+def _of_lm_eval(obj) -> bool:
+    """Whether ``obj`` is an instance of an lm-eval class or of a subclass (the tasks' ``CultureTask``)."""
+    return any(cls.__module__.startswith("lm_eval") for cls in type(obj).__mro__)
+
+
 def lm_eval_task_name() -> str | None:
     """The name of the lm-eval task whose results are being aggregated, or None outside lm-eval: lm-eval
     hands a task's functions no name, so it is read from its calling frames (the Task object)."""
@@ -543,7 +548,7 @@ def lm_eval_task_name() -> str | None:
     while frame is not None:
         for local in ("task", "self"):
             obj = frame.f_locals.get(local)
-            name = getattr(obj, "task_name", None) if type(obj).__module__.startswith("lm_eval") else None
+            name = getattr(obj, "task_name", None) if _of_lm_eval(obj) else None
             if isinstance(name, str) and name:
                 return name
         frame = frame.f_back
