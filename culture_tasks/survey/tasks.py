@@ -214,7 +214,7 @@ def _country_mean(name: str):
 
 def majority_mean(items: Sequence[float]) -> float:
     """``wvs_majority`` over questions: the mean of 0 / 1 scores (1/2 for a tie). A model that misses, or hits,
-    every question gets the Clopper-Pearson interval of 0 (n of n) in n, not the bootstrap's point [0, 0]."""
+    every question gets the Clopper-Pearson interval of 0 (or n) of n, not the bootstrap's point [0, 0]."""
     return stats.mean(items)
 
 
@@ -472,7 +472,7 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
 
 def _one_order_items(items: Sequence[tuple]) -> list[int]:
     """The items of a ``_balanced`` task's documents asked in one option order only: an item mean of one order
-    keeps the position bias that asking both orders cancels. None for documents of a one-order task."""
+    keeps the position bias that asking both orders cancels. None of a one-order task's documents."""
     orders: dict[int, set] = defaultdict(set)
     for item in items:
         orders[int(item[0])].add(item[7] if len(item) > 7 else "")
