@@ -11,6 +11,23 @@ class JsonlError(ValueError):
     """A JSONL file that cannot be read as one JSON object per line."""
 
 
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object, carried out of the decoder to be named with its line."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads`` keeps the last of a key given twice (``{"label": "0", "label": "1"}`` reads as label 1)
+    without a word: refuse it instead."""
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _DuplicateKey(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    return row
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of ``path``."""
     path = Path(path)
@@ -32,7 +49,10 @@ def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _DECODER.decode(line)
+        except _DuplicateKey as err:
+            raise JsonlError(f"{path}:{number}: key {err.args[0]!r} is given twice in one object; keep the one "
+                             "that is meant (a JSON reader would keep the last without a word)") from None
         except json.JSONDecodeError as err:
             last = number == len(lines) or not any(x.strip() for x in lines[number:])
             hint = ("the file looks truncated (cut off mid-line); re-create it or restore it"
@@ -43,6 +63,16 @@ def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
                              "each line must be one JSON object")
         rows.append((number, row))
     return rows
+
+
+def text_field(value, where: str, field: str, fix: str = "give it as a JSON string") -> str:
+    """A JSONL field that is text, stripped; anything else (null, a number, a list) is a JsonlError naming
+    ``where`` (``file:line``), the field and ``fix``: not an AttributeError from ``.strip()``, nor its repr
+    in a prompt."""
+    if not isinstance(value, str):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise JsonlError(f"{where}: {field} must be text, got {type(value).__name__} {shown}; {fix}")
+    return value.strip()
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -8,7 +8,9 @@ adds it, or it is a constructor argument of one of lm-eval's registered models (
 reading their source, so that no optional backend such as vLLM is imported; ``hf-prompt``'s too) or of
 ``transformers``' ``from_pretrained`` (``HFLM`` passes unknown model args on to it) or, when
 vLLM is installed, a field of its ``EngineArgs`` (lm-eval's ``VLLM`` passes them on). Anything
-else - ``datadir`` for ``data_dir`` - stops the run with the list of valid keys.
+else - ``datadir`` for ``data_dir`` - stops the run with the list of valid keys. A key that is one of the task
+YAML's own settings (``persona``) stops it with the task to use instead (``check_task_settings``, which the
+tasks' class ``culture_tasks.task.CultureTask`` calls before lm-eval calls the loader with both).
 """
 
 from __future__ import annotations
@@ -142,6 +144,37 @@ def check_keys(task: str, given: Mapping, own: Iterable[str]) -> None:
         + (f", other tasks of this project read {others}" if others else "")
         + " (lm-eval's own keys and its models' --model_args are accepted too)"
     )
+
+
+# The settings a task YAML gives its loader (its dataset_kwargs), each with what to do instead of giving it in
+# --metadata ({family}: the task's family, wvs or vsm13): lm-eval passes both to the loader, which stops with a
+# bare "got multiple values for keyword argument" TypeError.
+_MANIFEST_FIX = ("it comes from culture_tasks/culturellm/manifest.yaml: change it there and re-run "
+                 "culture_tasks/culturellm/_generate_configs.py")
+TASK_SETTINGS: dict[str, str] = {
+    "persona": "use {family}_<country>_persona to ask as a typical person of that country, {family}_<country> to "
+               "ask without a persona",
+    "reversed_options": "use {family}_<country>_reversed to list the options in reverse",
+    "both_orders": "use vsm13_<country>_balanced to ask every item in both option orders",
+    "wvs_country": "use wvs_<country> of the country wanted",
+    "wvs_csv": "use wvs_<country> of the country wanted",
+    "vsm13_country": "use vsm13_<country> of the country wanted, or --metadata target (and target_country) to score "
+                     "another country's profile",
+    **dict.fromkeys(("task_name", "file", "text_field", "labels", "instruction", "drop_labels", "max_text_chars"),
+                    _MANIFEST_FIX),
+}
+
+
+def check_task_settings(task: str, metadata: Mapping, settings: Mapping) -> None:
+    """Raise for a ``--metadata`` key that is one of the task's own settings (its YAML's dataset_kwargs), naming
+    why and what to use instead, before lm-eval hands both to the loader."""
+    given = [key for key in settings if key in metadata]
+    if not given:
+        return
+    family = task.split("_")[0]
+    fixes = "; ".join(f"--metadata {key} is fixed by the task: "
+                      + TASK_SETTINGS.get(key, "it is the task YAML's setting").format(family=family) for key in given)
+    raise MetadataError(f"{task}: {fixes}; drop {', '.join(given)} from --metadata")
 
 
 _SAID_IGNORED: set[tuple[str, str]] = set()

@@ -14,6 +14,9 @@ takes the items and an ``(iters, n)`` index matrix and returns the ``iters`` sta
 once. Without it the aggregate is called once per resample. An aggregate with a ``strata``
 attribute (item -> key) is resampled within each stratum: ``TaskMean``, a culture's or the
 suite's mean over tasks, keeps every task and its number of documents in every resample.
+An aggregate of 0 / 1 scores may carry ``alike_ci(items, level)``: when every resample is the same
+(every document scored alike) the percentile interval is a point, which would read as certainty;
+it gives the exact interval instead (``exact_share_ci``), or None to keep the point.
 ``cluster_mean`` takes per-cluster ``(sum, count)`` items, so documents that are not independent
 (the countries of one question) are resampled and exchanged as one unit.
 """
@@ -107,6 +110,14 @@ def exact_share_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float
     raise ValueError("exact_share_ci: the values are not all 0 or all 1")
 
 
+def alike_share_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float] | None:
+    """``exact_share_ci`` where the ``values`` are all 0 or all 1, else None (the percentile interval stands): for a
+    mean of 0 / 1 scores with a half-credit score between (``wvs_majority``: 1/2 for a tie), whose resamples agree
+    also when every value is 1/2."""
+    values = np.asarray(values, dtype=float)
+    return exact_share_ci(values, level) if (values == 0).all() or (values == 1).all() else None
+
+
 def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The percentile interval of bootstrap statistics, NaN resamples left out (NaN when all are)."""
     stats = np.asarray(stats, dtype=float)
@@ -151,7 +162,8 @@ def bootstrap_ci(aggregate: Callable[[Sequence], float], items: Sequence, *, ite
         return float("nan"), float("nan")  # no interval around a NaN (a document without a finite score)
     low, high = percentile_interval(bootstrap_statistics(aggregate, items, iters=iters, seed=seed), level)
     alike = getattr(aggregate, "alike_ci", None)  # every document scored alike: every resample is the same
-    return alike(items, level) if alike is not None and low == high else (low, high)
+    exact = alike(items, level) if alike is not None and low == high else None  # None: keep the percentile one
+    return exact if exact is not None else (low, high)
 
 
 def bootstrap_statistics(aggregate: Callable[[Sequence], float], items: Sequence, *, iters: int = ITERS,
@@ -524,6 +536,11 @@ def nonfinite_item(item) -> bool:
     return isinstance(item, float) and not math.isfinite(item)
 
 
+def _of_lm_eval(obj) -> bool:
+    """Whether ``obj`` is an instance of an lm-eval class or of a subclass (the tasks' ``CultureTask``)."""
+    return any(cls.__module__.startswith("lm_eval") for cls in type(obj).__mro__)
+
+
 def lm_eval_task_name() -> str | None:
     """The name of the lm-eval task whose results are being aggregated, or None outside lm-eval: lm-eval
     hands a task's functions no name, so it is read from its calling frames (the Task object)."""
@@ -531,8 +548,7 @@ def lm_eval_task_name() -> str | None:
     while frame is not None:
         for local in ("task", "self"):
             obj = frame.f_locals.get(local)
-            lm_eval_class = any(c.__module__.startswith("lm_eval") for c in type(obj).__mro__)  # ours: CultureTask
-            name = getattr(obj, "task_name", None) if lm_eval_class else None
+            name = getattr(obj, "task_name", None) if _of_lm_eval(obj) else None
             if isinstance(name, str) and name:
                 return name
         frame = frame.f_back

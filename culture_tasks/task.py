@@ -1,4 +1,7 @@
-"""The task class of every culture task: lm-eval's ``ConfigurableTask``, checked against a stale request cache.
+"""The task class of every culture task: lm-eval's ``ConfigurableTask`` with three checks it lacks.
+
+A ``--metadata`` key that is one of the task's own settings (``persona``, ``max_text_chars``) is named in one
+line (``metadata.check_task_settings``): lm-eval would call the loader with it twice, a bare TypeError.
 
 ``lm_eval --cache_requests true`` keeps each task's built requests in a file named by the task, the few-shot
 count, the process rank, the chat template and the tokenizer, never by the documents or the prompt code. The
@@ -23,6 +26,7 @@ import json
 from lm_eval.api.task import ConfigurableTask
 
 from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.metadata import check_task_settings
 
 FINGERPRINTS_KEY = "loaded_fingerprints"
 MODEL_FOLDER_ARGS = ("pretrained", "peft")  # the model arguments that name a folder the run loads
@@ -34,8 +38,11 @@ class StaleRequestCache(ValueError):
 
 class CultureTask(ConfigurableTask):
     def __init__(self, *args, config: dict | None = None, **kwargs):
-        # "class" names this class in the YAML; it is no TaskConfig field
-        super().__init__(*args, config={k: v for k, v in (config or {}).items() if k != "class"}, **kwargs)
+        config = {k: v for k, v in (config or {}).items() if k != "class"}  # names this class: no TaskConfig field
+        # lm-eval calls the loader as custom_dataset(**metadata, **dataset_kwargs): a --metadata key that is one of
+        # the task's own settings would stop it with a bare TypeError before the loader could name it
+        check_task_settings(str(config.get("task")), config.get("metadata") or {}, config.get("dataset_kwargs") or {})
+        super().__init__(*args, config=config, **kwargs)
         record_loaded_fingerprints(self.config.metadata)
 
 

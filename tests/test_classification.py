@@ -75,6 +75,18 @@ def test_dirty_rows_are_dropped_and_counted(tmp_path, caplog):
     assert "1 no tweet field" in message  # counted as "empty text" before
 
 
+def test_a_row_giving_a_key_twice_is_refused_naming_its_line_and_key(tmp_path):
+    # {"label": "NOT", "label": "OFF"} was read as OFF without a word (a JSON reader keeps the last)
+    from culture_tasks.jsonl import JsonlError
+
+    path = tmp_path / "culturellm/X/data.jsonl"
+    _write_jsonl(path, [{"tweet": "a", "label": "NOT"}])
+    path.write_text(path.read_text(encoding="utf-8") + '{"tweet": "b", "label": "NOT", "label": "OFF"}\n',
+                    encoding="utf-8")
+    with pytest.raises(JsonlError, match=r"X/data\.jsonl:2: key 'label' is given twice in one object; keep the one"):
+        _load(tmp_path)
+
+
 def test_a_file_with_no_usable_row_is_an_error_not_a_task_of_no_documents(tmp_path):
     # it loaded as a task of 0 documents with a warning, and dropped out of its culture's mean
     _write_jsonl(tmp_path / "culturellm/X/data.jsonl", [{"tweet": " ", "label": "NOT"}, {"tweet": "a", "label": ""}])

@@ -162,6 +162,13 @@ def test_wvs_rows_repeating_an_earlier_row_are_kept_and_counted(tmp_path, caplog
                                 r"report \(social_values, migration, security, science_technology, religious_values, "
                                 r"ethical_values, political_interest: its first two words\)"),
     ({"topic": ""}, r"WVQ.jsonl:2: topic '' \(Q28\) is none of the topics"),
+    # these crashed with AttributeError ('list' object has no attribute 'strip'), naming no file
+    ({"option": ["1. Agree", "2. Disagree"], "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: option must be text, got list \['1\. Agree', "),
+    ({"q_content": 28, "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: q_content must be text, got int 28; give it as a JSON string"),
+    ({"option": "agree or not", "topic": "SOCIAL VALUES"},
+     r"WVQ.jsonl:2: option: cannot read an answer scale from 'agree or not'; write it as"),
 ])
 def test_a_seed_bank_row_with_an_unknown_key_or_topic_names_its_line(tmp_path, change, message):
     row = {"topic": "SOCIAL VALUES", "q_id": "27", "q_content": "a", "option": "1. SA 2. A 3. D 4. SD"}
@@ -251,6 +258,21 @@ def test_majority_agreement_with_a_tied_majority():
     # a model torn between two answers, one of them the country's: half an agreement, in either order
     assert metrics.majority_agreement([0.4, 0.4, 0.2], [0.1, 0.6, 0.3]) == 0.5
     assert metrics.majority_agreement([0.4, 0.4, 0.2], [0.6, 0.1, 0.3]) == 0.5
+
+
+def test_a_model_missing_or_hitting_every_majority_gets_the_exact_interval_not_a_point():
+    # always answering "A" scored 0.0 on all 50 wvs_south_korea questions and printed [0, 0]; Clopper-Pearson
+    # for 0 of 50 is [0, 1 - 0.025^(1/50)] = [0, 0.0711], for 50 of 50 [0.9289, 1]
+    from culture_tasks.survey import tasks
+
+    def interval(items):
+        return tasks.wvs_majority_ci_low(items), tasks.wvs_majority_ci_high(items)
+
+    assert interval([0.0] * 50) == pytest.approx((0.0, 0.0711), abs=1e-4)
+    assert interval([1.0] * 50) == pytest.approx((0.9289, 1.0), abs=1e-4)
+    assert interval([0.5] * 50) == (0.5, 0.5)  # every question a half-credit tie: the percentile interval stands
+    low, high = interval([1.0] * 5 + [0.0] * 45)  # 5 of 50: the percentile interval as before
+    assert 0.0 <= low < 0.1 < high < 0.25
 
 
 def test_majority_agreement_on_brazil_s_tied_question(data_root):

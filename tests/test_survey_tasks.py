@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
-from culture_tasks.metadata import MetadataError
+from culture_tasks.metadata import TASK_SETTINGS, MetadataError
 from culture_tasks.survey.tasks import DIRECTIONLESS, item_result, summarise_vsm13
 from culture_tasks.paths import TASKS_DIR, task_manager
 from tests.lm_eval_helpers import evaluate
@@ -55,6 +56,16 @@ def test_vsm13_and_wvs_tasks_report_finite_metrics(tiny_model, data_root):
     rev = out["samples"]["vsm13_usa_reversed"][0]["doc"]
     assert rev["options"][0] == "of very little or no importance"
     assert "typical person from China" in out["samples"]["wvs_china_persona"][0]["arguments"][0][0]
+
+
+def test_a_balanced_task_cut_by_limit_47_reports_nan_and_names_the_item(tiny_model, data_root, caplog):
+    # 47 of the 48 documents: item 24 is asked listed, never reversed; its indices were finite without a word
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        res = evaluate(tiny_model, ["vsm13_usa_balanced"], data_root, limit=47)["results"]["vsm13_usa_balanced"]
+    assert all(math.isnan(res[f"{key}{s},none"]) for key in VSM13_KEYS for s in ("", "_ci_low", "_ci_high"))
+    assert "item 24 asked in one option order only" in caplog.text
 
 
 def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
@@ -270,13 +281,28 @@ def test_every_task_yaml_gives_every_setting_of_its_loader():
             if "dataset_kwargs" not in config:
                 continue  # a group
             assert set(config["dataset_kwargs"]) == wanted, path.name
+            assert wanted <= set(TASK_SETTINGS)  # each has its fix, should --metadata give it too
             seen += 1
     assert seen > 58 + 2 * 65  # every CultureLLM set, every country's WVS and VSM13 tasks
 
 
-def test_a_task_s_own_setting_given_in_metadata_stops_loading(data_root):
-    with pytest.raises(TypeError, match="got multiple values for keyword argument 'both_orders'"):
-        task_manager({"data_dir": str(data_root), "both_orders": True}).load(["vsm13_usa"])
+@pytest.mark.parametrize("task, key, value, message", [
+    # lm-eval called the loader with the key twice: a bare "got multiple values for keyword argument" TypeError
+    ("vsm13_usa", "both_orders", True, "vsm13_usa: --metadata both_orders is fixed by the task: use "
+                                       "vsm13_<country>_balanced to ask every item in both option orders; "
+                                       "drop both_orders from --metadata"),
+    ("wvs_usa", "persona", "China", "wvs_usa: --metadata persona is fixed by the task: use wvs_<country>_persona to "
+                                    "ask as a typical person of that country, wvs_<country> to ask without a persona; "
+                                    "drop persona from --metadata"),
+    ("culturellm_english_jigsaw_toxic", "max_text_chars", 0,
+     "culturellm_english_jigsaw_toxic: --metadata max_text_chars is fixed by the task: it comes from "
+     "culture_tasks/culturellm/manifest.yaml: change it there and re-run culture_tasks/culturellm/_generate_configs.py"
+     "; drop max_text_chars from --metadata"),
+    ("culturellm_gen_english_jigsaw_toxic", "labels", {"0": "no"}, "--metadata labels is fixed by the task"),
+])
+def test_a_task_s_own_setting_given_in_metadata_stops_loading(data_root, task, key, value, message):
+    with pytest.raises(MetadataError, match=re.escape(message)):
+        task_manager({"data_dir": str(data_root), key: value}).load([task])
     balanced = task_manager({"data_dir": str(data_root)}).load(["vsm13_usa", "vsm13_usa_balanced"])["tasks"]
     assert (len(balanced["vsm13_usa"].dataset["test"]), len(balanced["vsm13_usa_balanced"].dataset["test"])) == (24, 48)
 

@@ -122,6 +122,20 @@ def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
         load_items(str(tmp_path))
 
 
+def test_a_vsm13_option_label_that_is_not_text_names_its_line(tmp_path):
+    # a number as an option label reached the prompt as "C. 3"
+    from culture_tasks.survey.vsm13 import load_items
+
+    _items_root(tmp_path)
+    path = tmp_path / "vsm13" / "items.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[6] = json.dumps({"item": 7, "stem": "", "text": "item 7", "options": {"1": "a", "2": "b", "3": 3,
+                                                                              "4": "d", "5": "e"}})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r'items\.jsonl:7: options\["3"\] must be text, got int 3'):
+        load_items(str(tmp_path))
+
+
 @pytest.mark.parametrize("row, message", [
     # a misspelt "stem" was read as no stem: item 7 was asked without "Please think of an ideal job ..."
     ({"item": 7, "stme": "Please think of an ideal job", "text": "item 7"},
@@ -130,6 +144,10 @@ def test_vsm13_item_options_must_be_the_answers_1_to_5(tmp_path, options):
     ({"item": 7.9, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 7\.9 is not an item number 1-24"),
     ({"item": "seven", "stem": "", "text": "item 7"}, r"items\.jsonl:7: item 'seven' is not an item number 1-24"),
     ({"item": True, "stem": "", "text": "item 7"}, r"items\.jsonl:7: item True is not an item number 1-24"),
+    # "stem": null crashed with AttributeError ('NoneType' object has no attribute 'strip'), naming no file
+    ({"item": 7, "stem": None, "text": "item 7"},
+     r"items\.jsonl:7: stem must be text, got NoneType None; leave it out, or give \"\", for an item without one"),
+    ({"item": 7, "stem": "", "text": ["item 7"]}, r"items\.jsonl:7: text must be text, got list \['item 7'\]"),
 ])
 def test_vsm13_item_row_with_an_unknown_key_or_no_item_number_names_its_line(tmp_path, row, message):
     from culture_tasks.survey.vsm13 import load_items
@@ -365,6 +383,26 @@ def test_a_balanced_vsm13_task_asks_each_item_in_both_orders_and_averages_them(d
     assert means == {k: pytest.approx(3.0) for k in range(1, 25)}
     assert dists[7] == pytest.approx([0.5, 0, 0, 0, 0.5])
     assert all(summarise_vsm13(items)[d] == pytest.approx(0.0) for d in DIMENSIONS)
+
+
+def test_a_balanced_task_needs_both_orders_of_every_item(data_root, caplog):
+    # --limit 47 leaves item 24 asked listed only: its mean leans to that order, so the indices are NaN with one
+    # warning naming it, as for a missing item; --samples taking every item's listed document alone is refused too
+    docs = load_vsm13(str(data_root), vsm13_country="USA", both_orders=True)["test"]
+    items = [item_result(doc, [0.0, -60.0, -60.0, -60.0, -60.0]) for doc in docs]
+    assert [item[7] for item in items[:2]] == ["listed", "reversed"]
+    assert summarise_vsm13(items)["pdi"] == pytest.approx(0.0)  # 48 documents: every item 3.0
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        cut = summarise_vsm13(items[:47])
+        listed = summarise_vsm13(items[::2])
+    assert all(math.isnan(cut[k]) and math.isnan(listed[k]) for k in tasks.VSM13_METRICS)
+    assert "item 24 asked in one option order only" in caplog.text
+    assert "items 1-24 asked in one option order only" in caplog.text
+    assert all(math.isnan(v) for v in vsm13_intervals(items[:47])["pdi"])
+    # a one-order task's 24 documents are complete as they are
+    plain = [item_result(doc, [0.0, -60.0, -60.0, -60.0, -60.0])
+             for doc in load_vsm13(str(data_root), vsm13_country="USA")["test"]]
+    assert plain[0][7] == "" and summarise_vsm13(plain)["pdi"] == pytest.approx(0.0)
 
 
 def test_balanced_indices_are_the_mean_of_the_two_orders(data_root):

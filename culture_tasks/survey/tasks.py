@@ -212,10 +212,20 @@ def _country_mean(name: str):
     return aggregate
 
 
+def majority_mean(items: Sequence[float]) -> float:
+    """``wvs_majority`` over questions: the mean of 0 / 1 scores (1/2 for a tie). A model that misses, or hits,
+    every question gets the Clopper-Pearson interval of 0 (or n) of n, not the bootstrap's point [0, 0]."""
+    return stats.mean(items)
+
+
+majority_mean.batched = stats.mean.batched
+majority_mean.alike_ci = stats.alike_share_ci
+# the aggregate each headline metric's interval resamples
+WVS_AGGREGATES = {"wvs_jsd": stats.mean, "wvs_w1": stats.mean, "wvs_majority": majority_mean}
 WVS_METRICS = ("wvs_jsd", "wvs_w1", "wvs_majority", *(f"wvs_jsd_{t}" for t in WVS_TOPICS))
-for _name in ("wvs_jsd", "wvs_w1", "wvs_majority"):
+for _name, _aggregate in WVS_AGGREGATES.items():
     globals()[_name] = _country_mean(_name)
-    globals().update(stats.ci_aggregations(_name, stats.mean, nonfinite="wvs_jsd, wvs_w1, wvs_majority, the "
+    globals().update(stats.ci_aggregations(_name, _aggregate, nonfinite="wvs_jsd, wvs_w1, wvs_majority, the "
                                            "wvs_jsd_<topic> of their topics and their intervals"
                                            if _name == "wvs_jsd" else None))
 for _topic in WVS_TOPICS:
@@ -333,11 +343,13 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
         rows["constants"].append(json.dumps(dict(constants or {})))
         rows["answer_mode"].append(answer_mode)
         rows["comparison"].append(comparison)
+        rows["balanced_order"].append(("reversed" if reverse else "listed") if both_orders else "")
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(dict(rows))})
 
 
 def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
-    """One item's contribution: (item, score, target, constants, answer distribution, values, comparison).
+    """One item's contribution: (item, score, target, constants, answer distribution, values, comparison, the
+    order it was asked in when the task asks both: "listed" / "reversed", else "").
 
     The answer distribution is a respondent's distribution over the values (in value order): the
     model's option probabilities, or all mass on the most likely option with ``argmax``; the
@@ -353,7 +365,8 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
         if doc["answer_mode"] == "argmax":
             p = np.eye(len(p))[int(np.argmax(p))]
     return (int(doc["item"]), score, doc["target"], doc["constants"],
-            tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""))
+            tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""),
+            doc.get("balanced_order", ""))
 
 
 def item_means(docs: Sequence[Mapping], loglikelihoods: Sequence[Sequence[float]]) -> dict[int, float]:
@@ -444,11 +457,28 @@ def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
                     "in a _balanced task, or --samples without "
                     "every item?): indices are NaN", len(means), _spans(sorted(set(range(1, 25)) - set(means))))
         return {key: math.nan for key in VSM13_METRICS}
+    one_order = _one_order_items(items)
+    if one_order:
+        log.warning("VSM13 _balanced task: item%s %s asked in one option order only (--limit below the task's 48 "
+                    "documents, or --samples without both orders of every item?): their means would lean to that "
+                    "order, indices are NaN", "s" if len(one_order) > 1 else "", _spans(one_order))
+        return {key: math.nan for key in VSM13_METRICS}
     out = {k: float(v) for k, v in vsm13_scores(means, target, constants, comparison).items()}
     nan = [k for k in VSM13_METRICS if not math.isfinite(out[k])]
     stats.warn_nonfinite(sum(not math.isfinite(float(item[1])) for item in items), len(items),
                          f"{', '.join(nan)} (the metrics that use their items) and their intervals")
     return out
+
+
+def _one_order_items(items: Sequence[tuple]) -> list[int]:
+    """The items of a ``_balanced`` task's documents asked in one option order only: an item mean of one order
+    keeps the position bias that asking both orders cancels. None of a one-order task's documents."""
+    orders: dict[int, set] = defaultdict(set)
+    for item in items:
+        orders[int(item[0])].add(item[7] if len(item) > 7 else "")
+    if not any(side for sides in orders.values() for side in sides):
+        return []
+    return sorted(k for k, sides in orders.items() if not {"listed", "reversed"} <= sides)
 
 
 def _spans(numbers: Sequence[int]) -> str:

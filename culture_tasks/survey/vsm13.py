@@ -18,7 +18,7 @@ import numpy as np
 
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import with_hints
-from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.jsonl import read_jsonl_lines, text_field
 from culture_tasks.survey.countries import HOFSTEDE_TO_ISO3, find_listed
 
 log = logging.getLogger("culture_tasks")
@@ -86,8 +86,10 @@ def load_items(data_dir: str | None = None) -> list[Item]:
         if not isinstance(row["options"], dict) or sorted(row["options"]) != [str(k) for k in range(1, 6)]:
             raise ValueError(f"{path}:{line_no}: item {row['item']} has options {row['options']!r}; the VSM 2013 "
                              "answers are 1-5: options keyed \"1\" to \"5\"")
-        options = tuple(row["options"][str(k)] for k in range(1, 6))
-        items.append(Item(number, row.get("stem", "").strip(), row["text"].strip(), options))
+        where = f"{path}:{line_no}"
+        options = tuple(text_field(row["options"][str(k)], where, f'options["{k}"]') for k in range(1, 6))
+        stem = text_field(row.get("stem", ""), where, "stem", 'leave it out, or give "", for an item without one')
+        items.append(Item(number, stem, text_field(row["text"], where, "text"), options))
     numbers = sorted(i.number for i in items)
     if numbers != list(range(1, 25)):
         raise ValueError(f"{path}: expected the 24 content items 1..24, found {numbers}")

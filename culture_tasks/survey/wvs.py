@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.data_root import data_file
-from culture_tasks.jsonl import read_jsonl_lines
+from culture_tasks.jsonl import read_jsonl_lines, text_field
 from culture_tasks.metadata import with_hints
 
 log = logging.getLogger("culture_tasks")
@@ -121,10 +121,16 @@ def load_questions(data_dir: str | None = None, path: Path | None = None) -> lis
         if q_id in lines:
             raise ValueError(f"{path}:{line_no}: q_id {q_id} is given twice (lines {lines[q_id]} and {line_no}); keep one")
         lines[q_id] = line_no
-        scale = parse_scale(row["option"])
+        where = f"{path}:{line_no}"
+        text = text_field(row["q_content"], where, "q_content")
+        option = text_field(row["option"], where, "option")
+        try:
+            scale = parse_scale(option)
+        except ValueError as err:
+            raise ValueError(f"{where}: option: {err}; write it as \"1. <label> 2. <label> ...\"") from None
         if scale.fixes:
             repaired.setdefault("; ".join(scale.fixes), []).append(f"Q{row['q_id']}")
-        questions.append(Question(q_id, topic, row["q_content"].strip(), scale))
+        questions.append(Question(q_id, topic, text, scale))
     if repaired:
         report_once(f"WVS {path.name}: {sum(map(len, repaired.values()))} option scales repaired: "
                     + "; ".join(f"{', '.join(ids)}: {fix}" for fix, ids in repaired.items()))
