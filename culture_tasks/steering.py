@@ -720,7 +720,7 @@ def _identity_lines(ident: dict | None) -> list[str]:
 
 def markdown(result: dict) -> str:
     v = result["vsm13"]
-    level = int(round(result["config"]["level"] * 100))
+    level = f"{result['config']['level'] * 100:g}"  # as the heatmap's title: 0.975 is 97.5 %, not 98 %
     lines = [f"# Steering matrix: {result['config']['model']}", "",
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions. A VSM13 interval is the "

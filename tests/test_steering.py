@@ -299,6 +299,10 @@ def test_every_matrix_number_has_its_interval(data_root):
         assert len(s["top1_ci"]) == 2 and s["top1_ci"][0] <= s["top1_ci"][1]
         assert len(s["plain_mrr_ci"]) == 2
     text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
+    assert "Intervals: 95 % percentile bootstrap (40 resamples, seed 5)" in text
+    # the level as given: 0.975 was printed rounded to "98 %"
+    assert "Intervals: 97.5 % percentile bootstrap" in markdown(
+        {"vsm13": v, "config": {"model": "m", "level": 0.975, "iters": 40, "seed": 5}})
     lo, hi = v["distance_ci"][0][0]
     assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
     # raw L1 (C=0): |index - Hofstede's score| summed over the target's dimensions, per replicate
