@@ -39,13 +39,14 @@ import logging
 import math
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from culture_tasks import plots, provenance, stats
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
 from culture_tasks.fingerprints import model_fingerprint
@@ -804,20 +805,14 @@ def run(cfg: SteeringConfig) -> dict:
         return _run(cfg, mode)
 
 
-def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
-    """Just before this run's files are written: the earlier run's (``--overwrite``; a killed run's
-    stored answers too, unless ``keep`` names them), and the temporary files of a write it did not
-    finish, so that an interrupted write leaves fewer files, never one of that run beside one of this.
-    Files this command does not write are left, and named."""
-    if not out.is_dir():
-        return
+def _clear_unfinished(out: Path) -> None:
+    """The temporary files of a write that was killed are removed; files this command does not write are left,
+    and named."""
     others, ours = [], (*OUTPUT_FILES, PARTIAL)
     for path in sorted(out.iterdir()):
-        if path.name in keep:
-            continue
-        if path.name in ours or _unfinished_write(path, ours):
+        if _unfinished_write(path, ours):
             path.unlink()
-        elif path.name != LOCK_NAME:
+        elif path.name not in (*ours, LOCK_NAME, *(f".{n}.replaced" for n in ours)):
             others.append(path.name)
     if others:
         log.warning("%s also holds %s, not written by culture-steer: left as they are, not this run's", out,
@@ -825,12 +820,21 @@ def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
 
 
 def _write(result: dict, out: Path, keep: tuple[str, ...] = ()) -> dict:
+    """The three files are written to temporary files first; only once all three are there is the earlier run's
+    set aside (``--overwrite``: ``outputs.set_aside``, deleted when this run has finished, kept and named when it
+    fails; a killed run's stored answers too, unless ``keep`` names them) and the new ones renamed into place. A
+    failure (a full disk, the heatmap) leaves the earlier files as they were, never one of them beside one of this."""
     result = _jsonable(result)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_earlier(out, keep)
-    write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
-    write_text_atomic(out / "steering.md", markdown(result))
-    plots.steering_heatmap(result, out / "steering.png")
+    _clear_unfinished(out)
+    with ExitStack() as stack:  # each temporary file is renamed over its name when the block ends, removed on failure
+        staged = {name: stack.enter_context(replacing(out / name)) for name in OUTPUT_FILES}
+        staged["steering.json"].write_text(json.dumps(result, indent=1), encoding="utf-8")
+        staged["steering.md"].write_text(markdown(result), encoding="utf-8")
+        plots.steering_heatmap(result, staged["steering.png"])
+        for name in (*OUTPUT_FILES, PARTIAL):
+            if name not in keep:
+                set_aside(out / name)
     return result
 
 
@@ -995,10 +999,11 @@ def _only_unfinished_writes(out: Path) -> bool:
 
 
 def _unfinished_write(path: Path, names) -> bool:
-    """The temporary file of an atomic write of one of ``names`` (``.steering.json.<random>``), not the
-    backup ``--overwrite`` keeps of one (``.steering.partial.json.replaced``) until its run has finished."""
-    return (path.is_file() and not path.name.endswith(".replaced")
-            and any(path.name.startswith(f".{n}.") for n in names))
+    """The temporary file of an atomic write of one of ``names`` (``.steering.json.<random>``, the heatmap's
+    own inside it ``..steering.png.<random>.png.<random>.png``), not the backup ``--overwrite`` keeps of one
+    (``.steering.partial.json.replaced``) until its run has finished."""
+    hidden = path.name.startswith(".") and not path.name.endswith(".replaced")
+    return path.is_file() and hidden and any(path.name.lstrip(".").startswith(f"{n}.") for n in names)
 
 
 def _as_stored(profile: dict) -> dict:
@@ -1108,6 +1113,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(parse_args(argv))
     except (SteeringError, DataRootError, ValueError, FileNotFoundError) as err:
         print(f"culture-steer: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or a folder that cannot be written: the earlier files are kept (logged)
+        print(f"culture-steer: {err}; fix that (free space, permissions) and run again", file=sys.stderr)
         return 2
     print(json.dumps(result["vsm13"]["summary_by_coverage"], indent=1))
     return 0

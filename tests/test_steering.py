@@ -571,32 +571,74 @@ def test_the_margin_gain_is_stored_and_printed_beside_its_interval(data_root):
         assert line.endswith(f"| {r['margin_gain']:.3f} [{lo:.3f}, {hi:.3f}] |")
 
 
-def test_overwrite_removes_the_earlier_run_s_files_before_writing(matrix, data_root, tmp_path, monkeypatch,
-                                                                  caplog):
-    """An --overwrite run whose write stopped after steering.json (killed, or the heatmap failed) left the
-    earlier run's steering.md and steering.png beside it, and the temporary files of an earlier write
-    that was killed stayed; both are removed just before writing. Other files are left, and named."""
+def test_overwrite_keeps_the_earlier_run_s_files_until_all_new_ones_are_written(matrix, data_root, tmp_path,
+                                                                                monkeypatch, capsys, caplog):
+    """--overwrite unlinked the earlier steering.json, .md and .png before writing the new ones: a write that then
+    failed (the heatmap, a full disk) lost the earlier result and left a new steering.json beside nothing, and an
+    OSError ended in a traceback. Now the new files are written to temporary files first, the earlier ones are
+    set aside (kept and named if the renames fail, deleted once the run has finished) and the new ones renamed
+    into place; the temporary files of a killed write are removed, other files left and named."""
+    import errno
     import logging
 
-    from culture_tasks import plots
+    from culture_tasks import plots, steering
 
     source, _ = matrix
+    real_heatmap, real_set_aside = plots.steering_heatmap, steering.set_aside
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("steering.json", "steering.md", "steering.png", ".steering.png.k2j3.png", ".steering.json.x.json"):
+    earlier = ("steering.json", "steering.md", "steering.png")
+    for name in (*earlier, ".steering.png.k2j3.png", ".steering.json.x.json", "..steering.png.a.png.b.png"):
         (out / name).write_text("earlier run")
     (out / "notes.txt").write_text("mine")
+    args = ["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20",
+            "--overwrite"]
+
+    def names():
+        return sorted(p.name for p in out.iterdir())
 
     def killed(*_):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(plots, "steering_heatmap", killed)
     with caplog.at_level(logging.WARNING, logger="culture_tasks"), pytest.raises(KeyboardInterrupt):
-        main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20",
-              "--overwrite"])
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "steering.json", "steering.md"]
-    assert (out / "steering.json").read_text() != "earlier run" and (out / "notes.txt").read_text() == "mine"
+        main(args)
+    assert names() == ["notes.txt", *earlier]  # the earlier run whole, no file of this one
+    assert all((out / n).read_text() == "earlier run" for n in earlier) and (out / "notes.txt").read_text() == "mine"
     assert any(f"{out} also holds notes.txt, not written by culture-steer" in r.getMessage() for r in caplog.records)
+
+    def full(result, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "steering_heatmap", full)
+    capsys.readouterr()
+    assert main(args) == 2  # one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("culture-steer: [Errno 28] No space left on device: ") and err.count("\n") == 1
+    assert err.endswith("; fix that (free space, permissions) and run again\n")
+    assert names() == ["notes.txt", *earlier] and (out / "steering.json").read_text() == "earlier run"
+
+    monkeypatch.setattr(plots, "steering_heatmap", real_heatmap)
+
+    def rename_fails(path):  # the earlier files set aside, then a rename into place fails
+        real_set_aside(path)
+        if path.name == "steering.png":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(steering, "set_aside", rename_fails)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert main(args) == 2
+    backups = [f".{n}.replaced" for n in earlier]
+    assert names() == [*backups, "notes.txt"]  # nothing of this run, the earlier run kept beside
+    assert all((out / b).read_text() == "earlier run" for b in backups)
+    assert any(f"the output it was replacing stays in {out / backups[0]}" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(steering, "set_aside", real_set_aside)
+    for b, n in zip(backups, earlier):  # moved back, as the message says
+        (out / b).rename(out / n)
+    assert main(args) == 0
+    assert names() == ["notes.txt", *earlier] and json.loads((out / "steering.json").read_text())["config"]["iters"] == 20
+    assert (out / "steering.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_model_with_nan_answers_stops_before_writing_and_a_rerun_works(tiny_model, data_root, tmp_path, capsys):
