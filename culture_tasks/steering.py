@@ -22,8 +22,10 @@ stop the run before anything is written, naming the plain model or the --target,
 (the answers this run stored are removed; a resumed run keeps those stored before).
 A prompt checkpoint is culture-align's output folder: its alignment.json must name the --target's country
 (and Hofstede's scores for it), the run's --chat-template and an --option-order that asks the items as the
-search did, and expected-value answers; a folder without alignment.json is refused, as nothing of this could be
-checked. The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
+search did, expected-value answers and the VSM13 items of this run by content; a folder without alignment.json is
+refused, as nothing of this could be checked. A checkpoint made on another model than --model's content (the
+fingerprint alignment.json or training.json records) is refused; one without that record is used with a warning.
+The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
 steering.json's identity.dtype_loaded. Everything else is checked before the model is loaded.
 Settings may also come from ``--config`` YAML (the field names: ``targets: [usa=persona, ...]``); flags
 override it. ``--rescore`` recomputes every
@@ -49,7 +51,7 @@ from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
-from culture_tasks.fingerprints import model_fingerprint
+from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest,
@@ -141,7 +143,8 @@ def read_json(path: Path, who: str, fix: str) -> dict:
 
 
 def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
-    """The checkpoint exists, is the kind its method says, and was made for this base model."""
+    """The checkpoint exists, is the kind its method says, and names this base model (``check_made_on``
+    compares the content it was made on)."""
     path = Path(row.checkpoint)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (path / name).is_file():
@@ -164,6 +167,44 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
 
 
 ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit
+TRAINING = "training.json"  # culture-train's record beside its adapter: the cultures and settings of the training
+# where each method's record holds the fingerprint of the base model the checkpoint was made on
+MADE_ON = {"prompt": (ALIGNMENT, ("inputs", "model_fingerprint")), "lora": (TRAINING, ("model_fingerprint",))}
+
+
+def check_made_on(row: Steered, model: str, made: dict) -> None:
+    """The checkpoint was made on --model's content: adapter_config.json's base model is only a path, which may
+    hold another model since (a new download, another fine-tune of the same shape), so the fingerprint its
+    record holds is compared with --model's, in the scheme it was made in (``made``: --model's by scheme, each
+    made once). Where no fingerprint can be compared (a record made before it, a hub model, an adapter made
+    elsewhere) the checkpoint is used with a warning naming what was not checked: refusing would strand them."""
+    name, keys = MADE_ON[row.method]
+    path, who = Path(row.checkpoint) / name, f"--target {row.label}"
+    record = read_json(path, who, "give the folder its command wrote") if path.is_file() else {}
+    recorded = record
+    for key in keys:
+        recorded = recorded.get(key) if isinstance(recorded, dict) else None
+    field, scheme = ".".join(keys), scheme_of(recorded)
+    if scheme is not None and scheme not in made:
+        made[scheme] = model_fingerprint(model, scheme)
+    now = made.get(scheme)
+    if now is None:
+        base = read_json(Path(row.checkpoint) / "adapter_config.json", who, "save the checkpoint again").get(
+            "base_model_name_or_path")
+        why = (f"{path} records no {field}" if recorded is None else
+               f"{path} has {field} {recorded!r}, which is no fingerprint" if scheme is None else
+               f"--model {model} is no local folder")
+        named = f"only adapter_config.json's base model {base!r} is compared" if base else \
+            "and adapter_config.json names no base model"
+        log.warning("%s: %s, so that the checkpoint was made on the model in --model %s is not checked (%s)", who,
+                    why, model, named)
+        return
+    if scheme == SAMPLED:
+        warn_sampled(model)
+    if now != recorded:
+        raise SteeringError(f"{who}: {path} has {field} {recorded}, but --model {model} is {now}: the checkpoint was "
+                            f"made on another model; give --model the base model it was made on, or a checkpoint "
+                            f"made on {model}")
 
 
 def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
@@ -182,6 +223,25 @@ def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
         raise SteeringError(f"{who}: {path} has no settings.country, so it is no culture-align record; {fix}")
     _check_fitted_country(row, settings, record, path, cfg.data_dir)
     _check_fitted_settings(row, settings, path, cfg)
+    _check_fitted_items(row, record, path, cfg.data_dir)
+
+
+def _check_fitted_items(row: Steered, record: dict, path: Path, data_dir: str | None) -> None:
+    """The prompt is asked the VSM13 items it was fitted on, by content: another data root's items (other wording,
+    another order) would score a prompt on a survey it was not fitted to, unannounced, so they are refused as
+    another option order is. A record made before culture-align stored them is used with a warning."""
+    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    fitted, items = inputs.get("vsm13_items"), data_file(ITEMS_FILE, data_dir)
+    if fitted is None:
+        log.warning("--target %s: %s records no inputs.vsm13_items, so that the prompt was fitted on the VSM13 items "
+                    "this run asks (%s) is not checked", row.label, path, items)
+        return
+    now = file_digest(items)
+    if fitted != now:
+        root = inputs.get("data_dir") or "<the data root it was fitted with>"
+        raise SteeringError(f"--target {row.label}: {path} has inputs.vsm13_items {fitted}, this run's {items} is "
+                            f"{now}: the prompt was fitted on other VSM13 items; pass --data-dir {root}, or give a "
+                            "prompt fitted on these items")
 
 
 def _check_fitted_country(row: Steered, settings: dict, record: dict, path: Path, data_dir: str | None) -> None:
@@ -231,7 +291,7 @@ def check_trained_culture(row: Steered) -> None:
     """A LoRA adapter is steered toward a country of a culture it was trained on: the korean adapter would
     otherwise fill the usa:lora row. culture-train records the rows' cultures in training.json; an adapter
     made elsewhere (or before the record) is used with a warning that its culture could not be checked."""
-    path = Path(row.checkpoint) / "training.json"
+    path = Path(row.checkpoint) / TRAINING
     record = read_json(path, f"--target {row.label}", "train the adapter again or give another folder") \
         if path.is_file() else {}
     cultures, culture = record.get("cultures"), find_listed(row.slug).get("culture")
@@ -374,8 +434,9 @@ def run_models(cfg: SteeringConfig) -> list[str | None]:
 
 
 def validate(cfg: SteeringConfig) -> None:
-    """Every check that needs no model: checkpoints (a prompt's fit too), output folder, data files."""
-    hidden = _hidden_size(cfg.model)
+    """Every check that needs no model: checkpoints (a prompt's fit, the model content they were made on),
+    output folder, data files."""
+    hidden, made = _hidden_size(cfg.model), {}
     for row in cfg.rows:
         if row.checkpoint:
             check_checkpoint(row, cfg.model, hidden)
@@ -383,6 +444,8 @@ def validate(cfg: SteeringConfig) -> None:
             check_alignment(row, cfg)
         if row.method == "lora":
             check_trained_culture(row)
+        if row.checkpoint:
+            check_made_on(row, cfg.model, made)
     check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume, models=run_models(cfg))
 
 

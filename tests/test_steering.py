@@ -1063,6 +1063,81 @@ def test_a_prompt_fitted_to_another_country_or_asked_otherwise_is_refused_before
                    "cannot be checked; give the folder culture-align wrote, holding its alignment.json")
 
 
+def test_a_checkpoint_made_on_another_model_is_refused_before_the_model_loads(
+        tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path, monkeypatch, capsys, caplog):
+    """Only adapter_config.json's base model path was compared with --model, so a checkpoint made on the model
+    that folder held before (a new download, another fine-tune of the same shape) was scored on this one. The
+    fingerprint culture-align and culture-train record is compared, in the scheme it was made in; a record
+    without one is used with a warning. A prompt fitted on other VSM13 items is refused."""
+    import logging
+
+    from culture_tasks import fingerprints, steering
+    from culture_tasks.outputs import file_digest
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    monkeypatch.setattr(fingerprints, "_WARNED", set())
+    prompt = write_alignment(_copy_checkpoint(prompt_checkpoint, tmp_path / "usa"), "USA", data_root)
+    lora = _copy_checkpoint(lora_checkpoint, tmp_path / "turkish")
+    out, record, trained = tmp_path / "o", prompt / "alignment.json", lora / "training.json"
+    full, sampled = fingerprints.model_fingerprint(tiny_model), fingerprints.model_fingerprint(tiny_model, "sha256:")
+    other_full, other_sampled = "sha256-full:" + "0" * 64, "sha256:" + "0" * 64
+    items_file = data_root / "vsm13" / "items.jsonl"
+    items = file_digest(items_file)
+
+    def record_inputs(**inputs):
+        data = json.loads(record.read_text())
+        record.write_text(json.dumps({**data, "inputs": inputs}))
+
+    def refused(target, message):
+        assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                     "--target", target]) == 2
+        assert capsys.readouterr().err == f"culture-steer: --target {message}\n"
+        assert not out.exists()
+
+    def taken(target):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+            steering.validate(SteeringConfig(model=str(tiny_model), targets=[target], output=str(out),
+                                             data_dir=str(data_root)))
+        return caplog.text
+
+    record_inputs(model_fingerprint=other_full, vsm13_items=items)
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.model_fingerprint {other_full}, but --model "
+            f"{tiny_model} is {full}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    record_inputs(model_fingerprint=other_sampled, vsm13_items=items)  # a record of the earlier scheme, in its own
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.model_fingerprint {other_sampled}, but --model "
+            f"{tiny_model} is {sampled}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    record_inputs(model_fingerprint=full, vsm13_items=items)
+    assert "not checked" not in taken(f"usa=prompt:{prompt}")
+    record_inputs(model_fingerprint=sampled, vsm13_items=items)
+    monkeypatch.setattr(fingerprints, "_WARNED", set())  # warned once per folder: the refusal above warned too
+    assert "recorded its fingerprint in the earlier scheme" in taken(f"usa=prompt:{prompt}")
+    record_inputs(model_fingerprint=full, vsm13_items="sha256:" + "1" * 64, data_dir="/data/then")
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.vsm13_items sha256:{'1' * 64}, this run's "
+            f"{items_file} is {items}: the prompt was fitted on other VSM13 items; pass "
+            "--data-dir /data/then, or give a prompt fitted on these items")
+    record_inputs()  # a record made before culture-align stored them: used, and said
+    said = taken(f"usa=prompt:{prompt}")
+    assert (f"--target usa:prompt: {record} records no inputs.model_fingerprint, so that the checkpoint was made on "
+            f"the model in --model {tiny_model} is not checked (only adapter_config.json's base model "
+            f"'{tiny_model}' is compared)") in said
+    assert f"--target usa:prompt: {record} records no inputs.vsm13_items, so that the prompt was fitted on" in said
+    config = json.loads((prompt / "adapter_config.json").read_text())
+    (prompt / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    assert "is not checked (and adapter_config.json names no base model)" in taken(f"usa=prompt:{prompt}")
+
+    trained.write_text(json.dumps({"cultures": ["turkish"], "model_fingerprint": other_full}))
+    refused(f"turkey=lora:{lora}", f"turkey:lora: {trained} has model_fingerprint {other_full}, but --model "
+            f"{tiny_model} is {full}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    trained.write_text(json.dumps({"cultures": ["turkish"], "model_fingerprint": full}))
+    assert "not checked" not in taken(f"turkey=lora:{lora}")
+    trained.unlink()  # an adapter made elsewhere
+    assert f"--target turkey:lora: {trained} records no model_fingerprint" in taken(f"turkey=lora:{lora}")
+
+
 def test_culture_align_s_own_record_is_what_culture_steer_checks(tiny_model, data_root, tmp_path, monkeypatch, capsys):
     """The checks read alignment.json as culture-align writes it, not only as the test above writes it."""
     from aligners.cli import main as align_main
