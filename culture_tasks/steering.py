@@ -178,33 +178,44 @@ def check_made_on(row: Steered, model: str, made: dict) -> None:
     record holds is compared with --model's, in the scheme it was made in (``made``: --model's by scheme, each
     made once). Where no fingerprint can be compared (a record made before it, a hub model, an adapter made
     elsewhere) the checkpoint is used with a warning naming what was not checked: refusing would strand them."""
-    name, keys = MADE_ON[row.method]
-    path, who = Path(row.checkpoint) / name, f"--target {row.label}"
-    record = read_json(path, who, "give the folder its command wrote") if path.is_file() else {}
-    recorded = record
-    for key in keys:
-        recorded = recorded.get(key) if isinstance(recorded, dict) else None
-    field, scheme = ".".join(keys), scheme_of(recorded)
+    path, field, recorded = _recorded_fingerprint(row)
+    scheme = scheme_of(recorded)
     if scheme is not None and scheme not in made:
         made[scheme] = model_fingerprint(model, scheme)
     now = made.get(scheme)
     if now is None:
-        base = read_json(Path(row.checkpoint) / "adapter_config.json", who, "save the checkpoint again").get(
-            "base_model_name_or_path")
         why = (f"{path} records no {field}" if recorded is None else
                f"{path} has {field} {recorded!r}, which is no fingerprint" if scheme is None else
                f"--model {model} is no local folder")
-        named = f"only adapter_config.json's base model {base!r} is compared" if base else \
-            "and adapter_config.json names no base model"
-        log.warning("%s: %s, so that the checkpoint was made on the model in --model %s is not checked (%s)", who,
-                    why, model, named)
+        _warn_unchecked(row, model, why)
         return
     if scheme == SAMPLED:
         warn_sampled(model)
     if now != recorded:
-        raise SteeringError(f"{who}: {path} has {field} {recorded}, but --model {model} is {now}: the checkpoint was "
-                            f"made on another model; give --model the base model it was made on, or a checkpoint "
-                            f"made on {model}")
+        raise SteeringError(f"--target {row.label}: {path} has {field} {recorded}, but --model {model} is {now}: the "
+                            "checkpoint was made on another model; give --model the base model it was made on, or a "
+                            f"checkpoint made on {model}")
+
+
+def _recorded_fingerprint(row: Steered) -> tuple[Path, str, object]:
+    """The record a checkpoint's command wrote beside it, the field of the base model's fingerprint, and its value
+    (None where the record or the field is missing)."""
+    name, keys = MADE_ON[row.method]
+    path = Path(row.checkpoint) / name
+    value = read_json(path, f"--target {row.label}", "give the folder its command wrote") if path.is_file() else {}
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return path, ".".join(keys), value
+
+
+def _warn_unchecked(row: Steered, model: str, why: str) -> None:
+    who = f"--target {row.label}"
+    base = read_json(Path(row.checkpoint) / "adapter_config.json", who, "save the checkpoint again").get(
+        "base_model_name_or_path")
+    named = f"only adapter_config.json's base model {base!r} is compared" if base else \
+        "and adapter_config.json names no base model"
+    log.warning("%s: %s, so that the checkpoint was made on the model in --model %s is not checked (%s)", who, why,
+                model, named)
 
 
 def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
