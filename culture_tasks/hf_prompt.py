@@ -12,10 +12,11 @@ transformers derives from the mask are those of the row alone, and the base mode
 from these embeddings. Log-likelihood requests are padded on the right, where peft is already
 correct, and go through ``HFLM`` as they are.
 
-Plain ``lm_eval --model hf`` cannot be changed from a task, so the generative CultureLLM tasks
-refuse a prompt-tuning ``peft=`` unless ``hf-prompt`` serves it (``check_generation_route``);
-``python -m culture_tasks.harness --model hf-prompt ...`` runs lm-eval's own command line with
-this model registered.
+Plain ``lm_eval --model hf`` cannot be changed from a task, so generation from a prompt-tuning adapter
+by any other lm-eval ``HFLM`` is refused when it starts (``check_generation_route``, in ``HFLM.generate_until``,
+wrapped once when this module is imported: the generative CultureLLM tasks' loader lives here, so loading
+them installs it); ``python -m culture_tasks.harness --model hf-prompt ...`` runs lm-eval's own command line
+with this model registered.
 
 The second change is speed only. lm-eval tokenises log-likelihood requests one at a time, and every
 request twice (``_encode_pair``: context + continuation, then the context alone), so a document with
@@ -46,10 +47,8 @@ the longest ones.
 
 from __future__ import annotations
 
+import functools
 import inspect
-import json
-import weakref
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +66,6 @@ ROUTE = f"python -m culture_tasks.harness --model {MODEL_NAME} --model_args pret
 # peft types whose adapter is a block of input embeddings put in front of the tokens
 EMBEDDING_PROMPTS = ("PROMPT_TUNING", "P_TUNING")
 
-# the live hf-prompt models of this process; the generative tasks look here for their adapter
-_LIVE: weakref.WeakSet = weakref.WeakSet()
 # strings per tokenizer call when encoding requests in batches
 ENCODE_CHUNK = 4096
 
@@ -81,6 +78,9 @@ def _local_fingerprint(folder) -> str | None:
 @register_model(MODEL_NAME)
 class HFPromptLM(HFLM):
     """``HFLM`` whose batched generation from a prompt-tuning adapter equals one-at-a-time generation."""
+
+    # read by check_generation_route (an attribute, not isinstance: a reloaded module's class has it too)
+    PROMPT_AFTER_PADDING = True
 
     def __init__(self, *args, peft: str | None = None, token_cache: str | None = None, **kwargs):
         # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache);
@@ -97,14 +97,12 @@ class HFPromptLM(HFLM):
         self._fingerprints = {"model_sha": _local_fingerprint(kwargs.get("pretrained", args[0] if args else None)),
                               "peft_sha": _local_fingerprint(peft)}
         super().__init__(*args, peft=peft, **kwargs)
-        self.peft_adapter = None if peft is None else str(peft)
         self._token_caches: dict[str, TokenCache] = {}
         self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)
         self._row_lengths: list[int] = []  # the call's input lengths, longest first (probe_window)
         self._probing = False  # inside lm-eval's batch-size probe
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
-        _LIVE.add(self)
 
     def get_model_info(self) -> dict:
         """``HFLM.get_model_info``, whose ``model_sha`` and ``peft_sha`` are hub commits (empty for a local
@@ -300,38 +298,49 @@ def soft_prompt_after_padding(peft_model, input_ids: torch.Tensor, attention_mas
     return embeds, mask
 
 
-def _peft_type(adapter: str) -> str | None:
-    """The ``peft_type`` of an adapter folder or hub id (None if it has no adapter_config.json)."""
-    local = Path(adapter) / "adapter_config.json"
-    if local.is_file():
-        return json.loads(local.read_text()).get("peft_type")
-    from peft import PeftConfig
-
-    return str(PeftConfig.from_pretrained(adapter).peft_type)
-
-
-def check_generation_route(metadata: Mapping, task: str) -> None:
-    """Refuse a prompt-tuning ``peft=`` unless the ``hf-prompt`` model of this process serves it.
-
-    lm-eval's command line merges ``--model_args`` into the task metadata, so a generative task
-    sees ``peft=``; under plain ``--model hf`` its answers would silently depend on ``--batch_size``
-    (and, with transformers 5, be wrong even one at a time).
-    """
-    adapter = metadata.get("peft")
-    if not adapter or any(lm.peft_adapter == str(adapter) for lm in list(_LIVE)):
+def check_generation_route(lm, requests=()) -> None:
+    """Refuse generation by an lm-eval model other than ``hf-prompt`` whose model carries an active prompt-tuning
+    adapter: its answers would silently depend on ``--batch_size`` (and, with transformers 5, be wrong even one at
+    a time). It looks at the model that runs the requests, however it was built (the command line, ``simple_evaluate``,
+    a ``TaskManager`` without ``peft`` in its metadata) and whatever other models the process holds."""
+    if getattr(lm, "PROMPT_AFTER_PADDING", False):
         return
-    peft_type = _peft_type(str(adapter))
+    config = getattr(getattr(lm, "model", None), "active_peft_config", None)
+    peft_type = None if config is None else str(getattr(config.peft_type, "value", config.peft_type))
     if peft_type in EMBEDDING_PROMPTS:
+        task = next((r.task_name for r in requests if getattr(r, "task_name", None)), "generate_until")
         raise ValueError(
-            f"{task}: peft={adapter} is a {peft_type} adapter, which --model hf generates from wrongly "
-            f"(soft prompt before the padding, peft issue 1093; answers change with --batch_size); run {ROUTE}"
+            f"{task}: peft={getattr(lm, 'peft', None)} is a {peft_type} adapter, which --model hf generates from "
+            f"wrongly (soft prompt before the padding, peft issue 1093; answers change with --batch_size); run {ROUTE} "
+            f"(in Python: lm_eval.simple_evaluate(model=\"{MODEL_NAME}\", ...))"
         )
 
 
+def _guard_generation() -> None:
+    """Run ``check_generation_route`` at the start of ``HFLM.generate_until``. lm-eval has no hook where a task
+    sees the model that answers it (its metadata holds ``--model_args`` only on the command line, never the model
+    class), so the check goes where the model and its requests meet: one wrapper, everything else passed through
+    unchanged, installed once (a second import or a reload finds it in place)."""
+    original = HFLM.generate_until
+    if getattr(original, "_checks_generation_route", False):
+        return
+
+    @functools.wraps(original)
+    def generate_until(self, requests, *args, **kwargs):
+        check_generation_route(self, requests)
+        return original(self, requests, *args, **kwargs)
+
+    generate_until._checks_generation_route = True
+    HFLM.generate_until = generate_until
+
+
+_guard_generation()
+
+
 def load_generative(**kwargs):
-    """``custom_dataset`` of the generative CultureLLM tasks: the route check, then the classification
-    tasks' loader (metadata keys checked, data read)."""
+    """``custom_dataset`` of the generative CultureLLM tasks: the classification tasks' loader (metadata keys
+    checked, data read), from this module so that loading the tasks installs the generation guard
+    (``_guard_generation``) under any model, plain ``hf`` included."""
     from culture_tasks.classification import load_task
 
-    check_generation_route(kwargs, kwargs.get("task_name", "culturellm_gen"))
     return load_task(**kwargs)

@@ -22,8 +22,10 @@ stop the run before anything is written, naming the plain model or the --target,
 (the answers this run stored are removed; a resumed run keeps those stored before).
 A prompt checkpoint is culture-align's output folder: its alignment.json must name the --target's country
 (and Hofstede's scores for it), the run's --chat-template and an --option-order that asks the items as the
-search did, and expected-value answers; a folder without alignment.json is refused, as nothing of this could be
-checked. The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
+search did, expected-value answers and the VSM13 items of this run by content; a folder without alignment.json is
+refused, as nothing of this could be checked. A checkpoint made on another model than --model's content (the
+fingerprint alignment.json or training.json records) is refused; one without that record is used with a warning.
+The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
 steering.json's identity.dtype_loaded. Everything else is checked before the model is loaded.
 Settings may also come from ``--config`` YAML (the field names: ``targets: [usa=persona, ...]``); flags
 override it. ``--rescore`` recomputes every
@@ -39,16 +41,17 @@ import logging
 import math
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from culture_tasks import plots, provenance, stats
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
-from culture_tasks.fingerprints import model_fingerprint
+from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest,
@@ -140,7 +143,8 @@ def read_json(path: Path, who: str, fix: str) -> dict:
 
 
 def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
-    """The checkpoint exists, is the kind its method says, and was made for this base model."""
+    """The checkpoint exists, is the kind its method says, and names this base model (``check_made_on``
+    compares the content it was made on)."""
     path = Path(row.checkpoint)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (path / name).is_file():
@@ -163,6 +167,55 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
 
 
 ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit
+TRAINING = "training.json"  # culture-train's record beside its adapter: the cultures and settings of the training
+# where each method's record holds the fingerprint of the base model the checkpoint was made on
+MADE_ON = {"prompt": (ALIGNMENT, ("inputs", "model_fingerprint")), "lora": (TRAINING, ("model_fingerprint",))}
+
+
+def check_made_on(row: Steered, model: str, made: dict) -> None:
+    """The checkpoint was made on --model's content: adapter_config.json's base model is only a path, which may
+    hold another model since (a new download, another fine-tune of the same shape), so the fingerprint its
+    record holds is compared with --model's, in the scheme it was made in (``made``: --model's by scheme, each
+    made once). Where no fingerprint can be compared (a record made before it, a hub model, an adapter made
+    elsewhere) the checkpoint is used with a warning naming what was not checked: refusing would strand them."""
+    path, field, recorded = _recorded_fingerprint(row)
+    scheme = scheme_of(recorded)
+    if scheme is not None and scheme not in made:
+        made[scheme] = model_fingerprint(model, scheme)
+    now = made.get(scheme)
+    if now is None:
+        why = (f"{path} records no {field}" if recorded is None else
+               f"{path} has {field} {recorded!r}, which is no fingerprint" if scheme is None else
+               f"--model {model} is no local folder")
+        _warn_unchecked(row, model, why)
+        return
+    if scheme == SAMPLED:
+        warn_sampled(model)
+    if now != recorded:
+        raise SteeringError(f"--target {row.label}: {path} has {field} {recorded}, but --model {model} is {now}: the "
+                            "checkpoint was made on another model; give --model the base model it was made on, or a "
+                            f"checkpoint made on {model}")
+
+
+def _recorded_fingerprint(row: Steered) -> tuple[Path, str, object]:
+    """The record a checkpoint's command wrote beside it, the field of the base model's fingerprint, and its value
+    (None where the record or the field is missing)."""
+    name, keys = MADE_ON[row.method]
+    path = Path(row.checkpoint) / name
+    value = read_json(path, f"--target {row.label}", "give the folder its command wrote") if path.is_file() else {}
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return path, ".".join(keys), value
+
+
+def _warn_unchecked(row: Steered, model: str, why: str) -> None:
+    who = f"--target {row.label}"
+    base = read_json(Path(row.checkpoint) / "adapter_config.json", who, "save the checkpoint again").get(
+        "base_model_name_or_path")
+    named = f"only adapter_config.json's base model {base!r} is compared" if base else \
+        "and adapter_config.json names no base model"
+    log.warning("%s: %s, so that the checkpoint was made on the model in --model %s is not checked (%s)", who, why,
+                model, named)
 
 
 def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
@@ -181,6 +234,25 @@ def check_alignment(row: Steered, cfg: SteeringConfig) -> None:
         raise SteeringError(f"{who}: {path} has no settings.country, so it is no culture-align record; {fix}")
     _check_fitted_country(row, settings, record, path, cfg.data_dir)
     _check_fitted_settings(row, settings, path, cfg)
+    _check_fitted_items(row, record, path, cfg.data_dir)
+
+
+def _check_fitted_items(row: Steered, record: dict, path: Path, data_dir: str | None) -> None:
+    """The prompt is asked the VSM13 items it was fitted on, by content: another data root's items (other wording,
+    another order) would score a prompt on a survey it was not fitted to, unannounced, so they are refused as
+    another option order is. A record made before culture-align stored them is used with a warning."""
+    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    fitted, items = inputs.get("vsm13_items"), data_file(ITEMS_FILE, data_dir)
+    if fitted is None:
+        log.warning("--target %s: %s records no inputs.vsm13_items, so that the prompt was fitted on the VSM13 items "
+                    "this run asks (%s) is not checked", row.label, path, items)
+        return
+    now = file_digest(items)
+    if fitted != now:
+        root = inputs.get("data_dir") or "<the data root it was fitted with>"
+        raise SteeringError(f"--target {row.label}: {path} has inputs.vsm13_items {fitted}, this run's {items} is "
+                            f"{now}: the prompt was fitted on other VSM13 items; pass --data-dir {root}, or give a "
+                            "prompt fitted on these items")
 
 
 def _check_fitted_country(row: Steered, settings: dict, record: dict, path: Path, data_dir: str | None) -> None:
@@ -230,7 +302,7 @@ def check_trained_culture(row: Steered) -> None:
     """A LoRA adapter is steered toward a country of a culture it was trained on: the korean adapter would
     otherwise fill the usa:lora row. culture-train records the rows' cultures in training.json; an adapter
     made elsewhere (or before the record) is used with a warning that its culture could not be checked."""
-    path = Path(row.checkpoint) / "training.json"
+    path = Path(row.checkpoint) / TRAINING
     record = read_json(path, f"--target {row.label}", "train the adapter again or give another folder") \
         if path.is_file() else {}
     cultures, culture = record.get("cultures"), find_listed(row.slug).get("culture")
@@ -373,8 +445,9 @@ def run_models(cfg: SteeringConfig) -> list[str | None]:
 
 
 def validate(cfg: SteeringConfig) -> None:
-    """Every check that needs no model: checkpoints (a prompt's fit too), output folder, data files."""
-    hidden = _hidden_size(cfg.model)
+    """Every check that needs no model: checkpoints (a prompt's fit, the model content they were made on),
+    output folder, data files."""
+    hidden, made = _hidden_size(cfg.model), {}
     for row in cfg.rows:
         if row.checkpoint:
             check_checkpoint(row, cfg.model, hidden)
@@ -382,6 +455,8 @@ def validate(cfg: SteeringConfig) -> None:
             check_alignment(row, cfg)
         if row.method == "lora":
             check_trained_culture(row)
+        if row.checkpoint:
+            check_made_on(row, cfg.model, made)
     check_output(Path(cfg.output), cfg.overwrite, run_inputs(cfg), cfg.resume, models=run_models(cfg))
 
 
@@ -720,7 +795,7 @@ def _identity_lines(ident: dict | None) -> list[str]:
 
 def markdown(result: dict) -> str:
     v = result["vsm13"]
-    level = int(round(result["config"]["level"] * 100))
+    level = f"{result['config']['level'] * 100:g}"  # as the heatmap's title: 0.975 is 97.5 %, not 98 %
     lines = [f"# Steering matrix: {result['config']['model']}", "",
              f"Intervals: {level} % percentile bootstrap ({result['config']['iters']} resamples, seed "
              f"{result['config']['seed']}); VSM13 over item pairs, WVS over questions. A VSM13 interval is the "
@@ -804,20 +879,14 @@ def run(cfg: SteeringConfig) -> dict:
         return _run(cfg, mode)
 
 
-def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
-    """Just before this run's files are written: the earlier run's (``--overwrite``; a killed run's
-    stored answers too, unless ``keep`` names them), and the temporary files of a write it did not
-    finish, so that an interrupted write leaves fewer files, never one of that run beside one of this.
-    Files this command does not write are left, and named."""
-    if not out.is_dir():
-        return
+def _clear_unfinished(out: Path) -> None:
+    """The temporary files of a write that was killed are removed; files this command does not write are left,
+    and named."""
     others, ours = [], (*OUTPUT_FILES, PARTIAL)
     for path in sorted(out.iterdir()):
-        if path.name in keep:
-            continue
-        if path.name in ours or _unfinished_write(path, ours):
+        if _unfinished_write(path, ours):
             path.unlink()
-        elif path.name != LOCK_NAME:
+        elif path.name not in (*ours, LOCK_NAME, *(f".{n}.replaced" for n in ours)):
             others.append(path.name)
     if others:
         log.warning("%s also holds %s, not written by culture-steer: left as they are, not this run's", out,
@@ -825,12 +894,21 @@ def _clear_earlier(out: Path, keep: tuple[str, ...] = ()) -> None:
 
 
 def _write(result: dict, out: Path, keep: tuple[str, ...] = ()) -> dict:
+    """The three files are written to temporary files first; only once all three are there is the earlier run's
+    set aside (``--overwrite``: ``outputs.set_aside``, deleted when this run has finished, kept and named when it
+    fails; a killed run's stored answers too, unless ``keep`` names them) and the new ones renamed into place. A
+    failure (a full disk, the heatmap) leaves the earlier files as they were, never one of them beside one of this."""
     result = _jsonable(result)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_earlier(out, keep)
-    write_text_atomic(out / "steering.json", json.dumps(result, indent=1))
-    write_text_atomic(out / "steering.md", markdown(result))
-    plots.steering_heatmap(result, out / "steering.png")
+    _clear_unfinished(out)
+    with ExitStack() as stack:  # each temporary file is renamed over its name when the block ends, removed on failure
+        staged = {name: stack.enter_context(replacing(out / name)) for name in OUTPUT_FILES}
+        staged["steering.json"].write_text(json.dumps(result, indent=1), encoding="utf-8")
+        staged["steering.md"].write_text(markdown(result), encoding="utf-8")
+        plots.steering_heatmap(result, staged["steering.png"])
+        for name in (*OUTPUT_FILES, PARTIAL):
+            if name not in keep:
+                set_aside(out / name)
     return result
 
 
@@ -995,10 +1073,11 @@ def _only_unfinished_writes(out: Path) -> bool:
 
 
 def _unfinished_write(path: Path, names) -> bool:
-    """The temporary file of an atomic write of one of ``names`` (``.steering.json.<random>``), not the
-    backup ``--overwrite`` keeps of one (``.steering.partial.json.replaced``) until its run has finished."""
-    return (path.is_file() and not path.name.endswith(".replaced")
-            and any(path.name.startswith(f".{n}.") for n in names))
+    """The temporary file of an atomic write of one of ``names`` (``.steering.json.<random>``, the heatmap's
+    own inside it ``..steering.png.<random>.png.<random>.png``), not the backup ``--overwrite`` keeps of one
+    (``.steering.partial.json.replaced``) until its run has finished."""
+    hidden = path.name.startswith(".") and not path.name.endswith(".replaced")
+    return path.is_file() and hidden and any(path.name.lstrip(".").startswith(f"{n}.") for n in names)
 
 
 def _as_stored(profile: dict) -> dict:
@@ -1108,6 +1187,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(parse_args(argv))
     except (SteeringError, DataRootError, ValueError, FileNotFoundError) as err:
         print(f"culture-steer: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or a folder that cannot be written: the earlier files are kept (logged)
+        print(f"culture-steer: {err}; fix that (free space, permissions) and run again", file=sys.stderr)
         return 2
     print(json.dumps(result["vsm13"]["summary_by_coverage"], indent=1))
     return 0

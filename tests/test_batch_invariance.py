@@ -2,13 +2,12 @@
 
 lm-eval pads generation batches on the left and peft puts the virtual tokens before the padding
 (peft issue 1093); the documented route (``python -m culture_tasks.harness --model hf-prompt``)
-puts them after it, and plain ``--model hf`` is refused by the generative tasks.
+puts them after it, and generation through plain ``--model hf`` is refused when it starts.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import pytest
@@ -109,12 +108,32 @@ def test_hf_prompt_batch_8_gives_the_batch_1_answers(tiny_model, prompt_adapter,
 
 def test_plain_hf_refuses_a_prompt_tuning_adapter_on_generative_tasks(
         tiny_model, prompt_adapter, data_root, tmp_path, monkeypatch):
-    # a copy, so that no hf-prompt model left in this process serves the same path
-    adapter = tmp_path / "copy"
-    shutil.copytree(prompt_adapter, adapter)
-    args = f"pretrained={tiny_model},dtype=float32,peft={adapter}"
-    with pytest.raises(ValueError, match=r"PROMPT_TUNING adapter.*python -m culture_tasks.harness --model hf-prompt"):
+    """The refusal read peft= from the task metadata and let it pass whenever an hf-prompt model with the same
+    adapter path was alive in the process: lm_eval.simple_evaluate(model="hf", ...) with a TaskManager of its own
+    (model args never reach the metadata) generated through plain hf, and so did the command line after an
+    earlier hf-prompt evaluation. Now the model that runs the requests is checked, before it generates."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    monkeypatch.setattr(HFLM, "_model_generate", lambda *a, **k: pytest.fail("generated through plain hf"))
+    args = f"pretrained={tiny_model},dtype=float32,peft={prompt_adapter}"
+    refusal = (rf"{TASK}: peft={prompt_adapter} is a PROMPT_TUNING adapter, which --model hf generates from wrongly "
+               r".*run python -m culture_tasks.harness --model hf-prompt")
+    with pytest.raises(ValueError, match=refusal):
         _cli(monkeypatch, tmp_path, "hf", args, data_root, 8)
+    with pytest.raises(ValueError, match=refusal):  # in Python, with a task manager that holds no peft=
+        lm_eval.simple_evaluate(model="hf", model_args=args, tasks=[TASK], limit=4, device="cpu", batch_size=4,
+                                task_manager=task_manager({"data_dir": str(data_root)}), bootstrap_iters=0)
+    served = HFPromptLM(pretrained=str(tiny_model), peft=str(prompt_adapter), device="cpu", dtype="float32",
+                        batch_size=4)  # an earlier evaluation of the same adapter, still alive
+    with pytest.raises(ValueError, match=refusal):
+        _cli(monkeypatch, tmp_path, "hf", args, data_root, 8)
+    with pytest.raises(ValueError, match=refusal):
+        lm_eval.simple_evaluate(model="hf", model_args=args, tasks=[TASK], limit=4, device="cpu", batch_size=4,
+                                task_manager=task_manager({"data_dir": str(data_root)}), bootstrap_iters=0)
+    del served  # hf-prompt itself generates through the guard: test_hf_prompt_batch_8_gives_the_batch_1_answers
 
 
 def test_soft_prompt_goes_after_each_rows_left_padding(tiny_model, prompt_adapter):

@@ -299,6 +299,10 @@ def test_every_matrix_number_has_its_interval(data_root):
         assert len(s["top1_ci"]) == 2 and s["top1_ci"][0] <= s["top1_ci"][1]
         assert len(s["plain_mrr_ci"]) == 2
     text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
+    assert "Intervals: 95 % percentile bootstrap (40 resamples, seed 5)" in text
+    # the level as given: 0.975 was printed rounded to "98 %"
+    assert "Intervals: 97.5 % percentile bootstrap" in markdown(
+        {"vsm13": v, "config": {"model": "m", "level": 0.975, "iters": 40, "seed": 5}})
     lo, hi = v["distance_ci"][0][0]
     assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
     # raw L1 (C=0): |index - Hofstede's score| summed over the target's dimensions, per replicate
@@ -567,32 +571,74 @@ def test_the_margin_gain_is_stored_and_printed_beside_its_interval(data_root):
         assert line.endswith(f"| {r['margin_gain']:.3f} [{lo:.3f}, {hi:.3f}] |")
 
 
-def test_overwrite_removes_the_earlier_run_s_files_before_writing(matrix, data_root, tmp_path, monkeypatch,
-                                                                  caplog):
-    """An --overwrite run whose write stopped after steering.json (killed, or the heatmap failed) left the
-    earlier run's steering.md and steering.png beside it, and the temporary files of an earlier write
-    that was killed stayed; both are removed just before writing. Other files are left, and named."""
+def test_overwrite_keeps_the_earlier_run_s_files_until_all_new_ones_are_written(matrix, data_root, tmp_path,
+                                                                                monkeypatch, capsys, caplog):
+    """--overwrite unlinked the earlier steering.json, .md and .png before writing the new ones: a write that then
+    failed (the heatmap, a full disk) lost the earlier result and left a new steering.json beside nothing, and an
+    OSError ended in a traceback. Now the new files are written to temporary files first, the earlier ones are
+    set aside (kept and named if the renames fail, deleted once the run has finished) and the new ones renamed
+    into place; the temporary files of a killed write are removed, other files left and named."""
+    import errno
     import logging
 
-    from culture_tasks import plots
+    from culture_tasks import plots, steering
 
     source, _ = matrix
+    real_heatmap, real_set_aside = plots.steering_heatmap, steering.set_aside
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("steering.json", "steering.md", "steering.png", ".steering.png.k2j3.png", ".steering.json.x.json"):
+    earlier = ("steering.json", "steering.md", "steering.png")
+    for name in (*earlier, ".steering.png.k2j3.png", ".steering.json.x.json", "..steering.png.a.png.b.png"):
         (out / name).write_text("earlier run")
     (out / "notes.txt").write_text("mine")
+    args = ["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20",
+            "--overwrite"]
+
+    def names():
+        return sorted(p.name for p in out.iterdir())
 
     def killed(*_):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(plots, "steering_heatmap", killed)
     with caplog.at_level(logging.WARNING, logger="culture_tasks"), pytest.raises(KeyboardInterrupt):
-        main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20",
-              "--overwrite"])
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "steering.json", "steering.md"]
-    assert (out / "steering.json").read_text() != "earlier run" and (out / "notes.txt").read_text() == "mine"
+        main(args)
+    assert names() == ["notes.txt", *earlier]  # the earlier run whole, no file of this one
+    assert all((out / n).read_text() == "earlier run" for n in earlier) and (out / "notes.txt").read_text() == "mine"
     assert any(f"{out} also holds notes.txt, not written by culture-steer" in r.getMessage() for r in caplog.records)
+
+    def full(result, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "steering_heatmap", full)
+    capsys.readouterr()
+    assert main(args) == 2  # one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("culture-steer: [Errno 28] No space left on device: ") and err.count("\n") == 1
+    assert err.endswith("; fix that (free space, permissions) and run again\n")
+    assert names() == ["notes.txt", *earlier] and (out / "steering.json").read_text() == "earlier run"
+
+    monkeypatch.setattr(plots, "steering_heatmap", real_heatmap)
+
+    def rename_fails(path):  # the earlier files set aside, then a rename into place fails
+        real_set_aside(path)
+        if path.name == "steering.png":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(steering, "set_aside", rename_fails)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert main(args) == 2
+    backups = [f".{n}.replaced" for n in earlier]
+    assert names() == [*backups, "notes.txt"]  # nothing of this run, the earlier run kept beside
+    assert all((out / b).read_text() == "earlier run" for b in backups)
+    assert any(f"the output it was replacing stays in {out / backups[0]}" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(steering, "set_aside", real_set_aside)
+    for b, n in zip(backups, earlier):  # moved back, as the message says
+        (out / b).rename(out / n)
+    assert main(args) == 0
+    assert names() == ["notes.txt", *earlier] and json.loads((out / "steering.json").read_text())["config"]["iters"] == 20
+    assert (out / "steering.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_model_with_nan_answers_stops_before_writing_and_a_rerun_works(tiny_model, data_root, tmp_path, capsys):
@@ -1015,6 +1061,81 @@ def test_a_prompt_fitted_to_another_country_or_asked_otherwise_is_refused_before
     record.unlink()
     refused("usa", f"usa:prompt: {record} does not exist, so the country and settings the prompt was fitted with "
                    "cannot be checked; give the folder culture-align wrote, holding its alignment.json")
+
+
+def test_a_checkpoint_made_on_another_model_is_refused_before_the_model_loads(
+        tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path, monkeypatch, capsys, caplog):
+    """Only adapter_config.json's base model path was compared with --model, so a checkpoint made on the model
+    that folder held before (a new download, another fine-tune of the same shape) was scored on this one. The
+    fingerprint culture-align and culture-train record is compared, in the scheme it was made in; a record
+    without one is used with a warning. A prompt fitted on other VSM13 items is refused."""
+    import logging
+
+    from culture_tasks import fingerprints, steering
+    from culture_tasks.outputs import file_digest
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    monkeypatch.setattr(fingerprints, "_WARNED", set())
+    prompt = write_alignment(_copy_checkpoint(prompt_checkpoint, tmp_path / "usa"), "USA", data_root)
+    lora = _copy_checkpoint(lora_checkpoint, tmp_path / "turkish")
+    out, record, trained = tmp_path / "o", prompt / "alignment.json", lora / "training.json"
+    full, sampled = fingerprints.model_fingerprint(tiny_model), fingerprints.model_fingerprint(tiny_model, "sha256:")
+    other_full, other_sampled = "sha256-full:" + "0" * 64, "sha256:" + "0" * 64
+    items_file = data_root / "vsm13" / "items.jsonl"
+    items = file_digest(items_file)
+
+    def record_inputs(**inputs):
+        data = json.loads(record.read_text())
+        record.write_text(json.dumps({**data, "inputs": inputs}))
+
+    def refused(target, message):
+        assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                     "--target", target]) == 2
+        assert capsys.readouterr().err == f"culture-steer: --target {message}\n"
+        assert not out.exists()
+
+    def taken(target):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+            steering.validate(SteeringConfig(model=str(tiny_model), targets=[target], output=str(out),
+                                             data_dir=str(data_root)))
+        return caplog.text
+
+    record_inputs(model_fingerprint=other_full, vsm13_items=items)
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.model_fingerprint {other_full}, but --model "
+            f"{tiny_model} is {full}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    record_inputs(model_fingerprint=other_sampled, vsm13_items=items)  # a record of the earlier scheme, in its own
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.model_fingerprint {other_sampled}, but --model "
+            f"{tiny_model} is {sampled}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    record_inputs(model_fingerprint=full, vsm13_items=items)
+    assert "not checked" not in taken(f"usa=prompt:{prompt}")
+    record_inputs(model_fingerprint=sampled, vsm13_items=items)
+    monkeypatch.setattr(fingerprints, "_WARNED", set())  # warned once per folder: the refusal above warned too
+    assert "recorded its fingerprint in the earlier scheme" in taken(f"usa=prompt:{prompt}")
+    record_inputs(model_fingerprint=full, vsm13_items="sha256:" + "1" * 64, data_dir="/data/then")
+    refused(f"usa=prompt:{prompt}", f"usa:prompt: {record} has inputs.vsm13_items sha256:{'1' * 64}, this run's "
+            f"{items_file} is {items}: the prompt was fitted on other VSM13 items; pass "
+            "--data-dir /data/then, or give a prompt fitted on these items")
+    record_inputs()  # a record made before culture-align stored them: used, and said
+    said = taken(f"usa=prompt:{prompt}")
+    assert (f"--target usa:prompt: {record} records no inputs.model_fingerprint, so that the checkpoint was made on "
+            f"the model in --model {tiny_model} is not checked (only adapter_config.json's base model "
+            f"'{tiny_model}' is compared)") in said
+    assert f"--target usa:prompt: {record} records no inputs.vsm13_items, so that the prompt was fitted on" in said
+    config = json.loads((prompt / "adapter_config.json").read_text())
+    (prompt / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    assert "is not checked (and adapter_config.json names no base model)" in taken(f"usa=prompt:{prompt}")
+
+    trained.write_text(json.dumps({"cultures": ["turkish"], "model_fingerprint": other_full}))
+    refused(f"turkey=lora:{lora}", f"turkey:lora: {trained} has model_fingerprint {other_full}, but --model "
+            f"{tiny_model} is {full}: the checkpoint was made on another model; give --model the base model it was "
+            f"made on, or a checkpoint made on {tiny_model}")
+    trained.write_text(json.dumps({"cultures": ["turkish"], "model_fingerprint": full}))
+    assert "not checked" not in taken(f"turkey=lora:{lora}")
+    trained.unlink()  # an adapter made elsewhere
+    assert f"--target turkey:lora: {trained} records no model_fingerprint" in taken(f"turkey=lora:{lora}")
 
 
 def test_culture_align_s_own_record_is_what_culture_steer_checks(tiny_model, data_root, tmp_path, monkeypatch, capsys):
