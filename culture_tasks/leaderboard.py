@@ -200,7 +200,8 @@ class Run:
         return sorted(t for tasks in self.cultures(suite).values() for t in tasks)
 
     def items(self, task: str, metric: str) -> dict[int, tuple[str, object, object]] | None:
-        """doc_id -> (doc_hash, item, unit) from the task's per-sample log, or None without one; the unit is
+        """doc_id -> (document, item, unit) from the task's per-sample log, or None without one; the document is
+        ``stats.document_key`` (lm-eval's doc_hash, else the text, with its target_hash), what pairs it; the unit is
         what a group resamples across its tasks: a survey document's ``q_id``, a classification document's text
         (``_unit``)."""
         if (task, metric) not in self._items:
@@ -224,7 +225,7 @@ class Run:
                             raise NotAResultFile(f"{path}: doc_id {doc} is logged twice: {FOREIGN_LOG}")
                         value = row[metric]
                         question = _unit(row, survey)
-                        found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value,
+                        found[doc] = (stats.document_key(row), tuple(value) if isinstance(value, list) else value,
                                       question)
                 if found:
                     self._check_log(task, metric, path, [item for _, item, _ in found.values()])
@@ -1050,8 +1051,9 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
         if a is None or b is None:
             who = base.row_id if a is None else run.row_id
             return None, f"no paired test: no per-sample logs for {task} in row {who}"
-        if {k: h for k, (h, _, _) in a.items()} != {k: h for k, (h, _, _) in b.items()}:
-            return None, f"no paired test: {task} was scored on different documents in the two rows"
+        problem = stats.pairing_problem({k: h for k, (h, _, _) in a.items()}, {k: h for k, (h, _, _) in b.items()})
+        if problem:
+            return None, f"no paired test: {task}: {problem}"
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))

@@ -1751,3 +1751,31 @@ def test_a_radar_labels_each_profile_by_how_its_items_were_asked():
     assert _variant({"dataset_kwargs": {"persona": "China", "both_orders": True}}) == "persona prompt, both option orders"
     assert _variant({"dataset_kwargs": {"persona": "", "reversed_options": True}}) == "reversed options"
     assert _variant({"dataset_kwargs": {"persona": ""}}) == ""
+
+
+def _drop_from_logs(folder, *keys):
+    """The per-sample logs under ``folder`` without ``keys`` (an lm-eval that logs no doc_hash)."""
+    for log in Path(folder).rglob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        log.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in keys}) + "\n" for r in rows))
+
+
+def test_logs_without_doc_hash_pair_by_their_text_or_not_at_all(tmp_path):
+    # 30 documents; base wrong on all (macro-F1 0), good right on all (1): +1, p = 1/1001, were they the same
+    # documents. Without doc_hash the texts say which documents a doc_id is: other texts are other documents
+    task = "culturellm_english_x"
+    texts = {"base": "old", "good": "NEW", "same": "old", "blind": None}
+    for model, right in (("base", False), ("good", True), ("same", True), ("blind", True)):
+        rows = [{"f1_macro": [i % 2, i % 2 if right else 1 - i % 2, 2],
+                 **({"doc": {"text": f"{texts[model]} text {i}"}} if texts[model] else {})} for i in range(30)]
+        _result(tmp_path / "res" / model, f"/m/{model}", {task: float(right)}, samples={task: rows})
+    _drop_from_logs(tmp_path / "res", "doc_hash")
+    data = _json(tmp_path, "--baseline", "base")
+    good, same, blind = (_cell(data, m, "english") for m in ("good", "same", "blind"))
+    assert good["diff"] is None and good["significant"] is None
+    assert good["diff_note"] == (f"no paired test: {task}: the runs scored different documents under the same "
+                                 "doc_id (30 of 30, first doc_id 0)")
+    assert (same["diff"], same["p_value"], same["significant"]) == (1.0, pytest.approx(1 / 1001), True)
+    assert blind["diff"] is None and blind["diff_note"].startswith(
+        f"no paired test: {task}: a per-sample log holds neither lm-eval's doc_hash nor the document's text "
+        "(doc_id 0)")
