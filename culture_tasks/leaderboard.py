@@ -369,12 +369,47 @@ def task_settings(data: dict, task: str) -> tuple[str, dict] | None:
 
 def settings_text(settings: dict[str, dict]) -> str:
     """One line per family, e.g. ``vsm13: answer_mode=argmax, data_dir=../data``."""
-    parts = []
-    for family in sorted(settings):
-        values = ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
-                           for k, v in sorted(settings[family].items()))
-        parts.append(f"{family}: {values or 'defaults'}")
-    return "; ".join(parts)
+    return "; ".join(f"{family}: {_settings_values(settings[family])}" for family in sorted(settings))
+
+
+def _settings_values(settings: dict) -> str:
+    """``k=v, ...`` of one family's settings, or "defaults"."""
+    return ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
+                     for k, v in sorted(settings.items())) or "defaults"
+
+
+# settings whose paired test compares what they resolve to instead of their text: where the data lay (the
+# documents' own hashes say whether they are the same) and VSM13's target and constants (``vsm13_paired``)
+COMPARED_BY_CONTENT = ("data_dir", "target", "target_source", "target_country", "constants")
+
+
+def version_text(version) -> str:
+    """A task version as lm-eval records it (1.0, "1.0" and 1 are one version), or "unrecorded"."""
+    if version is None:
+        return "unrecorded"
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        return str(float(version))
+    return str(version)
+
+
+def _scoring_settings(run: Run, task: str) -> dict | None:
+    """The settings ``task``'s numbers depend on in ``run`` but for ``COMPARED_BY_CONTENT``; None where the file
+    recorded no task config."""
+    found = run.task_config.get(task, {}).get("settings")
+    return None if found is None else {k: v for k, v in found.items() if k not in COMPARED_BY_CONTENT}
+
+
+def definition_differs(a: Run, b: Run, task: str) -> str:
+    """Why ``task`` is another task in rows ``a`` and ``b`` (another version, or other settings its numbers depend
+    on), or "": its numbers there are not one measurement, so they are neither paired nor ranked together."""
+    va, vb = version_text(a.versions.get(task)), version_text(b.versions.get(task))
+    if va != vb:
+        return f"{task} is version {va} in row {a.row_id}, {vb} in row {b.row_id}; rerun both with the same tasks"
+    sa, sb = _scoring_settings(a, task), _scoring_settings(b, task)
+    if sa is not None and sb is not None and sa != sb:
+        return (f"{task} ran with {_settings_values(sa)} in row {a.row_id}, {_settings_values(sb)} in row "
+                f"{b.row_id}; compare rows run with the same settings")
+    return ""
 
 
 RELATIVE_ADAPTER = "unknown (a relative path or hub id: lm_eval's working directory is not recorded)"
@@ -495,7 +530,8 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
             run.settings[found[0]] = found[1]
         if task in (data.get("configs") or {}):
             cfg = data["configs"][task]
-            run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
+            run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {},
+                                     **({"settings": found[1]} if found is not None else {})}
     run.sample_of.update(signatures)
     for task, (effective, original) in counts.items():
         run.documents[task] = effective
@@ -1034,6 +1070,9 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     tasks, base_tasks = leaf_tasks(run, tasks), leaf_tasks(base, base_tasks)
     if sorted(tasks) != sorted(base_tasks):
         return None, "no paired test: the rows cover different tasks"
+    differs = next((why for task in sorted(tasks) if (why := definition_differs(base, run, task))), "")
+    if differs:
+        return None, f"no paired test: {differs}"
     if column.metric not in RESAMPLABLE and column.metric not in VSM13_METRICS:
         return None, f"no paired test: {column.metric} has no per-document resampling"
     try:
@@ -1274,12 +1313,16 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
             if id(run) in covered:
                 cells[j].covered, cells[j].of = len(covered[id(run)]), len(every)
         # neither a number over partly run tasks nor a mean over fewer tasks competes with complete ones for best
-        competing = [cells[j] for run, cells in rows if cells[j].value is not None
+        competing = [(run, cells[j]) for run, cells in rows if cells[j].value is not None
                      and not run.partial_over(covered[id(run)]) and not cells[j].incomplete]
         if col.higher_is_better is None or len(covered) < 2 or not competing:
             continue
-        best = (max if col.higher_is_better else min)(c.value for c in competing)
-        for cell in competing:
+        mixed = _mixed_definitions([run for run, _ in competing], covered)
+        if mixed:
+            table.note = (table.note + " " if table.note else "") + f"{col.label}: no best marked: {mixed}."
+            continue
+        best = (max if col.higher_is_better else min)(c.value for _, c in competing)
+        for _, cell in competing:
             cell.best = cell.value == best
     sort = next((j for j, c in enumerate(table.columns) if c.key == "overall"), 0)
     col = table.columns[sort]
@@ -1290,6 +1333,18 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
                                  sign * (r[1][sort].value or 0.0)))
     table.rows = rows
     return table
+
+
+def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
+    """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of the first
+    row and another), or "": a best among them would rank other task versions or settings."""
+    first = runs[0]
+    for run in runs[1:]:
+        for task in sorted(covered[id(first)] & covered[id(run)]):
+            why = definition_differs(first, run, task)
+            if why:
+                return why
+    return ""
 
 
 def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:

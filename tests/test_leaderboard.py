@@ -1779,3 +1779,37 @@ def test_logs_without_doc_hash_pair_by_their_text_or_not_at_all(tmp_path):
     assert blind["diff"] is None and blind["diff_note"].startswith(
         f"no paired test: {task}: a per-sample log holds neither lm-eval's doc_hash nor the document's text "
         "(doc_id 0)")
+
+
+def test_rows_of_other_task_versions_or_settings_are_neither_paired_nor_ranked(tmp_path):
+    # 30 documents; base wrong on all (macro-F1 0), the others right on all (1). "good" ran version 2.0 of the
+    # task: another task, so no paired test and no best in its column; "same" ran 1.0, as base: +1, p = 1/1001
+    task, gen = "culturellm_english_x", "culturellm_gen_english_x"
+    wrong = [{"f1_macro": [i % 2, 1 - i % 2, 2]} for i in range(30)]
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(30)]
+    _result(tmp_path / "res/a", "/m/base", {task: 0.0}, samples={task: wrong}, versions={task: 1.0})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: right}, versions={task: 2.0})
+    _result(tmp_path / "res/c", "/m/same", {task: 1.0}, samples={task: right}, versions={task: 1})
+    # generation: another data_dir is no other setting (the documents' hashes pair them); other gen_kwargs are
+    for model, score, data_dir, kwargs in (("base", 0.0, "/data/a", "temperature=0"), ("good", 1.0, "/data/b", "temperature=0"),
+                                           ("hot", 1.0, "/data/a", "temperature=1")):
+        _result(tmp_path / "res" / f"gen_{model}", f"/m/{model}", {gen: score}, samples={gen: right if score else wrong},
+                metadata={"data_dir": data_dir}, gen_kwargs=kwargs)
+    data = _json(tmp_path, "--baseline", "base")
+    ids = {r["model"]: r["row_id"] for r in data["runs"]}
+    good, same, base = (_cell(data, m, "english") for m in ("good", "same", "base"))
+    assert good["diff"] is None and good["significant"] is None and good["diff_note"] == (
+        f"no paired test: {task} is version 1.0 in row {ids['/m/base']}, 2.0 in row {ids['/m/good']}; rerun both "
+        "with the same tasks")
+    assert (same["diff"], same["p_value"], same["significant"]) == (1.0, pytest.approx(1 / 1001), True)
+    assert not any(c["best"] for c in (good, same, base))
+    generative = "CultureLLM (generative), macro-F1"
+    gen_good, hot = (_cell(data, m, "english", generative) for m in ("good", "hot"))
+    assert (gen_good["diff"], gen_good["p_value"]) == (1.0, pytest.approx(1 / 1001))
+    assert hot["diff"] is None and hot["diff_note"] == (
+        f"no paired test: {gen} ran with gen_kwargs=temperature=0 in row {ids['/m/base']}, gen_kwargs=temperature=1 "
+        f"in row {ids['/m/hot']}; compare rows run with the same settings")
+    out = tmp_path / "board.md"  # the table's note says why its column has no best
+    assert main([str(tmp_path / "res"), "--baseline", "base", "--output", str(out)]) == 0
+    assert (f"english: no best marked: {task} is version 1.0 in row {ids['/m/base']}, 2.0 in row "
+            f"{ids['/m/good']}; rerun both with the same tasks.") in out.read_text()
