@@ -823,6 +823,23 @@ class Cell:
             return ""
         return "▲" if self.diff["diff"] > 0 else "▼"
 
+    def disagreement(self) -> str:
+        """Where the difference's interval and the test that marks it disagree, which one the mark follows (the
+        test: its error rate holds however few documents differ, while the percentile interval of a difference
+        over few differing documents excludes 0 too readily: ``stats.paired_bootstrap``); "" where they agree."""
+        if not self.diff or _finite(self.diff["low"]) is None or _finite(self.diff["high"]) is None \
+                or not math.isfinite(self.p):
+            return ""
+        excludes = self.diff["low"] > 0 or self.diff["high"] < 0
+        test = "the Holm-adjusted test" if self.p_adjusted is not None else "the test"
+        if excludes and not self.significant:
+            why = ("the adjustment for the row's other tests" if self.diff["p_value"] < ALPHA
+                   else "few differing documents (VSM13: items)")
+            return f"interval excludes 0 but {test} does not reject: {why}; the mark follows the test"
+        if self.significant and not excludes:
+            return f"{test} rejects but the interval covers 0; the mark follows the test"
+        return ""
+
 
 @dataclass
 class Table:
@@ -1392,6 +1409,7 @@ def diff_text(cell: Cell) -> str:
     interval = (f"[{d['low']:+.4f}, {d['high']:+.4f}]" if _finite(d["low"]) is not None and _finite(d["high"]) is not None
                 else "(no interval: too few documents)")
     holm = f", Holm {cell.p_adjusted:.3f}" if cell.p_adjusted is not None else ""
+    verdict += f"; {cell.disagreement()}" if cell.disagreement() else ""
     return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f}{holm} ({verdict})"
 
 
@@ -1413,7 +1431,9 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           f"VSM13: its 24 items), p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance (--adjust "
           "holm marks by Holm-adjusted p-values over each row's tests in a table instead, as the table's note says); the "
-          "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); a VSM13 index "
+          "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); the mark follows the "
+          "test, and a cell whose interval excludes 0 while the test does not reject (few documents differ), or the "
+          "reverse, says so; a VSM13 index "
           "uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 ways to swap them "
           "give the observed difference or its negative) and never marks it, and its interval resamples its 2 item "
           "pairs). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
@@ -1478,7 +1498,7 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                     "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),
                     "p_value": d.get("p_value"), "p_holm": cell.p_adjusted,
                     "significant": cell.significant if d else None,
-                    "diff_note": cell.diff_note,
+                    "diff_note": "; ".join(n for n in (cell.diff_note, cell.disagreement()) if n),
                 })
     return out
 

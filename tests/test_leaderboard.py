@@ -1269,6 +1269,12 @@ def _vsm13_rows(tmp_path, data_root, shifts: dict[str, tuple[int, int]]) -> dict
     return logs
 
 
+# what a cell says where its paired interval (excludes 0: True) and its test disagree
+DISAGREE = {True: "interval excludes 0 but the test does not reject: few differing documents (VSM13: items); the "
+                  "mark follows the test",
+            False: "the test rejects but the interval covers 0; the mark follows the test"}
+
+
 def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item_swap_p_value(tmp_path, data_root,
                                                                                            capsys):
     # Each row's item means (one document per item) give its metrics as the task computes them. The interval of
@@ -1335,7 +1341,8 @@ def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item
             assert cell["diff_low"] < cell["diff_high"]
             assert cell["p_value"] == pytest.approx(p_value(swapped, diff)), (metric, column)
             assert cell["significant"] is (cell["p_value"] < 0.05)
-            assert cell["diff_note"] == ""
+            excludes = cell["diff_low"] > 0 or cell["diff_high"] < 0  # the mark follows the test, and says so
+            assert cell["diff_note"] == ("" if excludes is cell["significant"] else DISAGREE[excludes])
     # the p-values are not all 1 or all tiny: the test above reads real swaps
     assert {_cell(data, "other", "vsm13_persona", table=t)["p_value"] for t in VSM13_TABLES.values()} != {1.0}
 
@@ -1343,7 +1350,8 @@ def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item
     assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
     md = capsys.readouterr().out.split(f"### {VSM13_TABLES['vsm13_l1']}")[1].split("###")[0]
     line = next(line for line in md.splitlines() if line.startswith("| other"))
-    verdict = "significant" if group["significant"] else "not significant"
+    verdict = ("significant" if group["significant"] else "not significant") + (
+        f"; {group['diff_note']}" if group["diff_note"] else "")
     assert (f"vs baseline: {group['diff']:+.4f} [{group['diff_low']:+.4f}, {group['diff_high']:+.4f}], "
             f"p = {group['p_value']:.3f} ({verdict})") in line
 
@@ -1813,3 +1821,33 @@ def test_rows_of_other_task_versions_or_settings_are_neither_paired_nor_ranked(t
     assert main([str(tmp_path / "res"), "--baseline", "base", "--output", str(out)]) == 0
     assert (f"english: no best marked: {task} is version 1.0 in row {ids['/m/base']}, 2.0 in row "
             f"{ids['/m/good']}; rerun both with the same tasks.") in out.read_text()
+
+
+def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
+    # 30 documents, labels alternate; base wrong on the first 5 (3 of class 0, 2 of class 1): F1 class 0 =
+    # 2·12/(2·12 + 2 + 3) = 24/29, class 1 = 26/31, macro 0.83315; good right on all: +0.16685. A resample
+    # misses all 5 with chance (25/30)^30 = 0.4 %, so the 95 % interval excludes 0, but 5 swapped pairs give
+    # p about 2/2^5 = 1/16: not significant, and the cell says which one the mark follows
+    from culture_tasks.classification import f1_macro
+    from culture_tasks.leaderboard import Cell
+
+    task = "culturellm_english_x"
+    base = [{"f1_macro": [i % 2, i % 2 if i >= 5 else 1 - i % 2, 2]} for i in range(30)]
+    good = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(30)]
+    _result(tmp_path / "res/a", "/m/base", {task: f1_macro([tuple(r["f1_macro"]) for r in base])}, samples={task: base})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: good})
+    cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert cell["diff"] == pytest.approx(1 - (24 / 29 + 26 / 31) / 2) and cell["diff_low"] > 0
+    assert cell["p_value"] == pytest.approx(1 / 16, abs=0.02) and cell["significant"] is False
+    why = DISAGREE[True]
+    assert cell["diff_note"] == why
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| good"))
+    assert f"(not significant; {why})" in line and "▲" not in line
+    # Holm: raw p 0.03 under 0.05, adjusted 0.09 over it; and a test that rejects where the interval covers 0
+    holm = Cell(0.5, diff={"diff": 0.1, "low": 0.01, "high": 0.2, "p_value": 0.03}, p_adjusted=0.09)
+    assert holm.disagreement() == ("interval excludes 0 but the Holm-adjusted test does not reject: the adjustment "
+                                   "for the row's other tests; the mark follows the test")
+    covers = Cell(0.5, diff={"diff": 0.1, "low": -0.01, "high": 0.2, "p_value": 0.01})
+    assert covers.disagreement() == "the test rejects but the interval covers 0; the mark follows the test"
+    assert Cell(0.5, diff={"diff": 0.1, "low": 0.01, "high": 0.2, "p_value": 0.01}).disagreement() == ""
