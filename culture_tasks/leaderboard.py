@@ -59,7 +59,7 @@ from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.fingerprints import SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
-from culture_tasks.paths import task_groups
+from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
@@ -133,6 +133,7 @@ class Run:
     # whose logs are not beside it, (effective, original, digest of the logged doc ids) where they are
     sample_of: dict[str, object] = field(default_factory=dict)
     samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
+    sources: dict[str, Path] = field(default_factory=dict)  # task -> the result file its numbers come from
     task_config: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)  # task family -> the settings its numbers depend on
     groups: dict[str, list[str]] = field(default_factory=dict)
@@ -509,7 +510,7 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
     # (value, interval, per-sample log, document count) may survive next to the newer file's
     for task in set(data["results"]) | set(counts):
         for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.documents, run.higher_is_better,
-                     run.task_config, run.sample_of):
+                     run.task_config, run.sample_of, run.sources):
             held.pop(task, None)
     run._items = {k: v for k, v in run._items.items() if k[0] not in data["results"]}
     run._cultures.clear()
@@ -520,6 +521,7 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
             if filt and "_stderr" not in metric and isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[metric] = float(value)
         run.metrics[task] = metrics
+        run.sources[task] = path
         if task in (data.get("versions") or {}):
             run.versions[task] = data["versions"][task]
         sample = path.with_name(f"samples_{task}_{stamp}.jsonl")
@@ -708,6 +710,7 @@ def load_runs(files: list[Path]) -> list[Run]:
     warned: set[str] = set()
     for run in runs:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
+        warn_stale(run)
         peft = run.model_args.get("peft")
         run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
         version = run.key.get("model_version", {})
@@ -730,6 +733,34 @@ def load_runs(files: list[Path]) -> list[Run]:
         raise LeaderboardError(f"two rows would share the id {same}: their result files cannot be told apart; "
                                "pass them in separate calls")
     return runs
+
+
+def stale_tasks(run: Run) -> dict[str, tuple[str, str]]:
+    """task -> (version its file records, version of the installed task definition) for the row's tasks whose
+    numbers come from another version of the task than the one installed (``paths.installed_version``; tasks not
+    defined here are not checked)."""
+    out = {}
+    for task, version in sorted(run.versions.items()):
+        installed = installed_version(task)
+        if installed is not None and version_text(version) != version_text(installed):
+            out[task] = (version_text(version), version_text(installed))
+    return out
+
+
+def warn_stale(run: Run) -> None:
+    """One line per result file whose tasks are at another version than the installed definitions, and the row's
+    provenance marked (``stale_tasks``): its numbers are the older task's, not what the tasks give now."""
+    stale = stale_tasks(run)
+    if not stale:
+        return
+    run.info["stale_tasks"] = stale
+    by_file: dict[Path, list[str]] = defaultdict(list)
+    for task, (was, now) in stale.items():
+        by_file[run.sources[task]].append(f"{task} is version {was} there, {now} installed")
+    for path, found in sorted(by_file.items()):
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        print(f"culture-leaderboard: {path}: {found[0]}{more}; its numbers are of the older task definition: rerun "
+              "it with the current tasks", file=sys.stderr)
 
 
 def _row_id(run: Run, shared: bool) -> str:
@@ -764,7 +795,7 @@ def provenance(run: Run) -> dict:
         "seeds": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("seeds", {}).items())) or "?",
         "model_revision": "; ".join(x for x in (", ".join(f"{k}={v}" for k, v in sorted(
             run.key.get("model_version", {}).items())) or "?", run.info.get("model_changed")) if x),
-        "task_versions": ", ".join(versions) or "?",
+        "task_versions": "; ".join(x for x in (", ".join(versions) or "?", _stale_text(run)) if x),
         "task_settings": settings_text(run.settings) or "?",
         "lm_eval_version": run.info.get("lm_eval_version", "?"),
         "transformers_version": run.info.get("transformers_version", "?"),
@@ -773,6 +804,15 @@ def provenance(run: Run) -> dict:
         "partial": run.partial_text(),
         "files": [str(f) for f in run.files],
     }
+
+
+def _stale_text(run: Run) -> str:
+    """The row's tasks at another version than the installed definitions, for its provenance, or ""."""
+    stale = run.info.get("stale_tasks") or {}
+    if not stale:
+        return ""
+    shown = [f"{t} {was} (installed {now})" for t, (was, now) in list(stale.items())[:3]]
+    return "not the installed tasks: " + ", ".join(shown) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
 
 
 # --------------------------------------------------------------------------- cells and tables

@@ -14,6 +14,7 @@ import pytest
 
 from culture_tasks.classification import MIN_DOCS
 from culture_tasks.leaderboard import main
+from culture_tasks.paths import installed_version
 
 COUNTER = iter(range(3600))
 STAMP = (f"2026-01-01T00-{k // 60:02d}-{k % 60:02d}.000000" for k in COUNTER)  # later calls: later dates
@@ -24,7 +25,7 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
             model_args=None, config=None, doc_ids=None):
     """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``, whose rows' doc_ids are 0, 1, ...
     or ``doc_ids[task]``) in ``folder``; ``model_args`` and ``config`` add to the file's ``config.model_args``
-    and ``config``."""
+    and ``config``; each task's version, unless ``versions`` names it, is its installed definition's (else 1.0)."""
     stamp = next(STAMP)
     args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {}), **(model_args or {})}
     results = {}
@@ -37,7 +38,7 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
     data = {
         "results": results, "group_subtasks": groups or {},
         "config": {"model": "hf", "model_args": args, "model_dtype": "torch.float32", "limit": limit, **(config or {})},
-        "higher_is_better": hib or {}, "versions": versions or {t: 1.0 for t in results},
+        "higher_is_better": hib or {}, "versions": versions or {t: installed_version(t) or 1.0 for t in results},
         "n-shot": {t: fewshot for t in results}, "n-samples": n_samples or {},
         "date": 1767225600.0 + 60 * int(stamp[-12:-10]) + int(stamp[-9:-7]), "lm_eval_version": "0.4.13", "transformers_version": "5.24.0",
         "git_hash": "abc1234", "chat_template": "{{ x }}" if chat else None,
@@ -119,7 +120,7 @@ def test_row_identity(tmp_path):
     assert args == sorted([
         ("dtype=float32,pretrained=/m/base", "5", "0", "none", "1.0"),
         ("dtype=float32,pretrained=/m/base", "none", "0", "applied", "1.0"),
-        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "1.0, 1.1"),  # wvs_usa's installed 1.1 joined it
         ("dtype=float32,pretrained=/m/base", "none", "0", "none", "2.0"),
         ("dtype=float32,pretrained=/m/base", "none", "3", "none", "1.0"),
         ("dtype=float32,peft=/runs/a/adapter,pretrained=/m/base", "none", "0", "none", "1.0"),
@@ -1851,3 +1852,18 @@ def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(
     covers = Cell(0.5, diff={"diff": 0.1, "low": -0.01, "high": 0.2, "p_value": 0.01})
     assert covers.disagreement() == "the test rejects but the interval covers 0; the mark follows the test"
     assert Cell(0.5, diff={"diff": 0.1, "low": 0.01, "high": 0.2, "p_value": 0.01}).disagreement() == ""
+
+
+def test_a_result_of_another_version_than_the_installed_task_is_named_and_marked(tmp_path, capsys):
+    # culturellm_arabic_spam is version 1.1 in the tasks folder (the multiple-choice template's metadata)
+    task = "culturellm_arabic_spam"
+    assert installed_version(task) == 1.1
+    _result(tmp_path / "res/a", "/m/base", {task: 0.4}, versions={task: 1.0})
+    _result(tmp_path / "res/b", "/m/good", {task: 0.9}, versions={task: "1.1"})  # 1.1 however it is written
+    data = _json(tmp_path)
+    old = next((tmp_path / "res/a").glob("results_*.json"))
+    assert capsys.readouterr().err == (f"culture-leaderboard: {old}: {task} is version 1.0 there, 1.1 installed; its "
+                                       "numbers are of the older task definition: rerun it with the current tasks\n")
+    versions = {r["model"]: r["task_versions"] for r in data["runs"]}
+    assert versions == {"/m/base": f"1.0; not the installed tasks: {task} 1.0 (installed 1.1)", "/m/good": "1.1"}
+    assert not any(c["best"] for c in data["cells"] if c["column"] == "arabic")  # two versions: no best
