@@ -310,7 +310,55 @@ def _read(path: Path) -> dict:
     if date is not None and (isinstance(date, bool) or not isinstance(date, (int, float)) or not math.isfinite(date)):
         raise NotAResultFile(f"{path}: `date` must be the run's start time in seconds, as lm-eval writes it (it orders "
                              f"the files of a row); got {date!r}")
+    check_fields(data, path)
     return data
+
+
+# the fields of a result file the board reads, each a mapping by task (or group), and what each value must be
+FIELD_VALUES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "versions": ("a version (a number or a string)", lambda v: v is None or _number(v) or isinstance(v, str)),
+    "n-shot": ("a whole number of shots", lambda v: v is None or (_number(v) and float(v).is_integer())),
+    "n-samples": ("a mapping with `original` and `effective`", lambda v: isinstance(v, dict)),
+    "higher_is_better": ("a mapping of metric to true, false or null",
+                         lambda v: isinstance(v, dict) and all(x is None or isinstance(x, bool) for x in v.values())),
+    "group_subtasks": ("a list of task names", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "configs": ("a task config (a mapping)", lambda v: isinstance(v, dict) and all(
+        isinstance(v.get(k) or {}, dict) for k in ("metadata", "dataset_kwargs"))),
+}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_fields(data: dict, path: Path) -> None:
+    """Each field the board reads has the type lm-eval writes, or the file is refused naming the key: a foreign or
+    hand-edited file must neither end in a traceback nor lose a task without a word."""
+    for key, (what, valid) in FIELD_VALUES.items():
+        found = data.get(key)
+        if found is not None and not isinstance(found, dict):
+            raise NotAResultFile(f"{path}: `{key}` must be a mapping by task, as lm-eval writes it; got {found!r:.80}")
+        bad = next((k for k, v in (found or {}).items() if not valid(v)), None)
+        if bad is not None:
+            raise NotAResultFile(f"{path}: `{key}.{bad}` must be {what}, as lm-eval writes it; got {found[bad]!r:.80}")
+    args = data["config"].get("model_args")
+    if args is not None and not isinstance(args, (str, dict)):
+        raise NotAResultFile(f"{path}: `config.model_args` must be lm-eval's k=v,... string or a mapping; got {args!r:.80}")
+    for task, values in data["results"].items():
+        check_task_results(values, path, task)
+
+
+def check_task_results(values, path: Path, task: str) -> None:
+    """A task's results are a mapping of ``metric,filter`` to a number (JSON's NaN included: a run that is not a
+    number), or "N/A" for a stderr lm-eval did not compute; keys without a filter (``alias``) are names."""
+    if not isinstance(values, dict):
+        raise NotAResultFile(f"{path}: `results.{task}` must be a mapping of metric to value, as lm-eval writes it; "
+                             f"got {values!r:.80}")
+    for key, value in values.items():
+        metric, _, filt = key.partition(",")
+        if filt and not _number(value) and not ("_stderr" in metric and value == "N/A"):
+            raise NotAResultFile(f"{path}: `results.{task}.{key}` must be a number, as lm-eval writes it; got "
+                                 f"{value!r:.80}")
 
 
 def identity(data: dict) -> dict:

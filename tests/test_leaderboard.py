@@ -779,7 +779,7 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
         title, (profiles, target, intervals)))
     indices = {d: {f"{d},none": float(k)} for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
     extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()},
-                           "pdi_ci_low,none": -3.5, "pdi_ci_high,none": 4.0, "idv_ci_low,none": "N/A"}}
+                           "pdi_ci_low,none": -3.5, "pdi_ci_high,none": 4.0, "idv_ci_low,none": math.nan}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
     for name, meta in (("a", {"target": japan, "target_country": "JPN"}), ("b", {})):
         _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}", extra, data_root, meta)
@@ -1867,3 +1867,39 @@ def test_a_result_of_another_version_than_the_installed_task_is_named_and_marked
     versions = {r["model"]: r["task_versions"] for r in data["runs"]}
     assert versions == {"/m/base": f"1.0; not the installed tasks: {task} 1.0 (installed 1.1)", "/m/good": "1.1"}
     assert not any(c["best"] for c in data["cells"] if c["column"] == "arabic")  # two versions: no best
+
+
+@pytest.mark.parametrize("edit, key, got", [
+    (lambda x: x["results"].__setitem__("culturellm_english_x", 0.5), "results.culturellm_english_x", "0.5"),
+    (lambda x: x["results"]["culturellm_english_y"].__setitem__("f1_macro,none", "0.9"),
+     "results.culturellm_english_y.f1_macro,none", "'0.9'"),
+    (lambda x: x["results"]["culturellm_english_y"].__setitem__("acc,none", None), "results.culturellm_english_y.acc,none",
+     "None"),
+    (lambda x: x.__setitem__("n-shot", {"culturellm_english_x": "five"}), "n-shot.culturellm_english_x", "'five'"),
+    (lambda x: x.__setitem__("higher_is_better", ["f1_macro"]), "higher_is_better", "['f1_macro']"),
+    (lambda x: x.__setitem__("higher_is_better", {"culturellm_english_x": {"f1_macro": "yes"}}),
+     "higher_is_better.culturellm_english_x", "{'f1_macro': 'yes'}"),
+    (lambda x: x.__setitem__("versions", ["1.0"]), "versions", "['1.0']"),
+    (lambda x: x.__setitem__("group_subtasks", ["culturellm_english_x"]), "group_subtasks", "['culturellm_english_x']"),
+    (lambda x: x.__setitem__("group_subtasks", {"culturellm_english": "culturellm_english_x"}),
+     "group_subtasks.culturellm_english", "'culturellm_english_x'"),
+    (lambda x: x.__setitem__("configs", {"culturellm_english_x": {"metadata": ["data_dir"]}}),
+     "configs.culturellm_english_x", "{'metadata': ['data_dir']}"),
+    (lambda x: x["config"].__setitem__("model_args", ["pretrained=/m/base"]), "config.model_args",
+     "['pretrained=/m/base']"),
+])
+def test_a_malformed_result_file_is_a_one_line_error_naming_the_key(tmp_path, capsys, edit, key, got):
+    # each crashed with a traceback, or (a metric value that is a string) dropped the task without a word
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.4, "culturellm_english_y": 0.9})
+    path = next((tmp_path / "res/a").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["results"]["culturellm_english_y"]["f1_macro_stderr,none"] = "N/A"  # lm-eval's stderr it did not compute
+    path.write_text(json.dumps(data))
+    assert main([str(tmp_path / "res"), "--format", "json"]) == 0
+    capsys.readouterr()
+    edit(data)
+    path.write_text(json.dumps(data))
+    assert main([str(tmp_path / "res"), "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-leaderboard: {path}: `{key}` must be ") and err.endswith(f"; got {got}\n")
+    assert err.count("\n") == 1
