@@ -748,6 +748,7 @@ def load_runs(files: list[Path]) -> list[Run]:
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
     started = {path: float(data.get("date") or 0) for path, data in loaded}
+    data_of = dict(loaded)
     fingerprints: dict[tuple[str, str], str | None] = {}  # each folder read once, however many rows name it
 
     def now(folder: str, scheme: str) -> str | None:
@@ -759,6 +760,7 @@ def load_runs(files: list[Path]) -> list[Run]:
     for run in runs:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
         warn_stale(run)
+        warn_mixed_harness(run, data_of)
         peft = run.model_args.get("peft")
         run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
         version = run.key.get("model_version", {})
@@ -809,6 +811,24 @@ def warn_stale(run: Run) -> None:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         print(f"culture-leaderboard: {path}: {found[0]}{more}; its numbers are of the older task definition: rerun "
               "it with the current tasks", file=sys.stderr)
+
+
+HARNESS = {"lm_eval_version": "lm-eval", "transformers_version": "transformers"}
+
+
+def warn_mixed_harness(run: Run, data_of: dict[Path, dict]) -> None:
+    """One line per library whose versions differ between the row's files, naming each file's. They stay one row:
+    what changes a task's numbers is checked per task (version, settings, documents), and one model's suites run
+    apart belong together; but a release may score otherwise, so the mix is never silent."""
+    for key, name in HARNESS.items():
+        by_version: dict[str, list[str]] = defaultdict(list)
+        for path in run.files:
+            by_version[str(data_of[path].get(key) or "?")].append(str(path))
+        if len(by_version) > 1:
+            listed = " and ".join(f"{v} ({', '.join(paths)})" for v, paths in sorted(by_version.items()))
+            print(f"culture-leaderboard: row {run.label} [{run.row_id}] merges result files of {name} {listed}; a "
+                  f"release may score a task otherwise: rerun them under one {name} where their numbers must agree",
+                  file=sys.stderr)
 
 
 def _row_id(run: Run, shared: bool) -> str:

@@ -1903,3 +1903,25 @@ def test_a_malformed_result_file_is_a_one_line_error_naming_the_key(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(f"culture-leaderboard: {path}: `{key}` must be ") and err.endswith(f"; got {got}\n")
     assert err.count("\n") == 1
+
+
+def test_a_row_merging_files_of_other_lm_eval_or_transformers_versions_says_so(tmp_path, capsys):
+    # one model's two tasks, run apart under lm-eval 0.4.13 / transformers 5.24.0 and 0.4.2 / 4.40.0: one row,
+    # both versions in its provenance, and a line per library naming the files
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.4})
+    _result(tmp_path / "res/b", "/m/base", {"culturellm_english_y": 0.6})
+    current, older = (next((tmp_path / "res" / f).glob("results_*.json")) for f in "ab")
+    data = json.loads(older.read_text())
+    data.update(lm_eval_version="0.4.2", transformers_version="4.40.0")
+    older.write_text(json.dumps(data))
+    board = _json(tmp_path)
+    (run,) = board["runs"]
+    assert (run["lm_eval_version"], run["transformers_version"], len(run["files"])) == ("0.4.13 / 0.4.2",
+                                                                                        "5.24.0 / 4.40.0", 2)
+    assert _cell(board, "base", "english")["value"] == 0.5
+    label = f"row base [{run['row_id']}] merges result files of"
+    assert capsys.readouterr().err.splitlines() == [
+        f"culture-leaderboard: {label} lm-eval 0.4.13 ({current}) and 0.4.2 ({older}); a release may score a task "
+        "otherwise: rerun them under one lm-eval where their numbers must agree",
+        f"culture-leaderboard: {label} transformers 4.40.0 ({older}) and 5.24.0 ({current}); a release may score a task "
+        "otherwise: rerun them under one transformers where their numbers must agree"]
