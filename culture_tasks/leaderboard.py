@@ -82,6 +82,7 @@ FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or re
 # (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 SCORING_KEYS = ("batch_size", "device")  # lm-eval's config: how the requests were batched, and where
+RESOLVED_BATCH = "batch_sizes"  # lm-eval's config: the sizes --batch_size auto resolved to ([] for a fixed size)
 MODEL_VERSION_KEYS = ("model_revision", "model_sha", "peft_sha", "delta_sha")
 
 
@@ -383,8 +384,19 @@ def identity(data: dict) -> dict:
     # half-precision scores move with the batch size and the device (float32 ones do not: batch-invariance is
     # tested): there runs at other ones are other rows, not one row whose newest file wins
     scoring = {k: str(config.get(k)) for k in SCORING_KEYS} if _dtype(data) in HALF_PRECISION else {}
+    if scoring and config.get(RESOLVED_BATCH):  # batch_size auto: the sizes it ran at (a fixed size keeps its id)
+        scoring[RESOLVED_BATCH] = resolved_batches(config)
     return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
             **({"scoring": scoring} if scoring else {})}
+
+
+def resolved_batches(config: dict) -> str:
+    """The batch sizes lm-eval's ``--batch_size auto`` resolved to, e.g. "64" or "64, 32"; "fixed" for a fixed size
+    (lm-eval records []), "?" where the file does not record them."""
+    found = config.get(RESOLVED_BATCH)
+    if found is None:
+        return "?"
+    return (", ".join(map(str, found)) or "fixed") if isinstance(found, list) else str(found)
 
 
 def _dtype(data: dict) -> str:
@@ -529,6 +541,7 @@ def _provenance(data: dict, path: Path) -> dict:
         "model_type": str(config.get("model") or "?"),
         "dtype": _dtype(data),
         **{k: str(config.get(k) if config.get(k) is not None else "?") for k in SCORING_KEYS},
+        RESOLVED_BATCH: resolved_batches(config),
         "lm_eval_version": str(data.get("lm_eval_version") or "?"),
         "transformers_version": str(data.get("transformers_version") or "?"),
         "git_hash": str(data.get("git_hash") or "?"),
@@ -856,7 +869,7 @@ def provenance(run: Run) -> dict:
         "adapter": run.info.get("adapter", ""),
         "adapter_kind": run.info.get("adapter_kind", ""),
         "dtype": run.info.get("dtype", "?"),
-        **{k: run.info.get(k, "?") for k in SCORING_KEYS},
+        **{k: run.info.get(k, "?") for k in (*SCORING_KEYS, RESOLVED_BATCH)},
         "limit": "none" if run.key["limit"] is None else _num(run.key["limit"]),
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
@@ -1549,7 +1562,7 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
 PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "lm_eval_model", "adapter", "adapter_kind", "dtype",
-                      "batch_size", "device", "limit",
+                      "batch_size", "batch_sizes", "device", "limit",
                       "num_fewshot", "chat_template", "seeds", "model_revision", "task_versions", "task_settings",
                       "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
 

@@ -1925,3 +1925,22 @@ def test_a_row_merging_files_of_other_lm_eval_or_transformers_versions_says_so(t
         "otherwise: rerun them under one lm-eval where their numbers must agree",
         f"culture-leaderboard: {label} transformers 4.40.0 ({older}) and 5.24.0 ({current}); a release may score a task "
         "otherwise: rerun them under one transformers where their numbers must agree"]
+
+
+def test_half_precision_runs_at_other_resolved_auto_batch_sizes_are_other_rows(tmp_path):
+    # --batch_size auto resolved to 64 in one bfloat16 run and to 8 in another: their scores move with it, so two
+    # rows, each naming its sizes; a third file at 64 joins its row. In float32 the sizes are provenance only
+    half = {"model_dtype": "torch.bfloat16", "batch_size": "auto", "device": "cuda"}
+    for name, sizes, task in (("a", [64], "culturellm_english_x"), ("b", [8], "culturellm_english_y"),
+                              ("c", [64], "culturellm_english_y")):
+        _result(tmp_path / "res" / name, "/m/half", {task: 0.5}, config={**half, "batch_sizes": sizes})
+    for name, sizes in (("d", [64]), ("e", [8])):
+        _result(tmp_path / "res" / name, "/m/full", {"culturellm_english_x": 0.5},
+                config={"batch_size": "auto", "device": "cuda", "batch_sizes": sizes})
+    for name, sizes in (("f", []), ("g", None)):  # a fixed size: lm-eval's [] and a file without the field, one row
+        _result(tmp_path / "res" / name, "/m/fixed", {f"culturellm_english_{name}": 0.5},
+                config={**half, "batch_size": 16, **({"batch_sizes": sizes} if sizes is not None else {})})
+    data = _json(tmp_path)
+    rows = sorted((r["model"], r["batch_size"], r["batch_sizes"], len(r["files"])) for r in data["runs"])
+    assert rows == [("/m/fixed", "16", "fixed / ?", 2), ("/m/full", "auto", "64 / 8", 2),
+                    ("/m/half", "auto", "64", 2), ("/m/half", "auto", "8", 1)]
