@@ -22,7 +22,8 @@ metrics (the headline metrics of the registered instruments, and VSM13's ``vsm13
 get tables of their own; a VSM13
 task that ranked another country (``--metadata target_country``, e.g. Japan through vsm13_usa)
 is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
-task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
+task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric (where the file has none, the
+same bootstrap over its per-sample log); a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
 (``stats.TaskMean``; a WVS group's countries share their questions, so it resamples questions:
 ``QuestionMean``; a VSM13 group: the mean over its countries of each one's respondent-bootstrap
@@ -1134,7 +1135,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
             if low is not None and high is not None:  # reported as NaN: a finite value has none only from too few documents
                 return Cell(value, interval_note="no interval: the result file's is not a number (fewer than "
                                                  f"{_min_items(column.metric)} documents)")
-            return Cell(value, interval_note="no interval: the result file reports none for this metric")
+            return _logged_task_cell(run, tasks[0], column.metric, value)
         tasks = members
     if column.metric in VSM13_METRICS:
         return _vsm13_cell(run, tasks, column.metric, value)
@@ -1157,6 +1158,20 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     else:
         low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
+
+
+def _logged_task_cell(run: Run, task: str, metric: str, value: float) -> Cell:
+    """A task whose result file reports no interval (a metric without companions, a file of an earlier version):
+    ``stats.bootstrap_ci`` of the task's statistic over its per-sample log, as its companion metric and a mean over
+    tasks compute it, or why there is none."""
+    if metric not in RESAMPLABLE or run.items(task, metric) is None:
+        return Cell(value, interval_note="no interval: the result file reports none for this metric")
+    items = [item for _, item, _ in run.items(task, metric).values()]
+    low, high = (_finite(x) for x in stats.bootstrap_ci(RESAMPLABLE[metric][0], items))
+    if low is None or high is None:
+        return Cell(value, interval_note="no interval: the result file reports none, and its per-sample log's "
+                                         "bootstrap is not a number")
+    return Cell(value, low, high)
 
 
 def _min_items(metric: str) -> int:

@@ -1944,3 +1944,22 @@ def test_half_precision_runs_at_other_resolved_auto_batch_sizes_are_other_rows(t
     rows = sorted((r["model"], r["batch_size"], r["batch_sizes"], len(r["files"])) for r in data["runs"])
     assert rows == [("/m/fixed", "16", "fixed / ?", 2), ("/m/full", "auto", "64 / 8", 2),
                     ("/m/half", "auto", "64", 2), ("/m/half", "auto", "8", 1)]
+
+
+def test_a_task_whose_file_reports_no_interval_takes_it_from_its_per_sample_log(tmp_path):
+    # one task, 30 documents, wrong on the first 5; its file has no f1_macro_ci_*, its log is beside it: the
+    # interval is the bootstrap of its macro-F1 over the logged documents, what the task's companion metrics give
+    from culture_tasks.classification import f1_macro, f1_macro_ci_high, f1_macro_ci_low
+
+    task = "culturellm_english_x"
+    items = [(i % 2, i % 2 if i >= 5 else 1 - i % 2, 2) for i in range(30)]
+    _result(tmp_path / "res/a", "/m/logged", {task: f1_macro(items)}, samples={task: [{"f1_macro": list(x)} for x in items]})
+    _result(tmp_path / "res/b", "/m/bare", {task: f1_macro(items)})
+    data = _json(tmp_path)
+    expected = (f1_macro_ci_low(items), f1_macro_ci_high(items))
+    assert expected[0] < (24 / 29 + 26 / 31) / 2 < expected[1]
+    for column in ("english", "overall"):
+        cell = _cell(data, "logged", column)
+        assert (cell["ci_low"], cell["ci_high"], cell["interval_note"]) == (*expected, "")
+        bare = _cell(data, "bare", column)
+        assert bare["ci_low"] is None and bare["interval_note"] == "no interval: the result file reports none for this metric"
