@@ -916,7 +916,9 @@ class Cell:
     low: float | None = None
     high: float | None = None
     interval_note: str = ""
-    diff: dict | None = None  # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value
+    # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value and the unit paired
+    # where it is not documents (a WVS group's questions, VSM13's items)
+    diff: dict | None = None
     diff_note: str = ""
     p_adjusted: float | None = None  # Holm over the row's paired tests in its table (--adjust holm)
     best: bool = False
@@ -956,7 +958,7 @@ class Cell:
         test = "the Holm-adjusted test" if self.p_adjusted is not None else "the test"
         if excludes and not self.significant:
             why = ("the adjustment for the row's other tests" if self.diff["p_value"] < ALPHA
-                   else "few differing documents (VSM13: items)")
+                   else f"few differing {self.diff.get('unit', 'documents')}")
             return f"interval excludes 0 but {test} does not reject: {why}; the mark follows the test"
         if self.significant and not excludes:
             return f"{test} rejects but the interval covers 0; the mark follows the test"
@@ -1256,6 +1258,7 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
         keys = sorted(qa)
         result = stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys])
+        result["unit"] = "questions"
     elif ta is not None and tb is not None and [c[:2] for c in ta] == [c[:2] for c in tb]:
         result = stats.paired_bootstrap(clustered_mean(metric), ta, tb)  # texts shared by tasks are the pairs
     else:
@@ -1330,7 +1333,7 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
     reps = np.mean([vsm13_pair_replicates(b)[metric] - vsm13_pair_replicates(a)[metric] for a, b in items], axis=0)
     rounds = [_vsm13_swaps(pair)[metric] for pair in items]
     low, high = stats.percentile_interval(reps, stats.LEVEL)
-    return {"diff": diff, "low": low, "high": high,
+    return {"diff": diff, "low": low, "high": high, "unit": "items",
             "p_value": stats.randomisation_share(np.mean(rounds, axis=0), diff)}, ""
 
 

@@ -1271,8 +1271,7 @@ def _vsm13_rows(tmp_path, data_root, shifts: dict[str, tuple[int, int]]) -> dict
 
 
 # what a cell says where its paired interval (excludes 0: True) and its test disagree
-DISAGREE = {True: "interval excludes 0 but the test does not reject: few differing documents (VSM13: items); the "
-                  "mark follows the test",
+DISAGREE = {True: "interval excludes 0 but the test does not reject: few differing items; the mark follows the test",
             False: "the test rejects but the interval covers 0; the mark follows the test"}
 
 
@@ -1344,6 +1343,8 @@ def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item
             assert cell["significant"] is (cell["p_value"] < 0.05)
             excludes = cell["diff_low"] > 0 or cell["diff_high"] < 0  # the mark follows the test, and says so
             assert cell["diff_note"] == ("" if excludes is cell["significant"] else DISAGREE[excludes])
+    # the group's margin: its item-pair interval excludes 0 while the item swaps do not reject, and it says so
+    assert _cell(data, "other", "vsm13_persona", table=VSM13_TABLES["vsm13_margin"])["diff_note"] == DISAGREE[True]
     # the p-values are not all 1 or all tiny: the test above reads real swaps
     assert {_cell(data, "other", "vsm13_persona", table=t)["p_value"] for t in VSM13_TABLES.values()} != {1.0}
 
@@ -1840,7 +1841,7 @@ def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(
     cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
     assert cell["diff"] == pytest.approx(1 - (24 / 29 + 26 / 31) / 2) and cell["diff_low"] > 0
     assert cell["p_value"] == pytest.approx(1 / 16, abs=0.02) and cell["significant"] is False
-    why = DISAGREE[True]
+    why = "interval excludes 0 but the test does not reject: few differing documents; the mark follows the test"
     assert cell["diff_note"] == why
     assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| good"))
