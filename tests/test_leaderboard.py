@@ -1964,3 +1964,17 @@ def test_a_task_whose_file_reports_no_interval_takes_it_from_its_per_sample_log(
         assert (cell["ci_low"], cell["ci_high"], cell["interval_note"]) == (*expected, "")
         bare = _cell(data, "bare", column)
         assert bare["ci_low"] is None and bare["interval_note"] == "no interval: the result file reports none for this metric"
+
+
+def test_the_same_documents_scored_against_other_answers_are_not_paired(tmp_path):
+    # one doc_hash per doc_id in both rows, but lm-eval's target_hash of doc 3 differs (a relabelled document):
+    # the two rows' macro-F1 are over other gold labels, so they are not paired
+    task = "culturellm_english_x"
+    for model, right, relabelled in (("base", False, False), ("good", True, True)):
+        rows = [{"f1_macro": [i % 2, i % 2 if right else 1 - i % 2, 2],
+                 "target_hash": f"t{i}" + ("x" if relabelled and i == 3 else "")} for i in range(30)]
+        _result(tmp_path / "res" / model, f"/m/{model}", {task: float(right)}, samples={task: rows})
+    good = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert good["diff"] is None and good["diff_note"] == (
+        f"no paired test: {task}: the runs scored the same documents against other answers (lm-eval's target_hash "
+        "differs on 1 of 30, first doc_id 3)")
