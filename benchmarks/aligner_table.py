@@ -7,8 +7,10 @@ seed, the summary over the targets with six dimensions: mean reciprocal rank of 
 of the plain model and the persona prompt), mean margin, and how many targets the soft prompt ranks
 closer than the plain model does; its mean over seeds is what the choice of objective rests on. How a cell
 reads: ``CELLS``.
-Runs that differ in another setting than target, seed, optimiser and objective (another model or budget),
-or one run passed twice, are refused rather than pooled.
+Runs that differ in another setting than target, seed, optimiser and objective (another model or budget), in
+what alignment.json's ``inputs`` and ``dtype_loaded`` record they were computed from (the model's content, the
+dtype its weights were loaded in, the VSM13 items and the Hofstede file; not where the data lay), or one run
+passed twice, are refused rather than pooled.
 
     python benchmarks/aligner_table.py runs/seed*/*/alignment.json
 """
@@ -22,6 +24,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from culture_tasks.fingerprints import scheme_of
 from culture_tasks.stats import t_interval
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER
 
@@ -62,6 +65,9 @@ MAY_DIFFER = ("country", "target", "seed", "objective", "optimizer", "output", "
 
 # settings culture-align added later, with the value every run made before them had
 EARLIER = BEFORE_OPTION_ORDER
+# what alignment.json's ``inputs`` records a run's numbers were computed from, by content (not ``data_dir``: where the
+# files lay; their digests say whether they are the same)
+INPUT_KEYS = ("model_fingerprint", "vsm13_items", "hofstede_reference")
 
 
 def check_poolable(runs: list[dict], paths: list[str]) -> None:
@@ -81,6 +87,31 @@ def check_poolable(runs: list[dict], paths: list[str]) -> None:
                 raise SystemExit(f"aligner_table: {paths[0]} was made with {name} {first[name]!r}, {path} with "
                                  f"{s[name]!r}; one table pools runs that differ only in target, seed, optimiser "
                                  "and objective")
+    check_inputs(runs, paths)
+
+
+def recorded_inputs(run: dict) -> dict:
+    """The content a run was computed from (``inputs``: ``INPUT_KEYS``) and the dtype its weights were loaded in
+    (``dtype_loaded``; ``settings.dtype`` may be auto), as far as its alignment.json records them."""
+    inputs = run.get("inputs") or {}
+    found = {k: inputs[k] for k in INPUT_KEYS if k in inputs}
+    return {**found, **({"dtype_loaded": run["dtype_loaded"]} if "dtype_loaded" in run else {})}
+
+
+def check_inputs(runs: list[dict], paths: list[str]) -> None:
+    """Runs whose model content, loaded dtype, VSM13 items or Hofstede file differ (the same settings can name
+    another model folder's content or another data root's files) would be pooled as seeds of one search: refused,
+    naming the key and both files. Keys a run does not record (made before them) are not compared."""
+    first = recorded_inputs(runs[0])
+    for run, path in zip(runs[1:], paths[1:]):
+        mine = recorded_inputs(run)
+        for name in sorted(set(mine) & set(first)):
+            if mine[name] != first[name]:
+                schemes = {scheme_of(first[name]), scheme_of(mine[name])} if name == "model_fingerprint" else set()
+                why = (" (fingerprints of two schemes: whether the model is the same cannot be told; rerun the older "
+                       "one)" if len(schemes) > 1 else "")
+                raise SystemExit(f"aligner_table: {paths[0]} was computed from {name} {first[name]!r}, {path} from "
+                                 f"{mine[name]!r}{why}; one table pools runs of one model, dtype and data")
 
 
 def main(paths: list[str]) -> None:

@@ -22,7 +22,8 @@ metrics (the headline metrics of the registered instruments, and VSM13's ``vsm13
 get tables of their own; a VSM13
 task that ranked another country (``--metadata target_country``, e.g. Japan through vsm13_usa)
 is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
-task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric; a mean over
+task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric (where the file has none, the
+same bootstrap over its per-sample log); a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
 (``stats.TaskMean``; a WVS group's countries share their questions, so it resamples questions:
 ``QuestionMean``; a VSM13 group: the mean over its countries of each one's respondent-bootstrap
@@ -59,7 +60,7 @@ from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.fingerprints import SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
-from culture_tasks.paths import task_groups
+from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
@@ -82,6 +83,7 @@ FOREIGN_LOG = ("a cut or foreign per-sample log; rerun with --log_samples, or re
 # (evaluator.simple_evaluate) and, for hf models, the revision and hub SHAs (HFLM.get_model_info)
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 SCORING_KEYS = ("batch_size", "device")  # lm-eval's config: how the requests were batched, and where
+RESOLVED_BATCH = "batch_sizes"  # lm-eval's config: the sizes --batch_size auto resolved to ([] for a fixed size)
 MODEL_VERSION_KEYS = ("model_revision", "model_sha", "peft_sha", "delta_sha")
 
 
@@ -133,6 +135,7 @@ class Run:
     # whose logs are not beside it, (effective, original, digest of the logged doc ids) where they are
     sample_of: dict[str, object] = field(default_factory=dict)
     samples: dict[str, Path] = field(default_factory=dict)  # task -> samples_*.jsonl
+    sources: dict[str, Path] = field(default_factory=dict)  # task -> the result file its numbers come from
     task_config: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)  # task family -> the settings its numbers depend on
     groups: dict[str, list[str]] = field(default_factory=dict)
@@ -200,7 +203,8 @@ class Run:
         return sorted(t for tasks in self.cultures(suite).values() for t in tasks)
 
     def items(self, task: str, metric: str) -> dict[int, tuple[str, object, object]] | None:
-        """doc_id -> (doc_hash, item, unit) from the task's per-sample log, or None without one; the unit is
+        """doc_id -> (document, item, unit) from the task's per-sample log, or None without one; the document is
+        ``stats.document_key`` (lm-eval's doc_hash, else the text, with its target_hash), what pairs it; the unit is
         what a group resamples across its tasks: a survey document's ``q_id``, a classification document's text
         (``_unit``)."""
         if (task, metric) not in self._items:
@@ -224,7 +228,7 @@ class Run:
                             raise NotAResultFile(f"{path}: doc_id {doc} is logged twice: {FOREIGN_LOG}")
                         value = row[metric]
                         question = _unit(row, survey)
-                        found[doc] = (row.get("doc_hash"), tuple(value) if isinstance(value, list) else value,
+                        found[doc] = (stats.document_key(row), tuple(value) if isinstance(value, list) else value,
                                       question)
                 if found:
                     self._check_log(task, metric, path, [item for _, item, _ in found.values()])
@@ -308,7 +312,55 @@ def _read(path: Path) -> dict:
     if date is not None and (isinstance(date, bool) or not isinstance(date, (int, float)) or not math.isfinite(date)):
         raise NotAResultFile(f"{path}: `date` must be the run's start time in seconds, as lm-eval writes it (it orders "
                              f"the files of a row); got {date!r}")
+    check_fields(data, path)
     return data
+
+
+# the fields of a result file the board reads, each a mapping by task (or group), and what each value must be
+FIELD_VALUES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "versions": ("a version (a number or a string)", lambda v: v is None or _number(v) or isinstance(v, str)),
+    "n-shot": ("a whole number of shots", lambda v: v is None or (_number(v) and float(v).is_integer())),
+    "n-samples": ("a mapping with `original` and `effective`", lambda v: isinstance(v, dict)),
+    "higher_is_better": ("a mapping of metric to true, false or null",
+                         lambda v: isinstance(v, dict) and all(x is None or isinstance(x, bool) for x in v.values())),
+    "group_subtasks": ("a list of task names", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "configs": ("a task config (a mapping)", lambda v: isinstance(v, dict) and all(
+        isinstance(v.get(k) or {}, dict) for k in ("metadata", "dataset_kwargs"))),
+}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_fields(data: dict, path: Path) -> None:
+    """Each field the board reads has the type lm-eval writes, or the file is refused naming the key: a foreign or
+    hand-edited file must neither end in a traceback nor lose a task without a word."""
+    for key, (what, valid) in FIELD_VALUES.items():
+        found = data.get(key)
+        if found is not None and not isinstance(found, dict):
+            raise NotAResultFile(f"{path}: `{key}` must be a mapping by task, as lm-eval writes it; got {found!r:.80}")
+        bad = next((k for k, v in (found or {}).items() if not valid(v)), None)
+        if bad is not None:
+            raise NotAResultFile(f"{path}: `{key}.{bad}` must be {what}, as lm-eval writes it; got {found[bad]!r:.80}")
+    args = data["config"].get("model_args")
+    if args is not None and not isinstance(args, (str, dict)):
+        raise NotAResultFile(f"{path}: `config.model_args` must be lm-eval's k=v,... string or a mapping; got {args!r:.80}")
+    for task, values in data["results"].items():
+        check_task_results(values, path, task)
+
+
+def check_task_results(values, path: Path, task: str) -> None:
+    """A task's results are a mapping of ``metric,filter`` to a number (JSON's NaN included: a run that is not a
+    number), or "N/A" for a stderr lm-eval did not compute; keys without a filter (``alias``) are names."""
+    if not isinstance(values, dict):
+        raise NotAResultFile(f"{path}: `results.{task}` must be a mapping of metric to value, as lm-eval writes it; "
+                             f"got {values!r:.80}")
+    for key, value in values.items():
+        metric, _, filt = key.partition(",")
+        if filt and not _number(value) and not ("_stderr" in metric and value == "N/A"):
+            raise NotAResultFile(f"{path}: `results.{task}.{key}` must be a number, as lm-eval writes it; got "
+                                 f"{value!r:.80}")
 
 
 def identity(data: dict) -> dict:
@@ -333,8 +385,19 @@ def identity(data: dict) -> dict:
     # half-precision scores move with the batch size and the device (float32 ones do not: batch-invariance is
     # tested): there runs at other ones are other rows, not one row whose newest file wins
     scoring = {k: str(config.get(k)) for k in SCORING_KEYS} if _dtype(data) in HALF_PRECISION else {}
+    if scoring and config.get(RESOLVED_BATCH):  # batch_size auto: the sizes it ran at (a fixed size keeps its id)
+        scoring[RESOLVED_BATCH] = resolved_batches(config)
     return {**key, **({"seeds": seeds} if seeds else {}), **({"model_version": version} if version else {}),
             **({"scoring": scoring} if scoring else {})}
+
+
+def resolved_batches(config: dict) -> str:
+    """The batch sizes lm-eval's ``--batch_size auto`` resolved to, e.g. "64" or "64, 32"; "fixed" for a fixed size
+    (lm-eval records []), "?" where the file does not record them."""
+    found = config.get(RESOLVED_BATCH)
+    if found is None:
+        return "?"
+    return (", ".join(map(str, found)) or "fixed") if isinstance(found, list) else str(found)
 
 
 def _dtype(data: dict) -> str:
@@ -368,12 +431,47 @@ def task_settings(data: dict, task: str) -> tuple[str, dict] | None:
 
 def settings_text(settings: dict[str, dict]) -> str:
     """One line per family, e.g. ``vsm13: answer_mode=argmax, data_dir=../data``."""
-    parts = []
-    for family in sorted(settings):
-        values = ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
-                           for k, v in sorted(settings[family].items()))
-        parts.append(f"{family}: {values or 'defaults'}")
-    return "; ".join(parts)
+    return "; ".join(f"{family}: {_settings_values(settings[family])}" for family in sorted(settings))
+
+
+def _settings_values(settings: dict) -> str:
+    """``k=v, ...`` of one family's settings, or "defaults"."""
+    return ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
+                     for k, v in sorted(settings.items())) or "defaults"
+
+
+# settings whose paired test compares what they resolve to instead of their text: where the data lay (the
+# documents' own hashes say whether they are the same) and VSM13's target and constants (``vsm13_paired``)
+COMPARED_BY_CONTENT = ("data_dir", "target", "target_source", "target_country", "constants")
+
+
+def version_text(version) -> str:
+    """A task version as lm-eval records it (1.0, "1.0" and 1 are one version), or "unrecorded"."""
+    if version is None:
+        return "unrecorded"
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        return str(float(version))
+    return str(version)
+
+
+def _scoring_settings(run: Run, task: str) -> dict | None:
+    """The settings ``task``'s numbers depend on in ``run`` but for ``COMPARED_BY_CONTENT``; None where the file
+    recorded no task config."""
+    found = run.task_config.get(task, {}).get("settings")
+    return None if found is None else {k: v for k, v in found.items() if k not in COMPARED_BY_CONTENT}
+
+
+def definition_differs(a: Run, b: Run, task: str) -> str:
+    """Why ``task`` is another task in rows ``a`` and ``b`` (another version, or other settings its numbers depend
+    on), or "": its numbers there are not one measurement, so they are neither paired nor ranked together."""
+    va, vb = version_text(a.versions.get(task)), version_text(b.versions.get(task))
+    if va != vb:
+        return f"{task} is version {va} in row {a.row_id}, {vb} in row {b.row_id}; rerun both with the same tasks"
+    sa, sb = _scoring_settings(a, task), _scoring_settings(b, task)
+    if sa is not None and sb is not None and sa != sb:
+        return (f"{task} ran with {_settings_values(sa)} in row {a.row_id}, {_settings_values(sb)} in row "
+                f"{b.row_id}; compare rows run with the same settings")
+    return ""
 
 
 RELATIVE_ADAPTER = "unknown (a relative path or hub id: lm_eval's working directory is not recorded)"
@@ -444,6 +542,7 @@ def _provenance(data: dict, path: Path) -> dict:
         "model_type": str(config.get("model") or "?"),
         "dtype": _dtype(data),
         **{k: str(config.get(k) if config.get(k) is not None else "?") for k in SCORING_KEYS},
+        RESOLVED_BATCH: resolved_batches(config),
         "lm_eval_version": str(data.get("lm_eval_version") or "?"),
         "transformers_version": str(data.get("transformers_version") or "?"),
         "git_hash": str(data.get("git_hash") or "?"),
@@ -473,7 +572,7 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
     # (value, interval, per-sample log, document count) may survive next to the newer file's
     for task in set(data["results"]) | set(counts):
         for held in (run.metrics, run.versions, run.samples, run.partial_tasks, run.documents, run.higher_is_better,
-                     run.task_config, run.sample_of):
+                     run.task_config, run.sample_of, run.sources):
             held.pop(task, None)
     run._items = {k: v for k, v in run._items.items() if k[0] not in data["results"]}
     run._cultures.clear()
@@ -484,6 +583,7 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
             if filt and "_stderr" not in metric and isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[metric] = float(value)
         run.metrics[task] = metrics
+        run.sources[task] = path
         if task in (data.get("versions") or {}):
             run.versions[task] = data["versions"][task]
         sample = path.with_name(f"samples_{task}_{stamp}.jsonl")
@@ -494,7 +594,8 @@ def _add_file(run: Run, data: dict, path: Path, signatures: dict[str, object]) -
             run.settings[found[0]] = found[1]
         if task in (data.get("configs") or {}):
             cfg = data["configs"][task]
-            run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {}}
+            run.task_config[task] = {"dataset_kwargs": cfg.get("dataset_kwargs") or {}, "metadata": cfg.get("metadata") or {},
+                                     **({"settings": found[1]} if found is not None else {})}
     run.sample_of.update(signatures)
     for task, (effective, original) in counts.items():
         run.documents[task] = effective
@@ -661,6 +762,7 @@ def load_runs(files: list[Path]) -> list[Run]:
                          "cannot be told apart: run lm_eval with --log_samples)" if unknown else ""), file=sys.stderr)
         _add_file(run, data, path, signatures)
     started = {path: float(data.get("date") or 0) for path, data in loaded}
+    data_of = dict(loaded)
     fingerprints: dict[tuple[str, str], str | None] = {}  # each folder read once, however many rows name it
 
     def now(folder: str, scheme: str) -> str | None:
@@ -671,6 +773,8 @@ def load_runs(files: list[Path]) -> list[Run]:
     warned: set[str] = set()
     for run in runs:
         run.row_id = _row_id(run, shared=sum(r.key == run.key for r in runs) > 1)
+        warn_stale(run)
+        warn_mixed_harness(run, data_of)
         peft = run.model_args.get("peft")
         run.info["adapter"], run.info["adapter_kind"] = peft or "", adapter_kind(peft)
         version = run.key.get("model_version", {})
@@ -693,6 +797,52 @@ def load_runs(files: list[Path]) -> list[Run]:
         raise LeaderboardError(f"two rows would share the id {same}: their result files cannot be told apart; "
                                "pass them in separate calls")
     return runs
+
+
+def stale_tasks(run: Run) -> dict[str, tuple[str, str]]:
+    """task -> (version its file records, version of the installed task definition) for the row's tasks whose
+    numbers come from another version of the task than the one installed (``paths.installed_version``; tasks not
+    defined here are not checked)."""
+    out = {}
+    for task, version in sorted(run.versions.items()):
+        installed = installed_version(task)
+        if installed is not None and version_text(version) != version_text(installed):
+            out[task] = (version_text(version), version_text(installed))
+    return out
+
+
+def warn_stale(run: Run) -> None:
+    """One line per result file whose tasks are at another version than the installed definitions, and the row's
+    provenance marked (``stale_tasks``): its numbers are the older task's, not what the tasks give now."""
+    stale = stale_tasks(run)
+    if not stale:
+        return
+    run.info["stale_tasks"] = stale
+    by_file: dict[Path, list[str]] = defaultdict(list)
+    for task, (was, now) in stale.items():
+        by_file[run.sources[task]].append(f"{task} is version {was} there, {now} installed")
+    for path, found in sorted(by_file.items()):
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        print(f"culture-leaderboard: {path}: {found[0]}{more}; its numbers are of the older task definition: rerun "
+              "it with the current tasks", file=sys.stderr)
+
+
+HARNESS = {"lm_eval_version": "lm-eval", "transformers_version": "transformers"}
+
+
+def warn_mixed_harness(run: Run, data_of: dict[Path, dict]) -> None:
+    """One line per library whose versions differ between the row's files, naming each file's. They stay one row:
+    what changes a task's numbers is checked per task (version, settings, documents), and one model's suites run
+    apart belong together; but a release may score otherwise, so the mix is never silent."""
+    for key, name in HARNESS.items():
+        by_version: dict[str, list[str]] = defaultdict(list)
+        for path in run.files:
+            by_version[str(data_of[path].get(key) or "?")].append(str(path))
+        if len(by_version) > 1:
+            listed = " and ".join(f"{v} ({', '.join(paths)})" for v, paths in sorted(by_version.items()))
+            print(f"culture-leaderboard: row {run.label} [{run.row_id}] merges result files of {name} {listed}; a "
+                  f"release may score a task otherwise: rerun them under one {name} where their numbers must agree",
+                  file=sys.stderr)
 
 
 def _row_id(run: Run, shared: bool) -> str:
@@ -720,14 +870,14 @@ def provenance(run: Run) -> dict:
         "adapter": run.info.get("adapter", ""),
         "adapter_kind": run.info.get("adapter_kind", ""),
         "dtype": run.info.get("dtype", "?"),
-        **{k: run.info.get(k, "?") for k in SCORING_KEYS},
+        **{k: run.info.get(k, "?") for k in (*SCORING_KEYS, RESOLVED_BATCH)},
         "limit": "none" if run.key["limit"] is None else _num(run.key["limit"]),
         "num_fewshot": ", ".join(map(str, run.key["num_fewshot"])) or "?",
         "chat_template": chat,
         "seeds": ", ".join(f"{k}={v}" for k, v in sorted(run.key.get("seeds", {}).items())) or "?",
         "model_revision": "; ".join(x for x in (", ".join(f"{k}={v}" for k, v in sorted(
             run.key.get("model_version", {}).items())) or "?", run.info.get("model_changed")) if x),
-        "task_versions": ", ".join(versions) or "?",
+        "task_versions": "; ".join(x for x in (", ".join(versions) or "?", _stale_text(run)) if x),
         "task_settings": settings_text(run.settings) or "?",
         "lm_eval_version": run.info.get("lm_eval_version", "?"),
         "transformers_version": run.info.get("transformers_version", "?"),
@@ -736,6 +886,15 @@ def provenance(run: Run) -> dict:
         "partial": run.partial_text(),
         "files": [str(f) for f in run.files],
     }
+
+
+def _stale_text(run: Run) -> str:
+    """The row's tasks at another version than the installed definitions, for its provenance, or ""."""
+    stale = run.info.get("stale_tasks") or {}
+    if not stale:
+        return ""
+    shown = [f"{t} {was} (installed {now})" for t, (was, now) in list(stale.items())[:3]]
+    return "not the installed tasks: " + ", ".join(shown) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
 
 
 # --------------------------------------------------------------------------- cells and tables
@@ -757,7 +916,9 @@ class Cell:
     low: float | None = None
     high: float | None = None
     interval_note: str = ""
-    diff: dict | None = None  # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value
+    # against the baseline (stats.paired_bootstrap, VSM13: vsm13_paired): diff, low, high, p_value and the unit paired
+    # where it is not documents (a WVS group's questions, VSM13's items)
+    diff: dict | None = None
     diff_note: str = ""
     p_adjusted: float | None = None  # Holm over the row's paired tests in its table (--adjust holm)
     best: bool = False
@@ -785,6 +946,23 @@ class Cell:
         if not self.significant:
             return ""
         return "▲" if self.diff["diff"] > 0 else "▼"
+
+    def disagreement(self) -> str:
+        """Where the difference's interval and the test that marks it disagree, which one the mark follows (the
+        test: its error rate holds however few documents differ, while the percentile interval of a difference
+        over few differing documents excludes 0 too readily: ``stats.paired_bootstrap``); "" where they agree."""
+        if not self.diff or _finite(self.diff["low"]) is None or _finite(self.diff["high"]) is None \
+                or not math.isfinite(self.p):
+            return ""
+        excludes = self.diff["low"] > 0 or self.diff["high"] < 0
+        test = "the Holm-adjusted test" if self.p_adjusted is not None else "the test"
+        if excludes and not self.significant:
+            why = ("the adjustment for the row's other tests" if self.diff["p_value"] < ALPHA
+                   else f"few differing {self.diff.get('unit', 'documents')}")
+            return f"interval excludes 0 but {test} does not reject: {why}; the mark follows the test"
+        if self.significant and not excludes:
+            return f"{test} rejects but the interval covers 0; the mark follows the test"
+        return ""
 
 
 @dataclass
@@ -959,7 +1137,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
             if low is not None and high is not None:  # reported as NaN: a finite value has none only from too few documents
                 return Cell(value, interval_note="no interval: the result file's is not a number (fewer than "
                                                  f"{_min_items(column.metric)} documents)")
-            return Cell(value, interval_note="no interval: the result file reports none for this metric")
+            return _logged_task_cell(run, tasks[0], column.metric, value)
         tasks = members
     if column.metric in VSM13_METRICS:
         return _vsm13_cell(run, tasks, column.metric, value)
@@ -982,6 +1160,20 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     else:
         low, high = stats.bootstrap_ci(task_mean(column.metric), items)
     return Cell(value, _finite(low), _finite(high))
+
+
+def _logged_task_cell(run: Run, task: str, metric: str, value: float) -> Cell:
+    """A task whose result file reports no interval (a metric without companions, a file of an earlier version):
+    ``stats.bootstrap_ci`` of the task's statistic over its per-sample log, as its companion metric and a mean over
+    tasks compute it, or why there is none."""
+    if metric not in RESAMPLABLE or run.items(task, metric) is None:
+        return Cell(value, interval_note="no interval: the result file reports none for this metric")
+    items = [item for _, item, _ in run.items(task, metric).values()]
+    low, high = (_finite(x) for x in stats.bootstrap_ci(RESAMPLABLE[metric][0], items))
+    if low is None or high is None:
+        return Cell(value, interval_note="no interval: the result file reports none, and its per-sample log's "
+                                         "bootstrap is not a number")
+    return Cell(value, low, high)
 
 
 def _min_items(metric: str) -> int:
@@ -1033,6 +1225,9 @@ def compare_cell(base: Run, run: Run, column: Column) -> tuple[dict | None, str]
     tasks, base_tasks = leaf_tasks(run, tasks), leaf_tasks(base, base_tasks)
     if sorted(tasks) != sorted(base_tasks):
         return None, "no paired test: the rows cover different tasks"
+    differs = next((why for task in sorted(tasks) if (why := definition_differs(base, run, task))), "")
+    if differs:
+        return None, f"no paired test: {differs}"
     if column.metric not in RESAMPLABLE and column.metric not in VSM13_METRICS:
         return None, f"no paired test: {column.metric} has no per-document resampling"
     try:
@@ -1050,8 +1245,9 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
         if a is None or b is None:
             who = base.row_id if a is None else run.row_id
             return None, f"no paired test: no per-sample logs for {task} in row {who}"
-        if {k: h for k, (h, _, _) in a.items()} != {k: h for k, (h, _, _) in b.items()}:
-            return None, f"no paired test: {task} was scored on different documents in the two rows"
+        problem = stats.pairing_problem({k: h for k, (h, _, _) in a.items()}, {k: h for k, (h, _, _) in b.items()})
+        if problem:
+            return None, f"no paired test: {task}: {problem}"
         for doc in sorted(a):
             a_items.append((task, a[doc][1]))
             b_items.append((task, b[doc][1]))
@@ -1062,6 +1258,7 @@ def _compare_logs(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[d
     if qa is not None and qb is not None and qa.keys() == qb.keys():  # a survey group: questions are the pairs
         keys = sorted(qa)
         result = stats.paired_bootstrap(QuestionMean(), [(q, qa[q]) for q in keys], [(q, qb[q]) for q in keys])
+        result["unit"] = "questions"
     elif ta is not None and tb is not None and [c[:2] for c in ta] == [c[:2] for c in tb]:
         result = stats.paired_bootstrap(clustered_mean(metric), ta, tb)  # texts shared by tasks are the pairs
     else:
@@ -1136,7 +1333,7 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
     reps = np.mean([vsm13_pair_replicates(b)[metric] - vsm13_pair_replicates(a)[metric] for a, b in items], axis=0)
     rounds = [_vsm13_swaps(pair)[metric] for pair in items]
     low, high = stats.percentile_interval(reps, stats.LEVEL)
-    return {"diff": diff, "low": low, "high": high,
+    return {"diff": diff, "low": low, "high": high, "unit": "items",
             "p_value": stats.randomisation_share(np.mean(rounds, axis=0), diff)}, ""
 
 
@@ -1272,12 +1469,16 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
             if id(run) in covered:
                 cells[j].covered, cells[j].of = len(covered[id(run)]), len(every)
         # neither a number over partly run tasks nor a mean over fewer tasks competes with complete ones for best
-        competing = [cells[j] for run, cells in rows if cells[j].value is not None
+        competing = [(run, cells[j]) for run, cells in rows if cells[j].value is not None
                      and not run.partial_over(covered[id(run)]) and not cells[j].incomplete]
         if col.higher_is_better is None or len(covered) < 2 or not competing:
             continue
-        best = (max if col.higher_is_better else min)(c.value for c in competing)
-        for cell in competing:
+        mixed = _mixed_definitions([run for run, _ in competing], covered)
+        if mixed:
+            table.note = (table.note + " " if table.note else "") + f"{col.label}: no best marked: {mixed}."
+            continue
+        best = (max if col.higher_is_better else min)(c.value for _, c in competing)
+        for _, cell in competing:
             cell.best = cell.value == best
     sort = next((j for j, c in enumerate(table.columns) if c.key == "overall"), 0)
     col = table.columns[sort]
@@ -1288,6 +1489,18 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
                                  sign * (r[1][sort].value or 0.0)))
     table.rows = rows
     return table
+
+
+def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
+    """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of the first
+    row and another), or "": a best among them would rank other task versions or settings."""
+    first = runs[0]
+    for run in runs[1:]:
+        for task in sorted(covered[id(first)] & covered[id(run)]):
+            why = definition_differs(first, run, task)
+            if why:
+                return why
+    return ""
 
 
 def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:
@@ -1335,6 +1548,7 @@ def diff_text(cell: Cell) -> str:
     interval = (f"[{d['low']:+.4f}, {d['high']:+.4f}]" if _finite(d["low"]) is not None and _finite(d["high"]) is not None
                 else "(no interval: too few documents)")
     holm = f", Holm {cell.p_adjusted:.3f}" if cell.p_adjusted is not None else ""
+    verdict += f"; {cell.disagreement()}" if cell.disagreement() else ""
     return f"vs baseline: {d['diff']:+.4f} {interval}, p = {d['p_value']:.3f}{holm} ({verdict})"
 
 
@@ -1356,7 +1570,9 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           f"VSM13: its 24 items), p < {ALPHA} for each cell on its "
           "own, not corrected for the number of cells: among many cells some marks are expected by chance (--adjust "
           "holm marks by Holm-adjusted p-values over each row's tests in a table instead, as the table's note says); the "
-          "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); a VSM13 index "
+          "difference's interval is a paired bootstrap of the same units (VSM13: its item pairs); the mark follows the "
+          "test, and a cell whose interval excludes 0 while the test does not reject (few documents differ), or the "
+          "reverse, says so; a VSM13 index "
           "uses 4 items, so its swap test's p-value is at least 0.109 (about 1/8: 2 of the 16 ways to swap them "
           "give the observed difference or its negative) and never marks it, and its interval resamples its 2 item "
           "pairs). ‡ k of n tasks: a mean over k of the n tasks the column holds over "
@@ -1364,7 +1580,7 @@ LEGEND = ("Each score: value [95 % bootstrap interval]. † partial: a row with 
           "↓ marks lower-is-better metrics; VSM13 indices are measurements with no better or worse.")
 
 PROVENANCE_COLUMNS = ("row_id", "model", "model_args", "lm_eval_model", "adapter", "adapter_kind", "dtype",
-                      "batch_size", "device", "limit",
+                      "batch_size", "batch_sizes", "device", "limit",
                       "num_fewshot", "chat_template", "seeds", "model_revision", "task_versions", "task_settings",
                       "lm_eval_version", "transformers_version", "git_hash", "date", "partial")
 
@@ -1421,7 +1637,7 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                     "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),
                     "p_value": d.get("p_value"), "p_holm": cell.p_adjusted,
                     "significant": cell.significant if d else None,
-                    "diff_note": cell.diff_note,
+                    "diff_note": "; ".join(n for n in (cell.diff_note, cell.disagreement()) if n),
                 })
     return out
 

@@ -76,6 +76,38 @@ def _folder_groups() -> dict[str, list[str]]:
     return groups
 
 
+@lru_cache(maxsize=1)
+def _task_files() -> dict[str, Path]:
+    """Task name -> its YAML: this project's task files are named after their task (templates and groups: ``_*``)."""
+    return {p.stem: p for p in sorted(TASKS_DIR.rglob("*.yaml")) if not p.name.startswith("_")}
+
+
+@lru_cache(maxsize=None)
+def _task_config(path: Path) -> dict:
+    """A task YAML's plain keys over those of the file it includes, as lm-eval merges them (one level: the
+    task's own ``metadata`` replaces the template's); its ``!function`` tags read as None."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
+    config = config if isinstance(config, dict) else {}
+    include = config.get("include")
+    return {**_task_config((path.parent / include).resolve()), **config} if isinstance(include, str) else config
+
+
+def installed_version(task: str):
+    """``metadata.version`` of ``task``'s definition in the tasks folder, or None for a task not defined here: what
+    a result file's ``versions`` is checked against (an older file's numbers are the older task's)."""
+    path = _task_files().get(task)
+    if path is None:
+        return None
+    config = _task_config(path)
+    return (config.get("metadata") or {}).get("version") if config.get("task") == task else None
+
+
 def task_groups(result: Mapping | None = None) -> dict[str, list[str]]:
     """lm-eval's group structure, group -> its subtasks: the ``group_subtasks`` of a result file
     (what was run), over the group YAMLs of the tasks folder for the groups the file does not

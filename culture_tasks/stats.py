@@ -189,6 +189,12 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     identical inputs give 1, and it needs many documents to get small: two documents give about
     0.5 however large their difference, five that all moved the same way about 0.06 (the exact
     sign test's 2/32), where a bootstrap p-value would be 0 for both.
+
+    The two can disagree where few documents differ: of 30 documents with 5 that moved one way, a resample
+    draws none of the 5 with chance (25/30)^30 ≈ 0.4 %, under the 2.5 % tail, so the percentile interval
+    excludes 0 while the test's p stays near 2/32. The test is the one whose error rate is known at any number
+    of differing documents; the interval is the difference's spread. A caller that marks a difference marks
+    it by the p-value and says where the interval excludes 0 without it (``leaderboard.Cell.disagreement``).
     """
     if len(items_a) != len(items_b):
         raise ValueError(f"paired items differ in length: {len(items_a)} vs {len(items_b)}")
@@ -283,10 +289,9 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
                              f"{len(by_doc[0].keys() ^ by_doc[1].keys())} unpaired); run both on the same documents")
         # the same doc_id in another data file is another document: lm-eval's doc_hash says which (as the
         # leaderboard compares it), else the logged text
-        differ = [doc for doc in sorted(by_doc[0]) if _document(by_doc[0][doc]) != _document(by_doc[1][doc])]
-        if differ:
-            raise ValueError(f"{task}: the runs scored different documents under the same doc_id ({len(differ)} of "
-                             f"{len(by_doc[0])}, first doc_id {differ[0]}); run both on the same data")
+        problem = pairing_problem(*({doc: document_key(s) for doc, s in run.items()} for run in by_doc))
+        if problem:
+            raise ValueError(f"{task}: {problem}; run both on the same data")
         for doc in sorted(by_doc[0]):
             for items, docs, sample in ((a_items, a_docs, by_doc[0][doc]), (b_items, b_docs, by_doc[1][doc])):
                 items.append((task, _item(sample[metric])))
@@ -300,9 +305,39 @@ def paired_task_mean(aggregate: Callable[[Sequence], float], samples_a: Mapping[
     return out
 
 
-def _document(sample: Mapping):
-    """What identifies a logged sample's document: lm-eval's ``doc_hash``, else its text (None: neither logged)."""
+def document_identity(sample: Mapping):
+    """What identifies a logged sample's document: lm-eval's ``doc_hash``, else its text (None: neither logged).
+    A doc_id alone is a position: the same doc_id in another data file is another document."""
     return sample.get("doc_hash") or logged_text(sample)
+
+
+def document_key(sample: Mapping) -> tuple:
+    """(``document_identity``, lm-eval's ``target_hash`` or None): what two runs' samples under one doc_id must
+    share to be one document scored against one answer."""
+    return document_identity(sample), sample.get("target_hash")
+
+
+def pairing_problem(a: Mapping[int, tuple], b: Mapping[int, tuple]) -> str:
+    """Why two runs' logged documents of one task (doc_id -> ``document_key``) are not the same documents with the
+    same answers, or "" when they are. A log without a document identity cannot show it: refused, not assumed;
+    a target_hash is compared where both logs hold one."""
+    if a.keys() != b.keys():
+        return (f"the runs scored different documents ({len(a)} vs {len(b)}, {len(a.keys() ^ b.keys())} "
+                "unpaired)")
+    blind = [doc for doc in sorted(a) if a[doc][0] is None or b[doc][0] is None]
+    if blind:
+        return (f"a per-sample log holds neither lm-eval's doc_hash nor the document's text (doc_id {blind[0]}), "
+                "so whether the same doc_id is the same document cannot be told; log both runs with an lm-eval "
+                "that writes doc_hash")
+    differ = [doc for doc in sorted(a) if a[doc][0] != b[doc][0]]
+    if differ:
+        return (f"the runs scored different documents under the same doc_id ({len(differ)} of {len(a)}, first "
+                f"doc_id {differ[0]})")
+    targets = [doc for doc in sorted(a) if None not in (a[doc][1], b[doc][1]) and a[doc][1] != b[doc][1]]
+    if targets:
+        return (f"the runs scored the same documents against other answers (lm-eval's target_hash differs on "
+                f"{len(targets)} of {len(a)}, first doc_id {targets[0]})")
+    return ""
 
 
 def logged_text(sample: Mapping) -> str | None:

@@ -147,3 +147,42 @@ def test_a_seed_without_baselines_is_not_pooled_with_seeds_that_have_them(tmp_pa
     with pytest.raises(SystemExit, match=f"aligner_table: {paths[0]} was made with baselines True, {paths[1]} with "
                                          "False"):
         main(paths)
+
+
+def test_runs_computed_from_other_model_content_dtype_or_data_are_not_pooled(tmp_path):
+    """Same settings, but another model's content under the path, weights loaded in another dtype, or another
+    Hofstede file / VSM13 items: one row's mean ± sd over them would mix searches of different inputs."""
+    import json
+
+    import pytest
+
+    from benchmarks.aligner_table import main
+
+    def write(name, seed, dtype="torch.float32", **inputs):
+        run = _run("l1", seed, (4, 2, 1), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3})
+        run["report"]["vsm13_l1"] = {"plain": 353.1, "persona": 353.4, "de": 350.0 + seed}
+        run["dtype_loaded"] = dtype
+        run["inputs"] = {"model_fingerprint": "sha256-full:AAAA", "data_dir": f"/data{seed}", "vsm13_items": "sha256:I",
+                         "hofstede_reference": "sha256:H1", **inputs}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(run))
+        return str(path)
+
+    first = write("seed0", 0)
+    main([first, write("seed1", 1)])  # another data_dir, the same files by content: pooled
+    for key, value, inputs, dtype in (("model_fingerprint", "'sha256-full:BBBB'", {"model_fingerprint": "sha256-full:BBBB"}, None),
+                                      ("hofstede_reference", "'sha256:H2'", {"hofstede_reference": "sha256:H2"}, None),
+                                      ("vsm13_items", "'sha256:J'", {"vsm13_items": "sha256:J"}, None),
+                                      ("dtype_loaded", "'torch.bfloat16'", {}, "torch.bfloat16")):
+        other = write(f"other_{key}", 1, **({"dtype": dtype} if dtype else {}), **inputs)
+        was = {"model_fingerprint": "'sha256-full:AAAA'", "hofstede_reference": "'sha256:H1'",
+               "vsm13_items": "'sha256:I'", "dtype_loaded": "'torch.float32'"}[key]
+        with pytest.raises(SystemExit) as raised:
+            main([first, other])
+        assert str(raised.value) == (f"aligner_table: {first} was computed from {key} {was}, {other} from {value}; one "
+                                     "table pools runs of one model, dtype and data")
+    older = write("older", 1, model_fingerprint="sha256:AAAA")  # the earlier (first/last MiB) scheme
+    with pytest.raises(SystemExit, match=r"\(fingerprints of two schemes: whether the model is the same cannot be "
+                                         r"told; rerun the older one\)"):
+        main([first, older])

@@ -14,6 +14,7 @@ import pytest
 
 from culture_tasks.classification import MIN_DOCS
 from culture_tasks.leaderboard import main
+from culture_tasks.paths import installed_version
 
 COUNTER = iter(range(3600))
 STAMP = (f"2026-01-01T00-{k // 60:02d}-{k % 60:02d}.000000" for k in COUNTER)  # later calls: later dates
@@ -24,7 +25,7 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
             model_args=None, config=None, doc_ids=None):
     """A results_<stamp>.json (+ samples_<task>_<stamp>.jsonl for ``samples``, whose rows' doc_ids are 0, 1, ...
     or ``doc_ids[task]``) in ``folder``; ``model_args`` and ``config`` add to the file's ``config.model_args``
-    and ``config``."""
+    and ``config``; each task's version, unless ``versions`` names it, is its installed definition's (else 1.0)."""
     stamp = next(STAMP)
     args = {"pretrained": model, "dtype": "float32", **({"peft": peft} if peft else {}), **(model_args or {})}
     results = {}
@@ -37,7 +38,7 @@ def _result(folder, model, scores, *, peft=None, extra=None, hib=None, limit=Non
     data = {
         "results": results, "group_subtasks": groups or {},
         "config": {"model": "hf", "model_args": args, "model_dtype": "torch.float32", "limit": limit, **(config or {})},
-        "higher_is_better": hib or {}, "versions": versions or {t: 1.0 for t in results},
+        "higher_is_better": hib or {}, "versions": versions or {t: installed_version(t) or 1.0 for t in results},
         "n-shot": {t: fewshot for t in results}, "n-samples": n_samples or {},
         "date": 1767225600.0 + 60 * int(stamp[-12:-10]) + int(stamp[-9:-7]), "lm_eval_version": "0.4.13", "transformers_version": "5.24.0",
         "git_hash": "abc1234", "chat_template": "{{ x }}" if chat else None,
@@ -119,7 +120,7 @@ def test_row_identity(tmp_path):
     assert args == sorted([
         ("dtype=float32,pretrained=/m/base", "5", "0", "none", "1.0"),
         ("dtype=float32,pretrained=/m/base", "none", "0", "applied", "1.0"),
-        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "1.0"),
+        ("dtype=float32,pretrained=/m/base", "none", "0", "none", "1.0, 1.1"),  # wvs_usa's installed 1.1 joined it
         ("dtype=float32,pretrained=/m/base", "none", "0", "none", "2.0"),
         ("dtype=float32,pretrained=/m/base", "none", "3", "none", "1.0"),
         ("dtype=float32,peft=/runs/a/adapter,pretrained=/m/base", "none", "0", "none", "1.0"),
@@ -778,7 +779,7 @@ def test_a_vsm13_radar_draws_the_target_the_task_ranked(tmp_path, monkeypatch, d
         title, (profiles, target, intervals)))
     indices = {d: {f"{d},none": float(k)} for k, d in enumerate(("pdi", "idv", "mas", "uai", "lto", "ivr"))}
     extra = {"vsm13_usa": {"alias": "vsm13_usa", **{k: v for m in indices.values() for k, v in m.items()},
-                           "pdi_ci_low,none": -3.5, "pdi_ci_high,none": 4.0, "idv_ci_low,none": "N/A"}}
+                           "pdi_ci_low,none": -3.5, "pdi_ci_high,none": 4.0, "idv_ci_low,none": math.nan}}
     japan = {"pdi": 1.0, "idv": 2.0, "mas": 3.0, "uai": 4.0, "lto": 5.0, "ivr": 6.0}
     for name, meta in (("a", {"target": japan, "target_country": "JPN"}), ("b", {})):
         _vsm13_usa_result(tmp_path / f"res/{name}", f"/m/{name}", extra, data_root, meta)
@@ -1269,6 +1270,11 @@ def _vsm13_rows(tmp_path, data_root, shifts: dict[str, tuple[int, int]]) -> dict
     return logs
 
 
+# what a cell says where its paired interval (excludes 0: True) and its test disagree
+DISAGREE = {True: "interval excludes 0 but the test does not reject: few differing items; the mark follows the test",
+            False: "the test rejects but the interval covers 0; the mark follows the test"}
+
+
 def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item_swap_p_value(tmp_path, data_root,
                                                                                            capsys):
     # Each row's item means (one document per item) give its metrics as the task computes them. The interval of
@@ -1335,7 +1341,10 @@ def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item
             assert cell["diff_low"] < cell["diff_high"]
             assert cell["p_value"] == pytest.approx(p_value(swapped, diff)), (metric, column)
             assert cell["significant"] is (cell["p_value"] < 0.05)
-            assert cell["diff_note"] == ""
+            excludes = cell["diff_low"] > 0 or cell["diff_high"] < 0  # the mark follows the test, and says so
+            assert cell["diff_note"] == ("" if excludes is cell["significant"] else DISAGREE[excludes])
+    # the group's margin: its item-pair interval excludes 0 while the item swaps do not reject, and it says so
+    assert _cell(data, "other", "vsm13_persona", table=VSM13_TABLES["vsm13_margin"])["diff_note"] == DISAGREE[True]
     # the p-values are not all 1 or all tiny: the test above reads real swaps
     assert {_cell(data, "other", "vsm13_persona", table=t)["p_value"] for t in VSM13_TABLES.values()} != {1.0}
 
@@ -1343,7 +1352,8 @@ def test_a_vsm13_cell_against_the_baseline_has_an_item_pair_interval_and_an_item
     assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
     md = capsys.readouterr().out.split(f"### {VSM13_TABLES['vsm13_l1']}")[1].split("###")[0]
     line = next(line for line in md.splitlines() if line.startswith("| other"))
-    verdict = "significant" if group["significant"] else "not significant"
+    verdict = ("significant" if group["significant"] else "not significant") + (
+        f"; {group['diff_note']}" if group["diff_note"] else "")
     assert (f"vs baseline: {group['diff']:+.4f} [{group['diff_low']:+.4f}, {group['diff_high']:+.4f}], "
             f"p = {group['p_value']:.3f} ({verdict})") in line
 
@@ -1751,3 +1761,220 @@ def test_a_radar_labels_each_profile_by_how_its_items_were_asked():
     assert _variant({"dataset_kwargs": {"persona": "China", "both_orders": True}}) == "persona prompt, both option orders"
     assert _variant({"dataset_kwargs": {"persona": "", "reversed_options": True}}) == "reversed options"
     assert _variant({"dataset_kwargs": {"persona": ""}}) == ""
+
+
+def _drop_from_logs(folder, *keys):
+    """The per-sample logs under ``folder`` without ``keys`` (an lm-eval that logs no doc_hash)."""
+    for log in Path(folder).rglob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        log.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in keys}) + "\n" for r in rows))
+
+
+def test_logs_without_doc_hash_pair_by_their_text_or_not_at_all(tmp_path):
+    # 30 documents; base wrong on all (macro-F1 0), good right on all (1): +1, p = 1/1001, were they the same
+    # documents. Without doc_hash the texts say which documents a doc_id is: other texts are other documents
+    task = "culturellm_english_x"
+    texts = {"base": "old", "good": "NEW", "same": "old", "blind": None}
+    for model, right in (("base", False), ("good", True), ("same", True), ("blind", True)):
+        rows = [{"f1_macro": [i % 2, i % 2 if right else 1 - i % 2, 2],
+                 **({"doc": {"text": f"{texts[model]} text {i}"}} if texts[model] else {})} for i in range(30)]
+        _result(tmp_path / "res" / model, f"/m/{model}", {task: float(right)}, samples={task: rows})
+    _drop_from_logs(tmp_path / "res", "doc_hash")
+    data = _json(tmp_path, "--baseline", "base")
+    good, same, blind = (_cell(data, m, "english") for m in ("good", "same", "blind"))
+    assert good["diff"] is None and good["significant"] is None
+    assert good["diff_note"] == (f"no paired test: {task}: the runs scored different documents under the same "
+                                 "doc_id (30 of 30, first doc_id 0)")
+    assert (same["diff"], same["p_value"], same["significant"]) == (1.0, pytest.approx(1 / 1001), True)
+    assert blind["diff"] is None and blind["diff_note"].startswith(
+        f"no paired test: {task}: a per-sample log holds neither lm-eval's doc_hash nor the document's text "
+        "(doc_id 0)")
+
+
+def test_rows_of_other_task_versions_or_settings_are_neither_paired_nor_ranked(tmp_path):
+    # 30 documents; base wrong on all (macro-F1 0), the others right on all (1). "good" ran version 2.0 of the
+    # task: another task, so no paired test and no best in its column; "same" ran 1.0, as base: +1, p = 1/1001
+    task, gen = "culturellm_english_x", "culturellm_gen_english_x"
+    wrong = [{"f1_macro": [i % 2, 1 - i % 2, 2]} for i in range(30)]
+    right = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(30)]
+    _result(tmp_path / "res/a", "/m/base", {task: 0.0}, samples={task: wrong}, versions={task: 1.0})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: right}, versions={task: 2.0})
+    _result(tmp_path / "res/c", "/m/same", {task: 1.0}, samples={task: right}, versions={task: 1})
+    # generation: another data_dir is no other setting (the documents' hashes pair them); other gen_kwargs are
+    for model, score, data_dir, kwargs in (("base", 0.0, "/data/a", "temperature=0"), ("good", 1.0, "/data/b", "temperature=0"),
+                                           ("hot", 1.0, "/data/a", "temperature=1")):
+        _result(tmp_path / "res" / f"gen_{model}", f"/m/{model}", {gen: score}, samples={gen: right if score else wrong},
+                metadata={"data_dir": data_dir}, gen_kwargs=kwargs)
+    data = _json(tmp_path, "--baseline", "base")
+    ids = {r["model"]: r["row_id"] for r in data["runs"]}
+    good, same, base = (_cell(data, m, "english") for m in ("good", "same", "base"))
+    assert good["diff"] is None and good["significant"] is None and good["diff_note"] == (
+        f"no paired test: {task} is version 1.0 in row {ids['/m/base']}, 2.0 in row {ids['/m/good']}; rerun both "
+        "with the same tasks")
+    assert (same["diff"], same["p_value"], same["significant"]) == (1.0, pytest.approx(1 / 1001), True)
+    assert not any(c["best"] for c in (good, same, base))
+    generative = "CultureLLM (generative), macro-F1"
+    gen_good, hot = (_cell(data, m, "english", generative) for m in ("good", "hot"))
+    assert (gen_good["diff"], gen_good["p_value"]) == (1.0, pytest.approx(1 / 1001))
+    assert hot["diff"] is None and hot["diff_note"] == (
+        f"no paired test: {gen} ran with gen_kwargs=temperature=0 in row {ids['/m/base']}, gen_kwargs=temperature=1 "
+        f"in row {ids['/m/hot']}; compare rows run with the same settings")
+    out = tmp_path / "board.md"  # the table's note says why its column has no best
+    assert main([str(tmp_path / "res"), "--baseline", "base", "--output", str(out)]) == 0
+    assert (f"english: no best marked: {task} is version 1.0 in row {ids['/m/base']}, 2.0 in row "
+            f"{ids['/m/good']}; rerun both with the same tasks.") in out.read_text()
+
+
+def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
+    # 30 documents, labels alternate; base wrong on the first 5 (3 of class 0, 2 of class 1): F1 class 0 =
+    # 2·12/(2·12 + 2 + 3) = 24/29, class 1 = 26/31, macro 0.83315; good right on all: +0.16685. A resample
+    # misses all 5 with chance (25/30)^30 = 0.4 %, so the 95 % interval excludes 0, but 5 swapped pairs give
+    # p about 2/2^5 = 1/16: not significant, and the cell says which one the mark follows
+    from culture_tasks.classification import f1_macro
+    from culture_tasks.leaderboard import Cell
+
+    task = "culturellm_english_x"
+    base = [{"f1_macro": [i % 2, i % 2 if i >= 5 else 1 - i % 2, 2]} for i in range(30)]
+    good = [{"f1_macro": [i % 2, i % 2, 2]} for i in range(30)]
+    _result(tmp_path / "res/a", "/m/base", {task: f1_macro([tuple(r["f1_macro"]) for r in base])}, samples={task: base})
+    _result(tmp_path / "res/b", "/m/good", {task: 1.0}, samples={task: good})
+    cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert cell["diff"] == pytest.approx(1 - (24 / 29 + 26 / 31) / 2) and cell["diff_low"] > 0
+    assert cell["p_value"] == pytest.approx(1 / 16, abs=0.02) and cell["significant"] is False
+    why = "interval excludes 0 but the test does not reject: few differing documents; the mark follows the test"
+    assert cell["diff_note"] == why
+    assert main([str(tmp_path / "res"), "--baseline", "base"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| good"))
+    assert f"(not significant; {why})" in line and "▲" not in line
+    # Holm: raw p 0.03 under 0.05, adjusted 0.09 over it; and a test that rejects where the interval covers 0
+    holm = Cell(0.5, diff={"diff": 0.1, "low": 0.01, "high": 0.2, "p_value": 0.03}, p_adjusted=0.09)
+    assert holm.disagreement() == ("interval excludes 0 but the Holm-adjusted test does not reject: the adjustment "
+                                   "for the row's other tests; the mark follows the test")
+    covers = Cell(0.5, diff={"diff": 0.1, "low": -0.01, "high": 0.2, "p_value": 0.01})
+    assert covers.disagreement() == "the test rejects but the interval covers 0; the mark follows the test"
+    assert Cell(0.5, diff={"diff": 0.1, "low": 0.01, "high": 0.2, "p_value": 0.01}).disagreement() == ""
+
+
+def test_a_result_of_another_version_than_the_installed_task_is_named_and_marked(tmp_path, capsys):
+    # culturellm_arabic_spam is version 1.1 in the tasks folder (the multiple-choice template's metadata)
+    task = "culturellm_arabic_spam"
+    assert installed_version(task) == 1.1
+    _result(tmp_path / "res/a", "/m/base", {task: 0.4}, versions={task: 1.0})
+    _result(tmp_path / "res/b", "/m/good", {task: 0.9}, versions={task: "1.1"})  # 1.1 however it is written
+    data = _json(tmp_path)
+    old = next((tmp_path / "res/a").glob("results_*.json"))
+    assert capsys.readouterr().err == (f"culture-leaderboard: {old}: {task} is version 1.0 there, 1.1 installed; its "
+                                       "numbers are of the older task definition: rerun it with the current tasks\n")
+    versions = {r["model"]: r["task_versions"] for r in data["runs"]}
+    assert versions == {"/m/base": f"1.0; not the installed tasks: {task} 1.0 (installed 1.1)", "/m/good": "1.1"}
+    assert not any(c["best"] for c in data["cells"] if c["column"] == "arabic")  # two versions: no best
+
+
+@pytest.mark.parametrize("edit, key, got", [
+    (lambda x: x["results"].__setitem__("culturellm_english_x", 0.5), "results.culturellm_english_x", "0.5"),
+    (lambda x: x["results"]["culturellm_english_y"].__setitem__("f1_macro,none", "0.9"),
+     "results.culturellm_english_y.f1_macro,none", "'0.9'"),
+    (lambda x: x["results"]["culturellm_english_y"].__setitem__("acc,none", None), "results.culturellm_english_y.acc,none",
+     "None"),
+    (lambda x: x.__setitem__("n-shot", {"culturellm_english_x": "five"}), "n-shot.culturellm_english_x", "'five'"),
+    (lambda x: x.__setitem__("higher_is_better", ["f1_macro"]), "higher_is_better", "['f1_macro']"),
+    (lambda x: x.__setitem__("higher_is_better", {"culturellm_english_x": {"f1_macro": "yes"}}),
+     "higher_is_better.culturellm_english_x", "{'f1_macro': 'yes'}"),
+    (lambda x: x.__setitem__("versions", ["1.0"]), "versions", "['1.0']"),
+    (lambda x: x.__setitem__("group_subtasks", ["culturellm_english_x"]), "group_subtasks", "['culturellm_english_x']"),
+    (lambda x: x.__setitem__("group_subtasks", {"culturellm_english": "culturellm_english_x"}),
+     "group_subtasks.culturellm_english", "'culturellm_english_x'"),
+    (lambda x: x.__setitem__("configs", {"culturellm_english_x": {"metadata": ["data_dir"]}}),
+     "configs.culturellm_english_x", "{'metadata': ['data_dir']}"),
+    (lambda x: x["config"].__setitem__("model_args", ["pretrained=/m/base"]), "config.model_args",
+     "['pretrained=/m/base']"),
+])
+def test_a_malformed_result_file_is_a_one_line_error_naming_the_key(tmp_path, capsys, edit, key, got):
+    # each crashed with a traceback, or (a metric value that is a string) dropped the task without a word
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.4, "culturellm_english_y": 0.9})
+    path = next((tmp_path / "res/a").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["results"]["culturellm_english_y"]["f1_macro_stderr,none"] = "N/A"  # lm-eval's stderr it did not compute
+    path.write_text(json.dumps(data))
+    assert main([str(tmp_path / "res"), "--format", "json"]) == 0
+    capsys.readouterr()
+    edit(data)
+    path.write_text(json.dumps(data))
+    assert main([str(tmp_path / "res"), "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"culture-leaderboard: {path}: `{key}` must be ") and err.endswith(f"; got {got}\n")
+    assert err.count("\n") == 1
+
+
+def test_a_row_merging_files_of_other_lm_eval_or_transformers_versions_says_so(tmp_path, capsys):
+    # one model's two tasks, run apart under lm-eval 0.4.13 / transformers 5.24.0 and 0.4.2 / 4.40.0: one row,
+    # both versions in its provenance, and a line per library naming the files
+    _result(tmp_path / "res/a", "/m/base", {"culturellm_english_x": 0.4})
+    _result(tmp_path / "res/b", "/m/base", {"culturellm_english_y": 0.6})
+    current, older = (next((tmp_path / "res" / f).glob("results_*.json")) for f in "ab")
+    data = json.loads(older.read_text())
+    data.update(lm_eval_version="0.4.2", transformers_version="4.40.0")
+    older.write_text(json.dumps(data))
+    board = _json(tmp_path)
+    (run,) = board["runs"]
+    assert (run["lm_eval_version"], run["transformers_version"], len(run["files"])) == ("0.4.13 / 0.4.2",
+                                                                                        "5.24.0 / 4.40.0", 2)
+    assert _cell(board, "base", "english")["value"] == 0.5
+    label = f"row base [{run['row_id']}] merges result files of"
+    assert capsys.readouterr().err.splitlines() == [
+        f"culture-leaderboard: {label} lm-eval 0.4.13 ({current}) and 0.4.2 ({older}); a release may score a task "
+        "otherwise: rerun them under one lm-eval where their numbers must agree",
+        f"culture-leaderboard: {label} transformers 4.40.0 ({older}) and 5.24.0 ({current}); a release may score a task "
+        "otherwise: rerun them under one transformers where their numbers must agree"]
+
+
+def test_half_precision_runs_at_other_resolved_auto_batch_sizes_are_other_rows(tmp_path):
+    # --batch_size auto resolved to 64 in one bfloat16 run and to 8 in another: their scores move with it, so two
+    # rows, each naming its sizes; a third file at 64 joins its row. In float32 the sizes are provenance only
+    half = {"model_dtype": "torch.bfloat16", "batch_size": "auto", "device": "cuda"}
+    for name, sizes, task in (("a", [64], "culturellm_english_x"), ("b", [8], "culturellm_english_y"),
+                              ("c", [64], "culturellm_english_y")):
+        _result(tmp_path / "res" / name, "/m/half", {task: 0.5}, config={**half, "batch_sizes": sizes})
+    for name, sizes in (("d", [64]), ("e", [8])):
+        _result(tmp_path / "res" / name, "/m/full", {"culturellm_english_x": 0.5},
+                config={"batch_size": "auto", "device": "cuda", "batch_sizes": sizes})
+    for name, sizes in (("f", []), ("g", None)):  # a fixed size: lm-eval's [] and a file without the field, one row
+        _result(tmp_path / "res" / name, "/m/fixed", {f"culturellm_english_{name}": 0.5},
+                config={**half, "batch_size": 16, **({"batch_sizes": sizes} if sizes is not None else {})})
+    data = _json(tmp_path)
+    rows = sorted((r["model"], r["batch_size"], r["batch_sizes"], len(r["files"])) for r in data["runs"])
+    assert rows == [("/m/fixed", "16", "fixed / ?", 2), ("/m/full", "auto", "64 / 8", 2),
+                    ("/m/half", "auto", "64", 2), ("/m/half", "auto", "8", 1)]
+
+
+def test_a_task_whose_file_reports_no_interval_takes_it_from_its_per_sample_log(tmp_path):
+    # one task, 30 documents, wrong on the first 5; its file has no f1_macro_ci_*, its log is beside it: the
+    # interval is the bootstrap of its macro-F1 over the logged documents, what the task's companion metrics give
+    from culture_tasks.classification import f1_macro, f1_macro_ci_high, f1_macro_ci_low
+
+    task = "culturellm_english_x"
+    items = [(i % 2, i % 2 if i >= 5 else 1 - i % 2, 2) for i in range(30)]
+    _result(tmp_path / "res/a", "/m/logged", {task: f1_macro(items)}, samples={task: [{"f1_macro": list(x)} for x in items]})
+    _result(tmp_path / "res/b", "/m/bare", {task: f1_macro(items)})
+    data = _json(tmp_path)
+    expected = (f1_macro_ci_low(items), f1_macro_ci_high(items))
+    assert expected[0] < (24 / 29 + 26 / 31) / 2 < expected[1]
+    for column in ("english", "overall"):
+        cell = _cell(data, "logged", column)
+        assert (cell["ci_low"], cell["ci_high"], cell["interval_note"]) == (*expected, "")
+        bare = _cell(data, "bare", column)
+        assert bare["ci_low"] is None and bare["interval_note"] == "no interval: the result file reports none for this metric"
+
+
+def test_the_same_documents_scored_against_other_answers_are_not_paired(tmp_path):
+    # one doc_hash per doc_id in both rows, but lm-eval's target_hash of doc 3 differs (a relabelled document):
+    # the two rows' macro-F1 are over other gold labels, so they are not paired
+    task = "culturellm_english_x"
+    for model, right, relabelled in (("base", False, False), ("good", True, True)):
+        rows = [{"f1_macro": [i % 2, i % 2 if right else 1 - i % 2, 2],
+                 "target_hash": f"t{i}" + ("x" if relabelled and i == 3 else "")} for i in range(30)]
+        _result(tmp_path / "res" / model, f"/m/{model}", {task: float(right)}, samples={task: rows})
+    good = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
+    assert good["diff"] is None and good["diff_note"] == (
+        f"no paired test: {task}: the runs scored the same documents against other answers (lm-eval's target_hash "
+        "differs on 1 of 30, first doc_id 3)")

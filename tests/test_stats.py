@@ -168,8 +168,10 @@ def test_culture_means_follow_lm_evals_group_structure():
     assert culture_tasks(loose, folder, "culturellm_gen") == {"korean": ["culturellm_gen_korean_z"]}
 
 
-def _samples(items):
-    return [{"doc_id": i, "f1_macro": list(item)} for i, item in enumerate(items)]  # as read back from JSON
+def _samples(items, hashed=True):
+    """As read back from JSON, with lm-eval's doc_hash (``hashed``) that says which document a doc_id is."""
+    return [{"doc_id": i, "f1_macro": list(item), **({"doc_hash": f"h{i}"} if hashed else {})}
+            for i, item in enumerate(items)]
 
 
 def test_paired_task_mean_macro_f1_by_hand():
@@ -219,10 +221,21 @@ def test_paired_task_mean_refuses_unpaired_runs():
     with pytest.raises(ValueError, match=r"t1: the runs scored different documents under the same doc_id \(2 of 2, "
                                          r"first doc_id 0\); run both on the same data"):
         stats.paired_task_mean(f1_macro, hashed, other)
-    texts = {"t1": [{**s, "doc": {"text": f"other {s['doc_id']}"}} for s in base["t1"]]}  # no hash: the texts
+    bare = {"t1": _samples([(0, 0, 2), (1, 1, 2)], hashed=False)}
+    texts = {"t1": [{**s, "doc": {"text": f"other {s['doc_id']}"}} for s in bare["t1"]]}  # no hash: the texts
     with pytest.raises(ValueError, match="under the same doc_id"):
-        stats.paired_task_mean(f1_macro, {"t1": [{**s, "doc": {"text": f"t{s['doc_id']}"}} for s in base["t1"]]},
+        stats.paired_task_mean(f1_macro, {"t1": [{**s, "doc": {"text": f"t{s['doc_id']}"}} for s in bare["t1"]]},
                                texts)
+    # neither hash nor text: None == None would pair any two documents under one doc_id
+    with pytest.raises(ValueError, match=r"t1: a per-sample log holds neither lm-eval's doc_hash nor the document's "
+                                         r"text \(doc_id 0\)"):
+        stats.paired_task_mean(f1_macro, bare, bare)
+    # one document, other answers: lm-eval's target_hash differs where both logs hold it
+    answered = {"t1": [{**s, "target_hash": f"t{s['doc_id']}"} for s in hashed["t1"]]}
+    relabelled = {"t1": [{**s, "target_hash": "t0"} for s in hashed["t1"]]}
+    with pytest.raises(ValueError, match=r"target_hash differs on 1 of 2, first doc_id 1\)"):
+        stats.paired_task_mean(f1_macro, answered, relabelled)
+    assert stats.paired_task_mean(f1_macro, answered, hashed)["diff"] == 0.0  # one log without target_hash: paired
 
 
 def test_stratified_indices_resample_within_each_stratum():
