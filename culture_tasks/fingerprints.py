@@ -32,6 +32,8 @@ FULL = "sha256-full:"  # every byte of every file covered
 SAMPLED = "sha256:"  # the earlier scheme: large files by their first and last MiB only
 SCHEMES = (FULL, SAMPLED)
 CACHE_ENV = "CULTURE_DIGEST_CACHE"
+# where each task records the fingerprints of the model and adapter folders it was run with (its metadata)
+FINGERPRINTS_KEY = "loaded_fingerprints"
 CACHE_MIN_BYTES = 16 << 20  # smaller files are hashed each time (milliseconds)
 CACHE_SETTLE_NS = 3_000_000_000  # a file changed more recently than this is hashed but not cached
 BLOCK = 1 << 20

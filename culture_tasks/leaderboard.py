@@ -58,13 +58,14 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.fingerprints import SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
+from culture_tasks.fingerprints import FINGERPRINTS_KEY, SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, set_aside
 from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
-                                        logged_vsm13, summarise_vsm13, vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
+                                        logged_vsm13, majority_mean, summarise_vsm13, vsm13_pair_replicates,
+                                        vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS, constants_by_dimension
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -108,7 +109,8 @@ def _weighted_mean(items: Sequence[float], weights: np.ndarray) -> np.ndarray:
 RESAMPLABLE: dict[str, tuple[Callable, Callable]] = {
     "f1_macro": (f1_macro, f1_macro_weighted),
     **{m: (share, share_weighted) for m in ("acc", "parse_fail_rate")},
-    **{m: (stats.mean, _weighted_mean) for m in ("wvs_jsd", "wvs_w1", "wvs_majority")},
+    **{m: (stats.mean, _weighted_mean) for m in ("wvs_jsd", "wvs_w1")},
+    "wvs_majority": (majority_mean, _weighted_mean),  # 0 / 1 scores: an exact interval where all are alike
 }
 
 
@@ -382,6 +384,10 @@ def identity(data: dict) -> dict:
     # only where the file records them, so a file without them keeps the row id it had
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
+    recorded = loaded_fingerprints(data)
+    for arg, name in (("pretrained", "model_sha"), ("peft", "peft_sha")):  # plain hf: what the tasks recorded
+        if name not in version and recorded.get(arg):
+            version[name] = recorded[arg]
     # half-precision scores move with the batch size and the device (float32 ones do not: batch-invariance is
     # tested): there runs at other ones are other rows, not one row whose newest file wins
     scoring = {k: str(config.get(k)) for k in SCORING_KEYS} if _dtype(data) in HALF_PRECISION else {}
@@ -398,6 +404,17 @@ def resolved_batches(config: dict) -> str:
     if found is None:
         return "?"
     return (", ".join(map(str, found)) or "fixed") if isinstance(found, list) else str(found)
+
+
+def loaded_fingerprints(data: dict) -> dict:
+    """The content fingerprints of the local model and adapter folders the file's tasks recorded as they were
+    built (``fingerprints.FINGERPRINTS_KEY`` in each task's metadata: ``lm_eval`` merges ``--model_args`` into it), for a
+    file whose model records none (plain ``hf``); the tasks of one run record the same."""
+    for cfg in (data.get("configs") or {}).values():
+        found = ((cfg or {}).get("metadata") or {}).get(FINGERPRINTS_KEY) if isinstance(cfg, dict) else None
+        if isinstance(found, dict):
+            return {k: v for k, v in found.items() if isinstance(v, str)}
+    return {}
 
 
 def _dtype(data: dict) -> str:
@@ -1023,8 +1040,19 @@ class QuestionMean:
 
     CHUNK = 64
 
+    def __init__(self, one: Callable | None = None):
+        self.one = one  # the tasks' per-question statistic (its alike_ci: wvs_majority's exact interval)
+
     def __call__(self, items: Sequence[tuple]) -> float:
         return float(self.batched(items, np.arange(len(items))[None, :])[0]) if items else float("nan")
+
+    def alike_ci(self, items: Sequence[tuple], level: float) -> tuple[float, float] | None:
+        """Every question scored alike in every task (``wvs_majority`` 0, or 1, everywhere): the statistic's
+        exact interval over the questions, the resampling unit (a question's countries move together)."""
+        alike = getattr(self.one, "alike_ci", None)
+        if alike is None:
+            return None
+        return alike([float(np.mean([v for _, v in pairs])) for _, pairs in items], level)
 
     def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
         tasks = sorted({t for _, pairs in items for t, _ in pairs})
@@ -1048,7 +1076,7 @@ def _questions(run: Run, tasks: list[str], metric: str) -> dict | None:
     """question -> ((task, value), ...) over ``tasks`` when their logs name each document's question, no
     task asks one twice, and some question is asked in more than one of them (a WVS group): the items
     of ``QuestionMean``. None otherwise (the tasks' documents are independent: ``TaskMean``)."""
-    if len(tasks) < 2 or RESAMPLABLE.get(metric, (None,))[0] is not stats.mean:
+    if len(tasks) < 2 or RESAMPLABLE.get(metric, (None,))[0] not in (stats.mean, majority_mean):
         return None
     by_question: dict = defaultdict(list)
     for task in tasks:
@@ -1154,7 +1182,7 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     questions = _questions(run, tasks, column.metric)
     texts = None if questions is not None else _text_clusters(run, tasks, column.metric)
     if questions is not None:
-        low, high = stats.bootstrap_ci(QuestionMean(), list(questions.items()))
+        low, high = stats.bootstrap_ci(QuestionMean(RESAMPLABLE[column.metric][0]), list(questions.items()))
     elif texts is not None:
         low, high = stats.bootstrap_ci(clustered_mean(column.metric), texts)
     else:

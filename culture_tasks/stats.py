@@ -118,6 +118,23 @@ def alike_share_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float
     return exact_share_ci(values, level) if (values == 0).all() or (values == 1).all() else None
 
 
+def alike_mean_ci(intervals: Sequence[tuple[float, float]], level: float = LEVEL) -> tuple[float, float] | None:
+    """The exact interval of an unweighted mean of independent shares that are all 0 (or all 1), from each share's
+    Clopper-Pearson interval (``exact_share_ci``): the mean of shares of n_1..n_T documents has the variance of one
+    share of n_eff = T² / Σ 1/n_t documents (n_t documents each: T n), so its bound is that of 0 (or n_eff) of
+    n_eff. None where the shares are not all at the same end (mixed 0 and 1 shares: keep the percentile one)."""
+    alpha = (1.0 - level) / 2.0
+    if intervals and all(low == 0.0 and high < 1.0 for low, high in intervals):
+        sizes = [math.log(alpha) / math.log(1.0 - high) for _, high in intervals]
+        n_eff = len(sizes) ** 2 / sum(1.0 / n for n in sizes)
+        return 0.0, float(1.0 - alpha ** (1.0 / n_eff))
+    if intervals and all(high == 1.0 and low > 0.0 for low, high in intervals):
+        sizes = [math.log(alpha) / math.log(low) for low, _ in intervals]
+        n_eff = len(sizes) ** 2 / sum(1.0 / n for n in sizes)
+        return float(alpha ** (1.0 / n_eff)), 1.0
+    return None
+
+
 def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The percentile interval of bootstrap statistics, NaN resamples left out (NaN when all are)."""
     stats = np.asarray(stats, dtype=float)
@@ -431,10 +448,27 @@ class TaskMean:
             yield position, task, item
 
     def __call__(self, items: Sequence[tuple]) -> float:
+        by_task = self._by_task(items)
+        return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else float("nan")
+
+    def _by_task(self, items: Sequence[tuple]) -> dict[str, list]:
         by_task: dict[str, list] = defaultdict(list)
         for _, task, item in self.documents(items):
             by_task[task].append(item)
-        return float(np.mean([self.one(v) for v in by_task.values()])) if by_task else float("nan")
+        return by_task
+
+    def alike_ci(self, items: Sequence[tuple], level: float) -> tuple[float, float] | None:
+        """Every task's documents scored alike (a share that is 0, or 1, in every task): every resample is the
+        value, and the interval is ``alike_mean_ci`` of the tasks' own exact intervals (the statistic's
+        ``alike_ci``); None where the statistic has none or the tasks are not all at the same end."""
+        alike = getattr(self.one, "alike_ci", None)
+        if alike is None:
+            return None
+        try:  # a task whose documents are not all alike (its share varies, though this mean's resamples did not)
+            intervals = [alike(v, level) for v in self._by_task(items).values()]
+        except ValueError:
+            return None
+        return None if any(i is None for i in intervals) else alike_mean_ci(intervals, level)
 
     def batched(self, items: Sequence[tuple], idx: np.ndarray) -> np.ndarray:
         if self.weighted is None:

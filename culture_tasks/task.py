@@ -25,10 +25,9 @@ import json
 
 from lm_eval.api.task import ConfigurableTask
 
-from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.fingerprints import FINGERPRINTS_KEY, loaded_fingerprint
 from culture_tasks.metadata import check_task_settings
 
-FINGERPRINTS_KEY = "loaded_fingerprints"
 MODEL_FOLDER_ARGS = ("pretrained", "peft")  # the model arguments that name a folder the run loads
 
 

@@ -1978,3 +1978,33 @@ def test_the_same_documents_scored_against_other_answers_are_not_paired(tmp_path
     assert good["diff"] is None and good["diff_note"] == (
         f"no paired test: {task}: the runs scored the same documents against other answers (lm-eval's target_hash "
         "differs on 1 of 30, first doc_id 3)")
+
+
+def test_plain_hf_rows_use_the_fingerprints_their_tasks_recorded(tmp_path, capsys):
+    """lm-eval's hf records no local content, but the tasks record the model and adapter folders' fingerprints
+    (loaded_fingerprints in their metadata): a rewritten adapter is named exactly, one only touched is not, and two
+    runs of other content under one path are two rows."""
+    from culture_tasks.fingerprints import loaded_fingerprint
+
+    model, adapter = tmp_path / "model", tmp_path / "adapter"
+    for folder, text in ((model, "w"), (adapter, "LORA")):
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": text}))
+    recorded = {"pretrained": loaded_fingerprint(model), "peft": loaded_fingerprint(adapter)}
+    _result(tmp_path / "res" / "one", str(model), {"culturellm_english_x": 0.5}, peft=str(adapter),
+            metadata={"loaded_fingerprints": recorded})
+    later = 1767225600.0 + 2 * 86400
+    os.utime(adapter / "adapter_config.json", (later, later))  # the same bytes, a later date: no change
+    [row] = _json(tmp_path)["runs"]
+    assert row["adapter_kind"] == "LoRA" and f"peft_sha={recorded['peft']}" in row["model_revision"]
+    assert f"model_sha={recorded['pretrained']}" in row["model_revision"]
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 16}))
+    [row] = _json(tmp_path)["runs"]
+    assert row["adapter_kind"] == ("LoRA; changed since: adapter files differ from the fingerprint its run recorded "
+                                   f"({recorded['peft'][:24]}...)")
+    # the rewritten adapter evaluated again: another row, not one row whose newest file wins
+    _result(tmp_path / "res" / "two", str(model), {"culturellm_english_x": 0.7}, peft=str(adapter),
+            metadata={"loaded_fingerprints": {**recorded, "peft": loaded_fingerprint(adapter)}})
+    runs = _json(tmp_path)["runs"]
+    assert len(runs) == 2 and sorted(r["adapter_kind"] for r in runs)[0] == "LoRA"
+    capsys.readouterr()

@@ -403,3 +403,31 @@ def test_a_share_every_document_scored_alike_gets_the_exact_interval_not_a_point
     low, high = stats.bootstrap_ci(share, mixed)
     assert 0.0 <= low < 0.2 < high < 0.5
     assert math.isnan(stats.bootstrap_ci(share, none[:19])[0])  # below MIN_DOCS no interval at all, as before
+
+
+def test_a_mean_of_shares_that_are_all_zero_gets_an_exact_interval_not_a_point():
+    """Two tasks, 20 and 30 documents, every one 0: the mean of the two shares has the variance of one share of
+    n_eff = 2² / (1/20 + 1/30) = 48 documents, so its bound is 1 - 0.025^(1/48) = 0.07397 (by hand), not [0, 0];
+    all 1 mirrors it; a task at 0 beside one at 1 keeps the percentile interval (the point)."""
+    from culture_tasks.classification import share
+    from culture_tasks.stats import TaskMean, bootstrap_ci
+
+    zeros = [("a", 0.0)] * 20 + [("b", 0.0)] * 30
+    low, high = bootstrap_ci(TaskMean(share), zeros)
+    assert low == 0.0 and high == pytest.approx(0.0739733, abs=1e-6)
+    low, high = bootstrap_ci(TaskMean(share), [(t, 1.0) for t, _ in zeros])
+    assert high == 1.0 and low == pytest.approx(1 - 0.0739733, abs=1e-6)
+    assert bootstrap_ci(TaskMean(share), [("a", 0.0)] * 20 + [("b", 1.0)] * 30) == (0.5, 0.5)
+
+
+def test_wvs_majority_group_of_all_missed_questions_gets_the_exact_interval_over_questions():
+    """QuestionMean resamples questions (a question's countries move together): 50 questions missed in two
+    countries is 0 of 50, [0, 1 - 0.025^(1/50)] = [0, 0.0711]; wvs_jsd, a continuous mean, has no exact form."""
+    from culture_tasks.leaderboard import QuestionMean
+    from culture_tasks.stats import bootstrap_ci
+    from culture_tasks.survey.tasks import majority_mean
+
+    items = [(f"Q{i}", (("wvs_usa", 0.0), ("wvs_china", 0.0))) for i in range(50)]
+    low, high = bootstrap_ci(QuestionMean(majority_mean), items)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 50), abs=1e-9) and high == pytest.approx(0.0711, abs=1e-4)
+    assert bootstrap_ci(QuestionMean(), items) == (0.0, 0.0)
