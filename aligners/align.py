@@ -354,7 +354,7 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
         generation = len(done.fitness) + 1
         bad = sum(not math.isfinite(v) for v in losses)
         if bad == len(losses) and done.best_z is None:
-            raise _no_finite_loss(scorer, cfg, generation)
+            raise _no_finite_loss(scorer, cfg, generation, objective, order)
         if bad and not warned and distributed.is_main():
             warned = True
             log.warning("generation %d: %d of %d candidates have a NaN or infinite loss (their soft prompts overflow "
@@ -372,9 +372,11 @@ def search(opt, scorer: TaskScorer, space: SoftPromptSpace, cfg: AlignConfig, do
     return done
 
 
-def _no_finite_loss(scorer: TaskScorer, cfg: AlignConfig, generation: int) -> AlignmentError:
+def _no_finite_loss(scorer: TaskScorer, cfg: AlignConfig, generation: int, objective, order: SearchOrder
+                    ) -> AlignmentError:
     """No candidate has a finite loss and none had: the search has nothing to rank. The model without a
-    soft prompt tells whose fault it is: the model's (a NaN weight, an overflow in its dtype), or the prompts'."""
+    soft prompt tells whose fault it is: the model's (a NaN weight, an overflow in its dtype), the task's (its
+    aggregation gives no loss from finite answers: the warning above says why), or the prompts'."""
     lls = scorer.option_loglikelihoods(None, cfg.batch_size)[0]
     bad = stats.nonfinite_documents(lls)
     if bad:
@@ -382,6 +384,11 @@ def _no_finite_loss(scorer: TaskScorer, cfg: AlignConfig, generation: int) -> Al
             f"generation {generation}: the plain model (no soft prompt) gives a NaN or infinite log-likelihood on "
             f"{bad} of {len(lls)} items of {scorer.task_name} in --dtype {cfg.dtype}, so every candidate's loss is "
             f"NaN: {stats.nonfinite_model_fix(cfg.dtype)}")
+    if not math.isfinite(combined(order_losses(scorer, lls, objective, order_parts(scorer, order)))):
+        return AlignmentError(
+            f"generation {generation}: {scorer.task_name}'s loss is NaN for the plain model too, though its "
+            "log-likelihoods are finite: the task's metrics give no loss on these documents (see the warning above), "
+            "whatever the soft prompt")
     return AlignmentError(
         f"generation {generation}: every candidate's loss is NaN or infinite while the plain model's log-likelihoods "
         f"on {scorer.task_name} are finite: the soft prompts overflow the model; use a smaller --bound (now "

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from aligners import distributed
+from culture_tasks.survey.tasks import BOTH_ORDERS_MARK
 
 
 # the shortest shared prefix worth a pass of its own: below it the extra forward call costs more than
@@ -377,11 +378,13 @@ class TaskScorer:
 
         ``keys`` limits the aggregations to those metrics: the search needs only its loss, not
         the bootstrap intervals (about 18 ms each) that the task also reports. ``items``: aggregate only
-        the documents at these positions (as a task holding only them would)."""
+        the documents at these positions, as a task holding only them would: one order's half of a ``_balanced``
+        task is scored as that order's own task, without the marker that asks its aggregation for both orders."""
         per_metric = defaultdict(list)
         for i in range(len(self.items)) if items is None else items:
             item, lls = self.items[i], loglikelihoods[i]
-            for key, value in self.task.process_results(item.doc, [(ll, False) for ll in lls]).items():
+            doc = item.doc if items is None or not item.doc.get(BOTH_ORDERS_MARK) else {**item.doc, BOTH_ORDERS_MARK: ""}
+            for key, value in self.task.process_results(doc, [(ll, False) for ll in lls]).items():
                 if keys is None or key in keys:
                     per_metric[key].append(value)
         aggregations = self.task.aggregation()

@@ -1389,3 +1389,25 @@ def test_a_worst_order_run_reports_the_loss_lm_eval_gives_its_two_tasks(tiny_mod
     capsys.readouterr()
     assert _align(tiny_model, out, "--generations", "4", "--resume", "--option-order", "balanced") == 2
     assert "option_order: saved 'worst', given 'balanced'" in capsys.readouterr().err
+
+
+def test_a_loss_that_is_nan_for_the_plain_model_too_is_not_blamed_on_the_soft_prompts():
+    """Finite log-likelihoods but no loss (the task's metrics give none on these documents): the error says the
+    task gives no loss whatever the prompt, not that the prompts overflow (a smaller --bound would not help)."""
+    import math
+    from types import SimpleNamespace
+
+    from aligners.align import _no_finite_loss
+    from aligners.orders import SearchOrder
+
+    scorer = SimpleNamespace(task_name="vsm13_usa", items=[],
+                             option_loglikelihoods=lambda prompts, batch: [[[-1.0, -2.0]] * 24],
+                             metrics=lambda lls, keys=None, items=None: {"vsm13_l1": math.nan})
+    cfg = SimpleNamespace(batch_size=8, dtype="float32", bound=1.0)
+    err = _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain"))
+    assert str(err) == ("generation 1: vsm13_usa's loss is NaN for the plain model too, though its log-likelihoods "
+                        "are finite: the task's metrics give no loss on these documents (see the warning above), "
+                        "whatever the soft prompt")
+    scorer.metrics = lambda lls, keys=None, items=None: {"vsm13_l1": 300.0}  # the plain model has a loss: the prompts
+    assert "the soft prompts overflow the model; use a smaller --bound (now 1)" in str(
+        _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain")))

@@ -59,6 +59,11 @@ class NoFewShot(ContextSampler):
 PERSONA_HEAD, PERSONA_TAIL = "Answer as a typical person from ", " would answer.\n\n"
 
 
+# the order a _balanced task's document asks its options in ("listed" / "reversed"; "" in a one-order task): its
+# aggregation needs both for every item
+BOTH_ORDERS_MARK = "balanced_order"
+
+
 def _persona_line(country_name: str | None) -> str:
     return f"{PERSONA_HEAD}{country_name}{PERSONA_TAIL}" if country_name else ""
 
@@ -343,7 +348,7 @@ def load_vsm13(data_dir: str | None = None, *, vsm13_country: str | None = None,
         rows["constants"].append(json.dumps(dict(constants or {})))
         rows["answer_mode"].append(answer_mode)
         rows["comparison"].append(comparison)
-        rows["balanced_order"].append(("reversed" if reverse else "listed") if both_orders else "")
+        rows[BOTH_ORDERS_MARK].append(("reversed" if reverse else "listed") if both_orders else "")
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(dict(rows))})
 
 
@@ -366,7 +371,7 @@ def item_result(doc: Mapping, loglikelihoods: Sequence[float]) -> tuple:
             p = np.eye(len(p))[int(np.argmax(p))]
     return (int(doc["item"]), score, doc["target"], doc["constants"],
             tuple(float(x) for x in p), tuple(float(v) for v in doc["values"]), doc.get("comparison", ""),
-            doc.get("balanced_order", ""))
+            doc.get(BOTH_ORDERS_MARK, ""))
 
 
 def item_means(docs: Sequence[Mapping], loglikelihoods: Sequence[Sequence[float]]) -> dict[int, float]:
