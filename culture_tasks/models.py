@@ -301,11 +301,33 @@ def _save_converted(gguf: Path, into: Path, label: str | None = None, reader=Non
                              f"{loaded.config.vocab_size}; use a GGUF file whose tokenizer is the model's")
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
+    # transformers' config says tied for every falcon and bloom GGUF, but loads a GGUF's own output.weight
+    # untied: a tied copy would hold one of the two matrices in both places
+    config_dict["tie_word_embeddings"] = _tied(loaded)
     config = AutoConfig.for_model(**config_dict)
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict(), strict=True)
+    _check_same_weights(model, loaded, label or gguf)
     model.save_pretrained(into)
     tokenizer.save_pretrained(into)
+
+
+def _tied(model) -> bool:
+    """Whether the model's output matrix is its input embedding (one tensor), as loaded."""
+    output, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    return output is not None and embedding is not None and output.weight is embedding.weight
+
+
+def _check_same_weights(model, loaded, label) -> None:
+    """Every weight of the model to be saved equals transformers' own load of the GGUF: two parameters that
+    share one tensor in one and not the other would silently keep only one of them."""
+    import torch
+
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    differ = [k for k in theirs if k not in ours or not torch.equal(ours[k], theirs[k])]
+    if differ:
+        raise NotTheModelError(f"{label}: the converted model's {', '.join(differ[:3])} differ from the GGUF's as "
+                               "transformers loads it; use the model's own Hugging Face folder")
 
 
 def _unloaded_tensors(reader, loaded) -> tuple[int, list[str]]:
@@ -314,8 +336,7 @@ def _unloaded_tensors(reader, loaded) -> tuple[int, list[str]]:
     names of those tensors where transformers' GGUF name map accounts for exactly that many values (else none)."""
     # transformers ties falcon's and bloom's output.weight to the input embeddings even where the GGUF has
     # one: it is read into the shared tensor, which parameters() counts once
-    output, embedding = loaded.get_output_embeddings(), loaded.get_input_embeddings()
-    tied = output is not None and embedding is not None and output.weight is embedding.weight
+    tied = _tied(loaded)
     values = sum(int(t.n_elements) for t in reader.tensors if not (tied and t.name == "output.weight"))
     surplus = values - sum(p.numel() for p in loaded.parameters())
     if surplus <= 0:

@@ -565,3 +565,20 @@ def test_a_folder_converted_by_another_transformers_is_reused_with_a_line_saying
                                        f"{transformers.__version__}; reused as it is (--overwrite converts it "
                                        "again)\n")
     assert (out / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_a_falcon_gguf_with_its_own_output_matrix_keeps_both_matrices(tmp_path):
+    """transformers' config says tied for every Falcon GGUF but loads one with its own output.weight untied: the
+    converted model keeps the input embedding and the output matrix the GGUF holds, each where it belongs."""
+    from safetensors.numpy import load_file
+
+    from tests.tiny_gguf import write_tiny_falcon_gguf
+
+    (tmp_path / "src").mkdir()
+    written = write_tiny_falcon_gguf(tmp_path / "src" / "falcon.gguf")
+    folder = models.convert_gguf(tmp_path / "src" / "falcon.gguf", tmp_path / "model")
+    assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"] is False
+    weights = load_file(folder / "model.safetensors")
+    embedding = next(v for k, v in weights.items() if k.endswith("word_embeddings.weight"))
+    assert np.array_equal(embedding, written["token_embd.weight"])
+    assert np.array_equal(weights["lm_head.weight"], written["output.weight"])

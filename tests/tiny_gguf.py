@@ -64,3 +64,48 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int =
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+def write_tiny_falcon_gguf(path: Path, *, seed: int = 0, hidden: int = 16, heads: int = 2, kv_heads: int = 1
+                           ) -> dict[str, np.ndarray]:
+    """One Falcon layer with its own output matrix (``output.weight`` not the input embedding), a byte-level BPE
+    tokenizer; returns the tensors written, by GGUF name."""
+    import gguf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    rng = np.random.default_rng(seed)
+    head_dim, vocab = hidden // heads, 260
+    writer = gguf.GGUFWriter(str(path), "falcon")
+    writer.add_context_length(64)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(4 * hidden)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_eps(1e-5)
+    byte_chars = bytes_to_unicode()
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list([byte_chars[i] for i in range(256)] + ["<|endoftext|>", "ab", "cd", "ef"])
+    writer.add_token_types([1] * 256 + [3, 1, 1, 1])
+    writer.add_token_merges(["a b", "c d", "e f"])
+    writer.add_bos_token_id(256)
+    writer.add_eos_token_id(256)
+
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    ones, zeros = np.ones(hidden, np.float32), np.zeros(hidden, np.float32)
+    tensors = {"token_embd.weight": normal(vocab, hidden), "output.weight": normal(vocab, hidden),
+               "output_norm.weight": ones, "output_norm.bias": zeros,
+               "blk.0.attn_norm.weight": ones, "blk.0.attn_norm.bias": zeros,
+               "blk.0.attn_qkv.weight": normal((heads + 2 * kv_heads) * head_dim, hidden),
+               "blk.0.attn_output.weight": normal(hidden, hidden),
+               "blk.0.ffn_up.weight": normal(4 * hidden, hidden), "blk.0.ffn_down.weight": normal(hidden, 4 * hidden)}
+    for name, value in tensors.items():
+        writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tensors
