@@ -473,16 +473,21 @@ def final_report(lm, cfg: AlignConfig, tasks: CountryTasks, prompt, task_manager
     return in_float32(lm, cfg, score)
 
 
-def country_comparison(indices: dict, target, data_dir: str | None, metrics: dict) -> dict:
+def country_comparison(indices: dict, target, data_dir: str | None, metrics: dict, means: dict) -> dict:
     """Where a profile ranks the target among all Hofstede countries (docs/validity.md): the
     country-specific check that the raw L1 cannot give; margin and rank with the intervals of the
-    task's vsm13_margin / vsm13_rank (``metrics``: the task's results for the same prompt)."""
-    from culture_tasks.survey.compare import compare_vsm13
+    task's vsm13_margin / vsm13_rank (``metrics``: the task's results for the same prompt), the reciprocal
+    rank with the rank's (a monotone map of its percentiles), and the distance, no task metric, with the
+    item-pair interval of ``means`` (the prompt's item means; the distance is blind to the constants)."""
+    from culture_tasks.survey.compare import compare_vsm13, compare_vsm13_ci
 
-    result = compare_vsm13({d: indices[d] for d in DIMENSIONS}, target, hofstede_reference(data_dir),
-                           data_dir=data_dir)
+    reference = hofstede_reference(data_dir)
+    result = compare_vsm13({d: indices[d] for d in DIMENSIONS}, target, reference, data_dir=data_dir)
     out = {k: result[k] for k in ("target", "dims", "countries", "distance", "rank", "reciprocal_rank", "margin")}
     out["rank_ci"], out["margin_ci"] = interval(metrics, "vsm13_rank"), interval(metrics, "vsm13_margin")
+    low, high = out["rank_ci"]
+    out["reciprocal_rank_ci"] = [1.0 / high, 1.0 / low] if low > 0 and high > 0 else [math.nan, math.nan]
+    out["distance_ci"] = compare_vsm13_ci(means, target, reference, data_dir=data_dir)[0]["distance_ci"]
     return out
 
 
@@ -592,6 +597,10 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
         s, lls = answers(task, soft, who)
         return s.metrics(lls)
 
+    def score_with_means(task: str, soft, who: str) -> tuple[dict, dict]:
+        s, lls = answers(task, soft, who)
+        return s.metrics(lls), scorer_item_means(s, lls)
+
     def vsm13(task: str, who: str, scorer: TaskScorer | None = None) -> tuple[dict, dict]:
         """A baseline's VSM13 metrics and item means (for the paired changes)."""
         s, lls = answers(task, None, who, scorer)
@@ -607,25 +616,25 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
               "vsm13_l1_ci": {k: interval(m, "vsm13_l1") for k, m in scored.items()},
               "indices": {k: {d: m[d] for d in DIMENSIONS} for k, m in scored.items()},
               "indices_ci": {k: {d: interval(m, d) for d in DIMENSIONS} for k, m in scored.items()}}
-    reversed_ = {"plain": score(tasks.reversed, None, "the plain baseline on the reversed options"),
-                 name: score(tasks.reversed, prompt, "the fitted soft prompt on the reversed options")}
-    report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, m in reversed_.items()}
-    report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, m in reversed_.items()}
+    reversed_ = {"plain": score_with_means(tasks.reversed, None, "the plain baseline on the reversed options"),
+                 name: score_with_means(tasks.reversed, prompt, "the fitted soft prompt on the reversed options")}
+    report["vsm13_l1_reversed"] = {k: m["vsm13_l1"] for k, (m, _) in reversed_.items()}
+    report["vsm13_l1_reversed_ci"] = {k: interval(m, "vsm13_l1") for k, (m, _) in reversed_.items()}
     # does the fitted prompt's place hold when the options are asked in an order the search did not see?
     report["other_orders"] = {}
     for order, task in tasks.other_orders.items():
         asked = reversed_ if task == tasks.reversed else {
-            "plain": score(task, None, f"the plain baseline, options {order}"),
-            name: score(task, prompt, f"the fitted soft prompt, options {order}")}
+            "plain": score_with_means(task, None, f"the plain baseline, options {order}"),
+            name: score_with_means(task, prompt, f"the fitted soft prompt, options {order}")}
         report["other_orders"][order] = {
-            "task": task, "comparison": {k: country_comparison({d: m[d] for d in DIMENSIONS}, target, cfg.data_dir, m)
-                                         for k, m in asked.items()}}
+            "task": task, "comparison": {k: country_comparison({d: m[d] for d in DIMENSIONS}, target, cfg.data_dir,
+                                                               m, means) for k, (m, means) in asked.items()}}
     if tasks.wvs:
         keys = ("wvs_jsd", "wvs_w1", "wvs_majority")
         before = score(tasks.wvs, None, "the plain baseline on WVS")
         after = score(tasks.wvs, prompt, "the fitted soft prompt on WVS")
         report["wvs"] = {"task": tasks.wvs, "plain": with_intervals(before, keys), name: with_intervals(after, keys)}
-    report["comparison"] = {k: country_comparison(report["indices"][k], target, cfg.data_dir, m)
+    report["comparison"] = {k: country_comparison(report["indices"][k], target, cfg.data_dir, m, item[k])
                             for k, m in scored.items()}
     report["change_vs_plain"] = change_vs_plain(report, item, task_constants(fitted), target,
                                                 hofstede_reference(cfg.data_dir))

@@ -841,6 +841,13 @@ def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, tiny_mo
         assert close(report["indices_ci"][name]["pdi"], ci(results["vsm13_usa"], "pdi"))
         assert close(report["comparison"][name]["margin_ci"], ci(results["vsm13_usa"], "vsm13_margin"))
         assert close(report["comparison"][name]["rank_ci"], ci(results["vsm13_usa"], "vsm13_rank"))
+        low, high = ci(results["vsm13_usa"], "vsm13_rank")  # the reciprocal rank: the rank's bounds, inverted
+        assert close(report["comparison"][name]["reciprocal_rank_ci"], [1 / high, 1 / low])
+        d_low, d_high = report["comparison"][name]["distance_ci"]  # the item-pair interval of the distance
+        assert d_low <= report["comparison"][name]["distance"] <= d_high and d_low < d_high
+    for block in report["other_orders"].values():
+        assert all({"distance_ci", "reciprocal_rank_ci", "rank_ci", "margin_ci"} <= set(c)
+                   for c in block["comparison"].values())
     assert close(report["vsm13_l1_ci"]["persona"], ci(plain["vsm13_usa_persona"], "vsm13_l1"))
     assert close(report["wvs"]["plain"]["wvs_jsd_ci"], ci(plain[wvs], "wvs_jsd"))
     low, high = ci(fitted["vsm13_usa"], "vsm13_margin")  # the contrastive loss is minus the margin
