@@ -5,7 +5,8 @@
 
 Every step is skipped when its output exists, so an interrupted run continues; it continues only with
 the settings it was started with (stored in ``<out>/run_settings.json``, compared on every start; more
-cultures and seeds may be added), and ``<out>`` is locked against a second run. Each result file is
+cultures and seeds may be added; in half precision, the default, the evaluation batch size and device are
+settings too), and ``<out>`` is locked against a second run. Each result file is
 lm-eval's own (``results_<run>.json``): ``culture-leaderboard runs/smollm2/results``
 shows them, ``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned.
 """
@@ -22,7 +23,10 @@ from culture_tasks.outputs import OutputLock, file_digest, load_settings, save_s
 from culture_tasks.paths import task_manager
 from trainers.cultures import ONE, countries_of, evaluation_tasks
 from trainers.examples import build_examples
+from trainers.kfold import scoring_settings
 from trainers.lora import LoraTrainConfig, train
+
+log = logging.getLogger("benchmarks")
 
 
 def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args) -> None:
@@ -55,18 +59,21 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
 
 
 SETTINGS = "run_settings.json"
+# settings stored only by later versions (``scoring_settings``): a run stored without them continues unchecked on them
+LATER_SETTINGS = ("eval_batch_size", "eval_device", "eval_kernels")
 
 
 def run_settings(args) -> dict:
-    """What the outputs in ``--out`` depend on (the questions by content); cultures, seeds, stage, device and
-    the evaluation batch size may change between starts."""
+    """What the outputs in ``--out`` depend on (the questions by content); cultures, seeds and stage may change
+    between starts, and in float32 the device and the evaluation batch size (half-precision scores move with
+    them: ``kfold.scoring_settings``, so adapters scored after a restart are scored as the stored base was)."""
     questions = Path(args.questions)
     if not questions.is_file():
         raise SystemExit(f"--questions {questions}: no such file")
     return {"model": args.model, "questions_sha256": file_digest(questions), "data_dir": args.data_dir,
             "limit": args.limit, "epochs": args.epochs, "learning_rate": args.learning_rate,
             "batch_size": args.batch_size, "rank": args.rank, "gradient_checkpointing": args.gradient_checkpointing,
-            "dtype": args.dtype}
+            "dtype": args.dtype, **scoring_settings(args.dtype, args.eval_batch_size, args.device)}
 
 
 def claim_settings(out: Path, settings: dict) -> None:
@@ -76,7 +83,11 @@ def claim_settings(out: Path, settings: dict) -> None:
     if saved is None:
         save_settings(out / SETTINGS, settings)
         return
-    diff = settings_differences(saved, settings)
+    unstored = [k for k in LATER_SETTINGS if k not in saved and k in settings]
+    if unstored:  # refusing would strand the run; its base results were scored with what it was started with
+        log.warning("%s was stored without %s; the restarted run is not checked on them", out / SETTINGS,
+                    ", ".join(unstored))
+    diff = settings_differences(saved, {k: v for k, v in settings.items() if k not in unstored})
     if diff:
         raise SystemExit(f"{out / SETTINGS}: the run in {out} was made with other settings ({'; '.join(diff)}); "
                          "continue it with those, or choose another --out")

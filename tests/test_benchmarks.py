@@ -195,6 +195,35 @@ def test_train_real_run_continues_only_with_the_settings_it_was_started_with(mon
     assert not (out / LOCK_NAME).exists()
 
 
+def test_a_restarted_half_precision_run_scores_with_the_stored_batch_size_and_device(monkeypatch, tmp_path, caplog):
+    """bfloat16 scores move with the batch size and the device: a restart at --eval-batch-size 32 or on
+    --device cpu scored the remaining adapters otherwise than the stored base. In float32 they may differ."""
+    from benchmarks import train_real_run
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("{}\n")
+    monkeypatch.setattr(train_real_run, "run", lambda args, out: None)
+    base = ["--model", "m", "--questions", str(questions), "--stage", "eval"]
+    half = [*base, "--out", str(tmp_path / "half")]
+    train_real_run.main(half)  # bfloat16, batch 64, cuda by default
+    saved = json.loads((tmp_path / "half" / "run_settings.json").read_text())
+    assert (saved["dtype"], saved["eval_batch_size"], saved["eval_device"]) == ("bfloat16", 64, "cuda")
+    assert saved["eval_kernels"]["torch"] == torch.__version__
+    with pytest.raises(SystemExit, match=r"other settings \(eval_batch_size: saved 64, given 32\)"):
+        train_real_run.main([*half, "--eval-batch-size", "32"])
+    with pytest.raises(SystemExit, match=r"other settings \(eval_device: saved 'cuda', given 'cpu'\)"):
+        train_real_run.main([*half, "--device", "cpu"])
+    full = [*base, "--out", str(tmp_path / "full"), "--dtype", "float32"]
+    train_real_run.main(full)
+    assert "eval_batch_size" not in json.loads((tmp_path / "full" / "run_settings.json").read_text())
+    train_real_run.main([*full, "--eval-batch-size", "32", "--device", "cpu"])
+    # a run stored before these were settings continues, unchecked on them, with a warning
+    stored = tmp_path / "half" / "run_settings.json"
+    stored.write_text(json.dumps({k: v for k, v in saved.items() if not k.startswith("eval_")}))
+    train_real_run.main([*half, "--eval-batch-size", "32"])
+    assert "stored without eval_batch_size, eval_device, eval_kernels" in caplog.text
+
+
 def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):
     # one Arabic task of 10 documents (label 0: 8 in the task, label 1: 2), sampled 2 + 2; the model answers 0
     # everywhere. Weighted (4, 4, 1, 1): label 0 gold 8 TP 8 predicted 10 -> F1 16/18, label 1 -> 0: macro 4/9;

@@ -242,10 +242,17 @@ def defining_settings(cfg: KFoldConfig) -> dict:
     """What a resumed run must share with the run it continues: the training's settings and the scoring's;
     the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
     scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
-    settings = run_settings(cfg)
-    if cfg.eval_dtype == "float32":
-        return {k: v for k, v in settings.items() if k not in NOT_DEFINING}
-    return {**settings, "eval_device": eval_device(cfg), "eval_kernels": provenance.kernels(eval_device(cfg))}
+    settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    return {**settings, **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
+
+
+def scoring_settings(dtype: str, batch_size: int, device: str) -> dict:
+    """The lm_eval batch size, device and kernels where they move the scores (half precision; float32 scores do
+    not depend on them: tested), for the settings a continued run compares, so that scores made before and
+    after a restart are alike; none in float32."""
+    if dtype == "float32":
+        return {}
+    return {"eval_batch_size": batch_size, "eval_device": device, "eval_kernels": provenance.kernels(device)}
 
 
 def eval_device(cfg: KFoldConfig) -> str:
