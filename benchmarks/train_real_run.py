@@ -7,7 +7,7 @@ Every step is skipped when its output exists, so an interrupted run continues; i
 the settings it was started with (stored in ``<out>/run_settings.json``, compared on every start; more
 cultures and seeds may be added; in half precision, the default, the evaluation batch size and device are
 settings too), and ``<out>`` is locked against a second run. Each result file is
-lm-eval's own (``results_<run>.json``): ``culture-leaderboard runs/smollm2/results``
+lm-eval's own (``results_<run>.json``, its ``config`` that of the tasks run under ``--limit``): ``culture-leaderboard runs/smollm2/results``
 shows them, ``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned.
 """
 
@@ -51,7 +51,8 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
         )
         for key in ("results", "higher_is_better", "n-samples"):
             results[key].update(r.get(key) or {})
-        results["config"] = r["config"]
+        if limit is not None or "config" not in results:  # the --limit group's: the run key says --limit N
+            results["config"] = r["config"]
         results["chat_template"] = r.get("chat_template")
         limits[",".join(group)] = limit
     results["limits"] = limits

@@ -224,6 +224,50 @@ def test_a_restarted_half_precision_run_scores_with_the_stored_batch_size_and_de
     assert "stored without eval_batch_size, eval_device, eval_kernels" in caplog.text
 
 
+def _fake_simple_evaluate(calls):
+    """lm_eval.simple_evaluate as train_real_run calls it: one document per task, logged."""
+    def evaluate(**kw):
+        calls.append(kw)
+        sample = {"doc_id": 0, "doc": {"text": "a text"}, "target": 1, "arguments": [("context", " A")],
+                  "resps": [[(-0.5, False)]], "filtered_resps": [(-0.5, False)], "filter": "none",
+                  "doc_hash": "h0", "f1_macro": [1, 1, 2, 4]}
+        return {"results": {t: {"alias": t, "f1_macro,none": 1.0} for t in kw["tasks"]},
+                "n-samples": {t: {"original": 400, "effective": 1} for t in kw["tasks"]},
+                "config": {"model": "hf", "model_args": kw["model_args"], "limit": kw["limit"],
+                           "batch_size": kw["batch_size"], "device": kw["device"]},
+                "samples": {t: [dict(sample)] for t in kw["tasks"]}}
+    return evaluate
+
+
+def _evaluate_base(monkeypatch, tmp_path, calls):
+    """train_real_run.evaluate of the base model on a CultureLLM task (--limit 300) and a WVS task."""
+    import argparse
+
+    import lm_eval
+
+    from benchmarks import train_real_run
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", _fake_simple_evaluate(calls))
+    monkeypatch.setattr(train_real_run, "task_manager", lambda metadata: None)
+    args = argparse.Namespace(dtype="bfloat16", limit=300, eval_batch_size=64, device="cpu", data_dir=None)
+    train_real_run.evaluate("m", None, ["culturellm_english_x", "wvs_usa"], tmp_path, args)
+    return tmp_path / "results" / "base"
+
+
+def test_train_real_run_records_the_limit_its_culturellm_tasks_ran_with(monkeypatch, tmp_path):
+    """The result file took the last evaluation's config (the WVS tasks', limit null), so the leaderboard's row
+    of CultureLLM tasks cut to --limit 300 read as a run without --limit."""
+    from culture_tasks.leaderboard import load_runs
+
+    calls = []
+    folder = _evaluate_base(monkeypatch, tmp_path, calls)
+    assert [(c["tasks"], c["limit"]) for c in calls] == [(["culturellm_english_x"], 300), (["wvs_usa"], None)]
+    data = json.loads((folder / "results_base.json").read_text())
+    assert data["config"]["limit"] == 300 and data["limits"] == {"culturellm_english_x": 300, "wvs_usa": None}
+    run = load_runs([folder / "results_base.json"])[0]
+    assert run.key["limit"] == 300 and run.partial_text().startswith("partial run (--limit 300;")
+
+
 def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):
     # one Arabic task of 10 documents (label 0: 8 in the task, label 1: 2), sampled 2 + 2; the model answers 0
     # everywhere. Weighted (4, 4, 1, 1): label 0 gold 8 TP 8 predicted 10 -> F1 16/18, label 1 -> 0: macro 4/9;
