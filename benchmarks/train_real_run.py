@@ -6,9 +6,10 @@
 Every step is skipped when its output exists, so an interrupted run continues; it continues only with
 the settings it was started with (stored in ``<out>/run_settings.json``, compared on every start; more
 cultures and seeds may be added; in half precision, the default, the evaluation batch size and device are
-settings too), and ``<out>`` is locked against a second run. Each result file is
-lm-eval's own (``results_<run>.json``, its ``config`` that of the tasks run under ``--limit``): ``culture-leaderboard runs/smollm2/results``
-shows them, ``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned.
+settings too), and ``<out>`` is locked against a second run. Each result file is lm-eval's own
+(``results_<run>.json``, its ``config`` that of the tasks run under ``--limit``), with lm-eval's per-sample logs
+beside it (``samples_<task>_<run>.jsonl``): ``culture-leaderboard runs/smollm2/results`` shows them,
+``python -m benchmarks.train_table runs/smollm2`` tabulates base vs fine-tuned, with paired intervals.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from trainers.lora import LoraTrainConfig, train
 log = logging.getLogger("benchmarks")
 
 
+# lm-eval's fields by task (or group) that the result file merges over the two evaluations
+MERGED = ("results", "higher_is_better", "n-samples", "versions", "n-shot", "configs", "group_subtasks")
+
+
 def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args) -> None:
+    """Score the base model or an adapter into ``results/<name>/results_<name>.json``, with lm-eval's per-sample
+    logs beside it (the tasks' interval companions are in the results; lm-eval's own stderr bootstrap is off)."""
     import lm_eval
 
     name = adapter.name if adapter else "base"
@@ -38,7 +45,7 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
         return
     model_args = f"pretrained={model},dtype={args.dtype}" + (f",peft={adapter}" if adapter else "")
     limits = {}
-    results = {"results": {}, "higher_is_better": {}, "n-samples": {}}
+    results = {key: {} for key in MERGED}
     # the classification suites under --limit, the 50-question survey tasks whole
     for group, limit in (([t for t in tasks if t.startswith("culturellm")], args.limit),
                          ([t for t in tasks if t.startswith("wvs_")], None)):
@@ -46,17 +53,33 @@ def evaluate(model: str, adapter: Path | None, tasks: list[str], out: Path, args
             continue
         r = lm_eval.simple_evaluate(
             model="hf", model_args=model_args, tasks=group, limit=limit, batch_size=args.eval_batch_size,
-            device=args.device, apply_chat_template=True, bootstrap_iters=0,
+            device=args.device, apply_chat_template=True, bootstrap_iters=0, log_samples=True,
             task_manager=task_manager({"data_dir": args.data_dir}),
         )
-        for key in ("results", "higher_is_better", "n-samples"):
+        write_samples(path, r.pop("samples"))
+        for key in MERGED:
             results[key].update(r.get(key) or {})
         if limit is not None or "config" not in results:  # the --limit group's: the run key says --limit N
             results["config"] = r["config"]
         results["chat_template"] = r.get("chat_template")
         limits[",".join(group)] = limit
     results["limits"] = limits
-    write_text_atomic(path, json.dumps(results, indent=1, default=str))
+    write_text_atomic(path, json.dumps(results, indent=1, default=str))  # last: marks the scoring finished
+
+
+def write_samples(path: Path, samples: dict[str, list]) -> None:
+    """lm-eval's per-sample logs, ``samples_<task>_<name>.jsonl`` beside ``results_<name>.json``, written by
+    lm-eval's own tracker as ``lm_eval --log_samples`` writes them: the paired base-vs-adapter intervals of
+    ``train_table`` and ``culture-leaderboard`` resample them. A killed run's log is replaced, not appended to."""
+    from lm_eval.loggers import EvaluationTracker
+
+    from culture_tasks.leaderboard import result_stamp
+
+    tracker = EvaluationTracker(output_path=str(path))
+    tracker.date_id = result_stamp(path)
+    for task, rows in samples.items():
+        path.with_name(f"samples_{task}_{tracker.date_id}.jsonl").unlink(missing_ok=True)
+        tracker.save_results_samples(task_name=task, samples=rows)
 
 
 SETTINGS = "run_settings.json"

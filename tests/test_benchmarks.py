@@ -268,6 +268,20 @@ def test_train_real_run_records_the_limit_its_culturellm_tasks_ran_with(monkeypa
     assert run.key["limit"] == 300 and run.partial_text().startswith("partial run (--limit 300;")
 
 
+def test_train_real_run_keeps_the_per_sample_logs(monkeypatch, tmp_path):
+    """No per-sample log was kept, so base and adapter could not be paired document by document. A log a
+    killed run left is replaced, not appended to."""
+    folder = tmp_path / "results" / "base"
+    folder.mkdir(parents=True)
+    (folder / "samples_culturellm_english_x_base.jsonl").write_text('{"doc_id": 7, "cut off')
+    calls = []
+    _evaluate_base(monkeypatch, tmp_path, calls)
+    assert [c["log_samples"] for c in calls] == [True, True]
+    for task in ("culturellm_english_x", "wvs_usa"):
+        rows = [json.loads(line) for line in (folder / f"samples_{task}_base.jsonl").read_text().splitlines()]
+        assert [(r["doc_id"], r["doc_hash"], r["f1_macro"]) for r in rows] == [(0, "h0", [1, 1, 2, 4])]
+
+
 def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):
     # one Arabic task of 10 documents (label 0: 8 in the task, label 1: 2), sampled 2 + 2; the model answers 0
     # everywhere. Weighted (4, 4, 1, 1): label 0 gold 8 TP 8 predicted 10 -> F1 16/18, label 1 -> 0: macro 4/9;
