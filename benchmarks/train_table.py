@@ -10,18 +10,25 @@ standard deviation over seeds, then the 95 % t-interval of that mean (seeds - 1 
 covers the spread between training seeds, not the sampling of documents, which `culture-leaderboard` and
 `culture-train kfold` give), cut to the metric's range 0-100; a single run, or seeds that all gave one value, shows
 it with the interval its result file records for a one-country culture's WVS cells (none for files written before
-the tasks reported intervals); seeds of one row that scored other tasks are refused. Runs whose
-CultureLLM tasks were scored on part of their documents (lm-eval --limit) are named under the table
-with their document counts.
+the tasks reported intervals); seeds of one row that scored other tasks are refused. A single run's
+macro-F1 has the interval ``culture-leaderboard`` gives it (a one-task culture's recorded
+``f1_macro_ci_low`` / ``_high``, else the bootstrap over the per-sample logs ``train_real_run`` keeps), and
+each adapter's macro-F1 minus the base's has the leaderboard's paired interval and p-value over the
+documents both scored (``leaderboard.compare_cell``: ``stats.paired_bootstrap``, documents paired by
+lm-eval's doc_hash); a cell without one says why (runs made before the logs were kept: no per-sample
+logs). Runs whose CultureLLM tasks were scored on part of their documents (lm-eval --limit) are named
+under the table with their document counts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
+from culture_tasks import leaderboard as board
 from culture_tasks.paths import task_groups
 from culture_tasks.stats import culture_means, culture_tasks, t_interval
 from trainers.cultures import CULTURE_COUNTRIES, ONE
@@ -103,20 +110,84 @@ def recorded_ci(results: dict, culture: str, persona: bool, key: str) -> tuple[f
     return (low, high) if low is not None and high is not None else None
 
 
-def _cell(values: list[float | None], scale: float = 100.0, recorded: list | None = None) -> str:
+def _cell(values: list[float | None], scale: float = 100.0, recorded: list | None = None, why: str = "") -> str:
     """One value (one run, or seeds that all gave it) with the interval its runs recorded, if they recorded one
-    and the same; else mean ± sd over the seeds [95 % t-interval over them]. Seeds alike have no spread to
-    give a t-interval: a [v, v] would read as certainty."""
+    and the same, else ``why`` there is none; else mean ± sd over the seeds [95 % t-interval over them]. Seeds
+    alike have no spread to give a t-interval: a [v, v] would read as certainty."""
     values = [v * scale for v in values if v is not None]
     if not values:
         return "–"
     if len(values) == 1 or max(values) - min(values) <= 1e-9 * scale:
         cis = {tuple(ci) if ci else None for ci in recorded or [None]}
         ci = cis.pop() if len(cis) == 1 else None
-        alike = f" ({len(values)} seeds alike)" if len(values) > 1 else ""
-        return f"{values[0]:.1f}" + (f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]" if ci else "") + alike
+        notes = [f"{len(values)} seeds alike"] if len(values) > 1 else []
+        notes += [why] if why and not ci else []
+        interval = f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]" if ci else ""
+        return f"{values[0]:.1f}{interval}" + (f" ({'; '.join(notes)})" if notes else "")
     centre, low, high = t_interval(values, bounds=(0.0, scale))
     return f"{centre:.1f} ± {statistics.stdev(values):.1f} [{low:.1f}, {high:.1f}]"
+
+
+NO_LOGS = "no per-sample logs"  # a run made before train_real_run kept them
+
+
+def board_runs(folder: Path) -> dict[str, board.Run]:
+    """Each run's result file as culture-leaderboard reads it (one row each), with the per-sample logs beside it."""
+    runs = {}
+    for path in sorted((folder / "results").glob("*/results_*.json")):
+        try:
+            runs[path.parent.name] = board.load_runs([path])[0]
+        except board.NotAResultFile as err:
+            raise SystemExit(f"train_table: {err}") from None
+    return runs
+
+
+def f1_column(culture: str) -> board.Column:
+    """The leaderboard's column of a culture's CultureLLM macro-F1: the mean over its tasks."""
+    return board.Column(culture, culture, "f1_macro", lambda run: run.cultures("culturellm").get(culture, []))
+
+
+def f1_interval(run: board.Run, culture: str) -> tuple[tuple[float, float] | None, str]:
+    """A run's macro-F1 interval as the leaderboard's cell gives it, or None and why there is none."""
+    cell = board.make_cell(run, f1_column(culture))
+    if cell is not None and cell.low is not None and cell.high is not None:
+        return (cell.low, cell.high), ""
+    note = cell.interval_note if cell is not None else ""
+    return None, f"no interval: {NO_LOGS}" if note == board.NO_SAMPLES else (note or "no interval")
+
+
+def f1_difference(base: board.Run, run: board.Run, culture: str) -> str:
+    """Adapter − base macro-F1 in points, with the leaderboard's 95 % paired interval and p over the documents
+    both scored, or why there is none."""
+    column = f1_column(culture)
+    if any(t not in r.samples for r in (base, run) for t in board.covered_tasks(r, column)):
+        return f"no paired interval: {NO_LOGS}"
+    found, note = board.compare_cell(base, run, column)
+    if found is None:
+        return f"no paired interval: {note.removeprefix('no paired test: ')}"
+    low, high = found["low"], found["high"]
+    interval = f" [{100 * low:+.1f}, {100 * high:+.1f}]" if math.isfinite(low) and math.isfinite(high) else f" ({note})"
+    return f"{100 * found['diff']:+.1f}{interval}, p {found['p_value']:.3f}"
+
+
+def difference_cell(base: board.Run, runs: dict[str, board.Run], culture: str) -> str:
+    """``f1_difference`` of each seed's run (once where every seed has the same reason for none)."""
+    texts = {name: f1_difference(base, run, culture) for name, run in runs.items()}
+    if len(texts) == 1 or (len(set(texts.values())) == 1 and next(iter(texts.values())).startswith("no paired")):
+        return next(iter(texts.values()))
+    return "; ".join(f"s{name.rpartition('-s')[2]}: {text}" for name, text in texts.items())
+
+
+def _f1_cells(board_of: dict[str, board.Run], names: list[str], culture: str, f1s: list) -> tuple[str, str]:
+    """A row's macro-F1 cell (a single run's with its interval, or why none) and its difference from the base;
+    a per-sample log that is not the result file's own stops the table, naming it."""
+    try:
+        found = [f1_interval(board_of[n], culture) for n in names]
+        diff = "–" if names == ["base"] else difference_cell(board_of["base"], {n: board_of[n] for n in names}, culture)
+    except board.NotAResultFile as err:
+        raise SystemExit(f"train_table: {err}") from None
+    cell = _cell(f1s, recorded=[ci for ci, _ in found], why=next((why for ci, why in found if ci is None), ""))
+    return cell, diff
 
 
 def table(folder: Path) -> str:
@@ -130,10 +201,14 @@ def table(folder: Path) -> str:
         if name != "base":
             culture, _, seed = name.rpartition("-s")
             seeds.setdefault(culture, []).append(name)
+    board_of = board_runs(folder)
     lines = ["Fine-tuned cells: mean ± sd over seeds [95 % t-interval over seeds, cut to 0-100]; a single run's value "
-             "(or that of seeds alike) with the interval its file records, where it records one.", "",
-             "| culture | model | seeds | CultureLLM macro-F1 | WVS 1−JSD | WVS majority |",
-             "|---|---|---|---|---|---|"]
+             "(or that of seeds alike) with the interval its file records, where it records one (macro-F1: or its "
+             "per-sample logs give). macro-F1 − base: each seed's adapter minus the base model on the same documents, "
+             "in points, [95 % paired bootstrap interval], randomisation p (culture-leaderboard's paired test).", "",
+             "| culture | model | seeds | CultureLLM macro-F1 | macro-F1 − base [95 % paired CI], p | WVS 1−JSD | "
+             "WVS majority |",
+             "|---|---|---|---|---|---|---|"]
     for culture in CULTURE_COUNTRIES:
         rows = [("base", ["base"], False), ("base, persona prompt", ["base"], True)]
         if culture in seeds:
@@ -146,9 +221,10 @@ def table(folder: Path) -> str:
             runs = [results[n] for n in names]
             check_same_tasks(culture, label, names, runs, persona)
             scores = [culture_scores(r, culture, persona) for r in runs]
-            f1 = "–" if label == "base, persona prompt" else _cell([s[0] for s in scores])
+            f1, diff = ("–", "–") if label == "base, persona prompt" else \
+                _f1_cells(board_of, names, culture, [s[0] for s in scores])
             jsd, majority = ([recorded_ci(r, culture, persona, key) for r in runs] for key in ("wvs_jsd", "wvs_majority"))
-            lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | "
+            lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | {diff} | "
                          f"{_cell([s[1] for s in scores], recorded=jsd)} | "
                          f"{_cell([s[2] for s in scores], recorded=majority)} |")
     note = partial_note(samples)

@@ -127,6 +127,30 @@ def test_interrupted_run_resumes_to_the_uninterrupted_output(tmp_path):
     assert out.read_bytes() == (tmp_path / "full.jsonl").read_bytes()
 
 
+def test_a_wording_of_another_seed_question_is_not_kept_even_across_a_resume(tmp_path):
+    """A rewrite of Q27 that is Q28's own wording was kept under Q27 (each question's duplicates were checked
+    against its own wordings only), so a cross-validation holding Q28 out trained on Q28's prompt; so was a
+    rewrite of Q28 that Q27 had already kept. Both are dropped and counted, also when the run resumes after
+    Q27's chunk (the committed rows are read back)."""
+    write_data_root(tmp_path / "root")
+    replies = {("para", SEED27): ["When a mother works for pay, the children suffer.",
+                                  "Making my parents proud is a key goal"],
+               ("para", "When a mother works for pay, the children suffer"): [
+                   "Making my parents proud is a key goal!", "Children suffer when mothers work for pay"]}
+    settings = dict(threshold=-1.0, synonyms=False, paraphrases=2)
+    state = run_augmentation(_config(tmp_path, output=str(tmp_path / "full.jsonl"), **settings),
+                             StandIn(replies), BagOfWords())
+    assert [(r["q_id"], r["q_content"]) for r in _rows(tmp_path / "full.jsonl")] == [
+        ("27", "Making my parents proud is a key goal"), ("28", "Children suffer when mothers work for pay")]
+    assert state["counts"]["paraphrase: wording of another seed question"] == 1
+    assert state["counts"]["paraphrase: kept for another seed question"] == 1
+    with pytest.raises(KeyboardInterrupt):  # call 2: Q28's chunk
+        run_augmentation(_config(tmp_path, **settings), StandIn(replies, fail_on_call=2), BagOfWords())
+    resumed = run_augmentation(_config(tmp_path, resume=True, **settings), StandIn(replies), BagOfWords())
+    assert (tmp_path / "aug.jsonl").read_bytes() == (tmp_path / "full.jsonl").read_bytes()
+    assert resumed["counts"] == state["counts"]
+
+
 def _tiny_sentence_model(tiny_model, path):
     from sentence_transformers import SentenceTransformer, models
 

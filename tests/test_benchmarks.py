@@ -195,6 +195,93 @@ def test_train_real_run_continues_only_with_the_settings_it_was_started_with(mon
     assert not (out / LOCK_NAME).exists()
 
 
+def test_a_restarted_half_precision_run_scores_with_the_stored_batch_size_and_device(monkeypatch, tmp_path, caplog):
+    """bfloat16 scores move with the batch size and the device: a restart at --eval-batch-size 32 or on
+    --device cpu scored the remaining adapters otherwise than the stored base. In float32 they may differ."""
+    from benchmarks import train_real_run
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("{}\n")
+    monkeypatch.setattr(train_real_run, "run", lambda args, out: None)
+    base = ["--model", "m", "--questions", str(questions), "--stage", "eval"]
+    half = [*base, "--out", str(tmp_path / "half")]
+    train_real_run.main(half)  # bfloat16, batch 64, cuda by default
+    saved = json.loads((tmp_path / "half" / "run_settings.json").read_text())
+    assert (saved["dtype"], saved["eval_batch_size"], saved["eval_device"]) == ("bfloat16", 64, "cuda")
+    assert saved["eval_kernels"]["torch"] == torch.__version__
+    with pytest.raises(SystemExit, match=r"other settings \(eval_batch_size: saved 64, given 32\)"):
+        train_real_run.main([*half, "--eval-batch-size", "32"])
+    with pytest.raises(SystemExit, match=r"other settings \(eval_device: saved 'cuda', given 'cpu'\)"):
+        train_real_run.main([*half, "--device", "cpu"])
+    full = [*base, "--out", str(tmp_path / "full"), "--dtype", "float32"]
+    train_real_run.main(full)
+    assert "eval_batch_size" not in json.loads((tmp_path / "full" / "run_settings.json").read_text())
+    train_real_run.main([*full, "--eval-batch-size", "32", "--device", "cpu"])
+    # a run stored before these were settings continues, unchecked on them, with a warning
+    stored = tmp_path / "half" / "run_settings.json"
+    stored.write_text(json.dumps({k: v for k, v in saved.items() if not k.startswith("eval_")}))
+    train_real_run.main([*half, "--eval-batch-size", "32"])
+    assert "stored without eval_batch_size, eval_device, eval_kernels" in caplog.text
+
+
+def _fake_simple_evaluate(calls):
+    """lm_eval.simple_evaluate as train_real_run calls it: one document per task, logged."""
+    def evaluate(**kw):
+        calls.append(kw)
+        sample = {"doc_id": 0, "doc": {"text": "a text"}, "target": 1, "arguments": [("context", " A")],
+                  "resps": [[(-0.5, False)]], "filtered_resps": [(-0.5, False)], "filter": "none",
+                  "doc_hash": "h0", "f1_macro": [1, 1, 2, 4]}
+        return {"results": {t: {"alias": t, "f1_macro,none": 1.0} for t in kw["tasks"]},
+                "n-samples": {t: {"original": 400, "effective": 1} for t in kw["tasks"]},
+                "config": {"model": "hf", "model_args": kw["model_args"], "limit": kw["limit"],
+                           "batch_size": kw["batch_size"], "device": kw["device"]},
+                "samples": {t: [dict(sample)] for t in kw["tasks"]}}
+    return evaluate
+
+
+def _evaluate_base(monkeypatch, tmp_path, calls):
+    """train_real_run.evaluate of the base model on a CultureLLM task (--limit 300) and a WVS task."""
+    import argparse
+
+    import lm_eval
+
+    from benchmarks import train_real_run
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", _fake_simple_evaluate(calls))
+    monkeypatch.setattr(train_real_run, "task_manager", lambda metadata: None)
+    args = argparse.Namespace(dtype="bfloat16", limit=300, eval_batch_size=64, device="cpu", data_dir=None)
+    train_real_run.evaluate("m", None, ["culturellm_english_x", "wvs_usa"], tmp_path, args)
+    return tmp_path / "results" / "base"
+
+
+def test_train_real_run_records_the_limit_its_culturellm_tasks_ran_with(monkeypatch, tmp_path):
+    """The result file took the last evaluation's config (the WVS tasks', limit null), so the leaderboard's row
+    of CultureLLM tasks cut to --limit 300 read as a run without --limit."""
+    from culture_tasks.leaderboard import load_runs
+
+    calls = []
+    folder = _evaluate_base(monkeypatch, tmp_path, calls)
+    assert [(c["tasks"], c["limit"]) for c in calls] == [(["culturellm_english_x"], 300), (["wvs_usa"], None)]
+    data = json.loads((folder / "results_base.json").read_text())
+    assert data["config"]["limit"] == 300 and data["limits"] == {"culturellm_english_x": 300, "wvs_usa": None}
+    run = load_runs([folder / "results_base.json"])[0]
+    assert run.key["limit"] == 300 and run.partial_text().startswith("partial run (--limit 300;")
+
+
+def test_train_real_run_keeps_the_per_sample_logs(monkeypatch, tmp_path):
+    """No per-sample log was kept, so base and adapter could not be paired document by document. A log a
+    killed run left is replaced, not appended to."""
+    folder = tmp_path / "results" / "base"
+    folder.mkdir(parents=True)
+    (folder / "samples_culturellm_english_x_base.jsonl").write_text('{"doc_id": 7, "cut off')
+    calls = []
+    _evaluate_base(monkeypatch, tmp_path, calls)
+    assert [c["log_samples"] for c in calls] == [True, True]
+    for task in ("culturellm_english_x", "wvs_usa"):
+        rows = [json.loads(line) for line in (folder / f"samples_{task}_base.jsonl").read_text().splitlines()]
+        assert [(r["doc_id"], r["doc_hash"], r["f1_macro"]) for r in rows] == [(0, "h0", [1, 1, 2, 4])]
+
+
 def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_path, capsys):
     # one Arabic task of 10 documents (label 0: 8 in the task, label 1: 2), sampled 2 + 2; the model answers 0
     # everywhere. Weighted (4, 4, 1, 1): label 0 gold 8 TP 8 predicted 10 -> F1 16/18, label 1 -> 0: macro 4/9;

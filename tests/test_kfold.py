@@ -741,6 +741,40 @@ def test_a_fold_left_without_training_rows_is_refused_before_any_work(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("tag", [False, True])
+def test_a_row_asking_another_seed_question_s_wording_is_refused_before_any_work(tmp_path, tiny_model, root,
+                                                                                   monkeypatch, tag):
+    """A row of Q27 worded as seed question Q28 (a synonym rewrite that became Q28's text) stayed in the training
+    of the fold that holds Q28 out (the folds split by q_id): its adapter was scored on a prompt it was trained on.
+    So did a wording given under Q27 and Q28. Both are refused, naming the line, with or without the persona line."""
+    import trainers.kfold
+    from culture_tasks.survey.tasks import survey_prompt
+
+    rows = build_examples("english", data_dir=str(root), tag_country=tag).rows  # line 1: Q27, line 2: Q28
+    persona = "the United States" if tag else None
+
+    def worded(row, text):
+        prompt = survey_prompt(text, ["Strongly agree", "agree", "Disagree", "Strongly disagree"], persona)
+        return {**row, "step": "synonym", "messages": [{"role": "user", "content": prompt}, row["messages"][1]]}
+
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored before the wordings were checked"))
+    data, out = tmp_path / "rows.jsonl", tmp_path / "run"
+    leak = worded(rows[0], "When a mother works for pay, the children suffer.")
+    assert leak in fold_rows([*rows, leak], ["28"])  # what the folds alone let through
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*rows, leak]), encoding="utf-8")
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, data, out, root))
+    assert str(err.value) == (f"{data}:3: a row of Q27 asks seed question Q28's wording, so the fold holding Q28 out "
+                              "would train on its prompt; build the rows again with `culture-train data` (it drops "
+                              "such wordings, counted), or remove the row")
+    shared = [worded(rows[0], "Pleasing my parents is a goal"), worded(rows[1], "pleasing my parents is a goal!")]
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*rows, *shared]), encoding="utf-8")
+    with pytest.raises(TrainingError, match=rf"^{data}:4: a row of Q28 asks the wording of a row of Q27 \({data}:3\), "
+                                            "so the fold holding one of them out would train on it; build the rows"):
+        run_kfold(_config(tiny_model, data, out, root))
+    assert not out.exists()
+
+
 def test_summary_refuses_a_culturellm_one_run_beside_per_culture_runs(tmp_path):
     """A CultureLLM-One run scores every culture's countries with one model: beside per-culture runs, the
     "all" row would count those countries twice, under two models. Alone, it is summarised."""

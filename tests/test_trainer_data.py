@@ -267,6 +267,35 @@ def test_a_variant_repeating_its_seed_wording_is_counted(tmp_path):
     assert len(without.rows) == 2 and "variant skipped: same wording as its seed question" not in without.counts
 
 
+def test_a_wording_of_another_seed_question_is_dropped_and_counted(tmp_path):
+    """A synonym rewrite of Q27 that became Q28's text was kept under Q27: a cross-validation holding Q28 out
+    trained on Q28's exact prompt, labelled with Q27's answer. So was a wording given under two seeds. Of five
+    rows: one is Q28's wording under Q27, two are one wording under Q27 and Q28; two are kept."""
+    root = write_data_root(tmp_path)
+    aug = tmp_path / "aug.jsonl"
+    aug.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"q_id": "27", "q_content": "When a mother works for pay, the children suffer!", "step": "synonym"},
+        {"q_id": "27", "q_content": "Pleasing my parents is a goal", "step": "paraphrase"},
+        {"q_id": "28", "q_content": "pleasing my parents is a goal.", "step": "paraphrase"},
+        {"q_id": "27", "q_content": "Making my parents proud is my main aim", "step": "paraphrase"},
+        {"q_id": "28", "q_content": "Children suffer when their mother has a paid job", "step": "paraphrase"},
+    ]), encoding="utf-8")
+    variants, skipped = read_variants(aug, load_questions(str(root)))
+    assert [(v.q_id, v.text) for v in variants] == [("27", "Making my parents proud is my main aim"),
+                                                     ("28", "Children suffer when their mother has a paid job")]
+    assert skipped == {"wording of another seed question": 1, "same wording under several seed questions": 2}
+    s = build_examples("english", questions_file=str(aug), data_dir=str(root))
+    assert len(s.rows) == 4  # the seeds Q27, Q28 and the two kept rewrites
+    assert s.counts["variant skipped: wording of another seed question"] == 1
+    assert s.counts["variant skipped: same wording under several seed questions"] == 2
+    prompts = {r["q_id"]: [] for r in s.rows}
+    for r in s.rows:
+        prompts[r["q_id"]].append(r["messages"][0]["content"].split("\n")[0])
+    assert prompts == {"27": ["Making my parents proud is a main goal", "Making my parents proud is my main aim"],
+                       "28": ["When a mother works for pay, the children suffer",
+                              "Children suffer when their mother has a paid job"]}
+
+
 def test_every_step_refuses_to_overwrite_its_own_config_file(tmp_path, tiny_model, capsys):
     """The --config file is an input of the run: an --output that is it (or, for a folder, holds
     it) is refused even with --overwrite, and the file is left as it was."""

@@ -6,7 +6,9 @@ are dropped. Step 2: the generator substitutes synonyms for content words of the
 each kept rewrite, replying with the new sentence, or with ``word -> synonym`` lines that are
 applied one at a time (larger instruction models often answer so); the results are filtered
 the same way. Of everything kept, the ``keep`` most similar wordings per
-seed are written, deduplicated, with their provenance.
+seed are written, deduplicated, with their provenance; a wording that is another seed question's,
+or that an earlier seed question kept, is dropped and counted (it would train one question's prompt
+under another's answer).
 
 Each reply is sampled under its own seed, derived from ``seed`` and its prompt (see
 ``trainers.generators``), so the output does not depend on the batch size. Seed questions are
@@ -32,13 +34,14 @@ from tqdm.auto import tqdm
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
+from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
                                    set_aside)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.generators import SAMPLING
-from trainers.questions import normalise, read_variants
+from trainers.questions import OTHER_SEED_WORDING, normalise, read_variants
 from trainers.similarity import cosine_to_question, default_embedding_model
 
 log = logging.getLogger("trainers")
@@ -209,10 +212,18 @@ def _substitutions(sentence: str, reply: str, question: str, counts: Counter) ->
 
 
 class Augmenter:
-    """Both augmentation steps for a chunk of seed questions, each followed by the similarity filter."""
+    """Both augmentation steps for a chunk of seed questions, each followed by the similarity filter.
 
-    def __init__(self, generator, embedder, cfg: AugmentConfig):
+    ``seeds``: every seed question of the bank; ``kept``: the wordings already written (normalised, with
+    their q_id), as a resumed run reads them back. A wording is kept for one seed question only: one that is
+    another seed's wording (a synonym rewrite of Q29 that became Q31's text) or already kept for another seed
+    would put that question's prompt into the training rows of this one."""
+
+    def __init__(self, generator, embedder, cfg: AugmentConfig, seeds: list[Question] = (),
+                 kept: dict[str, str] | None = None):
         self.generator, self.embedder, self.cfg = generator, embedder, cfg
+        self.seed_of = {normalise(q.text): q.q_id for q in seeds}
+        self.kept_of = dict(kept or {})
 
     def _filter(self, question: str, candidates: list[tuple[str, str]], counts: Counter) -> list[tuple[str, str, float]]:
         """(text, step) -> (text, step, similarity) for those at or above the threshold."""
@@ -251,9 +262,24 @@ class Augmenter:
                         extra[i].append((text, "synonym"))
         return [self._filter(q.text, extra[i], counts) for i, q in enumerate(questions)]
 
+    def _own_wordings(self, question: Question, kept: list[tuple[str, str, float]],
+                      counts: Counter) -> list[tuple[str, str, float]]:
+        """``kept`` without the wordings of other seed questions and those kept for another one, counted."""
+        out = []
+        for text, step, sim in kept:
+            key = normalise(text)
+            if self.seed_of.get(key, question.q_id) != question.q_id:
+                counts[f"{step}: {OTHER_SEED_WORDING}"] += 1
+            elif self.kept_of.get(key, question.q_id) != question.q_id:
+                counts[f"{step}: kept for another seed question"] += 1
+            else:
+                out.append((text, step, sim))
+        return out
+
     def rows(self, question: Question, kept: list[tuple[str, str, float]], counts: Counter) -> list[dict]:
-        """The ``keep`` most similar wordings of one question, as output rows with their provenance."""
-        kept = sorted(kept, key=lambda k: -k[2])
+        """The ``keep`` most similar wordings of one question that are its own (``_own_wordings``), as output
+        rows with their provenance."""
+        kept = sorted(self._own_wordings(question, kept, counts), key=lambda k: -k[2])
         if len(kept) > self.cfg.keep:
             counts[f"beyond the {self.cfg.keep} most similar"] += len(kept) - self.cfg.keep
         if not kept:
@@ -264,6 +290,7 @@ class Augmenter:
             out.append({"q_id": question.q_id, "topic": question.topic, "q_content": text,
                         "ori_content": question.text, "step": step, "similarity": sim,
                         "generator": self.generator.name})
+            self.kept_of[normalise(text)] = question.q_id
             counts[f"kept: {step}"] += 1
         return out
 
@@ -466,6 +493,14 @@ def _commit_chunk(output: Path, state: dict, digest, rows: list[dict], chunk: li
     write_text_atomic(_state_path(output), json.dumps(state, indent=1))
 
 
+def _written_wordings(output: Path) -> dict[str, str]:
+    """The wordings the committed chunks kept (normalised) and their q_id: a resumed run keeps a later
+    question from repeating them, as the uninterrupted run would."""
+    if not output.read_bytes().strip():  # nothing committed yet
+        return {}
+    return {normalise(row["q_content"]): str(row["q_id"]) for _, row in read_jsonl_lines(output)}
+
+
 def _finish(output: Path, state: dict, counts: Counter, generator_name: str, questions: int) -> None:
     """Mark the run complete, or remove everything if nothing at all was kept."""
     kept = sum(v for k, v in counts.items() if k.startswith("kept:"))
@@ -491,7 +526,7 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
         generator, embedder = load_models()
     state, digest = _start_state(output, mode, wanted, resumed)
     counts = Counter(state["counts"])
-    augmenter = Augmenter(generator, embedder, cfg)
+    augmenter = Augmenter(generator, embedder, cfg, load_questions(cfg.data_dir), _written_wordings(output))
     size = cfg.questions_per_chunk
     chunks = [questions[i:i + size] for i in range(0, len(questions), size)]
     done = set(state["done"])

@@ -3,9 +3,10 @@
 Scoring an adapter on the 50 questions whose paraphrases it was trained on mixes memorisation
 with generalisation. Here the seed questions are split into ``k`` seeded folds by question id;
 every training row (a seed wording or a paraphrase) carries its seed's ``q_id`` (``culture-train
-data`` writes it), so a paraphrase always sits in its seed's fold. For each fold a LoRA adapter is
-trained (``trainers.lora.train``, the ``lora`` command's settings) on the rows of the other k-1
-folds, and the held-out fold's original questions are scored through the plain ``wvs_<country>``
+data`` writes it), so a paraphrase always sits in its seed's fold; a row worded as another seed
+question (``check_wordings``) is refused, as it would train a fold on its held-out prompt. For each
+fold a LoRA adapter is trained (``trainers.lora.train``, the ``lora`` command's settings) on the
+rows of the other k-1 folds, and the held-out fold's original questions are scored through the plain ``wvs_<country>``
 tasks restricted with the ``questions`` metadata key, so each held-out figure is an ``lm_eval``
 command anyone can rerun (written into ``kfold.json``). The base model is scored once on every
 question. Per question the held-out score of the adapter that never saw it is paired with the
@@ -139,6 +140,41 @@ def check_q_ids(data: list[str]) -> None:
                                 "file again with `culture-train data`")
 
 
+def row_wording(row: dict) -> str:
+    """The question a training row asks (normalised, as ``trainers.questions`` compares wordings): its prompt
+    without the persona line and the options."""
+    from culture_tasks.survey.tasks import PERSONA_TAIL, persona_of
+    from trainers.questions import normalise
+
+    prompt = [m["content"] for m in row["messages"] if m.get("role") == "user"][-1]
+    if persona_of(prompt) is not None:
+        prompt = prompt.partition(PERSONA_TAIL)[2]
+    return normalise(prompt.rpartition("\n\nOptions:\n")[0] or prompt)
+
+
+def check_wordings(data: list[str], questions) -> None:
+    """No row asks another seed question's wording, and no wording is asked under two seed questions: the
+    folds split the rows by q_id, so such a row would stay in the training of the fold that holds that
+    question out, and its adapter would be scored on a prompt it was trained on. Refused before any work
+    (dropping the rows would train on other rows than the files hold); `culture-train data` drops them."""
+    from trainers.questions import normalise
+
+    seed_of = {normalise(q.text): q.q_id for q in questions}
+    first: dict[str, tuple[str, str]] = {}  # wording -> (q_id, file:line) of its first row
+    fix = "build the rows again with `culture-train data` (it drops such wordings, counted), or remove the row"
+    for name in data:
+        for line_no, row in read_jsonl_lines(name):
+            wording, q_id, where = row_wording(row), str(row["q_id"]), f"{name}:{line_no}"
+            owner = seed_of.get(wording, q_id)
+            if owner != q_id:
+                raise TrainingError(f"{where}: a row of Q{q_id} asks seed question Q{owner}'s wording, so the fold "
+                                    f"holding Q{owner} out would train on its prompt; {fix}")
+            seen_q, seen_at = first.setdefault(wording, (q_id, where))
+            if seen_q != q_id:
+                raise TrainingError(f"{where}: a row of Q{q_id} asks the wording of a row of Q{seen_q} ({seen_at}), "
+                                    f"so the fold holding one of them out would train on it; {fix}")
+
+
 def _persona(rows: list[dict], data: list[str]) -> bool:
     """Whether the rows ask with the persona line: the held-out questions are scored as trained."""
     asked = asked_with_persona(rows)
@@ -167,6 +203,13 @@ def answered_questions(countries, data_dir: str | None) -> dict[str, dict[str, n
 
     questions = load_questions(data_dir)
     return {c.slug: country_answers(c, questions, data_dir).distributions for c in countries}
+
+
+def _seed_bank(data_dir: str | None):
+    """The WVS seed questions of the data root."""
+    from culture_tasks.survey.wvs import load_questions
+
+    return load_questions(data_dir)
 
 
 def survey_digests(countries, data_dir: str | None) -> dict[str, str]:
@@ -199,10 +242,17 @@ def defining_settings(cfg: KFoldConfig) -> dict:
     """What a resumed run must share with the run it continues: the training's settings and the scoring's;
     the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
     scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
-    settings = run_settings(cfg)
-    if cfg.eval_dtype == "float32":
-        return {k: v for k, v in settings.items() if k not in NOT_DEFINING}
-    return {**settings, "eval_device": eval_device(cfg), "eval_kernels": provenance.kernels(eval_device(cfg))}
+    settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
+    return {**settings, **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
+
+
+def scoring_settings(dtype: str, batch_size: int, device: str) -> dict:
+    """The lm_eval batch size, device and kernels where they move the scores (half precision; float32 scores do
+    not depend on them: tested), for the settings a continued run compares, so that scores made before and
+    after a restart are alike; none in float32."""
+    if dtype == "float32":
+        return {}
+    return {"eval_batch_size": batch_size, "eval_device": device, "eval_kernels": provenance.kernels(device)}
 
 
 def eval_device(cfg: KFoldConfig) -> str:
@@ -863,6 +913,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     persona = _persona(rows, cfg.data)
     tasks = survey_tasks(culture, persona)
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
+    check_wordings(cfg.data, _seed_bank(cfg.data_dir))
     universe = set().union(*answered.values())
     stray = sorted({str(r["q_id"]) for r in rows} - universe, key=int)
     if stray:

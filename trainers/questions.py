@@ -25,6 +25,8 @@ log = logging.getLogger("trainers")
 QUESTION_KEYS = frozenset({"q_id", "q_content", "ori_content", "topic", "option", "step", "similarity", "generator"})
 STEPS = ("seed", "paraphrase", "synonym", "upstream")  # where a wording came from: Variant.step
 TEXT_FIELDS = ("q_content", "ori_content", "topic", "option", "generator")  # text, or absent / null
+OTHER_SEED_WORDING = "wording of another seed question"  # skipped rows, as counted and reported
+SHARED_WORDING = "same wording under several seed questions"
 
 
 def check_row_types(row: dict, where: str) -> None:
@@ -59,8 +61,31 @@ def seed_question_variants(questions: list[Question]) -> list[Variant]:
     return [Variant(q.q_id, q.text, "seed") for q in questions]
 
 
+def drop_shared_wordings(variants: list[Variant], questions: list[Question], skipped: Counter) -> list[Variant]:
+    """The variants whose wording belongs to their own seed question only. A wording that is another seed
+    question's (a synonym rewrite of Q29 that became Q31's text), or that the file gives under several seed
+    questions, would put a question's prompt into the training rows of another: a cross-validation holding
+    that question out would train on it, labelled with another question's answer. Every such row is dropped
+    (which question it really rewrites cannot be told) and counted in ``skipped``."""
+    seed_of = {normalise(q.text): q.q_id for q in questions}
+    owners: dict[str, set[str]] = {}
+    for v in variants:
+        owners.setdefault(normalise(v.text), set()).add(v.q_id)
+    kept = []
+    for v in variants:
+        text = normalise(v.text)
+        if seed_of.get(text, v.q_id) != v.q_id:
+            skipped[OTHER_SEED_WORDING] += 1
+        elif len(owners[text]) > 1:
+            skipped[SHARED_WORDING] += 1
+        else:
+            kept.append(v)
+    return kept
+
+
 def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant], Counter]:
-    """Variants of a JSONL file, deduplicated per seed; counts of what was skipped and why."""
+    """Variants of a JSONL file, deduplicated per seed, without wordings of other seeds
+    (``drop_shared_wordings``); counts of what was skipped and why."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"question file {path} does not exist")
@@ -105,6 +130,7 @@ def read_variants(path: Path, questions: list[Question]) -> tuple[list[Variant],
                                        or not -1.0 <= similarity <= 1.0):  # NaN too: json reads NaN as a float
             raise ValueError(f"{path}:{line_no}: similarity must be a cosine similarity in [-1, 1], got {similarity!r}")
         out.append(Variant(q_id, text, step, None if similarity is None else float(similarity), row.get("generator")))
+    out = drop_shared_wordings(out, questions, skipped)
     if skipped:
         log.warning("%s: skipped %s", path, ", ".join(f"{n} ({why})" for why, n in sorted(skipped.items())))
     if not out:
