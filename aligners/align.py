@@ -386,9 +386,8 @@ def _no_finite_loss(scorer: TaskScorer, cfg: AlignConfig, generation: int, objec
             f"NaN: {stats.nonfinite_model_fix(cfg.dtype)}")
     if not math.isfinite(combined(order_losses(scorer, lls, objective, order_parts(scorer, order)))):
         return AlignmentError(
-            f"generation {generation}: {scorer.task_name}'s loss is NaN for the plain model too, though its "
-            "log-likelihoods are finite: the task's metrics give no loss on these documents (see the warning above), "
-            "whatever the soft prompt")
+            f"generation {generation}: {scorer.task_name}'s loss (the objective of its metrics) is NaN for the plain "
+            "model too, though its log-likelihoods are finite: no soft prompt can change that (see any warning above)")
     return AlignmentError(
         f"generation {generation}: every candidate's loss is NaN or infinite while the plain model's log-likelihoods "
         f"on {scorer.task_name} are finite: the soft prompts overflow the model; use a smaller --bound (now "

@@ -918,9 +918,9 @@ def test_a_nan_loss_stops_the_search_and_leaves_the_output_new(tiny_model, data_
     monkeypatch.setattr(align, "make_objective", lambda *args, **kwargs: lambda indices: float("nan"))
     out = tmp_path / "out"
     assert _align(tiny_model, out) == 2
-    assert capsys.readouterr().err.endswith(
-        "\nculture-align: generation 1: every candidate's loss is NaN or infinite while the plain model's "
-        "log-likelihoods on vsm13_usa are finite: the soft prompts overflow the model; use a smaller --bound (now 1)\n")
+    assert capsys.readouterr().err.endswith(  # an objective that is NaN for the plain model too: not the prompts'
+        "\nculture-align: generation 1: vsm13_usa's loss (the objective of its metrics) is NaN for the plain model "
+        "too, though its log-likelihoods are finite: no soft prompt can change that (see any warning above)\n")
     assert not out.exists() or claim_output(out) == "new"
 
 
@@ -1412,9 +1412,9 @@ def test_a_loss_that_is_nan_for_the_plain_model_too_is_not_blamed_on_the_soft_pr
                              metrics=lambda lls, keys=None, items=None: {"vsm13_l1": math.nan})
     cfg = SimpleNamespace(batch_size=8, dtype="float32", bound=1.0)
     err = _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain"))
-    assert str(err) == ("generation 1: vsm13_usa's loss is NaN for the plain model too, though its log-likelihoods "
-                        "are finite: the task's metrics give no loss on these documents (see the warning above), "
-                        "whatever the soft prompt")
+    assert str(err) == ("generation 1: vsm13_usa's loss (the objective of its metrics) is NaN for the plain model "
+                        "too, though its log-likelihoods are finite: no soft prompt can change that (see any warning "
+                        "above)")
     scorer.metrics = lambda lls, keys=None, items=None: {"vsm13_l1": 300.0}  # the plain model has a loss: the prompts
     assert "the soft prompts overflow the model; use a smaller --bound (now 1)" in str(
         _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain")))
