@@ -478,7 +478,7 @@ def country_comparison(indices: dict, target, data_dir: str | None, metrics: dic
     task's vsm13_margin / vsm13_rank (``metrics``: the task's results for the same prompt), the reciprocal
     rank with the rank's (a monotone map of its percentiles), and the distance, no task metric, with the
     item-pair interval of ``means`` (the prompt's item means; the distance is blind to the constants)."""
-    from culture_tasks.survey.compare import compare_vsm13, compare_vsm13_ci
+    from culture_tasks.survey.compare import compare_vsm13, margin_and_rank, replicate_indices
 
     reference = hofstede_reference(data_dir)
     result = compare_vsm13({d: indices[d] for d in DIMENSIONS}, target, reference, data_dir=data_dir)
@@ -486,7 +486,8 @@ def country_comparison(indices: dict, target, data_dir: str | None, metrics: dic
     out["rank_ci"], out["margin_ci"] = interval(metrics, "vsm13_rank"), interval(metrics, "vsm13_margin")
     low, high = out["rank_ci"]
     out["reciprocal_rank_ci"] = [1.0 / high, 1.0 / low] if low > 0 and high > 0 else [math.nan, math.nan]
-    out["distance_ci"] = compare_vsm13_ci(means, target, reference, data_dir=data_dir)[0]["distance_ci"]
+    replicates = margin_and_rank(replicate_indices(means), target, reference, data_dir=data_dir)["distance"]
+    out["distance_ci"] = list(stats.percentile_interval(replicates))
     return out
 
 

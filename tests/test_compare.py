@@ -255,6 +255,9 @@ def test_an_undefined_profile_is_not_ranked_first():
     both = margin_and_rank({d: np.array([MODEL[d], broken[d]]) for d in DIMENSIONS}, "A", TINY)
     assert both["rank"][0] == 1 and math.isnan(both["rank"][1])
     assert margin_and_rank(MODEL, "A", TINY)["rank"] == 1
+    whole = compare_vsm13(MODEL, "A", TINY)  # the vectorised form: the same distance, margin and rank
+    assert margin_and_rank(MODEL, "A", TINY)["distance"] == pytest.approx(whole["distance"], abs=1e-12)
+    assert margin_and_rank(MODEL, "A", TINY)["margin"] == pytest.approx(whole["margin"], abs=1e-12)
     assert math.isnan(margin_and_rank(broken, "A", TINY)["rank"])
     sims = wvs_scores({"x": np.array([1.0, math.nan]), "y": np.array([0.0, 0.0])}, "x")
     assert math.isnan(sims["rank"]) and math.isnan(sims["top1"])

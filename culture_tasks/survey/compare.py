@@ -181,7 +181,7 @@ def compare_vsm13(profile: Mapping[str, float], target: str | Target, reference:
 
 def margin_and_rank(indices: Mapping[str, float | np.ndarray], target: str | Target, reference: Reference, *,
                     data_dir: str | None = None) -> dict[str, np.ndarray]:
-    """``compare_vsm13``'s margin and rank (norm 2) for many profiles at once: each index may be an
+    """``compare_vsm13``'s margin, rank and distance to the target (norm 2) for many profiles at once: each index may be an
     array (one value per bootstrap resample); the results have its shape. The VSM13 tasks report
     these as ``vsm13_margin`` / ``vsm13_rank``, and the ``contrastive`` objective is minus the margin."""
     code, ref = resolve(target, reference, data_dir)
@@ -197,7 +197,7 @@ def margin_and_rank(indices: Mapping[str, float | np.ndarray], target: str | Tar
     undefined = np.isnan(distances).any(axis=-1)
     if undefined.any():  # a NaN profile is not ranked first: its rank is NaN
         rank = np.where(undefined, math.nan, rank)[()]
-    return {"margin": others.mean(axis=-1) - own, "rank": rank}
+    return {"margin": others.mean(axis=-1) - own, "rank": rank, "distance": own}
 
 
 def _same_coverage(results: Sequence[Mapping]) -> None:
