@@ -110,6 +110,14 @@ def recorded_ci(results: dict, culture: str, persona: bool, key: str) -> tuple[f
     return (low, high) if low is not None and high is not None else None
 
 
+def wvs_no_interval(culture: str) -> str:
+    """Why a WVS cell of one run has no interval: a culture of several countries is their mean (their
+    intervals are not the mean's); one country's file records none (written before the tasks reported them)."""
+    if len(CULTURE_COUNTRIES[culture]) != 1:
+        return f"no interval: the mean of {len(CULTURE_COUNTRIES[culture])} countries"
+    return "no interval: the result file records none"
+
+
 def _cell(values: list[float | None], scale: float = 100.0, recorded: list | None = None, why: str = "") -> str:
     """One value (one run, or seeds that all gave it) with the interval its runs recorded, if they recorded one
     and the same, else ``why`` there is none; else mean ± sd over the seeds [95 % t-interval over them]. Seeds
@@ -224,9 +232,10 @@ def table(folder: Path) -> str:
             f1, diff = ("–", "–") if label == "base, persona prompt" else \
                 _f1_cells(board_of, names, culture, [s[0] for s in scores])
             jsd, majority = ([recorded_ci(r, culture, persona, key) for r in runs] for key in ("wvs_jsd", "wvs_majority"))
+            why = wvs_no_interval(culture)
             lines.append(f"| {culture} | {label} | {len(runs) if len(runs) > 1 else ''} | {f1} | {diff} | "
-                         f"{_cell([s[1] for s in scores], recorded=jsd)} | "
-                         f"{_cell([s[2] for s in scores], recorded=majority)} |")
+                         f"{_cell([s[1] for s in scores], recorded=jsd, why=why)} | "
+                         f"{_cell([s[2] for s in scores], recorded=majority, why=why)} |")
     note = partial_note(samples)
     return "\n".join(lines + (["", note] if note else []))
 

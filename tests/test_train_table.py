@@ -71,7 +71,11 @@ def test_a_single_run_shows_its_recorded_interval_and_seeds_alike_no_zero_width_
     assert "| english | base |  | 40.0 (no interval: no per-sample logs) | – | 64.4 [60.0, 68.0] | 18.0 [8.0, 30.0] |" in out
     # sd 2.0, t(2) 4.303 × 2 / √3 = 4.97: [57.0, 67.0]; macro-F1 and majority alike at every seed, no interval recorded
     assert ("| english | CultureLLM-english | 3 | 40.0 (3 seeds alike; no interval: no per-sample logs) | "
-            "no paired interval: no per-sample logs | 62.0 ± 2.0 [57.0, 67.0] | 58.0 (3 seeds alike) |") in out
+            "no paired interval: no per-sample logs | 62.0 ± 2.0 [57.0, 67.0] | "
+            "58.0 (3 seeds alike; no interval: the result file records none) |") in out
+    from benchmarks.train_table import wvs_no_interval
+
+    assert wvs_no_interval("arabic") == "no interval: the mean of 2 countries"  # Iraq and Jordan
 
 
 def test_a_table_of_whole_tasks_has_no_note(tmp_path):
