@@ -84,18 +84,10 @@ def _task_files() -> dict[str, Path]:
 
 @lru_cache(maxsize=None)
 def _task_config(path: Path) -> dict:
-    """A task YAML's plain keys over those of the file it includes, as lm-eval merges them (one level: the
-    task's own ``metadata`` replaces the template's); its ``!function`` tags read as None."""
-    import yaml
+    """A task YAML with the file it includes, merged by lm-eval's own loader; ``!function`` tags left unresolved."""
+    from lm_eval.tasks._yaml_loader import load_yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    config = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
-    config = config if isinstance(config, dict) else {}
-    include = config.get("include")
-    return {**_task_config((path.parent / include).resolve()), **config} if isinstance(include, str) else config
+    return load_yaml(path, resolve_func=False)
 
 
 def installed_version(task: str):
