@@ -41,7 +41,7 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, fil
                                    set_aside)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.generators import SAMPLING
-from trainers.questions import OTHER_SEED_WORDING, normalise, read_variants
+from trainers.questions import OTHER_SEED_WORDING, normalise, read_variants, seed_wordings
 from trainers.similarity import cosine_to_question, default_embedding_model
 
 log = logging.getLogger("trainers")
@@ -222,7 +222,7 @@ class Augmenter:
     def __init__(self, generator, embedder, cfg: AugmentConfig, seeds: list[Question] = (),
                  kept: dict[str, str] | None = None):
         self.generator, self.embedder, self.cfg = generator, embedder, cfg
-        self.seed_of = {normalise(q.text): q.q_id for q in seeds}
+        self.seed_of = seed_wordings(seeds)
         self.kept_of = dict(kept or {})
 
     def _filter(self, question: str, candidates: list[tuple[str, str]], counts: Counter) -> list[tuple[str, str, float]]:

@@ -41,10 +41,12 @@ from culture_tasks.outputs import (OutputLock, check_settings, claim_output, fil
                                    save_settings, set_aside)
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
+from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
                            asked_with_persona, check_adapter_fits, global_batch, read_examples, run_settings,
                            uses_chat)
+from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
@@ -144,7 +146,6 @@ def row_wording(row: dict) -> str:
     """The question a training row asks (normalised, as ``trainers.questions`` compares wordings): its prompt
     without the persona line and the options."""
     from culture_tasks.survey.tasks import PERSONA_TAIL, persona_of
-    from trainers.questions import normalise
 
     prompt = [m["content"] for m in row["messages"] if m.get("role") == "user"][-1]
     if persona_of(prompt) is not None:
@@ -157,9 +158,7 @@ def check_wordings(data: list[str], questions) -> None:
     folds split the rows by q_id, so such a row would stay in the training of the fold that holds that
     question out, and its adapter would be scored on a prompt it was trained on. Refused before any work
     (dropping the rows would train on other rows than the files hold); `culture-train data` drops them."""
-    from trainers.questions import normalise
-
-    seed_of = {normalise(q.text): q.q_id for q in questions}
+    seed_of = seed_wordings(questions)
     first: dict[str, tuple[str, str]] = {}  # wording -> (q_id, file:line) of its first row
     fix = "build the rows again with `culture-train data` (it drops such wordings, counted), or remove the row"
     for name in data:
@@ -203,13 +202,6 @@ def answered_questions(countries, data_dir: str | None) -> dict[str, dict[str, n
 
     questions = load_questions(data_dir)
     return {c.slug: country_answers(c, questions, data_dir).distributions for c in countries}
-
-
-def _seed_bank(data_dir: str | None):
-    """The WVS seed questions of the data root."""
-    from culture_tasks.survey.wvs import load_questions
-
-    return load_questions(data_dir)
 
 
 def survey_digests(countries, data_dir: str | None) -> dict[str, str]:
@@ -913,7 +905,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     persona = _persona(rows, cfg.data)
     tasks = survey_tasks(culture, persona)
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
-    check_wordings(cfg.data, _seed_bank(cfg.data_dir))
+    check_wordings(cfg.data, load_questions(cfg.data_dir))
     universe = set().union(*answered.values())
     stray = sorted({str(r["q_id"]) for r in rows} - universe, key=int)
     if stray:

@@ -61,13 +61,18 @@ def seed_question_variants(questions: list[Question]) -> list[Variant]:
     return [Variant(q.q_id, q.text, "seed") for q in questions]
 
 
+def seed_wordings(questions: list[Question]) -> dict[str, str]:
+    """Each seed question's wording (``normalise``d) -> its q_id: whose prompt a training row's wording is."""
+    return {normalise(q.text): q.q_id for q in questions}
+
+
 def drop_shared_wordings(variants: list[Variant], questions: list[Question], skipped: Counter) -> list[Variant]:
     """The variants whose wording belongs to their own seed question only. A wording that is another seed
     question's (a synonym rewrite of Q29 that became Q31's text), or that the file gives under several seed
     questions, would put a question's prompt into the training rows of another: a cross-validation holding
     that question out would train on it, labelled with another question's answer. Every such row is dropped
     (which question it really rewrites cannot be told) and counted in ``skipped``."""
-    seed_of = {normalise(q.text): q.q_id for q in questions}
+    seed_of = seed_wordings(questions)
     owners: dict[str, set[str]] = {}
     for v in variants:
         owners.setdefault(normalise(v.text), set()).add(v.q_id)
