@@ -638,6 +638,9 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
                             for k, m in scored.items()}
     report["change_vs_plain"] = change_vs_plain(report, item, task_constants(fitted), target,
                                                 hofstede_reference(cfg.data_dir))
+    # each prompt's VSM13 item means: what an interval over several runs (benchmarks/aligner_table.py's MRR over
+    # targets) resamples, paired item pair by item pair, as one run's intervals are
+    report["item_means"] = {k: {str(i): float(v) for i, v in sorted(m.items())} for k, m in item.items()}
     return report
 
 

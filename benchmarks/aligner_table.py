@@ -5,7 +5,8 @@ countries (1 = closest) and the margin, for the plain model, the persona prompt 
 Rows are split by optimiser and objective when the runs used more than one. Last, per objective and
 seed, the summary over the targets with six dimensions: mean reciprocal rank of the soft prompt (and
 of the plain model and the persona prompt), mean margin, and how many targets the soft prompt ranks
-closer than the plain model does; its mean over seeds is what the choice of objective rests on. How a cell
+closer than the plain model does, each MRR and the mean margin with its item-pair interval where the runs
+recorded their prompts' item means; its mean over seeds is what the choice of objective rests on. How a cell
 reads: ``CELLS``.
 Runs that differ in another setting than target, seed, optimiser and objective (another model or budget), in
 what alignment.json's ``inputs`` and ``dtype_loaded`` record they were computed from (the model's content, the
@@ -24,9 +25,16 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
+from culture_tasks import stats
+from culture_tasks.data_root import data_file
 from culture_tasks.fingerprints import scheme_of
+from culture_tasks.outputs import file_digest
 from culture_tasks.stats import t_interval
+from culture_tasks.survey.compare import Reference, hofstede_reference, margin_and_rank, replicate_indices
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER
+from culture_tasks.survey.vsm13 import HOFSTEDE_FILE, Target
 
 
 SAME = 1e-4  # baselines scored at different seeds, by scorers that agree to float rounding, differ by up to ~3e-5
@@ -41,7 +49,7 @@ def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
     """One value when every seed gave it (a baseline, or one seed), with the item-pair / question interval its run
     recorded, if any; else mean ± sd over the seeds and the 95 % t-interval over them (their spread only), cut to
     the metric's ``bounds`` (a rank lies in 1..countries)."""
-    if not values:
+    if not values or any(math.isnan(v) for v in values):  # none, or undefined (no persona prompt)
         return "–"
     if max(values) - min(values) <= SAME * max(1.0, abs(values[0])):
         cis = {tuple(ci) if ci else None for ci in recorded or [None]}
@@ -169,18 +177,21 @@ def main(paths: list[str]) -> None:
     print_seed_summary(runs)
 
 
-def seed_summary(runs: list[dict]) -> dict[tuple[str, int], dict[str, float]]:
+def seed_summary(runs: list[dict], reference: Reference | None = None) -> dict[tuple[str, int], dict[str, float]]:
     """(objective, seed) -> MRR of soft prompt / plain / persona, mean margin, targets improved, over six-dimension
-    targets, and the targets' names (seeds are pooled only over the same targets)."""
+    targets, and the targets' names (seeds are pooled only over the same targets); with ``reference`` (Hofstede's
+    file the runs were compared with), the MRRs' and the mean margin's item-pair intervals where every run of the
+    seed recorded its prompts' item means (``summary_intervals``)."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for s in runs:
         comparison = s["report"].get("comparison", {})
         opt = s["settings"]["optimizer"]
         if opt in comparison and len(comparison[opt]["dims"]) == 6:
-            groups[(s.get("objective", "l1"), s["settings"]["seed"])].append({**comparison, "_target": s["target"]["country"]})
+            groups[(s.get("objective", "l1"), s["settings"]["seed"])].append(s)
     out = {}
-    for key, comps in sorted(groups.items()):
-        opt = next(k for k in comps[0] if k not in ("plain", "persona", "_target"))
+    for key, group in sorted(groups.items()):
+        opt = group[0]["settings"]["optimizer"]
+        comps = [{**s["report"]["comparison"], "_target": s["target"]["country"]} for s in group]
         out[key] = {
             "targets": len(comps),
             "names": tuple(sorted(c["_target"] for c in comps)),
@@ -190,11 +201,60 @@ def seed_summary(runs: list[dict]) -> dict[tuple[str, int], dict[str, float]]:
             "margin": statistics.mean(c[opt]["margin"] for c in comps),
             "improved": sum(c[opt]["rank"] < c["plain"]["rank"] for c in comps),
         }
+        if reference is not None:
+            out[key].update(summary_intervals(group, reference))
     return out
 
 
+# the per-seed cells summary_intervals gives an interval, and the prompt each one resamples ("soft": the optimiser's)
+SUMMARY_CELLS = (("mrr", "soft", "reciprocal_rank"), ("mrr_plain", "plain", "reciprocal_rank"),
+                 ("mrr_persona", "persona", "reciprocal_rank"), ("margin", "soft", "margin"))
+
+
+def summary_intervals(group: list[dict], reference: Reference) -> dict[str, list[float]]:
+    """The 95 % item-pair intervals of a seed's MRRs and mean margin: each run's recorded item means resampled
+    as its own intervals are (``replicate_indices``; one seed, so resample i draws the same item pairs in every
+    run), the target's rank and margin found in each resample and averaged over the targets. None of them
+    where a run of the seed recorded no item means (made before they were recorded)."""
+    out = {}
+    for cell, kind, metric in SUMMARY_CELLS:
+        per_run = [_resampled(s, kind, reference) for s in group]
+        if any(found is None for found in per_run):
+            continue
+        values = np.mean([1.0 / f["rank"] if metric == "reciprocal_rank" else f["margin"] for f in per_run], axis=0)
+        out[f"{cell}_ci"] = list(stats.percentile_interval(values))
+    return out
+
+
+def _resampled(run: dict, kind: str, reference: Reference) -> dict | None:
+    """The target's rank and margin in each item-pair resample of one prompt's item means (``kind``: plain,
+    persona or soft); None where the run recorded none."""
+    prompt = run["settings"]["optimizer"] if kind == "soft" else kind
+    means = run["report"].get("item_means", {}).get(prompt)
+    if means is None:
+        return None
+    code = run["report"]["comparison"][prompt]["target"]
+    target = Target(run["target"]["country"], code, run["target"]["scores"])  # a supplied profile, as the run used
+    return margin_and_rank(replicate_indices({int(i): v for i, v in means.items()}), target, reference)
+
+
+def recorded_reference(runs: list[dict]) -> Reference | None:
+    """Hofstede's file the runs compared their targets with (their recorded data root, else the default one),
+    checked against the digest they recorded; None when no run recorded item means (nothing to resample)."""
+    if not any("item_means" in s["report"] for s in runs):
+        return None
+    data_dir = runs[0]["settings"].get("data_dir")
+    data_dir = data_dir if data_dir and Path(data_dir).is_dir() else None
+    path = data_file(HOFSTEDE_FILE, data_dir)
+    recorded = (runs[0].get("inputs") or {}).get("hofstede_reference")
+    if recorded and scheme_of(recorded) == "sha256" and file_digest(path) != recorded:
+        raise SystemExit(f"aligner_table: {path} is not the Hofstede file the runs were compared with ({recorded}); "
+                         "set CULTURE_DATA_DIR to the data root they used")
+    return hofstede_reference(data_dir)
+
+
 def print_seed_summary(runs: list[dict]) -> None:
-    summary = seed_summary(runs)
+    summary = seed_summary(runs, recorded_reference(runs))
     if not summary:
         return
     print()
@@ -202,16 +262,25 @@ def print_seed_summary(runs: list[dict]) -> None:
           "targets ranked closer than plain |")
     print("|---|---|---|---|---|---|---|---|")
     for (objective, seed), r in summary.items():
-        print(f"| {objective} | {seed} | {r['targets']} | {r['mrr']:.3f} | {r['mrr_plain']:.3f} | {r['mrr_persona']:.3f} | "
-              f"{r['margin']:.3f} | {r['improved']} of {r['targets']} |")
+        cell = lambda key: _fmt([r[key]], 3, [r.get(f"{key}_ci")])  # noqa: E731
+        print(f"| {objective} | {seed} | {r['targets']} | {cell('mrr')} | {cell('mrr_plain')} | {cell('mrr_persona')} | "
+              f"{cell('margin')} | {r['improved']} of {r['targets']} |")
+    if any(f"{key}_ci" not in r for r in summary.values() for key, _, _ in SUMMARY_CELLS):
+        print()
+        print(NO_SEED_INTERVAL)
     for objective in sorted({o for o, _ in summary}):
         rows = [r for (o, _), r in summary.items() if o == objective]
         if len({r["names"] for r in rows}) > 1:  # a mean over seeds of different targets mixes targets with seeds
             print(f"| {objective} | all ({len(rows)}) | | not pooled: the seeds cover different targets | | | | |")
             continue
+        baseline = lambda key: _fmt([r[key] for r in rows], 3, [r.get(f"{key}_ci") for r in rows])  # noqa: E731
         print(f"| {objective} | all ({len(rows)}) | | {_fmt([r['mrr'] for r in rows], 3, bounds=(0, 1))} | "
-              f"{rows[0]['mrr_plain']:.3f} | {rows[0]['mrr_persona']:.3f} | {_fmt([r['margin'] for r in rows], 3)} | "
+              f"{baseline('mrr_plain')} | {baseline('mrr_persona')} | {_fmt([r['margin'] for r in rows], 3)} | "
               f"{_fmt([float(r['improved']) for r in rows], 1, bounds=(0, rows[0]['targets']))} |")
+
+
+NO_SEED_INTERVAL = ("A seed's MRR or mean margin without an interval: one of its runs recorded no item means (runs "
+                    "made before alignment.json kept them), so the item pairs cannot be resampled across its targets.")
 
 
 if __name__ == "__main__":

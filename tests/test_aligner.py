@@ -856,6 +856,10 @@ def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, tiny_mo
     assert change["vsm13_l1"] == pytest.approx(report["vsm13_l1"]["de"] - report["vsm13_l1"]["plain"], abs=1e-12)
     assert change["vsm13_l1_ci"][0] <= change["vsm13_l1_ci"][1] and change["margin_ci"][0] <= change["margin_ci"][1]
     assert set(report["change_vs_plain"]) == {"de", "persona"}
+    from culture_tasks.survey.vsm13 import vsm13_indices  # what a table over runs resamples: the same item means
+    for name in ("plain", "persona", "de"):
+        indices = vsm13_indices({int(i): m for i, m in report["item_means"][name].items()})
+        assert all(indices[d] == pytest.approx(report["indices"][name][d], abs=1e-9) for d in indices)
     assert report["intervals"]["change_vs_plain"].startswith("item-pair bootstrap, 1000 resamples paired by seed")
     assert report["intervals"]["change_vs_plain"].endswith("a lower bound on the uncertainty (docs/interval_calibration.md)")
 

@@ -186,3 +186,69 @@ def test_runs_computed_from_other_model_content_dtype_or_data_are_not_pooled(tmp
     with pytest.raises(SystemExit, match=r"\(fingerprints of two schemes: whether the model is the same cannot be "
                                          r"told; rerun the older one\)"):
         main([first, older])
+
+
+PATTERN = (1, -1, 1, -1, 1, -1)
+
+
+def _reference():
+    """Four countries of one shape at 0, 10, 20 and 30 times it: a flat profile (every index alike) is at distance 0
+    from AAA and further from each next one, whichever country is left out of the spread."""
+    from culture_tasks.survey.compare import Reference
+
+    profiles = {code: {d: k * p for d, p in zip(DIMS, PATTERN)} for code, k in zip(("AAA", "BBB", "CCC", "DDD"),
+                                                                                    (0, 10, 20, 30))}
+    return Reference(profiles, {c: c for c in profiles})
+
+
+def _run_with_means(seed, code, means, rank):
+    """A run of target ``code`` whose three prompts recorded the same item means and rank."""
+    run = _run("l1", seed, (rank, rank, rank), 0.0, country=code)
+    run["target"]["scores"] = _reference().profiles[code]
+    for comp in run["report"]["comparison"].values():
+        comp["target"] = code
+    run["report"]["item_means"] = {k: {str(i): m for i, m in means.items()} for k in ("plain", "persona", "de")}
+    return run
+
+
+def test_a_seeds_mrr_interval_resamples_the_recorded_item_means_of_all_its_targets():
+    """Every item mean 3.0: every index is 0 in every resample, the flat profile, rank 1 for AAA and 3 for CCC
+    (AAA and BBB no further): MRR (1 + 1/3) / 2 = 0.667 in each resample, an interval of width 0."""
+    from benchmarks.aligner_table import seed_summary
+
+    flat = {i: 3.0 for i in range(1, 25)}
+    out = seed_summary([_run_with_means(0, "AAA", flat, 1), _run_with_means(0, "CCC", flat, 3)], _reference())
+    summary = out[("l1", 0)]
+    assert summary["mrr"] == 2 / 3
+    for key in ("mrr_ci", "mrr_plain_ci", "mrr_persona_ci"):
+        assert summary[key] == [2 / 3, 2 / 3]
+
+
+def test_the_resamples_of_a_seeds_targets_are_paired_item_pair_by_item_pair():
+    """Two targets with the same item means: resample i draws the same item pairs in both, so their mean reciprocal
+    rank is each one's in every resample and the interval is one run's. Independent draws would narrow it."""
+    import numpy as np
+
+    from benchmarks.aligner_table import seed_summary, summary_intervals
+
+    rng = np.random.default_rng(7)
+    means = {i: float(m) for i, m in zip(range(1, 25), rng.uniform(1, 5, 24))}
+    one = _run_with_means(0, "BBB", means, 2)
+    alone = summary_intervals([one], _reference())
+    assert alone["mrr_ci"][0] < alone["mrr_ci"][1]  # the ranks differ between resamples
+    both = seed_summary([one, _run_with_means(0, "BBB", means, 2)], _reference())[("l1", 0)]
+    assert both["mrr_ci"] == alone["mrr_ci"] and both["margin_ci"] == alone["margin_ci"]
+
+
+def test_a_seed_with_a_run_that_recorded_no_item_means_has_no_interval_and_says_why(capsys):
+    from benchmarks.aligner_table import NO_SEED_INTERVAL, print_seed_summary
+
+    flat = {i: 3.0 for i in range(1, 25)}
+    older = _run("l1", 0, (3, 3, 3), 0.0, country="CCC")  # made before item means were recorded
+    older["report"]["comparison"]["de"]["target"] = "CCC"
+    runs = [_run_with_means(0, "AAA", flat, 1), older]
+    for run in runs:
+        run["settings"]["data_dir"] = None
+    print_seed_summary(runs)
+    out = capsys.readouterr().out
+    assert "| l1 | 0 | 2 | 0.667 | 0.667 | 0.667 | 0.000 | 0 of 2 |" in out and NO_SEED_INTERVAL in out
