@@ -1858,7 +1858,8 @@ def figures(runs: list[Run], tables: list[Table]) -> list[tuple[str, str, object
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``culture-leaderboard``, apart from ``main`` so that its spelling can be checked alone."""
     parser = argparse.ArgumentParser(prog="culture-leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="lm-eval result files or folders (searched for results_*.json and, from "
@@ -1872,7 +1873,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="none (default): mark a difference where its own p < 0.05; holm: where its Holm-Bonferroni "
                         "adjusted p < 0.05 over the row's paired tests in each table, so that the chance of any false "
                         "mark in a row's table stays under 5 %%")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     fmt = FORMATS[args.format]
     try:
         files = find_result_files(args.paths)

@@ -469,7 +469,8 @@ def _convert(parts: list[Path], output: Path, overwrite: bool, cached: bool = Fa
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``culture-model``, apart from ``main`` so that its spelling can be checked alone."""
     parser = argparse.ArgumentParser(prog="culture-model", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -487,7 +488,11 @@ def main(argv: list[str] | None = None) -> int:
                            "one by another version of culture-model")
     check = sub.add_parser("check", help="check that a model folder's safetensors files are complete")
     check.add_argument("model", type=Path, help="model folder or .safetensors file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.command == "check":
             if not args.model.exists():

@@ -108,15 +108,19 @@ def task_groups(result: Mapping | None = None) -> dict[str, list[str]]:
     return {**_folder_groups(), **{g: list(t) for g, t in found.items() if t}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``culture-tasks-path``: print the folder to pass to ``lm_eval --include_path``."""
+def parser():
+    """The command line of ``culture-tasks-path`` (no settings: ``--help`` only)."""
     import argparse
 
-    parser = argparse.ArgumentParser(
+    return argparse.ArgumentParser(
         prog="culture-tasks-path",
         description="Print the installed tasks folder, for lm_eval --include_path \"$(culture-tasks-path)\".",
     )
-    parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``culture-tasks-path``: print the folder to pass to ``lm_eval --include_path``."""
+    parser().parse_args(argv)
     print(TASKS_DIR)
     return 0
 

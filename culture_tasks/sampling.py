@@ -188,15 +188,21 @@ def suite_files(data_dir: str | None = None) -> list[Path]:
     return [data_file(f"culturellm/{e.file}", data_dir) for e in load_manifest()]
 
 
+def parser():
+    """Flags (and ``--config`` YAML) from the fields of ``SampleConfig``."""
+    from culture_tasks.cli_args import ConfigParser
+
+    return ConfigParser([SampleConfig], prog="python -m culture_tasks.sampling", description=__doc__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from culture_tasks.cli_args import ConfigError, ConfigParser
+    from culture_tasks.cli_args import ConfigError
     from culture_tasks.outputs import OutputError, OutputLock, claim_output
 
-    parser = ConfigParser([SampleConfig], prog="python -m culture_tasks.sampling",
-                          description=__doc__)
+    config_parser = parser()
     try:
-        (cfg,) = parser.parse(argv)
-        inputs = [parser.config_file, *suite_files(cfg.data_dir)]
+        (cfg,) = config_parser.parse(argv)
+        inputs = [config_parser.config_file, *suite_files(cfg.data_dir)]
         with OutputLock.for_file(cfg.output):  # a second draw into the same file meanwhile is refused
             claim_output(cfg.output, overwrite=cfg.overwrite, inputs=inputs, folder=False, resumable=False)
             logger = logging.getLogger("culture_tasks")

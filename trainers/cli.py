@@ -73,6 +73,16 @@ def split_step(argv: list[str] | None) -> tuple[str, list[str]]:
     return argv[0], argv[1:]
 
 
+def parse_step(step: str, argv: list[str]):
+    """The step's settings from its flags and --config file, checked as far as they can be before it runs."""
+    step_parser = parser(step)
+    (cfg,) = step_parser.parse(argv)
+    cfg.config_file = step_parser.config_file  # an input of the run, not a setting: never its --output
+    if hasattr(cfg, "check_given"):
+        cfg.check_given(step_parser.given)
+    return cfg
+
+
 def run_augment(cfg) -> dict:
     from trainers.augment import run_augmentation
     from trainers.similarity import Embedder
@@ -136,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     step = None
     try:
         step, rest = split_step(argv)
-        step_parser = parser(step)
-        (cfg,) = step_parser.parse(rest)
-        cfg.config_file = step_parser.config_file  # an input of the run, not a setting: never its --output
-        if hasattr(cfg, "check_given"):
-            cfg.check_given(step_parser.given)
-        print(json.dumps(RUN[step](cfg), indent=1))
+        print(json.dumps(RUN[step](parse_step(step, rest)), indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)
         return 2
