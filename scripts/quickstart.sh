@@ -75,16 +75,19 @@ for c in $COUNTRIES; do
   # VSM13 with every item asked in both option orders: the indices do not lean with the model's position bias
   TASKS+=",vsm13_${c}_balanced,vsm13_${c}_persona_balanced"
 done
-# The survey tasks' files: a missing one stops here, not in lm_eval once the model has loaded.
+# The tasks' files: a missing one stops here, not in lm_eval once the model has loaded (PER_CULTURE=all
+# draws no sample, whose reading would find a missing CultureLLM file first).
 python -c '
 import sys
 from culture_tasks.data_root import DataRootError, data_file
+from culture_tasks.sampling import suite_files
 from culture_tasks.survey.countries import listed_countries
 from culture_tasks.survey.vsm13 import HOFSTEDE_FILE, ITEMS_FILE
 from culture_tasks.survey.wvs import QUESTIONS_FILE
 root, slugs = sys.argv[1], sys.argv[2:]
 wvs = ["culturellm/" + c["wvs_csv"] for c in listed_countries() if c["slug"] in slugs and c.get("wvs_csv")]
 try:
+    suite_files(root)
     for name in [ITEMS_FILE, HOFSTEDE_FILE, QUESTIONS_FILE, *wvs]:
         data_file(name, root)
 except DataRootError as err:

@@ -34,10 +34,11 @@ def _stand_ins(tmp_path: Path, culture_model: str, runs_exit: int = 99) -> tuple
 
 
 def _quickstart(tmp_path: Path, data: Path, culture_model: str = "echo /no/model",
-                runs_exit: int = 99) -> tuple[subprocess.CompletedProcess, list[str]]:
+                runs_exit: int = 99, **settings: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     bin_dir, calls = _stand_ins(tmp_path, culture_model, runs_exit)
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "LIMIT", "PER_CULTURE", "COUNTRIES")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"))
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"),
+               **settings)
     done = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     return done, calls.read_text().splitlines() if calls.exists() else []
@@ -62,6 +63,37 @@ def test_missing_survey_data_stops_before_the_model_loads(data_root, tmp_path, l
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"quickstart.sh: Missing data file {tmp_path / 'data' / missing} ")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _root_without(tmp_path: Path, data_root: Path, missing: str) -> Path:
+    """A data root of links to ``data_root``'s files and folders, less ``missing`` (a path under it)."""
+    root, missing = tmp_path / "data", Path(missing)
+
+    def mirror(rel: Path) -> None:
+        (root / rel).mkdir()
+        for child in (data_root / rel).iterdir():
+            sub = rel / child.name
+            if sub in missing.parents:
+                mirror(sub)
+            elif sub != missing:
+                (root / sub).symlink_to(child)
+
+    mirror(Path())
+    return root
+
+
+@pytest.mark.parametrize("per_culture", ["all", "20"])
+def test_a_missing_culturellm_file_stops_before_the_model_and_the_run_folder(data_root, tmp_path, per_culture):
+    # PER_CULTURE=all draws no sample: a missing CultureLLM file was found by lm_eval once the model had been
+    # converted and loaded (at 20, the sampler found it, after the run folder had been made)
+    root = _root_without(tmp_path, data_root, "culturellm/Turkey/TurkishSpam")
+    done, calls = _quickstart(tmp_path, root, PER_CULTURE=per_culture)
+    assert (done.returncode, calls) == (2, [])
+    lines = done.stderr.strip().splitlines()
+    missing = root / "culturellm/Turkey/TurkishSpam/trspam.jsonl"
+    assert len(lines) == 1 and lines[0].startswith(
+        f"quickstart.sh: Missing data file {missing} (data root {root}, file `culturellm/Turkey/TurkishSpam/trspam.jsonl`). ")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_missing_data_root_is_one_line(tmp_path):
