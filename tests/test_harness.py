@@ -1,0 +1,78 @@
+"""``culture-eval`` (``culture_tasks.harness``): lm-eval's command line, with an ``--use_cache`` file that is reused
+only with the model and settings its answers are of."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.harness import main
+from culture_tasks.paths import TASKS_DIR
+from tests.tiny_model import build_tiny_model
+
+
+def _run(monkeypatch, model, cache, data_root, out):
+    monkeypatch.setattr(sys, "argv", [
+        "culture-eval", "--model", "hf-prompt", "--model_args", f"pretrained={model},dtype=float32",
+        "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--limit", "3", "--device", "cpu", "--batch_size", "4",
+        "--metadata", json.dumps({"data_dir": str(data_root)}), "--use_cache", str(cache), "--output_path", str(out)])
+    main()
+
+
+class Evaluated(Exception):
+    """Raised by the stand-in for lm-eval's evaluation: the run got past the checks."""
+
+
+def _stand_in(monkeypatch) -> list[dict]:
+    """lm-eval's ``simple_evaluate`` replaced by one that records its call and opens the cache file as lm-eval does."""
+    import lm_eval
+
+    calls: list[dict] = []
+
+    def evaluate(**kwargs):
+        calls.append(kwargs)
+        Path(f"{kwargs['use_cache']}_rank0.db").touch()
+        raise Evaluated
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", evaluate)
+    return calls
+
+
+def test_a_request_cache_is_reused_only_with_its_own_model(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval keys --use_cache by the request alone: a second tiny model run with the first one's cache reported the
+    # first model's numbers (wvs_jsd 0.6443 for a model whose own is 0.6082) and recorded its own name beside them
+    calls = _stand_in(monkeypatch)
+    cache = tmp_path / "cache" / "answers"
+    for _ in range(2):  # the first run stores its settings, the second resumes with the same ones
+        with pytest.raises(Evaluated):
+            _run(monkeypatch, tiny_model, cache, data_root, tmp_path / "a")
+    stored = {"model": "hf-prompt", "model_args": {"dtype": "float32", "pretrained": str(tiny_model)},
+              "folders": {"pretrained": loaded_fingerprint(tiny_model)}, "batch_size": "4", "device": "cpu"}
+    assert json.loads((tmp_path / "cache" / "answers.settings.json").read_text()) == stored
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        _run(monkeypatch, other, cache, data_root, tmp_path / "b")
+    assert (stop.value.code, len(calls)) == (2, 2)
+    assert capsys.readouterr().err.splitlines()[-1] == (  # after lm-eval's own log lines
+        f"culture-eval: --use_cache {cache}: its answers are of other settings (folders: saved "
+        f"{stored['folders']!r}, given {{'pretrained': {loaded_fingerprint(other)!r}}}; model_args: saved "
+        f"{stored['model_args']!r}, given {{'pretrained': {str(other)!r}, 'dtype': 'float32'}}); run with those, or "
+        "give another --use_cache path")
+
+
+def test_a_request_cache_without_a_record_is_refused(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # a cache made by plain lm_eval (or by another model) says nothing of whose answers it holds
+    (tmp_path / "answers_rank0.db").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: --use_cache {tmp_path / 'answers'}: {tmp_path / 'answers_rank0.db'} holds answers without a "
+        f"record of the model and settings that gave them ({tmp_path / 'answers.settings.json'}); delete it, or give "
+        "another --use_cache path")
+    assert not (tmp_path / "answers.settings.json").exists()
