@@ -75,24 +75,30 @@ for c in $COUNTRIES; do
   # VSM13 with every item asked in both option orders: the indices do not lean with the model's position bias
   TASKS+=",vsm13_${c}_balanced,vsm13_${c}_persona_balanced"
 done
-# The tasks' files: a missing one stops here, not in lm_eval once the model has loaded (PER_CULTURE=all
-# draws no sample, whose reading would find a missing CultureLLM file first).
+# The tasks' files, read by the tasks' own readers: a missing or damaged one stops here in one line, not in
+# lm_eval with a traceback once the model has loaded. The CultureLLM files are read by the sampler next, or here
+# with PER_CULTURE=all (about 10 s).
 python -c '
-import sys
-from culture_tasks.data_root import DataRootError, data_file
-from culture_tasks.sampling import suite_files
+import csv, logging, sys
+from culture_tasks.data_root import data_file
+from culture_tasks.sampling import suite_files, suite_labels
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import HOFSTEDE_FILE, ITEMS_FILE
-from culture_tasks.survey.wvs import QUESTIONS_FILE
-root, slugs = sys.argv[1], sys.argv[2:]
-wvs = ["culturellm/" + c["wvs_csv"] for c in listed_countries() if c["slug"] in slugs and c.get("wvs_csv")]
+from culture_tasks.survey.vsm13 import find_target, load_items
+from culture_tasks.survey.wvs import load_country, load_questions
+root, per_culture, slugs = sys.argv[1], sys.argv[2], sys.argv[3:]
+logging.getLogger("culture_tasks").setLevel(logging.ERROR)  # the data notes: lm_eval logs them again
 try:
-    suite_files(root)
-    for name in [ITEMS_FILE, HOFSTEDE_FILE, QUESTIONS_FILE, *wvs]:
-        data_file(name, root)
-except DataRootError as err:
+    suite_labels(root) if per_culture == "all" else suite_files(root)
+    load_items(root)
+    questions = load_questions(root)
+    for c in listed_countries():
+        if c["slug"] in slugs:
+            find_target(c["hofstede"], root)
+            if c.get("wvs_csv"):
+                load_country(data_file("culturellm/" + c["wvs_csv"], root), questions, c["name"])
+except (OSError, ValueError, csv.Error) as err:
     sys.exit(f"quickstart.sh: {err}")
-' "$DATA_ROOT" $COUNTRIES || exit 2
+' "$DATA_ROOT" "$PER_CULTURE" $COUNTRIES || exit 2
 
 OUT=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
 [[ "$OUT" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]] || die "RUNS: '$RUNS' has spaces or shell characters; name a plain folder path"

@@ -96,6 +96,37 @@ def test_a_missing_culturellm_file_stops_before_the_model_and_the_run_folder(dat
     assert not (tmp_path / "runs").exists()
 
 
+def _root_with(tmp_path: Path, data_root: Path, name: str, text: str) -> Path:
+    """``_root_without`` the file ``name``, written in its place with ``text``."""
+    root = _root_without(tmp_path, data_root, name)
+    (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+VSM13_CUT = (":8: not valid JSON (Unterminated string starting at at column 329); the file looks truncated (cut off "
+             "mid-line); re-create it or restore it")
+
+
+@pytest.mark.parametrize("per_culture, name, cut, problem", [
+    ("20", "vsm13/items.jsonl", 3000, VSM13_CUT),
+    ("all", "vsm13/items.jsonl", 3000, VSM13_CUT),
+    ("20", "culturellm/English/United States.csv", 40, ": missing column(s) ['Q30', 'Q31', "),
+    # PER_CULTURE=all draws no sample, whose reading finds a damaged CultureLLM file otherwise (test_sampling.py)
+    ("all", "culturellm/Turkey/TurkishSpam/trspam.jsonl", 500, ":1: not valid JSON (Unterminated string starting at"),
+])
+def test_a_damaged_data_file_stops_before_the_model_and_the_run_folder(data_root, tmp_path, per_culture, name, cut,
+                                                                       problem):
+    # the data files were only checked to exist: a truncated VSM13 item file, or a WVS file cut within its header,
+    # stopped lm_eval with a traceback once the model and the CultureLLM tasks had loaded
+    text = (data_root / name).read_text(encoding="utf-8")[:cut]
+    root = _root_with(tmp_path, data_root, name, text)
+    done, calls = _quickstart(tmp_path, root, PER_CULTURE=per_culture)
+    assert (done.returncode, calls) == (2, [])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"quickstart.sh: {root / name}{problem}"), lines
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_data_root_is_one_line(tmp_path):
     done, calls = _quickstart(tmp_path, tmp_path / "nowhere")
     assert (done.returncode, calls) == (2, [])
