@@ -64,6 +64,12 @@ case "${CHAT:-0}" in
 esac
 [[ "$PER_CULTURE" == all || "$PER_CULTURE" =~ ^[1-9][0-9]*$ ]] || die "PER_CULTURE must be a positive number or 'all', got '$PER_CULTURE'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "SEED must be a non-negative integer, got '$SEED'"
+# lm-eval reads these only once the model has loaded: a bad BATCH_SIZE was a traceback then, and an unknown
+# DEVICE ran on another device than the results record
+[[ "$BATCH_SIZE" =~ ^([1-9][0-9]*|auto(:[1-9][0-9]*)?)$ ]] || die "BATCH_SIZE must be a positive number, auto or auto:N, got '$BATCH_SIZE'"
+[[ "$DTYPE" =~ ^(float32|bfloat16|float16|auto)$ ]] || die "DTYPE must be float32, bfloat16, float16 or auto, got '$DTYPE'"
+[[ "$DEVICE" =~ ^(cpu|cuda|mps|mps:0|(cuda|npu|xpu|hpu):[0-9]+)$ ]] || die "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got '$DEVICE'"
+[[ "${MODEL:-}" != *,* ]] || die "MODEL '$MODEL' holds a comma, which lm-eval's --model_args splits on; move or link the model to a path without one"
 
 TASKS_DIR=$(python -m culture_tasks.paths)
 TASKS=culturellm

@@ -127,6 +127,21 @@ def test_a_damaged_data_file_stops_before_the_model_and_the_run_folder(data_root
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("setting, value, message", [
+    ("BATCH_SIZE", "abc", "BATCH_SIZE must be a positive number, auto or auto:N, got 'abc'"),
+    ("DTYPE", "bf16", "DTYPE must be float32, bfloat16, float16 or auto, got 'bf16'"),
+    ("DEVICE", "gpu", "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got 'gpu'"),
+    ("MODEL", "/models/a,b", "MODEL '/models/a,b' holds a comma, which lm-eval's --model_args splits on; move or "
+                             "link the model to a path without one"),
+])
+def test_a_setting_lm_eval_reads_late_stops_first(data_root, tmp_path, setting, value, message):
+    # lm_eval read --batch_size abc once the model had loaded (a traceback), ran --device gpu on the CPU while its
+    # results record "gpu", and split a model path at its comma (pretrained=/models/a)
+    done, calls = _quickstart(tmp_path, data_root, **{setting: value})
+    assert (done.returncode, calls, done.stderr) == (2, [], f"quickstart.sh: {message}\n")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_data_root_is_one_line(tmp_path):
     done, calls = _quickstart(tmp_path, tmp_path / "nowhere")
     assert (done.returncode, calls) == (2, [])
