@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results_folder import read_folder
-from culture_tasks.leaderboard import SUITES, Run, build_tables, find_result_files, load_runs, provenance
+from culture_tasks.leaderboard import (SUITES, LeaderboardError, Run, build_tables, find_result_files, load_runs,
+                                      provenance)
 
 Cells = dict[str, tuple[float, float | None, float | None, str]]
 
@@ -32,8 +33,11 @@ def culture_cells(run_folder: Path) -> tuple[str, Cells]:
     """``run_line`` of the CultureLLM table's one row and its ``{culture: (macro-F1, low, high, why no interval)}``."""
     tables = build_tables(load_runs(find_result_files([str(run_folder)])))
     table = next((t for t in tables if t.title == SUITES["culturellm"]), None)
-    if table is None or len(table.rows) != 1:
-        raise SystemExit(f"{run_folder}: expected the CultureLLM results of one run")
+    if table is None:
+        raise LeaderboardError(f"{run_folder}: no CultureLLM results; give the folder of one quickstart run")
+    if len(table.rows) != 1:  # the widths of one run: which one is for the caller to say
+        raise LeaderboardError(f"{run_folder}: CultureLLM results of {len(table.rows)} runs "
+                               f"({' | '.join(run_line(run) for run, _ in table.rows)}); give the folder of one")
     run, cells = table.rows[0]
     return run_line(run), {col.key: (cell.value, cell.low, cell.high, cell.interval_note)
                            for col, cell in zip(table.columns, cells)

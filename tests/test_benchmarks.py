@@ -124,6 +124,22 @@ def test_quickstart_intervals_prints_a_culture_whose_macro_f1_is_not_a_number(tm
     assert "width: median 0.000, range 0.000-0.000 (1 of 2 cultures have an interval)" in out
 
 
+def test_quickstart_intervals_refuses_a_folder_of_several_runs_naming_them(tmp_path, capsys):
+    # the widths are one run's: a folder mixing two models stopped with a bare "expected ... one run" (exit 1)
+    from benchmarks import quickstart_intervals
+    from culture_tasks.leaderboard import find_result_files, load_runs
+    from tests.test_leaderboard import _result
+
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_arabic_x": 0.5})
+    _result(tmp_path / "res/b", "/m/b", {"culturellm_arabic_x": 0.6}, limit=5)
+    a, b = sorted(load_runs(find_result_files([str(tmp_path / "res")])), key=lambda r: r.label)
+    assert quickstart_intervals.main([str(tmp_path / "res")]) == 2
+    assert capsys.readouterr().err == (
+        f"quickstart_intervals: {tmp_path / 'res'}: CultureLLM results of 2 runs (run {a.row_id}: "
+        f"dtype=float32,pretrained=/m/a | run {b.row_id}: dtype=float32,pretrained=/m/b; † partial run (--limit 5)); "
+        "give the folder of one\n")  # in the report's order: the complete run first
+
+
 def test_interval_calibration_counts_coverage_by_hand():
     # the figures behind classification.MIN_DOCS: coverage is over the intervals there are, "shown" over those the
     # rule lets through; a task with every document right has the complete value 1 in every sample
