@@ -25,6 +25,8 @@
 #   DEVICE            lm-eval --device (default cpu); DTYPE (default float32); BATCH_SIZE (default 16)
 #   CHAT              1/true: --apply_chat_template; 0/false (default): plain prompts
 #   RUNS              parent folder of the run folders (default runs/quickstart)
+# A bad setting, or a missing or damaged data file (read by the tasks' own readers), stops the script in one line
+# before the run folder is made and the model converted or loaded.
 #
 # Measured, PER_CULTURE=20 (180 CultureLLM documents) + 14 survey tasks (630 documents; lm-eval scores a prompt
 # shared by tasks once): 2 min 42 s and 3 min 23 s wall on 2 CPU cores in two CI runs on a fresh clone (run folder to report, model
