@@ -43,11 +43,12 @@ def cache_settings(model: str, model_args, batch_size, device) -> dict:
 
 
 def check_cache(use_cache: str, settings: dict) -> None:
-    """Store ``settings`` beside a new cache; refuse a cache made with other settings, or with none recorded."""
+    """Store ``settings`` beside a new cache; refuse a cache made with other settings, or with none recorded
+    (a record whose cache files are gone binds nothing: it is replaced)."""
     record = Path(use_cache + SETTINGS_SUFFIX)
-    saved = load_settings(record, error=CacheError)
+    made = sorted(Path(use_cache).parent.glob(Path(use_cache).name + "_rank*.db"))  # lm-eval's file per process
+    saved = load_settings(record, error=CacheError) if made else None
     if saved is None:
-        made = sorted(Path(use_cache).parent.glob(Path(use_cache).name + "_rank*.db"))
         if made:
             raise CacheError(f"--use_cache {use_cache}: {made[0]} holds answers without a record of the model and "
                              f"settings that gave them ({record}); delete it, or give another --use_cache path")

@@ -76,3 +76,13 @@ def test_a_request_cache_without_a_record_is_refused(tiny_model, data_root, tmp_
         f"record of the model and settings that gave them ({tmp_path / 'answers.settings.json'}); delete it, or give "
         "another --use_cache path")
     assert not (tmp_path / "answers.settings.json").exists()
+
+
+def test_a_record_whose_cache_is_gone_is_replaced(tiny_model, data_root, tmp_path, monkeypatch):
+    # the answers were deleted, their record left: nothing of the old run can be read, so nothing binds the new one
+    (tmp_path / "answers.settings.json").write_text(json.dumps({"model": "hf", "model_args": {"pretrained": "/old"}}))
+    _stand_in(monkeypatch)
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out")
+    assert json.loads((tmp_path / "answers.settings.json").read_text())["model_args"] == {
+        "dtype": "float32", "pretrained": str(tiny_model)}
