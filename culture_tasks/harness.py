@@ -31,15 +31,18 @@ class CacheError(ValueError):
 
 def cache_settings(model: str, model_args, batch_size, device) -> dict:
     """What the answers of a run depend on: the model class and its arguments (all but ``token_cache=``, which
-    changes no number), local model and adapter folders by content, and the batch size and device, which move
-    half-precision scores."""
+    changes no number), local model and adapter folders by content, and unless the model runs in float32 (whose
+    scores are batch-invariant, tested: a run stopped for memory resumes at a smaller batch) the batch size and
+    device, which move half-precision scores."""
     from lm_eval.utils import simple_parse_args_string
 
     args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
     args.pop("token_cache", None)
     folders = {k: loaded_fingerprint(args[k]) for k in MODEL_FOLDER_ARGS if isinstance(args.get(k), str)}
+    scoring = {} if str(args.get("dtype")).removeprefix("torch.") == "float32" else {
+        "batch_size": str(batch_size), "device": str(device)}
     return json.loads(json.dumps({"model": model, "model_args": args, "folders": {k: v for k, v in folders.items() if v},
-                                  "batch_size": str(batch_size), "device": str(device)}, default=str))
+                                  **scoring}, default=str))
 
 
 def check_cache(use_cache: str, settings: dict) -> None:

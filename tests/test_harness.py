@@ -15,10 +15,11 @@ from culture_tasks.paths import TASKS_DIR
 from tests.tiny_model import build_tiny_model
 
 
-def _run(monkeypatch, model, cache, data_root, out):
+def _run(monkeypatch, model, cache, data_root, out, batch_size=4, dtype="float32"):
     monkeypatch.setattr(sys, "argv", [
-        "culture-eval", "--model", "hf-prompt", "--model_args", f"pretrained={model},dtype=float32",
-        "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--limit", "3", "--device", "cpu", "--batch_size", "4",
+        "culture-eval", "--model", "hf-prompt", "--model_args", f"pretrained={model},dtype={dtype}",
+        "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--limit", "3", "--device", "cpu",
+        "--batch_size", str(batch_size),
         "--metadata", json.dumps({"data_dir": str(data_root)}), "--use_cache", str(cache), "--output_path", str(out)])
     main()
 
@@ -47,11 +48,11 @@ def test_a_request_cache_is_reused_only_with_its_own_model(tiny_model, data_root
     # first model's numbers (wvs_jsd 0.6443 for a model whose own is 0.6082) and recorded its own name beside them
     calls = _stand_in(monkeypatch)
     cache = tmp_path / "cache" / "answers"
-    for _ in range(2):  # the first run stores its settings, the second resumes with the same ones
+    for batch_size in (4, 2):  # the first run stores its settings, the second resumes (float32: at any batch size)
         with pytest.raises(Evaluated):
-            _run(monkeypatch, tiny_model, cache, data_root, tmp_path / "a")
+            _run(monkeypatch, tiny_model, cache, data_root, tmp_path / "a", batch_size)
     stored = {"model": "hf-prompt", "model_args": {"dtype": "float32", "pretrained": str(tiny_model)},
-              "folders": {"pretrained": loaded_fingerprint(tiny_model)}, "batch_size": "4", "device": "cpu"}
+              "folders": {"pretrained": loaded_fingerprint(tiny_model)}}
     assert json.loads((tmp_path / "cache" / "answers.settings.json").read_text()) == stored
     other = build_tiny_model(tmp_path / "other", seed=1)
     capsys.readouterr()
@@ -86,3 +87,17 @@ def test_a_record_whose_cache_is_gone_is_replaced(tiny_model, data_root, tmp_pat
         _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out")
     assert json.loads((tmp_path / "answers.settings.json").read_text())["model_args"] == {
         "dtype": "float32", "pretrained": str(tiny_model)}
+
+
+def test_a_half_precision_cache_is_reused_only_at_its_batch_size(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # bfloat16 scores move with the batch (the leaderboard makes such runs other rows): a resume keeps the batch size
+    calls = _stand_in(monkeypatch)
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out", 4, "bfloat16")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out", 2, "bfloat16")
+    assert len(calls) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: --use_cache {tmp_path / 'answers'}: its answers are of other settings (batch_size: saved '4', "
+        "given '2'); run with those, or give another --use_cache path")
