@@ -91,9 +91,10 @@ def boolean_args(cls: type) -> dict[str, bool]:
     return found
 
 
-def strict_booleans(cls: type, kwargs: dict) -> dict:
-    """``kwargs`` with every boolean argument read by ``metadata.as_bool``: lm-eval turns only true/false into
-    booleans, so ``add_bos_token=no`` arrived as the string "no", which Python reads as true."""
+def strict_booleans(cls: type, kwargs: dict, who: str = MODEL_NAME) -> dict:
+    """``kwargs`` with every boolean argument of ``cls`` read by ``metadata.as_bool`` (an error names ``who``): lm-eval
+    turns only true/false into booleans, so ``add_bos_token=no`` arrived as the string "no", which Python reads as
+    true."""
     out = dict(kwargs)
     for name, none_allowed in boolean_args(cls).items():
         value = kwargs.get(name)
@@ -102,7 +103,7 @@ def strict_booleans(cls: type, kwargs: dict) -> dict:
         try:
             out[name] = as_bool(value)
         except ValueError:
-            raise ValueError(f"{MODEL_NAME}: {name}= takes true or false (or yes/no/1/0), got {value!r}") from None
+            raise ValueError(f"{who}: {name}= takes true or false (or yes/no/1/0), got {value!r}") from None
     return out
 
 

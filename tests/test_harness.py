@@ -36,7 +36,8 @@ def _stand_in(monkeypatch) -> list[dict]:
 
     def evaluate(**kwargs):
         calls.append(kwargs)
-        Path(f"{kwargs['use_cache']}_rank0.db").touch()
+        if kwargs.get("use_cache"):
+            Path(f"{kwargs['use_cache']}_rank0.db").touch()
         raise Evaluated
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", evaluate)
@@ -101,3 +102,26 @@ def test_a_half_precision_cache_is_reused_only_at_its_batch_size(tiny_model, dat
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"culture-eval: --use_cache {tmp_path / 'answers'}: its answers are of other settings (batch_size: saved '4', "
         "given '2'); run with those, or give another --use_cache path")
+
+
+def test_boolean_model_args_of_any_model_parse_strictly(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval's `hf` took add_bos_token=no as the string "no" (true to Python); culture-eval reads it as false, and
+    # refuses a word that is no boolean, for lm-eval's models as for hf-prompt
+    calls = _stand_in(monkeypatch)
+
+    def run(value):
+        monkeypatch.setattr(sys, "argv", ["culture-eval", "--model", "hf", "--model_args",
+                                          f"pretrained={tiny_model},add_bos_token={value}", "--tasks", "wvs_usa",
+                                          "--include_path", str(TASKS_DIR), "--device", "cpu",
+                                          "--metadata", json.dumps({"data_dir": str(data_root)})])
+        main()
+
+    with pytest.raises(Evaluated):
+        run("no")
+    assert calls[0]["model_args"] == {"pretrained": str(tiny_model), "add_bos_token": False}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run("flase")
+    assert (stop.value.code, len(calls)) == (2, 1)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "culture-eval: --model hf: add_bos_token= takes true or false (or yes/no/1/0), got 'flase'")
