@@ -103,13 +103,9 @@ def _root_with(tmp_path: Path, data_root: Path, name: str, text: str) -> Path:
     return root
 
 
-VSM13_CUT = (":8: not valid JSON (Unterminated string starting at at column 329); the file looks truncated (cut off "
-             "mid-line); re-create it or restore it")
-
-
 @pytest.mark.parametrize("per_culture, name, cut, problem", [
-    ("20", "vsm13/items.jsonl", 3000, VSM13_CUT),
-    ("all", "vsm13/items.jsonl", 3000, VSM13_CUT),
+    ("20", "vsm13/items.jsonl", 3000, ":8: not valid JSON (Unterminated string starting at at column 329); the file "
+                                      "looks truncated (cut off mid-line); re-create it or restore it"),
     ("20", "culturellm/English/United States.csv", 40, ": missing column(s) ['Q30', 'Q31', "),
     # PER_CULTURE=all draws no sample, whose reading finds a damaged CultureLLM file otherwise (test_sampling.py)
     ("all", "culturellm/Turkey/TurkishSpam/trspam.jsonl", 500, ":1: not valid JSON (Unterminated string starting at"),
