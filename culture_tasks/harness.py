@@ -3,17 +3,114 @@
 ``python -m culture_tasks.harness <lm_eval arguments>`` is ``lm_eval <lm_eval arguments>`` plus
 ``--model hf-prompt`` (``culture_tasks.hf_prompt``): batched generation from prompt-tuning
 adapters that gives the one-at-a-time answers.
+
+Two checks more, in one line before the model loads. Boolean ``--model_args`` of any model read strictly
+(``hf_prompt.strict_booleans``: lm-eval passes ``add_bos_token=no`` on as the string "no", which Python reads
+as true). And lm-eval's ``--use_cache <path>`` keeps each request's answer under a hash of the request alone,
+so a run with another model, adapter or dtype read the first run's answers as its own: the first run stores
+what the answers depend on in ``<path>.settings.json``, and a later run with other settings stops
+(``check_cache``).
 """
 
 from __future__ import annotations
 
-import culture_tasks.hf_prompt  # noqa: F401  (registers hf-prompt with lm-eval)
+import functools
+import json
+import sys
+from pathlib import Path
+
+from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.hf_prompt import strict_booleans  # (importing it registers hf-prompt with lm-eval)
+from culture_tasks.outputs import load_settings, main_process, save_settings, settings_differences
+from culture_tasks.task import MODEL_FOLDER_ARGS
+
+SETTINGS_SUFFIX = ".settings.json"
+
+
+class HarnessError(ValueError):
+    """A model argument or ``--use_cache`` file that cannot be used as given (one line, before the model loads)."""
+
+
+def cache_settings(model: str, model_args, batch_size, device) -> dict:
+    """What the answers of a run depend on: the model class and its arguments (all but ``token_cache=``, which
+    changes no number), local model and adapter folders by content, and unless the model runs in float32 (whose
+    scores are batch-invariant, tested: a run stopped for memory resumes at a smaller batch) the batch size and
+    device, which move half-precision scores."""
+    from lm_eval.utils import simple_parse_args_string
+
+    args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
+    args.pop("token_cache", None)
+    folders = {k: loaded_fingerprint(args[k]) for k in MODEL_FOLDER_ARGS if isinstance(args.get(k), str)}
+    scoring = {} if str(args.get("dtype")).removeprefix("torch.") == "float32" else {
+        "batch_size": str(batch_size), "device": str(device)}
+    return json.loads(json.dumps({"model": model, "model_args": args, "folders": {k: v for k, v in folders.items() if v},
+                                  **scoring}, default=str))
+
+
+def check_cache(use_cache: str, settings: dict) -> None:
+    """Store ``settings`` beside a new cache; refuse a cache made with other settings, or with none recorded
+    (a record whose cache files are gone binds nothing: it is replaced)."""
+    record = Path(use_cache + SETTINGS_SUFFIX)
+    made = sorted(Path(use_cache).parent.glob(Path(use_cache).name + "_rank*.db"))  # lm-eval's file per process
+    saved = load_settings(record, error=HarnessError) if made else None
+    if saved is None:
+        if made:
+            raise HarnessError(f"--use_cache {use_cache}: {made[0]} holds answers without a record of the model and "
+                             f"settings that gave them ({record}); delete it, or give another --use_cache path")
+        if main_process():
+            save_settings(record, settings)
+        return
+    diff = settings_differences(saved, settings)
+    if diff:
+        raise HarnessError(f"--use_cache {use_cache}: its answers are of other settings ({'; '.join(diff)}); run with "
+                         f"those, or give another --use_cache path")
+
+
+def strict_model_args(model: str, model_args):
+    """``model_args`` (the command line's mapping) with the model class's boolean arguments read strictly; as given
+    for a model whose class cannot be imported here (an optional backend: lm-eval names what is missing)."""
+    from lm_eval.api.registry import get_model
+
+    if not isinstance(model_args, dict):
+        return model_args
+    try:
+        cls = get_model(model)
+    except (ImportError, ValueError):
+        return model_args
+    try:
+        return strict_booleans(cls, model_args, who=f"--model {model}")
+    except ValueError as err:
+        raise HarnessError(str(err)) from None
+
+
+def checked(evaluate):
+    """``simple_evaluate`` that reads boolean model arguments strictly and runs ``check_cache`` where ``use_cache``
+    is given, both before the model loads."""
+    @functools.wraps(evaluate)
+    def run(*args, **kwargs):
+        if isinstance(kwargs.get("model"), str):
+            kwargs["model_args"] = strict_model_args(kwargs["model"], kwargs.get("model_args"))
+            if kwargs.get("use_cache"):
+                check_cache(kwargs["use_cache"], cache_settings(kwargs["model"], kwargs.get("model_args"),
+                                                                kwargs.get("batch_size"), kwargs.get("device")))
+        return evaluate(*args, **kwargs)
+
+    return run
 
 
 def main() -> None:
+    import lm_eval
     from lm_eval.__main__ import cli_evaluate
 
-    cli_evaluate()
+    original = lm_eval.simple_evaluate  # the command line imports it from lm_eval when it runs
+    lm_eval.simple_evaluate = checked(original)
+    try:
+        cli_evaluate()
+    except HarnessError as err:
+        print(f"culture-eval: {err}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        lm_eval.simple_evaluate = original
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
 from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.metadata import as_bool
 from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
 MODEL_NAME = "hf-prompt"
@@ -75,6 +76,37 @@ def _local_fingerprint(folder) -> str | None:
     return loaded_fingerprint(folder) if isinstance(folder, (str, Path)) and folder else None
 
 
+@functools.cache
+def boolean_args(cls: type) -> dict[str, bool]:
+    """``{name: None allowed}`` for each constructor argument of ``cls`` and its bases typed ``bool`` or ``bool | None``."""
+    found: dict[str, bool] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" not in vars(klass):
+            continue
+        for name, param in inspect.signature(vars(klass)["__init__"]).parameters.items():
+            note = param.annotation
+            kinds = {k.strip() for k in (note if isinstance(note, str) else inspect.formatannotation(note)).split("|")}
+            if "bool" in kinds and kinds <= {"bool", "None"}:
+                found[name] = "None" in kinds
+    return found
+
+
+def strict_booleans(cls: type, kwargs: dict, who: str = MODEL_NAME) -> dict:
+    """``kwargs`` with every boolean argument of ``cls`` read by ``metadata.as_bool`` (an error names ``who``): lm-eval
+    turns only true/false into booleans, so ``add_bos_token=no`` arrived as the string "no", which Python reads as
+    true."""
+    out = dict(kwargs)
+    for name, none_allowed in boolean_args(cls).items():
+        value = kwargs.get(name)
+        if name not in kwargs or isinstance(value, bool) or (value is None and none_allowed):
+            continue
+        try:
+            out[name] = as_bool(value)
+        except ValueError:
+            raise ValueError(f"{who}: {name}= takes true or false (or yes/no/1/0), got {value!r}") from None
+    return out
+
+
 @register_model(MODEL_NAME)
 class HFPromptLM(HFLM):
     """``HFLM`` whose batched generation from a prompt-tuning adapter equals one-at-a-time generation."""
@@ -83,6 +115,7 @@ class HFPromptLM(HFLM):
     PROMPT_AFTER_PADDING = True
 
     def __init__(self, *args, peft: str | None = None, token_cache: str | None = None, **kwargs):
+        kwargs = strict_booleans(type(self), kwargs)  # before anything loads
         # token_cache=DIR: request token ids kept on disk per tokenizer (culture_tasks.token_cache);
         # checked before anything loads (the folder here, the tokenizer in _create_tokenizer)
         if isinstance(token_cache, bool) or (isinstance(token_cache, str)

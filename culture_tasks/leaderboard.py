@@ -1732,7 +1732,8 @@ def to_html(runs: list[Run], tables: list[Table], baseline: Run | None, figures:
 
 
 def _short(run: Run) -> str:
-    return f"{run.label} [{run.row_id}]" + (" †" if run.partial else "")
+    """A row's name in a figure: a plot is also a PNG file without the page's legend, so a partial row says so."""
+    return f"{run.label} [{run.row_id}]" + (" † partial" if run.partial else "")
 
 
 def _variant(cfg: dict) -> str:

@@ -120,7 +120,8 @@ def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
                 intervals: Sequence[Mapping[str, tuple[float, float]]] | None = None):
     """The six VSM13 indices of each profile on one radar, the target country drawn thick and dashed;
     ``intervals`` (one mapping per profile: dimension -> 95 % interval) shaded around each profile's line,
-    so that two profiles are not read as different where their bands overlap.
+    so that two profiles are not read as different where their bands overlap; a profile with none is
+    labelled "(no interval)".
 
     Indices can fall outside 0-100, so the radial axis spans the values shown.
     """
@@ -136,10 +137,12 @@ def vsm13_radar(title: str, profiles: Sequence[tuple[str, Mapping[str, float]]],
     high = max([100.0, *shown])
     for k, ((label, profile), band, colour) in enumerate(zip(profiles, bands, colours(len(profiles)))):
         values = [float(profile.get(d, math.nan)) for d in VSM13_DIMS]
-        ax.plot(closed, [*values, values[0]], color=colour, marker=MARKERS[k % len(MARKERS)],
-                linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.5, label=label)
         lows, highs = ([float(band.get(d, (math.nan, math.nan))[i]) for d in VSM13_DIMS] for i in (0, 1))
-        if any(math.isfinite(v) for v in lows + highs):
+        banded = any(math.isfinite(v) for v in lows + highs)
+        ax.plot(closed, [*values, values[0]], color=colour, marker=MARKERS[k % len(MARKERS)],
+                linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.5,
+                label=label if banded else f"{label} (no interval)")  # not a profile known exactly
+        if banded:
             ax.fill_between(closed, [*lows, lows[0]], [*highs, highs[0]], color=colour, alpha=0.15, linewidth=0)
     if target:
         label, profile = target
@@ -185,9 +188,9 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
     """Grouped bars, one group per category and one bar per series, with 95 % interval whiskers.
 
     ``series`` holds ``(label, [(value, low, high), ...])``; a missing value leaves a gap, a
-    missing interval leaves the bar without whiskers. The whiskers are drawn from low to high as
-    given, so an interval that does not contain its value (a percentile bootstrap of a biased
-    statistic, or float noise of a degenerate one) is shown as it is.
+    missing interval leaves the bar without whiskers and "no interval" on it. The whiskers are
+    drawn from low to high as given, so an interval that does not contain its value (a percentile
+    bootstrap of a biased statistic, or float noise of a degenerate one) is shown as it is.
     """
     from matplotlib.patches import Patch
 
@@ -210,6 +213,9 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
             ax.vlines(centre[shown], low[shown], high[shown], color="black", linewidth=1.0)
             ax.hlines([*low[shown], *high[shown]], [*(centre[shown] - width / 8)] * 2,
                       [*(centre[shown] + width / 8)] * 2, color="black", linewidth=1.0)
+        for c, v in zip(centre[known & ~shown], values[known & ~shown]):  # not a value known exactly
+            ax.text(c, v, "no\ninterval", ha="center", va="bottom", fontsize=6)
+            ax.margins(y=0.15)  # room for the note under the title
     ax.set_xticks(x, categories, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

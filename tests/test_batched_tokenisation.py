@@ -301,6 +301,32 @@ def test_a_token_cache_that_is_not_a_folder_stops_before_the_model_loads(tiny_mo
     assert not (tmp_path / "False").exists()
 
 
+def test_boolean_model_args_parse_strictly(tiny_model, monkeypatch):
+    # lm-eval turns only true/false into booleans: add_bos_token=no arrived as the string "no" (a TypeError from the
+    # tokenizer once the model had loaded), logits_cache=off and trust_remote_code=no as strings Python reads as true
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.utils import simple_parse_args_string
+
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    args = simple_parse_args_string(f"pretrained={tiny_model},dtype=float32,add_bos_token=no,logits_cache=0")
+    assert (args["add_bos_token"], args["logits_cache"]) == ("no", 0)
+    lm = HFPromptLM(**args, device="cpu")
+    assert (lm.add_bos_token, lm.logits_cache) == (False, False)
+    assert lm.tok_encode("Answer: A") == HFPromptLM(pretrained=str(tiny_model), dtype="float32", device="cpu",
+                                                   add_bos_token=False).tok_encode("Answer: A")
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(HFLM, "_create_model", no_load)
+    for name, bad in (("add_bos_token", "flase"), ("trust_remote_code", "off"), ("logits_cache", None),
+                      ("parallelize", 2)):
+        with pytest.raises(ValueError) as err:
+            HFPromptLM(pretrained=str(tiny_model), device="cpu", **{name: bad})
+        assert str(err.value) == f"hf-prompt: {name}= takes true or false (or yes/no/1/0), got {bad!r}"
+
+
 def test_token_cache_fingerprint_ignores_padding_state_and_sees_split_special_tokens(tiny_model):
     from transformers import AutoTokenizer
 

@@ -90,7 +90,7 @@ def test_quickstart_intervals_prints_why_a_culture_has_no_interval(tmp_path, mon
 
     note = "no interval: 2 documents in a task; a f1_macro interval needs 20 in each"
     rows = {"arabic": (0.5, None, None, note), "chinese": (0.4, 0.3, 0.55, "")}
-    monkeypatch.setattr(quickstart_intervals, "culture_cells", lambda folder: rows)
+    monkeypatch.setattr(quickstart_intervals, "culture_cells", lambda folder: ("run r000000: pretrained=/m", rows))
     assert quickstart_intervals.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"| arabic | 0.500 | {note} | – |" in out and "| chinese | 0.400 | [0.300, 0.550] | 0.250 |" in out
@@ -104,7 +104,7 @@ def test_quickstart_intervals_prints_a_culture_whose_macro_f1_is_not_a_number(tm
     # a culture whose task is NaN (a document without finite scores) has no value: its line says so, as the
     # report's cell does, beside the other cultures (it was a TypeError formatting the missing value)
     from benchmarks import quickstart_intervals
-    from culture_tasks.leaderboard import NOT_A_NUMBER
+    from culture_tasks.leaderboard import NOT_A_NUMBER, find_result_files, load_runs
     from tests.test_leaderboard import _result
 
     right = [{"f1_macro": [0, 0, 1]}] * 20
@@ -114,10 +114,30 @@ def test_quickstart_intervals_prints_a_culture_whose_macro_f1_is_not_a_number(tm
             n_samples=dict.fromkeys(tasks, {"original": 40, "effective": 20}))
     assert quickstart_intervals.main([str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out
+    # the numbers are of a sample (20 of 40 documents): the first line names the run and says so, as the report does
+    (run,) = load_runs(find_result_files([str(tmp_path / "res")]))
+    assert out.splitlines()[:2] == [f"run {run.row_id}: dtype=float32,pretrained=/m/a; † partial run (documents per "
+                                    f"task: 20 of 40; sample {run.sample})", ""]
     # arabic: a one-class task right on all 20 documents, 1.0 in every resample: [1, 1] in its result file
     assert "| arabic | 1.000 | [1.000, 1.000] | 0.000 |" in out
     assert f"| english | – | {NOT_A_NUMBER} | – |" in out
     assert "width: median 0.000, range 0.000-0.000 (1 of 2 cultures have an interval)" in out
+
+
+def test_quickstart_intervals_refuses_a_folder_of_several_runs_naming_them(tmp_path, capsys):
+    # the widths are one run's: a folder mixing two models stopped with a bare "expected ... one run" (exit 1)
+    from benchmarks import quickstart_intervals
+    from culture_tasks.leaderboard import find_result_files, load_runs
+    from tests.test_leaderboard import _result
+
+    _result(tmp_path / "res/a", "/m/a", {"culturellm_arabic_x": 0.5})
+    _result(tmp_path / "res/b", "/m/b", {"culturellm_arabic_x": 0.6}, limit=5)
+    a, b = sorted(load_runs(find_result_files([str(tmp_path / "res")])), key=lambda r: r.label)
+    assert quickstart_intervals.main([str(tmp_path / "res")]) == 2
+    assert capsys.readouterr().err == (
+        f"quickstart_intervals: {tmp_path / 'res'}: CultureLLM results of 2 runs (run {a.row_id}: "
+        f"dtype=float32,pretrained=/m/a | run {b.row_id}: dtype=float32,pretrained=/m/b; † partial run (--limit 5)); "
+        "give the folder of one\n")  # in the report's order: the complete run first
 
 
 def test_interval_calibration_counts_coverage_by_hand():

@@ -2008,3 +2008,30 @@ def test_plain_hf_rows_use_the_fingerprints_their_tasks_recorded(tmp_path, capsy
     runs = _json(tmp_path)["runs"]
     assert len(runs) == 2 and sorted(r["adapter_kind"] for r in runs)[0] == "LoRA"
     capsys.readouterr()
+
+
+def test_every_figure_names_a_partial_row_in_words(tmp_path, data_root):
+    # a plot is also a PNG of its own (<report>_plots/), without the page's legend: a --limit row was marked there
+    # by a bare † in the heatmap's row, the radar's and the bars' legends
+    from culture_tasks import leaderboard, plots
+
+    extra = {"wvs_usa": {"alias": "wvs_usa", "wvs_jsd_social_values,none": 0.7,
+                         "wvs_jsd_social_values_ci_low,none": 0.6, "wvs_jsd_social_values_ci_high,none": 0.8},
+             "vsm13_usa": {"alias": "vsm13_usa", **{f"{d},none": 10.0 for d in ("pdi", "idv", "mas", "uai", "lto", "ivr")}}}
+    _result(tmp_path / "res", "/m/lim", {"culturellm_english_x": 0.5}, extra=extra, limit=5,
+            n_samples={t: {"original": 40, "effective": 5} for t in ("culturellm_english_x", "wvs_usa", "vsm13_usa")})
+    path = next((tmp_path / "res").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["configs"] = {"vsm13_usa": {"dataset_kwargs": {"vsm13_country": "USA"}, "output_type": "multiple_choice",
+                                     "metadata": {"version": 1.0, "data_dir": str(data_root)}}}
+    path.write_text(json.dumps(data))
+    runs = leaderboard.load_runs([path])
+    drawn = leaderboard.figures(runs, leaderboard.build_tables(runs))
+    row = f"lim [{runs[0].row_id}] † partial"
+    labels = {name: ([t.get_text() for t in fig.axes[0].get_yticklabels()] if name == "culturellm_heatmap" else
+                     [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) for name, _, fig in drawn}
+    # (the file holds no interval for the indices: the radar says that too)
+    assert labels == {"culturellm_heatmap": [row], "vsm13_radar_usa": [f"{row} (no interval)", "U.S.A. (Hofstede)"],
+                      "wvs_topics_wvs_usa": [row]}
+    for _, _, fig in drawn:
+        plots.pyplot().close(fig)

@@ -38,6 +38,15 @@ def test_radar_and_bars_differ_by_marker_line_and_hatch():
     plots.pyplot().close(fig)
 
 
+def test_a_radar_profile_without_an_interval_says_so():
+    # a profile whose result file holds no interval for any index was drawn like one known exactly
+    band = {"pdi": (5.0, 15.0)}
+    fig = plots.vsm13_radar("r", [("m", dict.fromkeys(plots.VSM13_DIMS, 10.0)), ("s", dict.fromkeys(plots.VSM13_DIMS, 50.0))],
+                            ("target", dict.fromkeys(plots.VSM13_DIMS, 40.0)), intervals=[band, {"pdi": (np.nan, np.nan)}])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m", "s (no interval)", "target"]
+    plots.pyplot().close(fig)
+
+
 def test_steering_matrix_and_loss_curve_files(tmp_path):
     result = {"vsm13": {"rows": ["USA", "CHN"], "columns": ["USA", "CHN"], "column_dims": [["pdi"] * 6, ["pdi"] * 6],
                         "distance": [[0.1, 0.9], [0.8, 0.2]], "plain_distance": [0.5, 0.5]}}
@@ -67,6 +76,17 @@ def test_a_missing_value_leaves_a_gap_not_a_bar_at_zero():
     width = 0.8 / 3
     assert bars == [(round(-width, 6), 0.5), (0.0, 0.0), (round(1.0, 6), 0.2)]  # a real 0 is drawn, a missing one not
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m", "s", "none"]
+    plots.pyplot().close(fig)
+
+
+def test_a_bar_without_an_interval_says_so():
+    # a one-question WVS topic (lm_eval --limit 16 leaves migration one) has a value and no interval: its bar stood
+    # without whiskers and without a word, read as a value known exactly
+    fig = plots.interval_bars("b", ["c1", "c2"], [("m", [(0.5, 0.4, 0.6), (0.7, None, None)]),
+                                                   ("s", [(None, None, None), (0.2, float("nan"), 0.3)])])
+    width = 0.8 / 2
+    notes = [(t.get_text(), round(t.get_position()[0], 6), t.get_position()[1]) for t in fig.axes[0].texts]
+    assert notes == [("no\ninterval", round(1 - width / 2, 6), 0.7), ("no\ninterval", round(1 + width / 2, 6), 0.2)]
     plots.pyplot().close(fig)
 
 

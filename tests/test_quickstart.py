@@ -34,10 +34,11 @@ def _stand_ins(tmp_path: Path, culture_model: str, runs_exit: int = 99) -> tuple
 
 
 def _quickstart(tmp_path: Path, data: Path, culture_model: str = "echo /no/model",
-                runs_exit: int = 99) -> tuple[subprocess.CompletedProcess, list[str]]:
+                runs_exit: int = 99, **settings: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     bin_dir, calls = _stand_ins(tmp_path, culture_model, runs_exit)
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "LIMIT", "PER_CULTURE", "COUNTRIES")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"))
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", CULTURE_DATA_DIR=str(data), RUNS=str(tmp_path / "runs"),
+               **settings)
     done = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     return done, calls.read_text().splitlines() if calls.exists() else []
@@ -62,6 +63,87 @@ def test_missing_survey_data_stops_before_the_model_loads(data_root, tmp_path, l
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"quickstart.sh: Missing data file {tmp_path / 'data' / missing} ")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _root_without(tmp_path: Path, data_root: Path, missing: str) -> Path:
+    """A data root of links to ``data_root``'s files and folders, less ``missing`` (a path under it)."""
+    root, missing = tmp_path / "data", Path(missing)
+
+    def mirror(rel: Path) -> None:
+        (root / rel).mkdir()
+        for child in (data_root / rel).iterdir():
+            sub = rel / child.name
+            if sub in missing.parents:
+                mirror(sub)
+            elif sub != missing:
+                (root / sub).symlink_to(child)
+
+    mirror(Path())
+    return root
+
+
+@pytest.mark.parametrize("per_culture", ["all", "20"])
+def test_a_missing_culturellm_file_stops_before_the_model_and_the_run_folder(data_root, tmp_path, per_culture):
+    # PER_CULTURE=all draws no sample: a missing CultureLLM file was found by lm_eval once the model had been
+    # converted and loaded (at 20, the sampler found it, after the run folder had been made)
+    root = _root_without(tmp_path, data_root, "culturellm/Turkey/TurkishSpam")
+    done, calls = _quickstart(tmp_path, root, PER_CULTURE=per_culture)
+    assert (done.returncode, calls) == (2, [])
+    lines = done.stderr.strip().splitlines()
+    missing = root / "culturellm/Turkey/TurkishSpam/trspam.jsonl"
+    assert len(lines) == 1 and lines[0].startswith(
+        f"quickstart.sh: Missing data file {missing} (data root {root}, file `culturellm/Turkey/TurkishSpam/trspam.jsonl`). ")
+    assert not (tmp_path / "runs").exists()
+
+
+def _root_with(tmp_path: Path, data_root: Path, name: str, text: str) -> Path:
+    """``_root_without`` the file ``name``, written in its place with ``text``."""
+    root = _root_without(tmp_path, data_root, name)
+    (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("per_culture, name, cut, problem", [
+    ("20", "vsm13/items.jsonl", 3000, ":8: not valid JSON (Unterminated string starting at at column 329); the file "
+                                      "looks truncated (cut off mid-line); re-create it or restore it"),
+    ("20", "culturellm/English/United States.csv", 40, ": missing column(s) ['Q30', 'Q31', "),
+    # PER_CULTURE=all draws no sample, whose reading finds a damaged CultureLLM file otherwise (test_sampling.py)
+    ("all", "culturellm/Turkey/TurkishSpam/trspam.jsonl", 500, ":1: not valid JSON (Unterminated string starting at"),
+])
+def test_a_damaged_data_file_stops_before_the_model_and_the_run_folder(data_root, tmp_path, per_culture, name, cut,
+                                                                       problem):
+    # the data files were only checked to exist: a truncated VSM13 item file, or a WVS file cut within its header,
+    # stopped lm_eval with a traceback once the model and the CultureLLM tasks had loaded
+    text = (data_root / name).read_text(encoding="utf-8")[:cut]
+    root = _root_with(tmp_path, data_root, name, text)
+    done, calls = _quickstart(tmp_path, root, PER_CULTURE=per_culture)
+    assert (done.returncode, calls) == (2, [])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"quickstart.sh: {root / name}{problem}"), lines
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("BATCH_SIZE", "abc", "BATCH_SIZE must be a positive number, auto or auto:N, got 'abc'"),
+    ("DTYPE", "bf16", "DTYPE must be float32, bfloat16, float16 or auto, got 'bf16'"),
+    ("DEVICE", "gpu", "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got 'gpu'"),
+    ("MODEL", "/models/a,b", "MODEL '/models/a,b' holds a comma, which lm-eval's --model_args splits on; move or "
+                             "link the model to a path without one"),
+])
+def test_a_setting_lm_eval_reads_late_stops_first(data_root, tmp_path, setting, value, message):
+    # lm_eval read --batch_size abc once the model had loaded (a traceback), ran --device gpu on the CPU while its
+    # results record "gpu", and split a model path at its comma (pretrained=/models/a)
+    done, calls = _quickstart(tmp_path, data_root, **{setting: value})
+    assert (done.returncode, calls, done.stderr) == (2, [], f"quickstart.sh: {message}\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sample_that_cannot_be_drawn_leaves_no_run_folder(data_root, tmp_path):
+    done, calls = _quickstart(tmp_path, data_root, PER_CULTURE="5")
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr == ("culture_tasks.sampling: --per_culture 5 is below the 10 tasks of culture arabic: every task "
+                           "needs a document; raise --per_culture\n")
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_missing_data_root_is_one_line(tmp_path):

@@ -1,0 +1,127 @@
+"""``culture-eval`` (``culture_tasks.harness``): lm-eval's command line, with an ``--use_cache`` file that is reused
+only with the model and settings its answers are of."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.harness import main
+from culture_tasks.paths import TASKS_DIR
+from tests.tiny_model import build_tiny_model
+
+
+def _run(monkeypatch, model, cache, data_root, out, batch_size=4, dtype="float32"):
+    monkeypatch.setattr(sys, "argv", [
+        "culture-eval", "--model", "hf-prompt", "--model_args", f"pretrained={model},dtype={dtype}",
+        "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--limit", "3", "--device", "cpu",
+        "--batch_size", str(batch_size),
+        "--metadata", json.dumps({"data_dir": str(data_root)}), "--use_cache", str(cache), "--output_path", str(out)])
+    main()
+
+
+class Evaluated(Exception):
+    """Raised by the stand-in for lm-eval's evaluation: the run got past the checks."""
+
+
+def _stand_in(monkeypatch) -> list[dict]:
+    """lm-eval's ``simple_evaluate`` replaced by one that records its call and opens the cache file as lm-eval does."""
+    import lm_eval
+
+    calls: list[dict] = []
+
+    def evaluate(**kwargs):
+        calls.append(kwargs)
+        if kwargs.get("use_cache"):
+            Path(f"{kwargs['use_cache']}_rank0.db").touch()
+        raise Evaluated
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", evaluate)
+    return calls
+
+
+def test_a_request_cache_is_reused_only_with_its_own_model(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval keys --use_cache by the request alone: a second tiny model run with the first one's cache reported the
+    # first model's numbers (wvs_jsd 0.6443 for a model whose own is 0.6082) and recorded its own name beside them
+    calls = _stand_in(monkeypatch)
+    cache = tmp_path / "cache" / "answers"
+    for batch_size in (4, 2):  # the first run stores its settings, the second resumes (float32: at any batch size)
+        with pytest.raises(Evaluated):
+            _run(monkeypatch, tiny_model, cache, data_root, tmp_path / "a", batch_size)
+    stored = {"model": "hf-prompt", "model_args": {"dtype": "float32", "pretrained": str(tiny_model)},
+              "folders": {"pretrained": loaded_fingerprint(tiny_model)}}
+    assert json.loads((tmp_path / "cache" / "answers.settings.json").read_text()) == stored
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        _run(monkeypatch, other, cache, data_root, tmp_path / "b")
+    assert (stop.value.code, len(calls)) == (2, 2)
+    assert capsys.readouterr().err.splitlines()[-1] == (  # after lm-eval's own log lines
+        f"culture-eval: --use_cache {cache}: its answers are of other settings (folders: saved "
+        f"{stored['folders']!r}, given {{'pretrained': {loaded_fingerprint(other)!r}}}; model_args: saved "
+        f"{stored['model_args']!r}, given {{'pretrained': {str(other)!r}, 'dtype': 'float32'}}); run with those, or "
+        "give another --use_cache path")
+
+
+def test_a_request_cache_without_a_record_is_refused(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # a cache made by plain lm_eval (or by another model) says nothing of whose answers it holds
+    (tmp_path / "answers_rank0.db").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: --use_cache {tmp_path / 'answers'}: {tmp_path / 'answers_rank0.db'} holds answers without a "
+        f"record of the model and settings that gave them ({tmp_path / 'answers.settings.json'}); delete it, or give "
+        "another --use_cache path")
+    assert not (tmp_path / "answers.settings.json").exists()
+
+
+def test_a_record_whose_cache_is_gone_is_replaced(tiny_model, data_root, tmp_path, monkeypatch):
+    # the answers were deleted, their record left: nothing of the old run can be read, so nothing binds the new one
+    (tmp_path / "answers.settings.json").write_text(json.dumps({"model": "hf", "model_args": {"pretrained": "/old"}}))
+    _stand_in(monkeypatch)
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out")
+    assert json.loads((tmp_path / "answers.settings.json").read_text())["model_args"] == {
+        "dtype": "float32", "pretrained": str(tiny_model)}
+
+
+def test_a_half_precision_cache_is_reused_only_at_its_batch_size(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # bfloat16 scores move with the batch (the leaderboard makes such runs other rows): a resume keeps the batch size
+    calls = _stand_in(monkeypatch)
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out", 4, "bfloat16")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, tiny_model, tmp_path / "answers", data_root, tmp_path / "out", 2, "bfloat16")
+    assert len(calls) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: --use_cache {tmp_path / 'answers'}: its answers are of other settings (batch_size: saved '4', "
+        "given '2'); run with those, or give another --use_cache path")
+
+
+def test_boolean_model_args_of_any_model_parse_strictly(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval's `hf` took add_bos_token=no as the string "no" (true to Python); culture-eval reads it as false, and
+    # refuses a word that is no boolean, for lm-eval's models as for hf-prompt
+    calls = _stand_in(monkeypatch)
+
+    def run(value):
+        monkeypatch.setattr(sys, "argv", ["culture-eval", "--model", "hf", "--model_args",
+                                          f"pretrained={tiny_model},add_bos_token={value}", "--tasks", "wvs_usa",
+                                          "--include_path", str(TASKS_DIR), "--device", "cpu",
+                                          "--metadata", json.dumps({"data_dir": str(data_root)})])
+        main()
+
+    with pytest.raises(Evaluated):
+        run("no")
+    assert calls[0]["model_args"] == {"pretrained": str(tiny_model), "add_bos_token": False}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run("flase")
+    assert (stop.value.code, len(calls)) == (2, 1)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "culture-eval: --model hf: add_bos_token= takes true or false (or yes/no/1/0), got 'flase'")
