@@ -16,17 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.results_folder import read_folder
-from culture_tasks.leaderboard import (SUITES, LeaderboardError, Run, build_tables, find_result_files, load_runs,
-                                      provenance)
+from benchmarks.results_folder import read_folder, run_line
+from culture_tasks.leaderboard import SUITES, LeaderboardError, build_tables, find_result_files, load_runs
 
 Cells = dict[str, tuple[float, float | None, float | None, str]]
-
-
-def run_line(run: Run) -> str:
-    """Which run the numbers are of (row id and model arguments, as in the report), and for a sample that it is one."""
-    prov = provenance(run)
-    return f"run {run.row_id}: {prov['model_args']}" + (f"; † {prov['partial']}" if prov["partial"] else "")
 
 
 def culture_cells(run_folder: Path) -> tuple[str, Cells]:

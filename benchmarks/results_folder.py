@@ -1,5 +1,6 @@
 """The command line of a script that reads one folder of ``lm_eval`` results (``benchmarks.quickstart_intervals``,
-``benchmarks.design_weights``): one argument, ``--help``, and a folder that cannot be read in one line."""
+``benchmarks.design_weights``): one argument, ``--help``, and a folder that cannot be read in one line; and the
+line that names the run its numbers are of."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from culture_tasks.leaderboard import LeaderboardError
+from culture_tasks.leaderboard import LeaderboardError, Run, provenance
 
 T = TypeVar("T")
 
@@ -28,3 +29,9 @@ def read_folder(argv: list[str] | None, doc: str, name: str, read: Callable[[Pat
     except (LeaderboardError, OSError, ValueError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         return 2, None
+
+
+def run_line(run: Run) -> str:
+    """Which run the numbers are of (row id and model arguments, as in the report), and for a sample that it is one."""
+    prov = provenance(run)
+    return f"run {run.row_id}: {prov['model_args']}" + (f"; † {prov['partial']}" if prov["partial"] else "")

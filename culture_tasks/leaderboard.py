@@ -1224,6 +1224,12 @@ def _scored(run: Run, tasks: list[str]) -> list[int | None]:
     return out
 
 
+def no_interval_reason(run: Run, tasks: list[str], metric: str) -> str:
+    """Why a mean of ``metric`` over the run's ``tasks`` gets no interval (``_too_few``), "" where it gets one:
+    for a script that resamples the same documents as the board's cells."""
+    return _too_few(metric, _scored(run, tasks))
+
+
 def _too_few(metric: str, scored: list[int | None], limit=None) -> str:
     """Why a mean of ``metric`` over tasks that scored ``scored`` documents (None: not known; ``limit``: the run's
     ``--limit``, at most that many) gets no interval (a task under the metric's own minimum, ``stats.min_items``: the

@@ -222,11 +222,21 @@ def paired_bootstrap(aggregate: Callable[[Sequence], float], items_a: Sequence, 
     a = [x for x, _ in pairs]
     b = [y for _, y in pairs]
     diff = float(aggregate(b) - aggregate(a))
-    low = high = nan
-    if enough_items(aggregate, a) and math.isfinite(diff):
-        idx = _indices(aggregate, a, iters, seed)
-        low, high = percentile_interval(_statistics(aggregate, b, idx) - _statistics(aggregate, a, idx), level)
+    low, high = paired_interval(aggregate, a, b, iters=iters, seed=seed, level=level)
     return {"diff": diff, "low": low, "high": high, "p_value": randomisation_p(aggregate, a, b, diff, iters, seed)}
+
+
+def paired_interval(aggregate: Callable[[Sequence], float], items_a: Sequence, items_b: Sequence, *,
+                    iters: int = ITERS, seed: int = SEED, level: float = LEVEL) -> tuple[float, float]:
+    """``paired_bootstrap``'s interval alone: the same resample indices for both lists (``items_a[i]`` and
+    ``items_b[i]`` one document, in this order), for two statistics of the same documents whose items cannot be
+    swapped between them, as the randomisation test would (weighted and unweighted macro-F1). NaN where
+    ``enough_items`` says the documents are too few or the difference is not finite."""
+    diff = aggregate(items_b) - aggregate(items_a)
+    if not enough_items(aggregate, items_a) or not math.isfinite(diff):
+        return float("nan"), float("nan")
+    idx = _indices(aggregate, items_a, iters, seed)
+    return percentile_interval(_statistics(aggregate, items_b, idx) - _statistics(aggregate, items_a, idx), level)
 
 
 def randomisation_p(aggregate: Callable[[Sequence], float], a: Sequence, b: Sequence, diff: float,

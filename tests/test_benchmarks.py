@@ -316,9 +316,32 @@ def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_p
             n_samples={task: {"original": 10, "effective": 4}})
     assert design_weights.main([str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2] == "| arabic | 1 | 4 | 0.444 | 0.333 | +0.111 | 0.800 | 0.500 | +0.300 |"
+    assert out[0].startswith("run r") and out[0].endswith("pretrained=/m/a; † partial run (documents per task: 4 of 10; "
+                                                          "sample 920002)")
+    assert out[4] == "| arabic | 1 | 4 | 0.444 | 0.333 | +0.111 – | 0.800 | 0.500 | +0.300 – |"
+    assert out[6] == ("–: no interval: 4 documents in a task; a acc interval needs 20 in each (fewer do not hold the "
+                      "complete run's value: docs/interval_calibration.md)")
     assert design_weights.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith(f"design_weights: {tmp_path / 'missing'}")
+
+
+def test_design_weights_change_has_the_paired_interval_zero_where_every_weight_is_alike(tmp_path, capsys):
+    # 40 documents (label 0: 30, label 1: 10) sampled 15 + 5: every document weighs 2, so weighted and unweighted are
+    # one number in every resample: change 0 [0, 0]. Label 1 answered right 3 of 5 times, 0 always: class 0 TP 15
+    # FP 2 -> F1 30/32, class 1 TP 3 FN 2 -> 6/8; macro 0.84375; accuracy 18/20
+    from benchmarks import design_weights
+    from tests.test_leaderboard import _result
+
+    task = "culturellm_arabic_x"
+    answers = [(0, 0, 30)] * 15 + [(1, 1, 10)] * 3 + [(1, 0, 10)] * 2
+    logged = [{"f1_macro": [g, p, 2, c], "acc": [float(g == p), g, c]} for g, p, c in answers]
+    _result(tmp_path / "res", "/m/a", {task: 0.84375}, samples={task: logged},
+            extra={task: {"alias": task, "f1_macro,none": 0.84375, "acc,none": 0.9}},
+            n_samples={task: {"original": 40, "effective": 20}})
+    assert design_weights.main([str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[4] == ("| arabic | 1 | 20 | 0.844 | 0.844 | +0.000 [+0.000, +0.000] | 0.900 | 0.900 | "
+                      "+0.000 [+0.000, +0.000] |") and len(out) == 5
 
 
 def test_vsm13_item_pair_calibration_without_item_noise_observes_the_truth(data_root):
