@@ -15,6 +15,7 @@ DOCS = REPO / "docs"
 SMOLLM2 = DOCS / "aligner_objectives_smollm2"
 QWEN = DOCS / "aligner_objectives_qwen25coder"
 KFOLD_RUNS = sorted(p.parent.name for p in DOCS.glob("*/kfold.json"))
+STEERING = sorted(str(p.parent.relative_to(DOCS)) for p in DOCS.rglob("steering.json"))
 
 
 def _rows(text: str) -> list[str]:
@@ -47,6 +48,18 @@ def test_a_kfold_table_is_what_its_kfold_json_gives(run):
     assert (folder / "kfold.md").read_text(encoding="utf-8") == markdown(read_report(folder)[1]), (
         f"docs/{run}/kfold.md is not what its kfold.json gives: write trainers.kfold.markdown(read_report(folder)[1]) "
         "to it")
+
+
+@pytest.mark.parametrize("folder", STEERING)
+def test_a_steering_matrix_is_what_its_steering_json_gives(folder):
+    import json
+
+    from culture_tasks.steering import markdown
+
+    result = json.loads((DOCS / folder / "steering.json").read_text(encoding="utf-8"))
+    assert (DOCS / folder / "steering.md").read_text(encoding="utf-8") == markdown(result), (
+        f"docs/{folder}/steering.md is not what its steering.json gives: `culture-steer --rescore docs/{folder} "
+        "--output <new>` and copy its three files back")
 
 
 def test_the_fine_tuning_table_and_its_readme_copy_are_what_the_result_files_give():
