@@ -265,9 +265,6 @@ def print_seed_summary(runs: list[dict]) -> None:
         cell = lambda key: _fmt([r[key]], 3, [r.get(f"{key}_ci")])  # noqa: E731
         print(f"| {objective} | {seed} | {r['targets']} | {cell('mrr')} | {cell('mrr_plain')} | {cell('mrr_persona')} | "
               f"{cell('margin')} | {r['improved']} of {r['targets']} |")
-    if any(f"{key}_ci" not in r for r in summary.values() for key, _, _ in SUMMARY_CELLS):
-        print()
-        print(NO_SEED_INTERVAL)
     for objective in sorted({o for o, _ in summary}):
         rows = [r for (o, _), r in summary.items() if o == objective]
         if len({r["names"] for r in rows}) > 1:  # a mean over seeds of different targets mixes targets with seeds
@@ -277,6 +274,9 @@ def print_seed_summary(runs: list[dict]) -> None:
         print(f"| {objective} | all ({len(rows)}) | | {_fmt([r['mrr'] for r in rows], 3, bounds=(0, 1))} | "
               f"{baseline('mrr_plain')} | {baseline('mrr_persona')} | {_fmt([r['margin'] for r in rows], 3)} | "
               f"{_fmt([float(r['improved']) for r in rows], 1, bounds=(0, rows[0]['targets']))} |")
+    if any(f"{key}_ci" not in r for r in summary.values() for key, _, _ in SUMMARY_CELLS):
+        print()  # under the table: a line between its rows would end it, leaving the rows after it headless
+        print(NO_SEED_INTERVAL)
 
 
 NO_SEED_INTERVAL = ("A seed's MRR or mean margin without an interval: one of its runs recorded no item means (runs "

@@ -1,6 +1,6 @@
 """Base vs fine-tuned per culture from a `train_real_run` folder, as a markdown table.
 
-    python -m benchmarks.train_table runs/smollm2 > docs/train_smollm2_h100.md
+    python -m benchmarks.train_table runs/smollm2     # docs/train_smollm2.md's table: the folder docs/train_smollm2
 
 macro-F1 is the unweighted mean of the culture's CultureLLM tasks; WVS 1-JSD and majority
 agreement are means over the culture's countries, on the plain ``wvs_<country>`` tasks for the

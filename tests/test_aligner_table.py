@@ -252,3 +252,20 @@ def test_a_seed_with_a_run_that_recorded_no_item_means_has_no_interval_and_says_
     print_seed_summary(runs)
     out = capsys.readouterr().out
     assert "| l1 | 0 | 2 | 0.667 | 0.667 | 0.667 | 0.000 | 0 of 2 |" in out and NO_SEED_INTERVAL in out
+
+
+def test_the_note_on_missing_intervals_comes_under_the_table_not_inside_it(capsys):
+    """Markdown ends a table at its first line that is not a row: a note printed between the seeds' rows and the
+    'all' row would leave that row without a header. Two seeds of one target, made before item means were
+    recorded: USA ranks 2 and 4 (plain 4), MRR 0.5 and 0.25, mean 0.375 ± 0.177; the note follows the table."""
+    from benchmarks.aligner_table import NO_SEED_INTERVAL, print_seed_summary
+
+    print_seed_summary([_run("contrastive", 0, (4, 2, 2), 0.5), _run("contrastive", 1, (4, 2, 4), 0.1)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| objective |")))
+    assert lines[header + 2:header + 5] == [
+        "| contrastive | 0 | 1 | 0.500 | 0.250 | 0.500 | 0.500 | 1 of 1 |",
+        "| contrastive | 1 | 1 | 0.250 | 0.250 | 0.500 | 0.100 | 0 of 1 |",
+        "| contrastive | all (2) | | 0.375 ± 0.177 [0.000, 1.000] | 0.250 | 0.500 | 0.300 ± 0.283 [-2.241, 2.841] | "
+        "0.5 ± 0.7 [0.0, 1.0] |"]
+    assert lines[header + 5:] == ["", NO_SEED_INTERVAL]

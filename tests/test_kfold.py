@@ -438,6 +438,21 @@ def test_the_tables_name_the_batch_a_step_trained_on(tmp_path):
     assert batch_text({"batch_size": 5, "world_size": 2}) == "batch 5 × 2 processes (10 per step)"
 
 
+def test_the_table_names_the_rows_it_trained_on():
+    """A run on the seed wordings alone (a reduced budget) must read as such: the header names the file, its
+    digest and how many examples it holds, each counted once though it trains k−1 folds."""
+    from trainers.kfold import data_text
+
+    report = {"folds": 3, "data": ["/runs/kdata/one_seeds.jsonl"],
+              "settings": {"data_sha256": ["sha256:37b868be8a88e71f976394b9827d446e"]},
+              "per_fold": [{"training": {"examples": n}} for n in (350, 349, 357)]}
+    assert data_text(report) == "trained on `one_seeds.jsonl` (528 examples, sha256 37b868be8a88…)"
+    two = {**report, "folds": 5, "data": ["a/x.jsonl", "b/y.jsonl"],
+           "settings": {"data_sha256": ["sha256:aaaaaaaaaaaaaaaa", "sha256:bbbbbbbbbbbbbbbb"]},
+           "per_fold": [{"training": {"examples": 120}}] * 5}
+    assert data_text(two) == "trained on `x.jsonl`, `y.jsonl` (150 examples, sha256 aaaaaaaaaaaa…, bbbbbbbbbbbb…)"
+
+
 def test_summary_refuses_runs_that_do_not_compare(tmp_path):
     from trainers.kfold import across_cultures, read_report
 

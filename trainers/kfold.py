@@ -577,13 +577,23 @@ def scoring_text(settings: dict, chat: bool | None) -> str:
     return text
 
 
+def data_text(report: dict) -> str:
+    """The training rows by file name, example count and digest: a run on fewer rows (seed wordings only, a reduced
+    budget) reads as such beside one on their paraphrases. Every row trains the k−1 folds that do not hold out
+    its question, so the folds' training examples add up to k−1 times the rows."""
+    rows = sum(f["training"]["examples"] for f in report["per_fold"]) // max(report["folds"] - 1, 1)
+    names = ", ".join(f"`{Path(p).name}`" for p in report["data"])
+    digests = ", ".join(d.removeprefix("sha256:")[:12] + "…" for d in report["settings"].get("data_sha256") or [])
+    return f"trained on {names} ({rows} examples" + (f", sha256 {digests})" if digests else ")")
+
+
 def markdown(report: dict) -> str:
     """The pooled table (held-out beside in-sample) and one row per fold, in percent."""
     s = report["settings"]
     lines = [f"# {report['folds']}-fold held-out evaluation: {report['culture']}", "",
              f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
              + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; "
+             + f", {batch_text(s)}, seed {s['seed']}; {data_text(report)}; folds seeded with {s['fold_seed']}; "
              + scoring_text(s, report.get("chat_template")) + "; tasks "
              + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
              "Difference = adapter − base in points (means over the documents), 95 % paired bootstrap interval "
