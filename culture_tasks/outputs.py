@@ -213,6 +213,17 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def check_single_process(command: str, error: type[Exception] = OutputError) -> None:
+    """Refuse a launch of several processes for a command that does not share its work among them: each
+    process would run all of it into the same output, and only the main one holds the output's lock
+    (``OutputLock``), so the others would claim, fill and replace it unguarded, racing the main one."""
+    world = launched_world_size()
+    if world > 1:
+        raise error(f"{command} runs in one process, but torchrun / accelerate launch started {world} (WORLD_SIZE="
+                    f"{world}), each of which would run all of it into the same output; run {command} without a "
+                    "launcher")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -54,8 +54,8 @@ from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
-from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest,
-                                   set_aside, settings_differences)
+from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
+                                   file_digest, set_aside, settings_differences)
 from culture_tasks.paths import task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import find_listed, listed_countries
@@ -1184,6 +1184,7 @@ def parse_args(argv: list[str] | None) -> SteeringConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_single_process("culture-steer", SteeringError)
         result = run(parse_args(argv))
     except (SteeringError, DataRootError, ValueError, FileNotFoundError) as err:
         print(f"culture-steer: {err}", file=sys.stderr)

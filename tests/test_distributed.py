@@ -445,3 +445,25 @@ def test_lora_train_loss_on_two_processes_is_the_single_process_one_when_the_las
     assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [2]
     assert s2["losses"][0]["loss"] == pytest.approx(s1["losses"][0]["loss"], rel=1e-5)
     assert s2["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_commands_that_do_not_share_their_work_refuse_several_processes(tmp_path, monkeypatch, capsys, rank):
+    """Under torchrun every process runs the command; only the main one holds the output's lock, so another one
+    claimed the same output unguarded (culture-train kfold under 2 processes: whichever wrote its settings first
+    made the other stop at "not empty"). Each such command stops at once in every process, writing nothing."""
+    from culture_tasks.steering import main as steer_main
+    from trainers.cli import main as train_main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    out = tmp_path / "out"
+    fix = "torchrun / accelerate launch started 2 (WORLD_SIZE=2), each of which would run all of it into the same output"
+    for step in ("kfold", "augment", "data", "kfold-summary"):
+        assert train_main([step, "--output", str(out)]) == 2
+        assert capsys.readouterr().err == (f"culture-train {step}: culture-train {step} runs in one process, but {fix}; "
+                                           f"run culture-train {step} without a launcher\n")
+    assert steer_main(["--model", str(tmp_path / "m"), "--output", str(out), "--target", "usa=persona"]) == 2
+    assert capsys.readouterr().err == f"culture-steer: culture-steer runs in one process, but {fix}; run culture-steer " \
+                                      "without a launcher\n"
+    assert not out.exists()

@@ -137,15 +137,19 @@ def run_kfold_summary(cfg) -> dict:
 
 RUN = {"augment": run_augment, "data": run_data, "lora": run_lora, "kfold": run_kfold,
        "kfold-summary": run_kfold_summary}
+SHARED = ("lora",)  # the steps that share their work among the processes of torchrun / accelerate launch
 
 
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.data_root import DataRootError
+    from culture_tasks.outputs import check_single_process
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     step = None
     try:
         step, rest = split_step(argv)
+        if step not in SHARED:
+            check_single_process(f"culture-train {step}")
         print(json.dumps(RUN[step](parse_step(step, rest)), indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)
