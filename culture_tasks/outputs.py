@@ -213,6 +213,12 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def launched_on_node() -> int:
+    """How many of the launched processes run on this node (``LOCAL_WORLD_SIZE``, which torchrun and accelerate
+    launch set; the whole launch where it is unset)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "") or launched_world_size())
+
+
 def check_single_process(command: str, error: type[Exception] = OutputError) -> None:
     """Refuse a launch of several processes for a command that does not share its work among them: each
     process would run all of it into the same output, and only the main one holds the output's lock

@@ -1,4 +1,4 @@
-"""The task class of every culture task: lm-eval's ``ConfigurableTask`` with three checks it lacks.
+"""The task class of every culture task: lm-eval's ``ConfigurableTask`` with the checks it lacks.
 
 A ``--metadata`` key that is one of the task's own settings (``persona``, ``max_text_chars``) is named in one
 line (``metadata.check_task_settings``): lm-eval would call the loader with it twice, a bare TypeError.
@@ -12,6 +12,10 @@ a word. With ``--samples`` the cache even serves the first documents instead of 
 cache was read, every cached request must belong to a document of this run, unchanged, and the first
 document's requests built now must equal the cached ones; otherwise the run stops, naming the fix.
 
+A data-parallel evaluation split over the processes of several nodes (``accelerate launch`` / ``torchrun``
+with ``--num_machines`` / ``--nnodes`` > 1) stops before any document is scored (``check_one_node``): lm-eval's
+hf backend numbers those processes by their rank on their own node, so the nodes would score the same documents.
+
 It also records the content fingerprint of the local model and adapter folders in the task's metadata
 (``loaded_fingerprints``), so a result file of plain ``--model hf`` says which weights it scored.
 
@@ -22,17 +26,23 @@ a task defined in Python; the YAML's settings are passed on unchanged.
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 
 from lm_eval.api.task import ConfigurableTask
 
 from culture_tasks.fingerprints import FINGERPRINTS_KEY, loaded_fingerprint
 from culture_tasks.metadata import check_task_settings
+from culture_tasks.outputs import launched_on_node, launched_world_size
 
 MODEL_FOLDER_ARGS = ("pretrained", "peft")  # the model arguments that name a folder the run loads
 
 
 class StaleRequestCache(ValueError):
     """lm-eval's request cache holds requests of other documents or prompts than this run's."""
+
+
+class SplitOverNodes(ValueError):
+    """A data-parallel evaluation over several nodes, which lm-eval's hf backend splits by node-local rank."""
 
 
 class CultureTask(ConfigurableTask):
@@ -46,6 +56,7 @@ class CultureTask(ConfigurableTask):
 
 
     def build_all_requests(self, **kwargs) -> None:
+        check_one_node(str(self.config.task), kwargs.get("world_size", 1))
         super().build_all_requests(**kwargs)
         if kwargs.get("cache_requests") and not kwargs.get("rewrite_requests_cache"):
             self._check_cached_requests(kwargs)
@@ -70,6 +81,21 @@ class CultureTask(ConfigurableTask):
                 f"{self.config.task}: lm-eval's request cache holds requests built from other documents or prompts "
                 f"than this run's ({len(stale)} of {len(fresh)} documents differ; the data, data_dir, --metadata, "
                 "--samples or the task release changed since it was written): rerun with --cache_requests refresh")
+
+
+def check_one_node(task: str, world_size: int) -> None:
+    """Refuse a data-parallel split over several nodes before any document is scored. lm-eval's hf backend
+    (0.4.13) gives each process its rank on its own node (``accelerator.local_process_index``) out of the whole
+    launch's processes: the processes of one local rank on every node score the same documents, those of the
+    ranks held by the other nodes' processes are never scored, and the run fails when it gathers the results
+    (``gather_object`` on a second "rank 0"), after all the scoring. One node is split correctly."""
+    on_node = launched_on_node()
+    if world_size > 1 and on_node < launched_world_size():
+        raise SplitOverNodes(
+            f"{task}: this evaluation is split over {world_size} processes on several nodes ({on_node} on this one), "
+            f"and lm-eval {version('lm_eval')}'s hf backend numbers them by their rank on their own node, so every "
+            "node would score the same documents and the run would fail when gathering them; run it on one node "
+            f"(accelerate launch --num_processes {on_node}), or give each node its own --tasks")
 
 
 def record_loaded_fingerprints(metadata) -> None:

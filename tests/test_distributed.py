@@ -467,3 +467,32 @@ def test_commands_that_do_not_share_their_work_refuse_several_processes(tmp_path
     assert capsys.readouterr().err == f"culture-steer: culture-steer runs in one process, but {fix}; run culture-steer " \
                                       "without a launcher\n"
     assert not out.exists()
+
+
+def test_an_evaluation_split_over_several_nodes_stops_before_any_document_is_scored(data_root, monkeypatch):
+    """lm-eval 0.4.13's hf backend gives a process its rank on its own node (``local_process_index``) out of the
+    whole launch: on 2 nodes of 2 processes, the second node's processes take ranks 0 and 1 of 4 again, both nodes
+    score documents 0, 4, 8, ... and 1, 5, 9, ..., none scores 2, 3, 6, 7, ..., and the run fails when it gathers
+    the results (two torchrun nodes of one process each on gloo: ValueError in gather_object on the second, after all
+    the scoring). The tasks refuse that split; on one node the split is lm-eval's and stays as it is."""
+    from lm_eval.tasks import get_task_dict
+
+    from culture_tasks.paths import task_manager
+    from culture_tasks.task import SplitOverNodes
+
+    task = get_task_dict(["vsm13_usa"], task_manager({"data_dir": str(data_root)}))["vsm13_usa"]
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(SplitOverNodes) as err:
+        task.build_all_requests(rank=0, world_size=4)
+    assert str(err.value) == (
+        "vsm13_usa: this evaluation is split over 4 processes on several nodes (2 on this one), and lm-eval 0.4.13's "
+        "hf backend numbers them by their rank on their own node, so every node would score the same documents and "
+        "the run would fail when gathering them; run it on one node (accelerate launch --num_processes 2), or give "
+        "each node its own --tasks")
+    task.build_all_requests(rank=0, world_size=1)  # tensor parallelism (tp_plan): every process runs every document
+    assert sorted({i.doc_id for i in task.instances}) == list(range(24))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # one node of 4 processes
+    task.build_all_requests(rank=2, world_size=4)
+    assert sorted({i.doc_id for i in task.instances}) == [2, 6, 10, 14, 18, 22]
