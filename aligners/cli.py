@@ -14,11 +14,10 @@ Every setting can also be a key of the --config file (``virtual_tokens: 8``; ``b
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 from aligners.config import AlignConfig
-from culture_tasks.cli_args import ConfigParser
+from culture_tasks.cli_args import ConfigParser, configure_logging
 
 
 def parser() -> ConfigParser:
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from culture_tasks.data_root import DataRootError
     from culture_tasks.survey.vsm13 import UnknownCountryError
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         summaries = run(parse_args(argv))
     except (AlignmentError, UnknownCountryError, DataRootError, ValueError, FileNotFoundError) as err:

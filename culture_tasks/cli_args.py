@@ -166,6 +166,17 @@ def parse_floats(text) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def configure_logging() -> None:
+    """The commands' log lines on standard error: every one on the main process, warnings and errors only on the
+    other processes of a torchrun / accelerate launch, which run the same steps (their info lines, lm-eval's and
+    transformers' included, would be printed once per process)."""
+    from culture_tasks.outputs import main_process
+
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if main_process() else logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
+
+
 def check_dtype(dtype: str, flag: str = "--dtype") -> None:
     if dtype not in DTYPES:
         raise ValueError(f"{flag} must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -49,7 +49,7 @@ import numpy as np
 
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import replacing, write_text_atomic
-from culture_tasks.cli_args import check_device, check_dtype
+from culture_tasks.cli_args import check_device, check_dtype, configure_logging
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
@@ -1182,7 +1182,7 @@ def parse_args(argv: list[str] | None) -> SteeringConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         check_single_process("culture-steer", SteeringError)
         result = run(parse_args(argv))

@@ -208,11 +208,12 @@ def _lora_config(data_root, tmp_path, *, max_steps: int, logging_steps: int) -> 
 
 def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, logging_steps: int):
     """The same LoRA run (``_lora_config``) with one global batch of 10: 10 x 1 process and 5 per process x 2
-    processes. Their output folders."""
+    processes. Their output folders; the two processes print one summary (each printed its own)."""
     config = _lora_config(data_root, tmp_path, max_steps=max_steps, logging_steps=logging_steps)
     one, two = tmp_path / "one", tmp_path / "two"
     _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
-    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+    proc = _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
+    assert proc.stdout.count(f'\n "steps": {max_steps},\n') == 1  # below the Trainer's own log lines
     return one, two
 
 
@@ -346,7 +347,9 @@ def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state
         "        return read_text(self, *a, **k)\n"
         "    pathlib.Path.read_text = hidden_read\n")
     pythonpath = os.pathsep.join([str(hide), str(REPO), os.environ.get("PYTHONPATH", "")])
-    _torchrun("-m", "aligners.cli", *args, "--generations", "3", "--output", str(two), "--resume", PYTHONPATH=pythonpath)
+    proc = _torchrun("-m", "aligners.cli", *args, "--generations", "3", "--output", str(two), "--resume",
+                     PYTHONPATH=pythonpath)
+    assert proc.stderr.count("INFO aligners: resumed USA at generation 2\n") == 1  # the main process's line only
     state1, state2 = (json.loads((d / "state.json").read_text()) for d in (one, two))
     assert state2["fitness"] == state1["fitness"] and state2["population"] == state1["population"]
     assert (two / "adapter_model.safetensors").read_bytes() == (one / "adapter_model.safetensors").read_bytes()

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from culture_tasks.cli_args import ConfigError, ConfigParser
+from culture_tasks.cli_args import ConfigError, ConfigParser, configure_logging
 
 STEPS = {
     "augment": "paraphrase and synonym-substitute the WVS seed questions",
@@ -142,15 +141,17 @@ SHARED = ("lora",)  # the steps that share their work among the processes of tor
 
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.data_root import DataRootError
-    from culture_tasks.outputs import check_single_process
+    from culture_tasks.outputs import check_single_process, main_process
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     step = None
     try:
         step, rest = split_step(argv)
         if step not in SHARED:
             check_single_process(f"culture-train {step}")
-        print(json.dumps(RUN[step](parse_step(step, rest)), indent=1))
+        summary = RUN[step](parse_step(step, rest))
+        if main_process():  # one summary, not one per process of a distributed lora run
+            print(json.dumps(summary, indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)
         return 2
