@@ -18,27 +18,21 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available in this torch build")
 
-# lm-eval 0.4.13's HFLM splits the documents over processes only when it sees more than one GPU
-# (huggingface.py: `elif gpus > 1:`); on CPU every process would evaluate everything. This shim sets
-# rank and world size after construction exactly as that branch does, so the data-parallel path of
-# lm-eval's evaluator (request split, padding, gathering of metrics and samples) runs on gloo.
+# lm-eval 0.4.13's HFLM splits the documents over processes only when it counts more than one GPU
+# (huggingface.py: `elif gpus > 1:`); on CPU every process would evaluate everything. This shim has it count
+# two, so that lm-eval's own data-parallel branch (its rank and world size from accelerate) and its evaluator's
+# (request split, padding, gathering of metrics and samples) run on gloo.
 LM_EVAL_DP = """
-import os, sys
-from accelerate import Accelerator
+import os, sys, torch
+torch.cuda.device_count = lambda: 2
 from lm_eval.models.huggingface import HFLM
-_init = HFLM.__init__
-def __init__(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    acc = Accelerator()
-    assert acc.num_processes == 2, acc.distributed_type
-    self.accelerator, self._device = acc, acc.device
-    self._rank, self._world_size = acc.process_index, acc.num_processes
 _ll = HFLM.loglikelihood
 def loglikelihood(self, requests, *args, **kwargs):
-    with open(os.path.join(os.environ["SHARE_LOG"], f"rank{self._rank}.txt"), "a") as f:
+    assert self.world_size == 2, self.world_size
+    with open(os.path.join(os.environ["SHARE_LOG"], f"rank{self.rank}.txt"), "a") as f:
         f.write(f"{len(requests)}\\n")
     return _ll(self, requests, *args, **kwargs)
-HFLM.__init__, HFLM.loglikelihood = __init__, loglikelihood
+HFLM.loglikelihood = loglikelihood
 from lm_eval.__main__ import cli_evaluate
 sys.exit(cli_evaluate())
 """
