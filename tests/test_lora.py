@@ -631,6 +631,30 @@ def test_a_resume_that_would_train_in_another_precision_is_refused(learnable_mod
         train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True, bf16=None))
 
 
+def test_a_float32_run_under_a_mixed_precision_launch_is_refused_before_anything_loads(
+        tiny_model, english_examples, tmp_path, monkeypatch, capsys):
+    """``accelerate launch --mixed_precision bf16`` (or ``mixed_precision: bf16`` in its config file, as in
+    configs/accelerate_fsdp_lora.yaml) sets ACCELERATE_MIXED_PRECISION, which TrainingArguments take where bf16 is
+    off: on CPU a run trained under bfloat16 autocast (the learnable tiny model's losses 7.847, 7.032, 6.771, 6.182
+    instead of 7.824, 7.020, 6.753, 6.196) while training.json said bf16: false."""
+    from trainers.cli import main as cli
+    from trainers.lora import check_launch_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    out = tmp_path / "adapter"
+    assert cli(["lora", "--model", str(tiny_model), "--data", str(english_examples), "--output", str(out),
+                "--bf16", "false"]) == 2
+    assert capsys.readouterr().err == (
+        "culture-train lora: accelerate launch asks for mixed precision bf16 (its --mixed_precision, or "
+        "mixed_precision in its config file), but this run trains in float32 (--bf16 false, or left to its default "
+        "without a GPU that supports bfloat16): transformers would train under bf16 autocast while training.json "
+        "recorded float32; pass --bf16 true, or launch with --mixed_precision no\n")
+    assert not out.exists()
+    check_launch_precision(True)  # bfloat16, as both say
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    check_launch_precision(False)
+
+
 def test_a_lora_checkpoint_names_its_base_model_folder_absolutely(tiny_model, english_examples, tmp_path,
                                                                  monkeypatch):
     """``--model`` relative to the working directory: adapter_config.json names the folder absolutely."""

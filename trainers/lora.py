@@ -550,6 +550,20 @@ def _accelerator_defaults(cfg: LoraTrainConfig) -> tuple[bool, bool]:
     return bf16, checkpointing
 
 
+def check_launch_precision(bf16: bool) -> None:
+    """``accelerate launch`` hands its mixed precision (``--mixed_precision``, ``mixed_precision`` in its config
+    file) to transformers as ``ACCELERATE_MIXED_PRECISION``, which TrainingArguments take where neither bf16 nor
+    fp16 is set: a run training in float32 would train under that autocast while training.json recorded float32.
+    Refused before anything loads (with bf16 on, bfloat16 is what both say)."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no") or "no"
+    if not bf16 and launched != "no":
+        raise TrainingError(f"accelerate launch asks for mixed precision {launched} (its --mixed_precision, or "
+                            "mixed_precision in its config file), but this run trains in float32 (--bf16 false, or "
+                            "left to its default without a GPU that supports bfloat16): transformers would train "
+                            f"under {launched} autocast while training.json recorded float32; pass --bf16 true, or "
+                            "launch with --mixed_precision no")
+
+
 def _version_arguments(cfg: LoraTrainConfig, checkpointing: bool) -> dict:
     """Warm-up and activation checkpointing under the names this transformers release uses."""
     import inspect
@@ -855,6 +869,7 @@ def train(cfg: LoraTrainConfig) -> dict:
     if cfg.merge and _fsdp_asked():
         raise TrainingError("merge: FSDP shards the base weights, so the merged model cannot be written here; "
                             "train without --merge and merge the adapter afterwards on one process")
+    check_launch_precision(_accelerator_defaults(cfg)[0])
     rows = read_examples(cfg.data)
     settings = run_settings(cfg)
     check_adapter_fits(cfg)
