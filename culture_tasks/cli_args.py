@@ -200,6 +200,7 @@ def check_device(device: str, flag: str = "--device") -> None:
     puts the model on cuda, or the cpu, instead of any other name without a word (``gpu``, ``CPU``,
     ``cuda:1`` with one GPU), while the run records the name given. Checked before a model is loaded."""
     device = str(device)
+    check_launch_device(device, flag)
     if device == "cpu":
         return
     import torch
@@ -214,6 +215,24 @@ def check_device(device: str, flag: str = "--device") -> None:
     if device not in valid:
         raise ValueError(f"{flag} {device}: not a device here; use "
                          f"{', '.join(valid[:-1]) + ' or ' if len(valid) > 1 else ''}{valid[-1]}")
+
+
+def check_launch_device(device: str, flag: str = "--device") -> None:
+    """Under torchrun / accelerate launch with several processes on a machine with GPUs, HFLM places each
+    process's model on that process's GPU (accelerate's device, ``cuda:<local rank>``) whatever it was given, so
+    there only ``cuda`` names where the run computes (``cpu``, the aligner's default, would be recorded for a search
+    on the GPUs)."""
+    from culture_tasks.outputs import launched_world_size
+
+    if device == "cuda" or launched_world_size() <= 1:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: under torchrun / accelerate launch on a machine with GPUs, lm-eval's model "
+                         f"wrapper puts each process's model on its own GPU whatever {flag} says, so the run would "
+                         f"record {device} for work done on cuda:<local rank>; pass {flag} cuda, or hide the GPUs "
+                         "(CUDA_VISIBLE_DEVICES=) to run on the CPU")
 
 
 def check_finite(values, flag: str) -> None:

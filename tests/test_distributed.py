@@ -494,3 +494,30 @@ def test_an_evaluation_split_over_several_nodes_stops_before_any_document_is_sco
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # one node of 4 processes
     task.build_all_requests(rank=2, world_size=4)
     assert sorted({i.doc_id for i in task.instances}) == [2, 6, 10, 14, 18, 22]
+
+
+def test_a_launch_on_a_machine_with_gpus_runs_the_aligner_on_cuda_only(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                       capsys):
+    """Under a launch of several processes with CUDA there, lm-eval's HFLM takes accelerate's device (the process's
+    GPU) over the one it is given (huggingface.py: "device ... will be overridden"): culture-align's default
+    --device cpu recorded cpu, and its CPU kernels, for a search on the GPUs. Refused before the model loads."""
+    from aligners.cli import main as align_main
+    from culture_tasks.cli_args import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--output", str(tmp_path / "out")]
+    assert align_main(args) == 2
+    assert capsys.readouterr().err == (
+        "culture-align: --device cpu: under torchrun / accelerate launch on a machine with GPUs, lm-eval's model "
+        "wrapper puts each process's model on its own GPU whatever --device says, so the run would record cpu for "
+        "work done on cuda:<local rank>; pass --device cuda, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on "
+        "the CPU\n")
+    with pytest.raises(ValueError, match=r"^--device cuda:1: under torchrun"):
+        check_device("cuda:1")
+    check_device("cuda")
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: HFLM uses the device it is given
+    check_device("cpu")
+    check_device("cuda:1")
+    assert not (tmp_path / "out").exists()
