@@ -56,6 +56,16 @@ def kernels(device: str | None) -> dict:
             "torch": _version("torch"), "transformers": _version("transformers")}
 
 
+def rounding_settings(dtype: str, batch_size: int, device: str | None, prefix: str = "") -> dict:
+    """The batch size, device and kernels of a half-precision computation, as settings a continued run compares
+    (``prefix`` names them, e.g. ``eval_``): they move its rounding, and with it a score or a sampled token, so
+    results made before and after a restart must share them. None in float32, whose results do not depend on
+    them (tested)."""
+    if dtype == "float32":
+        return {}
+    return {f"{prefix}batch_size": batch_size, f"{prefix}device": device, f"{prefix}kernels": kernels(device)}
+
+
 def environment(device: str | None = None) -> dict:
     """What a reader needs to reproduce a number to the last digit: versions, processor, threads."""
     import torch

@@ -403,6 +403,37 @@ def test_resume_of_a_run_sampled_under_another_scheme_is_refused(tmp_path):
         run_augmentation(_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
 
 
+def test_a_half_precision_run_resumed_under_another_batch_size_is_refused(tmp_path, caplog):
+    """In bfloat16 the local generator's replies move with the batch (a tiny-LM reply differed between batch 6
+    and 240, its logits rounded otherwise): a run killed and resumed under another --batch-size wrote other
+    rows than the uninterrupted run, unannounced. In half precision the batch size, device and kernels are
+    settings of the run; in float32 they may change; a run stored before them resumes with a warning."""
+    from culture_tasks.provenance import kernels
+
+    write_data_root(tmp_path / "root")
+    for dtype in ("bfloat16", "float32"):
+        out = tmp_path / f"{dtype}.jsonl"
+        with pytest.raises(KeyboardInterrupt):  # Q27 committed, then stopped
+            run_augmentation(_config(tmp_path, output=str(out), dtype=dtype, batch_size=4),
+                             StandIn(REPLIES, fail_on_call=3), BagOfWords())
+        state_file = tmp_path / f"{dtype}.jsonl.state.json"
+        settings = json.loads(state_file.read_text(encoding="utf-8"))["settings"]
+        resumed = _config(tmp_path, output=str(out), dtype=dtype, batch_size=8, resume=True)
+        if dtype == "float32":
+            assert not {"batch_size", "device", "kernels"} & set(settings)
+            assert run_augmentation(resumed, StandIn(REPLIES), BagOfWords())["done"] == ["27", "28", "29"]
+            continue
+        assert (settings["batch_size"], settings["device"], settings["kernels"]) == (4, "cpu", kernels("cpu"))
+        with pytest.raises(AugmentError, match=r"other settings \(batch_size: saved 4, given 8\); resume with"):
+            run_augmentation(resumed, StandIn(REPLIES), BagOfWords())
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        for key in ("batch_size", "device", "kernels"):
+            del state["settings"][key]
+        state_file.write_text(json.dumps(state), encoding="utf-8")
+        assert run_augmentation(resumed, StandIn(REPLIES), BagOfWords())["done"] == ["27", "28", "29"]
+        assert "was stored without batch_size, device, kernels; that is not checked" in caplog.text
+
+
 def test_local_sampling_does_not_depend_on_the_batch(tiny_model):
     """Each reply has its own seed (run seed, prompt, reply number): a prompt's replies are the same
     alone or batched with others, at any batch size; another run seed draws others."""

@@ -11,10 +11,12 @@ or that an earlier seed question kept, is dropped and counted (it would train on
 under another's answer).
 
 Each reply is sampled under its own seed, derived from ``seed`` and its prompt (see
-``trainers.generators``), so the output does not depend on the batch size. Seed questions are
-processed in fixed chunks; after every chunk its rows are appended and a state file records the
-committed length of the output, so a resumed run truncates a half-written chunk, skips the
-finished ones and produces what an uninterrupted run would have.
+``trainers.generators``), so in float32 the output does not depend on the batch size; in half
+precision the batch and the device move the logits' rounding, and with it a sampled token, so a
+resume compares them there. Seed questions are processed in fixed chunks; after every chunk its rows
+are appended and a state file records the committed length of the output, so a resumed run
+truncates a half-written chunk, skips the finished ones and produces what an uninterrupted run
+would have.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from culture_tasks import provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
 from culture_tasks.data_root import data_file
@@ -52,7 +55,7 @@ SYNONYM_PROMPT = ("Rewrite the sentence below, replacing some of its nouns, verb
                   "synonyms and keeping everything else. Reply with the new sentence only.\n\nSentence: {sentence}")
 _LEAD = re.compile(r"^\s*(?:[-*\d.)]+\s*|(?:new\s+|rewritten\s+)?sentence\s*:\s*|paraphrase\s*:\s*)+", re.I)
 # settings added after runs were stored: a state file without them resumes unchecked on them, with a warning
-LATER_SETTINGS = ("generator_fingerprint", "embedding_fingerprint")
+LATER_SETTINGS = ("generator_fingerprint", "embedding_fingerprint", "batch_size", "device", "kernels")
 _PAIR = re.compile(r"^\s*(?:[-*\d.)\s]+)?[\"']?([A-Za-z][A-Za-z'-]*)[\"']?\s*(?:->|→|=>)\s*[\"']?([A-Za-z][A-Za-z' -]*?)[\"']?\s*[.,;]?\s*$")
 
 
@@ -426,6 +429,13 @@ def _model_fingerprints(cfg: AugmentConfig) -> dict[str, str | None]:
             "embedding_fingerprint": model_fingerprint(embedding) if embedding else None}
 
 
+def _rounding_settings(cfg: AugmentConfig) -> dict:
+    """The local generator's batch size, device and kernels in half precision, where they change its replies
+    (a bfloat16 reply differed at another batch size): a run resumed under others would mix two samples.
+    None in float32 or for an endpoint (whose server batches and computes as it does)."""
+    return {} if cfg.endpoint else provenance.rounding_settings(cfg.dtype, cfg.batch_size, cfg.device)
+
+
 def _claim(cfg: AugmentConfig, output: Path, inputs: list[Path]) -> str:
     """What to do with the output and its state file (see ``claim_output``); a stray state file
     without its output is claimed too."""
@@ -521,6 +531,7 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
     wanted.update(_input_digests(cfg))
     wanted.update(_model_fingerprints(cfg))
     wanted["sampling"] = SAMPLING  # a run sampled otherwise, continued here, would mix two samples
+    wanted.update(_rounding_settings(cfg))
     resumed = _resume_state(output, _state_path(output), wanted) if mode == "resume" else None
     if load_models is not None:  # every check has passed: only now are the models loaded
         generator, embedder = load_models()

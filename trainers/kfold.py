@@ -242,9 +242,7 @@ def scoring_settings(dtype: str, batch_size: int, device: str) -> dict:
     """The lm_eval batch size, device and kernels where they move the scores (half precision; float32 scores do
     not depend on them: tested), for the settings a continued run compares, so that scores made before and
     after a restart are alike; none in float32."""
-    if dtype == "float32":
-        return {}
-    return {"eval_batch_size": batch_size, "eval_device": device, "eval_kernels": provenance.kernels(device)}
+    return provenance.rounding_settings(dtype, batch_size, device, prefix="eval_")
 
 
 def eval_device(cfg: KFoldConfig) -> str:
