@@ -223,6 +223,26 @@ def test_lora_killed_while_writing_a_checkpoint_falls_back_to_the_previous_one(l
     _same_training(lora_full, out, summary)
 
 
+def test_lora_killed_after_its_last_checkpoint_trains_no_step_more(lora_full, tiny_model, lora_data, tmp_path,
+                                                                    monkeypatch):
+    """Every run checkpoints its last step (8); killed after it, before its adapter was written, the run resumed
+    there and transformers' loop trained a 9th step (step 8 ends mid-epoch: 5 steps an epoch), which training.json
+    counted (steps 9, another train_loss). Resumed from its last step, a run trains nothing more."""
+    import trainers.lora as lora
+
+    def killed(*args):
+        raise Killed
+
+    out = tmp_path / "adapter"
+    with monkeypatch.context() as m:
+        m.setattr(lora, "_check_converged", killed)  # between the end of training and the adapter's write
+        with pytest.raises(Killed):
+            train(_lora(tiny_model, lora_data, out))
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"]
+    _leave_stale_lock(out / LOCK_NAME)
+    _same_training(lora_full, out, train(_lora(tiny_model, lora_data, out, resume=True)))
+
+
 # ---- augmentation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -707,7 +707,8 @@ def _trainer_class():
     steps at its next logging step, and a different ``train_loss``. Saving the sum (and the
     running total) with the checkpoint and putting it back before the first step makes the log
     of a resumed run the log of the uninterrupted one. The training time so far is kept there too,
-    so that ``training_seconds`` counts every session up to the checkpoint resumed from."""
+    so that ``training_seconds`` counts every session up to the checkpoint resumed from. A run resumed
+    from the checkpoint of its last step trains nothing more."""
     import torch
     from transformers import Trainer, TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -770,6 +771,14 @@ def _trainer_class():
 
                 self._tr_loss = nested_gather(self._tr_loss, self.args.parallel_mode).mean()
             return super()._finalize_training(*args, **kwargs)
+
+        def _run_epoch(self, *args, **kwargs):
+            # every run checkpoints its last step: a run killed after it (while writing the adapter or
+            # training.json) resumes there, and transformers' epoch loop would train one step more before it
+            # checks max_steps when that step ends mid-epoch (an 11th step of a --max-steps 10 run)
+            if self.state.global_step >= self.state.max_steps:
+                return None
+            return super()._run_epoch(*args, **kwargs)
 
         def _save_checkpoint(self, model, trial):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
