@@ -41,7 +41,7 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   main_process, safe_join, save_settings, set_aside,
+                                   main_process, remove_killed_writes, safe_join, save_settings, set_aside,
                                    settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
@@ -135,23 +135,17 @@ STAGING = ".adapter."  # _save_checkpoint's mkdtemp prefix
 
 def remove_temporaries(folder: Path) -> None:
     """Remove what a run killed mid-write left in ``folder``: the temporary files of ``atomic.replacing``
-    for the files this command writes (``.state.json.XXXXXXXX.json``, ...) and ``_save_checkpoint``'s
-    staging folders (``.adapter.XXXXXXXX``, a whole adapter each), naming each. Anything else is left.
-    Called with the folder's lock held, so no live run is using them."""
-    files = re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}{re.escape(Path(n).suffix)}" for n in WRITTEN))
+    for the files this command writes (``.state.json.XXXXXXXX.json``, ...: ``remove_killed_writes``) and
+    ``_save_checkpoint``'s staging folders (``.adapter.XXXXXXXX``, a whole adapter each), naming each.
+    Anything else is left. Called with the folder's lock held, so no live run is using them."""
+    remove_killed_writes(folder, WRITTEN)
     staging = re.compile(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}")
     if not folder.is_dir():
         return
     for path in sorted(folder.iterdir()):
-        if path.is_symlink():
-            continue
-        if files.fullmatch(path.name) and path.is_file():
-            path.unlink()
-        elif staging.fullmatch(path.name) and path.is_dir():
+        if staging.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        else:
-            continue
-        log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
+            log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
 
 
 def load_lm(cfg: AlignConfig, dtype: str | None = None):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def replacing(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def temporary_names(names: Iterable[str]) -> re.Pattern:
+    """The names ``replacing`` gives the temporary files of ``names`` (``state.json``:
+    ``.state.json.k1ll3d00.json``, mkstemp's eight random characters): a process killed before its
+    rename (SIGKILL skips the cleanup) leaves one behind."""
+    return re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}{re.escape(Path(n).suffix)}" for n in names))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

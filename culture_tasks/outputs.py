@@ -13,6 +13,8 @@ One guard for the aligner, the LoRA trainer, the augmentation and ``culture-trai
 - ``set_aside``: ``--overwrite`` moves the old output beside it and deletes it only once the new run
   has finished, so a failed or killed run loses nothing.
 - ``safe_join``: a name taken from data or flags stays inside the output folder.
+- ``remove_killed_writes``: a resumed run ends with the files an uninterrupted one has, without the
+  temporary files of the writes a kill cut short.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from culture_tasks.atomic import write_text_atomic
+from culture_tasks.atomic import temporary_names, write_text_atomic
 from culture_tasks.fingerprints import as_recorded
 
 log = logging.getLogger("culture_tasks")
@@ -199,6 +201,20 @@ def _discard_set_aside(finished: bool) -> None:
         else:
             backup.unlink(missing_ok=True)
     _SET_ASIDE.clear()
+
+
+def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Remove the temporary files of atomic writes of ``names`` in ``folder`` (``atomic.temporary_names``) that a
+    run killed while writing one left, naming each; anything else is left. Called with the output's lock held,
+    so no live run is writing them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    pattern = temporary_names(names)
+    for path in sorted(folder.iterdir()):
+        if pattern.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+            log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
 
 
 def main_process() -> bool:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,20 @@ def _cut_write(path, data: bytes, fraction: float):
     """Write the first part of ``data`` to ``path``, then die."""
     Path(path).write_bytes(data[: int(len(data) * fraction)])
     raise Killed(str(path))
+
+
+def _cut_atomic_write(path, text: str, fraction: float):
+    """What ``write_text_atomic(path, text)`` killed mid-write leaves: part of ``text`` in its temporary file
+    (named as ``atomic.replacing`` names it), which a SIGKILL leaves behind, and ``path`` as it was."""
+    path = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    _cut_write(temporary, text.encode(), fraction)
+
+
+def _files(folder: Path) -> list[str]:
+    """Everything in ``folder`` but its lock: a resumed run ends with the uninterrupted run's files, no more."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.name != LOCK_NAME)
 
 
 # ---- aligner ---------------------------------------------------------------------------------
@@ -92,8 +108,8 @@ def test_aligner_killed_anywhere_resumes_to_the_uninterrupted_run(aligned_full, 
 
             def write(path, text):
                 writes.append(path)
-                if len(writes) == generation:  # a temp file cut off, as the atomic writer leaves it
-                    _cut_write(Path(path).with_name(f".{Path(path).name}.killed"), text.encode(), fraction)
+                if len(writes) == generation:
+                    _cut_atomic_write(path, text, fraction)
                 return real_write(path, text)
 
             m.setattr(align, "write_text_atomic", write)
@@ -109,7 +125,7 @@ def test_aligner_killed_anywhere_resumes_to_the_uninterrupted_run(aligned_full, 
     assert a["history"] == b["history"] and a["loss"] == b["loss"] and a["final"] == b["final"]
     wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (aligned_full, out))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert not (out / LOCK_NAME).exists()
+    assert _files(out) == _files(aligned_full) and not (out / LOCK_NAME).exists()
 
 
 # ---- LoRA trainer ----------------------------------------------------------------------------
@@ -243,6 +259,32 @@ def test_lora_killed_after_its_last_checkpoint_trains_no_step_more(lora_full, ti
     _same_training(lora_full, out, train(_lora(tiny_model, lora_data, out, resume=True)))
 
 
+def test_lora_killed_while_writing_training_json_resumes_to_the_uninterrupted_files(lora_full, tiny_model, lora_data,
+                                                                                    tmp_path, monkeypatch):
+    """Killed inside the atomic write of training.json (the run's last file), the run left that write's temporary
+    file, and the resumed run kept it for good beside the training.json it wrote. The resume removes it: the
+    folder holds the uninterrupted run's files."""
+    import trainers.lora as lora
+
+    real = lora.write_text_atomic
+
+    def write(path, text):
+        if Path(path).name == "training.json":
+            _cut_atomic_write(path, text, random.Random(3).uniform(0.1, 0.9))
+        return real(path, text)
+
+    out = tmp_path / "adapter"
+    with monkeypatch.context() as m:
+        m.setattr(lora, "write_text_atomic", write)
+        with pytest.raises(Killed):
+            train(_lora(tiny_model, lora_data, out))
+    assert [p.name for p in out.glob(".training.json.*.json")] and not (out / "training.json").exists()
+    _leave_stale_lock(out / LOCK_NAME)
+    summary = train(_lora(tiny_model, lora_data, out, resume=True))
+    _same_training(lora_full, out, summary)
+    assert _files(out) == _files(lora_full[0])
+
+
 # ---- augmentation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -281,7 +323,7 @@ def test_augmentation_killed_anywhere_resumes_to_the_uninterrupted_output(tmp_pa
             def write(path, text):
                 writes.append(path)
                 if len(writes) == chunk + 1:  # the first write is the new run's empty state
-                    _cut_write(Path(path).with_name(f".{Path(path).name}.killed"), text.encode(), 0.5)
+                    _cut_atomic_write(path, text, 0.5)
                 return real_write(path, text)
 
             m.setattr(augment, "write_text_atomic", write)
@@ -290,7 +332,10 @@ def test_augmentation_killed_anywhere_resumes_to_the_uninterrupted_output(tmp_pa
     _leave_stale_lock(tmp_path / "aug.jsonl.lock")
     run_augmentation(augment_config(tmp_path, resume=True), StandIn(REPLIES), BagOfWords())
     assert (tmp_path / "aug.jsonl").read_bytes() == (tmp_path / "full.jsonl").read_bytes()
-    assert not (tmp_path / "aug.jsonl.lock").exists()
+    assert (tmp_path / "aug.jsonl.state.json").read_bytes() == (tmp_path / "full.jsonl.state.json").read_bytes()
+    # no temporary file of a killed state write, no lock: beside the uninterrupted run's files, only the same two
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aug.jsonl", "aug.jsonl.state.json", "full.jsonl",
+                                                          "full.jsonl.state.json", "root"]
 
 
 def test_augmentation_sigkilled_in_a_subprocess_resumes_to_the_uninterrupted_output(tmp_path, tiny_model, data_root):

@@ -225,6 +225,33 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
 
+def test_a_resume_removes_the_temporary_files_of_writes_a_kill_cut_short(finished, learnable_model, rows_file, root,
+                                                                          tmp_path, caplog):
+    """A run SIGKILLed inside an atomic write leaves that write's temporary file (here kfold.json's, and fold 2's
+    result.json's from an earlier kill): the resumed run kept them for good beside the files it wrote. The resume
+    removes the temporaries of the files kfold writes, in the output and in each fold folder, naming each, and
+    leaves everything else: the folder ends as the uninterrupted run's."""
+    import shutil
+
+    out, report = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    (run / "kfold.json").unlink()  # killed while writing it
+    made = [".kfold.json.k1ll3d00.json", "fold-2/.result.json.ab_cd123.json", "fold-1/.train.jsonl.q0w9e8r7.jsonl"]
+    kept = ["fold-2/.result.json.bak", "notes.txt"]
+    for name in [*made, *kept]:
+        (run / name).write_text('{"fold": ', encoding="utf-8")
+
+    def files(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+    caplog.clear()
+    assert run_kfold(_config(learnable_model, rows_file, run, root, resume=True)) == report
+    assert files(run) == sorted([*files(out), *kept])
+    assert sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("removed ")) == sorted(
+        f"removed {Path(name).name} from {(run / name).parent}, left by a run killed while writing it" for name in made)
+
+
 def test_in_half_precision_the_scoring_batch_and_device_must_match_on_resume(learnable_model, rows_file, root,
                                                                              tmp_path):
     """A resumed bfloat16 run could score its folds at another batch size or on another device than base.json,

@@ -41,7 +41,7 @@ from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   set_aside)
+                                   remove_killed_writes, set_aside)
 from culture_tasks.survey.wvs import QUESTIONS_FILE, Question, load_questions
 from trainers.generators import SAMPLING
 from trainers.questions import OTHER_SEED_WORDING, normalise, read_variants, seed_wordings
@@ -468,6 +468,7 @@ def _start_state(output: Path, mode: str, wanted: dict, resumed=None):
     a half-written chunk cut off) or a fresh one with an empty output; and the running digest of
     the committed output."""
     state_path = _state_path(output)
+    remove_killed_writes(output.parent, (state_path.name,))  # a killed state write's, beside the output
     if mode == "resume":
         state, digest = resumed
         if not output.exists():  # stopped between writing the state and creating the output

@@ -38,7 +38,7 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   save_settings, set_aside)
+                                   remove_killed_writes, save_settings, set_aside)
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
@@ -51,6 +51,8 @@ from trainers.questions import normalise, seed_wordings
 log = logging.getLogger("trainers")
 SETTINGS = "kfold_settings.json"
 RESULT = "result.json"  # in fold-<i>/: written last, marks the fold finished
+WRITTEN = (SETTINGS, "base.json", "kfold.json", "kfold.md")  # in the output folder, each written atomically
+FOLD_WRITTEN = ("train.jsonl", RESULT)  # in fold-<i>/ (its adapter/ is the lora command's)
 METRICS = ("wvs_majority", "wvs_jsd", "wvs_w1")
 LABELS = {"wvs_majority": "WVS majority", "wvs_jsd": "WVS 1−JSD", "wvs_w1": "WVS 1−W1"}
 # settings that change neither the folds, the adapters nor the float32 scores: they may differ on --resume of a
@@ -901,7 +903,16 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
                                 "--overwrite to start one there, or choose another --output")
         check_settings(stored, settings, out, error=TrainingError,
                        later=(*LATER_SETTINGS, *NOT_DEFINING, "eval_kernels"))
+        _remove_killed_writes(out, cfg.folds)
     return mode
+
+
+def _remove_killed_writes(out: Path, folds: int) -> None:
+    """The temporary files a run killed while writing left in the output and its fold folders: a resumed run
+    ends with the files of the uninterrupted one."""
+    remove_killed_writes(out, WRITTEN)
+    for index in range(1, folds + 1):
+        remove_killed_writes(out / f"fold-{index}", FOLD_WRITTEN)
 
 
 def run_kfold(cfg: KFoldConfig) -> dict:

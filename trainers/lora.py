@@ -30,7 +30,7 @@ from culture_tasks.metadata import check_bool_fields, with_hints
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, launched_world_size,
-                                   load_settings, main_process, save_settings, set_aside)
+                                   load_settings, main_process, remove_killed_writes, save_settings, set_aside)
 from culture_tasks.paths import absolute_if_local, lm_eval_command
 from trainers.keys import check_row_keys
 
@@ -516,6 +516,8 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
                         models=[cfg.model])
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
+        remove_killed_writes(out, ("training.json",))  # a checkpoint cut short is removed whole, with its own
+        remove_killed_writes(out / CHECKPOINTS, (RUN_SETTINGS,))
         remove_finished_checkpoints(out, cfg.keep_checkpoints)
         if (out / "training.json").exists():  # written last: its checkpoints, if kept, are not to train on again
             raise TrainingError(f"--resume: the run in {out} is complete (training.json); pass --overwrite to train "
