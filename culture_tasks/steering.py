@@ -14,7 +14,8 @@ content), steering.md, steering.png. Each model's answers are stored as soon as 
 what answered them (the settings, the model's and each checkpoint's fingerprint, the data files by
 content), in steering.partial.json, which is removed once the three files are written: ``--resume``
 continues a killed run, reusing the stored answers and computing the rest (with other settings,
-another model or checkpoint content, or other data it is an error naming the difference), and ends
+another model or checkpoint content, other data, or in half precision other kernels, it is an error
+naming the difference), and ends
 with the files an uninterrupted run writes; a folder holding a killed run's answers is refused without
 ``--resume`` or ``--overwrite``.
 Answers whose log-likelihoods are not all finite (a float16 overflow, a damaged weight or checkpoint)
@@ -951,6 +952,9 @@ def _check_stored_finite(path: Path, label: str, profile: dict) -> None:
 ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs", "option_order")
 # settings added to ANSWERED later, with the value every run stored before them had
 EARLIER = BEFORE_OPTION_ORDER
+# settings stored with the answers only since a later version: answers stored without them are reused unchecked on
+# them, with a warning
+LATER = ("kernels",)
 
 
 def _answered(config: dict, key: str):
@@ -1013,6 +1017,8 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         log.info("--resume: %s holds no stored answers (the run was killed while storing its first): starting afresh",
                  out)
         mode = "new"
+    # half-precision answers move with the kernels (the GPU model, the torch release): reused only under the same
+    settings.update(provenance.rounding_settings(cfg.dtype, cfg.batch_size, cfg.device))
     profiles = _stored_partial(partial, settings, out) if mode == "resume" else {}
     if mode == "replace":  # --overwrite starts afresh; a killed run's answers are kept until this run has finished
         set_aside(partial)
@@ -1104,7 +1110,7 @@ def _stored_partial(path: Path, settings: dict, out: Path) -> dict:
     stored = read_json(path, "--resume", fix)
     if not isinstance(stored.get("settings"), dict):
         raise SteeringError(f"--resume: {path} holds no stored settings; {fix}")
-    check_settings({**EARLIER, **stored["settings"]}, settings, out, error=SteeringError)
+    check_settings({**EARLIER, **stored["settings"]}, settings, out, error=SteeringError, later=LATER)
     try:
         profiles = {label: _stored_answers(p) for label, p in stored["profiles"].items()}
     except (KeyError, TypeError, AttributeError, ValueError) as err:

@@ -863,6 +863,42 @@ def test_resume_with_other_settings_or_other_checkpoint_content_is_refused(tiny_
         model_fingerprint(ckpt)
 
 
+def test_a_half_precision_run_resumed_under_other_kernels_is_refused(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                     capsys, caplog):
+    """The device's name and the batch size were compared, not what picks the kernels: a bfloat16 run killed on
+    one GPU model (or torch release) reused its stored answers beside answers computed under another, two
+    roundings in one matrix. In half precision the kernels are stored with the answers; float32 answers do not
+    store them; answers stored before them are reused with a warning."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+    monkeypatch.setattr(steering, "survey_answers", _fake_answers)
+    real_kernels = provenance.kernels
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                "--target", "usa=persona", "--target", "china=persona", "--iters", "20", "--dtype", dtype]
+        _killed_at(monkeypatch, 3)  # the plain model and usa:persona stored, killed in china:persona
+        with pytest.raises(KeyboardInterrupt):
+            main(args)
+        stored = json.loads((out / "steering.partial.json").read_text())
+        if dtype == "float32":
+            assert "kernels" not in stored["settings"]
+            continue
+        assert stored["settings"]["kernels"] == real_kernels("cpu")
+        monkeypatch.setattr(provenance, "kernels", lambda device: {**real_kernels(device), "accelerator": "Other GPU"})
+        capsys.readouterr()
+        assert main([*args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "other settings (kernels: saved {'accelerator': None, " in err
+        monkeypatch.setattr(provenance, "kernels", real_kernels)
+        del stored["settings"]["kernels"]
+        (out / "steering.partial.json").write_text(json.dumps(stored))
+        calls = _killed_at(monkeypatch, 0)
+        assert main([*args, "--resume"]) == 0 and calls == ["china:persona"]
+        assert "was stored without kernels; that is not checked" in caplog.text
+
+
 def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_rescore(tiny_model, data_root, tmp_path,
                                                                                     monkeypatch, capsys):
     from culture_tasks import steering
