@@ -206,7 +206,7 @@ def check_device(device: str, flag: str = "--device") -> None:
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use --device cpu")
+        raise ValueError(f"{flag} {device}: CUDA is not available on this machine; use cpu")
     valid = ["cpu"]
     if torch.cuda.is_available():
         valid += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]

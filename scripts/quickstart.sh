@@ -69,8 +69,16 @@ esac
 # lm-eval reads these only once the model has loaded: a bad BATCH_SIZE was a traceback then, and an unknown
 # DEVICE ran on another device than the results record
 [[ "$BATCH_SIZE" =~ ^([1-9][0-9]*|auto(:[1-9][0-9]*)?)$ ]] || die "BATCH_SIZE must be a positive number, auto or auto:N, got '$BATCH_SIZE'"
-[[ "$DTYPE" =~ ^(float32|bfloat16|float16|auto)$ ]] || die "DTYPE must be float32, bfloat16, float16 or auto, got '$DTYPE'"
-[[ "$DEVICE" =~ ^(cpu|cuda|mps|mps:0|(cuda|npu|xpu|hpu):[0-9]+)$ ]] || die "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got '$DEVICE'"
+# DTYPE and DEVICE by the rules every command of the package checks them with (culture_tasks.cli_args)
+python -c '
+import sys
+from culture_tasks.cli_args import check_device, check_dtype
+try:
+    check_dtype(sys.argv[1], "DTYPE")
+    check_device(sys.argv[2], "DEVICE")
+except ValueError as err:
+    sys.exit(f"quickstart.sh: {err}")
+' "$DTYPE" "$DEVICE" || exit 2
 [[ "${MODEL:-}" != *,* ]] || die "MODEL '$MODEL' holds a comma, which lm-eval's --model_args splits on; move or link the model to a path without one"
 
 TASKS_DIR=$(python -m culture_tasks.paths)

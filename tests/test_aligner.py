@@ -425,7 +425,7 @@ def test_missing_model_and_unavailable_cuda_are_config_errors(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert align_main(["--model", "m", "--country", "USA", "--output", str(out), "--device", "cuda"]) == 2
         assert capsys.readouterr().err == ("culture-align: --device cuda: CUDA is not available on this machine; "
-                                           "use --device cpu\n")
+                                           "use cpu\n")
     assert not out.exists()
 
 

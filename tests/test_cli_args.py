@@ -172,7 +172,7 @@ def test_augment_dtype_and_device_are_checked_before_a_model_loads(tmp_path, cap
     if not torch.cuda.is_available():
         assert train_main(base + ["--device", "cuda:0"]) == 2
         assert capsys.readouterr().err == ("culture-train augment: --device cuda:0: CUDA is not available on this "
-                                           "machine; use --device cpu\n")
+                                           "machine; use cpu\n")
     assert not out.exists()
 
 

@@ -125,8 +125,10 @@ def test_a_damaged_data_file_stops_before_the_model_and_the_run_folder(data_root
 
 @pytest.mark.parametrize("setting, value, message", [
     ("BATCH_SIZE", "abc", "BATCH_SIZE must be a positive number, auto or auto:N, got 'abc'"),
-    ("DTYPE", "bf16", "DTYPE must be float32, bfloat16, float16 or auto, got 'bf16'"),
-    ("DEVICE", "gpu", "DEVICE must be cpu, cuda, cuda:N or mps (lm-eval's devices), got 'gpu'"),
+    ("DTYPE", "bf16", "DTYPE must be one of float32, float16, bfloat16, auto, got 'bf16'"),
+    ("DEVICE", "gpu", "DEVICE gpu: not a device here; use cpu"),
+    # the bash pattern that checked it took cuda on a machine without CUDA: lm-eval failed once the model had loaded
+    ("DEVICE", "cuda", "DEVICE cuda: CUDA is not available on this machine; use cpu"),
     ("MODEL", "/models/a,b", "MODEL '/models/a,b' holds a comma, which lm-eval's --model_args splits on; move or "
                              "link the model to a path without one"),
 ])
