@@ -42,8 +42,8 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   main_process, remove_killed_writes, safe_join, save_settings, set_aside,
-                                   settings_differences)
+                                   main_process, remove_killed_writes, safe_join, save_settings,
+                                   set_aside_around, settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
@@ -777,6 +777,4 @@ def run(cfg: AlignConfig) -> list[dict]:
 
 def _clear(out: Path, folders: list[Path]) -> None:
     """Set ``out`` aside for --overwrite, keeping its own and the country folders' locks."""
-    set_aside(out, keep=(LOCK_NAME, *(p.name for p in folders)))
-    for path in folders:
-        set_aside(path)
+    set_aside_around(out, folders)
