@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   main_process, remove_killed_writes, safe_join, save_settings, set_aside,
-                                   settings_differences)
+                                   main_process, remove_killed_writes, safe_join, save_settings,
+                                   set_aside_around, settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
 from culture_tasks.survey.countries import listed_countries
@@ -52,6 +53,8 @@ from culture_tasks.survey.vsm13 import DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, Ta
 log = logging.getLogger("aligners")
 STATE_FILE = "state.json"
 RUN_SETTINGS = "run_settings.json"  # what defines the run, written when it starts
+# a run of several countries: their list, in the output folder that holds one folder per country
+COUNTRIES_FILE = "run_countries.json"
 LOSS_KEYS = ("vsm13_l1", *DIMENSIONS)  # the task metrics an objective may read
 REPORT_KEYS = ("baselines",)  # settings of the report alone: a finished run's report is not rewritten with others
 
@@ -666,6 +669,39 @@ def check_countries(cfg: AlignConfig) -> None:
         seen[target.code] = country
 
 
+def _check_countries(out: Path, countries: list[str]) -> None:
+    """A --resume of several countries into ``out`` resumes the countries it was made with (``COUNTRIES_FILE``):
+    another list would resume some of them and start others beside the folders of those left out, one output
+    holding two runs. An output whose country folders hold runs stored before the list was is refused with the way
+    to add it (no guess: its folders may be those of several runs); one in which no run was stored yet (a run killed
+    before its first country stored its settings) has nothing to mix, and takes the list given."""
+    path = out / COUNTRIES_FILE
+    given = {"countries": list(countries)}
+    stored = load_settings(path, AlignmentError)
+    if stored is None:
+        if (out / RUN_SETTINGS).exists() or (out / STATE_FILE).exists():
+            raise AlignmentError(f"--resume: {out} holds the run of one country ({RUN_SETTINGS}), not one folder per "
+                                 "country; resume it with its one --country, or choose another --output")
+        runs = sorted(p.name for p in out.iterdir() if p.is_dir() and any((p / f).exists()
+                                                                          for f in (RUN_SETTINGS, STATE_FILE)))
+        if runs:
+            raise AlignmentError(
+                f"--resume: {out} holds the country runs {', '.join(runs)} but no {COUNTRIES_FILE} (made before the "
+                f"countries of a run were stored), so the countries it was made with cannot be checked; if it was made "
+                f"with --country {shlex.join(countries)}, write {json.dumps(given)} to {path}, pass --overwrite to "
+                "start again, or choose another --output")
+        save_settings(path, given)
+        return
+    if not isinstance(stored, dict) or not isinstance(stored.get("countries"), list):
+        raise AlignmentError(f"{path} holds no list of countries (\"countries\": [...]); restore the file, or start "
+                             "again with --overwrite")
+    diff = settings_differences(stored, given, ["countries"])
+    if diff:
+        raise AlignmentError(f"--resume: the run in {out} was made with other countries ({diff[0]}; stored in {path}); "
+                             f"resume it with --country {shlex.join(map(str, stored['countries']))}, pass --overwrite "
+                             "to start again, or choose another --output")
+
+
 def check_model(model: str, chat_template: bool = False) -> None:
     """A model named by a path is a folder (a hub id never starts with / . or ~); ``~`` is expanded by
     the shell only, not here, by the loader or by the fingerprint. Its config is read here, before
@@ -704,8 +740,11 @@ def run(cfg: AlignConfig) -> list[dict]:
         # under torchrun: join the process group; the others follow the main one's reading of the output
         # (--resume into an empty one is a new run)
         distributed.init_from_env()
+        # the list of countries of a run of several is its own, not yet a run: an output holding it alone is new
+        ignore = (LOCK_NAME,) if single else (LOCK_NAME, COUNTRIES_FILE)
         mode = distributed.from_main(claim_output(out, overwrite=overwrite, resume=cfg.resume, inputs=inputs,
-                                                  error=AlignmentError, models=[cfg.model]) if main else None)
+                                                  error=AlignmentError, models=[cfg.model], ignore=ignore)
+                                     if main else None)
         folders = [] if single else [path for _, path in targets]
         for path in folders:  # a run into one country's folder (--output out/usa) holds its lock
             if path.exists() and not path.is_dir():
@@ -713,6 +752,12 @@ def run(cfg: AlignConfig) -> list[dict]:
             locks.enter_context(OutputLock.for_folder(path, AlignmentError))
             if cfg.resume and main:
                 remove_temporaries(path)
+        if folders and main:  # before the model loads: a resume with another list is refused
+            if mode == "resume":
+                remove_killed_writes(out, (COUNTRIES_FILE,))
+                _check_countries(out, cfg.countries)
+            elif mode == "new":
+                save_settings(out / COUNTRIES_FILE, {"countries": list(cfg.countries)})
         if mode == "resume":  # settings compared before the model is loaded; every process learns what the main found
             finished = distributed.from_main([_finished(path, _check_output(path, True, cfg.for_country(country), None),
                                                         cfg.for_country(country)) for country, path in targets]
@@ -724,12 +769,12 @@ def run(cfg: AlignConfig) -> list[dict]:
         lm = load_lm(cfg)
         if mode == "replace" and main:  # the others would empty it again, after the main process wrote there
             _clear(out, folders)
+            if folders:
+                save_settings(out / COUNTRIES_FILE, {"countries": list(cfg.countries)})
         manager = functools.partial(task_manager, data_dir=cfg.data_dir)
         return [align_country(lm, cfg, country, path, manager) for country, path in targets]
 
 
 def _clear(out: Path, folders: list[Path]) -> None:
     """Set ``out`` aside for --overwrite, keeping its own and the country folders' locks."""
-    set_aside(out, keep=(LOCK_NAME, *(p.name for p in folders)))
-    for path in folders:
-        set_aside(path)
+    set_aside_around(out, folders)

@@ -1237,7 +1237,8 @@ def _too_few(metric: str, scored: list[int | None], limit=None) -> str:
     interval over fewer: it is not shown either."""
     need = _min_items(metric)
     known = [n for n in scored if n is not None]
-    why = f"a {metric} interval needs {need} in each (fewer do not hold the complete run's value: docs/interval_calibration.md)"
+    why = (f"an interval of {metric} needs {need} in each (fewer do not hold the complete run's value: "
+           "docs/interval_calibration.md)")
     if need <= stats.MIN_ITEMS:
         return ""
     if known and min(known) < need:

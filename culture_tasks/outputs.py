@@ -7,7 +7,8 @@ One guard for the aligner, the LoRA trainer, the augmentation and ``culture-trai
 - ``OutputLock``: a lock file (pid, host and the process's start) created atomically, so two runs
   cannot mix results in one output; the lock of a process that died on this host (or whose pid
   now names a later process), or an empty one left by a run killed while creating it, is taken over
-  with a message.
+  with a message. An output inside a folder another live run has locked (a fold folder of a running
+  k-fold, a country folder of a running several-country alignment) is refused too.
 - ``check_settings``: the settings a run was made with are stored with it and compared on
   resume, so a resumed run is the run that was started, or a one-line error.
 - ``set_aside``: ``--overwrite`` moves the old output beside it and deletes it only once the new run
@@ -161,6 +162,7 @@ def _check_movable(path: str | os.PathLike, error: type[Exception]) -> None:
 # outputs this process set aside for --overwrite; discarded when its outermost lock is released after success
 _SET_ASIDE: list[Path] = []
 _HELD_LOCKS = [0]
+_HELD_TOKENS: set[str] = set()  # the tokens of the locks this process holds: a lock inside one of them is its own
 
 
 def set_aside(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> None:
@@ -186,6 +188,15 @@ def set_aside(path: str | os.PathLike, keep: Iterable[str] = (LOCK_NAME,)) -> No
     else:
         return
     log.info("--overwrite: moved the old %s to %s; it is deleted once this run has finished", path, backup)
+
+
+def set_aside_around(path: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> None:
+    """``set_aside`` of an output whose sub-folders ``folders`` (a country's, a fold's) the run holds locked: the
+    output's other contents and each folder's contents are set aside, the locks stay where they are."""
+    folders = [Path(f) for f in folders]
+    set_aside(path, keep=(LOCK_NAME, *(f.name for f in folders)))
+    for folder in folders:
+        set_aside(folder)
 
 
 def _discard_set_aside(finished: bool) -> None:
@@ -367,14 +378,38 @@ class OutputLock:
         finally:
             stale.unlink(missing_ok=True)
 
+    def _enclosing_owner(self) -> tuple[Path, dict] | None:
+        """The lock file of a folder enclosing this output that another live run holds, and its owner; None where
+        there is none. The locks of this process (a k-fold run training its fold's adapter), of runs that no
+        longer run, and files named .lock that no ``OutputLock`` wrote (no pid and host in them: pytest's, say)
+        do not count."""
+        for folder in Path(self.what).expanduser().resolve().parents:
+            lock = folder / LOCK_NAME
+            owner = _read_lock(lock) if lock.is_file() else {}
+            if isinstance(owner, dict) and {"pid", "host"} <= set(owner) and owner.get("token") not in _HELD_TOKENS \
+                    and not _gone(owner):
+                return lock, owner
+        return None
+
     def acquire(self) -> OutputLock:
         if not main_process():  # the main process of this launch holds the lock for all of them
             return self
         self._mkdirs()
         for _ in range(5):
             if self._create():
+                # after creating this lock: a run locking the enclosing folder meanwhile finds it when it
+                # locks its own sub-folders (a k-fold's folds, a several-country alignment's countries)
+                enclosing = self._enclosing_owner()
+                if enclosing:
+                    self.path.unlink(missing_ok=True)
+                    self._cleanup_created()
+                    lock, owner = enclosing
+                    raise self.error(f"{self.what} lies inside {lock.parent}, which is in use by another run (process "
+                                     f"{owner.get('pid')} on host {owner.get('host')}, lock file {lock}); wait for it "
+                                     "to finish, or delete the lock file if that run is gone")
                 self.held = True
                 _HELD_LOCKS[0] += 1
+                _HELD_TOKENS.add(self.token)
                 return self
             owner = self._owner()
             if not owner:
@@ -410,6 +445,7 @@ class OutputLock:
         the run ``finished``, and keeps them (saying where) when it did not."""
         if self.held:
             _HELD_LOCKS[0] -= 1
+            _HELD_TOKENS.discard(self.token)
             if _HELD_LOCKS[0] == 0:
                 _discard_set_aside(finished)
             if self._owner().get("token") == self.token:

@@ -781,7 +781,7 @@ def test_a_several_country_run_locks_every_country_folder_and_overwrite_keeps_th
     monkeypatch.setattr(align, "align_country", fake_country)
     run(parse_args(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), "--overwrite"]))
     assert seen == {"usa": [".lock"], "chn": [".lock"]}
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["chn", "usa"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["chn", "run_countries.json", "usa"]
 
 
 def test_a_finished_run_is_kept_as_it_is_on_resume(aligned, tiny_model, data_root, tmp_path, capsys, monkeypatch):
@@ -1276,6 +1276,104 @@ def test_a_several_country_resume_removes_each_country_folder_s_temporaries_befo
     run(parse_args(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), *FAST, "--resume"]))
     assert seen == {"usa": [".lock"], "chn": [".lock"]}
     assert (out / ".state.json.k1ll3d00.json").read_text() == "not this command's here"
+    # no country had stored a run (nor the list of countries): nothing to mix, the resume stores the list given
+    assert json.loads((out / "run_countries.json").read_text()) == {"countries": ["USA", "CHN"]}
+
+
+def _several_countries_stored(monkeypatch, tiny_model, out, *countries, extra=()):
+    """run() of ``countries`` into ``out`` without a model; each country's run leaves its run_settings.json."""
+    import aligners.align as align
+
+    seen = []
+
+    def fake_country(lm, cfg, country, path, manager):
+        seen.append(path.name)
+        (path / "run_settings.json").write_text("{}")
+        return {}
+
+    monkeypatch.setattr(align, "load_lm", lambda cfg: None)
+    monkeypatch.setattr(align, "align_country", fake_country)
+    align.run(parse_args(["--model", str(tiny_model), "--country", *countries, "--output", str(out), *FAST, *extra]))
+    return seen
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_a_several_country_resume_with_another_list_of_countries_is_refused_before_the_model_loads(
+        tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    """--country USA CHN into mc, then --country USA IND --resume: it resumed usa and started ind beside chn's run,
+    two runs in one output (rc 0). The list is stored in mc/run_countries.json and compared before the model loads;
+    the stored list resumes, and --overwrite stores the new one."""
+    import aligners.align as align
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "mc"
+    assert _several_countries_stored(monkeypatch, tiny_model, out, "USA", "CHN") == ["usa", "chn"]
+    assert json.loads((out / "run_countries.json").read_text()) == {"countries": ["USA", "CHN"]}
+    made = _files(out)
+    assert made == ["chn", "chn/run_settings.json", "run_countries.json", "usa", "usa/run_settings.json"]
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "IND", "--output", str(out), *FAST,
+                       "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: the run in {out} was made with other countries (countries: saved ['USA', 'CHN'], "
+        f"given ['USA', 'IND']; stored in {out / 'run_countries.json'}); resume it with --country USA CHN, pass "
+        "--overwrite to start again, or choose another --output\n")
+    assert _files(out) == made
+    # the stored list passes (each country's own settings are then compared as before: not here)
+    monkeypatch.setattr(align, "_check_output", lambda *a: None)
+    assert _several_countries_stored(monkeypatch, tiny_model, out, "USA", "CHN", extra=["--resume"]) == ["usa", "chn"]
+    assert _several_countries_stored(monkeypatch, tiny_model, out, "USA", "IND", extra=["--overwrite"]) == ["usa", "ind"]
+    assert json.loads((out / "run_countries.json").read_text()) == {"countries": ["USA", "IND"]}
+    assert _files(out) == ["ind", "ind/run_settings.json", "run_countries.json", "usa", "usa/run_settings.json"]
+
+
+def test_a_several_country_run_stored_before_its_list_was_is_refused_on_resume_with_the_file_to_write(
+        tiny_model, data_root, tmp_path, capsys, monkeypatch):
+    """Country folders holding runs but no run_countries.json: the countries the run was made with are unknown (the
+    folders may be those of two runs), so --resume says which file to write; written, the run resumes."""
+    import aligners.align as align
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "mc"
+    _several_countries_stored(monkeypatch, tiny_model, out, "USA", "CHN")
+    (out / "run_countries.json").unlink()
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), *FAST,
+                       "--resume"]) == 2
+    listed = out / "run_countries.json"
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: {out} holds the country runs chn, usa but no run_countries.json (made before the "
+        "countries of a run were stored), so the countries it was made with cannot be checked; if it was made with "
+        f"--country USA CHN, write {{\"countries\": [\"USA\", \"CHN\"]}} to {listed}, pass --overwrite to start "
+        "again, or choose another --output\n")
+    assert not listed.exists()
+    listed.write_text('{"countries": ["USA", "CHN"]}')
+    monkeypatch.setattr(align, "_check_output", lambda *a: None)
+    assert _several_countries_stored(monkeypatch, tiny_model, out, "USA", "CHN", extra=["--resume"]) == ["usa", "chn"]
+
+
+def test_one_country_writes_no_list_and_a_several_country_resume_of_its_output_is_refused(tiny_model, data_root,
+                                                                                          tmp_path, capsys,
+                                                                                          monkeypatch):
+    """A run of one country writes into its output as before, with no run_countries.json; --country USA CHN --resume
+    into that output started usa/ and chn/ inside the one country's run (rc 0): now refused, nothing written."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "usa"
+    assert _several_countries_stored(monkeypatch, tiny_model, out, "USA") == ["usa"]
+    assert _files(out) == ["run_settings.json"]
+    capsys.readouterr()
+    _no_model_load(monkeypatch)
+    assert align_main(["--model", str(tiny_model), "--country", "USA", "CHN", "--output", str(out), *FAST,
+                       "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-align: --resume: {out} holds the run of one country (run_settings.json), not one folder per country; "
+        "resume it with its one --country, or choose another --output\n")
+    assert _files(out) == ["run_settings.json"]
 
 
 def test_saving_a_checkpoint_leaves_the_model_scoring_as_before(tiny_model, data_root, tmp_path):

@@ -88,7 +88,7 @@ def test_quickstart_intervals_prints_why_a_culture_has_no_interval(tmp_path, mon
     # with "run lm_eval with --log_samples" (which the run had done)
     from benchmarks import quickstart_intervals
 
-    note = "no interval: 2 documents in a task; a f1_macro interval needs 20 in each"
+    note = "no interval: 2 documents in a task; an interval of f1_macro needs 20 in each"
     rows = {"arabic": (0.5, None, None, note), "chinese": (0.4, 0.3, 0.55, "")}
     monkeypatch.setattr(quickstart_intervals, "culture_cells", lambda folder: ("run r000000: pretrained=/m", rows))
     assert quickstart_intervals.main([str(tmp_path)]) == 0
@@ -319,7 +319,7 @@ def test_design_weights_compares_each_culture_with_and_without_the_weights(tmp_p
     assert out[0].startswith("run r") and out[0].endswith("pretrained=/m/a; † partial run (documents per task: 4 of 10; "
                                                           "sample 920002)")
     assert out[4] == "| arabic | 1 | 4 | 0.444 | 0.333 | +0.111 – | 0.800 | 0.500 | +0.300 – |"
-    assert out[6] == ("–: no interval: 4 documents in a task; a acc interval needs 20 in each (fewer do not hold the "
+    assert out[6] == ("–: no interval: 4 documents in a task; an interval of acc needs 20 in each (fewer do not hold the "
                       "complete run's value: docs/interval_calibration.md)")
     assert design_weights.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith(f"design_weights: {tmp_path / 'missing'}")

@@ -870,9 +870,9 @@ def test_letter_prior_scores_a_tied_majority_as_wvs_majority_agreement_does(tmp_
     assert prior["per_document"] == [0.0, 1.0] and prior["prior"] == pytest.approx(0.5)
 
 
-def _kfold_without_training(monkeypatch, tiny_model, data, run, root):
-    """run_kfold with every fold's training skipped and every held-out metric 1.0: what is left is the
-    folds and the letter prior."""
+def _kfold_without_training(monkeypatch, tiny_model, data, run, root, train_fold=None, **kw):
+    """run_kfold with every fold's training skipped (or ``train_fold`` instead) and every held-out metric 1.0: what
+    is left is the folds and the letter prior."""
     import trainers.kfold
 
     def fake_score(cfg, adapter, tasks, questions, chat):
@@ -882,8 +882,60 @@ def _kfold_without_training(monkeypatch, tiny_model, data, run, root):
 
     monkeypatch.setattr(trainers.kfold, "score", fake_score)
     monkeypatch.setattr(trainers.kfold, "_train_fold",
-                        lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0})
-    return run_kfold(_config(tiny_model, data, run, root))
+                        train_fold or (lambda *a: {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0}))
+    return run_kfold(_config(tiny_model, data, run, root, **kw))
+
+
+def test_a_second_run_into_a_fold_folder_stops_at_the_lock_while_kfold_runs(tmp_path, tiny_model, rows_file, root,
+                                                                            monkeypatch, capsys):
+    """kfold locked its output only: while fold 1 trained, `culture-train lora --output <out>/fold-2` wrote its adapter
+    into fold 2's folder (rc 0), and one into fold-2/adapter was then taken for fold 2's own training. Every fold
+    folder is now locked for the whole run, as a several-country alignment locks its country folders: the second run
+    stops with the lock's line (fold-2/adapter: tests/test_outputs.py, a lock inside a locked folder). A run already
+    holding a fold folder stops a --resume before any work; --overwrite empties the fold folders and keeps their
+    locks."""
+    import os
+    import socket
+
+    from trainers.cli import main
+
+    out = tmp_path / "run"
+    pid, host = os.getpid(), socket.gethostname()
+    locks, refused, found = [], [], {}
+
+    def fold(cfg, folder, rows):
+        locks.append({p.relative_to(out).as_posix(): json.loads(p.read_text())["pid"] for p in out.rglob(".lock")})
+        found[folder.name] = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else None
+        if folder.name == "fold-1" and not refused:
+            capsys.readouterr()  # kfold's progress bar
+            assert main(["lora", "--model", str(tiny_model), "--data", str(rows_file), "--output", str(out / "fold-2"),
+                         "--max-steps", "1"]) == 2
+            refused.append(capsys.readouterr().err)
+        return {"examples": 1, "steps": 1, "train_loss": 0.0, "seconds": 0.0}
+
+    _kfold_without_training(monkeypatch, tiny_model, rows_file, out, root, train_fold=fold)
+    assert locks == [{".lock": pid, "fold-1/.lock": pid, "fold-2/.lock": pid}] * 2
+    assert refused == [f"culture-train lora: {out / 'fold-2'} is in use by another run (process {pid} on host {host}, "
+                       f"lock file {out / 'fold-2' / '.lock'}); wait for it to finish, or delete the lock file if that "
+                       "run is gone\n"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.parent != out) == [
+        "fold-1/result.json", "fold-2/result.json"]
+
+    (out / "fold-2" / "result.json").unlink()  # fold 2 to do on --resume, and a lora run into fold-2 holds it
+    (out / "fold-2" / ".lock").write_text(json.dumps({"pid": pid, "host": host, "token": "other"}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, rows_file, out, root, resume=True))
+    assert str(err.value) == (f"{out / 'fold-2'} is in use by another run (process {pid} on host {host}, lock file "
+                              f"{out / 'fold-2' / '.lock'}); wait for it to finish, or delete the lock file if that run "
+                              "is gone")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    (out / "fold-2" / ".lock").unlink()
+    found.clear()
+    run_kfold(_config(tiny_model, rows_file, out, root, overwrite=True))
+    assert found == {"fold-1": [".lock"], "fold-2": [".lock"]}
+    assert not list(tmp_path.rglob("*.replaced")) and not list(out.rglob(".lock"))
 
 
 def _evaluate_with_nan(bad_when):

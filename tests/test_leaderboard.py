@@ -1087,7 +1087,7 @@ def test_a_task_of_one_document_says_why_it_has_no_interval(tmp_path):
     _result(tmp_path / "res/b", "/m/old", {task: 0.5})
     data = _json(tmp_path)
     assert _cell(data, "one", "english")["interval_note"] == (
-        f"no interval: 1 document in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold "
+        f"no interval: 1 document in a task; an interval of f1_macro needs {MIN_DOCS} in each (fewer do not hold "
         "the complete run's value: docs/interval_calibration.md)")
     assert _cell(data, "old", "english")["interval_note"] == "no interval: the result file reports none for this metric"
 
@@ -1104,7 +1104,7 @@ def test_macro_f1_over_too_few_documents_per_task_has_no_interval(tmp_path):
                 samples={t: right * n for t, n in counts.items()},
                 n_samples={t: {"original": 40, "effective": n} for t, n in counts.items()})
     data = _json(tmp_path)
-    note = (f"no interval: {few} documents in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not "
+    note = (f"no interval: {few} documents in a task; an interval of f1_macro needs {MIN_DOCS} in each (fewer do not "
             "hold the complete run's value: docs/interval_calibration.md)")
     for model in ("few", "one"):  # a mean over two tasks, one of them short; one short task with a stored interval
         cell = _cell(data, model, "english")
@@ -1124,7 +1124,7 @@ def test_a_task_whose_file_does_not_count_its_documents_has_no_interval_under_th
     _result(tmp_path / "res/c", "/m/limited", {x: 1.0}, ci={x: (1.0, 1.0)}, limit=5)
     _result(tmp_path / "res/d", "/m/nan", {x: 1.0}, ci={x: (float("nan"), float("nan"))})
     data = _json(tmp_path)
-    need = (f"a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold the complete run's value: "
+    need = (f"an interval of f1_macro needs {MIN_DOCS} in each (fewer do not hold the complete run's value: "
             "docs/interval_calibration.md)")
     notes = {"logged": f"no interval: {MIN_DOCS - 1} documents in a task; {need}",
              "limited": f"no interval: --limit 5 scored at most 5 documents in a task; {need}",
@@ -1149,7 +1149,7 @@ def test_a_paired_difference_without_an_interval_says_why_in_csv_and_json(tmp_pa
     _result(tmp_path / "res/b", "/m/good", {x: 1.0, y: 1.0}, samples={x: good[:5], y: good}, n_samples=counts)
     cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "english")
     assert cell["diff"] == pytest.approx((0.625 + 1 - 13 / 38) / 2) and cell["p_value"] == pytest.approx(1 / 1001)
-    note = (f"no interval: 5 documents in a task; a f1_macro interval needs {MIN_DOCS} in each (fewer do not hold "
+    note = (f"no interval: 5 documents in a task; an interval of f1_macro needs {MIN_DOCS} in each (fewer do not hold "
             "the complete run's value: docs/interval_calibration.md)")
     assert (cell["diff_low"], cell["diff_high"], cell["diff_note"]) == (None, None, note)
     out = tmp_path / "board.csv"
@@ -1161,7 +1161,7 @@ def test_a_paired_difference_without_an_interval_says_why_in_csv_and_json(tmp_pa
     page = tmp_path / "board.html"
     assert main([str(tmp_path / "res"), "--format", "html", "--output", str(page)]) == 0
     html = page.read_text()
-    assert "no interval (1)" in html and "(1) 5 documents in a task; a f1_macro interval needs" in html
+    assert "no interval (1)" in html and "(1) 5 documents in a task; an interval of f1_macro needs" in html
 
 
 def test_a_paired_difference_over_tasks_that_share_texts_keeps_the_document_minimum(tmp_path):
@@ -1176,7 +1176,7 @@ def test_a_paired_difference_over_tasks_that_share_texts_keeps_the_document_mini
     cell = _cell(_json(tmp_path, "--baseline", "base"), "good", "spanish")
     assert cell["diff"] == pytest.approx(2 / 3)
     assert (cell["diff_low"], cell["diff_high"]) == (None, None)
-    assert cell["diff_note"].startswith(f"no interval: 6 documents in a task; a f1_macro interval needs {MIN_DOCS}")
+    assert cell["diff_note"].startswith(f"no interval: 6 documents in a task; an interval of f1_macro needs {MIN_DOCS}")
 
 
 def _vsm13_logged(data_root, country: str, persona: str, shift: int, **metadata) -> list[tuple]:

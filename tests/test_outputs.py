@@ -554,6 +554,35 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path,
         OutputLock.for_folder(folder).acquire()
 
 
+def test_an_output_inside_a_folder_another_run_has_locked_is_refused(tmp_path):
+    """A run into out/fold-1/adapter while another run held out/.lock (the k-fold run whose fold it is) went on: a
+    lock looked at its own folder only. A live run's lock of an enclosing folder now refuses it with one line naming
+    that lock, leaving nothing behind; this process's own locks (k-fold training its fold's adapter), a dead run's,
+    and a .lock file that is no OutputLock's (pytest's holds a bare pid) do not count, and none is taken over."""
+    out = tmp_path / "kfold"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": HOST, "token": "other"}))  # a live run
+    inner = out / "fold-1" / "adapter"
+    with pytest.raises(OutputError) as err:
+        OutputLock.for_folder(inner).acquire()
+    assert str(err.value) == (f"{inner} lies inside {out}, which is in use by another run (process {os.getpid()} on "
+                              f"host {HOST}, lock file {out / LOCK_NAME}); wait for it to finish, or delete the lock file "
+                              "if that run is gone")
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # fold-1/adapter, made for the lock, removed
+    with pytest.raises(OutputError, match=f"^{out / 'table.md'} lies inside {out}, which is in use by another run"):
+        OutputLock.for_file(out / "table.md").acquire()
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    for text in (json.dumps({"pid": _dead_pid(), "host": HOST, "token": "gone"}), str(os.getpid())):
+        (out / LOCK_NAME).write_text(text)
+        with OutputLock.for_folder(inner) as lock:
+            assert _lock_of(inner)["token"] == lock.token
+        assert (out / LOCK_NAME).read_text() == text
+    (out / LOCK_NAME).unlink()
+    with OutputLock.for_folder(out), OutputLock.for_folder(out / "fold-1"), OutputLock.for_folder(inner) as lock:
+        assert _lock_of(inner)["token"] == lock.token
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 def test_two_runs_taking_over_one_stale_lock_do_not_both_hold_it(tmp_path, monkeypatch):
     """The second run takes the dead run's lock over and locks the folder between the first run's
     reading of the dead owner and its own takeover: the first must not move the second's lock away."""

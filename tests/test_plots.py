@@ -126,7 +126,7 @@ def test_the_steering_heatmap_writes_each_distance_with_its_interval(tmp_path, m
 
 def test_a_heatmap_cell_without_an_interval_says_why_under_the_figure():
     # "no interval" alone left a reader of the figure guessing: each reason is numbered on its cells, once under it
-    too_few = "5 documents in a task; a f1_macro interval needs 20 in each"
+    too_few = "5 documents in a task; an interval of f1_macro needs 20 in each"
     no_logs = "no per-sample logs (run lm_eval with --log_samples)"
     intervals = np.array([[[0.125, 0.375], [np.nan, np.nan]], [[np.nan, np.nan], [np.nan, np.nan]]])
     fig = plots.score_heatmap("t", ["a", "b"], ["x", "y"], np.array([[0.25, 0.5], [0.625, 1.0]]),

@@ -23,6 +23,7 @@ a resumed run must share.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -38,7 +39,7 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   remove_killed_writes, save_settings, set_aside)
+                                   remove_killed_writes, save_settings, set_aside_around)
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
@@ -330,8 +331,12 @@ def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
     return train(cfg.fold_training(data, adapter, resume))
 
 
+def fold_folder(out: str | Path, index: int) -> Path:
+    return Path(out) / f"fold-{index}"
+
+
 def run_fold(cfg: KFoldConfig, index: int, folds: list[list[str]], rows: list[dict], tasks, answered, chat) -> dict:
-    folder = Path(cfg.output) / f"fold-{index}"
+    folder = fold_folder(cfg.output, index)
     held_out = folds[index - 1]
     train_rows = fold_rows(rows, held_out)
     trained = sorted({str(r["q_id"]) for r in train_rows}, key=int)  # in-sample: what the adapter saw
@@ -892,7 +897,7 @@ def run_summary(cfg: KFoldSummaryConfig) -> dict:
 
 
 def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
-    """Claim the output (new, resume or replace) and compare stored settings on --resume."""
+    """Claim the output (new, resume or replace) and compare stored settings on --resume; reads only."""
     mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume,
                         inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError,
                         models=[cfg.model])
@@ -903,7 +908,6 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
                                 "--overwrite to start one there, or choose another --output")
         check_settings(stored, settings, out, error=TrainingError,
                        later=(*LATER_SETTINGS, *NOT_DEFINING, "eval_kernels"))
-        _remove_killed_writes(out, cfg.folds)
     return mode
 
 
@@ -912,7 +916,7 @@ def _remove_killed_writes(out: Path, folds: int) -> None:
     ends with the files of the uninterrupted one."""
     remove_killed_writes(out, WRITTEN)
     for index in range(1, folds + 1):
-        remove_killed_writes(out / f"fold-{index}", FOLD_WRITTEN)
+        remove_killed_writes(fold_folder(out, index), FOLD_WRITTEN)
 
 
 def run_kfold(cfg: KFoldConfig) -> dict:
@@ -941,10 +945,18 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)
     warn_half_precision(cfg.eval_dtype, "--eval-dtype")  # once for every scoring of the run, as other commands warn
-    with OutputLock.for_folder(out, TrainingError):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(OutputLock.for_folder(out, TrainingError))
         mode = _prepare(out, cfg, settings)
+        folders = [fold_folder(out, index) for index in range(1, cfg.folds + 1)]
+        for folder in folders:  # a run into a fold folder (lora --output out/fold-1) holds its lock, and keeps this out
+            if folder.exists() and not folder.is_dir():
+                raise TrainingError(f"{folder} is a file, not a fold folder; move it or choose another --output")
+            locks.enter_context(OutputLock.for_folder(folder, TrainingError))
+        if mode == "resume":
+            _remove_killed_writes(out, cfg.folds)
         if mode == "replace":
-            set_aside(out)
+            set_aside_around(out, folders)
         if mode != "resume":
             save_settings(out / SETTINGS, settings)
         names = [t for t, _ in tasks]
@@ -955,7 +967,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
             write_text_atomic(out / "base.json", json.dumps(base, indent=1))
         results = []
         for index in tqdm(range(1, cfg.folds + 1), desc="folds", unit="fold"):
-            done = out / f"fold-{index}" / RESULT
+            done = fold_folder(out, index) / RESULT
             if done.is_file():
                 log.info("fold %d is finished (%s): skipped", index, done)
                 results.append(json.loads(done.read_text(encoding="utf-8")))
