@@ -225,6 +225,41 @@ def test_resume_skips_finished_folds(finished, learnable_model, rows_file, root,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
 
+def test_a_resume_takes_a_finished_fold_adapter_only_if_it_is_the_folds(finished, learnable_model, rows_file, root,
+                                                                         tmp_path, monkeypatch):
+    """A finished adapter (training.json) in a fold's folder was reused unchecked on --resume: one trained there on
+    every row, held-out questions included, while the run was stopped, was scored as fold 2's held-out adapter."""
+    import shutil
+
+    import trainers.lora
+    from culture_tasks.outputs import file_digest
+
+    out = tmp_path / "run"
+    shutil.copytree(finished[0], out)
+    (out / "fold-2" / "result.json").unlink()
+    (out / "kfold.json").unlink()
+    monkeypatch.setattr(trainers.lora, "train", lambda cfg: pytest.fail(f"retrained {cfg.output}"))
+    summary = out / "fold-2" / "adapter" / "training.json"
+    original = json.loads(summary.read_text(encoding="utf-8"))
+    fold_rows = file_digest(out / "fold-2" / "train.jsonl")
+    assert original["data_sha256"] == [fold_rows]  # kfold's own adapter records the fold's rows
+    foreign = {**original, "data_sha256": [file_digest(rows_file)],
+               "config": {**original["config"], "learning_rate": 0.1}}
+    summary.write_text(json.dumps(foreign), encoding="utf-8")
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(learnable_model, rows_file, out, root, resume=True))
+    assert str(err.value) == (
+        f"--resume: {summary} is not this fold's adapter: it was trained with other rows or settings (learning_rate: "
+        f"saved 0.1, given 0.02; data_sha256: saved ['{file_digest(rows_file)}'], given ['{fold_rows}']); remove "
+        f"{summary.parent} and run again with --resume to train the fold, or pass --overwrite")
+    assert not (out / "fold-2" / "result.json").exists()
+    # a setting lora gained after the adapter was trained is not held against it
+    older = {**original, "config": {k: v for k, v in original["config"].items() if k != "weight_decay"}}
+    summary.write_text(json.dumps(older), encoding="utf-8")
+    resumed = run_kfold(_config(learnable_model, rows_file, out, root, resume=True))
+    assert resumed["held_out"] == finished[1]["held_out"] and (out / "fold-2" / "result.json").exists()
+
+
 def test_a_resume_removes_the_temporary_files_of_writes_a_kill_cut_short(finished, learnable_model, rows_file, root,
                                                                           tmp_path, caplog):
     """A run SIGKILLed inside an atomic write leaves that write's temporary file (here kfold.json's, and fold 2's

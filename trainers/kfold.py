@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,8 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   remove_killed_writes, save_settings, set_aside_around)
+                                   remove_killed_writes, save_settings, set_aside_around, settings_differences)
+from culture_tasks.fingerprints import as_recorded, model_fingerprint
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
@@ -322,13 +323,31 @@ def _train_fold(cfg: KFoldConfig, folder: Path, rows: list[dict]) -> dict:
     from trainers.lora import remove_finished_checkpoints, train
 
     adapter = folder / "adapter"
-    if (adapter / "training.json").is_file():  # written once the training has finished
-        remove_finished_checkpoints(adapter, cfg.keep_checkpoints)
-        return json.loads((adapter / "training.json").read_text(encoding="utf-8"))
     data = folder / "train.jsonl"
     write_text_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if (adapter / "training.json").is_file():  # written once the training has finished
+        done = json.loads((adapter / "training.json").read_text(encoding="utf-8"))
+        _check_fold_adapter(done, cfg.fold_training(data, adapter, True), adapter)
+        remove_finished_checkpoints(adapter, cfg.keep_checkpoints)
+        return done
     resume = (adapter / CHECKPOINTS / RUN_SETTINGS).is_file()
     return train(cfg.fold_training(data, adapter, resume))
+
+
+def _check_fold_adapter(done: dict, fold: LoraTrainConfig, adapter: Path) -> None:
+    """A finished adapter in a fold's folder is reused only if its training.json records this fold's rows, model
+    and ``lora`` settings: one trained there by another run while this one was stopped is not the fold's (on
+    rows the fold holds out, say). Settings added to ``lora`` after the adapter was trained are not compared."""
+    from trainers.lora import NOT_DEFINING
+
+    given = {k: v for k, v in asdict(fold).items() if k not in NOT_DEFINING}
+    given.update(data_sha256=[file_digest(fold.data[0])], model_fingerprint=model_fingerprint(fold.model))
+    saved = {**done.get("config", {}), **{k: done.get(k) for k in ("data_sha256", "model_fingerprint")}}
+    diff = settings_differences(saved, as_recorded(saved, given), [k for k in given if k in saved])
+    if diff:
+        raise TrainingError(f"--resume: {adapter / 'training.json'} is not this fold's adapter: it was trained with "
+                            f"other rows or settings ({'; '.join(diff)}); remove {adapter} and run again with --resume "
+                            "to train the fold, or pass --overwrite")
 
 
 def fold_folder(out: str | Path, index: int) -> Path:
