@@ -430,6 +430,23 @@ def test_every_argument_the_trainer_sets_is_barred_from_extra(tmp_path, checkpoi
         "save_safetensors"}  # transformers 4 (False wrote checkpoints the resume reads as incomplete)
 
 
+def test_a_transformers_whose_trainer_lacks_a_hook_the_trainer_overrides_is_refused(monkeypatch):
+    """The trainer overrides Trainer hooks (_run_epoch: a run resumed from its last checkpoint trains no step more;
+    _finalize_training, _save_checkpoint: the loss carried across a resume). transformers 4 has no _run_epoch (its
+    loop is _inner_training_loop), where the override would silently never run: refused by name instead."""
+    from transformers import Trainer
+
+    import trainers.lora as lora
+
+    trainer = lora._trainer_class()  # the installed transformers has every hook
+    overridden = {n for n in vars(trainer) if n.startswith("_") and not n.startswith("__")}
+    assert {"_run_epoch", "_finalize_training", "_save_checkpoint"} <= overridden
+    assert all(callable(getattr(Trainer, n, None)) for n in overridden)
+    monkeypatch.delattr(Trainer, "_run_epoch")
+    with pytest.raises(TrainingError, match=r"its Trainer has no _run_epoch, .*transformers>=5\.18"):
+        lora._trainer_class()
+
+
 def test_training_rows_with_unknown_keys_are_refused(tmp_path):
     from tests.synthetic_wvs import write_data_root
     from trainers.lora import read_examples

@@ -39,6 +39,9 @@ CHECKPOINTS = "checkpoints"
 RUN_SETTINGS = "run_settings.json"  # under checkpoints/: what defines the run, compared on --resume
 # in each checkpoint, per process: the loss summed since the last logging step
 LOSS_CARRY = "loss_since_last_log.rank{}.json"
+# the oldest transformers the tests pass on (pyproject.toml): 5.3 brought the Trainer hooks _trainer_class overrides
+# (_run_epoch, _finalize_training, _tr_loss), 5.18 the resume of a run on several CPU processes ("cpu:0" optimizer)
+MIN_TRANSFORMERS = "5.18"
 LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size", "training_dtype")  # runs stored before these were added still resume
 # settings that do not change the trained weights or the loss log: they may differ on --resume
 NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
@@ -622,11 +625,13 @@ def lora_config(cfg: LoraTrainConfig):
 def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     """peft matches --target-modules against the model's layers only when it wraps the model: done
     here on an empty copy built from the model's config (no weights), so that a misspelt module
-    stops the run before the weights load and before an old output is replaced."""
+    stops the run before the weights load and before an old output is replaced. So does a transformers whose
+    Trainer lacks a hook the trainer overrides (``_trainer_class``)."""
     import torch
     from peft import get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    _trainer_class()
     try:
         config = AutoConfig.from_pretrained(cfg.model)
     except (OSError, ValueError) as err:
@@ -790,6 +795,14 @@ def _trainer_class():
                 "seconds": self.training_seconds()}))
             super()._save_checkpoint(model, trial)
 
+    # an override of a hook this Trainer lacks would never run (transformers 4 trains in _inner_training_loop,
+    # with tr_loss a local): refused instead of a run that silently differs (check_adapter_fits asks first)
+    hooks = {name for name in vars(LossCarryingTrainer) if name.startswith("_") and not name.startswith("__")}
+    missing = sorted(name for name in hooks | {"_get_output_dir"} if not callable(getattr(Trainer, name, None)))
+    if missing:
+        raise TrainingError(f"transformers {_transformers_version()}: its Trainer has no {', '.join(missing)}, which "
+                            f"culture-train lora relies on; install the transformers release pyproject.toml asks for "
+                            f"(pip install 'transformers>={MIN_TRANSFORMERS}')")
     return LossCarryingTrainer
 
 
