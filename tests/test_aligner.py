@@ -900,6 +900,38 @@ def test_the_change_against_the_plain_model_has_a_paired_interval():
     assert np.percentile(plain, 97.5) - np.percentile(plain, 2.5) == pytest.approx(2 * abs(t1 - t2))  # unpaired: wide
 
 
+def test_the_margin_change_interval_is_the_prompt_s_margin_minus_the_plain_one():
+    """Two dimensions, sigma 3 (pdi of A, B, C: 0, 3, 6) and 4 (idv: 8, 4, 0), so a profile's distance to a country
+    is |x - g| / 5 with x = pdi - idv of the profile and g that of the country (the sigma^-2-weighted offset leaves
+    |d1 - d2| / sqrt(sigma1^2 + sigma2^2)). g: A -8, B -1, C 6, the target T 1000. With C_pd = 100 every replicate's
+    x is 16, 79.6 or 143.2 (pdi 100 + two of -54.6 and 9; idv 2 x -12.6), between the others and T, so its margin
+    is (x - mean g) / 5 - (1000 - x) / 5 = (2x - 999) / 5. The prompt adds 3.5 to both pdi terms (x + 7 in every
+    replicate): margin + 14 / 5 = 2.8 and L1 (1000 - pdi + |idv|) - 7 in every replicate."""
+    from aligners.intervals import change_vs_plain
+    from culture_tasks.survey.compare import Reference
+    from culture_tasks.survey.vsm13 import Target
+
+    reference = Reference({"A": {"pdi": 0.0, "idv": 8.0}, "B": {"pdi": 3.0, "idv": 4.0},
+                           "C": {"pdi": 6.0, "idv": 0.0}}, {})
+    target = Target("Tee", "T", {"pdi": 1000.0, "idv": 0.0})
+    report = {"vsm13_l1": {"plain": 100.0, "de": 93.0}, "comparison": {"plain": {"margin": 0.5}, "de": {"margin": 3.3}}}
+    means = {"plain": _means(), "de": _means({7: 0.1, 20: 0.14})}
+    out = change_vs_plain(report, means, {"pdi": 100.0}, target, reference)["de"]
+    assert out["margin"] == pytest.approx(2.8) and out["vsm13_l1"] == -7.0
+    assert out["margin_ci"] == pytest.approx([2.8, 2.8], abs=1e-9)
+    assert out["vsm13_l1_ci"] == pytest.approx([-7.0, -7.0], abs=1e-9)
+
+
+def test_an_objective_s_replicates_carry_the_task_s_constants():
+    # pdi of a replicate: C_pd + two terms drawn from 35 (m07 - m02) = 35 (1.32 - 2.88) = -54.6 and
+    # 25 (m20 - m23) = 25 (3.6 - 3.24) = 9; each extreme is drawn in about 1/4 of the 1000 replicates, so the
+    # percentile interval is [20 - 109.2, 20 + 18] = [-89.2, 38] (without C_pd: [-109.2, 18])
+    from aligners.intervals import loss_interval
+
+    ci, _ = loss_interval("standardised", lambda indices: indices["pdi"], {}, _means(), {"pdi": 20.0})
+    assert ci == pytest.approx([-89.2, 38.0])
+
+
 def test_the_loss_interval_follows_the_objective():
     from aligners.intervals import loss_interval
 

@@ -299,6 +299,19 @@ def test_vectorised_macro_f1_equals_sklearn_on_resamples():
     assert f1_macro.batched(items, idx) == pytest.approx(expected)
 
 
+def test_vectorised_macro_f1_counts_a_label_never_gold_nor_predicted_as_zero():
+    # three labels, label 2 neither gold nor predicted: F1 1, 1 and 0 (0 / 0 -> 0, sklearn's zero_division=0), macro
+    # 2/3 in every resample path, as f1_macro gives; leaving the empty label out would say 1
+    import numpy as np
+
+    from culture_tasks.classification import f1_macro_weighted
+
+    items = [(0, 0, 3), (1, 1, 3)]
+    assert f1_macro(items) == pytest.approx(2 / 3)
+    assert f1_macro_weighted(items, np.array([[1.0, 1.0], [2.0, 1.0]])).tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert f1_macro.batched(items, np.array([[0, 1], [1, 1]])).tolist() == pytest.approx([2 / 3, 1 / 3])
+
+
 def test_a_sample_is_weighted_back_to_the_task_label_shares():
     # a task of 8 documents of label 0 and 2 of label 1, sampled 2 + 2 (the sampling's label floor); the model
     # answers every label-0 document right and one of the two label-1 documents (the other as 0)

@@ -229,6 +229,14 @@ def test_objectives_registry(data_root):
         make_objective("l3", "USA", ref)
 
 
+def test_standardised_objectives_are_the_z_space_norms_by_hand():
+    # target A, sigma 20 / sqrt2 on every dimension: MODEL's differences to A (2, 0, 2, 0, 2, 0) lose their mean 1 and
+    # leave +-1 on each of the six dimensions: L2 sqrt(6) / sigma = sqrt(12) / 20, L1 6 / sigma = 6 sqrt2 / 20
+    sigma = 20 / math.sqrt(2)
+    assert make_objective("standardised", "A", TINY)(MODEL) == pytest.approx(R12 / 20)
+    assert make_objective("standardised_l1", "A", TINY)(MODEL) == pytest.approx(6 / sigma)
+
+
 def test_intervals_of_a_supplied_full_profile_use_that_profile():
     # the file's row of S has only LTO and IVR; the user supplies all six: the point estimate and
     # every replicate behind its interval compare on the same six dimensions and countries
@@ -282,3 +290,47 @@ def test_an_explicit_profile_of_a_file_country_replaces_its_row_whatever_the_spe
     assert resolve_target("Saudi Arabia", {"lto": 36, "ivr": 52}, str(data_root)).code == "SAU"
     # a name the file does not know is a profile of its own, beside every row
     assert resolve_target("Wakanda", [usa[d] for d in DIMENSIONS], str(data_root)).code == "Wakanda"
+
+
+# two dimensions whose spreads differ: pdi 0, 1, 2 (sd 1) and idv 0, 2, 4 (sd 2) across A, B, C; T is the target
+UNEQUAL = Reference({"T": {"pdi": 10.0, "idv": 0.0}, "A": {"pdi": 0.0, "idv": 0.0}, "B": {"pdi": 1.0, "idv": 2.0},
+                     "C": {"pdi": 2.0, "idv": 4.0}}, {})
+
+
+def test_the_common_offset_is_the_sigma_weighted_least_squares_shift():
+    # in two dimensions with sigma (1, 2), the shift c minimising ((d1 - c) / 1)^2 + ((d2 - c) / 2)^2 is the
+    # sigma^-2-weighted mean (4 d1 + d2) / 5, which leaves ((d1 - d2) / 5, 2 (d2 - d1) / 5): distance
+    # |d1 - d2| / sqrt(1 + 4) = |d1 - d2| / sqrt5 (an unweighted mean shift would leave |d1 - d2| sqrt5 / 4).
+    # The model (0, 0): d = (-10, 0) to T, (0, 0) to A, (-1, -2) to B, (-2, -4) to C
+    out = compare_vsm13({"pdi": 0.0, "idv": 0.0}, "T", UNEQUAL)
+    assert out["sigma"] == pytest.approx({"pdi": 1.0, "idv": 2.0})
+    r5 = math.sqrt(5)
+    assert out["distances"] == pytest.approx({"T": 10 / r5, "A": 0.0, "B": 1 / r5, "C": 2 / r5})
+    assert out["rank"] == 4 and out["margin"] == pytest.approx((0 + 1 + 2) / 3 / r5 - 10 / r5)
+    both = margin_and_rank({"pdi": 0.0, "idv": 0.0}, "T", UNEQUAL)
+    assert (both["distance"], both["margin"], both["rank"]) == (pytest.approx(10 / r5), pytest.approx(-9 / r5), 4)
+
+
+def test_a_country_within_float_noise_of_the_target_is_a_tie_in_both_ranks():
+    # the model answers A's profile exactly (distance 0); D is A with 1e-12 added to one index: its distance,
+    # about 1e-13, is float noise (below TIE_TOLERANCE, 1e-9), so D ties with A and a tie is no win: rank 2.
+    # An exact twin of A is the same tie, in compare_vsm13 and in the vectorised margin_and_rank alike.
+    near = Reference({**TINY.profiles, "D": {**TINY.profiles["A"], "pdi": 10.0 + 1e-12}}, {})
+    twin = Reference({**TINY.profiles, "D": dict(TINY.profiles["A"])}, {})
+    for ref in (near, twin):
+        assert compare_vsm13(TINY.profiles["A"], "A", ref)["rank"] == 2
+        assert margin_and_rank(TINY.profiles["A"], "A", ref)["rank"] == 2
+    far = Reference({**TINY.profiles, "D": {**TINY.profiles["A"], "pdi": 10.1}}, {})  # a real difference: rank 1
+    assert compare_vsm13(TINY.profiles["A"], "A", far)["rank"] == 1
+    assert margin_and_rank(TINY.profiles["A"], "A", far)["rank"] == 1
+
+
+def test_kendall_tau_of_two_targets_and_mrr_of_three():
+    # two targets are enough for tau: pdi steered 1 < 2 and human A 10 < B 20, concordant: 1; idv steered 1 < 3,
+    # human 10 > 0: -1; the others do not vary (NaN); mean 0
+    tau = kendall_tau([("A", _p(1, 1, 0, 0, 0, 0)), ("B", _p(2, 3, 0, 0, 0, 0))], TINY)
+    assert (tau["pdi"], tau["idv"], tau["mean"]) == (pytest.approx(1.0), pytest.approx(-1.0), pytest.approx(0.0))
+    # MRR is the mean of 1, 1/2 and 1/4: 7/12 (the median would be 1/2)
+    dims = list(DIMENSIONS)
+    results = [{"dims": dims, "reciprocal_rank": r} for r in (1.0, 0.5, 0.25)]
+    assert mean_reciprocal_rank(results) == pytest.approx(7 / 12)

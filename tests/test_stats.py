@@ -431,3 +431,41 @@ def test_wvs_majority_group_of_all_missed_questions_gets_the_exact_interval_over
     low, high = bootstrap_ci(QuestionMean(majority_mean), items)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 50), abs=1e-9) and high == pytest.approx(0.0711, abs=1e-4)
     assert bootstrap_ci(QuestionMean(), items) == (0.0, 0.0)
+
+
+def test_randomisation_p_counts_rounds_that_reach_the_observed_difference_up_to_float_noise():
+    # three documents (given in the pairing's repr order) that moved +0.1, +0.2 and -0.1: the observed difference of
+    # means is 0.2 / 3. A round with signs s (+ kept, - swapped) gives (0.1 s0 + 0.2 s1 - 0.1 s2) / 3; its size is 0
+    # when s0 differs from s1 = s2 (0.1 - 0.2 + 0.1, or its negative) and at least 0.2 / 3 in every other round, four
+    # of them exactly 0.2 / 3 in arithmetic but not in floats (0.0666...64 against 0.0666...67): counted as reached,
+    # p = (1 + rounds not 0) / (1 + 1000), about 3/4; without the tolerance about half of them are missed (0.529)
+    a, b = [0.0, 0.0, 0.3], [0.1, 0.2, 0.2]
+    out = stats.paired_bootstrap(stats.mean, a, b)
+    swap = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 3))
+    zero = (swap[:, 1] == swap[:, 2]) & (swap[:, 0] != swap[:, 1])
+    assert out["diff"] == pytest.approx(0.2 / 3)
+    assert out["p_value"] == pytest.approx((1 + np.sum(~zero)) / (1 + stats.ITERS))
+    assert out["p_value"] == pytest.approx(0.75, abs=0.04)
+
+
+def test_task_and_culture_scores_are_means_not_medians():
+    # three tasks: 0.0, 0.0 and 0.9 -> the unweighted mean 0.3 (a median would say 0.0)
+    items = [("t1", 0.0), ("t1", 0.0), ("t2", 0.0), ("t3", 1.0), ("t3", 0.8)]
+    assert stats.TaskMean(stats.mean)(items) == pytest.approx(0.3)
+    groups = {"culturellm": ["culturellm_x"], "culturellm_x": ["culturellm_x_a", "culturellm_x_b", "culturellm_x_c"]}
+    metrics = {"culturellm_x_a": {"f1_macro": 0.9}, "culturellm_x_b": {"f1_macro": 0.3},
+               "culturellm_x_c": {"f1_macro": 0.0}}
+    assert stats.culture_means(metrics, groups) == {"x": pytest.approx(0.4)}  # (0.9 + 0.3 + 0) / 3; median 0.3
+
+
+def test_a_resample_that_leaves_a_task_without_documents_averages_the_tasks_it_holds():
+    # task a holds texts x and y, task b text x alone (one family). A resample drawing y twice has no document of b:
+    # its value is task a's alone, 0.0, as the per-resample loop computes it - not NaN (a dropped resample).
+    # [x, x]: a 1.0, b 0.0 -> 0.5; [x, y]: a (1 + 0) / 2, b 0.0 -> 0.25
+    from culture_tasks.classification import share, share_weighted
+
+    items = [("a", "x", (("a", 1.0), ("b", 0.0))), ("a", "y", (("a", 0.0),))]
+    clustered = stats.ClusteredTaskMean(share, share_weighted)
+    idx = np.array([[1, 1], [0, 0], [0, 1]])
+    assert clustered.batched(items, idx).tolist() == pytest.approx([0.0, 0.5, 0.25])
+    assert [clustered([items[i] for i in row]) for row in idx] == pytest.approx([0.0, 0.5, 0.25])

@@ -29,6 +29,20 @@ def test_vsm13_indices_hand_computed():
         {"pdi": 107.5, "idv": 17.5, "mas": -35.0, "uai": -32.5, "lto": 7.5, "ivr": 75.0})
 
 
+def test_vsm13_indices_every_term_of_the_manual_by_hand():
+    # m_k = 1 + k / 10 makes every item pair differ (MEANS has m09 = m06, which hid IDV's second weight):
+    # PDI = 35(m07 - m02) + 25(m20 - m23) = 35(0.5) + 25(-0.3) = 10;  IDV = 35(m04 - m01) + 35(m09 - m06) = 35(0.3) + 35(0.3)
+    # = 21 (a 25 on the second term: 18);  MAS = 35(m05 - m03) + 35(m08 - m10) = 35(0.2) + 35(-0.2) = 0
+    # UAI = 40(m18 - m15) + 25(m21 - m24) = 40(0.3) + 25(-0.3) = 4.5;  LTO = 40(m13 - m14) + 25(m19 - m22) = 40(-0.1) +
+    # 25(-0.3) = -11.5;  IVR = 35(m12 - m11) + 40(m17 - m16) = 35(0.1) + 40(0.1) = 7.5
+    means = {k: 1 + k / 10 for k in range(1, 25)}
+    assert vsm13_indices(means) == pytest.approx(
+        {"pdi": 10.0, "idv": 21.0, "mas": 0.0, "uai": 4.5, "lto": -11.5, "ivr": 7.5})
+    # the manual's names of all six constants: C_ua, C_ls and C_ir too
+    shifted = vsm13_indices(means, {"C_pd": 1, "C_ic": 2, "C_mf": 3, "C_ua": 4, "C_ls": 5, "C_ir": 6})
+    assert shifted == pytest.approx({"pdi": 11.0, "idv": 23.0, "mas": 3.0, "uai": 8.5, "lto": -6.5, "ivr": 13.5})
+
+
 def test_vsm13_indices_with_constants_by_either_name():
     constants = {"C_pd": 10, "C_ic": -5, "C_mf": 20, "uai": 100, "ivr": 1}
     assert vsm13_indices(MEANS, constants) == pytest.approx(
@@ -38,6 +52,12 @@ def test_vsm13_indices_with_constants_by_either_name():
 def test_vsm13_loss_over_the_dimensions_the_target_has():
     loss = vsm13_loss(vsm13_indices(MEANS), {"pdi": 100.0, "idv": 20.0})
     assert loss == {"l1": pytest.approx(10.0), "mae": pytest.approx(5.0), "dimensions": 2}
+
+
+def test_vsm13_loss_leaves_out_a_target_dimension_that_is_nan_or_none():
+    # PDI 107.5 against 100: |7.5|; IDV NaN and MAS None are dimensions the target lacks, not NaN errors
+    loss = vsm13_loss(vsm13_indices(MEANS), {"pdi": 100.0, "idv": math.nan, "mas": None})
+    assert loss == {"l1": pytest.approx(7.5), "mae": pytest.approx(7.5), "dimensions": 1}
 
 
 def test_vsm13_needs_every_item():
@@ -192,6 +212,14 @@ def test_every_wvs_option_string_parses(data_root):
     assert by_id["158"].scale.labels[0] == "1 (Completely disagree)" and by_id["158"].scale.labels[4] == "5"
     assert by_id["122"].scale.labels == ("Disagree", "Hard to say", "Agree")
     assert parse_scale("1. Yes 2. No").labels == ("Yes", "No")
+
+
+def test_duplicate_codes_are_renumbered_from_the_scale_s_own_first_code():
+    # "0. Never 1. Sometimes 1. Often": the codes must be distinct; by position from the scale's own start, 0, 1, 2
+    # (from 1 the answers coded 0 in the respondent files would fall outside the scale)
+    scale = parse_scale("0. Never 1. Sometimes 1. Often")
+    assert scale.codes == (0, 1, 2) and scale.labels == ("Never", "Sometimes", "Often")
+    assert scale.fixes == ("duplicate codes [0, 1, 1] renumbered [0, 1, 2]",)
 
 
 def test_real_country_file_and_items(data_root):
