@@ -669,6 +669,15 @@ def check_countries(cfg: AlignConfig) -> None:
         seen[target.code] = country
 
 
+def _countries_record(countries: list[str]) -> dict:
+    return {"countries": list(countries)}
+
+
+def _store_countries(out: Path, countries: list[str]) -> None:
+    """The list of countries of a run of several, in its output (``COUNTRIES_FILE``): what a --resume compares."""
+    save_settings(out / COUNTRIES_FILE, _countries_record(countries))
+
+
 def _check_countries(out: Path, countries: list[str]) -> None:
     """A --resume of several countries into ``out`` resumes the countries it was made with (``COUNTRIES_FILE``):
     another list would resume some of them and start others beside the folders of those left out, one output
@@ -676,7 +685,7 @@ def _check_countries(out: Path, countries: list[str]) -> None:
     to add it (no guess: its folders may be those of several runs); one in which no run was stored yet (a run killed
     before its first country stored its settings) has nothing to mix, and takes the list given."""
     path = out / COUNTRIES_FILE
-    given = {"countries": list(countries)}
+    given = _countries_record(countries)
     stored = load_settings(path, AlignmentError)
     if stored is None:
         if (out / RUN_SETTINGS).exists() or (out / STATE_FILE).exists():
@@ -690,7 +699,7 @@ def _check_countries(out: Path, countries: list[str]) -> None:
                 f"countries of a run were stored), so the countries it was made with cannot be checked; if it was made "
                 f"with --country {shlex.join(countries)}, write {json.dumps(given)} to {path}, pass --overwrite to "
                 "start again, or choose another --output")
-        save_settings(path, given)
+        _store_countries(out, countries)
         return
     if not isinstance(stored, dict) or not isinstance(stored.get("countries"), list):
         raise AlignmentError(f"{path} holds no list of countries (\"countries\": [...]); restore the file, or start "
@@ -757,7 +766,7 @@ def run(cfg: AlignConfig) -> list[dict]:
                 remove_killed_writes(out, (COUNTRIES_FILE,))
                 _check_countries(out, cfg.countries)
             elif mode == "new":
-                save_settings(out / COUNTRIES_FILE, {"countries": list(cfg.countries)})
+                _store_countries(out, cfg.countries)
         if mode == "resume":  # settings compared before the model is loaded; every process learns what the main found
             finished = distributed.from_main([_finished(path, _check_output(path, True, cfg.for_country(country), None),
                                                         cfg.for_country(country)) for country, path in targets]
@@ -770,7 +779,7 @@ def run(cfg: AlignConfig) -> list[dict]:
         if mode == "replace" and main:  # the others would empty it again, after the main process wrote there
             _clear(out, folders)
             if folders:
-                save_settings(out / COUNTRIES_FILE, {"countries": list(cfg.countries)})
+                _store_countries(out, cfg.countries)
         manager = functools.partial(task_manager, data_dir=cfg.data_dir)
         return [align_country(lm, cfg, country, path, manager) for country, path in targets]
 

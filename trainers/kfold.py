@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
                                    remove_killed_writes, save_settings, set_aside_around, settings_differences)
-from culture_tasks.fingerprints import as_recorded, model_fingerprint
+from culture_tasks.fingerprints import as_recorded
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
@@ -338,10 +338,7 @@ def _check_fold_adapter(done: dict, fold: LoraTrainConfig, adapter: Path) -> Non
     """A finished adapter in a fold's folder is reused only if its training.json records this fold's rows, model
     and ``lora`` settings: one trained there by another run while this one was stopped is not the fold's (on
     rows the fold holds out, say). Settings added to ``lora`` after the adapter was trained are not compared."""
-    from trainers.lora import NOT_DEFINING
-
-    given = {k: v for k, v in asdict(fold).items() if k not in NOT_DEFINING}
-    given.update(data_sha256=[file_digest(fold.data[0])], model_fingerprint=model_fingerprint(fold.model))
+    given = run_settings(fold)  # what a lora --resume compares; training.json holds its config, rows and model
     saved = {**done.get("config", {}), **{k: done.get(k) for k in ("data_sha256", "model_fingerprint")}}
     diff = settings_differences(saved, as_recorded(saved, given), [k for k in given if k in saved])
     if diff:
