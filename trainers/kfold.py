@@ -608,13 +608,18 @@ def data_text(report: dict) -> str:
     return f"trained on {names} ({rows} examples" + (f", sha256 {digests})" if digests else ")")
 
 
+def training_text(s: dict) -> str:
+    """The base model and the LoRA settings, worded alike in a culture's report and in the summary."""
+    length = f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs"
+    return (f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, {length}, "
+            f"{batch_text(s)}, seed {s['seed']}")
+
+
 def markdown(report: dict) -> str:
     """The pooled table (held-out beside in-sample) and one row per fold, in percent."""
     s = report["settings"]
     lines = [f"# {report['folds']}-fold held-out evaluation: {report['culture']}", "",
-             f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
-             + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", {batch_text(s)}, seed {s['seed']}; {data_text(report)}; folds seeded with {s['fold_seed']}; "
+             training_text(s) + f"; {data_text(report)}; folds seeded with {s['fold_seed']}; "
              + scoring_text(s, report.get("chat_template")) + "; tasks "
              + ", ".join(f"`{t}`" for t in report["tasks"]) + f"; {report['documents']} documents (country × question).",
              "Difference = adapter − base in points (means over the documents), 95 % paired bootstrap interval "
@@ -871,9 +876,7 @@ def summary_markdown(summary: dict) -> str:
     1−W1 and 1−JSD held out; points, 95 % intervals."""
     s = summary["settings"]
     lines = [f"# {summary['folds']}-fold held-out evaluation across cultures", "",
-             f"Base model `{s['model']}`, LoRA r {s['rank']}, lr {s['learning_rate']}, "
-             + (f"{s['max_steps']} steps" if s["max_steps"] > 0 else f"{s['epochs']} epochs")
-             + f", {batch_text(s)}, seed {s['seed']}; folds seeded with {s['fold_seed']}; "
+             training_text(s) + f"; folds seeded with {s['fold_seed']}; "
              + scoring_text(s, summary.get("chat_template")) + ". Difference = adapter"
              " − base in points (means over the documents, country × question) with its 95 % paired bootstrap "
              "interval over the questions (a question's documents, one per country, resampled together; "
