@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from hashlib import sha256
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -1527,12 +1528,12 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
 
 
 def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
-    """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of the first
-    row and another), or "": a best among them would rank other task versions or settings."""
-    first = runs[0]
-    for run in runs[1:]:
-        for task in sorted(covered[id(first)] & covered[id(run)]):
-            why = definition_differs(first, run, task)
+    """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of two of the
+    rows), or "": a best among them would rank other task versions or settings. Every pair is compared, not each
+    row with the first: a row whose file recorded no settings differs from neither of two rows that differ."""
+    for a, b in combinations(runs, 2):
+        for task in sorted(covered[id(a)] & covered[id(b)]):
+            why = definition_differs(a, b, task)
             if why:
                 return why
     return ""

@@ -227,9 +227,11 @@ def interval_bars(title: str, categories: Sequence[str], series: Sequence[tuple[
 # --------------------------------------------------------------------------- steering and aligner
 
 
-def steering_heatmap(result: dict, path: Path) -> None:
-    """The steering matrix: each steered profile (row) against each country (column)."""
+def steering_heatmap(result: dict, path: Path, heading: str | None = None, names: dict[str, str] | None = None) -> None:
+    """The steering matrix: each steered profile (row) against each country (column). ``heading`` and ``names`` (a
+    row's label -> its name in the figure): what answered, said in the image itself (``steering.heatmap_names``)."""
     plt = pyplot()
+    names = names or {}
     panels = [("vsm13", "distance", "plain_distance", "VSM13 z-distance (lower = closer)", "cividis_r")]
     if result.get("wvs"):
         panels.append(("wvs", "similarity", "plain_similarity", "WVS 1 - JSD (higher = closer)", "cividis"))
@@ -247,12 +249,14 @@ def steering_heatmap(result: dict, path: Path) -> None:
         image = ax.imshow(values, cmap=cmap, aspect="auto")
         fig.colorbar(image, ax=ax)
         ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
-        ax.set_yticks(range(len(block["rows"]) + 1), [*block["rows"], "plain model"])
+        ax.set_yticks(range(len(block["rows"]) + 1), [*(names.get(r, r) for r in block["rows"]), "plain model"])
         ax.set_xlabel("compared with")
         ax.set_ylabel("steered to")
         level = (result.get("config") or {}).get("level", 0.95)
         ax.set_title(title + ("" if cis is None else f", {level * 100:g} % intervals"))
         annotate(ax, values, intervals=cis)
+    if heading:
+        fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
     save(fig, path)
 

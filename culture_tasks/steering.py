@@ -858,6 +858,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def heatmap_names(result: dict) -> tuple[str, dict[str, str]]:
+    """steering.png's title and each row's name in it: the image is read without steering.md, so it names the
+    model, and each checkpoint row its checkpoint folder (``germany:prompt (de_fit)``)."""
+    config = result["config"]
+    names = {}
+    for label, spec in zip(result["vsm13"]["rows"], config.get("targets") or []):  # the rows in --target's order
+        checkpoint = spec.partition("=")[2].partition(":")[2].rstrip("/")
+        names[label] = f"{label} ({Path(checkpoint).name or checkpoint})" if checkpoint else label
+    return f"Steering matrix: {config['model']}", names
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -906,7 +917,7 @@ def _write(result: dict, out: Path, keep: tuple[str, ...] = ()) -> dict:
         staged = {name: stack.enter_context(replacing(out / name)) for name in OUTPUT_FILES}
         staged["steering.json"].write_text(json.dumps(result, indent=1), encoding="utf-8")
         staged["steering.md"].write_text(markdown(result), encoding="utf-8")
-        plots.steering_heatmap(result, staged["steering.png"])
+        plots.steering_heatmap(result, staged["steering.png"], *heatmap_names(result))
         for name in (*OUTPUT_FILES, PARTIAL):
             if name not in keep:
                 set_aside(out / name)

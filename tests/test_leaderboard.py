@@ -1825,6 +1825,24 @@ def test_rows_of_other_task_versions_or_settings_are_neither_paired_nor_ranked(t
             f"{ids['/m/good']}; rerun both with the same tasks.") in out.read_text()
 
 
+def test_a_row_without_recorded_settings_does_not_let_rows_of_other_settings_share_a_best(tmp_path):
+    # "old" recorded no task configs (no settings to compare); "cold" and "hot" ran the task with other gen_kwargs:
+    # each agrees with "old", but not with each other, so no best is marked (hot's 0.9 was marked best over cold's)
+    gen = "culturellm_gen_english_x"
+    _result(tmp_path / "res/old", "/m/old", {gen: 0.2})
+    _result(tmp_path / "res/cold", "/m/cold", {gen: 0.5}, metadata={}, gen_kwargs="temperature=0")
+    _result(tmp_path / "res/hot", "/m/hot", {gen: 0.9}, metadata={}, gen_kwargs="temperature=1")
+    out = tmp_path / "board.md"
+    assert main([str(tmp_path / "res"), "--output", str(out)]) == 0
+    data = _json(tmp_path)
+    cells = [_cell(data, m, "english", "CultureLLM (generative), macro-F1") for m in ("old", "cold", "hot")]
+    assert [(c["value"], c["best"]) for c in cells] == [(0.2, False), (0.5, False), (0.9, False)]
+    ids = {r["model"]: r["row_id"] for r in data["runs"]}
+    assert (f"english: no best marked: {gen} ran with gen_kwargs=temperature=0 in row {ids['/m/cold']}, "
+            f"gen_kwargs=temperature=1 in row {ids['/m/hot']}; compare rows run with the same settings.") \
+        in out.read_text()
+
+
 def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
     # 30 documents, labels alternate; base wrong on the first 5 (3 of class 0, 2 of class 1): F1 class 0 =
     # 2·12/(2·12 + 2 + 3) = 24/29, class 1 = 26/31, macro 0.83315; good right on all: +0.16685. A resample

@@ -394,6 +394,25 @@ def test_the_matrix_names_the_content_of_its_model_and_checkpoints(matrix, tiny_
     assert "Weights loaded in float32." in (out / "steering.md").read_text()
 
 
+def test_the_heatmap_names_its_model_and_each_row_s_checkpoint(matrix, tiny_model, prompt_checkpoint,
+                                                              lora_checkpoint, tmp_path, monkeypatch):
+    """steering.png is read without steering.md: it named neither the model nor which checkpoint filled a row, so two
+    runs' images could not be told apart."""
+    from culture_tasks import plots, steering
+
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig))
+    _, result = matrix
+    with steering.OutputLock.for_folder(tmp_path / "again", SteeringError):
+        steering._write(result, tmp_path / "again")
+    fig = drawn[0]
+    assert fig._suptitle.get_text() == f"Steering matrix: {tiny_model}"
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "usa:plain", "china:persona", f"germany:prompt ({prompt_checkpoint.name})", "saudi_arabia:persona",
+        f"turkey:lora ({lora_checkpoint.name})", "plain model"]
+    plots.pyplot().close(fig)
+
+
 def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp_path, monkeypatch, capsys):
     import culture_tasks.steering as steering
 
@@ -607,7 +626,7 @@ def test_overwrite_keeps_the_earlier_run_s_files_until_all_new_ones_are_written(
     assert all((out / n).read_text() == "earlier run" for n in earlier) and (out / "notes.txt").read_text() == "mine"
     assert any(f"{out} also holds notes.txt, not written by culture-steer" in r.getMessage() for r in caplog.records)
 
-    def full(result, path):
+    def full(result, path, *names):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(plots, "steering_heatmap", full)
