@@ -106,6 +106,34 @@ def test_a_country_name_shared_by_two_codes_is_no_silent_choice(tmp_path):
     assert find_target("GEE", root).scores == {"lto": 78, "ivr": 34}
 
 
+def test_a_hofstede_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    # Python's own message named neither the file nor the line: "'utf-8' codec can't decode byte 0xe9 in position 71"
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\n")
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_bytes(path.read_bytes() + "CIV;C\xf4te d'Ivoire;1;2;3;4;5;6\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"6-dimensions-for-website-2015-08-16\.csv:3: invalid UTF-8 at byte offset "
+                                         r"73 .*; save the file as UTF-8"):
+        load_hofstede(str(root))
+
+
+def test_a_wvs_answers_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    root = write_data_root(tmp_path)
+    csv = root / "culturellm/English/United States.csv"
+    lines = csv.read_bytes().split(b"\n")
+    lines[2] += b"\xe9"
+    offset = len(b"\n".join(lines[:3])) - 1
+    csv.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=rf"United States\.csv:3: invalid UTF-8 at byte offset {offset} "):
+        load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\nGER;Germany;35;67;66;65;83;40\n")
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [t.code for t in load_hofstede(root)] == ["USA", "GER"]
+
+
 @pytest.mark.parametrize("options", [{"1": "a", "2": "b", "4": "c", "5": "d", "6": "e"},
                                      {"0": "a", "1": "b", "2": "c", "3": "d", "4": "e"},
                                      {"1": "a", "2": "b", "3": "c", "4": "d"}])

@@ -7,6 +7,7 @@ the same numbers: this module is the only place they are computed.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import re
@@ -18,7 +19,7 @@ import numpy as np
 
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import with_hints
-from culture_tasks.jsonl import read_jsonl_lines, text_field
+from culture_tasks.jsonl import read_jsonl_lines, read_utf8, text_field
 from culture_tasks.survey.countries import HOFSTEDE_TO_ISO3, find_listed
 
 log = logging.getLogger("culture_tasks")
@@ -162,7 +163,7 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
     lines: dict[str, int] = {}  # code -> the line of its row
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with io.StringIO(read_utf8(path), newline="") as fh:
         reader = csv.DictReader(fh, delimiter=";")
         absent = [c for c in ("ctr", "country", *HOFSTEDE_COLUMNS.values()) if c not in (reader.fieldnames or [])]
         if absent:

@@ -12,9 +12,10 @@ every field are kept and counted (Mexico: 12).
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import logging
 import re
-import functools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.data_root import data_file
-from culture_tasks.jsonl import read_jsonl_lines, text_field
+from culture_tasks.jsonl import read_jsonl_lines, read_utf8, text_field
 from culture_tasks.metadata import with_hints
 
 log = logging.getLogger("culture_tasks")
@@ -162,7 +163,7 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     malformed: list[int] = []
     seen: set[tuple] = set()
     repeated = 0
-    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
+    with io.StringIO(read_utf8(csv_path), newline="") as fh:
         reader = csv.DictReader(fh)
         absent = [f"Q{q.q_id}" for q in questions if f"Q{q.q_id}" not in (reader.fieldnames or [])]
         if absent:
