@@ -127,6 +127,23 @@ def test_a_wvs_answers_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
         load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
 
 
+def test_a_wvs_question_column_given_twice_is_refused_not_read_from_the_last(tmp_path):
+    # the second Q28 column held the answers a reader by name took for Q28: majority code 1 instead of 3
+    root = write_data_root(tmp_path)
+    csv = root / "culturellm/English/United States.csv"
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29,Q28\n840,USA,1,3,2,1\n840,USA,2,3,2,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"United States\.csv: column\(s\) \['Q28'\] given twice in the header"):
+        load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
+
+
+def test_a_hofstede_column_given_twice_is_refused(tmp_path):
+    root = _hofstede_root(tmp_path, "")
+    (tmp_path / HOFSTEDE_FILE).write_text("ctr;country;pdi;idv;mas;uai;ltowvs;ivr;pdi\nUSA;U.S.A.;40;91;62;46;26;68;41\n",
+                                          encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\.csv: column\(s\) \['pdi'\] given twice in the header"):
+        load_hofstede(root)
+
+
 def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
     root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\nGER;Germany;35;67;66;65;83;40\n")
     path = tmp_path / HOFSTEDE_FILE
