@@ -144,6 +144,21 @@ def test_a_hofstede_column_given_twice_is_refused(tmp_path):
         load_hofstede(root)
 
 
+def test_the_countries_a_vsm13_target_is_ranked_among_are_read_as_the_file_holds_them_now(tmp_path):
+    # two evaluations in one process, Hofstede's file edited between them: the second ranked the target among
+    # the first reading's countries (a cache keyed by the data folder), while its target came from the new one
+    null4 = "#NULL!;#NULL!;#NULL!;#NULL!"
+    root = _hofstede_root(tmp_path, f"USA;U.S.A.;{null4};10;20\nAAA;A;{null4};50;90\nBBB;B;{null4};90;10\n"
+                                    f"CCC;C;{null4};30;60\n")
+    comparison = {"code": "USA", "name": "U.S.A.", "data_dir": root}
+    profile = {"pdi": 0.0, "idv": 0.0, "mas": 0.0, "uai": 0.0, "lto": 10.0, "ivr": 20.0}  # the target's own shape
+    assert tasks._index_scores(profile, {"lto": 10, "ivr": 20}, comparison)["vsm13_rank"] == 1
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_text(path.read_text(encoding="utf-8").replace(";50;90", ";60;70"), encoding="utf-8")
+    # A (60, 70) now differs from the profile by one common offset, as the target does: a tie, ranked against it
+    assert tasks._index_scores(profile, {"lto": 10, "ivr": 20}, comparison)["vsm13_rank"] == 2
+
+
 def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
     root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\nGER;Germany;35;67;66;65;83;40\n")
     path = tmp_path / HOFSTEDE_FILE
