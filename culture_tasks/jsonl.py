@@ -1,4 +1,7 @@
-"""The one reader of JSON Lines files: every problem is reported as ``file:line`` and a fix."""
+"""The one reader of JSON Lines files: every problem is reported as ``file:line`` and a fix.
+
+``read_utf8`` is the one decoding of a data file's bytes, shared with the CSV readers (WVS answers,
+Hofstede's scores), so that a byte that is not UTF-8 is named by file and line in every file kind."""
 
 from __future__ import annotations
 
@@ -28,19 +31,27 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
-def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of ``path``."""
+def read_utf8(path: str | os.PathLike, error: type[ValueError] = ValueError) -> str:
+    """The text of a data file, a leading byte-order mark removed. A byte that is not UTF-8 is ``error``
+    naming ``file:line`` and the fix: Python's own message names neither the file nor the line, and for a
+    file read in chunks gives an offset into the chunk, not into the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"JSONL file {path} does not exist")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise JsonlError(f"{path}:{line}: invalid UTF-8 at byte offset {err.start} ({err.reason}); "
-                         "save the file as UTF-8") from None
-    text = text.removeprefix("\ufeff")
+        raise error(f"{path}:{line}: invalid UTF-8 at byte offset {err.start} ({err.reason}); "
+                    "save the file as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"JSONL file {path} does not exist")
+    text = read_utf8(path, JsonlError)
     if not text.strip():
         raise JsonlError(f"{path}: the file is empty; expected one JSON object per line")
     rows = []

@@ -299,6 +299,17 @@ def test_unknown_culture_in_the_data_is_refused_before_training(tmp_path, capsys
         LoraTrainConfig(model="m", data=[str(data)], output=str(out))
 
 
+def test_an_unknown_culture_on_the_first_row_after_a_byte_order_mark_is_refused_before_training(tmp_path):
+    # the rows are read with the mark removed (read_examples), so the check must read that row too: it failed
+    # only after training, when the lm_eval command was written
+    data = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}], "culture": "english"}
+    text = json.dumps({**row, "culture": "klingon"}) + "\n" + json.dumps(row) + "\n"
+    data.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    with pytest.raises(TrainingError, match=r"rows.jsonl:1: unknown culture 'klingon'"):
+        LoraTrainConfig(model="m", data=[str(data)], output=str(tmp_path / "adapter"))
+
+
 def test_bf16_without_dropout_skips_the_adapter_input_casts_and_trains_the_same(
         learnable_model, english_examples, tmp_path, monkeypatch):
     """peft casts each LoRA layer's bf16 input to the adapter's float32, and autocast casts it back for
@@ -737,7 +748,8 @@ def test_one_regular_expression_on_the_command_line_adapts_the_layers_it_matches
     from trainers.lora import check_adapter_fits, lora_config
 
     data = tmp_path / "d.jsonl"
-    data.write_text("", encoding="utf-8")
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]})
+                    + "\n", encoding="utf-8")
 
     def adapted(value):
         (cfg,) = parser("lora").parse(["--model", str(tiny_model), "--data", str(data), "--output",

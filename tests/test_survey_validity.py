@@ -106,6 +106,66 @@ def test_a_country_name_shared_by_two_codes_is_no_silent_choice(tmp_path):
     assert find_target("GEE", root).scores == {"lto": 78, "ivr": 34}
 
 
+def test_a_hofstede_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    # Python's own message named neither the file nor the line: "'utf-8' codec can't decode byte 0xe9 in position 71"
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\n")
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_bytes(path.read_bytes() + "CIV;C\xf4te d'Ivoire;1;2;3;4;5;6\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"6-dimensions-for-website-2015-08-16\.csv:3: invalid UTF-8 at byte offset "
+                                         r"73 .*; save the file as UTF-8"):
+        load_hofstede(str(root))
+
+
+def test_a_wvs_answers_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    root = write_data_root(tmp_path)
+    csv = root / "culturellm/English/United States.csv"
+    lines = csv.read_bytes().split(b"\n")
+    lines[2] += b"\xe9"
+    offset = len(b"\n".join(lines[:3])) - 1
+    csv.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=rf"United States\.csv:3: invalid UTF-8 at byte offset {offset} "):
+        load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
+
+
+def test_a_wvs_question_column_given_twice_is_refused_not_read_from_the_last(tmp_path):
+    # the second Q28 column held the answers a reader by name took for Q28: majority code 1 instead of 3
+    root = write_data_root(tmp_path)
+    csv = root / "culturellm/English/United States.csv"
+    csv.write_text("B_COUNTRY,B_COUNTRY_ALPHA,Q27,Q28,Q29,Q28\n840,USA,1,3,2,1\n840,USA,2,3,2,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"United States\.csv: column\(s\) \['Q28'\] given twice in the header"):
+        load_wvs(str(root), wvs_country="USA", wvs_csv="English/United States.csv")
+
+
+def test_a_hofstede_column_given_twice_is_refused(tmp_path):
+    root = _hofstede_root(tmp_path, "")
+    (tmp_path / HOFSTEDE_FILE).write_text("ctr;country;pdi;idv;mas;uai;ltowvs;ivr;pdi\nUSA;U.S.A.;40;91;62;46;26;68;41\n",
+                                          encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\.csv: column\(s\) \['pdi'\] given twice in the header"):
+        load_hofstede(root)
+
+
+def test_the_countries_a_vsm13_target_is_ranked_among_are_read_as_the_file_holds_them_now(tmp_path):
+    # two evaluations in one process, Hofstede's file edited between them: the second ranked the target among
+    # the first reading's countries (a cache keyed by the data folder), while its target came from the new one
+    null4 = "#NULL!;#NULL!;#NULL!;#NULL!"
+    root = _hofstede_root(tmp_path, f"USA;U.S.A.;{null4};10;20\nAAA;A;{null4};50;90\nBBB;B;{null4};90;10\n"
+                                    f"CCC;C;{null4};30;60\n")
+    comparison = {"code": "USA", "name": "U.S.A.", "data_dir": root}
+    profile = {"pdi": 0.0, "idv": 0.0, "mas": 0.0, "uai": 0.0, "lto": 10.0, "ivr": 20.0}  # the target's own shape
+    assert tasks._index_scores(profile, {"lto": 10, "ivr": 20}, comparison)["vsm13_rank"] == 1
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_text(path.read_text(encoding="utf-8").replace(";50;90", ";60;70"), encoding="utf-8")
+    # A (60, 70) now differs from the profile by one common offset, as the target does: a tie, ranked against it
+    assert tasks._index_scores(profile, {"lto": 10, "ivr": 20}, comparison)["vsm13_rank"] == 2
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
+    root = _hofstede_root(tmp_path, "USA;U.S.A.;40;91;62;46;26;68\nGER;Germany;35;67;66;65;83;40\n")
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [t.code for t in load_hofstede(root)] == ["USA", "GER"]
+
+
 @pytest.mark.parametrize("options", [{"1": "a", "2": "b", "4": "c", "5": "d", "6": "e"},
                                      {"0": "a", "1": "b", "2": "c", "3": "d", "4": "e"},
                                      {"1": "a", "2": "b", "3": "c", "4": "d"}])

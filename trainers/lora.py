@@ -169,7 +169,9 @@ class LoraTrainConfig:
 
     def check_data_cultures(self) -> None:
         """Every culture the training rows name must be known, or the lm_eval command written
-        after training could not be made: checked here, before a model is loaded."""
+        after training could not be made: checked here, before a model is loaded. The rows are read as
+        ``read_examples`` reads them (``read_jsonl_lines``), so the first row of a file that starts with a
+        byte-order mark is checked too, not failed on only when training has finished."""
         from trainers.cultures import countries_of
 
         first_seen: dict[str, str] = {}
@@ -177,14 +179,9 @@ class LoraTrainConfig:
             path = Path(name)
             if not path.is_file():
                 continue  # reported when the examples are read
-            with path.open(encoding="utf-8", errors="replace") as lines:
-                for line_no, line in enumerate(lines, 1):
-                    try:
-                        culture = json.loads(line).get("culture") if line.strip() else None
-                    except (json.JSONDecodeError, AttributeError):
-                        continue  # malformed rows are reported, with their line, when the examples are read
-                    if culture is not None:
-                        first_seen.setdefault(str(culture), f"{path}:{line_no}")
+            for line_no, row in read_jsonl_lines(path):
+                if row.get("culture") is not None:
+                    first_seen.setdefault(str(row["culture"]), f"{path}:{line_no}")
         for culture, where in first_seen.items():
             try:
                 countries_of(culture)

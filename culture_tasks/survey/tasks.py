@@ -24,11 +24,12 @@ from lm_eval.api.samplers import ContextSampler
 from culture_tasks import stats
 from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.metadata import TASK_KEYS, MetadataError, check_keys, parse_bool
+from culture_tasks.outputs import file_digest
 from culture_tasks.prompts import in_code_order, lettered_options, option_letters, presentation_order
 from culture_tasks.survey import compare, metrics
 from culture_tasks.survey.countries import listed_countries
-from culture_tasks.survey.vsm13 import (DIMENSIONS, Target, constants_by_dimension, load_items, resolve_target,
-                                        vsm13_indices)
+from culture_tasks.survey.vsm13 import (DIMENSIONS, HOFSTEDE_FILE, Target, constants_by_dimension, load_items,
+                                        resolve_target, vsm13_indices)
 from culture_tasks.survey.instruments import directionless_metrics
 from culture_tasks.survey.wvs import WVS_TOPICS, load_country, load_questions, topic_key
 
@@ -428,8 +429,16 @@ def _item_table(items: Sequence[tuple]):
     return means, {k: np.mean(v, axis=0) for k, v in dists.items()}, values
 
 
-@functools.lru_cache(maxsize=8)
 def _reference(data_dir: str) -> compare.Reference:
+    """Hofstede's countries as the file holds them now: cached by its content, not its folder, so that an
+    edit between two evaluations in one process is read (the target comes from the documents, loaded afresh;
+    the countries it is ranked among must not come from an earlier reading of the file)."""
+    return _reference_of(data_dir, file_digest(data_file(HOFSTEDE_FILE, data_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_of(data_dir: str, digest: str) -> compare.Reference:
+    """``_reference`` of one content of the file (``digest``): read and its defects warned about once."""
     return compare.hofstede_reference(data_dir)
 
 

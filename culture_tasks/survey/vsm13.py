@@ -6,7 +6,6 @@ the same numbers: this module is the only place they are computed.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import re
@@ -18,6 +17,7 @@ import numpy as np
 
 from culture_tasks.data_root import data_file
 from culture_tasks.metadata import with_hints
+from culture_tasks.csv_table import read_table
 from culture_tasks.jsonl import read_jsonl_lines, text_field
 from culture_tasks.survey.countries import HOFSTEDE_TO_ISO3, find_listed
 
@@ -162,42 +162,39 @@ def load_hofstede(data_dir: str | None = None) -> list[Target]:
     path = data_file(HOFSTEDE_FILE, data_dir)
     targets = []
     lines: dict[str, int] = {}  # code -> the line of its row
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=";")
-        absent = [c for c in ("ctr", "country", *HOFSTEDE_COLUMNS.values()) if c not in (reader.fieldnames or [])]
-        if absent:
-            raise ValueError(f"{path}: missing column(s) {absent}; expected ctr;country;pdi;idv;mas;uai;ltowvs;ivr")
-        for line_no, row in enumerate(reader, 2):
-            code, name = (row.get("ctr") or "").strip(), (row.get("country") or "").strip()
-            if not SAFE_CODE.fullmatch(code) or not name:
-                log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
-                            path, line_no, code)
+    reader = read_table(path, ("ctr", "country", *HOFSTEDE_COLUMNS.values()), "ctr;country;pdi;idv;mas;uai;ltowvs;ivr",
+                        delimiter=";")
+    for line_no, row in enumerate(reader, 2):
+        code, name = (row.get("ctr") or "").strip(), (row.get("country") or "").strip()
+        if not SAFE_CODE.fullmatch(code) or not name:
+            log.warning("%s:%d: row skipped: country code %r is not 2-4 letters or digits, or the name is empty",
+                        path, line_no, code)
+            continue
+        fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or ())
+        if fields != len(reader.fieldnames):  # its scores may stand in the wrong columns
+            log.warning("%s:%d: row skipped: %d fields, the header has %d", path, line_no, fields,
+                        len(reader.fieldnames))
+            continue
+        if code in lines:
+            log.warning("%s:%d: row skipped: country code %s is given twice (line %d is kept)",
+                        path, line_no, code, lines[code])
+            continue
+        lines[code] = line_no
+        scores = {}
+        for dim, col in HOFSTEDE_COLUMNS.items():
+            value = row[col].strip()
+            if value == "#NULL!":  # the file's own mark of a missing score
                 continue
-            fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or ())
-            if fields != len(reader.fieldnames):  # its scores may stand in the wrong columns
-                log.warning("%s:%d: row skipped: %d fields, the header has %d", path, line_no, fields,
-                            len(reader.fieldnames))
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                log.warning("%s:%d: %s (%s) column %s is %r, not a number: %s left out for this country",
+                            path, line_no, name, code, col, value, dim)
                 continue
-            if code in lines:
-                log.warning("%s:%d: row skipped: country code %s is given twice (line %d is kept)",
-                            path, line_no, code, lines[code])
-                continue
-            lines[code] = line_no
-            scores = {}
-            for dim, col in HOFSTEDE_COLUMNS.items():
-                value = row[col].strip()
-                if value == "#NULL!":  # the file's own mark of a missing score
-                    continue
-                try:
-                    number = float(value)
-                except ValueError:
-                    number = math.nan
-                if not math.isfinite(number):
-                    log.warning("%s:%d: %s (%s) column %s is %r, not a number: %s left out for this country",
-                                path, line_no, name, code, col, value, dim)
-                    continue
-                scores[dim] = number
-            targets.append(Target(name, code, scores))
+            scores[dim] = number
+        targets.append(Target(name, code, scores))
     return targets
 
 

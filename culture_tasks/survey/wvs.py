@@ -11,10 +11,9 @@ every field are kept and counted (Mexico: 12).
 
 from __future__ import annotations
 
-import csv
+import functools
 import logging
 import re
-import functools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.data_root import data_file
+from culture_tasks.csv_table import read_table
 from culture_tasks.jsonl import read_jsonl_lines, text_field
 from culture_tasks.metadata import with_hints
 
@@ -162,40 +162,36 @@ def load_country(csv_path: Path, questions: list[Question], country: str | None 
     malformed: list[int] = []
     seen: set[tuple] = set()
     repeated = 0
-    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        absent = [f"Q{q.q_id}" for q in questions if f"Q{q.q_id}" not in (reader.fieldnames or [])]
-        if absent:
-            raise ValueError(f"{csv_path}: missing column(s) {absent}; expected one column per question (Q27 ... Q233)")
-        first = reader.fieldnames[0]
-        for row in reader:
-            if (row.get(first) or "").strip() in AVERAGE_ROWS:
-                skipped += 1
+    reader = read_table(csv_path, [f"Q{q.q_id}" for q in questions], "one column per question (Q27 ... Q233)")
+    first = reader.fieldnames[0]
+    for row in reader:
+        if (row.get(first) or "").strip() in AVERAGE_ROWS:
+            skipped += 1
+            continue
+        if None in row or None in row.values():  # a stray or lost comma: answers under the wrong questions
+            malformed.append(reader.line_num)
+            continue
+        respondents += 1
+        key = tuple(row.values())  # without respondent ids a copied row and two alike answers look the same
+        repeated += key in seen
+        seen.add(key)
+        for q in questions:
+            raw = (row.get(f"Q{q.q_id}") or "").strip()
+            try:
+                value = float(raw)
+            except ValueError:
+                excluded[q.q_id]["unreadable"] += 1
                 continue
-            if None in row or None in row.values():  # a stray or lost comma: answers under the wrong questions
-                malformed.append(reader.line_num)
+            if not value.is_integer():  # 2.6 or inf is no answer code; int() would truncate it to one
+                excluded[q.q_id]["not a whole-number code"] += 1
                 continue
-            respondents += 1
-            key = tuple(row.values())  # without respondent ids a copied row and two alike answers look the same
-            repeated += key in seen
-            seen.add(key)
-            for q in questions:
-                raw = (row.get(f"Q{q.q_id}") or "").strip()
-                try:
-                    value = float(raw)
-                except ValueError:
-                    excluded[q.q_id]["unreadable"] += 1
-                    continue
-                if not value.is_integer():  # 2.6 or inf is no answer code; int() would truncate it to one
-                    excluded[q.q_id]["not a whole-number code"] += 1
-                    continue
-                code = int(value)
-                if code < 0:
-                    excluded[q.q_id][f"missing code {code}"] += 1
-                elif code not in q.scale.codes:
-                    excluded[q.q_id][f"out-of-scale code {code}"] += 1
-                else:
-                    tallies[q.q_id][code] += 1
+            code = int(value)
+            if code < 0:
+                excluded[q.q_id][f"missing code {code}"] += 1
+            elif code not in q.scale.codes:
+                excluded[q.q_id][f"out-of-scale code {code}"] += 1
+            else:
+                tallies[q.q_id][code] += 1
     distributions = {}
     for q in questions:
         total = sum(tallies[q.q_id].values())
