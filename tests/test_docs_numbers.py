@@ -90,3 +90,69 @@ def test_the_qwen_objective_tables_are_what_their_alignment_files_give(capsys):
     assert len(runs) == 18
     per_target = [row for row in _aligner_rows(capsys, runs) if not row.startswith("| contrastive |")]
     assert len(per_target) == 12 and _missing(per_target, QWEN / "README.md") == []
+
+
+def _kfold_summary(runs: list[str]) -> dict:
+    from trainers.kfold import across_cultures, read_report
+
+    return across_cultures({DOCS / run: read_report(DOCS / run)[1] for run in runs})
+
+
+def _signed(r: dict) -> str:
+    """A difference as the prose quotes it: points, sign, 95 % interval (−, not -)."""
+    text = f"{100 * r['diff']:+.1f} [{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
+    return text.replace("-", "−")
+
+
+SMOLLM2_CULTURES = [run for run in KFOLD_RUNS if run.startswith("train_kfold_smollm2_") and run != "train_kfold_smollm2_one"]
+QWEN_CULTURES = [f"train_kfold_qwen25coder_{c}" for c in ("bengali", "german", "korean", "portuguese", "turkish")]
+
+
+@pytest.mark.parametrize("summary, runs", [("train_kfold_smollm2_summary.md", ["train_kfold_smollm2"] + SMOLLM2_CULTURES),
+                                           ("train_kfold_qwen25coder_summary.md", QWEN_CULTURES)])
+def test_a_kfold_summary_is_what_its_runs_give(summary, runs):
+    from trainers.kfold import summary_markdown
+
+    assert (DOCS / summary).read_text(encoding="utf-8") == summary_markdown(_kfold_summary(runs)), (
+        f"docs/{summary} is not what `culture-train kfold-summary` gives for its runs")
+
+
+def test_the_prose_quotes_the_kfold_summaries():
+    """The all-cultures numbers the README and train_kfold.md state in prose, and the Qwen subsets quoted as the
+    summary grew (two, three, four cultures), are what the runs' kfold.json files give."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    kfold_doc = (DOCS / "train_kfold.md").read_text(encoding="utf-8")
+    smol = _kfold_summary(["train_kfold_smollm2"] + SMOLLM2_CULTURES)["all"]
+    for r in (smol["held_out"]["wvs_majority"], smol["in_sample"]["wvs_majority"], smol["letter_prior"],
+              smol["held_out"]["wvs_w1"]):
+        assert _signed(r) in readme and _signed(r) in kfold_doc
+    for cultures in (["german", "korean"], ["german", "korean", "turkish"], ["german", "korean", "portuguese", "turkish"],
+                     ["bengali", "german", "korean", "portuguese", "turkish"]):
+        together = _kfold_summary([f"train_kfold_qwen25coder_{c}" for c in cultures])["all"]
+        for r in (together["held_out"]["wvs_majority"], together["letter_prior"]):
+            assert _signed(r) in kfold_doc, (cultures, _signed(r))
+
+
+def test_the_order_section_says_how_many_l1_checkpoints_the_papers_budget_has():
+    """interval_calibration.md's option-order table was measured on 16 `l1` checkpoints of the paper's budget; its
+    note gives the listed row for the checkpoints the folder holds now, which must be what their files give."""
+    import json
+    from collections import defaultdict
+
+    import numpy as np
+    from scipy import stats
+
+    files = sorted((SMOLLM2 / "full_budget").glob("l1*/*/alignment.json"))
+    gains, by_target = [], defaultdict(list)
+    for path in files:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        comparison = report["report"]["comparison"]
+        gain = comparison["de"]["margin"] - comparison["plain"]["margin"]
+        gains.append(gain)
+        by_target[report["target"]["country"]].append(gain)
+    means = [np.mean(v) for v in by_target.values()]
+    half = stats.t.ppf(0.975, len(means) - 1) * np.std(means, ddof=1) / np.sqrt(len(means))
+    note = (f"gain {np.mean(gains):+.3f} ± {np.std(gains, ddof=1):.3f}, {np.mean(means):+.3f} "
+            f"[{np.mean(means) - half:+.3f}, {np.mean(means) + half:+.3f}] ({len(means)})").replace("-", "−")
+    text = " ".join((DOCS / "interval_calibration.md").read_text(encoding="utf-8").split())
+    assert f"the listed row from the {len(files)} `alignment.json`" in text and note in text, note
