@@ -469,12 +469,31 @@ def file_digest(path: str | os.PathLike) -> str:
     return "sha256:" + h.hexdigest()
 
 
+# a setting naming a local folder -> the setting holding that folder's fingerprint, recorded beside it
+FOLDER_FINGERPRINTS = {"model": "model_fingerprint", "generator": "generator_fingerprint",
+                       "embedding_model": "embedding_fingerprint"}
+
+
+def _norm(value):
+    return json.loads(json.dumps(value))  # tuples vs lists, int vs float keys
+
+
+def same_folder_content(saved: Mapping, given: Mapping, key: str) -> bool:
+    """Whether ``key`` names, in both settings, a local folder of the same recorded content: then its spelling
+    (``tiny`` from one working directory, ``../tiny`` or ``/abs/tiny`` from another) is no difference. A hub id,
+    or a run stored without the fingerprint, has none: its name is compared as it is."""
+    fingerprint = FOLDER_FINGERPRINTS.get(key)
+    if fingerprint is None or saved.get(fingerprint) is None or given.get(fingerprint) is None:
+        return False
+    return _norm(saved[fingerprint]) == _norm(given[fingerprint])
+
+
 def settings_differences(saved: Mapping, given: Mapping, keys: Iterable[str] | None = None) -> list[str]:
-    """``key: saved X, given Y`` for every key whose value differs (JSON-normalised)."""
-    norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
+    """``key: saved X, given Y`` for every key whose value differs (JSON-normalised); a local folder is compared
+    by its content where both record it (``same_folder_content``), not by how its path was written."""
     names = list(keys) if keys is not None else sorted(set(saved) | set(given))
-    return [f"{k}: saved {norm(saved.get(k))!r}, given {norm(given.get(k))!r}" for k in names
-            if norm(saved.get(k)) != norm(given.get(k))]
+    return [f"{k}: saved {_norm(saved.get(k))!r}, given {_norm(given.get(k))!r}" for k in names
+            if _norm(saved.get(k)) != _norm(given.get(k)) and not same_folder_content(saved, given, k)]
 
 
 def check_settings(saved: Mapping, given: Mapping, where: str | os.PathLike, *, keys: Iterable[str] | None = None,

@@ -1552,3 +1552,21 @@ def test_a_loss_that_is_nan_for_the_plain_model_too_is_not_blamed_on_the_soft_pr
     scorer.metrics = lambda lls, keys=None, items=None: {"vsm13_l1": 300.0}  # the plain model has a loss: the prompts
     assert "the soft prompts overflow the model; use a smaller --bound (now 1)" in str(
         _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain")))
+
+
+def test_a_run_resumes_from_another_working_directory_and_ends_as_the_uninterrupted_run(tiny_model, data_root, tmp_path,
+                                                                                         monkeypatch):
+    """Started as ``--model tiny`` in the model's parent folder, resumed as ``--model /abs/tiny`` from elsewhere: the
+    same folder by content, so the resume goes on (it was refused: model saved 'tiny', given '/abs/tiny') and ends
+    with the uninterrupted run's checkpoint."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _align(tiny_model, full, "--generations", "2") == 0
+    monkeypatch.chdir(tiny_model.parent)
+    assert _align(tiny_model.name, part, "--generations", "1") == 0
+    monkeypatch.chdir(tmp_path)
+    assert _align(tiny_model, part, "--generations", "2", "--resume") == 0
+    a, b = (json.loads((p / "alignment.json").read_text()) for p in (full, part))
+    assert a["history"] == b["history"] and a["loss"] == b["loss"]
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (full / name).read_bytes() == (part / name).read_bytes(), name

@@ -663,3 +663,19 @@ def test_an_empty_lock_replaced_by_a_new_run_meanwhile_is_not_taken_over(tmp_pat
     with pytest.raises(OutputError, match="in use by another run"):
         first.acquire()
     assert not first.held and lock.read_bytes() == b""
+
+
+def test_a_local_folder_is_compared_by_its_recorded_content_not_by_how_its_path_was_written():
+    from culture_tasks.outputs import settings_differences
+
+    saved = {"model": "tiny", "model_fingerprint": "sha256-full:aa", "seed": 0}
+    assert settings_differences(saved, {**saved, "model": "/runs/tiny"}) == []
+    assert settings_differences(saved, {**saved, "model": "../tiny"}, ["model", "seed"]) == []
+    # another content under either spelling is still a difference, named by its fingerprint
+    assert settings_differences(saved, {**saved, "model": "/runs/tiny", "model_fingerprint": "sha256-full:bb"}) == [
+        "model: saved 'tiny', given '/runs/tiny'", "model_fingerprint: saved 'sha256-full:aa', given 'sha256-full:bb'"]
+    # a hub id (no fingerprint) or a run stored without one: the name is all there is to compare
+    hub = {"model": "org/name", "model_fingerprint": None}
+    assert settings_differences(hub, {**hub, "model": "org/other"}) == ["model: saved 'org/name', given 'org/other'"]
+    assert settings_differences({"model": "tiny"}, {"model": "/runs/tiny", "model_fingerprint": "sha256-full:aa"},
+                                ["model"]) == ["model: saved 'tiny', given '/runs/tiny'"]
