@@ -548,6 +548,23 @@ def test_summary_refuses_runs_that_do_not_compare(tmp_path):
         read_report(tmp_path / "cut")
 
 
+def test_summary_takes_one_model_folder_named_two_ways_by_its_recorded_content(tmp_path):
+    from trainers.kfold import across_cultures, read_report
+
+    a = _write(tmp_path / "a", _report("arabic", [0, 1], [1, 1], model="m", model_fingerprint={"sha256": "x"}))
+    b = _write(tmp_path / "b", _report("bengali", [0, 1], [1, 1], model="/abs/m", model_fingerprint={"sha256": "x"}))
+    assert [row["culture"] for row in across_cultures(dict(read_report(p) for p in (a, b)))["cultures"]] == [
+        "arabic", "bengali"]
+    other = _write(tmp_path / "c", _report("bengali", [0, 1], [1, 1], model="m", model_fingerprint={"sha256": "y"}))
+    with pytest.raises(TrainingError, match=r"c/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(model_fingerprint: \{'sha256': 'x'\} vs \{'sha256': 'y'\}\)"):
+        across_cultures(dict(read_report(p) for p in (a, other)))
+    unrecorded = _write(tmp_path / "d", _report("bengali", [0, 1], [1, 1], model="/abs/m"))
+    with pytest.raises(TrainingError, match=r"d/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(model: 'm' vs '/abs/m'; model_fingerprint: \{'sha256': 'x'\} vs None\)"):
+        across_cultures(dict(read_report(p) for p in (a, unrecorded)))
+
+
 def test_summary_compares_runs_of_cultures_with_their_own_survey_files(tmp_path):
     """Each culture's run stores the digests of its own countries' answer files: they differ by culture and
     are not a difference of settings; the question bank both runs were scored on must be the same file."""

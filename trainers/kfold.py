@@ -39,7 +39,8 @@ from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   remove_killed_writes, save_settings, set_aside_around, settings_differences)
+                                   remove_killed_writes, same_folder_content, save_settings, set_aside_around,
+                                   settings_differences)
 from culture_tasks.fingerprints import as_recorded
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
@@ -748,7 +749,8 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
     (first, ref), *rest = reports.items()
     for path, r in rest:
         a, b = defining(ref), defining(r)
-        diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k) and not same_folder_content(a, b, k)]  # `m` and `/abs/m`: one model
         diff += _shared_survey_differences(ref, r)
         if diff:
             raise TrainingError(f"{path}: made with other settings than {first} ({'; '.join(diff)}); compare runs "
