@@ -565,6 +565,24 @@ def test_summary_takes_one_model_folder_named_two_ways_by_its_recorded_content(t
         across_cultures(dict(read_report(p) for p in (a, unrecorded)))
 
 
+def test_summary_compares_the_data_root_by_the_survey_files_it_recorded(tmp_path):
+    from trainers.kfold import across_cultures, read_report
+
+    bank = {"new_WVQ_50.jsonl": "sha256:q"}
+    a = _write(tmp_path / "a", _report("arabic", [0, 1], [1, 1], data_dir=None, survey_sha256=bank))
+    b = _write(tmp_path / "b", _report("bengali", [0, 1], [1, 1], data_dir="/data", survey_sha256=bank))
+    assert len(across_cultures(dict(read_report(p) for p in (a, b)))["cultures"]) == 2
+    other_bank = _write(tmp_path / "c", _report("bengali", [0, 1], [1, 1], data_dir="/data",
+                                                survey_sha256={"new_WVQ_50.jsonl": "sha256:r"}))
+    with pytest.raises(TrainingError, match=r"c/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(survey file new_WVQ_50.jsonl: 'sha256:q' vs 'sha256:r'\)"):
+        across_cultures(dict(read_report(p) for p in (a, other_bank)))
+    unrecorded = _write(tmp_path / "d", _report("bengali", [0, 1], [1, 1], data_dir="/data"))
+    with pytest.raises(TrainingError, match=r"d/kfold.json: made with other settings than .*a/kfold.json "
+                                            r"\(data_dir: None vs '/data'\)"):
+        across_cultures(dict(read_report(p) for p in (a, unrecorded)))
+
+
 def test_summary_compares_runs_of_cultures_with_their_own_survey_files(tmp_path):
     """Each culture's run stores the digests of its own countries' answer files: they differ by culture and
     are not a difference of settings; the question bank both runs were scored on must be the same file."""

@@ -742,7 +742,8 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
             raise TrainingError(f"{path}: culture {r['culture']} is also the culture of {seen[r['culture']]}; "
                                 "give one run per culture")
         seen[r["culture"]] = path
-    defining = lambda r: {**{k: v for k, v in r["settings"].items() if k not in PER_CULTURE},  # noqa: E731
+    defining = lambda r: {**{k: v for k, v in r["settings"].items() if k not in PER_CULTURE  # noqa: E731
+                             and not _recorded_by_content(r["settings"], k)},
                           "folds": r["folds"], "chat_template": r.get("chat_template"),
                           # rows built with --tag-country are scored on the _persona tasks: another evaluation
                           "persona line (--tag-country)": any(t.endswith("_persona") for t in r["tasks"])}
@@ -755,6 +756,13 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
         if diff:
             raise TrainingError(f"{path}: made with other settings than {first} ({'; '.join(diff)}); compare runs "
                                 "made with the same model, training and folds")
+
+
+def _recorded_by_content(settings: dict, key: str) -> bool:
+    """Whether ``key`` is the data root of a run that recorded the digests of the survey files it read: the
+    files, compared by ``_shared_survey_differences``, are what counts, not how the root was named (an
+    environment variable in one run, ``--data-dir`` with the same folder in another)."""
+    return key == "data_dir" and bool(settings.get("survey_sha256"))
 
 
 def _shared_survey_differences(a: dict, b: dict) -> list[str]:
