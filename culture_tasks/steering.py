@@ -165,6 +165,40 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
     if row.method == "prompt" and hidden_size is not None and config.get("token_dim") != hidden_size:
         raise SteeringError(f"--target {row.label}: {path} has token_dim {config.get('token_dim')}, "
                             f"but {model} has hidden size {hidden_size}")
+    if row.method == "lora" and Path(model).is_dir():
+        check_lora_fits(row, model)
+
+
+def check_lora_fits(row: Steered, model: str) -> None:
+    """The LoRA tensors have the shapes of --model's layers: an adapter of another base model whose record names
+    no base model or fingerprint (made elsewhere) passes the checks above and failed only when its row was loaded,
+    with a traceback, after the plain model was scored. peft wraps an empty copy of the model built from its
+    config (no weights), and the shapes it would load into are compared with the file's."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path, who = Path(row.checkpoint), f"--target {row.label}"
+    fix = f"give a LoRA checkpoint made on {model}"
+    try:
+        lora = LoraConfig.from_pretrained(str(path))
+    except (TypeError, ValueError) as err:
+        raise SteeringError(f"{who}: {path / 'adapter_config.json'} is no LoRA config peft reads "
+                            f"({' '.join(str(err).split())}); save the checkpoint again or give another folder") from None
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+    try:
+        wanted = get_peft_model_state_dict(get_peft_model(base, lora))
+    except ValueError as err:  # its target modules are no layers of the model
+        raise SteeringError(f"{who}: {path} does not fit --model {model} ({str(err).splitlines()[0]}); {fix}") from None
+    with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as weights:
+        for key in weights.keys():
+            shape = tuple(weights.get_slice(key).get_shape())
+            if key in wanted and shape != tuple(wanted[key].shape):
+                raise SteeringError(f"{who}: {path} does not fit --model {model}: {key} has shape {list(shape)} "
+                                    f"there, {list(wanted[key].shape)} in the model (an adapter of another base "
+                                    f"model); {fix}")
 
 
 ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit

@@ -193,6 +193,24 @@ def test_cli_reports_a_missing_embedding_model_and_writes_nothing(tmp_path, tiny
     assert "name exactly one generator" in capsys.readouterr().err
 
 
+def test_a_model_folder_that_is_no_sentence_transformers_model_is_refused_before_the_generator_loads(
+        tmp_path, tiny_model, capsys, monkeypatch):
+    """A causal LM as --embedding-model was wrapped in mean pooling without a word, and its cosines filtered the
+    variants."""
+    import trainers.generators
+    from trainers.similarity import INSTALL_HINT
+
+    monkeypatch.setattr(trainers.generators, "LocalGenerator", lambda *a, **k: pytest.fail("loaded the generator"))
+    write_data_root(tmp_path / "root")
+    out = tmp_path / "aug.jsonl"
+    assert cli(["augment", "--generator", str(tiny_model), "--embedding-model", str(tiny_model), "--output", str(out),
+                "--data-dir", str(tmp_path / "root")]) == 2
+    assert capsys.readouterr().err == (f"culture-train augment: embedding model folder {tiny_model} has no "
+                                       "modules.json, so it is no sentence-transformers model (it would be mean-pooled "
+                                       f"as it is); {INSTALL_HINT}\n")
+    assert not out.exists()
+
+
 def test_endpoint_generator_speaks_openai_chat_completions(monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -853,6 +853,25 @@ def test_a_fold_left_without_training_rows_is_refused_before_any_work(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    # the fold training's set_seed refused it after the base model was scored and base.json written
+    ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got -1"),
+    # numpy refused it when the folds were dealt: "expected non-negative integer"
+    ("--fold-seed", "-1", "--fold-seed must be a non-negative whole number, got -1"),
+])
+def test_a_seed_out_of_range_is_refused_before_the_base_model_is_scored(tmp_path, tiny_model, rows_file, root,
+                                                                          monkeypatch, capsys, flag, value, message):
+    import trainers.kfold
+    from trainers.cli import main
+
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored before the seed was checked"))
+    out = tmp_path / "run"
+    assert main(["kfold", "--model", str(tiny_model), "--data", str(rows_file), "--output", str(out), "--data-dir",
+                 str(root), "--max-steps", "1", flag, value]) == 2
+    assert capsys.readouterr().err == f"culture-train kfold: {message}\n"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("tag", [False, True])
 def test_a_row_asking_another_seed_question_s_wording_is_refused_before_any_work(tmp_path, tiny_model, root,
                                                                                    monkeypatch, tag):

@@ -574,6 +574,9 @@ def test_a_chat_template_the_tokenizer_lacks_stops_before_the_weights_load(tiny_
     ("--warmup", "nan", "warmup must be a finite number, got nan"),
     ("--epochs", "inf", "epochs must be a finite number, got inf"),
     ("--dropout", "nan", "dropout must be a finite number, got nan"),
+    # transformers' set_seed refused these only once training started, in a line naming no flag
+    ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got -1"),
+    ("--seed", "4294967296", "--seed must be a whole number from 0 to 4294967295, got 4294967296"),
 ])
 def test_out_of_range_settings_are_refused_at_once(tmp_path, capsys, flag, value, message):
     from trainers.cli import main as cli
@@ -880,3 +883,15 @@ def test_repeated_per_epoch_counts_what_accelerate_fills_the_last_round_with():
                                                                    even_batches=True) for i in batch]
     assert len(drawn) - 23 == repeated_per_epoch(23, 5, 2) == 7
     assert (repeated_per_epoch(23, 10, 1), repeated_per_epoch(20, 5, 2), repeated_per_epoch(255, 8, 2)) == (0, 0, 1)
+
+
+def test_a_config_file_naming_no_data_file_is_refused_by_name(tiny_model, tmp_path, capsys):
+    """``data: []`` in a --config file: the error said "no training example in " and named nothing."""
+    from trainers.cli import main as cli
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {tiny_model}\ndata: []\noutput: {tmp_path / 'o'}\n", encoding="utf-8")
+    assert cli(["lora", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == ("culture-train lora: --data names no file; give the training JSONL file(s) "
+                                       "`culture-train data` wrote\n")
+    assert not (tmp_path / "o").exists()

@@ -1263,3 +1263,26 @@ def test_both_clis_take_and_refuse_the_same_country_names(data_root):
     with pytest.raises(SteeringError, match="'Chile' in --target is CHL in Hofstede's file, but countries.yaml lists "
                                             "no survey tasks for it"):
         SteeringConfig(model="m", targets=["Chile=persona"], output="o", data_dir=str(data_root))
+
+
+def test_a_lora_adapter_of_another_base_model_without_a_record_is_refused_before_the_model_loads(
+        tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    """A LoRA adapter made elsewhere (no training.json, no base model in adapter_config.json) on a model of another
+    hidden size passed every check with warnings: the plain model was scored, then loading the adapter failed with
+    a traceback of size mismatches. Its tensor shapes are now compared with --model's layers first."""
+    from culture_tasks import steering
+    from tests.tiny_model import build_tiny_model
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    lora = save_random_lora(build_tiny_model(tmp_path / "wider", hidden_size=64), tmp_path / "lora64", seed=3)
+    config = json.loads((lora / "adapter_config.json").read_text())
+    (lora / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    out = tmp_path / "o"
+    capsys.readouterr()  # building the wider model's progress bars
+    assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                 "--target", f"usa=lora:{lora}"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-steer: --target usa:lora: {lora} does not fit --model {tiny_model}: "
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [4, 64] there, [4, 32] in the "
+        f"model (an adapter of another base model); give a LoRA checkpoint made on {tiny_model}\n")
+    assert not out.exists()

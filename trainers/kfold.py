@@ -92,6 +92,8 @@ class KFoldConfig(LoraTrainConfig):
         super().__post_init__()
         if self.folds < 2:
             raise ValueError(f"--folds must be at least 2, got {self.folds}")
+        if self.fold_seed < 0:  # numpy refuses it when the folds are dealt, in a line naming no flag
+            raise ValueError(f"--fold-seed must be a non-negative whole number, got {self.fold_seed}")
         if self.eval_batch_size < 1:
             raise ValueError("eval_batch_size must be at least 1")
         if self.merge:

@@ -69,6 +69,8 @@ SET_BY_TRAINER = {
 }
 # the keys of SET_BY_TRAINER the checkpoints and --resume rely on (named in the error)
 CHECKPOINT_ARGUMENTS = ("save_only_model", "save_safetensors", "ignore_data_skip")
+# the largest --seed: transformers' set_seed seeds numpy, which refuses a seed from 2**32 on
+MAX_SEED = 2**32 - 1
 
 
 class TrainingError(ValueError):
@@ -140,6 +142,7 @@ class LoraTrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
+        check_seed(self.seed)
         check_extra(self.extra)
         if self.extra:
             check_extra_values(self)
@@ -187,6 +190,13 @@ class LoraTrainConfig:
                 countries_of(culture)
             except ValueError as err:
                 raise TrainingError(f"{where}: {err}") from None
+
+
+def check_seed(seed: int) -> None:
+    """--seed within numpy's range: transformers' ``set_seed`` refuses another only once training starts
+    (after ``culture-train kfold`` has scored the base model), in a line that names no flag."""
+    if not 0 <= seed <= MAX_SEED:
+        raise TrainingError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
 
 
 def check_extra(extra) -> None:
@@ -285,7 +295,10 @@ def _transformers_version() -> str:
 
 
 def read_examples(paths: list[str]) -> list[dict]:
-    """The chat examples of every file; a row with a key `culture-train data` does not write is refused."""
+    """The chat examples of every file; a row with a key `culture-train data` does not write is refused. No file
+    at all (``data: []`` in a --config file) is refused by name, not as an unnamed file without examples."""
+    if not paths:
+        raise TrainingError("--data names no file; give the training JSONL file(s) `culture-train data` wrote")
     rows = []
     for name in paths:
         path = Path(name)

