@@ -40,12 +40,13 @@ def absolute_if_local(path: str | Path) -> str:
 
 
 def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str | Path | None = None,
-                    metadata: dict | None = None, dtype: str | None = None, chat: bool = False) -> str:
+                    metadata: dict | None = None, dtype: str | None = None, chat: bool = False,
+                    system_instruction: str | None = None) -> str:
     """The ``lm_eval`` command that reproduces a score, runnable from any folder.
 
     The tasks folder, the model and adapter folders and ``metadata["data_dir"]`` are absolute
     (relative ones would only work from the folder the run started in); every argument is
-    shell-quoted.
+    shell-quoted. ``system_instruction``: the system message the scored model was trained with.
     """
     model_args = f"pretrained={absolute_if_local(model)}"
     if adapter is not None:
@@ -61,6 +62,8 @@ def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str |
         parts += ["--metadata", json.dumps(meta)]
     if chat:
         parts.append("--apply_chat_template")
+    if system_instruction:
+        parts += ["--system_instruction", system_instruction]
     return shlex.join(parts)
 
 

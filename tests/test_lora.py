@@ -53,6 +53,50 @@ def test_training_tokens_are_the_tokens_lm_eval_scores(tiny_model, data_root, en
         assert enc["labels"] == [-100] * len(item.context) + [item.option_tokens[answer]]
 
 
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_system_message_is_trained_as_lm_eval_system_instruction_asks_it(tiny_model, data_root, english_examples,
+                                                                            chat):
+    """A row's system message is the context ``lm_eval --system_instruction`` scores: before the question with
+    nothing between them without a chat template (lm-eval's plain text), its own turn under one."""
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import get_task_dict
+
+    from trainers.lora import encode_examples, read_examples
+
+    lm = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
+    rows = [{**r, "messages": [{"role": "system", "content": "S."}, *r["messages"]]}
+            for r in read_examples([str(english_examples)])[:3]]
+    encoded, _ = encode_examples(lm, rows, chat, max_length=4096)
+    task = get_task_dict(["wvs_usa"], task_manager({"data_dir": str(data_root)}))["wvs_usa"]
+    task.build_all_requests(rank=0, world_size=1, limit=3, system_instruction="S.", apply_chat_template=chat,
+                            chat_template=lm.apply_chat_template if chat else None,
+                            tokenizer_name=lm.tokenizer_name if chat else "")
+    for row, enc in zip(rows, encoded):
+        answer = "ABCDEFGHIJ".index(row["messages"][-1]["content"])
+        inst = next(i for i in task.instances if i.doc["q_id"] == row["q_id"] and i.idx == answer)
+        context, continuation = lm._encode_pair(*inst.arguments)
+        assert enc["input_ids"] == context + continuation
+        assert enc["labels"] == [-100] * len(context) + continuation
+        question = row["messages"][1]["content"]
+        expected = ("<s><|system|>S.</s><|user|>" + question + "</s><|assistant|>") if chat else "<s>S." + question
+        assert lm.tokenizer.decode(context) == expected
+
+
+def test_the_lm_eval_command_asks_with_the_rows_system_message(caplog):
+    from trainers.lora import adapter_command
+
+    def rows(*systems):
+        return [{"culture": "english", "messages": ([{"role": "system", "content": s}] if s else [])
+                 + [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]} for s in systems]
+
+    assert adapter_command("m", rows("Be brief.", "Be brief."), Path("/o"), True).endswith(
+        "--tasks culturellm_english,wvs_usa --apply_chat_template --system_instruction 'Be brief.'")
+    assert adapter_command("m", rows(None), Path("/o"), False).endswith("--tasks culturellm_english,wvs_usa")
+    # no one command asks rows with several system messages as trained: none, and a warning says so
+    assert "--system_instruction" not in adapter_command("m", rows("a", "b", None), Path("/o"), True)
+    assert "3 different system messages" in caplog.text
+
+
 def _config(tiny_model, data, out, **kw):
     values = dict(model=str(tiny_model), data=[str(data)], output=str(out), rank=4, alpha=8, dropout=0.0,
                   learning_rate=2e-2, max_steps=30, batch_size=10, logging_steps=1, save_steps=1000, warmup=0,

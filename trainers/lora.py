@@ -350,6 +350,14 @@ def _check_role(role, number: int, count: int, where: str) -> None:
                             "move it first or remove it")
 
 
+def plain_context(messages: list[dict]) -> str:
+    """The context of a row's messages without a chat template, as lm-eval writes it: a system message is
+    put before the question as ``lm_eval --system_instruction`` puts it, with nothing between them
+    (``"".join`` of its plain-text messages); several user messages are joined by a blank line."""
+    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+    return system + "\n\n".join(m["content"] for m in messages if m["role"] != "system")
+
+
 def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[list[dict], int]:
     """input_ids / labels per example as the harness tokenises (context, continuation).
 
@@ -358,10 +366,7 @@ def encode_examples(lm, rows: list[dict], chat: bool, max_length: int) -> tuple[
     out, too_long = [], 0
     for row in rows:
         messages, answer = row["messages"][:-1], row["messages"][-1]["content"]
-        if chat:
-            context = lm.apply_chat_template(messages)
-        else:
-            context = "\n\n".join(m["content"] for m in messages)
+        context = lm.apply_chat_template(messages) if chat else plain_context(messages)
         ctx, cont = lm._encode_pair(context, answer if chat else " " + answer)
         if len(ctx) + len(cont) > max_length:
             too_long += 1
@@ -392,6 +397,31 @@ def asked_with_persona(rows: list[dict]) -> set[bool]:
 
     return {persona_of(next((m["content"] for m in r.get("messages", []) if m.get("role") == "user"), "")) is not None
             for r in rows}
+
+
+def system_messages(rows: list[dict]) -> set[str | None]:
+    """The system message each row starts with (None for a row without one)."""
+    return {r["messages"][0]["content"] if r["messages"][0].get("role") == "system" else None for r in rows}
+
+
+def system_instruction(rows: list[dict]) -> str | None:
+    """The ``lm_eval --system_instruction`` that asks the rows as they were trained: their one system message
+    (None where no row has one). Rows with several (upstream's WVQ_all.jsonl, one per culture) are asked as
+    trained by no single command: None, with a warning naming how many there are."""
+    found = system_messages(rows)
+    if len(found) > 1:
+        log.warning("the rows start with %d different system messages (or none): the lm_eval command written in "
+                    "training.json asks without one; add --system_instruction as each culture's rows were asked",
+                    len(found))
+        return None
+    return found.pop()
+
+
+def adapter_command(model: str, rows: list[dict], adapter: Path, chat: bool) -> str:
+    """The ``lm_eval`` command that scores an adapter trained on ``rows`` as they were asked: their tasks
+    (``adapter_tasks``), the chat template if they were trained through it and their system message."""
+    return lm_eval_command(model, adapter_tasks(rows), adapter=adapter, chat=chat,
+                           system_instruction=system_instruction(rows))
 
 
 def adapter_tasks(rows: list[dict]) -> list[str]:
@@ -983,7 +1013,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "parallelism": shared_as,  # accelerate's distributed type: FSDP only where it sharded the model
         "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
-        "lm_eval": lm_eval_command(cfg.model, adapter_tasks(rows), adapter=out, chat=chat),
+        "lm_eval": adapter_command(cfg.model, rows, out, chat),
         "environment": provenance.environment(str(trainer.args.device)),
     }
     if not main:
