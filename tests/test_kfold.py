@@ -67,7 +67,11 @@ def test_held_out_questions_are_asked_as_the_rows_were(root, tmp_path, capsys):
     cases = {"mixed.jsonl": (tagged[:1] + plain[1:], "some rows ask with the persona line naming the country and "
                                                      "some without"),
              "two.jsonl": (plain + arabic, "rows of the cultures arabic, english; a cross-validation covers one "
-                                           "culture or all of them")}
+                                           "culture or all of them"),
+             # the folds are scored as the wvs tasks ask, without a system message
+             "system.jsonl": ([{**r, "messages": [{"role": "system", "content": "S."}, *r["messages"]]} for r in plain],
+                              "rows start with a system message ('S.'), which the wvs tasks the folds are scored on "
+                              "do not ask")}
     for name, (rows, message) in cases.items():
         data = tmp_path / name
         data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

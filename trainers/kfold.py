@@ -48,7 +48,7 @@ from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
                            asked_with_persona, check_adapter_fits, global_batch, read_examples, run_settings,
-                           uses_chat)
+                           system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
@@ -189,6 +189,16 @@ def _persona(rows: list[dict], data: list[str]) -> bool:
                             "without; the held-out questions can be scored only one way: build the rows with one "
                             "--tag-country setting")
     return asked.pop()
+
+
+def check_no_system_message(rows: list[dict], data: list[str]) -> None:
+    """The held-out questions are scored as the wvs tasks ask them, without a system message: rows that start
+    with one would train on a context no fold's scoring asks, so they are refused before any work."""
+    found = sorted(m for m in system_messages(rows) if m is not None)
+    if found:
+        raise TrainingError(f"{', '.join(data)}: rows start with a system message ({found[0]!r}), which the wvs tasks "
+                            "the folds are scored on do not ask; build the rows with `culture-train data`, or remove "
+                            "the system messages")
 
 
 def survey_tasks(culture: str, persona: bool | None = None) -> list[tuple[str, object]]:
@@ -957,6 +967,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     culture = _culture(rows, cfg.data)
     check_q_ids(cfg.data)
     persona = _persona(rows, cfg.data)
+    check_no_system_message(rows, cfg.data)
     tasks = survey_tasks(culture, persona)
     answered = answered_questions([c for _, c in tasks], cfg.data_dir)
     check_wordings(cfg.data, load_questions(cfg.data_dir))
