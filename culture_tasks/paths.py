@@ -39,6 +39,21 @@ def absolute_if_local(path: str | Path) -> str:
     return os.path.abspath(path) if Path(path).exists() else str(path)
 
 
+# what lm-eval's ``key=value,...`` reading of --model_args splits at (``,``), groups by (quotes, brackets,
+# braces, parentheses) or takes for a JSON object (``{``)
+_MODEL_ARGS_SYNTAX = frozenset(",'\"[](){}")
+
+
+def model_args_text(args: dict[str, str]) -> str:
+    """``--model_args`` that lm_eval reads back as ``args``: ``k=v,k=v``, or a JSON object (lm-eval ≥ 0.4.13
+    takes one) where a value holds a character of that syntax: a checkpoint folder ``seed=0,l1`` gave
+    ``peft=.../seed=0`` and the error "expected `key=value`, got 'l1'", one named ``o'brien`` swallowed the
+    ``dtype=float32`` after it."""
+    if any(_MODEL_ARGS_SYNTAX & set(value) for value in args.values()):
+        return json.dumps(args)
+    return ",".join(f"{key}={value}" for key, value in args.items())
+
+
 def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str | Path | None = None,
                     metadata: dict | None = None, dtype: str | None = None, chat: bool = False,
                     system_instruction: str | None = None) -> str:
@@ -46,13 +61,15 @@ def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str |
 
     The tasks folder, the model and adapter folders and ``metadata["data_dir"]`` are absolute
     (relative ones would only work from the folder the run started in); every argument is
-    shell-quoted. ``system_instruction``: the system message the scored model was trained with.
+    shell-quoted, and ``--model_args`` is written so that lm-eval reads every folder whole (``model_args_text``).
+    ``system_instruction``: the system message the scored model was trained with.
     """
-    model_args = f"pretrained={absolute_if_local(model)}"
+    args = {"pretrained": absolute_if_local(model)}
     if adapter is not None:
-        model_args += f",peft={os.path.abspath(adapter)}"
+        args["peft"] = os.path.abspath(adapter)
     if dtype:
-        model_args += f",dtype={dtype}"
+        args["dtype"] = dtype
+    model_args = model_args_text(args)
     meta = dict(metadata or {})
     if meta.get("data_dir"):
         meta["data_dir"] = os.path.abspath(meta["data_dir"])

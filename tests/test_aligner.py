@@ -1134,6 +1134,35 @@ def test_a_country_without_a_task_reports_the_loss_its_recorded_lm_eval_command_
         "hofstede_reference": file_digest(data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv")}
 
 
+def _run_recorded_command(command: str, output, monkeypatch) -> dict:
+    """The recorded command as the shell hands it to ``lm_eval``, run by lm-eval's own command line in this
+    process (``--output_path`` added, and ``--device cpu`` as every test scores): its results."""
+    import shlex
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    argv = shlex.split(command)
+    assert argv[0] == "lm_eval"
+    monkeypatch.setattr(sys, "argv", [*argv, "--device", "cpu", "--output_path", str(output)])
+    cli_evaluate()
+    return json.loads(next(output.rglob("results_*.json")).read_text())["results"]
+
+
+def test_a_checkpoint_folder_named_with_a_comma_and_a_quote_is_scored_by_its_recorded_command(
+        tiny_model, data_root, tmp_path, monkeypatch):
+    """--output seed=0,o'brien: the recorded --model_args read peft=.../seed=0 and stopped at "o'brien" ("expected
+    `key=value`"); written as a JSON object, lm_eval scores that checkpoint to the run's loss and final metrics."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = tmp_path / "seed=0,o'brien"
+    assert _align(tiny_model, out) == 0
+    summary = json.loads((out / "alignment.json").read_text())
+    results = _run_recorded_command(summary["lm_eval_command"], tmp_path / "lm_eval", monkeypatch)["vsm13_usa"]
+    assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-5)
+    for key in ("vsm13_l1", "vsm13_rank", "pdi", "ivr"):
+        assert summary["final"][key] == pytest.approx(results[f"{key},none"], abs=1e-4)
+
+
 def test_target_country_without_a_target_or_as_no_string_is_refused(data_root):
     from culture_tasks.metadata import MetadataError
     from culture_tasks.survey.tasks import load_vsm13
