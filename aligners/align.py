@@ -86,9 +86,10 @@ class CountryTasks:
         return self.target.scores
 
     def lm_eval_command(self, model: str, checkpoint: str, chat: bool) -> str:
-        """float32, as the report is scored (``in_float32``): it reports the loss alignment.json records."""
-        return lm_eval_command(model, list(self.loss_tasks), adapter=checkpoint, metadata=self.metadata,
-                               dtype="float32", chat=chat)
+        """float32, as the report is scored (``in_float32``): it reports the loss alignment.json records and,
+        from ``vsm13`` (under ``--option-order worst`` not one of the loss tasks), its ``final`` metrics."""
+        tasks = list(dict.fromkeys((*self.loss_tasks, self.vsm13)))
+        return lm_eval_command(model, tasks, adapter=checkpoint, metadata=self.metadata, dtype="float32", chat=chat)
 
 
 def country_tasks(country: str, target: list[float] | None, cfg: AlignConfig) -> CountryTasks:

@@ -1529,16 +1529,20 @@ def test_the_worst_order_scores_a_candidate_by_the_larger_loss_of_the_two_single
 
 def test_a_worst_order_run_reports_the_loss_lm_eval_gives_its_two_tasks(tiny_model, data_root, tmp_path, monkeypatch,
                                                                          capsys):
-    """The recorded command asks vsm13_usa and vsm13_usa_reversed; the run's loss is the larger of minus their
-    vsm13_margin as lm_eval reports them for the checkpoint, each in loss_by_order; its interval is the item-pair
-    bootstrap of that maximum; a resume in another order is refused."""
+    """The recorded command asks vsm13_usa and vsm13_usa_reversed, and vsm13_usa_balanced, whose metrics are
+    `final`; the run's loss is the larger of minus their vsm13_margin as lm_eval reports them for the
+    checkpoint, each in loss_by_order; its interval is the item-pair bootstrap of that maximum; a resume in
+    another order is refused."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "worst"
     assert _align(tiny_model, out, "--option-order", "worst") == 0
     summary = json.loads((out / "alignment.json").read_text())
-    assert "--tasks vsm13_usa,vsm13_usa_reversed " in summary["lm_eval_command"]
+    assert "--tasks vsm13_usa,vsm13_usa_reversed,vsm13_usa_balanced " in summary["lm_eval_command"]
     assert summary["target"]["task"] == "vsm13_usa_balanced"
-    results = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed"], data_root, peft=str(out))["results"]
+    results = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed", "vsm13_usa_balanced"], data_root,
+                       peft=str(out))["results"]
+    for metric in ("vsm13_l1", "vsm13_margin", "vsm13_rank", "pdi", "ivr", "vsm13_margin_ci_high"):
+        assert summary["final"][metric] == pytest.approx(results["vsm13_usa_balanced"][f"{metric},none"], abs=1e-4)
     margins = {part: results[task]["vsm13_margin,none"] for part, task in
                (("listed", "vsm13_usa"), ("reversed", "vsm13_usa_reversed"))}
     by_order = summary["loss_by_order"]
