@@ -1101,3 +1101,24 @@ def test_a_q_id_that_is_no_question_number_names_its_line(tmp_path, rows_file, r
     assert not (tmp_path / "run").exists()
     data.write_text("".join(json.dumps({**r, "q_id": int(r["q_id"])}) + "\n" for r in rows), encoding="utf-8")
     check_q_ids([str(data)])
+
+
+def test_the_recorded_command_names_the_data_root_taken_from_the_environment(tmp_path, rows_file, root, monkeypatch):
+    """Without --data-dir the folds are scored on $CULTURE_DATA_DIR's data: the recorded command named no data root,
+    so in a shell without the variable lm_eval stopped ("No data root given"), and with another root it scored other
+    answers. It names the root in full, and its metadata alone builds the held-out task."""
+    import shlex
+
+    from lm_eval.tasks import get_task_dict
+
+    from culture_tasks.paths import task_manager
+    from trainers.kfold import lm_eval_command
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(root))
+    cfg = _config(tmp_path / "model", rows_file, tmp_path / "kf", root, data_dir=None)
+    args = shlex.split(lm_eval_command(cfg, tmp_path / "kf" / "fold-1" / "adapter", ["wvs_usa"], ["27"], True))
+    meta = json.loads(args[args.index("--metadata") + 1])
+    assert meta == {"data_dir": str(root), "questions": [27]}
+    monkeypatch.delenv("CULTURE_DATA_DIR")
+    task = get_task_dict(["wvs_usa"], task_manager(meta))["wvs_usa"]
+    assert [d["q_id"] for d in task.test_docs()] == ["27"]

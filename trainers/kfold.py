@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from culture_tasks import provenance, stats
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import DTYPES, check_device, check_dtype, warn_half_precision
+from culture_tasks.data_root import resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, load_settings,
@@ -240,8 +241,9 @@ def survey_digests(countries, data_dir: str | None) -> dict[str, str]:
 def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], questions: list[str] | None,
                     chat: bool) -> str:
     """The plain ``lm_eval`` command that gives these scores (the project's one command builder,
-    plus the per-document log the scores are read from)."""
-    meta = {**({"data_dir": cfg.data_dir} if cfg.data_dir else {}),
+    plus the per-document log the scores are read from). The data root is named in full even when it came
+    from $CULTURE_DATA_DIR: a shell without that variable, or with another root, scores other data."""
+    meta = {"data_dir": str(resolve_data_root(cfg.data_dir)),
             **({"questions": [int(q) for q in questions]} if questions else {})}
     return paths.lm_eval_command(cfg.model, tasks, adapter=adapter, metadata=meta, dtype=cfg.eval_dtype,
                                  chat=chat) + " --log_samples --output_path <results>"
