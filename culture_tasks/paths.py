@@ -56,13 +56,15 @@ def model_args_text(args: dict[str, str]) -> str:
 
 def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str | Path | None = None,
                     metadata: dict | None = None, dtype: str | None = None, chat: bool = False,
-                    system_instruction: str | None = None) -> str:
+                    system_instruction: str | None = None, batch_size: int | None = None,
+                    device: str | None = None) -> str:
     """The ``lm_eval`` command that reproduces a score, runnable from any folder.
 
     The tasks folder, the model and adapter folders and ``metadata["data_dir"]`` are absolute
     (relative ones would only work from the folder the run started in); every argument is
     shell-quoted, and ``--model_args`` is written so that lm-eval reads every folder whole (``model_args_text``).
-    ``system_instruction``: the system message the scored model was trained with.
+    ``system_instruction``: the system message the scored model was trained with. ``batch_size`` and ``device``:
+    those a score was computed with, which move half-precision scores (lm_eval's defaults would give others).
     """
     args = {"pretrained": absolute_if_local(model)}
     if adapter is not None:
@@ -81,6 +83,10 @@ def lm_eval_command(model: str | Path, tasks: list[str] | str, *, adapter: str |
         parts.append("--apply_chat_template")
     if system_instruction:
         parts += ["--system_instruction", system_instruction]
+    if batch_size is not None:
+        parts += ["--batch_size", str(batch_size)]
+    if device:
+        parts += ["--device", device]
     return shlex.join(parts)
 
 

@@ -242,11 +242,13 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
                     chat: bool) -> str:
     """The plain ``lm_eval`` command that gives these scores (the project's one command builder,
     plus the per-document log the scores are read from). The data root is named in full even when it came
-    from $CULTURE_DATA_DIR: a shell without that variable, or with another root, scores other data."""
+    from $CULTURE_DATA_DIR: a shell without that variable, or with another root, scores other data. The batch
+    size and device are the scoring's: in half precision lm_eval's defaults (batch 1) give other scores."""
     meta = {"data_dir": str(resolve_data_root(cfg.data_dir)),
             **({"questions": [int(q) for q in questions]} if questions else {})}
-    return paths.lm_eval_command(cfg.model, tasks, adapter=adapter, metadata=meta, dtype=cfg.eval_dtype,
-                                 chat=chat) + " --log_samples --output_path <results>"
+    return paths.lm_eval_command(cfg.model, tasks, adapter=adapter, metadata=meta, dtype=cfg.eval_dtype, chat=chat,
+                                 batch_size=cfg.eval_batch_size, device=eval_device(cfg)) \
+        + " --log_samples --output_path <results>"
 
 
 def defining_settings(cfg: KFoldConfig) -> dict:
