@@ -51,13 +51,13 @@ import numpy as np
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, configure_logging
-from culture_tasks.data_root import ENV_VAR, DataRootError, data_file
+from culture_tasks.data_root import ENV_VAR, DataRootError, data_file, resolve_data_root
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
                                    file_digest, set_aside, settings_differences)
-from culture_tasks.paths import task_manager
+from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import find_listed, listed_countries
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
@@ -575,6 +575,19 @@ def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
                         f"--dtype {cfg.dtype}, so its answers would be NaN; nothing is written: {fix}")
 
 
+def lm_eval_commands(cfg: SteeringConfig, profiles: dict) -> dict[str, str]:
+    """Per answer set (``plain`` and each --target's label), the plain ``lm_eval`` command that scores it: the
+    tasks its profile records, its checkpoint as ``peft`` (prompt or LoRA), the run's dtype and chat template and
+    the data root in full. The VSM13 indices are those tasks' metrics; a WVS similarity is the mean of the logged
+    documents' ``wvs_jsd`` over the matrix's common questions, hence ``--log_samples``."""
+    checkpoints = {r.label: r.checkpoint for r in cfg.rows}
+    metadata = {"data_dir": str(resolve_data_root(cfg.data_dir))}
+    return {label: lm_eval_command(cfg.model, [t for t in (p["vsm13_task"], p.get("wvs_task")) if t],
+                                   adapter=checkpoints.get(label), metadata=metadata, dtype=cfg.dtype,
+                                   chat=cfg.chat_template) + " --log_samples --output_path <results>"
+            for label, p in profiles.items()}
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -1034,6 +1047,7 @@ def rescore(cfg: SteeringConfig) -> dict:
             "reference": reference_now,
             "directions": compare.DIRECTIONS,
             "profiles": stored["profiles"],
+            "lm_eval_commands": stored.get("lm_eval_commands"),  # how the stored answers were scored
             "vsm13": vsm13_metrics(rows, answers, plain, reference, cfg),
             "wvs": wvs_metrics(rows, answers, plain, compare.wvs_reference(cfg.data_dir), cfg) if use_wvs else None,
             "identity": stored.get("identity"),  # what the answers were computed with
@@ -1102,10 +1116,12 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         partial.unlink(missing_ok=True)  # a resume with the fix (other settings or checkpoint) would refuse them
         raise
     answers = [profiles[r.label] for r in cfg.rows]
+    answered = {"plain": plain, **{r.label: a for r, a in zip(cfg.rows, answers)}}
     result = {
         "config": {k: v for k, v in asdict(cfg).items()},
         "directions": compare.DIRECTIONS,
-        "profiles": {"plain": plain, **{r.label: a for r, a in zip(cfg.rows, answers)}},
+        "profiles": answered,
+        "lm_eval_commands": lm_eval_commands(cfg, answered),
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "reference": reference_data,

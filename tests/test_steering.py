@@ -157,6 +157,49 @@ def test_checkpoint_rows_agree_with_lm_eval(matrix, tiny_model, prompt_checkpoin
     assert max(abs(profile[d] - plain[d]) for d in DIMENSIONS) > 1e-3  # the checkpoint does change the answers
 
 
+def _run_recorded_command(command: str, output, monkeypatch) -> tuple[dict, dict]:
+    """A command steering.json records, as the shell hands it to ``lm_eval``, run by lm-eval's own command line
+    in this process (``<results>`` filled in, ``--device cpu`` as every test scores): its results and, per task,
+    the logged documents."""
+    import shlex
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    argv = shlex.split(command.replace("<results>", str(output)))
+    assert argv[0] == "lm_eval"
+    monkeypatch.setattr(sys, "argv", [*argv, "--device", "cpu"])
+    cli_evaluate()
+    results = json.loads(next(output.rglob("results_*.json")).read_text())["results"]
+    samples = {task: [json.loads(line) for path in output.rglob(f"samples_{task}_*.jsonl")
+                      for line in path.read_text().splitlines()] for task in results}
+    return results, samples
+
+
+@pytest.mark.parametrize("row", ["plain", "china:persona", "germany:prompt", "turkey:lora"])
+def test_each_row_s_recorded_command_gives_its_indices_and_wvs_similarity(matrix, data_root, tmp_path, monkeypatch,
+                                                                          row):
+    """steering.json named the tasks a row answered but no command: the recorded one, run from another folder
+    without $CULTURE_DATA_DIR, gives the row's VSM13 indices and, over the matrix's common questions, its WVS
+    similarity to its own country."""
+    _, result = matrix
+    monkeypatch.delenv("CULTURE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    profile = result["profiles"][row]
+    results, samples = _run_recorded_command(result["lm_eval_commands"][row], tmp_path / "lm_eval", monkeypatch)
+    for d in DIMENSIONS:
+        assert results[profile["vsm13_task"]][f"{d},none"] == pytest.approx(profile["indices"][d], abs=1e-4)
+    w = result["wvs"]
+    jsd = {str(s["doc"]["q_id"]): s["wvs_jsd"] for s in samples[profile["wvs_task"]]}
+    common, _ = compare.wvs_similarities(profile["wvs_answers"], compare.wvs_reference(str(data_root)))
+    own = sum(jsd[q] for q in common) / len(common)
+    if row == "plain":
+        assert own == pytest.approx(w["plain_similarity"][0], abs=1e-6)
+    else:
+        i = w["rows"].index(row)
+        assert own == pytest.approx(w["similarity"][i][w["columns"].index(row.split(":")[0])], abs=1e-6)
+
+
 def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, tmp_path, capsys):
     base = ["--model", str(tiny_model), "--output", str(tmp_path / "o")]
     assert main([*base, "--target", "atlantis=persona"]) == 2
