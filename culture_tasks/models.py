@@ -64,6 +64,16 @@ class NotTheModelError(ModelFileError):
     positions unscaled): a folder converted from it without the check is not its model either."""
 
 
+def empty_model(config):
+    """A causal LM built from ``config`` on the meta device: its layers and their shapes, no weights. An adapter
+    (its target modules, its tensors' shapes) is checked against it before any weights load."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def check_safetensors(path: str | os.PathLike, fix: str = "download or convert the model again") -> None:
     """Open every ``*.safetensors`` file at ``path`` (a file or a model folder) before loading it.
 

@@ -54,7 +54,7 @@ from culture_tasks.cli_args import check_device, check_dtype, configure_logging
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file, resolve_data_root
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.models import ModelFileError, check_safetensors
+from culture_tasks.models import ModelFileError, check_safetensors, empty_model
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
                                    file_digest, set_aside, settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
@@ -174,10 +174,9 @@ def check_lora_fits(row: Steered, model: str) -> None:
     no base model or fingerprint (made elsewhere) passes the checks above and failed only when its row was loaded,
     with a traceback, after the plain model was scored. peft wraps an empty copy of the model built from its
     config (no weights), and the shapes it would load into are compared with the file's."""
-    import torch
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     path, who = Path(row.checkpoint), f"--target {row.label}"
     fix = f"give a LoRA checkpoint made on {model}"
@@ -186,8 +185,7 @@ def check_lora_fits(row: Steered, model: str) -> None:
     except (TypeError, ValueError) as err:
         raise SteeringError(f"{who}: {path / 'adapter_config.json'} is no LoRA config peft reads "
                             f"({' '.join(str(err).split())}); save the checkpoint again or give another folder") from None
-    with torch.device("meta"):
-        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+    base = empty_model(AutoConfig.from_pretrained(model))
     try:
         wanted = get_peft_model_state_dict(get_peft_model(base, lora))
     except ValueError as err:  # its target modules are no layers of the model

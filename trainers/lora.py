@@ -27,7 +27,7 @@ from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
-from culture_tasks.models import ModelFileError, check_safetensors
+from culture_tasks.models import ModelFileError, check_safetensors, empty_model
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (OutputLock, check_settings, claim_output, file_digest, launched_world_size,
                                    load_settings, main_process, remove_killed_writes, save_settings, set_aside)
@@ -667,9 +667,8 @@ def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     here on an empty copy built from the model's config (no weights), so that a misspelt module
     stops the run before the weights load and before an old output is replaced. So does a transformers whose
     Trainer lacks a hook the trainer overrides (``_trainer_class``)."""
-    import torch
     from peft import get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     _trainer_class()
     try:
@@ -677,8 +676,7 @@ def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     except (OSError, ValueError) as err:
         raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
                             "holding config.json") from None
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    model = empty_model(config)
     try:
         get_peft_model(model, lora_config(cfg))
     except ValueError as err:
