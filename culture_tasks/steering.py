@@ -115,12 +115,18 @@ def find_country(key: str, data_dir: str | None = None) -> dict:
     return entry
 
 
+def target_parts(spec: str) -> tuple[str, str, str, str]:
+    """``COUNTRY=METHOD[:CHECKPOINT]`` split as written: country, "=" (or "" where missing), method, checkpoint."""
+    country, sep, rest = spec.partition("=")
+    method, _, checkpoint = rest.partition(":")
+    return country, sep, method, checkpoint
+
+
 def parse_target(spec: str, data_dir: str | None = None) -> Steered:
     """``COUNTRY=METHOD[:CHECKPOINT]``, e.g. ``usa=persona`` or ``china=prompt:runs/china``."""
-    country, sep, rest = spec.partition("=")
+    country, sep, method, checkpoint = target_parts(spec)
     if not sep or not country.strip():
         raise SteeringError(f"--target {spec!r}: write COUNTRY=METHOD[:CHECKPOINT], METHOD one of {METHODS}")
-    method, _, checkpoint = rest.partition(":")
     method = method.strip()
     if method not in METHODS:
         raise SteeringError(f"--target {spec!r}: unknown method {method!r}; use one of {METHODS}")
@@ -909,7 +915,7 @@ def heatmap_names(result: dict) -> tuple[str, dict[str, str]]:
     config = result["config"]
     names = {}
     for label, spec in zip(result["vsm13"]["rows"], config.get("targets") or []):  # the rows in --target's order
-        checkpoint = spec.partition("=")[2].partition(":")[2].rstrip("/")
+        checkpoint = target_parts(spec)[3].rstrip("/")
         names[label] = f"{label} ({Path(checkpoint).name or checkpoint})" if checkpoint else label
     return f"Steering matrix: {config['model']}", names
 
