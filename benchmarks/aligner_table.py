@@ -45,18 +45,20 @@ CELLS = ("Cells: a value every seed gave alike (the baselines; a single seed) wi
 
 
 def _fmt(values: list[float], digits: int = 1, recorded: list | None = None,
-         bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
+         bounds: tuple[float, float] = (-math.inf, math.inf), rank: bool = False) -> str:
     """One value when every seed gave it (a baseline, or one seed), with the item-pair / question interval its run
     recorded, if any; else mean ± sd over the seeds and the 95 % t-interval over them (their spread only), cut to
-    the metric's ``bounds`` (a rank lies in 1..countries)."""
+    the metric's ``bounds`` (a rank lies in 1..countries). A ``rank``'s interval is shown in whole ranks, rounded
+    outward (``stats.rank_interval_text``)."""
     if not values or any(math.isnan(v) for v in values):  # none, or undefined (no persona prompt)
         return "–"
+    interval = stats.rank_interval_text if rank else lambda low, high: f"[{low:.{digits}f}, {high:.{digits}f}]"
     if max(values) - min(values) <= SAME * max(1.0, abs(values[0])):
         cis = {tuple(ci) if ci else None for ci in recorded or [None]}
         ci = cis.pop() if len(cis) == 1 else None  # seeds that recorded other intervals (or none): none shown
-        return f"{values[0]:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+        return f"{values[0]:.{digits}f}" + (f" {interval(*ci)}" if ci else "")
     centre, low, high = t_interval(values, bounds=bounds)
-    return f"{centre:.{digits}f} ± {statistics.stdev(values):.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{centre:.{digits}f} ± {statistics.stdev(values):.{digits}f} {interval(low, high)}"
 
 
 def _ci(found) -> list | None:
@@ -169,7 +171,7 @@ def main(paths: list[str]) -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for c, r in rows.items():
             if r["rank_soft"]:
-                rank = lambda key: _fmt(r[key], 0, r[f"{key}_ci"], (1, r["countries"][0]))  # noqa: E731
+                rank = lambda key: _fmt(r[key], 0, r[f"{key}_ci"], (1, r["countries"][0]), rank=True)  # noqa: E731
                 margin = lambda key: _fmt(r[key], 3, r[f"{key}_ci"])  # noqa: E731
                 print(f"| {c} | {r['dims'][0]} | {r['countries'][0]} | {rank('rank_plain')} | "
                       f"{rank('rank_persona')} | {rank('rank_soft')} | {margin('margin_plain')} | "

@@ -146,6 +146,25 @@ def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVE
     return float(low), float(high)
 
 
+RANK_NOISE = 1e-9  # a rank bound this close to a whole rank is that rank: float noise (7.0000000001), not a fraction
+
+
+def rank_interval_text(low: float, high: float) -> str:
+    """A rank's interval as printed, "[6, 52]" for [6.6, 51.3]: the narrowest interval of whole ranks that holds
+    the computed one (low floored, high ceiled), so it is never shown narrower than it is, as rounding to the
+    nearest rank would ([7, 51]). Whole ranks rather than one decimal: a rank is a whole number, and a bound's
+    fraction is only np.percentile's interpolation between two resampled ranks. A bound within ``RANK_NOISE`` of
+    a whole rank is that rank (10.024999999999977 is 10.025, 11; 7.0000000001 is 7); NaN (no interval) prints
+    as nan."""
+    def shown(bound: float, outward) -> str:
+        if math.isnan(bound):
+            return "nan"
+        nearest = round(bound)
+        return str(int(nearest if abs(bound - nearest) <= RANK_NOISE else outward(bound)))
+
+    return f"[{shown(low, math.floor)}, {shown(high, math.ceil)}]"
+
+
 def t_interval(values: Sequence[float], level: float = LEVEL,
                bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
     """The mean of a few independent replicates (training seeds, targets) with its t-interval (n - 1 degrees of

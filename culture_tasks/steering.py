@@ -789,6 +789,11 @@ def _fmt(v, ci=None, spec: str = ".3f") -> str:
     return text + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
 
 
+def _rank(rank: float, ci=None) -> str:
+    """A rank with its interval in whole ranks, rounded outward (``stats.rank_interval_text``)."""
+    return f"{rank:.0f}" + (f" {stats.rank_interval_text(*ci)}" if ci else "")
+
+
 def _tau(t, ci) -> str:
     """A tau without variation to rank is said to be undefined, not printed as nan."""
     if t is None or (isinstance(t, float) and math.isnan(t)):
@@ -876,10 +881,10 @@ def markdown(result: dict) -> str:
               "margin gain vs plain |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in v["per_row"]:
-        lines.append(f"| {r['row']} | {len(r['dims'])} | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
+        lines.append(f"| {r['row']} | {len(r['dims'])} | {_rank(r['rank'], r['rank_ci'])} of {r['countries']} | "
                      f"{_fmt(r['reciprocal_rank'], r['reciprocal_rank_ci'])} | {_fmt(r['margin'], r['margin_ci'])} | "
                      f"{_fmt(r['raw_l1'], r.get('raw_l1_ci'), '.1f')} | "
-                     f"{_fmt(r['plain']['rank'], r['plain']['rank_ci'], '.0f')} | "
+                     f"{_rank(r['plain']['rank'], r['plain']['rank_ci'])} | "
                      f"{_fmt(r['control']['change_to_target'], r['control'].get('change_to_target_ci'))} | "
                      f"{_fmt(r['control']['mean_change_to_others'], r['control'].get('mean_change_to_others_ci'))} | "
                      f"{_fmt(r['margin_gain'], r.get('margin_gain_ci')) if 'margin_gain' in r else '–'} |")
@@ -898,7 +903,7 @@ def markdown(result: dict) -> str:
                   "|---" * (len(w["columns"]) + 3) + "|"]
         for r, row, cis in zip(w["per_row"], w["similarity"], w["similarity_ci"]):
             lines.append(f"| {r['row']} | " + " | ".join(_fmt(x, ci) for x, ci in zip(row, cis))
-                         + f" | {_fmt(r['rank'], r['rank_ci'], '.0f')} of {r['countries']} | "
+                         + f" | {_rank(r['rank'], r['rank_ci'])} of {r['countries']} | "
                          f"{_fmt(r['margin'], r['margin_ci'])} |")
         lines += ["| plain | " + " | ".join(_fmt(x, ci) for x, ci in zip(w["plain_similarity"],
                                                                        w["plain_similarity_ci"])) + " | | |",

@@ -269,3 +269,25 @@ def test_the_note_on_missing_intervals_comes_under_the_table_not_inside_it(capsy
         "| contrastive | all (2) | | 0.375 ± 0.177 [0.000, 1.000] | 0.250 | 0.500 | 0.300 ± 0.283 [-2.241, 2.841] | "
         "0.5 ± 0.7 [0.0, 1.0] |"]
     assert lines[header + 5:] == ["", NO_SEED_INTERVAL]
+
+
+def test_rank_intervals_are_rounded_outward(tmp_path, capsys):
+    """A recorded rank interval [6.6, 51.3] reads [6, 52] (to the nearest rank it read [7, 51], narrower than it is);
+    the soft prompt's ranks 20, 21, 23 over three seeds: mean 21.333, sd 1.528, t(2) 4.303 × 1.528 / √3 = 3.795:
+    [17.539, 25.128], shown [17, 26] (nearest: [18, 25])."""
+    import json
+
+    from benchmarks.aligner_table import main
+
+    paths = []
+    for seed, soft in enumerate((20, 21, 23)):
+        run = _run("contrastive", seed, (26, 30, soft), 0.5)
+        run["settings"].update({"model": "/m", "population": 8, "generations": 3})
+        run["report"]["vsm13_l1"] = {"plain": 353.1, "de": 350.0}
+        run["report"]["comparison"]["plain"]["rank_ci"] = [6.6, 51.3]
+        run["report"]["comparison"]["persona"]["rank_ci"] = [7.0000000001, 50.9999999999]
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(run))
+        paths.append(str(path))
+    main(paths)
+    assert "| USA | 6 | 65 | 26 [6, 52] | 30 [7, 51] | 21 ± 2 [17, 26] |" in capsys.readouterr().out

@@ -469,3 +469,17 @@ def test_a_resample_that_leaves_a_task_without_documents_averages_the_tasks_it_h
     idx = np.array([[1, 1], [0, 0], [0, 1]])
     assert clustered.batched(items, idx).tolist() == pytest.approx([0.0, 0.5, 0.25])
     assert [clustered([items[i] for i in row]) for row in idx] == pytest.approx([0.0, 0.5, 0.25])
+
+
+def test_a_rank_interval_is_shown_in_whole_ranks_rounded_outward():
+    """Rounded to the nearest rank, [6.6, 51.3] read [7, 51], narrower than computed; outward it is [6, 52]. A bound
+    on a whole rank stays that rank, also within float noise of it, and never crosses to the next one."""
+    assert stats.rank_interval_text(6.6, 51.3) == "[6, 52]"
+    assert stats.rank_interval_text(7.0, 51.0) == "[7, 51]"
+    assert stats.rank_interval_text(2, 9) == "[2, 9]"
+    assert stats.rank_interval_text(7.0000000001, 50.9999999999) == "[7, 51]"
+    assert stats.rank_interval_text(6.9999999999, 51.0000000001) == "[7, 51]"
+    # a percentile of 1,000 resampled ranks: 2.975 and 35.025 as float arithmetic leaves them
+    assert stats.rank_interval_text(2.9750000000000227, 35.02499999999998) == "[2, 36]"
+    assert stats.rank_interval_text(1.0, 10.024999999999977) == "[1, 11]"
+    assert stats.rank_interval_text(math.nan, math.nan) == "[nan, nan]"

@@ -1329,3 +1329,22 @@ def test_a_lora_adapter_of_another_base_model_without_a_record_is_refused_before
         "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [4, 64] there, [4, 32] in the "
         f"model (an adapter of another base model); give a LoRA checkpoint made on {tiny_model}\n")
     assert not out.exists()
+
+
+def test_steering_md_rounds_rank_intervals_outward():
+    """steering.md shows a rank interval in whole ranks that hold it: the VSM13 rank 26 [6.6, 51.3] reads [6, 52]
+    (to the nearest rank, [7, 51], narrower than computed), a plain rank [7.0000000001, 51.0] float noise off
+    whole ranks reads [7, 51], the WVS rank [1.0, 10.025] reads [1, 11]."""
+    from pathlib import Path
+
+    from culture_tasks.steering import markdown
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    result = json.loads((docs / "steering_qwen25coder_persona" / "steering.json").read_text(encoding="utf-8"))
+    row = result["vsm13"]["per_row"][0]
+    row.update(rank=26, rank_ci=[6.6, 51.3], countries=66)
+    row["plain"].update(rank=30, rank_ci=[7.0000000001, 51.0])
+    result["wvs"]["per_row"][0].update(rank=4, rank_ci=[1.0, 10.024999999999977])
+    text = markdown(result)
+    assert "| usa:persona | 6 | 26 [6, 52] of 66 | " in text and " | 30 [7, 51] | " in text
+    assert " | 4 [1, 11] of 11 | " in text
