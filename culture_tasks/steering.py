@@ -14,11 +14,10 @@ content), steering.md, steering.png. Each model's answers are stored as soon as 
 what answered them (the settings, the model's and each checkpoint's fingerprint, the data files by
 content), in steering.partial.json, which is removed once the three files are written: ``--resume``
 continues a killed run, reusing the stored answers and computing the rest (with other settings,
-another model or checkpoint content, other data, or in half precision other kernels, it is an error
-naming the difference), and ends
+another model or checkpoint content or other data, it is an error naming the difference), and ends
 with the files an uninterrupted run writes; a folder holding a killed run's answers is refused without
 ``--resume`` or ``--overwrite``.
-Answers whose log-likelihoods are not all finite (a float16 overflow, a damaged weight or checkpoint)
+Answers whose log-likelihoods are not all finite (a damaged weight or checkpoint, a soft prompt too large)
 stop the run before anything is written, naming the plain model or the --target, the task and the fix
 (the answers this run stored are removed; a resumed run keeps those stored before).
 A prompt checkpoint is culture-align's output folder: its alignment.json must name the --target's country
@@ -26,8 +25,11 @@ A prompt checkpoint is culture-align's output folder: its alignment.json must na
 search did, expected-value answers and the VSM13 items of this run by content; a folder without alignment.json is
 refused, as nothing of this could be checked. A checkpoint made on another model than --model's content (the
 fingerprint alignment.json or training.json records) is refused; one without that record is used with a warning.
-The dtype the weights were loaded in (``--dtype auto`` resolved) is recorded in each profile and in
-steering.json's identity.dtype_loaded. Everything else is checked before the model is loaded.
+Every answer is scored in float32, and steering.json records per answer set the ``lm_eval`` command that gives
+its numbers again (``lm_eval_commands``); half precision is refused (``FLOAT32_ONLY``): lm-eval's own scoring of
+it rounds otherwise, so no recorded command would give the numbers beside it. The dtype the weights were loaded in
+is recorded in each profile and in steering.json's identity.dtype_loaded. Everything else is checked before the
+model is loaded.
 Settings may also come from ``--config`` YAML (the field names: ``targets: [usa=persona, ...]``); flags
 override it. ``--rescore`` recomputes every
 metric of an earlier run from the answers its steering.json stores, without a model (when the
@@ -71,6 +73,19 @@ PEFT_TYPES = {"prompt": "PROMPT_TUNING", "lora": "LORA"}
 OUTPUT_FILES = ("steering.json", "steering.md", "steering.png")
 # the answers computed so far and what answered them, rewritten after each model; removed once OUTPUT_FILES are written
 PARTIAL = "steering.partial.json"
+# why culture-steer takes no --dtype but float32 (SteeringConfig). In half precision the recorded lm_eval command
+# gives other numbers than the scorer (``TaskScorer``): lm-eval rounds every log-probability to the model's dtype
+# (its log-softmax runs in it; the scorer's in float32), which on the tiny test model on the CPU is the whole gap,
+# VSM13 indices 0.31 apart at lm_eval's --batch_size 1 and 16 alike (tested); and lm-eval's half-precision numbers
+# also move with its own batches (kfold's test), which the scorer does not form alike (left padding, shared stems).
+# Giving them again would take a second scorer rounding and batching as lm-eval does; float32 gives them to float
+# rounding at any batch size. As for culture-align's report (``aligners.align.in_float32``) the numbers are float32,
+# and as steering only scores, a half-precision load would buy nothing but a second, float32 one.
+FLOAT32_ONLY = ("--dtype {dtype}: culture-steer scores in float32 only: in half precision its answers are not what "
+                "lm_eval gives (lm_eval rounds its log-softmax to the model's dtype and batches otherwise, tenths of a "
+                "VSM13 index point apart), so the lm_eval command steering.json records beside them would not give "
+                "them; drop --dtype (float32 is the default; a model too large for float32 on the GPU runs with "
+                "--device cpu)")
 
 
 class SteeringError(ValueError):
@@ -383,7 +398,9 @@ class SteeringConfig:
     data_dir: str | None = field(default=None, metadata={"help": "data root (default: $CULTURE_DATA_DIR)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     dtype: str = field(default="float32", metadata={
-        "help": "model dtype (auto: the model's own; steering.json records the dtype loaded)"})
+        "help": "float32, the only dtype taken: in half precision (or auto, the model's own) the answers would "
+                "not be what the lm_eval command steering.json records beside them gives, as lm_eval rounds "
+                "otherwise; a model too large for float32 on the GPU runs with --device cpu"})
     batch_size: int = field(default=64, metadata={"help": "rows per forward pass (results do not depend on it)"})
     chat_template: bool = field(default=False, metadata={"help": "score as lm_eval --apply_chat_template"})
     wvs: bool = field(default=True, metadata={"help": "also run the WVS survey for countries with WVS data"})
@@ -422,6 +439,8 @@ class SteeringConfig:
             raise SteeringError("--resume: no effect with --rescore, which answers nothing (it recomputes the metrics "
                                 "from stored answers at once); drop --resume")
         check_dtype(self.dtype)
+        if self.dtype != "float32" and self.rescore is None:  # --rescore names the flag as one it does not take
+            raise SteeringError(FLOAT32_ONLY.format(dtype=self.dtype))
         check_device(self.device)
         if self.norm not in (1, 2):
             raise SteeringError(f"--norm must be 1 or 2, got {self.norm}")
@@ -547,7 +566,7 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
     means = item_means([item.doc for item in scorer.items], lls)
     out = {"vsm13_task": scorer.task_name, "item_means": means, "indices": vsm13_indices(means),
            "lm_eval": scorer.metrics(lls), "wvs_task": None, "wvs_answers": None,
-           "dtype": loaded_dtype(lm)}  # what --dtype (auto too) gave the weights that answered
+           "dtype": loaded_dtype(lm)}  # the weights that answered (float32: FLOAT32_ONLY)
     task = _wvs_task(row, wvs_fallback) if cfg.wvs else None
     if task:
         wvs = TaskScorer(lm, task, tm, chat_template=cfg.chat_template)
@@ -560,8 +579,8 @@ def survey_answers(lm, row: Steered, tm, cfg: SteeringConfig, wvs_fallback: str 
 
 
 def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
-    """Answers are never NaN: log-likelihoods that are not all finite (a float16 overflow, a damaged weight or
-    checkpoint) stop the run, naming the model or --target, the task and the fix, before anything is written."""
+    """Answers are never NaN: log-likelihoods that are not all finite (a damaged weight or checkpoint, a soft
+    prompt too large) stop the run, naming the model or --target, the task and the fix, before anything is written."""
     from culture_tasks.stats import nonfinite_documents, nonfinite_model_fix
 
     bad = nonfinite_documents(lls)
@@ -570,8 +589,7 @@ def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
     if row.checkpoint:
         what = ("a soft prompt that is not finite, or too large for the model" if row.method == "prompt"
                 else "an adapter whose weights are not finite")
-        fix = f"check its checkpoint {row.checkpoint} ({what})" + (
-            f", or use --dtype float32 (it may overflow in {cfg.dtype})" if cfg.dtype != "float32" else "")
+        fix = f"check its checkpoint {row.checkpoint} ({what})"
     else:
         fix = nonfinite_model_fix(cfg.dtype)
     who = "the plain model" if row.method == "plain" else f"--target {row.label}"
@@ -581,13 +599,15 @@ def _check_finite(lls, row: Steered, task: str, cfg: SteeringConfig) -> None:
 
 def lm_eval_commands(cfg: SteeringConfig, profiles: dict) -> dict[str, str]:
     """Per answer set (``plain`` and each --target's label), the plain ``lm_eval`` command that scores it: the
-    tasks its profile records, its checkpoint as ``peft`` (prompt or LoRA), the run's dtype and chat template and
-    the data root in full. The VSM13 indices are those tasks' metrics; a WVS similarity is the mean of the logged
-    documents' ``wvs_jsd`` over the matrix's common questions, hence ``--log_samples``."""
+    tasks its profile records, its checkpoint as ``peft`` (prompt or LoRA), float32 (the only dtype whose numbers
+    lm_eval gives again: ``FLOAT32_ONLY``), the run's chat template and the data root in full. The VSM13 indices are
+    those tasks' metrics; a WVS similarity is the mean of the logged documents' ``wvs_jsd`` over the matrix's common
+    questions, hence ``--log_samples``. In float32 the batch size and device move them by float rounding only
+    (< 1e-4 of an index point; tested), so neither is named."""
     checkpoints = {r.label: r.checkpoint for r in cfg.rows}
     metadata = {"data_dir": str(resolve_data_root(cfg.data_dir))}
     return {label: lm_eval_command(cfg.model, [t for t in (p["vsm13_task"], p.get("wvs_task")) if t],
-                                   adapter=checkpoints.get(label), metadata=metadata, dtype=cfg.dtype,
+                                   adapter=checkpoints.get(label), metadata=metadata, dtype="float32",
                                    chat=cfg.chat_template) + " --log_samples --output_path <results>"
             for label, p in profiles.items()}
 
@@ -1019,9 +1039,6 @@ def _check_stored_finite(path: Path, label: str, profile: dict) -> None:
 ANSWERED = ("model", "targets", "device", "dtype", "batch_size", "chat_template", "wvs", "option_order")
 # settings added to ANSWERED later, with the value every run stored before them had
 EARLIER = BEFORE_OPTION_ORDER
-# settings stored with the answers only since a later version: answers stored without them are reused unchecked on
-# them, with a warning
-LATER = ("kernels",)
 
 
 def _answered(config: dict, key: str):
@@ -1047,6 +1064,7 @@ def rescore(cfg: SteeringConfig) -> dict:
             log.warning("--rescore: %s", "the stored run did not record its reference data" if changed is None
                         else f"the reference data differ from the stored run's: {', '.join(changed)}")
         answered = {**EARLIER, **stored["config"]}
+        _warn_half_precision_answers(source, stored)
         config = {**asdict(cfg), **{k: answered.get(k) for k in ANSWERED}, "wvs": use_wvs}
         result = {
             "config": config,
@@ -1063,6 +1081,16 @@ def rescore(cfg: SteeringConfig) -> dict:
             "environment": stored.get("environment"),  # where the answers were computed
         }
         return _write(result, Path(cfg.output))
+
+
+def _warn_half_precision_answers(source: Path, stored: dict) -> None:
+    """A run made before half precision was refused (``FLOAT32_ONLY``) keeps its answers on --rescore, rounding and
+    all: its recorded lm_eval commands do not give them, which is said rather than passed on unannounced."""
+    dtype = (stored.get("identity") or {}).get("dtype_loaded") or stored["config"].get("dtype")
+    if dtype not in (None, "float32"):
+        log.warning("--rescore: the answers in %s were computed in %s, not float32: lm_eval rounds half precision "
+                    "otherwise, so the lm_eval_commands it records need not give them again; run culture-steer again "
+                    "(it scores in float32) for answers they give", source / "steering.json", dtype)
 
 
 def _run(cfg: SteeringConfig, mode: str) -> dict:
@@ -1085,8 +1113,6 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         log.info("--resume: %s holds no stored answers (the run was killed while storing its first): starting afresh",
                  out)
         mode = "new"
-    # half-precision answers move with the kernels (the GPU model, the torch release): reused only under the same
-    settings.update(provenance.rounding_settings(cfg.dtype, cfg.batch_size, cfg.device))
     profiles = _stored_partial(partial, settings, out) if mode == "resume" else {}
     if mode == "replace":  # --overwrite starts afresh; a killed run's answers are kept until this run has finished
         set_aside(partial)
@@ -1180,7 +1206,7 @@ def _stored_partial(path: Path, settings: dict, out: Path) -> dict:
     stored = read_json(path, "--resume", fix)
     if not isinstance(stored.get("settings"), dict):
         raise SteeringError(f"--resume: {path} holds no stored settings; {fix}")
-    check_settings({**EARLIER, **stored["settings"]}, settings, out, error=SteeringError, later=LATER)
+    check_settings({**EARLIER, **stored["settings"]}, settings, out, error=SteeringError)
     try:
         profiles = {label: _stored_answers(p) for label, p in stored["profiles"].items()}
     except (KeyError, TypeError, AttributeError, ValueError) as err:
@@ -1223,8 +1249,8 @@ def _finished(out: Path, cfg: SteeringConfig, settings: dict) -> dict:
 
 
 def loaded_dtypes(profiles: dict) -> str | None:
-    """The dtype the answering weights held, as the profiles record it: ``--dtype auto`` is stored as asked
-    in the config, so this says whether the answers carry half-precision rounding. None: not recorded."""
+    """The dtype the answering weights held, as the profiles record it: float32 (``FLOAT32_ONLY``); a run made
+    before half precision was refused may hold another, also where its config says auto. None: not recorded."""
     found = sorted({p["dtype"] for p in profiles.values() if p.get("dtype")})
     return ", ".join(found) or None
 

@@ -92,6 +92,14 @@ def test_order_reaches_both_culture_align_and_culture_steer(tmp_path):
     assert all("--option-order worst" in c for c in calls[:2]) and "--option-order balanced" in calls[2]
 
 
+
+def test_a_half_precision_search_is_steered_in_float32(tmp_path):
+    """DTYPE=bfloat16 (the GPU budget) went to culture-steer too, which scores in float32 only (its recorded lm_eval
+    commands give its numbers only there) and refuses --dtype bfloat16: the search takes DTYPE, the matrix none."""
+    calls = _run_script(tmp_path, DTYPE="bfloat16")
+    assert [c.split()[0] for c in calls] == ["align", "align", "steer"]
+    assert all("--dtype bfloat16" in c for c in calls[:2]) and "--dtype" not in calls[2]
+
 # lm_eval's stand-in for benchmarks/vsm13_order.sh: records its model arguments, writes a result file
 FAKE_LM_EVAL = """#!/usr/bin/env bash
 prev=""; out=""; args=""

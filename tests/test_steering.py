@@ -534,6 +534,31 @@ def test_rescore_says_when_its_reference_data_differ_from_the_stored_run(matrix,
     assert "other reference data" not in (same / "steering.md").read_text()
 
 
+def test_rescore_of_half_precision_answers_says_their_commands_do_not_give_them(matrix, data_root, tmp_path, caplog):
+    """A run made in bfloat16 before half precision was refused keeps its answers on --rescore, and with them the
+    lm_eval commands it recorded, which give other numbers: said in a warning, not passed on unannounced. A float32
+    run rescores without it."""
+    import logging
+
+    source, result = matrix
+    half = tmp_path / "half"
+    half.mkdir()
+    stored = {**result, "config": {**result["config"], "dtype": "bfloat16"},
+              "identity": {**result["identity"], "dtype_loaded": "bfloat16"}}
+    (half / "steering.json").write_text(json.dumps(stored))
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        assert main(["--rescore", str(source), "--output", str(tmp_path / "a"), "--data-dir", str(data_root),
+                     "--iters", "60"]) == 0
+        assert "not float32" not in caplog.text
+        assert main(["--rescore", str(half), "--output", str(tmp_path / "b"), "--data-dir", str(data_root),
+                     "--iters", "60"]) == 0
+    assert (f"--rescore: the answers in {half / 'steering.json'} were computed in bfloat16, not float32: lm_eval "
+            "rounds half precision otherwise, so the lm_eval_commands it records need not give them again; run "
+            "culture-steer again (it scores in float32) for answers they give") in caplog.text
+    again = json.loads((tmp_path / "b" / "steering.json").read_text())
+    assert again["lm_eval_commands"] == result["lm_eval_commands"] and again["vsm13"] == result["vsm13"]
+
+
 def test_the_plain_model_s_wvs_numbers_have_their_intervals():
     # plain MRR over the targets and each row's plain similarity, rank and margin: the same question resamples
     # (the seed pairs them with the steered rows' intervals), and steering.md prints the MRR's interval
@@ -925,40 +950,31 @@ def test_resume_with_other_settings_or_other_checkpoint_content_is_refused(tiny_
         model_fingerprint(ckpt)
 
 
-def test_a_half_precision_run_resumed_under_other_kernels_is_refused(tiny_model, data_root, tmp_path, monkeypatch,
-                                                                     capsys, caplog):
-    """The device's name and the batch size were compared, not what picks the kernels: a bfloat16 run killed on
-    one GPU model (or torch release) reused its stored answers beside answers computed under another, two
-    roundings in one matrix. In half precision the kernels are stored with the answers; float32 answers do not
-    store them; answers stored before them are reused with a warning."""
+def test_a_killed_half_precision_run_is_not_resumed_in_float32(tiny_model, data_root, tmp_path, monkeypatch,
+                                                               capsys):
+    """A run killed in bfloat16 before half precision was refused stored its answers with the kernels: a resume,
+    now in float32, would mix two roundings in one matrix, so it is refused, naming the dtype and --overwrite."""
     from culture_tasks import steering
 
     monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
     monkeypatch.setattr(steering, "survey_answers", _fake_answers)
-    real_kernels = provenance.kernels
-    for dtype in ("float32", "bfloat16"):
-        out = tmp_path / dtype
-        args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
-                "--target", "usa=persona", "--target", "china=persona", "--iters", "20", "--dtype", dtype]
-        _killed_at(monkeypatch, 3)  # the plain model and usa:persona stored, killed in china:persona
-        with pytest.raises(KeyboardInterrupt):
-            main(args)
-        stored = json.loads((out / "steering.partial.json").read_text())
-        if dtype == "float32":
-            assert "kernels" not in stored["settings"]
-            continue
-        assert stored["settings"]["kernels"] == real_kernels("cpu")
-        monkeypatch.setattr(provenance, "kernels", lambda device: {**real_kernels(device), "accelerator": "Other GPU"})
-        capsys.readouterr()
-        assert main([*args, "--resume"]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "other settings (kernels: saved {'accelerator': None, " in err
-        monkeypatch.setattr(provenance, "kernels", real_kernels)
-        del stored["settings"]["kernels"]
-        (out / "steering.partial.json").write_text(json.dumps(stored))
-        calls = _killed_at(monkeypatch, 0)
-        assert main([*args, "--resume"]) == 0 and calls == ["china:persona"]
-        assert "was stored without kernels; that is not checked" in caplog.text
+    out = tmp_path / "o"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", "china=persona", "--iters", "20"]
+    _killed_at(monkeypatch, 3)  # the plain model and usa:persona stored, killed in china:persona
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    stored = json.loads((out / "steering.partial.json").read_text())
+    assert stored["settings"]["dtype"] == "float32" and "kernels" not in stored["settings"]
+    stored["settings"].update(dtype="bfloat16", kernels=provenance.kernels("cpu"))
+    (out / "steering.partial.json").write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "made with other settings (dtype: saved 'bfloat16', given 'float32'; kernels: " \
+        "saved {'accelerator': None, " in err and "pass --overwrite to start again" in err
+    calls = _killed_at(monkeypatch, 0)
+    assert main([*args, "--overwrite"]) == 0 and calls == ["usa:plain", "usa:persona", "china:persona"]
 
 
 def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_rescore(tiny_model, data_root, tmp_path,
@@ -982,8 +998,8 @@ def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_resc
         f"culture-steer: --resume: the run in {out} is finished, with other interval settings (iters: saved 20, "
         f"given 30); its files are kept: recompute them with --rescore {out} --output <new>, or pass --overwrite "
         "to run it again\n")
-    assert main([*args, "--resume", "--dtype", "bfloat16"]) == 2
-    assert "made with other settings (dtype: saved 'float32', given 'bfloat16')" in capsys.readouterr().err
+    assert main([*args, "--resume", "--batch-size", "8"]) == 2
+    assert "made with other settings (batch_size: saved 64, given 8)" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "notes.txt").write_text("mine")
@@ -1255,23 +1271,24 @@ def test_culture_align_s_own_record_is_what_culture_steer_checks(tiny_model, dat
                                      output=str(tmp_path / "o")))
 
 
-def test_dtype_auto_records_the_dtype_it_loaded_and_warns_of_half_precision(tiny_model, data_root, tmp_path, caplog):
-    """--dtype auto loaded a bfloat16 model without the half-precision warning, and the run recorded "auto"."""
+def test_a_model_published_in_bfloat16_is_scored_and_recorded_in_float32(tiny_model, data_root, tmp_path, caplog):
+    """--dtype auto loaded a model published in bfloat16 in half precision; it is refused now (above), and such a
+    model answers in float32, as its recorded command loads it, without the half-precision warning."""
     import logging
 
-    from culture_tasks.cli_args import HALF_PRECISION_NOTE
     from tests.tiny_model import bfloat16_copy
 
     half = bfloat16_copy(tiny_model, tmp_path / "bf16")
     out = tmp_path / "o"
     with caplog.at_level(logging.WARNING, logger="culture_tasks"):
         assert main(["--model", str(half), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
-                     "--dtype", "auto", "--target", "usa=persona", "--iters", "20"]) == 0
-    assert HALF_PRECISION_NOTE.format(flag="--dtype", dtype="bfloat16") in caplog.text
+                     "--target", "usa=persona", "--iters", "20"]) == 0
+    assert "half-precision rounding" not in caplog.text
     result = json.loads((out / "steering.json").read_text())
-    assert result["config"]["dtype"] == "auto" and result["identity"]["dtype_loaded"] == "bfloat16"
-    assert {p["dtype"] for p in result["profiles"].values()} == {"bfloat16"}
-    assert "Weights loaded in bfloat16." in (out / "steering.md").read_text()
+    assert result["config"]["dtype"] == "float32" and result["identity"]["dtype_loaded"] == "float32"
+    assert {p["dtype"] for p in result["profiles"].values()} == {"float32"}
+    assert all(f"pretrained={half},dtype=float32 " in c for c in result["lm_eval_commands"].values())
+    assert "Weights loaded in float32." in (out / "steering.md").read_text()
 
 
 def test_both_clis_take_and_refuse_the_same_country_names(data_root):
@@ -1348,3 +1365,50 @@ def test_steering_md_rounds_rank_intervals_outward():
     text = markdown(result)
     assert "| usa:persona | 6 | 26 [6, 52] of 66 | " in text and " | 30 [7, 51] | " in text
     assert " | 4 [1, 11] of 11 | " in text
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "auto"])
+def test_half_precision_is_refused_before_anything_loads(tiny_model, data_root, tmp_path, monkeypatch, capsys, dtype):
+    """--dtype bfloat16 wrote steering.json with indices up to 0.31 apart from what its recorded lm_eval command gives
+    (the tiny model: pdi -0.0130 there, 0.1573 by the command), as lm_eval rounds half precision otherwise (the test
+    below). Half precision, and auto (the model's own dtype), are refused before the model loads or a file is written,
+    naming the flag and the fix; so is a --config that names them."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded a model"))
+    out = tmp_path / "o"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--iters", "20"]
+    config = tmp_path / "steer.yaml"
+    config.write_text(f"dtype: {dtype}\n")
+    for given in (["--dtype", dtype], ["--config", str(config)]):
+        assert main([*args, *given]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"culture-steer: --dtype {dtype}: culture-steer scores in float32 only: in half "
+                              "precision its answers are not what lm_eval gives")
+        assert err.endswith("; drop --dtype (float32 is the default; a model too large for float32 on the GPU runs "
+                            "with --device cpu)\n") and err.count("\n") == 1
+        assert not out.exists()
+
+
+def test_half_precision_answers_are_not_what_lm_eval_gives_at_the_same_batch_size(tiny_model, data_root, tmp_path,
+                                                                                 monkeypatch):
+    """Why half precision is refused rather than recorded with its batch size and device: the scorer's bfloat16
+    answers of the plain model are not what lm_eval gives in bfloat16 even at the scorer's batch size and device
+    (lm_eval rounds its log-softmax to bfloat16); in float32 they are
+    (``test_each_row_s_recorded_command_gives_its_indices_and_wvs_similarity``)."""
+    from aligners.scoring import load_hflm
+    from culture_tasks.paths import lm_eval_command
+    from culture_tasks.steering import Steered, survey_answers
+
+    row = Steered("usa", "the United States", "USA", True, "plain", None)
+    cfg = SteeringConfig(output=str(tmp_path / "o"), model=str(tiny_model), targets=["usa=plain"],
+                         data_dir=str(data_root), wvs=False, batch_size=16)
+    lm = load_hflm(str(tiny_model), device="cpu", dtype="bfloat16", batch_size=16)
+    answers = survey_answers(lm, row, task_manager({"data_dir": str(data_root)}), cfg, None)
+    command = lm_eval_command(tiny_model, ["vsm13_usa"], metadata={"data_dir": str(data_root)}, dtype="bfloat16",
+                              batch_size=16) + " --output_path <results>"
+    monkeypatch.chdir(tmp_path)
+    results, _ = _run_recorded_command(command, tmp_path / "lm_eval", monkeypatch)
+    gap = max(abs(results["vsm13_usa"][f"{d},none"] - answers["indices"][d]) for d in DIMENSIONS)
+    assert answers["dtype"] == "bfloat16" and gap > 0.1  # 0.31 here
