@@ -1147,3 +1147,18 @@ def test_a_half_precision_score_is_given_again_by_its_recorded_command(tmp_path,
     assert again.keys() == scored["scores"]["wvs_usa"].keys()
     for q, values in scored["scores"]["wvs_usa"].items():
         assert again[q] == pytest.approx(values, abs=1e-6), q
+
+
+def test_each_fold_s_recorded_command_names_the_data_root_the_run_is_scored_on(tmp_path, tiny_model, rows_file, root,
+                                                                               monkeypatch):
+    """A fold's training.json records the lm_eval command that scores its adapter: it named no data root (lora had
+    no --data-dir), so it was left to $CULTURE_DATA_DIR, which need not be the root the folds were scored on. The
+    fold's lora settings carry kfold's --data-dir, which kfold_settings.json still records."""
+    from trainers.kfold import defining_settings
+    from trainers.lora import scoring_data_root
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(tmp_path))  # another root
+    cfg = _config(tiny_model, rows_file, tmp_path / "run", root)
+    fold = cfg.fold_training(tmp_path / "train.jsonl", tmp_path / "adapter", False)
+    assert (fold.data_dir, scoring_data_root(fold)) == (str(root), root)
+    assert defining_settings(cfg)["data_dir"] == str(root)

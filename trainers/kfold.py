@@ -254,9 +254,12 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
 def defining_settings(cfg: KFoldConfig) -> dict:
     """What a resumed run must share with the run it continues: the training's settings and the scoring's;
     the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
-    scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
+    scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike.
+    The data root the folds are scored on is recorded as named (``lora`` leaves it out: it trains on the rows
+    alone); ``run_kfold`` adds the digests of its survey files."""
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
-    return {**settings, **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
+    return {**settings, "data_dir": cfg.data_dir,
+            **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
 
 
 def scoring_settings(dtype: str, batch_size: int, device: str) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
+from culture_tasks.data_root import DataRootError, resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
 from culture_tasks.models import ModelFileError, check_safetensors, empty_model
@@ -44,7 +45,7 @@ LOSS_CARRY = "loss_since_last_log.rank{}.json"
 MIN_TRANSFORMERS = "5.18"
 LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size", "training_dtype")  # runs stored before these were added still resume
 # settings that do not change the trained weights or the loss log: they may differ on --resume
-NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
+NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data", "data_dir")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
 MESSAGE_KEYS = ("content", "role")  # of each chat message
@@ -111,6 +112,9 @@ class LoraTrainConfig:
     extra: dict = field(default_factory=dict, metadata={
         "help": "further TrainingArguments as a mapping, e.g. '{\"lr_scheduler_type\": \"cosine\"}'; each value of its "
                 "field's type (true / false and numbers without quotes)"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "data root the lm_eval command in training.json scores on, named there in full (default: "
+                "$CULTURE_DATA_DIR)"})
 
     def __post_init__(self):
         check_bool_fields(self)
@@ -417,11 +421,23 @@ def system_instruction(rows: list[dict]) -> str | None:
     return found.pop()
 
 
-def adapter_command(model: str, rows: list[dict], adapter: Path, chat: bool) -> str:
+def adapter_command(model: str, rows: list[dict], adapter: Path, chat: bool, data_root: Path) -> str:
     """The ``lm_eval`` command that scores an adapter trained on ``rows`` as they were asked: their tasks
-    (``adapter_tasks``), the chat template if they were trained through it and their system message."""
-    return lm_eval_command(model, adapter_tasks(rows), adapter=adapter, chat=chat,
-                           system_instruction=system_instruction(rows))
+    (``adapter_tasks``), the chat template if they were trained through it and their system message, on
+    ``data_root`` named in full (``scoring_data_root``)."""
+    return lm_eval_command(model, adapter_tasks(rows), adapter=adapter, metadata={"data_dir": str(data_root)},
+                           chat=chat, system_instruction=system_instruction(rows))
+
+
+def scoring_data_root(cfg: LoraTrainConfig) -> Path:
+    """The data root the recorded lm_eval command scores on: --data-dir, else $CULTURE_DATA_DIR, named in the
+    command in full, since a command that left it to the variable would score another root's answers (or stop)
+    in a shell with another root (or none). Resolved before anything loads: a run without one stops at once."""
+    try:
+        return resolve_data_root(cfg.data_dir)
+    except DataRootError as err:
+        raise TrainingError(f"the lm_eval command written to training.json names the data root it scores on: "
+                            f"{err}") from None
 
 
 def adapter_tasks(rows: list[dict]) -> list[str]:
@@ -933,14 +949,16 @@ def train(cfg: LoraTrainConfig) -> dict:
                             "train without --merge and merge the adapter afterwards on one process")
     check_launch_precision(_accelerator_defaults(cfg)[0])
     rows = read_examples(cfg.data)
+    data_root = scoring_data_root(cfg)
     settings = run_settings(cfg)
     check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
-        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings), data_root)
 
 
-def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start,
+           data_root: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -1011,7 +1029,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "parallelism": shared_as,  # accelerate's distributed type: FSDP only where it sharded the model
         "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
-        "lm_eval": adapter_command(cfg.model, rows, out, chat),
+        "lm_eval": adapter_command(cfg.model, rows, out, chat, data_root),
         "environment": provenance.environment(str(trainer.args.device)),
     }
     if not main:
