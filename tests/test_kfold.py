@@ -1162,3 +1162,20 @@ def test_each_fold_s_recorded_command_names_the_data_root_the_run_is_scored_on(t
     fold = cfg.fold_training(tmp_path / "train.jsonl", tmp_path / "adapter", False)
     assert (fold.data_dir, scoring_data_root(fold)) == (str(root), root)
     assert defining_settings(cfg)["data_dir"] == str(root)
+
+
+def test_a_max_length_no_fold_example_fits_is_refused_before_the_base_model_is_scored(tmp_path, tiny_model, rows_file,
+                                                                                      root, monkeypatch):
+    """--max-length below every example of a fold stopped the run at that fold's training, after the base model had
+    been scored on every question: each fold's rows are now checked on the tokenizer first. Through the tiny model's
+    chat template the rows have Q27: 79 (seed), 85, 88 tokens; Q28: 82 (seed), 84. Fold 1 holds out Q27 and trains
+    on Q28's rows, so at --max-length 81 it has no example while fold 2 keeps Q27's seed."""
+    import trainers.kfold
+
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored before --max-length was checked"))
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, rows_file, out, root, max_length=81))
+    assert str(err.value) == ("fold 1 (held out: Q27): every example is longer than max_length=81 tokens (the shortest "
+                              "has 82); give --max-length 82 or more")
+    assert not out.exists()

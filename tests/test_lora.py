@@ -983,3 +983,42 @@ def test_the_recorded_command_names_the_data_root_in_full(tiny_model, tmp_path, 
         train(_config(tiny_model, data, tmp_path / "c", max_steps=1))
     assert not (tmp_path / "c").exists()
 
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_max_length_no_example_fits_is_refused_before_the_model_loads(tiny_model, tmp_path, monkeypatch, capsys,
+                                                                        chat):
+    """--max-length below every example's length was refused ("every example is longer than max_length") only
+    after the model had loaded. The examples are tokenised on the tokenizer and the model's config alone, token
+    for token as lm-eval's wrapper of the loaded model tokenises them; the shortest of the two synthetic seed
+    examples (Q27's) has n tokens, so --max-length n - 1 stops before the model loads, naming n, and n trains it."""
+    import transformers
+    from lm_eval.models.huggingface import HFLM
+
+    from tests.synthetic_wvs import write_data_root
+    from trainers.cli import main as cli
+    from trainers.lora import encode_examples, encode_for, read_examples
+
+    root = write_data_root(tmp_path / "root")
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(root)).write(data)
+    rows = read_examples([str(data)])
+    cfg = _config(tiny_model, data, tmp_path / "o", chat_template=chat, max_length=4096, data_dir=str(root))
+    loaded = HFLM(pretrained=transformers.AutoModelForCausalLM.from_pretrained(tiny_model),
+                  tokenizer=transformers.AutoTokenizer.from_pretrained(tiny_model), batch_size=1)
+    expected, _ = encode_examples(loaded, rows, chat, 4096)
+    n = min(len(e["input_ids"]) for e in expected)
+    assert sorted(len(e["input_ids"]) for e in expected) == ([79, 82] if chat else [60, 63])  # Q27, Q28
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "o"
+    capsys.readouterr()  # the loading above
+    assert cli(["lora", "--model", str(tiny_model), "--data", str(data), "--output", str(out), "--data-dir",
+                str(root), "--chat-template", str(chat).lower(), "--max-length", str(n - 1)]) == 2
+    assert capsys.readouterr().err == (f"culture-train lora: every example is longer than max_length={n - 1} tokens "
+                                       f"(the shortest has {n}); give --max-length {n} or more\n")
+    assert not out.exists()
+    assert encode_for(cfg, transformers.AutoTokenizer.from_pretrained(tiny_model), rows) == (expected, 0, chat)
+    monkeypatch.undo()
+    summary = train(_config(tiny_model, data, out, chat_template=chat, max_length=n, max_steps=1, data_dir=str(root)))
+    assert (summary["examples"], summary["skipped_too_long"], summary["tokens"]) == (1, 1, n)

@@ -48,8 +48,8 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           asked_with_persona, check_adapter_fits, global_batch, read_examples, run_settings,
-                           system_messages, uses_chat)
+                           asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
+                           read_examples, run_settings, system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
@@ -322,11 +322,21 @@ def _nonfinite_fix(cfg: KFoldConfig, adapter: Path | None) -> str:
             "fold again" + (f", or {overflow}" if half else ""))
 
 
-def _uses_chat(cfg: KFoldConfig) -> bool:
-    """What ``lora`` decides (``uses_chat``): the chat template where the tokenizer has one."""
+def _check_fold_examples(cfg: KFoldConfig, rows: list[dict], folds: list[list[str]]) -> bool:
+    """What each fold's ``lora`` training decides on the tokenizer before its weights load, decided here for every
+    fold before the base model is scored: the chat template where the tokenizer has one (``uses_chat``), and some
+    of the fold's rows within --max-length (``encode_for``). Whether the folds train through the chat template."""
     from transformers import AutoTokenizer
 
-    return uses_chat(cfg, AutoTokenizer.from_pretrained(cfg.model))
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    chat = uses_chat(cfg, tokenizer)
+    lm = harness_encoder(cfg, tokenizer)
+    for index, held in enumerate(folds, start=1):
+        try:
+            encode_for(cfg, tokenizer, fold_rows(rows, held), lm)
+        except TrainingError as err:
+            raise TrainingError(f"fold {index} (held out: Q{', Q'.join(held)}): {err}") from None
+    return chat
 
 
 # --------------------------------------------------------------------------- one fold
@@ -989,7 +999,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
             raise TrainingError(f"fold {index} (held out: Q{', Q'.join(held)}) has no training row: every row of "
                                 f"{', '.join(cfg.data)} is of one of these questions; build rows for more of the "
                                 "questions, or give fewer --folds")
-    chat = _uses_chat(cfg)
+    chat = _check_fold_examples(cfg, rows, folds)
     settings = defining_settings(cfg)
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import zipfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -678,21 +679,26 @@ def lora_config(cfg: LoraTrainConfig):
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
 
 
+def model_config(cfg: LoraTrainConfig):
+    """The model's config (``config.json``), read without the weights; a folder without one is refused by name."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(cfg.model)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
+                            "holding config.json") from None
+
+
 def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     """peft matches --target-modules against the model's layers only when it wraps the model: done
     here on an empty copy built from the model's config (no weights), so that a misspelt module
     stops the run before the weights load and before an old output is replaced. So does a transformers whose
     Trainer lacks a hook the trainer overrides (``_trainer_class``)."""
     from peft import get_peft_model
-    from transformers import AutoConfig
 
     _trainer_class()
-    try:
-        config = AutoConfig.from_pretrained(cfg.model)
-    except (OSError, ValueError) as err:
-        raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
-                            "holding config.json") from None
-    model = empty_model(config)
+    model = empty_model(model_config(cfg))
     try:
         get_peft_model(model, lora_config(cfg))
     except ValueError as err:
@@ -868,23 +874,33 @@ def uses_chat(cfg: LoraTrainConfig, tokenizer) -> bool:
     return cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
 
 
-def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tuple[list[dict], int, bool]:
-    """Examples tokenised through lm-eval's wrapper of this very model and tokenizer."""
+def harness_encoder(cfg: LoraTrainConfig, tokenizer):
+    """lm-eval's wrapper (``HFLM``) of the model and ``tokenizer``, which ``encode_examples`` tokenises through.
+    Its chat template and ``_encode_pair`` read only the tokenizer and the model's config (its pad token and
+    causal or seq2seq backend), so an empty copy of the model (``models.empty_model``: no weights) stands for
+    it: the examples are tokenised as with the loaded model, and checked, before the weights load."""
     from lm_eval.models.huggingface import HFLM
 
-    chat = uses_chat(cfg, tokenizer)
     hf_log = logging.getLogger("lm_eval.models.huggingface")
     level = hf_log.level
     hf_log.setLevel(logging.ERROR)  # its warnings about a model instance concern evaluation, not this use
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+        return HFLM(pretrained=empty_model(model_config(cfg)), tokenizer=tokenizer, batch_size=1)
     finally:
         hf_log.setLevel(level)
+
+
+def encode_for(cfg: LoraTrainConfig, tokenizer, rows: list[dict], lm=None) -> tuple[list[dict], int, bool]:
+    """Examples tokenised as the harness scores them (through ``lm``, by default ``harness_encoder``'s), the
+    number skipped as longer than --max-length, and whether through the chat template. Rows of which none fits
+    are refused, naming the shortest example's length."""
+    chat = uses_chat(cfg, tokenizer)
+    lm = lm if lm is not None else harness_encoder(cfg, tokenizer)
     encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
     if not encoded:
-        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
-    if too_long:
-        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
+        shortest = min(len(e["input_ids"]) for e in encode_examples(lm, rows, chat, sys.maxsize)[0])
+        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens (the shortest has "
+                            f"{shortest}); give --max-length {shortest} or more")
     return encoded, too_long, chat
 
 
@@ -965,9 +981,11 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
     bf16, checkpointing = _accelerator_defaults(cfg)
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    uses_chat(cfg, tokenizer)  # a chat template the tokenizer lacks: refused before the weights load
+    # a chat template the tokenizer lacks, or a --max-length no example fits: refused before the weights load
+    encoded, too_long, chat = encode_for(cfg, tokenizer, rows)
+    if too_long:
+        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
-    encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
     shared_as = parallelism(trainer)
     repeated = repeated_per_epoch(len(encoded), cfg.batch_size, trainer.args.world_size)
