@@ -1179,3 +1179,31 @@ def test_a_max_length_no_fold_example_fits_is_refused_before_the_base_model_is_s
     assert str(err.value) == ("fold 1 (held out: Q27): every example is longer than max_length=81 tokens (the shortest "
                               "has 82); give --max-length 82 or more")
     assert not out.exists()
+
+
+def test_a_resume_compares_the_data_root_by_its_survey_files_not_its_spelling(tmp_path, tiny_model, rows_file, root,
+                                                                              monkeypatch):
+    """--resume compared --data-dir as typed: the same folder named with a trailing slash, through a link, by a
+    relative path or by $CULTURE_DATA_DIR was refused as other settings (data_dir: saved ..., given ...). The data
+    root is compared by the digests of the survey files the folds are scored on: each of these, and a copy of the
+    folder, resumes (recording the root as now named); a root with other answers is refused."""
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    first = _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root)
+    link, copy = tmp_path / "link", tmp_path / "copy"
+    link.symlink_to(root, target_is_directory=True)
+    shutil.copytree(root, copy)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(root))
+    for spelling in (f"{root}/", str(link), os.path.relpath(root), None, str(copy)):
+        resumed = _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root, resume=True, data_dir=spelling)
+        assert resumed["settings"]["data_dir"] == spelling
+        assert resumed["settings"]["survey_sha256"] == first["settings"]["survey_sha256"]
+        assert resumed["fold_questions"] == first["fold_questions"]
+    # USA's answers to Q27 and Q28 swapped: the same file names, other answers
+    other = write_data_root(tmp_path / "other", rows=[(b, a, c) for a, b, c in ROWS])
+    with pytest.raises(TrainingError, match=r"other settings \(survey_sha256: saved \{'culturellm/English/United "
+                                            r"States.csv': 'sha256:"):
+        _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root, resume=True, data_dir=str(other))

@@ -256,7 +256,7 @@ def defining_settings(cfg: KFoldConfig) -> dict:
     the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
     scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike.
     The data root the folds are scored on is recorded as named (``lora`` leaves it out: it trains on the rows
-    alone); ``run_kfold`` adds the digests of its survey files."""
+    alone); ``run_kfold`` adds the digests of its survey files, by which it is compared (``_recorded_by_content``)."""
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
     return {**settings, "data_dir": cfg.data_dir,
             **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
@@ -789,8 +789,9 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
 
 def _recorded_by_content(settings: dict, key: str) -> bool:
     """Whether ``key`` is the data root of a run that recorded the digests of the survey files it read: the
-    files, compared by ``_shared_survey_differences``, are what counts, not how the root was named (an
-    environment variable in one run, ``--data-dir`` with the same folder in another)."""
+    files (``survey_sha256``, compared by ``_shared_survey_differences`` across cultures and as a setting on
+    --resume) are what counts, not how the root was named (an environment variable in one run, ``--data-dir``
+    with the same folder in another, a relative path, a trailing slash, a link)."""
     return key == "data_dir" and bool(settings.get("survey_sha256"))
 
 
@@ -964,7 +965,11 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
         if stored is None:
             raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
                                 "--overwrite to start one there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError,
+        # the data root by the survey files' content where both runs recorded it: `../data`, `/abs/data/` or a
+        # link to it, or $CULTURE_DATA_DIR, name one data set; other answers differ in survey_sha256
+        keys = [k for k in sorted(set(stored) | set(settings))
+                if not (_recorded_by_content(stored, k) and _recorded_by_content(settings, k))]
+        check_settings(stored, settings, out, keys=keys, error=TrainingError,
                        later=(*LATER_SETTINGS, *NOT_DEFINING, "eval_kernels"))
     return mode
 
