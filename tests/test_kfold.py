@@ -1207,3 +1207,25 @@ def test_a_resume_compares_the_data_root_by_its_survey_files_not_its_spelling(tm
     with pytest.raises(TrainingError, match=r"other settings \(survey_sha256: saved \{'culturellm/English/United "
                                             r"States.csv': 'sha256:"):
         _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root, resume=True, data_dir=str(other))
+
+
+@pytest.mark.parametrize("step", ["lora", "kfold"])
+def test_a_model_folder_without_a_readable_tokenizer_is_refused_in_one_line(tmp_path, tiny_model, rows_file, root,
+                                                                            capsys, step):
+    """kfold read the tokenizer first: a --model folder that does not exist stopped with transformers' OSError and
+    its traceback, and one holding only config.json (lora as kfold) with its several-line ValueError. Each is one
+    line naming --model and the fix, before any model loads and with nothing written."""
+    from trainers.cli import main
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_bytes((tiny_model / "config.json").read_bytes())
+    missing = tmp_path / "none"
+    for model in ([bare] if step == "lora" else [missing, bare]):
+        out = tmp_path / "out"
+        args = ["--model", str(model), "--data", str(rows_file), "--output", str(out), "--data-dir", str(root)]
+        assert main([step, *args, *(["--folds", "2"] if step == "kfold" else [])]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"culture-train {step}: --model {model}: no tokenizer could be read (") and \
+            err.endswith("); give a model folder holding its tokenizer files\n") and err.count("\n") == 1, err
+        assert not out.exists()

@@ -49,7 +49,7 @@ from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
                            asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
-                           read_examples, run_settings, system_messages, uses_chat)
+                           load_tokenizer, read_examples, run_settings, system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
@@ -326,9 +326,7 @@ def _check_fold_examples(cfg: KFoldConfig, rows: list[dict], folds: list[list[st
     """What each fold's ``lora`` training decides on the tokenizer before its weights load, decided here for every
     fold before the base model is scored: the chat template where the tokenizer has one (``uses_chat``), and some
     of the fold's rows within --max-length (``encode_for``). Whether the folds train through the chat template."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer = load_tokenizer(cfg)
     chat = uses_chat(cfg, tokenizer)
     lm = harness_encoder(cfg, tokenizer)
     for index, held in enumerate(folds, start=1):

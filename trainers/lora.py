@@ -690,6 +690,19 @@ def model_config(cfg: LoraTrainConfig):
                             "holding config.json") from None
 
 
+def load_tokenizer(cfg: LoraTrainConfig):
+    """The model's tokenizer; a folder without a readable one is refused in one line naming --model (transformers'
+    own error is an OSError the command line does not catch, or several lines)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(cfg.model)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TrainingError(f"--model {cfg.model}: no tokenizer could be read ({first}); give a model folder holding "
+                            "its tokenizer files") from None
+
+
 def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     """peft matches --target-modules against the model's layers only when it wraps the model: done
     here on an empty copy built from the model's config (no weights), so that a misspelt module
@@ -976,11 +989,11 @@ def train(cfg: LoraTrainConfig) -> dict:
 def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start,
            data_root: Path) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     bf16, checkpointing = _accelerator_defaults(cfg)
     set_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer = load_tokenizer(cfg)
     # a chat template the tokenizer lacks, or a --max-length no example fits: refused before the weights load
     encoded, too_long, chat = encode_for(cfg, tokenizer, rows)
     if too_long:
