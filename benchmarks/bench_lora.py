@@ -106,7 +106,7 @@ def run(args, batch_size: int, checkpointing: bool, compile_step: bool = False) 
                               rank=args.rank, alpha=2 * args.rank, dropout=args.dropout, bf16=args.dtype == "bfloat16",
                               logging_steps=10_000, save_steps=10_000, chat_template=True,
                               extra={"torch_compile": True} if compile_step else {})
-        encoded, _, _ = encode_for(cfg, model, tokenizer, rows)
+        encoded, _, _ = encode_for(cfg, tokenizer, rows)
         collator = _CountingCollator(tokenizer)
         trainer = make_trainer(cfg, model, tokenizer, encoded, collator)
         trainer.answer_positions_only &= not args.full_logits

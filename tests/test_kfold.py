@@ -1147,3 +1147,85 @@ def test_a_half_precision_score_is_given_again_by_its_recorded_command(tmp_path,
     assert again.keys() == scored["scores"]["wvs_usa"].keys()
     for q, values in scored["scores"]["wvs_usa"].items():
         assert again[q] == pytest.approx(values, abs=1e-6), q
+
+
+def test_each_fold_s_recorded_command_names_the_data_root_the_run_is_scored_on(tmp_path, tiny_model, rows_file, root,
+                                                                               monkeypatch):
+    """A fold's training.json records the lm_eval command that scores its adapter: it named no data root (lora had
+    no --data-dir), so it was left to $CULTURE_DATA_DIR, which need not be the root the folds were scored on. The
+    fold's lora settings carry kfold's --data-dir, which kfold_settings.json still records."""
+    from trainers.kfold import defining_settings
+    from trainers.lora import scoring_data_root
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(tmp_path))  # another root
+    cfg = _config(tiny_model, rows_file, tmp_path / "run", root)
+    fold = cfg.fold_training(tmp_path / "train.jsonl", tmp_path / "adapter", False)
+    assert (fold.data_dir, scoring_data_root(fold)) == (str(root), root)
+    assert defining_settings(cfg)["data_dir"] == str(root)
+
+
+def test_a_max_length_no_fold_example_fits_is_refused_before_the_base_model_is_scored(tmp_path, tiny_model, rows_file,
+                                                                                      root, monkeypatch):
+    """--max-length below every example of a fold stopped the run at that fold's training, after the base model had
+    been scored on every question: each fold's rows are now checked on the tokenizer first. Through the tiny model's
+    chat template the rows have Q27: 79 (seed), 85, 88 tokens; Q28: 82 (seed), 84. Fold 1 holds out Q27 and trains
+    on Q28's rows, so at --max-length 81 it has no example while fold 2 keeps Q27's seed."""
+    import trainers.kfold
+
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored before --max-length was checked"))
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(tiny_model, rows_file, out, root, max_length=81))
+    assert str(err.value) == ("fold 1 (held out: Q27): every example is longer than max_length=81 tokens (the shortest "
+                              "has 82); give --max-length 82 or more")
+    assert not out.exists()
+
+
+def test_a_resume_compares_the_data_root_by_its_survey_files_not_its_spelling(tmp_path, tiny_model, rows_file, root,
+                                                                              monkeypatch):
+    """--resume compared --data-dir as typed: the same folder named with a trailing slash, through a link, by a
+    relative path or by $CULTURE_DATA_DIR was refused as other settings (data_dir: saved ..., given ...). The data
+    root is compared by the digests of the survey files the folds are scored on: each of these, and a copy of the
+    folder, resumes (recording the root as now named); a root with other answers is refused."""
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    first = _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root)
+    link, copy = tmp_path / "link", tmp_path / "copy"
+    link.symlink_to(root, target_is_directory=True)
+    shutil.copytree(root, copy)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(root))
+    for spelling in (f"{root}/", str(link), os.path.relpath(root), None, str(copy)):
+        resumed = _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root, resume=True, data_dir=spelling)
+        assert resumed["settings"]["data_dir"] == spelling
+        assert resumed["settings"]["survey_sha256"] == first["settings"]["survey_sha256"]
+        assert resumed["fold_questions"] == first["fold_questions"]
+    # USA's answers to Q27 and Q28 swapped: the same file names, other answers
+    other = write_data_root(tmp_path / "other", rows=[(b, a, c) for a, b, c in ROWS])
+    with pytest.raises(TrainingError, match=r"other settings \(survey_sha256: saved \{'culturellm/English/United "
+                                            r"States.csv': 'sha256:"):
+        _kfold_without_training(monkeypatch, tiny_model, rows_file, run, root, resume=True, data_dir=str(other))
+
+
+@pytest.mark.parametrize("step", ["lora", "kfold"])
+def test_a_model_folder_without_a_readable_tokenizer_is_refused_in_one_line(tmp_path, tiny_model, rows_file, root,
+                                                                            capsys, step):
+    """kfold read the tokenizer first: a --model folder that does not exist stopped with transformers' OSError and
+    its traceback, and one holding only config.json (lora as kfold) with its several-line ValueError. Each is one
+    line naming --model and the fix, before any model loads and with nothing written."""
+    from trainers.cli import main
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_bytes((tiny_model / "config.json").read_bytes())
+    missing = tmp_path / "none"
+    for model in ([bare] if step == "lora" else [missing, bare]):
+        out = tmp_path / "out"
+        args = ["--model", str(model), "--data", str(rows_file), "--output", str(out), "--data-dir", str(root)]
+        assert main([step, *args, *(["--folds", "2"] if step == "kfold" else [])]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"culture-train {step}: --model {model}: no tokenizer could be read (") and \
+            err.endswith("); give a model folder holding its tokenizer files\n") and err.count("\n") == 1, err
+        assert not out.exists()

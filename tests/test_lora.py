@@ -89,11 +89,13 @@ def test_the_lm_eval_command_asks_with_the_rows_system_message(caplog):
         return [{"culture": "english", "messages": ([{"role": "system", "content": s}] if s else [])
                  + [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]} for s in systems]
 
-    assert adapter_command("m", rows("Be brief.", "Be brief."), Path("/o"), True).endswith(
-        "--tasks culturellm_english,wvs_usa --apply_chat_template --system_instruction 'Be brief.'")
-    assert adapter_command("m", rows(None), Path("/o"), False).endswith("--tasks culturellm_english,wvs_usa")
+    meta = "--metadata '{\"data_dir\": \"/d\"}'"
+    assert adapter_command("m", rows("Be brief.", "Be brief."), Path("/o"), True, Path("/d")).endswith(
+        f"--tasks culturellm_english,wvs_usa {meta} --apply_chat_template --system_instruction 'Be brief.'")
+    assert adapter_command("m", rows(None), Path("/o"), False, Path("/d")).endswith(
+        f"--tasks culturellm_english,wvs_usa {meta}")
     # no one command asks rows with several system messages as trained: none, and a warning says so
-    assert "--system_instruction" not in adapter_command("m", rows("a", "b", None), Path("/o"), True)
+    assert "--system_instruction" not in adapter_command("m", rows("a", "b", None), Path("/o"), True, Path("/d"))
     assert "3 different system messages" in caplog.text
 
 
@@ -122,14 +124,15 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "adapter"
-    summary = train(_config(learnable_model, english_examples, out, merge=True))
+    summary = train(_config(learnable_model, english_examples, out, merge=True, data_dir=str(data_root)))
     losses = [x["loss"] for x in summary["losses"]]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     # hidden 32, MLP 64, 4 heads of 8 (2 for k/v): r * (in + out) summed over the 7 linear layers = 512 r per layer
     assert summary["trainable_parameters"] == 4 * 512 * 2
     assert summary["answer_tokens"] == summary["examples"] == 50
     assert summary["cultures"] == ["english"]  # what culture-steer checks a lora --target's country against
-    assert "--tasks culturellm_english,wvs_usa --apply_chat_template" in summary["lm_eval"]
+    assert (f"--tasks culturellm_english,wvs_usa --metadata '{{\"data_dir\": \"{data_root}\"}}' "
+            "--apply_chat_template") in summary["lm_eval"]
     assert summary["environment"]["device"] == "cpu" and summary["environment"]["versions"]["peft"]
     assert not (out / "checkpoints").exists()
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors",
@@ -939,3 +942,83 @@ def test_a_config_file_naming_no_data_file_is_refused_by_name(tiny_model, tmp_pa
     assert capsys.readouterr().err == ("culture-train lora: --data names no file; give the training JSONL file(s) "
                                        "`culture-train data` wrote\n")
     assert not (tmp_path / "o").exists()
+
+
+def _metadata(command: str) -> dict:
+    """The ``--metadata`` object of a recorded lm_eval command."""
+    import shlex
+
+    args = shlex.split(command)
+    return json.loads(args[args.index("--metadata") + 1])
+
+
+def test_the_recorded_command_names_the_data_root_in_full(tiny_model, tmp_path, monkeypatch):
+    """training.json's lm_eval command named no data root: in a shell without $CULTURE_DATA_DIR it stopped ("No data
+    root given"), and under another root it scored other answers. It names the run's root in full: the variable's
+    (here relative, as CI sets ../shared/data), or --data-dir's; the command's metadata alone builds the task. With
+    neither, the run stops before the model loads and nothing is written."""
+    import transformers
+    from lm_eval.tasks import get_task_dict
+
+    from tests.synthetic_wvs import write_data_root
+
+    root, other = write_data_root(tmp_path / "root"), write_data_root(tmp_path / "other")
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(root)).write(data)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CULTURE_DATA_DIR", "root")
+    summary = train(_config(tiny_model, data, tmp_path / "a", max_steps=1))
+    assert _metadata(summary["lm_eval"]) == {"data_dir": str(root)}
+    assert json.loads((tmp_path / "a" / "training.json").read_text(encoding="utf-8"))["lm_eval"] == summary["lm_eval"]
+    summary = train(_config(tiny_model, data, tmp_path / "b", max_steps=1, data_dir="other"))
+    assert _metadata(summary["lm_eval"]) == {"data_dir": str(other)}
+
+    monkeypatch.delenv("CULTURE_DATA_DIR")
+    task = get_task_dict(["wvs_usa"], task_manager(_metadata(summary["lm_eval"])))["wvs_usa"]
+    assert [d["q_id"] for d in task.test_docs()] == ["27", "28"]  # Q29: no valid answer in the synthetic root
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(TrainingError, match=r"^the lm_eval command written to training.json names the data root it "
+                                            r"scores on: No data root given\. Name the data root with --data-dir"):
+        train(_config(tiny_model, data, tmp_path / "c", max_steps=1))
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_max_length_no_example_fits_is_refused_before_the_model_loads(tiny_model, tmp_path, monkeypatch, capsys,
+                                                                        chat):
+    """--max-length below every example's length was refused ("every example is longer than max_length") only
+    after the model had loaded. The examples are tokenised on the tokenizer and the model's config alone, token
+    for token as lm-eval's wrapper of the loaded model tokenises them; the shortest of the two synthetic seed
+    examples (Q27's) has n tokens, so --max-length n - 1 stops before the model loads, naming n, and n trains it."""
+    import transformers
+    from lm_eval.models.huggingface import HFLM
+
+    from tests.synthetic_wvs import write_data_root
+    from trainers.cli import main as cli
+    from trainers.lora import encode_examples, encode_for, read_examples
+
+    root = write_data_root(tmp_path / "root")
+    data = tmp_path / "english.jsonl"
+    build_examples("english", data_dir=str(root)).write(data)
+    rows = read_examples([str(data)])
+    cfg = _config(tiny_model, data, tmp_path / "o", chat_template=chat, max_length=4096, data_dir=str(root))
+    loaded = HFLM(pretrained=transformers.AutoModelForCausalLM.from_pretrained(tiny_model),
+                  tokenizer=transformers.AutoTokenizer.from_pretrained(tiny_model), batch_size=1)
+    expected, _ = encode_examples(loaded, rows, chat, 4096)
+    n = min(len(e["input_ids"]) for e in expected)
+    assert sorted(len(e["input_ids"]) for e in expected) == ([79, 82] if chat else [60, 63])  # Q27, Q28
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "o"
+    capsys.readouterr()  # the loading above
+    assert cli(["lora", "--model", str(tiny_model), "--data", str(data), "--output", str(out), "--data-dir",
+                str(root), "--chat-template", str(chat).lower(), "--max-length", str(n - 1)]) == 2
+    assert capsys.readouterr().err == (f"culture-train lora: every example is longer than max_length={n - 1} tokens "
+                                       f"(the shortest has {n}); give --max-length {n} or more\n")
+    assert not out.exists()
+    assert encode_for(cfg, transformers.AutoTokenizer.from_pretrained(tiny_model), rows) == (expected, 0, chat)
+    monkeypatch.undo()
+    summary = train(_config(tiny_model, data, out, chat_template=chat, max_length=n, max_steps=1, data_dir=str(root)))
+    assert (summary["examples"], summary["skipped_too_long"], summary["tokens"]) == (1, 1, n)

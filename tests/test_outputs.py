@@ -135,7 +135,7 @@ class Killed(BaseException):
 def _killed_before_first_checkpoint(monkeypatch, cfg):
     import trainers.lora as lora
 
-    def die(cfg, out, rows, resume_from, start):
+    def die(cfg, out, rows, resume_from, start, *rest):
         start()  # the model is loaded and the examples are valid: the run has begun
         raise Killed
 

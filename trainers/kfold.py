@@ -48,8 +48,8 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           asked_with_persona, check_adapter_fits, global_batch, read_examples, run_settings,
-                           system_messages, uses_chat)
+                           asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
+                           load_tokenizer, read_examples, run_settings, system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
@@ -254,9 +254,12 @@ def lm_eval_command(cfg: KFoldConfig, adapter: Path | None, tasks: list[str], qu
 def defining_settings(cfg: KFoldConfig) -> dict:
     """What a resumed run must share with the run it continues: the training's settings and the scoring's;
     the lm_eval batch size, device (as resolved) and its kernels only in half precision, where they move the
-    scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike."""
+    scores (float32 scores do not depend on them: tested), so that base.json and the folds are scored alike.
+    The data root the folds are scored on is recorded as named (``lora`` leaves it out: it trains on the rows
+    alone); ``run_kfold`` adds the digests of its survey files, by which it is compared (``_recorded_by_content``)."""
     settings = {k: v for k, v in run_settings(cfg).items() if k not in NOT_DEFINING}
-    return {**settings, **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
+    return {**settings, "data_dir": cfg.data_dir,
+            **scoring_settings(cfg.eval_dtype, cfg.eval_batch_size, eval_device(cfg))}
 
 
 def scoring_settings(dtype: str, batch_size: int, device: str) -> dict:
@@ -319,11 +322,19 @@ def _nonfinite_fix(cfg: KFoldConfig, adapter: Path | None) -> str:
             "fold again" + (f", or {overflow}" if half else ""))
 
 
-def _uses_chat(cfg: KFoldConfig) -> bool:
-    """What ``lora`` decides (``uses_chat``): the chat template where the tokenizer has one."""
-    from transformers import AutoTokenizer
-
-    return uses_chat(cfg, AutoTokenizer.from_pretrained(cfg.model))
+def _check_fold_examples(cfg: KFoldConfig, rows: list[dict], folds: list[list[str]]) -> bool:
+    """What each fold's ``lora`` training decides on the tokenizer before its weights load, decided here for every
+    fold before the base model is scored: the chat template where the tokenizer has one (``uses_chat``), and some
+    of the fold's rows within --max-length (``encode_for``). Whether the folds train through the chat template."""
+    tokenizer = load_tokenizer(cfg)
+    chat = uses_chat(cfg, tokenizer)
+    lm = harness_encoder(cfg, tokenizer)
+    for index, held in enumerate(folds, start=1):
+        try:
+            encode_for(cfg, tokenizer, fold_rows(rows, held), lm)
+        except TrainingError as err:
+            raise TrainingError(f"fold {index} (held out: Q{', Q'.join(held)}): {err}") from None
+    return chat
 
 
 # --------------------------------------------------------------------------- one fold
@@ -776,8 +787,9 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
 
 def _recorded_by_content(settings: dict, key: str) -> bool:
     """Whether ``key`` is the data root of a run that recorded the digests of the survey files it read: the
-    files, compared by ``_shared_survey_differences``, are what counts, not how the root was named (an
-    environment variable in one run, ``--data-dir`` with the same folder in another)."""
+    files (``survey_sha256``, compared by ``_shared_survey_differences`` across cultures and as a setting on
+    --resume) are what counts, not how the root was named (an environment variable in one run, ``--data-dir``
+    with the same folder in another, a relative path, a trailing slash, a link)."""
     return key == "data_dir" and bool(settings.get("survey_sha256"))
 
 
@@ -951,7 +963,11 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
         if stored is None:
             raise TrainingError(f"--resume: {out} holds no {SETTINGS}, so it is not a cross-validation run; pass "
                                 "--overwrite to start one there, or choose another --output")
-        check_settings(stored, settings, out, error=TrainingError,
+        # the data root by the survey files' content where both runs recorded it: `../data`, `/abs/data/` or a
+        # link to it, or $CULTURE_DATA_DIR, name one data set; other answers differ in survey_sha256
+        keys = [k for k in sorted(set(stored) | set(settings))
+                if not (_recorded_by_content(stored, k) and _recorded_by_content(settings, k))]
+        check_settings(stored, settings, out, keys=keys, error=TrainingError,
                        later=(*LATER_SETTINGS, *NOT_DEFINING, "eval_kernels"))
     return mode
 
@@ -986,7 +1002,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
             raise TrainingError(f"fold {index} (held out: Q{', Q'.join(held)}) has no training row: every row of "
                                 f"{', '.join(cfg.data)} is of one of these questions; build rows for more of the "
                                 "questions, or give fewer --folds")
-    chat = _uses_chat(cfg)
+    chat = _check_fold_examples(cfg, rows, folds)
     settings = defining_settings(cfg)
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
     check_adapter_fits(cfg)

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import zipfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from culture_tasks import provenance
 from culture_tasks.atomic import open_like_new_files, write_text_atomic
+from culture_tasks.data_root import DataRootError, resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
 from culture_tasks.models import ModelFileError, check_safetensors, empty_model
@@ -44,7 +46,7 @@ LOSS_CARRY = "loss_since_last_log.rank{}.json"
 MIN_TRANSFORMERS = "5.18"
 LATER_SETTINGS = ("model_fingerprint", "survey_sha256", "world_size", "training_dtype")  # runs stored before these were added still resume
 # settings that do not change the trained weights or the loss log: they may differ on --resume
-NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data")
+NOT_DEFINING = ("output", "resume", "overwrite", "keep_checkpoints", "merge", "save_steps", "data", "data_dir")
 # the keys of a training row, as `culture-train data` writes them (upstream's Finetune files: messages only)
 EXAMPLE_KEYS = frozenset({"messages", "culture", "country", "q_id", "step", "answer_code", "rule"})
 MESSAGE_KEYS = ("content", "role")  # of each chat message
@@ -111,6 +113,9 @@ class LoraTrainConfig:
     extra: dict = field(default_factory=dict, metadata={
         "help": "further TrainingArguments as a mapping, e.g. '{\"lr_scheduler_type\": \"cosine\"}'; each value of its "
                 "field's type (true / false and numbers without quotes)"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "data root the lm_eval command in training.json scores on, named there in full (default: "
+                "$CULTURE_DATA_DIR)"})
 
     def __post_init__(self):
         check_bool_fields(self)
@@ -417,11 +422,23 @@ def system_instruction(rows: list[dict]) -> str | None:
     return found.pop()
 
 
-def adapter_command(model: str, rows: list[dict], adapter: Path, chat: bool) -> str:
+def adapter_command(model: str, rows: list[dict], adapter: Path, chat: bool, data_root: Path) -> str:
     """The ``lm_eval`` command that scores an adapter trained on ``rows`` as they were asked: their tasks
-    (``adapter_tasks``), the chat template if they were trained through it and their system message."""
-    return lm_eval_command(model, adapter_tasks(rows), adapter=adapter, chat=chat,
-                           system_instruction=system_instruction(rows))
+    (``adapter_tasks``), the chat template if they were trained through it and their system message, on
+    ``data_root`` named in full (``scoring_data_root``)."""
+    return lm_eval_command(model, adapter_tasks(rows), adapter=adapter, metadata={"data_dir": str(data_root)},
+                           chat=chat, system_instruction=system_instruction(rows))
+
+
+def scoring_data_root(cfg: LoraTrainConfig) -> Path:
+    """The data root the recorded lm_eval command scores on: --data-dir, else $CULTURE_DATA_DIR, named in the
+    command in full, since a command that left it to the variable would score another root's answers (or stop)
+    in a shell with another root (or none). Resolved before anything loads: a run without one stops at once."""
+    try:
+        return resolve_data_root(cfg.data_dir)
+    except DataRootError as err:
+        raise TrainingError(f"the lm_eval command written to training.json names the data root it scores on: "
+                            f"{err}") from None
 
 
 def adapter_tasks(rows: list[dict]) -> list[str]:
@@ -662,21 +679,39 @@ def lora_config(cfg: LoraTrainConfig):
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
 
 
+def model_config(cfg: LoraTrainConfig):
+    """The model's config (``config.json``), read without the weights; a folder without one is refused by name."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(cfg.model)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
+                            "holding config.json") from None
+
+
+def load_tokenizer(cfg: LoraTrainConfig):
+    """The model's tokenizer; a folder without a readable one is refused in one line naming --model (transformers'
+    own error is an OSError the command line does not catch, or several lines)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(cfg.model)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TrainingError(f"--model {cfg.model}: no tokenizer could be read ({first}); give a model folder holding "
+                            "its tokenizer files") from None
+
+
 def check_adapter_fits(cfg: LoraTrainConfig) -> None:
     """peft matches --target-modules against the model's layers only when it wraps the model: done
     here on an empty copy built from the model's config (no weights), so that a misspelt module
     stops the run before the weights load and before an old output is replaced. So does a transformers whose
     Trainer lacks a hook the trainer overrides (``_trainer_class``)."""
     from peft import get_peft_model
-    from transformers import AutoConfig
 
     _trainer_class()
-    try:
-        config = AutoConfig.from_pretrained(cfg.model)
-    except (OSError, ValueError) as err:
-        raise TrainingError(f"--model {cfg.model}: no model config could be read ({err}); give a model folder "
-                            "holding config.json") from None
-    model = empty_model(config)
+    model = empty_model(model_config(cfg))
     try:
         get_peft_model(model, lora_config(cfg))
     except ValueError as err:
@@ -852,23 +887,33 @@ def uses_chat(cfg: LoraTrainConfig, tokenizer) -> bool:
     return cfg.chat_template if cfg.chat_template is not None else bool(tokenizer.chat_template)
 
 
-def encode_for(cfg: LoraTrainConfig, model, tokenizer, rows: list[dict]) -> tuple[list[dict], int, bool]:
-    """Examples tokenised through lm-eval's wrapper of this very model and tokenizer."""
+def harness_encoder(cfg: LoraTrainConfig, tokenizer):
+    """lm-eval's wrapper (``HFLM``) of the model and ``tokenizer``, which ``encode_examples`` tokenises through.
+    Its chat template and ``_encode_pair`` read only the tokenizer and the model's config (its pad token and
+    causal or seq2seq backend), so an empty copy of the model (``models.empty_model``: no weights) stands for
+    it: the examples are tokenised as with the loaded model, and checked, before the weights load."""
     from lm_eval.models.huggingface import HFLM
 
-    chat = uses_chat(cfg, tokenizer)
     hf_log = logging.getLogger("lm_eval.models.huggingface")
     level = hf_log.level
     hf_log.setLevel(logging.ERROR)  # its warnings about a model instance concern evaluation, not this use
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+        return HFLM(pretrained=empty_model(model_config(cfg)), tokenizer=tokenizer, batch_size=1)
     finally:
         hf_log.setLevel(level)
+
+
+def encode_for(cfg: LoraTrainConfig, tokenizer, rows: list[dict], lm=None) -> tuple[list[dict], int, bool]:
+    """Examples tokenised as the harness scores them (through ``lm``, by default ``harness_encoder``'s), the
+    number skipped as longer than --max-length, and whether through the chat template. Rows of which none fits
+    are refused, naming the shortest example's length."""
+    chat = uses_chat(cfg, tokenizer)
+    lm = lm if lm is not None else harness_encoder(cfg, tokenizer)
     encoded, too_long = encode_examples(lm, rows, chat, cfg.max_length)
     if not encoded:
-        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens")
-    if too_long:
-        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
+        shortest = min(len(e["input_ids"]) for e in encode_examples(lm, rows, chat, sys.maxsize)[0])
+        raise TrainingError(f"every example is longer than max_length={cfg.max_length} tokens (the shortest has "
+                            f"{shortest}); give --max-length {shortest} or more")
     return encoded, too_long, chat
 
 
@@ -933,23 +978,27 @@ def train(cfg: LoraTrainConfig) -> dict:
                             "train without --merge and merge the adapter afterwards on one process")
     check_launch_precision(_accelerator_defaults(cfg)[0])
     rows = read_examples(cfg.data)
+    data_root = scoring_data_root(cfg)
     settings = run_settings(cfg)
     check_adapter_fits(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
-        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings))
+        return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings), data_root)
 
 
-def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start) -> dict:
+def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path | None, start,
+           data_root: Path) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     bf16, checkpointing = _accelerator_defaults(cfg)
     set_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    uses_chat(cfg, tokenizer)  # a chat template the tokenizer lacks: refused before the weights load
+    tokenizer = load_tokenizer(cfg)
+    # a chat template the tokenizer lacks, or a --max-length no example fits: refused before the weights load
+    encoded, too_long, chat = encode_for(cfg, tokenizer, rows)
+    if too_long:
+        log.warning("%d examples longer than max_length=%d tokens skipped", too_long, cfg.max_length)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
-    encoded, too_long, chat = encode_for(cfg, model, tokenizer, rows)
     trainer = make_trainer(cfg, model, tokenizer, encoded)  # peft and TrainingArguments accept the settings
     shared_as = parallelism(trainer)
     repeated = repeated_per_epoch(len(encoded), cfg.batch_size, trainer.args.world_size)
@@ -1011,7 +1060,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "parallelism": shared_as,  # accelerate's distributed type: FSDP only where it sharded the model
         "seconds": None if seconds is None else round(seconds, 2),  # every session's, up to its checkpoint
         "losses": losses,
-        "lm_eval": adapter_command(cfg.model, rows, out, chat),
+        "lm_eval": adapter_command(cfg.model, rows, out, chat, data_root),
         "environment": provenance.environment(str(trainer.args.device)),
     }
     if not main:
