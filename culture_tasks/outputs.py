@@ -3,7 +3,7 @@
 One guard for the aligner, the LoRA trainer, the augmentation and ``culture-train data``:
 
 - ``claim_output``: an existing output is refused unless ``--resume`` or ``--overwrite`` says
-  what to do with it; an output that is (or holds) one of the run's inputs is always refused.
+  what to do with it; an output that is, holds or lies inside one of the run's inputs is always refused.
 - ``OutputLock``: a lock file (pid, host and the process's start) created atomically, so two runs
   cannot mix results in one output; the lock of a process that died on this host (or whose pid
   now names a later process), or an empty one left by a run killed while creating it, is taken over
@@ -81,8 +81,9 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
     """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
     allows an existing output, when the output is one of ``inputs`` (or, for a folder that
     would be replaced, holds one), when it lies inside one of ``models`` (folders whose
-    ``model_fingerprint`` the run stores), or when ``--overwrite`` finds the backup of an earlier
-    unfinished replacement. Nothing is moved here: call ``set_aside`` once every other check has passed."""
+    ``model_fingerprint`` the run stores) or inside an input that is a folder (the data root), or
+    when ``--overwrite`` finds the backup of an earlier unfinished replacement. Nothing is moved here:
+    call ``set_aside`` once every other check has passed."""
     path = Path(path)
     if overwrite and resume:
         raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
@@ -101,6 +102,10 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         if model not in (None, "") and Path(model).is_dir() and _inside(target, Path(model).expanduser().resolve()):
             raise error(f"output {path} lies inside the model folder {model}: the run's files would change that "
                         "model (and its fingerprint, so --resume would refuse); choose an --output outside it")
+    for source in inputs:  # a folder the run reads (the data root): its files and the run's would mix
+        if source not in (None, "") and Path(source).is_dir() and _inside(target, Path(source).expanduser().resolve()):
+            raise error(f"output {path} lies inside the input folder {source}: the run's files would mix with the "
+                        "ones it reads (and --overwrite would move those away); choose an --output outside it")
     if folder and path.exists() and not path.is_dir():
         raise error(f"output {path} is a file, not a folder; choose another --output")
     if not folder and path.is_dir():
