@@ -233,22 +233,35 @@ def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str]) -> Non
             log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
 
 
+def launch_number(name: str, default: int, least: int = 0) -> int:
+    """A count the launcher put in the environment (``RANK``, ``WORLD_SIZE``, ...), ``default`` where it is unset or
+    empty; anything but a whole number from ``least`` on (``"2 "``, ``"abc"``, ``"-1"``) is an error naming the
+    variable: ``int()``'s own names none, and would take ``" 2"`` and ``"1_0"``."""
+    text = os.environ.get(name, "")
+    if text == "":
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < least:
+        raise OutputError(f"the environment variable {name}={text!r} is not a whole number from {least} on, as "
+                          "torchrun and accelerate launch set it; unset it, or launch through them")
+    return int(text)
+
+
 def main_process() -> bool:
     """False in the other processes of a ``torchrun`` / ``accelerate launch`` run (``RANK`` > 0):
     only the main process locks, checks and writes the output."""
-    return int(os.environ.get("RANK", "0") or 0) == 0
+    return launch_number("RANK", 0) == 0
 
 
 def launched_world_size() -> int:
     """The number of processes ``torchrun`` / ``accelerate launch`` started (``WORLD_SIZE``; 1 unset or empty),
     read before any process group exists: the one reading of the launcher's environment."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return launch_number("WORLD_SIZE", 1, least=1)
 
 
 def launched_on_node() -> int:
     """How many of the launched processes run on this node (``LOCAL_WORLD_SIZE``, which torchrun and accelerate
     launch set; the whole launch where it is unset)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "") or launched_world_size())
+    return launch_number("LOCAL_WORLD_SIZE", 0, least=1) or launched_world_size()
 
 
 def check_single_process(command: str, error: type[Exception] = OutputError) -> None:

@@ -148,6 +148,34 @@ def test_data_into_the_data_root_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name, value, least", [("RANK", "abc", 0), ("RANK", "-1", 0), ("WORLD_SIZE", "2 ", 1),
+                                                ("WORLD_SIZE", "0", 1), ("LOCAL_WORLD_SIZE", "1_0", 1)])
+def test_a_malformed_launcher_variable_is_an_error_naming_it(name, value, least, monkeypatch):
+    """``int()`` read " 2" and "1_0" as numbers and named no variable for "abc" (culture-train's logging setup
+    read RANK before its error handling: a traceback)."""
+    from culture_tasks import outputs
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(OutputError, match=rf"^the environment variable {name}={value!r} is not a whole number from "
+                                          rf"{least} on, as torchrun and accelerate launch set it; unset it"):
+        (outputs.main_process if name == "RANK" else outputs.launched_on_node)()
+    monkeypatch.setenv(name, "")  # empty: unset
+    assert (outputs.main_process(), outputs.launched_world_size(), outputs.launched_on_node()) == (True, 1, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert (outputs.main_process(), outputs.launched_world_size(), outputs.launched_on_node()) == (False, 4, 4)
+
+
+def test_a_malformed_rank_stops_a_command_in_one_line(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "abc")
+    out = tmp_path / "english.jsonl"
+    assert train_cli(["data", "--culture", "english", "--output", str(out), "--data-dir", str(data_root)]) == 2
+    assert capsys.readouterr().err == ("culture-train data: the environment variable RANK='abc' is not a whole "
+                                       "number from 0 on, as torchrun and accelerate launch set it; unset it, or "
+                                       "launch through them\n")
+    assert not out.exists()
+
+
 def test_safe_join_refuses_names_that_leave_the_folder(tmp_path):
     assert safe_join(tmp_path, "united_states") == tmp_path / "united_states"
     for bad in ("../escape", "a/../../b", "/etc", "", "~user"):
