@@ -31,7 +31,9 @@ from pathlib import Path
 from culture_tasks.atomic import open_like_new_files
 from culture_tasks.outputs import OutputError, OutputLock, claim_output
 
-DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE", Path.home() / ".cache" / "culture-align" / "models"))
+# CULTURE_MODEL_CACHE set but empty is unset (as CULTURE_DATA_DIR and CULTURE_DIGEST_CACHE are), not the working folder
+DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE") or Path.home() / ".cache" / "culture-align" / "models"
+                     ).expanduser()
 
 
 def gguf_in_package(package: str) -> Path:
