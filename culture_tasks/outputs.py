@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from culture_tasks.atomic import temporary_names, write_text_atomic
+from culture_tasks.atomic import staging_names, temporary_names, write_text_atomic
 from culture_tasks.fingerprints import as_recorded
 
 log = logging.getLogger("culture_tasks")
@@ -219,18 +219,24 @@ def _discard_set_aside(finished: bool) -> None:
     _SET_ASIDE.clear()
 
 
-def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str]) -> None:
+def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str], staged: bool = False) -> None:
     """Remove the temporary files of atomic writes of ``names`` in ``folder`` (``atomic.temporary_names``) that a
-    run killed while writing one left, naming each; anything else is left. Called with the output's lock held,
-    so no live run is writing them."""
+    run killed while writing one left, and with ``staged`` the folders of ``atomic.staged_files`` (a whole adapter
+    each), naming each; anything else is left. Called with the output's lock held, so no live run is writing them."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    pattern = temporary_names(names)
+    files, folders = temporary_names(names), staging_names() if staged else None
     for path in sorted(folder.iterdir()):
-        if pattern.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        if path.is_symlink():
+            continue
+        if files.fullmatch(path.name) and path.is_file():
             path.unlink()
-            log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
+        elif folders is not None and folders.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
 
 
 def launch_number(name: str, default: int, least: int = 0) -> int:
