@@ -17,10 +17,7 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +35,7 @@ from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
 from aligners.scoring import TaskScorer, load_hflm, loaded_dtype
 from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
-from culture_tasks.atomic import open_like_new_files, write_text_atomic
+from culture_tasks.atomic import staged_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
@@ -134,22 +131,14 @@ def _write_json(path: Path, data) -> None:
 
 
 WRITTEN = (RUN_SETTINGS, STATE_FILE, "alignment.json", "loss_curve.png")  # written through atomic.replacing
-STAGING = ".adapter."  # _save_checkpoint's mkdtemp prefix
 
 
 def remove_temporaries(folder: Path) -> None:
     """Remove what a run killed mid-write left in ``folder``: the temporary files of ``atomic.replacing``
-    for the files this command writes (``.state.json.XXXXXXXX.json``, ...: ``remove_killed_writes``) and
-    ``_save_checkpoint``'s staging folders (``.adapter.XXXXXXXX``, a whole adapter each), naming each.
+    for the files this command writes (``.state.json.XXXXXXXX.json``, ...) and ``_save_checkpoint``'s staging
+    folders (``.adapter.XXXXXXXX``, a whole adapter each), naming each (``remove_killed_writes``).
     Anything else is left. Called with the folder's lock held, so no live run is using them."""
-    remove_killed_writes(folder, WRITTEN)
-    staging = re.compile(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}")
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.iterdir()):
-        if staging.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-            log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
+    remove_killed_writes(folder, WRITTEN, staged=True)
 
 
 def load_lm(cfg: AlignConfig, dtype: str | None = None):
@@ -643,14 +632,8 @@ def baselines(lm, cfg: AlignConfig, tasks: CountryTasks, fitted: TaskScorer, pro
 
 
 def _save_checkpoint(lm, prompt: torch.Tensor, out: Path, cfg: AlignConfig) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=STAGING))
-    try:
+    with staged_files(out) as tmp:
         save_prompt_tuning_adapter(lm.model, prompt, tmp, cfg.model, init=cfg.init, init_text=cfg.init_text)
-        open_like_new_files(tmp)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_countries(cfg: AlignConfig) -> None:

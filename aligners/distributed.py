@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
 
-from culture_tasks.outputs import launched_world_size
+from culture_tasks.outputs import launch_number, launched_world_size
 
 
 def init_from_env() -> bool:
@@ -33,7 +32,7 @@ def init_from_env() -> bool:
     if not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(launch_number("LOCAL_RANK", 0))
         dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
         atexit.register(_shutdown)  # a gloo group left to interpreter teardown can abort the process
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,34 @@ def temporary_names(names: Iterable[str]) -> re.Pattern:
     ``.state.json.k1ll3d00.json``, mkstemp's eight random characters): a process killed before its
     rename (SIGKILL skips the cleanup) leaves one behind."""
     return re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}{re.escape(Path(n).suffix)}" for n in names))
+
+
+# the prefix of ``staged_files``' folders (the one culture-align's adapters have always been staged under, so that a
+# resume removes those an earlier version left too)
+STAGING = ".adapter."
+
+
+@contextmanager
+def staged_files(folder: Path) -> Iterator[Path]:
+    """A temporary folder ``.adapter.XXXXXXXX`` inside ``folder`` for a writer of several files (peft's and
+    transformers' ``save_pretrained``, which write in place); once the block succeeds each file is renamed into
+    ``folder`` with the mode a new file gets. A kill leaves no file cut short in ``folder``, only the staging
+    folder, which the next run removes (``outputs.remove_killed_writes``); a failure removes it at once."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=STAGING))
+    try:
+        yield tmp
+        open_like_new_files(tmp)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def staging_names() -> re.Pattern:
+    """The names ``staged_files`` gives its folders (``.adapter.x1y2z3w4``: mkdtemp's eight random characters)."""
+    return re.compile(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -170,10 +170,14 @@ def configure_logging() -> None:
     """The commands' log lines on standard error: every one on the main process, warnings and errors only on the
     other processes of a torchrun / accelerate launch, which run the same steps (their info lines, lm-eval's and
     transformers' included, would be printed once per process)."""
-    from culture_tasks.outputs import main_process
+    from culture_tasks.outputs import OutputError, main_process
 
+    try:
+        main = main_process()
+    except OutputError:  # a malformed RANK: every line shown, and the command's first reading of it stops the run
+        main = True
     handler = logging.StreamHandler()
-    handler.setLevel(logging.INFO if main_process() else logging.WARNING)
+    handler.setLevel(logging.INFO if main else logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
 
 

@@ -199,11 +199,12 @@ BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False,
 
 def as_bool(value) -> bool:
     """The project's one strict boolean: a real bool, one of BOOL_WORDS in any case, or YAML's unquoted 1 / 0;
-    anything else (``"flase"``, ``None``, ``2``) is a ValueError, never Python's truthiness."""
+    anything else (``"flase"``, ``None``, ``2``, ``"False "`` with a space: a word padded by a slip of quoting
+    is not taken for what it might have meant) is a ValueError, never Python's truthiness."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
-        return BOOL_WORDS[value.strip().lower()]
+    if isinstance(value, str) and value.lower() in BOOL_WORDS:
+        return BOOL_WORDS[value.lower()]
     if type(value) is int and value in (0, 1):
         return bool(value)
     raise ValueError(f"expected true/false/yes/no/1/0, got {value!r}")

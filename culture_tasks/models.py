@@ -29,9 +29,11 @@ import tempfile
 from pathlib import Path
 
 from culture_tasks.atomic import open_like_new_files
-from culture_tasks.outputs import OutputLock, claim_output
+from culture_tasks.outputs import OutputError, OutputLock, claim_output
 
-DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE", Path.home() / ".cache" / "culture-align" / "models"))
+# CULTURE_MODEL_CACHE set but empty is unset (as CULTURE_DATA_DIR and CULTURE_DIGEST_CACHE are), not the working folder
+DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE") or Path.home() / ".cache" / "culture-align" / "models"
+                     ).expanduser()
 
 
 def gguf_in_package(package: str) -> Path:
@@ -519,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         name = check_name(args.name if args.name is not None else paths[0].stem)
         output = args.output or DEFAULT_CACHE / name
         convert_gguf(paths, output, overwrite=args.overwrite)
-    except (OSError, ModelFileError) as err:
+    except (OSError, ModelFileError, OutputError) as err:
         print(f"culture-model: {err}", file=sys.stderr)
         return 2
     print(output)

@@ -3,7 +3,7 @@
 One guard for the aligner, the LoRA trainer, the augmentation and ``culture-train data``:
 
 - ``claim_output``: an existing output is refused unless ``--resume`` or ``--overwrite`` says
-  what to do with it; an output that is (or holds) one of the run's inputs is always refused.
+  what to do with it; an output that is, holds or lies inside one of the run's inputs is always refused.
 - ``OutputLock``: a lock file (pid, host and the process's start) created atomically, so two runs
   cannot mix results in one output; the lock of a process that died on this host (or whose pid
   now names a later process), or an empty one left by a run killed while creating it, is taken over
@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from culture_tasks.atomic import temporary_names, write_text_atomic
+from culture_tasks.atomic import staging_names, temporary_names, write_text_atomic
 from culture_tasks.fingerprints import as_recorded
 
 log = logging.getLogger("culture_tasks")
@@ -81,8 +81,9 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
     """What to do with ``path``: ``"new"``, ``"resume"`` or ``"replace"``; raises when neither flag
     allows an existing output, when the output is one of ``inputs`` (or, for a folder that
     would be replaced, holds one), when it lies inside one of ``models`` (folders whose
-    ``model_fingerprint`` the run stores), or when ``--overwrite`` finds the backup of an earlier
-    unfinished replacement. Nothing is moved here: call ``set_aside`` once every other check has passed."""
+    ``model_fingerprint`` the run stores) or inside an input that is a folder (the data root), or
+    when ``--overwrite`` finds the backup of an earlier unfinished replacement. Nothing is moved here:
+    call ``set_aside`` once every other check has passed."""
     path = Path(path)
     if overwrite and resume:
         raise error(f"{path}: --resume continues the run there and --overwrite replaces it; give only one")
@@ -101,6 +102,10 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
         if model not in (None, "") and Path(model).is_dir() and _inside(target, Path(model).expanduser().resolve()):
             raise error(f"output {path} lies inside the model folder {model}: the run's files would change that "
                         "model (and its fingerprint, so --resume would refuse); choose an --output outside it")
+    for source in inputs:  # a folder the run reads (the data root): its files and the run's would mix
+        if source not in (None, "") and Path(source).is_dir() and _inside(target, Path(source).expanduser().resolve()):
+            raise error(f"output {path} lies inside the input folder {source}: the run's files would mix with the "
+                        "ones it reads (and --overwrite would move those away); choose an --output outside it")
     if folder and path.exists() and not path.is_dir():
         raise error(f"output {path} is a file, not a folder; choose another --output")
     if not folder and path.is_dir():
@@ -214,36 +219,55 @@ def _discard_set_aside(finished: bool) -> None:
     _SET_ASIDE.clear()
 
 
-def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str]) -> None:
+def remove_killed_writes(folder: str | os.PathLike, names: Iterable[str], staged: bool = False) -> None:
     """Remove the temporary files of atomic writes of ``names`` in ``folder`` (``atomic.temporary_names``) that a
-    run killed while writing one left, naming each; anything else is left. Called with the output's lock held,
-    so no live run is writing them."""
+    run killed while writing one left, and with ``staged`` the folders of ``atomic.staged_files`` (a whole adapter
+    each), naming each; anything else is left. Called with the output's lock held, so no live run is writing them."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    pattern = temporary_names(names)
+    files, folders = temporary_names(names), staging_names() if staged else None
     for path in sorted(folder.iterdir()):
-        if pattern.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        if path.is_symlink():
+            continue
+        if files.fullmatch(path.name) and path.is_file():
             path.unlink()
-            log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
+        elif folders is not None and folders.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        log.warning("removed %s from %s, left by a run killed while writing it", path.name, folder)
+
+
+def launch_number(name: str, default: int, least: int = 0) -> int:
+    """A count the launcher put in the environment (``RANK``, ``WORLD_SIZE``, ...), ``default`` where it is unset or
+    empty; anything but a whole number from ``least`` on (``"2 "``, ``"abc"``, ``"-1"``) is an error naming the
+    variable: ``int()``'s own names none, and would take ``" 2"`` and ``"1_0"``."""
+    text = os.environ.get(name, "")
+    if text == "":
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < least:
+        raise OutputError(f"the environment variable {name}={text!r} is not a whole number from {least} on, as "
+                          "torchrun and accelerate launch set it; unset it, or launch through them")
+    return int(text)
 
 
 def main_process() -> bool:
     """False in the other processes of a ``torchrun`` / ``accelerate launch`` run (``RANK`` > 0):
     only the main process locks, checks and writes the output."""
-    return int(os.environ.get("RANK", "0") or 0) == 0
+    return launch_number("RANK", 0) == 0
 
 
 def launched_world_size() -> int:
     """The number of processes ``torchrun`` / ``accelerate launch`` started (``WORLD_SIZE``; 1 unset or empty),
     read before any process group exists: the one reading of the launcher's environment."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return launch_number("WORLD_SIZE", 1, least=1)
 
 
 def launched_on_node() -> int:
     """How many of the launched processes run on this node (``LOCAL_WORLD_SIZE``, which torchrun and accelerate
     launch set; the whole launch where it is unset)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "") or launched_world_size())
+    return launch_number("LOCAL_WORLD_SIZE", 0, least=1) or launched_world_size()
 
 
 def check_single_process(command: str, error: type[Exception] = OutputError) -> None:

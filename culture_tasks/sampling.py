@@ -197,12 +197,13 @@ def parser():
 
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.cli_args import ConfigError
+    from culture_tasks.data_root import resolve_data_root
     from culture_tasks.outputs import OutputError, OutputLock, claim_output
 
     config_parser = parser()
     try:
         (cfg,) = config_parser.parse(argv)
-        inputs = [config_parser.config_file, *suite_files(cfg.data_dir)]
+        inputs = [config_parser.config_file, *suite_files(cfg.data_dir), resolve_data_root(cfg.data_dir)]
         with OutputLock.for_file(cfg.output):  # a second draw into the same file meanwhile is refused
             claim_output(cfg.output, overwrite=cfg.overwrite, inputs=inputs, folder=False, resumable=False)
             logger = logging.getLogger("culture_tasks")

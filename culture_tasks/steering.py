@@ -130,16 +130,18 @@ def find_country(key: str, data_dir: str | None = None) -> dict:
     return entry
 
 
-def target_parts(spec: str) -> tuple[str, str, str, str]:
-    """``COUNTRY=METHOD[:CHECKPOINT]`` split as written: country, "=" (or "" where missing), method, checkpoint."""
+def target_parts(spec: str) -> tuple[str, str, str, str, str]:
+    """``COUNTRY=METHOD[:CHECKPOINT]`` split as written: country, "=" (or "" where missing), method, ":" (or ""
+    where missing), checkpoint."""
     country, sep, rest = spec.partition("=")
-    method, _, checkpoint = rest.partition(":")
-    return country, sep, method, checkpoint
+    method, colon, checkpoint = rest.partition(":")
+    return country, sep, method, colon, checkpoint
 
 
 def parse_target(spec: str, data_dir: str | None = None) -> Steered:
-    """``COUNTRY=METHOD[:CHECKPOINT]``, e.g. ``usa=persona`` or ``china=prompt:runs/china``."""
-    country, sep, method, checkpoint = target_parts(spec)
+    """``COUNTRY=METHOD[:CHECKPOINT]``, e.g. ``usa=persona`` or ``china=prompt:runs/china``; a ``:`` after a method
+    that takes no checkpoint (``usa=persona:``, a path left out or cut off) is refused, not dropped."""
+    country, sep, method, colon, checkpoint = target_parts(spec)
     if not sep or not country.strip():
         raise SteeringError(f"--target {spec!r}: write COUNTRY=METHOD[:CHECKPOINT], METHOD one of {METHODS}")
     method = method.strip()
@@ -147,8 +149,8 @@ def parse_target(spec: str, data_dir: str | None = None) -> Steered:
         raise SteeringError(f"--target {spec!r}: unknown method {method!r}; use one of {METHODS}")
     if method in PEFT_TYPES and not checkpoint:
         raise SteeringError(f"--target {spec!r}: method {method} needs a checkpoint folder ({method}:<dir>)")
-    if method not in PEFT_TYPES and checkpoint:
-        raise SteeringError(f"--target {spec!r}: method {method} takes no checkpoint")
+    if method not in PEFT_TYPES and colon:
+        raise SteeringError(f"--target {spec!r}: method {method} takes no checkpoint; write {country}={method}")
     c = find_country(country, data_dir)
     return Steered(c["slug"], c["name"], c["hofstede"], bool(c.get("wvs_csv")), method, checkpoint or None)
 
@@ -940,7 +942,7 @@ def heatmap_names(result: dict) -> tuple[str, dict[str, str]]:
     config = result["config"]
     names = {}
     for label, spec in zip(result["vsm13"]["rows"], config.get("targets") or []):  # the rows in --target's order
-        checkpoint = target_parts(spec)[3].rstrip("/")
+        checkpoint = target_parts(spec)[4].rstrip("/")
         names[label] = f"{label} ({Path(checkpoint).name or checkpoint})" if checkpoint else label
     return f"Steering matrix: {config['model']}", names
 

@@ -113,7 +113,7 @@ def test_earlier_names_of_the_seed_question_settings_still_parse(tmp_path):
     assert (cfg.seed_questions, cfg.questions_per_chunk, cfg.seed) == ("s.jsonl", 3, 5)
 
 
-@pytest.mark.parametrize("text", ["maybe", "t", "y", "2", "truee", ""])
+@pytest.mark.parametrize("text", ["maybe", "t", "y", "2", "truee", "", "False ", " true"])
 def test_bad_boolean_strings_are_errors_naming_the_key_or_flag(text, tmp_path):
     config = tmp_path / "aug.yaml"
     config.write_text(f"generator: g\noutput: o\nsynonyms: {text!r}\n")
@@ -126,7 +126,7 @@ def test_bad_boolean_strings_are_errors_naming_the_key_or_flag(text, tmp_path):
 def test_parse_bool_words():
     assert [parse_bool(w) for w in ("true", "TRUE", "Yes", "1", True, 1)] == [True] * 6
     assert [parse_bool(w) for w in ("false", "No", "0", False, 0)] == [False] * 5
-    for value in ["on", 2, None, 1.0]:
+    for value in ["on", 2, None, 1.0, "False ", " true", "ture"]:
         with pytest.raises(argparse.ArgumentTypeError, match="expected true/false/yes/no/1/0"):
             parse_bool(value)
 

@@ -285,6 +285,55 @@ def test_lora_killed_while_writing_training_json_resumes_to_the_uninterrupted_fi
     assert _files(out) == _files(lora_full[0])
 
 
+@pytest.mark.parametrize("merge", [False, True])
+def test_lora_killed_while_saving_its_result_leaves_no_file_cut_short(lora_full, tiny_model, lora_data, tmp_path,
+                                                                      monkeypatch, caplog, merge):
+    """save_pretrained wrote the adapter (and the merged model) straight into the output: a run killed while saving
+    left adapter_model.safetensors (merged/model.safetensors) cut short there, for any reader to load. Each is now
+    saved into a staging folder and renamed into place: a SIGKILL leaves only that folder, holding the cut file,
+    and the resume removes it, naming it, and ends with the uninterrupted run's files."""
+    import types
+
+    import peft.peft_model
+    import safetensors.torch
+    import transformers.modeling_utils
+
+    import culture_tasks.atomic
+
+    full = lora_full
+    if merge:
+        out_full = tmp_path / "full"
+        full = out_full, train(_lora(tiny_model, lora_data, out_full, merge=True))
+    module = transformers.modeling_utils if merge else peft.peft_model
+    real = module.safe_save_file
+    fraction = random.Random(4).uniform(0.1, 0.9)
+    result = "merged/model.safetensors" if merge else "adapter_model.safetensors"
+
+    def safe_save(tensors, filename, metadata=None):
+        if not Path(filename).parent.name.startswith("checkpoint-"):  # the run's result, not a Trainer checkpoint
+            _cut_write(filename, safetensors.torch.save(tensors, metadata=metadata), fraction)
+        return real(tensors, filename, metadata=metadata)
+
+    out = tmp_path / "adapter"
+    with monkeypatch.context() as m:
+        m.setattr(module, "safe_save_file", safe_save)
+        # a SIGKILL skips the cleanup of the staging folder it dies in (one whose files were all moved is removed)
+        m.setattr(culture_tasks.atomic, "shutil", types.SimpleNamespace(
+            rmtree=lambda path, **kw: None if any(Path(path).iterdir()) else Path(path).rmdir()))
+        with pytest.raises(Killed):
+            train(_lora(tiny_model, lora_data, out, merge=merge))
+    assert not (out / result).exists() and not (out / "training.json").exists()
+    (staged,) = (out / result).parent.glob(".adapter.*")
+    assert 0 < (staged / Path(result).name).stat().st_size < (full[0] / result).stat().st_size
+    _leave_stale_lock(out / LOCK_NAME)
+    caplog.clear()
+    summary = train(_lora(tiny_model, lora_data, out, merge=merge, resume=True))
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("removed ")] == [
+        f"removed {staged.name} from {staged.parent}, left by a run killed while writing it"]
+    _same_training(full, out, summary)
+    assert _files(out) == _files(full[0])
+
+
 # ---- augmentation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

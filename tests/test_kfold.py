@@ -857,6 +857,20 @@ def test_a_fold_left_without_training_rows_is_refused_before_any_work(tmp_path, 
     assert not out.exists()
 
 
+def test_an_overwrite_of_the_data_root_is_refused_before_any_work(tmp_path, tiny_model, rows_file, monkeypatch):
+    """The data root was no input of the run: ``--output <data root> --overwrite`` set the whole root aside (to
+    delete it once the run finished) and then scored the base model on the data it had just moved away."""
+    import trainers.kfold
+
+    root = write_data_root(tmp_path / "root")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored with the data root set aside"))
+    with pytest.raises(TrainingError, match=rf"^output {root} is also an input of this run; writing it would "
+                                            "destroy the input, choose another --output$"):
+        run_kfold(_config(tiny_model, rows_file, root, root, overwrite=True))
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
 @pytest.mark.parametrize("flag, value, message", [
     # the fold training's set_seed refused it after the base model was scored and base.json written
     ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got -1"),

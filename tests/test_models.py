@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,21 @@ def _gguf_embedding(path):
 
     (tensor,) = [t for t in gguf.GGUFReader(str(path)).tensors if t.name == "token_embd.weight"]
     return np.asarray(tensor.data)
+
+
+@pytest.mark.parametrize("value, cache", [("", "{home}/.cache/culture-align/models"), ("~/models", "{home}/models"),
+                                          ("/srv/models", "/srv/models")])
+def test_the_model_cache_variable_set_empty_is_unset_and_a_tilde_is_home(value, cache, tmp_path):
+    """``CULTURE_MODEL_CACHE=`` made the cache the working folder: ``from-gguf --package`` converted into it."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CULTURE_MODEL_CACHE": value, "HOME": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    found = subprocess.run([sys.executable, "-c", "import culture_tasks.models as m; print(m.DEFAULT_CACHE)"], env=env,
+                           cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert found == cache.format(home=tmp_path) + "\n"
 
 
 def test_same_name_from_another_file_is_refused_then_rebuilt_with_overwrite(ggufs, tmp_path, monkeypatch, capsys):

@@ -97,6 +97,85 @@ def test_an_output_inside_the_model_folder_is_refused(tmp_path):
     assert claim_output(tmp_path / "org" / "name" / "x", models=["org/name"]) == "new"  # no such folder: a hub id
 
 
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+    """A folder the run reads (the data root): its files and the run's would mix, and --overwrite of a subfolder
+    (``--output <root>/vsm13``) would move the data it reads aside. A file input is only refused as the output
+    itself; a folder beside the input is fine."""
+    root = tmp_path / "data"
+    (root / "vsm13").mkdir(parents=True)
+    (root / "vsm13" / "items.jsonl").write_text("{}\n")
+    for out in (root / "vsm13", root / "new" / "run"):
+        for flags in ({}, {"overwrite": True}, {"resume": True}):
+            with pytest.raises(OutputError, match=rf"^output {out} lies inside the input folder {root}: the run's "
+                                                  "files would mix with the ones it reads .*choose an --output "
+                                                  "outside it$"):
+                claim_output(out, inputs=[root], **flags)
+    with pytest.raises(OutputError, match=rf"^output {root / 'x.jsonl'} lies inside the input folder {root}"):
+        claim_output(root / "x.jsonl", inputs=[None, root], folder=False)
+    assert (root / "vsm13" / "items.jsonl").read_text() == "{}\n" and not (root / "new").exists()
+    assert claim_output(tmp_path / "out", inputs=[root, root / "vsm13" / "items.jsonl"]) == "new"
+    assert claim_output(root / "vsm13" / "items.jsonl.out", inputs=[root / "vsm13" / "items.jsonl"],
+                        folder=False) == "new"
+
+
+def test_align_into_the_data_root_is_refused_before_the_model_loads(data_root, tiny_model, tmp_path, monkeypatch,
+                                                                      capsys):
+    """``--output <data root>/vsm13 --overwrite`` set the VSM13 items aside (to delete them once the run finished)
+    before the run read them; a new folder inside the data root filled it with the run's files."""
+    import aligners.align
+
+    root = tmp_path / "root"
+    for part in ("vsm13", "hofstede"):
+        shutil.copytree(data_root / part, root / part)
+    items = (root / "vsm13" / "items.jsonl").read_bytes()
+    monkeypatch.setattr(aligners.align, "load_lm", lambda cfg: pytest.fail("the model was loaded"))
+    for out, extra in ((root / "vsm13", ["--overwrite"]), (root / "runs" / "usa", [])):
+        assert align_main(_align_args(tiny_model, out, "--data-dir", str(root), *extra)) == 2
+        assert capsys.readouterr().err == (f"culture-align: output {out} lies inside the input folder {root}: the "
+                                           "run's files would mix with the ones it reads (and --overwrite would move "
+                                           "those away); choose an --output outside it\n")
+    assert (root / "vsm13" / "items.jsonl").read_bytes() == items
+    assert sorted(p.name for p in root.iterdir()) == ["hofstede", "vsm13"]
+    assert sorted(p.name for p in (root / "vsm13").iterdir()) == ["items.jsonl"]
+
+
+def test_data_into_the_data_root_is_refused(tmp_path, capsys):
+    root = tmp_path / "root"
+    write_data_root(root)
+    out = root / "culturellm" / "english.jsonl"
+    assert train_cli(["data", "--culture", "english", "--output", str(out), "--data-dir", str(root)]) == 2
+    assert capsys.readouterr().err.startswith(f"culture-train data: output {out} lies inside the input folder {root}: ")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, value, least", [("RANK", "abc", 0), ("RANK", "-1", 0), ("WORLD_SIZE", "2 ", 1),
+                                                ("WORLD_SIZE", "0", 1), ("LOCAL_WORLD_SIZE", "1_0", 1)])
+def test_a_malformed_launcher_variable_is_an_error_naming_it(name, value, least, monkeypatch):
+    """``int()`` read " 2" and "1_0" as numbers and named no variable for "abc" (culture-train's logging setup
+    read RANK before its error handling: a traceback)."""
+    from culture_tasks import outputs
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(OutputError, match=rf"^the environment variable {name}={value!r} is not a whole number from "
+                                          rf"{least} on, as torchrun and accelerate launch set it; unset it"):
+        (outputs.main_process if name == "RANK" else outputs.launched_on_node)()
+    monkeypatch.setenv(name, "")  # empty: unset
+    assert (outputs.main_process(), outputs.launched_world_size(), outputs.launched_on_node()) == (True, 1, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert (outputs.main_process(), outputs.launched_world_size(), outputs.launched_on_node()) == (False, 4, 4)
+
+
+def test_a_malformed_rank_stops_a_command_in_one_line(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "abc")
+    out = tmp_path / "english.jsonl"
+    assert train_cli(["data", "--culture", "english", "--output", str(out), "--data-dir", str(data_root)]) == 2
+    assert capsys.readouterr().err == ("culture-train data: the environment variable RANK='abc' is not a whole "
+                                       "number from 0 on, as torchrun and accelerate launch set it; unset it, or "
+                                       "launch through them\n")
+    assert not out.exists()
+
+
 def test_safe_join_refuses_names_that_leave_the_folder(tmp_path):
     assert safe_join(tmp_path, "united_states") == tmp_path / "united_states"
     for bad in ("../escape", "a/../../b", "/etc", "", "~user"):

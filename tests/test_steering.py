@@ -200,6 +200,16 @@ def test_each_row_s_recorded_command_gives_its_indices_and_wvs_similarity(matrix
         assert own == pytest.approx(w["similarity"][i][w["columns"].index(row.split(":")[0])], abs=1e-6)
 
 
+@pytest.mark.parametrize("spec", ["usa=persona:", "usa=plain:", "usa=persona:runs/usa"])
+def test_a_checkpoint_separator_after_a_method_without_checkpoint_is_refused(spec, tmp_path, capsys):
+    """``usa=persona:`` (a checkpoint path left out, or a slip) ran as ``usa=persona``, the ``:`` dropped unseen."""
+    assert main(["--model", str(tmp_path / "m"), "--output", str(tmp_path / "o"), "--target", spec]) == 2
+    method = spec.split("=")[1].split(":")[0]
+    assert capsys.readouterr().err == (f"culture-steer: --target {spec!r}: method {method} takes no checkpoint; "
+                                       f"write usa={method}\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_bad_inputs_stop_before_the_model_loads(tiny_model, prompt_checkpoint, tmp_path, capsys):
     base = ["--model", str(tiny_model), "--output", str(tmp_path / "o")]
     assert main([*base, "--target", "atlantis=persona"]) == 2

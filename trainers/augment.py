@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from culture_tasks import provenance
 from culture_tasks.atomic import write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype
-from culture_tasks.data_root import data_file
+from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.fingerprints import model_fingerprint
@@ -401,8 +401,10 @@ def _questions_file(cfg: AugmentConfig) -> Path:
 
 def _inputs(cfg: AugmentConfig) -> list[Path]:
     """Every file the run reads: the data root's seed bank (read for the questions' text even with
-    --seed-questions), the --seed-questions file and the --config file; the output may be none of them."""
-    return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg), getattr(cfg, "config_file", None)]
+    --seed-questions), the --seed-questions file and the --config file; the output may be none of them, nor lie
+    in the data root."""
+    return [data_file(QUESTIONS_FILE, cfg.data_dir), _questions_file(cfg), getattr(cfg, "config_file", None),
+            resolve_data_root(cfg.data_dir)]
 
 
 def _input_digests(cfg: AugmentConfig) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from culture_tasks.atomic import write_text_atomic
-from culture_tasks.data_root import data_file
+from culture_tasks.data_root import data_file, resolve_data_root
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.outputs import OutputLock, claim_output
 from culture_tasks.prompts import LETTERS
@@ -208,6 +208,7 @@ def build_examples(culture: str, *, questions_file: str | None = None, data_dir:
 
 def _inputs(countries: list[Country], questions_file: str | None, data_dir: str | None) -> list[str]:
     """Every file the examples were read from: the seed bank, the country files and the variants
-    file; the output may be none of them, even with --overwrite."""
-    files = [data_file(QUESTIONS_FILE, data_dir), *(country_csv(c, data_dir) for c in countries)]
+    file; the output may be none of them, even with --overwrite, nor lie in the data root."""
+    files = [data_file(QUESTIONS_FILE, data_dir), *(country_csv(c, data_dir) for c in countries),
+             resolve_data_root(data_dir)]
     return [str(f) for f in files] + ([str(questions_file)] if questions_file else [])

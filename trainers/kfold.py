@@ -956,8 +956,8 @@ def run_summary(cfg: KFoldSummaryConfig) -> dict:
 def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
     """Claim the output (new, resume or replace) and compare stored settings on --resume; reads only."""
     mode = claim_output(out, overwrite=cfg.overwrite, resume=cfg.resume,
-                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None)], error=TrainingError,
-                        models=[cfg.model])
+                        inputs=[cfg.model, *cfg.data, getattr(cfg, "config_file", None),
+                                resolve_data_root(cfg.data_dir)], error=TrainingError, models=[cfg.model])
     if mode == "resume":
         stored = load_settings(out / SETTINGS, TrainingError)
         if stored is None:

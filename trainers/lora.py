@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from culture_tasks import provenance
-from culture_tasks.atomic import open_like_new_files, write_text_atomic
+from culture_tasks.atomic import open_like_new_files, staged_files, write_text_atomic
 from culture_tasks.data_root import DataRootError, resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
@@ -576,7 +576,9 @@ def _prepare_output(out: Path, cfg: LoraTrainConfig, settings: dict) -> tuple[st
                         models=[cfg.model])
     stored_path = out / CHECKPOINTS / RUN_SETTINGS
     if mode == "resume":
-        remove_killed_writes(out, ("training.json",))  # a checkpoint cut short is removed whole, with its own
+        # a checkpoint cut short is removed whole, with its own; an adapter or merged model cut short is only staged
+        remove_killed_writes(out, ("training.json",), staged=True)
+        remove_killed_writes(out / "merged", (), staged=True)
         remove_killed_writes(out / CHECKPOINTS, (RUN_SETTINGS,))
         remove_finished_checkpoints(out, cfg.keep_checkpoints)
         if (out / "training.json").exists():  # written last: its checkpoints, if kept, are not to train on again
@@ -1026,12 +1028,13 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
         _check_saved_adapter(cfg, out, bf16, result.training_loss)
     elif main:
-        model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
+        with staged_files(out) as staged:  # a kill while saving leaves no adapter cut short in the output
+            model.save_pretrained(staged)  # adapter_model.safetensors + adapter_config.json
     if main and cfg.merge:
         merged = model.merge_and_unload()
-        merged.save_pretrained(out / "merged")
-        tokenizer.save_pretrained(out / "merged")
-        open_like_new_files(out / "merged")
+        with staged_files(out / "merged") as staged:
+            merged.save_pretrained(staged)
+            tokenizer.save_pretrained(staged)
     if main:
         open_like_new_files(out)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
