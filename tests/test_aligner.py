@@ -113,12 +113,30 @@ def test_lm_eval_prompt_tuning_loglikelihoods_equal_manual_computation(aligned, 
         assert got == pytest.approx(manual, abs=1e-4)
 
 
+def _scored_generations(monkeypatch) -> list[int]:
+    """The population size of each generation the search scores from now on (``score_candidates`` counted)."""
+    import aligners.align as align
+
+    real, scored = align.score_candidates, []
+
+    def counted(scorer, space, z, *args):
+        scored.append(len(z))
+        return real(scorer, space, z, *args)
+
+    monkeypatch.setattr(align, "score_candidates", counted)
+    return scored
+
+
 def test_resume_equals_uninterrupted(tiny_model, data_root, tmp_path, monkeypatch):
+    """A seeded search started again from generation 1 would end as the uninterrupted run too: the resume must
+    also score only the generations state.json does not hold."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     full, part = tmp_path / "full", tmp_path / "part"
     assert _align(tiny_model, full, "--generations", "4") == 0
     assert _align(tiny_model, part, "--generations", "2") == 0  # "interrupted" after 2 generations
+    scored = _scored_generations(monkeypatch)
     assert _align(tiny_model, part, "--generations", "4", "--resume") == 0
+    assert scored == [6, 6]  # generations 3 and 4 of population 6; 1 and 2 are replayed from state.json
     a, b = (json.loads((p / "alignment.json").read_text()) for p in (full, part))
     assert a["history"] == b["history"] and a["loss"] == b["loss"]
     wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (full, part))

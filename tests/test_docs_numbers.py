@@ -40,6 +40,16 @@ def _aligner_rows(capsys, paths: list[Path]) -> list[str]:
     return _rows(capsys.readouterr().out)
 
 
+def test_every_published_kfold_and_steering_table_has_its_source_beside_it():
+    """The two tests below are made one per kfold.json / steering.json found: a table whose source file was
+    renamed, moved or lost would get no test at all, and nothing would fail. Every kfold.md and steering.md of
+    docs/ is one of them; the folders are hand-counted (at least: new runs may add more), so that a search that
+    finds nothing cannot pass either."""
+    assert sorted(str(p.parent.relative_to(DOCS)) for p in DOCS.rglob("kfold.md")) == KFOLD_RUNS
+    assert sorted(str(p.parent.relative_to(DOCS)) for p in DOCS.rglob("steering.md")) == STEERING
+    assert len(KFOLD_RUNS) >= 18 and len(STEERING) >= 20
+
+
 @pytest.mark.parametrize("run", KFOLD_RUNS)
 def test_a_kfold_table_is_what_its_kfold_json_gives(run):
     from trainers.kfold import markdown, read_report

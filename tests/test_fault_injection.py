@@ -26,9 +26,11 @@ from safetensors.torch import load_file
 from aligners.cli import main as align_main
 from culture_tasks.outputs import LOCK_NAME
 from tests.synthetic_wvs import write_data_root
+from tests.test_aligner import _scored_generations
 from tests.test_augment import REPLIES, BagOfWords, StandIn
 from tests.test_augment import _config as augment_config
 from tests.test_lora import _config as lora_config
+from tests.test_lora import _trained_steps
 from trainers.augment import run_augmentation
 from trainers.examples import build_examples
 from trainers.lora import train
@@ -120,7 +122,9 @@ def test_aligner_killed_anywhere_resumes_to_the_uninterrupted_run(aligned_full, 
     assert done == generation - 1  # the generations finished before the kill, and only those
     _leave_stale_lock(out / LOCK_NAME)
     assert align_main(args) == 2  # not empty: the run is not silently restarted
+    scored = _scored_generations(monkeypatch)
     assert align_main([*args, "--resume"]) == 0
+    assert scored == [4] * (3 - done)  # only the generations state.json lacks, population 4 (a restart: 3)
     a, b = (json.loads((p / "alignment.json").read_text()) for p in (aligned_full, out))
     assert a["history"] == b["history"] and a["loss"] == b["loss"] and a["final"] == b["final"]
     wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (aligned_full, out))
@@ -183,9 +187,11 @@ def test_lora_killed_before_its_first_checkpoint_resumes_from_scratch(lora_full,
     with pytest.raises(lora.TrainingError, match="is not empty; pass --resume to continue the run there, --overwrite"):
         train(_lora(tiny_model, lora_data, out))
     _leave_stale_lock(out / LOCK_NAME)
+    steps = _trained_steps(monkeypatch)
     summary = train(_lora(tiny_model, lora_data, out, resume=True))
     assert "has no complete checkpoint yet; training starts at step 0" in caplog.text
     _same_training(lora_full, out, summary)
+    assert len(steps) == 8  # no checkpoint to start from: all 8 steps
 
 
 @pytest.mark.parametrize("seed", [1, 2, 5])  # cuts off optimizer.pt, adapter_model.safetensors, trainer_state.json
@@ -234,9 +240,11 @@ def test_lora_killed_while_writing_a_checkpoint_falls_back_to_the_previous_one(l
             train(_lora(tiny_model, lora_data, out))
     assert (out / "checkpoints" / "checkpoint-6" / victim).exists()
     _leave_stale_lock(out / LOCK_NAME)
+    steps = _trained_steps(monkeypatch)
     summary = train(_lora(tiny_model, lora_data, out, resume=True))
     assert "checkpoint-6 is incomplete" in caplog.text and "took over the lock" in caplog.text
     _same_training(lora_full, out, summary)
+    assert len(steps) == 5  # steps 4-8 after checkpoint-3 (training again from step 0 would also end the same)
 
 
 def test_lora_killed_after_its_last_checkpoint_trains_no_step_more(lora_full, tiny_model, lora_data, tmp_path,
@@ -256,7 +264,9 @@ def test_lora_killed_after_its_last_checkpoint_trains_no_step_more(lora_full, ti
             train(_lora(tiny_model, lora_data, out))
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"]
     _leave_stale_lock(out / LOCK_NAME)
+    steps = _trained_steps(monkeypatch)
     _same_training(lora_full, out, train(_lora(tiny_model, lora_data, out, resume=True)))
+    assert steps == []  # resumed at checkpoint-8: not one step (training again from step 0 would end the same)
 
 
 def test_lora_killed_while_writing_training_json_resumes_to_the_uninterrupted_files(lora_full, tiny_model, lora_data,
@@ -280,9 +290,10 @@ def test_lora_killed_while_writing_training_json_resumes_to_the_uninterrupted_fi
             train(_lora(tiny_model, lora_data, out))
     assert [p.name for p in out.glob(".training.json.*.json")] and not (out / "training.json").exists()
     _leave_stale_lock(out / LOCK_NAME)
+    steps = _trained_steps(monkeypatch)
     summary = train(_lora(tiny_model, lora_data, out, resume=True))
     _same_training(lora_full, out, summary)
-    assert _files(out) == _files(lora_full[0])
+    assert _files(out) == _files(lora_full[0]) and steps == []  # resumed at checkpoint-8, the run's last step
 
 
 @pytest.mark.parametrize("merge", [False, True])

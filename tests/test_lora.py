@@ -171,7 +171,25 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert _answer_loglikelihoods(after) > _answer_loglikelihoods(before) + 1.0
 
 
-def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, english_examples, tmp_path):
+def _trained_steps(monkeypatch) -> list[int]:
+    """One entry per optimisation step the Trainer runs from now on (``training_step`` counted; one micro-batch a
+    step at grad_accum 1)."""
+    from transformers import Trainer
+
+    real, steps = Trainer.training_step, []
+
+    def counted(self, *args, **kwargs):
+        steps.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counted)
+    return steps
+
+
+def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, english_examples, tmp_path,
+                                                                  monkeypatch):
+    """A seeded run trained again from step 0 would end with the same adapter and losses: the resume must also
+    train only the steps after its checkpoint."""
     full = train(_config(learnable_model, english_examples, tmp_path / "full", max_steps=10, save_steps=5))
     out = tmp_path / "resumed"
     train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, keep_checkpoints=True))
@@ -183,8 +201,9 @@ def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_mode
             shutil.rmtree(p)
         else:
             p.unlink()
+    steps = _trained_steps(monkeypatch)
     resumed = train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, resume=True))
-    assert resumed["steps"] == 10
+    assert resumed["steps"] == 10 and len(steps) == 5  # steps 6-10; 1-5 come from checkpoint-5
     a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)

@@ -25,8 +25,10 @@ def test_split_evenly_fills_small_strata_and_gives_the_remainder_to_the_first():
     assert sampling.split_evenly(10, [3, 100, 100]) == [3, 4, 3]
     assert sampling.split_evenly(7, [1, 100]) == [1, 6]
     assert sampling.split_evenly(6, [2, 2, 2]) == [2, 2, 2]
-    with pytest.raises(sampling.SamplingError):
+    with pytest.raises(sampling.SamplingError, match=r"^cannot draw 7 documents from strata holding 6$"):
         sampling.split_evenly(7, [2, 2, 2])
+    with pytest.raises(sampling.SamplingError, match=r"^cannot draw -1 documents$"):
+        sampling.split_evenly(-1, [2, 2, 2])
 
 
 def test_label_quota_one_per_label_then_largest_remainder():

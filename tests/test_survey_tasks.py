@@ -71,13 +71,15 @@ def test_a_balanced_task_cut_by_limit_47_reports_nan_and_names_the_item(tiny_mod
 def test_vsm13_metadata_overrides_target_and_mode(tiny_model, data_root):
     target = [95, 25, 60, 80, 36, 52]
     out = evaluate(tiny_model, ["vsm13_saudi_arabia"], data_root,
-                   metadata={"target": target, "answer_mode": "argmax", "constants": {"pdi": 50}})
+                   metadata={"target": target, "answer_mode": "argmax", "constants": {"pdi": 52}})
     res = out["results"]["vsm13_saudi_arabia"]
     dims = ("pdi", "idv", "mas", "uai", "lto", "ivr")
     expected = sum(abs(res[f"{d},none"] - t) for d, t in zip(dims, target))
     assert res["vsm13_l1,none"] == pytest.approx(expected)
-    # argmax answers are whole option values, so every index term is a multiple of 5 (+ constant)
-    assert (res["pdi,none"] - 50) % 5 == pytest.approx(0.0, abs=1e-9)
+    # argmax answers are whole option values, so every index term is a multiple of 5: pdi is 52 plus such terms
+    # (a constant that is itself a multiple of 5 would pass this with the constant ignored), the others 0 plus them
+    assert res["pdi,none"] % 5 == pytest.approx(2.0, abs=1e-9)
+    assert {d: res[f"{d},none"] % 5 for d in dims[1:]} == dict.fromkeys(dims[1:], pytest.approx(0.0, abs=1e-9))
 
 
 def test_an_explicit_target_is_for_one_country(data_root):
