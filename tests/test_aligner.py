@@ -1046,7 +1046,9 @@ def test_a_candidate_whose_prompt_overflows_counts_as_the_worst_loss(optimizer, 
     assert warned[0].startswith(f"generation 1: {len(bad)} of 6 candidates have a NaN or infinite loss")
     assert warned[-1].startswith(f"{nulls} of 18 candidates had a NaN or infinite loss")
     assert _align(tiny_model, tmp_path / "part", *args, "--generations", "2") == 0
+    scored = _scored_generations(monkeypatch)
     assert _align(tiny_model, tmp_path / "part", *args, "--resume") == 0
+    assert scored == [6]  # generation 3 only: the first two, nulls included, are replayed from state.json
     resumed = json.loads((tmp_path / "part/alignment.json").read_text())
     assert resumed["history"] == summary["history"] and resumed["loss"] == summary["loss"]
     assert resumed["nonfinite_candidates"] == nulls
@@ -1616,7 +1618,9 @@ def test_a_run_resumes_from_another_working_directory_and_ends_as_the_uninterrup
     monkeypatch.chdir(tiny_model.parent)
     assert _align(tiny_model.name, part, "--generations", "1") == 0
     monkeypatch.chdir(tmp_path)
+    scored = _scored_generations(monkeypatch)
     assert _align(tiny_model, part, "--generations", "2", "--resume") == 0
+    assert scored == [6]  # generation 2 only: resumed, not started again
     a, b = (json.loads((p / "alignment.json").read_text()) for p in (full, part))
     assert a["history"] == b["history"] and a["loss"] == b["loss"]
     for name in ("adapter_model.safetensors", "adapter_config.json"):
