@@ -222,7 +222,8 @@ def test_shared_stems_flag_reaches_the_aligner_settings():
     assert parse_args(base).shared_stems is True
     assert parse_args([*base, "--no-shared-stems"]).shared_stems is False
     assert parse_args([*base, "--shared-stems", "false"]).shared_stems is False
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^argument --shared_stems/--shared-stems: expected "
+                                          r"true/false/yes/no/1/0, got 'maybe'$"):
         parse_args([*base, "--shared-stems", "maybe"])
 
 
