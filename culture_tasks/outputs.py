@@ -46,6 +46,12 @@ class OutputError(ValueError):
     """An output that cannot be written as asked; nothing was changed."""
 
 
+def os_error_line(command: str, err: OSError) -> str:
+    """A full disk or a folder that cannot be written, met mid-run: one line naming the file and the fix
+    (a traceback says no more; what was finished before is kept, and ``--resume`` goes on from it)."""
+    return f"{command}: {err}; fix that (free space, permissions) and run again"
+
+
 def safe_join(root: str | os.PathLike, name: str, error: type[Exception] = OutputError) -> Path:
     """``root / name``, refusing a name that would leave ``root`` (``..``, absolute, a link out)."""
     root = Path(root)

@@ -198,7 +198,7 @@ def parser():
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.cli_args import ConfigError
     from culture_tasks.data_root import resolve_data_root
-    from culture_tasks.outputs import OutputError, OutputLock, claim_output
+    from culture_tasks.outputs import OutputError, OutputLock, claim_output, os_error_line
 
     config_parser = parser()
     try:
@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(Path(cfg.output), "{\n" + lines + "\n}\n")
     except (ConfigError, OutputError, SamplingError, FileNotFoundError, ValueError) as err:
         print(f"culture_tasks.sampling: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(os_error_line("culture_tasks.sampling", err), file=sys.stderr)
         return 2
     n = sum(map(len, samples.values()))
     print(f"wrote {cfg.output}: {n} documents of {len(samples)} tasks (seed {cfg.seed}, {cfg.per_culture} per culture)")

@@ -758,3 +758,34 @@ def test_a_local_folder_is_compared_by_its_recorded_content_not_by_how_its_path_
     assert settings_differences(hub, {**hub, "model": "org/other"}) == ["model: saved 'org/name', given 'org/other'"]
     assert settings_differences({"model": "tiny"}, {"model": "/runs/tiny", "model_fingerprint": "sha256-full:aa"},
                                 ["model"]) == ["model: saved 'tiny', given '/runs/tiny'"]
+
+
+def _full_disk(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device", "out/file.json")
+
+
+@pytest.mark.parametrize("command", ["culture-align", "culture-train data", "culture-leaderboard",
+                                     "culture_tasks.sampling"])
+def test_an_os_error_mid_run_is_one_line_naming_the_file(command, tmp_path, monkeypatch, capsys):
+    """A full disk (or a folder that cannot be written) met mid-run: one line with the file and the fix, exit 2."""
+    from culture_tasks import leaderboard, sampling
+    from trainers import cli
+
+    if command == "culture-align":
+        monkeypatch.setattr("aligners.align.run", _full_disk)
+        code = align_main(["--model", "m", "--country", "usa", "--output", str(tmp_path / "o")])
+    elif command == "culture-train data":
+        monkeypatch.setitem(cli.RUN, "data", _full_disk)
+        code = train_cli(["data", "--culture", "english", "--questions", "q.jsonl", "--output", str(tmp_path / "o")])
+    elif command == "culture-leaderboard":
+        monkeypatch.setattr(leaderboard, "find_result_files", _full_disk)
+        code = leaderboard.main([str(tmp_path)])
+    else:
+        monkeypatch.setattr(sampling, "suite_files", _full_disk)
+        code = sampling.main(["--per_culture", "20", "--output", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err == (f"{command}: [Errno 28] No space left on device: 'out/file.json'; "
+                   "fix that (free space, permissions) and run again\n")
