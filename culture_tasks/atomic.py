@@ -57,11 +57,24 @@ def staged_files(folder: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=STAGING))
     try:
         yield tmp
-        open_like_new_files(tmp)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, folder / f.name)
+        publish_staged(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def gathered_staging(folder: Path) -> Path:
+    """The staging folder that every process of a sharded (FSDP) run names alike, unlike ``staged_files``'
+    random one: all of them take part in gathering the adapter, the main process alone writes it there, then
+    moves it into ``folder`` with ``publish_staged``. A kill leaves it for the next run to remove, as
+    ``staged_files``' folders (the name fits ``staging_names``)."""
+    return Path(folder) / f"{STAGING}gathered"
+
+
+def publish_staged(tmp: Path, folder: Path) -> None:
+    """Rename each file written in the staging folder ``tmp`` into ``folder``, with the mode of a new file."""
+    open_like_new_files(tmp)
+    for f in sorted(Path(tmp).iterdir()):
+        os.replace(f, Path(folder) / f.name)
 
 
 def staging_names() -> re.Pattern:

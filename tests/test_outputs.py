@@ -789,3 +789,32 @@ def test_an_os_error_mid_run_is_one_line_naming_the_file(command, tmp_path, monk
     assert code == 2 and err.count("\n") == 1
     assert err == (f"{command}: [Errno 28] No space left on device: 'out/file.json'; "
                    "fix that (free space, permissions) and run again\n")
+
+
+def test_the_gathered_staging_folder_of_a_sharded_save_is_published_whole_or_removed_on_resume(tmp_path, caplog):
+    """Under FSDP every process names the one staging folder the adapter is gathered into (the Trainer writes in
+    place); published, its files are in the output and it is gone; left by a kill, the next run removes it."""
+    import logging
+
+    from culture_tasks.atomic import gathered_staging, publish_staged
+    from culture_tasks.outputs import remove_killed_writes
+
+    out = tmp_path / "adapter"
+    staged = gathered_staging(out)
+    assert staged == out / ".adapter.gathered"
+    staged.mkdir(parents=True)
+    (staged / "adapter_model.safetensors").write_bytes(b"weights")
+    (staged / "adapter_config.json").write_text("{}")
+    (out / "adapter_config.json").write_text("old")
+    publish_staged(staged, out)
+    staged.rmdir()  # empty: every file moved
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert (out / "adapter_config.json").read_text() == "{}" and (out / "adapter_model.safetensors").read_bytes() == b"weights"
+
+    staged.mkdir()
+    (staged / "adapter_model.safetensors").write_bytes(b"cut")  # killed mid-save
+    with caplog.at_level(logging.WARNING, logger="culture_tasks"):
+        remove_killed_writes(out, ("training.json",), staged=True)
+    assert not staged.exists() and (out / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"removed .adapter.gathered from {out}, left by a run killed while writing it"]

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from culture_tasks import provenance
-from culture_tasks.atomic import open_like_new_files, staged_files, write_text_atomic
+from culture_tasks.atomic import (gathered_staging, open_like_new_files, publish_staged, staged_files,
+                                  write_text_atomic)
 from culture_tasks.data_root import DataRootError, resolve_data_root
 from culture_tasks.jsonl import read_jsonl_lines
 from culture_tasks.metadata import check_bool_fields, with_hints
@@ -1023,9 +1024,12 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         _check_converged(cfg, out, bf16, result.training_loss, _adapter_weights(model))
     if trainer.is_fsdp_enabled:  # every process takes part in gathering the sharded adapter
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-        trainer.save_model(str(out))  # the adapter files, written by the main process only
+        staged = gathered_staging(out)  # save_model writes in place: a kill would leave a file cut short
+        trainer.save_model(str(staged))  # the adapter files, written by the main process only
     if main and trainer.is_fsdp_enabled:
-        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
+        (staged / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json holds the settings
+        publish_staged(staged, out)
+        staged.rmdir()
         _check_saved_adapter(cfg, out, bf16, result.training_loss)
     elif main:
         with staged_files(out) as staged:  # a kill while saving leaves no adapter cut short in the output
