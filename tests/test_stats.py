@@ -90,6 +90,8 @@ def test_randomisation_p_with_few_documents_by_hand():
     assert out["diff"] == 1.0 and out["low"] == out["high"] == 1.0  # the bootstrap alone would say certain
     # five documents that all moved the same way: the exact sign test's 2 / 2^5
     five = stats.paired_bootstrap(stats.mean, [0.0] * 5, [1.0] * 5)
+    swap5 = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 5))
+    assert five["p_value"] == pytest.approx((1 + np.sum((swap5 == swap5[:, :1]).all(axis=1))) / (1 + stats.ITERS))
     assert five["p_value"] == pytest.approx(2 / 32, abs=0.02)
     # one document: no interval, and no evidence
     one = stats.paired_bootstrap(stats.mean, [0.0], [1.0])
@@ -316,7 +318,10 @@ def test_two_countries_that_agree_count_as_one_question():
                                   stats.cluster_sums([1, 1, 2, 2], [1.0] * 4))
     swap = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 2))
     assert pair["p_value"] == pytest.approx((1 + np.sum(swap[:, 0] == swap[:, 1])) / (1 + stats.ITERS))
-    assert stats.paired_bootstrap(stats.mean, [0.0] * 4, [1.0] * 4)["p_value"] == pytest.approx(1 / 8, abs=0.03)
+    four = stats.paired_bootstrap(stats.mean, [0.0] * 4, [1.0] * 4)["p_value"]
+    swap4 = np.random.default_rng((stats.SEED, 1)).integers(0, 2, size=(stats.ITERS, 4))
+    assert four == pytest.approx((1 + np.sum((swap4 == swap4[:, :1]).all(axis=1))) / (1 + stats.ITERS))
+    assert four == pytest.approx(1 / 8, abs=0.03)
 
 
 def test_no_interval_around_a_nan_statistic():
