@@ -3,6 +3,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# one thread per process, set before torch is imported (here and in the torchrun / lm_eval processes tests start):
+# the tiny test models gain nothing from a second thread but its overhead (the scorer tests ran 2-3x slower with
+# two), and two processes of two threads each would oversubscribe CI's two cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 
 from tests.tiny_model import build_tiny_model
