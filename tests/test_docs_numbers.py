@@ -4,6 +4,7 @@ its source was regenerated, or one that a changed script would now print otherwi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,32 @@ def test_the_order_section_says_how_many_l1_checkpoints_the_papers_budget_has():
             f"[{np.mean(means) - half:+.3f}, {np.mean(means) + half:+.3f}] ({len(means)})").replace("-", "−")
     text = " ".join((DOCS / "interval_calibration.md").read_text(encoding="utf-8").split())
     assert f"the listed row from the {len(files)} `alignment.json`" in text and note in text, note
+
+
+def _table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The ``| questions | metric | base | adapter | difference | p |`` rows of a k-fold table, cells as kfold.md
+    writes them (no bold, ASCII minus, no plus sign)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip().replace("**", "").replace("−", "-") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[0] in ("held-out", "in-sample") and cells[1].startswith("WVS "):
+            rows[cells[0], cells[1]] = [c.removeprefix("+") for c in cells[2:6]]
+    return rows
+
+
+def _sections_linking(doc: str, target: str) -> list[str]:
+    sections = re.split(r"\n(?=#{2,3} )", doc)
+    return [s for s in sections if f"({target})" in s]
+
+
+# the further seeds' differences are quoted side by side in one table of their own format
+@pytest.mark.parametrize("run", [r for r in KFOLD_RUNS if r.startswith("train_kfold_qwen25coder_") and "_seed" not in r])
+def test_a_qwen_culture_s_table_in_train_kfold_md_is_its_kfold_md(run):
+    """Each Qwen culture's section of train_kfold.md copies the held-out and in-sample rows of its kfold.md
+    (base, adapter, difference with intervals, p), which test_kfold_tables checks against kfold.json."""
+    doc = (DOCS / "train_kfold.md").read_text(encoding="utf-8")
+    expected = _table_rows((DOCS / run / "kfold.md").read_text(encoding="utf-8"))
+    assert len(expected) == 6
+    tables = [rows for s in _sections_linking(doc, f"{run}/kfold.md") if (rows := _table_rows(s))]
+    assert tables, f"no section of train_kfold.md with a k-fold table links {run}/kfold.md"
+    assert all(rows == expected for rows in tables), run
