@@ -71,3 +71,16 @@ def _lm_eval_builtin_index_once():
     yield
     TaskIndex.build = staticmethod(original)
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_environment_report():
+    """lm-eval adds torch's environment report to every in-process evaluation's results: ``collect_env`` runs
+    ``pip list`` and more in subprocesses, about 1.3 CPU-seconds per evaluation, for a field nothing here reads.
+    The tests that run the ``lm_eval`` command itself still collect it."""
+    import torch.utils.collect_env
+
+    original = torch.utils.collect_env.get_pretty_env_info
+    torch.utils.collect_env.get_pretty_env_info = lambda: "not collected in the tests"
+    yield
+    torch.utils.collect_env.get_pretty_env_info = original
