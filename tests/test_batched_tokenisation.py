@@ -20,10 +20,17 @@ def lm(tiny_model):
     return HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
 
 
-def _requests(lm, data_root, chat: bool, limit: int = 30):
+@pytest.fixture(scope="module")
+def tasks(data_root):
+    """TASKS loaded once for the module (about a second each time): every ``_requests`` builds its own
+    instances from them, and no test changes a task otherwise."""
     from lm_eval.tasks import get_task_dict
 
-    tasks = get_task_dict(TASKS, task_manager({"data_dir": str(data_root)}))
+    return get_task_dict(TASKS, task_manager({"data_dir": str(data_root)}))
+
+
+def _requests(lm, tasks, chat: bool, limit: int = 30):
+    """The TASKS' requests, built afresh (``build_all_requests`` replaces a task's instances)."""
     out = []
     for name in TASKS:
         task = tasks[name]
@@ -35,8 +42,8 @@ def _requests(lm, data_root, chat: bool, limit: int = 30):
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_batched_encoding_equals_encode_pair(lm, data_root, chat):
-    requests = _requests(lm, data_root, chat)
+def test_batched_encoding_equals_encode_pair(lm, tasks, chat):
+    requests = _requests(lm, tasks, chat)
     pairs = [r.args for r in requests]
     bos = lm.tokenizer.decode(lm.prefix_token_id)
     # and the cases _encode_pair treats specially: trailing spaces move to the continuation, a text that
@@ -49,10 +56,10 @@ def test_batched_encoding_equals_encode_pair(lm, data_root, chat):
     assert expected[-3][0][0] == lm.prefix_token_id and expected[-3][0][1] != lm.prefix_token_id
 
 
-def test_hf_prompt_scores_as_hf(lm, tiny_model, data_root):
+def test_hf_prompt_scores_as_hf(lm, tiny_model, tasks):
     from lm_eval.models.huggingface import HFLM
 
-    requests = _requests(lm, data_root, chat=False, limit=8)
+    requests = _requests(lm, tasks, chat=False, limit=8)
     hf = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
     assert lm.loglikelihood(requests) == hf.loglikelihood(requests)
 
@@ -71,12 +78,12 @@ def _count_calls(lm, monkeypatch) -> list[int]:
     return calls
 
 
-def test_token_cache_gives_the_same_ids_and_encodes_each_string_once(tiny_model, data_root, tmp_path, monkeypatch):
+def test_token_cache_gives_the_same_ids_and_encodes_each_string_once(tiny_model, tasks, tmp_path, monkeypatch):
     from culture_tasks.hf_prompt import HFPromptLM
 
     cache = tmp_path / "tokens"
     plain = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8)
-    pairs = [r.args for r in _requests(plain, data_root, chat=False, limit=10)]
+    pairs = [r.args for r in _requests(plain, tasks, chat=False, limit=10)]
     bos = plain.tokenizer.decode(plain.prefix_token_id)
     pairs += [(bos + "Answer:", " A"), (bos + "Answer:", " B")]  # the BOS pass has its own key
     expected = plain.encode_pairs(pairs)
@@ -179,14 +186,14 @@ def test_logits_window_holds_every_continuation(lm):
     assert lm.logits_window(torch.tensor([[5, 6, 7, 0]])) is None  # outside loglikelihood: every position
 
 
-def test_logits_window_is_used_and_scores_as_all_positions(lm, tiny_model, data_root, monkeypatch):
+def test_logits_window_is_used_and_scores_as_all_positions(lm, tiny_model, tasks, monkeypatch):
     """The LM head runs on fewer positions than the batch holds, and every score equals lm-eval's ``hf``
     (all positions) to float32 rounding, at batch sizes 8 and 3."""
     from lm_eval.models.huggingface import HFLM
 
     from culture_tasks.hf_prompt import HFPromptLM
 
-    requests = _requests(lm, data_root, chat=False, limit=6)
+    requests = _requests(lm, tasks, chat=False, limit=6)
     reference = HFLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=8).loglikelihood(requests)
     for batch in (8, 3):
         model = HFPromptLM(pretrained=str(tiny_model), device="cpu", dtype="float32", batch_size=batch)
@@ -207,7 +214,7 @@ def test_logits_window_is_used_and_scores_as_all_positions(lm, tiny_model, data_
         assert [g for _, g in scores] == [g for _, g in reference]
 
 
-def test_logits_window_with_a_prompt_tuning_adapter(tiny_model, data_root, tmp_path):
+def test_logits_window_with_a_prompt_tuning_adapter(tiny_model, tasks, tmp_path):
     """A soft prompt adds positions in front of the row; the window counts from the end, so the scores
     equal ``hf`` with the same adapter (peft= on both), and the window is still used."""
     from lm_eval.models.huggingface import HFLM
@@ -223,7 +230,7 @@ def test_logits_window_with_a_prompt_tuning_adapter(tiny_model, data_root, tmp_p
     model = HFPromptLM(**kwargs)
     windows, inner = [], model.logits_window
     model.logits_window = lambda inps: windows.append((inps.shape[1], inner(inps))) or windows[-1][1]
-    requests = _requests(model, data_root, chat=False, limit=6)
+    requests = _requests(model, tasks, chat=False, limit=6)
     scores = model.loglikelihood(requests)
     reference = HFLM(**kwargs).loglikelihood(requests)
     assert windows and all(keep is not None and keep < width for width, keep in windows), windows

@@ -43,9 +43,15 @@ def _tiny_family(tiny_model, path, family: str):
 
 
 @pytest.fixture(scope="module")
-def scorers(tiny_model, data_root, tmp_path_factory):
+def tm(data_root):
+    """One task manager for the module (indexing the task folder costs about 0.4 s each time): every
+    ``TaskScorer`` loads its own task from it, and no test changes it."""
+    return task_manager({"data_dir": str(data_root)})
+
+
+@pytest.fixture(scope="module")
+def scorers(tiny_model, tm, tmp_path_factory):
     """family -> (model folder, TaskScorer), built once per module on first use."""
-    tm = task_manager({"data_dir": str(data_root)})
     built = {}
 
     def get(family):
@@ -176,12 +182,12 @@ def test_length_sorted_batches_pad_only_to_their_own_longest_row():
     assert scorer.token_counts(2, 3) == {"needed": 24, "computed": 27, "no_stems": 27, "unsorted": 30}
 
 
-def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, data_root, monkeypatch):
+def test_length_sorted_batches_score_as_candidate_order_batches(tiny_model, tm, monkeypatch):
     """The old batching (rows in candidate order, padded to each batch's longest) gives the same
     log-likelihoods, in the same [candidate][item] places, as the length-sorted batches."""
     from aligners.scoring import TaskScorer
 
-    scorer = _scorer(tiny_model, task_manager({"data_dir": str(data_root)}), shared_stems=False)
+    scorer = _scorer(tiny_model, tm, shared_stems=False)
     lengths = [len(item.context) for item in scorer.items]
     assert len(set(lengths)) > 5  # rows of mixed lengths: sorting moves them between batches
     prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(3)) * 0.3
@@ -246,11 +252,10 @@ def test_token_counts_with_a_shared_stem():
 
 
 @pytest.mark.parametrize("chat_template", [False, True])
-def test_shared_stems_score_as_full_rows(tiny_model, data_root, chat_template):
+def test_shared_stems_score_as_full_rows(tiny_model, tm, chat_template):
     """Keys/values of a shared stem computed once per candidate give each row's log-likelihoods as the
     row computed in full does, at any batch size, with and without soft prompts; and a generation runs
     fewer positions."""
-    tm = task_manager({"data_dir": str(data_root)})
     stems = _scorer(tiny_model, tm, chat_template=chat_template)
     full = _scorer(tiny_model, tm, chat_template=chat_template, shared_stems=False)
     assert [len(g.items) for g in stems.groups] and not full.groups
@@ -295,12 +300,11 @@ def _tiny_sliding_window_model(tiny_model, path, window: int, architecture: str 
 
 
 @pytest.mark.parametrize("architecture", ["gemma2", "gpt_neo"])
-def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(tiny_model, data_root, tmp_path,
+def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(tiny_model, tm, tmp_path,
                                                                               architecture):
     """A stem pass's batched rows hold padding between the stem and each row's rest, and a sliding
     window counts positions, padding included: rows longer than the window are scored in full (the same
     log-likelihoods as lm-eval's), shorter ones still share their stems."""
-    tm = task_manager({"data_dir": str(data_root)})
     short = _scorer(_tiny_sliding_window_model(tiny_model, tmp_path / "w16", 16, architecture), tm)
     longest = max(len(item.context) for item in short.items)
     assert short.groups and longest > 16 + 10  # VSM13's rows are longer than the window
@@ -340,13 +344,12 @@ def _newline_chat_model(tiny_model, path):
     return path
 
 
-def test_options_sharing_a_first_token_score_as_lm_eval(tiny_model, data_root, soft_prompt, tmp_path):
+def test_options_sharing_a_first_token_score_as_lm_eval(tiny_model, tm, soft_prompt, tmp_path):
     """Under a template ending in a newline each option is two tokens ("\\n", letter): the scorer runs
     the shared newline with the context and adds its log-likelihood, as lm-eval sums both tokens."""
     from aligners.soft_prompt import save_prompt_tuning_adapter
 
     model_dir = _newline_chat_model(tiny_model, tmp_path / "model")
-    tm = task_manager({"data_dir": str(data_root)})
     scorer = _scorer(model_dir, tm, chat_template=True)
     newline = scorer.lm.tokenizer.encode("\n", add_special_tokens=False)
     assert [item.shared for item in scorer.items] == [1] * 24
