@@ -56,6 +56,9 @@ def write_once():
     with open(os.path.join(out, "main.txt"), "a") as f:
         f.write(f"rank {distributed.rank()}\\n")
 write_once()
+got = distributed.from_main({"read": "on rank 0"} if distributed.is_main() else None)
+with open(os.path.join(out, f"got{distributed.rank()}.json"), "w") as f:
+    json.dump(got, f)
 """
 
 
@@ -110,17 +113,25 @@ def test_one_process_computes_everything_itself():
     assert distributed.main_process_only(lambda: "wrote")() == "wrote"
 
 
-def test_two_processes_compute_their_shares_and_gather_in_item_order(tmp_path):
-    script = tmp_path / "score.py"
+@pytest.fixture(scope="module")
+def shared_under_torchrun(tmp_path_factory) -> Path:
+    """The folder ``SCORE_SCRIPT`` wrote its files into, run by two processes. Read only."""
+    folder = tmp_path_factory.mktemp("shared")
+    script = folder / "score.py"
     script.write_text(SCORE_SCRIPT)
-    _torchrun(str(script), str(tmp_path))
+    _torchrun(str(script), str(folder))
+    return folder
+
+
+def test_two_processes_compute_their_shares_and_gather_in_item_order(shared_under_torchrun):
+    folder = shared_under_torchrun
     expected = {"seven": [[0.5, 1.5], [4.5], [9.5, 16.5], [25.5], [36.5]], "one": [[9.5]], "world": 2}
-    assert json.loads((tmp_path / "result0.json").read_text()) == expected
-    assert json.loads((tmp_path / "result1.json").read_text()) == expected
+    assert json.loads((folder / "result0.json").read_text()) == expected
+    assert json.loads((folder / "result1.json").read_text()) == expected
     # rank 0 computed batches 0, 2, 4 and the single one; rank 1 batches 1 and 3, and nothing of the single one
-    assert (tmp_path / "calls0.txt").read_text().split("\n")[:4] == ["[0, 1]", "[3, 4]", "[6]", "[3]"]
-    assert (tmp_path / "calls1.txt").read_text() == "[2]\n[5]\n"
-    assert (tmp_path / "main.txt").read_text() == "rank 0\n"
+    assert (folder / "calls0.txt").read_text().split("\n")[:4] == ["[0, 1]", "[3, 4]", "[6]", "[3]"]
+    assert (folder / "calls1.txt").read_text() == "[2]\n[5]\n"
+    assert (folder / "main.txt").read_text() == "rank 0\n"
 
 
 ALIGN_ARGS = ["--country", "USA", "--population", "6", "--subspace-dim", "4", "--seed", "3", "--no-baselines",
@@ -388,16 +399,9 @@ def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state
               PYTHONPATH=pythonpath)  # finished: every process returns
 
 
-def test_from_main_gives_every_process_the_main_process_object(tmp_path):
-    script = tmp_path / "bcast.py"
-    script.write_text(
-        "import json, os, sys\n"
-        "from aligners import distributed\n"
-        "distributed.init_from_env()\n"
-        "got = distributed.from_main({'read': 'on rank 0'} if distributed.is_main() else None)\n"
-        "open(os.path.join(sys.argv[1], f'got{distributed.rank()}.json'), 'w').write(json.dumps(got))\n")
-    _torchrun(str(script), str(tmp_path))
-    assert [json.loads((tmp_path / f"got{r}.json").read_text()) for r in (0, 1)] == [{"read": "on rank 0"}] * 2
+def test_from_main_gives_every_process_the_main_process_object(shared_under_torchrun):
+    got = [json.loads((shared_under_torchrun / f"got{r}.json").read_text()) for r in (0, 1)]
+    assert got == [{"read": "on rank 0"}] * 2
     assert distributed.from_main(5) == 5  # one process: the object itself
 
 
