@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,9 @@ def write_once():
     with open(os.path.join(out, "main.txt"), "a") as f:
         f.write(f"rank {distributed.rank()}\\n")
 write_once()
+got = distributed.from_main({"read": "on rank 0"} if distributed.is_main() else None)
+with open(os.path.join(out, f"got{distributed.rank()}.json"), "w") as f:
+    json.dump(got, f)
 """
 
 
@@ -77,6 +81,26 @@ def _torchrun(*args: str, **env) -> subprocess.CompletedProcess:
     return _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args], **env)
 
 
+@contextmanager
+def _one_thread():
+    """Torch on one CPU thread, as each torchrun process has (OMP_NUM_THREADS=1): a one-process run made here
+    to compare with theirs, since a CPU matmul's last bits can depend on how many threads split it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_here(*args: str) -> None:
+    """``culture-train`` in this process (on one thread): the one-process run a launch is compared with."""
+    from trainers.cli import main as train_main
+
+    with _one_thread():
+        assert train_main(list(args)) == 0
+
+
 def test_share_deals_items_round_robin_and_covers_every_item_once():
     assert [list(distributed.share(7, 2, r)) for r in range(2)] == [[0, 2, 4, 6], [1, 3, 5]]
     assert [list(distributed.share(2, 3, r)) for r in range(3)] == [[0], [1], []]
@@ -89,38 +113,58 @@ def test_one_process_computes_everything_itself():
     assert distributed.main_process_only(lambda: "wrote")() == "wrote"
 
 
-def test_two_processes_compute_their_shares_and_gather_in_item_order(tmp_path):
-    script = tmp_path / "score.py"
+@pytest.fixture(scope="module")
+def shared_under_torchrun(tmp_path_factory) -> Path:
+    """The folder ``SCORE_SCRIPT`` wrote its files into, run by two processes. Read only."""
+    folder = tmp_path_factory.mktemp("shared")
+    script = folder / "score.py"
     script.write_text(SCORE_SCRIPT)
-    _torchrun(str(script), str(tmp_path))
+    _torchrun(str(script), str(folder))
+    return folder
+
+
+def test_two_processes_compute_their_shares_and_gather_in_item_order(shared_under_torchrun):
+    folder = shared_under_torchrun
     expected = {"seven": [[0.5, 1.5], [4.5], [9.5, 16.5], [25.5], [36.5]], "one": [[9.5]], "world": 2}
-    assert json.loads((tmp_path / "result0.json").read_text()) == expected
-    assert json.loads((tmp_path / "result1.json").read_text()) == expected
+    assert json.loads((folder / "result0.json").read_text()) == expected
+    assert json.loads((folder / "result1.json").read_text()) == expected
     # rank 0 computed batches 0, 2, 4 and the single one; rank 1 batches 1 and 3, and nothing of the single one
-    assert (tmp_path / "calls0.txt").read_text().split("\n")[:4] == ["[0, 1]", "[3, 4]", "[6]", "[3]"]
-    assert (tmp_path / "calls1.txt").read_text() == "[2]\n[5]\n"
-    assert (tmp_path / "main.txt").read_text() == "rank 0\n"
+    assert (folder / "calls0.txt").read_text().split("\n")[:4] == ["[0, 1]", "[3, 4]", "[6]", "[3]"]
+    assert (folder / "calls1.txt").read_text() == "[2]\n[5]\n"
+    assert (folder / "main.txt").read_text() == "rank 0\n"
 
 
-def test_aligner_under_torchrun_makes_the_single_process_run(tiny_model, data_root, tmp_path):
+ALIGN_ARGS = ["--country", "USA", "--population", "6", "--subspace-dim", "4", "--seed", "3", "--no-baselines",
+              "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def aligned_one(tiny_model, data_root, tmp_path_factory) -> Path:
+    """``ALIGN_ARGS``, three generations, run in this process (on one thread, ``_one_thread``). Read only."""
     from aligners.cli import main as align_main
 
+    one = tmp_path_factory.mktemp("aligned") / "one"
+    with _one_thread():
+        assert align_main(["--model", str(tiny_model), "--data-dir", str(data_root), *ALIGN_ARGS,
+                           "--generations", "3", "--output", str(one)]) == 0
+    return one
+
+
+@pytest.fixture(scope="module")
+def aligned_two(tiny_model, data_root, tmp_path_factory) -> Path:
+    """``ALIGN_ARGS``, three generations, under torchrun on two processes, given --resume into an output that
+    does not exist yet (a new run, as on one process). Read only."""
+    two = tmp_path_factory.mktemp("aligned") / "two"
+    _torchrun("-m", "aligners.cli", "--model", str(tiny_model), "--data-dir", str(data_root), *ALIGN_ARGS,
+              "--generations", "3", "--output", str(two), "--resume")
+    return two
+
+
+def test_aligner_under_torchrun_makes_the_single_process_run(aligned_one, aligned_two):
     # 6 candidates x 24 items in 4 shares (the three stem groups' 60, 24 and 24 rows, the six other
     # items' 36): the two processes run shares {0, 2} and {1, 3}, each formed exactly as the single
-    # process forms it. torchrun gives each process
-    # one CPU thread (OMP_NUM_THREADS=1); the single-process run uses one too, since a CPU matmul's
-    # last bits can depend on how many threads split it.
-    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
-            "--generations", "3", "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert align_main([*args, "--output", str(one)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    _torchrun("-m", "aligners.cli", *args, "--output", str(two))
-
+    # process forms it.
+    one, two = aligned_one, aligned_two
     # one set of outputs, no leftovers of a second writer
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     state1, state2 = (json.loads((d / "state.json").read_text()) for d in (one, two))
@@ -143,7 +187,10 @@ def _lm_eval_outputs(folder: Path) -> tuple[dict, dict]:
     return json.loads(results.read_text())["results"], samples
 
 
-def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics(tiny_model, data_root, tmp_path):
+def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics(tiny_model, data_root, tmp_path,
+                                                                                  monkeypatch):
+    from lm_eval.__main__ import cli_evaluate
+
     tasks = ["culturellm_arabic_spam", "wvs_usa", "vsm13_usa"]
     # batch size 1: every request is computed with the same shapes in both runs, so the
     # log-likelihoods are bit-identical and only the order of the gathered per-document values differs
@@ -153,7 +200,10 @@ def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics
     script, shares = tmp_path / "lm_eval_dp.py", tmp_path / "shares"
     script.write_text(LM_EVAL_DP)
     shares.mkdir()
-    _run(["-m", "lm_eval", *args, "--output_path", str(tmp_path / "one")])
+    # the one-process run: lm-eval's own command line, in this process
+    monkeypatch.setattr(sys, "argv", ["lm_eval", *args, "--output_path", str(tmp_path / "one")])
+    with _one_thread():
+        cli_evaluate()
     # ACCELERATE_USE_CPU: accelerate's state becomes MULTI_CPU (gloo) under torchrun
     _torchrun(str(script), *args, "--output_path", str(tmp_path / "two"), ACCELERATE_USE_CPU="1",
               SHARE_LOG=str(shares))
@@ -185,38 +235,48 @@ def test_lm_eval_data_parallel_on_two_processes_gives_the_single_process_metrics
             assert got == want
 
 
-def _lora_config(data_root, tmp_path, *, max_steps: int, logging_steps: int) -> Path:
+def _lora_config(data_root, folder: Path, *, max_steps: int, logging_steps: int, save_steps: int = 1000,
+                 keep_checkpoints: bool = False) -> Path:
     """A LoRA run's config (English rows, the tiny model; dropout 0, as dropout masks are drawn per process)."""
     from tests.tiny_model import build_tiny_model
     from trainers.examples import build_examples
 
-    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
-    data = tmp_path / "english.jsonl"
+    model = build_tiny_model(folder / "model", initializer_range=0.3)
+    data = folder / "english.jsonl"
     build_examples("english", data_dir=str(data_root)).write(data)
-    config = tmp_path / "lora.yaml"
+    config = folder / "lora.yaml"
     config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
-                      f"max_steps: {max_steps}\nlogging_steps: {logging_steps}\nsave_steps: 1000\nwarmup: 0\n"
-                      "chat_template: true\nseed: 0\n")
+                      f"max_steps: {max_steps}\nlogging_steps: {logging_steps}\nsave_steps: {save_steps}\nwarmup: 0\n"
+                      f"chat_template: true\nseed: 0\nkeep_checkpoints: {str(keep_checkpoints).lower()}\n")
     return config
 
 
-def _lora_on_one_and_two_processes(data_root, tmp_path, *, max_steps: int, logging_steps: int):
-    """The same LoRA run (``_lora_config``) with one global batch of 10: 10 x 1 process and 5 per process x 2
-    processes. Their output folders; the two processes print one summary (each printed its own)."""
-    config = _lora_config(data_root, tmp_path, max_steps=max_steps, logging_steps=logging_steps)
-    one, two = tmp_path / "one", tmp_path / "two"
-    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
+def _lora_on_one_and_two_processes(config: Path, folder: Path, *, max_steps: int):
+    """The same LoRA run (``_lora_config``) with one global batch of 10: 10 x 1 process (in this process) and
+    5 per process x 2 processes. Their output folders; the two processes print one summary (each printed its
+    own)."""
+    one, two = folder / "one", folder / "two"
+    _train_here("lora", "--config", str(config), "--batch-size", "10", "--output", str(one))
     proc = _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(two))
     assert proc.stdout.count(f'\n "steps": {max_steps},\n') == 1  # below the Trainer's own log lines
     return one, two
 
 
-def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def lora_six_steps(data_root, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Six steps logged at each, on one and on two processes, checkpoints at steps 3 and 6 kept (for a resume
+    to start from): the config, the one-process and the two-process output folders. Read only."""
+    folder = tmp_path_factory.mktemp("lora_six")
+    config = _lora_config(data_root, folder, max_steps=6, logging_steps=1, save_steps=3, keep_checkpoints=True)
+    return config, *_lora_on_one_and_two_processes(config, folder, max_steps=6)
+
+
+def test_lora_on_two_processes_follows_the_single_process_loss_curve(lora_six_steps):
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    one, two = _lora_on_one_and_two_processes(data_root, tmp_path, max_steps=6, logging_steps=1)
+    config, one, two = lora_six_steps
     s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
     assert (s1["world_size"], s1["global_batch"], s2["world_size"], s2["global_batch"]) == (1, 10, 2, 10)
     assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [1, 2, 3, 4, 5, 6]
@@ -228,7 +288,7 @@ def test_lora_on_two_processes_follows_the_single_process_loss_curve(data_root, 
     assert w1.keys() == w2.keys() and w1
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-6)
-    base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "model"), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(str(config.parent / "model"), dtype=torch.float32)
     loaded = PeftModel.from_pretrained(base, str(two))
     state = loaded.state_dict()
     key = next(k for k in w2 if "lora_A" in k)
@@ -241,7 +301,7 @@ def test_the_fsdp_configuration_without_gpus_runs_data_parallel_and_says_so(data
     # process's, as under torchrun
     config = _lora_config(data_root, tmp_path, max_steps=2, logging_steps=1)
     one, fsdp = tmp_path / "one", tmp_path / "fsdp"
-    _run(["-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "10", "--output", str(one)])
+    _train_here("lora", "--config", str(config), "--batch-size", "10", "--output", str(one))
     proc = _run(["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_fsdp_lora.yaml"),
                  "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29517",
                  "-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(fsdp)])
@@ -271,35 +331,27 @@ def test_fsdp_config_is_accepted_by_accelerate(monkeypatch):
     assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
 
 
-def test_lora_on_two_processes_resumes_from_its_checkpoint(data_root, tmp_path):
+def test_lora_on_two_processes_resumes_from_its_checkpoint(lora_six_steps, tmp_path):
     """A two-process run killed after its step-3 checkpoint resumes from that checkpoint (one RNG file per
     process) and ends with the uninterrupted run's adapter and losses."""
+    import shutil
+
     from safetensors.torch import load_file
 
-    from tests.tiny_model import build_tiny_model
-    from trainers.examples import build_examples
-
-    model = build_tiny_model(tmp_path / "model", initializer_range=0.3)
-    data = tmp_path / "english.jsonl"
-    build_examples("english", data_dir=str(data_root)).write(data)
-    config = tmp_path / "lora.yaml"
-    config.write_text(f"model: {model}\ndata: [{data}]\nrank: 4\nalpha: 8\ndropout: 0.0\nlearning_rate: 0.02\n"
-                      "max_steps: 6\nlogging_steps: 1\nsave_steps: 3\nwarmup: 0\nchat_template: true\nseed: 0\n"
-                      "batch_size: 5\nkeep_checkpoints: true\n")
+    config, _, full_run = lora_six_steps
     out = tmp_path / "two"
-    _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--output", str(out))
+    shutil.copytree(full_run, out)  # the uninterrupted run stays as it is, for the tests that read it
     full = json.loads((out / "training.json").read_text())
     weights = load_file(str(out / "adapter_model.safetensors"))
     kept = out / "checkpoints" / "checkpoint-3"
     assert sorted(p.name for p in kept.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
     written = {p.name: p.stat().st_mtime_ns for p in kept.iterdir()}
     # as if the run had died after its step-3 checkpoint
-    import shutil
-
     shutil.rmtree(out / "checkpoints" / "checkpoint-6")
     (out / "adapter_model.safetensors").unlink()
     (out / "training.json").unlink()
-    proc = _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--output", str(out), "--resume", "true")
+    proc = _torchrun("-m", "trainers.cli", "lora", "--config", str(config), "--batch-size", "5", "--output", str(out),
+                     "--resume", "true")
     assert "incomplete" not in proc.stderr
     assert {p.name: p.stat().st_mtime_ns for p in kept.iterdir()} == written  # resumed from it, not rewritten
     resumed = json.loads((out / "training.json").read_text())
@@ -310,23 +362,18 @@ def test_lora_on_two_processes_resumes_from_its_checkpoint(data_root, tmp_path):
         torch.testing.assert_close(again[key], weights[key], rtol=1e-5, atol=1e-7)
 
 
-def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state(tiny_model, data_root, tmp_path):
+def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state(aligned_one, tiny_model, data_root,
+                                                                                tmp_path):
     """Only the main process reads the run's state on resume and gives it to the others (nodes need no
     shared filesystem): two generations on one process, then a resume to three on two processes (the process
     count is no search setting), equals three generations on one; a resume of the finished run returns on every
     process."""
     from aligners.cli import main as align_main
 
-    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "6",
-            "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert align_main([*args, "--generations", "3", "--output", str(one)]) == 0
+    args = ["--model", str(tiny_model), "--data-dir", str(data_root), *ALIGN_ARGS]
+    one, two = aligned_one, tmp_path / "two"
+    with _one_thread():
         assert align_main([*args, "--generations", "2", "--output", str(two)]) == 0
-    finally:
-        torch.set_num_threads(threads)
     # the second process does not see the run's files, as on a node without the main one's filesystem
     hide = tmp_path / "hide"
     hide.mkdir()
@@ -352,29 +399,18 @@ def test_a_resumed_aligner_run_on_two_processes_continues_the_main_process_state
               PYTHONPATH=pythonpath)  # finished: every process returns
 
 
-def test_from_main_gives_every_process_the_main_process_object(tmp_path):
-    script = tmp_path / "bcast.py"
-    script.write_text(
-        "import json, os, sys\n"
-        "from aligners import distributed\n"
-        "distributed.init_from_env()\n"
-        "got = distributed.from_main({'read': 'on rank 0'} if distributed.is_main() else None)\n"
-        "open(os.path.join(sys.argv[1], f'got{distributed.rank()}.json'), 'w').write(json.dumps(got))\n")
-    _torchrun(str(script), str(tmp_path))
-    assert [json.loads((tmp_path / f"got{r}.json").read_text()) for r in (0, 1)] == [{"read": "on rank 0"}] * 2
+def test_from_main_gives_every_process_the_main_process_object(shared_under_torchrun):
+    got = [json.loads((shared_under_torchrun / f"got{r}.json").read_text()) for r in (0, 1)]
+    assert got == [{"read": "on rank 0"}] * 2
     assert distributed.from_main(5) == 5  # one process: the object itself
 
 
-def test_an_aligner_run_given_resume_on_an_empty_output_starts_fresh_on_two_processes(tiny_model, data_root,
-                                                                                         tmp_path):
+def test_an_aligner_run_given_resume_on_an_empty_output_starts_fresh_on_two_processes(aligned_two):
     """--resume into an output that holds nothing yet is a new run on every process, as on one: the other
-    processes follow the main process's reading of the output, not the flag."""
-    args = ["--model", str(tiny_model), "--country", "USA", "--data-dir", str(data_root), "--population", "4",
-            "--subspace-dim", "4", "--seed", "3", "--no-baselines", "--batch-size", "64", "--generations", "1"]
-    out = tmp_path / "two"
-    _torchrun("-m", "aligners.cli", *args, "--output", str(out), "--resume")
-    assert len(json.loads((out / "state.json").read_text())["fitness"]) == 1
-    assert json.loads((out / "alignment.json").read_text())["world_size"] == 2
+    processes follow the main process's reading of the output, not the flag (the run ``aligned_two`` makes;
+    test_aligner_under_torchrun_makes_the_single_process_run finds it the one-process run, exactly)."""
+    assert len(json.loads((aligned_two / "state.json").read_text())["fitness"]) == 3
+    assert json.loads((aligned_two / "alignment.json").read_text())["world_size"] == 2
 
 
 def test_an_overwritten_aligner_output_is_set_aside_by_the_main_process_only(tiny_model, data_root, tmp_path):
@@ -438,7 +474,8 @@ def test_lora_train_loss_on_two_processes_is_the_single_process_one_when_the_las
     """3 steps logged every 2: step 3's loss is never logged, and train_loss = (logged sum + step 3's loss) / 3
     must take step 3's loss over both processes' halves of the global batch, as a logged loss is (the main
     process's own half alone gave another train_loss in training.json than one process)."""
-    one, two = _lora_on_one_and_two_processes(data_root, tmp_path, max_steps=3, logging_steps=2)
+    config = _lora_config(data_root, tmp_path, max_steps=3, logging_steps=2)
+    one, two = _lora_on_one_and_two_processes(config, tmp_path, max_steps=3)
     s1, s2 = (json.loads((d / "training.json").read_text()) for d in (one, two))
     assert [x["step"] for x in s2["losses"]] == [x["step"] for x in s1["losses"]] == [2]
     assert s2["losses"][0]["loss"] == pytest.approx(s1["losses"][0]["loss"], rel=1e-5)

@@ -403,6 +403,7 @@ def test_augmentation_sigkilled_in_a_subprocess_resumes_to_the_uninterrupted_out
     stays behind, the resumed run takes it over and writes the uninterrupted run's bytes."""
     import os
     import signal
+    import threading
     import time
 
     from tests.test_augment import _tiny_sentence_model
@@ -415,22 +416,31 @@ def test_augmentation_sigkilled_in_a_subprocess_resumes_to_the_uninterrupted_out
             str(_tiny_sentence_model(tiny_model, tmp_path / "st")), "--seed-questions", str(seed_questions),
             "--data-dir", str(data_root), "--threshold", "-1", "--paraphrases", "2", "--keep", "2",
             "--questions-per-chunk", "1", "--max-new-tokens", "8", "--seed", "5", "--batch-size", "4"]
-    assert cli([*args, "--output", str(tmp_path / "full.jsonl")]) == 0
     out = tmp_path / "aug.jsonl"
     state = tmp_path / "aug.jsonl.state.json"
     chunk = random.Random(0).randint(1, 4)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "trainers.cli", *args, "--output", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if len(json.loads(state.read_text())["done"]) >= chunk:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+
+    def kill_after_the_chunk():
+        """SIGKILL the run once its state counts ``chunk`` chunks done."""
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if len(json.loads(state.read_text())["done"]) >= chunk:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_the_chunk)
+    killer.start()
+    try:  # the uninterrupted run in this process while the other one starts and runs
+        assert cli([*args, "--output", str(tmp_path / "full.jsonl")]) == 0
+    finally:
+        killer.join()
     assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert (tmp_path / "aug.jsonl.lock").exists()
     assert cli([*args, "--output", str(out), "--resume"]) == 0

@@ -186,73 +186,90 @@ def _trained_steps(monkeypatch) -> list[int]:
     return steps
 
 
-def test_interrupted_training_resumes_from_the_trainer_checkpoint(learnable_model, english_examples, tmp_path,
-                                                                  monkeypatch):
-    """A seeded run trained again from step 0 would end with the same adapter and losses: the resume must also
-    train only the steps after its checkpoint."""
-    full = train(_config(learnable_model, english_examples, tmp_path / "full", max_steps=10, save_steps=5))
-    out = tmp_path / "resumed"
-    train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, keep_checkpoints=True))
-    # as if the run had died after its step-5 checkpoint
-    for p in [out / "checkpoints" / "checkpoint-10", out / "adapter_model.safetensors", out / "training.json"]:
-        if p.is_dir():
-            import shutil
-
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-    steps = _trained_steps(monkeypatch)
-    resumed = train(_config(learnable_model, english_examples, out, max_steps=10, save_steps=5, resume=True))
-    assert resumed["steps"] == 10 and len(steps) == 5  # steps 6-10; 1-5 come from checkpoint-5
-    a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
-    assert [x["loss"] for x in resumed["losses"] if x["step"] > 5] == pytest.approx(
-        [x["loss"] for x in full["losses"] if x["step"] > 5], rel=1e-4)
-
-
-def test_a_resumed_run_records_the_training_time_of_every_session(learnable_model, english_examples, tmp_path,
-                                                                   monkeypatch):
-    """training.json's seconds of a resumed run were the last session's alone (and k-fold summaries copied
-    them as the fold's training time). The time so far is stored with each checkpoint and the resume adds
-    it: under a clock that moves 10 s each time it is read, the run killed after its step-5 checkpoint and
-    resumed records what the uninterrupted one does. Read at the start (0), at the step-5 checkpoint (10),
-    at the step-10 one (20) and at the end (30): 30 s; resumed: 10 s stored at step 5, then start, step-10
-    checkpoint, end: 10 + 20 = 30 s (the last session alone: 20 s, or 10 s as measured before)."""
-    import shutil
+def _ticking_clock():
+    """A stand-in for trainers.lora's ``time`` whose clock moves 10 s each time it is read."""
     import types
 
+    ticks = iter(range(0, 10_000, 10))
+    return types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+
+
+KEPT_RUN = dict(max_steps=4, save_steps=2, keep_checkpoints=True)
+
+
+@pytest.fixture(scope="module")
+def kept_run(learnable_model, english_examples, tmp_path_factory):
+    """A finished run of 4 steps with its checkpoints (steps 2 and 4) kept, made under ``_ticking_clock``: its
+    folder and summary. Read only: a test that changes it works on a copy (``_copy_of_kept_run``)."""
     import trainers.lora as lora
 
-    def clock():
-        ticks = iter(range(0, 10_000, 10))
-        return types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    out = tmp_path_factory.mktemp("kept_run") / "kept"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lora, "time", _ticking_clock())
+        summary = train(_config(learnable_model, english_examples, out, **KEPT_RUN))
+    return out, summary
 
-    kw = dict(max_steps=10, save_steps=5)
-    monkeypatch.setattr(lora, "time", clock())
-    full = train(_config(learnable_model, english_examples, tmp_path / "full", **kw))
-    assert full["seconds"] == 30.0
-    out = tmp_path / "resumed"
-    monkeypatch.setattr(lora, "time", clock())
-    train(_config(learnable_model, english_examples, out, keep_checkpoints=True, **kw))
-    carry = out / "checkpoints" / "checkpoint-5" / lora.LOSS_CARRY.format(0)
-    assert json.loads(carry.read_text())["seconds"] == 10.0
-    shutil.rmtree(out / "checkpoints" / "checkpoint-10")  # as if killed after the step-5 checkpoint
+
+def _copy_of_kept_run(kept_run, folder: Path) -> Path:
+    """``kept_run``'s folder copied to ``folder``, for a test to change."""
+    import shutil
+
+    return Path(shutil.copytree(kept_run[0], folder))
+
+
+def _as_if_killed_after_the_step_2_checkpoint(out: Path) -> None:
+    """What a ``KEPT_RUN`` killed after its step-2 checkpoint leaves: no checkpoint-4, adapter or training.json."""
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")
     for name in ("adapter_model.safetensors", "training.json"):
         (out / name).unlink()
-    monkeypatch.setattr(lora, "time", clock())
-    resumed = train(_config(learnable_model, english_examples, out, resume=True, keep_checkpoints=True, **kw))
+
+
+def test_interrupted_training_resumes_from_the_trainer_checkpoint(kept_run, learnable_model, english_examples,
+                                                                  tmp_path, monkeypatch):
+    """A seeded run trained again from step 0 would end with the same adapter and losses: the resume must also
+    train only the steps after its checkpoint."""
+    full_out, full = kept_run
+    out = _copy_of_kept_run(kept_run, tmp_path / "resumed")
+    _as_if_killed_after_the_step_2_checkpoint(out)
+    steps = _trained_steps(monkeypatch)
+    resumed = train(_config(learnable_model, english_examples, out, resume=True, **KEPT_RUN))
+    assert resumed["steps"] == 4 and len(steps) == 2  # steps 3-4; 1-2 come from checkpoint-2
+    a, b = load_file(full_out / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    assert [x["loss"] for x in resumed["losses"] if x["step"] > 2] == pytest.approx(
+        [x["loss"] for x in full["losses"] if x["step"] > 2], rel=1e-4)
+
+
+def test_a_resumed_run_records_the_training_time_of_every_session(kept_run, learnable_model, english_examples,
+                                                                   tmp_path, monkeypatch):
+    """training.json's seconds of a resumed run were the last session's alone (and k-fold summaries copied
+    them as the fold's training time). The time so far is stored with each checkpoint and the resume adds
+    it: under a clock that moves 10 s each time it is read, the run killed after its step-2 checkpoint and
+    resumed records what the uninterrupted one does. Read at the start (0), at the step-2 checkpoint (10),
+    at the step-4 one (20) and at the end (30): 30 s; resumed: 10 s stored at step 2, then start, step-4
+    checkpoint, end: 10 + 20 = 30 s (the last session alone: 20 s, or 10 s as measured before)."""
+    import trainers.lora as lora
+
+    assert kept_run[1]["seconds"] == 30.0  # the uninterrupted run, under the same clock
+    out = _copy_of_kept_run(kept_run, tmp_path / "resumed")
+    carry = out / "checkpoints" / "checkpoint-2" / lora.LOSS_CARRY.format(0)
+    assert json.loads(carry.read_text())["seconds"] == 10.0
+    _as_if_killed_after_the_step_2_checkpoint(out)
+    monkeypatch.setattr(lora, "time", _ticking_clock())
+    resumed = train(_config(learnable_model, english_examples, out, resume=True, **KEPT_RUN))
     assert resumed["seconds"] == 30.0 == json.loads((out / "training.json").read_text())["seconds"]
     # a checkpoint stored before the time was kept: the total is unknown, recorded as null, not as the last session's
     data = json.loads(carry.read_text())
     del data["seconds"]
     carry.write_text(json.dumps(data))
-    shutil.rmtree(out / "checkpoints" / "checkpoint-10")
-    for name in ("adapter_model.safetensors", "training.json"):
-        (out / name).unlink()
+    _as_if_killed_after_the_step_2_checkpoint(out)
+    kw = {**KEPT_RUN, "keep_checkpoints": False}
     again = train(_config(learnable_model, english_examples, out, resume=True, **kw))
     assert again["seconds"] is None and json.loads((out / "training.json").read_text())["seconds"] is None
-    assert again["steps"] == 10
+    assert again["steps"] == 4
 
 
 def _killed_before_removing_checkpoints(monkeypatch):
@@ -293,38 +310,34 @@ def test_a_resume_of_a_finished_run_killed_before_removing_its_checkpoints_remov
         f"{out}: removed {out / 'checkpoints'}, left by a finished run killed before it removed them"]
 
 
-def test_a_resume_of_a_finished_run_that_kept_its_checkpoints_trains_nothing(learnable_model, english_examples,
-                                                                            tmp_path):
+def test_a_resume_of_a_finished_run_that_kept_its_checkpoints_trains_nothing(kept_run, learnable_model,
+                                                                            english_examples, tmp_path):
     """--keep-checkpoints leaves checkpoints/ beside training.json: a --resume trained the finished run again
     from its last checkpoint and wrote its adapter and training.json anew. It is refused, and nothing is written."""
-    out = tmp_path / "kept"
-    kw = dict(max_steps=4, save_steps=2, keep_checkpoints=True)
-    train(_config(learnable_model, english_examples, out, **kw))
+    out = _copy_of_kept_run(kept_run, tmp_path / "kept")
     kept = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"}
     assert out / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors" in kept
     with pytest.raises(TrainingError, match=r"the run in .* is complete \(training.json\); pass --overwrite"):
-        train(_config(learnable_model, english_examples, out, resume=True, **kw))
+        train(_config(learnable_model, english_examples, out, resume=True, **KEPT_RUN))
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"} == kept
 
 
-def test_a_finished_run_s_checkpoints_are_kept_when_asked_or_when_its_adapter_is_not_complete(
-        learnable_model, english_examples, tmp_path):
+def test_a_finished_run_s_checkpoints_are_kept_when_asked_or_when_its_adapter_is_not_complete(kept_run, tmp_path):
     """--keep-checkpoints (now or when the run was made) keeps them; so does an adapter that cannot be read."""
     from trainers.lora import remove_finished_checkpoints
 
-    out = tmp_path / "kept"
-    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=2, keep_checkpoints=True))
+    out = _copy_of_kept_run(kept_run, tmp_path / "kept")
     remove_finished_checkpoints(out, keep=False)  # the finished run's own keep_checkpoints
-    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
     summary = json.loads((out / "training.json").read_text())
     summary["config"]["keep_checkpoints"] = False
     (out / "training.json").write_text(json.dumps(summary))
     remove_finished_checkpoints(out, keep=True)  # asked now
-    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
     weights = (out / "adapter_model.safetensors").read_bytes()
     (out / "adapter_model.safetensors").write_bytes(weights[:100])
     remove_finished_checkpoints(out, keep=False)  # the adapter cut off: the checkpoints are all there is
-    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
     (out / "adapter_model.safetensors").write_bytes(weights)
     remove_finished_checkpoints(out, keep=False)
     assert not (out / "checkpoints").exists()
@@ -658,20 +671,19 @@ def test_out_of_range_settings_are_refused_at_once(tmp_path, capsys, flag, value
     assert LoraTrainConfig(model="m", data=[str(data)], output="o", warmup=3.0, dropout=0.0).warmup == 3.0
 
 
-def test_a_resume_under_another_process_count_is_refused(learnable_model, english_examples, tmp_path, monkeypatch):
+def test_a_resume_under_another_process_count_is_refused(kept_run, learnable_model, english_examples, tmp_path,
+                                                         monkeypatch):
     # batch x accumulation x processes is the global batch: two processes would continue another training
-    out = tmp_path / "adapter"
-    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True))
+    out = _copy_of_kept_run(kept_run, tmp_path / "adapter")
     stored = json.loads((out / "checkpoints" / "run_settings.json").read_text())
     assert stored["world_size"] == 1
     (out / "training.json").unlink()  # as if killed after its last checkpoint: a run to resume
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(TrainingError, match=r"other settings \(world_size: saved 1, given 2\)"):
-        train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, resume=True))
+        train(_config(learnable_model, english_examples, out, resume=True, **KEPT_RUN))
 
 
-def test_checkpoints_of_several_processes_and_of_fsdp_are_found_complete(learnable_model, english_examples, tmp_path,
-                                                                         monkeypatch):
+def test_checkpoints_of_several_processes_and_of_fsdp_are_found_complete(kept_run, tmp_path, monkeypatch):
     """Under torchrun the Trainer writes one RNG file per process (rng_state_<rank>.pth, no rng_state.pth),
     under FSDP the optimizer as optimizer.bin: such a checkpoint is complete and is resumed from, not removed;
     one that lacks a process's RNG file is incomplete."""
@@ -679,21 +691,20 @@ def test_checkpoints_of_several_processes_and_of_fsdp_are_found_complete(learnab
 
     from trainers.lora import latest_complete_checkpoint
 
-    out = tmp_path / "adapter"
-    train(_config(learnable_model, english_examples, out, max_steps=2, save_steps=1, keep_checkpoints=True))
+    out = _copy_of_kept_run(kept_run, tmp_path / "adapter")
     checkpoints = out / "checkpoints"
-    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-2"
-    for step in (1, 2):  # the layout of a two-process run
+    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-4"
+    for step in (2, 4):  # the layout of a two-process run
         folder = checkpoints / f"checkpoint-{step}"
         (folder / "rng_state.pth").rename(folder / "rng_state_0.pth")
         shutil.copy(folder / "rng_state_0.pth", folder / "rng_state_1.pth")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-4"
+    (checkpoints / "checkpoint-4" / "rng_state_1.pth").unlink()  # rank 1 died before writing its RNG state
+    assert latest_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-2"
+    assert not (checkpoints / "checkpoint-4").exists()
+    (checkpoints / "checkpoint-2" / "optimizer.pt").rename(checkpoints / "checkpoint-2" / "optimizer.bin")  # FSDP
     assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-2"
-    (checkpoints / "checkpoint-2" / "rng_state_1.pth").unlink()  # rank 1 died before writing its RNG state
-    assert latest_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-1"
-    assert not (checkpoints / "checkpoint-2").exists()
-    (checkpoints / "checkpoint-1" / "optimizer.pt").rename(checkpoints / "checkpoint-1" / "optimizer.bin")  # FSDP
-    assert latest_complete_checkpoint(checkpoints, remove=False) == checkpoints / "checkpoint-1"
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process needs rng_state.pth
     assert latest_complete_checkpoint(checkpoints, remove=False) is None
 
@@ -848,14 +859,18 @@ def test_adapter_config_lists_the_adapted_layers_in_one_order_in_any_process(tin
               "AutoTokenizer.from_pretrained(cfg.model), []); trainer.model.save_pretrained(sys.argv[3])")
     layers = [f"model.layers.{i}.{m}" for i in (0, 1) for m in ("mlp.down_proj", "mlp.gate_proj", "mlp.up_proj",
               "self_attn.k_proj", "self_attn.o_proj", "self_attn.q_proj", "self_attn.v_proj")]
-    written = []
-    for hash_seed in ("0", "12345"):
-        out = tmp_path / f"hash{hash_seed}"
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        subprocess.run([sys.executable, "-c", script, str(tiny_model), str(english_examples), str(out)], env=env,
-                       check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-        written.append((out / "adapter_config.json").read_bytes())
-        assert json.loads(written[-1])["target_modules"] == layers
+    seeds = ("0", "12345")
+    # the two interpreters run side by side: neither waits for the other's imports
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tiny_model), str(english_examples),
+                               str(tmp_path / f"hash{hash_seed}")], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(__file__))) for hash_seed in seeds]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-4000:]
+    written = [(tmp_path / f"hash{hash_seed}" / "adapter_config.json").read_bytes() for hash_seed in seeds]
+    for text in written:
+        assert json.loads(text)["target_modules"] == layers
     assert written[0] == written[1]
 
 
