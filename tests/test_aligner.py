@@ -38,6 +38,50 @@ def aligned(tiny_model, data_root, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def aligned_results(aligned, tiny_model, data_root):
+    """What stock lm_eval reports for the ``aligned`` checkpoint on its task, in both option orders."""
+    return evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed"], data_root, peft=str(aligned))["results"]
+
+
+def _shared_run(tmp_path_factory, data_root, tiny_model, name, *extra):
+    """A FAST run made once for the tests of this module that start from it (as each test would make it:
+    CULTURE_DATA_DIR set to the data root); a test that resumes or edits it works on a copy (``_copy_of``)."""
+    out = tmp_path_factory.mktemp(name) / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CULTURE_DATA_DIR", str(data_root))
+        assert _align(tiny_model, out, *extra) == 0
+    return out
+
+
+def _copy_of(run, out):
+    """A copy of a shared run at ``out``: its settings name no output folder, so it resumes there as it is."""
+    import shutil
+
+    shutil.copytree(run, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_generation(tiny_model, data_root, tmp_path_factory):
+    """A finished FAST run of one generation: the run the refused resumes below start from."""
+    return _shared_run(tmp_path_factory, data_root, tiny_model, "one_generation", "--generations", "1")
+
+
+@pytest.fixture(scope="module")
+def three_generations(tiny_model, data_root, tmp_path_factory):
+    """A finished FAST run (three generations) with the default objective named."""
+    return _shared_run(tmp_path_factory, data_root, tiny_model, "three_generations", "--objective", "contrastive")
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_model, data_root, tmp_path_factory):
+    """A FAST run of 4 generations and one "interrupted" after 2 (both finished runs): what the resume tests
+    compare a resumed run with, and resume (a copy of) the shorter one to."""
+    return (_shared_run(tmp_path_factory, data_root, tiny_model, "full", "--generations", "4"),
+            _shared_run(tmp_path_factory, data_root, tiny_model, "part", "--generations", "2"))
+
+
 def test_optimiser_lowers_the_loss(aligned):
     summary = json.loads((aligned / "alignment.json").read_text())
     state = json.loads((aligned / "state.json").read_text())
@@ -59,7 +103,7 @@ def test_optimiser_lowers_the_loss(aligned):
     assert "environment" not in json.loads((aligned / "run_settings.json").read_text())  # never compared on resume
 
 
-def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(aligned, tiny_model, data_root):
+def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(aligned, aligned_results, tiny_model):
     from peft import PeftConfig
 
     config = PeftConfig.from_pretrained(str(aligned))
@@ -74,7 +118,7 @@ def test_checkpoint_loads_with_stock_peft_and_lm_eval_reports_the_same_loss(alig
     assert stat.S_IMODE((aligned / "adapter_model.safetensors").stat().st_mode) == 0o666 & ~umask
     summary = json.loads((aligned / "alignment.json").read_text())
     assert summary["objective"] == "contrastive"  # the default
-    out = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(aligned))["results"]["vsm13_usa"]
+    out = aligned_results["vsm13_usa"]
     # the reported loss is minus the margin lm_eval reports for the checkpoint; its L1 is lm_eval's too
     assert abs(-out["vsm13_margin,none"] - summary["loss"]) <= 1e-3
     assert abs(out["vsm13_l1,none"] - summary["final"]["vsm13_l1"]) <= 1e-3
@@ -127,13 +171,11 @@ def _scored_generations(monkeypatch) -> list[int]:
     return scored
 
 
-def test_resume_equals_uninterrupted(tiny_model, data_root, tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(searched, tiny_model, data_root, tmp_path, monkeypatch):
     """A seeded search started again from generation 1 would end as the uninterrupted run too: the resume must
     also score only the generations state.json does not hold."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert _align(tiny_model, full, "--generations", "4") == 0
-    assert _align(tiny_model, part, "--generations", "2") == 0  # "interrupted" after 2 generations
+    full, part = searched[0], _copy_of(searched[1], tmp_path / "part")  # "interrupted" after 2 generations
     scored = _scored_generations(monkeypatch)
     assert _align(tiny_model, part, "--generations", "4", "--resume") == 0
     assert scored == [6, 6]  # generations 3 and 4 of population 6; 1 and 2 are replayed from state.json
@@ -164,10 +206,10 @@ def test_non_empty_output_without_resume_is_refused(tiny_model, data_root, tmp_p
     assert (tmp_path / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_resume_with_a_model_of_another_hidden_size_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+def test_resume_with_a_model_of_another_hidden_size_is_refused(one_generation, tiny_model, data_root, tmp_path, capsys,
+                                                               monkeypatch):
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     before = (out / "state.json").read_text()
     wider = build_tiny_model(tmp_path / "wider", hidden_size=48)
     assert _align(wider, out, "--generations", "2", "--resume") == 2
@@ -476,15 +518,14 @@ def test_optimizer_settings_by_mapping_and_registration_clashes():
 
 
 def test_contrastive_objective_is_the_reported_loss_and_equals_the_objective_of_lm_evals_indices(
-        tiny_model, data_root, tmp_path, monkeypatch):
+        three_generations, tiny_model, data_root, monkeypatch):
     """--objective contrastive: each candidate's loss is the objective of the task's indices; the
     final loss is that objective applied to the indices lm_eval reports for the checkpoint."""
     from aligners.objectives import make_objective
     from culture_tasks.survey.vsm13 import DIMENSIONS, resolve_target
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "contrastive"
-    assert _align(tiny_model, out, "--objective", "contrastive") == 0
+    out = three_generations  # FAST with --objective contrastive
     summary = json.loads((out / "alignment.json").read_text())
     assert summary["objective"] == "contrastive" and summary["settings"]["objective"] == "contrastive"
     results = evaluate(tiny_model, ["vsm13_usa"], data_root, peft=str(out))["results"]["vsm13_usa"]
@@ -508,22 +549,20 @@ def test_report_ranks_the_target_among_all_countries(aligned):
         assert 1 <= row["rank"] <= row["countries"] and row["reciprocal_rank"] == pytest.approx(1 / row["rank"])
 
 
-def test_resume_with_another_objective_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+def test_resume_with_another_objective_is_refused(one_generation, tiny_model, data_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     assert _align(tiny_model, out, "--generations", "2", "--resume", "--objective", "l1") == 2
     assert "objective" in capsys.readouterr().err
 
 
-def test_resume_under_another_batch_size_device_or_shared_stems_is_refused(tiny_model, data_root, tmp_path, capsys,
-                                                                           monkeypatch):
+def test_resume_under_another_batch_size_device_or_shared_stems_is_refused(one_generation, tiny_model, data_root,
+                                                                           tmp_path, capsys, monkeypatch):
     """A resume compared neither: alignment.json then recorded only the new values, though the earlier generations
     ran under the old ones (in half precision the batch size changes the losses). A run stored before these were
     compared is checked against its state.json, which records what its last generation ran with."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     before = (out / "state.json").read_text()
     capsys.readouterr()
 
@@ -546,16 +585,15 @@ def test_resume_under_another_batch_size_device_or_shared_stems_is_refused(tiny_
     assert json.loads((out / "alignment.json").read_text())["settings"]["batch_size"] == 64
 
 
-def test_a_half_precision_run_resumed_under_other_kernels_is_refused(tiny_model, data_root, tmp_path, capsys,
-                                                                     monkeypatch):
+def test_a_half_precision_run_resumed_under_other_kernels_is_refused(one_generation, tiny_model, data_root, tmp_path,
+                                                                     capsys, monkeypatch):
     """The device's name was compared, not what picks its kernels: a bfloat16 search begun on one GPU model or
     torch release went on under another, its generations mixing two roundings. float32 runs do not store them."""
     import torch
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out, full = tmp_path / "run", tmp_path / "full"
-    assert _align(tiny_model, full, "--generations", "1") == 0
-    assert "kernels" not in json.loads((full / "run_settings.json").read_text())
+    out = tmp_path / "run"
+    assert "kernels" not in json.loads((one_generation / "run_settings.json").read_text())  # a float32 run
     assert _align(tiny_model, out, "--generations", "1", "--dtype", "bfloat16") == 0
     settings = json.loads((out / "run_settings.json").read_text())
     assert settings["kernels"]["torch"] == torch.__version__ and settings["kernels"]["accelerator"] is None
@@ -626,12 +664,11 @@ def _no_model_load(monkeypatch):
     monkeypatch.setattr(align, "load_lm", refuse)
 
 
-def test_resume_with_fewer_generations_than_the_state_holds_is_refused(tiny_model, data_root, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_resume_with_fewer_generations_than_the_state_holds_is_refused(three_generations, tiny_model, data_root,
+                                                                       tmp_path, capsys, monkeypatch):
     """3 generations saved, --generations 2: the report would describe 3 under the name of 2."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out) == 0  # FAST: 3 generations
+    out = _copy_of(three_generations, tmp_path / "run")  # FAST: 3 generations
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
     _no_model_load(monkeypatch)
@@ -657,12 +694,12 @@ def _data_root_with_other_hofstede(data_root, root):
     return root
 
 
-def test_resume_against_another_hofstede_file_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+def test_resume_against_another_hofstede_file_is_refused(one_generation, tiny_model, data_root, tmp_path, capsys,
+                                                         monkeypatch):
     from culture_tasks.outputs import file_digest
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     stored = json.loads((out / "run_settings.json").read_text())
     hofstede = data_root / "hofstede" / "6-dimensions-for-website-2015-08-16.csv"
     assert stored["hofstede_reference"] == file_digest(hofstede)
@@ -678,11 +715,10 @@ def test_resume_against_another_hofstede_file_is_refused(tiny_model, data_root, 
     assert (out / "state.json").read_text() == before
 
 
-def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(tiny_model, data_root, tmp_path,
-                                                                               capsys, monkeypatch):
+def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(one_generation, tiny_model, data_root,
+                                                                               tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     stored = json.loads((out / "run_settings.json").read_text())
     digest = stored.pop("hofstede_reference")
     (out / "run_settings.json").write_text(json.dumps(stored))
@@ -696,13 +732,13 @@ def test_resume_of_a_run_stored_without_the_hofstede_digest_says_how_to_add_it(t
         f"\"hofstede_reference\": \"{digest}\" to that file, or choose another --output\n")
 
 
-def test_resume_of_a_run_without_its_settings_file_is_refused(tiny_model, data_root, tmp_path, capsys, monkeypatch):
+def test_resume_of_a_run_without_its_settings_file_is_refused(one_generation, tiny_model, data_root, tmp_path, capsys,
+                                                             monkeypatch):
     """A state.json without run_settings.json (a run from before the settings were stored on their own)
     records neither the data nor the model by content: resumed against another Hofstede file, its later
     generations would search another objective under the first ones' losses."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     (out / "run_settings.json").unlink()
     before = (out / "state.json").read_text()
     other = _data_root_with_other_hofstede(data_root, tmp_path / "other")
@@ -721,7 +757,7 @@ def test_a_bfloat16_run_reports_the_loss_lm_eval_gives_with_the_recorded_command
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "bf16"
     assert align_main(["--model", str(tiny_model), "--country", "USA", "--output", str(out), "--population", "8",
-                       "--generations", "3", "--subspace-dim", "8", "--bound", "4", "--seed", "0", "--dtype",
+                       "--generations", "1", "--subspace-dim", "8", "--bound", "4", "--seed", "0", "--dtype",
                        "bfloat16", "--no-baselines"]) == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert "dtype=float32" in summary["lm_eval_command"] and summary["settings"]["dtype"] == "bfloat16"
@@ -841,12 +877,12 @@ def test_overwrite_never_deletes_the_config_file_inside_the_output(tiny_model, d
     assert "config_file" not in parse_args(["--config", str(config)]).for_country("USA")
 
 
-def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, tiny_model, data_root):
+def test_every_reported_number_has_the_interval_lm_eval_reports(aligned, aligned_results, tiny_model, data_root):
     """The report's intervals are the tasks' own: lm_eval gives the same for the checkpoint and the plain model."""
     summary = json.loads((aligned / "alignment.json").read_text())
     report = summary["report"]
     wvs = report["wvs"]["task"]
-    fitted = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed"], data_root, peft=str(aligned))["results"]
+    fitted = aligned_results
     plain = evaluate(tiny_model, ["vsm13_usa", "vsm13_usa_reversed", "vsm13_usa_persona", wvs], data_root)["results"]
 
     def ci(results, key):
@@ -1025,7 +1061,7 @@ def test_a_candidate_whose_prompt_overflows_counts_as_the_worst_loss(optimizer, 
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     args = ("--optimizer", optimizer, "--bound", "4")
-    assert _align(tiny_model, tmp_path / "clean", *args) == 0
+    assert _align(tiny_model, tmp_path / "clean", *args, "--generations", "1") == 0  # its first generation is compared
     clean = json.loads((tmp_path / "clean/state.json").read_text())["fitness"]
     monkeypatch.setattr(align, "load_lm", _overflow_above(threshold))
     assert _align(tiny_model, tmp_path / "full", *args) == 0
@@ -1141,7 +1177,8 @@ def test_a_country_without_a_task_reports_the_loss_its_recorded_lm_eval_command_
 
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "jpn"
-    assert align_main(["--model", str(tiny_model), "--country", "Japan", "--output", str(out), *FAST]) == 0
+    assert align_main(["--model", str(tiny_model), "--country", "Japan", "--output", str(out), *FAST,
+                       "--generations", "1"]) == 0
     summary = json.loads((out / "alignment.json").read_text())
     tasks, metadata = _recorded_lm_eval(summary)
     assert tasks == ["vsm13_usa"] and metadata["data_dir"] == str(data_root.resolve())
@@ -1175,7 +1212,7 @@ def test_a_checkpoint_folder_named_with_a_comma_and_a_quote_is_scored_by_its_rec
     `key=value`"); written as a JSON object, lm_eval scores that checkpoint to the run's loss and final metrics."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "seed=0,o'brien"
-    assert _align(tiny_model, out) == 0
+    assert _align(tiny_model, out, "--generations", "1") == 0  # a checkpoint to score: one generation makes it
     summary = json.loads((out / "alignment.json").read_text())
     results = _run_recorded_command(summary["lm_eval_command"], tmp_path / "lm_eval", monkeypatch)["vsm13_usa"]
     assert summary["loss"] == pytest.approx(-results["vsm13_margin,none"], abs=1e-5)
@@ -1309,14 +1346,12 @@ def _plant_temporaries(out):
 
 
 def test_a_resume_removes_the_temporaries_of_a_killed_write_and_ends_file_for_file_as_the_uninterrupted_run(
-        tiny_model, data_root, tmp_path, monkeypatch, caplog):
+        searched, tiny_model, data_root, tmp_path, monkeypatch, caplog):
     """SIGKILLed while writing, a run left its temporary files and a staging folder holding a whole adapter;
     --resume kept them, so the finished folder was not the uninterrupted run's. Under the folder's lock the
     resume removes exactly those (named in the log) and leaves everything else."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert _align(tiny_model, full, "--generations", "4") == 0
-    assert _align(tiny_model, part, "--generations", "2") == 0
+    full, part = searched[0], _copy_of(searched[1], tmp_path / "part")
     removed, kept = _plant_temporaries(part)
     caplog.clear()
     assert _align(tiny_model, part, "--generations", "4", "--resume") == 0
@@ -1484,7 +1519,7 @@ def test_a_balanced_run_scores_both_orders_and_lm_eval_reports_its_loss(tiny_mod
     names that task and lm_eval reports the run's loss for its checkpoint; a resume in the listed order is refused."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "balanced"
-    assert _align(tiny_model, out, "--option-order", "balanced", "--baselines") == 0
+    assert _align(tiny_model, out, "--option-order", "balanced", "--baselines", "--generations", "1") == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert "--tasks vsm13_usa_balanced " in summary["lm_eval_command"]
     assert summary["settings"]["option_order"] == "balanced"
@@ -1502,10 +1537,10 @@ def test_a_balanced_run_scores_both_orders_and_lm_eval_reports_its_loss(tiny_mod
     assert "option_order: saved 'balanced', given 'listed'" in capsys.readouterr().err
 
 
-def test_a_run_stored_before_option_order_resumes_as_the_listed_order(tiny_model, data_root, tmp_path, monkeypatch):
+def test_a_run_stored_before_option_order_resumes_as_the_listed_order(one_generation, tiny_model, data_root, tmp_path,
+                                                                     monkeypatch):
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    out = tmp_path / "run"
-    assert _align(tiny_model, out, "--generations", "1") == 0
+    out = _copy_of(one_generation, tmp_path / "run")
     stored = json.loads((out / "run_settings.json").read_text())
     assert stored.pop("option_order") == "listed"
     (out / "run_settings.json").write_text(json.dumps(stored))
@@ -1555,7 +1590,7 @@ def test_a_worst_order_run_reports_the_loss_lm_eval_gives_its_two_tasks(tiny_mod
     another order is refused."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
     out = tmp_path / "worst"
-    assert _align(tiny_model, out, "--option-order", "worst") == 0
+    assert _align(tiny_model, out, "--option-order", "worst", "--generations", "1") == 0
     summary = json.loads((out / "alignment.json").read_text())
     assert "--tasks vsm13_usa,vsm13_usa_reversed,vsm13_usa_balanced " in summary["lm_eval_command"]
     assert summary["target"]["task"] == "vsm13_usa_balanced"
@@ -1607,14 +1642,13 @@ def test_a_loss_that_is_nan_for_the_plain_model_too_is_not_blamed_on_the_soft_pr
         _no_finite_loss(scorer, cfg, 1, lambda m: m["vsm13_l1"], SearchOrder("plain")))
 
 
-def test_a_run_resumes_from_another_working_directory_and_ends_as_the_uninterrupted_run(tiny_model, data_root, tmp_path,
-                                                                                         monkeypatch):
+def test_a_run_resumes_from_another_working_directory_and_ends_as_the_uninterrupted_run(searched, tiny_model, data_root,
+                                                                                         tmp_path, monkeypatch):
     """Started as ``--model tiny`` in the model's parent folder, resumed as ``--model /abs/tiny`` from elsewhere: the
     same folder by content, so the resume goes on (it was refused: model saved 'tiny', given '/abs/tiny') and ends
     with the uninterrupted run's checkpoint."""
     monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert _align(tiny_model, full, "--generations", "2") == 0
+    full, part = searched[1], tmp_path / "part"  # full: the uninterrupted run of 2 generations
     monkeypatch.chdir(tiny_model.parent)
     assert _align(tiny_model.name, part, "--generations", "1") == 0
     monkeypatch.chdir(tmp_path)

@@ -4,6 +4,7 @@ its source was regenerated, or one that a changed script would now print otherwi
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -105,6 +106,15 @@ def test_the_qwen_objective_tables_are_what_their_alignment_files_give(capsys):
 
 
 def _kfold_summary(runs: list[str]) -> dict:
+    """``across_cultures`` of these runs, a copy: a summary's bootstrap is the slow part of this file, and two tests
+    below read the same two summaries (each is computed once per session)."""
+    import copy
+
+    return copy.deepcopy(_kfold_summary_once(tuple(runs)))
+
+
+@functools.lru_cache(maxsize=None)
+def _kfold_summary_once(runs: tuple[str, ...]) -> dict:
     from trainers.kfold import across_cultures, read_report
 
     return across_cultures({DOCS / run: read_report(DOCS / run)[1] for run in runs})

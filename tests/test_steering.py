@@ -51,7 +51,7 @@ def matrix(tiny_model, prompt_checkpoint, lora_checkpoint, data_root, tmp_path_f
     rc = main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
                "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
                "--target", "saudi_arabia=persona", "--target", f"turkey=lora:{lora_checkpoint}",
-               "--iters", "60", "--batch-size", "16"])
+               "--iters", "20", "--batch-size", "16"])  # resamples: what the tests compare is the same at 20
     assert rc == 0
     return out, json.loads((out / "steering.json").read_text())
 
@@ -337,13 +337,13 @@ def test_every_matrix_number_has_its_interval(data_root):
         return {"item_means": means, "indices": vsm13_indices(means)}
 
     plain, steered = answers(2), [answers(3), answers(7), answers(4)]
-    cfg = SimpleNamespace(iters=40, seed=5, norm=2, level=0.95)
+    cfg = SimpleNamespace(iters=20, seed=5, norm=2, level=0.95)
     v = vsm13_metrics(rows, steered, plain, ref, cfg)
     assert np.shape(v["distance_ci"]) == (3, 3, 2) and np.shape(v["plain_distance_ci"]) == (3, 2)
-    reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
+    reps = compare.term_replicates(steered[1]["item_means"], iters=20, seed=5)
     cell = [compare.compare_vsm13(r, "SAU", ref)["distance"] for r in reps]
     assert v["distance_ci"][1][2] == pytest.approx(list(stats.percentile_interval(cell)))
-    reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
+    reps = compare.term_replicates(plain["item_means"], iters=20, seed=5)
     cell = [compare.compare_vsm13(r, "USA", ref)["distance"] for r in reps]
     assert v["plain_distance_ci"][0] == pytest.approx(list(stats.percentile_interval(cell)))
     for r in v["per_row"]:
@@ -351,24 +351,24 @@ def test_every_matrix_number_has_its_interval(data_root):
     for s in v["summary_by_coverage"].values():
         assert len(s["top1_ci"]) == 2 and s["top1_ci"][0] <= s["top1_ci"][1]
         assert len(s["plain_mrr_ci"]) == 2
-    text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 40, "seed": 5}})
-    assert "Intervals: 95 % percentile bootstrap (40 resamples, seed 5)" in text
+    text = markdown({"vsm13": v, "config": {"model": "m", "level": 0.95, "iters": 20, "seed": 5}})
+    assert "Intervals: 95 % percentile bootstrap (20 resamples, seed 5)" in text
     # the level as given: 0.975 was printed rounded to "98 %"
     assert "Intervals: 97.5 % percentile bootstrap" in markdown(
-        {"vsm13": v, "config": {"model": "m", "level": 0.975, "iters": 40, "seed": 5}})
+        {"vsm13": v, "config": {"model": "m", "level": 0.975, "iters": 20, "seed": 5}})
     lo, hi = v["distance_ci"][0][0]
     assert f"{v['distance'][0][0]:.3f} [{lo:.3f}, {hi:.3f}]" in text
     # raw L1 (C=0): |index - Hofstede's score| summed over the target's dimensions, per replicate
-    reps = compare.term_replicates(steered[1]["item_means"], iters=40, seed=5)
+    reps = compare.term_replicates(steered[1]["item_means"], iters=20, seed=5)
     sau = ref.profiles["SAU"]
     raw = [abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"]) for r in reps]
     assert v["raw_l1_ci"][1][2] == pytest.approx(list(stats.percentile_interval(raw)))
     assert v["per_row"][2]["raw_l1_ci"] == pytest.approx(
         list(stats.percentile_interval([abs(r["lto"] - sau["lto"]) + abs(r["ivr"] - sau["ivr"])
-                                          for r in compare.term_replicates(steered[2]["item_means"], iters=40,
+                                          for r in compare.term_replicates(steered[2]["item_means"], iters=20,
                                                                            seed=5)])))
     # change vs plain: the steered and the plain replicate of the same resample, subtracted
-    plain_reps = compare.term_replicates(plain["item_means"], iters=40, seed=5)
+    plain_reps = compare.term_replicates(plain["item_means"], iters=20, seed=5)
     moved = [compare.compare_vsm13(r, "CHI", ref)["distance"] - compare.compare_vsm13(q, "CHI", ref)["distance"]
              for r, q in zip(reps, plain_reps)]
     assert v["change_vs_plain_ci"][1][1] == pytest.approx(list(stats.percentile_interval(moved)))
@@ -472,7 +472,7 @@ def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp
     source, result = matrix
     monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("--rescore loaded a model"))
     out = tmp_path / "again"
-    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "60"]) == 0
+    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(data_root), "--iters", "20"]) == 0
     again = json.loads((out / "steering.json").read_text())
     # the same answers, the same settings: every number and interval as the run that stored them
     assert again["vsm13"] == result["vsm13"] and again["wvs"] == result["wvs"]
@@ -484,7 +484,7 @@ def test_rescore_gives_the_stored_numbers_without_a_model(matrix, data_root, tmp
     assert f"`culture-steer --rescore`) from the answers stored in {source}" in (out / "steering.md").read_text()
     # other interval settings: the same point values, other intervals
     other = tmp_path / "other"
-    assert main(["--rescore", str(source), "--output", str(other), "--data-dir", str(data_root), "--iters", "30",
+    assert main(["--rescore", str(source), "--output", str(other), "--data-dir", str(data_root), "--iters", "10",
                  "--seed", "9"]) == 0
     v = json.loads((other / "steering.json").read_text())["vsm13"]
     assert v["distance"] == result["vsm13"]["distance"] and v["distance_ci"] != result["vsm13"]["distance_ci"]
@@ -532,14 +532,14 @@ def test_rescore_says_when_its_reference_data_differ_from_the_stored_run(matrix,
     text = (data_root / HOFSTEDE_FILE).read_text(encoding="utf-8")
     (other / HOFSTEDE_FILE).write_text(text.replace("\nUSA;U.S.A.;40;", "\nUSA;U.S.A.;41;"), encoding="utf-8")
     out = tmp_path / "again"
-    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(other), "--iters", "60"]) == 0
+    assert main(["--rescore", str(source), "--output", str(out), "--data-dir", str(other), "--iters", "10"]) == 0
     again = json.loads((out / "steering.json").read_text())
     assert again["reference"][HOFSTEDE_FILE] == file_digest(other / HOFSTEDE_FILE) != result["reference"][HOFSTEDE_FILE]
     assert again["rescored_from"]["reference"] == result["reference"]
     assert again["rescored_from"]["reference_changed"] == [HOFSTEDE_FILE]
     assert f"compared with other reference data than that run: {HOFSTEDE_FILE}" in (out / "steering.md").read_text()
     same = tmp_path / "same"
-    assert main(["--rescore", str(source), "--output", str(same), "--data-dir", str(data_root), "--iters", "60"]) == 0
+    assert main(["--rescore", str(source), "--output", str(same), "--data-dir", str(data_root), "--iters", "10"]) == 0
     assert json.loads((same / "steering.json").read_text())["rescored_from"]["reference_changed"] == []
     assert "other reference data" not in (same / "steering.md").read_text()
 
@@ -558,10 +558,10 @@ def test_rescore_of_half_precision_answers_says_their_commands_do_not_give_them(
     (half / "steering.json").write_text(json.dumps(stored))
     with caplog.at_level(logging.WARNING, logger="culture_tasks"):
         assert main(["--rescore", str(source), "--output", str(tmp_path / "a"), "--data-dir", str(data_root),
-                     "--iters", "60"]) == 0
+                     "--iters", "10"]) == 0
         assert "not float32" not in caplog.text
         assert main(["--rescore", str(half), "--output", str(tmp_path / "b"), "--data-dir", str(data_root),
-                     "--iters", "60"]) == 0
+                     "--iters", "20"]) == 0  # the matrix's: the same numbers
     assert (f"--rescore: the answers in {half / 'steering.json'} were computed in bfloat16, not float32: lm_eval "
             "rounds half precision otherwise, so the lm_eval_commands it records need not give them again; run "
             "culture-steer again (it scores in float32) for answers they give") in caplog.text
@@ -747,7 +747,7 @@ def test_a_model_with_nan_answers_stops_before_writing_and_a_rerun_works(tiny_mo
     damaged = damaged_copy(tiny_model, tmp_path / "damaged")
     out = tmp_path / "o"
     args = ["--output", str(out), "--data-dir", str(data_root), "--target", "usa=plain", "--target", "china=persona",
-            "--iters", "20"]
+            "--iters", "20", "--no-wvs"]
     assert main(["--model", str(damaged), *args]) == 2
     assert capsys.readouterr().err.endswith(
         "\nculture-steer: the plain model gives a NaN or infinite log-likelihood on 24 of 24 items of vsm13_usa in "
@@ -855,7 +855,7 @@ def test_resume_after_a_kill_reuses_the_stored_answers_and_writes_the_uninterrup
     args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root),
             "--target", "usa=plain", "--target", "China=persona", "--target", f"DEU=prompt:{prompt_checkpoint}",
             "--target", "saudi_arabia=persona", "--target", f"turkey=lora:{lora_checkpoint}",
-            "--iters", "60", "--batch-size", "16"]
+            "--iters", "20", "--batch-size", "16"]  # the matrix's settings
     calls = _killed_at(monkeypatch, 3)  # the plain model (usa:plain is it), china:persona, killed in germany
     with pytest.raises(KeyboardInterrupt):
         main(args)
