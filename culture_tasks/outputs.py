@@ -47,8 +47,8 @@ class OutputError(ValueError):
 
 
 def os_error_line(command: str, err: OSError) -> str:
-    """A full disk or a folder that cannot be written, met mid-run: one line naming the file and the fix
-    (a traceback says no more; what was finished before is kept, and ``--resume`` goes on from it)."""
+    """An OSError met mid-run (a full disk, a folder that cannot be written) as one line naming the file and the
+    fix: a traceback says no more."""
     return f"{command}: {err}; fix that (free space, permissions) and run again"
 
 
