@@ -488,3 +488,19 @@ def test_a_rank_interval_is_shown_in_whole_ranks_rounded_outward():
     assert stats.rank_interval_text(2.9750000000000227, 35.02499999999998) == "[2, 36]"
     assert stats.rank_interval_text(1.0, 10.024999999999977) == "[1, 11]"
     assert stats.rank_interval_text(math.nan, math.nan) == "[nan, nan]"
+
+
+def test_the_vectorised_cluster_mean_is_the_resample_at_a_time_one():
+    # items (sum, count): (1, 1), (3, 2), (2, 1); a resample taking the first twice and the third once: (1 + 1 + 2) /
+    # (1 + 1 + 1) = 4/3; taking the second once: 3/2
+    items = [(1.0, 1), (3.0, 2), (2.0, 1)]
+    assert stats.cluster_mean_weighted(items, np.array([[2, 0, 1], [0, 1, 0]], dtype=float)).tolist() == [4 / 3, 1.5]
+    rng = np.random.default_rng(5)
+    cultures = ["x"] * 12 + ["y"] * 9
+    a = [(c, (float(s), int(n))) for c, s, n in zip(cultures, rng.random(21) * 3, rng.integers(1, 4, 21))]
+    b = [(c, (s + float(d), n)) for (c, (s, n)), d in zip(a, rng.normal(0.3, 0.5, 21))]
+    loop = stats.paired_bootstrap(stats.TaskMean(stats.cluster_mean), a, b)
+    fast = stats.paired_bootstrap(stats.TaskMean(stats.cluster_mean, stats.cluster_mean_weighted), a, b)
+    assert fast.keys() == loop.keys()
+    for key in loop:
+        assert fast[key] == pytest.approx(loop[key], rel=1e-12, abs=1e-12), key

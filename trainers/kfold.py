@@ -816,7 +816,7 @@ def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base"
     bootstrap of b − a with questions resampled within their culture (``stats.TaskMean``), so every
     resample keeps each culture's size and a culture with two countries counts once, like a culture
     with one."""
-    aggregate = stats.TaskMean(stats.cluster_mean)
+    aggregate = stats.TaskMean(stats.cluster_mean, stats.cluster_mean_weighted)
     return {first: aggregate(a), f"{first}_ci": _ci(aggregate, a), "adapter": aggregate(b),
             "adapter_ci": _ci(aggregate, b), **stats.paired_bootstrap(aggregate, a, b),
             "documents": sum(n for _, (_, n) in a)}
@@ -841,7 +841,7 @@ class HeldOutShare:
     strata = staticmethod(stats.TaskMean.strata)
 
     def __call__(self, items) -> float:
-        gain = stats.TaskMean(stats.cluster_mean)
+        gain = stats.TaskMean(stats.cluster_mean, stats.cluster_mean_weighted)
         held = gain([(c, (h - b, n)) for c, (b, h, _, n) in items])
         inside = gain([(c, (i - b, n)) for c, (b, _, i, n) in items])
         return held / inside if inside > 0 else float("nan")
