@@ -40,14 +40,14 @@ def parse_args(argv: list[str] | None) -> AlignConfig:
 def main(argv: list[str] | None = None) -> int:
     from aligners.align import AlignmentError, run
     from culture_tasks.data_root import DataRootError
-    from culture_tasks.outputs import os_error_line
+    from culture_tasks.outputs import error_line, os_error_line
     from culture_tasks.survey.vsm13 import UnknownCountryError
 
     configure_logging()
     try:
         summaries = run(parse_args(argv))
     except (AlignmentError, UnknownCountryError, DataRootError, ValueError, FileNotFoundError) as err:
-        print(f"culture-align: {err}", file=sys.stderr)
+        print(error_line("culture-align", err), file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or an unwritable folder mid-run: the checkpoints written are kept
         print(os_error_line("culture-align", err), file=sys.stderr)

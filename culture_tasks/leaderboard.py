@@ -60,7 +60,7 @@ from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
 from culture_tasks.fingerprints import FINGERPRINTS_KEY, SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
-from culture_tasks.outputs import OutputError, OutputLock, claim_output, os_error_line, set_aside
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, error_line, os_error_line, set_aside
 from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
@@ -1900,7 +1900,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LeaderboardError("the result files hold no CultureLLM or survey metrics")
         return _write(args, fmt, runs, tables, baseline, output, plot_dir)
     except (NotAResultFile, FileNotFoundError, LeaderboardError, OutputError) as err:
-        print(f"culture-leaderboard: {err}", file=sys.stderr)
+        print(error_line("culture-leaderboard", err), file=sys.stderr)
         return 2
     except OSError as err:
         print(os_error_line("culture-leaderboard", err), file=sys.stderr)

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from culture_tasks.atomic import open_like_new_files
-from culture_tasks.outputs import OutputError, OutputLock, claim_output
+from culture_tasks.outputs import OutputError, OutputLock, claim_output, error_line
 
 # CULTURE_MODEL_CACHE set but empty is unset (as CULTURE_DATA_DIR and CULTURE_DIGEST_CACHE are), not the working folder
 DEFAULT_CACHE = Path(os.environ.get("CULTURE_MODEL_CACHE") or Path.home() / ".cache" / "culture-align" / "models"
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         output = args.output or DEFAULT_CACHE / name
         convert_gguf(paths, output, overwrite=args.overwrite)
     except (OSError, ModelFileError, OutputError) as err:
-        print(f"culture-model: {err}", file=sys.stderr)
+        print(error_line("culture-model", err), file=sys.stderr)
         return 2
     print(output)
     return 0

@@ -46,10 +46,17 @@ class OutputError(ValueError):
     """An output that cannot be written as asked; nothing was changed."""
 
 
+def error_line(command: str, err: BaseException) -> str:
+    """A command's error as the one line it prints: a message that spans lines (a library's, quoted inside ours)
+    has its lines joined, so the line a log or a shell keeps is the whole error."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return f"{command}: {text}"
+
+
 def os_error_line(command: str, err: OSError) -> str:
     """An OSError met mid-run (a full disk, a folder that cannot be written) as one line naming the file and the
     fix: a traceback says no more."""
-    return f"{command}: {err}; fix that (free space, permissions) and run again"
+    return error_line(command, f"{err}; fix that (free space, permissions) and run again")
 
 
 def safe_join(root: str | os.PathLike, name: str, error: type[Exception] = OutputError) -> Path:

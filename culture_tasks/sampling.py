@@ -198,7 +198,7 @@ def parser():
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.cli_args import ConfigError
     from culture_tasks.data_root import resolve_data_root
-    from culture_tasks.outputs import OutputError, OutputLock, claim_output, os_error_line
+    from culture_tasks.outputs import OutputError, OutputLock, claim_output, error_line, os_error_line
 
     config_parser = parser()
     try:
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = ",\n".join(f"{json.dumps(task)}: {json.dumps(indices)}" for task, indices in samples.items())
             write_text_atomic(Path(cfg.output), "{\n" + lines + "\n}\n")
     except (ConfigError, OutputError, SamplingError, FileNotFoundError, ValueError) as err:
-        print(f"culture_tasks.sampling: {err}", file=sys.stderr)
+        print(error_line("culture_tasks.sampling", err), file=sys.stderr)
         return 2
     except OSError as err:
         print(os_error_line("culture_tasks.sampling", err), file=sys.stderr)

@@ -58,7 +58,7 @@ from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, wa
 from culture_tasks.metadata import check_bool_fields
 from culture_tasks.models import ModelFileError, check_safetensors, empty_model
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
-                                   file_digest, os_error_line, set_aside, settings_differences)
+                                   error_line, file_digest, os_error_line, set_aside, settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey import compare
 from culture_tasks.survey.countries import find_listed, listed_countries
@@ -1291,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
         check_single_process("culture-steer", SteeringError)
         result = run(parse_args(argv))
     except (SteeringError, DataRootError, ValueError, FileNotFoundError) as err:
-        print(f"culture-steer: {err}", file=sys.stderr)
+        print(error_line("culture-steer", err), file=sys.stderr)
         return 2
     except OSError as err:  # the earlier files are kept (logged)
         print(os_error_line("culture-steer", err), file=sys.stderr)

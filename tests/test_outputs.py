@@ -791,6 +791,48 @@ def test_an_os_error_mid_run_is_one_line_naming_the_file(command, tmp_path, monk
                    "fix that (free space, permissions) and run again\n")
 
 
+
+def _two_line_error(*args, **kwargs):
+    raise OutputError("out/x.json: the first line\n    and a second, indented (a library's message)\n")
+
+
+@pytest.mark.parametrize("command", ["culture-align", "culture-train data", "culture-steer", "culture-leaderboard",
+                                     "culture_tasks.sampling", "culture-model", "culture-eval"])
+def test_an_error_whose_message_spans_lines_is_printed_as_one_line(command, tmp_path, monkeypatch, capsys):
+    """Each command prints its error as one line (exit 2) even where the message has several: its lines joined."""
+    from culture_tasks import harness, leaderboard, models, sampling, steering
+    from trainers import cli
+
+    if command == "culture-align":
+        monkeypatch.setattr("aligners.align.run", _two_line_error)
+        code = align_main(["--model", "m", "--country", "usa", "--output", str(tmp_path / "o")])
+    elif command == "culture-train data":
+        monkeypatch.setitem(cli.RUN, "data", _two_line_error)
+        code = train_cli(["data", "--culture", "english", "--questions", "q.jsonl", "--output", str(tmp_path / "o")])
+    elif command == "culture-steer":
+        monkeypatch.setattr(steering, "parse_args", _two_line_error)
+        code = steering.main([])
+    elif command == "culture-leaderboard":
+        monkeypatch.setattr(leaderboard, "find_result_files", _two_line_error)
+        code = leaderboard.main([str(tmp_path)])
+    elif command == "culture_tasks.sampling":
+        monkeypatch.setattr(sampling, "suite_files", _two_line_error)
+        code = sampling.main(["--per_culture", "20", "--output", str(tmp_path / "s.json")])
+    elif command == "culture-model":
+        monkeypatch.setattr(models, "convert_gguf", _two_line_error)
+        gguf = tmp_path / "m.gguf"
+        gguf.write_bytes(b"")
+        code = models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "m")])
+    else:
+        monkeypatch.setattr("lm_eval.__main__.cli_evaluate", _two_line_error)
+        with pytest.raises(SystemExit) as stop:
+            harness.main()
+        code = stop.value.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"{command}: out/x.json: the first line and a second, indented (a library's message)\n"
+
+
 def test_the_gathered_staging_folder_of_a_sharded_save_is_published_whole_or_removed_on_resume(tmp_path, caplog):
     """Under FSDP every process names the one staging folder the adapter is gathered into (the Trainer writes in
     place); published, its files are in the output and it is gone; left by a kill, the next run removes it."""

@@ -141,7 +141,7 @@ SHARED = ("lora",)  # the steps that share their work among the processes of tor
 
 def main(argv: list[str] | None = None) -> int:
     from culture_tasks.data_root import DataRootError
-    from culture_tasks.outputs import check_single_process, main_process, os_error_line
+    from culture_tasks.outputs import check_single_process, error_line, main_process, os_error_line
 
     configure_logging()
     step = None
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if main_process():  # one summary, not one per process of a distributed lora run
             print(json.dumps(summary, indent=1))
     except (DataRootError, FileNotFoundError, ValueError, ImportError) as err:
-        print(f"culture-train{' ' + step if step else ''}: {err}", file=sys.stderr)
+        print(error_line(f"culture-train{' ' + step if step else ''}", err), file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or an unwritable folder mid-run: the finished folds and checkpoints are kept
         print(os_error_line(f"culture-train{' ' + step if step else ''}", err), file=sys.stderr)
