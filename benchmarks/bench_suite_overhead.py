@@ -7,7 +7,8 @@ so a small model with the tokenizer of interest is enough:
     python benchmarks/bench_suite_overhead.py --model <SmolLM2 dir>
     python benchmarks/bench_suite_overhead.py --model <any small model> --tokenizer <Llama-3 tokenizer dir>
 
-``--limit N`` takes N documents per task (default: all 66,672).
+``--limit N`` takes N documents per task (default: all 66,672); ``--tasks`` other tasks or groups than the
+whole suite.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from culture_tasks.paths import task_manager  # noqa: E402
 def main() -> None:
     p = model_parser(__doc__)
     p.add_argument("--limit", type=int, default=0, help="documents per task; 0: all")
+    p.add_argument("--tasks", default="culturellm",
+                   help="comma-separated lm-eval task or group names (default: the whole suite); one culture "
+                        "(culturellm_english) is a quick check of the script")
     args = p.parse_args()
 
     from lm_eval.tasks import get_task_dict
@@ -35,7 +39,7 @@ def main() -> None:
     from culture_tasks.hf_prompt import HFPromptLM
 
     start = time.perf_counter()
-    tasks = list(leaf_tasks(get_task_dict(["culturellm"], task_manager(data_dir=args.data_dir))))
+    tasks = list(leaf_tasks(get_task_dict(args.tasks.split(","), task_manager(data_dir=args.data_dir))))
     loaded = time.perf_counter()
     for task in tasks:
         task.build_all_requests(limit=args.limit or None, rank=0, world_size=1)

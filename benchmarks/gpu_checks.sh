@@ -40,7 +40,7 @@ if [ "$SMOKE" = 1 ]; then
   aligner=(--population 4 --repeats 1 --naive-candidates 1); aligner_batches="16"
   lora=(--steps 3 --warmup 1 --configs 2:1 --profile-steps 1)
   suite=(--limit 1 --batch-size 4 --upstream-docs-per-task 1 --max-new-tokens 2)
-  overhead=(--limit 2)
+  overhead=(--limit 2 --tasks culturellm_english)
 else
   aligner=(--population 32); aligner_batches=${ALIGNER_BATCHES:-64 768}
   read -ra lora <<< "${LORA_ARGS:---steps 20 --profile-steps 2 --configs 16:1,16:0,16:0:1,64:0,64:1}"
