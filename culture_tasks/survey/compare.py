@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from culture_tasks import stats
 from culture_tasks.survey import metrics
@@ -239,6 +238,8 @@ def kendall_tau(steered: Sequence[tuple[str, Mapping[str, float]]], reference: R
     two targets, without variation, or where a steered index is not finite). Steered indices within ``INDEX_TIE`` of each other are tied.
     ``steered`` is (target code, steered profile) pairs. Any constant added to a dimension leaves
     it unchanged."""
+    from scipy.stats import kendalltau  # here, not at import: scipy.stats takes about a second to import
+
     out = {}
     for d in DIMENSIONS:
         pairs = [(float(p[d]), reference.profiles[c][d]) for c, p in steered

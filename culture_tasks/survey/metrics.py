@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.special import softmax
-from scipy.stats import wasserstein_distance
+
+# scipy is imported where used: its stats, spatial and special modules take over a second to import, which every
+# command and every lm_eval process loading these tasks would pay at start
 
 
 def option_distribution(loglikelihoods: Sequence[float]) -> np.ndarray:
     """Normalised probabilities of the options from the log-likelihoods of their labels."""
+    from scipy.special import softmax
+
     return softmax(np.asarray(loglikelihoods, dtype=np.float64))
 
 
@@ -26,11 +28,15 @@ def item_score(probs: Sequence[float], values: Sequence[float], mode: str = "exp
 
 def jsd_similarity(p: Sequence[float], q: Sequence[float]) -> float:
     """1 - Jensen-Shannon distance with base-2 logarithms: 1 for identical, 0 for disjoint."""
+    from scipy.spatial.distance import jensenshannon
+
     return float(1.0 - jensenshannon(np.asarray(p, float), np.asarray(q, float), base=2))
 
 
 def w1_similarity(p: Sequence[float], q: Sequence[float]) -> float:
     """1 - W1(p, q) / (N - 1) over the ordinal positions 0..N-1 (OpinionQA representativeness)."""
+    from scipy.stats import wasserstein_distance
+
     positions = np.arange(len(p), dtype=float)
     if len(p) < 2:
         return 1.0
