@@ -207,3 +207,33 @@ def test_a_qwen_culture_s_table_in_train_kfold_md_is_its_kfold_md(run):
     tables = [rows for s in _sections_linking(doc, f"{run}/kfold.md") if (rows := _table_rows(s))]
     assert tables, f"no section of train_kfold.md with a k-fold table links {run}/kfold.md"
     assert all(rows == expected for rows in tables), run
+
+
+def _seed_table(section: str) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    """A further-seeds table: the seeds its header names (``seed 0 ...``, ``seed 1 ...``) and, per row, the
+    base cell then each seed's difference and p, cells as kfold.md writes them."""
+    header = next(line for line in section.splitlines() if line.startswith("| questions | metric | base"))
+    seeds = re.findall(r"\| seed (\d+)", header)
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip().replace("**", "").replace("−", "-") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 + 2 * len(seeds) and cells[0] in ("held-out", "in-sample"):
+            rows[cells[0], cells[1]] = [c.removeprefix("+") for c in cells[2:]]
+    return seeds, rows
+
+
+@pytest.mark.parametrize("seed0", sorted(r.removesuffix("_seed1") for r in KFOLD_RUNS if r.endswith("_seed1")))
+def test_a_further_seeds_table_quotes_each_seed_s_kfold_md(seed0):
+    """The table of a run's further training seeds copies, per row, the base cell and every seed's difference with
+    its interval and p from that seed's own kfold.md (seed 0: the run itself, seed N: ``<run>_seed<N>``)."""
+    doc = (DOCS / "train_kfold.md").read_text(encoding="utf-8")
+    sections = [s for s in _sections_linking(doc, f"{seed0}_seed1/kfold.md") if "| seed 1" in s]
+    assert len(sections) == 1, f"train_kfold.md: one section with a seed table linking {seed0}_seed1/kfold.md"
+    seeds, rows = _seed_table(sections[0])
+    assert seeds[0] == "0" and len(seeds) >= 3 and len(rows) == 6
+    for i, seed in enumerate(seeds):
+        run = seed0 if seed == "0" else f"{seed0}_seed{seed}"
+        expected = _table_rows((DOCS / run / "kfold.md").read_text(encoding="utf-8"))
+        for key, cells in rows.items():
+            base, _adapter, difference, p = expected[key]
+            assert cells[0] == base and cells[1 + 2 * i: 3 + 2 * i] == [difference, p], (run, key)
