@@ -126,7 +126,8 @@ def _signed(r: dict) -> str:
     return text.replace("-", "−")
 
 
-SMOLLM2_CULTURES = [run for run in KFOLD_RUNS if run.startswith("train_kfold_smollm2_") and run != "train_kfold_smollm2_one"]
+SMOLLM2_CULTURES = [run for run in KFOLD_RUNS if run.startswith("train_kfold_smollm2_") and run != "train_kfold_smollm2_one"
+                    and "_seed" not in run]
 QWEN_CULTURES = [f"train_kfold_qwen25coder_{c}" for c in ("bengali", "german", "korean", "portuguese", "turkish")]
 
 
