@@ -766,30 +766,47 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device", "out/file.json")
 
 
-@pytest.mark.parametrize("command", ["culture-align", "culture-train data", "culture-leaderboard",
-                                     "culture_tasks.sampling"])
-def test_an_os_error_mid_run_is_one_line_naming_the_file(command, tmp_path, monkeypatch, capsys):
-    """A full disk (or a folder that cannot be written) met mid-run: one line with the file and the fix, exit 2."""
-    from culture_tasks import leaderboard, sampling
+def _fail_in(command: str, failure, tmp_path, monkeypatch) -> int:
+    """Run ``command``'s main with ``failure`` raised where its work starts; its exit code."""
+    from culture_tasks import harness, leaderboard, models, sampling, steering
     from trainers import cli
 
     if command == "culture-align":
-        monkeypatch.setattr("aligners.align.run", _full_disk)
-        code = align_main(["--model", "m", "--country", "usa", "--output", str(tmp_path / "o")])
-    elif command == "culture-train data":
-        monkeypatch.setitem(cli.RUN, "data", _full_disk)
-        code = train_cli(["data", "--culture", "english", "--questions", "q.jsonl", "--output", str(tmp_path / "o")])
-    elif command == "culture-leaderboard":
-        monkeypatch.setattr(leaderboard, "find_result_files", _full_disk)
-        code = leaderboard.main([str(tmp_path)])
-    else:
-        monkeypatch.setattr(sampling, "suite_files", _full_disk)
-        code = sampling.main(["--per_culture", "20", "--output", str(tmp_path / "s.json")])
+        monkeypatch.setattr("aligners.align.run", failure)
+        return align_main(["--model", "m", "--country", "usa", "--output", str(tmp_path / "o")])
+    if command == "culture-train data":
+        monkeypatch.setitem(cli.RUN, "data", failure)
+        return train_cli(["data", "--culture", "english", "--questions", "q.jsonl", "--output", str(tmp_path / "o")])
+    if command == "culture-steer":
+        monkeypatch.setattr(steering, "parse_args", failure)
+        return steering.main([])
+    if command == "culture-leaderboard":
+        monkeypatch.setattr(leaderboard, "find_result_files", failure)
+        return leaderboard.main([str(tmp_path)])
+    if command == "culture_tasks.sampling":
+        monkeypatch.setattr(sampling, "suite_files", failure)
+        return sampling.main(["--per_culture", "20", "--output", str(tmp_path / "s.json")])
+    if command == "culture-model":
+        monkeypatch.setattr(models, "convert_gguf", failure)
+        gguf = tmp_path / "m.gguf"
+        gguf.write_bytes(b"")
+        return models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "m")])
+    assert command == "culture-eval"
+    monkeypatch.setattr("lm_eval.__main__.cli_evaluate", failure)
+    with pytest.raises(SystemExit) as stop:
+        harness.main()
+    return stop.value.code
+
+
+@pytest.mark.parametrize("command", ["culture-align", "culture-train data", "culture-steer", "culture-leaderboard",
+                                     "culture_tasks.sampling"])
+def test_an_os_error_mid_run_is_one_line_naming_the_file(command, tmp_path, monkeypatch, capsys):
+    """A full disk (or a folder that cannot be written) met mid-run: one line with the file and the fix, exit 2."""
+    code = _fail_in(command, _full_disk, tmp_path, monkeypatch)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert err == (f"{command}: [Errno 28] No space left on device: 'out/file.json'; "
                    "fix that (free space, permissions) and run again\n")
-
 
 
 def _two_line_error(*args, **kwargs):
@@ -800,37 +817,10 @@ def _two_line_error(*args, **kwargs):
                                      "culture_tasks.sampling", "culture-model", "culture-eval"])
 def test_an_error_whose_message_spans_lines_is_printed_as_one_line(command, tmp_path, monkeypatch, capsys):
     """Each command prints its error as one line (exit 2) even where the message has several: its lines joined."""
-    from culture_tasks import harness, leaderboard, models, sampling, steering
-    from trainers import cli
-
-    if command == "culture-align":
-        monkeypatch.setattr("aligners.align.run", _two_line_error)
-        code = align_main(["--model", "m", "--country", "usa", "--output", str(tmp_path / "o")])
-    elif command == "culture-train data":
-        monkeypatch.setitem(cli.RUN, "data", _two_line_error)
-        code = train_cli(["data", "--culture", "english", "--questions", "q.jsonl", "--output", str(tmp_path / "o")])
-    elif command == "culture-steer":
-        monkeypatch.setattr(steering, "parse_args", _two_line_error)
-        code = steering.main([])
-    elif command == "culture-leaderboard":
-        monkeypatch.setattr(leaderboard, "find_result_files", _two_line_error)
-        code = leaderboard.main([str(tmp_path)])
-    elif command == "culture_tasks.sampling":
-        monkeypatch.setattr(sampling, "suite_files", _two_line_error)
-        code = sampling.main(["--per_culture", "20", "--output", str(tmp_path / "s.json")])
-    elif command == "culture-model":
-        monkeypatch.setattr(models, "convert_gguf", _two_line_error)
-        gguf = tmp_path / "m.gguf"
-        gguf.write_bytes(b"")
-        code = models.main(["from-gguf", "--gguf", str(gguf), "--output", str(tmp_path / "m")])
-    else:
-        monkeypatch.setattr("lm_eval.__main__.cli_evaluate", _two_line_error)
-        with pytest.raises(SystemExit) as stop:
-            harness.main()
-        code = stop.value.code
-    err = capsys.readouterr().err
+    code = _fail_in(command, _two_line_error, tmp_path, monkeypatch)
     assert code == 2
-    assert err == f"{command}: out/x.json: the first line and a second, indented (a library's message)\n"
+    assert capsys.readouterr().err == (f"{command}: out/x.json: the first line and a second, indented (a library's "
+                                       "message)\n")
 
 
 def test_the_gathered_staging_folder_of_a_sharded_save_is_published_whole_or_removed_on_resume(tmp_path, caplog):
