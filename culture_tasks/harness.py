@@ -22,7 +22,8 @@ from pathlib import Path
 from culture_tasks import provenance
 from culture_tasks.fingerprints import loaded_fingerprint
 from culture_tasks.hf_prompt import strict_booleans  # (importing it registers hf-prompt with lm-eval)
-from culture_tasks.outputs import OutputError, error_line, load_settings, main_process, save_settings, settings_differences
+from culture_tasks.outputs import (OutputError, error_line, load_settings, main_process, save_settings,
+                                   settings_differences)
 from culture_tasks.task import MODEL_FOLDER_ARGS
 
 SETTINGS_SUFFIX = ".settings.json"
