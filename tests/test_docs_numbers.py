@@ -181,14 +181,18 @@ def test_the_order_section_says_how_many_l1_checkpoints_the_papers_budget_has():
     assert f"the listed row from the {len(files)} `alignment.json`" in text and note in text, note
 
 
+def _kfold_cells(line: str) -> list[str]:
+    """A table row's cells as kfold.md writes them: no bold, ASCII minus, no plus sign."""
+    return [c.strip().replace("**", "").replace("−", "-").removeprefix("+") for c in line.strip().strip("|").split("|")]
+
+
 def _table_rows(text: str) -> dict[tuple[str, str], list[str]]:
-    """The ``| questions | metric | base | adapter | difference | p |`` rows of a k-fold table, cells as kfold.md
-    writes them (no bold, ASCII minus, no plus sign)."""
+    """The ``| questions | metric | base | adapter | difference | p |`` rows of a k-fold table (``_kfold_cells``)."""
     rows = {}
     for line in text.splitlines():
-        cells = [c.strip().replace("**", "").replace("−", "-") for c in line.strip().strip("|").split("|")]
+        cells = _kfold_cells(line)
         if len(cells) >= 6 and cells[0] in ("held-out", "in-sample") and cells[1].startswith("WVS "):
-            rows[cells[0], cells[1]] = [c.removeprefix("+") for c in cells[2:6]]
+            rows[cells[0], cells[1]] = cells[2:6]
     return rows
 
 
@@ -217,9 +221,9 @@ def _seed_table(section: str) -> tuple[list[str], dict[tuple[str, str], list[str
     seeds = re.findall(r"\| seed (\d+)", header)
     rows = {}
     for line in section.splitlines():
-        cells = [c.strip().replace("**", "").replace("−", "-") for c in line.strip().strip("|").split("|")]
+        cells = _kfold_cells(line)
         if len(cells) == 3 + 2 * len(seeds) and cells[0] in ("held-out", "in-sample"):
-            rows[cells[0], cells[1]] = [c.removeprefix("+") for c in cells[2:]]
+            rows[cells[0], cells[1]] = cells[2:]
     return seeds, rows
 
 
