@@ -21,7 +21,9 @@ not ranked against the complete ones. Survey
 metrics (the headline metrics of the registered instruments, and VSM13's ``vsm13_rank``: ``BOARD_METRICS``)
 get tables of their own; a VSM13
 task that ranked another country (``--metadata target_country``, e.g. Japan through vsm13_usa)
-is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country. A
+is a column of its own, ``vsm13_usa → JPN``, compared only with runs that ranked that country; rows that scored
+a column's VSM13 task against another target profile or other constants (``--metadata target``, ``constants``)
+share no best (``ranked_against``). A
 task's 95 % interval is its ``<metric>_ci_low`` / ``_ci_high`` companion metric (where the file has none, the
 same bootstrap over its per-sample log); a mean over
 tasks gets its interval from the per-sample logs (``--log_samples``), resampled within each task
@@ -1326,6 +1328,12 @@ def _vsm13_swaps(logs: tuple[tuple, tuple]) -> dict[str, np.ndarray]:
     return {metric: np.asarray(b_scores[metric] - a_scores[metric], dtype=float) for metric in VSM13_METRICS}
 
 
+def set_constants(constants) -> dict[str, float]:
+    """The VSM13 constants by dimension, 0 left out: "C_pd" and "pdi" (the task takes both) name one constant, and
+    a constant of 0 is none."""
+    return {d: c for d, c in constants_by_dimension(constants).items() if c}
+
+
 def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[dict | None, str]:
     """``run`` minus ``base`` of a VSM13 metric (the mean over ``tasks``: a task, or a group's countries), both
     rows' logs read back (``tasks.logged_vsm13``) and scored as the tasks score them, or (None, why not).
@@ -1351,9 +1359,7 @@ def vsm13_paired(base: Run, run: Run, tasks: list[str], metric: str) -> tuple[di
                 return None, f"no paired test: {task} did not score all 24 VSM13 items in row {who.row_id}"
         a_target, a_comparison = a_settings[0], a_settings[2]
         b_target, b_comparison = b_settings[0], b_settings[2]
-        # the constants by dimension, 0 left out: "C_pd" and "pdi" (the task takes both) name one constant
-        a_constants, b_constants = ({d: c for d, c in constants_by_dimension(s[1]).items() if c}
-                                    for s in (a_settings, b_settings))
+        a_constants, b_constants = (set_constants(s[1]) for s in (a_settings, b_settings))
         if metric in DIMENSIONS and a_constants != b_constants:  # an index is the items' and the constants' alone
             return None, f"no paired test: {task} was scored with other constants in the two rows"
         if metric not in DIMENSIONS and (a_target, a_constants, a_comparison.get("code")) != (
@@ -1529,14 +1535,44 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
 
 def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
     """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of two of the
-    rows), or "": a best among them would rank other task versions or settings. Every pair is compared, not each
-    row with the first: a row whose file recorded no settings differs from neither of two rows that differ."""
+    rows, or a VSM13 task scored against another target: ``ranked_against``), or "": a best among them would rank
+    other task versions, settings or targets. Every pair is compared, not each row with the first: a row whose file
+    recorded no settings differs from neither of two rows that differ. Only a column with a direction asks: every
+    such VSM13 metric (loss, margin, rank) depends on the target and the constants."""
+    against: dict[tuple[int, str], str | None] = {}
     for a, b in combinations(runs, 2):
         for task in sorted(covered[id(a)] & covered[id(b)]):
             why = definition_differs(a, b, task)
             if why:
                 return why
+            for run in (a, b):
+                if (id(run), task) not in against:
+                    against[id(run), task] = ranked_against(run, task)
+            ta, tb = against[id(a), task], against[id(b), task]
+            if ta is not None and tb is not None and ta != tb:
+                return (f"{task} was scored against another target (or with other constants) in row {a.row_id} and "
+                        f"row {b.row_id}; compare rows scored against the same target")
     return ""
+
+
+def ranked_against(run: Run, task: str) -> str | None:
+    """What a VSM13 task of the row measured its losses, margins and ranks against, as text to compare: the target
+    profile it ranked (``hofstede_target``: ``--metadata target``, else Hofstede's scores for its country) and its
+    non-zero constants by dimension. By content, as ``vsm13_paired`` compares its logs: Hofstede's own scores given
+    by hand, or ``C_pd`` for ``pdi``, are the same measurement. None for another task, or a file without the task's
+    config. Where the profile cannot be read here (the data root is gone) the settings as given stand for it."""
+    cfg = run.task_config.get(task)
+    if task_family(task) != "vsm13" or not cfg:
+        return None
+    meta = cfg.get("metadata") or {}
+    country = ranked_country(run, task) or (cfg.get("dataset_kwargs") or {}).get("vsm13_country")
+    found, _ = hofstede_target(country, meta.get("data_dir"), meta) if country else (None, "")
+    try:
+        constants = set_constants(meta.get("constants"))
+    except ValueError:
+        constants = meta.get("constants")
+    target = ["profile", found[1]] if found else ["as given", country, meta.get("target")]
+    return json.dumps([target, constants], sort_keys=True, default=str)
 
 
 def pick_baseline(runs: list[Run], spec: str | None) -> Run | None:

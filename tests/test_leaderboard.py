@@ -1843,6 +1843,39 @@ def test_a_row_without_recorded_settings_does_not_let_rows_of_other_settings_sha
         in out.read_text()
 
 
+@pytest.mark.parametrize("other, what", [
+    ({"target": [50.0] * 6, "target_source": "made up"}, "made-up target"),
+    ({"constants": {"pdi": 20.0}}, "a PDI constant"),
+])
+def test_vsm13_rows_scored_against_other_targets_or_constants_share_no_best(tmp_path, data_root, other, what):
+    # vsm13_usa's losses, margins and ranks measure the indices against the target profile with the constants: "hof"
+    # ranked Hofstede's U.S.A. (l1 20), "same" that profile given by hand with a zero constant under the manual's
+    # name (l1 30): one measurement, hof is best. "other" (l1 10) was scored with a made-up target or a constant:
+    # its 10 is no distance to what hof's 20 is one to, so the column marks no best (other's was marked best)
+    hib = {"vsm13_usa": {"vsm13_l1": False}}
+    usa = [40.0, 91.0, 62.0, 46.0, 26.0, 68.0]  # Hofstede's U.S.A. row: pdi, idv, mas, uai, lto, ivr
+    table = "vsm13: vsm13_l1 (↓ lower is better)"
+    rows = (("hof", 20.0, {}), ("same", 30.0, {"target": usa, "target_source": "Hofstede 2015",
+                                               "constants": {"C_pd": 0.0}}), ("other", 10.0, other))
+    for model, l1, meta in rows[:2]:
+        _vsm13_usa_result(tmp_path / "res" / model, f"/m/{model}", {"vsm13_usa": {"vsm13_l1,none": l1}}, data_root,
+                          meta, hib=hib)
+    data = _json(tmp_path)
+    assert [_cell(data, m, "vsm13_usa", table=table)["best"] for m in ("hof", "same")] == [True, False]
+    model, l1, meta = rows[2]
+    _vsm13_usa_result(tmp_path / "res" / model, f"/m/{model}", {"vsm13_usa": {"vsm13_l1,none": l1}}, data_root, meta,
+                      hib=hib)
+    data = _json(tmp_path)
+    cells = [_cell(data, m, "vsm13_usa", table=table) for m in ("hof", "same", "other")]
+    assert [(c["value"], c["best"]) for c in cells] == [(20.0, False), (30.0, False), (10.0, False)], what
+    ids = {r["model"]: r["row_id"] for r in data["runs"]}
+    out = tmp_path / "board.md"
+    assert main([str(tmp_path / "res"), "--output", str(out)]) == 0
+    assert (f"vsm13_usa: no best marked: vsm13_usa was scored against another target (or with other constants) in "
+            f"row {ids['/m/hof']} and row {ids['/m/other']}; compare rows scored against the same target.") \
+        in out.read_text()
+
+
 def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
     # 30 documents, labels alternate; base wrong on the first 5 (3 of class 0, 2 of class 1): F1 class 0 =
     # 2·12/(2·12 + 2 + 3) = 24/29, class 1 = 26/31, macro 0.83315; good right on all: +0.16685. A resample
