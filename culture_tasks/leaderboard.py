@@ -1534,15 +1534,16 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
 
 
 def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
-    """Why the rows' numbers in a column are not one measurement (``definition_differs`` for a task of two of the
-    rows, or a VSM13 task scored against another target: ``ranked_against``), or "": a best among them would rank
-    other task versions, settings or targets. Every pair is compared, not each row with the first: a row whose file
-    recorded no settings differs from neither of two rows that differ. Only a column with a direction asks: every
-    such VSM13 metric (loss, margin, rank) depends on the target and the constants."""
+    """Why the rows' numbers in a column are not one measurement (for a task of two of the rows: another version or
+    settings, ``definition_differs``; other documents, ``_other_documents``; a VSM13 task scored against another
+    target, ``ranked_against``), or "": a best among them would rank other measurements. Every pair is compared,
+    not each row with the first: a row whose file recorded no settings differs from neither of two rows that
+    differ. Only a column with a direction asks: every such VSM13 metric (loss, margin, rank) depends on the
+    target and the constants."""
     against: dict[tuple[int, str], str | None] = {}
     for a, b in combinations(runs, 2):
         for task in sorted(covered[id(a)] & covered[id(b)]):
-            why = definition_differs(a, b, task)
+            why = definition_differs(a, b, task) or _other_documents(a, b, task)
             if why:
                 return why
             for run in (a, b):
@@ -1553,6 +1554,16 @@ def _mixed_definitions(runs: list[Run], covered: dict[int, set[str]]) -> str:
                 return (f"{task} was scored against another target (or with other constants) in row {a.row_id} and "
                         f"row {b.row_id}; compare rows scored against the same target")
     return ""
+
+
+def _other_documents(a: Run, b: Run, task: str) -> str:
+    """Why ``task`` of two complete rows is not over the same documents (their files count another number: another
+    copy of the data, the same task version), or "": a score over 30 documents ranks nothing over 40."""
+    na, nb = a.documents.get(task), b.documents.get(task)
+    if na is None or nb is None or na == nb:
+        return ""
+    return (f"{task} scored {na} documents in row {a.row_id}, {nb} in row {b.row_id}; compare rows run on the same "
+            "documents")
 
 
 def ranked_against(run: Run, task: str) -> str | None:

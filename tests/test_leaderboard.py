@@ -1876,6 +1876,28 @@ def test_vsm13_rows_scored_against_other_targets_or_constants_share_no_best(tmp_
         in out.read_text()
 
 
+def test_complete_rows_over_other_numbers_of_documents_share_no_best(tmp_path):
+    # the same task and version, each run complete (effective = original), but over 40 documents in "a" and 30 in
+    # "b" (another copy of the data): b's 0.9 is no better score on a's documents, so the column marks no best (b's
+    # was marked best); "c", over a's 40, alone with a: a's 0.5 is best over c's 0.4
+    task = "culturellm_english_x"
+    for model, score, docs in (("a", 0.5, 40), ("c", 0.4, 40)):
+        _result(tmp_path / "res" / model, f"/m/{model}", {task: score},
+                n_samples={task: {"original": docs, "effective": docs}})
+    data = _json(tmp_path)
+    assert [_cell(data, m, "english")["best"] for m in ("a", "c")] == [True, False]
+    _result(tmp_path / "res/b", "/m/b", {task: 0.9}, n_samples={task: {"original": 30, "effective": 30}})
+    data = _json(tmp_path)
+    cells = [_cell(data, m, "english") for m in ("a", "b", "c")]
+    assert [(c["value"], c["best"], c["partial"]) for c in cells] == [(0.5, False, False), (0.9, False, False),
+                                                                      (0.4, False, False)]
+    ids = {r["model"]: r["row_id"] for r in data["runs"]}
+    out = tmp_path / "board.md"
+    assert main([str(tmp_path / "res"), "--output", str(out)]) == 0
+    assert (f"english: no best marked: {task} scored 40 documents in row {ids['/m/a']}, 30 in row {ids['/m/b']}; "
+            "compare rows run on the same documents.") in out.read_text()
+
+
 def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
     # 30 documents, labels alternate; base wrong on the first 5 (3 of class 0, 2 of class 1): F1 class 0 =
     # 2·12/(2·12 + 2 + 3) = 24/29, class 1 = 26/31, macro 0.83315; good right on all: +0.16685. A resample
