@@ -942,6 +942,7 @@ class Cell:
     diff_note: str = ""
     p_adjusted: float | None = None  # Holm over the row's paired tests in its table (--adjust holm)
     best: bool = False
+    best_note: str = ""  # why no cell of its column is marked best (also in the CSV and JSON, beside best: false)
     covered: int = 0  # the column's tasks this cell's mean is over
     of: int = 0  # the column's tasks over all rows
 
@@ -1518,6 +1519,8 @@ def fill(table: Table, runs: list[Run], baseline: Run | None, adjust: str = "non
         mixed = _mixed_definitions([run for run, _ in competing], covered)
         if mixed:
             table.note = (table.note + " " if table.note else "") + f"{col.label}: no best marked: {mixed}."
+            for _, cell in competing:
+                cell.best_note = f"no best marked: {mixed}"
             continue
         best = (max if col.higher_is_better else min)(c.value for _, c in competing)
         for _, cell in competing:
@@ -1714,7 +1717,8 @@ def records(runs: list[Run], tables: list[Table], baseline: Run | None) -> list[
                     "table": table.title, "row_id": run.row_id, "label": run.label, "partial": run.partial,
                     "partial_reason": run.partial_text(), "column": col.label, "metric": col.metric,
                     "higher_is_better": col.higher_is_better, "value": cell.value, "best": cell.best,
-                    "ci_low": cell.low, "ci_high": cell.high, "interval_note": cell.interval_note,
+                    "best_note": cell.best_note, "ci_low": cell.low, "ci_high": cell.high,
+                    "interval_note": cell.interval_note,
                     "tasks_covered": cell.covered or None, "tasks_in_column": cell.of or None,
                     "baseline": baseline.row_id if baseline else None,
                     "diff": d.get("diff"), "diff_low": d.get("low"), "diff_high": d.get("high"),

@@ -1885,7 +1885,8 @@ def test_complete_rows_over_other_numbers_of_documents_share_no_best(tmp_path):
         _result(tmp_path / "res" / model, f"/m/{model}", {task: score},
                 n_samples={task: {"original": docs, "effective": docs}})
     data = _json(tmp_path)
-    assert [_cell(data, m, "english")["best"] for m in ("a", "c")] == [True, False]
+    assert [(_cell(data, m, "english")["best"], _cell(data, m, "english")["best_note"]) for m in ("a", "c")] == [
+        (True, ""), (False, "")]
     _result(tmp_path / "res/b", "/m/b", {task: 0.9}, n_samples={task: {"original": 30, "effective": 30}})
     data = _json(tmp_path)
     cells = [_cell(data, m, "english") for m in ("a", "b", "c")]
@@ -1894,8 +1895,14 @@ def test_complete_rows_over_other_numbers_of_documents_share_no_best(tmp_path):
     ids = {r["model"]: r["row_id"] for r in data["runs"]}
     out = tmp_path / "board.md"
     assert main([str(tmp_path / "res"), "--output", str(out)]) == 0
-    assert (f"english: no best marked: {task} scored 40 documents in row {ids['/m/a']}, 30 in row {ids['/m/b']}; "
-            "compare rows run on the same documents.") in out.read_text()
+    why = (f"{task} scored 40 documents in row {ids['/m/a']}, 30 in row {ids['/m/b']}; compare rows run on the same "
+           "documents")
+    assert f"english: no best marked: {why}." in out.read_text()
+    # the CSV and JSON say why beside best: false; a column that ranks says nothing
+    assert [c["best_note"] for c in cells] == [f"no best marked: {why}"] * 3
+    assert main([str(tmp_path / "res"), "--format", "csv", "--output", str(tmp_path / "board.csv")]) == 0
+    notes = {(r["row_id"], r["column"]): r["best_note"] for r in csv.DictReader((tmp_path / "board.csv").open())}
+    assert notes[(ids["/m/b"], "english")] == f"no best marked: {why}"
 
 
 def test_a_cell_whose_interval_and_test_disagree_says_the_mark_follows_the_test(tmp_path, capsys):
