@@ -9,6 +9,13 @@ under the file's device, inode, size, modification time and status-change time. 
 its status-change time, which no user-space call sets back (``touch -d`` sets it to now), so an edited file is
 hashed again; a file changed in the last seconds (a coarse filesystem clock) or while it was read is not cached.
 
+Every byte counts, the writers' version stamps too. SmolLM2's GGUF converted under transformers 5.18 and 5.25 gives
+byte-identical weights and tokenizer files, but config.json and generation_config.json record
+``transformers_version`` and gguf_source.json the converting version: another fingerprint. That stamp is not left
+out, because it is not inert: transformers reads config.json's ``transformers_version`` when it loads a tokenizer
+(a folder written before 5.0 gets its Mistral pre-tokenizer fix), so two folders differing only in it need not
+load as one model.
+
 Runs stored before this scheme recorded ``sha256:<hex>``: names and sizes, small files whole, large ones'
 first and last MiB. Such a fingerprint is compared in its own scheme, with a warning that it cannot see a
 change inside a large file (``check_settings``, the leaderboard), so those runs still resume and check.
