@@ -361,7 +361,12 @@ def check_trained_culture(row: Steered) -> None:
     path = Path(row.checkpoint) / TRAINING
     record = read_json(path, f"--target {row.label}", "train the adapter again or give another folder") \
         if path.is_file() else {}
-    cultures, culture = record.get("cultures"), find_listed(row.slug).get("culture")
+    cultures = record.get("cultures") if isinstance(record, dict) else None
+    culture = find_listed(row.slug).get("culture")
+    if cultures and not (isinstance(cultures, list) and all(isinstance(c, str) for c in cultures)):
+        # a string would match its substrings ("korean" in "nonkorean")
+        raise SteeringError(f"--target {row.label}: {path} has cultures {cultures!r}, which is no list of culture "
+                            "names; train the adapter again or give another folder")
     if not cultures:
         log.warning("--target %s: %s names no cultures the adapter was trained on, so that it was trained for "
                     "%s (culture %s) is not checked", row.label, path, row.name, culture)

@@ -1139,6 +1139,11 @@ def test_a_lora_adapter_trained_on_another_culture_is_refused_before_the_model_l
         validate("india")
     record.write_text(json.dumps({"cultures": ["arabic", "korean"]}))  # CultureLLM-One-like: any of them
     validate("jordan")
+    record.write_text(json.dumps({"cultures": "nonkorean"}))  # hand-edited: "korean" is in it as a substring
+    with pytest.raises(SteeringError) as err:
+        validate("south_korea")
+    assert str(err.value) == (f"--target south_korea:lora: {record} has cultures 'nonkorean', which is no list of "
+                              "culture names; train the adapter again or give another folder")
 
 
 def test_a_prompt_fitted_to_another_country_or_asked_otherwise_is_refused_before_the_model_loads(
