@@ -937,6 +937,28 @@ def test_summary_refuses_a_culturellm_one_run_beside_per_culture_runs(tmp_path):
     assert across_cultures(dict([read_report(one)]))["all"]["held_out"]["wvs_majority"]["diff"] == pytest.approx(0.5)
 
 
+def test_a_culture_named_in_another_case_is_one_culture(tmp_path, root):
+    """Rows naming "English" are of the english culture, as `countries_of` reads the name: the run was recorded
+    under "English", which the summary took beside an english run as a second culture, counting english twice in
+    its "all" row. A report written so before is read as english too."""
+    from trainers.kfold import _culture, across_cultures, read_report
+
+    plain = build_examples("english", data_dir=str(root)).rows
+    assert _culture([{**r, "culture": "English"} for r in plain], ["t"]) == "english"
+    assert _culture([{**plain[0], "culture": " English"}, *plain[1:]], ["t"]) == "english"  # two spellings, one culture
+    a = _write(tmp_path / "a", _report("english", [0, 0], [1, 1]))
+    b = _write(tmp_path / "b", _report("English", [0, 0], [1, 0]))
+    with pytest.raises(TrainingError) as err:
+        across_cultures(dict(read_report(p) for p in (a, b)))
+    assert str(err.value) == (f"{b / 'kfold.json'}: culture english is also the culture of {a / 'kfold.json'}; "
+                              "give one run per culture")
+    one = _write(tmp_path / "one", _report("One", [0, 0], [1, 0]))
+    with pytest.raises(TrainingError) as err:
+        across_cultures(dict(read_report(p) for p in (a, one)))
+    assert str(err.value) == (f"{one / 'kfold.json'}: a CultureLLM-One run (culture one) covers every culture; "
+                              "summarise it alone, or leave it out")
+
+
 def test_kfold_help_describes_the_lora_settings_it_changes():
     """--merge and --keep-checkpoints come from the lora command; their help there (a merged model in
     <output>/merged, <output>/checkpoints kept) is not what kfold does with them."""

@@ -724,6 +724,18 @@ def test_training_json_names_the_content_of_the_model_and_data_it_was_made_from(
     assert json.loads((tmp_path / "adapter" / "training.json").read_text())["data_sha256"] == summary["data_sha256"]
 
 
+def test_training_json_names_each_culture_as_countries_yaml_spells_it(learnable_model, english_examples, tmp_path):
+    """Rows naming "English" (and " english") are of the english culture: training.json recorded ["English"],
+    which culture-steer refused for a usa=lora target (the United States stands for 'english')."""
+    rows = [json.loads(line) for line in english_examples.read_text(encoding="utf-8").splitlines()]
+    data = tmp_path / "English.jsonl"
+    data.write_text("".join(json.dumps({**r, "culture": "English" if i else " english"}) + "\n"
+                            for i, r in enumerate(rows)), encoding="utf-8")
+    summary = train(_config(learnable_model, data, tmp_path / "adapter", max_steps=1))
+    assert json.loads((tmp_path / "adapter" / "training.json").read_text())["cultures"] == ["english"]
+    assert " --tasks culturellm_english,wvs_usa " in summary["lm_eval"]
+
+
 def test_a_resume_that_would_train_in_another_precision_is_refused(learnable_model, english_examples, tmp_path,
                                                                    monkeypatch):
     """bf16 left to its default is decided by the machine: a run begun on CPU (float32) and resumed where

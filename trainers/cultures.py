@@ -26,9 +26,15 @@ def _listed() -> dict[str, dict]:
     return {c["slug"]: c for c in listed_countries()}
 
 
+def culture_key(culture: str) -> str:
+    """The culture a name stands for, as countries.yaml spells it: rows naming "English" and "english" are of one
+    culture, which a run records and compares under one name."""
+    return str(culture).strip().lower()
+
+
 def countries_of(culture: str) -> list[Country]:
     """The survey countries of a culture (or of all cultures for ``one``)."""
-    key = culture.strip().lower()
+    key = culture_key(culture)
     if key == ONE:
         return [c for name in CULTURE_COUNTRIES for c in countries_of(name)]
     if key not in CULTURE_COUNTRIES:
@@ -47,7 +53,7 @@ def evaluation_tasks(culture: str, persona: bool | None = None) -> list[str]:
     """The lm-eval tasks that score a culture's model: its CultureLLM group and its countries' WVS,
     with the persona line when the model was trained with it (``persona``; default: only ``one``,
     whose prompts name the country)."""
-    key = culture.strip().lower()
+    key = culture_key(culture)
     persona = key == ONE if persona is None else persona
     suite = "culturellm" if key == ONE else f"culturellm_{key}"
     return [suite] + [f"wvs_{c.slug}{'_persona' if persona else ''}" for c in countries_of(key)]

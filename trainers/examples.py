@@ -26,7 +26,7 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.tasks import survey_prompt
 from culture_tasks.survey.wvs import QUESTIONS_FILE, CountryAnswers, Question, load_country, load_questions
 from trainers.augment import check_finished
-from trainers.cultures import ONE, Country, countries_of
+from trainers.cultures import ONE, Country, countries_of, culture_key
 from trainers.questions import Variant, normalise, read_variants, seed_question_variants
 
 log = logging.getLogger("trainers")
@@ -172,7 +172,7 @@ def _count_disagreements(culture: str, all_answers: list[CountryAnswers], names:
 
 def _tag_countries(culture: str, tag_country: bool | None) -> bool:
     """Whether prompts name the country: asked for, or by default only for CultureLLM-One."""
-    return (culture.strip().lower() == ONE) if tag_country is None else tag_country
+    return (culture_key(culture) == ONE) if tag_country is None else tag_country
 
 
 def _all_country_rows(countries: list[Country], questions: list[Question], variants: list[Variant],

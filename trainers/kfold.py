@@ -46,10 +46,10 @@ from culture_tasks.fingerprints import as_recorded
 from culture_tasks import paths
 from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
-from trainers.cultures import CULTURE_COUNTRIES, ONE
+from trainers.cultures import CULTURE_COUNTRIES, ONE, culture_key
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
                            asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
-                           load_tokenizer, read_examples, run_settings, system_messages, uses_chat)
+                           load_tokenizer, read_examples, row_cultures, run_settings, system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")
@@ -129,7 +129,7 @@ def _culture(rows: list[dict], data: list[str]) -> str:
     if missing:
         raise TrainingError(f"{', '.join(data)}: {missing} row(s) without q_id or culture; the folds need each row's "
                             "seed question and culture: make the file with `culture-train data`")
-    cultures = {str(r["culture"]) for r in rows}
+    cultures = set(row_cultures(rows))
     if len(cultures) > 1 and cultures != set(CULTURE_COUNTRIES):
         raise TrainingError(f"{', '.join(data)}: rows of the cultures {', '.join(sorted(cultures))}; a cross-validation "
                             "covers one culture or all of them (`culture-train data --culture one`): make one file "
@@ -762,13 +762,14 @@ def _check_comparable(reports: dict[Path, dict]) -> None:
     the data shared: otherwise a row of the table would differ from the next in more than its culture."""
     seen: dict[str, Path] = {}
     for path, r in reports.items():
-        if r["culture"] == ONE and len(reports) > 1:  # its countries are the other runs' countries
+        culture = culture_key(r["culture"])  # "English" in a report written before runs recorded it as english
+        if culture == ONE and len(reports) > 1:  # its countries are the other runs' countries
             raise TrainingError(f"{path}: a CultureLLM-One run (culture {ONE}) covers every culture; summarise it "
                                 "alone, or leave it out")
-        if r["culture"] in seen:
-            raise TrainingError(f"{path}: culture {r['culture']} is also the culture of {seen[r['culture']]}; "
+        if culture in seen:
+            raise TrainingError(f"{path}: culture {culture} is also the culture of {seen[culture]}; "
                                 "give one run per culture")
-        seen[r["culture"]] = path
+        seen[culture] = path
     defining = lambda r: {**{k: v for k, v in r["settings"].items() if k not in PER_CULTURE  # noqa: E731
                              and not _recorded_by_content(r["settings"], k)},
                           "folds": r["folds"], "chat_template": r.get("chat_template"),

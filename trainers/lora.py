@@ -449,12 +449,20 @@ def adapter_tasks(rows: list[dict]) -> list[str]:
     tasks to the user."""
     from trainers.cultures import CULTURE_COUNTRIES, ONE, evaluation_tasks
 
-    cultures = sorted({r.get("culture") or "" for r in rows})
-    if "" in cultures:
+    if any(not r.get("culture") for r in rows):
         return ["<tasks>"]
+    cultures = row_cultures(rows)
     keys = [ONE] if len(cultures) > 1 and set(cultures) >= set(CULTURE_COUNTRIES) else cultures
     return list(dict.fromkeys(t for key in keys for persona in sorted(asked_with_persona(rows))
                               for t in evaluation_tasks(key, persona)))
+
+
+def row_cultures(rows: list[dict]) -> list[str]:
+    """The cultures the rows name, each as countries.yaml spells it (``culture_key``): training.json records them
+    and culture-steer compares a lora target's culture with them, so "English" rows are recorded as english."""
+    from trainers.cultures import culture_key
+
+    return sorted({culture_key(r["culture"]) for r in rows if r.get("culture")})
 
 
 def repeated_per_epoch(examples: int, batch_size: int, world_size: int) -> int:
@@ -1051,7 +1059,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         "repeated_per_epoch": repeated,  # trained twice in each epoch's last round (repeated_per_epoch)
         # the cultures the rows name (culture-steer checks a lora --target's country against them); [] for rows
         # without a culture (upstream's Finetune files)
-        "cultures": sorted({str(r["culture"]) for r in rows if r.get("culture")}),
+        "cultures": row_cultures(rows),
         "skipped_too_long": too_long,
         "answer_tokens": sum(sum(1 for x in e["labels"] if x != -100) for e in encoded),
         "tokens": sum(len(e["input_ids"]) for e in encoded),
