@@ -264,6 +264,33 @@ def test_a_resume_takes_a_finished_fold_adapter_only_if_it_is_the_folds(finished
     assert resumed["held_out"] == finished[1]["held_out"] and (out / "fold-2" / "result.json").exists()
 
 
+def test_a_resume_refuses_a_finished_fold_adapter_whose_weights_are_gone(finished, learnable_model, rows_file, root,
+                                                                         tmp_path, monkeypatch):
+    """Fold 2 trained (training.json) but not scored, its weights since removed: the resume scored the base model
+    and failed in lm-eval's loader ("Repo id must be in the form ..."). It stops before any scoring, naming the
+    adapter, what is missing and the fix; nothing in the folder changes."""
+    import shutil
+
+    import trainers.kfold
+
+    out = tmp_path / "run"
+    shutil.copytree(finished[0], out)
+    for name in ("fold-2/result.json", "kfold.json", "base.json", "fold-2/adapter/adapter_model.safetensors"):
+        (out / name).unlink()
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr(trainers.kfold, "score", lambda *a: pytest.fail("scored"))
+    adapter = out / "fold-2" / "adapter"
+    with pytest.raises(TrainingError) as err:
+        run_kfold(_config(learnable_model, rows_file, out, root, resume=True))
+    assert str(err.value) == (f"--resume: the finished adapter of fold 2 is not complete (adapter_model.safetensors "
+                              f"missing or cut off in {adapter}); remove {adapter} and run again with --resume to train "
+                              "the fold again")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
+    monkeypatch.undo()  # the fix the line names: the fold trained again gives the uninterrupted run's numbers
+    shutil.rmtree(adapter)
+    assert run_kfold(_config(learnable_model, rows_file, out, root, resume=True))["held_out"] == finished[1]["held_out"]
+
+
 def test_a_resume_removes_the_temporary_files_of_writes_a_kill_cut_short(finished, learnable_model, rows_file, root,
                                                                           tmp_path, caplog):
     """A run SIGKILLed inside an atomic write leaves that write's temporary file (here kfold.json's, and fold 2's

@@ -48,7 +48,7 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE, culture_key
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
+                           adapter_problem, asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
                            load_tokenizer, read_examples, row_cultures, run_settings, system_messages, uses_chat)
 from trainers.questions import normalise, seed_wordings
 
@@ -973,6 +973,21 @@ def _prepare(out: Path, cfg: KFoldConfig, settings: dict) -> str:
     return mode
 
 
+def check_finished_adapters(out: Path, folds: int) -> None:
+    """A fold not yet scored whose adapter is finished (its training.json) is reused as it is: one whose weights or
+    config were since removed or cut would fail in lm-eval's loader ("Repo id must be in the form ...", naming no
+    file or fix) once the base model was scored. Refused at the start of the resume instead, naming the fold's
+    adapter and the fix."""
+    for index in range(1, folds + 1):
+        adapter = fold_folder(out, index) / "adapter"
+        if (fold_folder(out, index) / RESULT).is_file() or not (adapter / "training.json").is_file():
+            continue
+        problem = adapter_problem(adapter)
+        if problem is not None:
+            raise TrainingError(f"--resume: the finished adapter of fold {index} is not complete ({problem} in "
+                                f"{adapter}); remove {adapter} and run again with --resume to train the fold again")
+
+
 def _remove_killed_writes(out: Path, folds: int) -> None:
     """The temporary files a run killed while writing left in the output and its fold folders: a resumed run
     ends with the files of the uninterrupted one."""
@@ -1018,6 +1033,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
             locks.enter_context(OutputLock.for_folder(folder, TrainingError))
         if mode == "resume":
             _remove_killed_writes(out, cfg.folds)
+            check_finished_adapters(out, cfg.folds)
         if mode == "replace":
             set_aside_around(out, folders)
         if mode != "resume":

@@ -541,7 +541,7 @@ def latest_complete_checkpoint(checkpoints: Path, remove: bool = True) -> Path |
     return None
 
 
-def _adapter_problem(out: Path) -> str | None:
+def adapter_problem(out: Path) -> str | None:
     """Why the adapter in ``out`` is not complete (``adapter_config.json`` and a readable
     ``adapter_model.safetensors``), or None."""
     if not (out / "adapter_config.json").is_file():
@@ -565,7 +565,7 @@ def remove_finished_checkpoints(out: Path, keep: bool) -> None:
         return
     if not isinstance(finished, dict) or (finished.get("config") or {}).get("keep_checkpoints", False):
         return
-    problem = _adapter_problem(out)
+    problem = adapter_problem(out)
     if problem is not None:
         log.warning("%s: the run is finished (training.json) but its adapter is not complete (%s): %s kept",
                     out, problem, folder)
