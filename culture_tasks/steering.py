@@ -61,7 +61,7 @@ from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_
                                    error_line, file_digest, os_error_line, set_aside, settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
 from culture_tasks.survey import compare
-from culture_tasks.survey.countries import find_listed, listed_countries
+from culture_tasks.survey.countries import culture_key, find_listed, listed_countries
 from culture_tasks.survey.instruments import BEFORE_OPTION_ORDER, OPTION_ORDERS, instrument
 from culture_tasks.survey.vsm13 import (DIMENSIONS, HOFSTEDE_FILE, ITEMS_FILE, UnknownCountryError, find_target,
                                         vsm13_indices)
@@ -371,7 +371,7 @@ def check_trained_culture(row: Steered) -> None:
         log.warning("--target %s: %s names no cultures the adapter was trained on, so that it was trained for "
                     "%s (culture %s) is not checked", row.label, path, row.name, culture)
         return
-    if culture not in cultures:
+    if culture not in {culture_key(c) for c in cultures}:  # "Korean" in a record made before runs recorded korean
         stands = f"stands for the culture {culture!r}" if culture else "stands for no CultureLLM culture"
         raise SteeringError(f"--target {row.label}: {path} has cultures {cultures}, and {row.name} {stands}; give an "
                             f"adapter trained on its culture, or steer this one toward a country of "

@@ -1139,6 +1139,8 @@ def test_a_lora_adapter_trained_on_another_culture_is_refused_before_the_model_l
         validate("india")
     record.write_text(json.dumps({"cultures": ["arabic", "korean"]}))  # CultureLLM-One-like: any of them
     validate("jordan")
+    record.write_text(json.dumps({"cultures": ["Korean"]}))  # an adapter trained on "Korean" rows before they were
+    validate("south_korea")                                      # recorded as korean: the same culture
     record.write_text(json.dumps({"cultures": "nonkorean"}))  # hand-edited: "korean" is in it as a substring
     with pytest.raises(SteeringError) as err:
         validate("south_korea")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from culture_tasks.survey.countries import COUNTRIES_FILE, culture_countries, listed_countries
+from culture_tasks.survey.countries import COUNTRIES_FILE, culture_countries, culture_key, listed_countries
 
 # culture -> its countries' slugs, from countries.yaml (each country's `culture:`)
 CULTURE_COUNTRIES: dict[str, tuple[str, ...]] = culture_countries()
@@ -24,12 +24,6 @@ class Country:
 
 def _listed() -> dict[str, dict]:
     return {c["slug"]: c for c in listed_countries()}
-
-
-def culture_key(culture: str) -> str:
-    """The culture a name stands for, as countries.yaml spells it: rows naming "English" and "english" are of one
-    culture, which a run records and compares under one name."""
-    return str(culture).strip().lower()
 
 
 def countries_of(culture: str) -> list[Country]:

@@ -48,8 +48,9 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE, culture_key
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           adapter_problem, asked_with_persona, check_adapter_fits, encode_for, global_batch, harness_encoder,
-                           load_tokenizer, read_examples, row_cultures, run_settings, system_messages, uses_chat)
+                           adapter_problem, asked_with_persona, check_adapter_fits, encode_for, global_batch,
+                           harness_encoder, load_tokenizer, read_examples, row_cultures, run_settings, system_messages,
+                           uses_chat)
 from trainers.questions import normalise, seed_wordings
 
 log = logging.getLogger("trainers")

@@ -45,12 +45,18 @@ def listed_countries(path: Path = COUNTRIES_FILE) -> list[dict]:
     return entries
 
 
+def culture_key(culture: str) -> str:
+    """The culture a name stands for, as this file spells it: rows naming "English" and "english" are of one
+    culture, which a run records and compares under one name."""
+    return str(culture).strip().lower()
+
+
 def culture_countries(path: Path = COUNTRIES_FILE) -> dict[str, tuple[str, ...]]:
     """Culture -> the slugs of the countries that stand for it, both in the file's order."""
     out: dict[str, list[str]] = {}
     for country in listed_countries(path):
         if country.get("culture"):
-            out.setdefault(str(country["culture"]).lower(), []).append(country["slug"])
+            out.setdefault(culture_key(country["culture"]), []).append(country["slug"])
     return {culture: tuple(slugs) for culture, slugs in out.items()}
 
 
