@@ -67,8 +67,8 @@ from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
                                               metric_directions)
 from culture_tasks.survey.tasks import (BOARD_LOGS, VSM13_METRICS, WVS_TOPICS, _content_cache, logged_settings,
-                                        logged_vsm13, majority_mean, summarise_vsm13, vsm13_pair_replicates,
-                                        vsm13_replicates, vsm13_scores)
+                                        logged_vsm13, majority_mean, reference_version, summarise_vsm13,
+                                        vsm13_pair_replicates, vsm13_replicates, vsm13_scores)
 from culture_tasks.survey.vsm13 import DIMENSIONS, constants_by_dimension
 from culture_tasks.token_cache import MODEL_ARG as TOKEN_CACHE_ARG
 
@@ -1317,7 +1317,7 @@ def _vsm13_log(run: Run, task: str, metric: str) -> tuple:
     return tuple(item for _, (_, item, _) in sorted(run.items(task, metric).items()))
 
 
-@_content_cache(size=BOARD_LOGS)
+@_content_cache(size=BOARD_LOGS, context=lambda logs: tuple(map(reference_version, logs)))
 def _vsm13_swaps(logs: tuple[tuple, tuple]) -> dict[str, np.ndarray]:
     """Each randomisation round's difference (second log minus first) of every VSM13 metric, each
     item's mean swapped between the two logs where ``stats.swap_rounds`` says (column k - 1: item k)."""

@@ -360,6 +360,25 @@ def test_margin_and_rank_are_reported_by_the_task_and_ignore_the_scale(tmp_path)
     assert low == pytest.approx(raw["vsm13_margin"]) and high == pytest.approx(raw["vsm13_margin"])
 
 
+def test_a_task_scored_again_after_a_hofstede_edit_is_ranked_among_the_edited_countries(tmp_path):
+    # the same per-document results aggregated twice in one process, Bland's row made Aland's between them: the
+    # summary and its interval were served from a cache keyed by the results alone, the first reading's rank 1
+    root = _hofstede_root(tmp_path, FOUR)
+    _items_root(tmp_path)
+    raw = summarise_vsm13(_task_items(root))  # m_k = 1 + k % 5: pdi -75, idv 210, mas 0, uai 45, lto 10, ivr 75
+    aland = {"pdi": 40, "idv": 90, "mas": 60, "uai": 45, "lto": 25, "ivr": 70}
+    constants = {d: aland[d] - raw[d] for d in DIMENSIONS}  # the indices are Aland's own profile
+    items = _task_items(root, constants=constants)
+    assert summarise_vsm13(items)["vsm13_rank"] == 1 and vsm13_intervals(items)["vsm13_rank"] == (1, 1)
+    path = tmp_path / HOFSTEDE_FILE
+    path.write_text(path.read_text(encoding="utf-8").replace("BBB;Bland;80;20;50;85;80;30", "BBB;Bland;40;90;60;45;25;70"),
+                    encoding="utf-8")
+    items = _task_items(root, constants=constants)  # the same results: Aland's row and the answers are unchanged
+    assert summarise_vsm13(items)["vsm13_rank"] == 2  # Bland is now as close as the target: a tie is no win
+    assert vsm13_intervals(items)["vsm13_rank"] == (2, 2)
+    assert tasks.vsm13_rank(list(items)) == 2
+
+
 def test_margin_and_rank_vectorised_equal_compare_vsm13(data_root):
     from culture_tasks.survey import compare
 

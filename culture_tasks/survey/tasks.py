@@ -398,15 +398,16 @@ def process_results_vsm13(doc: Mapping, results: Sequence) -> dict:
 BOARD_LOGS = 512
 
 
-def _content_cache(fn=None, *, size: int = 16):
+def _content_cache(fn=None, *, size: int = 16, context=None):
     """Memoise ``fn(items)`` by the items' content: lm-eval hands every metric its own equal list. The
-    ``size`` latest contents are kept (the oldest dropped first)."""
+    ``size`` latest contents are kept (the oldest dropped first). ``context(items)``: what else the result
+    is computed from, part of the key (``reference_version``: Hofstede's file as it is now)."""
     if fn is None:
-        return functools.partial(_content_cache, size=size)
+        return functools.partial(_content_cache, size=size, context=context)
     cache: dict[str, object] = {}
 
     def cached(items, **kwargs):
-        key = repr((list(items), sorted(kwargs.items())))
+        key = repr((list(items), sorted(kwargs.items()), context(items) if context else None))
         if key not in cache:
             if len(cache) >= size:
                 cache.pop(next(iter(cache)))
@@ -427,6 +428,13 @@ def _item_table(items: Sequence[tuple]):
         values[int(number)] = np.asarray(vals, dtype=float)
     means = {k: float(np.mean(v)) for k, v in scores.items()}
     return means, {k: np.mean(v, axis=0) for k, v in dists.items()}, values
+
+
+def reference_version(items: Sequence[tuple]) -> str:
+    """The content of the Hofstede file that VSM13 results' margin and rank are ranked in ("" where they name
+    none): a cache of their scores keyed by the results alone would serve an edited file's scores from before."""
+    comparison = _comparison(items) if len(items) else {}
+    return file_digest(data_file(HOFSTEDE_FILE, comparison["data_dir"])) if comparison else ""
 
 
 def _reference(data_dir: str) -> compare.Reference:
@@ -458,7 +466,7 @@ def _index_scores(indices: Mapping, target: Mapping, comparison: Mapping) -> dic
     return compare.loss_and_margin(indices, Target("", "", dict(target)), None)
 
 
-@_content_cache(size=BOARD_LOGS)
+@_content_cache(size=BOARD_LOGS, context=reference_version)
 def summarise_vsm13(items: Sequence[tuple]) -> dict[str, float]:
     """Indices and loss from per-item results (the mean score per item over its documents).
 
@@ -510,7 +518,7 @@ def _comparison(items: Sequence[tuple]) -> dict:
     return _as_dict(items[0][6]) if len(items[0]) > 6 else {}
 
 
-@_content_cache(size=BOARD_LOGS)
+@_content_cache(size=BOARD_LOGS, context=reference_version)
 def vsm13_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
                      respondents: int = VSM13_RESPONDENTS) -> dict[str, np.ndarray]:
     """Every VSM13 metric in each resample of a seeded respondent bootstrap: arrays of ``iters`` values.
@@ -537,7 +545,7 @@ def vsm13_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: 
     return {key: np.broadcast_to(np.asarray(runs[key], dtype=float), (iters,)) for key in VSM13_METRICS}
 
 
-@_content_cache
+@_content_cache(context=reference_version)
 def vsm13_intervals(items: Sequence[tuple], *, iters: int = stats.ITERS, seed: int = stats.SEED,
                     level: float = stats.LEVEL, respondents: int = VSM13_RESPONDENTS) -> dict[str, tuple[float, float]]:
     """Percentile interval of every VSM13 metric from the seeded respondent bootstrap of ``vsm13_replicates``
@@ -591,7 +599,7 @@ def logged_vsm13(items: Sequence[tuple]) -> tuple[dict[int, float], dict, dict, 
     return dict(sorted(_item_table(items)[0].items())), target, constants, _comparison(items)
 
 
-@_content_cache(size=BOARD_LOGS)
+@_content_cache(size=BOARD_LOGS, context=reference_version)
 def vsm13_pair_replicates(items: Sequence[tuple], *, iters: int = stats.ITERS,
                           seed: int = stats.SEED) -> dict[str, np.ndarray]:
     """Every VSM13 metric (the indices, the losses and the country comparison) of each item-pair resample of a
