@@ -226,10 +226,33 @@ def _isolated(gguf: Path, folder: Path) -> Path:
     return into
 
 
+def check_part_order(parts: list[Path]) -> None:
+    """Numbered parts (``part1.bin part2.bin ... part10.bin``: paths alike but for their numbers) go in number order,
+    each once. Only the first part's header is checked, so parts after it given out of order (a shell glob puts
+    part10 before part2) or twice joined into a file of the right header whose weights were shuffled."""
+    seen: dict[str, Path] = {}
+    for part in parts:
+        real = os.path.realpath(part)
+        if real in seen:
+            raise ModelFileError(f"--gguf names {real} twice; give each split part once, in order")
+        seen[real] = part
+    shapes = {re.sub(r"\d+", "#", str(part)) for part in parts}
+    if len(parts) < 2 or len(shapes) != 1 or "#" not in shapes.pop():
+        return
+    numbers = [tuple(int(n) for n in re.findall(r"\d+", str(part))) for part in parts]
+    for i in range(1, len(parts)):
+        if numbers[i] <= numbers[i - 1]:
+            raise ModelFileError(
+                f"--gguf {parts[i]} comes after {parts[i - 1]} though its number is lower: split parts are joined "
+                "in the order given; list them in number order (e.g. `$(ls part*.bin | sort -V)`), or rename "
+                "them if this order is the file's")
+
+
 def check_parts(parts: list[Path]) -> None:
     """Split parts are byte pieces of one GGUF file: only the first begins with the GGUF magic bytes.
     llama.cpp's gguf-split shards are each a GGUF file, and joined byte by byte the first one's header
-    names only its own tensors. Checked before any content is read."""
+    names only its own tensors. Numbered parts go in number order (``check_part_order``). Checked before
+    any content is read."""
     for i, part in enumerate(parts):
         with part.open("rb") as src:
             is_gguf = src.read(len(GGUF_MAGIC)) == GGUF_MAGIC
@@ -242,6 +265,7 @@ def check_parts(parts: list[Path]) -> None:
                 f"cannot be joined byte by byte; merge them with `llama-gguf-split --merge {parts[0]} merged.gguf` "
                 "and pass --gguf merged.gguf"
             )
+    check_part_order(parts)
 
 
 def check_gguf(source: Path, label: str):

@@ -268,6 +268,32 @@ def test_parts_out_of_order_or_a_cut_gguf_is_one_line_before_converting(ggufs, t
     assert not (tmp_path / "out").exists()
 
 
+def test_numbered_parts_out_of_number_order_or_twice_are_refused_before_converting(ggufs, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """A shell glob gives part1 part10 part2: the first part's header was whole, so the joined file converted
+    without a word into a model whose weights were the GGUF's bytes shuffled."""
+    first, _ = ggufs
+    data = first.read_bytes()
+    cuts = [0, 1000, 1000 + (len(data) - 1000) // 2, len(data)]
+    one, two, ten = (tmp_path / f"part{n}.bin" for n in (1, 2, 10))
+    for part, start, end in zip((one, two, ten), cuts, cuts[1:]):
+        part.write_bytes(data[start:end])
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "_save_converted", _no_conversion)
+        assert models.main(["from-gguf", "--gguf", str(one), str(ten), str(two), "--output", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"culture-model: --gguf {two} comes after {ten} though its number is lower: split parts are joined in "
+            "the order given; list them in number order (e.g. `$(ls part*.bin | sort -V)`), or rename them if "
+            "this order is the file's\n")
+        assert models.main(["from-gguf", "--gguf", str(one), str(two), str(two), str(ten), "--output", str(out)]) == 2
+        assert capsys.readouterr().err == (f"culture-model: --gguf names {two} twice; give each split part once, "
+                                           "in order\n")
+    assert not out.exists()
+    assert models.main(["from-gguf", "--gguf", str(one), str(two), str(ten), "--output", str(out)]) == 0
+    np.testing.assert_array_equal(_embedding(out), _gguf_embedding(first))
+
+
 def test_check_of_a_folder_without_weights_is_an_error_not_complete(tmp_path, capsys):
     """An empty folder, or one whose weights never arrived, was reported 'safetensors files complete'."""
     (tmp_path / "config.json").write_text("{}")
