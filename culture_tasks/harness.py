@@ -4,7 +4,8 @@
 ``--model hf-prompt`` (``culture_tasks.hf_prompt``): batched generation from prompt-tuning
 adapters that gives the one-at-a-time answers.
 
-Two checks more, in one line before the model loads. Boolean ``--model_args`` of any model read strictly
+Three checks more, in one line before the model loads. A local ``peft=`` adapter fits the local ``pretrained=``
+model (``check_peft_fits``). Boolean ``--model_args`` of any model read strictly
 (``hf_prompt.strict_booleans``: lm-eval passes ``add_bos_token=no`` on as the string "no", which Python reads
 as true). And lm-eval's ``--use_cache <path>`` keeps each request's answer under a hash of the request alone,
 so a run with another model, adapter or dtype read the first run's answers as its own: the first run stores
@@ -22,6 +23,7 @@ from pathlib import Path
 from culture_tasks import provenance
 from culture_tasks.fingerprints import loaded_fingerprint
 from culture_tasks.hf_prompt import strict_booleans  # (importing it registers hf-prompt with lm-eval)
+from culture_tasks.models import ModelFileError, check_adapter_fits
 from culture_tasks.outputs import (OutputError, error_line, load_settings, main_process, save_settings,
                                    settings_differences)
 from culture_tasks.task import MODEL_FOLDER_ARGS
@@ -84,13 +86,31 @@ def strict_model_args(model: str, model_args):
         raise HarnessError(str(err)) from None
 
 
+def check_peft_fits(model_args) -> None:
+    """A local ``peft=`` adapter fits the local ``pretrained=`` model (``models.check_adapter_fits``): one made on
+    another base model failed with a traceback of size mismatches once the model had loaded, or, a soft prompt,
+    at the first request."""
+    from lm_eval.utils import simple_parse_args_string
+
+    args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
+    model, peft = args.get("pretrained"), args.get("peft")
+    if not (isinstance(model, str) and isinstance(peft, str) and Path(model, "config.json").is_file()
+            and Path(peft).is_dir()):
+        return
+    try:
+        check_adapter_fits(peft, model, f"pretrained={model}", f"give peft= an adapter made on {model}")
+    except ModelFileError as err:
+        raise HarnessError(f"--model_args peft=: {err}") from None
+
+
 def checked(evaluate):
-    """``simple_evaluate`` that reads boolean model arguments strictly and runs ``check_cache`` where ``use_cache``
-    is given, both before the model loads."""
+    """``simple_evaluate`` that reads boolean model arguments strictly, checks a local adapter against its model
+    (``check_peft_fits``) and runs ``check_cache`` where ``use_cache`` is given, all before the model loads."""
     @functools.wraps(evaluate)
     def run(*args, **kwargs):
         if isinstance(kwargs.get("model"), str):
             kwargs["model_args"] = strict_model_args(kwargs["model"], kwargs.get("model_args"))
+            check_peft_fits(kwargs.get("model_args"))
             if kwargs.get("use_cache"):
                 check_cache(kwargs["use_cache"], cache_settings(kwargs["model"], kwargs.get("model_args"),
                                                                 kwargs.get("batch_size"), kwargs.get("device")))

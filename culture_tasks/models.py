@@ -76,6 +76,60 @@ def empty_model(config):
         return AutoModelForCausalLM.from_config(config)
 
 
+def check_lora_shapes(adapter: str | os.PathLike, model: str, model_label: str, fix: str) -> None:
+    """The LoRA tensors of ``adapter`` have the shapes of ``model``'s layers (``model_label``: how the command names
+    it): an adapter of another base model otherwise fails only once the model has loaded, with a traceback of size
+    mismatches. peft wraps an empty copy of the model built from its config (no weights), and the shapes it would
+    load into are compared with the file's."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    path = Path(adapter)
+    try:
+        lora = LoraConfig.from_pretrained(str(path))
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path / 'adapter_config.json'} is no LoRA config peft reads "
+                             f"({' '.join(str(err).split())}); save the checkpoint again or give another folder"
+                             ) from None
+    base = empty_model(AutoConfig.from_pretrained(model))
+    try:
+        wanted = get_peft_model_state_dict(get_peft_model(base, lora))
+    except ValueError as err:  # its target modules are no layers of the model
+        raise ModelFileError(f"{path} does not fit {model_label} ({str(err).splitlines()[0]}); {fix}") from None
+    with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as weights:
+        for key in weights.keys():
+            shape = tuple(weights.get_slice(key).get_shape())
+            if key in wanted and shape != tuple(wanted[key].shape):
+                raise ModelFileError(f"{path} does not fit {model_label}: {key} has shape {list(shape)} there, "
+                                     f"{list(wanted[key].shape)} in the model (an adapter of another base model); "
+                                     f"{fix}")
+
+
+def check_adapter_fits(adapter: str | os.PathLike, model: str, model_label: str, fix: str) -> None:
+    """A local peft adapter fits the local ``model`` before either loads: a LoRA's tensors have the shapes of its
+    layers (``check_lora_shapes``), a soft prompt's ``token_dim`` is its hidden size (peft builds the prompt from
+    the adapter's own config, so a prompt of another base model loaded without a word and failed at the first
+    forward). Other adapter types, and folders without ``adapter_config.json``, are left to peft."""
+    from transformers import AutoConfig
+
+    record = Path(adapter) / "adapter_config.json"
+    try:
+        config = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # peft names what is missing or unreadable
+    if not isinstance(config, dict):
+        return
+    if config.get("peft_type") == "LORA":
+        check_lora_shapes(adapter, model, model_label, fix)
+    elif config.get("token_dim") is not None:  # prompt learning: virtual tokens of token_dim values each
+        hidden = getattr(AutoConfig.from_pretrained(model).get_text_config(), "hidden_size", None)
+        if hidden is not None and config["token_dim"] != hidden:
+            raise ModelFileError(f"{adapter} holds a {config.get('peft_type')} prompt of token_dim "
+                                 f"{config['token_dim']}, but {model_label} has hidden size {hidden} (an adapter of "
+                                 f"another base model); {fix}")
+
+
 def check_safetensors(path: str | os.PathLike, fix: str = "download or convert the model again") -> None:
     """Open every ``*.safetensors`` file at ``path`` (a file or a model folder) before loading it.
 

@@ -56,7 +56,7 @@ from culture_tasks.cli_args import check_device, check_dtype, configure_logging
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file, resolve_data_root
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.models import ModelFileError, check_safetensors, empty_model
+from culture_tasks.models import ModelFileError, check_lora_shapes, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
                                    error_line, file_digest, os_error_line, set_aside, settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
@@ -193,33 +193,13 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
 
 
 def check_lora_fits(row: Steered, model: str) -> None:
-    """The LoRA tensors have the shapes of --model's layers: an adapter of another base model whose record names
-    no base model or fingerprint (made elsewhere) passes the checks above and failed only when its row was loaded,
-    with a traceback, after the plain model was scored. peft wraps an empty copy of the model built from its
-    config (no weights), and the shapes it would load into are compared with the file's."""
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
-    from safetensors import safe_open
-    from transformers import AutoConfig
-
-    path, who = Path(row.checkpoint), f"--target {row.label}"
-    fix = f"give a LoRA checkpoint made on {model}"
+    """The LoRA tensors have the shapes of --model's layers (``models.check_lora_shapes``): an adapter of another base
+    model whose record names no base model or fingerprint (made elsewhere) passes the checks above and failed only
+    when its row was loaded, with a traceback, after the plain model was scored."""
     try:
-        lora = LoraConfig.from_pretrained(str(path))
-    except (TypeError, ValueError) as err:
-        raise SteeringError(f"{who}: {path / 'adapter_config.json'} is no LoRA config peft reads "
-                            f"({' '.join(str(err).split())}); save the checkpoint again or give another folder") from None
-    base = empty_model(AutoConfig.from_pretrained(model))
-    try:
-        wanted = get_peft_model_state_dict(get_peft_model(base, lora))
-    except ValueError as err:  # its target modules are no layers of the model
-        raise SteeringError(f"{who}: {path} does not fit --model {model} ({str(err).splitlines()[0]}); {fix}") from None
-    with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as weights:
-        for key in weights.keys():
-            shape = tuple(weights.get_slice(key).get_shape())
-            if key in wanted and shape != tuple(wanted[key].shape):
-                raise SteeringError(f"{who}: {path} does not fit --model {model}: {key} has shape {list(shape)} "
-                                    f"there, {list(wanted[key].shape)} in the model (an adapter of another base "
-                                    f"model); {fix}")
+        check_lora_shapes(row.checkpoint, model, f"--model {model}", f"give a LoRA checkpoint made on {model}")
+    except ModelFileError as err:
+        raise SteeringError(f"--target {row.label}: {err}") from None
 
 
 ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit

@@ -125,3 +125,44 @@ def test_boolean_model_args_of_any_model_parse_strictly(tiny_model, data_root, t
     assert (stop.value.code, len(calls)) == (2, 1)
     assert capsys.readouterr().err.splitlines()[-1] == (
         "culture-eval: --model hf: add_bos_token= takes true or false (or yes/no/1/0), got 'flase'")
+
+
+def test_an_adapter_of_another_base_model_is_refused_before_the_model_loads(tiny_model, data_root, tmp_path,
+                                                                            monkeypatch, capsys):
+    # a LoRA made on a wider model failed with a traceback of size mismatches once the model had loaded; a soft
+    # prompt of one loaded without a word and failed at the first request (torch.cat of 64 and 32 values)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+    from tests.tiny_model import save_random_lora
+
+    calls = _stand_in(monkeypatch)
+    wider = build_tiny_model(tmp_path / "wider", hidden_size=64)
+    lora = save_random_lora(wider, tmp_path / "lora64", seed=3)
+    prompt = tmp_path / "prompt64"
+    save_prompt_tuning_adapter(AutoModelForCausalLM.from_pretrained(str(wider)), torch.zeros(4, 64), prompt,
+                               str(wider), init="vocab")
+    own = save_random_lora(tiny_model, tmp_path / "lora32", seed=3)
+
+    def run(peft):
+        monkeypatch.setattr(sys, "argv", [
+            "culture-eval", "--model", "hf-prompt", "--model_args", f"pretrained={tiny_model},peft={peft}",
+            "--include_path", str(TASKS_DIR), "--tasks", "wvs_usa", "--device", "cpu",
+            "--metadata", json.dumps({"data_dir": str(data_root)})])
+        main()
+
+    fix = f"(an adapter of another base model); give peft= an adapter made on {tiny_model}"
+    refusals = {lora: f"{lora} does not fit pretrained={tiny_model}: base_model.model.model.layers.0.self_attn.q_proj."
+                      f"lora_A.weight has shape [4, 64] there, [4, 32] in the model {fix}",
+                prompt: f"{prompt} holds a PROMPT_TUNING prompt of token_dim 64, but pretrained={tiny_model} has "
+                        f"hidden size 32 {fix}"}
+    capsys.readouterr()
+    for peft, refusal in refusals.items():
+        with pytest.raises(SystemExit) as stop:
+            run(peft)
+        assert (stop.value.code, len(calls)) == (2, 0)
+        assert capsys.readouterr().err.splitlines()[-1] == f"culture-eval: --model_args peft=: {refusal}"
+    with pytest.raises(Evaluated):  # an adapter of the model itself goes on to the evaluation
+        run(own)
+    assert calls[0]["model_args"] == {"pretrained": str(tiny_model), "peft": str(own)}
