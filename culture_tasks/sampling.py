@@ -124,14 +124,22 @@ def draw_task(labels: Sequence, n: int, seed: int, task: str) -> list[int]:
     return sorted(chosen)
 
 
+def check_draw(per_culture: int, seed: int) -> None:
+    """The settings of a draw, checked before the suite is read: numpy seeds no negative number, and its own
+    error ("expected non-negative integer") named no setting."""
+    if per_culture < 1:
+        raise SamplingError(f"--per_culture must be at least 1, got {per_culture}")
+    if seed < 0:
+        raise SamplingError(f"--seed must be 0 or more, got {seed}")
+
+
 def draw(suite: Mapping[str, tuple[str, Sequence]], per_culture: int, seed: int) -> dict[str, list[int]]:
     """``{task: sorted indices}`` for lm-eval's ``--samples``: ``per_culture`` documents per
     culture, split evenly over its tasks, each task stratified by label.
 
     ``suite`` maps each task (in manifest order) to ``(culture, gold labels of its documents)``.
     """
-    if per_culture < 1:
-        raise SamplingError(f"--per_culture must be at least 1, got {per_culture}")
+    check_draw(per_culture, seed)
     cultures: dict[str, list[str]] = defaultdict(list)
     for task, (culture, _) in suite.items():
         cultures[culture].append(task)
@@ -178,6 +186,7 @@ class SampleConfig:
 
     def __post_init__(self):
         check_bool_fields(self)
+        check_draw(self.per_culture, self.seed)
 
 
 def suite_files(data_dir: str | None = None) -> list[Path]:

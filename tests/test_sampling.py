@@ -69,6 +69,19 @@ def test_budget_below_the_task_count_or_above_the_documents_is_refused():
         sampling.draw(TOY, per_culture=11, seed=0)
 
 
+def test_a_negative_seed_is_one_line_naming_the_flag_before_the_suite_is_read(tmp_path, monkeypatch, capsys):
+    """numpy's own "expected non-negative integer" came out once the whole suite had been read, naming no flag."""
+    monkeypatch.setattr(sampling, "suite_labels", lambda *a: pytest.fail("read the suite"))
+    out = tmp_path / "s.json"
+    assert sampling.main(["--output", str(out), "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "culture_tasks.sampling: --seed must be 0 or more, got -1\n"
+    assert sampling.main(["--output", str(out), "--per_culture", "0"]) == 2
+    assert capsys.readouterr().err == "culture_tasks.sampling: --per_culture must be at least 1, got 0\n"
+    assert not out.exists()
+    with pytest.raises(sampling.SamplingError, match=r"^--seed must be 0 or more, got -2$"):
+        sampling.draw(TOY, per_culture=5, seed=-2)
+
+
 def test_cli_on_the_real_suite_writes_in_range_indices_and_refuses_to_overwrite(tmp_path, data_root, capsys):
     out = tmp_path / "samples.json"
     args = ["--output", str(out), "--per_culture", "60", "--seed", "0", "--data_dir", str(data_root)]
