@@ -56,7 +56,7 @@ from culture_tasks.cli_args import check_device, check_dtype, configure_logging
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file, resolve_data_root
 from culture_tasks.fingerprints import SAMPLED, model_fingerprint, scheme_of, warn_sampled
 from culture_tasks.metadata import check_bool_fields
-from culture_tasks.models import ModelFileError, check_lora_shapes, check_safetensors
+from culture_tasks.models import ModelFileError, check_adapter_fits, check_safetensors
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, check_single_process, claim_output,
                                    error_line, file_digest, os_error_line, set_aside, settings_differences)
 from culture_tasks.paths import lm_eval_command, task_manager
@@ -166,9 +166,10 @@ def read_json(path: Path, who: str, fix: str) -> dict:
     return data
 
 
-def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
+def check_checkpoint(row: Steered, model: str) -> None:
     """The checkpoint exists, is the kind its method says, and names this base model (``check_made_on``
-    compares the content it was made on)."""
+    compares the content it was made on) and fits its layers (``models.check_adapter_fits``: a LoRA's tensor
+    shapes, a soft prompt's hidden size), all before the model loads."""
     path = Path(row.checkpoint)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (path / name).is_file():
@@ -185,21 +186,12 @@ def check_checkpoint(row: Steered, model: str, hidden_size: int | None) -> None:
     base = config.get("base_model_name_or_path")
     if base and base != model and Path(base).resolve() != Path(model).resolve():
         raise SteeringError(f"--target {row.label}: {path} was made for base model {base}, not --model {model}")
-    if row.method == "prompt" and hidden_size is not None and config.get("token_dim") != hidden_size:
-        raise SteeringError(f"--target {row.label}: {path} has token_dim {config.get('token_dim')}, "
-                            f"but {model} has hidden size {hidden_size}")
-    if row.method == "lora" and Path(model).is_dir():
-        check_lora_fits(row, model)
-
-
-def check_lora_fits(row: Steered, model: str) -> None:
-    """The LoRA tensors have the shapes of --model's layers (``models.check_lora_shapes``): an adapter of another base
-    model whose record names no base model or fingerprint (made elsewhere) passes the checks above and failed only
-    when its row was loaded, with a traceback, after the plain model was scored."""
-    try:
-        check_lora_shapes(row.checkpoint, model, f"--model {model}", f"give a LoRA checkpoint made on {model}")
-    except ModelFileError as err:
-        raise SteeringError(f"--target {row.label}: {err}") from None
+    if Path(model).is_dir():  # an adapter of another base model would fail only once its row was loaded
+        kind = {"prompt": "prompt", "lora": "LoRA"}[row.method]
+        try:
+            check_adapter_fits(path, model, f"--model {model}", f"give a {kind} checkpoint made on {model}")
+        except ModelFileError as err:
+            raise SteeringError(f"--target {row.label}: {err}") from None
 
 
 ALIGNMENT = "alignment.json"  # culture-align's record beside its adapter: the country and settings of the fit
@@ -452,9 +444,9 @@ class SteeringConfig:
                                 "country once; run culture-steer once per method to compare methods")
 
 
-def _hidden_size(model: str) -> int | None:
-    """The model's hidden size from its folder's config.json; None for a hub id. A path that names no
-    folder, or a folder without config.json, is an error here rather than in the loader."""
+def _check_model_folder(model: str) -> None:
+    """A path that names no folder, or a folder without a readable config.json, is an error here rather than in
+    the loader; a hub id passes."""
     config = Path(model) / "config.json"
     if not Path(model).is_dir():
         from aligners.align import check_model
@@ -463,12 +455,11 @@ def _hidden_size(model: str) -> int | None:
             check_model(model)  # a path names an existing folder
         except ValueError as err:
             raise SteeringError(str(err)) from None
-        return None
+        return
     if not config.is_file():
         raise SteeringError(f"--model {model}: the folder has no config.json; give a model folder "
                             "(culture-model from-gguf builds one)")
-    data = read_json(config, "--model", "restore the model folder or give another --model")
-    return data.get("hidden_size", data.get("text_config", {}).get("hidden_size"))
+    read_json(config, "--model", "restore the model folder or give another --model")
 
 
 def check_output(out: Path, overwrite: bool, inputs=(), resume: bool = False, resumable: bool = True,
@@ -492,10 +483,11 @@ def run_models(cfg: SteeringConfig) -> list[str | None]:
 def validate(cfg: SteeringConfig) -> None:
     """Every check that needs no model: checkpoints (a prompt's fit, the model content they were made on),
     output folder, data files."""
-    hidden, made = _hidden_size(cfg.model), {}
+    _check_model_folder(cfg.model)
+    made = {}
     for row in cfg.rows:
         if row.checkpoint:
-            check_checkpoint(row, cfg.model, hidden)
+            check_checkpoint(row, cfg.model)
         if row.method == "prompt":
             check_alignment(row, cfg)
         if row.method == "lora":

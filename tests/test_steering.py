@@ -1429,3 +1429,24 @@ def test_half_precision_answers_are_not_what_lm_eval_gives_at_the_same_batch_siz
     results, _ = _run_recorded_command(command, tmp_path / "lm_eval", monkeypatch)
     gap = max(abs(results["vsm13_usa"][f"{d},none"] - answers["indices"][d]) for d in DIMENSIONS)
     assert answers["dtype"] == "bfloat16" and gap > 0.1  # 0.31 here
+
+
+def test_a_prompt_adapter_of_another_hidden_size_is_refused_before_the_model_loads(
+        tiny_model, prompt_checkpoint, data_root, tmp_path, monkeypatch, capsys):
+    """A soft prompt of another base model (token_dim 48 against --model's hidden size 32) is refused in one line by
+    the check culture-eval makes too (``models.check_adapter_fits``), before the model loads."""
+    from culture_tasks import steering
+
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: pytest.fail("loaded the model"))
+    ckpt = _copy_checkpoint(prompt_checkpoint, tmp_path / "p48")
+    config = json.loads((ckpt / "adapter_config.json").read_text())
+    assert config["token_dim"] == 32
+    (ckpt / "adapter_config.json").write_text(json.dumps({**config, "token_dim": 48}))
+    out = tmp_path / "o"
+    assert main(["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+                 "--target", f"usa=prompt:{ckpt}"]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-steer: --target usa:prompt: {ckpt} holds a PROMPT_TUNING prompt of token_dim 48, but --model "
+        f"{tiny_model} has hidden size 32 (an adapter of another base model); give a prompt checkpoint made on "
+        f"{tiny_model}\n")
+    assert not out.exists()
