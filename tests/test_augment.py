@@ -151,6 +151,25 @@ def test_a_wording_of_another_seed_question_is_not_kept_even_across_a_resume(tmp
     assert resumed["counts"] == state["counts"]
 
 
+def test_a_rewrite_that_is_another_seed_question_s_wording_is_not_rewritten_in_step_2(tmp_path):
+    """Step 2 substituted synonyms into Q27's rewrite that was Q28's own wording: "... the kids suffer." was kept
+    under Q27 (Q28's prompt, labelled with Q27's answer) and Q28's own identical synonym rewrite was then dropped as
+    kept for another seed question. Such a rewrite is dropped after step 1, counted once."""
+    write_data_root(tmp_path / "root")
+    seed28 = "When a mother works for pay, the children suffer"
+    replies = {("para", SEED27): [seed28 + "."],  # Q27's rewrite is Q28's wording
+               ("syn", seed28 + "."): ["children -> kids"],
+               ("syn", seed28): ["children -> kids"]}
+    generator = StandIn(replies)
+    state = run_augmentation(_config(tmp_path, threshold=-1.0, paraphrases=1, keep=5, questions_per_chunk=3),
+                             generator, BagOfWords())
+    assert [(r["q_id"], r["step"], r["q_content"]) for r in _rows(tmp_path / "aug.jsonl")] == [
+        ("28", "synonym", "When a mother works for pay, the kids suffer")]
+    assert generator.calls == [3, 3]  # step 2: the three seeds only
+    assert state["counts"] == {"paraphrase: unusable reply": 2, "paraphrase: wording of another seed question": 1,
+                               "synonym: unusable reply": 2, "kept: synonym": 1, "seed questions with nothing kept": 2}
+
+
 def _tiny_sentence_model(tiny_model, path):
     from sentence_transformers import SentenceTransformer, models
 

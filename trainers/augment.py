@@ -240,11 +240,13 @@ class Augmenter:
         return kept
 
     def paraphrases(self, questions: list[Question], counts: Counter) -> list[list[tuple[str, str, float]]]:
-        """Step 1: the kept rewrites of each question."""
+        """Step 1: the kept rewrites of each question, without the wordings of other seed questions: step 2
+        would substitute synonyms into such a wording, another question's prompt, and keep the results under
+        this question's answer (``_not_other_seeds``)."""
         replies = self.generator.complete([PARAPHRASE_PROMPT.format(sentence=q.text) for q in questions],
                                           self.cfg.paraphrases)
-        return [self._filter(q.text, _new_paraphrases(q.text, answers, counts), counts)
-                for q, answers in zip(questions, replies)]
+        return [self._not_other_seeds(q, self._filter(q.text, _new_paraphrases(q.text, answers, counts), counts),
+                                      counts) for q, answers in zip(questions, replies)]
 
     def synonyms(self, questions: list[Question], rewrites: list[list[tuple[str, str, float]]],
                  counts: Counter) -> list[list[tuple[str, str, float]]]:
@@ -265,15 +267,23 @@ class Augmenter:
                         extra[i].append((text, "synonym"))
         return [self._filter(q.text, extra[i], counts) for i, q in enumerate(questions)]
 
+    def _not_other_seeds(self, question: Question, kept: list[tuple[str, str, float]],
+                         counts: Counter) -> list[tuple[str, str, float]]:
+        """``kept`` without the wordings of other seed questions (a rewrite of Q27 that is Q28's text), counted."""
+        out = []
+        for text, step, sim in kept:
+            if self.seed_of.get(normalise(text), question.q_id) != question.q_id:
+                counts[f"{step}: {OTHER_SEED_WORDING}"] += 1
+            else:
+                out.append((text, step, sim))
+        return out
+
     def _own_wordings(self, question: Question, kept: list[tuple[str, str, float]],
                       counts: Counter) -> list[tuple[str, str, float]]:
         """``kept`` without the wordings of other seed questions and those kept for another one, counted."""
         out = []
-        for text, step, sim in kept:
-            key = normalise(text)
-            if self.seed_of.get(key, question.q_id) != question.q_id:
-                counts[f"{step}: {OTHER_SEED_WORDING}"] += 1
-            elif self.kept_of.get(key, question.q_id) != question.q_id:
+        for text, step, sim in self._not_other_seeds(question, kept, counts):
+            if self.kept_of.get(normalise(text), question.q_id) != question.q_id:
                 counts[f"{step}: kept for another seed question"] += 1
             else:
                 out.append((text, step, sim))
