@@ -170,6 +170,35 @@ def test_a_rewrite_that_is_another_seed_question_s_wording_is_not_rewritten_in_s
                                "synonym: unusable reply": 2, "kept: synonym": 1, "seed questions with nothing kept": 2}
 
 
+def test_a_resume_naming_the_generator_folder_otherwise_keeps_its_rows_generator(tmp_path, monkeypatch):
+    """The generator folder is compared by content, so a resume may name it otherwise (./gen/ for /abs/gen): the
+    rows written after it named "./gen/", those before it the absolute folder, as if two generators had written one
+    output. They name the folder as the run began with it, byte for byte the uninterrupted run's output."""
+    write_data_root(tmp_path / "root")
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "config.json").write_text('{"model": 1}', encoding="utf-8")
+    replies = {**REPLIES, ("para", "When a mother works for pay, the children suffer"): [
+        "When a mother works for pay, the kids suffer"]}
+
+    def local(cfg, **kw):  # a stand-in named as LocalGenerator names itself: the folder as given
+        generator = StandIn(replies, **kw)
+        generator.name = cfg.generator
+        return generator
+
+    full = _config(tmp_path, output=str(tmp_path / "full.jsonl"), generator=str(gen))
+    run_augmentation(full, local(full), BagOfWords())
+    cfg = _config(tmp_path, generator=str(gen))
+    with pytest.raises(KeyboardInterrupt):  # Q27 committed, then stopped
+        run_augmentation(cfg, local(cfg, fail_on_call=3), BagOfWords())
+    monkeypatch.chdir(tmp_path)
+    resumed = _config(tmp_path, generator="./gen/", resume=True)
+    run_augmentation(resumed, local(resumed), BagOfWords())
+    rows = _rows(tmp_path / "aug.jsonl")
+    assert [(r["q_id"], r["generator"]) for r in rows] == [("27", str(gen)), ("27", str(gen)), ("28", str(gen))]
+    assert (tmp_path / "aug.jsonl").read_bytes() == (tmp_path / "full.jsonl").read_bytes()
+
+
 def _tiny_sentence_model(tiny_model, path):
     from sentence_transformers import SentenceTransformer, models
 

@@ -223,8 +223,9 @@ class Augmenter:
     would put that question's prompt into the training rows of this one."""
 
     def __init__(self, generator, embedder, cfg: AugmentConfig, seeds: list[Question] = (),
-                 kept: dict[str, str] | None = None):
+                 kept: dict[str, str] | None = None, name: str | None = None):
         self.generator, self.embedder, self.cfg = generator, embedder, cfg
+        self.name = name or generator.name  # the rows' "generator" (``_generator_name``)
         self.seed_of = seed_wordings(seeds)
         self.kept_of = dict(kept or {})
 
@@ -302,7 +303,7 @@ class Augmenter:
         for text, step, sim in kept[: self.cfg.keep]:
             out.append({"q_id": question.q_id, "topic": question.topic, "q_content": text,
                         "ori_content": question.text, "step": step, "similarity": sim,
-                        "generator": self.generator.name})
+                        "generator": self.name})
             self.kept_of[normalise(text)] = question.q_id
             counts[f"kept: {step}"] += 1
         return out
@@ -524,6 +525,13 @@ def _written_wordings(output: Path) -> dict[str, str]:
     return {normalise(row["q_content"]): str(row["q_id"]) for _, row in read_jsonl_lines(output)}
 
 
+def _generator_name(resumed, generator) -> str:
+    """The generator as the output's rows name it. A resume may name the run's local folder otherwise (``./gen``
+    for ``/abs/gen``, or the same model moved: folders are compared by content), and its rows would name another
+    generator than the committed ones: they keep the folder as the run began with it."""
+    return (resumed[0]["settings"].get("generator") if resumed else None) or generator.name
+
+
 def _finish(output: Path, state: dict, counts: Counter, generator_name: str, questions: int) -> None:
     """Mark the run complete, or remove everything if nothing at all was kept."""
     kept = sum(v for k, v in counts.items() if k.startswith("kept:"))
@@ -550,7 +558,8 @@ def _augment_locked(cfg: AugmentConfig, generator, embedder, output: Path, load_
         generator, embedder = load_models()
     state, digest = _start_state(output, mode, wanted, resumed)
     counts = Counter(state["counts"])
-    augmenter = Augmenter(generator, embedder, cfg, load_questions(cfg.data_dir), _written_wordings(output))
+    augmenter = Augmenter(generator, embedder, cfg, load_questions(cfg.data_dir), _written_wordings(output),
+                          _generator_name(resumed, generator))
     size = cfg.questions_per_chunk
     chunks = [questions[i:i + size] for i in range(0, len(questions), size)]
     done = set(state["done"])
