@@ -81,7 +81,7 @@ class AlignConfig:
         "during the search, compute a prompt prefix that several survey items share once per candidate and reuse "
         "its keys/values (the same scores to float rounding, ~30 %% fewer positions on VSM13; the reported "
         "losses are always scored in full, as lm_eval does; so are the rows of a model whose sliding window is not "
-        "longer than the longest row); --no-shared-stems: every item in full"))
+        "longer than the longest row, or with an SSM or conv layer); --no-shared-stems: every item in full"))
     chat_template: bool = field(default=False, metadata=_help("score as lm_eval --apply_chat_template"))
     answer_mode: str = field(default="expected", metadata=_help(
         "how an item's answer is read from the option probabilities", choices=["expected", "argmax"]))

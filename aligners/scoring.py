@@ -141,6 +141,18 @@ def sliding_window(model) -> int | None:
     return min(windows, default=None)
 
 
+def keeps_running_state(model) -> bool:
+    """Whether a layer of ``model`` keeps a recurrent or convolution state in its cache (Mamba; the SSM or
+    conv layers of hybrids such as LFM2, Bamba, Jamba, Falcon-H1), as transformers builds the cache for its
+    config. Such a state sums up the whole prefix instead of holding one key/value row per position: a stem's
+    is not split by candidate as key/value rows are (LFM2's, Bamba's, Jamba's, Mamba's stopped the stem pass
+    with an AttributeError), and would have to run on across the padding between the stem and each rest."""
+    from transformers import DynamicCache
+
+    layers = getattr(DynamicCache(config=model.config), "layers", None) or []
+    return any(hasattr(layer, "recurrent_states") or hasattr(layer, "conv_states") for layer in layers)
+
+
 def _cache_rows(cache, rows: torch.Tensor):
     """A copy of a key/value cache holding ``rows`` of its batch (repeats allowed); ``cache`` is left
     as it is, so every forward batch takes the rows it needs from the one stem pass."""
@@ -238,11 +250,15 @@ class TaskScorer:
         self.groups = stem_groups([item.context[:len(item.context) - item.shared] for item in self.items]) \
             if shared_stems else []
         self.window = sliding_window(lm.model)
+        self.running_state = keeps_running_state(lm.model)
 
     def usable_groups(self, virtual_tokens: int) -> list[StemGroup]:
-        """``groups``, or none when a row with its soft prompt is not shorter than the model's sliding window:
-        a stem pass's batched rows hold padding between the stem and each rest, and the window counts
-        positions, padding included, so a rest would lose sight of stem tokens its full row sees."""
+        """``groups``, or none when a row with its soft prompt is not shorter than the model's sliding window
+        (a stem pass's batched rows hold padding between the stem and each rest, and the window counts
+        positions, padding included, so a rest would lose sight of stem tokens its full row sees), or when a
+        layer keeps a running state (``keeps_running_state``): every row is then scored in full."""
+        if self.running_state:
+            return []
         longest = virtual_tokens + max((len(item.context) for item in self.items), default=0)
         return self.groups if self.window is None or longest < self.window else []
 

@@ -165,6 +165,7 @@ def _scorer_with_contexts(contexts, min_stem=None):
     scorer.items = [_Item({}, list(c), [0]) for c in contexts]
     scorer.groups = stem_groups(contexts, MIN_STEM if min_stem is None else min_stem)
     scorer.window = None  # no sliding window
+    scorer.running_state = False  # attention layers only
     return scorer
 
 
@@ -326,6 +327,55 @@ def test_shared_stems_of_rows_longer_than_a_sliding_window_score_as_full_rows(ti
     torch.testing.assert_close(torch.tensor(wide.option_loglikelihoods(prompts, batch_size=5)),
                                torch.tensor(wide_full.option_loglikelihoods(prompts, batch_size=64)),
                                rtol=1e-6, atol=2e-6)
+
+
+def _tiny_hybrid_model(tiny_model, path, model_type: str, **layers):
+    """A random model of a family whose layers keep a running state in the cache (LFM2's conv layers, Bamba's
+    SSM layers, Mamba) on the tiny tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in tiny_model.iterdir():
+        if "token" in name.name or name.name == "special_tokens_map.json":
+            shutil.copy(name, path / name.name)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = AutoConfig.for_model(model_type, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                  pad_token_id=tok.pad_token_id, initializer_range=0.2, **layers)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    return path
+
+
+HYBRIDS = {
+    "lfm2": {"intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "layer_types": ["conv", "full_attention"]},
+    "bamba": {"intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "mamba_n_heads": 4,
+              "mamba_d_head": 16, "mamba_d_state": 8, "mamba_n_groups": 1, "attn_layer_indices": [1],
+              "mamba_chunk_size": 16},
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(HYBRIDS))
+def test_a_model_whose_layers_keep_a_running_state_scores_every_row_in_full(tiny_model, tm, tmp_path, model_type):
+    """A conv or SSM layer's cache is a state of the whole prefix, not rows of keys/values: the stem pass stopped
+    in generation 1 with "'LinearAttentionLayer' object has no attribute 'batch_select_indices'". Such a model
+    shares no stems, and scores as lm-eval does at every batch size."""
+    from aligners.scoring import keeps_running_state
+
+    model_dir = _tiny_hybrid_model(tiny_model, tmp_path / model_type, model_type, **HYBRIDS[model_type])
+    stems = _scorer(model_dir, tm)
+    assert stems.groups and stems.running_state and stems.usable_groups(4) == []
+    counts = stems.token_counts(3, 5, virtual_tokens=4)
+    assert counts["computed"] == counts["no_stems"]
+    plain = torch.tensor(stems.option_loglikelihoods(None, batch_size=5)[0])
+    torch.testing.assert_close(plain, torch.tensor(_lm_eval_loglikelihoods(model_dir, stems)), rtol=0, atol=1e-5)
+    prompts = torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(5)) * 0.3
+    expected = torch.tensor(_scorer(model_dir, tm, shared_stems=False).option_loglikelihoods(prompts, batch_size=64))
+    for batch_size in (1, 5, 64):
+        torch.testing.assert_close(torch.tensor(stems.option_loglikelihoods(prompts, batch_size=batch_size)),
+                                   expected, rtol=1e-6, atol=2e-6)
+    assert not keeps_running_state(_scorer(tiny_model, tm).lm.model)  # attention layers only: stems are shared
 
 
 def _newline_chat_model(tiny_model, path):
