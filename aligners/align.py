@@ -33,7 +33,7 @@ from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
 from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
 from aligners.scoring import TaskScorer, load_hflm, loaded_dtype
-from aligners.soft_prompt import SoftPromptSpace, save_prompt_tuning_adapter
+from aligners.soft_prompt import SoftPromptSpace, check_prompt_tuning_fits, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import staged_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
@@ -699,7 +699,8 @@ def check_model(model: str, chat_template: bool = False) -> None:
     """A model named by a path is a folder (a hub id never starts with / . or ~); ``~`` is expanded by
     the shell only, not here, by the loader or by the fingerprint. Its config is read here, before
     anything is locked or loaded: a folder without one or a hub id out of reach is a one-line error,
-    and so is --chat-template for a tokenizer without a chat template."""
+    and so are a config peft makes no prompt-tuning checkpoint for and --chat-template for a tokenizer
+    without a chat template."""
     from transformers import AutoConfig, AutoTokenizer
 
     if model.startswith("~"):
@@ -707,10 +708,15 @@ def check_model(model: str, chat_template: bool = False) -> None:
     if (os.path.isabs(model) or model.startswith(".") or os.path.exists(model)) and not Path(model).is_dir():
         raise AlignmentError(f"--model {model}: no such model folder; give a local model folder or a hub id")
     try:
-        AutoConfig.from_pretrained(model)
+        config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as err:
         raise AlignmentError(f"--model {model}: no model config could be read ({' '.join(str(err).split())}); give "
                              "a model folder holding config.json or a hub id within reach") from None
+    try:
+        check_prompt_tuning_fits(config)
+    except ValueError as err:
+        raise AlignmentError(f"--model {model}: peft makes no prompt-tuning checkpoint for its {config.model_type} "
+                             f"config ({err}), so no search could be saved; align a model with attention layers") from None
     if chat_template and not AutoTokenizer.from_pretrained(model).chat_template:
         raise AlignmentError(f"--chat-template: the tokenizer of {model} has no chat template; leave out --chat-template")
 

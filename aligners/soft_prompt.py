@@ -101,6 +101,18 @@ def prompt_init_fields(init: str, init_text: str | None, base_model: str) -> dic
     raise ValueError(f"init must be 'text' or 'vocab', got {init!r}")
 
 
+def check_prompt_tuning_fits(model_config) -> None:
+    """peft fills a prompt-tuning adapter's config from the model's (its layers, hidden size and attention
+    heads go into adapter_config.json) and refuses a config without one (Mamba has no attention heads): asked
+    here before the model loads, the refusal came only when the checkpoint was written, after the whole search
+    and report. Raises peft's ValueError."""
+    from peft import PromptTuningConfig, TaskType
+    from peft.utils import _prepare_prompt_learning_config
+
+    _prepare_prompt_learning_config(PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=1),
+                                    model_config)
+
+
 def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_model: str, *, init: str,
                                init_text: str | None = None) -> None:
     """Write a stock peft prompt-tuning adapter (adapter_config.json + adapter_model.safetensors)."""

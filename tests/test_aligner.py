@@ -457,6 +457,24 @@ def test_a_model_without_a_readable_config_is_a_one_line_error_before_anything_i
     assert not out.exists()
 
 
+def test_a_model_peft_makes_no_prompt_tuning_checkpoint_for_is_refused_before_it_loads(data_root, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """peft takes a prompt-tuning adapter's attention heads from the model's config; Mamba's has none, and the run
+    searched every generation and scored its report before writing the checkpoint failed with peft's line alone."""
+    from transformers import MambaConfig
+
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    model = tmp_path / "mamba"
+    MambaConfig(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=2).save_pretrained(model)
+    _no_model_load(monkeypatch)
+    out = tmp_path / "out"
+    assert align_main(["--model", str(model), "--country", "USA", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"culture-align: --model {model}: peft makes no prompt-tuning checkpoint for its mamba config (Please specify "
+        "`num_attention_heads` in `peft_config`), so no search could be saved; align a model with attention layers\n")
+    assert not out.exists()
+
+
 def test_chat_template_for_a_tokenizer_without_one_is_a_one_line_error_before_the_model_loads(tiny_model, data_root,
                                                                                                tmp_path, capsys,
                                                                                                monkeypatch):
