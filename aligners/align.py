@@ -39,7 +39,7 @@ from culture_tasks.atomic import staged_files, write_text_atomic
 from culture_tasks.data_root import ENV_VAR, data_file, resolve_data_root
 from culture_tasks.fingerprints import model_fingerprint
 from culture_tasks.outputs import (LOCK_NAME, OutputLock, check_settings, claim_output, file_digest, load_settings,
-                                   main_process, remove_killed_writes, safe_join, save_settings,
+                                   main_process, read_json, remove_killed_writes, safe_join, save_settings,
                                    set_aside_around, settings_differences)
 from culture_tasks.paths import absolute_if_local, lm_eval_command, task_manager
 from culture_tasks.survey.compare import hofstede_reference
@@ -201,7 +201,7 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
         return None
     state_path = out / STATE_FILE
     stored = load_settings(out / RUN_SETTINGS, AlignmentError)
-    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
+    state = _load_state(state_path) if state_path.exists() else None
     if stored is None and state is None:
         raise AlignmentError(f"--resume: {out} holds no {STATE_FILE} (not an alignment run, or one killed before it "
                              f"stored its settings); pass --overwrite to start a run there, or choose another --output")
@@ -217,6 +217,21 @@ def _check_output(out: Path, resume: bool, settings: dict, hidden: int | None) -
             f"--resume: the run in {out} was made for hidden size {saved_hidden}, "
             f"but {settings['model']} has hidden size {hidden}; use the same base model or a new --output"
         )
+    return state
+
+
+def _load_state(path: Path) -> dict:
+    """The search as ``path`` (state.json) holds it. Every write of it is atomic, so a file that is no JSON object
+    with the generations' losses was damaged outside the run: a one-line error naming it (json's own names no
+    file; a file without ``fitness`` stopped the resume with a KeyError)."""
+    fix = "restore it, or start again with --overwrite"
+    state = read_json(path, "--resume", fix, AlignmentError)
+    fitness = state.get("fitness")
+    if not (isinstance(fitness, list) and all(isinstance(row, list) for row in fitness)
+            and isinstance(state.get("history"), list) and len(state["history"]) == len(fitness)
+            and {"best_z", "best_loss"} <= state.keys()):
+        raise AlignmentError(f"--resume: {path} holds no search (the losses of each generation, \"fitness\", their "
+                             f"\"history\" and the best candidate); {fix}")
     return state
 
 
@@ -236,7 +251,7 @@ def _finished(out: Path, state: dict | None, settings: dict) -> dict | None:
     path = out / "alignment.json"
     if not state or len(state["fitness"]) != settings["generations"] or not path.exists():
         return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary = read_json(path, "--resume", "restore it, or pass --overwrite to run it again", AlignmentError)
     if len(summary.get("history", [])) != len(state["fitness"]):
         return None  # written before the last generations: they still need their report
     diff = settings_differences(summary["settings"], settings, REPORT_KEYS)

@@ -554,6 +554,17 @@ def save_settings(path: str | os.PathLike, settings: Mapping) -> None:
     write_text_atomic(Path(path), json.dumps(settings, indent=1, sort_keys=True))
 
 
+def read_json(path: Path, who: str, fix: str, error: type[Exception] = OutputError) -> dict:
+    """A JSON object from ``path``; json's own error names no file, so this one names it and the fix."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise error(f"{who}: {path} is not readable JSON ({err}); {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{who}: {path} holds a JSON {type(data).__name__}, not an object; {fix}")
+    return data
+
+
 def load_settings(path: str | os.PathLike, error: type[Exception] = OutputError) -> dict | None:
     path = Path(path)
     if not path.exists():

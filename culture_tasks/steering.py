@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_tasks import plots, provenance, stats
+from culture_tasks import outputs, plots, provenance, stats
 from culture_tasks.atomic import replacing, write_text_atomic
 from culture_tasks.cli_args import check_device, check_dtype, configure_logging
 from culture_tasks.data_root import ENV_VAR, DataRootError, data_file, resolve_data_root
@@ -156,14 +156,8 @@ def parse_target(spec: str, data_dir: str | None = None) -> Steered:
 
 
 def read_json(path: Path, who: str, fix: str) -> dict:
-    """A JSON object from ``path``; json's own error names no file, so this one names it and the fix."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise SteeringError(f"{who}: {path} is not readable JSON ({err}); {fix}") from None
-    if not isinstance(data, dict):
-        raise SteeringError(f"{who}: {path} holds a JSON {type(data).__name__}, not an object; {fix}")
-    return data
+    """``outputs.read_json``, its error a SteeringError."""
+    return outputs.read_json(path, who, fix, SteeringError)
 
 
 def check_checkpoint(row: Steered, model: str) -> None:

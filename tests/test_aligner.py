@@ -769,6 +769,30 @@ def test_resume_of_a_run_without_its_settings_file_is_refused(one_generation, ti
     assert (out / "state.json").read_text() == before and not (out / "run_settings.json").exists()
 
 
+@pytest.mark.parametrize("name, text, problem", [
+    ("state.json", '{"fitness": [[1.0', "is not readable JSON (Expecting ',' delimiter: line 1 column 18 (char 17))"),
+    ("state.json", "[]", "holds a JSON list, not an object"),  # was taken for no state: the search started again
+    ("state.json", '{"settings": {}}', 'holds no search (the losses of each generation, "fitness", their "history" '
+                                      'and the best candidate)'),  # a KeyError
+    ("alignment.json", '{"loss": ', "is not readable JSON (Expecting value: line 1 column 10 (char 9))"),
+])
+def test_a_damaged_state_or_report_is_a_one_line_error_naming_it_on_resume(one_generation, tiny_model, data_root,
+                                                                          tmp_path, capsys, monkeypatch, name, text,
+                                                                          problem):
+    """Every write of state.json and alignment.json is atomic: one that is no such file was damaged outside the run.
+    json's error named no file, and a state without its losses stopped the resume with a traceback."""
+    monkeypatch.setenv("CULTURE_DATA_DIR", str(data_root))
+    out = _copy_of(one_generation, tmp_path / "run")
+    (out / name).write_text(text)
+    _no_model_load(monkeypatch)
+    capsys.readouterr()
+    assert _align(tiny_model, out, "--generations", "1", "--resume") == 2
+    fix = "restore it, or start again with --overwrite" if name == "state.json" else \
+        "restore it, or pass --overwrite to run it again"
+    assert capsys.readouterr().err == f"culture-align: --resume: {out / name} {problem}; {fix}\n"
+    assert (out / name).read_text() == text
+
+
 def test_a_bfloat16_run_reports_the_loss_lm_eval_gives_with_the_recorded_command(tiny_model, data_root, tmp_path,
                                                                                   monkeypatch):
     """The search runs in bfloat16; the report is scored in float32, as the recorded command loads the model."""
