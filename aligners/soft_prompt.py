@@ -105,11 +105,11 @@ def check_prompt_tuning_fits(model_config) -> None:
     """peft fills a prompt-tuning adapter's config from the model's (its layers, hidden size and attention
     heads go into adapter_config.json) and refuses a config without one (Mamba has no attention heads): asked
     here before the model loads, the refusal came only when the checkpoint was written, after the whole search
-    and report. Raises peft's ValueError."""
+    and report. Raises peft's ValueError. The width is given, as ``save_prompt_tuning_adapter`` gives the prompt's."""
     from peft import PromptTuningConfig, TaskType
     from peft.utils import _prepare_prompt_learning_config
 
-    _prepare_prompt_learning_config(PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=1),
+    _prepare_prompt_learning_config(PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=1, token_dim=1),
                                     model_config)
 
 
