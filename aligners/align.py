@@ -731,7 +731,8 @@ def check_model(model: str, chat_template: bool = False) -> None:
         check_prompt_tuning_fits(config)
     except ValueError as err:
         raise AlignmentError(f"--model {model}: peft makes no prompt-tuning checkpoint for its {config.model_type} "
-                             f"config ({err}), so no search could be saved; align a model with attention layers") from None
+                             f"config ({err}), so no search could be saved; align a model with attention "
+                             "layers") from None
     if chat_template and not AutoTokenizer.from_pretrained(model).chat_template:
         raise AlignmentError(f"--chat-template: the tokenizer of {model} has no chat template; leave out --chat-template")
 
