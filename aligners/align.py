@@ -32,7 +32,7 @@ from aligners.intervals import (PAIRED, change_vs_plain, interval, loss_interval
 from aligners.objectives import LOSS_LABELS, make_objective
 from aligners.optimizers import make_optimizer
 from aligners.orders import SEARCH_ORDERS, SINGLE_ORDERS, SearchOrder, combined
-from aligners.scoring import TaskScorer, load_hflm, loaded_dtype
+from aligners.scoring import TaskScorer, config_vocab, load_hflm, loaded_dtype
 from aligners.soft_prompt import SoftPromptSpace, check_prompt_tuning_fits, save_prompt_tuning_adapter
 from culture_tasks import plots, provenance, stats
 from culture_tasks.atomic import staged_files, write_text_atomic
@@ -733,7 +733,13 @@ def check_model(model: str, chat_template: bool = False) -> None:
         raise AlignmentError(f"--model {model}: peft makes no prompt-tuning checkpoint for its {config.model_type} "
                              f"config ({err}), so no search could be saved; align a model with attention "
                              "layers") from None
-    if chat_template and not AutoTokenizer.from_pretrained(model).chat_template:
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if len(tokenizer) > config_vocab(config):
+        raise AlignmentError(f"--model {model}: its tokenizer holds {len(tokenizer)} tokens, its config embeds "
+                             f"{config_vocab(config)}: lm_eval scores a prompt checkpoint (peft=) after growing the "
+                             "embeddings to the tokenizer's length with random rows, so it would not score the "
+                             "search's losses; give a model whose embeddings cover its tokenizer")
+    if chat_template and not tokenizer.chat_template:
         raise AlignmentError(f"--chat-template: the tokenizer of {model} has no chat template; leave out --chat-template")
 
 

@@ -141,6 +141,21 @@ def sliding_window(model) -> int | None:
     return min(windows, default=None)
 
 
+def config_vocab(config) -> int:
+    """The vocabulary size lm-eval's HF model reads from a config: the text config's where there is one (Gemma 3)."""
+    text = getattr(config, "text_config", None)
+    return getattr(text, "vocab_size", None) or config.vocab_size
+
+
+def peft_vocab(lm) -> int | None:
+    """How many logits lm-eval scores a peft checkpoint over, where that is not all of the model's: with ``peft=``
+    its HF model resizes the embeddings to the tokenizer's length when the config's vocabulary differs (a hub
+    Qwen2.5: 151,936 rows, 151,665 tokens), dropping the rows past it from every log-softmax; without ``peft=`` it
+    does not. None where the two agree."""
+    tokens = len(lm.tokenizer)
+    return tokens if tokens != config_vocab(lm.model.config) else None
+
+
 def keeps_running_state(model) -> bool:
     """Whether a layer of ``model`` keeps a recurrent or convolution state in its cache (Mamba; the SSM or
     conv layers of hybrids such as LFM2, Bamba, Jamba, Falcon-H1), as transformers builds the cache for its
@@ -251,6 +266,7 @@ class TaskScorer:
             if shared_stems else []
         self.window = sliding_window(lm.model)
         self.running_state = keeps_running_state(lm.model)
+        self.prompted_vocab = peft_vocab(lm)  # the logits a candidate is scored over, as lm_eval ... peft= scores
 
     def usable_groups(self, virtual_tokens: int) -> list[StemGroup]:
         """``groups``, or none when a row with its soft prompt is not shorter than the model's sliding window
@@ -330,6 +346,8 @@ class TaskScorer:
         def options(chunk, logits: torch.Tensor) -> list[list[float]]:
             """Each option's log-likelihood: its last token at the last position, plus the shared tokens
             before it (lm-eval sums the log-likelihoods of all continuation tokens)."""
+            if soft_prompts is not None and self.prompted_vocab:  # lm_eval ... peft= scores over the tokenizer's
+                logits = logits[..., :self.prompted_vocab]            # tokens (``peft_vocab``)
             logprobs = logits.float().log_softmax(-1)
             out = []
             for row, (_, i) in enumerate(chunk):

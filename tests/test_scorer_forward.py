@@ -427,3 +427,67 @@ def test_options_that_differ_before_their_last_token_are_refused():
     assert split_options([[7], [8]]) == ([], [7, 8])
     assert split_options([[5, 7], [6, 8]]) is None  # first tokens differ
     assert split_options([[5, 7], [8]]) is None  # lengths differ
+
+
+def _tiny_padded_vocabulary(tiny_model, path, extra: int):
+    """The tiny Llama's tokenizer with a random Llama of ``extra`` embedding rows more than it has tokens (a hub
+    Qwen2.5's 151,936 rows for 151,665 tokens), large weights so that the rows past the tokens hold mass."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in tiny_model.iterdir():
+        if "token" in name.name or name.name == "special_tokens_map.json":
+            shutil.copy(name, path / name.name)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = LlamaConfig(vocab_size=len(tok) + extra, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         tie_word_embeddings=False, initializer_range=0.2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path, len(tok)
+
+
+def test_a_model_with_more_embedding_rows_than_tokens_scores_a_prompt_as_lm_eval_with_peft(tiny_model, tm, soft_prompt,
+                                                                                          tmp_path):
+    """lm_eval ... peft= resizes the embeddings to the tokenizer's length where the config's vocabulary is larger
+    (and without peft= it does not): the candidates' scores are over the tokenizer's logits, the plain model's over
+    all of them, each as lm_eval scores it; the search scored candidates over all the rows (differing here by more
+    than 1e-2), so the loss it reported was not lm_eval's of its checkpoint."""
+    from aligners.soft_prompt import save_prompt_tuning_adapter
+
+    model_dir, tokens = _tiny_padded_vocabulary(tiny_model, tmp_path / "padded", extra=64)
+    scorer = _scorer(model_dir, tm)
+    assert scorer.prompted_vocab == tokens and scorer.lm.model.config.vocab_size == tokens + 64
+    plain = scorer.option_loglikelihoods(None, batch_size=16)[0]
+    torch.testing.assert_close(torch.tensor(plain), torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer)),
+                               rtol=0, atol=1e-5)
+    adapter = tmp_path / "adapter"
+    save_prompt_tuning_adapter(scorer.lm.model, soft_prompt, adapter, str(model_dir), init="vocab")
+    expected = torch.tensor(_lm_eval_loglikelihoods(model_dir, scorer, peft=adapter))
+    for batch_size in (1, 16):
+        prompted = scorer.option_loglikelihoods(soft_prompt[None], batch_size=batch_size)[0]
+        torch.testing.assert_close(torch.tensor(prompted), expected, rtol=0, atol=1e-5)
+    scorer.prompted_vocab = None  # every row's logits, as before
+    over_all_rows = torch.tensor(scorer.option_loglikelihoods(soft_prompt[None], batch_size=16)[0])
+    assert (over_all_rows - expected).abs().max() > 1e-2
+
+
+def test_a_model_whose_tokenizer_outgrows_its_embeddings_is_refused_before_it_loads(tiny_model, tmp_path):
+    """lm_eval ... peft= would grow such a model's embeddings with random rows before scoring a checkpoint: no
+    search could report its loss. One line, before the model loads."""
+    import json
+
+    from aligners.align import AlignmentError, check_model
+
+    model_dir = tmp_path / "short"
+    shutil.copytree(tiny_model, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    tokens = config["vocab_size"]
+    (model_dir / "config.json").write_text(json.dumps({**config, "vocab_size": tokens - 3}))
+    with pytest.raises(AlignmentError) as err:
+        check_model(str(model_dir))
+    assert str(err.value) == (
+        f"--model {model_dir}: its tokenizer holds {tokens} tokens, its config embeds {tokens - 3}: lm_eval scores a "
+        "prompt checkpoint (peft=) after growing the embeddings to the tokenizer's length with random rows, so it "
+        "would not score the search's losses; give a model whose embeddings cover its tokenizer")
