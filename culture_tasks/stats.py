@@ -126,13 +126,18 @@ def alike_mean_ci(intervals: Sequence[tuple[float, float]], level: float = LEVEL
     alpha = (1.0 - level) / 2.0
     if intervals and all(low == 0.0 and high < 1.0 for low, high in intervals):
         sizes = [math.log(alpha) / math.log(1.0 - high) for _, high in intervals]
-        n_eff = len(sizes) ** 2 / sum(1.0 / n for n in sizes)
-        return 0.0, float(1.0 - alpha ** (1.0 / n_eff))
+        return alike_bound(len(sizes) ** 2 / sum(1.0 / n for n in sizes), False, level)
     if intervals and all(high == 1.0 and low > 0.0 for low, high in intervals):
         sizes = [math.log(alpha) / math.log(low) for low, _ in intervals]
-        n_eff = len(sizes) ** 2 / sum(1.0 / n for n in sizes)
-        return float(alpha ** (1.0 / n_eff)), 1.0
+        return alike_bound(len(sizes) ** 2 / sum(1.0 / n for n in sizes), True, level)
     return None
+
+
+def alike_bound(n_eff: float, ones: bool, level: float = LEVEL) -> tuple[float, float]:
+    """``exact_share_ci`` of 0 (``ones``: n_eff) of ``n_eff`` independent units, n_eff not necessarily whole: the
+    exact interval of a mean of alike shares that has one share's variance of so many units (``alike_mean_ci``)."""
+    tail = ((1.0 - level) / 2.0) ** (1.0 / n_eff)
+    return (float(tail), 1.0) if ones else (0.0, float(1.0 - tail))
 
 
 def percentile_interval(stats: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -543,6 +548,23 @@ class ClusteredTaskMean(TaskMean):
     def __init__(self, one: Callable[[Sequence], float], weighted: Callable | None = None):
         super().__init__(one, weighted)
         self.min_per_stratum = 1
+
+    def alike_ci(self, items: Sequence[tuple], level: float) -> tuple[float, float] | None:
+        """Every task's documents scored alike at one end (``TaskMean.alike_ci``): the exact interval with the text
+        as the unit, as the resamples draw it. A text's documents move together, so the mean over tasks, which
+        weighs a text by c = the sum over its documents of 1 / (tasks x the task's documents), is a share of
+        n_eff = 1 / sum(c^2) texts: two tasks over the same 20 texts, 20 (one task's interval), not 40 independent
+        documents; tasks without a shared text, ``TaskMean``'s n_eff."""
+        tasks_ci = super().alike_ci(items, level)
+        if tasks_ci is None:
+            return None
+        sizes: dict[str, int] = defaultdict(int)
+        for _, task, _ in self.documents(items):
+            sizes[task] += 1
+        weight: dict[int, float] = defaultdict(float)
+        for position, task, _ in self.documents(items):
+            weight[position] += 1.0 / (len(sizes) * sizes[task])
+        return alike_bound(1.0 / sum(c * c for c in weight.values()), tasks_ci[0] > 0.0, level)
 
     @staticmethod
     def documents(items: Sequence[tuple]):

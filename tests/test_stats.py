@@ -425,6 +425,32 @@ def test_a_mean_of_shares_that_are_all_zero_gets_an_exact_interval_not_a_point()
     assert bootstrap_ci(TaskMean(share), [("a", 0.0)] * 20 + [("b", 1.0)] * 30) == (0.5, 0.5)
 
 
+def test_tasks_that_share_texts_and_are_all_zero_get_the_exact_interval_of_their_texts():
+    """Two tasks that label the same 20 texts, no parse failure in either: the texts are the units (a text's
+    documents move together, as the resamples treat them), so the mean of the two shares is one share of 20
+    texts, [0, 1 - 0.025^(1/20)] = [0, 0.1684] as one task's alone - not 0 of 40 independent documents,
+    [0, 0.0881]. The mean over tasks weighs a text by c = the sum over its documents of 1 / (tasks x the task's
+    documents), and is a share of n_eff = 1 / sum(c^2) texts: tasks a (x, y, z) and b (x) give c = 1/6 + 1/2, 1/6,
+    1/6, n_eff = 1 / (4/9 + 1/36 + 1/36) = 2, bound 1 - 0.025^(1/2) = 0.8419 (by hand). Tasks with no text in
+    common keep TaskMean's n_eff, 2^2 / (1/20 + 1/30) = 48."""
+    from culture_tasks.classification import share, share_weighted
+
+    clustered = stats.ClusteredTaskMean(share, share_weighted)
+    shared = [("a", f"t{i:02d}", (("a", (0.0, 0, 20)), ("b", (0.0, 0, 20)))) for i in range(20)]
+    assert stats.bootstrap_ci(clustered, shared) == pytest.approx((0.0, 1 - 0.025 ** (1 / 20)))
+    assert stats.bootstrap_ci(clustered, shared) == pytest.approx(stats.bootstrap_ci(share, [(0.0, 0, 20)] * 20))
+    assert 1 - 0.025 ** (1 / 20) == pytest.approx(0.1684, abs=1e-4)
+    ones = [("a", text, tuple((t, (1.0, 0, 20)) for t, _ in pairs)) for _, text, pairs in shared]
+    assert stats.bootstrap_ci(clustered, ones) == pytest.approx((0.025 ** (1 / 20), 1.0))
+    uneven = [("a", "x", (("a", 0.0), ("b", 0.0))), ("a", "y", (("a", 0.0),)), ("a", "z", (("a", 0.0),))]
+    assert clustered.alike_ci(uneven, 0.95) == pytest.approx((0.0, 1 - 0.025 ** 0.5))
+    assert 1 - 0.025 ** 0.5 == pytest.approx(0.8419, abs=1e-4)
+    apart = [("a", f"a{i}", (("a", 0.0),)) for i in range(20)] + [("b", f"b{i}", (("b", 0.0),)) for i in range(30)]
+    assert clustered.alike_ci(apart, 0.95) == pytest.approx((0.0, 0.0739733), abs=1e-6)
+    mixed = [("a", "x", (("a", 0.0), ("b", 1.0))), ("a", "y", (("a", 0.0), ("b", 1.0)))]
+    assert clustered.alike_ci(mixed, 0.95) is None  # a task at 0 beside one at 1: the percentile interval stands
+
+
 def test_wvs_majority_group_of_all_missed_questions_gets_the_exact_interval_over_questions():
     """QuestionMean resamples questions (a question's countries move together): 50 questions missed in two
     countries is 0 of 50, [0, 1 - 0.025^(1/50)] = [0, 0.0711]; wvs_jsd, a continuous mean, has no exact form."""
