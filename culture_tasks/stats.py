@@ -456,6 +456,29 @@ def cluster_mean_weighted(items: Sequence[tuple[float, int]], weights: np.ndarra
 cluster_mean.batched = _cluster_mean_batched
 
 
+def cluster_share_mean(items: Sequence[tuple[float, int]]) -> float:
+    """``cluster_mean`` of a score in [0, 1] that is 0 or 1 but for a half-credit score between (``wvs_majority``:
+    1/2 for a tie): the same number, with the exact interval where every document scored alike
+    (``cluster_alike_ci``)."""
+    return cluster_mean(items)
+
+
+def cluster_alike_ci(items: Sequence[tuple[float, int]], level: float = LEVEL) -> tuple[float, float] | None:
+    """Every document of every cluster 0 (or every one 1), where every resample is the same: the exact interval
+    with the cluster as the unit, as the resamples draw it. The mean weighs a cluster of n_q of the N documents by
+    c_q = n_q / N, so it is a share of n_eff = 1 / sum(c_q^2) clusters (k clusters of one size: k). None
+    otherwise (every value 1/2: keep the percentile one, as ``alike_share_ci`` does)."""
+    sums, counts = _cluster_columns(items)
+    if (sums == 0).all() or (sums == counts).all():
+        c = counts / counts.sum()
+        return alike_bound(1.0 / float((c * c).sum()), bool((sums == counts).all()), level)
+    return None
+
+
+cluster_share_mean.batched = _cluster_mean_batched
+cluster_share_mean.alike_ci = cluster_alike_ci
+
+
 class TaskMean:
     """Mean over tasks of a per-task statistic, from ``(task, item)`` pairs: a culture's or the
     suite's score, the unweighted mean of its tasks' macro-F1. That is lm-eval's number for the

@@ -454,9 +454,12 @@ def test_summary_weights_each_culture_once(tmp_path):
     assert summary["all"]["held_out_share"]["share"] == pytest.approx(0.625)
     assert summary["all"]["held_out_share"]["ci"] == pytest.approx([together["low"], together["high"]])
     # the means have intervals too: the base is 0 everywhere, so the adapter's interval is the difference's
-    assert together["base_ci"] == [0.0, 0.0] and together["adapter_ci"] == pytest.approx([together["low"],
-                                                                                          together["high"]])
-    assert summary["cultures"][0]["held_out"]["wvs_majority"]["adapter_ci"] == [1.0, 1.0]  # A: 1 in every resample
+    # the means have intervals too: the base is 0 in every document of the 2 + 4 questions, so not [0, 0] but the
+    # exact interval of a mean over two cultures of 0 of 2 and 0 of 4 questions: n_eff = 2^2 / (1/2 + 1/4) = 16/3
+    assert together["base_ci"] == [0.0, pytest.approx(1 - 0.025 ** (3 / 16))]
+    assert together["adapter_ci"] == pytest.approx([together["low"], together["high"]])
+    # A: 1 in every document of its 2 questions: [0.025^(1/2), 1], not [1, 1]
+    assert summary["cultures"][0]["held_out"]["wvs_majority"]["adapter_ci"] == [pytest.approx(0.025 ** 0.5), 1.0]
 
 
 def test_held_out_share_has_no_interval_when_many_resamples_have_no_in_sample_gain():
@@ -491,8 +494,26 @@ def test_a_mean_over_questions_has_its_bootstrap_interval():
 
     assert level_ci(["27", "28"], [0.0, 1.0]) == [0.0, 1.0]
     assert level_ci(["27", "27", "28", "28"], [0.0, 0.0, 1.0, 1.0]) == [0.0, 1.0]
-    assert level_ci(["27", "28", "29"], [1.0, 1.0, 1.0]) == [1.0, 1.0]
+    assert level_ci(["27", "28", "29"], [1.0, 1.0, 1.0]) == [1.0, 1.0]  # a 1-W1 of 1 everywhere: no share
     assert level_ci(["27", "27"], [0.0, 1.0]) == [None, None]
+
+
+def test_a_majority_agreement_alike_in_every_document_has_the_exact_interval_of_its_questions():
+    """Every resample of ten questions all 0 is 0: the percentile interval [0, 0] would read as certainty (Qwen's
+    German folds 2 and 3 showed it). The exact interval of 0 of 10 is [0, 1 - 0.025^(1/10)] = [0, 0.30850]; of
+    10 of 10, [0.025^(1/10), 1]. Clusters of unequal size count by their weight c = n_q / N: questions of 2, 1 and
+    1 documents, c = (1/2, 1/4, 1/4), n_eff = 1 / (1/4 + 1/16 + 1/16) = 8/3, bound 1 - 0.025^(3/8) = 0.74926. A tie
+    everywhere (1/2) keeps the percentile point, as does a metric that is no share."""
+    from trainers.kfold import level_ci
+
+    ten = [str(q) for q in range(10)]
+    assert level_ci(ten, [0.0] * 10, True) == [0.0, pytest.approx(1 - 0.025 ** 0.1)]
+    assert level_ci(ten, [0.0] * 10, True)[1] == pytest.approx(0.30850, abs=5e-6)
+    assert level_ci(ten, [1.0] * 10, True) == [pytest.approx(0.025 ** 0.1), 1.0]
+    assert level_ci(["27", "27", "28", "29"], [0.0] * 4, True) == [0.0, pytest.approx(1 - 0.025 ** 0.375)]
+    assert level_ci(["27", "27", "28", "29"], [0.0] * 4, True)[1] == pytest.approx(0.74926, abs=5e-6)
+    assert level_ci(ten, [0.5] * 10, True) == [0.5, 0.5]
+    assert level_ci(ten, [0.0] * 10) == [0.0, 0.0]
 
 
 def test_a_report_written_without_level_intervals_gets_the_ones_a_run_computes(finished):
@@ -788,7 +809,7 @@ def test_culturellm_one_run_scores_every_country_with_its_persona_task(tmp_path,
     iraq_line = next(line for line in table.splitlines() if line.startswith("| `wvs_iraq_persona` | 2 |"))
     cells = [c.strip() for c in iraq_line.strip("|").split("|")]
     held_iraq = by_task["wvs_iraq_persona"]["held_out"]["wvs_majority"]["adapter"]
-    assert cells[7] == "100.0 [100.0, 100.0]" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)
+    assert cells[7] == "100.0 [15.8, 100.0]" and float(cells[8].split(" [")[0]) == pytest.approx(100 * (held_iraq - 1.0), abs=0.05)
 
 
 def _two_countries(report: dict) -> dict:

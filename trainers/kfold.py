@@ -412,15 +412,18 @@ def compare(base: dict, other: dict, keys: list) -> dict:
     questions = [q for _, q in keys]
     for m in METRICS:
         a, b = [base[k][m] for k in keys], [other[k][m] for k in keys]
-        out[m] = {"base": stats.mean(a), "base_ci": level_ci(questions, a), "adapter": stats.mean(b),
-                  "adapter_ci": level_ci(questions, b), **_paired(questions, a, b), "documents": len(keys)}
+        share = m == "wvs_majority"
+        out[m] = {"base": stats.mean(a), "base_ci": level_ci(questions, a, share), "adapter": stats.mean(b),
+                  "adapter_ci": level_ci(questions, b, share), **_paired(questions, a, b), "documents": len(keys)}
     return out
 
 
-def level_ci(questions: list[str], values: list[float]) -> list:
+def level_ci(questions: list[str], values: list[float], share: bool = False) -> list:
     """The 95 % bootstrap interval of a mean over documents, resampling whole questions as ``_paired`` does;
-    ``[None, None]`` for fewer questions than an interval needs (``stats.enough_items``)."""
-    return _ci(stats.cluster_mean, stats.cluster_sums(questions, values))
+    ``[None, None]`` for fewer questions than an interval needs (``stats.enough_items``). ``share``: the values are
+    0 / 1 (majority agreement, 1/2 for a tie), and every document alike at one end gets the exact interval of its
+    questions (``stats.cluster_alike_ci``), not the point every resample gives."""
+    return _ci(stats.cluster_share_mean if share else stats.cluster_mean, stats.cluster_sums(questions, values))
 
 
 def _ci(aggregate, items) -> list:
@@ -580,8 +583,8 @@ def prior_comparison(per_question: list[dict], prior: list[float]) -> dict:
     ``per_question``'s order), paired over the questions as ``compare`` pairs them."""
     b = [d["held_out"]["wvs_majority"] for d in per_question]
     questions = [d["q_id"] for d in per_question]
-    return {"prior": stats.mean(prior), "prior_ci": level_ci(questions, prior), "adapter": stats.mean(b),
-            "adapter_ci": level_ci(questions, b), **_paired(questions, prior, b), "documents": len(prior)}
+    return {"prior": stats.mean(prior), "prior_ci": level_ci(questions, prior, True), "adapter": stats.mean(b),
+            "adapter_ci": level_ci(questions, b, True), **_paired(questions, prior, b), "documents": len(prior)}
 
 
 def _pct(x: float) -> str:
@@ -812,13 +815,13 @@ def _question_clusters(docs: list[tuple[str, dict]], *values) -> list[tuple]:
     return [(c, (*(s[k][0] for s in sums), sums[0][k][1])) for k, (c, _) in enumerate(cultures)]
 
 
-def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base") -> dict:
+def _culture_mean_difference(a: list[tuple], b: list[tuple], first: str = "base", share: bool = False) -> dict:
     """``(culture, (sum, count))`` question clusters (``_question_clusters``) of two scorings of the same
     documents: the mean over cultures of each culture's mean over documents for both, and the paired
     bootstrap of b − a with questions resampled within their culture (``stats.TaskMean``), so every
     resample keeps each culture's size and a culture with two countries counts once, like a culture
-    with one."""
-    aggregate = stats.TaskMean(stats.cluster_mean, stats.cluster_mean_weighted)
+    with one. ``share``: 0 / 1 scores, whose means alike at one end get their exact interval (``level_ci``)."""
+    aggregate = stats.TaskMean(stats.cluster_share_mean if share else stats.cluster_mean, stats.cluster_mean_weighted)
     return {first: aggregate(a), f"{first}_ci": _ci(aggregate, a), "adapter": aggregate(b),
             "adapter_ci": _ci(aggregate, b), **stats.paired_bootstrap(aggregate, a, b),
             "documents": sum(n for _, (_, n) in a)}
@@ -830,7 +833,7 @@ def _all_cultures(reports: list[dict], part: str) -> dict:
     docs = [(r["culture"], q) for r in reports for q in r["per_question"] if q.get(part) is not None]
     for m in METRICS:
         out[m] = _culture_mean_difference(_question_clusters(docs, lambda q: q["base"][m]),
-                                          _question_clusters(docs, lambda q: q[part][m]))
+                                          _question_clusters(docs, lambda q: q[part][m]), share=m == "wvs_majority")
     return out
 
 
@@ -890,7 +893,8 @@ def _prior_all(reports: list[dict]) -> dict | None:
     docs = [(r["culture"], {**q, "prior": v}) for r in reports
             for q, v in zip(r["per_question"], r["letter_prior"]["per_document"], strict=True)]
     return _culture_mean_difference(_question_clusters(docs, lambda q: q["prior"]),
-                                    _question_clusters(docs, lambda q: q["held_out"]["wvs_majority"]), first="prior")
+                                    _question_clusters(docs, lambda q: q["held_out"]["wvs_majority"]), first="prior",
+                                    share=True)
 
 
 def _prior_cells(prior: dict | None) -> str:
