@@ -171,6 +171,36 @@ def test_lora_lowers_the_loss_changes_only_lora_and_scores_through_lm_eval(learn
     assert _answer_loglikelihoods(after) > _answer_loglikelihoods(before) + 1.0
 
 
+def test_a_bf16_run_merges_its_adapter_into_the_base_weights_as_stored(learnable_model, english_examples, tmp_path):
+    """Trained in bfloat16 on a float32 base (the GPU default), --merge wrote the bf16 copy the run trained on: every
+    weight rounded to bfloat16, the embeddings too, and config.json with the trainer's use_cache: false, so
+    merged/ scored other log-likelihoods than ``lm_eval ... peft=`` on the base. It is the base as stored plus
+    alpha/r * B @ A (alpha/r = 8/4 = 2), in the base's dtype and with its config."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "adapter"
+    train(_config(learnable_model, english_examples, out, bf16=True, gradient_checkpointing=True, max_steps=2,
+                  merge=True))
+    stored = json.loads((learnable_model / "config.json").read_text())
+    written = json.loads((out / "merged" / "config.json").read_text())
+    assert (stored["dtype"], stored["use_cache"]) == ("float32", True)
+    assert (written["dtype"], written["use_cache"]) == ("float32", True)
+    adapter = load_file(out / "adapter_model.safetensors")
+    base = AutoModelForCausalLM.from_pretrained(learnable_model).state_dict()
+    merged = load_file(out / "merged" / "model.safetensors")
+    assert merged.keys() == base.keys() and {t.dtype for t in merged.values()} == {torch.float32}
+    adapted = 0
+    for name, weight in base.items():
+        a_key = "base_model.model." + name.replace(".weight", ".lora_A.weight")
+        if a_key in adapter:
+            delta = 2 * adapter[a_key.replace("lora_A", "lora_B")] @ adapter[a_key]
+            torch.testing.assert_close(merged[name], weight + delta, rtol=1e-5, atol=1e-6)
+            adapted += 1
+        else:
+            assert torch.equal(merged[name], weight), name
+    assert adapted == 14
+
+
 def _trained_steps(monkeypatch) -> list[int]:
     """One entry per optimisation step the Trainer runs from now on (``training_step`` counted; one micro-batch a
     step at grad_accum 1)."""

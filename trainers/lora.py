@@ -963,6 +963,18 @@ def _check_saved_adapter(cfg: LoraTrainConfig, out: Path, bf16: bool, loss: floa
         raise
 
 
+def merge_into_base(model: str, adapter: Path):
+    """The base model as stored (its dtype and config, as ``lm_eval ... peft=`` loads it) with the adapter written
+    to ``adapter`` merged in. The model the run trained is not that base: in bfloat16 training every weight of a
+    float32 base was rounded to bfloat16 (the embeddings too), and gradient checkpointing turned use_cache off
+    in its config, so merging it gave another model than base plus adapter. Loaded on the CPU, beside it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+
+
 def _fsdp_asked() -> bool:
     """Whether the launch asked for FSDP (``accelerate launch`` with an FSDP configuration sets this)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
@@ -1043,7 +1055,7 @@ def _train(cfg: LoraTrainConfig, out: Path, rows: list[dict], resume_from: Path 
         with staged_files(out) as staged:  # a kill while saving leaves no adapter cut short in the output
             model.save_pretrained(staged)  # adapter_model.safetensors + adapter_config.json
     if main and cfg.merge:
-        merged = model.merge_and_unload()
+        merged = merge_into_base(cfg.model, out)
         with staged_files(out / "merged") as staged:
             merged.save_pretrained(staged)
             tokenizer.save_pretrained(staged)
