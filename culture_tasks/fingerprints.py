@@ -49,6 +49,11 @@ BLOCK = 1 << 20
 # and chat template files (not a README, an evaluation's output folder or a token cache kept beside them)
 LOADED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".tiktoken")
 
+# the model arguments that name a folder the run loads (lm-eval's hf loads a tokenizer= in place of the model's)
+MODEL_FOLDER_ARGS = ("pretrained", "peft", "tokenizer")
+# the arguments lm-eval's hf loads from inside subfolder= (peft= is loaded as named)
+IN_SUBFOLDER = ("pretrained", "tokenizer")
+
 # full fingerprints this process made -> (folder, loaded): a stored earlier-scheme fingerprint is compared by
 # making that scheme's fingerprint of the same folder
 _MADE: dict[str, tuple[Path, bool]] = {}
@@ -66,6 +71,22 @@ def loaded_fingerprint(model: str | os.PathLike, scheme: str = FULL) -> str | No
     """The fingerprint of the files a model or adapter is loaded from (``LOADED_SUFFIXES``, top level): which
     weights an evaluation read, unchanged by files written beside them later. None for a hub id."""
     return _of(model, loaded=True, scheme=scheme)
+
+
+def loaded_folders(model_args) -> dict[str, str]:
+    """The folder each of ``MODEL_FOLDER_ARGS`` names, as lm-eval's hf loads it: ``pretrained=`` and ``tokenizer=``
+    inside ``subfolder=``, whose top level alone may hold no weights, or another model's. A hub id or an object
+    passes as given (no local folder: no fingerprint)."""
+    sub = model_args.get("subfolder")
+    return {k: str(Path(model_args[k], sub) if sub and isinstance(sub, str) and k in IN_SUBFOLDER else model_args[k])
+            for k in MODEL_FOLDER_ARGS if isinstance(model_args.get(k), (str, os.PathLike)) and str(model_args[k])}
+
+
+def folder_fingerprints(model_args) -> dict[str, str]:
+    """``{argument: loaded_fingerprint}`` of the local folders of ``loaded_folders``: what the run's answers were
+    computed from, a tokenizer edited under the same path included."""
+    found = {k: loaded_fingerprint(folder) for k, folder in loaded_folders(model_args).items()}
+    return {k: v for k, v in found.items() if v}
 
 
 def scheme_of(fingerprint) -> str | None:

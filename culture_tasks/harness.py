@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 from culture_tasks import provenance
-from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.fingerprints import folder_fingerprints
 from culture_tasks.hf_prompt import strict_booleans  # (importing it registers hf-prompt with lm-eval)
 from culture_tasks.models import ModelFileError, check_adapter_fits
 from culture_tasks.outputs import (OutputError, error_line, load_settings, main_process, save_settings,
                                    settings_differences)
-from culture_tasks.task import MODEL_FOLDER_ARGS
 
 SETTINGS_SUFFIX = ".settings.json"
 
@@ -37,16 +36,17 @@ class HarnessError(ValueError):
 
 def cache_settings(model: str, model_args, batch_size, device) -> dict:
     """What the answers of a run depend on: the model class and its arguments (all but ``token_cache=``, which
-    changes no number), local model and adapter folders by content, and unless the model runs in float32 (whose
+    changes no number), the local model, adapter and tokenizer folders by content (``fingerprints.folder_fingerprints``:
+    lm-eval keys answers by the request text, not its token ids), and unless the model runs in float32 (whose
     scores are batch-invariant, tested: a run stopped for memory resumes at a smaller batch) the batch size and
     device (with the kernels: ``provenance.rounding_settings``), which move half-precision scores."""
     from lm_eval.utils import simple_parse_args_string
 
     args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
     args.pop("token_cache", None)
-    folders = {k: loaded_fingerprint(args[k]) for k in MODEL_FOLDER_ARGS if isinstance(args.get(k), str)}
+    folders = folder_fingerprints(args)
     scoring = provenance.rounding_settings(str(args.get("dtype")).removeprefix("torch."), str(batch_size), str(device))
-    return json.loads(json.dumps({"model": model, "model_args": args, "folders": {k: v for k, v in folders.items() if v},
+    return json.loads(json.dumps({"model": model, "model_args": args, "folders": folders,
                                   **scoring}, default=str))
 
 

@@ -58,7 +58,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
-from culture_tasks.fingerprints import loaded_fingerprint
+from culture_tasks.fingerprints import loaded_fingerprint, loaded_folders
 from culture_tasks.metadata import as_bool
 from culture_tasks.token_cache import TokenCache, check_root, tokenizer_fingerprint
 
@@ -127,8 +127,11 @@ class HFPromptLM(HFLM):
         if self.token_cache:
             check_root(self.token_cache)
         # taken before the weights load: what the run read, whatever is written into the folders later
-        self._fingerprints = {"model_sha": _local_fingerprint(kwargs.get("pretrained", args[0] if args else None)),
-                              "peft_sha": _local_fingerprint(peft)}
+        # (pretrained= inside subfolder=, as lm-eval loads it: the top level may hold no weights at all)
+        folders = loaded_folders({**kwargs, "pretrained": kwargs.get("pretrained", args[0] if args else None),
+                                  "peft": peft})
+        self._fingerprints = {"model_sha": _local_fingerprint(folders.get("pretrained")),
+                              "peft_sha": _local_fingerprint(folders.get("peft"))}
         super().__init__(*args, peft=peft, **kwargs)
         self._token_caches: dict[str, TokenCache] = {}
         self._longest_continuation: int | None = None  # set during loglikelihood (logits_window)

@@ -61,7 +61,8 @@ from culture_tasks.classification import f1_macro, f1_macro_weighted, share, sha
 from culture_tasks.data_root import DataRootError
 from culture_tasks.jsonl import JsonlError, read_jsonl_lines
 from culture_tasks.metadata import TASK_KEYS
-from culture_tasks.fingerprints import FINGERPRINTS_KEY, SAMPLED, loaded_fingerprint, scheme_of, warn_sampled
+from culture_tasks.fingerprints import (FINGERPRINTS_KEY, SAMPLED, loaded_fingerprint, loaded_folders, scheme_of,
+                                       warn_sampled)
 from culture_tasks.outputs import OutputError, OutputLock, claim_output, error_line, os_error_line, set_aside
 from culture_tasks.paths import installed_version, task_groups
 from culture_tasks.survey.instruments import (coverage_metrics, directionless_metrics, headline_metrics,
@@ -803,7 +804,8 @@ def load_runs(files: list[Path]) -> list[Run]:
             run.info["adapter_kind"] += f"; changed since: {changed}"
             print(f"culture-leaderboard: row {run.label}: {changed}; its numbers may be another adapter's: evaluate "
                   "it again, or keep each adapter in a folder of its own", file=sys.stderr)
-        pretrained = run.model_args.get("pretrained")
+        # the folder the weights were loaded from (inside subfolder=), whose fingerprint model_sha is
+        pretrained = loaded_folders(run.model_args).get("pretrained", run.model_args.get("pretrained"))
         model_changed = fingerprint_changed(pretrained, version.get("model_sha"), now)
         if model_changed:
             run.info["model_changed"] = f"model changed since: model {model_changed}"

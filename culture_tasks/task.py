@@ -16,7 +16,7 @@ A data-parallel evaluation split over the processes of several nodes (``accelera
 with ``--num_machines`` / ``--nnodes`` > 1) stops before any document is scored (``check_one_node``): lm-eval's
 hf backend numbers those processes by their rank on their own node, so the nodes would score the same documents.
 
-It also records the content fingerprint of the local model and adapter folders in the task's metadata
+It also records the content fingerprint of the local model, adapter and tokenizer folders in the task's metadata
 (``loaded_fingerprints``), so a result file of plain ``--model hf`` says which weights it scored.
 
 Each template names this class (``class: !function culture_tasks.task.CultureTask``), lm-eval's own route for
@@ -30,11 +30,9 @@ from importlib.metadata import version
 
 from lm_eval.api.task import ConfigurableTask
 
-from culture_tasks.fingerprints import FINGERPRINTS_KEY, loaded_fingerprint
+from culture_tasks.fingerprints import FINGERPRINTS_KEY, folder_fingerprints
 from culture_tasks.metadata import check_task_settings
 from culture_tasks.outputs import launched_on_node, launched_world_size
-
-MODEL_FOLDER_ARGS = ("pretrained", "peft")  # the model arguments that name a folder the run loads
 
 
 class StaleRequestCache(ValueError):
@@ -99,14 +97,13 @@ def check_one_node(task: str, world_size: int) -> None:
 
 
 def record_loaded_fingerprints(metadata) -> None:
-    """The content fingerprints of the local model and adapter folders the run names (``lm_eval`` merges
+    """The content fingerprints of the local model, adapter and tokenizer folders the run names (``lm_eval`` merges
     ``--model_args`` into the tasks' metadata), under ``FINGERPRINTS_KEY`` in the metadata the result file
     records: with plain ``--model hf``, which records no local content, a result row still says exactly which
     weights it scored (taken as the tasks are built, after lm-eval has loaded the model)."""
     if not isinstance(metadata, dict):
         return
-    found = {k: loaded_fingerprint(metadata[k]) for k in MODEL_FOLDER_ARGS if isinstance(metadata.get(k), str)}
-    found = {k: v for k, v in found.items() if v}
+    found = folder_fingerprints(metadata)
     if found:
         metadata[FINGERPRINTS_KEY] = found
 

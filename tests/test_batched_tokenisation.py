@@ -437,3 +437,16 @@ def test_hf_prompt_records_the_fingerprint_of_the_weights_it_loaded(tiny_model, 
     info = lm.get_model_info()
     assert info["model_sha"] == before != loaded_fingerprint(folder)
     assert "peft_sha" not in info  # no adapter: nothing recorded
+
+
+def test_hf_prompt_fingerprints_the_subfolder_it_loads(tiny_model, tmp_path):
+    """``pretrained=ROOT,subfolder=ckpt`` loads ROOT/ckpt: model_sha named ROOT's top level, here no file at all
+    (the SHA-256 of nothing), the same for every checkpoint put there."""
+    import shutil
+
+    from culture_tasks.fingerprints import loaded_fingerprint
+    from culture_tasks.hf_prompt import HFPromptLM
+
+    shutil.copytree(tiny_model, tmp_path / "root" / "ckpt")
+    lm = HFPromptLM(pretrained=str(tmp_path / "root"), subfolder="ckpt", device="cpu", dtype="float32", batch_size=8)
+    assert lm.get_model_info()["model_sha"] == loaded_fingerprint(tiny_model) != loaded_fingerprint(tmp_path / "root")

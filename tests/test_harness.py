@@ -166,3 +166,45 @@ def test_an_adapter_of_another_base_model_is_refused_before_the_model_loads(tiny
     with pytest.raises(Evaluated):  # an adapter of the model itself goes on to the evaluation
         run(own)
     assert calls[0]["model_args"] == {"pretrained": str(tiny_model), "peft": str(own)}
+
+
+def test_a_request_cache_is_reused_only_with_its_own_tokenizer(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval keys answers by the request text: a tokenizer= folder edited under the same path (the BOS it adds
+    # dropped) gave the first run's wvs_jsd (0.66170) where its own is 0.66159
+    import shutil
+
+    tokenizer = tmp_path / "tokenizer"
+    tokenizer.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tiny_model / name).is_file():
+            shutil.copy(tiny_model / name, tokenizer)
+    calls = _stand_in(monkeypatch)
+    cache = tmp_path / "answers"
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, f"{tiny_model},tokenizer={tokenizer}", cache, data_root, tmp_path / "out")
+    before = loaded_fingerprint(tokenizer)
+    assert json.loads((tmp_path / "answers.settings.json").read_text())["folders"] == {
+        "pretrained": loaded_fingerprint(tiny_model), "tokenizer": before}
+    data = json.loads((tokenizer / "tokenizer.json").read_text())
+    (tokenizer / "tokenizer.json").write_text(json.dumps({**data, "post_processor": None}))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, f"{tiny_model},tokenizer={tokenizer}", cache, data_root, tmp_path / "out")
+    assert len(calls) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: --use_cache {cache}: its answers are of other settings (folders: saved "
+        f"{{'pretrained': {loaded_fingerprint(tiny_model)!r}, 'tokenizer': {before!r}}}, given "
+        f"{{'pretrained': {loaded_fingerprint(tiny_model)!r}, 'tokenizer': {loaded_fingerprint(tokenizer)!r}}}); run "
+        "with those, or give another --use_cache path")
+
+
+def test_a_request_cache_sees_the_subfolder_the_model_loads(tiny_model, tmp_path):
+    # pretrained=ROOT,subfolder=ckpt loads ROOT/ckpt: its fingerprint, not ROOT's top level (no file: the same for
+    # every checkpoint put there), is what the answers are of
+    import shutil
+
+    from culture_tasks.harness import cache_settings
+
+    shutil.copytree(tiny_model, tmp_path / "root" / "ckpt")
+    settings = cache_settings("hf-prompt", f"pretrained={tmp_path / 'root'},subfolder=ckpt,dtype=float32", 4, "cpu")
+    assert settings["folders"] == {"pretrained": loaded_fingerprint(tiny_model)}

@@ -196,6 +196,26 @@ def test_a_recorded_fingerprint_tells_exactly_whether_the_model_or_adapter_folde
     assert capsys.readouterr().err.count("the numbers of the rows that name it may be another model's") == 1
 
 
+def test_a_model_in_a_subfolder_is_checked_against_the_subfolder(tmp_path, capsys):
+    """``pretrained=ROOT,subfolder=ckpt``: hf-prompt's model_sha is the fingerprint of ROOT/ckpt, the folder the
+    weights load from; the board compares it with that folder, not with ROOT's top level (no file at all)."""
+    from culture_tasks.fingerprints import loaded_fingerprint
+
+    ckpt = tmp_path / "root" / "ckpt"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text("{}")
+    recorded = loaded_fingerprint(ckpt)
+    _result(tmp_path / "res" / "a", str(tmp_path / "root"), {"culturellm_english_x": 0.5},
+            model_args={"subfolder": "ckpt"}, config={"model": "hf-prompt", "model_sha": recorded})
+    (row,) = _json(tmp_path)["runs"]
+    assert row["model_revision"] == f"model_sha={recorded}"
+    (ckpt / "config.json").write_text('{"other": 1}')
+    (row,) = _json(tmp_path)["runs"]
+    assert row["model_revision"] == (f"model_sha={recorded}; model changed since: model files differ from the "
+                                     f"fingerprint its run recorded ({recorded[:24]}...)")
+    assert f"culture-leaderboard: {ckpt}: the model folder's files differ" in capsys.readouterr().err
+
+
 def test_partial_run_marked_in_every_format(tmp_path, capsys):
     _result(tmp_path / "res/full", "/m/full", {"culturellm_english_x": 0.5})
     _result(tmp_path / "res/part", "/m/part", {"culturellm_english_x": 0.7}, limit=5,
