@@ -10,7 +10,7 @@ model (``check_peft_fits``). Boolean ``--model_args`` of any model read strictly
 as true). And lm-eval's ``--use_cache <path>`` keeps each request's answer under a hash of the request alone,
 so a run with another model, adapter or dtype read the first run's answers as its own: the first run stores
 what the answers depend on in ``<path>.settings.json``, and a later run with other settings stops
-(``check_cache``).
+(``check_cache``); a run started while another uses the cache stops too (``<path>.lock``, held to the run's end).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from culture_tasks import provenance
 from culture_tasks.fingerprints import folder_fingerprints
 from culture_tasks.hf_prompt import strict_booleans  # (importing it registers hf-prompt with lm-eval)
 from culture_tasks.models import ModelFileError, check_adapter_fits
-from culture_tasks.outputs import (OutputError, error_line, load_settings, main_process, save_settings,
+from culture_tasks.outputs import (OutputError, OutputLock, error_line, load_settings, main_process, save_settings,
                                    settings_differences)
 
 SETTINGS_SUFFIX = ".settings.json"
@@ -105,15 +105,20 @@ def check_peft_fits(model_args) -> None:
 
 def checked(evaluate):
     """``simple_evaluate`` that reads boolean model arguments strictly, checks a local adapter against its model
-    (``check_peft_fits``) and runs ``check_cache`` where ``use_cache`` is given, all before the model loads."""
+    (``check_peft_fits``) and runs ``check_cache`` where ``use_cache`` is given, all before the model loads. The
+    cache is locked from its check to the run's end: lm-eval writes its answer file only once the model has
+    loaded, so a second run started meanwhile found no answers, replaced the record with its own settings and
+    then read the first run's answers (or wrote its own among them)."""
     @functools.wraps(evaluate)
     def run(*args, **kwargs):
         if isinstance(kwargs.get("model"), str):
             kwargs["model_args"] = strict_model_args(kwargs["model"], kwargs.get("model_args"))
             check_peft_fits(kwargs.get("model_args"))
             if kwargs.get("use_cache"):
-                check_cache(kwargs["use_cache"], cache_settings(kwargs["model"], kwargs.get("model_args"),
-                                                                kwargs.get("batch_size"), kwargs.get("device")))
+                with OutputLock.for_file(Path(kwargs["use_cache"]), HarnessError):
+                    check_cache(kwargs["use_cache"], cache_settings(kwargs["model"], kwargs.get("model_args"),
+                                                                    kwargs.get("batch_size"), kwargs.get("device")))
+                    return evaluate(*args, **kwargs)
         return evaluate(*args, **kwargs)
 
     return run

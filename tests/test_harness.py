@@ -208,3 +208,36 @@ def test_a_request_cache_sees_the_subfolder_the_model_loads(tiny_model, tmp_path
     shutil.copytree(tiny_model, tmp_path / "root" / "ckpt")
     settings = cache_settings("hf-prompt", f"pretrained={tmp_path / 'root'},subfolder=ckpt,dtype=float32", 4, "cpu")
     assert settings["folders"] == {"pretrained": loaded_fingerprint(tiny_model)}
+
+
+def test_a_request_cache_in_use_by_another_run_is_refused(tiny_model, data_root, tmp_path, monkeypatch, capsys):
+    # lm-eval creates its answer file only once the model has loaded: a run of another model started meanwhile found
+    # no answers, replaced the record with its own settings, and went on to read the first run's answers
+    import os
+    import socket
+
+    import lm_eval
+
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    cache = tmp_path / "answers"
+    calls: list[str] = []
+    stops: list[int] = []
+
+    def evaluate(**kwargs):  # the first run, still loading its model, when the second starts
+        calls.append(kwargs["model_args"]["pretrained"])
+        if len(calls) == 1:
+            with pytest.raises(SystemExit) as stop:
+                _run(monkeypatch, other, cache, data_root, tmp_path / "b")
+            stops.append(stop.value.code)
+        Path(f"{kwargs['use_cache']}_rank0.db").touch()
+        raise Evaluated
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", evaluate)
+    with pytest.raises(Evaluated):
+        _run(monkeypatch, tiny_model, cache, data_root, tmp_path / "a")
+    assert (calls, stops) == ([str(tiny_model)], [2])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"culture-eval: {cache} is in use by another run (process {os.getpid()} on host {socket.gethostname()}, lock "
+        f"file {cache}.lock); wait for it to finish, or delete the lock file if that run is gone")
+    assert json.loads((tmp_path / "answers.settings.json").read_text())["model_args"]["pretrained"] == str(tiny_model)
+    assert not (tmp_path / "answers.lock").exists()  # released when the run ended
