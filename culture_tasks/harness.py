@@ -16,6 +16,7 @@ what the answers depend on in ``<path>.settings.json``, and a later run with oth
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import sys
 from pathlib import Path
@@ -54,7 +55,9 @@ def check_cache(use_cache: str, settings: dict) -> None:
     """Store ``settings`` beside a new cache; refuse a cache made with other settings, or with none recorded
     (a record whose cache files are gone binds nothing: it is replaced)."""
     record = Path(use_cache + SETTINGS_SUFFIX)
-    made = sorted(Path(use_cache).parent.glob(Path(use_cache).name + "_rank*.db"))  # lm-eval's file per process
+    # lm-eval's file per process; the name escaped: "answers[1]" as a pattern matched answers1_rank0.db only, so a
+    # cache of another model's answers was found empty and its record replaced
+    made = sorted(Path(use_cache).parent.glob(glob.escape(Path(use_cache).name) + "_rank*.db"))
     saved = load_settings(record, error=HarnessError) if made else None
     if saved is None:
         if made:

@@ -241,3 +241,18 @@ def test_a_request_cache_in_use_by_another_run_is_refused(tiny_model, data_root,
         f"file {cache}.lock); wait for it to finish, or delete the lock file if that run is gone")
     assert json.loads((tmp_path / "answers.settings.json").read_text())["model_args"]["pretrained"] == str(tiny_model)
     assert not (tmp_path / "answers.lock").exists()  # released when the run ended
+
+
+def test_a_request_cache_named_like_a_pattern_is_found(tmp_path):
+    # the answer files were looked up by a glob pattern made of the path: "answers[1]" matched answers1_rank0.db, so
+    # another model's run found no answers, replaced the record and read them as its own
+    from culture_tasks.harness import HarnessError, check_cache
+
+    cache = str(tmp_path / "answers[1]")
+    check_cache(cache, {"model": "hf-prompt", "model_args": {"pretrained": "/m/a"}})
+    Path(cache + "_rank0.db").touch()  # lm-eval wrote the first model's answers
+    with pytest.raises(HarnessError) as stop:
+        check_cache(cache, {"model": "hf-prompt", "model_args": {"pretrained": "/m/b"}})
+    assert str(stop.value) == (
+        f"--use_cache {cache}: its answers are of other settings (model_args: saved {{'pretrained': '/m/a'}}, given "
+        "{'pretrained': '/m/b'}); run with those, or give another --use_cache path")
