@@ -389,7 +389,8 @@ def identity(data: dict) -> dict:
     seeds = {k: config[k] for k in SEED_KEYS if k in config}
     version = {k: str(config[k]) for k in MODEL_VERSION_KEYS if config.get(k)}
     recorded = loaded_fingerprints(data)
-    for arg, name in (("pretrained", "model_sha"), ("peft", "peft_sha")):  # plain hf: what the tasks recorded
+    # plain hf: what the tasks recorded; a tokenizer= folder (recorded by the tasks only) by any model
+    for arg, name in (("pretrained", "model_sha"), ("peft", "peft_sha"), ("tokenizer", "tokenizer_sha")):
         if name not in version and recorded.get(arg):
             version[name] = recorded[arg]
     # half-precision scores move with the batch size and the device (float32 ones do not: batch-invariance is

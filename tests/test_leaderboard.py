@@ -2110,6 +2110,16 @@ def test_plain_hf_rows_use_the_fingerprints_their_tasks_recorded(tmp_path, capsy
     capsys.readouterr()
 
 
+def test_runs_with_other_tokenizer_content_under_one_path_are_two_rows(tmp_path):
+    """``tokenizer=`` names the folder lm-eval's hf loads the tokenizer from; the tasks record its fingerprint: a
+    tokenizer rewritten under the same path and evaluated again is another row, not one whose newest file wins."""
+    for name, digest, score in (("one", "sha256-full:" + "a" * 64, 0.5), ("two", "sha256-full:" + "b" * 64, 0.7)):
+        _result(tmp_path / "res" / name, "/m/base", {"culturellm_english_x": score}, model_args={"tokenizer": "/t"},
+                metadata={"loaded_fingerprints": {"tokenizer": digest}})
+    runs = _json(tmp_path)["runs"]
+    assert sorted(r["model_revision"] for r in runs) == [f"tokenizer_sha=sha256-full:{c * 64}" for c in "ab"]
+
+
 def test_every_figure_names_a_partial_row_in_words(tmp_path, data_root):
     # a plot is also a PNG of its own (<report>_plots/), without the page's legend: a --limit row was marked there
     # by a bare † in the heatmap's row, the radar's and the bars' legends
