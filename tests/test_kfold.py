@@ -173,7 +173,7 @@ def test_two_fold_run_holds_out_each_question_and_pairs_the_scores(finished, lea
     assert one["diff"] == pytest.approx(one["adapter"] - one["base"]) and one["low"] is one["p_value"] is None
     table = (out / "kfold.md").read_text(encoding="utf-8")
     assert "| held-out | WVS majority |" in table and "| in-sample | WVS 1−JSD |" in table
-    assert table.count("\n| 1 | Q") == 1 and table.count("\n| 2 | Q") == 1 and " [–, –] |" in table
+    assert table.count("\n| 1 | Q") == 1 and table.count("\n| 2 | Q") == 1 and " (no interval: one question) |" in table
     assert report["per_task"] == [] and "Per country" not in table
     from trainers.kfold import _diff, _p
 
@@ -496,6 +496,36 @@ def test_a_mean_over_questions_has_its_bootstrap_interval():
     assert level_ci(["27", "27", "28", "28"], [0.0, 0.0, 1.0, 1.0]) == [0.0, 1.0]
     assert level_ci(["27", "28", "29"], [1.0, 1.0, 1.0]) == [1.0, 1.0]  # a 1-W1 of 1 everywhere: no share
     assert level_ci(["27", "27"], [0.0, 1.0]) == [None, None]
+
+
+def test_a_fold_of_one_question_says_why_its_numbers_have_no_interval():
+    """Two questions, one per fold: a fold's base, adapter and difference are over one question, which resamples to
+    itself; the table says so beside each number (it showed a bare 0.0 and 100.0 [–, –]), and the pooled row over
+    both keeps its intervals: majority 0 and 0 -> the exact [0, 1 - 0.025^(1/2)] = [0.0, 84.2]."""
+    from trainers.kfold import compare, markdown
+
+    keys = [("wvs_usa", "27"), ("wvs_usa", "28")]
+    base = {k: {"wvs_majority": 0.0, "wvs_jsd": 0.5, "wvs_w1": 0.4} for k in keys}
+    held = {keys[0]: {"wvs_majority": 1.0, "wvs_jsd": 0.75, "wvs_w1": 0.5},
+            keys[1]: {"wvs_majority": 0.0, "wvs_jsd": 0.5, "wvs_w1": 0.5}}
+
+    def fold(i):
+        return {"fold": i, "questions": [keys[i - 1][1]], "training": {"examples": 3, "steps": 4, "train_loss": 1.0},
+                "held_out": compare(base, held, [keys[i - 1]]), "in_sample": compare(base, held, [keys[2 - i]])}
+
+    settings = {"model": "/m", "rank": 4, "learning_rate": 0.02, "max_steps": 4, "epochs": 1, "batch_size": 4,
+                "seed": 0, "fold_seed": 0}
+    report = {"culture": "english", "folds": 2, "data": ["rows.jsonl"], "settings": settings, "tasks": ["wvs_usa"],
+              "documents": 2, "held_out": compare(base, held, keys), "in_sample": compare(base, held, keys),
+              "per_fold": [fold(1), fold(2)]}
+    table = markdown(report)
+    none = "(no interval: one question)"
+    assert (f"| 1 | Q27 | 1 | 3 | 4 | 1.000 | 0.0 {none} | 100.0 {none} | 100.0 {none} | – | 0.0 {none} | – |\n"
+            in table)
+    assert (f"| 2 | Q28 | 1 | 3 | 4 | 1.000 | 0.0 {none} | 0.0 {none} | 0.0 {none} | – | 100.0 {none} | – |\n"
+            in table)
+    assert "| held-out | WVS majority | 0.0 [0.0, 84.2] | 50.0 [0.0, 100.0] | 50.0 [0.0, 100.0] | 1.000 | 2 |" in table
+    assert "[–" not in table
 
 
 def test_a_majority_agreement_alike_in_every_document_has_the_exact_interval_of_its_questions():

@@ -591,14 +591,21 @@ def _pct(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
 
 
+# why a mean or difference has no interval (``level_ci``, ``_paired``): a table cell says so beside the number
+ONE_QUESTION = " (no interval: one question)"
+
+
 def _level(value: float | None, ci, unit: str = "") -> str:
-    """A mean in points with its 95 % interval (the interval left out where there is none: one question)."""
+    """A mean in points with its 95 % interval, or with why it has none: one question resamples to itself."""
     low, high = ci or (None, None)
-    return _pct(value) + unit + (f" [{_pct(low)}, {_pct(high)}]" if low is not None and high is not None else "")
+    if low is not None and high is not None:
+        return _pct(value) + unit + f" [{_pct(low)}, {_pct(high)}]"
+    return _pct(value) + unit + (ONE_QUESTION if _pct(value) != "–" else "")
 
 
 def _diff(r: dict) -> str:
-    return f"{_pct(r['diff'])} [{_pct(r['low'])}, {_pct(r['high'])}]"
+    """A difference in points with its paired interval, or with why it has none (``_level``)."""
+    return _level(r["diff"], None if r["low"] is None else (r["low"], r["high"]))
 
 
 def _p(x: float | None, iters: int = stats.ITERS) -> str:
