@@ -1190,11 +1190,23 @@ def make_cell(run: Run, column: Column) -> Cell | None:
     texts = None if questions is not None else _text_clusters(run, tasks, column.metric)
     if questions is not None:
         low, high = stats.bootstrap_ci(QuestionMean(RESAMPLABLE[column.metric][0]), list(questions.items()))
-    elif texts is not None:
+        return _resampled_cell(value, low, high, len(questions), "question")
+    if texts is not None:
         low, high = stats.bootstrap_ci(clustered_mean(column.metric), texts)
-    else:
-        low, high = stats.bootstrap_ci(task_mean(column.metric), items)
-    return Cell(value, _finite(low), _finite(high))
+        return _resampled_cell(value, low, high, len(texts), "text")
+    low, high = stats.bootstrap_ci(task_mean(column.metric), items)
+    return _resampled_cell(value, low, high, len(items), "document")
+
+
+def _resampled_cell(value: float, low: float, high: float, units: int, unit: str) -> Cell:
+    """A mean's cell with its bootstrap interval over ``units`` resampling units, or why it has none: fewer than
+    ``stats.MIN_ITEMS`` (one question of a WVS group, however many countries asked it, resamples to itself)."""
+    if _finite(low) is not None and _finite(high) is not None:
+        return Cell(value, low, high)
+    if units < stats.MIN_ITEMS:
+        return Cell(value, interval_note=f"no interval: {units} {unit} in the per-sample logs, and a resample of "
+                                         "one is itself")
+    return Cell(value, interval_note="no interval: the bootstrap over the per-sample logs is not a number")
 
 
 def _logged_task_cell(run: Run, task: str, metric: str, value: float) -> Cell:

@@ -2120,6 +2120,23 @@ def test_runs_with_other_tokenizer_content_under_one_path_are_two_rows(tmp_path)
     assert sorted(r["model_revision"] for r in runs) == [f"tokenizer_sha=sha256-full:{c * 64}" for c in "ab"]
 
 
+def test_a_group_mean_over_one_question_says_why_it_has_no_interval(tmp_path, capsys):
+    # lm_eval --tasks wvs --limit 1: both countries ask question 27 once; the group's mean 0.5 resamples its one
+    # question (with both countries) to itself, so it has no interval, and its cell says why (it said only
+    # "(no interval)")
+    one = [{"wvs_jsd": 0.5, "doc": {"q_id": "27"}}]
+    _result(tmp_path / "res", "/m/one", {}, extra={
+        "wvs": {"wvs_jsd,none": 0.5}, "wvs_usa": {"wvs_jsd,none": 0.5}, "wvs_china": {"wvs_jsd,none": 0.5}},
+        samples={"wvs_usa": one, "wvs_china": one}, groups={"wvs": ["wvs_usa", "wvs_china"]},
+        hib={"wvs": {"wvs_jsd": True}}, limit=1,
+        n_samples={t: {"original": 40, "effective": 1} for t in ("wvs_usa", "wvs_china")})
+    why = "no interval: 1 question in the per-sample logs, and a resample of one is itself"
+    group = _cell(_json(tmp_path), "one", "wvs", table="wvs: wvs_jsd (higher is better)")
+    assert (group["value"], group["ci_low"], group["ci_high"], group["interval_note"]) == (0.5, None, None, why)
+    assert main([str(tmp_path / "res")]) == 0
+    assert f"| 0.5000 ({why}) |" in capsys.readouterr().out
+
+
 def test_every_figure_names_a_partial_row_in_words(tmp_path, data_root):
     # a plot is also a PNG of its own (<report>_plots/), without the page's legend: a --limit row was marked there
     # by a bare † in the heatmap's row, the radar's and the bars' legends
