@@ -9,8 +9,8 @@ Each steered model (a persona prompt, a prompt-tuning checkpoint, a LoRA checkpo
 answers the VSM13 survey, and WVS where available, through the lm-eval tasks themselves
 (``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
-intervals, the change of every distance relative to the plain model, the reference files by
-content), steering.md, steering.png. Each model's answers are stored as soon as they are computed, with
+intervals, the change of every distance relative to the plain model, the reference files and the VSM13
+items answered by content, the data root), steering.md, steering.png. Each model's answers are stored as soon as they are computed, with
 what answered them (the settings, the model's and each checkpoint's fingerprint, the data files by
 content), in steering.partial.json, which is removed once the three files are written: ``--resume``
 continues a killed run, reusing the stored answers and computing the rest (with other settings,
@@ -833,6 +833,17 @@ def _rescored_line(source: dict | None) -> list[str]:
             f"/steering.json ({source['sha256']}); the line below says where the answers were computed.{data}", ""]
 
 
+def _data_lines(result: dict) -> list[str]:
+    """Which data the answers came from (the VSM13 items by content) and were compared with; a run written before
+    they were recorded says nothing."""
+    answered = result.get("answered_data")
+    if not answered:
+        return []
+    items = "; ".join(f"{name} {digest}" for name, digest in answered.items())
+    return [f"Data root {result.get('data_root') or '?'}: answered {items}; compared with "
+            f"{len(result.get('reference') or {})} reference files, by content in steering.json.", ""]
+
+
 def _identity_lines(ident: dict | None) -> list[str]:
     if not ident:
         return ["Model and checkpoint fingerprints: not recorded by this run.", ""]
@@ -856,6 +867,7 @@ def markdown(result: dict) -> str:
              *_settings_lines(result["config"]),
              *_rescored_line(result.get("rescored_from")),
              *_identity_lines(result.get("identity")),
+             *_data_lines(result),
              *provenance.describe(result.get("environment")),
              "## VSM13 z-distance (steered to x compared with; lower = closer)", "",
              "| steered to | " + " | ".join(f"{c} ({len(d)} dims)" for c, d in zip(v["columns"], v["column_dims"]))
@@ -1051,6 +1063,7 @@ def rescore(cfg: SteeringConfig) -> dict:
             "vsm13": vsm13_metrics(rows, answers, plain, reference, cfg),
             "wvs": wvs_metrics(rows, answers, plain, compare.wvs_reference(cfg.data_dir), cfg) if use_wvs else None,
             "identity": stored.get("identity"),  # what the answers were computed with
+            **{k: stored[k] for k in ("data_root", "answered_data") if k in stored},  # and on which data
             "environment": stored.get("environment"),  # where the answers were computed
         }
         return _write(result, Path(cfg.output))
@@ -1077,8 +1090,8 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
     fallback = next((f"wvs_{c['slug']}" for c in listed_countries() if c.get("wvs_csv")), None)
     out = Path(cfg.output)
     ident = identity(cfg)
-    settings = answered_settings(asdict(cfg), [r.label for r in cfg.rows], ident,
-                                 {ITEMS_FILE: file_digest(data_file(ITEMS_FILE, cfg.data_dir)), **reference_data})
+    answered_data = {ITEMS_FILE: file_digest(data_file(ITEMS_FILE, cfg.data_dir))}
+    settings = answered_settings(asdict(cfg), [r.label for r in cfg.rows], ident, {**answered_data, **reference_data})
     partial = out / PARTIAL
     if mode == "resume" and not partial.is_file():
         if (out / "steering.json").is_file() or not _only_unfinished_writes(out):
@@ -1133,6 +1146,8 @@ def _run(cfg: SteeringConfig, mode: str) -> dict:
         "vsm13": vsm13_metrics(cfg.rows, answers, plain, reference, cfg),
         "wvs": wvs_metrics(cfg.rows, answers, plain, wvs_ref, cfg) if cfg.wvs else None,
         "reference": reference_data,
+        "data_root": str(resolve_data_root(cfg.data_dir).resolve()),
+        "answered_data": answered_data,  # what the model answered, by content (the reference: what it is compared with)
         "identity": {**ident, "dtype_loaded": loaded_dtypes(profiles)},
         "environment": provenance.environment(cfg.device),
     }
@@ -1205,11 +1220,13 @@ def _finished(out: Path, cfg: SteeringConfig, settings: dict) -> dict:
     try:
         config = stored["config"]
         labels = [parse_target(t, cfg.data_dir).label for t in config["targets"]]
-        then = answered_settings(config, labels, stored["identity"], stored["reference"])
+        then = answered_settings(config, labels, stored["identity"], {**stored.get("answered_data", {}),
+                                                                     **stored["reference"]})
         then.update({k: config[k] for k in INTERVALS})
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise SteeringError(f"--resume: {path} lacks the stored settings ({type(err).__name__}: {err}); {fix}") from None
-    # steering.json records the reference files by content, not the VSM13 items: those are compared on a resume
+    # steering.json records the reference files and the VSM13 items by content (one written before it recorded the
+    # items: the reference files only)
     check_settings(then, settings, out, keys=[k for k in settings if k in then or not k.startswith("data ")],
                    error=SteeringError)
     diff = settings_differences(then, {k: getattr(cfg, k) for k in INTERVALS}, INTERVALS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -1019,6 +1020,37 @@ def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_resc
         "is not a culture-steer run; pass --overwrite to start one there, or choose another --output\n")
     assert main(["--rescore", str(out), "--output", str(tmp_path / "r"), "--resume"]) == 2
     assert "--resume: no effect with --rescore" in capsys.readouterr().err
+
+
+def test_the_matrix_names_the_vsm13_items_it_answered_by_content(tiny_model, data_root, tmp_path, monkeypatch,
+                                                                  capsys):
+    """steering.json recorded the reference files it compared with by content, but not the VSM13 items the model
+    answered (checked on a resume, then dropped): it records them and the data root, steering.md says so, a rescore
+    keeps them, and a resume of the finished run compares them."""
+    from culture_tasks import steering
+    from culture_tasks.outputs import file_digest
+
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
+            "--target", "usa=persona", "--target", "china=persona", "--iters", "20"]
+    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
+    monkeypatch.setattr(steering, "survey_answers", _fake_answers)
+    assert main(args) == 0
+    result = json.loads((out / "steering.json").read_text())
+    items = file_digest(Path(data_root) / "vsm13" / "items.jsonl")
+    assert result["answered_data"] == {"vsm13/items.jsonl": items}
+    assert result["data_root"] == str(Path(data_root).resolve())
+    assert (f"Data root {Path(data_root).resolve()}: answered vsm13/items.jsonl {items}; compared with 1 reference "
+            "files, by content in steering.json.") in (out / "steering.md").read_text()
+    assert main(["--rescore", str(out), "--output", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "steering.json").read_text())
+    assert (again["answered_data"], again["data_root"]) == (result["answered_data"], result["data_root"])
+    capsys.readouterr()
+    result["answered_data"]["vsm13/items.jsonl"] = "sha256:0"  # as if answered on other items
+    (out / "steering.json").write_text(json.dumps(result))
+    monkeypatch.setattr(steering, "survey_answers", lambda *a: pytest.fail("answered a finished run"))
+    assert main([*args, "--resume"]) == 2
+    assert f"(data vsm13/items.jsonl: saved 'sha256:0', given '{items}')" in capsys.readouterr().err
 
 
 def test_answers_that_are_not_finite_drop_this_run_s_stored_answers_and_keep_earlier_ones(tiny_model, data_root,
