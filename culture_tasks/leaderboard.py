@@ -1202,7 +1202,7 @@ def _resampled_cell(value: float, low: float, high: float, units: int, unit: str
     """A mean's cell with its bootstrap interval over ``units`` resampling units, or why it has none: fewer than
     ``stats.MIN_ITEMS`` (one question of a WVS group, however many countries asked it, resamples to itself)."""
     if _finite(low) is not None and _finite(high) is not None:
-        return Cell(value, low, high)
+        return Cell(value, _finite(low), _finite(high))
     if units < stats.MIN_ITEMS:
         return Cell(value, interval_note=f"no interval: {units} {unit} in the per-sample logs, and a resample of "
                                          "one is itself")
@@ -1216,11 +1216,7 @@ def _logged_task_cell(run: Run, task: str, metric: str, value: float) -> Cell:
     if metric not in RESAMPLABLE or run.items(task, metric) is None:
         return Cell(value, interval_note="no interval: the result file reports none for this metric")
     items = [item for _, item, _ in run.items(task, metric).values()]
-    low, high = (_finite(x) for x in stats.bootstrap_ci(RESAMPLABLE[metric][0], items))
-    if low is None or high is None:
-        return Cell(value, interval_note="no interval: the result file reports none, and its per-sample log's "
-                                         "bootstrap is not a number")
-    return Cell(value, low, high)
+    return _resampled_cell(value, *stats.bootstrap_ci(RESAMPLABLE[metric][0], items), len(items), "document")
 
 
 def _min_items(metric: str) -> int:

@@ -2131,8 +2131,12 @@ def test_a_group_mean_over_one_question_says_why_it_has_no_interval(tmp_path, ca
         hib={"wvs": {"wvs_jsd": True}}, limit=1,
         n_samples={t: {"original": 40, "effective": 1} for t in ("wvs_usa", "wvs_china")})
     why = "no interval: 1 question in the per-sample logs, and a resample of one is itself"
-    group = _cell(_json(tmp_path), "one", "wvs", table="wvs: wvs_jsd (higher is better)")
+    data = _json(tmp_path)
+    group = _cell(data, "one", "wvs", table="wvs: wvs_jsd (higher is better)")
     assert (group["value"], group["ci_low"], group["ci_high"], group["interval_note"]) == (0.5, None, None, why)
+    # each country's own log of one document: it said "its per-sample log's bootstrap is not a number"
+    usa = _cell(data, "one", "wvs_usa", table="wvs: wvs_jsd (higher is better)")
+    assert usa["interval_note"] == "no interval: 1 document in the per-sample logs, and a resample of one is itself"
     assert main([str(tmp_path / "res")]) == 0
     assert f"| 0.5000 ({why}) |" in capsys.readouterr().out
 
