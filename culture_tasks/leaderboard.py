@@ -44,7 +44,7 @@ import json
 import math
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1193,9 +1193,15 @@ def make_cell(run: Run, column: Column) -> Cell | None:
         return _resampled_cell(value, low, high, len(questions), "question")
     if texts is not None:
         low, high = stats.bootstrap_ci(clustered_mean(column.metric), texts)
-        return _resampled_cell(value, low, high, len(texts), "text")
+        return _resampled_cell(value, low, high, _most_per_stratum(texts), "text per family of tasks")
     low, high = stats.bootstrap_ci(task_mean(column.metric), items)
-    return _resampled_cell(value, low, high, len(items), "document")
+    return _resampled_cell(value, low, high, _most_per_stratum(items), "document per task")
+
+
+def _most_per_stratum(items: list[tuple]) -> int:
+    """The most items of one stratum (a task, a family of tasks: an item's first field): with one in each, every
+    resample of a stratified mean is the run itself (``stats.enough_items``)."""
+    return max(Counter(item[0] for item in items).values(), default=0)
 
 
 def _resampled_cell(value: float, low: float, high: float, units: int, unit: str) -> Cell:

@@ -71,7 +71,8 @@ def min_items(aggregate: Callable) -> int:
 
 def enough_items(aggregate: Callable, items: Sequence) -> bool:
     """Whether ``items`` are enough for an interval of ``aggregate``: ``MIN_ITEMS`` in all, and for a
-    stratified aggregate (``TaskMean``) ``min_items`` of its per-stratum statistic in every stratum."""
+    stratified aggregate (``TaskMean``) ``min_items`` of its per-stratum statistic in every stratum and
+    ``MIN_ITEMS`` in some stratum (one item in each: every resample is the items themselves, as one item is)."""
     if len(items) < MIN_ITEMS:
         return False
     strata = getattr(aggregate, "strata", None)
@@ -80,7 +81,7 @@ def enough_items(aggregate: Callable, items: Sequence) -> bool:
     counts = defaultdict(int)
     for item in items:
         counts[strata(item)] += 1
-    return min(counts.values()) >= getattr(aggregate, "min_per_stratum", 1)
+    return min(counts.values()) >= getattr(aggregate, "min_per_stratum", 1) and max(counts.values()) >= MIN_ITEMS
 
 
 def _indices(aggregate: Callable, items: list, iters: int, seed: int) -> np.ndarray:

@@ -2141,6 +2141,20 @@ def test_a_group_mean_over_one_question_says_why_it_has_no_interval(tmp_path, ca
     assert f"| 0.5000 ({why}) |" in capsys.readouterr().out
 
 
+def test_a_group_mean_over_one_document_per_task_has_no_interval(tmp_path):
+    # --limit 1, the countries' first documents other questions: each task's one document is drawn again in every
+    # resample, so the group's mean 0.5 had the interval [0.5, 0.5], where each task alone has none
+    _result(tmp_path / "res", "/m/one", {}, extra={
+        "wvs": {"wvs_jsd,none": 0.5}, "wvs_usa": {"wvs_jsd,none": 0.4}, "wvs_china": {"wvs_jsd,none": 0.6}},
+        samples={"wvs_usa": [{"wvs_jsd": 0.4, "doc": {"q_id": "27"}}],
+                 "wvs_china": [{"wvs_jsd": 0.6, "doc": {"q_id": "28"}}]},
+        groups={"wvs": ["wvs_usa", "wvs_china"]}, hib={"wvs": {"wvs_jsd": True}}, limit=1,
+        n_samples={t: {"original": 40, "effective": 1} for t in ("wvs_usa", "wvs_china")})
+    group = _cell(_json(tmp_path), "one", "wvs", table="wvs: wvs_jsd (higher is better)")
+    assert (group["value"], group["ci_low"], group["ci_high"], group["interval_note"]) == (
+        0.5, None, None, "no interval: 1 document per task in the per-sample logs, and a resample of one is itself")
+
+
 def test_every_figure_names_a_partial_row_in_words(tmp_path, data_root):
     # a plot is also a PNG of its own (<report>_plots/), without the page's legend: a --limit row was marked there
     # by a bare † in the heatmap's row, the radar's and the bars' legends

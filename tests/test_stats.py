@@ -265,6 +265,18 @@ def test_task_mean_keeps_every_task_in_every_resample():
     assert stats.bootstrap_ci(task_mean, items) == (0.5, 0.5)
 
 
+def test_a_task_mean_over_one_document_per_task_has_no_interval():
+    # every resample draws each task's one document again: the mean 0.5 in all of them, an interval [0.5, 0.5] that
+    # read as certainty, where one task of one document has none; a second document in one task gives one
+    task_mean = stats.TaskMean(stats.mean)
+    assert task_mean([("t1", 0.4), ("t2", 0.6)]) == 0.5
+    assert all(np.isnan(stats.bootstrap_ci(task_mean, [("t1", 0.4), ("t2", 0.6)])))
+    assert not stats.enough_items(task_mean, [("t1", 0.4), ("t2", 0.6)])
+    assert stats.enough_items(task_mean, [("t1", 0.4), ("t2", 0.6), ("t2", 0.8)])
+    low, high = stats.bootstrap_ci(task_mean, [("t1", 0.4), ("t2", 0.6), ("t2", 0.8)])
+    assert (low, high) == (pytest.approx(0.5), pytest.approx(0.6))  # t1 0.4 fixed, t2's mean 0.6, 0.7 or 0.8
+
+
 def test_cluster_sums_and_mean_by_hand():
     # Q27 in two countries (0 and 1), Q28 in one (1), Q29 in two (1 and 1): sums 1, 1, 2 over 2, 1, 2 documents
     clusters = stats.cluster_sums(["27", "27", "28", "29", "29"], [0.0, 1.0, 1.0, 1.0, 1.0])
