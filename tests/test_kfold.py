@@ -528,6 +528,22 @@ def test_a_fold_of_one_question_says_why_its_numbers_have_no_interval():
     assert "[–" not in table
 
 
+def test_a_held_out_share_over_one_question_per_culture_says_why_it_has_no_interval():
+    """English's held-out gain 0.5 and German's 0 of in-sample gains 1: the share (0.5 + 0) / 2 / 1 = 0.25; every
+    resample draws each culture's one question again, so it has no interval, and the summary says why (it read
+    "0.25 (no interval)")."""
+    from trainers.kfold import _share, held_out_share
+
+    def question(held):
+        return {"q_id": "27", "task": "wvs_usa", "base": {"wvs_majority": 0.0}, "held_out": {"wvs_majority": held},
+                "in_sample": {"wvs_majority": 1.0}}
+
+    share = held_out_share([{"culture": "english", "per_question": [question(0.5)]},
+                            {"culture": "german", "per_question": [question(0.0)]}])
+    assert share["share"] == 0.25 and all(x != x for x in share["ci"])  # NaN
+    assert _share(share) == "0.25 (no interval: one question in each culture)"
+
+
 def test_a_majority_agreement_alike_in_every_document_has_the_exact_interval_of_its_questions():
     """Every resample of ten questions all 0 is 0: the percentile interval [0, 0] would read as certainty (Qwen's
     German folds 2 and 3 showed it). The exact interval of 0 of 10 is [0, 1 - 0.025^(1/10)] = [0, 0.30850]; of

@@ -867,8 +867,9 @@ def held_out_share(reports: list[dict], metric: str = "wvs_majority") -> dict:
                                lambda q: q["in_sample"][metric])
     share = HeldOutShare()
     value, nan = share(items), float("nan")
-    if not np.isfinite(value) or not stats.enough_items(share, items):
-        return {"share": value, "ci": [nan, nan], "undefined": None}
+    if not np.isfinite(value) or not stats.enough_items(share, items):  # one question in each culture
+        return {"share": value, "ci": [nan, nan], "undefined": None,
+                **({"why": "one question in each culture"} if np.isfinite(value) else {})}
     resamples = stats.bootstrap_statistics(share, items)
     undefined = float(np.isnan(resamples).mean())
     # a resample whose in-sample gain is not positive has no share: the percentile interval of the others is
@@ -918,7 +919,7 @@ def _share(share: dict) -> str:
     undefined = share.get("undefined")
     if undefined:  # a summary of an earlier version records none
         return f"{value:.2f} (no interval: the in-sample gain is not positive in {100 * undefined:.1f} % of resamples)"
-    return f"{value:.2f} (no interval)"
+    return f"{value:.2f} (no interval" + (f": {share['why']})" if share.get("why") else ")")
 
 
 def summary_markdown(summary: dict) -> str:
