@@ -10,9 +10,9 @@ answers the VSM13 survey, and WVS where available, through the lm-eval tasks the
 (``aligners.scoring.TaskScorer``: the numbers are lm-eval's); the plain model is always scored too,
 as the off-target control. Written: steering.json (profiles, N x N matrices, rank metrics with
 intervals, the change of every distance relative to the plain model, the reference files and the VSM13
-items answered by content, the data root), steering.md, steering.png. Each model's answers are stored as soon as they are computed, with
-what answered them (the settings, the model's and each checkpoint's fingerprint, the data files by
-content), in steering.partial.json, which is removed once the three files are written: ``--resume``
+items answered by content, the data root), steering.md, steering.png. Each model's answers are stored as soon
+as they are computed, with what answered them (the settings, the model's and each checkpoint's fingerprint, the
+data files by content), in steering.partial.json, which is removed once the three files are written: ``--resume``
 continues a killed run, reusing the stored answers and computing the rest (with other settings,
 another model or checkpoint content or other data, it is an error naming the difference), and ends
 with the files an uninterrupted run writes; a folder holding a killed run's answers is refused without
