@@ -988,8 +988,8 @@ def test_a_killed_half_precision_run_is_not_resumed_in_float32(tiny_model, data_
     assert main([*args, "--overwrite"]) == 0 and calls == ["usa:plain", "usa:persona", "china:persona"]
 
 
-def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_rescore(tiny_model, data_root, tmp_path,
-                                                                                    monkeypatch, capsys):
+def _finished_fake_run(tiny_model, data_root, tmp_path, monkeypatch) -> tuple[Path, list[str]]:
+    """A finished two-country run on fake answers (no model loads): its output folder and command line."""
     from culture_tasks import steering
 
     out = tmp_path / "run"
@@ -998,6 +998,14 @@ def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_resc
     monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
     monkeypatch.setattr(steering, "survey_answers", _fake_answers)
     assert main(args) == 0
+    return out, args
+
+
+def test_resume_of_a_finished_run_does_nothing_and_other_intervals_point_to_rescore(tiny_model, data_root, tmp_path,
+                                                                                    monkeypatch, capsys):
+    from culture_tasks import steering
+
+    out, args = _finished_fake_run(tiny_model, data_root, tmp_path, monkeypatch)
     capsys.readouterr()
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(files) == ["steering.json", "steering.md", "steering.png"]
@@ -1030,12 +1038,7 @@ def test_the_matrix_names_the_vsm13_items_it_answered_by_content(tiny_model, dat
     from culture_tasks import steering
     from culture_tasks.outputs import file_digest
 
-    out = tmp_path / "run"
-    args = ["--model", str(tiny_model), "--output", str(out), "--data-dir", str(data_root), "--no-wvs",
-            "--target", "usa=persona", "--target", "china=persona", "--iters", "20"]
-    monkeypatch.setattr(steering, "_load_lm", lambda *a, **k: None)
-    monkeypatch.setattr(steering, "survey_answers", _fake_answers)
-    assert main(args) == 0
+    out, args = _finished_fake_run(tiny_model, data_root, tmp_path, monkeypatch)
     result = json.loads((out / "steering.json").read_text())
     items = file_digest(Path(data_root) / "vsm13" / "items.jsonl")
     assert result["answered_data"] == {"vsm13/items.jsonl": items}
