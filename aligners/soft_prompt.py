@@ -109,8 +109,9 @@ def check_prompt_tuning_fits(model_config) -> None:
     from peft import PromptTuningConfig, TaskType
     from peft.utils import _prepare_prompt_learning_config
 
+    # as a dict: peft before 0.22 reads the config by key only
     _prepare_prompt_learning_config(PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=1, token_dim=1),
-                                    model_config)
+                                    model_config.to_dict())
 
 
 def save_prompt_tuning_adapter(model, prompt: torch.Tensor, output_dir, base_model: str, *, init: str,
