@@ -867,7 +867,7 @@ def test_one_regular_expression_on_the_command_line_adapts_the_layers_it_matches
     from transformers import AutoModelForCausalLM
 
     from trainers.cli import parser
-    from trainers.lora import check_adapter_fits, lora_config
+    from trainers.lora import check_target_modules, lora_config
 
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]})
@@ -876,7 +876,7 @@ def test_one_regular_expression_on_the_command_line_adapts_the_layers_it_matches
     def adapted(value):
         (cfg,) = parser("lora").parse(["--model", str(tiny_model), "--data", str(data), "--output",
                                        str(tmp_path / "o"), "--target-modules", value])
-        check_adapter_fits(cfg)
+        check_target_modules(cfg)
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora_config(cfg))
         return cfg.target_modules, sorted({n.split(".lora_A")[0].rsplit(".", 1)[1]
                                            for n, _ in model.named_parameters() if ".lora_A" in n})

@@ -48,7 +48,7 @@ from culture_tasks.prompts import LETTERS
 from culture_tasks.survey.wvs import load_questions
 from trainers.cultures import CULTURE_COUNTRIES, ONE, culture_key
 from trainers.lora import (CHECKPOINTS, LATER_SETTINGS, RUN_SETTINGS, LoraTrainConfig, TrainingError,
-                           adapter_problem, asked_with_persona, check_adapter_fits, encode_for, global_batch,
+                           adapter_problem, asked_with_persona, check_target_modules, encode_for, global_batch,
                            harness_encoder, load_tokenizer, read_examples, row_cultures, run_settings, system_messages,
                            uses_chat)
 from trainers.questions import normalise, seed_wordings
@@ -1034,7 +1034,7 @@ def run_kfold(cfg: KFoldConfig) -> dict:
     chat = _check_fold_examples(cfg, rows, folds)
     settings = defining_settings(cfg)
     settings["survey_sha256"] = survey_digests([c for _, c in tasks], cfg.data_dir)
-    check_adapter_fits(cfg)
+    check_target_modules(cfg)
     warn_half_precision(cfg.eval_dtype, "--eval-dtype")  # once for every scoring of the run, as other commands warn
     with contextlib.ExitStack() as locks:
         locks.enter_context(OutputLock.for_folder(out, TrainingError))

@@ -714,7 +714,7 @@ def load_tokenizer(cfg: LoraTrainConfig):
                             "its tokenizer files") from None
 
 
-def check_adapter_fits(cfg: LoraTrainConfig) -> None:
+def check_target_modules(cfg: LoraTrainConfig) -> None:
     """peft matches --target-modules against the model's layers only when it wraps the model: done
     here on an empty copy built from the model's config (no weights), so that a misspelt module
     stops the run before the weights load and before an old output is replaced. So does a transformers whose
@@ -880,7 +880,7 @@ def _trainer_class():
             super()._save_checkpoint(model, trial)
 
     # an override of a hook this Trainer lacks would never run (transformers 4 trains in _inner_training_loop,
-    # with tr_loss a local): refused instead of a run that silently differs (check_adapter_fits asks first)
+    # with tr_loss a local): refused instead of a run that silently differs (check_target_modules asks first)
     hooks = {name for name in vars(LossCarryingTrainer) if name.startswith("_") and not name.startswith("__")}
     missing = sorted(name for name in hooks | {"_get_output_dir"} if not callable(getattr(Trainer, name, None)))
     if missing:
@@ -1003,7 +1003,7 @@ def train(cfg: LoraTrainConfig) -> dict:
     rows = read_examples(cfg.data)
     data_root = scoring_data_root(cfg)
     settings = run_settings(cfg)
-    check_adapter_fits(cfg)
+    check_target_modules(cfg)
     with OutputLock.for_folder(out, TrainingError):
         mode, resume_from = _prepare_output(out, cfg, settings)
         return _train(cfg, out, rows, resume_from, lambda: _start_run(out, mode, settings), data_root)
